@@ -1,0 +1,295 @@
+"""The workloads as data: parameters per size, the metrics they report, and the targets.
+
+Pure: no I/O, no clock. ``_cli.py`` turns a selection into runs; ``_workloads.py`` holds the
+code each run executes; ``_report.py`` formats what came back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Size = Literal["quick", "default", "full"]
+SYSTEMS = ("dask", "shoal")
+SYSTEM_TITLES = {"dask": "dask.distributed", "shoal": "shoal", "numpy": "numpy alone"}
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A goal for shoal's figure: ``value op bound``."""
+
+    op: Literal[">=", "<="]
+    bound: float
+
+    def met_by(self, value: float) -> bool:
+        return value >= self.bound if self.op == ">=" else value <= self.bound
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """One figure a workload reports.
+
+    ``compare`` is False for figures that describe the run rather than measure a speed (such as
+    the number of evaluations); they get no ratio.
+    """
+
+    key: str
+    label: str
+    unit: str
+    higher_is_better: bool
+    target: Target | None = None
+    compare: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One run of a workload on one system; its metrics are stored under ``prefix + key``."""
+
+    prefix: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One subprocess: ``workload`` on ``system`` with ``params``."""
+
+    workload: str
+    system: str
+    params: Mapping[str, Any]
+    prefix: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    name: str
+    title: str
+    issue: int
+    metrics: tuple[Metric, ...]
+    sizes: Mapping[str, Mapping[str, Any]]
+    timeout_s: float
+    method: str
+    systems: tuple[str, ...] = SYSTEMS
+    variants: tuple[Variant, ...] = (Variant(),)
+    references: tuple[Metric, ...] = ()
+    derive: Callable[[dict[str, float]], dict[str, float]] | None = None
+
+    def params(self, size: Size) -> dict[str, Any]:
+        """Parameters for ``size``; a size the workload does not define falls back to default."""
+        return dict(self.sizes.get(size, self.sizes["default"]))
+
+
+def rosenbrock_evaluations(scale: float = 5.0, factor: float = 0.99, stop: float = 0.001) -> int:
+    """How many results the seed's loop consumes before ``scale < stop`` breaks it.
+
+    Replays the loop's own float arithmetic (``scale *= factor`` once per result), so the count
+    is exact rather than a logarithm rounded one way or the other.
+    """
+    if not 0 < factor < 1:
+        raise ValueError(f"factor must be in (0, 1) for the loop to stop, got {factor}")
+    count = 0
+    while True:
+        count += 1
+        scale *= factor
+        if scale < stop:
+            return count
+
+
+def rosenbrock_ideal_seconds(
+    evaluations: int, in_flight: int, slots: int, task_seconds: float
+) -> float:
+    """The slot-bound ideal wall time of the seed's loop.
+
+    At most ``min(in_flight, slots)`` evaluations run at once and each takes ``task_seconds``,
+    so with zero overhead they complete in waves of that many: the last of ``evaluations``
+    results cannot arrive before ``ceil(evaluations / min(in_flight, slots)) * task_seconds``.
+    With 10 in flight over 8 slots, 2 tasks always wait in the queue, so all 8 slots stay busy
+    and this bound is reachable.
+    """
+    parallel = min(in_flight, slots)
+    if evaluations < 0 or parallel < 1:
+        raise ValueError(f"need evaluations >= 0 and a slot, got {evaluations=} {parallel=}")
+    return math.ceil(evaluations / parallel) * task_seconds
+
+
+def _dashboard_ratio(metrics: dict[str, float]) -> dict[str, float]:
+    if "on_tasks_per_s" in metrics and "off_tasks_per_s" in metrics:
+        return {"on_over_off": metrics["on_tasks_per_s"] / metrics["off_tasks_per_s"]}
+    return {}
+
+
+_PERSIST_MB_PER_S_FROM_HDF5 = 2e8 * 4 / 0.5 / 1e9  # issue 3: 0.5 s for N = 2e8 float32
+
+_THROUGHPUT_SIZES = {"quick": {"n_tasks": 2_000}, "default": {"n_tasks": 20_000}}
+
+WORKLOADS: dict[str, Workload] = {
+    w.name: w
+    for w in [
+        Workload(
+            name="throughput",
+            title="map + gather of no-op tasks",
+            issue=2,
+            metrics=(
+                Metric("tasks_per_s", "tasks/s", "tasks/s", True, Target(">=", 20_000)),
+                Metric("seconds", "wall time", "s", False),
+            ),
+            sizes=_THROUGHPUT_SIZES,
+            timeout_s=600,
+            method="`client.map(noop, range(n))` then `client.gather`, after a 200-task warm-up; "
+            "2 workers x 1 thread.",
+        ),
+        Workload(
+            name="latency",
+            title="sequential submit().result() round trips",
+            issue=2,
+            metrics=(
+                Metric("median_ms", "median round trip", "ms", False, Target("<=", 0.5)),
+                Metric("p99_ms", "p99 round trip", "ms", False),
+            ),
+            sizes={"quick": {"n": 100, "warmup": 20}, "default": {"n": 300, "warmup": 30}},
+            timeout_s=300,
+            method="`client.submit(inc, i, pure=False).result()` one after another, after a "
+            "warm-up; 2 workers x 1 thread.",
+        ),
+        Workload(
+            name="tree",
+            title="pairwise reduction tree built from futures",
+            issue=2,
+            metrics=(
+                Metric("tasks_per_s", "tasks/s", "tasks/s", True, Target(">=", 10_000)),
+                Metric("seconds", "wall time", "s", False),
+                Metric("tasks", "tasks", "", True, compare=False),
+            ),
+            sizes={"quick": {"leaves": 512}, "default": {"leaves": 2048}},
+            timeout_s=600,
+            method="`client.map(inc, range(leaves))`, then `client.submit(add, a, b)` pairwise "
+            "level by level down to one future; timed from the first submit to the root's "
+            "`result()`; 2 workers x 1 thread.",
+        ),
+        Workload(
+            name="persist",
+            title="the seed's persist: sum of an HDF5 array before and after persist",
+            issue=3,
+            metrics=(
+                Metric("before_s", "sum from HDF5", "s", False),
+                Metric(
+                    "before_gbps",
+                    "sum from HDF5",
+                    "GB/s",
+                    True,
+                    Target(">=", _PERSIST_MB_PER_S_FROM_HDF5),
+                ),
+                Metric("persist_s", "persist + wait", "s", False),
+                Metric("after_s", "sum after persist", "s", False),
+                Metric("after_gbps", "sum after persist", "GB/s", True, Target(">=", 6.0)),
+            ),
+            sizes={
+                "quick": {"n": 20_000_000, "chunk": 1_000_000},
+                "default": {"n": 200_000_000, "chunk": 1_000_000},
+                "full": {"n": 1_000_000_000, "chunk": 1_000_000},
+            },
+            timeout_s=900,
+            method="HDF5 file of N exponential float32 (written once per run, shared by both "
+            "systems), `da.from_array(dset, chunks=(1_000_000,))`; `x.sum().compute()` once "
+            "untimed (page cache, imports), then best of 2 timed; `client.persist(x)` + `wait`; "
+            "then best of 3 sums after persist. GB/s = 4N bytes / seconds. The HDF5 target is "
+            "issue 3's 0.5 s at N = 2e8, i.e. 1.6 GB/s. 2 workers x 1 thread.",
+            references=(Metric("numpy_gbps", "numpy `a.sum()` in memory", "GB/s", True),),
+        ),
+        Workload(
+            name="rosenbrock",
+            title="the seed's as_completed search (0.1 s tasks, 10 in flight)",
+            issue=6,
+            metrics=(
+                Metric(
+                    "wall_over_ideal", "wall / slot-bound ideal", "x", False, Target("<=", 1.01)
+                ),
+                Metric("wall_s", "wall time", "s", False),
+                Metric("ideal_s", "slot-bound ideal", "s", False, compare=False),
+                Metric("evaluations", "evaluations", "", True, compare=False),
+            ),
+            sizes={
+                "quick": {"stop": 1.8, "delay": 0.1, "in_flight": 10, "seed": 0},
+                "default": {"stop": 0.001, "delay": 0.1, "in_flight": 10, "seed": 0},
+            },
+            timeout_s=300,
+            method="The seed's loop as written (scale 5, `scale *= 0.99` per result, break when "
+            "`scale < stop`; the default stop 0.001 gives exactly "
+            f"{rosenbrock_evaluations()} evaluations), `random.Random(0)` for the points, "
+            "timed from the first submit to the break; 4 workers x 2 threads = 8 slots. "
+            "Ideal = ceil(evaluations / min(10 in flight, 8 slots)) x 0.1 s "
+            f"(= {rosenbrock_ideal_seconds(rosenbrock_evaluations(), 10, 8, 0.1):.1f} s by default): "
+            "with 2 tasks always queued the 8 slots never idle, so results arrive in waves of 8.",
+        ),
+        Workload(
+            name="transfer",
+            title="worker-to-worker transfer of a 200 MB array",
+            issue=6,
+            metrics=(
+                Metric("gbps", "transfer", "GB/s", True, Target(">=", 4.0)),
+                Metric("seconds", "transfer time", "s", False),
+            ),
+            sizes={"default": {"mb": 200, "reps": 3}},
+            timeout_s=300,
+            method="`client.submit(np.ones, n, workers=[a], pure=False)` and `wait`, then time "
+            "`client.submit(nbytes, x, workers=[b]).result()`; a fresh array each repetition, "
+            "best of 3; 2 workers x 1 thread.",
+        ),
+        Workload(
+            name="startup",
+            title="Client(n_workers=2) to ready, and close",
+            issue=6,
+            metrics=(
+                Metric("total_s", "start + close", "s", False, Target("<=", 0.3)),
+                Metric("ready_s", "start to ready", "s", False),
+                Metric("close_s", "close", "s", False),
+            ),
+            sizes={"default": {"reps": 3}},
+            timeout_s=300,
+            method="`Client(n_workers=2, dashboard_address=None)`, ready = the constructor "
+            "returned and one `submit(inc, 1).result()` came back; then `client.close()`; "
+            "median of 3 in one process (imports done before timing).",
+        ),
+        Workload(
+            name="dashboard",
+            title="throughput with a browser on the dashboard (shoal only)",
+            issue=5,
+            metrics=(
+                Metric("off_tasks_per_s", "tasks/s, dashboard off", "tasks/s", True),
+                Metric("on_tasks_per_s", "tasks/s, chromium on /status", "tasks/s", True),
+                Metric("on_over_off", "on / off", "x", True, Target(">=", 0.95)),
+            ),
+            sizes=_THROUGHPUT_SIZES,
+            timeout_s=600,
+            method="The throughput workload on shoal twice, each in its own process: "
+            "`dashboard_address=None`, then `dashboard_address=':0'` with headless "
+            "/usr/bin/chromium (Playwright) open on `client.dashboard_link` throughout.",
+            systems=("shoal",),
+            variants=(
+                Variant("off_", {"dashboard": False}),
+                Variant("on_", {"dashboard": True}),
+            ),
+            derive=_dashboard_ratio,
+        ),
+    ]
+}
+
+
+def plan(names: list[str], size: Size, systems: tuple[str, ...]) -> list[Run]:
+    """The subprocess runs for ``names`` on ``systems``, in order; dask first in each workload.
+
+    Reference runs (numpy alone) are added whenever their workload is selected.
+    """
+    runs: list[Run] = []
+    for name in names:
+        workload = WORKLOADS[name]
+        base = workload.params(size)
+        for system in SYSTEMS:
+            if system not in systems or system not in workload.systems:
+                continue
+            for variant in workload.variants:
+                runs.append(Run(name, system, {**base, **variant.params}, variant.prefix))
+        if workload.references:
+            runs.append(Run(name, "numpy", base))
+    return runs

@@ -1,0 +1,35 @@
+"""Task functions shipped to the workers.
+
+They live in an importable module (the parent puts the repository on ``PYTHONPATH``) so both
+systems pickle them by reference, the way a user's library functions travel.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+def noop(x: Any) -> None:
+    """Do nothing: the task cost is pure scheduling overhead."""
+    return None
+
+
+def inc(x: int) -> int:
+    return x + 1
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def nbytes(array: Any) -> int:
+    """Return the size of an array; used to pull a dependency onto another worker."""
+    return int(array.nbytes)
+
+
+def rosenbrock(point: tuple[float, float], delay: float = 0.1) -> tuple[tuple[float, float], float]:
+    """The seed's Rosenbrock evaluation: sleep ``delay`` seconds, then score the point."""
+    time.sleep(delay)
+    score = (1 - point[0]) ** 2 + 2 * (point[1] - point[0] ** 2) ** 2
+    return point, score

@@ -1,0 +1,274 @@
+"""The workload bodies, written once against the futures API shoal shares with dask.distributed.
+
+Each function takes an ``Api`` (``Client``, ``as_completed``, ``wait`` from either package) and
+its parameters from ``_spec.py``, runs in a fresh subprocess, and returns metric name -> figure.
+Results are checked, so a wrong answer is an error, never a fast figure.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+from benchmarks import _tasks
+from benchmarks._spec import rosenbrock_ideal_seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Api:
+    name: str
+    Client: Any
+    as_completed: Any
+    wait: Any
+
+
+def load_api(system: str) -> Api:
+    """The common API from ``shoal`` or ``distributed``."""
+    if system == "shoal":
+        import shoal as mod
+    elif system == "dask":
+        import distributed as mod  # type: ignore[no-redef]
+    else:
+        raise ValueError(f"unknown system {system!r}: expected 'shoal' or 'dask'")
+    return Api(system, mod.Client, mod.as_completed, mod.wait)
+
+
+def _client(api: Api, **kwargs: Any) -> Any:
+    """A client on a new local cluster: 2 worker processes x 1 thread, no dashboard, by default."""
+    kwargs.setdefault("n_workers", 2)
+    kwargs.setdefault("threads_per_worker", 1)
+    kwargs.setdefault("processes", True)
+    kwargs.setdefault("dashboard_address", None)
+    return api.Client(**kwargs)
+
+
+def _worker_addresses(client: Any) -> list[str]:
+    """Worker addresses, sorted; via ``scheduler_info()`` or, failing that, ``nthreads()``."""
+    try:
+        return sorted(client.scheduler_info()["workers"])
+    except (AttributeError, KeyError, TypeError):
+        return sorted(client.nthreads())
+
+
+def throughput(api: Api, n_tasks: int, dashboard: bool = False) -> dict[str, float]:
+    """``client.map(noop, range(n))`` + gather; optionally with chromium on the dashboard."""
+    address = ":0" if dashboard else None
+    with _client(api, dashboard_address=address) as client:
+        browser: AbstractContextManager[Any] = nullcontext()
+        if dashboard:
+            from benchmarks._browser import open_page
+
+            browser = open_page(client.dashboard_link)
+        with browser:
+            warm = client.map(_tasks.noop, range(-200, 0))
+            client.gather(warm)
+            del warm
+            start = time.perf_counter()
+            futures = client.map(_tasks.noop, range(n_tasks))
+            results = client.gather(futures)
+            seconds = time.perf_counter() - start
+    if len(results) != n_tasks or any(r is not None for r in results):
+        raise AssertionError(f"gather returned {len(results)} results, not {n_tasks} Nones")
+    return {"tasks_per_s": n_tasks / seconds, "seconds": seconds}
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def latency(api: Api, n: int, warmup: int) -> dict[str, float]:
+    """Sequential ``submit(inc, i, pure=False).result()`` round trips."""
+    times = []
+    with _client(api) as client:
+        for i in range(warmup):
+            client.submit(_tasks.inc, i, pure=False).result()
+        for i in range(n):
+            start = time.perf_counter()
+            value = client.submit(_tasks.inc, i, pure=False).result()
+            times.append(time.perf_counter() - start)
+            if value != i + 1:
+                raise AssertionError(f"inc({i}) returned {value!r}")
+    return {
+        "median_ms": statistics.median(times) * 1e3,
+        "p99_ms": _percentile(times, 0.99) * 1e3,
+    }
+
+
+def tree(api: Api, leaves: int) -> dict[str, float]:
+    """A pairwise ``add`` reduction over ``map(inc)`` leaves, built from futures."""
+    with _client(api) as client:
+        client.gather(client.map(_tasks.inc, range(-50, 0)))
+        start = time.perf_counter()
+        level = client.map(_tasks.inc, range(leaves))
+        tasks = len(level)
+        while len(level) > 1:
+            pairs = [
+                client.submit(_tasks.add, a, b)
+                for a, b in zip(level[::2], level[1::2], strict=False)
+            ]
+            tasks += len(pairs)
+            level = pairs + level[len(pairs) * 2 :]
+        total = level[0].result()
+        seconds = time.perf_counter() - start
+    expected = sum(range(1, leaves + 1))
+    if total != expected:
+        raise AssertionError(f"tree sum is {total!r}, expected {expected}")
+    return {"tasks_per_s": tasks / seconds, "seconds": seconds, "tasks": float(tasks)}
+
+
+def _best_of(repeats: int, fn: Callable[[], Any]) -> tuple[float, Any]:
+    best, value = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        value = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, value
+
+
+def persist(api: Api, n: int, chunk: int, path: str) -> dict[str, float]:
+    """The seed's persist section on the HDF5 file at ``path``."""
+    import dask.array as da
+    import h5py
+
+    nbytes = 4 * n
+    with h5py.File(path, mode="r") as f, _client(api) as client:
+        x = da.from_array(f["/x"], chunks=(chunk,))
+        reference = float(x.sum().compute())
+        before_s, before = _best_of(2, lambda: x.sum().compute())
+        start = time.perf_counter()
+        xp = client.persist(x)
+        api.wait(xp)
+        persist_s = time.perf_counter() - start
+        after_s, after = _best_of(3, lambda: xp.sum().compute())
+    for label, value in (("before persist", before), ("after persist", after)):
+        if abs(float(value) - reference) > 1e-3 * abs(reference):
+            raise AssertionError(f"sum {label} is {value!r}, the first sum was {reference!r}")
+    return {
+        "before_s": before_s,
+        "before_gbps": nbytes / before_s / 1e9,
+        "persist_s": persist_s,
+        "after_s": after_s,
+        "after_gbps": nbytes / after_s / 1e9,
+    }
+
+
+def numpy_sum(n: int, chunk: int, path: str) -> dict[str, float]:
+    """Reference: numpy's ``a.sum()`` on the same array held in memory, one core, best of 3."""
+    import h5py
+
+    with h5py.File(path, mode="r") as f:
+        array = f["/x"][:]
+    seconds, _ = _best_of(3, array.sum)
+    return {"numpy_gbps": array.nbytes / seconds / 1e9}
+
+
+def rosenbrock(api: Api, stop: float, delay: float, in_flight: int, seed: int) -> dict[str, float]:
+    """The seed's asynchronous search: ``as_completed`` with ``add`` of a new point per result."""
+    uniform = random.Random(seed).uniform
+    workers, threads = 4, 2
+    slots = workers * threads
+    with _client(api, n_workers=workers, threads_per_worker=threads) as client:
+        client.gather(client.map(_tasks.inc, range(-4 * slots, 0)))
+        scale = 5.0
+        best_point, best_score = (0.0, 0.0), float("inf")
+        startx = [uniform(-scale, scale) for _ in range(in_flight)]
+        starty = [uniform(-scale, scale) for _ in range(in_flight)]
+        evaluations = 0
+        start = time.perf_counter()
+        futures = [
+            client.submit(_tasks.rosenbrock, (x, y), delay)
+            for x, y in zip(startx, starty, strict=True)
+        ]
+        iterator = api.as_completed(futures)
+        for res in iterator:
+            point, score = res.result()
+            evaluations += 1
+            if score < best_score:
+                best_score, best_point = score, point
+            x, y = best_point
+            new_point = (x + uniform(-scale, scale), y + uniform(-scale, scale))
+            iterator.add(client.submit(_tasks.rosenbrock, new_point, delay))
+            scale *= 0.99
+            if scale < stop:
+                break
+        wall = time.perf_counter() - start
+    ideal = rosenbrock_ideal_seconds(evaluations, in_flight, slots, delay)
+    return {
+        "wall_over_ideal": wall / ideal,
+        "wall_s": wall,
+        "ideal_s": ideal,
+        "evaluations": float(evaluations),
+    }
+
+
+def transfer(api: Api, mb: int, reps: int) -> dict[str, float]:
+    """Worker-to-worker fetch of an ``mb`` MB float64 array, best of ``reps``."""
+    import numpy as np
+
+    n = mb * 1_000_000 // 8
+    times = []
+    with _client(api) as client:
+        addresses = _worker_addresses(client)
+        if len(addresses) < 2:
+            raise RuntimeError(f"need 2 workers to transfer between, found {addresses}")
+        a, b = addresses[:2]
+        small = client.submit(np.ones, 10, workers=[a], pure=False)
+        client.submit(_tasks.nbytes, small, workers=[b], pure=False).result()
+        del small
+        for _ in range(reps):
+            source = client.submit(np.ones, n, workers=[a], pure=False)
+            api.wait([source])
+            start = time.perf_counter()
+            got = client.submit(_tasks.nbytes, source, workers=[b], pure=False).result()
+            times.append(time.perf_counter() - start)
+            if got != n * 8:
+                raise AssertionError(f"worker {b} saw {got} bytes, expected {n * 8}")
+            del source
+    seconds = min(times)
+    return {"gbps": n * 8 / seconds / 1e9, "seconds": seconds}
+
+
+def startup(api: Api, reps: int) -> dict[str, float]:
+    """``Client(n_workers=2)`` to ready (constructor + one task back), then ``close()``."""
+    ready, close = [], []
+    for _ in range(reps):
+        start = time.perf_counter()
+        client = api.Client(n_workers=2, dashboard_address=None)
+        try:
+            if client.submit(_tasks.inc, 1, pure=False).result() != 2:
+                raise AssertionError("inc(1) did not return 2")
+            ready.append(time.perf_counter() - start)
+        finally:
+            start = time.perf_counter()
+            client.close()
+            close.append(time.perf_counter() - start)
+    totals = [r + c for r, c in zip(ready, close, strict=True)]
+    return {
+        "total_s": statistics.median(totals),
+        "ready_s": statistics.median(ready),
+        "close_s": statistics.median(close),
+    }
+
+
+def dashboard(api: Api, n_tasks: int, dashboard: bool) -> dict[str, float]:
+    """The throughput workload, with the dashboard off, or on with chromium watching it."""
+    return throughput(api, n_tasks, dashboard=dashboard)
+
+
+CLUSTER_WORKLOADS: dict[str, Callable[..., dict[str, float]]] = {
+    "throughput": throughput,
+    "latency": latency,
+    "tree": tree,
+    "persist": persist,
+    "rosenbrock": rosenbrock,
+    "transfer": transfer,
+    "startup": startup,
+    "dashboard": dashboard,
+}
+REFERENCE_WORKLOADS: dict[str, Callable[..., dict[str, float]]] = {"persist": numpy_sum}

@@ -1,0 +1,183 @@
+"""The benchmark harness's pure parts: arguments, plans, ratios, targets, tables. Nothing timed."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+# benchmarks/ is a top-level package of the repository, not part of the installed shoal.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from benchmarks._cli import parse_args  # noqa: E402
+from benchmarks._report import (  # noqa: E402
+    HEADER,
+    Outcome,
+    format_speedup,
+    format_value,
+    markdown_table,
+    one_line,
+    results_markdown,
+    speedup,
+    table_rows,
+    verdict,
+)
+from benchmarks._spec import (  # noqa: E402
+    WORKLOADS,
+    Metric,
+    Target,
+    plan,
+    rosenbrock_evaluations,
+    rosenbrock_ideal_seconds,
+)
+
+
+def test_no_arguments_selects_every_workload_on_both_systems() -> None:
+    args = parse_args([])
+    assert args.workloads == list(WORKLOADS)
+    assert args.systems == ("dask", "shoal")
+    assert args.size == "default"
+
+
+def test_chosen_workloads_keep_order_and_drop_repeats() -> None:
+    args = parse_args(["throughput", "latency", "throughput", "--quick", "--only", "shoal"])
+    assert args.workloads == ["throughput", "latency"]
+    assert args.systems == ("shoal",)
+    assert args.size == "quick"
+
+
+def test_unknown_workload_exits_naming_the_valid_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["thruput"])
+    err = capsys.readouterr().err
+    assert "unknown workload(s) thruput" in err
+    assert "throughput" in err
+
+
+def test_quick_and_full_are_exclusive() -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--quick", "--full"])
+
+
+def test_plan_runs_dask_then_shoal_and_adds_the_numpy_reference() -> None:
+    runs = plan(["persist"], "full", ("dask", "shoal"))
+    assert [r.system for r in runs] == ["dask", "shoal", "numpy"]
+    assert all(r.params["n"] == 1_000_000_000 for r in runs)
+
+
+def test_plan_dashboard_is_shoal_only_with_two_variants() -> None:
+    assert plan(["dashboard"], "quick", ("dask",)) == []
+    runs = plan(["dashboard"], "quick", ("dask", "shoal"))
+    assert [(r.system, r.prefix, r.params["dashboard"]) for r in runs] == [
+        ("shoal", "off_", False),
+        ("shoal", "on_", True),
+    ]
+
+
+def test_size_without_its_own_parameters_falls_back_to_default() -> None:
+    assert WORKLOADS["throughput"].params("full") == {"n_tasks": 20_000}
+    assert WORKLOADS["throughput"].params("quick") == {"n_tasks": 2_000}
+
+
+def test_speedup_direction_depends_on_the_metric() -> None:
+    assert speedup(20_000, 400, higher_is_better=True) == 50
+    assert speedup(0.5, 12.0, higher_is_better=False) == 24
+    assert speedup(None, 400, higher_is_better=True) is None
+    assert speedup(1.0, 0.0, higher_is_better=True) is None
+
+
+def test_rosenbrock_count_replays_the_seed_loop() -> None:
+    assert rosenbrock_evaluations() == 848
+    assert rosenbrock_evaluations(stop=1.8) == 102
+    with pytest.raises(ValueError, match="factor"):
+        rosenbrock_evaluations(factor=1.0)
+
+
+def test_rosenbrock_ideal_is_bound_by_the_fewer_of_slots_and_in_flight() -> None:
+    assert rosenbrock_ideal_seconds(848, 10, 8, 0.1) == pytest.approx(10.6)
+    assert rosenbrock_ideal_seconds(102, 10, 8, 0.1) == pytest.approx(1.3)  # 13 waves of 8
+    assert rosenbrock_ideal_seconds(100, 4, 8, 0.1) == pytest.approx(2.5)
+
+
+def test_format_value_keeps_about_three_digits() -> None:
+    assert format_value(20412.7, "tasks/s") == "20,413 tasks/s"
+    assert format_value(848.0) == "848"
+    assert format_value(0.41234, "ms") == "0.412 ms"
+    assert format_value(11.73, "ms") == "11.7 ms"
+    assert format_value(1.234, "s") == "1.23 s"
+    assert format_speedup(52.31) == "52.3x"
+    assert format_speedup(0.8) == "0.80x"
+    assert format_speedup(None) == "—"
+
+
+def test_verdict_against_target() -> None:
+    metric = Metric("median_ms", "median", "ms", False, Target("<=", 0.5))
+    assert verdict(metric, 0.4) == "pass"
+    assert verdict(metric, 0.6) == "FAIL"
+    assert verdict(metric, None) == "—"
+    assert verdict(Metric("p99_ms", "p99", "ms", False), 3.0) == ""
+
+
+def test_table_rows_show_figures_ratio_and_errors() -> None:
+    outcomes = {
+        ("latency", "dask"): Outcome(metrics={"median_ms": 12.0, "p99_ms": 20.0}),
+        ("latency", "shoal"): Outcome(errors=["RuntimeError: scheduler\nnot | ready"]),
+    }
+    rows = table_rows([WORKLOADS["latency"]], outcomes)
+    assert rows[0] == [
+        "latency",
+        "median round trip",
+        "12.0 ms",
+        "error: RuntimeError: scheduler not / ready",
+        "—",
+        "≤ 0.5 ms",
+        "—",
+    ]
+    assert rows[1][3] == "error"
+
+
+def test_table_rows_for_a_shoal_only_workload() -> None:
+    outcome = Outcome(metrics={"off_tasks_per_s": 20_000.0})
+    outcome.skipped.append("chromium is not installed")
+    rows = table_rows([WORKLOADS["dashboard"]], {("dashboard", "shoal"): outcome})
+    assert [r[2] for r in rows] == ["n/a", "n/a", "n/a"]
+    assert rows[0][3] == "20,000 tasks/s"
+    assert rows[1][3] == "not run"
+    assert rows[0][4] == ""
+
+
+def test_absorb_prefixes_a_variant_metrics() -> None:
+    merged = Outcome()
+    merged.absorb(Outcome(metrics={"tasks_per_s": 100.0}), "off_")
+    merged.absorb(Outcome(metrics={"tasks_per_s": 97.0}, notes=["n"]), "on_")
+    assert merged.metrics == {"off_tasks_per_s": 100.0, "on_tasks_per_s": 97.0}
+    assert WORKLOADS["dashboard"].derive is not None
+    assert WORKLOADS["dashboard"].derive(merged.metrics) == {"on_over_off": 0.97}
+    assert merged.notes == ["n"]
+
+
+def test_markdown_table_pads_columns() -> None:
+    text = markdown_table(["a", "bb"], [["xyz", "1"]])
+    assert text.splitlines() == ["| a   | bb |", "| --- | -- |", "| xyz | 1  |"]
+
+
+def test_one_line_cuts_long_text() -> None:
+    assert one_line("x" * 200, 10) == "x" * 9 + "…"
+
+
+def test_results_markdown_has_table_method_and_environment() -> None:
+    outcomes = {
+        ("throughput", "dask"): Outcome(metrics={"tasks_per_s": 400.0, "seconds": 50.0}),
+        ("throughput", "shoal"): Outcome(metrics={"tasks_per_s": 24_000.0, "seconds": 0.83}),
+    }
+    text = results_markdown(
+        [WORKLOADS["throughput"]], outcomes, {"CPU": "AMD EPYC"}, "python -m benchmarks", "quick"
+    )
+    assert "| " + HEADER[0] in text
+    assert "| 60.0x " in text
+    assert "| pass |" in text
+    assert "- CPU: AMD EPYC" in text
+    assert "**throughput** (issue 2)" in text
