@@ -1,0 +1,29 @@
+"""Read-only web dashboard for a shoal scheduler: ``/status``, ``/workers``, ``/metrics``...
+
+The scheduler's I/O shell implements :class:`DashboardSource` and calls
+:func:`open_dashboard_with_fallback` (or :func:`open_dashboard`) on its event loop.
+"""
+
+from shoal.dashboard._server import DashboardServer, open_dashboard, open_dashboard_with_fallback
+from shoal.dashboard._source import (
+    DashboardSource,
+    PrefixCounts,
+    SchedulerInfo,
+    Snapshot,
+    TaskStreamRecord,
+    Totals,
+    WorkerInfo,
+)
+
+__all__ = [
+    "DashboardServer",
+    "DashboardSource",
+    "PrefixCounts",
+    "SchedulerInfo",
+    "Snapshot",
+    "TaskStreamRecord",
+    "Totals",
+    "WorkerInfo",
+    "open_dashboard",
+    "open_dashboard_with_fallback",
+]

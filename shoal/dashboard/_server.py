@@ -1,0 +1,237 @@
+"""The dashboard's HTTP shell: aiohttp routes over a :class:`DashboardSource`.
+
+Owns the socket, the routes and the static files. Knows nothing of the scheduler beyond the
+source protocol, and never changes anything through it: every route is a GET.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from shoal.dashboard import _views
+from shoal.dashboard._source import DashboardSource
+
+STATIC_TYPES = {
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".html": "text/html",
+    ".svg": "image/svg+xml",
+}
+
+_SOURCE: web.AppKey[DashboardSource] = web.AppKey("source", DashboardSource)
+_STATIC: web.AppKey[dict[str, bytes]] = web.AppKey("static", dict)
+
+# script-src 'self': the pages run only the vendored scripts, never inline or remote code.
+_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def _load_static() -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    for entry in resources.files("shoal.dashboard").joinpath("static").iterdir():
+        suffix = "." + entry.name.rsplit(".", 1)[-1]
+        if entry.is_file() and suffix in STATIC_TYPES:
+            files[entry.name] = entry.read_bytes()
+    return files
+
+
+def _json(body: Any) -> web.Response:
+    return web.Response(
+        text=json.dumps(body, separators=(",", ":"), allow_nan=False),
+        content_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _html(text: str, status: int = 200) -> web.Response:
+    return web.Response(text=text, status=status, content_type="text/html", headers=_HEADERS)
+
+
+async def _status(request: web.Request) -> web.Response:
+    return web.Response(
+        body=request.app[_STATIC]["status.html"], content_type="text/html", headers=_HEADERS
+    )
+
+
+async def _workers(request: web.Request) -> web.Response:
+    return _html(_views.workers_html(request.app[_SOURCE].snapshot()))
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.Response(text="ok", headers={"Cache-Control": "no-store"})
+
+
+async def _info(request: web.Request) -> web.Response:
+    return _json(_views.info_document(request.app[_SOURCE].snapshot()))
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    text = _views.prometheus_text(request.app[_SOURCE].snapshot())
+    return web.Response(
+        body=text.encode(),
+        headers={"Content-Type": _views.PROMETHEUS_CONTENT_TYPE, "Cache-Control": "no-store"},
+    )
+
+
+async def _api_snapshot(request: web.Request) -> web.Response:
+    return _json(request.app[_SOURCE].snapshot())
+
+
+async def _api_task_stream(request: web.Request) -> web.Response:
+    raw = request.query.get("since", "0")
+    try:
+        since = int(raw)
+        if since < 0:
+            raise ValueError
+    except ValueError:
+        raise web.HTTPBadRequest(
+            text=f"since={raw!r} is not a cursor: pass the 'cursor' of the previous "
+            "response, or 0 to start from the oldest retained record"
+        )
+    cursor, records = request.app[_SOURCE].task_stream_since(since)
+    return _json(_views.task_stream_document(cursor, records))
+
+
+async def _static(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    body = request.app[_STATIC].get(name)
+    if body is None:
+        raise web.HTTPNotFound()
+    content_type = STATIC_TYPES["." + name.rsplit(".", 1)[-1]]
+    return web.Response(body=body, content_type=content_type, headers={"Cache-Control": "no-cache"})
+
+
+async def _index(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/status")
+
+
+@web.middleware
+async def _not_found_page(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except web.HTTPNotFound:
+        return _html(_views.not_found_html(request.path), status=404)
+
+
+def make_app(source: DashboardSource) -> web.Application:
+    """Build the read-only dashboard application over ``source`` (no socket is opened)."""
+    app = web.Application(middlewares=[_not_found_page])
+    app[_SOURCE] = source
+    app[_STATIC] = _load_static()
+    routes = [
+        ("/", _index),
+        ("/status", _status),
+        ("/workers", _workers),
+        ("/health", _health),
+        ("/info", _info),
+        ("/metrics", _metrics),
+        ("/api/snapshot", _api_snapshot),
+        ("/api/task-stream", _api_task_stream),
+        ("/static/{name}", _static),
+    ]
+    for path, handler in routes:
+        app.router.add_get(path, handler)
+    return app
+
+
+def _link_host(host: str) -> str:
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.gethostname()
+    return f"[{host}]" if ":" in host else host
+
+
+class DashboardServer:
+    """A running dashboard. Create it with :func:`open_dashboard`; stop it with :meth:`close`.
+
+    Attributes:
+        host: the host it was bound to, as requested.
+        port: the port actually bound (the OS's choice when 0 was requested).
+        link: the URL of the live status page, e.g. ``http://127.0.0.1:8787/status``.
+    """
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int) -> None:
+        self._runner = runner
+        self.host = host
+        self.port = port
+        self.link = f"http://{_link_host(host)}:{port}/status"
+
+    async def close(self) -> None:
+        """Stop listening and close open connections; safe to call twice."""
+        await self._runner.cleanup()
+
+    async def __aenter__(self) -> DashboardServer:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<DashboardServer {self.link}>"
+
+
+async def open_dashboard(source: DashboardSource, host: str, port: int) -> DashboardServer:
+    """Serve the dashboard for ``source`` on ``host:port`` and return the running server.
+
+    Args:
+        source: the scheduler's read-only view (see :class:`DashboardSource`).
+        host: interface to bind, e.g. ``"127.0.0.1"`` (the scheduler's host).
+        port: TCP port; 0 lets the OS choose a free one.
+
+    Returns:
+        A :class:`DashboardServer` whose ``port`` is the port actually bound.
+
+    Raises:
+        OSError: the port is taken or the host cannot be bound. Nothing is left running.
+    """
+    runner = web.AppRunner(make_app(source), access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host or None, port, reuse_port=False)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound = port
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            bound = int(address[1])
+            break
+    return DashboardServer(runner, host, bound)
+
+
+async def open_dashboard_with_fallback(
+    source: DashboardSource, host: str, port: int
+) -> tuple[DashboardServer, str | None]:
+    """Like :func:`open_dashboard`, but if ``port`` is taken bind a free port instead.
+
+    Returns:
+        ``(server, warning)``: ``warning`` is None when ``port`` was bound, otherwise a message
+        for the user naming the taken port and the one used.
+
+    Raises:
+        OSError: the host itself cannot be bound (a fallback port would not help).
+    """
+    try:
+        return await open_dashboard(source, host, port), None
+    except OSError as exc:
+        if port == 0:
+            raise
+        server = await open_dashboard(source, host, 0)
+        reason = exc.strerror or str(exc)
+        warning = (
+            f"Port {port} is already in use ({reason}); the dashboard is served on port "
+            f"{server.port} instead: {server.link}"
+        )
+        return server, warning

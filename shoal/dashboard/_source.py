@@ -1,0 +1,116 @@
+"""The contract between the scheduler and the dashboard.
+
+The dashboard owns nothing: it reads two cheap views that the scheduler's I/O shell provides.
+This module only declares their shapes; it must not import the scheduler (or anything else in
+shoal) so that the views and tests can run against a fake source.
+
+Both methods are called on the scheduler's event-loop thread (the aiohttp handlers run on
+that same loop), so implementations need no locking, but they must be fast: a snapshot is
+O(workers + task prefixes), never O(tasks).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol, TypedDict
+
+
+class SchedulerInfo(TypedDict):
+    """Identity and clock of the scheduler."""
+
+    address: str  # e.g. "tcp://127.0.0.1:8786"
+    started: float  # unix time the scheduler started
+    now: float  # unix time the snapshot was taken (the browser aligns its clock to this)
+
+
+class WorkerInfo(TypedDict):
+    """One worker as the scheduler last heard of it."""
+
+    address: str
+    name: str
+    nthreads: int
+    memory_limit: int  # bytes; 0 means no limit
+    memory_managed: int  # bytes of task results the worker holds
+    memory_process: int  # RSS of the worker process, bytes (unmanaged = process - managed)
+    cpu: float  # percent of one core, may exceed 100 with several threads
+    processing: int  # tasks assigned to the worker and not finished
+    in_memory: int  # task results held by the worker
+    last_seen: float  # unix time of the last heartbeat
+
+
+class PrefixCounts(TypedDict):
+    """How many tasks of one prefix (``key_split(key)``) are in each scheduler state."""
+
+    released: int
+    waiting: int
+    queued: int
+    processing: int
+    memory: int
+    erred: int
+
+
+class Totals(TypedDict):
+    """Cluster-wide sums, precomputed by the scheduler."""
+
+    tasks: int
+    workers: int
+    nthreads: int
+    memory_limit: int
+    memory_managed: int
+    memory_process: int
+
+
+class Snapshot(TypedDict):
+    """Everything ``/status``, ``/workers``, ``/info`` and ``/metrics`` show, aggregated."""
+
+    scheduler: SchedulerInfo
+    workers: list[WorkerInfo]
+    prefixes: dict[str, PrefixCounts]
+    totals: Totals
+    tasks_per_second: float
+
+
+class TaskStreamRecord(TypedDict):
+    """One executed task or one transfer, as drawn on the task stream.
+
+    ``thread`` is the index of the worker thread (0 .. nthreads-1) that ran a compute record;
+    for a transfer it is the thread slot the receiving worker shows it on (0 is fine).
+    """
+
+    key: str
+    prefix: str
+    worker: str  # address of the worker that ran (or received) it
+    thread: int
+    start: float  # unix time
+    stop: float  # unix time
+    kind: Literal["compute", "transfer"]
+
+
+STATES: tuple[str, ...] = ("released", "waiting", "queued", "processing", "memory", "erred")
+"""The task states counted in :class:`PrefixCounts`, in display order."""
+
+
+class DashboardSource(Protocol):
+    """What the dashboard reads from the scheduler.
+
+    Implemented by the scheduler's I/O shell; the dashboard never mutates anything through it.
+    """
+
+    def snapshot(self) -> Snapshot:
+        """Return the current aggregated state.
+
+        Cost must be O(workers + task prefixes), never O(tasks): it is polled about twice a
+        second by every open browser tab.
+        """
+        ...
+
+    def task_stream_since(self, cursor: int) -> tuple[int, list[TaskStreamRecord]]:
+        """Return ``(new_cursor, records)``: the records produced after ``cursor``.
+
+        A cursor counts records ever produced (the first record has index 0), so
+        ``task_stream_since(0)`` returns everything still retained and the new cursor is the
+        total number of records produced so far. The source keeps only a bounded number of
+        recent records; older ones are silently gone. ``cursor=-1`` asks only for the current
+        position and returns ``(current_cursor, [])``: ``performance_report`` uses it to start
+        following "from now" without transferring history.
+        """
+        ...

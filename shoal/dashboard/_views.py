@@ -1,0 +1,286 @@
+"""Pure renderers: a :class:`Snapshot` in, text out.
+
+Owns the formats the dashboard serves (Prometheus exposition, ``/info`` JSON, the ``/workers``
+table, the 404 page). Knows nothing about aiohttp, sockets or the scheduler; every function
+here is a plain function of its arguments so tests need no event loop.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
+
+from shoal.dashboard._source import STATES, PrefixCounts, Snapshot, TaskStreamRecord
+
+PAGES: tuple[tuple[str, str], ...] = (
+    ("/status", "Status — live task stream, progress and worker memory"),
+    ("/workers", "Workers — one row per worker"),
+    ("/info", "Info — scheduler, totals and workers as JSON"),
+    ("/metrics", "Metrics — Prometheus text exposition"),
+    ("/health", "Health — returns ok"),
+)
+
+MAX_STREAM_RECORDS = 5000
+"""At most this many task-stream records per response; older ones are dropped first."""
+
+
+# ----------------------------------------------------------------------------- formatting
+def format_bytes(n: float) -> str:
+    """``1536`` -> ``"1.50 KiB"``; what the pages show for memory."""
+    if n < 1024:
+        return f"{int(n)} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        n /= 1024
+        if n < 1024 or unit == "PiB":
+            return f"{n:.2f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def format_ago(seconds: float) -> str:
+    """How long ago something was seen, in the unit a person reads fastest."""
+    seconds = max(0.0, seconds)
+    if seconds < 1:
+        return "just now"
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
+# ----------------------------------------------------------------------------- JSON views
+def _count(counts: PrefixCounts, state: str) -> int:
+    # a scheduler may leave out states it never uses; missing means zero
+    return int(cast("Mapping[str, int]", counts).get(state, 0))
+
+
+def state_totals(snapshot: Snapshot) -> dict[str, int]:
+    """Task counts by state, summed over prefixes (O(prefixes))."""
+    totals = dict.fromkeys(STATES, 0)
+    for counts in snapshot["prefixes"].values():
+        for state in STATES:
+            totals[state] += _count(counts, state)
+    return totals
+
+
+def info_document(snapshot: Snapshot) -> dict[str, Any]:
+    """The ``/info`` JSON body: scheduler identity, cluster totals and the worker list."""
+    return {
+        "scheduler": dict(snapshot["scheduler"]),
+        "totals": dict(snapshot["totals"]),
+        "tasks_by_state": state_totals(snapshot),
+        "tasks_per_second": snapshot["tasks_per_second"],
+        "workers": [dict(w) for w in snapshot["workers"]],
+    }
+
+
+def task_stream_document(
+    cursor: int, records: Sequence[TaskStreamRecord], limit: int = MAX_STREAM_RECORDS
+) -> dict[str, Any]:
+    """The ``/api/task-stream`` body: the newest ``limit`` records and the cursor to ask next.
+
+    ``dropped`` says how many older records were left out so that a first page load after
+    a long run does not ship the whole history to the browser.
+    """
+    dropped = max(0, len(records) - limit)
+    kept = records[dropped:] if dropped else records
+    return {"cursor": cursor, "records": list(kept), "dropped": dropped}
+
+
+# ----------------------------------------------------------------------------- Prometheus
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+class _Exposition:
+    """Collects metric families; each is declared once with its HELP and TYPE lines."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def family(
+        self,
+        name: str,
+        help_text: str,
+        samples: Iterable[tuple[dict[str, str], float]],
+        kind: str = "gauge",
+    ) -> None:
+        self.lines.append(f"# HELP {name} {help_text}")
+        self.lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            if labels:
+                body = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels.items())
+                self.lines.append(f"{name}{{{body}}} {_number(value)}")
+            else:
+                self.lines.append(f"{name} {_number(value)}")
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def prometheus_text(snapshot: Snapshot) -> str:
+    """Render the snapshot in the Prometheus text exposition format (version 0.0.4)."""
+    out = _Exposition()
+    totals = snapshot["totals"]
+    by_state = state_totals(snapshot)
+    out.family(
+        "shoal_scheduler_tasks",
+        "Number of tasks known to the scheduler, by state.",
+        (({"state": s}, by_state[s]) for s in STATES),
+    )
+    out.family(
+        "shoal_scheduler_prefix_tasks",
+        "Number of tasks known to the scheduler, by task prefix and state.",
+        (
+            ({"prefix": prefix, "state": s}, _count(counts, s))
+            for prefix, counts in sorted(snapshot["prefixes"].items())
+            for s in STATES
+        ),
+    )
+    out.family("shoal_scheduler_workers", "Number of connected workers.", [({}, totals["workers"])])
+    out.family(
+        "shoal_scheduler_threads", "Worker threads summed over workers.", [({}, totals["nthreads"])]
+    )
+    unmanaged = max(0, totals["memory_process"] - totals["memory_managed"])
+    out.family(
+        "shoal_scheduler_memory_bytes",
+        "Worker memory summed over workers: managed (task results), unmanaged "
+        "(process minus managed), process (RSS) and limit.",
+        [
+            ({"type": "managed"}, totals["memory_managed"]),
+            ({"type": "unmanaged"}, unmanaged),
+            ({"type": "process"}, totals["memory_process"]),
+            ({"type": "limit"}, totals["memory_limit"]),
+        ],
+    )
+    out.family(
+        "shoal_scheduler_tasks_per_second",
+        "Tasks completed per second, recent average.",
+        [({}, float(snapshot["tasks_per_second"]))],
+    )
+    sched = snapshot["scheduler"]
+    out.family(
+        "shoal_scheduler_uptime_seconds",
+        "Seconds since the scheduler started.",
+        [({}, max(0.0, float(sched["now"] - sched["started"])))],
+    )
+    workers = snapshot["workers"]
+    out.family(
+        "shoal_worker_processing_tasks",
+        "Tasks assigned to a worker and not yet finished.",
+        (({"worker": w["address"]}, w["processing"]) for w in workers),
+    )
+    out.family(
+        "shoal_worker_memory_bytes",
+        "Memory of one worker: managed, process (RSS) and limit.",
+        (
+            ({"worker": w["address"], "type": t}, w[field])  # type: ignore[literal-required]
+            for w in workers
+            for t, field in (
+                ("managed", "memory_managed"),
+                ("process", "memory_process"),
+                ("limit", "memory_limit"),
+            )
+        ),
+    )
+    return out.text()
+
+
+# ----------------------------------------------------------------------------- HTML pages
+def _page(title: str, body: str, *, scripts: Sequence[str] = ()) -> str:
+    tags = "".join(f'<script src="/static/{html.escape(s)}" defer></script>' for s in scripts)
+    nav = "".join(f'<a href="{href}">{href.strip("/").capitalize()}</a>' for href, _ in PAGES[:4])
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)} · shoal</title>"
+        f'<link rel="stylesheet" href="/static/shoal.css">'
+        '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">'
+        f"{tags}</head>"
+        f'<body><header class="topbar"><span class="brand">shoal</span><nav>{nav}</nav></header>'
+        f"<main>{body}</main></body></html>\n"
+    )
+
+
+def not_found_html(path: str) -> str:
+    """The 404 page: says which path was not found and links to every real page."""
+    items = "".join(
+        f'<li><a href="{href}">{html.escape(href)}</a> — {html.escape(text.split(" — ", 1)[1])}</li>'
+        for href, text in PAGES
+    )
+    body = (
+        '<section class="panel notfound"><h1>404 — page not found</h1>'
+        f"<p>There is no dashboard page at <code>{html.escape(path)}</code>. "
+        "The dashboard is read-only and serves these pages:</p>"
+        f"<ul>{items}</ul></section>"
+    )
+    return _page("Not found", body)
+
+
+def _worker_row(w: dict[str, Any], now: float) -> str:
+    limit = int(w["memory_limit"])
+    process = int(w["memory_process"])
+    managed = int(w["memory_managed"])
+    memory = f"{format_bytes(process)} / {format_bytes(limit)}" if limit else format_bytes(process)
+    cells = [
+        f'<td class="mono">{html.escape(w["address"])}</td>',
+        f"<td>{html.escape(str(w['name']))}</td>",
+        f'<td class="num">{int(w["nthreads"])}</td>',
+        f'<td class="num" title="managed {format_bytes(managed)}">{memory}</td>',
+        f'<td class="num">{float(w["cpu"]):.0f}%</td>',
+        f'<td class="num">{int(w["processing"])}</td>',
+        f'<td class="num">{int(w["in_memory"])}</td>',
+        f"<td>{format_ago(now - float(w['last_seen']))}</td>",
+    ]
+    return f'<tr data-worker="{html.escape(w["address"])}">{"".join(cells)}</tr>'
+
+
+WORKER_COLUMNS = (
+    "Address",
+    "Name",
+    "Threads",
+    "Memory",
+    "CPU",
+    "Processing",
+    "In memory",
+    "Last seen",
+)
+
+
+def workers_html(snapshot: Snapshot) -> str:
+    """The ``/workers`` page, rendered server-side; ``workers.js`` then keeps it fresh."""
+    now = snapshot["scheduler"]["now"]
+    head = "".join(f"<th>{c}</th>" for c in WORKER_COLUMNS)
+    workers = sorted(snapshot["workers"], key=lambda w: w["address"])
+    rows = "".join(_worker_row(dict(w), now) for w in workers)
+    if not rows:
+        rows = (
+            f'<tr class="empty"><td colspan="{len(WORKER_COLUMNS)}">No workers connected</td></tr>'
+        )
+    totals = snapshot["totals"]
+    body = (
+        '<section class="panel"><h2>Workers '
+        f'<span class="muted" id="workers-summary">{totals["workers"]} workers · '
+        f"{totals['nthreads']} threads · {format_bytes(totals['memory_process'])} / "
+        f"{format_bytes(totals['memory_limit'])}</span></h2>"
+        f'<table class="grid" id="workers-table"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{rows}</tbody></table></section>"
+    )
+    return _page("Workers", body, scripts=["workers.js"])

@@ -1,0 +1,91 @@
+"""A scriptable :class:`DashboardSource` for tests: no scheduler, data changes on demand."""
+
+from __future__ import annotations
+
+from shoal.dashboard._source import (
+    STATES,
+    PrefixCounts,
+    Snapshot,
+    TaskStreamRecord,
+    WorkerInfo,
+)
+
+GiB = 2**30
+
+
+def make_worker(
+    i: int, *, nthreads: int = 2, processing: int = 0, now: float = 1000.0
+) -> WorkerInfo:
+    return {
+        "address": f"tcp://127.0.0.1:{40000 + i}",
+        "name": f"worker-{i}",
+        "nthreads": nthreads,
+        "memory_limit": 4 * GiB,
+        "memory_managed": (i + 1) * 100 * 2**20,
+        "memory_process": (i + 1) * 300 * 2**20,
+        "cpu": 50.0 + i,
+        "processing": processing,
+        "in_memory": 10 * i,
+        "last_seen": now - 0.5,
+    }
+
+
+def counts(**kw: int) -> PrefixCounts:
+    c: PrefixCounts = dict.fromkeys(STATES, 0)  # type: ignore[assignment]
+    c.update(kw)  # type: ignore[typeddict-item]
+    return c
+
+
+class FakeSource:
+    """Holds a snapshot and an append-only task stream that tests mutate between requests."""
+
+    def __init__(self, n_workers: int = 2, now: float = 1000.0) -> None:
+        self.now = now
+        self.workers: list[WorkerInfo] = [make_worker(i, now=now) for i in range(n_workers)]
+        self.prefixes: dict[str, PrefixCounts] = {}
+        self.records: list[TaskStreamRecord] = []
+        self.tasks_per_second = 0.0
+        self.snapshot_calls = 0
+
+    def snapshot(self) -> Snapshot:
+        self.snapshot_calls += 1
+        ws = self.workers
+        return {
+            "scheduler": {
+                "address": "tcp://127.0.0.1:8786",
+                "started": self.now - 75.0,
+                "now": self.now,
+            },
+            "workers": [dict(w) for w in ws],  # type: ignore[misc]
+            "prefixes": {k: dict(v) for k, v in self.prefixes.items()},  # type: ignore[misc]
+            "totals": {
+                "tasks": sum(sum(c.values()) for c in self.prefixes.values()),
+                "workers": len(ws),
+                "nthreads": sum(w["nthreads"] for w in ws),
+                "memory_limit": sum(w["memory_limit"] for w in ws),
+                "memory_managed": sum(w["memory_managed"] for w in ws),
+                "memory_process": sum(w["memory_process"] for w in ws),
+            },
+            "tasks_per_second": self.tasks_per_second,
+        }
+
+    def task_stream_since(self, cursor: int) -> tuple[int, list[TaskStreamRecord]]:
+        if cursor < 0:
+            return len(self.records), []
+        return len(self.records), self.records[cursor:]
+
+    def add_record(
+        self, key: str, worker: int, thread: int, start: float, stop: float, kind: str = "compute"
+    ) -> None:
+        prefix = key.rsplit("-", 1)[0]
+        self.records.append(
+            {
+                "key": key,
+                "prefix": prefix,
+                "worker": self.workers[worker]["address"],
+                "thread": thread,
+                "start": start,
+                "stop": stop,
+                "kind": kind,  # type: ignore[typeddict-item]
+            }
+        )

@@ -1,0 +1,104 @@
+"""/status and /workers in headless chromium over a fake source whose data changes."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from _fake import counts
+from conftest import ARTIFACTS, LiveFakeSource, ServedDashboard, wait_for
+
+pytestmark = pytest.mark.browser
+
+
+def add_burst(src: LiveFakeSource, prefix: str, n: int, duration: float = 0.2) -> None:
+    """n finished tasks of `prefix` spread over every worker thread, ending just now."""
+    now = time.time()
+    slots = [(w, t) for w in range(len(src.workers)) for t in range(src.workers[w]["nthreads"])]
+    for i in range(n):
+        w, t = slots[i % len(slots)]
+        stop = now - 0.05 - (i // len(slots)) * duration
+        src.add_record(f"{prefix}-{i}", w, t, stop - duration * 0.9, stop)
+
+
+def test_status_shows_stream_progress_and_workers(
+    served: ServedDashboard, browser_page: Any
+) -> None:
+    page = browser_page
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(served.url + "/status")
+
+    # Empty cluster first: worker rows from the snapshot, no progress rows.
+    page.wait_for_selector("#status-workers tr[data-worker]", timeout=5000)
+    assert page.locator("#status-workers tr[data-worker]").count() == 2
+    assert page.locator("#progress .prow").count() == 0
+    polls = int(page.get_attribute("body", "data-polls") or 0)
+
+    # The cluster starts working: progress and task stream must follow within seconds.
+    def start(src: LiveFakeSource) -> None:
+        src.prefixes["inc"] = counts(memory=40, processing=4, waiting=20)
+        src.prefixes["sum"] = counts(waiting=5)
+        src.workers[0]["processing"] = 3
+        src.workers[1]["processing"] = 1
+        src.tasks_per_second = 80.0
+        add_burst(src, "inc", 40)
+        now = time.time()
+        src.add_record("inc-transfer", 1, 0, now - 0.6, now - 0.3, kind="transfer")
+
+    served.mutate(start)
+    page.wait_for_selector('#progress .prow[data-prefix="inc"][data-memory="40"]', timeout=5000)
+    wait_for(lambda: int(page.get_attribute("#task-stream", "data-drawn") or 0) >= 41)
+    assert int(page.get_attribute("body", "data-polls") or 0) > polls
+    row = page.locator('#progress .prow[data-prefix="inc"]')
+    assert row.get_attribute("data-processing") == "4"
+    assert row.get_attribute("data-waiting") == "20"
+    assert "40 / 64" in row.inner_text()
+    assert page.locator('#stream-legend [data-prefix="inc"]').count() == 1
+    assert page.locator("#stream-legend").inner_text().count("transfer") == 1
+    assert page.get_attribute("#task-stream", "data-rows") == "4"  # 2 workers x 2 threads
+    busy = page.locator('#status-workers tr[data-worker="tcp://127.0.0.1:40000"]')
+    assert busy.get_attribute("data-processing") == "3"
+    assert page.locator("#t-workers").inner_text() == "2"
+    assert page.locator("#t-rate").inner_text() == "80.0"
+
+    # More work, an error and a new prefix arrive: the page updates, the cursor advances.
+    def progress(src: LiveFakeSource) -> None:
+        src.prefixes["inc"] = counts(memory=64)
+        src.prefixes["sum"] = counts(memory=4, erred=1)
+        add_burst(src, "sum", 4, duration=0.5)
+        for w in src.workers:
+            w["processing"] = 0
+
+    served.mutate(progress)
+    page.wait_for_selector('#progress .prow[data-prefix="sum"][data-erred="1"]', timeout=5000)
+    page.wait_for_selector('#stream-legend [data-prefix="sum"]', timeout=5000)
+    wait_for(lambda: page.get_attribute("#task-stream", "data-records") == "45")
+    page.screenshot(path=str(ARTIFACTS / "dashboard-status.png"), full_page=True)
+    assert not errors, errors
+
+
+def test_workers_page_rows_refresh(served: ServedDashboard, browser_page: Any) -> None:
+    page = browser_page
+    page.goto(served.url + "/workers")
+    assert page.locator("#workers-table tr[data-worker]").count() == 2
+
+    def grow(src: LiveFakeSource) -> None:
+        from _fake import make_worker
+
+        src.workers.append(make_worker(2, now=time.time()))
+
+    served.mutate(grow)
+    wait_for(lambda: page.locator("#workers-table tr[data-worker]").count() == 3)
+    assert "worker-2" in page.locator("#workers-table").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "dashboard-workers.png"), full_page=True)
+
+
+def test_404_page_in_browser(served: ServedDashboard, browser_page: Any) -> None:
+    page = browser_page
+    response = page.goto(served.url + "/does-not-exist")
+    assert response is not None and response.status == 404
+    page.click("text=/status")
+    page.wait_for_url(served.url + "/status")
