@@ -1,0 +1,106 @@
+"""The seed notebook, with only its imports changed to shoal, runs top to bottom on a real kernel."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+pytest.importorskip("bokeh")
+psutil = pytest.importorskip("psutil")
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "advanced-distributed.ipynb"
+KERNEL = "python3"
+RAISES = "raises-exception"
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+
+@pytest.fixture(scope="module")
+def kernel_name() -> str:
+    """A `python3` kernelspec that runs this interpreter, installed into the venv if missing."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    if KERNEL not in KernelSpecManager().find_kernel_specs():
+        subprocess.run(
+            [sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", KERNEL],
+            check=True,
+            capture_output=True,
+        )
+    spec = KernelSpecManager().get_kernel_spec(KERNEL)
+    interpreter = spec.argv[0]
+    # jupyter_client runs a bare "python" as the current interpreter.
+    assert interpreter in {"python", "python3", sys.executable}, (
+        f"kernelspec {KERNEL!r} at {spec.resource_dir} runs {interpreter}, not {sys.executable}; "
+        f"reinstall it with {sys.executable} -m ipykernel install --sys-prefix"
+    )
+    return KERNEL
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def processes_in(directory: Path) -> list[psutil.Process]:
+    """Processes whose working directory is `directory`: the kernel and the workers it started."""
+    found = []
+    for proc in psutil.process_iter(["cwd"]):
+        if proc.info["cwd"] and Path(proc.info["cwd"]) == directory:
+            found.append(proc)
+    return found
+
+
+def test_seed_notebook_runs_on_shoal(tmp_path: Path, kernel_name: str) -> None:
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    # Not in the notebook: close the cluster so that no worker outlives the kernel.
+    nb.cells.append(nbformat.v4.new_code_cell("client.close()"))
+    client = nbclient.NotebookClient(
+        nb,
+        kernel_name=kernel_name,
+        timeout=240,
+        allow_errors=False,  # an untagged cell that raises fails the run here
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    try:
+        client.execute()
+    except nbclient.exceptions.CellExecutionError as exc:
+        pytest.fail(f"an untagged cell raised:\n{exc}")
+
+    code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+    not_run = [cell.source for cell in code_cells if cell.execution_count is None]
+    assert not not_run, f"cells that did not run: {not_run}"
+
+    for cell in code_cells:
+        errors = [out for out in cell.outputs if out.output_type == "error"]
+        if RAISES in cell.metadata.get("tags", []):
+            assert [e.ename for e in errors] == ["ZeroDivisionError"], cell.source
+        else:
+            assert not errors, cell.source
+
+    tagged = [cell for cell in code_cells if RAISES in cell.metadata.get("tags", [])]
+    assert len(tagged) == 3
+
+    search = next(cell for cell in code_cells if "as_completed" in cell.source)
+    printed = "".join(out.get("text", "") for out in search.outputs if out.output_type == "stream")
+    assert printed.count("\n") >= 2, "the search printed fewer than two new best scores"
+
+    gather = next(cell for cell in code_cells if cell.source == "client.gather(f)")
+    assert gather.outputs[0]["data"]["text/plain"] == "11"  # 5//5 + 25//5 + 30//6
+
+    erred = code_cells[-2]  # the seed's last cell; the last one is our client.close()
+    assert "'erred'" in erred.outputs[0]["data"]["text/plain"], erred.outputs
+
+    assert (tmp_path / "data" / "random.hdf5").is_file()
+    assert wait_for(lambda: not processes_in(tmp_path), timeout=30), processes_in(tmp_path)
