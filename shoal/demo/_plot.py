@@ -41,10 +41,10 @@ def _bokeh_page(path: Path, evaluated: Sequence[Point], bests: Sequence[Point]) 
     from bokeh.plotting import figure, save
     from bokeh.resources import INLINE
 
-    n = 500
+    n = 300
     grid = np.linspace(-LIMIT, LIMIT, n)
     xx, yy = np.meshgrid(grid, grid)
-    d = np.log((1 - xx) ** 2 + 2 * (yy - xx**2) ** 2 + 1e-12)
+    d = np.log((1 - xx) ** 2 + 2 * (yy - xx**2) ** 2 + 1e-12).astype(np.float32)
 
     p = figure(
         x_range=(-LIMIT, LIMIT),
@@ -60,6 +60,7 @@ def _bokeh_page(path: Path, evaluated: Sequence[Point], bests: Sequence[Point]) 
         p.line(list(bx), list(by), color="black", line_width=2)
         p.scatter(list(bx), list(by), size=7, color="black", legend_label="new best")
         p.scatter([bx[-1]], [by[-1]], size=14, marker="star", color="white", line_color="black")
+    p.legend.location = "bottom_right"
     save(p, filename=str(path), resources=INLINE, title="shoal demo: Rosenbrock search")
 
 

@@ -339,9 +339,8 @@ def _last_frame(exc: BaseException) -> str:
     if not frames:
         return "(no traceback)"
     frame = frames[-1]
-    return (
-        f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}: {(frame.line or '').strip()}"
-    )
+    where = f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}"
+    return f"{where}: {frame.line.strip()}" if frame.line else where
 
 
 # -- presentation -----------------------------------------------------------------------------
