@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from benchmarks._spec import SYSTEM_TITLES, Metric, Workload
+from benchmarks._spec import SYSTEM_TITLES, Metric, Size, Workload
 
 RATIO_HEADER = "shoal vs dask (>1 = shoal better)"
 HEADER = ("Workload", "Metric", "dask.distributed", "shoal", RATIO_HEADER, "Target (shoal)", "Met")
@@ -164,7 +164,7 @@ def results_markdown(
     outcomes: Mapping[tuple[str, str], Outcome],
     environment: Mapping[str, str],
     command: str,
-    size: str,
+    size: Size,
 ) -> str:
     """The whole of ``benchmarks/RESULTS.md``."""
     parts = [
@@ -198,7 +198,9 @@ def results_markdown(
     if problems:
         parts += ["## Errors and notes", "", *problems, ""]
     parts += ["## How each workload is measured", ""]
-    parts += [f"- **{w.name}** (issue {w.issue}): {w.method}" for w in workloads]
+    for w in workloads:
+        params = ", ".join(f"{k}={v!r}" for k, v in w.params(size).items())
+        parts.append(f"- **{w.name}** (issue {w.issue}; {params}): {w.method}")
     parts += ["", "## Machine and versions", ""]
     parts += [f"- {key}: {value}" for key, value in environment.items()]
     return "\n".join(parts) + "\n"

@@ -7,6 +7,7 @@ Results are checked, so a wrong answer is an error, never a fast figure.
 
 from __future__ import annotations
 
+import importlib
 import random
 import statistics
 import time
@@ -29,12 +30,10 @@ class Api:
 
 def load_api(system: str) -> Api:
     """The common API from ``shoal`` or ``distributed``."""
-    if system == "shoal":
-        import shoal as mod
-    elif system == "dask":
-        import distributed as mod  # type: ignore[no-redef]
-    else:
+    packages = {"shoal": "shoal", "dask": "distributed"}
+    if system not in packages:
         raise ValueError(f"unknown system {system!r}: expected 'shoal' or 'dask'")
+    mod = importlib.import_module(packages[system])
     return Api(system, mod.Client, mod.as_completed, mod.wait)
 
 

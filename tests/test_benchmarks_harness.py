@@ -180,4 +180,4 @@ def test_results_markdown_has_table_method_and_environment() -> None:
     assert "| 60.0x " in text
     assert "| pass |" in text
     assert "- CPU: AMD EPYC" in text
-    assert "**throughput** (issue 2)" in text
+    assert "**throughput** (issue 2; n_tasks=2000)" in text
