@@ -86,6 +86,16 @@ def test_tour_arguments() -> None:
             tour._parse_args(bad)
 
 
+def test_tour_says_whether_it_wrote_or_reused_the_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for _ in range(2):
+        tour._prepare_data(tour._Printer(), tmp_path, blocks=1)
+    first, second = capsys.readouterr().out.splitlines()
+    assert "random.hdf5 (written)" in first
+    assert "random.hdf5 (reused)" in second
+
+
 def test_rosenbrock_minimum_is_at_one_one() -> None:
     assert tour.rosenbrock((1.0, 1.0)) == ((1.0, 1.0), 0.0)
     assert tour.rosenbrock((0.0, 0.0))[1] == 1.0

@@ -114,14 +114,22 @@ def _prepare_data(out: _Printer, data_dir: Path, blocks: int) -> Path:
     from shoal.demo import prepare_random
 
     path = data_dir / "random.hdf5"
-    existed = path.exists()
+    before = _stamp(path)
     with _timed() as t:
         prepare_random(
             path, blocks=blocks, block_size=BLOCK_SIZE, seed=SEED, progress=_interactive()
         )
-    state = "reused" if existed and t.seconds < 0.5 else "written"
+    state = "reused" if before is not None and _stamp(path) == before else "written"
     out.row("data", f"{path} ({state})", t.seconds)
     return path
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
 
 
 def _start_client(workers: int) -> Any:
