@@ -102,3 +102,43 @@ def test_404_page_in_browser(served: ServedDashboard, browser_page: Any) -> None
     assert response is not None and response.status == 404
     page.click("text=/status")
     page.wait_for_url(served.url + "/status")
+
+
+def test_performance_report_renders_offline(tmp_path: Any, browser_page: Any) -> None:
+    from shoal.diagnostics._report import render_report
+
+    records = []
+    t = 1000.0
+    for i in range(120):
+        worker, thread = divmod(i % 6, 2)
+        start = t + (i // 6) * 0.12
+        prefix = ("load", "inc", "sum")[i % 3]
+        records.append(
+            {
+                "key": f"{prefix}-{i}",
+                "prefix": prefix,
+                "worker": f"tcp://127.0.0.1:{40000 + worker}",
+                "thread": thread,
+                "start": start,
+                "stop": start + 0.1,
+                "kind": "compute",
+            }
+        )
+    records.append(
+        {**records[5], "key": "inc-x", "kind": "transfer", "start": 1001.0, "stop": 1001.2}
+    )
+    target = tmp_path / "report.html"
+    target.write_text(render_report(records, started=999.9, stopped=1002.6))
+    page = browser_page
+    page.route(
+        "**/*",
+        lambda route: (
+            route.abort() if not route.request.url.startswith("file:") else route.continue_()
+        ),
+    )
+    page.goto(target.as_uri())
+    wait_for(lambda: page.get_attribute("#task-stream", "data-drawn") == "121")
+    assert page.get_attribute("#task-stream", "data-rows") == "6"
+    assert page.locator('#stream-legend [data-prefix="load"]').count() == 1
+    assert page.locator("#prefix-summary tbody tr").count() == 4  # 3 prefixes + transfers
+    page.screenshot(path=str(ARTIFACTS / "performance-report.png"), full_page=True)

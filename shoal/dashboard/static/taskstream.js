@@ -59,9 +59,11 @@
 
   function tickLabel(v, step) {
     if (step >= 60 && v >= 60) return +(v / 60).toFixed(step % 60 ? 1 : 0) + " min";
-    if (step >= 1) return Math.round(v) + " s";
-    if (step >= 0.001) return +(v * 1000).toFixed(step >= 0.01 ? 0 : 1) + " ms";
-    return formatSeconds(v);
+    if (step >= 1 || v >= 1) {
+      var digits = step >= 1 ? 0 : Math.min(3, Math.ceil(-Math.log10(step)));
+      return v.toFixed(digits) + " s";
+    }
+    return +(v * 1000).toFixed(step >= 0.001 ? 0 : 2) + " ms";
   }
 
   function TaskStream(canvas, options) {
