@@ -204,9 +204,15 @@ def prometheus_text(snapshot: Snapshot) -> str:
 
 
 # ----------------------------------------------------------------------------- HTML pages
-def _page(title: str, body: str, *, scripts: Sequence[str] = ()) -> str:
+ACTIVE = ' class="active"'
+
+
+def _page(title: str, body: str, *, scripts: Sequence[str] = (), active: str = "") -> str:
     tags = "".join(f'<script src="/static/{html.escape(s)}" defer></script>' for s in scripts)
-    nav = "".join(f'<a href="{href}">{href.strip("/").capitalize()}</a>' for href, _ in PAGES[:4])
+    nav = "".join(
+        f'<a href="{href}"{ACTIVE if href == active else ""}>{href.strip("/").capitalize()}</a>'
+        for href, _ in PAGES[:4]
+    )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -264,10 +270,16 @@ WORKER_COLUMNS = (
 )
 
 
+NUMERIC_COLUMNS = frozenset({"Threads", "Memory", "CPU", "Processing", "In memory"})
+
+
 def workers_html(snapshot: Snapshot) -> str:
     """The ``/workers`` page, rendered server-side; ``workers.js`` then keeps it fresh."""
     now = snapshot["scheduler"]["now"]
-    head = "".join(f"<th>{c}</th>" for c in WORKER_COLUMNS)
+    head = "".join(
+        f'<th class="num">{c}</th>' if c in NUMERIC_COLUMNS else f"<th>{c}</th>"
+        for c in WORKER_COLUMNS
+    )
     workers = sorted(snapshot["workers"], key=lambda w: w["address"])
     rows = "".join(_worker_row(dict(w), now) for w in workers)
     if not rows:
@@ -283,4 +295,4 @@ def workers_html(snapshot: Snapshot) -> str:
         f'<table class="grid" id="workers-table"><thead><tr>{head}</tr></thead>'
         f"<tbody>{rows}</tbody></table></section>"
     )
-    return _page("Workers", body, scripts=["workers.js"])
+    return _page("Workers", body, scripts=["workers.js"], active="/workers")

@@ -142,3 +142,32 @@ def test_performance_report_renders_offline(tmp_path: Any, browser_page: Any) ->
     assert page.locator('#stream-legend [data-prefix="load"]').count() == 1
     assert page.locator("#prefix-summary tbody tr").count() == 4  # 3 prefixes + transfers
     page.screenshot(path=str(ARTIFACTS / "performance-report.png"), full_page=True)
+
+
+def test_status_stays_cheap_with_100k_tasks(served: ServedDashboard, browser_page: Any) -> None:
+    """100k tasks over 200 prefixes, 100 workers and a full 20k-record stream buffer."""
+    from _fake import make_worker
+
+    def big(src: LiveFakeSource) -> None:
+        now = time.time()
+        src.workers = [make_worker(i, nthreads=2, processing=i % 7, now=now) for i in range(100)]
+        src.prefixes = {f"op{p}": counts(memory=400, processing=50, waiting=50) for p in range(200)}
+        for i in range(25_000):
+            w, t = divmod(i % 200, 2)
+            stop = now - 0.05 - (i // 200) * 0.05
+            src.add_record(f"op{i % 200}-{i}", w, t, stop - 0.04, stop)
+
+    served.mutate(big)
+    page = browser_page
+    page.goto(served.url + "/status")
+    page.wait_for_selector('#progress .prow[data-prefix="op0"]', timeout=5000)
+    # The first answer is capped; later polls only carry increments.
+    wait_for(lambda: int(page.get_attribute("body", "data-polls") or 0) >= 3)
+    assert int(page.get_attribute("#task-stream", "data-records") or 0) == 5000
+    assert page.locator("#t-tasks").inner_text() == "100,000"
+    assert page.locator("#progress .prow").count() == 60  # the rest are summarised
+    assert "140 more prefixes" in page.locator("#progress").inner_text()
+    assert page.locator("#status-workers tr[data-worker]").count() == 100
+    render_ms = float(page.get_attribute("body", "data-render-ms") or "inf")
+    assert render_ms < 300, f"one refresh took {render_ms} ms"
+    page.screenshot(path=str(ARTIFACTS / "dashboard-status-large.png"))

@@ -110,7 +110,7 @@ def test_workers_page_has_one_row_per_worker() -> None:
         assert f'data-worker="{w["address"]}"' in page
     assert page.count("<tr data-worker=") == 3
     for column in _views.WORKER_COLUMNS:
-        assert f"<th>{column}</th>" in page
+        assert f">{column}</th>" in page
     assert "300.00 MiB / 4.00 GiB" in page
     assert "just now" in page
 

@@ -10,10 +10,9 @@
 
   var $ = function (id) { return document.getElementById(id); };
   var canvas = $("task-stream");
-  var stream = new TS.TaskStream(canvas, {
-    maxRecords: MAX_RECORDS,
-    onPrefixes: function (prefixes) { TS.renderLegend($("stream-legend"), prefixes); }
-  });
+  var MAX_LEGEND = 30;         // legend entries: the prefixes currently on screen
+  var stream = new TS.TaskStream(canvas, { maxRecords: MAX_RECORDS });
+  var legendShown = null;
   stream.attachTooltip($("stream-tooltip"));
 
   var cursor = 0;
@@ -213,6 +212,14 @@
     stream.draw(now - windowSeconds, now, now);
   }
 
+  function updateLegend() {
+    var prefixes = Array.from(stream.visiblePrefixes.keys());
+    var id = prefixes.sort().join("\u0000");
+    if (id === legendShown) return;
+    legendShown = id;
+    TS.renderLegend($("stream-legend"), prefixes, MAX_LEGEND);
+  }
+
   function renderLoop() {
     draw();
     window.setTimeout(function () { window.requestAnimationFrame(renderLoop); }, 100);
@@ -234,14 +241,19 @@
         clockOffset = snap.scheduler.now - (started + Date.now()) / 2000;
         if (ts.cursor < cursor) stream.clear();   // the scheduler restarted: start over
         cursor = ts.cursor;
+        var t0 = performance.now();
         stream.setWorkers(snap.workers);
         stream.add(ts.records);
         stream.prune(serverNow() - 600);
         renderSummary(snap);
         renderProgress(snap);
         renderWorkers(snap);
+        draw();
+        updateLegend();
         polls++;
+        // exposed for tests and for anyone checking the page stays cheap
         document.body.dataset.polls = String(polls);
+        document.body.dataset.renderMs = (performance.now() - t0).toFixed(1);
         setConnection(true, "live · " + snap.scheduler.address);
         window.setTimeout(poll, POLL_MS);
       })
@@ -251,7 +263,7 @@
       });
   }
 
-  TS.renderLegend($("stream-legend"), []);
+  TS.renderLegend($("stream-legend"), [], MAX_LEGEND);
   poll();
   renderLoop();
 })();

@@ -77,14 +77,12 @@
     this.rowKeys = [];
     this.layout = null;
     this.lastDrawn = 0;
-    this.onPrefixes = options.onPrefixes || null;
-    this.prefixSeen = new Map();
+    this.visiblePrefixes = new Map();
     this.relativeAxis = options.relativeAxis !== false;
   }
 
   TaskStream.prototype.clear = function () {
     this.records = [];
-    this.prefixSeen = new Map();
   };
 
   TaskStream.prototype.setWorkers = function (workers) {
@@ -95,19 +93,10 @@
   };
 
   TaskStream.prototype.add = function (records) {
-    var newPrefixes = false;
-    for (var i = 0; i < records.length; i++) {
-      var r = records[i];
-      this.records.push(r);
-      if (r.kind !== "transfer" && !this.prefixSeen.has(r.prefix)) {
-        this.prefixSeen.set(r.prefix, true);
-        newPrefixes = true;
-      }
-    }
+    for (var i = 0; i < records.length; i++) this.records.push(records[i]);
     if (this.records.length > this.maxRecords) {
       this.records.splice(0, this.records.length - this.maxRecords);
     }
-    if (newPrefixes && this.onPrefixes) this.onPrefixes(Array.from(this.prefixSeen.keys()));
   };
 
   // Drop records that ended before `oldest` (they can no longer be on screen).
@@ -189,6 +178,7 @@
 
     // bars
     var drawn = 0;
+    var visible = new Map();   // prefix -> bars on screen, for the legend
     var recs = this.records;
     var pad = rowH >= 6 ? 1 : 0;
     for (i = 0; i < recs.length; i++) {
@@ -209,10 +199,12 @@
       } else {
         ctx.fillStyle = prefixColor(r.prefix);
         ctx.fillRect(x0, y, w, h);
+        visible.set(r.prefix, (visible.get(r.prefix) || 0) + 1);
       }
       drawn++;
     }
     this.lastDrawn = drawn;
+    this.visiblePrefixes = visible;
 
     // axis
     var axisY = 2 + plotH;
@@ -297,13 +289,21 @@
     this.canvas.addEventListener("mouseleave", function () { tooltip.style.display = "none"; });
   };
 
-  // Fill `el` with one swatch per prefix (plus the transfer swatch).
-  function renderLegend(el, prefixes) {
+  // Fill `el` with one swatch per prefix (plus the transfer swatch), at most `limit` of them.
+  function renderLegend(el, prefixes, limit) {
     el.textContent = "";
-    prefixes.slice().sort().forEach(function (p) {
+    var sorted = prefixes.slice().sort();
+    var shown = limit ? sorted.slice(0, limit) : sorted;
+    shown.forEach(function (p) {
       el.appendChild(legendItem(prefixColor(p), p, p));
     });
     el.appendChild(legendItem(TRANSFER_COLOR, "transfer", null));
+    if (shown.length < sorted.length) {
+      var more = document.createElement("span");
+      more.className = "item";
+      more.textContent = "+ " + (sorted.length - shown.length) + " more prefixes on screen";
+      el.appendChild(more);
+    }
   }
 
   function legendItem(color, text, prefix) {
