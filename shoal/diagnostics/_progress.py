@@ -7,6 +7,7 @@ notebook. Uses only the public Future interface; knows nothing of the scheduler.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import sys
 import threading
@@ -30,11 +31,12 @@ class GroupCounts:
     finished: int = 0
     erred: int = 0
     cancelled: int = 0
+    lost: int = 0
 
     @property
     def done(self) -> int:
-        """Futures that will not change any more: finished, erred or cancelled."""
-        return self.finished + self.erred + self.cancelled
+        """Futures no longer pending: finished, erred, cancelled or lost."""
+        return self.finished + self.erred + self.cancelled + self.lost
 
 
 class ProgressState:
@@ -66,7 +68,10 @@ class ProgressState:
             self.groups.setdefault(name, GroupCounts()).total += 1
 
     def finish(self, key: Any, status: str) -> None:
-        """Record that ``key`` ended with ``status`` ('finished', 'error', 'cancelled', ...)."""
+        """Record that ``key`` left 'pending' with ``status``.
+
+        ``status`` is 'finished', 'error', 'cancelled' or 'lost' (anything else counts as lost).
+        """
         with self._lock:
             name = self._group_of.get(key)
             if name is None or key in self._finished:
@@ -77,8 +82,10 @@ class ProgressState:
                 group.erred += 1
             elif status == "finished":
                 group.finished += 1
-            else:
+            elif status == "cancelled":
                 group.cancelled += 1
+            else:
+                group.lost += 1
         self.changed.set()
         for listener in self.listeners:
             listener()
@@ -87,7 +94,7 @@ class ProgressState:
         """A consistent copy of every group's counts."""
         with self._lock:
             return {
-                k: GroupCounts(g.total, g.finished, g.erred, g.cancelled)
+                k: dataclasses.replace(g)
                 for k, g in self.groups.items()
             }
 
@@ -148,6 +155,8 @@ def _text_progress(state: ProgressState, file: Any = None, interval: float = 0.1
                     problems.append(f"{c.erred} erred")
                 if c.cancelled:
                     problems.append(f"{c.cancelled} cancelled")
+                if c.lost:
+                    problems.append(f"{c.lost} lost")
                 if problems:
                     bar.set_postfix_str(", ".join(problems), refresh=False)
             if finished:
@@ -180,6 +189,8 @@ def progress_html(counts: dict[str, GroupCounts]) -> str:
             notes.append(f'<span style="color:#d62728">{c.erred} erred</span>')
         if c.cancelled:
             notes.append(f"{c.cancelled} cancelled")
+        if c.lost:
+            notes.append(f"{c.lost} lost")
         note = " · " + " · ".join(notes) if notes else ""
         rows.append(
             '<div style="display:flex;align-items:center;gap:10px;margin:2px 0;'

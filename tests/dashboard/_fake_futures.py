@@ -15,7 +15,7 @@ class FakeFuture:
         self._lock = threading.Lock()
 
     def done(self) -> bool:
-        return self.status in ("finished", "error", "cancelled")
+        return self.status != "pending"  # as shoal's Future: 'lost' is done too
 
     def add_done_callback(self, fn: Callable[[FakeFuture], None]) -> None:
         with self._lock:

@@ -82,6 +82,9 @@ def test_state_counts_per_prefix_and_is_idempotent() -> None:
     state.finish("inc-2", "cancelled")
     assert state.all_done()
     assert state.counts()["inc"].cancelled == 1
+    state.add("inc-3")
+    state.finish("inc-3", "lost")
+    assert (state.counts()["inc"].lost, state.counts()["inc"].done) == (1, 3)
 
 
 def test_track_single_group_and_complete_flag() -> None:
