@@ -1,0 +1,154 @@
+"""Issue 2: starting, connecting to and closing clusters; repr; the CLI.
+
+"No leftover processes, ever": every test that starts processes checks they are gone.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from shoal import Client, LocalCluster, get_client
+
+from ._helpers import alive, descendants, process_tree, wait_for
+
+pytestmark = pytest.mark.integration
+
+CLI = str(Path(sys.executable).with_name("shoal"))
+
+
+def inc(x):
+    return x + 1
+
+
+def test_local_cluster_binds_localhost_tcp(client):
+    assert client.cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+
+
+def test_context_managers_leave_no_processes_behind():
+    before = descendants()
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as c,
+    ):
+        assert c.submit(inc, 1).result(timeout=10) == 2
+        worker_pids = set(c.run(os.getpid).values())
+        started = descendants() - before
+        assert len(worker_pids) == 2
+        assert worker_pids <= started
+    wait_for(lambda: not any(alive(pid) for pid in started), timeout=15)
+
+
+def test_client_with_n_workers_starts_and_stops_its_own_cluster():
+    before = descendants()
+    with Client(n_workers=1, threads_per_worker=1, dashboard_address=None) as c:
+        assert len(c.scheduler_info()["workers"]) == 1
+        assert c.submit(inc, 1).result(timeout=10) == 2
+        started = descendants() - before
+        assert started
+    wait_for(lambda: not any(alive(pid) for pid in started), timeout=15)
+
+
+def test_client_connects_to_an_existing_scheduler_address(client):
+    address = client.cluster.scheduler_address
+    with Client(address) as other:
+        assert get_client() is other
+        assert other.submit(inc, 1, pure=False).result(timeout=10) == 2
+        assert set(other.scheduler_info()["workers"]) == set(client.scheduler_info()["workers"])
+    # closing the second client leaves the cluster and the first client working
+    assert client.submit(inc, 2, pure=False).result(timeout=10) == 3
+
+
+def test_unknown_scheduler_address_fails_within_the_timeout_naming_it():
+    start = time.monotonic()
+    with pytest.raises(OSError) as info:
+        Client("tcp://127.0.0.1:1", timeout=2)
+    assert time.monotonic() - start < 15
+    assert "tcp://127.0.0.1:1" in str(info.value)
+
+
+def test_submit_after_close_raises_a_clear_error(client):
+    other = Client(client.cluster.scheduler_address)
+    other.close()
+    with pytest.raises(Exception, match=r"(?i)closed"):
+        other.submit(inc, 1)
+    with pytest.raises(Exception, match=r"(?i)closed"):
+        other.map(inc, range(3))
+
+
+def test_repr_and_html_describe_the_cluster(make_client):
+    c = make_client(n_workers=2, dashboard_address=":0")
+    address = c.cluster.scheduler_address
+    text = repr(c)
+    assert address in text
+    assert re.search(r"threads\D{0,3}2", text), text
+    assert "memory" in text.lower()
+
+    link = c.dashboard_link
+    assert re.match(r"http://[\w.\-]+:\d+/", link), link
+
+    html = c._repr_html_()
+    lowered = html.lower()
+    for word in ("workers", "total threads", "total memory", "dashboard"):
+        assert word in lowered, word
+    assert link in html
+    assert address in html
+
+
+def _scheduler_address_from(log: Path) -> str | None:
+    match = re.search(r"tcp://[\w.\-]+:\d+", log.read_text(errors="replace"))
+    return match.group(0) if match else None
+
+
+def test_cli_scheduler_and_worker(tmp_path):
+    scheduler_log = tmp_path / "scheduler.log"
+    worker_log = tmp_path / "worker.log"
+    processes: list[subprocess.Popen] = []
+    try:
+        with scheduler_log.open("w") as out:
+            processes.append(
+                subprocess.Popen(
+                    [CLI, "scheduler", "--host", "127.0.0.1", "--port", "0"],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        wait_for(lambda: _scheduler_address_from(scheduler_log), timeout=30)
+        address = _scheduler_address_from(scheduler_log)
+        assert address is not None
+
+        with worker_log.open("w") as out:
+            processes.append(
+                subprocess.Popen(
+                    [CLI, "worker", address, "--nthreads", "2", "--name", "w1"],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        with Client(address, timeout=10) as c:
+            wait_for(lambda: len(c.scheduler_info()["workers"]) == 1, timeout=30)
+            [worker] = c.scheduler_info()["workers"].values()
+            assert worker["name"] == "w1"
+            assert worker["nthreads"] == 2
+            # a stdlib function: these processes don't share this test module's sys.path
+            assert c.submit(operator.add, 1, 1).result(timeout=10) == 2
+
+        started = {pid for proc in processes for pid in process_tree(proc.pid)}
+        for proc in reversed(processes):
+            proc.send_signal(signal.SIGTERM)
+        for proc in processes:
+            proc.wait(timeout=20)
+        wait_for(lambda: not any(alive(pid) for pid in started), timeout=15)
+    finally:
+        for proc in processes:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

@@ -1,0 +1,261 @@
+"""Issue 3: dask's own collections (array, bag, dataframe, delayed) running on the cluster."""
+
+from __future__ import annotations
+
+import os
+
+import dask
+import dask.array as da
+import dask.bag as db
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pytest
+from dask import delayed
+from dask._task_spec import Task, TaskRef
+
+from shoal import Client, Future, futures_of, wait
+
+from ._helpers import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def inc(x):
+    return x + 1
+
+
+def add(x, y):
+    return x + y
+
+
+def worker_pid(_=None):
+    return os.getpid()
+
+
+def flaky(counter_path, value):
+    """Fail on the first call, succeed afterwards; the count lives in a file all processes see."""
+    calls = 0
+    if os.path.exists(counter_path):
+        with open(counter_path) as f:
+            calls = int(f.read())
+    with open(counter_path, "w") as f:
+        f.write(str(calls + 1))
+    if calls == 0:
+        raise RuntimeError(f"flaky failure, call {calls + 1}")
+    return value
+
+
+def counted_block(block, counter_path):
+    with open(counter_path, "a") as f:
+        f.write("x")
+    return block * 2
+
+
+def _data(n=100_000, seed=0):
+    return np.random.default_rng(seed).random(n)
+
+
+# --- the client is dask's default scheduler ------------------------------------------------------
+
+
+def test_compute_runs_on_the_workers(client):
+    worker_pids = set(client.run(os.getpid).values())
+    assert delayed(worker_pid)(1).compute() in worker_pids
+
+
+def test_sync_scheduler_bypasses_the_cluster(client):
+    with dask.config.set(scheduler="sync"):
+        assert delayed(worker_pid)(2).compute() == os.getpid()
+
+
+def test_array_sum_and_mean_match_numpy(client):
+    data = _data()
+    x = da.from_array(data, chunks=10_000)
+    np.testing.assert_allclose(x.sum().compute(), data.sum())
+    np.testing.assert_allclose(x.mean().compute(), data.mean())
+    np.testing.assert_allclose((x[::2] * 3 - 1).std().compute(), (data[::2] * 3 - 1).std())
+
+
+# --- persist -----------------------------------------------------------------------------------
+
+
+def test_persist_puts_the_chunks_in_worker_memory_as_futures(client):
+    data = _data()
+    x = client.persist(da.from_array(data, chunks=10_000))
+    futs = futures_of(x)
+    assert len(futs) == 10
+    assert all(isinstance(f, Future) for f in futs)
+    wait(x, timeout=30)
+    tasks = client.cluster.scheduler.tasks
+    assert all(tasks[f.key].state == "memory" for f in futs)
+    np.testing.assert_allclose(x.sum().compute(), data.sum())
+
+
+def test_deleting_a_persisted_collection_releases_its_chunks(client):
+    x = client.persist(da.from_array(_data(seed=1), chunks=10_000))
+    wait(x, timeout=30)
+    keys = [f.key for f in futures_of(x)]
+    tasks = client.cluster.scheduler.tasks
+    assert all(k in tasks for k in keys)
+    del x
+    wait_for(lambda: not any(k in tasks for k in keys), timeout=10)
+
+
+def test_persist_of_several_collections_returns_a_list(client):
+    a = da.ones(100, chunks=10)
+    b = da.arange(100, chunks=25)
+    persisted = client.persist([a, b])
+    assert isinstance(persisted, list) and len(persisted) == 2
+    pa, pb = persisted
+    assert len(futures_of(pa)) == 10 and len(futures_of(pb)) == 4
+    assert pa.sum().compute() == 100
+    assert pb.sum().compute() == sum(range(100))
+
+
+def test_dask_persist_returns_a_tuple_of_persisted_collections(client):
+    a = da.arange(100, chunks=10)
+    (pa,) = dask.persist(a)
+    futs = futures_of(pa)
+    assert len(futs) == 10 and all(isinstance(f, Future) for f in futs)
+    assert pa.sum().compute() == sum(range(100))
+
+
+def test_persisted_array_in_a_new_graph_is_not_recomputed(client, tmp_path):
+    counter = tmp_path / "loads"
+    x = da.ones(100, chunks=10).map_blocks(
+        counted_block, str(counter), meta=np.array((), dtype=float)
+    )
+    x = client.persist(x)
+    wait(x, timeout=30)
+    assert len(counter.read_text()) == 10
+    assert (x + 1).sum().compute() == 300
+    assert (x * x).max().compute() == 4
+    assert len(counter.read_text()) == 10
+
+
+# --- compute, get, delayed ----------------------------------------------------------------------
+
+
+def test_dask_compute_of_several_collections(client):
+    data = _data(1_000)
+    a = da.from_array(data, chunks=100)
+    total, mean = dask.compute(a.sum(), a.mean())
+    np.testing.assert_allclose([total, mean], [data.sum(), data.mean()])
+
+
+def test_client_compute_returns_futures(client):
+    a = da.arange(1_000, chunks=100)
+    fut = client.compute(a.sum())
+    assert isinstance(fut, Future)
+    assert fut.result(timeout=10) == sum(range(1_000))
+    futs = client.compute([a.sum(), a.max()])
+    assert isinstance(futs, list) and all(isinstance(f, Future) for f in futs)
+    assert client.gather(futs) == [sum(range(1_000)), 999]
+
+
+def test_client_compute_sync_returns_values(client):
+    a = da.arange(1_000, chunks=100)
+    assert client.compute([a.sum(), a.max()], sync=True) == [sum(range(1_000)), 999]
+
+
+def test_client_get_with_a_plain_dict_graph(client):
+    dsk = {"get-a": 1, "get-b": (inc, "get-a"), "get-c": (add, "get-a", "get-b")}
+    assert client.get(dsk, ["get-c", "get-b"]) == [3, 2]
+    assert client.get(dsk, "get-c") == 3
+
+
+def test_delayed_graph_like_the_seed(client):
+    ratios = [
+        delayed(lambda a, b: a // b)(a, b) for a, b in zip([5, 25, 30], [5, 5, 6], strict=True)
+    ]
+    out = delayed(sum)(ratios)
+    f = client.compute(out)
+    assert client.gather(f) == 11
+
+
+def test_delayed_accepts_a_future_as_argument(client):
+    fut = client.submit(inc, 1)
+    assert delayed(inc)(fut).compute() == 3
+    assert client.compute(delayed(add)(fut, 10)).result(timeout=10) == 12
+
+
+# --- annotations and compute keywords -----------------------------------------------------------
+
+
+def test_annotate_retries_reaches_the_scheduler(client, tmp_path):
+    with dask.annotate(retries=2):
+        task = delayed(flaky)(str(tmp_path / "calls"), "ok")
+    assert task.compute() == "ok"
+    assert (tmp_path / "calls").read_text() == "2"
+
+
+def test_compute_retries_keyword_reaches_the_scheduler(client, tmp_path):
+    task = delayed(flaky)(str(tmp_path / "calls"), "ok")
+    assert client.compute(task, retries=2).result(timeout=10) == "ok"
+
+
+def test_annotate_priority_is_accepted(client):
+    with dask.annotate(priority=10):
+        x = da.arange(100, chunks=10) + 1
+    assert x.sum().compute() == sum(range(1, 101))
+
+
+# --- bag and dataframe --------------------------------------------------------------------------
+
+
+def test_bag_map_filter_sum(client):
+    bag = db.from_sequence(range(1_000), npartitions=8)
+    result = bag.map(inc).filter(lambda v: v % 3 == 0).sum().compute()
+    assert result == sum(v for v in range(1, 1_001) if v % 3 == 0)
+
+
+def test_dataframe_groupby_sum_matches_pandas(client):
+    rng = np.random.default_rng(2)
+    pdf = pd.DataFrame({"k": rng.integers(0, 7, 5_000), "v": rng.random(5_000)})
+    ddf = dd.from_pandas(pdf, npartitions=5)
+    result = ddf.groupby("k").v.sum().compute().sort_index()
+    expected = pdf.groupby("k").v.sum().sort_index()
+    pd.testing.assert_series_equal(result, expected, check_names=False)
+    assert len(ddf[ddf.v > 0.5]) == int((pdf.v > 0.5).sum())
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+
+def _released_key(client):
+    fut = client.submit(inc, 99, pure=False)
+    key = fut.key
+    fut.result(timeout=10)
+    del fut
+    wait_for(lambda: key not in client.cluster.scheduler.tasks, timeout=10)
+    return key
+
+
+def test_graph_with_a_key_the_cluster_no_longer_holds_errors_instead_of_hanging(client):
+    key = _released_key(client)
+    with pytest.raises(Exception, match=r"(?i)lost dependenc"):
+        client.get({"needs-lost": Task("needs-lost", inc, TaskRef(key))}, "needs-lost")
+
+
+def test_lost_dependencies_error_names_the_missing_key(client):
+    key = _released_key(client)
+    with pytest.raises(Exception) as info:
+        client.get({"needs-lost": Task("needs-lost", inc, TaskRef(key))}, "needs-lost")
+    assert key in str(info.value)
+
+
+def test_client_compute_after_close_raises_a_clear_error(client):
+    other = Client(client.cluster.scheduler_address)
+    other.close()
+    with pytest.raises(Exception, match=r"(?i)closed"):
+        other.compute(da.ones(10, chunks=5).sum())
+
+
+def test_computing_a_persisted_collection_after_its_client_closed_raises_a_clear_error(client):
+    other = Client(client.cluster.scheduler_address)
+    x = other.persist(da.ones(100, chunks=10))
+    wait(x, timeout=10)
+    other.close()
+    with pytest.raises(Exception, match=r"(?i)closed"):
+        x.sum().compute()

@@ -1,0 +1,359 @@
+"""Issue 2, "What a user must be able to do": the futures API of a dask.distributed Client.
+
+Each test states one behaviour a dask user relies on; they run on the shared 2-worker cluster.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import threading
+import time
+import traceback
+
+import numpy as np
+import pytest
+
+from shoal import Future, as_completed, futures_of, wait
+
+from ._helpers import gated, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def inc(x):
+    return x + 1
+
+
+def add(x, y):
+    return x + y
+
+
+def add_kw(x, y=0, z=0):
+    return x + 100 * y + 10_000 * z
+
+
+def fail(message):
+    raise ValueError(message)
+
+
+def total(values):
+    return sum(values)
+
+
+def total_of_dict(mapping):
+    return sum(mapping.values())
+
+
+# --- submit and the Future object -------------------------------------------------------------
+
+
+def test_submit_returns_a_future_whose_result_is_the_value(client):
+    fut = client.submit(inc, 1)
+    assert isinstance(fut, Future)
+    assert fut.result(timeout=10) == 2
+    assert fut.done()
+    assert fut.status == "finished"
+
+
+def test_future_key_is_a_string_prefixed_with_the_function_name(client):
+    fut = client.submit(inc, 10)
+    assert isinstance(fut.key, str)
+    assert fut.key.startswith("inc-")
+
+
+def test_future_status_is_pending_until_the_task_finishes(client, gate):
+    fut = client.submit(gated, gate.path, "done", pure=False)
+    assert fut.status == "pending"
+    assert not fut.done()
+    gate.open()
+    assert fut.result(timeout=10) == "done"
+    assert fut.status == "finished"
+
+
+def test_result_with_timeout_raises_timeout_error_while_running(client, gate):
+    fut = client.submit(gated, gate.path, 7, pure=False)
+    start = time.monotonic()
+    with pytest.raises(TimeoutError):
+        fut.result(timeout=0.2)
+    assert time.monotonic() - start < 5
+    gate.open()
+    assert fut.result(timeout=10) == 7
+
+
+def test_failed_future_exposes_exception_and_traceback(client):
+    fut = client.submit(fail, "boom-in-task")
+    wait([fut], timeout=10)
+    assert fut.status == "error"
+    assert fut.done()
+    exc = fut.exception(timeout=10)
+    assert isinstance(exc, ValueError)
+    assert "boom-in-task" in str(exc)
+    frames = traceback.extract_tb(fut.traceback(timeout=10))
+    assert "fail" in [frame.name for frame in frames]
+    with pytest.raises(ValueError, match="boom-in-task"):
+        fut.result(timeout=10)
+
+
+def test_cancel_marks_the_future_cancelled_and_forgets_the_task(client, gate):
+    fut = client.submit(gated, gate.path, 1, pure=False)
+    key = fut.key
+    fut.cancel()
+    wait_for(fut.cancelled, timeout=10)
+    assert fut.status == "cancelled"
+    with pytest.raises(concurrent.futures.CancelledError):
+        fut.result(timeout=10)
+    wait_for(lambda: key not in client.cluster.scheduler.tasks, timeout=10)
+
+
+def test_add_done_callback_is_called_with_the_future(client, gate):
+    called = threading.Event()
+    received = []
+
+    def on_done(future):
+        received.append(future)
+        called.set()
+
+    fut = client.submit(gated, gate.path, 3, pure=False)
+    fut.add_done_callback(on_done)
+    assert not called.is_set()
+    gate.open()
+    assert called.wait(10)
+    assert received == [fut]
+    assert received[0].result(timeout=10) == 3
+
+
+def test_add_done_callback_on_a_finished_future_still_fires(client):
+    fut = client.submit(inc, 41, pure=False)
+    fut.result(timeout=10)
+    called = threading.Event()
+    fut.add_done_callback(lambda f: called.set())
+    assert called.wait(10)
+
+
+# --- map and gather ---------------------------------------------------------------------------
+
+
+def test_map_of_ten_thousand_tasks_returns_every_result_in_order(client):
+    futs = client.map(inc, range(10_000))
+    assert len(futs) == 10_000
+    assert len({f.key for f in futs}) == 10_000
+    assert client.gather(futs) == list(range(1, 10_001))
+
+
+def test_map_over_several_iterables_zips_them(client):
+    futs = client.map(add, range(5), range(10, 15))
+    assert client.gather(futs) == [10, 12, 14, 16, 18]
+
+
+def test_map_passes_keyword_arguments_to_every_call(client):
+    futs = client.map(add_kw, range(3), y=1, z=2)
+    assert client.gather(futs) == [20_100, 20_101, 20_102]
+
+
+def test_gather_accepts_list_dict_and_nested_structures(client):
+    a, b, c = client.map(inc, [1, 2, 3])
+    assert client.gather([a, b, c]) == [2, 3, 4]
+    assert client.gather({"x": a, "y": b}) == {"x": 2, "y": 3}
+    assert client.gather({"x": [a, (b, c)], "y": {"z": c}}) == {"x": [2, (3, 4)], "y": {"z": 4}}
+    assert client.gather(a) == 2
+
+
+# --- dependencies -----------------------------------------------------------------------------
+
+
+def test_futures_passed_as_arguments_become_dependencies(client):
+    futs = client.map(inc, range(3))
+    assert client.submit(add, futs[0], futs[1]).result(timeout=10) == 3
+    assert client.submit(add, futs[2], y=futs[1]).result(timeout=10) == 5
+
+
+def test_futures_nested_inside_containers_are_resolved(client):
+    futs = client.map(inc, range(4))
+    assert client.submit(total, futs).result(timeout=10) == 10
+    assert client.submit(total_of_dict, {"a": futs[0], "b": futs[3]}).result(timeout=10) == 5
+
+
+def test_a_long_chain_of_dependent_futures(client):
+    fut = client.submit(inc, 0, pure=False)
+    for _ in range(200):
+        fut = client.submit(inc, fut)
+    assert fut.result(timeout=30) == 201
+
+
+# --- scatter ----------------------------------------------------------------------------------
+
+
+def test_scatter_list_returns_futures_usable_by_tasks(client):
+    array = np.arange(100_000, dtype="int64")
+    futs = client.scatter([array, 5])
+    assert all(isinstance(f, Future) for f in futs)
+    assert client.submit(np.sum, futs[0]).result(timeout=10) == array.sum()
+    assert client.gather(futs[1]) == 5
+    np.testing.assert_array_equal(client.gather(futs[0]), array)
+
+
+def test_scatter_dict_keeps_the_keys(client):
+    futs = client.scatter({"scatter-dict-a": 1, "scatter-dict-b": 2})
+    assert set(futs) == {"scatter-dict-a", "scatter-dict-b"}
+    assert futs["scatter-dict-a"].key == "scatter-dict-a"
+    assert client.gather(futs) == {"scatter-dict-a": 1, "scatter-dict-b": 2}
+
+
+def test_scatter_broadcast_puts_a_copy_on_every_worker(client):
+    fut = client.scatter(np.arange(10), broadcast=True)
+    workers = set(client.run(os.getpid))
+    assert len(workers) == 2
+    wait_for(lambda: set(client.who_has([fut])[fut.key]) == workers, timeout=10)
+    assert client.submit(np.sum, fut).result(timeout=10) == 45
+
+
+# --- wait -------------------------------------------------------------------------------------
+
+
+def test_wait_all_completed_returns_done_and_not_done(client):
+    futs = client.map(inc, range(20))
+    result = wait(futs, timeout=10)
+    assert result.done == set(futs)
+    assert result.not_done == set()
+    done, not_done = result
+    assert done == set(futs) and not not_done
+
+
+def test_wait_first_completed_returns_as_soon_as_one_is_done(client, gate):
+    slow = client.submit(gated, gate.path, 0, pure=False)
+    fast = client.submit(inc, 1, pure=False)
+    result = wait([slow, fast], return_when="FIRST_COMPLETED", timeout=10)
+    assert fast in result.done
+    assert slow in result.not_done
+
+
+def test_wait_with_timeout_raises_timeout_error(client, gate):
+    slow = client.submit(gated, gate.path, 0, pure=False)
+    with pytest.raises(TimeoutError):
+        wait([slow], timeout=0.2)
+
+
+# --- as_completed -----------------------------------------------------------------------------
+
+
+def test_as_completed_yields_each_future_once(client):
+    futs = client.map(inc, range(30))
+    seen = list(as_completed(futs))
+    assert len(seen) == 30
+    assert set(seen) == set(futs)
+
+
+def test_as_completed_yields_in_completion_order(client, gate):
+    slow = client.submit(gated, gate.path, "slow", pure=False)
+    fast = client.map(inc, range(3), pure=False)
+    order = []
+    for fut in as_completed([slow, *fast]):
+        order.append(fut)
+        if len(order) == 3:
+            gate.open()
+    assert order[-1] is slow
+    assert set(order[:3]) == set(fast)
+
+
+def test_as_completed_add_during_iteration_like_the_seed(client):
+    iterator = as_completed(client.map(inc, range(5)))
+    submitted = 5
+    results = []
+    for fut in iterator:
+        results.append(fut.result())
+        if submitted < 15:
+            iterator.add(client.submit(inc, 100 + submitted))
+            submitted += 1
+    assert len(results) == 15
+    assert sorted(results) == [1, 2, 3, 4, 5, *range(106, 116)]
+
+
+def test_as_completed_update_adds_several_futures(client):
+    iterator = as_completed([client.submit(inc, 1000)])
+    iterator.update(client.map(inc, [2000, 3000]))
+    assert sorted(f.result() for f in iterator) == [1001, 2001, 3001]
+    assert iterator.is_empty()
+
+
+def test_as_completed_with_results_yields_pairs(client):
+    futs = client.map(inc, range(5))
+    pairs = list(as_completed(futs, with_results=True))
+    assert {f.key for f, _ in pairs} == {f.key for f in futs}
+    assert all(f.result() == value for f, value in pairs)
+
+
+def test_as_completed_batches_yields_lists_covering_all_futures(client):
+    futs = client.map(inc, range(50))
+    batches = list(as_completed(futs).batches())
+    assert all(isinstance(batch, list) and batch for batch in batches)
+    flat = [f for batch in batches for f in batch]
+    assert len(flat) == 50
+    assert set(flat) == set(futs)
+
+
+# --- keys: pure, pure=False, key= ---------------------------------------------------------------
+
+
+def test_pure_submit_of_the_same_call_gives_the_same_key(client):
+    assert client.submit(inc, 5).key == client.submit(inc, 5).key
+    assert client.submit(inc, 5, pure=True).key == client.submit(inc, 5).key
+    assert client.submit(inc, 5).key != client.submit(inc, 6).key
+
+
+def test_impure_submit_gives_distinct_keys(client):
+    a = client.submit(inc, 5, pure=False)
+    b = client.submit(inc, 5, pure=False)
+    assert a.key != b.key
+    assert a.result(timeout=10) == b.result(timeout=10) == 6
+
+
+def test_explicit_key_is_used(client):
+    fut = client.submit(inc, 1, key="integration-explicit-key")
+    assert fut.key == "integration-explicit-key"
+    assert fut.result(timeout=10) == 2
+    assert "integration-explicit-key" in client.cluster.scheduler.tasks
+
+
+# --- futures_of, refcounting, scheduler state ---------------------------------------------------
+
+
+def test_futures_of_finds_futures_in_nested_structures(client):
+    a, b = client.map(inc, [1, 2])
+    found = futures_of([a, {"x": (b,)}, 3])
+    assert {f.key for f in found} == {a.key, b.key}
+
+
+def test_deleting_the_last_future_releases_the_key_on_the_scheduler(client):
+    fut = client.submit(inc, 41, pure=False)
+    key = fut.key
+    assert fut.result(timeout=10) == 42
+    assert key in client.cluster.scheduler.tasks
+    del fut
+    wait_for(lambda: key not in client.cluster.scheduler.tasks, timeout=10)
+
+
+def test_a_key_stays_while_another_future_holds_it(client):
+    first = client.submit(inc, 424242)
+    second = client.submit(inc, 424242)
+    key = first.key
+    assert second.key == key
+    assert first.result(timeout=10) == 424243
+    del first
+    # a full round trip through the scheduler after the release message
+    assert client.submit(inc, 0, pure=False).result(timeout=10) == 1
+    assert key in client.cluster.scheduler.tasks
+    assert second.result(timeout=10) == 424243
+    del second
+    wait_for(lambda: key not in client.cluster.scheduler.tasks, timeout=10)
+
+
+def test_scheduler_tasks_show_processing_then_memory(client, gate):
+    fut = client.submit(gated, gate.path, 1, pure=False)
+    tasks = client.cluster.scheduler.tasks
+    wait_for(lambda: fut.key in tasks and tasks[fut.key].state == "processing", timeout=10)
+    assert tasks[fut.key].exception is None
+    gate.open()
+    fut.result(timeout=10)
+    wait_for(lambda: tasks[fut.key].state == "memory", timeout=10)
+    assert (fut.key, "memory") in [(k, v.state) for k, v in tasks.items()]
