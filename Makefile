@@ -1,0 +1,39 @@
+# The README's two commands, `make demo` and `make test`, do all set-up themselves.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit bench browser clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,hdf5,notebook]'
+	touch $(STAMP)
+
+# Debian's chromium for the browser tests (no browser download from a CDN).
+browser:
+	@command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+demo: $(STAMP)
+	$(PY) -m shoal demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check shoal tests benchmarks
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy shoal
+
+unit: $(STAMP)
+	$(VENV)/bin/pytest -q -m "not integration and not browser"
+
+test: $(STAMP) browser lint typecheck
+	$(VENV)/bin/pytest -q
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

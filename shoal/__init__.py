@@ -1,0 +1,63 @@
+"""shoal: a fast, drop-in replacement for dask.distributed.
+
+Change ``from dask.distributed import Client`` to ``from shoal import Client``.
+Names are imported lazily so that worker processes start quickly.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Client": "shoal.client._client",
+    "get_client": "shoal.client._client",
+    "Future": "shoal.client._future",
+    "as_completed": "shoal.client._as_completed",
+    "wait": "shoal.client._as_completed",
+    "FIRST_COMPLETED": "shoal.client._as_completed",
+    "ALL_COMPLETED": "shoal.client._as_completed",
+    "FIRST_EXCEPTION": "shoal.client._as_completed",
+    "futures_of": "shoal.client._collections",
+    "LocalCluster": "shoal.cluster._local",
+    "KilledWorker": "shoal.protocol._errors",
+    "LostDataError": "shoal.protocol._errors",
+    "RemoteError": "shoal.protocol._errors",
+    "FailureStory": "shoal.client._debug",
+    "progress": "shoal.diagnostics",
+    "performance_report": "shoal.diagnostics",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'shoal' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:
+    from shoal.client._as_completed import (
+        ALL_COMPLETED,
+        FIRST_COMPLETED,
+        FIRST_EXCEPTION,
+        as_completed,
+        wait,
+    )
+    from shoal.client._client import Client, get_client
+    from shoal.client._collections import futures_of
+    from shoal.client._debug import FailureStory
+    from shoal.client._future import Future
+    from shoal.cluster._local import LocalCluster
+    from shoal.protocol._errors import KilledWorker, LostDataError, RemoteError

@@ -1,0 +1,5 @@
+import sys
+
+from shoal.cluster.cli import main
+
+sys.exit(main())

@@ -1,0 +1,105 @@
+"""The one background event loop per process that clients and local clusters share.
+
+Owns: starting it (uvloop when installed) on a daemon thread, running coroutines on it from
+user threads with timeouts, and stopping it at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+
+        return uvloop.new_event_loop()
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        return asyncio.new_event_loop()
+
+
+def get_loop() -> asyncio.AbstractEventLoop:
+    """The shared loop, started on first use."""
+    global _loop, _thread
+    with _lock:
+        if _loop is not None and _thread is not None and _thread.is_alive():
+            return _loop
+        loop = new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            loop.call_soon(ready.set)
+            loop.run_forever()
+
+        thread = threading.Thread(target=run, name="shoal-loop", daemon=True)
+        thread.start()
+        ready.wait()
+        _loop, _thread = loop, thread
+        return loop
+
+
+def in_loop_thread() -> bool:
+    return _thread is not None and threading.current_thread() is _thread
+
+
+def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    """Run ``coro`` on the shared loop and wait for its result from a user thread.
+
+    Raises:
+        TimeoutError: it did not finish within ``timeout`` seconds (it is cancelled).
+        RuntimeError: called from the loop thread itself (that would deadlock).
+    """
+    if in_loop_thread():
+        coro.close()
+        raise RuntimeError(
+            "a blocking shoal call was made from inside shoal's event loop (for example in a "
+            "done-callback); call it from another thread or use the asynchronous API"
+        )
+    fut = asyncio.run_coroutine_threadsafe(coro, get_loop())
+    try:
+        return fut.result(timeout)
+    except concurrent.futures.TimeoutError:
+        fut.cancel()
+        raise TimeoutError(f"operation did not finish within {timeout} s") from None
+
+
+def call_soon(fn: Any, *args: Any) -> None:
+    """Run ``fn(*args)`` on the loop thread soon (thread-safe)."""
+    loop = get_loop()
+    if in_loop_thread():
+        loop.call_soon(fn, *args)
+    else:
+        loop.call_soon_threadsafe(fn, *args)
+
+
+_cleanups: list[Any] = []
+
+
+def at_exit(fn: Any) -> Any:
+    """Register ``fn`` to run at interpreter exit, before the loop stops."""
+    _cleanups.append(fn)
+    return fn
+
+
+@atexit.register
+def _shutdown() -> None:
+    for fn in reversed(_cleanups):
+        try:
+            fn()
+        except Exception:
+            pass
+    loop = _loop
+    if loop is not None and loop.is_running():
+        loop.call_soon_threadsafe(loop.stop)

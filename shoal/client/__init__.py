@@ -1,0 +1,1 @@
+"""The user-facing client: Client, Future, as_completed, wait, dask integration."""

@@ -1,0 +1,805 @@
+"""The user's handle on a cluster: submit work, hold futures, fetch results.
+
+Owns: the connection to the scheduler (in-process for a local cluster, TCP otherwise),
+turning calls into task rows, key naming (``pure=True`` hashing like dask), reference
+counts of futures, fetching results from workers, and registering itself as dask's
+default scheduler. Collections, debugging and reprs live in sibling modules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import logging
+import threading
+import uuid
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import dask
+from dask._task_spec import Task, parse_input
+from dask.base import tokenize
+from dask.utils import funcname
+
+from shoal import _loop
+from shoal.client import _collections, _debug, _repr
+from shoal.client._future import Future, FutureState
+from shoal.comm import Connection, connect
+from shoal.protocol._errors import error_to_exception
+from shoal.protocol._messages import (
+    PROTOCOL_VERSION,
+    CancelKeys,
+    Data,
+    GetData,
+    Hello,
+    KeyCancelled,
+    KeyDone,
+    KeyErred,
+    Message,
+    ReleaseKeys,
+    Request,
+    Response,
+    RetryKeys,
+    Scatter,
+    UpdateGraph,
+)
+from shoal.protocol._serialize import FunctionCache, Serialized, dumps, dumps_task, loads
+
+logger = logging.getLogger("shoal.client")
+
+_current: list[weakref.ReferenceType[Client]] = []
+
+
+def get_client() -> Client:
+    """The most recently created open Client in this process.
+
+    Raises:
+        ValueError: no client is open; create one with ``Client()``.
+    """
+    for ref in reversed(_current):
+        client = ref()
+        if client is not None and client.status == "running":
+            return client
+    raise ValueError("No shoal Client found; start one with shoal.Client()")
+
+
+class Client:
+    """Connect to a shoal cluster, or start a local one.
+
+    Args:
+        address: ``"tcp://host:port"`` of a running scheduler, a ``LocalCluster``, or None
+            to start a ``LocalCluster`` with the remaining keyword arguments
+            (``n_workers``, ``threads_per_worker``, ``processes``, ``memory_limit``,
+            ``dashboard_address``...).
+        timeout: seconds to wait for the scheduler to answer.
+        set_as_default: make this client dask's scheduler (``dask.compute`` runs here).
+
+    Raises:
+        OSError: nothing answered at ``address`` within ``timeout``.
+    """
+
+    def __init__(
+        self,
+        address: Any = None,
+        *,
+        timeout: float = 10.0,
+        set_as_default: bool = True,
+        asynchronous: bool = False,
+        name: str | None = None,
+        direct_to_workers: bool | None = None,
+        **cluster_kwargs: Any,
+    ) -> None:
+        if asynchronous:
+            raise NotImplementedError(
+                "shoal's Client is synchronous for now; use it from threads, or await futures "
+                "(`await future` works inside a running event loop)."
+            )
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        self.asynchronous = False
+        self.status = "connecting"
+        self.id = name or f"Client-{uuid.uuid4().hex[:8]}"
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._states: dict[Any, FutureState] = {}
+        self._refcount: dict[Any, int] = {}
+        self._to_release: list[Any] = []
+        self._release_scheduled = False
+        self._functions = FunctionCache()
+        self._sent_fids: set[str] = set()
+        self._generation = itertools.count()
+        self._request_ids = itertools.count(1)
+        self._requests: dict[int, asyncio.Future[Any]] = {}
+        self._worker_conns: dict[str, Connection] = {}
+        self._conn: Connection | None = None
+        self._owns_cluster = False
+        self._config_ctx: Any = None
+        self.cluster: Any = None
+
+        from shoal.cluster._local import LocalCluster
+
+        if address is None:
+            self.cluster = LocalCluster(**cluster_kwargs)
+            self._owns_cluster = True
+        elif isinstance(address, LocalCluster):
+            if cluster_kwargs:
+                raise TypeError(f"unexpected arguments with a cluster: {sorted(cluster_kwargs)}")
+            self.cluster = address
+        elif isinstance(address, str):
+            if cluster_kwargs:
+                raise TypeError(
+                    f"unexpected arguments {sorted(cluster_kwargs)} with a scheduler address; "
+                    "cluster options only apply when the Client starts its own LocalCluster"
+                )
+        else:
+            raise TypeError(
+                f"Client(address) takes 'tcp://host:port', a LocalCluster or nothing; got "
+                f"{type(address).__name__}"
+            )
+        try:
+            if self.cluster is not None:
+                _loop.run_sync(self._connect_local(), timeout)
+            else:
+                _loop.run_sync(self._connect_tcp(address), timeout)
+        except TimeoutError:
+            self._abort()
+            raise OSError(
+                f"timed out after {timeout} s connecting to the scheduler at {address}"
+            ) from None
+        except BaseException:
+            self._abort()
+            raise
+        self.status = "running"
+        _current.append(weakref.ref(self))
+        if set_as_default:
+            self._config_ctx = dask.config.set({"scheduler": self, "dataframe.shuffle.method": "tasks"})
+            self._config_ctx.__enter__()
+
+    def _abort(self) -> None:
+        self.status = "closed"
+        if self._owns_cluster and self.cluster is not None:
+            self.cluster.close()
+
+    async def _connect_local(self) -> None:
+        sched = self.cluster.scheduler
+        conn = sched.connect_local_client(self.id)
+        self._conn = conn
+        conn.set_handler(self._on_message)
+        self.scheduler_address = sched.address
+
+    async def _connect_tcp(self, address: str) -> None:
+        conn = await connect(address, timeout=self._timeout)
+        self._conn = conn
+        hello: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._requests[0] = hello
+        conn.set_handler(self._on_message)
+        conn.send(Hello("client", PROTOCOL_VERSION, self.id))
+        info = await hello
+        self.scheduler_address = info["address"]
+
+    # --- incoming ---------------------------------------------------------------------------
+
+    def _on_message(self, conn: Connection, batch: list[Message] | None) -> None:
+        if batch is None:
+            self._on_lost_connection()
+            return
+        states = self._states
+        for msg in batch:
+            kind = type(msg)
+            if kind is KeyDone:
+                st = states.get(msg.key)  # type: ignore[attr-defined]
+                if st is not None:
+                    st.inline = msg.inline  # type: ignore[attr-defined]
+                    st.nbytes = msg.nbytes  # type: ignore[attr-defined]
+                    st.typename = msg.typename  # type: ignore[attr-defined]
+                    st.settle("finished")
+            elif kind is KeyErred:
+                st = states.get(msg.key)  # type: ignore[attr-defined]
+                if st is not None:
+                    st.error = dict(msg.error)  # type: ignore[attr-defined]
+                    st.settle("error")
+            elif kind is KeyCancelled:
+                st = states.get(msg.key)  # type: ignore[attr-defined]
+                if st is not None:
+                    st.settle("cancelled")
+            elif kind is Response:
+                fut = self._requests.pop(msg.request_id, None)  # type: ignore[attr-defined]
+                if fut is not None and not fut.done():
+                    if msg.ok:  # type: ignore[attr-defined]
+                        fut.set_result(msg.value)  # type: ignore[attr-defined]
+                    else:
+                        fut.set_exception(RuntimeError(str(msg.value)))  # type: ignore[attr-defined]
+
+    def _on_lost_connection(self) -> None:
+        if self.status in ("closing", "closed"):
+            return
+        self.status = "closed"
+        for st in self._states.values():
+            if st.status == "pending":
+                st.error = {
+                    "kind": "lost", "type": "CommClosedError",
+                    "message": "the connection to the scheduler was lost",
+                    "exception": None, "traceback": None, "tb_text": "",
+                }
+                st.settle("lost")
+        for fut in self._requests.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError("the connection to the scheduler was lost"))
+
+    # --- sending --------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.status != "running":
+            raise RuntimeError(
+                f"this Client is {self.status}; create a new Client() to submit more work"
+            )
+
+    def _send(self, msg: Message) -> None:
+        conn = self._conn
+        assert conn is not None
+        _loop.call_soon(conn.send, msg)
+
+    async def _request(self, op: str, **args: Any) -> Any:
+        assert self._conn is not None
+        rid = next(self._request_ids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._requests[rid] = fut
+        self._conn.send(Request(rid, op, args))
+        return await fut
+
+    def _sync_request(self, op: str, timeout: float | None = None, **args: Any) -> Any:
+        self._check_open()
+        return _loop.run_sync(self._request(op, **args), timeout)
+
+    # --- reference counting -------------------------------------------------------------------
+
+    def _state_for(self, key: Any) -> FutureState:
+        st = self._states.get(key)
+        if st is None:
+            with self._lock:
+                st = self._states.get(key)
+                if st is None:
+                    st = self._states[key] = FutureState()
+        return st
+
+    def _incref(self, key: Any) -> None:
+        with self._lock:
+            self._refcount[key] = self._refcount.get(key, 0) + 1
+
+    def _decref(self, key: Any) -> None:
+        with self._lock:
+            n = self._refcount.get(key, 0) - 1
+            if n > 0:
+                self._refcount[key] = n
+                return
+            self._refcount.pop(key, None)
+            self._states.pop(key, None)
+            if self.status != "running":
+                return
+            self._to_release.append(key)
+            if self._release_scheduled:
+                return
+            self._release_scheduled = True
+        try:
+            _loop.call_soon(self._flush_releases)
+        except RuntimeError:
+            pass
+
+    def _flush_releases(self) -> None:
+        with self._lock:
+            keys, self._to_release = self._to_release, []
+            self._release_scheduled = False
+            keys = [k for k in keys if k not in self._refcount]
+        if keys and self._conn is not None:
+            self._conn.send(ReleaseKeys(keys))
+
+    # --- tasks --------------------------------------------------------------------------------
+
+    def _row(
+        self, key: Any, task: Any, priority: Any, retries: int, workers: Any, prefix: str
+    ) -> tuple[Any, ...]:
+        payload, fids = dumps_task(task, self._functions)
+        return (key, payload, list(task.dependencies), fids, priority, retries, workers, prefix)
+
+    def _submit_rows(self, rows: list[tuple[Any, ...]], wanted: list[Any]) -> None:
+        fids = {fid for row in rows for fid in row[3]} - self._sent_fids
+        blobs = {fid: self._functions.blobs[fid] for fid in fids}
+        self._sent_fids |= fids
+        self._send(UpdateGraph(rows, wanted, blobs))
+
+    @staticmethod
+    def _check_workers(workers: Any) -> list[str] | None:
+        if workers is None:
+            return None
+        if isinstance(workers, str):
+            return [workers]
+        try:
+            out = list(workers)
+        except TypeError:
+            raise TypeError(f"workers= takes an address or a list of addresses, got {workers!r}") from None
+        if not all(isinstance(w, str) for w in out):
+            raise TypeError(f"workers= takes worker addresses or names (strings), got {workers!r}")
+        return out
+
+    @staticmethod
+    def _check_retries(retries: Any) -> int:
+        if retries is None:
+            return 0
+        if not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
+        return retries
+
+    def submit(
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        key: Any = None,
+        workers: Any = None,
+        retries: int | None = None,
+        priority: int = 0,
+        pure: bool = True,
+        allow_other_workers: bool = False,
+        resources: Any = None,
+        fifo_timeout: Any = None,
+        **kwargs: Any,
+    ) -> Future:
+        """Run ``func(*args, **kwargs)`` on the cluster; returns a Future.
+
+        Futures among the arguments (also inside lists, tuples and dicts) become
+        dependencies. With ``pure=True`` equal calls share a key (and a result).
+
+        Raises:
+            TypeError: ``func`` is not callable, or an argument cannot be pickled.
+            RuntimeError: the client is closed.
+        """
+        self._check_open()
+        if not callable(func):
+            raise TypeError(f"submit needs a callable as its first argument, got {func!r}")
+        wl = self._check_workers(workers)
+        nretries = self._check_retries(retries)
+        if key is None:
+            name = funcname(func)
+            key = f"{name}-{tokenize(func, kwargs, *args) if pure else uuid.uuid4().hex}"
+        else:
+            name = _key_name(key)
+        st = self._states.get(key)
+        if st is not None and key in self._refcount:
+            return Future(key, self, st)
+        task = Task(key, func, *map(parse_input, args), **{k: parse_input(v) for k, v in kwargs.items()})
+        prio = (-priority, next(self._generation), 0)
+        row = self._row(key, task, prio, nretries, wl, name)
+        fut = Future(key, self)
+        self._submit_rows([row], [key])
+        return fut
+
+    def map(
+        self,
+        func: Callable[..., Any],
+        *iterables: Iterable[Any],
+        key: Any = None,
+        workers: Any = None,
+        retries: int | None = None,
+        priority: int = 0,
+        pure: bool = True,
+        batch_size: int | None = None,
+        allow_other_workers: bool = False,
+        resources: Any = None,
+        fifo_timeout: Any = None,
+        **kwargs: Any,
+    ) -> list[Future]:
+        """``submit`` over each element of ``iterables`` in one message; returns a list.
+
+        Raises:
+            TypeError: ``func`` is not callable, or iterables are missing or not iterable.
+        """
+        self._check_open()
+        if not callable(func):
+            raise TypeError(f"map needs a callable as its first argument, got {func!r}")
+        if not iterables:
+            raise TypeError("map needs at least one iterable of arguments")
+        if isinstance(iterables[0], dict):
+            raise TypeError("map over a dict is ambiguous; pass list(d.keys()) or list(d.values())")
+        wl = self._check_workers(workers)
+        nretries = self._check_retries(retries)
+        arg_lists = [list(it) for it in iterables]
+        n = min(len(a) for a in arg_lists) if arg_lists else 0
+        name = funcname(func) if not isinstance(key, str) else key
+        if isinstance(key, (list, tuple)):
+            keys = list(key)
+            if len(keys) != n:
+                raise ValueError(f"map got {len(keys)} keys for {n} tasks")
+        elif pure:
+            ftoken = tokenize(func, kwargs)
+            keys = [f"{name}-{tokenize(ftoken, *args)}" for args in zip(*arg_lists)]
+        else:
+            keys = [f"{name}-{uuid.uuid4().hex}" for _ in range(n)]
+        gen = next(self._generation)
+        pkw = {k: parse_input(v) for k, v in kwargs.items()}
+        rows = []
+        futures = []
+        seen: set[Any] = set()
+        for i, (k, args) in enumerate(zip(keys, zip(*arg_lists))):
+            existing = self._states.get(k)
+            futures.append(Future(k, self, existing) if existing is not None else Future(k, self))
+            if (existing is not None and k in self._refcount and self._refcount[k] > 1) or k in seen:
+                continue
+            seen.add(k)
+            task = Task(k, func, *map(parse_input, args), **pkw)
+            rows.append(self._row(k, task, (-priority, gen, i), nretries, wl, name))
+        if rows:
+            self._submit_rows(rows, [r[0] for r in rows])
+        return futures
+
+    # --- results -------------------------------------------------------------------------------
+
+    def _wait_one(self, fut: Future, timeout: float | None) -> None:
+        if not fut._state.wait(timeout):
+            raise TimeoutError(f"future {fut.key!r} did not finish within {timeout} s")
+
+    def _result(self, fut: Future, timeout: float | None) -> Any:
+        self._wait_one(fut, timeout)
+        st = fut._state
+        if st.status == "finished":
+            if st.inline is not None:
+                return loads(st.inline)
+            return self._fetch([fut.key], timeout)[fut.key]
+        raise self._exception_of(fut)
+
+    async def _result_async(self, fut: Future) -> Any:
+        st = fut._state
+        if not st.done():
+            done = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+
+            def wake() -> None:
+                loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+
+            self._add_callback(fut, lambda _f: wake())
+            await done
+        return await asyncio.get_running_loop().run_in_executor(None, self._result, fut, None)
+
+    def _exception_of(self, fut: Future) -> BaseException:
+        st = fut._state
+        if st.status == "cancelled":
+            return concurrent.futures.CancelledError(f"future {fut.key!r} was cancelled")
+        if st.error is not None:
+            return error_to_exception(st.error)
+        return RuntimeError(f"future {fut.key!r} is {st.status}")
+
+    def _add_callback(self, fut: Future, fn: Callable[[Future], Any]) -> None:
+        def call() -> None:
+            try:
+                fn(fut)
+            except Exception:
+                logger.exception("error in a done-callback of future %r", fut.key)
+
+        st = fut._state
+
+        def register() -> None:
+            if st.done():
+                call()
+            else:
+                st.callbacks.append(call)
+
+        _loop.call_soon(register)
+
+    def _fetch(self, keys: list[Any], timeout: float | None = None) -> dict[Any, Any]:
+        """Bring values of finished keys from the workers holding them."""
+        return _loop.run_sync(self._fetch_async(keys), timeout)
+
+    async def _fetch_async(self, keys: list[Any]) -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
+        todo = list(keys)
+        for _attempt in range(5):
+            if not todo:
+                break
+            who = await self._request("who_has", keys=todo)
+            by_worker: dict[str, list[Any]] = {}
+            missing = []
+            for key, holders in who:
+                if holders:
+                    by_worker.setdefault(holders[0], []).append(key)
+                else:
+                    missing.append(key)
+            results = await asyncio.gather(
+                *(self._get_data(w, ks) for w, ks in by_worker.items()), return_exceptions=True
+            )
+            todo = missing
+            for (_w, ks), res in zip(by_worker.items(), results):
+                if isinstance(res, BaseException):
+                    todo.extend(ks)
+                    continue
+                for key, ser in res.items.items():
+                    out[key] = loads(ser)
+                todo.extend(res.missing)
+            if todo:
+                await asyncio.sleep(0.05)
+        if todo:
+            raise RuntimeError(
+                f"could not fetch {len(todo)} result(s) from the cluster (e.g. {todo[0]!r}): "
+                "the workers holding them are gone; the scheduler recomputes them, call "
+                "result() again"
+            )
+        return out
+
+    async def _get_data(self, worker: str, keys: list[Any]) -> Data:
+        conn = self._worker_conns.get(worker)
+        if conn is None or conn.closed:
+            conn = await connect(worker, timeout=self._timeout)
+            conn.set_handler(self._on_worker_message)
+            conn.send(Hello("client", PROTOCOL_VERSION, self.id))
+            self._worker_conns[worker] = conn
+        rid = next(self._request_ids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._requests[rid] = fut
+        conn.send(GetData(rid, keys))
+        result: Data = await fut
+        return result
+
+    def _on_worker_message(self, conn: Connection, batch: list[Message] | None) -> None:
+        if batch is None:
+            for fut in list(self._requests.values()):
+                pass
+            return
+        for msg in batch:
+            if isinstance(msg, Data):
+                fut = self._requests.pop(msg.request_id, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(msg)
+
+    def gather(self, futures: Any, errors: str = "raise", direct: Any = None,
+               asynchronous: Any = None) -> Any:
+        """Wait for futures and return their results, in the same structure
+        (list, tuple, dict, nested, or a single future).
+
+        Args:
+            errors: "raise" (the first failure is raised) or "skip" (failed ones are left out).
+        """
+        if errors not in ("raise", "skip"):
+            raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
+        self._check_open()
+        if isinstance(futures, Iterator):
+            return (self.gather(f, errors=errors) for f in futures)
+        flat: list[Future] = []
+        _collect_futures(futures, flat)
+        for f in flat:
+            f._state.wait(None)
+        values: dict[Any, Any] = {}
+        failed: set[Any] = set()
+        fetch = []
+        for f in flat:
+            st = f._state
+            if st.status == "finished":
+                if st.inline is not None:
+                    values[f.key] = loads(st.inline)
+                else:
+                    fetch.append(f.key)
+            elif errors == "skip":
+                failed.add(f.key)
+            else:
+                raise self._exception_of(f)
+        if fetch:
+            values.update(self._fetch(list(dict.fromkeys(fetch))))
+        return _rebuild(futures, values, failed)
+
+    def scatter(self, data: Any, workers: Any = None, broadcast: bool = False,
+                direct: Any = None, hash: bool = True, timeout: Any = None,
+                asynchronous: Any = None) -> Any:
+        """Put local data into cluster memory; returns futures in the same structure
+        (a single object gives a single future)."""
+        self._check_open()
+        wl = self._check_workers(workers)
+        if isinstance(data, dict):
+            items = list(data.items())
+            keys = [k for k, _ in items]
+            values = [v for _, v in items]
+        elif isinstance(data, (list, tuple, set, frozenset)):
+            values = list(data)
+            keys = [
+                f"{type(v).__name__}-{tokenize(v) if hash else uuid.uuid4().hex}" for v in values
+            ]
+        else:
+            values = [data]
+            keys = [f"{type(data).__name__}-{tokenize(data) if hash else uuid.uuid4().hex}"]
+        from dask.sizeof import sizeof
+
+        rows = [(k, dumps(v), int(sizeof(v)), type(v).__name__) for k, v in zip(keys, values)]
+        futures = [Future(k, self) for k in keys]
+        rid = next(self._request_ids)
+
+        async def send() -> None:
+            assert self._conn is not None
+            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._requests[rid] = fut
+            self._conn.send(Scatter(rid, rows, wl, bool(broadcast)))
+            await fut
+
+        _loop.run_sync(send(), timeout)
+        for f in futures:
+            f._state.wait(timeout)
+        if isinstance(data, dict):
+            return dict(zip(keys, futures))
+        if isinstance(data, (list, tuple, set, frozenset)):
+            return type(data)(futures) if not isinstance(data, (set, frozenset)) else futures
+        return futures[0]
+
+    def cancel(self, futures: Any, asynchronous: Any = None, force: bool = False,
+               reason: Any = None, msg: Any = None) -> None:
+        """Stop computing these futures (and what only they need)."""
+        self._check_open()
+        flat: list[Future] = []
+        _collect_futures(futures, flat)
+        self._send(CancelKeys([f.key for f in flat]))
+        for f in flat:
+            st = f._state
+            if not st.done():
+                _loop.call_soon(lambda st=st: st.done() or st.settle("cancelled"))
+
+    def retry(self, futures: Any, asynchronous: Any = None) -> None:
+        """Run failed futures (and their failed inputs) again."""
+        self._check_open()
+        flat: list[Future] = []
+        _collect_futures(futures, flat)
+        for f in flat:
+            if f._state.status == "error":
+                f._state.reset()
+        self._send(RetryKeys([f.key for f in flat]))
+
+    def run(self, function: Callable[..., Any], *args: Any, workers: Any = None,
+            wait: bool = True, nanny: bool = False, on_error: str = "raise", **kwargs: Any) -> dict[str, Any]:
+        """Run ``function(*args, **kwargs)`` once on every worker (or ``workers``);
+        returns ``{worker address: result}``."""
+        import functools
+
+        wl = self._check_workers(workers)
+        ser = dumps(functools.partial(function, *args, **kwargs))
+        results = self._sync_request("run", timeout=None, function=ser, workers=wl)
+        out = {}
+        for addr, (ok, value) in results.items():
+            if ok:
+                out[addr] = loads(value)
+            elif on_error == "raise":
+                raise error_to_exception(value)
+            else:
+                out[addr] = error_to_exception(value)
+        return out
+
+    def scheduler_info(self, **kwargs: Any) -> dict[str, Any]:
+        """Scheduler address and per-worker details (threads, memory, pid...)."""
+        info: dict[str, Any] = self._sync_request("scheduler_info", timeout=self._timeout)
+        return info
+
+    def nthreads(self, workers: Any = None) -> dict[str, int]:
+        return {a: w["nthreads"] for a, w in self.scheduler_info()["workers"].items()}
+
+    ncores = nthreads
+
+    def who_has(self, futures: Any = None) -> dict[Any, list[str]]:
+        flat: list[Future] = []
+        _collect_futures(futures, flat)
+        keys = [f.key for f in flat]
+        return {k: v for k, v in self._sync_request("who_has", timeout=self._timeout, keys=keys)}
+
+    def wait_for_workers(self, n_workers: int, timeout: float | None = None) -> None:
+        """Block until at least ``n_workers`` workers are connected."""
+        if not isinstance(n_workers, int) or n_workers < 0:
+            raise ValueError(f"n_workers must be a non-negative integer, got {n_workers!r}")
+        self._check_open()
+        _loop.run_sync(self._request("wait_for_workers", n=n_workers, timeout=timeout))
+
+    def _task_stream_since(self, cursor: int) -> tuple[int, list[dict[str, Any]]]:
+        cursor2, records = self._sync_request("task_stream", timeout=self._timeout, cursor=cursor)
+        return cursor2, list(records)
+
+    def story(self, key: Any) -> list[tuple[Any, ...]]:
+        """Every transition the scheduler recorded for ``key`` (or a future's key)."""
+        key = key.key if isinstance(key, Future) else key
+        return [tuple(r) for r in self._sync_request("story", timeout=self._timeout, key=key)]
+
+    @property
+    def dashboard_link(self) -> str | None:
+        if self.cluster is not None:
+            link: str | None = self.cluster.dashboard_link
+            return link
+        info = self.scheduler_info()
+        return info.get("dashboard")
+
+    # --- collections and debugging (in sibling modules) -------------------------------------------
+
+    get = _collections.get
+    compute = _collections.compute
+    persist = _collections.persist
+    recreate_error_locally = _debug.recreate_error_locally
+    explain = _debug.explain
+    __repr__ = _repr.client_repr
+    _repr_html_ = _repr.client_repr_html
+
+    # --- closing --------------------------------------------------------------------------------
+
+    def close(self, timeout: Any = None) -> None:
+        """Release everything this client holds; close its own LocalCluster if it made one."""
+        if self.status in ("closing", "closed"):
+            return
+        self.status = "closing"
+        if self._config_ctx is not None:
+            try:
+                self._config_ctx.__exit__(None, None, None)
+            except Exception:
+                pass
+            self._config_ctx = None
+
+        async def shut() -> None:
+            if self._conn is not None:
+                self._conn.close()
+            for c in self._worker_conns.values():
+                c.close()
+
+        try:
+            _loop.run_sync(shut(), 10)
+        except Exception:
+            pass
+        self.status = "closed"
+        for st in list(self._states.values()):
+            if st.status == "pending":
+                st.error = {"kind": "lost", "type": "RuntimeError",
+                            "message": "the client was closed before this future finished",
+                            "exception": None, "traceback": None, "tb_text": ""}
+                st.settle("lost")
+        if self._owns_cluster and self.cluster is not None:
+            self.cluster.close()
+
+    def shutdown(self) -> None:
+        """Close the client and the cluster it is connected to."""
+        cluster = self.cluster
+        self.close()
+        if cluster is not None:
+            cluster.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "status", "closed") == "running" and getattr(self, "_owns_cluster", False):
+            try:
+                self.close()
+            except Exception:
+                pass
+
+
+def _key_name(key: Any) -> str:
+    if isinstance(key, tuple) and key:
+        key = key[0]
+    return str(key).rsplit("-", 1)[0] if "-" in str(key) else str(key)
+
+
+def _collect_futures(obj: Any, out: list[Future]) -> None:
+    if isinstance(obj, Future):
+        out.append(obj)
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        for o in obj:
+            _collect_futures(o, out)
+    elif isinstance(obj, dict):
+        for o in obj.values():
+            _collect_futures(o, out)
+
+
+def _rebuild(obj: Any, values: dict[Any, Any], failed: set[Any]) -> Any:
+    if isinstance(obj, Future):
+        return values[obj.key]
+    if isinstance(obj, list):
+        return [_rebuild(o, values, failed) for o in obj if not (isinstance(o, Future) and o.key in failed)]
+    if isinstance(obj, tuple):
+        return tuple(_rebuild(o, values, failed) for o in obj if not (isinstance(o, Future) and o.key in failed))
+    if isinstance(obj, (set, frozenset)):
+        return type(obj)(_rebuild(o, values, failed) for o in obj if not (isinstance(o, Future) and o.key in failed))
+    if isinstance(obj, dict):
+        return {k: _rebuild(v, values, failed) for k, v in obj.items() if not (isinstance(v, Future) and v.key in failed)}
+    return obj
+
+
+__all__ = ["Client", "Future", "Serialized", "get_client"]

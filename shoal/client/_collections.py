@@ -1,0 +1,222 @@
+"""Dask collections on shoal: the scheduler interface dask calls (``get``), and the
+Client's ``compute`` and ``persist``.
+
+Owns: turning a dask graph or expression into task rows (with dask's ordering as
+priorities and annotations for retries, priority and workers), and rebuilding collections
+over futures. Methods here are attached to :class:`Client`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import dask
+from dask._task_spec import GraphNode, List, TaskRef, convert_legacy_graph, parse_input
+from dask.base import collections_to_expr, is_dask_collection
+from dask.core import flatten
+from dask.order import order
+
+from shoal.client._future import Future
+
+if TYPE_CHECKING:
+    from shoal.client._client import Client
+
+
+def _graph_and_annotations(dsk: Any) -> tuple[dict[Any, GraphNode], dict[str, Any]]:
+    annotations: dict[str, Any] = {}
+    if hasattr(dsk, "__dask_graph__"):
+        if hasattr(dsk, "__dask_annotations__"):
+            annotations = dict(dsk.__dask_annotations__() or {})
+        graph = dsk.__dask_graph__()
+    else:
+        graph = dsk
+    if not isinstance(graph, Mapping):
+        raise TypeError(f"expected a dask graph (a mapping of key to task), got {type(graph).__name__}")
+    return convert_legacy_graph(dict(graph)), annotations
+
+
+def submit_graph(
+    client: Client,
+    graph: dict[Any, GraphNode],
+    wanted: list[Any],
+    annotations: dict[str, Any] | None = None,
+    *,
+    retries: int | None = None,
+    priority: int = 0,
+    workers: Any = None,
+) -> dict[Any, Future]:
+    """Send ``graph`` to the scheduler; return futures for ``wanted`` keys."""
+    client._check_open()
+    annotations = annotations or {}
+    wl = client._check_workers(workers)
+    nretries = client._check_retries(retries)
+    ann_retries = annotations.get("retries", {})
+    ann_priority = annotations.get("priority", {})
+    ann_workers = annotations.get("workers", {})
+    # Futures held by this client are already on the cluster; don't resubmit them.
+    held = client._refcount
+    nodes = {k: v for k, v in graph.items() if not (k in held and _is_reference(v, k))}
+    ordering = order(nodes) if len(nodes) > 1 else dict.fromkeys(nodes, 0)
+    gen = next(client._generation)
+    futures = {k: Future(k, client) for k in dict.fromkeys(wanted)}
+    rows = []
+    for key, node in nodes.items():
+        if key in held and key not in futures:
+            continue
+        r = ann_retries.get(key, nretries) if isinstance(ann_retries, dict) else ann_retries
+        p = ann_priority.get(key, priority) if isinstance(ann_priority, dict) else ann_priority
+        w = ann_workers.get(key, wl) if isinstance(ann_workers, dict) else ann_workers
+        w = client._check_workers(w)
+        rows.append(client._row(key, node, (-int(p or 0), gen, ordering.get(key, 0)),
+                                int(r or 0), w, _prefix(key)))
+    client._submit_rows(rows, list(futures))
+    return futures
+
+
+def _is_reference(node: Any, key: Any) -> bool:
+    from dask._task_spec import Alias
+
+    return isinstance(node, Alias) and node.target == key
+
+
+def _prefix(key: Any) -> str:
+    from shoal.scheduler._state import key_prefix
+
+    return key_prefix(key)
+
+
+def get(self: Client, dsk: Any, keys: Any, *, workers: Any = None, retries: int | None = None,
+        priority: int = 0, resources: Any = None, sync: bool = True,
+        allow_other_workers: bool = False, **kwargs: Any) -> Any:
+    """dask's scheduler interface: compute ``keys`` of ``dsk`` on the cluster and return
+    the results in the structure of ``keys``."""
+    graph, annotations = _graph_and_annotations(dsk)
+    wanted = list(flatten(keys)) if isinstance(keys, list) else [keys]
+    futures = submit_graph(self, graph, wanted, annotations, retries=retries,
+                           priority=priority, workers=workers)
+    try:
+        values = self.gather(futures)
+    finally:
+        for f in futures.values():
+            f.release()
+    return _pack(keys, values)
+
+
+def _pack(keys: Any, values: dict[Any, Any]) -> Any:
+    if isinstance(keys, list):
+        return [_pack(k, values) for k in keys]
+    return values[keys]
+
+
+def _unpack_collections(collections: Any) -> tuple[list[Any], bool]:
+    if isinstance(collections, (list, tuple, set)):
+        return list(collections), True
+    return [collections], False
+
+
+def compute(self: Client, collections: Any, sync: bool = False, optimize_graph: bool = True,
+            workers: Any = None, retries: int | None = None, priority: int = 0,
+            resources: Any = None, fifo_timeout: Any = None, traverse: bool = True,
+            allow_other_workers: bool = False, actors: Any = None, **kwargs: Any) -> Any:
+    """Start computing collections; returns a Future per collection (results with
+    ``sync=True``). Non-collections pass through unchanged."""
+    items, many = _unpack_collections(collections)
+    colls = [c for c in items if is_dask_collection(c)]
+    out: list[Any] = list(items)
+    if colls:
+        expr = collections_to_expr(colls, optimize_graph).optimize()
+        graph, annotations = _graph_and_annotations(expr)
+        all_keys = expr.__dask_keys__()
+        if len(colls) == 1 and not _is_sequence_expr(expr):
+            all_keys = [all_keys]
+        finals: dict[Any, GraphNode] = {}
+        final_keys = []
+        for c, ckeys in zip(colls, all_keys):
+            func, extra = c.__dask_postcompute__()
+            fkey = f"finalize-{dask.base.tokenize(c, func, extra, ckeys)}"
+            finals[fkey] = _finalize_task(fkey, func, ckeys, extra)
+            final_keys.append(fkey)
+        graph.update(finals)
+        futures = submit_graph(self, graph, final_keys, annotations, retries=retries,
+                               priority=priority, workers=workers)
+        it = iter(final_keys)
+        for i, c in enumerate(items):
+            if is_dask_collection(c):
+                out[i] = futures[next(it)]
+    if sync:
+        out = self.gather(out)
+    if many:
+        return type(collections)(out) if isinstance(collections, (list, tuple)) else out
+    return out[0]
+
+
+def _is_sequence_expr(expr: Any) -> bool:
+    from dask._expr import _ExprSequence
+
+    return isinstance(expr, _ExprSequence)
+
+
+def _finalize_task(key: Any, func: Any, keys: Any, extra: tuple[Any, ...]) -> GraphNode:
+    from dask._task_spec import Task
+
+    def refs(k: Any) -> Any:
+        if isinstance(k, list):
+            return List(*(refs(x) for x in k))
+        return TaskRef(k)
+
+    return Task(key, func, refs(keys), *map(parse_input, extra))
+
+
+def persist(self: Client, collections: Any, optimize_graph: bool = True, workers: Any = None,
+            retries: int | None = None, priority: int = 0, resources: Any = None,
+            fifo_timeout: Any = None, allow_other_workers: bool = False, actors: Any = None,
+            **kwargs: Any) -> Any:
+    """Start computing collections and keep their pieces in cluster memory; returns
+    equivalent collections backed by futures (a list for a list)."""
+    items, many = _unpack_collections(collections)
+    colls = [c for c in items if is_dask_collection(c)]
+    out: list[Any] = list(items)
+    if colls:
+        expr = collections_to_expr(colls, optimize_graph).optimize()
+        graph, annotations = _graph_and_annotations(expr)
+        all_keys = expr.__dask_keys__()
+        if len(colls) == 1 and not _is_sequence_expr(expr):
+            all_keys = [all_keys]
+        per = [list(flatten(k)) if isinstance(k, list) else [k] for k in all_keys]
+        wanted = list(itertools.chain.from_iterable(per))
+        futures = submit_graph(self, graph, wanted, annotations, retries=retries,
+                               priority=priority, workers=workers)
+        it = iter(per)
+        for i, c in enumerate(items):
+            if is_dask_collection(c):
+                rebuild, state = c.__dask_postpersist__()
+                out[i] = rebuild({k: futures[k] for k in next(it)}, *state)
+    if many:
+        return type(collections)(out) if isinstance(collections, (list, tuple)) else out
+    return out[0]
+
+
+def futures_of(obj: Any) -> list[Future]:
+    """The futures a persisted collection (or nested structure) is backed by."""
+    seen: dict[Any, Future] = {}
+    stack = [obj]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, Future):
+            seen.setdefault(x.key, x)
+        elif isinstance(x, (list, tuple, set, frozenset)):
+            stack.extend(x)
+        elif isinstance(x, dict):
+            stack.extend(x.values())
+        elif is_dask_collection(x):
+            graph = x.__dask_graph__()
+            for v in graph.values():
+                if isinstance(v, Future):
+                    seen.setdefault(v.key, v)
+                elif isinstance(v, GraphNode):
+                    val = getattr(v, "value", None)
+                    if isinstance(val, Future):
+                        seen.setdefault(val.key, val)
+    return list(seen.values())

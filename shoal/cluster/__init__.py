@@ -1,0 +1,1 @@
+"""Clusters (LocalCluster) and the command line (``shoal scheduler``, ``shoal worker``)."""

@@ -1,0 +1,223 @@
+"""LocalCluster: a scheduler in this process plus worker processes on this machine.
+
+Owns: dask-compatible defaults for splitting cores into workers and threads, memory
+limits, starting and stopping everything (no leftover processes, ever), and the reprs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import math
+import os
+import weakref
+from typing import Any
+
+import psutil
+from dask.utils import parse_bytes
+
+from shoal import _loop
+from shoal.scheduler._server import Scheduler
+from shoal.worker._nanny import Nanny
+
+_live: weakref.WeakSet[LocalCluster] = weakref.WeakSet()
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover
+        return os.cpu_count() or 1
+
+
+def split_cores(n_workers: int | None, threads_per_worker: int | None, cores: int) -> tuple[int, int]:
+    """dask's rule: up to 4 cores → one single-threaded worker per core; more → about
+    sqrt(cores) workers; a given count fixes the other by dividing the cores."""
+    if n_workers is None and threads_per_worker is None:
+        if cores <= 4:
+            return cores, 1
+        procs = min(f for f in range(1, cores + 1) if cores % f == 0 and f >= math.sqrt(cores))
+        return procs, cores // procs
+    if n_workers is None:
+        assert threads_per_worker is not None
+        return max(1, cores // threads_per_worker), threads_per_worker
+    if threads_per_worker is None:
+        return n_workers, max(1, cores // max(n_workers, 1))
+    return n_workers, threads_per_worker
+
+
+class LocalCluster:
+    """A scheduler in this process and ``n_workers`` worker processes.
+
+    Args:
+        n_workers, threads_per_worker: how to split this machine (dask's defaults).
+        processes: workers in their own processes (True) or as threads here (False).
+        memory_limit: bytes or "4GB" per worker; "auto" splits the machine's memory.
+        host: interface to bind (loopback by default: nothing is exposed).
+        scheduler_port: 0 picks a free port.
+        dashboard_address: ":8787" like dask; ":0" any free port; None for no dashboard.
+
+    Raises:
+        ValueError: an argument is out of range; the message says which.
+    """
+
+    def __init__(
+        self,
+        n_workers: int | None = None,
+        threads_per_worker: int | None = None,
+        processes: bool = True,
+        memory_limit: Any = "auto",
+        host: str = "127.0.0.1",
+        scheduler_port: int = 0,
+        dashboard_address: str | None = ":8787",
+        silence_logs: Any = None,
+        timeout: float = 60.0,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if kwargs:
+            raise TypeError(
+                f"LocalCluster got unexpected arguments {sorted(kwargs)}; it takes n_workers, "
+                "threads_per_worker, processes, memory_limit, host, scheduler_port, "
+                "dashboard_address"
+            )
+        for label, value in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise ValueError(f"{label} must be a non-negative integer, got {value!r}")
+        if threads_per_worker == 0:
+            raise ValueError("threads_per_worker must be at least 1")
+        if not isinstance(scheduler_port, int) or not 0 <= scheduler_port < 65536:
+            raise ValueError(f"scheduler_port must be a port number (0 for any), got {scheduler_port!r}")
+        if dashboard_address is not None and not isinstance(dashboard_address, str):
+            raise TypeError(f"dashboard_address must be like ':8787' or None, got {dashboard_address!r}")
+        self.n_workers, self.threads_per_worker = split_cores(n_workers, threads_per_worker, _cpu_count())
+        self.processes = processes
+        self.memory_limit = self._memory_limit(memory_limit, self.n_workers)
+        self.host = host
+        self.name = name or "LocalCluster"
+        self.status = "starting"
+        self.scheduler = Scheduler(host, scheduler_port, dashboard_address=dashboard_address,
+                                   **_scheduler_config())
+        self.nannies: list[Nanny] = []
+        self._inproc_workers: list[Any] = []
+        _live.add(self)
+        try:
+            _loop.run_sync(self._start(), timeout)
+        except BaseException:
+            self.close()
+            raise
+        self.status = "running"
+
+    @staticmethod
+    def _memory_limit(value: Any, n: int) -> int:
+        total = psutil.virtual_memory().total
+        if value in ("auto", None):
+            return int(total / max(n, 1))
+        if isinstance(value, str):
+            try:
+                value = parse_bytes(value)
+            except ValueError:
+                raise ValueError(f"memory_limit {value!r} is not a size like '4GB' or 'auto'") from None
+        if isinstance(value, float) and 0 < value <= 1:
+            return int(total * value)
+        if not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f"memory_limit must be bytes, a size like '4GB' or 'auto', got {value!r}")
+        return int(value)
+
+    async def _start(self) -> None:
+        await self.scheduler.start()
+        if self.processes:
+            self.nannies = [
+                Nanny(self.scheduler.address, nthreads=self.threads_per_worker, name=str(i),
+                      memory_limit=self.memory_limit, host=self.host)
+                for i in range(self.n_workers)
+            ]
+            await asyncio.gather(*(n.start() for n in self.nannies))
+        else:
+            from shoal.worker._server import Worker
+
+            for i in range(self.n_workers):
+                w = Worker(self.scheduler.address, nthreads=self.threads_per_worker, name=str(i),
+                           memory_limit=self.memory_limit, host=self.host)
+                await w.start()
+                self._inproc_workers.append(w)
+        await self.scheduler.wait_for_workers(self.n_workers, None)
+
+    # --- dask-compatible surface -------------------------------------------------------------
+
+    @property
+    def scheduler_address(self) -> str:
+        return self.scheduler.address
+
+    @property
+    def dashboard_link(self) -> str | None:
+        return self.scheduler.dashboard_link
+
+    @property
+    def workers(self) -> dict[str, Any]:
+        return {str(i): n for i, n in enumerate(self.nannies)} or {
+            str(i): w for i, w in enumerate(self._inproc_workers)
+        }
+
+    def wait_for_workers(self, n_workers: int, timeout: float | None = None) -> None:
+        _loop.run_sync(self.scheduler.wait_for_workers(n_workers, timeout))
+
+    def close(self, timeout: float = 20.0) -> None:
+        """Stop the workers and the scheduler; waits for the processes to exit."""
+        if self.status == "closed":
+            return
+        self.status = "closed"
+
+        async def stop() -> None:
+            await asyncio.gather(*(n.close() for n in self.nannies), return_exceptions=True)
+            await asyncio.gather(*(w.close() for w in self._inproc_workers), return_exceptions=True)
+            await self.scheduler.close()
+
+        try:
+            _loop.run_sync(stop(), timeout)
+        except Exception:
+            for n in self.nannies:
+                n.kill_nowait()
+
+    def _kill_now(self) -> None:
+        for n in self.nannies:
+            n.kill_nowait()
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"LocalCluster({self.scheduler_address!r}, workers={self.n_workers}, "
+            f"threads={self.n_workers * self.threads_per_worker}, "
+            f"memory={self.memory_limit * self.n_workers / 2**30:.2f} GiB, "
+            f"dashboard={self.dashboard_link})"
+        )
+
+    def _repr_html_(self) -> str:
+        e = html.escape
+        link = self.dashboard_link
+        dash = f"<a href='{e(link)}' target='_blank'>{e(link)}</a>" if link else "off"
+        return (
+            f"<div><h3>shoal LocalCluster</h3><p>Scheduler: {e(self.scheduler_address)}<br>"
+            f"Dashboard: {dash}<br>Workers: {self.n_workers} &middot; Threads per worker: "
+            f"{self.threads_per_worker} &middot; Memory per worker: "
+            f"{self.memory_limit / 2**30:.2f} GiB &middot; Using processes: {self.processes}</p></div>"
+        )
+
+
+def _scheduler_config() -> dict[str, Any]:
+    import dask
+
+    return {
+        "allowed_failures": int(dask.config.get("distributed.scheduler.allowed-failures", 3)),
+    }
+
+
+@_loop.at_exit
+def _kill_leftovers() -> None:
+    for cluster in list(_live):
+        cluster._kill_now()

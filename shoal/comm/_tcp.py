@@ -1,0 +1,161 @@
+"""TCP transport on asyncio (uvloop when available) with zero-copy receive of big frames.
+
+A malformed frame from a peer closes that connection and is logged; it never propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from shoal.comm._connection import Connection
+from shoal.protocol._framing import FrameDecoder, decode, encode
+from shoal.protocol._messages import Message, ProtocolError
+
+logger = logging.getLogger("shoal.comm")
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``tcp://host:port`` (or ``host:port``) → (host, port).
+
+    Raises:
+        ValueError: the address is not of that form.
+    """
+    if not isinstance(address, str):
+        raise TypeError(f"address must be a string like 'tcp://127.0.0.1:8786', got {address!r}")
+    rest = address[len("tcp://") :] if address.startswith("tcp://") else address
+    if "://" in rest:
+        raise ValueError(f"unsupported protocol in {address!r}: shoal speaks tcp:// only")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"address {address!r} is not of the form 'tcp://host:port'")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class TCPConnection(Connection, asyncio.BufferedProtocol):
+    def __init__(self) -> None:
+        Connection.__init__(self)
+        self._decoder = FrameDecoder()
+        self.transport: asyncio.Transport | None = None
+        self._paused = False
+        self._resume: asyncio.Future[None] | None = None
+        self._closed_event = asyncio.Event()
+        self._early: list[Message] = []  # sent before the transport was ready
+
+    # protocol callbacks -----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer = f"tcp://{peer[0]}:{peer[1]}"
+        if self._early:
+            early, self._early = self._early, []
+            self._write_batch(early)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._decoder.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        try:
+            batches = self._decoder.buffer_updated(nbytes)
+            for frames in batches:
+                self._deliver(decode(frames))
+        except ProtocolError as exc:
+            logger.error("closing connection from %s: malformed input (%s)", self.peer, exc)
+            self.close()
+        except Exception:
+            logger.exception("closing connection from %s: error handling its messages", self.peer)
+            self.close()
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        was_closed = self.closed
+        self.closed = True
+        self._closed_event.set()
+        if self._resume is not None and not self._resume.done():
+            self._resume.set_result(None)
+        if not was_closed or self._handler is not None:
+            self._deliver(None)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._resume is not None and not self._resume.done():
+            self._resume.set_result(None)
+
+    # Connection ------------------------------------------------------------------------
+    def _write_batch(self, batch: list[Message]) -> None:
+        if self.transport is None:
+            self._early.extend(batch)
+            return
+        try:
+            buffers = encode(batch)
+        except Exception:
+            logger.exception("could not encode a message batch for %s; dropping it", self.peer)
+            return
+        self.transport.writelines(buffers)
+
+    async def drain(self) -> None:
+        await super().drain()
+        while self._paused and not self.closed:
+            self._resume = asyncio.get_running_loop().create_future()
+            await self._resume
+
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    async def wait_closed(self) -> None:
+        await self._closed_event.wait()
+
+
+async def connect(address: str, timeout: float = 10.0) -> TCPConnection:
+    """Open a connection to ``address``.
+
+    Raises:
+        OSError: nothing listens there, or it did not answer within ``timeout`` seconds.
+    """
+    host, port = parse_address(address)
+    loop = asyncio.get_running_loop()
+    try:
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(TCPConnection, host, port), timeout
+        )
+    except asyncio.TimeoutError:
+        raise OSError(
+            f"timed out after {timeout} s connecting to {address}; is a shoal scheduler or "
+            "worker running there?"
+        ) from None
+    except OSError as exc:
+        raise OSError(
+            f"could not connect to {address}: {exc.strerror or exc}; is a shoal scheduler or "
+            "worker running there?"
+        ) from None
+    return conn
+
+
+async def listen(
+    host: str, port: int, on_connection: Callable[[TCPConnection], Any]
+) -> asyncio.base_events.Server:
+    """Listen on host:port; ``on_connection`` is called with each new connection."""
+    loop = asyncio.get_running_loop()
+
+    def factory() -> TCPConnection:
+        conn = TCPConnection()
+        loop.call_soon(on_connection, conn)
+        return conn
+
+    return await loop.create_server(factory, host, port, reuse_address=True, backlog=1024)

@@ -1,0 +1,192 @@
+"""Errors that cross process boundaries: how a task's exception travels and comes back.
+
+Owns: the ``error`` dict carried by task-erred messages and its rebuilding into an
+exception on the client, with the remote traceback attached (tblib). When the exception's
+class cannot be unpickled where it lands, the text is used instead: never a hang or crash.
+"""
+
+from __future__ import annotations
+
+import pickle
+import traceback as _traceback
+from types import TracebackType
+from typing import Any
+
+from shoal.protocol._serialize import Serialized, describe, dumps
+
+MAX_MESSAGE = 4_000
+MAX_TRACEBACK = 20_000
+
+
+class RemoteError(Exception):
+    """A task failed with an exception that could not be rebuilt here; holds its text."""
+
+    def __init__(self, type_name: str, message: str, traceback_text: str = "") -> None:
+        super().__init__(type_name, message, traceback_text)
+        self.type_name = type_name
+        self.message = message
+        self.traceback_text = traceback_text
+
+    def __str__(self) -> str:
+        return f"{self.type_name}: {self.message}"
+
+
+class KilledWorker(Exception):
+    """A task was running on workers that died too many times; shoal gave up on it."""
+
+    def __init__(self, task: Any, workers: list[str], allowed_failures: int = 3) -> None:
+        super().__init__(task, workers, allowed_failures)
+        self.task = task
+        self.last_worker = workers[-1] if workers else None
+        self.workers = workers
+
+    def __str__(self) -> str:
+        return (
+            f"Task {self.task!r} was running on {len(self.workers)} worker(s) that died "
+            f"({', '.join(self.workers)}). shoal stopped retrying it: the task probably "
+            "crashes its worker (segfault, os._exit, out of memory). Run it locally with "
+            "client.recreate_error_locally(future) or raise "
+            "'distributed.scheduler.allowed-failures'."
+        )
+
+
+class LostDataError(Exception):
+    """Data held only by a worker that died cannot be recomputed (it was scattered)."""
+
+
+def _truncate(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    head = limit // 2
+    return f"{text[:head]}\n... [{len(text) - limit} characters truncated by shoal] ...\n{text[-head:]}"
+
+
+def exception_to_error(
+    exc: BaseException, tb: TracebackType | None, key: Any, worker: str, when: float
+) -> dict[str, Any]:
+    """Describe an exception for the wire. Never raises."""
+    type_name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    try:
+        message = str(exc)
+    except Exception:
+        message = f"<str() of the {type(exc).__name__} failed>"
+    message = _truncate(message, MAX_MESSAGE)
+    tb_text = _truncate("".join(_traceback.format_exception(type(exc), exc, tb)), MAX_TRACEBACK)
+    exc_ser: Serialized | None
+    try:
+        exc_ser = dumps(exc)
+        pickle.loads(exc_ser.frames[0], buffers=exc_ser.frames[1:])  # must round-trip here
+        if len(exc_ser.frames[0]) > 10 * MAX_MESSAGE + 100_000:
+            exc_ser = None
+    except BaseException:
+        exc_ser = None
+    tb_ser: Serialized | None
+    try:
+        from tblib import Traceback
+
+        tb_ser = dumps(Traceback(tb).to_dict()) if tb is not None else None
+    except BaseException:
+        tb_ser = None
+    return {
+        "kind": "exception",
+        "type": type_name,
+        "message": message,
+        "exception": exc_ser,
+        "traceback": tb_ser,
+        "tb_text": tb_text,
+        "key": key,
+        "worker": worker,
+        "time": when,
+    }
+
+
+def scheduler_error(kind: str, type_name: str, message: str, key: Any, **extra: Any) -> dict[str, Any]:
+    """An error the scheduler itself raises for a task (killed worker, lost data...)."""
+    return {
+        "kind": kind,
+        "type": type_name,
+        "message": message,
+        "exception": None,
+        "traceback": None,
+        "tb_text": "",
+        "key": key,
+        "worker": extra.pop("worker", ""),
+        "time": extra.pop("time", 0.0),
+        **extra,
+    }
+
+
+def error_to_exception(error: dict[str, Any]) -> BaseException:
+    """Rebuild the exception (with its remote traceback) from an error dict. Never raises."""
+    kind = error.get("kind")
+    if kind == "killed":
+        return KilledWorker(error.get("key"), list(error.get("workers", [])))
+    if kind == "lost-data":
+        return LostDataError(error.get("message", ""))
+    if kind == "cancelled":
+        from concurrent.futures import CancelledError
+
+        return CancelledError(error.get("message", ""))
+    exc: BaseException | None = None
+    ser = error.get("exception")
+    if isinstance(ser, Serialized):
+        try:
+            exc = pickle.loads(ser.frames[0], buffers=ser.frames[1:])
+        except BaseException:
+            exc = None
+        if exc is not None and not isinstance(exc, BaseException):
+            exc = None
+    if exc is None:
+        exc = RemoteError(
+            str(error.get("type", "Exception")),
+            str(error.get("message", "")),
+            str(error.get("tb_text", "")),
+        )
+    tb = error_traceback(error)
+    if tb is not None:
+        try:
+            exc = exc.with_traceback(tb)
+        except Exception:
+            pass
+    return exc
+
+
+def error_traceback(error: dict[str, Any]) -> TracebackType | None:
+    ser = error.get("traceback")
+    if not isinstance(ser, Serialized):
+        return None
+    try:
+        from tblib import Traceback
+
+        data = pickle.loads(ser.frames[0], buffers=ser.frames[1:])
+        tb = Traceback.from_dict(data).as_traceback()
+        return tb if isinstance(tb, TracebackType) else None
+    except BaseException:
+        return None
+
+
+def summarize_inputs(values: dict[Any, Any], limit: int = 8) -> list[str]:
+    """Short descriptions (type, shape, dtype, small repr) of a task's inputs."""
+    out = []
+    for i, (key, value) in enumerate(values.items()):
+        if i >= limit:
+            out.append(f"... and {len(values) - limit} more")
+            break
+        out.append(f"{key!r}: {describe_value(value)}")
+    return out
+
+
+def describe_value(value: Any) -> str:
+    shape = getattr(value, "shape", None)
+    dtype = getattr(value, "dtype", None)
+    kind = type(value).__name__
+    if shape is not None and dtype is not None:
+        return f"{kind} shape={tuple(shape)} dtype={dtype}"
+    try:
+        n = len(value)
+    except Exception:
+        n = None
+    text = describe(value)
+    if n is not None and len(text) > 60:
+        return f"{kind} of length {n}"
+    return f"{kind} {text}"

@@ -1,0 +1,180 @@
+"""Bytes in, messages out: the frame format and the msgpack encoding of message batches.
+
+Owns: the layout of a frame on the wire and the limits that keep a hostile peer from making
+us allocate without bound. Must not know about sockets or event loops.
+
+Layout of one batch: ``u32 nframes``, then ``nframes`` × ``u64 length``, then the frames.
+Frame 0 is a msgpack array of message tuples. Serialized payloads larger than
+``INLINE_LIMIT`` travel as their own frames (out-of-band, never copied into frame 0).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import msgpack
+
+from shoal.protocol._messages import Message, ProtocolError, from_wire
+from shoal.protocol._serialize import INLINE_LIMIT, Serialized
+
+MAX_FRAMES = 1 << 20
+MAX_FRAME_BYTES = 1 << 40
+_EXT_SERIALIZED = 1
+_BIG = 256 * 1024  # frames above this are received straight into their own buffer
+_U32 = struct.Struct("<I")
+
+
+def encode(messages: list[Message]) -> list[Any]:
+    """Encode a batch of messages into buffers ready for ``transport.writelines``."""
+    oob: list[Any] = []
+
+    def default(obj: Any) -> Any:
+        if isinstance(obj, Serialized):
+            parts: list[Any] = []
+            for frame in obj.frames:
+                size = memoryview(frame).nbytes
+                if size <= INLINE_LIMIT:
+                    parts.append(bytes(frame) if not isinstance(frame, bytes) else frame)
+                else:
+                    parts.append(len(oob) + 1)
+                    oob.append(frame)
+            return msgpack.ExtType(_EXT_SERIALIZED, msgpack.packb(parts, use_bin_type=True))
+        if isinstance(obj, (set, frozenset)):
+            return list(obj)
+        raise TypeError(f"cannot encode {type(obj).__name__} in a message")
+
+    head = msgpack.packb([m.to_wire() for m in messages], default=default, use_bin_type=True)
+    lengths = [len(head), *(memoryview(f).nbytes for f in oob)]
+    prefix = struct.pack(f"<I{len(lengths)}Q", len(lengths), *lengths)
+    return [prefix, head, *oob]
+
+
+def decode(frames: list[Any]) -> list[Message]:
+    """Decode one batch's frames into messages, or raise :class:`ProtocolError`."""
+
+    def ext_hook(code: int, data: bytes) -> Any:
+        if code != _EXT_SERIALIZED:
+            raise ProtocolError(f"unknown msgpack extension type {code}")
+        parts = msgpack.unpackb(data, use_list=True, raw=False)
+        if not isinstance(parts, list):
+            raise ProtocolError("malformed serialized payload")
+        out = []
+        for part in parts:
+            if isinstance(part, int):
+                if not 1 <= part < len(frames):
+                    raise ProtocolError(f"payload refers to missing frame {part}")
+                out.append(frames[part])
+            elif isinstance(part, bytes):
+                out.append(part)
+            else:
+                raise ProtocolError("malformed serialized payload")
+        return Serialized(out)
+
+    try:
+        items = msgpack.unpackb(
+            frames[0], ext_hook=ext_hook, use_list=False, raw=False, strict_map_key=False
+        )
+    except ProtocolError:
+        raise
+    except Exception as exc:
+        raise ProtocolError(f"undecodable message batch: {exc}") from exc
+    if not isinstance(items, tuple):
+        raise ProtocolError("a message batch must be an array")
+    return [from_wire(item) for item in items]
+
+
+class FrameDecoder:
+    """Incremental decoder for ``asyncio.BufferedProtocol``: hands out buffers to fill and
+    returns each complete batch as a list of frames. Large frames are received in place."""
+
+    def __init__(self) -> None:
+        self._stage = bytearray(1 << 16)
+        self._start = 0
+        self._end = 0
+        self._lengths: list[int] | None = None
+        self._frames: list[Any] = []
+        self._big: bytearray | None = None
+        self._big_pos = 0
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._big is not None:
+            return memoryview(self._big)[self._big_pos :]
+        if self._end == len(self._stage):
+            if self._start > 0:
+                pending = self._end - self._start
+                self._stage[:pending] = self._stage[self._start : self._end]
+                self._start, self._end = 0, pending
+            else:
+                self._stage.extend(bytes(len(self._stage)))
+        return memoryview(self._stage)[self._end :]
+
+    def buffer_updated(self, nbytes: int) -> list[list[Any]]:
+        if self._big is not None:
+            self._big_pos += nbytes
+            if self._big_pos < len(self._big):
+                return []
+            self._frames.append(self._big)
+            self._big = None
+        else:
+            self._end += nbytes
+        return self._parse()
+
+    def _available(self) -> int:
+        return self._end - self._start
+
+    def _take(self, n: int) -> bytes:
+        out = bytes(self._stage[self._start : self._start + n])
+        self._start += n
+        return out
+
+    def _parse(self) -> list[list[Any]]:
+        batches: list[list[Any]] = []
+        while True:
+            if self._lengths is None:
+                if self._available() < 4:
+                    break
+                (n,) = _U32.unpack_from(self._stage, self._start)
+                if not 1 <= n <= MAX_FRAMES:
+                    raise ProtocolError(f"invalid frame count {n}")
+                if self._available() < 4 + 8 * n:
+                    self._reserve(4 + 8 * n)
+                    break
+                self._start += 4
+                lengths = list(struct.unpack_from(f"<{n}Q", self._stage, self._start))
+                self._start += 8 * n
+                if any(length > MAX_FRAME_BYTES for length in lengths):
+                    raise ProtocolError("frame larger than the protocol allows")
+                self._lengths = lengths
+                self._frames = []
+            assert self._lengths is not None
+            while len(self._frames) < len(self._lengths):
+                need = self._lengths[len(self._frames)]
+                have = self._available()
+                if need <= have:
+                    self._frames.append(self._take(need))
+                elif need > _BIG:
+                    big = bytearray(need)
+                    big[:have] = self._stage[self._start : self._end]
+                    self._start = self._end = 0
+                    self._big, self._big_pos = big, have
+                    return batches
+                else:
+                    self._reserve(need)
+                    return batches
+            batches.append(self._frames)
+            self._lengths = None
+            self._frames = []
+            if self._start == self._end:
+                self._start = self._end = 0
+        return batches
+
+    def _reserve(self, n: int) -> None:
+        """Make sure the staging buffer can hold ``n`` bytes from ``_start``."""
+        if len(self._stage) - self._start >= n:
+            return
+        pending = self._stage[self._start : self._end]
+        size = max(len(self._stage), n)
+        self._stage = bytearray(size)
+        self._stage[: len(pending)] = pending
+        self._start, self._end = 0, len(pending)

@@ -1,0 +1,281 @@
+"""Every message shoal's processes exchange, declared in one place.
+
+Owns: the message kinds (one small slotted class each, with a unique tag), their field
+order on the wire, and validation on decode. Must not know about sockets or task logic.
+
+Wire form: a message is the tuple ``(tag, *fields)``; a batch of messages is one msgpack
+array in one frame (see ``_framing``). Messages are plain slotted dataclasses rather than
+frozen ones because construction is on the per-task hot path; nobody mutates them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+from shoal.protocol._serialize import Serialized
+
+PROTOCOL_VERSION = 1
+
+Key = Any  # str, int, float or a tuple of them (dask keys)
+
+
+class ProtocolError(Exception):
+    """A peer sent something that is not a valid shoal message (the peer's fault)."""
+
+
+class Message:
+    tag: ClassVar[str]
+    __slots__ = ()
+
+    def to_wire(self) -> tuple[Any, ...]:
+        return (self.tag, *(getattr(self, name) for name in self.__slots__))
+
+
+_REGISTRY: dict[str, type[Message]] = {}
+_ARITY: dict[str, int] = {}
+
+
+def _message(tag: str):  # type: ignore[no-untyped-def]
+    def wrap(cls):  # type: ignore[no-untyped-def]
+        cls = dataclass(slots=True, eq=True, repr=True)(cls)
+        cls.tag = tag
+        if tag in _REGISTRY:
+            raise RuntimeError(f"duplicate message tag {tag!r}")
+        _REGISTRY[tag] = cls
+        _ARITY[tag] = len(fields(cls))
+        return cls
+
+    return wrap
+
+
+def from_wire(item: Any) -> Message:
+    """Build a message from its wire tuple, or raise :class:`ProtocolError`."""
+    if not isinstance(item, (tuple, list)) or not item or not isinstance(item[0], str):
+        raise ProtocolError(f"expected a (tag, *fields) array, got {type(item).__name__}")
+    tag = item[0]
+    cls = _REGISTRY.get(tag)
+    if cls is None:
+        raise ProtocolError(f"unknown message tag {tag!r}")
+    if len(item) - 1 != _ARITY[tag]:
+        raise ProtocolError(
+            f"message {tag!r} needs {_ARITY[tag]} fields, got {len(item) - 1}"
+        )
+    return cls(*item[1:])
+
+
+def message_kinds() -> dict[str, type[Message]]:
+    return dict(_REGISTRY)
+
+
+# --- handshake (any peer) ----------------------------------------------------------------
+
+
+@_message("hello")
+class Hello(Message):
+    """First message on every connection: who is speaking and which protocol version."""
+
+    role: str  # "client" | "worker" | "peer"
+    version: int
+    name: str
+
+
+# --- client -> scheduler -----------------------------------------------------------------
+
+
+@_message("update-graph")
+class UpdateGraph(Message):
+    """New tasks, and the keys the client holds futures for.
+
+    ``tasks`` rows: (key, payload|None, dependencies, fids, priority, retries, workers, prefix).
+    """
+
+    tasks: list[tuple[Any, ...]]
+    wanted: list[Key]
+    functions: dict[str, bytes]
+
+
+@_message("release-keys")
+class ReleaseKeys(Message):
+    keys: list[Key]
+
+
+@_message("cancel-keys")
+class CancelKeys(Message):
+    keys: list[Key]
+
+
+@_message("retry-keys")
+class RetryKeys(Message):
+    keys: list[Key]
+
+
+@_message("scatter")
+class Scatter(Message):
+    """Data the client puts into cluster memory: (key, data, nbytes, typename) rows."""
+
+    request_id: int
+    items: list[tuple[Key, Serialized, int, str]]
+    workers: list[str] | None
+    broadcast: bool
+
+
+@_message("request")
+class Request(Message):
+    """A non-hot-path question to the scheduler; answered by a :class:`Response`."""
+
+    request_id: int
+    op: str
+    args: dict[str, Any]
+
+
+# --- scheduler -> client -----------------------------------------------------------------
+
+
+@_message("key-done")
+class KeyDone(Message):
+    """A wanted key is in memory; small results ride along in ``inline``."""
+
+    key: Key
+    nbytes: int
+    typename: str
+    inline: Serialized | None
+
+
+@_message("key-erred")
+class KeyErred(Message):
+    key: Key
+    error: dict[str, Any]  # ErrorInfo.to_wire()
+
+
+@_message("key-cancelled")
+class KeyCancelled(Message):
+    key: Key
+    reason: str
+
+
+@_message("response")
+class Response(Message):
+    request_id: int
+    ok: bool
+    value: Any
+
+
+# --- scheduler -> worker -----------------------------------------------------------------
+
+
+@_message("compute")
+class Compute(Message):
+    """Run a task. ``deps`` rows: (key, [worker addresses holding it], nbytes)."""
+
+    key: Key
+    payload: Serialized
+    deps: list[tuple[Key, list[str], int]]
+    functions: dict[str, bytes]
+    priority: Any
+    send_inline: bool
+    prefix: str
+
+
+@_message("free-keys")
+class FreeKeys(Message):
+    keys: list[Key]
+
+
+@_message("store")
+class Store(Message):
+    """Scattered data for the worker to hold."""
+
+    key: Key
+    data: Serialized
+    nbytes: int
+
+
+@_message("run")
+class Run(Message):
+    """Run a function once on the worker (``client.run``); answered by a Response."""
+
+    request_id: int
+    function: Serialized
+
+
+@_message("close")
+class Close(Message):
+    reason: str
+
+
+# --- worker -> scheduler -----------------------------------------------------------------
+
+
+@_message("register")
+class Register(Message):
+    address: str
+    name: str
+    nthreads: int
+    memory_limit: int
+    pid: int
+    host: str
+
+
+@_message("task-done")
+class TaskDone(Message):
+    key: Key
+    nbytes: int
+    typename: str
+    start: float
+    stop: float
+    thread: int
+    inline: Serialized | None
+
+
+@_message("task-erred")
+class TaskErred(Message):
+    key: Key
+    error: dict[str, Any]
+    start: float
+    stop: float
+    thread: int
+
+
+@_message("missing-data")
+class MissingData(Message):
+    """A worker could not fetch ``key`` from ``worker`` for ``for_key``."""
+
+    key: Key
+    worker: str
+    for_key: Key
+
+
+@_message("transfer")
+class Transfer(Message):
+    """For the task stream: a fetch of dependencies that took place."""
+
+    keys: list[Key]
+    peer: str
+    nbytes: int
+    start: float
+    stop: float
+
+
+@_message("heartbeat")
+class Heartbeat(Message):
+    memory_process: int
+    memory_managed: int
+    cpu: float
+    executing: int
+
+
+# --- anyone -> worker (data plane) --------------------------------------------------------
+
+
+@_message("get-data")
+class GetData(Message):
+    request_id: int
+    keys: list[Key]
+
+
+@_message("data")
+class Data(Message):
+    request_id: int
+    items: dict[Key, Serialized]
+    missing: list[Key]

@@ -1,0 +1,221 @@
+"""Turning Python objects into frames and back.
+
+Owns: pickle protocol 5 with out-of-band buffers (numpy arrays travel without a copy),
+cloudpickle for functions, and the function table that lets one function travel once per
+worker however many tasks use it. Must not know about sockets, messages or task states.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import hashlib
+import io
+import pickle
+import types
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+
+# Results and arguments smaller than this ride inside the message header.
+INLINE_LIMIT = 64 * 1024
+
+
+class Serialized:
+    """An already-pickled object: ``frames[0]`` is the pickle stream, the rest are buffers."""
+
+    __slots__ = ("frames",)
+
+    def __init__(self, frames: list[Any]) -> None:
+        self.frames = frames
+
+    @property
+    def nbytes(self) -> int:
+        return sum(memoryview(f).nbytes for f in self.frames)
+
+    def __repr__(self) -> str:
+        return f"<Serialized {len(self.frames)} frames, {self.nbytes} bytes>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Serialized) and [bytes(f) for f in self.frames] == [
+            bytes(f) for f in other.frames
+        ]
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def describe(obj: object) -> str:
+    """A short, safe description of an object for error messages."""
+    try:
+        text = repr(obj)
+    except Exception:
+        text = f"<{type(obj).__name__} object>"
+    if len(text) > 120:
+        text = text[:117] + "..."
+    return text
+
+
+def dumps(obj: object) -> Serialized:
+    """Pickle ``obj`` (cloudpickle where plain pickle cannot) with out-of-band buffers.
+
+    Raises:
+        TypeError: the object cannot be pickled; the message names it.
+    """
+    buffers: list[pickle.PickleBuffer] = []
+    try:
+        head = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    except Exception:
+        buffers = []
+        try:
+            head = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+        except Exception as exc:
+            raise TypeError(
+                f"Could not serialize {describe(obj)} of type {type(obj).__name__}: {exc}. "
+                "Objects sent to the cluster must be picklable (pass a file name or "
+                "parameters instead of an open handle, lock or connection)."
+            ) from exc
+    return Serialized([head, *(b.raw() for b in buffers)])
+
+
+def loads(ser: Serialized, functions: FunctionTable | None = None) -> Any:
+    """Unpickle what :func:`dumps` or :class:`TaskPickler` produced."""
+    head, *buffers = ser.frames
+    if functions is None:
+        return pickle.loads(head, buffers=buffers)
+    return _TableUnpickler(io.BytesIO(head), functions, buffers=buffers).load()
+
+
+# --- the function table -------------------------------------------------------------------
+
+
+class FunctionTable:
+    """Functions known to this process, by content hash (fid)."""
+
+    def __init__(self) -> None:
+        self._blobs: dict[str, bytes] = {}
+        self._functions: dict[str, Any] = {}
+
+    def add_blobs(self, blobs: dict[str, bytes]) -> None:
+        for fid, blob in blobs.items():
+            self._blobs.setdefault(fid, bytes(blob))
+
+    def blob(self, fid: str) -> bytes:
+        return self._blobs[fid]
+
+    def __contains__(self, fid: object) -> bool:
+        return fid in self._blobs
+
+    def function(self, fid: str) -> Any:
+        try:
+            return self._functions[fid]
+        except KeyError:
+            pass
+        try:
+            blob = self._blobs[fid]
+        except KeyError:
+            raise pickle.UnpicklingError(f"function {fid} was never received") from None
+        fn = self._functions[fid] = cloudpickle.loads(blob)
+        return fn
+
+
+class _TableUnpickler(pickle.Unpickler):
+    def __init__(self, file: io.BytesIO, functions: FunctionTable, buffers: list[Any]) -> None:
+        super().__init__(file, buffers=buffers)
+        self._table = functions
+
+    def persistent_load(self, pid: Any) -> Any:
+        return self._table.function(pid)
+
+
+class FunctionCache:
+    """Client side: pickles each function once and names it by the hash of its bytes."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[Any, str]] = {}
+        self.blobs: dict[str, bytes] = {}
+
+    def fid(self, fn: Callable[..., Any]) -> str:
+        hit = self._by_id.get(id(fn))
+        if hit is not None and hit[0]() is fn:
+            return hit[1]
+        try:
+            blob = cloudpickle.dumps(fn, protocol=5)
+        except Exception as exc:
+            raise TypeError(
+                f"Could not serialize function {describe(fn)}: {exc}. Functions sent to the "
+                "cluster must be picklable; define them at module level or avoid closing over "
+                "locks, sockets and open files."
+            ) from exc
+        fid = hashlib.blake2b(blob, digest_size=12).hexdigest()
+        self.blobs.setdefault(fid, blob)
+        try:
+            ref: Any = weakref.ref(fn)
+        except TypeError:
+            ref = _strong(fn)
+        self._by_id[id(fn)] = (ref, fid)
+        return fid
+
+
+class _strong:
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __call__(self) -> Any:
+        return self.obj
+
+
+class TaskPickler(pickle.Pickler):
+    """Pickles task payloads, sending Python functions through the function table.
+
+    ``fids`` collects the function ids the payload refers to, so the scheduler can ship
+    each function to a worker once.
+    """
+
+    dispatch_table = copyreg.dispatch_table
+
+    def __init__(self, file: io.BytesIO, cache: FunctionCache, buffers: list[Any]) -> None:
+        super().__init__(file, protocol=5, buffer_callback=buffers.append)
+        self._cache = cache
+        self.fids: list[str] = []
+
+    def persistent_id(self, obj: Any) -> str | None:
+        if type(obj) is types.FunctionType:
+            fid = self._cache.fid(obj)
+            if fid not in self.fids:
+                self.fids.append(fid)
+            return fid
+        return None
+
+    def reducer_override(self, obj: Any) -> Any:
+        # Anything plain pickle cannot do by reference (classes in __main__, lambdas nested in
+        # data) is handled by cloudpickle's reducer.
+        return _cloud_reducer(obj)
+
+
+def _cloud_reducer(obj: Any) -> Any:
+    if isinstance(obj, type) and obj.__module__ == "__main__":
+        return cloudpickle.loads, (cloudpickle.dumps(obj),)
+    return NotImplemented
+
+
+def dumps_task(obj: object, cache: FunctionCache) -> tuple[Serialized, list[str]]:
+    """Pickle a task payload; returns it and the function ids it uses.
+
+    Raises:
+        TypeError: something in the task cannot be pickled; the message names it.
+    """
+    buffers: list[pickle.PickleBuffer] = []
+    f = io.BytesIO()
+    pickler = TaskPickler(f, cache, buffers)
+    try:
+        pickler.dump(obj)
+    except Exception as exc:
+        raise TypeError(
+            f"Could not serialize {describe(obj)}: {exc}. Arguments and functions sent to "
+            "the cluster must be picklable (pass a file name or parameters instead of an open "
+            "handle, lock or connection)."
+        ) from exc
+    return Serialized([f.getvalue(), *(b.raw() for b in buffers)]), pickler.fids

@@ -1,0 +1,204 @@
+"""Scheduler events (facts that happened) and commands (orders for the I/O shell).
+
+Every event that depends on time carries ``now``: the state machine never reads a clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shoal.protocol._serialize import Serialized
+
+Key = Any
+
+# A task row as the client submits it:
+# (key, payload | None, dependencies, fids, priority, retries, workers | None, prefix)
+TaskRow = tuple[Any, ...]
+
+
+class Event:
+    __slots__ = ()
+
+
+class Command:
+    __slots__ = ()
+
+
+# --- events -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClientJoined(Event):
+    client: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClientLeft(Event):
+    client: str
+
+
+@dataclass(frozen=True, slots=True)
+class GraphSubmitted(Event):
+    client: str
+    tasks: list[TaskRow]
+    wanted: list[Key]
+
+
+@dataclass(frozen=True, slots=True)
+class KeysReleased(Event):
+    client: str
+    keys: list[Key]
+
+
+@dataclass(frozen=True, slots=True)
+class KeysCancelled(Event):
+    client: str
+    keys: list[Key]
+
+
+@dataclass(frozen=True, slots=True)
+class KeysRetried(Event):
+    client: str
+    keys: list[Key]
+
+
+@dataclass(frozen=True, slots=True)
+class DataScattered(Event):
+    """The client hands over data; the state decides where it goes (``Store`` commands)."""
+
+    client: str
+    items: list[tuple[Key, int, str]]  # (key, nbytes, typename)
+    workers: list[str] | None
+    broadcast: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerJoined(Event):
+    address: str
+    name: str
+    nthreads: int
+    memory_limit: int
+    pid: int
+    host: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerLeft(Event):
+    address: str
+    reason: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFinished(Event):
+    worker: str
+    key: Key
+    nbytes: int
+    typename: str
+    start: float
+    stop: float
+    thread: int
+    inline: Serialized | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFailed(Event):
+    worker: str
+    key: Key
+    error: dict[str, Any]
+    start: float
+    stop: float
+    thread: int
+
+
+@dataclass(frozen=True, slots=True)
+class DataMissing(Event):
+    worker: str
+    key: Key
+    holder: str
+    for_key: Key
+
+
+@dataclass(frozen=True, slots=True)
+class TransferDone(Event):
+    worker: str
+    keys: list[Key]
+    peer: str
+    nbytes: int
+    start: float
+    stop: float
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatReceived(Event):
+    worker: str
+    memory_process: int
+    memory_managed: int
+    cpu: float
+    executing: int
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Tick(Event):
+    """Time passed; workers silent for longer than ``worker_ttl`` are considered lost."""
+
+    now: float
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendCompute(Command):
+    worker: str
+    key: Key
+    payload: Serialized
+    deps: list[tuple[Key, list[str], int]]
+    fids: tuple[str, ...]
+    priority: Any
+    send_inline: bool
+    prefix: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendFree(Command):
+    worker: str
+    keys: list[Key]
+
+
+@dataclass(frozen=True, slots=True)
+class SendStore(Command):
+    worker: str
+    key: Key
+
+
+@dataclass(frozen=True, slots=True)
+class ReportDone(Command):
+    client: str
+    key: Key
+    nbytes: int
+    typename: str
+    inline: Serialized | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportErred(Command):
+    client: str
+    key: Key
+    error: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ReportCancelled(Command):
+    client: str
+    key: Key
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CloseWorker(Command):
+    worker: str
+    reason: str

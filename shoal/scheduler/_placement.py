@@ -1,0 +1,78 @@
+"""Where a task should run. Pure functions over worker and task records.
+
+Policy: tasks whose inputs are big go where most of their input bytes already are; tasks
+with no (or only tiny) inputs wait in the scheduler's queue and go to the least-busy worker
+with a free slot. A worker's "slots" are measured in expected seconds of work, so short
+tasks are sent in deep batches (throughput) while long tasks are sent one per thread (no
+task waits behind another on a busy worker while a thread elsewhere is idle).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from shoal.scheduler._tasks import TaskState, WorkerState
+
+# Below this many bytes of inputs, a task is placed for balance, not locality.
+LOCALITY_BYTES = 256 * 1024
+# Expected seconds of queued work per thread a worker may hold beyond its running tasks.
+SATURATION_SECONDS = 0.05
+# Duration assumed for a task prefix never seen before.
+UNKNOWN_DURATION = 0.5
+# Upper bound of tasks sent ahead to one worker thread.
+MAX_AHEAD_PER_THREAD = 5_000
+
+
+def has_room(ws: WorkerState, est: float) -> bool:
+    """May ``ws`` take one more task expected to last ``est`` seconds?"""
+    n = len(ws.processing)
+    if n < ws.nthreads:
+        return True
+    if n >= ws.nthreads * MAX_AHEAD_PER_THREAD:
+        return False
+    return ws.occupancy + est <= ws.nthreads * SATURATION_SECONDS
+
+
+def input_bytes_by_worker(ts: TaskState) -> dict[WorkerState, int]:
+    out: dict[WorkerState, int] = {}
+    for dep in ts.dependencies:
+        nb = max(dep.nbytes, 0)
+        for ws in dep.who_has:
+            out[ws] = out.get(ws, 0) + nb
+    return out
+
+
+def allowed(ts: TaskState, workers: Iterable[WorkerState]) -> list[WorkerState]:
+    if ts.workers is None:
+        return list(workers)
+    return [ws for ws in workers if ws.address in ts.workers or ws.name in ts.workers]
+
+
+def least_busy(candidates: Iterable[WorkerState]) -> WorkerState | None:
+    best: WorkerState | None = None
+    best_load = 0.0
+    for ws in candidates:
+        load = (ws.occupancy + len(ws.processing) * 1e-6) / ws.nthreads
+        if best is None or load < best_load:
+            best, best_load = ws, load
+    return best
+
+
+def locality_choice(ts: TaskState, workers: Iterable[WorkerState]) -> WorkerState | None:
+    """The worker holding the most input bytes, if inputs are big enough to matter."""
+    by_worker = input_bytes_by_worker(ts)
+    if not by_worker:
+        return None
+    total = sum(max(d.nbytes, 0) for d in ts.dependencies)
+    if total < LOCALITY_BYTES:
+        return None
+    pool = set(allowed(ts, workers))
+    best: WorkerState | None = None
+    best_key: tuple[int, float] = (0, 0.0)
+    for ws, nb in by_worker.items():
+        if ws not in pool:
+            continue
+        key = (nb, -(ws.occupancy / ws.nthreads))
+        if best is None or key > best_key:
+            best, best_key = ws, key
+    return best

@@ -1,0 +1,87 @@
+"""Answers to the client's non-hot-path questions (``Request`` messages), by op name."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from shoal.comm import Connection
+from shoal.scheduler._views import scheduler_info
+
+if TYPE_CHECKING:
+    from shoal.scheduler._server import Scheduler
+
+
+async def answer(scheduler: Scheduler, conn: Connection, op: str, args: dict[str, Any]) -> Any:
+    handler = _OPS.get(op)
+    if handler is None:
+        raise ValueError(f"unknown request {op!r}")
+    return await handler(scheduler, conn, **args)
+
+
+async def _info(scheduler: Scheduler, conn: Connection) -> Any:
+    return scheduler_info(scheduler)
+
+
+async def _who_has(scheduler: Scheduler, conn: Connection, keys: list[Any]) -> Any:
+    tasks = scheduler.state.tasks
+    return [[k, [w.address for w in tasks[k].who_has] if k in tasks else []] for k in keys]
+
+
+async def _run(scheduler: Scheduler, conn: Connection, function: Any, workers: list[str] | None) -> Any:
+    return await scheduler.start_run(conn, function, workers)
+
+
+async def _task_stream(scheduler: Scheduler, conn: Connection, cursor: int) -> Any:
+    return scheduler.state.task_stream_since(cursor)
+
+
+async def _wait_for_workers(scheduler: Scheduler, conn: Connection, n: int, timeout: float | None) -> Any:
+    await scheduler.wait_for_workers(n, timeout)
+    return len(scheduler.state.workers)
+
+
+async def _story(scheduler: Scheduler, conn: Connection, key: Any) -> Any:
+    return [list(row) for row in scheduler.state.story(key)]
+
+
+async def _failure(scheduler: Scheduler, conn: Connection, key: Any) -> Any:
+    """What the client needs to explain or replay the first failure behind ``key``."""
+    state = scheduler.state
+    ts = state.first_failure(key)
+    if ts is None:
+        return None
+    down = 0
+    stack, seen = [ts], set()
+    while stack:
+        t = stack.pop()
+        for d in t.dependents:
+            if d not in seen and d.state == "erred":
+                seen.add(d)
+                down += 1
+                stack.append(d)
+    functions = {fid: scheduler._functions[fid] for fid in ts.fids if fid in scheduler._functions}
+    return {
+        "key": ts.key,
+        "prefix": ts.prefix,
+        "state": ts.state,
+        "error": ts.error,
+        "payload": ts.payload,
+        "functions": functions,
+        "dependencies": [
+            [d.key, [w.address for w in d.who_has], d.state, d.typename, d.nbytes]
+            for d in ts.dependencies
+        ],
+        "dependents_erred": down,
+        "story": [list(row) for row in state.story(ts.key)][-20:],
+    }
+
+
+_OPS = {
+    "scheduler_info": _info,
+    "who_has": _who_has,
+    "run": _run,
+    "task_stream": _task_stream,
+    "wait_for_workers": _wait_for_workers,
+    "story": _story,
+    "failure": _failure,
+}

@@ -1,0 +1,453 @@
+"""The scheduler's I/O shell around :class:`shoal.scheduler._state.SchedulerState`.
+
+Owns: the listening socket, connections to workers and clients, turning messages into
+events and commands into messages, the function table, scattered data in transit,
+request/response questions (``client.run``, ``scheduler_info``...), the heartbeat clock
+and the dashboard. Holds the state object; never decides anything about tasks itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from typing import Any
+
+from shoal.comm import Connection, inproc_pair, listen
+from shoal.comm._tcp import TCPConnection
+from shoal.protocol._messages import (
+    PROTOCOL_VERSION,
+    CancelKeys,
+    Close,
+    Compute,
+    FreeKeys,
+    Heartbeat,
+    Hello,
+    KeyCancelled,
+    KeyDone,
+    KeyErred,
+    Message,
+    MissingData,
+    Register,
+    ReleaseKeys,
+    Request,
+    Response,
+    RetryKeys,
+    Run,
+    Scatter,
+    Store,
+    TaskDone,
+    TaskErred,
+    Transfer,
+    UpdateGraph,
+)
+from shoal.protocol._serialize import Serialized
+from shoal.scheduler._events import (
+    ClientJoined,
+    ClientLeft,
+    CloseWorker,
+    DataMissing,
+    DataScattered,
+    GraphSubmitted,
+    HeartbeatReceived,
+    KeysCancelled,
+    KeysReleased,
+    KeysRetried,
+    ReportCancelled,
+    ReportDone,
+    ReportErred,
+    SendCompute,
+    SendFree,
+    SendStore,
+    TaskFailed,
+    TaskFinished,
+    Tick,
+    TransferDone,
+    WorkerJoined,
+    WorkerLeft,
+)
+from shoal.scheduler._state import SchedulerState
+from shoal.scheduler._tasks import TaskState
+
+logger = logging.getLogger("shoal.scheduler")
+
+TICK_INTERVAL = 1.0
+
+
+class Scheduler:
+    """Serves a :class:`SchedulerState` over TCP (and in-process to a local client)."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        dashboard_address: str | None = None,
+        allowed_failures: int = 3,
+        worker_ttl: float = 300.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.state = SchedulerState(allowed_failures=allowed_failures, worker_ttl=worker_ttl)
+        self.address = ""
+        self.dashboard_address = dashboard_address
+        self.dashboard: Any = None
+        self.dashboard_warning: str | None = None
+        self.started = time.time()
+        self._server: asyncio.base_events.Server | None = None
+        self._workers: dict[str, Connection] = {}
+        self._worker_fids: dict[str, set[str]] = {}
+        self._clients: dict[str, Connection] = {}
+        self._functions: dict[str, bytes] = {}
+        self._scattered: dict[Any, Serialized] = {}
+        self._pending_runs: dict[int, tuple[Connection, int, dict[str, Any], set[str]]] = {}
+        self._run_futures: dict[int, asyncio.Future[Any]] = {}
+        self._worker_joined = asyncio.Event()
+        self._ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+        self._tps: list[tuple[float, int]] = []
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._server = await listen(self.host, self.port, self._on_connection)
+        port = self._server.sockets[0].getsockname()[1]
+        self.address = f"tcp://{self.host}:{port}"
+        self._spawn(self._tick_loop())
+        if self.dashboard_address is not None:
+            await self._open_dashboard(self.dashboard_address)
+
+    async def _open_dashboard(self, address: str) -> None:
+        try:
+            from shoal.dashboard import open_dashboard_with_fallback
+        except ImportError:
+            logger.warning("dashboard not available")
+            return
+        host, _, port = address.rpartition(":")
+        host = host or self.host
+        self.dashboard, self.dashboard_warning = await open_dashboard_with_fallback(
+            self, host, int(port or 0)
+        )
+        if self.dashboard_warning:
+            logger.warning(self.dashboard_warning)
+
+    @property
+    def dashboard_link(self) -> str | None:
+        return None if self.dashboard is None else str(self.dashboard.link)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for conn in list(self._workers.values()):
+            conn.send(Close("scheduler closing"))
+        await asyncio.sleep(0)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.dashboard is not None:
+            await self.dashboard.close()
+        for conn in [*self._workers.values(), *self._clients.values()]:
+            conn.close()
+        if self._server is not None:
+            self._server.close()
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_INTERVAL)
+            self._apply([Tick(time.time())])
+            now = time.time()
+            self._tps.append((now, self.state.completed_total))
+            del self._tps[:-10]
+
+    async def wait_for_workers(self, n: int, timeout: float | None) -> None:
+        async def wait() -> None:
+            while len(self.state.workers) < n:
+                self._worker_joined.clear()
+                await self._worker_joined.wait()
+
+        await asyncio.wait_for(wait(), timeout)
+
+    # --- the user's view (client.cluster.scheduler) ---------------------------------------------
+
+    @property
+    def tasks(self) -> dict[Any, TaskState]:
+        """Key → task record (``.state``, ``.exception``...). A copy: safe to iterate."""
+        return dict(self.state.tasks)
+
+    @property
+    def workers(self) -> dict[str, Any]:
+        return dict(self.state.workers)
+
+    # --- connections --------------------------------------------------------------------------
+
+    def connect_local_client(self, name: str) -> Connection:
+        """An in-process connection for a client living in this process and loop."""
+        client_end, server_end = inproc_pair(name, "scheduler")
+        server_end.info["role"] = "client"
+        server_end.info["name"] = name
+        self._clients[name] = server_end
+        server_end.set_handler(self._on_client_message)
+        self._apply([ClientJoined(name)])
+        return client_end
+
+    def _on_connection(self, conn: TCPConnection) -> None:
+        conn.set_handler(self._on_first_message)
+
+    def _on_first_message(self, conn: Connection, batch: list[Message] | None) -> None:
+        if batch is None:
+            return
+        first, rest = batch[0], batch[1:]
+        if not isinstance(first, Hello) or first.version != PROTOCOL_VERSION:
+            logger.error(
+                "closing connection from %s: expected a shoal hello (protocol %d), got %r",
+                conn.peer, PROTOCOL_VERSION, first,
+            )
+            conn.close()
+            return
+        if first.role == "worker":
+            conn.info["role"] = "worker"
+            conn.set_handler(self._on_worker_message)
+        elif first.role == "client":
+            name = f"{first.name}-{next(self._ids)}"
+            conn.info["role"] = "client"
+            conn.info["name"] = name
+            self._clients[name] = conn
+            conn.set_handler(self._on_client_message)
+            self._apply([ClientJoined(name)])
+            conn.send(Response(0, True, {"client": name, "address": self.address}))
+        else:
+            logger.error("closing connection from %s: unknown role %r", conn.peer, first.role)
+            conn.close()
+            return
+        if rest:
+            conn._handler(conn, rest)  # type: ignore[misc]
+
+    # --- client messages ------------------------------------------------------------------------
+
+    def _on_client_message(self, conn: Connection, batch: list[Message] | None) -> None:
+        name = conn.info["name"]
+        if batch is None:
+            self._clients.pop(name, None)
+            self._apply([ClientLeft(name)])
+            return
+        events: list[Any] = []
+        try:
+            for msg in batch:
+                if isinstance(msg, UpdateGraph):
+                    for fid, blob in msg.functions.items():
+                        self._functions.setdefault(fid, blob)
+                    events.append(GraphSubmitted(name, list(msg.tasks), list(msg.wanted)))
+                elif isinstance(msg, ReleaseKeys):
+                    events.append(KeysReleased(name, list(msg.keys)))
+                elif isinstance(msg, CancelKeys):
+                    events.append(KeysCancelled(name, list(msg.keys)))
+                elif isinstance(msg, RetryKeys):
+                    events.append(KeysRetried(name, list(msg.keys)))
+                elif isinstance(msg, Scatter):
+                    if events:
+                        self._apply(events)
+                        events = []
+                    self._spawn(self._scatter(conn, name, msg))
+                elif isinstance(msg, Request):
+                    if events:
+                        self._apply(events)
+                        events = []
+                    self._spawn(self._answer(conn, msg))
+                elif isinstance(msg, Hello):
+                    pass
+                else:
+                    raise TypeError(f"a client may not send {msg.tag!r}")
+        except Exception as exc:
+            logger.error("closing client connection %s: bad message (%s)", name, exc)
+            conn.close()
+            return
+        if events:
+            self._apply(events)
+
+    async def _scatter(self, conn: Connection, name: str, msg: Scatter) -> None:
+        if not self.state.workers:
+            await self.wait_for_workers(1, None)
+        for key, data, _nbytes, _typename in msg.items:
+            self._scattered[key] = data
+        self._apply([DataScattered(name, [(k, n, t) for k, _, n, t in msg.items],
+                                   msg.workers, msg.broadcast)])
+        for key, *_ in msg.items:
+            self._scattered.pop(key, None)
+        conn.send(Response(msg.request_id, True, None))
+
+    async def _answer(self, conn: Connection, msg: Request) -> None:
+        from shoal.scheduler import _requests
+
+        try:
+            value = await _requests.answer(self, conn, msg.op, dict(msg.args))
+            conn.send(Response(msg.request_id, True, value))
+        except Exception as exc:
+            conn.send(Response(msg.request_id, False, f"{type(exc).__name__}: {exc}"))
+
+    # --- worker messages ------------------------------------------------------------------------
+
+    def _on_worker_message(self, conn: Connection, batch: list[Message] | None) -> None:
+        address = conn.info.get("address")
+        if batch is None:
+            if address is not None and self._workers.get(address) is conn:
+                del self._workers[address]
+                self._worker_fids.pop(address, None)
+                self._apply([WorkerLeft(address, "connection closed", time.time())])
+                self._fail_runs_for(address)
+            return
+        events: list[Any] = []
+        try:
+            for msg in batch:
+                kind = type(msg)
+                if kind is TaskDone:
+                    events.append(TaskFinished(address, msg.key, msg.nbytes, msg.typename,  # type: ignore[attr-defined]
+                                               msg.start, msg.stop, msg.thread, msg.inline))  # type: ignore[attr-defined]
+                elif kind is TaskErred:
+                    events.append(TaskFailed(address, msg.key, dict(msg.error), msg.start,  # type: ignore[attr-defined]
+                                             msg.stop, msg.thread))  # type: ignore[attr-defined]
+                elif kind is Heartbeat:
+                    events.append(HeartbeatReceived(address, msg.memory_process,  # type: ignore[attr-defined]
+                                                    msg.memory_managed, msg.cpu,  # type: ignore[attr-defined]
+                                                    msg.executing, time.time()))  # type: ignore[attr-defined]
+                elif kind is MissingData:
+                    events.append(DataMissing(address, msg.key, msg.worker, msg.for_key))  # type: ignore[attr-defined]
+                elif kind is Transfer:
+                    events.append(TransferDone(address, list(msg.keys), msg.peer, msg.nbytes,  # type: ignore[attr-defined]
+                                               msg.start, msg.stop))  # type: ignore[attr-defined]
+                elif kind is Register:
+                    assert isinstance(msg, Register)
+                    address = msg.address
+                    conn.info["address"] = address
+                    self._workers[address] = conn
+                    self._worker_fids[address] = set()
+                    events.append(WorkerJoined(address, msg.name, msg.nthreads, msg.memory_limit,
+                                               msg.pid, msg.host, time.time()))
+                elif kind is Response:
+                    assert isinstance(msg, Response)
+                    self._on_run_response(address, msg)
+                else:
+                    raise TypeError(f"a worker may not send {msg.tag!r}")
+                if address is None:
+                    raise TypeError("a worker must register before anything else")
+        except Exception as exc:
+            logger.error("closing worker connection %s: bad message (%s)", conn.peer, exc)
+            conn.close()
+            return
+        if events:
+            self._apply(events)
+            if any(type(e) is WorkerJoined for e in events):
+                self._worker_joined.set()
+
+    # --- commands ---------------------------------------------------------------------------
+
+    def _apply(self, events: list[Any]) -> None:
+        commands = self.state.handle(*events)
+        workers = self._workers
+        clients = self._clients
+        for cmd in commands:
+            kind = type(cmd)
+            if kind is SendCompute:
+                conn = workers.get(cmd.worker)
+                if conn is None:
+                    continue
+                known = self._worker_fids[cmd.worker]
+                blobs = {}
+                for fid in cmd.fids:
+                    if fid not in known:
+                        blobs[fid] = self._functions[fid]
+                        known.add(fid)
+                conn.send(Compute(cmd.key, cmd.payload, cmd.deps, blobs, cmd.priority,
+                                  cmd.send_inline, cmd.prefix))
+            elif kind is ReportDone:
+                c = clients.get(cmd.client)
+                if c is not None:
+                    c.send(KeyDone(cmd.key, cmd.nbytes, cmd.typename, cmd.inline))
+            elif kind is SendFree:
+                conn = workers.get(cmd.worker)
+                if conn is not None:
+                    conn.send(FreeKeys(cmd.keys))
+            elif kind is ReportErred:
+                c = clients.get(cmd.client)
+                if c is not None:
+                    c.send(KeyErred(cmd.key, cmd.error))
+            elif kind is ReportCancelled:
+                c = clients.get(cmd.client)
+                if c is not None:
+                    c.send(KeyCancelled(cmd.key, cmd.reason))
+            elif kind is SendStore:
+                conn = workers.get(cmd.worker)
+                data = self._scattered.get(cmd.key)
+                if conn is not None and data is not None:
+                    ts = self.state.tasks.get(cmd.key)
+                    conn.send(Store(cmd.key, data, ts.nbytes if ts else 0))
+            elif kind is CloseWorker:
+                conn = workers.get(cmd.worker)
+                if conn is not None:
+                    conn.send(Close(cmd.reason))
+                    conn.close()
+
+    # --- client.run ---------------------------------------------------------------------------
+
+    def start_run(self, conn: Connection, function: Serialized, workers: list[str] | None) -> asyncio.Future[Any]:
+        targets = [w for w in self._workers if workers is None or w in workers]
+        rid = next(self._ids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        results: dict[str, Any] = {}
+        self._pending_runs[rid] = (conn, rid, results, set(targets))
+        self._run_futures[rid] = fut
+        if not targets:
+            fut.set_result({})
+            return fut
+        for w in targets:
+            self._workers[w].send(Run(rid, function))
+        return fut
+
+    def _on_run_response(self, address: str | None, msg: Response) -> None:
+        entry = self._pending_runs.get(msg.request_id)
+        if entry is None or address is None:
+            return
+        _, rid, results, waiting = entry
+        results[address] = (msg.ok, msg.value)
+        waiting.discard(address)
+        if not waiting:
+            self._finish_run(rid)
+
+    def _fail_runs_for(self, address: str) -> None:
+        for rid, (_, _, results, waiting) in list(self._pending_runs.items()):
+            if address in waiting:
+                waiting.discard(address)
+                results[address] = (False, {"kind": "lost", "type": "CommClosedError",
+                                            "message": f"worker {address} died during run",
+                                            "exception": None, "traceback": None, "tb_text": ""})
+                if not waiting:
+                    self._finish_run(rid)
+
+    def _finish_run(self, rid: int) -> None:
+        _, _, results, _ = self._pending_runs.pop(rid)
+        fut = self._run_futures.pop(rid, None)
+        if fut is not None and not fut.done():
+            fut.set_result(results)
+
+    # --- the dashboard's source -----------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        from shoal.scheduler._views import snapshot
+
+        return snapshot(self)
+
+    def task_stream_since(self, cursor: int) -> tuple[int, list[dict[str, Any]]]:
+        return self.state.task_stream_since(cursor)
+
+    def tasks_per_second(self) -> float:
+        if len(self._tps) < 2:
+            return 0.0
+        (t0, n0), (t1, n1) = self._tps[0], self._tps[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0

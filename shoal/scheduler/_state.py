@@ -1,0 +1,721 @@
+"""The scheduler's task logic as a pure state machine: ``handle(*events) -> commands``.
+
+Owns: every task's state and the transitions between states, which worker holds or runs
+what, who wants which result, lineage for recomputation, retries and worker-death limits.
+Must not know: sockets, event loops, threads, clocks or configuration files. Time comes in
+events; settings come in the constructor; data bytes stay opaque (``Serialized``).
+
+States: released → waiting → queued | no-worker → processing → memory | erred, and
+forgotten when nothing refers to a task any more. Every allowed move is listed in
+``_TRANSITIONS``; anything else raises :class:`InvalidTransition` with the task's story.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from shoal.protocol._errors import scheduler_error
+from shoal.scheduler import _placement as placement
+from shoal.scheduler._events import (
+    ClientJoined,
+    ClientLeft,
+    CloseWorker,
+    Command,
+    DataMissing,
+    DataScattered,
+    Event,
+    GraphSubmitted,
+    HeartbeatReceived,
+    KeysCancelled,
+    KeysReleased,
+    KeysRetried,
+    ReportCancelled,
+    ReportDone,
+    ReportErred,
+    SendCompute,
+    SendFree,
+    SendStore,
+    TaskFailed,
+    TaskFinished,
+    Tick,
+    TransferDone,
+    WorkerJoined,
+    WorkerLeft,
+)
+from shoal.scheduler._tasks import Key, TaskState, WorkerState
+
+ACTIVE = frozenset({"waiting", "queued", "no-worker", "processing"})
+_KEEPS_INPUTS = ACTIVE | {"erred"}
+STATES = ("released", "waiting", "queued", "no-worker", "processing", "memory", "erred")
+
+
+class InvalidTransition(RuntimeError):
+    """The scheduler was asked for a move its transition table does not allow (a shoal bug)."""
+
+    def __init__(self, key: Key, start: str, finish: str, story: list[tuple[Any, ...]]) -> None:
+        lines = "\n".join(f"  {row}" for row in story[-20:])
+        super().__init__(
+            f"task {key!r} cannot go from {start!r} to {finish!r}; its story:\n{lines}\n"
+            "This is a bug in shoal; please report it with the story above."
+        )
+        self.key, self.start, self.finish = key, start, finish
+
+
+def key_prefix(key: Key) -> str:
+    """``('sum-abc123', 0)`` → ``'sum'``; ``'inc-9f2e...'`` → ``'inc'``."""
+    name = key[0] if isinstance(key, tuple) and key else key
+    name = str(name)
+    head, sep, tail = name.rpartition("-")
+    if sep and len(tail) >= 8 and all(c in "0123456789abcdef" for c in tail[:8]):
+        name = head
+    while name and name[-1] in "-_0123456789" and "-" in name:
+        name = name.rsplit("-", 1)[0]
+    return name or "task"
+
+
+class SchedulerState:
+    """All scheduling decisions. Feed events to :meth:`handle`; carry out what it returns."""
+
+    def __init__(
+        self,
+        *,
+        allowed_failures: int = 3,
+        worker_ttl: float = 300.0,
+        task_stream_size: int = 100_000,
+        story_size: int = 100_000,
+    ) -> None:
+        self.tasks: dict[Key, TaskState] = {}
+        self.workers: dict[str, WorkerState] = {}
+        self.clients: dict[str, set[TaskState]] = {}
+        self.allowed_failures = allowed_failures
+        self.worker_ttl = worker_ttl
+        self._queue: list[tuple[Any, int, TaskState]] = []
+        self._seq = itertools.count()
+        self._no_worker: set[TaskState] = set()
+        self._durations: dict[str, float] = {}
+        self.prefix_counts: dict[str, dict[str, int]] = {}
+        self.task_stream: deque[dict[str, Any]] = deque(maxlen=task_stream_size)
+        self.task_stream_total = 0
+        self.completed_total = 0
+        self._log: deque[tuple[Any, ...]] = deque(maxlen=story_size)
+        self._out: list[Command] = []
+        self._cause = ""
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            ClientJoined: self._on_client_joined,
+            ClientLeft: self._on_client_left,
+            GraphSubmitted: self._on_graph,
+            KeysReleased: self._on_released,
+            KeysCancelled: self._on_cancelled,
+            KeysRetried: self._on_retried,
+            DataScattered: self._on_scattered,
+            WorkerJoined: self._on_worker_joined,
+            WorkerLeft: self._on_worker_left,
+            TaskFinished: self._on_finished,
+            TaskFailed: self._on_failed,
+            DataMissing: self._on_missing,
+            TransferDone: self._on_transfer,
+            HeartbeatReceived: self._on_heartbeat,
+            Tick: self._on_tick,
+        }
+
+    # --- entry point -------------------------------------------------------------------------
+
+    def handle(self, *events: Event) -> list[Command]:
+        """Apply events in order; return the commands they lead to, in order."""
+        for event in events:
+            self._cause = type(event).__name__
+            self._handlers[type(event)](event)
+        self._fill()
+        out, self._out = self._out, []
+        return out
+
+    def story(self, key: Key) -> list[tuple[Any, ...]]:
+        """Every recorded transition of ``key``: (key, start, finish, cause)."""
+        return [row for row in self._log if row[0] == key]
+
+    # --- transitions ---------------------------------------------------------------------------
+
+    def _set(self, ts: TaskState, finish: str) -> None:
+        start = ts.state
+        if (start, finish) not in _TRANSITIONS:
+            raise InvalidTransition(ts.key, start, finish, self.story(ts.key))
+        counts = self.prefix_counts.get(ts.prefix)
+        if counts is None:
+            counts = self.prefix_counts[ts.prefix] = dict.fromkeys(STATES, 0)
+        if start in counts:
+            counts[start] -= 1
+        if finish in counts:
+            counts[finish] += 1
+        ts.state = finish
+        self._log.append((ts.key, start, finish, self._cause))
+
+    def _activate(self, roots: Iterable[TaskState]) -> None:
+        """Released tasks that are needed (and their released inputs) start waiting."""
+        todo: list[TaskState] = []
+        stack = [ts for ts in roots if ts.state == "released"]
+        seen: set[TaskState] = set()
+        while stack:
+            ts = stack.pop()
+            if ts in seen or ts.state != "released":
+                continue
+            seen.add(ts)
+            todo.append(ts)
+            stack.extend(d for d in ts.dependencies if d.state == "released")
+        failed: list[tuple[TaskState, dict[str, Any]]] = []
+        for ts in todo:
+            self._set(ts, "waiting")
+        for ts in todo:
+            ts.waiting_on = {d for d in ts.dependencies if d.state != "memory"}
+            bad = next((d for d in ts.dependencies if d.state == "erred"), None)
+            if bad is not None and bad.error is not None:
+                failed.append((ts, bad.error))
+            elif ts.payload is None:
+                failed.append((ts, self._lost_error(ts)))
+        for ts, error in failed:
+            if ts.state in ACTIVE:
+                self._err(ts, error)
+        for ts in todo:
+            if ts.state == "waiting" and not ts.waiting_on:
+                self._ready(ts)
+
+    def _lost_error(self, ts: TaskState) -> dict[str, Any]:
+        if ts.killed_on:
+            return self._killed_error(ts)
+        return scheduler_error(
+            "lost-data",
+            "shoal.LostDataError",
+            f"The data of {ts.key!r} was lost with the worker(s) holding it and cannot be "
+            "recomputed (it was scattered, or its task is no longer known). Scatter or "
+            "compute it again.",
+            ts.key,
+        )
+
+    def _killed_error(self, ts: TaskState) -> dict[str, Any]:
+        return scheduler_error(
+            "killed",
+            "shoal.KilledWorker",
+            f"Task {ts.key!r} was running on {len(ts.killed_on)} worker(s) that died: "
+            f"{', '.join(ts.killed_on)}.",
+            ts.key,
+            workers=list(ts.killed_on),
+            worker=ts.killed_on[-1] if ts.killed_on else "",
+        )
+
+    def _estimate(self, prefix: str) -> float:
+        return self._durations.get(prefix, placement.UNKNOWN_DURATION)
+
+    def _ready(self, ts: TaskState) -> None:
+        """All inputs are in memory: place the task now, or queue it."""
+        workers = self.workers.values()
+        ws = placement.locality_choice(ts, workers)
+        if ws is None and ts.workers is not None:
+            ws = placement.least_busy(placement.allowed(ts, workers))
+            if ws is None:
+                self._set(ts, "no-worker")
+                self._no_worker.add(ts)
+                return
+        if ws is not None:
+            self._set(ts, "queued")
+            self._assign(ts, ws)
+            return
+        self._set(ts, "queued")
+        heapq.heappush(self._queue, (ts.priority, next(self._seq), ts))
+
+    def _fill(self) -> None:
+        """Hand queued tasks to workers that have room, highest priority first."""
+        queue = self._queue
+        if not queue or not self.workers:
+            return
+        workers = list(self.workers.values())
+        while queue:
+            ts = queue[0][2]
+            if ts.state != "queued":
+                heapq.heappop(queue)
+                continue
+            est = self._estimate(ts.prefix)
+            ws = placement.least_busy(w for w in workers if placement.has_room(w, est))
+            if ws is None:
+                return
+            heapq.heappop(queue)
+            self._assign(ts, ws)
+
+    def _assign(self, ts: TaskState, ws: WorkerState) -> None:
+        assert ts.payload is not None
+        self._set(ts, "processing")
+        ts.processing_on = ws
+        ts.est = self._estimate(ts.prefix)
+        ws.processing.add(ts)
+        ws.occupancy += ts.est
+        deps = [(d.key, [w.address for w in d.who_has], d.nbytes) for d in ts.dependencies]
+        self._out.append(
+            SendCompute(
+                ws.address, ts.key, ts.payload, deps, ts.fids, ts.priority, bool(ts.who_wants),
+                ts.prefix,
+            )
+        )
+
+    def _unassign(self, ts: TaskState) -> WorkerState | None:
+        ws = ts.processing_on
+        if ws is not None:
+            ws.processing.discard(ts)
+            ws.occupancy = max(0.0, ws.occupancy - ts.est)
+            ts.processing_on = None
+        return ws
+
+    def _leave_active(self, ts: TaskState, tell_worker: bool) -> None:
+        """Take an active task back to released (cancel, lost worker, retry)."""
+        if ts.state == "processing":
+            ws = self._unassign(ts)
+            if ws is not None and tell_worker:
+                self._out.append(SendFree(ws.address, [ts.key]))
+        self._no_worker.discard(ts)
+        ts.waiting_on = set()
+        self._set(ts, "released")
+
+    def _to_memory(self, ts: TaskState, ws: WorkerState, nbytes: int, typename: str) -> None:
+        self._set(ts, "memory")
+        ts.nbytes = nbytes
+        ts.typename = typename
+        ts.who_has.add(ws)
+        ws.has_what.add(ts)
+        ws.nbytes += max(nbytes, 0)
+        for dts in ts.dependents:
+            if dts.state == "waiting":
+                dts.waiting_on.discard(ts)
+                if not dts.waiting_on:
+                    self._ready(dts)
+
+    def _err(self, ts: TaskState, error: dict[str, Any]) -> None:
+        """``ts`` failed with ``error``; everything waiting on it fails with the same cause."""
+        stack = [ts]
+        while stack:
+            t = stack.pop()
+            if t.state not in ACTIVE and t.state != "released":
+                continue
+            if t.state != "released":
+                self._leave_active(t, tell_worker=True)
+            t.error = error
+            self._set(t, "erred")
+            for client in t.who_wants:
+                self._out.append(ReportErred(client, t.key, error))
+            stack.extend(d for d in t.dependents if d.state in ACTIVE)
+
+    def _release_memory(self, ts: TaskState) -> None:
+        for ws in ts.who_has:
+            ws.has_what.discard(ts)
+            ws.nbytes -= max(ts.nbytes, 0)
+            self._out.append(SendFree(ws.address, [ts.key]))
+        ts.who_has = set()
+        self._set(ts, "released")
+
+    def _needed(self, ts: TaskState) -> bool:
+        """Wanted by a client, or an input of a task that is still to run or that failed
+        (inputs of failures are kept while the failure is held, for replaying it)."""
+        if ts.who_wants:
+            return True
+        return any(d.state in _KEEPS_INPUTS for d in ts.dependents)
+
+    def _tidy(self, candidates: Iterable[TaskState]) -> None:
+        """Release what nobody needs any more and forget what nothing refers to."""
+        stack = list(candidates)
+        while stack:
+            ts = stack.pop()
+            if ts.state == "forgotten" or self._needed(ts):
+                continue
+            if ts.state in ACTIVE:
+                self._leave_active(ts, tell_worker=True)
+                stack.extend(ts.dependencies)
+            elif ts.state == "memory":
+                self._release_memory(ts)
+            if ts.state in ("released", "erred") and not ts.dependents:
+                self._forget(ts)
+                stack.extend(ts.dependencies)
+
+    def _forget(self, ts: TaskState) -> None:
+        counts = self.prefix_counts.get(ts.prefix)
+        if counts is not None and ts.state in counts:
+            counts[ts.state] -= 1
+        self._log.append((ts.key, ts.state, "forgotten", self._cause))
+        ts.state = "forgotten"
+        self.tasks.pop(ts.key, None)
+        for dep in ts.dependencies:
+            dep.dependents.discard(ts)
+        ts.error = None if ts.error is None else ts.error
+
+    # --- client events --------------------------------------------------------------------------
+
+    def _on_client_joined(self, ev: ClientJoined) -> None:
+        self.clients.setdefault(ev.client, set())
+
+    def _on_client_left(self, ev: ClientLeft) -> None:
+        held = self.clients.pop(ev.client, set())
+        for ts in held:
+            ts.who_wants.discard(ev.client)
+        self._tidy(held)
+
+    def _on_graph(self, ev: GraphSubmitted) -> None:
+        wanted_by = self.clients.setdefault(ev.client, set())
+        new: list[TaskState] = []
+        rows: list[tuple[TaskState, tuple[Any, ...]]] = []
+        tasks = self.tasks
+        for row in ev.tasks:
+            key, payload, deps, fids, priority, retries, workers, prefix = row
+            ts = tasks.get(key)
+            if ts is None:
+                ts = tasks[key] = TaskState(key, prefix or key_prefix(key))
+                counts = self.prefix_counts.get(ts.prefix)
+                if counts is None:
+                    counts = self.prefix_counts[ts.prefix] = dict.fromkeys(STATES, 0)
+                counts["released"] += 1
+                new.append(ts)
+            elif ts.state != "released" or ts.payload is not None:
+                continue
+            ts.payload = payload
+            ts.fids = tuple(fids)
+            ts.priority = priority
+            ts.retries = retries
+            ts.workers = frozenset(workers) if workers else None
+            rows.append((ts, deps))
+        missing: list[tuple[TaskState, Key]] = []
+        for ts, deps in rows:
+            for dk in deps:
+                dts = tasks.get(dk)
+                if dts is None:
+                    missing.append((ts, dk))
+                    continue
+                ts.dependencies.add(dts)
+                dts.dependents.add(ts)
+        wanted_now: list[TaskState] = []
+        for key in ev.wanted:
+            ts = tasks.get(key)
+            if ts is None:
+                continue
+            wanted_now.append(ts)
+            ts.who_wants.add(ev.client)
+            wanted_by.add(ts)
+            if ts.state == "memory":
+                self._out.append(ReportDone(ev.client, key, ts.nbytes, ts.typename, None))
+            elif ts.state == "erred" and ts.error is not None:
+                self._out.append(ReportErred(ev.client, key, ts.error))
+        for ts, dk in missing:
+            error = scheduler_error(
+                "lost-data",
+                "shoal.LostDataError",
+                f"lost dependencies: task {ts.key!r} needs {dk!r}, which the cluster no "
+                "longer holds (it was released or lost). Keep a reference to its future or "
+                "persisted collection while other computations use it.",
+                ts.key,
+            )
+            self._err(ts, error)
+        candidates = [ts for ts, _ in rows]
+        candidates.extend(t for t in wanted_now if t.state == "released")
+        self._activate(ts for ts in candidates if ts.state == "released" and self._needed(ts))
+        self._tidy(new)
+
+    def _on_released(self, ev: KeysReleased) -> None:
+        held = self.clients.get(ev.client, set())
+        touched = []
+        for key in ev.keys:
+            ts = self.tasks.get(key)
+            if ts is None:
+                continue
+            ts.who_wants.discard(ev.client)
+            held.discard(ts)
+            touched.append(ts)
+        self._tidy(touched)
+
+    def _on_cancelled(self, ev: KeysCancelled) -> None:
+        touched = []
+        for key in ev.keys:
+            ts = self.tasks.get(key)
+            if ts is None:
+                continue
+            if ts.state in ACTIVE or ts.state == "released":
+                for client in ts.who_wants:
+                    self._out.append(ReportCancelled(client, key, "cancelled by the client"))
+                    self.clients.get(client, set()).discard(ts)
+                ts.who_wants = set()
+            touched.append(ts)
+        self._tidy(touched)
+
+    def _on_retried(self, ev: KeysRetried) -> None:
+        roots: list[TaskState] = []
+        stack = [self.tasks[k] for k in ev.keys if k in self.tasks]
+        seen: set[TaskState] = set()
+        while stack:
+            ts = stack.pop()
+            if ts in seen or ts.state != "erred":
+                continue
+            seen.add(ts)
+            ts.error = None
+            ts.killed_on = []
+            ts.suspicious = 0
+            self._set(ts, "released")
+            roots.append(ts)
+            stack.extend(ts.dependencies)
+        self._activate(ts for ts in roots if self._needed(ts))
+
+    def _on_scattered(self, ev: DataScattered) -> None:
+        pool = list(self.workers.values())
+        if ev.workers:
+            wanted = set(ev.workers)
+            pool = [w for w in pool if w.address in wanted or w.name in wanted] or pool
+        held = self.clients.setdefault(ev.client, set())
+        for i, (key, nbytes, typename) in enumerate(ev.items):
+            ts = self.tasks.get(key)
+            if ts is None:
+                ts = self.tasks[key] = TaskState(key, key_prefix(key))
+                self.prefix_counts.setdefault(ts.prefix, dict.fromkeys(STATES, 0))["released"] += 1
+            if ts.state == "memory":
+                pass
+            elif ts.state == "released" and pool:
+                targets = pool if ev.broadcast else [pool[next(self._seq) % len(pool)]]
+                for ws in targets:
+                    self._out.append(SendStore(ws.address, key))
+                self._to_memory(ts, targets[0], nbytes, typename)
+                for ws in targets[1:]:
+                    ts.who_has.add(ws)
+                    ws.has_what.add(ts)
+                    ws.nbytes += max(nbytes, 0)
+            else:
+                continue
+            ts.who_wants.add(ev.client)
+            held.add(ts)
+            self._out.append(ReportDone(ev.client, key, ts.nbytes, ts.typename, None))
+
+    # --- worker events --------------------------------------------------------------------------
+
+    def _on_worker_joined(self, ev: WorkerJoined) -> None:
+        if ev.address in self.workers:
+            return
+        self.workers[ev.address] = WorkerState(
+            ev.address, ev.name, ev.nthreads, ev.memory_limit, ev.pid, ev.host, ev.now
+        )
+        waiting = list(self._no_worker)
+        self._no_worker.clear()
+        for ts in waiting:
+            if ts.state == "no-worker":
+                self._set(ts, "waiting")
+                self._ready(ts)
+
+    def _on_worker_left(self, ev: WorkerLeft) -> None:
+        ws = self.workers.pop(ev.address, None)
+        if ws is None:
+            return
+        recompute: list[TaskState] = []
+        for ts in list(ws.processing):
+            self._unassign(ts)
+            ts.suspicious += 1
+            ts.killed_on.append(ws.address)
+            if ts.suspicious > self.allowed_failures:
+                self._set(ts, "released")
+                self._err(ts, self._killed_error(ts))
+            else:
+                self._set(ts, "released")
+                recompute.append(ts)
+        lost: list[TaskState] = []
+        for ts in list(ws.has_what):
+            ts.who_has.discard(ws)
+            if not ts.who_has and ts.state == "memory":
+                self._set(ts, "released")
+                lost.append(ts)
+        ws.has_what.clear()
+        # Dependents already sent elsewhere can no longer fetch lost inputs: run them again.
+        for ts in lost:
+            for dts in list(ts.dependents):
+                if dts.state == "processing":
+                    self._leave_active(dts, tell_worker=True)
+                    recompute.append(dts)
+                elif dts.state in ("queued", "no-worker"):
+                    self._leave_active(dts, tell_worker=False)
+                    recompute.append(dts)
+                elif dts.state == "waiting":
+                    dts.waiting_on.add(ts)
+        self._activate(ts for ts in recompute + lost if self._needed(ts))
+        self._tidy(lost)
+
+    def _on_finished(self, ev: TaskFinished) -> None:
+        ws = self.workers.get(ev.worker)
+        ts = self.tasks.get(ev.key)
+        if ws is None:
+            return
+        self._record_stream(ev.key, ts.prefix if ts else key_prefix(ev.key), ev.worker, ev.thread,
+                            ev.start, ev.stop, "compute")
+        if ts is None or ts.state in ("released", "erred", "forgotten"):
+            self._out.append(SendFree(ev.worker, [ev.key]))
+            return
+        if ts.state == "memory":
+            if ws not in ts.who_has:
+                ts.who_has.add(ws)
+                ws.has_what.add(ts)
+                ws.nbytes += max(ev.nbytes, 0)
+            return
+        if ts.processing_on is not ws:
+            self._out.append(SendFree(ev.worker, [ev.key]))
+            return
+        self._unassign(ts)
+        self.completed_total += 1
+        duration = max(ev.stop - ev.start, 0.0)
+        old = self._durations.get(ts.prefix)
+        self._durations[ts.prefix] = duration if old is None else 0.8 * old + 0.2 * duration
+        self._to_memory(ts, ws, ev.nbytes, ev.typename)
+        for client in ts.who_wants:
+            self._out.append(ReportDone(client, ts.key, ev.nbytes, ev.typename, ev.inline))
+        self._tidy([ts, *ts.dependencies])
+
+    def _on_failed(self, ev: TaskFailed) -> None:
+        ws = self.workers.get(ev.worker)
+        ts = self.tasks.get(ev.key)
+        if ws is None or ts is None or ts.processing_on is not ws:
+            return
+        self._record_stream(ev.key, ts.prefix, ev.worker, ev.thread, ev.start, ev.stop, "error")
+        self._unassign(ts)
+        if ts.retries > 0:
+            ts.retries -= 1
+            self._set(ts, "released")
+            self._activate([ts])
+            return
+        self._set(ts, "released")
+        self._err(ts, ev.error)
+        self._tidy([ts, *ts.dependencies])
+
+    def _on_missing(self, ev: DataMissing) -> None:
+        ts = self.tasks.get(ev.key)
+        holder = self.workers.get(ev.holder)
+        if ts is not None and holder is not None and holder in ts.who_has:
+            ts.who_has.discard(holder)
+            holder.has_what.discard(ts)
+            holder.nbytes -= max(ts.nbytes, 0)
+        lost = []
+        if ts is not None and ts.state == "memory" and not ts.who_has:
+            self._set(ts, "released")
+            lost.append(ts)
+        dts = self.tasks.get(ev.for_key)
+        again = []
+        if dts is not None and dts.state == "processing" and dts.processing_on is not None and (
+            dts.processing_on.address == ev.worker
+        ):
+            self._leave_active(dts, tell_worker=False)
+            again.append(dts)
+        for t in lost:
+            for d in t.dependents:
+                if d.state == "waiting":
+                    d.waiting_on.add(t)
+        self._activate(t for t in lost + again if self._needed(t))
+
+    def _on_transfer(self, ev: TransferDone) -> None:
+        for key in ev.keys[:1]:
+            ts = self.tasks.get(key)
+            self._record_stream(key, ts.prefix if ts else key_prefix(key), ev.worker, -1,
+                                ev.start, ev.stop, "transfer")
+
+    def _on_heartbeat(self, ev: HeartbeatReceived) -> None:
+        ws = self.workers.get(ev.worker)
+        if ws is None:
+            return
+        ws.last_seen = ev.now
+        ws.memory_process = ev.memory_process
+        ws.memory_managed = ev.memory_managed
+        ws.cpu = ev.cpu
+        ws.executing = ev.executing
+
+    def _on_tick(self, ev: Tick) -> None:
+        for ws in list(self.workers.values()):
+            if ev.now - ws.last_seen > self.worker_ttl:
+                self._out.append(CloseWorker(ws.address, f"no heartbeat for {self.worker_ttl} s"))
+                self._on_worker_left(WorkerLeft(ws.address, "heartbeat timeout", ev.now))
+
+    def _record_stream(
+        self, key: Key, prefix: str, worker: str, thread: int, start: float, stop: float,
+        kind: str,
+    ) -> None:
+        self.task_stream.append(
+            {"key": str(key), "prefix": prefix, "worker": worker, "thread": thread,
+             "start": start, "stop": stop, "kind": kind}
+        )
+        self.task_stream_total += 1
+
+    # --- views -------------------------------------------------------------------------------
+
+    def task_stream_since(self, cursor: int) -> tuple[int, list[dict[str, Any]]]:
+        total = self.task_stream_total
+        n = min(total - cursor, len(self.task_stream)) if cursor < total else 0
+        items = list(itertools.islice(self.task_stream, len(self.task_stream) - n, None))
+        return total, items
+
+    def first_failure(self, key: Key) -> TaskState | None:
+        """The task whose exception made ``key`` fail (itself or an erred ancestor)."""
+        ts = self.tasks.get(key)
+        if ts is None or ts.error is None:
+            return None
+        origin = ts.error.get("key")
+        return self.tasks.get(origin, ts)
+
+    def validate(self) -> None:
+        """Check every invariant; raises AssertionError naming the task. For tests."""
+        for key, ts in self.tasks.items():
+            assert ts.key == key, key
+            assert ts.state in STATES, (key, ts.state)
+            if ts.state == "processing":
+                assert ts.processing_on is not None, key
+                assert ts in ts.processing_on.processing, key
+                assert ts.processing_on.address in self.workers, key
+            else:
+                assert ts.processing_on is None, (key, ts.state)
+            if ts.state == "memory":
+                assert ts.who_has, key
+                for ws in ts.who_has:
+                    assert ts in ws.has_what, key
+            else:
+                assert not ts.who_has, (key, ts.state)
+            if ts.state == "waiting":
+                assert ts.waiting_on, key
+                assert all(d.state != "memory" for d in ts.waiting_on), key
+            if ts.state in ACTIVE:
+                assert all(d.key in self.tasks for d in ts.dependencies), key
+            if ts.state == "erred":
+                assert ts.error is not None, key
+            for dep in ts.dependencies:
+                assert ts in dep.dependents, (key, dep.key)
+            for client in ts.who_wants:
+                assert ts in self.clients.get(client, set()), (key, client)
+        for ws in self.workers.values():
+            for ts in ws.processing:
+                assert ts.processing_on is ws and ts.state == "processing", ts.key
+            for ts in ws.has_what:
+                assert ws in ts.who_has, ts.key
+        counted: dict[str, dict[str, int]] = {}
+        for ts in self.tasks.values():
+            c = counted.setdefault(ts.prefix, dict.fromkeys(STATES, 0))
+            c[ts.state] += 1
+        for prefix, counts in self.prefix_counts.items():
+            expected = counted.get(prefix, dict.fromkeys(STATES, 0))
+            assert counts == expected, (prefix, counts, expected)
+
+
+_TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("released", "waiting"),
+        ("released", "erred"),
+        ("released", "memory"),
+        ("waiting", "queued"),
+        ("waiting", "no-worker"),
+        ("waiting", "released"),
+        ("waiting", "erred"),
+        ("queued", "processing"),
+        ("queued", "released"),
+        ("queued", "erred"),
+        ("no-worker", "waiting"),
+        ("no-worker", "released"),
+        ("no-worker", "erred"),
+        ("processing", "memory"),
+        ("processing", "released"),
+        ("processing", "erred"),
+        ("memory", "released"),
+        ("erred", "released"),
+    }
+)

@@ -1,0 +1,133 @@
+"""What the scheduler knows about one task and one worker. Plain records, no behaviour
+beyond small derived views."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shoal.protocol._serialize import Serialized
+
+Key = Any
+
+
+class TaskState:
+    """One task on the scheduler. ``state`` is one of
+    released, waiting, queued, no-worker, processing, memory, erred, forgotten."""
+
+    __slots__ = (
+        "dependencies",
+        "dependents",
+        "error",
+        "est",
+        "fids",
+        "key",
+        "nbytes",
+        "payload",
+        "prefix",
+        "priority",
+        "processing_on",
+        "retries",
+        "state",
+        "suspicious",
+        "typename",
+        "waiting_on",
+        "who_has",
+        "who_wants",
+        "workers",
+        "killed_on",
+    )
+
+    def __init__(self, key: Key, prefix: str) -> None:
+        self.key = key
+        self.prefix = prefix
+        self.state = "released"
+        self.payload: Serialized | None = None
+        self.fids: tuple[str, ...] = ()
+        self.dependencies: set[TaskState] = set()
+        self.dependents: set[TaskState] = set()
+        self.waiting_on: set[TaskState] = set()
+        self.who_has: set[WorkerState] = set()
+        self.who_wants: set[str] = set()
+        self.processing_on: WorkerState | None = None
+        self.priority: Any = (0,)
+        self.retries = 0
+        self.nbytes = -1
+        self.typename = ""
+        self.error: dict[str, Any] | None = None
+        self.suspicious = 0
+        self.killed_on: list[str] = []
+        self.workers: frozenset[str] | None = None
+        self.est = 0.0
+
+    @property
+    def exception(self) -> BaseException | None:
+        """The exception this task raised (rebuilt from its pickled form), or None."""
+        if self.error is None:
+            return None
+        from shoal.protocol._errors import error_to_exception
+
+        return error_to_exception(self.error)
+
+    @property
+    def exception_text(self) -> str:
+        return "" if self.error is None else str(self.error.get("message", ""))
+
+    @property
+    def traceback_text(self) -> str:
+        return "" if self.error is None else str(self.error.get("tb_text", ""))
+
+    def __repr__(self) -> str:
+        return f"<TaskState {self.key!r} {self.state}>"
+
+    def __lt__(self, other: TaskState) -> bool:  # heap ties
+        return bool(self.priority < other.priority)
+
+
+class WorkerState:
+    __slots__ = (
+        "address",
+        "cpu",
+        "executing",
+        "has_what",
+        "host",
+        "last_seen",
+        "memory_limit",
+        "memory_managed",
+        "memory_process",
+        "name",
+        "nbytes",
+        "nthreads",
+        "occupancy",
+        "pid",
+        "processing",
+        "fids",
+        "started",
+    )
+
+    def __init__(
+        self, address: str, name: str, nthreads: int, memory_limit: int, pid: int, host: str,
+        now: float,
+    ) -> None:
+        self.address = address
+        self.name = name
+        self.nthreads = max(1, nthreads)
+        self.memory_limit = memory_limit
+        self.pid = pid
+        self.host = host
+        self.processing: set[TaskState] = set()
+        self.has_what: set[TaskState] = set()
+        self.occupancy = 0.0
+        self.nbytes = 0
+        self.fids: set[str] = set()
+        self.last_seen = now
+        self.started = now
+        self.memory_process = 0
+        self.memory_managed = 0
+        self.cpu = 0.0
+        self.executing = 0
+
+    def __repr__(self) -> str:
+        return f"<WorkerState {self.address} processing={len(self.processing)}>"
+
+    def __lt__(self, other: WorkerState) -> bool:
+        return self.address < other.address

@@ -1,0 +1,48 @@
+"""``python -m shoal.worker ADDR``: one worker process (started by a nanny)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from shoal._loop import new_event_loop
+from shoal.worker._server import Worker
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m shoal.worker")
+    p.add_argument("scheduler")
+    p.add_argument("--nthreads", type=int, default=1)
+    p.add_argument("--name", default=None)
+    p.add_argument("--memory-limit", type=int, default=0)
+    p.add_argument("--host", default="127.0.0.1")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    async def run() -> None:
+        worker = Worker(args.scheduler, nthreads=args.nthreads, name=args.name,
+                        memory_limit=args.memory_limit, host=args.host)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: loop.create_task(worker.close()))
+        await worker.start()
+        print(f"shoal worker at: {worker.address}", flush=True)
+        await worker.wait_closed()
+        await worker.close()
+
+    loop = new_event_loop()
+    try:
+        loop.run_until_complete(run())
+    except OSError as exc:
+        print(f"shoal worker: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        loop.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

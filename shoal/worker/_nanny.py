@@ -1,0 +1,137 @@
+"""A nanny supervises one worker process: starts it, restarts it if it dies or outgrows
+its memory limit, and stops it for good on close. Runs as a task in its owner's loop
+(the LocalCluster's or the ``shoal worker`` command's), not as a process of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+import psutil
+
+logger = logging.getLogger("shoal.nanny")
+
+MEMORY_TERMINATE_FRACTION = 0.95
+MAX_RESTARTS_PER_MINUTE = 10
+
+
+class Nanny:
+    def __init__(
+        self,
+        scheduler_address: str,
+        *,
+        nthreads: int = 1,
+        name: str | None = None,
+        memory_limit: int = 0,
+        host: str = "127.0.0.1",
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.scheduler_address = scheduler_address
+        self.nthreads = nthreads
+        self.name = name
+        self.memory_limit = memory_limit
+        self.host = host
+        self.env = env
+        self.process: asyncio.subprocess.Process | None = None
+        self.restarts: list[float] = []
+        self._closing = False
+        self._supervisor: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+    async def start(self) -> None:
+        await self._spawn()
+        self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
+
+    async def _spawn(self) -> None:
+        args = [
+            sys.executable, "-m", "shoal.worker", self.scheduler_address,
+            "--nthreads", str(self.nthreads), "--memory-limit", str(self.memory_limit),
+            "--host", self.host,
+        ]
+        if self.name is not None:
+            args += ["--name", str(self.name)]
+        env = dict(os.environ)
+        env.update(self.env or {})
+        env.setdefault("OMP_NUM_THREADS", str(self.nthreads))
+        env.setdefault("MKL_NUM_THREADS", str(self.nthreads))
+        env.setdefault("OPENBLAS_NUM_THREADS", str(self.nthreads))
+        self.process = await asyncio.create_subprocess_exec(
+            *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, env=env,
+        )
+
+    async def _supervise(self) -> None:
+        while not self._closing:
+            proc = self.process
+            assert proc is not None
+            waiter = asyncio.ensure_future(proc.wait())
+            while not waiter.done():
+                await asyncio.wait([waiter], timeout=0.5)
+                if not waiter.done() and self.memory_limit:
+                    self._check_memory(proc.pid)
+            if self._closing:
+                return
+            code = waiter.result()
+            now = time.monotonic()
+            self.restarts = [t for t in self.restarts if now - t < 60] + [now]
+            if len(self.restarts) > MAX_RESTARTS_PER_MINUTE:
+                logger.error("worker %s died %d times in a minute; not restarting it",
+                             self.name, len(self.restarts))
+                return
+            logger.warning("worker %s exited with code %s; restarting it", self.name, code)
+            await self._spawn()
+
+    def _check_memory(self, pid: int) -> None:
+        try:
+            rss = psutil.Process(pid).memory_info().rss
+        except psutil.Error:
+            return
+        if rss > MEMORY_TERMINATE_FRACTION * self.memory_limit:
+            logger.warning(
+                "worker %s uses %d bytes, over %.0f%% of its %d-byte limit; restarting it",
+                self.name, rss, MEMORY_TERMINATE_FRACTION * 100, self.memory_limit,
+            )
+            try:
+                psutil.Process(pid).kill()
+            except psutil.Error:
+                pass
+
+    async def close(self, timeout: float = 5.0) -> None:
+        self._closing = True
+        proc = self.process
+        if proc is not None and proc.returncode is None:
+            try:
+                proc.terminate()
+                await asyncio.wait_for(proc.wait(), timeout)
+            except (ProcessLookupError, asyncio.TimeoutError):
+                try:
+                    proc.kill()
+                    await proc.wait()
+                except ProcessLookupError:
+                    pass
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            await asyncio.gather(self._supervisor, return_exceptions=True)
+
+    def kill_nowait(self) -> None:
+        """Last-resort cleanup at interpreter exit."""
+        self._closing = True
+        proc = self.process
+        if proc is not None and proc.returncode is None:
+            try:
+                proc.kill()
+            except ProcessLookupError:
+                pass
+
+    def __repr__(self) -> str:
+        return f"<Nanny {self.name} pid={self.pid}>"
+
+
+def status(nanny: Nanny) -> dict[str, Any]:
+    return {"name": nanny.name, "pid": nanny.pid, "restarts": len(nanny.restarts)}

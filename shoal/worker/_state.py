@@ -1,0 +1,342 @@
+"""The worker's task logic as a pure state machine: ``handle(*events) -> commands``.
+
+Owns: which assigned tasks wait for inputs, which inputs to fetch from which peer, when a
+task is ready to run, and which held keys may be dropped. Must not know: sockets, threads,
+clocks, or the data values themselves (the I/O shell keeps those; this knows keys only).
+
+Task states here: waiting (inputs missing) → ready → executing → memory, and "cancelled"
+for a task the scheduler freed while it was executing (its result is dropped on arrival).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shoal.protocol._messages import Compute, MissingData, TaskDone, TaskErred, Transfer
+from shoal.protocol._serialize import Serialized
+
+Key = Any
+
+
+class Event:
+    __slots__ = ()
+
+
+class Command:
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ComputeAssigned(Event):
+    msg: Compute
+
+
+@dataclass(frozen=True, slots=True)
+class KeysFreed(Event):
+    keys: list[Key]
+
+
+@dataclass(frozen=True, slots=True)
+class DataStored(Event):
+    """Data arrived by scatter (the shell already holds the value)."""
+
+    key: Key
+    nbytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExecuteDone(Event):
+    key: Key
+    nbytes: int
+    typename: str
+    start: float
+    stop: float
+    thread: int
+    inline: Serialized | None
+    error: dict[str, Any] | None  # set when the task raised
+
+
+@dataclass(frozen=True, slots=True)
+class FetchDone(Event):
+    """A fetch from ``peer`` finished: ``got`` maps key → nbytes; ``missing`` it didn't have."""
+
+    peer: str
+    got: dict[Key, int]
+    missing: list[Key]
+    start: float
+    stop: float
+
+
+@dataclass(frozen=True, slots=True)
+class FetchFailed(Event):
+    peer: str
+    keys: list[Key]
+
+
+@dataclass(frozen=True, slots=True)
+class Execute(Command):
+    key: Key
+    payload: Serialized
+    priority: Any
+    send_inline: bool
+    deps: tuple[Key, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch(Command):
+    peer: str
+    keys: list[Key]
+
+
+@dataclass(frozen=True, slots=True)
+class Drop(Command):
+    """Forget these values (the shell deletes them from its data store)."""
+
+    keys: list[Key]
+
+
+@dataclass(frozen=True, slots=True)
+class Report(Command):
+    """Send this message to the scheduler."""
+
+    msg: Any
+
+
+class _Task:
+    __slots__ = ("deps", "key", "missing", "msg", "state")
+
+    def __init__(self, msg: Compute) -> None:
+        self.key = msg.key
+        self.msg = msg
+        self.deps: tuple[Key, ...] = tuple(d[0] for d in msg.deps)
+        self.missing: set[Key] = set()
+        self.state = "waiting"
+
+
+class WorkerState:
+    """All of one worker's decisions about its tasks and their inputs."""
+
+    def __init__(self, address: str, max_fetch_keys: int = 1_000) -> None:
+        self.address = address
+        self.tasks: dict[Key, _Task] = {}
+        self.held: dict[Key, int] = {}  # key -> nbytes of values the shell stores
+        self.assigned: set[Key] = set()  # keys the scheduler knows we hold (our results/scatter)
+        self.holders: dict[Key, list[str]] = {}  # where to fetch a missing input from
+        self.waiters: dict[Key, set[Key]] = {}  # missing input -> tasks waiting for it
+        self.in_flight: dict[Key, str] = {}  # input being fetched -> from which peer
+        self.users: dict[Key, set[Key]] = {}  # fetched input -> local tasks still needing it
+        self.bad_peers: set[str] = set()
+        self.max_fetch_keys = max_fetch_keys
+        self._out: list[Command] = []
+
+    def handle(self, *events: Event) -> list[Command]:
+        for ev in events:
+            kind = type(ev)
+            if kind is ExecuteDone:
+                self._on_done(ev)  # type: ignore[arg-type]
+            elif kind is ComputeAssigned:
+                self._on_compute(ev.msg)  # type: ignore[attr-defined]
+            elif kind is FetchDone:
+                self._on_fetched(ev)  # type: ignore[arg-type]
+            elif kind is FetchFailed:
+                self._on_fetch_failed(ev)  # type: ignore[arg-type]
+            elif kind is KeysFreed:
+                self._on_freed(ev.keys)  # type: ignore[attr-defined]
+            elif kind is DataStored:
+                self.held[ev.key] = ev.nbytes  # type: ignore[attr-defined]
+                self.assigned.add(ev.key)  # type: ignore[attr-defined]
+            else:
+                raise TypeError(f"worker state got an unknown event {ev!r}")
+        out, self._out = self._out, []
+        return out
+
+    @property
+    def managed_bytes(self) -> int:
+        return sum(self.held.values())
+
+    # --- events --------------------------------------------------------------------------------
+
+    def _on_compute(self, msg: Compute) -> None:
+        key = msg.key
+        if key in self.held and key in self.assigned:
+            self._out.append(Report(TaskDone(key, self.held[key], "", 0.0, 0.0, -1, None)))
+            return
+        old = self.tasks.get(key)
+        if old is not None:
+            if old.state == "cancelled":
+                old.state = "executing"  # its result is wanted again
+            return
+        ts = self.tasks[key] = _Task(msg)
+        fetch_by_peer: dict[str, list[Key]] = {}
+        for dep_key, holders, _nbytes in msg.deps:
+            if dep_key in self.held:
+                if dep_key not in self.assigned:
+                    self.users.setdefault(dep_key, set()).add(key)
+                continue
+            ts.missing.add(dep_key)
+            self.waiters.setdefault(dep_key, set()).add(key)
+            known = self.holders.setdefault(dep_key, [])
+            for h in holders:
+                if h not in known and h != self.address:
+                    known.append(h)
+            if dep_key not in self.in_flight:
+                peer = self._pick_holder(dep_key)
+                if peer is not None:
+                    fetch_by_peer.setdefault(peer, []).append(dep_key)
+                    self.in_flight[dep_key] = peer
+        for peer, keys in fetch_by_peer.items():
+            self._out.append(Fetch(peer, keys))
+        if not ts.missing:
+            self._run(ts)
+        else:
+            for dep_key in list(ts.missing):
+                if dep_key not in self.in_flight:
+                    self._give_up(dep_key)
+
+    def _pick_holder(self, key: Key) -> str | None:
+        for h in self.holders.get(key, []):
+            if h not in self.bad_peers:
+                return h
+        return None
+
+    def _run(self, ts: _Task) -> None:
+        ts.state = "executing"
+        m = ts.msg
+        self._out.append(Execute(ts.key, m.payload, m.priority, m.send_inline, ts.deps))
+
+    def _on_done(self, ev: ExecuteDone) -> None:
+        ts = self.tasks.pop(ev.key, None)
+        if ts is None:
+            return
+        for dep in ts.deps:
+            self._unuse(dep, ts.key)
+        if ts.state == "cancelled":
+            if ev.error is None:
+                self._out.append(Drop([ev.key]))
+            return
+        if ev.error is not None:
+            self._out.append(Report(TaskErred(ev.key, ev.error, ev.start, ev.stop, ev.thread)))
+            return
+        self.held[ev.key] = ev.nbytes
+        self.assigned.add(ev.key)
+        self.users.pop(ev.key, None)
+        self._out.append(
+            Report(TaskDone(ev.key, ev.nbytes, ev.typename, ev.start, ev.stop, ev.thread, ev.inline))
+        )
+
+    def _unuse(self, dep: Key, user: Key) -> None:
+        users = self.users.get(dep)
+        if users is None:
+            return
+        users.discard(user)
+        if not users and dep not in self.assigned:
+            del self.users[dep]
+            if dep in self.held:
+                del self.held[dep]
+                self._out.append(Drop([dep]))
+
+    def _on_fetched(self, ev: FetchDone) -> None:
+        total = 0
+        for key, nbytes in ev.got.items():
+            self.in_flight.pop(key, None)
+            total += nbytes
+            waiting = self.waiters.pop(key, set())
+            self.holders.pop(key, None)
+            if not waiting and key not in self.assigned:
+                self._out.append(Drop([key]))
+                continue
+            self.held[key] = nbytes
+            users = self.users.setdefault(key, set())
+            for tkey in waiting:
+                ts = self.tasks.get(tkey)
+                if ts is None or ts.state != "waiting":
+                    continue
+                users.add(tkey)
+                ts.missing.discard(key)
+                if not ts.missing:
+                    self._run(ts)
+            if not users and key not in self.assigned:
+                self.users.pop(key, None)
+                self.held.pop(key, None)
+                self._out.append(Drop([key]))
+        if ev.got:
+            self._out.append(Report(Transfer(list(ev.got), ev.peer, total, ev.start, ev.stop)))
+        self._retry_elsewhere(ev.peer, ev.missing)
+
+    def _on_fetch_failed(self, ev: FetchFailed) -> None:
+        self.bad_peers.add(ev.peer)
+        self._retry_elsewhere(ev.peer, ev.keys)
+
+    def _retry_elsewhere(self, peer: str, keys: list[Key]) -> None:
+        by_peer: dict[str, list[Key]] = {}
+        for key in keys:
+            self.in_flight.pop(key, None)
+            holders = self.holders.get(key, [])
+            if peer in holders:
+                holders.remove(peer)
+                self._report_missing(key, peer)
+            if not self.waiters.get(key):
+                continue
+            nxt = self._pick_holder(key)
+            if nxt is None:
+                self._give_up(key)
+            else:
+                self.in_flight[key] = nxt
+                by_peer.setdefault(nxt, []).append(key)
+        for p, ks in by_peer.items():
+            self._out.append(Fetch(p, ks))
+
+    def _report_missing(self, key: Key, holder: str) -> None:
+        for tkey in self.waiters.get(key, ()):
+            self._out.append(Report(MissingData(key, holder, tkey)))
+            break
+
+    def _give_up(self, key: Key) -> None:
+        """No holder is left for an input: drop the tasks that need it; the scheduler
+        (told by MissingData) recomputes the input and sends the tasks again."""
+        waiting = self.waiters.pop(key, set())
+        self.holders.pop(key, None)
+        for tkey in waiting:
+            ts = self.tasks.pop(tkey, None)
+            if ts is None:
+                continue
+            self._out.append(Report(MissingData(key, "", tkey)))
+            for dep in ts.deps:
+                if dep != key:
+                    w = self.waiters.get(dep)
+                    if w is not None:
+                        w.discard(tkey)
+                    self._unuse(dep, tkey)
+
+    def _on_freed(self, keys: list[Key]) -> None:
+        drop = []
+        for key in keys:
+            ts = self.tasks.get(key)
+            if ts is not None:
+                if ts.state == "executing":
+                    ts.state = "cancelled"
+                else:
+                    del self.tasks[key]
+                    for dep in ts.deps:
+                        w = self.waiters.get(dep)
+                        if w is not None:
+                            w.discard(key)
+                        self._unuse(dep, key)
+            self.assigned.discard(key)
+            if key in self.held and not self.users.get(key):
+                del self.held[key]
+                self.users.pop(key, None)
+                drop.append(key)
+        if drop:
+            self._out.append(Drop(drop))
+
+    def validate(self) -> None:
+        for key, ts in self.tasks.items():
+            assert ts.key == key
+            if ts.state == "waiting":
+                assert ts.missing, key
+                for dep in ts.missing:
+                    assert key in self.waiters.get(dep, ()), (key, dep)
+        for key in self.in_flight:
+            assert key not in self.held, key
