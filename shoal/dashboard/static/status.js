@@ -64,7 +64,8 @@
     $("t-memory-sub").textContent = (t.memory_limit ? "of " + fmtBytes(t.memory_limit) + " limit" : "no limit") +
       " · " + fmtBytes(t.memory_managed) + " managed";
     $("t-threads-sub").textContent = "busy: " + fmtInt(running);
-    $("t-tasks-sub").textContent = Object.keys(snap.prefixes).length + " prefixes";
+    var nprefixes = Object.keys(snap.prefixes).length;
+    $("t-tasks-sub").textContent = nprefixes + (nprefixes === 1 ? " prefix" : " prefixes");
     $("t-uptime").textContent = fmtDuration(snap.scheduler.now - snap.scheduler.started);
     $("t-address").textContent = snap.scheduler.address;
     $("t-address").title = snap.scheduler.address;
@@ -170,7 +171,7 @@
       var tr = el("tr");
       tr.dataset.worker = w.address;
       tr.dataset.processing = w.processing;
-      var name = el("td", "mono", w.name && w.name !== w.address ? w.name : w.address.replace(/^[a-z]+:\/\//, ""));
+      var name = el("td", "mono", TS.workerLabel(w));
       name.title = w.address;
       tr.appendChild(name);
       var mcell = el("td", "barcell");

@@ -36,9 +36,13 @@
     return c;
   }
 
+  // How a worker is labelled: its name ("worker 3" for LocalCluster's numeric names), else
+  // its address without the scheme.
   function shortWorker(address, names) {
     var name = names && names.get(address);
-    if (name && name !== address) return String(name);
+    if (name !== undefined && name !== null && String(name) !== address) {
+      return /^\d+$/.test(String(name)) ? "worker " + name : String(name);
+    }
     return address.replace(/^[a-z]+:\/\//, "");
   }
 
@@ -321,6 +325,7 @@
   global.ShoalTaskStream = {
     TaskStream: TaskStream,
     prefixColor: prefixColor,
+    workerLabel: function (w) { return shortWorker(w.address, new Map([[w.address, w.name]])); },
     renderLegend: renderLegend,
     formatSeconds: formatSeconds,
     escapeHtml: escapeHtml,
