@@ -28,9 +28,11 @@ def chromium_path() -> str | None:
 
 
 @contextmanager
-def open_page(url: str, timeout_s: float = 30.0) -> Iterator[str]:
+def open_page(url: str, timeout_s: float = 30.0, settle_s: float = 2.0) -> Iterator[str]:
     """Open ``url`` in headless chromium and keep it open for the body; yields the page title.
 
+    After the load event the page runs for ``settle_s`` before the body starts, so the body
+    measures a dashboard that is being watched (polling, redrawing), not one still starting up.
     Raises RuntimeError with the install command if chromium is missing.
     """
     path = chromium_path()
@@ -43,6 +45,7 @@ def open_page(url: str, timeout_s: float = 30.0) -> Iterator[str]:
         try:
             page = browser.new_page()
             page.goto(url, wait_until="load", timeout=timeout_s * 1000)
+            page.wait_for_timeout(settle_s * 1000)
             yield page.title()
         finally:
             browser.close()

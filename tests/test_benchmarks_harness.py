@@ -143,7 +143,7 @@ def test_table_rows_for_a_shoal_only_workload() -> None:
     outcome = Outcome(metrics={"off_tasks_per_s": 20_000.0})
     outcome.skipped.append("chromium is not installed")
     rows = table_rows([WORKLOADS["dashboard"]], {("dashboard", "shoal"): outcome})
-    assert [r[2] for r in rows] == ["n/a", "n/a", "n/a"]
+    assert {r[2] for r in rows} == {"n/a"}
     assert rows[0][3] == "20,000 tasks/s"
     assert rows[1][3] == "not run"
     assert rows[0][4] == ""
