@@ -208,8 +208,12 @@ def _keys_of(collection: Any) -> set[Any]:
 
 
 def _held(client: Any, keys: set[Any]) -> set[Any]:
-    """Which of `keys` some worker still holds in memory, as the scheduler sees it."""
-    return {key for worker_keys in client.has_what().values() for key in worker_keys} & keys
+    """Which of `keys` the scheduler still has in memory on some worker.
+
+    Read through `client.cluster.scheduler.tasks`, as the notebook's debugging cell does.
+    """
+    tasks = client.cluster.scheduler.tasks
+    return {key for key in keys if (ts := tasks.get(key)) is not None and ts.state == "memory"}
 
 
 # -- Asynchronous -----------------------------------------------------------------------------
@@ -281,8 +285,9 @@ def _asynchronous_section(out: _Printer, client: Any, data_dir: Path, stop: floa
 # -- Debugging --------------------------------------------------------------------------------
 
 
-@delayed
 def ratio(a: int, b: int) -> int:
+    # The notebook decorates this with @delayed; a plain module-level function is pickled by
+    # reference instead of by value, so tracebacks name this file and show the source line.
     return a // b
 
 
@@ -292,15 +297,18 @@ def _debugging_section(out: _Printer, client: Any) -> bool:
     out.section("Debugging")
     ina = [5, 25, 30]
     inb = [5, 5, 6]
-    out_ = delayed(sum)([ratio(a, b) for (a, b) in zip(ina, inb, strict=True)])
+    out_ = delayed(sum)([delayed(ratio)(a, b) for (a, b) in zip(ina, inb, strict=True)])
     f = client.compute(out_)
-    out.row("client.gather(f)", f"good input -> {client.gather(f)}")
+    good = client.gather(f)
+    out.row("client.gather(f)", f"good input -> {good!r}")
 
     ina = [5, 25, 30]
     inb = [5, 0, 6]
-    out_ = delayed(sum)([ratio(a, b) for (a, b) in zip(ina, inb, strict=True)])
+    out_ = delayed(sum)([delayed(ratio)(a, b) for (a, b) in zip(ina, inb, strict=True)])
     f = client.compute(out_)
-    ok = True
+    ok = good == 11  # 5 // 5 + 25 // 5 + 30 // 6
+    if not ok:
+        out.row("", "NOT 11 as expected")
     try:
         client.gather(f)
     except ZeroDivisionError as exc:
