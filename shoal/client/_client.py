@@ -105,8 +105,7 @@ class Client:
         self._lock = threading.Lock()
         self._states: dict[Any, FutureState] = {}
         self._refcount: dict[Any, int] = {}
-        self._to_release: list[Any] = []
-        self._release_scheduled = False
+        self._outbox: list[Message] = []  # to the scheduler, in call order (see _send)
         self._functions = FunctionCache()
         self._sent_fids: set[str] = set()
         self._generation = itertools.count()
@@ -237,9 +236,27 @@ class Client:
             )
 
     def _send(self, msg: Message) -> None:
-        conn = self._conn
-        assert conn is not None
-        _loop.call_soon(conn.send, msg)
+        """Queue ``msg`` for the scheduler. Submissions and releases share this one queue so
+        the scheduler sees them in the order the user made them (a release must never
+        overtake the submission of a task that depends on the released key)."""
+        with self._lock:
+            self._enqueue(msg)
+
+    def _enqueue(self, msg: Message) -> None:
+        # caller holds self._lock
+        outbox = self._outbox
+        if outbox and isinstance(msg, ReleaseKeys) and isinstance(outbox[-1], ReleaseKeys):
+            outbox[-1].keys.extend(msg.keys)
+            return
+        outbox.append(msg)
+        if len(outbox) == 1:
+            _loop.call_soon(self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            msgs, self._outbox = self._outbox, []
+        if self._conn is not None and msgs:
+            self._conn.send_many(msgs)
 
     async def _request(self, op: str, **args: Any) -> Any:
         assert self._conn is not None
@@ -278,22 +295,10 @@ class Client:
             self._states.pop(key, None)
             if self.status != "running":
                 return
-            self._to_release.append(key)
-            if self._release_scheduled:
-                return
-            self._release_scheduled = True
-        try:
-            _loop.call_soon(self._flush_releases)
-        except RuntimeError:
-            pass
-
-    def _flush_releases(self) -> None:
-        with self._lock:
-            keys, self._to_release = self._to_release, []
-            self._release_scheduled = False
-            keys = [k for k in keys if k not in self._refcount]
-        if keys and self._conn is not None:
-            self._conn.send(ReleaseKeys(keys))
+            try:
+                self._enqueue(ReleaseKeys([key]))
+            except RuntimeError:  # interpreter shutting down
+                pass
 
     # --- tasks --------------------------------------------------------------------------------
 
