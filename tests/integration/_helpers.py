@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import psutil
 
-__all__ = ["Gate", "alive", "descendants", "gated", "process_tree", "wait_for"]
+__all__ = ["Gate", "alive", "descendants", "gated", "process_tree", "scheduler_tasks", "wait_for"]
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 10, interval: float = 0.01) -> None:
@@ -26,6 +27,14 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10, interval: flo
             name = getattr(predicate, "__name__", repr(predicate))
             raise AssertionError(f"condition {name} still false after {timeout} s")
         time.sleep(interval)
+
+
+def scheduler_tasks(client: Any) -> Mapping[Any, Any]:
+    """The seed's ``client.cluster.scheduler.tasks``, read afresh on every call.
+
+    dask hands out its live dict; shoal may hand out a snapshot, so tests never hold on to it.
+    """
+    return client.cluster.scheduler.tasks
 
 
 class Gate:

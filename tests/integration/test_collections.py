@@ -16,7 +16,7 @@ from dask._task_spec import Task, TaskRef
 
 from shoal import Client, Future, futures_of, wait
 
-from ._helpers import wait_for
+from ._helpers import scheduler_tasks, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +87,7 @@ def test_persist_puts_the_chunks_in_worker_memory_as_futures(client):
     assert len(futs) == 10
     assert all(isinstance(f, Future) for f in futs)
     wait(x, timeout=30)
-    tasks = client.cluster.scheduler.tasks
+    tasks = scheduler_tasks(client)
     assert all(tasks[f.key].state == "memory" for f in futs)
     np.testing.assert_allclose(x.sum().compute(), data.sum())
 
@@ -96,10 +96,9 @@ def test_deleting_a_persisted_collection_releases_its_chunks(client):
     x = client.persist(da.from_array(_data(seed=1), chunks=10_000))
     wait(x, timeout=30)
     keys = [f.key for f in futures_of(x)]
-    tasks = client.cluster.scheduler.tasks
-    assert all(k in tasks for k in keys)
+    assert set(keys) <= set(scheduler_tasks(client))
     del x
-    wait_for(lambda: not any(k in tasks for k in keys), timeout=10)
+    wait_for(lambda: not set(keys) & set(scheduler_tasks(client)), timeout=10)
 
 
 def test_persist_of_several_collections_returns_a_list(client):
@@ -228,7 +227,7 @@ def _released_key(client):
     key = fut.key
     fut.result(timeout=10)
     del fut
-    wait_for(lambda: key not in client.cluster.scheduler.tasks, timeout=10)
+    wait_for(lambda: key not in scheduler_tasks(client), timeout=10)
     return key
 
 

@@ -143,7 +143,7 @@ def test_dependents_are_erred_and_the_failing_task_holds_the_exception(client):
     ratios, out = _seed_graph()
     f = client.compute(out)
     wait(f, timeout=10)
-    tasks = client.cluster.scheduler.tasks
+    tasks = client.cluster.scheduler.tasks  # as in the seed
     failing = ratios[1].key
     assert tasks[failing].state == "erred"
     assert tasks[failing].exception is not None

@@ -77,6 +77,19 @@ def test_sigkill_of_a_worker_during_a_map_still_gives_every_result(make_client):
     assert c.submit(inc, 1, pure=False).result(timeout=10) == 2
 
 
+def test_losing_the_only_copy_of_scattered_data_gives_a_clear_error(make_client):
+    c = make_client(n_workers=2)
+    fut = c.scatter(41)
+    [holder] = c.who_has([fut])[fut.key]
+    os.kill(c.run(os.getpid)[holder], signal.SIGKILL)
+    with pytest.raises(Exception) as info:
+        fut.result(timeout=30)
+    message = str(info.value)
+    assert fut.key in message
+    assert "lost" in message.lower()
+    assert c.submit(inc, 1, pure=False).result(timeout=30) == 2
+
+
 def _closed_by_peer(sock: socket.socket, timeout: float) -> bool:
     """Read (and drop) whatever the server sends until it closes the connection."""
     sock.settimeout(timeout)

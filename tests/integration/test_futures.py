@@ -16,7 +16,7 @@ import pytest
 
 from shoal import Future, as_completed, futures_of, wait
 
-from ._helpers import gated, wait_for
+from ._helpers import gated, scheduler_tasks, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +46,13 @@ def total_of_dict(mapping):
 
 
 # --- submit and the Future object -------------------------------------------------------------
+
+
+def test_functions_from_the_clients_modules_run_on_workers(client):
+    """Functions of an importable module (this test module) are pickled by reference, as
+    cloudpickle does; dask's spawned workers inherit the client's sys.path, so they load."""
+    assert inc.__module__ != "__main__"
+    assert client.submit(inc, 1, pure=False).result(timeout=10) == 2
 
 
 def test_submit_returns_a_future_whose_result_is_the_value(client):
@@ -103,7 +110,7 @@ def test_cancel_marks_the_future_cancelled_and_forgets_the_task(client, gate):
     assert fut.status == "cancelled"
     with pytest.raises(concurrent.futures.CancelledError):
         fut.result(timeout=10)
-    wait_for(lambda: key not in client.cluster.scheduler.tasks, timeout=10)
+    wait_for(lambda: key not in scheduler_tasks(client), timeout=10)
 
 
 def test_add_done_callback_is_called_with_the_future(client, gate):
@@ -312,7 +319,7 @@ def test_explicit_key_is_used(client):
     fut = client.submit(inc, 1, key="integration-explicit-key")
     assert fut.key == "integration-explicit-key"
     assert fut.result(timeout=10) == 2
-    assert "integration-explicit-key" in client.cluster.scheduler.tasks
+    assert "integration-explicit-key" in scheduler_tasks(client)
 
 
 # --- futures_of, refcounting, scheduler state ---------------------------------------------------
@@ -328,9 +335,9 @@ def test_deleting_the_last_future_releases_the_key_on_the_scheduler(client):
     fut = client.submit(inc, 41, pure=False)
     key = fut.key
     assert fut.result(timeout=10) == 42
-    assert key in client.cluster.scheduler.tasks
+    assert key in scheduler_tasks(client)
     del fut
-    wait_for(lambda: key not in client.cluster.scheduler.tasks, timeout=10)
+    wait_for(lambda: key not in scheduler_tasks(client), timeout=10)
 
 
 def test_a_key_stays_while_another_future_holds_it(client):
@@ -342,18 +349,22 @@ def test_a_key_stays_while_another_future_holds_it(client):
     del first
     # a full round trip through the scheduler after the release message
     assert client.submit(inc, 0, pure=False).result(timeout=10) == 1
-    assert key in client.cluster.scheduler.tasks
+    assert key in scheduler_tasks(client)
     assert second.result(timeout=10) == 424243
     del second
-    wait_for(lambda: key not in client.cluster.scheduler.tasks, timeout=10)
+    wait_for(lambda: key not in scheduler_tasks(client), timeout=10)
 
 
 def test_scheduler_tasks_show_processing_then_memory(client, gate):
     fut = client.submit(gated, gate.path, 1, pure=False)
-    tasks = client.cluster.scheduler.tasks
-    wait_for(lambda: fut.key in tasks and tasks[fut.key].state == "processing", timeout=10)
-    assert tasks[fut.key].exception is None
+
+    def state():
+        ts = scheduler_tasks(client).get(fut.key)
+        return ts and ts.state
+
+    wait_for(lambda: state() == "processing", timeout=10)
+    assert scheduler_tasks(client)[fut.key].exception is None
     gate.open()
     fut.result(timeout=10)
-    wait_for(lambda: tasks[fut.key].state == "memory", timeout=10)
-    assert (fut.key, "memory") in [(k, v.state) for k, v in tasks.items()]
+    wait_for(lambda: state() == "memory", timeout=10)
+    assert (fut.key, "memory") in [(k, v.state) for k, v in scheduler_tasks(client).items()]

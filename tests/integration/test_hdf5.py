@@ -9,7 +9,7 @@ import pytest
 
 from shoal import futures_of, wait
 
-from ._helpers import wait_for
+from ._helpers import scheduler_tasks, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -43,14 +43,14 @@ def test_the_seed_persist_flow_on_hdf5(client, random_hdf5):
         wait(x, timeout=30)
         keys = [fut.key for fut in futures_of(x)]
         assert len(keys) == BLOCKS
-        tasks = client.cluster.scheduler.tasks
+        tasks = scheduler_tasks(client)
         assert all(tasks[k].state == "memory" for k in keys)
         np.testing.assert_allclose(x.sum().compute(), expected, rtol=1e-5)
         np.testing.assert_allclose(x.mean().compute(), data.mean(dtype="float64"), rtol=1e-5)
 
         # the seed's exercise: releasing the memory of x
         del x
-        wait_for(lambda: not any(k in tasks for k in keys), timeout=10)
+        wait_for(lambda: not set(keys) & set(scheduler_tasks(client)), timeout=10)
 
 
 def test_store_to_hdf5_with_lock_writes_the_right_data(client, tmp_path):
