@@ -215,6 +215,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     env = environment()
     print(" | ".join(f"{k}: {v}" for k, v in env.items() if k != "platform"))
+    busy = os.getloadavg()[0]
+    if busy > (os.cpu_count() or 1):
+        print(
+            f"warning: load average {busy:.1f} exceeds the {os.cpu_count()} cores; "
+            "figures will be noisy (the ratios less so)"
+        )
     runs = plan(args.workloads, size, args.systems)
     outcomes: dict[tuple[str, str], Outcome] = {}
     with tempfile.TemporaryDirectory(prefix="shoal-bench-") as tmp:
@@ -246,6 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             merged = outcomes.get((name, system))
             if derive and merged:
                 merged.metrics.update(derive(merged.metrics))
+    env["load average at end (1, 5, 15 min)"] = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     selected = [WORKLOADS[name] for name in args.workloads]
     print()
     print(markdown_table(HEADER, table_rows(selected, outcomes)))
