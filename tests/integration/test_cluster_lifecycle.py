@@ -36,21 +36,39 @@ def test_local_cluster_binds_localhost_tcp(client):
 def test_context_managers_leave_no_processes_behind():
     before = descendants()
     with (
-        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, memory_limit="1GiB", dashboard_address=None
+        ) as cluster,
         Client(cluster) as c,
     ):
         assert c.submit(inc, 1).result(timeout=10) == 2
+        workers = c.scheduler_info()["workers"].values()
+        assert [w["nthreads"] for w in workers] == [1, 1]
+        assert [w["memory_limit"] for w in workers] == [2**30, 2**30]
         worker_pids = set(c.run(os.getpid).values())
         started = descendants() - before
         assert len(worker_pids) == 2
-        assert worker_pids <= started
+        assert worker_pids <= started  # processes=True is the default
     wait_for(lambda: not any(alive(pid) for pid in started), timeout=15)
 
 
-def test_client_with_n_workers_starts_and_stops_its_own_cluster():
+def _dask_default_split(cores: int) -> tuple[int, int]:
+    """dask's documented default for LocalCluster: up to 4 cores, one single-threaded worker
+    per core; beyond that, the smallest factor of the core count that is >= its square root."""
+    if cores <= 4:
+        return cores, 1
+    workers = min(f for f in range(1, cores + 1) if cores % f == 0 and f * f >= cores)
+    return workers, cores // workers
+
+
+def test_client_with_no_arguments_splits_the_cores_like_dask():
     before = descendants()
-    with Client(n_workers=1, threads_per_worker=1, dashboard_address=None) as c:
-        assert len(c.scheduler_info()["workers"]) == 1
+    n_workers, n_threads = _dask_default_split(len(os.sched_getaffinity(0)))
+    with Client(dashboard_address=None) as c:
+        workers = c.scheduler_info()["workers"].values()
+        assert len(workers) == n_workers
+        assert {w["nthreads"] for w in workers} == {n_threads}
+        assert all(w["memory_limit"] > 0 for w in workers)
         assert c.submit(inc, 1).result(timeout=10) == 2
         started = descendants() - before
         assert started
