@@ -96,6 +96,7 @@ def test_unknown_scheduler_address_fails_within_the_timeout_naming_it():
 def test_submit_after_close_raises_a_clear_error(client):
     other = Client(client.cluster.scheduler_address)
     other.close()
+    other.close()  # closing twice is harmless
     with pytest.raises(Exception, match=r"(?i)closed"):
         other.submit(inc, 1)
     with pytest.raises(Exception, match=r"(?i)closed"):

@@ -208,6 +208,40 @@ def test_submit_with_retries_survives_a_flaky_task(client, tmp_path):
     assert counter.read_text() == "2"
 
 
+def always_fails(counter_path):
+    calls = 0
+    if os.path.exists(counter_path):
+        with open(counter_path) as f:
+            calls = int(f.read())
+    with open(counter_path, "w") as f:
+        f.write(str(calls + 1))
+    raise RuntimeError(f"attempt {calls + 1} failed")
+
+
+def test_retries_n_means_n_plus_one_attempts_then_the_last_error(client, tmp_path):
+    counter = tmp_path / "calls"
+    fut = client.submit(always_fails, str(counter), retries=2, pure=False)
+    with pytest.raises(RuntimeError, match="attempt 3 failed"):
+        fut.result(timeout=10)
+    assert counter.read_text() == "3"
+
+
+def test_a_dependent_of_a_failed_future_raises_the_original_error(client):
+    bad = client.submit(fail, "root-cause", pure=False)
+    child = client.submit(inc, bad)
+    grandchild = client.submit(inc, child)
+    with pytest.raises(ValueError, match="root-cause"):
+        grandchild.result(timeout=10)
+    assert child.status == "error"
+
+
+def test_as_completed_without_results_yields_failed_futures_too(client):
+    good = client.submit(inc, 1, pure=False)
+    bad = client.submit(fail, "yielded-not-raised", pure=False)
+    assert set(as_completed([good, bad])) == {good, bad}
+    assert bad.status == "error"
+
+
 def test_future_retry_reruns_a_failed_task(client, tmp_path):
     counter = tmp_path / "calls"
     fut = client.submit(flaky, str(counter), "ok", pure=False)
