@@ -53,6 +53,8 @@ def format_value(value: float, unit: str = "") -> str:
     """A figure with about three significant digits and its unit: ``20,412 tasks/s``, ``0.42 ms``."""
     if not math.isfinite(value):
         text = str(value)
+    elif unit == "x":
+        text = f"{value:.3f}"  # ratios near a target such as 1.01 need the third decimal
     elif value == int(value) and abs(value) >= 1 and unit in ("", "tasks/s"):
         text = f"{int(value):,}"
     elif abs(value) >= 1000:

@@ -108,6 +108,7 @@ def test_format_value_keeps_about_three_digits() -> None:
     assert format_value(0.41234, "ms") == "0.412 ms"
     assert format_value(11.73, "ms") == "11.7 ms"
     assert format_value(1.234, "s") == "1.23 s"
+    assert format_value(1.0113, "x") == "1.011 x"
     assert format_speedup(52.31) == "52.3x"
     assert format_speedup(0.8) == "0.80x"
     assert format_speedup(None) == "—"
