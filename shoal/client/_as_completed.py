@@ -103,7 +103,7 @@ class as_completed:  # noqa: N801 - dask's name
             exc = f.exception() if f.status == "error" else f._client._exception_of(f)
             if self.raise_errors:
                 raise exc  # type: ignore[misc]
-            return f, exc
+            return f, (type(exc), exc, exc.__traceback__)  # like sys.exc_info(), as dask does
         return f, f.result()
 
     def __next__(self) -> Any:

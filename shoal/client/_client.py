@@ -9,6 +9,7 @@ default scheduler. Collections, debugging and reprs live in sibling modules.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import itertools
 import logging
@@ -50,6 +51,14 @@ from shoal.protocol._serialize import FunctionCache, Serialized, dumps, dumps_ta
 logger = logging.getLogger("shoal.client")
 
 _current: list[weakref.ReferenceType[Client]] = []
+# Keys that clients of this process held when they were closed (for clear errors when a
+# collection persisted by a closed client is used again). Bounded.
+_orphaned: collections.OrderedDict[Any, None] = collections.OrderedDict()
+_ORPHANED_MAX = 1_000_000
+
+
+def orphaned_key(key: Any) -> bool:
+    return key in _orphaned
 
 
 def get_client() -> Client:
@@ -105,7 +114,11 @@ class Client:
         self._lock = threading.Lock()
         self._states: dict[Any, FutureState] = {}
         self._refcount: dict[Any, int] = {}
-        self._outbox: list[Message] = []  # to the scheduler, in call order (see _send)
+        # To the scheduler, in call order (see _send); deques so that neither _send nor a
+        # Future's __del__ (which may run inside any code, even while a lock is held) locks.
+        self._outbox: collections.deque[Message] = collections.deque()
+        self._dead: collections.deque[Any] = collections.deque()
+        self._drain_scheduled = False
         self._functions = FunctionCache()
         self._sent_fids: set[str] = set()
         self._generation = itertools.count()
@@ -236,25 +249,39 @@ class Client:
             )
 
     def _send(self, msg: Message) -> None:
-        """Queue ``msg`` for the scheduler. Submissions and releases share this one queue so
-        the scheduler sees them in the order the user made them (a release must never
-        overtake the submission of a task that depends on the released key)."""
-        with self._lock:
-            self._enqueue(msg)
+        """Queue ``msg`` for the scheduler. Submissions and releases share this one ordered
+        queue so that a release never overtakes the submission of a task that depends on
+        the released key."""
+        self._outbox.append(msg)
+        self._schedule_drain()
 
-    def _enqueue(self, msg: Message) -> None:
-        # caller holds self._lock
-        outbox = self._outbox
-        if outbox and isinstance(msg, ReleaseKeys) and isinstance(outbox[-1], ReleaseKeys):
-            outbox[-1].keys.extend(msg.keys)
-            return
-        outbox.append(msg)
-        if len(outbox) == 1:
+    def _schedule_drain(self) -> None:
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
             _loop.call_soon(self._drain)
 
     def _drain(self) -> None:
-        with self._lock:
-            msgs, self._outbox = self._outbox, []
+        """On the loop: send queued messages, then releases of futures that died meanwhile."""
+        self._drain_scheduled = False
+        msgs: list[Message] = []
+        outbox = self._outbox
+        while outbox:
+            msgs.append(outbox.popleft())
+        released: list[Any] = []
+        dead = self._dead
+        if dead:
+            with self._lock:
+                while dead:
+                    key = dead.popleft()
+                    n = self._refcount.get(key, 0) - 1
+                    if n > 0:
+                        self._refcount[key] = n
+                    elif key in self._refcount:
+                        del self._refcount[key]
+                        self._states.pop(key, None)
+                        released.append(key)
+        if released:
+            msgs.append(ReleaseKeys(released))
         if self._conn is not None and msgs:
             self._conn.send_many(msgs)
 
@@ -286,19 +313,14 @@ class Client:
             self._refcount[key] = self._refcount.get(key, 0) + 1
 
     def _decref(self, key: Any) -> None:
-        with self._lock:
-            n = self._refcount.get(key, 0) - 1
-            if n > 0:
-                self._refcount[key] = n
-                return
-            self._refcount.pop(key, None)
-            self._states.pop(key, None)
-            if self.status != "running":
-                return
-            try:
-                self._enqueue(ReleaseKeys([key]))
-            except RuntimeError:  # interpreter shutting down
-                pass
+        """A Future of ``key`` went away. Lock-free: this runs from ``__del__``."""
+        if self.status != "running":
+            return
+        self._dead.append(key)
+        try:
+            self._schedule_drain()
+        except RuntimeError:  # interpreter shutting down
+            pass
 
     # --- tasks --------------------------------------------------------------------------------
 
@@ -449,7 +471,10 @@ class Client:
         if st.status == "finished":
             if st.inline is not None:
                 return loads(st.inline)
-            return self._fetch([fut.key], timeout)[fut.key]
+            try:
+                return self._fetch([fut.key], timeout)[fut.key]
+            except TimeoutError:
+                raise TimeoutError(f"the result of {fut.key!r} could not be fetched within {timeout} s") from None
         raise self._exception_of(fut)
 
     async def _result_async(self, fut: Future) -> Any:
@@ -495,23 +520,24 @@ class Client:
         return _loop.run_sync(self._fetch_async(keys), timeout)
 
     async def _fetch_async(self, keys: list[Any]) -> dict[Any, Any]:
+        """Fetch from the holders; keys whose holder died are waited for while the scheduler
+        recomputes them (or until it reports them failed, which is raised)."""
         out: dict[Any, Any] = {}
         todo = list(keys)
-        for _attempt in range(5):
-            if not todo:
-                break
+        delay = 0.005
+        while todo:
             who = await self._request("who_has", keys=todo)
             by_worker: dict[str, list[Any]] = {}
-            missing = []
+            waiting = []
             for key, holders in who:
                 if holders:
                     by_worker.setdefault(holders[0], []).append(key)
                 else:
-                    missing.append(key)
+                    waiting.append(key)
             results = await asyncio.gather(
                 *(self._get_data(w, ks) for w, ks in by_worker.items()), return_exceptions=True
             )
-            todo = missing
+            todo = waiting
             for (_w, ks), res in zip(by_worker.items(), results):
                 if isinstance(res, BaseException):
                     todo.extend(ks)
@@ -519,34 +545,40 @@ class Client:
                 for key, ser in res.items.items():
                     out[key] = loads(ser)
                 todo.extend(res.missing)
+            for key in todo:
+                st = self._states.get(key)
+                if st is not None and st.status == "error" and st.error is not None:
+                    raise error_to_exception(st.error)
             if todo:
-                await asyncio.sleep(0.05)
-        if todo:
-            raise RuntimeError(
-                f"could not fetch {len(todo)} result(s) from the cluster (e.g. {todo[0]!r}): "
-                "the workers holding them are gone; the scheduler recomputes them, call "
-                "result() again"
-            )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.25)
         return out
 
     async def _get_data(self, worker: str, keys: list[Any]) -> Data:
         conn = self._worker_conns.get(worker)
         if conn is None or conn.closed:
             conn = await connect(worker, timeout=self._timeout)
+            conn.info["requests"] = set()
             conn.set_handler(self._on_worker_message)
             conn.send(Hello("client", PROTOCOL_VERSION, self.id))
             self._worker_conns[worker] = conn
         rid = next(self._request_ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._requests[rid] = fut
+        conn.info["requests"].add(rid)
         conn.send(GetData(rid, keys))
-        result: Data = await fut
+        try:
+            result: Data = await fut
+        finally:
+            conn.info["requests"].discard(rid)
         return result
 
     def _on_worker_message(self, conn: Connection, batch: list[Message] | None) -> None:
         if batch is None:
-            for fut in list(self._requests.values()):
-                pass
+            for rid in list(conn.info.get("requests", ())):
+                fut = self._requests.pop(rid, None)
+                if fut is not None and not fut.done():
+                    fut.set_exception(ConnectionError(f"worker {conn.peer} went away"))
             return
         for msg in batch:
             if isinstance(msg, Data):
@@ -746,6 +778,10 @@ class Client:
         except Exception:
             pass
         self.status = "closed"
+        for key in list(self._refcount):
+            _orphaned[key] = None
+        while len(_orphaned) > _ORPHANED_MAX:
+            _orphaned.popitem(last=False)
         for st in list(self._states.values()):
             if st.status == "pending":
                 st.error = {"kind": "lost", "type": "RuntimeError",

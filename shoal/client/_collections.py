@@ -34,7 +34,15 @@ def _graph_and_annotations(dsk: Any) -> tuple[dict[Any, GraphNode], dict[str, An
         graph = dsk
     if not isinstance(graph, Mapping):
         raise TypeError(f"expected a dask graph (a mapping of key to task), got {type(graph).__name__}")
-    return convert_legacy_graph(dict(graph)), annotations
+    graph = dict(graph)
+    for value in graph.values():
+        if isinstance(value, Future) and value._client is not None and value._client.status != "running":
+            raise RuntimeError(
+                f"this computation uses {value.key!r}, held by a Client that is "
+                f"{value._client.status}; its data is gone. Persist or compute it again with "
+                "an open Client."
+            )
+    return convert_legacy_graph(graph), annotations
 
 
 def submit_graph(
@@ -58,6 +66,7 @@ def submit_graph(
     # Futures held by this client are already on the cluster; don't resubmit them.
     held = client._refcount
     nodes = {k: v for k, v in graph.items() if not (k in held and _is_reference(v, k))}
+    _check_external_inputs(client, nodes)
     ordering = order(nodes) if len(nodes) > 1 else dict.fromkeys(nodes, 0)
     gen = next(client._generation)
     futures = {k: Future(k, client) for k in dict.fromkeys(wanted)}
@@ -73,6 +82,20 @@ def submit_graph(
                                 int(r or 0), w, _prefix(key)))
     client._submit_rows(rows, list(futures))
     return futures
+
+
+def _check_external_inputs(client: Client, nodes: dict[Any, GraphNode]) -> None:
+    """Inputs outside the graph must be on the cluster; name those a closed client held."""
+    from shoal.client._client import orphaned_key
+
+    for node in nodes.values():
+        for dep in node.dependencies:
+            if dep not in nodes and dep not in client._refcount and orphaned_key(dep):
+                raise RuntimeError(
+                    f"this computation needs {dep!r}, which was held by a Client that has "
+                    "been closed, so the cluster released it. Persist or compute it again "
+                    "with an open Client."
+                )
 
 
 def _is_reference(node: Any, key: Any) -> bool:
@@ -135,6 +158,9 @@ def compute(self: Client, collections: Any, sync: bool = False, optimize_graph: 
         final_keys = []
         for c, ckeys in zip(colls, all_keys):
             func, extra = c.__dask_postcompute__()
+            if _is_single_key(func, ckeys):
+                final_keys.append(ckeys[0])
+                continue
             fkey = f"finalize-{dask.base.tokenize(c, func, extra, ckeys)}"
             finals[fkey] = _finalize_task(fkey, func, ckeys, extra)
             final_keys.append(fkey)
@@ -152,10 +178,18 @@ def compute(self: Client, collections: Any, sync: bool = False, optimize_graph: 
     return out[0]
 
 
+def _is_single_key(func: Any, keys: Any) -> bool:
+    """A collection whose result is just its one key's value (a Delayed): its future is
+    that key's future, as in dask.distributed (no extra finalize task)."""
+    from dask.delayed import single_key
+
+    return func is single_key and isinstance(keys, list) and len(keys) == 1 and not isinstance(keys[0], list)
+
+
 def _is_sequence_expr(expr: Any) -> bool:
     from dask._expr import _ExprSequence
 
-    return isinstance(expr, _ExprSequence)
+    return isinstance(expr, _ExprSequence) or "ExprSequence" in type(expr).__name__
 
 
 def _finalize_task(key: Any, func: Any, keys: Any, extra: tuple[Any, ...]) -> GraphNode:

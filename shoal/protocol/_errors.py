@@ -72,14 +72,7 @@ def exception_to_error(
         message = f"<str() of the {type(exc).__name__} failed>"
     message = _truncate(message, MAX_MESSAGE)
     tb_text = _truncate("".join(_traceback.format_exception(type(exc), exc, tb)), MAX_TRACEBACK)
-    exc_ser: Serialized | None
-    try:
-        exc_ser = dumps(exc)
-        pickle.loads(exc_ser.frames[0], buffers=exc_ser.frames[1:])  # must round-trip here
-        if len(exc_ser.frames[0]) > 10 * MAX_MESSAGE + 100_000:
-            exc_ser = None
-    except BaseException:
-        exc_ser = None
+    exc_ser = _pickled_exception(exc, message)
     tb_ser: Serialized | None
     try:
         from tblib import Traceback
@@ -98,6 +91,26 @@ def exception_to_error(
         "worker": worker,
         "time": when,
     }
+
+
+def _pickled_exception(exc: BaseException, short_message: str) -> Serialized | None:
+    """The exception pickled, if it round-trips and is not huge; a huge one is replaced by
+    the same type carrying the truncated message. None when neither works."""
+    candidates: list[Any] = [exc]
+    try:
+        candidates.append(type(exc)(short_message))
+    except BaseException:
+        pass
+    for candidate in candidates:
+        try:
+            ser = dumps(candidate)
+            if sum(len(memoryview(f)) for f in ser.frames) > 4 * MAX_MESSAGE + 100_000:
+                continue
+            pickle.loads(ser.frames[0], buffers=ser.frames[1:])  # must round-trip here
+            return ser
+        except BaseException:
+            continue
+    return None
 
 
 def scheduler_error(kind: str, type_name: str, message: str, key: Any, **extra: Any) -> dict[str, Any]:

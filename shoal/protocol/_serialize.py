@@ -11,6 +11,7 @@ import copyreg
 import hashlib
 import io
 import pickle
+import sys
 import types
 import weakref
 from collections.abc import Callable
@@ -56,12 +57,26 @@ def describe(obj: object) -> str:
     return text
 
 
+_h5py_ready = False
+
+
+def _register_reducers() -> None:
+    """Teach pickle about h5py objects once h5py is in use (it is imported lazily)."""
+    global _h5py_ready
+    if not _h5py_ready and "h5py" in sys.modules:
+        from shoal.protocol._h5py_refs import install
+
+        install()
+        _h5py_ready = True
+
+
 def dumps(obj: object) -> Serialized:
     """Pickle ``obj`` (cloudpickle where plain pickle cannot) with out-of-band buffers.
 
     Raises:
         TypeError: the object cannot be pickled; the message names it.
     """
+    _register_reducers()
     buffers: list[pickle.PickleBuffer] = []
     try:
         head = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
@@ -81,6 +96,9 @@ def dumps(obj: object) -> Serialized:
 def loads(ser: Serialized, functions: FunctionTable | None = None) -> Any:
     """Unpickle what :func:`dumps` or :class:`TaskPickler` produced."""
     head, *buffers = ser.frames
+    # Frames that arrived inline are immutable bytes; arrays built on them would be
+    # read-only, unlike on the sending side. Small copies keep them writable.
+    buffers = [bytearray(b) if isinstance(b, bytes) else b for b in buffers]
     if functions is None:
         return pickle.loads(head, buffers=buffers)
     return _TableUnpickler(io.BytesIO(head), functions, buffers=buffers).load()
@@ -140,7 +158,9 @@ class FunctionCache:
         if hit is not None and hit[0]() is fn:
             return hit[1]
         try:
-            blob = cloudpickle.dumps(fn, protocol=5)
+            buf = io.BytesIO()
+            _FunctionPickler(buf, protocol=5).dump(fn)
+            blob = buf.getvalue()
         except Exception as exc:
             raise TypeError(
                 f"Could not serialize function {describe(fn)}: {exc}. Functions sent to the "
@@ -155,6 +175,21 @@ class FunctionCache:
             ref = _strong(fn)
         self._by_id[id(fn)] = (ref, fid)
         return fid
+
+
+class _FunctionPickler(cloudpickle.Pickler):
+    """cloudpickle, but functions pickled by value keep their source file name, so remote
+    tracebacks point at the user's file and line (cloudpickle blanks it for determinism)."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, types.CodeType):
+            rv = cloudpickle.cloudpickle._code_reduce(obj)
+            args = tuple(
+                obj.co_filename if isinstance(a, str) and a == "<dynamic-code>" else a
+                for a in rv[1]
+            )
+            return (rv[0], args)
+        return super().reducer_override(obj)
 
 
 class _strong:
@@ -207,6 +242,7 @@ def dumps_task(obj: object, cache: FunctionCache) -> tuple[Serialized, list[str]
     Raises:
         TypeError: something in the task cannot be pickled; the message names it.
     """
+    _register_reducers()
     buffers: list[pickle.PickleBuffer] = []
     f = io.BytesIO()
     pickler = TaskPickler(f, cache, buffers)

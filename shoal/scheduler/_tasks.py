@@ -61,12 +61,18 @@ class TaskState:
 
     @property
     def exception(self) -> BaseException | None:
-        """The exception this task raised (rebuilt from its pickled form), or None."""
-        if self.error is None:
+        """The exception this task itself raised (rebuilt from its pickled form), or None.
+        Tasks that failed because an input failed have ``exception_blame`` instead."""
+        if self.error is None or self.error.get("key") != self.key:
             return None
         from shoal.protocol._errors import error_to_exception
 
         return error_to_exception(self.error)
+
+    @property
+    def exception_blame(self) -> Any:
+        """The key of the task whose failure made this one fail, or None."""
+        return None if self.error is None else self.error.get("key")
 
     @property
     def exception_text(self) -> str:

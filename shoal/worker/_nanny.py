@@ -58,6 +58,10 @@ class Nanny:
         if self.name is not None:
             args += ["--name", str(self.name)]
         env = dict(os.environ)
+        # Like multiprocessing's spawn: the worker imports what its parent can import, so
+        # functions from the user's modules (and test files) unpickle by reference.
+        paths = [p or os.getcwd() for p in sys.path]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         env.update(self.env or {})
         env.setdefault("OMP_NUM_THREADS", str(self.nthreads))
         env.setdefault("MKL_NUM_THREADS", str(self.nthreads))
