@@ -48,16 +48,19 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from shoal.client._as_completed import (
-        ALL_COMPLETED,
-        FIRST_COMPLETED,
-        FIRST_EXCEPTION,
-        as_completed,
-        wait,
-    )
-    from shoal.client._client import Client, get_client
-    from shoal.client._collections import futures_of
-    from shoal.client._debug import FailureStory
-    from shoal.client._future import Future
-    from shoal.cluster._local import LocalCluster
-    from shoal.protocol._errors import KilledWorker, LostDataError, RemoteError
+    from shoal.client._as_completed import ALL_COMPLETED as ALL_COMPLETED
+    from shoal.client._as_completed import FIRST_COMPLETED as FIRST_COMPLETED
+    from shoal.client._as_completed import FIRST_EXCEPTION as FIRST_EXCEPTION
+    from shoal.client._as_completed import as_completed as as_completed
+    from shoal.client._as_completed import wait as wait
+    from shoal.client._client import Client as Client
+    from shoal.client._client import get_client as get_client
+    from shoal.client._collections import futures_of as futures_of
+    from shoal.client._debug import FailureStory as FailureStory
+    from shoal.client._future import Future as Future
+    from shoal.cluster._local import LocalCluster as LocalCluster
+    from shoal.diagnostics import performance_report as performance_report
+    from shoal.diagnostics import progress as progress
+    from shoal.protocol._errors import KilledWorker as KilledWorker
+    from shoal.protocol._errors import LostDataError as LostDataError
+    from shoal.protocol._errors import RemoteError as RemoteError

@@ -15,7 +15,7 @@ FIRST_EXCEPTION = "FIRST_EXCEPTION"
 ALL_COMPLETED = "ALL_COMPLETED"
 
 
-class as_completed:  # noqa: N801 - dask's name
+class as_completed:
     """Yield futures in the order they finish; more can be ``add``-ed while iterating.
 
     Args:
@@ -101,6 +101,7 @@ class as_completed:  # noqa: N801 - dask's name
             return f
         if f.status == "error" or f.status == "cancelled":
             exc = f.exception() if f.status == "error" else f._client._exception_of(f)
+            assert exc is not None
             if self.raise_errors:
                 raise exc  # type: ignore[misc]
             return f, (type(exc), exc, exc.__traceback__)  # like sys.exc_info(), as dask does

@@ -394,7 +394,7 @@ class Client:
         st = self._states.get(key)
         if st is not None and key in self._refcount:
             return Future(key, self, st)
-        task = Task(key, func, *map(parse_input, args), **{k: parse_input(v) for k, v in kwargs.items()})
+        task = Task(key, func, *map(parse_input, args), **_parsed(kwargs))
         prio = (-priority, next(self._generation), 0)
         row = self._row(key, task, prio, nretries, wl, name)
         fut = Future(key, self)
@@ -439,15 +439,15 @@ class Client:
                 raise ValueError(f"map got {len(keys)} keys for {n} tasks")
         elif pure:
             ftoken = tokenize(func, kwargs)
-            keys = [f"{name}-{tokenize(ftoken, *args)}" for args in zip(*arg_lists)]
+            keys = [f"{name}-{tokenize(ftoken, *args)}" for args in zip(*arg_lists, strict=False)]
         else:
             keys = [f"{name}-{uuid.uuid4().hex}" for _ in range(n)]
         gen = next(self._generation)
-        pkw = {k: parse_input(v) for k, v in kwargs.items()}
+        pkw = _parsed(kwargs)
         rows = []
         futures = []
         seen: set[Any] = set()
-        for i, (k, args) in enumerate(zip(keys, zip(*arg_lists))):
+        for i, (k, args) in enumerate(zip(keys, zip(*arg_lists, strict=False), strict=False)):
             existing = self._states.get(k)
             futures.append(Future(k, self, existing) if existing is not None else Future(k, self))
             if (existing is not None and k in self._refcount and self._refcount[k] > 1) or k in seen:
@@ -483,8 +483,12 @@ class Client:
             done = asyncio.get_running_loop().create_future()
             loop = asyncio.get_running_loop()
 
+            def settle() -> None:
+                if not done.done():
+                    done.set_result(None)
+
             def wake() -> None:
-                loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+                loop.call_soon_threadsafe(settle)
 
             self._add_callback(fut, lambda _f: wake())
             await done
@@ -538,7 +542,7 @@ class Client:
                 *(self._get_data(w, ks) for w, ks in by_worker.items()), return_exceptions=True
             )
             todo = waiting
-            for (_w, ks), res in zip(by_worker.items(), results):
+            for (_w, ks), res in zip(by_worker.items(), results, strict=False):
                 if isinstance(res, BaseException):
                     todo.extend(ks)
                     continue
@@ -642,7 +646,7 @@ class Client:
             keys = [f"{type(data).__name__}-{tokenize(data) if hash else uuid.uuid4().hex}"]
         from dask.sizeof import sizeof
 
-        rows = [(k, dumps(v), int(sizeof(v)), type(v).__name__) for k, v in zip(keys, values)]
+        rows = [(k, dumps(v), int(sizeof(v)), type(v).__name__) for k, v in zip(keys, values, strict=False)]
         futures = [Future(k, self) for k in keys]
         rid = next(self._request_ids)
 
@@ -657,7 +661,7 @@ class Client:
         for f in futures:
             f._state.wait(timeout)
         if isinstance(data, dict):
-            return dict(zip(keys, futures))
+            return dict(zip(keys, futures, strict=False))
         if isinstance(data, (list, tuple, set, frozenset)):
             return type(data)(futures) if not isinstance(data, (set, frozenset)) else futures
         return futures[0]
@@ -810,6 +814,11 @@ class Client:
                 self.close()
             except Exception:
                 pass
+
+
+def _parsed(kwargs: dict[str, Any]) -> Any:
+    """Keyword arguments with futures inside them turned into graph references."""
+    return {k: parse_input(v) for k, v in kwargs.items()}
 
 
 def _key_name(key: Any) -> str:

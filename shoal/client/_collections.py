@@ -156,7 +156,7 @@ def compute(self: Client, collections: Any, sync: bool = False, optimize_graph: 
             all_keys = [all_keys]
         finals: dict[Any, GraphNode] = {}
         final_keys = []
-        for c, ckeys in zip(colls, all_keys):
+        for c, ckeys in zip(colls, all_keys, strict=False):
             func, extra = c.__dask_postcompute__()
             if _is_single_key(func, ckeys):
                 final_keys.append(ckeys[0])

@@ -3,7 +3,7 @@
 Owns: the layout of a frame on the wire and the limits that keep a hostile peer from making
 us allocate without bound. Must not know about sockets or event loops.
 
-Layout of one batch: ``u32 nframes``, then ``nframes`` × ``u64 length``, then the frames.
+Layout of one batch: ``u32 nframes``, then ``nframes`` times ``u64 length``, then the frames.
 Frame 0 is a msgpack array of message tuples. Serialized payloads larger than
 ``INLINE_LIMIT`` travel as their own frames (out-of-band, never copied into frame 0).
 """
@@ -89,7 +89,8 @@ def _uninitialized(n: int) -> memoryview:
     overwritten by the socket; zeroing 200 MB costs as much as receiving it)."""
     import numpy as np
 
-    return memoryview(np.empty(n, dtype=np.uint8)).cast("B")
+    buf: Any = np.empty(n, dtype=np.uint8)
+    return memoryview(buf).cast("B")
 
 
 class FrameDecoder:

@@ -10,8 +10,11 @@ frozen ones because construction is on the per-task hot path; nobody mutates the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
+
+from typing_extensions import dataclass_transform
 
 from shoal.protocol._serialize import Serialized
 
@@ -29,15 +32,20 @@ class Message:
     __slots__ = ()
 
     def to_wire(self) -> tuple[Any, ...]:
-        return (self.tag, *(getattr(self, name) for name in self.__slots__))
+        names: tuple[str, ...] = self.__slots__
+        return (self.tag, *(getattr(self, name) for name in names))
 
 
 _REGISTRY: dict[str, type[Message]] = {}
 _ARITY: dict[str, int] = {}
 
 
-def _message(tag: str):  # type: ignore[no-untyped-def]
-    def wrap(cls):  # type: ignore[no-untyped-def]
+_C = TypeVar("_C", bound=type)
+
+
+@dataclass_transform()
+def _message(tag: str) -> Callable[[_C], _C]:
+    def wrap(cls: Any) -> Any:
         cls = dataclass(slots=True, eq=True, repr=True)(cls)
         cls.tag = tag
         if tag in _REGISTRY:

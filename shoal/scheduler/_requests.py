@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from shoal.comm import Connection
@@ -76,7 +77,7 @@ async def _failure(scheduler: Scheduler, conn: Connection, key: Any) -> Any:
     }
 
 
-_OPS = {
+_OPS: dict[str, Callable[..., Awaitable[Any]]] = {
     "scheduler_info": _info,
     "who_has": _who_has,
     "run": _run,

@@ -127,8 +127,9 @@ class Scheduler:
             return
         host, _, port = address.rpartition(":")
         host = host or self.host
+        source: Any = self  # implements shoal.dashboard.DashboardSource
         self.dashboard, self.dashboard_warning = await open_dashboard_with_fallback(
-            self, host, int(port or 0)
+            source, host, int(port or 0)
         )
         if self.dashboard_warning:
             logger.warning(self.dashboard_warning)
@@ -306,37 +307,35 @@ class Scheduler:
         events: list[Any] = []
         try:
             for msg in batch:
-                kind = type(msg)
-                if kind is TaskDone:
-                    events.append(TaskFinished(address, msg.key, msg.nbytes, msg.typename,  # type: ignore[attr-defined]
-                                               msg.start, msg.stop, msg.thread, msg.inline))  # type: ignore[attr-defined]
-                elif kind is TaskErred:
-                    events.append(TaskFailed(address, msg.key, dict(msg.error), msg.start,  # type: ignore[attr-defined]
-                                             msg.stop, msg.thread))  # type: ignore[attr-defined]
-                elif kind is Heartbeat:
-                    events.append(HeartbeatReceived(address, msg.memory_process,  # type: ignore[attr-defined]
-                                                    msg.memory_managed, msg.cpu,  # type: ignore[attr-defined]
-                                                    msg.executing, time.time()))  # type: ignore[attr-defined]
-                elif kind is MissingData:
-                    events.append(DataMissing(address, msg.key, msg.worker, msg.for_key))  # type: ignore[attr-defined]
-                elif kind is Transfer:
-                    events.append(TransferDone(address, list(msg.keys), msg.peer, msg.nbytes,  # type: ignore[attr-defined]
-                                               msg.start, msg.stop))  # type: ignore[attr-defined]
-                elif kind is Register:
-                    assert isinstance(msg, Register)
+                if isinstance(msg, Register):
                     address = msg.address
                     conn.info["address"] = address
                     self._workers[address] = conn
                     self._worker_fids[address] = set()
                     events.append(WorkerJoined(address, msg.name, msg.nthreads, msg.memory_limit,
                                                msg.pid, msg.host, time.time()))
-                elif kind is Response:
-                    assert isinstance(msg, Response)
+                    continue
+                if address is None:
+                    raise TypeError("a worker must register before anything else")
+                if isinstance(msg, TaskDone):
+                    events.append(TaskFinished(address, msg.key, msg.nbytes, msg.typename,
+                                               msg.start, msg.stop, msg.thread, msg.inline))
+                elif isinstance(msg, TaskErred):
+                    events.append(TaskFailed(address, msg.key, dict(msg.error), msg.start,
+                                             msg.stop, msg.thread))
+                elif isinstance(msg, Heartbeat):
+                    events.append(HeartbeatReceived(address, msg.memory_process,
+                                                    msg.memory_managed, msg.cpu, msg.executing,
+                                                    time.time()))
+                elif isinstance(msg, MissingData):
+                    events.append(DataMissing(address, msg.key, msg.worker, msg.for_key))
+                elif isinstance(msg, Transfer):
+                    events.append(TransferDone(address, list(msg.keys), msg.peer, msg.nbytes,
+                                               msg.start, msg.stop))
+                elif isinstance(msg, Response):
                     self._on_run_response(address, msg)
                 else:
                     raise TypeError(f"a worker may not send {msg.tag!r}")
-                if address is None:
-                    raise TypeError("a worker must register before anything else")
         except Exception as exc:
             logger.error("closing worker connection %s: bad message (%s)", conn.peer, exc)
             conn.close()
@@ -353,8 +352,7 @@ class Scheduler:
         workers = self._workers
         clients = self._clients
         for cmd in commands:
-            kind = type(cmd)
-            if kind is SendCompute:
+            if isinstance(cmd, SendCompute):
                 conn = workers.get(cmd.worker)
                 if conn is None:
                     continue
@@ -366,29 +364,29 @@ class Scheduler:
                         known.add(fid)
                 conn.send(Compute(cmd.key, cmd.payload, cmd.deps, blobs, cmd.priority,
                                   cmd.send_inline, cmd.prefix))
-            elif kind is ReportDone:
+            elif isinstance(cmd, ReportDone):
                 c = clients.get(cmd.client)
                 if c is not None:
                     c.send(KeyDone(cmd.key, cmd.nbytes, cmd.typename, cmd.inline))
-            elif kind is SendFree:
+            elif isinstance(cmd, SendFree):
                 conn = workers.get(cmd.worker)
                 if conn is not None:
                     conn.send(FreeKeys(cmd.keys))
-            elif kind is ReportErred:
+            elif isinstance(cmd, ReportErred):
                 c = clients.get(cmd.client)
                 if c is not None:
                     c.send(KeyErred(cmd.key, cmd.error))
-            elif kind is ReportCancelled:
+            elif isinstance(cmd, ReportCancelled):
                 c = clients.get(cmd.client)
                 if c is not None:
                     c.send(KeyCancelled(cmd.key, cmd.reason))
-            elif kind is SendStore:
+            elif isinstance(cmd, SendStore):
                 conn = workers.get(cmd.worker)
                 data = self._scattered.get(cmd.key)
                 if conn is not None and data is not None:
                     ts = self.state.tasks.get(cmd.key)
                     conn.send(Store(cmd.key, data, ts.nbytes if ts else 0))
-            elif kind is CloseWorker:
+            elif isinstance(cmd, CloseWorker):
                 conn = workers.get(cmd.worker)
                 if conn is not None:
                     conn.send(Close(cmd.reason))

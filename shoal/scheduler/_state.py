@@ -465,7 +465,7 @@ class SchedulerState:
             wanted = set(ev.workers)
             pool = [w for w in pool if w.address in wanted or w.name in wanted] or pool
         held = self.clients.setdefault(ev.client, set())
-        for i, (key, nbytes, typename) in enumerate(ev.items):
+        for key, nbytes, typename in ev.items:
             ts = self.tasks.get(key)
             if ts is None:
                 ts = self.tasks[key] = TaskState(key, key_prefix(key))

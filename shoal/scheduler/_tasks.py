@@ -21,6 +21,7 @@ class TaskState:
         "est",
         "fids",
         "key",
+        "killed_on",
         "nbytes",
         "payload",
         "prefix",
@@ -34,7 +35,6 @@ class TaskState:
         "who_has",
         "who_wants",
         "workers",
-        "killed_on",
     )
 
     def __init__(self, key: Key, prefix: str) -> None:
@@ -94,6 +94,7 @@ class WorkerState:
         "address",
         "cpu",
         "executing",
+        "fids",
         "has_what",
         "host",
         "last_seen",
@@ -106,7 +107,6 @@ class WorkerState:
         "occupancy",
         "pid",
         "processing",
-        "fids",
         "started",
     )
 

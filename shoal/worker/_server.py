@@ -269,9 +269,10 @@ class Worker:
             fut: asyncio.Future[Data] = asyncio.get_running_loop().create_future()
             self._requests[rid] = fut
             conn.send(GetData(rid, keys))
-            closed = asyncio.ensure_future(conn.wait_closed())
+            closed: asyncio.Future[Any] = asyncio.ensure_future(conn.wait_closed())
             try:
-                await asyncio.wait([fut, closed], return_when=asyncio.FIRST_COMPLETED)
+                pending: list[asyncio.Future[Any]] = [fut, closed]
+                await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 closed.cancel()
             if not fut.done():
