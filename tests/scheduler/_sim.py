@@ -1,0 +1,142 @@
+"""A thin driver for ``SchedulerState``: builds events with sensible defaults so tests read
+as scenarios. It only constructs events; every decision stays in the state machine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from shoal.protocol._errors import exception_to_error
+from shoal.protocol._serialize import Serialized
+from shoal.scheduler._events import (
+    ClientJoined,
+    Command,
+    DataMissing,
+    DataScattered,
+    GraphSubmitted,
+    KeysCancelled,
+    KeysReleased,
+    KeysRetried,
+    SendCompute,
+    TaskFailed,
+    TaskFinished,
+    WorkerJoined,
+    WorkerLeft,
+)
+from shoal.scheduler._state import SchedulerState
+
+PAYLOAD = Serialized([b"x"])
+
+
+def row(
+    key: Any,
+    deps: Sequence[Any] = (),
+    *,
+    priority: Any = (0,),
+    retries: int = 0,
+    workers: Sequence[str] | None = None,
+    prefix: str | None = None,
+    fids: Sequence[str] = (),
+    payload: Serialized | None = PAYLOAD,
+) -> tuple[Any, ...]:
+    """One task row as the client submits it."""
+    return (key, payload, list(deps), tuple(fids), priority, retries, workers, prefix)
+
+
+def error_for(key: Any, exc: BaseException | None = None, worker: str = "w1") -> dict[str, Any]:
+    """The error dict a worker sends when ``key`` raised ``exc``."""
+    exc = exc if exc is not None else ZeroDivisionError("division by zero")
+    try:
+        raise exc
+    except BaseException as caught:
+        return exception_to_error(caught, caught.__traceback__, key, worker, 1.0)
+
+
+def computes(cmds: Iterable[Command]) -> list[tuple[str, Any]]:
+    """(worker, key) of every SendCompute, in order."""
+    return [(c.worker, c.key) for c in cmds if isinstance(c, SendCompute)]
+
+
+def of(cmds: Iterable[Command], kind: type) -> list[Any]:
+    return [c for c in cmds if isinstance(c, kind)]
+
+
+class Sim:
+    """Feeds events to one ``SchedulerState`` on behalf of client ``c`` and workers."""
+
+    def __init__(self, state: SchedulerState, client: str = "c") -> None:
+        self.state = state
+        self.client = client
+        self.now = 0.0
+        state.handle(ClientJoined(client))
+
+    def join(self, address: str, nthreads: int = 1, name: str | None = None) -> list[Command]:
+        return self.state.handle(
+            WorkerJoined(address, name or address, nthreads, 2**30, 1, "host", self.now)
+        )
+
+    def leave(self, address: str, reason: str = "gone") -> list[Command]:
+        return self.state.handle(WorkerLeft(address, reason, self.now))
+
+    def submit(
+        self, rows: Sequence[tuple[Any, ...]], wanted: Sequence[Any] | None = None
+    ) -> list[Command]:
+        if wanted is None:
+            wanted = [r[0] for r in rows]
+        return self.state.handle(GraphSubmitted(self.client, list(rows), list(wanted)))
+
+    def finish(
+        self,
+        key: Any,
+        worker: str | None = None,
+        *,
+        nbytes: int = 8,
+        duration: float = 0.001,
+        typename: str = "int",
+        inline: Serialized | None = None,
+    ) -> list[Command]:
+        if worker is None:
+            ws = self.state.tasks[key].processing_on
+            assert ws is not None, f"{key!r} is not processing"
+            worker = ws.address
+        start = self.now
+        self.now += duration
+        return self.state.handle(
+            TaskFinished(worker, key, nbytes, typename, start, self.now, 0, inline)
+        )
+
+    def fail(
+        self, key: Any, worker: str | None = None, exc: BaseException | None = None
+    ) -> list[Command]:
+        if worker is None:
+            ws = self.state.tasks[key].processing_on
+            assert ws is not None, f"{key!r} is not processing"
+            worker = ws.address
+        error = error_for(key, exc, worker)
+        return self.state.handle(TaskFailed(worker, key, error, self.now, self.now + 0.001, 0))
+
+    def release(self, *keys: Any) -> list[Command]:
+        return self.state.handle(KeysReleased(self.client, list(keys)))
+
+    def cancel(self, *keys: Any) -> list[Command]:
+        return self.state.handle(KeysCancelled(self.client, list(keys)))
+
+    def retry(self, *keys: Any) -> list[Command]:
+        return self.state.handle(KeysRetried(self.client, list(keys)))
+
+    def scatter(
+        self,
+        items: Sequence[tuple[Any, int]],
+        workers: Sequence[str] | None = None,
+        broadcast: bool = False,
+    ) -> list[Command]:
+        rows = [(k, nb, "ndarray") for k, nb in items]
+        return self.state.handle(
+            DataScattered(self.client, rows, list(workers) if workers else None, broadcast)
+        )
+
+    def missing(self, worker: str, key: Any, holder: str, for_key: Any) -> list[Command]:
+        return self.state.handle(DataMissing(worker, key, holder, for_key))
+
+    def states(self, *keys: Any) -> list[str]:
+        return [self.state.tasks[k].state if k in self.state.tasks else "forgotten" for k in keys]

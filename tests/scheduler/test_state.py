@@ -1,0 +1,850 @@
+"""Scenario tests of the pure scheduler: feed events, assert the exact commands.
+
+No sockets, no event loop, no clock: every test runs in well under a millisecond.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from shoal.protocol._errors import KilledWorker, LostDataError, error_to_exception
+from shoal.scheduler import _placement as placement
+from shoal.scheduler._events import (
+    ClientLeft,
+    CloseWorker,
+    HeartbeatReceived,
+    ReportCancelled,
+    ReportDone,
+    ReportErred,
+    SendCompute,
+    SendFree,
+    SendStore,
+    Tick,
+    TransferDone,
+)
+from shoal.scheduler._state import InvalidTransition, SchedulerState, key_prefix
+
+from ._sim import PAYLOAD, Sim, computes, of, row
+
+BIG = placement.LOCALITY_BYTES + 1
+
+# --- the basic life of a task -----------------------------------------------------------------
+
+
+def test_submit_runs_and_reports(sim: Sim) -> None:
+    sim.join("w1")
+    out = sim.submit([row("inc-1", fids=["f1"], priority=(0, 1))])
+    assert out == [
+        SendCompute("w1", "inc-1", PAYLOAD, [], ("f1",), (0, 1), True, "inc"),
+    ]
+    assert sim.states("inc-1") == ["processing"]
+    out = sim.finish("inc-1", nbytes=28, typename="int")
+    assert out == [ReportDone("c", "inc-1", 28, "int", None)]
+    assert sim.states("inc-1") == ["memory"]
+    ts = sim.state.tasks["inc-1"]
+    assert {w.address for w in ts.who_has} == {"w1"}
+    assert ts.nbytes == 28
+
+
+def test_inline_result_is_forwarded_to_client(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row("a")])
+    out = sim.finish("a", inline=PAYLOAD)
+    assert out == [ReportDone("c", "a", 8, "int", PAYLOAD)]
+
+
+def test_submit_without_workers_queues_until_one_joins(sim: Sim) -> None:
+    assert sim.submit([row("a")]) == []
+    assert sim.states("a") == ["queued"]
+    assert computes(sim.join("w1")) == [("w1", "a")]
+
+
+def test_resubmitting_a_key_in_memory_reports_it_at_once(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row("a")])
+    sim.finish("a", nbytes=5, typename="list")
+    assert sim.submit([row("a")]) == [ReportDone("c", "a", 5, "list", None)]
+
+
+def test_unwanted_tasks_are_not_run(sim: Sim) -> None:
+    sim.join("w1")
+    assert sim.submit([row("a"), row("b")], wanted=["b"]) == [
+        SendCompute("w1", "b", PAYLOAD, [], (), (0,), True, "b"),
+    ]
+    assert "a" not in sim.state.tasks
+
+
+def test_send_inline_false_for_intermediate_tasks(sim: Sim) -> None:
+    sim.join("w1")
+    out = sim.submit([row("a"), row("b", ["a"])], wanted=["b"])
+    (cmd,) = of(out, SendCompute)
+    assert cmd.key == "a" and cmd.send_inline is False
+
+
+# --- dependencies and placement ---------------------------------------------------------------
+
+
+def test_dependent_waits_for_its_input_then_runs(sim: Sim) -> None:
+    sim.join("w1")
+    out = sim.submit([row("a"), row("b", ["a"])], wanted=["b"])
+    assert computes(out) == [("w1", "a")]
+    assert sim.states("a", "b") == ["processing", "waiting"]
+    out = sim.finish("a", nbytes=10)
+    (cmd,) = of(out, SendCompute)
+    assert (cmd.worker, cmd.key, cmd.deps) == ("w1", "b", [("a", ["w1"], 10)])
+    assert of(out, ReportDone) == []  # nobody wants a
+    assert sim.finish("b") == [ReportDone("c", "b", 8, "int", None), SendFree("w1", ["a"])]
+    # a's value is freed once its last dependent is done; its record stays as b's lineage
+    assert sim.states("a", "b") == ["released", "memory"]
+    assert sim.release("b") == [SendFree("w1", ["b"])]
+    assert sim.state.tasks == {}
+
+
+def test_input_released_after_last_dependent_finishes(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row("a"), row("b", ["a"], priority=(1,)), row("c", ["a"], priority=(2,))],
+               wanted=["b", "c"])
+    assert computes(sim.finish("a")) == [("w1", "b")]
+    out = sim.finish("b")
+    assert out[0] == ReportDone("c", "b", 8, "int", None)
+    assert computes(out) == [("w1", "c")]
+    assert of(out, SendFree) == []  # c still needs a
+    out = sim.finish("c")
+    assert out == [ReportDone("c", "c", 8, "int", None), SendFree("w1", ["a"])]
+    assert sim.states("a") == ["released"]
+
+
+def test_big_input_pulls_dependent_to_its_worker(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w2")
+    sim.submit(
+        [row("big", workers=["w2"]), row("small", workers=["w1"]), row("f", ["big", "small"])],
+        wanted=["f"],
+    )
+    sim.finish("small", nbytes=100)
+    out = sim.finish("big", nbytes=BIG)
+    assert computes(out) == [("w2", "f")]
+
+
+def test_locality_ignores_how_busy_the_holder_is(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w2")
+    sim.submit([row("x", workers=["w1"])])
+    sim.finish("x", nbytes=BIG)
+    sim.submit([row(f"busy-{i}", workers=["w1"]) for i in range(3)])
+    out = sim.submit([row("y", ["x"])])
+    assert computes(out) == [("w1", "y")]
+
+
+def test_tiny_inputs_spread_over_workers(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w2")
+    sim.submit([row("x", workers=["w1"])])
+    sim.finish("x", nbytes=8)
+    out = sim.submit([row(f"y-{i}", ["x"]) for i in range(2)])
+    assert sorted(w for w, _ in computes(out)) == ["w1", "w2"]
+
+
+def test_dependency_inputs_listed_with_their_holders(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w2")
+    sim.submit([row("a", workers=["w1"]), row("b", workers=["w2"])])
+    sim.finish("a", nbytes=3)
+    sim.finish("b", nbytes=4)
+    (cmd,) = of(sim.submit([row("c", ["a", "b"])]), SendCompute)
+    assert sorted(cmd.deps) == [("a", ["w1"], 3), ("b", ["w2"], 4)]
+
+
+# --- queueing ---------------------------------------------------------------------------------
+
+
+def test_unknown_durations_send_only_nthreads_tasks(sim: Sim) -> None:
+    sim.join("w1", nthreads=1)
+    out = sim.submit([row(f"t-{i}", prefix="t", priority=(i,)) for i in range(100)])
+    assert computes(out) == [("w1", "t-0")]
+    assert sim.state.prefix_counts["t"]["queued"] == 99
+
+
+def test_two_threads_get_two_tasks(sim: Sim) -> None:
+    sim.join("w1", nthreads=2)
+    out = sim.submit([row(f"t-{i}", prefix="t", priority=(i,)) for i in range(10)])
+    assert computes(out) == [("w1", "t-0"), ("w1", "t-1")]
+
+
+def test_short_known_durations_send_deep_batches(sim: Sim) -> None:
+    sim.join("w1", nthreads=1)
+    sim.submit([row(f"t-{i}", prefix="t", priority=(i,)) for i in range(100)])
+    out = sim.finish("t-0", duration=0.001)
+    sent = computes(out)
+    assert 10 < len(sent) < 99
+    assert sent == [("w1", f"t-{i}") for i in range(1, len(sent) + 1)]  # in priority order
+
+
+def test_long_known_durations_send_one_per_thread(sim: Sim) -> None:
+    sim.join("w1", nthreads=1)
+    sim.submit([row(f"t-{i}", prefix="t", priority=(i,)) for i in range(10)])
+    assert computes(sim.finish("t-0", duration=2.0)) == [("w1", "t-1")]
+    assert computes(sim.finish("t-1", duration=2.0)) == [("w1", "t-2")]
+
+
+def test_durations_are_per_prefix(sim: Sim) -> None:
+    sim.join("w1", nthreads=1)
+    sim.submit([row("fast-0", prefix="fast")])
+    sim.finish("fast-0", duration=0.001)
+    out = sim.submit([row(f"slow-{i}", prefix="slow", priority=(i,)) for i in range(5)])
+    assert computes(out) == [("w1", "slow-0")]
+
+
+def test_priorities_order_the_queue(sim: Sim) -> None:
+    sim.join("w1", nthreads=1)
+    sim.submit([row("first", priority=(0,))])
+    sim.submit([row("low", priority=(9,)), row("high", priority=(1,)), row("mid", priority=(5,))])
+    assert computes(sim.finish("first", duration=5.0)) == [("w1", "high")]
+    assert computes(sim.finish("high", duration=5.0)) == [("w1", "mid")]
+    assert computes(sim.finish("mid", duration=5.0)) == [("w1", "low")]
+
+
+def test_queue_goes_to_least_busy_worker(sim: Sim) -> None:
+    sim.join("w1", nthreads=1)
+    sim.join("w2", nthreads=2)
+    out = sim.submit([row(f"t-{i}", priority=(i,)) for i in range(5)])
+    assert sorted(w for w, _ in computes(out)) == ["w1", "w2", "w2"]
+
+
+# --- releasing ----------------------------------------------------------------------------
+
+
+def test_release_frees_memory_and_forgets(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row("a")])
+    sim.finish("a")
+    assert sim.release("a") == [SendFree("w1", ["a"])]
+    assert sim.state.tasks == {}
+    assert sim.state.workers["w1"].has_what == set()
+    assert sim.state.workers["w1"].nbytes == 0
+
+
+def test_release_of_processing_task_tells_worker(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row("a")])
+    assert sim.release("a") == [SendFree("w1", ["a"])]
+    assert sim.state.tasks == {}
+    # a late result for the forgotten task is dropped on the worker
+    assert sim.finish("a", worker="w1") == [SendFree("w1", ["a"])]
+
+
+def test_release_of_queued_task_sends_nothing(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row("a", priority=(0,)), row("b", priority=(1,))])
+    assert sim.release("b") == []
+    assert sim.states("b") == ["forgotten"]
+
+
+def test_release_of_waiting_dependent_releases_its_inputs(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row("a"), row("b", ["a"])], wanted=["b"])
+    assert sim.release("b") == [SendFree("w1", ["a"])]
+    assert sim.state.tasks == {}
+
+
+def test_input_kept_while_another_client_holds_it(state: SchedulerState) -> None:
+    one, two = Sim(state, "one"), Sim(state, "two")
+    one.join("w1")
+    one.submit([row("a")])
+    two.submit([row("a")])
+    one.finish("a")
+    assert one.release("a") == []
+    assert two.release("a") == [SendFree("w1", ["a"])]
+
+
+def test_client_leaving_releases_what_it_held(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row("a")])
+    sim.finish("a")
+    assert sim.state.handle(ClientLeft("c")) == [SendFree("w1", ["a"])]
+    assert sim.state.tasks == {}
+
+
+def test_inputs_kept_while_failed_dependent_is_held(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row("a"), row("b", ["a"])], wanted=["b"])
+    sim.finish("a")
+    out = sim.fail("b")
+    assert [type(c) for c in out] == [ReportErred]
+    assert sim.states("a", "b") == ["memory", "erred"]
+    assert sim.release("b") == [SendFree("w1", ["a"])]
+    assert sim.state.tasks == {}
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+def test_failure_reports_error_with_exception(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row("a")])
+    (cmd,) = sim.fail("a", exc=ValueError("bad input"))
+    assert isinstance(cmd, ReportErred) and cmd.client == "c" and cmd.key == "a"
+    assert cmd.error["key"] == "a"
+    ts = sim.state.tasks["a"]
+    assert isinstance(ts.exception, ValueError) and str(ts.exception) == "bad input"
+    assert ts.exception_blame == "a"
+    assert "ValueError" in ts.traceback_text
+    assert ts.exception_text == "bad input"
+
+
+def test_error_propagates_to_dependents(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row("a"), row("b", ["a"]), row("c", ["b"]), row("d", ["a"])], wanted=["c", "d"])
+    out = sim.fail("a")
+    reports = of(out, ReportErred)
+    assert sorted(r.key for r in reports) == ["c", "d"]
+    assert all(r.client == "c" for r in reports)
+    assert sim.states("a", "b", "c", "d") == ["erred"] * 4
+    origin = sim.state.tasks["a"].error
+    for key in "bcd":
+        ts = sim.state.tasks[key]
+        assert ts.error is origin
+        assert ts.exception is None  # only the task that raised has an exception
+        assert ts.exception_blame == "a"
+    assert isinstance(sim.state.tasks["a"].exception, ZeroDivisionError)
+    assert sim.state.first_failure("c") is sim.state.tasks["a"]
+
+
+def test_submitting_on_top_of_erred_task_errs_at_once(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row("a")])
+    sim.fail("a")
+    out = sim.submit([row("b", ["a"])])
+    (cmd,) = out
+    assert isinstance(cmd, ReportErred) and cmd.key == "b" and cmd.error["key"] == "a"
+
+
+def test_resubmitting_erred_key_reports_the_error(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row("a")])
+    sim.fail("a")
+    (cmd,) = sim.submit([row("a")])
+    assert isinstance(cmd, ReportErred) and cmd.key == "a"
+
+
+def test_retries_send_the_task_again(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row("a", retries=2)])
+    assert computes(sim.fail("a")) == [("w1", "a")]
+    assert computes(sim.fail("a")) == [("w1", "a")]
+    out = sim.fail("a")
+    assert [type(c) for c in out] == [ReportErred]
+    assert sim.states("a") == ["erred"]
+
+
+def test_retry_then_success(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row("a", retries=1)])
+    sim.fail("a")
+    assert sim.finish("a") == [ReportDone("c", "a", 8, "int", None)]
+
+
+def test_keys_retried_reruns_the_failed_chain(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row("a"), row("b", ["a"])], wanted=["b"])
+    sim.fail("a")
+    assert sim.states("a", "b") == ["erred", "erred"]
+    out = sim.retry("b")
+    assert computes(out) == [("w1", "a")]
+    assert sim.states("a", "b") == ["processing", "waiting"]
+    assert sim.state.tasks["b"].error is None
+    assert computes(sim.finish("a")) == [("w1", "b")]
+    assert sim.finish("b") == [ReportDone("c", "b", 8, "int", None), SendFree("w1", ["a"])]
+
+
+def test_keys_retried_ignores_tasks_not_erred(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row("a")])
+    assert sim.retry("a", "unknown") == []
+    assert sim.states("a") == ["processing"]
+
+
+def test_missing_dependency_at_submit_errs_naming_it(sim: Sim) -> None:
+    sim.join("w1")
+    (cmd,) = sim.submit([row("b", ["gone"])])
+    assert isinstance(cmd, ReportErred) and cmd.key == "b"
+    assert "lost dependencies" in cmd.error["message"]
+    assert "'gone'" in cmd.error["message"]
+    assert isinstance(error_to_exception(cmd.error), LostDataError)
+
+
+def test_missing_dependency_fails_dependents_in_same_graph(sim: Sim) -> None:
+    sim.join("w1")
+    out = sim.submit([row("b", ["gone"]), row("c", ["b"])], wanted=["c"])
+    (cmd,) = out
+    assert isinstance(cmd, ReportErred) and cmd.key == "c"
+    assert "'gone'" in cmd.error["message"]
+    assert sim.states("b", "c") == ["erred", "erred"]
+
+
+# --- cancel --------------------------------------------------------------------------------
+
+
+def test_cancel_processing_task(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row("a")])
+    out = sim.cancel("a")
+    assert out == [ReportCancelled("c", "a", "cancelled by the client"), SendFree("w1", ["a"])]
+    assert sim.state.tasks == {}
+
+
+def test_cancel_waiting_task_releases_its_input(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row("a"), row("b", ["a"])], wanted=["b"])
+    sim.finish("a", duration=5.0)
+    sim.submit([row("z", prefix="a")])  # w1 busy: b's successor queue is irrelevant
+    out = sim.cancel("b")
+    assert ReportCancelled("c", "b", "cancelled by the client") in out
+    assert SendFree("w1", ["a"]) in out
+    assert "a" not in sim.state.tasks and "b" not in sim.state.tasks
+
+
+def test_cancel_finished_task_does_nothing(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row("a")])
+    sim.finish("a")
+    assert sim.cancel("a") == []
+    assert sim.states("a") == ["memory"]
+
+
+# --- worker loss ----------------------------------------------------------------------------
+
+
+def test_processing_tasks_move_to_another_worker(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w2")
+    sim.submit([row("a", workers=None)])
+    first = sim.state.tasks["a"].processing_on.address
+    other = "w2" if first == "w1" else "w1"
+    assert computes(sim.leave(first)) == [(other, "a")]
+    assert sim.state.tasks["a"].suspicious == 1
+    assert sim.finish("a", worker=other) == [ReportDone("c", "a", 8, "int", None)]
+
+
+def test_late_result_from_departed_worker_is_ignored(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w2")
+    sim.submit([row("a", workers=["w1"])])
+    sim.leave("w1")
+    assert sim.finish("a", worker="w1") == []
+    assert sim.states("a") == ["no-worker"]
+
+
+def test_lost_result_recomputed_from_lineage(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w2")
+    sim.submit([row("a", workers=["w1"]), row("b", ["a"], workers=["w1"])], wanted=["b"])
+    sim.finish("a")
+    sim.finish("b")
+    assert sim.states("a", "b") == ["released", "memory"]
+    sim.submit([row("c", ["b"], workers=["w2"])])
+    # b is lost with w1: a is recomputed first (on the surviving worker), then b
+    out = sim.leave("w1")
+    assert sim.states("a", "b", "c") == ["no-worker", "waiting", "waiting"]
+    assert computes(out) == []
+    assert computes(sim.join("w1")) == [("w1", "a")]
+    assert computes(sim.finish("a")) == [("w1", "b")]
+    out = sim.finish("b")
+    assert computes(out) == [("w2", "c")]
+    assert SendFree("w1", ["a"]) in out
+
+
+def test_lost_input_recomputed_for_waiting_dependent(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w2")
+    sim.submit(
+        [row("a", workers=["w1"]), row("s", workers=["w2"]), row("c", ["a", "s"])],
+        wanted=["c"],
+    )
+    sim.finish("a")
+    assert sim.states("a", "s", "c") == ["memory", "processing", "waiting"]
+    out = sim.leave("w1")
+    # a has to be recomputed; it may only run on w1, which is gone
+    assert computes(out) == []
+    assert sim.states("a", "c") == ["no-worker", "waiting"]
+    out = sim.join("w1")
+    assert computes(out) == [("w1", "a")]
+    sim.finish("s")
+    out = sim.finish("a")
+    assert [k for _, k in computes(out)] == ["c"]
+
+
+def test_dependent_sent_elsewhere_reruns_when_its_input_is_lost(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w2")
+    sim.submit([row("a", workers=["w1"]), row("b", ["a"], workers=["w2"])], wanted=["b"])
+    sim.finish("a")
+    assert sim.states("b") == ["processing"]
+    out = sim.leave("w1")
+    assert SendFree("w2", ["b"]) in out
+    assert sim.states("a", "b") == ["no-worker", "waiting"]
+
+
+def test_scattered_data_lost_with_its_worker(sim: Sim) -> None:
+    sim.join("w1")
+    sim.scatter([("x", 100)])
+    out = sim.leave("w1")
+    (cmd,) = out
+    assert isinstance(cmd, ReportErred) and cmd.key == "x"
+    assert cmd.error["kind"] == "lost-data"
+    assert "'x'" in cmd.error["message"]
+    assert isinstance(error_to_exception(cmd.error), LostDataError)
+    assert sim.states("x") == ["erred"]
+
+
+def test_scattered_data_lost_fails_dependents(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w2")
+    sim.scatter([("x", 100)], workers=["w1"])
+    sim.submit([row("s", workers=["w2"]), row("y", ["x", "s"])], wanted=["y"])
+    out = sim.leave("w1")
+    reports = of(out, ReportErred)
+    assert sorted(r.key for r in reports) == ["x", "y"]
+    assert all(r.error["key"] == "x" for r in reports)
+
+
+def test_killed_worker_after_allowed_failures() -> None:
+    state = SchedulerState(allowed_failures=1)
+    sim = Sim(state)
+    sim.join("w1")
+    sim.join("w2")
+    sim.join("w3")
+    sim.submit([row("crash", workers=["w1", "w2"])])
+    first = state.tasks["crash"].processing_on.address
+    second = "w2" if first == "w1" else "w1"
+    assert computes(sim.leave(first)) == [(second, "crash")]
+    (cmd,) = sim.leave(second)
+    assert isinstance(cmd, ReportErred) and cmd.key == "crash"
+    assert cmd.error["kind"] == "killed"
+    assert cmd.error["workers"] == [first, second]
+    exc = error_to_exception(cmd.error)
+    assert isinstance(exc, KilledWorker)
+    assert exc.workers == [first, second]
+    assert first in str(exc) and second in str(exc)
+    assert state.tasks["crash"].exception_blame == "crash"
+    state.validate()
+
+
+def test_killed_worker_fails_dependents_with_same_error() -> None:
+    state = SchedulerState(allowed_failures=0)
+    sim = Sim(state)
+    sim.join("w1")
+    sim.submit([row("crash"), row("after", ["crash"])], wanted=["after"])
+    (cmd,) = sim.leave("w1")
+    assert isinstance(cmd, ReportErred) and cmd.key == "after"
+    assert cmd.error["kind"] == "killed" and cmd.error["key"] == "crash"
+    state.validate()
+
+
+def test_keys_retried_clears_killed_history() -> None:
+    state = SchedulerState(allowed_failures=0)
+    sim = Sim(state)
+    sim.join("w1")
+    sim.submit([row("crash")])
+    sim.leave("w1")
+    sim.join("w2")
+    assert computes(sim.retry("crash")) == [("w2", "crash")]
+    assert state.tasks["crash"].killed_on == []
+    state.validate()
+
+
+def test_unknown_worker_leaving_is_ignored(sim: Sim) -> None:
+    assert sim.leave("nobody") == []
+
+
+def test_worker_joining_twice_is_ignored(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row("a")])
+    assert sim.join("w1") == []
+    assert sim.state.tasks["a"].processing_on is sim.state.workers["w1"]
+
+
+# --- data missing --------------------------------------------------------------------------
+
+
+def test_data_missing_recomputes_the_input(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w2")
+    sim.submit([row("a", workers=["w1"]), row("b", ["a"], workers=["w2"])], wanted=["b"])
+    sim.finish("a")
+    out = sim.missing("w2", "a", "w1", "b")
+    assert computes(out) == [("w1", "a")]
+    assert sim.states("a", "b") == ["processing", "waiting"]
+    assert sim.state.workers["w1"].has_what == set()
+    assert computes(sim.finish("a")) == [("w2", "b")]
+
+
+def test_data_missing_from_one_of_two_holders_keeps_the_other(sim: Sim) -> None:
+    for w in ("w1", "w2", "w3"):
+        sim.join(w)
+    sim.scatter([("x", 10)], workers=["w1", "w2"], broadcast=True)
+    sim.submit([row("b", ["x"], workers=["w3"])])
+    out = sim.missing("w3", "x", "w1", "b")
+    assert sim.states("x") == ["memory"]
+    assert {w.address for w in sim.state.tasks["x"].who_has} == {"w2"}
+    assert sim.state.workers["w1"].nbytes == 0
+    # b is sent again, now naming only the holder that is left
+    (cmd,) = out
+    assert isinstance(cmd, SendCompute) and (cmd.worker, cmd.deps) == ("w3", [("x", ["w2"], 10)])
+
+
+def test_data_missing_for_scattered_key_errs(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w2")
+    sim.scatter([("x", 10)], workers=["w1"])
+    sim.submit([row("b", ["x"], workers=["w2"])])
+    out = sim.missing("w2", "x", "w1", "b")
+    assert sorted(r.key for r in of(out, ReportErred)) == ["b", "x"]
+    assert sim.states("x", "b") == ["erred", "erred"]
+
+
+def test_data_missing_about_unknown_keys_is_harmless(sim: Sim) -> None:
+    sim.join("w1")
+    assert sim.missing("w1", "nope", "w2", "nada") == []
+
+
+# --- heartbeats ---------------------------------------------------------------------------
+
+
+def test_silent_worker_is_closed_after_ttl() -> None:
+    state = SchedulerState(worker_ttl=10.0)
+    sim = Sim(state)
+    sim.join("w1")
+    sim.join("w2")
+    sim.submit([row("a", workers=["w1"])])
+    state.handle(HeartbeatReceived("w1", 100, 50, 0.5, 1, now=8.0))
+    assert state.handle(Tick(now=15.0)) == [CloseWorker("w2", "no heartbeat for 10.0 s")]
+    assert set(state.workers) == {"w1"}
+    out = state.handle(Tick(now=19.0))
+    assert out == [CloseWorker("w1", "no heartbeat for 10.0 s")]
+    assert state.workers == {}
+    assert sim.states("a") == ["no-worker"]
+    state.validate()
+
+
+def test_heartbeat_updates_worker_metrics(sim: Sim) -> None:
+    sim.join("w1")
+    assert sim.state.handle(HeartbeatReceived("w1", 1000, 600, 42.0, 2, now=3.0)) == []
+    ws = sim.state.workers["w1"]
+    assert (ws.memory_process, ws.memory_managed, ws.cpu, ws.executing, ws.last_seen) == (
+        1000, 600, 42.0, 2, 3.0,
+    )
+    assert sim.state.handle(HeartbeatReceived("ghost", 1, 1, 1.0, 0, now=3.0)) == []
+
+
+# --- restrictions ---------------------------------------------------------------------------
+
+
+def test_restricted_task_waits_for_matching_worker(sim: Sim) -> None:
+    sim.join("w1")
+    assert sim.submit([row("a", workers=["w2"])]) == []
+    assert sim.states("a") == ["no-worker"]
+    assert computes(sim.join("w3")) == []
+    assert computes(sim.join("w2")) == [("w2", "a")]
+
+
+def test_restriction_matches_worker_name(sim: Sim) -> None:
+    sim.join("tcp://10.0.0.1:1234", name="alice")
+    sim.join("tcp://10.0.0.2:1234", name="bob")
+    out = sim.submit([row("a", workers=["bob"])])
+    assert computes(out) == [("tcp://10.0.0.2:1234", "a")]
+
+
+def test_restricted_task_bypasses_the_queue(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w2")
+    sim.submit([row(f"t-{i}", workers=["w1"]) for i in range(3)])
+    assert len(sim.state.workers["w1"].processing) == 3
+
+
+def test_restriction_beats_locality(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w2")
+    sim.submit([row("x", workers=["w1"])])
+    sim.finish("x", nbytes=BIG)
+    assert computes(sim.submit([row("y", ["x"], workers=["w2"])])) == [("w2", "y")]
+
+
+# --- scatter ------------------------------------------------------------------------------
+
+
+def test_scatter_stores_on_one_worker_and_reports(sim: Sim) -> None:
+    sim.join("w1")
+    out = sim.scatter([("x", 100)])
+    assert out == [SendStore("w1", "x"), ReportDone("c", "x", 100, "ndarray", None)]
+    assert sim.states("x") == ["memory"]
+
+
+def test_scatter_spreads_items_over_workers(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w2")
+    out = sim.scatter([("x", 1), ("y", 1)])
+    assert sorted(c.worker for c in of(out, SendStore)) == ["w1", "w2"]
+
+
+def test_scatter_to_named_workers(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w2")
+    out = sim.scatter([("x", 1), ("y", 1), ("z", 1)], workers=["w2"])
+    assert {c.worker for c in of(out, SendStore)} == {"w2"}
+
+
+def test_scatter_broadcast_stores_everywhere(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w2")
+    out = sim.scatter([("x", 100)], broadcast=True)
+    assert sorted(c.worker for c in of(out, SendStore)) == ["w1", "w2"]
+    assert of(out, ReportDone) == [ReportDone("c", "x", 100, "ndarray", None)]
+    assert {w.address for w in sim.state.tasks["x"].who_has} == {"w1", "w2"}
+    assert sim.state.workers["w2"].nbytes == 100
+    assert sorted(c.worker for c in sim.release("x")) == ["w1", "w2"]
+
+
+def test_broadcast_data_survives_losing_one_holder(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w2")
+    sim.scatter([("x", 100)], broadcast=True)
+    assert sim.leave("w1") == []
+    assert sim.states("x") == ["memory"]
+
+
+def test_scatter_existing_key_reports_it_again(sim: Sim) -> None:
+    sim.join("w1")
+    sim.scatter([("x", 100)])
+    assert sim.scatter([("x", 100)]) == [ReportDone("c", "x", 100, "ndarray", None)]
+
+
+def test_scatter_without_workers_stores_nothing(sim: Sim) -> None:
+    assert sim.scatter([("x", 1)]) == []
+
+
+def test_scattered_input_used_by_task(sim: Sim) -> None:
+    sim.join("w1")
+    sim.scatter([("x", 100)])
+    (cmd,) = of(sim.submit([row("y", ["x"])]), SendCompute)
+    assert cmd.deps == [("x", ["w1"], 100)]
+
+
+# --- bookkeeping views ---------------------------------------------------------------------
+
+
+def test_prefix_counts_follow_every_state(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row(f"inc-{i}", prefix="inc", priority=(i,)) for i in range(4)])
+    counts = sim.state.prefix_counts["inc"]
+    assert (counts["processing"], counts["queued"]) == (1, 3)
+    sim.finish("inc-0", duration=5.0)
+    sim.fail("inc-1")
+    assert (counts["memory"], counts["erred"], counts["processing"], counts["queued"]) == (
+        1, 1, 1, 1,
+    )
+    sim.release("inc-0", "inc-1", "inc-2", "inc-3")
+    assert set(counts.values()) == {0}
+    sim.state.validate()
+
+
+def test_key_prefix_examples() -> None:
+    assert key_prefix(("sum-abc123def456", 0)) == "sum"
+    assert key_prefix("inc-9f2e4b1c0a0a0a0a") == "inc"
+    assert key_prefix("load_file-3") == "load_file"
+    assert key_prefix("x") == "x"
+    assert key_prefix(42) == "42"
+
+
+def test_task_stream_since_cursor() -> None:
+    state = SchedulerState(task_stream_size=3)
+    sim = Sim(state)
+    sim.join("w1")
+    assert state.task_stream_since(0) == (0, [])
+    sim.submit([row(f"t-{i}", prefix="t", priority=(i,)) for i in range(5)])
+    sim.finish("t-0")
+    total, items = state.task_stream_since(0)
+    assert total == 1 and [i["key"] for i in items] == ["t-0"]
+    assert items[0]["kind"] == "compute" and items[0]["worker"] == "w1"
+    assert items[0]["prefix"] == "t"
+    for i in range(1, 5):
+        sim.finish(f"t-{i}")
+    total, items = state.task_stream_since(1)  # only the last 3 are kept
+    assert total == 5 and [i["key"] for i in items] == ["t-2", "t-3", "t-4"]
+    total, items = state.task_stream_since(3)
+    assert total == 5 and [i["key"] for i in items] == ["t-3", "t-4"]
+    assert state.task_stream_since(5) == (5, [])
+    assert state.task_stream_since(9) == (5, [])
+    assert state.task_stream_since(-1) == (5, [])  # "from now on"
+    state.validate()
+
+
+def test_task_stream_records_errors_and_transfers(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row("a")])
+    sim.fail("a")
+    sim.state.handle(TransferDone("w1", ["a", "b"], "w2", 100, 1.0, 2.0))
+    _, items = sim.state.task_stream_since(0)
+    assert [(i["key"], i["kind"]) for i in items] == [("a", "error"), ("a", "transfer")]
+
+
+def test_completed_total_counts_finished_tasks(sim: Sim) -> None:
+    sim.join("w1", nthreads=2)
+    sim.submit([row("a"), row("b")])
+    sim.finish("a")
+    sim.finish("b")
+    assert sim.state.completed_total == 2
+
+
+def test_story_lists_every_transition(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row("a")])
+    sim.finish("a")
+    sim.release("a")
+    assert sim.state.story("a") == [
+        ("a", "released", "waiting", "GraphSubmitted"),
+        ("a", "waiting", "queued", "GraphSubmitted"),
+        ("a", "queued", "processing", "GraphSubmitted"),
+        ("a", "processing", "memory", "TaskFinished"),
+        ("a", "memory", "released", "KeysReleased"),
+        ("a", "released", "forgotten", "KeysReleased"),
+    ]
+
+
+def test_story_is_bounded() -> None:
+    state = SchedulerState(story_size=3)
+    sim = Sim(state)
+    sim.join("w1")
+    sim.submit([row("a")])
+    sim.finish("a")
+    assert [r[2] for r in state.story("a")] == ["queued", "processing", "memory"]
+    state.validate()
+
+
+# --- invalid transitions -------------------------------------------------------------------
+
+
+def test_impossible_transition_raises_with_key_states_and_story(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row("a"), row("b", ["a"])], wanted=["b"])
+    ts = sim.state.tasks["b"]
+    with pytest.raises(InvalidTransition) as info:
+        sim.state._set(ts, "memory")
+    err = info.value
+    assert (err.key, err.start, err.finish) == ("b", "waiting", "memory")
+    text = str(err)
+    assert "'b'" in text and "'waiting'" in text and "'memory'" in text
+    assert "('b', 'released', 'waiting', 'GraphSubmitted')" in text
+    assert ts.state == "waiting"  # nothing changed
+
+
+def test_validate_catches_a_broken_invariant(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row("a")])
+    sim.finish("a")
+    ts = sim.state.tasks["a"]
+    saved = ts.who_has
+    ts.who_has = set()
+    with pytest.raises(AssertionError):
+        sim.state.validate()
+    ts.who_has = saved
