@@ -1,0 +1,57 @@
+"""One sample of every message kind, with values of the types the wire really carries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shoal.protocol import _messages as m
+from shoal.protocol._serialize import Serialized
+
+SMALL = Serialized([b"\x80\x05K\x01."])
+TWO_FRAMES = Serialized([b"head", b"buffer"])
+
+SAMPLES: dict[str, m.Message] = {
+    "hello": m.Hello("client", m.PROTOCOL_VERSION, "client-1"),
+    "update-graph": m.UpdateGraph(
+        [("inc-1", SMALL, [], ["fid1"], (0, 1), 0, None, "inc"),
+         (("sum", 0), None, ["inc-1"], [], (0, 2), 2, ["w1"], "sum")],
+        ["inc-1", ("sum", 0)],
+        {"fid1": b"cloudpickled function"},
+    ),
+    "release-keys": m.ReleaseKeys(["a", ("b", 0, 1)]),
+    "cancel-keys": m.CancelKeys(["a"]),
+    "retry-keys": m.RetryKeys([("x", 3)]),
+    "scatter": m.Scatter(7, [("x", SMALL, 10, "int")], ["w1"], True),
+    "request": m.Request(3, "who_has", {"keys": ["a"], "nested": {"n": 1.5}}),
+    "key-done": m.KeyDone(("x", 0), 100, "ndarray", TWO_FRAMES),
+    "key-erred": m.KeyErred("x", {"kind": "exception", "message": "boom", "exception": SMALL}),
+    "key-cancelled": m.KeyCancelled("x", "cancelled by the client"),
+    "response": m.Response(3, True, {"a": ["w1", "w2"]}),
+    "compute": m.Compute("t", SMALL, [("a", ["w1"], 8)], {"f": b"blob"}, (1, 2), False, "t"),
+    "free-keys": m.FreeKeys(["a", "b"]),
+    "store": m.Store("x", TWO_FRAMES, 10),
+    "run": m.Run(9, SMALL),
+    "close": m.Close("shutting down"),
+    "register": m.Register("tcp://1.2.3.4:5", "worker-0", 4, 2**33, 1234, "1.2.3.4"),
+    "task-done": m.TaskDone("t", 8, "int", 1.5, 2.5, 140000, None),
+    "task-erred": m.TaskErred("t", {"kind": "exception", "message": "boom"}, 1.0, 2.0, 1),
+    "missing-data": m.MissingData("a", "tcp://w1", "t"),
+    "transfer": m.Transfer(["a", "b"], "tcp://w1", 16, 1.0, 2.0),
+    "heartbeat": m.Heartbeat(10**9, 10**8, 55.5, 2),
+    "get-data": m.GetData(4, ["a", ("b", 1)]),
+    "data": m.Data(4, {"a": SMALL, ("b", 1): TWO_FRAMES}, ["c"]),
+}
+
+
+def as_tuples(value: Any) -> Any:
+    """Lists become tuples, recursively: msgpack decodes every array as a tuple (so that
+    tuple keys stay hashable), and equality below is about content, not container type."""
+    if isinstance(value, (list, tuple)):
+        return tuple(as_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {as_tuples(k): as_tuples(v) for k, v in value.items()}
+    return value
+
+
+def wire_content(msg: m.Message) -> Any:
+    return as_tuples(msg.to_wire())

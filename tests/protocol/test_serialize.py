@@ -1,0 +1,202 @@
+"""dumps/loads, the function cache and table, and task payloads."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from shoal.protocol import _serialize
+from shoal.protocol._serialize import (
+    FunctionCache,
+    FunctionTable,
+    Serialized,
+    dumps,
+    dumps_task,
+    loads,
+)
+
+
+def double(x: int) -> int:
+    return 2 * x
+
+
+def triple(x: int) -> int:
+    return 3 * x
+
+
+def make_adder(n: int) -> Callable[[int], int]:
+    def add(x: int) -> int:
+        return x + n
+
+    return add
+
+
+def ship(payload: Any, cache: FunctionCache | None = None) -> Any:
+    """Client → worker: pickle a task, hand the function blobs over, unpickle."""
+    cache = cache or FunctionCache()
+    ser, fids = dumps_task(payload, cache)
+    table = FunctionTable()
+    table.add_blobs({fid: cache.blobs[fid] for fid in fids})
+    return loads(Serialized([bytes(f) for f in ser.frames]), table)
+
+
+# --- dumps / loads -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value", [1, "text", b"bytes", (1, "a"), {"k": [1, 2.5, None]}, {1, 2}, ("x", 0)]
+)
+def test_plain_values_round_trip(value: Any) -> None:
+    assert loads(dumps(value)) == value
+
+
+def test_numpy_buffer_travels_out_of_band() -> None:
+    arr = np.arange(10_000, dtype="i8")
+    ser = dumps(arr)
+    assert len(ser.frames) == 2
+    assert ser.frames[1].nbytes == arr.nbytes
+    assert len(ser.frames[0]) < 1000
+    back = loads(ser)
+    np.testing.assert_array_equal(back, arr)
+
+
+def test_inline_bytes_frames_give_writable_arrays() -> None:
+    arr = np.arange(100, dtype="f8")
+    ser = dumps(arr)
+    back = loads(Serialized([bytes(f) for f in ser.frames]))
+    assert back.flags.writeable
+    back[0] = 7.0
+
+
+def test_lambda_falls_back_to_cloudpickle() -> None:
+    fn = loads(dumps(lambda x: x * 5))
+    assert fn(2) == 10
+
+
+def test_unpicklable_object_is_a_type_error_naming_it() -> None:
+    lock = threading.Lock()
+    with pytest.raises(TypeError) as info:
+        dumps(lock)
+    text = str(info.value)
+    assert "lock" in text
+    assert "picklable" in text
+
+
+def test_unpicklable_object_inside_a_container_names_the_container() -> None:
+    with pytest.raises(TypeError, match="lock"):
+        dumps({"config": threading.Lock()})
+
+
+def test_unpicklable_task_argument_is_a_type_error_naming_it() -> None:
+    with pytest.raises(TypeError, match="lock"):
+        dumps_task((double, threading.Lock()), FunctionCache())
+
+
+def test_serialized_nbytes_and_equality() -> None:
+    a = Serialized([b"ab", memoryview(b"cde")])
+    assert a.nbytes == 5
+    assert a == Serialized([bytearray(b"ab"), b"cde"])
+    assert a != Serialized([b"ab", b"cdf"])
+    assert "2 frames, 5 bytes" in repr(a)
+
+
+# --- function cache and table ---------------------------------------------------------------
+
+
+def test_same_function_same_fid_different_function_different_fid() -> None:
+    cache = FunctionCache()
+    assert cache.fid(double) == cache.fid(double)
+    assert cache.fid(double) != cache.fid(triple)
+    assert len(cache.blobs) == 2
+
+
+def test_function_is_pickled_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    base = _serialize._FunctionPickler
+
+    class Counting(base):  # type: ignore[misc, valid-type]
+        def dump(self, obj: Any) -> None:
+            calls.append(obj)
+            super().dump(obj)
+
+    monkeypatch.setattr(_serialize, "_FunctionPickler", Counting)
+    cache = FunctionCache()
+    for i in range(5):
+        dumps_task((double, i), cache)
+    assert calls == [double]
+
+
+def test_dumps_task_lists_fids_once_each() -> None:
+    cache = FunctionCache()
+    _, fids = dumps_task((double, (triple, 1), (double, 2)), cache)
+    assert fids == [cache.fid(double), cache.fid(triple)]
+    _, none = dumps_task((1, "no functions"), cache)
+    assert none == []
+
+
+def test_payload_refers_to_functions_by_id_not_by_value() -> None:
+    cache = FunctionCache()
+    big, _ = dumps_task((make_adder(1),), cache)
+    small, _ = dumps_task((1,), cache)
+    # the function body is in cache.blobs, not in the payload
+    assert big.nbytes < small.nbytes + 200
+    assert big.nbytes < len(next(iter(cache.blobs.values())))
+
+
+def test_module_function_round_trips_through_table() -> None:
+    fn, arg = ship((double, 21))
+    assert fn(arg) == 42
+
+
+def test_lambda_round_trips_through_table() -> None:
+    fn, arg = ship((lambda x: x + 1, 41))
+    assert fn(arg) == 42
+
+
+def test_closure_round_trips_through_table() -> None:
+    fn, arg = ship((make_adder(40), 2))
+    assert fn(arg) == 42
+
+
+def test_nested_functions_in_data_round_trip() -> None:
+    out = ship({"ops": [make_adder(1), make_adder(2)], "f": double})
+    assert [f(0) for f in out["ops"]] == [1, 2]
+    assert out["f"](4) == 8
+
+
+def test_distinct_closures_get_distinct_fids() -> None:
+    cache = FunctionCache()
+    assert cache.fid(make_adder(1)) != cache.fid(make_adder(2))
+
+
+def test_table_knows_received_blobs() -> None:
+    cache = FunctionCache()
+    fid = cache.fid(triple)
+    table = FunctionTable()
+    table.add_blobs({fid: cache.blobs[fid]})
+    assert fid in table
+    assert table.blob(fid) == cache.blobs[fid]
+    assert table.function(fid)(3) == 9
+
+
+def test_function_never_received_is_an_unpickling_error() -> None:
+    cache = FunctionCache()
+    ser, _ = dumps_task((make_adder(987_654_321),), cache)
+    with pytest.raises(pickle.UnpicklingError, match="never received"):
+        loads(ser, FunctionTable())
+
+
+def test_unpicklable_function_is_a_type_error_naming_it() -> None:
+    lock = threading.Lock()
+
+    def uses_lock() -> None:
+        with lock:
+            pass
+
+    with pytest.raises(TypeError, match="uses_lock"):
+        FunctionCache().fid(uses_lock)

@@ -1,0 +1,91 @@
+"""Pins shoal's public surface: what ``from shoal import ...`` offers, nothing more or less."""
+
+from __future__ import annotations
+
+import importlib
+
+import dask._task_spec
+import pytest
+
+import shoal
+
+PUBLIC = [
+    "ALL_COMPLETED",
+    "Client",
+    "FIRST_COMPLETED",
+    "FIRST_EXCEPTION",
+    "FailureStory",
+    "Future",
+    "KilledWorker",
+    "LocalCluster",
+    "LostDataError",
+    "RemoteError",
+    "as_completed",
+    "futures_of",
+    "get_client",
+    "performance_report",
+    "progress",
+    "wait",
+]
+
+# What a user of dask.distributed (and of the seed notebook) imports.
+DASK_DISTRIBUTED_NAMES = [
+    "Client",
+    "LocalCluster",
+    "as_completed",
+    "wait",
+    "Future",
+    "futures_of",
+    "get_client",
+    "progress",
+    "performance_report",
+    "KilledWorker",
+]
+
+
+def test_all_is_pinned() -> None:
+    assert sorted(shoal.__all__) == PUBLIC
+
+
+@pytest.mark.parametrize("name", PUBLIC)
+def test_every_public_name_resolves(name: str) -> None:
+    value = getattr(shoal, name)
+    assert value is not None
+    assert name in dir(shoal)
+
+
+def test_dask_distributed_names_are_there() -> None:
+    missing = [n for n in DASK_DISTRIBUTED_NAMES if n not in shoal.__all__]
+    assert missing == []
+    for name in DASK_DISTRIBUTED_NAMES:
+        assert callable(getattr(shoal, name)), name
+
+
+def test_star_import_gives_exactly_the_public_names() -> None:
+    namespace: dict[str, object] = {}
+    exec("from shoal import *", namespace)
+    assert sorted(k for k in namespace if k != "__builtins__") == PUBLIC
+
+
+def test_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no_such_thing"):
+        shoal.no_such_thing  # noqa: B018
+
+
+def test_future_is_a_dask_task_ref() -> None:
+    assert issubclass(shoal.Future, dask._task_spec.TaskRef)
+
+
+def test_killed_worker_is_an_exception() -> None:
+    assert issubclass(shoal.KilledWorker, Exception)
+
+
+def test_wait_constants_match_concurrent_futures() -> None:
+    """dask.distributed's ``wait(return_when=...)`` takes concurrent.futures' constants."""
+    futures = importlib.import_module("concurrent.futures")
+    for name in ("ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION"):
+        assert getattr(shoal, name) == getattr(futures, name)
+
+
+def test_version_is_a_string() -> None:
+    assert isinstance(shoal.__version__, str) and shoal.__version__
