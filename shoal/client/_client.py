@@ -57,6 +57,17 @@ _orphaned: collections.OrderedDict[Any, None] = collections.OrderedDict()
 _ORPHANED_MAX = 1_000_000
 
 
+def _tune_gc() -> None:
+    """Collect young objects less often than CPython's default (every 700 allocations):
+    tracking thousands of futures otherwise spends a third of the time in the collector.
+    Left alone if the user already changed the threshold."""
+    import gc
+
+    threshold = gc.get_threshold()
+    if threshold[0] == 700:
+        gc.set_threshold(20_000, threshold[1], threshold[2])
+
+
 def orphaned_key(key: Any) -> bool:
     return key in _orphaned
 
@@ -120,6 +131,7 @@ class Client:
         self._dead: collections.deque[Any] = collections.deque()
         self._drain_scheduled = False
         self._functions = FunctionCache()
+        self._ftokens: dict[int, tuple[Any, str]] = {}
         self._sent_fids: set[str] = set()
         self._generation = itertools.count()
         self._request_ids = itertools.count(1)
@@ -164,6 +176,7 @@ class Client:
             self._abort()
             raise
         self.status = "running"
+        _tune_gc()
         _current.append(weakref.ref(self))
         if set_as_default:
             self._config_ctx = dask.config.set({"scheduler": self, "dataframe.shuffle.method": "tasks"})
@@ -336,6 +349,17 @@ class Client:
         self._sent_fids |= fids
         self._send(UpdateGraph(rows, wanted, blobs))
 
+    def _function_token(self, func: Any) -> str:
+        """dask's token of ``func``, computed once per function object (it is costly)."""
+        hit = self._ftokens.get(id(func))
+        if hit is not None and hit[0] is func:
+            return hit[1]
+        token = tokenize(func)
+        if len(self._ftokens) > 10_000:
+            self._ftokens.clear()
+        self._ftokens[id(func)] = (func, token)
+        return token
+
     @staticmethod
     def _check_workers(workers: Any) -> list[str] | None:
         if workers is None:
@@ -388,7 +412,7 @@ class Client:
         nretries = self._check_retries(retries)
         if key is None:
             name = funcname(func)
-            key = f"{name}-{tokenize(func, kwargs, *args) if pure else uuid.uuid4().hex}"
+            key = f"{name}-{tokenize(self._function_token(func), kwargs, *args) if pure else uuid.uuid4().hex}"
         else:
             name = _key_name(key)
         st = self._states.get(key)
@@ -438,7 +462,7 @@ class Client:
             if len(keys) != n:
                 raise ValueError(f"map got {len(keys)} keys for {n} tasks")
         elif pure:
-            ftoken = tokenize(func, kwargs)
+            ftoken = tokenize(self._function_token(func), kwargs)
             keys = [f"{name}-{tokenize(ftoken, *args)}" for args in zip(*arg_lists, strict=False)]
         else:
             keys = [f"{name}-{uuid.uuid4().hex}" for _ in range(n)]
@@ -447,10 +471,19 @@ class Client:
         rows = []
         futures = []
         seen: set[Any] = set()
+        states = self._states
+        refcount = self._refcount
+        with self._lock:
+            for k in keys:
+                st = states.get(k)
+                if st is None:
+                    st = states[k] = FutureState()
+                elif k in refcount:
+                    seen.add(k)  # already held: already on the cluster
+                futures.append(Future._new(k, self, st))
+                refcount[k] = refcount.get(k, 0) + 1
         for i, (k, args) in enumerate(zip(keys, zip(*arg_lists, strict=False), strict=False)):
-            existing = self._states.get(k)
-            futures.append(Future(k, self, existing) if existing is not None else Future(k, self))
-            if (existing is not None and k in self._refcount and self._refcount[k] > 1) or k in seen:
+            if k in seen:
                 continue
             seen.add(k)
             task = Task(k, func, *map(parse_input, args), **pkw)

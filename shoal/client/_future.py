@@ -80,6 +80,15 @@ class Future(TaskRef):
         self._state = state if state is not None else client._state_for(key)
         client._incref(key)
 
+    @classmethod
+    def _new(cls, key: Any, client: Client, state: FutureState) -> Future:
+        """A future whose reference the caller has already counted (bulk creation)."""
+        fut = cls.__new__(cls)
+        fut.key = key
+        fut._client = client
+        fut._state = state
+        return fut
+
     # --- status -------------------------------------------------------------------------------
 
     @property

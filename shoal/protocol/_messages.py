@@ -10,6 +10,7 @@ frozen ones because construction is on the per-task hot path; nobody mutates the
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, TypeVar
@@ -31,9 +32,10 @@ class Message:
     tag: ClassVar[str]
     __slots__ = ()
 
+    _fields_of: ClassVar[Any]  # operator.attrgetter of the fields, set at declaration
+
     def to_wire(self) -> tuple[Any, ...]:
-        names: tuple[str, ...] = self.__slots__
-        return (self.tag, *(getattr(self, name) for name in names))
+        return (self.tag, *self._fields_of(self))
 
 
 _REGISTRY: dict[str, type[Message]] = {}
@@ -51,7 +53,14 @@ def _message(tag: str) -> Callable[[_C], _C]:
         if tag in _REGISTRY:
             raise RuntimeError(f"duplicate message tag {tag!r}")
         _REGISTRY[tag] = cls
-        _ARITY[tag] = len(fields(cls))
+        names = [f.name for f in fields(cls)]
+        _ARITY[tag] = len(names)
+        # attrgetter of several names returns a tuple; of one, a bare value: wrap it.
+        if len(names) > 1:
+            cls._fields_of = operator.attrgetter(*names)
+        else:
+            one = operator.attrgetter(*names) if names else None
+            cls._fields_of = staticmethod(lambda m: (one(m),) if one is not None else ())
         return cls
 
     return wrap

@@ -94,56 +94,53 @@ def dumps(obj: object) -> Serialized:
 
 
 def loads(ser: Serialized, functions: FunctionTable | None = None) -> Any:
-    """Unpickle what :func:`dumps` or :class:`TaskPickler` produced."""
+    """Unpickle what :func:`dumps` or :func:`dumps_task` produced. Task payloads refer to
+    functions by id; those must have been added to a :class:`FunctionTable` first."""
     head, *buffers = ser.frames
     # Frames that arrived inline are immutable bytes; arrays built on them would be
     # read-only, unlike on the sending side. Small copies keep them writable.
     buffers = [bytearray(b) if isinstance(b, bytes) else b for b in buffers]
-    if functions is None:
-        return pickle.loads(head, buffers=buffers)
-    return _TableUnpickler(io.BytesIO(head), functions, buffers=buffers).load()
+    return pickle.loads(head, buffers=buffers)
 
 
 # --- the function table -------------------------------------------------------------------
+# Content-addressed (a function's id is the hash of its pickle), so one table per process
+# serves every worker, client and replay in it.
+_BLOBS: dict[str, bytes] = {}
+_FUNCTIONS: dict[str, Any] = {}
 
 
 class FunctionTable:
     """Functions known to this process, by content hash (fid)."""
 
-    def __init__(self) -> None:
-        self._blobs: dict[str, bytes] = {}
-        self._functions: dict[str, Any] = {}
-
     def add_blobs(self, blobs: dict[str, bytes]) -> None:
         for fid, blob in blobs.items():
-            self._blobs.setdefault(fid, bytes(blob))
+            _BLOBS.setdefault(fid, bytes(blob))
 
     def blob(self, fid: str) -> bytes:
-        return self._blobs[fid]
+        return _BLOBS[fid]
 
     def __contains__(self, fid: object) -> bool:
-        return fid in self._blobs
+        return fid in _BLOBS
 
     def function(self, fid: str) -> Any:
-        try:
-            return self._functions[fid]
-        except KeyError:
-            pass
-        try:
-            blob = self._blobs[fid]
-        except KeyError:
-            raise pickle.UnpicklingError(f"function {fid} was never received") from None
-        fn = self._functions[fid] = cloudpickle.loads(blob)
-        return fn
+        return _function(fid)
 
 
-class _TableUnpickler(pickle.Unpickler):
-    def __init__(self, file: io.BytesIO, functions: FunctionTable, buffers: list[Any]) -> None:
-        super().__init__(file, buffers=buffers)
-        self._table = functions
-
-    def persistent_load(self, pid: Any) -> Any:
-        return self._table.function(pid)
+def _function(fid: str) -> Any:
+    """Unpickling hook for a function sent through the table."""
+    try:
+        return _FUNCTIONS[fid]
+    except KeyError:
+        pass
+    try:
+        blob = _BLOBS[fid]
+    except KeyError:
+        raise pickle.UnpicklingError(
+            f"function {fid} was never received by this process (a shoal protocol bug)"
+        ) from None
+    fn = _FUNCTIONS[fid] = cloudpickle.loads(blob)
+    return fn
 
 
 class FunctionCache:
@@ -216,17 +213,16 @@ class TaskPickler(pickle.Pickler):
         self._cache = cache
         self.fids: list[str] = []
 
-    def persistent_id(self, obj: Any) -> str | None:
-        if type(obj) is types.FunctionType:
+    def reducer_override(self, obj: Any) -> Any:
+        # Called only for non-builtin objects (not for ints, strings, tuples...), so this
+        # costs a Python call per function, task or custom object, not per argument.
+        if type(obj) is types.FunctionType and obj is not _function:
             fid = self._cache.fid(obj)
             if fid not in self.fids:
                 self.fids.append(fid)
-            return fid
-        return None
-
-    def reducer_override(self, obj: Any) -> Any:
-        # Anything plain pickle cannot do by reference (classes in __main__, lambdas nested in
-        # data) is handled by cloudpickle's reducer.
+            return _function, (fid,)
+        # Anything plain pickle cannot do by reference (classes defined in __main__) is
+        # handled by cloudpickle.
         return _cloud_reducer(obj)
 
 

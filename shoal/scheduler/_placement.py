@@ -60,6 +60,8 @@ def least_busy(candidates: Iterable[WorkerState]) -> WorkerState | None:
 
 def locality_choice(ts: TaskState, workers: Iterable[WorkerState]) -> WorkerState | None:
     """The worker holding the most input bytes, if inputs are big enough to matter."""
+    if not ts.dependencies:
+        return None
     by_worker = input_bytes_by_worker(ts)
     if not by_worker:
         return None

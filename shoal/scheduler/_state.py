@@ -98,7 +98,7 @@ class SchedulerState:
         self._no_worker: set[TaskState] = set()
         self._durations: dict[str, float] = {}
         self.prefix_counts: dict[str, dict[str, int]] = {}
-        self.task_stream: deque[dict[str, Any]] = deque(maxlen=task_stream_size)
+        self.task_stream: deque[tuple[Any, ...]] = deque(maxlen=task_stream_size)
         self.task_stream_total = 0
         self.completed_total = 0
         self._log: deque[tuple[Any, ...]] = deque(maxlen=story_size)
@@ -317,7 +317,10 @@ class SchedulerState:
         (inputs of failures are kept while the failure is held, for replaying it)."""
         if ts.who_wants:
             return True
-        return any(d.state in _KEEPS_INPUTS for d in ts.dependents)
+        for d in ts.dependents:  # noqa: SIM110 - a plain loop is measurably faster here
+            if d.state in _KEEPS_INPUTS:
+                return True
+        return False
 
     def _tidy(self, candidates: Iterable[TaskState]) -> None:
         """Release what nobody needs any more and forget what nothing refers to."""
@@ -633,10 +636,7 @@ class SchedulerState:
         self, key: Key, prefix: str, worker: str, thread: int, start: float, stop: float,
         kind: str,
     ) -> None:
-        self.task_stream.append(
-            {"key": str(key), "prefix": prefix, "worker": worker, "thread": thread,
-             "start": start, "stop": stop, "kind": kind}
-        )
+        self.task_stream.append((key, prefix, worker, thread, start, stop, kind))
         self.task_stream_total += 1
 
     # --- views -------------------------------------------------------------------------------
@@ -644,7 +644,13 @@ class SchedulerState:
     def task_stream_since(self, cursor: int) -> tuple[int, list[dict[str, Any]]]:
         total = self.task_stream_total
         n = min(total - cursor, len(self.task_stream)) if cursor < total else 0
-        items = list(itertools.islice(self.task_stream, len(self.task_stream) - n, None))
+        if cursor < 0:  # "from now on"
+            return total, []
+        rows = itertools.islice(self.task_stream, len(self.task_stream) - n, None)
+        items = [
+            {"key": str(k), "prefix": p, "worker": w, "thread": t, "start": a, "stop": b, "kind": kind}
+            for k, p, w, t, a, b, kind in rows
+        ]
         return total, items
 
     def first_failure(self, key: Key) -> TaskState | None:
