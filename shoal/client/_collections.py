@@ -54,8 +54,12 @@ def submit_graph(
     retries: int | None = None,
     priority: int = 0,
     workers: Any = None,
+    local: set[Any] | None = None,
 ) -> dict[Any, Future]:
-    """Send ``graph`` to the scheduler; return futures for ``wanted`` keys."""
+    """Send ``graph`` to the scheduler; return futures for ``wanted`` keys.
+
+    With ``local`` (a set), tasks that write into an HDF5 file open in this process raise
+    :class:`_RunLocally`; the caller adds them to ``local`` and runs them here."""
     client._check_open()
     annotations = annotations or {}
     wl = client._check_workers(workers)
@@ -74,12 +78,20 @@ def submit_graph(
     for key, node in nodes.items():
         if key in held and key not in futures:
             continue
+        if local is not None and key in local:
+            continue
         r = ann_retries.get(key, nretries) if isinstance(ann_retries, dict) else ann_retries
         p = ann_priority.get(key, priority) if isinstance(ann_priority, dict) else ann_priority
         w = ann_workers.get(key, wl) if isinstance(ann_workers, dict) else ann_workers
         w = client._check_workers(w)
-        rows.append(client._row(key, node, (-int(p or 0), gen, ordering.get(key, 0)),
-                                int(r or 0), w, _prefix(key)))
+        try:
+            row = client._row(key, node, (-int(p or 0), gen, ordering.get(key, 0)),
+                              int(r or 0), w, _prefix(key))
+        except TypeError as exc:
+            if local is None or not _writes_hdf5(exc):
+                raise
+            raise _RunLocally(key) from exc
+        rows.append(row)
     client._submit_rows(rows, list(futures))
     return futures
 
@@ -110,21 +122,83 @@ def _prefix(key: Any) -> str:
     return key_prefix(key)
 
 
+class _RunLocally(Exception):
+    def __init__(self, key: Any) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _writes_hdf5(exc: BaseException) -> bool:
+    from shoal.protocol._h5py_refs import WritableH5pyError
+
+    while exc is not None:
+        if isinstance(exc, WritableH5pyError):
+            return True
+        exc = exc.__cause__  # type: ignore[assignment]
+    return False
+
+
+def _with_dependents(graph: dict[Any, GraphNode], keys: set[Any]) -> set[Any]:
+    dependents: dict[Any, set[Any]] = {}
+    for k, node in graph.items():
+        for d in node.dependencies:
+            dependents.setdefault(d, set()).add(k)
+    out, stack = set(), list(keys)
+    while stack:
+        k = stack.pop()
+        if k not in out:
+            out.add(k)
+            stack.extend(dependents.get(k, ()))
+    return out
+
+
 def get(self: Client, dsk: Any, keys: Any, *, workers: Any = None, retries: int | None = None,
         priority: int = 0, resources: Any = None, sync: bool = True,
         allow_other_workers: bool = False, **kwargs: Any) -> Any:
     """dask's scheduler interface: compute ``keys`` of ``dsk`` on the cluster and return
-    the results in the structure of ``keys``."""
+    the results in the structure of ``keys``.
+
+    Tasks that write into an HDF5 file this process has open for writing (``da.store``)
+    run here, after their inputs are computed on the cluster: HDF5 allows one writer, and
+    that writer is this process. Their lock (``lock=True``) then works as in dask."""
     graph, annotations = _graph_and_annotations(dsk)
     wanted = list(flatten(keys)) if isinstance(keys, list) else [keys]
-    futures = submit_graph(self, graph, wanted, annotations, retries=retries,
-                           priority=priority, workers=workers)
+    local: set[Any] = set()
+    while True:
+        remote_wanted = [k for k in wanted if k not in local]
+        remote_wanted += [
+            d for k in local for d in graph[k].dependencies if d not in local and d in graph
+        ]
+        try:
+            futures = submit_graph(self, graph, list(dict.fromkeys(remote_wanted)), annotations,
+                                   retries=retries, priority=priority, workers=workers,
+                                   local=local)
+            break
+        except _RunLocally as run_here:
+            local = _with_dependents(graph, local | {run_here.key})
     try:
         values = self.gather(futures)
     finally:
         for f in futures.values():
             f.release()
+    if local:
+        _run_here(graph, local, values)
     return _pack(keys, values)
+
+
+def _run_here(graph: dict[Any, GraphNode], local: set[Any], values: dict[Any, Any]) -> None:
+    """Run ``local`` tasks in this process in dependency order, filling ``values``."""
+    done = set(values)
+    todo = set(local)
+    while todo:
+        ready = [k for k in todo if all(d in done for d in graph[k].dependencies)]
+        if not ready:
+            raise RuntimeError("cycle among tasks run locally (a shoal bug)")
+        for k in ready:
+            node = graph[k]
+            values[k] = node({d: values[d] for d in node.dependencies})
+            done.add(k)
+            todo.discard(k)
 
 
 def _pack(keys: Any, values: dict[Any, Any]) -> Any:

@@ -163,7 +163,13 @@ class FrameDecoder:
                 if need <= have:
                     self._frames.append(self._take(need))
                 elif need > _BIG:
-                    big = _uninitialized(need)
+                    try:
+                        big = _uninitialized(need)
+                    except MemoryError:
+                        raise ProtocolError(
+                            f"the peer announced a frame of {need} bytes, more than this "
+                            "process can allocate"
+                        ) from None
                     big[:have] = self._stage[self._start : self._end]
                     self._start = self._end = 0
                     self._big, self._big_pos = big, have

@@ -24,6 +24,10 @@ _open_files_pid = os.getpid()
 _lock = threading.Lock()
 
 
+class WritableH5pyError(TypeError):
+    """An h5py object from a file open for writing was about to be sent to another process."""
+
+
 def install() -> None:
     """Register pickle reducers for `h5py.File`, `h5py.Group` and `h5py.Dataset`.
 
@@ -95,7 +99,7 @@ def _readable_path(obj: Any, kind: str) -> str:
     handle = obj.file
     path = os.path.abspath(handle.filename)
     if handle.mode != "r":
-        raise TypeError(
+        raise WritableH5pyError(
             f"cannot send h5py {kind} {obj.name!r} of {path!r} to other processes: the file is "
             f"open for writing (mode {handle.mode!r}), and another process reading it while "
             "you write would see a half-written file. To read it on the cluster, open it "

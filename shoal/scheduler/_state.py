@@ -266,15 +266,16 @@ class SchedulerState:
             ts.processing_on = None
         return ws
 
-    def _leave_active(self, ts: TaskState, tell_worker: bool) -> None:
-        """Take an active task back to released (cancel, lost worker, retry)."""
+    def _leave_active(self, ts: TaskState, tell_worker: bool, finish: str = "released") -> None:
+        """Take an active task out of the active states: back to released (cancel, lost
+        worker, retry) or to erred."""
         if ts.state == "processing":
             ws = self._unassign(ts)
             if ws is not None and tell_worker:
                 self._out.append(SendFree(ws.address, [ts.key]))
         self._no_worker.discard(ts)
         ts.waiting_on = set()
-        self._set(ts, "released")
+        self._set(ts, finish)
 
     def _to_memory(self, ts: TaskState, ws: WorkerState, nbytes: int, typename: str) -> None:
         self._set(ts, "memory")
@@ -289,17 +290,19 @@ class SchedulerState:
                 if not dts.waiting_on:
                     self._ready(dts)
 
-    def _err(self, ts: TaskState, error: dict[str, Any]) -> None:
-        """``ts`` failed with ``error``; everything waiting on it fails with the same cause."""
+    def _err(self, ts: TaskState, error: dict[str, Any], tell_worker: bool = True) -> None:
+        """``ts`` failed with ``error``; everything waiting on it fails with the same cause.
+        ``tell_worker=False`` when its worker already knows (it reported the failure)."""
         stack = [ts]
         while stack:
             t = stack.pop()
             if t.state not in ACTIVE and t.state != "released":
                 continue
-            if t.state != "released":
-                self._leave_active(t, tell_worker=True)
             t.error = error
-            self._set(t, "erred")
+            if t.state == "released":
+                self._set(t, "erred")
+            else:
+                self._leave_active(t, tell_worker=tell_worker or t is not ts, finish="erred")
             for client in t.who_wants:
                 self._out.append(ReportErred(client, t.key, error))
             stack.extend(d for d in t.dependents if d.state in ACTIVE)
@@ -515,8 +518,7 @@ class SchedulerState:
             ts.suspicious += 1
             ts.killed_on.append(ws.address)
             if ts.suspicious > self.allowed_failures:
-                self._set(ts, "released")
-                self._err(ts, self._killed_error(ts))
+                self._err(ts, self._killed_error(ts), tell_worker=False)
             else:
                 self._set(ts, "released")
                 recompute.append(ts)
@@ -576,14 +578,13 @@ class SchedulerState:
         if ws is None or ts is None or ts.processing_on is not ws:
             return
         self._record_stream(ev.key, ts.prefix, ev.worker, ev.thread, ev.start, ev.stop, "error")
-        self._unassign(ts)
         if ts.retries > 0:
             ts.retries -= 1
+            self._unassign(ts)
             self._set(ts, "released")
             self._activate([ts])
             return
-        self._set(ts, "released")
-        self._err(ts, ev.error)
+        self._err(ts, ev.error, tell_worker=False)
         self._tidy([ts, *ts.dependencies])
 
     def _on_missing(self, ev: DataMissing) -> None:

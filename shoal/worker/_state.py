@@ -195,10 +195,13 @@ class WorkerState:
                     self._give_up(dep_key)
 
     def _pick_holder(self, key: Key) -> str | None:
-        for h in self.holders.get(key, []):
+        """A holder that has not failed us before, else any holder still listed (each
+        holder is dropped from a key's list after one failed try, so this terminates)."""
+        holders = self.holders.get(key, [])
+        for h in holders:
             if h not in self.bad_peers:
                 return h
-        return None
+        return holders[0] if holders else None
 
     def _run(self, ts: _Task) -> None:
         ts.state = "executing"
