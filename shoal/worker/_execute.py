@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import queue
 import sys
 import threading
 import time
 from collections.abc import Callable, MutableMapping
+from types import TracebackType
 from typing import Any
 
 from dask.sizeof import sizeof
@@ -106,7 +108,8 @@ class Executor:
             stop = time.time()
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            error = exception_to_error(exc, exc.__traceback__, cmd.key, self._address, stop)
+            error = exception_to_error(exc, _user_frames(exc.__traceback__), cmd.key,
+                                       self._address, stop)
             error["inputs"] = _inputs_summary(cmd, self._data)
             return ExecuteDone(cmd.key, 0, "", start, stop, thread, None, error)
         finally:
@@ -131,6 +134,21 @@ class Executor:
             nbytes = sys.getsizeof(result)
         self._data[cmd.key] = result
         return ExecuteDone(cmd.key, nbytes, type(result).__name__, start, stop, thread, inline, None)
+
+
+_INTERNAL = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))),)
+
+
+def _user_frames(tb: TracebackType | None) -> TracebackType | None:
+    """The traceback without its leading shoal and dask task-spec frames: users debug
+    their function, not the executor that called it."""
+    first = tb
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if not (name.startswith(_INTERNAL) or name.endswith(os.path.join("dask", "_task_spec.py"))):
+            return tb
+        tb = tb.tb_next
+    return first
 
 
 def _inputs_summary(cmd: Execute, data: MutableMapping[Any, Any]) -> list[str]:
