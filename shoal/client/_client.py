@@ -750,11 +750,21 @@ class Client:
 
     ncores = nthreads
 
-    def who_has(self, futures: Any = None) -> dict[Any, list[str]]:
-        flat: list[Future] = []
-        _collect_futures(futures, flat)
-        keys = [f.key for f in flat]
-        return {k: v for k, v in self._sync_request("who_has", timeout=self._timeout, keys=keys)}
+    def who_has(self, futures: Any = None) -> dict[Any, tuple[str, ...]]:
+        """Which workers hold each future's data (every key on the cluster by default)."""
+        keys: list[Any] | None = None
+        if futures is not None:
+            flat: list[Future] = []
+            _collect_futures(futures, flat)
+            keys = [f.key for f in flat]
+        rows = self._sync_request("who_has", timeout=self._timeout, keys=keys)
+        return {k: tuple(v) for k, v in rows}
+
+    def has_what(self, workers: Any = None) -> dict[str, tuple[Any, ...]]:
+        """The keys each worker holds in memory."""
+        wl = self._check_workers(workers)
+        got = self._sync_request("has_what", timeout=self._timeout)
+        return {w: tuple(ks) for w, ks in got.items() if wl is None or w in wl}
 
     def wait_for_workers(self, n_workers: int, timeout: float | None = None) -> None:
         """Block until at least ``n_workers`` workers are connected."""

@@ -40,6 +40,31 @@ class Message:
 
 _REGISTRY: dict[str, type[Message]] = {}
 _ARITY: dict[str, int] = {}
+# Per tag: (field name, accepted types or None for "anything") for each field, in order.
+_CHECKS: dict[str, tuple[tuple[str, tuple[type, ...] | None], ...]] = {}
+
+_SEQ = (list, tuple)
+_NUM = (int, float)
+
+
+def _accepts(annotation: str) -> tuple[type, ...] | None:
+    """The wire types a field declared as ``annotation`` may hold (None: any value)."""
+    out: list[type] = []
+    for part in (p.strip() for p in annotation.split("|")):
+        base = part.split("[", 1)[0]
+        if base == "Any":
+            return None
+        if base == "Key":
+            return (str, bytes, int, float, tuple)
+        kinds: dict[str, tuple[type, ...]] = {
+            "str": (str,), "int": (int,), "float": _NUM, "bool": (bool,), "bytes": (bytes,),
+            "list": _SEQ, "tuple": _SEQ, "dict": (dict,), "None": (type(None),),
+            "Serialized": (Serialized,),
+        }
+        if base not in kinds:
+            raise TypeError(f"message field type {annotation!r} has no wire check")
+        out.extend(kinds[base])
+    return tuple(dict.fromkeys(out))
 
 
 _C = TypeVar("_C", bound=type)
@@ -55,6 +80,7 @@ def _message(tag: str) -> Callable[[_C], _C]:
         _REGISTRY[tag] = cls
         names = [f.name for f in fields(cls)]
         _ARITY[tag] = len(names)
+        _CHECKS[tag] = tuple((f.name, _accepts(str(f.type))) for f in fields(cls))
         # attrgetter of several names returns a tuple; of one, a bare value: wrap it.
         if len(names) > 1:
             cls._fields_of = operator.attrgetter(*names)
@@ -78,6 +104,12 @@ def from_wire(item: Any) -> Message:
         raise ProtocolError(
             f"message {tag!r} needs {_ARITY[tag]} fields, got {len(item) - 1}"
         )
+    for (name, kinds), value in zip(_CHECKS[tag], item[1:], strict=True):
+        if kinds is not None and not isinstance(value, kinds):
+            raise ProtocolError(
+                f"message {tag!r}: field {name!r} must be "
+                f"{' or '.join(k.__name__ for k in kinds)}, got {type(value).__name__}"
+            )
     return cls(*item[1:])
 
 

@@ -23,9 +23,15 @@ async def _info(scheduler: Scheduler, conn: Connection) -> Any:
     return scheduler_info(scheduler)
 
 
-async def _who_has(scheduler: Scheduler, conn: Connection, keys: list[Any]) -> Any:
+async def _who_has(scheduler: Scheduler, conn: Connection, keys: list[Any] | None) -> Any:
     tasks = scheduler.state.tasks
+    if keys is None:
+        return [[k, [w.address for w in ts.who_has]] for k, ts in tasks.items() if ts.who_has]
     return [[k, [w.address for w in tasks[k].who_has] if k in tasks else []] for k in keys]
+
+
+async def _has_what(scheduler: Scheduler, conn: Connection) -> Any:
+    return {a: [ts.key for ts in ws.has_what] for a, ws in scheduler.state.workers.items()}
 
 
 async def _run(scheduler: Scheduler, conn: Connection, function: Any, workers: list[str] | None) -> Any:
@@ -80,6 +86,7 @@ async def _failure(scheduler: Scheduler, conn: Connection, key: Any) -> Any:
 _OPS: dict[str, Callable[..., Awaitable[Any]]] = {
     "scheduler_info": _info,
     "who_has": _who_has,
+    "has_what": _has_what,
     "run": _run,
     "task_stream": _task_stream,
     "wait_for_workers": _wait_for_workers,

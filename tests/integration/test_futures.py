@@ -368,3 +368,13 @@ def test_scheduler_tasks_show_processing_then_memory(client, gate):
     fut.result(timeout=10)
     wait_for(lambda: state() == "memory", timeout=10)
     assert (fut.key, "memory") in [(k, v.state) for k, v in scheduler_tasks(client).items()]
+
+
+def test_who_has_and_has_what_list_every_key_by_default(client):
+    fut = client.submit(inc, 41, pure=False)
+    assert fut.result(timeout=10) == 42
+    everywhere = client.who_has()
+    assert fut.key in everywhere and len(everywhere[fut.key]) == 1
+    [holder] = everywhere[fut.key]
+    assert fut.key in client.has_what()[holder]
+    assert client.who_has([fut]) == {fut.key: (holder,)}

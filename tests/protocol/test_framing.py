@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import struct
 from typing import Any
 
@@ -323,3 +324,17 @@ def test_random_wire_bytes_raise_only_protocol_error(seed: int) -> None:
                 decode(frames)
         except ProtocolError:
             pass
+
+
+@pytest.mark.parametrize(
+    ("item", "words"),
+    [
+        (("release-keys", 5), "field 'keys' must be list or tuple, got int"),
+        (("hello", "client", "1", "me"), "field 'version' must be int, got str"),
+        (("compute", "k", b"not serialized", (), {}, 0, False, "p"), "field 'payload'"),
+        (("key-done", {"a": 1}, 1, "int", None), "field 'key'"),
+    ],
+)
+def test_fields_of_the_wrong_type_are_a_protocol_error(item: Any, words: str) -> None:
+    with pytest.raises(ProtocolError, match=re.escape(words)):
+        from_wire(item)
