@@ -28,6 +28,7 @@ from shoal import _loop
 from shoal.client import _collections, _debug, _repr
 from shoal.client._future import Future, FutureState
 from shoal.comm import Connection, connect
+from shoal.protocol._call import Call
 from shoal.protocol._errors import error_to_exception
 from shoal.protocol._messages import (
     PROTOCOL_VERSION,
@@ -418,7 +419,7 @@ class Client:
         st = self._states.get(key)
         if st is not None and key in self._refcount:
             return Future(key, self, st)
-        task = Task(key, func, *map(parse_input, args), **_parsed(kwargs))
+        task = _payload(key, func, args, kwargs)
         prio = (-priority, next(self._generation), 0)
         row = self._row(key, task, prio, nretries, wl, name)
         fut = Future(key, self)
@@ -486,7 +487,7 @@ class Client:
             if k in seen:
                 continue
             seen.add(k)
-            task = Task(k, func, *map(parse_input, args), **pkw)
+            task = _payload(k, func, args, kwargs, pkw)
             rows.append(self._row(k, task, (-priority, gen, i), nretries, wl, name))
         if rows:
             self._submit_rows(rows, [r[0] for r in rows])
@@ -857,6 +858,19 @@ class Client:
                 self.close()
             except Exception:
                 pass
+
+
+def _payload(key: Any, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+             parsed_kwargs: Any = None) -> Any:
+    """What the worker will call: a lean Call when no argument refers to a future,
+    else a dask Task, which resolves the references to their values."""
+    pargs = tuple(map(parse_input, args))
+    pkw = _parsed(kwargs) if parsed_kwargs is None else parsed_kwargs
+    if all(a is b for a, b in zip(pargs, args, strict=True)) and all(
+        pkw[k] is v for k, v in kwargs.items()
+    ):
+        return Call(func, args, kwargs)
+    return Task(key, func, *pargs, **pkw)
 
 
 def _parsed(kwargs: dict[str, Any]) -> Any:

@@ -351,6 +351,7 @@ class Scheduler:
         commands = self.state.handle(*events)
         workers = self._workers
         clients = self._clients
+        frees: dict[str, list[Any]] = {}  # one FreeKeys per worker for the whole batch
         for cmd in commands:
             if isinstance(cmd, SendCompute):
                 conn = workers.get(cmd.worker)
@@ -369,9 +370,7 @@ class Scheduler:
                 if c is not None:
                     c.send(KeyDone(cmd.key, cmd.nbytes, cmd.typename, cmd.inline))
             elif isinstance(cmd, SendFree):
-                conn = workers.get(cmd.worker)
-                if conn is not None:
-                    conn.send(FreeKeys(cmd.keys))
+                frees.setdefault(cmd.worker, []).extend(cmd.keys)
             elif isinstance(cmd, ReportErred):
                 c = clients.get(cmd.client)
                 if c is not None:
@@ -391,6 +390,10 @@ class Scheduler:
                 if conn is not None:
                     conn.send(Close(cmd.reason))
                     conn.close()
+        for address, keys in frees.items():
+            conn = workers.get(address)
+            if conn is not None:
+                conn.send(FreeKeys(keys))
 
     # --- client.run ---------------------------------------------------------------------------
 
