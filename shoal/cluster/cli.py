@@ -40,7 +40,9 @@ def scheduler_main(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         dash = None if args.no_dashboard else args.dashboard_address
-        sched = Scheduler(args.host, args.port, dashboard_address=dash)
+        from shoal.cluster._local import _scheduler_config
+
+        sched = Scheduler(args.host, args.port, dashboard_address=dash, **_scheduler_config())
         await sched.start()
         print(f"Scheduler at: {sched.address}", flush=True)
         if sched.dashboard_link:

@@ -110,6 +110,9 @@ def from_wire(item: Any) -> Message:
                 f"message {tag!r}: field {name!r} must be "
                 f"{' or '.join(k.__name__ for k in kinds)}, got {type(value).__name__}"
             )
+    deep = _DEEP.get(tag)
+    if deep is not None:
+        deep(item)
     return cls(*item[1:])
 
 
@@ -328,3 +331,31 @@ class Data(Message):
     request_id: int
     items: dict[Key, Serialized]
     missing: list[Key]
+
+
+# --- checks of nested rows, for the messages that carry them ------------------------------
+
+_KEY = (str, bytes, int, float, tuple)
+
+
+def _rows(tag: str, rows: Any, shape: tuple[tuple[type, ...] | None, ...]) -> None:
+    for i, row in enumerate(rows):
+        if not isinstance(row, _SEQ) or len(row) != len(shape):
+            raise ProtocolError(f"message {tag!r}: row {i} must be an array of {len(shape)} items")
+        for j, (value, kinds) in enumerate(zip(row, shape, strict=True)):
+            if kinds is not None and not isinstance(value, kinds):
+                raise ProtocolError(
+                    f"message {tag!r}: row {i} item {j} must be "
+                    f"{' or '.join(k.__name__ for k in kinds)}, got {type(value).__name__}"
+                )
+
+
+_NONE = type(None)
+_DEEP: dict[str, Callable[[Any], None]] = {
+    # (key, payload, dependencies, fids, priority, retries, workers, prefix)
+    "update-graph": lambda m: _rows(
+        "update-graph", m[1], (_KEY, (Serialized, _NONE), _SEQ, _SEQ, None, (int,), (*_SEQ, _NONE), (str,))
+    ),
+    "scatter": lambda m: _rows("scatter", m[2], (_KEY, (Serialized,), (int,), (str,))),
+    "compute": lambda m: _rows("compute", m[3], (_KEY, _SEQ, (int,))),
+}

@@ -266,12 +266,11 @@ class Scheduler:
                     pass
                 else:
                     raise TypeError(f"a client may not send {msg.tag!r}")
+            if events:
+                self._apply(events)
         except Exception as exc:
-            logger.error("closing client connection %s: bad message (%s)", name, exc)
+            logger.exception("closing client connection %s: bad message (%s)", name, exc)
             conn.close()
-            return
-        if events:
-            self._apply(events)
 
     async def _scatter(self, conn: Connection, name: str, msg: Scatter) -> None:
         if not self.state.workers:

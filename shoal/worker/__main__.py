@@ -12,6 +12,9 @@ import sys
 from shoal._loop import new_event_loop
 from shoal.worker._server import Worker
 
+# Exit status meaning "my scheduler is gone": the nanny does not restart such a worker.
+EXIT_SCHEDULER_GONE = 3
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m shoal.worker")
@@ -23,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
+    gone: list[bool] = []
+
     async def run() -> None:
         worker = Worker(args.scheduler, nthreads=args.nthreads, name=args.name,
                         memory_limit=args.memory_limit, host=args.host)
@@ -33,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"shoal worker at: {worker.address}", flush=True)
         await worker.wait_closed()
         await worker.close()
+        gone.append(worker.scheduler_gone)
 
     # Everything imported so far lives as long as the process: keep it out of the
     # collector's way, and collect young objects less often (tasks allocate many).
@@ -46,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         loop.close()
-    return 0
+    return EXIT_SCHEDULER_GONE if any(gone) else 0
 
 
 if __name__ == "__main__":

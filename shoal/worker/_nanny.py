@@ -16,6 +16,7 @@ import psutil
 logger = logging.getLogger("shoal.nanny")
 
 MEMORY_TERMINATE_FRACTION = 0.95
+_EXIT_SCHEDULER_GONE = 3  # shoal.worker.__main__.EXIT_SCHEDULER_GONE (not imported: keeps imports light)
 MAX_RESTARTS_PER_MINUTE = 10
 
 
@@ -82,6 +83,9 @@ class Nanny:
             if self._closing:
                 return
             code = waiter.result()
+            if code == _EXIT_SCHEDULER_GONE:
+                logger.info("worker %s stopped: its scheduler is gone; not restarting", self.name)
+                return
             now = time.monotonic()
             self.restarts = [t for t in self.restarts if now - t < 60] + [now]
             if len(self.restarts) > MAX_RESTARTS_PER_MINUTE:

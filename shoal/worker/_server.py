@@ -74,6 +74,7 @@ class Worker:
         self.host = host
         self.port = port
         self.data: dict[Any, Any] = {}
+        self.scheduler_gone = False  # closed because the scheduler went away or said so
         self.functions = FunctionTable()
         self.address = ""
         self.state: WorkerState | None = None
@@ -137,6 +138,7 @@ class Worker:
     def _on_scheduler(self, conn: Connection, batch: list[Message] | None) -> None:
         if batch is None:
             logger.info("worker %s: scheduler connection closed; shutting down", self.address)
+            self.scheduler_gone = True
             asyncio.get_running_loop().create_task(self.close())
             return
         assert self.state is not None
@@ -159,6 +161,7 @@ class Worker:
                 self._spawn(self._run_function(msg))
             elif isinstance(msg, Close):
                 logger.info("worker %s closing: %s", self.address, msg.reason)
+                self.scheduler_gone = True
                 asyncio.get_running_loop().create_task(self.close())
             elif isinstance(msg, Response):
                 pass

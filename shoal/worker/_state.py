@@ -4,8 +4,9 @@ Owns: which assigned tasks wait for inputs, which inputs to fetch from which pee
 task is ready to run, and which held keys may be dropped. Must not know: sockets, threads,
 clocks, or the data values themselves (the I/O shell keeps those; this knows keys only).
 
-Task states here: waiting (inputs missing) → ready → executing → memory, and "cancelled"
-for a task the scheduler freed while it was executing (its result is dropped on arrival).
+Task states here: waiting (inputs missing) → executing (handed to the executor's queue,
+which runs it when a thread is free) → done (the record goes; the result is held), and
+"cancelled" for a task freed while executing (its result is dropped on arrival).
 """
 
 from __future__ import annotations

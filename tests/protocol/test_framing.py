@@ -338,3 +338,19 @@ def test_random_wire_bytes_raise_only_protocol_error(seed: int) -> None:
 def test_fields_of_the_wrong_type_are_a_protocol_error(item: Any, words: str) -> None:
     with pytest.raises(ProtocolError, match=re.escape(words)):
         from_wire(item)
+
+
+@pytest.mark.parametrize(
+    ("item", "words"),
+    [
+        (("update-graph", ((1, 2),), (), {}), "row 0 must be an array of 8 items"),
+        (
+            ("update-graph", (("k", b"raw", (), (), 0, 0, None, "p"),), (), {}),
+            "row 0 item 1 must be Serialized or NoneType",
+        ),
+        (("scatter", 1, (("k", Serialized([b"x"]), "big", "int"),), None, False), "row 0 item 2"),
+    ],
+)
+def test_nested_rows_of_the_wrong_shape_are_a_protocol_error(item: Any, words: str) -> None:
+    with pytest.raises(ProtocolError, match=re.escape(words)):
+        from_wire(item)
