@@ -138,11 +138,19 @@ class SchedulerState:
         return [row for row in self._log if row[0] == key]
 
     # --- transitions ---------------------------------------------------------------------------
+    # Every state change goes through _go, which looks the move up in _TRANSITIONS (at the
+    # end of this module): one method per allowed (start, finish) pair, doing exactly the
+    # bookkeeping of that move. Event handlers decide which moves to make.
+
+    def _go(self, ts: TaskState, finish: str, **kwargs: Any) -> None:
+        move = _TRANSITIONS.get((ts.state, finish))
+        if move is None:
+            raise InvalidTransition(ts.key, ts.state, finish, self.story(ts.key))
+        move(self, ts, **kwargs)
 
     def _set(self, ts: TaskState, finish: str) -> None:
+        """Record a move (counts per prefix, story); only transition methods call this."""
         start = ts.state
-        if (start, finish) not in _TRANSITIONS:
-            raise InvalidTransition(ts.key, start, finish, self.story(ts.key))
         counts = self.prefix_counts.get(ts.prefix)
         if counts is None:
             counts = self.prefix_counts[ts.prefix] = dict.fromkeys(STATES, 0)
@@ -152,6 +160,110 @@ class SchedulerState:
             counts[finish] += 1
         ts.state = finish
         self._log.append((ts.key, start, finish, self._cause))
+
+    def _released_waiting(self, ts: TaskState) -> None:
+        self._set(ts, "waiting")
+        ts.waiting_on = {d for d in ts.dependencies if d.state != "memory"}
+
+    def _waiting_queued(self, ts: TaskState, push: bool = True) -> None:
+        """Ready to run; ``push=False`` when the caller places it on a worker at once."""
+        self._set(ts, "queued")
+        if push:
+            heapq.heappush(self._queue, (ts.priority, next(self._seq), ts))
+
+    def _waiting_no_worker(self, ts: TaskState) -> None:
+        self._set(ts, "no-worker")
+        self._no_worker.add(ts)
+
+    def _no_worker_waiting(self, ts: TaskState) -> None:
+        self._no_worker.discard(ts)
+        self._set(ts, "waiting")
+
+    def _queued_processing(self, ts: TaskState, worker: WorkerState) -> None:
+        assert ts.payload is not None
+        self._set(ts, "processing")
+        ts.processing_on = worker
+        ts.est = self._estimate(ts.prefix)
+        worker.processing.add(ts)
+        worker.occupancy += ts.est
+        deps = [(d.key, [w.address for w in d.who_has], d.nbytes) for d in ts.dependencies]
+        self._out.append(
+            SendCompute(
+                worker.address, ts.key, ts.payload, deps, ts.fids, ts.priority,
+                bool(ts.who_wants), ts.prefix,
+            )
+        )
+
+    def _processing_memory(self, ts: TaskState, worker: WorkerState, nbytes: int, typename: str) -> None:
+        self._unassign(ts)
+        self._store(ts, worker, nbytes, typename)
+
+    def _released_memory(self, ts: TaskState, worker: WorkerState, nbytes: int, typename: str) -> None:
+        """Scattered data: in memory without having been computed."""
+        self._store(ts, worker, nbytes, typename)
+
+    def _processing_released(self, ts: TaskState, tell_worker: bool = True) -> None:
+        ws = self._unassign(ts)
+        if ws is not None and tell_worker:
+            self._out.append(SendFree(ws.address, [ts.key]))
+        self._set(ts, "released")
+
+    def _pending_released(self, ts: TaskState, tell_worker: bool = True) -> None:
+        """waiting, queued or no-worker back to released (no worker knows of it yet)."""
+        self._no_worker.discard(ts)
+        ts.waiting_on = set()
+        self._set(ts, "released")
+
+    def _to_erred(self, ts: TaskState, error: dict[str, Any], tell_worker: bool = True) -> None:
+        """Any active (or released) task fails; its worker is told unless it reported it."""
+        if ts.state == "processing":
+            ws = self._unassign(ts)
+            if ws is not None and tell_worker:
+                self._out.append(SendFree(ws.address, [ts.key]))
+        self._no_worker.discard(ts)
+        ts.waiting_on = set()
+        ts.error = error
+        self._set(ts, "erred")
+        for client in ts.who_wants:
+            self._out.append(ReportErred(client, ts.key, error))
+
+    def _memory_released(self, ts: TaskState) -> None:
+        for ws in ts.who_has:
+            ws.has_what.discard(ts)
+            ws.nbytes -= max(ts.nbytes, 0)
+            self._out.append(SendFree(ws.address, [ts.key]))
+        ts.who_has = set()
+        self._set(ts, "released")
+
+    def _erred_released(self, ts: TaskState) -> None:
+        """Retried: the failure is forgotten, and so are the worker deaths it counted."""
+        ts.error = None
+        ts.killed_on = []
+        ts.suspicious = 0
+        self._set(ts, "released")
+
+    # --- helpers of the transitions ----------------------------------------------------------
+
+    def _store(self, ts: TaskState, ws: WorkerState, nbytes: int, typename: str) -> None:
+        self._set(ts, "memory")
+        ts.nbytes = nbytes
+        ts.typename = typename
+        ts.who_has.add(ws)
+        ws.has_what.add(ts)
+        ws.nbytes += max(nbytes, 0)
+        for dts in ts.dependents:
+            if dts.state == "waiting":
+                dts.waiting_on.discard(ts)
+                if not dts.waiting_on:
+                    self._ready(dts)
+
+    def _unassign(self, ts: TaskState) -> WorkerState | None:
+        ws = ts.processing_on
+        if ws is not None:
+            ws.processing.discard(ts)
+            ws.occupancy = max(0.0, ws.occupancy - ts.est)
+            ts.processing_on = None
+        return ws
 
     def _activate(self, roots: Iterable[TaskState]) -> None:
         """Released tasks that are needed (and their released inputs) start waiting."""
@@ -167,9 +279,8 @@ class SchedulerState:
             stack.extend(d for d in ts.dependencies if d.state == "released")
         failed: list[tuple[TaskState, dict[str, Any]]] = []
         for ts in todo:
-            self._set(ts, "waiting")
+            self._go(ts, "waiting")
         for ts in todo:
-            ts.waiting_on = {d for d in ts.dependencies if d.state != "memory"}
             bad = next((d for d in ts.dependencies if d.state == "erred"), None)
             if bad is not None and bad.error is not None:
                 failed.append((ts, bad.error))
@@ -215,15 +326,13 @@ class SchedulerState:
         if ws is None and ts.workers is not None:
             ws = placement.least_busy(placement.allowed(ts, workers))
             if ws is None:
-                self._set(ts, "no-worker")
-                self._no_worker.add(ts)
+                self._go(ts, "no-worker")
                 return
         if ws is not None:
-            self._set(ts, "queued")
-            self._assign(ts, ws)
+            self._go(ts, "queued", push=False)
+            self._go(ts, "processing", worker=ws)
             return
-        self._set(ts, "queued")
-        heapq.heappush(self._queue, (ts.priority, next(self._seq), ts))
+        self._go(ts, "queued")
 
     def _fill(self) -> None:
         """Hand queued tasks to workers that have room, highest priority first."""
@@ -241,54 +350,7 @@ class SchedulerState:
             if ws is None:
                 return
             heapq.heappop(queue)
-            self._assign(ts, ws)
-
-    def _assign(self, ts: TaskState, ws: WorkerState) -> None:
-        assert ts.payload is not None
-        self._set(ts, "processing")
-        ts.processing_on = ws
-        ts.est = self._estimate(ts.prefix)
-        ws.processing.add(ts)
-        ws.occupancy += ts.est
-        deps = [(d.key, [w.address for w in d.who_has], d.nbytes) for d in ts.dependencies]
-        self._out.append(
-            SendCompute(
-                ws.address, ts.key, ts.payload, deps, ts.fids, ts.priority, bool(ts.who_wants),
-                ts.prefix,
-            )
-        )
-
-    def _unassign(self, ts: TaskState) -> WorkerState | None:
-        ws = ts.processing_on
-        if ws is not None:
-            ws.processing.discard(ts)
-            ws.occupancy = max(0.0, ws.occupancy - ts.est)
-            ts.processing_on = None
-        return ws
-
-    def _leave_active(self, ts: TaskState, tell_worker: bool, finish: str = "released") -> None:
-        """Take an active task out of the active states: back to released (cancel, lost
-        worker, retry) or to erred."""
-        if ts.state == "processing":
-            ws = self._unassign(ts)
-            if ws is not None and tell_worker:
-                self._out.append(SendFree(ws.address, [ts.key]))
-        self._no_worker.discard(ts)
-        ts.waiting_on = set()
-        self._set(ts, finish)
-
-    def _to_memory(self, ts: TaskState, ws: WorkerState, nbytes: int, typename: str) -> None:
-        self._set(ts, "memory")
-        ts.nbytes = nbytes
-        ts.typename = typename
-        ts.who_has.add(ws)
-        ws.has_what.add(ts)
-        ws.nbytes += max(nbytes, 0)
-        for dts in ts.dependents:
-            if dts.state == "waiting":
-                dts.waiting_on.discard(ts)
-                if not dts.waiting_on:
-                    self._ready(dts)
+            self._go(ts, "processing", worker=ws)
 
     def _err(self, ts: TaskState, error: dict[str, Any], tell_worker: bool = True) -> None:
         """``ts`` failed with ``error``; everything waiting on it fails with the same cause.
@@ -298,22 +360,8 @@ class SchedulerState:
             t = stack.pop()
             if t.state not in ACTIVE and t.state != "released":
                 continue
-            t.error = error
-            if t.state == "released":
-                self._set(t, "erred")
-            else:
-                self._leave_active(t, tell_worker=tell_worker or t is not ts, finish="erred")
-            for client in t.who_wants:
-                self._out.append(ReportErred(client, t.key, error))
+            self._go(t, "erred", error=error, tell_worker=tell_worker or t is not ts)
             stack.extend(d for d in t.dependents if d.state in ACTIVE)
-
-    def _release_memory(self, ts: TaskState) -> None:
-        for ws in ts.who_has:
-            ws.has_what.discard(ts)
-            ws.nbytes -= max(ts.nbytes, 0)
-            self._out.append(SendFree(ws.address, [ts.key]))
-        ts.who_has = set()
-        self._set(ts, "released")
 
     def _needed(self, ts: TaskState) -> bool:
         """Wanted by a client, or an input of a task that is still to run or that failed
@@ -333,10 +381,10 @@ class SchedulerState:
             if ts.state == "forgotten" or self._needed(ts):
                 continue
             if ts.state in ACTIVE:
-                self._leave_active(ts, tell_worker=True)
+                self._go(ts, "released", tell_worker=True)
                 stack.extend(ts.dependencies)
             elif ts.state == "memory":
-                self._release_memory(ts)
+                self._go(ts, "released")
             if ts.state in ("released", "erred") and not ts.dependents:
                 self._forget(ts)
                 stack.extend(ts.dependencies)
@@ -457,10 +505,7 @@ class SchedulerState:
             if ts in seen or ts.state != "erred":
                 continue
             seen.add(ts)
-            ts.error = None
-            ts.killed_on = []
-            ts.suspicious = 0
-            self._set(ts, "released")
+            self._go(ts, "released")
             roots.append(ts)
             stack.extend(ts.dependencies)
         self._activate(ts for ts in roots if self._needed(ts))
@@ -482,7 +527,7 @@ class SchedulerState:
                 targets = pool if ev.broadcast else [pool[next(self._seq) % len(pool)]]
                 for ws in targets:
                     self._out.append(SendStore(ws.address, key))
-                self._to_memory(ts, targets[0], nbytes, typename)
+                self._go(ts, "memory", worker=targets[0], nbytes=nbytes, typename=typename)
                 for ws in targets[1:]:
                     ts.who_has.add(ws)
                     ws.has_what.add(ts)
@@ -505,7 +550,7 @@ class SchedulerState:
         self._no_worker.clear()
         for ts in waiting:
             if ts.state == "no-worker":
-                self._set(ts, "waiting")
+                self._go(ts, "waiting")
                 self._ready(ts)
 
     def _on_worker_left(self, ev: WorkerLeft) -> None:
@@ -514,29 +559,25 @@ class SchedulerState:
             return
         recompute: list[TaskState] = []
         for ts in list(ws.processing):
-            self._unassign(ts)
             ts.suspicious += 1
             ts.killed_on.append(ws.address)
             if ts.suspicious > self.allowed_failures:
                 self._err(ts, self._killed_error(ts), tell_worker=False)
             else:
-                self._set(ts, "released")
+                self._go(ts, "released", tell_worker=False)
                 recompute.append(ts)
         lost: list[TaskState] = []
         for ts in list(ws.has_what):
             ts.who_has.discard(ws)
             if not ts.who_has and ts.state == "memory":
-                self._set(ts, "released")
+                self._go(ts, "released")
                 lost.append(ts)
         ws.has_what.clear()
         # Dependents already sent elsewhere can no longer fetch lost inputs: run them again.
         for ts in lost:
             for dts in list(ts.dependents):
-                if dts.state == "processing":
-                    self._leave_active(dts, tell_worker=True)
-                    recompute.append(dts)
-                elif dts.state in ("queued", "no-worker"):
-                    self._leave_active(dts, tell_worker=False)
+                if dts.state in ("processing", "queued", "no-worker"):
+                    self._go(dts, "released", tell_worker=True)
                     recompute.append(dts)
                 elif dts.state == "waiting":
                     dts.waiting_on.add(ts)
@@ -562,12 +603,11 @@ class SchedulerState:
         if ts.processing_on is not ws:
             self._out.append(SendFree(ev.worker, [ev.key]))
             return
-        self._unassign(ts)
         self.completed_total += 1
         duration = max(ev.stop - ev.start, 0.0)
         old = self._durations.get(ts.prefix)
         self._durations[ts.prefix] = duration if old is None else 0.8 * old + 0.2 * duration
-        self._to_memory(ts, ws, ev.nbytes, ev.typename)
+        self._go(ts, "memory", worker=ws, nbytes=ev.nbytes, typename=ev.typename)
         for client in ts.who_wants:
             self._out.append(ReportDone(client, ts.key, ev.nbytes, ev.typename, ev.inline))
         self._tidy([ts, *ts.dependencies])
@@ -580,8 +620,7 @@ class SchedulerState:
         self._record_stream(ev.key, ts.prefix, ev.worker, ev.thread, ev.start, ev.stop, "error")
         if ts.retries > 0:
             ts.retries -= 1
-            self._unassign(ts)
-            self._set(ts, "released")
+            self._go(ts, "released", tell_worker=False)
             self._activate([ts])
             return
         self._err(ts, ev.error, tell_worker=False)
@@ -596,14 +635,14 @@ class SchedulerState:
             holder.nbytes -= max(ts.nbytes, 0)
         lost = []
         if ts is not None and ts.state == "memory" and not ts.who_has:
-            self._set(ts, "released")
+            self._go(ts, "released")
             lost.append(ts)
         dts = self.tasks.get(ev.for_key)
         again = []
         if dts is not None and dts.state == "processing" and dts.processing_on is not None and (
             dts.processing_on.address == ev.worker
         ):
-            self._leave_active(dts, tell_worker=False)
+            self._go(dts, "released", tell_worker=False)
             again.append(dts)
         for t in lost:
             for d in t.dependents:
@@ -704,25 +743,25 @@ class SchedulerState:
             assert counts == expected, (prefix, counts, expected)
 
 
-_TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("released", "waiting"),
-        ("released", "erred"),
-        ("released", "memory"),
-        ("waiting", "queued"),
-        ("waiting", "no-worker"),
-        ("waiting", "released"),
-        ("waiting", "erred"),
-        ("queued", "processing"),
-        ("queued", "released"),
-        ("queued", "erred"),
-        ("no-worker", "waiting"),
-        ("no-worker", "released"),
-        ("no-worker", "erred"),
-        ("processing", "memory"),
-        ("processing", "released"),
-        ("processing", "erred"),
-        ("memory", "released"),
-        ("erred", "released"),
-    }
-)
+_S = SchedulerState
+# Every allowed move and what it does. A move not listed here raises InvalidTransition.
+_TRANSITIONS: dict[tuple[str, str], Callable[..., None]] = {
+    ("released", "waiting"): _S._released_waiting,
+    ("released", "memory"): _S._released_memory,
+    ("released", "erred"): _S._to_erred,
+    ("waiting", "queued"): _S._waiting_queued,
+    ("waiting", "no-worker"): _S._waiting_no_worker,
+    ("waiting", "released"): _S._pending_released,
+    ("waiting", "erred"): _S._to_erred,
+    ("queued", "processing"): _S._queued_processing,
+    ("queued", "released"): _S._pending_released,
+    ("queued", "erred"): _S._to_erred,
+    ("no-worker", "waiting"): _S._no_worker_waiting,
+    ("no-worker", "released"): _S._pending_released,
+    ("no-worker", "erred"): _S._to_erred,
+    ("processing", "memory"): _S._processing_memory,
+    ("processing", "released"): _S._processing_released,
+    ("processing", "erred"): _S._to_erred,
+    ("memory", "released"): _S._memory_released,
+    ("erred", "released"): _S._erred_released,
+}

@@ -829,7 +829,7 @@ def test_impossible_transition_raises_with_key_states_and_story(sim: Sim) -> Non
     sim.submit([row("a"), row("b", ["a"])], wanted=["b"])
     ts = sim.state.tasks["b"]
     with pytest.raises(InvalidTransition) as info:
-        sim.state._set(ts, "memory")
+        sim.state._go(ts, "memory")
     err = info.value
     assert (err.key, err.start, err.finish) == ("b", "waiting", "memory")
     text = str(err)
