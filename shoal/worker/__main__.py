@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: loop.create_task(worker.close()))
         await worker.start()
-        print(f"shoal worker at: {worker.address}", flush=True)
+        logging.getLogger("shoal.worker").info("worker at %s", worker.address)
         await worker.wait_closed()
         await worker.close()
         gone.append(worker.scheduler_gone)

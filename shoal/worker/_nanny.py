@@ -68,7 +68,8 @@ class Nanny:
         env.setdefault("MKL_NUM_THREADS", str(self.nthreads))
         env.setdefault("OPENBLAS_NUM_THREADS", str(self.nthreads))
         self.process = await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, env=env,
+            # stdout and stderr are inherited: print() in a task shows where the user looks.
+            *args, stdin=asyncio.subprocess.DEVNULL, env=env,
         )
 
     async def _supervise(self) -> None:

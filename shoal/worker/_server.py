@@ -295,14 +295,3 @@ class Worker:
                            len(keys), peer, exc)
             events = [FetchFailed(peer, keys)]
         self._carry_out(self.state.handle(*events))
-
-
-async def run_worker(scheduler: str, **kwargs: Any) -> None:
-    """Start a worker and serve until the scheduler goes away or it is told to close."""
-    worker = Worker(scheduler, **kwargs)
-    await worker.start()
-    print(f"shoal worker at: {worker.address}", flush=True)
-    try:
-        await worker.wait_closed()
-    finally:
-        await worker.close()
