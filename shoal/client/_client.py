@@ -582,6 +582,8 @@ class Client:
                     continue
                 for key, ser in res.items.items():
                     out[key] = loads(ser)
+                for error in res.errors.values():
+                    raise error_to_exception(error)
                 todo.extend(res.missing)
             for key in todo:
                 st = self._states.get(key)

@@ -328,9 +328,12 @@ class GetData(Message):
 
 @_message("data")
 class Data(Message):
+    """Values asked for; ``errors`` holds those that exist but cannot be serialized."""
+
     request_id: int
     items: dict[Key, Serialized]
     missing: list[Key]
+    errors: dict[Key, Any]
 
 
 # --- checks of nested rows, for the messages that carry them ------------------------------

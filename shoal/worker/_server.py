@@ -228,16 +228,16 @@ class Worker:
             if isinstance(msg, GetData):
                 items: dict[Any, Serialized] = {}
                 missing = []
+                errors: dict[Any, Any] = {}
                 for key in msg.keys:
                     if key in self.data:
                         try:
                             items[key] = dumps(self.data[key])
-                        except Exception:
-                            logger.exception("could not serialize %r for a peer", key)
-                            missing.append(key)
+                        except Exception as exc:
+                            errors[key] = self._unsendable(key, exc)
                     else:
                         missing.append(key)
-                conn.send(Data(msg.request_id, items, missing))
+                conn.send(Data(msg.request_id, items, missing, errors))
             elif isinstance(msg, Data):
                 fut = self._requests.pop(msg.request_id, None)
                 if fut is not None and not fut.done():
@@ -247,6 +247,16 @@ class Worker:
             else:
                 logger.warning("closing peer connection: unexpected %s", msg.tag)
                 conn.close()
+
+    def _unsendable(self, key: Any, exc: BaseException) -> dict[str, Any]:
+        from shoal.protocol._errors import exception_to_error
+
+        unsendable = TypeError(
+            f"the result of {key!r} ({type(self.data.get(key)).__name__}) cannot be sent to "
+            f"another process: {exc}. Return picklable values from tasks whose results other "
+            "tasks or the client use."
+        )
+        return exception_to_error(unsendable, None, key, self.address, time.time())
 
     async def _peer(self, address: str) -> TCPConnection:
         conn = self._peers.get(address)
@@ -289,7 +299,9 @@ class Worker:
                 value = loads(ser)
                 self.data[key] = value
                 got[key] = int(sizeof(value))
-            events: list[Any] = [FetchDone(peer, got, list(reply.missing), start, time.time())]
+            events: list[Any] = [
+                FetchDone(peer, got, list(reply.missing), start, time.time(), dict(reply.errors))
+            ]
         except (OSError, ConnectionError) as exc:
             logger.warning("worker %s could not fetch %d keys from %s: %s", self.address,
                            len(keys), peer, exc)

@@ -11,7 +11,7 @@ which runs it when a thread is free) → done (the record goes; the result is he
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from shoal.protocol._messages import Compute, MissingData, TaskDone, TaskErred, Transfer
@@ -67,6 +67,7 @@ class FetchDone(Event):
     missing: list[Key]
     start: float
     stop: float
+    errors: dict[Key, Any] = field(default_factory=dict)  # inputs that cannot be sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +267,26 @@ class WorkerState:
                 self._out.append(Drop([key]))
         if ev.got:
             self._out.append(Report(Transfer(list(ev.got), ev.peer, total, ev.start, ev.stop)))
+        for key, error in ev.errors.items():
+            self._input_unsendable(key, error)
         self._retry_elsewhere(ev.peer, ev.missing)
+
+    def _input_unsendable(self, key: Key, error: dict[str, Any]) -> None:
+        """An input exists but cannot be serialized: the tasks needing it fail with that
+        (fetching it again, or recomputing it, would fail the same way)."""
+        self.in_flight.pop(key, None)
+        self.holders.pop(key, None)
+        for tkey in self.waiters.pop(key, set()):
+            ts = self.tasks.pop(tkey, None)
+            if ts is None:
+                continue
+            for dep in ts.deps:
+                if dep != key:
+                    w = self.waiters.get(dep)
+                    if w is not None:
+                        w.discard(tkey)
+                    self._unuse(dep, tkey)
+            self._out.append(Report(TaskErred(tkey, {**error, "key": tkey}, 0.0, 0.0, -1)))
 
     def _on_fetch_failed(self, ev: FetchFailed) -> None:
         self.bad_peers.add(ev.peer)

@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 
+import dask
 import pytest
 
 from ._helpers import wait_for
@@ -122,3 +123,22 @@ def test_garbage_on_the_scheduler_port_closes_that_connection_only(client, paylo
         assert _closed_by_peer(sock, timeout=10)
     assert client.submit(inc, 1, pure=False).result(timeout=10) == 2
     assert set(client.scheduler_info()["workers"]) == workers
+
+
+def _make_lock():
+    return threading.Lock()
+
+
+def _describe(x):
+    return type(x).__name__
+
+
+def test_a_result_that_cannot_be_sent_fails_its_dependents_with_a_clear_error(client):
+    a, b = sorted(client.scheduler_info()["workers"])[:2]
+    with dask.annotate(workers=[a]):
+        lock = dask.delayed(_make_lock)(dask_key_name="unsendable-lock")
+    with dask.annotate(workers=[b]):
+        out = dask.delayed(_describe)(lock)
+    with pytest.raises(TypeError, match=r"unsendable-lock.*cannot be sent to another process"):
+        out.compute()
+    assert client.submit(inc, 1, pure=False).result(timeout=10) == 2

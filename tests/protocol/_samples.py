@@ -39,7 +39,7 @@ SAMPLES: dict[str, m.Message] = {
     "transfer": m.Transfer(["a", "b"], "tcp://w1", 16, 1.0, 2.0),
     "heartbeat": m.Heartbeat(10**9, 10**8, 55.5, 2),
     "get-data": m.GetData(4, ["a", ("b", 1)]),
-    "data": m.Data(4, {"a": SMALL, ("b", 1): TWO_FRAMES}, ["c"]),
+    "data": m.Data(4, {"a": SMALL, ("b", 1): TWO_FRAMES}, ["c"], {"d": {"message": "x"}}),
 }
 
 

@@ -81,7 +81,7 @@ def test_batch_of_all_kinds_keeps_order() -> None:
 
 
 def test_tuple_keys_stay_hashable_tuples() -> None:
-    (back,) = decode(encode([m.Data(1, {("x", 0): Serialized([b"v"])}, [("y", 1)])])[1:])
+    (back,) = decode(encode([m.Data(1, {("x", 0): Serialized([b"v"])}, [("y", 1)], {})])[1:])
     assert isinstance(back, m.Data)
     assert list(back.items) == [("x", 0)]
     assert back.missing[0] == ("y", 1)

@@ -309,3 +309,14 @@ def test_freeing_a_task_does_not_drop_inputs_another_task_uses(ws: WorkerState) 
     out = ws.handle(fetched("p1", {"a": 4}))
     assert [c for c in out if isinstance(c, Execute)] == [execute("t2", ("a",))]
     assert [c for c in out if isinstance(c, Drop)] == []
+
+
+def test_an_input_that_cannot_be_sent_fails_the_tasks_needing_it(ws: WorkerState) -> None:
+    ws.handle(DataStored("local", 8))
+    out = ws.handle(compute("t", [("x", ["tcp://p:1"], 8), ("local", [ME], 8)]))
+    assert out == [Fetch("tcp://p:1", ["x"])]
+    unsendable = {"kind": "exception", "type": "builtins.TypeError", "message": "no", "key": "x"}
+    out = ws.handle(FetchDone("tcp://p:1", {}, [], 5.0, 6.0, {"x": unsendable}))
+    assert out == [Report(TaskErred("t", {**unsendable, "key": "t"}, 0.0, 0.0, -1))]
+    assert ws.tasks == {} and ws.in_flight == {} and "x" not in ws.waiters
+    assert ws.held == {"local": 8}  # scattered data stays
