@@ -223,11 +223,7 @@ def compute(self: Client, collections: Any, sync: bool = False, optimize_graph: 
     colls = [c for c in items if is_dask_collection(c)]
     out: list[Any] = list(items)
     if colls:
-        expr = collections_to_expr(colls, optimize_graph).optimize()
-        graph, annotations = _graph_and_annotations(expr)
-        all_keys = expr.__dask_keys__()
-        if len(colls) == 1 and not _is_sequence_expr(expr):
-            all_keys = [all_keys]
+        graph, annotations, all_keys = _collections_graph(colls, optimize_graph)
         finals: dict[Any, GraphNode] = {}
         final_keys = []
         for c, ckeys in zip(colls, all_keys, strict=False):
@@ -250,6 +246,19 @@ def compute(self: Client, collections: Any, sync: bool = False, optimize_graph: 
     if many:
         return type(collections)(out) if isinstance(collections, (list, tuple)) else out
     return out[0]
+
+
+def _collections_graph(
+    colls: list[Any], optimize_graph: bool
+) -> tuple[dict[Any, GraphNode], dict[str, Any], list[Any]]:
+    """One optimized graph for several collections, its annotations, and each
+    collection's (nested) keys, in order."""
+    expr = collections_to_expr(colls, optimize_graph).optimize()
+    graph, annotations = _graph_and_annotations(expr)
+    all_keys = expr.__dask_keys__()
+    if len(colls) == 1 and not _is_sequence_expr(expr):
+        all_keys = [all_keys]
+    return graph, annotations, list(all_keys)
 
 
 def _is_single_key(func: Any, keys: Any) -> bool:
@@ -287,11 +296,7 @@ def persist(self: Client, collections: Any, optimize_graph: bool = True, workers
     colls = [c for c in items if is_dask_collection(c)]
     out: list[Any] = list(items)
     if colls:
-        expr = collections_to_expr(colls, optimize_graph).optimize()
-        graph, annotations = _graph_and_annotations(expr)
-        all_keys = expr.__dask_keys__()
-        if len(colls) == 1 and not _is_sequence_expr(expr):
-            all_keys = [all_keys]
+        graph, annotations, all_keys = _collections_graph(colls, optimize_graph)
         per = [list(flatten(k)) if isinstance(k, list) else [k] for k in all_keys]
         wanted = list(itertools.chain.from_iterable(per))
         futures = submit_graph(self, graph, wanted, annotations, retries=retries,

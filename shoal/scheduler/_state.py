@@ -267,16 +267,7 @@ class SchedulerState:
 
     def _activate(self, roots: Iterable[TaskState]) -> None:
         """Released tasks that are needed (and their released inputs) start waiting."""
-        todo: list[TaskState] = []
-        stack = [ts for ts in roots if ts.state == "released"]
-        seen: set[TaskState] = set()
-        while stack:
-            ts = stack.pop()
-            if ts in seen or ts.state != "released":
-                continue
-            seen.add(ts)
-            todo.append(ts)
-            stack.extend(d for d in ts.dependencies if d.state == "released")
+        todo = _upstream(roots, "released")
         failed: list[tuple[TaskState, dict[str, Any]]] = []
         for ts in todo:
             self._go(ts, "waiting")
@@ -497,17 +488,9 @@ class SchedulerState:
         self._tidy(touched)
 
     def _on_retried(self, ev: KeysRetried) -> None:
-        roots: list[TaskState] = []
-        stack = [self.tasks[k] for k in ev.keys if k in self.tasks]
-        seen: set[TaskState] = set()
-        while stack:
-            ts = stack.pop()
-            if ts in seen or ts.state != "erred":
-                continue
-            seen.add(ts)
+        roots = _upstream((self.tasks[k] for k in ev.keys if k in self.tasks), "erred")
+        for ts in roots:
             self._go(ts, "released")
-            roots.append(ts)
-            stack.extend(ts.dependencies)
         self._activate(ts for ts in roots if self._needed(ts))
 
     def _on_scattered(self, ev: DataScattered) -> None:
@@ -741,6 +724,22 @@ class SchedulerState:
         for prefix, counts in self.prefix_counts.items():
             expected = counted.get(prefix, dict.fromkeys(STATES, 0))
             assert counts == expected, (prefix, counts, expected)
+
+
+def _upstream(roots: Iterable[TaskState], state: str) -> list[TaskState]:
+    """``roots`` in ``state`` and, transitively, their inputs in that state (no recursion:
+    chains of thousands of tasks are common)."""
+    out: list[TaskState] = []
+    stack = [ts for ts in roots if ts.state == state]
+    seen: set[TaskState] = set()
+    while stack:
+        ts = stack.pop()
+        if ts in seen or ts.state != state:
+            continue
+        seen.add(ts)
+        out.append(ts)
+        stack.extend(d for d in ts.dependencies if d.state == state)
+    return out
 
 
 _S = SchedulerState
