@@ -140,7 +140,8 @@ class Client:
         self._worker_conns: dict[str, Connection] = {}
         self._conn: Connection | None = None
         self._owns_cluster = False
-        self._config_ctx: Any = None
+        self._previous_scheduler: Any = None
+        self._is_default = False
         self.cluster: Any = None
 
         from shoal.cluster._local import LocalCluster
@@ -180,8 +181,9 @@ class Client:
         _tune_gc()
         _current.append(weakref.ref(self))
         if set_as_default:
-            self._config_ctx = dask.config.set({"scheduler": self, "dataframe.shuffle.method": "tasks"})
-            self._config_ctx.__enter__()
+            self._previous_scheduler = dask.config.get("scheduler", None)
+            self._is_default = True
+            dask.config.set({"scheduler": self, "dataframe.shuffle.method": "tasks"})
 
     def _abort(self) -> None:
         self.status = "closed"
@@ -810,12 +812,8 @@ class Client:
         if self.status in ("closing", "closed"):
             return
         self.status = "closing"
-        if self._config_ctx is not None:
-            try:
-                self._config_ctx.__exit__(None, None, None)
-            except Exception:
-                pass
-            self._config_ctx = None
+        if self._is_default:
+            self._step_down_as_default()
 
         async def shut() -> None:
             if self._conn is not None:
@@ -840,6 +838,20 @@ class Client:
                 st.settle("lost")
         if self._owns_cluster and self.cluster is not None:
             self.cluster.close()
+
+    def _step_down_as_default(self) -> None:
+        """Hand dask's default scheduler to the newest client still open, or back to what
+        it was before this client (clients may close in any order)."""
+        self._is_default = False
+        if dask.config.get("scheduler", None) is not self:
+            return
+        try:
+            successor: Any = get_client()
+        except ValueError:
+            successor = self._previous_scheduler
+            while isinstance(successor, Client) and successor.status != "running":
+                successor = successor._previous_scheduler
+        dask.config.set({"scheduler": successor})
 
     def shutdown(self) -> None:
         """Close the client and the cluster it is connected to."""

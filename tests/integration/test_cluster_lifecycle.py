@@ -171,3 +171,15 @@ def test_cli_scheduler_and_worker(tmp_path):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_closing_clients_in_any_order_leaves_the_newest_open_one_as_dask_default(client):
+    import dask
+
+    first = Client(client.cluster.scheduler_address)
+    second = Client(client.cluster.scheduler_address)
+    assert dask.config.get("scheduler") is second
+    first.close()
+    assert dask.config.get("scheduler") is second
+    second.close()
+    assert dask.config.get("scheduler") is client
