@@ -210,10 +210,15 @@ class LocalCluster:
 
 
 def _scheduler_config() -> dict[str, Any]:
+    """The scheduler settings a dask.distributed user sets through dask's config."""
     import dask
 
+    from dask.utils import parse_timedelta
+
+    ttl = dask.config.get("distributed.scheduler.worker-ttl", "5 minutes")
     return {
         "allowed_failures": int(dask.config.get("distributed.scheduler.allowed-failures", 3)),
+        "worker_ttl": float(parse_timedelta(ttl) if ttl is not None else 1e9),
     }
 
 

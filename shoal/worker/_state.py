@@ -119,7 +119,7 @@ class _Task:
 class WorkerState:
     """All of one worker's decisions about its tasks and their inputs."""
 
-    def __init__(self, address: str, max_fetch_keys: int = 1_000) -> None:
+    def __init__(self, address: str) -> None:
         self.address = address
         self.tasks: dict[Key, _Task] = {}
         self.held: dict[Key, int] = {}  # key -> nbytes of values the shell stores
@@ -129,7 +129,6 @@ class WorkerState:
         self.in_flight: dict[Key, str] = {}  # input being fetched -> from which peer
         self.users: dict[Key, set[Key]] = {}  # fetched input -> local tasks still needing it
         self.bad_peers: set[str] = set()
-        self.max_fetch_keys = max_fetch_keys
         self._out: list[Command] = []
 
     def handle(self, *events: Event) -> list[Command]:
