@@ -212,7 +212,6 @@ class LocalCluster:
 def _scheduler_config() -> dict[str, Any]:
     """The scheduler settings a dask.distributed user sets through dask's config."""
     import dask
-
     from dask.utils import parse_timedelta
 
     ttl = dask.config.get("distributed.scheduler.worker-ttl", "5 minutes")
