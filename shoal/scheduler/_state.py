@@ -389,7 +389,6 @@ class SchedulerState:
         self.tasks.pop(ts.key, None)
         for dep in ts.dependencies:
             dep.dependents.discard(ts)
-        ts.error = None if ts.error is None else ts.error
 
     # --- client events --------------------------------------------------------------------------
 
@@ -504,9 +503,7 @@ class SchedulerState:
             if ts is None:
                 ts = self.tasks[key] = TaskState(key, key_prefix(key))
                 self.prefix_counts.setdefault(ts.prefix, dict.fromkeys(STATES, 0))["released"] += 1
-            if ts.state == "memory":
-                pass
-            elif ts.state == "released" and pool:
+            if ts.state == "released" and pool:
                 targets = pool if ev.broadcast else [pool[next(self._seq) % len(pool)]]
                 for ws in targets:
                     self._out.append(SendStore(ws.address, key))
@@ -515,7 +512,7 @@ class SchedulerState:
                     ts.who_has.add(ws)
                     ws.has_what.add(ts)
                     ws.nbytes += max(nbytes, 0)
-            else:
+            elif ts.state != "memory":  # the same key already being computed: not data
                 continue
             ts.who_wants.add(ev.client)
             held.add(ts)
