@@ -6,12 +6,11 @@ import os
 import re
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _waiting import wait_for
 
 h5py = pytest.importorskip("h5py")
 
@@ -119,15 +118,6 @@ def test_search_plot_with_bokeh_is_standalone(tmp_path: Path) -> None:
 # -- the whole tour ---------------------------------------------------------------------------
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def processes_in(directory: Path) -> list[int]:
     psutil = pytest.importorskip("psutil")
     return [
@@ -180,4 +170,4 @@ def test_tour_runs_end_to_end(tmp_path: Path) -> None:
     # Nothing written outside the data directory, no process left behind.
     assert sorted(p.name for p in data_dir.iterdir()) == ["random.hdf5", "rosenbrock-search.html"]
     assert list(cwd.iterdir()) == []
-    assert wait_for(lambda: not processes_in(cwd), timeout=20), processes_in(cwd)
+    wait_for(lambda: not processes_in(cwd), timeout=20)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from _waiting import wait_for
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -39,15 +38,6 @@ def kernel_name() -> str:
         f"reinstall it with {sys.executable} -m ipykernel install --sys-prefix"
     )
     return KERNEL
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def processes_in(directory: Path) -> list[psutil.Process]:
@@ -122,4 +112,4 @@ def test_seed_notebook_runs_on_shoal(tmp_path: Path, kernel_name: str) -> None:
     assert "'erred'" in erred.outputs[0]["data"]["text/plain"], erred.outputs
 
     assert (tmp_path / "data" / "random.hdf5").is_file()
-    assert wait_for(lambda: not processes_in(tmp_path), timeout=30), processes_in(tmp_path)
+    wait_for(lambda: not processes_in(tmp_path), timeout=30)

@@ -28,19 +28,6 @@ CHROMIUM_ARGS = [
 ]
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.05) -> None:
-    """Poll ``predicate`` until it is true; fail with a clear message after ``timeout`` s.
-
-    (The pages' Content-Security-Policy forbids eval, so Playwright's wait_for_function
-    cannot run on them; polling from Python keeps the policy enforced in tests.)
-    """
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s: {predicate}")
-        time.sleep(interval)
-
-
 class LiveFakeSource(FakeSource):
     """A FakeSource on the wall clock, so the browser's time window shows its records."""
 

@@ -7,7 +7,11 @@ from typing import Any
 
 import pytest
 from _fake import counts
-from conftest import ARTIFACTS, LiveFakeSource, ServedDashboard, wait_for
+
+# Pages are polled from Python with wait_for: their Content-Security-Policy forbids eval,
+# so Playwright's wait_for_function cannot run on them.
+from _waiting import wait_for
+from conftest import ARTIFACTS, LiveFakeSource, ServedDashboard
 
 pytestmark = pytest.mark.browser
 

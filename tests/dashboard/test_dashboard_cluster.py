@@ -8,7 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ARTIFACTS, wait_for
+
+# Pages are polled from Python with wait_for: their Content-Security-Policy forbids eval,
+# so Playwright's wait_for_function cannot run on them.
+from _waiting import wait_for
+from conftest import ARTIFACTS
 
 
 def make_slowinc() -> Any:

@@ -8,25 +8,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import psutil
+from _waiting import wait_for
 
 __all__ = ["Gate", "alive", "descendants", "gated", "process_tree", "scheduler_tasks", "wait_for"]
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 10, interval: float = 0.01) -> None:
-    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return
-        if time.monotonic() > deadline:
-            name = getattr(predicate, "__name__", repr(predicate))
-            raise AssertionError(f"condition {name} still false after {timeout} s")
-        time.sleep(interval)
 
 
 def scheduler_tasks(client: Any) -> Mapping[Any, Any]:
