@@ -39,12 +39,13 @@ def speedup(shoal: float | None, dask: float | None, higher_is_better: bool) -> 
     """How many times better shoal's figure is than dask's (>1: shoal better).
 
     Throughputs divide shoal by dask; times divide dask by shoal. None when a side is missing or
-    the division is meaningless (a zero or a non-finite figure).
+    the division is meaningless: a zero or negative divisor, a negative dividend (a memory growth
+    that came out below zero is noise), or a non-finite figure.
     """
     if shoal is None or dask is None:
         return None
     num, den = (shoal, dask) if higher_is_better else (dask, shoal)
-    if den == 0 or not (math.isfinite(num) and math.isfinite(den)):
+    if den <= 0 or num < 0 or not (math.isfinite(num) and math.isfinite(den)):
         return None
     return num / den
 

@@ -33,3 +33,10 @@ def rosenbrock(point: tuple[float, float], delay: float = 0.1) -> tuple[tuple[fl
     time.sleep(delay)
     score = (1 - point[0]) ** 2 + 2 * (point[1] - point[0] ** 2) ** 2
     return point, score
+
+
+def rss() -> int:
+    """Resident memory of the calling process in bytes; run on every worker via ``client.run``."""
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)

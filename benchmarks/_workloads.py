@@ -296,6 +296,113 @@ def dashboard(
     return throughput(api, n_tasks, dashboard=dashboard, repeats=repeats, budget_s=budget_s)
 
 
+MB = 1e6
+
+
+def memory_figures(samples: dict[str, float], n_tasks: int) -> dict[str, float]:
+    """Turn the RSS samples (bytes) taken by ``memory`` into its metrics.
+
+    Per-task figures are the client process's RSS growth over its idle RSS, divided by the
+    number of tasks; process totals are in MB. Pure, so the arithmetic is tested on its own.
+    """
+    if n_tasks < 1:
+        raise ValueError(f"n_tasks must be at least 1, got {n_tasks}")
+    idle = samples["client_idle"]
+    return {
+        "held_bytes_per_task": (samples["client_held"] - idle) / n_tasks,
+        "retained_bytes_per_task": (samples["client_released"] - idle) / n_tasks,
+        "second_map_bytes_per_task": (samples["client_second"] - samples["client_released"])
+        / n_tasks,
+        "client_idle_mb": idle / MB,
+        "workers_idle_mb": samples["workers_idle"] / MB,
+        "cluster_idle_mb": samples["cluster_idle"] / MB,
+        "workers_after_mb": samples["workers_after"] / MB,
+    }
+
+
+def _settled_rss() -> float:
+    """This process's RSS after ``gc.collect()`` and, on glibc, ``malloc_trim(0)``.
+
+    Trimming hands free heap pages back to the kernel, so the figure is memory in use rather
+    than what the allocator happens to keep cached; both systems get the same treatment.
+    """
+    import ctypes
+    import gc
+
+    import psutil
+
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (AttributeError, OSError):
+        pass
+    return float(psutil.Process().memory_info().rss)
+
+
+def _children_rss() -> float:
+    """Summed RSS of every process this one started (workers, nannies, helpers)."""
+    import psutil
+
+    total = 0.0
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def _workers_rss(client: Any) -> float:
+    return float(sum(client.run(_tasks.rss).values()))
+
+
+def _await_released(client: Any, timeout_s: float) -> None:
+    """Wait until the in-process scheduler has forgotten every task, or raise after the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while left := len(client.cluster.scheduler.tasks):
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"the scheduler still holds {left} tasks {timeout_s:.0f} s after the client "
+                "dropped every future; the release path leaks or is stuck"
+            )
+        time.sleep(0.05)
+
+
+def _map_and_wait(api: Api, client: Any, start: int, n: int) -> list[Any]:
+    futures = client.map(_tasks.inc, range(start, start + n))
+    api.wait(futures)
+    bad = [f for f in futures if f.status != "finished"]
+    if bad:
+        raise AssertionError(f"{len(bad)} of {n} tasks ended {bad[0].status!r}, not finished")
+    last = futures[-1].result()
+    if last != start + n:
+        raise AssertionError(f"the last inc returned {last!r}, expected {start + n}")
+    return futures
+
+
+def memory(api: Api, n_tasks: int, release_timeout_s: float) -> dict[str, float]:
+    """RSS of the client process (which hosts the scheduler) per held and per released task,
+    and of the worker processes at idle and after the maps."""
+    samples: dict[str, float] = {}
+    with _client(api) as client:
+        samples["workers_idle"] = _workers_rss(client)
+        samples["cluster_idle"] = _children_rss()
+        _map_and_wait(api, client, -200, 200)  # imports, pools and caches warm on both sides
+        _await_released(client, release_timeout_s)
+        samples["client_idle"] = _settled_rss()
+        futures = _map_and_wait(api, client, 0, n_tasks)
+        samples["client_held"] = _settled_rss()
+        del futures
+        _await_released(client, release_timeout_s)
+        samples["client_released"] = _settled_rss()
+        futures = _map_and_wait(api, client, n_tasks, n_tasks)
+        del futures
+        _await_released(client, release_timeout_s)
+        samples["client_second"] = _settled_rss()
+        samples["workers_after"] = _workers_rss(client)
+    return memory_figures(samples, n_tasks)
+
+
 CLUSTER_WORKLOADS: dict[str, Callable[..., dict[str, float]]] = {
     "throughput": throughput,
     "latency": latency,
@@ -305,5 +412,6 @@ CLUSTER_WORKLOADS: dict[str, Callable[..., dict[str, float]]] = {
     "transfer": transfer,
     "startup": startup,
     "dashboard": dashboard,
+    "memory": memory,
 }
 REFERENCE_WORKLOADS: dict[str, Callable[..., dict[str, float]]] = {"persist": numpy_sum}

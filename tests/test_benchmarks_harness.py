@@ -33,6 +33,7 @@ from benchmarks._spec import (  # noqa: E402
     rosenbrock_evaluations,
     rosenbrock_ideal_seconds,
 )
+from benchmarks._workloads import CLUSTER_WORKLOADS, memory_figures  # noqa: E402
 
 
 def test_no_arguments_selects_every_workload_on_both_systems() -> None:
@@ -87,6 +88,12 @@ def test_speedup_direction_depends_on_the_metric() -> None:
     assert speedup(0.5, 12.0, higher_is_better=False) == 24
     assert speedup(None, 400, higher_is_better=True) is None
     assert speedup(1.0, 0.0, higher_is_better=True) is None
+
+
+def test_speedup_of_a_non_positive_memory_figure_is_meaningless() -> None:
+    assert speedup(-3.0, 4_000.0, higher_is_better=False) is None  # shoal's growth is noise
+    assert speedup(100.0, -5.0, higher_is_better=False) is None  # dask's growth is noise
+    assert speedup(1_000.0, 4_000.0, higher_is_better=False) == 4
 
 
 def test_rosenbrock_count_replays_the_seed_loop() -> None:
@@ -182,3 +189,43 @@ def test_results_markdown_has_table_method_and_environment() -> None:
     assert "| pass |" in text
     assert "- CPU: AMD EPYC" in text
     assert "**throughput** (issue 2; n_tasks=2000)" in text
+
+
+def test_memory_figures_divide_client_growth_by_tasks_and_report_processes_in_mb() -> None:
+    samples = {
+        "client_idle": 40e6,
+        "client_held": 340e6,
+        "client_released": 140e6,
+        "client_second": 150e6,
+        "workers_idle": 75e6,
+        "cluster_idle": 80e6,
+        "workers_after": 150e6,
+    }
+    figures = memory_figures(samples, 100_000)
+    assert figures == {
+        "held_bytes_per_task": 3_000.0,
+        "retained_bytes_per_task": 1_000.0,
+        "second_map_bytes_per_task": 100.0,
+        "client_idle_mb": 40.0,
+        "workers_idle_mb": 75.0,
+        "cluster_idle_mb": 80.0,
+        "workers_after_mb": 150.0,
+    }
+    assert {m.key for m in WORKLOADS["memory"].metrics} == set(figures)
+    with pytest.raises(ValueError, match="n_tasks"):
+        memory_figures(samples, 0)
+
+
+def test_memory_workload_runs_on_both_systems_and_lower_is_better() -> None:
+    assert "memory" in CLUSTER_WORKLOADS
+    runs = plan(["memory"], "default", ("dask", "shoal"))
+    assert [(r.system, r.params["n_tasks"]) for r in runs] == [
+        ("dask", 100_000),
+        ("shoal", 100_000),
+    ]
+    outcomes = {
+        ("memory", "dask"): Outcome(metrics={"held_bytes_per_task": 5_600.0}),
+        ("memory", "shoal"): Outcome(metrics={"held_bytes_per_task": 2_800.0}),
+    }
+    row = table_rows([WORKLOADS["memory"]], outcomes)[0]
+    assert row[2:5] == ["5,600 B/task", "2,800 B/task", "2.00x"]
