@@ -18,10 +18,9 @@ from collections.abc import Callable, MutableMapping
 from types import TracebackType
 from typing import Any
 
-from dask.sizeof import sizeof
-
 from shoal.protocol._errors import exception_to_error
 from shoal.protocol._serialize import INLINE_LIMIT, FunctionTable, Serialized, dumps, loads
+from shoal.protocol._sizeof import nbytes as measure
 from shoal.worker._state import Execute, ExecuteDone
 
 _STOP = (float("-inf"), -1, None)
@@ -128,10 +127,7 @@ class Executor:
                 return ExecuteDone(cmd.key, 0, "", start, stop, thread, None, error)
             if ser.nbytes <= INLINE_LIMIT:
                 inline = ser
-        try:
-            nbytes = int(sizeof(result))
-        except Exception:
-            nbytes = sys.getsizeof(result)
+        nbytes = measure(result)
         self._data[cmd.key] = result
         return ExecuteDone(cmd.key, nbytes, type(result).__name__, start, stop, thread, inline, None)
 

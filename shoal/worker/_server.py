@@ -293,12 +293,12 @@ class Worker:
                 raise ConnectionError(f"connection to {peer} closed during a fetch")
             reply = fut.result()
             got: dict[Any, int] = {}
-            from dask.sizeof import sizeof
+            from shoal.protocol._sizeof import nbytes
 
             for key, ser in reply.items.items():
                 value = loads(ser)
                 self.data[key] = value
-                got[key] = int(sizeof(value))
+                got[key] = nbytes(value)
             events: list[Any] = [
                 FetchDone(peer, got, list(reply.missing), start, time.time(), dict(reply.errors))
             ]
