@@ -12,6 +12,7 @@ import hashlib
 import io
 import pickle
 import sys
+import threading
 import types
 import weakref
 from collections.abc import Callable
@@ -149,6 +150,14 @@ class FunctionCache:
     def __init__(self) -> None:
         self._by_id: dict[int, tuple[Any, str]] = {}
         self.blobs: dict[str, bytes] = {}
+        self._local = threading.local()
+
+    def pickler(self) -> TaskPickler:
+        """This thread's reusable payload pickler."""
+        p: TaskPickler | None = getattr(self._local, "pickler", None)
+        if p is None:
+            p = self._local.pickler = TaskPickler(self)
+        return p
 
     def fid(self, fn: Callable[..., Any]) -> str:
         hit = self._by_id.get(id(fn))
@@ -203,15 +212,31 @@ class TaskPickler(pickle.Pickler):
     """Pickles task payloads, sending Python functions through the function table.
 
     ``fids`` collects the function ids the payload refers to, so the scheduler can ship
-    each function to a worker once.
+    each function to a worker once. One pickler per thread is reused for every payload
+    (building one costs as much as pickling a small task).
     """
 
     dispatch_table = copyreg.dispatch_table
 
-    def __init__(self, file: io.BytesIO, cache: FunctionCache, buffers: list[Any]) -> None:
-        super().__init__(file, protocol=5, buffer_callback=buffers.append)
+    def __init__(self, cache: FunctionCache) -> None:
+        self._file = io.BytesIO()
+        self._buffers: list[pickle.PickleBuffer] = []
+        super().__init__(self._file, protocol=5, buffer_callback=self._buffers.append)
         self._cache = cache
         self.fids: list[str] = []
+
+    def pickle(self, obj: object) -> tuple[Serialized, list[str]]:
+        file, buffers = self._file, self._buffers
+        file.seek(0)
+        file.truncate()
+        self.fids = []
+        try:
+            self.dump(obj)
+            frames = [file.getvalue(), *(b.raw() for b in buffers)]
+        finally:
+            buffers.clear()
+            self.clear_memo()  # the memo holds the arguments: don't keep them alive
+        return Serialized(frames), self.fids
 
     def reducer_override(self, obj: Any) -> Any:
         # Called only for non-builtin objects (not for ints, strings, tuples...), so this
@@ -239,15 +264,12 @@ def dumps_task(obj: object, cache: FunctionCache) -> tuple[Serialized, list[str]
         TypeError: something in the task cannot be pickled; the message names it.
     """
     _register_reducers()
-    buffers: list[pickle.PickleBuffer] = []
-    f = io.BytesIO()
-    pickler = TaskPickler(f, cache, buffers)
+    pickler = cache.pickler()
     try:
-        pickler.dump(obj)
+        return pickler.pickle(obj)
     except Exception as exc:
         raise TypeError(
             f"Could not serialize {describe(obj)}: {exc}. Arguments and functions sent to "
             "the cluster must be picklable (pass a file name or parameters instead of an open "
             "handle, lock or connection)."
         ) from exc
-    return Serialized([f.getvalue(), *(b.raw() for b in buffers)]), pickler.fids
