@@ -545,15 +545,11 @@ class Client:
             except Exception:
                 logger.exception("error in a done-callback of future %r", fut.key)
 
-        st = fut._state
-
-        def register() -> None:
-            if st.done():
-                call()
-            else:
-                st.callbacks.append(call)
-
-        _loop.call_soon(register)
+        # A pending future takes the callback directly (no wake-up of the loop, which
+        # matters when as_completed(...).add runs once per result); a settled one gets it
+        # called soon on the loop thread, where every callback runs.
+        if not fut._state.add_callback_if_pending(call):
+            _loop.call_soon(call)
 
     def _fetch(self, keys: list[Any], timeout: float | None = None) -> dict[Any, Any]:
         """Bring values of finished keys from the workers holding them."""

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from shoal.client._client import Client
 
 _NO_VALUE = object()
+# Guards FutureState.status changes against callback registration from user threads.
+_callbacks_lock = threading.Lock()
 
 
 class FutureState:
@@ -50,13 +52,23 @@ class FutureState:
 
     def settle(self, status: str) -> None:
         """Called on the loop thread when the key reaches a final status."""
-        self.status = status
+        with _callbacks_lock:
+            self.status = status
+            callbacks, self.callbacks = self.callbacks, []
         event = self._event
         if event is not None:
             event.set()
-        callbacks, self.callbacks = self.callbacks, []
         for cb in callbacks:
             cb()
+
+    def add_callback_if_pending(self, cb: Callable[[], None]) -> bool:
+        """Register ``cb`` to run when the key settles; False if it already has (any
+        thread may call this; ``settle`` runs the callbacks on the loop thread)."""
+        with _callbacks_lock:
+            if self.status != "pending":
+                return False
+            self.callbacks.append(cb)
+            return True
 
     def reset(self) -> None:
         self.status = "pending"

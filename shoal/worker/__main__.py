@@ -8,12 +8,20 @@ import gc
 import logging
 import signal
 import sys
+import threading
 
 from shoal._loop import new_event_loop
 from shoal.worker._server import Worker
 
 # Exit status meaning "my scheduler is gone": the nanny does not restart such a worker.
 EXIT_SCHEDULER_GONE = 3
+
+
+def _warm_imports() -> None:
+    """Import dask's task spec and sizes now rather than inside the first task that needs
+    them (0.1 s a worker, which would delay the first results)."""
+    import dask._task_spec
+    import dask.sizeof  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: loop.create_task(worker.close()))
         await worker.start()
+        # Registered: now load what most tasks will need, off the critical path of start-up.
+        threading.Thread(target=_warm_imports, name="shoal-warm-imports", daemon=True).start()
         logging.getLogger("shoal.worker").info("worker at %s", worker.address)
         await worker.wait_closed()
         await worker.close()
