@@ -19,7 +19,7 @@ _EXPORTS = {
     "FIRST_COMPLETED": "shoal.client._as_completed",
     "ALL_COMPLETED": "shoal.client._as_completed",
     "FIRST_EXCEPTION": "shoal.client._as_completed",
-    "futures_of": "shoal.client._collections",
+    "futures_of": "shoal.client._structure",
     "LocalCluster": "shoal.cluster._local",
     "KilledWorker": "shoal.protocol._errors",
     "LostDataError": "shoal.protocol._errors",
@@ -55,9 +55,9 @@ if TYPE_CHECKING:
     from shoal.client._as_completed import wait as wait
     from shoal.client._client import Client as Client
     from shoal.client._client import get_client as get_client
-    from shoal.client._collections import futures_of as futures_of
     from shoal.client._debug import FailureStory as FailureStory
     from shoal.client._future import Future as Future
+    from shoal.client._structure import futures_of as futures_of
     from shoal.cluster._local import LocalCluster as LocalCluster
     from shoal.diagnostics import performance_report as performance_report
     from shoal.diagnostics import progress as progress

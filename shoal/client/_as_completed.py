@@ -142,7 +142,7 @@ def wait(fs: Any, timeout: float | None = None, return_when: str = ALL_COMPLETED
     Raises:
         TimeoutError: not done within ``timeout`` seconds.
     """
-    from shoal.client._collections import futures_of
+    from shoal.client._structure import futures_of
 
     if return_when not in (ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION):
         raise ValueError(f"unknown return_when {return_when!r}")

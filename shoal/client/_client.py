@@ -25,8 +25,9 @@ from dask.base import tokenize
 from dask.utils import funcname
 
 from shoal import _loop
-from shoal.client import _collections, _debug, _repr
+from shoal.client import _cluster_info, _collections, _debug, _repr
 from shoal.client._future import Future, FutureState
+from shoal.client._structure import collect_futures, rebuild
 from shoal.comm import Connection, connect
 from shoal.protocol._call import Call
 from shoal.protocol._errors import error_to_exception
@@ -638,7 +639,7 @@ class Client:
         if isinstance(futures, Iterator):
             return (self.gather(f, errors=errors) for f in futures)
         flat: list[Future] = []
-        _collect_futures(futures, flat)
+        collect_futures(futures, flat)
         for f in flat:
             f._state.wait(None)
         values: dict[Any, Any] = {}
@@ -657,7 +658,7 @@ class Client:
                 raise self._exception_of(f)
         if fetch:
             values.update(self._fetch(list(dict.fromkeys(fetch))))
-        return _rebuild(futures, values, failed)
+        return rebuild(futures, values, failed)
 
     def scatter(self, data: Any, workers: Any = None, broadcast: bool = False,
                 direct: Any = None, hash: bool = True, timeout: Any = None,
@@ -705,7 +706,7 @@ class Client:
         """Stop computing these futures (and what only they need)."""
         self._check_open()
         flat: list[Future] = []
-        _collect_futures(futures, flat)
+        collect_futures(futures, flat)
         self._send(CancelKeys([f.key for f in flat]))
         for f in flat:
             st = f._state
@@ -716,83 +717,24 @@ class Client:
         """Run failed futures (and their failed inputs) again."""
         self._check_open()
         flat: list[Future] = []
-        _collect_futures(futures, flat)
+        collect_futures(futures, flat)
         for f in flat:
             if f._state.status == "error":
                 f._state.reset()
         self._send(RetryKeys([f.key for f in flat]))
 
-    def run(self, function: Callable[..., Any], *args: Any, workers: Any = None,
-            wait: bool = True, nanny: bool = False, on_error: str = "raise", **kwargs: Any) -> dict[str, Any]:
-        """Run ``function(*args, **kwargs)`` once on every worker (or ``workers``);
-        returns ``{worker address: result}``."""
-        import functools
+    # --- questions about the cluster, collections, debugging (sibling modules) -----------------
 
-        wl = self._check_workers(workers)
-        ser = dumps(functools.partial(function, *args, **kwargs))
-        results = self._sync_request("run", timeout=None, function=ser, workers=wl)
-        out = {}
-        for addr, (ok, value) in results.items():
-            if ok:
-                out[addr] = loads(value)
-            elif on_error == "raise":
-                raise error_to_exception(value)
-            else:
-                out[addr] = error_to_exception(value)
-        return out
-
-    def scheduler_info(self, **kwargs: Any) -> dict[str, Any]:
-        """Scheduler address and per-worker details (threads, memory, pid...)."""
-        info: dict[str, Any] = self._sync_request("scheduler_info", timeout=self._timeout)
-        return info
-
-    def nthreads(self, workers: Any = None) -> dict[str, int]:
-        return {a: w["nthreads"] for a, w in self.scheduler_info()["workers"].items()}
-
-    ncores = nthreads
-
-    def who_has(self, futures: Any = None) -> dict[Any, tuple[str, ...]]:
-        """Which workers hold each future's data (every key on the cluster by default)."""
-        keys: list[Any] | None = None
-        if futures is not None:
-            flat: list[Future] = []
-            _collect_futures(futures, flat)
-            keys = [f.key for f in flat]
-        rows = self._sync_request("who_has", timeout=self._timeout, keys=keys)
-        return {k: tuple(v) for k, v in rows}
-
-    def has_what(self, workers: Any = None) -> dict[str, tuple[Any, ...]]:
-        """The keys each worker holds in memory."""
-        wl = self._check_workers(workers)
-        got = self._sync_request("has_what", timeout=self._timeout)
-        return {w: tuple(ks) for w, ks in got.items() if wl is None or w in wl}
-
-    def wait_for_workers(self, n_workers: int, timeout: float | None = None) -> None:
-        """Block until at least ``n_workers`` workers are connected."""
-        if not isinstance(n_workers, int) or n_workers < 0:
-            raise ValueError(f"n_workers must be a non-negative integer, got {n_workers!r}")
-        self._check_open()
-        _loop.run_sync(self._request("wait_for_workers", n=n_workers, timeout=timeout))
-
-    def _task_stream_since(self, cursor: int) -> tuple[int, list[dict[str, Any]]]:
-        cursor2, records = self._sync_request("task_stream", timeout=self._timeout, cursor=cursor)
-        return cursor2, list(records)
-
-    def story(self, key: Any) -> list[tuple[Any, ...]]:
-        """Every transition the scheduler recorded for ``key`` (or a future's key)."""
-        key = key.key if isinstance(key, Future) else key
-        return [tuple(r) for r in self._sync_request("story", timeout=self._timeout, key=key)]
-
-    @property
-    def dashboard_link(self) -> str | None:
-        if self.cluster is not None:
-            link: str | None = self.cluster.dashboard_link
-            return link
-        info = self.scheduler_info()
-        return info.get("dashboard")
-
-    # --- collections and debugging (in sibling modules) -------------------------------------------
-
+    run = _cluster_info.run
+    scheduler_info = _cluster_info.scheduler_info
+    nthreads = _cluster_info.nthreads
+    ncores = _cluster_info.nthreads
+    who_has = _cluster_info.who_has
+    has_what = _cluster_info.has_what
+    wait_for_workers = _cluster_info.wait_for_workers
+    _task_stream_since = _cluster_info.task_stream_since
+    story = _cluster_info.story
+    dashboard_link = property(_cluster_info.dashboard_link)
     get = _collections.get
     compute = _collections.compute
     persist = _collections.persist
@@ -892,31 +834,6 @@ def _key_name(key: Any) -> str:
     if isinstance(key, tuple) and key:
         key = key[0]
     return str(key).rsplit("-", 1)[0] if "-" in str(key) else str(key)
-
-
-def _collect_futures(obj: Any, out: list[Future]) -> None:
-    if isinstance(obj, Future):
-        out.append(obj)
-    elif isinstance(obj, (list, tuple, set, frozenset)):
-        for o in obj:
-            _collect_futures(o, out)
-    elif isinstance(obj, dict):
-        for o in obj.values():
-            _collect_futures(o, out)
-
-
-def _rebuild(obj: Any, values: dict[Any, Any], failed: set[Any]) -> Any:
-    if isinstance(obj, Future):
-        return values[obj.key]
-    if isinstance(obj, list):
-        return [_rebuild(o, values, failed) for o in obj if not (isinstance(o, Future) and o.key in failed)]
-    if isinstance(obj, tuple):
-        return tuple(_rebuild(o, values, failed) for o in obj if not (isinstance(o, Future) and o.key in failed))
-    if isinstance(obj, (set, frozenset)):
-        return type(obj)(_rebuild(o, values, failed) for o in obj if not (isinstance(o, Future) and o.key in failed))
-    if isinstance(obj, dict):
-        return {k: _rebuild(v, values, failed) for k, v in obj.items() if not (isinstance(v, Future) and v.key in failed)}
-    return obj
 
 
 __all__ = ["Client", "Future", "Serialized", "get_client"]

@@ -309,27 +309,3 @@ def persist(self: Client, collections: Any, optimize_graph: bool = True, workers
     if many:
         return type(collections)(out) if isinstance(collections, (list, tuple)) else out
     return out[0]
-
-
-def futures_of(obj: Any) -> list[Future]:
-    """The futures a persisted collection (or nested structure) is backed by."""
-    seen: dict[Any, Future] = {}
-    stack = [obj]
-    while stack:
-        x = stack.pop()
-        if isinstance(x, Future):
-            seen.setdefault(x.key, x)
-        elif isinstance(x, (list, tuple, set, frozenset)):
-            stack.extend(x)
-        elif isinstance(x, dict):
-            stack.extend(x.values())
-        elif is_dask_collection(x):
-            graph = x.__dask_graph__()
-            for v in graph.values():
-                if isinstance(v, Future):
-                    seen.setdefault(v.key, v)
-                elif isinstance(v, GraphNode):
-                    val = getattr(v, "value", None)
-                    if isinstance(val, Future):
-                        seen.setdefault(val.key, val)
-    return list(seen.values())

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 
 
 def _target_key(client: Client, obj: Any) -> Any:
-    from shoal.client._collections import futures_of
     from shoal.client._future import Future
+    from shoal.client._structure import futures_of
 
     if isinstance(obj, Future):
         obj._state.wait(None)

@@ -1,0 +1,82 @@
+"""Futures inside the structures users pass around (lists, tuples, sets, dicts, nested,
+persisted dask collections): finding them, and putting results back in their place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dask
+
+from shoal.client._future import Future
+
+
+def collect_futures(obj: Any, out: list[Future]) -> None:
+    """Append every Future found in ``obj`` (depth first) to ``out``."""
+    if isinstance(obj, Future):
+        out.append(obj)
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        for o in obj:
+            collect_futures(o, out)
+    elif isinstance(obj, dict):
+        for o in obj.values():
+            collect_futures(o, out)
+
+
+def rebuild(obj: Any, values: dict[Any, Any], failed: set[Any]) -> Any:
+    """``obj`` with each Future replaced by its value; futures in ``failed`` are left out."""
+    if isinstance(obj, Future):
+        return values[obj.key]
+    if isinstance(obj, list):
+        return [rebuild(o, values, failed) for o in obj if not (isinstance(o, Future) and o.key in failed)]
+    if isinstance(obj, tuple):
+        return tuple(rebuild(o, values, failed) for o in obj if not (isinstance(o, Future) and o.key in failed))
+    if isinstance(obj, (set, frozenset)):
+        return type(obj)(rebuild(o, values, failed) for o in obj if not (isinstance(o, Future) and o.key in failed))
+    if isinstance(obj, dict):
+        return {k: rebuild(v, values, failed) for k, v in obj.items() if not (isinstance(v, Future) and v.key in failed)}
+    return obj
+
+
+def is_future(obj: object) -> bool:
+    """True for objects that behave like a shoal (or dask.distributed) Future.
+
+    The check is on the type, not the instance: ``dask.delayed`` objects answer every
+    attribute lookup, so an instance check would take them for futures.
+    """
+    cls = type(obj)
+    return (
+        not isinstance(obj, type)
+        and callable(getattr(cls, "add_done_callback", None))
+        and callable(getattr(cls, "done", None))
+        and hasattr(obj, "key")
+        and hasattr(obj, "status")
+    )
+
+
+def futures_of(obj: Any) -> list[Any]:
+    """Return the futures found in ``obj``, in order of first appearance, without duplicates.
+
+    Args:
+        obj: a future; a list, tuple, set or dict nesting futures; or a dask collection
+            (persisted array, dataframe, bag, delayed...) whose graph values are futures.
+
+    Returns:
+        A list of futures, one per distinct key. Objects that hold no futures give ``[]``.
+    """
+    found: list[Any] = []
+    seen: set[Any] = set()
+    stack: list[Any] = [obj]
+    while stack:
+        x = stack.pop()
+        if is_future(x):
+            key = x.key
+            if key not in seen:
+                seen.add(key)
+                found.append(x)
+        elif type(x) in (list, tuple, set, frozenset):
+            stack.extend(reversed(list(x)))
+        elif type(x) is dict:
+            stack.extend(reversed(list(x.values())))
+        elif dask.is_dask_collection(x):
+            stack.extend(reversed(list(x.__dask_graph__().values())))
+    return found
