@@ -26,6 +26,7 @@ from dask.utils import funcname
 
 from shoal import _loop
 from shoal.client import _cluster_info, _collections, _debug, _repr
+from shoal.client import _fetch as _fetch_module
 from shoal.client._future import Future, FutureState
 from shoal.client._structure import collect_futures, rebuild
 from shoal.comm import Connection, connect
@@ -34,8 +35,6 @@ from shoal.protocol._errors import error_to_exception
 from shoal.protocol._messages import (
     PROTOCOL_VERSION,
     CancelKeys,
-    Data,
-    GetData,
     Hello,
     KeyCancelled,
     KeyDone,
@@ -552,79 +551,6 @@ class Client:
         if not fut._state.add_callback_if_pending(call):
             _loop.call_soon(call)
 
-    def _fetch(self, keys: list[Any], timeout: float | None = None) -> dict[Any, Any]:
-        """Bring values of finished keys from the workers holding them."""
-        return _loop.run_sync(self._fetch_async(keys), timeout)
-
-    async def _fetch_async(self, keys: list[Any]) -> dict[Any, Any]:
-        """Fetch from the holders; keys whose holder died are waited for while the scheduler
-        recomputes them (or until it reports them failed, which is raised)."""
-        out: dict[Any, Any] = {}
-        todo = list(keys)
-        delay = 0.005
-        while todo:
-            who = await self._request("who_has", keys=todo)
-            by_worker: dict[str, list[Any]] = {}
-            waiting = []
-            for key, holders in who:
-                if holders:
-                    by_worker.setdefault(holders[0], []).append(key)
-                else:
-                    waiting.append(key)
-            results = await asyncio.gather(
-                *(self._get_data(w, ks) for w, ks in by_worker.items()), return_exceptions=True
-            )
-            todo = waiting
-            for (_w, ks), res in zip(by_worker.items(), results, strict=False):
-                if isinstance(res, BaseException):
-                    todo.extend(ks)
-                    continue
-                for key, ser in res.items.items():
-                    out[key] = loads(ser)
-                for error in res.errors.values():
-                    raise error_to_exception(error)
-                todo.extend(res.missing)
-            for key in todo:
-                st = self._states.get(key)
-                if st is not None and st.status == "error" and st.error is not None:
-                    raise error_to_exception(st.error)
-            if todo:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.25)
-        return out
-
-    async def _get_data(self, worker: str, keys: list[Any]) -> Data:
-        conn = self._worker_conns.get(worker)
-        if conn is None or conn.closed:
-            conn = await connect(worker, timeout=self._timeout)
-            conn.info["requests"] = set()
-            conn.set_handler(self._on_worker_message)
-            conn.send(Hello("client", PROTOCOL_VERSION, self.id))
-            self._worker_conns[worker] = conn
-        rid = next(self._request_ids)
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._requests[rid] = fut
-        conn.info["requests"].add(rid)
-        conn.send(GetData(rid, keys))
-        try:
-            result: Data = await fut
-        finally:
-            conn.info["requests"].discard(rid)
-        return result
-
-    def _on_worker_message(self, conn: Connection, batch: list[Message] | None) -> None:
-        if batch is None:
-            for rid in list(conn.info.get("requests", ())):
-                fut = self._requests.pop(rid, None)
-                if fut is not None and not fut.done():
-                    fut.set_exception(ConnectionError(f"worker {conn.peer} went away"))
-            return
-        for msg in batch:
-            if isinstance(msg, Data):
-                fut = self._requests.pop(msg.request_id, None)
-                if fut is not None and not fut.done():
-                    fut.set_result(msg)
-
     def gather(self, futures: Any, errors: str = "raise", direct: Any = None,
                asynchronous: Any = None) -> Any:
         """Wait for futures and return their results, in the same structure
@@ -725,6 +651,8 @@ class Client:
 
     # --- questions about the cluster, collections, debugging (sibling modules) -----------------
 
+    _fetch = _fetch_module.fetch
+    _fetch_async = _fetch_module.fetch_async
     run = _cluster_info.run
     scheduler_info = _cluster_info.scheduler_info
     nthreads = _cluster_info.nthreads
