@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from shoal._machine import Command, Event
 from shoal.protocol._serialize import Serialized
 
 Key = Any
@@ -15,14 +16,6 @@ Key = Any
 # A task row as the client submits it:
 # (key, payload | None, dependencies, fids, priority, retries, workers | None, prefix)
 TaskRow = tuple[Any, ...]
-
-
-class Event:
-    __slots__ = ()
-
-
-class Command:
-    __slots__ = ()
 
 
 # --- events -------------------------------------------------------------------------------

@@ -11,98 +11,41 @@ which runs it when a thread is free) → done (the record goes; the result is he
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from shoal.protocol._messages import Compute, MissingData, TaskDone, TaskErred, Transfer
-from shoal.protocol._serialize import Serialized
+from shoal.worker._events import (
+    Command,
+    ComputeAssigned,
+    DataStored,
+    Drop,
+    Event,
+    Execute,
+    ExecuteDone,
+    Fetch,
+    FetchDone,
+    FetchFailed,
+    KeysFreed,
+    Report,
+)
 
 Key = Any
 
-
-class Event:
-    __slots__ = ()
-
-
-class Command:
-    __slots__ = ()
-
-
-@dataclass(frozen=True, slots=True)
-class ComputeAssigned(Event):
-    msg: Compute
-
-
-@dataclass(frozen=True, slots=True)
-class KeysFreed(Event):
-    keys: list[Key]
-
-
-@dataclass(frozen=True, slots=True)
-class DataStored(Event):
-    """Data arrived by scatter (the shell already holds the value)."""
-
-    key: Key
-    nbytes: int
-
-
-@dataclass(frozen=True, slots=True)
-class ExecuteDone(Event):
-    key: Key
-    nbytes: int
-    typename: str
-    start: float
-    stop: float
-    thread: int
-    inline: Serialized | None
-    error: dict[str, Any] | None  # set when the task raised
-
-
-@dataclass(frozen=True, slots=True)
-class FetchDone(Event):
-    """A fetch from ``peer`` finished: ``got`` maps key → nbytes; ``missing`` it didn't have."""
-
-    peer: str
-    got: dict[Key, int]
-    missing: list[Key]
-    start: float
-    stop: float
-    errors: dict[Key, Any] = field(default_factory=dict)  # inputs that cannot be sent
-
-
-@dataclass(frozen=True, slots=True)
-class FetchFailed(Event):
-    peer: str
-    keys: list[Key]
-
-
-@dataclass(frozen=True, slots=True)
-class Execute(Command):
-    key: Key
-    payload: Serialized
-    priority: Any
-    send_inline: bool
-    deps: tuple[Key, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Fetch(Command):
-    peer: str
-    keys: list[Key]
-
-
-@dataclass(frozen=True, slots=True)
-class Drop(Command):
-    """Forget these values (the shell deletes them from its data store)."""
-
-    keys: list[Key]
-
-
-@dataclass(frozen=True, slots=True)
-class Report(Command):
-    """Send this message to the scheduler."""
-
-    msg: Any
+__all__ = [
+    "Command",
+    "ComputeAssigned",
+    "DataStored",
+    "Drop",
+    "Event",
+    "Execute",
+    "ExecuteDone",
+    "Fetch",
+    "FetchDone",
+    "FetchFailed",
+    "KeysFreed",
+    "Report",
+    "WorkerState",
+]
 
 
 class _Task:

@@ -1,0 +1,90 @@
+"""Worker events (facts: a task was assigned, finished, an input arrived...) and commands
+(orders for the I/O shell: execute, fetch, drop, report). Time arrives in the events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from shoal._machine import Command, Event
+from shoal.protocol._messages import Compute
+from shoal.protocol._serialize import Serialized
+
+Key = Any
+
+
+@dataclass(frozen=True, slots=True)
+class ComputeAssigned(Event):
+    msg: Compute
+
+
+@dataclass(frozen=True, slots=True)
+class KeysFreed(Event):
+    keys: list[Key]
+
+
+@dataclass(frozen=True, slots=True)
+class DataStored(Event):
+    """Data arrived by scatter (the shell already holds the value)."""
+
+    key: Key
+    nbytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExecuteDone(Event):
+    key: Key
+    nbytes: int
+    typename: str
+    start: float
+    stop: float
+    thread: int
+    inline: Serialized | None
+    error: dict[str, Any] | None  # set when the task raised
+
+
+@dataclass(frozen=True, slots=True)
+class FetchDone(Event):
+    """A fetch from ``peer`` finished: ``got`` maps key → nbytes; ``missing`` it didn't have."""
+
+    peer: str
+    got: dict[Key, int]
+    missing: list[Key]
+    start: float
+    stop: float
+    errors: dict[Key, Any] = field(default_factory=dict)  # inputs that cannot be sent
+
+
+@dataclass(frozen=True, slots=True)
+class FetchFailed(Event):
+    peer: str
+    keys: list[Key]
+
+
+@dataclass(frozen=True, slots=True)
+class Execute(Command):
+    key: Key
+    payload: Serialized
+    priority: Any
+    send_inline: bool
+    deps: tuple[Key, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch(Command):
+    peer: str
+    keys: list[Key]
+
+
+@dataclass(frozen=True, slots=True)
+class Drop(Command):
+    """Forget these values (the shell deletes them from its data store)."""
+
+    keys: list[Key]
+
+
+@dataclass(frozen=True, slots=True)
+class Report(Command):
+    """Send this message to the scheduler."""
+
+    msg: Any
