@@ -257,6 +257,16 @@ class SchedulerState:
                 if not dts.waiting_on:
                     self._ready(dts)
 
+    def _reestimate(self, prefix: str, duration: float) -> None:
+        """The first measured duration of a prefix replaces the guess its running tasks were
+        assigned with; otherwise the workers that got the first tasks look busy for the
+        guessed half second and every queued task goes to the others."""
+        for ws in self.workers.values():
+            for t in ws.processing:
+                if t.prefix == prefix:
+                    ws.occupancy = max(0.0, ws.occupancy - t.est) + duration
+                    t.est = duration
+
     def _unassign(self, ts: TaskState) -> WorkerState | None:
         ws = ts.processing_on
         if ws is not None:
@@ -587,6 +597,8 @@ class SchedulerState:
         duration = max(ev.stop - ev.start, 0.0)
         old = self._durations.get(ts.prefix)
         self._durations[ts.prefix] = duration if old is None else 0.8 * old + 0.2 * duration
+        if old is None:
+            self._reestimate(ts.prefix, duration)
         self._go(ts, "memory", worker=ws, nbytes=ev.nbytes, typename=ev.typename)
         for client in ts.who_wants:
             self._out.append(ReportDone(client, ts.key, ev.nbytes, ev.typename, ev.inline))

@@ -142,3 +142,24 @@ def test_a_result_that_cannot_be_sent_fails_its_dependents_with_a_clear_error(cl
     with pytest.raises(TypeError, match=r"unsendable-lock.*cannot be sent to another process"):
         out.compute()
     assert client.submit(inc, 1, pure=False).result(timeout=10) == 2
+
+
+def test_results_lost_with_a_worker_are_recomputed_from_lineage(make_client):
+    import dask.array as da
+    import numpy as np
+
+    c = make_client(n_workers=2)
+    x = c.persist(da.arange(40_000, chunks=1_000) * 2)
+    futures = x.__dask_graph__().values()
+    wait_for(lambda: all(f.done() for f in futures), timeout=30)
+    holders = {w for ws in c.who_has(list(futures)).values() for w in ws}
+    assert len(holders) == 2, "the chunks should be spread over both workers"
+    victim_address = sorted(holders)[0]
+    victim = c.run(os.getpid)[victim_address]
+    os.kill(victim, signal.SIGKILL)
+
+    # Half the chunks are gone with the worker; the scheduler recomputes them from their
+    # tasks, and the sum is right.
+    assert x.sum().compute() == (np.arange(40_000) * 2).sum()
+    wait_for(lambda: all(f.status == "finished" for f in futures), timeout=30)
+    assert victim_address not in {w for ws in c.who_has(list(futures)).values() for w in ws}

@@ -848,3 +848,17 @@ def test_validate_catches_a_broken_invariant(sim: Sim) -> None:
     with pytest.raises(AssertionError):
         sim.state.validate()
     ts.who_has = saved
+
+
+def test_first_measured_duration_replaces_the_guess_of_running_tasks(sim: Sim) -> None:
+    """Both workers keep getting work once the prefix turns out to be short (before, the
+    worker still running its first task looked busy for the guessed half second)."""
+    sim.join("w1")
+    sim.join("w2")
+    sim.submit([row(f"t{i}", prefix="t") for i in range(20)])
+    first = {ws.address: {t.key for t in ws.processing} for ws in sim.state.workers.values()}
+    assert all(len(keys) == 1 for keys in first.values())
+    sim.finish(next(iter(first["w1"])), duration=0.001)
+    w2 = sim.state.workers["w2"]
+    assert w2.occupancy < 0.01
+    assert len(w2.processing) > 1, "w2 should be sent more work, not left with its guess"
