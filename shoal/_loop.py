@@ -103,3 +103,20 @@ def _shutdown() -> None:
     loop = _loop
     if loop is not None and loop.is_running():
         loop.call_soon_threadsafe(loop.stop)
+
+
+def run_main(main: Any, prog: str) -> int:
+    """Run ``main()`` (a coroutine function) on a new event loop in this thread, as a
+    command's main program: 0 when it returns, 1 with the error on stderr for an OSError
+    (a port in use, a scheduler not answering)."""
+    import sys
+
+    loop = new_event_loop()
+    try:
+        loop.run_until_complete(main())
+    except OSError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        loop.close()
+    return 0

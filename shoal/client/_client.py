@@ -377,6 +377,13 @@ class Client:
             raise TypeError(f"workers= takes worker addresses or names (strings), got {workers!r}")
         return out
 
+    def _check_call(self, verb: str, func: Any, workers: Any, retries: Any) -> tuple[list[str] | None, int]:
+        """What submit and map check first: an open client, a callable, and their options."""
+        self._check_open()
+        if not callable(func):
+            raise TypeError(f"{verb} needs a callable as its first argument, got {func!r}")
+        return self._check_workers(workers), self._check_retries(retries)
+
     @staticmethod
     def _check_retries(retries: Any) -> int:
         if retries is None:
@@ -408,11 +415,7 @@ class Client:
             TypeError: ``func`` is not callable, or an argument cannot be pickled.
             RuntimeError: the client is closed.
         """
-        self._check_open()
-        if not callable(func):
-            raise TypeError(f"submit needs a callable as its first argument, got {func!r}")
-        wl = self._check_workers(workers)
-        nretries = self._check_retries(retries)
+        wl, nretries = self._check_call("submit", func, workers, retries)
         if key is None:
             name = funcname(func)
             key = f"{name}-{tokenize(self._function_token(func), kwargs, *args) if pure else uuid.uuid4().hex}"
@@ -448,15 +451,11 @@ class Client:
         Raises:
             TypeError: ``func`` is not callable, or iterables are missing or not iterable.
         """
-        self._check_open()
-        if not callable(func):
-            raise TypeError(f"map needs a callable as its first argument, got {func!r}")
+        wl, nretries = self._check_call("map", func, workers, retries)
         if not iterables:
             raise TypeError("map needs at least one iterable of arguments")
         if isinstance(iterables[0], dict):
             raise TypeError("map over a dict is ambiguous; pass list(d.keys()) or list(d.values())")
-        wl = self._check_workers(workers)
-        nretries = self._check_retries(retries)
         arg_lists = [list(it) for it in iterables]
         n = min(len(a) for a in arg_lists) if arg_lists else 0
         name = funcname(func) if not isinstance(key, str) else key

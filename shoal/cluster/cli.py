@@ -7,9 +7,8 @@ import asyncio
 import logging
 import signal
 import sys
-from typing import Any
 
-from shoal._loop import new_event_loop
+from shoal._loop import run_main
 
 
 def _parse_memory(value: str) -> int:
@@ -21,18 +20,6 @@ def _parse_memory(value: str) -> int:
         return int(parse_bytes(value))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not a size like '4GB' or 'auto'") from None
-
-
-def _run(main: Any) -> int:
-    loop = new_event_loop()
-    try:
-        loop.run_until_complete(main())
-    except OSError as exc:
-        print(f"shoal: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        loop.close()
-    return 0
 
 
 def scheduler_main(args: argparse.Namespace) -> int:
@@ -54,7 +41,7 @@ def scheduler_main(args: argparse.Namespace) -> int:
         await stop.wait()
         await sched.close()
 
-    return _run(main)
+    return run_main(main, "shoal")
 
 
 def worker_main(args: argparse.Namespace) -> int:
@@ -92,7 +79,7 @@ def worker_main(args: argparse.Namespace) -> int:
         gone.cancel()
         waiter.cancel()
 
-    return _run(main)
+    return run_main(main, "shoal")
 
 
 def demo_main(argv: list[str]) -> int:

@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 
-from shoal._loop import new_event_loop
+from shoal._loop import run_main
 from shoal.worker._server import Worker
 
 # Exit status meaning "my scheduler is gone": the nanny does not restart such a worker.
@@ -54,14 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     # collector's way, and collect young objects less often (tasks allocate many).
     gc.freeze()
     gc.set_threshold(20_000, 20, 100)
-    loop = new_event_loop()
-    try:
-        loop.run_until_complete(run())
-    except OSError as exc:
-        print(f"shoal worker: {exc}", file=sys.stderr)
+    if run_main(run, "shoal worker") != 0:
         return 1
-    finally:
-        loop.close()
     return EXIT_SCHEDULER_GONE if any(gone) else 0
 
 

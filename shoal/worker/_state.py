@@ -217,17 +217,7 @@ class WorkerState:
         """An input exists but cannot be serialized: the tasks needing it fail with that
         (fetching it again, or recomputing it, would fail the same way)."""
         self.in_flight.pop(key, None)
-        self.holders.pop(key, None)
-        for tkey in self.waiters.pop(key, set()):
-            ts = self.tasks.pop(tkey, None)
-            if ts is None:
-                continue
-            for dep in ts.deps:
-                if dep != key:
-                    w = self.waiters.get(dep)
-                    if w is not None:
-                        w.discard(tkey)
-                    self._unuse(dep, tkey)
+        for tkey in self._drop_waiting_on(key):
             self._out.append(Report(TaskErred(tkey, {**error, "key": tkey}, 0.0, 0.0, -1)))
 
     def _on_fetch_failed(self, ev: FetchFailed) -> None:
@@ -261,19 +251,26 @@ class WorkerState:
     def _give_up(self, key: Key) -> None:
         """No holder is left for an input: drop the tasks that need it; the scheduler
         (told by MissingData) recomputes the input and sends the tasks again."""
-        waiting = self.waiters.pop(key, set())
+        for tkey in self._drop_waiting_on(key):
+            self._out.append(Report(MissingData(key, "", tkey)))
+
+    def _drop_waiting_on(self, key: Key) -> list[Key]:
+        """Forget the tasks waiting for input ``key`` (and their claims on other inputs);
+        returns their keys."""
         self.holders.pop(key, None)
-        for tkey in waiting:
+        dropped = []
+        for tkey in self.waiters.pop(key, set()):
             ts = self.tasks.pop(tkey, None)
             if ts is None:
                 continue
-            self._out.append(Report(MissingData(key, "", tkey)))
+            dropped.append(tkey)
             for dep in ts.deps:
                 if dep != key:
                     w = self.waiters.get(dep)
                     if w is not None:
                         w.discard(tkey)
                     self._unuse(dep, tkey)
+        return dropped
 
     def _on_freed(self, keys: list[Key]) -> None:
         drop = []

@@ -12,20 +12,11 @@ from typing import Any, TypeVar
 import pytest
 from _fake import FakeSource
 
+from benchmarks._browser import CHROMIUM, CHROMIUM_ARGS  # one list of flags for every headless run
 from shoal.dashboard import DashboardServer, open_dashboard
 
 T = TypeVar("T")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 class LiveFakeSource(FakeSource):
