@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from shoal.protocol._errors import scheduler_error
+from shoal.protocol._serialize import dumps
 from shoal.scheduler import _placement as placement
 from shoal.scheduler._events import (
     ClientJoined,
@@ -434,6 +435,10 @@ class SchedulerState:
             ts.retries = retries
             ts.workers = frozenset(workers) if workers else None
             rows.append((ts, deps))
+        for key in ev.actors:
+            ats = tasks.get(key)
+            if ats is not None and ats.state == "released":
+                ats.actor = True
         missing: list[tuple[TaskState, Key]] = []
         for ts, deps in rows:
             for dk in deps:
@@ -557,12 +562,16 @@ class SchedulerState:
                 self._go(ts, "released", tell_worker=False)
                 recompute.append(ts)
         lost: list[TaskState] = []
+        actors: list[TaskState] = []
         for ts in list(ws.has_what):
             ts.who_has.discard(ws)
             if not ts.who_has and ts.state == "memory":
                 self._go(ts, "released")
-                lost.append(ts)
+                (actors if ts.actor else lost).append(ts)
         ws.has_what.clear()
+        # An actor's state died with its worker; recomputing it would silently start afresh.
+        for ts in actors:
+            self._err(ts, _actor_lost_error(ts, ws.address, ev.reason))
         # Dependents already sent elsewhere can no longer fetch lost inputs: run them again.
         for ts in lost:
             for dts in list(ts.dependents):
@@ -572,7 +581,7 @@ class SchedulerState:
                 elif dts.state == "waiting":
                     dts.waiting_on.add(ts)
         self._activate(ts for ts in recompute + lost if self._needed(ts))
-        self._tidy(lost)
+        self._tidy(lost + actors)
 
     def _on_finished(self, ev: TaskFinished) -> None:
         ws = self.workers.get(ev.worker)
@@ -628,6 +637,10 @@ class SchedulerState:
         lost = []
         if ts is not None and ts.state == "memory" and not ts.who_has:
             self._go(ts, "released")
+            if ts.actor:
+                self._err(ts, _actor_lost_error(ts, ev.holder, f"{ev.worker} could not reach it"))
+                self._tidy([ts])
+                return
             lost.append(ts)
         dts = self.tasks.get(ev.for_key)
         again = []
@@ -717,6 +730,8 @@ class SchedulerState:
                 assert all(d.key in self.tasks for d in ts.dependencies), key
             if ts.state == "erred":
                 assert ts.error is not None, key
+            if ts.actor and ts.state == "memory":
+                assert len(ts.who_has) == 1, (key, "an actor lives on exactly one worker")
             for dep in ts.dependencies:
                 assert ts in dep.dependents, (key, dep.key)
             for client in ts.who_wants:
@@ -733,6 +748,17 @@ class SchedulerState:
         for prefix, counts in self.prefix_counts.items():
             expected = counted.get(prefix, dict.fromkeys(STATES, 0))
             assert counts == expected, (prefix, counts, expected)
+
+
+def _actor_lost_error(ts: TaskState, worker: str, reason: str) -> dict[str, Any]:
+    message = (
+        f"Worker holding Actor was lost: actor {ts.key!r} lived on {worker}, which left the "
+        f"cluster ({reason}); its state is gone. Create the actor again."
+    )
+    return scheduler_error(
+        "actor-lost", "builtins.RuntimeError", message, ts.key, worker=worker,
+        exception=dumps(RuntimeError(message)),
+    )
 
 
 def _upstream(roots: Iterable[TaskState], state: str) -> list[TaskState]:
