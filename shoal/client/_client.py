@@ -423,7 +423,7 @@ class Client:
             RuntimeError: the client is closed.
         """
         wl, nretries = self._check_call("submit", func, workers, retries)
-        is_actor = _actor_flag(actor, actors)
+        is_actor = (actor or actors) and _actor_flag(actor, actors)
         if is_actor:
             pure = False
         if key is None:
