@@ -67,6 +67,9 @@ class Actor(TaskRef):
     def __reduce__(self) -> Any:
         return Actor, (self._cls, self._address, self.key)
 
+    def __dask_tokenize__(self) -> Any:
+        return ("Actor", self.key)
+
     def __repr__(self) -> str:
         return f"<Actor: {self._cls.__name__}, key={self.key}>"
 

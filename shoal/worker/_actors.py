@@ -85,6 +85,7 @@ class ActorHost:
         self._lock = threading.Lock()
         self._done: list[tuple[int, bool, Any]] = []
         self._wakeup_pending = False
+        self._closed = False
         _HOSTS[address] = self
 
     # --- from the task thread that built an actor -------------------------------------------
@@ -100,6 +101,9 @@ class ActorHost:
     def on_call(self, conn: Connection, msg: ActorCall) -> None:
         call = next(self._ids)
         self._calls[call] = (conn, msg)
+        if self._closed:  # the actor thread is stopping: nothing would run the call
+            self._refuse(call, f"worker {self.address} is closing; its actors are gone")
+            return
         self._apply([CallReceived(call, msg.key, msg.name)])
 
     def release(self, keys: list[Key]) -> None:
@@ -111,9 +115,14 @@ class ActorHost:
             self._apply([ActorsReleased(gone)])
 
     def close(self) -> None:
+        """Drop every actor; calls still queued on the actor thread are refused."""
+        self._closed = True
         if _HOSTS.get(self.address) is self:
             del _HOSTS[self.address]
-        self.objects.clear()
+        if self.objects:
+            keys = list(self.objects)
+            self.objects.clear()
+            self._apply([ActorsReleased(keys)])
         if self._thread is not None:
             self._queue.put(None)
 
@@ -125,11 +134,13 @@ class ActorHost:
                     self._start_thread()
                     self._queue.put((cmd.call, entry[1]))
             elif type(cmd) is RefuseCall:
-                entry = self._calls.get(cmd.call)
-                key = entry[1].key if entry is not None else None
-                error = exception_to_error(RuntimeError(cmd.message), None, key, self.address,
-                                           time.time())
-                self._answer(cmd.call, False, error)
+                self._refuse(cmd.call, cmd.message)
+
+    def _refuse(self, call: int, message: str) -> None:
+        entry = self._calls.get(call)
+        key = entry[1].key if entry is not None else None
+        error = exception_to_error(RuntimeError(message), None, key, self.address, time.time())
+        self._answer(call, False, error)
 
     def _answer(self, call: int, ok: bool, value: Any) -> None:
         entry = self._calls.pop(call, None)
@@ -197,12 +208,11 @@ class ActorHost:
         try:
             return True, dumps(value)
         except Exception as exc:
-            error = self._error(exc, msg)
-            error["message"] = (
+            unsendable = TypeError(
                 f"{msg.name} of actor {msg.key!r} returned a {type(value).__name__} that "
-                f"cannot be sent to the caller: {error['message']}"
+                f"cannot be sent to the caller: {exc}"
             )
-            return False, error
+            return False, self._error(unsendable, msg)
 
     def _error(self, exc: BaseException, msg: ActorCall) -> dict[str, Any]:
         return exception_to_error(exc, _user_frames(exc.__traceback__), msg.key, self.address,
