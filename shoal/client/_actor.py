@@ -191,6 +191,10 @@ class ActorFuture(BaseActorFuture[T]):
             await asyncio.wrap_future(self._cf)
         return self._unwrap(self._cf.result())
 
+    def _when_done(self, fn: Callable[[Any], None]) -> None:
+        """Call ``fn(self)`` once done (at once if it is; else on the thread settling it)."""
+        self._cf.add_done_callback(lambda _cf: fn(self))
+
     def _settle(self, kind: str, value: Any) -> None:
         if not self._cf.done():
             self._cf.set_result((kind, value))

@@ -184,6 +184,18 @@ def test_result_with_a_timeout_raises_timeout_error(client: Client, gate: Gate) 
     assert call.result(timeout=10) == "opened"
 
 
+def test_as_completed_takes_actor_futures(client: Client) -> None:
+    from shoal import as_completed
+
+    counter = client.submit(Counter, actor=True).result(timeout=10)
+    calls = [counter.increment() for _ in range(5)]
+    seen = sorted(value for _, value in as_completed(calls, with_results=True, timeout=10))
+    assert seen == [1, 2, 3, 4, 5]
+    failing = as_completed([counter.fail()], with_results=True, raise_errors=False, timeout=10)
+    ((_, (kind, exc, _tb)),) = list(failing)
+    assert kind is ValueError and "refuses" in str(exc)
+
+
 def test_actor_futures_are_awaitable(client: Client) -> None:
     counter = client.submit(Counter, actor=True).result(timeout=10)
 
