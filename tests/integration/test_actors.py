@@ -293,6 +293,29 @@ def test_the_proxy_alone_keeps_the_actor_alive(client: Client) -> None:
     wait_for(lambda: key not in scheduler_tasks(client), timeout=10)
 
 
+def test_a_call_to_a_released_actor_says_it_was_released(client: Client) -> None:
+    import pickle
+
+    fut = client.submit(Counter, actor=True)
+    key = fut.key
+    counter = fut.result(timeout=10)
+    copy = pickle.dumps(counter)
+    del fut, counter
+    wait_for(lambda: key not in scheduler_tasks(client), timeout=10)
+    stale = pickle.loads(copy)  # no Client holds the key: an unbound proxy
+    assert stale.client is None
+
+    def refused() -> bool:
+        try:
+            stale.increment().result(timeout=10)
+        except RuntimeError as exc:
+            assert "released" in str(exc) and repr(key) in str(exc)
+            return True
+        return False  # the worker had not yet been told to drop it
+
+    wait_for(refused, timeout=10)
+
+
 def test_compute_with_actors_true_makes_the_result_an_actor(client: Client) -> None:
     from dask import delayed
 
