@@ -97,6 +97,7 @@ class SchedulerState:
         self._queue: list[tuple[Any, int, TaskState]] = []
         self._seq = itertools.count()
         self._no_worker: set[TaskState] = set()
+        self._actors: set[TaskState] = set()  # tasks marked actor, until forgotten
         self._durations: dict[str, float] = {}
         self.prefix_counts: dict[str, dict[str, int]] = {}
         self.task_stream: deque[tuple[Any, ...]] = deque(maxlen=task_stream_size)
@@ -324,6 +325,9 @@ class SchedulerState:
     def _ready(self, ts: TaskState) -> None:
         """All inputs are in memory: place the task now, or queue it."""
         workers = self.workers.values()
+        if ts.actor:
+            self._place_actor(ts)
+            return
         ws = placement.locality_choice(ts, workers)
         if ws is None and ts.workers is not None:
             ws = placement.least_busy(placement.allowed(ts, workers))
@@ -335,6 +339,21 @@ class SchedulerState:
             self._go(ts, "processing", worker=ws)
             return
         self._go(ts, "queued")
+
+    def _place_actor(self, ts: TaskState) -> None:
+        """Actors are not queued: each goes at once to the worker with the fewest actors."""
+        counts: dict[WorkerState, int] = {}
+        for t in self._actors:
+            if t.processing_on is not None:
+                counts[t.processing_on] = counts.get(t.processing_on, 0) + 1
+            for holder in t.who_has:
+                counts[holder] = counts.get(holder, 0) + 1
+        ws = placement.fewest_actors(placement.allowed(ts, self.workers.values()), counts)
+        if ws is None:
+            self._go(ts, "no-worker")
+            return
+        self._go(ts, "queued", push=False)
+        self._go(ts, "processing", worker=ws)
 
     def _fill(self) -> None:
         """Hand queued tasks to workers that have room, highest priority first."""
@@ -398,6 +417,8 @@ class SchedulerState:
         self._log.append((ts.key, ts.state, "forgotten", self._cause))
         ts.state = "forgotten"
         self.tasks.pop(ts.key, None)
+        if ts.actor:
+            self._actors.discard(ts)
         for dep in ts.dependencies:
             dep.dependents.discard(ts)
 
@@ -439,6 +460,7 @@ class SchedulerState:
             ats = tasks.get(key)
             if ats is not None and ats.state == "released":
                 ats.actor = True
+                self._actors.add(ats)
         missing: list[tuple[TaskState, Key]] = []
         for ts, deps in rows:
             for dk in deps:
@@ -732,10 +754,13 @@ class SchedulerState:
                 assert ts.error is not None, key
             if ts.actor and ts.state == "memory":
                 assert len(ts.who_has) == 1, (key, "an actor lives on exactly one worker")
+            assert ts.actor == (ts in self._actors), (key, "actor set out of date")
             for dep in ts.dependencies:
                 assert ts in dep.dependents, (key, dep.key)
             for client in ts.who_wants:
                 assert ts in self.clients.get(client, set()), (key, client)
+        for ts in self._actors:
+            assert self.tasks.get(ts.key) is ts, (ts.key, "forgotten actor still counted")
         for ws in self.workers.values():
             for ts in ws.processing:
                 assert ts.processing_on is ws and ts.state == "processing", ts.key

@@ -3,12 +3,18 @@ worker and cannot be recomputed; losing that worker errs it (as dask.distributed
 
 from __future__ import annotations
 
+import random
 from typing import Any
+
+import pytest
 
 from shoal.protocol._errors import error_to_exception
 from shoal.scheduler._events import Command, GraphSubmitted, ReportErred, SendCompute
+from shoal.scheduler._state import SchedulerState
 
 from ._sim import Sim, computes, of, row
+
+WORKERS = ["w1", "w2", "w3"]
 
 
 def submit_actor(sim: Sim, key: str, **kwargs: Any) -> list[Command]:
@@ -23,6 +29,34 @@ def test_an_actor_is_placed_and_held_like_a_task(sim: Sim) -> None:
     ts = sim.state.tasks["Counter-1"]
     assert ts.actor
     assert (ts.state, [w.address for w in ts.who_has]) == ("memory", ["w1"])
+
+
+def test_actors_go_to_the_worker_holding_the_fewest_actors(sim: Sim) -> None:
+    sim.join("w1", nthreads=4)
+    sim.join("w2", nthreads=1)
+    placed = {f"A-{i}": computes(submit_actor(sim, f"A-{i}"))[0][0] for i in range(6)}
+    assert sorted(placed.values()) == ["w1"] * 3 + ["w2"] * 3
+    for key in placed:
+        sim.finish(key)
+    # held actors count, and released ones no longer do: w2's go, so w2 gets the next
+    sim.release(*(k for k, w in placed.items() if w == "w2"))
+    assert computes(submit_actor(sim, "A-6")) == [("w2", "A-6")]
+
+
+def test_actors_are_placed_at_once_even_on_a_busy_worker(sim: Sim) -> None:
+    """Like dask, actors skip the queue: a worker busy with tasks still gets its share."""
+    sim.join("w1")
+    sim.submit([row(f"t-{i}") for i in range(3)])
+    out = submit_actor(sim, "A-0")
+    assert computes(out) == [("w1", "A-0")]
+
+
+def test_an_actor_waits_for_an_allowed_worker(sim: Sim) -> None:
+    sim.join("w1")
+    out = submit_actor(sim, "A-0", workers=["w2"])
+    assert computes(out) == []
+    assert sim.states("A-0") == ["no-worker"]
+    assert computes(sim.join("w2")) == [("w2", "A-0")]
 
 
 def test_only_the_keys_named_as_actors_are_actors(sim: Sim) -> None:
@@ -105,3 +139,49 @@ def test_a_released_actor_is_forgotten_and_freed_on_its_worker(sim: Sim) -> None
     out = sim.release("Counter-1")
     assert "Counter-1" not in sim.state.tasks
     assert [(c.worker, c.keys) for c in out] == [("w1", ["Counter-1"])]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_random_actor_lifetimes_keep_the_invariants(seed: int) -> None:
+    """Actors and their users created, finished, released, and their workers lost in
+    seeded random order: the invariants hold after every step, a held actor has one
+    holder, and no actor whose holder was lost is ever computed again."""
+    rng = random.Random(seed)
+    state = SchedulerState()
+    sim = Sim(state)
+    lost_actors: set[str] = set()
+    n = 0
+    for _ in range(300):
+        action = rng.choice(["join", "leave", "actor", "use", "finish", "release", "missing"])
+        keys = list(state.tasks)
+        if action == "join":
+            out = sim.join(rng.choice(WORKERS))
+        elif action == "leave" and state.workers:
+            gone = rng.choice(sorted(state.workers))
+            held = [t.key for t in state.tasks.values() if t.actor and t.state == "memory"
+                    and {w.address for w in t.who_has} == {gone}]
+            out = sim.leave(gone)
+            lost_actors.update(held)
+        elif action == "actor":
+            n += 1
+            out = submit_actor(sim, f"A-{n}")
+        elif action == "use" and keys:
+            n += 1
+            out = sim.submit([row(f"use-{n}", [rng.choice(keys)])])
+        elif action == "finish":
+            busy = [k for k, t in state.tasks.items() if t.state == "processing"]
+            out = sim.finish(rng.choice(busy)) if busy else []
+        elif action == "release" and keys:
+            out = sim.release(rng.choice(keys))
+        elif action == "missing" and state.workers:
+            held = [t for t in state.tasks.values() if t.state == "memory"]
+            if not held:
+                continue
+            t = rng.choice(held)
+            holder = next(iter(t.who_has)).address
+            lost_actors.update([t.key] if t.actor else [])
+            out = sim.missing(rng.choice(sorted(state.workers)), t.key, holder, "nobody")
+        else:
+            continue
+        state.validate()
+        assert not {k for _, k in computes(out)} & lost_actors
