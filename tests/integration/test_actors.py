@@ -155,6 +155,14 @@ def test_map_with_actor_true_makes_one_actor_per_element(client: Client) -> None
     assert [c.increment().result(timeout=10) for c in counters] == [2, 3, 4]
 
 
+def test_actors_are_spread_over_the_workers(make_client: Any) -> None:
+    client = make_client(n_workers=2)  # no actors left over from other tests
+    futures = client.map(Counter, range(6), actor=True)
+    client.gather(futures)
+    holders = [holder_of(client, f) for f in futures]
+    assert sorted(holders.count(w) for w in set(holders)) == [3, 3]
+
+
 def test_a_method_exception_comes_back_with_its_type_and_remote_traceback(
     client: Client,
 ) -> None:
