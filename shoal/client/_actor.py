@@ -113,8 +113,8 @@ class Actor(TaskRef):
                 exc = fut.exception()
                 detail = f": {exc}" if exc is not None else ""
             raise RuntimeError(
-                f"Worker holding Actor was lost: actor {self.key!r} ({self._cls.__name__}) on "
-                f"{self._address} is {fut.status}{detail}"
+                f"actor {self.key!r} ({self._cls.__name__}) on {self._address} cannot be "
+                f"used: its key is {fut.status}{detail}"
             )
 
 
