@@ -234,10 +234,10 @@ class SchedulerState:
         ts.waiting_on = set()
         ts.error = error
         self._set(ts, "erred")
-        for client in ts.who_wants:
-            self._out.append(ReportErred(client, ts.key, error))
         if FIRE_AND_FORGET in ts.who_wants:
             self._unfire(ts)
+        for client in ts.who_wants:
+            self._out.append(ReportErred(client, ts.key, error))
 
     def _memory_released(self, ts: TaskState) -> None:
         for ws in ts.who_has:
@@ -618,10 +618,10 @@ class SchedulerState:
         if not (ws.long_running and ts in ws.long_running):  # measured when it seceded
             self._measured(ts.prefix, max(ev.stop - ev.start, 0.0))
         self._go(ts, "memory", worker=ws, nbytes=ev.nbytes, typename=ev.typename)
-        for client in ts.who_wants:
-            self._out.append(ReportDone(client, ts.key, ev.nbytes, ev.typename, ev.inline))
         if FIRE_AND_FORGET in ts.who_wants:
             self._unfire(ts)
+        for client in ts.who_wants:
+            self._out.append(ReportDone(client, ts.key, ev.nbytes, ev.typename, ev.inline))
         self._tidy([ts, *ts.dependencies])
 
     def _on_failed(self, ev: TaskFailed) -> None:

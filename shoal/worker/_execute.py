@@ -63,6 +63,7 @@ class Executor:
         self.worker: Any = None  # the Worker shell, for get_worker() inside tasks
         self.on_secede: Callable[[Any, float], None] | None = None  # called on the loop
         self._rejoining: collections.deque[threading.Event] = collections.deque()
+        self._closed = False
         self._thread_ids = itertools.count(nthreads)
         self._threads = [
             threading.Thread(target=self._run, args=(i,), name=f"shoal-task-{i}", daemon=True)
@@ -78,6 +79,7 @@ class Executor:
         for _ in self._threads:
             self._queue.put(_STOP)
         with self._lock:  # a rejoining thread waits for a slot that will never come
+            self._closed = True
             while self._rejoining:
                 self._rejoining.popleft().set()
 
@@ -104,6 +106,8 @@ class Executor:
             return
         slot = threading.Event()
         with self._lock:
+            if self._closed:
+                return  # no pool left to rejoin: carry on
             self._rejoining.append(slot)
         self._queue.put((_FIRST, next(self._seq), _HANDOFF))  # type: ignore[arg-type]
         slot.wait()

@@ -112,6 +112,7 @@ def test_fire_and_forget_key_runs_after_the_client_releases_it(sim: Sim) -> None
     # Done: the scheduler stops holding it, and nobody else wants it.
     assert sim.states("x", "report") == ["forgotten", "forgotten"]
     assert of(out, SendFree)
+    assert not of(out, ReportDone)  # nothing to report to a pseudo-client
 
 
 def test_fire_and_forget_key_survives_its_client_leaving(sim: Sim) -> None:
