@@ -116,7 +116,7 @@ class Fuzzer:
             ws = st.tasks[key].processing_on
             return st.handle(Seceded(ws.address, key, rng.random()))
         if action == "fire" and st.tasks:
-            return st.handle(FireAndForgetAsked(rng.sample(list(st.tasks), 1) + ["gone"]))
+            return st.handle(FireAndForgetAsked([rng.choice(list(st.tasks)), "gone"]))
         if action == "client":
             if rng.random() < 0.5:
                 return st.handle(ClientLeft(sim.client))
