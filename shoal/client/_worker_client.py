@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 _create_lock = threading.Lock()  # one worker client per worker, even when tasks race
 
 
-def get_client(address: str | None = None, timeout: float | None = None,
+def get_client(address: str | None = None, timeout: float | str | None = None,
                resolve_address: bool = True) -> Client:
     """A client connected to the cluster.
 
@@ -36,13 +36,15 @@ def get_client(address: str | None = None, timeout: float | None = None,
 
     Raises:
         ValueError: outside a task, no client is open; create one with ``Client()``.
-        OSError: the scheduler did not answer within ``timeout`` seconds.
+        OSError: the scheduler did not answer within ``timeout`` (seconds, or a dask
+            duration such as ``"10s"``).
     """
+    seconds = _seconds(timeout)
     executor = current_executor()
     if executor is not None and executor.worker is not None:
         worker = executor.worker
         if address is None or address == worker.scheduler_address:
-            return _client_of(worker, timeout)
+            return _client_of(worker, seconds)
     from shoal.client import _client
 
     if address is None:
@@ -53,7 +55,18 @@ def get_client(address: str | None = None, timeout: float | None = None,
             client.scheduler_address == address
         ):
             return client
-    return _client.Client(address, timeout=10.0 if timeout is None else timeout)
+    return _client.Client(address, timeout=seconds)
+
+
+def _seconds(timeout: float | str | None) -> float:
+    """Seconds from a number or a dask duration string; None: the Client default (10 s)."""
+    if timeout is None:
+        return 10.0
+    if isinstance(timeout, str):
+        from dask.utils import parse_timedelta
+
+        return float(parse_timedelta(timeout))
+    return float(timeout)
 
 
 def current(allow_global: bool = True) -> Client:
@@ -66,7 +79,8 @@ def current(allow_global: bool = True) -> Client:
 
 
 @contextlib.contextmanager
-def worker_client(timeout: float | None = None, separate_thread: bool = True) -> Iterator[Client]:
+def worker_client(timeout: float | str | None = None,
+                  separate_thread: bool = True) -> Iterator[Client]:
     """Inside a task: ``with worker_client() as client:`` yields the worker's client, the
     task seceding from the thread pool on entry and rejoining it on exit (so it may wait on
     the tasks it submits without holding a slot). ``separate_thread=False`` keeps the slot.
@@ -85,14 +99,14 @@ def worker_client(timeout: float | None = None, separate_thread: bool = True) ->
             rejoin()
 
 
-def _client_of(worker: Worker, timeout: float | None) -> Client:
+def _client_of(worker: Worker, timeout: float) -> Client:
     client: Client | None = worker._client
     if client is not None and client.status == "running":
         return client
     with _create_lock:
         client = worker._client
         if client is None or client.status != "running":
-            client = _connect(worker.scheduler_address, 10.0 if timeout is None else timeout)
+            client = _connect(worker.scheduler_address, timeout)
             worker._client = client
     return client
 

@@ -22,20 +22,16 @@ def print(*args: Any, sep: str | None = " ", end: str | None = "\n",
     """The built-in ``print``; inside a task, also printed by every connected client.
 
     Raises:
-        TypeError: ``file`` is neither None, ``sys.stdout`` nor ``sys.stderr``, or
-            ``sep`` / ``end`` is not a string or None.
+        TypeError: inside a task, ``file`` is neither None, ``sys.stdout`` nor
+            ``sys.stderr`` (clients cannot print to another file).
     """
-    if file not in (None, sys.stdout, sys.stderr):
-        raise TypeError(
-            "shoal.print only prints to sys.stdout or sys.stderr (clients print it there too); "
-            f"got file={file!r}"
-        )
-    for label, value in (("sep", sep), ("end", end)):
-        if value is not None and not isinstance(value, str):
-            raise TypeError(f"{label} must be None or a string, not {type(value).__name__}")
-    builtins.print(*args, sep=sep, end=end, file=file, flush=flush)
     executor = current_executor()
     if executor is not None and executor.worker is not None:
+        if file not in (None, sys.stdout, sys.stderr):
+            raise TypeError(
+                "shoal.print in a task only prints to sys.stdout or sys.stderr (clients print "
+                f"it there too); got file={file!r}. Write to the file with builtins.print."
+            )
         msg = {
             "args": tuple(str(a) for a in args),
             "sep": sep,
@@ -44,6 +40,7 @@ def print(*args: Any, sep: str | None = " ", end: str | None = "\n",
             "flush": flush,
         }
         executor.worker.log_event("print", msg)
+    builtins.print(*args, sep=sep, end=end, file=file, flush=flush)
 
 
 def warn(message: str | Warning, category: type[Warning] | None = UserWarning,

@@ -124,8 +124,19 @@ def test_print_and_warn_outside_tasks_are_the_builtins(capsys) -> None:
     assert capsys.readouterr().out == "plain 1\n"
     with pytest.warns(UserWarning, match="local"):
         shoal.warn("local")
+    with open(os.devnull, "w") as devnull:
+        shoal.print("to a file", file=devnull)  # outside tasks, any file, as in dask
+
+
+def print_to_file(path):
+    with open(path, "w") as f:
+        shoal.print("x", file=f)
+
+
+def test_print_in_a_task_to_another_file_is_a_type_error(client: Client, tmp_path) -> None:
+    fut = client.submit(print_to_file, str(tmp_path / "out.txt"), pure=False)
     with pytest.raises(TypeError, match=r"stdout or sys\.stderr"):
-        shoal.print("x", file=open(os.devnull, "w"))  # noqa: SIM115
+        fut.result(timeout=30)
 
 
 # --- datasets ---------------------------------------------------------------------------------

@@ -68,6 +68,7 @@ def worker_facts(x):
 
 def client_facts():
     c = get_client()
+    assert get_client(timeout="5s") is c  # dask's duration strings are accepted
     return c.id, c.scheduler_address
 
 
