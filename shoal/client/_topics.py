@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextvars
 import inspect
 import logging
 import pickle
@@ -70,10 +71,20 @@ def drop_default_handlers(client: Client) -> None:
 
 
 def on_event(client: Client, msg: TopicEvent) -> None:
-    """On the loop thread: an event arrived on a topic this client subscribed to."""
+    """On the loop thread: an event arrived on a topic this client subscribed to.
+
+    The handler runs in an empty ``contextvars`` context. The loop's callbacks carry the
+    context of whatever user call started them (such as the notebook cell that created the
+    Client), and Jupyter's kernel sends output to the cell named in that context; with none,
+    it goes to the cell running now, which is where a user waits for the task.
+    """
     handler = _handlers(client).get(msg.topic)
     if handler is None:
         return
+    contextvars.Context().run(_run_handler, handler, msg)
+
+
+def _run_handler(handler: Callable[[Any], Any], msg: TopicEvent) -> None:
     try:
         result = handler((msg.time, msg.msg))
         if inspect.isawaitable(result):
