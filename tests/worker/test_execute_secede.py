@@ -147,3 +147,15 @@ def test_rejoin_after_close_returns(harness: Harness) -> None:
     harness.executor.close()
     event("proceed").set()
     assert event("finished").wait(TIMEOUT)
+
+
+def test_close_with_tasks_still_queued_does_not_raise(harness: Harness) -> None:
+    # Task priorities are tuples; the stop marker used to be a bare float, and put()
+    # raised TypeError comparing them while tasks were queued.
+    harness.run("blocker", blocker)
+    assert event("running").wait(TIMEOUT)
+    for i in range(3):
+        harness.run(f"queued-{i}", sets_go, priority=(0, i, 0))
+    harness.executor.close()
+    event("release").set()
+    harness.wait_done("blocker")
