@@ -8,6 +8,7 @@ import threading
 import uuid
 import warnings
 
+import dask
 import pytest
 
 import shoal
@@ -69,6 +70,30 @@ def test_handler_of_another_client_sees_events(client: Client) -> None:
         other.get_events(name)
         client.log_event(name, "hello")
         assert seen.wait(30)
+
+
+def test_coroutine_handler_is_awaited(client: Client) -> None:
+    name = topic()
+    got: list[object] = []
+
+    async def handler(event):
+        got.append(event[1])
+
+    client.subscribe_topic(name, handler)
+    try:
+        client.log_event(name, "async")
+        wait_for(lambda: got == ["async"], timeout=30)
+    finally:
+        client.unsubscribe_topic(name)
+
+
+def test_event_log_length_follows_dask_config(make_client) -> None:
+    with dask.config.set({"distributed.admin.low-level-log-length": 2}):
+        c = make_client(n_workers=1)
+    name = topic()
+    for i in range(5):
+        c.log_event(name, i)
+    assert [m for _, m in c.get_events(name)] == [3, 4]
 
 
 def test_log_event_rejects_what_msgpack_cannot_carry(client: Client) -> None:
