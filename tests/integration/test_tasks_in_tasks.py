@@ -116,6 +116,26 @@ def client_facts_n(_):
     return client_facts()
 
 
+def compute_inside(n):
+    import dask
+
+    with worker_client() as c:  # seceded: the inner task may need this very thread
+        value = dask.delayed(inc)(n).compute()
+        return value, dask.config.get("scheduler") is c
+
+
+def test_dask_compute_in_a_task_runs_on_the_workers_client(client: Client) -> None:
+    assert client.submit(compute_inside, 1, pure=False).result(timeout=30) == (2, True)
+
+
+def test_workers_client_in_this_process_leaves_dask_default_alone(make_client) -> None:
+    import dask
+
+    c = make_client(n_workers=1, processes=False)
+    assert c.submit(compute_inside, 1, pure=False).result(timeout=30) == (2, False)
+    assert dask.config.get("scheduler") is c
+
+
 def test_get_client_outside_tasks_is_the_newest_client(client: Client) -> None:
     assert get_client() is client
     assert Client.current() is client
