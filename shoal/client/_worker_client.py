@@ -117,7 +117,8 @@ def _connect(address: str, timeout: float) -> Client:
     # In a worker process of its own it becomes dask's default scheduler there, as in dask
     # (``x.compute()`` in a task runs on the cluster). In a process that has the user's
     # clients (processes=False) it must not take their place.
-    alone = not any(r() is not None and r().status == "running" for r in _client._current)
+    alone = not any(c is not None and c.status == "running"
+                    for c in (r() for r in _client._current))
     client = _client.Client(address, timeout=timeout, set_as_default=alone, name="worker-client")
     # It is the worker's, not the user's: get_client() outside tasks (in a cluster with
     # processes=False, in this very process) keeps returning the user's newest client.
