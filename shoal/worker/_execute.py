@@ -92,9 +92,12 @@ class Executor:
             return
         _thread_state.seceded = True
         self.executing -= 1
-        index = next(self._thread_ids)
-        threading.Thread(target=self._run, args=(index,), name=f"shoal-task-{index}",
-                         daemon=True).start()
+        with self._lock:
+            closed = self._closed
+        if not closed:  # a closed pool takes no more tasks: no thread to replace this one
+            index = next(self._thread_ids)
+            threading.Thread(target=self._run, args=(index,), name=f"shoal-task-{index}",
+                             daemon=True).start()
         if self.on_secede is not None:
             duration = time.time() - _thread_state.start
             self._loop.call_soon_threadsafe(self.on_secede, _thread_state.key, duration)
