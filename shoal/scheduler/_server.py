@@ -21,6 +21,11 @@ from shoal.protocol._messages import (
     CancelKeys,
     Close,
     Compute,
+    DatasetGet,
+    DatasetList,
+    DatasetPublish,
+    DatasetUnpublish,
+    FireAndForget,
     FreeKeys,
     Heartbeat,
     Hello,
@@ -39,16 +44,24 @@ from shoal.protocol._messages import (
     Store,
     TaskDone,
     TaskErred,
+    TaskSeceded,
+    TopicEvent,
+    TopicGet,
+    TopicLog,
+    TopicSubscribe,
     Transfer,
     UpdateGraph,
 )
 from shoal.protocol._serialize import Serialized
+from shoal.scheduler import _datasets as datasets
+from shoal.scheduler import _topics as topics
 from shoal.scheduler._events import (
     ClientJoined,
     ClientLeft,
     CloseWorker,
     DataMissing,
     DataScattered,
+    FireAndForgetAsked,
     GraphSubmitted,
     HeartbeatReceived,
     KeysCancelled,
@@ -57,6 +70,7 @@ from shoal.scheduler._events import (
     ReportCancelled,
     ReportDone,
     ReportErred,
+    Seceded,
     SendCompute,
     SendFree,
     SendStore,
@@ -73,6 +87,17 @@ from shoal.scheduler._tasks import TaskState
 logger = logging.getLogger("shoal.scheduler")
 
 TICK_INTERVAL = 1.0
+# Messages handled by the topics and datasets machines rather than the task state.
+_SIDE_MESSAGES = frozenset({TopicLog, TopicSubscribe, TopicGet, DatasetPublish,
+                            DatasetUnpublish, DatasetGet, DatasetList})
+
+
+def _event_log_length() -> int:
+    """Events kept per topic: dask's ``distributed.admin.low-level-log-length``."""
+    import dask
+
+    value = dask.config.get("distributed.admin.low-level-log-length", topics.DEFAULT_MAXLEN)
+    return int(value) if value else topics.DEFAULT_MAXLEN
 
 
 class Scheduler:
@@ -90,6 +115,8 @@ class Scheduler:
         self.host = host
         self.port = port
         self.state = SchedulerState(allowed_failures=allowed_failures, worker_ttl=worker_ttl)
+        self.topics = topics.Topics(_event_log_length())
+        self.datasets = datasets.Datasets()
         self.address = ""
         self.dashboard_address = dashboard_address
         self.dashboard: Any = None
@@ -197,6 +224,7 @@ class Scheduler:
         self._clients[name] = server_end
         server_end.set_handler(self._on_client_message)
         self._apply([ClientJoined(name)])
+        self._apply_side(self.topics, [topics.SubscriberJoined(name)])
         return client_end
 
     def _on_connection(self, conn: TCPConnection) -> None:
@@ -223,6 +251,7 @@ class Scheduler:
             self._clients[name] = conn
             conn.set_handler(self._on_client_message)
             self._apply([ClientJoined(name)])
+            self._apply_side(self.topics, [topics.SubscriberJoined(name)])
             conn.send(Response(0, True, {"client": name, "address": self.address}))
         else:
             logger.error("closing connection from %s: unknown role %r", conn.peer, first.role)
@@ -238,6 +267,7 @@ class Scheduler:
         if batch is None:
             self._clients.pop(name, None)
             self._apply([ClientLeft(name)])
+            self._apply_side(self.topics, [topics.SubscriberLeft(name)])
             return
         events: list[Any] = []
         try:
@@ -253,6 +283,13 @@ class Scheduler:
                     events.append(KeysCancelled(name, list(msg.keys)))
                 elif isinstance(msg, RetryKeys):
                     events.append(KeysRetried(name, list(msg.keys)))
+                elif isinstance(msg, FireAndForget):
+                    events.append(FireAndForgetAsked(list(msg.keys)))
+                elif type(msg) in _SIDE_MESSAGES:
+                    if events:
+                        self._apply(events)
+                        events = []
+                    self._on_side_message(name, msg)
                 elif isinstance(msg, Scatter):
                     if events:
                         self._apply(events)
@@ -332,6 +369,10 @@ class Scheduler:
                 elif isinstance(msg, Transfer):
                     events.append(TransferDone(address, list(msg.keys), msg.peer, msg.nbytes,
                                                msg.start, msg.stop))
+                elif isinstance(msg, TaskSeceded):
+                    events.append(Seceded(address, msg.key, msg.duration))
+                elif isinstance(msg, TopicLog):
+                    self._on_side_message(address, msg)
                 elif isinstance(msg, Response):
                     self._on_run_response(address, msg)
                 else:
@@ -394,6 +435,50 @@ class Scheduler:
             conn = workers.get(address)
             if conn is not None:
                 conn.send(FreeKeys(keys))
+
+    # --- topics and datasets: pure machines beside the task state -----------------------------
+
+    def _on_side_message(self, sender: str, msg: Message) -> None:
+        """A message for the topics or datasets machine from ``sender`` (a client's name,
+        or a worker's address for ``TopicLog``)."""
+        if isinstance(msg, TopicLog):
+            self._apply_side(self.topics, [topics.EventLogged(list(msg.topics), msg.msg, time.time())])
+        elif isinstance(msg, TopicSubscribe):
+            kind = topics.TopicSubscribed if msg.subscribe else topics.TopicUnsubscribed
+            self._apply_side(self.topics, [kind(sender, msg.topic)])
+        elif isinstance(msg, TopicGet):
+            self._apply_side(self.topics, [topics.EventsAsked(sender, msg.request_id, msg.topic)])
+        elif isinstance(msg, DatasetPublish):
+            items = [(name, payload, list(keys)) for name, payload, keys in msg.items]
+            self._apply_side(self.datasets, [datasets.DatasetsPublished(
+                sender, msg.request_id, items, msg.override)])
+        elif isinstance(msg, DatasetUnpublish):
+            self._apply_side(self.datasets, [datasets.DatasetsUnpublished(
+                sender, msg.request_id, list(msg.names))])
+        elif isinstance(msg, DatasetGet):
+            self._apply_side(self.datasets, [datasets.DatasetsAsked(
+                sender, msg.request_id, list(msg.names))])
+        elif isinstance(msg, DatasetList):
+            self._apply_side(self.datasets, [datasets.DatasetNamesAsked(sender, msg.request_id)])
+
+    def _apply_side(self, machine: Any, events: list[Any]) -> None:
+        """Feed a side machine; its answers go to clients, its holds become task events."""
+        clients = self._clients
+        for cmd in machine.handle(*events):
+            if isinstance(cmd, topics.DeliverEvent):
+                c = clients.get(cmd.client)
+                if c is not None:
+                    c.send(TopicEvent(cmd.topic, cmd.time, cmd.msg))
+            elif isinstance(cmd, (topics.AnswerEvents, datasets.AnswerDatasets)):
+                c = clients.get(cmd.client)
+                if c is not None:
+                    c.send(Response(cmd.request_id, True, cmd.value))
+            elif isinstance(cmd, datasets.HoldKeys):
+                self._apply([GraphSubmitted(cmd.holder, [], list(cmd.keys))])
+            elif isinstance(cmd, datasets.LetGoKeys):
+                self._apply([KeysReleased(cmd.holder, list(cmd.keys))])
+            elif isinstance(cmd, datasets.DropHolder):
+                self._apply([ClientLeft(cmd.holder)])
 
     # --- client.run ---------------------------------------------------------------------------
 

@@ -33,6 +33,8 @@ from shoal.protocol._messages import (
     Response,
     Run,
     Store,
+    TaskSeceded,
+    TopicLog,
 )
 from shoal.protocol._serialize import FunctionTable, Serialized, dumps, loads
 from shoal.worker._actors import ActorHost
@@ -91,6 +93,7 @@ class Worker:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = asyncio.Event()
         self._process = psutil.Process()
+        self._client: Any = None  # the worker's own Client (get_client() in tasks), lazily
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -103,6 +106,8 @@ class Worker:
         self._executor = Executor(
             self.nthreads, self.data, self.functions, loop, self._on_executed, self.address
         )
+        self._executor.worker = self
+        self._executor.on_secede = self._on_secede
         conn = await connect(self.scheduler_address)
         self._scheduler = conn
         conn.set_handler(self._on_scheduler)
@@ -132,6 +137,10 @@ class Worker:
             self._executor.close()
         if self._actors is not None:
             self._actors.close()
+        if self._client is not None:
+            from shoal.client._worker_client import close_worker_client
+
+            close_worker_client(self)
         if self._scheduler is not None:
             self._scheduler.close()
         for conn in self._peers.values():
@@ -175,6 +184,22 @@ class Worker:
                 logger.warning("worker got an unexpected %s from the scheduler", msg.tag)
         if events:
             self._carry_out(self.state.handle(*events))
+
+    def log_event(self, topic: str | list[str], msg: Any) -> None:
+        """Log ``msg`` on the scheduler under ``topic`` (or each of a list of topics), as
+        ``client.log_event`` does; callable from task threads."""
+        from shoal.client._topics import check_loggable
+
+        topics = [topic] if isinstance(topic, str) else list(topic)
+        check_loggable(msg)
+        sched, executor = self._scheduler, self._executor
+        if sched is not None and executor is not None:
+            executor._loop.call_soon_threadsafe(sched.send, TopicLog(topics, msg))
+
+    def _on_secede(self, key: Any, duration: float) -> None:
+        """A task in the executor seceded: the scheduler stops counting it as busy."""
+        if self._scheduler is not None and not self._scheduler.closed:
+            self._scheduler.send(TaskSeceded(key, duration))
 
     def _on_executed(self, batch: list[ExecuteDone]) -> None:
         assert self.state is not None
