@@ -186,7 +186,8 @@ def test_workers_reconnect_to_a_scheduler_restarted_on_the_same_port(tmp_path):
     address = f"tcp://127.0.0.1:{port}"
     processes = [_start_scheduler(port, tmp_path / "scheduler.log")]
     try:
-        processes.append(_start(["worker", address, "--nthreads", "1"], tmp_path / "worker.log"))
+        processes.append(_start(["worker", address, "--nworkers", "1", "--nthreads", "1"],
+                                tmp_path / "worker.log"))
         with Client(address, timeout=20) as c:
             wait_for(lambda: len(_workers(c)) == 1, timeout=30)
             [before] = _workers(c).values()
@@ -208,8 +209,10 @@ def test_a_worker_exits_for_good_after_its_death_timeout_without_a_scheduler(tmp
     address = f"tcp://127.0.0.1:{port}"
     processes = [_start_scheduler(port, tmp_path / "scheduler.log")]
     try:
-        worker_cli = _start(["worker", address, "--nthreads", "1", "--death-timeout", "2"],
-                            tmp_path / "worker.log")
+        worker_cli = _start(
+            ["worker", address, "--nworkers", "1", "--nthreads", "1", "--death-timeout", "2"],
+            tmp_path / "worker.log",
+        )
         processes.append(worker_cli)
         with Client(address, timeout=20) as c:
             wait_for(lambda: len(_workers(c)) == 1, timeout=30)
