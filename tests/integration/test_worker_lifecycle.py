@@ -31,7 +31,7 @@ from shoal.comm._connection import Connection
 from shoal.protocol._messages import PROTOCOL_VERSION, Hello, Message, Register
 from shoal.scheduler._server import Scheduler
 
-from ._helpers import alive, process_tree, wait_for
+from ._helpers import alive, gated, process_tree, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -178,6 +178,25 @@ def test_a_worker_whose_scheduler_connection_drops_reconnects_instead_of_exiting
     # Its old data was dropped; the scheduler recomputes what it lost, and new work runs.
     assert held.result(timeout=10) == 2
     assert c.submit(inc, 10).result(timeout=10) == 11
+    assert c.run(os.getpid) == {address: pid}
+
+
+def test_a_worker_reconnects_with_tasks_running_and_queued_and_all_results_are_right(
+    make_client, gate
+):
+    c = make_client(n_workers=1)
+    [(address, pid)] = c.run(os.getpid).items()
+    blocked = c.submit(gated, gate.path, "opened", pure=False)
+    queued = c.map(inc, range(20))
+    scheduler = c.cluster.scheduler
+    wait_for(lambda: getattr(scheduler.tasks.get(blocked.key), "state", None) == "processing",
+             timeout=10)
+    old = scheduler._workers[address]
+    _loop.call_soon(old.close)
+    wait_for(lambda: scheduler._workers.get(address) not in (None, old), timeout=20)
+    gate.open()
+    assert blocked.result(timeout=20) == "opened"
+    assert c.gather(queued) == list(range(1, 21))
     assert c.run(os.getpid) == {address: pid}
 
 
