@@ -420,7 +420,9 @@ class Scheduler:
             elif isinstance(cmd, CloseWorker):
                 conn = workers.get(cmd.worker)
                 if conn is not None:
-                    conn.send(Close(cmd.reason))
+                    # Dropped, not told to leave: like dask restarting a worker that missed
+                    # its TTL, one that is still alive reconnects as a fresh worker.
+                    logger.warning("dropping worker %s: %s", cmd.worker, cmd.reason)
                     conn.close()
         for address, keys in frees.items():
             conn = workers.get(address)

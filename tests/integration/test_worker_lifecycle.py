@@ -200,6 +200,25 @@ def test_a_worker_reconnects_with_tasks_running_and_queued_and_all_results_are_r
     assert c.run(os.getpid) == {address: pid}
 
 
+def test_a_worker_evicted_for_silence_comes_back_as_a_fresh_worker(make_client):
+    """dask restarts a worker that missed its TTL; shoal's comes back by reconnecting."""
+    import dask
+
+    with dask.config.set({"distributed.scheduler.worker-ttl": "3s"}):
+        c = make_client(n_workers=1)
+    [(address, pid)] = c.run(os.getpid).items()
+    scheduler = c.cluster.scheduler
+    process = psutil.Process(pid)
+    process.suspend()  # SIGSTOP: no heartbeats
+    try:
+        wait_for(lambda: address not in scheduler.state.workers, timeout=30)
+    finally:
+        process.resume()
+    wait_for(lambda: address in scheduler.state.workers, timeout=30)
+    assert c.run(os.getpid) == {address: pid}
+    assert c.submit(inc, 1).result(timeout=10) == 2
+
+
 def test_workers_reconnect_to_a_scheduler_restarted_on_the_same_port(tmp_path):
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
