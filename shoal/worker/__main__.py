@@ -48,15 +48,6 @@ def _warm_imports() -> None:
     import dask.sizeof  # noqa: F401
 
 
-def _connect_timeout() -> float:
-    """dask's ``distributed.comm.timeouts.connect``: the bound of one connection attempt."""
-    import dask.config
-    from dask.utils import parse_timedelta
-
-    value = dask.config.get("distributed.comm.timeouts.connect", "30s")
-    return float(parse_timedelta(value, default="seconds") or 30.0)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m shoal.worker")
     p.add_argument("scheduler")
@@ -66,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--death-timeout", type=float, default=None,
                    help="seconds to keep trying to reach the scheduler before exiting")
+    # The nanny reads dask's config for this (importing dask here costs start-up time).
+    p.add_argument("--connect-timeout", type=float, default=30.0,
+                   help="bound of one attempt to connect to the scheduler, in seconds")
     args = p.parse_args(argv)
     _die_with_parent()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -75,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     async def run() -> None:
         worker = Worker(args.scheduler, nthreads=args.nthreads, name=args.name,
                         memory_limit=args.memory_limit, host=args.host,
-                        death_timeout=args.death_timeout, connect_timeout=_connect_timeout())
+                        death_timeout=args.death_timeout, connect_timeout=args.connect_timeout)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: loop.create_task(worker.close()))

@@ -20,6 +20,15 @@ _EXIT_SCHEDULER_GONE = 3  # shoal.worker.__main__.EXIT_SCHEDULER_GONE (not impor
 MAX_RESTARTS_PER_MINUTE = 10
 
 
+def _connect_timeout() -> float:
+    """dask's ``distributed.comm.timeouts.connect``: the bound of one connection attempt."""
+    import dask.config
+    from dask.utils import parse_timedelta
+
+    value = dask.config.get("distributed.comm.timeouts.connect", "30s")
+    return float(parse_timedelta(value, default="seconds") or 30.0)
+
+
 class Nanny:
     def __init__(
         self,
@@ -62,6 +71,7 @@ class Nanny:
             args += ["--name", str(self.name)]
         if self.death_timeout is not None:
             args += ["--death-timeout", str(self.death_timeout)]
+        args += ["--connect-timeout", str(_connect_timeout())]
         env = dict(os.environ)
         # Like multiprocessing's spawn: the worker imports what its parent can import, so
         # functions from the user's modules (and test files) unpickle by reference.
