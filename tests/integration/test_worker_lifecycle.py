@@ -242,6 +242,21 @@ def test_workers_reconnect_to_a_scheduler_restarted_on_the_same_port(tmp_path):
         _stop(processes)
 
 
+def test_a_worker_started_before_its_scheduler_waits_for_it(tmp_path):
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    worker_log = tmp_path / "worker.log"
+    processes = [_start(["worker", address, "--nworkers", "1", "--nthreads", "1"], worker_log)]
+    try:
+        wait_for(lambda: "retrying" in worker_log.read_text(), timeout=30)
+        processes.append(_start_scheduler(port, tmp_path / "scheduler.log"))
+        with Client(address, timeout=20) as c:
+            wait_for(lambda: len(_workers(c)) == 1, timeout=30)
+            assert c.submit(operator.add, 1, 1).result(timeout=10) == 2
+    finally:
+        _stop(processes)
+
+
 def test_a_worker_exits_for_good_after_its_death_timeout_without_a_scheduler(tmp_path):
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
