@@ -31,6 +31,7 @@ from shoal.comm import Connection, connect, listen
 from shoal.comm._tcp import TCPConnection
 from shoal.protocol._messages import (
     PROTOCOL_VERSION,
+    ActorCall,
     Close,
     Compute,
     Data,
@@ -46,6 +47,7 @@ from shoal.protocol._messages import (
     Store,
 )
 from shoal.protocol._serialize import FunctionTable, Serialized, dumps, loads
+from shoal.worker._actors import ActorHost
 from shoal.worker._execute import Executor
 from shoal.worker._state import (
     ComputeAssigned,
@@ -106,6 +108,7 @@ class Worker:
         self._scheduler: Connection | None = None
         self._server: asyncio.base_events.Server | None = None
         self._executor: Executor | None = None
+        self._actors: ActorHost | None = None
         self._peers: dict[str, TCPConnection] = {}
         self._peer_lock: dict[str, asyncio.Lock] = {}
         self._requests: dict[int, asyncio.Future[Any]] = {}
@@ -131,6 +134,7 @@ class Worker:
         """A fresh state machine, data store and executor for the next registration."""
         self.state = WorkerState(self.address)
         self.data = {}
+        self._actors = ActorHost(self.address, loop)
         self._session += 1
         session = self._session
         self._executor = Executor(
@@ -207,6 +211,8 @@ class Worker:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._executor is not None:
             self._executor.close()
+        if self._actors is not None:
+            self._actors.close()  # its actors went with the data; pending calls are refused
         self._requests.clear()
         self._new_session(asyncio.get_running_loop())
         try:
@@ -238,6 +244,8 @@ class Worker:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._executor is not None:
             self._executor.close()
+        if self._actors is not None:
+            self._actors.close()
         if self._scheduler is not None:
             self._scheduler.close()
         for conn in self._peers.values():
@@ -306,7 +314,8 @@ class Worker:
     def _carry_out(self, commands: list[Any]) -> None:
         sched = self._scheduler
         executor = self._executor
-        assert sched is not None and executor is not None
+        actors = self._actors
+        assert sched is not None and executor is not None and actors is not None
         for cmd in commands:
             kind = type(cmd)
             if kind is Report:
@@ -316,6 +325,8 @@ class Worker:
             elif kind is Drop:
                 for key in cmd.keys:
                     self.data.pop(key, None)
+                if actors.objects:
+                    actors.release(cmd.keys)
             elif kind is Fetch:
                 self._spawn(self._fetch(cmd.peer, cmd.keys))
 
@@ -400,6 +411,9 @@ class Worker:
                 fut = self._requests.pop(msg.request_id, None)
                 if fut is not None and not fut.done():
                     fut.set_result(msg)
+            elif isinstance(msg, ActorCall):
+                assert self._actors is not None
+                self._actors.on_call(conn, msg)
             elif isinstance(msg, Hello):
                 pass
             else:
