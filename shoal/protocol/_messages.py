@@ -257,6 +257,15 @@ class Close(Message):
     reason: str
 
 
+@_message("register-reply")
+class RegisterReply(Message):
+    """The scheduler's answer to a worker's ``Register``. Refused (with the reason) when a
+    worker at the same address is still connected; the scheduler then closes the connection."""
+
+    accepted: bool
+    reason: str
+
+
 # --- worker -> scheduler -----------------------------------------------------------------
 
 

@@ -4,6 +4,10 @@ Owns: the listening socket, connections to workers and clients, turning messages
 events and commands into messages, the function table, scattered data in transit,
 request/response questions (``client.run``, ``scheduler_info``...), the heartbeat clock
 and the dashboard. Holds the state object; never decides anything about tasks itself.
+
+Liveness times (registration, heartbeats, ticks) come from the monotonic clock: a wall-clock
+jump (a suspended laptop, a paused VM, an NTP step) must not evict every worker. Wall-clock
+times exist only where users see them (task stream, ``started``, ``last_seen`` in views).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from shoal.protocol._messages import (
     Message,
     MissingData,
     Register,
+    RegisterReply,
     ReleaseKeys,
     Request,
     Response,
@@ -190,8 +195,8 @@ class Scheduler:
     async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(TICK_INTERVAL)
-            self._apply([Tick(time.time())])
-            now = time.time()
+            now = time.monotonic()
+            self._apply([Tick(now)])
             self._tps.append((now, self.state.completed_total))
             del self._tps[:-10]
 
@@ -336,21 +341,17 @@ class Scheduler:
         address = conn.info.get("address")
         if batch is None:
             if address is not None and self._workers.get(address) is conn:
-                del self._workers[address]
-                self._worker_fids.pop(address, None)
-                self._apply([WorkerLeft(address, "connection closed", time.time())])
-                self._fail_runs_for(address)
+                self._worker_gone(address, "connection closed")
             return
         events: list[Any] = []
         try:
             for msg in batch:
                 if isinstance(msg, Register):
+                    if not self._admit(conn, msg):
+                        return
                     address = msg.address
-                    conn.info["address"] = address
-                    self._workers[address] = conn
-                    self._worker_fids[address] = set()
                     events.append(WorkerJoined(address, msg.name, msg.nthreads, msg.memory_limit,
-                                               msg.pid, msg.host, time.time()))
+                                               msg.pid, msg.host, time.monotonic()))
                     continue
                 if address is None:
                     raise TypeError("a worker must register before anything else")
@@ -363,7 +364,7 @@ class Scheduler:
                 elif isinstance(msg, Heartbeat):
                     events.append(HeartbeatReceived(address, msg.memory_process,
                                                     msg.memory_managed, msg.cpu, msg.executing,
-                                                    time.time()))
+                                                    time.monotonic()))
                 elif isinstance(msg, MissingData):
                     events.append(DataMissing(address, msg.key, msg.worker, msg.for_key))
                 elif isinstance(msg, Transfer):
@@ -385,6 +386,38 @@ class Scheduler:
             self._apply(events)
             if any(type(e) is WorkerJoined for e in events):
                 self._worker_joined.set()
+
+    def _admit(self, conn: Connection, msg: Register) -> bool:
+        """Accept a worker's registration unless another live connection holds its address
+        (two processes claiming one address, or a reconnect racing its old connection's
+        loss): taking over would hand the old worker's tasks and data to a stranger."""
+        address = msg.address
+        old = self._workers.get(address)
+        if old is conn:
+            raise TypeError(f"worker {address} registered twice on one connection")
+        if old is not None and not old.closed:
+            reason = (
+                f"a worker at {address} is already connected to this scheduler; if that worker "
+                "is gone, it is dropped after its connection closes or its heartbeats stop "
+                "(distributed.scheduler.worker-ttl)"
+            )
+            logger.warning("refusing worker registration from %s: %s", conn.peer, reason)
+            conn.send(RegisterReply(False, reason))
+            conn.close()
+            return False
+        if old is not None:  # closed, but its loss not handled yet: handle it first
+            self._worker_gone(address, "connection closed")
+        conn.info["address"] = address
+        self._workers[address] = conn
+        self._worker_fids[address] = set()
+        conn.send(RegisterReply(True, ""))
+        return True
+
+    def _worker_gone(self, address: str, reason: str) -> None:
+        del self._workers[address]
+        self._worker_fids.pop(address, None)
+        self._apply([WorkerLeft(address, reason, time.monotonic())])
+        self._fail_runs_for(address)
 
     # --- commands ---------------------------------------------------------------------------
 
@@ -429,7 +462,9 @@ class Scheduler:
             elif isinstance(cmd, CloseWorker):
                 conn = workers.get(cmd.worker)
                 if conn is not None:
-                    conn.send(Close(cmd.reason))
+                    # Dropped, not told to leave: like dask restarting a worker that missed
+                    # its TTL, one that is still alive reconnects as a fresh worker.
+                    logger.warning("dropping worker %s: %s", cmd.worker, cmd.reason)
                     conn.close()
         for address, keys in frees.items():
             conn = workers.get(address)

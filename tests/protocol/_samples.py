@@ -33,6 +33,7 @@ SAMPLES: dict[str, m.Message] = {
     "store": m.Store("x", TWO_FRAMES, 10),
     "run": m.Run(9, SMALL),
     "close": m.Close("shutting down"),
+    "register-reply": m.RegisterReply(False, "a worker at tcp://1.2.3.4:5 is already connected"),
     "register": m.Register("tcp://1.2.3.4:5", "worker-0", 4, 2**33, 1234, "1.2.3.4"),
     "task-done": m.TaskDone("t", 8, "int", 1.5, 2.5, 140000, None),
     "task-erred": m.TaskErred("t", {"kind": "exception", "message": "boom"}, 1.0, 2.0, 1),
