@@ -321,6 +321,25 @@ class Client:
         self._conn.send(Request(rid, op, args))
         return await fut
 
+    def sync(self, func: Callable[..., Any], *args: Any, asynchronous: bool | None = None,
+             callback_timeout: float | None = None, **kwargs: Any) -> Any:
+        """Run the coroutine function ``func(*args, **kwargs)`` on shoal's loop.
+
+        Every client operation is written once, as a coroutine; this is its two faces (as
+        dask's ``Client.sync``): for an asynchronous client (or ``asynchronous=True``) it
+        returns an awaitable for the caller's event loop, which is never blocked; otherwise
+        it blocks the calling thread until the result is there.
+
+        Raises:
+            TimeoutError: not done within ``callback_timeout`` seconds.
+            RuntimeError: a blocking call from inside shoal's own loop (it would deadlock).
+        """
+        if asynchronous is None:
+            asynchronous = self.asynchronous
+        if asynchronous:
+            return _loop.run_async(func(*args, **kwargs), callback_timeout)
+        return _loop.run_sync(func(*args, **kwargs), callback_timeout)
+
     def _sync_request(self, op: str, timeout: float | None = None, **args: Any) -> Any:
         self._check_open()
         return _loop.run_sync(self._request(op, **args), timeout)
