@@ -620,7 +620,9 @@ class SchedulerState:
 
     def _on_missing(self, ev: DataMissing) -> None:
         ts = self.tasks.get(ev.key)
-        holder = self.workers.get(ev.holder)
+        # A worker that names no holder has none left to try, and lacks the input itself:
+        # if we list it as a holder, that replica is stale (else it is sent back forever).
+        holder = self.workers.get(ev.holder or ev.worker)
         if ts is not None and holder is not None and holder in ts.who_has:
             ts.who_has.discard(holder)
             holder.has_what.discard(ts)

@@ -603,6 +603,42 @@ def test_data_missing_for_scattered_key_errs(sim: Sim) -> None:
     assert sim.states("x", "b") == ["erred", "erred"]
 
 
+def test_missing_input_on_its_only_holder_is_recomputed_not_resent(sim: Sim) -> None:
+    """One worker: it is asked to run b but lacks its input a, which the scheduler thinks it
+    holds. Naming itself (or no one) must drop that replica and recompute a, never send b
+    back to the same stale holder."""
+    for holder in ("w1", ""):
+        sim.join("w1")
+        sim.submit([row("a"), row("b", ["a"])], wanted=["b"])
+        sim.finish("a", nbytes=BIG)
+        assert sim.states("b") == ["processing"]
+        out = sim.missing("w1", "a", holder, "b")
+        assert computes(out) == [("w1", "a")], holder
+        assert sim.states("a", "b") == ["processing", "waiting"]
+        assert sim.state.workers["w1"].has_what == set()
+        assert computes(sim.finish("a", nbytes=BIG)) == [("w1", "b")]
+        sim.finish("b")
+        sim.release("b")
+        sim.leave("w1")
+        sim.state.validate()
+
+
+def test_missing_input_named_by_the_reporter_is_fetched_from_another_holder(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w2")
+    for holder in ("self", ""):
+        x, b = f"x-{holder}", f"b-{holder}"
+        sim.scatter([(x, BIG)], workers=["w1", "w2"], broadcast=True)
+        sim.submit([row(b, [x])])
+        w = sim.state.tasks[b].processing_on.address
+        other = "w2" if w == "w1" else "w1"
+        out = sim.missing(w, x, w if holder else "", b)
+        assert {ws.address for ws in sim.state.tasks[x].who_has} == {other}
+        assert sim.states(x) == ["memory"]
+        (cmd,) = of(out, SendCompute)
+        assert (cmd.worker, cmd.key, cmd.deps) == (other, b, [(x, [other], BIG)])
+
+
 def test_data_missing_about_unknown_keys_is_harmless(sim: Sim) -> None:
     sim.join("w1")
     assert sim.missing("w1", "nope", "w2", "nada") == []
