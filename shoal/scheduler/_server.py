@@ -42,6 +42,7 @@ from shoal.protocol._messages import (
     Transfer,
     UpdateGraph,
 )
+from shoal.protocol._errors import scheduler_error
 from shoal.protocol._serialize import Serialized
 from shoal.scheduler._events import (
     ClientJoined,
@@ -67,7 +68,7 @@ from shoal.scheduler._events import (
     WorkerJoined,
     WorkerLeft,
 )
-from shoal.scheduler._state import SchedulerState
+from shoal.scheduler._state import EventsFailed, SchedulerState
 from shoal.scheduler._tasks import TaskState
 
 logger = logging.getLogger("shoal.scheduler")
@@ -163,7 +164,10 @@ class Scheduler:
     async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(TICK_INTERVAL)
-            self._apply([Tick(time.time())])
+            try:
+                self._apply([Tick(time.time())])
+            except Exception:  # one bad tick must not end worker-TTL checks for good
+                logger.exception("scheduler tick failed; ticking on")
             now = time.time()
             self._tps.append((now, self.state.completed_total))
             del self._tps[:-10]
@@ -245,7 +249,8 @@ class Scheduler:
                 if isinstance(msg, UpdateGraph):
                     for fid, blob in msg.functions.items():
                         self._functions.setdefault(fid, blob)
-                    events.append(GraphSubmitted(name, list(msg.tasks), list(msg.wanted)))
+                    rows = self._with_functions(conn, list(msg.tasks))
+                    events.append(GraphSubmitted(name, rows, list(msg.wanted)))
                 elif isinstance(msg, ReleaseKeys):
                     events.append(KeysReleased(name, list(msg.keys)))
                 elif isinstance(msg, CancelKeys):
@@ -271,6 +276,29 @@ class Scheduler:
         except Exception as exc:
             logger.exception("closing client connection %s: bad message (%s)", name, exc)
             conn.close()
+
+    def _with_functions(self, conn: Connection, rows: list[Any]) -> list[Any]:
+        """``rows`` whose functions the scheduler has; each other task errs for this client
+        alone (a worker could not run it, and one client's mistake must not stop a batch)."""
+        functions = self._functions
+        fids = {fid for r in rows for fid in r[3]}
+        if fids.issubset(functions.keys()):
+            return rows
+        kept = []
+        for r in rows:
+            unknown = [fid for fid in r[3] if fid not in functions]
+            if not unknown:
+                kept.append(r)
+                continue
+            logger.error("task %r of client %s refers to unknown function(s) %s",
+                         r[0], conn.info.get("name"), unknown)
+            conn.send(KeyErred(r[0], scheduler_error(
+                "error", "RuntimeError",
+                f"task {r[0]!r} runs function {unknown[0]!r}, which the client never sent to "
+                "the scheduler (a shoal bug in the client); submit the task again.",
+                r[0],
+            )))
+        return kept
 
     async def _scatter(self, conn: Connection, name: str, msg: Scatter) -> None:
         if not self.state.workers:
@@ -347,52 +375,73 @@ class Scheduler:
     # --- commands ---------------------------------------------------------------------------
 
     def _apply(self, events: list[Any]) -> None:
-        commands = self.state.handle(*events)
+        try:
+            commands = self.state.handle(*events)
+        except EventsFailed as failed:  # its state changes are made: carry out their commands
+            logger.error("%s", failed, exc_info=failed.failures[0][1])
+            commands = failed.commands
         workers = self._workers
         clients = self._clients
-        frees: dict[str, list[Any]] = {}  # one FreeKeys per worker for the whole batch
+        # FreeKeys of one worker travel together, but never after a later command to that
+        # worker: a release then a resubmission must reach it in that order.
+        frees: dict[str, list[Any]] = {}
         for cmd in commands:
-            if isinstance(cmd, SendCompute):
-                conn = workers.get(cmd.worker)
-                if conn is None:
-                    continue
-                known = self._worker_fids[cmd.worker]
-                blobs = {}
-                for fid in cmd.fids:
-                    if fid not in known:
-                        blobs[fid] = self._functions[fid]
-                        known.add(fid)
-                conn.send(Compute(cmd.key, cmd.payload, cmd.deps, blobs, cmd.priority,
-                                  cmd.send_inline, cmd.prefix))
-            elif isinstance(cmd, ReportDone):
-                c = clients.get(cmd.client)
-                if c is not None:
-                    c.send(KeyDone(cmd.key, cmd.nbytes, cmd.typename, cmd.inline))
-            elif isinstance(cmd, SendFree):
-                frees.setdefault(cmd.worker, []).extend(cmd.keys)
-            elif isinstance(cmd, ReportErred):
-                c = clients.get(cmd.client)
-                if c is not None:
-                    c.send(KeyErred(cmd.key, cmd.error))
-            elif isinstance(cmd, ReportCancelled):
-                c = clients.get(cmd.client)
-                if c is not None:
-                    c.send(KeyCancelled(cmd.key, cmd.reason))
-            elif isinstance(cmd, SendStore):
-                conn = workers.get(cmd.worker)
-                data = self._scattered.get(cmd.key)
-                if conn is not None and data is not None:
-                    ts = self.state.tasks.get(cmd.key)
-                    conn.send(Store(cmd.key, data, ts.nbytes if ts else 0))
-            elif isinstance(cmd, CloseWorker):
-                conn = workers.get(cmd.worker)
-                if conn is not None:
-                    conn.send(Close(cmd.reason))
-                    conn.close()
-        for address, keys in frees.items():
-            conn = workers.get(address)
+            try:
+                if frees and isinstance(cmd, (SendCompute, SendStore, CloseWorker)):
+                    self._send_frees(frees, cmd.worker)
+                self._carry_out(cmd, workers, clients, frees)
+            except Exception:
+                logger.exception("scheduler could not carry out %r; going on with the rest", cmd)
+        for address in list(frees):
+            self._send_frees(frees, address)
+
+    def _send_frees(self, frees: dict[str, list[Any]], address: str) -> None:
+        keys = frees.pop(address, None)
+        conn = self._workers.get(address)
+        if keys and conn is not None:
+            conn.send(FreeKeys(keys))
+
+    def _carry_out(
+        self, cmd: Any, workers: dict[str, Connection], clients: dict[str, Connection],
+        frees: dict[str, list[Any]],
+    ) -> None:
+        if isinstance(cmd, SendCompute):
+            conn = workers.get(cmd.worker)
+            if conn is None:
+                return
+            known = self._worker_fids[cmd.worker]
+            blobs = {}
+            for fid in cmd.fids:
+                if fid not in known:
+                    blobs[fid] = self._functions[fid]
+                    known.add(fid)
+            conn.send(Compute(cmd.key, cmd.payload, cmd.deps, blobs, cmd.priority,
+                              cmd.send_inline, cmd.prefix))
+        elif isinstance(cmd, ReportDone):
+            c = clients.get(cmd.client)
+            if c is not None:
+                c.send(KeyDone(cmd.key, cmd.nbytes, cmd.typename, cmd.inline))
+        elif isinstance(cmd, SendFree):
+            frees.setdefault(cmd.worker, []).extend(cmd.keys)
+        elif isinstance(cmd, ReportErred):
+            c = clients.get(cmd.client)
+            if c is not None:
+                c.send(KeyErred(cmd.key, cmd.error))
+        elif isinstance(cmd, ReportCancelled):
+            c = clients.get(cmd.client)
+            if c is not None:
+                c.send(KeyCancelled(cmd.key, cmd.reason))
+        elif isinstance(cmd, SendStore):
+            conn = workers.get(cmd.worker)
+            data = self._scattered.get(cmd.key)
+            if conn is not None and data is not None:
+                ts = self.state.tasks.get(cmd.key)
+                conn.send(Store(cmd.key, data, ts.nbytes if ts else 0))
+        elif isinstance(cmd, CloseWorker):
+            conn = workers.get(cmd.worker)
             if conn is not None:
-                conn.send(FreeKeys(keys))
+                conn.send(Close(cmd.reason))
+                conn.close()
 
     # --- client.run ---------------------------------------------------------------------------
 

@@ -65,6 +65,20 @@ class InvalidTransition(RuntimeError):
         self.key, self.start, self.finish = key, start, finish
 
 
+class EventsFailed(RuntimeError):
+    """Handling some events raised (a shoal bug). The state changes made are kept, and
+    ``commands`` holds every command decided in the batch: carry them out, or workers and
+    clients wait for answers that never come."""
+
+    def __init__(self, failures: list[tuple[Any, BaseException]], commands: list[Command]) -> None:
+        lines = "\n".join(
+            f"  {type(exc).__name__}: {exc} (handling {event!r})" for event, exc in failures
+        )
+        super().__init__(f"{len(failures)} scheduler event(s) failed:\n{lines}")
+        self.failures = failures
+        self.commands = commands
+
+
 def key_prefix(key: Key) -> str:
     """``('sum-abc123', 0)`` → ``'sum'``; ``'inc-9f2e...'`` → ``'inc'``."""
     name = key[0] if isinstance(key, tuple) and key else key
@@ -125,12 +139,26 @@ class SchedulerState:
     # --- entry point -------------------------------------------------------------------------
 
     def handle(self, *events: Event) -> list[Command]:
-        """Apply events in order; return the commands they lead to, in order."""
+        """Apply events in order; return the commands they lead to, in order.
+
+        Raises:
+            EventsFailed: an event (or the placement after them) raised; the other events
+                were applied, and the exception carries every command decided.
+        """
+        failures: list[tuple[Event | None, BaseException]] = []
         for event in events:
             self._cause = type(event).__name__
-            self._handlers[type(event)](event)
-        self._fill()
+            try:
+                self._handlers[type(event)](event)
+            except Exception as exc:
+                failures.append((event, exc))
+        try:
+            self._fill()
+        except Exception as exc:
+            failures.append((None, exc))
         out, self._out = self._out, []
+        if failures:
+            raise EventsFailed(failures, out)
         return out
 
     def story(self, key: Key) -> list[tuple[Any, ...]]:
