@@ -154,7 +154,10 @@ class ReleaseKeys(Message):
 
 @_message("cancel-keys")
 class CancelKeys(Message):
+    """Drop the client's interest in ``keys``; with ``force``, every client's (dask's rule)."""
+
     keys: list[Key]
+    force: bool
 
 
 @_message("retry-keys")

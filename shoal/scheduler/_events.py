@@ -46,8 +46,11 @@ class KeysReleased(Event):
 
 @dataclass(frozen=True, slots=True)
 class KeysCancelled(Event):
+    """``client`` drops its interest in ``keys``; with ``force``, every client's."""
+
     client: str
     keys: list[Key]
+    force: bool = False
 
 
 @dataclass(frozen=True, slots=True)

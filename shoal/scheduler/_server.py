@@ -16,6 +16,7 @@ from typing import Any
 
 from shoal.comm import Connection, inproc_pair, listen
 from shoal.comm._tcp import TCPConnection
+from shoal.protocol._errors import scheduler_error
 from shoal.protocol._messages import (
     PROTOCOL_VERSION,
     CancelKeys,
@@ -42,7 +43,6 @@ from shoal.protocol._messages import (
     Transfer,
     UpdateGraph,
 )
-from shoal.protocol._errors import scheduler_error
 from shoal.protocol._serialize import Serialized
 from shoal.scheduler._events import (
     ClientJoined,
@@ -254,7 +254,7 @@ class Scheduler:
                 elif isinstance(msg, ReleaseKeys):
                     events.append(KeysReleased(name, list(msg.keys)))
                 elif isinstance(msg, CancelKeys):
-                    events.append(KeysCancelled(name, list(msg.keys)))
+                    events.append(KeysCancelled(name, list(msg.keys), msg.force))
                 elif isinstance(msg, RetryKeys):
                     events.append(KeysRetried(name, list(msg.keys)))
                 elif isinstance(msg, Scatter):

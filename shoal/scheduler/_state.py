@@ -511,17 +511,32 @@ class SchedulerState:
         self._tidy(touched)
 
     def _on_cancelled(self, ev: KeysCancelled) -> None:
+        """dask's rule: a task wanted by others only loses this client's interest (unless
+        forced); otherwise it is cancelled for all who want it, and so are its dependents
+        (by the same rule). The cancelling client settled the futures it named itself; a
+        report of those could overtake their resubmission and cancel it."""
+        client = ev.client
+        named = set(ev.keys)
+        stack = list(ev.keys)
+        seen: set[Key] = set()
         touched = []
-        for key in ev.keys:
+        while stack:
+            key = stack.pop()
             ts = self.tasks.get(key)
-            if ts is None:
+            if ts is None or key in seen:
                 continue
-            if ts.state in ACTIVE or ts.state == "released":
-                for client in ts.who_wants:
-                    self._out.append(ReportCancelled(client, key, "cancelled by the client"))
-                    self.clients.get(client, set()).discard(ts)
-                ts.who_wants = set()
+            seen.add(key)
             touched.append(ts)
+            if ev.force or ts.who_wants <= {client}:
+                for c in ts.who_wants:
+                    if c != client or key not in named:
+                        self._out.append(ReportCancelled(c, key, "cancelled by the client"))
+                    self.clients.get(c, set()).discard(ts)
+                ts.who_wants = set()
+                stack.extend(d.key for d in ts.dependents)
+            else:
+                ts.who_wants.discard(client)
+                self.clients.get(client, set()).discard(ts)
         self._tidy(touched)
 
     def _on_retried(self, ev: KeysRetried) -> None:

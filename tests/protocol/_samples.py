@@ -19,7 +19,7 @@ SAMPLES: dict[str, m.Message] = {
         {"fid1": b"cloudpickled function"},
     ),
     "release-keys": m.ReleaseKeys(["a", ("b", 0, 1)]),
-    "cancel-keys": m.CancelKeys(["a"]),
+    "cancel-keys": m.CancelKeys(["a"], False),
     "retry-keys": m.RetryKeys([("x", 3)]),
     "scatter": m.Scatter(7, [("x", SMALL, 10, "int")], ["w1"], True),
     "request": m.Request(3, "who_has", {"keys": ["a"], "nested": {"n": 1.5}}),

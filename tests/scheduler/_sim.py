@@ -118,8 +118,8 @@ class Sim:
     def release(self, *keys: Any) -> list[Command]:
         return self.state.handle(KeysReleased(self.client, list(keys)))
 
-    def cancel(self, *keys: Any) -> list[Command]:
-        return self.state.handle(KeysCancelled(self.client, list(keys)))
+    def cancel(self, *keys: Any, force: bool = False) -> list[Command]:
+        return self.state.handle(KeysCancelled(self.client, list(keys), force))
 
     def retry(self, *keys: Any) -> list[Command]:
         return self.state.handle(KeysRetried(self.client, list(keys)))
