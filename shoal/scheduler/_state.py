@@ -51,6 +51,9 @@ from shoal.scheduler._tasks import Key, TaskState, WorkerState
 ACTIVE = frozenset({"waiting", "queued", "no-worker", "processing"})
 _KEEPS_INPUTS = ACTIVE | {"erred"}
 STATES = ("released", "waiting", "queued", "no-worker", "processing", "memory", "erred")
+# Measured durations are kept for this many prefixes, least recently measured dropped first
+# (every distinct key prefix ever seen would otherwise stay for good).
+DURATIONS_KEPT = 4096
 
 
 class InvalidTransition(RuntimeError):
@@ -422,6 +425,8 @@ class SchedulerState:
         counts = self.prefix_counts.get(ts.prefix)
         if counts is not None and ts.state in counts:
             counts[ts.state] -= 1
+            if not any(counts.values()):  # the prefix's last task: drop its row
+                del self.prefix_counts[ts.prefix]
         self._log.append((ts.key, ts.state, "forgotten", self._cause))
         ts.state = "forgotten"
         self.tasks.pop(ts.key, None)
@@ -638,9 +643,12 @@ class SchedulerState:
             return
         self.completed_total += 1
         duration = max(ev.stop - ev.start, 0.0)
-        old = self._durations.get(ts.prefix)
-        self._durations[ts.prefix] = duration if old is None else 0.8 * old + 0.2 * duration
+        durations = self._durations
+        old = durations.pop(ts.prefix, None)  # re-inserted last: the dict is an LRU
+        durations[ts.prefix] = duration if old is None else 0.8 * old + 0.2 * duration
         if old is None:
+            if len(durations) > DURATIONS_KEPT:
+                del durations[next(iter(durations))]
             self._reestimate(ts.prefix, duration)
         self._go(ts, "memory", worker=ws, nbytes=ev.nbytes, typename=ev.typename)
         for client in ts.who_wants:

@@ -938,3 +938,34 @@ def test_first_measured_duration_replaces_the_guess_of_running_tasks(sim: Sim) -
     w2 = sim.state.workers["w2"]
     assert w2.occupancy < 0.01
     assert len(w2.processing) > 1, "w2 should be sent more work, not left with its guess"
+
+
+# --- bounded tables ------------------------------------------------------------------------
+
+
+def test_prefix_tables_stay_bounded_over_many_distinct_prefixes(sim: Sim) -> None:
+    from shoal.scheduler._state import DURATIONS_KEPT
+
+    sim.join("w1")
+    n = DURATIONS_KEPT + 500
+    for i in range(n):
+        sim.submit([row(f"p{i}", prefix=f"fn{i}x")])
+        sim.finish(f"p{i}")
+        sim.release(f"p{i}")
+    assert sim.state.tasks == {}
+    assert sim.state.prefix_counts == {}
+    assert len(sim.state._durations) == DURATIONS_KEPT
+    # the most recently measured prefixes are the ones kept
+    assert f"fn{n - 1}x" in sim.state._durations and "fn0x" not in sim.state._durations
+
+
+def test_recently_used_duration_survives_eviction(sim: Sim) -> None:
+    from shoal.scheduler._state import DURATIONS_KEPT
+
+    sim.join("w1")
+    for i in range(DURATIONS_KEPT + 10):
+        for key, prefix in ((f"p{i}", f"fn{i}x"), (f"hot{i}", "hot")):
+            sim.submit([row(key, prefix=prefix)])
+            sim.finish(key)
+            sim.release(key)
+    assert "hot" in sim.state._durations
