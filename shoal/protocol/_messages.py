@@ -272,6 +272,20 @@ class Register(Message):
     host: str
 
 
+@_message("tasks-started")
+class TasksStarted(Message):
+    """The worker's threads began running these tasks (batched with other reports)."""
+
+    keys: list[Key]
+
+
+@_message("worker-goodbye")
+class WorkerGoodbye(Message):
+    """The worker is closing on purpose (told to, or retiring): not a crash."""
+
+    reason: str
+
+
 @_message("task-done")
 class TaskDone(Message):
     key: Key

@@ -88,6 +88,22 @@ class WorkerLeft(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerRetiring(Event):
+    """The worker is closing on purpose: nothing it ran counts against its tasks."""
+
+    address: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionStarted(Event):
+    """The worker's threads began running ``keys`` (reported in batches, late is fine)."""
+
+    worker: str
+    keys: list[Key]
+
+
+@dataclass(frozen=True, slots=True)
 class TaskFinished(Event):
     worker: str
     key: Key

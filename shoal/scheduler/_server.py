@@ -40,8 +40,10 @@ from shoal.protocol._messages import (
     Store,
     TaskDone,
     TaskErred,
+    TasksStarted,
     Transfer,
     UpdateGraph,
+    WorkerGoodbye,
 )
 from shoal.protocol._serialize import Serialized
 from shoal.scheduler._events import (
@@ -50,6 +52,7 @@ from shoal.scheduler._events import (
     CloseWorker,
     DataMissing,
     DataScattered,
+    ExecutionStarted,
     GraphSubmitted,
     HeartbeatReceived,
     KeysCancelled,
@@ -67,6 +70,7 @@ from shoal.scheduler._events import (
     TransferDone,
     WorkerJoined,
     WorkerLeft,
+    WorkerRetiring,
 )
 from shoal.scheduler._state import EventsFailed, SchedulerState
 from shoal.scheduler._tasks import TaskState
@@ -347,6 +351,10 @@ class Scheduler:
                 if isinstance(msg, TaskDone):
                     events.append(TaskFinished(address, msg.key, msg.nbytes, msg.typename,
                                                msg.start, msg.stop, msg.thread, msg.inline))
+                elif isinstance(msg, TasksStarted):
+                    events.append(ExecutionStarted(address, list(msg.keys)))
+                elif isinstance(msg, WorkerGoodbye):
+                    events.append(WorkerRetiring(address, msg.reason))
                 elif isinstance(msg, TaskErred):
                     events.append(TaskFailed(address, msg.key, dict(msg.error), msg.start,
                                              msg.stop, msg.thread))

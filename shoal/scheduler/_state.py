@@ -28,6 +28,7 @@ from shoal.scheduler._events import (
     DataMissing,
     DataScattered,
     Event,
+    ExecutionStarted,
     GraphSubmitted,
     HeartbeatReceived,
     KeysCancelled,
@@ -45,6 +46,7 @@ from shoal.scheduler._events import (
     TransferDone,
     WorkerJoined,
     WorkerLeft,
+    WorkerRetiring,
 )
 from shoal.scheduler._tasks import Key, TaskState, WorkerState
 
@@ -131,6 +133,8 @@ class SchedulerState:
             DataScattered: self._on_scattered,
             WorkerJoined: self._on_worker_joined,
             WorkerLeft: self._on_worker_left,
+            WorkerRetiring: self._on_worker_retiring,
+            ExecutionStarted: self._on_started,
             TaskFinished: self._on_finished,
             TaskFailed: self._on_failed,
             DataMissing: self._on_missing,
@@ -304,6 +308,7 @@ class SchedulerState:
             ws.processing.discard(ts)
             ws.occupancy = max(0.0, ws.occupancy - ts.est)
             ts.processing_on = None
+            ts.started = False
         return ws
 
     def _activate(self, roots: Iterable[TaskState]) -> None:
@@ -592,18 +597,46 @@ class SchedulerState:
                 self._ready(ts)
 
     def _on_worker_left(self, ev: WorkerLeft) -> None:
-        ws = self.workers.pop(ev.address, None)
+        self._remove_worker(ev.address, crashed=True)
+
+    def _on_worker_retiring(self, ev: WorkerRetiring) -> None:
+        self._remove_worker(ev.address, crashed=False)
+
+    def _on_started(self, ev: ExecutionStarted) -> None:
+        ws = self.workers.get(ev.worker)
+        tasks = self.tasks
+        for key in ev.keys:
+            ts = tasks.get(key)
+            if ts is not None and ts.processing_on is ws is not None:
+                ts.started = True
+
+    def _suspects(self, ws: WorkerState) -> list[TaskState]:
+        """The tasks ``ws`` was running when it died: those it reported starting. A worker
+        may die before its first report leaves (a task that kills it at once): then its
+        threads were running its first tasks in priority order, as its executor picks them.
+        Tasks only queued there are innocent."""
+        suspects = [ts for ts in ws.processing if ts.started]
+        if not suspects and ws.processing:
+            suspects = heapq.nsmallest(ws.nthreads, ws.processing, key=lambda t: t.priority)
+        return suspects
+
+    def _remove_worker(self, address: str, crashed: bool) -> None:
+        """The worker is gone (``crashed``) or leaving on purpose: its tasks run elsewhere,
+        and only a crash counts against the tasks it was running (KilledWorker)."""
+        ws = self.workers.pop(address, None)
         if ws is None:
             return
         recompute: list[TaskState] = []
-        for ts in list(ws.processing):
-            ts.suspicious += 1
-            ts.killed_on.append(ws.address)
-            if ts.suspicious > self.allowed_failures:
-                self._err(ts, self._killed_error(ts), tell_worker=False)
-            else:
-                self._go(ts, "released", tell_worker=False)
-                recompute.append(ts)
+        suspects = set(self._suspects(ws)) if crashed else set()
+        for ts in sorted(ws.processing, key=lambda t: t.priority):
+            if ts in suspects:
+                ts.suspicious += 1
+                ts.killed_on.append(ws.address)
+                if ts.suspicious > self.allowed_failures:
+                    self._err(ts, self._killed_error(ts), tell_worker=False)
+                    continue
+            self._go(ts, "released", tell_worker=False)
+            recompute.append(ts)
         lost: list[TaskState] = []
         for ts in list(ws.has_what):
             ts.who_has.discard(ws)
@@ -751,6 +784,7 @@ class SchedulerState:
         for key, ts in self.tasks.items():
             assert ts.key == key, key
             assert ts.state in STATES, (key, ts.state)
+            assert not ts.started or ts.state == "processing", key
             if ts.state == "processing":
                 assert ts.processing_on is not None, key
                 assert ts in ts.processing_on.processing, key

@@ -28,6 +28,7 @@ class TaskState:
         "priority",
         "processing_on",
         "retries",
+        "started",
         "state",
         "suspicious",
         "typename",
@@ -49,6 +50,7 @@ class TaskState:
         self.who_has: set[WorkerState] = set()
         self.who_wants: set[str] = set()
         self.processing_on: WorkerState | None = None
+        self.started = False  # its worker reported running it (not just holding it queued)
         self.priority: Any = (0,)
         self.retries = 0
         self.nbytes = -1

@@ -41,15 +41,18 @@ class Executor:
         loop: asyncio.AbstractEventLoop,
         on_done: Callable[[list[ExecuteDone]], None],
         worker_address: str,
+        on_started: Callable[[list[Any]], None] | None = None,
     ) -> None:
         self._data = data
         self._functions = functions
         self._loop = loop
         self._on_done = on_done
+        self._on_started = on_started or (lambda keys: None)
         self._address = worker_address
         self._queue: queue.PriorityQueue[tuple[Any, int, Execute | None]] = queue.PriorityQueue()
         self._seq = itertools.count()
         self._done: list[ExecuteDone] = []
+        self._started: list[Any] = []  # keys begun since the last hand-back
         self._lock = threading.Lock()
         self._wakeup_pending = False
         self.executing = 0
@@ -73,6 +76,17 @@ class Executor:
             _, _, cmd = get()
             if cmd is None:
                 return
+            # Reported with the next hand-back (the scheduler blames only tasks that ran
+            # for a worker's death); a wake-up only when none is pending already.
+            with self._lock:
+                self._started.append(cmd.key)
+                wake = not self._wakeup_pending
+                self._wakeup_pending = True
+            if wake:
+                try:
+                    self._loop.call_soon_threadsafe(self._drain)
+                except RuntimeError:  # loop closed during shutdown
+                    return
             self.executing += 1
             try:
                 done = self._execute(cmd, index)
@@ -91,7 +105,13 @@ class Executor:
     def _drain(self) -> None:
         with self._lock:
             batch, self._done = self._done, []
+            started, self._started = self._started, []
             self._wakeup_pending = False
+        if started and batch:  # a task's result says it started: report the others only
+            done = {d.key for d in batch}
+            started = [k for k in started if k not in done]
+        if started:
+            self._on_started(started)
         if batch:
             self._on_done(batch)
 

@@ -32,6 +32,8 @@ from shoal.protocol._messages import (
     Response,
     Run,
     Store,
+    TasksStarted,
+    WorkerGoodbye,
 )
 from shoal.protocol._serialize import FunctionTable, Serialized, dumps, loads
 from shoal.worker._execute import Executor
@@ -97,7 +99,8 @@ class Worker:
         self.name = self.name or self.address
         self.state = WorkerState(self.address)
         self._executor = Executor(
-            self.nthreads, self.data, self.functions, loop, self._on_executed, self.address
+            self.nthreads, self.data, self.functions, loop, self._on_executed, self.address,
+            self._on_started,
         )
         conn = await connect(self.scheduler_address)
         self._scheduler = conn
@@ -127,6 +130,10 @@ class Worker:
         if self._executor is not None:
             self._executor.close()
         if self._scheduler is not None:
+            if not self._scheduler.closed:
+                # On purpose (told to, or signalled): the tasks it held are not to blame.
+                self._scheduler.send(WorkerGoodbye("worker closing"))
+                await self._scheduler.drain()
             self._scheduler.close()
         for conn in self._peers.values():
             conn.close()
@@ -169,6 +176,10 @@ class Worker:
                 logger.warning("worker got an unexpected %s from the scheduler", msg.tag)
         if events:
             self._carry_out(self.state.handle(*events))
+
+    def _on_started(self, keys: list[Any]) -> None:
+        if self._scheduler is not None:
+            self._scheduler.send(TasksStarted(keys))
 
     def _on_executed(self, batch: list[ExecuteDone]) -> None:
         assert self.state is not None

@@ -33,6 +33,8 @@ SAMPLES: dict[str, m.Message] = {
     "run": m.Run(9, SMALL),
     "close": m.Close("shutting down"),
     "register": m.Register("tcp://1.2.3.4:5", "worker-0", 4, 2**33, 1234, "1.2.3.4"),
+    "tasks-started": m.TasksStarted(["t", ("x", 1)]),
+    "worker-goodbye": m.WorkerGoodbye("worker closing"),
     "task-done": m.TaskDone("t", 8, "int", 1.5, 2.5, 140000, None),
     "task-erred": m.TaskErred("t", {"kind": "exception", "message": "boom"}, 1.0, 2.0, 1),
     "missing-data": m.MissingData("a", "tcp://w1", "t"),

@@ -593,6 +593,65 @@ def test_keys_retried_clears_killed_history() -> None:
     state.validate()
 
 
+def _four_queued_on_one_worker(allowed_failures: int = 0) -> tuple[SchedulerState, Sim]:
+    """w1 (one thread) holds t-1..t-4, short tasks sent ahead of its thread."""
+    state = SchedulerState(allowed_failures=allowed_failures)
+    sim = Sim(state)
+    sim.join("w1")
+    sim.submit([row("t-0", prefix="t")])
+    sim.finish("t-0", duration=0.001)
+    sim.submit([row(f"t-{i}", prefix="t", priority=(0, i)) for i in range(1, 5)])
+    assert [ts.key for ts in sorted(state.workers["w1"].processing, key=lambda t: t.priority)] == [
+        "t-1", "t-2", "t-3", "t-4"]
+    return state, sim
+
+
+def test_worker_death_counts_only_the_tasks_it_was_executing() -> None:
+    state, sim = _four_queued_on_one_worker()
+    sim.started("w1", "t-3")
+    out = sim.leave("w1")
+    assert [r.key for r in of(out, ReportErred)] == ["t-3"]
+    assert sim.states("t-1", "t-2", "t-3", "t-4") == ["queued", "queued", "erred", "queued"]
+    assert [state.tasks[k].suspicious for k in ("t-1", "t-2", "t-4")] == [0, 0, 0]
+    # t-0's result was lost with w1: it runs again too
+    assert sorted(k for _, k in computes(sim.join("w2"))) == ["t-0", "t-1", "t-2", "t-4"]
+    state.validate()
+
+
+def test_worker_death_before_any_start_report_blames_what_its_threads_ran_first() -> None:
+    state, sim = _four_queued_on_one_worker()
+    out = sim.leave("w1")  # e.g. the first task killed the process at once
+    assert [r.key for r in of(out, ReportErred)] == ["t-1"]
+    assert sim.states("t-2", "t-3", "t-4") == ["queued", "queued", "queued"]
+    state.validate()
+
+
+def test_retiring_worker_counts_nothing_and_its_tasks_move() -> None:
+    state, sim = _four_queued_on_one_worker()
+    sim.join("w2")
+    sim.started("w1", "t-1")
+    out = sim.retire("w1")
+    assert of(out, ReportErred) == []
+    assert sorted(k for _, k in computes(out)) == ["t-0", "t-1", "t-2", "t-3", "t-4"]
+    assert all(w == "w2" for w, _ in computes(out))
+    assert all(state.tasks[k].suspicious == 0 for k in ("t-1", "t-2", "t-3", "t-4"))
+    assert "w1" not in state.workers
+    assert sim.leave("w1") == []  # its connection closing afterwards changes nothing
+    state.validate()
+
+
+def test_start_report_about_a_task_elsewhere_is_ignored() -> None:
+    state, sim = _four_queued_on_one_worker()
+    sim.join("w2")
+    assert sim.started("w2", "t-1", "nope") == []
+    assert not state.tasks["t-1"].started
+    sim.started("w1", "t-1")
+    assert state.tasks["t-1"].started
+    sim.finish("t-1")
+    assert not state.tasks["t-1"].started
+    state.validate()
+
+
 def test_unknown_worker_leaving_is_ignored(sim: Sim) -> None:
     assert sim.leave("nobody") == []
 
