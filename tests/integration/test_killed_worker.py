@@ -9,6 +9,8 @@ import pytest
 
 from shoal import Client, KilledWorker, LocalCluster
 
+from ._helpers import gated, wait_for
+
 pytestmark = pytest.mark.integration
 
 
@@ -64,9 +66,13 @@ def test_a_poison_task_does_not_take_down_the_tasks_queued_behind_it(make_client
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         c = make_client(n_workers=1)
     # measured fast: the "fast" tasks are sent ahead to the worker, queued behind the poison
+    assert c.submit(inc, 0, key="warm-up-0").result(timeout=30) == 1  # imports this module
     assert c.submit(inc, 0, key="fast-0").result(timeout=30) == 1
     poison = c.submit(sleep_then_die, 0.5, key="fast-1000", priority=10)
     innocent = [c.submit(inc, i, key=f"fast-{i}") for i in range(1, 21)]
+    tasks = c.cluster.scheduler.state.tasks
+    wait_for(lambda: "fast-1000" in tasks and tasks["fast-1000"].started, timeout=30)
+    assert sum(ts.state == "processing" for ts in list(tasks.values())) > 1  # queued behind it
     with pytest.raises(KilledWorker):
         poison.result(timeout=60)
     assert [f.result(timeout=60) for f in innocent] == list(range(2, 22))
@@ -74,8 +80,6 @@ def test_a_poison_task_does_not_take_down_the_tasks_queued_behind_it(make_client
 
 def test_a_worker_closed_on_purpose_counts_against_no_task(make_client, gate):
     import signal
-
-    from ._helpers import gated, wait_for
 
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         c = make_client(n_workers=2)
