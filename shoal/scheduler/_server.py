@@ -91,10 +91,12 @@ class Scheduler:
         dashboard_address: str | None = None,
         allowed_failures: int = 3,
         worker_ttl: float = 300.0,
+        bandwidth: float = 100e6,
     ) -> None:
         self.host = host
         self.port = port
-        self.state = SchedulerState(allowed_failures=allowed_failures, worker_ttl=worker_ttl)
+        self.state = SchedulerState(allowed_failures=allowed_failures, worker_ttl=worker_ttl,
+                                    bandwidth=bandwidth)
         self.address = ""
         self.dashboard_address = dashboard_address
         self.dashboard: Any = None

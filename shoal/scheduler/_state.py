@@ -48,6 +48,7 @@ from shoal.scheduler._events import (
     WorkerLeft,
     WorkerRetiring,
 )
+from shoal.scheduler._stealing import plan_steals
 from shoal.scheduler._tasks import Key, TaskState, WorkerState
 
 ACTIVE = frozenset({"waiting", "queued", "no-worker", "processing"})
@@ -104,6 +105,7 @@ class SchedulerState:
         *,
         allowed_failures: int = 3,
         worker_ttl: float = 300.0,
+        bandwidth: float = placement.BANDWIDTH,
         task_stream_size: int = 100_000,
         story_size: int = 100_000,
     ) -> None:
@@ -112,9 +114,11 @@ class SchedulerState:
         self.clients: dict[str, set[TaskState]] = {}
         self.allowed_failures = allowed_failures
         self.worker_ttl = worker_ttl
+        self.bandwidth = bandwidth
         self._queue: list[tuple[Any, int, TaskState]] = []
         self._seq = itertools.count()
         self._no_worker: set[TaskState] = set()
+        self._went_idle: set[WorkerState] = set()  # workers to find stolen work for
         self._durations: dict[str, float] = {}
         self.prefix_counts: dict[str, dict[str, int]] = {}
         self.task_stream: deque[tuple[Any, ...]] = deque(maxlen=task_stream_size)
@@ -161,6 +165,8 @@ class SchedulerState:
                 failures.append((event, exc))
         try:
             self._fill()
+            if self._went_idle:
+                self._steal()
         except Exception as exc:
             failures.append((None, exc))
         out, self._out = self._out, []
@@ -217,6 +223,20 @@ class SchedulerState:
     def _queued_processing(self, ts: TaskState, worker: WorkerState) -> None:
         assert ts.payload is not None
         self._set(ts, "processing")
+        self._assign(ts, worker)
+
+    def _processing_processing(self, ts: TaskState, worker: WorkerState) -> None:
+        """Stolen: the worker holding it queued is told to drop it, ``worker`` runs it."""
+        victim = self._unassign(ts)
+        if victim is not None:
+            self._out.append(SendFree(victim.address, [ts.key]))
+        self._set(ts, "processing")
+        self._assign(ts, worker)
+
+    def _assign(self, ts: TaskState, worker: WorkerState) -> None:
+        assert ts.payload is not None
+        if ts.workers is None:
+            worker.stealable += 1
         ts.processing_on = worker
         ts.est = self._estimate(ts.prefix)
         worker.processing.add(ts)
@@ -309,6 +329,10 @@ class SchedulerState:
             ws.occupancy = max(0.0, ws.occupancy - ts.est)
             ts.processing_on = None
             ts.started = False
+            if ts.workers is None:
+                ws.stealable -= 1
+            if len(ws.processing) < ws.nthreads:
+                self._went_idle.add(ws)
         return ws
 
     def _activate(self, roots: Iterable[TaskState]) -> None:
@@ -359,7 +383,7 @@ class SchedulerState:
     def _ready(self, ts: TaskState) -> None:
         """All inputs are in memory: place the task now, or queue it."""
         workers = self.workers.values()
-        ws = placement.locality_choice(ts, workers)
+        ws = placement.start_time_choice(ts, workers, self.bandwidth)
         if ws is None and ts.workers is not None:
             ws = placement.least_busy(placement.allowed(ts, workers))
             if ws is None:
@@ -388,6 +412,18 @@ class SchedulerState:
                 return
             heapq.heappop(queue)
             self._go(ts, "processing", worker=ws)
+
+    def _steal(self) -> None:
+        """Workers that ran dry (or joined) take tasks queued on busy ones (``_stealing``).
+        Only on that change, and once a second (Tick), so a backlog that cannot move (its
+        inputs too big to fetch) is not looked at again on every event."""
+        workers = self.workers
+        idle = [ws for ws in self._went_idle
+                if workers.get(ws.address) is ws and len(ws.processing) < ws.nthreads]
+        self._went_idle.clear()
+        if idle and not self._queue:  # else the queue feeds them
+            for ts, thief in plan_steals(idle, workers.values(), self.bandwidth):
+                self._go(ts, "processing", worker=thief)
 
     def _err(self, ts: TaskState, error: dict[str, Any], tell_worker: bool = True) -> None:
         """``ts`` failed with ``error``; everything waiting on it fails with the same cause.
@@ -586,9 +622,10 @@ class SchedulerState:
     def _on_worker_joined(self, ev: WorkerJoined) -> None:
         if ev.address in self.workers:
             return
-        self.workers[ev.address] = WorkerState(
+        ws = self.workers[ev.address] = WorkerState(
             ev.address, ev.name, ev.nthreads, ev.memory_limit, ev.pid, ev.host, ev.now
         )
+        self._went_idle.add(ws)
         waiting = list(self._no_worker)
         self._no_worker.clear()
         for ts in waiting:
@@ -745,6 +782,7 @@ class SchedulerState:
         ws.executing = ev.executing
 
     def _on_tick(self, ev: Tick) -> None:
+        self._went_idle.update(w for w in self.workers.values() if len(w.processing) < w.nthreads)
         for ws in list(self.workers.values()):
             if ev.now - ws.last_seen > self.worker_ttl:
                 self._out.append(CloseWorker(ws.address, f"no heartbeat for {self.worker_ttl} s"))
@@ -811,6 +849,7 @@ class SchedulerState:
         for ws in self.workers.values():
             for ts in ws.processing:
                 assert ts.processing_on is ws and ts.state == "processing", ts.key
+            assert ws.stealable == sum(t.workers is None for t in ws.processing), ws
             for ts in ws.has_what:
                 assert ws in ts.who_has, ts.key
         counted: dict[str, dict[str, int]] = {}
@@ -855,6 +894,7 @@ _TRANSITIONS: dict[tuple[str, str], Callable[..., None]] = {
     ("no-worker", "released"): _S._pending_released,
     ("no-worker", "erred"): _S._to_erred,
     ("processing", "memory"): _S._processing_memory,
+    ("processing", "processing"): _S._processing_processing,
     ("processing", "released"): _S._processing_released,
     ("processing", "erred"): _S._to_erred,
     ("memory", "released"): _S._memory_released,

@@ -110,6 +110,7 @@ class WorkerState:
         "pid",
         "processing",
         "started",
+        "stealable",
     )
 
     def __init__(
@@ -125,6 +126,7 @@ class WorkerState:
         self.processing: set[TaskState] = set()
         self.has_what: set[TaskState] = set()
         self.occupancy = 0.0
+        self.stealable = 0  # tasks in processing that any worker may run (no workers=)
         self.nbytes = 0
         self.fids: set[str] = set()
         self.last_seen = now

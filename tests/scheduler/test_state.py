@@ -126,14 +126,52 @@ def test_big_input_pulls_dependent_to_its_worker(sim: Sim) -> None:
     assert computes(out) == [("w2", "f")]
 
 
-def test_locality_ignores_how_busy_the_holder_is(sim: Sim) -> None:
+def test_busy_holder_loses_a_task_whose_input_is_cheap_to_move(sim: Sim) -> None:
     sim.join("w1")
     sim.join("w2")
     sim.submit([row("x", workers=["w1"])])
-    sim.finish("x", nbytes=BIG)
+    sim.finish("x", nbytes=BIG)  # moves in ~3 ms at 100 MB/s
+    sim.submit([row(f"busy-{i}", workers=["w1"]) for i in range(3)])  # ~1.5 s of work
+    out = sim.submit([row("y", ["x"])])
+    assert computes(out) == [("w2", "y")]
+
+
+def test_busy_holder_keeps_a_task_whose_input_costs_more_to_move(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w2")
+    sim.submit([row("x", workers=["w1"])])
+    sim.finish("x", nbytes=10**9)  # 10 s at 100 MB/s
     sim.submit([row(f"busy-{i}", workers=["w1"]) for i in range(3)])
     out = sim.submit([row("y", ["x"])])
     assert computes(out) == [("w1", "y")]
+
+
+def test_tasks_sharing_one_big_input_spread_over_all_workers(sim: Sim) -> None:
+    """model = submit(train) (8 MB), then map(predict, chunks, model=model)."""
+    for w in ("w1", "w2", "w3", "w4"):
+        sim.join(w)
+    sim.submit([row("train", workers=["w1"])])
+    sim.finish("train", nbytes=8 * 2**20)
+    out = sim.submit([row(f"predict-{i}", ["train"], prefix="predict", priority=(i,))
+                      for i in range(1000)])
+    per_worker: dict[str, int] = {}
+    for w, _ in computes(out):
+        per_worker[w] = per_worker.get(w, 0) + 1
+    assert sum(per_worker.values()) == 1000
+    assert sorted(per_worker) == ["w1", "w2", "w3", "w4"]
+    assert min(per_worker.values()) >= 200, per_worker
+
+
+def test_low_bandwidth_keeps_work_with_the_holder() -> None:
+    state = SchedulerState(bandwidth=1_000.0)  # 1 kB/s: moving 8 MB never pays
+    sim = Sim(state)
+    sim.join("w1")
+    sim.join("w2")
+    sim.submit([row("train", workers=["w1"])])
+    sim.finish("train", nbytes=8 * 2**20)
+    out = sim.submit([row(f"predict-{i}", ["train"], prefix="predict") for i in range(20)])
+    assert {w for w, _ in computes(out)} == {"w1"}
+    state.validate()
 
 
 def test_tiny_inputs_spread_over_workers(sim: Sim) -> None:
@@ -735,7 +773,7 @@ def test_missing_input_named_by_the_reporter_is_fetched_from_another_holder(sim:
         assert {ws.address for ws in sim.state.tasks[x].who_has} == {other}
         assert sim.states(x) == ["memory"]
         (cmd,) = of(out, SendCompute)
-        assert (cmd.worker, cmd.key, cmd.deps) == (other, b, [(x, [other], BIG)])
+        assert (cmd.key, cmd.deps) == (b, [(x, [other], BIG)])
 
 
 def test_data_missing_about_unknown_keys_is_harmless(sim: Sim) -> None:
@@ -1028,3 +1066,79 @@ def test_recently_used_duration_survives_eviction(sim: Sim) -> None:
             sim.finish(key)
             sim.release(key)
     assert "hot" in sim.state._durations
+
+
+# --- work stealing -----------------------------------------------------------------------
+
+
+def _backlog_on_w1(sim: Sim, n: int = 10) -> list[str]:
+    """w1 alone holds a big input and n tasks that need it (placed there by locality)."""
+    sim.join("w1")
+    sim.submit([row("model", workers=["w1"])])
+    sim.finish("model", nbytes=BIG)
+    keys = [f"predict-{i}" for i in range(n)]
+    sim.submit([row(k, ["model"], prefix="predict", priority=(i,)) for i, k in enumerate(keys)])
+    assert len(sim.state.workers["w1"].processing) == n
+    return keys
+
+
+def test_new_idle_worker_steals_tasks_queued_on_a_busy_one(sim: Sim) -> None:
+    keys = _backlog_on_w1(sim)
+    out = sim.join("w2")
+    stolen = [k for w, k in computes(out) if w == "w2"]
+    assert 3 <= len(stolen) <= 6
+    # the victim is told first, and loses the tasks it would have run last
+    assert of(out, SendFree) == [SendFree("w1", [k]) for k in stolen]
+    assert set(stolen) == set(keys[-len(stolen):])
+    for k in stolen:
+        assert sim.state.tasks[k].processing_on is sim.state.workers["w2"]
+    assert [r[3] for r in sim.state.story(stolen[0])][-1] == "WorkerJoined"
+
+
+def test_started_tasks_are_never_stolen(sim: Sim) -> None:
+    keys = _backlog_on_w1(sim)
+    sim.started("w1", *keys[5:])
+    out = sim.join("w2")
+    stolen = {k for _, k in computes(out)}
+    assert stolen and stolen <= set(keys[:5])
+
+
+def test_restricted_tasks_are_not_stolen(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w3")
+    sim.submit([row("model", workers=["w1"])])
+    sim.finish("model", nbytes=BIG)
+    sim.submit([row(f"pinned-{i}", ["model"], workers=["w1"]) for i in range(10)])
+    assert computes(sim.join("w2")) == []
+
+
+def test_tasks_sent_ahead_for_throughput_are_not_stolen(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row(f"t-{i}", prefix="t", priority=(i,)) for i in range(100)])
+    sim.finish("t-0", duration=0.001)  # w1 now holds a deep batch of short tasks
+    assert len(sim.state.workers["w1"].processing) > 10
+    out = sim.join("w2")
+    assert of(out, SendFree) == []
+
+
+def test_result_from_the_victim_after_a_steal_is_discarded(sim: Sim) -> None:
+    keys = _backlog_on_w1(sim)
+    out = sim.join("w2")
+    k = next(k for w, k in computes(out) if w == "w2")
+    # the victim had finished it already (its report crossed the steal)
+    out = sim.finish(k, worker="w1")
+    assert out == [SendFree("w1", [k])]
+    assert sim.states(k) == ["processing"]
+    assert of(sim.finish(k), ReportDone) == [ReportDone("c", k, 8, "int", None)]
+    assert {w.address for w in sim.state.tasks[k].who_has} == {"w2"}
+    assert keys
+
+
+def test_worker_idle_after_finishing_steals_again(sim: Sim) -> None:
+    keys = _backlog_on_w1(sim, n=40)
+    out = sim.join("w2")
+    on_w2 = [k for w, k in computes(out) if w == "w2"]
+    for k in on_w2:
+        out = sim.finish(k, duration=0.5)
+    # w2 ran dry while w1 still has a backlog: it takes more
+    assert any(w == "w2" for w, _ in computes(out)), keys
