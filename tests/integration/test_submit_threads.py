@@ -1,5 +1,5 @@
-"""Submitting from several threads at once: every task runs, whichever thread's message
-reaches the scheduler first (a function is sent with the first message that needs it)."""
+"""Submitting from several threads at once: a function is sent with the first message that
+needs it, and that message reaches the scheduler before any other message relying on it."""
 
 from __future__ import annotations
 
@@ -7,32 +7,36 @@ import threading
 
 import pytest
 
+import shoal.client._client as client_module
+
 pytestmark = pytest.mark.integration
 
 
-def test_threads_submitting_new_functions_at_once_all_get_results(client):
-    rounds, nthreads = 30, 4
-    results: list[int] = []
-    errors: list[BaseException] = []
+def test_second_thread_reusing_a_new_function_never_overtakes_its_blob(client, monkeypatch):
+    namespace: dict[str, object] = {}
+    exec("def add_seven(x):\n    return x + 7", namespace)  # noqa: S102 - a function new to all
+    func = namespace["add_seven"]
+    real = client_module.UpdateGraph
+    second_done = threading.Event()
+    results: dict[str, object] = {}
 
-    for r in range(rounds):
-        # a fresh function per round: its blob is new to the client and the scheduler
-        namespace: dict[str, object] = {}
-        exec(f"def f_{r}(x):\n    return x + {r}", namespace)
-        func = namespace[f"f_{r}"]
-        barrier = threading.Barrier(nthreads)
+    def second() -> None:
+        try:
+            results["second"] = client.submit(func, 2, pure=False).result(timeout=30)
+        except BaseException as exc:
+            results["second"] = exc
+        finally:
+            second_done.set()
 
-        def go(i: int, func=func, barrier=barrier) -> None:
-            try:
-                barrier.wait(10)
-                results.append(client.submit(func, i, pure=False).result(timeout=30))
-            except BaseException as exc:
-                errors.append(exc)
+    def slow_update_graph(*args):
+        # The first thread, about to queue the message carrying the blob: let another
+        # thread submit with the same function now (it may have to wait for us: 1 s).
+        monkeypatch.setattr(client_module, "UpdateGraph", real)
+        threading.Thread(target=second).start()
+        second_done.wait(1)
+        return real(*args)
 
-        threads = [threading.Thread(target=go, args=(i,)) for i in range(nthreads)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
-    assert errors == []
-    assert len(results) == rounds * nthreads
+    monkeypatch.setattr(client_module, "UpdateGraph", slow_update_graph)
+    assert client.submit(func, 1, pure=False).result(timeout=30) == 8
+    assert second_done.wait(30)
+    assert results["second"] == 9
