@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 def test_second_thread_reusing_a_new_function_never_overtakes_its_blob(client, monkeypatch):
     namespace: dict[str, object] = {}
-    exec("def add_seven(x):\n    return x + 7", namespace)  # noqa: S102 - a function new to all
+    exec("def add_seven(x):\n    return x + 7", namespace)  # a function new to all
     func = namespace["add_seven"]
     real = client_module.UpdateGraph
     second_done = threading.Event()
