@@ -666,6 +666,8 @@ class SchedulerState:
         recompute: list[TaskState] = []
         suspects = set(self._suspects(ws)) if crashed else set()
         for ts in sorted(ws.processing, key=lambda t: t.priority):
+            if ts.processing_on is not ws:  # erred meanwhile, as a dependent of a suspect
+                continue
             if ts in suspects:
                 ts.suspicious += 1
                 ts.killed_on.append(ws.address)

@@ -690,6 +690,24 @@ def test_start_report_about_a_task_elsewhere_is_ignored() -> None:
     state.validate()
 
 
+def test_worker_death_erring_a_task_and_its_dependent_running_there_too() -> None:
+    """c still runs on w1 with an input that w1 lost and is recomputing there: when w1 dies
+    and the input's task fails with KilledWorker, c fails with it (not moved as well)."""
+    state = SchedulerState(allowed_failures=0)
+    sim = Sim(state)
+    sim.join("w1", nthreads=3)
+    sim.submit([row("a"), row("b", ["a"]), row("c", ["a"])], wanted=["b", "c"])
+    sim.finish("a", nbytes=BIG)
+    assert sim.states("b", "c") == ["processing", "processing"]
+    sim.missing("w1", "a", "", "b")
+    assert sim.states("a", "b", "c") == ["processing", "waiting", "processing"]
+    sim.started("w1", "a")
+    out = sim.leave("w1")
+    assert sorted(r.key for r in of(out, ReportErred)) == ["b", "c"]
+    assert sim.states("a", "b", "c") == ["erred", "erred", "erred"]
+    state.validate()
+
+
 def test_unknown_worker_leaving_is_ignored(sim: Sim) -> None:
     assert sim.leave("nobody") == []
 
