@@ -89,7 +89,7 @@ class Fuzzer:
             return sim.cancel(rng.choice(list(st.tasks)), force=rng.random() < 0.3)
         if action == "started" and st.workers:
             # a start report, sometimes stale or about a task on another worker
-            keys = rng.sample(list(st.tasks), k=min(len(st.tasks), 3)) + ["unknown"]
+            keys = [*rng.sample(list(st.tasks), k=min(len(st.tasks), 3)), "unknown"]
             return sim.started(rng.choice(sorted(st.workers)), *keys)
         if action == "retire" and st.workers:
             return sim.retire(rng.choice(sorted(st.workers)))
@@ -104,7 +104,7 @@ class Fuzzer:
             ]
             if candidates:
                 ts, dep = rng.choice(candidates)
-                holder = rng.choice(sorted(w.address for w in dep.who_has) + [""])
+                holder = rng.choice([*sorted(w.address for w in dep.who_has), ""])
                 return sim.missing(ts.processing_on.address, dep.key, holder, ts.key)
         if action == "tick":
             for address in sorted(st.workers):
