@@ -54,6 +54,9 @@ from shoal.worker._state import (
 logger = logging.getLogger("shoal.worker")
 
 HEARTBEAT_INTERVAL = 1.0
+# The outcome of a freed task the executor skipped (the state drops it, reporting nothing).
+_NOT_RUN = {"kind": "cancelled", "type": "CancelledError", "message": "freed before it started",
+            "exception": None, "traceback": None, "tb_text": ""}
 
 
 class Worker:
@@ -100,7 +103,7 @@ class Worker:
         self.state = WorkerState(self.address)
         self._executor = Executor(
             self.nthreads, self.data, self.functions, loop, self._on_executed, self.address,
-            self._on_started,
+            self._on_started, self._on_skipped,
         )
         conn = await connect(self.scheduler_address)
         self._scheduler = conn
@@ -148,14 +151,17 @@ class Worker:
             self.scheduler_gone = True
             asyncio.get_running_loop().create_task(self.close())
             return
-        assert self.state is not None
+        assert self.state is not None and self._executor is not None
         events: list[Any] = []
+        freed: list[Any] = []
         for msg in batch:
             if isinstance(msg, Compute):
                 if msg.functions:
                     self.functions.add_blobs(msg.functions)
+                self._executor.unrevoke(msg.key)
                 events.append(ComputeAssigned(msg))
             elif isinstance(msg, FreeKeys):
+                freed.extend(msg.keys)
                 events.append(KeysFreed(list(msg.keys)))
             elif isinstance(msg, Store):
                 try:
@@ -174,6 +180,26 @@ class Worker:
                 pass
             else:
                 logger.warning("worker got an unexpected %s from the scheduler", msg.tag)
+        if events:
+            self._carry_out(self.state.handle(*events))
+        if freed:  # freed while queued (cancelled, or stolen by another worker): don't start
+            tasks = self.state.tasks
+            revoked = [k for k in freed if k in tasks and tasks[k].state == "cancelled"]
+            if revoked:
+                self._executor.revoke(revoked)
+
+    def _on_skipped(self, cmds: list[Execute]) -> None:
+        """Queued tasks the executor did not start because they were freed: run the ones
+        wanted again since, and let the state forget the others."""
+        assert self.state is not None and self._executor is not None
+        events = []
+        for cmd in cmds:
+            ts = self.state.tasks.get(cmd.key)
+            if ts is not None and ts.state == "executing":
+                self._executor.submit(cmd)
+            else:
+                now = time.time()
+                events.append(ExecuteDone(cmd.key, 0, "", now, now, -1, None, _NOT_RUN))
         if events:
             self._carry_out(self.state.handle(*events))
 

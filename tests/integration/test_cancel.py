@@ -55,3 +55,30 @@ def test_cancel_leaves_another_clients_future_running_unless_forced(client, gate
         wait_for(lambda: "shared-cancel-2" not in scheduler_tasks(client), timeout=10)
     finally:
         other.close()
+
+
+def append_line(path, text):
+    with open(path, "a") as f:
+        f.write(text + "\n")
+    return text
+
+
+def test_cancelled_tasks_queued_on_a_worker_are_not_run(make_client, gate, tmp_path):
+    c = make_client(n_workers=1)
+    log = str(tmp_path / "ran.txt")
+    assert c.submit(append_line, log, "warm", key="warm-0").result(timeout=30) == "warm"
+    assert c.submit(append_line, log, "x", key="note-0").result(timeout=30) == "x"
+    blocker = c.submit(gated, gate.path, 0, key="note-block", priority=10)
+    queued = [c.submit(append_line, log, f"q{i}", key=f"note-{i}") for i in range(1, 21)]
+    tasks = c.cluster.scheduler.state.tasks
+    wait_for(lambda: all(k in tasks and tasks[k].state == "processing"
+                         for k in ["note-block"] + [f.key for f in queued]), timeout=30)
+    c.cancel(queued)
+    again = c.submit(append_line, log, "q3", key="note-3")  # wanted again: runs once
+    gate.open()
+    assert blocker.result(timeout=30) == 0
+    assert again.result(timeout=30) == "q3"
+    last = c.submit(append_line, log, "last", key="note-last")
+    assert last.result(timeout=30) == "last"
+    with open(log) as f:
+        assert f.read().split() == ["warm", "x", "q3", "last"]
