@@ -657,10 +657,18 @@ class Client:
         self._check_open()
         flat: list[Future] = []
         collect_futures(futures, flat)
-        keys = list(dict.fromkeys(f.key for f in flat))
-        for f in flat:
-            self._forget_state(f.key, f._state)
-        self._send(CancelKeys(keys, bool(force)))
+        keys: dict[Any, None] = {}
+        with self._lock:
+            for f in flat:
+                current = self._states.get(f.key)
+                if current is f._state:
+                    del self._states[f.key]
+                    self._refcount.pop(f.key, None)
+                elif current is not None:
+                    continue  # cancelled before; the key was submitted again since
+                keys[f.key] = None
+        if keys:
+            self._send(CancelKeys(list(keys), bool(force)))
         for st in {id(f._state): f._state for f in flat}.values():
             if st.status != "cancelled":
                 _loop.call_soon(lambda st=st: st.status == "cancelled" or st.settle("cancelled"))

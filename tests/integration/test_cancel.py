@@ -82,3 +82,13 @@ def test_cancelled_tasks_queued_on_a_worker_are_not_run(make_client, gate, tmp_p
     assert last.result(timeout=30) == "last"
     with open(log) as f:
         assert f.read().split() == ["warm", "x", "q3", "last"]
+
+
+def test_cancelling_an_old_future_again_leaves_its_resubmission_alone(client, gate):
+    old = client.submit(gated, gate.path, 5)
+    old.cancel()
+    new = client.submit(gated, gate.path, 5)
+    old.cancel()  # already cancelled: the new computation of the same key is not touched
+    gate.open()
+    assert new.result(timeout=20) == 5
+    assert old.cancelled()
