@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import os
 
 import pytest
 
@@ -75,6 +76,9 @@ def test_cancelled_tasks_queued_on_a_worker_are_not_run(make_client, gate, tmp_p
                          for k in ["note-block"] + [f.key for f in queued]), timeout=30)
     c.cancel(queued)
     again = c.submit(append_line, log, "q3", key="note-3")  # wanted again: runs once
+    # client.run reaches the worker after the scheduler's frees (one ordered connection),
+    # and runs beside the blocked task thread: once it answers, the worker knows.
+    c.run(os.getpid)
     gate.open()
     assert blocker.result(timeout=30) == 0
     assert again.result(timeout=30) == "q3"

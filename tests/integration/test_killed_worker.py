@@ -68,7 +68,7 @@ def test_a_poison_task_does_not_take_down_the_tasks_queued_behind_it(make_client
     # measured fast: the "fast" tasks are sent ahead to the worker, queued behind the poison
     assert c.submit(inc, 0, key="warm-up-0").result(timeout=30) == 1  # imports this module
     assert c.submit(inc, 0, key="fast-0").result(timeout=30) == 1
-    poison = c.submit(sleep_then_die, 0.5, key="fast-1000", priority=10)
+    poison = c.submit(sleep_then_die, 2.0, key="fast-1000", priority=10)
     innocent = [c.submit(inc, i, key=f"fast-{i}") for i in range(1, 21)]
     tasks = c.cluster.scheduler.state.tasks
     wait_for(lambda: "fast-1000" in tasks and tasks["fast-1000"].started, timeout=30)
