@@ -756,8 +756,12 @@ class SchedulerState:
             lost.append(ts)
         dts = self.tasks.get(ev.for_key)
         again = []
-        if dts is not None and dts.state == "processing" and dts.processing_on is not None and (
-            dts.processing_on.address == ev.worker
+        # Naming another peer, the worker keeps the task and tries the next holder; it drops
+        # the task (and says so naming no one, or itself) when none is left, or the input
+        # is lost anyway: only then does the task run again.
+        dropped = ev.holder in ("", ev.worker) or ts is None or ts.state != "memory"
+        if dropped and dts is not None and dts.state == "processing" and (
+            dts.processing_on is not None and dts.processing_on.address == ev.worker
         ):
             self._go(dts, "released", tell_worker=False)
             again.append(dts)

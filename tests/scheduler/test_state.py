@@ -743,8 +743,11 @@ def test_data_missing_from_one_of_two_holders_keeps_the_other(sim: Sim) -> None:
     assert sim.states("x") == ["memory"]
     assert {w.address for w in sim.state.tasks["x"].who_has} == {"w2"}
     assert sim.state.workers["w1"].nbytes == 0
-    # b is sent again, now naming only the holder that is left
-    (cmd,) = out
+    # w3 keeps b and fetches x from the next holder: b is not run a second time
+    assert out == []
+    assert sim.state.tasks["b"].processing_on is sim.state.workers["w3"]
+    # when w3 runs out of holders it drops b and says so (no holder named): b is sent again
+    (cmd,) = sim.missing("w3", "x", "", "b")
     assert isinstance(cmd, SendCompute) and (cmd.worker, cmd.deps) == ("w3", [("x", ["w2"], 10)])
 
 
