@@ -53,15 +53,22 @@ class Executor:
         loop: asyncio.AbstractEventLoop,
         on_done: Callable[[list[ExecuteDone]], None],
         worker_address: str,
+        on_started: Callable[[list[Any]], None] | None = None,
+        on_skipped: Callable[[list[Execute]], None] | None = None,
     ) -> None:
         self._data = data
         self._functions = functions
         self._loop = loop
         self._on_done = on_done
+        self._on_started = on_started or (lambda keys: None)
+        self._on_skipped = on_skipped or (lambda cmds: None)
         self._address = worker_address
         self._queue: queue.PriorityQueue[tuple[Any, int, Execute | None]] = queue.PriorityQueue()
         self._seq = itertools.count()
         self._done: list[ExecuteDone] = []
+        self._started: list[Any] = []  # keys begun since the last hand-back
+        self._revoked: set[Any] = set()  # queued keys not to start (freed by the scheduler)
+        self._skipped: list[Execute] = []
         self._lock = threading.Lock()
         self._wakeup_pending = False
         self.executing = 0
@@ -79,6 +86,18 @@ class Executor:
 
     def submit(self, cmd: Execute) -> None:
         self._queue.put((cmd.priority, next(self._seq), cmd))
+
+    def revoke(self, keys: list[Any]) -> None:
+        """Do not start these queued tasks (a task already running is not stopped); each
+        one skipped is handed back through ``on_skipped``."""
+        with self._lock:
+            self._revoked.update(keys)
+
+    def unrevoke(self, key: Any) -> None:
+        """``key`` is wanted again: start it after all if it has not been skipped yet."""
+        if self._revoked:  # only the loop thread adds, so empty means nothing to undo
+            with self._lock:
+                self._revoked.discard(key)
 
     def close(self) -> None:
         for _ in self._threads:
@@ -139,6 +158,24 @@ class Executor:
             if cmd is _HANDOFF:
                 self._hand_over()
                 return  # the rejoined thread has this slot now
+            # Reported with the next hand-back (the scheduler blames only tasks that ran
+            # for a worker's death); a wake-up only when none is pending already.
+            with self._lock:
+                skip = bool(self._revoked) and cmd.key in self._revoked
+                if skip:
+                    self._revoked.discard(cmd.key)
+                    self._skipped.append(cmd)
+                else:
+                    self._started.append(cmd.key)
+                wake = not self._wakeup_pending
+                self._wakeup_pending = True
+            if wake:
+                try:
+                    self._loop.call_soon_threadsafe(self._drain)
+                except RuntimeError:  # loop closed during shutdown
+                    return
+            if skip:
+                continue
             self.executing += 1
             try:
                 done = self._execute(cmd, index)
@@ -160,7 +197,16 @@ class Executor:
     def _drain(self) -> None:
         with self._lock:
             batch, self._done = self._done, []
+            started, self._started = self._started, []
+            skipped, self._skipped = self._skipped, []
             self._wakeup_pending = False
+        if skipped:
+            self._on_skipped(skipped)
+        if started and batch:  # a task's result says it started: report the others only
+            done = {d.key for d in batch}
+            started = [k for k in started if k not in done]
+        if started:
+            self._on_started(started)
         if batch:
             self._on_done(batch)
 

@@ -46,7 +46,9 @@ from shoal.protocol._messages import (
     Run,
     Store,
     TaskSeceded,
+    TasksStarted,
     TopicLog,
+    WorkerGoodbye,
 )
 from shoal.protocol._serialize import FunctionTable, Serialized, dumps, loads
 from shoal.worker._actors import ActorHost
@@ -70,6 +72,11 @@ logger = logging.getLogger("shoal.worker")
 HEARTBEAT_INTERVAL = 1.0
 FIRST_RECONNECT_DELAY = 0.05  # seconds; doubles after each failed attempt...
 MAX_RECONNECT_DELAY = 5.0  # ...up to this
+
+
+# The outcome of a freed task the executor skipped (the state drops it, reporting nothing).
+_NOT_RUN = {"kind": "cancelled", "type": "CancelledError", "message": "freed before it started",
+            "exception": None, "traceback": None, "tb_text": ""}
 
 
 class SchedulerGone(OSError):
@@ -143,6 +150,8 @@ class Worker:
         self._executor = Executor(
             self.nthreads, self.data, self.functions, loop,
             lambda batch: self._on_executed(batch, session), self.address,
+            lambda keys: self._on_started(keys, session),
+            lambda cmds: self._on_skipped(cmds, session),
         )
         self._executor.worker = self
         self._executor.on_secede = lambda key, duration: self._on_secede(key, duration, session)
@@ -256,6 +265,10 @@ class Worker:
 
             close_worker_client(self)
         if self._scheduler is not None:
+            if not self._scheduler.closed:
+                # On purpose (told to, or signalled): the tasks it held are not to blame.
+                self._scheduler.send(WorkerGoodbye("worker closing"))
+                await self._scheduler.drain()
             self._scheduler.close()
         for conn in self._peers.values():
             conn.close()
@@ -284,14 +297,17 @@ class Worker:
                 return
             registered.set_result(None if reply.accepted else reply.reason)
             batch = batch[1:]
-        assert self.state is not None
+        assert self.state is not None and self._executor is not None
         events: list[Any] = []
+        freed: list[Any] = []
         for msg in batch:
             if isinstance(msg, Compute):
                 if msg.functions:
                     self.functions.add_blobs(msg.functions)
+                self._executor.unrevoke(msg.key)
                 events.append(ComputeAssigned(msg))
             elif isinstance(msg, FreeKeys):
+                freed.extend(msg.keys)
                 events.append(KeysFreed(list(msg.keys)))
             elif isinstance(msg, Store):
                 try:
@@ -313,6 +329,32 @@ class Worker:
                 logger.warning("worker got an unexpected %s from the scheduler", msg.tag)
         if events:
             self._carry_out(self.state.handle(*events))
+        if freed:  # freed while queued (cancelled, or stolen by another worker): don't start
+            tasks = self.state.tasks
+            revoked = [k for k in freed if k in tasks and tasks[k].state == "cancelled"]
+            if revoked:
+                self._executor.revoke(revoked)
+
+    def _on_skipped(self, cmds: list[Execute], session: int) -> None:
+        """Queued tasks the executor did not start because they were freed: run the ones
+        wanted again since, and let the state forget the others."""
+        if session != self._session:
+            return  # tasks of a session already ended
+        assert self.state is not None and self._executor is not None
+        events = []
+        for cmd in cmds:
+            ts = self.state.tasks.get(cmd.key)
+            if ts is not None and ts.state == "executing":
+                self._executor.submit(cmd)
+            else:
+                now = time.time()
+                events.append(ExecuteDone(cmd.key, 0, "", now, now, -1, None, _NOT_RUN))
+        if events:
+            self._carry_out(self.state.handle(*events))
+
+    def _on_started(self, keys: list[Any], session: int) -> None:
+        if session == self._session and self._scheduler is not None:
+            self._scheduler.send(TasksStarted(keys))
 
     def log_event(self, topic: str | list[str], msg: Any) -> None:
         """Log ``msg`` on the scheduler under ``topic`` (or each of a list of topics), as
