@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import queue
 import sys
@@ -23,8 +24,11 @@ from shoal.protocol._serialize import INLINE_LIMIT, FunctionTable, Serialized, d
 from shoal.protocol._sizeof import nbytes as measure
 from shoal.worker._state import Execute, ExecuteDone
 
-_STOP = (float("-inf"), -1, None)
+# Queue entries are (rank, priority, seq, cmd): the stop marker's rank 0 sorts it before
+# every task without ever comparing its priority with a task's (of any type).
+_STOP = (0, None, -1, None)
 _thread_state = threading.local()
+logger = logging.getLogger("shoal.worker")
 
 
 def current_task_key() -> Any:
@@ -47,7 +51,9 @@ class Executor:
         self._loop = loop
         self._on_done = on_done
         self._address = worker_address
-        self._queue: queue.PriorityQueue[tuple[Any, int, Execute | None]] = queue.PriorityQueue()
+        self._queue: queue.PriorityQueue[tuple[int, Any, int, Execute | None]] = (
+            queue.PriorityQueue()
+        )
         self._seq = itertools.count()
         self._done: list[ExecuteDone] = []
         self._lock = threading.Lock()
@@ -61,21 +67,27 @@ class Executor:
             t.start()
 
     def submit(self, cmd: Execute) -> None:
-        self._queue.put((cmd.priority, next(self._seq), cmd))
+        self._queue.put((1, cmd.priority, next(self._seq), cmd))
 
     def close(self) -> None:
+        """Stop the threads: each finishes the task it runs; queued tasks never start."""
         for _ in self._threads:
             self._queue.put(_STOP)
 
     def _run(self, index: int) -> None:
         get = self._queue.get
         while True:
-            _, _, cmd = get()
+            _, _, _, cmd = get()
             if cmd is None:
                 return
             self.executing += 1
             try:
                 done = self._execute(cmd, index)
+            except BaseException as exc:  # never lose the thread, nor the task's report
+                logger.exception("executor failed to run task %r", cmd.key)
+                now = time.time()
+                error = exception_to_error(exc, exc.__traceback__, cmd.key, self._address, now)
+                done = ExecuteDone(cmd.key, 0, "", now, now, index, None, error)
             finally:
                 self.executing -= 1
             with self._lock:
@@ -106,7 +118,7 @@ class Executor:
         except BaseException as exc:
             stop = time.time()
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
+                exc = _as_task_error(exc, cmd.key)
             error = exception_to_error(exc, _user_frames(exc.__traceback__), cmd.key,
                                        self._address, stop)
             error["inputs"] = _inputs_summary(cmd, self._data)
@@ -130,6 +142,19 @@ class Executor:
         nbytes = measure(result)
         self._data[cmd.key] = result
         return ExecuteDone(cmd.key, nbytes, type(result).__name__, start, stop, thread, inline, None)
+
+
+def _as_task_error(exc: BaseException, key: Any) -> RuntimeError:
+    """A ``SystemExit``/``KeyboardInterrupt`` raised by a task (argparse, click, sys.exit)
+    ends that task only: it becomes the task's error, an ``Exception`` the client can catch,
+    instead of ending the worker's thread or, re-raised on the client, its event loop."""
+    name = type(exc).__name__
+    what = f"{name}({exc})" if str(exc) else name
+    err = RuntimeError(
+        f"task {key!r} raised {what} (sys.exit, argparse or a CLI framework's main()); "
+        "shoal reports it as the task's error and the worker keeps running"
+    )
+    return err.with_traceback(exc.__traceback__)
 
 
 _INTERNAL = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))),)
