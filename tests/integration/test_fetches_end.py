@@ -1,0 +1,61 @@
+"""Issue 9, "Fetches that never end": every fetch ends with the data, another holder, a
+recompute, or a clear error naming the key and the worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from shoal import wait
+
+from ._helpers import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _refuse_to_load() -> object:
+    raise ValueError("this value refuses to be unpickled")
+
+
+class Unloadable:
+    """Pickles fine; unpickling it fails (as a value whose class a worker lacks would)."""
+
+    def __reduce__(self):
+        return (_refuse_to_load, ())
+
+
+def _typename(x: object) -> str:
+    return type(x).__name__
+
+
+def _payload(n: int) -> bytes:
+    return b"x" * n
+
+
+def test_an_input_that_cannot_be_loaded_fails_its_dependent_instead_of_hanging(client):
+    a, b = sorted(client.scheduler_info()["workers"])[:2]
+    x = client.submit(Unloadable, workers=[a], pure=False)
+    wait([x], timeout=10)
+    y = client.submit(_typename, x, workers=[b], pure=False)
+    with pytest.raises(TypeError, match=r"fetched from .* cannot be loaded.*refuses"):
+        y.result(timeout=30)
+    assert client.submit(len, "ok", workers=[b], pure=False).result(timeout=10) == 2
+
+
+def test_a_fetch_from_a_frozen_worker_ends_and_the_computation_finishes(make_client, monkeypatch):
+    monkeypatch.setenv("DASK_DISTRIBUTED__COMM__TIMEOUTS__TCP", "2s")  # for the workers
+    c = make_client(n_workers=2)
+    a, b = sorted(c.scheduler_info()["workers"])
+    x = c.submit(_payload, 300_000, workers=[a], pure=False)
+    wait([x], timeout=10)
+    frozen = c.run(os.getpid)[a]
+    os.kill(frozen, signal.SIGSTOP)
+    try:
+        y = c.submit(len, x, workers=[b], pure=False)
+        # b's fetch from the frozen a ends; b names a as the holder that failed it
+        wait_for(lambda: a not in c.who_has([x]).get(x.key, ()), timeout=30)
+    finally:
+        os.kill(frozen, signal.SIGCONT)
+    assert y.result(timeout=60) == 300_000
