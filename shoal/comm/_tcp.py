@@ -163,6 +163,35 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
         await self._closed_event.wait()
 
 
+async def wait_reply(conn: TCPConnection, reply: asyncio.Future[Any], timeout: float,
+                     what: str) -> Any:
+    """The result of ``reply`` (a request's answer arriving on ``conn``).
+
+    Raises:
+        ConnectionError: ``conn`` closed first, or the peer sent no byte for ``timeout``
+            seconds (frozen, or gone without a word); the connection is then closed.
+            Progress on the connection (a big reply arriving) keeps the wait alive.
+    """
+    closed: asyncio.Future[Any] = asyncio.ensure_future(conn.wait_closed())
+    try:
+        seen = -1
+        while not reply.done() and not closed.done():
+            if conn.bytes_received == seen:
+                conn.close()
+                raise ConnectionError(
+                    f"{conn.peer} sent nothing for {timeout:g} s while asked for {what} (frozen "
+                    "or unreachable; 'distributed.comm.timeouts.tcp' sets this limit)"
+                )
+            seen = conn.bytes_received
+            await asyncio.wait([reply, closed], timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        closed.cancel()
+    if not reply.done():
+        raise ConnectionError(f"connection to {conn.peer} closed while asked for {what}")
+    return reply.result()
+
+
 async def connect(address: str, timeout: float = 10.0) -> TCPConnection:
     """Open a connection to ``address``.
 

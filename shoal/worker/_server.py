@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 
 from shoal.comm import Connection, connect, listen
-from shoal.comm._tcp import TCPConnection, comm_timeout
+from shoal.comm._tcp import TCPConnection, comm_timeout, wait_reply
 from shoal.protocol._messages import (
     PROTOCOL_VERSION,
     Close,
@@ -311,29 +311,11 @@ class Worker:
         fut: asyncio.Future[Data] = asyncio.get_running_loop().create_future()
         self._requests[rid] = fut
         conn.send(GetData(rid, keys))
-        closed: asyncio.Future[Any] = asyncio.ensure_future(conn.wait_closed())
         try:
-            seen = -1
-            while not fut.done() and not closed.done():
-                # A peer that sends no byte for a whole timeout is frozen or gone: dead.
-                # Progress on the connection (a big reply arriving) keeps the fetch alive.
-                if conn.bytes_received == seen:
-                    conn.close()
-                    raise ConnectionError(
-                        f"{peer} sent nothing for {self.fetch_timeout:g} s while asked for "
-                        f"{len(keys)} key(s) (frozen or unreachable; "
-                        "'distributed.comm.timeouts.tcp' sets this limit)"
-                    )
-                seen = conn.bytes_received
-                await asyncio.wait([fut, closed], timeout=self.fetch_timeout,
-                                   return_when=asyncio.FIRST_COMPLETED)
+            reply: Data = await wait_reply(conn, fut, self.fetch_timeout, f"{len(keys)} key(s)")
         finally:
-            closed.cancel()
-            if not fut.done():
-                self._requests.pop(rid, None)
-        if not fut.done():
-            raise ConnectionError(f"connection to {peer} closed during a fetch")
-        return fut.result()
+            self._requests.pop(rid, None)
+        return reply
 
     def _unloadable(self, key: Any, peer: str, exc: BaseException) -> dict[str, Any]:
         from shoal.protocol._errors import exception_to_error

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
+from concurrent.futures import ThreadPoolExecutor
 
+import dask
 import pytest
 
 from shoal import wait
@@ -59,3 +61,21 @@ def test_a_fetch_from_a_frozen_worker_ends_and_the_computation_finishes(make_cli
     finally:
         os.kill(frozen, signal.SIGCONT)
     assert y.result(timeout=60) == 300_000
+
+
+def test_a_client_fetch_from_a_frozen_holder_ends_and_the_key_is_recomputed(make_client):
+    c = make_client(n_workers=1)
+    (w,) = c.scheduler_info()["workers"]
+    x = c.submit(_payload, 300_000, pure=False)  # too big to ride along: fetched from w
+    wait([x], timeout=10)
+    frozen = c.run(os.getpid)[w]
+    with dask.config.set({"distributed.comm.timeouts.tcp": "2s"}), ThreadPoolExecutor(1) as pool:
+        os.kill(frozen, signal.SIGSTOP)
+        try:
+            result = pool.submit(x.result, 60)
+            # the client gives up on the silent holder and reports it; the scheduler drops
+            # that replica and recomputes x
+            wait_for(lambda: w not in c.who_has([x]).get(x.key, ()), timeout=30)
+        finally:
+            os.kill(frozen, signal.SIGCONT)
+        assert result.result(timeout=60) == b"x" * 300_000
