@@ -12,7 +12,7 @@ import pytest
 
 from shoal import wait
 
-from ._helpers import wait_for
+from ._helpers import gated, scheduler_tasks, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -79,3 +79,34 @@ def test_a_client_fetch_from_a_frozen_holder_ends_and_the_key_is_recomputed(make
         finally:
             os.kill(frozen, signal.SIGCONT)
         assert result.result(timeout=60) == b"x" * 300_000
+
+
+def _inc(x: int) -> int:
+    return x + 1
+
+
+def _dec(x: int) -> int:
+    return x - 1
+
+
+def test_a_task_freed_while_queued_and_sent_back_runs_with_its_inputs(make_client, gate):
+    """t waits in w1's queue behind a gated task; t and its input a (w1's own result) are
+    released, a is recomputed on w2 and t sent to w1 again. w1 revives the queued t, which
+    must still find a (it failed with KeyError: a had been dropped)."""
+    c = make_client(n_workers=2)
+    w1, w2 = sorted(c.scheduler_info()["workers"])
+    a = c.submit(_inc, 1, key="revive-a", workers=[w1])
+    wait([a], timeout=10)
+    blocker = c.submit(gated, gate.path, 0, workers=[w1], pure=False)
+    t = c.submit(_dec, a, key="revive-t", workers=[w1])
+    wait_for(lambda: getattr(scheduler_tasks(c).get("revive-t"), "state", None) == "processing")
+    del a, t
+    wait_for(lambda: not {"revive-a", "revive-t"} & set(scheduler_tasks(c)), timeout=10)
+    a = c.submit(_inc, 1, key="revive-a", workers=[w2])
+    wait([a], timeout=10)
+    t = c.submit(_dec, a, key="revive-t", workers=[w1])
+    wait_for(lambda: getattr(scheduler_tasks(c).get("revive-t"), "state", None) == "processing")
+    c.run(os.getpid, workers=[w1])  # w1 has handled everything sent before: t is revived
+    gate.open()
+    assert t.result(timeout=30) == 1
+    assert blocker.result(timeout=30) == 0
