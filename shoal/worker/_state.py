@@ -115,9 +115,8 @@ class WorkerState:
         fetch_by_peer: dict[str, list[Key]] = {}
         lacking: list[Key] = []
         for dep_key, holders, _nbytes in msg.deps:
-            if dep_key in self.held:
-                if dep_key not in self.assigned:
-                    self.users.setdefault(dep_key, set()).add(key)
+            if dep_key in self.held:  # pinned while the task needs it, even if freed
+                self.users.setdefault(dep_key, set()).add(key)
                 continue
             if self.address in holders:  # the scheduler's replica here is stale
                 lacking.append(dep_key)
@@ -196,7 +195,7 @@ class WorkerState:
         for dep in ts.deps:
             self._unuse(dep, ts.key)
         if ts.state == "cancelled":
-            if ev.error is None:
+            if ev.error is None and ev.key not in self.held:  # held: a fetched copy in use
                 self._out.append(Drop([ev.key]))
             return
         if ev.error is not None:
@@ -204,7 +203,6 @@ class WorkerState:
             return
         self.held[ev.key] = ev.nbytes
         self.assigned.add(ev.key)
-        self.users.pop(ev.key, None)
         self._out.append(
             Report(TaskDone(ev.key, ev.nbytes, ev.typename, ev.start, ev.stop, ev.thread, ev.inline))
         )
@@ -214,9 +212,9 @@ class WorkerState:
         if users is None:
             return
         users.discard(user)
-        if not users and dep not in self.assigned:
+        if not users:
             del self.users[dep]
-            if dep in self.held:
+            if dep in self.held and dep not in self.assigned:
                 del self.held[dep]
                 self._out.append(Drop([dep]))
 
@@ -225,10 +223,10 @@ class WorkerState:
         for key, nbytes in ev.got.items():
             self.in_flight.pop(key, None)
             total += nbytes
-            if key in self.held:  # a second copy: an earlier, forgotten fetch arrived too
-                continue
             waiting = self.waiters.pop(key, set())
             self.holders.pop(key, None)
+            if key in self.held and not waiting:
+                continue  # a second copy of a value held (and maybe in use): keep the first
             if not waiting and key not in self.assigned:
                 self._out.append(Drop([key]))
                 continue
@@ -317,13 +315,9 @@ class WorkerState:
             if ts is None:
                 continue
             if ts.state == "executing":
-                # The executor may not have read its inputs yet, and the task may be
-                # assigned here again (revived): keep its inputs, even freed ones of our own,
-                # until it finishes (dropping them made the revived task fail with KeyError).
+                # Its inputs stay pinned (users) until it ends: the executor may not have
+                # read them yet, and the task may be assigned here again (revived).
                 ts.state = "cancelled"
-                for dep in ts.deps:
-                    if dep in self.held:
-                        self.users.setdefault(dep, set()).add(key)
             elif ts.state == "waiting":
                 del self.tasks[key]
                 for dep in ts.deps:

@@ -390,3 +390,31 @@ def test_cancelled_task_finishing_releases_its_pinned_inputs(ws: WorkerState) ->
     assert ws.handle(KeysFreed(["t", "x"])) == []
     assert ws.handle(done("t")) == [Drop(["x"]), Drop(["t"])]
     assert ws.held == {} and ws.users == {} and ws.tasks == {}
+
+
+def test_input_computed_here_while_a_cancelled_user_waits_is_kept_until_that_user_ends(
+    ws: WorkerState,
+) -> None:
+    """t (queued, reading fetched input a) is cancelled; a is then computed here and freed.
+    The queued t still reads a when it starts, and may be revived: keep a until t ends."""
+    ws.handle(compute("t", [("a", ["p1"], 8)]))
+    ws.handle(fetched("p1", {"a": 8}))
+    ws.handle(KeysFreed(["t"]))
+    ws.handle(compute("a"))  # the scheduler lost track of a and recomputes it here
+    assert ws.handle(done("a")) == [report_done("a")]
+    assert ws.handle(KeysFreed(["a"])) == []
+    assert ws.held == {"a": 8}
+    assert ws.handle(compute("t", [("a", ["p2"], 8)])) == []  # revived
+    assert ws.handle(done("t")) == [Drop(["a"]), report_done("t")]
+    assert ws.users == {}
+
+
+def test_own_result_freed_while_a_queued_task_here_needs_it_is_kept_until_that_task_ends(
+    ws: WorkerState,
+) -> None:
+    ws.handle(compute("a"))
+    ws.handle(done("a"))
+    ws.handle(compute("t", [("a", [ME], 8)]))
+    assert ws.handle(KeysFreed(["a"])) == []  # t is queued on the executor and reads a
+    assert ws.handle(done("t")) == [Drop(["a"]), report_done("t")]
+    assert ws.held == {"t": 8} and ws.users == {}
