@@ -24,9 +24,9 @@ from shoal.protocol._serialize import INLINE_LIMIT, FunctionTable, Serialized, d
 from shoal.protocol._sizeof import nbytes as measure
 from shoal.worker._state import Execute, ExecuteDone
 
-# Queue entries are (rank, priority, seq, cmd): the stop marker's rank 0 sorts it before
+# Queue entries are ((rank, priority), seq, cmd): the stop marker's rank 0 sorts it before
 # every task without ever comparing its priority with a task's (of any type).
-_STOP = (0, None, -1, None)
+_STOP = ((0,), -1, None)
 _thread_state = threading.local()
 logger = logging.getLogger("shoal.worker")
 
@@ -51,9 +51,7 @@ class Executor:
         self._loop = loop
         self._on_done = on_done
         self._address = worker_address
-        self._queue: queue.PriorityQueue[tuple[int, Any, int, Execute | None]] = (
-            queue.PriorityQueue()
-        )
+        self._queue: queue.PriorityQueue[tuple[Any, int, Execute | None]] = queue.PriorityQueue()
         self._seq = itertools.count()
         self._done: list[ExecuteDone] = []
         self._lock = threading.Lock()
@@ -67,7 +65,7 @@ class Executor:
             t.start()
 
     def submit(self, cmd: Execute) -> None:
-        self._queue.put((1, cmd.priority, next(self._seq), cmd))
+        self._queue.put(((1, cmd.priority), next(self._seq), cmd))
 
     def close(self) -> None:
         """Stop the threads: each finishes the task it runs; queued tasks never start."""
@@ -77,7 +75,7 @@ class Executor:
     def _run(self, index: int) -> None:
         get = self._queue.get
         while True:
-            _, _, _, cmd = get()
+            _, _, cmd = get()
             if cmd is None:
                 return
             self.executing += 1
