@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "Actor": "shoal.client._actor",
+    "ActorFuture": "shoal.client._actor",
+    "BaseActorFuture": "shoal.client._actor",
     "Client": "shoal.client._client",
     "get_client": "shoal.client._client",
     "Future": "shoal.client._future",
@@ -48,6 +51,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from shoal.client._actor import Actor as Actor
+    from shoal.client._actor import ActorFuture as ActorFuture
+    from shoal.client._actor import BaseActorFuture as BaseActorFuture
     from shoal.client._as_completed import ALL_COMPLETED as ALL_COMPLETED
     from shoal.client._as_completed import FIRST_COMPLETED as FIRST_COMPLETED
     from shoal.client._as_completed import FIRST_EXCEPTION as FIRST_EXCEPTION

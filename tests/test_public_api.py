@@ -11,6 +11,9 @@ import shoal
 
 PUBLIC = [
     "ALL_COMPLETED",
+    "Actor",
+    "ActorFuture",
+    "BaseActorFuture",
     "Client",
     "FIRST_COMPLETED",
     "FIRST_EXCEPTION",
@@ -40,6 +43,9 @@ DASK_DISTRIBUTED_NAMES = [
     "progress",
     "performance_report",
     "KilledWorker",
+    "Actor",
+    "ActorFuture",
+    "BaseActorFuture",
 ]
 
 

@@ -145,6 +145,7 @@ class UpdateGraph(Message):
     tasks: list[tuple[Any, ...]]
     wanted: list[Key]
     functions: dict[str, bytes]
+    actors: list[Key] | None = None  # keys among ``tasks`` whose results are actors
 
 
 @_message("release-keys")
@@ -334,6 +335,30 @@ class Data(Message):
     items: dict[Key, Serialized]
     missing: list[Key]
     errors: dict[Key, Any]
+
+
+# --- actors: a caller (client or task) <-> the worker holding the actor ---------------------
+
+
+@_message("actor-call")
+class ActorCall(Message):
+    """Call method ``name`` of the actor ``key`` held by the receiving worker, with ``args``
+    the pickled ``(args, kwargs)``; or, when ``args`` is None, read attribute ``name``.
+    Answered by an :class:`ActorResult` with the same ``request_id``."""
+
+    request_id: int
+    key: Key
+    name: str
+    args: Serialized | None
+
+
+@_message("actor-result")
+class ActorResult(Message):
+    """The outcome of an ActorCall: the pickled value (``ok``), or an error dict."""
+
+    request_id: int
+    ok: bool
+    value: Any
 
 
 # --- checks of nested rows, for the messages that carry them ------------------------------

@@ -5,7 +5,7 @@ Every event that depends on time carries ``now``: the state machine never reads 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from shoal._machine import Command, Event
@@ -36,6 +36,7 @@ class GraphSubmitted(Event):
     client: str
     tasks: list[TaskRow]
     wanted: list[Key]
+    actors: list[Key] = field(default_factory=list)  # keys among ``tasks`` that are actors
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,21 @@ def least_busy(candidates: Iterable[WorkerState]) -> WorkerState | None:
     return best
 
 
+def fewest_actors(
+    candidates: Iterable[WorkerState], actors: dict[WorkerState, int]
+) -> WorkerState | None:
+    """For a new actor: the worker holding the fewest actors (``actors`` counts them), the
+    least busy among equals. Actors stay where they are built and run their methods on one
+    thread per worker, so spreading them is what gives them parallelism (dask's rule)."""
+    best: WorkerState | None = None
+    best_key: tuple[int, float] = (0, 0.0)
+    for ws in candidates:
+        key = (actors.get(ws, 0), (ws.occupancy + len(ws.processing) * 1e-6) / ws.nthreads)
+        if best is None or key < best_key:
+            best, best_key = ws, key
+    return best
+
+
 def locality_choice(ts: TaskState, workers: Iterable[WorkerState]) -> WorkerState | None:
     """The worker holding the most input bytes, if inputs are big enough to matter."""
     if not ts.dependencies:

@@ -245,7 +245,8 @@ class Scheduler:
                 if isinstance(msg, UpdateGraph):
                     for fid, blob in msg.functions.items():
                         self._functions.setdefault(fid, blob)
-                    events.append(GraphSubmitted(name, list(msg.tasks), list(msg.wanted)))
+                    events.append(GraphSubmitted(name, list(msg.tasks), list(msg.wanted),
+                                                 list(msg.actors or ())))
                 elif isinstance(msg, ReleaseKeys):
                     events.append(KeysReleased(name, list(msg.keys)))
                 elif isinstance(msg, CancelKeys):

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from shoal.protocol._errors import scheduler_error
+from shoal.protocol._serialize import dumps
 from shoal.scheduler import _placement as placement
 from shoal.scheduler._events import (
     ClientJoined,
@@ -96,6 +97,7 @@ class SchedulerState:
         self._queue: list[tuple[Any, int, TaskState]] = []
         self._seq = itertools.count()
         self._no_worker: set[TaskState] = set()
+        self._actors: set[TaskState] = set()  # tasks marked actor, until forgotten
         self._durations: dict[str, float] = {}
         self.prefix_counts: dict[str, dict[str, int]] = {}
         self.task_stream: deque[tuple[Any, ...]] = deque(maxlen=task_stream_size)
@@ -323,6 +325,9 @@ class SchedulerState:
     def _ready(self, ts: TaskState) -> None:
         """All inputs are in memory: place the task now, or queue it."""
         workers = self.workers.values()
+        if ts.actor:
+            self._place_actor(ts)
+            return
         ws = placement.locality_choice(ts, workers)
         if ws is None and ts.workers is not None:
             ws = placement.least_busy(placement.allowed(ts, workers))
@@ -334,6 +339,21 @@ class SchedulerState:
             self._go(ts, "processing", worker=ws)
             return
         self._go(ts, "queued")
+
+    def _place_actor(self, ts: TaskState) -> None:
+        """Actors are not queued: each goes at once to the worker with the fewest actors."""
+        counts: dict[WorkerState, int] = {}
+        for t in self._actors:
+            if t.processing_on is not None:
+                counts[t.processing_on] = counts.get(t.processing_on, 0) + 1
+            for holder in t.who_has:
+                counts[holder] = counts.get(holder, 0) + 1
+        ws = placement.fewest_actors(placement.allowed(ts, self.workers.values()), counts)
+        if ws is None:
+            self._go(ts, "no-worker")
+            return
+        self._go(ts, "queued", push=False)
+        self._go(ts, "processing", worker=ws)
 
     def _fill(self) -> None:
         """Hand queued tasks to workers that have room, highest priority first."""
@@ -397,6 +417,8 @@ class SchedulerState:
         self._log.append((ts.key, ts.state, "forgotten", self._cause))
         ts.state = "forgotten"
         self.tasks.pop(ts.key, None)
+        if ts.actor:
+            self._actors.discard(ts)
         for dep in ts.dependencies:
             dep.dependents.discard(ts)
 
@@ -434,6 +456,11 @@ class SchedulerState:
             ts.retries = retries
             ts.workers = frozenset(workers) if workers else None
             rows.append((ts, deps))
+        for key in ev.actors:
+            ats = tasks.get(key)
+            if ats is not None and ats.state == "released":
+                ats.actor = True
+                self._actors.add(ats)
         missing: list[tuple[TaskState, Key]] = []
         for ts, deps in rows:
             for dk in deps:
@@ -557,12 +584,16 @@ class SchedulerState:
                 self._go(ts, "released", tell_worker=False)
                 recompute.append(ts)
         lost: list[TaskState] = []
+        actors: list[TaskState] = []
         for ts in list(ws.has_what):
             ts.who_has.discard(ws)
             if not ts.who_has and ts.state == "memory":
                 self._go(ts, "released")
-                lost.append(ts)
+                (actors if ts.actor else lost).append(ts)
         ws.has_what.clear()
+        # An actor's state died with its worker; recomputing it would silently start afresh.
+        for ts in actors:
+            self._err(ts, _actor_lost_error(ts, ws.address, ev.reason))
         # Dependents already sent elsewhere can no longer fetch lost inputs: run them again.
         for ts in lost:
             for dts in list(ts.dependents):
@@ -572,7 +603,7 @@ class SchedulerState:
                 elif dts.state == "waiting":
                     dts.waiting_on.add(ts)
         self._activate(ts for ts in recompute + lost if self._needed(ts))
-        self._tidy(lost)
+        self._tidy(lost + actors)
 
     def _on_finished(self, ev: TaskFinished) -> None:
         ws = self.workers.get(ev.worker)
@@ -628,6 +659,10 @@ class SchedulerState:
         lost = []
         if ts is not None and ts.state == "memory" and not ts.who_has:
             self._go(ts, "released")
+            if ts.actor:
+                self._err(ts, _actor_lost_error(ts, ev.holder, f"{ev.worker} could not reach it"))
+                self._tidy([ts])
+                return
             lost.append(ts)
         dts = self.tasks.get(ev.for_key)
         again = []
@@ -717,10 +752,15 @@ class SchedulerState:
                 assert all(d.key in self.tasks for d in ts.dependencies), key
             if ts.state == "erred":
                 assert ts.error is not None, key
+            if ts.actor and ts.state == "memory":
+                assert len(ts.who_has) == 1, (key, "an actor lives on exactly one worker")
+            assert ts.actor == (ts in self._actors), (key, "actor set out of date")
             for dep in ts.dependencies:
                 assert ts in dep.dependents, (key, dep.key)
             for client in ts.who_wants:
                 assert ts in self.clients.get(client, set()), (key, client)
+        for ts in self._actors:
+            assert self.tasks.get(ts.key) is ts, (ts.key, "forgotten actor still counted")
         for ws in self.workers.values():
             for ts in ws.processing:
                 assert ts.processing_on is ws and ts.state == "processing", ts.key
@@ -733,6 +773,17 @@ class SchedulerState:
         for prefix, counts in self.prefix_counts.items():
             expected = counted.get(prefix, dict.fromkeys(STATES, 0))
             assert counts == expected, (prefix, counts, expected)
+
+
+def _actor_lost_error(ts: TaskState, worker: str, reason: str) -> dict[str, Any]:
+    message = (
+        f"Worker holding Actor was lost: actor {ts.key!r} lived on {worker}, which left the "
+        f"cluster ({reason}); its state is gone. Create the actor again."
+    )
+    return scheduler_error(
+        "actor-lost", "builtins.RuntimeError", message, ts.key, worker=worker,
+        exception=dumps(RuntimeError(message)),
+    )
 
 
 def _upstream(roots: Iterable[TaskState], state: str) -> list[TaskState]:

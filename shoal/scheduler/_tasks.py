@@ -15,6 +15,7 @@ class TaskState:
     released, waiting, queued, no-worker, processing, memory, erred, forgotten."""
 
     __slots__ = (
+        "actor",
         "dependencies",
         "dependents",
         "error",
@@ -58,6 +59,9 @@ class TaskState:
         self.killed_on: list[str] = []
         self.workers: frozenset[str] | None = None
         self.est = 0.0
+        # An actor: its result is a live object on one worker, which cannot be recomputed
+        # elsewhere; losing that worker errs it (as in dask.distributed).
+        self.actor = False
 
     @property
     def exception(self) -> BaseException | None:

@@ -36,6 +36,11 @@ def current_task_key() -> Any:
     return getattr(_thread_state, "key", None)
 
 
+def current_worker_address() -> str | None:
+    """The address of the worker whose task thread this is, or None."""
+    return getattr(_thread_state, "worker_address", None)
+
+
 class Executor:
     def __init__(
         self,
@@ -73,6 +78,7 @@ class Executor:
             self._queue.put(_STOP)
 
     def _run(self, index: int) -> None:
+        _thread_state.worker_address = self._address
         get = self._queue.get
         while True:
             _, _, cmd = get()

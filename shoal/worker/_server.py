@@ -20,6 +20,7 @@ from shoal.comm import Connection, connect, listen
 from shoal.comm._tcp import TCPConnection, comm_timeout, wait_reply
 from shoal.protocol._messages import (
     PROTOCOL_VERSION,
+    ActorCall,
     Close,
     Compute,
     Data,
@@ -34,6 +35,7 @@ from shoal.protocol._messages import (
     Store,
 )
 from shoal.protocol._serialize import FunctionTable, Serialized, dumps, loads
+from shoal.worker._actors import ActorHost
 from shoal.worker._execute import Executor
 from shoal.worker._state import (
     ComputeAssigned,
@@ -81,6 +83,7 @@ class Worker:
         self._scheduler: Connection | None = None
         self._server: asyncio.base_events.Server | None = None
         self._executor: Executor | None = None
+        self._actors: ActorHost | None = None
         self._peers: dict[str, TCPConnection] = {}
         self._peer_lock: dict[str, asyncio.Lock] = {}
         self._requests: dict[int, asyncio.Future[Any]] = {}
@@ -97,6 +100,7 @@ class Worker:
         self.address = f"tcp://{self.host}:{port}"
         self.name = self.name or self.address
         self.state = WorkerState(self.address)
+        self._actors = ActorHost(self.address, loop)
         self._executor = Executor(
             self.nthreads, self.data, self.functions, loop, self._on_executed, self.address
         )
@@ -127,6 +131,8 @@ class Worker:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._executor is not None:
             self._executor.close()
+        if self._actors is not None:
+            self._actors.close()
         if self._scheduler is not None:
             self._scheduler.close()
         for conn in self._peers.values():
@@ -178,7 +184,8 @@ class Worker:
     def _carry_out(self, commands: list[Any]) -> None:
         sched = self._scheduler
         executor = self._executor
-        assert sched is not None and executor is not None
+        actors = self._actors
+        assert sched is not None and executor is not None and actors is not None
         for cmd in commands:
             kind = type(cmd)
             if kind is Report:
@@ -188,6 +195,8 @@ class Worker:
             elif kind is Drop:
                 for key in cmd.keys:
                     self.data.pop(key, None)
+                if actors.objects:
+                    actors.release(cmd.keys)
             elif kind is Fetch:
                 self._spawn(self._fetch(cmd.peer, cmd.keys))
 
@@ -243,6 +252,9 @@ class Worker:
                 fut = self._requests.pop(msg.request_id, None)
                 if fut is not None and not fut.done():
                     fut.set_result(msg)
+            elif isinstance(msg, ActorCall):
+                assert self._actors is not None
+                self._actors.on_call(conn, msg)
             elif isinstance(msg, Hello):
                 pass
             else:

@@ -17,6 +17,7 @@ SAMPLES: dict[str, m.Message] = {
          (("sum", 0), None, ["inc-1"], [], (0, 2), 2, ["w1"], "sum")],
         ["inc-1", ("sum", 0)],
         {"fid1": b"cloudpickled function"},
+        ["inc-1"],
     ),
     "release-keys": m.ReleaseKeys(["a", ("b", 0, 1)]),
     "cancel-keys": m.CancelKeys(["a"]),
@@ -40,6 +41,8 @@ SAMPLES: dict[str, m.Message] = {
     "heartbeat": m.Heartbeat(10**9, 10**8, 55.5, 2),
     "get-data": m.GetData(4, ["a", ("b", 1)]),
     "data": m.Data(4, {"a": SMALL, ("b", 1): TWO_FRAMES}, ["c"], {"d": {"message": "x"}}),
+    "actor-call": m.ActorCall(11, "Counter-1a2b", "increment", TWO_FRAMES),
+    "actor-result": m.ActorResult(11, False, {"kind": "exception", "message": "boom"}),
 }
 
 
