@@ -37,7 +37,7 @@ async def fetch_async(self: Client, keys: list[Any]) -> dict[Any, Any]:
     delay = 0.005
     failed: dict[Any, set[str]] = {}  # key -> holders that failed it (since listed again)
     failing_since: dict[Any, float] = {}  # key -> when all its listed holders had failed
-    reported: set[tuple[Any, str]] = set()
+    reported: dict[Any, set[str]] = {}  # key -> holders reported lacking it (since listed)
     while todo:
         who = await self._request("who_has", keys=todo)
         by_worker: dict[str, list[Any]] = {}
@@ -47,6 +47,7 @@ async def fetch_async(self: Client, keys: list[Any]) -> dict[Any, Any]:
             if not holders:  # being recomputed: any holder may serve it afresh
                 failed.pop(key, None)
                 failing_since.pop(key, None)
+                reported.pop(key, None)
                 waiting.append(key)
                 continue
             bad = failed.get(key, set())
@@ -83,9 +84,10 @@ async def fetch_async(self: Client, keys: list[Any]) -> dict[Any, Any]:
         for key, w in lacking:
             failed.setdefault(key, set()).add(w)
             todo.append(key)
-        news = [[k, w] for k, w in lacking if (k, w) not in reported]
+        news = [[k, w] for k, w in lacking if w not in reported.get(k, ())]
         if news:
-            reported.update((k, w) for k, w in news)
+            for k, w in news:
+                reported.setdefault(k, set()).add(w)
             await self._request("missing_data", pairs=news)
         for key in todo:
             st = self._states.get(key)
