@@ -101,7 +101,7 @@ async def fetch_async(self: Client, keys: list[Any]) -> dict[Any, Any]:
 async def _get_data(self: Client, worker: str, keys: list[Any], timeout: float) -> Data:
     conn = self._worker_conns.get(worker)
     if conn is None or conn.closed:
-        conn = await connect(worker, timeout=self._timeout)
+        conn = await connect(worker, timeout=self._timeout or timeout)
         conn.info["requests"] = set()
         conn.set_handler(functools.partial(_on_worker_message, self))
         conn.send(Hello("client", PROTOCOL_VERSION, self.id))
