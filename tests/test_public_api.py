@@ -24,11 +24,18 @@ PUBLIC = [
     "LostDataError",
     "RemoteError",
     "as_completed",
+    "fire_and_forget",
     "futures_of",
     "get_client",
+    "get_worker",
     "performance_report",
+    "print",
     "progress",
+    "rejoin",
+    "secede",
     "wait",
+    "warn",
+    "worker_client",
 ]
 
 # What a user of dask.distributed (and of the seed notebook) imports.
@@ -46,6 +53,13 @@ DASK_DISTRIBUTED_NAMES = [
     "Actor",
     "ActorFuture",
     "BaseActorFuture",
+    "worker_client",
+    "secede",
+    "rejoin",
+    "get_worker",
+    "fire_and_forget",
+    "print",
+    "warn",
 ]
 
 

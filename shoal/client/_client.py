@@ -25,7 +25,15 @@ from dask.base import tokenize
 from dask.utils import funcname
 
 from shoal import _loop
-from shoal.client import _cluster_info, _collections, _debug, _repr
+from shoal.client import (
+    _cluster_info,
+    _collections,
+    _datasets,
+    _debug,
+    _repr,
+    _topics,
+    _worker_client,
+)
 from shoal.client import _fetch as _fetch_module
 from shoal.client._actor import NewActor
 from shoal.client._future import Future, FutureState
@@ -46,6 +54,7 @@ from shoal.protocol._messages import (
     Response,
     RetryKeys,
     Scatter,
+    TopicEvent,
     UpdateGraph,
 )
 from shoal.protocol._serialize import FunctionCache, Serialized, dumps, dumps_task, loads
@@ -240,6 +249,8 @@ class Client:
                         fut.set_result(msg.value)  # type: ignore[attr-defined]
                     else:
                         fut.set_exception(RuntimeError(str(msg.value)))  # type: ignore[attr-defined]
+            elif kind is TopicEvent:
+                _topics.on_event(self, msg)  # type: ignore[arg-type]
 
     def _on_lost_connection(self) -> None:
         if self.status in ("closing", "closed"):
@@ -309,6 +320,25 @@ class Client:
         self._requests[rid] = fut
         self._conn.send(Request(rid, op, args))
         return await fut
+
+    def sync(self, func: Callable[..., Any], *args: Any, asynchronous: bool | None = None,
+             callback_timeout: float | None = None, **kwargs: Any) -> Any:
+        """Run the coroutine function ``func(*args, **kwargs)`` on shoal's loop.
+
+        Every client operation is written once, as a coroutine; this is its two faces (as
+        dask's ``Client.sync``): for an asynchronous client (or ``asynchronous=True``) it
+        returns an awaitable for the caller's event loop, which is never blocked; otherwise
+        it blocks the calling thread until the result is there.
+
+        Raises:
+            TimeoutError: not done within ``callback_timeout`` seconds.
+            RuntimeError: a blocking call from inside shoal's own loop (it would deadlock).
+        """
+        if asynchronous is None:
+            asynchronous = self.asynchronous
+        if asynchronous:
+            return _loop.run_async(func(*args, **kwargs), callback_timeout)
+        return _loop.run_sync(func(*args, **kwargs), callback_timeout)
 
     def _sync_request(self, op: str, timeout: float | None = None, **args: Any) -> Any:
         self._check_open()
@@ -685,6 +715,16 @@ class Client:
     persist = _collections.persist
     recreate_error_locally = _debug.recreate_error_locally
     explain = _debug.explain
+    log_event = _topics.log_event
+    get_events = _topics.get_events
+    subscribe_topic = _topics.subscribe_topic
+    unsubscribe_topic = _topics.unsubscribe_topic
+    publish_dataset = _datasets.publish_dataset
+    unpublish_dataset = _datasets.unpublish_dataset
+    get_dataset = _datasets.get_dataset
+    list_datasets = _datasets.list_datasets
+    datasets = property(_datasets.Datasets)
+    current = staticmethod(_worker_client.current)
     __repr__ = _repr.client_repr
     _repr_html_ = _repr.client_repr_html
 

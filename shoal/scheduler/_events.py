@@ -142,6 +142,23 @@ class Tick(Event):
     now: float
 
 
+@dataclass(frozen=True, slots=True)
+class Seceded(Event):
+    """A task running on ``worker`` left its thread slot (``secede()``): it stays assigned
+    there but no longer counts as busy. ``duration``: seconds it computed before that."""
+
+    worker: str
+    key: Key
+    duration: float
+
+
+@dataclass(frozen=True, slots=True)
+class FireAndForgetAsked(Event):
+    """Hold ``keys`` (and so their inputs) until each has finished, wanted or not."""
+
+    keys: list[Key]
+
+
 # --- commands -------------------------------------------------------------------------------
 
 

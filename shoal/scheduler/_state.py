@@ -29,6 +29,7 @@ from shoal.scheduler._events import (
     DataMissing,
     DataScattered,
     Event,
+    FireAndForgetAsked,
     GraphSubmitted,
     HeartbeatReceived,
     KeysCancelled,
@@ -37,6 +38,7 @@ from shoal.scheduler._events import (
     ReportCancelled,
     ReportDone,
     ReportErred,
+    Seceded,
     SendCompute,
     SendFree,
     SendStore,
@@ -52,6 +54,8 @@ from shoal.scheduler._tasks import Key, TaskState, WorkerState
 ACTIVE = frozenset({"waiting", "queued", "no-worker", "processing"})
 _KEEPS_INPUTS = ACTIVE | {"erred"}
 STATES = ("released", "waiting", "queued", "no-worker", "processing", "memory", "erred")
+# The pseudo-client that wants fire-and-forget keys until they finish (dask's name for it).
+FIRE_AND_FORGET = "fire-and-forget"
 
 
 class InvalidTransition(RuntimeError):
@@ -105,6 +109,7 @@ class SchedulerState:
         self.completed_total = 0
         self._log: deque[tuple[Any, ...]] = deque(maxlen=story_size)
         self._out: list[Command] = []
+        self._fired_done: list[TaskState] = []  # fire-and-forget keys that just finished
         self._cause = ""
         self._handlers: dict[type, Callable[[Any], None]] = {
             ClientJoined: self._on_client_joined,
@@ -122,6 +127,8 @@ class SchedulerState:
             TransferDone: self._on_transfer,
             HeartbeatReceived: self._on_heartbeat,
             Tick: self._on_tick,
+            Seceded: self._on_seceded,
+            FireAndForgetAsked: self._on_fire_and_forget,
         }
 
     # --- entry point -------------------------------------------------------------------------
@@ -131,6 +138,9 @@ class SchedulerState:
         for event in events:
             self._cause = type(event).__name__
             self._handlers[type(event)](event)
+        if self._fired_done:
+            done, self._fired_done = self._fired_done, []
+            self._tidy(done)
         self._fill()
         out, self._out = self._out, []
         return out
@@ -226,6 +236,8 @@ class SchedulerState:
         ts.waiting_on = set()
         ts.error = error
         self._set(ts, "erred")
+        if FIRE_AND_FORGET in ts.who_wants:
+            self._unfire(ts)
         for client in ts.who_wants:
             self._out.append(ReportErred(client, ts.key, error))
 
@@ -265,14 +277,23 @@ class SchedulerState:
         guessed half second and every queued task goes to the others."""
         for ws in self.workers.values():
             for t in ws.processing:
-                if t.prefix == prefix:
+                if t.prefix == prefix and t not in ws.long_running:
                     ws.occupancy = max(0.0, ws.occupancy - t.est) + duration
                     t.est = duration
+
+    def _measured(self, prefix: str, duration: float) -> None:
+        """A task of ``prefix`` computed for ``duration`` seconds: update the estimate."""
+        old = self._durations.get(prefix)
+        self._durations[prefix] = duration if old is None else 0.8 * old + 0.2 * duration
+        if old is None:
+            self._reestimate(prefix, duration)
 
     def _unassign(self, ts: TaskState) -> WorkerState | None:
         ws = ts.processing_on
         if ws is not None:
             ws.processing.discard(ts)
+            if ws.long_running:
+                ws.long_running.discard(ts)
             ws.occupancy = max(0.0, ws.occupancy - ts.est)
             ts.processing_on = None
         return ws
@@ -625,12 +646,11 @@ class SchedulerState:
             self._out.append(SendFree(ev.worker, [ev.key]))
             return
         self.completed_total += 1
-        duration = max(ev.stop - ev.start, 0.0)
-        old = self._durations.get(ts.prefix)
-        self._durations[ts.prefix] = duration if old is None else 0.8 * old + 0.2 * duration
-        if old is None:
-            self._reestimate(ts.prefix, duration)
+        if not (ws.long_running and ts in ws.long_running):  # measured when it seceded
+            self._measured(ts.prefix, max(ev.stop - ev.start, 0.0))
         self._go(ts, "memory", worker=ws, nbytes=ev.nbytes, typename=ev.typename)
+        if FIRE_AND_FORGET in ts.who_wants:
+            self._unfire(ts)
         for client in ts.who_wants:
             self._out.append(ReportDone(client, ts.key, ev.nbytes, ev.typename, ev.inline))
         self._tidy([ts, *ts.dependencies])
@@ -692,6 +712,38 @@ class SchedulerState:
         ws.memory_managed = ev.memory_managed
         ws.cpu = ev.cpu
         ws.executing = ev.executing
+
+    def _on_seceded(self, ev: Seceded) -> None:
+        """The task gave its thread back: it stays on its worker (its result arrives as
+        usual) but stops counting against the worker's slots and occupancy, so the worker
+        gets more work while it waits (dask's "long-running")."""
+        ws = self.workers.get(ev.worker)
+        ts = self.tasks.get(ev.key)
+        if ws is None or ts is None or ts.processing_on is not ws or ts in ws.long_running:
+            return
+        ws.long_running.add(ts)
+        ws.occupancy = max(0.0, ws.occupancy - ts.est)
+        ts.est = 0.0
+        self._measured(ts.prefix, max(ev.duration, 0.0))
+
+    def _on_fire_and_forget(self, ev: FireAndForgetAsked) -> None:
+        held = self.clients.setdefault(FIRE_AND_FORGET, set())
+        touched = []
+        for key in ev.keys:
+            ts = self.tasks.get(key)
+            if ts is None or ts.state in ("memory", "erred"):
+                continue  # unknown (already forgotten) or already finished: nothing to run
+            ts.who_wants.add(FIRE_AND_FORGET)
+            held.add(ts)
+            touched.append(ts)
+        self._activate(ts for ts in touched if ts.state == "released")
+
+    def _unfire(self, ts: TaskState) -> None:
+        """A fire-and-forget key finished: stop holding it (released at the end of
+        ``handle`` unless a real client wants it)."""
+        ts.who_wants.discard(FIRE_AND_FORGET)
+        self.clients.get(FIRE_AND_FORGET, set()).discard(ts)
+        self._fired_done.append(ts)
 
     def _on_tick(self, ev: Tick) -> None:
         for ws in list(self.workers.values()):
@@ -764,6 +816,7 @@ class SchedulerState:
         for ws in self.workers.values():
             for ts in ws.processing:
                 assert ts.processing_on is ws and ts.state == "processing", ts.key
+            assert ws.long_running <= ws.processing, ws.address
             for ts in ws.has_what:
                 assert ws in ts.who_has, ts.key
         counted: dict[str, dict[str, int]] = {}

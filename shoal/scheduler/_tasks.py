@@ -102,6 +102,7 @@ class WorkerState:
         "has_what",
         "host",
         "last_seen",
+        "long_running",
         "memory_limit",
         "memory_managed",
         "memory_process",
@@ -125,6 +126,8 @@ class WorkerState:
         self.pid = pid
         self.host = host
         self.processing: set[TaskState] = set()
+        # Seceded tasks: still processing here, but their threads were given back.
+        self.long_running: set[TaskState] = set()
         self.has_what: set[TaskState] = set()
         self.occupancy = 0.0
         self.nbytes = 0

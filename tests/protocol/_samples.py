@@ -33,6 +33,7 @@ SAMPLES: dict[str, m.Message] = {
     "store": m.Store("x", TWO_FRAMES, 10),
     "run": m.Run(9, SMALL),
     "close": m.Close("shutting down"),
+    "register-reply": m.RegisterReply(False, "a worker at tcp://1.2.3.4:5 is already connected"),
     "register": m.Register("tcp://1.2.3.4:5", "worker-0", 4, 2**33, 1234, "1.2.3.4"),
     "task-done": m.TaskDone("t", 8, "int", 1.5, 2.5, 140000, None),
     "task-erred": m.TaskErred("t", {"kind": "exception", "message": "boom"}, 1.0, 2.0, 1),
@@ -43,6 +44,16 @@ SAMPLES: dict[str, m.Message] = {
     "data": m.Data(4, {"a": SMALL, ("b", 1): TWO_FRAMES}, ["c"], {"d": {"message": "x"}}),
     "actor-call": m.ActorCall(11, "Counter-1a2b", "increment", TWO_FRAMES),
     "actor-result": m.ActorResult(11, False, {"kind": "exception", "message": "boom"}),
+    "task-seceded": m.TaskSeceded(("fib", 3), 0.002),
+    "fire-and-forget": m.FireAndForget(["report", ("x", 0)]),
+    "topic-log": m.TopicLog(["print", "jobs"], {"args": ("hi", "1"), "file": 1}),
+    "topic-subscribe": m.TopicSubscribe("jobs", True),
+    "topic-get": m.TopicGet(5, None),
+    "topic-event": m.TopicEvent("jobs", 1.5, [1, "two"]),
+    "dataset-publish": m.DatasetPublish(6, [("model", b"pickled", ["k1", ("k", 2)])], False),
+    "dataset-unpublish": m.DatasetUnpublish(7, ["model", ("t", 1)]),
+    "dataset-get": m.DatasetGet(8, ["model"]),
+    "dataset-list": m.DatasetList(9),
 }
 
 
