@@ -72,26 +72,49 @@ def _register_reducers() -> None:
 
 
 def dumps(obj: object) -> Serialized:
-    """Pickle ``obj`` (cloudpickle where plain pickle cannot) with out-of-band buffers.
+    """Pickle ``obj`` with out-of-band buffers: plain pickle first, cloudpickle when plain
+    pickle fails or its bytes refer to ``__main__`` (the receiving process has another
+    ``__main__``) or to a module registered with ``cloudpickle.register_pickle_by_value``.
+    Classes whose instances needed cloudpickle go straight to it next time.
 
     Raises:
         TypeError: the object cannot be pickled; the message names it.
     """
     _register_reducers()
+    kind = type(obj)
     buffers: list[pickle.PickleBuffer] = []
-    try:
-        head = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
-    except Exception:
-        buffers = []
+    if kind not in _CLOUD_TYPES:
         try:
-            head = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
-        except Exception as exc:
-            raise TypeError(
-                f"Could not serialize {describe(obj)} of type {type(obj).__name__}: {exc}. "
-                "Objects sent to the cluster must be picklable (pass a file name or "
-                "parameters instead of an open handle, lock or connection)."
-            ) from exc
+            head = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+        except Exception:
+            head = b""
+        if head and not _refers_to_by_value_module(head):
+            return Serialized([head, *(b.raw() for b in buffers)])
+        if kind.__module__ != "builtins":  # a list or dict says nothing about the next one
+            _CLOUD_TYPES.add(kind)
+        buffers = []
+    try:
+        head = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    except Exception as exc:
+        raise TypeError(
+            f"Could not serialize {describe(obj)} of type {type(obj).__name__}: {exc}. "
+            "Objects sent to the cluster must be picklable (pass a file name or "
+            "parameters instead of an open handle, lock or connection)."
+        ) from exc
     return Serialized([head, *(b.raw() for b in buffers)])
+
+
+# Types whose instances plain pickle could not send (weak: classes defined in a loop go).
+_CLOUD_TYPES: weakref.WeakSet[type] = weakref.WeakSet()
+
+
+def _refers_to_by_value_module(head: bytes) -> bool:
+    """Whether a plain pickle stream may name something in ``__main__`` or in a module the
+    user asked cloudpickle to send by value (a false positive only costs a cloudpickle)."""
+    if b"__main__" in head:
+        return True
+    by_value = getattr(cloudpickle.cloudpickle, "_PICKLE_BY_VALUE_MODULES", ())
+    return any(name.encode() in head for name in by_value)
 
 
 def loads(ser: Serialized, functions: FunctionTable | None = None) -> Any:
@@ -246,15 +269,32 @@ class TaskPickler(pickle.Pickler):
             if fid not in self.fids:
                 self.fids.append(fid)
             return _function, (fid,)
-        # Anything plain pickle cannot do by reference (classes defined in __main__) is
-        # handled by cloudpickle.
+        # Classes the receiver cannot import (in __main__, or defined inside a function)
+        # go by value.
         return _cloud_reducer(obj)
 
 
 def _cloud_reducer(obj: Any) -> Any:
-    if isinstance(obj, type) and obj.__module__ == "__main__":
-        return cloudpickle.loads, (cloudpickle.dumps(obj),)
+    """Classes the receiver cannot import (defined in ``__main__``, inside a function, or in
+    a module registered to go by value) travel by value; the decision is cached per class,
+    the bytes are not (a class may change between two tasks)."""
+    if isinstance(obj, type):
+        by_value = _CLASS_BY_VALUE.get(obj)
+        if by_value is None:
+            try:
+                by_value = not cloudpickle.cloudpickle._should_pickle_by_reference(obj)
+            except Exception:  # an odd class: let cloudpickle decide when it pickles it
+                by_value = True
+            try:
+                _CLASS_BY_VALUE[obj] = by_value
+            except TypeError:
+                pass
+        if by_value:
+            return cloudpickle.loads, (cloudpickle.dumps(obj, protocol=5),)
     return NotImplemented
+
+
+_CLASS_BY_VALUE: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
 
 
 def dumps_task(obj: object, cache: FunctionCache) -> tuple[Serialized, list[str]]:
@@ -268,8 +308,17 @@ def dumps_task(obj: object, cache: FunctionCache) -> tuple[Serialized, list[str]
     try:
         return pickler.pickle(obj)
     except Exception as exc:
+        first = exc
+    # Something plain pickle cannot reduce (a module, a local function inside an object
+    # cloudpickle knows how to send): the whole payload goes by cloudpickle, functions
+    # included (they then travel with the task instead of through the function table).
+    buffers: list[pickle.PickleBuffer] = []
+    try:
+        head = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    except Exception:
         raise TypeError(
-            f"Could not serialize {describe(obj)}: {exc}. Arguments and functions sent to "
+            f"Could not serialize {describe(obj)}: {first}. Arguments and functions sent to "
             "the cluster must be picklable (pass a file name or parameters instead of an open "
             "handle, lock or connection)."
-        ) from exc
+        ) from first
+    return Serialized([head, *(b.raw() for b in buffers)]), []

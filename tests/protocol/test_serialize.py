@@ -200,3 +200,62 @@ def test_unpicklable_function_is_a_type_error_naming_it() -> None:
 
     with pytest.raises(TypeError, match="uses_lock"):
         FunctionCache().fid(uses_lock)
+
+
+# --- classes the receiver cannot import -----------------------------------------------------
+
+
+def _main_class(name: str) -> type:
+    """A class that pickle finds in ``__main__`` (as a script's class is)."""
+    import sys
+
+    cls = type(name, (), {"__init__": lambda self, n: setattr(self, "n", n)})
+    cls.__module__ = "__main__"
+    setattr(sys.modules["__main__"], name, cls)
+    return cls
+
+
+def test_main_class_instance_travels_by_value() -> None:
+    import sys
+
+    cls = _main_class("ShoalTestConfig")
+    try:
+        ser = dumps(cls(5))
+    finally:
+        delattr(sys.modules["__main__"], "ShoalTestConfig")
+    # the receiving process's __main__ has no such class: it must come with the data
+    assert loads(ser).n == 5
+
+
+def test_main_class_in_a_task_payload_travels_by_value() -> None:
+    import sys
+
+    cls = _main_class("ShoalTestPayload")
+    try:
+        cache = FunctionCache()
+        ser, fids = dumps_task((double, cls(3)), cache)
+    finally:
+        delattr(sys.modules["__main__"], "ShoalTestPayload")
+    table = FunctionTable()
+    table.add_blobs({fid: cache.blobs[fid] for fid in fids})
+    fn, obj = loads(ser, table)
+    assert fn(obj.n) == 6
+
+
+def test_local_class_instances_round_trip_in_data_and_payloads() -> None:
+    from typing import NamedTuple
+
+    class Pair(NamedTuple):
+        a: int
+        b: int
+
+    assert loads(dumps(Pair(1, 2))) == (1, 2)
+    fn, arg = ship((double, Pair(3, 4)))
+    assert fn(arg.b) == 8
+
+
+def test_payload_with_a_module_object_falls_back_to_cloudpickle() -> None:
+    import math
+
+    fn, mod = ship((double, math))
+    assert mod.sqrt(fn(8)) == 4.0
