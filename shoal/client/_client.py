@@ -618,8 +618,12 @@ class Client:
             await fut
 
         _loop.run_sync(send(), timeout)
+        # Done once a worker acknowledged holding the data (or could not load it).
         for f in futures:
-            f._state.wait(timeout)
+            if not f._state.wait(timeout):
+                raise TimeoutError(f"scattering {f.key!r} did not finish within {timeout} s")
+            if f._state.status == "error":
+                raise self._exception_of(f)
         if isinstance(data, dict):
             return dict(zip(keys, futures, strict=False))
         if isinstance(data, (list, tuple, set, frozenset)):

@@ -289,6 +289,14 @@ class TaskErred(Message):
     thread: int
 
 
+@_message("scatter-stored")
+class ScatterStored(Message):
+    """The worker holds scattered ``key`` (``error`` None), or could not load it."""
+
+    key: Key
+    error: dict[str, Any] | None
+
+
 @_message("missing-data")
 class MissingData(Message):
     """A worker could not fetch ``key`` from ``worker`` for ``for_key``."""

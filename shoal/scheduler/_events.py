@@ -67,6 +67,15 @@ class DataScattered(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ScatterAcked(Event):
+    """``worker`` holds scattered ``key`` now, or (``error`` set) could not load it."""
+
+    worker: str
+    key: Key
+    error: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerJoined(Event):
     address: str
     name: str
@@ -166,6 +175,13 @@ class SendFree(Command):
 class SendStore(Command):
     worker: str
     key: Key
+
+
+@dataclass(frozen=True, slots=True)
+class DropScattered(Command):
+    """No worker will be sent these scattered keys any more: forget their bytes."""
+
+    keys: list[Key]
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ from shoal.protocol._messages import (
     RetryKeys,
     Run,
     Scatter,
+    ScatterStored,
     Store,
     TaskDone,
     TaskErred,
@@ -49,6 +50,7 @@ from shoal.scheduler._events import (
     CloseWorker,
     DataMissing,
     DataScattered,
+    DropScattered,
     GraphSubmitted,
     HeartbeatReceived,
     KeysCancelled,
@@ -57,6 +59,7 @@ from shoal.scheduler._events import (
     ReportCancelled,
     ReportDone,
     ReportErred,
+    ScatterAcked,
     SendCompute,
     SendFree,
     SendStore,
@@ -100,7 +103,8 @@ class Scheduler:
         self._worker_fids: dict[str, set[str]] = {}
         self._clients: dict[str, Connection] = {}
         self._functions: dict[str, bytes] = {}
-        self._scattered: dict[Any, Serialized] = {}
+        # Scattered bytes and nbytes, kept until every worker sent them acknowledged.
+        self._scattered: dict[Any, tuple[Serialized, int]] = {}
         self._pending_runs: dict[int, tuple[Connection, int, dict[str, Any], set[str]]] = {}
         self._run_futures: dict[int, asyncio.Future[Any]] = {}
         self._worker_joined = asyncio.Event()
@@ -275,12 +279,10 @@ class Scheduler:
     async def _scatter(self, conn: Connection, name: str, msg: Scatter) -> None:
         if not self.state.workers:
             await self.wait_for_workers(1, None)
-        for key, data, _nbytes, _typename in msg.items:
-            self._scattered[key] = data
+        for key, data, nbytes, _typename in msg.items:
+            self._scattered[key] = (data, nbytes)
         self._apply([DataScattered(name, [(k, n, t) for k, _, n, t in msg.items],
                                    msg.workers, msg.broadcast)])
-        for key, *_ in msg.items:
-            self._scattered.pop(key, None)
         conn.send(Response(msg.request_id, True, None))
 
     async def _answer(self, conn: Connection, msg: Request) -> None:
@@ -326,6 +328,9 @@ class Scheduler:
                     events.append(HeartbeatReceived(address, msg.memory_process,
                                                     msg.memory_managed, msg.cpu, msg.executing,
                                                     time.time()))
+                elif isinstance(msg, ScatterStored):
+                    events.append(ScatterAcked(address, msg.key,
+                                               None if msg.error is None else dict(msg.error)))
                 elif isinstance(msg, MissingData):
                     events.append(DataMissing(address, msg.key, msg.worker, msg.for_key))
                 elif isinstance(msg, Transfer):
@@ -380,10 +385,12 @@ class Scheduler:
                     c.send(KeyCancelled(cmd.key, cmd.reason))
             elif isinstance(cmd, SendStore):
                 conn = workers.get(cmd.worker)
-                data = self._scattered.get(cmd.key)
-                if conn is not None and data is not None:
-                    ts = self.state.tasks.get(cmd.key)
-                    conn.send(Store(cmd.key, data, ts.nbytes if ts else 0))
+                held = self._scattered.get(cmd.key)
+                if conn is not None and held is not None:
+                    conn.send(Store(cmd.key, held[0], held[1]))
+            elif isinstance(cmd, DropScattered):
+                for key in cmd.keys:
+                    self._scattered.pop(key, None)
             elif isinstance(cmd, CloseWorker):
                 conn = workers.get(cmd.worker)
                 if conn is not None:

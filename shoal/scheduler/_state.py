@@ -6,7 +6,8 @@ Must not know: sockets, event loops, threads, clocks or configuration files. Tim
 events; settings come in the constructor; data bytes stay opaque (``Serialized``).
 
 States: released → waiting → queued | no-worker → processing → memory | erred, and
-forgotten when nothing refers to a task any more. Every allowed move is listed in
+forgotten when nothing refers to a task any more. Scattered data goes released →
+scattering → memory once a worker acknowledges holding it (or erred if none could). Every allowed move is listed in
 ``_TRANSITIONS``; anything else raises :class:`InvalidTransition` with the task's story.
 """
 
@@ -27,6 +28,7 @@ from shoal.scheduler._events import (
     Command,
     DataMissing,
     DataScattered,
+    DropScattered,
     Event,
     GraphSubmitted,
     HeartbeatReceived,
@@ -36,6 +38,7 @@ from shoal.scheduler._events import (
     ReportCancelled,
     ReportDone,
     ReportErred,
+    ScatterAcked,
     SendCompute,
     SendFree,
     SendStore,
@@ -50,7 +53,9 @@ from shoal.scheduler._tasks import Key, TaskState, WorkerState
 
 ACTIVE = frozenset({"waiting", "queued", "no-worker", "processing"})
 _KEEPS_INPUTS = ACTIVE | {"erred"}
-STATES = ("released", "waiting", "queued", "no-worker", "processing", "memory", "erred")
+STATES = (
+    "released", "waiting", "queued", "no-worker", "processing", "memory", "erred", "scattering",
+)
 
 
 class InvalidTransition(RuntimeError):
@@ -96,6 +101,7 @@ class SchedulerState:
         self._queue: list[tuple[Any, int, TaskState]] = []
         self._seq = itertools.count()
         self._no_worker: set[TaskState] = set()
+        self._storing: dict[Key, _Storing] = {}  # scattered keys awaiting workers' acks
         self._durations: dict[str, float] = {}
         self.prefix_counts: dict[str, dict[str, int]] = {}
         self.task_stream: deque[tuple[Any, ...]] = deque(maxlen=task_stream_size)
@@ -112,6 +118,7 @@ class SchedulerState:
             KeysCancelled: self._on_cancelled,
             KeysRetried: self._on_retried,
             DataScattered: self._on_scattered,
+            ScatterAcked: self._on_scatter_acked,
             WorkerJoined: self._on_worker_joined,
             WorkerLeft: self._on_worker_left,
             TaskFinished: self._on_finished,
@@ -199,7 +206,14 @@ class SchedulerState:
         self._store(ts, worker, nbytes, typename)
 
     def _released_memory(self, ts: TaskState, worker: WorkerState, nbytes: int, typename: str) -> None:
-        """Scattered data: in memory without having been computed."""
+        """Scattered data replacing a computation: in memory without having been computed."""
+        self._store(ts, worker, nbytes, typename)
+
+    def _released_scattering(self, ts: TaskState) -> None:
+        """Scattered data on its way to workers; tasks using it wait like for a computation."""
+        self._set(ts, "scattering")
+
+    def _scattering_memory(self, ts: TaskState, worker: WorkerState, nbytes: int, typename: str) -> None:
         self._store(ts, worker, nbytes, typename)
 
     def _processing_released(self, ts: TaskState, tell_worker: bool = True) -> None:
@@ -359,7 +373,7 @@ class SchedulerState:
         stack = [ts]
         while stack:
             t = stack.pop()
-            if t.state not in ACTIVE and t.state != "released":
+            if t.state not in ACTIVE and t.state not in ("released", "scattering"):
                 continue
             self._go(t, "erred", error=error, tell_worker=tell_worker or t is not ts)
             stack.extend(d for d in t.dependents if d.state in ACTIVE)
@@ -503,6 +517,8 @@ class SchedulerState:
         self._activate(ts for ts in roots if self._needed(ts))
 
     def _on_scattered(self, ev: DataScattered) -> None:
+        """Send each item to a worker (every worker for ``broadcast``); the key is in memory
+        when a worker acknowledges it (:meth:`_on_scatter_acked`), not before."""
         pool = list(self.workers.values())
         if ev.workers:
             wanted = set(ev.workers)
@@ -513,20 +529,95 @@ class SchedulerState:
             if ts is None:
                 ts = self.tasks[key] = TaskState(key, key_prefix(key))
                 self.prefix_counts.setdefault(ts.prefix, dict.fromkeys(STATES, 0))["released"] += 1
-            if ts.state == "released" and pool:
-                targets = pool if ev.broadcast else [pool[next(self._seq) % len(pool)]]
-                for ws in targets:
-                    self._out.append(SendStore(ws.address, key))
-                self._go(ts, "memory", worker=targets[0], nbytes=nbytes, typename=typename)
-                for ws in targets[1:]:
-                    ts.who_has.add(ws)
-                    ws.has_what.add(ts)
-                    ws.nbytes += max(nbytes, 0)
-            elif ts.state != "memory":  # the same key already being computed: not data
-                continue
             ts.who_wants.add(ev.client)
             held.add(ts)
-            self._out.append(ReportDone(ev.client, key, ts.nbytes, ts.typename, None))
+            if ts.state == "memory":  # the same data (scatter keys hash it), already held
+                self._out.append(ReportDone(ev.client, key, ts.nbytes, ts.typename, None))
+                continue
+            if key in self._storing:  # already on its way: the same ack answers both
+                continue
+            if not pool:
+                self._err(ts, self._lost_error(ts))
+                continue
+            targets = pool if ev.broadcast else [pool[next(self._seq) % len(pool)]]
+            self._storing[key] = _Storing({w.address for w in targets}, nbytes, typename)
+            for ws in targets:
+                self._out.append(SendStore(ws.address, key))
+            if ts.state == "released":
+                self._go(ts, "scattering")
+
+    def _on_scatter_acked(self, ev: ScatterAcked) -> None:
+        ws = self.workers.get(ev.worker)
+        if ws is None:
+            return  # gone: its WorkerLeft already settled what it was sent
+        pending = self._storing.get(ev.key)
+        ts = self.tasks.get(ev.key)
+        if pending is None or ev.worker not in pending.waiting:
+            if ev.error is None and (ts is None or ws not in ts.who_has):
+                self._out.append(SendFree(ev.worker, [ev.key]))  # a copy nobody waits for
+            return
+        pending.waiting.discard(ev.worker)
+        if ev.error is not None:
+            pending.error = ev.error
+        elif ts is None:
+            self._out.append(SendFree(ev.worker, [ev.key]))
+        else:
+            self._hold_scattered(ts, ws, pending)
+        if not pending.waiting:
+            self._settle_scatter(ev.key, pending)
+
+    def _hold_scattered(self, ts: TaskState, ws: WorkerState, pending: _Storing) -> None:
+        """``ws`` holds scattered ``ts``. Data scattered to a key that is being computed (or
+        failed) wins, as in dask.distributed: the computation is dropped."""
+        if ts.state == "memory":
+            if ws not in ts.who_has:
+                ts.who_has.add(ws)
+                ws.has_what.add(ts)
+                ws.nbytes += max(ts.nbytes, 0)
+            return
+        if ts.state in ACTIVE:
+            self._go(ts, "released", tell_worker=True)
+        elif ts.state == "erred":
+            self._go(ts, "released")
+        self._go(ts, "memory", worker=ws, nbytes=pending.nbytes, typename=pending.typename)
+        self._tidy(list(ts.dependencies))
+
+    def _settle_scatter(self, key: Key, pending: _Storing) -> None:
+        """Every worker sent ``key`` answered (or died): tell the clients how it went."""
+        del self._storing[key]
+        ts = self.tasks.get(key)
+        if ts is None:
+            self._out.append(DropScattered([key]))
+            return
+        if ts.state == "memory":
+            for client in ts.who_wants:
+                self._out.append(ReportDone(client, key, ts.nbytes, ts.typename, None))
+        elif ts.state == "scattering":
+            if pending.error is not None:
+                self._err(ts, {**pending.error, "key": key, "message": (
+                    f"scattered data {key!r} could not be loaded on the worker: "
+                    f"{pending.error.get('message', '')}"
+                )})
+            else:
+                self._err(ts, self._lost_error(ts))
+        self._out.append(DropScattered([key]))
+        self._tidy([ts])
+
+    def _scatters_lost_with(self, address: str) -> None:
+        """Workers that died before acknowledging scattered data: send it to another worker
+        (the scheduler keeps the bytes until the scatter settles), or settle it."""
+        for key, pending in list(self._storing.items()):
+            if address not in pending.waiting:
+                continue
+            pending.waiting.discard(address)
+            ts = self.tasks.get(key)
+            if not pending.waiting and ts is not None and ts.state == "scattering" and self.workers:
+                pool = list(self.workers.values())
+                ws = pool[next(self._seq) % len(pool)]
+                pending.waiting.add(ws.address)
+                self._out.append(SendStore(ws.address, key))
+            elif not pending.waiting:
+                self._settle_scatter(key, pending)
 
     # --- worker events --------------------------------------------------------------------------
 
@@ -547,6 +638,8 @@ class SchedulerState:
         ws = self.workers.pop(ev.address, None)
         if ws is None:
             return
+        if self._storing:
+            self._scatters_lost_with(ev.address)
         recompute: list[TaskState] = []
         for ts in list(ws.processing):
             ts.suspicious += 1
@@ -717,6 +810,8 @@ class SchedulerState:
                 assert all(d.key in self.tasks for d in ts.dependencies), key
             if ts.state == "erred":
                 assert ts.error is not None, key
+            if ts.state == "scattering":
+                assert key in self._storing, key
             for dep in ts.dependencies:
                 assert ts in dep.dependents, (key, dep.key)
             for client in ts.who_wants:
@@ -733,6 +828,18 @@ class SchedulerState:
         for prefix, counts in self.prefix_counts.items():
             expected = counted.get(prefix, dict.fromkeys(STATES, 0))
             assert counts == expected, (prefix, counts, expected)
+
+
+class _Storing:
+    """A scatter in flight: the workers sent the data that have not answered yet."""
+
+    __slots__ = ("error", "nbytes", "typename", "waiting")
+
+    def __init__(self, waiting: set[str], nbytes: int, typename: str) -> None:
+        self.waiting = waiting
+        self.nbytes = nbytes
+        self.typename = typename
+        self.error: dict[str, Any] | None = None
 
 
 def _upstream(roots: Iterable[TaskState], state: str) -> list[TaskState]:
@@ -757,6 +864,9 @@ _TRANSITIONS: dict[tuple[str, str], Callable[..., None]] = {
     ("released", "waiting"): _S._released_waiting,
     ("released", "memory"): _S._released_memory,
     ("released", "erred"): _S._to_erred,
+    ("released", "scattering"): _S._released_scattering,
+    ("scattering", "memory"): _S._scattering_memory,
+    ("scattering", "erred"): _S._to_erred,
     ("waiting", "queued"): _S._waiting_queued,
     ("waiting", "no-worker"): _S._waiting_no_worker,
     ("waiting", "released"): _S._pending_released,

@@ -46,6 +46,7 @@ from shoal.worker._state import (
     FetchFailed,
     KeysFreed,
     Report,
+    StoreFailed,
     WorkerState,
 )
 
@@ -153,8 +154,9 @@ class Worker:
             elif isinstance(msg, Store):
                 try:
                     self.data[msg.key] = loads(msg.data)
-                except Exception:
-                    logger.exception("could not unpickle scattered data %r", msg.key)
+                except Exception as exc:
+                    logger.warning("could not load scattered data %r: %r", msg.key, exc)
+                    events.append(StoreFailed(msg.key, self._unloadable(msg.key, exc)))
                     continue
                 events.append(DataStored(msg.key, msg.nbytes))
             elif isinstance(msg, Run):
@@ -247,6 +249,11 @@ class Worker:
             else:
                 logger.warning("closing peer connection: unexpected %s", msg.tag)
                 conn.close()
+
+    def _unloadable(self, key: Any, exc: BaseException) -> dict[str, Any]:
+        from shoal.protocol._errors import exception_to_error
+
+        return exception_to_error(exc, exc.__traceback__, key, self.address, time.time())
 
     def _unsendable(self, key: Any, exc: BaseException) -> dict[str, Any]:
         from shoal.protocol._errors import exception_to_error

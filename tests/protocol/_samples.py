@@ -36,6 +36,7 @@ SAMPLES: dict[str, m.Message] = {
     "task-done": m.TaskDone("t", 8, "int", 1.5, 2.5, 140000, None),
     "task-erred": m.TaskErred("t", {"kind": "exception", "message": "boom"}, 1.0, 2.0, 1),
     "missing-data": m.MissingData("a", "tcp://w1", "t"),
+    "scatter-stored": m.ScatterStored("x", None),
     "transfer": m.Transfer(["a", "b"], "tcp://w1", 16, 1.0, 2.0),
     "heartbeat": m.Heartbeat(10**9, 10**8, 55.5, 2),
     "get-data": m.GetData(4, ["a", ("b", 1)]),

@@ -12,6 +12,7 @@ from shoal.scheduler import _placement as placement
 from shoal.scheduler._events import (
     ClientLeft,
     CloseWorker,
+    DropScattered,
     HeartbeatReceived,
     ReportCancelled,
     ReportDone,
@@ -676,7 +677,9 @@ def test_restriction_beats_locality(sim: Sim) -> None:
 def test_scatter_stores_on_one_worker_and_reports(sim: Sim) -> None:
     sim.join("w1")
     out = sim.scatter([("x", 100)])
-    assert out == [SendStore("w1", "x"), ReportDone("c", "x", 100, "ndarray", None)]
+    assert out == [
+        SendStore("w1", "x"), ReportDone("c", "x", 100, "ndarray", None), DropScattered(["x"])
+    ]
     assert sim.states("x") == ["memory"]
 
 
@@ -719,8 +722,9 @@ def test_scatter_existing_key_reports_it_again(sim: Sim) -> None:
     assert sim.scatter([("x", 100)]) == [ReportDone("c", "x", 100, "ndarray", None)]
 
 
-def test_scatter_without_workers_stores_nothing(sim: Sim) -> None:
-    assert sim.scatter([("x", 1)]) == []
+def test_scatter_without_workers_errs_instead_of_hanging(sim: Sim) -> None:
+    (erred,) = sim.scatter([("x", 1)])
+    assert isinstance(erred, ReportErred) and erred.error["kind"] == "lost-data"
 
 
 def test_scattered_input_used_by_task(sim: Sim) -> None:
