@@ -14,6 +14,7 @@ import concurrent.futures
 import itertools
 import logging
 import threading
+import types
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -52,6 +53,8 @@ from shoal.protocol._serialize import FunctionCache, Serialized, dumps, dumps_ta
 logger = logging.getLogger("shoal.client")
 
 _current: list[weakref.ReferenceType[Client]] = []
+# Callables whose token can be cached by identity: they cannot change in place.
+_STABLE_CALLABLES = (types.BuiltinFunctionType, types.MethodDescriptorType, type)
 # Keys that clients of this process held when they were closed (for clear errors when a
 # collection persisted by a closed client is used again). Bounded.
 _orphaned: collections.OrderedDict[Any, None] = collections.OrderedDict()
@@ -353,7 +356,14 @@ class Client:
         self._send(UpdateGraph(rows, wanted, blobs))
 
     def _function_token(self, func: Any) -> str:
-        """dask's token of ``func``, computed once per function object (it is costly)."""
+        """A token of ``func`` that changes when its content does. A Python function's is
+        its fid, the hash of its pickle (cached while its globals, closure and defaults stay
+        the same objects). Builtins and classes are tokenized once; other callables
+        (partials, bound methods, callable objects may change in place) every time."""
+        if type(func) is types.FunctionType:
+            return self._functions.fid(func)
+        if not isinstance(func, _STABLE_CALLABLES):
+            return tokenize(func)
         hit = self._ftokens.get(id(func))
         if hit is not None and hit[0] is func:
             return hit[1]
@@ -464,7 +474,8 @@ class Client:
             if len(keys) != n:
                 raise ValueError(f"map got {len(keys)} keys for {n} tasks")
         elif pure:
-            ftoken = tokenize(self._function_token(func), kwargs)
+            with self._functions.batch():
+                ftoken = tokenize(self._function_token(func), kwargs)
             keys = [f"{name}-{tokenize(ftoken, *args)}" for args in zip(*arg_lists, strict=False)]
         else:
             keys = [f"{name}-{uuid.uuid4().hex}" for _ in range(n)]
@@ -484,12 +495,13 @@ class Client:
                     seen.add(k)  # already held: already on the cluster
                 futures.append(Future._new(k, self, st))
                 refcount[k] = refcount.get(k, 0) + 1
-        for i, (k, args) in enumerate(zip(keys, zip(*arg_lists, strict=False), strict=False)):
-            if k in seen:
-                continue
-            seen.add(k)
-            task = _payload(k, func, args, kwargs, pkw)
-            rows.append(self._row(k, task, (-priority, gen, i), nretries, wl, name))
+        with self._functions.batch():
+            for i, (k, args) in enumerate(zip(keys, zip(*arg_lists, strict=False), strict=False)):
+                if k in seen:
+                    continue
+                seen.add(k)
+                task = _payload(k, func, args, kwargs, pkw)
+                rows.append(self._row(k, task, (-priority, gen, i), nretries, wl, name))
         if rows:
             self._submit_rows(rows, [r[0] for r in rows])
         return futures

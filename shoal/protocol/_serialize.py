@@ -10,6 +10,7 @@ from __future__ import annotations
 import copyreg
 import hashlib
 import io
+import operator
 import pickle
 import sys
 import threading
@@ -168,10 +169,18 @@ def _function(fid: str) -> Any:
 
 
 class FunctionCache:
-    """Client side: pickles each function once and names it by the hash of its bytes."""
+    """Client side: pickles each function once and names it by the hash of its bytes.
+
+    A function pickled by value (defined in ``__main__`` or inside a function) carries the
+    values of its globals, closure cells and defaults as they are when it is pickled. The
+    cache remembers those objects with the fid and reuses the fid only while every one of
+    them is still the same object; rebinding a global (``scale = 3``) pickles it again. A
+    function pickled by reference (importable) is cached by identity alone. Entries go
+    when their function is garbage collected.
+    """
 
     def __init__(self) -> None:
-        self._by_id: dict[int, tuple[Any, str]] = {}
+        self._by_id: dict[int, tuple[Any, str, _Captured | None]] = {}
         self.blobs: dict[str, bytes] = {}
         self._local = threading.local()
 
@@ -182,10 +191,28 @@ class FunctionCache:
             p = self._local.pickler = TaskPickler(self)
         return p
 
+    def batch(self) -> _Batch:
+        """``with cache.batch():`` around the rows of one ``map`` or graph (built in one go
+        on one thread): each function's fid is checked once for the batch, not per row."""
+        return _Batch(self.pickler())
+
     def fid(self, fn: Callable[..., Any]) -> str:
         hit = self._by_id.get(id(fn))
         if hit is not None and hit[0]() is fn:
-            return hit[1]
+            captured = hit[2]
+            if captured is None:
+                return hit[1]
+            if len(captured) == 1 and not captured[0][3]:  # the common case, inline
+                _, names, snap, _ = captured[0]
+                now = (fn.__code__, fn.__defaults__, fn.__kwdefaults__,
+                       *map(fn.__globals__.get, names))
+                if fn.__closure__:
+                    now += tuple(map(_cell, fn.__closure__))
+                if len(now) == len(snap) and all(map(operator.is_, now, snap)):
+                    return hit[1]
+            elif _unchanged(fn, captured):
+                return hit[1]
+        captured = None if _by_reference(fn) else _capture(fn)
         try:
             buf = io.BytesIO()
             _FunctionPickler(buf, protocol=5).dump(fn)
@@ -198,12 +225,102 @@ class FunctionCache:
             ) from exc
         fid = hashlib.blake2b(blob, digest_size=12).hexdigest()
         self.blobs.setdefault(fid, blob)
+        key = id(fn)
+        by_id = self._by_id
         try:
-            ref: Any = weakref.ref(fn)
+            ref: Any = weakref.ref(fn, lambda _r: by_id.pop(key, None))
         except TypeError:
             ref = _strong(fn)
-        self._by_id[id(fn)] = (ref, fid)
+        by_id[key] = (ref, fid, captured)
         return fid
+
+
+class _Batch:
+    """See :meth:`FunctionCache.batch` (a class: cheaper than a generator context manager
+    on the submit path)."""
+
+    __slots__ = ("_outer", "_pickler")
+
+    def __init__(self, pickler: TaskPickler) -> None:
+        self._pickler = pickler
+        self._outer = pickler.verified
+
+    def __enter__(self) -> None:
+        if self._outer is None:
+            self._pickler.verified = {}
+
+    def __exit__(self, *exc: object) -> None:
+        self._pickler.verified = self._outer
+
+
+_MISSING = object()
+_SELF = object()
+
+
+def _by_reference(fn: Any) -> bool:
+    """Whether cloudpickle sends ``fn`` as a reference the receiver imports."""
+    if type(fn) is not types.FunctionType:
+        return False
+    try:
+        return bool(cloudpickle.cloudpickle._should_pickle_by_reference(fn))
+    except Exception:  # let the pickler decide; treat as by value (never stale)
+        return False
+
+
+# What a by-value pickle of a function takes its content from, for each by-value function
+# it reaches (itself first, stored as None so the entry does not keep it alive): the
+# function, the names of the globals its code reads, a snapshot of the objects, and whether
+# the snapshot holds the function itself (recursion; replaced by a marker).
+_Captured = tuple[tuple[Any, tuple[str, ...], tuple[Any, ...], bool], ...]
+
+
+def _snapshot(f: Any, names: tuple[str, ...]) -> tuple[Any, ...]:
+    """Code, defaults, read globals and closure cell contents of ``f``."""
+    vals = (f.__code__, f.__defaults__, f.__kwdefaults__, *map(f.__globals__.get, names))
+    closure = f.__closure__
+    if closure:
+        vals += tuple(map(_cell, closure))
+    return vals
+
+
+def _cell(cell: Any) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # an empty cell
+        return _MISSING
+
+
+def _capture(fn: Any) -> _Captured:
+    """The snapshot of ``fn`` and of every by-value function it reaches."""
+    out = []
+    seen: set[int] = set()
+    stack = [fn]
+    while stack:
+        f = stack.pop()
+        if id(f) in seen:
+            continue
+        seen.add(id(f))
+        names = tuple(cloudpickle.cloudpickle._extract_code_globals(f.__code__))
+        snap = _snapshot(f, names)
+        has_self = any(v is fn for v in snap)
+        if has_self:
+            snap = tuple(_SELF if v is fn else v for v in snap)
+        out.append((None if f is fn else f, names, snap, has_self))
+        stack.extend(v for v in snap if type(v) is types.FunctionType and not _by_reference(v))
+    return tuple(out)
+
+
+def _unchanged(fn: Any, captured: _Captured) -> bool:
+    """Whether every object ``fn``'s pickle was made from is still the same (the check on
+    every submit of a by-value function: keep it lean)."""
+    is_ = operator.is_
+    for f, names, snap, has_self in captured:
+        now = _snapshot(fn if f is None else f, names)
+        if has_self:
+            now = tuple(_SELF if v is fn else v for v in now)
+        if len(now) != len(snap) or not all(map(is_, now, snap)):
+            return False
+    return True
 
 
 class _FunctionPickler(cloudpickle.Pickler):
@@ -247,6 +364,18 @@ class TaskPickler(pickle.Pickler):
         super().__init__(self._file, protocol=5, buffer_callback=self._buffers.append)
         self._cache = cache
         self.fids: list[str] = []
+        # id -> (function, fid) checked during the current batch (FunctionCache.batch)
+        self.verified: dict[int, tuple[Any, str]] | None = None
+
+    def fid(self, fn: Any) -> str:
+        """``fn``'s fid, checked once per batch (see :meth:`FunctionCache.batch`)."""
+        verified = self.verified
+        if verified is None:
+            return self._cache.fid(fn)
+        got = verified.get(id(fn))
+        if got is None or got[0] is not fn:
+            got = verified[id(fn)] = (fn, self._cache.fid(fn))
+        return got[1]
 
     def pickle(self, obj: object) -> tuple[Serialized, list[str]]:
         file, buffers = self._file, self._buffers
@@ -265,7 +394,7 @@ class TaskPickler(pickle.Pickler):
         # Called only for non-builtin objects (not for ints, strings, tuples...), so this
         # costs a Python call per function, task or custom object, not per argument.
         if type(obj) is types.FunctionType and obj is not _function:
-            fid = self._cache.fid(obj)
+            fid = self.fid(obj)
             if fid not in self.fids:
                 self.fids.append(fid)
             return _function, (fid,)

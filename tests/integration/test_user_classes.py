@@ -38,6 +38,11 @@ def setup(dask_worker=None):
 def double(config):
     return Config(config.n * 2)
 
+scale = 2
+
+def scaled(x):
+    return x * scale
+
 if __name__ == "__main__":
     with Client(n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
         fut = client.scatter(Config(5))
@@ -45,6 +50,9 @@ if __name__ == "__main__":
         assert client.submit(double, fut).result(timeout=15).n == 10, "submit on scattered"
         assert list(client.run(setup).values()) == [7], "run"
         assert client.submit(lambda c: c.n + 1, Config(1)).result(timeout=15) == 2, "argument"
+        assert client.submit(scaled, 10).result(timeout=15) == 20, "global"
+        scale = 3
+        assert client.submit(scaled, 10).result(timeout=15) == 30, "changed global"
     print("ok")
 """
 

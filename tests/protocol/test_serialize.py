@@ -259,3 +259,66 @@ def test_payload_with_a_module_object_falls_back_to_cloudpickle() -> None:
 
     fn, mod = ship((double, math))
     assert mod.sqrt(fn(8)) == 4.0
+
+
+# --- the function cache never serves a stale copy -----------------------------------------
+
+_factor = 2
+
+
+def test_fid_changes_when_a_global_of_a_by_value_function_is_rebound() -> None:
+    global _factor
+
+    def scaled(x: int) -> int:
+        return x * _factor
+
+    cache = FunctionCache()
+    _factor = 2
+    first = cache.fid(scaled)
+    assert cache.fid(scaled) == first
+    _factor = 3
+    second = cache.fid(scaled)
+    assert second != first
+    table = FunctionTable()
+    table.add_blobs({second: cache.blobs[second]})
+    assert table.function(second)(10) == 30
+
+
+def test_fid_changes_when_a_closure_cell_changes() -> None:
+    n = 1
+
+    def add(x: int) -> int:
+        return x + n
+
+    cache = FunctionCache()
+    first = cache.fid(add)
+    n = 2
+    assert cache.fid(add) != first
+    assert add(0) == 2
+
+
+def test_by_reference_function_is_cached_by_identity_alone() -> None:
+    cache = FunctionCache()
+    cache.fid(double)
+    assert cache._by_id[id(double)][2] is None
+
+
+def test_recursive_local_function_is_not_kept_alive_by_the_cache() -> None:
+    import gc
+    import weakref
+
+    cache = FunctionCache()
+
+    def make() -> Any:
+        def countdown(n: int) -> int:
+            return 0 if n == 0 else countdown(n - 1)
+
+        return countdown
+
+    fn = make()
+    cache.fid(fn)
+    ref = weakref.ref(fn)
+    del fn
+    gc.collect()
+    assert ref() is None
+    assert cache._by_id == {}
