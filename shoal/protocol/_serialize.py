@@ -25,6 +25,31 @@ import cloudpickle
 INLINE_LIMIT = 64 * 1024
 
 
+# Values bigger than this (by sizeof, or pickles with more in-band bytes than this) are
+# (un)pickled off the event loops, in a thread: object-heavy ones take long enough to
+# freeze a worker or the client's loop. Smaller ones stay inline: the fast path.
+OFFLOAD_BYTES = 1 << 20
+
+# Types whose pickle is cheap however big they are (buffers travel out of band).
+_ZERO_COPY = ("ndarray", "bytes", "bytearray", "memoryview")
+
+
+def costly_to_pickle(value: Any, nbytes: int) -> bool:
+    """Whether pickling ``value`` (``nbytes`` by sizeof) belongs off the event loop."""
+    if nbytes <= OFFLOAD_BYTES:
+        return False
+    if type(value).__name__ not in _ZERO_COPY:
+        return True
+    dtype = getattr(value, "dtype", None)
+    return dtype is not None and dtype.hasobject  # arrays of Python objects pickle in-band
+
+
+def costly_to_load(ser: Serialized) -> bool:
+    """Whether unpickling ``ser`` belongs off the event loop (a big in-band pickle stream;
+    out-of-band buffers cost nothing to load)."""
+    return memoryview(ser.frames[0]).nbytes > OFFLOAD_BYTES
+
+
 class Serialized:
     """An already-pickled object: ``frames[0]`` is the pickle stream, the rest are buffers."""
 

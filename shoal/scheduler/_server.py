@@ -450,8 +450,10 @@ class Scheduler:
 
         return snapshot(self)
 
-    def task_stream_since(self, cursor: int) -> tuple[int, list[dict[str, Any]]]:
-        return self.state.task_stream_since(cursor)
+    def task_stream_since(
+        self, cursor: int, limit: int | None = None
+    ) -> tuple[int, list[dict[str, Any]]]:
+        return self.state.task_stream_since(cursor, limit)
 
     def tasks_per_second(self) -> float:
         if len(self._tps) < 2:

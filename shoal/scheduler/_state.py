@@ -766,17 +766,26 @@ class SchedulerState:
 
     # --- views -------------------------------------------------------------------------------
 
-    def task_stream_since(self, cursor: int) -> tuple[int, list[dict[str, Any]]]:
+    def task_stream_since(
+        self, cursor: int, limit: int | None = None
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """The records after ``cursor`` (a count of records ever made), oldest first, at most
+        ``limit`` of them, and the cursor to ask next. Records older than the retained ring
+        are gone; ``cursor < 0`` asks only for the current position."""
         total = self.task_stream_total
-        n = min(total - cursor, len(self.task_stream)) if cursor < total else 0
         if cursor < 0:  # "from now on"
             return total, []
-        rows = itertools.islice(self.task_stream, len(self.task_stream) - n, None)
+        first = max(cursor, total - len(self.task_stream))
+        n = max(total - first, 0)
+        if limit is not None:
+            n = min(n, max(limit, 0))
+        skip = len(self.task_stream) - (total - first)
+        rows = itertools.islice(self.task_stream, skip, skip + n)
         items = [
             {"key": str(k), "prefix": p, "worker": w, "thread": t, "start": a, "stop": b, "kind": kind}
             for k, p, w, t, a, b, kind in rows
         ]
-        return total, items
+        return min(first + n, total), items
 
     def first_failure(self, key: Key) -> TaskState | None:
         """The task whose exception made ``key`` fail (itself or an erred ancestor)."""

@@ -8,6 +8,7 @@ tasks are the state machine's; this only carries them out.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import logging
 import os
@@ -33,7 +34,14 @@ from shoal.protocol._messages import (
     Run,
     Store,
 )
-from shoal.protocol._serialize import FunctionTable, Serialized, dumps, loads
+from shoal.protocol._serialize import (
+    FunctionTable,
+    Serialized,
+    costly_to_pickle,
+    dumps,
+    loads,
+)
+from shoal.protocol._sizeof import nbytes as measure
 from shoal.worker._execute import Executor
 from shoal.worker._state import (
     ComputeAssigned,
@@ -89,6 +97,7 @@ class Worker:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = asyncio.Event()
         self._process = psutil.Process()
+        self._serializer: concurrent.futures.ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -127,6 +136,8 @@ class Worker:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._executor is not None:
             self._executor.close()
+        if self._serializer is not None:
+            self._serializer.shutdown(wait=False, cancel_futures=True)
         if self._scheduler is not None:
             self._scheduler.close()
         for conn in self._peers.values():
@@ -228,18 +239,13 @@ class Worker:
             return
         for msg in batch:
             if isinstance(msg, GetData):
-                items: dict[Any, Serialized] = {}
-                missing = []
-                errors: dict[Any, Any] = {}
-                for key in msg.keys:
-                    if key in self.data:
-                        try:
-                            items[key] = dumps(self.data[key])
-                        except Exception as exc:
-                            errors[key] = self._unsendable(key, exc)
-                    else:
-                        missing.append(key)
-                conn.send(Data(msg.request_id, items, missing, errors))
+                values = {k: self.data[k] for k in msg.keys if k in self.data}
+                missing = [k for k in msg.keys if k not in values]
+                if any(self._costly(k, v) for k, v in values.items()):
+                    self._spawn(self._send_data_off_loop(conn, msg.request_id, values, missing))
+                else:
+                    items, errors = self._pickle_values(values)
+                    conn.send(Data(msg.request_id, items, missing, errors))
             elif isinstance(msg, Data):
                 fut = self._requests.pop(msg.request_id, None)
                 if fut is not None and not fut.done():
@@ -249,6 +255,34 @@ class Worker:
             else:
                 logger.warning("closing peer connection: unexpected %s", msg.tag)
                 conn.close()
+
+    def _costly(self, key: Any, value: Any) -> bool:
+        assert self.state is not None
+        nbytes = self.state.held.get(key)
+        return costly_to_pickle(value, nbytes if nbytes is not None else measure(value))
+
+    def _pickle_values(self, values: dict[Any, Any]) -> tuple[dict[Any, Serialized], dict[Any, Any]]:
+        items: dict[Any, Serialized] = {}
+        errors: dict[Any, Any] = {}
+        for key, value in values.items():
+            try:
+                items[key] = dumps(value)
+            except Exception as exc:
+                errors[key] = self._unsendable(key, exc)
+        return items, errors
+
+    async def _send_data_off_loop(self, conn: Connection, request_id: int,
+                                  values: dict[Any, Any], missing: list[Any]) -> None:
+        """Pickle big values in the serializing thread: the loop keeps serving the
+        scheduler, peers and finished tasks meanwhile."""
+        if self._serializer is None:
+            self._serializer = concurrent.futures.ThreadPoolExecutor(
+                2, thread_name_prefix="shoal-serialize"
+            )
+        loop = asyncio.get_running_loop()
+        items, errors = await loop.run_in_executor(self._serializer, self._pickle_values, values)
+        if not conn.closed:
+            conn.send(Data(request_id, items, missing, errors))
 
     def _unloadable(self, key: Any, exc: BaseException) -> dict[str, Any]:
         from shoal.protocol._errors import exception_to_error

@@ -322,3 +322,21 @@ def test_recursive_local_function_is_not_kept_alive_by_the_cache() -> None:
     gc.collect()
     assert ref() is None
     assert cache._by_id == {}
+
+
+def test_costly_to_pickle_is_about_big_object_heavy_values() -> None:
+    from shoal.protocol._serialize import OFFLOAD_BYTES, costly_to_pickle
+
+    big = OFFLOAD_BYTES * 4
+    assert not costly_to_pickle([1, 2], 100)
+    assert costly_to_pickle(list(range(10)), big)
+    assert not costly_to_pickle(np.zeros(10), big)  # buffers go out of band
+    assert not costly_to_pickle(b"x", big)
+    assert costly_to_pickle(np.array([None] * 3, dtype=object), big)
+
+
+def test_costly_to_load_looks_at_the_in_band_stream() -> None:
+    from shoal.protocol._serialize import OFFLOAD_BYTES, costly_to_load
+
+    assert not costly_to_load(dumps(np.zeros(OFFLOAD_BYTES)))  # 8 MB out of band
+    assert costly_to_load(dumps([str(i) for i in range(OFFLOAD_BYTES // 4)]))

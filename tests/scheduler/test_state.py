@@ -783,6 +783,23 @@ def test_task_stream_since_cursor() -> None:
     state.validate()
 
 
+def test_task_stream_pages_are_bounded_and_follow_the_cursor() -> None:
+    state = SchedulerState(task_stream_size=8)
+    sim = Sim(state)
+    sim.join("w1", nthreads=20)
+    sim.submit([row(f"t-{i}", prefix="t", priority=(i,)) for i in range(10)])
+    for i in range(10):
+        sim.finish(f"t-{i}")
+    # records 0 and 1 are gone (8 kept); pages of 3 walk the rest in order
+    cursor, page = state.task_stream_since(0, limit=3)
+    assert cursor == 5 and [r["key"] for r in page] == ["t-2", "t-3", "t-4"]
+    cursor, page = state.task_stream_since(cursor, limit=3)
+    assert cursor == 8 and [r["key"] for r in page] == ["t-5", "t-6", "t-7"]
+    cursor, page = state.task_stream_since(cursor, limit=3)
+    assert cursor == 10 and [r["key"] for r in page] == ["t-8", "t-9"]
+    assert state.task_stream_since(cursor, limit=3) == (10, [])
+
+
 def test_task_stream_records_errors_and_transfers(sim: Sim) -> None:
     sim.join("w1")
     sim.submit([row("a")])
