@@ -282,10 +282,6 @@ class Client:
     def _drain(self) -> None:
         """On the loop: send queued messages, then releases of futures that died meanwhile."""
         self._drain_scheduled = False
-        msgs: list[Message] = []
-        outbox = self._outbox
-        while outbox:
-            msgs.append(outbox.popleft())
         released: list[Any] = []
         dead = self._dead
         if dead:
@@ -299,6 +295,12 @@ class Client:
                         del self._refcount[key]
                         self._states.pop(key, None)
                         released.append(key)
+        # The outbox is taken after the releases: a submission queued before a release was
+        # recorded (a dependent, then its input's future dropped) must go out before it.
+        msgs: list[Message] = []
+        outbox = self._outbox
+        while outbox:
+            msgs.append(outbox.popleft())
         if released:
             msgs.append(ReleaseKeys(released))
         if self._conn is not None and msgs:
