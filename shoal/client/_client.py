@@ -36,6 +36,7 @@ from shoal.protocol._errors import error_to_exception
 from shoal.protocol._messages import (
     PROTOCOL_VERSION,
     CancelKeys,
+    DropFunctions,
     Hello,
     KeyCancelled,
     KeyDone,
@@ -235,6 +236,9 @@ class Client:
                 st = states.get(msg.key)  # type: ignore[attr-defined]
                 if st is not None:
                     st.settle("cancelled")
+            elif kind is DropFunctions:
+                with self._lock:  # the scheduler forgot them: send them again when used
+                    self._sent_fids.difference_update(msg.fids)  # type: ignore[attr-defined]
             elif kind is Response:
                 fut = self._requests.pop(msg.request_id, None)  # type: ignore[attr-defined]
                 if fut is not None and not fut.done():
@@ -352,10 +356,13 @@ class Client:
         return (key, payload, list(task.dependencies), fids, priority, retries, workers, prefix)
 
     def _submit_rows(self, rows: list[tuple[Any, ...]], wanted: list[Any]) -> None:
-        fids = {fid for row in rows for fid in row[3]} - self._sent_fids
-        blobs = {fid: self._functions.blobs[fid] for fid in fids}
-        self._sent_fids |= fids
-        self._send(UpdateGraph(rows, wanted, blobs))
+        # Under the lock, queued before "sent" is visible to another thread's submit, and
+        # never interleaved with the loop thread's DropFunctions.
+        with self._lock:
+            fids = {fid for row in rows for fid in row[3]} - self._sent_fids
+            blobs = {fid: self._functions.blob(fid) for fid in fids}
+            self._sent_fids |= fids
+            self._send(UpdateGraph(rows, wanted, blobs))
 
     def _function_token(self, func: Any) -> str:
         """A token of ``func`` that changes when its content does. A Python function's is

@@ -234,6 +234,14 @@ class FreeKeys(Message):
     keys: list[Key]
 
 
+@_message("drop-functions")
+class DropFunctions(Message):
+    """No task uses these function ids any more: a worker forgets their blobs, a client
+    forgets it sent them (and sends them again if it uses them again)."""
+
+    fids: list[str]
+
+
 @_message("store")
 class Store(Message):
     """Scattered data for the worker to hold."""

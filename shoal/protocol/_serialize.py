@@ -7,6 +7,7 @@ worker however many tasks use it. Must not know about sockets, messages or task 
 
 from __future__ import annotations
 
+import collections
 import copyreg
 import hashlib
 import io
@@ -158,14 +159,37 @@ def loads(ser: Serialized, functions: FunctionTable | None = None) -> Any:
 # serves every worker, client and replay in it.
 _BLOBS: dict[str, bytes] = {}
 _FUNCTIONS: dict[str, Any] = {}
+_HOLDERS: dict[str, int] = {}  # fid -> how many tables (workers of this process) hold it
 
 
 class FunctionTable:
-    """Functions known to this process, by content hash (fid)."""
+    """Functions known to this process, by content hash (fid). Each worker has its own
+    table over the process-wide store; a blob goes when every table that got it has
+    been told to forget it."""
+
+    def __init__(self) -> None:
+        self._mine: set[str] = set()
 
     def add_blobs(self, blobs: dict[str, bytes]) -> None:
         for fid, blob in blobs.items():
+            if fid not in self._mine:
+                self._mine.add(fid)
+                _HOLDERS[fid] = _HOLDERS.get(fid, 0) + 1
             _BLOBS.setdefault(fid, bytes(blob))
+
+    def forget(self, fids: list[str]) -> None:
+        """The scheduler no longer uses these functions (it sends them again if it does)."""
+        for fid in fids:
+            if fid not in self._mine:
+                continue
+            self._mine.discard(fid)
+            n = _HOLDERS.get(fid, 1) - 1
+            if n > 0:
+                _HOLDERS[fid] = n
+            else:
+                _HOLDERS.pop(fid, None)
+                _BLOBS.pop(fid, None)
+                _FUNCTIONS.pop(fid, None)
 
     def blob(self, fid: str) -> bytes:
         return _BLOBS[fid]
@@ -206,8 +230,17 @@ class FunctionCache:
 
     def __init__(self) -> None:
         self._by_id: dict[int, tuple[Any, str, _Captured | None]] = {}
-        self.blobs: dict[str, bytes] = {}
+        self.blobs: dict[str, bytes] = {}  # of live functions only (see _users)
+        self._users: dict[str, int] = {}  # fid -> live cache entries with that fid
+        # The last blobs made, kept a little longer: a function that dies between
+        # pickling a row and sending it (made by a reducer, say) still has its blob.
+        self._recent: collections.OrderedDict[str, bytes] = collections.OrderedDict()
         self._local = threading.local()
+
+    def blob(self, fid: str) -> bytes:
+        """The pickled function ``fid`` (of a live function or one pickled lately)."""
+        blob = self.blobs.get(fid)
+        return blob if blob is not None else self._recent[fid]
 
     def pickler(self) -> TaskPickler:
         """This thread's reusable payload pickler."""
@@ -249,15 +282,34 @@ class FunctionCache:
                 "locks, sockets and open files."
             ) from exc
         fid = hashlib.blake2b(blob, digest_size=12).hexdigest()
-        self.blobs.setdefault(fid, blob)
         key = id(fn)
-        by_id = self._by_id
+        if hit is not None:  # re-pickled: the old entry (same or dead function) goes
+            self._unuse(key)
+        self.blobs.setdefault(fid, blob)
+        self._users[fid] = self._users.get(fid, 0) + 1
+        self._recent[fid] = blob
+        if len(self._recent) > 64:
+            self._recent.popitem(last=False)
         try:
-            ref: Any = weakref.ref(fn, lambda _r: by_id.pop(key, None))
+            ref: Any = weakref.ref(fn, lambda _r: self._unuse(key))
         except TypeError:
             ref = _strong(fn)
-        by_id[key] = (ref, fid, captured)
+        self._by_id[key] = (ref, fid, captured)
         return fid
+
+    def _unuse(self, key: int) -> None:
+        """Drop the entry at ``key`` (its function died or was re-pickled), and the blob
+        once no live function has it: closures capturing data are not kept forever."""
+        entry = self._by_id.pop(key, None)
+        if entry is None:
+            return
+        fid = entry[1]
+        n = self._users.get(fid, 1) - 1
+        if n > 0:
+            self._users[fid] = n
+        else:
+            self._users.pop(fid, None)
+            self.blobs.pop(fid, None)
 
 
 class _Batch:

@@ -185,6 +185,13 @@ class DropScattered(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class ForgetFunctions(Command):
+    """No task has used these function ids for a while: drop their blobs everywhere."""
+
+    fids: list[str]
+
+
+@dataclass(frozen=True, slots=True)
 class ReportDone(Command):
     client: str
     key: Key

@@ -9,6 +9,7 @@ and the dashboard. Holds the state object; never decides anything about tasks it
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import time
@@ -21,6 +22,7 @@ from shoal.protocol._messages import (
     CancelKeys,
     Close,
     Compute,
+    DropFunctions,
     FreeKeys,
     Heartbeat,
     Hello,
@@ -51,6 +53,7 @@ from shoal.scheduler._events import (
     DataMissing,
     DataScattered,
     DropScattered,
+    ForgetFunctions,
     GraphSubmitted,
     HeartbeatReceived,
     KeysCancelled,
@@ -103,6 +106,9 @@ class Scheduler:
         self._worker_fids: dict[str, set[str]] = {}
         self._clients: dict[str, Connection] = {}
         self._functions: dict[str, bytes] = {}
+        self._client_fids: dict[str, set[str]] = {}  # blobs each client sent
+        # Blobs forgotten lately, for a client whose submit crossed the forget message.
+        self._forgotten: collections.OrderedDict[str, bytes] = collections.OrderedDict()
         # Scattered bytes and nbytes, kept until every worker sent them acknowledged.
         self._scattered: dict[Any, tuple[Serialized, int]] = {}
         self._pending_runs: dict[int, tuple[Connection, int, dict[str, Any], set[str]]] = {}
@@ -241,15 +247,19 @@ class Scheduler:
         name = conn.info["name"]
         if batch is None:
             self._clients.pop(name, None)
+            self._client_fids.pop(name, None)
             self._apply([ClientLeft(name)])
             return
         events: list[Any] = []
         try:
             for msg in batch:
                 if isinstance(msg, UpdateGraph):
-                    for fid, blob in msg.functions.items():
-                        self._functions.setdefault(fid, blob)
-                    events.append(GraphSubmitted(name, list(msg.tasks), list(msg.wanted)))
+                    if msg.functions:
+                        self._client_fids.setdefault(name, set()).update(msg.functions)
+                        for fid, blob in msg.functions.items():
+                            self._functions.setdefault(fid, blob)
+                    tasks = self._with_known_functions(conn, list(msg.tasks))
+                    events.append(GraphSubmitted(name, tasks, list(msg.wanted)))
                 elif isinstance(msg, ReleaseKeys):
                     events.append(KeysReleased(name, list(msg.keys)))
                 elif isinstance(msg, CancelKeys):
@@ -275,6 +285,52 @@ class Scheduler:
         except Exception as exc:
             logger.exception("closing client connection %s: bad message (%s)", name, exc)
             conn.close()
+
+    def _with_known_functions(self, conn: Connection, rows: list[Any]) -> list[Any]:
+        """Rows whose functions the scheduler has. A blob forgotten just before a client's
+        submit that relied on it comes back from ``_forgotten``; a row whose function is
+        unknown anyway fails its key rather than the whole batch (a shoal bug)."""
+        functions = self._functions
+        bad = None
+        for i, row in enumerate(rows):
+            for fid in row[3]:
+                if fid not in functions:
+                    blob = self._forgotten.pop(fid, None)
+                    if blob is not None:
+                        functions[fid] = blob
+                    else:
+                        bad = bad or set()
+                        bad.add(i)
+        if not bad:
+            return rows
+        from shoal.protocol._errors import scheduler_error
+
+        for i in bad:
+            key = rows[i][0]
+            logger.error("task %r refers to a function the scheduler never received", key)
+            conn.send(KeyErred(key, scheduler_error(
+                "lost-data", "RuntimeError",
+                f"the function of task {key!r} never reached the scheduler (a shoal bug); "
+                "submit it again", key,
+            )))
+        return [row for i, row in enumerate(rows) if i not in bad]
+
+    def _forget_functions(self, fids: list[str]) -> None:
+        """No task has used ``fids`` for a while: drop the blobs, and tell the workers and
+        clients holding them (they forget; the next use sends the blob again)."""
+        for fid in fids:
+            blob = self._functions.pop(fid, None)
+            if blob is not None:
+                self._forgotten[fid] = blob
+        while len(self._forgotten) > 256:
+            self._forgotten.popitem(last=False)
+        for peers, known_by in ((self._workers, self._worker_fids), (self._clients, self._client_fids)):
+            for name, known in known_by.items():
+                drop = [fid for fid in fids if fid in known]
+                conn = peers.get(name)
+                if drop and conn is not None:
+                    known.difference_update(drop)
+                    conn.send(DropFunctions(drop))
 
     async def _scatter(self, conn: Connection, name: str, msg: Scatter) -> None:
         if not self.state.workers:
@@ -391,6 +447,8 @@ class Scheduler:
             elif isinstance(cmd, DropScattered):
                 for key in cmd.keys:
                     self._scattered.pop(key, None)
+            elif isinstance(cmd, ForgetFunctions):
+                self._forget_functions(cmd.fids)
             elif isinstance(cmd, CloseWorker):
                 conn = workers.get(cmd.worker)
                 if conn is not None:

@@ -30,6 +30,7 @@ from shoal.scheduler._events import (
     DataScattered,
     DropScattered,
     Event,
+    ForgetFunctions,
     GraphSubmitted,
     HeartbeatReceived,
     KeysCancelled,
@@ -49,6 +50,7 @@ from shoal.scheduler._events import (
     WorkerJoined,
     WorkerLeft,
 )
+from shoal.scheduler._functions import FunctionRefs
 from shoal.scheduler._tasks import Key, TaskState, WorkerState
 
 ACTIVE = frozenset({"waiting", "queued", "no-worker", "processing"})
@@ -102,6 +104,7 @@ class SchedulerState:
         self._seq = itertools.count()
         self._no_worker: set[TaskState] = set()
         self._storing: dict[Key, _Storing] = {}  # scattered keys awaiting workers' acks
+        self.functions = FunctionRefs()  # which function blobs tasks still use
         self._durations: dict[str, float] = {}
         self.prefix_counts: dict[str, dict[str, int]] = {}
         self.task_stream: deque[tuple[Any, ...]] = deque(maxlen=task_stream_size)
@@ -411,6 +414,8 @@ class SchedulerState:
         self._log.append((ts.key, ts.state, "forgotten", self._cause))
         ts.state = "forgotten"
         self.tasks.pop(ts.key, None)
+        if ts.fids:
+            self.functions.release(ts.fids)
         for dep in ts.dependencies:
             dep.dependents.discard(ts)
 
@@ -444,6 +449,8 @@ class SchedulerState:
                 continue
             ts.payload = payload
             ts.fids = tuple(fids)
+            if fids:
+                self.functions.use(fids)
             ts.priority = priority
             ts.retries = retries
             ts.workers = frozenset(workers) if workers else None
@@ -752,6 +759,9 @@ class SchedulerState:
         ws.executing = ev.executing
 
     def _on_tick(self, ev: Tick) -> None:
+        unused = self.functions.tick()
+        if unused:
+            self._out.append(ForgetFunctions(unused))
         for ws in list(self.workers.values()):
             if ev.now - ws.last_seen > self.worker_ttl:
                 self._out.append(CloseWorker(ws.address, f"no heartbeat for {self.worker_ttl} s"))
@@ -830,6 +840,12 @@ class SchedulerState:
                 assert ts.processing_on is ws and ts.state == "processing", ts.key
             for ts in ws.has_what:
                 assert ws in ts.who_has, ts.key
+        used: dict[str, int] = {}
+        for ts in self.tasks.values():
+            for fid in ts.fids:
+                used[fid] = used.get(fid, 0) + 1
+        assert used == self.functions.refs, (used, self.functions.refs)
+        self.functions.validate()
         counted: dict[str, dict[str, int]] = {}
         for ts in self.tasks.values():
             c = counted.setdefault(ts.prefix, dict.fromkeys(STATES, 0))

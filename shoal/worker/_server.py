@@ -24,6 +24,7 @@ from shoal.protocol._messages import (
     Close,
     Compute,
     Data,
+    DropFunctions,
     FreeKeys,
     GetData,
     Heartbeat,
@@ -162,6 +163,8 @@ class Worker:
                 events.append(ComputeAssigned(msg))
             elif isinstance(msg, FreeKeys):
                 events.append(KeysFreed(list(msg.keys)))
+            elif isinstance(msg, DropFunctions):
+                self.functions.forget(list(msg.fids))
             elif isinstance(msg, Store):
                 try:
                     self.data[msg.key] = loads(msg.data)

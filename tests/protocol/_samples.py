@@ -30,6 +30,7 @@ SAMPLES: dict[str, m.Message] = {
     "compute": m.Compute("t", SMALL, [("a", ["w1"], 8)], {"f": b"blob"}, (1, 2), False, "t"),
     "free-keys": m.FreeKeys(["a", "b"]),
     "store": m.Store("x", TWO_FRAMES, 10),
+    "drop-functions": m.DropFunctions(["abc123"]),
     "run": m.Run(9, SMALL),
     "close": m.Close("shutting down"),
     "register": m.Register("tcp://1.2.3.4:5", "worker-0", 4, 2**33, 1234, "1.2.3.4"),

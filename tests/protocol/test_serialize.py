@@ -141,7 +141,8 @@ def test_dumps_task_lists_fids_once_each() -> None:
 
 def test_payload_refers_to_functions_by_id_not_by_value() -> None:
     cache = FunctionCache()
-    big, _ = dumps_task((make_adder(1),), cache)
+    adder = make_adder(1)  # the cache keeps blobs of live functions only
+    big, _ = dumps_task((adder,), cache)
     small, _ = dumps_task((1,), cache)
     # the function body is in cache.blobs, not in the payload
     assert big.nbytes < small.nbytes + 200
@@ -340,3 +341,10 @@ def test_costly_to_load_looks_at_the_in_band_stream() -> None:
 
     assert not costly_to_load(dumps(np.zeros(OFFLOAD_BYTES)))  # 8 MB out of band
     assert costly_to_load(dumps([str(i) for i in range(OFFLOAD_BYTES // 4)]))
+
+
+def test_blob_of_a_function_that_just_died_is_still_there_to_send() -> None:
+    cache = FunctionCache()
+    fid = cache.fid(make_adder(5))  # dies at once
+    assert fid not in cache.blobs
+    assert cache.blob(fid)
