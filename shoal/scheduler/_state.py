@@ -546,7 +546,10 @@ class SchedulerState:
             if not pool:
                 self._err(ts, self._lost_error(ts))
                 continue
-            targets = pool if ev.broadcast else [pool[next(self._seq) % len(pool)]]
+            # A worker computing this key would hold the value under the same key as its
+            # task: send it elsewhere when there is an elsewhere.
+            others = [w for w in pool if w is not ts.processing_on] or pool
+            targets = others if ev.broadcast else [others[next(self._seq) % len(others)]]
             self._storing[key] = _Storing({w.address for w in targets}, nbytes, typename)
             for ws in targets:
                 self._out.append(SendStore(ws.address, key))
@@ -583,7 +586,9 @@ class SchedulerState:
                 ws.nbytes += max(ts.nbytes, 0)
             return
         if ts.state in ACTIVE:
-            self._go(ts, "released", tell_worker=True)
+            # Freeing the task on the worker that now holds the value would drop the value:
+            # there the task finishes, and its result replaces the value (same key).
+            self._go(ts, "released", tell_worker=ts.processing_on is not ws)
         elif ts.state == "erred":
             self._go(ts, "released")
         self._go(ts, "memory", worker=ws, nbytes=pending.nbytes, typename=pending.typename)

@@ -134,3 +134,31 @@ def test_scattered_key_released_before_its_ack_is_freed_on_arrival(sim: Sim) -> 
     assert SendFree("w1", ["x"]) in out
     assert of(out, ReportDone) == []
     assert "x" not in sim.state.tasks
+
+
+def test_scatter_over_a_computation_avoids_the_worker_computing_it(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w2")
+    sim.submit([row("x", workers=["w1"])])
+    for _ in range(4):  # whatever the round-robin says
+        sim.release("x")
+        sim.submit([row("x", workers=["w1"])])
+        assert sim.scatter([("x", 10)], ack=False) == [SendStore("w2", "x")]
+        sim.ack("w2", "x")
+        assert sim.states("x") == ["memory"]
+        sim.release("x")
+
+
+def test_scatter_over_a_computation_on_the_only_worker_keeps_its_copy(sim: Sim) -> None:
+    """The worker holds the scattered value under the key its task is computing: freeing
+    the task there would drop the value too, so the task is left to finish (its result
+    then replaces the value, which for the same key is the same data)."""
+    sim.join("w1")
+    sim.submit([row("x")])
+    assert sim.scatter([("x", 10)], ack=False) == [SendStore("w1", "x")]
+    out = sim.ack("w1", "x")
+    assert of(out, SendFree) == []
+    assert ReportDone("c", "x", 10, "ndarray", None) in out
+    assert sim.states("x") == ["memory"]
+    assert of(sim.finish("x", "w1"), SendFree) == []
+    assert {w.address for w in sim.state.tasks["x"].who_has} == {"w1"}
