@@ -115,9 +115,12 @@ def dumps(obj: object) -> Serialized:
             head = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
         except Exception:
             head = b""
-        if head and not _refers_to_by_value_module(head):
+        # (inline, not a call: this is every result's path)
+        if head and b"__main__" not in head and not (_BY_VALUE and _names_by_value(head)):
             return Serialized([head, *(b.raw() for b in buffers)])
         if kind.__module__ != "builtins":  # a list or dict says nothing about the next one
+            if len(_CLOUD_TYPES) >= 1024:
+                _CLOUD_TYPES.clear()
             _CLOUD_TYPES.add(kind)
         buffers = []
     try:
@@ -131,17 +134,19 @@ def dumps(obj: object) -> Serialized:
     return Serialized([head, *(b.raw() for b in buffers)])
 
 
-# Types whose instances plain pickle could not send (weak: classes defined in a loop go).
-_CLOUD_TYPES: weakref.WeakSet[type] = weakref.WeakSet()
+# Types whose instances plain pickle could not send (a plain set: this is checked for every
+# result; bounded, as classes defined in a loop would otherwise pile up).
+_CLOUD_TYPES: set[type] = set()
 
 
-def _refers_to_by_value_module(head: bytes) -> bool:
-    """Whether a plain pickle stream may name something in ``__main__`` or in a module the
-    user asked cloudpickle to send by value (a false positive only costs a cloudpickle)."""
-    if b"__main__" in head:
-        return True
-    by_value = getattr(cloudpickle.cloudpickle, "_PICKLE_BY_VALUE_MODULES", ())
-    return any(name.encode() in head for name in by_value)
+# The module names cloudpickle.register_pickle_by_value collects (a set it fills in place).
+_BY_VALUE: set[str] = getattr(cloudpickle.cloudpickle, "_PICKLE_BY_VALUE_MODULES", set())
+
+
+def _names_by_value(head: bytes) -> bool:
+    """Whether a plain pickle stream may name something in a module the user asked
+    cloudpickle to send by value (a false positive only costs a cloudpickle)."""
+    return any(name.encode() in head for name in _BY_VALUE)
 
 
 def loads(ser: Serialized, functions: FunctionTable | None = None) -> Any:
