@@ -650,8 +650,6 @@ class SchedulerState:
         ws = self.workers.pop(ev.address, None)
         if ws is None:
             return
-        if self._storing:
-            self._scatters_lost_with(ev.address)
         recompute: list[TaskState] = []
         for ts in list(ws.processing):
             ts.suspicious += 1
@@ -678,6 +676,8 @@ class SchedulerState:
                     dts.waiting_on.add(ts)
         self._activate(ts for ts in recompute + lost if self._needed(ts))
         self._tidy(lost)
+        if self._storing:  # after the data it held is gone: a scatter settles on what is left
+            self._scatters_lost_with(ev.address)
 
     def _on_finished(self, ev: TaskFinished) -> None:
         ws = self.workers.get(ev.worker)
