@@ -38,6 +38,7 @@ from shoal.protocol._messages import (
 from shoal.protocol._serialize import (
     FunctionTable,
     Serialized,
+    costly_to_load,
     costly_to_pickle,
     dumps,
     loads,
@@ -166,13 +167,10 @@ class Worker:
             elif isinstance(msg, DropFunctions):
                 self.functions.forget(list(msg.fids))
             elif isinstance(msg, Store):
-                try:
-                    self.data[msg.key] = loads(msg.data)
-                except Exception as exc:
-                    logger.warning("could not load scattered data %r: %r", msg.key, exc)
-                    events.append(StoreFailed(msg.key, self._unloadable(msg.key, exc)))
-                    continue
-                events.append(DataStored(msg.key, msg.nbytes))
+                if costly_to_load(msg.data):
+                    self._spawn(self._store_off_loop(msg))
+                else:
+                    events.append(self._store(msg, loads))
             elif isinstance(msg, Run):
                 self._spawn(self._run_function(msg))
             elif isinstance(msg, Close):
@@ -259,6 +257,34 @@ class Worker:
                 logger.warning("closing peer connection: unexpected %s", msg.tag)
                 conn.close()
 
+    def _store(self, msg: Store, load: Any) -> Any:
+        """Hold scattered data; the event that acknowledges it (or says why it failed)."""
+        try:
+            self.data[msg.key] = load(msg.data)
+        except Exception as exc:
+            logger.warning("could not load scattered data %r: %r", msg.key, exc)
+            return StoreFailed(msg.key, self._unloadable(msg.key, exc))
+        return DataStored(msg.key, msg.nbytes)
+
+    async def _store_off_loop(self, msg: Store) -> None:
+        """Big scattered data is unpickled in the serializing thread."""
+        assert self.state is not None
+        loop = asyncio.get_running_loop()
+        try:
+            value = await loop.run_in_executor(self._serializing_pool(), loads, msg.data)
+        except Exception as exc:
+            event = self._store(msg, _raise(exc))
+        else:
+            event = self._store(msg, lambda _data: value)
+        self._carry_out(self.state.handle(event))
+
+    def _serializing_pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._serializer is None:
+            self._serializer = concurrent.futures.ThreadPoolExecutor(
+                2, thread_name_prefix="shoal-serialize"
+            )
+        return self._serializer
+
     def _costly(self, key: Any, value: Any) -> bool:
         assert self.state is not None
         nbytes = self.state.held.get(key)
@@ -278,12 +304,10 @@ class Worker:
                                   values: dict[Any, Any], missing: list[Any]) -> None:
         """Pickle big values in the serializing thread: the loop keeps serving the
         scheduler, peers and finished tasks meanwhile."""
-        if self._serializer is None:
-            self._serializer = concurrent.futures.ThreadPoolExecutor(
-                2, thread_name_prefix="shoal-serialize"
-            )
         loop = asyncio.get_running_loop()
-        items, errors = await loop.run_in_executor(self._serializer, self._pickle_values, values)
+        items, errors = await loop.run_in_executor(
+            self._serializing_pool(), self._pickle_values, values
+        )
         if not conn.closed:
             conn.send(Data(request_id, items, missing, errors))
 
@@ -351,3 +375,12 @@ class Worker:
                            len(keys), peer, exc)
             events = [FetchFailed(peer, keys)]
         self._carry_out(self.state.handle(*events))
+
+
+def _raise(exc: BaseException) -> Any:
+    """A loader that fails with ``exc`` (it already failed in the serializing thread)."""
+
+    def load(_data: Any) -> Any:
+        raise exc
+
+    return load

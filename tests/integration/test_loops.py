@@ -111,3 +111,19 @@ def test_task_stream_history_is_fetched_page_by_page(client, monkeypatch) -> Non
     cursor, records = client._task_stream_since(start)
     assert cursor >= start + 12
     assert len(records) == cursor - start
+
+
+def test_worker_keeps_running_tasks_while_it_loads_big_scattered_data(client, gate) -> None:
+    worker = sorted(client.scheduler_info()["workers"])[0]
+    got: list[Any] = []
+    thread = threading.Thread(
+        target=lambda: got.append(client.scatter(SlowToLoad(gate.path), workers=[worker],
+                                                 hash=False, timeout=60)),
+        daemon=True,
+    )
+    thread.start()
+    wait_for(lambda: _has_started(gate.path), timeout=30)  # the worker is loading it now
+    assert client.submit(inc, 1, workers=[worker], pure=False).result(timeout=10) == 2
+    gate.open()
+    thread.join(30)
+    assert got and got[0].result(timeout=10) == f"loaded {4 * 2**20}"
