@@ -446,8 +446,9 @@ class TaskPickler(pickle.Pickler):
         super().__init__(self._file, protocol=5, buffer_callback=self._buffers.append)
         self._cache = cache
         self.fids: list[str] = []
-        # id -> (function, fid) checked during the current batch (FunctionCache.batch)
-        self.verified: dict[int, tuple[Any, str]] | None = None
+        # id -> (function, fid) checked, or (class, bytes) pickled, during the current
+        # batch (FunctionCache.batch)
+        self.verified: dict[int, tuple[Any, Any]] | None = None
 
     def fid(self, fn: Any) -> str:
         """``fn``'s fid, checked once per batch (see :meth:`FunctionCache.batch`)."""
@@ -481,28 +482,34 @@ class TaskPickler(pickle.Pickler):
                 self.fids.append(fid)
             return _function, (fid,)
         # Classes the receiver cannot import (in __main__, or defined inside a function)
-        # go by value.
-        return _cloud_reducer(obj)
+        # go by value; within a batch (one map or graph) each class is pickled once.
+        if isinstance(obj, type) and _by_value_class(obj):
+            verified = self.verified
+            if verified is None:
+                return cloudpickle.loads, (cloudpickle.dumps(obj, protocol=5),)
+            got = verified.get(id(obj))
+            if got is None or got[0] is not obj:
+                got = verified[id(obj)] = (obj, cloudpickle.dumps(obj, protocol=5))
+            return cloudpickle.loads, (got[1],)
+        return NotImplemented
 
 
-def _cloud_reducer(obj: Any) -> Any:
-    """Classes the receiver cannot import (defined in ``__main__``, inside a function, or in
-    a module registered to go by value) travel by value; the decision is cached per class,
-    the bytes are not (a class may change between two tasks)."""
-    if isinstance(obj, type):
-        by_value = _CLASS_BY_VALUE.get(obj)
-        if by_value is None:
-            try:
-                by_value = not cloudpickle.cloudpickle._should_pickle_by_reference(obj)
-            except Exception:  # an odd class: let cloudpickle decide when it pickles it
-                by_value = True
-            try:
-                _CLASS_BY_VALUE[obj] = by_value
-            except TypeError:
-                pass
-        if by_value:
-            return cloudpickle.loads, (cloudpickle.dumps(obj, protocol=5),)
-    return NotImplemented
+def _by_value_class(cls: type) -> bool:
+    """Whether the receiver cannot import ``cls`` (defined in ``__main__``, inside a
+    function, or in a module registered to go by value), so it must travel by value. The
+    decision is cached per class; the class's bytes are not (a class may change between
+    two submissions)."""
+    by_value = _CLASS_BY_VALUE.get(cls)
+    if by_value is None:
+        try:
+            by_value = not cloudpickle.cloudpickle._should_pickle_by_reference(cls)
+        except Exception:  # an odd class: let cloudpickle send it by value
+            by_value = True
+        try:
+            _CLASS_BY_VALUE[cls] = by_value
+        except TypeError:
+            pass
+    return by_value
 
 
 _CLASS_BY_VALUE: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()

@@ -348,3 +348,30 @@ def test_blob_of_a_function_that_just_died_is_still_there_to_send() -> None:
     fid = cache.fid(make_adder(5))  # dies at once
     assert fid not in cache.blobs
     assert cache.blob(fid)
+
+
+def test_local_class_is_pickled_once_per_batch_and_afresh_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Point:
+        scale = 1
+
+    calls: list[Any] = []
+    real = _serialize.cloudpickle.dumps
+
+    def counting(obj: Any, *args: Any, **kwargs: Any) -> bytes:
+        calls.append(obj)
+        return real(obj, *args, **kwargs)
+
+    monkeypatch.setattr(_serialize.cloudpickle, "dumps", counting)
+    cache = FunctionCache()
+    with cache.batch():
+        for _ in range(10):
+            dumps_task((double, Point()), cache)
+    assert calls.count(Point) == 1
+    Point.scale = 5  # a later submission sees the class as it is now
+    ser, fids = dumps_task((double, Point()), cache)
+    assert calls.count(Point) == 2  # pickled afresh outside the batch
+    table = FunctionTable()
+    table.add_blobs({f: cache.blob(f) for f in fids})
+    assert loads(ser, table)[1].scale == 5
