@@ -124,6 +124,7 @@ def test_worker_keeps_running_tasks_while_it_loads_big_scattered_data(client, ga
     thread.start()
     wait_for(lambda: _has_started(gate.path), timeout=30)  # the worker is loading it now
     assert client.submit(inc, 1, workers=[worker], pure=False).result(timeout=10) == 2
+    assert got == []  # item 11: scatter is not done before the worker holds the data
     gate.open()
     thread.join(30)
     assert got and got[0].result(timeout=10) == f"loaded {4 * 2**20}"
