@@ -12,14 +12,20 @@ import shoal
 PUBLIC = [
     "ALL_COMPLETED",
     "Client",
+    "Event",
     "FIRST_COMPLETED",
     "FIRST_EXCEPTION",
     "FailureStory",
     "Future",
     "KilledWorker",
     "LocalCluster",
+    "Lock",
     "LostDataError",
+    "MultiLock",
+    "Queue",
     "RemoteError",
+    "Semaphore",
+    "Variable",
     "as_completed",
     "futures_of",
     "get_client",
@@ -40,6 +46,12 @@ DASK_DISTRIBUTED_NAMES = [
     "progress",
     "performance_report",
     "KilledWorker",
+    "Lock",
+    "MultiLock",
+    "Semaphore",
+    "Queue",
+    "Variable",
+    "Event",
 ]
 
 
@@ -89,3 +101,18 @@ def test_wait_constants_match_concurrent_futures() -> None:
 
 def test_version_is_a_string() -> None:
     assert isinstance(shoal.__version__, str) and shoal.__version__
+
+
+def test_coordination_primitives_take_dask_arguments() -> None:
+    """Same parameter names and defaults as dask.distributed's (shoal adds ``client=``
+    where dask has none)."""
+    import inspect
+
+    import distributed
+
+    for name in ("Lock", "MultiLock", "Semaphore", "Queue", "Variable", "Event"):
+        ours = inspect.signature(getattr(shoal, name)).parameters
+        theirs = inspect.signature(getattr(distributed, name)).parameters
+        for pname, p in theirs.items():
+            assert pname in ours, (name, pname)
+            assert ours[pname].default == p.default, (name, pname)

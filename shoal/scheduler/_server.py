@@ -69,6 +69,8 @@ from shoal.scheduler._events import (
 )
 from shoal.scheduler._state import SchedulerState
 from shoal.scheduler._tasks import TaskState
+from shoal.scheduler.coordination._shell import MESSAGES as COORDINATION_MESSAGES
+from shoal.scheduler.coordination._shell import CoordinationShell
 
 logger = logging.getLogger("shoal.scheduler")
 
@@ -108,6 +110,7 @@ class Scheduler:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
         self._tps: list[tuple[float, int]] = []
+        self.coordination = CoordinationShell(self)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -150,6 +153,7 @@ class Scheduler:
         for conn in list(self._workers.values()):
             conn.send(Close("scheduler closing"))
         await asyncio.sleep(0)
+        self.coordination.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -237,6 +241,7 @@ class Scheduler:
         name = conn.info["name"]
         if batch is None:
             self._clients.pop(name, None)
+            self.coordination.holder_left(name)
             self._apply([ClientLeft(name)])
             return
         events: list[Any] = []
@@ -262,6 +267,11 @@ class Scheduler:
                         self._apply(events)
                         events = []
                     self._spawn(self._answer(conn, msg))
+                elif type(msg) in COORDINATION_MESSAGES:
+                    if events:
+                        self._apply(events)
+                        events = []
+                    self.coordination.receive(name, msg)
                 elif isinstance(msg, Hello):
                     pass
                 else:
