@@ -15,13 +15,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from shoal import _loop
-from shoal.protocol._messages import CoordReply, Message, UpdateGraph
+from shoal.protocol._messages import CoordKeysReceived, CoordReply, Message
 from shoal.protocol._serialize import Serialized, dumps, loads
 
 if TYPE_CHECKING:
     from shoal.client._client import Client
 
-Decode = Callable[["Client", Any], Any]
+Decode = Callable[["Client", int, Any], Any]
 
 
 class NoClientError(ValueError, RuntimeError):
@@ -99,7 +99,7 @@ def on_reply(client: Client, msg: CoordReply) -> None:
         fut.set_exception(_ERRORS.get(kind, RuntimeError)(text))
         return
     try:
-        value = decode(client, msg.value) if decode is not None else msg.value
+        value = decode(client, msg.request_id, msg.value) if decode is not None else msg.value
     except Exception as exc:  # reported to the caller, who waits for this reply
         fut.set_exception(exc)
         return
@@ -131,25 +131,21 @@ def encode(value: Any) -> tuple[str, Any]:
     return ("data", dumps(value))
 
 
-def adopt(client: Client, item: Any) -> Any:
+def adopt(client: Client, rid: int, item: Any) -> Any:
     """On the loop, as the reply is read: a future key becomes a Future of ``client`` now,
-    so that the key's done-message, which follows the reply, finds it."""
-    kind, value = item
-    if kind != "future":
-        return item
+    then the scheduler hears so (and only then moves the key's hold to this client, so a
+    release this client sent earlier, for an older Future of the key, cannot drop it)."""
+    return adopt_all(client, rid, [item])[0]
+
+
+def adopt_all(client: Client, rid: int, items: Any) -> Any:
     from shoal.client._future import Future
 
-    held = value in client._refcount
-    fut = Future(value, client)
-    if not held:
-        # The scheduler already holds the key for this client; saying so again covers a
-        # release of an older future of the same key that crossed this reply on the wire.
-        client._send(UpdateGraph([], [value], {}))
-    return ("future", fut)
-
-
-def adopt_all(client: Client, items: Any) -> Any:
-    return [adopt(client, item) for item in items]
+    out = [("future", Future(value, client)) if kind == "future" else (kind, value)
+           for kind, value in items]
+    if any(kind == "future" for kind, _ in items):
+        client._send(CoordKeysReceived(rid))
+    return out
 
 
 def value_of(item: Any) -> Any:

@@ -4,6 +4,11 @@ names, signatures and semantics; the state is in shoal/scheduler/coordination).
 Values are pickled (anything picklable, not only msgpack data as dask documents) and pass
 through the scheduler: share large data as a future. A queued future keeps its key in the
 cluster until a get hands it over; the getter receives a Future of its own client.
+
+``put`` of data on a queue without a maxsize cannot wait or fail on the scheduler, so it
+returns once the value is on its way, in order with this client's later messages (a get
+after it sees it), without waiting for the scheduler's answer: half the round trips of
+dask's put + get.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ class Queue:
         self.maxsize = maxsize
         self._client = client
         self._created_on: Client | None = None
+        self._bounded = True  # until the scheduler says which maxsize is in force
         try:
             self._get_client()
         except ValueError:
@@ -48,7 +54,8 @@ class Queue:
     def _get_client(self) -> Client:
         client = find_client(self._client, "Queue")
         if self._created_on is not client:
-            send(client, CoordQueueCreate(self.name, self.maxsize))
+            in_force = call(client, lambda rid: CoordQueueCreate(rid, self.name, self.maxsize))
+            self._bounded = bool(in_force)
             self._created_on = client
         return client
 
@@ -62,6 +69,9 @@ class Queue:
         client = self._get_client()
         seconds = parse_timedelta(timeout)
         item = encode(value)
+        if item[0] == "data" and not self._bounded:
+            send(client, CoordQueuePut(0, self.name, item, None))  # nothing to wait for
+            return
         call(client, lambda rid: CoordQueuePut(rid, self.name, item, seconds))
 
     def get(self, timeout: Any = None, batch: bool | int = False, **kwargs: Any) -> Any:

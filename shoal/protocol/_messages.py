@@ -338,7 +338,8 @@ class Data(Message):
 
 # --- coordination primitives (Lock, MultiLock, Semaphore, Queue, Variable, Event) -----------
 # Client -> scheduler; ``timeout`` is relative (the scheduler turns it into a deadline), a
-# request with a request_id is answered by one CoordReply. See shoal/scheduler/coordination.
+# request with a request_id is answered by one CoordReply (request_id 0: no answer wanted).
+# See shoal/scheduler/coordination.
 
 
 @_message("coord-semaphore-acquire")
@@ -391,6 +392,9 @@ class CoordMultiLockRelease(Message):
 
 @_message("coord-queue-create")
 class CoordQueueCreate(Message):
+    """Answered with the queue's maxsize (the first creator's)."""
+
+    request_id: int
     name: str
     maxsize: int
 
@@ -463,6 +467,14 @@ class CoordEventWait(Message):
 class CoordEventIsSet(Message):
     request_id: int
     name: str
+
+
+@_message("coord-keys-received")
+class CoordKeysReceived(Message):
+    """The client made Futures of the keys in the reply to ``request_id``: the primitive
+    may hand its hold on them over to the client."""
+
+    request_id: int
 
 
 @_message("coord-reply")

@@ -47,7 +47,7 @@ SAMPLES: dict[str, m.Message] = {
     "coord-semaphore-close": m.CoordSemaphoreClose(3, "db"),
     "coord-multi-lock-acquire": m.CoordMultiLockAcquire(4, ["a", "b"], "id-1", 2, 1.5),
     "coord-multi-lock-release": m.CoordMultiLockRelease("id-1"),
-    "coord-queue-create": m.CoordQueueCreate("jobs", 10),
+    "coord-queue-create": m.CoordQueueCreate(15, "jobs", 10),
     "coord-queue-put": m.CoordQueuePut(5, "jobs", ("data", SMALL), None),
     "coord-queue-get": m.CoordQueueGet(6, "jobs", -1, 0.5),
     "coord-queue-size": m.CoordQueueSize(7, "jobs"),
@@ -58,6 +58,7 @@ SAMPLES: dict[str, m.Message] = {
     "coord-event-clear": m.CoordEventClear(11, "ready"),
     "coord-event-wait": m.CoordEventWait(12, "ready", 10),
     "coord-event-is-set": m.CoordEventIsSet(13, "ready"),
+    "coord-keys-received": m.CoordKeysReceived(16),
     "coord-reply": m.CoordReply(14, False, ["TimeoutError", "queue 'jobs' stayed empty"]),
 }
 

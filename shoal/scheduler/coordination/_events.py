@@ -87,6 +87,10 @@ class MultiLockRelease(Event):
 
 @dataclass(frozen=True, slots=True)
 class QueueCreate(Event):
+    """Answered with the maxsize in force: the first creator's."""
+
+    holder: str
+    rid: int
     name: str
     maxsize: int
 
@@ -184,6 +188,15 @@ class EventIsSet(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class KeysReceived(Event):
+    """``holder`` made Futures of the keys in the reply to its request ``rid``."""
+
+    holder: str
+    rid: int
+
+
+
+@dataclass(frozen=True, slots=True)
 class HolderLeft(Event):
     """The connection of ``holder`` closed: its leases and locks return, its waits end."""
 
@@ -224,7 +237,7 @@ class Fail(Command):
 @dataclass(frozen=True, slots=True)
 class HoldKeys(Command):
     """``owner`` (a client, or a primitive's own name such as ``queue:jobs``) now wants
-    ``keys`` kept in the cluster. Issued after the Reply that hands the keys over."""
+    ``keys`` kept in the cluster."""
 
     owner: str
     keys: list[Any]

@@ -1,21 +1,18 @@
 """Queues: items in order, getters and putters waiting in order.
 
 An item is data (kept serialized, never opened here) or a future's key. While a key is in
-a queue the queue itself holds it in the cluster (owner ``queue:<name>``), once per queue
-however many times it was put; a get hands the hold to the getting client in the same step.
+a queue the queue itself holds it in the cluster (owner ``queue:<name>``, see ``_holds``)
+until the client that got it has made its Future.
 """
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 from shoal._machine import Command
 from shoal.scheduler.coordination._events import (
-    DropKeys,
     Fail,
-    HoldKeys,
     Item,
     QueueCreate,
     QueueGet,
@@ -24,6 +21,7 @@ from shoal.scheduler.coordination._events import (
     Reply,
     WakeAt,
 )
+from shoal.scheduler.coordination._holds import Holds
 
 
 def owner_of(name: str) -> str:
@@ -53,15 +51,15 @@ class Queue:
     items: deque[Item] = field(default_factory=deque)
     getters: deque[Getter] = field(default_factory=deque)
     putters: deque[Putter] = field(default_factory=deque)
-    keys: Counter[Any] = field(default_factory=Counter)  # future keys in items or in getters' hands
 
     def full(self) -> bool:
         return 0 < self.maxsize <= len(self.items)
 
 
 class Queues:
-    def __init__(self, out: list[Command]) -> None:
+    def __init__(self, out: list[Command], holds: Holds) -> None:
         self.out = out
+        self.holds = holds
         self.queues: dict[str, Queue] = {}
 
     def _queue(self, name: str, maxsize: int = 0) -> Queue:
@@ -71,15 +69,13 @@ class Queues:
         return q
 
     def create(self, ev: QueueCreate) -> None:
-        self._queue(ev.name, ev.maxsize)
+        q = self._queue(ev.name, ev.maxsize)
+        self.out.append(Reply(ev.holder, ev.rid, q.maxsize))
 
     def put(self, ev: QueuePut) -> None:
         q = self._queue(ev.name)
         if ev.item[0] == "future":
-            key = ev.item[1]
-            if not q.keys[key]:
-                self.out.append(HoldKeys(owner_of(ev.name), [key]))
-            q.keys[key] += 1
+            self.holds.take(owner_of(ev.name), ev.item[1])
         if not q.full() and not q.putters:
             q.items.append(ev.item)
             self.out.append(Reply(ev.holder, ev.rid, None))
@@ -158,14 +154,13 @@ class Queues:
 
     def _hand(self, name: str, q: Queue, holder: str, rid: int, items: list[Item],
               bare: bool) -> None:
-        """Reply with ``items`` (the one item if ``bare``); the getter takes over the
-        queue's hold on their keys."""
+        """Reply with ``items`` (the one item if ``bare``); their keys are handed over."""
         self.out.append(Reply(holder, rid, items[0] if bare else items))
         keys = [item[1] for item in items if item[0] == "future"]
         if keys:
-            self.out.append(HoldKeys(holder, keys))
-            for key in keys:
-                self._forget_key(name, q, key)
+            self.holds.hand_over(owner_of(name), holder, rid, keys)
+            for key in keys:  # the hand-over holds them now, not the queue
+                self.holds.let_go(owner_of(name), key)
 
     def _end_getter(self, name: str, q: Queue, g: Getter) -> None:
         q.items.extendleft(reversed(g.got))
@@ -173,21 +168,13 @@ class Queues:
 
     def _forget_item(self, name: str, q: Queue, item: Item) -> None:
         if item[0] == "future":
-            self._forget_key(name, q, item[1])
-
-    def _forget_key(self, name: str, q: Queue, key: Any) -> None:
-        q.keys[key] -= 1
-        if q.keys[key] <= 0:
-            del q.keys[key]
-            self.out.append(DropKeys(owner_of(name), [key], last=not q.keys))
+            self.holds.let_go(owner_of(name), item[1])
 
     def validate(self) -> None:
         for name, q in self.queues.items():
             assert not (q.getters and q.items), name  # someone waits while items sit there
             assert not q.putters or q.full(), name
-            counted: Counter[Any] = Counter()
             for item in [*q.items, *(p.item for p in q.putters),
                          *(i for g in q.getters for i in g.got)]:
                 if item[0] == "future":
-                    counted[item[1]] += 1
-            assert counted == q.keys, (name, counted, q.keys)
+                    assert self.holds.held_by(owner_of(name))[item[1]] > 0, (name, item)

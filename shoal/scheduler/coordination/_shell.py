@@ -52,7 +52,7 @@ _BUILD: dict[type, Callable[[str, Any, float], Any]] = {
     m.CoordMultiLockAcquire: lambda h, x, now: ev.MultiLockAcquire(
         h, x.request_id, list(x.names), x.lock_id, x.num_locks, _deadline(x.timeout, now), now),
     m.CoordMultiLockRelease: lambda h, x, now: ev.MultiLockRelease(h, x.lock_id),
-    m.CoordQueueCreate: lambda h, x, now: ev.QueueCreate(x.name, x.maxsize),
+    m.CoordQueueCreate: lambda h, x, now: ev.QueueCreate(h, x.request_id, x.name, x.maxsize),
     m.CoordQueuePut: lambda h, x, now: ev.QueuePut(
         h, x.request_id, x.name, _item(x.item), _deadline(x.timeout, now), now),
     m.CoordQueueGet: lambda h, x, now: ev.QueueGet(
@@ -67,6 +67,7 @@ _BUILD: dict[type, Callable[[str, Any, float], Any]] = {
     m.CoordEventWait: lambda h, x, now: ev.EventWait(
         h, x.request_id, x.name, _deadline(x.timeout, now), now),
     m.CoordEventIsSet: lambda h, x, now: ev.EventIsSet(h, x.request_id, x.name),
+    m.CoordKeysReceived: lambda h, x, now: ev.KeysReceived(h, x.request_id),
 }
 
 MESSAGES = frozenset(_BUILD)
@@ -113,9 +114,13 @@ class CoordinationShell:
     def _run(self, events: list[Any]) -> None:
         for cmd in self.state.handle(*events):
             if isinstance(cmd, ev.Reply):
-                self._send(cmd.holder, m.CoordReply(cmd.rid, True, cmd.value))
+                if cmd.rid:  # request id 0: the sender wants no answer
+                    self._send(cmd.holder, m.CoordReply(cmd.rid, True, cmd.value))
             elif isinstance(cmd, ev.Fail):
-                self._send(cmd.holder, m.CoordReply(cmd.rid, False, [cmd.kind, cmd.message]))
+                if cmd.rid:
+                    self._send(cmd.holder, m.CoordReply(cmd.rid, False, [cmd.kind, cmd.message]))
+                else:
+                    logger.warning("%s (for %s, who asked for no answer)", cmd.message, cmd.holder)
             elif isinstance(cmd, ev.HoldKeys):
                 self.scheduler._apply([GraphSubmitted(cmd.owner, [], list(cmd.keys))])
             elif isinstance(cmd, ev.DropKeys):

@@ -14,6 +14,7 @@ from typing import Any
 from shoal._machine import Command, Event
 from shoal.scheduler.coordination import _events as ev
 from shoal.scheduler.coordination._flags import Flags
+from shoal.scheduler.coordination._holds import Holds
 from shoal.scheduler.coordination._multilocks import MultiLocks
 from shoal.scheduler.coordination._queues import Queues
 from shoal.scheduler.coordination._semaphores import Semaphores
@@ -27,8 +28,9 @@ class CoordinationState:
         self._out: list[Command] = []
         self.semaphores = Semaphores(self._out)
         self.multilocks = MultiLocks(self._out)
-        self.queues = Queues(self._out)
-        self.variables = Variables(self._out)
+        self.holds = Holds(self._out)
+        self.queues = Queues(self._out, self.holds)
+        self.variables = Variables(self._out, self.holds)
         self.flags = Flags(self._out)
         self._handlers: dict[type, Callable[[Any], None]] = {
             ev.SemaphoreAcquire: self.semaphores.acquire,
@@ -49,6 +51,7 @@ class CoordinationState:
             ev.EventClear: self.flags.clear,
             ev.EventWait: self.flags.wait,
             ev.EventIsSet: self.flags.is_set,
+            ev.KeysReceived: self._keys_received,
             ev.HolderLeft: self._holder_left,
             ev.Tick: self._tick,
         }
@@ -61,12 +64,16 @@ class CoordinationState:
         self._out.clear()
         return out
 
+    def _keys_received(self, event: ev.KeysReceived) -> None:
+        self.holds.received(event.holder, event.rid)
+
     def _holder_left(self, event: ev.HolderLeft) -> None:
         self.semaphores.holder_left(event.holder, event.now)
         self.multilocks.holder_left(event.holder)
         self.queues.holder_left(event.holder)
         self.variables.holder_left(event.holder)
         self.flags.holder_left(event.holder)
+        self.holds.holder_left(event.holder)
 
     def _tick(self, event: ev.Tick) -> None:
         self.semaphores.tick(event.now)
@@ -82,3 +89,4 @@ class CoordinationState:
         self.queues.validate()
         self.variables.validate()
         self.flags.validate()
+        self.holds.validate()

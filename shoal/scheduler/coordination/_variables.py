@@ -2,8 +2,8 @@
 getters waiting for a first value.
 
 While a key is a variable's value the variable holds it in the cluster (owner
-``variable:<name>``); replacing or deleting the value lets it go. A getter of a key takes
-its own hold on it in the same step as the reply, so the key is never unheld in between.
+``variable:<name>``, see ``_holds``); replacing or deleting the value lets it go, once the
+clients that got it have made their Futures.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from dataclasses import dataclass
 
 from shoal._machine import Command
 from shoal.scheduler.coordination._events import (
-    DropKeys,
     Fail,
-    HoldKeys,
     Item,
     Reply,
     VariableDelete,
@@ -22,6 +20,7 @@ from shoal.scheduler.coordination._events import (
     VariableSet,
     WakeAt,
 )
+from shoal.scheduler.coordination._holds import Holds
 
 
 def owner_of(name: str) -> str:
@@ -36,8 +35,9 @@ class Getter:
 
 
 class Variables:
-    def __init__(self, out: list[Command]) -> None:
+    def __init__(self, out: list[Command], holds: Holds) -> None:
         self.out = out
+        self.holds = holds
         self.values: dict[str, Item] = {}
         self.getters: dict[str, list[Getter]] = {}
 
@@ -45,19 +45,19 @@ class Variables:
         old = self.values.get(ev.name)
         new_key = ev.item[1] if ev.item[0] == "future" else None
         old_key = old[1] if old is not None and old[0] == "future" else None
-        if new_key is not None and new_key != old_key:
-            self.out.append(HoldKeys(owner_of(ev.name), [new_key]))
-        if old_key is not None and old_key != new_key:
-            self.out.append(DropKeys(owner_of(ev.name), [old_key], last=new_key is None))
+        if new_key is not None:
+            self.holds.take(owner_of(ev.name), new_key)
+        if old_key is not None:
+            self.holds.let_go(owner_of(ev.name), old_key)
         self.values[ev.name] = ev.item
         self.out.append(Reply(ev.holder, ev.rid, None))
         for g in self.getters.pop(ev.name, []):
-            self._answer(g.holder, g.rid, ev.item)
+            self._answer(ev.name, g.holder, g.rid, ev.item)
 
     def get(self, ev: VariableGet) -> None:
         item = self.values.get(ev.name)
         if item is not None:
-            self._answer(ev.holder, ev.rid, item)
+            self._answer(ev.name, ev.holder, ev.rid, item)
         elif ev.deadline is not None and ev.deadline <= ev.now:
             self.out.append(Fail(ev.holder, ev.rid, "TimeoutError",
                                  f"variable {ev.name!r} was not set"))
@@ -69,7 +69,7 @@ class Variables:
     def delete(self, ev: VariableDelete) -> None:
         old = self.values.pop(ev.name, None)
         if old is not None and old[0] == "future":
-            self.out.append(DropKeys(owner_of(ev.name), [old[1]], last=True))
+            self.holds.let_go(owner_of(ev.name), old[1])
 
     def holder_left(self, holder: str) -> None:
         for name in list(self.getters):
@@ -93,10 +93,10 @@ class Variables:
             else:
                 del self.getters[name]
 
-    def _answer(self, holder: str, rid: int, item: Item) -> None:
+    def _answer(self, name: str, holder: str, rid: int, item: Item) -> None:
         self.out.append(Reply(holder, rid, item))
         if item[0] == "future":
-            self.out.append(HoldKeys(holder, [item[1]]))
+            self.holds.hand_over(owner_of(name), holder, rid, [item[1]])
 
     def validate(self) -> None:
         for name, getters in self.getters.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from shoal.scheduler.coordination import CoordinationState
 from shoal.scheduler.coordination._events import (
     HolderLeft,
+    KeysReceived,
     QueueCreate,
     QueueGet,
     QueuePut,
@@ -82,7 +83,7 @@ def test_half_a_batch_goes_back_when_its_getter_leaves(coord: CoordinationState)
 
 
 def test_full_queue_makes_put_wait(coord: CoordinationState) -> None:
-    coord.handle(QueueCreate("q", 1), put("a", 1, 1))
+    coord.handle(QueueCreate("a", 0, "q", 1), put("a", 1, 1))
     assert replies(coord.handle(put("a", 2, 2))) == {}
     out = coord.handle(get("b", 1))
     assert replies(out) == {("b", 1): ("data", 1), ("a", 2): None}
@@ -90,31 +91,40 @@ def test_full_queue_makes_put_wait(coord: CoordinationState) -> None:
 
 
 def test_put_to_a_full_queue_times_out(coord: CoordinationState) -> None:
-    coord.handle(QueueCreate("q", 1), put("a", 1, 1))
+    coord.handle(QueueCreate("a", 0, "q", 1), put("a", 1, 1))
     coord.handle(put("a", 2, 2, deadline=3.0, now=1.0))
     assert failures(coord.handle(Tick(3.0))) == {("a", 2): "TimeoutError"}
     assert size(coord) == 1
 
 
 def test_first_create_sets_maxsize(coord: CoordinationState) -> None:
-    coord.handle(QueueCreate("q", 2), QueueCreate("q", 0))
-    assert coord.queues.queues["q"].maxsize == 2
+    out = coord.handle(QueueCreate("a", 1, "q", 2), QueueCreate("b", 1, "q", 0))
+    assert replies(out) == {("a", 1): 2, ("b", 1): 2}
 
 
-def test_queued_future_is_held_by_the_queue_then_by_the_getter(coord: CoordinationState) -> None:
+def test_queued_future_is_held_by_the_queue_until_the_getter_has_it(
+        coord: CoordinationState) -> None:
     out = coord.handle(put_future("a", 1, "k"))
     assert holds(out) == [("hold", "queue:q", ["k"])]
     out = coord.handle(get("b", 1))
     assert replies(out) == {("b", 1): ("future", "k")}
+    assert holds(out) == []  # b may still send a release of an older future of k
+    out = coord.handle(KeysReceived("b", 1))
     # the getter's hold comes before the queue lets go, so the key is never unheld
     assert holds(out) == [("hold", "b", ["k"]), ("drop", "queue:q", ["k"])]
+
+
+def test_getter_that_leaves_before_receiving_lets_the_key_go(coord: CoordinationState) -> None:
+    coord.handle(put_future("a", 1, "k"), get("b", 1))
+    assert holds(coord.handle(HolderLeft("b", now=1.0))) == [("drop", "queue:q", ["k"])]
 
 
 def test_same_future_queued_twice_is_held_until_the_last_is_taken(coord: CoordinationState) -> None:
     out = coord.handle(put_future("a", 1, "k"), put_future("a", 2, "k"))
     assert holds(out) == [("hold", "queue:q", ["k"])]
-    assert holds(coord.handle(get("b", 1))) == [("hold", "b", ["k"])]
-    assert holds(coord.handle(get("b", 2))) == [("hold", "b", ["k"]), ("drop", "queue:q", ["k"])]
+    assert holds(coord.handle(get("b", 1), KeysReceived("b", 1))) == [("hold", "b", ["k"])]
+    assert holds(coord.handle(get("b", 2), KeysReceived("b", 2))) == [
+        ("hold", "b", ["k"]), ("drop", "queue:q", ["k"])]
 
 
 def test_getter_that_leaves_gets_nothing(coord: CoordinationState) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from shoal.scheduler.coordination import CoordinationState
 from shoal.scheduler.coordination._events import (
     HolderLeft,
+    KeysReceived,
     Tick,
     VariableDelete,
     VariableGet,
@@ -61,11 +62,19 @@ def test_future_value_is_let_go_on_delete(coord: CoordinationState) -> None:
     assert holds(coord.handle(VariableDelete("a", "v"))) == [("drop", "variable:v", ["k"])]
 
 
-def test_getter_of_a_future_takes_its_own_hold_after_the_reply(coord: CoordinationState) -> None:
+def test_getter_of_a_future_takes_its_own_hold_once_it_has_it(coord: CoordinationState) -> None:
     coord.handle(vset("a", 1, ("future", "k")))
     out = coord.handle(vget("b", 1))
     assert replies(out) == {("b", 1): ("future", "k")}
-    assert holds(out) == [("hold", "b", ["k"])]
+    assert holds(out) == []
+    assert holds(coord.handle(KeysReceived("b", 1))) == [("hold", "b", ["k"])]
+
+
+def test_deleted_future_value_stays_held_until_the_getter_has_it(coord: CoordinationState) -> None:
+    coord.handle(vset("a", 1, ("future", "k")), vget("b", 1))
+    assert holds(coord.handle(VariableDelete("a", "v"))) == []
+    assert holds(coord.handle(KeysReceived("b", 1))) == [
+        ("hold", "b", ["k"]), ("drop", "variable:v", ["k"])]
 
 
 def test_getter_that_leaves_is_forgotten(coord: CoordinationState) -> None:
