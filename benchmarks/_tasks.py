@@ -42,14 +42,30 @@ def rss() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
-def lock_round_trips(n: int, warmup: int, system: str) -> list[float]:
+_worker_clients: dict[str, Any] = {}
+
+
+def lock_round_trips(n: int, warmup: int, system: str, scheduler: str) -> list[float]:
     """Issue 10: ``Lock.acquire()`` + ``release()`` from inside a task, ``n`` times after
-    ``warmup``; the seconds of each round trip. ``system``: "shoal" or "dask"."""
+    ``warmup``; the seconds of each round trip. ``system``: "shoal" or "dask".
+
+    The lock talks through the task's client: ``get_client()``, or where that does not
+    reach the scheduler from a worker process yet, a client this worker process opens to
+    ``scheduler`` once (what ``get_client()`` does in a worker)."""
     if system == "shoal":
-        from shoal import Lock
+        from shoal import Client, Lock, get_client
+
+        try:
+            client = get_client()
+        except ValueError:
+            client = _worker_clients.get(scheduler)
+            if client is None:
+                client = _worker_clients[scheduler] = Client(scheduler, set_as_default=False)
+        lock = Lock("bench-lock", client=client)
     else:
         from distributed import Lock
-    lock = Lock("bench-lock")
+
+        lock = Lock("bench-lock")  # the worker's client
     times = []
     for i in range(warmup + n):
         start = time.perf_counter()

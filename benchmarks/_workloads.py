@@ -406,7 +406,9 @@ def memory(api: Api, n_tasks: int, release_timeout_s: float) -> dict[str, float]
 def lock_task(api: Api, n: int, warmup: int, processes: bool) -> dict[str, float]:
     """Lock acquire + release round trips timed inside one task (the worker's client)."""
     with _client(api, processes=processes) as client:
-        times = client.submit(_tasks.lock_round_trips, n, warmup, api.name, pure=False).result()
+        times = client.submit(_tasks.lock_round_trips, n, warmup, api.name,
+                              client.scheduler.address if api.name == "dask"
+                              else client.scheduler_address, pure=False).result()
     if len(times) != n:
         raise AssertionError(f"the task timed {len(times)} round trips, not {n}")
     return {
