@@ -116,3 +116,12 @@ def test_coordination_primitives_take_dask_arguments() -> None:
         for pname, p in theirs.items():
             assert pname in ours, (name, pname)
             assert ours[pname].default == p.default, (name, pname)
+        for method in ("acquire", "release", "locked", "get_value", "put", "get", "qsize",
+                       "set", "delete", "clear", "wait", "is_set"):
+            if not hasattr(getattr(distributed, name), method):
+                continue
+            ours_m = inspect.signature(getattr(getattr(shoal, name), method)).parameters
+            theirs_m = inspect.signature(getattr(getattr(distributed, name), method)).parameters
+            for pname, p in theirs_m.items():
+                assert pname in ours_m, (name, method, pname)
+                assert ours_m[pname].default == p.default, (name, method, pname)

@@ -255,11 +255,33 @@ def test_leases_of_a_process_that_dies_are_returned(make_client) -> None:
         assert sem.get_value() == 2
         assert sem.acquire(timeout=0.05) is False
         proc.kill()
-        assert sem.acquire(timeout=30)
+        # well within the 30 s lease-timeout: the closed connection returned them
+        assert sem.acquire(timeout=10)
         assert sem.get_value() == 1
     finally:
         proc.kill()
         proc.wait(30)
+
+
+def take_lease_and_die(scheduler: str, marker: str) -> str:
+    """Hold both leases of "svc-worker" from this worker process's own client, then die
+    (the first time): the scheduler runs the task again on a new worker, which returns."""
+    if os.path.exists(marker):
+        return "second run"
+    c = Client(scheduler, set_as_default=False)
+    sem = Semaphore(max_leases=2, name="svc-worker", client=c)
+    assert sem.acquire() and sem.acquire()
+    open(marker, "w").close()
+    os._exit(1)
+
+
+def test_leases_held_in_a_worker_that_dies_are_returned(make_client, tmp_path) -> None:
+    c = make_client(n_workers=1)
+    fut = c.submit(take_lease_and_die, c.scheduler_address, str(tmp_path / "died"), pure=False)
+    assert fut.result(timeout=60) == "second run"
+    sem = Semaphore(max_leases=2, name="svc-worker", client=c)
+    wait_for(lambda: sem.get_value() == 0)  # well within the 30 s lease-timeout
+    assert sem.acquire(timeout=10) and sem.acquire(timeout=10)
 
 
 # --- Queue --------------------------------------------------------------------------------
