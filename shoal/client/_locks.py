@@ -11,7 +11,6 @@ namespace of their own, as in dask.
 from __future__ import annotations
 
 import collections
-import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -71,8 +70,7 @@ class Semaphore:
         self._client = client
         self._leases: collections.deque[str] = collections.deque()
         self._lease_timeout = _lease_timeout()
-        self._refresh_lock = threading.Lock()
-        self._refreshing = False
+        self._refreshing = False  # a refresh timer is armed (touched on the loop only)
 
     def _get_client(self) -> Client:
         client = find_client(self._client, type(self).__name__)
@@ -96,10 +94,8 @@ class Semaphore:
         seconds = parse_timedelta(timeout)
         lease = uuid.uuid4().hex
         ok = call(client, lambda rid: CoordSemaphoreAcquire(
-            rid, self.name, self.max_leases, lease, self._lease_timeout, seconds))
-        if ok:
-            self._leases.append(lease)
-            self._keep_refreshing(client)
+            rid, self.name, self.max_leases, lease, self._lease_timeout, seconds),
+            lambda client, rid, ok: self._on_answer(client, lease, ok))
         return bool(ok)
 
     def release(self) -> bool:
@@ -125,26 +121,31 @@ class Semaphore:
 
     # --- keeping leases alive ----------------------------------------------------------------
 
+    def _on_answer(self, client: Client, lease: str, ok: Any) -> Any:
+        """On the loop, as the answer to an acquire is read: a granted lease is this
+        object's from now on, and kept alive."""
+        if ok:
+            self._leases.append(lease)
+            self._keep_refreshing(client)
+        return ok
+
     def _keep_refreshing(self, client: Client) -> None:
-        """While this object holds leases, tell the scheduler every lease-timeout / 5."""
-        if self._lease_timeout is None:
+        """On the loop: while this object holds leases, tell the scheduler every
+        lease-timeout / 5."""
+        if self._lease_timeout is None or self._refreshing:
             return
-        with self._refresh_lock:
-            if self._refreshing:
-                return
-            self._refreshing = True
+        self._refreshing = True
         interval = self._lease_timeout / 5
 
         def refresh() -> None:
-            with self._refresh_lock:
-                leases = list(self._leases)
-                if not leases or not self.refresh_leases or client.status != "running":
-                    self._refreshing = False
-                    return
+            leases = list(self._leases)
+            if not leases or not self.refresh_leases or client.status != "running":
+                self._refreshing = False
+                return
             client._send(CoordSemaphoreRefresh(self.name, leases))
             _loop.get_loop().call_later(interval, refresh)
 
-        _loop.call_soon(lambda: _loop.get_loop().call_later(interval, refresh))
+        _loop.get_loop().call_later(interval, refresh)
 
     # --- protocols -------------------------------------------------------------------------
 
