@@ -406,9 +406,7 @@ def memory(api: Api, n_tasks: int, release_timeout_s: float) -> dict[str, float]
 def lock_task(api: Api, n: int, warmup: int, processes: bool) -> dict[str, float]:
     """Lock acquire + release round trips timed inside one task (the worker's client)."""
     with _client(api, processes=processes) as client:
-        times = client.submit(_tasks.lock_round_trips, n, warmup, api.name,
-                              client.scheduler.address if api.name == "dask"
-                              else client.scheduler_address, pure=False).result()
+        times = client.submit(_tasks.lock_round_trips, n, warmup, api.name, pure=False).result()
     if len(times) != n:
         raise AssertionError(f"the task timed {len(times)} round trips, not {n}")
     return {
@@ -438,6 +436,34 @@ def queue_put_get(api: Api, n: int, warmup: int) -> dict[str, float]:
     }
 
 
+def fib_calls(n: int) -> int:
+    """How many calls (tasks) ``fib(n)`` makes: 1,973 for n = 15."""
+    a, b = 1, 1  # calls of fib(0), fib(1)
+    for _ in range(n - 1):
+        a, b = b, a + b + 1
+    return b if n >= 1 else a
+
+
+def fib(api: Api, n: int, reps: int) -> dict[str, float]:
+    """``fib(n)`` where every call is a task submitting its two halves from the worker
+    (``get_client`` / ``secede`` / ``rejoin``); best of ``reps`` after a small warm-up."""
+    expected = [0, 1]
+    for _ in range(n - 1):
+        expected.append(expected[-1] + expected[-2])
+    tasks = fib_calls(n)
+    best = float("inf")
+    with _client(api) as client:
+        if client.submit(_tasks.fib, 5, api.name, pure=False).result() != 5:
+            raise AssertionError("fib(5) is not 5")
+        for _ in range(reps):
+            start = time.perf_counter()
+            value = client.submit(_tasks.fib, n, api.name, pure=False).result()
+            best = min(best, time.perf_counter() - start)
+            if value != expected[n]:
+                raise AssertionError(f"fib({n}) returned {value!r}, expected {expected[n]}")
+    return {"seconds": best, "tasks_per_s": tasks / best, "tasks": float(tasks)}
+
+
 CLUSTER_WORKLOADS: dict[str, Callable[..., dict[str, float]]] = {
     "throughput": throughput,
     "latency": latency,
@@ -450,5 +476,6 @@ CLUSTER_WORKLOADS: dict[str, Callable[..., dict[str, float]]] = {
     "memory": memory,
     "lock": lock_task,
     "queue": queue_put_get,
+    "fib": fib,
 }
 REFERENCE_WORKLOADS: dict[str, Callable[..., dict[str, float]]] = {"persist": numpy_sum}

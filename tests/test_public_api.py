@@ -11,6 +11,9 @@ import shoal
 
 PUBLIC = [
     "ALL_COMPLETED",
+    "Actor",
+    "ActorFuture",
+    "BaseActorFuture",
     "Client",
     "Event",
     "FIRST_COMPLETED",
@@ -27,11 +30,18 @@ PUBLIC = [
     "Semaphore",
     "Variable",
     "as_completed",
+    "fire_and_forget",
     "futures_of",
     "get_client",
+    "get_worker",
     "performance_report",
+    "print",
     "progress",
+    "rejoin",
+    "secede",
     "wait",
+    "warn",
+    "worker_client",
 ]
 
 # What a user of dask.distributed (and of the seed notebook) imports.
@@ -52,6 +62,16 @@ DASK_DISTRIBUTED_NAMES = [
     "Queue",
     "Variable",
     "Event",
+    "Actor",
+    "ActorFuture",
+    "BaseActorFuture",
+    "worker_client",
+    "secede",
+    "rejoin",
+    "get_worker",
+    "fire_and_forget",
+    "print",
+    "warn",
 ]
 
 

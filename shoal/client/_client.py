@@ -25,8 +25,18 @@ from dask.base import tokenize
 from dask.utils import funcname
 
 from shoal import _loop
-from shoal.client import _cluster_info, _collections, _coordination, _debug, _repr
+from shoal.client import (
+    _cluster_info,
+    _collections,
+    _coordination,
+    _datasets,
+    _debug,
+    _repr,
+    _topics,
+    _worker_client,
+)
 from shoal.client import _fetch as _fetch_module
+from shoal.client._actor import NewActor
 from shoal.client._future import Future, FutureState
 from shoal.client._structure import collect_futures, rebuild
 from shoal.comm import Connection, connect
@@ -46,6 +56,7 @@ from shoal.protocol._messages import (
     Response,
     RetryKeys,
     Scatter,
+    TopicEvent,
     UpdateGraph,
 )
 from shoal.protocol._serialize import FunctionCache, Serialized, dumps, dumps_task, loads
@@ -244,6 +255,8 @@ class Client:
                         fut.set_exception(RuntimeError(str(msg.value)))  # type: ignore[attr-defined]
             elif kind is CoordReply:
                 _coordination.on_reply(self, msg)  # type: ignore[arg-type]
+            elif kind is TopicEvent:
+                _topics.on_event(self, msg)  # type: ignore[arg-type]
 
     def _on_lost_connection(self) -> None:
         if self.status in ("closing", "closed"):
@@ -315,6 +328,25 @@ class Client:
         self._conn.send(Request(rid, op, args))
         return await fut
 
+    def sync(self, func: Callable[..., Any], *args: Any, asynchronous: bool | None = None,
+             callback_timeout: float | None = None, **kwargs: Any) -> Any:
+        """Run the coroutine function ``func(*args, **kwargs)`` on shoal's loop.
+
+        Every client operation is written once, as a coroutine; this is its two faces (as
+        dask's ``Client.sync``): for an asynchronous client (or ``asynchronous=True``) it
+        returns an awaitable for the caller's event loop, which is never blocked; otherwise
+        it blocks the calling thread until the result is there.
+
+        Raises:
+            TimeoutError: not done within ``callback_timeout`` seconds.
+            RuntimeError: a blocking call from inside shoal's own loop (it would deadlock).
+        """
+        if asynchronous is None:
+            asynchronous = self.asynchronous
+        if asynchronous:
+            return _loop.run_async(func(*args, **kwargs), callback_timeout)
+        return _loop.run_sync(func(*args, **kwargs), callback_timeout)
+
     def _sync_request(self, op: str, timeout: float | None = None, **args: Any) -> Any:
         self._check_open()
         return _loop.run_sync(self._request(op, **args), timeout)
@@ -352,11 +384,12 @@ class Client:
         payload, fids = dumps_task(task, self._functions)
         return (key, payload, list(task.dependencies), fids, priority, retries, workers, prefix)
 
-    def _submit_rows(self, rows: list[tuple[Any, ...]], wanted: list[Any]) -> None:
+    def _submit_rows(self, rows: list[tuple[Any, ...]], wanted: list[Any],
+                     actors: list[Any] | None = None) -> None:
         fids = {fid for row in rows for fid in row[3]} - self._sent_fids
         blobs = {fid: self._functions.blobs[fid] for fid in fids}
         self._sent_fids |= fids
-        self._send(UpdateGraph(rows, wanted, blobs))
+        self._send(UpdateGraph(rows, wanted, blobs, actors))
 
     def _function_token(self, func: Any) -> str:
         """dask's token of ``func``, computed once per function object (it is costly)."""
@@ -410,18 +443,26 @@ class Client:
         allow_other_workers: bool = False,
         resources: Any = None,
         fifo_timeout: Any = None,
+        actor: bool = False,
+        actors: bool = False,
         **kwargs: Any,
     ) -> Future:
         """Run ``func(*args, **kwargs)`` on the cluster; returns a Future.
 
         Futures among the arguments (also inside lists, tuples and dicts) become
         dependencies. With ``pure=True`` equal calls share a key (and a result).
+        With ``actor=True`` (or its alias ``actors=True``) the result is an
+        :class:`~shoal.Actor`: ``func`` (usually a class) is called on one worker and the
+        object stays there; ``pure`` is then False, since an actor has state.
 
         Raises:
             TypeError: ``func`` is not callable, or an argument cannot be pickled.
             RuntimeError: the client is closed.
         """
         wl, nretries = self._check_call("submit", func, workers, retries)
+        is_actor = (actor or actors) and _actor_flag(actor, actors)
+        if is_actor:
+            pure = False
         if key is None:
             name = funcname(func)
             key = f"{name}-{tokenize(self._function_token(func), kwargs, *args) if pure else uuid.uuid4().hex}"
@@ -430,11 +471,11 @@ class Client:
         st = self._states.get(key)
         if st is not None and key in self._refcount:
             return Future(key, self, st)
-        task = _payload(key, func, args, kwargs)
+        task = _payload(key, NewActor(func) if is_actor else func, args, kwargs)
         prio = (-priority, next(self._generation), 0)
         row = self._row(key, task, prio, nretries, wl, name)
         fut = Future(key, self)
-        self._submit_rows([row], [key])
+        self._submit_rows([row], [key], [key] if is_actor else None)
         return fut
 
     def map(
@@ -450,14 +491,20 @@ class Client:
         allow_other_workers: bool = False,
         resources: Any = None,
         fifo_timeout: Any = None,
+        actor: bool = False,
+        actors: bool = False,
         **kwargs: Any,
     ) -> list[Future]:
         """``submit`` over each element of ``iterables`` in one message; returns a list.
+        With ``actor=True`` (alias ``actors=True``) each result is an Actor.
 
         Raises:
             TypeError: ``func`` is not callable, or iterables are missing or not iterable.
         """
         wl, nretries = self._check_call("map", func, workers, retries)
+        is_actor = _actor_flag(actor, actors)
+        if is_actor:
+            pure = False
         if not iterables:
             raise TypeError("map needs at least one iterable of arguments")
         if isinstance(iterables[0], dict):
@@ -476,6 +523,7 @@ class Client:
             keys = [f"{name}-{uuid.uuid4().hex}" for _ in range(n)]
         gen = next(self._generation)
         pkw = _parsed(kwargs)
+        target = NewActor(func) if is_actor else func
         rows = []
         futures = []
         seen: set[Any] = set()
@@ -494,10 +542,11 @@ class Client:
             if k in seen:
                 continue
             seen.add(k)
-            task = _payload(k, func, args, kwargs, pkw)
+            task = _payload(k, target, args, kwargs, pkw)
             rows.append(self._row(k, task, (-priority, gen, i), nretries, wl, name))
         if rows:
-            self._submit_rows(rows, [r[0] for r in rows])
+            wanted = [r[0] for r in rows]
+            self._submit_rows(rows, wanted, wanted if is_actor else None)
         return futures
 
     # --- results -------------------------------------------------------------------------------
@@ -673,6 +722,16 @@ class Client:
     persist = _collections.persist
     recreate_error_locally = _debug.recreate_error_locally
     explain = _debug.explain
+    log_event = _topics.log_event
+    get_events = _topics.get_events
+    subscribe_topic = _topics.subscribe_topic
+    unsubscribe_topic = _topics.unsubscribe_topic
+    publish_dataset = _datasets.publish_dataset
+    unpublish_dataset = _datasets.unpublish_dataset
+    get_dataset = _datasets.get_dataset
+    list_datasets = _datasets.list_datasets
+    datasets = property(_datasets.Datasets)
+    current = staticmethod(_worker_client.current)
     __repr__ = _repr.client_repr
     _repr_html_ = _repr.client_repr_html
 
@@ -757,6 +816,13 @@ def _payload(key: Any, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
     ):
         return Call(func, args, kwargs)
     return Task(key, func, *pargs, **pkw)
+
+
+def _actor_flag(actor: Any, actors: Any) -> bool:
+    for name, value in (("actor", actor), ("actors", actors)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name}= takes True or False, got {value!r}")
+    return actor or actors
 
 
 def _parsed(kwargs: dict[str, Any]) -> Any:

@@ -25,7 +25,7 @@ MAX_AHEAD_PER_THREAD = 5_000
 
 def has_room(ws: WorkerState, est: float) -> bool:
     """May ``ws`` take one more task expected to last ``est`` seconds?"""
-    n = len(ws.processing)
+    n = len(ws.processing) - len(ws.long_running)  # seceded tasks use no slot
     if n < ws.nthreads:
         return True
     if n >= ws.nthreads * MAX_AHEAD_PER_THREAD:
@@ -52,9 +52,24 @@ def least_busy(candidates: Iterable[WorkerState]) -> WorkerState | None:
     best: WorkerState | None = None
     best_load = 0.0
     for ws in candidates:
-        load = (ws.occupancy + len(ws.processing) * 1e-6) / ws.nthreads
+        load = (ws.occupancy + (len(ws.processing) - len(ws.long_running)) * 1e-6) / ws.nthreads
         if best is None or load < best_load:
             best, best_load = ws, load
+    return best
+
+
+def fewest_actors(
+    candidates: Iterable[WorkerState], actors: dict[WorkerState, int]
+) -> WorkerState | None:
+    """For a new actor: the worker holding the fewest actors (``actors`` counts them), the
+    least busy among equals. Actors stay where they are built and run their methods on one
+    thread per worker, so spreading them is what gives them parallelism (dask's rule)."""
+    best: WorkerState | None = None
+    best_key: tuple[int, float] = (0, 0.0)
+    for ws in candidates:
+        key = (actors.get(ws, 0), (ws.occupancy + len(ws.processing) * 1e-6) / ws.nthreads)
+        if best is None or key < best_key:
+            best, best_key = ws, key
     return best
 
 

@@ -4,6 +4,10 @@ Owns: the listening socket, connections to workers and clients, turning messages
 events and commands into messages, the function table, scattered data in transit,
 request/response questions (``client.run``, ``scheduler_info``...), the heartbeat clock
 and the dashboard. Holds the state object; never decides anything about tasks itself.
+
+Liveness times (registration, heartbeats, ticks) come from the monotonic clock: a wall-clock
+jump (a suspended laptop, a paused VM, an NTP step) must not evict every worker. Wall-clock
+times exist only where users see them (task stream, ``started``, ``last_seen`` in views).
 """
 
 from __future__ import annotations
@@ -21,6 +25,11 @@ from shoal.protocol._messages import (
     CancelKeys,
     Close,
     Compute,
+    DatasetGet,
+    DatasetList,
+    DatasetPublish,
+    DatasetUnpublish,
+    FireAndForget,
     FreeKeys,
     Heartbeat,
     Hello,
@@ -30,6 +39,7 @@ from shoal.protocol._messages import (
     Message,
     MissingData,
     Register,
+    RegisterReply,
     ReleaseKeys,
     Request,
     Response,
@@ -39,16 +49,24 @@ from shoal.protocol._messages import (
     Store,
     TaskDone,
     TaskErred,
+    TaskSeceded,
+    TopicEvent,
+    TopicGet,
+    TopicLog,
+    TopicSubscribe,
     Transfer,
     UpdateGraph,
 )
 from shoal.protocol._serialize import Serialized
+from shoal.scheduler import _datasets as datasets
+from shoal.scheduler import _topics as topics
 from shoal.scheduler._events import (
     ClientJoined,
     ClientLeft,
     CloseWorker,
     DataMissing,
     DataScattered,
+    FireAndForgetAsked,
     GraphSubmitted,
     HeartbeatReceived,
     KeysCancelled,
@@ -57,6 +75,7 @@ from shoal.scheduler._events import (
     ReportCancelled,
     ReportDone,
     ReportErred,
+    Seceded,
     SendCompute,
     SendFree,
     SendStore,
@@ -75,6 +94,17 @@ from shoal.scheduler.coordination._shell import CoordinationShell
 logger = logging.getLogger("shoal.scheduler")
 
 TICK_INTERVAL = 1.0
+# Messages handled by the topics and datasets machines rather than the task state.
+_SIDE_MESSAGES = frozenset({TopicLog, TopicSubscribe, TopicGet, DatasetPublish,
+                            DatasetUnpublish, DatasetGet, DatasetList})
+
+
+def _event_log_length() -> int:
+    """Events kept per topic: dask's ``distributed.admin.low-level-log-length``."""
+    import dask
+
+    value = dask.config.get("distributed.admin.low-level-log-length", topics.DEFAULT_MAXLEN)
+    return int(value) if value else topics.DEFAULT_MAXLEN
 
 
 class Scheduler:
@@ -92,6 +122,8 @@ class Scheduler:
         self.host = host
         self.port = port
         self.state = SchedulerState(allowed_failures=allowed_failures, worker_ttl=worker_ttl)
+        self.topics = topics.Topics(_event_log_length())
+        self.datasets = datasets.Datasets()
         self.address = ""
         self.dashboard_address = dashboard_address
         self.dashboard: Any = None
@@ -167,8 +199,8 @@ class Scheduler:
     async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(TICK_INTERVAL)
-            self._apply([Tick(time.time())])
-            now = time.time()
+            now = time.monotonic()
+            self._apply([Tick(now)])
             self._tps.append((now, self.state.completed_total))
             del self._tps[:-10]
 
@@ -201,6 +233,7 @@ class Scheduler:
         self._clients[name] = server_end
         server_end.set_handler(self._on_client_message)
         self._apply([ClientJoined(name)])
+        self._apply_side(self.topics, [topics.SubscriberJoined(name)])
         return client_end
 
     def _on_connection(self, conn: TCPConnection) -> None:
@@ -227,6 +260,7 @@ class Scheduler:
             self._clients[name] = conn
             conn.set_handler(self._on_client_message)
             self._apply([ClientJoined(name)])
+            self._apply_side(self.topics, [topics.SubscriberJoined(name)])
             conn.send(Response(0, True, {"client": name, "address": self.address}))
         else:
             logger.error("closing connection from %s: unknown role %r", conn.peer, first.role)
@@ -243,6 +277,7 @@ class Scheduler:
             self._clients.pop(name, None)
             self.coordination.holder_left(name)
             self._apply([ClientLeft(name)])
+            self._apply_side(self.topics, [topics.SubscriberLeft(name)])
             return
         events: list[Any] = []
         try:
@@ -250,13 +285,21 @@ class Scheduler:
                 if isinstance(msg, UpdateGraph):
                     for fid, blob in msg.functions.items():
                         self._functions.setdefault(fid, blob)
-                    events.append(GraphSubmitted(name, list(msg.tasks), list(msg.wanted)))
+                    events.append(GraphSubmitted(name, list(msg.tasks), list(msg.wanted),
+                                                 list(msg.actors or ())))
                 elif isinstance(msg, ReleaseKeys):
                     events.append(KeysReleased(name, list(msg.keys)))
                 elif isinstance(msg, CancelKeys):
                     events.append(KeysCancelled(name, list(msg.keys)))
                 elif isinstance(msg, RetryKeys):
                     events.append(KeysRetried(name, list(msg.keys)))
+                elif isinstance(msg, FireAndForget):
+                    events.append(FireAndForgetAsked(list(msg.keys)))
+                elif type(msg) in _SIDE_MESSAGES:
+                    if events:
+                        self._apply(events)
+                        events = []
+                    self._on_side_message(name, msg)
                 elif isinstance(msg, Scatter):
                     if events:
                         self._apply(events)
@@ -308,21 +351,17 @@ class Scheduler:
         address = conn.info.get("address")
         if batch is None:
             if address is not None and self._workers.get(address) is conn:
-                del self._workers[address]
-                self._worker_fids.pop(address, None)
-                self._apply([WorkerLeft(address, "connection closed", time.time())])
-                self._fail_runs_for(address)
+                self._worker_gone(address, "connection closed")
             return
         events: list[Any] = []
         try:
             for msg in batch:
                 if isinstance(msg, Register):
+                    if not self._admit(conn, msg):
+                        return
                     address = msg.address
-                    conn.info["address"] = address
-                    self._workers[address] = conn
-                    self._worker_fids[address] = set()
                     events.append(WorkerJoined(address, msg.name, msg.nthreads, msg.memory_limit,
-                                               msg.pid, msg.host, time.time()))
+                                               msg.pid, msg.host, time.monotonic()))
                     continue
                 if address is None:
                     raise TypeError("a worker must register before anything else")
@@ -335,12 +374,16 @@ class Scheduler:
                 elif isinstance(msg, Heartbeat):
                     events.append(HeartbeatReceived(address, msg.memory_process,
                                                     msg.memory_managed, msg.cpu, msg.executing,
-                                                    time.time()))
+                                                    time.monotonic()))
                 elif isinstance(msg, MissingData):
                     events.append(DataMissing(address, msg.key, msg.worker, msg.for_key))
                 elif isinstance(msg, Transfer):
                     events.append(TransferDone(address, list(msg.keys), msg.peer, msg.nbytes,
                                                msg.start, msg.stop))
+                elif isinstance(msg, TaskSeceded):
+                    events.append(Seceded(address, msg.key, msg.duration))
+                elif isinstance(msg, TopicLog):
+                    self._on_side_message(address, msg)
                 elif isinstance(msg, Response):
                     self._on_run_response(address, msg)
                 else:
@@ -353,6 +396,38 @@ class Scheduler:
             self._apply(events)
             if any(type(e) is WorkerJoined for e in events):
                 self._worker_joined.set()
+
+    def _admit(self, conn: Connection, msg: Register) -> bool:
+        """Accept a worker's registration unless another live connection holds its address
+        (two processes claiming one address, or a reconnect racing its old connection's
+        loss): taking over would hand the old worker's tasks and data to a stranger."""
+        address = msg.address
+        old = self._workers.get(address)
+        if old is conn:
+            raise TypeError(f"worker {address} registered twice on one connection")
+        if old is not None and not old.closed:
+            reason = (
+                f"a worker at {address} is already connected to this scheduler; if that worker "
+                "is gone, it is dropped after its connection closes or its heartbeats stop "
+                "(distributed.scheduler.worker-ttl)"
+            )
+            logger.warning("refusing worker registration from %s: %s", conn.peer, reason)
+            conn.send(RegisterReply(False, reason))
+            conn.close()
+            return False
+        if old is not None:  # closed, but its loss not handled yet: handle it first
+            self._worker_gone(address, "connection closed")
+        conn.info["address"] = address
+        self._workers[address] = conn
+        self._worker_fids[address] = set()
+        conn.send(RegisterReply(True, ""))
+        return True
+
+    def _worker_gone(self, address: str, reason: str) -> None:
+        del self._workers[address]
+        self._worker_fids.pop(address, None)
+        self._apply([WorkerLeft(address, reason, time.monotonic())])
+        self._fail_runs_for(address)
 
     # --- commands ---------------------------------------------------------------------------
 
@@ -397,12 +472,58 @@ class Scheduler:
             elif isinstance(cmd, CloseWorker):
                 conn = workers.get(cmd.worker)
                 if conn is not None:
-                    conn.send(Close(cmd.reason))
+                    # Dropped, not told to leave: like dask restarting a worker that missed
+                    # its TTL, one that is still alive reconnects as a fresh worker.
+                    logger.warning("dropping worker %s: %s", cmd.worker, cmd.reason)
                     conn.close()
         for address, keys in frees.items():
             conn = workers.get(address)
             if conn is not None:
                 conn.send(FreeKeys(keys))
+
+    # --- topics and datasets: pure machines beside the task state -----------------------------
+
+    def _on_side_message(self, sender: str, msg: Message) -> None:
+        """A message for the topics or datasets machine from ``sender`` (a client's name,
+        or a worker's address for ``TopicLog``)."""
+        if isinstance(msg, TopicLog):
+            self._apply_side(self.topics, [topics.EventLogged(list(msg.topics), msg.msg, time.time())])
+        elif isinstance(msg, TopicSubscribe):
+            kind = topics.TopicSubscribed if msg.subscribe else topics.TopicUnsubscribed
+            self._apply_side(self.topics, [kind(sender, msg.topic)])
+        elif isinstance(msg, TopicGet):
+            self._apply_side(self.topics, [topics.EventsAsked(sender, msg.request_id, msg.topic)])
+        elif isinstance(msg, DatasetPublish):
+            items = [(name, payload, list(keys)) for name, payload, keys in msg.items]
+            self._apply_side(self.datasets, [datasets.DatasetsPublished(
+                sender, msg.request_id, items, msg.override)])
+        elif isinstance(msg, DatasetUnpublish):
+            self._apply_side(self.datasets, [datasets.DatasetsUnpublished(
+                sender, msg.request_id, list(msg.names))])
+        elif isinstance(msg, DatasetGet):
+            self._apply_side(self.datasets, [datasets.DatasetsAsked(
+                sender, msg.request_id, list(msg.names))])
+        elif isinstance(msg, DatasetList):
+            self._apply_side(self.datasets, [datasets.DatasetNamesAsked(sender, msg.request_id)])
+
+    def _apply_side(self, machine: Any, events: list[Any]) -> None:
+        """Feed a side machine; its answers go to clients, its holds become task events."""
+        clients = self._clients
+        for cmd in machine.handle(*events):
+            if isinstance(cmd, topics.DeliverEvent):
+                c = clients.get(cmd.client)
+                if c is not None:
+                    c.send(TopicEvent(cmd.topic, cmd.time, cmd.msg))
+            elif isinstance(cmd, (topics.AnswerEvents, datasets.AnswerDatasets)):
+                c = clients.get(cmd.client)
+                if c is not None:
+                    c.send(Response(cmd.request_id, True, cmd.value))
+            elif isinstance(cmd, datasets.HoldKeys):
+                self._apply([GraphSubmitted(cmd.holder, [], list(cmd.keys))])
+            elif isinstance(cmd, datasets.LetGoKeys):
+                self._apply([KeysReleased(cmd.holder, list(cmd.keys))])
+            elif isinstance(cmd, datasets.DropHolder):
+                self._apply([ClientLeft(cmd.holder)])
 
     # --- client.run ---------------------------------------------------------------------------
 

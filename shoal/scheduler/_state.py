@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from shoal.protocol._errors import scheduler_error
+from shoal.protocol._serialize import dumps
 from shoal.scheduler import _placement as placement
 from shoal.scheduler._events import (
     ClientJoined,
@@ -28,6 +29,7 @@ from shoal.scheduler._events import (
     DataMissing,
     DataScattered,
     Event,
+    FireAndForgetAsked,
     GraphSubmitted,
     HeartbeatReceived,
     KeysCancelled,
@@ -36,6 +38,7 @@ from shoal.scheduler._events import (
     ReportCancelled,
     ReportDone,
     ReportErred,
+    Seceded,
     SendCompute,
     SendFree,
     SendStore,
@@ -51,6 +54,8 @@ from shoal.scheduler._tasks import Key, TaskState, WorkerState
 ACTIVE = frozenset({"waiting", "queued", "no-worker", "processing"})
 _KEEPS_INPUTS = ACTIVE | {"erred"}
 STATES = ("released", "waiting", "queued", "no-worker", "processing", "memory", "erred")
+# The pseudo-client that wants fire-and-forget keys until they finish (dask's name for it).
+FIRE_AND_FORGET = "fire-and-forget"
 
 
 class InvalidTransition(RuntimeError):
@@ -96,6 +101,7 @@ class SchedulerState:
         self._queue: list[tuple[Any, int, TaskState]] = []
         self._seq = itertools.count()
         self._no_worker: set[TaskState] = set()
+        self._actors: set[TaskState] = set()  # tasks marked actor, until forgotten
         self._durations: dict[str, float] = {}
         self.prefix_counts: dict[str, dict[str, int]] = {}
         self.task_stream: deque[tuple[Any, ...]] = deque(maxlen=task_stream_size)
@@ -103,6 +109,7 @@ class SchedulerState:
         self.completed_total = 0
         self._log: deque[tuple[Any, ...]] = deque(maxlen=story_size)
         self._out: list[Command] = []
+        self._fired_done: list[TaskState] = []  # fire-and-forget keys that just finished
         self._cause = ""
         self._handlers: dict[type, Callable[[Any], None]] = {
             ClientJoined: self._on_client_joined,
@@ -120,6 +127,8 @@ class SchedulerState:
             TransferDone: self._on_transfer,
             HeartbeatReceived: self._on_heartbeat,
             Tick: self._on_tick,
+            Seceded: self._on_seceded,
+            FireAndForgetAsked: self._on_fire_and_forget,
         }
 
     # --- entry point -------------------------------------------------------------------------
@@ -129,6 +138,9 @@ class SchedulerState:
         for event in events:
             self._cause = type(event).__name__
             self._handlers[type(event)](event)
+        if self._fired_done:
+            done, self._fired_done = self._fired_done, []
+            self._tidy(done)
         self._fill()
         out, self._out = self._out, []
         return out
@@ -224,6 +236,8 @@ class SchedulerState:
         ts.waiting_on = set()
         ts.error = error
         self._set(ts, "erred")
+        if FIRE_AND_FORGET in ts.who_wants:
+            self._unfire(ts)
         for client in ts.who_wants:
             self._out.append(ReportErred(client, ts.key, error))
 
@@ -263,14 +277,23 @@ class SchedulerState:
         guessed half second and every queued task goes to the others."""
         for ws in self.workers.values():
             for t in ws.processing:
-                if t.prefix == prefix:
+                if t.prefix == prefix and t not in ws.long_running:
                     ws.occupancy = max(0.0, ws.occupancy - t.est) + duration
                     t.est = duration
+
+    def _measured(self, prefix: str, duration: float) -> None:
+        """A task of ``prefix`` computed for ``duration`` seconds: update the estimate."""
+        old = self._durations.get(prefix)
+        self._durations[prefix] = duration if old is None else 0.8 * old + 0.2 * duration
+        if old is None:
+            self._reestimate(prefix, duration)
 
     def _unassign(self, ts: TaskState) -> WorkerState | None:
         ws = ts.processing_on
         if ws is not None:
             ws.processing.discard(ts)
+            if ws.long_running:
+                ws.long_running.discard(ts)
             ws.occupancy = max(0.0, ws.occupancy - ts.est)
             ts.processing_on = None
         return ws
@@ -323,6 +346,9 @@ class SchedulerState:
     def _ready(self, ts: TaskState) -> None:
         """All inputs are in memory: place the task now, or queue it."""
         workers = self.workers.values()
+        if ts.actor:
+            self._place_actor(ts)
+            return
         ws = placement.locality_choice(ts, workers)
         if ws is None and ts.workers is not None:
             ws = placement.least_busy(placement.allowed(ts, workers))
@@ -334,6 +360,21 @@ class SchedulerState:
             self._go(ts, "processing", worker=ws)
             return
         self._go(ts, "queued")
+
+    def _place_actor(self, ts: TaskState) -> None:
+        """Actors are not queued: each goes at once to the worker with the fewest actors."""
+        counts: dict[WorkerState, int] = {}
+        for t in self._actors:
+            if t.processing_on is not None:
+                counts[t.processing_on] = counts.get(t.processing_on, 0) + 1
+            for holder in t.who_has:
+                counts[holder] = counts.get(holder, 0) + 1
+        ws = placement.fewest_actors(placement.allowed(ts, self.workers.values()), counts)
+        if ws is None:
+            self._go(ts, "no-worker")
+            return
+        self._go(ts, "queued", push=False)
+        self._go(ts, "processing", worker=ws)
 
     def _fill(self) -> None:
         """Hand queued tasks to workers that have room, highest priority first."""
@@ -397,6 +438,8 @@ class SchedulerState:
         self._log.append((ts.key, ts.state, "forgotten", self._cause))
         ts.state = "forgotten"
         self.tasks.pop(ts.key, None)
+        if ts.actor:
+            self._actors.discard(ts)
         for dep in ts.dependencies:
             dep.dependents.discard(ts)
 
@@ -434,6 +477,11 @@ class SchedulerState:
             ts.retries = retries
             ts.workers = frozenset(workers) if workers else None
             rows.append((ts, deps))
+        for key in ev.actors:
+            ats = tasks.get(key)
+            if ats is not None and ats.state == "released":
+                ats.actor = True
+                self._actors.add(ats)
         missing: list[tuple[TaskState, Key]] = []
         for ts, deps in rows:
             for dk in deps:
@@ -557,12 +605,16 @@ class SchedulerState:
                 self._go(ts, "released", tell_worker=False)
                 recompute.append(ts)
         lost: list[TaskState] = []
+        actors: list[TaskState] = []
         for ts in list(ws.has_what):
             ts.who_has.discard(ws)
             if not ts.who_has and ts.state == "memory":
                 self._go(ts, "released")
-                lost.append(ts)
+                (actors if ts.actor else lost).append(ts)
         ws.has_what.clear()
+        # An actor's state died with its worker; recomputing it would silently start afresh.
+        for ts in actors:
+            self._err(ts, _actor_lost_error(ts, ws.address, ev.reason))
         # Dependents already sent elsewhere can no longer fetch lost inputs: run them again.
         for ts in lost:
             for dts in list(ts.dependents):
@@ -572,7 +624,7 @@ class SchedulerState:
                 elif dts.state == "waiting":
                     dts.waiting_on.add(ts)
         self._activate(ts for ts in recompute + lost if self._needed(ts))
-        self._tidy(lost)
+        self._tidy(lost + actors)
 
     def _on_finished(self, ev: TaskFinished) -> None:
         ws = self.workers.get(ev.worker)
@@ -594,12 +646,11 @@ class SchedulerState:
             self._out.append(SendFree(ev.worker, [ev.key]))
             return
         self.completed_total += 1
-        duration = max(ev.stop - ev.start, 0.0)
-        old = self._durations.get(ts.prefix)
-        self._durations[ts.prefix] = duration if old is None else 0.8 * old + 0.2 * duration
-        if old is None:
-            self._reestimate(ts.prefix, duration)
+        if not (ws.long_running and ts in ws.long_running):  # measured when it seceded
+            self._measured(ts.prefix, max(ev.stop - ev.start, 0.0))
         self._go(ts, "memory", worker=ws, nbytes=ev.nbytes, typename=ev.typename)
+        if FIRE_AND_FORGET in ts.who_wants:
+            self._unfire(ts)
         for client in ts.who_wants:
             self._out.append(ReportDone(client, ts.key, ev.nbytes, ev.typename, ev.inline))
         self._tidy([ts, *ts.dependencies])
@@ -628,6 +679,10 @@ class SchedulerState:
         lost = []
         if ts is not None and ts.state == "memory" and not ts.who_has:
             self._go(ts, "released")
+            if ts.actor:
+                self._err(ts, _actor_lost_error(ts, ev.holder, f"{ev.worker} could not reach it"))
+                self._tidy([ts])
+                return
             lost.append(ts)
         dts = self.tasks.get(ev.for_key)
         again = []
@@ -657,6 +712,38 @@ class SchedulerState:
         ws.memory_managed = ev.memory_managed
         ws.cpu = ev.cpu
         ws.executing = ev.executing
+
+    def _on_seceded(self, ev: Seceded) -> None:
+        """The task gave its thread back: it stays on its worker (its result arrives as
+        usual) but stops counting against the worker's slots and occupancy, so the worker
+        gets more work while it waits (dask's "long-running")."""
+        ws = self.workers.get(ev.worker)
+        ts = self.tasks.get(ev.key)
+        if ws is None or ts is None or ts.processing_on is not ws or ts in ws.long_running:
+            return
+        ws.long_running.add(ts)
+        ws.occupancy = max(0.0, ws.occupancy - ts.est)
+        ts.est = 0.0
+        self._measured(ts.prefix, max(ev.duration, 0.0))
+
+    def _on_fire_and_forget(self, ev: FireAndForgetAsked) -> None:
+        held = self.clients.setdefault(FIRE_AND_FORGET, set())
+        touched = []
+        for key in ev.keys:
+            ts = self.tasks.get(key)
+            if ts is None or ts.state in ("memory", "erred"):
+                continue  # unknown (already forgotten) or already finished: nothing to run
+            ts.who_wants.add(FIRE_AND_FORGET)
+            held.add(ts)
+            touched.append(ts)
+        self._activate(ts for ts in touched if ts.state == "released")
+
+    def _unfire(self, ts: TaskState) -> None:
+        """A fire-and-forget key finished: stop holding it (released at the end of
+        ``handle`` unless a real client wants it)."""
+        ts.who_wants.discard(FIRE_AND_FORGET)
+        self.clients.get(FIRE_AND_FORGET, set()).discard(ts)
+        self._fired_done.append(ts)
 
     def _on_tick(self, ev: Tick) -> None:
         for ws in list(self.workers.values()):
@@ -717,13 +804,19 @@ class SchedulerState:
                 assert all(d.key in self.tasks for d in ts.dependencies), key
             if ts.state == "erred":
                 assert ts.error is not None, key
+            if ts.actor and ts.state == "memory":
+                assert len(ts.who_has) == 1, (key, "an actor lives on exactly one worker")
+            assert ts.actor == (ts in self._actors), (key, "actor set out of date")
             for dep in ts.dependencies:
                 assert ts in dep.dependents, (key, dep.key)
             for client in ts.who_wants:
                 assert ts in self.clients.get(client, set()), (key, client)
+        for ts in self._actors:
+            assert self.tasks.get(ts.key) is ts, (ts.key, "forgotten actor still counted")
         for ws in self.workers.values():
             for ts in ws.processing:
                 assert ts.processing_on is ws and ts.state == "processing", ts.key
+            assert ws.long_running <= ws.processing, ws.address
             for ts in ws.has_what:
                 assert ws in ts.who_has, ts.key
         counted: dict[str, dict[str, int]] = {}
@@ -733,6 +826,17 @@ class SchedulerState:
         for prefix, counts in self.prefix_counts.items():
             expected = counted.get(prefix, dict.fromkeys(STATES, 0))
             assert counts == expected, (prefix, counts, expected)
+
+
+def _actor_lost_error(ts: TaskState, worker: str, reason: str) -> dict[str, Any]:
+    message = (
+        f"Worker holding Actor was lost: actor {ts.key!r} lived on {worker}, which left the "
+        f"cluster ({reason}); its state is gone. Create the actor again."
+    )
+    return scheduler_error(
+        "actor-lost", "builtins.RuntimeError", message, ts.key, worker=worker,
+        exception=dumps(RuntimeError(message)),
+    )
 
 
 def _upstream(roots: Iterable[TaskState], state: str) -> list[TaskState]:

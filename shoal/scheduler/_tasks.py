@@ -15,6 +15,7 @@ class TaskState:
     released, waiting, queued, no-worker, processing, memory, erred, forgotten."""
 
     __slots__ = (
+        "actor",
         "dependencies",
         "dependents",
         "error",
@@ -58,6 +59,9 @@ class TaskState:
         self.killed_on: list[str] = []
         self.workers: frozenset[str] | None = None
         self.est = 0.0
+        # An actor: its result is a live object on one worker, which cannot be recomputed
+        # elsewhere; losing that worker errs it (as in dask.distributed).
+        self.actor = False
 
     @property
     def exception(self) -> BaseException | None:
@@ -98,6 +102,7 @@ class WorkerState:
         "has_what",
         "host",
         "last_seen",
+        "long_running",
         "memory_limit",
         "memory_managed",
         "memory_process",
@@ -121,6 +126,8 @@ class WorkerState:
         self.pid = pid
         self.host = host
         self.processing: set[TaskState] = set()
+        # Seceded tasks: still processing here, but their threads were given back.
+        self.long_running: set[TaskState] = set()
         self.has_what: set[TaskState] = set()
         self.occupancy = 0.0
         self.nbytes = 0

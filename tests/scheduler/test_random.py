@@ -14,9 +14,11 @@ from shoal.scheduler._events import (
     ClientLeft,
     CloseWorker,
     Command,
+    FireAndForgetAsked,
     HeartbeatReceived,
     ReportDone,
     ReportErred,
+    Seceded,
     SendCompute,
     SendStore,
     Tick,
@@ -52,8 +54,8 @@ class Fuzzer:
         sim.now = self.now = self.now + rng.random()
         action = rng.choices(
             ["join", "leave", "submit", "finish", "fail", "release", "cancel", "retry",
-             "scatter", "missing", "tick", "stale", "client"],
-            weights=[3, 1, 6, 10, 2, 3, 1, 1, 1, 1, 1, 1, 1],
+             "scatter", "missing", "tick", "stale", "client", "secede", "fire"],
+            weights=[3, 1, 6, 10, 2, 3, 1, 1, 1, 1, 1, 1, 1, 2, 1],
         )[0]
         if action == "join":
             return sim.join(rng.choice(WORKERS), nthreads=rng.randint(1, 3))
@@ -109,6 +111,12 @@ class Fuzzer:
             # a result from a worker that was never asked (or no longer is)
             key = rng.choice(list(st.tasks) or ["unknown"])
             return sim.finish(key, worker=rng.choice(sorted(st.workers)))
+        if action == "secede" and self.processing():
+            key = rng.choice(self.processing())
+            ws = st.tasks[key].processing_on
+            return st.handle(Seceded(ws.address, key, rng.random()))
+        if action == "fire" and st.tasks:
+            return st.handle(FireAndForgetAsked([rng.choice(list(st.tasks)), "gone"]))
         if action == "client":
             if rng.random() < 0.5:
                 return st.handle(ClientLeft(sim.client))
