@@ -1,9 +1,10 @@
 """Issue 10: Lock, MultiLock, Semaphore, Queue, Variable and Event, from the client and
 from tasks, as dask.distributed users write them.
 
-Tasks use the primitives through ``get_client()``. Until worker processes have a client of
-their own, task usage runs on an in-process cluster (``processes=False``), where
-``get_client()`` inside a task finds the user's client.
+Tasks use the primitives through ``get_client()``, the worker's own client: on worker
+processes (``make_client``) and on the in-process ``local`` cluster, whose tasks can share a
+counter with the test to see how many are inside a section at once. Code in the test itself
+finds ``local`` as the newest client (the others are closed by then), as a user's would.
 """
 
 from __future__ import annotations
@@ -119,6 +120,24 @@ def both_locks(x: int) -> int:
     return x
 
 
+def section_times(x: int, kind: str, name: str) -> tuple[float, float]:
+    """In a worker process: the wall-clock interval spent inside ``kind``'s section."""
+    guard = Lock(name) if kind == "lock" else Semaphore(max_leases=2, name=name)
+    with guard:
+        start = time.time()
+        time.sleep(0.02)
+        return start, time.time()
+
+
+def most_at_once(intervals: list[tuple[float, float]]) -> int:
+    edges = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    inside = peak = 0
+    for _, step in edges:
+        inside += step
+        peak = max(peak, inside)
+    return peak
+
+
 # --- Lock ---------------------------------------------------------------------------------
 
 
@@ -151,6 +170,12 @@ def test_lock_in_tasks_never_lets_two_in(local: Client) -> None:
     _overlap["peak"] = 0
     assert local.gather(local.map(locked_section, range(12), name="tasks-db")) == list(range(12))
     assert _overlap["peak"] == 1
+
+
+def test_lock_in_tasks_on_worker_processes_never_lets_two_in(make_client) -> None:
+    c = make_client(n_workers=2, threads_per_worker=2)
+    intervals = c.gather(c.map(section_times, range(12), kind="lock", name="procs-db"))
+    assert most_at_once(intervals) == 1
 
 
 def test_lock_misuse_raises_as_in_dask(local: Client) -> None:
@@ -201,6 +226,12 @@ def test_semaphore_limits_how_many_tasks_run_the_section(local: Client) -> None:
     assert local.gather(local.map(rate_limited, range(12), name="api")) == list(range(12))
     assert _overlap["peak"] == 2
     assert Semaphore(max_leases=2, name="api").get_value() == 0
+
+
+def test_semaphore_limits_tasks_on_worker_processes(make_client) -> None:
+    c = make_client(n_workers=2, threads_per_worker=2)
+    intervals = c.gather(c.map(section_times, range(16), kind="semaphore", name="procs-api"))
+    assert most_at_once(intervals) == 2
 
 
 def test_semaphore_with_another_max_leases_is_a_value_error(local: Client) -> None:
@@ -263,13 +294,12 @@ def test_leases_of_a_process_that_dies_are_returned(make_client) -> None:
         proc.wait(30)
 
 
-def take_lease_and_die(scheduler: str, marker: str) -> str:
-    """Hold both leases of "svc-worker" from this worker process's own client, then die
-    (the first time): the scheduler runs the task again on a new worker, which returns."""
+def take_lease_and_die(marker: str) -> str:
+    """Hold both leases of "svc-worker" (through the worker's client), then die the first
+    time: the scheduler runs the task again on a new worker, which returns."""
     if os.path.exists(marker):
         return "second run"
-    c = Client(scheduler, set_as_default=False)
-    sem = Semaphore(max_leases=2, name="svc-worker", client=c)
+    sem = Semaphore(max_leases=2, name="svc-worker")
     assert sem.acquire() and sem.acquire()
     open(marker, "w").close()
     os._exit(1)
@@ -277,7 +307,7 @@ def take_lease_and_die(scheduler: str, marker: str) -> str:
 
 def test_leases_held_in_a_worker_that_dies_are_returned(make_client, tmp_path) -> None:
     c = make_client(n_workers=1)
-    fut = c.submit(take_lease_and_die, c.scheduler_address, str(tmp_path / "died"), pure=False)
+    fut = c.submit(take_lease_and_die, str(tmp_path / "died"), pure=False)
     assert fut.result(timeout=60) == "second run"
     sem = Semaphore(max_leases=2, name="svc-worker", client=c)
     wait_for(lambda: sem.get_value() == 0)  # well within the 30 s lease-timeout
@@ -346,6 +376,14 @@ def test_queue_between_tasks(local: Client) -> None:
     assert producer.result(timeout=30) == 5
 
 
+def test_queue_between_tasks_on_worker_processes(make_client) -> None:
+    client = make_client(n_workers=2)
+    consumer = client.submit(consume, "procs-pipe", 4, pure=False)
+    producer = client.submit(produce, "procs-pipe", 4, pure=False)
+    assert consumer.result(timeout=30) == [0, 1, 2, 3]
+    assert producer.result(timeout=30) == 4
+
+
 def test_queued_future_keeps_its_key_and_comes_back_valid(local: Client) -> None:
     q = Queue("futures")
     fut = local.submit(inc, 41, key="queued-inc")
@@ -408,6 +446,14 @@ def test_variable_holding_a_future_keeps_its_key_until_deleted(local: Client) ->
     wait_for(lambda: "variable-inc" not in scheduler_tasks(local))
 
 
+def test_task_on_a_worker_process_reads_a_future_from_a_variable(make_client) -> None:
+    client = make_client(n_workers=2)
+    v = Variable("procs-model", client=client)
+    v.set(client.submit(inc, 5, key="procs-variable-inc"))
+    assert client.submit(read_variable_future, "procs-model", pure=False).result(timeout=30) == 6
+    v.delete()
+
+
 def test_unpicklable_value_is_a_type_error_at_set(local: Client) -> None:
     with pytest.raises(TypeError, match="serialize"):
         Variable("bad").set(threading.Lock())
@@ -423,6 +469,13 @@ def test_variable_shared_between_clients(make_client) -> None:
 
 
 # --- Event --------------------------------------------------------------------------------
+
+
+def test_event_between_tasks_on_worker_processes(make_client) -> None:
+    client = make_client(n_workers=2)
+    waiter = client.submit(wait_event, "procs-go", pure=False)
+    assert client.submit(set_event, "procs-go", pure=False).result(timeout=30)
+    assert waiter.result(timeout=30) is True
 
 
 def test_event_set_wait_clear_is_set(local: Client) -> None:
