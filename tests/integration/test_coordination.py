@@ -468,6 +468,15 @@ def test_variable_shared_between_clients(make_client) -> None:
         assert fut.result(timeout=10) == 10
 
 
+def test_future_in_a_variable_outlives_the_client_that_set_it(make_client) -> None:
+    c = make_client(n_workers=1)
+    with Client(c.scheduler_address, set_as_default=False) as setter:
+        Variable("handoff", client=setter).set(setter.submit(inc, 99, key="handoff-inc"))
+        Queue("handoff", client=setter).put(setter.submit(inc, 199, key="queued-handoff-inc"))
+    assert Variable("handoff", client=c).get(timeout=10).result(timeout=10) == 100
+    assert Queue("handoff", client=c).get(timeout=10).result(timeout=10) == 200
+
+
 # --- Event --------------------------------------------------------------------------------
 
 
