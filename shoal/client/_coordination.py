@@ -77,7 +77,13 @@ def call(client: Client, make: Callable[[int], Message], decode: Decode | None =
     client._check_open()
     rid = next(client._request_ids)
     fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
-    _pending(client)[rid] = (fut, decode)
+    pending = _pending(client)
+    pending[rid] = (fut, decode)
+    # The client marks itself closed before failing what is pending: if it closed after
+    # the check above, either this entry was failed, or the check below sees it.
+    if client.status != "running":
+        pending.pop(rid, None)
+        client._check_open()
     client._send(make(rid))
     return fut.result()
 
