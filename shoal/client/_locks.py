@@ -116,8 +116,10 @@ class Semaphore:
         return int(call(self._get_client(), lambda rid: CoordSemaphoreValue(rid, self.name)))
 
     def close(self) -> None:
-        """Forget this semaphore on the scheduler (leases still held are dropped)."""
+        """Forget this semaphore on the scheduler (leases still held are dropped, and this
+        object stops refreshing them)."""
         call(self._get_client(), lambda rid: CoordSemaphoreClose(rid, self.name))
+        self._leases.clear()
 
     # --- keeping leases alive ----------------------------------------------------------------
 

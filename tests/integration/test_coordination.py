@@ -541,3 +541,15 @@ def test_closing_the_client_ends_a_blocked_get(make_client) -> None:
     c.close()
     t.join(10)
     assert isinstance(out.get("error"), ConnectionError)
+
+
+def test_closed_semaphore_starts_afresh(local: Client) -> None:
+    sem = Semaphore(max_leases=2, name="closing")
+    assert sem.acquire()
+    sem.close()
+    with pytest.raises(RuntimeError, match="Released too often"):
+        sem.release()  # its lease went with the semaphore
+    other = Semaphore(max_leases=3, name="closing")  # a new semaphore: any max_leases
+    assert other.acquire(timeout=5)
+    assert other.get_value() == 1
+    other.release()
