@@ -11,6 +11,7 @@ namespace of their own, as in dask.
 from __future__ import annotations
 
 import collections
+import itertools
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,13 @@ from shoal.protocol._messages import (
 
 if TYPE_CHECKING:
     from shoal.client._client import Client
+
+
+# Lease ids: unique per process (a random token drawn once) and per acquire (a counter).
+# uuid4() per acquire reads os.urandom, a system call that gives up the GIL on the path
+# of every Lock round trip.
+_PROCESS_TOKEN = uuid.uuid4().hex
+_lease_numbers = itertools.count()
 
 
 def _lease_timeout() -> float | None:
@@ -92,7 +100,7 @@ class Semaphore:
         """
         client = self._get_client()
         seconds = parse_timedelta(timeout)
-        lease = uuid.uuid4().hex
+        lease = f"{_PROCESS_TOKEN}-{next(_lease_numbers)}"
         ok = call(client, lambda rid: CoordSemaphoreAcquire(
             rid, self.name, self.max_leases, lease, self._lease_timeout, seconds),
             lambda client, rid, ok: self._on_answer(client, lease, ok))
