@@ -61,7 +61,7 @@ async def fetch_async(self: Client, keys: list[Any]) -> dict[Any, Any]:
 async def _get_data(self: Client, worker: str, keys: list[Any]) -> Data:
     conn = self._worker_conns.get(worker)
     if conn is None or conn.closed:
-        conn = await connect(worker, timeout=self._timeout)
+        conn = await connect(worker, timeout=self._timeout, security=self.security)
         conn.info["requests"] = set()
         conn.set_handler(functools.partial(_on_worker_message, self))
         conn.send(Hello("client", PROTOCOL_VERSION, self.id))
@@ -86,6 +86,8 @@ def _on_worker_message(self: Client, conn: Connection, batch: list[Message] | No
         return
     for msg in batch:
         if isinstance(msg, Data):
+            if msg.request_id not in conn.info.get("requests", ()):
+                continue  # not a request sent on this connection: a peer cannot answer it
             fut = self._requests.pop(msg.request_id, None)
             if fut is not None and not fut.done():
                 fut.set_result(msg)

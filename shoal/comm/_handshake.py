@@ -1,7 +1,7 @@
 """The connection handshake: who may talk to a shoal process, decided before any frame.
 
 Owns: the few fixed-size records both ends exchange when a TCP or TLS connection opens,
-and the mutual challenge–response that proves both ends know the cluster's secret token.
+and the mutual challenge-response that proves both ends know the cluster's secret token.
 A pure state machine in the style of h11: bytes in, bytes out; it never touches a socket,
 a clock or the config. The transport feeds it what it reads and writes what it returns,
 and reads no frame of the shoal protocol until :attr:`Handshake.done` (so nothing a

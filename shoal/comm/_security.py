@@ -66,6 +66,14 @@ class Security:
 
     __slots__ = ("require_encryption", "extra_conn_args", "tls_min_version", "tls_max_version",
                  "token", "_contexts", *_FIELDS)
+    tls_ca_file: str | None
+    tls_ciphers: str | None
+    tls_client_cert: str | None
+    tls_client_key: str | None
+    tls_scheduler_cert: str | None
+    tls_scheduler_key: str | None
+    tls_worker_cert: str | None
+    tls_worker_key: str | None
 
     def __init__(self, require_encryption: bool | None = None, **kwargs: Any) -> None:
         import dask.config
@@ -247,6 +255,7 @@ def _load_cert_chain(ctx: ssl.SSLContext, cert: str, key: str | None) -> None:
             with os.fdopen(fd, "w") as f:
                 f.write(text)
             paths.append(path)
+        assert paths[0] is not None
         ctx.load_cert_chain(paths[0], paths[1])
 
 

@@ -92,7 +92,7 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
         if self._handshake is not None:
             first = self._handshake.start()
             if first:
-                self.transport.write(first)
+                transport.write(first)  # type: ignore[attr-defined]
             return
         if self._early:
             early, self._early = self._early, []

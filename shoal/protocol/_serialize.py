@@ -111,12 +111,31 @@ _BLOBS: dict[str, bytes] = {}
 _FUNCTIONS: dict[str, Any] = {}
 
 
+def function_id(blob: bytes) -> str:
+    """A function blob's content id: the name it travels under."""
+    return hashlib.blake2b(blob, digest_size=12).hexdigest()
+
+
+def check_function_blob(fid: str, blob: bytes) -> None:
+    """Raise ``ValueError`` unless ``fid`` is ``blob``'s content id: a peer must not make
+    another client's function id name different code."""
+    if not isinstance(blob, (bytes, bytearray, memoryview)) or function_id(blob) != fid:
+        raise ValueError(f"function blob {fid!r} does not match its content id; refused")
+
+
 class FunctionTable:
     """Functions known to this process, by content hash (fid)."""
 
     def add_blobs(self, blobs: dict[str, bytes]) -> None:
+        """Learn new functions, each checked against its content id first.
+
+        Raises:
+            ValueError: a blob is not what its id says (nothing of it was kept).
+        """
         for fid, blob in blobs.items():
-            _BLOBS.setdefault(fid, bytes(blob))
+            if fid not in _BLOBS:
+                check_function_blob(fid, blob)
+                _BLOBS[fid] = bytes(blob)
 
     def blob(self, fid: str) -> bytes:
         return _BLOBS[fid]
@@ -173,7 +192,7 @@ class FunctionCache:
                 "cluster must be picklable; define them at module level or avoid closing over "
                 "locks, sockets and open files."
             ) from exc
-        fid = hashlib.blake2b(blob, digest_size=12).hexdigest()
+        fid = function_id(blob)
         self.blobs.setdefault(fid, blob)
         try:
             ref: Any = weakref.ref(fn)

@@ -19,6 +19,8 @@ import time
 from typing import Any
 
 from shoal.comm import Connection, inproc_pair, listen
+from shoal.comm._handshake import new_token
+from shoal.comm._security import Security, is_loopback
 from shoal.comm._tcp import TCPConnection
 from shoal.protocol._messages import (
     PROTOCOL_VERSION,
@@ -57,7 +59,7 @@ from shoal.protocol._messages import (
     Transfer,
     UpdateGraph,
 )
-from shoal.protocol._serialize import Serialized
+from shoal.protocol._serialize import Serialized, check_function_blob
 from shoal.scheduler import _datasets as datasets
 from shoal.scheduler import _topics as topics
 from shoal.scheduler._events import (
@@ -116,9 +118,22 @@ class Scheduler:
         dashboard_address: str | None = None,
         allowed_failures: int = 3,
         worker_ttl: float = 300.0,
+        security: Security | None = None,
+        protocol: str | None = None,
+        scheduler_file: str | None = None,
+        auth: bool | None = None,
     ) -> None:
+        """``security``: TLS certificates and/or token (default: dask's config and
+        ``SHOAL_TOKEN``). ``protocol``: "tcp" or "tls" (default: tls when certificates are
+        configured). ``auth``: False disables the token made up when binding off loopback
+        (``--no-auth``); None decides by the address."""
         self.host = host
         self.port = port
+        self.security = security if security is not None else Security()
+        self.protocol = (protocol or "").rstrip(":/") or None
+        self.scheduler_file = scheduler_file
+        self.auth = auth
+        self.token_generated = False
         self.state = SchedulerState(allowed_failures=allowed_failures, worker_ttl=worker_ttl)
         self.topics = topics.Topics(_event_log_length())
         self.datasets = datasets.Datasets()
@@ -144,12 +159,48 @@ class Scheduler:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._server = await listen(self.host, self.port, self._on_connection)
+        self._choose_credentials()
+        scheme = self.protocol or (
+            "tls" if self.security.ssl_context("scheduler", server=True) else "tcp")
+        self._server = await listen(self.host, self.port, self._on_connection,
+                                    security=self.security, role="scheduler", scheme=scheme)
         port = self._server.sockets[0].getsockname()[1]
-        self.address = f"tcp://{self.host}:{port}"
+        self.address = f"{scheme}://{self.host}:{port}"
         self._spawn(self._tick_loop())
         if self.dashboard_address is not None:
             await self._open_dashboard(self.dashboard_address)
+        if self.scheduler_file:
+            self._write_scheduler_file(self.scheduler_file)
+
+    def _choose_credentials(self) -> None:
+        """Off loopback, every peer authenticates: by TLS certificates, or by a token made
+        up here when none is given (unless ``auth=False``, which is only warned about)."""
+        sec = self.security
+        if self.auth is False:
+            if sec.token:
+                logger.warning("authentication disabled (--no-auth): ignoring the token given")
+                sec.token = None
+            if not is_loopback(self.host):
+                logger.warning("authentication disabled (--no-auth): anyone who can reach %s "
+                               "can run code on this cluster", self.host)
+            return
+        if sec.token or (is_loopback(self.host) and not self.auth):
+            return
+        if sec.ssl_context("scheduler", server=True) is not None and not self.auth:
+            return  # mutual TLS: a peer without a certificate from the cluster's CA is refused
+        sec.token = new_token()
+        self.token_generated = True
+
+    def _write_scheduler_file(self, path: str) -> None:
+        from shoal.cluster._scheduler_file import write_scheduler_file
+
+        services = {}
+        if self.dashboard is not None:
+            services["dashboard"] = self.dashboard.port
+        write_scheduler_file(path, {
+            "type": "Scheduler", "id": f"Scheduler-{id(self):x}", "address": self.address,
+            "services": services, "started": self.started, "workers": {},
+        }, self.security.token)
 
     async def _open_dashboard(self, address: str) -> None:
         try:
@@ -279,7 +330,9 @@ class Scheduler:
             for msg in batch:
                 if isinstance(msg, UpdateGraph):
                     for fid, blob in msg.functions.items():
-                        self._functions.setdefault(fid, blob)
+                        if fid not in self._functions:
+                            check_function_blob(fid, blob)  # else: closes this connection
+                            self._functions[fid] = blob
                     events.append(GraphSubmitted(name, list(msg.tasks), list(msg.wanted),
                                                  list(msg.actors or ())))
                 elif isinstance(msg, ReleaseKeys):

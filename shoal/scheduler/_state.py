@@ -531,12 +531,18 @@ class SchedulerState:
         self._tidy(touched)
 
     def _on_cancelled(self, ev: KeysCancelled) -> None:
+        """dask's rule: a client cancels only keys it holds; while others hold one too, it
+        only lets go of it (and its future is cancelled), the others' go on."""
         touched = []
         for key in ev.keys:
             ts = self.tasks.get(key)
-            if ts is None:
+            if ts is None or ev.client not in ts.who_wants:
                 continue
-            if ts.state in ACTIVE or ts.state == "released":
+            if len(ts.who_wants) > 1 and (ts.state in ACTIVE or ts.state == "released"):
+                ts.who_wants.discard(ev.client)
+                self.clients.get(ev.client, set()).discard(ts)
+                self._out.append(ReportCancelled(ev.client, key, "cancelled by the client"))
+            elif ts.state in ACTIVE or ts.state == "released":
                 for client in ts.who_wants:
                     self._out.append(ReportCancelled(client, key, "cancelled by the client"))
                     self.clients.get(client, set()).discard(ts)

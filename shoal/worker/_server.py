@@ -28,7 +28,8 @@ from typing import Any
 import psutil
 
 from shoal.comm import Connection, connect, listen
-from shoal.comm._tcp import TCPConnection
+from shoal.comm._security import Security
+from shoal.comm._tcp import TCPConnection, scheme_of
 from shoal.protocol._messages import (
     PROTOCOL_VERSION,
     ActorCall,
@@ -90,10 +91,13 @@ class Worker:
         port: int = 0,
         death_timeout: float | None = None,
         connect_timeout: float = 30.0,
+        security: Security | None = None,
     ) -> None:
         """``death_timeout``: seconds to keep trying to (re)register with the scheduler
         before giving up (dask's ``death_timeout``; None: forever). ``connect_timeout``:
-        bound of one connection attempt (dask's ``distributed.comm.timeouts.connect``)."""
+        bound of one connection attempt (dask's ``distributed.comm.timeouts.connect``).
+        ``security``: certificates and token (default: dask's config and ``SHOAL_TOKEN``);
+        the worker's data port speaks the scheduler address's protocol (tcp or tls)."""
         self.scheduler_address = scheduler_address
         self.nthreads = nthreads
         self.name = name
@@ -102,6 +106,7 @@ class Worker:
         self.port = port
         self.death_timeout = death_timeout
         self.connect_timeout = connect_timeout
+        self.security = security if security is not None else Security()
         self.data: dict[Any, Any] = {}
         self.scheduler_gone = False  # closed because the scheduler said so or stayed away
         self.functions = FunctionTable()
@@ -113,7 +118,6 @@ class Worker:
         self._actors: ActorHost | None = None
         self._peers: dict[str, TCPConnection] = {}
         self._peer_lock: dict[str, asyncio.Lock] = {}
-        self._requests: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = asyncio.Event()
@@ -126,9 +130,11 @@ class Worker:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await listen(self.host, self.port, self._on_incoming)
+        scheme = scheme_of(self.scheduler_address)
+        self._server = await listen(self.host, self.port, self._on_incoming,
+                                    security=self.security, role="worker", scheme=scheme)
         port = self._server.sockets[0].getsockname()[1]
-        self.address = f"tcp://{self.host}:{port}"
+        self.address = f"{scheme}://{self.host}:{port}"
         self.name = self.name or self.address
         self._new_session(loop)
         await self._register()
@@ -183,7 +189,8 @@ class Worker:
         conn: Connection | None = None
         self._registered = asyncio.get_running_loop().create_future()
         try:
-            conn = await connect(self.scheduler_address, timeout=timeout)
+            conn = await connect(self.scheduler_address, timeout=timeout,
+                                 security=self.security, role="worker")
             self._scheduler = conn
             conn.set_handler(self._on_scheduler)
             conn.send(Hello("worker", PROTOCOL_VERSION, str(self.name)))
@@ -218,7 +225,8 @@ class Worker:
             self._executor.close()
         if self._actors is not None:
             self._actors.close()  # its actors went with the data; pending calls are refused
-        self._requests.clear()
+        for peer in self._peers.values():  # fetches of the old session: nobody waits
+            peer.info.pop("requests", None)
         self._new_session(asyncio.get_running_loop())
         try:
             await self._register()
@@ -433,7 +441,8 @@ class Worker:
                         missing.append(key)
                 conn.send(Data(msg.request_id, items, missing, errors))
             elif isinstance(msg, Data):
-                fut = self._requests.pop(msg.request_id, None)
+                # Matched on this connection only: a peer cannot answer another's fetch.
+                fut = conn.info.get("requests", {}).pop(msg.request_id, None)
                 if fut is not None and not fut.done():
                     fut.set_result(msg)
             elif isinstance(msg, ActorCall):
@@ -464,7 +473,7 @@ class Worker:
             conn = self._peers.get(address)
             if conn is not None and not conn.closed:
                 return conn
-            conn = await connect(address, timeout=10)
+            conn = await connect(address, timeout=10, security=self.security, role="worker")
             conn.set_handler(self._on_peer_message)
             conn.send(Hello("peer", PROTOCOL_VERSION, self.address))
             self._peers[address] = conn
@@ -477,7 +486,8 @@ class Worker:
             conn = await self._peer(peer)
             rid = next(self._ids)
             fut: asyncio.Future[Data] = asyncio.get_running_loop().create_future()
-            self._requests[rid] = fut
+            requests = conn.info.setdefault("requests", {})
+            requests[rid] = fut
             conn.send(GetData(rid, keys))
             closed: asyncio.Future[Any] = asyncio.ensure_future(conn.wait_closed())
             try:
@@ -486,7 +496,7 @@ class Worker:
             finally:
                 closed.cancel()
             if not fut.done():
-                self._requests.pop(rid, None)
+                requests.pop(rid, None)
                 raise ConnectionError(f"connection to {peer} closed during a fetch")
             reply = fut.result()
             got: dict[Any, int] = {}
