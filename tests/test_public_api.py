@@ -23,6 +23,7 @@ PUBLIC = [
     "LocalCluster",
     "LostDataError",
     "RemoteError",
+    "Security",
     "as_completed",
     "fire_and_forget",
     "futures_of",
@@ -58,6 +59,7 @@ DASK_DISTRIBUTED_NAMES = [
     "rejoin",
     "get_worker",
     "fire_and_forget",
+    "Security",
     "print",
     "warn",
 ]

@@ -1,0 +1,294 @@
+"""Issue 13 (security core), on loopback: authentication, scheduler files, TLS, and a
+protocol that reads nothing from a stranger.
+
+The payload ``Touch`` creates a file when unpickled: that the file does not exist after an
+intruder sent it proves nothing of what it sent was unpickled (the control test shows the
+same bytes do create it on a cluster without authentication).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import random
+import socket
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from shoal import Client, LocalCluster, Security, _loop
+from shoal.comm import connect
+from shoal.comm._handshake import MISSING_TOKEN
+from shoal.protocol._framing import encode
+from shoal.protocol._messages import (
+    PROTOCOL_VERSION,
+    CancelKeys,
+    Data,
+    Hello,
+    ReleaseKeys,
+    Scatter,
+    UpdateGraph,
+)
+from shoal.protocol._serialize import Serialized
+
+from ._helpers import gated, wait_for
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "a-token-only-these-tests-know"
+CLI = str(Path(sys.executable).with_name("shoal"))
+NO_TOKEN_HELLO = b"\x01SHOAL\x01\x00" + bytes(32)
+
+
+class Touch:
+    """Unpickling this creates ``path``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> Any:
+        return (open, (self.path, "w"))
+
+
+def poisoned_frames(path: str) -> bytes:
+    """A batch a client or peer could send: a scatter and a data reply carrying Touch."""
+    payload = Serialized([pickle.dumps(Touch(path))])
+    msgs = [Hello("client", PROTOCOL_VERSION, "intruder"),
+            Scatter(1, [("poison", payload, 8, "object")], None, False),
+            Data(1, {"poison": payload}, [], {})]
+    return b"".join(bytes(b) for b in encode(msgs))
+
+
+def send_raw(address: str, data: bytes) -> bytes:
+    """Send ``data`` on a plain socket; return everything received until the peer closes."""
+    host, port = address.split("://")[1].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=20) as sock:
+        try:
+            sock.sendall(data)
+        except OSError:  # the peer may close before reading everything: that is the point
+            pass
+        got = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            got += chunk
+    return got
+
+
+@pytest.fixture
+def token_cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalCluster]:
+    monkeypatch.delenv("SHOAL_TOKEN", raising=False)
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
+                      security=Security(token=TOKEN)) as cluster:
+        yield cluster
+
+
+def ports(cluster: LocalCluster) -> list[str]:
+    return [cluster.scheduler_address, *cluster.scheduler.workers]
+
+
+def inc(x: int) -> int:
+    return x + 1
+
+
+# --- authentication ----------------------------------------------------------------------------
+
+
+def test_a_client_without_the_token_is_refused_and_told_which_credential(token_cluster):
+    with pytest.raises(OSError) as refused:
+        Client(token_cluster.scheduler_address, timeout=10)
+    message = str(refused.value)
+    assert MISSING_TOKEN in message
+    assert "SHOAL_TOKEN" in message and "scheduler_file" in message
+
+
+def test_a_wrong_token_is_refused(token_cluster):
+    with pytest.raises(OSError, match="wrong token"):
+        Client(token_cluster.scheduler_address, timeout=10, security=Security(token="guess"))
+
+
+def test_the_right_token_from_shoal_token_is_accepted(token_cluster, monkeypatch):
+    monkeypatch.setenv("SHOAL_TOKEN", TOKEN)
+    with Client(token_cluster.scheduler_address, timeout=10) as c:
+        assert c.submit(inc, 1).result(timeout=20) == 2
+        # results come straight from the workers' data ports: authenticated too
+        x = c.submit(np.arange, 100_000)
+        assert c.submit(np.sum, x).result(timeout=20) == int(np.arange(100_000).sum())
+        assert c.gather(x).shape == (100_000,)
+
+
+def test_a_raw_socket_sending_frames_is_refused_and_nothing_is_unpickled(token_cluster, tmp_path):
+    for i, address in enumerate(ports(token_cluster)):
+        marker = tmp_path / f"unpickled-{i}"
+        frames = poisoned_frames(str(marker))
+        assert send_raw(address, frames)[:1] == b"\x03"  # a refusal record, then closed
+        reply = send_raw(address, NO_TOKEN_HELLO + frames)
+        assert MISSING_TOKEN.encode()[:200] in reply
+    with Client(token_cluster.scheduler_address, security=Security(token=TOKEN)) as c:
+        assert c.submit(inc, 1).result(timeout=20) == 2  # the cluster is fine
+        assert c.run(lambda: 1) == {w: 1 for w in token_cluster.scheduler.workers}
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_same_frames_are_unpickled_on_a_cluster_without_authentication(tmp_path, monkeypatch):
+    """The control: without a token the poisoned scatter reaches a worker and unpickles."""
+    monkeypatch.delenv("SHOAL_TOKEN", raising=False)
+    marker = tmp_path / "unpickled"
+    with LocalCluster(n_workers=1, dashboard_address=None) as cluster:
+        host, port = cluster.scheduler_address.split("://")[1].rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=20) as sock:
+            sock.sendall(NO_TOKEN_HELLO + poisoned_frames(str(marker)))
+            wait_for(marker.exists, timeout=20)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_bytes_and_huge_length_prefixes_at_every_port_crash_nothing(token_cluster, seed):
+    rng = random.Random(seed)
+    garbage = [
+        rng.randbytes(rng.randrange(1, 5000)),
+        (1).to_bytes(4, "little") + (1 << 40).to_bytes(8, "little") + rng.randbytes(100),
+        NO_TOKEN_HELLO[:7] + b"\x01" + rng.randbytes(32) + b"\x02" + rng.randbytes(32),
+        b"\x03\xff" + rng.randbytes(5000),
+    ]
+    for address in ports(token_cluster):
+        for data in garbage:
+            reply = send_raw(address, data)
+            assert len(reply) <= 512
+    with Client(token_cluster.scheduler_address, security=Security(token=TOKEN)) as c:
+        assert c.submit(inc, seed).result(timeout=20) == seed + 1
+
+
+def test_scheduler_file_carries_address_and_token_to_workers_and_clients(tmp_path, monkeypatch):
+    """The HPC flow: ``shoal scheduler --scheduler-file``, ``shoal worker --scheduler-file``,
+    ``Client(scheduler_file=...)``; the worker is started first and waits for the file."""
+    path = tmp_path / "scheduler.json"
+    log = tmp_path / "log"
+    monkeypatch.delenv("SHOAL_TOKEN", raising=False)
+    procs: list[subprocess.Popen] = []
+    try:
+        with log.open("a") as out:
+            procs.append(subprocess.Popen(
+                [CLI, "worker", "--scheduler-file", str(path), "--nthreads", "1"],
+                stdout=out, stderr=subprocess.STDOUT))
+            env = dict(os.environ, SHOAL_TOKEN=TOKEN)  # the scheduler's own, not the others'
+            procs.append(subprocess.Popen(
+                [CLI, "scheduler", "--port", "0", "--no-dashboard", "--scheduler-file",
+                 str(path)], stdout=out, stderr=subprocess.STDOUT, env=env))
+        with Client(scheduler_file=str(path), timeout=30) as c:
+            info = json.loads(path.read_text())
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
+            assert info["token"] == TOKEN
+            assert {"type", "id", "address", "services", "started", "workers"} <= set(info)
+            assert c.scheduler_address == info["address"]
+            c.wait_for_workers(1, timeout=30)
+            assert c.submit(sum, [41, 1]).result(timeout=30) == 42  # importable there
+        with pytest.raises(OSError, match="SHOAL_TOKEN"):
+            Client(info["address"], timeout=10)
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+    assert "Token written to" in log.read_text()
+
+
+def test_off_loopback_without_security_makes_up_a_token_and_no_auth_does_not(caplog):
+    from shoal.scheduler._server import Scheduler
+
+    sched = Scheduler("0.0.0.0", security=Security(token=None))
+    sched.security.token = None
+    sched._choose_credentials()
+    assert sched.token_generated and len(sched.security.token or "") >= 32
+    loopback = Scheduler("127.0.0.1", security=Security(token=None))
+    loopback.security.token = None
+    loopback._choose_credentials()
+    assert loopback.security.token is None
+    open_door = Scheduler("0.0.0.0", auth=False, security=Security(token=None))
+    open_door._choose_credentials()
+    assert open_door.security.token is None
+    assert "--no-auth" in caplog.text
+    tls = Scheduler("0.0.0.0", security=Security.temporary())
+    tls.security.token = None
+    tls._choose_credentials()
+    assert tls.security.token is None  # mutual TLS authenticates
+
+
+# --- TLS ---------------------------------------------------------------------------------------
+
+
+def test_tls_end_to_end_with_a_temporary_certificate(monkeypatch):
+    monkeypatch.delenv("SHOAL_TOKEN", raising=False)
+    sec = Security.temporary()
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
+                      security=sec, protocol="tls://") as cluster:
+        assert cluster.scheduler_address.startswith("tls://")
+        assert all(w.startswith("tls://") for w in cluster.scheduler.workers)
+        with Client(cluster.scheduler_address, security=sec, timeout=20) as c:
+            a, b = list(cluster.scheduler.workers)
+            x = c.submit(np.ones, 1_000_000, workers=[a])
+            total = c.submit(np.sum, x, workers=[b])  # a worker-to-worker fetch over TLS
+            assert total.result(timeout=30) == 1_000_000
+            assert c.gather(x).sum() == 1_000_000
+        with pytest.raises(ValueError, match="no TLS certificate"):
+            Client(cluster.scheduler_address, timeout=10)
+        other = Security.temporary()  # a certificate from another CA
+        with pytest.raises(OSError):
+            Client(cluster.scheduler_address, security=other, timeout=10)
+        plain = "tcp://" + cluster.scheduler_address.split("://")[1]
+        with pytest.raises(OSError):
+            Client(plain, timeout=10)  # a plain-TCP client at a TLS port
+
+
+def test_require_encryption_refuses_plain_tcp(token_cluster):
+    with pytest.raises(ValueError, match="requires encryption"):
+        Client(token_cluster.scheduler_address, timeout=10,
+               security=Security(require_encryption=True, token=TOKEN))
+
+
+# --- protocol hardening -----------------------------------------------------------------------
+
+
+def test_a_function_blob_with_a_wrong_content_id_is_refused(token_cluster):
+    scheduler = token_cluster.scheduler
+    fid = "0" * 24
+
+    async def send() -> bool:
+        conn = await connect(scheduler.address, security=Security(token=TOKEN))
+        conn.send(Hello("client", PROTOCOL_VERSION, "forger"))
+        conn.send(UpdateGraph([], [], {fid: pickle.dumps(print)}))
+        await conn.wait_closed()
+        return conn.closed
+
+    assert _loop.run_sync(send(), 20)
+    assert fid not in scheduler._functions
+
+
+def test_a_client_cannot_release_or_cancel_another_clients_future(token_cluster, gate):
+    sec = Security(token=TOKEN)
+    with Client(token_cluster.scheduler_address, security=sec) as owner, \
+            Client(token_cluster.scheduler_address, security=sec) as stranger:
+        fut = owner.submit(gated, gate.path, 7, pure=False)
+        done = owner.submit(inc, 1)
+        assert done.result(timeout=20) == 2
+        stranger._send(CancelKeys([fut.key]))
+        stranger._send(ReleaseKeys([fut.key, done.key]))
+        # the stranger's messages are handled before this request is answered
+        stranger.scheduler_info()
+        tasks = token_cluster.scheduler.tasks
+        assert tasks[fut.key].state == "processing"
+        assert tasks[done.key].state == "memory"
+        gate.open()
+        assert fut.result(timeout=20) == 7
+        assert done.result(timeout=20) == 2
+        with pytest.raises(RuntimeError, match="does not hold"):
+            stranger._sync_request("failure", timeout=10, key=fut.key)
