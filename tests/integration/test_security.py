@@ -292,3 +292,13 @@ def test_a_client_cannot_release_or_cancel_another_clients_future(token_cluster,
         assert done.result(timeout=20) == 2
         with pytest.raises(RuntimeError, match="does not hold"):
             stranger._sync_request("failure", timeout=10, key=fut.key)
+
+
+def test_a_peer_that_never_finishes_the_handshake_is_dropped(token_cluster, monkeypatch):
+    import shoal.comm._tcp as tcp
+
+    monkeypatch.setattr(tcp, "HANDSHAKE_TIMEOUT", 0.3)
+    host, port = token_cluster.scheduler_address.split("://")[1].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=20) as sock:
+        sock.sendall(NO_TOKEN_HELLO[:10])  # half a hello, then silence
+        assert sock.recv(100) == b""  # closed by the scheduler, not by our timeout
