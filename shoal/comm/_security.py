@@ -194,6 +194,17 @@ class Security:
             ctx.set_ciphers(tls["ciphers"])
         return ctx
 
+    def dashboard_ssl_context(self) -> ssl.SSLContext | None:
+        """HTTPS for the dashboard with the scheduler's certificate (browsers bring no
+        client certificate, so none is asked for), or None without one."""
+        cert, key = self.tls_scheduler_cert, self.tls_scheduler_key
+        if not cert:
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.minimum_version = self.tls_min_version
+        _load_cert_chain(ctx, cert, key)
+        return ctx
+
     # --- passing it on --------------------------------------------------------------------------
 
     def to_env(self) -> dict[str, str]:

@@ -211,8 +211,9 @@ class Scheduler:
         host, _, port = address.rpartition(":")
         host = host or self.host
         source: Any = self  # implements shoal.dashboard.DashboardSource
+        https = self.security.dashboard_ssl_context() if self.address.startswith("tls") else None
         self.dashboard, self.dashboard_warning = await open_dashboard_with_fallback(
-            source, host, int(port or 0)
+            source, host, int(port or 0), https
         )
         if self.dashboard_warning:
             logger.warning(self.dashboard_warning)

@@ -302,3 +302,21 @@ def test_a_peer_that_never_finishes_the_handshake_is_dropped(token_cluster, monk
     with socket.create_connection((host, int(port)), timeout=20) as sock:
         sock.sendall(NO_TOKEN_HELLO[:10])  # half a hello, then silence
         assert sock.recv(100) == b""  # closed by the scheduler, not by our timeout
+
+
+def test_the_dashboard_of_a_tls_cluster_is_served_over_https_with_its_certificate(monkeypatch):
+    import ssl
+    import urllib.request
+
+    monkeypatch.delenv("SHOAL_TOKEN", raising=False)
+    sec = Security.temporary()
+    with LocalCluster(n_workers=1, dashboard_address="127.0.0.1:0", security=sec,
+                      protocol="tls://") as cluster:
+        link = cluster.dashboard_link
+        assert link is not None and link.startswith("https://")
+        ctx = ssl.create_default_context(cadata=sec.tls_ca_file)
+        ctx.check_hostname = False  # the certificate names shoal-internal, not 127.0.0.1
+        with urllib.request.urlopen(link, context=ctx, timeout=20) as page:
+            assert page.status == 200
+            peer_cert = page.fp.raw._sock.getpeercert(binary_form=True)
+        assert ssl.DER_cert_to_PEM_cert(peer_cert).split() == sec.tls_scheduler_cert.split()
