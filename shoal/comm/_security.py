@@ -208,23 +208,36 @@ class Security:
     # --- passing it on --------------------------------------------------------------------------
 
     def to_env(self) -> dict[str, str]:
-        """Environment variables that give a worker process these credentials."""
+        """Environment variables that give a worker process these credentials (all of
+        them, config included: the worker then need not import dask's config to start)."""
         env: dict[str, str] = {}
         if self.token:
             env[TOKEN_ENV] = self.token
-        fields = {f: getattr(self, f) for f in _FIELDS if getattr(self, f)}
-        if fields:
-            fields["require_encryption"] = self.require_encryption
-            env[SECURITY_ENV] = json.dumps(fields)
+        fields: dict[str, Any] = {f: getattr(self, f) for f in _FIELDS}
+        fields["require_encryption"] = self.require_encryption
+        fields["tls_min_version"] = self.tls_min_version.value
+        fields["tls_max_version"] = None if self.tls_max_version is None else self.tls_max_version.value
+        env[SECURITY_ENV] = json.dumps(fields)
         return env
 
     @classmethod
     def from_env(cls) -> Security:
-        """The credentials a nanny passed (see :meth:`to_env`), or the config's."""
+        """The credentials a nanny passed (see :meth:`to_env`), or else the config's."""
         raw = os.environ.pop(SECURITY_ENV, None)  # not for the tasks' own subprocesses
         if not raw:
             return cls()
-        return cls(**json.loads(raw))
+        fields = json.loads(raw)
+        self = cls.__new__(cls)
+        self._contexts = {}
+        self.extra_conn_args = {}
+        self.token = os.environ.get(TOKEN_ENV) or None
+        self.require_encryption = bool(fields.pop("require_encryption"))
+        self.tls_min_version = ssl.TLSVersion(fields.pop("tls_min_version"))
+        top = fields.pop("tls_max_version")
+        self.tls_max_version = None if top is None else ssl.TLSVersion(top)
+        for field in _FIELDS:
+            setattr(self, field, fields.get(field))
+        return self
 
     def __repr__(self) -> str:
         shown = [f"{f}={'<in memory>' if v and chr(10) in str(v) else v!r}"

@@ -80,8 +80,12 @@ class Nanny:
         paths = [p or os.getcwd() for p in sys.path]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         env.update(self.env or {})
-        if self.security is not None:  # never on the command line: ``ps`` shows that
-            env.update(self.security.to_env())
+        # Credentials never go on the command line: ``ps`` shows that to every user.
+        if self.security is None:
+            from shoal.comm._security import Security
+
+            self.security = Security()
+        env.update(self.security.to_env())
         env.setdefault("OMP_NUM_THREADS", str(self.nthreads))
         env.setdefault("MKL_NUM_THREADS", str(self.nthreads))
         env.setdefault("OPENBLAS_NUM_THREADS", str(self.nthreads))
