@@ -449,6 +449,14 @@ class Scheduler:
         old = self._workers.get(address)
         if old is conn:
             raise TypeError(f"worker {address} registered twice on one connection")
+        if (old is not None and not old.closed and msg.incarnation
+                and old.info.get("incarnation") == msg.incarnation):
+            # The same worker process reconnecting while its old connection still looks
+            # open (half-open after a partition): it re-registers as a fresh worker anyway.
+            logger.warning("worker %s reconnected; dropping its stale connection", address)
+            old.close()
+            self._worker_gone(address, "reconnected on a new connection")
+            old = None
         if old is not None and not old.closed:
             reason = (
                 f"a worker at {address} is already connected to this scheduler; if that worker "
@@ -462,6 +470,7 @@ class Scheduler:
         if old is not None:  # closed, but its loss not handled yet: handle it first
             self._worker_gone(address, "connection closed")
         conn.info["address"] = address
+        conn.info["incarnation"] = msg.incarnation
         self._workers[address] = conn
         self._worker_fids[address] = set()
         conn.send(RegisterReply(True, ""))

@@ -126,6 +126,7 @@ class Worker:
         self._registered: asyncio.Future[str | None] | None = None
         self._reconnecting: asyncio.Task[None] | None = None
         self._process = psutil.Process()
+        self.incarnation = os.urandom(16).hex()  # proves a reconnect is this worker's
         self._client: Any = None  # the worker's own Client (get_client() in tasks), lazily
 
     async def start(self) -> None:
@@ -195,7 +196,7 @@ class Worker:
             conn.set_handler(self._on_scheduler)
             conn.send(Hello("worker", PROTOCOL_VERSION, str(self.name)))
             conn.send(Register(self.address, str(self.name), self.nthreads, self.memory_limit,
-                               os.getpid(), self.host))
+                               os.getpid(), self.host, self.incarnation))
             refused = await asyncio.wait_for(self._registered, timeout)
             if refused is not None:
                 problem = f"registration refused: {refused}"

@@ -320,3 +320,53 @@ def test_the_dashboard_of_a_tls_cluster_is_served_over_https_with_its_certificat
             assert page.status == 200
             peer_cert = page.fp.raw._sock.getpeercert(binary_form=True)
         assert ssl.DER_cert_to_PEM_cert(peer_cert).split() == sec.tls_scheduler_cert.split()
+
+
+def test_a_duplicate_register_is_refused_unless_it_is_the_same_worker_reconnecting():
+    """A worker whose old connection still looks open (half-open after a partition) may take
+    its place again, proven by the random incarnation only it sent; anyone else is refused."""
+    import asyncio
+
+    from shoal.protocol._messages import Register, RegisterReply
+    from shoal.scheduler._server import Scheduler
+
+    address = "tcp://127.0.0.1:1"
+
+    async def register(scheduler: Scheduler, incarnation: str) -> tuple[Any, list[Any]]:
+        conn = await connect(scheduler.address, security=Security(token=TOKEN))
+        inbox: list[Any] = []
+        conn.set_handler(lambda _c, batch: inbox.append(batch))
+        conn.send(Hello("worker", PROTOCOL_VERSION, address))
+        conn.send(Register(address, address, 1, 0, os.getpid(), "127.0.0.1", incarnation))
+        return conn, inbox
+
+    def replies(inbox: list[Any]) -> list[bool]:
+        return [m.accepted for b in inbox if b for m in b if isinstance(m, RegisterReply)]
+
+    async def until(predicate: Any) -> None:
+        for _ in range(1000):
+            if predicate():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("condition still false after 10 s")
+
+    async def main() -> None:
+        scheduler = Scheduler(security=Security(token=TOKEN))
+        await scheduler.start()
+        try:
+            first, first_inbox = await register(scheduler, "incarnation-A")
+            await until(lambda: replies(first_inbox) == [True])
+            _stranger, stranger_inbox = await register(scheduler, "incarnation-B")
+            await until(lambda: None in stranger_inbox)
+            assert replies(stranger_inbox) == [False]
+            assert scheduler._workers[address] is not None and not first.closed
+            again, again_inbox = await register(scheduler, "incarnation-A")
+            await until(lambda: replies(again_inbox) == [True])
+            await until(lambda: None in first_inbox)  # the stale connection was dropped
+            assert list(scheduler.state.workers) == [address]
+            assert scheduler._workers[address] is not first
+            again.close()
+        finally:
+            await scheduler.close()
+
+    asyncio.run(main())
