@@ -198,6 +198,9 @@ class Client:
                 f"Client(address) takes 'tcp://host:port', a LocalCluster or nothing; got "
                 f"{type(address).__name__}"
             )
+        if self.cluster is not None and security is None:
+            # Results and actor calls go straight to its workers: the same credentials.
+            self.security = self.cluster.scheduler.security
         try:
             if self.cluster is not None:
                 _loop.run_sync(self._connect_local(), timeout)

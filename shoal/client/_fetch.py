@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from shoal import _loop
 from shoal.comm import Connection, connect
+from shoal.comm._handshake import HandshakeError
 from shoal.protocol._errors import error_to_exception
 from shoal.protocol._messages import PROTOCOL_VERSION, Data, GetData, Hello, Message
 from shoal.protocol._serialize import loads
@@ -41,6 +42,8 @@ async def fetch_async(self: Client, keys: list[Any]) -> dict[Any, Any]:
         )
         todo = waiting
         for (_w, ks), res in zip(by_worker.items(), results, strict=False):
+            if isinstance(res, (HandshakeError, ValueError)):
+                raise res  # refused, or no credentials for it: retrying will not help
             if isinstance(res, BaseException):
                 todo.extend(ks)
                 continue

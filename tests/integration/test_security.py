@@ -370,3 +370,40 @@ def test_a_duplicate_register_is_refused_unless_it_is_the_same_worker_reconnecti
             await scheduler.close()
 
     asyncio.run(main())
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def increment(self) -> int:
+        self.n += 1
+        return self.n
+
+
+@pytest.mark.parametrize("processes", [True, False])
+def test_a_client_of_a_secured_local_cluster_uses_its_credentials_for_workers_and_actors(
+    monkeypatch, processes
+):
+    """Results and actor calls go straight to the workers: the client needs the cluster's
+    credentials for those connections too, without being given them again."""
+    monkeypatch.delenv("SHOAL_TOKEN", raising=False)
+    sec = Security.temporary()
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, security=sec,
+                      protocol="tls://", processes=processes) as cluster, Client(cluster) as c:
+        big = c.submit(np.ones, 2_000_000)
+        assert c.gather(big).sum() == 2_000_000  # fetched from the worker over TLS
+        counter = c.submit(Counter, actor=True).result(timeout=20)
+        assert counter.increment().result(timeout=20) == 1
+
+
+def test_a_client_refused_by_a_worker_gets_the_reason_instead_of_waiting(token_cluster):
+    """A client that reached the scheduler but cannot prove itself to a worker (wrong
+    credentials for direct fetches) is told why, not left retrying forever."""
+    with Client(token_cluster.scheduler_address, security=Security(token=TOKEN)) as c:
+        big = c.submit(np.ones, 2_000_000)
+        big.result(timeout=20)
+        c.security = Security(token="not-the-token")
+        c._worker_conns.clear()
+        with pytest.raises(OSError, match="wrong token"):
+            c.gather(big)
