@@ -60,3 +60,18 @@ def read_scheduler_file(path: str, timeout: float) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("address"), str):
         raise OSError(f"{path} is not a scheduler file (no 'address' in it)")
     return data
+
+
+def remove_scheduler_file(path: str, address: str) -> None:
+    """Remove ``path`` if it still names ``address`` (a newer scheduler may have replaced
+    it); a missing or unreadable file is left alone."""
+    path = os.path.expanduser(path)
+    try:
+        with open(path) as f:
+            if json.load(f).get("address") != address:
+                return
+        os.remove(path)
+    except (OSError, ValueError, AttributeError) as exc:
+        import logging
+
+        logging.getLogger("shoal.scheduler").info("scheduler file %s not removed: %s", path, exc)

@@ -190,6 +190,9 @@ class Scheduler:
             return  # mutual TLS: a peer without a certificate from the cluster's CA is refused
         sec.token = new_token()
         self.token_generated = True
+        logger.info("bound to %s: authentication is on with a token made up for this "
+                    "scheduler (workers and clients need it: --scheduler-file, SHOAL_TOKEN)",
+                    self.host)
 
     def _write_scheduler_file(self, path: str) -> None:
         from shoal.cluster._scheduler_file import write_scheduler_file
@@ -243,6 +246,10 @@ class Scheduler:
             conn.close()
         if self._server is not None:
             self._server.close()
+        if self.scheduler_file:  # as dask: the file names a scheduler that is gone now
+            from shoal.cluster._scheduler_file import remove_scheduler_file
+
+            remove_scheduler_file(self.scheduler_file, self.address)
 
     async def _tick_loop(self) -> None:
         while True:
