@@ -40,10 +40,12 @@ def _security(args: argparse.Namespace, role: str) -> Any:
     tls = {}
     if args.tls_ca_file:
         tls["tls_ca_file"] = args.tls_ca_file
-    if args.tls_cert:
-        tls[f"tls_{role}_cert"] = args.tls_cert
-    if args.tls_key:
-        tls[f"tls_{role}_key"] = args.tls_key
+    # A worker process is also a client: tasks' get_client() connects as one.
+    for part in (role, "client") if role == "worker" else (role,):
+        if args.tls_cert:
+            tls[f"tls_{part}_cert"] = args.tls_cert
+        if args.tls_key:
+            tls[f"tls_{part}_key"] = args.tls_key
     if not tls and not args.token:
         return None
     return Security(token=args.token, **tls)

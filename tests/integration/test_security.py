@@ -407,3 +407,38 @@ def test_a_client_refused_by_a_worker_gets_the_reason_instead_of_waiting(token_c
         c._worker_conns.clear()
         with pytest.raises(OSError, match="wrong token"):
             c.gather(big)
+
+
+def test_command_line_tls_with_certificate_files(tmp_path, monkeypatch):
+    """``--tls-ca-file --tls-cert --tls-key`` on both commands; a task's own client (which
+    connects as a client) works with the worker's certificate."""
+    monkeypatch.delenv("SHOAL_TOKEN", raising=False)
+    sec = Security.temporary()
+    ca, cert, key = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
+    ca.write_text(sec.tls_ca_file)
+    cert.write_text(sec.tls_scheduler_cert)
+    key.write_text(sec.tls_scheduler_key)
+    tls = ["--tls-ca-file", str(ca), "--tls-cert", str(cert), "--tls-key", str(key)]
+    path = tmp_path / "scheduler.json"
+    log = tmp_path / "log"
+    procs: list[subprocess.Popen] = []
+    try:
+        with log.open("a") as out:
+            procs.append(subprocess.Popen(
+                [CLI, "scheduler", "--port", "0", "--no-dashboard", "--scheduler-file",
+                 str(path), *tls], stdout=out, stderr=subprocess.STDOUT))
+            procs.append(subprocess.Popen(
+                [CLI, "worker", "--scheduler-file", str(path), "--nthreads", "2", *tls],
+                stdout=out, stderr=subprocess.STDOUT))
+        client_sec = Security(tls_ca_file=str(ca), tls_client_cert=str(cert),
+                              tls_client_key=str(key))
+        with Client(scheduler_file=str(path), security=client_sec, timeout=30) as c:
+            assert c.scheduler_address.startswith("tls://")
+            assert "token" not in json.loads(path.read_text())  # mutual TLS authenticates
+            c.wait_for_workers(1, timeout=30)
+            nested = c.submit(lambda: __import__("shoal").get_client().submit(abs, -3).result())
+            assert nested.result(timeout=30) == 3
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
