@@ -177,12 +177,11 @@ class Scheduler:
         up here when none is given (unless ``auth=False``, which is only warned about)."""
         sec = self.security
         if self.auth is False:
-            if sec.token:
-                logger.warning("authentication disabled (--no-auth): ignoring the token given")
-                sec.token = None
-            if not is_loopback(self.host):
-                logger.warning("authentication disabled (--no-auth): anyone who can reach %s "
-                               "can run code on this cluster", self.host)
+            sec.token = None
+            exposure = ("on loopback: any local user" if is_loopback(self.host)
+                        else f"on {self.host or 'every interface'}: anyone who can reach it")
+            logger.warning("authentication disabled (--no-auth): %s can run code on this "
+                           "cluster", exposure)
             return
         if sec.token or (is_loopback(self.host) and not self.auth):
             return
