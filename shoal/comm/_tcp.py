@@ -269,13 +269,22 @@ async def connect(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     handshake = Handshake(True, security.token)
+    made: list[TCPConnection] = []
+
+    def factory() -> TCPConnection:
+        made.append(TCPConnection(handshake, scheme))
+        return made[0]
+
     try:
-        _, conn = await asyncio.wait_for(
-            loop.create_connection(lambda: TCPConnection(handshake, scheme), host, port,
-                                   ssl=ctx),
-            timeout,
-        )
-        await asyncio.wait_for(asyncio.shield(conn.ready), max(deadline - loop.time(), 0.001))
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(factory, host, port, ssl=ctx), timeout)
+            await asyncio.wait_for(asyncio.shield(conn.ready),
+                                   max(deadline - loop.time(), 0.001))
+        except BaseException:
+            for c in made:  # a connection that did not finish its handshake is not kept
+                c.close()
+            raise
     except asyncio.TimeoutError:
         raise OSError(
             f"timed out after {timeout} s connecting to {address}; is a shoal scheduler or "
