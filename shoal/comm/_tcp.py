@@ -10,6 +10,7 @@ A malformed frame from a peer closes that connection and is logged; it never pro
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import socket
 import ssl
@@ -26,6 +27,8 @@ logger = logging.getLogger("shoal.comm")
 
 # A peer that has not finished the handshake by then is dropped (it holds a socket).
 HANDSHAKE_TIMEOUT = 10.0
+# Big frames go to TLS in pieces of this size, the next when asyncio's SSL layer (which
+# pauses us above 512 KiB of ciphertext in flight) says so.
 TLS_PIECE = 1 << 20
 SCHEMES = ("tcp", "tls")
 
@@ -77,6 +80,7 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
         self._resume: asyncio.Future[None] | None = None
         self._closed_event = asyncio.Event()
         self._early: list[Message] = []  # sent before the transport was ready
+        self._tls_backlog: collections.deque[Any] = collections.deque()  # see _write_tls
 
     # protocol callbacks -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -176,6 +180,8 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self._paused = False
+        if self._tls_backlog:
+            self._pump_tls()
         if self._resume is not None and not self._resume.done():
             self._resume.set_result(None)
 
@@ -195,22 +201,29 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
             self.transport.writelines(buffers)
 
     def _write_tls(self, buffers: list[Any]) -> None:
-        """Hand TLS big frames in pieces: OpenSSL encrypts one huge write into one huge memory
-        buffer several times slower than it encrypts pieces of about a megabyte."""
-        write = self.transport.write  # type: ignore[union-attr]
+        """Hand TLS a batch in pieces of ``TLS_PIECE`` bytes, the next one only while the
+        transport is not paused: OpenSSL encrypts a huge write into one ever-growing memory
+        buffer several times slower than pieces that go to the socket as they come."""
         small: list[Any] = []
         for buf in buffers:
             view = memoryview(buf).cast("B")
             if view.nbytes <= TLS_PIECE:
                 small.append(view)
                 continue
-            if small:
-                self.transport.writelines(small)  # type: ignore[union-attr]
+            if small:  # one TLS record for the small buffers, not one each
+                self._tls_backlog.append(b"".join(small))
                 small = []
             for start in range(0, view.nbytes, TLS_PIECE):
-                write(view[start : start + TLS_PIECE])
+                self._tls_backlog.append(view[start : start + TLS_PIECE])
         if small:
-            self.transport.writelines(small)  # type: ignore[union-attr]
+            self._tls_backlog.append(b"".join(small))
+        self._pump_tls()
+
+    def _pump_tls(self) -> None:
+        backlog, transport = self._tls_backlog, self.transport
+        assert transport is not None
+        while backlog and (not self._paused or self.closed):
+            transport.write(backlog.popleft())
 
     async def drain(self) -> None:
         await super().drain()
@@ -219,6 +232,8 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
             await self._resume
 
     def _close(self) -> None:
+        if self._tls_backlog and self.transport is not None:
+            self._pump_tls()  # closed: hand everything over, the transport flushes it
         if self.transport is not None:
             self.transport.close()
 
