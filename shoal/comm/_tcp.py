@@ -166,7 +166,9 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
         if not self.ready.done():
             self.ready.set_exception(ConnectionError(
                 f"the connection to {self.peer} closed during the handshake"
-                + (f" ({exc})" if exc else "")))
+                + (f" ({exc})" if exc else "")
+                + (" (is it a tls:// address? the peer did not answer shoal's plain-TCP "
+                   "handshake)" if self._scheme == "tcp" else "")))
         was_closed = self.closed
         self.closed = True
         self._closed_event.set()
@@ -309,8 +311,8 @@ async def connect(
         raise HandshakeError(f"{address} refused: {exc.reason}" if exc.remote else
                              f"refusing {address}: {exc.reason}", exc.remote) from None
     except ssl.SSLError as exc:
-        raise OSError(f"TLS handshake with {address} failed: {exc}; do both ends use "
-                      "certificates from the same CA?") from None
+        raise OSError(f"TLS handshake with {address} failed: {exc}; is it a tls:// port, and "
+                      "do both ends use certificates from the same CA?") from None
     except OSError as exc:
         raise OSError(
             f"could not connect to {address}: {exc.strerror or exc}; is a shoal scheduler or "
