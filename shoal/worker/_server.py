@@ -18,6 +18,7 @@ executor's threads and fetches of the old session are discarded.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import logging
 import os
@@ -34,12 +35,15 @@ from shoal.protocol._messages import (
     ActorCall,
     Close,
     Compute,
+    CopyKeys,
     Data,
     FreeKeys,
     GetData,
     Heartbeat,
     Hello,
     Message,
+    PluginSetup,
+    PluginTeardown,
     Register,
     RegisterReply,
     Response,
@@ -51,6 +55,7 @@ from shoal.protocol._messages import (
 from shoal.protocol._serialize import FunctionTable, Serialized, dumps, loads
 from shoal.worker._actors import ActorHost
 from shoal.worker._execute import Executor
+from shoal.worker._plugins import WorkerPlugins
 from shoal.worker._state import (
     ComputeAssigned,
     DataStored,
@@ -123,6 +128,17 @@ class Worker:
         self._reconnecting: asyncio.Task[None] | None = None
         self._process = psutil.Process()
         self._client: Any = None  # the worker's own Client (get_client() in tasks), lazily
+        self.plugins = WorkerPlugins(self)  # plugins and uploads; they outlive sessions
+        self.restart_requested = False  # a nanny plugin asked for a fresh process
+
+    @property
+    def local_directory(self) -> str:
+        """This worker's own directory, on ``sys.path``: uploaded files land here."""
+        return self.plugins.local_directory
+
+    def upload_file(self, filename: str, data: bytes, load: bool = True) -> dict[str, Any]:
+        """Save ``data`` as ``filename`` in the local directory; import it with ``load``."""
+        return self.plugins.upload_file(filename, data, load)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -247,6 +263,7 @@ class Worker:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.plugins.close()
         if self._executor is not None:
             self._executor.close()
         if self._actors is not None:
@@ -291,6 +308,8 @@ class Worker:
                 if msg.functions:
                     self.functions.add_blobs(msg.functions)
                 events.append(ComputeAssigned(msg))
+                if self.plugins.watchers:
+                    self.plugins.transition(msg.key, "released", "waiting")
             elif isinstance(msg, FreeKeys):
                 events.append(KeysFreed(list(msg.keys)))
             elif isinstance(msg, Store):
@@ -302,6 +321,15 @@ class Worker:
                 events.append(DataStored(msg.key, msg.nbytes))
             elif isinstance(msg, Run):
                 self._spawn(self._run_function(conn, msg))
+            elif isinstance(msg, (PluginSetup, PluginTeardown)):
+                if events:  # tasks before the plugin message are assigned before it
+                    self._carry_out(self.state.handle(*events))
+                    events = []
+                self.plugins.on_message(conn, msg)
+            elif isinstance(msg, CopyKeys):
+                from shoal.worker._copies import copy_keys
+
+                self._spawn(copy_keys(self, conn, msg))
             elif isinstance(msg, Close):
                 logger.info("worker %s closing: %s", self.address, msg.reason)
                 self.scheduler_gone = True
@@ -334,6 +362,10 @@ class Worker:
         if session != self._session:
             return  # tasks of a session already ended: their results are not trusted
         assert self.state is not None
+        if self.plugins.watchers:
+            for ev in batch:
+                self.plugins.transition(ev.key, "executing",
+                                        "memory" if ev.error is None else "error")
         self._carry_out(self.state.handle(*batch))
 
     def _carry_out(self, commands: list[Any]) -> None:
@@ -347,9 +379,13 @@ class Worker:
                 sched.send(cmd.msg)
             elif kind is Execute:
                 executor.submit(cmd)
+                if self.plugins.watchers:
+                    self.plugins.transition(cmd.key, "waiting", "executing")
             elif kind is Drop:
                 for key in cmd.keys:
                     self.data.pop(key, None)
+                    if self.plugins.watchers:
+                        self.plugins.transition(key, "memory", "released")
                 if actors.objects:
                     actors.release(cmd.keys)
             elif kind is Fetch:
@@ -358,7 +394,9 @@ class Worker:
     async def _run_function(self, conn: Connection, msg: Run) -> None:
         """``client.run``: the function runs on a daemon thread of its own, so one that never
         returns neither holds a pool thread nor keeps the process from exiting; if the
-        worker closes first, the caller gets an error instead of waiting forever."""
+        worker closes first, the caller gets an error instead of waiting forever. An async
+        function is awaited on the worker's loop. ``dask_worker=`` is given this worker."""
+        from shoal._run import in_background, inject
         from shoal.protocol._errors import exception_to_error
 
         loop = asyncio.get_running_loop()
@@ -370,7 +408,7 @@ class Worker:
 
         def run() -> None:
             try:
-                ok, value = True, loads(msg.function)()
+                ok, value = True, fn()
             except BaseException as exc:  # reported to the caller, whatever it is
                 ok, value = False, exc
             try:
@@ -379,7 +417,23 @@ class Worker:
                 logger.info("worker %s: client.run finished after the worker closed",
                             self.address)
 
-        threading.Thread(target=run, name=f"shoal-run-{msg.request_id}", daemon=True).start()
+        fn: Any = None
+        try:
+            fn = inject(loads(msg.function), "dask_worker", self)
+        except BaseException as exc:
+            deliver(False, exc)
+        else:
+            if inspect.iscoroutinefunction(fn):
+                # An async function runs on this loop (dask's rule); without ``wait`` nobody
+                # waits for it: it is a task of the worker, cancelled when it closes.
+                if not msg.wait:
+                    self._spawn(in_background(fn, f"worker {self.address}"))
+                    deliver(True, None)
+                else:
+                    self._spawn(self._await_run(fn, deliver))
+            else:
+                threading.Thread(target=run, name=f"shoal-run-{msg.request_id}",
+                                 daemon=True).start()
         try:
             ok, value = await outcome
         except asyncio.CancelledError:
@@ -396,6 +450,15 @@ class Worker:
         if not ok:
             value = exception_to_error(value, value.__traceback__, "run", self.address, time.time())
         conn.send(Response(msg.request_id, ok, value))
+
+    @staticmethod
+    async def _await_run(function: Any, deliver: Any) -> None:
+        try:
+            value = await function()
+        except Exception as exc:
+            deliver(False, exc)
+        else:
+            deliver(True, value)
 
     async def _heartbeat_loop(self, conn: Connection) -> None:
         assert self.state is not None
