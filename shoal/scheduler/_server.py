@@ -38,6 +38,7 @@ from shoal.protocol._messages import (
     KeyErred,
     Message,
     MissingData,
+    PluginSetup,
     Register,
     RegisterReply,
     ReleaseKeys,
@@ -86,6 +87,7 @@ from shoal.scheduler._events import (
     WorkerJoined,
     WorkerLeft,
 )
+from shoal.scheduler._plugins import SchedulerPlugins
 from shoal.scheduler._state import SchedulerState
 from shoal.scheduler._tasks import TaskState
 
@@ -122,6 +124,7 @@ class Scheduler:
         self.state = SchedulerState(allowed_failures=allowed_failures, worker_ttl=worker_ttl)
         self.topics = topics.Topics(_event_log_length())
         self.datasets = datasets.Datasets()
+        self.plugins = SchedulerPlugins()
         self.address = ""
         self.dashboard_address = dashboard_address
         self.dashboard: Any = None
@@ -185,6 +188,7 @@ class Scheduler:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.plugins.close()
         if self.dashboard is not None:
             await self.dashboard.close()
         for conn in [*self._workers.values(), *self._clients.values()]:
@@ -230,6 +234,7 @@ class Scheduler:
         server_end.set_handler(self._on_client_message)
         self._apply([ClientJoined(name)])
         self._apply_side(self.topics, [topics.SubscriberJoined(name)])
+        self._hook("add_client", self, client=name)
         return client_end
 
     def _on_connection(self, conn: TCPConnection) -> None:
@@ -257,6 +262,7 @@ class Scheduler:
             conn.set_handler(self._on_client_message)
             self._apply([ClientJoined(name)])
             self._apply_side(self.topics, [topics.SubscriberJoined(name)])
+            self._hook("add_client", self, client=name)
             conn.send(Response(0, True, {"client": name, "address": self.address}))
         else:
             logger.error("closing connection from %s: unknown role %r", conn.peer, first.role)
@@ -273,6 +279,7 @@ class Scheduler:
             self._clients.pop(name, None)
             self._apply([ClientLeft(name)])
             self._apply_side(self.topics, [topics.SubscriberLeft(name)])
+            self._hook("remove_client", self, client=name)
             return
         events: list[Any] = []
         try:
@@ -282,6 +289,10 @@ class Scheduler:
                         self._functions.setdefault(fid, blob)
                     events.append(GraphSubmitted(name, list(msg.tasks), list(msg.wanted),
                                                  list(msg.actors or ())))
+                    if self.plugins.plugins:
+                        self._hook("update_graph", self, client=name, keys=set(msg.wanted),
+                                   tasks=[row[0] for row in msg.tasks], annotations={},
+                                   priority={}, stimulus_id=f"update-graph-{name}")
                 elif isinstance(msg, ReleaseKeys):
                     events.append(KeysReleased(name, list(msg.keys)))
                 elif isinstance(msg, CancelKeys):
@@ -386,6 +397,10 @@ class Scheduler:
             self._apply(events)
             if any(type(e) is WorkerJoined for e in events):
                 self._worker_joined.set()
+                if self.plugins.plugins:
+                    for e in events:
+                        if type(e) is WorkerJoined:
+                            self._hook("add_worker", self, worker=e.address)
 
     def _admit(self, conn: Connection, msg: Register) -> bool:
         """Accept a worker's registration unless another live connection holds its address
@@ -411,6 +426,9 @@ class Scheduler:
         self._workers[address] = conn
         self._worker_fids[address] = set()
         conn.send(RegisterReply(True, ""))
+        # Before any task: a joining or restarted worker is set up like the others.
+        for name, (plugin, kind) in self.plugins.for_workers.items():
+            conn.send(PluginSetup(0, name, plugin, kind))
         return True
 
     def _worker_gone(self, address: str, reason: str) -> None:
@@ -418,11 +436,33 @@ class Scheduler:
         self._worker_fids.pop(address, None)
         self._apply([WorkerLeft(address, reason, time.monotonic())])
         self._fail_runs_for(address)
+        self._hook("remove_worker", self, worker=address, stimulus_id=f"worker-left-{address}")
 
     # --- commands ---------------------------------------------------------------------------
 
     def _apply(self, events: list[Any]) -> None:
+        if self.plugins.watching:
+            self._apply_watched(events)
+            return
         commands = self.state.handle(*events)
+        self._carry_out(commands)
+
+    def _apply_watched(self, events: list[Any]) -> None:
+        """``_apply`` while a scheduler plugin watches transitions: the new rows of the
+        state's story are its calls."""
+        story = self.state._log
+        last = story[-1] if story else None
+        commands = self.state.handle(*events)
+        new = []
+        for row in reversed(story):
+            if row is last:
+                break
+            new.append(row)
+        for key, start, finish, cause in reversed(new):
+            self._hook("transition", key, start, finish, stimulus_id=cause)
+        self._carry_out(commands)
+
+    def _carry_out(self, commands: list[Any]) -> None:
         workers = self._workers
         clients = self._clients
         frees: dict[str, list[Any]] = {}  # one FreeKeys per worker for the whole batch
@@ -478,6 +518,9 @@ class Scheduler:
         or a worker's address for ``TopicLog``)."""
         if isinstance(msg, TopicLog):
             self._apply_side(self.topics, [topics.EventLogged(list(msg.topics), msg.msg, time.time())])
+            if self.plugins.plugins:
+                for topic in msg.topics:
+                    self._hook("log_event", topic, msg.msg)
         elif isinstance(msg, TopicSubscribe):
             kind = topics.TopicSubscribed if msg.subscribe else topics.TopicUnsubscribed
             self._apply_side(self.topics, [kind(sender, msg.topic)])
@@ -517,19 +560,33 @@ class Scheduler:
 
     # --- client.run ---------------------------------------------------------------------------
 
-    def start_run(self, conn: Connection, function: Serialized, workers: list[str] | None) -> asyncio.Future[Any]:
+    def start_run(self, conn: Connection, function: Serialized, workers: list[str] | None,
+                  wait: bool = True) -> asyncio.Future[Any]:
         targets = [w for w in self._workers if workers is None or w in workers]
+        return self.ask_workers(conn, {w: lambda rid: Run(rid, function, wait) for w in targets})
+
+    def ask_workers(self, conn: Connection | None,
+                    asks: dict[str, Any]) -> asyncio.Future[dict[str, tuple[bool, Any]]]:
+        """Send each worker its message (``asks``: address -> ``build(request_id)``);
+        resolves to ``{address: (ok, value)}`` once every one answered or left."""
+        targets = [w for w in asks if w in self._workers]
         rid = next(self._ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         results: dict[str, Any] = {}
-        self._pending_runs[rid] = (conn, rid, results, set(targets))
+        self._pending_runs[rid] = (conn, rid, results, set(targets))  # type: ignore[assignment]
         self._run_futures[rid] = fut
         if not targets:
-            fut.set_result({})
+            self._finish_run(rid)
             return fut
         for w in targets:
-            self._workers[w].send(Run(rid, function))
+            self._workers[w].send(asks[w](rid))
         return fut
+
+    def _hook(self, hook: str, *args: Any, **kwargs: Any) -> None:
+        """Call a scheduler plugin hook; awaitables it returns run as tasks of ours."""
+        if self.plugins.plugins:
+            for pending in self.plugins.call(hook, *args, **kwargs):
+                self._spawn(pending)
 
     def _on_run_response(self, address: str | None, msg: Response) -> None:
         entry = self._pending_runs.get(msg.request_id)
