@@ -37,6 +37,14 @@ _EXPORTS = {
     "FailureStory": "shoal.client._debug",
     "progress": "shoal.diagnostics",
     "performance_report": "shoal.diagnostics",
+    "get_task_stream": "shoal.client._task_stream",
+    "WorkerPlugin": "shoal.diagnostics._plugin",
+    "SchedulerPlugin": "shoal.diagnostics._plugin",
+    "NannyPlugin": "shoal.diagnostics._plugin",
+    "UploadFile": "shoal.diagnostics._plugin",
+    "UploadDirectory": "shoal.diagnostics._plugin",
+    "Environ": "shoal.diagnostics._plugin",
+    "PipInstall": "shoal.diagnostics._plugin",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -71,11 +79,19 @@ if TYPE_CHECKING:
     from shoal.client._fire_and_forget import fire_and_forget as fire_and_forget
     from shoal.client._future import Future as Future
     from shoal.client._structure import futures_of as futures_of
+    from shoal.client._task_stream import get_task_stream as get_task_stream
     from shoal.client._worker_client import get_client as get_client
     from shoal.client._worker_client import worker_client as worker_client
     from shoal.cluster._local import LocalCluster as LocalCluster
     from shoal.diagnostics import performance_report as performance_report
     from shoal.diagnostics import progress as progress
+    from shoal.diagnostics._plugin import Environ as Environ
+    from shoal.diagnostics._plugin import NannyPlugin as NannyPlugin
+    from shoal.diagnostics._plugin import PipInstall as PipInstall
+    from shoal.diagnostics._plugin import SchedulerPlugin as SchedulerPlugin
+    from shoal.diagnostics._plugin import UploadDirectory as UploadDirectory
+    from shoal.diagnostics._plugin import UploadFile as UploadFile
+    from shoal.diagnostics._plugin import WorkerPlugin as WorkerPlugin
     from shoal.protocol._errors import KilledWorker as KilledWorker
     from shoal.protocol._errors import LostDataError as LostDataError
     from shoal.protocol._errors import RemoteError as RemoteError
