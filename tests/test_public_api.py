@@ -15,6 +15,7 @@ PUBLIC = [
     "ActorFuture",
     "BaseActorFuture",
     "Client",
+    "Environ",
     "FIRST_COMPLETED",
     "FIRST_EXCEPTION",
     "FailureStory",
@@ -22,11 +23,18 @@ PUBLIC = [
     "KilledWorker",
     "LocalCluster",
     "LostDataError",
+    "NannyPlugin",
+    "PipInstall",
     "RemoteError",
+    "SchedulerPlugin",
+    "UploadDirectory",
+    "UploadFile",
+    "WorkerPlugin",
     "as_completed",
     "fire_and_forget",
     "futures_of",
     "get_client",
+    "get_task_stream",
     "get_worker",
     "performance_report",
     "print",
@@ -60,6 +68,14 @@ DASK_DISTRIBUTED_NAMES = [
     "fire_and_forget",
     "print",
     "warn",
+    "get_task_stream",
+    "WorkerPlugin",
+    "SchedulerPlugin",
+    "NannyPlugin",
+    "UploadFile",
+    "UploadDirectory",
+    "Environ",
+    "PipInstall",
 ]
 
 
@@ -109,3 +125,11 @@ def test_wait_constants_match_concurrent_futures() -> None:
 
 def test_version_is_a_string() -> None:
     assert isinstance(shoal.__version__, str) and shoal.__version__
+
+
+def test_plugin_classes_are_importable_from_dasks_path_too() -> None:
+    """``from distributed.diagnostics.plugin import WorkerPlugin`` has a shoal twin."""
+    plugin = importlib.import_module("shoal.diagnostics.plugin")
+    for name in ("WorkerPlugin", "SchedulerPlugin", "NannyPlugin", "UploadFile",
+                 "UploadDirectory", "Environ", "PipInstall"):
+        assert getattr(plugin, name) is getattr(shoal, name)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from shoal.client._future import Future
 from shoal.client._structure import collect_futures
+from shoal.protocol._errors import error_to_exception
 
 if TYPE_CHECKING:
     from shoal.client._client import Client
@@ -26,7 +27,10 @@ async def _replicate(self: Client, futures: Any, n: int | None = None, workers: 
     keys = _keys(futures)
     await _settled(_flat(futures))
     if keys:
-        await self._request("replicate", keys=keys, n=n, workers=self._check_workers(workers))
+        ok, value = await self._request("replicate", keys=keys, n=n,
+                                        workers=self._check_workers(workers))
+        if not ok:
+            raise error_to_exception(value)
 
 
 def replicate(self: Client, futures: Any, n: int | None = None, workers: Any = None,
@@ -48,7 +52,9 @@ async def _rebalance(self: Client, futures: Any = None, workers: Any = None,
     keys = None if futures is None else _keys(futures)
     if futures is not None:
         await _settled(_flat(futures))
-    await self._request("rebalance", keys=keys, workers=self._check_workers(workers))
+    ok, value = await self._request("rebalance", keys=keys, workers=self._check_workers(workers))
+    if not ok:
+        raise error_to_exception(value)
 
 
 def rebalance(self: Client, futures: Any = None, workers: Any = None, **kwargs: Any) -> None:

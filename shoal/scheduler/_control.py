@@ -205,6 +205,15 @@ async def _carry_out(scheduler: Scheduler, conn: Connection, plan: rebalance.Pla
 
 async def _replicate(scheduler: Scheduler, conn: Connection, keys: list[Any], n: int | None,
                      workers: list[str] | None) -> Any:
+    try:
+        plan = _plan_replicate(scheduler, keys, n, workers)
+    except ValueError as exc:
+        return [False, _error(exc, "replicate")]
+    return [True, await _carry_out(scheduler, conn, plan)]
+
+
+def _plan_replicate(scheduler: Scheduler, keys: list[Any], n: int | None,
+                    workers: list[str] | None) -> rebalance.Plan:
     state = scheduler.state
     pool = _pool(scheduler, workers)
     missing = [k for k in keys if k not in state.tasks or state.tasks[k].state != "memory"]
@@ -214,12 +223,20 @@ async def _replicate(scheduler: Scheduler, conn: Connection, keys: list[Any], n:
     holders = {k: [w.address for w in state.tasks[k].who_has] for k in keys}
     nbytes = {k: state.tasks[k].nbytes for k in keys}
     load = {a: ws.nbytes for a, ws in state.workers.items()}
-    plan = rebalance.plan_replicate(holders, nbytes, load, pool, n)
-    return await _carry_out(scheduler, conn, plan)
+    return rebalance.plan_replicate(holders, nbytes, load, pool, n)
 
 
 async def _rebalance(scheduler: Scheduler, conn: Connection, keys: list[Any] | None,
                      workers: list[str] | None) -> Any:
+    try:
+        plan = _plan_rebalance(scheduler, keys, workers)
+    except ValueError as exc:
+        return [False, _error(exc, "rebalance")]
+    return [True, await _carry_out(scheduler, conn, plan)]
+
+
+def _plan_rebalance(scheduler: Scheduler, keys: list[Any] | None,
+                    workers: list[str] | None) -> rebalance.Plan:
     import dask
 
     state = scheduler.state
@@ -232,8 +249,7 @@ async def _rebalance(scheduler: Scheduler, conn: Connection, keys: list[Any] | N
     held = {a: {ts.key: ts.nbytes for ts in state.workers[a].has_what} for a in pool}
     gap = dask.config.get("distributed.worker.memory.rebalance.sender-recipient-gap",
                           rebalance.DEFAULT_TOLERANCE)
-    plan = rebalance.plan_rebalance(held, None if keys is None else set(keys), float(gap))
-    return await _carry_out(scheduler, conn, plan)
+    return rebalance.plan_rebalance(held, None if keys is None else set(keys), float(gap))
 
 
 OPS: dict[str, Callable[..., Awaitable[Any]]] = {
