@@ -730,7 +730,6 @@ class Client:
     current = staticmethod(_worker_client.current)
     run_on_scheduler = _cluster_info.run_on_scheduler
     register_plugin = _plugins.register_plugin
-    register_worker_plugin = _plugins.register_worker_plugin
     unregister_worker_plugin = _plugins.unregister_worker_plugin
     unregister_scheduler_plugin = _plugins.unregister_scheduler_plugin
     upload_file = _plugins.upload_file

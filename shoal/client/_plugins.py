@@ -81,13 +81,6 @@ def register_plugin(self: Client, plugin: Any, name: str | None = None,
     return self.sync(_register_plugin, self, plugin, name, idempotent)
 
 
-def register_worker_plugin(self: Client, plugin: Any = None, name: str | None = None,
-                           nanny: bool | None = None) -> Any:
-    """dask's older name of :meth:`register_plugin` (``nanny`` is decided by the plugin's
-    class)."""
-    return register_plugin(self, plugin, name)
-
-
 async def _unregister_worker_plugin(self: Client, name: str, nanny: bool | None = None) -> Any:
     ok, value = await self._request("unregister_worker_plugin", name=name)
     if not ok:
