@@ -238,6 +238,10 @@ def test_the_operations_are_awaitable_for_an_asynchronous_client(make_client: An
         here = await c.run_on_scheduler(_count_workers)
         await c.replicate([fut])
         stream = await c.get_task_stream(count=1)
+        async with get_task_stream(client=c) as ts:
+            await c.run(os.getpid)
+            assert await c.submit(_inc, 41, key="two-faces-inside") == 42
+        assert [r["key"] for r in ts.data] == ["two-faces-inside"]
         return pids, here, stream
 
     try:
