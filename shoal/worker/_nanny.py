@@ -166,6 +166,8 @@ class Nanny:
     def kill_nowait(self) -> None:
         """Last-resort cleanup at interpreter exit."""
         self._closing = True
+        with contextlib.suppress(OSError):
+            os.remove(self._plugin_state)
         proc = self.process
         if proc is not None and proc.returncode is None:
             try:
