@@ -38,13 +38,13 @@ _EXPORTS = {
     "progress": "shoal.diagnostics",
     "performance_report": "shoal.diagnostics",
     "get_task_stream": "shoal.client._task_stream",
-    "WorkerPlugin": "shoal.diagnostics._plugin",
-    "SchedulerPlugin": "shoal.diagnostics._plugin",
-    "NannyPlugin": "shoal.diagnostics._plugin",
-    "UploadFile": "shoal.diagnostics._plugin",
-    "UploadDirectory": "shoal.diagnostics._plugin",
-    "Environ": "shoal.diagnostics._plugin",
-    "PipInstall": "shoal.diagnostics._plugin",
+    "WorkerPlugin": "shoal._plugin",
+    "SchedulerPlugin": "shoal._plugin",
+    "NannyPlugin": "shoal._plugin",
+    "UploadFile": "shoal._plugin",
+    "UploadDirectory": "shoal._plugin",
+    "Environ": "shoal._plugin",
+    "PipInstall": "shoal._plugin",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -66,6 +66,13 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from shoal._plugin import Environ as Environ
+    from shoal._plugin import NannyPlugin as NannyPlugin
+    from shoal._plugin import PipInstall as PipInstall
+    from shoal._plugin import SchedulerPlugin as SchedulerPlugin
+    from shoal._plugin import UploadDirectory as UploadDirectory
+    from shoal._plugin import UploadFile as UploadFile
+    from shoal._plugin import WorkerPlugin as WorkerPlugin
     from shoal.client._actor import Actor as Actor
     from shoal.client._actor import ActorFuture as ActorFuture
     from shoal.client._actor import BaseActorFuture as BaseActorFuture
@@ -85,13 +92,6 @@ if TYPE_CHECKING:
     from shoal.cluster._local import LocalCluster as LocalCluster
     from shoal.diagnostics import performance_report as performance_report
     from shoal.diagnostics import progress as progress
-    from shoal.diagnostics._plugin import Environ as Environ
-    from shoal.diagnostics._plugin import NannyPlugin as NannyPlugin
-    from shoal.diagnostics._plugin import PipInstall as PipInstall
-    from shoal.diagnostics._plugin import SchedulerPlugin as SchedulerPlugin
-    from shoal.diagnostics._plugin import UploadDirectory as UploadDirectory
-    from shoal.diagnostics._plugin import UploadFile as UploadFile
-    from shoal.diagnostics._plugin import WorkerPlugin as WorkerPlugin
     from shoal.protocol._errors import KilledWorker as KilledWorker
     from shoal.protocol._errors import LostDataError as LostDataError
     from shoal.protocol._errors import RemoteError as RemoteError

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from shoal import Environ, NannyPlugin, PipInstall, SchedulerPlugin, UploadFile, WorkerPlugin
-from shoal.diagnostics._plugin import plugin_kind, plugin_name
+from shoal._plugin import plugin_kind, plugin_name
 from shoal.worker._plugins import load_file
 
 

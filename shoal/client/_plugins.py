@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from shoal._plugin import UploadFile, plugin_kind, plugin_name
 from shoal._run import pickle_code
-from shoal.diagnostics._plugin import UploadFile, plugin_kind, plugin_name
 from shoal.protocol._errors import error_to_exception
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """dask's ``distributed.diagnostics.plugin`` import path: the plugin base classes and the
 built-in plugins (``from shoal.diagnostics.plugin import WorkerPlugin``)."""
 
-from shoal.diagnostics._plugin import (
+from shoal._plugin import (
     Environ,
     NannyPlugin,
     PipInstall,

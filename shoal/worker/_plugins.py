@@ -4,7 +4,7 @@ Owns: setting plugins up and tearing them down on the scheduler's ``PluginSetup`
 ``PluginTeardown`` (answering each with the outcome, or the traceback of a ``setup`` that
 raised), the worker's local directory (on ``sys.path``; uploads land there), loading
 uploaded files (a changed module is reloaded), calling plugins' ``transition`` hooks, and
-running nanny plugins on the nanny's behalf (see ``shoal.diagnostics._plugin``). Plugins
+running nanny plugins on the nanny's behalf (see ``shoal._plugin``). Plugins
 outlive scheduler sessions of the process; the scheduler re-sends them on registration.
 """
 
