@@ -8,7 +8,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from shoal.comm import Connection
-from shoal.protocol._messages import CopyKeys, Data, GetData, Response
+from shoal.protocol._messages import CopyKeys, Response
 from shoal.protocol._serialize import loads
 from shoal.protocol._sizeof import nbytes
 from shoal.worker._state import DataStored
@@ -17,9 +17,6 @@ if TYPE_CHECKING:
     from shoal.worker._server import Worker
 
 logger = logging.getLogger("shoal.worker")
-
-COPY_TIMEOUT = 60.0  # seconds for one holder to answer; a key it does not send is not copied
-
 
 async def copy_keys(worker: Worker, conn: Connection, msg: CopyKeys) -> None:
     """Fetch each key from one of its holders; answer ``[(key, nbytes)]`` for the keys now
@@ -46,18 +43,12 @@ async def copy_keys(worker: Worker, conn: Connection, msg: CopyKeys) -> None:
 
 
 async def _fetch(worker: Worker, peer: str, keys: list[Any]) -> dict[Any, Any]:
+    """The keys ``peer`` sent (``Worker._get_data``: bounded by the worker's fetch
+    timeout); none when it could not be reached or answered."""
     try:
-        pc = await worker._peer(peer)
-        rid = next(worker._ids)
-        fut: asyncio.Future[Data] = asyncio.get_running_loop().create_future()
-        worker._requests[rid] = fut
-        pc.send(GetData(rid, keys))
-        try:
-            reply = await asyncio.wait_for(fut, COPY_TIMEOUT)
-        finally:
-            worker._requests.pop(rid, None)
+        reply = await worker._get_data(peer, keys)
         return {k: loads(v) for k, v in reply.items.items()}
-    except (OSError, asyncio.TimeoutError) as exc:
+    except Exception as exc:  # reported; the scheduler keeps the old placement of these keys
         logger.warning("worker %s could not copy %d keys from %s: %s", worker.address, len(keys),
                        peer, exc)
         return {}
