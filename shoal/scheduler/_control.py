@@ -37,20 +37,20 @@ async def _register_worker_plugin(scheduler: Scheduler, conn: Connection, name: 
                                   plugin: Serialized, kind: str, idempotent: bool) -> Any:
     """Keep the plugin for workers to come and set it up on every worker now; answers
     ``{worker: (ok, value)}`` (empty for an idempotent plugin already registered)."""
-    if idempotent and name in scheduler.plugins.for_workers:
+    if idempotent and name in scheduler.plugin_host.for_workers:
         return {}
-    scheduler.plugins.keep(name, plugin, kind)
+    scheduler.plugin_host.keep(name, plugin, kind)
     asks = {w: (lambda rid: PluginSetup(rid, name, plugin, kind)) for w in scheduler._workers}
     answers = await scheduler.ask_workers(conn, asks)
     if not all(ok for ok, _ in answers.values()):
         # Known to fail: workers joining later do not get it (the caller sees the error).
-        scheduler.plugins.for_workers.pop(name, None)
+        scheduler.plugin_host.for_workers.pop(name, None)
     return answers
 
 
 async def _unregister_worker_plugin(scheduler: Scheduler, conn: Connection, name: str) -> Any:
     try:
-        scheduler.plugins.forget(name)
+        scheduler.plugin_host.forget(name)
     except ValueError as exc:
         return [False, _error(exc, "unregister_worker_plugin")]
     asks = {w: (lambda rid: PluginTeardown(rid, name)) for w in scheduler._workers}
@@ -81,10 +81,10 @@ async def _workers_replaced(scheduler: Scheduler, conn: Connection, gone: list[s
 
 async def _register_scheduler_plugin(scheduler: Scheduler, conn: Connection, name: str,
                                      plugin: Serialized, idempotent: bool) -> Any:
-    if idempotent and name in scheduler.plugins.plugins:
+    if idempotent and name in scheduler.plugin_host.plugins:
         return [True, None]
     try:
-        await scheduler.plugins.add(scheduler, name, plugin)
+        await scheduler.plugin_host.add(scheduler, name, plugin)
     except Exception as exc:
         return [False, _error(exc, f"plugin {name}")]
     return [True, None]
@@ -92,7 +92,7 @@ async def _register_scheduler_plugin(scheduler: Scheduler, conn: Connection, nam
 
 async def _unregister_scheduler_plugin(scheduler: Scheduler, conn: Connection, name: str) -> Any:
     try:
-        await scheduler.plugins.remove(name)
+        await scheduler.plugin_host.remove(name)
     except ValueError as exc:
         return [False, _error(exc, "unregister_scheduler_plugin")]
     return [True, None]

@@ -131,7 +131,7 @@ class Scheduler:
                                     bandwidth=bandwidth)
         self.topics = topics.Topics(_event_log_length())
         self.datasets = datasets.Datasets()
-        self.plugins = SchedulerPlugins()
+        self.plugin_host = SchedulerPlugins()
         self.address = ""
         self.dashboard_address = dashboard_address
         self.dashboard: Any = None
@@ -195,7 +195,7 @@ class Scheduler:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.plugins.close()
+        await self.plugin_host.close()
         if self.dashboard is not None:
             await self.dashboard.close()
         for conn in [*self._workers.values(), *self._clients.values()]:
@@ -232,6 +232,11 @@ class Scheduler:
     @property
     def workers(self) -> dict[str, Any]:
         return dict(self.state.workers)
+
+    @property
+    def plugins(self) -> dict[str, Any]:
+        """The scheduler plugins, by name (dask's ``Scheduler.plugins``)."""
+        return self.plugin_host.plugins
 
     # --- connections --------------------------------------------------------------------------
 
@@ -300,7 +305,7 @@ class Scheduler:
                     rows = self._with_functions(conn, list(msg.tasks))
                     events.append(GraphSubmitted(name, rows, list(msg.wanted),
                                                  list(msg.actors or ())))
-                    if self.plugins.plugins:
+                    if self.plugin_host.plugins:
                         self._hook("update_graph", self, client=name, keys=set(msg.wanted),
                                    tasks=[row[0] for row in msg.tasks], annotations={},
                                    priority={}, stimulus_id=f"update-graph-{name}")
@@ -435,7 +440,7 @@ class Scheduler:
             self._apply(events)
             if any(type(e) is WorkerJoined for e in events):
                 self._worker_joined.set()
-                if self.plugins.plugins:
+                if self.plugin_host.plugins:
                     for e in events:
                         if type(e) is WorkerJoined:
                             self._hook("add_worker", self, worker=e.address)
@@ -465,7 +470,7 @@ class Scheduler:
         self._worker_fids[address] = set()
         conn.send(RegisterReply(True, ""))
         # Before any task: a joining or restarted worker is set up like the others.
-        for name, (plugin, kind) in self.plugins.for_workers.items():
+        for name, (plugin, kind) in self.plugin_host.for_workers.items():
             conn.send(PluginSetup(0, name, plugin, kind))
         return True
 
@@ -479,7 +484,7 @@ class Scheduler:
     # --- commands ---------------------------------------------------------------------------
 
     def _apply(self, events: list[Any]) -> None:
-        if self.plugins.watching:
+        if self.plugin_host.watching:
             self._apply_watched(events)
             return
         self._carry_out_all(self._handle(events))
@@ -579,7 +584,7 @@ class Scheduler:
         or a worker's address for ``TopicLog``)."""
         if isinstance(msg, TopicLog):
             self._apply_side(self.topics, [topics.EventLogged(list(msg.topics), msg.msg, time.time())])
-            if self.plugins.plugins:
+            if self.plugin_host.plugins:
                 for topic in msg.topics:
                     self._hook("log_event", topic, msg.msg)
         elif isinstance(msg, TopicSubscribe):
@@ -645,8 +650,8 @@ class Scheduler:
 
     def _hook(self, hook: str, *args: Any, **kwargs: Any) -> None:
         """Call a scheduler plugin hook; awaitables it returns run as tasks of ours."""
-        if self.plugins.plugins:
-            for pending in self.plugins.call(hook, *args, **kwargs):
+        if self.plugin_host.plugins:
+            for pending in self.plugin_host.call(hook, *args, **kwargs):
                 self._spawn(pending)
 
     def _on_run_response(self, address: str | None, msg: Response) -> None:

@@ -136,17 +136,22 @@ class Worker:
         self._process = psutil.Process()
         self._client: Any = None  # the worker's own Client (get_client() in tasks), lazily
         self.fetch_timeout = comm_timeout()  # a peer silent this long during a fetch is dead
-        self.plugins = WorkerPlugins(self)  # plugins and uploads; they outlive sessions
+        self.plugin_host = WorkerPlugins(self)  # plugins and uploads; they outlive sessions
         self.restart_requested = False  # a nanny plugin asked for a fresh process
+
+    @property
+    def plugins(self) -> dict[str, Any]:
+        """The worker plugins set up here, by name (dask's ``Worker.plugins``)."""
+        return self.plugin_host.plugins
 
     @property
     def local_directory(self) -> str:
         """This worker's own directory, on ``sys.path``: uploaded files land here."""
-        return self.plugins.local_directory
+        return self.plugin_host.local_directory
 
     def upload_file(self, filename: str, data: bytes, load: bool = True) -> dict[str, Any]:
         """Save ``data`` as ``filename`` in the local directory; import it with ``load``."""
-        return self.plugins.upload_file(filename, data, load)
+        return self.plugin_host.upload_file(filename, data, load)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -273,7 +278,7 @@ class Worker:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.plugins.close()
+        await self.plugin_host.close()
         if self._executor is not None:
             self._executor.close()
         if self._actors is not None:
@@ -324,8 +329,8 @@ class Worker:
                     self.functions.add_blobs(msg.functions)
                 self._executor.unrevoke(msg.key)
                 events.append(ComputeAssigned(msg))
-                if self.plugins.watchers:
-                    self.plugins.transition(msg.key, "released", "waiting")
+                if self.plugin_host.watchers:
+                    self.plugin_host.transition(msg.key, "released", "waiting")
             elif isinstance(msg, FreeKeys):
                 freed.extend(msg.keys)
                 events.append(KeysFreed(list(msg.keys)))
@@ -342,7 +347,7 @@ class Worker:
                 if events:  # tasks before the plugin message are assigned before it
                     self._carry_out(self.state.handle(*events))
                     events = []
-                self.plugins.on_message(conn, msg)
+                self.plugin_host.on_message(conn, msg)
             elif isinstance(msg, CopyKeys):
                 from shoal.worker._copies import copy_keys
 
@@ -405,9 +410,9 @@ class Worker:
         if session != self._session:
             return  # tasks of a session already ended: their results are not trusted
         assert self.state is not None
-        if self.plugins.watchers:
+        if self.plugin_host.watchers:
             for ev in batch:
-                self.plugins.transition(ev.key, "executing",
+                self.plugin_host.transition(ev.key, "executing",
                                         "memory" if ev.error is None else "error")
         self._carry_out(self.state.handle(*batch))
 
@@ -422,13 +427,13 @@ class Worker:
                 sched.send(cmd.msg)
             elif kind is Execute:
                 executor.submit(cmd)
-                if self.plugins.watchers:
-                    self.plugins.transition(cmd.key, "waiting", "executing")
+                if self.plugin_host.watchers:
+                    self.plugin_host.transition(cmd.key, "waiting", "executing")
             elif kind is Drop:
                 for key in cmd.keys:
                     self.data.pop(key, None)
-                    if self.plugins.watchers:
-                        self.plugins.transition(key, "memory", "released")
+                    if self.plugin_host.watchers:
+                        self.plugin_host.transition(key, "memory", "released")
                 if actors.objects:
                     actors.release(cmd.keys)
             elif kind is Fetch:

@@ -133,18 +133,18 @@ class Recorder(WorkerPlugin):
         self.log: list[Any] = []
 
     def setup(self, worker: Any) -> None:
-        worker._h11_plugin = self
         self.log.append(("setup",))
 
     def teardown(self, worker: Any) -> None:
         self.log.append(("teardown",))
+        worker._h11_torn_down = list(self.log)  # the plugin is gone from worker.plugins
 
     def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
         self.log.append((key, start, finish))
 
 
 def _log(dask_worker: Any) -> Any:
-    return list(dask_worker._h11_plugin.log)
+    return list(dask_worker.plugins["recorder"].log)  # dask's Worker.plugins
 
 
 def test_worker_plugin_setup_transitions_and_teardown(make_client: Any) -> None:
@@ -158,7 +158,9 @@ def test_worker_plugin_setup_transitions_and_teardown(make_client: Any) -> None:
     assert ("plugged", "released", "waiting") in log
     assert ("plugged", "waiting", "executing") in log
     c.unregister_worker_plugin("recorder")
-    assert ("teardown",) in next(iter(c.run(_log).values()))
+    assert c.run(lambda dask_worker: "recorder" in dask_worker.plugins) == {w: False for w in answers}
+    (torn,) = c.run(lambda dask_worker: dask_worker._h11_torn_down).values()
+    assert torn[-1] == ("teardown",)
     with pytest.raises(ValueError, match="no worker plugin named 'recorder'"):
         c.unregister_worker_plugin("recorder")
 
@@ -264,7 +266,7 @@ class Watcher(SchedulerPlugin):
 
 
 def _seen(dask_scheduler: Any) -> list[Any]:
-    return list(dask_scheduler.plugins.plugins["h11-watcher"].seen)
+    return list(dask_scheduler.plugins["h11-watcher"].seen)
 
 
 def test_scheduler_plugin_hooks_follow_the_cluster(make_client: Any) -> None:
