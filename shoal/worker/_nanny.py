@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -89,7 +90,7 @@ class Nanny:
         kept = read_nanny_state(self._plugin_state)
         env.update(kept["env"])
         env[NANNY_STATE_ENV] = self._plugin_state
-        env[NANNY_PLUGINS_ENV] = os.pathsep.join(kept["plugins"])
+        env[NANNY_PLUGINS_ENV] = json.dumps(kept["plugins"])  # names may hold any character
         env.setdefault("OMP_NUM_THREADS", str(self.nthreads))
         env.setdefault("MKL_NUM_THREADS", str(self.nthreads))
         env.setdefault("OPENBLAS_NUM_THREADS", str(self.nthreads))

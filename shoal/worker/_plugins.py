@@ -179,7 +179,7 @@ class WorkerPlugins:
     # --- nanny plugins, run here on the nanny's behalf ----------------------------------------
 
     async def _nanny_setup(self, name: str, plugin: Any) -> dict[str, Any]:
-        applied = os.environ.get(NANNY_PLUGINS_ENV, "").split(os.pathsep)
+        applied = applied_nanny_plugins()
         if name in applied:  # applied by the nanny before starting this process
             return {"status": "OK"}
         view = NannyView(self.worker)
@@ -197,13 +197,23 @@ class WorkerPlugins:
         with open(state_file + ".part", "w") as f:
             json.dump(state, f)
         os.replace(state_file + ".part", state_file)
-        os.environ[NANNY_PLUGINS_ENV] = os.pathsep.join([*applied, name])
+        os.environ[NANNY_PLUGINS_ENV] = json.dumps([*applied, name])
         if restart:
             self.worker.restart_requested = True
             loop = asyncio.get_running_loop()
             # After the answer is on its way; the nanny starts the process again.
             loop.call_soon(lambda: loop.create_task(self.worker.close()))
         return {"status": "OK", "restarting": restart}
+
+
+def applied_nanny_plugins() -> list[str]:
+    """The nanny plugins already applied to this process (a JSON list from the nanny)."""
+    try:
+        names = json.loads(os.environ.get(NANNY_PLUGINS_ENV) or "[]")
+    except ValueError:
+        logger.warning("ignoring a malformed %s", NANNY_PLUGINS_ENV)
+        return []
+    return [str(n) for n in names] if isinstance(names, list) else []
 
 
 def read_nanny_state(path: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -330,10 +331,13 @@ def test_a_nanny_plugin_without_restart_applies_to_the_next_worker_process(
         make_client: Any) -> None:
     c = make_client(1)
     old = c.run(os.getpid)
-    c.register_plugin(SetsEnvNoRestart(), name="h11-later")
+    c.register_plugin(SetsEnvNoRestart(), name="h11:later,with separators")
     assert c.run(os.getpid) == old
     _kill_one_worker(c)
     assert list(c.run(lambda: os.environ.get("H11_LATER")).values()) == ["yes"]
+    # The fresh process knows it was applied (and so does not apply it again).
+    applied = c.run(lambda: json.loads(os.environ["SHOAL_NANNY_PLUGINS"]))
+    assert list(applied.values()) == [["h11:later,with separators"]]
 
 
 def test_upload_directory_is_importable_with_update_path(make_client: Any,
