@@ -507,8 +507,19 @@ class Scheduler:
             if row is last:
                 break
             new.append(row)
+        # What dask gives a task's processing -> memory/erred move (a task-stream plugin
+        # reads ``startstops``), from the worker's report among these events.
+        done = {e.key: e for e in events if type(e) in (TaskFinished, TaskFailed)}
         for key, start, finish, cause in reversed(new):
-            self._hook("transition", key, start, finish, stimulus_id=cause)
+            extra: dict[str, Any] = {}
+            ev = done.get(key) if start == "processing" else None
+            if ev is not None:
+                extra = {"worker": ev.worker, "thread": ev.thread,
+                         "startstops": [{"action": "compute", "start": ev.start,
+                                         "stop": ev.stop}]}
+                if type(ev) is TaskFinished:
+                    extra.update(nbytes=ev.nbytes, typename=ev.typename)
+            self._hook("transition", key, start, finish, stimulus_id=cause, **extra)
         self._carry_out_all(commands)
 
     def _carry_out_all(self, commands: list[Any]) -> None:

@@ -246,6 +246,10 @@ class Watcher(SchedulerPlugin):
 
     def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
         self.seen.append(("transition", key, start, finish))
+        if "startstops" in kwargs:
+            (ss,) = kwargs["startstops"]
+            self.seen.append(("startstops", key, ss["action"], ss["start"] <= ss["stop"],
+                              kwargs["worker"]))
 
     def add_worker(self, scheduler: Any, worker: str) -> None:
         self.seen.append(("add_worker", worker))
@@ -285,6 +289,8 @@ def test_scheduler_plugin_hooks_follow_the_cluster(make_client: Any) -> None:
     for move in (("released", "waiting"), ("processing", "memory")):
         assert any(e[:2] == ("transition", "watched") and e[2:] == move for e in seen), seen
     assert ("log_event", "h11-topic", {"n": 1}) in seen
+    assert [e for e in seen if e[:2] == ("startstops", "watched")] == [
+        ("startstops", "watched", "compute", True, victim)]
     assert ("remove_worker", victim) in seen
     assert any(e[0] == "add_worker" for e in seen)
     assert ("add_client",) in seen
