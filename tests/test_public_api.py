@@ -16,19 +16,25 @@ PUBLIC = [
     "BaseActorFuture",
     "Client",
     "Environ",
+    "Event",
     "FIRST_COMPLETED",
     "FIRST_EXCEPTION",
     "FailureStory",
     "Future",
     "KilledWorker",
     "LocalCluster",
+    "Lock",
     "LostDataError",
+    "MultiLock",
     "NannyPlugin",
     "PipInstall",
+    "Queue",
     "RemoteError",
     "SchedulerPlugin",
+    "Semaphore",
     "UploadDirectory",
     "UploadFile",
+    "Variable",
     "WorkerPlugin",
     "as_completed",
     "fire_and_forget",
@@ -58,6 +64,12 @@ DASK_DISTRIBUTED_NAMES = [
     "progress",
     "performance_report",
     "KilledWorker",
+    "Lock",
+    "MultiLock",
+    "Semaphore",
+    "Queue",
+    "Variable",
+    "Event",
     "Actor",
     "ActorFuture",
     "BaseActorFuture",
@@ -133,3 +145,27 @@ def test_plugin_classes_are_importable_from_dasks_path_too() -> None:
     for name in ("WorkerPlugin", "SchedulerPlugin", "NannyPlugin", "UploadFile",
                  "UploadDirectory", "Environ", "PipInstall"):
         assert getattr(plugin, name) is getattr(shoal, name)
+
+
+def test_coordination_primitives_take_dask_arguments() -> None:
+    """Same parameter names and defaults as dask.distributed's (shoal adds ``client=``
+    where dask has none)."""
+    import inspect
+
+    import distributed
+
+    for name in ("Lock", "MultiLock", "Semaphore", "Queue", "Variable", "Event"):
+        ours = inspect.signature(getattr(shoal, name)).parameters
+        theirs = inspect.signature(getattr(distributed, name)).parameters
+        for pname, p in theirs.items():
+            assert pname in ours, (name, pname)
+            assert ours[pname].default == p.default, (name, pname)
+        for method in ("acquire", "release", "locked", "get_value", "put", "get", "qsize",
+                       "set", "delete", "clear", "wait", "is_set"):
+            if not hasattr(getattr(distributed, name), method):
+                continue
+            ours_m = inspect.signature(getattr(getattr(shoal, name), method)).parameters
+            theirs_m = inspect.signature(getattr(getattr(distributed, name), method)).parameters
+            for pname, p in theirs_m.items():
+                assert pname in ours_m, (name, method, pname)
+                assert ours_m[pname].default == p.default, (name, method, pname)

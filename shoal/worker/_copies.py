@@ -1,5 +1,6 @@
 """Copies the scheduler asks a worker to make (``client.replicate``, ``client.rebalance``):
-fetch keys from the workers holding them and keep them until the scheduler frees them."""
+fetch keys from the workers holding them and keep them until the scheduler frees them
+(``CopiesStored``: held like scattered data, but not acknowledged as a scatter)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from shoal.comm import Connection
 from shoal.protocol._messages import CopyKeys, Response
 from shoal.protocol._serialize import loads
 from shoal.protocol._sizeof import nbytes
-from shoal.worker._state import DataStored
+from shoal.worker._state import CopiesStored
 
 if TYPE_CHECKING:
     from shoal.worker._server import Worker
@@ -37,7 +38,7 @@ async def copy_keys(worker: Worker, conn: Connection, msg: CopyKeys) -> None:
         for key, value in values.items():
             worker.data[key] = value
             got[key] = nbytes(value)
-    worker._carry_out(worker.state.handle(*(DataStored(k, n) for k, n in got.items())))
+    worker._carry_out(worker.state.handle(CopiesStored(got)))
     if not conn.closed:
         conn.send(Response(msg.request_id, True, [[k, n] for k, n in got.items()]))
 

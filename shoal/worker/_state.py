@@ -13,10 +13,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from shoal.protocol._messages import Compute, MissingData, TaskDone, TaskErred, Transfer
+from shoal.protocol._messages import (
+    Compute,
+    MissingData,
+    ScatterStored,
+    TaskDone,
+    TaskErred,
+    Transfer,
+)
 from shoal.worker._events import (
     Command,
     ComputeAssigned,
+    CopiesStored,
     DataStored,
     Drop,
     Event,
@@ -27,6 +35,7 @@ from shoal.worker._events import (
     FetchFailed,
     KeysFreed,
     Report,
+    StoreFailed,
 )
 
 Key = Any
@@ -34,6 +43,7 @@ Key = Any
 __all__ = [
     "Command",
     "ComputeAssigned",
+    "CopiesStored",
     "DataStored",
     "Drop",
     "Event",
@@ -44,6 +54,7 @@ __all__ = [
     "FetchFailed",
     "KeysFreed",
     "Report",
+    "StoreFailed",
     "WorkerState",
 ]
 
@@ -90,6 +101,12 @@ class WorkerState:
             elif kind is DataStored:
                 self.held[ev.key] = ev.nbytes  # type: ignore[attr-defined]
                 self.assigned.add(ev.key)  # type: ignore[attr-defined]
+                self._out.append(Report(ScatterStored(ev.key, None)))  # type: ignore[attr-defined]
+            elif kind is StoreFailed:
+                self._out.append(Report(ScatterStored(ev.key, ev.error)))  # type: ignore[attr-defined]
+            elif kind is CopiesStored:
+                self.held.update(ev.got)  # type: ignore[attr-defined]
+                self.assigned.update(ev.got)  # type: ignore[attr-defined]
             else:
                 raise TypeError(f"worker state got an unknown event {ev!r}")
         out, self._out = self._out, []
