@@ -87,9 +87,9 @@ def test_run_on_the_nannies_runs_in_the_process_holding_them(client: Client) -> 
 
 
 def test_run_on_the_nannies_of_a_remote_cluster_says_why_it_cannot(client: Client) -> None:
-    with Client(client.scheduler_address, set_as_default=False) as remote:
-        with pytest.raises(NotImplementedError, match="nannies are not reachable"):
-            remote.run(os.getpid, nanny=True)
+    with (Client(client.scheduler_address, set_as_default=False) as remote,
+          pytest.raises(NotImplementedError, match="nannies are not reachable")):
+        remote.run(os.getpid, nanny=True)
 
 
 def _count_workers(dask_scheduler: Any, plus: int = 0) -> int:
