@@ -385,7 +385,7 @@ def _tiny_wheel(where: Path, name: str) -> Path:
 
 def test_pip_install_installs_a_local_package_on_the_workers(make_client: Any,
                                                              tmp_path: Path) -> None:
-    name = "shoal_h11_tinypkg"
+    name = f"shoal_h11_tinypkg_{os.getpid()}"  # two test runs at once do not share it
     wheel = _tiny_wheel(tmp_path, name)
     c = make_client(1)
     try:
