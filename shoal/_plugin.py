@@ -286,12 +286,12 @@ class PipInstall(WorkerPlugin):
     """
 
     idempotent = True
-    name = "pip"
 
     def __init__(self, packages: list[str], pip_options: list[str] | None = None,
                  restart_workers: bool = False) -> None:
         if isinstance(packages, str) or not all(isinstance(p, str) for p in packages):
             raise TypeError(f"PipInstall takes a list of package names, got {packages!r}")
+        self.name = f"PipInstall-{uuid.uuid4()}"  # each instance its own (dask's rule)
         self.packages = list(packages)
         self.pip_options = list(pip_options or [])
         self.restart_workers = restart_workers

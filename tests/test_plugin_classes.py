@@ -84,6 +84,8 @@ def test_pip_install_takes_a_list_of_packages() -> None:
     with pytest.raises(TypeError, match="list of package names"):
         PipInstall("numpy")  # type: ignore[arg-type]
     assert PipInstall(["a", "b"]).idempotent
+    # Idempotent per instance: a second PipInstall is a new plugin, as in dask.
+    assert PipInstall(["a"]).name != PipInstall(["a"]).name
 
 
 def test_load_file_reloads_a_changed_module_and_reads_a_changed_zip(tmp_path: Path) -> None:
