@@ -24,6 +24,7 @@ PUBLIC = [
     "LostDataError",
     "RemoteError",
     "as_completed",
+    "default_client",
     "fire_and_forget",
     "futures_of",
     "get_client",
@@ -60,6 +61,7 @@ DASK_DISTRIBUTED_NAMES = [
     "fire_and_forget",
     "print",
     "warn",
+    "default_client",
 ]
 
 

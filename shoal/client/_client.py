@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
+import functools
 import itertools
 import logging
 import threading
@@ -32,15 +32,15 @@ from shoal.client import (
     _debug,
     _repr,
     _topics,
-    _worker_client,
 )
 from shoal.client import _fetch as _fetch_module
 from shoal.client._actor import NewActor
-from shoal.client._future import Future, FutureState
+from shoal.client._faces import answer, queued, two_faced
+from shoal.client._future import Future, FutureCancelledError, FutureState, settled
 from shoal.client._structure import collect_futures, rebuild
 from shoal.comm import Connection, connect
 from shoal.protocol._call import Call
-from shoal.protocol._errors import error_to_exception
+from shoal.protocol._errors import error_to_exception, error_traceback
 from shoal.protocol._messages import (
     PROTOCOL_VERSION,
     CancelKeys,
@@ -96,6 +96,15 @@ def get_client() -> Client:
     raise ValueError("No shoal Client found; start one with shoal.Client()")
 
 
+def default_client(c: Client | None = None) -> Client:
+    """``c`` if given, else the most recently created open Client (dask's name).
+
+    Raises:
+        ValueError: no client is open; create one with ``Client()``.
+    """
+    return c if c is not None else get_client()
+
+
 class Client:
     """Connect to a shoal cluster, or start a local one.
 
@@ -106,6 +115,10 @@ class Client:
             ``dashboard_address``...).
         timeout: seconds to wait for the scheduler to answer.
         set_as_default: make this client dask's scheduler (``dask.compute`` runs here).
+        asynchronous: for use in a coroutine: ``await Client(..., asynchronous=True)`` (or
+            ``async with``) starts it, and its operations return awaitables, which never
+            block the awaiting event loop (any asyncio loop, uvloop too). Every method also
+            takes ``asynchronous=`` for one call.
 
     Raises:
         OSError: nothing answered at ``address`` within ``timeout``.
@@ -122,14 +135,9 @@ class Client:
         direct_to_workers: bool | None = None,
         **cluster_kwargs: Any,
     ) -> None:
-        if asynchronous:
-            raise NotImplementedError(
-                "shoal's Client is synchronous for now; use it from threads, or await futures "
-                "(`await future` works inside a running event loop)."
-            )
         if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-        self.asynchronous = False
+        self.asynchronous = bool(asynchronous)
         self.status = "connecting"
         self.id = name or f"Client-{uuid.uuid4().hex[:8]}"
         self._timeout = timeout
@@ -152,13 +160,13 @@ class Client:
         self._owns_cluster = False
         self._previous_scheduler: Any = None
         self._is_default = False
+        self._set_as_default = set_as_default
         self.cluster: Any = None
 
         from shoal.cluster._local import LocalCluster
 
         if address is None:
-            self.cluster = LocalCluster(**cluster_kwargs)
-            self._owns_cluster = True
+            pass
         elif isinstance(address, LocalCluster):
             if cluster_kwargs:
                 raise TypeError(f"unexpected arguments with a cluster: {sorted(cluster_kwargs)}")
@@ -174,31 +182,40 @@ class Client:
                 f"Client(address) takes 'tcp://host:port', a LocalCluster or nothing; got "
                 f"{type(address).__name__}"
             )
+        # Started by ``await client`` (or ``async with``) when asynchronous: dask's way.
+        self._started: Any = self.sync(self._start, address, cluster_kwargs)
+
+    async def _start(self, address: Any, cluster_kwargs: dict[str, Any]) -> Client:
+        """Start the own LocalCluster (off the loop: it waits on the loop), connect, and
+        become the current (and perhaps dask's default) client."""
+        from shoal.cluster._local import LocalCluster
+
+        loop = asyncio.get_running_loop()
         try:
-            if self.cluster is not None:
-                _loop.run_sync(self._connect_local(), timeout)
-            else:
-                _loop.run_sync(self._connect_tcp(address), timeout)
-        except TimeoutError:
-            self._abort()
-            raise OSError(
-                f"timed out after {timeout} s connecting to the scheduler at {address}"
-            ) from None
+            if address is None:
+                self.cluster = await loop.run_in_executor(
+                    None, functools.partial(LocalCluster, **cluster_kwargs))
+                self._owns_cluster = True
+            connecting = (self._connect_local() if self.cluster is not None
+                          else self._connect_tcp(address))
+            try:
+                await asyncio.wait_for(connecting, self._timeout)
+            except TimeoutError:
+                raise OSError(f"timed out after {self._timeout} s connecting to the scheduler "
+                              f"at {address}") from None
         except BaseException:
-            self._abort()
+            self.status = "closed"
+            if self._owns_cluster and self.cluster is not None:
+                await loop.run_in_executor(None, self.cluster.close)
             raise
         self.status = "running"
         _tune_gc()
         _current.append(weakref.ref(self))
-        if set_as_default:
+        if self._set_as_default:
             self._previous_scheduler = dask.config.get("scheduler", None)
             self._is_default = True
             dask.config.set({"scheduler": self, "dataframe.shuffle.method": "tasks"})
-
-    def _abort(self) -> None:
-        self.status = "closed"
-        if self._owns_cluster and self.cluster is not None:
-            self.cluster.close()
+        return self
 
     async def _connect_local(self) -> None:
         sched = self.cluster.scheduler
@@ -343,9 +360,22 @@ class Client:
             return _loop.run_async(func(*args, **kwargs), callback_timeout)
         return _loop.run_sync(func(*args, **kwargs), callback_timeout)
 
-    def _sync_request(self, op: str, timeout: float | None = None, **args: Any) -> Any:
+    async def _request_within(self, op: str, within: float | None, /, **args: Any) -> Any:
+        """``_request`` on an open client, raising TimeoutError after ``within`` seconds."""
         self._check_open()
-        return _loop.run_sync(self._request(op, **args), timeout)
+        try:
+            return await asyncio.wait_for(self._request(op, **args), within)
+        except TimeoutError:
+            raise TimeoutError(f"the scheduler did not answer {op!r} within {within} s") from None
+
+    def _sync_request(self, op: str, timeout: float | None = None, **args: Any) -> Any:
+        """``_request_within`` for a caller that blocks (whatever the client's mode)."""
+        return self.sync(self._request_within, op, timeout, asynchronous=False, **args)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """shoal's event loop, on which every client operation runs (its own thread)."""
+        return _loop.get_loop()
 
     # --- reference counting -------------------------------------------------------------------
 
@@ -564,43 +594,54 @@ class Client:
 
     # --- results -------------------------------------------------------------------------------
 
+    # Each operation below is one coroutine (run on shoal's loop) behind ``sync``. A blocking
+    # caller may first wait in its own thread on the futures' events (no loop wake-ups, no
+    # round trip while it waits); the coroutine then finds them settled.
+
     def _wait_one(self, fut: Future, timeout: float | None) -> None:
         if not fut._state.wait(timeout):
             raise TimeoutError(f"future {fut.key!r} did not finish within {timeout} s")
 
-    def _result(self, fut: Future, timeout: float | None) -> Any:
+    def _result(self, fut: Future, timeout: float | None, asynchronous: bool | None = None) -> Any:
+        if not (self.asynchronous if asynchronous is None else asynchronous):
+            self._wait_one(fut, timeout)
+            st = fut._state
+            if st.status == "finished" and st.inline is not None:
+                return loads(st.inline)  # here already: no loop round trip
+        return self.sync(self._result_within, fut, timeout, asynchronous=asynchronous)
+
+    async def _result_within(self, fut: Future, timeout: float | None) -> Any:
+        try:
+            return await asyncio.wait_for(self._gather(fut), timeout)
+        except TimeoutError:
+            if not fut.done():
+                raise TimeoutError(f"future {fut.key!r} did not finish within {timeout} s") from None
+            raise TimeoutError(f"the result of {fut.key!r} could not be fetched within {timeout} s") from None
+
+    def _failure(self, fut: Future, timeout: float | None, what: str) -> Any:
+        """``Future.exception()`` (``what="exception"``) or ``Future.traceback()``."""
+        if self.asynchronous:
+            return self.sync(self._failure_when_done, fut, what, callback_timeout=timeout)
         self._wait_one(fut, timeout)
+        return self._failure_of(fut, what)
+
+    async def _failure_when_done(self, fut: Future, what: str) -> Any:
+        await settled([fut._state])
+        return self._failure_of(fut, what)
+
+    @staticmethod
+    def _failure_of(fut: Future, what: str) -> Any:
         st = fut._state
-        if st.status == "finished":
-            if st.inline is not None:
-                return loads(st.inline)
-            try:
-                return self._fetch([fut.key], timeout)[fut.key]
-            except TimeoutError:
-                raise TimeoutError(f"the result of {fut.key!r} could not be fetched within {timeout} s") from None
-        raise self._exception_of(fut)
-
-    async def _result_async(self, fut: Future) -> Any:
-        st = fut._state
-        if not st.done():
-            done = asyncio.get_running_loop().create_future()
-            loop = asyncio.get_running_loop()
-
-            def settle() -> None:
-                if not done.done():
-                    done.set_result(None)
-
-            def wake() -> None:
-                loop.call_soon_threadsafe(settle)
-
-            self._add_callback(fut, lambda _f: wake())
-            await done
-        return await asyncio.get_running_loop().run_in_executor(None, self._result, fut, None)
+        if st.status != "error" or st.error is None:
+            return None
+        if what == "traceback":
+            return error_traceback(st.error)
+        return error_to_exception(st.error)
 
     def _exception_of(self, fut: Future) -> BaseException:
         st = fut._state
         if st.status == "cancelled":
-            return concurrent.futures.CancelledError(f"future {fut.key!r} was cancelled")
+            return FutureCancelledError(f"future {fut.key!r} was cancelled")
         if st.error is not None:
             return error_to_exception(st.error)
         return RuntimeError(f"future {fut.key!r} is {st.status}")
@@ -621,7 +662,8 @@ class Client:
     def gather(self, futures: Any, errors: str = "raise", direct: Any = None,
                asynchronous: Any = None) -> Any:
         """Wait for futures and return their results, in the same structure
-        (list, tuple, dict, nested, or a single future).
+        (list, tuple, dict, nested, or a single future); an awaitable of them when
+        asynchronous.
 
         Args:
             errors: "raise" (the first failure is raised) or "skip" (failed ones are left out).
@@ -630,34 +672,59 @@ class Client:
             raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
         self._check_open()
         if isinstance(futures, Iterator):
-            return (self.gather(f, errors=errors) for f in futures)
+            return (self.gather(f, errors=errors, asynchronous=asynchronous) for f in futures)
+        if not (self.asynchronous if asynchronous is None else asynchronous):
+            flat: list[Future] = []
+            collect_futures(futures, flat)
+            for f in flat:
+                f._state.wait(None)
+            if not self._keys_to_fetch(flat, errors):  # all here: no loop round trip
+                return self._assemble(futures, flat, errors, {})
+        return self.sync(self._gather, futures, errors, asynchronous=asynchronous)
+
+    async def _gather(self, futures: Any, errors: str = "raise") -> Any:
         flat: list[Future] = []
         collect_futures(futures, flat)
-        for f in flat:
-            f._state.wait(None)
-        values: dict[Any, Any] = {}
-        failed: set[Any] = set()
-        fetch = []
+        await settled(f._state for f in flat)
+        fetch = self._keys_to_fetch(flat, errors)
+        fetched = await self._fetch_async(fetch) if fetch else {}
+        return self._assemble(futures, flat, errors, fetched)
+
+    def _keys_to_fetch(self, flat: list[Future], errors: str) -> list[Any]:
+        """The finished keys whose values are on workers (settled ``flat``); raises the
+        first failure when ``errors="raise"``."""
+        fetch: dict[Any, None] = {}
         for f in flat:
             st = f._state
             if st.status == "finished":
-                if st.inline is not None:
-                    values[f.key] = loads(st.inline)
-                else:
-                    fetch.append(f.key)
+                if st.inline is None:
+                    fetch[f.key] = None
+            elif errors == "raise":
+                raise self._exception_of(f)
+        return list(fetch)
+
+    def _assemble(self, futures: Any, flat: list[Future], errors: str,
+                  values: dict[Any, Any]) -> Any:
+        """``futures``' structure with their values: ``values`` (fetched) or inline ones."""
+        failed: set[Any] = set()
+        for f in flat:
+            st = f._state
+            if f.key in values:
+                continue
+            if st.status == "finished" and st.inline is not None:
+                values[f.key] = loads(st.inline)
             elif errors == "skip":
                 failed.add(f.key)
             else:
                 raise self._exception_of(f)
-        if fetch:
-            values.update(self._fetch(list(dict.fromkeys(fetch))))
         return rebuild(futures, values, failed)
 
     def scatter(self, data: Any, workers: Any = None, broadcast: bool = False,
                 direct: Any = None, hash: bool = True, timeout: Any = None,
                 asynchronous: Any = None) -> Any:
         """Put local data into cluster memory; returns futures in the same structure
-        (a single object gives a single future)."""
+        (a single object gives a single future); an awaitable of them when asynchronous.
+        The data is pickled here, in the caller's thread."""
         self._check_open()
         wl = self._check_workers(workers)
         if isinstance(data, dict):
@@ -676,26 +743,28 @@ class Client:
 
         rows = [(k, dumps(v), int(sizeof(v)), type(v).__name__) for k, v in zip(keys, values, strict=False)]
         futures = [Future(k, self) for k in keys]
-        rid = next(self._request_ids)
-
-        async def send() -> None:
-            assert self._conn is not None
-            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            self._requests[rid] = fut
-            self._conn.send(Scatter(rid, rows, wl, bool(broadcast)))
-            await fut
-
-        _loop.run_sync(send(), timeout)
-        for f in futures:
-            f._state.wait(timeout)
         if isinstance(data, dict):
-            return dict(zip(keys, futures, strict=False))
-        if isinstance(data, (list, tuple, set, frozenset)):
-            return type(data)(futures) if not isinstance(data, (set, frozenset)) else futures
-        return futures[0]
+            shaped: Any = dict(zip(keys, futures, strict=False))
+        elif isinstance(data, (list, tuple, set, frozenset)):
+            shaped = type(data)(futures) if not isinstance(data, (set, frozenset)) else futures
+        else:
+            shaped = futures[0]
+        return self.sync(self._scatter, rows, wl, bool(broadcast), futures, shaped,
+                         callback_timeout=timeout, asynchronous=asynchronous)
+
+    async def _scatter(self, rows: list[Any], workers: list[str] | None, broadcast: bool,
+                       futures: list[Future], shaped: Any) -> Any:
+        assert self._conn is not None
+        rid = next(self._request_ids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._requests[rid] = fut
+        self._conn.send(Scatter(rid, rows, workers, broadcast))
+        await fut
+        await settled(f._state for f in futures)
+        return shaped
 
     def cancel(self, futures: Any, asynchronous: Any = None, force: bool = False,
-               reason: Any = None, msg: Any = None) -> None:
+               reason: Any = None, msg: Any = None) -> Any:
         """Cancel these futures: they end ``cancelled`` and this client drops its interest
         in their keys, so submitting the same task again starts a fresh computation.
 
@@ -720,8 +789,9 @@ class Client:
         for st in {id(f._state): f._state for f in flat}.values():
             if st.status != "cancelled":
                 _loop.call_soon(lambda st=st: st.status == "cancelled" or st.settle("cancelled"))
+        return answer(self, None, asynchronous)
 
-    def retry(self, futures: Any, asynchronous: Any = None) -> None:
+    def retry(self, futures: Any, asynchronous: Any = None) -> Any:
         """Run failed futures (and their failed inputs) again."""
         self._check_open()
         flat: list[Future] = []
@@ -730,59 +800,56 @@ class Client:
             if f._state.status == "error":
                 f._state.reset()
         self._send(RetryKeys([f.key for f in flat]))
+        return answer(self, None, asynchronous)
 
     # --- questions about the cluster, collections, debugging (sibling modules) -----------------
 
     _fetch = _fetch_module.fetch
     _fetch_async = _fetch_module.fetch_async
-    run = _cluster_info.run
-    scheduler_info = _cluster_info.scheduler_info
-    nthreads = _cluster_info.nthreads
-    ncores = _cluster_info.nthreads
-    who_has = _cluster_info.who_has
-    has_what = _cluster_info.has_what
-    wait_for_workers = _cluster_info.wait_for_workers
-    _task_stream_since = _cluster_info.task_stream_since
-    story = _cluster_info.story
+    run = two_faced(_cluster_info.run)
+    scheduler_info = two_faced(_cluster_info.scheduler_info)
+    nthreads = two_faced(_cluster_info.nthreads)
+    ncores = nthreads
+    who_has = two_faced(_cluster_info.who_has)
+    has_what = two_faced(_cluster_info.has_what)
+    wait_for_workers = two_faced(_cluster_info.wait_for_workers)
+    _task_stream_since = two_faced(_cluster_info.task_stream_since)
+    story = two_faced(_cluster_info.story)
     dashboard_link = property(_cluster_info.dashboard_link)
     get = _collections.get
     compute = _collections.compute
     persist = _collections.persist
     recreate_error_locally = _debug.recreate_error_locally
     explain = _debug.explain
-    log_event = _topics.log_event
-    get_events = _topics.get_events
-    subscribe_topic = _topics.subscribe_topic
-    unsubscribe_topic = _topics.unsubscribe_topic
-    publish_dataset = _datasets.publish_dataset
-    unpublish_dataset = _datasets.unpublish_dataset
-    get_dataset = _datasets.get_dataset
-    list_datasets = _datasets.list_datasets
+    log_event = queued(_topics.log_event)
+    get_events = two_faced(_topics.get_events)
+    subscribe_topic = queued(_topics.subscribe_topic)
+    unsubscribe_topic = queued(_topics.unsubscribe_topic)
+    publish_dataset = two_faced(_datasets.publish_dataset)
+    unpublish_dataset = two_faced(_datasets.unpublish_dataset)
+    get_dataset = two_faced(_datasets.get_dataset)
+    list_datasets = two_faced(_datasets.list_datasets)
     datasets = property(_datasets.Datasets)
-    current = staticmethod(_worker_client.current)
     __repr__ = _repr.client_repr
     _repr_html_ = _repr.client_repr_html
 
     # --- closing --------------------------------------------------------------------------------
 
-    def close(self, timeout: Any = None) -> None:
-        """Release everything this client holds; close its own LocalCluster if it made one."""
+    def close(self, timeout: Any = None) -> Any:
+        """Release everything this client holds; close its own LocalCluster if it made one.
+        An awaitable when asynchronous (``await client.close()``)."""
         if self.status in ("closing", "closed"):
-            return
+            return answer(self, None)
         self.status = "closing"
         if self._is_default:
             self._step_down_as_default()
+        return self.sync(self._close, callback_timeout=timeout)
 
-        async def shut() -> None:
-            if self._conn is not None:
-                self._conn.close()
-            for c in self._worker_conns.values():
-                c.close()
-
-        try:
-            _loop.run_sync(shut(), 10)
-        except Exception:
-            pass
+    async def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        for c in self._worker_conns.values():
+            c.close()
         self.status = "closed"
         for key in list(self._refcount):
             _orphaned[key] = None
@@ -795,7 +862,7 @@ class Client:
                             "exception": None, "traceback": None, "tb_text": ""}
                 st.settle("lost")
         if self._owns_cluster and self.cluster is not None:
-            self.cluster.close()
+            await asyncio.get_running_loop().run_in_executor(None, self.cluster.close)
 
     def _step_down_as_default(self) -> None:
         """Hand dask's default scheduler to the newest client still open, or back to what
@@ -819,17 +886,51 @@ class Client:
             cluster.close()
 
     def __enter__(self) -> Client:
+        if self.asynchronous:
+            raise RuntimeError("an asynchronous Client is used with `async with`, not `with`")
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    def __await__(self) -> Any:
+        """``await Client(..., asynchronous=True)``: the client, once connected."""
+        started = self._started
+
+        async def ready() -> Client:
+            if self.asynchronous and started is not None:
+                await started
+            return self
+
+        return ready().__await__()
+
+    async def __aenter__(self) -> Client:
+        return await self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        closing = self.close()
+        if closing is not None:  # None: a synchronous client, closed already
+            await closing
+
     def __del__(self) -> None:
-        if getattr(self, "status", "closed") == "running" and getattr(self, "_owns_cluster", False):
+        if (getattr(self, "status", "closed") == "running" and getattr(self, "_owns_cluster", False)
+                and not getattr(self, "asynchronous", True)):
             try:
                 self.close()
             except Exception:
                 pass
+
+    @classmethod
+    def current(cls, allow_global: bool = True) -> Client:
+        """The worker's client inside a task, else the newest open client (dask's
+        ``Client.current``).
+
+        Raises:
+            ValueError: no client is open.
+        """
+        from shoal.client._worker_client import get_client as current_client
+
+        return current_client()
 
 
 def _payload(key: Any, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -863,4 +964,4 @@ def _key_name(key: Any) -> str:
     return str(key).rsplit("-", 1)[0] if "-" in str(key) else str(key)
 
 
-__all__ = ["Client", "Future", "Serialized", "get_client"]
+__all__ = ["Client", "Future", "Serialized", "default_client", "get_client"]

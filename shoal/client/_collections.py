@@ -213,7 +213,7 @@ def get(self: Client, dsk: Any, keys: Any, *, workers: Any = None, retries: int 
         except _RunLocally as run_here:
             local = _with_dependents(graph, local | {run_here.key})
     try:
-        values = self.gather(futures)
+        values = self.gather(futures, asynchronous=False)  # dask's get blocks, always
     finally:
         for f in futures.values():
             f.release()

@@ -9,6 +9,7 @@ bytes and keeps the keys alive (``shoal/scheduler/_datasets.py``).
 
 from __future__ import annotations
 
+import asyncio
 import io
 import pickle
 import threading
@@ -18,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 import cloudpickle
 from dask._task_spec import TaskRef
 
-from shoal import _loop
 from shoal.client._future import Future
 from shoal.client._topics import ask
 from shoal.protocol._messages import (
@@ -86,7 +86,7 @@ def _raise_if_error(answer: Any) -> Any:
     raise {"KeyError": KeyError, "ValueError": ValueError}.get(kind, RuntimeError)(message)
 
 
-def publish_dataset(self: Client, *args: Any, name: Any = None, override: bool = False,
+async def publish_dataset(self: Client, *args: Any, name: Any = None, override: bool = False,
                     **kwargs: Any) -> None:
     """Publish futures or (persisted) collections under names other clients can look up.
 
@@ -118,22 +118,22 @@ def publish_dataset(self: Client, *args: Any, name: Any = None, override: bool =
         _check_name(n)
     items = [(n, *_dumps(v)) for n, v in zip(names, values, strict=True)]
     self._check_open()
-    answer = _loop.run_sync(
+    answer = await asyncio.wait_for(
         ask(self, lambda rid: DatasetPublish(rid, items, bool(override))), self._timeout
     )
     _raise_if_error(answer)
 
 
-def unpublish_dataset(self: Client, name: Any, **kwargs: Any) -> None:
+async def unpublish_dataset(self: Client, name: Any, **kwargs: Any) -> None:
     """Remove the named dataset(s) (a name or a list of names); unknown names are ignored.
     Its keys are released unless a client still holds futures of them."""
     names = name if isinstance(name, list) else [name]
     self._check_open()
-    _raise_if_error(_loop.run_sync(ask(self, lambda rid: DatasetUnpublish(rid, names)),
-                                   self._timeout))
+    _raise_if_error(await asyncio.wait_for(ask(self, lambda rid: DatasetUnpublish(rid, names)),
+                                           self._timeout))
 
 
-def get_dataset(self: Client, name: Any, default: Any = _no_default, **kwargs: Any) -> Any:
+async def get_dataset(self: Client, name: Any, default: Any = _no_default, **kwargs: Any) -> Any:
     """The dataset published under ``name`` (a list of names gives a list), its futures
     bound to this client.
 
@@ -143,7 +143,7 @@ def get_dataset(self: Client, name: Any, default: Any = _no_default, **kwargs: A
     names = name if isinstance(name, list) else [name]
     self._check_open()
     payloads = _raise_if_error(
-        _loop.run_sync(ask(self, lambda rid: DatasetGet(rid, names)), self._timeout)
+        await asyncio.wait_for(ask(self, lambda rid: DatasetGet(rid, names)), self._timeout)
     )
     out: list[Any] = []
     keys: list[Any] = []
@@ -163,10 +163,10 @@ def get_dataset(self: Client, name: Any, default: Any = _no_default, **kwargs: A
     return out if isinstance(name, list) else out[0]
 
 
-def list_datasets(self: Client, **kwargs: Any) -> list[Any]:
+async def list_datasets(self: Client, **kwargs: Any) -> list[Any]:
     """The names of the published datasets, sorted by their text."""
     self._check_open()
-    names = _raise_if_error(_loop.run_sync(ask(self, DatasetList), self._timeout))
+    names = _raise_if_error(await asyncio.wait_for(ask(self, DatasetList), self._timeout))
     return list(names)
 
 
