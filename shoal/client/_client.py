@@ -17,7 +17,7 @@ import threading
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dask
 from dask._task_spec import Task, parse_input
@@ -35,6 +35,7 @@ from shoal.client import (
 )
 from shoal.client import _fetch as _fetch_module
 from shoal.client._actor import NewActor
+from shoal.client._core import ClientCore, orphan_keys
 from shoal.client._faces import answer, queued, two_faced
 from shoal.client._future import Future, FutureCancelledError, FutureState, settled
 from shoal.client._structure import collect_futures, rebuild
@@ -62,10 +63,6 @@ from shoal.protocol._serialize import FunctionCache, Serialized, dumps, dumps_ta
 logger = logging.getLogger("shoal.client")
 
 _current: list[weakref.ReferenceType[Client]] = []
-# Keys that clients of this process held when they were closed (for clear errors when a
-# collection persisted by a closed client is used again). Bounded.
-_orphaned: collections.OrderedDict[Any, None] = collections.OrderedDict()
-_ORPHANED_MAX = 1_000_000
 
 
 def _tune_gc() -> None:
@@ -77,10 +74,6 @@ def _tune_gc() -> None:
     threshold = gc.get_threshold()
     if threshold[0] == 700:
         gc.set_threshold(20_000, threshold[1], threshold[2])
-
-
-def orphaned_key(key: Any) -> bool:
-    return key in _orphaned
 
 
 def get_client() -> Client:
@@ -851,10 +844,7 @@ class Client:
         for c in self._worker_conns.values():
             c.close()
         self.status = "closed"
-        for key in list(self._refcount):
-            _orphaned[key] = None
-        while len(_orphaned) > _ORPHANED_MAX:
-            _orphaned.popitem(last=False)
+        orphan_keys(list(self._refcount))
         for st in list(self._states.values()):
             if st.status == "pending":
                 st.error = {"kind": "lost", "type": "RuntimeError",
@@ -931,6 +921,11 @@ class Client:
         from shoal.client._worker_client import get_client as current_client
 
         return current_client()
+
+
+if TYPE_CHECKING:
+    def _is_a_client_core(client: Client) -> ClientCore:
+        return client  # mypy checks here that the facade gives its helpers what they use
 
 
 def _payload(key: Any, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],

@@ -16,7 +16,7 @@ from shoal.protocol._errors import error_to_exception
 from shoal.protocol._serialize import dumps, loads
 
 if TYPE_CHECKING:
-    from shoal.client._client import Client
+    from shoal.client._core import ClientCore as Client  # the protocol: never the facade
 
 
 async def run(self: Client, function: Callable[..., Any], *args: Any, workers: Any = None,

@@ -30,7 +30,7 @@ from shoal.protocol._messages import (
 )
 
 if TYPE_CHECKING:
-    from shoal.client._client import Client
+    from shoal.client._core import ClientCore as Client  # the protocol: never the facade
 
 _no_default = object()
 _binding = threading.local()  # the client that futures being unpickled belong to

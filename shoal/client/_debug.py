@@ -16,7 +16,7 @@ from shoal.protocol._errors import describe_value
 from shoal.protocol._serialize import FunctionTable, loads
 
 if TYPE_CHECKING:
-    from shoal.client._client import Client
+    from shoal.client._core import ClientCore as Client  # the protocol: never the facade
 
 
 def _target_key(client: Client, obj: Any) -> Any:

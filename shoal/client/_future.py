@@ -18,7 +18,7 @@ from dask._task_spec import TaskRef
 from shoal.protocol._serialize import Serialized
 
 if TYPE_CHECKING:
-    from shoal.client._client import Client
+    from shoal.client._core import ClientCore as Client  # the protocol: never the facade
 
 _NO_VALUE = object()
 # Guards FutureState.status changes against callback registration from user threads.

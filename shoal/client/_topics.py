@@ -26,7 +26,7 @@ import msgpack
 from shoal.protocol._messages import TopicEvent, TopicGet, TopicLog, TopicSubscribe
 
 if TYPE_CHECKING:
-    from shoal.client._client import Client
+    from shoal.client._core import ClientCore as Client  # the protocol: never the facade
 
 logger = logging.getLogger("shoal.client")
 

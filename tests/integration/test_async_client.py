@@ -18,7 +18,7 @@ import uvloop
 
 from shoal import Client, Future, as_completed, default_client, wait
 
-from ._helpers import gated, wait_for
+from ._helpers import gated
 
 pytestmark = pytest.mark.integration
 
