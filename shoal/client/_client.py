@@ -282,6 +282,9 @@ class Client:
     # --- sending --------------------------------------------------------------------------------
 
     def _check_open(self) -> None:
+        if self.status == "connecting" and self.asynchronous:
+            raise RuntimeError("this asynchronous Client is still connecting: `await` it (or "
+                               "use `async with Client(..., asynchronous=True)`) first")
         if self.status != "running":
             raise RuntimeError(
                 f"this Client is {self.status}; create a new Client() to submit more work"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import socket
 import traceback
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -314,3 +315,42 @@ def test_current_default_client_and_loop(client):
 def test_an_async_client_says_how_to_use_it():
     with pytest.raises(RuntimeError, match="outside a running event loop"):
         Client("tcp://127.0.0.1:1", asynchronous=True)
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def increment(self) -> int:
+        self.n += 1
+        return self.n
+
+
+def test_actors_of_an_async_client_are_awaited(client):
+    async def main() -> tuple[int, int]:
+        c = await connect(client)
+        counter = await c.submit(Counter, actor=True)
+        called = await counter.increment()
+        read = await counter.n  # an attribute read is awaitable too, as in dask
+        await c.close()
+        return called, read
+
+    assert asyncio.run(main()) == (1, 1)
+
+
+def test_an_async_client_used_before_it_is_connected_says_so():
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts connections, never answers
+    address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+
+    async def main() -> None:
+        c = Client(address, asynchronous=True, set_as_default=False, timeout=0.3)
+        with pytest.raises(RuntimeError, match="still connecting"):
+            c.submit(inc, 1)
+        with pytest.raises(OSError, match="timed out"):
+            await c
+        assert c.status == "closed"
+
+    try:
+        asyncio.run(main())
+    finally:
+        silent.close()
