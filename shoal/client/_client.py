@@ -112,6 +112,8 @@ class Client:
             ``async with``) starts it, and its operations return awaitables, which never
             block the awaiting event loop (any asyncio loop, uvloop too). Every method also
             takes ``asynchronous=`` for one call.
+        loop: accepted for dask's signature and ignored: operations run on shoal's own
+            loop (``client.loop``), whichever loop awaits them.
 
     Raises:
         OSError: nothing answered at ``address`` within ``timeout``.
@@ -120,6 +122,7 @@ class Client:
     def __init__(
         self,
         address: Any = None,
+        loop: Any = None,
         *,
         timeout: float = 10.0,
         set_as_default: bool = True,
