@@ -178,8 +178,9 @@ class Client:
                 f"Client(address) takes 'tcp://host:port', a LocalCluster or nothing; got "
                 f"{type(address).__name__}"
             )
-        # Started by ``await client`` (or ``async with``) when asynchronous: dask's way.
-        self._started: Any = self.sync(self._start, address, cluster_kwargs)
+        # Blocking, or an awaitable that ``await client`` (or ``async with``) waits for.
+        started = self.sync(self._start, address, cluster_kwargs)
+        self._started: Any = started if self.asynchronous else None  # (not self: no cycle)
 
     async def _start(self, address: Any, cluster_kwargs: dict[str, Any]) -> Client:
         """Start the own LocalCluster (off the loop: it waits on the loop), connect, and
@@ -604,9 +605,11 @@ class Client:
     def _result(self, fut: Future, timeout: float | None, asynchronous: bool | None = None) -> Any:
         if not (self.asynchronous if asynchronous is None else asynchronous):
             self._wait_one(fut, timeout)
-            st = fut._state
-            if st.status == "finished" and st.inline is not None:
-                return loads(st.inline)  # here already: no loop round trip
+            st = fut._state  # settled: unless it must be fetched, no loop round trip
+            if st.status != "finished":
+                raise self._exception_of(fut)
+            if st.inline is not None:
+                return loads(st.inline)
         return self.sync(self._result_within, fut, timeout, asynchronous=asynchronous)
 
     async def _result_within(self, fut: Future, timeout: float | None) -> Any:
@@ -842,13 +845,28 @@ class Client:
         self.status = "closing"
         if self._is_default:
             self._step_down_as_default()
-        return self.sync(self._close, callback_timeout=timeout)
+        if self.asynchronous:
+            return self.sync(self._close, callback_timeout=timeout)
+        try:
+            _loop.run_sync(self._close(with_cluster=False), 10)
+        except (RuntimeError, TimeoutError) as exc:  # on the loop thread, or the loop is gone
+            logger.debug("closing %s without the loop: %s", self.id, exc)
+            self._mark_closed()
+        if self._owns_cluster and self.cluster is not None:
+            self.cluster.close()  # here, in the caller's thread: it has its own deadline
+        return None
 
-    async def _close(self) -> None:
+    async def _close(self, with_cluster: bool = True) -> None:
         if self._conn is not None:
             self._conn.close()
         for c in self._worker_conns.values():
             c.close()
+        self._mark_closed()
+        if with_cluster and self._owns_cluster and self.cluster is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.cluster.close)
+
+    def _mark_closed(self) -> None:
+        """Closed: note the keys it held, and end what its futures wait for ("lost")."""
         self.status = "closed"
         orphan_keys(list(self._refcount))
         for st in list(self._states.values()):
@@ -857,8 +875,6 @@ class Client:
                             "message": "the client was closed before this future finished",
                             "exception": None, "traceback": None, "tb_text": ""}
                 st.settle("lost")
-        if self._owns_cluster and self.cluster is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self.cluster.close)
 
     def _step_down_as_default(self) -> None:
         """Hand dask's default scheduler to the newest client still open, or back to what
@@ -874,12 +890,16 @@ class Client:
                 successor = successor._previous_scheduler
         dask.config.set({"scheduler": successor})
 
-    def shutdown(self) -> None:
-        """Close the client and the cluster it is connected to."""
+    def shutdown(self) -> Any:
+        """Close the client and the cluster it is connected to (awaitable when
+        asynchronous)."""
         cluster = self.cluster
-        self.close()
+        closing = self.close()
+        if self.asynchronous:
+            return _shutdown_async(closing, cluster)
         if cluster is not None:
             cluster.close()
+        return None
 
     def __enter__(self) -> Client:
         if self.asynchronous:
@@ -932,6 +952,12 @@ class Client:
 if TYPE_CHECKING:
     def _is_a_client_core(client: Client) -> ClientCore:
         return client  # mypy checks here that the facade gives its helpers what they use
+
+
+async def _shutdown_async(closing: Any, cluster: Any) -> None:
+    await closing
+    if cluster is not None:  # closing it waits on shoal's loop: from a thread
+        await asyncio.get_running_loop().run_in_executor(None, cluster.close)
 
 
 def _payload(key: Any, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],

@@ -17,9 +17,9 @@ import dask
 import pytest
 import uvloop
 
-from shoal import Client, Future, as_completed, default_client, wait
+from shoal import Client, Future, LocalCluster, as_completed, default_client, wait
 
-from ._helpers import gated
+from ._helpers import gated, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -354,3 +354,31 @@ def test_an_async_client_used_before_it_is_connected_says_so():
         asyncio.run(main())
     finally:
         silent.close()
+
+
+def test_shutdown_of_an_async_client_closes_the_cluster_it_is_connected_to():
+    async def main() -> Any:
+        cluster = LocalCluster(n_workers=1, processes=False, dashboard_address=None)
+        c = await Client(cluster, asynchronous=True, set_as_default=False)
+        assert await c.submit(inc, 1) == 2
+        await c.shutdown()
+        return c, cluster
+
+    c, cluster = asyncio.run(main())
+    assert c.status == "closed" and cluster.status == "closed"
+
+
+def test_a_done_callback_may_read_a_failed_result_without_blocking():
+    seen: list[BaseException] = []
+    with Client(n_workers=1, processes=False, dashboard_address=None, set_as_default=False) as c:
+        fut = c.submit(fail, "in a callback", pure=False)
+
+        def read(f: Future) -> None:
+            try:
+                f.result()
+            except ValueError as exc:
+                seen.append(exc)
+
+        fut.add_done_callback(read)
+        wait_for(lambda: seen)
+    assert "in a callback" in str(seen[0])
