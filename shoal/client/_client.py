@@ -680,46 +680,40 @@ class Client:
             collect_futures(futures, flat)
             for f in flat:
                 f._state.wait(None)
-            if not self._keys_to_fetch(flat, errors):  # all here: no loop round trip
-                return self._assemble(futures, flat, errors, {})
+            values, failed, fetch = self._split(flat, errors)
+            if not fetch:  # all here: no loop round trip
+                return rebuild(futures, values, failed)
         return self.sync(self._gather, futures, errors, asynchronous=asynchronous)
 
     async def _gather(self, futures: Any, errors: str = "raise") -> Any:
         flat: list[Future] = []
         collect_futures(futures, flat)
         await settled(f._state for f in flat)
-        fetch = self._keys_to_fetch(flat, errors)
-        fetched = await self._fetch_async(fetch) if fetch else {}
-        return self._assemble(futures, flat, errors, fetched)
+        values, failed, fetch = self._split(flat, errors)
+        if fetch:
+            values.update(await self._fetch_async(fetch))
+        return rebuild(futures, values, failed)
 
-    def _keys_to_fetch(self, flat: list[Future], errors: str) -> list[Any]:
-        """The finished keys whose values are on workers (settled ``flat``); raises the
-        first failure when ``errors="raise"``."""
+    def _split(self, flat: list[Future], errors: str) -> tuple[dict[Any, Any], set[Any], list[Any]]:
+        """Settled futures' inline values, failed keys (``errors="skip"``; with "raise" the
+        first failure is raised) and the keys whose values must be fetched from workers.
+        One pass, so that a later message about a key cannot slip between the looks."""
+        values: dict[Any, Any] = {}
+        failed: set[Any] = set()
         fetch: dict[Any, None] = {}
         for f in flat:
             st = f._state
             if st.status == "finished":
-                if st.inline is None:
+                inline = st.inline
+                if inline is not None:
+                    values[f.key] = loads(inline)
+                else:
                     fetch[f.key] = None
-            elif errors == "raise":
-                raise self._exception_of(f)
-        return list(fetch)
-
-    def _assemble(self, futures: Any, flat: list[Future], errors: str,
-                  values: dict[Any, Any]) -> Any:
-        """``futures``' structure with their values: ``values`` (fetched) or inline ones."""
-        failed: set[Any] = set()
-        for f in flat:
-            st = f._state
-            if f.key in values:
-                continue
-            if st.status == "finished" and st.inline is not None:
-                values[f.key] = loads(st.inline)
             elif errors == "skip":
                 failed.add(f.key)
             else:
                 raise self._exception_of(f)
-        return rebuild(futures, values, failed)
+        return values, failed, list(fetch)
 
     def scatter(self, data: Any, workers: Any = None, broadcast: bool = False,
                 direct: Any = None, hash: bool = True, timeout: Any = None,
