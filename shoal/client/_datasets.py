@@ -13,7 +13,7 @@ import asyncio
 import io
 import pickle
 import threading
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
@@ -172,31 +172,58 @@ async def list_datasets(self: Client, **kwargs: Any) -> list[Any]:
 
 class Datasets(MutableMapping[Any, Any]):
     """``client.datasets``: the published datasets as a mapping (``client.datasets["x"]``,
-    ``"x" in client.datasets``, ``client.datasets["x"] = fut``, ``del client.datasets["x"]``)."""
+    ``"x" in client.datasets``, ``client.datasets["x"] = fut``, ``del client.datasets["x"]``).
+
+    With an asynchronous client, ``await client.datasets["x"]`` and ``async for name in
+    client.datasets`` work; the operations Python cannot await raise TypeError naming the
+    method to await instead.
+    """
 
     __slots__ = ("_client",)
 
     def __init__(self, client: Client) -> None:
         self._client = client
 
+    def _blocking(self, use: str, instead: str) -> None:
+        if self._client.asynchronous:
+            raise TypeError(f"{use} cannot be awaited with an asynchronous client; "
+                            f"use {instead}")
+
     def __getitem__(self, key: Any) -> Any:
-        return self._client.get_dataset(key)
+        return self._client.get_dataset(key)  # awaitable with an asynchronous client
 
     def __setitem__(self, key: Any, value: Any) -> None:
+        self._blocking("client.datasets[name] = value", "await client.publish_dataset(name=value)")
         self._client.publish_dataset(value, name=key)
 
     def __delitem__(self, key: Any) -> None:
         # As in dask: deleting an unknown name is not an error.
+        self._blocking("del client.datasets[name]", "await client.unpublish_dataset(name)")
         self._client.unpublish_dataset(key)
 
     def __contains__(self, key: object) -> bool:
+        self._blocking("name in client.datasets", "name in await client.list_datasets()")
         return key in self._client.list_datasets()
 
     def __iter__(self) -> Iterator[Any]:
+        self._blocking("for name in client.datasets", "async for")
         yield from self._client.list_datasets()
 
+    async def _names(self) -> AsyncIterator[Any]:
+        for name in await self._client.list_datasets():
+            yield name
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        if not self._client.asynchronous:
+            raise TypeError("async for over client.datasets needs an asynchronous client; "
+                            "use a plain for")
+        return self._names()
+
     def __len__(self) -> int:
+        self._blocking("len(client.datasets)", "len(await client.list_datasets())")
         return len(self._client.list_datasets())
 
     def __repr__(self) -> str:
+        if self._client.asynchronous:
+            return "<Datasets: await client.list_datasets() to see them>"
         return f"<Datasets: {self._client.list_datasets()!r}>"

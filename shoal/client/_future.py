@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -104,15 +105,27 @@ async def settled(states: Iterable[FutureState], first: Callable[[FutureState], 
             woken.set_result(None)
 
     def one(st: FutureState) -> None:  # settle() runs it, on the loop thread (or close()'s)
+        if woken.done():  # the waiter is gone (cancelled) or already woken
+            return
         if _in_loop(loop):
             count(st)
         else:
             loop.call_soon_threadsafe(count, st)
 
+    callbacks = []
     for st in pending:
-        if not st.add_callback_if_pending(lambda st=st: one(st)):  # type: ignore[misc]
+        cb = functools.partial(one, st)
+        if st.add_callback_if_pending(cb):
+            callbacks.append((st, cb))
+        else:
             one(st)
-    await woken
+    try:
+        await woken
+    finally:  # a cancelled waiter leaves no callback behind
+        with _callbacks_lock:
+            for st, cb in callbacks:
+                if cb in st.callbacks:
+                    st.callbacks.remove(cb)
 
 
 def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:

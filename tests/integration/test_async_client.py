@@ -382,3 +382,20 @@ def test_a_done_callback_may_read_a_failed_result_without_blocking():
         fut.add_done_callback(read)
         wait_for(lambda: seen)
     assert "in a callback" in str(seen[0])
+
+
+def test_datasets_mapping_of_an_async_client(client):
+    async def main() -> None:
+        c = await connect(client)
+        x = await c.scatter(7)
+        await c.publish_dataset(x, name="h9-mapped")
+        assert await (await c.datasets["h9-mapped"]) == 7
+        assert [n async for n in c.datasets if n == "h9-mapped"] == ["h9-mapped"]
+        with pytest.raises(TypeError, match="publish_dataset"):
+            c.datasets["other"] = x
+        with pytest.raises(TypeError, match="list_datasets"):
+            len(c.datasets)
+        await c.unpublish_dataset("h9-mapped")
+        await c.close()
+
+    asyncio.run(main())
