@@ -816,7 +816,7 @@ class Client:
     compute = _collections.compute
     persist = _collections.persist
     recreate_error_locally = _debug.recreate_error_locally
-    explain = _debug.explain
+    explain = two_faced(_debug.explain)
     log_event = queued(_topics.log_event)
     get_events = two_faced(_topics.get_events)
     subscribe_topic = queued(_topics.subscribe_topic)

@@ -399,3 +399,16 @@ def test_datasets_mapping_of_an_async_client(client):
         await c.close()
 
     asyncio.run(main())
+
+
+def test_explain_is_awaitable_and_recreate_error_locally_still_raises_here(client):
+    async def main() -> None:
+        c = await connect(client)
+        bad = c.submit(fail, "explained", pure=False)
+        story = await c.explain(bad)
+        assert story.key == bad.key and "explained" in story.message
+        with pytest.raises(ValueError, match="explained"):
+            c.recreate_error_locally(bad)  # blocking, as in dask: it runs the task here
+        await c.close()
+
+    asyncio.run(main())
