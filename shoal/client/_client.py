@@ -36,7 +36,7 @@ from shoal.client import (
 from shoal.client import _fetch as _fetch_module
 from shoal.client._actor import NewActor
 from shoal.client._core import ClientCore, orphan_keys
-from shoal.client._faces import answer, queued, two_faced
+from shoal.client._faces import answer, as_coroutine, queued, two_faced
 from shoal.client._future import Future, FutureCancelledError, FutureState, settled
 from shoal.client._structure import collect_futures, rebuild
 from shoal.comm import Connection, connect
@@ -343,7 +343,8 @@ class Client:
 
     def sync(self, func: Callable[..., Any], *args: Any, asynchronous: bool | None = None,
              callback_timeout: float | None = None, **kwargs: Any) -> Any:
-        """Run the coroutine function ``func(*args, **kwargs)`` on shoal's loop.
+        """Run the coroutine function ``func(*args, **kwargs)`` on shoal's loop (a function
+        returning another awaitable, or a plain value, is fine too).
 
         Every client operation is written once, as a coroutine; this is its two faces (as
         dask's ``Client.sync``): for an asynchronous client (or ``asynchronous=True``) it
@@ -356,9 +357,10 @@ class Client:
         """
         if asynchronous is None:
             asynchronous = self.asynchronous
+        work = as_coroutine(func(*args, **kwargs))
         if asynchronous:
-            return _loop.run_async(func(*args, **kwargs), callback_timeout)
-        return _loop.run_sync(func(*args, **kwargs), callback_timeout)
+            return _loop.run_async(work, callback_timeout)
+        return _loop.run_sync(work, callback_timeout)
 
     async def _request_within(self, op: str, within: float | None, /, **args: Any) -> Any:
         """``_request`` on an open client, raising TimeoutError after ``within`` seconds."""

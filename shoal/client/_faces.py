@@ -10,8 +10,10 @@ its ``sync`` and ``asynchronous``.
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from collections.abc import Callable, Generator
+import inspect
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
 
@@ -25,6 +27,18 @@ def two_faced(coro_fn: Callable[..., Any]) -> Callable[..., Any]:
         return self.sync(coro_fn, self, *args, asynchronous=asynchronous, **kwargs)
 
     return method
+
+
+def as_coroutine(work: Any) -> Coroutine[Any, Any, Any]:
+    """``work`` (what ``Client.sync``'s function returned) as a coroutine to schedule on
+    shoal's loop: a coroutine as is; another awaitable awaited there; a value returned."""
+    if asyncio.iscoroutine(work):
+        return work
+    return _resolve(work)
+
+
+async def _resolve(work: Any) -> Any:
+    return await work if inspect.isawaitable(work) else work
 
 
 def queued(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from shoal import _loop
-from shoal.client._faces import Ready, answer, queued, two_faced
+from shoal.client._faces import Ready, answer, as_coroutine, queued, two_faced
 from shoal.client._future import FutureState, settled
 
 
@@ -139,3 +139,12 @@ def test_cancelling_settled_leaves_the_state_usable() -> None:
     assert st.callbacks == []  # the cancelled waiter left nothing behind
     st.settle("finished")
     assert st.done()
+
+
+def test_as_coroutine_takes_coroutines_other_awaitables_and_values() -> None:
+    async def two() -> int:
+        return 2
+
+    assert _loop.run_sync(as_coroutine(two()), 5) == 2
+    assert _loop.run_sync(as_coroutine(Ready(3)), 5) == 3
+    assert _loop.run_sync(as_coroutine(4), 5) == 4
