@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 from shoal.client._future import Future, FutureState, settled
+
+logger = logging.getLogger("shoal.client")
 
 FIRST_COMPLETED = "FIRST_COMPLETED"
 FIRST_EXCEPTION = "FIRST_EXCEPTION"
@@ -72,7 +75,12 @@ class as_completed:
             self._cond.notify_all()
             waiters, self._waiters = self._waiters, []
         for loop, waiter in waiters:
-            loop.call_soon_threadsafe(_wake, waiter)
+            if waiter.done():  # its ``async for`` was cancelled or timed out
+                continue
+            try:
+                loop.call_soon_threadsafe(_wake, waiter)
+            except RuntimeError:  # that loop is closed: nobody is left to wake
+                logger.debug("as_completed: a waiter's event loop closed before it was woken")
 
     def count(self) -> int:
         with self._cond:

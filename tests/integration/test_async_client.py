@@ -412,3 +412,17 @@ def test_explain_is_awaitable_and_recreate_error_locally_still_raises_here(clien
         await c.close()
 
     asyncio.run(main())
+
+
+def test_an_abandoned_async_for_over_as_completed_leaves_no_error_behind(client, gate, caplog):
+    held = client.submit(gated, gate.path, 1, pure=False)
+    ac = as_completed([held])
+
+    async def main() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ac.__anext__(), 0.05)
+
+    asyncio.run(main())  # its loop is closed now, its waiter cancelled
+    gate.open()
+    wait_for(ac.has_ready)
+    assert "done-callback" not in caplog.text
