@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
+from shoal.client._faces import answer
 from shoal.client._future import Future, FutureState, settled
 
 logger = logging.getLogger("shoal.client")
@@ -218,8 +220,8 @@ def wait(fs: Any, timeout: float | None = None, return_when: str = ALL_COMPLETED
         raise ValueError(f"unknown return_when {return_when!r}")
     futures = [fs] if isinstance(fs, Future) else futures_of(fs)
     client = next((f._client for f in futures if f._client is not None), None)
-    if client is None:
-        return _done_and_not_done(futures)
+    if client is None:  # nothing to wait for: answered in the default client's face
+        return answer(_default_client(), _done_and_not_done(futures))
     if return_when == ALL_COMPLETED and not client.asynchronous:
         # A blocking caller waits on its own thread's events: no loop wake-ups.
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -244,6 +246,16 @@ async def _wait(futures: list[Future], timeout: float | None, return_when: str
         left = sum(not f.done() for f in futures)
         raise TimeoutError(f"wait: {left} future(s) not done after {timeout} s") from None
     return _done_and_not_done(futures)
+
+
+def _default_client() -> Any:
+    """The newest open client, if the client module is loaded and one is open (else None,
+    which ``answer`` takes as synchronous)."""
+    module = sys.modules.get("shoal.client._client")
+    try:
+        return None if module is None else module.get_client()
+    except ValueError:  # no client is open
+        return None
 
 
 def _any(st: FutureState) -> bool:

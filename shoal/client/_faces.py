@@ -69,7 +69,7 @@ class Ready:
 
 def answer(client: Any, value: Any, asynchronous: bool | None = None) -> Any:
     """``value`` as the caller's face expects it: as is, or ``Ready(value)`` for an
-    asynchronous caller."""
+    asynchronous caller (``client`` None: synchronous)."""
     if asynchronous is None:
-        asynchronous = client.asynchronous
+        asynchronous = client is not None and client.asynchronous
     return Ready(value) if asynchronous else value

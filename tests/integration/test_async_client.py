@@ -238,6 +238,7 @@ def test_wait_is_awaitable_with_an_asynchronous_client(client, gate):
         gate.open()
         done, not_done = await wait([quick, held])
         assert done == {quick, held} and not not_done
+        assert await wait([]) == (set(), set())  # nothing to wait for: still awaitable
         await c.close()
 
     asyncio.run(main())
