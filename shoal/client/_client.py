@@ -180,6 +180,8 @@ class Client:
             )
         # Blocking, or an awaitable that ``await client`` (or ``async with``) waits for.
         started = self.sync(self._start, address, cluster_kwargs)
+        if asyncio.iscoroutine(started):  # made on shoal's loop itself: start it now, and
+            started = asyncio.ensure_future(started)  # let it be awaited more than once
         self._started: Any = started if self.asynchronous else None  # (not self: no cycle)
 
     async def _start(self, address: Any, cluster_kwargs: dict[str, Any]) -> Client:

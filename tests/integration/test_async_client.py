@@ -427,3 +427,13 @@ def test_an_abandoned_async_for_over_as_completed_leaves_no_error_behind(client,
     gate.open()
     wait_for(ac.has_ready)
     assert "done-callback" not in caplog.text
+
+
+def test_an_async_client_made_on_shoals_own_loop_can_be_awaited_twice(client):
+    async def on_shoal_loop() -> int:
+        c = Client(client.scheduler_address, asynchronous=True, set_as_default=False)
+        async with c:
+            assert await c is c
+            return await c.submit(inc, 4, pure=False)
+
+    assert client.sync(on_shoal_loop) == 5
