@@ -16,7 +16,7 @@ import logging
 import threading
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import dask
@@ -31,17 +31,17 @@ from shoal.client import (
     _datasets,
     _debug,
     _repr,
+    _results,
     _topics,
 )
 from shoal.client import _fetch as _fetch_module
 from shoal.client._actor import NewActor
 from shoal.client._core import ClientCore, orphan_keys
 from shoal.client._faces import answer, as_coroutine, queued, two_faced
-from shoal.client._future import Future, FutureCancelledError, FutureState, settled
-from shoal.client._structure import collect_futures, rebuild
+from shoal.client._future import Future, FutureState, settled
+from shoal.client._structure import collect_futures
 from shoal.comm import Connection, connect
 from shoal.protocol._call import Call
-from shoal.protocol._errors import error_to_exception, error_traceback
 from shoal.protocol._messages import (
     PROTOCOL_VERSION,
     CancelKeys,
@@ -58,7 +58,7 @@ from shoal.protocol._messages import (
     TopicEvent,
     UpdateGraph,
 )
-from shoal.protocol._serialize import FunctionCache, Serialized, dumps, dumps_task, loads
+from shoal.protocol._serialize import FunctionCache, Serialized, dumps, dumps_task
 
 logger = logging.getLogger("shoal.client")
 
@@ -598,126 +598,14 @@ class Client:
 
     # --- results -------------------------------------------------------------------------------
 
-    # Each operation below is one coroutine (run on shoal's loop) behind ``sync``. A blocking
-    # caller may first wait in its own thread on the futures' events (no loop wake-ups, no
-    # round trip while it waits); the coroutine then finds them settled.
-
-    def _wait_one(self, fut: Future, timeout: float | None) -> None:
-        if not fut._state.wait(timeout):
-            raise TimeoutError(f"future {fut.key!r} did not finish within {timeout} s")
-
-    def _result(self, fut: Future, timeout: float | None, asynchronous: bool | None = None) -> Any:
-        if not (self.asynchronous if asynchronous is None else asynchronous):
-            self._wait_one(fut, timeout)
-            st = fut._state  # settled: unless it must be fetched, no loop round trip
-            if st.status != "finished":
-                raise self._exception_of(fut)
-            if st.inline is not None:
-                return loads(st.inline)
-        return self.sync(self._result_within, fut, timeout, asynchronous=asynchronous)
-
-    async def _result_within(self, fut: Future, timeout: float | None) -> Any:
-        try:
-            return await asyncio.wait_for(self._gather(fut), timeout)
-        except TimeoutError:
-            if not fut.done():
-                raise TimeoutError(f"future {fut.key!r} did not finish within {timeout} s") from None
-            raise TimeoutError(f"the result of {fut.key!r} could not be fetched within {timeout} s") from None
-
-    def _failure(self, fut: Future, timeout: float | None, what: str) -> Any:
-        """``Future.exception()`` (``what="exception"``) or ``Future.traceback()``."""
-        if self.asynchronous:
-            return self.sync(self._failure_when_done, fut, what, callback_timeout=timeout)
-        self._wait_one(fut, timeout)
-        return self._failure_of(fut, what)
-
-    async def _failure_when_done(self, fut: Future, what: str) -> Any:
-        await settled([fut._state])
-        return self._failure_of(fut, what)
-
-    @staticmethod
-    def _failure_of(fut: Future, what: str) -> Any:
-        st = fut._state
-        if st.status != "error" or st.error is None:
-            return None
-        if what == "traceback":
-            return error_traceback(st.error)
-        return error_to_exception(st.error)
-
-    def _exception_of(self, fut: Future) -> BaseException:
-        st = fut._state
-        if st.status == "cancelled":
-            return FutureCancelledError(f"future {fut.key!r} was cancelled")
-        if st.error is not None:
-            return error_to_exception(st.error)
-        return RuntimeError(f"future {fut.key!r} is {st.status}")
-
-    def _add_callback(self, fut: Future, fn: Callable[[Future], Any]) -> None:
-        def call() -> None:
-            try:
-                fn(fut)
-            except Exception:
-                logger.exception("error in a done-callback of future %r", fut.key)
-
-        # A pending future takes the callback directly (no wake-up of the loop, which
-        # matters when as_completed(...).add runs once per result); a settled one gets it
-        # called soon on the loop thread, where every callback runs.
-        if not fut._state.add_callback_if_pending(call):
-            _loop.call_soon(call)
-
-    def gather(self, futures: Any, errors: str = "raise", direct: Any = None,
-               asynchronous: Any = None) -> Any:
-        """Wait for futures and return their results, in the same structure
-        (list, tuple, dict, nested, or a single future); an awaitable of them when
-        asynchronous.
-
-        Args:
-            errors: "raise" (the first failure is raised) or "skip" (failed ones are left out).
-        """
-        if errors not in ("raise", "skip"):
-            raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
-        self._check_open()
-        if isinstance(futures, Iterator):
-            return (self.gather(f, errors=errors, asynchronous=asynchronous) for f in futures)
-        if not (self.asynchronous if asynchronous is None else asynchronous):
-            flat: list[Future] = []
-            collect_futures(futures, flat)
-            for f in flat:
-                f._state.wait(None)
-            values, failed, fetch = self._split(flat, errors)
-            if not fetch:  # all here: no loop round trip
-                return rebuild(futures, values, failed)
-        return self.sync(self._gather, futures, errors, asynchronous=asynchronous)
-
-    async def _gather(self, futures: Any, errors: str = "raise") -> Any:
-        flat: list[Future] = []
-        collect_futures(futures, flat)
-        await settled(f._state for f in flat)
-        values, failed, fetch = self._split(flat, errors)
-        if fetch:
-            values.update(await self._fetch_async(fetch))
-        return rebuild(futures, values, failed)
-
-    def _split(self, flat: list[Future], errors: str) -> tuple[dict[Any, Any], set[Any], list[Any]]:
-        """Settled futures' inline values, failed keys (``errors="skip"``; with "raise" the
-        first failure is raised) and the keys whose values must be fetched from workers.
-        One pass, so that a later message about a key cannot slip between the looks."""
-        values: dict[Any, Any] = {}
-        failed: set[Any] = set()
-        fetch: dict[Any, None] = {}
-        for f in flat:
-            st = f._state
-            if st.status == "finished":
-                inline = st.inline
-                if inline is not None:
-                    values[f.key] = loads(inline)
-                else:
-                    fetch[f.key] = None
-            elif errors == "skip":
-                failed.add(f.key)
-            else:
-                raise self._exception_of(f)
-        return values, failed, list(fetch)
+    _wait_one = _results.wait_one
+    _result = _results.result
+    _failure = _results.failure
+    _failure_of = staticmethod(_results.failure_of)
+    _exception_of = staticmethod(_results.exception_of)
+    _add_callback = _results.add_callback
+    gather = _results.gather
+    _gather = _results.gather_async
 
     def scatter(self, data: Any, workers: Any = None, broadcast: bool = False,
                 direct: Any = None, hash: bool = True, timeout: Any = None,
