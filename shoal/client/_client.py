@@ -2,8 +2,11 @@
 
 Owns: the connection to the scheduler (in-process for a local cluster, TCP otherwise),
 turning calls into task rows, key naming (``pure=True`` hashing like dask), reference
-counts of futures, fetching results from workers, and registering itself as dask's
-default scheduler. Collections, debugging and reprs live in sibling modules.
+counts of futures, starting and closing (``await``/``async with`` when asynchronous),
+``Client.sync`` (each operation's two faces: blocking, or awaitable), and registering
+itself as dask's default scheduler. It is the facade: results, collections, cluster
+questions, datasets, debugging and reprs live in sibling modules, written against
+``_core.ClientCore`` and attached here as methods; none of them imports this module.
 """
 
 from __future__ import annotations
