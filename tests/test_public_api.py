@@ -38,6 +38,7 @@ PUBLIC = [
     "Variable",
     "WorkerPlugin",
     "as_completed",
+    "default_client",
     "fire_and_forget",
     "futures_of",
     "get_client",
@@ -90,6 +91,7 @@ DASK_DISTRIBUTED_NAMES = [
     "UploadDirectory",
     "Environ",
     "PipInstall",
+    "default_client",
 ]
 
 
