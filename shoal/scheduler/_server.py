@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from shoal.comm import Connection, inproc_pair, listen
+from shoal.comm._addresses import is_wildcard, reachable_host
 from shoal.comm._tcp import TCPConnection
 from shoal.protocol._errors import scheduler_error
 from shoal.protocol._messages import (
@@ -153,7 +154,7 @@ class Scheduler:
     async def start(self) -> None:
         self._server = await listen(self.host, self.port, self._on_connection)
         port = self._server.sockets[0].getsockname()[1]
-        self.address = f"tcp://{self.host}:{port}"
+        self.address = f"tcp://{reachable_host() if is_wildcard(self.host) else self.host}:{port}"
         self._spawn(self._tick_loop())
         if self.dashboard_address is not None:
             await self._open_dashboard(self.dashboard_address)

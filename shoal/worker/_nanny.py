@@ -40,6 +40,8 @@ class Nanny:
         host: str = "127.0.0.1",
         env: dict[str, str] | None = None,
         death_timeout: float | None = None,
+        port: int | str = 0,
+        contact_address: str | None = None,
     ) -> None:
         self.scheduler_address = scheduler_address
         self.nthreads = nthreads
@@ -48,6 +50,8 @@ class Nanny:
         self.host = host
         self.env = env
         self.death_timeout = death_timeout
+        self.port = port  # the worker's data port, or a range "first:last" (dask's --worker-port)
+        self.contact_address = contact_address  # advertised instead of host:port (NAT)
         self.process: asyncio.subprocess.Process | None = None
         self.restarts: list[float] = []
         self._closing = False
@@ -71,6 +75,10 @@ class Nanny:
             args += ["--name", str(self.name)]
         if self.death_timeout is not None:
             args += ["--death-timeout", str(self.death_timeout)]
+        if self.port:
+            args += ["--port", str(self.port)]
+        if self.contact_address is not None:
+            args += ["--contact-address", self.contact_address]
         args += ["--connect-timeout", str(_connect_timeout())]
         env = dict(os.environ)
         # Like multiprocessing's spawn: the worker imports what its parent can import, so

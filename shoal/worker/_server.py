@@ -28,6 +28,7 @@ from typing import Any
 import psutil
 
 from shoal.comm import Connection, connect, listen
+from shoal.comm._addresses import listen_first, plan_addresses, split_host_port
 from shoal.comm._tcp import TCPConnection, comm_timeout, wait_reply
 from shoal.protocol._messages import (
     PROTOCOL_VERSION,
@@ -94,19 +95,25 @@ class Worker:
         name: str | None = None,
         memory_limit: int = 0,
         host: str = "127.0.0.1",
-        port: int = 0,
+        port: int | str = 0,
         death_timeout: float | None = None,
         connect_timeout: float = 30.0,
+        contact_address: str | None = None,
     ) -> None:
         """``death_timeout``: seconds to keep trying to (re)register with the scheduler
         before giving up (dask's ``death_timeout``; None: forever). ``connect_timeout``:
-        bound of one connection attempt (dask's ``distributed.comm.timeouts.connect``)."""
+        bound of one connection attempt (dask's ``distributed.comm.timeouts.connect``).
+        ``host``/``port``: what to bind (``port`` may be a range "9000:9010"; a wildcard host
+        advertises the address that routes to the scheduler); ``contact_address``: the
+        address to advertise instead, as behind NAT (dask's ``--contact-address``)."""
         self.scheduler_address = scheduler_address
         self.nthreads = nthreads
         self.name = name
         self.memory_limit = memory_limit
         self.host = host
         self.port = port
+        self.contact_address = contact_address
+        self.contact_host = host  # the host part of the advertised address, once started
         self.death_timeout = death_timeout
         self.connect_timeout = connect_timeout
         self.data: dict[Any, Any] = {}
@@ -134,9 +141,13 @@ class Worker:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await listen(self.host, self.port, self._on_incoming)
-        port = self._server.sockets[0].getsockname()[1]
-        self.address = f"tcp://{self.host}:{port}"
+        plan = plan_addresses(host=self.host, port=self.port,
+                              contact_address=self.contact_address,
+                              towards=split_host_port(self.scheduler_address, "scheduler")[0])
+        self._server = await listen_first(
+            plan.bind_ports, lambda port: listen(plan.bind_host, port, self._on_incoming))
+        self.address = plan.contact_address(self._server.sockets[0].getsockname()[1])
+        self.contact_host = plan.contact_host
         self.name = self.name or self.address
         self._new_session(loop)
         await self._register()
@@ -198,7 +209,7 @@ class Worker:
             conn.set_handler(self._on_scheduler)
             conn.send(Hello("worker", PROTOCOL_VERSION, str(self.name)))
             conn.send(Register(self.address, str(self.name), self.nthreads, self.memory_limit,
-                               os.getpid(), self.host))
+                               os.getpid(), self.contact_host))
             refused = await asyncio.wait_for(self._registered, timeout)
             if refused is not None:
                 problem = f"registration refused: {refused}"
