@@ -237,6 +237,10 @@ class Network:
             _ip("-n", self.ns(host), "addr", "add", f"{self.ip(host)}/24", "dev", "eth0")
             _ip("-n", self.ns(host), "link", "set", "eth0", "up")
 
+    def add_address(self, host: str, address: str) -> None:
+        """A second address on ``host``'s eth0 (inside the namespace's subnet)."""
+        _ip("-n", self.ns(host), "addr", "add", f"{address}/24", "dev", "eth0")
+
     def link(self, host: str, up: bool) -> None:
         """Cut (or restore) ``host``'s cable: its switch port goes down, so frames to and
         from it are dropped while both ends keep their sockets, as in a partition."""
