@@ -23,6 +23,7 @@ PUBLIC = [
     "LocalCluster",
     "LostDataError",
     "RemoteError",
+    "SSHCluster",
     "as_completed",
     "fire_and_forget",
     "futures_of",
@@ -60,6 +61,7 @@ DASK_DISTRIBUTED_NAMES = [
     "fire_and_forget",
     "print",
     "warn",
+    "SSHCluster",
 ]
 
 

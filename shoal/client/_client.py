@@ -156,6 +156,7 @@ class Client:
 
         from shoal.cluster._local import LocalCluster
 
+        deployed: Any = None
         if address is None:
             self.cluster = LocalCluster(**cluster_kwargs)
             self._owns_cluster = True
@@ -169,6 +170,11 @@ class Client:
                     f"unexpected arguments {sorted(cluster_kwargs)} with a scheduler address; "
                     "cluster options only apply when the Client starts its own LocalCluster"
                 )
+        elif isinstance(getattr(address, "scheduler_address", None), str):
+            # A cluster started elsewhere (SSHCluster): connect to its scheduler.
+            if cluster_kwargs:
+                raise TypeError(f"unexpected arguments with a cluster: {sorted(cluster_kwargs)}")
+            deployed, address = address, address.scheduler_address
         else:
             raise TypeError(
                 f"Client(address) takes 'tcp://host:port', a LocalCluster or nothing; got "
@@ -188,6 +194,8 @@ class Client:
             self._abort()
             raise
         self.status = "running"
+        if deployed is not None:
+            self.cluster = deployed
         _tune_gc()
         _current.append(weakref.ref(self))
         if set_as_default:

@@ -247,19 +247,20 @@ class Network:
         port = f"port{HOSTS.index(host)}"
         _ip("-n", self.ns("switch"), "link", "set", port, "up" if up else "down")
 
-    def spawn(self, host: str, argv: Sequence[str], env: dict[str, str] | None = None,
+    def spawn(self, host: str, argv: Sequence[str], env: dict[str, str | None] | None = None,
               pipes: bool = False) -> Process:
         self._counter += 1
         log = self.workdir / f"{self._counter:02d}-{host}-{Path(argv[-1]).name[:20]}.log"
-        full_env = dict(self.env)
-        full_env.update(env or {})
+        merged: dict[str, str | None] = dict(self.env)
+        merged.update(env or {})
+        full_env = {k: v for k, v in merged.items() if v is not None}  # None: unset it
         return Process(self, host, argv, full_env, log, pipes=pipes)
 
-    def shoal(self, host: str, *args: str, env: dict[str, str] | None = None) -> Process:
+    def shoal(self, host: str, *args: str, env: dict[str, str | None] | None = None) -> Process:
         """``shoal ARGS`` in ``host``."""
         return self.spawn(host, [sys.executable, "-m", "shoal", *args], env=env)
 
-    def agent(self, host: str, env: dict[str, str] | None = None) -> Agent:
+    def agent(self, host: str, env: dict[str, str | None] | None = None) -> Agent:
         """A Python process in ``host`` that runs code the test sends (see :class:`Agent`)."""
         return Agent(self.spawn(host, [sys.executable, "-u", str(HERE / "_agent.py")], env=env,
                                 pipes=True))
