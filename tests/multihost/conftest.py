@@ -23,8 +23,6 @@ from _waiting import wait_for
 
 from ._netns import Network, Process, Unavailable, check_available, remove_stale
 
-pytestmark = pytest.mark.multihost
-
 FAST_FAILURE_CONFIG = {
     "DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL": "4s",
     "DASK_DISTRIBUTED__COMM__TIMEOUTS__TCP": "4s",
