@@ -4,7 +4,9 @@ scheduler host, two worker hosts and a client host, each with its own network st
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
+import pytest
 from _waiting import wait_for
 
 from ._netns import Network, Process
@@ -18,20 +20,46 @@ sorted(client.scheduler_info()["workers"])
 """
 
 
+@dataclass(frozen=True)
+class Join:
+    """How workers and clients find the scheduler: what the scheduler is told, what each
+    ``shoal worker`` is given, and the arguments of the client's ``Client(...)``."""
+
+    scheduler_flags: Callable[[Network], list[str]]
+    worker_args: Callable[[Network, str], list[str]]
+    client_args: Callable[[Network, str], str]
+
+
+# A scheduler file on the shared directory (``net.shared``, seen by every host) is one more
+# entry: ["--scheduler-file", path] for both commands, f"scheduler_file={path!r}" for Client.
+JOINS = {
+    "address": Join(lambda net: [], lambda net, address: [address],
+                    lambda net, address: repr(address)),
+}
+
+
 def _host_of(address: str) -> str:
     return address.split("://", 1)[1].rsplit(":", 1)[0]
 
 
+@pytest.mark.parametrize("how", sorted(JOINS))
 def test_a_client_on_a_third_host_computes_a_graph_on_workers_of_two_others(
-    net: Network, start_scheduler: Callable[..., tuple[Process, str]],
+    how: str, net: Network, start_scheduler: Callable[..., tuple[Process, str]],
     start_worker: Callable[..., Process],
 ) -> None:
-    _, address = start_scheduler()
+    join = JOINS[how]
+    _, address = start_scheduler(*join.scheduler_flags(net))
     assert address == f"tcp://{net.ip('sched')}:8786"
-    start_worker("w1", address)
-    start_worker("w2", address)
+    start_worker("w1", *join.worker_args(net, address))
+    start_worker("w2", *join.worker_args(net, address))
     client = net.agent("cli")
-    workers = client.call(CONNECT.format(address=address, n=2))
+    workers = client.call(f"""
+from shoal import Client
+import _tasks
+client = Client({join.client_args(net, address)}, timeout=30)
+client.wait_for_workers(2, timeout=60)
+sorted(client.scheduler_info()["workers"])
+""")
     assert sorted(_host_of(w) for w in workers) == [net.ip("w1"), net.ip("w2")]
     total = client.call("""
 import dask
