@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
 
     async def run() -> None:
         worker = Worker(args.scheduler, nthreads=args.nthreads, name=args.name,
-                        memory_limit=args.memory_limit, host=args.host, port=args.port,
-                        contact_address=args.contact_address,
+                        port=args.port, contact_address=args.contact_address,
+                        memory_limit=args.memory_limit, host=args.host,
                         death_timeout=args.death_timeout, connect_timeout=args.connect_timeout)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

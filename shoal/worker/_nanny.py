@@ -38,20 +38,20 @@ class Nanny:
         name: str | None = None,
         memory_limit: int = 0,
         host: str = "127.0.0.1",
-        env: dict[str, str] | None = None,
-        death_timeout: float | None = None,
         port: int | str = 0,
         contact_address: str | None = None,
+        env: dict[str, str] | None = None,
+        death_timeout: float | None = None,
     ) -> None:
         self.scheduler_address = scheduler_address
         self.nthreads = nthreads
         self.name = name
         self.memory_limit = memory_limit
         self.host = host
-        self.env = env
-        self.death_timeout = death_timeout
         self.port = port  # the worker's data port, or a range "first:last" (dask's --worker-port)
         self.contact_address = contact_address  # advertised instead of host:port (NAT)
+        self.env = env
+        self.death_timeout = death_timeout
         self.process: asyncio.subprocess.Process | None = None
         self.restarts: list[float] = []
         self._closing = False

@@ -96,21 +96,21 @@ class Worker:
         memory_limit: int = 0,
         host: str = "127.0.0.1",
         port: int | str = 0,
+        contact_address: str | None = None,
         death_timeout: float | None = None,
         connect_timeout: float = 30.0,
-        contact_address: str | None = None,
     ) -> None:
         """``death_timeout``: seconds to keep trying to (re)register with the scheduler
         before giving up (dask's ``death_timeout``; None: forever). ``connect_timeout``:
-        bound of one connection attempt (dask's ``distributed.comm.timeouts.connect``).
-        ``host``/``port``: what to bind (``port`` may be a range "9000:9010"; a wildcard host
-        advertises the address that routes to the scheduler); ``contact_address``: the
-        address to advertise instead, as behind NAT (dask's ``--contact-address``)."""
+        bound of one connection attempt (dask's ``distributed.comm.timeouts.connect``)."""
         self.scheduler_address = scheduler_address
         self.nthreads = nthreads
         self.name = name
         self.memory_limit = memory_limit
         self.host = host
+        # What to bind: ``port`` may be a range "9000:9010"; a wildcard ``host`` advertises
+        # the address that routes to the scheduler. ``contact_address`` is advertised
+        # instead, as behind NAT (dask's --contact-address); see comm/_addresses.py.
         self.port = port
         self.contact_address = contact_address
         self.contact_host = host  # the host part of the advertised address, once started
