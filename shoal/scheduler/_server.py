@@ -19,7 +19,6 @@ import time
 from typing import Any
 
 from shoal.comm import Connection, inproc_pair, listen
-from shoal.comm._addresses import is_wildcard, reachable_host
 from shoal.comm._tcp import TCPConnection
 from shoal.protocol._errors import scheduler_error
 from shoal.protocol._messages import (
@@ -152,6 +151,8 @@ class Scheduler:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        from shoal.comm._addresses import is_wildcard, reachable_host
+
         self._server = await listen(self.host, self.port, self._on_connection)
         port = self._server.sockets[0].getsockname()[1]
         self.address = f"tcp://{reachable_host() if is_wildcard(self.host) else self.host}:{port}"

@@ -28,7 +28,6 @@ from typing import Any
 import psutil
 
 from shoal.comm import Connection, connect, listen
-from shoal.comm._addresses import listen_first, plan_addresses, split_host_port
 from shoal.comm._tcp import TCPConnection, comm_timeout, wait_reply
 from shoal.protocol._messages import (
     PROTOCOL_VERSION,
@@ -141,6 +140,8 @@ class Worker:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        from shoal.comm._addresses import listen_first, plan_addresses, split_host_port
+
         plan = plan_addresses(host=self.host, port=self.port,
                               contact_address=self.contact_address,
                               towards=split_host_port(self.scheduler_address, "scheduler")[0])
