@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m shoal.cluster._remote scheduler|worker ARGS", file=sys.stderr)
         return 2
     _read_secrets()
+    # Until the command installs its own SIGTERM handler (a clean stop), end cleanly too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     _stop_when_input_ends()
     from shoal.cluster.cli import main as cli_main
 
