@@ -29,6 +29,7 @@ from shoal import _loop
 from shoal.client import (
     _cluster_info,
     _collections,
+    _coordination,
     _datasets,
     _debug,
     _repr,
@@ -45,6 +46,7 @@ from shoal.protocol._errors import error_to_exception
 from shoal.protocol._messages import (
     PROTOCOL_VERSION,
     CancelKeys,
+    CoordReply,
     DropFunctions,
     Hello,
     KeyCancelled,
@@ -151,6 +153,8 @@ class Client:
         self._generation = itertools.count()
         self._request_ids = itertools.count(1)
         self._requests: dict[int, asyncio.Future[Any]] = {}
+        # Lock/Queue/Variable... requests waiting for their CoordReply (see _coordination).
+        self._coord_pending: dict[int, tuple[concurrent.futures.Future[Any], Any]] = {}
         self._worker_conns: dict[str, Connection] = {}
         self._conn: Connection | None = None
         self._owns_cluster = False
@@ -265,6 +269,8 @@ class Client:
                         fut.set_result(msg.value)  # type: ignore[attr-defined]
                     else:
                         fut.set_exception(RuntimeError(str(msg.value)))  # type: ignore[attr-defined]
+            elif kind is CoordReply:
+                _coordination.on_reply(self, msg)  # type: ignore[arg-type]
             elif kind is TopicEvent:
                 _topics.on_event(self, msg)  # type: ignore[arg-type]
 
@@ -283,6 +289,7 @@ class Client:
         for fut in self._requests.values():
             if not fut.done():
                 fut.set_exception(ConnectionError("the connection to the scheduler was lost"))
+        _coordination.fail_pending(self, "the connection to the scheduler was lost")
 
     # --- sending --------------------------------------------------------------------------------
 
@@ -815,6 +822,7 @@ class Client:
         except Exception:
             pass
         self.status = "closed"
+        _coordination.fail_pending(self, "the client was closed while waiting")
         for key in list(self._refcount):
             _orphaned[key] = None
         while len(_orphaned) > _ORPHANED_MAX:

@@ -99,6 +99,8 @@ from shoal.scheduler._events import (
 )
 from shoal.scheduler._state import EventsFailed, SchedulerState
 from shoal.scheduler._tasks import TaskState
+from shoal.scheduler.coordination._shell import MESSAGES as COORDINATION_MESSAGES
+from shoal.scheduler.coordination._shell import CoordinationShell
 
 logger = logging.getLogger("shoal.scheduler")
 
@@ -157,6 +159,7 @@ class Scheduler:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
         self._tps: list[tuple[float, int]] = []
+        self.coordination = CoordinationShell(self)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -201,6 +204,7 @@ class Scheduler:
         for conn in list(self._workers.values()):
             conn.send(Close("scheduler closing"))
         await asyncio.sleep(0)
+        self.coordination.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -294,6 +298,7 @@ class Scheduler:
         if batch is None:
             self._clients.pop(name, None)
             self._client_fids.pop(name, None)
+            self.coordination.holder_left(name)
             self._apply([ClientLeft(name)])
             self._apply_side(self.topics, [topics.SubscriberLeft(name)])
             return
@@ -331,6 +336,11 @@ class Scheduler:
                         self._apply(events)
                         events = []
                     self._spawn(self._answer(conn, msg))
+                elif type(msg) in COORDINATION_MESSAGES:
+                    if events:
+                        self._apply(events)
+                        events = []
+                    self.coordination.receive(name, msg)
                 elif isinstance(msg, Hello):
                     pass
                 else:
@@ -346,7 +356,7 @@ class Scheduler:
         submit that relied on it comes back from ``_forgotten``; a row whose function is
         unknown anyway fails its key rather than the whole batch (a shoal bug)."""
         functions = self._functions
-        bad = None
+        bad: dict[int, str] | None = None
         for i, row in enumerate(rows):
             for fid in row[3]:
                 if fid not in functions:
@@ -358,7 +368,6 @@ class Scheduler:
                         bad.setdefault(i, fid)
         if not bad:
             return rows
-
         for i, fid in bad.items():
             key = rows[i][0]
             logger.error("task %r refers to function %s, which the scheduler never received",
