@@ -81,16 +81,20 @@ def ssh_options(options: Mapping[str, Any]) -> list[str]:
 
 
 def _flags(options: Mapping[str, Any], table: Mapping[str, str], what: str) -> list[str]:
-    unknown = sorted(set(options) - set(table) - {"dashboard"})
+    """``shoal scheduler``/``shoal worker`` flags for ``options`` (``table``: option → flag;
+    ``dashboard=False`` means ``--no-dashboard``, for the scheduler).
+
+    Raises:
+        ValueError: an option with no flag (the message lists those that exist).
+    """
+    known = set(table) | ({"dashboard"} if what == "scheduler_options" else set())
+    unknown = sorted(set(options) - known)
     if unknown:
         raise ValueError(f"{what} {unknown} are not supported; supported: "
-                         f"{', '.join(sorted(set(table) | ({'dashboard'} if what.startswith('s') else set())))}")
+                         f"{', '.join(sorted(known))}")
     args: list[str] = []
     for name, value in options.items():
         if name == "dashboard":
-            if what.startswith("w"):
-                raise ValueError("worker_options ['dashboard'] is not supported: shoal's "
-                                 "workers serve no dashboard")
             if not value:
                 args.append("--no-dashboard")
         elif value is not None:

@@ -43,6 +43,8 @@ def test_every_option_maps_to_a_flag_the_cli_has(capsys: pytest.CaptureFixture[s
         "--no-dashboard", "--port", "0"]
     with pytest.raises(ValueError, match=r"worker_options \['resources'\]"):
         _flags({"resources": "GPU=1"}, _WORKER_FLAGS, "worker_options")
+    with pytest.raises(ValueError, match=r"worker_options \['dashboard'\]"):
+        _flags({"dashboard": True}, _WORKER_FLAGS, "worker_options")  # workers serve none
 
 
 @pytest.mark.parametrize(("args", "message"), [
