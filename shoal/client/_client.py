@@ -112,9 +112,14 @@ class Client:
             ``dashboard_address``...).
         timeout: seconds to wait for the scheduler to answer.
         set_as_default: make this client dask's scheduler (``dask.compute`` runs here).
+        scheduler_file: a file written by ``shoal scheduler --scheduler-file`` (address and
+            token), waited for up to ``timeout`` seconds; instead of ``address``.
+        security: a :class:`shoal.Security` with TLS certificates and/or the token
+            (default: dask's ``distributed.comm.tls.*`` config and ``SHOAL_TOKEN``).
 
     Raises:
-        OSError: nothing answered at ``address`` within ``timeout``.
+        OSError: nothing answered at ``address`` within ``timeout``; or the scheduler
+            refused this client (the message says which credential is missing).
     """
 
     def __init__(
@@ -126,6 +131,8 @@ class Client:
         asynchronous: bool = False,
         name: str | None = None,
         direct_to_workers: bool | None = None,
+        scheduler_file: str | None = None,
+        security: Any = None,
         **cluster_kwargs: Any,
     ) -> None:
         if asynchronous:
@@ -163,6 +170,23 @@ class Client:
         self.cluster: Any = None
 
         from shoal.cluster._local import LocalCluster
+        from shoal.comm._security import Security
+
+        if security is not None and not isinstance(security, Security):
+            raise TypeError(f"security must be a shoal.Security, got {type(security).__name__}")
+        if scheduler_file is not None:
+            if address is not None:
+                raise ValueError("give Client either an address or scheduler_file=, not both")
+            from shoal.cluster._scheduler_file import read_scheduler_file
+
+            info = read_scheduler_file(scheduler_file, timeout or 10.0)
+            address = info["address"]
+            security = security if security is not None else Security()
+            if info.get("token") and not security.token:
+                security.token = info["token"]
+        if security is not None and address is None:
+            cluster_kwargs["security"] = security
+        self.security = security if security is not None else Security()
 
         deployed: Any = None
         if address is None:
@@ -183,11 +207,16 @@ class Client:
             if cluster_kwargs:
                 raise TypeError(f"unexpected arguments with a cluster: {sorted(cluster_kwargs)}")
             deployed, address = address, address.scheduler_address
+            if security is None and isinstance(getattr(deployed, "security", None), Security):
+                self.security = deployed.security  # the cluster's credentials, as in dask
         else:
             raise TypeError(
                 f"Client(address) takes 'tcp://host:port', a LocalCluster or nothing; got "
                 f"{type(address).__name__}"
             )
+        if self.cluster is not None and security is None:
+            # Results and actor calls go straight to its workers: the same credentials.
+            self.security = self.cluster.scheduler.security
         try:
             if self.cluster is not None:
                 _loop.run_sync(self._connect_local(), timeout)
@@ -224,7 +253,7 @@ class Client:
         self.scheduler_address = sched.address
 
     async def _connect_tcp(self, address: str) -> None:
-        conn = await connect(address, timeout=self._timeout)
+        conn = await connect(address, timeout=self._timeout, security=self.security)
         self._conn = conn
         hello: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._requests[0] = hello

@@ -204,14 +204,15 @@ class SSHCluster:
         worker_class: only shoal's own worker ("distributed.Nanny", the default).
         remote_python: the Python (or a command prefix such as ``"env VAR=x python3"``)
             to run on the hosts; one string, or one per host (default: this Python's path).
-        security: an object whose ``token`` is the cluster's secret (default: the
-            ``SHOAL_TOKEN`` environment variable, else a fresh random one). It reaches each
-            remote process over its session's input, never on a command line.
+        security: a :class:`shoal.Security` whose ``token`` is the cluster's secret
+            (default: the ``SHOAL_TOKEN`` environment variable, else a fresh random one).
+            It reaches each remote process over its session's input, never on a command
+            line; ``Client(cluster)`` presents it. TLS certificates are not sent (refused).
         timeout: seconds to wait for the scheduler and each worker to start.
 
     Raises:
-        ValueError: no hosts, or an option that does not exist (the message lists those
-            that do).
+        ValueError: no hosts, an option that does not exist (the message lists those
+            that do), or TLS certificates in ``security``.
         RuntimeError: a process could not be started (with what ssh or shoal printed).
     """
 
@@ -257,9 +258,21 @@ class SSHCluster:
         sched_opts.setdefault("port", 8786)
         self._scheduler_args = _flags(sched_opts, _SCHEDULER_FLAGS, "scheduler_options")
         self._worker_args = _flags(dict(worker_options or {}), _WORKER_FLAGS, "worker_options")
-        token = getattr(security, "token", None) or os.environ.get("SHOAL_TOKEN")
-        self._secrets = {"SHOAL_TOKEN": token or secrets.token_urlsafe(32)}
-        self.security = security
+        from shoal.comm._security import _FIELDS, Security
+
+        if security is None:
+            security = Security()  # SHOAL_TOKEN, if set, is the token
+        elif not isinstance(security, Security):
+            raise TypeError(f"security must be a shoal.Security, got {type(security).__name__}")
+        tls = sorted(f for f in _FIELDS if f != "tls_ciphers" and getattr(security, f))
+        if tls:
+            raise ValueError(f"SSHCluster sends the hosts the cluster's token, not TLS "
+                             f"certificates ({', '.join(tls)} given): start TLS clusters with "
+                             "shoal scheduler/worker --tls-* on each host (docs/deploy.md)")
+        if not security.token:
+            security.token = secrets.token_urlsafe(32)
+        self.security = security  # Client(cluster) uses it
+        self._secrets = {"SHOAL_TOKEN": security.token}
         self.timeout = timeout
         self.scheduler_address = ""
         self.dashboard_link: str | None = None

@@ -74,11 +74,17 @@ def main(argv: list[str] | None = None) -> int:
 
     gone: list[bool] = []
 
+    from shoal.comm._security import Security, set_default_security
+
+    security = Security.from_env()  # what the nanny passed; tasks' clients use it too
+    set_default_security(security)
+
     async def run() -> None:
         worker = Worker(args.scheduler, nthreads=args.nthreads, name=args.name,
                         port=args.port, contact_address=args.contact_address,
                         memory_limit=args.memory_limit, host=args.host,
-                        death_timeout=args.death_timeout, connect_timeout=args.connect_timeout)
+                        death_timeout=args.death_timeout, connect_timeout=args.connect_timeout,
+                        security=security)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: loop.create_task(worker.close()))

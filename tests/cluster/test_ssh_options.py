@@ -57,3 +57,12 @@ def test_every_option_maps_to_a_flag_the_cli_has(capsys: pytest.CaptureFixture[s
 def test_ssh_cluster_refuses_bad_arguments_before_connecting(args: tuple, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SSHCluster(*args)
+
+
+def test_ssh_cluster_refuses_tls_certificates_it_would_not_send() -> None:
+    from shoal import Security
+
+    with pytest.raises(ValueError, match=r"not TLS certificates.*tls_ca_file"):
+        SSHCluster(["a", "b"], security=Security(tls_ca_file="/ca.pem", token="t"))
+    with pytest.raises(TypeError, match=r"shoal\.Security"):
+        SSHCluster(["a", "b"], security={"token": "t"})

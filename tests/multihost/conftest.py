@@ -85,11 +85,11 @@ def start_scheduler(net: Network) -> Callable[..., tuple[Process, str]]:
     """``start_scheduler(*flags)`` -> (process, address): a scheduler in host "sched"
     (``--host 10.213.0.1 --port 8786 --no-dashboard`` unless ``flags`` give a host)."""
 
-    def start(*flags: str) -> tuple[Process, str]:
+    def start(*flags: str, env: dict[str, str | None] | None = None) -> tuple[Process, str]:
         args = ["scheduler", "--port", str(SCHEDULER_PORT), "--no-dashboard", *flags]
         if "--host" not in flags and "--interface" not in flags:
             args += ["--host", net.ip("sched")]
-        proc = net.shoal("sched", *args)
+        proc = net.shoal("sched", *args, env=env)
         return proc, scheduler_address(proc)
 
     return start
@@ -100,8 +100,8 @@ def start_worker(net: Network) -> Callable[..., Process]:
     """``start_worker(host, *args)``: ``shoal worker ARGS --nworkers 1 --nthreads 1`` in ``host``, once it
     printed that its worker started."""
 
-    def start(host: str, *args: str) -> Process:
-        proc = net.shoal(host, "worker", *args, "--nworkers", "1", "--nthreads", "1")
+    def start(host: str, *args: str, env: dict[str, str | None] | None = None) -> Process:
+        proc = net.shoal(host, "worker", *args, "--nworkers", "1", "--nthreads", "1", env=env)
 
         def started() -> bool:
             if proc.popen.poll() is not None:

@@ -30,11 +30,16 @@ class Join:
     client_args: Callable[[Network, str], str]
 
 
-# A scheduler file on the shared directory (``net.shared``, seen by every host) is one more
-# entry: ["--scheduler-file", path] for both commands, f"scheduler_file={path!r}" for Client.
+def _scheduler_file(net: Network) -> str:
+    return str(net.shared / "scheduler.json")  # the shared directory every host sees
+
+
 JOINS = {
     "address": Join(lambda net: [], lambda net, address: [address],
                     lambda net, address: repr(address)),
+    "scheduler-file": Join(lambda net: ["--scheduler-file", _scheduler_file(net)],
+                           lambda net, address: ["--scheduler-file", _scheduler_file(net)],
+                           lambda net, address: f"scheduler_file={_scheduler_file(net)!r}"),
 }
 
 
@@ -48,11 +53,13 @@ def test_a_client_on_a_third_host_computes_a_graph_on_workers_of_two_others(
     start_worker: Callable[..., Process],
 ) -> None:
     join = JOINS[how]
-    _, address = start_scheduler(*join.scheduler_flags(net))
+    # Through the file, the scheduler makes up the token and the others read it there.
+    env: dict[str, str | None] | None = {"SHOAL_TOKEN": None} if how == "scheduler-file" else None
+    _, address = start_scheduler(*join.scheduler_flags(net), env=env)
     assert address == f"tcp://{net.ip('sched')}:8786"
-    start_worker("w1", *join.worker_args(net, address))
-    start_worker("w2", *join.worker_args(net, address))
-    client = net.agent("cli")
+    start_worker("w1", *join.worker_args(net, address), env=env)
+    start_worker("w2", *join.worker_args(net, address), env=env)
+    client = net.agent("cli", env=env)
     workers = client.call(f"""
 from shoal import Client
 import _tasks

@@ -87,7 +87,8 @@ def test_ssh_cluster_starts_a_scheduler_and_workers_over_ssh_and_passes_the_secr
     (keys / "ssh_config").write_text("")  # so ~/.ssh/config is not read
     _start_sshd(net, keys)
 
-    client = net.agent("cli")
+    # No SHOAL_TOKEN here: the cluster makes up its secret, and Client(cluster) presents it.
+    client = net.agent("cli", env={"SHOAL_TOKEN": None})
     python = f"env PYTHONPATH={ROOT}:{HERE} {sys.executable}"
     hosts = [net.ip(h) for h in SSH_HOSTS]
     client.call(f"""
@@ -130,13 +131,15 @@ sorted(client.gather([client.submit(_tasks.where, i, workers=[w], pure=False)
 
     # The secret reached the remote hosts over the sessions' input (sshd passes no client
     # environment here): the worker processes the remote `shoal worker` started carry it...
+    token = client.call("cluster.token")
+    assert len(token) >= 32
     started = [pid for pid, cmd in _namespace_commands(net, "w1").items()
                if "-m shoal.worker" in cmd]
     assert started, _namespace_commands(net, "w1")
     environ = Path(f"/proc/{started[0]}/environ").read_bytes().split(b"\0")
-    assert f"SHOAL_TOKEN={net.token}".encode() in environ
+    assert f"SHOAL_TOKEN={token}".encode() in environ
     # ...but no command line on this machine, where the "remote" hosts run too, shows it.
-    assert not [line for line in _all_command_lines() if net.token in line]
+    assert not [line for line in _all_command_lines() if token in line]
 
     client.call("client.close(); cluster.close(); 0", timeout=60)
 
