@@ -30,9 +30,12 @@ from shoal.client import (
     _cluster_info,
     _collections,
     _coordination,
+    _copies,
     _datasets,
     _debug,
+    _plugins,
     _repr,
+    _task_stream,
     _topics,
     _worker_client,
 )
@@ -827,6 +830,14 @@ class Client:
     list_datasets = _datasets.list_datasets
     datasets = property(_datasets.Datasets)
     current = staticmethod(_worker_client.current)
+    run_on_scheduler = _cluster_info.run_on_scheduler
+    register_plugin = _plugins.register_plugin
+    unregister_worker_plugin = _plugins.unregister_worker_plugin
+    unregister_scheduler_plugin = _plugins.unregister_scheduler_plugin
+    upload_file = _plugins.upload_file
+    get_task_stream = _task_stream.get_task_stream_method
+    replicate = _copies.replicate
+    rebalance = _copies.rebalance
     __repr__ = _repr.client_repr
     _repr_html_ = _repr.client_repr_html
 

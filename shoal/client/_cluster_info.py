@@ -3,37 +3,131 @@ what, worker details, the task stream and a key's story. Methods attached to Cli
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import inspect
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from shoal import _loop
+from shoal._run import pickle_code
 from shoal.client._future import Future
 from shoal.client._structure import collect_futures
 from shoal.protocol._errors import error_to_exception
-from shoal.protocol._serialize import dumps, loads
+from shoal.protocol._serialize import Serialized, loads
 
 if TYPE_CHECKING:
     from shoal.client._client import Client
 
 
-def run(self: Client, function: Callable[..., Any], *args: Any, workers: Any = None,
-        wait: bool = True, nanny: bool = False, on_error: str = "raise", **kwargs: Any) -> dict[str, Any]:
-    """Run ``function(*args, **kwargs)`` once on every worker (or ``workers``);
-    returns ``{worker address: result}``."""
+_ON_ERROR = ("raise", "return", "ignore")
 
+
+async def _run(self: Client, function: Callable[..., Any], *args: Any, workers: Any = None,
+               wait: bool = True, nanny: bool = False, on_error: str = "raise",
+               **kwargs: Any) -> dict[str, Any] | None:
+    if on_error not in _ON_ERROR:
+        raise ValueError(f"on_error must be 'raise', 'return' or 'ignore', got {on_error!r}")
+    if not callable(function):
+        raise TypeError(f"run takes a function, got {type(function).__name__}")
     wl = self._check_workers(workers)
-    ser = dumps(functools.partial(function, *args, **kwargs))
-    results = self._sync_request("run", timeout=None, function=ser, workers=wl)
+    call = functools.partial(function, *args, **kwargs)
+    if nanny:
+        results = await _run_on_nannies(self, call, wl, wait)
+    else:
+        results = await self._request("run", function=pickle_code(call), workers=wl, wait=wait)
     out = {}
     for addr, (ok, value) in results.items():
         if ok:
-            out[addr] = loads(value)
+            out[addr] = loads(value) if isinstance(value, Serialized) else value
         elif on_error == "raise":
             raise error_to_exception(value)
-        else:
+        elif on_error == "return":
             out[addr] = error_to_exception(value)
+    return out if wait else None
+
+
+def run(self: Client, function: Callable[..., Any], *args: Any, workers: Any = None,
+        wait: bool = True, nanny: bool = False, on_error: str = "raise",
+        **kwargs: Any) -> dict[str, Any] | None:
+    """Run ``function(*args, **kwargs)`` once on every worker (or ``workers``), outside
+    the task graph; returns ``{worker address: result}``.
+
+    A function with a ``dask_worker`` parameter is given the worker. An async function is
+    awaited on the worker's event loop; with ``wait=False`` it is only started, and None
+    is returned. ``on_error``: "raise" the first failure, "return" exceptions as results,
+    or "ignore" failed workers. ``nanny=True`` runs it in the nanny (only for a
+    ``LocalCluster`` of this process: shoal's nannies are not servers of their own).
+
+    Raises:
+        ValueError: a bad ``on_error``; the function's own exception with "raise".
+    """
+    self._check_open()
+    return self.sync(_run, self, function, *args, workers=workers, wait=wait, nanny=nanny,
+                     on_error=on_error, **kwargs)
+
+
+async def _run_on_nannies(self: Client, call: Callable[..., Any], workers: list[str] | None,
+                          wait: bool) -> dict[str, Any]:
+    """``run(nanny=True)``: the nannies of a LocalCluster live in this process, on this
+    loop; each runs the function with ``dask_worker=`` the nanny, keyed by its worker."""
+    from shoal._run import in_background, inject
+    from shoal.protocol._errors import exception_to_error
+
+    cluster = self.cluster
+    nannies = list(getattr(cluster, "nannies", None) or [])
+    if not nannies:
+        raise NotImplementedError(
+            "run(nanny=True) needs the client's own LocalCluster with processes=True: shoal's "
+            "nannies are not reachable through the scheduler; run it on the workers instead")
+    info = await self._request("scheduler_info")
+    by_pid = {w["pid"]: a for a, w in info["workers"].items()}
+    out: dict[str, Any] = {}
+    for nanny in nannies:
+        addr = by_pid.get(nanny.pid)
+        if addr is None or (workers is not None and addr not in workers):
+            continue
+        fn = inject(call, "dask_worker", nanny)
+        try:
+            if inspect.iscoroutinefunction(fn):
+                if not wait:
+                    asyncio.get_running_loop().create_task(in_background(fn, "nanny"))
+                    value = None
+                else:
+                    value = await fn()
+            else:
+                value = fn()
+            out[addr] = (True, value)
+        except Exception as exc:
+            out[addr] = (False, exception_to_error(exc, exc.__traceback__, "run", addr,
+                                                   time.time()))
     return out
+
+
+async def _run_on_scheduler(self: Client, function: Callable[..., Any], *args: Any,
+                            wait: bool = True, **kwargs: Any) -> Any:
+    if not callable(function):
+        raise TypeError(f"run_on_scheduler takes a function, got {type(function).__name__}")
+    call = functools.partial(function, *args, **kwargs)
+    ok, value = await self._request("run_on_scheduler", function=pickle_code(call), wait=wait)
+    if not ok:
+        raise error_to_exception(value)
+    return loads(value)
+
+
+def run_on_scheduler(self: Client, function: Callable[..., Any], *args: Any,
+                     **kwargs: Any) -> Any:
+    """Run ``function(*args, **kwargs)`` in the scheduler's process and return its result.
+    A function with a ``dask_scheduler`` parameter is given the scheduler; an async
+    function is awaited on the scheduler's loop (``wait=False``: only started).
+
+    Raises:
+        The function's own exception, with the scheduler's traceback.
+    """
+    self._check_open()
+    return self.sync(_run_on_scheduler, self, function, *args, **kwargs)
+
 
 def scheduler_info(self: Client, **kwargs: Any) -> dict[str, Any]:
     """Scheduler address and per-worker details (threads, memory, pid...)."""

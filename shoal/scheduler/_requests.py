@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from shoal.comm import Connection
+from shoal.scheduler import _control
 from shoal.scheduler._views import scheduler_info
 
 if TYPE_CHECKING:
@@ -34,8 +35,9 @@ async def _has_what(scheduler: Scheduler, conn: Connection) -> Any:
     return {a: [ts.key for ts in ws.has_what] for a, ws in scheduler.state.workers.items()}
 
 
-async def _run(scheduler: Scheduler, conn: Connection, function: Any, workers: list[str] | None) -> Any:
-    return await scheduler.start_run(conn, function, workers)
+async def _run(scheduler: Scheduler, conn: Connection, function: Any, workers: list[str] | None,
+               wait: bool = True) -> Any:
+    return await scheduler.start_run(conn, function, workers, wait)
 
 
 async def _task_stream(scheduler: Scheduler, conn: Connection, cursor: int,
@@ -109,3 +111,4 @@ _OPS: dict[str, Callable[..., Awaitable[Any]]] = {
     "failure": _failure,
     "missing_data": _missing_data,
 }
+_OPS.update(_control.OPS)  # changing a running cluster: plugins, run_on_scheduler, copies

@@ -5,9 +5,12 @@ its memory limit, and stops it for good on close. Runs as a task in its owner's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -17,6 +20,7 @@ logger = logging.getLogger("shoal.nanny")
 
 MEMORY_TERMINATE_FRACTION = 0.95
 _EXIT_SCHEDULER_GONE = 3  # shoal.worker.__main__.EXIT_SCHEDULER_GONE (not imported: keeps imports light)
+_EXIT_PLUGIN_RESTART = 4  # shoal.worker.__main__.EXIT_PLUGIN_RESTART: a nanny plugin asked
 MAX_RESTARTS_PER_MINUTE = 10
 
 
@@ -56,6 +60,9 @@ class Nanny:
         self.security = security  # a shoal.comm._security.Security, passed on in the env
         self.process: asyncio.subprocess.Process | None = None
         self.restarts: list[float] = []
+        # Where nanny plugins (run in the worker on our behalf) leave the env to keep.
+        fd, self._plugin_state = tempfile.mkstemp(prefix="shoal-nanny-", suffix=".json")
+        os.close(fd)
         self._closing = False
         self._supervisor: asyncio.Task[None] | None = None
 
@@ -88,6 +95,12 @@ class Nanny:
         paths = [p or os.getcwd() for p in sys.path]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         env.update(self.env or {})
+        from shoal.worker._plugins import NANNY_PLUGINS_ENV, NANNY_STATE_ENV, read_nanny_state
+
+        kept = read_nanny_state(self._plugin_state)
+        env.update(kept["env"])
+        env[NANNY_STATE_ENV] = self._plugin_state
+        env[NANNY_PLUGINS_ENV] = json.dumps(kept["plugins"])  # names may hold any character
         # Credentials never go on the command line: ``ps`` shows that to every user.
         if self.security is None:
             from shoal.comm._security import Security
@@ -120,6 +133,10 @@ class Nanny:
                 logger.info("worker %s stopped: closed by its scheduler, or no scheduler within "
                             "its death timeout; not restarting", self.name)
                 return
+            if code == _EXIT_PLUGIN_RESTART:
+                logger.info("worker %s restarts for a nanny plugin", self.name)
+                await self._spawn()
+                continue
             now = time.monotonic()
             self.restarts = [t for t in self.restarts if now - t < 60] + [now]
             if len(self.restarts) > MAX_RESTARTS_PER_MINUTE:
@@ -160,10 +177,14 @@ class Nanny:
         if self._supervisor is not None:
             self._supervisor.cancel()
             await asyncio.gather(self._supervisor, return_exceptions=True)
+        with contextlib.suppress(OSError):
+            os.remove(self._plugin_state)
 
     def kill_nowait(self) -> None:
         """Last-resort cleanup at interpreter exit."""
         self._closing = True
+        with contextlib.suppress(OSError):
+            os.remove(self._plugin_state)
         proc = self.process
         if proc is not None and proc.returncode is None:
             try:
