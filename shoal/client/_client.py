@@ -201,6 +201,7 @@ class Client:
         self.security = security if security is not None else Security()
         self._security_given = security is not None
 
+        deployed: Any = None
         if address is None:
             pass
         elif isinstance(address, LocalCluster):
@@ -213,6 +214,13 @@ class Client:
                     f"unexpected arguments {sorted(cluster_kwargs)} with a scheduler address; "
                     "cluster options only apply when the Client starts its own LocalCluster"
                 )
+        elif isinstance(getattr(address, "scheduler_address", None), str):
+            # A cluster started elsewhere (SSHCluster): connect to its scheduler.
+            if cluster_kwargs:
+                raise TypeError(f"unexpected arguments with a cluster: {sorted(cluster_kwargs)}")
+            deployed, address = address, address.scheduler_address
+            if security is None and isinstance(getattr(deployed, "security", None), Security):
+                self.security = deployed.security  # the cluster's credentials, as in dask
         else:
             raise TypeError(
                 f"Client(address) takes 'tcp://host:port', a LocalCluster or nothing; got "
@@ -251,6 +259,8 @@ class Client:
                 await loop.run_in_executor(None, self.cluster.close)
             raise
         self.status = "running"
+        if deployed is not None:
+            self.cluster = deployed
         _tune_gc()
         _current.append(weakref.ref(self))
         if self._set_as_default:
