@@ -226,6 +226,7 @@ class Client:
                 f"Client(address) takes 'tcp://host:port', a LocalCluster or nothing; got "
                 f"{type(address).__name__}"
             )
+        self._deployed = deployed  # a cluster-like object: self.cluster once connected
         # Blocking, or an awaitable that ``await client`` (or ``async with``) waits for.
         started = self.sync(self._start, address, cluster_kwargs)
         if asyncio.iscoroutine(started):  # made on shoal's loop itself: start it now, and
@@ -259,8 +260,8 @@ class Client:
                 await loop.run_in_executor(None, self.cluster.close)
             raise
         self.status = "running"
-        if deployed is not None:
-            self.cluster = deployed
+        if self._deployed is not None:
+            self.cluster = self._deployed
         _tune_gc()
         _current.append(weakref.ref(self))
         if self._set_as_default:
