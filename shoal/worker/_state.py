@@ -190,6 +190,8 @@ class WorkerState:
             total += nbytes
             waiting = self.waiters.pop(key, set())
             self.holders.pop(key, None)
+            if key in self.held and not waiting:
+                continue  # a second copy of a value held (and maybe in use): keep the first
             if not waiting and key not in self.assigned:
                 self._out.append(Drop([key]))
                 continue

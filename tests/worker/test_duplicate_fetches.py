@@ -1,0 +1,31 @@
+"""A second answer for an input the worker already holds (found by the worker fuzzer,
+tests/worker/test_fuzz.py): it must never drop the copy a task is about to read."""
+
+from __future__ import annotations
+
+from shoal.protocol._messages import Compute
+from shoal.protocol._serialize import Serialized
+from shoal.worker._state import ComputeAssigned, Drop, Execute, FetchDone, WorkerState
+
+PAYLOAD = Serialized([b"task"])
+
+
+def _compute(key: str, deps: list[tuple[str, list[str], int]]) -> ComputeAssigned:
+    return ComputeAssigned(Compute(key, PAYLOAD, deps, {}, (0,), True, "p"))
+
+
+def test_second_answer_for_a_held_input_keeps_it(ws: WorkerState) -> None:
+    ws.handle(_compute("t", [("x", ["tcp://peer:1"], 8)]))
+    out = ws.handle(FetchDone("tcp://peer:1", {"x": 8}, [], 1.0, 2.0))
+    assert Execute("t", PAYLOAD, (0,), True, ("x",)) in out
+    # The same value again (a duplicated reply, or a second fetch that raced the first):
+    # "t" is queued to read "x", so the shell must keep it.
+    again = ws.handle(FetchDone("tcp://peer:1", {"x": 8}, [], 3.0, 4.0))
+    assert not [c for c in again if isinstance(c, Drop)]
+    assert ws.held == {"x": 8}
+
+
+def test_unrequested_value_is_dropped(ws: WorkerState) -> None:
+    out = ws.handle(FetchDone("tcp://peer:1", {"y": 8}, [], 1.0, 2.0))
+    assert Drop(["y"]) in out
+    assert ws.held == {}
