@@ -159,7 +159,7 @@ class WorkerState:
         for dep in ts.deps:
             self._unuse(dep, ts.key)
         if ts.state == "cancelled":
-            if ev.error is None:
+            if ev.error is None and ev.key not in self.held:  # held: a fetched copy in use
                 self._out.append(Drop([ev.key]))
             return
         if ev.error is not None:

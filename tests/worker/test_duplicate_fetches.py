@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from shoal.protocol._messages import Compute
 from shoal.protocol._serialize import Serialized
-from shoal.worker._state import ComputeAssigned, Drop, Execute, FetchDone, WorkerState
+from shoal.worker._state import (
+    ComputeAssigned,
+    Drop,
+    Execute,
+    ExecuteDone,
+    FetchDone,
+    KeysFreed,
+    WorkerState,
+)
 
 PAYLOAD = Serialized([b"task"])
 
@@ -29,3 +37,16 @@ def test_unrequested_value_is_dropped(ws: WorkerState) -> None:
     out = ws.handle(FetchDone("tcp://peer:1", {"y": 8}, [], 1.0, 2.0))
     assert Drop(["y"]) in out
     assert ws.held == {}
+
+
+def test_cancelled_run_of_a_key_held_as_an_input_keeps_the_input(ws: WorkerState) -> None:
+    # "x" was fetched for "t" (queued to run); the scheduler, thinking "x" lost, has it
+    # computed here too and then cancels that run. Its result must not take the copy
+    # "t" is about to read.
+    ws.handle(_compute("t", [("x", ["tcp://peer:1"], 8)]))
+    ws.handle(FetchDone("tcp://peer:1", {"x": 8}, [], 1.0, 2.0))
+    ws.handle(_compute("x", []))
+    ws.handle(KeysFreed(["x"]))
+    out = ws.handle(ExecuteDone("x", 8, "int", 3.0, 4.0, 0, None, None))
+    assert not [c for c in out if isinstance(c, Drop)]
+    assert ws.held == {"x": 8}
