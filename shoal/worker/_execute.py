@@ -24,6 +24,20 @@ from shoal.protocol._sizeof import nbytes as measure
 from shoal.worker._state import Execute, ExecuteDone
 
 _STOP = (float("-inf"), -1, None)
+
+
+# Unpickling imports modules. Two threads importing a package with circular imports at
+# once (numpy is one) can each get the other's half-initialized module (CPython breaks
+# the import deadlock that way), and a correct task fails with ImportError. A worker
+# unpickles in its loop (fetched and scattered data, client.run functions) and in its
+# task threads (task payloads): one at a time.
+_UNPICKLE = threading.Lock()
+
+
+def unpickle(ser: Serialized, functions: FunctionTable | None = None) -> Any:
+    """:func:`loads` for worker code: never in two threads at once."""
+    with _UNPICKLE:
+        return loads(ser, functions)
 _thread_state = threading.local()
 
 
@@ -99,7 +113,7 @@ class Executor:
         start = time.time()
         _thread_state.key = cmd.key
         try:
-            task = loads(cmd.payload, self._functions)
+            task = unpickle(cmd.payload, self._functions)
             data = self._data
             values = {k: data[k] for k in cmd.deps}
             result = task(values)

@@ -33,8 +33,8 @@ from shoal.protocol._messages import (
     Run,
     Store,
 )
-from shoal.protocol._serialize import FunctionTable, Serialized, dumps, loads
-from shoal.worker._execute import Executor
+from shoal.protocol._serialize import FunctionTable, Serialized, dumps
+from shoal.worker._execute import Executor, unpickle
 from shoal.worker._state import (
     ComputeAssigned,
     DataStored,
@@ -152,7 +152,7 @@ class Worker:
                 events.append(KeysFreed(list(msg.keys)))
             elif isinstance(msg, Store):
                 try:
-                    self.data[msg.key] = loads(msg.data)
+                    self.data[msg.key] = unpickle(msg.data)
                 except Exception:
                     logger.exception("could not unpickle scattered data %r", msg.key)
                     continue
@@ -193,7 +193,7 @@ class Worker:
     async def _run_function(self, msg: Run) -> None:
         assert self._scheduler is not None
         try:
-            fn = loads(msg.function)
+            fn = unpickle(msg.function)
             result = await asyncio.get_running_loop().run_in_executor(None, fn)
             value: Any = dumps(result)
             ok = True
@@ -296,7 +296,7 @@ class Worker:
             from shoal.protocol._sizeof import nbytes
 
             for key, ser in reply.items.items():
-                value = loads(ser)
+                value = unpickle(ser)
                 self.data[key] = value
                 got[key] = nbytes(value)
             events: list[Any] = [
