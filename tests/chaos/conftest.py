@@ -17,9 +17,9 @@ from typing import Any
 
 import psutil
 import pytest
+from integration._helpers import alive, descendants, wait_for
 
 from shoal import Client, LocalCluster
-from integration._helpers import alive, descendants, wait_for
 
 __all__ = ["wait_for"]
 

@@ -10,8 +10,8 @@ import threading
 from typing import Any
 
 import pytest
-
 from integration._helpers import Gate, gated, wait_for
+
 from shoal import Client
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
@@ -24,7 +24,7 @@ class Proxy:
         host, port = target.removeprefix("tcp://").rsplit(":", 1)
         self._target = (host, int(port))
         self._listener = socket.create_server(("127.0.0.1", 0))
-        self.address = "tcp://127.0.0.1:%d" % self._listener.getsockname()[1]
+        self.address = f"tcp://127.0.0.1:{self._listener.getsockname()[1]}"
         self._cut = threading.Event()
         self._sockets: list[socket.socket] = []
         self._thread = threading.Thread(target=self._run, name="chaos-proxy", daemon=True)

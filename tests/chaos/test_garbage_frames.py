@@ -13,10 +13,10 @@ from collections.abc import Callable
 import msgpack
 import psutil
 import pytest
-
 from integration._helpers import wait_for
+
 from shoal.protocol._framing import MAX_FRAMES, encode
-from shoal.protocol._messages import PROTOCOL_VERSION, Hello, _REGISTRY
+from shoal.protocol._messages import _REGISTRY, PROTOCOL_VERSION, Hello
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 

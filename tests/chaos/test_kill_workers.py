@@ -9,7 +9,6 @@ import signal
 import time
 
 import pytest
-
 from integration._helpers import wait_for
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
@@ -60,8 +59,8 @@ def _kill_workers_during_the_graph(chaos_cluster) -> None:
         mark = state.completed_total
         everything_done = all(f.done() for f in layers[-1])
         # The cluster is whole again and has done some work since the last kill.
-        wait_for(lambda m=mark: len(state.workers) == n and (
-            state.completed_total >= m + 100 or everything_done), timeout=60)
+        wait_for(lambda m=mark, done=everything_done: len(state.workers) == n and (
+            state.completed_total >= m + 100 or done), timeout=60)
         fewest = min(kills.values())  # a nanny gives up after 10 restarts a minute
         index = rng.choice([i for i, k in kills.items() if k == fewest])
         nanny = cluster.nannies[index]
