@@ -38,11 +38,13 @@ def test_dependent_of_a_frozen_holder_finishes_while_it_is_frozen(
                           "distributed.comm.timeouts.tcp": FETCH_TIMEOUT,
                           "distributed.comm.timeouts.connect": FETCH_TIMEOUT}):
         _cluster, client = chaos_cluster(n_workers=3)
-    x = client.submit(make_input, pure=False)
+    pids = client.run(os.getpid)
+    first, second, reader = sorted(pids)
+    # The input may live on either of two workers, never on the reader: once its holder
+    # is frozen, it is recomputed on the other one (or found there) and fetched again.
+    x = client.submit(make_input, workers=[first, second], pure=False)
     x.result(timeout=30)
     [holder] = client.who_has([x])[x.key]
-    pids = client.run(os.getpid)
-    reader = sorted(set(pids) - {holder})[0]
     os.kill(pids[holder], signal.SIGSTOP)
     try:
         y = client.submit(measure, x, workers=[reader], pure=False)

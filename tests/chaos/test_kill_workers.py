@@ -57,10 +57,14 @@ def _kill_workers_during_the_graph(chaos_cluster) -> None:
     kills: dict[int, int] = {i: 0 for i in range(n)}
     for _ in range(KILLS):
         mark = state.completed_total
-        everything_done = all(f.done() for f in layers[-1])
-        # The cluster is whole again and has done some work since the last kill.
-        wait_for(lambda m=mark, done=everything_done: len(state.workers) == n and (
-            state.completed_total >= m + 100 or done), timeout=60)
+
+        def whole_and_working(m: int = mark) -> bool:
+            """The cluster is whole again and has done some work since the last kill
+            (or has nothing left to do: then the kills destroy results it holds)."""
+            return len(state.workers) == n and (
+                state.completed_total >= m + 100 or all(f.done() for f in layers[-1]))
+
+        wait_for(whole_and_working, timeout=60)
         fewest = min(kills.values())  # a nanny gives up after 10 restarts a minute
         index = rng.choice([i for i, k in kills.items() if k == fewest])
         nanny = cluster.nannies[index]
@@ -84,18 +88,11 @@ def _kill_workers_during_the_graph(chaos_cluster) -> None:
 
 
 @pytest.mark.timeout(170)
-@pytest.mark.xfail(strict=True, reason="issue 9 item 17: tasks only queued on a killed worker "
-                   "are counted towards KilledWorker, so innocent tasks fail")
 def test_twenty_sigkills_during_a_dependent_graph_lose_nothing(chaos_cluster) -> None:
-    _kill_workers_during_the_graph(chaos_cluster)
-
-
-@pytest.mark.timeout(170)
-def test_twenty_sigkills_lose_nothing_when_deaths_are_not_held_against_tasks(
-    chaos_cluster,
-) -> None:
-    # The same storm with KilledWorker out of the way (allowed-failures above the number
-    # of kills): recovery itself, recomputation from lineage, no hang, no leftover process.
+    # allowed-failures is raised above the number of kills: with the default (3), issue 9
+    # item 17 (tasks only *queued* on a dying worker are counted towards KilledWorker)
+    # fails innocent tasks in about half the runs, too irregularly for a strict xfail.
+    # Once item 17 is fixed, drop the override: no task executes on 4 of these victims.
     import dask
 
     with dask.config.set({"distributed.scheduler.allowed-failures": 10 * KILLS}):
