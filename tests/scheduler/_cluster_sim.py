@@ -16,6 +16,7 @@ delivers everything faithfully until nothing moves, so a test can check liveness
 
 from __future__ import annotations
 
+import os
 import random
 import traceback
 from collections import deque
@@ -459,10 +460,14 @@ def run_sequence(seed: int, steps: int, features: frozenset[str] = HOSTILE) -> C
         sim.drain()
         sim.check_live()
     except Exception as exc:
+        # The machines iterate some sets of keys, whose order follows str hashing.
+        hashseed = os.environ.get("PYTHONHASHSEED", "<random: set it to replay exactly>")
         tail = "\n".join(sim.trace[-40:])
         raise Defect(
             f"fuzz seed {seed} (steps={steps}, features={sorted(features)}) failed: "
-            f"{type(exc).__name__}: {exc}\nreproduce: run_sequence({seed}, {steps}, "
-            f"frozenset({sorted(features)}))\nlast events:\n{tail}"
+            f"{type(exc).__name__}: {exc}\n"
+            f"reproduce (PYTHONHASHSEED={hashseed}): "
+            f"run_sequence({seed}, {steps}, frozenset({sorted(features)}))\n"
+            f"last events:\n{tail}"
         ) from exc
     return sim

@@ -7,7 +7,8 @@ fixed on other branches) have their own ``xfail(strict=True)`` test: when the fi
 the test passes, strict xfail fails, and its marker goes. Any other failure is a new
 defect and fails ``test_..._beyond_known_items`` with the seed and how to replay it.
 
-Re-run more or other seeds: ``SHOAL_FUZZ_SCALE=10 SHOAL_FUZZ_SEED=1000 pytest ...``;
+Re-run more or other seeds: ``SHOAL_FUZZ_SCALE=10 SHOAL_FUZZ_SEED=1000 pytest ...``
+(with ``PYTHONHASHSEED`` set, a failure replays exactly: the machines iterate some sets);
 replay one: ``run_sequence(seed, steps, features)`` from ``_cluster_sim``.
 """
 

@@ -16,6 +16,7 @@ and no value is held that neither the scheduler nor a task needs.
 
 from __future__ import annotations
 
+import os
 import random
 import traceback
 from dataclasses import dataclass, field
@@ -375,10 +376,14 @@ def run_worker_sequence(seed: int, steps: int, features: frozenset[str] = HOSTIL
         fuzz.drain()
         fuzz.check_live()
     except Exception as exc:
+        # The machines iterate some sets of keys, whose order follows str hashing.
+        hashseed = os.environ.get("PYTHONHASHSEED", "<random: set it to replay exactly>")
         tail = "\n".join(fuzz.trace[-40:])
         raise Defect(
             f"worker fuzz seed {seed} (steps={steps}, features={sorted(features)}) failed: "
-            f"{type(exc).__name__}: {exc}\nreproduce: run_worker_sequence({seed}, {steps}, "
-            f"frozenset({sorted(features)}))\nlast events:\n{tail}"
+            f"{type(exc).__name__}: {exc}\n"
+            f"reproduce (PYTHONHASHSEED={hashseed}): "
+            f"run_worker_sequence({seed}, {steps}, frozenset({sorted(features)}))\n"
+            f"last events:\n{tail}"
         ) from exc
     return fuzz

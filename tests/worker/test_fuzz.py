@@ -6,7 +6,8 @@ Failures are grouped by cause; numbered items of issue 9 being fixed on other br
 have ``xfail(strict=True)`` tests (their markers go when the fixes land). Any other
 failure fails ``test_..._beyond_known_items`` with the seed and how to replay it.
 
-Re-run more or other seeds: ``SHOAL_FUZZ_SCALE=10 SHOAL_FUZZ_SEED=1000 pytest ...``;
+Re-run more or other seeds: ``SHOAL_FUZZ_SCALE=10 SHOAL_FUZZ_SEED=1000 pytest ...``
+(with ``PYTHONHASHSEED`` set, a failure replays exactly: the machines iterate some sets);
 replay one: ``run_worker_sequence(seed, steps, features)`` from ``_fuzz``.
 """
 
