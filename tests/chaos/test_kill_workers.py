@@ -91,9 +91,58 @@ def _kill_workers_during_the_graph(chaos_cluster) -> None:
 def test_twenty_sigkills_during_a_dependent_graph_lose_nothing(chaos_cluster) -> None:
     # allowed-failures is raised above the number of kills: with the default (3), issue 9
     # item 17 (tasks only *queued* on a dying worker are counted towards KilledWorker)
-    # fails innocent tasks in about half the runs, too irregularly for a strict xfail.
-    # Once item 17 is fixed, drop the override: no task executes on 4 of these victims.
+    # fails innocent tasks in about half the runs, too irregularly for a strict xfail (the
+    # test below shows it every time). Once item 17 is fixed, drop the override: no task
+    # executes on 4 of these victims.
     import dask
 
     with dask.config.set({"distributed.scheduler.allowed-failures": 10 * KILLS}):
         _kill_workers_during_the_graph(chaos_cluster)
+
+
+def quick(x: int) -> int:
+    return x + 1
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.xfail(strict=True, reason="issue 9 item 17: tasks only queued on a killed worker "
+                   "are counted towards KilledWorker, so innocent tasks fail")
+def test_tasks_queued_behind_a_busy_thread_survive_four_kills(chaos_cluster, tmp_path) -> None:
+    # Worker "0" runs a task that blocks its only thread; 20 quick tasks are queued behind
+    # it there. Kill it 4 times (one more than allowed-failures): the blocked task was
+    # executing each time, the quick ones never were, so they must still finish.
+    from integration._helpers import Gate, gated
+
+    cluster, client = chaos_cluster(n_workers=2)
+    state = cluster.scheduler.state
+    nanny = next(n for n in cluster.nannies if n.name == "0")
+    warm, gate = Gate(tmp_path / "warm"), Gate(tmp_path / "gate")
+    warm.open()
+    # Known durations, so the scheduler sends quick tasks ahead behind a running one.
+    assert client.gather(client.map(quick, range(20), workers=["0"], pure=False)) == list(
+        range(1, 21))
+    assert client.submit(gated, warm.path, 0, workers=["0"], pure=False).result(timeout=30) == 0
+    try:
+        blocker = client.submit(gated, gate.path, -1, workers=["0"], pure=False)
+        queued = client.map(quick, range(100, 120), workers=["0"], pure=False)
+        keys = [f.key for f in queued]
+        for _ in range(4):
+            def all_sent_to_the_current_worker0() -> bool:
+                def on_worker0(key: object) -> bool:
+                    t = state.tasks.get(key)
+                    return (t is not None and t.state == "processing"
+                            and t.processing_on is not None and t.processing_on.name == "0")
+
+                return on_worker0(blocker.key) and all(
+                    on_worker0(k) or getattr(state.tasks.get(k), "state", "") == "memory"
+                    for k in keys)
+
+            wait_for(all_sent_to_the_current_worker0, timeout=30)
+            victim = nanny.pid
+            assert victim is not None
+            os.kill(victim, signal.SIGKILL)
+            wait_for(lambda v=victim: nanny.pid not in (None, v), timeout=30)
+        gate.open()
+        assert client.gather(queued) == list(range(101, 121))
+    finally:
+        gate.open()
