@@ -295,6 +295,24 @@ WORKLOADS: dict[str, Workload] = {
             "processes = every process the client started (workers, nannies, helpers).",
         ),
         Workload(
+            name="fib",
+            title="fib(15): tasks submitting tasks with get_client / secede / rejoin",
+            issue=10,
+            metrics=(
+                # 10x dask.distributed's 12.0 s for fib(15) on this 2-core VM.
+                Metric("seconds", "wall time", "s", False, Target("<=", 1.2)),
+                Metric("tasks_per_s", "tasks/s", "tasks/s", True),
+                Metric("tasks", "tasks", "", True, compare=False),
+            ),
+            sizes={"quick": {"n": 10, "reps": 1}, "default": {"n": 15, "reps": 3}},
+            timeout_s=600,
+            method="`client.submit(fib, 15, pure=False).result()` where each call with n >= 2 "
+            "runs `c = get_client()`, submits fib(n-1) and fib(n-2) (`pure=False`, so each "
+            "call is its own task: 1,973 tasks), `secede()`, sums the two results, "
+            "`rejoin()`; best of 3 after a fib(5) warm-up; 2 workers x 1 thread. The target "
+            "is 10x dask.distributed's wall time measured here (12.0 s).",
+        ),
+        Workload(
             name="dashboard",
             title="throughput with a browser on the dashboard (shoal only)",
             issue=5,

@@ -40,3 +40,22 @@ def rss() -> int:
     import psutil
 
     return int(psutil.Process().memory_info().rss)
+
+
+def fib(n: int, system: str) -> int:
+    """Issue 10's tasks that launch tasks: each call submits its two halves as new tasks
+    (``pure=False``: one task per call, 1,973 for ``fib(15)``) from the worker's client,
+    secedes while it waits for them, and rejoins. ``system``: "shoal" or "dask"."""
+    if n < 2:
+        return n
+    if system == "shoal":
+        from shoal import get_client, rejoin, secede
+    else:
+        from distributed import get_client, rejoin, secede
+    client = get_client()
+    a = client.submit(fib, n - 1, system, pure=False)
+    b = client.submit(fib, n - 2, system, pure=False)
+    secede()
+    result = int(a.result()) + int(b.result())
+    rejoin()
+    return result

@@ -403,6 +403,34 @@ def memory(api: Api, n_tasks: int, release_timeout_s: float) -> dict[str, float]
     return memory_figures(samples, n_tasks)
 
 
+def fib_calls(n: int) -> int:
+    """How many calls (tasks) ``fib(n)`` makes: 1,973 for n = 15."""
+    a, b = 1, 1  # calls of fib(0), fib(1)
+    for _ in range(n - 1):
+        a, b = b, a + b + 1
+    return b if n >= 1 else a
+
+
+def fib(api: Api, n: int, reps: int) -> dict[str, float]:
+    """``fib(n)`` where every call is a task submitting its two halves from the worker
+    (``get_client`` / ``secede`` / ``rejoin``); best of ``reps`` after a small warm-up."""
+    expected = [0, 1]
+    for _ in range(n - 1):
+        expected.append(expected[-1] + expected[-2])
+    tasks = fib_calls(n)
+    best = float("inf")
+    with _client(api) as client:
+        if client.submit(_tasks.fib, 5, api.name, pure=False).result() != 5:
+            raise AssertionError("fib(5) is not 5")
+        for _ in range(reps):
+            start = time.perf_counter()
+            value = client.submit(_tasks.fib, n, api.name, pure=False).result()
+            best = min(best, time.perf_counter() - start)
+            if value != expected[n]:
+                raise AssertionError(f"fib({n}) returned {value!r}, expected {expected[n]}")
+    return {"seconds": best, "tasks_per_s": tasks / best, "tasks": float(tasks)}
+
+
 CLUSTER_WORKLOADS: dict[str, Callable[..., dict[str, float]]] = {
     "throughput": throughput,
     "latency": latency,
@@ -413,5 +441,6 @@ CLUSTER_WORKLOADS: dict[str, Callable[..., dict[str, float]]] = {
     "startup": startup,
     "dashboard": dashboard,
     "memory": memory,
+    "fib": fib,
 }
 REFERENCE_WORKLOADS: dict[str, Callable[..., dict[str, float]]] = {"persist": numpy_sum}

@@ -11,8 +11,18 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "Actor": "shoal.client._actor",
+    "ActorFuture": "shoal.client._actor",
+    "BaseActorFuture": "shoal.client._actor",
     "Client": "shoal.client._client",
-    "get_client": "shoal.client._client",
+    "get_client": "shoal.client._worker_client",
+    "worker_client": "shoal.client._worker_client",
+    "secede": "shoal.worker._context",
+    "rejoin": "shoal.worker._context",
+    "get_worker": "shoal.worker._context",
+    "fire_and_forget": "shoal.client._fire_and_forget",
+    "print": "shoal.worker._print",
+    "warn": "shoal.worker._print",
     "Future": "shoal.client._future",
     "as_completed": "shoal.client._as_completed",
     "wait": "shoal.client._as_completed",
@@ -48,19 +58,29 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from shoal.client._actor import Actor as Actor
+    from shoal.client._actor import ActorFuture as ActorFuture
+    from shoal.client._actor import BaseActorFuture as BaseActorFuture
     from shoal.client._as_completed import ALL_COMPLETED as ALL_COMPLETED
     from shoal.client._as_completed import FIRST_COMPLETED as FIRST_COMPLETED
     from shoal.client._as_completed import FIRST_EXCEPTION as FIRST_EXCEPTION
     from shoal.client._as_completed import as_completed as as_completed
     from shoal.client._as_completed import wait as wait
     from shoal.client._client import Client as Client
-    from shoal.client._client import get_client as get_client
     from shoal.client._debug import FailureStory as FailureStory
+    from shoal.client._fire_and_forget import fire_and_forget as fire_and_forget
     from shoal.client._future import Future as Future
     from shoal.client._structure import futures_of as futures_of
+    from shoal.client._worker_client import get_client as get_client
+    from shoal.client._worker_client import worker_client as worker_client
     from shoal.cluster._local import LocalCluster as LocalCluster
     from shoal.diagnostics import performance_report as performance_report
     from shoal.diagnostics import progress as progress
     from shoal.protocol._errors import KilledWorker as KilledWorker
     from shoal.protocol._errors import LostDataError as LostDataError
     from shoal.protocol._errors import RemoteError as RemoteError
+    from shoal.worker._context import get_worker as get_worker
+    from shoal.worker._context import rejoin as rejoin
+    from shoal.worker._context import secede as secede
+    from shoal.worker._print import print as print
+    from shoal.worker._print import warn as warn

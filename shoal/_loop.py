@@ -75,6 +75,29 @@ def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         raise TimeoutError(f"operation did not finish within {timeout} s") from None
 
 
+def run_async(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> Any:
+    """Run ``coro`` on the shared loop and return an awaitable of its result for the
+    caller's own event loop (which is never blocked). From the shared loop itself the
+    coroutine is returned as is (wrapped in a timeout when one is given).
+
+    Raises (when awaited):
+        TimeoutError: it did not finish within ``timeout`` seconds (it is cancelled).
+    """
+    if timeout is not None:
+        coro = asyncio.wait_for(coro, timeout)
+    if in_loop_thread():
+        return coro
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        coro.close()
+        raise RuntimeError(
+            "an asynchronous shoal call was made outside a running event loop; await it "
+            "inside a coroutine, or use a Client(asynchronous=False)"
+        ) from None
+    return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, get_loop()))
+
+
 def call_soon(fn: Any, *args: Any) -> None:
     """Run ``fn(*args)`` on the loop thread soon (thread-safe)."""
     loop = get_loop()

@@ -229,3 +229,12 @@ def test_memory_workload_runs_on_both_systems_and_lower_is_better() -> None:
     }
     row = table_rows([WORKLOADS["memory"]], outcomes)[0]
     assert row[2:5] == ["5,600 B/task", "2,800 B/task", "2.00x"]
+
+
+def test_fib_workload_counts_one_task_per_call() -> None:
+    from benchmarks._workloads import fib_calls
+
+    assert [fib_calls(n) for n in range(5)] == [1, 1, 3, 5, 9]
+    assert fib_calls(15) == 1_973
+    assert "fib" in CLUSTER_WORKLOADS
+    assert WORKLOADS["fib"].issue == 10

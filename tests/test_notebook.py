@@ -113,3 +113,35 @@ def test_seed_notebook_runs_on_shoal(tmp_path: Path, kernel_name: str) -> None:
 
     assert (tmp_path / "data" / "random.hdf5").is_file()
     wait_for(lambda: not processes_in(tmp_path), timeout=30)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_print_and_warn_in_tasks_show_in_the_notebook_cell(tmp_path: Path, kernel_name: str) -> None:
+    """Issue 10: ``shoal.print`` / ``shoal.warn`` in a task reach the cell that waits on it.
+    The event travels ahead of the task's result on the same connection, so it is shown
+    before ``result()`` returns, in that cell."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "import shoal\n"
+            "from shoal import Client\n"
+            "client = Client(n_workers=1, threads_per_worker=1, dashboard_address=None)\n"
+            "def shout():\n"
+            "    shoal.print('hello from a task', 42)\n"
+            "    shoal.warn('careful from a task')\n"
+            "    return 1\n"
+        ),
+        nbformat.v4.new_code_cell("client.submit(shout, pure=False).result()"),
+        nbformat.v4.new_code_cell("client.close()"),
+    ]
+    runner = nbclient.NotebookClient(
+        nb, kernel_name=kernel_name, timeout=120, allow_errors=False,
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    runner.execute()
+    cell = nb.cells[1]
+    streams = {out.name: out.text for out in cell.outputs if out.output_type == "stream"}
+    assert "hello from a task 42" in streams.get("stdout", ""), cell.outputs
+    assert "careful from a task" in streams.get("stderr", ""), cell.outputs
+    wait_for(lambda: not processes_in(tmp_path), timeout=30)

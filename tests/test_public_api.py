@@ -11,6 +11,9 @@ import shoal
 
 PUBLIC = [
     "ALL_COMPLETED",
+    "Actor",
+    "ActorFuture",
+    "BaseActorFuture",
     "Client",
     "FIRST_COMPLETED",
     "FIRST_EXCEPTION",
@@ -21,11 +24,18 @@ PUBLIC = [
     "LostDataError",
     "RemoteError",
     "as_completed",
+    "fire_and_forget",
     "futures_of",
     "get_client",
+    "get_worker",
     "performance_report",
+    "print",
     "progress",
+    "rejoin",
+    "secede",
     "wait",
+    "warn",
+    "worker_client",
 ]
 
 # What a user of dask.distributed (and of the seed notebook) imports.
@@ -40,6 +50,16 @@ DASK_DISTRIBUTED_NAMES = [
     "progress",
     "performance_report",
     "KilledWorker",
+    "Actor",
+    "ActorFuture",
+    "BaseActorFuture",
+    "worker_client",
+    "secede",
+    "rejoin",
+    "get_worker",
+    "fire_and_forget",
+    "print",
+    "warn",
 ]
 
 

@@ -40,7 +40,14 @@ class as_completed:
             self.update(futures)
 
     def add(self, future: Future) -> None:
-        """Track one more future."""
+        """Track one more future (a Future, or the ActorFuture of an actor's method call)."""
+        from shoal.client._actor import ActorFuture
+
+        if isinstance(future, ActorFuture):
+            with self._cond:
+                self._pending.add(future)  # type: ignore[arg-type]
+            future._when_done(self._on_done)
+            return
         if not isinstance(future, Future):
             raise TypeError(f"as_completed tracks shoal Futures, got {type(future).__name__}")
         with self._cond:
@@ -99,6 +106,13 @@ class as_completed:
     def _emit(self, f: Future) -> Any:
         if not self.with_results:
             return f
+        if not isinstance(f, Future):  # an ActorFuture
+            try:
+                return f, f.result()
+            except Exception as exc:
+                if self.raise_errors:
+                    raise
+                return f, (type(exc), exc, exc.__traceback__)
         if f.status == "error" or f.status == "cancelled":
             exc = f.exception() if f.status == "error" else f._client._exception_of(f)
             assert exc is not None

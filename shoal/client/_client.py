@@ -25,8 +25,17 @@ from dask.base import tokenize
 from dask.utils import funcname
 
 from shoal import _loop
-from shoal.client import _cluster_info, _collections, _debug, _repr
+from shoal.client import (
+    _cluster_info,
+    _collections,
+    _datasets,
+    _debug,
+    _repr,
+    _topics,
+    _worker_client,
+)
 from shoal.client import _fetch as _fetch_module
+from shoal.client._actor import NewActor
 from shoal.client._future import Future, FutureState
 from shoal.client._structure import collect_futures, rebuild
 from shoal.comm import Connection, connect
@@ -45,6 +54,7 @@ from shoal.protocol._messages import (
     Response,
     RetryKeys,
     Scatter,
+    TopicEvent,
     UpdateGraph,
 )
 from shoal.protocol._serialize import FunctionCache, Serialized, dumps, dumps_task, loads
@@ -231,6 +241,7 @@ class Client:
             elif kind is KeyCancelled:
                 st = states.get(msg.key)  # type: ignore[attr-defined]
                 if st is not None:
+                    self._forget_state(msg.key, st)  # type: ignore[attr-defined]
                     st.settle("cancelled")
             elif kind is Response:
                 fut = self._requests.pop(msg.request_id, None)  # type: ignore[attr-defined]
@@ -239,6 +250,8 @@ class Client:
                         fut.set_result(msg.value)  # type: ignore[attr-defined]
                     else:
                         fut.set_exception(RuntimeError(str(msg.value)))  # type: ignore[attr-defined]
+            elif kind is TopicEvent:
+                _topics.on_event(self, msg)  # type: ignore[arg-type]
 
     def _on_lost_connection(self) -> None:
         if self.status in ("closing", "closed"):
@@ -288,7 +301,9 @@ class Client:
         if dead:
             with self._lock:
                 while dead:
-                    key = dead.popleft()
+                    key, st = dead.popleft()
+                    if st is not None and self._states.get(key) is not st:
+                        continue  # a future of a cancelled key: its count was dropped then
                     n = self._refcount.get(key, 0) - 1
                     if n > 0:
                         self._refcount[key] = n
@@ -309,6 +324,25 @@ class Client:
         self._conn.send(Request(rid, op, args))
         return await fut
 
+    def sync(self, func: Callable[..., Any], *args: Any, asynchronous: bool | None = None,
+             callback_timeout: float | None = None, **kwargs: Any) -> Any:
+        """Run the coroutine function ``func(*args, **kwargs)`` on shoal's loop.
+
+        Every client operation is written once, as a coroutine; this is its two faces (as
+        dask's ``Client.sync``): for an asynchronous client (or ``asynchronous=True``) it
+        returns an awaitable for the caller's event loop, which is never blocked; otherwise
+        it blocks the calling thread until the result is there.
+
+        Raises:
+            TimeoutError: not done within ``callback_timeout`` seconds.
+            RuntimeError: a blocking call from inside shoal's own loop (it would deadlock).
+        """
+        if asynchronous is None:
+            asynchronous = self.asynchronous
+        if asynchronous:
+            return _loop.run_async(func(*args, **kwargs), callback_timeout)
+        return _loop.run_sync(func(*args, **kwargs), callback_timeout)
+
     def _sync_request(self, op: str, timeout: float | None = None, **args: Any) -> Any:
         self._check_open()
         return _loop.run_sync(self._request(op, **args), timeout)
@@ -328,11 +362,12 @@ class Client:
         with self._lock:
             self._refcount[key] = self._refcount.get(key, 0) + 1
 
-    def _decref(self, key: Any) -> None:
-        """A Future of ``key`` went away. Lock-free: this runs from ``__del__``."""
+    def _decref(self, key: Any, state: FutureState | None = None) -> None:
+        """A Future of ``key`` (sharing ``state``) went away. Lock-free: this runs from
+        ``__del__``."""
         if self.status != "running":
             return
-        self._dead.append(key)
+        self._dead.append((key, state))
         try:
             self._schedule_drain()
         except RuntimeError:  # interpreter shutting down
@@ -346,11 +381,23 @@ class Client:
         payload, fids = dumps_task(task, self._functions)
         return (key, payload, list(task.dependencies), fids, priority, retries, workers, prefix)
 
-    def _submit_rows(self, rows: list[tuple[Any, ...]], wanted: list[Any]) -> None:
-        fids = {fid for row in rows for fid in row[3]} - self._sent_fids
-        blobs = {fid: self._functions.blobs[fid] for fid in fids}
-        self._sent_fids |= fids
-        self._send(UpdateGraph(rows, wanted, blobs))
+    def _submit_rows(self, rows: list[tuple[Any, ...]], wanted: list[Any],
+                     actors: list[Any] | None = None) -> None:
+        # Marking a blob sent and queueing the message carrying it are one step: another
+        # thread's submit that skips the blob must queue its message after this one.
+        with self._lock:
+            fids = {fid for row in rows for fid in row[3]} - self._sent_fids
+            blobs = {fid: self._functions.blobs[fid] for fid in fids}
+            self._sent_fids |= fids
+            self._outbox.append(UpdateGraph(rows, wanted, blobs, actors))
+        self._schedule_drain()
+
+    def _forget_state(self, key: Any, st: FutureState) -> None:
+        """``key`` was cancelled: its futures keep ``st``; a new submission starts afresh."""
+        with self._lock:
+            if self._states.get(key) is st:
+                del self._states[key]
+                self._refcount.pop(key, None)
 
     def _function_token(self, func: Any) -> str:
         """dask's token of ``func``, computed once per function object (it is costly)."""
@@ -404,31 +451,44 @@ class Client:
         allow_other_workers: bool = False,
         resources: Any = None,
         fifo_timeout: Any = None,
+        actor: bool = False,
+        actors: bool = False,
         **kwargs: Any,
     ) -> Future:
         """Run ``func(*args, **kwargs)`` on the cluster; returns a Future.
 
         Futures among the arguments (also inside lists, tuples and dicts) become
         dependencies. With ``pure=True`` equal calls share a key (and a result).
+        With ``actor=True`` (or its alias ``actors=True``) the result is an
+        :class:`~shoal.Actor`: ``func`` (usually a class) is called on one worker and the
+        object stays there; ``pure`` is then False, since an actor has state.
 
         Raises:
             TypeError: ``func`` is not callable, or an argument cannot be pickled.
             RuntimeError: the client is closed.
         """
         wl, nretries = self._check_call("submit", func, workers, retries)
+        is_actor = (actor or actors) and _actor_flag(actor, actors)
+        if is_actor:
+            pure = False
         if key is None:
             name = funcname(func)
             key = f"{name}-{tokenize(self._function_token(func), kwargs, *args) if pure else uuid.uuid4().hex}"
         else:
             name = _key_name(key)
-        st = self._states.get(key)
-        if st is not None and key in self._refcount:
-            return Future(key, self, st)
-        task = _payload(key, func, args, kwargs)
+        with self._lock:  # the loop thread drops released keys under this lock
+            st = self._states.get(key)
+            held = st is not None and key in self._refcount
+            if st is None:
+                st = self._states[key] = FutureState()
+            self._refcount[key] = self._refcount.get(key, 0) + 1
+            fut = Future._new(key, self, st)
+        if held:
+            return fut
+        task = _payload(key, NewActor(func) if is_actor else func, args, kwargs)
         prio = (-priority, next(self._generation), 0)
         row = self._row(key, task, prio, nretries, wl, name)
-        fut = Future(key, self)
-        self._submit_rows([row], [key])
+        self._submit_rows([row], [key], [key] if is_actor else None)
         return fut
 
     def map(
@@ -444,14 +504,20 @@ class Client:
         allow_other_workers: bool = False,
         resources: Any = None,
         fifo_timeout: Any = None,
+        actor: bool = False,
+        actors: bool = False,
         **kwargs: Any,
     ) -> list[Future]:
         """``submit`` over each element of ``iterables`` in one message; returns a list.
+        With ``actor=True`` (alias ``actors=True``) each result is an Actor.
 
         Raises:
             TypeError: ``func`` is not callable, or iterables are missing or not iterable.
         """
         wl, nretries = self._check_call("map", func, workers, retries)
+        is_actor = _actor_flag(actor, actors)
+        if is_actor:
+            pure = False
         if not iterables:
             raise TypeError("map needs at least one iterable of arguments")
         if isinstance(iterables[0], dict):
@@ -470,6 +536,7 @@ class Client:
             keys = [f"{name}-{uuid.uuid4().hex}" for _ in range(n)]
         gen = next(self._generation)
         pkw = _parsed(kwargs)
+        target = NewActor(func) if is_actor else func
         rows = []
         futures = []
         seen: set[Any] = set()
@@ -488,10 +555,11 @@ class Client:
             if k in seen:
                 continue
             seen.add(k)
-            task = _payload(k, func, args, kwargs, pkw)
+            task = _payload(k, target, args, kwargs, pkw)
             rows.append(self._row(k, task, (-priority, gen, i), nretries, wl, name))
         if rows:
-            self._submit_rows(rows, [r[0] for r in rows])
+            wanted = [r[0] for r in rows]
+            self._submit_rows(rows, wanted, wanted if is_actor else None)
         return futures
 
     # --- results -------------------------------------------------------------------------------
@@ -628,15 +696,30 @@ class Client:
 
     def cancel(self, futures: Any, asynchronous: Any = None, force: bool = False,
                reason: Any = None, msg: Any = None) -> None:
-        """Stop computing these futures (and what only they need)."""
+        """Cancel these futures: they end ``cancelled`` and this client drops its interest
+        in their keys, so submitting the same task again starts a fresh computation.
+
+        A task that other clients also want goes on for them, unless ``force=True``, which
+        cancels it for every client. Dependents wanted by no one else are cancelled too.
+        """
         self._check_open()
         flat: list[Future] = []
         collect_futures(futures, flat)
-        self._send(CancelKeys([f.key for f in flat]))
-        for f in flat:
-            st = f._state
-            if not st.done():
-                _loop.call_soon(lambda st=st: st.done() or st.settle("cancelled"))
+        keys: dict[Any, None] = {}
+        with self._lock:
+            for f in flat:
+                current = self._states.get(f.key)
+                if current is f._state:
+                    del self._states[f.key]
+                    self._refcount.pop(f.key, None)
+                elif current is not None:
+                    continue  # cancelled before; the key was submitted again since
+                keys[f.key] = None
+        if keys:
+            self._send(CancelKeys(list(keys), bool(force)))
+        for st in {id(f._state): f._state for f in flat}.values():
+            if st.status != "cancelled":
+                _loop.call_soon(lambda st=st: st.status == "cancelled" or st.settle("cancelled"))
 
     def retry(self, futures: Any, asynchronous: Any = None) -> None:
         """Run failed futures (and their failed inputs) again."""
@@ -667,6 +750,16 @@ class Client:
     persist = _collections.persist
     recreate_error_locally = _debug.recreate_error_locally
     explain = _debug.explain
+    log_event = _topics.log_event
+    get_events = _topics.get_events
+    subscribe_topic = _topics.subscribe_topic
+    unsubscribe_topic = _topics.unsubscribe_topic
+    publish_dataset = _datasets.publish_dataset
+    unpublish_dataset = _datasets.unpublish_dataset
+    get_dataset = _datasets.get_dataset
+    list_datasets = _datasets.list_datasets
+    datasets = property(_datasets.Datasets)
+    current = staticmethod(_worker_client.current)
     __repr__ = _repr.client_repr
     _repr_html_ = _repr.client_repr_html
 
@@ -750,6 +843,13 @@ def _payload(key: Any, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
     ):
         return Call(func, args, kwargs)
     return Task(key, func, *pargs, **pkw)
+
+
+def _actor_flag(actor: Any, actors: Any) -> bool:
+    for name, value in (("actor", actor), ("actors", actors)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name}= takes True or False, got {value!r}")
+    return actor or actors
 
 
 def _parsed(kwargs: dict[str, Any]) -> Any:

@@ -55,6 +55,7 @@ def submit_graph(
     priority: int = 0,
     workers: Any = None,
     local: set[Any] | None = None,
+    actors: Any = None,
 ) -> dict[Any, Future]:
     """Send ``graph`` to the scheduler; return futures for ``wanted`` keys.
 
@@ -71,6 +72,9 @@ def submit_graph(
     held = client._refcount
     nodes = {k: v for k, v in graph.items() if not (k in held and _is_reference(v, k))}
     _check_external_inputs(client, nodes)
+    actor_keys = _actor_keys(actors, wanted)
+    if actor_keys:
+        nodes = _as_actors(nodes, actor_keys)
     ordering = order(nodes) if len(nodes) > 1 else dict.fromkeys(nodes, 0)
     gen = next(client._generation)
     futures = {k: Future(k, client) for k in dict.fromkeys(wanted)}
@@ -92,8 +96,40 @@ def submit_graph(
                 raise
             raise _RunLocally(key) from exc
         rows.append(row)
-    client._submit_rows(rows, list(futures))
+    client._submit_rows(rows, list(futures), actor_keys or None)
     return futures
+
+
+def _actor_keys(actors: Any, wanted: list[Any]) -> list[Any]:
+    """dask's ``actors=`` of compute/persist: True (every wanted key), a key or keys, or
+    a dict ``{key: bool}``."""
+    if actors is None or actors is False:
+        return []
+    if actors is True:
+        return list(dict.fromkeys(wanted))
+    if isinstance(actors, dict):
+        return [k for k, v in actors.items() if v]
+    if isinstance(actors, (list, tuple, set, frozenset)):
+        return list(actors)
+    return [actors]
+
+
+def _as_actors(nodes: dict[Any, GraphNode], keys: list[Any]) -> dict[Any, GraphNode]:
+    """The graph with the tasks of ``keys`` building actors instead of plain results."""
+    from dask._task_spec import Task
+
+    from shoal.client._actor import NewActor
+
+    out = dict(nodes)
+    for key in keys:
+        node = nodes.get(key)
+        if not isinstance(node, Task):
+            raise TypeError(
+                f"actors= names {key!r}, which is not a function call in this computation; "
+                "name the keys of tasks that build the actor objects (or pass actors=True)"
+            )
+        out[key] = Task(key, NewActor(node.func), *node.args, **node.kwargs)
+    return out
 
 
 def _check_external_inputs(client: Client, nodes: dict[Any, GraphNode]) -> None:
@@ -218,7 +254,8 @@ def compute(self: Client, collections: Any, sync: bool = False, optimize_graph: 
             resources: Any = None, fifo_timeout: Any = None, traverse: bool = True,
             allow_other_workers: bool = False, actors: Any = None, **kwargs: Any) -> Any:
     """Start computing collections; returns a Future per collection (results with
-    ``sync=True``). Non-collections pass through unchanged."""
+    ``sync=True``). Non-collections pass through unchanged. ``actors=True`` (or the keys
+    to make actors) turns those tasks' results into Actors, as in dask.distributed."""
     items, many = _unpack_collections(collections)
     colls = [c for c in items if is_dask_collection(c)]
     out: list[Any] = list(items)
@@ -236,7 +273,7 @@ def compute(self: Client, collections: Any, sync: bool = False, optimize_graph: 
             final_keys.append(fkey)
         graph.update(finals)
         futures = submit_graph(self, graph, final_keys, annotations, retries=retries,
-                               priority=priority, workers=workers)
+                               priority=priority, workers=workers, actors=actors)
         it = iter(final_keys)
         for i, c in enumerate(items):
             if is_dask_collection(c):
@@ -300,7 +337,7 @@ def persist(self: Client, collections: Any, optimize_graph: bool = True, workers
         per = [list(flatten(k)) if isinstance(k, list) else [k] for k in all_keys]
         wanted = list(itertools.chain.from_iterable(per))
         futures = submit_graph(self, graph, wanted, annotations, retries=retries,
-                               priority=priority, workers=workers)
+                               priority=priority, workers=workers, actors=actors)
         it = iter(per)
         for i, c in enumerate(items):
             if is_dask_collection(c):

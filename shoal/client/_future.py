@@ -169,7 +169,7 @@ class Future(TaskRef):
         """Drop this future's hold on the result now rather than at garbage collection."""
         client, self._client = self._client, None  # type: ignore[assignment]
         if client is not None:
-            client._decref(self.key)
+            client._decref(self.key, self._state)
 
     # --- dask integration ---------------------------------------------------------------------
 
@@ -183,7 +183,7 @@ class Future(TaskRef):
         client = getattr(self, "_client", None)
         if client is not None:
             try:
-                client._decref(self.key)
+                client._decref(self.key, self._state)
             except Exception:
                 pass
 

@@ -22,6 +22,16 @@ def _parse_memory(value: str) -> int:
         raise argparse.ArgumentTypeError(f"{value!r} is not a size like '4GB' or 'auto'") from None
 
 
+def _parse_seconds(value: str) -> float:
+    from dask.utils import parse_timedelta
+
+    try:
+        return float(parse_timedelta(value, default="seconds"))
+    except (ValueError, KeyError, TypeError):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a duration like '60', '60s' or '2 minutes'") from None
+
+
 def scheduler_main(args: argparse.Namespace) -> int:
     from shoal.scheduler._server import Scheduler
 
@@ -58,7 +68,8 @@ def worker_main(args: argparse.Namespace) -> int:
         nannies = [
             Nanny(args.scheduler, nthreads=nthreads,
                   name=(f"{args.name}-{i}" if nworkers > 1 else args.name) if args.name else None,
-                  memory_limit=args.memory_limit, host=args.host)
+                  memory_limit=args.memory_limit, host=args.host,
+                  death_timeout=args.death_timeout)
             for i in range(nworkers)
         ]
         await asyncio.gather(*(n.start() for n in nannies))
@@ -106,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--memory-limit", type=_parse_memory, default=0)
     w.add_argument("--name", default=None)
     w.add_argument("--host", default="127.0.0.1")
+    w.add_argument("--death-timeout", type=_parse_seconds, default=None,
+                   help="seconds (or '1 minute') to wait for a scheduler before closing; a "
+                   "worker whose scheduler goes away keeps reconnecting until then "
+                   "(default: forever)")
     sub.add_parser("demo", help="the seed notebook's tour on a local cluster")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

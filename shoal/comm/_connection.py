@@ -81,8 +81,13 @@ class Connection:
             self._flush()
 
     def close(self) -> None:
+        """Close after writing what was already sent: a message queued just before (a
+        ``Close`` saying why, a last reply) still reaches the peer."""
         if self.closed:
             return
+        if self._outbox:
+            batch, self._outbox = self._outbox, []
+            self._write_batch(batch)
         self.closed = True
         self._close()
 

@@ -145,6 +145,7 @@ class UpdateGraph(Message):
     tasks: list[tuple[Any, ...]]
     wanted: list[Key]
     functions: dict[str, bytes]
+    actors: list[Key] | None = None  # keys among ``tasks`` whose results are actors
 
 
 @_message("release-keys")
@@ -154,7 +155,10 @@ class ReleaseKeys(Message):
 
 @_message("cancel-keys")
 class CancelKeys(Message):
+    """Drop the client's interest in ``keys``; with ``force``, every client's (dask's rule)."""
+
     keys: list[Key]
+    force: bool
 
 
 @_message("retry-keys")
@@ -256,6 +260,15 @@ class Close(Message):
     reason: str
 
 
+@_message("register-reply")
+class RegisterReply(Message):
+    """The scheduler's answer to a worker's ``Register``. Refused (with the reason) when a
+    worker at the same address is still connected; the scheduler then closes the connection."""
+
+    accepted: bool
+    reason: str
+
+
 # --- worker -> scheduler -----------------------------------------------------------------
 
 
@@ -267,6 +280,20 @@ class Register(Message):
     memory_limit: int
     pid: int
     host: str
+
+
+@_message("tasks-started")
+class TasksStarted(Message):
+    """The worker's threads began running these tasks (batched with other reports)."""
+
+    keys: list[Key]
+
+
+@_message("worker-goodbye")
+class WorkerGoodbye(Message):
+    """The worker is closing on purpose (told to, or retiring): not a crash."""
+
+    reason: str
 
 
 @_message("task-done")
@@ -336,6 +363,108 @@ class Data(Message):
     errors: dict[Key, Any]
 
 
+# --- actors: a caller (client or task) <-> the worker holding the actor ---------------------
+
+
+@_message("actor-call")
+class ActorCall(Message):
+    """Call method ``name`` of the actor ``key`` held by the receiving worker, with ``args``
+    the pickled ``(args, kwargs)``; or, when ``args`` is None, read attribute ``name``.
+    Answered by an :class:`ActorResult` with the same ``request_id``."""
+
+    request_id: int
+    key: Key
+    name: str
+    args: Serialized | None
+
+
+@_message("actor-result")
+class ActorResult(Message):
+    """The outcome of an ActorCall: the pickled value (``ok``), or an error dict."""
+
+    request_id: int
+    ok: bool
+    value: Any
+# --- tasks that launch tasks, fire-and-forget, topics, datasets (issue 10) -----------------
+
+
+@_message("task-seceded")
+class TaskSeceded(Message):
+    """Worker -> scheduler: a running task left its thread slot (``secede()``); it no longer
+    counts as busy. ``duration`` is how long it computed before seceding."""
+
+    key: Key
+    duration: float
+
+
+@_message("fire-and-forget")
+class FireAndForget(Message):
+    """Client -> scheduler: run these keys to completion even when no client wants them."""
+
+    keys: list[Key]
+
+
+@_message("topic-log")
+class TopicLog(Message):
+    """Client or worker -> scheduler: log ``msg`` under each of ``topics``."""
+
+    topics: list[str]
+    msg: Any
+
+
+@_message("topic-subscribe")
+class TopicSubscribe(Message):
+    """Client -> scheduler: start (``subscribe=True``) or stop receiving a topic's events."""
+
+    topic: str
+    subscribe: bool
+
+
+@_message("topic-get")
+class TopicGet(Message):
+    """Client -> scheduler: the stored events of ``topic`` (all topics when None)."""
+
+    request_id: int
+    topic: str | None
+
+
+@_message("topic-event")
+class TopicEvent(Message):
+    """Scheduler -> subscribed client: a new event ``(time, msg)`` on ``topic``."""
+
+    topic: str
+    time: float
+    msg: Any
+
+
+@_message("dataset-publish")
+class DatasetPublish(Message):
+    """Client -> scheduler: (name, pickled value, keys it holds) rows to publish."""
+
+    request_id: int
+    items: list[tuple[Any, bytes, list[Key]]]
+    override: bool
+
+
+@_message("dataset-unpublish")
+class DatasetUnpublish(Message):
+    request_id: int
+    names: list[Any]
+
+
+@_message("dataset-get")
+class DatasetGet(Message):
+    """Client -> scheduler: the pickled values of ``names`` (None for an unknown name)."""
+
+    request_id: int
+    names: list[Any]
+
+
+@_message("dataset-list")
+class DatasetList(Message):
+    request_id: int
+
+
 # --- checks of nested rows, for the messages that carry them ------------------------------
 
 _KEY = (str, bytes, int, float, tuple)
@@ -361,4 +490,5 @@ _DEEP: dict[str, Callable[[Any], None]] = {
     ),
     "scatter": lambda m: _rows("scatter", m[2], (_KEY, (Serialized,), (int,), (str,))),
     "compute": lambda m: _rows("compute", m[3], (_KEY, _SEQ, (int,))),
+    "dataset-publish": lambda m: _rows("dataset-publish", m[2], (None, (bytes,), _SEQ)),
 }

@@ -5,7 +5,7 @@ Every event that depends on time carries ``now``: the state machine never reads 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from shoal._machine import Command, Event
@@ -36,6 +36,7 @@ class GraphSubmitted(Event):
     client: str
     tasks: list[TaskRow]
     wanted: list[Key]
+    actors: list[Key] = field(default_factory=list)  # keys among ``tasks`` that are actors
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +47,11 @@ class KeysReleased(Event):
 
 @dataclass(frozen=True, slots=True)
 class KeysCancelled(Event):
+    """``client`` drops its interest in ``keys``; with ``force``, every client's."""
+
     client: str
     keys: list[Key]
+    force: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,22 @@ class WorkerLeft(Event):
     address: str
     reason: str
     now: float
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRetiring(Event):
+    """The worker is closing on purpose: nothing it ran counts against its tasks."""
+
+    address: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionStarted(Event):
+    """The worker's threads began running ``keys`` (reported in batches, late is fine)."""
+
+    worker: str
+    keys: list[Key]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +159,23 @@ class Tick(Event):
     """Time passed; workers silent for longer than ``worker_ttl`` are considered lost."""
 
     now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Seceded(Event):
+    """A task running on ``worker`` left its thread slot (``secede()``): it stays assigned
+    there but no longer counts as busy. ``duration``: seconds it computed before that."""
+
+    worker: str
+    key: Key
+    duration: float
+
+
+@dataclass(frozen=True, slots=True)
+class FireAndForgetAsked(Event):
+    """Hold ``keys`` (and so their inputs) until each has finished, wanted or not."""
+
+    keys: list[Key]
 
 
 # --- commands -------------------------------------------------------------------------------

@@ -4,6 +4,10 @@ Owns: the listening socket, connections to workers and clients, turning messages
 events and commands into messages, the function table, scattered data in transit,
 request/response questions (``client.run``, ``scheduler_info``...), the heartbeat clock
 and the dashboard. Holds the state object; never decides anything about tasks itself.
+
+Liveness times (registration, heartbeats, ticks) come from the monotonic clock: a wall-clock
+jump (a suspended laptop, a paused VM, an NTP step) must not evict every worker. Wall-clock
+times exist only where users see them (task stream, ``started``, ``last_seen`` in views).
 """
 
 from __future__ import annotations
@@ -16,11 +20,17 @@ from typing import Any
 
 from shoal.comm import Connection, inproc_pair, listen
 from shoal.comm._tcp import TCPConnection
+from shoal.protocol._errors import scheduler_error
 from shoal.protocol._messages import (
     PROTOCOL_VERSION,
     CancelKeys,
     Close,
     Compute,
+    DatasetGet,
+    DatasetList,
+    DatasetPublish,
+    DatasetUnpublish,
+    FireAndForget,
     FreeKeys,
     Heartbeat,
     Hello,
@@ -30,6 +40,7 @@ from shoal.protocol._messages import (
     Message,
     MissingData,
     Register,
+    RegisterReply,
     ReleaseKeys,
     Request,
     Response,
@@ -39,16 +50,27 @@ from shoal.protocol._messages import (
     Store,
     TaskDone,
     TaskErred,
+    TaskSeceded,
+    TasksStarted,
+    TopicEvent,
+    TopicGet,
+    TopicLog,
+    TopicSubscribe,
     Transfer,
     UpdateGraph,
+    WorkerGoodbye,
 )
 from shoal.protocol._serialize import Serialized
+from shoal.scheduler import _datasets as datasets
+from shoal.scheduler import _topics as topics
 from shoal.scheduler._events import (
     ClientJoined,
     ClientLeft,
     CloseWorker,
     DataMissing,
     DataScattered,
+    ExecutionStarted,
+    FireAndForgetAsked,
     GraphSubmitted,
     HeartbeatReceived,
     KeysCancelled,
@@ -57,6 +79,7 @@ from shoal.scheduler._events import (
     ReportCancelled,
     ReportDone,
     ReportErred,
+    Seceded,
     SendCompute,
     SendFree,
     SendStore,
@@ -66,13 +89,25 @@ from shoal.scheduler._events import (
     TransferDone,
     WorkerJoined,
     WorkerLeft,
+    WorkerRetiring,
 )
-from shoal.scheduler._state import SchedulerState
+from shoal.scheduler._state import EventsFailed, SchedulerState
 from shoal.scheduler._tasks import TaskState
 
 logger = logging.getLogger("shoal.scheduler")
 
 TICK_INTERVAL = 1.0
+# Messages handled by the topics and datasets machines rather than the task state.
+_SIDE_MESSAGES = frozenset({TopicLog, TopicSubscribe, TopicGet, DatasetPublish,
+                            DatasetUnpublish, DatasetGet, DatasetList})
+
+
+def _event_log_length() -> int:
+    """Events kept per topic: dask's ``distributed.admin.low-level-log-length``."""
+    import dask
+
+    value = dask.config.get("distributed.admin.low-level-log-length", topics.DEFAULT_MAXLEN)
+    return int(value) if value else topics.DEFAULT_MAXLEN
 
 
 class Scheduler:
@@ -86,10 +121,14 @@ class Scheduler:
         dashboard_address: str | None = None,
         allowed_failures: int = 3,
         worker_ttl: float = 300.0,
+        bandwidth: float = 100e6,
     ) -> None:
         self.host = host
         self.port = port
-        self.state = SchedulerState(allowed_failures=allowed_failures, worker_ttl=worker_ttl)
+        self.state = SchedulerState(allowed_failures=allowed_failures, worker_ttl=worker_ttl,
+                                    bandwidth=bandwidth)
+        self.topics = topics.Topics(_event_log_length())
+        self.datasets = datasets.Datasets()
         self.address = ""
         self.dashboard_address = dashboard_address
         self.dashboard: Any = None
@@ -163,8 +202,11 @@ class Scheduler:
     async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(TICK_INTERVAL)
-            self._apply([Tick(time.time())])
-            now = time.time()
+            now = time.monotonic()
+            try:
+                self._apply([Tick(now)])
+            except Exception:  # one bad tick must not end worker-TTL checks for good
+                logger.exception("scheduler tick failed; ticking on")
             self._tps.append((now, self.state.completed_total))
             del self._tps[:-10]
 
@@ -197,6 +239,7 @@ class Scheduler:
         self._clients[name] = server_end
         server_end.set_handler(self._on_client_message)
         self._apply([ClientJoined(name)])
+        self._apply_side(self.topics, [topics.SubscriberJoined(name)])
         return client_end
 
     def _on_connection(self, conn: TCPConnection) -> None:
@@ -223,6 +266,7 @@ class Scheduler:
             self._clients[name] = conn
             conn.set_handler(self._on_client_message)
             self._apply([ClientJoined(name)])
+            self._apply_side(self.topics, [topics.SubscriberJoined(name)])
             conn.send(Response(0, True, {"client": name, "address": self.address}))
         else:
             logger.error("closing connection from %s: unknown role %r", conn.peer, first.role)
@@ -238,6 +282,7 @@ class Scheduler:
         if batch is None:
             self._clients.pop(name, None)
             self._apply([ClientLeft(name)])
+            self._apply_side(self.topics, [topics.SubscriberLeft(name)])
             return
         events: list[Any] = []
         try:
@@ -245,13 +290,22 @@ class Scheduler:
                 if isinstance(msg, UpdateGraph):
                     for fid, blob in msg.functions.items():
                         self._functions.setdefault(fid, blob)
-                    events.append(GraphSubmitted(name, list(msg.tasks), list(msg.wanted)))
+                    rows = self._with_functions(conn, list(msg.tasks))
+                    events.append(GraphSubmitted(name, rows, list(msg.wanted),
+                                                 list(msg.actors or ())))
                 elif isinstance(msg, ReleaseKeys):
                     events.append(KeysReleased(name, list(msg.keys)))
                 elif isinstance(msg, CancelKeys):
-                    events.append(KeysCancelled(name, list(msg.keys)))
+                    events.append(KeysCancelled(name, list(msg.keys), msg.force))
                 elif isinstance(msg, RetryKeys):
                     events.append(KeysRetried(name, list(msg.keys)))
+                elif isinstance(msg, FireAndForget):
+                    events.append(FireAndForgetAsked(list(msg.keys)))
+                elif type(msg) in _SIDE_MESSAGES:
+                    if events:
+                        self._apply(events)
+                        events = []
+                    self._on_side_message(name, msg)
                 elif isinstance(msg, Scatter):
                     if events:
                         self._apply(events)
@@ -271,6 +325,29 @@ class Scheduler:
         except Exception as exc:
             logger.exception("closing client connection %s: bad message (%s)", name, exc)
             conn.close()
+
+    def _with_functions(self, conn: Connection, rows: list[Any]) -> list[Any]:
+        """``rows`` whose functions the scheduler has; each other task errs for this client
+        alone (a worker could not run it, and one client's mistake must not stop a batch)."""
+        functions = self._functions
+        fids = {fid for r in rows for fid in r[3]}
+        if fids.issubset(functions.keys()):
+            return rows
+        kept = []
+        for r in rows:
+            unknown = [fid for fid in r[3] if fid not in functions]
+            if not unknown:
+                kept.append(r)
+                continue
+            logger.error("task %r of client %s refers to unknown function(s) %s",
+                         r[0], conn.info.get("name"), unknown)
+            conn.send(KeyErred(r[0], scheduler_error(
+                "error", "RuntimeError",
+                f"task {r[0]!r} runs function {unknown[0]!r}, which the client never sent to "
+                "the scheduler (a shoal bug in the client); submit the task again.",
+                r[0],
+            )))
+        return kept
 
     async def _scatter(self, conn: Connection, name: str, msg: Scatter) -> None:
         if not self.state.workers:
@@ -298,39 +375,43 @@ class Scheduler:
         address = conn.info.get("address")
         if batch is None:
             if address is not None and self._workers.get(address) is conn:
-                del self._workers[address]
-                self._worker_fids.pop(address, None)
-                self._apply([WorkerLeft(address, "connection closed", time.time())])
-                self._fail_runs_for(address)
+                self._worker_gone(address, "connection closed")
             return
         events: list[Any] = []
         try:
             for msg in batch:
                 if isinstance(msg, Register):
+                    if not self._admit(conn, msg):
+                        return
                     address = msg.address
-                    conn.info["address"] = address
-                    self._workers[address] = conn
-                    self._worker_fids[address] = set()
                     events.append(WorkerJoined(address, msg.name, msg.nthreads, msg.memory_limit,
-                                               msg.pid, msg.host, time.time()))
+                                               msg.pid, msg.host, time.monotonic()))
                     continue
                 if address is None:
                     raise TypeError("a worker must register before anything else")
                 if isinstance(msg, TaskDone):
                     events.append(TaskFinished(address, msg.key, msg.nbytes, msg.typename,
                                                msg.start, msg.stop, msg.thread, msg.inline))
+                elif isinstance(msg, TasksStarted):
+                    events.append(ExecutionStarted(address, list(msg.keys)))
+                elif isinstance(msg, WorkerGoodbye):
+                    events.append(WorkerRetiring(address, msg.reason))
                 elif isinstance(msg, TaskErred):
                     events.append(TaskFailed(address, msg.key, dict(msg.error), msg.start,
                                              msg.stop, msg.thread))
                 elif isinstance(msg, Heartbeat):
                     events.append(HeartbeatReceived(address, msg.memory_process,
                                                     msg.memory_managed, msg.cpu, msg.executing,
-                                                    time.time()))
+                                                    time.monotonic()))
                 elif isinstance(msg, MissingData):
                     events.append(DataMissing(address, msg.key, msg.worker, msg.for_key))
                 elif isinstance(msg, Transfer):
                     events.append(TransferDone(address, list(msg.keys), msg.peer, msg.nbytes,
                                                msg.start, msg.stop))
+                elif isinstance(msg, TaskSeceded):
+                    events.append(Seceded(address, msg.key, msg.duration))
+                elif isinstance(msg, TopicLog):
+                    self._on_side_message(address, msg)
                 elif isinstance(msg, Response):
                     self._on_run_response(address, msg)
                 else:
@@ -344,55 +425,154 @@ class Scheduler:
             if any(type(e) is WorkerJoined for e in events):
                 self._worker_joined.set()
 
+    def _admit(self, conn: Connection, msg: Register) -> bool:
+        """Accept a worker's registration unless another live connection holds its address
+        (two processes claiming one address, or a reconnect racing its old connection's
+        loss): taking over would hand the old worker's tasks and data to a stranger."""
+        address = msg.address
+        old = self._workers.get(address)
+        if old is conn:
+            raise TypeError(f"worker {address} registered twice on one connection")
+        if old is not None and not old.closed:
+            reason = (
+                f"a worker at {address} is already connected to this scheduler; if that worker "
+                "is gone, it is dropped after its connection closes or its heartbeats stop "
+                "(distributed.scheduler.worker-ttl)"
+            )
+            logger.warning("refusing worker registration from %s: %s", conn.peer, reason)
+            conn.send(RegisterReply(False, reason))
+            conn.close()
+            return False
+        if old is not None:  # closed, but its loss not handled yet: handle it first
+            self._worker_gone(address, "connection closed")
+        conn.info["address"] = address
+        self._workers[address] = conn
+        self._worker_fids[address] = set()
+        conn.send(RegisterReply(True, ""))
+        return True
+
+    def _worker_gone(self, address: str, reason: str) -> None:
+        del self._workers[address]
+        self._worker_fids.pop(address, None)
+        self._apply([WorkerLeft(address, reason, time.monotonic())])
+        self._fail_runs_for(address)
+
     # --- commands ---------------------------------------------------------------------------
 
     def _apply(self, events: list[Any]) -> None:
-        commands = self.state.handle(*events)
+        try:
+            commands = self.state.handle(*events)
+        except EventsFailed as failed:  # its state changes are made: carry out their commands
+            logger.error("%s", failed, exc_info=failed.failures[0][1])
+            commands = failed.commands
         workers = self._workers
         clients = self._clients
-        frees: dict[str, list[Any]] = {}  # one FreeKeys per worker for the whole batch
+        # FreeKeys of one worker travel together, but never after a later command to that
+        # worker: a release then a resubmission must reach it in that order.
+        frees: dict[str, list[Any]] = {}
         for cmd in commands:
-            if isinstance(cmd, SendCompute):
-                conn = workers.get(cmd.worker)
-                if conn is None:
-                    continue
-                known = self._worker_fids[cmd.worker]
-                blobs = {}
-                for fid in cmd.fids:
-                    if fid not in known:
-                        blobs[fid] = self._functions[fid]
-                        known.add(fid)
-                conn.send(Compute(cmd.key, cmd.payload, cmd.deps, blobs, cmd.priority,
-                                  cmd.send_inline, cmd.prefix))
-            elif isinstance(cmd, ReportDone):
-                c = clients.get(cmd.client)
-                if c is not None:
-                    c.send(KeyDone(cmd.key, cmd.nbytes, cmd.typename, cmd.inline))
-            elif isinstance(cmd, SendFree):
-                frees.setdefault(cmd.worker, []).extend(cmd.keys)
-            elif isinstance(cmd, ReportErred):
-                c = clients.get(cmd.client)
-                if c is not None:
-                    c.send(KeyErred(cmd.key, cmd.error))
-            elif isinstance(cmd, ReportCancelled):
-                c = clients.get(cmd.client)
-                if c is not None:
-                    c.send(KeyCancelled(cmd.key, cmd.reason))
-            elif isinstance(cmd, SendStore):
-                conn = workers.get(cmd.worker)
-                data = self._scattered.get(cmd.key)
-                if conn is not None and data is not None:
-                    ts = self.state.tasks.get(cmd.key)
-                    conn.send(Store(cmd.key, data, ts.nbytes if ts else 0))
-            elif isinstance(cmd, CloseWorker):
-                conn = workers.get(cmd.worker)
-                if conn is not None:
-                    conn.send(Close(cmd.reason))
-                    conn.close()
-        for address, keys in frees.items():
-            conn = workers.get(address)
+            try:
+                if frees and isinstance(cmd, (SendCompute, SendStore, CloseWorker)):
+                    self._send_frees(frees, cmd.worker)
+                self._carry_out(cmd, workers, clients, frees)
+            except Exception:
+                logger.exception("scheduler could not carry out %r; going on with the rest", cmd)
+        for address in list(frees):
+            self._send_frees(frees, address)
+
+    def _send_frees(self, frees: dict[str, list[Any]], address: str) -> None:
+        keys = frees.pop(address, None)
+        conn = self._workers.get(address)
+        if keys and conn is not None:
+            conn.send(FreeKeys(keys))
+
+    def _carry_out(
+        self, cmd: Any, workers: dict[str, Connection], clients: dict[str, Connection],
+        frees: dict[str, list[Any]],
+    ) -> None:
+        if isinstance(cmd, SendCompute):
+            conn = workers.get(cmd.worker)
+            if conn is None:
+                return
+            known = self._worker_fids[cmd.worker]
+            blobs = {}
+            for fid in cmd.fids:
+                if fid not in known:
+                    blobs[fid] = self._functions[fid]
+                    known.add(fid)
+            conn.send(Compute(cmd.key, cmd.payload, cmd.deps, blobs, cmd.priority,
+                              cmd.send_inline, cmd.prefix))
+        elif isinstance(cmd, ReportDone):
+            c = clients.get(cmd.client)
+            if c is not None:
+                c.send(KeyDone(cmd.key, cmd.nbytes, cmd.typename, cmd.inline))
+        elif isinstance(cmd, SendFree):
+            frees.setdefault(cmd.worker, []).extend(cmd.keys)
+        elif isinstance(cmd, ReportErred):
+            c = clients.get(cmd.client)
+            if c is not None:
+                c.send(KeyErred(cmd.key, cmd.error))
+        elif isinstance(cmd, ReportCancelled):
+            c = clients.get(cmd.client)
+            if c is not None:
+                c.send(KeyCancelled(cmd.key, cmd.reason))
+        elif isinstance(cmd, SendStore):
+            conn = workers.get(cmd.worker)
+            data = self._scattered.get(cmd.key)
+            if conn is not None and data is not None:
+                ts = self.state.tasks.get(cmd.key)
+                conn.send(Store(cmd.key, data, ts.nbytes if ts else 0))
+        elif isinstance(cmd, CloseWorker):
+            conn = workers.get(cmd.worker)
             if conn is not None:
-                conn.send(FreeKeys(keys))
+                # Dropped, not told to leave: like dask restarting a worker that missed
+                # its TTL, one that is still alive reconnects as a fresh worker.
+                logger.warning("dropping worker %s: %s", cmd.worker, cmd.reason)
+                conn.close()
+
+    # --- topics and datasets: pure machines beside the task state -----------------------------
+
+    def _on_side_message(self, sender: str, msg: Message) -> None:
+        """A message for the topics or datasets machine from ``sender`` (a client's name,
+        or a worker's address for ``TopicLog``)."""
+        if isinstance(msg, TopicLog):
+            self._apply_side(self.topics, [topics.EventLogged(list(msg.topics), msg.msg, time.time())])
+        elif isinstance(msg, TopicSubscribe):
+            kind = topics.TopicSubscribed if msg.subscribe else topics.TopicUnsubscribed
+            self._apply_side(self.topics, [kind(sender, msg.topic)])
+        elif isinstance(msg, TopicGet):
+            self._apply_side(self.topics, [topics.EventsAsked(sender, msg.request_id, msg.topic)])
+        elif isinstance(msg, DatasetPublish):
+            items = [(name, payload, list(keys)) for name, payload, keys in msg.items]
+            self._apply_side(self.datasets, [datasets.DatasetsPublished(
+                sender, msg.request_id, items, msg.override)])
+        elif isinstance(msg, DatasetUnpublish):
+            self._apply_side(self.datasets, [datasets.DatasetsUnpublished(
+                sender, msg.request_id, list(msg.names))])
+        elif isinstance(msg, DatasetGet):
+            self._apply_side(self.datasets, [datasets.DatasetsAsked(
+                sender, msg.request_id, list(msg.names))])
+        elif isinstance(msg, DatasetList):
+            self._apply_side(self.datasets, [datasets.DatasetNamesAsked(sender, msg.request_id)])
+
+    def _apply_side(self, machine: Any, events: list[Any]) -> None:
+        """Feed a side machine; its answers go to clients, its holds become task events."""
+        clients = self._clients
+        for cmd in machine.handle(*events):
+            if isinstance(cmd, topics.DeliverEvent):
+                c = clients.get(cmd.client)
+                if c is not None:
+                    c.send(TopicEvent(cmd.topic, cmd.time, cmd.msg))
+            elif isinstance(cmd, (topics.AnswerEvents, datasets.AnswerDatasets)):
+                c = clients.get(cmd.client)
+                if c is not None:
+                    c.send(Response(cmd.request_id, True, cmd.value))
+            elif isinstance(cmd, datasets.HoldKeys):
+                self._apply([GraphSubmitted(cmd.holder, [], list(cmd.keys))])
+            elif isinstance(cmd, datasets.LetGoKeys):
+                self._apply([KeysReleased(cmd.holder, list(cmd.keys))])
+            elif isinstance(cmd, datasets.DropHolder):
+                self._apply([ClientLeft(cmd.holder)])
 
     # --- client.run ---------------------------------------------------------------------------
 

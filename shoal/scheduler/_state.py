@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from shoal.protocol._errors import scheduler_error
+from shoal.protocol._serialize import dumps
 from shoal.scheduler import _placement as placement
 from shoal.scheduler._events import (
     ClientJoined,
@@ -28,6 +29,8 @@ from shoal.scheduler._events import (
     DataMissing,
     DataScattered,
     Event,
+    ExecutionStarted,
+    FireAndForgetAsked,
     GraphSubmitted,
     HeartbeatReceived,
     KeysCancelled,
@@ -36,6 +39,7 @@ from shoal.scheduler._events import (
     ReportCancelled,
     ReportDone,
     ReportErred,
+    Seceded,
     SendCompute,
     SendFree,
     SendStore,
@@ -45,12 +49,19 @@ from shoal.scheduler._events import (
     TransferDone,
     WorkerJoined,
     WorkerLeft,
+    WorkerRetiring,
 )
+from shoal.scheduler._stealing import plan_steals
 from shoal.scheduler._tasks import Key, TaskState, WorkerState
 
 ACTIVE = frozenset({"waiting", "queued", "no-worker", "processing"})
 _KEEPS_INPUTS = ACTIVE | {"erred"}
 STATES = ("released", "waiting", "queued", "no-worker", "processing", "memory", "erred")
+# The pseudo-client that wants fire-and-forget keys until they finish (dask's name for it).
+FIRE_AND_FORGET = "fire-and-forget"
+# Measured durations are kept for this many prefixes, least recently measured dropped first
+# (every distinct key prefix ever seen would otherwise stay for good).
+DURATIONS_KEPT = 4096
 
 
 class InvalidTransition(RuntimeError):
@@ -63,6 +74,20 @@ class InvalidTransition(RuntimeError):
             "This is a bug in shoal; please report it with the story above."
         )
         self.key, self.start, self.finish = key, start, finish
+
+
+class EventsFailed(RuntimeError):
+    """Handling some events raised (a shoal bug). The state changes made are kept, and
+    ``commands`` holds every command decided in the batch: carry them out, or workers and
+    clients wait for answers that never come."""
+
+    def __init__(self, failures: list[tuple[Any, BaseException]], commands: list[Command]) -> None:
+        lines = "\n".join(
+            f"  {type(exc).__name__}: {exc} (handling {event!r})" for event, exc in failures
+        )
+        super().__init__(f"{len(failures)} scheduler event(s) failed:\n{lines}")
+        self.failures = failures
+        self.commands = commands
 
 
 def key_prefix(key: Key) -> str:
@@ -85,6 +110,7 @@ class SchedulerState:
         *,
         allowed_failures: int = 3,
         worker_ttl: float = 300.0,
+        bandwidth: float = placement.BANDWIDTH,
         task_stream_size: int = 100_000,
         story_size: int = 100_000,
     ) -> None:
@@ -93,9 +119,12 @@ class SchedulerState:
         self.clients: dict[str, set[TaskState]] = {}
         self.allowed_failures = allowed_failures
         self.worker_ttl = worker_ttl
+        self.bandwidth = bandwidth
         self._queue: list[tuple[Any, int, TaskState]] = []
         self._seq = itertools.count()
         self._no_worker: set[TaskState] = set()
+        self._actors: set[TaskState] = set()  # tasks marked actor, until forgotten
+        self._went_idle: set[WorkerState] = set()  # workers to find stolen work for
         self._durations: dict[str, float] = {}
         self.prefix_counts: dict[str, dict[str, int]] = {}
         self.task_stream: deque[tuple[Any, ...]] = deque(maxlen=task_stream_size)
@@ -103,6 +132,7 @@ class SchedulerState:
         self.completed_total = 0
         self._log: deque[tuple[Any, ...]] = deque(maxlen=story_size)
         self._out: list[Command] = []
+        self._fired_done: list[TaskState] = []  # fire-and-forget keys that just finished
         self._cause = ""
         self._handlers: dict[type, Callable[[Any], None]] = {
             ClientJoined: self._on_client_joined,
@@ -114,23 +144,46 @@ class SchedulerState:
             DataScattered: self._on_scattered,
             WorkerJoined: self._on_worker_joined,
             WorkerLeft: self._on_worker_left,
+            WorkerRetiring: self._on_worker_retiring,
+            ExecutionStarted: self._on_started,
             TaskFinished: self._on_finished,
             TaskFailed: self._on_failed,
             DataMissing: self._on_missing,
             TransferDone: self._on_transfer,
             HeartbeatReceived: self._on_heartbeat,
             Tick: self._on_tick,
+            Seceded: self._on_seceded,
+            FireAndForgetAsked: self._on_fire_and_forget,
         }
 
     # --- entry point -------------------------------------------------------------------------
 
     def handle(self, *events: Event) -> list[Command]:
-        """Apply events in order; return the commands they lead to, in order."""
+        """Apply events in order; return the commands they lead to, in order.
+
+        Raises:
+            EventsFailed: an event (or the placement after them) raised; the other events
+                were applied, and the exception carries every command decided.
+        """
+        failures: list[tuple[Event | None, BaseException]] = []
         for event in events:
             self._cause = type(event).__name__
-            self._handlers[type(event)](event)
-        self._fill()
+            try:
+                self._handlers[type(event)](event)
+            except Exception as exc:
+                failures.append((event, exc))
+        try:
+            if self._fired_done:
+                done, self._fired_done = self._fired_done, []
+                self._tidy(done)
+            self._fill()
+            if self._went_idle:
+                self._steal()
+        except Exception as exc:
+            failures.append((None, exc))
         out, self._out = self._out, []
+        if failures:
+            raise EventsFailed(failures, out)
         return out
 
     def story(self, key: Key) -> list[tuple[Any, ...]]:
@@ -182,6 +235,20 @@ class SchedulerState:
     def _queued_processing(self, ts: TaskState, worker: WorkerState) -> None:
         assert ts.payload is not None
         self._set(ts, "processing")
+        self._assign(ts, worker)
+
+    def _processing_processing(self, ts: TaskState, worker: WorkerState) -> None:
+        """Stolen: the worker holding it queued is told to drop it, ``worker`` runs it."""
+        victim = self._unassign(ts)
+        if victim is not None:
+            self._out.append(SendFree(victim.address, [ts.key]))
+        self._set(ts, "processing")
+        self._assign(ts, worker)
+
+    def _assign(self, ts: TaskState, worker: WorkerState) -> None:
+        assert ts.payload is not None
+        if ts.workers is None:
+            worker.stealable += 1
         ts.processing_on = worker
         ts.est = self._estimate(ts.prefix)
         worker.processing.add(ts)
@@ -224,6 +291,8 @@ class SchedulerState:
         ts.waiting_on = set()
         ts.error = error
         self._set(ts, "erred")
+        if FIRE_AND_FORGET in ts.who_wants:
+            self._unfire(ts)
         for client in ts.who_wants:
             self._out.append(ReportErred(client, ts.key, error))
 
@@ -263,16 +332,33 @@ class SchedulerState:
         guessed half second and every queued task goes to the others."""
         for ws in self.workers.values():
             for t in ws.processing:
-                if t.prefix == prefix:
+                if t.prefix == prefix and t not in ws.long_running:
                     ws.occupancy = max(0.0, ws.occupancy - t.est) + duration
                     t.est = duration
+
+    def _measured(self, prefix: str, duration: float) -> None:
+        """A task of ``prefix`` computed for ``duration`` seconds: update the estimate."""
+        durations = self._durations
+        old = durations.pop(prefix, None)  # re-inserted last: the dict is an LRU
+        durations[prefix] = duration if old is None else 0.8 * old + 0.2 * duration
+        if old is None:
+            if len(durations) > DURATIONS_KEPT:
+                del durations[next(iter(durations))]
+            self._reestimate(prefix, duration)
 
     def _unassign(self, ts: TaskState) -> WorkerState | None:
         ws = ts.processing_on
         if ws is not None:
             ws.processing.discard(ts)
+            if ws.long_running:
+                ws.long_running.discard(ts)
             ws.occupancy = max(0.0, ws.occupancy - ts.est)
             ts.processing_on = None
+            ts.started = False
+            if ts.workers is None:
+                ws.stealable -= 1
+            if len(ws.processing) - len(ws.long_running) < ws.nthreads:
+                self._went_idle.add(ws)
         return ws
 
     def _activate(self, roots: Iterable[TaskState]) -> None:
@@ -323,7 +409,10 @@ class SchedulerState:
     def _ready(self, ts: TaskState) -> None:
         """All inputs are in memory: place the task now, or queue it."""
         workers = self.workers.values()
-        ws = placement.locality_choice(ts, workers)
+        if ts.actor:
+            self._place_actor(ts)
+            return
+        ws = placement.start_time_choice(ts, workers, self.bandwidth)
         if ws is None and ts.workers is not None:
             ws = placement.least_busy(placement.allowed(ts, workers))
             if ws is None:
@@ -334,6 +423,21 @@ class SchedulerState:
             self._go(ts, "processing", worker=ws)
             return
         self._go(ts, "queued")
+
+    def _place_actor(self, ts: TaskState) -> None:
+        """Actors are not queued: each goes at once to the worker with the fewest actors."""
+        counts: dict[WorkerState, int] = {}
+        for t in self._actors:
+            if t.processing_on is not None:
+                counts[t.processing_on] = counts.get(t.processing_on, 0) + 1
+            for holder in t.who_has:
+                counts[holder] = counts.get(holder, 0) + 1
+        ws = placement.fewest_actors(placement.allowed(ts, self.workers.values()), counts)
+        if ws is None:
+            self._go(ts, "no-worker")
+            return
+        self._go(ts, "queued", push=False)
+        self._go(ts, "processing", worker=ws)
 
     def _fill(self) -> None:
         """Hand queued tasks to workers that have room, highest priority first."""
@@ -352,6 +456,19 @@ class SchedulerState:
                 return
             heapq.heappop(queue)
             self._go(ts, "processing", worker=ws)
+
+    def _steal(self) -> None:
+        """Workers that ran dry (or joined) take tasks queued on busy ones (``_stealing``).
+        Only on that change, and once a second (Tick), so a backlog that cannot move (its
+        inputs too big to fetch) is not looked at again on every event."""
+        workers = self.workers
+        idle = [ws for ws in self._went_idle
+                if workers.get(ws.address) is ws
+                and len(ws.processing) - len(ws.long_running) < ws.nthreads]
+        self._went_idle.clear()
+        if idle and not self._queue:  # else the queue feeds them
+            for ts, thief in plan_steals(idle, workers.values(), self.bandwidth):
+                self._go(ts, "processing", worker=thief)
 
     def _err(self, ts: TaskState, error: dict[str, Any], tell_worker: bool = True) -> None:
         """``ts`` failed with ``error``; everything waiting on it fails with the same cause.
@@ -394,9 +511,13 @@ class SchedulerState:
         counts = self.prefix_counts.get(ts.prefix)
         if counts is not None and ts.state in counts:
             counts[ts.state] -= 1
+            if not any(counts.values()):  # the prefix's last task: drop its row
+                del self.prefix_counts[ts.prefix]
         self._log.append((ts.key, ts.state, "forgotten", self._cause))
         ts.state = "forgotten"
         self.tasks.pop(ts.key, None)
+        if ts.actor:
+            self._actors.discard(ts)
         for dep in ts.dependencies:
             dep.dependents.discard(ts)
 
@@ -434,6 +555,11 @@ class SchedulerState:
             ts.retries = retries
             ts.workers = frozenset(workers) if workers else None
             rows.append((ts, deps))
+        for key in ev.actors:
+            ats = tasks.get(key)
+            if ats is not None and ats.state == "released":
+                ats.actor = True
+                self._actors.add(ats)
         missing: list[tuple[TaskState, Key]] = []
         for ts, deps in rows:
             for dk in deps:
@@ -483,17 +609,32 @@ class SchedulerState:
         self._tidy(touched)
 
     def _on_cancelled(self, ev: KeysCancelled) -> None:
+        """dask's rule: a task wanted by others only loses this client's interest (unless
+        forced); otherwise it is cancelled for all who want it, and so are its dependents
+        (by the same rule). The cancelling client settled the futures it named itself; a
+        report of those could overtake their resubmission and cancel it."""
+        client = ev.client
+        named = set(ev.keys)
+        stack = list(ev.keys)
+        seen: set[Key] = set()
         touched = []
-        for key in ev.keys:
+        while stack:
+            key = stack.pop()
             ts = self.tasks.get(key)
-            if ts is None:
+            if ts is None or key in seen:
                 continue
-            if ts.state in ACTIVE or ts.state == "released":
-                for client in ts.who_wants:
-                    self._out.append(ReportCancelled(client, key, "cancelled by the client"))
-                    self.clients.get(client, set()).discard(ts)
-                ts.who_wants = set()
+            seen.add(key)
             touched.append(ts)
+            if ev.force or ts.who_wants <= {client}:
+                for c in ts.who_wants:
+                    if c != client or key not in named:
+                        self._out.append(ReportCancelled(c, key, "cancelled by the client"))
+                    self.clients.get(c, set()).discard(ts)
+                ts.who_wants = set()
+                stack.extend(d.key for d in ts.dependents)
+            else:
+                ts.who_wants.discard(client)
+                self.clients.get(client, set()).discard(ts)
         self._tidy(touched)
 
     def _on_retried(self, ev: KeysRetried) -> None:
@@ -533,9 +674,10 @@ class SchedulerState:
     def _on_worker_joined(self, ev: WorkerJoined) -> None:
         if ev.address in self.workers:
             return
-        self.workers[ev.address] = WorkerState(
+        ws = self.workers[ev.address] = WorkerState(
             ev.address, ev.name, ev.nthreads, ev.memory_limit, ev.pid, ev.host, ev.now
         )
+        self._went_idle.add(ws)
         waiting = list(self._no_worker)
         self._no_worker.clear()
         for ts in waiting:
@@ -544,25 +686,59 @@ class SchedulerState:
                 self._ready(ts)
 
     def _on_worker_left(self, ev: WorkerLeft) -> None:
-        ws = self.workers.pop(ev.address, None)
+        self._remove_worker(ev.address, ev.reason, crashed=True)
+
+    def _on_worker_retiring(self, ev: WorkerRetiring) -> None:
+        self._remove_worker(ev.address, ev.reason, crashed=False)
+
+    def _on_started(self, ev: ExecutionStarted) -> None:
+        ws = self.workers.get(ev.worker)
+        tasks = self.tasks
+        for key in ev.keys:
+            ts = tasks.get(key)
+            if ts is not None and ts.processing_on is ws is not None:
+                ts.started = True
+
+    def _suspects(self, ws: WorkerState) -> list[TaskState]:
+        """The tasks ``ws`` was running when it died: those it reported starting. A worker
+        may die before its first report leaves (a task that kills it at once): then its
+        threads were running its first tasks in priority order, as its executor picks them.
+        Tasks only queued there are innocent."""
+        suspects = [ts for ts in ws.processing if ts.started]
+        if not suspects and ws.processing:
+            suspects = heapq.nsmallest(ws.nthreads, ws.processing, key=lambda t: t.priority)
+        return suspects
+
+    def _remove_worker(self, address: str, reason: str, crashed: bool) -> None:
+        """The worker is gone (``crashed``) or leaving on purpose: its tasks run elsewhere,
+        and only a crash counts against the tasks it was running (KilledWorker)."""
+        ws = self.workers.pop(address, None)
         if ws is None:
             return
         recompute: list[TaskState] = []
-        for ts in list(ws.processing):
-            ts.suspicious += 1
-            ts.killed_on.append(ws.address)
-            if ts.suspicious > self.allowed_failures:
-                self._err(ts, self._killed_error(ts), tell_worker=False)
-            else:
-                self._go(ts, "released", tell_worker=False)
-                recompute.append(ts)
+        suspects = set(self._suspects(ws)) if crashed else set()
+        for ts in sorted(ws.processing, key=lambda t: t.priority):
+            if ts.processing_on is not ws:  # erred meanwhile, as a dependent of a suspect
+                continue
+            if ts in suspects:
+                ts.suspicious += 1
+                ts.killed_on.append(ws.address)
+                if ts.suspicious > self.allowed_failures:
+                    self._err(ts, self._killed_error(ts), tell_worker=False)
+                    continue
+            self._go(ts, "released", tell_worker=False)
+            recompute.append(ts)
         lost: list[TaskState] = []
+        actors: list[TaskState] = []
         for ts in list(ws.has_what):
             ts.who_has.discard(ws)
             if not ts.who_has and ts.state == "memory":
                 self._go(ts, "released")
-                lost.append(ts)
+                (actors if ts.actor else lost).append(ts)
         ws.has_what.clear()
+        # An actor's state died with its worker; recomputing it would silently start afresh.
+        for ts in actors:
+            self._err(ts, _actor_lost_error(ts, ws.address, reason))
         # Dependents already sent elsewhere can no longer fetch lost inputs: run them again.
         for ts in lost:
             for dts in list(ts.dependents):
@@ -572,7 +748,7 @@ class SchedulerState:
                 elif dts.state == "waiting":
                     dts.waiting_on.add(ts)
         self._activate(ts for ts in recompute + lost if self._needed(ts))
-        self._tidy(lost)
+        self._tidy(lost + actors)
 
     def _on_finished(self, ev: TaskFinished) -> None:
         ws = self.workers.get(ev.worker)
@@ -595,12 +771,11 @@ class SchedulerState:
             self._out.append(SendFree(ev.worker, [ev.key]))
             return
         self.completed_total += 1
-        duration = max(ev.stop - ev.start, 0.0)
-        old = self._durations.get(ts.prefix)
-        self._durations[ts.prefix] = duration if old is None else 0.8 * old + 0.2 * duration
-        if old is None:
-            self._reestimate(ts.prefix, duration)
+        if not (ws.long_running and ts in ws.long_running):  # measured when it seceded
+            self._measured(ts.prefix, max(ev.stop - ev.start, 0.0))
         self._go(ts, "memory", worker=ws, nbytes=ev.nbytes, typename=ev.typename)
+        if FIRE_AND_FORGET in ts.who_wants:
+            self._unfire(ts)
         for client in ts.who_wants:
             self._out.append(ReportDone(client, ts.key, ev.nbytes, ev.typename, ev.inline))
         self._tidy([ts, *ts.dependencies])
@@ -621,7 +796,9 @@ class SchedulerState:
 
     def _on_missing(self, ev: DataMissing) -> None:
         ts = self.tasks.get(ev.key)
-        holder = self.workers.get(ev.holder)
+        # A worker that names no holder has none left to try, and lacks the input itself:
+        # if we list it as a holder, that replica is stale (else it is sent back forever).
+        holder = self.workers.get(ev.holder or ev.worker)
         if ts is not None and holder is not None and holder in ts.who_has:
             ts.who_has.discard(holder)
             holder.has_what.discard(ts)
@@ -629,11 +806,19 @@ class SchedulerState:
         lost = []
         if ts is not None and ts.state == "memory" and not ts.who_has:
             self._go(ts, "released")
+            if ts.actor:
+                self._err(ts, _actor_lost_error(ts, ev.holder, f"{ev.worker} could not reach it"))
+                self._tidy([ts])
+                return
             lost.append(ts)
         dts = self.tasks.get(ev.for_key)
         again = []
-        if dts is not None and dts.state == "processing" and dts.processing_on is not None and (
-            dts.processing_on.address == ev.worker
+        # Naming another peer, the worker keeps the task and tries the next holder; it drops
+        # the task (and says so naming no one, or itself) when none is left, or the input
+        # is lost anyway: only then does the task run again.
+        dropped = ev.holder in ("", ev.worker) or ts is None or ts.state != "memory"
+        if dropped and dts is not None and dts.state == "processing" and (
+            dts.processing_on is not None and dts.processing_on.address == ev.worker
         ):
             self._go(dts, "released", tell_worker=False)
             again.append(dts)
@@ -659,7 +844,44 @@ class SchedulerState:
         ws.cpu = ev.cpu
         ws.executing = ev.executing
 
+    def _on_seceded(self, ev: Seceded) -> None:
+        """The task gave its thread back: it stays on its worker (its result arrives as
+        usual) but stops counting against the worker's slots and occupancy, so the worker
+        gets more work while it waits (dask's "long-running")."""
+        ws = self.workers.get(ev.worker)
+        ts = self.tasks.get(ev.key)
+        if ws is None or ts is None or ts.processing_on is not ws or ts in ws.long_running:
+            return
+        ws.long_running.add(ts)
+        ts.started = True  # it ran: never stolen, and counted if its worker dies
+        ws.occupancy = max(0.0, ws.occupancy - ts.est)
+        ts.est = 0.0
+        self._measured(ts.prefix, max(ev.duration, 0.0))
+
+    def _on_fire_and_forget(self, ev: FireAndForgetAsked) -> None:
+        held = self.clients.setdefault(FIRE_AND_FORGET, set())
+        touched = []
+        for key in ev.keys:
+            ts = self.tasks.get(key)
+            if ts is None or ts.state in ("memory", "erred"):
+                continue  # unknown (already forgotten) or already finished: nothing to run
+            ts.who_wants.add(FIRE_AND_FORGET)
+            held.add(ts)
+            touched.append(ts)
+        self._activate(ts for ts in touched if ts.state == "released")
+
+    def _unfire(self, ts: TaskState) -> None:
+        """A fire-and-forget key finished: stop holding it (released at the end of
+        ``handle`` unless a real client wants it)."""
+        ts.who_wants.discard(FIRE_AND_FORGET)
+        self.clients.get(FIRE_AND_FORGET, set()).discard(ts)
+        self._fired_done.append(ts)
+
     def _on_tick(self, ev: Tick) -> None:
+        self._went_idle.update(
+            w for w in self.workers.values()
+            if len(w.processing) - len(w.long_running) < w.nthreads
+        )
         for ws in list(self.workers.values()):
             if ev.now - ws.last_seen > self.worker_ttl:
                 self._out.append(CloseWorker(ws.address, f"no heartbeat for {self.worker_ttl} s"))
@@ -699,6 +921,7 @@ class SchedulerState:
         for key, ts in self.tasks.items():
             assert ts.key == key, key
             assert ts.state in STATES, (key, ts.state)
+            assert not ts.started or ts.state == "processing", key
             if ts.state == "processing":
                 assert ts.processing_on is not None, key
                 assert ts in ts.processing_on.processing, key
@@ -718,13 +941,20 @@ class SchedulerState:
                 assert all(d.key in self.tasks for d in ts.dependencies), key
             if ts.state == "erred":
                 assert ts.error is not None, key
+            if ts.actor and ts.state == "memory":
+                assert len(ts.who_has) == 1, (key, "an actor lives on exactly one worker")
+            assert ts.actor == (ts in self._actors), (key, "actor set out of date")
             for dep in ts.dependencies:
                 assert ts in dep.dependents, (key, dep.key)
             for client in ts.who_wants:
                 assert ts in self.clients.get(client, set()), (key, client)
+        for ts in self._actors:
+            assert self.tasks.get(ts.key) is ts, (ts.key, "forgotten actor still counted")
         for ws in self.workers.values():
             for ts in ws.processing:
                 assert ts.processing_on is ws and ts.state == "processing", ts.key
+            assert ws.long_running <= ws.processing, ws.address
+            assert ws.stealable == sum(t.workers is None for t in ws.processing), ws
             for ts in ws.has_what:
                 assert ws in ts.who_has, ts.key
         counted: dict[str, dict[str, int]] = {}
@@ -734,6 +964,17 @@ class SchedulerState:
         for prefix, counts in self.prefix_counts.items():
             expected = counted.get(prefix, dict.fromkeys(STATES, 0))
             assert counts == expected, (prefix, counts, expected)
+
+
+def _actor_lost_error(ts: TaskState, worker: str, reason: str) -> dict[str, Any]:
+    message = (
+        f"Worker holding Actor was lost: actor {ts.key!r} lived on {worker}, which left the "
+        f"cluster ({reason}); its state is gone. Create the actor again."
+    )
+    return scheduler_error(
+        "actor-lost", "builtins.RuntimeError", message, ts.key, worker=worker,
+        exception=dumps(RuntimeError(message)),
+    )
 
 
 def _upstream(roots: Iterable[TaskState], state: str) -> list[TaskState]:
@@ -769,6 +1010,7 @@ _TRANSITIONS: dict[tuple[str, str], Callable[..., None]] = {
     ("no-worker", "released"): _S._pending_released,
     ("no-worker", "erred"): _S._to_erred,
     ("processing", "memory"): _S._processing_memory,
+    ("processing", "processing"): _S._processing_processing,
     ("processing", "released"): _S._processing_released,
     ("processing", "erred"): _S._to_erred,
     ("memory", "released"): _S._memory_released,

@@ -15,6 +15,7 @@ class TaskState:
     released, waiting, queued, no-worker, processing, memory, erred, forgotten."""
 
     __slots__ = (
+        "actor",
         "dependencies",
         "dependents",
         "error",
@@ -28,6 +29,7 @@ class TaskState:
         "priority",
         "processing_on",
         "retries",
+        "started",
         "state",
         "suspicious",
         "typename",
@@ -49,6 +51,7 @@ class TaskState:
         self.who_has: set[WorkerState] = set()
         self.who_wants: set[str] = set()
         self.processing_on: WorkerState | None = None
+        self.started = False  # its worker reported running it (not just holding it queued)
         self.priority: Any = (0,)
         self.retries = 0
         self.nbytes = -1
@@ -58,6 +61,9 @@ class TaskState:
         self.killed_on: list[str] = []
         self.workers: frozenset[str] | None = None
         self.est = 0.0
+        # An actor: its result is a live object on one worker, which cannot be recomputed
+        # elsewhere; losing that worker errs it (as in dask.distributed).
+        self.actor = False
 
     @property
     def exception(self) -> BaseException | None:
@@ -98,6 +104,7 @@ class WorkerState:
         "has_what",
         "host",
         "last_seen",
+        "long_running",
         "memory_limit",
         "memory_managed",
         "memory_process",
@@ -108,6 +115,7 @@ class WorkerState:
         "pid",
         "processing",
         "started",
+        "stealable",
     )
 
     def __init__(
@@ -121,8 +129,11 @@ class WorkerState:
         self.pid = pid
         self.host = host
         self.processing: set[TaskState] = set()
+        # Seceded tasks: still processing here, but their threads were given back.
+        self.long_running: set[TaskState] = set()
         self.has_what: set[TaskState] = set()
         self.occupancy = 0.0
+        self.stealable = 0  # tasks in processing that any worker may run (no workers=)
         self.nbytes = 0
         self.fids: set[str] = set()
         self.last_seen = now

@@ -12,6 +12,8 @@ if TYPE_CHECKING:
 
 def worker_info(scheduler: Scheduler) -> list[dict[str, Any]]:
     out = []
+    # The state keeps liveness on the monotonic clock; users are shown wall-clock times.
+    wall_minus_monotonic = time.time() - time.monotonic()
     for ws in scheduler.state.workers.values():
         out.append(
             {
@@ -24,7 +26,7 @@ def worker_info(scheduler: Scheduler) -> list[dict[str, Any]]:
                 "cpu": ws.cpu,
                 "processing": len(ws.processing),
                 "in_memory": len(ws.has_what),
-                "last_seen": ws.last_seen,
+                "last_seen": ws.last_seen + wall_minus_monotonic,
                 "pid": ws.pid,
                 "host": ws.host,
             }

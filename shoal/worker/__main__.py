@@ -6,15 +6,39 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 import threading
 
 from shoal._loop import run_main
-from shoal.worker._server import Worker
+from shoal.worker._server import SchedulerGone, Worker
 
-# Exit status meaning "my scheduler is gone": the nanny does not restart such a worker.
+# Exit status meaning "leave for good": the scheduler closed this worker, or there was no
+# scheduler to register with for the death timeout. The nanny does not restart such a worker.
 EXIT_SCHEDULER_GONE = 3
+# The nanny's pid, set by the nanny: the worker dies with it (see _die_with_parent).
+PARENT_PID_ENV = "SHOAL_NANNY_PID"
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its nanny's process dies, however it dies
+    (SIGKILL of ``shoal worker`` or of the user's program running a LocalCluster): a
+    worker without its nanny is an orphan nobody supervises or stops."""
+    parent = os.environ.pop(PARENT_PID_ENV, None)  # not for the tasks' own subprocesses
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        logging.getLogger("shoal.worker").warning(
+            "could not tie this worker to its nanny's life (prctl: %s)", os.strerror(err))
+        return
+    if os.getppid() != int(parent):  # the nanny died before the request took effect
+        os._exit(EXIT_SCHEDULER_GONE)
 
 
 def _warm_imports() -> None:
@@ -31,18 +55,42 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default=None)
     p.add_argument("--memory-limit", type=int, default=0)
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--death-timeout", type=float, default=None,
+                   help="seconds to keep trying to reach the scheduler before exiting")
+    # The nanny reads dask's config for this (importing dask here costs start-up time).
+    p.add_argument("--connect-timeout", type=float, default=30.0,
+                   help="bound of one attempt to connect to the scheduler, in seconds")
     args = p.parse_args(argv)
+    _die_with_parent()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     gone: list[bool] = []
 
     async def run() -> None:
         worker = Worker(args.scheduler, nthreads=args.nthreads, name=args.name,
-                        memory_limit=args.memory_limit, host=args.host)
+                        memory_limit=args.memory_limit, host=args.host,
+                        death_timeout=args.death_timeout, connect_timeout=args.connect_timeout)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: loop.create_task(worker.close()))
-        await worker.start()
+        # Registering may wait for the scheduler (up to the death timeout); a SIGTERM meanwhile
+        # ends the wait.
+        starting = asyncio.ensure_future(worker.start())
+        closed = asyncio.ensure_future(worker.wait_closed())
+        await asyncio.wait([starting, closed], return_when=asyncio.FIRST_COMPLETED)
+        closed.cancel()
+        if not starting.done():
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            await worker.close()
+            return
+        try:
+            starting.result()
+        except SchedulerGone as exc:
+            logging.getLogger("shoal.worker").error("%s; exiting", exc)
+            await worker.close()
+            gone.append(True)
+            return
         # Registered: now load what most tasks will need, off the critical path of start-up.
         threading.Thread(target=_warm_imports, name="shoal-warm-imports", daemon=True).start()
         logging.getLogger("shoal.worker").info("worker at %s", worker.address)

@@ -8,6 +8,7 @@ handed back in batches: one loop wake-up however many tasks finished meanwhile.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import os
 import queue
@@ -23,7 +24,10 @@ from shoal.protocol._serialize import INLINE_LIMIT, FunctionTable, Serialized, d
 from shoal.protocol._sizeof import nbytes as measure
 from shoal.worker._state import Execute, ExecuteDone
 
-_STOP = (float("-inf"), -1, None)
+# Task priorities are tuples; this one sorts before all of them (a bare float would not
+# compare with a tuple, and put() would raise TypeError with tasks still queued).
+_FIRST = (float("-inf"),)
+_STOP = (_FIRST, -1, None)
 
 
 # Unpickling imports modules. Two threads importing a package with circular imports at
@@ -38,12 +42,22 @@ def unpickle(ser: Serialized, functions: FunctionTable | None = None) -> Any:
     """:func:`loads` for worker code: never in two threads at once."""
     with _UNPICKLE:
         return loads(ser, functions)
+
+
 _thread_state = threading.local()
+# A queue item asking a pool thread to hand its slot to a rejoining thread; queued with
+# priority _FIRST, so the next thread to look takes it.
+_HANDOFF = object()
 
 
 def current_task_key() -> Any:
     """The key of the task running in this thread, or None."""
     return getattr(_thread_state, "key", None)
+
+
+def current_worker_address() -> str | None:
+    """The address of the worker whose task thread this is, or None."""
+    return getattr(_thread_state, "worker_address", None)
 
 
 class Executor:
@@ -55,18 +69,30 @@ class Executor:
         loop: asyncio.AbstractEventLoop,
         on_done: Callable[[list[ExecuteDone]], None],
         worker_address: str,
+        on_started: Callable[[list[Any]], None] | None = None,
+        on_skipped: Callable[[list[Execute]], None] | None = None,
     ) -> None:
         self._data = data
         self._functions = functions
         self._loop = loop
         self._on_done = on_done
+        self._on_started = on_started or (lambda keys: None)
+        self._on_skipped = on_skipped or (lambda cmds: None)
         self._address = worker_address
         self._queue: queue.PriorityQueue[tuple[Any, int, Execute | None]] = queue.PriorityQueue()
         self._seq = itertools.count()
         self._done: list[ExecuteDone] = []
+        self._started: list[Any] = []  # keys begun since the last hand-back
+        self._revoked: set[Any] = set()  # queued keys not to start (freed by the scheduler)
+        self._skipped: list[Execute] = []
         self._lock = threading.Lock()
         self._wakeup_pending = False
         self.executing = 0
+        self.worker: Any = None  # the Worker shell, for get_worker() inside tasks
+        self.on_secede: Callable[[Any, float], None] | None = None  # called on the loop
+        self._rejoining: collections.deque[threading.Event] = collections.deque()
+        self._closed = False
+        self._thread_ids = itertools.count(nthreads)
         self._threads = [
             threading.Thread(target=self._run, args=(i,), name=f"shoal-task-{i}", daemon=True)
             for i in range(nthreads)
@@ -77,21 +103,101 @@ class Executor:
     def submit(self, cmd: Execute) -> None:
         self._queue.put((cmd.priority, next(self._seq), cmd))
 
+    def revoke(self, keys: list[Any]) -> None:
+        """Do not start these queued tasks (a task already running is not stopped); each
+        one skipped is handed back through ``on_skipped``."""
+        with self._lock:
+            self._revoked.update(keys)
+
+    def unrevoke(self, key: Any) -> None:
+        """``key`` is wanted again: start it after all if it has not been skipped yet."""
+        if self._revoked:  # only the loop thread adds, so empty means nothing to undo
+            with self._lock:
+                self._revoked.discard(key)
+
     def close(self) -> None:
         for _ in self._threads:
             self._queue.put(_STOP)
+        with self._lock:  # a rejoining thread waits for a slot that will never come
+            self._closed = True
+            while self._rejoining:
+                self._rejoining.popleft().set()
+
+    # --- secede / rejoin (a task waiting on other tasks gives its slot back) ----------------
+
+    def secede(self) -> None:
+        """Take the calling task's thread out of the pool; another thread takes its slot.
+        The scheduler is told (``on_secede``) so that it stops counting the task as busy."""
+        if _thread_state.seceded:
+            return
+        _thread_state.seceded = True
+        self.executing -= 1
+        with self._lock:
+            closed = self._closed
+        if not closed:  # a closed pool takes no more tasks: no thread to replace this one
+            index = next(self._thread_ids)
+            threading.Thread(target=self._run, args=(index,), name=f"shoal-task-{index}",
+                             daemon=True).start()
+        if self.on_secede is not None:
+            duration = time.time() - _thread_state.start
+            self._loop.call_soon_threadsafe(self.on_secede, _thread_state.key, duration)
+
+    def rejoin(self) -> None:
+        """Wait until a pool thread hands over its slot (the next one to finish a task, or
+        an idle one at once), then carry on as a pool thread."""
+        if not _thread_state.seceded:
+            return
+        slot = threading.Event()
+        with self._lock:
+            if self._closed:
+                return  # no pool left to rejoin: carry on
+            self._rejoining.append(slot)
+        self._queue.put((_FIRST, next(self._seq), _HANDOFF))  # type: ignore[arg-type]
+        slot.wait()
+        _thread_state.seceded = False
+        self.executing += 1
+
+    def _hand_over(self) -> None:
+        with self._lock:
+            if self._rejoining:
+                self._rejoining.popleft().set()
 
     def _run(self, index: int) -> None:
+        _thread_state.worker_address = self._address
+        _thread_state.executor = self
+        _thread_state.seceded = False
         get = self._queue.get
         while True:
             _, _, cmd = get()
             if cmd is None:
                 return
+            if cmd is _HANDOFF:
+                self._hand_over()
+                return  # the rejoined thread has this slot now
+            # Reported with the next hand-back (the scheduler blames only tasks that ran
+            # for a worker's death); a wake-up only when none is pending already.
+            with self._lock:
+                skip = bool(self._revoked) and cmd.key in self._revoked
+                if skip:
+                    self._revoked.discard(cmd.key)
+                    self._skipped.append(cmd)
+                else:
+                    self._started.append(cmd.key)
+                wake = not self._wakeup_pending
+                self._wakeup_pending = True
+            if wake:
+                try:
+                    self._loop.call_soon_threadsafe(self._drain)
+                except RuntimeError:  # loop closed during shutdown
+                    return
+            if skip:
+                continue
             self.executing += 1
             try:
                 done = self._execute(cmd, index)
             finally:
-                self.executing -= 1
+                if not _thread_state.seceded:
+                    self.executing -= 1
             with self._lock:
                 self._done.append(done)
                 wake = not self._wakeup_pending
@@ -101,17 +207,29 @@ class Executor:
                     self._loop.call_soon_threadsafe(self._drain)
                 except RuntimeError:  # loop closed during shutdown
                     return
+            if _thread_state.seceded:
+                return  # its slot went to another thread when the task seceded
 
     def _drain(self) -> None:
         with self._lock:
             batch, self._done = self._done, []
+            started, self._started = self._started, []
+            skipped, self._skipped = self._skipped, []
             self._wakeup_pending = False
+        if skipped:
+            self._on_skipped(skipped)
+        if started and batch:  # a task's result says it started: report the others only
+            done = {d.key for d in batch}
+            started = [k for k in started if k not in done]
+        if started:
+            self._on_started(started)
         if batch:
             self._on_done(batch)
 
     def _execute(self, cmd: Execute, thread: int) -> ExecuteDone:
         start = time.time()
         _thread_state.key = cmd.key
+        _thread_state.start = start
         try:
             task = unpickle(cmd.payload, self._functions)
             data = self._data

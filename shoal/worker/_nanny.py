@@ -20,6 +20,15 @@ _EXIT_SCHEDULER_GONE = 3  # shoal.worker.__main__.EXIT_SCHEDULER_GONE (not impor
 MAX_RESTARTS_PER_MINUTE = 10
 
 
+def _connect_timeout() -> float:
+    """dask's ``distributed.comm.timeouts.connect``: the bound of one connection attempt."""
+    import dask.config
+    from dask.utils import parse_timedelta
+
+    value = dask.config.get("distributed.comm.timeouts.connect", "30s")
+    return float(parse_timedelta(value, default="seconds") or 30.0)
+
+
 class Nanny:
     def __init__(
         self,
@@ -30,6 +39,7 @@ class Nanny:
         memory_limit: int = 0,
         host: str = "127.0.0.1",
         env: dict[str, str] | None = None,
+        death_timeout: float | None = None,
     ) -> None:
         self.scheduler_address = scheduler_address
         self.nthreads = nthreads
@@ -37,6 +47,7 @@ class Nanny:
         self.memory_limit = memory_limit
         self.host = host
         self.env = env
+        self.death_timeout = death_timeout
         self.process: asyncio.subprocess.Process | None = None
         self.restarts: list[float] = []
         self._closing = False
@@ -58,6 +69,9 @@ class Nanny:
         ]
         if self.name is not None:
             args += ["--name", str(self.name)]
+        if self.death_timeout is not None:
+            args += ["--death-timeout", str(self.death_timeout)]
+        args += ["--connect-timeout", str(_connect_timeout())]
         env = dict(os.environ)
         # Like multiprocessing's spawn: the worker imports what its parent can import, so
         # functions from the user's modules (and test files) unpickle by reference.
@@ -67,6 +81,8 @@ class Nanny:
         env.setdefault("OMP_NUM_THREADS", str(self.nthreads))
         env.setdefault("MKL_NUM_THREADS", str(self.nthreads))
         env.setdefault("OPENBLAS_NUM_THREADS", str(self.nthreads))
+        # The worker dies with this process (shoal.worker.__main__.PARENT_PID_ENV).
+        env["SHOAL_NANNY_PID"] = str(os.getpid())
         self.process = await asyncio.create_subprocess_exec(
             # stdout and stderr are inherited: print() in a task shows where the user looks.
             *args, stdin=asyncio.subprocess.DEVNULL, env=env,
@@ -85,7 +101,8 @@ class Nanny:
                 return
             code = waiter.result()
             if code == _EXIT_SCHEDULER_GONE:
-                logger.info("worker %s stopped: its scheduler is gone; not restarting", self.name)
+                logger.info("worker %s stopped: closed by its scheduler, or no scheduler within "
+                            "its death timeout; not restarting", self.name)
                 return
             now = time.monotonic()
             self.restarts = [t for t in self.restarts if now - t < 60] + [now]

@@ -3,6 +3,16 @@
 Owns: the connection to the scheduler, the listening socket peers and clients fetch data
 from, the data store, fetches from peers, heartbeats, and the executor. Decisions about
 tasks are the state machine's; this only carries them out.
+
+Scheduler sessions. A worker leaves only when told to: a ``Close`` from the scheduler, its
+own ``close()`` (SIGTERM), or no scheduler to register with for ``death_timeout`` seconds.
+When the scheduler connection drops otherwise, it reconnects (each attempt bounded by
+``connect_timeout``, with backoff) and registers again *as a fresh worker*: by then the
+scheduler has treated it as gone (its tasks are being recomputed elsewhere; a restarted
+scheduler knows nothing of them, and may even reuse their keys for other work), so the
+data it held and the tasks it was running are not trusted. Each session therefore gets a
+new state machine, data store and executor; results still arriving from the old
+executor's threads and fetches of the old session are discarded.
 """
 
 from __future__ import annotations
@@ -11,6 +21,7 @@ import asyncio
 import itertools
 import logging
 import os
+import threading
 import time
 from typing import Any
 
@@ -20,6 +31,7 @@ from shoal.comm import Connection, connect, listen
 from shoal.comm._tcp import TCPConnection
 from shoal.protocol._messages import (
     PROTOCOL_VERSION,
+    ActorCall,
     Close,
     Compute,
     Data,
@@ -29,11 +41,17 @@ from shoal.protocol._messages import (
     Hello,
     Message,
     Register,
+    RegisterReply,
     Response,
     Run,
     Store,
+    TaskSeceded,
+    TasksStarted,
+    TopicLog,
+    WorkerGoodbye,
 )
 from shoal.protocol._serialize import FunctionTable, Serialized, dumps
+from shoal.worker._actors import ActorHost
 from shoal.worker._execute import Executor, unpickle
 from shoal.worker._state import (
     ComputeAssigned,
@@ -52,6 +70,17 @@ from shoal.worker._state import (
 logger = logging.getLogger("shoal.worker")
 
 HEARTBEAT_INTERVAL = 1.0
+FIRST_RECONNECT_DELAY = 0.05  # seconds; doubles after each failed attempt...
+MAX_RECONNECT_DELAY = 5.0  # ...up to this
+
+
+# The outcome of a freed task the executor skipped (the state drops it, reporting nothing).
+_NOT_RUN = {"kind": "cancelled", "type": "CancelledError", "message": "freed before it started",
+            "exception": None, "traceback": None, "tb_text": ""}
+
+
+class SchedulerGone(OSError):
+    """The worker found no scheduler to register with within its death timeout."""
 
 
 class Worker:
@@ -66,28 +95,41 @@ class Worker:
         memory_limit: int = 0,
         host: str = "127.0.0.1",
         port: int = 0,
+        death_timeout: float | None = None,
+        connect_timeout: float = 30.0,
     ) -> None:
+        """``death_timeout``: seconds to keep trying to (re)register with the scheduler
+        before giving up (dask's ``death_timeout``; None: forever). ``connect_timeout``:
+        bound of one connection attempt (dask's ``distributed.comm.timeouts.connect``)."""
         self.scheduler_address = scheduler_address
         self.nthreads = nthreads
         self.name = name
         self.memory_limit = memory_limit
         self.host = host
         self.port = port
+        self.death_timeout = death_timeout
+        self.connect_timeout = connect_timeout
         self.data: dict[Any, Any] = {}
-        self.scheduler_gone = False  # closed because the scheduler went away or said so
+        self.scheduler_gone = False  # closed because the scheduler said so or stayed away
         self.functions = FunctionTable()
         self.address = ""
         self.state: WorkerState | None = None
         self._scheduler: Connection | None = None
         self._server: asyncio.base_events.Server | None = None
         self._executor: Executor | None = None
+        self._actors: ActorHost | None = None
         self._peers: dict[str, TCPConnection] = {}
         self._peer_lock: dict[str, asyncio.Lock] = {}
         self._requests: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = asyncio.Event()
+        self._leaving = False  # told to close: a connection drop now is no reason to reconnect
+        self._session = 0  # which scheduler session the state, data and executor belong to
+        self._registered: asyncio.Future[str | None] | None = None
+        self._reconnecting: asyncio.Task[None] | None = None
         self._process = psutil.Process()
+        self._client: Any = None  # the worker's own Client (get_client() in tasks), lazily
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -95,19 +137,104 @@ class Worker:
         port = self._server.sockets[0].getsockname()[1]
         self.address = f"tcp://{self.host}:{port}"
         self.name = self.name or self.address
+        self._new_session(loop)
+        await self._register()
+
+    def _new_session(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A fresh state machine, data store and executor for the next registration."""
         self.state = WorkerState(self.address)
+        self.data = {}
+        self._actors = ActorHost(self.address, loop)
+        self._session += 1
+        session = self._session
         self._executor = Executor(
-            self.nthreads, self.data, self.functions, loop, self._on_executed, self.address
+            self.nthreads, self.data, self.functions, loop,
+            lambda batch: self._on_executed(batch, session), self.address,
+            lambda keys: self._on_started(keys, session),
+            lambda cmds: self._on_skipped(cmds, session),
         )
-        conn = await connect(self.scheduler_address)
-        self._scheduler = conn
-        conn.set_handler(self._on_scheduler)
-        conn.send(Hello("worker", PROTOCOL_VERSION, self.name))
-        conn.send(
-            Register(self.address, self.name, self.nthreads, self.memory_limit, os.getpid(),
-                     self.host)
-        )
-        self._spawn(self._heartbeat_loop())
+        self._executor.worker = self
+        self._executor.on_secede = lambda key, duration: self._on_secede(key, duration, session)
+
+    async def _register(self) -> None:
+        """Connect and register, retrying with backoff until accepted; then heartbeat.
+
+        Raises:
+            SchedulerGone: not registered within ``death_timeout`` seconds.
+        """
+        deadline = None if self.death_timeout is None else time.monotonic() + self.death_timeout
+        delay = FIRST_RECONNECT_DELAY
+        while True:
+            attempt = self.connect_timeout
+            if deadline is not None:
+                attempt = max(min(attempt, deadline - time.monotonic()), 0.01)
+            problem = await self._try_register(attempt)
+            if problem is None:
+                break
+            if deadline is not None and time.monotonic() + delay >= deadline:
+                raise SchedulerGone(
+                    f"worker {self.address} could not register with the scheduler at "
+                    f"{self.scheduler_address} within its death timeout of "
+                    f"{self.death_timeout} s ({problem})"
+                )
+            logger.warning("worker %s: no session with the scheduler at %s (%s); retrying in "
+                           "%.2f s", self.address, self.scheduler_address, problem, delay)
+            await asyncio.sleep(delay)  # backoff; the loop ends at the deadline or close()
+            delay = min(delay * 2, MAX_RECONNECT_DELAY)
+        if self._session > 1:
+            logger.warning("worker %s registered again with %s as a fresh worker",
+                           self.address, self.scheduler_address)
+        assert self._scheduler is not None
+        self._spawn(self._heartbeat_loop(self._scheduler))
+
+    async def _try_register(self, timeout: float) -> str | None:
+        """One attempt to connect and register: None once accepted, else what went wrong."""
+        conn: Connection | None = None
+        self._registered = asyncio.get_running_loop().create_future()
+        try:
+            conn = await connect(self.scheduler_address, timeout=timeout)
+            self._scheduler = conn
+            conn.set_handler(self._on_scheduler)
+            conn.send(Hello("worker", PROTOCOL_VERSION, str(self.name)))
+            conn.send(Register(self.address, str(self.name), self.nthreads, self.memory_limit,
+                               os.getpid(), self.host))
+            refused = await asyncio.wait_for(self._registered, timeout)
+            if refused is not None:
+                problem = f"registration refused: {refused}"
+            elif conn.closed:
+                problem = "the connection closed right after registering"
+            else:
+                return None
+        except OSError as exc:  # also ConnectionError and TimeoutError
+            problem = str(exc) or type(exc).__name__
+        finally:
+            self._registered = None
+        self._scheduler = None
+        if conn is not None:
+            conn.close()
+        return problem
+
+    async def _reconnect(self) -> None:
+        """The scheduler connection dropped: drop the old session, then register again."""
+        logger.warning("worker %s lost its connection to the scheduler at %s; reconnecting "
+                       "(its %d held keys and running tasks are dropped)",
+                       self.address, self.scheduler_address, len(self.data))
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._executor is not None:
+            self._executor.close()
+        if self._actors is not None:
+            self._actors.close()  # its actors went with the data; pending calls are refused
+        self._requests.clear()
+        self._new_session(asyncio.get_running_loop())
+        try:
+            await self._register()
+        except SchedulerGone as exc:
+            logger.error("%s; closing", exc)
+            self.scheduler_gone = True
+            await self.close()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -121,12 +248,27 @@ class Worker:
         if self._closed.is_set():
             return
         self._closed.set()
+        self._leaving = True
+        reconnecting = self._reconnecting
+        if reconnecting is not None and reconnecting is not asyncio.current_task():
+            reconnecting.cancel()
+            await asyncio.gather(reconnecting, return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._executor is not None:
             self._executor.close()
+        if self._actors is not None:
+            self._actors.close()
+        if self._client is not None:
+            from shoal.client._worker_client import close_worker_client
+
+            close_worker_client(self)
         if self._scheduler is not None:
+            if not self._scheduler.closed:
+                # On purpose (told to, or signalled): the tasks it held are not to blame.
+                self._scheduler.send(WorkerGoodbye("worker closing"))
+                await self._scheduler.drain()
             self._scheduler.close()
         for conn in self._peers.values():
             conn.close()
@@ -136,19 +278,36 @@ class Worker:
     # --- scheduler messages -----------------------------------------------------------------
 
     def _on_scheduler(self, conn: Connection, batch: list[Message] | None) -> None:
+        if conn is not self._scheduler:
+            return  # a connection of a session already ended
+        registered = self._registered
         if batch is None:
-            logger.info("worker %s: scheduler connection closed; shutting down", self.address)
-            self.scheduler_gone = True
-            asyncio.get_running_loop().create_task(self.close())
+            if registered is not None:  # _try_register() waits on this connection: it decides
+                if not registered.done():
+                    registered.set_exception(ConnectionError("the scheduler closed the connection"))
+            elif not self._leaving:
+                self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
             return
-        assert self.state is not None
+        if registered is not None and not registered.done():
+            reply = batch[0]
+            if not isinstance(reply, RegisterReply):
+                logger.error("worker %s: expected the scheduler's answer to its registration, "
+                             "got %s", self.address, reply.tag)
+                conn.close()
+                return
+            registered.set_result(None if reply.accepted else reply.reason)
+            batch = batch[1:]
+        assert self.state is not None and self._executor is not None
         events: list[Any] = []
+        freed: list[Any] = []
         for msg in batch:
             if isinstance(msg, Compute):
                 if msg.functions:
                     self.functions.add_blobs(msg.functions)
+                self._executor.unrevoke(msg.key)
                 events.append(ComputeAssigned(msg))
             elif isinstance(msg, FreeKeys):
+                freed.extend(msg.keys)
                 events.append(KeysFreed(list(msg.keys)))
             elif isinstance(msg, Store):
                 try:
@@ -158,10 +317,11 @@ class Worker:
                     continue
                 events.append(DataStored(msg.key, msg.nbytes))
             elif isinstance(msg, Run):
-                self._spawn(self._run_function(msg))
+                self._spawn(self._run_function(conn, msg))
             elif isinstance(msg, Close):
                 logger.info("worker %s closing: %s", self.address, msg.reason)
                 self.scheduler_gone = True
+                self._leaving = True
                 asyncio.get_running_loop().create_task(self.close())
             elif isinstance(msg, Response):
                 pass
@@ -169,15 +329,60 @@ class Worker:
                 logger.warning("worker got an unexpected %s from the scheduler", msg.tag)
         if events:
             self._carry_out(self.state.handle(*events))
+        if freed:  # freed while queued (cancelled, or stolen by another worker): don't start
+            tasks = self.state.tasks
+            revoked = [k for k in freed if k in tasks and tasks[k].state == "cancelled"]
+            if revoked:
+                self._executor.revoke(revoked)
 
-    def _on_executed(self, batch: list[ExecuteDone]) -> None:
+    def _on_skipped(self, cmds: list[Execute], session: int) -> None:
+        """Queued tasks the executor did not start because they were freed: run the ones
+        wanted again since, and let the state forget the others."""
+        if session != self._session:
+            return  # tasks of a session already ended
+        assert self.state is not None and self._executor is not None
+        events = []
+        for cmd in cmds:
+            ts = self.state.tasks.get(cmd.key)
+            if ts is not None and ts.state == "executing":
+                self._executor.submit(cmd)
+            else:
+                now = time.time()
+                events.append(ExecuteDone(cmd.key, 0, "", now, now, -1, None, _NOT_RUN))
+        if events:
+            self._carry_out(self.state.handle(*events))
+
+    def _on_started(self, keys: list[Any], session: int) -> None:
+        if session == self._session and self._scheduler is not None:
+            self._scheduler.send(TasksStarted(keys))
+
+    def log_event(self, topic: str | list[str], msg: Any) -> None:
+        """Log ``msg`` on the scheduler under ``topic`` (or each of a list of topics), as
+        ``client.log_event`` does; callable from task threads."""
+        from shoal.client._topics import check_loggable
+
+        topics = [topic] if isinstance(topic, str) else list(topic)
+        check_loggable(msg)
+        sched, executor = self._scheduler, self._executor
+        if sched is not None and executor is not None:
+            executor._loop.call_soon_threadsafe(sched.send, TopicLog(topics, msg))
+
+    def _on_secede(self, key: Any, duration: float, session: int) -> None:
+        """A task in the executor seceded: the scheduler stops counting it as busy."""
+        if session == self._session and self._scheduler is not None and not self._scheduler.closed:
+            self._scheduler.send(TaskSeceded(key, duration))
+
+    def _on_executed(self, batch: list[ExecuteDone], session: int) -> None:
+        if session != self._session:
+            return  # tasks of a session already ended: their results are not trusted
         assert self.state is not None
         self._carry_out(self.state.handle(*batch))
 
     def _carry_out(self, commands: list[Any]) -> None:
         sched = self._scheduler
         executor = self._executor
-        assert sched is not None and executor is not None
+        actors = self._actors
+        assert sched is not None and executor is not None and actors is not None
         for cmd in commands:
             kind = type(cmd)
             if kind is Report:
@@ -187,26 +392,57 @@ class Worker:
             elif kind is Drop:
                 for key in cmd.keys:
                     self.data.pop(key, None)
+                if actors.objects:
+                    actors.release(cmd.keys)
             elif kind is Fetch:
                 self._spawn(self._fetch(cmd.peer, cmd.keys))
 
-    async def _run_function(self, msg: Run) -> None:
-        assert self._scheduler is not None
+    async def _run_function(self, conn: Connection, msg: Run) -> None:
+        """``client.run``: the function runs on a daemon thread of its own, so one that never
+        returns neither holds a pool thread nor keeps the process from exiting; if the
+        worker closes first, the caller gets an error instead of waiting forever."""
+        from shoal.protocol._errors import exception_to_error
+
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future[tuple[bool, Any]] = loop.create_future()
+
+        def deliver(ok: bool, value: Any) -> None:
+            if not outcome.done():
+                outcome.set_result((ok, value))
+
+        def run() -> None:
+            try:
+                ok, value = True, unpickle(msg.function)()
+            except BaseException as exc:  # reported to the caller, whatever it is
+                ok, value = False, exc
+            try:
+                loop.call_soon_threadsafe(deliver, ok, value)
+            except RuntimeError:  # the loop closed: the worker is gone, nobody to answer
+                logger.info("worker %s: client.run finished after the worker closed",
+                            self.address)
+
+        threading.Thread(target=run, name=f"shoal-run-{msg.request_id}", daemon=True).start()
         try:
-            fn = unpickle(msg.function)
-            result = await asyncio.get_running_loop().run_in_executor(None, fn)
-            value: Any = dumps(result)
-            ok = True
-        except Exception as exc:
-            from shoal.protocol._errors import exception_to_error
+            ok, value = await outcome
+        except asyncio.CancelledError:
+            gone = RuntimeError(f"worker {self.address} closed while the function given to "
+                                "client.run was still running")
+            conn.send(Response(msg.request_id, False,
+                               exception_to_error(gone, None, "run", self.address, time.time())))
+            raise
+        if ok:
+            try:
+                value = dumps(value)
+            except Exception as exc:
+                ok, value = False, exc
+        if not ok:
+            value = exception_to_error(value, value.__traceback__, "run", self.address, time.time())
+        conn.send(Response(msg.request_id, ok, value))
 
-            value, ok = exception_to_error(exc, exc.__traceback__, "run", self.address, time.time()), False
-        self._scheduler.send(Response(msg.request_id, ok, value))
-
-    async def _heartbeat_loop(self) -> None:
-        assert self._scheduler is not None and self.state is not None
+    async def _heartbeat_loop(self, conn: Connection) -> None:
+        assert self.state is not None
         self._process.cpu_percent()
-        while not self._scheduler.closed:
+        while not conn.closed:
             await asyncio.sleep(HEARTBEAT_INTERVAL)
             try:
                 rss = self._process.memory_info().rss
@@ -214,7 +450,7 @@ class Worker:
             except psutil.Error:
                 rss, cpu = 0, 0.0
             executing = self._executor.executing if self._executor else 0
-            self._scheduler.send(Heartbeat(rss, self.state.managed_bytes, cpu, executing))
+            conn.send(Heartbeat(rss, self.state.managed_bytes, cpu, executing))
 
     # --- data plane -----------------------------------------------------------------------------
 
@@ -242,6 +478,9 @@ class Worker:
                 fut = self._requests.pop(msg.request_id, None)
                 if fut is not None and not fut.done():
                     fut.set_result(msg)
+            elif isinstance(msg, ActorCall):
+                assert self._actors is not None
+                self._actors.on_call(conn, msg)
             elif isinstance(msg, Hello):
                 pass
             else:

@@ -14,9 +14,11 @@ from shoal.scheduler._events import (
     ClientLeft,
     CloseWorker,
     Command,
+    FireAndForgetAsked,
     HeartbeatReceived,
     ReportDone,
     ReportErred,
+    Seceded,
     SendCompute,
     SendStore,
     Tick,
@@ -52,8 +54,9 @@ class Fuzzer:
         sim.now = self.now = self.now + rng.random()
         action = rng.choices(
             ["join", "leave", "submit", "finish", "fail", "release", "cancel", "retry",
-             "scatter", "missing", "tick", "stale", "client"],
-            weights=[3, 1, 6, 10, 2, 3, 1, 1, 1, 1, 1, 1, 1],
+             "scatter", "missing", "tick", "stale", "client", "secede", "fire", "started",
+             "retire"],
+            weights=[3, 1, 6, 10, 2, 3, 1, 1, 1, 1, 1, 1, 1, 2, 1, 4, 1],
         )[0]
         if action == "join":
             return sim.join(rng.choice(WORKERS), nthreads=rng.randint(1, 3))
@@ -86,7 +89,13 @@ class Fuzzer:
             if held:
                 return sim.release(*[ts.key for ts in rng.sample(held, rng.randint(1, len(held)))])
         if action == "cancel" and st.tasks:
-            return sim.cancel(rng.choice(list(st.tasks)))
+            return sim.cancel(rng.choice(list(st.tasks)), force=rng.random() < 0.3)
+        if action == "started" and st.workers:
+            # a start report, sometimes stale or about a task on another worker
+            keys = [*rng.sample(list(st.tasks), k=min(len(st.tasks), 3)), "unknown"]
+            return sim.started(rng.choice(sorted(st.workers)), *keys)
+        if action == "retire" and st.workers:
+            return sim.retire(rng.choice(sorted(st.workers)))
         if action == "retry" and self.keys_in("erred"):
             return sim.retry(rng.choice(self.keys_in("erred")))
         if action == "scatter":
@@ -98,7 +107,7 @@ class Fuzzer:
             ]
             if candidates:
                 ts, dep = rng.choice(candidates)
-                holder = rng.choice(sorted(w.address for w in dep.who_has))
+                holder = rng.choice([*sorted(w.address for w in dep.who_has), ""])
                 return sim.missing(ts.processing_on.address, dep.key, holder, ts.key)
         if action == "tick":
             for address in sorted(st.workers):
@@ -109,6 +118,12 @@ class Fuzzer:
             # a result from a worker that was never asked (or no longer is)
             key = rng.choice(list(st.tasks) or ["unknown"])
             return sim.finish(key, worker=rng.choice(sorted(st.workers)))
+        if action == "secede" and self.processing():
+            key = rng.choice(self.processing())
+            ws = st.tasks[key].processing_on
+            return st.handle(Seceded(ws.address, key, rng.random()))
+        if action == "fire" and st.tasks:
+            return st.handle(FireAndForgetAsked([rng.choice(list(st.tasks)), "gone"]))
         if action == "client":
             if rng.random() < 0.5:
                 return st.handle(ClientLeft(sim.client))

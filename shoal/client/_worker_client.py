@@ -1,0 +1,141 @@
+"""Clients for code running inside tasks: ``get_client``, ``worker_client`` and
+``Client.current`` (dask.distributed's names and semantics).
+
+Owns: the worker's own Client (created on first use inside a task, connected over TCP to
+the worker's scheduler, cached per worker, closed with the worker) and the choice between
+it and the user's newest client. Must not know the executor's threads (``secede`` and
+``rejoin`` are ``shoal/worker/_context.py``'s).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from shoal import _loop
+from shoal.worker._context import current_executor, get_worker, rejoin, secede
+
+if TYPE_CHECKING:
+    from shoal.client._client import Client
+    from shoal.worker._server import Worker
+
+_create_lock = threading.Lock()  # one worker client per worker, even when tasks race
+
+
+def get_client(address: str | None = None, timeout: float | str | None = None,
+               resolve_address: bool = True) -> Client:
+    """A client connected to the cluster.
+
+    Inside a task: the worker's own client, connected to the worker's scheduler, created
+    on first use and shared by every task of that worker. Tasks use it to submit tasks and
+    wait on them (call :func:`secede` first, or use :func:`worker_client`, so the waiting
+    task does not hold a thread slot). Elsewhere: the most recently created client that is
+    still open (or, with ``address``, one connected to that scheduler, else a new one).
+
+    Raises:
+        ValueError: outside a task, no client is open; create one with ``Client()``.
+        OSError: the scheduler did not answer within ``timeout`` (seconds, or a dask
+            duration such as ``"10s"``).
+    """
+    seconds = _seconds(timeout)
+    executor = current_executor()
+    if executor is not None and executor.worker is not None:
+        worker = executor.worker
+        if address is None or address == worker.scheduler_address:
+            return _client_of(worker, seconds)
+    from shoal.client import _client
+
+    if address is None:
+        return _client.get_client()
+    for ref in reversed(_client._current):
+        client = ref()
+        if client is not None and client.status == "running" and (
+            client.scheduler_address == address
+        ):
+            return client
+    return _client.Client(address, timeout=seconds)
+
+
+def _seconds(timeout: float | str | None) -> float:
+    """Seconds from a number or a dask duration string; None: the Client default (10 s)."""
+    if timeout is None:
+        return 10.0
+    if isinstance(timeout, str):
+        from dask.utils import parse_timedelta
+
+        return float(parse_timedelta(timeout))
+    return float(timeout)
+
+
+def current(allow_global: bool = True) -> Client:
+    """``Client.current()``: the worker's client inside a task, else the newest open one.
+
+    Raises:
+        ValueError: no client is open.
+    """
+    return get_client()
+
+
+@contextlib.contextmanager
+def worker_client(timeout: float | str | None = None,
+                  separate_thread: bool = True) -> Iterator[Client]:
+    """Inside a task: ``with worker_client() as client:`` yields the worker's client, the
+    task seceding from the thread pool on entry and rejoining it on exit (so it may wait on
+    the tasks it submits without holding a slot). ``separate_thread=False`` keeps the slot.
+
+    Raises:
+        ValueError: used outside a task.
+    """
+    get_worker()  # a clear error outside a task
+    client = get_client(timeout=timeout)
+    if separate_thread:
+        secede()
+    try:
+        yield client
+    finally:
+        if separate_thread:
+            rejoin()
+
+
+def _client_of(worker: Worker, timeout: float) -> Client:
+    client: Client | None = worker._client
+    if client is not None and client.status == "running":
+        return client
+    with _create_lock:
+        client = worker._client
+        if client is None or client.status != "running":
+            client = _connect(worker.scheduler_address, timeout)
+            worker._client = client
+    return client
+
+
+def _connect(address: str, timeout: float) -> Client:
+    from shoal.client import _client, _topics
+
+    # In a worker process of its own it becomes dask's default scheduler there, as in dask
+    # (``x.compute()`` in a task runs on the cluster). In a process that has the user's
+    # clients (processes=False) it must not take their place.
+    alone = not any(c is not None and c.status == "running"
+                    for c in (r() for r in _client._current))
+    client = _client.Client(address, timeout=timeout, set_as_default=alone, name="worker-client")
+    # It is the worker's, not the user's: get_client() outside tasks (in a cluster with
+    # processes=False, in this very process) keeps returning the user's newest client.
+    _client._current[:] = [r for r in _client._current if r() is not client]
+    # The user's clients print what tasks print; the worker's must not print it again.
+    _topics.drop_default_handlers(client)
+    return client
+
+
+def close_worker_client(worker: Any) -> None:
+    """Close the worker's client as the worker closes, without blocking the worker's loop
+    (which may be shoal's shared loop itself): its connection closes on that loop, and the
+    loss settles whatever its tasks still wait for (as "lost")."""
+    client, worker._client = worker._client, None
+    conn = None if client is None else client._conn
+    if conn is not None:
+        _loop.call_soon(conn.close)
+
+
+__all__ = ["current", "get_client", "worker_client"]

@@ -1,0 +1,248 @@
+"""Issue 10: tasks that launch tasks (``get_client``, ``secede`` / ``rejoin``,
+``worker_client``), ``get_worker`` and ``fire_and_forget``, on real clusters."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from shoal import (
+    Client,
+    LocalCluster,
+    fire_and_forget,
+    get_client,
+    get_worker,
+    rejoin,
+    secede,
+    worker_client,
+)
+
+from ._helpers import gated, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def inc(x):
+    return x + 1
+
+
+def fib(n):
+    if n < 2:
+        return n
+    c = get_client()
+    a, b = c.submit(fib, n - 1), c.submit(fib, n - 2)
+    secede()
+    r = a.result() + b.result()
+    rejoin()
+    return r
+
+
+def fib_fresh(n):
+    """fib with a task per call (pure=False), so nothing is shared between branches."""
+    if n < 2:
+        return n
+    c = get_client()
+    a, b = c.submit(fib_fresh, n - 1, pure=False), c.submit(fib_fresh, n - 2, pure=False)
+    secede()
+    r = a.result() + b.result()
+    rejoin()
+    return r
+
+
+def total(n):
+    with worker_client() as wc:
+        return sum(wc.gather(wc.map(inc, range(n))))
+
+
+def nested_total(n):
+    with worker_client() as wc:
+        return sum(wc.gather(wc.map(total, [n] * 3, pure=False)))
+
+
+def worker_facts(x):
+    w = get_worker()
+    return w.address, w.name, w.nthreads, sorted(map(str, w.data)), w.scheduler_address
+
+
+def client_facts():
+    c = get_client()
+    assert get_client(timeout="5s") is c  # dask's duration strings are accepted
+    return c.id, c.scheduler_address
+
+
+@pytest.fixture
+def one_thread(make_client):
+    return make_client(n_workers=1, threads_per_worker=1)
+
+
+# --- get_client / secede / rejoin -----------------------------------------------------------------
+
+
+def test_fib_submitting_tasks_finishes_on_one_thread(one_thread: Client) -> None:
+    assert one_thread.submit(fib, 6).result(timeout=60) == 8
+
+
+def test_fib_with_a_task_per_call_finishes_on_one_thread(one_thread: Client) -> None:
+    assert one_thread.submit(fib_fresh, 7, pure=False).result(timeout=60) == 13
+
+
+def test_fib_finishes_with_workers_in_this_process(make_client) -> None:
+    c = make_client(n_workers=1, threads_per_worker=1, processes=False)
+    assert c.submit(fib, 8).result(timeout=60) == 21
+    # The worker's client lives in this process too, but it is not the user's.
+    assert get_client() is c
+
+
+def test_worker_client_map_larger_than_the_cluster(one_thread: Client) -> None:
+    assert one_thread.submit(total, 50).result(timeout=60) == sum(range(1, 51))
+
+
+def test_nested_worker_clients_finish_on_one_thread(one_thread: Client) -> None:
+    assert one_thread.submit(nested_total, 5).result(timeout=60) == 3 * sum(range(1, 6))
+
+
+def test_get_client_in_a_task_is_the_workers_cached_client(client: Client) -> None:
+    facts = client.gather(client.map(client_facts_n, range(6), pure=False))
+    ids = {cid for cid, _ in facts}
+    # One client per worker at most, connected to the same scheduler as ours.
+    assert 1 <= len(ids) <= 2
+    assert all(cid != client.id for cid in ids)
+    assert {addr for _, addr in facts} == {client.scheduler_address}
+
+
+def client_facts_n(_):
+    return client_facts()
+
+
+def compute_inside(n):
+    import dask
+
+    with worker_client() as c:  # seceded: the inner task may need this very thread
+        value = dask.delayed(inc)(n).compute()
+        return value, dask.config.get("scheduler") is c
+
+
+def test_dask_compute_in_a_task_runs_on_the_workers_client(client: Client) -> None:
+    assert client.submit(compute_inside, 1, pure=False).result(timeout=30) == (2, True)
+
+
+def test_workers_client_in_this_process_leaves_dask_default_alone(make_client) -> None:
+    import dask
+
+    c = make_client(n_workers=1, processes=False)
+    assert c.submit(compute_inside, 1, pure=False).result(timeout=30) == (2, False)
+    assert dask.config.get("scheduler") is c
+
+
+def test_get_client_outside_tasks_is_the_newest_client(client: Client) -> None:
+    assert get_client() is client
+    assert Client.current() is client
+
+
+def test_seceded_task_keeps_its_key_and_result(client: Client) -> None:
+    def seceding(x):
+        secede()
+        return x * 2
+
+    fut = client.submit(seceding, 21, key="seceding-21")
+    assert fut.result(timeout=30) == 42
+    assert fut.key == "seceding-21"
+
+
+def test_rejoin_waits_for_a_free_slot(one_thread: Client, tmp_path) -> None:
+    gate = str(tmp_path / "gate")
+    started = tmp_path / "blocker-started"
+    rejoining = tmp_path / "rejoining"
+
+    def blocker():
+        started.touch()
+        return gated(gate, "blocker done", timeout=60)
+
+    def waiter():
+        c = get_client()
+        b = c.submit(blocker, pure=False)
+        secede()
+        deadline = time.monotonic() + 30
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        rejoining.touch()
+        rejoin()  # the only slot is the blocker's until the gate opens
+        return b.result()
+
+    fut = one_thread.submit(waiter)
+    wait_for(rejoining.exists, timeout=30)
+    assert not fut.done()
+    open(gate, "w").close()
+    assert fut.result(timeout=30) == "blocker done"
+
+
+def test_secede_and_rejoin_outside_a_task_raise_value_error() -> None:
+    with pytest.raises(ValueError, match="outside a task"):
+        secede()
+    with pytest.raises(ValueError, match="outside a task"):
+        rejoin()
+    with pytest.raises(ValueError, match="outside a task"), worker_client():
+        pass
+
+
+# --- get_worker ----------------------------------------------------------------------------------
+
+
+def test_get_worker_in_a_task(client: Client) -> None:
+    x = client.submit(inc, 1, key="gw-input")
+    address, name, nthreads, held, scheduler = client.submit(worker_facts, x).result(timeout=30)
+    assert address in client.scheduler_info()["workers"]
+    assert isinstance(name, str) and name
+    assert nthreads == 1
+    assert "gw-input" in held
+    assert scheduler == client.scheduler_address
+
+
+def test_get_worker_outside_a_task_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="outside a task"):
+        get_worker()
+
+
+# --- fire_and_forget -------------------------------------------------------------------------------
+
+
+def write_file(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def gated_write(gate, path, text):
+    gated(gate, None, timeout=60)
+    return write_file(path, text)
+
+
+def test_fire_and_forget_runs_after_its_client_closed(tmp_path) -> None:
+    gate, out = str(tmp_path / "gate"), str(tmp_path / "report.txt")
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+        first = Client(cluster)
+        text = first.submit(str.upper, "report", pure=False)
+        fire_and_forget(first.submit(gated_write, gate, out, text, pure=False))
+        del text
+        first.close()
+        open(gate, "w").close()
+        wait_for(lambda: os.path.exists(out), timeout=30)
+        with open(out) as f:
+            assert f.read() == "REPORT"
+        # Finished and wanted by nobody: the scheduler lets go of it (and its input).
+        wait_for(lambda: not cluster.scheduler.tasks, timeout=30)
+
+
+def test_fire_and_forget_after_dropping_the_future(client: Client, tmp_path) -> None:
+    out = str(tmp_path / "dropped.txt")
+    fut = client.submit(write_file, out, "ok", pure=False)
+    fire_and_forget([fut])
+    del fut
+    wait_for(lambda: os.path.exists(out), timeout=30)
+
+
+def test_fire_and_forget_rejects_non_futures() -> None:
+    with pytest.raises(TypeError, match="futures"):
+        fire_and_forget(42)

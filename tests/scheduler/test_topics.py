@@ -1,0 +1,81 @@
+"""Pure tests of the topics machine: bounded event logs, subscriptions, answers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from shoal.scheduler._topics import (
+    AnswerEvents,
+    DeliverEvent,
+    EventLogged,
+    EventsAsked,
+    SubscriberJoined,
+    SubscriberLeft,
+    Topics,
+    TopicSubscribed,
+    TopicUnsubscribed,
+)
+
+
+@pytest.fixture
+def topics() -> Iterator[Topics]:
+    t = Topics(maxlen=3)
+    yield t
+    t.validate()
+
+
+def test_logged_events_are_kept_and_answered_in_order(topics: Topics) -> None:
+    topics.handle(EventLogged(["jobs"], {"n": 1}, 1.0), EventLogged(["jobs"], {"n": 2}, 2.0))
+    out = topics.handle(EventsAsked("c", 7, "jobs"))
+    assert out == [AnswerEvents("c", 7, [[1.0, {"n": 1}], [2.0, {"n": 2}]])]
+
+
+def test_log_keeps_only_the_newest_events(topics: Topics) -> None:
+    topics.handle(*(EventLogged(["t"], i, float(i)) for i in range(5)))
+    (answer,) = topics.handle(EventsAsked("c", 1, "t"))
+    assert [msg for _, msg in answer.value] == [2, 3, 4]
+
+
+def test_one_event_under_several_topics(topics: Topics) -> None:
+    topics.handle(EventLogged(["a", "b"], "x", 1.0))
+    (answer,) = topics.handle(EventsAsked("c", 1, None))
+    assert answer.value == {"a": [[1.0, "x"]], "b": [[1.0, "x"]]}
+
+
+def test_unknown_topic_has_no_events(topics: Topics) -> None:
+    assert topics.handle(EventsAsked("c", 1, "never")) == [AnswerEvents("c", 1, [])]
+
+
+def test_subscribers_get_new_events(topics: Topics) -> None:
+    topics.handle(SubscriberJoined("c1"), SubscriberJoined("c2"), TopicSubscribed("c2", "jobs"))
+    out = topics.handle(EventLogged(["jobs"], "go", 5.0))
+    assert out == [DeliverEvent("c2", "jobs", 5.0, "go")]
+    topics.handle(TopicUnsubscribed("c2", "jobs"))
+    assert topics.handle(EventLogged(["jobs"], "again", 6.0)) == []
+
+
+def test_every_client_gets_print_and_warn_until_it_unsubscribes(topics: Topics) -> None:
+    topics.handle(SubscriberJoined("user"), SubscriberJoined("worker-client"))
+    topics.handle(TopicUnsubscribed("worker-client", "print"))
+    out = topics.handle(EventLogged(["print"], {"args": ("hi",)}, 1.0))
+    assert out == [DeliverEvent("user", "print", 1.0, {"args": ("hi",)})]
+    out = topics.handle(EventLogged(["warn"], {"message": b""}, 2.0))
+    assert [c.client for c in out] == ["user", "worker-client"]
+
+
+def test_a_client_that_left_gets_nothing(topics: Topics) -> None:
+    topics.handle(SubscriberJoined("c"), TopicSubscribed("c", "jobs"), SubscriberLeft("c"))
+    assert topics.handle(EventLogged(["jobs", "print"], 1, 1.0)) == []
+    assert topics.subscribers == {}
+
+
+def test_subscription_of_an_unknown_client_is_ignored(topics: Topics) -> None:
+    topics.handle(TopicSubscribed("ghost", "jobs"))
+    assert topics.handle(EventLogged(["jobs"], 1, 1.0)) == []
+
+
+def test_log_length_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        Topics(maxlen=0)

@@ -1,0 +1,56 @@
+"""The two faces of one client operation: ``_loop.run_sync`` blocks a user thread,
+``_loop.run_async`` hands an awaitable to the caller's own loop (never blocking it)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from shoal import _loop
+
+
+async def _on_shoal_loop() -> str:
+    await asyncio.sleep(0)
+    return threading.current_thread().name
+
+
+def test_run_sync_runs_on_the_shared_loop_thread() -> None:
+    assert _loop.run_sync(_on_shoal_loop(), 5) == "shoal-loop"
+
+
+def test_run_async_is_awaitable_from_another_loop_without_blocking_it() -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.001)
+
+    async def slow() -> str:
+        await asyncio.sleep(0.05)
+        return threading.current_thread().name
+
+    async def main() -> str:
+        t = asyncio.get_running_loop().create_task(ticker())
+        name = await _loop.run_async(slow(), 5)
+        t.cancel()
+        return name
+
+    assert asyncio.run(main()) == "shoal-loop"
+    assert ticks > 1  # the caller's loop kept running while it waited
+
+
+def test_run_async_timeout_raises_timeout_error() -> None:
+    async def main() -> None:
+        await _loop.run_async(asyncio.sleep(10), 0.05)
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(main())
+
+
+def test_run_async_outside_a_running_loop_says_what_to_do() -> None:
+    with pytest.raises(RuntimeError, match="outside a running event loop"):
+        _loop.run_async(_on_shoal_loop())
