@@ -88,16 +88,11 @@ def _kill_workers_during_the_graph(chaos_cluster) -> None:
 
 
 @pytest.mark.timeout(170)
+@pytest.mark.xfail(strict=False, reason="issue 9 item 7: about 1 run in 3 a task runs without "
+                   "an input its worker dropped (KeyError); too irregular for strict. With the "
+                   "item 7 fix (branch h2-worker) it passed 4 of 4: then remove this marker")
 def test_twenty_sigkills_during_a_dependent_graph_lose_nothing(chaos_cluster) -> None:
-    # allowed-failures is raised above the number of kills: with the default (3), issue 9
-    # item 17 (tasks only *queued* on a dying worker are counted towards KilledWorker)
-    # fails innocent tasks in about half the runs, too irregularly for a strict xfail (the
-    # test below shows it every time). Once item 17 is fixed, drop the override: no task
-    # executes on 4 of these victims.
-    import dask
-
-    with dask.config.set({"distributed.scheduler.allowed-failures": 10 * KILLS}):
-        _kill_workers_during_the_graph(chaos_cluster)
+    _kill_workers_during_the_graph(chaos_cluster)
 
 
 def quick(x: int) -> int:
@@ -105,8 +100,6 @@ def quick(x: int) -> int:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(strict=True, reason="issue 9 item 17: tasks only queued on a killed worker "
-                   "are counted towards KilledWorker, so innocent tasks fail")
 def test_tasks_queued_behind_a_busy_thread_survive_four_kills(chaos_cluster, tmp_path) -> None:
     # Worker "0" runs a task that blocks its only thread; 20 quick tasks are queued behind
     # it there. Kill it 4 times (one more than allowed-failures): the blocked task was

@@ -387,10 +387,15 @@ class ClusterSim:
                 ts = rng.choice(running)
                 dep = rng.choice(sorted(ts.dependencies, key=lambda d: str(d.key)))
                 assert ts.processing_on is not None
+                reporter = ts.processing_on.address
                 holders = sorted(w.address for w in dep.who_has)
-                holders += [ts.processing_on.address, "tcp://w1:1", "tcp://nobody:1"]
-                self.handle(DataMissing(ts.processing_on.address, dep.key,
-                                        rng.choice(holders), ts.key))
+                holders += [reporter, "tcp://w1:1", "tcp://nobody:1"]
+                holder = rng.choice(holders)
+                sw = self.workers.get(reporter)
+                # Never a report the worker's own state contradicts: it does not say a peer
+                # lacks a key while it still waits for that peer to send it.
+                if sw is None or sw.state.in_flight.get(dep.key) != holder:
+                    self.handle(DataMissing(reporter, dep.key, holder, ts.key))
         elif action == "freed-result":
             # A real report that arrives late: a result or failure of a run the scheduler
             # has freed on that worker since.
