@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+import logging
 import os
 import queue
 import sys
@@ -45,6 +46,7 @@ def unpickle(ser: Serialized, functions: FunctionTable | None = None) -> Any:
 
 
 _thread_state = threading.local()
+logger = logging.getLogger("shoal.worker")
 # A queue item asking a pool thread to hand its slot to a rejoining thread; queued with
 # priority _FIRST, so the next thread to look takes it.
 _HANDOFF = object()
@@ -101,7 +103,8 @@ class Executor:
             t.start()
 
     def submit(self, cmd: Execute) -> None:
-        self._queue.put((cmd.priority, next(self._seq), cmd))
+        # (1, priority): _FIRST sorts before every task whatever its priority's type.
+        self._queue.put(((1, cmd.priority), next(self._seq), cmd))
 
     def revoke(self, keys: list[Any]) -> None:
         """Do not start these queued tasks (a task already running is not stopped); each
@@ -116,6 +119,7 @@ class Executor:
                 self._revoked.discard(key)
 
     def close(self) -> None:
+        """Stop the threads: each finishes the task it runs; queued tasks never start."""
         for _ in self._threads:
             self._queue.put(_STOP)
         with self._lock:  # a rejoining thread waits for a slot that will never come
@@ -195,6 +199,11 @@ class Executor:
             self.executing += 1
             try:
                 done = self._execute(cmd, index)
+            except BaseException as exc:  # never lose the thread, nor the task's report
+                logger.exception("executor failed to run task %r", cmd.key)
+                now = time.time()
+                error = exception_to_error(exc, exc.__traceback__, cmd.key, self._address, now)
+                done = ExecuteDone(cmd.key, 0, "", now, now, index, None, error)
             finally:
                 if not _thread_state.seceded:
                     self.executing -= 1
@@ -238,7 +247,7 @@ class Executor:
         except BaseException as exc:
             stop = time.time()
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
+                exc = _as_task_error(exc, cmd.key)
             error = exception_to_error(exc, _user_frames(exc.__traceback__), cmd.key,
                                        self._address, stop)
             error["inputs"] = _inputs_summary(cmd, self._data)
@@ -262,6 +271,19 @@ class Executor:
         nbytes = measure(result)
         self._data[cmd.key] = result
         return ExecuteDone(cmd.key, nbytes, type(result).__name__, start, stop, thread, inline, None)
+
+
+def _as_task_error(exc: BaseException, key: Any) -> RuntimeError:
+    """A ``SystemExit``/``KeyboardInterrupt`` raised by a task (argparse, click, sys.exit)
+    ends that task only: it becomes the task's error, an ``Exception`` the client can catch,
+    instead of ending the worker's thread or, re-raised on the client, its event loop."""
+    name = type(exc).__name__
+    what = f"{name}({exc})" if str(exc) else name
+    err = RuntimeError(
+        f"task {key!r} raised {what} (sys.exit, argparse or a CLI framework's main()); "
+        "shoal reports it as the task's error and the worker keeps running"
+    )
+    return err.with_traceback(exc.__traceback__)
 
 
 _INTERNAL = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))),)

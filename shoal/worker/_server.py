@@ -28,7 +28,7 @@ from typing import Any
 import psutil
 
 from shoal.comm import Connection, connect, listen
-from shoal.comm._tcp import TCPConnection
+from shoal.comm._tcp import TCPConnection, comm_timeout, wait_reply
 from shoal.protocol._messages import (
     PROTOCOL_VERSION,
     ActorCall,
@@ -130,6 +130,7 @@ class Worker:
         self._reconnecting: asyncio.Task[None] | None = None
         self._process = psutil.Process()
         self._client: Any = None  # the worker's own Client (get_client() in tasks), lazily
+        self.fetch_timeout = comm_timeout()  # a peer silent this long during a fetch is dead
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -513,36 +514,54 @@ class Worker:
             return conn
 
     async def _fetch(self, peer: str, keys: list[Any]) -> None:
+        """Fetch ``keys`` from ``peer``. Always ends by telling the state machine: the data
+        (FetchDone), or FetchFailed when the peer is unreachable, closes the connection, or
+        sends nothing for ``fetch_timeout`` seconds (frozen, or powered off)."""
         assert self.state is not None
         start = time.time()
         try:
-            conn = await self._peer(peer)
-            rid = next(self._ids)
-            fut: asyncio.Future[Data] = asyncio.get_running_loop().create_future()
-            self._requests[rid] = fut
-            conn.send(GetData(rid, keys))
-            closed: asyncio.Future[Any] = asyncio.ensure_future(conn.wait_closed())
-            try:
-                pending: list[asyncio.Future[Any]] = [fut, closed]
-                await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                closed.cancel()
-            if not fut.done():
-                self._requests.pop(rid, None)
-                raise ConnectionError(f"connection to {peer} closed during a fetch")
-            reply = fut.result()
+            reply = await self._get_data(peer, keys)
             got: dict[Any, int] = {}
+            errors = dict(reply.errors)
             from shoal.protocol._sizeof import nbytes
 
             for key, ser in reply.items.items():
-                value = unpickle(ser)
+                try:
+                    value = unpickle(ser)
+                except Exception as exc:  # fetching it again would fail the same way
+                    errors[key] = self._unloadable(key, peer, exc)
+                    continue
                 self.data[key] = value
                 got[key] = nbytes(value)
-            events: list[Any] = [
-                FetchDone(peer, got, list(reply.missing), start, time.time(), dict(reply.errors))
-            ]
+            events: list[Any] = [FetchDone(peer, got, list(reply.missing), start, time.time(), errors)]
         except (OSError, ConnectionError) as exc:
             logger.warning("worker %s could not fetch %d keys from %s: %s", self.address,
                            len(keys), peer, exc)
             events = [FetchFailed(peer, keys)]
+        except Exception:
+            logger.exception("worker %s: fetching %d keys from %s failed", self.address,
+                             len(keys), peer)
+            events = [FetchFailed(peer, keys)]
         self._carry_out(self.state.handle(*events))
+
+    async def _get_data(self, peer: str, keys: list[Any]) -> Data:
+        conn = await self._peer(peer)
+        rid = next(self._ids)
+        fut: asyncio.Future[Data] = asyncio.get_running_loop().create_future()
+        self._requests[rid] = fut
+        conn.send(GetData(rid, keys))
+        try:
+            reply: Data = await wait_reply(conn, fut, self.fetch_timeout, f"{len(keys)} key(s)")
+        finally:
+            self._requests.pop(rid, None)
+        return reply
+
+    def _unloadable(self, key: Any, peer: str, exc: BaseException) -> dict[str, Any]:
+        from shoal.protocol._errors import exception_to_error
+
+        err = TypeError(
+            f"input {key!r} fetched from {peer} cannot be loaded on worker {self.address}: "
+            f"{type(exc).__name__}: {exc}. Install the same packages (and versions) on every "
+            "worker."
+        )
+        return exception_to_error(err, exc.__traceback__, key, self.address, time.time())
