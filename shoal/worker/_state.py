@@ -90,6 +90,8 @@ class WorkerState:
             elif kind is DataStored:
                 self.held[ev.key] = ev.nbytes  # type: ignore[attr-defined]
                 self.assigned.add(ev.key)  # type: ignore[attr-defined]
+                if ev.key in self.waiters:  # type: ignore[attr-defined]
+                    self._arrived_otherwise(ev.key)  # type: ignore[attr-defined]
             else:
                 raise TypeError(f"worker state got an unknown event {ev!r}")
         out, self._out = self._out, []
@@ -206,6 +208,24 @@ class WorkerState:
         self._out.append(
             Report(TaskDone(ev.key, ev.nbytes, ev.typename, ev.start, ev.stop, ev.thread, ev.inline))
         )
+        if ev.key in self.waiters:
+            self._arrived_otherwise(ev.key)
+
+    def _arrived_otherwise(self, key: Key) -> None:
+        """``key`` came to be held here while local tasks were fetching it (the scheduler,
+        thinking it lost, had it computed or stored here): they take this copy, and the
+        fetch's late answer or failure changes nothing."""
+        self.in_flight.pop(key, None)
+        self.holders.pop(key, None)
+        users = self.users.setdefault(key, set())
+        for tkey in self.waiters.pop(key, set()):
+            ts = self.tasks.get(tkey)
+            if ts is None or ts.state != "waiting":
+                continue
+            users.add(tkey)
+            ts.missing.discard(key)
+            if not ts.missing:
+                self._run(ts)
 
     def _unuse(self, dep: Key, user: Key) -> None:
         users = self.users.get(dep)

@@ -26,9 +26,6 @@ def measure(x: bytes) -> int:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(strict=True, reason="issue 9 item 5: a fetch from a frozen peer has no "
-                   "timeout, and FreeKeys leaves it in in_flight so the re-sent task never "
-                   "refetches: the dependent waits until the peer is woken")
 def test_dependent_of_a_frozen_holder_finishes_while_it_is_frozen(
     chaos_cluster, monkeypatch
 ) -> None:

@@ -88,9 +88,6 @@ def _kill_workers_during_the_graph(chaos_cluster) -> None:
 
 
 @pytest.mark.timeout(170)
-@pytest.mark.xfail(strict=False, reason="issue 9 item 7: about 1 run in 3 a task runs without "
-                   "an input its worker dropped (KeyError); too irregular for strict. With the "
-                   "item 7 fix (branch h2-worker) it passed 4 of 4: then remove this marker")
 def test_twenty_sigkills_during_a_dependent_graph_lose_nothing(chaos_cluster) -> None:
     _kill_workers_during_the_graph(chaos_cluster)
 

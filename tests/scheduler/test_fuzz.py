@@ -2,10 +2,10 @@
 real ``SchedulerState`` and real ``WorkerState`` machines, wires between them, see
 ``_cluster_sim.py``), each ending in a faithful drain and liveness checks.
 
-Sequences that fail are grouped by cause. Causes that are numbered items of issue 9 (being
-fixed on other branches) have their own ``xfail(strict=True)`` test: when the fix lands,
-the test passes, strict xfail fails, and its marker goes. Any other failure is a new
-defect and fails ``test_..._beyond_known_items`` with the seed and how to replay it.
+Sequences that fail are grouped by cause: the symptoms of issue 9 items 4, 5 and 7, which
+this fuzzer found before they were fixed, have a test of their own; any other failure is
+a new defect and fails ``test_..._beyond_known_items``. Each reports the seed and how to
+replay it.
 
 Re-run more or other seeds: ``SHOAL_FUZZ_SCALE=10 SHOAL_FUZZ_SEED=1000 pytest ...``
 (with ``PYTHONHASHSEED`` set, a failure replays exactly: the machines iterate some sets);
@@ -63,8 +63,6 @@ def test_cluster_fuzz_finds_no_defect_beyond_known_items(failures: dict[str, lis
     assert not new, _report(new)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 items 5 and 7: a fetch left in flight after "
-                   "its task is freed (5); a run reads inputs its worker dropped (7)")
-def test_cluster_fuzz_finds_no_known_item_either(failures: dict[str, list[str]]) -> None:
+def test_cluster_fuzz_finds_none_of_the_fixed_items_either(failures: dict[str, list[str]]) -> None:
     known = [m for cause in ("item 4", "item 5", "item 7") for m in failures.get(cause, [])]
     assert not known, _report(known)

@@ -7,11 +7,14 @@ from shoal.protocol._messages import Compute
 from shoal.protocol._serialize import Serialized
 from shoal.worker._state import (
     ComputeAssigned,
+    DataStored,
     Drop,
     Execute,
     ExecuteDone,
     FetchDone,
+    FetchFailed,
     KeysFreed,
+    Report,
     WorkerState,
 )
 
@@ -49,4 +52,29 @@ def test_cancelled_run_of_a_key_held_as_an_input_keeps_the_input(ws: WorkerState
     ws.handle(KeysFreed(["x"]))
     out = ws.handle(ExecuteDone("x", 8, "int", 3.0, 4.0, 0, None, None))
     assert not [c for c in out if isinstance(c, Drop)]
+    assert ws.held == {"x": 8}
+
+
+def test_input_computed_here_while_being_fetched_runs_its_waiting_task(ws: WorkerState) -> None:
+    # "t" waits for "x" from a peer. The scheduler, having lost track of "x" (its only
+    # replica was reported missing by another worker), computes "x" here. The local result
+    # is the input "t" waits for: "t" runs now, and the fetch's late answer changes nothing.
+    ws.handle(_compute("t", [("x", ["tcp://peer:1"], 8)]))
+    assert ws.in_flight == {"x": "tcp://peer:1"}
+    ws.handle(_compute("x", []))
+    out = ws.handle(ExecuteDone("x", 8, "int", 3.0, 4.0, 0, None, None))
+    assert Execute("t", PAYLOAD, (0,), True, ("x",)) in out
+    ws.validate()
+    late = ws.handle(FetchDone("tcp://peer:1", {"x": 8}, [], 5.0, 6.0))
+    assert not [c for c in late if isinstance(c, (Drop, Execute))]
+    assert ws.held == {"x": 8}
+
+
+def test_input_scattered_here_while_being_fetched_runs_its_waiting_task(ws: WorkerState) -> None:
+    ws.handle(_compute("t", [("x", ["tcp://peer:1"], 8)]))
+    out = ws.handle(DataStored("x", 8))
+    assert Execute("t", PAYLOAD, (0,), True, ("x",)) in out
+    ws.validate()
+    failed = ws.handle(FetchFailed("tcp://peer:1", ["x"]))
+    assert not [c for c in failed if isinstance(c, (Drop, Execute, Report))]
     assert ws.held == {"x": 8}

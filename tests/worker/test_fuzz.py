@@ -2,9 +2,10 @@
 scheduler, executor and peers that race and misbehave (see ``_fuzz.py``), with
 ``validate()`` after every event and liveness checks after a faithful drain.
 
-Failures are grouped by cause; numbered items of issue 9 being fixed on other branches
-have ``xfail(strict=True)`` tests (their markers go when the fixes land). Any other
-failure fails ``test_..._beyond_known_items`` with the seed and how to replay it.
+Failures are grouped by cause: the symptoms of issue 9 items 5 (a fetch outliving its task)
+and 7 (a run missing its inputs), found here before they were fixed, have tests of their
+own; any other failure fails ``test_..._beyond_known_items``. Each reports the seed and
+how to replay it.
 
 Re-run more or other seeds: ``SHOAL_FUZZ_SCALE=10 SHOAL_FUZZ_SEED=1000 pytest ...``
 (with ``PYTHONHASHSEED`` set, a failure replays exactly: the machines iterate some sets);
@@ -60,15 +61,11 @@ def test_worker_fuzz_finds_no_defect_beyond_known_items(failures: dict[str, list
     assert not new, _report(new)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 item 5: FreeKeys leaves the freed task's "
-                   "fetch in in_flight; the key computed here then is both held and in flight")
 def test_worker_fuzz_no_fetch_outlives_its_task(failures: dict[str, list[str]]) -> None:
     stale = failures.get("item 5", [])
     assert not stale, _report(stale)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 item 7: a cancelled task revived, or a queued "
-                   "run whose input the scheduler freed, reads inputs the worker dropped")
 def test_worker_fuzz_no_run_loses_its_inputs(failures: dict[str, list[str]]) -> None:
     lost = failures.get("item 7", [])
     assert not lost, _report(lost)
