@@ -72,6 +72,9 @@ class WorkerState:
         self.in_flight: dict[Key, str] = {}  # input being fetched -> from which peer
         self.users: dict[Key, set[Key]] = {}  # fetched input -> local tasks still needing it
         self.bad_peers: set[str] = set()
+        # Keys whose fetched copy was released while a run of the same key was queued or
+        # running here: the run's result replaces it, or (if it fails) its end drops it.
+        self.shadowed: set[Key] = set()
         self._out: list[Command] = []
 
     def handle(self, *events: Event) -> list[Command]:
@@ -197,12 +200,18 @@ class WorkerState:
         for dep in ts.deps:
             self._unuse(dep, ts.key)
         if ts.state == "cancelled":
-            if ev.error is None and ev.key not in self.held:  # held: a fetched copy in use
+            # Its result, or the copy it would have replaced; not a fetched copy in use.
+            if ev.key not in self.held and (ev.error is None or ev.key in self.shadowed):
                 self._out.append(Drop([ev.key]))
+            self.shadowed.discard(ev.key)
             return
         if ev.error is not None:
+            if ev.key in self.shadowed:  # the copy this run would have replaced goes
+                self.shadowed.discard(ev.key)
+                self._out.append(Drop([ev.key]))
             self._out.append(Report(TaskErred(ev.key, ev.error, ev.start, ev.stop, ev.thread)))
             return
+        self.shadowed.discard(ev.key)
         self.held[ev.key] = ev.nbytes
         self.assigned.add(ev.key)
         self._out.append(
@@ -236,7 +245,12 @@ class WorkerState:
             del self.users[dep]
             if dep in self.held and dep not in self.assigned:
                 del self.held[dep]
-                self._out.append(Drop([dep]))
+                run = self.tasks.get(dep)
+                if run is None or run.state == "waiting":
+                    self._out.append(Drop([dep]))
+                else:  # a run of dep here writes its result into the same slot of the
+                    # store, maybe already: a Drop now could delete that result.
+                    self.shadowed.add(dep)
 
     def _on_fetched(self, ev: FetchDone) -> None:
         total = 0

@@ -78,3 +78,17 @@ def test_input_scattered_here_while_being_fetched_runs_its_waiting_task(ws: Work
     failed = ws.handle(FetchFailed("tcp://peer:1", ["x"]))
     assert not [c for c in failed if isinstance(c, (Drop, Execute, Report))]
     assert ws.held == {"x": 8}
+
+
+def test_fetched_copy_is_not_dropped_while_a_run_of_that_key_is_queued(ws: WorkerState) -> None:
+    # "x" was fetched for "t"; the scheduler, thinking "x" lost, has it computed here too.
+    # When "t" ends, the fetched copy is no longer needed, but the executor may already
+    # have written the new run's result into the same slot of the data store: a Drop now
+    # would delete the result the scheduler is about to be told this worker holds.
+    ws.handle(_compute("t", [("x", ["tcp://peer:1"], 8)]))
+    ws.handle(FetchDone("tcp://peer:1", {"x": 8}, [], 1.0, 2.0))
+    assert ws.handle(_compute("x", [])) == [Execute("x", PAYLOAD, (0,), True, ())]
+    out = ws.handle(ExecuteDone("t", 8, "int", 3.0, 4.0, 0, None, None))
+    assert Drop(["x"]) not in out
+    ws.handle(ExecuteDone("x", 8, "int", 3.0, 4.0, 0, None, None))
+    assert ws.held == {"t": 8, "x": 8}
