@@ -1,7 +1,8 @@
 """A fuzzer for one ``WorkerState``: a hostile scheduler, racing executor threads and peers
 that may hold, lack or lose data, all driven by a seeded RNG.
 
-The fuzzer plays the worker's shell (data store, executor queue, fetches) and the rest of
+The fuzzer plays the worker's shell (data store, executor queue, fetches; a task thread
+writes its result before the loop hears of it, so events can come in between) and the rest of
 the cluster. The scheduler side sends what a confused or late scheduler could send:
 duplicate computes, computes of keys already held, running or being fetched, frees racing
 computes and results, frees of unknown keys, scatters of keys being computed, inputs whose
@@ -64,6 +65,9 @@ class WorkerFuzzer:
     state: WorkerState = field(init=False)
     store: dict[Any, int] = field(default_factory=dict)  # the shell's data: key -> nbytes
     executor: list[Execute] = field(default_factory=list)
+    # Runs whose result is in the store but whose ExecuteDone has not reached the loop yet
+    # (a task thread writes the value first): other events may come in between.
+    finished: list[ExecuteDone] = field(default_factory=list)
     fetches: list[Fetch] = field(default_factory=list)
     peer_data: dict[str, set[Any]] = field(default_factory=dict)
     dead: set[str] = field(default_factory=set)
@@ -271,7 +275,13 @@ class WorkerFuzzer:
         else:
             self.store[cmd.key] = 8
             done = ExecuteDone(cmd.key, 8, "int", 0.0, 0.0, 0, None, None)
-        self.handle(done)
+        if self.rng.random() < 0.5:
+            self.handle(done)
+        else:
+            self.finished.append(done)
+
+    def report_one(self) -> None:
+        self.handle(self.finished.pop(self.rng.randrange(len(self.finished))))
 
     def answer_fetch(self, hostile: bool) -> None:
         rng = self.rng
@@ -317,6 +327,8 @@ class WorkerFuzzer:
             self.scatter()
         elif action == "run" and self.executor:
             self.run_one(fail=rng.random() < 0.1)
+        elif action == "run" and self.finished:
+            self.report_one()
         elif action == "fetch" and self.fetches:
             self.answer_fetch(hostile="confused-peers" in self.features)
         elif action == "peer-dies":
@@ -332,10 +344,14 @@ class WorkerFuzzer:
         """Run and answer everything faithfully, in random order, until nothing moves."""
         self.trace.append("-- drain")
         for _ in range(limit):
-            if self.executor and (not self.fetches or self.rng.random() < 0.5):
+            if self.finished and self.rng.random() < 0.5:
+                self.report_one()
+            elif self.executor and (not self.fetches or self.rng.random() < 0.5):
                 self.run_one(fail=False)
             elif self.fetches:
                 self.answer_fetch(hostile=False)
+            elif self.finished:
+                self.report_one()
             else:
                 return
         raise Defect(f"still busy after {limit} steps: a livelock")
