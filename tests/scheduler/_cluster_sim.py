@@ -3,7 +3,8 @@
 
 The simulation plays the I/O shells: it turns scheduler commands into worker events and
 worker reports into scheduler events, keeps each worker's data store (key -> nbytes), runs
-``Execute`` orders (an "executor" reading its inputs from that store) and answers ``Fetch``
+``Execute`` orders (an "executor" reading its inputs from that store and writing its
+result there before the loop hears of it) and answers ``Fetch``
 orders from the peer's store. Every message travels on a FIFO wire per (sender, receiver)
 pair, as over TCP; which wire moves next, when a task or fetch completes, and when a worker
 dies are the RNG's choices, so interleavings across wires are arbitrary.
@@ -89,6 +90,9 @@ class SimWorker:
     state: WorkerState
     store: dict[Any, int] = field(default_factory=dict)  # the shell's data: key -> nbytes
     executor: list[Execute] = field(default_factory=list)  # Execute orders not yet run
+    # Runs whose result is in the store but whose ExecuteDone has not reached the loop yet
+    # (a task thread writes the value first): other events may come in between.
+    finished: list[ExecuteDone] = field(default_factory=list)
     fetches: list[Fetch] = field(default_factory=list)  # Fetch orders not yet answered
     inbox: deque[Any] = field(default_factory=deque)  # scheduler -> worker wire
     outbox: deque[Any] = field(default_factory=deque)  # worker -> scheduler wire
@@ -278,7 +282,13 @@ class ClusterSim:
             nbytes = self.rng.choice([8, 1000, placement.LOCALITY_BYTES * 2])
             sw.store[cmd.key] = nbytes
             done = ExecuteDone(cmd.key, nbytes, "int", start, self.now, 0, None, None)
-        self._worker_handle(sw, done)
+        if self.rng.random() < 0.5:
+            self._worker_handle(sw, done)
+        else:
+            sw.finished.append(done)
+
+    def report_one(self, sw: SimWorker) -> None:
+        self._worker_handle(sw, sw.finished.pop(self.rng.randrange(len(sw.finished))))
 
     def answer_fetch(self, sw: SimWorker) -> None:
         fetch = sw.fetches.pop(self.rng.randrange(len(sw.fetches)))
@@ -332,7 +342,10 @@ class ClusterSim:
                 self.deliver_to_scheduler(sw)
         elif action == "run":
             busy = [sw for sw in live if sw.executor]
-            if busy:
+            done = [sw for sw in live if sw.finished]
+            if done and (not busy or rng.random() < 0.5):
+                self.report_one(rng.choice(done))
+            elif busy:
                 self.run_one(rng.choice(busy), fail=rng.random() < 0.1)
         elif action == "fetch":
             busy = [sw for sw in live if sw.fetches]
@@ -420,7 +433,8 @@ class ClusterSim:
             self.now += 0.01
             moves = [(kind, sw) for sw in self.workers.values()
                      for kind, todo in (("in", sw.inbox), ("out", sw.outbox),
-                                        ("fetch", sw.fetches), ("run", sw.executor)) if todo]
+                                        ("fetch", sw.fetches), ("run", sw.executor),
+                                        ("done", sw.finished)) if todo]
             if not moves:
                 return
             kind, sw = rng.choice(moves)
@@ -430,6 +444,8 @@ class ClusterSim:
                 self.deliver_to_scheduler(sw)
             elif kind == "fetch":
                 self.answer_fetch(sw)
+            elif kind == "done":
+                self.report_one(sw)
             else:
                 self.run_one(sw, fail=False)
         raise Defect(f"still busy after {limit} deliveries: a livelock")
