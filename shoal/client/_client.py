@@ -14,6 +14,7 @@ import concurrent.futures
 import itertools
 import logging
 import threading
+import types
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -28,6 +29,7 @@ from shoal import _loop
 from shoal.client import (
     _cluster_info,
     _collections,
+    _coordination,
     _datasets,
     _debug,
     _repr,
@@ -44,6 +46,8 @@ from shoal.protocol._errors import error_to_exception
 from shoal.protocol._messages import (
     PROTOCOL_VERSION,
     CancelKeys,
+    CoordReply,
+    DropFunctions,
     Hello,
     KeyCancelled,
     KeyDone,
@@ -62,6 +66,8 @@ from shoal.protocol._serialize import FunctionCache, Serialized, dumps, dumps_ta
 logger = logging.getLogger("shoal.client")
 
 _current: list[weakref.ReferenceType[Client]] = []
+# Callables whose token can be cached by identity: they cannot change in place.
+_STABLE_CALLABLES = (types.BuiltinFunctionType, types.MethodDescriptorType, type)
 # Keys that clients of this process held when they were closed (for clear errors when a
 # collection persisted by a closed client is used again). Bounded.
 _orphaned: collections.OrderedDict[Any, None] = collections.OrderedDict()
@@ -147,6 +153,8 @@ class Client:
         self._generation = itertools.count()
         self._request_ids = itertools.count(1)
         self._requests: dict[int, asyncio.Future[Any]] = {}
+        # Lock/Queue/Variable... requests waiting for their CoordReply (see _coordination).
+        self._coord_pending: dict[int, tuple[concurrent.futures.Future[Any], Any]] = {}
         self._worker_conns: dict[str, Connection] = {}
         self._conn: Connection | None = None
         self._owns_cluster = False
@@ -243,6 +251,9 @@ class Client:
                 if st is not None:
                     self._forget_state(msg.key, st)  # type: ignore[attr-defined]
                     st.settle("cancelled")
+            elif kind is DropFunctions:
+                with self._lock:  # the scheduler forgot them: send them again when used
+                    self._sent_fids.difference_update(msg.fids)  # type: ignore[attr-defined]
             elif kind is Response:
                 fut = self._requests.pop(msg.request_id, None)  # type: ignore[attr-defined]
                 if fut is not None and not fut.done():
@@ -250,6 +261,8 @@ class Client:
                         fut.set_result(msg.value)  # type: ignore[attr-defined]
                     else:
                         fut.set_exception(RuntimeError(str(msg.value)))  # type: ignore[attr-defined]
+            elif kind is CoordReply:
+                _coordination.on_reply(self, msg)  # type: ignore[arg-type]
             elif kind is TopicEvent:
                 _topics.on_event(self, msg)  # type: ignore[arg-type]
 
@@ -268,6 +281,7 @@ class Client:
         for fut in self._requests.values():
             if not fut.done():
                 fut.set_exception(ConnectionError("the connection to the scheduler was lost"))
+        _coordination.fail_pending(self, "the connection to the scheduler was lost")
 
     # --- sending --------------------------------------------------------------------------------
 
@@ -292,10 +306,6 @@ class Client:
     def _drain(self) -> None:
         """On the loop: send queued messages, then releases of futures that died meanwhile."""
         self._drain_scheduled = False
-        msgs: list[Message] = []
-        outbox = self._outbox
-        while outbox:
-            msgs.append(outbox.popleft())
         released: list[Any] = []
         dead = self._dead
         if dead:
@@ -311,6 +321,12 @@ class Client:
                         del self._refcount[key]
                         self._states.pop(key, None)
                         released.append(key)
+        # The outbox is taken after the releases: a submission queued before a release was
+        # recorded (a dependent, then its input's future dropped) must go out before it.
+        msgs: list[Message] = []
+        outbox = self._outbox
+        while outbox:
+            msgs.append(outbox.popleft())
         if released:
             msgs.append(ReleaseKeys(released))
         if self._conn is not None and msgs:
@@ -384,10 +400,11 @@ class Client:
     def _submit_rows(self, rows: list[tuple[Any, ...]], wanted: list[Any],
                      actors: list[Any] | None = None) -> None:
         # Marking a blob sent and queueing the message carrying it are one step: another
-        # thread's submit that skips the blob must queue its message after this one.
+        # thread's submit that skips the blob must queue its message after this one, and
+        # the loop thread's DropFunctions never interleaves.
         with self._lock:
             fids = {fid for row in rows for fid in row[3]} - self._sent_fids
-            blobs = {fid: self._functions.blobs[fid] for fid in fids}
+            blobs = {fid: self._functions.blob(fid) for fid in fids}
             self._sent_fids |= fids
             self._outbox.append(UpdateGraph(rows, wanted, blobs, actors))
         self._schedule_drain()
@@ -400,7 +417,14 @@ class Client:
                 self._refcount.pop(key, None)
 
     def _function_token(self, func: Any) -> str:
-        """dask's token of ``func``, computed once per function object (it is costly)."""
+        """A token of ``func`` that changes when its content does. A Python function's is
+        its fid, the hash of its pickle (cached while its globals, closure and defaults stay
+        the same objects). Builtins and classes are tokenized once; other callables
+        (partials, bound methods, callable objects may change in place) every time."""
+        if type(func) is types.FunctionType:
+            return self._functions.fid(func)
+        if not isinstance(func, _STABLE_CALLABLES):
+            return tokenize(func)
         hit = self._ftokens.get(id(func))
         if hit is not None and hit[0] is func:
             return hit[1]
@@ -530,7 +554,8 @@ class Client:
             if len(keys) != n:
                 raise ValueError(f"map got {len(keys)} keys for {n} tasks")
         elif pure:
-            ftoken = tokenize(self._function_token(func), kwargs)
+            with self._functions.batch():
+                ftoken = tokenize(self._function_token(func), kwargs)
             keys = [f"{name}-{tokenize(ftoken, *args)}" for args in zip(*arg_lists, strict=False)]
         else:
             keys = [f"{name}-{uuid.uuid4().hex}" for _ in range(n)]
@@ -551,12 +576,13 @@ class Client:
                     seen.add(k)  # already held: already on the cluster
                 futures.append(Future._new(k, self, st))
                 refcount[k] = refcount.get(k, 0) + 1
-        for i, (k, args) in enumerate(zip(keys, zip(*arg_lists, strict=False), strict=False)):
-            if k in seen:
-                continue
-            seen.add(k)
-            task = _payload(k, target, args, kwargs, pkw)
-            rows.append(self._row(k, task, (-priority, gen, i), nretries, wl, name))
+        with self._functions.batch():
+            for i, (k, args) in enumerate(zip(keys, zip(*arg_lists, strict=False), strict=False)):
+                if k in seen:
+                    continue
+                seen.add(k)
+                task = _payload(k, target, args, kwargs, pkw)
+                rows.append(self._row(k, task, (-priority, gen, i), nretries, wl, name))
         if rows:
             wanted = [r[0] for r in rows]
             self._submit_rows(rows, wanted, wanted if is_actor else None)
@@ -686,8 +712,12 @@ class Client:
             await fut
 
         _loop.run_sync(send(), timeout)
+        # Done once a worker acknowledged holding the data (or could not load it).
         for f in futures:
-            f._state.wait(timeout)
+            if not f._state.wait(timeout):
+                raise TimeoutError(f"scattering {f.key!r} did not finish within {timeout} s")
+            if f._state.status == "error":
+                raise self._exception_of(f)
         if isinstance(data, dict):
             return dict(zip(keys, futures, strict=False))
         if isinstance(data, (list, tuple, set, frozenset)):
@@ -784,6 +814,7 @@ class Client:
         except Exception:
             pass
         self.status = "closed"
+        _coordination.fail_pending(self, "the client was closed while waiting")
         for key in list(self._refcount):
             _orphaned[key] = None
         while len(_orphaned) > _ORPHANED_MAX:

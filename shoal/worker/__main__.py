@@ -12,6 +12,7 @@ import sys
 import threading
 
 from shoal._loop import run_main
+from shoal.worker._execute import imports_ready
 from shoal.worker._server import SchedulerGone, Worker
 
 # Exit status meaning "leave for good": the scheduler closed this worker, or there was no
@@ -43,9 +44,13 @@ def _die_with_parent() -> None:
 
 def _warm_imports() -> None:
     """Import dask's task spec and sizes now rather than inside the first task that needs
-    them (0.1 s a worker, which would delay the first results)."""
-    import dask._task_spec
-    import dask.sizeof  # noqa: F401
+    them (0.1 s a worker, which would delay the first results). Tasks wait for it
+    (``imports_ready``) rather than import dask from a second thread at the same time."""
+    try:
+        import dask._task_spec
+        import dask.sizeof  # noqa: F401
+    finally:
+        imports_ready.set()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="bound of one attempt to connect to the scheduler, in seconds")
     args = p.parse_args(argv)
     _die_with_parent()
+    imports_ready.clear()  # before the first task can arrive; set by _warm_imports
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     gone: list[bool] = []

@@ -24,7 +24,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from shoal.protocol._messages import Compute, MissingData, TaskDone, TaskErred, Transfer
+from shoal.protocol._messages import (
+    Compute,
+    MissingData,
+    ScatterStored,
+    TaskDone,
+    TaskErred,
+    Transfer,
+)
 from shoal.protocol._serialize import Serialized
 from shoal.scheduler import _placement as placement
 from shoal.scheduler._events import (
@@ -34,6 +41,8 @@ from shoal.scheduler._events import (
     Command,
     DataMissing,
     DataScattered,
+    DropScattered,
+    ForgetFunctions,
     GraphSubmitted,
     HeartbeatReceived,
     KeysCancelled,
@@ -42,6 +51,7 @@ from shoal.scheduler._events import (
     ReportCancelled,
     ReportDone,
     ReportErred,
+    ScatterAcked,
     SendCompute,
     SendFree,
     SendStore,
@@ -124,6 +134,7 @@ class ClusterSim:
         self.now = 0.0
         self.history: list[tuple[str, Any]] = []  # every worker report ever sent (for "stale")
         self.trace: list[str] = []
+        self._moved: set[Any] = set()  # keys that entered or left memory in the last batch
         self.handle(*(ClientJoined(c) for c in CLIENTS))
 
     # --- plumbing ---------------------------------------------------------------------------
@@ -132,7 +143,10 @@ class ClusterSim:
         """Feed the scheduler; route its commands; check its invariants."""
         for ev in events:
             self.trace.append(f"S<- {ev!r}"[:300])
+        before = len(self.state._log)
         out = self.state.handle(*events)
+        self._moved = {row[0] for row in list(self.state._log)[before:]
+                       if "memory" in (row[1], row[2])}
         try:
             self.state.validate()
         except AssertionError as exc:
@@ -159,18 +173,19 @@ class ClusterSim:
                 sw = self.workers.get(cmd.worker)
                 if sw is None:
                     raise Defect(f"store {cmd.key!r} sent to unknown worker {cmd.worker}")
-                sw.inbox.append(DataStored(cmd.key, max(tasks[cmd.key].nbytes, 0)))
+                sw.inbox.append(DataStored(cmd.key, 100))  # every scatter here is 100 bytes
                 sw.freed.discard(cmd.key)
             elif isinstance(cmd, ReportDone):
                 ts = tasks.get(cmd.key)
-                if ts is None or ts.state != "memory":
+                # In memory now, or it was during this batch (and was lost again since).
+                if (ts is None or ts.state != "memory") and cmd.key not in self._moved:
                     raise Defect(f"client told {cmd.key!r} is done but it is not in memory")
             elif isinstance(cmd, ReportErred):
                 if not cmd.error.get("message"):
                     raise Defect(f"error report without a message for {cmd.key!r}")
             elif isinstance(cmd, CloseWorker):
                 self._kill(cmd.worker, deliver=0, tell=False)
-            elif not isinstance(cmd, ReportCancelled):
+            elif not isinstance(cmd, (ReportCancelled, DropScattered, ForgetFunctions)):
                 raise Defect(f"unexpected scheduler command {cmd!r}")
 
     def _worker_handle(self, sw: SimWorker, *events: Any) -> None:
@@ -194,7 +209,8 @@ class ClusterSim:
                     sw.store.pop(key, None)
             elif isinstance(cmd, Report):
                 sw.outbox.append(cmd.msg)
-                self.history.append((sw.address, cmd.msg))
+                if not isinstance(cmd.msg, ScatterStored):  # replays are of task reports
+                    self.history.append((sw.address, cmd.msg))
             else:
                 raise Defect(f"unexpected worker command {cmd!r}")
         lost = [k for k in sw.state.held if k not in sw.store]
@@ -209,6 +225,8 @@ class ClusterSim:
             return TaskFailed(address, msg.key, dict(msg.error), msg.start, msg.stop, msg.thread)
         if isinstance(msg, MissingData):
             return DataMissing(address, msg.key, msg.worker, msg.for_key)
+        if isinstance(msg, ScatterStored):
+            return ScatterAcked(address, msg.key, None if msg.error is None else dict(msg.error))
         if isinstance(msg, Transfer):
             return TransferDone(address, list(msg.keys), msg.peer, msg.nbytes, msg.start, msg.stop)
         raise Defect(f"unexpected worker report {msg!r}")

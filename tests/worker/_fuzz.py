@@ -23,7 +23,14 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from shoal.protocol._messages import Compute, MissingData, TaskDone, TaskErred, Transfer
+from shoal.protocol._messages import (
+    Compute,
+    MissingData,
+    ScatterStored,
+    TaskDone,
+    TaskErred,
+    Transfer,
+)
 from shoal.protocol._serialize import Serialized
 from shoal.worker._state import (
     ComputeAssigned,
@@ -109,7 +116,8 @@ class WorkerFuzzer:
                     self.store.pop(key, None)
             elif isinstance(cmd, Report):
                 msg = cmd.msg
-                if not isinstance(msg, (TaskDone, TaskErred, MissingData, Transfer)):
+                if not isinstance(msg, (TaskDone, TaskErred, MissingData, Transfer,
+                                        ScatterStored)):
                     raise Defect(f"unexpected report {msg!r}")
                 if isinstance(msg, TaskDone) and msg.key not in self.store:
                     raise Defect(f"reports {msg.key!r} done but does not hold it")
