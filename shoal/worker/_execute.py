@@ -34,7 +34,8 @@ _STOP = (_FIRST, -1, None)
 # once (numpy is one) can each get the other's half-initialized module (CPython breaks
 # the import deadlock that way), and a correct task fails with ImportError. A worker
 # unpickles in its loop (fetched and scattered data, client.run functions) and in its
-# task threads (task payloads): one at a time.
+# task threads (task payloads): one at a time. (Big scattered data, loaded in the
+# serializing thread, does not take the lock: tasks must keep starting meanwhile.)
 _UNPICKLE = threading.Lock()
 
 

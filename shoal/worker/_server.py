@@ -58,6 +58,7 @@ from shoal.protocol._serialize import (
     costly_to_load,
     costly_to_pickle,
     dumps,
+    loads,
 )
 from shoal.protocol._sizeof import nbytes as measure
 from shoal.worker._actors import ActorHost
@@ -510,7 +511,8 @@ class Worker:
         assert self.state is not None
         loop = asyncio.get_running_loop()
         try:
-            value = await loop.run_in_executor(self._serializing_pool(), unpickle, msg.data)
+            # Not through unpickle()'s lock: tasks keep starting while big data loads.
+            value = await loop.run_in_executor(self._serializing_pool(), loads, msg.data)
         except Exception as exc:
             event = self._store(msg, _raise(exc))
         else:
