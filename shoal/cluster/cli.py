@@ -11,15 +11,14 @@ import sys
 from shoal._loop import run_main
 
 
-def _parse_memory(value: str) -> int:
-    from dask.utils import parse_bytes
+def _parse_memory(value: str) -> str:
+    from shoal.cluster._local import parse_memory_limit
 
-    if value in ("auto", "0"):
-        return 0
     try:
-        return int(parse_bytes(value))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a size like '4GB' or 'auto'") from None
+        parse_memory_limit(value, 1)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value  # resolved once the threads per worker are known
 
 
 def _parse_seconds(value: str) -> float:
@@ -57,7 +56,7 @@ def scheduler_main(args: argparse.Namespace) -> int:
 def worker_main(args: argparse.Namespace) -> int:
     import os
 
-    from shoal.cluster._local import split_cores
+    from shoal.cluster._local import parse_memory_limit, split_cores
     from shoal.worker._nanny import Nanny
 
     nworkers, nthreads = split_cores(args.nworkers, args.nthreads, os.cpu_count() or 1)
@@ -68,8 +67,9 @@ def worker_main(args: argparse.Namespace) -> int:
         nannies = [
             Nanny(args.scheduler, nthreads=nthreads,
                   name=(f"{args.name}-{i}" if nworkers > 1 else args.name) if args.name else None,
-                  memory_limit=args.memory_limit, host=args.host,
-                  death_timeout=args.death_timeout)
+                  memory_limit=parse_memory_limit(args.memory_limit, nthreads),
+                  host=args.host, death_timeout=args.death_timeout,
+                  local_directory=args.local_directory)
             for i in range(nworkers)
         ]
         await asyncio.gather(*(n.start() for n in nannies))
@@ -114,7 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("scheduler", help="scheduler address, e.g. tcp://127.0.0.1:8786")
     w.add_argument("--nthreads", type=int, default=None)
     w.add_argument("--nworkers", type=int, default=None)
-    w.add_argument("--memory-limit", type=_parse_memory, default=0)
+    w.add_argument("--memory-limit", type=_parse_memory, default="auto",
+                   help="per worker: bytes, '4GB', a fraction of the machine's memory, 'auto' "
+                   "(the default: the machine's memory split by threads) or 0 for no limit")
+    w.add_argument("--local-directory", default=None,
+                   help="where workers spill data past their memory target (default: dask's "
+                   "temporary-directory config, else the system's temporary directory)")
     w.add_argument("--name", default=None)
     w.add_argument("--host", default="127.0.0.1")
     w.add_argument("--death-timeout", type=_parse_seconds, default=None,

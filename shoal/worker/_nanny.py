@@ -16,6 +16,9 @@ import psutil
 logger = logging.getLogger("shoal.nanny")
 
 MEMORY_TERMINATE_FRACTION = 0.95
+# dask's defaults for distributed.worker.memory.* (used when its config does not say).
+MEMORY_FRACTIONS = {"target": 0.6, "spill": 0.7, "pause": 0.8,
+                    "terminate": MEMORY_TERMINATE_FRACTION}
 _EXIT_SCHEDULER_GONE = 3  # shoal.worker.__main__.EXIT_SCHEDULER_GONE (not imported: keeps imports light)
 MAX_RESTARTS_PER_MINUTE = 10
 
@@ -40,6 +43,7 @@ class Nanny:
         host: str = "127.0.0.1",
         env: dict[str, str] | None = None,
         death_timeout: float | None = None,
+        local_directory: str | None = None,
     ) -> None:
         self.scheduler_address = scheduler_address
         self.nthreads = nthreads
@@ -48,6 +52,8 @@ class Nanny:
         self.host = host
         self.env = env
         self.death_timeout = death_timeout
+        self.local_directory = local_directory
+        self.terminate_fraction = MEMORY_TERMINATE_FRACTION
         self.process: asyncio.subprocess.Process | None = None
         self.restarts: list[float] = []
         self._closing = False
@@ -72,6 +78,8 @@ class Nanny:
         if self.death_timeout is not None:
             args += ["--death-timeout", str(self.death_timeout)]
         args += ["--connect-timeout", str(_connect_timeout())]
+        if self.memory_limit:
+            args += self._memory_args()
         env = dict(os.environ)
         # Like multiprocessing's spawn: the worker imports what its parent can import, so
         # functions from the user's modules (and test files) unpickle by reference.
@@ -88,6 +96,24 @@ class Nanny:
             *args, stdin=asyncio.subprocess.DEVNULL, env=env,
         )
 
+    def _memory_args(self) -> list[str]:
+        """dask's ``distributed.worker.memory.*`` fractions and ``temporary-directory``,
+        read here (the worker process does not import dask's config to start)."""
+        import dask.config
+
+        memory = {name: dask.config.get(f"distributed.worker.memory.{name}", default)
+                  for name, default in MEMORY_FRACTIONS.items()}
+        terminate = memory["terminate"]
+        self.terminate_fraction = float(terminate) if terminate not in (None, False) else 0.0
+        args = []
+        for name in ("target", "spill", "pause"):
+            value = memory.get(name)
+            args += [f"--memory-{name}", "false" if value in (None, False) else str(float(value))]
+        directory = self.local_directory or dask.config.get("temporary-directory", None)
+        if directory:
+            args += ["--local-directory", str(directory)]
+        return args
+
     async def _supervise(self) -> None:
         while not self._closing:
             proc = self.process
@@ -95,7 +121,7 @@ class Nanny:
             waiter = asyncio.ensure_future(proc.wait())
             while not waiter.done():
                 await asyncio.wait([waiter], timeout=0.5)
-                if not waiter.done() and self.memory_limit:
+                if not waiter.done() and self.memory_limit and self.terminate_fraction:
                     self._check_memory(proc.pid)
             if self._closing:
                 return
@@ -118,10 +144,10 @@ class Nanny:
             rss = psutil.Process(pid).memory_info().rss
         except psutil.Error:
             return
-        if rss > MEMORY_TERMINATE_FRACTION * self.memory_limit:
+        if rss > self.terminate_fraction * self.memory_limit:
             logger.warning(
                 "worker %s uses %d bytes, over %.0f%% of its %d-byte limit; restarting it",
-                self.name, rss, MEMORY_TERMINATE_FRACTION * 100, self.memory_limit,
+                self.name, rss, self.terminate_fraction * 100, self.memory_limit,
             )
             try:
                 psutil.Process(pid).kill()
