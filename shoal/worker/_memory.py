@@ -46,9 +46,11 @@ class MemoryLimits:
 
 
 # --- events (facts the shell reports) -----------------------------------------------------
+# Stored, used and removed come once or more per task: plain slotted classes, not frozen
+# ones (a frozen dataclass's __init__ costs several times more); nobody mutates them.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ValueStored(Event):
     """A value of ``nbytes`` was stored under ``key`` (replacing any earlier one)."""
 
@@ -56,7 +58,7 @@ class ValueStored(Event):
     nbytes: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ValueUsed(Event):
     """A value in memory was read (it becomes the most recently used)."""
 
@@ -70,7 +72,7 @@ class ValueLoaded(Event):
     key: Key
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ValueRemoved(Event):
     key: Key
 
@@ -117,6 +119,9 @@ class Resume(Command):
     """Start tasks and fetches again, and tell the scheduler."""
 
 
+_NOTHING: list[Command] = []  # returned when there is nothing to do; never appended to
+
+
 class MemoryPolicy:
     """The spill/pause decisions of one worker, from the sizes of its values and samples of
     its process memory."""
@@ -135,24 +140,33 @@ class MemoryPolicy:
     def handle(self, *events: Event) -> list[Command]:
         for ev in events:
             kind = type(ev)
-            if kind is ValueStored:
-                self._on_stored(ev.key, ev.nbytes)  # type: ignore[attr-defined]
-            elif kind is ValueUsed:
+            if kind is ValueUsed:
                 if ev.key in self.fast:  # type: ignore[attr-defined]
                     self.fast.move_to_end(ev.key)  # type: ignore[attr-defined]
-            elif kind is ValueLoaded:
-                self._on_loaded(ev.key)  # type: ignore[attr-defined]
+            elif kind is ValueStored:
+                self._on_stored(ev.key, ev.nbytes)  # type: ignore[attr-defined]
             elif kind is ValueRemoved:
                 self._forget(ev.key)  # type: ignore[attr-defined]
-                self.unspillable.discard(ev.key)  # type: ignore[attr-defined]
+                if self.unspillable:
+                    self.unspillable.discard(ev.key)  # type: ignore[attr-defined]
+            elif kind is ValueLoaded:
+                self._on_loaded(ev.key)  # type: ignore[attr-defined]
             elif kind is SpillFailed:
                 self._on_spill_failed(ev.key)  # type: ignore[attr-defined]
             elif kind is MemorySampled:
                 self._on_sampled(ev.process)  # type: ignore[attr-defined]
             else:
                 raise TypeError(f"memory policy got an unknown event {ev!r}")
+        if not self._out:
+            return _NOTHING
         out, self._out = self._out, []
         return out
+
+    def used(self, key: Key) -> None:
+        """The same as ``handle(ValueUsed(key))``, for the store's read path (every task
+        input): only bookkeeping, never a command, so no event object nor list per read."""
+        if key in self.fast:
+            self.fast.move_to_end(key)
 
     @property
     def managed(self) -> int:
@@ -170,8 +184,10 @@ class MemoryPolicy:
             self.slow_bytes -= nbytes
 
     def _on_stored(self, key: Key, nbytes: int) -> None:
-        self._forget(key)
-        self.unspillable.discard(key)
+        if key in self.fast or key in self.slow:
+            self._forget(key)
+        if self.unspillable:
+            self.unspillable.discard(key)
         target = self.limits.target
         if target is not None and nbytes > target:
             # Never fits: straight to disk (it would only push everything else out first).

@@ -39,7 +39,6 @@ from shoal.worker._memory import (
     ValueLoaded,
     ValueRemoved,
     ValueStored,
-    ValueUsed,
 )
 
 logger = logging.getLogger("shoal.worker")
@@ -104,7 +103,8 @@ class SpillBuffer(MutableMapping[Any, Any]):
     def put(self, key: Any, value: Any, nbytes: int) -> None:
         """Store ``value`` whose size is already known (the executor measured it)."""
         with self._lock:
-            self._remove_file(key)
+            if self._files:
+                self._remove_file(key)
             self.fast[key] = value
             self._carry_out(self.policy.handle(ValueStored(key, nbytes)))
 
@@ -115,7 +115,7 @@ class SpillBuffer(MutableMapping[Any, Any]):
             except KeyError:
                 pass
             else:
-                self.policy.handle(ValueUsed(key))
+                self.policy.used(key)  # handle(ValueUsed(key)), without the objects
                 return value
             path = self._files.get(key)
             if path is None:

@@ -137,3 +137,12 @@ def test_pause_disabled_never_pauses() -> None:
 def test_an_unknown_event_is_an_error(policy: MemoryPolicy) -> None:
     with pytest.raises(TypeError, match="unknown event"):
         policy.handle("nonsense")  # type: ignore[arg-type]
+
+
+def test_used_is_handle_of_value_used(policy: MemoryPolicy) -> None:
+    other = MemoryPolicy(MemoryLimits.from_fractions(LIMIT))
+    for p in (policy, other):
+        p.handle(ValueStored("a", 200), ValueStored("b", 200), ValueStored("c", 200))
+    policy.used("a")
+    other.handle(ValueUsed("a"))
+    assert list(policy.fast) == list(other.fast) == ["b", "c", "a"]
