@@ -86,6 +86,10 @@ class Nanny:
         paths = [p or os.getcwd() for p in sys.path]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         env.update(self.env or {})
+        # glibc's malloc otherwise keeps freed big blocks (its mmap threshold grows to the
+        # largest block freed), so memory given back by spilling never leaves the process;
+        # dask's distributed.nanny.pre-spawn-environ sets the same.
+        env.setdefault("MALLOC_TRIM_THRESHOLD_", "65536")
         env.setdefault("OMP_NUM_THREADS", str(self.nthreads))
         env.setdefault("MKL_NUM_THREADS", str(self.nthreads))
         env.setdefault("OPENBLAS_NUM_THREADS", str(self.nthreads))
