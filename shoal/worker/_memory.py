@@ -10,6 +10,8 @@ the figures in; the thresholds arrive as :class:`MemoryLimits`).
 Keys known here are either *fast* (in memory, in least-recently-used order) or *slow* (on
 disk). A value bigger than the target on its own never fits: it goes to disk as it is
 stored and stays there; reads of it are served from the file without bringing it back.
+Likewise any value read back while memory is at the target (unlike dask's LRU, which
+would push another value out for it).
 """
 
 from __future__ import annotations
@@ -201,19 +203,21 @@ class MemoryPolicy:
             self._spill_bytes(self.fast_bytes - target, keep=key)
 
     def _on_loaded(self, key: Key) -> None:
+        """A value read back returns to memory only if it fits under the target as things
+        are: making room would write another value out, which a scan over spilled data
+        (a sum of every chunk) would read back in turn; served from its file, it costs one
+        read and the values in memory stay for their own readers."""
         nbytes = self.slow.get(key)
         if nbytes is None:
             return
         target = self.limits.target
-        if target is not None and nbytes > target:
-            return  # never fits: served from disk, kept there
+        if target is not None and self.fast_bytes + nbytes > target:
+            return  # no room: served from disk, kept there
         del self.slow[key]
         self.slow_bytes -= nbytes
         self.fast[key] = nbytes
         self.fast_bytes += nbytes
         self._out.append(Unspill(key))
-        if target is not None and self.fast_bytes > target:
-            self._spill_bytes(self.fast_bytes - target, keep=key)
 
     def _on_spill_failed(self, key: Key) -> None:
         nbytes = self.slow.pop(key, None)

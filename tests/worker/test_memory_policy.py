@@ -79,11 +79,19 @@ def test_a_value_bigger_than_the_target_goes_straight_to_disk(policy: MemoryPoli
     assert "huge" in policy.slow
 
 
-def test_a_value_read_back_returns_to_memory(policy: MemoryPolicy) -> None:
+def test_a_value_read_back_returns_to_memory_when_there_is_room(policy: MemoryPolicy) -> None:
     policy.handle(ValueStored("a", 300), ValueStored("b", 300), ValueStored("c", 300))
     assert "a" in policy.slow
-    assert policy.handle(ValueLoaded("a")) == [Unspill("a"), Spill(["b"])]
-    assert "a" in policy.fast and "b" in policy.slow
+    policy.handle(ValueRemoved("c"))
+    assert policy.handle(ValueLoaded("a")) == [Unspill("a")]
+    assert "a" in policy.fast and policy.managed == 600
+
+
+def test_a_value_read_back_into_full_memory_stays_on_disk(policy: MemoryPolicy) -> None:
+    policy.handle(ValueStored("a", 300), ValueStored("b", 300), ValueStored("c", 300))
+    # Bringing "a" back would push "b" out, which a scan reads next: served from disk.
+    assert policy.handle(ValueLoaded("a")) == []
+    assert "a" in policy.slow and list(policy.fast) == ["b", "c"]
 
 
 def test_removing_a_value_forgets_it_wherever_it_is(policy: MemoryPolicy) -> None:

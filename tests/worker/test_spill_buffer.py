@@ -49,7 +49,9 @@ def test_a_value_read_back_is_equal_and_writable(buf: SpillBuffer) -> None:
     assert isinstance(back, np.ndarray) and back.flags.writeable
     assert (back == 0).all()
     back[0] = 42.0  # writable in place
-    assert not buf.on_disk(0)  # back in memory, least recently used others went out
+    assert buf.on_disk(0)  # memory is at the target: it stays on disk
+    del buf[3]
+    assert (buf[0] == 0).all() and not buf.on_disk(0)  # room now: back in memory
 
 
 def test_a_value_too_big_to_fit_stays_on_disk_when_read(buf: SpillBuffer) -> None:
