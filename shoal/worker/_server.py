@@ -458,8 +458,10 @@ class Worker:
             elif kind is Execute:
                 executor.submit(cmd)
             elif kind is Drop:
+                data = self.data
                 for key in cmd.keys:
-                    self.data.pop(key, None)
+                    if key in data:  # not pop(): that would read a spilled value back
+                        del data[key]
                 if actors.objects:
                     actors.release(cmd.keys)
             elif kind is Fetch:

@@ -89,6 +89,7 @@ class SpillBuffer(MutableMapping[Any, Any]):
         self._dir: str | None = None
         self._names = itertools.count()
         self._lock = threading.RLock()
+        self._closed = False
         # Totals for the benchmark and metrics: bytes and seconds of disk writes and reads.
         self.written = 0
         self.write_seconds = 0.0
@@ -101,8 +102,11 @@ class SpillBuffer(MutableMapping[Any, Any]):
         self.put(key, value, measure(value))
 
     def put(self, key: Any, value: Any, nbytes: int) -> None:
-        """Store ``value`` whose size is already known (the executor measured it)."""
+        """Store ``value`` whose size is already known (the executor measured it). A
+        closed store (its session ended) keeps nothing."""
         with self._lock:
+            if self._closed:
+                return
             if self._files:
                 self._remove_file(key)
             self.fast[key] = value
@@ -174,6 +178,7 @@ class SpillBuffer(MutableMapping[Any, Any]):
     def close(self) -> None:
         """Delete the spill files (the worker's session is over)."""
         with self._lock:
+            self._closed = True
             self.fast.clear()
             self._files.clear()
             if self._dir is not None:
@@ -197,7 +202,9 @@ class SpillBuffer(MutableMapping[Any, Any]):
         return rest
 
     def _spill_one(self, key: Any) -> None:
-        value = self.fast.pop(key)
+        # The value stays in ``fast`` until its file is written: ``in`` (lock-free, from
+        # the loop answering a peer) must never see a held key in neither place.
+        value = self.fast[key]
         try:
             frames = dumps(value).frames
             path = os.path.join(self._directory(), f"{next(self._names)}.spill")
@@ -205,10 +212,10 @@ class SpillBuffer(MutableMapping[Any, Any]):
         except Exception as exc:  # unpicklable, or the disk is full: it stays in memory
             logger.warning("worker could not spill %r to disk (%s: %s); keeping it in memory",
                            key, type(exc).__name__, exc)
-            self.fast[key] = value
             self.policy.handle(SpillFailed(key))
             return
         self._files[key] = path
+        del self.fast[key]
 
     def _write(self, path: str, frames: list[Any]) -> None:
         start = time.perf_counter()

@@ -96,3 +96,38 @@ def test_close_deletes_the_spill_directory(buf: SpillBuffer) -> None:
     d = buf._directory()
     buf.close()
     assert not os.path.exists(d)
+
+
+def test_deleting_a_spilled_value_does_not_read_it_back(buf: SpillBuffer) -> None:
+    buf["huge"] = np.ones(8 * MB // 8)
+    del buf["huge"]
+    assert buf.read == 0 and "huge" not in buf
+
+
+def test_a_value_being_spilled_is_always_found(buf: SpillBuffer) -> None:
+    import threading
+
+    seen_missing = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            if 0 not in buf:
+                seen_missing.append(True)
+
+    t = threading.Thread(target=watch)
+    buf[0] = np.ones(2 * MB // 8)
+    t.start()
+    try:
+        for i in range(1, 8):
+            buf[i] = np.ones(2 * MB // 8)  # 0 goes to disk along the way
+    finally:
+        stop.set()
+        t.join()
+    assert buf.on_disk(0) and not seen_missing
+
+
+def test_a_closed_store_keeps_nothing(buf: SpillBuffer) -> None:
+    buf.close()
+    buf.put("late", 1, 28)  # a result of a thread of an ended session
+    assert "late" not in buf
