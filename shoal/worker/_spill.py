@@ -132,7 +132,8 @@ class SpillBuffer(MutableMapping[Any, Any]):
     def __delitem__(self, key: Any) -> None:
         with self._lock:
             found = self.fast.pop(key, _MISSING) is not _MISSING
-            found = self._remove_file(key) or found
+            if self._files:
+                found = self._remove_file(key) or found
             if not found:
                 raise KeyError(key)
             self.policy.handle(ValueRemoved(key))
