@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory-limit", type=int, default=0)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--local-directory", default=None)
-    for name in ("target", "spill", "pause"):  # fractions of the limit, or "false" (off)
+    for name in ("target", "spill", "pause", "transfer"):  # of the limit, or "false" (off)
         p.add_argument(f"--memory-{name}", type=_fraction, default=None)
     p.add_argument("--death-timeout", type=float, default=None,
                    help="seconds to keep trying to reach the scheduler before exiting")
@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                         local_directory=args.local_directory,
                         memory_target_fraction=args.memory_target,
                         memory_spill_fraction=args.memory_spill,
-                        memory_pause_fraction=args.memory_pause)
+                        memory_pause_fraction=args.memory_pause,
+                        memory_transfer_fraction=args.memory_transfer)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: loop.create_task(worker.close()))

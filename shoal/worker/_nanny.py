@@ -17,7 +17,7 @@ logger = logging.getLogger("shoal.nanny")
 
 MEMORY_TERMINATE_FRACTION = 0.95
 # dask's defaults for distributed.worker.memory.* (used when its config does not say).
-MEMORY_FRACTIONS = {"target": 0.6, "spill": 0.7, "pause": 0.8,
+MEMORY_FRACTIONS = {"target": 0.6, "spill": 0.7, "pause": 0.8, "transfer": 0.1,
                     "terminate": MEMORY_TERMINATE_FRACTION}
 _EXIT_SCHEDULER_GONE = 3  # shoal.worker.__main__.EXIT_SCHEDULER_GONE (not imported: keeps imports light)
 MAX_RESTARTS_PER_MINUTE = 10
@@ -110,7 +110,7 @@ class Nanny:
         terminate = memory["terminate"]
         self.terminate_fraction = float(terminate) if terminate not in (None, False) else 0.0
         args = []
-        for name in ("target", "spill", "pause"):
+        for name in ("target", "spill", "pause", "transfer"):
             value = memory.get(name)
             args += [f"--memory-{name}", "false" if value in (None, False) else str(float(value))]
         directory = self.local_directory or dask.config.get("temporary-directory", None)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import itertools
 import logging
 import os
@@ -118,6 +119,7 @@ class Worker:
         memory_target_fraction: float | bool | None = None,
         memory_spill_fraction: float | bool | None = None,
         memory_pause_fraction: float | bool | None = None,
+        memory_transfer_fraction: float | bool | None = None,
     ) -> None:
         """``death_timeout``: seconds to keep trying to (re)register with the scheduler
         before giving up (dask's ``death_timeout``; None: forever). ``connect_timeout``:
@@ -125,7 +127,8 @@ class Worker:
         ``memory_limit``: bytes (0: none); under a limit, values spill to files under
         ``local_directory`` (dask's ``temporary-directory`` config, else the system's temp
         directory) and the worker pauses, as the ``memory_*_fraction`` of the limit say
-        (None: dask's ``distributed.worker.memory.target/spill/pause`` config; False: off)."""
+        (None: dask's ``distributed.worker.memory.target/spill/pause`` config; False: off);
+        fetched values in flight stay under ``memory_transfer_fraction`` of it."""
         self.scheduler_address = scheduler_address
         self.nthreads = nthreads
         self.name = name
@@ -135,12 +138,16 @@ class Worker:
         self.death_timeout = death_timeout
         self.connect_timeout = connect_timeout
         self.local_directory = local_directory
-        self._memory_fractions = (memory_target_fraction, memory_spill_fraction,
-                                  memory_pause_fraction)
+        self._memory_fractions: tuple[Any, ...] = (
+            memory_target_fraction, memory_spill_fraction, memory_pause_fraction,
+            memory_transfer_fraction)
         self.data: MutableMapping[Any, Any] = {}
         self.paused = False  # memory past the pause threshold: no new tasks nor fetches
         self._deferred_fetches: list[Fetch] = []
         self._disk_sends: asyncio.Semaphore | None = None
+        self._transfer_budget = 0  # bytes of fetched values in flight at once (0: no bound)
+        self._in_flight_bytes = 0
+        self._transfer_room: asyncio.Condition | None = None
         self.scheduler_gone = False  # closed because the scheduler said so or stayed away
         self.functions = FunctionTable()
         self.address = ""
@@ -181,6 +188,8 @@ class Worker:
         self.data = self._data_store()
         self.paused = False
         self._deferred_fetches = []
+        self._in_flight_bytes = 0
+        self._transfer_room = None
         self._actors = ActorHost(self.address, loop)
         self._session += 1
         session = self._session
@@ -198,9 +207,9 @@ class Worker:
         store under one."""
         if not self.memory_limit:
             return {}
-        target, spill, pause = self._memory_fractions
+        target, spill, pause, transfer = self._memory_fractions
         directory = self.local_directory
-        if None in (target, spill, pause) or directory is None:
+        if None in (target, spill, pause, transfer) or directory is None:
             import dask.config
 
             from shoal.worker._nanny import MEMORY_FRACTIONS
@@ -212,9 +221,11 @@ class Worker:
             target = config("target") if target is None else target
             spill = config("spill") if spill is None else spill
             pause = config("pause") if pause is None else pause
+            transfer = config("transfer") if transfer is None else transfer
             directory = directory or dask.config.get("temporary-directory", None)
         self.local_directory = directory
-        self._memory_fractions = (target, spill, pause)
+        self._memory_fractions = (target, spill, pause, transfer)
+        self._transfer_budget = int(float(transfer) * self.memory_limit) if transfer else 0
         limits = MemoryLimits.from_fractions(self.memory_limit, target, spill, pause)
         return SpillBuffer(directory, limits)
 
@@ -468,7 +479,7 @@ class Worker:
                 if self.paused:  # paused: nothing new comes in until resumed
                     self._deferred_fetches.append(cmd)
                 else:
-                    self._spawn(self._fetch(cmd.peer, cmd.keys))
+                    self._spawn(self._fetch_within_budget(cmd))
 
     async def _run_function(self, conn: Connection, msg: Run) -> None:
         """``client.run``: the function runs on a daemon thread of its own, so one that never
@@ -577,7 +588,7 @@ class Worker:
             self._executor.resume()
         fetches, self._deferred_fetches = self._deferred_fetches, []
         for cmd in fetches:
-            self._spawn(self._fetch(cmd.peer, cmd.keys))
+            self._spawn(self._fetch_within_budget(cmd))
         if self._scheduler is not None and not self._scheduler.closed:
             self._scheduler.send(MemoryPaused(False))
 
@@ -739,6 +750,34 @@ class Worker:
             self._peers[address] = conn
             return conn
 
+    async def _fetch_within_budget(self, cmd: Fetch) -> None:
+        """Without a memory limit, one fetch of all the keys. Under one, the keys go in
+        groups whose known sizes fit the transfer budget (dask's
+        ``distributed.worker.memory.transfer``, 10% of the limit), each group starting
+        once the bytes in flight leave room for it (or nothing is in flight): values
+        arriving are memory before they can be spilled."""
+        budget = self._transfer_budget
+        if not budget:
+            await self._fetch(cmd.peer, cmd.keys)
+            return
+        groups = transfer_groups(cmd.keys, cmd.sizes, budget)
+        room = self._transfer_room
+        if room is None:
+            room = self._transfer_room = asyncio.Condition()
+        for keys, nbytes in groups:
+            async with room:  # woken by each fetch that ends; every fetch has a deadline
+                await room.wait_for(functools.partial(self._fits_in_flight, nbytes, budget))
+                self._in_flight_bytes += nbytes
+            try:
+                await self._fetch(cmd.peer, keys)
+            finally:
+                async with room:
+                    self._in_flight_bytes -= nbytes
+                    room.notify_all()
+
+    def _fits_in_flight(self, nbytes: int, budget: int) -> bool:
+        return self._in_flight_bytes == 0 or self._in_flight_bytes + nbytes <= budget
+
     async def _fetch(self, peer: str, keys: list[Any]) -> None:
         """Fetch ``keys`` from ``peer``. Always ends by telling the state machine: the data
         (FetchDone), or FetchFailed when the peer is unreachable, closes the connection, or
@@ -791,6 +830,25 @@ class Worker:
             "worker."
         )
         return exception_to_error(err, exc.__traceback__, key, self.address, time.time())
+
+
+def transfer_groups(keys: list[Any], sizes: dict[Any, int],
+                    budget: int) -> list[tuple[list[Any], int]]:
+    """``keys`` in order, cut into groups of at most ``budget`` known bytes (a key bigger
+    than the budget alone in its group); each with its total."""
+    groups: list[tuple[list[Any], int]] = []
+    group: list[Any] = []
+    total = 0
+    for key in keys:
+        nbytes = max(sizes.get(key, 0), 0)
+        if group and total + nbytes > budget:
+            groups.append((group, total))
+            group, total = [], 0
+        group.append(key)
+        total += nbytes
+    if group:
+        groups.append((group, total))
+    return groups
 
 
 def _raise(exc: BaseException) -> Any:

@@ -154,3 +154,24 @@ def test_used_is_handle_of_value_used(policy: MemoryPolicy) -> None:
     policy.used("a")
     other.handle(ValueUsed("a"))
     assert list(policy.fast) == list(other.fast) == ["b", "c", "a"]
+
+
+def test_fetches_are_cut_to_the_transfer_budget() -> None:
+    from shoal.worker._server import transfer_groups
+
+    sizes = {"a": 20, "b": 20, "c": 5, "huge": 100}
+    assert transfer_groups(["a", "b", "c", "huge", "unknown"], sizes, 30) == [
+        (["a"], 20), (["b", "c"], 25), (["huge"], 100), (["unknown"], 0)]
+    assert transfer_groups([], sizes, 30) == []
+
+
+def test_a_fetch_order_carries_the_schedulers_sizes() -> None:
+    from shoal.protocol._messages import Compute
+    from shoal.protocol._serialize import Serialized
+    from shoal.worker._state import ComputeAssigned, Fetch, WorkerState
+
+    ws = WorkerState("tcp://me:1")
+    msg = Compute("t", Serialized([b"x"]), [("a", ["p1"], 123), ("b", ["p1"], 7)], {}, (0,),
+                  False, "t")
+    (fetch,) = ws.handle(ComputeAssigned(msg))
+    assert isinstance(fetch, Fetch) and fetch.sizes == {"a": 123, "b": 7}
