@@ -113,10 +113,10 @@ class Nanny:
         for name in ("target", "spill", "pause", "transfer"):
             value = memory.get(name)
             args += [f"--memory-{name}", "false" if value in (None, False) else str(float(value))]
+        # Always given ("" for the system's temporary directory), so that the worker need
+        # not import dask's config to start.
         directory = self.local_directory or dask.config.get("temporary-directory", None)
-        if directory:
-            args += ["--local-directory", str(directory)]
-        return args
+        return [*args, "--local-directory", str(directory or "")]
 
     async def _supervise(self) -> None:
         while not self._closing:

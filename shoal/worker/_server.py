@@ -222,7 +222,8 @@ class Worker:
             spill = config("spill") if spill is None else spill
             pause = config("pause") if pause is None else pause
             transfer = config("transfer") if transfer is None else transfer
-            directory = directory or dask.config.get("temporary-directory", None)
+            if directory is None:
+                directory = dask.config.get("temporary-directory", None) or ""
         self.local_directory = directory
         self._memory_fractions = (target, spill, pause, transfer)
         self._transfer_budget = int(float(transfer) * self.memory_limit) if transfer else 0
