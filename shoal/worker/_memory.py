@@ -137,6 +137,9 @@ class MemoryPolicy:
         self.unspillable: set[Key] = set()
         self.paused = False
         self.process = 0  # the last sample
+        # Process memory not owed to values in memory, at the last sample: between samples
+        # process memory is estimated as this plus the values in memory.
+        self.unmanaged = 0
         self._out: list[Command] = []
 
     def handle(self, *events: Event) -> list[Command]:
@@ -201,6 +204,13 @@ class MemoryPolicy:
         self.fast_bytes += nbytes
         if target is not None and self.fast_bytes > target:
             self._spill_bytes(self.fast_bytes - target, keep=key)
+        spill = self.limits.spill
+        if spill is not None and self.unmanaged + self.fast_bytes > spill:
+            # The process would be past *spill* (the last sample's unmanaged memory plus
+            # the values held): act now rather than at the next sample, values arrive
+            # faster than samples do.
+            floor = target if target is not None else spill
+            self._spill_bytes(self.unmanaged + self.fast_bytes - floor, keep=key)
 
     def _on_loaded(self, key: Key) -> None:
         """A value read back returns to memory only if it fits under the target as things
@@ -230,6 +240,7 @@ class MemoryPolicy:
 
     def _on_sampled(self, process: int) -> None:
         self.process = process
+        self.unmanaged = max(0, process - self.fast_bytes)
         lim = self.limits
         if lim.spill is not None and process > lim.spill and self.fast:
             # Spill until process memory would be back at the target (dask's rule); what

@@ -175,3 +175,11 @@ def test_a_fetch_order_carries_the_schedulers_sizes() -> None:
                   False, "t")
     (fetch,) = ws.handle(ComputeAssigned(msg))
     assert isinstance(fetch, Fetch) and fetch.sizes == {"a": 123, "b": 7}
+
+
+def test_between_samples_unmanaged_memory_counts_against_spill(policy: MemoryPolicy) -> None:
+    policy.handle(MemorySampled(450))  # 450 unmanaged (the interpreter, libraries...)
+    assert policy.handle(ValueStored("a", 100), ValueStored("b", 100)) == []
+    # 450 + 300 > spill (700): down to the target (600) at once, not at the next sample.
+    assert policy.handle(ValueStored("c", 100)) == [Spill(["a", "b"])]
+    assert policy.unmanaged + policy.managed <= 600
