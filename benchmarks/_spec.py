@@ -283,6 +283,34 @@ WORKLOADS: dict[str, Workload] = {
             "best of 3; 2 workers x 1 thread.",
         ),
         Workload(
+            name="spill",
+            title="persist + sum of an array of twice the cluster's memory limit (spilling)",
+            issue=12,
+            metrics=(
+                Metric("seconds", "persist + sum", "s", False),
+                Metric("persist_s", "persist + wait", "s", False),
+                Metric("peak_rss_fraction", "peak worker RSS / limit", "x", False,
+                       Target("<=", 1.0), compare=False),
+                Metric("spill_write_gbps", "spill writes", "GB/s", True, compare=False),
+                Metric("spill_read_gbps", "spill read-backs", "GB/s", True, compare=False),
+                Metric("disk_write_gbps", "dd write (fsync) to the same directory", "GB/s",
+                       True, compare=False),
+                Metric("disk_read_gbps", "dd read from the same directory", "GB/s", True,
+                       compare=False),
+            ),
+            sizes={
+                "quick": {"limit_mb": 300, "chunk_mb": 20},
+                "default": {"limit_mb": 600, "chunk_mb": 20},
+            },
+            timeout_s=900,
+            method="`Client(n_workers=2, threads_per_worker=1, memory_limit=L, "
+            "local_directory=tmp)`; `(da.ones(...) * 2).persist()` of 2 x 2 x L in 20 MB chunks, "
+            "`wait`, then `.sum().compute()`; the time covers both. Peak RSS: each worker "
+            "sampled every 20 ms; the run fails if a worker restarted or the sum is wrong. "
+            "Spill throughput (shoal): bytes / seconds inside the workers' spill writes and "
+            "reads; the disk's own: `dd` of 500 MB to and from the same directory.",
+        ),
+        Workload(
             name="startup",
             title="Client(n_workers=2) to ready, and close",
             issue=6,

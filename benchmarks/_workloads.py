@@ -8,6 +8,7 @@ Results are checked, so a wrong answer is an error, never a fast figure.
 from __future__ import annotations
 
 import importlib
+import os
 import random
 import statistics
 import time
@@ -464,6 +465,104 @@ def fib(api: Api, n: int, reps: int) -> dict[str, float]:
     return {"seconds": best, "tasks_per_s": tasks / best, "tasks": float(tasks)}
 
 
+def _dd_gbps(directory: str, mb: int) -> tuple[float, float]:
+    """The disk's own write and read throughput in ``directory``: ``dd`` of ``mb`` MB
+    (written with fsync, read back after dropping the file from the page cache where
+    allowed, else from the cache as the spilled data would be)."""
+    import subprocess
+
+    path = os.path.join(directory, "dd-probe")
+    start = time.perf_counter()
+    subprocess.run(["dd", "if=/dev/zero", f"of={path}", "bs=1M", f"count={mb}", "conv=fsync"],
+                   check=True, capture_output=True)
+    write_s = time.perf_counter() - start
+    start = time.perf_counter()
+    subprocess.run(["dd", f"if={path}", "of=/dev/null", "bs=1M"], check=True, capture_output=True)
+    read_s = time.perf_counter() - start
+    os.unlink(path)
+    return mb * 1e6 / write_s / 1e9, mb * 1e6 / read_s / 1e9
+
+
+def _spill_counters(*_: Any) -> dict[str, float]:
+    """In a task on a shoal worker: its spill store's bytes and seconds written and read."""
+    from shoal.worker._context import get_worker
+    from shoal.worker._spill import SpillBuffer
+
+    data = get_worker().data
+    if not isinstance(data, SpillBuffer):
+        return {"written": 0, "write_s": 0.0, "read": 0, "read_s": 0.0}
+    return {"written": data.written, "write_s": data.write_seconds, "read": data.read,
+            "read_s": data.read_seconds}
+
+
+def spill(api: Api, limit_mb: int, chunk_mb: int) -> dict[str, float]:
+    """Persist an array of twice the cluster's memory limit (2 workers x ``limit_mb``), then
+    sum it; peak RSS of each worker sampled every 20 ms."""
+    import tempfile
+    import threading
+
+    import dask.array as da
+    import psutil
+
+    total_mb = 2 * 2 * limit_mb
+    rows = chunk_mb * 1_000_000 // 8 // 1000
+    n_chunks = total_mb // chunk_mb
+    peaks: dict[int, int] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-spill-") as directory, _client(
+        api, memory_limit=f"{limit_mb}MB", local_directory=directory
+    ) as client:
+        pids = sorted(client.run(os.getpid).values())
+        procs = [psutil.Process(p) for p in pids]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                for proc in procs:
+                    try:
+                        rss = proc.memory_info().rss
+                    except psutil.Error:
+                        continue
+                    peaks[proc.pid] = max(peaks.get(proc.pid, 0), rss)
+                stop.wait(0.02)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        x = da.ones((rows * n_chunks, 1000), chunks=(rows, 1000)) * 2
+        start = time.perf_counter()
+        xp = client.persist(x)
+        api.wait(xp)
+        persist_s = time.perf_counter() - start
+        total = float(xp.sum().compute())
+        seconds = time.perf_counter() - start
+        stop.set()
+        sampler.join()
+        restarted = sorted(client.run(os.getpid).values()) != pids
+        counters = {}
+        if api.name == "shoal":
+            for address in _worker_addresses(client):
+                counters[address] = client.submit(_spill_counters, workers=[address],
+                                                  pure=False).result()
+        dd_write, dd_read = _dd_gbps(directory, 500)
+    if total != 2.0 * rows * n_chunks * 1000:
+        raise AssertionError(f"sum is {total!r}, expected {2.0 * rows * n_chunks * 1000!r}")
+    if restarted:
+        raise AssertionError("a worker was restarted during the run")
+    out = {
+        "seconds": seconds,
+        "persist_s": persist_s,
+        "peak_rss_fraction": max(peaks.values()) / (limit_mb * 1e6),
+        "disk_write_gbps": dd_write,
+        "disk_read_gbps": dd_read,
+    }
+    if counters:
+        c = list(counters.values())
+        write_s = sum(v["write_s"] for v in c)
+        read_s = sum(v["read_s"] for v in c)
+        out["spill_write_gbps"] = sum(v["written"] for v in c) / write_s / 1e9 if write_s else 0.0
+        out["spill_read_gbps"] = sum(v["read"] for v in c) / read_s / 1e9 if read_s else 0.0
+    return out
+
+
 def _tls_cluster(api: Api, secure: bool) -> tuple[Any, Any]:
     """A (cluster, client) of 2 workers x 1 thread; with ``secure``, TLS between every party
     with a fresh self-signed certificate from the system's own ``Security.temporary()``
@@ -538,6 +637,7 @@ CLUSTER_WORKLOADS: dict[str, Callable[..., dict[str, float]]] = {
     "lock": lock_task,
     "queue": queue_put_get,
     "fib": fib,
+    "spill": spill,
     "tls": tls,
 }
 REFERENCE_WORKLOADS: dict[str, Callable[..., dict[str, float]]] = {"persist": numpy_sum}

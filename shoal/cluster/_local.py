@@ -46,13 +46,51 @@ def split_cores(n_workers: int | None, threads_per_worker: int | None, cores: in
     return n_workers, threads_per_worker
 
 
+def parse_memory_limit(value: Any, nthreads: int, cores: int | None = None,
+                       total: int | None = None) -> int:
+    """A worker's memory limit in bytes, 0 for none, as dask's ``parse_memory_limit``
+    reads it: None or 0 → no limit; "auto" → this machine's memory times the worker's share
+    of its cores; a number up to 1 → that fraction of the machine's memory; bytes or a size
+    like "4GB" otherwise; never more than the machine has.
+
+    Raises:
+        ValueError: not a size, or negative.
+    """
+    if value is None:
+        return 0
+    total = psutil.virtual_memory().total if total is None else total
+    cores = _cpu_count() if cores is None else cores
+    orig = value
+    if value == "auto":
+        value = int(total * min(1.0, nthreads / max(cores, 1)))
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            try:
+                value = parse_bytes(value)
+            except ValueError:
+                raise ValueError(
+                    f"memory_limit {orig!r} is not a size like '4GB', a fraction, 'auto' or "
+                    "0/None for no limit") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"memory_limit must be bytes, a size like '4GB', a fraction, 'auto' "
+                         f"or 0/None for no limit, got {orig!r}")
+    if isinstance(value, float) and value <= 1:
+        value = value * total
+    return min(int(value), total)
+
+
 class LocalCluster:
     """A scheduler in this process and ``n_workers`` worker processes.
 
     Args:
         n_workers, threads_per_worker: how to split this machine (dask's defaults).
         processes: workers in their own processes (True) or as threads here (False).
-        memory_limit: bytes or "4GB" per worker; "auto" splits the machine's memory.
+        memory_limit: per worker: bytes, "4GB", a fraction of the machine's memory, "auto"
+            (the machine's memory split by cores, the default) or 0/None for no limit.
+        local_directory: where workers spill values past their memory target (dask's
+            ``temporary-directory`` config, else the system's temporary directory).
         host: interface to bind (loopback by default: nothing is exposed).
         scheduler_port: 0 picks a free port.
         dashboard_address: ":8787" like dask; ":0" any free port; None for no dashboard.
@@ -76,6 +114,7 @@ class LocalCluster:
         silence_logs: Any = None,
         timeout: float = 60.0,
         name: str | None = None,
+        local_directory: str | None = None,
         security: Any = None,
         protocol: str | None = None,
         **kwargs: Any,
@@ -84,7 +123,7 @@ class LocalCluster:
             raise TypeError(
                 f"LocalCluster got unexpected arguments {sorted(kwargs)}; it takes n_workers, "
                 "threads_per_worker, processes, memory_limit, host, scheduler_port, "
-                "dashboard_address, security, protocol"
+                "dashboard_address, local_directory, security, protocol"
             )
         for label, value in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
@@ -97,7 +136,8 @@ class LocalCluster:
             raise TypeError(f"dashboard_address must be like ':8787' or None, got {dashboard_address!r}")
         self.n_workers, self.threads_per_worker = split_cores(n_workers, threads_per_worker, _cpu_count())
         self.processes = processes
-        self.memory_limit = self._memory_limit(memory_limit, self.n_workers)
+        self.memory_limit = parse_memory_limit(memory_limit, self.threads_per_worker)
+        self.local_directory = local_directory
         self.host = host
         self.name = name or "LocalCluster"
         self.status = "starting"
@@ -115,28 +155,13 @@ class LocalCluster:
             raise
         self.status = "running"
 
-    @staticmethod
-    def _memory_limit(value: Any, n: int) -> int:
-        total = psutil.virtual_memory().total
-        if value in ("auto", None):
-            return int(total / max(n, 1))
-        if isinstance(value, str):
-            try:
-                value = parse_bytes(value)
-            except ValueError:
-                raise ValueError(f"memory_limit {value!r} is not a size like '4GB' or 'auto'") from None
-        if isinstance(value, float) and 0 < value <= 1:
-            return int(total * value)
-        if not isinstance(value, (int, float)) or value < 0:
-            raise ValueError(f"memory_limit must be bytes, a size like '4GB' or 'auto', got {value!r}")
-        return int(value)
-
     async def _start(self) -> None:
         await self.scheduler.start()
         if self.processes:
             self.nannies = [
                 Nanny(self.scheduler.address, nthreads=self.threads_per_worker, name=str(i),
                       memory_limit=self.memory_limit, host=self.host,
+                      local_directory=self.local_directory,
                       security=self.scheduler.security)
                 for i in range(self.n_workers)
             ]
@@ -147,6 +172,7 @@ class LocalCluster:
             for i in range(self.n_workers):
                 w = Worker(self.scheduler.address, nthreads=self.threads_per_worker, name=str(i),
                            memory_limit=self.memory_limit, host=self.host,
+                           local_directory=self.local_directory,
                            security=self.scheduler.security)
                 await w.start()
                 self._inproc_workers.append(w)

@@ -12,15 +12,14 @@ from typing import Any
 from shoal._loop import run_main
 
 
-def _parse_memory(value: str) -> int:
-    from dask.utils import parse_bytes
+def _parse_memory(value: str) -> str:
+    from shoal.cluster._local import parse_memory_limit
 
-    if value in ("auto", "0"):
-        return 0
     try:
-        return int(parse_bytes(value))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a size like '4GB' or 'auto'") from None
+        parse_memory_limit(value, 1)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value  # resolved once the threads per worker are known
 
 
 def _parse_seconds(value: str) -> float:
@@ -101,7 +100,7 @@ def scheduler_main(args: argparse.Namespace) -> int:
 def worker_main(args: argparse.Namespace) -> int:
     import os
 
-    from shoal.cluster._local import split_cores
+    from shoal.cluster._local import parse_memory_limit, split_cores
     from shoal.comm._security import Security
     from shoal.worker._nanny import Nanny
 
@@ -142,8 +141,9 @@ def worker_main(args: argparse.Namespace) -> int:
         nannies = [
             Nanny(address, nthreads=nthreads,
                   name=(f"{args.name}-{i}" if nworkers > 1 else args.name) if args.name else None,
-                  memory_limit=args.memory_limit, **addresses,
-                  death_timeout=args.death_timeout, security=security)
+                  memory_limit=parse_memory_limit(args.memory_limit, nthreads), **addresses,
+                  death_timeout=args.death_timeout, security=security,
+                  local_directory=args.local_directory)
             for i in range(nworkers)
         ]
         await asyncio.gather(*(n.start() for n in nannies))
@@ -256,7 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     _add_security_flags(w)
     w.add_argument("--nthreads", type=int, default=None)
     w.add_argument("--nworkers", type=int, default=None)
-    w.add_argument("--memory-limit", type=_parse_memory, default=0)
+    w.add_argument("--memory-limit", type=_parse_memory, default="auto",
+                   help="per worker: bytes, '4GB', a fraction of the machine's memory, 'auto' "
+                   "(the default: the machine's memory split by threads) or 0 for no limit")
+    w.add_argument("--local-directory", default=None,
+                   help="where workers spill data past their memory target (default: dask's "
+                   "temporary-directory config, else the system's temporary directory)")
     w.add_argument("--name", default=None)
     w.add_argument("--death-timeout", type=_parse_seconds, default=None,
                    help="seconds (or '1 minute') to wait for a scheduler before closing; a "

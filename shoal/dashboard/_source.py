@@ -31,6 +31,8 @@ class WorkerInfo(TypedDict):
     memory_limit: int  # bytes; 0 means no limit
     memory_managed: int  # bytes of task results the worker holds
     memory_process: int  # RSS of the worker process, bytes (unmanaged = process - managed)
+    memory_spilled: int  # bytes of task results spilled to disk (not in memory_managed)
+    status: str  # "running", or "paused" (its memory passed the pause threshold)
     cpu: float  # percent of one core, may exceed 100 with several threads
     processing: int  # tasks assigned to the worker and not finished
     in_memory: int  # task results held by the worker
@@ -57,6 +59,8 @@ class Totals(TypedDict):
     memory_limit: int
     memory_managed: int
     memory_process: int
+    memory_spilled: int
+    paused: int  # workers paused by memory
 
 
 class Snapshot(TypedDict):

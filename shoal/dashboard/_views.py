@@ -170,8 +170,11 @@ def prometheus_text(snapshot: Snapshot) -> str:
             ({"type": "unmanaged"}, unmanaged),
             ({"type": "process"}, totals["memory_process"]),
             ({"type": "limit"}, totals["memory_limit"]),
+            ({"type": "spilled"}, totals.get("memory_spilled", 0)),
         ],
     )
+    out.family("shoal_scheduler_workers_paused", "Workers paused by memory.",
+               [({}, totals.get("paused", 0))])
     out.family(
         "shoal_scheduler_tasks_per_second",
         "Tasks completed per second, recent average.",
@@ -191,16 +194,24 @@ def prometheus_text(snapshot: Snapshot) -> str:
     )
     out.family(
         "shoal_worker_memory_bytes",
-        "Memory of one worker: managed, process (RSS) and limit.",
+        "Memory of one worker: managed, unmanaged (process minus managed), process (RSS), "
+        "spilled (on disk) and limit.",
         (
-            ({"worker": w["address"], "type": t}, w[field])  # type: ignore[literal-required]
+            ({"worker": w["address"], "type": t}, value)
             for w in workers
-            for t, field in (
-                ("managed", "memory_managed"),
-                ("process", "memory_process"),
-                ("limit", "memory_limit"),
+            for t, value in (
+                ("managed", w["memory_managed"]),
+                ("unmanaged", max(0, w["memory_process"] - w["memory_managed"])),
+                ("process", w["memory_process"]),
+                ("spilled", w.get("memory_spilled", 0)),
+                ("limit", w["memory_limit"]),
             )
         ),
+    )
+    out.family(
+        "shoal_worker_paused",
+        "1 while the worker is paused (its memory passed the pause threshold), else 0.",
+        (({"worker": w["address"]}, int(w.get("status") == "paused")) for w in workers),
     )
     return out.text()
 

@@ -359,9 +359,18 @@ class Transfer(Message):
 @_message("heartbeat")
 class Heartbeat(Message):
     memory_process: int
-    memory_managed: int
+    memory_managed: int  # bytes of the values held in memory
     cpu: float
     executing: int
+    memory_spilled: int = 0  # bytes (in memory) of the values spilled to disk
+
+
+@_message("worker-memory-paused")
+class MemoryPaused(Message):
+    """The worker's process memory passed (``paused``) or fell back below (not
+    ``paused``) its pause threshold: it starts no new tasks nor fetches meanwhile."""
+
+    paused: bool
 
 
 # --- anyone -> worker (data plane) --------------------------------------------------------

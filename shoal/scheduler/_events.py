@@ -161,6 +161,7 @@ class HeartbeatReceived(Event):
     cpu: float
     executing: int
     now: float
+    memory_spilled: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +169,15 @@ class Tick(Event):
     """Time passed; workers silent for longer than ``worker_ttl`` are considered lost."""
 
     now: float
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerPaused(Event):
+    """``worker``'s memory passed its pause threshold (``paused``) or fell back below it:
+    no work is placed there meanwhile; its queued tasks may be stolen."""
+
+    worker: str
+    paused: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ from shoal.protocol._messages import (
     KeyCancelled,
     KeyDone,
     KeyErred,
+    MemoryPaused,
     Message,
     MissingData,
     PluginSetup,
@@ -98,6 +99,7 @@ from shoal.scheduler._events import (
     TransferDone,
     WorkerJoined,
     WorkerLeft,
+    WorkerPaused,
     WorkerRetiring,
 )
 from shoal.scheduler._plugins import SchedulerPlugins
@@ -524,7 +526,9 @@ class Scheduler:
                 elif isinstance(msg, Heartbeat):
                     events.append(HeartbeatReceived(address, msg.memory_process,
                                                     msg.memory_managed, msg.cpu, msg.executing,
-                                                    time.monotonic()))
+                                                    time.monotonic(), msg.memory_spilled))
+                elif isinstance(msg, MemoryPaused):
+                    events.append(WorkerPaused(address, msg.paused))
                 elif isinstance(msg, ScatterStored):
                     events.append(ScatterAcked(address, msg.key,
                                                None if msg.error is None else dict(msg.error)))

@@ -55,6 +55,7 @@ from shoal.scheduler._events import (
     TransferDone,
     WorkerJoined,
     WorkerLeft,
+    WorkerPaused,
     WorkerRetiring,
 )
 from shoal.scheduler._functions import FunctionRefs
@@ -134,6 +135,7 @@ class SchedulerState:
         self._no_worker: set[TaskState] = set()
         self._actors: set[TaskState] = set()  # tasks marked actor, until forgotten
         self._went_idle: set[WorkerState] = set()  # workers to find stolen work for
+        self._paused: set[WorkerState] = set()  # workers placed nothing (memory)
         self._storing: dict[Key, _Storing] = {}  # scattered keys awaiting workers' acks
         self.functions = FunctionRefs()  # which function blobs tasks still use
         self._durations: dict[str, float] = {}
@@ -165,6 +167,7 @@ class SchedulerState:
             HeartbeatReceived: self._on_heartbeat,
             Tick: self._on_tick,
             Seceded: self._on_seceded,
+            WorkerPaused: self._on_worker_paused,
             FireAndForgetAsked: self._on_fire_and_forget,
             ReplicasAdded: self._on_replicas_added,
             ReplicasDropped: self._on_replicas_dropped,
@@ -429,7 +432,9 @@ class SchedulerState:
 
     def _ready(self, ts: TaskState) -> None:
         """All inputs are in memory: place the task now, or queue it."""
-        workers = self.workers.values()
+        workers: Iterable[WorkerState] = self.workers.values()
+        if self._paused:
+            workers = self._running()
         if ts.actor:
             self._place_actor(ts)
             return
@@ -453,7 +458,7 @@ class SchedulerState:
                 counts[t.processing_on] = counts.get(t.processing_on, 0) + 1
             for holder in t.who_has:
                 counts[holder] = counts.get(holder, 0) + 1
-        ws = placement.fewest_actors(placement.allowed(ts, self.workers.values()), counts)
+        ws = placement.fewest_actors(placement.allowed(ts, self._running()), counts)
         if ws is None:
             self._go(ts, "no-worker")
             return
@@ -465,7 +470,7 @@ class SchedulerState:
         queue = self._queue
         if not queue or not self.workers:
             return
-        workers = list(self.workers.values())
+        workers = self._running() if self._paused else list(self.workers.values())
         while queue:
             ts = queue[0][2]
             if ts.state != "queued":
@@ -484,7 +489,7 @@ class SchedulerState:
         inputs too big to fetch) is not looked at again on every event."""
         workers = self.workers
         idle = [ws for ws in self._went_idle
-                if workers.get(ws.address) is ws
+                if workers.get(ws.address) is ws and not ws.paused
                 and len(ws.processing) - len(ws.long_running) < ws.nthreads]
         self._went_idle.clear()
         if idle and not self._queue:  # else the queue feeds them
@@ -824,6 +829,7 @@ class SchedulerState:
         ws = self.workers.pop(address, None)
         if ws is None:
             return
+        self._paused.discard(ws)
         recompute: list[TaskState] = []
         suspects = set(self._suspects(ws)) if crashed else set()
         for ts in sorted(ws.processing, key=lambda t: t.priority):
@@ -952,8 +958,34 @@ class SchedulerState:
         ws.last_seen = ev.now
         ws.memory_process = ev.memory_process
         ws.memory_managed = ev.memory_managed
+        ws.memory_spilled = ev.memory_spilled
         ws.cpu = ev.cpu
         ws.executing = ev.executing
+
+    def _running(self) -> list[WorkerState]:
+        """The workers new work may go to: all but the paused ones."""
+        return [ws for ws in self.workers.values() if not ws.paused]
+
+    def _on_worker_paused(self, ev: WorkerPaused) -> None:
+        """A worker paused (memory): it gets nothing new, and idle workers may steal what
+        is queued there. Resumed: it takes work again, including tasks that found no
+        allowed worker running meanwhile."""
+        ws = self.workers.get(ev.worker)
+        if ws is None or ws.paused == ev.paused:
+            return
+        ws.paused = ev.paused
+        if ev.paused:
+            self._paused.add(ws)
+            self._went_idle.update(w for w in self.workers.values() if not w.paused)
+            return
+        self._paused.discard(ws)
+        self._went_idle.add(ws)
+        waiting = list(self._no_worker)
+        self._no_worker.clear()
+        for ts in waiting:
+            if ts.state == "no-worker":
+                self._go(ts, "waiting")
+                self._ready(ts)
 
     def _on_seceded(self, ev: Seceded) -> None:
         """The task gave its thread back: it stays on its worker (its result arrives as
@@ -1072,6 +1104,7 @@ class SchedulerState:
 
     def validate(self) -> None:
         """Check every invariant; raises AssertionError naming the task. For tests."""
+        assert self._paused == {ws for ws in self.workers.values() if ws.paused}, "paused set"
         for key, ts in self.tasks.items():
             assert ts.key == key, key
             assert ts.state in STATES, (key, ts.state)

@@ -108,10 +108,12 @@ class WorkerState:
         "memory_limit",
         "memory_managed",
         "memory_process",
+        "memory_spilled",
         "name",
         "nbytes",
         "nthreads",
         "occupancy",
+        "paused",
         "pid",
         "processing",
         "started",
@@ -140,6 +142,8 @@ class WorkerState:
         self.started = now
         self.memory_process = 0
         self.memory_managed = 0
+        self.memory_spilled = 0
+        self.paused = False  # memory past its pause threshold: nothing new is placed here
         self.cpu = 0.0
         self.executing = 0
 

@@ -15,14 +15,27 @@ def worker_info(scheduler: Scheduler) -> list[dict[str, Any]]:
     # The state keeps liveness on the monotonic clock; users are shown wall-clock times.
     wall_minus_monotonic = time.time() - time.monotonic()
     for ws in scheduler.state.workers.values():
+        # Managed = values in memory; spilled ones are on disk (dask counts both as managed
+        # in ``managed_bytes`` and splits them in ``spilled_bytes``).
+        managed = ws.memory_managed if ws.memory_spilled else max(ws.nbytes, ws.memory_managed)
         out.append(
             {
                 "address": ws.address,
                 "name": str(ws.name),
                 "nthreads": ws.nthreads,
                 "memory_limit": ws.memory_limit,
-                "memory_managed": max(ws.nbytes, ws.memory_managed),
+                "memory_managed": managed,
                 "memory_process": ws.memory_process,
+                "memory_unmanaged": max(0, ws.memory_process - managed),
+                "memory_spilled": ws.memory_spilled,
+                "status": "paused" if ws.paused else "running",
+                "metrics": {  # dask's heartbeat metrics names
+                    "memory": ws.memory_process,
+                    "managed_bytes": managed + ws.memory_spilled,
+                    "spilled_bytes": {"memory": ws.memory_spilled, "disk": ws.memory_spilled},
+                    "cpu": ws.cpu,
+                    "executing": ws.executing,
+                },
                 "cpu": ws.cpu,
                 "processing": len(ws.processing),
                 "in_memory": len(ws.has_what),
@@ -59,6 +72,8 @@ def snapshot(scheduler: Scheduler) -> dict[str, Any]:
             "memory_limit": sum(w["memory_limit"] for w in workers),
             "memory_managed": sum(w["memory_managed"] for w in workers),
             "memory_process": sum(w["memory_process"] for w in workers),
+            "memory_spilled": sum(w["memory_spilled"] for w in workers),
+            "paused": sum(w["status"] == "paused" for w in workers),
         },
         "tasks_per_second": scheduler.tasks_per_second(),
     }

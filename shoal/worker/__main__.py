@@ -56,6 +56,10 @@ def _warm_imports() -> None:
         imports_ready.set()
 
 
+def _fraction(value: str) -> float | bool:
+    return False if value.lower() in ("false", "none", "off") else float(value)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m shoal.worker")
     p.add_argument("scheduler")
@@ -65,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", default="0", help="port or range 'first:last' to bind")
     p.add_argument("--contact-address", default=None, help="address to advertise")
+    p.add_argument("--local-directory", default=None)
+    for name in ("target", "spill", "pause", "transfer"):  # of the limit, or "false" (off)
+        p.add_argument(f"--memory-{name}", type=_fraction, default=None)
     p.add_argument("--death-timeout", type=float, default=None,
                    help="seconds to keep trying to reach the scheduler before exiting")
     # The nanny reads dask's config for this (importing dask here costs start-up time).
@@ -88,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
                         port=args.port, contact_address=args.contact_address,
                         memory_limit=args.memory_limit, host=args.host,
                         death_timeout=args.death_timeout, connect_timeout=args.connect_timeout,
+                        local_directory=args.local_directory,
+                        memory_target_fraction=args.memory_target,
+                        memory_spill_fraction=args.memory_spill,
+                        memory_pause_fraction=args.memory_pause,
+                        memory_transfer_fraction=args.memory_transfer,
                         security=security)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

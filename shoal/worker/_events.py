@@ -91,6 +91,9 @@ class Execute(Command):
 class Fetch(Command):
     peer: str
     keys: list[Key]
+    # The scheduler's sizes of the keys, where known: a worker under a memory limit keeps
+    # the bytes it has in flight under its transfer budget. Not part of the order's identity.
+    sizes: dict[Key, int] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,8 @@ class Executor:
         on_skipped: Callable[[list[Execute]], None] | None = None,
     ) -> None:
         self._data = data
+        # A store that knows sizes (the spilling one) takes the size measured here.
+        self._put: Callable[[Any, Any, int], None] | None = getattr(data, "put", None)
         self._functions = functions
         self._loop = loop
         self._on_done = on_done
@@ -99,6 +101,10 @@ class Executor:
         self.on_secede: Callable[[Any, float], None] | None = None  # called on the loop
         self._rejoining: collections.deque[threading.Event] = collections.deque()
         self._closed = False
+        # Cleared while the worker is paused (memory past its pause threshold): threads
+        # start no new task until it is set again (resume, or close).
+        self._gate = threading.Event()
+        self._gate.set()
         self._thread_ids = itertools.count(nthreads)
         self._threads = [
             threading.Thread(target=self._run, args=(i,), name=f"shoal-task-{i}", daemon=True)
@@ -123,12 +129,24 @@ class Executor:
             with self._lock:
                 self._revoked.discard(key)
 
+    def pause(self) -> None:
+        """Start no new task (those running finish) until :meth:`resume`."""
+        self._gate.clear()
+
+    def resume(self) -> None:
+        self._gate.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._gate.is_set()
+
     def close(self) -> None:
         """Stop the threads: each finishes the task it runs; queued tasks never start."""
         for _ in self._threads:
             self._queue.put(_STOP)
         with self._lock:  # a rejoining thread waits for a slot that will never come
             self._closed = True
+            self._gate.set()  # a paused thread wakes, sees the pool closed, and stops
             while self._rejoining:
                 self._rejoining.popleft().set()
 
@@ -183,6 +201,10 @@ class Executor:
             if cmd is _HANDOFF:
                 self._hand_over()
                 return  # the rejoined thread has this slot now
+            if not self._gate.is_set():  # paused: hold the task until resumed or closed
+                self._gate.wait()
+                if self._closed:
+                    return
             # Reported with the next hand-back (the scheduler blames only tasks that ran
             # for a worker's death); a wake-up only when none is pending already.
             with self._lock:
@@ -275,7 +297,10 @@ class Executor:
                 ser = None
             if ser is not None and ser.nbytes <= INLINE_LIMIT:
                 inline = ser
-        self._data[cmd.key] = result
+        if self._put is None:
+            self._data[cmd.key] = result
+        else:
+            self._put(cmd.key, result, nbytes)
         return ExecuteDone(cmd.key, nbytes, type(result).__name__, start, stop, thread, inline, None)
 
 

@@ -19,6 +19,9 @@ import psutil
 logger = logging.getLogger("shoal.nanny")
 
 MEMORY_TERMINATE_FRACTION = 0.95
+# dask's defaults for distributed.worker.memory.* (used when its config does not say).
+MEMORY_FRACTIONS = {"target": 0.6, "spill": 0.7, "pause": 0.8, "transfer": 0.1,
+                    "terminate": MEMORY_TERMINATE_FRACTION}
 _EXIT_SCHEDULER_GONE = 3  # shoal.worker.__main__.EXIT_SCHEDULER_GONE (not imported: keeps imports light)
 _EXIT_PLUGIN_RESTART = 4  # shoal.worker.__main__.EXIT_PLUGIN_RESTART: a nanny plugin asked
 MAX_RESTARTS_PER_MINUTE = 10
@@ -46,6 +49,7 @@ class Nanny:
         contact_address: str | None = None,
         env: dict[str, str] | None = None,
         death_timeout: float | None = None,
+        local_directory: str | None = None,
         security: Any = None,
     ) -> None:
         self.scheduler_address = scheduler_address
@@ -57,6 +61,8 @@ class Nanny:
         self.contact_address = contact_address  # advertised instead of host:port (NAT)
         self.env = env
         self.death_timeout = death_timeout
+        self.local_directory = local_directory
+        self.terminate_fraction = MEMORY_TERMINATE_FRACTION
         self.security = security  # a shoal.comm._security.Security, passed on in the env
         self.process: asyncio.subprocess.Process | None = None
         self.restarts: list[float] = []
@@ -89,12 +95,18 @@ class Nanny:
         if self.contact_address is not None:
             args += ["--contact-address", self.contact_address]
         args += ["--connect-timeout", str(_connect_timeout())]
+        if self.memory_limit:
+            args += self._memory_args()
         env = dict(os.environ)
         # Like multiprocessing's spawn: the worker imports what its parent can import, so
         # functions from the user's modules (and test files) unpickle by reference.
         paths = [p or os.getcwd() for p in sys.path]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         env.update(self.env or {})
+        # glibc's malloc otherwise keeps freed big blocks (its mmap threshold grows to the
+        # largest block freed), so memory given back by spilling never leaves the process;
+        # dask's distributed.nanny.pre-spawn-environ sets the same.
+        env.setdefault("MALLOC_TRIM_THRESHOLD_", "65536")
         from shoal.worker._plugins import NANNY_PLUGINS_ENV, NANNY_STATE_ENV, read_nanny_state
 
         kept = read_nanny_state(self._plugin_state)
@@ -117,6 +129,24 @@ class Nanny:
             *args, stdin=asyncio.subprocess.DEVNULL, env=env,
         )
 
+    def _memory_args(self) -> list[str]:
+        """dask's ``distributed.worker.memory.*`` fractions and ``temporary-directory``,
+        read here (the worker process does not import dask's config to start)."""
+        import dask.config
+
+        memory = {name: dask.config.get(f"distributed.worker.memory.{name}", default)
+                  for name, default in MEMORY_FRACTIONS.items()}
+        terminate = memory["terminate"]
+        self.terminate_fraction = float(terminate) if terminate not in (None, False) else 0.0
+        args = []
+        for name in ("target", "spill", "pause", "transfer"):
+            value = memory.get(name)
+            args += [f"--memory-{name}", "false" if value in (None, False) else str(float(value))]
+        # Always given ("" for the system's temporary directory), so that the worker need
+        # not import dask's config to start.
+        directory = self.local_directory or dask.config.get("temporary-directory", None)
+        return [*args, "--local-directory", str(directory or "")]
+
     async def _supervise(self) -> None:
         while not self._closing:
             proc = self.process
@@ -124,7 +154,7 @@ class Nanny:
             waiter = asyncio.ensure_future(proc.wait())
             while not waiter.done():
                 await asyncio.wait([waiter], timeout=0.5)
-                if not waiter.done() and self.memory_limit:
+                if not waiter.done() and self.memory_limit and self.terminate_fraction:
                     self._check_memory(proc.pid)
             if self._closing:
                 return
@@ -151,10 +181,10 @@ class Nanny:
             rss = psutil.Process(pid).memory_info().rss
         except psutil.Error:
             return
-        if rss > MEMORY_TERMINATE_FRACTION * self.memory_limit:
+        if rss > self.terminate_fraction * self.memory_limit:
             logger.warning(
                 "worker %s uses %d bytes, over %.0f%% of its %d-byte limit; restarting it",
-                self.name, rss, MEMORY_TERMINATE_FRACTION * 100, self.memory_limit,
+                self.name, rss, self.terminate_fraction * 100, self.memory_limit,
             )
             try:
                 psutil.Process(pid).kill()

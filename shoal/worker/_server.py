@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import inspect
 import itertools
 import logging
 import os
 import threading
 import time
+from collections.abc import MutableMapping
 from typing import Any
 
 import psutil
@@ -44,6 +46,7 @@ from shoal.protocol._messages import (
     GetData,
     Heartbeat,
     Hello,
+    MemoryPaused,
     Message,
     PluginSetup,
     PluginTeardown,
@@ -68,7 +71,9 @@ from shoal.protocol._serialize import (
 from shoal.protocol._sizeof import nbytes as measure
 from shoal.worker._actors import ActorHost
 from shoal.worker._execute import Executor, unpickle
+from shoal.worker._memory import MemoryLimits, Pause, Resume
 from shoal.worker._plugins import WorkerPlugins
+from shoal.worker._spill import SpillBuffer
 from shoal.worker._state import (
     ComputeAssigned,
     DataStored,
@@ -89,6 +94,8 @@ logger = logging.getLogger("shoal.worker")
 HEARTBEAT_INTERVAL = 1.0
 FIRST_RECONNECT_DELAY = 0.05  # seconds; doubles after each failed attempt...
 MAX_RECONNECT_DELAY = 5.0  # ...up to this
+MEMORY_MONITOR_INTERVAL = 0.1  # seconds (dask's distributed.worker.memory.monitor-interval)
+SPILLED_SENDS = 2  # fetches answered from disk at once (each holds its values in memory)
 
 
 # The outcome of a freed task the executor skipped (the state drops it, reporting nothing).
@@ -115,11 +122,21 @@ class Worker:
         contact_address: str | None = None,
         death_timeout: float | None = None,
         connect_timeout: float = 30.0,
+        local_directory: str | None = None,
+        memory_target_fraction: float | bool | None = None,
+        memory_spill_fraction: float | bool | None = None,
+        memory_pause_fraction: float | bool | None = None,
+        memory_transfer_fraction: float | bool | None = None,
         security: Security | None = None,
     ) -> None:
         """``death_timeout``: seconds to keep trying to (re)register with the scheduler
         before giving up (dask's ``death_timeout``; None: forever). ``connect_timeout``:
         bound of one connection attempt (dask's ``distributed.comm.timeouts.connect``).
+        ``memory_limit``: bytes (0: none); under a limit, values spill to files under
+        ``local_directory`` (dask's ``temporary-directory`` config, else the system's temp
+        directory) and the worker pauses, as the ``memory_*_fraction`` of the limit say
+        (None: dask's ``distributed.worker.memory.target/spill/pause`` config; False: off);
+        fetched values in flight stay under ``memory_transfer_fraction`` of it.
         ``security``: certificates and token (default: dask's config and ``SHOAL_TOKEN``);
         the worker's data port speaks the scheduler address's protocol (tcp or tls)."""
         self.scheduler_address = scheduler_address
@@ -135,8 +152,18 @@ class Worker:
         self.contact_host = host  # the host part of the advertised address, once started
         self.death_timeout = death_timeout
         self.connect_timeout = connect_timeout
+        self._spill_parent = local_directory  # spill files go in a directory made here
+        self._memory_fractions: tuple[Any, ...] = (
+            memory_target_fraction, memory_spill_fraction, memory_pause_fraction,
+            memory_transfer_fraction)
+        self.data: MutableMapping[Any, Any] = {}
+        self.paused = False  # memory past the pause threshold: no new tasks nor fetches
+        self._deferred_fetches: list[Fetch] = []
+        self._disk_sends: asyncio.Semaphore | None = None
+        self._transfer_budget = 0  # bytes of fetched values in flight at once (0: no bound)
+        self._in_flight_bytes = 0
+        self._transfer_room: asyncio.Condition | None = None
         self.security = security if security is not None else Security()
-        self.data: dict[Any, Any] = {}
         self.scheduler_gone = False  # closed because the scheduler said so or stayed away
         self.functions = FunctionTable()
         self.address = ""
@@ -197,7 +224,13 @@ class Worker:
     def _new_session(self, loop: asyncio.AbstractEventLoop) -> None:
         """A fresh state machine, data store and executor for the next registration."""
         self.state = WorkerState(self.address)
-        self.data = {}
+        if isinstance(self.data, SpillBuffer):
+            self.data.close()
+        self.data = self._data_store()
+        self.paused = False
+        self._deferred_fetches = []
+        self._in_flight_bytes = 0
+        self._transfer_room = None
         self._actors = ActorHost(self.address, loop)
         self._session += 1
         session = self._session
@@ -209,6 +242,34 @@ class Worker:
         )
         self._executor.worker = self
         self._executor.on_secede = lambda key, duration: self._on_secede(key, duration, session)
+
+    def _data_store(self) -> MutableMapping[Any, Any]:
+        """A plain dict without a memory limit (nothing to pay per task); a spilling
+        store under one."""
+        if not self.memory_limit:
+            return {}
+        target, spill, pause, transfer = self._memory_fractions
+        directory = self._spill_parent
+        if None in (target, spill, pause, transfer) or directory is None:
+            import dask.config
+
+            from shoal.worker._nanny import MEMORY_FRACTIONS
+
+            def config(name: str) -> Any:
+                return dask.config.get(f"distributed.worker.memory.{name}",
+                                       MEMORY_FRACTIONS[name])
+
+            target = config("target") if target is None else target
+            spill = config("spill") if spill is None else spill
+            pause = config("pause") if pause is None else pause
+            transfer = config("transfer") if transfer is None else transfer
+            if directory is None:
+                directory = dask.config.get("temporary-directory", None) or ""
+        self._spill_parent = directory
+        self._memory_fractions = (target, spill, pause, transfer)
+        self._transfer_budget = int(float(transfer) * self.memory_limit) if transfer else 0
+        limits = MemoryLimits.from_fractions(self.memory_limit, target, spill, pause)
+        return SpillBuffer(directory, limits)
 
     async def _register(self) -> None:
         """Connect and register, retrying with backoff until accepted; then heartbeat.
@@ -240,6 +301,8 @@ class Worker:
                            self.address, self.scheduler_address)
         assert self._scheduler is not None
         self._spawn(self._heartbeat_loop(self._scheduler))
+        if isinstance(self.data, SpillBuffer):
+            self._spawn(self._memory_monitor(self.data))
 
     async def _try_register(self, timeout: float) -> str | None:
         """One attempt to connect and register: None once accepted, else what went wrong."""
@@ -323,6 +386,8 @@ class Worker:
             close_worker_client(self)
         if self._serializer is not None:
             self._serializer.shutdown(wait=False, cancel_futures=True)
+        if isinstance(self.data, SpillBuffer):
+            self.data.close()
         if self._scheduler is not None:
             if not self._scheduler.closed:
                 # On purpose (told to, or signalled): the tasks it held are not to blame.
@@ -466,14 +531,19 @@ class Worker:
                 if self.plugin_host.watchers:
                     self.plugin_host.transition(cmd.key, "waiting", "executing")
             elif kind is Drop:
+                data = self.data
                 for key in cmd.keys:
-                    self.data.pop(key, None)
+                    if key in data:  # not pop(): that would read a spilled value back
+                        del data[key]
                     if self.plugin_host.watchers:
                         self.plugin_host.transition(key, "memory", "released")
                 if actors.objects:
                     actors.release(cmd.keys)
             elif kind is Fetch:
-                self._spawn(self._fetch(cmd.peer, cmd.keys))
+                if self.paused:  # paused: nothing new comes in until resumed
+                    self._deferred_fetches.append(cmd)
+                else:
+                    self._spawn(self._fetch_within_budget(cmd))
 
     async def _run_function(self, conn: Connection, msg: Run) -> None:
         """``client.run``: the function runs on a daemon thread of its own, so one that never
@@ -555,7 +625,63 @@ class Worker:
             except psutil.Error:
                 rss, cpu = 0, 0.0
             executing = self._executor.executing if self._executor else 0
-            conn.send(Heartbeat(rss, self.state.managed_bytes, cpu, executing))
+            data = self.data
+            if isinstance(data, SpillBuffer):
+                managed, spilled = data.managed_in_memory, data.spilled_bytes
+            else:
+                managed, spilled = self.state.managed_bytes, 0
+            conn.send(Heartbeat(rss, managed, cpu, executing, spilled))
+
+    async def _memory_monitor(self, store: SpillBuffer) -> None:
+        """Sample process memory every ``MEMORY_MONITOR_INTERVAL`` seconds and carry out
+        the policy: spill (in the serializing thread: disk writes stay off the loop),
+        pause, resume. Ends with its session (cancelled) or when the worker closes."""
+        loop = asyncio.get_running_loop()
+        spill_at = store.policy.limits.spill
+        while not self._closed.is_set():
+            await asyncio.sleep(MEMORY_MONITOR_INTERVAL)
+            try:
+                rss = self._process.memory_info().rss
+            except psutil.Error as exc:
+                logger.warning("worker %s cannot measure its memory: %s", self.address, exc)
+                continue
+            if spill_at is not None and rss > spill_at:
+                commands = await loop.run_in_executor(self._serializing_pool(), store.sample, rss)
+            else:
+                commands = store.sample(rss)
+            if store is not self.data:
+                return  # the session ended meanwhile
+            for cmd in commands:
+                if type(cmd) is Pause:
+                    self._pause(rss)
+                elif type(cmd) is Resume:
+                    self._resume(rss)
+
+    def _pause(self, rss: int) -> None:
+        if self.paused:
+            return
+        self.paused = True
+        logger.warning("worker %s is at %.0f%% of its memory limit (%d bytes); pausing: no new "
+                       "tasks nor fetches until it falls back below its pause threshold",
+                       self.address, 100 * rss / self.memory_limit, rss)
+        if self._executor is not None:
+            self._executor.pause()
+        if self._scheduler is not None and not self._scheduler.closed:
+            self._scheduler.send(MemoryPaused(True))
+
+    def _resume(self, rss: int) -> None:
+        if not self.paused:
+            return
+        self.paused = False
+        logger.warning("worker %s is at %.0f%% of its memory limit; resuming",
+                       self.address, 100 * rss / self.memory_limit)
+        if self._executor is not None:
+            self._executor.resume()
+        fetches, self._deferred_fetches = self._deferred_fetches, []
+        for cmd in fetches:
+            self._spawn(self._fetch_within_budget(cmd))
+        if self._scheduler is not None and not self._scheduler.closed:
+            self._scheduler.send(MemoryPaused(False))
 
     # --- data plane -----------------------------------------------------------------------------
 
@@ -567,6 +693,10 @@ class Worker:
             return
         for msg in batch:
             if isinstance(msg, GetData):
+                data = self.data
+                if isinstance(data, SpillBuffer) and any(data.on_disk(k) for k in msg.keys):
+                    self._spawn(self._send_spilled(conn, msg, data))
+                    continue
                 values = {k: self.data[k] for k in msg.keys if k in self.data}
                 missing = [k for k in msg.keys if k not in values]
                 if any(self._costly(k, v) for k, v in values.items()):
@@ -643,6 +773,45 @@ class Worker:
         if not conn.closed:
             conn.send(Data(request_id, items, missing, errors))
 
+    async def _send_spilled(self, conn: Connection, msg: GetData, store: SpillBuffer) -> None:
+        """Answer a fetch of values some of which are on disk: their files' frames are
+        sent as they are (read in the serializing thread, never unpickled here, nor brought
+        back into the store's memory); the others are pickled there too."""
+
+        def collect() -> tuple[dict[Any, Serialized], list[Any], dict[Any, Any]]:
+            items: dict[Any, Serialized] = {}
+            values: dict[Any, Any] = {}
+            missing: list[Any] = []
+            for key in msg.keys:
+                try:
+                    ser = store.serialized(key)
+                    if ser is not None:
+                        items[key] = ser
+                    else:
+                        values[key] = store[key]
+                except KeyError:
+                    missing.append(key)
+            pickled, errors = self._pickle_values(values)
+            items.update(pickled)
+            return items, missing, errors
+
+        loop = asyncio.get_running_loop()
+        if self._disk_sends is None:
+            self._disk_sends = asyncio.Semaphore(SPILLED_SENDS)
+        # Bounded: values read from disk for peers are memory too; the next is read only
+        # once the previous ones have left (the socket drained).
+        async with self._disk_sends:
+            try:
+                items, missing, errors = await loop.run_in_executor(self._serializing_pool(),
+                                                                    collect)
+            except OSError as exc:  # a spill file went missing or unreadable
+                logger.error("worker %s could not read spilled data for a fetch: %s",
+                             self.address, exc)
+                items, missing, errors = {}, list(msg.keys), {}
+            if not conn.closed:
+                conn.send(Data(msg.request_id, items, missing, errors))
+                await conn.drain()
+
     def _unstorable(self, key: Any, exc: BaseException) -> dict[str, Any]:
         """The error of a scattered value this worker cannot load."""
         from shoal.protocol._errors import exception_to_error
@@ -673,6 +842,34 @@ class Worker:
             conn.send(Hello("peer", PROTOCOL_VERSION, self.address))
             self._peers[address] = conn
             return conn
+
+    async def _fetch_within_budget(self, cmd: Fetch) -> None:
+        """Without a memory limit, one fetch of all the keys. Under one, the keys go in
+        groups whose known sizes fit the transfer budget (dask's
+        ``distributed.worker.memory.transfer``, 10% of the limit), each group starting
+        once the bytes in flight leave room for it (or nothing is in flight): values
+        arriving are memory before they can be spilled."""
+        budget = self._transfer_budget
+        if not budget:
+            await self._fetch(cmd.peer, cmd.keys)
+            return
+        groups = transfer_groups(cmd.keys, cmd.sizes, budget)
+        room = self._transfer_room
+        if room is None:
+            room = self._transfer_room = asyncio.Condition()
+        for keys, nbytes in groups:
+            async with room:  # woken by each fetch that ends; every fetch has a deadline
+                await room.wait_for(functools.partial(self._fits_in_flight, nbytes, budget))
+                self._in_flight_bytes += nbytes
+            try:
+                await self._fetch(cmd.peer, keys)
+            finally:
+                async with room:
+                    self._in_flight_bytes -= nbytes
+                    room.notify_all()
+
+    def _fits_in_flight(self, nbytes: int, budget: int) -> bool:
+        return self._in_flight_bytes == 0 or self._in_flight_bytes + nbytes <= budget
 
     async def _fetch(self, peer: str, keys: list[Any]) -> None:
         """Fetch ``keys`` from ``peer``. Always ends by telling the state machine: the data
@@ -728,6 +925,25 @@ class Worker:
             "worker."
         )
         return exception_to_error(err, exc.__traceback__, key, self.address, time.time())
+
+
+def transfer_groups(keys: list[Any], sizes: dict[Any, int],
+                    budget: int) -> list[tuple[list[Any], int]]:
+    """``keys`` in order, cut into groups of at most ``budget`` known bytes (a key bigger
+    than the budget alone in its group); each with its total."""
+    groups: list[tuple[list[Any], int]] = []
+    group: list[Any] = []
+    total = 0
+    for key in keys:
+        nbytes = max(sizes.get(key, 0), 0)
+        if group and total + nbytes > budget:
+            groups.append((group, total))
+            group, total = [], 0
+        group.append(key)
+        total += nbytes
+    if group:
+        groups.append((group, total))
+    return groups
 
 
 def _raise(exc: BaseException) -> Any:

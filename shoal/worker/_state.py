@@ -135,8 +135,9 @@ class WorkerState:
             return
         ts = self.tasks[key] = _Task(msg)
         fetch_by_peer: dict[str, list[Key]] = {}
+        sizes: dict[Key, int] = {}
         lacking: list[Key] = []
-        for dep_key, holders, _nbytes in msg.deps:
+        for dep_key, holders, dep_nbytes in msg.deps:
             if dep_key in self.held:  # pinned while the task needs it, even if freed
                 self.users.setdefault(dep_key, set()).add(key)
                 continue
@@ -153,6 +154,7 @@ class WorkerState:
                 peer = self._pick_holder(dep_key)
                 if peer is not None:
                     fetch_by_peer.setdefault(peer, []).append(dep_key)
+                    sizes[dep_key] = dep_nbytes
                     self.in_flight[dep_key] = peer
         if lacking:
             self._lacks_inputs(ts, lacking)
@@ -160,7 +162,7 @@ class WorkerState:
                              for p, ks in fetch_by_peer.items()}
         for peer, keys in fetch_by_peer.items():
             if keys:
-                self._out.append(Fetch(peer, keys))
+                self._out.append(Fetch(peer, keys, {k: sizes[k] for k in keys}))
         if lacking:
             return
         if not ts.missing:

@@ -23,6 +23,8 @@ def make_worker(
         "memory_limit": 4 * GiB,
         "memory_managed": (i + 1) * 100 * 2**20,
         "memory_process": (i + 1) * 300 * 2**20,
+        "memory_spilled": i * 50 * 2**20,
+        "status": "paused" if i == 1 else "running",
         "cpu": 50.0 + i,
         "processing": processing,
         "in_memory": 10 * i,
@@ -65,6 +67,8 @@ class FakeSource:
                 "memory_limit": sum(w["memory_limit"] for w in ws),
                 "memory_managed": sum(w["memory_managed"] for w in ws),
                 "memory_process": sum(w["memory_process"] for w in ws),
+                "memory_spilled": sum(w["memory_spilled"] for w in ws),
+                "paused": sum(w["status"] == "paused" for w in ws),
             },
             "tasks_per_second": self.tasks_per_second,
         }

@@ -71,6 +71,20 @@ def test_prometheus_memory_splits_managed_and_unmanaged() -> None:
     assert samples['shoal_scheduler_memory_bytes{type="limit"}'] == t["memory_limit"]
 
 
+def test_prometheus_shows_spilled_unmanaged_and_paused_per_worker() -> None:
+    snap = busy_source().snapshot()
+    _, samples = parse_prometheus(_views.prometheus_text(snap))
+    w1 = snap["workers"][1]
+    label = f'worker="{w1["address"]}"'
+    assert samples[f'shoal_worker_memory_bytes{{{label},type="spilled"}}'] == w1["memory_spilled"]
+    assert samples[f'shoal_worker_memory_bytes{{{label},type="unmanaged"}}'] == (
+        w1["memory_process"] - w1["memory_managed"])
+    assert samples[f"shoal_worker_paused{{{label}}}"] == 1
+    assert samples[f'shoal_worker_paused{{worker="{snap["workers"][0]["address"]}"}}'] == 0
+    assert samples['shoal_scheduler_memory_bytes{type="spilled"}'] == snap["totals"]["memory_spilled"]
+    assert samples["shoal_scheduler_workers_paused"] == 1
+
+
 def test_prometheus_escapes_label_values() -> None:
     src = FakeSource(n_workers=0)
     src.prefixes = {'we"ird\\pre\nfix': counts(memory=1)}

@@ -130,7 +130,7 @@
   }
 
   // ------------------------------------------------------------------ workers
-  function memoryBar(managed, process, limit, scale) {
+  function memoryBar(managed, process, limit, scale, spilled, paused) {
     var bar = el("div", "mbar");
     var unmanaged = Math.max(0, process - managed);
     var m = el("span", "managed");
@@ -146,7 +146,9 @@
       bar.appendChild(l);
     }
     bar.title = "managed " + fmtBytes(managed) + ", unmanaged " + fmtBytes(unmanaged) +
-      (limit ? ", limit " + fmtBytes(limit) : ", no limit");
+      ", spilled to disk " + fmtBytes(spilled || 0) +
+      (limit ? ", limit " + fmtBytes(limit) : ", no limit") + (paused ? "; paused" : "");
+    if (paused) bar.classList.add("paused");
     return bar;
   }
 
@@ -156,8 +158,10 @@
     cm.textContent = "";
     cm.appendChild(el("span", "lbl", "Cluster"));
     cm.appendChild(memoryBar(t.memory_managed, t.memory_process, t.memory_limit,
-      Math.max(1, t.memory_limit, t.memory_process)));
-    cm.appendChild(el("span", "muted", fmtBytes(t.memory_process) + " / " + (t.memory_limit ? fmtBytes(t.memory_limit) : "no limit")));
+      Math.max(1, t.memory_limit, t.memory_process), t.memory_spilled, false));
+    cm.appendChild(el("span", "muted", fmtBytes(t.memory_process) + " / " + (t.memory_limit ? fmtBytes(t.memory_limit) : "no limit") +
+      (t.memory_spilled ? " · " + fmtBytes(t.memory_spilled) + " spilled" : "") +
+      (t.paused ? " · " + t.paused + " paused" : "")));
 
     var workers = snap.workers.slice().sort(function (a, b) { return a.address < b.address ? -1 : 1; });
     var memScale = 1, procScale = 1;
@@ -175,9 +179,12 @@
       name.title = w.address;
       tr.appendChild(name);
       var mcell = el("td", "barcell");
-      mcell.appendChild(memoryBar(w.memory_managed, w.memory_process, w.memory_limit, memScale));
+      mcell.appendChild(memoryBar(w.memory_managed, w.memory_process, w.memory_limit, memScale,
+        w.memory_spilled, w.status === "paused"));
       tr.appendChild(mcell);
-      tr.appendChild(el("td", "num", fmtBytes(w.memory_process) + " / " + (w.memory_limit ? fmtBytes(w.memory_limit) : "∞")));
+      tr.appendChild(el("td", "num", fmtBytes(w.memory_process) + " / " + (w.memory_limit ? fmtBytes(w.memory_limit) : "∞") +
+        (w.memory_spilled ? " + " + fmtBytes(w.memory_spilled) + " disk" : "") +
+        (w.status === "paused" ? " · paused" : "")));
       tr.appendChild(el("td", "num", Math.round(w.cpu) + "%"));
       var pcell = el("td", "barcell");
       var pbar = el("div", "pbar");

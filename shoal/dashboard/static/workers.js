@@ -32,8 +32,13 @@
       var tr = document.createElement("tr");
       tr.dataset.worker = w.address;
       var mem = w.memory_limit ? fmtBytes(w.memory_process) + " / " + fmtBytes(w.memory_limit) : fmtBytes(w.memory_process);
+      if (w.memory_spilled) mem += " + " + fmtBytes(w.memory_spilled) + " spilled";
+      if (w.status === "paused") mem += " · paused";
+      var memTitle = "managed " + fmtBytes(w.memory_managed) + ", unmanaged " +
+        fmtBytes(Math.max(0, w.memory_process - w.memory_managed)) + ", spilled to disk " +
+        fmtBytes(w.memory_spilled || 0) + (w.status === "paused" ? "; paused (memory past its pause threshold)" : "");
       [td(w.address, "mono"), td(String(w.name)), td(String(w.nthreads), "num"),
-       td(mem, "num", "managed " + fmtBytes(w.memory_managed)), td(Math.round(w.cpu) + "%", "num"),
+       td(mem, "num", memTitle), td(Math.round(w.cpu) + "%", "num"),
        td(String(w.processing), "num"), td(String(w.in_memory), "num"), td(fmtAgo(now - w.last_seen))]
         .forEach(function (c) { tr.appendChild(c); });
       frag.appendChild(tr);

@@ -1,0 +1,251 @@
+"""The data store of a worker with a memory limit: values in memory, spilled to disk.
+
+Owns: the values, their files, and carrying out :class:`shoal.worker._memory.MemoryPolicy`'s
+orders. It is the ``worker.data`` mapping the executor's threads and the event loop (peer
+``GetData``) both use, so every operation holds one lock. A worker without a memory limit
+keeps a plain dict instead and pays nothing for any of this.
+
+File format: a value is pickled with out-of-band buffers (:func:`dumps`) and written as a
+header (frame count and lengths) followed by the frames, straight from the buffers (numpy
+arrays are not copied to be written). Reading allocates one bytearray per frame and reads
+into it, so the array unpickled over it is writable and was copied once, by the disk read.
+No compression: neither lz4 nor zstandard is a dependency, and a disk is usually faster
+than pure-Python compression.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import shutil
+import struct
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
+from shoal.protocol._serialize import Serialized, dumps, loads
+from shoal.protocol._sizeof import nbytes as measure
+from shoal.worker._memory import (
+    Command,
+    MemoryLimits,
+    MemoryPolicy,
+    MemorySampled,
+    Spill,
+    SpillFailed,
+    Unspill,
+    ValueLoaded,
+    ValueRemoved,
+    ValueStored,
+)
+
+logger = logging.getLogger("shoal.worker")
+
+_COUNT = struct.Struct("<I")
+_LENGTH = struct.Struct("<Q")
+
+
+def write_frames(path: str, frames: list[Any]) -> int:
+    """Write ``frames`` to a new file at ``path``; returns the bytes written."""
+    views = [memoryview(f).cast("B") for f in frames]
+    header = _COUNT.pack(len(views)) + b"".join(_LENGTH.pack(v.nbytes) for v in views)
+    with open(path, "wb") as f:
+        f.write(header)
+        for v in views:
+            f.write(v)
+    return len(header) + sum(v.nbytes for v in views)
+
+
+def read_frames(path: str) -> list[Any]:
+    """The frames :func:`write_frames` wrote, each in a writable bytearray of its own."""
+    with open(path, "rb", buffering=0) as f:
+        (n,) = _COUNT.unpack(f.read(_COUNT.size))
+        lengths = [_LENGTH.unpack(f.read(_LENGTH.size))[0] for _ in range(n)]
+        frames: list[Any] = []
+        for length in lengths:
+            buf = bytearray(length)
+            view = memoryview(buf)
+            got = 0
+            while got < length:
+                step = f.readinto(view[got:])
+                if not step:
+                    raise OSError(f"spill file {path} is truncated")
+                got += step
+            frames.append(buf)
+    return frames
+
+
+class SpillBuffer(MutableMapping[Any, Any]):
+    """``worker.data`` under a memory limit: least recently used values go to files in
+    ``directory`` when the policy says so, and come back when read."""
+
+    def __init__(self, directory: str | None, limits: MemoryLimits) -> None:
+        self.policy = MemoryPolicy(limits)
+        self.fast: dict[Any, Any] = {}
+        self._files: dict[Any, str] = {}
+        self._parent = directory
+        self._dir: str | None = None
+        self._names = itertools.count()
+        self._lock = threading.RLock()
+        self._closed = False
+        # Totals for the benchmark and metrics: bytes and seconds of disk writes and reads.
+        self.written = 0
+        self.write_seconds = 0.0
+        self.read = 0
+        self.read_seconds = 0.0
+
+    # --- the mapping ---------------------------------------------------------------------------
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.put(key, value, measure(value))
+
+    def put(self, key: Any, value: Any, nbytes: int) -> None:
+        """Store ``value`` whose size is already known (the executor measured it). A
+        closed store (its session ended) keeps nothing."""
+        with self._lock:
+            if self._closed:
+                return
+            if self._files:
+                self._remove_file(key)
+            self.fast[key] = value
+            self._carry_out(self.policy.handle(ValueStored(key, nbytes)))
+
+    def __getitem__(self, key: Any) -> Any:
+        with self._lock:
+            try:
+                value = self.fast[key]
+            except KeyError:
+                pass
+            else:
+                self.policy.used(key)  # handle(ValueUsed(key)), without the objects
+                return value
+            path = self._files.get(key)
+            if path is None:
+                raise KeyError(key)
+            value = loads(Serialized(self._read(path)))
+            for cmd in self.policy.handle(ValueLoaded(key)):
+                self._carry_out([cmd], loaded=value)
+            return value
+
+    def __delitem__(self, key: Any) -> None:
+        with self._lock:
+            found = self.fast.pop(key, _MISSING) is not _MISSING
+            if self._files:
+                found = self._remove_file(key) or found
+            if not found:
+                raise KeyError(key)
+            self.policy.handle(ValueRemoved(key))
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.fast or key in self._files
+
+    def __iter__(self) -> Iterator[Any]:
+        with self._lock:
+            return iter([*self.fast, *self._files])
+
+    def __len__(self) -> int:
+        return len(self.fast) + len(self._files)
+
+    # --- beyond the mapping ------------------------------------------------------------------
+
+    def on_disk(self, key: Any) -> bool:
+        return key in self._files
+
+    def serialized(self, key: Any) -> Serialized | None:
+        """The pickled frames of a value on disk (sent to a peer as they are, never
+        unpickled here), or None when the value is in memory or unknown."""
+        with self._lock:
+            path = self._files.get(key)
+            if path is None:
+                return None
+            return Serialized(self._read(path))
+
+    def sample(self, process: int) -> list[Command]:
+        """Feed a measurement of process memory; spills what the policy orders and returns
+        the other orders (pause, resume) for the worker to carry out."""
+        with self._lock:
+            return self._carry_out(self.policy.handle(MemorySampled(process)))
+
+    @property
+    def managed_in_memory(self) -> int:
+        return self.policy.fast_bytes
+
+    @property
+    def spilled_bytes(self) -> int:
+        return self.policy.slow_bytes
+
+    def close(self) -> None:
+        """Delete the spill files (the worker's session is over)."""
+        with self._lock:
+            self._closed = True
+            self.fast.clear()
+            self._files.clear()
+            if self._dir is not None:
+                shutil.rmtree(self._dir, ignore_errors=True)
+                self._dir = None
+
+    # --- carrying out the policy's orders ----------------------------------------------------
+
+    def _carry_out(self, commands: list[Command], loaded: Any = None) -> list[Command]:
+        rest: list[Command] = []
+        for cmd in commands:
+            kind = type(cmd)
+            if kind is Spill:
+                for key in cmd.keys:  # type: ignore[attr-defined]
+                    self._spill_one(key)
+            elif kind is Unspill:
+                self._remove_file(cmd.key)  # type: ignore[attr-defined]
+                self.fast[cmd.key] = loaded  # type: ignore[attr-defined]
+            else:
+                rest.append(cmd)
+        return rest
+
+    def _spill_one(self, key: Any) -> None:
+        # The value stays in ``fast`` until its file is written: ``in`` (lock-free, from
+        # the loop answering a peer) must never see a held key in neither place.
+        value = self.fast[key]
+        try:
+            frames = dumps(value).frames
+            path = os.path.join(self._directory(), f"{next(self._names)}.spill")
+            self._write(path, frames)
+        except Exception as exc:  # unpicklable, or the disk is full: it stays in memory
+            logger.warning("worker could not spill %r to disk (%s: %s); keeping it in memory",
+                           key, type(exc).__name__, exc)
+            self.policy.handle(SpillFailed(key))
+            return
+        self._files[key] = path
+        del self.fast[key]
+
+    def _write(self, path: str, frames: list[Any]) -> None:
+        start = time.perf_counter()
+        self.written += write_frames(path, frames)
+        self.write_seconds += time.perf_counter() - start
+
+    def _read(self, path: str) -> list[Any]:
+        start = time.perf_counter()
+        frames = read_frames(path)
+        self.read += sum(len(f) for f in frames)
+        self.read_seconds += time.perf_counter() - start
+        return frames
+
+    def _remove_file(self, key: Any) -> bool:
+        path = self._files.pop(key, None)
+        if path is None:
+            return False
+        try:
+            os.unlink(path)
+        except OSError as exc:
+            logger.warning("worker could not delete spill file %s: %s", path, exc)
+        return True
+
+    def _directory(self) -> str:
+        if self._dir is None:
+            parent = self._parent or tempfile.gettempdir()
+            os.makedirs(parent, exist_ok=True)
+            self._dir = tempfile.mkdtemp(prefix="shoal-spill-", dir=parent)
+        return self._dir
+
+
+_MISSING = object()

@@ -1,0 +1,98 @@
+"""Workers under a memory limit (real processes): values spill to disk instead of the
+worker being restarted; a worker whose process memory passes its pause threshold stops
+taking work and resumes once it falls back."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import dask
+import pytest
+
+from shoal import Client
+
+from ._helpers import wait_for
+
+pytestmark = pytest.mark.integration
+
+MB = 1_000_000
+
+
+def _workers(client: Client) -> dict[str, Any]:
+    return client.scheduler_info()["workers"]
+
+
+def test_persisting_twice_the_memory_limit_spills_without_restarts(
+    make_client: Callable[..., Client], tmp_path: Path
+) -> None:
+    da = pytest.importorskip("dask.array")
+    client = make_client(n_workers=2, memory_limit="300MB", local_directory=str(tmp_path))
+    pids = {w["pid"] for w in _workers(client).values()}
+    x = (da.ones((75_000, 1_000), chunks=(2_500, 1_000)) * 2).persist()  # 600 MB, 20 MB chunks
+    client.wait_for_workers(2)
+    from shoal import wait
+
+    wait(x, timeout=120)
+    wait_for(lambda: sum(w["memory_spilled"] for w in _workers(client).values()) > 0, timeout=10)
+    info = _workers(client)
+    assert sum(w["metrics"]["spilled_bytes"]["disk"] for w in info.values()) > 0
+    assert all(w["memory_process"] < 300 * MB for w in info.values())
+    assert float(x.sum().compute()) == 2 * 75_000 * 1_000
+    assert {w["pid"] for w in _workers(client).values()} == pids  # no worker was restarted
+    assert any(p.name.startswith("shoal-spill-") for p in tmp_path.iterdir())
+
+
+def test_a_value_read_back_from_disk_is_equal_and_writable(
+    make_client: Callable[..., Client], tmp_path: Path
+) -> None:
+    np = pytest.importorskip("numpy")
+    # What is tested is the read-back, not the nanny: reading a value bigger than the
+    # target back takes its size again, which may pass the terminate threshold.
+    with dask.config.set({"distributed.worker.memory.terminate": False}):
+        client = make_client(n_workers=1, memory_limit="400MB", local_directory=str(tmp_path))
+    # Bigger than the target on its own (240 MB): on disk from the start.
+    first = client.submit(np.arange, 32 * MB, dtype="i8", pure=False)
+    wait_for(lambda: next(iter(_workers(client).values()))["memory_spilled"] > 0, timeout=30)
+
+    def check(a: Any) -> tuple[bool, int, list[int]]:
+        a[0] = -1  # writable in place
+        return bool(a.flags.writeable), int(a.sum()), [int(v) for v in a[::4 * MB]]
+
+    n = 32 * MB
+    expected = (True, n * (n - 1) // 2 - 1, [-1, *range(4 * MB, n, 4 * MB)])
+    assert client.submit(check, first).result(timeout=60) == expected
+
+
+def _hold(nbytes: int) -> int:
+    """Unmanaged memory (a module global) the worker cannot spill."""
+    import shoal
+
+    shoal._test_ballast = bytearray(nbytes)  # type: ignore[attr-defined]
+    for i in range(0, nbytes, 4096):  # touch every page: it counts in RSS
+        shoal._test_ballast[i] = 1  # type: ignore[attr-defined]
+    return os.getpid()
+
+
+def _release() -> None:
+    import shoal
+
+    shoal._test_ballast = None  # type: ignore[attr-defined]
+
+
+def test_a_worker_past_its_pause_threshold_pauses_and_resumes(
+    make_client: Callable[..., Client],
+) -> None:
+    with dask.config.set({"distributed.worker.memory.terminate": False}):
+        client = make_client(n_workers=1, memory_limit="600MB")
+    (info,) = _workers(client).values()
+    client.run(_hold, 600 * MB - info["memory_process"])  # past pause (480 MB)
+    wait_for(lambda: next(iter(_workers(client).values()))["status"] == "paused", timeout=20)
+    fut = client.submit(sum, [1, 2], pure=False)
+    with pytest.raises(TimeoutError):
+        fut.result(timeout=0.5)  # nothing starts while paused
+    client.run(_release)
+    assert fut.result(timeout=30) == 3
+    wait_for(lambda: next(iter(_workers(client).values()))["status"] == "running", timeout=20)

@@ -1,0 +1,61 @@
+"""memory_limit as dask reads it (``parse_memory_limit``): auto, sizes, fractions, none."""
+
+from __future__ import annotations
+
+import pytest
+
+from shoal.cluster._local import parse_memory_limit
+
+TOTAL = 16 * 10**9
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, 0),
+        (0, 0),
+        ("0", 0),
+        ("auto", TOTAL // 4),  # 1 thread of 4 cores
+        ("4GB", 4 * 10**9),
+        ("1GiB", 2**30),
+        (0.5, TOTAL // 2),
+        ("0.25", TOTAL // 4),
+        (3 * 10**9, 3 * 10**9),
+        ("100GB", TOTAL),  # never more than the machine has
+    ],
+)
+def test_memory_limit_means_what_it_means_in_dask(value: object, expected: int) -> None:
+    assert parse_memory_limit(value, 1, cores=4, total=TOTAL) == expected
+
+
+def test_auto_gives_a_worker_its_share_of_the_cores() -> None:
+    assert parse_memory_limit("auto", 2, cores=4, total=TOTAL) == TOTAL // 2
+    assert parse_memory_limit("auto", 8, cores=4, total=TOTAL) == TOTAL
+
+
+@pytest.mark.parametrize("value", ["lots", -1, [1], True])
+def test_a_bad_memory_limit_says_what_is_accepted(value: object) -> None:
+    with pytest.raises(ValueError, match="memory_limit"):
+        parse_memory_limit(value, 1, cores=4, total=TOTAL)
+
+
+def test_the_nanny_passes_dasks_memory_config_to_its_worker(tmp_path: object) -> None:
+    import dask
+
+    from shoal.worker._nanny import Nanny
+
+    nanny = Nanny("tcp://127.0.0.1:1", memory_limit=10**9)
+    with dask.config.set({"distributed.worker.memory.spill": False,
+                          "distributed.worker.memory.terminate": False,
+                          "temporary-directory": str(tmp_path)}):
+        args = nanny._memory_args()
+    assert args == ["--memory-target", "0.6", "--memory-spill", "false", "--memory-pause", "0.8",
+                    "--memory-transfer", "0.1", "--local-directory", str(tmp_path)]
+    assert nanny.terminate_fraction == 0.0  # never kills for memory
+
+
+def test_local_directory_given_to_the_nanny_wins_over_the_config(tmp_path: object) -> None:
+    from shoal.worker._nanny import Nanny
+
+    nanny = Nanny("tcp://127.0.0.1:1", memory_limit=10**9, local_directory="/spill/here")
+    assert nanny._memory_args()[-2:] == ["--local-directory", "/spill/here"]
