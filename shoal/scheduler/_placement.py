@@ -48,9 +48,53 @@ def input_bytes_by_worker(ts: TaskState) -> dict[WorkerState, int]:
 
 
 def allowed(ts: TaskState, workers: Iterable[WorkerState]) -> list[WorkerState]:
-    if ts.workers is None:
+    """The workers ``ts`` may run on: those its ``workers=`` names (by address, name or host,
+    as dask matches them) that offer at least the resources it needs."""
+    restrict, need = ts.workers, ts.resources
+    if restrict is None and need is None:
         return list(workers)
-    return [ws for ws in workers if ws.address in ts.workers or ws.name in ts.workers]
+    return [
+        ws for ws in workers
+        if (restrict is None or ws.address in restrict or ws.name in restrict
+            or ws.host in restrict)
+        and (need is None or offers(ws, need))
+    ]
+
+
+def anywhere(ts: TaskState, workers: Iterable[WorkerState]) -> list[WorkerState]:
+    """The workers a loosely restricted task may fall back to: any offering its resources
+    (``allow_other_workers`` relaxes ``workers=``, never ``resources=``)."""
+    need = ts.resources
+    return [ws for ws in workers if need is None or offers(ws, need)]
+
+
+def offers(ws: WorkerState, need: dict[str, float]) -> bool:
+    """Does ``ws`` have at least ``need`` of each resource in total?"""
+    total = ws.resources
+    return all(total.get(r, 0.0) >= q for r, q in need.items())
+
+
+def fits(ws: WorkerState, ts: TaskState, est: float) -> bool:
+    """May ``ts`` start being sent to ``ws`` now: a slot free and its resources unused?"""
+    if not has_room(ws, est):
+        return False
+    need = ts.resources
+    if need is None:
+        return True
+    free = ws.free
+    return all(free.get(r, 0.0) >= q for r, q in need.items())
+
+
+def least_held(candidates: Iterable[WorkerState]) -> WorkerState | None:
+    """Where to queue a restricted task none of ``candidates`` has room for: the one with
+    the shortest backlog (tasks sent plus tasks waiting on the scheduler) per thread."""
+    best: WorkerState | None = None
+    best_load = 0.0
+    for ws in candidates:
+        load = (len(ws.processing) + len(ws.held)) / ws.nthreads
+        if best is None or load < best_load:
+            best, best_load = ws, load
+    return best
 
 
 def least_busy(candidates: Iterable[WorkerState]) -> WorkerState | None:
@@ -81,8 +125,9 @@ def fewest_actors(
 def start_time_choice(
     ts: TaskState, workers: Iterable[WorkerState], bandwidth: float
 ) -> WorkerState | None:
-    """The allowed worker where ``ts`` would start soonest, counting the transfer of the
-    inputs it lacks; None when its inputs are too small for locality to matter."""
+    """The worker among ``workers`` (the caller filters restrictions) where ``ts`` would
+    start soonest, counting the transfer of the inputs it lacks; None when its inputs are
+    too small for locality to matter."""
     if not ts.dependencies:
         return None
     total = 0
@@ -95,7 +140,7 @@ def start_time_choice(
         return None
     best: WorkerState | None = None
     best_key = (0.0, 0)
-    for ws in allowed(ts, workers):
+    for ws in workers:
         have = held.get(ws, 0)
         key = (ws.occupancy / ws.nthreads + (total - have) / bandwidth, -have)
         if best is None or key < best_key:
