@@ -24,6 +24,8 @@ def _target_key(client: Client, obj: Any) -> Any:
     from shoal.client._structure import futures_of
 
     if isinstance(obj, Future):
+        if obj._state.status == "pending":
+            _raise_if_stuck(client, obj.key)
         obj._state.wait(None)
         return obj.key
     futures = futures_of(obj)
@@ -33,11 +35,20 @@ def _target_key(client: Client, obj: Any) -> Any:
             "future returned by client.compute/submit or the result of client.persist"
         )
     for f in futures:
+        if f._state.status == "pending":
+            _raise_if_stuck(client, f.key)
         f._state.wait(None)
     for f in futures:
         if f._state.status == "error":
             return f.key
     raise ValueError("none of these futures failed; there is no error to recreate")
+
+
+def _raise_if_stuck(client: Client, key: Any) -> None:
+    """A pending ``key`` that no worker can run would be waited for forever: say why."""
+    info = client._sync_request("failure", timeout=client._timeout, key=key)
+    if info is not None and "no_worker" in info:
+        raise ValueError(f"{key!r} has not failed: {info['no_worker']}")
 
 
 def _failure(client: Client, obj: Any) -> dict[str, Any]:
@@ -49,6 +60,8 @@ def _failure(client: Client, obj: Any) -> dict[str, Any]:
             "nothing to recreate or explain"
         )
     info_dict: dict[str, Any] = dict(info)
+    if "no_worker" in info_dict:
+        raise ValueError(f"{key!r} has not failed: {info_dict['no_worker']}")
     return info_dict
 
 

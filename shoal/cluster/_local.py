@@ -19,6 +19,7 @@ from dask.utils import parse_bytes
 from shoal import _loop
 from shoal.scheduler._server import Scheduler
 from shoal.worker._nanny import Nanny
+from shoal.worker._resources import check_resources
 
 _live: weakref.WeakSet[LocalCluster] = weakref.WeakSet()
 
@@ -56,6 +57,9 @@ class LocalCluster:
         host: interface to bind (loopback by default: nothing is exposed).
         scheduler_port: 0 picks a free port.
         dashboard_address: ":8787" like dask; ":0" any free port; None for no dashboard.
+        resources: abstract resources of each worker, like ``{"GPU": 1}`` (default: dask's
+            config ``distributed.worker.resources``); tasks submitted with
+            ``resources={"GPU": 1}`` run only where that much is free.
 
     Raises:
         ValueError: an argument is out of range; the message says which.
@@ -73,13 +77,14 @@ class LocalCluster:
         silence_logs: Any = None,
         timeout: float = 60.0,
         name: str | None = None,
+        resources: dict[str, float] | None = None,
         **kwargs: Any,
     ) -> None:
         if kwargs:
             raise TypeError(
                 f"LocalCluster got unexpected arguments {sorted(kwargs)}; it takes n_workers, "
                 "threads_per_worker, processes, memory_limit, host, scheduler_port, "
-                "dashboard_address"
+                "dashboard_address, resources"
             )
         for label, value in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
@@ -94,6 +99,7 @@ class LocalCluster:
         self.processes = processes
         self.memory_limit = self._memory_limit(memory_limit, self.n_workers)
         self.host = host
+        self.resources = check_resources(resources)  # per worker
         self.name = name or "LocalCluster"
         self.status = "starting"
         self.scheduler = Scheduler(host, scheduler_port, dashboard_address=dashboard_address,
@@ -129,7 +135,8 @@ class LocalCluster:
         if self.processes:
             self.nannies = [
                 Nanny(self.scheduler.address, nthreads=self.threads_per_worker, name=str(i),
-                      memory_limit=self.memory_limit, host=self.host)
+                      memory_limit=self.memory_limit, host=self.host,
+                      resources=self.resources)
                 for i in range(self.n_workers)
             ]
             await asyncio.gather(*(n.start() for n in self.nannies))
@@ -138,7 +145,8 @@ class LocalCluster:
 
             for i in range(self.n_workers):
                 w = Worker(self.scheduler.address, nthreads=self.threads_per_worker, name=str(i),
-                           memory_limit=self.memory_limit, host=self.host)
+                           memory_limit=self.memory_limit, host=self.host,
+                           resources=self.resources)
                 await w.start()
                 self._inproc_workers.append(w)
         await self.scheduler.wait_for_workers(self.n_workers, None)

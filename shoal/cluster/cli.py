@@ -22,6 +22,15 @@ def _parse_memory(value: str) -> int:
         raise argparse.ArgumentTypeError(f"{value!r} is not a size like '4GB' or 'auto'") from None
 
 
+def _parse_resources(value: str) -> dict[str, float]:
+    from shoal.worker._resources import parse_resources
+
+    try:
+        return parse_resources(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _parse_seconds(value: str) -> float:
     from dask.utils import parse_timedelta
 
@@ -69,7 +78,7 @@ def worker_main(args: argparse.Namespace) -> int:
             Nanny(args.scheduler, nthreads=nthreads,
                   name=(f"{args.name}-{i}" if nworkers > 1 else args.name) if args.name else None,
                   memory_limit=args.memory_limit, host=args.host,
-                  death_timeout=args.death_timeout)
+                  death_timeout=args.death_timeout, resources=args.resources)
             for i in range(nworkers)
         ]
         await asyncio.gather(*(n.start() for n in nannies))
@@ -117,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--memory-limit", type=_parse_memory, default=0)
     w.add_argument("--name", default=None)
     w.add_argument("--host", default="127.0.0.1")
+    w.add_argument("--resources", type=_parse_resources, default=None,
+                   help='abstract resources per worker, like "GPU=2,MEM=10e9" '
+                        "(default: dask's config distributed.worker.resources)")
     w.add_argument("--death-timeout", type=_parse_seconds, default=None,
                    help="seconds (or '1 minute') to wait for a scheduler before closing; a "
                    "worker whose scheduler goes away keeps reconnecting until then "

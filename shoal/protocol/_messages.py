@@ -146,6 +146,8 @@ class UpdateGraph(Message):
     wanted: list[Key]
     functions: dict[str, bytes]
     actors: list[Key] | None = None  # keys among ``tasks`` whose results are actors
+    # Only for tasks that have them: (key, resources dict or None, allow_other_workers).
+    restrictions: list[tuple[Any, ...]] | None = None
 
 
 @_message("release-keys")
@@ -288,6 +290,7 @@ class Register(Message):
     memory_limit: int
     pid: int
     host: str
+    resources: dict[str, float] | None = None  # abstract resources offered ({"GPU": 2})
 
 
 @_message("tasks-started")

@@ -155,3 +155,20 @@ def missing_bytes(ts: TaskState, ws: WorkerState) -> int:
         if ws not in d.who_has:
             out += max(d.nbytes, 0)
     return out
+
+
+def no_worker_reason(ts: TaskState, workers: Iterable[WorkerState]) -> str:
+    """Why ``ts`` (in state no-worker) cannot run on any of ``workers``: for the user."""
+    pool = list(workers)
+    wants = []
+    if ts.workers is not None:
+        wants.append(f"workers={sorted(ts.workers)!r}")
+    if ts.resources is not None:
+        wants.append(f"resources={ts.resources!r}")
+    offered = {ws.address: ws.resources for ws in pool}
+    return (
+        f"task {ts.key!r} is waiting in state 'no-worker': it needs {' and '.join(wants) or 'a worker'}, "
+        f"and none of the {len(pool)} worker(s) qualifies (their resources: {offered!r}). "
+        "Start a worker that does (e.g. shoal worker --resources \"GPU=1\"), or submit it "
+        "without that restriction."
+    )

@@ -525,9 +525,9 @@ class SchedulerState:
         """Hand queued tasks to workers that have room, highest priority first."""
         if self._freed:
             freed, self._freed = self._freed, set()
-            for ws in freed:
-                if self.workers.get(ws.address) is ws:
-                    self._drain_held(ws)
+            for w in freed:
+                if self.workers.get(w.address) is w:
+                    self._drain_held(w)
         queue = self._queue
         if not queue or not self.workers:
             return
@@ -1156,8 +1156,8 @@ class SchedulerState:
             assert ws.long_running <= ws.processing, ws.address
             assert ws.stealable == sum(t.workers is None for t in ws.processing), ws
             for r, total in ws.resources.items():
-                used = sum((t.resources or {}).get(r, 0.0) for t in ws.processing)
-                assert abs(ws.free.get(r, 0.0) - (total - used)) < 1e-9, (ws.address, r)
+                taken = sum((t.resources or {}).get(r, 0.0) for t in ws.processing)
+                assert abs(ws.free.get(r, 0.0) - (total - taken)) < 1e-9, (ws.address, r)
             for _, _, ts in ws.held:
                 assert ts.held_on is not ws or ts.state == "queued", (ts.key, ts.state)
             for ts in ws.has_what:

@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default=None)
     p.add_argument("--memory-limit", type=int, default=0)
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--resources", default=None,
+                   help='abstract resources tasks may claim, like "GPU=2,MEM=10e9"')
     p.add_argument("--death-timeout", type=float, default=None,
                    help="seconds to keep trying to reach the scheduler before exiting")
     # The nanny reads dask's config for this (importing dask here costs start-up time).
@@ -75,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     async def run() -> None:
         worker = Worker(args.scheduler, nthreads=args.nthreads, name=args.name,
                         memory_limit=args.memory_limit, host=args.host,
-                        death_timeout=args.death_timeout, connect_timeout=args.connect_timeout)
+                        death_timeout=args.death_timeout, connect_timeout=args.connect_timeout,
+                        resources=args.resources)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: loop.create_task(worker.close()))

@@ -13,6 +13,8 @@ from typing import Any
 
 import psutil
 
+from shoal.worker._resources import check_resources, format_resources
+
 logger = logging.getLogger("shoal.nanny")
 
 MEMORY_TERMINATE_FRACTION = 0.95
@@ -40,6 +42,7 @@ class Nanny:
         host: str = "127.0.0.1",
         env: dict[str, str] | None = None,
         death_timeout: float | None = None,
+        resources: dict[str, float] | str | None = None,
     ) -> None:
         self.scheduler_address = scheduler_address
         self.nthreads = nthreads
@@ -48,6 +51,8 @@ class Nanny:
         self.host = host
         self.env = env
         self.death_timeout = death_timeout
+        # Resolved here (dask's config is read in this process) and passed on explicitly.
+        self.resources = check_resources(resources)
         self.process: asyncio.subprocess.Process | None = None
         self.restarts: list[float] = []
         self._closing = False
@@ -71,6 +76,7 @@ class Nanny:
             args += ["--name", str(self.name)]
         if self.death_timeout is not None:
             args += ["--death-timeout", str(self.death_timeout)]
+        args += ["--resources", format_resources(self.resources)]
         args += ["--connect-timeout", str(_connect_timeout())]
         env = dict(os.environ)
         # Like multiprocessing's spawn: the worker imports what its parent can import, so

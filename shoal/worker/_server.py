@@ -63,6 +63,7 @@ from shoal.protocol._serialize import (
 from shoal.protocol._sizeof import nbytes as measure
 from shoal.worker._actors import ActorHost
 from shoal.worker._execute import Executor
+from shoal.worker._resources import check_resources
 from shoal.worker._state import (
     ComputeAssigned,
     DataStored,
@@ -108,10 +109,13 @@ class Worker:
         port: int = 0,
         death_timeout: float | None = None,
         connect_timeout: float = 30.0,
+        resources: dict[str, float] | str | None = None,
     ) -> None:
         """``death_timeout``: seconds to keep trying to (re)register with the scheduler
         before giving up (dask's ``death_timeout``; None: forever). ``connect_timeout``:
-        bound of one connection attempt (dask's ``distributed.comm.timeouts.connect``)."""
+        bound of one connection attempt (dask's ``distributed.comm.timeouts.connect``).
+        ``resources``: abstract resources tasks may claim here (``{"GPU": 1}``; None: dask's
+        config ``distributed.worker.resources``)."""
         self.scheduler_address = scheduler_address
         self.nthreads = nthreads
         self.name = name
@@ -120,6 +124,7 @@ class Worker:
         self.port = port
         self.death_timeout = death_timeout
         self.connect_timeout = connect_timeout
+        self.resources = check_resources(resources)
         self.data: dict[Any, Any] = {}
         self.scheduler_gone = False  # closed because the scheduler said so or stayed away
         self.functions = FunctionTable()
@@ -210,7 +215,7 @@ class Worker:
             conn.set_handler(self._on_scheduler)
             conn.send(Hello("worker", PROTOCOL_VERSION, str(self.name)))
             conn.send(Register(self.address, str(self.name), self.nthreads, self.memory_limit,
-                               os.getpid(), self.host))
+                               os.getpid(), self.host, self.resources or None))
             refused = await asyncio.wait_for(self._registered, timeout)
             if refused is not None:
                 problem = f"registration refused: {refused}"
