@@ -12,6 +12,7 @@ from shoal.comm import Connection, connect
 from shoal.comm._tcp import TCPConnection, comm_timeout, wait_reply
 from shoal.protocol._errors import error_to_exception
 from shoal.protocol._messages import PROTOCOL_VERSION, Data, GetData, Hello, Message
+from shoal.protocol._pieces import whole
 from shoal.protocol._serialize import Serialized, costly_to_load, loads
 
 if TYPE_CHECKING:
@@ -135,6 +136,10 @@ def _on_worker_message(self: Client, conn: Connection, batch: list[Message] | No
         return
     for msg in batch:
         if isinstance(msg, Data):
+            whole_msg = whole(conn.info, msg)
+            if whole_msg is None:
+                continue  # more pieces of this reply follow
+            msg = whole_msg
             fut = self._requests.pop(msg.request_id, None)
             if fut is not None and not fut.done():
                 fut.set_result(msg)

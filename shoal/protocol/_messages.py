@@ -374,12 +374,14 @@ class GetData(Message):
 
 @_message("data")
 class Data(Message):
-    """Values asked for; ``errors`` holds those that exist but cannot be serialized."""
+    """Values asked for; ``errors`` holds those that exist but cannot be serialized.
+    ``more``: a piece of a reply split by size; more pieces follow (see ``_pieces``)."""
 
     request_id: int
     items: dict[Key, Serialized]
     missing: list[Key]
     errors: dict[Key, Any]
+    more: bool = False
 
 
 # --- coordination primitives (Lock, MultiLock, Semaphore, Queue, Variable, Event) -----------

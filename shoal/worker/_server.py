@@ -52,6 +52,7 @@ from shoal.protocol._messages import (
     TopicLog,
     WorkerGoodbye,
 )
+from shoal.protocol._pieces import MESSAGE_BYTES_LIMIT, split_by_size, whole
 from shoal.protocol._serialize import (
     FunctionTable,
     Serialized,
@@ -147,6 +148,7 @@ class Worker:
         self._process = psutil.Process()
         self._client: Any = None  # the worker's own Client (get_client() in tasks), lazily
         self.fetch_timeout = comm_timeout()  # a peer silent this long during a fetch is dead
+        self.message_bytes_limit = _message_bytes_limit()
         self._serializer: concurrent.futures.ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
@@ -484,12 +486,20 @@ class Worker:
             if isinstance(msg, GetData):
                 values = {k: self.data[k] for k in msg.keys if k in self.data}
                 missing = [k for k in msg.keys if k not in values]
-                if any(self._costly(k, v) for k, v in values.items()):
-                    self._spawn(self._send_data_off_loop(conn, msg.request_id, values, missing))
+                sizes = self._sizes(values)
+                if sum(sizes.values()) > self.message_bytes_limit or any(
+                    costly_to_pickle(v, sizes[k]) for k, v in values.items()
+                ):
+                    self._spawn(self._send_data_off_loop(conn, msg.request_id, values, missing,
+                                                         sizes))
                 else:
                     items, errors = self._pickle_values(values)
                     conn.send(Data(msg.request_id, items, missing, errors))
             elif isinstance(msg, Data):
+                whole_msg = whole(conn.info, msg)
+                if whole_msg is None:
+                    continue  # more pieces of this reply follow
+                msg = whole_msg
                 fut = self._requests.pop(msg.request_id, None)
                 if fut is not None and not fut.done():
                     fut.set_result(msg)
@@ -530,10 +540,14 @@ class Worker:
             )
         return self._serializer
 
-    def _costly(self, key: Any, value: Any) -> bool:
+    def _sizes(self, values: dict[Any, Any]) -> dict[Any, int]:
         assert self.state is not None
-        nbytes = self.state.held.get(key)
-        return costly_to_pickle(value, nbytes if nbytes is not None else measure(value))
+        held = self.state.held
+        out = {}
+        for key, value in values.items():
+            nbytes = held.get(key)
+            out[key] = nbytes if nbytes is not None else measure(value)
+        return out
 
     def _pickle_values(self, values: dict[Any, Any]) -> tuple[dict[Any, Serialized], dict[Any, Any]]:
         items: dict[Any, Serialized] = {}
@@ -546,15 +560,34 @@ class Worker:
         return items, errors
 
     async def _send_data_off_loop(self, conn: Connection, request_id: int,
-                                  values: dict[Any, Any], missing: list[Any]) -> None:
-        """Pickle big values in the serializing thread: the loop keeps serving the
-        scheduler, peers and finished tasks meanwhile."""
+                                  values: dict[Any, Any], missing: list[Any],
+                                  sizes: dict[Any, int]) -> None:
+        """Answer with big values in pieces of at most ``message_bytes_limit`` bytes (dask's
+        ``distributed.worker.transfer.message-bytes-limit``), each sent once the previous
+        one has left the socket buffer (so many or slow readers never make this worker
+        hold more than a piece per reader). Costly values are pickled in the serializing
+        thread: the loop keeps serving the scheduler, peers and finished tasks meanwhile."""
         loop = asyncio.get_running_loop()
-        items, errors = await loop.run_in_executor(
-            self._serializing_pool(), self._pickle_values, values
-        )
-        if not conn.closed:
-            conn.send(Data(request_id, items, missing, errors))
+        runs = split_by_size(list(values), sizes, self.message_bytes_limit)
+        for i, keys in enumerate(runs):
+            part = {k: values[k] for k in keys}
+            if any(costly_to_pickle(v, sizes[k]) for k, v in part.items()):
+                items, errors = await loop.run_in_executor(
+                    self._serializing_pool(), self._pickle_values, part
+                )
+            else:
+                items, errors = self._pickle_values(part)
+            if conn.closed:
+                return
+            try:
+                await asyncio.wait_for(conn.drain(), self.fetch_timeout)
+            except asyncio.TimeoutError:
+                logger.warning("closing connection to %s: it read nothing for %g s while "
+                               "sent data", conn.peer, self.fetch_timeout)
+                conn.close()
+                return
+            last = i == len(runs) - 1
+            conn.send(Data(request_id, items, missing if last else [], errors, not last))
 
     def _unstorable(self, key: Any, exc: BaseException) -> dict[str, Any]:
         """The error of a scattered value this worker cannot load."""
@@ -639,6 +672,23 @@ class Worker:
             "worker."
         )
         return exception_to_error(err, exc.__traceback__, key, self.address, time.time())
+
+
+def _message_bytes_limit() -> int:
+    """Bytes per piece of a GetData reply: dask's
+    ``distributed.worker.transfer.message-bytes-limit`` (50 MB)."""
+    import dask.config
+    from dask.utils import parse_bytes
+
+    value = dask.config.get("distributed.worker.transfer.message-bytes-limit",
+                            MESSAGE_BYTES_LIMIT)
+    limit = parse_bytes(value) if isinstance(value, str) else int(value)
+    if limit <= 0:
+        raise ValueError(
+            "distributed.worker.transfer.message-bytes-limit must be a positive size like "
+            f"'50MB', got {value!r}"
+        )
+    return int(limit)
 
 
 def _raise(exc: BaseException) -> Any:
