@@ -38,6 +38,12 @@ def has_room(ws: WorkerState, est: float) -> bool:
     return ws.occupancy + est <= ws.nthreads * SATURATION_SECONDS
 
 
+def over_cap(ws: WorkerState) -> bool:
+    """Has ``ws`` as many tasks sent ahead as it may ever hold? Locality-placed tasks
+    beyond that wait on the scheduler (its queue of held tasks), never flood it."""
+    return len(ws.processing) - len(ws.long_running) >= ws.nthreads * MAX_AHEAD_PER_THREAD
+
+
 def input_bytes_by_worker(ts: TaskState) -> dict[WorkerState, int]:
     out: dict[WorkerState, int] = {}
     for dep in ts.dependencies:

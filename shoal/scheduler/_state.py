@@ -452,6 +452,11 @@ class SchedulerState:
         ws = placement.start_time_choice(ts, self.workers.values(), self.bandwidth)
         if ws is not None:
             self._go(ts, "queued", push=False)
+            if placement.over_cap(ws):  # it waits here for room rather than flood the worker
+                ts.held_on = ws
+                heapq.heappush(ws.held, (ts.priority, next(self._seq), ts))
+                self._freed.add(ws)
+                return
             self._go(ts, "processing", worker=ws)
             return
         self._go(ts, "queued")

@@ -179,3 +179,29 @@ def test_resource_tasks_are_not_stolen() -> None:
         assert sum(1 for t in ws.processing if t.resources) <= 1
     assert all(isinstance(c, SendCompute) or not isinstance(c, SendFree) for c in out)
     state.validate()
+
+
+def test_locality_placed_tasks_never_exceed_the_per_worker_cap() -> None:
+    from shoal.scheduler import _placement as placement
+
+    state = SchedulerState(bandwidth=1.0)  # moving the input never pays: all belong on w1
+    sim = Sim(state)
+    sim.join("w1")
+    sim.submit([row("x", workers=["w1"])])
+    sim.finish("x", nbytes=10**9)
+    sim.join("w2")
+    cap = placement.MAX_AHEAD_PER_THREAD
+    n = cap + 500
+    out = sim.submit([row(f"y-{i}", ["x"], prefix="y", priority=(i,)) for i in range(n)])
+    sent = computes(out)
+    assert {w for w, _ in sent} == {"w1"}
+    assert len(sent) == cap
+    assert len(state.workers["w1"].held) == 500
+    # The held ones follow as the worker has room again; never more than the cap at once.
+    ws = state.workers["w1"]
+    while ws.processing:
+        assert len(ws.processing) <= cap
+        ts = min(ws.processing, key=lambda t: t.priority)
+        sim.finish(ts.key, duration=0.001)
+    assert sim.states(*[f"y-{i}" for i in range(n)]) == ["memory"] * n
+    state.validate()
