@@ -149,6 +149,11 @@ class Worker:
         self._client: Any = None  # the worker's own Client (get_client() in tasks), lazily
         self.fetch_timeout = comm_timeout()  # a peer silent this long during a fetch is dead
         self.message_bytes_limit = _message_bytes_limit()
+        # dask's distributed.worker.connections: fetches from peers at once (outgoing) and
+        # big replies served at once (incoming); created on the loop by start().
+        self.connection_limits = _connection_limits()
+        self._fetch_slots: asyncio.Semaphore | None = None
+        self._serve_slots: asyncio.Semaphore | None = None
         self._serializer: concurrent.futures.ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
@@ -566,7 +571,15 @@ class Worker:
         ``distributed.worker.transfer.message-bytes-limit``), each sent once the previous
         one has left the socket buffer (so many or slow readers never make this worker
         hold more than a piece per reader). Costly values are pickled in the serializing
-        thread: the loop keeps serving the scheduler, peers and finished tasks meanwhile."""
+        thread: the loop keeps serving the scheduler, peers and finished tasks meanwhile.
+        At most ``distributed.worker.connections.incoming`` such replies go out at once."""
+        if self._serve_slots is None:
+            self._serve_slots = asyncio.Semaphore(self.connection_limits[1])
+        async with self._serve_slots:
+            await self._send_pieces(conn, request_id, values, missing, sizes)
+
+    async def _send_pieces(self, conn: Connection, request_id: int, values: dict[Any, Any],
+                           missing: list[Any], sizes: dict[Any, int]) -> None:
         loop = asyncio.get_running_loop()
         runs = split_by_size(list(values), sizes, self.message_bytes_limit)
         for i, keys in enumerate(runs):
@@ -623,11 +636,16 @@ class Worker:
     async def _fetch(self, peer: str, keys: list[Any]) -> None:
         """Fetch ``keys`` from ``peer``. Always ends by telling the state machine: the data
         (FetchDone), or FetchFailed when the peer is unreachable, closes the connection, or
-        sends nothing for ``fetch_timeout`` seconds (frozen, or powered off)."""
+        sends nothing for ``fetch_timeout`` seconds (frozen, or powered off). At most
+        ``distributed.worker.connections.outgoing`` fetches run at once; the others wait
+        their turn (each of those waits ends when a running fetch ends, which has its own)."""
         assert self.state is not None
+        if self._fetch_slots is None:
+            self._fetch_slots = asyncio.Semaphore(self.connection_limits[0])
         start = time.time()
         try:
-            reply = await self._get_data(peer, keys)
+            async with self._fetch_slots:
+                reply = await self._get_data(peer, keys)
             got: dict[Any, int] = {}
             errors = dict(reply.errors)
             from shoal.protocol._sizeof import nbytes
@@ -672,6 +690,22 @@ class Worker:
             "worker."
         )
         return exception_to_error(err, exc.__traceback__, key, self.address, time.time())
+
+
+def _connection_limits() -> tuple[int, int]:
+    """(fetches at once, big replies served at once): dask's
+    ``distributed.worker.connections.outgoing`` / ``.incoming`` (50 / 10)."""
+    import dask.config
+
+    out = []
+    for name, default in (("outgoing", 50), ("incoming", 10)):
+        value = dask.config.get(f"distributed.worker.connections.{name}", default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(
+                f"distributed.worker.connections.{name} must be a positive integer, got {value!r}"
+            )
+        out.append(value)
+    return out[0], out[1]
 
 
 def _message_bytes_limit() -> int:

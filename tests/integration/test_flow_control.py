@@ -81,3 +81,28 @@ def test_many_large_inputs_travel_between_workers_in_pieces(make_client, monkeyp
     assert pieces.count(True) >= 3  # 80 MB in pieces of at most 15 MB (one 10 MB value each)
     # And straight to the client, in pieces too.
     assert [float(v[0]) for v in c.gather(parts)] == [float(i) for i in range(8)]
+
+
+def test_a_worker_fetches_from_at_most_outgoing_peers_at_once(make_client, monkeypatch):
+    from shoal.worker._server import Worker
+
+    running = [0]
+    most = [0]
+    get_data = Worker._get_data
+
+    async def counted(self, peer, keys):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        try:
+            return await get_data(self, peer, keys)
+        finally:
+            running[0] -= 1
+
+    monkeypatch.setattr(Worker, "_get_data", counted)
+    with dask.config.set({"distributed.worker.connections.outgoing": 1}):
+        c = make_client(n_workers=3, processes=False)
+    a, b, target = sorted(c.scheduler_info()["workers"])
+    parts = [c.submit(big, i, workers=[w], pure=False) for i, w in enumerate([a, b] * 3)]
+    out = c.submit(total, *parts, workers=[target], pure=False)
+    assert out.result(timeout=60) == (float(sum(range(6))), 6 * 10 * MB)
+    assert most[0] == 1
