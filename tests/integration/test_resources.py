@@ -97,3 +97,15 @@ def test_many_tasks_restricted_to_one_worker_all_finish(make_client):
     futures = c.map(abs, range(-2000, 0), workers=[first])
     assert c.gather(futures) == list(range(2000, 0, -1))
     assert {w for ws in c.who_has(futures).values() for w in ws} == {first}
+
+
+def test_bad_resources_and_allow_other_workers_fail_before_submitting(client):
+    with pytest.raises(TypeError, match="resources="):
+        client.submit(stamped, 0, resources={"GPU": -1})
+    with pytest.raises(TypeError, match="resources="):
+        client.map(stamped, [0], resources=["GPU"])
+    with pytest.raises(TypeError, match="allow_other_workers"):
+        client.submit(stamped, 0, allow_other_workers="yes")
+    assert not client.cluster.scheduler.state.tasks or all(
+        not k.startswith("stamped") for k in map(str, client.cluster.scheduler.state.tasks)
+    )
