@@ -169,7 +169,7 @@ def explain(self: Client, future: Any) -> FailureStory:
     failed first, where, when, why, with what inputs, what it took down, how to replay it.
 
     Raises:
-        ValueError: nothing failed.
+        ValueError: nothing failed (or it waits in no-worker: the message says what it needs).
     """
     info = _failure(self, future)
     err = info["error"]

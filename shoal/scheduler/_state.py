@@ -1046,6 +1046,8 @@ class SchedulerState:
         ts.started = True  # it ran: never stolen, and counted if its worker dies
         ws.occupancy = max(0.0, ws.occupancy - ts.est)
         ts.est = 0.0
+        if ws.held:  # its slot is free: tasks waiting for this worker may go
+            self._freed.add(ws)
         self._measured(ts.prefix, max(ev.duration, 0.0))
 
     def _on_fire_and_forget(self, ev: FireAndForgetAsked) -> None:
