@@ -247,7 +247,8 @@ class SchedulerState:
 
     def _queued_processing(self, ts: TaskState, worker: WorkerState) -> None:
         assert ts.payload is not None
-        ts.held_on = None
+        if ts.held_on is not None:
+            self._unhold(ts)
         self._set(ts, "processing")
         self._assign(ts, worker)
 
@@ -304,7 +305,8 @@ class SchedulerState:
         """waiting, queued or no-worker back to released (no worker knows of it yet)."""
         self._no_worker.discard(ts)
         ts.waiting_on = set()
-        ts.held_on = None
+        if ts.held_on is not None:
+            self._unhold(ts)
         self._set(ts, "released")
 
     def _to_erred(self, ts: TaskState, error: dict[str, Any], tell_worker: bool = True) -> None:
@@ -315,7 +317,8 @@ class SchedulerState:
                 self._out.append(SendFree(ws.address, [ts.key]))
         self._no_worker.discard(ts)
         ts.waiting_on = set()
-        ts.held_on = None
+        if ts.held_on is not None:
+            self._unhold(ts)
         ts.error = error
         self._set(ts, "erred")
         if FIRE_AND_FORGET in ts.who_wants:
@@ -453,9 +456,7 @@ class SchedulerState:
         if ws is not None:
             self._go(ts, "queued", push=False)
             if placement.over_cap(ws):  # it waits here for room rather than flood the worker
-                ts.held_on = ws
-                heapq.heappush(ws.held, (ts.priority, next(self._seq), ts))
-                self._freed.add(ws)
+                self._hold(ts, ws)
                 return
             self._go(ts, "processing", worker=ws)
             return
@@ -486,9 +487,31 @@ class SchedulerState:
         assert ws is not None
         # Sent from the worker's queue at the end of this batch, in priority order.
         self._go(ts, "queued", push=False)
+        self._hold(ts, ws)
+
+    def _hold(self, ts: TaskState, ws: WorkerState) -> None:
+        """Queue ``ts`` (state queued) for ``ws`` on the scheduler; sent at the next
+        :meth:`_fill` if ``ws`` has room, else when it has."""
         ts.held_on = ws
+        ws.held_live += 1
         heapq.heappush(ws.held, (ts.priority, next(self._seq), ts))
         self._freed.add(ws)
+
+    def _unhold(self, ts: TaskState) -> None:
+        """``ts`` leaves its worker's queue (sent, released or failed). Its heap entry
+        stays until popped or compacted (:meth:`_compact_held`)."""
+        ws = ts.held_on
+        assert ws is not None
+        ws.held_live -= 1
+        ts.held_on = None
+
+    @staticmethod
+    def _compact_held(ws: WorkerState) -> None:
+        """Drop the entries of tasks that left ``ws``'s queue once they are most of it
+        (released tasks would otherwise stay referenced until they reach the top)."""
+        if len(ws.held) > 2 * ws.held_live + 64:
+            ws.held = [e for e in ws.held if e[2].held_on is ws]
+            heapq.heapify(ws.held)
 
     def _drain_held(self, ws: WorkerState) -> None:
         """Send ``ws`` the restricted tasks queued for it while it has room, highest priority
@@ -1074,7 +1097,10 @@ class SchedulerState:
             w for w in self.workers.values()
             if len(w.processing) - len(w.long_running) < w.nthreads
         )
-        self._freed.update(w for w in self.workers.values() if w.held)
+        for w in self.workers.values():
+            if w.held:
+                self._compact_held(w)
+                self._freed.add(w)
         unused = self.functions.tick()
         if unused:
             self._out.append(ForgetFunctions(unused))
@@ -1167,6 +1193,8 @@ class SchedulerState:
                 assert abs(ws.free.get(r, 0.0) - (total - taken)) < 1e-9, (ws.address, r)
             for _, _, ts in ws.held:
                 assert ts.held_on is not ws or ts.state == "queued", (ts.key, ts.state)
+            live = {t for _, _, t in ws.held if t.held_on is ws}
+            assert ws.held_live == len(live), (ws.address, ws.held_live, len(live))
             for ts in ws.has_what:
                 assert ws in ts.who_has, ts.key
         used: dict[str, int] = {}

@@ -113,6 +113,7 @@ class WorkerState:
         "free",
         "has_what",
         "held",
+        "held_live",
         "host",
         "last_seen",
         "long_running",
@@ -160,6 +161,7 @@ class WorkerState:
         # Restricted tasks (workers=, resources=) waiting on the scheduler for room here:
         # a heap of (priority, seq, task); entries whose task moved on are skipped.
         self.held: list[tuple[Any, int, TaskState]] = []
+        self.held_live = 0  # tasks in ``held`` still waiting for this worker
 
     def __repr__(self) -> str:
         return f"<WorkerState {self.address} processing={len(self.processing)}>"

@@ -216,3 +216,15 @@ def test_a_seceded_task_lets_a_held_task_through(sim: Sim) -> None:
     assert sim.states("long", "next") == ["processing", "queued"]
     out = sim.state.handle(Seceded("w1", "long", 0.01))
     assert computes(out) == [("w1", "next")]
+
+
+def test_released_held_tasks_do_not_stay_referenced(sim: Sim) -> None:
+    sim.join("w1")
+    keys = [f"t-{i}" for i in range(500)]
+    sim.submit([row(k, workers=["w1"], priority=(i,)) for i, k in enumerate(keys)])
+    ws = sim.state.workers["w1"]
+    assert len(ws.held) == 499
+    sim.release(*keys[1:])
+    sim.state.handle(Tick(1.0))
+    assert len(ws.held) == 0
+    assert ws.held_live == 0
