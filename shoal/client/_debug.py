@@ -16,19 +16,14 @@ from shoal.protocol._errors import describe_value
 from shoal.protocol._serialize import FunctionTable, loads
 
 if TYPE_CHECKING:
-    from shoal.client._client import Client
+    from shoal.client._core import ClientCore as Client  # the protocol: never the facade
 
 
-def _target_key(client: Client, obj: Any) -> Any:
-    from shoal.client._future import Future
+async def _target_key(client: Client, obj: Any) -> Any:
+    from shoal.client._future import Future, settled
     from shoal.client._structure import futures_of
 
-    if isinstance(obj, Future):
-        if obj._state.status == "pending":
-            _raise_if_stuck(client, obj.key)
-        obj._state.wait(None)
-        return obj.key
-    futures = futures_of(obj)
+    futures = [obj] if isinstance(obj, Future) else futures_of(obj)
     if not futures:
         raise TypeError(
             f"expected a Future or a persisted collection, got {type(obj).__name__}; pass the "
@@ -36,24 +31,27 @@ def _target_key(client: Client, obj: Any) -> Any:
         )
     for f in futures:
         if f._state.status == "pending":
-            _raise_if_stuck(client, f.key)
-        f._state.wait(None)
+            await _raise_if_stuck(client, f.key)  # else the wait below could be forever
+            break
+    await settled(f._state for f in futures)
+    if isinstance(obj, Future):
+        return obj.key
     for f in futures:
         if f._state.status == "error":
             return f.key
     raise ValueError("none of these futures failed; there is no error to recreate")
 
 
-def _raise_if_stuck(client: Client, key: Any) -> None:
+async def _raise_if_stuck(client: Client, key: Any) -> None:
     """A pending ``key`` that no worker can run would be waited for forever: say why."""
-    info = client._sync_request("failure", timeout=client._timeout, key=key)
+    info = await client._request_within("failure", client._timeout, key=key)
     if info is not None and "no_worker" in info:
         raise ValueError(f"{key!r} has not failed: {info['no_worker']}")
 
 
-def _failure(client: Client, obj: Any) -> dict[str, Any]:
-    key = _target_key(client, obj)
-    info = client._sync_request("failure", timeout=client._timeout, key=key)
+async def _failure(client: Client, obj: Any) -> dict[str, Any]:
+    key = await _target_key(client, obj)
+    info = await client._request_within("failure", client._timeout, key=key)
     if info is None:
         raise ValueError(
             f"{key!r} has not failed (or the cluster no longer holds its failure); "
@@ -74,7 +72,8 @@ def recreate_error_locally(self: Client, future: Any) -> None:
         The task's own exception (that is the point).
         ValueError: the future did not fail.
     """
-    info = _failure(self, future)
+    # Blocking whatever the client's mode (as in dask): the task runs in the caller's frame.
+    info = self.sync(_failure, self, future, asynchronous=False)
     if info["error"].get("kind") != "exception":
         from shoal.protocol._errors import error_to_exception
 
@@ -164,14 +163,14 @@ class FailureStory:
         )
 
 
-def explain(self: Client, future: Any) -> FailureStory:
+async def explain(self: Client, future: Any) -> FailureStory:
     """The story of the failure behind ``future`` (or a persisted collection): which task
     failed first, where, when, why, with what inputs, what it took down, how to replay it.
 
     Raises:
         ValueError: nothing failed (or it waits in no-worker: the message says what it needs).
     """
-    info = _failure(self, future)
+    info = await _failure(self, future)
     err = info["error"]
     inputs = list(err.get("inputs") or [])
     if not inputs:

@@ -57,6 +57,9 @@ class LocalCluster:
         host: interface to bind (loopback by default: nothing is exposed).
         scheduler_port: 0 picks a free port.
         dashboard_address: ":8787" like dask; ":0" any free port; None for no dashboard.
+        security: a :class:`shoal.Security` (TLS certificates, token), e.g.
+            ``Security.temporary()``; binding off loopback without one makes up a token.
+        protocol: "tcp://" or "tls://" (default: tls when ``security`` has certificates).
         resources: abstract resources of each worker, like ``{"GPU": 1}`` (default: dask's
             config ``distributed.worker.resources``); tasks submitted with
             ``resources={"GPU": 1}`` run only where that much is free.
@@ -77,6 +80,8 @@ class LocalCluster:
         silence_logs: Any = None,
         timeout: float = 60.0,
         name: str | None = None,
+        security: Any = None,
+        protocol: str | None = None,
         resources: dict[str, float] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -84,7 +89,7 @@ class LocalCluster:
             raise TypeError(
                 f"LocalCluster got unexpected arguments {sorted(kwargs)}; it takes n_workers, "
                 "threads_per_worker, processes, memory_limit, host, scheduler_port, "
-                "dashboard_address, resources"
+                "dashboard_address, security, protocol, resources"
             )
         for label, value in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
@@ -102,8 +107,10 @@ class LocalCluster:
         self.resources = check_resources(resources)  # per worker
         self.name = name or "LocalCluster"
         self.status = "starting"
+        if protocol is not None and protocol.rstrip(":/") not in ("tcp", "tls"):
+            raise ValueError(f"protocol must be 'tcp://' or 'tls://', got {protocol!r}")
         self.scheduler = Scheduler(host, scheduler_port, dashboard_address=dashboard_address,
-                                   **_scheduler_config())
+                                   security=security, protocol=protocol, **_scheduler_config())
         self.nannies: list[Nanny] = []
         self._inproc_workers: list[Any] = []
         _live.add(self)
@@ -136,7 +143,7 @@ class LocalCluster:
             self.nannies = [
                 Nanny(self.scheduler.address, nthreads=self.threads_per_worker, name=str(i),
                       memory_limit=self.memory_limit, host=self.host,
-                      resources=self.resources)
+                      security=self.scheduler.security, resources=self.resources)
                 for i in range(self.n_workers)
             ]
             await asyncio.gather(*(n.start() for n in self.nannies))
@@ -146,7 +153,7 @@ class LocalCluster:
             for i in range(self.n_workers):
                 w = Worker(self.scheduler.address, nthreads=self.threads_per_worker, name=str(i),
                            memory_limit=self.memory_limit, host=self.host,
-                           resources=self.resources)
+                           security=self.scheduler.security, resources=self.resources)
                 await w.start()
                 self._inproc_workers.append(w)
         await self.scheduler.wait_for_workers(self.n_workers, None)

@@ -190,6 +190,23 @@ class FireAndForgetAsked(Event):
     keys: list[Key]
 
 
+@dataclass(frozen=True, slots=True)
+class ReplicasAdded(Event):
+    """``worker`` confirmed it now holds copies of ``keys`` (``replicate``/``rebalance``)."""
+
+    worker: str
+    keys: list[Key]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicasDropped(Event):
+    """Asked (``replicate``/``rebalance``): ``worker`` is to forget its copies of ``keys``;
+    the last copy of a key is never dropped."""
+
+    worker: str
+    keys: list[Key]
+
+
 # --- commands -------------------------------------------------------------------------------
 
 

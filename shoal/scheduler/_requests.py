@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from shoal.comm import Connection
+from shoal.scheduler import _control
 from shoal.scheduler import _placement as placement
 from shoal.scheduler._views import scheduler_info
 
@@ -35,8 +36,9 @@ async def _has_what(scheduler: Scheduler, conn: Connection) -> Any:
     return {a: [ts.key for ts in ws.has_what] for a, ws in scheduler.state.workers.items()}
 
 
-async def _run(scheduler: Scheduler, conn: Connection, function: Any, workers: list[str] | None) -> Any:
-    return await scheduler.start_run(conn, function, workers)
+async def _run(scheduler: Scheduler, conn: Connection, function: Any, workers: list[str] | None,
+               wait: bool = True) -> Any:
+    return await scheduler.start_run(conn, function, workers, wait)
 
 
 async def _task_stream(scheduler: Scheduler, conn: Connection, cursor: int,
@@ -54,8 +56,13 @@ async def _story(scheduler: Scheduler, conn: Connection, key: Any) -> Any:
 
 
 async def _failure(scheduler: Scheduler, conn: Connection, key: Any) -> Any:
-    """What the client needs to explain or replay the first failure behind ``key``."""
+    """What the client needs to explain or replay the first failure behind ``key``: only
+    for a client holding ``key`` (the payload and functions are that client's to read)."""
     state = scheduler.state
+    held = state.tasks.get(key)
+    if held is None or conn.info.get("name") not in held.who_wants:
+        raise PermissionError(f"this client does not hold {key!r}; only the holder of a "
+                              "future can read its task (share data with publish_dataset)")
     ts = state.first_failure(key)
     if ts is None:
         stuck = state.tasks.get(key)
@@ -108,3 +115,4 @@ _OPS: dict[str, Callable[..., Awaitable[Any]]] = {
     "failure": _failure,
     "missing_data": _missing_data,
 }
+_OPS.update(_control.OPS)  # changing a running cluster: plugins, run_on_scheduler, copies

@@ -20,6 +20,8 @@ import time
 from typing import Any
 
 from shoal.comm import Connection, inproc_pair, listen
+from shoal.comm._handshake import new_token
+from shoal.comm._security import Security, is_loopback
 from shoal.comm._tcp import TCPConnection
 from shoal.protocol._errors import scheduler_error
 from shoal.protocol._messages import (
@@ -41,6 +43,7 @@ from shoal.protocol._messages import (
     KeyErred,
     Message,
     MissingData,
+    PluginSetup,
     Register,
     RegisterReply,
     ReleaseKeys,
@@ -63,7 +66,7 @@ from shoal.protocol._messages import (
     UpdateGraph,
     WorkerGoodbye,
 )
-from shoal.protocol._serialize import Serialized
+from shoal.protocol._serialize import Serialized, check_function_blob
 from shoal.scheduler import _datasets as datasets
 from shoal.scheduler import _topics as topics
 from shoal.scheduler._events import (
@@ -97,6 +100,7 @@ from shoal.scheduler._events import (
     WorkerLeft,
     WorkerRetiring,
 )
+from shoal.scheduler._plugins import SchedulerPlugins
 from shoal.scheduler._state import EventsFailed, SchedulerState
 from shoal.scheduler._tasks import TaskState
 from shoal.scheduler.coordination._shell import MESSAGES as COORDINATION_MESSAGES
@@ -137,13 +141,27 @@ class Scheduler:
         allowed_failures: int = 3,
         worker_ttl: float = 300.0,
         bandwidth: float = 100e6,
+        security: Security | None = None,
+        protocol: str | None = None,
+        scheduler_file: str | None = None,
+        auth: bool | None = None,
     ) -> None:
+        """``security``: TLS certificates and/or token (default: dask's config and
+        ``SHOAL_TOKEN``). ``protocol``: "tcp" or "tls" (default: tls when certificates are
+        configured). ``auth``: False disables the token made up when binding off loopback
+        (``--no-auth``); None decides by the address."""
         self.host = host
         self.port = port
+        self.security = security if security is not None else Security()
+        self.protocol = (protocol or "").rstrip(":/") or None
+        self.scheduler_file = scheduler_file
+        self.auth = auth
+        self.token_generated = False
         self.state = SchedulerState(allowed_failures=allowed_failures, worker_ttl=worker_ttl,
                                     bandwidth=bandwidth)
         self.topics = topics.Topics(_event_log_length())
         self.datasets = datasets.Datasets()
+        self.plugin_host = SchedulerPlugins()
         self.address = ""
         self.dashboard_address = dashboard_address
         self.dashboard: Any = None
@@ -171,12 +189,53 @@ class Scheduler:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._server = await listen(self.host, self.port, self._on_connection)
+        from shoal.comm._addresses import is_wildcard, reachable_host
+
+        self._choose_credentials()
+        scheme = self.protocol or (
+            "tls" if self.security.ssl_context("scheduler", server=True) else "tcp")
+        self._server = await listen(self.host, self.port, self._on_connection,
+                                    security=self.security, role="scheduler", scheme=scheme)
         port = self._server.sockets[0].getsockname()[1]
-        self.address = f"tcp://{self.host}:{port}"
+        host = reachable_host() if is_wildcard(self.host) else self.host
+        self.address = f"{scheme}://{host}:{port}"
         self._spawn(self._tick_loop())
         if self.dashboard_address is not None:
             await self._open_dashboard(self.dashboard_address)
+        if self.scheduler_file:
+            self._write_scheduler_file(self.scheduler_file)
+
+    def _choose_credentials(self) -> None:
+        """Off loopback, every peer authenticates: by TLS certificates, or by a token made
+        up here when none is given (unless ``auth=False``, which is only warned about)."""
+        sec = self.security
+        if self.auth is False:
+            sec.token = None
+            exposure = ("on loopback: any local user" if is_loopback(self.host)
+                        else f"on {self.host or 'every interface'}: anyone who can reach it")
+            logger.warning("authentication disabled (--no-auth): %s can run code on this "
+                           "cluster", exposure)
+            return
+        if sec.token or (is_loopback(self.host) and not self.auth):
+            return
+        if sec.ssl_context("scheduler", server=True) is not None and not self.auth:
+            return  # mutual TLS: a peer without a certificate from the cluster's CA is refused
+        sec.token = new_token()
+        self.token_generated = True
+        logger.info("bound to %s: authentication is on with a token made up for this "
+                    "scheduler (workers and clients need it: --scheduler-file, SHOAL_TOKEN)",
+                    self.host)
+
+    def _write_scheduler_file(self, path: str) -> None:
+        from shoal.cluster._scheduler_file import write_scheduler_file
+
+        services = {}
+        if self.dashboard is not None:
+            services["dashboard"] = self.dashboard.port
+        write_scheduler_file(path, {
+            "type": "Scheduler", "id": f"Scheduler-{id(self):x}", "address": self.address,
+            "services": services, "started": self.started, "workers": {},
+        }, self.security.token)
 
     async def _open_dashboard(self, address: str) -> None:
         try:
@@ -187,8 +246,9 @@ class Scheduler:
         host, _, port = address.rpartition(":")
         host = host or self.host
         source: Any = self  # implements shoal.dashboard.DashboardSource
+        https = self.security.dashboard_ssl_context() if self.address.startswith("tls") else None
         self.dashboard, self.dashboard_warning = await open_dashboard_with_fallback(
-            source, host, int(port or 0)
+            source, host, int(port or 0), https
         )
         if self.dashboard_warning:
             logger.warning(self.dashboard_warning)
@@ -213,12 +273,17 @@ class Scheduler:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.plugin_host.close()
         if self.dashboard is not None:
             await self.dashboard.close()
         for conn in [*self._workers.values(), *self._clients.values()]:
             conn.close()
         if self._server is not None:
             self._server.close()
+        if self.scheduler_file:  # as dask: the file names a scheduler that is gone now
+            from shoal.cluster._scheduler_file import remove_scheduler_file
+
+            remove_scheduler_file(self.scheduler_file, self.address)
 
     async def _tick_loop(self) -> None:
         while True:
@@ -250,6 +315,11 @@ class Scheduler:
     def workers(self) -> dict[str, Any]:
         return dict(self.state.workers)
 
+    @property
+    def plugins(self) -> dict[str, Any]:
+        """The scheduler plugins, by name (dask's ``Scheduler.plugins``)."""
+        return self.plugin_host.plugins
+
     # --- connections --------------------------------------------------------------------------
 
     def connect_local_client(self, name: str) -> Connection:
@@ -261,6 +331,7 @@ class Scheduler:
         server_end.set_handler(self._on_client_message)
         self._apply([ClientJoined(name)])
         self._apply_side(self.topics, [topics.SubscriberJoined(name)])
+        self._hook("add_client", self, client=name)
         return client_end
 
     def _on_connection(self, conn: TCPConnection) -> None:
@@ -288,6 +359,7 @@ class Scheduler:
             conn.set_handler(self._on_client_message)
             self._apply([ClientJoined(name)])
             self._apply_side(self.topics, [topics.SubscriberJoined(name)])
+            self._hook("add_client", self, client=name)
             conn.send(Response(0, True, {"client": name, "address": self.address}))
         else:
             logger.error("closing connection from %s: unknown role %r", conn.peer, first.role)
@@ -306,6 +378,7 @@ class Scheduler:
             self.coordination.holder_left(name)
             self._apply([ClientLeft(name)])
             self._apply_side(self.topics, [topics.SubscriberLeft(name)])
+            self._hook("remove_client", self, client=name)
             return
         events: list[Any] = []
         try:
@@ -314,11 +387,17 @@ class Scheduler:
                     if msg.functions:
                         self._client_fids.setdefault(name, set()).update(msg.functions)
                         for fid, blob in msg.functions.items():
-                            self._functions.setdefault(fid, blob)
+                            if fid not in self._functions:
+                                check_function_blob(fid, blob)  # else: closes this connection
+                                self._functions[fid] = blob
                     tasks = self._with_known_functions(conn, list(msg.tasks))
                     events.append(GraphSubmitted(name, tasks, list(msg.wanted),
                                                  list(msg.actors or ()),
                                                  _restrictions(msg.restrictions)))
+                    if self.plugin_host.plugins:
+                        self._hook("update_graph", self, client=name, keys=set(msg.wanted),
+                                   tasks=[row[0] for row in msg.tasks], annotations={},
+                                   priority={}, stimulus_id=f"update-graph-{name}")
                 elif isinstance(msg, ReleaseKeys):
                     events.append(KeysReleased(name, list(msg.keys)))
                 elif isinstance(msg, CancelKeys):
@@ -479,6 +558,10 @@ class Scheduler:
             self._apply(events)
             if any(type(e) is WorkerJoined for e in events):
                 self._worker_joined.set()
+                if self.plugin_host.plugins:
+                    for e in events:
+                        if type(e) is WorkerJoined:
+                            self._hook("add_worker", self, worker=e.address)
 
     def _admit(self, conn: Connection, msg: Register) -> bool:
         """Accept a worker's registration unless another live connection holds its address
@@ -488,6 +571,14 @@ class Scheduler:
         old = self._workers.get(address)
         if old is conn:
             raise TypeError(f"worker {address} registered twice on one connection")
+        if (old is not None and not old.closed and msg.incarnation
+                and old.info.get("incarnation") == msg.incarnation):
+            # The same worker process reconnecting while its old connection still looks
+            # open (half-open after a partition): it re-registers as a fresh worker anyway.
+            logger.warning("worker %s reconnected; dropping its stale connection", address)
+            old.close()
+            self._worker_gone(address, "reconnected on a new connection")
+            old = None
         if old is not None and not old.closed:
             reason = (
                 f"a worker at {address} is already connected to this scheduler; if that worker "
@@ -501,9 +592,13 @@ class Scheduler:
         if old is not None:  # closed, but its loss not handled yet: handle it first
             self._worker_gone(address, "connection closed")
         conn.info["address"] = address
+        conn.info["incarnation"] = msg.incarnation
         self._workers[address] = conn
         self._worker_fids[address] = set()
         conn.send(RegisterReply(True, ""))
+        # Before any task: a joining or restarted worker is set up like the others.
+        for name, (plugin, kind) in self.plugin_host.for_workers.items():
+            conn.send(PluginSetup(0, name, plugin, kind))
         return True
 
     def _worker_gone(self, address: str, reason: str) -> None:
@@ -511,15 +606,50 @@ class Scheduler:
         self._worker_fids.pop(address, None)
         self._apply([WorkerLeft(address, reason, time.monotonic())])
         self._fail_runs_for(address)
+        self._hook("remove_worker", self, worker=address, stimulus_id=f"worker-left-{address}")
 
     # --- commands ---------------------------------------------------------------------------
 
     def _apply(self, events: list[Any]) -> None:
+        if self.plugin_host.watching:
+            self._apply_watched(events)
+            return
+        self._carry_out_all(self._handle(events))
+
+    def _handle(self, events: list[Any]) -> list[Any]:
         try:
-            commands = self.state.handle(*events)
+            return self.state.handle(*events)
         except EventsFailed as failed:  # its state changes are made: carry out their commands
             logger.error("%s", failed, exc_info=failed.failures[0][1])
-            commands = failed.commands
+            return failed.commands
+
+    def _apply_watched(self, events: list[Any]) -> None:
+        """``_apply`` while a scheduler plugin watches transitions: the new rows of the
+        state's story are its calls."""
+        story = self.state._log
+        last = story[-1] if story else None
+        commands = self._handle(events)
+        new = []
+        for row in reversed(story):
+            if row is last:
+                break
+            new.append(row)
+        # What dask gives a task's processing -> memory/erred move (a task-stream plugin
+        # reads ``startstops``), from the worker's report among these events.
+        done = {e.key: e for e in events if type(e) in (TaskFinished, TaskFailed)}
+        for key, start, finish, cause in reversed(new):
+            extra: dict[str, Any] = {}
+            ev = done.get(key) if start == "processing" else None
+            if ev is not None:
+                extra = {"worker": ev.worker, "thread": ev.thread,
+                         "startstops": [{"action": "compute", "start": ev.start,
+                                         "stop": ev.stop}]}
+                if type(ev) is TaskFinished:
+                    extra.update(nbytes=ev.nbytes, typename=ev.typename)
+            self._hook("transition", key, start, finish, stimulus_id=cause, **extra)
+        self._carry_out_all(commands)
+
+    def _carry_out_all(self, commands: list[Any]) -> None:
         workers = self._workers
         clients = self._clients
         # FreeKeys of one worker travel together, but never after a later command to that
@@ -596,6 +726,9 @@ class Scheduler:
         or a worker's address for ``TopicLog``)."""
         if isinstance(msg, TopicLog):
             self._apply_side(self.topics, [topics.EventLogged(list(msg.topics), msg.msg, time.time())])
+            if self.plugin_host.plugins:
+                for topic in msg.topics:
+                    self._hook("log_event", topic, msg.msg)
         elif isinstance(msg, TopicSubscribe):
             kind = topics.TopicSubscribed if msg.subscribe else topics.TopicUnsubscribed
             self._apply_side(self.topics, [kind(sender, msg.topic)])
@@ -635,19 +768,33 @@ class Scheduler:
 
     # --- client.run ---------------------------------------------------------------------------
 
-    def start_run(self, conn: Connection, function: Serialized, workers: list[str] | None) -> asyncio.Future[Any]:
+    def start_run(self, conn: Connection, function: Serialized, workers: list[str] | None,
+                  wait: bool = True) -> asyncio.Future[Any]:
         targets = [w for w in self._workers if workers is None or w in workers]
+        return self.ask_workers(conn, {w: lambda rid: Run(rid, function, wait) for w in targets})
+
+    def ask_workers(self, conn: Connection | None,
+                    asks: dict[str, Any]) -> asyncio.Future[dict[str, tuple[bool, Any]]]:
+        """Send each worker its message (``asks``: address -> ``build(request_id)``);
+        resolves to ``{address: (ok, value)}`` once every one answered or left."""
+        targets = [w for w in asks if w in self._workers]
         rid = next(self._ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         results: dict[str, Any] = {}
-        self._pending_runs[rid] = (conn, rid, results, set(targets))
+        self._pending_runs[rid] = (conn, rid, results, set(targets))  # type: ignore[assignment]
         self._run_futures[rid] = fut
         if not targets:
-            fut.set_result({})
+            self._finish_run(rid)
             return fut
         for w in targets:
-            self._workers[w].send(Run(rid, function))
+            self._workers[w].send(asks[w](rid))
         return fut
+
+    def _hook(self, hook: str, *args: Any, **kwargs: Any) -> None:
+        """Call a scheduler plugin hook; awaitables it returns run as tasks of ours."""
+        if self.plugin_host.plugins:
+            for pending in self.plugin_host.call(hook, *args, **kwargs):
+                self._spawn(pending)
 
     def _on_run_response(self, address: str | None, msg: Response) -> None:
         entry = self._pending_runs.get(msg.request_id)

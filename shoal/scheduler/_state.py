@@ -39,6 +39,8 @@ from shoal.scheduler._events import (
     KeysCancelled,
     KeysReleased,
     KeysRetried,
+    ReplicasAdded,
+    ReplicasDropped,
     ReportCancelled,
     ReportDone,
     ReportErred,
@@ -167,6 +169,8 @@ class SchedulerState:
             Tick: self._on_tick,
             Seceded: self._on_seceded,
             FireAndForgetAsked: self._on_fire_and_forget,
+            ReplicasAdded: self._on_replicas_added,
+            ReplicasDropped: self._on_replicas_dropped,
         }
 
     # --- entry point -------------------------------------------------------------------------
@@ -735,7 +739,7 @@ class SchedulerState:
     def _on_cancelled(self, ev: KeysCancelled) -> None:
         """dask's rule: a task wanted by others only loses this client's interest (unless
         forced); otherwise it is cancelled for all who want it, and so are its dependents
-        (by the same rule). The cancelling client settled the futures it named itself; a
+        (by the same rule). A client cancels only keys it holds. The cancelling client settled the futures it named itself; a
         report of those could overtake their resubmission and cancel it."""
         client = ev.client
         named = set(ev.keys)
@@ -748,6 +752,8 @@ class SchedulerState:
             if ts is None or key in seen:
                 continue
             seen.add(key)
+            if key in named and client not in ts.who_wants:
+                continue  # not this client's key: holding it is what allows cancelling it
             touched.append(ts)
             if ev.force or ts.who_wants <= {client}:
                 for c in ts.who_wants:
@@ -975,10 +981,11 @@ class SchedulerState:
             self._out.append(SendFree(ev.worker, [ev.key]))
             return
         if ts.state == "memory":
+            # Not from a holder: a run this worker was told to free (the free is on its way
+            # or done), so it drops the value; counting it as a replica would send fetches
+            # and tasks to a worker that lacks the input.
             if ws not in ts.who_has:
-                ts.who_has.add(ws)
-                ws.has_what.add(ts)
-                ws.nbytes += max(ev.nbytes, 0)
+                self._out.append(SendFree(ev.worker, [ev.key]))
             return
         if ts.processing_on is not ws:
             self._out.append(SendFree(ev.worker, [ev.key]))
@@ -1115,6 +1122,37 @@ class SchedulerState:
     ) -> None:
         self.task_stream.append((key, prefix, worker, thread, start, stop, kind))
         self.task_stream_total += 1
+
+    def _on_replicas_added(self, ev: ReplicasAdded) -> None:
+        ws = self.workers.get(ev.worker)
+        if ws is None:
+            return
+        stale = []
+        for key in ev.keys:
+            ts = self.tasks.get(key)
+            if ts is None or ts.state != "memory":  # released meanwhile: the copy is not wanted
+                stale.append(key)
+            elif ws not in ts.who_has:
+                ts.who_has.add(ws)
+                ws.has_what.add(ts)
+                ws.nbytes += max(ts.nbytes, 0)
+        if stale:
+            self._out.append(SendFree(ws.address, stale))
+
+    def _on_replicas_dropped(self, ev: ReplicasDropped) -> None:
+        ws = self.workers.get(ev.worker)
+        if ws is None:
+            return
+        dropped = []
+        for key in ev.keys:
+            ts = self.tasks.get(key)
+            if ts is not None and ws in ts.who_has and len(ts.who_has) > 1:
+                ts.who_has.discard(ws)
+                ws.has_what.discard(ts)
+                ws.nbytes -= max(ts.nbytes, 0)
+                dropped.append(key)
+        if dropped:
+            self._out.append(SendFree(ws.address, dropped))
 
     # --- views -------------------------------------------------------------------------------
 

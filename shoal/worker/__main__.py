@@ -18,6 +18,9 @@ from shoal.worker._server import SchedulerGone, Worker
 # Exit status meaning "leave for good": the scheduler closed this worker, or there was no
 # scheduler to register with for the death timeout. The nanny does not restart such a worker.
 EXIT_SCHEDULER_GONE = 3
+# Exit status asking the nanny for a fresh process at once (a nanny plugin such as Environ
+# changed what the process must start with); not counted as a crash.
+EXIT_PLUGIN_RESTART = 4
 # The nanny's pid, set by the nanny: the worker dies with it (see _die_with_parent).
 PARENT_PID_ENV = "SHOAL_NANNY_PID"
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -60,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default=None)
     p.add_argument("--memory-limit", type=int, default=0)
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", default="0", help="port or range 'first:last' to bind")
+    p.add_argument("--contact-address", default=None, help="address to advertise")
     p.add_argument("--resources", default=None,
                    help='abstract resources tasks may claim, like "GPU=2,MEM=10e9"')
     p.add_argument("--death-timeout", type=float, default=None,
@@ -73,11 +78,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     gone: list[bool] = []
+    restart: list[bool] = []
+
+    from shoal.comm._security import Security, set_default_security
+
+    security = Security.from_env()  # what the nanny passed; tasks' clients use it too
+    set_default_security(security)
 
     async def run() -> None:
         worker = Worker(args.scheduler, nthreads=args.nthreads, name=args.name,
+                        port=args.port, contact_address=args.contact_address,
                         memory_limit=args.memory_limit, host=args.host,
                         death_timeout=args.death_timeout, connect_timeout=args.connect_timeout,
+                        security=security,
                         resources=args.resources)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -106,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         await worker.wait_closed()
         await worker.close()
         gone.append(worker.scheduler_gone)
+        restart.append(worker.restart_requested)
 
     # Everything imported so far lives as long as the process: keep it out of the
     # collector's way, and collect young objects less often (tasks allocate many).
@@ -113,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     gc.set_threshold(20_000, 20, 100)
     if run_main(run, "shoal worker") != 0:
         return 1
+    if any(restart):
+        return EXIT_PLUGIN_RESTART
     return EXIT_SCHEDULER_GONE if any(gone) else 0
 
 

@@ -5,9 +5,12 @@ its memory limit, and stops it for good on close. Runs as a task in its owner's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -19,6 +22,7 @@ logger = logging.getLogger("shoal.nanny")
 
 MEMORY_TERMINATE_FRACTION = 0.95
 _EXIT_SCHEDULER_GONE = 3  # shoal.worker.__main__.EXIT_SCHEDULER_GONE (not imported: keeps imports light)
+_EXIT_PLUGIN_RESTART = 4  # shoal.worker.__main__.EXIT_PLUGIN_RESTART: a nanny plugin asked
 MAX_RESTARTS_PER_MINUTE = 10
 
 
@@ -40,8 +44,11 @@ class Nanny:
         name: str | None = None,
         memory_limit: int = 0,
         host: str = "127.0.0.1",
+        port: int | str = 0,
+        contact_address: str | None = None,
         env: dict[str, str] | None = None,
         death_timeout: float | None = None,
+        security: Any = None,
         resources: dict[str, float] | str | None = None,
     ) -> None:
         self.scheduler_address = scheduler_address
@@ -49,12 +56,18 @@ class Nanny:
         self.name = name
         self.memory_limit = memory_limit
         self.host = host
+        self.port = port  # the worker's data port, or a range "first:last" (dask's --worker-port)
+        self.contact_address = contact_address  # advertised instead of host:port (NAT)
         self.env = env
         self.death_timeout = death_timeout
+        self.security = security  # a shoal.comm._security.Security, passed on in the env
         # Resolved here (dask's config is read in this process) and passed on explicitly.
         self.resources = check_resources(resources)
         self.process: asyncio.subprocess.Process | None = None
         self.restarts: list[float] = []
+        # Where nanny plugins (run in the worker on our behalf) leave the env to keep.
+        fd, self._plugin_state = tempfile.mkstemp(prefix="shoal-nanny-", suffix=".json")
+        os.close(fd)
         self._closing = False
         self._supervisor: asyncio.Task[None] | None = None
 
@@ -76,6 +89,10 @@ class Nanny:
             args += ["--name", str(self.name)]
         if self.death_timeout is not None:
             args += ["--death-timeout", str(self.death_timeout)]
+        if self.port:
+            args += ["--port", str(self.port)]
+        if self.contact_address is not None:
+            args += ["--contact-address", self.contact_address]
         args += ["--resources", format_resources(self.resources)]
         args += ["--connect-timeout", str(_connect_timeout())]
         env = dict(os.environ)
@@ -84,6 +101,18 @@ class Nanny:
         paths = [p or os.getcwd() for p in sys.path]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         env.update(self.env or {})
+        from shoal.worker._plugins import NANNY_PLUGINS_ENV, NANNY_STATE_ENV, read_nanny_state
+
+        kept = read_nanny_state(self._plugin_state)
+        env.update(kept["env"])
+        env[NANNY_STATE_ENV] = self._plugin_state
+        env[NANNY_PLUGINS_ENV] = json.dumps(kept["plugins"])  # names may hold any character
+        # Credentials never go on the command line: ``ps`` shows that to every user.
+        if self.security is None:
+            from shoal.comm._security import Security
+
+            self.security = Security()
+        env.update(self.security.to_env())
         env.setdefault("OMP_NUM_THREADS", str(self.nthreads))
         env.setdefault("MKL_NUM_THREADS", str(self.nthreads))
         env.setdefault("OPENBLAS_NUM_THREADS", str(self.nthreads))
@@ -110,6 +139,10 @@ class Nanny:
                 logger.info("worker %s stopped: closed by its scheduler, or no scheduler within "
                             "its death timeout; not restarting", self.name)
                 return
+            if code == _EXIT_PLUGIN_RESTART:
+                logger.info("worker %s restarts for a nanny plugin", self.name)
+                await self._spawn()
+                continue
             now = time.monotonic()
             self.restarts = [t for t in self.restarts if now - t < 60] + [now]
             if len(self.restarts) > MAX_RESTARTS_PER_MINUTE:
@@ -150,10 +183,14 @@ class Nanny:
         if self._supervisor is not None:
             self._supervisor.cancel()
             await asyncio.gather(self._supervisor, return_exceptions=True)
+        with contextlib.suppress(OSError):
+            os.remove(self._plugin_state)
 
     def kill_nowait(self) -> None:
         """Last-resort cleanup at interpreter exit."""
         self._closing = True
+        with contextlib.suppress(OSError):
+            os.remove(self._plugin_state)
         proc = self.process
         if proc is not None and proc.returncode is None:
             try:

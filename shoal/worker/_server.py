@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import itertools
 import logging
 import os
@@ -29,12 +30,14 @@ from typing import Any
 import psutil
 
 from shoal.comm import Connection, connect, listen
-from shoal.comm._tcp import TCPConnection, comm_timeout, wait_reply
+from shoal.comm._security import Security
+from shoal.comm._tcp import TCPConnection, comm_timeout, scheme_of, wait_reply
 from shoal.protocol._messages import (
     PROTOCOL_VERSION,
     ActorCall,
     Close,
     Compute,
+    CopyKeys,
     Data,
     DropFunctions,
     FreeKeys,
@@ -42,6 +45,8 @@ from shoal.protocol._messages import (
     Heartbeat,
     Hello,
     Message,
+    PluginSetup,
+    PluginTeardown,
     Register,
     RegisterReply,
     Response,
@@ -63,7 +68,8 @@ from shoal.protocol._serialize import (
 )
 from shoal.protocol._sizeof import nbytes as measure
 from shoal.worker._actors import ActorHost
-from shoal.worker._execute import Executor
+from shoal.worker._execute import Executor, unpickle
+from shoal.worker._plugins import WorkerPlugins
 from shoal.worker._resources import check_resources
 from shoal.worker._state import (
     ComputeAssigned,
@@ -107,14 +113,18 @@ class Worker:
         name: str | None = None,
         memory_limit: int = 0,
         host: str = "127.0.0.1",
-        port: int = 0,
+        port: int | str = 0,
+        contact_address: str | None = None,
         death_timeout: float | None = None,
         connect_timeout: float = 30.0,
+        security: Security | None = None,
         resources: dict[str, float] | str | None = None,
     ) -> None:
         """``death_timeout``: seconds to keep trying to (re)register with the scheduler
         before giving up (dask's ``death_timeout``; None: forever). ``connect_timeout``:
         bound of one connection attempt (dask's ``distributed.comm.timeouts.connect``).
+        ``security``: certificates and token (default: dask's config and ``SHOAL_TOKEN``);
+        the worker's data port speaks the scheduler address's protocol (tcp or tls).
         ``resources``: abstract resources tasks may claim here (``{"GPU": 1}``; None: dask's
         config ``distributed.worker.resources``)."""
         self.scheduler_address = scheduler_address
@@ -122,9 +132,15 @@ class Worker:
         self.name = name
         self.memory_limit = memory_limit
         self.host = host
+        # What to bind: ``port`` may be a range "9000:9010"; a wildcard ``host`` advertises
+        # the address that routes to the scheduler. ``contact_address`` is advertised
+        # instead, as behind NAT (dask's --contact-address); see comm/_addresses.py.
         self.port = port
+        self.contact_address = contact_address
+        self.contact_host = host  # the host part of the advertised address, once started
         self.death_timeout = death_timeout
         self.connect_timeout = connect_timeout
+        self.security = security if security is not None else Security()
         self.resources = check_resources(resources)
         self.data: dict[Any, Any] = {}
         self.scheduler_gone = False  # closed because the scheduler said so or stayed away
@@ -137,7 +153,6 @@ class Worker:
         self._actors: ActorHost | None = None
         self._peers: dict[str, TCPConnection] = {}
         self._peer_lock: dict[str, asyncio.Lock] = {}
-        self._requests: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = asyncio.Event()
@@ -146,6 +161,7 @@ class Worker:
         self._registered: asyncio.Future[str | None] | None = None
         self._reconnecting: asyncio.Task[None] | None = None
         self._process = psutil.Process()
+        self.incarnation = os.urandom(16).hex()  # proves a reconnect is this worker's
         self._client: Any = None  # the worker's own Client (get_client() in tasks), lazily
         self.fetch_timeout = comm_timeout()  # a peer silent this long during a fetch is dead
         self.message_bytes_limit = _message_bytes_limit()
@@ -155,12 +171,37 @@ class Worker:
         self._fetch_slots: asyncio.Semaphore | None = None
         self._serve_slots: asyncio.Semaphore | None = None
         self._serializer: concurrent.futures.ThreadPoolExecutor | None = None
+        self.plugin_host = WorkerPlugins(self)  # plugins and uploads; they outlive sessions
+        self.restart_requested = False  # a nanny plugin asked for a fresh process
+
+    @property
+    def plugins(self) -> dict[str, Any]:
+        """The worker plugins set up here, by name (dask's ``Worker.plugins``)."""
+        return self.plugin_host.plugins
+
+    @property
+    def local_directory(self) -> str:
+        """This worker's own directory, on ``sys.path``: uploaded files land here."""
+        return self.plugin_host.local_directory
+
+    def upload_file(self, filename: str, data: bytes, load: bool = True) -> dict[str, Any]:
+        """Save ``data`` as ``filename`` in the local directory; import it with ``load``."""
+        return self.plugin_host.upload_file(filename, data, load)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await listen(self.host, self.port, self._on_incoming)
-        port = self._server.sockets[0].getsockname()[1]
-        self.address = f"tcp://{self.host}:{port}"
+        from shoal.comm._addresses import listen_first, plan_addresses, split_host_port
+
+        scheme = scheme_of(self.scheduler_address)
+        plan = plan_addresses(host=self.host, port=self.port,
+                              contact_address=self.contact_address,
+                              towards=split_host_port(self.scheduler_address, "scheduler")[0])
+        self._server = await listen_first(
+            plan.bind_ports, lambda port: listen(plan.bind_host, port, self._on_incoming,
+                                                 security=self.security, role="worker",
+                                                 scheme=scheme))
+        self.address = plan.contact_address(self._server.sockets[0].getsockname()[1], scheme)
+        self.contact_host = plan.contact_host
         self.name = self.name or self.address
         self._new_session(loop)
         await self._register()
@@ -217,12 +258,14 @@ class Worker:
         conn: Connection | None = None
         self._registered = asyncio.get_running_loop().create_future()
         try:
-            conn = await connect(self.scheduler_address, timeout=timeout)
+            conn = await connect(self.scheduler_address, timeout=timeout,
+                                 security=self.security, role="worker")
             self._scheduler = conn
             conn.set_handler(self._on_scheduler)
             conn.send(Hello("worker", PROTOCOL_VERSION, str(self.name)))
             conn.send(Register(self.address, str(self.name), self.nthreads, self.memory_limit,
-                               os.getpid(), self.host, self.resources or None))
+                               os.getpid(), self.contact_host, self.incarnation,
+                               self.resources or None))
             refused = await asyncio.wait_for(self._registered, timeout)
             if refused is not None:
                 problem = f"registration refused: {refused}"
@@ -252,7 +295,8 @@ class Worker:
             self._executor.close()
         if self._actors is not None:
             self._actors.close()  # its actors went with the data; pending calls are refused
-        self._requests.clear()
+        for peer in self._peers.values():  # fetches of the old session: nobody waits
+            peer.info.pop("requests", None)
         self._new_session(asyncio.get_running_loop())
         try:
             await self._register()
@@ -281,6 +325,7 @@ class Worker:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.plugin_host.close()
         if self._executor is not None:
             self._executor.close()
         if self._actors is not None:
@@ -333,6 +378,8 @@ class Worker:
                     self.functions.add_blobs(msg.functions)
                 self._executor.unrevoke(msg.key)
                 events.append(ComputeAssigned(msg))
+                if self.plugin_host.watchers:
+                    self.plugin_host.transition(msg.key, "released", "waiting")
             elif isinstance(msg, FreeKeys):
                 freed.extend(msg.keys)
                 events.append(KeysFreed(list(msg.keys)))
@@ -342,9 +389,18 @@ class Worker:
                 if costly_to_load(msg.data):
                     self._spawn(self._store_off_loop(msg))
                 else:
-                    events.append(self._store(msg, loads))
+                    events.append(self._store(msg, unpickle))
             elif isinstance(msg, Run):
                 self._spawn(self._run_function(conn, msg))
+            elif isinstance(msg, (PluginSetup, PluginTeardown)):
+                if events:  # tasks before the plugin message are assigned before it
+                    self._carry_out(self.state.handle(*events))
+                    events = []
+                self.plugin_host.on_message(conn, msg)
+            elif isinstance(msg, CopyKeys):
+                from shoal.worker._copies import copy_keys
+
+                self._spawn(copy_keys(self, conn, msg))
             elif isinstance(msg, Close):
                 logger.info("worker %s closing: %s", self.address, msg.reason)
                 self.scheduler_gone = True
@@ -403,6 +459,10 @@ class Worker:
         if session != self._session:
             return  # tasks of a session already ended: their results are not trusted
         assert self.state is not None
+        if self.plugin_host.watchers:
+            for ev in batch:
+                self.plugin_host.transition(ev.key, "executing",
+                                        "memory" if ev.error is None else "error")
         self._carry_out(self.state.handle(*batch))
 
     def _carry_out(self, commands: list[Any]) -> None:
@@ -416,9 +476,13 @@ class Worker:
                 sched.send(cmd.msg)
             elif kind is Execute:
                 executor.submit(cmd)
+                if self.plugin_host.watchers:
+                    self.plugin_host.transition(cmd.key, "waiting", "executing")
             elif kind is Drop:
                 for key in cmd.keys:
                     self.data.pop(key, None)
+                    if self.plugin_host.watchers:
+                        self.plugin_host.transition(key, "memory", "released")
                 if actors.objects:
                     actors.release(cmd.keys)
             elif kind is Fetch:
@@ -427,7 +491,9 @@ class Worker:
     async def _run_function(self, conn: Connection, msg: Run) -> None:
         """``client.run``: the function runs on a daemon thread of its own, so one that never
         returns neither holds a pool thread nor keeps the process from exiting; if the
-        worker closes first, the caller gets an error instead of waiting forever."""
+        worker closes first, the caller gets an error instead of waiting forever. An async
+        function is awaited on the worker's loop. ``dask_worker=`` is given this worker."""
+        from shoal._run import in_background, inject
         from shoal.protocol._errors import exception_to_error
 
         loop = asyncio.get_running_loop()
@@ -439,7 +505,7 @@ class Worker:
 
         def run() -> None:
             try:
-                ok, value = True, loads(msg.function)()
+                ok, value = True, fn()
             except BaseException as exc:  # reported to the caller, whatever it is
                 ok, value = False, exc
             try:
@@ -448,7 +514,23 @@ class Worker:
                 logger.info("worker %s: client.run finished after the worker closed",
                             self.address)
 
-        threading.Thread(target=run, name=f"shoal-run-{msg.request_id}", daemon=True).start()
+        fn: Any = None
+        try:
+            fn = inject(unpickle(msg.function), "dask_worker", self)
+        except BaseException as exc:
+            deliver(False, exc)
+        else:
+            if inspect.iscoroutinefunction(fn):
+                # An async function runs on this loop (dask's rule); without ``wait`` nobody
+                # waits for it: it is a task of the worker, cancelled when it closes.
+                if not msg.wait:
+                    self._spawn(in_background(fn, f"worker {self.address}"))
+                    deliver(True, None)
+                else:
+                    self._spawn(self._await_run(fn, deliver))
+            else:
+                threading.Thread(target=run, name=f"shoal-run-{msg.request_id}",
+                                 daemon=True).start()
         try:
             ok, value = await outcome
         except asyncio.CancelledError:
@@ -465,6 +547,15 @@ class Worker:
         if not ok:
             value = exception_to_error(value, value.__traceback__, "run", self.address, time.time())
         conn.send(Response(msg.request_id, ok, value))
+
+    @staticmethod
+    async def _await_run(function: Any, deliver: Any) -> None:
+        try:
+            value = await function()
+        except Exception as exc:
+            deliver(False, exc)
+        else:
+            deliver(True, value)
 
     async def _heartbeat_loop(self, conn: Connection) -> None:
         assert self.state is not None
@@ -505,7 +596,8 @@ class Worker:
                 if whole_msg is None:
                     continue  # more pieces of this reply follow
                 msg = whole_msg
-                fut = self._requests.pop(msg.request_id, None)
+                # Matched on this connection only: a peer cannot answer another's fetch.
+                fut = conn.info.get("requests", {}).pop(msg.request_id, None)
                 if fut is not None and not fut.done():
                     fut.set_result(msg)
             elif isinstance(msg, ActorCall):
@@ -531,6 +623,7 @@ class Worker:
         assert self.state is not None
         loop = asyncio.get_running_loop()
         try:
+            # Not through unpickle()'s lock: tasks keep starting while big data loads.
             value = await loop.run_in_executor(self._serializing_pool(), loads, msg.data)
         except Exception as exc:
             event = self._store(msg, _raise(exc))
@@ -627,7 +720,7 @@ class Worker:
             conn = self._peers.get(address)
             if conn is not None and not conn.closed:
                 return conn
-            conn = await connect(address, timeout=10)
+            conn = await connect(address, timeout=10, security=self.security, role="worker")
             conn.set_handler(self._on_peer_message)
             conn.send(Hello("peer", PROTOCOL_VERSION, self.address))
             self._peers[address] = conn
@@ -652,7 +745,7 @@ class Worker:
 
             for key, ser in reply.items.items():
                 try:
-                    value = loads(ser)
+                    value = unpickle(ser)
                 except Exception as exc:  # fetching it again would fail the same way
                     errors[key] = self._unloadable(key, peer, exc)
                     continue
@@ -673,12 +766,14 @@ class Worker:
         conn = await self._peer(peer)
         rid = next(self._ids)
         fut: asyncio.Future[Data] = asyncio.get_running_loop().create_future()
-        self._requests[rid] = fut
+        # Matched on this connection only: a peer cannot answer another's fetch.
+        requests = conn.info.setdefault("requests", {})
+        requests[rid] = fut
         conn.send(GetData(rid, keys))
         try:
             reply: Data = await wait_reply(conn, fut, self.fetch_timeout, f"{len(keys)} key(s)")
         finally:
-            self._requests.pop(rid, None)
+            requests.pop(rid, None)
         return reply
 
     def _unloadable(self, key: Any, peer: str, exc: BaseException) -> dict[str, Any]:
