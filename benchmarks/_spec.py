@@ -389,6 +389,32 @@ WORKLOADS: dict[str, Workload] = {
             "is 10x dask.distributed's wall time measured here (12.0 s).",
         ),
         Workload(
+            name="shuffle",
+            title="task-based df.shuffle(\"k\") of a dataframe built on the workers",
+            issue=12,
+            metrics=(
+                Metric("seconds", "wall time", "s", False),
+                Metric("gb_per_s", "shuffled", "GB/s", True),
+                Metric("peak_rss_max_mb", "peak RSS, fuller worker", "MB", False),
+                Metric("peak_rss_min_mb", "peak RSS, other worker", "MB", False),
+                Metric("partitions", "partitions", "", True, compare=False),
+            ),
+            sizes={
+                "quick": {"nbytes": 64 * 2**20, "partition_bytes": 4 * 2**20},
+                "default": {"nbytes": 256 * 2**20, "partition_bytes": 8 * 2**20},
+                # The issue's case: 4 GiB in 32 MiB partitions, 1.5 GiB per worker.
+                "full": {"nbytes": 4 * 2**30, "partition_bytes": 32 * 2**20,
+                         "memory_limit": "1.5GiB"},
+            },
+            timeout_s=900,
+            method="`dd.from_map` builds the partitions on the workers (an int64 key over "
+            "2^30 values and an int64 value), then `df.shuffle(\"k\")` with "
+            "`dataframe.shuffle.method = \"tasks\"` and one check per output partition "
+            "(rows, sum of values) is computed; wall time of the compute, and the peak RSS "
+            "of each worker process sampled every 50 ms by psutil; 2 workers x 1 thread, "
+            "default memory limits (the full size: 1.5 GiB per worker).",
+        ),
+        Workload(
             name="dashboard",
             title="throughput with a browser on the dashboard (shoal only)",
             issue=5,

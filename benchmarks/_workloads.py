@@ -563,6 +563,74 @@ def spill(api: Api, limit_mb: int, chunk_mb: int) -> dict[str, float]:
     return out
 
 
+class _PeakRss:
+    """Samples the RSS of ``pids`` every ``interval`` s in a thread; ``peaks`` per pid."""
+
+    def __init__(self, pids: list[int], interval: float = 0.05) -> None:
+        import threading
+
+        import psutil
+
+        self._procs = [psutil.Process(pid) for pid in pids]
+        self.peaks = dict.fromkeys(pids, 0)
+        self._stop = threading.Event()
+        self._interval = interval
+        self._thread = threading.Thread(target=self._run, name="peak-rss", daemon=True)
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            for proc in self._procs:
+                try:
+                    rss = proc.memory_info().rss
+                except psutil.Error:
+                    continue
+                self.peaks[proc.pid] = max(self.peaks[proc.pid], rss)
+            self._stop.wait(self._interval)
+
+    def __enter__(self) -> _PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def shuffle(api: Api, nbytes: int, partition_bytes: int, memory_limit: Any = None) -> dict[str, float]:
+    """Issue 12: a task-based ``df.shuffle("k")`` of a ``nbytes`` dataframe built on the
+    workers; wall time and the peak RSS of each worker process while it runs."""
+    import os
+
+    import dask
+    import dask.dataframe as dd
+
+    rows = partition_bytes // 16  # two int64 columns
+    nparts = max(nbytes // partition_bytes, 1)
+    kwargs = {} if memory_limit is None else {"memory_limit": memory_limit}
+    with _client(api, **kwargs) as client, dask.config.set({"dataframe.shuffle.method": "tasks"}):
+        pids = sorted(client.run(os.getpid).values())
+        df = dd.from_map(_tasks.shuffle_partition, range(nparts), rows=rows,
+                         enforce_metadata=False)
+        checks = df.shuffle("k").map_partitions(_tasks.shuffle_partition_check)
+        with _PeakRss(pids) as sampler:
+            start = time.perf_counter()
+            out = checks.compute()
+            seconds = time.perf_counter() - start
+    expected_v = rows * sum(range(nparts))
+    if int(out["rows"].sum()) != rows * nparts or int(out["v"].sum()) != expected_v:
+        raise AssertionError(f"the shuffle lost or duplicated rows: {out.sum().to_dict()}")
+    peaks = sorted(sampler.peaks.values())
+    return {
+        "seconds": seconds,
+        "gb_per_s": nbytes / seconds / 1e9,
+        "peak_rss_max_mb": peaks[-1] / MB,
+        "peak_rss_min_mb": peaks[0] / MB,
+        "partitions": float(nparts),
+    }
+
+
 def _tls_cluster(api: Api, secure: bool) -> tuple[Any, Any]:
     """A (cluster, client) of 2 workers x 1 thread; with ``secure``, TLS between every party
     with a fresh self-signed certificate from the system's own ``Security.temporary()``
@@ -638,6 +706,8 @@ CLUSTER_WORKLOADS: dict[str, Callable[..., dict[str, float]]] = {
     "queue": queue_put_get,
     "fib": fib,
     "spill": spill,
+    "shuffle": shuffle,
     "tls": tls,
 }
 REFERENCE_WORKLOADS: dict[str, Callable[..., dict[str, float]]] = {"persist": numpy_sum}
+

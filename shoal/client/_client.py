@@ -478,7 +478,8 @@ class Client:
         return (key, payload, list(task.dependencies), fids, priority, retries, workers, prefix)
 
     def _submit_rows(self, rows: list[tuple[Any, ...]], wanted: list[Any],
-                     actors: list[Any] | None = None) -> None:
+                     actors: list[Any] | None = None,
+                     restrictions: list[tuple[Any, Any, bool]] | None = None) -> None:
         # Marking a blob sent and queueing the message carrying it are one step: another
         # thread's submit that skips the blob must queue its message after this one, and
         # the loop thread's DropFunctions never interleaves.
@@ -486,7 +487,7 @@ class Client:
             fids = {fid for row in rows for fid in row[3]} - self._sent_fids
             blobs = {fid: self._functions.blob(fid) for fid in fids}
             self._sent_fids |= fids
-            self._outbox.append(UpdateGraph(rows, wanted, blobs, actors))
+            self._outbox.append(UpdateGraph(rows, wanted, blobs, actors, restrictions))
         self._schedule_drain()
 
     def _forget_state(self, key: Any, st: FutureState) -> None:
@@ -527,6 +528,32 @@ class Client:
         if not all(isinstance(w, str) for w in out):
             raise TypeError(f"workers= takes worker addresses or names (strings), got {workers!r}")
         return out
+
+    @staticmethod
+    def _check_resources(resources: Any) -> dict[str, float] | None:
+        if resources is None or resources == {}:
+            return None
+        if not isinstance(resources, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+            and v >= 0 for k, v in resources.items()
+        ):
+            raise TypeError(
+                "resources= takes a dict of resource names to non-negative amounts, like "
+                f"{{'GPU': 1}}, got {resources!r}"
+            )
+        return {k: float(v) for k, v in resources.items()}
+
+    def _restrictions(
+        self, keys: list[Any], resources: Any, allow_other_workers: Any
+    ) -> list[tuple[Any, dict[str, float] | None, bool]] | None:
+        """submit's and map's resources and allow_other_workers (or those of the active
+        ``dask.annotate`` block) as UpdateGraph rows; None when there are none."""
+        if allow_other_workers not in (True, False, None):
+            raise TypeError("allow_other_workers= must be True, False, or None")
+        need = self._check_resources(resources)
+        if not need and not allow_other_workers:
+            return None
+        return [(k, need, bool(allow_other_workers)) for k in keys]
 
     def _check_call(self, verb: str, func: Any, workers: Any, retries: Any) -> tuple[list[str] | None, int]:
         """What submit and map check first: an open client, a callable, and their options."""
@@ -571,7 +598,12 @@ class Client:
             TypeError: ``func`` is not callable, or an argument cannot be pickled.
             RuntimeError: the client is closed.
         """
+        active = dask.get_annotations()
+        if active:  # a dask.annotate block: its options, unless given here (dask's merge)
+            workers, retries, priority, resources, allow_other_workers = _annotated(
+                active, workers, retries, priority, resources, allow_other_workers)
         wl, nretries = self._check_call("submit", func, workers, retries)
+        self._restrictions([], resources, allow_other_workers)  # fail before any state
         is_actor = (actor or actors) and _actor_flag(actor, actors)
         if is_actor:
             pure = False
@@ -592,7 +624,8 @@ class Client:
         task = _payload(key, NewActor(func) if is_actor else func, args, kwargs)
         prio = (-priority, next(self._generation), 0)
         row = self._row(key, task, prio, nretries, wl, name)
-        self._submit_rows([row], [key], [key] if is_actor else None)
+        self._submit_rows([row], [key], [key] if is_actor else None,
+                          self._restrictions([key], resources, allow_other_workers))
         return fut
 
     def map(
@@ -618,7 +651,12 @@ class Client:
         Raises:
             TypeError: ``func`` is not callable, or iterables are missing or not iterable.
         """
+        active = dask.get_annotations()
+        if active:
+            workers, retries, priority, resources, allow_other_workers = _annotated(
+                active, workers, retries, priority, resources, allow_other_workers)
         wl, nretries = self._check_call("map", func, workers, retries)
+        self._restrictions([], resources, allow_other_workers)
         is_actor = _actor_flag(actor, actors)
         if is_actor:
             pure = False
@@ -665,7 +703,8 @@ class Client:
                 rows.append(self._row(k, task, (-priority, gen, i), nretries, wl, name))
         if rows:
             wanted = [r[0] for r in rows]
-            self._submit_rows(rows, wanted, wanted if is_actor else None)
+            self._submit_rows(rows, wanted, wanted if is_actor else None,
+                              self._restrictions(wanted, resources, allow_other_workers))
         return futures
 
     # --- results -------------------------------------------------------------------------------
@@ -963,3 +1002,18 @@ def _key_name(key: Any) -> str:
 
 
 __all__ = ["Client", "Future", "Serialized", "default_client", "get_client"]
+
+
+def _annotated(
+    active: dict[str, Any], workers: Any, retries: Any, priority: int, resources: Any,
+    allow_other_workers: Any,
+) -> tuple[Any, Any, int, Any, Any]:
+    """The options of a call made inside ``dask.annotate``: the call's own where given,
+    else the block's (dask.distributed's merge)."""
+    return (
+        active.get("workers") if workers is None else workers,
+        active.get("retries") if retries is None else retries,
+        priority or int(active.get("priority", 0) or 0),
+        resources if resources is not None else active.get("resources"),
+        allow_other_workers or active.get("allow_other_workers", False),
+    )

@@ -57,18 +57,38 @@ def submit_graph(
     workers: Any = None,
     local: set[Any] | None = None,
     actors: Any = None,
+    resources: Any = None,
+    allow_other_workers: bool | None = False,
 ) -> dict[Any, Future]:
     """Send ``graph`` to the scheduler; return futures for ``wanted`` keys.
+
+    Options come, in order of precedence, from the collection's own annotations (per key),
+    the arguments, and the ``dask.annotate`` block active now (dask's merge).
 
     With ``local`` (a set), tasks that write into an HDF5 file open in this process raise
     :class:`_RunLocally`; the caller adds them to ``local`` and runs them here."""
     client._check_open()
     annotations = annotations or {}
-    wl = client._check_workers(workers)
-    nretries = client._check_retries(retries)
-    ann_retries = annotations.get("retries", {})
-    ann_priority = annotations.get("priority", {})
-    ann_workers = annotations.get("workers", {})
+    active = dask.get_annotations()
+    if active:
+        workers = active.get("workers") if workers is None else workers
+        retries = active.get("retries") if retries is None else retries
+        priority = priority or active.get("priority", 0)
+        resources = resources or active.get("resources")
+        allow_other_workers = allow_other_workers or active.get("allow_other_workers", False)
+    if not callable(workers):
+        workers = client._check_workers(workers)
+    if not callable(retries):
+        retries = client._check_retries(retries)
+    if not callable(resources):
+        resources = client._check_resources(resources)
+    ann_retries = annotations.get("retries")
+    ann_priority = annotations.get("priority")
+    ann_workers = annotations.get("workers")
+    ann_resources = annotations.get("resources")
+    ann_loose = annotations.get("allow_other_workers")
+    restricted = bool(resources or allow_other_workers or ann_resources or ann_loose)
+    restrictions: list[tuple[Any, dict[str, float] | None, bool]] = []
     # Futures held by this client are already on the cluster; don't resubmit them.
     held = client._refcount
     nodes = {k: v for k, v in graph.items() if not (k in held and _is_reference(v, k))}
@@ -86,10 +106,14 @@ def submit_graph(
                 continue
             if local is not None and key in local:
                 continue
-            r = ann_retries.get(key, nretries) if isinstance(ann_retries, dict) else ann_retries
-            p = ann_priority.get(key, priority) if isinstance(ann_priority, dict) else ann_priority
-            w = ann_workers.get(key, wl) if isinstance(ann_workers, dict) else ann_workers
-            w = client._check_workers(w)
+            r = _option(ann_retries, retries, key)
+            p = _option(ann_priority, priority, key)
+            w = client._check_workers(_option(ann_workers, workers, key))
+            if restricted:
+                need = client._check_resources(_option(ann_resources, resources, key))
+                loose = bool(_option(ann_loose, allow_other_workers, key))
+                if need or loose:
+                    restrictions.append((key, need, loose))
             try:
                 row = client._row(key, node, (-int(p or 0), gen, ordering.get(key, 0)),
                                   int(r or 0), w, _prefix(key))
@@ -98,8 +122,19 @@ def submit_graph(
                     raise
                 raise _RunLocally(key) from exc
             rows.append(row)
-    client._submit_rows(rows, list(futures), actor_keys or None)
+    client._submit_rows(rows, list(futures), actor_keys or None, restrictions or None)
     return futures
+
+
+def _option(annotated: Any, given: Any, key: Any) -> Any:
+    """One key's value of an option: the collection's annotation of that key, else the
+    value given to the call (or active in ``dask.annotate``), which may itself be per key
+    (a callable of the key, as ``dask.annotate`` allows)."""
+    if annotated is not None:  # the collection's: {key: value} (dask's form)
+        value = annotated.get(key) if isinstance(annotated, dict) else annotated
+        if value is not None:
+            return value
+    return given(key) if callable(given) else given
 
 
 def _actor_keys(actors: Any, wanted: list[Any]) -> list[Any]:
@@ -208,7 +243,8 @@ def get(self: Client, dsk: Any, keys: Any, *, workers: Any = None, retries: int 
         try:
             futures = submit_graph(self, graph, list(dict.fromkeys(remote_wanted)), annotations,
                                    retries=retries, priority=priority, workers=workers,
-                                   local=local)
+                                   local=local, resources=resources,
+                                   allow_other_workers=allow_other_workers)
             break
         except _RunLocally as run_here:
             local = _with_dependents(graph, local | {run_here.key})
@@ -273,7 +309,8 @@ def compute(self: Client, collections: Any, sync: bool = False, optimize_graph: 
             final_keys.append(fkey)
         graph.update(finals)
         futures = submit_graph(self, graph, final_keys, annotations, retries=retries,
-                               priority=priority, workers=workers, actors=actors)
+                               priority=priority, workers=workers, actors=actors,
+                               resources=resources, allow_other_workers=allow_other_workers)
         it = iter(final_keys)
         for i, c in enumerate(items):
             if is_dask_collection(c):
@@ -337,7 +374,8 @@ def persist(self: Client, collections: Any, optimize_graph: bool = True, workers
         per = [list(flatten(k)) if isinstance(k, list) else [k] for k in all_keys]
         wanted = list(itertools.chain.from_iterable(per))
         futures = submit_graph(self, graph, wanted, annotations, retries=retries,
-                               priority=priority, workers=workers, actors=actors)
+                               priority=priority, workers=workers, actors=actors,
+                               resources=resources, allow_other_workers=allow_other_workers)
         it = iter(per)
         for i, c in enumerate(items):
             if is_dask_collection(c):

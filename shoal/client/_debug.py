@@ -29,6 +29,10 @@ async def _target_key(client: Client, obj: Any) -> Any:
             f"expected a Future or a persisted collection, got {type(obj).__name__}; pass the "
             "future returned by client.compute/submit or the result of client.persist"
         )
+    for f in futures:
+        if f._state.status == "pending":
+            await _raise_if_stuck(client, f.key)  # else the wait below could be forever
+            break
     await settled(f._state for f in futures)
     if isinstance(obj, Future):
         return obj.key
@@ -36,6 +40,13 @@ async def _target_key(client: Client, obj: Any) -> Any:
         if f._state.status == "error":
             return f.key
     raise ValueError("none of these futures failed; there is no error to recreate")
+
+
+async def _raise_if_stuck(client: Client, key: Any) -> None:
+    """A pending ``key`` that no worker can run would be waited for forever: say why."""
+    info = await client._request_within("failure", client._timeout, key=key)
+    if info is not None and "no_worker" in info:
+        raise ValueError(f"{key!r} has not failed: {info['no_worker']}")
 
 
 async def _failure(client: Client, obj: Any) -> dict[str, Any]:
@@ -47,6 +58,8 @@ async def _failure(client: Client, obj: Any) -> dict[str, Any]:
             "nothing to recreate or explain"
         )
     info_dict: dict[str, Any] = dict(info)
+    if "no_worker" in info_dict:
+        raise ValueError(f"{key!r} has not failed: {info_dict['no_worker']}")
     return info_dict
 
 
@@ -155,7 +168,7 @@ async def explain(self: Client, future: Any) -> FailureStory:
     failed first, where, when, why, with what inputs, what it took down, how to replay it.
 
     Raises:
-        ValueError: nothing failed.
+        ValueError: nothing failed (or it waits in no-worker: the message says what it needs).
     """
     info = await _failure(self, future)
     err = info["error"]

@@ -13,6 +13,7 @@ from shoal.comm._handshake import HandshakeError
 from shoal.comm._tcp import TCPConnection, comm_timeout, wait_reply
 from shoal.protocol._errors import error_to_exception
 from shoal.protocol._messages import PROTOCOL_VERSION, Data, GetData, Hello, Message
+from shoal.protocol._pieces import whole
 from shoal.protocol._serialize import Serialized, costly_to_load, loads
 
 if TYPE_CHECKING:
@@ -140,6 +141,10 @@ def _on_worker_message(self: Client, conn: Connection, batch: list[Message] | No
         if isinstance(msg, Data):
             if msg.request_id not in conn.info.get("requests", ()):
                 continue  # not a request sent on this connection: a peer cannot answer it
+            whole_msg = whole(conn.info, msg)
+            if whole_msg is None:
+                continue  # more pieces of this reply follow
+            msg = whole_msg
             fut = self._requests.pop(msg.request_id, None)
             if fut is not None and not fut.done():
                 fut.set_result(msg)

@@ -19,6 +19,7 @@ from dask.utils import parse_bytes
 from shoal import _loop
 from shoal.scheduler._server import Scheduler
 from shoal.worker._nanny import Nanny
+from shoal.worker._resources import check_resources
 
 _live: weakref.WeakSet[LocalCluster] = weakref.WeakSet()
 
@@ -97,6 +98,9 @@ class LocalCluster:
         security: a :class:`shoal.Security` (TLS certificates, token), e.g.
             ``Security.temporary()``; binding off loopback without one makes up a token.
         protocol: "tcp://" or "tls://" (default: tls when ``security`` has certificates).
+        resources: abstract resources of each worker, like ``{"GPU": 1}`` (default: dask's
+            config ``distributed.worker.resources``); tasks submitted with
+            ``resources={"GPU": 1}`` run only where that much is free.
 
     Raises:
         ValueError: an argument is out of range; the message says which.
@@ -117,13 +121,14 @@ class LocalCluster:
         local_directory: str | None = None,
         security: Any = None,
         protocol: str | None = None,
+        resources: dict[str, float] | None = None,
         **kwargs: Any,
     ) -> None:
         if kwargs:
             raise TypeError(
                 f"LocalCluster got unexpected arguments {sorted(kwargs)}; it takes n_workers, "
                 "threads_per_worker, processes, memory_limit, host, scheduler_port, "
-                "dashboard_address, local_directory, security, protocol"
+                "dashboard_address, local_directory, security, protocol, resources"
             )
         for label, value in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
@@ -139,6 +144,7 @@ class LocalCluster:
         self.memory_limit = parse_memory_limit(memory_limit, self.threads_per_worker)
         self.local_directory = local_directory
         self.host = host
+        self.resources = check_resources(resources)  # per worker
         self.name = name or "LocalCluster"
         self.status = "starting"
         if protocol is not None and protocol.rstrip(":/") not in ("tcp", "tls"):
@@ -162,7 +168,7 @@ class LocalCluster:
                 Nanny(self.scheduler.address, nthreads=self.threads_per_worker, name=str(i),
                       memory_limit=self.memory_limit, host=self.host,
                       local_directory=self.local_directory,
-                      security=self.scheduler.security)
+                      security=self.scheduler.security, resources=self.resources)
                 for i in range(self.n_workers)
             ]
             await asyncio.gather(*(n.start() for n in self.nannies))
@@ -173,7 +179,7 @@ class LocalCluster:
                 w = Worker(self.scheduler.address, nthreads=self.threads_per_worker, name=str(i),
                            memory_limit=self.memory_limit, host=self.host,
                            local_directory=self.local_directory,
-                           security=self.scheduler.security)
+                           security=self.scheduler.security, resources=self.resources)
                 await w.start()
                 self._inproc_workers.append(w)
         await self.scheduler.wait_for_workers(self.n_workers, None)

@@ -22,6 +22,15 @@ def _parse_memory(value: str) -> str:
     return value  # resolved once the threads per worker are known
 
 
+def _parse_resources(value: str) -> dict[str, float]:
+    from shoal.worker._resources import parse_resources
+
+    try:
+        return parse_resources(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _parse_seconds(value: str) -> float:
     from dask.utils import parse_timedelta
 
@@ -143,7 +152,7 @@ def worker_main(args: argparse.Namespace) -> int:
                   name=(f"{args.name}-{i}" if nworkers > 1 else args.name) if args.name else None,
                   memory_limit=parse_memory_limit(args.memory_limit, nthreads), **addresses,
                   death_timeout=args.death_timeout, security=security,
-                  local_directory=args.local_directory)
+                  local_directory=args.local_directory, resources=args.resources)
             for i in range(nworkers)
         ]
         await asyncio.gather(*(n.start() for n in nannies))
@@ -263,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="where workers spill data past their memory target (default: dask's "
                    "temporary-directory config, else the system's temporary directory)")
     w.add_argument("--name", default=None)
+    w.add_argument("--resources", type=_parse_resources, default=None,
+                   help='abstract resources per worker, like "GPU=2,MEM=10e9" '
+                        "(default: dask's config distributed.worker.resources)")
     w.add_argument("--death-timeout", type=_parse_seconds, default=None,
                    help="seconds (or '1 minute') to wait for a scheduler before closing; a "
                    "worker whose scheduler goes away keeps reconnecting until then "

@@ -48,6 +48,7 @@ class PrefixCounts(TypedDict):
     processing: int
     memory: int
     erred: int
+    no_worker: int  # counted in waiting too: no worker has the resources or name they need
 
 
 class Totals(TypedDict):

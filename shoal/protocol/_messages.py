@@ -146,6 +146,8 @@ class UpdateGraph(Message):
     wanted: list[Key]
     functions: dict[str, bytes]
     actors: list[Key] | None = None  # keys among ``tasks`` whose results are actors
+    # Only for tasks that have them: (key, resources dict or None, allow_other_workers).
+    restrictions: list[tuple[Any, ...]] | None = None
 
 
 @_message("release-keys")
@@ -292,6 +294,7 @@ class Register(Message):
     # Random per worker process: only the same worker may replace a connection that still
     # looks open (a reconnect after a partition left the old one half-open).
     incarnation: str = ""
+    resources: dict[str, float] | None = None  # abstract resources offered ({"GPU": 2})
 
 
 @_message("tasks-started")
@@ -384,12 +387,14 @@ class GetData(Message):
 
 @_message("data")
 class Data(Message):
-    """Values asked for; ``errors`` holds those that exist but cannot be serialized."""
+    """Values asked for; ``errors`` holds those that exist but cannot be serialized.
+    ``more``: a piece of a reply split by size; more pieces follow (see ``_pieces``)."""
 
     request_id: int
     items: dict[Key, Serialized]
     missing: list[Key]
     errors: dict[Key, Any]
+    more: bool = False
 
 
 # --- coordination primitives (Lock, MultiLock, Semaphore, Queue, Variable, Event) -----------

@@ -37,6 +37,8 @@ class GraphSubmitted(Event):
     tasks: list[TaskRow]
     wanted: list[Key]
     actors: list[Key] = field(default_factory=list)  # keys among ``tasks`` that are actors
+    # Per key, only for tasks that have them: (resources or None, allow_other_workers).
+    restrictions: dict[Key, tuple[dict[str, float] | None, bool]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,7 @@ class WorkerJoined(Event):
     pid: int
     host: str
     now: float
+    resources: dict[str, float] | None = None  # abstract resources it offers ({"GPU": 2})
 
 
 @dataclass(frozen=True, slots=True)

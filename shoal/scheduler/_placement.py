@@ -38,6 +38,12 @@ def has_room(ws: WorkerState, est: float) -> bool:
     return ws.occupancy + est <= ws.nthreads * SATURATION_SECONDS
 
 
+def over_cap(ws: WorkerState) -> bool:
+    """Has ``ws`` as many tasks sent ahead as it may ever hold? Locality-placed tasks
+    beyond that wait on the scheduler (its queue of held tasks), never flood it."""
+    return len(ws.processing) - len(ws.long_running) >= ws.nthreads * MAX_AHEAD_PER_THREAD
+
+
 def input_bytes_by_worker(ts: TaskState) -> dict[WorkerState, int]:
     out: dict[WorkerState, int] = {}
     for dep in ts.dependencies:
@@ -48,9 +54,53 @@ def input_bytes_by_worker(ts: TaskState) -> dict[WorkerState, int]:
 
 
 def allowed(ts: TaskState, workers: Iterable[WorkerState]) -> list[WorkerState]:
-    if ts.workers is None:
+    """The workers ``ts`` may run on: those its ``workers=`` names (by address, name or host,
+    as dask matches them) that offer at least the resources it needs."""
+    restrict, need = ts.workers, ts.resources
+    if restrict is None and need is None:
         return list(workers)
-    return [ws for ws in workers if ws.address in ts.workers or ws.name in ts.workers]
+    return [
+        ws for ws in workers
+        if (restrict is None or ws.address in restrict or ws.name in restrict
+            or ws.host in restrict)
+        and (need is None or offers(ws, need))
+    ]
+
+
+def anywhere(ts: TaskState, workers: Iterable[WorkerState]) -> list[WorkerState]:
+    """The workers a loosely restricted task may fall back to: any offering its resources
+    (``allow_other_workers`` relaxes ``workers=``, never ``resources=``)."""
+    need = ts.resources
+    return [ws for ws in workers if need is None or offers(ws, need)]
+
+
+def offers(ws: WorkerState, need: dict[str, float]) -> bool:
+    """Does ``ws`` have at least ``need`` of each resource in total?"""
+    total = ws.resources
+    return all(total.get(r, 0.0) >= q for r, q in need.items())
+
+
+def fits(ws: WorkerState, ts: TaskState, est: float) -> bool:
+    """May ``ts`` start being sent to ``ws`` now: a slot free and its resources unused?"""
+    if not has_room(ws, est):
+        return False
+    need = ts.resources
+    if need is None:
+        return True
+    free = ws.free
+    return all(free.get(r, 0.0) >= q for r, q in need.items())
+
+
+def least_held(candidates: Iterable[WorkerState]) -> WorkerState | None:
+    """Where to queue a restricted task none of ``candidates`` has room for: the one with
+    the shortest backlog (tasks sent plus tasks waiting on the scheduler) per thread."""
+    best: WorkerState | None = None
+    best_load = 0.0
+    for ws in candidates:
+        load = (len(ws.processing) + len(ws.held)) / ws.nthreads
+        if best is None or load < best_load:
+            best, best_load = ws, load
+    return best
 
 
 def least_busy(candidates: Iterable[WorkerState]) -> WorkerState | None:
@@ -81,8 +131,9 @@ def fewest_actors(
 def start_time_choice(
     ts: TaskState, workers: Iterable[WorkerState], bandwidth: float
 ) -> WorkerState | None:
-    """The allowed worker where ``ts`` would start soonest, counting the transfer of the
-    inputs it lacks; None when its inputs are too small for locality to matter."""
+    """The worker among ``workers`` (the caller filters restrictions) where ``ts`` would
+    start soonest, counting the transfer of the inputs it lacks; None when its inputs are
+    too small for locality to matter."""
     if not ts.dependencies:
         return None
     total = 0
@@ -95,7 +146,7 @@ def start_time_choice(
         return None
     best: WorkerState | None = None
     best_key = (0.0, 0)
-    for ws in allowed(ts, workers):
+    for ws in workers:
         have = held.get(ws, 0)
         key = (ws.occupancy / ws.nthreads + (total - have) / bandwidth, -have)
         if best is None or key < best_key:
@@ -110,3 +161,20 @@ def missing_bytes(ts: TaskState, ws: WorkerState) -> int:
         if ws not in d.who_has:
             out += max(d.nbytes, 0)
     return out
+
+
+def no_worker_reason(ts: TaskState, workers: Iterable[WorkerState]) -> str:
+    """Why ``ts`` (in state no-worker) cannot run on any of ``workers``: for the user."""
+    pool = list(workers)
+    wants = []
+    if ts.workers is not None:
+        wants.append(f"workers={sorted(ts.workers)!r}")
+    if ts.resources is not None:
+        wants.append(f"resources={ts.resources!r}")
+    offered = {ws.address: ws.resources for ws in pool}
+    return (
+        f"task {ts.key!r} is waiting in state 'no-worker': it needs {' and '.join(wants) or 'a worker'}, "
+        f"and none of the {len(pool)} worker(s) qualifies (their resources: {offered!r}). "
+        "Start a worker that does (e.g. shoal worker --resources \"GPU=1\"), or submit it "
+        "without that restriction."
+    )

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from shoal.comm import Connection
 from shoal.scheduler import _control
+from shoal.scheduler import _placement as placement
 from shoal.scheduler._views import scheduler_info
 
 if TYPE_CHECKING:
@@ -64,6 +65,9 @@ async def _failure(scheduler: Scheduler, conn: Connection, key: Any) -> Any:
                               "future can read its task (share data with publish_dataset)")
     ts = state.first_failure(key)
     if ts is None:
+        stuck = state.tasks.get(key)
+        if stuck is not None and stuck.state == "no-worker":
+            return {"no_worker": placement.no_worker_reason(stuck, state.workers.values())}
         return None
     down = 0
     stack, seen = [ts], set()

@@ -124,6 +124,13 @@ def _event_log_length() -> int:
     return int(value) if value else topics.DEFAULT_MAXLEN
 
 
+def _restrictions(
+    rows: list[tuple[Any, Any, Any]] | None,
+) -> dict[Any, tuple[dict[str, float] | None, bool]]:
+    """UpdateGraph's (key, resources, allow_other_workers) rows as GraphSubmitted wants them."""
+    return {key: (dict(need) if need else None, bool(loose)) for key, need, loose in rows or ()}
+
+
 class Scheduler:
     """Serves a :class:`SchedulerState` over TCP (and in-process to a local client)."""
 
@@ -387,7 +394,8 @@ class Scheduler:
                                 self._functions[fid] = blob
                     tasks = self._with_known_functions(conn, list(msg.tasks))
                     events.append(GraphSubmitted(name, tasks, list(msg.wanted),
-                                                 list(msg.actors or ())))
+                                                 list(msg.actors or ()),
+                                                 _restrictions(msg.restrictions)))
                     if self.plugin_host.plugins:
                         self._hook("update_graph", self, client=name, keys=set(msg.wanted),
                                    tasks=[row[0] for row in msg.tasks], annotations={},
@@ -509,7 +517,8 @@ class Scheduler:
                         return
                     address = msg.address
                     events.append(WorkerJoined(address, msg.name, msg.nthreads, msg.memory_limit,
-                                               msg.pid, msg.host, time.monotonic()))
+                                               msg.pid, msg.host, time.monotonic(),
+                                               msg.resources))
                     continue
                 if address is None:
                     raise TypeError("a worker must register before anything else")

@@ -67,6 +67,8 @@ _KEEPS_INPUTS = ACTIVE | {"erred"}
 STATES = (
     "released", "waiting", "queued", "no-worker", "processing", "memory", "erred", "scattering",
 )
+# Held tasks whose resources are in use that a drain lets lower-priority ones pass, at most.
+_HELD_PASSES = 64
 # The pseudo-client that wants fire-and-forget keys until they finish (dask's name for it).
 FIRE_AND_FORGET = "fire-and-forget"
 # Measured durations are kept for this many prefixes, least recently measured dropped first
@@ -136,6 +138,7 @@ class SchedulerState:
         self._actors: set[TaskState] = set()  # tasks marked actor, until forgotten
         self._went_idle: set[WorkerState] = set()  # workers to find stolen work for
         self._paused: set[WorkerState] = set()  # workers placed nothing (memory)
+        self._freed: set[WorkerState] = set()  # workers with held tasks that gained room
         self._storing: dict[Key, _Storing] = {}  # scattered keys awaiting workers' acks
         self.functions = FunctionRefs()  # which function blobs tasks still use
         self._durations: dict[str, float] = {}
@@ -251,6 +254,8 @@ class SchedulerState:
 
     def _queued_processing(self, ts: TaskState, worker: WorkerState) -> None:
         assert ts.payload is not None
+        if ts.held_on is not None:
+            self._unhold(ts)
         self._set(ts, "processing")
         self._assign(ts, worker)
 
@@ -268,6 +273,10 @@ class SchedulerState:
             worker.stealable += 1
         ts.processing_on = worker
         ts.est = self._estimate(ts.prefix)
+        if ts.resources is not None:
+            free = worker.free
+            for r, q in ts.resources.items():
+                free[r] = free.get(r, 0.0) - q
         worker.processing.add(ts)
         worker.occupancy += ts.est
         deps = [(d.key, [w.address for w in d.who_has], d.nbytes) for d in ts.dependencies]
@@ -303,6 +312,8 @@ class SchedulerState:
         """waiting, queued or no-worker back to released (no worker knows of it yet)."""
         self._no_worker.discard(ts)
         ts.waiting_on = set()
+        if ts.held_on is not None:
+            self._unhold(ts)
         self._set(ts, "released")
 
     def _to_erred(self, ts: TaskState, error: dict[str, Any], tell_worker: bool = True) -> None:
@@ -313,6 +324,8 @@ class SchedulerState:
                 self._out.append(SendFree(ws.address, [ts.key]))
         self._no_worker.discard(ts)
         ts.waiting_on = set()
+        if ts.held_on is not None:
+            self._unhold(ts)
         ts.error = error
         self._set(ts, "erred")
         if FIRE_AND_FORGET in ts.who_wants:
@@ -359,6 +372,8 @@ class SchedulerState:
                 if t.prefix == prefix and t not in ws.long_running:
                     ws.occupancy = max(0.0, ws.occupancy - t.est) + duration
                     t.est = duration
+            if ws.held:
+                self._freed.add(ws)
 
     def _measured(self, prefix: str, duration: float) -> None:
         """A task of ``prefix`` computed for ``duration`` seconds: update the estimate."""
@@ -381,6 +396,12 @@ class SchedulerState:
             ts.started = False
             if ts.workers is None:
                 ws.stealable -= 1
+            if ts.resources is not None:
+                free = ws.free
+                for r, q in ts.resources.items():
+                    free[r] = free.get(r, 0.0) + q
+            if ws.held:
+                self._freed.add(ws)
             if len(ws.processing) - len(ws.long_running) < ws.nthreads:
                 self._went_idle.add(ws)
         return ws
@@ -438,17 +459,91 @@ class SchedulerState:
         if ts.actor:
             self._place_actor(ts)
             return
+        if ts.workers is not None or ts.resources is not None:
+            self._place_restricted(ts)
+            return
         ws = placement.start_time_choice(ts, workers, self.bandwidth)
-        if ws is None and ts.workers is not None:
-            ws = placement.least_busy(placement.allowed(ts, workers))
-            if ws is None:
-                self._go(ts, "no-worker")
-                return
         if ws is not None:
             self._go(ts, "queued", push=False)
+            if placement.over_cap(ws):  # it waits here for room rather than flood the worker
+                self._hold(ts, ws)
+                return
             self._go(ts, "processing", worker=ws)
             return
         self._go(ts, "queued")
+
+    def _place_restricted(self, ts: TaskState) -> None:
+        """A task with ``workers=`` or ``resources=``: sent to an allowed worker with a free
+        slot and its resources unused (with ``allow_other_workers``, to any worker when no
+        allowed one has room), else its best allowed worker. It waits in that worker's queue
+        on the scheduler, and :meth:`_drain_held` sends it when the worker has room. No
+        allowed worker at all: no-worker until one joins."""
+        # Paused workers (memory) get nothing new; a task only they may run waits.
+        workers = self._running() if self._paused else self.workers.values()
+        valid = placement.allowed(ts, workers)
+        if not valid and ts.loose:
+            valid = placement.anywhere(ts, workers)
+        if not valid:
+            self._go(ts, "no-worker")
+            return
+        est = self._estimate(ts.prefix)
+        choice = placement.start_time_choice(ts, valid, self.bandwidth)
+        ready = [w for w in valid if placement.fits(w, ts, est)]
+        if not ready and ts.loose:
+            ready = [w for w in placement.anywhere(ts, workers) if placement.fits(w, ts, est)]
+        if ready:
+            ws = choice if choice in ready else placement.least_held(ready)
+        else:
+            ws = choice or placement.least_held(valid)
+        assert ws is not None
+        # Sent from the worker's queue at the end of this batch, in priority order.
+        self._go(ts, "queued", push=False)
+        self._hold(ts, ws)
+
+    def _hold(self, ts: TaskState, ws: WorkerState) -> None:
+        """Queue ``ts`` (state queued) for ``ws`` on the scheduler; sent at the next
+        :meth:`_fill` if ``ws`` has room, else when it has."""
+        ts.held_on = ws
+        ws.held_live += 1
+        heapq.heappush(ws.held, (ts.priority, next(self._seq), ts))
+        self._freed.add(ws)
+
+    def _unhold(self, ts: TaskState) -> None:
+        """``ts`` leaves its worker's queue (sent, released or failed). Its heap entry
+        stays until popped or compacted (:meth:`_compact_held`)."""
+        ws = ts.held_on
+        assert ws is not None
+        ws.held_live -= 1
+        ts.held_on = None
+
+    @staticmethod
+    def _compact_held(ws: WorkerState) -> None:
+        """Drop the entries of tasks that left ``ws``'s queue once they are most of it
+        (released tasks would otherwise stay referenced until they reach the top)."""
+        if len(ws.held) > 2 * ws.held_live + 64:
+            ws.held = [e for e in ws.held if e[2].held_on is ws]
+            heapq.heapify(ws.held)
+
+    def _drain_held(self, ws: WorkerState) -> None:
+        """Send ``ws`` the restricted tasks queued for it while it has room, highest priority
+        first. One whose resources are in use lets lower ones with other needs pass."""
+        held = ws.held
+        passed: list[tuple[Any, int, TaskState]] = []
+        while held and len(passed) < _HELD_PASSES:
+            ts = held[0][2]
+            if ts.state != "queued" or ts.held_on is not ws:
+                heapq.heappop(held)
+                continue
+            est = self._estimate(ts.prefix)
+            if ws.paused or not placement.has_room(ws, est):
+                break
+            entry = heapq.heappop(held)
+            if not placement.fits(ws, ts, est):
+                passed.append(entry)
+                continue
+            self._go(ts, "processing", worker=ws)
+        for entry in passed:
+            heapq.heappush(held, entry)
 
     def _place_actor(self, ts: TaskState) -> None:
         """Actors are not queued: each goes at once to the worker with the fewest actors."""
@@ -467,6 +562,11 @@ class SchedulerState:
 
     def _fill(self) -> None:
         """Hand queued tasks to workers that have room, highest priority first."""
+        if self._freed:
+            freed, self._freed = self._freed, set()
+            for w in freed:
+                if self.workers.get(w.address) is w:
+                    self._drain_held(w)
         queue = self._queue
         if not queue or not self.workers:
             return
@@ -565,6 +665,7 @@ class SchedulerState:
         new: list[TaskState] = []
         rows: list[tuple[TaskState, tuple[Any, ...]]] = []
         tasks = self.tasks
+        restrictions = ev.restrictions
         for row in ev.tasks:
             key, payload, deps, fids, priority, retries, workers, prefix = row
             ts = tasks.get(key)
@@ -584,6 +685,10 @@ class SchedulerState:
             ts.priority = priority
             ts.retries = retries
             ts.workers = frozenset(workers) if workers else None
+            if restrictions:
+                need, loose = restrictions.get(key, (None, False))
+                ts.resources = dict(need) if need else None
+                ts.loose = bool(loose) and ts.workers is not None
             rows.append((ts, deps))
         for key in ev.actors:
             ats = tasks.get(key)
@@ -789,7 +894,8 @@ class SchedulerState:
         if ev.address in self.workers:
             return
         ws = self.workers[ev.address] = WorkerState(
-            ev.address, ev.name, ev.nthreads, ev.memory_limit, ev.pid, ev.host, ev.now
+            ev.address, ev.name, ev.nthreads, ev.memory_limit, ev.pid, ev.host, ev.now,
+            ev.resources,
         )
         self._went_idle.add(ws)
         waiting = list(self._no_worker)
@@ -843,6 +949,11 @@ class SchedulerState:
                     continue
             self._go(ts, "released", tell_worker=False)
             recompute.append(ts)
+        for _, _, ts in ws.held:  # restricted tasks queued here on the scheduler
+            if ts.state == "queued" and ts.held_on is ws:
+                self._go(ts, "released", tell_worker=False)
+                recompute.append(ts)
+        ws.held = []
         lost: list[TaskState] = []
         actors: list[TaskState] = []
         for ts in list(ws.has_what):
@@ -980,6 +1091,8 @@ class SchedulerState:
             return
         self._paused.discard(ws)
         self._went_idle.add(ws)
+        if ws.held_live:
+            self._freed.add(ws)  # its queue on the scheduler is sent again
         waiting = list(self._no_worker)
         self._no_worker.clear()
         for ts in waiting:
@@ -999,6 +1112,8 @@ class SchedulerState:
         ts.started = True  # it ran: never stolen, and counted if its worker dies
         ws.occupancy = max(0.0, ws.occupancy - ts.est)
         ts.est = 0.0
+        if ws.held:  # its slot is free: tasks waiting for this worker may go
+            self._freed.add(ws)
         self._measured(ts.prefix, max(ev.duration, 0.0))
 
     def _on_fire_and_forget(self, ev: FireAndForgetAsked) -> None:
@@ -1025,6 +1140,10 @@ class SchedulerState:
             w for w in self.workers.values()
             if len(w.processing) - len(w.long_running) < w.nthreads
         )
+        for w in self.workers.values():
+            if w.held:
+                self._compact_held(w)
+                self._freed.add(w)
         unused = self.functions.tick()
         if unused:
             self._out.append(ForgetFunctions(unused))
@@ -1144,6 +1263,13 @@ class SchedulerState:
                 assert ts.processing_on is ws and ts.state == "processing", ts.key
             assert ws.long_running <= ws.processing, ws.address
             assert ws.stealable == sum(t.workers is None for t in ws.processing), ws
+            for r, total in ws.resources.items():
+                taken = sum((t.resources or {}).get(r, 0.0) for t in ws.processing)
+                assert abs(ws.free.get(r, 0.0) - (total - taken)) < 1e-9, (ws.address, r)
+            for _, _, ts in ws.held:
+                assert ts.held_on is not ws or ts.state == "queued", (ts.key, ts.state)
+            live = {t for _, _, t in ws.held if t.held_on is ws}
+            assert ws.held_live == len(live), (ws.address, ws.held_live, len(live))
             for ts in ws.has_what:
                 assert ws in ts.who_has, ts.key
         used: dict[str, int] = {}

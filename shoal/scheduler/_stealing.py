@@ -32,7 +32,8 @@ def plan_steals(
     idle: list[WorkerState], workers: Iterable[WorkerState], bandwidth: float
 ) -> list[tuple[TaskState, WorkerState]]:
     """(task, thief) moves from busy ``workers`` to the ``idle`` ones that balance their
-    backlogs. Tasks restricted with ``workers=`` stay where they are."""
+    backlogs. Tasks restricted with ``workers=`` or holding ``resources=`` stay where they
+    are (the scheduler sends those only where they fit)."""
     if not idle:
         return []
     victims = [
@@ -49,7 +50,8 @@ def plan_steals(
         spare = len(victim.processing) - len(victim.long_running) - victim.nthreads
         queued = heapq.nlargest(
             spare,
-            (t for t in victim.processing if t.workers is None and not t.started and not t.actor),
+            (t for t in victim.processing
+             if t.workers is None and t.resources is None and not t.started and not t.actor),
             key=lambda t: t.priority,
         )
         for ts in queued:

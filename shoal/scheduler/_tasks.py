@@ -21,13 +21,16 @@ class TaskState:
         "error",
         "est",
         "fids",
+        "held_on",
         "key",
         "killed_on",
+        "loose",
         "nbytes",
         "payload",
         "prefix",
         "priority",
         "processing_on",
+        "resources",
         "retries",
         "started",
         "state",
@@ -60,6 +63,12 @@ class TaskState:
         self.suspicious = 0
         self.killed_on: list[str] = []
         self.workers: frozenset[str] | None = None
+        # ``workers=`` is only a preference (dask's ``allow_other_workers``).
+        self.loose = False
+        # Abstract resources the task holds on its worker while it runs ({"GPU": 1}).
+        self.resources: dict[str, float] | None = None
+        # The worker whose scheduler-side queue holds this restricted task (state queued).
+        self.held_on: WorkerState | None = None
         self.est = 0.0
         # An actor: its result is a live object on one worker, which cannot be recomputed
         # elsewhere; losing that worker errs it (as in dask.distributed).
@@ -101,7 +110,10 @@ class WorkerState:
         "cpu",
         "executing",
         "fids",
+        "free",
         "has_what",
+        "held",
+        "held_live",
         "host",
         "last_seen",
         "long_running",
@@ -116,13 +128,14 @@ class WorkerState:
         "paused",
         "pid",
         "processing",
+        "resources",
         "started",
         "stealable",
     )
 
     def __init__(
         self, address: str, name: str, nthreads: int, memory_limit: int, pid: int, host: str,
-        now: float,
+        now: float, resources: dict[str, float] | None = None,
     ) -> None:
         self.address = address
         self.name = name
@@ -146,6 +159,13 @@ class WorkerState:
         self.paused = False  # memory past its pause threshold: nothing new is placed here
         self.cpu = 0.0
         self.executing = 0
+        # Abstract resources it offers, and what of them its processing tasks leave free.
+        self.resources: dict[str, float] = dict(resources or {})
+        self.free: dict[str, float] = dict(self.resources)
+        # Restricted tasks (workers=, resources=) waiting on the scheduler for room here:
+        # a heap of (priority, seq, task); entries whose task moved on are skipped.
+        self.held: list[tuple[Any, int, TaskState]] = []
+        self.held_live = 0  # tasks in ``held`` still waiting for this worker
 
     def __repr__(self) -> str:
         return f"<WorkerState {self.address} processing={len(self.processing)}>"

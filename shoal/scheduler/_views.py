@@ -42,6 +42,7 @@ def worker_info(scheduler: Scheduler) -> list[dict[str, Any]]:
                 "last_seen": ws.last_seen + wall_minus_monotonic,
                 "pid": ws.pid,
                 "host": ws.host,
+                "resources": dict(ws.resources),
             }
         )
     return out
@@ -53,6 +54,7 @@ def snapshot(scheduler: Scheduler) -> dict[str, Any]:
         prefix: {
             "released": c["released"],
             "waiting": c["waiting"] + c["no-worker"],
+            "no_worker": c["no-worker"],  # of those waiting, for a worker that can run them
             "queued": c["queued"],
             "processing": c["processing"],
             "memory": c["memory"],

@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--local-directory", default=None)
     for name in ("target", "spill", "pause", "transfer"):  # of the limit, or "false" (off)
         p.add_argument(f"--memory-{name}", type=_fraction, default=None)
+    p.add_argument("--resources", default=None,
+                   help='abstract resources tasks may claim, like "GPU=2,MEM=10e9"')
     p.add_argument("--death-timeout", type=float, default=None,
                    help="seconds to keep trying to reach the scheduler before exiting")
     # The nanny reads dask's config for this (importing dask here costs start-up time).
@@ -100,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
                         memory_spill_fraction=args.memory_spill,
                         memory_pause_fraction=args.memory_pause,
                         memory_transfer_fraction=args.memory_transfer,
-                        security=security)
+                        security=security,
+                        resources=args.resources)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: loop.create_task(worker.close()))

@@ -16,6 +16,8 @@ from typing import Any
 
 import psutil
 
+from shoal.worker._resources import check_resources, format_resources
+
 logger = logging.getLogger("shoal.nanny")
 
 MEMORY_TERMINATE_FRACTION = 0.95
@@ -51,6 +53,7 @@ class Nanny:
         death_timeout: float | None = None,
         local_directory: str | None = None,
         security: Any = None,
+        resources: dict[str, float] | str | None = None,
     ) -> None:
         self.scheduler_address = scheduler_address
         self.nthreads = nthreads
@@ -64,6 +67,8 @@ class Nanny:
         self.local_directory = local_directory
         self.terminate_fraction = MEMORY_TERMINATE_FRACTION
         self.security = security  # a shoal.comm._security.Security, passed on in the env
+        # Resolved here (dask's config is read in this process) and passed on explicitly.
+        self.resources = check_resources(resources)
         self.process: asyncio.subprocess.Process | None = None
         self.restarts: list[float] = []
         # Where nanny plugins (run in the worker on our behalf) leave the env to keep.
@@ -94,6 +99,7 @@ class Nanny:
             args += ["--port", str(self.port)]
         if self.contact_address is not None:
             args += ["--contact-address", self.contact_address]
+        args += ["--resources", format_resources(self.resources)]
         args += ["--connect-timeout", str(_connect_timeout())]
         if self.memory_limit:
             args += self._memory_args()

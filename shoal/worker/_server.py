@@ -60,6 +60,7 @@ from shoal.protocol._messages import (
     TopicLog,
     WorkerGoodbye,
 )
+from shoal.protocol._pieces import MESSAGE_BYTES_LIMIT, split_by_size, whole
 from shoal.protocol._serialize import (
     FunctionTable,
     Serialized,
@@ -73,6 +74,7 @@ from shoal.worker._actors import ActorHost
 from shoal.worker._execute import Executor, unpickle
 from shoal.worker._memory import MemoryLimits, Pause, Resume
 from shoal.worker._plugins import WorkerPlugins
+from shoal.worker._resources import check_resources
 from shoal.worker._spill import SpillBuffer
 from shoal.worker._state import (
     ComputeAssigned,
@@ -128,6 +130,7 @@ class Worker:
         memory_pause_fraction: float | bool | None = None,
         memory_transfer_fraction: float | bool | None = None,
         security: Security | None = None,
+        resources: dict[str, float] | str | None = None,
     ) -> None:
         """``death_timeout``: seconds to keep trying to (re)register with the scheduler
         before giving up (dask's ``death_timeout``; None: forever). ``connect_timeout``:
@@ -138,7 +141,9 @@ class Worker:
         (None: dask's ``distributed.worker.memory.target/spill/pause`` config; False: off);
         fetched values in flight stay under ``memory_transfer_fraction`` of it.
         ``security``: certificates and token (default: dask's config and ``SHOAL_TOKEN``);
-        the worker's data port speaks the scheduler address's protocol (tcp or tls)."""
+        the worker's data port speaks the scheduler address's protocol (tcp or tls).
+        ``resources``: abstract resources tasks may claim here (``{"GPU": 1}``; None: dask's
+        config ``distributed.worker.resources``)."""
         self.scheduler_address = scheduler_address
         self.nthreads = nthreads
         self.name = name
@@ -164,6 +169,7 @@ class Worker:
         self._in_flight_bytes = 0
         self._transfer_room: asyncio.Condition | None = None
         self.security = security if security is not None else Security()
+        self.resources = check_resources(resources)
         self.scheduler_gone = False  # closed because the scheduler said so or stayed away
         self.functions = FunctionTable()
         self.address = ""
@@ -185,6 +191,12 @@ class Worker:
         self.incarnation = os.urandom(16).hex()  # proves a reconnect is this worker's
         self._client: Any = None  # the worker's own Client (get_client() in tasks), lazily
         self.fetch_timeout = comm_timeout()  # a peer silent this long during a fetch is dead
+        self.message_bytes_limit = _message_bytes_limit()
+        # dask's distributed.worker.connections: fetches from peers at once (outgoing) and
+        # big replies served at once (incoming); created on the loop by start().
+        self.connection_limits = _connection_limits()
+        self._fetch_slots: asyncio.Semaphore | None = None
+        self._serve_slots: asyncio.Semaphore | None = None
         self._serializer: concurrent.futures.ThreadPoolExecutor | None = None
         self.plugin_host = WorkerPlugins(self)  # plugins and uploads; they outlive sessions
         self.restart_requested = False  # a nanny plugin asked for a fresh process
@@ -315,7 +327,8 @@ class Worker:
             conn.set_handler(self._on_scheduler)
             conn.send(Hello("worker", PROTOCOL_VERSION, str(self.name)))
             conn.send(Register(self.address, str(self.name), self.nthreads, self.memory_limit,
-                               os.getpid(), self.contact_host, self.incarnation))
+                               os.getpid(), self.contact_host, self.incarnation,
+                               self.resources or None))
             refused = await asyncio.wait_for(self._registered, timeout)
             if refused is not None:
                 problem = f"registration refused: {refused}"
@@ -699,12 +712,20 @@ class Worker:
                     continue
                 values = {k: self.data[k] for k in msg.keys if k in self.data}
                 missing = [k for k in msg.keys if k not in values]
-                if any(self._costly(k, v) for k, v in values.items()):
-                    self._spawn(self._send_data_off_loop(conn, msg.request_id, values, missing))
+                sizes = self._sizes(values)
+                if sum(sizes.values()) > self.message_bytes_limit or any(
+                    costly_to_pickle(v, sizes[k]) for k, v in values.items()
+                ):
+                    self._spawn(self._send_data_off_loop(conn, msg.request_id, values, missing,
+                                                         sizes))
                 else:
                     items, errors = self._pickle_values(values)
                     conn.send(Data(msg.request_id, items, missing, errors))
             elif isinstance(msg, Data):
+                whole_msg = whole(conn.info, msg)
+                if whole_msg is None:
+                    continue  # more pieces of this reply follow
+                msg = whole_msg
                 # Matched on this connection only: a peer cannot answer another's fetch.
                 fut = conn.info.get("requests", {}).pop(msg.request_id, None)
                 if fut is not None and not fut.done():
@@ -747,10 +768,14 @@ class Worker:
             )
         return self._serializer
 
-    def _costly(self, key: Any, value: Any) -> bool:
+    def _sizes(self, values: dict[Any, Any]) -> dict[Any, int]:
         assert self.state is not None
-        nbytes = self.state.held.get(key)
-        return costly_to_pickle(value, nbytes if nbytes is not None else measure(value))
+        held = self.state.held
+        out = {}
+        for key, value in values.items():
+            nbytes = held.get(key)
+            out[key] = nbytes if nbytes is not None else measure(value)
+        return out
 
     def _pickle_values(self, values: dict[Any, Any]) -> tuple[dict[Any, Serialized], dict[Any, Any]]:
         items: dict[Any, Serialized] = {}
@@ -763,15 +788,42 @@ class Worker:
         return items, errors
 
     async def _send_data_off_loop(self, conn: Connection, request_id: int,
-                                  values: dict[Any, Any], missing: list[Any]) -> None:
-        """Pickle big values in the serializing thread: the loop keeps serving the
-        scheduler, peers and finished tasks meanwhile."""
+                                  values: dict[Any, Any], missing: list[Any],
+                                  sizes: dict[Any, int]) -> None:
+        """Answer with big values in pieces of at most ``message_bytes_limit`` bytes (dask's
+        ``distributed.worker.transfer.message-bytes-limit``), each sent once the previous
+        one has left the socket buffer (so many or slow readers never make this worker
+        hold more than a piece per reader). Costly values are pickled in the serializing
+        thread: the loop keeps serving the scheduler, peers and finished tasks meanwhile.
+        At most ``distributed.worker.connections.incoming`` such replies go out at once."""
+        if self._serve_slots is None:
+            self._serve_slots = asyncio.Semaphore(self.connection_limits[1])
+        async with self._serve_slots:
+            await self._send_pieces(conn, request_id, values, missing, sizes)
+
+    async def _send_pieces(self, conn: Connection, request_id: int, values: dict[Any, Any],
+                           missing: list[Any], sizes: dict[Any, int]) -> None:
         loop = asyncio.get_running_loop()
-        items, errors = await loop.run_in_executor(
-            self._serializing_pool(), self._pickle_values, values
-        )
-        if not conn.closed:
-            conn.send(Data(request_id, items, missing, errors))
+        runs = split_by_size(list(values), sizes, self.message_bytes_limit)
+        for i, keys in enumerate(runs):
+            part = {k: values[k] for k in keys}
+            if any(costly_to_pickle(v, sizes[k]) for k, v in part.items()):
+                items, errors = await loop.run_in_executor(
+                    self._serializing_pool(), self._pickle_values, part
+                )
+            else:
+                items, errors = self._pickle_values(part)
+            if conn.closed:
+                return
+            try:
+                await asyncio.wait_for(conn.drain(), self.fetch_timeout)
+            except asyncio.TimeoutError:
+                logger.warning("closing connection to %s: it read nothing for %g s while "
+                               "sent data", conn.peer, self.fetch_timeout)
+                conn.close()
+                return
+            last = i == len(runs) - 1
+            conn.send(Data(request_id, items, missing if last else [], errors, not last))
 
     async def _send_spilled(self, conn: Connection, msg: GetData, store: SpillBuffer) -> None:
         """Answer a fetch of values some of which are on disk: their files' frames are
@@ -874,11 +926,16 @@ class Worker:
     async def _fetch(self, peer: str, keys: list[Any]) -> None:
         """Fetch ``keys`` from ``peer``. Always ends by telling the state machine: the data
         (FetchDone), or FetchFailed when the peer is unreachable, closes the connection, or
-        sends nothing for ``fetch_timeout`` seconds (frozen, or powered off)."""
+        sends nothing for ``fetch_timeout`` seconds (frozen, or powered off). At most
+        ``distributed.worker.connections.outgoing`` fetches run at once; the others wait
+        their turn (each of those waits ends when a running fetch ends, which has its own)."""
         assert self.state is not None
+        if self._fetch_slots is None:
+            self._fetch_slots = asyncio.Semaphore(self.connection_limits[0])
         start = time.time()
         try:
-            reply = await self._get_data(peer, keys)
+            async with self._fetch_slots:
+                reply = await self._get_data(peer, keys)
             got: dict[Any, int] = {}
             errors = dict(reply.errors)
             from shoal.protocol._sizeof import nbytes
@@ -944,6 +1001,39 @@ def transfer_groups(keys: list[Any], sizes: dict[Any, int],
     if group:
         groups.append((group, total))
     return groups
+
+
+def _connection_limits() -> tuple[int, int]:
+    """(fetches at once, big replies served at once): dask's
+    ``distributed.worker.connections.outgoing`` / ``.incoming`` (50 / 10)."""
+    import dask.config
+
+    out = []
+    for name, default in (("outgoing", 50), ("incoming", 10)):
+        value = dask.config.get(f"distributed.worker.connections.{name}", default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(
+                f"distributed.worker.connections.{name} must be a positive integer, got {value!r}"
+            )
+        out.append(value)
+    return out[0], out[1]
+
+
+def _message_bytes_limit() -> int:
+    """Bytes per piece of a GetData reply: dask's
+    ``distributed.worker.transfer.message-bytes-limit`` (50 MB)."""
+    import dask.config
+    from dask.utils import parse_bytes
+
+    value = dask.config.get("distributed.worker.transfer.message-bytes-limit",
+                            MESSAGE_BYTES_LIMIT)
+    limit = parse_bytes(value) if isinstance(value, str) else int(value)
+    if limit <= 0:
+        raise ValueError(
+            "distributed.worker.transfer.message-bytes-limit must be a positive size like "
+            f"'50MB', got {value!r}"
+        )
+    return int(limit)
 
 
 def _raise(exc: BaseException) -> Any:

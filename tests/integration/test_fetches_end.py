@@ -89,12 +89,18 @@ def _dec(x: int) -> int:
     return x - 1
 
 
-def test_a_task_freed_while_queued_and_sent_back_runs_with_its_inputs(make_client, gate):
+def test_a_task_freed_while_queued_and_sent_back_runs_with_its_inputs(make_client, gate, tmp_path):
     """t waits in w1's queue behind a gated task; t and its input a (w1's own result) are
     released, a is recomputed on w2 and t sent to w1 again. w1 revives the queued t, which
     must still find a (it failed with KeyError: a had been dropped)."""
     c = make_client(n_workers=2)
     w1, w2 = sorted(c.scheduler_info()["workers"])
+    # Tasks pinned with workers= are sent only while their worker has a free slot; once
+    # gated and _dec are measured short, t is sent to w1 to queue behind the blocker.
+    open_gate = tmp_path / "open-gate"
+    open_gate.touch()
+    c.gather([c.submit(gated, str(open_gate), 0, workers=[w1], pure=False),
+              c.submit(_dec, 5, workers=[w1], pure=False)])
     a = c.submit(_inc, 1, key="revive-a", workers=[w1])
     wait([a], timeout=10)
     blocker = c.submit(gated, gate.path, 0, workers=[w1], pure=False)

@@ -74,9 +74,12 @@ class Sim:
         self.now = 0.0
         state.handle(ClientJoined(client))
 
-    def join(self, address: str, nthreads: int = 1, name: str | None = None) -> list[Command]:
+    def join(
+        self, address: str, nthreads: int = 1, name: str | None = None, *,
+        host: str = "host", resources: dict[str, float] | None = None,
+    ) -> list[Command]:
         return self.state.handle(
-            WorkerJoined(address, name or address, nthreads, 2**30, 1, "host", self.now)
+            WorkerJoined(address, name or address, nthreads, 2**30, 1, host, self.now, resources)
         )
 
     def leave(self, address: str, reason: str = "gone") -> list[Command]:
@@ -89,11 +92,14 @@ class Sim:
         return self.state.handle(ExecutionStarted(worker, list(keys)))
 
     def submit(
-        self, rows: Sequence[tuple[Any, ...]], wanted: Sequence[Any] | None = None
+        self, rows: Sequence[tuple[Any, ...]], wanted: Sequence[Any] | None = None,
+        restrictions: dict[Any, tuple[dict[str, float] | None, bool]] | None = None,
     ) -> list[Command]:
         if wanted is None:
             wanted = [r[0] for r in rows]
-        return self.state.handle(GraphSubmitted(self.client, list(rows), list(wanted)))
+        return self.state.handle(
+            GraphSubmitted(self.client, list(rows), list(wanted), [], restrictions or {})
+        )
 
     def finish(
         self,

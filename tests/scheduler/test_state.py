@@ -850,11 +850,16 @@ def test_restriction_matches_worker_name(sim: Sim) -> None:
     assert computes(out) == [("tcp://10.0.0.2:1234", "a")]
 
 
-def test_restricted_task_bypasses_the_queue(sim: Sim) -> None:
+def test_restricted_tasks_wait_on_the_scheduler_for_their_worker(sim: Sim) -> None:
     sim.join("w1")
     sim.join("w2")
     sim.submit([row(f"t-{i}", workers=["w1"]) for i in range(3)])
-    assert len(sim.state.workers["w1"].processing) == 3
+    # Unknown durations: one per thread is sent; the rest wait for w1, never go to w2.
+    assert len(sim.state.workers["w1"].processing) == 1
+    assert not sim.state.workers["w2"].processing
+    (done,) = sim.state.workers["w1"].processing
+    # Measured short (1 ms), the other two fit in w1's batch at once.
+    assert sorted(w for w, _ in computes(sim.finish(done.key))) == ["w1", "w1"]
 
 
 def test_restriction_beats_locality(sim: Sim) -> None:

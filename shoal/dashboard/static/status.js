@@ -108,7 +108,8 @@
           bar.appendChild(s);
         });
       bar.title = p + ": " + c.memory + " in memory, " + c.released + " released, " + c.processing +
-        " processing, " + c.queued + " queued, " + c.waiting + " waiting, " + c.erred + " erred";
+        " processing, " + c.queued + " queued, " + c.waiting + " waiting (" + (c.no_worker || 0) +
+        " with no worker able to run them), " + c.erred + " erred";
       row.appendChild(bar);
       var count = el("div", "count");
       var done = c.memory + c.released + c.erred;
@@ -117,6 +118,7 @@
       var extra = [];
       if (c.processing) extra.push(fmtInt(c.processing) + " running");
       if (c.waiting + c.queued) extra.push(fmtInt(c.waiting + c.queued) + " waiting");
+      if (c.no_worker) extra.push(fmtInt(c.no_worker) + " no-worker");
       if (c.erred) extra.push(fmtInt(c.erred) + " erred");
       if (extra.length) count.appendChild(document.createTextNode(" · " + extra.join(" · ")));
       row.appendChild(count);
