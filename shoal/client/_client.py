@@ -28,9 +28,11 @@ from shoal import _loop
 from shoal.client import (
     _cluster_info,
     _collections,
+    _control,
     _datasets,
     _debug,
     _repr,
+    _timeouts,
     _topics,
     _worker_client,
 )
@@ -44,6 +46,7 @@ from shoal.protocol._errors import error_to_exception
 from shoal.protocol._messages import (
     PROTOCOL_VERSION,
     CancelKeys,
+    ClusterRestarted,
     Hello,
     KeyCancelled,
     KeyDone,
@@ -100,11 +103,14 @@ class Client:
     """Connect to a shoal cluster, or start a local one.
 
     Args:
-        address: ``"tcp://host:port"`` of a running scheduler, a ``LocalCluster``, or None
-            to start a ``LocalCluster`` with the remaining keyword arguments
-            (``n_workers``, ``threads_per_worker``, ``processes``, ``memory_limit``,
+        address: ``"tcp://host:port"`` of a running scheduler, a ``LocalCluster`` or any
+            cluster object with a ``scheduler_address``, or None: dask's
+            ``scheduler-address`` config (``DASK_SCHEDULER_ADDRESS``) when set, else start
+            a ``LocalCluster`` with the remaining keyword arguments (``n_workers``,
+            ``threads_per_worker``, ``processes``, ``memory_limit``,
             ``dashboard_address``...).
-        timeout: seconds to wait for the scheduler to answer.
+        timeout: seconds to keep trying to reach the scheduler (a scheduler not up yet
+            is retried, as in dask); default ``distributed.comm.timeouts.connect``.
         set_as_default: make this client dask's scheduler (``dask.compute`` runs here).
 
     Raises:
@@ -115,7 +121,7 @@ class Client:
         self,
         address: Any = None,
         *,
-        timeout: float = 10.0,
+        timeout: Any = _timeouts.NO_DEFAULT,
         set_as_default: bool = True,
         asynchronous: bool = False,
         name: str | None = None,
@@ -127,7 +133,9 @@ class Client:
                 "shoal's Client is synchronous for now; use it from threads, or await futures "
                 "(`await future` works inside a running event loop)."
             )
-        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        if timeout is _timeouts.NO_DEFAULT:
+            timeout = _timeouts.connect_timeout()
+        elif timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.asynchronous = False
         self.status = "connecting"
@@ -156,6 +164,8 @@ class Client:
 
         from shoal.cluster._local import LocalCluster
 
+        if address is None and not cluster_kwargs:
+            address = dask.config.get("scheduler-address", None) or None
         if address is None:
             self.cluster = LocalCluster(**cluster_kwargs)
             self._owns_cluster = True
@@ -163,6 +173,14 @@ class Client:
             if cluster_kwargs:
                 raise TypeError(f"unexpected arguments with a cluster: {sorted(cluster_kwargs)}")
             self.cluster = address
+        elif not isinstance(address, str) and hasattr(address, "scheduler_address"):
+            if cluster_kwargs:
+                raise TypeError(f"unexpected arguments with a cluster: {sorted(cluster_kwargs)}")
+            self.cluster = address  # any cluster manager (dask's rule): talk to it over TCP
+            address = address.scheduler_address
+            if not isinstance(address, str):
+                raise TypeError(f"the cluster's scheduler_address must be 'tcp://host:port', "
+                                f"got {address!r}")
         elif isinstance(address, str):
             if cluster_kwargs:
                 raise TypeError(
@@ -171,11 +189,11 @@ class Client:
                 )
         else:
             raise TypeError(
-                f"Client(address) takes 'tcp://host:port', a LocalCluster or nothing; got "
-                f"{type(address).__name__}"
+                f"Client(address) takes 'tcp://host:port', a cluster object (with a "
+                f"scheduler_address) or nothing; got {type(address).__name__}"
             )
         try:
-            if self.cluster is not None:
+            if isinstance(self.cluster, LocalCluster):
                 _loop.run_sync(self._connect_local(), timeout)
             else:
                 _loop.run_sync(self._connect_tcp(address), timeout)
@@ -208,7 +226,7 @@ class Client:
         self.scheduler_address = sched.address
 
     async def _connect_tcp(self, address: str) -> None:
-        conn = await connect(address, timeout=self._timeout)
+        conn = await _connect_retrying(address, self._timeout)
         self._conn = conn
         hello: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._requests[0] = hello
@@ -251,6 +269,8 @@ class Client:
                         fut.set_exception(RuntimeError(str(msg.value)))  # type: ignore[attr-defined]
             elif kind is TopicEvent:
                 _topics.on_event(self, msg)  # type: ignore[arg-type]
+            elif kind is ClusterRestarted:
+                _control.on_restarted(self, msg.reason)  # type: ignore[attr-defined]
 
     def _on_lost_connection(self) -> None:
         if self.status in ("closing", "closed"):
@@ -580,7 +600,8 @@ class Client:
     def _exception_of(self, fut: Future) -> BaseException:
         st = fut._state
         if st.status == "cancelled":
-            return concurrent.futures.CancelledError(f"future {fut.key!r} was cancelled")
+            why = f": {st.error['message']}" if st.error is not None else ""
+            return concurrent.futures.CancelledError(f"future {fut.key!r} was cancelled{why}")
         if st.error is not None:
             return error_to_exception(st.error)
         return RuntimeError(f"future {fut.key!r} is {st.status}")
@@ -701,6 +722,12 @@ class Client:
     _fetch = _fetch_module.fetch
     _fetch_async = _fetch_module.fetch_async
     run = _cluster_info.run
+    restart = _control.restart
+    _restart = _control._restart
+    restart_workers = _control.restart_workers
+    _restart_workers = _control._restart_workers
+    retire_workers = _control.retire_workers
+    _retire_workers = _control._retire_workers
     scheduler_info = _cluster_info.scheduler_info
     nthreads = _cluster_info.nthreads
     ncores = _cluster_info.nthreads
@@ -795,6 +822,26 @@ class Client:
                 self.close()
             except Exception:
                 pass
+
+
+async def _connect_retrying(address: str, timeout: float | None) -> Connection:
+    """Connect to the scheduler, trying again while nothing listens there yet (a scheduler
+    still starting), as dask's client does; the caller bounds the whole by ``timeout``.
+
+    Raises:
+        OSError: the address is malformed, or (when the caller's bound is reached) the last
+            attempt's error.
+    """
+    delay = 0.01
+    while True:
+        try:
+            return await connect(address, timeout=timeout or 30.0)
+        except ValueError:
+            raise
+        except OSError as exc:
+            logger.debug("could not reach the scheduler at %s yet (%s); retrying", address, exc)
+            await asyncio.sleep(delay)  # bounded by the caller's timeout
+            delay = min(delay * 2, 1.0)
 
 
 def _payload(key: Any, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],

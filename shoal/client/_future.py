@@ -168,7 +168,7 @@ class Future(TaskRef):
     def release(self) -> None:
         """Drop this future's hold on the result now rather than at garbage collection."""
         client, self._client = self._client, None  # type: ignore[assignment]
-        if client is not None:
+        if client is not None and client._states.get(self.key) is self._state:
             client._decref(self.key)
 
     # --- dask integration ---------------------------------------------------------------------
@@ -181,7 +181,8 @@ class Future(TaskRef):
 
     def __del__(self) -> None:
         client = getattr(self, "_client", None)
-        if client is not None:
+        # After client.restart() the key is no longer counted (it may be in use again).
+        if client is not None and client._states.get(self.key) is self._state:
             try:
                 client._decref(self.key)
             except Exception:

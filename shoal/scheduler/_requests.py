@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from shoal.comm import Connection
+from shoal.scheduler import _control
 from shoal.scheduler._views import scheduler_info
 
 if TYPE_CHECKING:
@@ -19,8 +20,32 @@ async def answer(scheduler: Scheduler, conn: Connection, op: str, args: dict[str
     return await handler(scheduler, conn, **args)
 
 
-async def _info(scheduler: Scheduler, conn: Connection) -> Any:
-    return scheduler_info(scheduler)
+async def _info(scheduler: Scheduler, conn: Connection, n_workers: int = -1) -> Any:
+    return scheduler_info(scheduler, n_workers)
+
+
+async def _restart(scheduler: Scheduler, conn: Connection, timeout: float | None,
+                   wait_for_workers: bool) -> Any:
+    return await _control.restart(scheduler, timeout, wait_for_workers)
+
+
+async def _restart_workers(scheduler: Scheduler, conn: Connection, workers: list[Any],
+                           timeout: float | None) -> Any:
+    """``("ok", {worker: status})``, or ``("error", "ValueError", message)`` for a worker
+    that is not there (the client raises it as such)."""
+    try:
+        return ["ok", await _control.restart_workers(scheduler, workers, timeout)]
+    except ValueError as exc:
+        return ["error", "ValueError", str(exc)]
+
+
+async def _retire_workers(scheduler: Scheduler, conn: Connection, workers: list[Any] | None,
+                          n: int | None, close_workers: bool, timeout: float) -> Any:
+    """``("ok", {address: info})`` or ``("error", "ValueError", message)``."""
+    try:
+        return ["ok", await _control.retire_workers(scheduler, workers, n, close_workers, timeout)]
+    except ValueError as exc:
+        return ["error", "ValueError", str(exc)]
 
 
 async def _who_has(scheduler: Scheduler, conn: Connection, keys: list[Any] | None) -> Any:
@@ -92,4 +117,7 @@ _OPS: dict[str, Callable[..., Awaitable[Any]]] = {
     "wait_for_workers": _wait_for_workers,
     "story": _story,
     "failure": _failure,
+    "restart": _restart,
+    "restart_workers": _restart_workers,
+    "retire_workers": _retire_workers,
 }

@@ -16,6 +16,7 @@ import asyncio
 import itertools
 import logging
 import time
+import uuid
 from typing import Any
 
 from shoal.comm import Connection, inproc_pair, listen
@@ -24,6 +25,7 @@ from shoal.protocol._messages import (
     PROTOCOL_VERSION,
     CancelKeys,
     Close,
+    ClusterRestarted,
     Compute,
     DatasetGet,
     DatasetList,
@@ -75,6 +77,7 @@ from shoal.scheduler._events import (
     ReportCancelled,
     ReportDone,
     ReportErred,
+    ReportRestarted,
     Seceded,
     SendCompute,
     SendFree,
@@ -127,6 +130,7 @@ class Scheduler:
         self.dashboard: Any = None
         self.dashboard_warning: str | None = None
         self.started = time.time()
+        self.id = f"Scheduler-{uuid.uuid4()}"
         self._server: asyncio.base_events.Server | None = None
         self._workers: dict[str, Connection] = {}
         self._worker_fids: dict[str, set[str]] = {}
@@ -343,6 +347,8 @@ class Scheduler:
             if address is not None and self._workers.get(address) is conn:
                 self._worker_gone(address, "connection closed")
             return
+        if address is not None and self._workers.get(address) is not conn:
+            return  # a worker already removed (restarted, retired): it has no say any more
         events: list[Any] = []
         try:
             for msg in batch:
@@ -459,6 +465,10 @@ class Scheduler:
                 if conn is not None and data is not None:
                     ts = self.state.tasks.get(cmd.key)
                     conn.send(Store(cmd.key, data, ts.nbytes if ts else 0))
+            elif isinstance(cmd, ReportRestarted):
+                c = clients.get(cmd.client)
+                if c is not None:
+                    c.send(ClusterRestarted(cmd.reason))
             elif isinstance(cmd, CloseWorker):
                 conn = workers.get(cmd.worker)
                 if conn is not None:

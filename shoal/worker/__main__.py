@@ -17,18 +17,20 @@ from shoal.worker._server import SchedulerGone, Worker
 # Exit status meaning "leave for good": the scheduler closed this worker, or there was no
 # scheduler to register with for the death timeout. The nanny does not restart such a worker.
 EXIT_SCHEDULER_GONE = 3
+# Exit status meaning "replace me" (client.restart): the nanny starts a fresh process at once.
+EXIT_RESTART = 4
 # The nanny's pid, set by the nanny: the worker dies with it (see _die_with_parent).
 PARENT_PID_ENV = "SHOAL_NANNY_PID"
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its nanny's process dies, however it dies
+def _die_with_parent() -> bool:
+    """Whether a nanny started this process. Ask Linux to SIGKILL this process when its nanny's process dies, however it dies
     (SIGKILL of ``shoal worker`` or of the user's program running a LocalCluster): a
     worker without its nanny is an orphan nobody supervises or stops."""
     parent = os.environ.pop(PARENT_PID_ENV, None)  # not for the tasks' own subprocesses
     if parent is None or not sys.platform.startswith("linux"):
-        return
+        return parent is not None
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
@@ -36,9 +38,19 @@ def _die_with_parent() -> None:
         err = ctypes.get_errno()
         logging.getLogger("shoal.worker").warning(
             "could not tie this worker to its nanny's life (prctl: %s)", os.strerror(err))
-        return
+        return True
     if os.getppid() != int(parent):  # the nanny died before the request took effect
         os._exit(EXIT_SCHEDULER_GONE)
+    return True
+
+
+def _exit_for_restart() -> None:
+    """Leave at once: the nanny replaces this process with a fresh one, so nothing here
+    (data, running tasks, threads) needs an orderly end, and a task that ignores
+    cancellation cannot delay the restart."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_RESTART)
 
 
 def _warm_imports() -> None:
@@ -61,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connect-timeout", type=float, default=30.0,
                    help="bound of one attempt to connect to the scheduler, in seconds")
     args = p.parse_args(argv)
-    _die_with_parent()
+    has_nanny = _die_with_parent()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     gone: list[bool] = []
@@ -70,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         worker = Worker(args.scheduler, nthreads=args.nthreads, name=args.name,
                         memory_limit=args.memory_limit, host=args.host,
                         death_timeout=args.death_timeout, connect_timeout=args.connect_timeout)
+        if has_nanny:
+            worker.on_restart = _exit_for_restart
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: loop.create_task(worker.close()))

@@ -17,6 +17,7 @@ logger = logging.getLogger("shoal.nanny")
 
 MEMORY_TERMINATE_FRACTION = 0.95
 _EXIT_SCHEDULER_GONE = 3  # shoal.worker.__main__.EXIT_SCHEDULER_GONE (not imported: keeps imports light)
+_EXIT_RESTART = 4  # shoal.worker.__main__.EXIT_RESTART: the scheduler asked for a fresh process
 MAX_RESTARTS_PER_MINUTE = 10
 
 
@@ -27,6 +28,45 @@ def _connect_timeout() -> float:
 
     value = dask.config.get("distributed.comm.timeouts.connect", "30s")
     return float(parse_timedelta(value, default="seconds") or 30.0)
+
+
+# dask reads this variable when ``dask.config`` is first imported (dask's nanny and SSH
+# deployments use it), so the worker gets the config lazily, at no start-up cost.
+INHERIT_CONFIG_ENV = "DASK_INTERNAL_INHERIT_CONFIG"
+# Top-level settings that describe this process, not the cluster: the client sets itself
+# as dask's scheduler here; in a worker that would point at nothing.
+_NOT_INHERITED = frozenset({"scheduler", "get"})
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with whatever JSON cannot carry left out (objects set as config values)."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if isinstance(k, str):
+                v2 = _jsonable(v)
+                if v2 is not _SKIP:
+                    out[k] = v2
+        return out
+    if isinstance(value, (list, tuple)):
+        items = [_jsonable(v) for v in value]
+        return [v for v in items if v is not _SKIP]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return _SKIP
+
+
+_SKIP = object()
+
+
+def inherited_config() -> str:
+    """This process's dask config, serialized for a worker process (dask's nanny passes
+    the parent's config on the same way): settings made with ``dask.config.set`` in the
+    user's program apply inside tasks too."""
+    import dask.config
+
+    config = {k: v for k, v in dask.config.global_config.items() if k not in _NOT_INHERITED}
+    return str(dask.config.serialize(_jsonable(config)))
 
 
 class Nanny:
@@ -83,6 +123,7 @@ class Nanny:
         env.setdefault("OPENBLAS_NUM_THREADS", str(self.nthreads))
         # The worker dies with this process (shoal.worker.__main__.PARENT_PID_ENV).
         env["SHOAL_NANNY_PID"] = str(os.getpid())
+        env[INHERIT_CONFIG_ENV] = inherited_config()
         self.process = await asyncio.create_subprocess_exec(
             # stdout and stderr are inherited: print() in a task shows where the user looks.
             *args, stdin=asyncio.subprocess.DEVNULL, env=env,
@@ -104,6 +145,10 @@ class Nanny:
                 logger.info("worker %s stopped: closed by its scheduler, or no scheduler within "
                             "its death timeout; not restarting", self.name)
                 return
+            if code == _EXIT_RESTART:  # asked for (client.restart): no failure to count
+                logger.info("worker %s restarting as asked", self.name)
+                await self._spawn()
+                continue
             now = time.monotonic()
             self.restarts = [t for t in self.restarts if now - t < 60] + [now]
             if len(self.restarts) > MAX_RESTARTS_PER_MINUTE:

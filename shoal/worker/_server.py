@@ -43,6 +43,7 @@ from shoal.protocol._messages import (
     Register,
     RegisterReply,
     Response,
+    RestartWorker,
     Run,
     Store,
     TaskSeceded,
@@ -123,6 +124,9 @@ class Worker:
         self._reconnecting: asyncio.Task[None] | None = None
         self._process = psutil.Process()
         self._client: Any = None  # the worker's own Client (get_client() in tasks), lazily
+        # What a RestartWorker does: set by ``python -m shoal.worker`` under a nanny to exit
+        # at once (the nanny starts a fresh process); None: begin a fresh session instead.
+        self.on_restart: Any = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -307,12 +311,24 @@ class Worker:
                 self.scheduler_gone = True
                 self._leaving = True
                 asyncio.get_running_loop().create_task(self.close())
+            elif isinstance(msg, RestartWorker):
+                self._restart(conn, msg.reason)
+                return
             elif isinstance(msg, Response):
                 pass
             else:
                 logger.warning("worker got an unexpected %s from the scheduler", msg.tag)
         if events:
             self._carry_out(self.state.handle(*events))
+
+    def _restart(self, conn: Connection, reason: str) -> None:
+        """Be replaced (``client.restart``): exit for the nanny to start a fresh process,
+        or, without a nanny, drop this session and register again as a fresh worker."""
+        logger.info("worker %s restarting: %s", self.address, reason)
+        if self.on_restart is not None:
+            self.on_restart()
+            return
+        conn.close()  # its loss starts _reconnect, as any lost scheduler connection does
 
     def log_event(self, topic: str | list[str], msg: Any) -> None:
         """Log ``msg`` on the scheduler under ``topic`` (or each of a list of topics), as
