@@ -250,6 +250,20 @@ WORKLOADS: dict[str, Workload] = {
             "median of 3 in one process (imports done before timing).",
         ),
         Workload(
+            name="restart",
+            title="client.restart() of 4 worker processes",
+            issue=11,
+            metrics=(
+                Metric("seconds", "restart", "s", False, Target("<=", 0.5)),
+                Metric("best_s", "fastest restart", "s", False),
+            ),
+            sizes={"quick": {"n_workers": 4, "reps": 3}, "default": {"n_workers": 4, "reps": 5}},
+            timeout_s=300,
+            method="`Client(n_workers=4, threads_per_worker=1)`; each repetition maps 100 "
+            "tasks, waits, then times `client.restart()` until it returns with 4 fresh worker "
+            "processes (new pids checked, old futures cancelled, a new task runs); median of 5.",
+        ),
+        Workload(
             name="memory",
             title="memory: client + scheduler per task, and workers",
             issue=2,

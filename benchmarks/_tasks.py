@@ -42,6 +42,13 @@ def rss() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
+def pid() -> int:
+    """The worker process's id (to tell a restarted worker from the old one)."""
+    import os
+
+    return os.getpid()
+
+
 def fib(n: int, system: str) -> int:
     """Issue 10's tasks that launch tasks: each call submits its two halves as new tasks
     (``pure=False``: one task per call, 1,973 for ``fib(15)``) from the worker's client,
