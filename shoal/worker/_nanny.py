@@ -59,14 +59,34 @@ def _jsonable(value: Any) -> Any:
 _SKIP = object()
 
 
+def _changed(config: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+    """The settings of ``config`` that differ from ``baseline`` (nested dicts compared
+    key by key)."""
+    out: dict[str, Any] = {}
+    for k, v in config.items():
+        base = baseline.get(k, _SKIP)
+        if isinstance(v, dict) and isinstance(base, dict):
+            sub = _changed(v, base)
+            if sub:
+                out[k] = sub
+        elif base is _SKIP or base != v:
+            out[k] = v
+    return out
+
+
 def inherited_config() -> str:
-    """This process's dask config, serialized for a worker process (dask's nanny passes
-    the parent's config on the same way): settings made with ``dask.config.set`` in the
-    user's program apply inside tasks too."""
+    """The dask config settings this process made (``dask.config.set``, changes to
+    ``dask.config.config``), serialized for a worker process, as dask's nanny passes its
+    config on: they apply inside tasks too. Defaults, YAML files and ``DASK_*`` variables
+    are not repeated: the worker reads those itself."""
     import dask.config
 
+    baseline: dict[str, Any] = {}
+    for defaults in dask.config.defaults:
+        dask.config.update(baseline, defaults, priority="new")
+    dask.config.update(baseline, dask.config.collect(), priority="new")
     config = {k: v for k, v in dask.config.global_config.items() if k not in _NOT_INHERITED}
-    return str(dask.config.serialize(_jsonable(config)))
+    return str(dask.config.serialize(_jsonable(_changed(config, baseline))))
 
 
 class Nanny:
