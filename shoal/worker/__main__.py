@@ -53,6 +53,28 @@ def _exit_for_restart() -> None:
     os._exit(EXIT_RESTART)
 
 
+def _wait_for_go() -> bool:
+    """A nanny's standby: everything is imported; wait until the nanny needs a worker.
+    Its line carries the environment to add (the dask config as of now). EOF: not needed
+    (the nanny closed), so exit."""
+    line = sys.stdin.buffer.readline()
+    if not line.strip():
+        return False
+    import json
+
+    os.environ.update(json.loads(line).get("env", {}))
+    return True
+
+
+def _say_ready(fd: int) -> None:
+    """Tell the nanny this worker registered (it starts a standby only then)."""
+    try:
+        os.write(fd, b"1")
+        os.close(fd)
+    except OSError as exc:  # the nanny is gone or did not wait: nothing to tell
+        logging.getLogger("shoal.worker").debug("could not tell the nanny: %s", exc)
+
+
 def _warm_imports() -> None:
     """Import dask's task spec and sizes now rather than inside the first task that needs
     them (0.1 s a worker, which would delay the first results)."""
@@ -72,8 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     # The nanny reads dask's config for this (importing dask here costs start-up time).
     p.add_argument("--connect-timeout", type=float, default=30.0,
                    help="bound of one attempt to connect to the scheduler, in seconds")
+    p.add_argument("--ready-fd", type=int, default=None,
+                   help="(for the nanny) a pipe to write one byte to once registered")
+    p.add_argument("--standby", action="store_true",
+                   help="(for the nanny) import, then wait for a line on stdin before starting")
     args = p.parse_args(argv)
     has_nanny = _die_with_parent()
+    if args.standby and not _wait_for_go():
+        return 0
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     gone: list[bool] = []
@@ -105,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             await worker.close()
             gone.append(True)
             return
+        if args.ready_fd is not None:
+            _say_ready(args.ready_fd)
         # Registered: now load what most tasks will need, off the critical path of start-up.
         threading.Thread(target=_warm_imports, name="shoal-warm-imports", daemon=True).start()
         logging.getLogger("shoal.worker").info("worker at %s", worker.address)

@@ -5,6 +5,7 @@ its memory limit, and stops it for good on close. Runs as a task in its owner's 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -110,6 +111,15 @@ class Nanny:
         self.death_timeout = death_timeout
         self.process: asyncio.subprocess.Process | None = None
         self.restarts: list[float] = []
+        # A standby process (imports done, waiting on its stdin), kept after the first
+        # requested restart; None until then.
+        self._spare: asyncio.subprocess.Process | None = None
+        self._spare_task: asyncio.Task[None] | None = None
+        # Read ends of the pipes on which workers say "registered": the current worker's,
+        # and those of a process just started (before it becomes current) and of the spare.
+        self._ready_fd: int | None = None
+        self._new_ready_fd: int | None = None
+        self._spare_ready_fd: int | None = None
         self._closing = False
         self._supervisor: asyncio.Task[None] | None = None
 
@@ -122,6 +132,56 @@ class Nanny:
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
 
     async def _spawn(self) -> None:
+        """Start the worker: activate the warm standby when there is one, else a new
+        process."""
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.returncode is None and spare.stdin is not None:
+            go = json.dumps({"env": {INHERIT_CONFIG_ENV: inherited_config()}})
+            try:
+                spare.stdin.write(go.encode() + b"\n")
+                await spare.stdin.drain()
+                spare.stdin.close()
+                self.process = spare
+                self._take_ready_fd(self._spare_ready_fd)
+                self._spare_ready_fd = None
+                return
+            except (BrokenPipeError, ConnectionResetError) as exc:
+                logger.info("worker %s: standby process %s is gone (%s); starting a new one",
+                            self.name, spare.pid, exc)
+        self.process = await self._start_process(standby=False)
+        self._take_ready_fd(self._new_ready_fd)
+        self._new_ready_fd = None
+
+    async def _spare_once_ready(self) -> None:
+        """Start a standby process for the next restart once the current worker said it
+        registered (or ended); the standby imports the worker, then waits on its stdin
+        for the word to go (``python -m shoal.worker --standby``)."""
+        proc, fd = self.process, self._ready_fd
+        if proc is None or fd is None:
+            return
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_reader(fd, readable)
+        exited: asyncio.Future[Any] = asyncio.ensure_future(proc.wait())
+        try:
+            await asyncio.wait([ready, exited], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            loop.remove_reader(fd)
+            exited.cancel()
+        if ready.done() and proc is self.process and self._spare is None and not self._closing:
+            self._spare = await self._start_process(standby=True)
+
+    def _take_ready_fd(self, fd: int | None) -> None:
+        old, self._ready_fd = self._ready_fd, fd
+        if old is not None:
+            os.close(old)
+
+    async def _start_process(self, standby: bool) -> asyncio.subprocess.Process:
         args = [
             sys.executable, "-m", "shoal.worker", self.scheduler_address,
             "--nthreads", str(self.nthreads), "--memory-limit", str(self.memory_limit),
@@ -132,6 +192,11 @@ class Nanny:
         if self.death_timeout is not None:
             args += ["--death-timeout", str(self.death_timeout)]
         args += ["--connect-timeout", str(_connect_timeout())]
+        if standby:
+            args.append("--standby")
+        # The worker writes a byte to this pipe once registered (see _spare_once_ready).
+        ready_r, ready_w = os.pipe()
+        args += ["--ready-fd", str(ready_w)]
         env = dict(os.environ)
         # Like multiprocessing's spawn: the worker imports what its parent can import, so
         # functions from the user's modules (and test files) unpickle by reference.
@@ -143,11 +208,24 @@ class Nanny:
         env.setdefault("OPENBLAS_NUM_THREADS", str(self.nthreads))
         # The worker dies with this process (shoal.worker.__main__.PARENT_PID_ENV).
         env["SHOAL_NANNY_PID"] = str(os.getpid())
-        env[INHERIT_CONFIG_ENV] = inherited_config()
-        self.process = await asyncio.create_subprocess_exec(
-            # stdout and stderr are inherited: print() in a task shows where the user looks.
-            *args, stdin=asyncio.subprocess.DEVNULL, env=env,
-        )
+        if not standby:  # a standby gets the config when it is activated, not stale
+            env[INHERIT_CONFIG_ENV] = inherited_config()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                # stdout and stderr are inherited: print() in a task shows where the user looks.
+                *args, env=env, pass_fds=(ready_w,),
+                stdin=asyncio.subprocess.PIPE if standby else asyncio.subprocess.DEVNULL,
+            )
+        except BaseException:
+            os.close(ready_r)
+            raise
+        finally:
+            os.close(ready_w)
+        if standby:
+            self._spare_ready_fd = ready_r
+        else:
+            self._new_ready_fd = ready_r
+        return proc
 
     async def _supervise(self) -> None:
         while not self._closing:
@@ -168,6 +246,13 @@ class Nanny:
             if code == _EXIT_RESTART:  # asked for (client.restart): no failure to count
                 logger.info("worker %s restarting as asked", self.name)
                 await self._spawn()
+                # A worker restarted once is likely to be restarted again (a notebook's
+                # "restart and run all"): keep a warm standby so that the next restart
+                # costs a registration, not a Python start-up. It is started once the new
+                # worker has registered, so that it does not compete with it for the CPU.
+                if self._spare_task is None or self._spare_task.done():
+                    self._spare_task = asyncio.get_running_loop().create_task(
+                        self._spare_once_ready())
                 continue
             now = time.monotonic()
             self.restarts = [t for t in self.restarts if now - t < 60] + [now]
@@ -195,6 +280,10 @@ class Nanny:
 
     async def close(self, timeout: float = 5.0) -> None:
         self._closing = True
+        if self._spare_task is not None:
+            self._spare_task.cancel()
+            await asyncio.gather(self._spare_task, return_exceptions=True)
+        await self._drop_spare()
         proc = self.process
         if proc is not None and proc.returncode is None:
             try:
@@ -209,10 +298,36 @@ class Nanny:
         if self._supervisor is not None:
             self._supervisor.cancel()
             await asyncio.gather(self._supervisor, return_exceptions=True)
+        for fd in (self._ready_fd, self._new_ready_fd, self._spare_ready_fd):
+            if fd is not None:
+                os.close(fd)
+        self._ready_fd = self._new_ready_fd = self._spare_ready_fd = None
+
+    async def _drop_spare(self) -> None:
+        """End the standby: EOF on its stdin makes it exit; killed if it does not."""
+        spare, self._spare = self._spare, None
+        if spare is None or spare.returncode is not None:
+            return
+        if spare.stdin is not None:
+            spare.stdin.close()
+        try:
+            await asyncio.wait_for(spare.wait(), 1.0)
+        except asyncio.TimeoutError:  # still importing: it reads its stdin only after
+            try:
+                spare.kill()
+            except ProcessLookupError:
+                pass
+            await spare.wait()
 
     def kill_nowait(self) -> None:
         """Last-resort cleanup at interpreter exit."""
         self._closing = True
+        spare = self._spare
+        if spare is not None and spare.returncode is None:
+            try:
+                spare.kill()
+            except ProcessLookupError:
+                pass
         proc = self.process
         if proc is not None and proc.returncode is None:
             try:

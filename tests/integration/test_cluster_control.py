@@ -18,7 +18,7 @@ import pytest
 from shoal import Client
 from shoal.scheduler._server import Scheduler
 
-from ._helpers import gated, wait_for
+from ._helpers import alive, gated, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -99,6 +99,22 @@ def test_restart_of_in_process_workers_drops_their_data(make_client):
     assert all(not w.data for w in c.cluster._inproc_workers)
     assert len(c.scheduler_info()["workers"]) == 2
     assert c.submit(inc, 2).result(timeout=10) == 3
+
+
+def test_a_second_restart_activates_the_standby_prepared_after_the_first(make_client):
+    c = make_client(n_workers=1)
+    (nanny,) = c.cluster.nannies
+    assert nanny._spare is None  # no standby before any restart: nothing to pay for
+    c.restart()
+    wait_for(lambda: nanny._spare is not None, timeout=30)
+    standby = nanny._spare.pid
+    c.restart()
+    assert worker_pids(c) == {standby}
+    assert c.submit(inc, 1).result(timeout=10) == 2
+    wait_for(lambda: nanny._spare is not None, timeout=30)
+    spare = nanny._spare.pid
+    c.cluster.close()
+    assert not alive(spare) and not alive(standby)
 
 
 def test_restart_rejects_a_bad_timeout(client):
