@@ -289,7 +289,7 @@ def startup(api: Api, reps: int) -> dict[str, float]:
     }
 
 
-def restart(api: Api, n_workers: int, reps: int) -> dict[str, float]:
+def restart(api: Api, n_workers: int, reps: int, think_s: float) -> dict[str, float]:
     """``client.restart()`` of ``n_workers`` worker processes holding results: the time until
     it returns with as many fresh workers back (checked by their pids); median of ``reps``."""
     client = _client(api, n_workers=n_workers)
@@ -299,6 +299,7 @@ def restart(api: Api, n_workers: int, reps: int) -> dict[str, float]:
             before = set(client.run(_tasks.pid).values())
             held = client.map(_tasks.inc, range(100 * i, 100 * (i + 1)), pure=False)
             api.wait(held)
+            time.sleep(think_s)  # a user looks at results before restarting (both systems)
             start = time.perf_counter()
             client.restart()
             times.append(time.perf_counter() - start)
@@ -311,7 +312,7 @@ def restart(api: Api, n_workers: int, reps: int) -> dict[str, float]:
                 raise AssertionError("inc(1) did not return 2 after the restart")
     finally:
         client.close()
-    return {"seconds": statistics.median(times), "best_s": min(times)}
+    return {"seconds": statistics.median(times), "first_s": times[0]}
 
 
 def dashboard(
