@@ -259,6 +259,7 @@ class Client:
             elif kind is KeyCancelled:
                 st = states.get(msg.key)  # type: ignore[attr-defined]
                 if st is not None:
+                    self._forget_state(msg.key, st)  # type: ignore[attr-defined]
                     st.settle("cancelled")
             elif kind is Response:
                 fut = self._requests.pop(msg.request_id, None)  # type: ignore[attr-defined]
@@ -320,7 +321,9 @@ class Client:
         if dead:
             with self._lock:
                 while dead:
-                    key = dead.popleft()
+                    key, st = dead.popleft()
+                    if st is not None and self._states.get(key) is not st:
+                        continue  # a future of a cancelled key: its count was dropped then
                     n = self._refcount.get(key, 0) - 1
                     if n > 0:
                         self._refcount[key] = n
@@ -379,11 +382,12 @@ class Client:
         with self._lock:
             self._refcount[key] = self._refcount.get(key, 0) + 1
 
-    def _decref(self, key: Any) -> None:
-        """A Future of ``key`` went away. Lock-free: this runs from ``__del__``."""
+    def _decref(self, key: Any, state: FutureState | None = None) -> None:
+        """A Future of ``key`` (sharing ``state``) went away. Lock-free: this runs from
+        ``__del__``."""
         if self.status != "running":
             return
-        self._dead.append(key)
+        self._dead.append((key, state))
         try:
             self._schedule_drain()
         except RuntimeError:  # interpreter shutting down
@@ -399,10 +403,21 @@ class Client:
 
     def _submit_rows(self, rows: list[tuple[Any, ...]], wanted: list[Any],
                      actors: list[Any] | None = None) -> None:
-        fids = {fid for row in rows for fid in row[3]} - self._sent_fids
-        blobs = {fid: self._functions.blobs[fid] for fid in fids}
-        self._sent_fids |= fids
-        self._send(UpdateGraph(rows, wanted, blobs, actors))
+        # Marking a blob sent and queueing the message carrying it are one step: another
+        # thread's submit that skips the blob must queue its message after this one.
+        with self._lock:
+            fids = {fid for row in rows for fid in row[3]} - self._sent_fids
+            blobs = {fid: self._functions.blobs[fid] for fid in fids}
+            self._sent_fids |= fids
+            self._outbox.append(UpdateGraph(rows, wanted, blobs, actors))
+        self._schedule_drain()
+
+    def _forget_state(self, key: Any, st: FutureState) -> None:
+        """``key`` was cancelled: its futures keep ``st``; a new submission starts afresh."""
+        with self._lock:
+            if self._states.get(key) is st:
+                del self._states[key]
+                self._refcount.pop(key, None)
 
     def _function_token(self, func: Any) -> str:
         """dask's token of ``func``, computed once per function object (it is costly)."""
@@ -481,13 +496,18 @@ class Client:
             key = f"{name}-{tokenize(self._function_token(func), kwargs, *args) if pure else uuid.uuid4().hex}"
         else:
             name = _key_name(key)
-        st = self._states.get(key)
-        if st is not None and key in self._refcount:
-            return Future(key, self, st)
+        with self._lock:  # the loop thread drops released keys under this lock
+            st = self._states.get(key)
+            held = st is not None and key in self._refcount
+            if st is None:
+                st = self._states[key] = FutureState()
+            self._refcount[key] = self._refcount.get(key, 0) + 1
+            fut = Future._new(key, self, st)
+        if held:
+            return fut
         task = _payload(key, NewActor(func) if is_actor else func, args, kwargs)
         prio = (-priority, next(self._generation), 0)
         row = self._row(key, task, prio, nretries, wl, name)
-        fut = Future(key, self)
         self._submit_rows([row], [key], [key] if is_actor else None)
         return fut
 
@@ -697,15 +717,30 @@ class Client:
 
     def cancel(self, futures: Any, asynchronous: Any = None, force: bool = False,
                reason: Any = None, msg: Any = None) -> None:
-        """Stop computing these futures (and what only they need)."""
+        """Cancel these futures: they end ``cancelled`` and this client drops its interest
+        in their keys, so submitting the same task again starts a fresh computation.
+
+        A task that other clients also want goes on for them, unless ``force=True``, which
+        cancels it for every client. Dependents wanted by no one else are cancelled too.
+        """
         self._check_open()
         flat: list[Future] = []
         collect_futures(futures, flat)
-        self._send(CancelKeys([f.key for f in flat]))
-        for f in flat:
-            st = f._state
-            if not st.done():
-                _loop.call_soon(lambda st=st: st.done() or st.settle("cancelled"))
+        keys: dict[Any, None] = {}
+        with self._lock:
+            for f in flat:
+                current = self._states.get(f.key)
+                if current is f._state:
+                    del self._states[f.key]
+                    self._refcount.pop(f.key, None)
+                elif current is not None:
+                    continue  # cancelled before; the key was submitted again since
+                keys[f.key] = None
+        if keys:
+            self._send(CancelKeys(list(keys), bool(force)))
+        for st in {id(f._state): f._state for f in flat}.values():
+            if st.status != "cancelled":
+                _loop.call_soon(lambda st=st: st.status == "cancelled" or st.settle("cancelled"))
 
     def retry(self, futures: Any, asynchronous: Any = None) -> None:
         """Run failed futures (and their failed inputs) again."""

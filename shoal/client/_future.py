@@ -168,8 +168,8 @@ class Future(TaskRef):
     def release(self) -> None:
         """Drop this future's hold on the result now rather than at garbage collection."""
         client, self._client = self._client, None  # type: ignore[assignment]
-        if client is not None and client._states.get(self.key) is self._state:
-            client._decref(self.key)
+        if client is not None:
+            client._decref(self.key, self._state)
 
     # --- dask integration ---------------------------------------------------------------------
 
@@ -181,10 +181,9 @@ class Future(TaskRef):
 
     def __del__(self) -> None:
         client = getattr(self, "_client", None)
-        # After client.restart() the key is no longer counted (it may be in use again).
-        if client is not None and client._states.get(self.key) is self._state:
+        if client is not None:
             try:
-                client._decref(self.key)
+                client._decref(self.key, self._state)
             except Exception:
                 pass
 

@@ -305,12 +305,20 @@ class LocalCluster:
 def _scheduler_config() -> dict[str, Any]:
     """The scheduler settings a dask.distributed user sets through dask's config."""
     import dask
-    from dask.utils import parse_timedelta
+    from dask.utils import parse_bytes, parse_timedelta
 
     ttl = dask.config.get("distributed.scheduler.worker-ttl", "5 minutes")
+    bandwidth = dask.config.get("distributed.scheduler.bandwidth", 100_000_000)
+    bandwidth = parse_bytes(bandwidth) if isinstance(bandwidth, str) else bandwidth
+    if not isinstance(bandwidth, (int, float)) or bandwidth <= 0:
+        raise ValueError(
+            "distributed.scheduler.bandwidth must be a positive number of bytes per second "
+            f"(like 100000000 or '100MB'), got {bandwidth!r}"
+        )
     return {
         "allowed_failures": int(dask.config.get("distributed.scheduler.allowed-failures", 3)),
         "worker_ttl": float(parse_timedelta(ttl) if ttl is not None else 1e9),
+        "bandwidth": float(bandwidth),
     }
 
 

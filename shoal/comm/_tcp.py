@@ -18,6 +18,44 @@ from shoal.protocol._messages import Message, ProtocolError
 logger = logging.getLogger("shoal.comm")
 
 
+def comm_timeout() -> float:
+    """Seconds after which an unresponsive connection is dead: dask's
+    ``distributed.comm.timeouts.tcp`` (default 30 s)."""
+    import dask.config
+    from dask.utils import parse_timedelta
+
+    value = dask.config.get("distributed.comm.timeouts.tcp", "30s")
+    seconds = parse_timedelta(value, default="seconds")
+    if not seconds or seconds <= 0:
+        raise ValueError(
+            f"distributed.comm.timeouts.tcp must be a positive duration like '30s', got {value!r}"
+        )
+    return float(seconds)
+
+
+def _set_keepalive(sock: socket.socket) -> None:
+    """Let the kernel notice an idle connection's peer that vanished (powered off, cable
+    pulled) within about ``comm_timeout()`` seconds. (A frozen process's kernel still
+    answers: waits on replies carry their own deadline, e.g. the worker's fetches.)"""
+    try:
+        timeout = comm_timeout()
+    except ValueError as exc:
+        logger.error("%s; using 30 s", exc)
+        timeout = 30.0
+    t = max(int(timeout), 2)
+    idle = max(1, t // 2)
+    interval = max(1, (t - idle) // 5)
+    count = max(1, (t - idle) // interval)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
+    except OSError as exc:
+        logger.debug("could not set TCP keepalive: %s", exc)
+
+
 def parse_address(address: str) -> tuple[str, int]:
     """``tcp://host:port`` (or ``host:port``) → (host, port).
 
@@ -44,6 +82,7 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
         self._resume: asyncio.Future[None] | None = None
         self._closed_event = asyncio.Event()
         self._early: list[Message] = []  # sent before the transport was ready
+        self.bytes_received = 0  # progress, for deadlines on replies
 
     # protocol callbacks -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -54,6 +93,7 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
+            _set_keepalive(sock)
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer = f"tcp://{peer[0]}:{peer[1]}"
@@ -65,6 +105,7 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
         return self._decoder.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
+        self.bytes_received += nbytes
         try:
             batches = self._decoder.buffer_updated(nbytes)
             for frames in batches:
@@ -120,6 +161,35 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
 
     async def wait_closed(self) -> None:
         await self._closed_event.wait()
+
+
+async def wait_reply(conn: TCPConnection, reply: asyncio.Future[Any], timeout: float,
+                     what: str) -> Any:
+    """The result of ``reply`` (a request's answer arriving on ``conn``).
+
+    Raises:
+        ConnectionError: ``conn`` closed first, or the peer sent no byte for ``timeout``
+            seconds (frozen, or gone without a word); the connection is then closed.
+            Progress on the connection (a big reply arriving) keeps the wait alive.
+    """
+    closed: asyncio.Future[Any] = asyncio.ensure_future(conn.wait_closed())
+    try:
+        seen = -1
+        while not reply.done() and not closed.done():
+            if conn.bytes_received == seen:
+                conn.close()
+                raise ConnectionError(
+                    f"{conn.peer} sent nothing for {timeout:g} s while asked for {what} (frozen "
+                    "or unreachable; 'distributed.comm.timeouts.tcp' sets this limit)"
+                )
+            seen = conn.bytes_received
+            await asyncio.wait([reply, closed], timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        closed.cancel()
+    if not reply.done():
+        raise ConnectionError(f"connection to {conn.peer} closed while asked for {what}")
+    return reply.result()
 
 
 async def connect(address: str, timeout: float = 10.0) -> TCPConnection:

@@ -155,7 +155,10 @@ class ReleaseKeys(Message):
 
 @_message("cancel-keys")
 class CancelKeys(Message):
+    """Drop the client's interest in ``keys``; with ``force``, every client's (dask's rule)."""
+
     keys: list[Key]
+    force: bool
 
 
 @_message("retry-keys")
@@ -294,6 +297,20 @@ class Register(Message):
     memory_limit: int
     pid: int
     host: str
+
+
+@_message("tasks-started")
+class TasksStarted(Message):
+    """The worker's threads began running these tasks (batched with other reports)."""
+
+    keys: list[Key]
+
+
+@_message("worker-goodbye")
+class WorkerGoodbye(Message):
+    """The worker is closing on purpose (told to, or retiring): not a crash."""
+
+    reason: str
 
 
 @_message("task-done")

@@ -29,7 +29,7 @@ from shoal.protocol._messages import (
     RestartWorker,
     Store,
 )
-from shoal.scheduler._events import ClusterReset, DataCopied
+from shoal.scheduler._events import ClusterReset, DataCopied, WorkerRetiring
 from shoal.scheduler._retire import Move, plan_retirement
 from shoal.scheduler._views import one_worker_info
 
@@ -77,10 +77,11 @@ def _drop(scheduler: Scheduler, address: str) -> Any:
 
 
 def _remove(scheduler: Scheduler, address: str, reason: str) -> Any:
-    """Remove one worker (its tasks go elsewhere) and return its connection."""
-    conn = scheduler._workers.get(address)
+    """Remove one worker on purpose (its tasks go elsewhere, and count no death against
+    them) and return its connection."""
+    conn = _drop(scheduler, address)
     if conn is not None:
-        scheduler._worker_gone(address, reason)
+        scheduler._apply([WorkerRetiring(address, reason)])
     return conn
 
 

@@ -47,8 +47,11 @@ class KeysReleased(Event):
 
 @dataclass(frozen=True, slots=True)
 class KeysCancelled(Event):
+    """``client`` drops its interest in ``keys``; with ``force``, every client's."""
+
     client: str
     keys: list[Key]
+    force: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,22 @@ class WorkerLeft(Event):
     address: str
     reason: str
     now: float
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRetiring(Event):
+    """The worker is closing on purpose: nothing it ran counts against its tasks."""
+
+    address: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionStarted(Event):
+    """The worker's threads began running ``keys`` (reported in batches, late is fine)."""
+
+    worker: str
+    keys: list[Key]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,10 @@
 """Where a task should run. Pure functions over worker and task records.
 
-Policy: tasks whose inputs are big go where most of their input bytes already are; tasks
-with no (or only tiny) inputs wait in the scheduler's queue and go to the least-busy worker
-with a free slot. A worker's "slots" are measured in expected seconds of work, so short
+Policy: a task whose inputs are big goes to the worker where it would start soonest: the
+worker's backlog (occupancy per thread) plus the time to fetch the inputs it lacks at the
+cluster's bandwidth (dask's rule), so a busy holder loses work to idle workers once moving the
+input is cheaper than waiting. Tasks with no (or only tiny) inputs wait in the scheduler's
+queue and go to the least-busy worker with a free slot. A worker's "slots" are measured in expected seconds of work, so short
 tasks are sent in deep batches (throughput) while long tasks are sent one per thread (no
 task waits behind another on a busy worker while a thread elsewhere is idle).
 """
@@ -21,6 +23,9 @@ SATURATION_SECONDS = 0.05
 UNKNOWN_DURATION = 0.5
 # Upper bound of tasks sent ahead to one worker thread.
 MAX_AHEAD_PER_THREAD = 5_000
+# Bytes per second between workers when nothing better is known (dask's
+# ``distributed.scheduler.bandwidth``).
+BANDWIDTH = 100e6
 
 
 def has_room(ws: WorkerState, est: float) -> bool:
@@ -73,23 +78,35 @@ def fewest_actors(
     return best
 
 
-def locality_choice(ts: TaskState, workers: Iterable[WorkerState]) -> WorkerState | None:
-    """The worker holding the most input bytes, if inputs are big enough to matter."""
+def start_time_choice(
+    ts: TaskState, workers: Iterable[WorkerState], bandwidth: float
+) -> WorkerState | None:
+    """The allowed worker where ``ts`` would start soonest, counting the transfer of the
+    inputs it lacks; None when its inputs are too small for locality to matter."""
     if not ts.dependencies:
         return None
-    by_worker = input_bytes_by_worker(ts)
-    if not by_worker:
-        return None
-    total = sum(max(d.nbytes, 0) for d in ts.dependencies)
+    total = 0
+    for d in ts.dependencies:
+        total += max(d.nbytes, 0)
     if total < LOCALITY_BYTES:
         return None
-    pool = set(allowed(ts, workers))
+    held = input_bytes_by_worker(ts)
+    if not held:
+        return None
     best: WorkerState | None = None
-    best_key: tuple[int, float] = (0, 0.0)
-    for ws, nb in by_worker.items():
-        if ws not in pool:
-            continue
-        key = (nb, -(ws.occupancy / ws.nthreads))
-        if best is None or key > best_key:
+    best_key = (0.0, 0)
+    for ws in allowed(ts, workers):
+        have = held.get(ws, 0)
+        key = (ws.occupancy / ws.nthreads + (total - have) / bandwidth, -have)
+        if best is None or key < best_key:
             best, best_key = ws, key
     return best
+
+
+def missing_bytes(ts: TaskState, ws: WorkerState) -> int:
+    """Input bytes ``ws`` would have to fetch to run ``ts``."""
+    out = 0
+    for d in ts.dependencies:
+        if ws not in d.who_has:
+            out += max(d.nbytes, 0)
+    return out

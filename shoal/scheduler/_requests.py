@@ -108,6 +108,15 @@ async def _failure(scheduler: Scheduler, conn: Connection, key: Any) -> Any:
     }
 
 
+async def _missing_data(scheduler: Scheduler, conn: Connection, pairs: list[Any]) -> Any:
+    """A client found these (key, worker) replicas missing or unreachable: drop them, so
+    the keys are recomputed or served by another copy."""
+    from shoal.scheduler._events import DataMissing
+
+    scheduler._apply([DataMissing(worker, key, worker, None) for key, worker in pairs])
+    return None
+
+
 _OPS: dict[str, Callable[..., Awaitable[Any]]] = {
     "scheduler_info": _info,
     "who_has": _who_has,
@@ -120,4 +129,5 @@ _OPS: dict[str, Callable[..., Awaitable[Any]]] = {
     "restart": _restart,
     "restart_workers": _restart_workers,
     "retire_workers": _retire_workers,
+    "missing_data": _missing_data,
 }

@@ -21,6 +21,7 @@ from typing import Any
 
 from shoal.comm import Connection, inproc_pair, listen
 from shoal.comm._tcp import TCPConnection
+from shoal.protocol._errors import scheduler_error
 from shoal.protocol._messages import (
     PROTOCOL_VERSION,
     CancelKeys,
@@ -52,12 +53,14 @@ from shoal.protocol._messages import (
     TaskDone,
     TaskErred,
     TaskSeceded,
+    TasksStarted,
     TopicEvent,
     TopicGet,
     TopicLog,
     TopicSubscribe,
     Transfer,
     UpdateGraph,
+    WorkerGoodbye,
 )
 from shoal.protocol._serialize import Serialized
 from shoal.scheduler import _datasets as datasets
@@ -68,6 +71,7 @@ from shoal.scheduler._events import (
     CloseWorker,
     DataMissing,
     DataScattered,
+    ExecutionStarted,
     FireAndForgetAsked,
     GraphSubmitted,
     HeartbeatReceived,
@@ -88,8 +92,9 @@ from shoal.scheduler._events import (
     TransferDone,
     WorkerJoined,
     WorkerLeft,
+    WorkerRetiring,
 )
-from shoal.scheduler._state import SchedulerState
+from shoal.scheduler._state import EventsFailed, SchedulerState
 from shoal.scheduler._tasks import TaskState
 
 logger = logging.getLogger("shoal.scheduler")
@@ -119,10 +124,12 @@ class Scheduler:
         dashboard_address: str | None = None,
         allowed_failures: int = 3,
         worker_ttl: float = 300.0,
+        bandwidth: float = 100e6,
     ) -> None:
         self.host = host
         self.port = port
-        self.state = SchedulerState(allowed_failures=allowed_failures, worker_ttl=worker_ttl)
+        self.state = SchedulerState(allowed_failures=allowed_failures, worker_ttl=worker_ttl,
+                                    bandwidth=bandwidth)
         self.topics = topics.Topics(_event_log_length())
         self.datasets = datasets.Datasets()
         self.address = ""
@@ -200,7 +207,10 @@ class Scheduler:
         while True:
             await asyncio.sleep(TICK_INTERVAL)
             now = time.monotonic()
-            self._apply([Tick(now)])
+            try:
+                self._apply([Tick(now)])
+            except Exception:  # one bad tick must not end worker-TTL checks for good
+                logger.exception("scheduler tick failed; ticking on")
             self._tps.append((now, self.state.completed_total))
             del self._tps[:-10]
 
@@ -284,12 +294,13 @@ class Scheduler:
                 if isinstance(msg, UpdateGraph):
                     for fid, blob in msg.functions.items():
                         self._functions.setdefault(fid, blob)
-                    events.append(GraphSubmitted(name, list(msg.tasks), list(msg.wanted),
+                    rows = self._with_functions(conn, list(msg.tasks))
+                    events.append(GraphSubmitted(name, rows, list(msg.wanted),
                                                  list(msg.actors or ())))
                 elif isinstance(msg, ReleaseKeys):
                     events.append(KeysReleased(name, list(msg.keys)))
                 elif isinstance(msg, CancelKeys):
-                    events.append(KeysCancelled(name, list(msg.keys)))
+                    events.append(KeysCancelled(name, list(msg.keys), msg.force))
                 elif isinstance(msg, RetryKeys):
                     events.append(KeysRetried(name, list(msg.keys)))
                 elif isinstance(msg, FireAndForget):
@@ -318,6 +329,29 @@ class Scheduler:
         except Exception as exc:
             logger.exception("closing client connection %s: bad message (%s)", name, exc)
             conn.close()
+
+    def _with_functions(self, conn: Connection, rows: list[Any]) -> list[Any]:
+        """``rows`` whose functions the scheduler has; each other task errs for this client
+        alone (a worker could not run it, and one client's mistake must not stop a batch)."""
+        functions = self._functions
+        fids = {fid for r in rows for fid in r[3]}
+        if fids.issubset(functions.keys()):
+            return rows
+        kept = []
+        for r in rows:
+            unknown = [fid for fid in r[3] if fid not in functions]
+            if not unknown:
+                kept.append(r)
+                continue
+            logger.error("task %r of client %s refers to unknown function(s) %s",
+                         r[0], conn.info.get("name"), unknown)
+            conn.send(KeyErred(r[0], scheduler_error(
+                "error", "RuntimeError",
+                f"task {r[0]!r} runs function {unknown[0]!r}, which the client never sent to "
+                "the scheduler (a shoal bug in the client); submit the task again.",
+                r[0],
+            )))
+        return kept
 
     async def _scatter(self, conn: Connection, name: str, msg: Scatter) -> None:
         if not self.state.workers:
@@ -364,6 +398,10 @@ class Scheduler:
                 if isinstance(msg, TaskDone):
                     events.append(TaskFinished(address, msg.key, msg.nbytes, msg.typename,
                                                msg.start, msg.stop, msg.thread, msg.inline))
+                elif isinstance(msg, TasksStarted):
+                    events.append(ExecutionStarted(address, list(msg.keys)))
+                elif isinstance(msg, WorkerGoodbye):
+                    events.append(WorkerRetiring(address, msg.reason))
                 elif isinstance(msg, TaskErred):
                     events.append(TaskFailed(address, msg.key, dict(msg.error), msg.start,
                                              msg.stop, msg.thread))
@@ -428,58 +466,79 @@ class Scheduler:
     # --- commands ---------------------------------------------------------------------------
 
     def _apply(self, events: list[Any]) -> None:
-        commands = self.state.handle(*events)
+        try:
+            commands = self.state.handle(*events)
+        except EventsFailed as failed:  # its state changes are made: carry out their commands
+            logger.error("%s", failed, exc_info=failed.failures[0][1])
+            commands = failed.commands
         workers = self._workers
         clients = self._clients
-        frees: dict[str, list[Any]] = {}  # one FreeKeys per worker for the whole batch
+        # FreeKeys of one worker travel together, but never after a later command to that
+        # worker: a release then a resubmission must reach it in that order.
+        frees: dict[str, list[Any]] = {}
         for cmd in commands:
-            if isinstance(cmd, SendCompute):
-                conn = workers.get(cmd.worker)
-                if conn is None:
-                    continue
-                known = self._worker_fids[cmd.worker]
-                blobs = {}
-                for fid in cmd.fids:
-                    if fid not in known:
-                        blobs[fid] = self._functions[fid]
-                        known.add(fid)
-                conn.send(Compute(cmd.key, cmd.payload, cmd.deps, blobs, cmd.priority,
-                                  cmd.send_inline, cmd.prefix))
-            elif isinstance(cmd, ReportDone):
-                c = clients.get(cmd.client)
-                if c is not None:
-                    c.send(KeyDone(cmd.key, cmd.nbytes, cmd.typename, cmd.inline))
-            elif isinstance(cmd, SendFree):
-                frees.setdefault(cmd.worker, []).extend(cmd.keys)
-            elif isinstance(cmd, ReportErred):
-                c = clients.get(cmd.client)
-                if c is not None:
-                    c.send(KeyErred(cmd.key, cmd.error))
-            elif isinstance(cmd, ReportCancelled):
-                c = clients.get(cmd.client)
-                if c is not None:
-                    c.send(KeyCancelled(cmd.key, cmd.reason))
-            elif isinstance(cmd, SendStore):
-                conn = workers.get(cmd.worker)
-                data = self._scattered.get(cmd.key)
-                if conn is not None and data is not None:
-                    ts = self.state.tasks.get(cmd.key)
-                    conn.send(Store(cmd.key, data, ts.nbytes if ts else 0))
-            elif isinstance(cmd, ReportRestarted):
-                c = clients.get(cmd.client)
-                if c is not None:
-                    c.send(ClusterRestarted(cmd.reason))
-            elif isinstance(cmd, CloseWorker):
-                conn = workers.get(cmd.worker)
-                if conn is not None:
-                    # Dropped, not told to leave: like dask restarting a worker that missed
-                    # its TTL, one that is still alive reconnects as a fresh worker.
-                    logger.warning("dropping worker %s: %s", cmd.worker, cmd.reason)
-                    conn.close()
-        for address, keys in frees.items():
-            conn = workers.get(address)
+            try:
+                if frees and isinstance(cmd, (SendCompute, SendStore, CloseWorker)):
+                    self._send_frees(frees, cmd.worker)
+                self._carry_out(cmd, workers, clients, frees)
+            except Exception:
+                logger.exception("scheduler could not carry out %r; going on with the rest", cmd)
+        for address in list(frees):
+            self._send_frees(frees, address)
+
+    def _send_frees(self, frees: dict[str, list[Any]], address: str) -> None:
+        keys = frees.pop(address, None)
+        conn = self._workers.get(address)
+        if keys and conn is not None:
+            conn.send(FreeKeys(keys))
+
+    def _carry_out(
+        self, cmd: Any, workers: dict[str, Connection], clients: dict[str, Connection],
+        frees: dict[str, list[Any]],
+    ) -> None:
+        if isinstance(cmd, SendCompute):
+            conn = workers.get(cmd.worker)
+            if conn is None:
+                return
+            known = self._worker_fids[cmd.worker]
+            blobs = {}
+            for fid in cmd.fids:
+                if fid not in known:
+                    blobs[fid] = self._functions[fid]
+                    known.add(fid)
+            conn.send(Compute(cmd.key, cmd.payload, cmd.deps, blobs, cmd.priority,
+                              cmd.send_inline, cmd.prefix))
+        elif isinstance(cmd, ReportDone):
+            c = clients.get(cmd.client)
+            if c is not None:
+                c.send(KeyDone(cmd.key, cmd.nbytes, cmd.typename, cmd.inline))
+        elif isinstance(cmd, SendFree):
+            frees.setdefault(cmd.worker, []).extend(cmd.keys)
+        elif isinstance(cmd, ReportErred):
+            c = clients.get(cmd.client)
+            if c is not None:
+                c.send(KeyErred(cmd.key, cmd.error))
+        elif isinstance(cmd, ReportCancelled):
+            c = clients.get(cmd.client)
+            if c is not None:
+                c.send(KeyCancelled(cmd.key, cmd.reason))
+        elif isinstance(cmd, SendStore):
+            conn = workers.get(cmd.worker)
+            data = self._scattered.get(cmd.key)
+            if conn is not None and data is not None:
+                ts = self.state.tasks.get(cmd.key)
+                conn.send(Store(cmd.key, data, ts.nbytes if ts else 0))
+        elif isinstance(cmd, ReportRestarted):
+            c = clients.get(cmd.client)
+            if c is not None:
+                c.send(ClusterRestarted(cmd.reason))
+        elif isinstance(cmd, CloseWorker):
+            conn = workers.get(cmd.worker)
             if conn is not None:
-                conn.send(FreeKeys(keys))
+                # Dropped, not told to leave: like dask restarting a worker that missed
+                # its TTL, one that is still alive reconnects as a fresh worker.
+                logger.warning("dropping worker %s: %s", cmd.worker, cmd.reason)
+                conn.close()
 
     # --- topics and datasets: pure machines beside the task state -----------------------------
 

@@ -31,6 +31,7 @@ from shoal.scheduler._events import (
     DataMissing,
     DataScattered,
     Event,
+    ExecutionStarted,
     FireAndForgetAsked,
     GraphSubmitted,
     HeartbeatReceived,
@@ -51,7 +52,9 @@ from shoal.scheduler._events import (
     TransferDone,
     WorkerJoined,
     WorkerLeft,
+    WorkerRetiring,
 )
+from shoal.scheduler._stealing import plan_steals
 from shoal.scheduler._tasks import Key, TaskState, WorkerState
 
 ACTIVE = frozenset({"waiting", "queued", "no-worker", "processing"})
@@ -59,6 +62,9 @@ _KEEPS_INPUTS = ACTIVE | {"erred"}
 STATES = ("released", "waiting", "queued", "no-worker", "processing", "memory", "erred")
 # The pseudo-client that wants fire-and-forget keys until they finish (dask's name for it).
 FIRE_AND_FORGET = "fire-and-forget"
+# Measured durations are kept for this many prefixes, least recently measured dropped first
+# (every distinct key prefix ever seen would otherwise stay for good).
+DURATIONS_KEPT = 4096
 
 
 class InvalidTransition(RuntimeError):
@@ -71,6 +77,20 @@ class InvalidTransition(RuntimeError):
             "This is a bug in shoal; please report it with the story above."
         )
         self.key, self.start, self.finish = key, start, finish
+
+
+class EventsFailed(RuntimeError):
+    """Handling some events raised (a shoal bug). The state changes made are kept, and
+    ``commands`` holds every command decided in the batch: carry them out, or workers and
+    clients wait for answers that never come."""
+
+    def __init__(self, failures: list[tuple[Any, BaseException]], commands: list[Command]) -> None:
+        lines = "\n".join(
+            f"  {type(exc).__name__}: {exc} (handling {event!r})" for event, exc in failures
+        )
+        super().__init__(f"{len(failures)} scheduler event(s) failed:\n{lines}")
+        self.failures = failures
+        self.commands = commands
 
 
 def key_prefix(key: Key) -> str:
@@ -93,6 +113,7 @@ class SchedulerState:
         *,
         allowed_failures: int = 3,
         worker_ttl: float = 300.0,
+        bandwidth: float = placement.BANDWIDTH,
         task_stream_size: int = 100_000,
         story_size: int = 100_000,
     ) -> None:
@@ -101,10 +122,12 @@ class SchedulerState:
         self.clients: dict[str, set[TaskState]] = {}
         self.allowed_failures = allowed_failures
         self.worker_ttl = worker_ttl
+        self.bandwidth = bandwidth
         self._queue: list[tuple[Any, int, TaskState]] = []
         self._seq = itertools.count()
         self._no_worker: set[TaskState] = set()
         self._actors: set[TaskState] = set()  # tasks marked actor, until forgotten
+        self._went_idle: set[WorkerState] = set()  # workers to find stolen work for
         self._durations: dict[str, float] = {}
         self.prefix_counts: dict[str, dict[str, int]] = {}
         self.task_stream: deque[tuple[Any, ...]] = deque(maxlen=task_stream_size)
@@ -124,6 +147,8 @@ class SchedulerState:
             DataScattered: self._on_scattered,
             WorkerJoined: self._on_worker_joined,
             WorkerLeft: self._on_worker_left,
+            WorkerRetiring: self._on_worker_retiring,
+            ExecutionStarted: self._on_started,
             TaskFinished: self._on_finished,
             TaskFailed: self._on_failed,
             DataMissing: self._on_missing,
@@ -139,15 +164,31 @@ class SchedulerState:
     # --- entry point -------------------------------------------------------------------------
 
     def handle(self, *events: Event) -> list[Command]:
-        """Apply events in order; return the commands they lead to, in order."""
+        """Apply events in order; return the commands they lead to, in order.
+
+        Raises:
+            EventsFailed: an event (or the placement after them) raised; the other events
+                were applied, and the exception carries every command decided.
+        """
+        failures: list[tuple[Event | None, BaseException]] = []
         for event in events:
             self._cause = type(event).__name__
-            self._handlers[type(event)](event)
-        if self._fired_done:
-            done, self._fired_done = self._fired_done, []
-            self._tidy(done)
-        self._fill()
+            try:
+                self._handlers[type(event)](event)
+            except Exception as exc:
+                failures.append((event, exc))
+        try:
+            if self._fired_done:
+                done, self._fired_done = self._fired_done, []
+                self._tidy(done)
+            self._fill()
+            if self._went_idle:
+                self._steal()
+        except Exception as exc:
+            failures.append((None, exc))
         out, self._out = self._out, []
+        if failures:
+            raise EventsFailed(failures, out)
         return out
 
     def story(self, key: Key) -> list[tuple[Any, ...]]:
@@ -199,6 +240,20 @@ class SchedulerState:
     def _queued_processing(self, ts: TaskState, worker: WorkerState) -> None:
         assert ts.payload is not None
         self._set(ts, "processing")
+        self._assign(ts, worker)
+
+    def _processing_processing(self, ts: TaskState, worker: WorkerState) -> None:
+        """Stolen: the worker holding it queued is told to drop it, ``worker`` runs it."""
+        victim = self._unassign(ts)
+        if victim is not None:
+            self._out.append(SendFree(victim.address, [ts.key]))
+        self._set(ts, "processing")
+        self._assign(ts, worker)
+
+    def _assign(self, ts: TaskState, worker: WorkerState) -> None:
+        assert ts.payload is not None
+        if ts.workers is None:
+            worker.stealable += 1
         ts.processing_on = worker
         ts.est = self._estimate(ts.prefix)
         worker.processing.add(ts)
@@ -288,9 +343,12 @@ class SchedulerState:
 
     def _measured(self, prefix: str, duration: float) -> None:
         """A task of ``prefix`` computed for ``duration`` seconds: update the estimate."""
-        old = self._durations.get(prefix)
-        self._durations[prefix] = duration if old is None else 0.8 * old + 0.2 * duration
+        durations = self._durations
+        old = durations.pop(prefix, None)  # re-inserted last: the dict is an LRU
+        durations[prefix] = duration if old is None else 0.8 * old + 0.2 * duration
         if old is None:
+            if len(durations) > DURATIONS_KEPT:
+                del durations[next(iter(durations))]
             self._reestimate(prefix, duration)
 
     def _unassign(self, ts: TaskState) -> WorkerState | None:
@@ -301,6 +359,11 @@ class SchedulerState:
                 ws.long_running.discard(ts)
             ws.occupancy = max(0.0, ws.occupancy - ts.est)
             ts.processing_on = None
+            ts.started = False
+            if ts.workers is None:
+                ws.stealable -= 1
+            if len(ws.processing) - len(ws.long_running) < ws.nthreads:
+                self._went_idle.add(ws)
         return ws
 
     def _activate(self, roots: Iterable[TaskState]) -> None:
@@ -354,7 +417,7 @@ class SchedulerState:
         if ts.actor:
             self._place_actor(ts)
             return
-        ws = placement.locality_choice(ts, workers)
+        ws = placement.start_time_choice(ts, workers, self.bandwidth)
         if ws is None and ts.workers is not None:
             ws = placement.least_busy(placement.allowed(ts, workers))
             if ws is None:
@@ -399,6 +462,19 @@ class SchedulerState:
             heapq.heappop(queue)
             self._go(ts, "processing", worker=ws)
 
+    def _steal(self) -> None:
+        """Workers that ran dry (or joined) take tasks queued on busy ones (``_stealing``).
+        Only on that change, and once a second (Tick), so a backlog that cannot move (its
+        inputs too big to fetch) is not looked at again on every event."""
+        workers = self.workers
+        idle = [ws for ws in self._went_idle
+                if workers.get(ws.address) is ws
+                and len(ws.processing) - len(ws.long_running) < ws.nthreads]
+        self._went_idle.clear()
+        if idle and not self._queue:  # else the queue feeds them
+            for ts, thief in plan_steals(idle, workers.values(), self.bandwidth):
+                self._go(ts, "processing", worker=thief)
+
     def _err(self, ts: TaskState, error: dict[str, Any], tell_worker: bool = True) -> None:
         """``ts`` failed with ``error``; everything waiting on it fails with the same cause.
         ``tell_worker=False`` when its worker already knows (it reported the failure)."""
@@ -440,6 +516,8 @@ class SchedulerState:
         counts = self.prefix_counts.get(ts.prefix)
         if counts is not None and ts.state in counts:
             counts[ts.state] -= 1
+            if not any(counts.values()):  # the prefix's last task: drop its row
+                del self.prefix_counts[ts.prefix]
         self._log.append((ts.key, ts.state, "forgotten", self._cause))
         ts.state = "forgotten"
         self.tasks.pop(ts.key, None)
@@ -536,17 +614,32 @@ class SchedulerState:
         self._tidy(touched)
 
     def _on_cancelled(self, ev: KeysCancelled) -> None:
+        """dask's rule: a task wanted by others only loses this client's interest (unless
+        forced); otherwise it is cancelled for all who want it, and so are its dependents
+        (by the same rule). The cancelling client settled the futures it named itself; a
+        report of those could overtake their resubmission and cancel it."""
+        client = ev.client
+        named = set(ev.keys)
+        stack = list(ev.keys)
+        seen: set[Key] = set()
         touched = []
-        for key in ev.keys:
+        while stack:
+            key = stack.pop()
             ts = self.tasks.get(key)
-            if ts is None:
+            if ts is None or key in seen:
                 continue
-            if ts.state in ACTIVE or ts.state == "released":
-                for client in ts.who_wants:
-                    self._out.append(ReportCancelled(client, key, "cancelled by the client"))
-                    self.clients.get(client, set()).discard(ts)
-                ts.who_wants = set()
+            seen.add(key)
             touched.append(ts)
+            if ev.force or ts.who_wants <= {client}:
+                for c in ts.who_wants:
+                    if c != client or key not in named:
+                        self._out.append(ReportCancelled(c, key, "cancelled by the client"))
+                    self.clients.get(c, set()).discard(ts)
+                ts.who_wants = set()
+                stack.extend(d.key for d in ts.dependents)
+            else:
+                ts.who_wants.discard(client)
+                self.clients.get(client, set()).discard(ts)
         self._tidy(touched)
 
     def _on_retried(self, ev: KeysRetried) -> None:
@@ -586,9 +679,10 @@ class SchedulerState:
     def _on_worker_joined(self, ev: WorkerJoined) -> None:
         if ev.address in self.workers:
             return
-        self.workers[ev.address] = WorkerState(
+        ws = self.workers[ev.address] = WorkerState(
             ev.address, ev.name, ev.nthreads, ev.memory_limit, ev.pid, ev.host, ev.now
         )
+        self._went_idle.add(ws)
         waiting = list(self._no_worker)
         self._no_worker.clear()
         for ts in waiting:
@@ -597,18 +691,48 @@ class SchedulerState:
                 self._ready(ts)
 
     def _on_worker_left(self, ev: WorkerLeft) -> None:
-        ws = self.workers.pop(ev.address, None)
+        self._remove_worker(ev.address, ev.reason, crashed=True)
+
+    def _on_worker_retiring(self, ev: WorkerRetiring) -> None:
+        self._remove_worker(ev.address, ev.reason, crashed=False)
+
+    def _on_started(self, ev: ExecutionStarted) -> None:
+        ws = self.workers.get(ev.worker)
+        tasks = self.tasks
+        for key in ev.keys:
+            ts = tasks.get(key)
+            if ts is not None and ts.processing_on is ws is not None:
+                ts.started = True
+
+    def _suspects(self, ws: WorkerState) -> list[TaskState]:
+        """The tasks ``ws`` was running when it died: those it reported starting. A worker
+        may die before its first report leaves (a task that kills it at once): then its
+        threads were running its first tasks in priority order, as its executor picks them.
+        Tasks only queued there are innocent."""
+        suspects = [ts for ts in ws.processing if ts.started]
+        if not suspects and ws.processing:
+            suspects = heapq.nsmallest(ws.nthreads, ws.processing, key=lambda t: t.priority)
+        return suspects
+
+    def _remove_worker(self, address: str, reason: str, crashed: bool) -> None:
+        """The worker is gone (``crashed``) or leaving on purpose: its tasks run elsewhere,
+        and only a crash counts against the tasks it was running (KilledWorker)."""
+        ws = self.workers.pop(address, None)
         if ws is None:
             return
         recompute: list[TaskState] = []
-        for ts in list(ws.processing):
-            ts.suspicious += 1
-            ts.killed_on.append(ws.address)
-            if ts.suspicious > self.allowed_failures:
-                self._err(ts, self._killed_error(ts), tell_worker=False)
-            else:
-                self._go(ts, "released", tell_worker=False)
-                recompute.append(ts)
+        suspects = set(self._suspects(ws)) if crashed else set()
+        for ts in sorted(ws.processing, key=lambda t: t.priority):
+            if ts.processing_on is not ws:  # erred meanwhile, as a dependent of a suspect
+                continue
+            if ts in suspects:
+                ts.suspicious += 1
+                ts.killed_on.append(ws.address)
+                if ts.suspicious > self.allowed_failures:
+                    self._err(ts, self._killed_error(ts), tell_worker=False)
+                    continue
+            self._go(ts, "released", tell_worker=False)
+            recompute.append(ts)
         lost: list[TaskState] = []
         actors: list[TaskState] = []
         for ts in list(ws.has_what):
@@ -619,7 +743,7 @@ class SchedulerState:
         ws.has_what.clear()
         # An actor's state died with its worker; recomputing it would silently start afresh.
         for ts in actors:
-            self._err(ts, _actor_lost_error(ts, ws.address, ev.reason))
+            self._err(ts, _actor_lost_error(ts, ws.address, reason))
         # Dependents already sent elsewhere can no longer fetch lost inputs: run them again.
         for ts in lost:
             for dts in list(ts.dependents):
@@ -676,7 +800,9 @@ class SchedulerState:
 
     def _on_missing(self, ev: DataMissing) -> None:
         ts = self.tasks.get(ev.key)
-        holder = self.workers.get(ev.holder)
+        # A worker that names no holder has none left to try, and lacks the input itself:
+        # if we list it as a holder, that replica is stale (else it is sent back forever).
+        holder = self.workers.get(ev.holder or ev.worker)
         if ts is not None and holder is not None and holder in ts.who_has:
             ts.who_has.discard(holder)
             holder.has_what.discard(ts)
@@ -691,8 +817,12 @@ class SchedulerState:
             lost.append(ts)
         dts = self.tasks.get(ev.for_key)
         again = []
-        if dts is not None and dts.state == "processing" and dts.processing_on is not None and (
-            dts.processing_on.address == ev.worker
+        # Naming another peer, the worker keeps the task and tries the next holder; it drops
+        # the task (and says so naming no one, or itself) when none is left, or the input
+        # is lost anyway: only then does the task run again.
+        dropped = ev.holder in ("", ev.worker) or ts is None or ts.state != "memory"
+        if dropped and dts is not None and dts.state == "processing" and (
+            dts.processing_on is not None and dts.processing_on.address == ev.worker
         ):
             self._go(dts, "released", tell_worker=False)
             again.append(dts)
@@ -727,6 +857,7 @@ class SchedulerState:
         if ws is None or ts is None or ts.processing_on is not ws or ts in ws.long_running:
             return
         ws.long_running.add(ts)
+        ts.started = True  # it ran: never stolen, and counted if its worker dies
         ws.occupancy = max(0.0, ws.occupancy - ts.est)
         ts.est = 0.0
         self._measured(ts.prefix, max(ev.duration, 0.0))
@@ -766,6 +897,7 @@ class SchedulerState:
         self._no_worker = set()
         self._actors = set()
         self._fired_done = []
+        self._went_idle = set()
         self.workers = {}
         for client, held in self.clients.items():
             held.clear()
@@ -790,6 +922,10 @@ class SchedulerState:
         return self._needed(ts)
 
     def _on_tick(self, ev: Tick) -> None:
+        self._went_idle.update(
+            w for w in self.workers.values()
+            if len(w.processing) - len(w.long_running) < w.nthreads
+        )
         for ws in list(self.workers.values()):
             if ev.now - ws.last_seen > self.worker_ttl:
                 self._out.append(CloseWorker(ws.address, f"no heartbeat for {self.worker_ttl} s"))
@@ -829,6 +965,7 @@ class SchedulerState:
         for key, ts in self.tasks.items():
             assert ts.key == key, key
             assert ts.state in STATES, (key, ts.state)
+            assert not ts.started or ts.state == "processing", key
             if ts.state == "processing":
                 assert ts.processing_on is not None, key
                 assert ts in ts.processing_on.processing, key
@@ -861,6 +998,7 @@ class SchedulerState:
             for ts in ws.processing:
                 assert ts.processing_on is ws and ts.state == "processing", ts.key
             assert ws.long_running <= ws.processing, ws.address
+            assert ws.stealable == sum(t.workers is None for t in ws.processing), ws
             for ts in ws.has_what:
                 assert ws in ts.who_has, ts.key
         counted: dict[str, dict[str, int]] = {}
@@ -916,6 +1054,7 @@ _TRANSITIONS: dict[tuple[str, str], Callable[..., None]] = {
     ("no-worker", "released"): _S._pending_released,
     ("no-worker", "erred"): _S._to_erred,
     ("processing", "memory"): _S._processing_memory,
+    ("processing", "processing"): _S._processing_processing,
     ("processing", "released"): _S._processing_released,
     ("processing", "erred"): _S._to_erred,
     ("memory", "released"): _S._memory_released,

@@ -29,6 +29,7 @@ class TaskState:
         "priority",
         "processing_on",
         "retries",
+        "started",
         "state",
         "suspicious",
         "typename",
@@ -50,6 +51,7 @@ class TaskState:
         self.who_has: set[WorkerState] = set()
         self.who_wants: set[str] = set()
         self.processing_on: WorkerState | None = None
+        self.started = False  # its worker reported running it (not just holding it queued)
         self.priority: Any = (0,)
         self.retries = 0
         self.nbytes = -1
@@ -113,6 +115,7 @@ class WorkerState:
         "pid",
         "processing",
         "started",
+        "stealable",
     )
 
     def __init__(
@@ -130,6 +133,7 @@ class WorkerState:
         self.long_running: set[TaskState] = set()
         self.has_what: set[TaskState] = set()
         self.occupancy = 0.0
+        self.stealable = 0  # tasks in processing that any worker may run (no workers=)
         self.nbytes = 0
         self.fids: set[str] = set()
         self.last_seen = now

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+import logging
 import os
 import queue
 import sys
@@ -29,6 +30,7 @@ from shoal.worker._state import Execute, ExecuteDone
 _FIRST = (float("-inf"),)
 _STOP = (_FIRST, -1, None)
 _thread_state = threading.local()
+logger = logging.getLogger("shoal.worker")
 # A queue item asking a pool thread to hand its slot to a rejoining thread; queued with
 # priority _FIRST, so the next thread to look takes it.
 _HANDOFF = object()
@@ -53,15 +55,22 @@ class Executor:
         loop: asyncio.AbstractEventLoop,
         on_done: Callable[[list[ExecuteDone]], None],
         worker_address: str,
+        on_started: Callable[[list[Any]], None] | None = None,
+        on_skipped: Callable[[list[Execute]], None] | None = None,
     ) -> None:
         self._data = data
         self._functions = functions
         self._loop = loop
         self._on_done = on_done
+        self._on_started = on_started or (lambda keys: None)
+        self._on_skipped = on_skipped or (lambda cmds: None)
         self._address = worker_address
         self._queue: queue.PriorityQueue[tuple[Any, int, Execute | None]] = queue.PriorityQueue()
         self._seq = itertools.count()
         self._done: list[ExecuteDone] = []
+        self._started: list[Any] = []  # keys begun since the last hand-back
+        self._revoked: set[Any] = set()  # queued keys not to start (freed by the scheduler)
+        self._skipped: list[Execute] = []
         self._lock = threading.Lock()
         self._wakeup_pending = False
         self.executing = 0
@@ -78,9 +87,23 @@ class Executor:
             t.start()
 
     def submit(self, cmd: Execute) -> None:
-        self._queue.put((cmd.priority, next(self._seq), cmd))
+        # (1, priority): _FIRST sorts before every task whatever its priority's type.
+        self._queue.put(((1, cmd.priority), next(self._seq), cmd))
+
+    def revoke(self, keys: list[Any]) -> None:
+        """Do not start these queued tasks (a task already running is not stopped); each
+        one skipped is handed back through ``on_skipped``."""
+        with self._lock:
+            self._revoked.update(keys)
+
+    def unrevoke(self, key: Any) -> None:
+        """``key`` is wanted again: start it after all if it has not been skipped yet."""
+        if self._revoked:  # only the loop thread adds, so empty means nothing to undo
+            with self._lock:
+                self._revoked.discard(key)
 
     def close(self) -> None:
+        """Stop the threads: each finishes the task it runs; queued tasks never start."""
         for _ in self._threads:
             self._queue.put(_STOP)
         with self._lock:  # a rejoining thread waits for a slot that will never come
@@ -139,9 +162,32 @@ class Executor:
             if cmd is _HANDOFF:
                 self._hand_over()
                 return  # the rejoined thread has this slot now
+            # Reported with the next hand-back (the scheduler blames only tasks that ran
+            # for a worker's death); a wake-up only when none is pending already.
+            with self._lock:
+                skip = bool(self._revoked) and cmd.key in self._revoked
+                if skip:
+                    self._revoked.discard(cmd.key)
+                    self._skipped.append(cmd)
+                else:
+                    self._started.append(cmd.key)
+                wake = not self._wakeup_pending
+                self._wakeup_pending = True
+            if wake:
+                try:
+                    self._loop.call_soon_threadsafe(self._drain)
+                except RuntimeError:  # loop closed during shutdown
+                    return
+            if skip:
+                continue
             self.executing += 1
             try:
                 done = self._execute(cmd, index)
+            except BaseException as exc:  # never lose the thread, nor the task's report
+                logger.exception("executor failed to run task %r", cmd.key)
+                now = time.time()
+                error = exception_to_error(exc, exc.__traceback__, cmd.key, self._address, now)
+                done = ExecuteDone(cmd.key, 0, "", now, now, index, None, error)
             finally:
                 if not _thread_state.seceded:
                     self.executing -= 1
@@ -160,7 +206,16 @@ class Executor:
     def _drain(self) -> None:
         with self._lock:
             batch, self._done = self._done, []
+            started, self._started = self._started, []
+            skipped, self._skipped = self._skipped, []
             self._wakeup_pending = False
+        if skipped:
+            self._on_skipped(skipped)
+        if started and batch:  # a task's result says it started: report the others only
+            done = {d.key for d in batch}
+            started = [k for k in started if k not in done]
+        if started:
+            self._on_started(started)
         if batch:
             self._on_done(batch)
 
@@ -176,7 +231,7 @@ class Executor:
         except BaseException as exc:
             stop = time.time()
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
+                exc = _as_task_error(exc, cmd.key)
             error = exception_to_error(exc, _user_frames(exc.__traceback__), cmd.key,
                                        self._address, stop)
             error["inputs"] = _inputs_summary(cmd, self._data)
@@ -200,6 +255,19 @@ class Executor:
         nbytes = measure(result)
         self._data[cmd.key] = result
         return ExecuteDone(cmd.key, nbytes, type(result).__name__, start, stop, thread, inline, None)
+
+
+def _as_task_error(exc: BaseException, key: Any) -> RuntimeError:
+    """A ``SystemExit``/``KeyboardInterrupt`` raised by a task (argparse, click, sys.exit)
+    ends that task only: it becomes the task's error, an ``Exception`` the client can catch,
+    instead of ending the worker's thread or, re-raised on the client, its event loop."""
+    name = type(exc).__name__
+    what = f"{name}({exc})" if str(exc) else name
+    err = RuntimeError(
+        f"task {key!r} raised {what} (sys.exit, argparse or a CLI framework's main()); "
+        "shoal reports it as the task's error and the worker keeps running"
+    )
+    return err.with_traceback(exc.__traceback__)
 
 
 _INTERNAL = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))),)

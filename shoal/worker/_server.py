@@ -28,7 +28,7 @@ from typing import Any
 import psutil
 
 from shoal.comm import Connection, connect, listen
-from shoal.comm._tcp import TCPConnection
+from shoal.comm._tcp import TCPConnection, comm_timeout, wait_reply
 from shoal.protocol._messages import (
     PROTOCOL_VERSION,
     ActorCall,
@@ -47,7 +47,9 @@ from shoal.protocol._messages import (
     Run,
     Store,
     TaskSeceded,
+    TasksStarted,
     TopicLog,
+    WorkerGoodbye,
 )
 from shoal.protocol._serialize import FunctionTable, Serialized, dumps, loads
 from shoal.worker._actors import ActorHost
@@ -71,6 +73,11 @@ logger = logging.getLogger("shoal.worker")
 HEARTBEAT_INTERVAL = 1.0
 FIRST_RECONNECT_DELAY = 0.05  # seconds; doubles after each failed attempt...
 MAX_RECONNECT_DELAY = 5.0  # ...up to this
+
+
+# The outcome of a freed task the executor skipped (the state drops it, reporting nothing).
+_NOT_RUN = {"kind": "cancelled", "type": "CancelledError", "message": "freed before it started",
+            "exception": None, "traceback": None, "tb_text": ""}
 
 
 class SchedulerGone(OSError):
@@ -124,6 +131,7 @@ class Worker:
         self._reconnecting: asyncio.Task[None] | None = None
         self._process = psutil.Process()
         self._client: Any = None  # the worker's own Client (get_client() in tasks), lazily
+        self.fetch_timeout = comm_timeout()  # a peer silent this long during a fetch is dead
         # What a RestartWorker does: set by ``python -m shoal.worker`` under a nanny to exit
         # at once (the nanny starts a fresh process); None: begin a fresh session instead.
         self.on_restart: Any = None
@@ -147,6 +155,8 @@ class Worker:
         self._executor = Executor(
             self.nthreads, self.data, self.functions, loop,
             lambda batch: self._on_executed(batch, session), self.address,
+            lambda keys: self._on_started(keys, session),
+            lambda cmds: self._on_skipped(cmds, session),
         )
         self._executor.worker = self
         self._executor.on_secede = lambda key, duration: self._on_secede(key, duration, session)
@@ -260,6 +270,10 @@ class Worker:
 
             close_worker_client(self)
         if self._scheduler is not None:
+            if not self._scheduler.closed:
+                # On purpose (told to, or signalled): the tasks it held are not to blame.
+                self._scheduler.send(WorkerGoodbye("worker closing"))
+                await self._scheduler.drain()
             self._scheduler.close()
         for conn in self._peers.values():
             conn.close()
@@ -288,14 +302,17 @@ class Worker:
                 return
             registered.set_result(None if reply.accepted else reply.reason)
             batch = batch[1:]
-        assert self.state is not None
+        assert self.state is not None and self._executor is not None
         events: list[Any] = []
+        freed: list[Any] = []
         for msg in batch:
             if isinstance(msg, Compute):
                 if msg.functions:
                     self.functions.add_blobs(msg.functions)
+                self._executor.unrevoke(msg.key)
                 events.append(ComputeAssigned(msg))
             elif isinstance(msg, FreeKeys):
+                freed.extend(msg.keys)
                 events.append(KeysFreed(list(msg.keys)))
             elif isinstance(msg, Store):
                 try:
@@ -320,6 +337,32 @@ class Worker:
                 logger.warning("worker got an unexpected %s from the scheduler", msg.tag)
         if events:
             self._carry_out(self.state.handle(*events))
+        if freed:  # freed while queued (cancelled, or stolen by another worker): don't start
+            tasks = self.state.tasks
+            revoked = [k for k in freed if k in tasks and tasks[k].state == "cancelled"]
+            if revoked:
+                self._executor.revoke(revoked)
+
+    def _on_skipped(self, cmds: list[Execute], session: int) -> None:
+        """Queued tasks the executor did not start because they were freed: run the ones
+        wanted again since, and let the state forget the others."""
+        if session != self._session:
+            return  # tasks of a session already ended
+        assert self.state is not None and self._executor is not None
+        events = []
+        for cmd in cmds:
+            ts = self.state.tasks.get(cmd.key)
+            if ts is not None and ts.state == "executing":
+                self._executor.submit(cmd)
+            else:
+                now = time.time()
+                events.append(ExecuteDone(cmd.key, 0, "", now, now, -1, None, _NOT_RUN))
+        if events:
+            self._carry_out(self.state.handle(*events))
+
+    def _on_started(self, keys: list[Any], session: int) -> None:
+        if session == self._session and self._scheduler is not None:
+            self._scheduler.send(TasksStarted(keys))
 
     def _restart(self, conn: Connection, reason: str) -> None:
         """Be replaced (``client.restart``): exit for the nanny to start a fresh process,
@@ -487,36 +530,54 @@ class Worker:
             return conn
 
     async def _fetch(self, peer: str, keys: list[Any]) -> None:
+        """Fetch ``keys`` from ``peer``. Always ends by telling the state machine: the data
+        (FetchDone), or FetchFailed when the peer is unreachable, closes the connection, or
+        sends nothing for ``fetch_timeout`` seconds (frozen, or powered off)."""
         assert self.state is not None
         start = time.time()
         try:
-            conn = await self._peer(peer)
-            rid = next(self._ids)
-            fut: asyncio.Future[Data] = asyncio.get_running_loop().create_future()
-            self._requests[rid] = fut
-            conn.send(GetData(rid, keys))
-            closed: asyncio.Future[Any] = asyncio.ensure_future(conn.wait_closed())
-            try:
-                pending: list[asyncio.Future[Any]] = [fut, closed]
-                await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                closed.cancel()
-            if not fut.done():
-                self._requests.pop(rid, None)
-                raise ConnectionError(f"connection to {peer} closed during a fetch")
-            reply = fut.result()
+            reply = await self._get_data(peer, keys)
             got: dict[Any, int] = {}
+            errors = dict(reply.errors)
             from shoal.protocol._sizeof import nbytes
 
             for key, ser in reply.items.items():
-                value = loads(ser)
+                try:
+                    value = loads(ser)
+                except Exception as exc:  # fetching it again would fail the same way
+                    errors[key] = self._unloadable(key, peer, exc)
+                    continue
                 self.data[key] = value
                 got[key] = nbytes(value)
-            events: list[Any] = [
-                FetchDone(peer, got, list(reply.missing), start, time.time(), dict(reply.errors))
-            ]
+            events: list[Any] = [FetchDone(peer, got, list(reply.missing), start, time.time(), errors)]
         except (OSError, ConnectionError) as exc:
             logger.warning("worker %s could not fetch %d keys from %s: %s", self.address,
                            len(keys), peer, exc)
             events = [FetchFailed(peer, keys)]
+        except Exception:
+            logger.exception("worker %s: fetching %d keys from %s failed", self.address,
+                             len(keys), peer)
+            events = [FetchFailed(peer, keys)]
         self._carry_out(self.state.handle(*events))
+
+    async def _get_data(self, peer: str, keys: list[Any]) -> Data:
+        conn = await self._peer(peer)
+        rid = next(self._ids)
+        fut: asyncio.Future[Data] = asyncio.get_running_loop().create_future()
+        self._requests[rid] = fut
+        conn.send(GetData(rid, keys))
+        try:
+            reply: Data = await wait_reply(conn, fut, self.fetch_timeout, f"{len(keys)} key(s)")
+        finally:
+            self._requests.pop(rid, None)
+        return reply
+
+    def _unloadable(self, key: Any, peer: str, exc: BaseException) -> dict[str, Any]:
+        from shoal.protocol._errors import exception_to_error
+
+        err = TypeError(
+            f"input {key!r} fetched from {peer} cannot be loaded on worker {self.address}: "
+            f"{type(exc).__name__}: {exc}. Install the same packages (and versions) on every "
+            "worker."
+        )
+        return exception_to_error(err, exc.__traceback__, key, self.address, time.time())

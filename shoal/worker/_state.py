@@ -113,10 +113,13 @@ class WorkerState:
             return
         ts = self.tasks[key] = _Task(msg)
         fetch_by_peer: dict[str, list[Key]] = {}
+        lacking: list[Key] = []
         for dep_key, holders, _nbytes in msg.deps:
-            if dep_key in self.held:
-                if dep_key not in self.assigned:
-                    self.users.setdefault(dep_key, set()).add(key)
+            if dep_key in self.held:  # pinned while the task needs it, even if freed
+                self.users.setdefault(dep_key, set()).add(key)
+                continue
+            if self.address in holders:  # the scheduler's replica here is stale
+                lacking.append(dep_key)
                 continue
             ts.missing.add(dep_key)
             self.waiters.setdefault(dep_key, set()).add(key)
@@ -129,14 +132,47 @@ class WorkerState:
                 if peer is not None:
                     fetch_by_peer.setdefault(peer, []).append(dep_key)
                     self.in_flight[dep_key] = peer
+        if lacking:
+            self._lacks_inputs(ts, lacking)
+            fetch_by_peer = {p: [k for k in ks if self.in_flight.get(k) == p]
+                             for p, ks in fetch_by_peer.items()}
         for peer, keys in fetch_by_peer.items():
-            self._out.append(Fetch(peer, keys))
+            if keys:
+                self._out.append(Fetch(peer, keys))
+        if lacking:
+            return
         if not ts.missing:
             self._run(ts)
         else:
             for dep_key in list(ts.missing):
                 if dep_key not in self.in_flight:
                     self._give_up(dep_key)
+
+    def _lacks_inputs(self, ts: _Task, keys: list[Key]) -> None:
+        """The scheduler listed this worker as holding ``keys``, which it does not: name
+        this worker as the holder that lacks them (so the scheduler drops that replica and
+        recomputes or fetches elsewhere; naming no one made it send ``ts`` straight back,
+        forever) and forget ``ts`` until it is sent again."""
+        for dep in keys:
+            self._out.append(Report(MissingData(dep, self.address, ts.key)))
+        del self.tasks[ts.key]
+        for dep in ts.deps:
+            self._forget_waiter(dep, ts.key)
+            self._unuse(dep, ts.key)
+
+    def _forget_waiter(self, dep: Key, tkey: Key) -> None:
+        """``tkey`` no longer waits for input ``dep``. Once nothing does, its fetch is
+        forgotten: a later task needing ``dep`` fetches it afresh (from the holders it is
+        given) instead of waiting on a fetch nobody tracks; a copy the old fetch still
+        brings is dropped on arrival, or ignored if a newer one came first."""
+        waiting = self.waiters.get(dep)
+        if waiting is None:
+            return
+        waiting.discard(tkey)
+        if not waiting:
+            del self.waiters[dep]
+            self.holders.pop(dep, None)
+            self.in_flight.pop(dep, None)
 
     def _pick_holder(self, key: Key) -> str | None:
         """A holder that has not failed us before, else any holder still listed (each
@@ -159,7 +195,7 @@ class WorkerState:
         for dep in ts.deps:
             self._unuse(dep, ts.key)
         if ts.state == "cancelled":
-            if ev.error is None:
+            if ev.error is None and ev.key not in self.held:  # held: a fetched copy in use
                 self._out.append(Drop([ev.key]))
             return
         if ev.error is not None:
@@ -167,7 +203,6 @@ class WorkerState:
             return
         self.held[ev.key] = ev.nbytes
         self.assigned.add(ev.key)
-        self.users.pop(ev.key, None)
         self._out.append(
             Report(TaskDone(ev.key, ev.nbytes, ev.typename, ev.start, ev.stop, ev.thread, ev.inline))
         )
@@ -177,9 +212,9 @@ class WorkerState:
         if users is None:
             return
         users.discard(user)
-        if not users and dep not in self.assigned:
+        if not users:
             del self.users[dep]
-            if dep in self.held:
+            if dep in self.held and dep not in self.assigned:
                 del self.held[dep]
                 self._out.append(Drop([dep]))
 
@@ -190,6 +225,8 @@ class WorkerState:
             total += nbytes
             waiting = self.waiters.pop(key, set())
             self.holders.pop(key, None)
+            if key in self.held and not waiting:
+                continue  # a second copy of a value held (and maybe in use): keep the first
             if not waiting and key not in self.assigned:
                 self._out.append(Drop([key]))
                 continue
@@ -227,6 +264,8 @@ class WorkerState:
     def _retry_elsewhere(self, peer: str, keys: list[Key]) -> None:
         by_peer: dict[str, list[Key]] = {}
         for key in keys:
+            if self.in_flight.get(key, peer) != peer:
+                continue  # a forgotten fetch failed; the key's current fetch is elsewhere
             self.in_flight.pop(key, None)
             holders = self.holders.get(key, [])
             if peer in holders:
@@ -266,26 +305,26 @@ class WorkerState:
             dropped.append(tkey)
             for dep in ts.deps:
                 if dep != key:
-                    w = self.waiters.get(dep)
-                    if w is not None:
-                        w.discard(tkey)
+                    self._forget_waiter(dep, tkey)
                     self._unuse(dep, tkey)
         return dropped
 
     def _on_freed(self, keys: list[Key]) -> None:
+        for key in keys:  # tasks first: a queued or running task pins its inputs
+            ts = self.tasks.get(key)
+            if ts is None:
+                continue
+            if ts.state == "executing":
+                # Its inputs stay pinned (users) until it ends: the executor may not have
+                # read them yet, and the task may be assigned here again (revived).
+                ts.state = "cancelled"
+            elif ts.state == "waiting":
+                del self.tasks[key]
+                for dep in ts.deps:
+                    self._forget_waiter(dep, key)
+                    self._unuse(dep, key)
         drop = []
         for key in keys:
-            ts = self.tasks.get(key)
-            if ts is not None:
-                if ts.state == "executing":
-                    ts.state = "cancelled"
-                else:
-                    del self.tasks[key]
-                    for dep in ts.deps:
-                        w = self.waiters.get(dep)
-                        if w is not None:
-                            w.discard(key)
-                        self._unuse(dep, key)
             self.assigned.discard(key)
             if key in self.held and not self.users.get(key):
                 del self.held[key]
@@ -303,3 +342,4 @@ class WorkerState:
                     assert key in self.waiters.get(dep, ()), (key, dep)
         for key in self.in_flight:
             assert key not in self.held, key
+            assert self.waiters.get(key), key  # nobody waits: the fetch is forgotten

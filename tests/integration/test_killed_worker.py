@@ -9,6 +9,8 @@ import pytest
 
 from shoal import Client, KilledWorker, LocalCluster
 
+from ._helpers import gated, wait_for
+
 pytestmark = pytest.mark.integration
 
 
@@ -51,3 +53,43 @@ def test_explain_names_the_task_and_the_workers_that_died(fragile_client):
     text = str(c.explain(fut))
     assert fut.key in text
     assert any(address in text for address in workers_before)
+
+
+def sleep_then_die(seconds):
+    import time
+
+    time.sleep(seconds)
+    os._exit(1)
+
+
+def test_a_poison_task_does_not_take_down_the_tasks_queued_behind_it(make_client):
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        c = make_client(n_workers=1)
+    # measured fast: the "fast" tasks are sent ahead to the worker, queued behind the poison
+    assert c.submit(inc, 0, key="warm-up-0").result(timeout=30) == 1  # imports this module
+    assert c.submit(inc, 0, key="fast-0").result(timeout=30) == 1
+    poison = c.submit(sleep_then_die, 2.0, key="fast-1000", priority=10)
+    innocent = [c.submit(inc, i, key=f"fast-{i}") for i in range(1, 21)]
+    tasks = c.cluster.scheduler.state.tasks
+    wait_for(lambda: "fast-1000" in tasks and tasks["fast-1000"].started, timeout=30)
+    assert sum(ts.state == "processing" for ts in list(tasks.values())) > 1  # queued behind it
+    with pytest.raises(KilledWorker):
+        poison.result(timeout=60)
+    assert [f.result(timeout=60) for f in innocent] == list(range(2, 22))
+
+
+def test_a_worker_closed_on_purpose_counts_against_no_task(make_client, gate):
+    import signal
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        c = make_client(n_workers=2)
+    fut = c.submit(gated, gate.path, 5, pure=False)
+    tasks = c.cluster.scheduler.state.tasks
+    wait_for(lambda: fut.key in tasks and tasks[fut.key].processing_on is not None, timeout=30)
+    runner = tasks[fut.key].processing_on.address
+    pid = c.run(os.getpid)[runner]
+    os.kill(pid, signal.SIGTERM)  # a graceful close: the nanny's way of stopping a worker
+    wait_for(lambda: fut.key in tasks and tasks[fut.key].processing_on is not None
+             and tasks[fut.key].processing_on.address != runner, timeout=30)
+    gate.open()
+    assert fut.result(timeout=60) == 5

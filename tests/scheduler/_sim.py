@@ -13,6 +13,7 @@ from shoal.scheduler._events import (
     Command,
     DataMissing,
     DataScattered,
+    ExecutionStarted,
     GraphSubmitted,
     KeysCancelled,
     KeysReleased,
@@ -22,6 +23,7 @@ from shoal.scheduler._events import (
     TaskFinished,
     WorkerJoined,
     WorkerLeft,
+    WorkerRetiring,
 )
 from shoal.scheduler._state import SchedulerState
 
@@ -78,6 +80,12 @@ class Sim:
     def leave(self, address: str, reason: str = "gone") -> list[Command]:
         return self.state.handle(WorkerLeft(address, reason, self.now))
 
+    def retire(self, address: str, reason: str = "closing") -> list[Command]:
+        return self.state.handle(WorkerRetiring(address, reason))
+
+    def started(self, worker: str, *keys: Any) -> list[Command]:
+        return self.state.handle(ExecutionStarted(worker, list(keys)))
+
     def submit(
         self, rows: Sequence[tuple[Any, ...]], wanted: Sequence[Any] | None = None
     ) -> list[Command]:
@@ -118,8 +126,8 @@ class Sim:
     def release(self, *keys: Any) -> list[Command]:
         return self.state.handle(KeysReleased(self.client, list(keys)))
 
-    def cancel(self, *keys: Any) -> list[Command]:
-        return self.state.handle(KeysCancelled(self.client, list(keys)))
+    def cancel(self, *keys: Any, force: bool = False) -> list[Command]:
+        return self.state.handle(KeysCancelled(self.client, list(keys), force))
 
     def retry(self, *keys: Any) -> list[Command]:
         return self.state.handle(KeysRetried(self.client, list(keys)))

@@ -54,8 +54,9 @@ class Fuzzer:
         sim.now = self.now = self.now + rng.random()
         action = rng.choices(
             ["join", "leave", "submit", "finish", "fail", "release", "cancel", "retry",
-             "scatter", "missing", "tick", "stale", "client", "secede", "fire"],
-            weights=[3, 1, 6, 10, 2, 3, 1, 1, 1, 1, 1, 1, 1, 2, 1],
+             "scatter", "missing", "tick", "stale", "client", "secede", "fire", "started",
+             "retire"],
+            weights=[3, 1, 6, 10, 2, 3, 1, 1, 1, 1, 1, 1, 1, 2, 1, 4, 1],
         )[0]
         if action == "join":
             return sim.join(rng.choice(WORKERS), nthreads=rng.randint(1, 3))
@@ -88,7 +89,13 @@ class Fuzzer:
             if held:
                 return sim.release(*[ts.key for ts in rng.sample(held, rng.randint(1, len(held)))])
         if action == "cancel" and st.tasks:
-            return sim.cancel(rng.choice(list(st.tasks)))
+            return sim.cancel(rng.choice(list(st.tasks)), force=rng.random() < 0.3)
+        if action == "started" and st.workers:
+            # a start report, sometimes stale or about a task on another worker
+            keys = [*rng.sample(list(st.tasks), k=min(len(st.tasks), 3)), "unknown"]
+            return sim.started(rng.choice(sorted(st.workers)), *keys)
+        if action == "retire" and st.workers:
+            return sim.retire(rng.choice(sorted(st.workers)))
         if action == "retry" and self.keys_in("erred"):
             return sim.retry(rng.choice(self.keys_in("erred")))
         if action == "scatter":
@@ -100,7 +107,7 @@ class Fuzzer:
             ]
             if candidates:
                 ts, dep = rng.choice(candidates)
-                holder = rng.choice(sorted(w.address for w in dep.who_has))
+                holder = rng.choice([*sorted(w.address for w in dep.who_has), ""])
                 return sim.missing(ts.processing_on.address, dep.key, holder, ts.key)
         if action == "tick":
             for address in sorted(st.workers):

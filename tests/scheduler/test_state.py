@@ -126,14 +126,52 @@ def test_big_input_pulls_dependent_to_its_worker(sim: Sim) -> None:
     assert computes(out) == [("w2", "f")]
 
 
-def test_locality_ignores_how_busy_the_holder_is(sim: Sim) -> None:
+def test_busy_holder_loses_a_task_whose_input_is_cheap_to_move(sim: Sim) -> None:
     sim.join("w1")
     sim.join("w2")
     sim.submit([row("x", workers=["w1"])])
-    sim.finish("x", nbytes=BIG)
+    sim.finish("x", nbytes=BIG)  # moves in ~3 ms at 100 MB/s
+    sim.submit([row(f"busy-{i}", workers=["w1"]) for i in range(3)])  # ~1.5 s of work
+    out = sim.submit([row("y", ["x"])])
+    assert computes(out) == [("w2", "y")]
+
+
+def test_busy_holder_keeps_a_task_whose_input_costs_more_to_move(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w2")
+    sim.submit([row("x", workers=["w1"])])
+    sim.finish("x", nbytes=10**9)  # 10 s at 100 MB/s
     sim.submit([row(f"busy-{i}", workers=["w1"]) for i in range(3)])
     out = sim.submit([row("y", ["x"])])
     assert computes(out) == [("w1", "y")]
+
+
+def test_tasks_sharing_one_big_input_spread_over_all_workers(sim: Sim) -> None:
+    """model = submit(train) (8 MB), then map(predict, chunks, model=model)."""
+    for w in ("w1", "w2", "w3", "w4"):
+        sim.join(w)
+    sim.submit([row("train", workers=["w1"])])
+    sim.finish("train", nbytes=8 * 2**20)
+    out = sim.submit([row(f"predict-{i}", ["train"], prefix="predict", priority=(i,))
+                      for i in range(1000)])
+    per_worker: dict[str, int] = {}
+    for w, _ in computes(out):
+        per_worker[w] = per_worker.get(w, 0) + 1
+    assert sum(per_worker.values()) == 1000
+    assert sorted(per_worker) == ["w1", "w2", "w3", "w4"]
+    assert min(per_worker.values()) >= 200, per_worker
+
+
+def test_low_bandwidth_keeps_work_with_the_holder() -> None:
+    state = SchedulerState(bandwidth=1_000.0)  # 1 kB/s: moving 8 MB never pays
+    sim = Sim(state)
+    sim.join("w1")
+    sim.join("w2")
+    sim.submit([row("train", workers=["w1"])])
+    sim.finish("train", nbytes=8 * 2**20)
+    out = sim.submit([row(f"predict-{i}", ["train"], prefix="predict") for i in range(20)])
+    assert {w for w, _ in computes(out)} == {"w1"}
+    state.validate()
 
 
 def test_tiny_inputs_spread_over_workers(sim: Sim) -> None:
@@ -389,7 +427,8 @@ def test_cancel_processing_task(sim: Sim) -> None:
     sim.join("w1")
     sim.submit([row("a")])
     out = sim.cancel("a")
-    assert out == [ReportCancelled("c", "a", "cancelled by the client"), SendFree("w1", ["a"])]
+    # the cancelling client settled its futures itself: a report could reach a resubmission
+    assert out == [SendFree("w1", ["a"])]
     assert sim.state.tasks == {}
 
 
@@ -399,17 +438,56 @@ def test_cancel_waiting_task_releases_its_input(sim: Sim) -> None:
     sim.finish("a", duration=5.0)
     sim.submit([row("z", prefix="a")])  # w1 busy: b's successor queue is irrelevant
     out = sim.cancel("b")
-    assert ReportCancelled("c", "b", "cancelled by the client") in out
     assert SendFree("w1", ["a"]) in out
     assert "a" not in sim.state.tasks and "b" not in sim.state.tasks
 
 
-def test_cancel_finished_task_does_nothing(sim: Sim) -> None:
+def test_cancel_finished_task_releases_its_result(sim: Sim) -> None:
     sim.join("w1")
     sim.submit([row("a")])
     sim.finish("a")
+    assert sim.cancel("a") == [SendFree("w1", ["a"])]
+    assert sim.states("a") == ["forgotten"]
+
+
+def test_cancel_drops_only_the_callers_interest_in_a_shared_task(sim: Sim) -> None:
+    other = Sim(sim.state, client="d")
+    sim.join("w1")
+    sim.submit([row("a")])
+    other.submit([row("a")])
     assert sim.cancel("a") == []
-    assert sim.states("a") == ["memory"]
+    assert sim.states("a") == ["processing"]
+    assert sim.state.tasks["a"].who_wants == {"d"}
+    assert of(sim.finish("a"), ReportDone) == [ReportDone("d", "a", 8, "int", None)]
+
+
+def test_forced_cancel_cancels_the_task_for_every_client(sim: Sim) -> None:
+    other = Sim(sim.state, client="d")
+    sim.join("w1")
+    sim.submit([row("a")])
+    other.submit([row("a")])
+    out = sim.cancel("a", force=True)
+    assert out == [ReportCancelled("d", "a", "cancelled by the client"), SendFree("w1", ["a"])]
+    assert sim.states("a") == ["forgotten"]
+
+
+def test_cancel_cancels_the_dependents_nobody_else_wants(sim: Sim) -> None:
+    other = Sim(sim.state, client="d")
+    sim.join("w1")
+    sim.submit([row("a"), row("b", ["a"]), row("c", ["a"])], wanted=["a", "b"])
+    other.submit([row("c", ["a"])])
+    out = sim.cancel("a")
+    assert of(out, ReportCancelled) == [ReportCancelled("c", "b", "cancelled by the client")]
+    assert sim.states("a", "b", "c") == ["processing", "forgotten", "waiting"]
+    assert sim.state.tasks["a"].who_wants == set()
+
+
+def test_cancelled_task_submitted_again_runs_afresh(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row("a")])
+    sim.cancel("a")
+    assert computes(sim.submit([row("a")])) == [("w1", "a")]
+    assert of(sim.finish("a"), ReportDone) == [ReportDone("c", "a", 8, "int", None)]
 
 
 # --- worker loss ----------------------------------------------------------------------------
@@ -553,6 +631,83 @@ def test_keys_retried_clears_killed_history() -> None:
     state.validate()
 
 
+def _four_queued_on_one_worker(allowed_failures: int = 0) -> tuple[SchedulerState, Sim]:
+    """w1 (one thread) holds t-1..t-4, short tasks sent ahead of its thread."""
+    state = SchedulerState(allowed_failures=allowed_failures)
+    sim = Sim(state)
+    sim.join("w1")
+    sim.submit([row("t-0", prefix="t")])
+    sim.finish("t-0", duration=0.001)
+    sim.submit([row(f"t-{i}", prefix="t", priority=(0, i)) for i in range(1, 5)])
+    assert [ts.key for ts in sorted(state.workers["w1"].processing, key=lambda t: t.priority)] == [
+        "t-1", "t-2", "t-3", "t-4"]
+    return state, sim
+
+
+def test_worker_death_counts_only_the_tasks_it_was_executing() -> None:
+    state, sim = _four_queued_on_one_worker()
+    sim.started("w1", "t-3")
+    out = sim.leave("w1")
+    assert [r.key for r in of(out, ReportErred)] == ["t-3"]
+    assert sim.states("t-1", "t-2", "t-3", "t-4") == ["queued", "queued", "erred", "queued"]
+    assert [state.tasks[k].suspicious for k in ("t-1", "t-2", "t-4")] == [0, 0, 0]
+    # t-0's result was lost with w1: it runs again too
+    assert sorted(k for _, k in computes(sim.join("w2"))) == ["t-0", "t-1", "t-2", "t-4"]
+    state.validate()
+
+
+def test_worker_death_before_any_start_report_blames_what_its_threads_ran_first() -> None:
+    state, sim = _four_queued_on_one_worker()
+    out = sim.leave("w1")  # e.g. the first task killed the process at once
+    assert [r.key for r in of(out, ReportErred)] == ["t-1"]
+    assert sim.states("t-2", "t-3", "t-4") == ["queued", "queued", "queued"]
+    state.validate()
+
+
+def test_retiring_worker_counts_nothing_and_its_tasks_move() -> None:
+    state, sim = _four_queued_on_one_worker()
+    sim.join("w2")
+    sim.started("w1", "t-1")
+    out = sim.retire("w1")
+    assert of(out, ReportErred) == []
+    assert sorted(k for _, k in computes(out)) == ["t-0", "t-1", "t-2", "t-3", "t-4"]
+    assert all(w == "w2" for w, _ in computes(out))
+    assert all(state.tasks[k].suspicious == 0 for k in ("t-1", "t-2", "t-3", "t-4"))
+    assert "w1" not in state.workers
+    assert sim.leave("w1") == []  # its connection closing afterwards changes nothing
+    state.validate()
+
+
+def test_start_report_about_a_task_elsewhere_is_ignored() -> None:
+    state, sim = _four_queued_on_one_worker()
+    sim.join("w2")
+    assert sim.started("w2", "t-1", "nope") == []
+    assert not state.tasks["t-1"].started
+    sim.started("w1", "t-1")
+    assert state.tasks["t-1"].started
+    sim.finish("t-1")
+    assert not state.tasks["t-1"].started
+    state.validate()
+
+
+def test_worker_death_erring_a_task_and_its_dependent_running_there_too() -> None:
+    """c still runs on w1 with an input that w1 lost and is recomputing there: when w1 dies
+    and the input's task fails with KilledWorker, c fails with it (not moved as well)."""
+    state = SchedulerState(allowed_failures=0)
+    sim = Sim(state)
+    sim.join("w1", nthreads=3)
+    sim.submit([row("a"), row("b", ["a"]), row("c", ["a"])], wanted=["b", "c"])
+    sim.finish("a", nbytes=BIG)
+    assert sim.states("b", "c") == ["processing", "processing"]
+    sim.missing("w1", "a", "", "b")
+    assert sim.states("a", "b", "c") == ["processing", "waiting", "processing"]
+    sim.started("w1", "a")
+    out = sim.leave("w1")
+    assert sorted(r.key for r in of(out, ReportErred)) == ["b", "c"]
+    assert sim.states("a", "b", "c") == ["erred", "erred", "erred"]
+    state.validate()
+
+
 def test_unknown_worker_leaving_is_ignored(sim: Sim) -> None:
     assert sim.leave("nobody") == []
 
@@ -588,8 +743,11 @@ def test_data_missing_from_one_of_two_holders_keeps_the_other(sim: Sim) -> None:
     assert sim.states("x") == ["memory"]
     assert {w.address for w in sim.state.tasks["x"].who_has} == {"w2"}
     assert sim.state.workers["w1"].nbytes == 0
-    # b is sent again, now naming only the holder that is left
-    (cmd,) = out
+    # w3 keeps b and fetches x from the next holder: b is not run a second time
+    assert out == []
+    assert sim.state.tasks["b"].processing_on is sim.state.workers["w3"]
+    # when w3 runs out of holders it drops b and says so (no holder named): b is sent again
+    (cmd,) = sim.missing("w3", "x", "", "b")
     assert isinstance(cmd, SendCompute) and (cmd.worker, cmd.deps) == ("w3", [("x", ["w2"], 10)])
 
 
@@ -601,6 +759,42 @@ def test_data_missing_for_scattered_key_errs(sim: Sim) -> None:
     out = sim.missing("w2", "x", "w1", "b")
     assert sorted(r.key for r in of(out, ReportErred)) == ["b", "x"]
     assert sim.states("x", "b") == ["erred", "erred"]
+
+
+def test_missing_input_on_its_only_holder_is_recomputed_not_resent(sim: Sim) -> None:
+    """One worker: it is asked to run b but lacks its input a, which the scheduler thinks it
+    holds. Naming itself (or no one) must drop that replica and recompute a, never send b
+    back to the same stale holder."""
+    for holder in ("w1", ""):
+        sim.join("w1")
+        sim.submit([row("a"), row("b", ["a"])], wanted=["b"])
+        sim.finish("a", nbytes=BIG)
+        assert sim.states("b") == ["processing"]
+        out = sim.missing("w1", "a", holder, "b")
+        assert computes(out) == [("w1", "a")], holder
+        assert sim.states("a", "b") == ["processing", "waiting"]
+        assert sim.state.workers["w1"].has_what == set()
+        assert computes(sim.finish("a", nbytes=BIG)) == [("w1", "b")]
+        sim.finish("b")
+        sim.release("b")
+        sim.leave("w1")
+        sim.state.validate()
+
+
+def test_missing_input_named_by_the_reporter_is_fetched_from_another_holder(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w2")
+    for holder in ("self", ""):
+        x, b = f"x-{holder}", f"b-{holder}"
+        sim.scatter([(x, BIG)], workers=["w1", "w2"], broadcast=True)
+        sim.submit([row(b, [x])])
+        w = sim.state.tasks[b].processing_on.address
+        other = "w2" if w == "w1" else "w1"
+        out = sim.missing(w, x, w if holder else "", b)
+        assert {ws.address for ws in sim.state.tasks[x].who_has} == {other}
+        assert sim.states(x) == ["memory"]
+        (cmd,) = of(out, SendCompute)
+        assert (cmd.key, cmd.deps) == (b, [(x, [other], BIG)])
 
 
 def test_data_missing_about_unknown_keys_is_harmless(sim: Sim) -> None:
@@ -862,3 +1056,110 @@ def test_first_measured_duration_replaces_the_guess_of_running_tasks(sim: Sim) -
     w2 = sim.state.workers["w2"]
     assert w2.occupancy < 0.01
     assert len(w2.processing) > 1, "w2 should be sent more work, not left with its guess"
+
+
+# --- bounded tables ------------------------------------------------------------------------
+
+
+def test_prefix_tables_stay_bounded_over_many_distinct_prefixes(sim: Sim) -> None:
+    from shoal.scheduler._state import DURATIONS_KEPT
+
+    sim.join("w1")
+    n = DURATIONS_KEPT + 500
+    for i in range(n):
+        sim.submit([row(f"p{i}", prefix=f"fn{i}x")])
+        sim.finish(f"p{i}")
+        sim.release(f"p{i}")
+    assert sim.state.tasks == {}
+    assert sim.state.prefix_counts == {}
+    assert len(sim.state._durations) == DURATIONS_KEPT
+    # the most recently measured prefixes are the ones kept
+    assert f"fn{n - 1}x" in sim.state._durations and "fn0x" not in sim.state._durations
+
+
+def test_recently_used_duration_survives_eviction(sim: Sim) -> None:
+    from shoal.scheduler._state import DURATIONS_KEPT
+
+    sim.join("w1")
+    for i in range(DURATIONS_KEPT + 10):
+        for key, prefix in ((f"p{i}", f"fn{i}x"), (f"hot{i}", "hot")):
+            sim.submit([row(key, prefix=prefix)])
+            sim.finish(key)
+            sim.release(key)
+    assert "hot" in sim.state._durations
+
+
+# --- work stealing -----------------------------------------------------------------------
+
+
+def _backlog_on_w1(sim: Sim, n: int = 10) -> list[str]:
+    """w1 alone holds a big input and n tasks that need it (placed there by locality)."""
+    sim.join("w1")
+    sim.submit([row("model", workers=["w1"])])
+    sim.finish("model", nbytes=BIG)
+    keys = [f"predict-{i}" for i in range(n)]
+    sim.submit([row(k, ["model"], prefix="predict", priority=(i,)) for i, k in enumerate(keys)])
+    assert len(sim.state.workers["w1"].processing) == n
+    return keys
+
+
+def test_new_idle_worker_steals_tasks_queued_on_a_busy_one(sim: Sim) -> None:
+    keys = _backlog_on_w1(sim)
+    out = sim.join("w2")
+    stolen = [k for w, k in computes(out) if w == "w2"]
+    assert 3 <= len(stolen) <= 6
+    # the victim is told first, and loses the tasks it would have run last
+    assert of(out, SendFree) == [SendFree("w1", [k]) for k in stolen]
+    assert set(stolen) == set(keys[-len(stolen):])
+    for k in stolen:
+        assert sim.state.tasks[k].processing_on is sim.state.workers["w2"]
+    assert [r[3] for r in sim.state.story(stolen[0])][-1] == "WorkerJoined"
+
+
+def test_started_tasks_are_never_stolen(sim: Sim) -> None:
+    keys = _backlog_on_w1(sim)
+    sim.started("w1", *keys[5:])
+    out = sim.join("w2")
+    stolen = {k for _, k in computes(out)}
+    assert stolen and stolen <= set(keys[:5])
+
+
+def test_restricted_tasks_are_not_stolen(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w3")
+    sim.submit([row("model", workers=["w1"])])
+    sim.finish("model", nbytes=BIG)
+    sim.submit([row(f"pinned-{i}", ["model"], workers=["w1"]) for i in range(10)])
+    assert computes(sim.join("w2")) == []
+
+
+def test_tasks_sent_ahead_for_throughput_are_not_stolen(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row(f"t-{i}", prefix="t", priority=(i,)) for i in range(100)])
+    sim.finish("t-0", duration=0.001)  # w1 now holds a deep batch of short tasks
+    assert len(sim.state.workers["w1"].processing) > 10
+    out = sim.join("w2")
+    assert of(out, SendFree) == []
+
+
+def test_result_from_the_victim_after_a_steal_is_discarded(sim: Sim) -> None:
+    keys = _backlog_on_w1(sim)
+    out = sim.join("w2")
+    k = next(k for w, k in computes(out) if w == "w2")
+    # the victim had finished it already (its report crossed the steal)
+    out = sim.finish(k, worker="w1")
+    assert out == [SendFree("w1", [k])]
+    assert sim.states(k) == ["processing"]
+    assert of(sim.finish(k), ReportDone) == [ReportDone("c", k, 8, "int", None)]
+    assert {w.address for w in sim.state.tasks[k].who_has} == {"w2"}
+    assert keys
+
+
+def test_worker_idle_after_finishing_steals_again(sim: Sim) -> None:
+    keys = _backlog_on_w1(sim, n=40)
+    out = sim.join("w2")
+    on_w2 = [k for w, k in computes(out) if w == "w2"]
+    for k in on_w2:
+        out = sim.finish(k, duration=0.5)
+    # w2 ran dry while w1 still has a backlog: it takes more
+    assert any(w == "w2" for w, _ in computes(out)), keys

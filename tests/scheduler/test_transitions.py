@@ -142,6 +142,14 @@ def _retry(sim: Sim) -> Any:
     return "a"
 
 
+def _steal(sim: Sim) -> Any:
+    sim.join("w1")
+    sim.scatter([("x", 10**6)], workers=["w1"])
+    sim.submit([row(f"t-{i}", ["x"], priority=(i,)) for i in range(10)])
+    sim.join("w2")  # idle: takes what w1 would run last
+    return "t-9"
+
+
 SCENARIOS: dict[tuple[str, str], Scenario] = {
     ("released", "waiting"): _submit_dependent,
     ("released", "erred"): _missing_dependency,
@@ -159,6 +167,7 @@ SCENARIOS: dict[tuple[str, str], Scenario] = {
     ("processing", "memory"): _finish,
     ("processing", "released"): _cancel_processing,
     ("processing", "erred"): _processing_input_lost,
+    ("processing", "processing"): _steal,
     ("memory", "released"): _release_memory,
     ("erred", "released"): _retry,
 }

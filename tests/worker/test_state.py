@@ -116,11 +116,6 @@ def test_missing_inputs_are_fetched_grouped_by_peer(ws: WorkerState) -> None:
     assert ws.in_flight == {"a": "p1", "b": "p1", "c": "p2"}
 
 
-def test_own_address_is_never_a_holder_to_fetch_from(ws: WorkerState) -> None:
-    out = ws.handle(compute("t", [("a", [ME, "p1"], 1)]))
-    assert out == [Fetch("p1", ["a"])]
-
-
 def test_fetch_done_runs_the_task_and_reports_transfer(ws: WorkerState) -> None:
     ws.handle(compute("t", [("a", ["p1"], 10), ("b", ["p1"], 20)]))
     out = ws.handle(fetched("p1", {"a": 10, "b": 20}))
@@ -249,7 +244,7 @@ def test_freed_then_assigned_again_while_executing_keeps_result(ws: WorkerState)
 def test_freeing_a_waiting_task_drops_its_input_on_arrival(ws: WorkerState) -> None:
     ws.handle(compute("t", [("a", ["p1"], 1)]))
     assert ws.handle(KeysFreed(["t"])) == []
-    assert ws.tasks == {} and ws.waiters.get("a") == set()
+    assert ws.tasks == {} and "a" not in ws.waiters
     out = ws.handle(fetched("p1", {"a": 1}))
     assert out[0] == Drop(["a"])
     assert ws.held == {}
@@ -320,3 +315,106 @@ def test_an_input_that_cannot_be_sent_fails_the_tasks_needing_it(ws: WorkerState
     assert out == [Report(TaskErred("t", {**unsendable, "key": "t"}, 0.0, 0.0, -1))]
     assert ws.tasks == {} and ws.in_flight == {} and "x" not in ws.waiters
     assert ws.held == {"local": 8}  # scattered data stays
+
+
+# --- hardening (issue 9) ----------------------------------------------------------------------
+
+
+def test_input_listed_here_but_absent_names_this_worker_as_missing_holder(ws: WorkerState) -> None:
+    """The scheduler thinks this worker holds ``a``; it does not. Naming no holder left the
+    stale replica on the scheduler, which sent ``t`` straight back (a livelock): the worker
+    names itself and forgets ``t`` until the scheduler sends it again."""
+    out = ws.handle(compute("t", [("a", [ME], 8)]))
+    assert out == [Report(MissingData("a", ME, "t"))]
+    assert ws.tasks == {} and ws.waiters == {} and ws.in_flight == {}
+    # re-sent after the scheduler dropped the stale replica: fetched from the real holder
+    assert ws.handle(compute("t", [("a", ["p1"], 8)])) == [Fetch("p1", ["a"])]
+
+
+def test_input_listed_here_and_elsewhere_but_absent_still_names_this_worker(ws: WorkerState) -> None:
+    ws.handle(DataStored("x", 8))
+    out = ws.handle(compute("t", [("x", [ME], 8), ("a", [ME, "p1"], 8)]))
+    assert out == [Report(MissingData("a", ME, "t"))]
+    assert ws.tasks == {} and ws.users == {} and ws.held == {"x": 8}
+
+
+def test_freeing_the_last_waiter_forgets_the_fetch_so_reassignment_fetches_again(
+    ws: WorkerState,
+) -> None:
+    ws.handle(compute("t", [("a", ["p1"], 1)]))
+    ws.handle(KeysFreed(["t"]))
+    assert ws.in_flight == {}
+    # p1 froze; the scheduler sends t again naming another holder: fetch from it now
+    assert ws.handle(compute("t", [("a", ["p2"], 1)])) == [Fetch("p2", ["a"])]
+    assert ws.in_flight == {"a": "p2"}
+
+
+def test_a_late_copy_of_an_input_from_a_forgotten_fetch_is_not_dropped(ws: WorkerState) -> None:
+    ws.handle(compute("t", [("a", ["p1"], 1)]))
+    ws.handle(KeysFreed(["t"]))
+    ws.handle(compute("t", [("a", ["p2"], 1)]))
+    out = ws.handle(fetched("p2", {"a": 1}))
+    assert out[0] == execute("t", ("a",))
+    # the old fetch from p1 completes too: the copy t is using must stay
+    assert [c for c in ws.handle(fetched("p1", {"a": 1})) if isinstance(c, Drop)] == []
+    assert ws.held == {"a": 1}
+    assert ws.handle(done("t")) == [Drop(["a"]), report_done("t")]
+
+
+def test_a_forgotten_fetch_failing_late_does_not_disturb_the_current_one(ws: WorkerState) -> None:
+    ws.handle(compute("t", [("a", ["p1"], 1)]))
+    ws.handle(KeysFreed(["t"]))
+    ws.handle(compute("t", [("a", ["p2"], 1)]))
+    assert ws.handle(FetchFailed("p1", ["a"])) == []
+    assert ws.in_flight == {"a": "p2"}
+    assert ws.handle(fetched("p2", {"a": 1}))[0] == execute("t", ("a",))
+
+
+def test_cancelled_task_reassigned_keeps_its_local_inputs(ws: WorkerState) -> None:
+    """t is queued on the executor with input a (this worker's own result). Both are freed
+    (t becomes cancelled), then t is assigned here again: the queued run reads a when it
+    starts, so a must not be dropped meanwhile (it was: a spurious KeyError)."""
+    ws.handle(compute("a"))
+    ws.handle(done("a"))
+    assert ws.handle(compute("t", [("a", [ME], 8)])) == [execute("t", ("a",))]
+    assert ws.handle(KeysFreed(["a", "t"])) == []
+    assert ws.held == {"a": 8}
+    assert ws.handle(compute("t", [("a", ["p2"], 8)])) == []  # revived: still queued
+    assert ws.handle(done("t")) == [Drop(["a"]), report_done("t")]
+    assert ws.held == {"t": 8}
+
+
+def test_cancelled_task_finishing_releases_its_pinned_inputs(ws: WorkerState) -> None:
+    ws.handle(DataStored("x", 8))
+    ws.handle(compute("t", [("x", [ME], 8)]))
+    assert ws.handle(KeysFreed(["t", "x"])) == []
+    assert ws.handle(done("t")) == [Drop(["x"]), Drop(["t"])]
+    assert ws.held == {} and ws.users == {} and ws.tasks == {}
+
+
+def test_input_computed_here_while_a_cancelled_user_waits_is_kept_until_that_user_ends(
+    ws: WorkerState,
+) -> None:
+    """t (queued, reading fetched input a) is cancelled; a is then computed here and freed.
+    The queued t still reads a when it starts, and may be revived: keep a until t ends."""
+    ws.handle(compute("t", [("a", ["p1"], 8)]))
+    ws.handle(fetched("p1", {"a": 8}))
+    ws.handle(KeysFreed(["t"]))
+    ws.handle(compute("a"))  # the scheduler lost track of a and recomputes it here
+    assert ws.handle(done("a")) == [report_done("a")]
+    assert ws.handle(KeysFreed(["a"])) == []
+    assert ws.held == {"a": 8}
+    assert ws.handle(compute("t", [("a", ["p2"], 8)])) == []  # revived
+    assert ws.handle(done("t")) == [Drop(["a"]), report_done("t")]
+    assert ws.users == {}
+
+
+def test_own_result_freed_while_a_queued_task_here_needs_it_is_kept_until_that_task_ends(
+    ws: WorkerState,
+) -> None:
+    ws.handle(compute("a"))
+    ws.handle(done("a"))
+    ws.handle(compute("t", [("a", [ME], 8)]))
+    assert ws.handle(KeysFreed(["a"])) == []  # t is queued on the executor and reads a
+    assert ws.handle(done("t")) == [Drop(["a"]), report_done("t")]
+    assert ws.held == {"t": 8} and ws.users == {}

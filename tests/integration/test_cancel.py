@@ -1,0 +1,98 @@
+"""Cancelling futures, with dask.distributed's semantics: the caller's interest only (unless
+``force=True``), and a resubmission after a cancel computes afresh."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+
+import pytest
+
+from shoal import Client
+
+from ._helpers import gated, scheduler_tasks, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def test_cancel_then_resubmit_of_a_pure_task_computes_afresh(client, gate):
+    fut = client.submit(gated, gate.path, 41)
+    fut.cancel()
+    again = client.submit(gated, gate.path, 41)
+    assert again.key == fut.key
+    gate.open()
+    assert again.result(timeout=20) == 41
+    with pytest.raises(concurrent.futures.CancelledError):
+        fut.result(timeout=10)
+
+
+def _wanted_by_both(client, key):
+    def check():
+        ts = scheduler_tasks(client).get(key)
+        return ts is not None and len(ts.who_wants) == 2
+
+    wait_for(check, timeout=10)
+
+
+def test_cancel_leaves_another_clients_future_running_unless_forced(client, gate):
+    other = Client(client.cluster)
+    try:
+        mine = client.submit(gated, gate.path, 7, key="shared-cancel-1")
+        theirs = other.submit(gated, gate.path, 7, key="shared-cancel-1")
+        _wanted_by_both(client, "shared-cancel-1")
+        mine.cancel()
+        wait_for(mine.cancelled, timeout=10)
+        assert not theirs.done()
+        gate.open()
+        assert theirs.result(timeout=20) == 7
+
+        mine = client.submit(gated, gate.path, 8, key="shared-cancel-2")
+        theirs = other.submit(gated, gate.path, 8, key="shared-cancel-2")
+        _wanted_by_both(client, "shared-cancel-2")
+        mine.cancel(force=True)
+        wait_for(theirs.cancelled, timeout=10)
+        with pytest.raises(concurrent.futures.CancelledError):
+            theirs.result(timeout=10)
+        wait_for(lambda: "shared-cancel-2" not in scheduler_tasks(client), timeout=10)
+    finally:
+        other.close()
+
+
+def append_line(path, text):
+    with open(path, "a") as f:
+        f.write(text + "\n")
+    return text
+
+
+def test_cancelled_tasks_queued_on_a_worker_are_not_run(make_client, gate, tmp_path):
+    c = make_client(n_workers=1)
+    log = str(tmp_path / "ran.txt")
+    assert c.submit(append_line, log, "warm", key="warm-0").result(timeout=30) == "warm"
+    assert c.submit(append_line, log, "x", key="note-0").result(timeout=30) == "x"
+    blocker = c.submit(gated, gate.path, 0, key="note-block", priority=10)
+    queued = [c.submit(append_line, log, f"q{i}", key=f"note-{i}") for i in range(1, 21)]
+    tasks = c.cluster.scheduler.state.tasks
+    wait_for(lambda: all(k in tasks and tasks[k].state == "processing"
+                         for k in ["note-block"] + [f.key for f in queued]), timeout=30)
+    c.cancel(queued)
+    again = c.submit(append_line, log, "q3", key="note-3")  # wanted again: runs once
+    # client.run reaches the worker after the scheduler's frees (one ordered connection),
+    # and runs beside the blocked task thread: once it answers, the worker knows.
+    c.run(os.getpid)
+    gate.open()
+    assert blocker.result(timeout=30) == 0
+    assert again.result(timeout=30) == "q3"
+    last = c.submit(append_line, log, "last", key="note-last")
+    assert last.result(timeout=30) == "last"
+    with open(log) as f:
+        assert f.read().split() == ["warm", "x", "q3", "last"]
+
+
+def test_cancelling_an_old_future_again_leaves_its_resubmission_alone(client, gate):
+    old = client.submit(gated, gate.path, 5)
+    old.cancel()
+    new = client.submit(gated, gate.path, 5)
+    old.cancel()  # already cancelled: the new computation of the same key is not touched
+    gate.open()
+    assert new.result(timeout=20) == 5
+    assert old.cancelled()

@@ -1,0 +1,143 @@
+"""The scheduler's I/O shell carrying out commands: message order per worker, bad input from
+one client, and failures inside a batch. No sockets and no event loop: connections record
+what they are asked to send."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from shoal.comm._connection import Connection
+from shoal.protocol._messages import (
+    Compute,
+    FreeKeys,
+    KeyDone,
+    KeyErred,
+    Message,
+    Register,
+    ReleaseKeys,
+    TaskDone,
+    UpdateGraph,
+)
+from shoal.scheduler._events import ClientJoined, KeysReleased
+from shoal.scheduler._server import Scheduler
+
+from ._sim import row
+
+
+class Recorder(Connection):
+    """A connection that keeps what is sent to it."""
+
+    def __init__(self, peer: str) -> None:
+        super().__init__()
+        self.peer = peer
+        self.sent: list[Message] = []
+
+    def send(self, msg: Message) -> None:
+        if not self.closed:
+            self.sent.append(msg)
+
+    def send_many(self, msgs: list[Message]) -> None:
+        for m in msgs:
+            self.send(m)
+
+    def _close(self) -> None:
+        pass
+
+
+def _scheduler(*clients: str) -> tuple[Scheduler, Recorder, dict[str, Recorder]]:
+    sched = Scheduler()
+    worker = Recorder("w1")
+    sched._on_worker_message(worker, [Register("w1", "w1", 2, 2**30, 1, "host")])
+    conns = {}
+    for name in clients:
+        conn = conns[name] = Recorder(name)
+        conn.info["name"] = name
+        sched._clients[name] = conn
+        sched._apply([ClientJoined(name)])
+    return sched, worker, conns
+
+
+def _kinds(msgs: list[Message]) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for m in msgs:
+        if isinstance(m, Compute):
+            out.append(("compute", m.key))
+        elif isinstance(m, FreeKeys):
+            out.append(("free", list(m.keys)))
+    return out
+
+
+def test_release_then_resubmit_in_one_batch_frees_before_computing() -> None:
+    sched, worker, conns = _scheduler("c")
+    sched._on_client_message(conns["c"], [UpdateGraph([row("a")], ["a"], {})])
+    assert _kinds(worker.sent) == [("compute", "a")]
+    worker.sent.clear()
+    sched._on_client_message(
+        conns["c"], [ReleaseKeys(["a"]), UpdateGraph([row("a")], ["a"], {})]
+    )
+    assert _kinds(worker.sent) == [("free", ["a"]), ("compute", "a")]
+    sched.state.validate()
+
+
+def test_frees_of_one_batch_still_travel_together() -> None:
+    sched, worker, conns = _scheduler("c")
+    sched._on_client_message(conns["c"], [UpdateGraph([row("a"), row("b")], ["a", "b"], {})])
+    worker.sent.clear()
+    sched._on_client_message(conns["c"], [ReleaseKeys(["a"]), ReleaseKeys(["b"])])
+    assert _kinds(worker.sent) == [("free", ["a", "b"])]
+
+
+def test_task_whose_function_never_arrived_errs_for_its_client_only() -> None:
+    sched, worker, conns = _scheduler("c", "d")
+    sched._on_client_message(conns["c"], [UpdateGraph([row("a", fids=["nope"])], ["a"], {})])
+    sched._on_client_message(conns["d"], [UpdateGraph([row("b", fids=["f"])], ["b"], {"f": b"F"})])
+    (err,) = [m for m in conns["c"].sent if isinstance(m, KeyErred)]
+    assert err.key == "a" and "nope" in err.error["message"]
+    assert not conns["c"].closed
+    assert _kinds(worker.sent) == [("compute", "b")]
+    assert "a" not in sched.state.tasks
+    sched.state.validate()
+
+
+def test_failing_event_keeps_the_commands_already_decided(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    sched, worker, conns = _scheduler("c")
+
+    def broken(ev: Any) -> None:
+        raise RuntimeError("boom in a handler")
+
+    monkeypatch.setitem(sched.state._handlers, KeysReleased, broken)
+    with caplog.at_level(logging.ERROR, logger="shoal.scheduler"):
+        sched._on_client_message(
+            conns["c"], [UpdateGraph([row("a")], ["a"], {}), ReleaseKeys(["zzz"])]
+        )
+    assert _kinds(worker.sent) == [("compute", "a")]
+    assert "boom in a handler" in caplog.text
+    assert not conns["c"].closed
+    # nothing of the failed batch lingers for the next one
+    sched._on_worker_message(worker, [TaskDone("a", 8, "int", 0.0, 1.0, 0, None)])
+    assert [type(m) for m in conns["c"].sent] == [KeyDone]
+    sched.state.validate()
+
+
+def test_failure_sending_one_command_does_not_drop_the_others(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    sched, worker, conns = _scheduler("c", "d")
+    real = conns["c"].send
+
+    def broken(msg: Message) -> None:
+        raise OSError("socket exploded")
+
+    monkeypatch.setattr(conns["c"], "send", broken)
+    sched._on_client_message(conns["c"], [UpdateGraph([row("a")], ["a"], {})])
+    sched._on_client_message(conns["d"], [UpdateGraph([row("a")], ["a"], {})])
+    with caplog.at_level(logging.ERROR, logger="shoal.scheduler"):
+        sched._on_worker_message(worker, [TaskDone("a", 8, "int", 0.0, 1.0, 0, None)])
+    assert "socket exploded" in caplog.text
+    assert [type(m) for m in conns["d"].sent] == [KeyDone]
+    monkeypatch.setattr(conns["c"], "send", real)
