@@ -14,6 +14,7 @@ import concurrent.futures
 import itertools
 import logging
 import threading
+import types
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -47,6 +48,7 @@ from shoal.protocol._messages import (
     PROTOCOL_VERSION,
     CancelKeys,
     ClusterRestarted,
+    DropFunctions,
     Hello,
     KeyCancelled,
     KeyDone,
@@ -65,6 +67,8 @@ from shoal.protocol._serialize import FunctionCache, Serialized, dumps, dumps_ta
 logger = logging.getLogger("shoal.client")
 
 _current: list[weakref.ReferenceType[Client]] = []
+# Callables whose token can be cached by identity: they cannot change in place.
+_STABLE_CALLABLES = (types.BuiltinFunctionType, types.MethodDescriptorType, type)
 # Keys that clients of this process held when they were closed (for clear errors when a
 # collection persisted by a closed client is used again). Bounded.
 _orphaned: collections.OrderedDict[Any, None] = collections.OrderedDict()
@@ -261,6 +265,9 @@ class Client:
                 if st is not None:
                     self._forget_state(msg.key, st)  # type: ignore[attr-defined]
                     st.settle("cancelled")
+            elif kind is DropFunctions:
+                with self._lock:  # the scheduler forgot them: send them again when used
+                    self._sent_fids.difference_update(msg.fids)  # type: ignore[attr-defined]
             elif kind is Response:
                 fut = self._requests.pop(msg.request_id, None)  # type: ignore[attr-defined]
                 if fut is not None and not fut.done():
@@ -312,10 +319,6 @@ class Client:
     def _drain(self) -> None:
         """On the loop: send queued messages, then releases of futures that died meanwhile."""
         self._drain_scheduled = False
-        msgs: list[Message] = []
-        outbox = self._outbox
-        while outbox:
-            msgs.append(outbox.popleft())
         released: list[Any] = []
         dead = self._dead
         if dead:
@@ -331,6 +334,12 @@ class Client:
                         del self._refcount[key]
                         self._states.pop(key, None)
                         released.append(key)
+        # The outbox is taken after the releases: a submission queued before a release was
+        # recorded (a dependent, then its input's future dropped) must go out before it.
+        msgs: list[Message] = []
+        outbox = self._outbox
+        while outbox:
+            msgs.append(outbox.popleft())
         if released:
             msgs.append(ReleaseKeys(released))
         if self._conn is not None and msgs:
@@ -404,10 +413,11 @@ class Client:
     def _submit_rows(self, rows: list[tuple[Any, ...]], wanted: list[Any],
                      actors: list[Any] | None = None) -> None:
         # Marking a blob sent and queueing the message carrying it are one step: another
-        # thread's submit that skips the blob must queue its message after this one.
+        # thread's submit that skips the blob must queue its message after this one, and
+        # the loop thread's DropFunctions never interleaves.
         with self._lock:
             fids = {fid for row in rows for fid in row[3]} - self._sent_fids
-            blobs = {fid: self._functions.blobs[fid] for fid in fids}
+            blobs = {fid: self._functions.blob(fid) for fid in fids}
             self._sent_fids |= fids
             self._outbox.append(UpdateGraph(rows, wanted, blobs, actors))
         self._schedule_drain()
@@ -420,7 +430,14 @@ class Client:
                 self._refcount.pop(key, None)
 
     def _function_token(self, func: Any) -> str:
-        """dask's token of ``func``, computed once per function object (it is costly)."""
+        """A token of ``func`` that changes when its content does. A Python function's is
+        its fid, the hash of its pickle (cached while its globals, closure and defaults stay
+        the same objects). Builtins and classes are tokenized once; other callables
+        (partials, bound methods, callable objects may change in place) every time."""
+        if type(func) is types.FunctionType:
+            return self._functions.fid(func)
+        if not isinstance(func, _STABLE_CALLABLES):
+            return tokenize(func)
         hit = self._ftokens.get(id(func))
         if hit is not None and hit[0] is func:
             return hit[1]
@@ -550,7 +567,8 @@ class Client:
             if len(keys) != n:
                 raise ValueError(f"map got {len(keys)} keys for {n} tasks")
         elif pure:
-            ftoken = tokenize(self._function_token(func), kwargs)
+            with self._functions.batch():
+                ftoken = tokenize(self._function_token(func), kwargs)
             keys = [f"{name}-{tokenize(ftoken, *args)}" for args in zip(*arg_lists, strict=False)]
         else:
             keys = [f"{name}-{uuid.uuid4().hex}" for _ in range(n)]
@@ -571,12 +589,13 @@ class Client:
                     seen.add(k)  # already held: already on the cluster
                 futures.append(Future._new(k, self, st))
                 refcount[k] = refcount.get(k, 0) + 1
-        for i, (k, args) in enumerate(zip(keys, zip(*arg_lists, strict=False), strict=False)):
-            if k in seen:
-                continue
-            seen.add(k)
-            task = _payload(k, target, args, kwargs, pkw)
-            rows.append(self._row(k, task, (-priority, gen, i), nretries, wl, name))
+        with self._functions.batch():
+            for i, (k, args) in enumerate(zip(keys, zip(*arg_lists, strict=False), strict=False)):
+                if k in seen:
+                    continue
+                seen.add(k)
+                task = _payload(k, target, args, kwargs, pkw)
+                rows.append(self._row(k, task, (-priority, gen, i), nretries, wl, name))
         if rows:
             wanted = [r[0] for r in rows]
             self._submit_rows(rows, wanted, wanted if is_actor else None)
@@ -707,8 +726,12 @@ class Client:
             await fut
 
         _loop.run_sync(send(), timeout)
+        # Done once a worker acknowledged holding the data (or could not load it).
         for f in futures:
-            f._state.wait(timeout)
+            if not f._state.wait(timeout):
+                raise TimeoutError(f"scattering {f.key!r} did not finish within {timeout} s")
+            if f._state.status == "error":
+                raise self._exception_of(f)
         if isinstance(data, dict):
             return dict(zip(keys, futures, strict=False))
         if isinstance(data, (list, tuple, set, frozenset)):

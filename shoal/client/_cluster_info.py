@@ -74,9 +74,21 @@ def wait_for_workers(self: Client, n_workers: int, timeout: float | None = None)
     self._check_open()
     _loop.run_sync(self._request("wait_for_workers", n=n_workers, timeout=timeout))
 
+# Records per request: each page is built on the scheduler's loop, so a long history is
+# fetched in several short steps rather than one that freezes the scheduler.
+TASK_STREAM_PAGE = 5_000
+
+
 def task_stream_since(self: Client, cursor: int) -> tuple[int, list[dict[str, Any]]]:
-    cursor2, records = self._sync_request("task_stream", timeout=self._timeout, cursor=cursor)
-    return cursor2, list(records)
+    """Every retained task-stream record after ``cursor``, fetched page by page."""
+    out: list[dict[str, Any]] = []
+    while True:
+        nxt, page = self._sync_request("task_stream", timeout=self._timeout, cursor=cursor,
+                                       limit=TASK_STREAM_PAGE)
+        out.extend(page)
+        if len(page) < TASK_STREAM_PAGE or nxt <= cursor:
+            return nxt, out
+        cursor = nxt
 
 def story(self: Client, key: Any) -> list[tuple[Any, ...]]:
     """Every transition the scheduler recorded for ``key`` (or a future's key)."""

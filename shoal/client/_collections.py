@@ -79,23 +79,24 @@ def submit_graph(
     gen = next(client._generation)
     futures = {k: Future(k, client) for k in dict.fromkeys(wanted)}
     rows = []
-    for key, node in nodes.items():
-        if key in held and key not in futures:
-            continue
-        if local is not None and key in local:
-            continue
-        r = ann_retries.get(key, nretries) if isinstance(ann_retries, dict) else ann_retries
-        p = ann_priority.get(key, priority) if isinstance(ann_priority, dict) else ann_priority
-        w = ann_workers.get(key, wl) if isinstance(ann_workers, dict) else ann_workers
-        w = client._check_workers(w)
-        try:
-            row = client._row(key, node, (-int(p or 0), gen, ordering.get(key, 0)),
-                              int(r or 0), w, _prefix(key))
-        except TypeError as exc:
-            if local is None or not _writes_hdf5(exc):
-                raise
-            raise _RunLocally(key) from exc
-        rows.append(row)
+    with client._functions.batch():
+        for key, node in nodes.items():
+            if key in held and key not in futures:
+                continue
+            if local is not None and key in local:
+                continue
+            r = ann_retries.get(key, nretries) if isinstance(ann_retries, dict) else ann_retries
+            p = ann_priority.get(key, priority) if isinstance(ann_priority, dict) else ann_priority
+            w = ann_workers.get(key, wl) if isinstance(ann_workers, dict) else ann_workers
+            w = client._check_workers(w)
+            try:
+                row = client._row(key, node, (-int(p or 0), gen, ordering.get(key, 0)),
+                                  int(r or 0), w, _prefix(key))
+            except TypeError as exc:
+                if local is None or not _writes_hdf5(exc):
+                    raise
+                raise _RunLocally(key) from exc
+            rows.append(row)
     client._submit_rows(rows, list(futures), actor_keys or None)
     return futures
 

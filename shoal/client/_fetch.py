@@ -12,7 +12,7 @@ from shoal.comm import Connection, connect
 from shoal.comm._tcp import TCPConnection, comm_timeout, wait_reply
 from shoal.protocol._errors import error_to_exception
 from shoal.protocol._messages import PROTOCOL_VERSION, Data, GetData, Hello, Message
-from shoal.protocol._serialize import loads
+from shoal.protocol._serialize import Serialized, costly_to_load, loads
 
 if TYPE_CHECKING:
     from shoal.client._client import Client
@@ -77,7 +77,7 @@ async def fetch_async(self: Client, keys: list[Any]) -> dict[Any, Any]:
                 lacking.extend((k, w) for k in ks)
                 continue
             for key, ser in res.items.items():
-                out[key] = loads(ser)
+                out[key] = await _load(ser)
             for error in res.errors.values():
                 raise error_to_exception(error)
             lacking.extend((k, w) for k in res.missing)
@@ -97,6 +97,13 @@ async def fetch_async(self: Client, keys: list[Any]) -> dict[Any, Any]:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
     return out
+
+async def _load(ser: Serialized) -> Any:
+    """Unpickle a fetched value; a big one in a thread, so the loop (shared with an
+    in-process scheduler) keeps running meanwhile."""
+    if not costly_to_load(ser):
+        return loads(ser)
+    return await asyncio.get_running_loop().run_in_executor(None, loads, ser)
 
 async def _get_data(self: Client, worker: str, keys: list[Any], timeout: float) -> Data:
     conn = self._worker_conns.get(worker)

@@ -99,8 +99,13 @@ async def _api_task_stream(request: web.Request) -> web.Response:
             text=f"since={raw!r} is not a cursor: pass the 'cursor' of the previous "
             "response, or 0 to start from the oldest retained record"
         )
-    cursor, records = request.app[_SOURCE].task_stream_since(since)
-    return _json(_views.task_stream_document(cursor, records))
+    # One bounded page per request: when more than a page is new (a first load after a long
+    # run), skip to the newest page instead of building the whole history.
+    source = request.app[_SOURCE]
+    total, _ = source.task_stream_since(-1)
+    skipped = max(0, total - since - _views.MAX_STREAM_RECORDS)
+    cursor, records = source.task_stream_since(since + skipped, _views.MAX_STREAM_RECORDS)
+    return _json(_views.task_stream_document(cursor, records, skipped=skipped))
 
 
 async def _static(request: web.Request) -> web.Response:

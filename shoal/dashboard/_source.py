@@ -103,8 +103,12 @@ class DashboardSource(Protocol):
         """
         ...
 
-    def task_stream_since(self, cursor: int) -> tuple[int, list[TaskStreamRecord]]:
-        """Return ``(new_cursor, records)``: the records produced after ``cursor``.
+    def task_stream_since(
+        self, cursor: int, limit: int | None = None
+    ) -> tuple[int, list[TaskStreamRecord]]:
+        """Return ``(new_cursor, records)``: the records produced after ``cursor``, oldest
+        first, at most ``limit`` of them (a page: building records costs the scheduler's
+        loop), and the cursor after the last one returned.
 
         A cursor counts records ever produced (the first record has index 0), so
         ``task_stream_since(0)`` returns everything still retained and the new cursor is the

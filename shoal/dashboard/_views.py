@@ -77,16 +77,18 @@ def info_document(snapshot: Snapshot) -> dict[str, Any]:
 
 
 def task_stream_document(
-    cursor: int, records: Sequence[TaskStreamRecord], limit: int = MAX_STREAM_RECORDS
+    cursor: int, records: Sequence[TaskStreamRecord], limit: int = MAX_STREAM_RECORDS,
+    skipped: int = 0,
 ) -> dict[str, Any]:
     """The ``/api/task-stream`` body: the newest ``limit`` records and the cursor to ask next.
 
-    ``dropped`` says how many older records were left out so that a first page load after
-    a long run does not ship the whole history to the browser.
+    ``dropped`` says how many older records were left out (``skipped`` of them were never
+    asked of the source) so that a first page load after a long run does not ship the whole
+    history to the browser.
     """
     dropped = max(0, len(records) - limit)
     kept = records[dropped:] if dropped else records
-    return {"cursor": cursor, "records": list(kept), "dropped": dropped}
+    return {"cursor": cursor, "records": list(kept), "dropped": dropped + skipped}
 
 
 # ----------------------------------------------------------------------------- Prometheus

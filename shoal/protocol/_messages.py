@@ -246,6 +246,14 @@ class FreeKeys(Message):
     keys: list[Key]
 
 
+@_message("drop-functions")
+class DropFunctions(Message):
+    """No task uses these function ids any more: a worker forgets their blobs, a client
+    forgets it sent them (and sends them again if it uses them again)."""
+
+    fids: list[str]
+
+
 @_message("store")
 class Store(Message):
     """Scattered data for the worker to hold."""
@@ -331,6 +339,14 @@ class TaskErred(Message):
     start: float
     stop: float
     thread: int
+
+
+@_message("scatter-stored")
+class ScatterStored(Message):
+    """The worker holds scattered ``key`` (``error`` None), or could not load it."""
+
+    key: Key
+    error: dict[str, Any] | None
 
 
 @_message("missing-data")

@@ -7,9 +7,11 @@ worker however many tasks use it. Must not know about sockets, messages or task 
 
 from __future__ import annotations
 
+import collections
 import copyreg
 import hashlib
 import io
+import operator
 import pickle
 import sys
 import threading
@@ -22,6 +24,31 @@ import cloudpickle
 
 # Results and arguments smaller than this ride inside the message header.
 INLINE_LIMIT = 64 * 1024
+
+
+# Values bigger than this (by sizeof, or pickles with more in-band bytes than this) are
+# (un)pickled off the event loops, in a thread: object-heavy ones take long enough to
+# freeze a worker or the client's loop. Smaller ones stay inline: the fast path.
+OFFLOAD_BYTES = 1 << 20
+
+# Types whose pickle is cheap however big they are (buffers travel out of band).
+_ZERO_COPY = ("ndarray", "bytes", "bytearray", "memoryview")
+
+
+def costly_to_pickle(value: Any, nbytes: int) -> bool:
+    """Whether pickling ``value`` (``nbytes`` by sizeof) belongs off the event loop."""
+    if nbytes <= OFFLOAD_BYTES:
+        return False
+    if type(value).__name__ not in _ZERO_COPY:
+        return True
+    dtype = getattr(value, "dtype", None)
+    return dtype is not None and dtype.hasobject  # arrays of Python objects pickle in-band
+
+
+def costly_to_load(ser: Serialized) -> bool:
+    """Whether unpickling ``ser`` belongs off the event loop (a big in-band pickle stream;
+    out-of-band buffers cost nothing to load)."""
+    return memoryview(ser.frames[0]).nbytes > OFFLOAD_BYTES
 
 
 class Serialized:
@@ -72,26 +99,54 @@ def _register_reducers() -> None:
 
 
 def dumps(obj: object) -> Serialized:
-    """Pickle ``obj`` (cloudpickle where plain pickle cannot) with out-of-band buffers.
+    """Pickle ``obj`` with out-of-band buffers: plain pickle first, cloudpickle when plain
+    pickle fails or its bytes refer to ``__main__`` (the receiving process has another
+    ``__main__``) or to a module registered with ``cloudpickle.register_pickle_by_value``.
+    Classes whose instances needed cloudpickle go straight to it next time.
 
     Raises:
         TypeError: the object cannot be pickled; the message names it.
     """
     _register_reducers()
+    kind = type(obj)
     buffers: list[pickle.PickleBuffer] = []
-    try:
-        head = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
-    except Exception:
-        buffers = []
+    if kind not in _CLOUD_TYPES:
         try:
-            head = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
-        except Exception as exc:
-            raise TypeError(
-                f"Could not serialize {describe(obj)} of type {type(obj).__name__}: {exc}. "
-                "Objects sent to the cluster must be picklable (pass a file name or "
-                "parameters instead of an open handle, lock or connection)."
-            ) from exc
+            head = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+        except Exception:
+            head = b""
+        # (inline, not a call: this is every result's path)
+        if head and b"__main__" not in head and not (_BY_VALUE and _names_by_value(head)):
+            return Serialized([head, *(b.raw() for b in buffers)])
+        if kind.__module__ != "builtins":  # a list or dict says nothing about the next one
+            if len(_CLOUD_TYPES) >= 1024:
+                _CLOUD_TYPES.clear()
+            _CLOUD_TYPES.add(kind)
+        buffers = []
+    try:
+        head = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    except Exception as exc:
+        raise TypeError(
+            f"Could not serialize {describe(obj)} of type {type(obj).__name__}: {exc}. "
+            "Objects sent to the cluster must be picklable (pass a file name or "
+            "parameters instead of an open handle, lock or connection)."
+        ) from exc
     return Serialized([head, *(b.raw() for b in buffers)])
+
+
+# Types whose instances plain pickle could not send (a plain set: this is checked for every
+# result; bounded, as classes defined in a loop would otherwise pile up).
+_CLOUD_TYPES: set[type] = set()
+
+
+# The module names cloudpickle.register_pickle_by_value collects (a set it fills in place).
+_BY_VALUE: set[str] = getattr(cloudpickle.cloudpickle, "_PICKLE_BY_VALUE_MODULES", set())
+
+
+def _names_by_value(head: bytes) -> bool:
+    """Whether a plain pickle stream may name something in a module the user asked
+    cloudpickle to send by value (a false positive only costs a cloudpickle)."""
+    return any(name.encode() in head for name in _BY_VALUE)
 
 
 def loads(ser: Serialized, functions: FunctionTable | None = None) -> Any:
@@ -109,14 +164,37 @@ def loads(ser: Serialized, functions: FunctionTable | None = None) -> Any:
 # serves every worker, client and replay in it.
 _BLOBS: dict[str, bytes] = {}
 _FUNCTIONS: dict[str, Any] = {}
+_HOLDERS: dict[str, int] = {}  # fid -> how many tables (workers of this process) hold it
 
 
 class FunctionTable:
-    """Functions known to this process, by content hash (fid)."""
+    """Functions known to this process, by content hash (fid). Each worker has its own
+    table over the process-wide store; a blob goes when every table that got it has
+    been told to forget it."""
+
+    def __init__(self) -> None:
+        self._mine: set[str] = set()
 
     def add_blobs(self, blobs: dict[str, bytes]) -> None:
         for fid, blob in blobs.items():
+            if fid not in self._mine:
+                self._mine.add(fid)
+                _HOLDERS[fid] = _HOLDERS.get(fid, 0) + 1
             _BLOBS.setdefault(fid, bytes(blob))
+
+    def forget(self, fids: list[str]) -> None:
+        """The scheduler no longer uses these functions (it sends them again if it does)."""
+        for fid in fids:
+            if fid not in self._mine:
+                continue
+            self._mine.discard(fid)
+            n = _HOLDERS.get(fid, 1) - 1
+            if n > 0:
+                _HOLDERS[fid] = n
+            else:
+                _HOLDERS.pop(fid, None)
+                _BLOBS.pop(fid, None)
+                _FUNCTIONS.pop(fid, None)
 
     def blob(self, fid: str) -> bytes:
         return _BLOBS[fid]
@@ -145,12 +223,29 @@ def _function(fid: str) -> Any:
 
 
 class FunctionCache:
-    """Client side: pickles each function once and names it by the hash of its bytes."""
+    """Client side: pickles each function once and names it by the hash of its bytes.
+
+    A function pickled by value (defined in ``__main__`` or inside a function) carries the
+    values of its globals, closure cells and defaults as they are when it is pickled. The
+    cache remembers those objects with the fid and reuses the fid only while every one of
+    them is still the same object; rebinding a global (``scale = 3``) pickles it again. A
+    function pickled by reference (importable) is cached by identity alone. Entries go
+    when their function is garbage collected.
+    """
 
     def __init__(self) -> None:
-        self._by_id: dict[int, tuple[Any, str]] = {}
-        self.blobs: dict[str, bytes] = {}
+        self._by_id: dict[int, tuple[Any, str, _Captured | None]] = {}
+        self.blobs: dict[str, bytes] = {}  # of live functions only (see _users)
+        self._users: dict[str, int] = {}  # fid -> live cache entries with that fid
+        # The last blobs made, kept a little longer: a function that dies between
+        # pickling a row and sending it (made by a reducer, say) still has its blob.
+        self._recent: collections.OrderedDict[str, bytes] = collections.OrderedDict()
         self._local = threading.local()
+
+    def blob(self, fid: str) -> bytes:
+        """The pickled function ``fid`` (of a live function or one pickled lately)."""
+        blob = self.blobs.get(fid)
+        return blob if blob is not None else self._recent[fid]
 
     def pickler(self) -> TaskPickler:
         """This thread's reusable payload pickler."""
@@ -159,10 +254,28 @@ class FunctionCache:
             p = self._local.pickler = TaskPickler(self)
         return p
 
+    def batch(self) -> _Batch:
+        """``with cache.batch():`` around the rows of one ``map`` or graph (built in one go
+        on one thread): each function's fid is checked once for the batch, not per row."""
+        return _Batch(self.pickler())
+
     def fid(self, fn: Callable[..., Any]) -> str:
         hit = self._by_id.get(id(fn))
         if hit is not None and hit[0]() is fn:
-            return hit[1]
+            captured = hit[2]
+            if captured is None:
+                return hit[1]
+            if len(captured) == 1 and not captured[0][3]:  # the common case, inline
+                _, names, snap, _ = captured[0]
+                now = (fn.__code__, fn.__defaults__, fn.__kwdefaults__,
+                       *map(fn.__globals__.get, names))
+                if fn.__closure__:
+                    now += tuple(map(_cell, fn.__closure__))
+                if len(now) == len(snap) and all(map(operator.is_, now, snap)):
+                    return hit[1]
+            elif _unchanged(fn, captured):
+                return hit[1]
+        captured = None if _by_reference(fn) else _capture(fn)
         try:
             buf = io.BytesIO()
             _FunctionPickler(buf, protocol=5).dump(fn)
@@ -174,13 +287,122 @@ class FunctionCache:
                 "locks, sockets and open files."
             ) from exc
         fid = hashlib.blake2b(blob, digest_size=12).hexdigest()
+        key = id(fn)
+        if hit is not None:  # re-pickled: the old entry (same or dead function) goes
+            self._unuse(key)
         self.blobs.setdefault(fid, blob)
+        self._users[fid] = self._users.get(fid, 0) + 1
+        self._recent[fid] = blob
+        if len(self._recent) > 64:
+            self._recent.popitem(last=False)
         try:
-            ref: Any = weakref.ref(fn)
+            ref: Any = weakref.ref(fn, lambda _r: self._unuse(key))
         except TypeError:
             ref = _strong(fn)
-        self._by_id[id(fn)] = (ref, fid)
+        self._by_id[key] = (ref, fid, captured)
         return fid
+
+    def _unuse(self, key: int) -> None:
+        """Drop the entry at ``key`` (its function died or was re-pickled), and the blob
+        once no live function has it: closures capturing data are not kept forever."""
+        entry = self._by_id.pop(key, None)
+        if entry is None:
+            return
+        fid = entry[1]
+        n = self._users.get(fid, 1) - 1
+        if n > 0:
+            self._users[fid] = n
+        else:
+            self._users.pop(fid, None)
+            self.blobs.pop(fid, None)
+
+
+class _Batch:
+    """See :meth:`FunctionCache.batch` (a class: cheaper than a generator context manager
+    on the submit path)."""
+
+    __slots__ = ("_outer", "_pickler")
+
+    def __init__(self, pickler: TaskPickler) -> None:
+        self._pickler = pickler
+        self._outer = pickler.verified
+
+    def __enter__(self) -> None:
+        if self._outer is None:
+            self._pickler.verified = {}
+
+    def __exit__(self, *exc: object) -> None:
+        self._pickler.verified = self._outer
+
+
+_MISSING = object()
+_SELF = object()
+
+
+def _by_reference(fn: Any) -> bool:
+    """Whether cloudpickle sends ``fn`` as a reference the receiver imports."""
+    if type(fn) is not types.FunctionType:
+        return False
+    try:
+        return bool(cloudpickle.cloudpickle._should_pickle_by_reference(fn))
+    except Exception:  # let the pickler decide; treat as by value (never stale)
+        return False
+
+
+# What a by-value pickle of a function takes its content from, for each by-value function
+# it reaches (itself first, stored as None so the entry does not keep it alive): the
+# function, the names of the globals its code reads, a snapshot of the objects, and whether
+# the snapshot holds the function itself (recursion; replaced by a marker).
+_Captured = tuple[tuple[Any, tuple[str, ...], tuple[Any, ...], bool], ...]
+
+
+def _snapshot(f: Any, names: tuple[str, ...]) -> tuple[Any, ...]:
+    """Code, defaults, read globals and closure cell contents of ``f``."""
+    vals = (f.__code__, f.__defaults__, f.__kwdefaults__, *map(f.__globals__.get, names))
+    closure = f.__closure__
+    if closure:
+        vals += tuple(map(_cell, closure))
+    return vals
+
+
+def _cell(cell: Any) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # an empty cell
+        return _MISSING
+
+
+def _capture(fn: Any) -> _Captured:
+    """The snapshot of ``fn`` and of every by-value function it reaches."""
+    out = []
+    seen: set[int] = set()
+    stack = [fn]
+    while stack:
+        f = stack.pop()
+        if id(f) in seen:
+            continue
+        seen.add(id(f))
+        names = tuple(cloudpickle.cloudpickle._extract_code_globals(f.__code__))
+        snap = _snapshot(f, names)
+        has_self = any(v is fn for v in snap)
+        if has_self:
+            snap = tuple(_SELF if v is fn else v for v in snap)
+        out.append((None if f is fn else f, names, snap, has_self))
+        stack.extend(v for v in snap if type(v) is types.FunctionType and not _by_reference(v))
+    return tuple(out)
+
+
+def _unchanged(fn: Any, captured: _Captured) -> bool:
+    """Whether every object ``fn``'s pickle was made from is still the same (the check on
+    every submit of a by-value function: keep it lean)."""
+    is_ = operator.is_
+    for f, names, snap, has_self in captured:
+        now = _snapshot(fn if f is None else f, names)
+        if has_self:
+            now = tuple(_SELF if v is fn else v for v in now)
+        if len(now) != len(snap) or not all(map(is_, now, snap)):
+            return False
+    return True
 
 
 class _FunctionPickler(cloudpickle.Pickler):
@@ -224,6 +446,19 @@ class TaskPickler(pickle.Pickler):
         super().__init__(self._file, protocol=5, buffer_callback=self._buffers.append)
         self._cache = cache
         self.fids: list[str] = []
+        # id -> (function, fid) checked, or (class, bytes) pickled, during the current
+        # batch (FunctionCache.batch)
+        self.verified: dict[int, tuple[Any, Any]] | None = None
+
+    def fid(self, fn: Any) -> str:
+        """``fn``'s fid, checked once per batch (see :meth:`FunctionCache.batch`)."""
+        verified = self.verified
+        if verified is None:
+            return self._cache.fid(fn)
+        got = verified.get(id(fn))
+        if got is None or got[0] is not fn:
+            got = verified[id(fn)] = (fn, self._cache.fid(fn))
+        return got[1]
 
     def pickle(self, obj: object) -> tuple[Serialized, list[str]]:
         file, buffers = self._file, self._buffers
@@ -242,19 +477,42 @@ class TaskPickler(pickle.Pickler):
         # Called only for non-builtin objects (not for ints, strings, tuples...), so this
         # costs a Python call per function, task or custom object, not per argument.
         if type(obj) is types.FunctionType and obj is not _function:
-            fid = self._cache.fid(obj)
+            fid = self.fid(obj)
             if fid not in self.fids:
                 self.fids.append(fid)
             return _function, (fid,)
-        # Anything plain pickle cannot do by reference (classes defined in __main__) is
-        # handled by cloudpickle.
-        return _cloud_reducer(obj)
+        # Classes the receiver cannot import (in __main__, or defined inside a function)
+        # go by value; within a batch (one map or graph) each class is pickled once.
+        if isinstance(obj, type) and _by_value_class(obj):
+            verified = self.verified
+            if verified is None:
+                return cloudpickle.loads, (cloudpickle.dumps(obj, protocol=5),)
+            got = verified.get(id(obj))
+            if got is None or got[0] is not obj:
+                got = verified[id(obj)] = (obj, cloudpickle.dumps(obj, protocol=5))
+            return cloudpickle.loads, (got[1],)
+        return NotImplemented
 
 
-def _cloud_reducer(obj: Any) -> Any:
-    if isinstance(obj, type) and obj.__module__ == "__main__":
-        return cloudpickle.loads, (cloudpickle.dumps(obj),)
-    return NotImplemented
+def _by_value_class(cls: type) -> bool:
+    """Whether the receiver cannot import ``cls`` (defined in ``__main__``, inside a
+    function, or in a module registered to go by value), so it must travel by value. The
+    decision is cached per class; the class's bytes are not (a class may change between
+    two submissions)."""
+    by_value = _CLASS_BY_VALUE.get(cls)
+    if by_value is None:
+        try:
+            by_value = not cloudpickle.cloudpickle._should_pickle_by_reference(cls)
+        except Exception:  # an odd class: let cloudpickle send it by value
+            by_value = True
+        try:
+            _CLASS_BY_VALUE[cls] = by_value
+        except TypeError:
+            pass
+    return by_value
+
+
+_CLASS_BY_VALUE: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
 
 
 def dumps_task(obj: object, cache: FunctionCache) -> tuple[Serialized, list[str]]:
@@ -268,8 +526,17 @@ def dumps_task(obj: object, cache: FunctionCache) -> tuple[Serialized, list[str]
     try:
         return pickler.pickle(obj)
     except Exception as exc:
+        first = exc
+    # Something plain pickle cannot reduce (a module, a local function inside an object
+    # cloudpickle knows how to send): the whole payload goes by cloudpickle, functions
+    # included (they then travel with the task instead of through the function table).
+    buffers: list[pickle.PickleBuffer] = []
+    try:
+        head = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    except Exception:
         raise TypeError(
-            f"Could not serialize {describe(obj)}: {exc}. Arguments and functions sent to "
+            f"Could not serialize {describe(obj)}: {first}. Arguments and functions sent to "
             "the cluster must be picklable (pass a file name or parameters instead of an open "
             "handle, lock or connection)."
-        ) from exc
+        ) from first
+    return Serialized([head, *(b.raw() for b in buffers)]), []

@@ -71,6 +71,15 @@ class DataScattered(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ScatterAcked(Event):
+    """``worker`` holds scattered ``key`` now, or (``error`` set) could not load it."""
+
+    worker: str
+    key: Key
+    error: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerJoined(Event):
     address: str
     name: str
@@ -219,6 +228,20 @@ class SendFree(Command):
 class SendStore(Command):
     worker: str
     key: Key
+
+
+@dataclass(frozen=True, slots=True)
+class DropScattered(Command):
+    """No worker will be sent these scattered keys any more: forget their bytes."""
+
+    keys: list[Key]
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetFunctions(Command):
+    """No task has used these function ids for a while: drop their blobs everywhere."""
+
+    fids: list[str]
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,8 +63,9 @@ async def _run(scheduler: Scheduler, conn: Connection, function: Any, workers: l
     return await scheduler.start_run(conn, function, workers)
 
 
-async def _task_stream(scheduler: Scheduler, conn: Connection, cursor: int) -> Any:
-    return scheduler.state.task_stream_since(cursor)
+async def _task_stream(scheduler: Scheduler, conn: Connection, cursor: int,
+                       limit: int | None = None) -> Any:
+    return scheduler.state.task_stream_since(cursor, limit)
 
 
 async def _wait_for_workers(scheduler: Scheduler, conn: Connection, n: int, timeout: float | None) -> Any:

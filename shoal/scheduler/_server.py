@@ -13,6 +13,7 @@ times exist only where users see them (task stream, ``started``, ``last_seen`` i
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import time
@@ -32,6 +33,7 @@ from shoal.protocol._messages import (
     DatasetList,
     DatasetPublish,
     DatasetUnpublish,
+    DropFunctions,
     FireAndForget,
     FreeKeys,
     Heartbeat,
@@ -49,6 +51,7 @@ from shoal.protocol._messages import (
     RetryKeys,
     Run,
     Scatter,
+    ScatterStored,
     Store,
     TaskDone,
     TaskErred,
@@ -71,8 +74,10 @@ from shoal.scheduler._events import (
     CloseWorker,
     DataMissing,
     DataScattered,
+    DropScattered,
     ExecutionStarted,
     FireAndForgetAsked,
+    ForgetFunctions,
     GraphSubmitted,
     HeartbeatReceived,
     KeysCancelled,
@@ -82,6 +87,7 @@ from shoal.scheduler._events import (
     ReportDone,
     ReportErred,
     ReportRestarted,
+    ScatterAcked,
     Seceded,
     SendCompute,
     SendFree,
@@ -143,7 +149,11 @@ class Scheduler:
         self._worker_fids: dict[str, set[str]] = {}
         self._clients: dict[str, Connection] = {}
         self._functions: dict[str, bytes] = {}
-        self._scattered: dict[Any, Serialized] = {}
+        self._client_fids: dict[str, set[str]] = {}  # blobs each client sent
+        # Blobs forgotten lately, for a client whose submit crossed the forget message.
+        self._forgotten: collections.OrderedDict[str, bytes] = collections.OrderedDict()
+        # Scattered bytes and nbytes, kept until every worker sent them acknowledged.
+        self._scattered: dict[Any, tuple[Serialized, int]] = {}
         self._pending_runs: dict[int, tuple[Connection, int, dict[str, Any], set[str]]] = {}
         self._run_futures: dict[int, asyncio.Future[Any]] = {}
         self._worker_joined = asyncio.Event()
@@ -285,6 +295,7 @@ class Scheduler:
         name = conn.info["name"]
         if batch is None:
             self._clients.pop(name, None)
+            self._client_fids.pop(name, None)
             self._apply([ClientLeft(name)])
             self._apply_side(self.topics, [topics.SubscriberLeft(name)])
             return
@@ -292,10 +303,12 @@ class Scheduler:
         try:
             for msg in batch:
                 if isinstance(msg, UpdateGraph):
-                    for fid, blob in msg.functions.items():
-                        self._functions.setdefault(fid, blob)
-                    rows = self._with_functions(conn, list(msg.tasks))
-                    events.append(GraphSubmitted(name, rows, list(msg.wanted),
+                    if msg.functions:
+                        self._client_fids.setdefault(name, set()).update(msg.functions)
+                        for fid, blob in msg.functions.items():
+                            self._functions.setdefault(fid, blob)
+                    tasks = self._with_known_functions(conn, list(msg.tasks))
+                    events.append(GraphSubmitted(name, tasks, list(msg.wanted),
                                                  list(msg.actors or ())))
                 elif isinstance(msg, ReleaseKeys):
                     events.append(KeysReleased(name, list(msg.keys)))
@@ -330,38 +343,59 @@ class Scheduler:
             logger.exception("closing client connection %s: bad message (%s)", name, exc)
             conn.close()
 
-    def _with_functions(self, conn: Connection, rows: list[Any]) -> list[Any]:
-        """``rows`` whose functions the scheduler has; each other task errs for this client
-        alone (a worker could not run it, and one client's mistake must not stop a batch)."""
+    def _with_known_functions(self, conn: Connection, rows: list[Any]) -> list[Any]:
+        """Rows whose functions the scheduler has. A blob forgotten just before a client's
+        submit that relied on it comes back from ``_forgotten``; a row whose function is
+        unknown anyway fails its key rather than the whole batch (a shoal bug)."""
         functions = self._functions
-        fids = {fid for r in rows for fid in r[3]}
-        if fids.issubset(functions.keys()):
+        bad: dict[int, str] | None = None
+        for i, row in enumerate(rows):
+            for fid in row[3]:
+                if fid not in functions:
+                    blob = self._forgotten.pop(fid, None)
+                    if blob is not None:
+                        functions[fid] = blob
+                    else:
+                        bad = bad or {}
+                        bad.setdefault(i, fid)
+        if not bad:
             return rows
-        kept = []
-        for r in rows:
-            unknown = [fid for fid in r[3] if fid not in functions]
-            if not unknown:
-                kept.append(r)
-                continue
-            logger.error("task %r of client %s refers to unknown function(s) %s",
-                         r[0], conn.info.get("name"), unknown)
-            conn.send(KeyErred(r[0], scheduler_error(
-                "error", "RuntimeError",
-                f"task {r[0]!r} runs function {unknown[0]!r}, which the client never sent to "
-                "the scheduler (a shoal bug in the client); submit the task again.",
-                r[0],
+
+        for i, fid in bad.items():
+            key = rows[i][0]
+            logger.error("task %r refers to function %s, which the scheduler never received",
+                         key, fid)
+            conn.send(KeyErred(key, scheduler_error(
+                "lost-data", "RuntimeError",
+                f"task {key!r} runs function {fid!r}, which never reached the scheduler (a "
+                "shoal bug); submit the task again", key,
             )))
-        return kept
+        return [row for i, row in enumerate(rows) if i not in bad]
+
+    def _forget_functions(self, fids: list[str]) -> None:
+        """No task has used ``fids`` for a while: drop the blobs, and tell the workers and
+        clients holding them (they forget; the next use sends the blob again)."""
+        for fid in fids:
+            blob = self._functions.pop(fid, None)
+            if blob is not None:
+                self._forgotten[fid] = blob
+        while len(self._forgotten) > 256:
+            self._forgotten.popitem(last=False)
+        for peers, known_by in ((self._workers, self._worker_fids), (self._clients, self._client_fids)):
+            for name, known in known_by.items():
+                drop = [fid for fid in fids if fid in known]
+                conn = peers.get(name)
+                if drop and conn is not None:
+                    known.difference_update(drop)
+                    conn.send(DropFunctions(drop))
 
     async def _scatter(self, conn: Connection, name: str, msg: Scatter) -> None:
         if not self.state.workers:
             await self.wait_for_workers(1, None)
-        for key, data, _nbytes, _typename in msg.items:
-            self._scattered[key] = data
+        for key, data, nbytes, _typename in msg.items:
+            self._scattered[key] = (data, nbytes)
         self._apply([DataScattered(name, [(k, n, t) for k, _, n, t in msg.items],
                                    msg.workers, msg.broadcast)])
-        for key, *_ in msg.items:
-            self._scattered.pop(key, None)
         conn.send(Response(msg.request_id, True, None))
 
     async def _answer(self, conn: Connection, msg: Request) -> None:
@@ -409,6 +443,9 @@ class Scheduler:
                     events.append(HeartbeatReceived(address, msg.memory_process,
                                                     msg.memory_managed, msg.cpu, msg.executing,
                                                     time.monotonic()))
+                elif isinstance(msg, ScatterStored):
+                    events.append(ScatterAcked(address, msg.key,
+                                               None if msg.error is None else dict(msg.error)))
                 elif isinstance(msg, MissingData):
                     events.append(DataMissing(address, msg.key, msg.worker, msg.for_key))
                 elif isinstance(msg, Transfer):
@@ -524,10 +561,14 @@ class Scheduler:
                 c.send(KeyCancelled(cmd.key, cmd.reason))
         elif isinstance(cmd, SendStore):
             conn = workers.get(cmd.worker)
-            data = self._scattered.get(cmd.key)
-            if conn is not None and data is not None:
-                ts = self.state.tasks.get(cmd.key)
-                conn.send(Store(cmd.key, data, ts.nbytes if ts else 0))
+            held = self._scattered.get(cmd.key)
+            if conn is not None and held is not None:
+                conn.send(Store(cmd.key, held[0], held[1]))
+        elif isinstance(cmd, DropScattered):
+            for key in cmd.keys:
+                self._scattered.pop(key, None)
+        elif isinstance(cmd, ForgetFunctions):
+            self._forget_functions(cmd.fids)
         elif isinstance(cmd, ReportRestarted):
             c = clients.get(cmd.client)
             if c is not None:
@@ -633,8 +674,10 @@ class Scheduler:
 
         return snapshot(self)
 
-    def task_stream_since(self, cursor: int) -> tuple[int, list[dict[str, Any]]]:
-        return self.state.task_stream_since(cursor)
+    def task_stream_since(
+        self, cursor: int, limit: int | None = None
+    ) -> tuple[int, list[dict[str, Any]]]:
+        return self.state.task_stream_since(cursor, limit)
 
     def tasks_per_second(self) -> float:
         if len(self._tps) < 2:

@@ -6,7 +6,8 @@ Must not know: sockets, event loops, threads, clocks or configuration files. Tim
 events; settings come in the constructor; data bytes stay opaque (``Serialized``).
 
 States: released → waiting → queued | no-worker → processing → memory | erred, and
-forgotten when nothing refers to a task any more. Every allowed move is listed in
+forgotten when nothing refers to a task any more. Scattered data goes released →
+scattering → memory once a worker acknowledges holding it (or erred if none could). Every allowed move is listed in
 ``_TRANSITIONS``; anything else raises :class:`InvalidTransition` with the task's story.
 """
 
@@ -30,9 +31,11 @@ from shoal.scheduler._events import (
     DataCopied,
     DataMissing,
     DataScattered,
+    DropScattered,
     Event,
     ExecutionStarted,
     FireAndForgetAsked,
+    ForgetFunctions,
     GraphSubmitted,
     HeartbeatReceived,
     KeysCancelled,
@@ -42,6 +45,7 @@ from shoal.scheduler._events import (
     ReportDone,
     ReportErred,
     ReportRestarted,
+    ScatterAcked,
     Seceded,
     SendCompute,
     SendFree,
@@ -54,12 +58,15 @@ from shoal.scheduler._events import (
     WorkerLeft,
     WorkerRetiring,
 )
+from shoal.scheduler._functions import FunctionRefs
 from shoal.scheduler._stealing import plan_steals
 from shoal.scheduler._tasks import Key, TaskState, WorkerState
 
 ACTIVE = frozenset({"waiting", "queued", "no-worker", "processing"})
 _KEEPS_INPUTS = ACTIVE | {"erred"}
-STATES = ("released", "waiting", "queued", "no-worker", "processing", "memory", "erred")
+STATES = (
+    "released", "waiting", "queued", "no-worker", "processing", "memory", "erred", "scattering",
+)
 # The pseudo-client that wants fire-and-forget keys until they finish (dask's name for it).
 FIRE_AND_FORGET = "fire-and-forget"
 # Measured durations are kept for this many prefixes, least recently measured dropped first
@@ -128,6 +135,8 @@ class SchedulerState:
         self._no_worker: set[TaskState] = set()
         self._actors: set[TaskState] = set()  # tasks marked actor, until forgotten
         self._went_idle: set[WorkerState] = set()  # workers to find stolen work for
+        self._storing: dict[Key, _Storing] = {}  # scattered keys awaiting workers' acks
+        self.functions = FunctionRefs()  # which function blobs tasks still use
         self._durations: dict[str, float] = {}
         self.prefix_counts: dict[str, dict[str, int]] = {}
         self.task_stream: deque[tuple[Any, ...]] = deque(maxlen=task_stream_size)
@@ -145,6 +154,7 @@ class SchedulerState:
             KeysCancelled: self._on_cancelled,
             KeysRetried: self._on_retried,
             DataScattered: self._on_scattered,
+            ScatterAcked: self._on_scatter_acked,
             WorkerJoined: self._on_worker_joined,
             WorkerLeft: self._on_worker_left,
             WorkerRetiring: self._on_worker_retiring,
@@ -271,7 +281,14 @@ class SchedulerState:
         self._store(ts, worker, nbytes, typename)
 
     def _released_memory(self, ts: TaskState, worker: WorkerState, nbytes: int, typename: str) -> None:
-        """Scattered data: in memory without having been computed."""
+        """Scattered data replacing a computation: in memory without having been computed."""
+        self._store(ts, worker, nbytes, typename)
+
+    def _released_scattering(self, ts: TaskState) -> None:
+        """Scattered data on its way to workers; tasks using it wait like for a computation."""
+        self._set(ts, "scattering")
+
+    def _scattering_memory(self, ts: TaskState, worker: WorkerState, nbytes: int, typename: str) -> None:
         self._store(ts, worker, nbytes, typename)
 
     def _processing_released(self, ts: TaskState, tell_worker: bool = True) -> None:
@@ -481,7 +498,7 @@ class SchedulerState:
         stack = [ts]
         while stack:
             t = stack.pop()
-            if t.state not in ACTIVE and t.state != "released":
+            if t.state not in ACTIVE and t.state not in ("released", "scattering"):
                 continue
             self._go(t, "erred", error=error, tell_worker=tell_worker or t is not ts)
             stack.extend(d for d in t.dependents if d.state in ACTIVE)
@@ -523,6 +540,8 @@ class SchedulerState:
         self.tasks.pop(ts.key, None)
         if ts.actor:
             self._actors.discard(ts)
+        if ts.fids:
+            self.functions.release(ts.fids)
         for dep in ts.dependencies:
             dep.dependents.discard(ts)
 
@@ -556,6 +575,8 @@ class SchedulerState:
                 continue
             ts.payload = payload
             ts.fids = tuple(fids)
+            if fids:
+                self.functions.use(fids)
             ts.priority = priority
             ts.retries = retries
             ts.workers = frozenset(workers) if workers else None
@@ -649,6 +670,8 @@ class SchedulerState:
         self._activate(ts for ts in roots if self._needed(ts))
 
     def _on_scattered(self, ev: DataScattered) -> None:
+        """Send each item to a worker (every worker for ``broadcast``); the key is in memory
+        when a worker acknowledges it (:meth:`_on_scatter_acked`), not before."""
         pool = list(self.workers.values())
         if ev.workers:
             wanted = set(ev.workers)
@@ -659,20 +682,100 @@ class SchedulerState:
             if ts is None:
                 ts = self.tasks[key] = TaskState(key, key_prefix(key))
                 self.prefix_counts.setdefault(ts.prefix, dict.fromkeys(STATES, 0))["released"] += 1
-            if ts.state == "released" and pool:
-                targets = pool if ev.broadcast else [pool[next(self._seq) % len(pool)]]
-                for ws in targets:
-                    self._out.append(SendStore(ws.address, key))
-                self._go(ts, "memory", worker=targets[0], nbytes=nbytes, typename=typename)
-                for ws in targets[1:]:
-                    ts.who_has.add(ws)
-                    ws.has_what.add(ts)
-                    ws.nbytes += max(nbytes, 0)
-            elif ts.state != "memory":  # the same key already being computed: not data
-                continue
             ts.who_wants.add(ev.client)
             held.add(ts)
-            self._out.append(ReportDone(ev.client, key, ts.nbytes, ts.typename, None))
+            if ts.state == "memory":  # the same data (scatter keys hash it), already held
+                self._out.append(ReportDone(ev.client, key, ts.nbytes, ts.typename, None))
+                continue
+            if key in self._storing:  # already on its way: the same ack answers both
+                continue
+            if not pool:
+                self._err(ts, self._lost_error(ts))
+                continue
+            # A worker computing this key would hold the value under the same key as its
+            # task: send it elsewhere when there is an elsewhere.
+            others = [w for w in pool if w is not ts.processing_on] or pool
+            targets = others if ev.broadcast else [others[next(self._seq) % len(others)]]
+            self._storing[key] = _Storing({w.address for w in targets}, nbytes, typename)
+            for ws in targets:
+                self._out.append(SendStore(ws.address, key))
+            if ts.state == "released":
+                self._go(ts, "scattering")
+
+    def _on_scatter_acked(self, ev: ScatterAcked) -> None:
+        ws = self.workers.get(ev.worker)
+        if ws is None:
+            return  # gone: its WorkerLeft already settled what it was sent
+        pending = self._storing.get(ev.key)
+        ts = self.tasks.get(ev.key)
+        if pending is None or ev.worker not in pending.waiting:
+            if ev.error is None and (ts is None or ws not in ts.who_has):
+                self._out.append(SendFree(ev.worker, [ev.key]))  # a copy nobody waits for
+            return
+        pending.waiting.discard(ev.worker)
+        if ev.error is not None:
+            pending.error = ev.error
+        elif ts is None:
+            self._out.append(SendFree(ev.worker, [ev.key]))
+        else:
+            self._hold_scattered(ts, ws, pending)
+        if not pending.waiting:
+            self._settle_scatter(ev.key, pending)
+
+    def _hold_scattered(self, ts: TaskState, ws: WorkerState, pending: _Storing) -> None:
+        """``ws`` holds scattered ``ts``. Data scattered to a key that is being computed (or
+        failed) wins, as in dask.distributed: the computation is dropped."""
+        if ts.state == "memory":
+            if ws not in ts.who_has:
+                ts.who_has.add(ws)
+                ws.has_what.add(ts)
+                ws.nbytes += max(ts.nbytes, 0)
+            return
+        if ts.state in ACTIVE:
+            # Freeing the task on the worker that now holds the value would drop the value:
+            # there the task finishes, and its result replaces the value (same key).
+            self._go(ts, "released", tell_worker=ts.processing_on is not ws)
+        elif ts.state == "erred":
+            self._go(ts, "released")
+        self._go(ts, "memory", worker=ws, nbytes=pending.nbytes, typename=pending.typename)
+        self._tidy(list(ts.dependencies))
+
+    def _settle_scatter(self, key: Key, pending: _Storing) -> None:
+        """Every worker sent ``key`` answered (or died): tell the clients how it went."""
+        del self._storing[key]
+        ts = self.tasks.get(key)
+        if ts is None:
+            self._out.append(DropScattered([key]))
+            return
+        if ts.state == "memory":
+            for client in ts.who_wants:
+                self._out.append(ReportDone(client, key, ts.nbytes, ts.typename, None))
+        elif ts.state == "scattering":
+            if pending.error is not None:
+                self._err(ts, {**pending.error, "key": key, "message": (
+                    f"scattered data {key!r} could not be loaded on the worker: "
+                    f"{pending.error.get('message', '')}"
+                )})
+            else:
+                self._err(ts, self._lost_error(ts))
+        self._out.append(DropScattered([key]))
+        self._tidy([ts])
+
+    def _scatters_lost_with(self, address: str) -> None:
+        """Workers that died before acknowledging scattered data: send it to another worker
+        (the scheduler keeps the bytes until the scatter settles), or settle it."""
+        for key, pending in list(self._storing.items()):
+            if address not in pending.waiting:
+                continue
+            pending.waiting.discard(address)
+            ts = self.tasks.get(key)
+            if not pending.waiting and ts is not None and ts.state == "scattering" and self.workers:
+                pool = list(self.workers.values())
+                ws = pool[next(self._seq) % len(pool)]
+                pending.waiting.add(ws.address)
+                self._out.append(SendStore(ws.address, key))
+            elif not pending.waiting:
+                self._settle_scatter(key, pending)
 
     # --- worker events --------------------------------------------------------------------------
 
@@ -754,6 +857,8 @@ class SchedulerState:
                     dts.waiting_on.add(ts)
         self._activate(ts for ts in recompute + lost if self._needed(ts))
         self._tidy(lost + actors)
+        if self._storing:  # after the data it held is gone: a scatter settles on what is left
+            self._scatters_lost_with(address)
 
     def _on_finished(self, ev: TaskFinished) -> None:
         ws = self.workers.get(ev.worker)
@@ -891,6 +996,11 @@ class SchedulerState:
         for ts in self.tasks.values():
             log.append((ts.key, ts.state, "forgotten", cause))
             ts.state = "forgotten"
+            if ts.fids:
+                self.functions.release(ts.fids)
+        if self._storing:  # scattered bytes in transit: nobody will want them
+            self._out.append(DropScattered(list(self._storing)))
+            self._storing = {}
         self.tasks = {}
         self.prefix_counts = {}
         self._queue = []
@@ -926,6 +1036,9 @@ class SchedulerState:
             w for w in self.workers.values()
             if len(w.processing) - len(w.long_running) < w.nthreads
         )
+        unused = self.functions.tick()
+        if unused:
+            self._out.append(ForgetFunctions(unused))
         for ws in list(self.workers.values()):
             if ev.now - ws.last_seen > self.worker_ttl:
                 self._out.append(CloseWorker(ws.address, f"no heartbeat for {self.worker_ttl} s"))
@@ -940,17 +1053,26 @@ class SchedulerState:
 
     # --- views -------------------------------------------------------------------------------
 
-    def task_stream_since(self, cursor: int) -> tuple[int, list[dict[str, Any]]]:
+    def task_stream_since(
+        self, cursor: int, limit: int | None = None
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """The records after ``cursor`` (a count of records ever made), oldest first, at most
+        ``limit`` of them, and the cursor to ask next. Records older than the retained ring
+        are gone; ``cursor < 0`` asks only for the current position."""
         total = self.task_stream_total
-        n = min(total - cursor, len(self.task_stream)) if cursor < total else 0
         if cursor < 0:  # "from now on"
             return total, []
-        rows = itertools.islice(self.task_stream, len(self.task_stream) - n, None)
+        first = max(cursor, total - len(self.task_stream))
+        n = max(total - first, 0)
+        if limit is not None:
+            n = min(n, max(limit, 0))
+        skip = len(self.task_stream) - (total - first)
+        rows = itertools.islice(self.task_stream, skip, skip + n)
         items = [
             {"key": str(k), "prefix": p, "worker": w, "thread": t, "start": a, "stop": b, "kind": kind}
             for k, p, w, t, a, b, kind in rows
         ]
-        return total, items
+        return min(first + n, total), items
 
     def first_failure(self, key: Key) -> TaskState | None:
         """The task whose exception made ``key`` fail (itself or an erred ancestor)."""
@@ -988,6 +1110,8 @@ class SchedulerState:
             if ts.actor and ts.state == "memory":
                 assert len(ts.who_has) == 1, (key, "an actor lives on exactly one worker")
             assert ts.actor == (ts in self._actors), (key, "actor set out of date")
+            if ts.state == "scattering":
+                assert key in self._storing, key
             for dep in ts.dependencies:
                 assert ts in dep.dependents, (key, dep.key)
             for client in ts.who_wants:
@@ -1001,6 +1125,12 @@ class SchedulerState:
             assert ws.stealable == sum(t.workers is None for t in ws.processing), ws
             for ts in ws.has_what:
                 assert ws in ts.who_has, ts.key
+        used: dict[str, int] = {}
+        for ts in self.tasks.values():
+            for fid in ts.fids:
+                used[fid] = used.get(fid, 0) + 1
+        assert used == self.functions.refs, (used, self.functions.refs)
+        self.functions.validate()
         counted: dict[str, dict[str, int]] = {}
         for ts in self.tasks.values():
             c = counted.setdefault(ts.prefix, dict.fromkeys(STATES, 0))
@@ -1019,6 +1149,18 @@ def _actor_lost_error(ts: TaskState, worker: str, reason: str) -> dict[str, Any]
         "actor-lost", "builtins.RuntimeError", message, ts.key, worker=worker,
         exception=dumps(RuntimeError(message)),
     )
+
+
+class _Storing:
+    """A scatter in flight: the workers sent the data that have not answered yet."""
+
+    __slots__ = ("error", "nbytes", "typename", "waiting")
+
+    def __init__(self, waiting: set[str], nbytes: int, typename: str) -> None:
+        self.waiting = waiting
+        self.nbytes = nbytes
+        self.typename = typename
+        self.error: dict[str, Any] | None = None
 
 
 def _upstream(roots: Iterable[TaskState], state: str) -> list[TaskState]:
@@ -1043,6 +1185,9 @@ _TRANSITIONS: dict[tuple[str, str], Callable[..., None]] = {
     ("released", "waiting"): _S._released_waiting,
     ("released", "memory"): _S._released_memory,
     ("released", "erred"): _S._to_erred,
+    ("released", "scattering"): _S._released_scattering,
+    ("scattering", "memory"): _S._scattering_memory,
+    ("scattering", "erred"): _S._to_erred,
     ("waiting", "queued"): _S._waiting_queued,
     ("waiting", "no-worker"): _S._waiting_no_worker,
     ("waiting", "released"): _S._pending_released,

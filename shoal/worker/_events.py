@@ -32,6 +32,14 @@ class DataStored(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class StoreFailed(Event):
+    """Scattered data arrived but could not be loaded here (``error`` says why)."""
+
+    key: Key
+    error: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class ExecuteDone(Event):
     key: Key
     nbytes: int

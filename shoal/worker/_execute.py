@@ -13,7 +13,6 @@ import itertools
 import logging
 import os
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable, MutableMapping
@@ -239,20 +238,19 @@ class Executor:
         finally:
             _thread_state.key = None
         stop = time.time()
+        nbytes = measure(result)
         inline: Serialized | None = None
-        if cmd.send_inline:
+        # Only results sizeof calls small are pickled here, to ride with the completion
+        # message; a big one is never copied just to find out it is big. One that cannot
+        # be pickled is still a result (later tasks here may use it): only a fetch of its
+        # bytes fails, with the worker's "cannot be sent" error.
+        if cmd.send_inline and nbytes <= INLINE_LIMIT:
             try:
                 ser = dumps(result)
-            except Exception as exc:
-                error = exception_to_error(exc, sys.exc_info()[2], cmd.key, self._address, stop)
-                error["message"] = (
-                    f"task {cmd.key!r} returned a {type(result).__name__} that cannot be "
-                    f"sent to the client: {error['message']}"
-                )
-                return ExecuteDone(cmd.key, 0, "", start, stop, thread, None, error)
-            if ser.nbytes <= INLINE_LIMIT:
+            except Exception:
+                ser = None
+            if ser is not None and ser.nbytes <= INLINE_LIMIT:
                 inline = ser
-        nbytes = measure(result)
         self._data[cmd.key] = result
         return ExecuteDone(cmd.key, nbytes, type(result).__name__, start, stop, thread, inline, None)
 

@@ -18,6 +18,7 @@ executor's threads and fetches of the old session are discarded.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import logging
 import os
@@ -35,6 +36,7 @@ from shoal.protocol._messages import (
     Close,
     Compute,
     Data,
+    DropFunctions,
     FreeKeys,
     GetData,
     Heartbeat,
@@ -51,7 +53,15 @@ from shoal.protocol._messages import (
     TopicLog,
     WorkerGoodbye,
 )
-from shoal.protocol._serialize import FunctionTable, Serialized, dumps, loads
+from shoal.protocol._serialize import (
+    FunctionTable,
+    Serialized,
+    costly_to_load,
+    costly_to_pickle,
+    dumps,
+    loads,
+)
+from shoal.protocol._sizeof import nbytes as measure
 from shoal.worker._actors import ActorHost
 from shoal.worker._execute import Executor
 from shoal.worker._state import (
@@ -65,6 +75,7 @@ from shoal.worker._state import (
     FetchFailed,
     KeysFreed,
     Report,
+    StoreFailed,
     WorkerState,
 )
 
@@ -135,6 +146,7 @@ class Worker:
         # What a RestartWorker does: set by ``python -m shoal.worker`` under a nanny to exit
         # at once (the nanny starts a fresh process); None: begin a fresh session instead.
         self.on_restart: Any = None
+        self._serializer: concurrent.futures.ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -269,6 +281,8 @@ class Worker:
             from shoal.client._worker_client import close_worker_client
 
             close_worker_client(self)
+        if self._serializer is not None:
+            self._serializer.shutdown(wait=False, cancel_futures=True)
         if self._scheduler is not None:
             if not self._scheduler.closed:
                 # On purpose (told to, or signalled): the tasks it held are not to blame.
@@ -314,13 +328,13 @@ class Worker:
             elif isinstance(msg, FreeKeys):
                 freed.extend(msg.keys)
                 events.append(KeysFreed(list(msg.keys)))
+            elif isinstance(msg, DropFunctions):
+                self.functions.forget(list(msg.fids))
             elif isinstance(msg, Store):
-                try:
-                    self.data[msg.key] = loads(msg.data)
-                except Exception:
-                    logger.exception("could not unpickle scattered data %r", msg.key)
-                    continue
-                events.append(DataStored(msg.key, msg.nbytes))
+                if costly_to_load(msg.data):
+                    self._spawn(self._store_off_loop(msg))
+                else:
+                    events.append(self._store(msg, loads))
             elif isinstance(msg, Run):
                 self._spawn(self._run_function(conn, msg))
             elif isinstance(msg, Close):
@@ -479,18 +493,13 @@ class Worker:
             return
         for msg in batch:
             if isinstance(msg, GetData):
-                items: dict[Any, Serialized] = {}
-                missing = []
-                errors: dict[Any, Any] = {}
-                for key in msg.keys:
-                    if key in self.data:
-                        try:
-                            items[key] = dumps(self.data[key])
-                        except Exception as exc:
-                            errors[key] = self._unsendable(key, exc)
-                    else:
-                        missing.append(key)
-                conn.send(Data(msg.request_id, items, missing, errors))
+                values = {k: self.data[k] for k in msg.keys if k in self.data}
+                missing = [k for k in msg.keys if k not in values]
+                if any(self._costly(k, v) for k, v in values.items()):
+                    self._spawn(self._send_data_off_loop(conn, msg.request_id, values, missing))
+                else:
+                    items, errors = self._pickle_values(values)
+                    conn.send(Data(msg.request_id, items, missing, errors))
             elif isinstance(msg, Data):
                 fut = self._requests.pop(msg.request_id, None)
                 if fut is not None and not fut.done():
@@ -503,6 +512,66 @@ class Worker:
             else:
                 logger.warning("closing peer connection: unexpected %s", msg.tag)
                 conn.close()
+
+    def _store(self, msg: Store, load: Any) -> Any:
+        """Hold scattered data; the event that acknowledges it (or says why it failed)."""
+        try:
+            self.data[msg.key] = load(msg.data)
+        except Exception as exc:
+            logger.warning("could not load scattered data %r: %r", msg.key, exc)
+            return StoreFailed(msg.key, self._unstorable(msg.key, exc))
+        return DataStored(msg.key, msg.nbytes)
+
+    async def _store_off_loop(self, msg: Store) -> None:
+        """Big scattered data is unpickled in the serializing thread."""
+        assert self.state is not None
+        loop = asyncio.get_running_loop()
+        try:
+            value = await loop.run_in_executor(self._serializing_pool(), loads, msg.data)
+        except Exception as exc:
+            event = self._store(msg, _raise(exc))
+        else:
+            event = self._store(msg, lambda _data: value)
+        self._carry_out(self.state.handle(event))
+
+    def _serializing_pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._serializer is None:
+            self._serializer = concurrent.futures.ThreadPoolExecutor(
+                2, thread_name_prefix="shoal-serialize"
+            )
+        return self._serializer
+
+    def _costly(self, key: Any, value: Any) -> bool:
+        assert self.state is not None
+        nbytes = self.state.held.get(key)
+        return costly_to_pickle(value, nbytes if nbytes is not None else measure(value))
+
+    def _pickle_values(self, values: dict[Any, Any]) -> tuple[dict[Any, Serialized], dict[Any, Any]]:
+        items: dict[Any, Serialized] = {}
+        errors: dict[Any, Any] = {}
+        for key, value in values.items():
+            try:
+                items[key] = dumps(value)
+            except Exception as exc:
+                errors[key] = self._unsendable(key, exc)
+        return items, errors
+
+    async def _send_data_off_loop(self, conn: Connection, request_id: int,
+                                  values: dict[Any, Any], missing: list[Any]) -> None:
+        """Pickle big values in the serializing thread: the loop keeps serving the
+        scheduler, peers and finished tasks meanwhile."""
+        loop = asyncio.get_running_loop()
+        items, errors = await loop.run_in_executor(
+            self._serializing_pool(), self._pickle_values, values
+        )
+        if not conn.closed:
+            conn.send(Data(request_id, items, missing, errors))
+
+    def _unstorable(self, key: Any, exc: BaseException) -> dict[str, Any]:
+        """The error of a scattered value this worker cannot load."""
+        from shoal.protocol._errors import exception_to_error
+
+        return exception_to_error(exc, exc.__traceback__, key, self.address, time.time())
 
     def _unsendable(self, key: Any, exc: BaseException) -> dict[str, Any]:
         from shoal.protocol._errors import exception_to_error
@@ -581,3 +650,12 @@ class Worker:
             "worker."
         )
         return exception_to_error(err, exc.__traceback__, key, self.address, time.time())
+
+
+def _raise(exc: BaseException) -> Any:
+    """A loader that fails with ``exc`` (it already failed in the serializing thread)."""
+
+    def load(_data: Any) -> Any:
+        raise exc
+
+    return load

@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from shoal.protocol._messages import Compute, MissingData, TaskDone, TaskErred, Transfer
+from shoal.protocol._messages import (
+    Compute,
+    MissingData,
+    ScatterStored,
+    TaskDone,
+    TaskErred,
+    Transfer,
+)
 from shoal.worker._events import (
     Command,
     ComputeAssigned,
@@ -27,6 +34,7 @@ from shoal.worker._events import (
     FetchFailed,
     KeysFreed,
     Report,
+    StoreFailed,
 )
 
 Key = Any
@@ -44,6 +52,7 @@ __all__ = [
     "FetchFailed",
     "KeysFreed",
     "Report",
+    "StoreFailed",
     "WorkerState",
 ]
 
@@ -90,6 +99,9 @@ class WorkerState:
             elif kind is DataStored:
                 self.held[ev.key] = ev.nbytes  # type: ignore[attr-defined]
                 self.assigned.add(ev.key)  # type: ignore[attr-defined]
+                self._out.append(Report(ScatterStored(ev.key, None)))  # type: ignore[attr-defined]
+            elif kind is StoreFailed:
+                self._out.append(Report(ScatterStored(ev.key, ev.error)))  # type: ignore[attr-defined]
             else:
                 raise TypeError(f"worker state got an unknown event {ev!r}")
         out, self._out = self._out, []

@@ -69,10 +69,14 @@ class FakeSource:
             "tasks_per_second": self.tasks_per_second,
         }
 
-    def task_stream_since(self, cursor: int) -> tuple[int, list[TaskStreamRecord]]:
+    def task_stream_since(
+        self, cursor: int, limit: int | None = None
+    ) -> tuple[int, list[TaskStreamRecord]]:
         if cursor < 0:
             return len(self.records), []
-        return len(self.records), self.records[cursor:]
+        page = self.records[cursor:] if limit is None else self.records[cursor : cursor + limit]
+        self.largest_page = max(getattr(self, "largest_page", 0), len(page))
+        return cursor + len(page), page
 
     def add_record(
         self, key: str, worker: int, thread: int, start: float, stop: float, kind: str = "compute"

@@ -151,6 +151,24 @@ def test_task_stream_increments_follow_the_cursor() -> None:
     run(check)
 
 
+def test_task_stream_request_builds_one_bounded_page_of_the_newest_records() -> None:
+    from shoal.dashboard import _views
+
+    async def check(src: FakeSource, fetch: Fetch) -> None:
+        n = _views.MAX_STREAM_RECORDS * 3
+        for i in range(n):
+            src.add_record(f"inc-{i}", 0, 0, float(i), i + 0.5)
+        _, _, body = await fetch("/api/task-stream?since=0")
+        doc = json.loads(body)
+        assert doc["cursor"] == n
+        assert len(doc["records"]) == _views.MAX_STREAM_RECORDS
+        assert doc["records"][-1]["key"] == f"inc-{n - 1}"
+        assert doc["dropped"] == n - _views.MAX_STREAM_RECORDS
+        assert src.largest_page <= _views.MAX_STREAM_RECORDS  # never the whole history
+
+    run(check)
+
+
 def test_snapshot_api_reflects_changes() -> None:
     async def check(src: FakeSource, fetch: Fetch) -> None:
         _, _, body = await fetch("/api/snapshot")

@@ -336,3 +336,13 @@ def test_explain_falls_back_to_text_for_an_exception_the_client_cannot_load(clie
     text = str(client.explain(fut))
     assert fut.key in text
     assert "unloadable-exception-text" in text
+
+
+def test_an_unpicklable_result_only_used_on_its_worker_does_not_fail(client):
+    worker = sorted(client.scheduler_info()["workers"])[0]
+    lock = client.submit(return_a_lock, pure=False, workers=[worker])
+    kind = client.submit(lambda held: type(held).__name__, lock, workers=[worker], pure=False)
+    assert kind.result(timeout=10) == "lock"
+    assert lock.status == "finished"
+    with pytest.raises(TypeError, match="cannot be sent"):
+        lock.result(timeout=10)

@@ -141,7 +141,8 @@ def test_dumps_task_lists_fids_once_each() -> None:
 
 def test_payload_refers_to_functions_by_id_not_by_value() -> None:
     cache = FunctionCache()
-    big, _ = dumps_task((make_adder(1),), cache)
+    adder = make_adder(1)  # the cache keeps blobs of live functions only
+    big, _ = dumps_task((adder,), cache)
     small, _ = dumps_task((1,), cache)
     # the function body is in cache.blobs, not in the payload
     assert big.nbytes < small.nbytes + 200
@@ -200,3 +201,177 @@ def test_unpicklable_function_is_a_type_error_naming_it() -> None:
 
     with pytest.raises(TypeError, match="uses_lock"):
         FunctionCache().fid(uses_lock)
+
+
+# --- classes the receiver cannot import -----------------------------------------------------
+
+
+def _main_class(name: str) -> type:
+    """A class that pickle finds in ``__main__`` (as a script's class is)."""
+    import sys
+
+    cls = type(name, (), {"__init__": lambda self, n: setattr(self, "n", n)})
+    cls.__module__ = "__main__"
+    setattr(sys.modules["__main__"], name, cls)
+    return cls
+
+
+def test_main_class_instance_travels_by_value() -> None:
+    import sys
+
+    cls = _main_class("ShoalTestConfig")
+    try:
+        ser = dumps(cls(5))
+    finally:
+        delattr(sys.modules["__main__"], "ShoalTestConfig")
+    # the receiving process's __main__ has no such class: it must come with the data
+    assert loads(ser).n == 5
+
+
+def test_main_class_in_a_task_payload_travels_by_value() -> None:
+    import sys
+
+    cls = _main_class("ShoalTestPayload")
+    try:
+        cache = FunctionCache()
+        ser, fids = dumps_task((double, cls(3)), cache)
+    finally:
+        delattr(sys.modules["__main__"], "ShoalTestPayload")
+    table = FunctionTable()
+    table.add_blobs({fid: cache.blobs[fid] for fid in fids})
+    fn, obj = loads(ser, table)
+    assert fn(obj.n) == 6
+
+
+def test_local_class_instances_round_trip_in_data_and_payloads() -> None:
+    from typing import NamedTuple
+
+    class Pair(NamedTuple):
+        a: int
+        b: int
+
+    assert loads(dumps(Pair(1, 2))) == (1, 2)
+    fn, arg = ship((double, Pair(3, 4)))
+    assert fn(arg.b) == 8
+
+
+def test_payload_with_a_module_object_falls_back_to_cloudpickle() -> None:
+    import math
+
+    fn, mod = ship((double, math))
+    assert mod.sqrt(fn(8)) == 4.0
+
+
+# --- the function cache never serves a stale copy -----------------------------------------
+
+_factor = 2
+
+
+def test_fid_changes_when_a_global_of_a_by_value_function_is_rebound() -> None:
+    global _factor
+
+    def scaled(x: int) -> int:
+        return x * _factor
+
+    cache = FunctionCache()
+    _factor = 2
+    first = cache.fid(scaled)
+    assert cache.fid(scaled) == first
+    _factor = 3
+    second = cache.fid(scaled)
+    assert second != first
+    table = FunctionTable()
+    table.add_blobs({second: cache.blobs[second]})
+    assert table.function(second)(10) == 30
+
+
+def test_fid_changes_when_a_closure_cell_changes() -> None:
+    n = 1
+
+    def add(x: int) -> int:
+        return x + n
+
+    cache = FunctionCache()
+    first = cache.fid(add)
+    n = 2
+    assert cache.fid(add) != first
+    assert add(0) == 2
+
+
+def test_by_reference_function_is_cached_by_identity_alone() -> None:
+    cache = FunctionCache()
+    cache.fid(double)
+    assert cache._by_id[id(double)][2] is None
+
+
+def test_recursive_local_function_is_not_kept_alive_by_the_cache() -> None:
+    import gc
+    import weakref
+
+    cache = FunctionCache()
+
+    def make() -> Any:
+        def countdown(n: int) -> int:
+            return 0 if n == 0 else countdown(n - 1)
+
+        return countdown
+
+    fn = make()
+    cache.fid(fn)
+    ref = weakref.ref(fn)
+    del fn
+    gc.collect()
+    assert ref() is None
+    assert cache._by_id == {}
+
+
+def test_costly_to_pickle_is_about_big_object_heavy_values() -> None:
+    from shoal.protocol._serialize import OFFLOAD_BYTES, costly_to_pickle
+
+    big = OFFLOAD_BYTES * 4
+    assert not costly_to_pickle([1, 2], 100)
+    assert costly_to_pickle(list(range(10)), big)
+    assert not costly_to_pickle(np.zeros(10), big)  # buffers go out of band
+    assert not costly_to_pickle(b"x", big)
+    assert costly_to_pickle(np.array([None] * 3, dtype=object), big)
+
+
+def test_costly_to_load_looks_at_the_in_band_stream() -> None:
+    from shoal.protocol._serialize import OFFLOAD_BYTES, costly_to_load
+
+    assert not costly_to_load(dumps(np.zeros(OFFLOAD_BYTES)))  # 8 MB out of band
+    assert costly_to_load(dumps([str(i) for i in range(OFFLOAD_BYTES // 4)]))
+
+
+def test_blob_of_a_function_that_just_died_is_still_there_to_send() -> None:
+    cache = FunctionCache()
+    fid = cache.fid(make_adder(5))  # dies at once
+    assert fid not in cache.blobs
+    assert cache.blob(fid)
+
+
+def test_local_class_is_pickled_once_per_batch_and_afresh_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Point:
+        scale = 1
+
+    calls: list[Any] = []
+    real = _serialize.cloudpickle.dumps
+
+    def counting(obj: Any, *args: Any, **kwargs: Any) -> bytes:
+        calls.append(obj)
+        return real(obj, *args, **kwargs)
+
+    monkeypatch.setattr(_serialize.cloudpickle, "dumps", counting)
+    cache = FunctionCache()
+    with cache.batch():
+        for _ in range(10):
+            dumps_task((double, Point()), cache)
+    assert calls.count(Point) == 1
+    Point.scale = 5  # a later submission sees the class as it is now
+    ser, fids = dumps_task((double, Point()), cache)
+    assert calls.count(Point) == 2  # pickled afresh outside the batch
+    table = FunctionTable()
+    table.add_blobs({f: cache.blob(f) for f in fids})
+    assert loads(ser, table)[1].scale == 5

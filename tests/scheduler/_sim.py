@@ -18,7 +18,9 @@ from shoal.scheduler._events import (
     KeysCancelled,
     KeysReleased,
     KeysRetried,
+    ScatterAcked,
     SendCompute,
+    SendStore,
     TaskFailed,
     TaskFinished,
     WorkerJoined,
@@ -137,11 +139,22 @@ class Sim:
         items: Sequence[tuple[Any, int]],
         workers: Sequence[str] | None = None,
         broadcast: bool = False,
+        ack: bool = True,
     ) -> list[Command]:
+        """The client scatters ``(key, nbytes)`` items; with ``ack`` every worker told to
+        store one acknowledges it at once (the commands of both steps are returned)."""
         rows = [(k, nb, "ndarray") for k, nb in items]
-        return self.state.handle(
+        out = self.state.handle(
             DataScattered(self.client, rows, list(workers) if workers else None, broadcast)
         )
+        if ack:
+            for cmd in of(out, SendStore):
+                out = out + self.ack(cmd.worker, cmd.key)
+        return out
+
+    def ack(self, worker: str, key: Any, error: dict[str, Any] | None = None) -> list[Command]:
+        """``worker`` reports that it holds scattered ``key`` (or could not load it)."""
+        return self.state.handle(ScatterAcked(worker, key, error))
 
     def missing(self, worker: str, key: Any, holder: str, for_key: Any) -> list[Command]:
         return self.state.handle(DataMissing(worker, key, holder, for_key))

@@ -108,3 +108,10 @@ def test_a_copy_of_a_key_no_longer_in_memory_is_freed_on_arrival(state: Schedule
     sim.join("w1")
     out = state.handle(DataCopied("w1", [("gone", 8)]))
     assert [(c.worker, c.keys) for c in of(out, SendFree)] == [("w1", ["gone"])]
+
+
+def test_reset_lets_go_of_the_functions_of_the_tasks_it_forgets(sim: Sim):
+    sim.join("w1")
+    sim.submit([row("a", fids=["f1"])])
+    sim.state.handle(ClusterReset("restart"))
+    assert "f1" not in sim.state.functions.refs and "f1" in sim.state.functions.idle

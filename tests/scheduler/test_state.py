@@ -12,6 +12,7 @@ from shoal.scheduler import _placement as placement
 from shoal.scheduler._events import (
     ClientLeft,
     CloseWorker,
+    DropScattered,
     HeartbeatReceived,
     ReportCancelled,
     ReportDone,
@@ -870,7 +871,9 @@ def test_restriction_beats_locality(sim: Sim) -> None:
 def test_scatter_stores_on_one_worker_and_reports(sim: Sim) -> None:
     sim.join("w1")
     out = sim.scatter([("x", 100)])
-    assert out == [SendStore("w1", "x"), ReportDone("c", "x", 100, "ndarray", None)]
+    assert out == [
+        SendStore("w1", "x"), ReportDone("c", "x", 100, "ndarray", None), DropScattered(["x"])
+    ]
     assert sim.states("x") == ["memory"]
 
 
@@ -913,8 +916,9 @@ def test_scatter_existing_key_reports_it_again(sim: Sim) -> None:
     assert sim.scatter([("x", 100)]) == [ReportDone("c", "x", 100, "ndarray", None)]
 
 
-def test_scatter_without_workers_stores_nothing(sim: Sim) -> None:
-    assert sim.scatter([("x", 1)]) == []
+def test_scatter_without_workers_errs_instead_of_hanging(sim: Sim) -> None:
+    (erred,) = sim.scatter([("x", 1)])
+    assert isinstance(erred, ReportErred) and erred.error["kind"] == "lost-data"
 
 
 def test_scattered_input_used_by_task(sim: Sim) -> None:
@@ -971,6 +975,23 @@ def test_task_stream_since_cursor() -> None:
     assert state.task_stream_since(9) == (5, [])
     assert state.task_stream_since(-1) == (5, [])  # "from now on"
     state.validate()
+
+
+def test_task_stream_pages_are_bounded_and_follow_the_cursor() -> None:
+    state = SchedulerState(task_stream_size=8)
+    sim = Sim(state)
+    sim.join("w1", nthreads=20)
+    sim.submit([row(f"t-{i}", prefix="t", priority=(i,)) for i in range(10)])
+    for i in range(10):
+        sim.finish(f"t-{i}")
+    # records 0 and 1 are gone (8 kept); pages of 3 walk the rest in order
+    cursor, page = state.task_stream_since(0, limit=3)
+    assert cursor == 5 and [r["key"] for r in page] == ["t-2", "t-3", "t-4"]
+    cursor, page = state.task_stream_since(cursor, limit=3)
+    assert cursor == 8 and [r["key"] for r in page] == ["t-5", "t-6", "t-7"]
+    cursor, page = state.task_stream_since(cursor, limit=3)
+    assert cursor == 10 and [r["key"] for r in page] == ["t-8", "t-9"]
+    assert state.task_stream_since(cursor, limit=3) == (10, [])
 
 
 def test_task_stream_records_errors_and_transfers(sim: Sim) -> None:

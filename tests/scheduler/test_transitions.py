@@ -11,7 +11,7 @@ import pytest
 from shoal.scheduler._events import SendFree
 from shoal.scheduler._state import _TRANSITIONS, SchedulerState
 
-from ._sim import Sim, row
+from ._sim import Sim, error_for, row
 
 Scenario = Callable[[Sim], Any]  # drives the state; returns the key that made the move
 
@@ -30,6 +30,20 @@ def _missing_dependency(sim: Sim) -> Any:
 def _scatter(sim: Sim) -> Any:
     sim.join("w1")
     sim.scatter([("x", 1)])
+    return "x"
+
+
+def _scatter_over_computation(sim: Sim) -> Any:
+    sim.join("w1")
+    sim.submit([row("x")])
+    sim.scatter([("x", 1)])
+    return "x"
+
+
+def _scatter_nobody_can_load(sim: Sim) -> Any:
+    sim.join("w1")
+    sim.scatter([("x", 1)], ack=False)
+    sim.ack("w1", "x", error_for("x", ImportError("nope")))
     return "x"
 
 
@@ -153,7 +167,10 @@ def _steal(sim: Sim) -> Any:
 SCENARIOS: dict[tuple[str, str], Scenario] = {
     ("released", "waiting"): _submit_dependent,
     ("released", "erred"): _missing_dependency,
-    ("released", "memory"): _scatter,
+    ("released", "memory"): _scatter_over_computation,
+    ("released", "scattering"): _scatter,
+    ("scattering", "memory"): _scatter,
+    ("scattering", "erred"): _scatter_nobody_can_load,
     ("waiting", "queued"): _queue,
     ("waiting", "no-worker"): _restricted,
     ("waiting", "released"): _release_waiting,

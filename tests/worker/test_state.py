@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from shoal.protocol._messages import Compute, MissingData, TaskDone, TaskErred, Transfer
+from shoal.protocol._messages import (
+    Compute,
+    MissingData,
+    ScatterStored,
+    TaskDone,
+    TaskErred,
+    Transfer,
+)
 from shoal.protocol._serialize import Serialized
 from shoal.worker._state import (
     ComputeAssigned,
@@ -19,6 +26,7 @@ from shoal.worker._state import (
     FetchFailed,
     KeysFreed,
     Report,
+    StoreFailed,
     WorkerState,
 )
 
@@ -290,11 +298,17 @@ def test_own_results_are_not_dropped_after_local_use(ws: WorkerState) -> None:
 
 
 def test_scattered_data_is_held_until_freed(ws: WorkerState) -> None:
-    assert ws.handle(DataStored("x", 1000)) == []
+    assert ws.handle(DataStored("x", 1000)) == [Report(ScatterStored("x", None))]
     ws.handle(compute("t", [("x", [ME], 1000)]))
     ws.handle(done("t"))
     assert "x" in ws.held
     assert ws.handle(KeysFreed(["x"])) == [Drop(["x"])]
+
+
+def test_scattered_data_that_cannot_be_loaded_is_reported(ws: WorkerState) -> None:
+    error = {"kind": "error", "message": "no module named 'mine'"}
+    assert ws.handle(StoreFailed("x", error)) == [Report(ScatterStored("x", error))]
+    assert "x" not in ws.held
 
 
 def test_freeing_a_task_does_not_drop_inputs_another_task_uses(ws: WorkerState) -> None:

@@ -1,0 +1,164 @@
+"""Scatter (issue 9, items 1 and 11): a scattered key is in memory only once a worker has
+acknowledged holding it; a worker that cannot load it errs the key; scattering a key that
+is being computed answers (the scattered data wins, as in dask.distributed)."""
+
+from __future__ import annotations
+
+from shoal.scheduler._events import (
+    DropScattered,
+    ReportDone,
+    ReportErred,
+    SendFree,
+    SendStore,
+)
+
+from ._sim import Sim, computes, error_for, of, row
+
+
+def test_scatter_is_done_only_after_the_worker_acknowledges(sim: Sim) -> None:
+    sim.join("w1")
+    out = sim.scatter([("x", 100)], ack=False)
+    assert out == [SendStore("w1", "x")]
+    assert sim.states("x") == ["scattering"]
+    assert not sim.state.tasks["x"].who_has
+    out = sim.ack("w1", "x")
+    assert out == [ReportDone("c", "x", 100, "ndarray", None), DropScattered(["x"])]
+    assert sim.states("x") == ["memory"]
+    assert {w.address for w in sim.state.tasks["x"].who_has} == {"w1"}
+
+
+def test_scatter_a_worker_cannot_load_errs_the_key(sim: Sim) -> None:
+    sim.join("w1")
+    sim.scatter([("x", 100)], ack=False)
+    error = error_for("x", ImportError("no module named 'mine'"), "w1")
+    out = sim.ack("w1", "x", error)
+    (erred,) = of(out, ReportErred)
+    assert erred.key == "x" and "mine" in erred.error["message"]
+    assert DropScattered(["x"]) in out
+    assert sim.states("x") == ["erred"]
+    assert not sim.state.workers["w1"].has_what
+
+
+def test_broadcast_is_done_once_every_target_acknowledged(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w2")
+    out = sim.scatter([("x", 10)], broadcast=True, ack=False)
+    assert sorted(c.worker for c in of(out, SendStore)) == ["w1", "w2"]
+    assert of(sim.ack("w1", "x"), ReportDone) == []
+    assert sim.states("x") == ["memory"]  # usable as soon as one worker holds it
+    assert of(sim.ack("w2", "x"), ReportDone) == [ReportDone("c", "x", 10, "ndarray", None)]
+    assert {w.address for w in sim.state.tasks["x"].who_has} == {"w1", "w2"}
+
+
+def test_broadcast_one_worker_failing_to_load_keeps_the_others(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w2")
+    sim.scatter([("x", 10)], broadcast=True, ack=False)
+    sim.ack("w1", "x", error_for("x", ImportError("nope"), "w1"))
+    out = sim.ack("w2", "x")
+    assert of(out, ReportDone) == [ReportDone("c", "x", 10, "ndarray", None)]
+    assert {w.address for w in sim.state.tasks["x"].who_has} == {"w2"}
+
+
+def test_tasks_on_a_key_being_scattered_wait_for_it(sim: Sim) -> None:
+    sim.join("w1")
+    sim.scatter([("x", 10)], ack=False)
+    out = sim.submit([row("y", ["x"])], wanted=["y"])
+    assert computes(out) == [] and of(out, ReportErred) == []
+    assert sim.states("y") == ["waiting"]
+    assert computes(sim.ack("w1", "x")) == [("w1", "y")]
+
+
+def test_worker_dying_before_its_ack_sends_the_data_elsewhere(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w2")
+    sim.scatter([("x", 10)], workers=["w1"], ack=False)
+    out = sim.leave("w1")
+    assert out == [SendStore("w2", "x")]
+    assert of(sim.ack("w2", "x"), ReportDone) == [ReportDone("c", "x", 10, "ndarray", None)]
+
+
+def test_last_worker_dying_before_its_ack_errs_the_scatter(sim: Sim) -> None:
+    sim.join("w1")
+    sim.scatter([("x", 10)], ack=False)
+    out = sim.leave("w1")
+    (erred,) = of(out, ReportErred)
+    assert erred.error["kind"] == "lost-data"
+    assert DropScattered(["x"]) in out
+    assert sim.states("x") == ["erred"]
+
+
+def test_scatter_to_a_key_being_computed_answers_and_the_data_wins(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w2")
+    sim.submit([row("x", workers=["w1"])])
+    assert sim.states("x") == ["processing"]
+    out = sim.scatter([("x", 10)], workers=["w2"], ack=False)
+    assert out == [SendStore("w2", "x")]
+    out = sim.ack("w2", "x")
+    assert SendFree("w1", ["x"]) in out  # the computation is no longer needed
+    assert ReportDone("c", "x", 10, "ndarray", None) in out
+    assert sim.states("x") == ["memory"]
+    assert {w.address for w in sim.state.tasks["x"].who_has} == {"w2"}
+    assert not sim.state.workers["w1"].processing
+
+
+def test_scatter_to_a_key_waiting_on_inputs_releases_them(sim: Sim) -> None:
+    sim.join("w1")
+    sim.submit([row("a", workers=["w1"]), row("x", ["a"])], wanted=["x"])
+    sim.scatter([("x", 10)], ack=False)
+    out = sim.ack("w1", "x")
+    assert ReportDone("c", "x", 10, "ndarray", None) in out
+    assert SendFree("w1", ["a"]) in out  # nothing needs the input any more
+    assert sim.states("a") == ["released"]
+
+
+def test_second_scatter_of_a_key_in_flight_waits_for_the_same_ack(sim: Sim) -> None:
+    sim.join("w1")
+    assert sim.scatter([("x", 10)], ack=False) == [SendStore("w1", "x")]
+    assert sim.scatter([("x", 10)], ack=False) == []
+    out = sim.ack("w1", "x")
+    assert of(out, ReportDone) == [ReportDone("c", "x", 10, "ndarray", None)]
+
+
+def test_ack_nobody_waits_for_frees_the_copy(sim: Sim) -> None:
+    sim.join("w1")
+    assert sim.ack("w1", "ghost") == [SendFree("w1", ["ghost"])]
+
+
+def test_scattered_key_released_before_its_ack_is_freed_on_arrival(sim: Sim) -> None:
+    sim.join("w1")
+    sim.scatter([("x", 10)], ack=False)
+    sim.release("x")
+    out = sim.ack("w1", "x")
+    assert SendFree("w1", ["x"]) in out
+    assert of(out, ReportDone) == []
+    assert "x" not in sim.state.tasks
+
+
+def test_scatter_over_a_computation_avoids_the_worker_computing_it(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w2")
+    sim.submit([row("x", workers=["w1"])])
+    for _ in range(4):  # whatever the round-robin says
+        sim.release("x")
+        sim.submit([row("x", workers=["w1"])])
+        assert sim.scatter([("x", 10)], ack=False) == [SendStore("w2", "x")]
+        sim.ack("w2", "x")
+        assert sim.states("x") == ["memory"]
+        sim.release("x")
+
+
+def test_scatter_over_a_computation_on_the_only_worker_keeps_its_copy(sim: Sim) -> None:
+    """The worker holds the scattered value under the key its task is computing: freeing
+    the task there would drop the value too, so the task is left to finish (its result
+    then replaces the value, which for the same key is the same data)."""
+    sim.join("w1")
+    sim.submit([row("x")])
+    assert sim.scatter([("x", 10)], ack=False) == [SendStore("w1", "x")]
+    out = sim.ack("w1", "x")
+    assert of(out, SendFree) == []
+    assert ReportDone("c", "x", 10, "ndarray", None) in out
+    assert sim.states("x") == ["memory"]
+    assert of(sim.finish("x", "w1"), SendFree) == []
+    assert {w.address for w in sim.state.tasks["x"].who_has} == {"w1"}
