@@ -5,6 +5,7 @@ connect timeout and retries, the client's config reaching the workers, scheduler
 from __future__ import annotations
 
 import concurrent.futures
+import operator
 import os
 import socket
 import subprocess
@@ -115,6 +116,31 @@ def test_a_second_restart_activates_the_standby_prepared_after_the_first(make_cl
     spare = nanny._spare.pid
     c.cluster.close()
     assert not alive(spare) and not alive(standby)
+
+
+def test_restart_of_shoal_worker_command_workers_over_tcp(tmp_path):
+    from .test_worker_lifecycle import _free_port as free_port
+    from .test_worker_lifecycle import _start, _start_scheduler, _stop
+
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    processes = [_start_scheduler(port, tmp_path / "scheduler.log")]
+    try:
+        processes.append(_start(["worker", address, "--nworkers", "2", "--nthreads", "1"],
+                                tmp_path / "worker.log"))
+        with Client(address, timeout=30, set_as_default=False) as c:
+            c.wait_for_workers(2, timeout=30)
+            # (these workers cannot import this test module: builtins only)
+            before = set(c.run(os.getpid).values())
+            f = c.submit(operator.add, 1, 1)
+            assert f.result(timeout=10) == 2
+            c.restart()
+            assert f.status == "cancelled"
+            after = set(c.run(os.getpid).values())
+            assert len(after) == 2 and not (after & before)
+            assert c.submit(operator.add, 2, 2).result(timeout=10) == 4
+    finally:
+        _stop(processes)
 
 
 def test_restart_rejects_a_bad_timeout(client):
