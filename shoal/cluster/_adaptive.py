@@ -9,6 +9,7 @@ Every decision is the pure ``scheduler._scaling.AdaptivePolicy``'s.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import math
 from typing import Any
@@ -69,7 +70,8 @@ class Adaptive:
         self.interval = _seconds(_config("interval", "1s") if interval is None else interval,
                                  "interval")
         self.cluster = cluster
-        self.log: list[tuple[str, Any]] = []  # (what, detail) of each change made
+        # (what, detail) of each change made, the latest 10,000 (as dask's Adaptive.log)
+        self.log: collections.deque[tuple[str, Any]] = collections.deque(maxlen=10_000)
         self._task: asyncio.Task[None] | None = None
         _loop.run_sync(self._start())
 

@@ -152,7 +152,8 @@ class LocalCluster:
                            host=self.host)
                 self._inproc_workers.append(w)
                 await w.start()
-        await self.scheduler.wait_for_workers(target, None)
+        # Bounded: a worker that cannot start must not hang scale() or adapt() for good.
+        await self.scheduler.wait_for_workers(target, self._timeout)
 
     # --- scaling -----------------------------------------------------------------------------
 
