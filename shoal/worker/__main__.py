@@ -53,6 +53,15 @@ def _exit_for_restart() -> None:
     os._exit(EXIT_RESTART)
 
 
+def _configure_timeouts(comm_timeout: float | None) -> None:
+    """Timeouts from the command line (the nanny reads them from dask's config), so that
+    starting and connecting never import dask."""
+    if comm_timeout is not None:
+        from shoal.comm._tcp import set_comm_timeout
+
+        set_comm_timeout(comm_timeout)
+
+
 def _wait_for_go() -> bool:
     """A nanny's standby: everything is imported; wait until the nanny needs a worker.
     Its line carries the environment to add (the dask config as of now). EOF: not needed
@@ -94,12 +103,16 @@ def main(argv: list[str] | None = None) -> int:
     # The nanny reads dask's config for this (importing dask here costs start-up time).
     p.add_argument("--connect-timeout", type=float, default=30.0,
                    help="bound of one attempt to connect to the scheduler, in seconds")
+    p.add_argument("--comm-timeout", type=float, default=None,
+                   help="seconds of silence after which a connection is dead (default: "
+                   "dask's distributed.comm.timeouts.tcp)")
     p.add_argument("--ready-fd", type=int, default=None,
                    help="(for the nanny) a pipe to write one byte to once registered")
     p.add_argument("--standby", action="store_true",
                    help="(for the nanny) import, then wait for a line on stdin before starting")
     args = p.parse_args(argv)
     has_nanny = _die_with_parent()
+    _configure_timeouts(args.comm_timeout)
     if args.standby and not _wait_for_go():
         return 0
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")

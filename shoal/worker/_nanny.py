@@ -14,6 +14,8 @@ from typing import Any
 
 import psutil
 
+from shoal.comm._tcp import comm_timeout
+
 logger = logging.getLogger("shoal.nanny")
 
 MEMORY_TERMINATE_FRACTION = 0.95
@@ -192,6 +194,7 @@ class Nanny:
         if self.death_timeout is not None:
             args += ["--death-timeout", str(self.death_timeout)]
         args += ["--connect-timeout", str(_connect_timeout())]
+        args += ["--comm-timeout", str(comm_timeout())]
         if standby:
             args.append("--standby")
         # The worker writes a byte to this pipe once registered (see _spare_once_ready).

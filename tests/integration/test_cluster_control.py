@@ -342,3 +342,36 @@ def test_scheduler_info_has_dasks_fields(client):
         assert "local_directory" in w and isinstance(w["name"], str)
         assert {"cpu", "memory", "managed_bytes"} <= set(w["metrics"])
     assert len(client.scheduler_info(n_workers=1)["workers"]) == 1
+
+
+_NO_DASK_AT_START = """
+import asyncio, sys
+from shoal.worker.__main__ import _configure_timeouts
+_configure_timeouts(comm_timeout=30.0)
+from shoal.worker._server import SchedulerGone, Worker
+
+async def main():
+    # a server that accepts but never answers: the worker connects (keepalive is set up),
+    # then gives up registering after its death timeout
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    worker = Worker(f"tcp://127.0.0.1:{port}", death_timeout=0.3, connect_timeout=0.1)
+    try:
+        await worker.start()
+    except SchedulerGone:
+        pass
+    await worker.close()
+    server.close()
+
+asyncio.run(main())
+print("dask imported:", "dask" in sys.modules)
+"""
+
+
+def test_a_worker_process_starts_and_connects_without_importing_dask():
+    # importing dask costs a worker ~0.3 s of CPU: on the path of every start and restart
+    out = subprocess.run([sys.executable, "-c", _NO_DASK_AT_START], capture_output=True,
+                         text=True, timeout=60,
+                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "dask imported: False", out.stderr
