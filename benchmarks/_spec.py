@@ -151,6 +151,42 @@ WORKLOADS: dict[str, Workload] = {
             "warm-up; 2 workers x 1 thread.",
         ),
         Workload(
+            name="lock",
+            title="Lock acquire + release round trip from a task",
+            issue=10,
+            metrics=(
+                # 10x dask.distributed's median measured here (1.05 ms).
+                Metric("median_us", "median round trip", "us", False, Target("<=", 105)),
+                Metric("round_trips_per_s", "round trips/s", "1/s", True),
+            ),
+            sizes={"quick": {"n": 200, "warmup": 20, "processes": True},
+                   "default": {"n": 2000, "warmup": 100, "processes": True}},
+            timeout_s=300,
+            method="One task runs `lock = Lock('bench-lock')` then `lock.acquire(); "
+            "lock.release()` n times after a warm-up, timing each pair; 2 workers x 1 thread. "
+            "The lock talks through the worker process's own client (`get_client()`), "
+            "connected to the scheduler over TCP. dask's release waits for the scheduler's "
+            "answer; shoal's "
+            "does not (ordered with the client's later messages). The target is 10x "
+            "dask.distributed's median measured here.",
+        ),
+        Workload(
+            name="queue",
+            title="Queue put + get from the client",
+            issue=10,
+            metrics=(
+                # 10x dask.distributed's median measured here (0.55 ms).
+                Metric("median_us", "median put + get", "us", False, Target("<=", 55)),
+                Metric("pairs_per_s", "put + get pairs/s", "1/s", True),
+            ),
+            sizes={"quick": {"n": 200, "warmup": 20}, "default": {"n": 2000, "warmup": 100}},
+            timeout_s=300,
+            method="`q = Queue('bench-queue')`, then `q.put(i)` and `q.get()` (checked to be "
+            "i) one pair after another, after a warm-up; 2 workers x 1 thread. shoal's put on "
+            "a queue without maxsize does not wait for the scheduler's answer (see the "
+            "README); dask's does. The target is 10x dask.distributed's median measured here.",
+        ),
+        Workload(
             name="tree",
             title="pairwise reduction tree built from futures",
             issue=2,

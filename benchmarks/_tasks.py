@@ -49,6 +49,26 @@ def pid() -> int:
     return os.getpid()
 
 
+def lock_round_trips(n: int, warmup: int, system: str) -> list[float]:
+    """Issue 10: ``Lock.acquire()`` + ``release()`` from inside a task, through the worker's
+    client, ``n`` times after ``warmup``; the seconds of each round trip. ``system``:
+    "shoal" or "dask"."""
+    if system == "shoal":
+        from shoal import Lock
+    else:
+        from distributed import Lock
+    lock = Lock("bench-lock")
+    times = []
+    for i in range(warmup + n):
+        start = time.perf_counter()
+        if not lock.acquire():
+            raise AssertionError("acquire without a timeout returned False")
+        lock.release()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return times
+
+
 def fib(n: int, system: str) -> int:
     """Issue 10's tasks that launch tasks: each call submits its two halves as new tasks
     (``pure=False``: one task per call, 1,973 for ``fib(15)``) from the worker's client,

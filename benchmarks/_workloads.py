@@ -429,6 +429,39 @@ def memory(api: Api, n_tasks: int, release_timeout_s: float) -> dict[str, float]
     return memory_figures(samples, n_tasks)
 
 
+def lock_task(api: Api, n: int, warmup: int, processes: bool) -> dict[str, float]:
+    """Lock acquire + release round trips timed inside one task (the worker's client)."""
+    with _client(api, processes=processes) as client:
+        times = client.submit(_tasks.lock_round_trips, n, warmup, api.name, pure=False).result()
+    if len(times) != n:
+        raise AssertionError(f"the task timed {len(times)} round trips, not {n}")
+    return {
+        "median_us": statistics.median(times) * 1e6,
+        "round_trips_per_s": len(times) / sum(times),
+    }
+
+
+def queue_put_get(api: Api, n: int, warmup: int) -> dict[str, float]:
+    """``Queue.put(i)`` then ``Queue.get()`` from the client, one pair after another."""
+    queue_class = importlib.import_module(
+        {"shoal": "shoal", "dask": "distributed"}[api.name]).Queue
+    times = []
+    with _client(api) as client:
+        queue = queue_class("bench-queue", client=client)
+        for i in range(warmup + n):
+            start = time.perf_counter()
+            queue.put(i)
+            value = queue.get()
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+            if value != i:
+                raise AssertionError(f"queue.get() returned {value!r}, expected {i}")
+    return {
+        "median_us": statistics.median(times) * 1e6,
+        "pairs_per_s": len(times) / sum(times),
+    }
+
+
 def fib_calls(n: int) -> int:
     """How many calls (tasks) ``fib(n)`` makes: 1,973 for n = 15."""
     a, b = 1, 1  # calls of fib(0), fib(1)
@@ -468,6 +501,8 @@ CLUSTER_WORKLOADS: dict[str, Callable[..., dict[str, float]]] = {
     "restart": restart,
     "dashboard": dashboard,
     "memory": memory,
+    "lock": lock_task,
+    "queue": queue_put_get,
     "fib": fib,
 }
 REFERENCE_WORKLOADS: dict[str, Callable[..., dict[str, float]]] = {"persist": numpy_sum}

@@ -37,6 +37,12 @@ _EXPORTS = {
     "FailureStory": "shoal.client._debug",
     "progress": "shoal.diagnostics",
     "performance_report": "shoal.diagnostics",
+    "Lock": "shoal.client._locks",
+    "MultiLock": "shoal.client._locks",
+    "Semaphore": "shoal.client._locks",
+    "Queue": "shoal.client._queue",
+    "Variable": "shoal.client._variable",
+    "Event": "shoal.client._event",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -68,9 +74,15 @@ if TYPE_CHECKING:
     from shoal.client._as_completed import wait as wait
     from shoal.client._client import Client as Client
     from shoal.client._debug import FailureStory as FailureStory
+    from shoal.client._event import Event as Event
     from shoal.client._fire_and_forget import fire_and_forget as fire_and_forget
     from shoal.client._future import Future as Future
+    from shoal.client._locks import Lock as Lock
+    from shoal.client._locks import MultiLock as MultiLock
+    from shoal.client._locks import Semaphore as Semaphore
+    from shoal.client._queue import Queue as Queue
     from shoal.client._structure import futures_of as futures_of
+    from shoal.client._variable import Variable as Variable
     from shoal.client._worker_client import get_client as get_client
     from shoal.client._worker_client import worker_client as worker_client
     from shoal.cluster._local import LocalCluster as LocalCluster

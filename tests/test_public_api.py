@@ -15,14 +15,20 @@ PUBLIC = [
     "ActorFuture",
     "BaseActorFuture",
     "Client",
+    "Event",
     "FIRST_COMPLETED",
     "FIRST_EXCEPTION",
     "FailureStory",
     "Future",
     "KilledWorker",
     "LocalCluster",
+    "Lock",
     "LostDataError",
+    "MultiLock",
+    "Queue",
     "RemoteError",
+    "Semaphore",
+    "Variable",
     "as_completed",
     "fire_and_forget",
     "futures_of",
@@ -50,6 +56,12 @@ DASK_DISTRIBUTED_NAMES = [
     "progress",
     "performance_report",
     "KilledWorker",
+    "Lock",
+    "MultiLock",
+    "Semaphore",
+    "Queue",
+    "Variable",
+    "Event",
     "Actor",
     "ActorFuture",
     "BaseActorFuture",
@@ -109,3 +121,27 @@ def test_wait_constants_match_concurrent_futures() -> None:
 
 def test_version_is_a_string() -> None:
     assert isinstance(shoal.__version__, str) and shoal.__version__
+
+
+def test_coordination_primitives_take_dask_arguments() -> None:
+    """Same parameter names and defaults as dask.distributed's (shoal adds ``client=``
+    where dask has none)."""
+    import inspect
+
+    import distributed
+
+    for name in ("Lock", "MultiLock", "Semaphore", "Queue", "Variable", "Event"):
+        ours = inspect.signature(getattr(shoal, name)).parameters
+        theirs = inspect.signature(getattr(distributed, name)).parameters
+        for pname, p in theirs.items():
+            assert pname in ours, (name, pname)
+            assert ours[pname].default == p.default, (name, pname)
+        for method in ("acquire", "release", "locked", "get_value", "put", "get", "qsize",
+                       "set", "delete", "clear", "wait", "is_set"):
+            if not hasattr(getattr(distributed, name), method):
+                continue
+            ours_m = inspect.signature(getattr(getattr(shoal, name), method)).parameters
+            theirs_m = inspect.signature(getattr(getattr(distributed, name), method)).parameters
+            for pname, p in theirs_m.items():
+                assert pname in ours_m, (name, method, pname)
+                assert ours_m[pname].default == p.default, (name, method, pname)

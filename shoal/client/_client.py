@@ -30,6 +30,7 @@ from shoal.client import (
     _cluster_info,
     _collections,
     _control,
+    _coordination,
     _datasets,
     _debug,
     _repr,
@@ -48,6 +49,7 @@ from shoal.protocol._messages import (
     PROTOCOL_VERSION,
     CancelKeys,
     ClusterRestarted,
+    CoordReply,
     DropFunctions,
     Hello,
     KeyCancelled,
@@ -159,6 +161,8 @@ class Client:
         self._generation = itertools.count()
         self._request_ids = itertools.count(1)
         self._requests: dict[int, asyncio.Future[Any]] = {}
+        # Lock/Queue/Variable... requests waiting for their CoordReply (see _coordination).
+        self._coord_pending: dict[int, tuple[concurrent.futures.Future[Any], Any]] = {}
         self._worker_conns: dict[str, Connection] = {}
         self._conn: Connection | None = None
         self._owns_cluster = False
@@ -275,6 +279,8 @@ class Client:
                         fut.set_result(msg.value)  # type: ignore[attr-defined]
                     else:
                         fut.set_exception(RuntimeError(str(msg.value)))  # type: ignore[attr-defined]
+            elif kind is CoordReply:
+                _coordination.on_reply(self, msg)  # type: ignore[arg-type]
             elif kind is TopicEvent:
                 _topics.on_event(self, msg)  # type: ignore[arg-type]
             elif kind is ClusterRestarted:
@@ -295,6 +301,7 @@ class Client:
         for fut in self._requests.values():
             if not fut.done():
                 fut.set_exception(ConnectionError("the connection to the scheduler was lost"))
+        _coordination.fail_pending(self, "the connection to the scheduler was lost")
 
     # --- sending --------------------------------------------------------------------------------
 
@@ -834,6 +841,7 @@ class Client:
         except Exception:
             pass
         self.status = "closed"
+        _coordination.fail_pending(self, "the client was closed while waiting")
         for key in list(self._refcount):
             _orphaned[key] = None
         while len(_orphaned) > _ORPHANED_MAX:

@@ -102,6 +102,8 @@ from shoal.scheduler._events import (
 )
 from shoal.scheduler._state import EventsFailed, SchedulerState
 from shoal.scheduler._tasks import TaskState
+from shoal.scheduler.coordination._shell import MESSAGES as COORDINATION_MESSAGES
+from shoal.scheduler.coordination._shell import CoordinationShell
 
 logger = logging.getLogger("shoal.scheduler")
 
@@ -161,6 +163,7 @@ class Scheduler:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
         self._tps: list[tuple[float, int]] = []
+        self.coordination = CoordinationShell(self)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -203,6 +206,7 @@ class Scheduler:
         for conn in list(self._workers.values()):
             conn.send(Close("scheduler closing"))
         await asyncio.sleep(0)
+        self.coordination.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -296,6 +300,7 @@ class Scheduler:
         if batch is None:
             self._clients.pop(name, None)
             self._client_fids.pop(name, None)
+            self.coordination.holder_left(name)
             self._apply([ClientLeft(name)])
             self._apply_side(self.topics, [topics.SubscriberLeft(name)])
             return
@@ -333,6 +338,11 @@ class Scheduler:
                         self._apply(events)
                         events = []
                     self._spawn(self._answer(conn, msg))
+                elif type(msg) in COORDINATION_MESSAGES:
+                    if events:
+                        self._apply(events)
+                        events = []
+                    self.coordination.receive(name, msg)
                 elif isinstance(msg, Hello):
                     pass
                 else:
@@ -360,7 +370,6 @@ class Scheduler:
                         bad.setdefault(i, fid)
         if not bad:
             return rows
-
         for i, fid in bad.items():
             key = rows[i][0]
             logger.error("task %r refers to function %s, which the scheduler never received",

@@ -12,6 +12,7 @@ import sys
 import threading
 
 from shoal._loop import run_main
+from shoal.worker._execute import imports_ready
 from shoal.worker._server import SchedulerGone, Worker
 
 # Exit status meaning "leave for good": the scheduler closed this worker, or there was no
@@ -86,9 +87,13 @@ def _say_ready(fd: int) -> None:
 
 def _warm_imports() -> None:
     """Import dask's task spec and sizes now rather than inside the first task that needs
-    them (0.1 s a worker, which would delay the first results)."""
-    import dask._task_spec
-    import dask.sizeof  # noqa: F401
+    them (0.1 s a worker, which would delay the first results). Tasks wait for it
+    (``imports_ready``) rather than import dask from a second thread at the same time."""
+    try:
+        import dask._task_spec
+        import dask.sizeof  # noqa: F401
+    finally:
+        imports_ready.set()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     _configure_timeouts(args.comm_timeout)
     if args.standby and not _wait_for_go():
         return 0
+    imports_ready.clear()  # before the first task can arrive; set by _warm_imports
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     gone: list[bool] = []

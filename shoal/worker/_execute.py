@@ -29,6 +29,11 @@ from shoal.worker._state import Execute, ExecuteDone
 _FIRST = (float("-inf"),)
 _STOP = (_FIRST, -1, None)
 _thread_state = threading.local()
+# Cleared while a worker process imports dask in the background (``__main__``): a task
+# unpickled meanwhile would import dask from a second thread, and two threads importing
+# dask's interdependent modules at once can see a partly initialized module.
+imports_ready = threading.Event()
+imports_ready.set()
 logger = logging.getLogger("shoal.worker")
 # A queue item asking a pool thread to hand its slot to a rejoining thread; queued with
 # priority _FIRST, so the next thread to look takes it.
@@ -223,6 +228,8 @@ class Executor:
         _thread_state.key = cmd.key
         _thread_state.start = start
         try:
+            if not imports_ready.is_set():
+                imports_ready.wait()
             task = loads(cmd.payload, self._functions)
             data = self._data
             values = {k: data[k] for k in cmd.deps}

@@ -1,0 +1,164 @@
+"""The client's side of the coordination primitives: finding a client, sending a request
+and waiting for its one reply, and values that cross as data or as futures.
+
+Owns: request ids and pending replies of coordination requests (answered on the loop, in
+message order), the errors those replies carry, and turning a future key in a reply into a
+Future of this client before any later message about that key is read. The scheduler
+decides everything (shoal/scheduler/coordination); nothing here polls: a wait ends with
+the reply, which comes at the latest at the request's deadline, or with the connection.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from shoal import _loop
+from shoal.protocol._messages import CoordKeysReceived, CoordReply, Message
+from shoal.protocol._serialize import Serialized, dumps, loads
+
+if TYPE_CHECKING:
+    from shoal.client._client import Client
+
+Decode = Callable[["Client", int, Any], Any]
+
+
+class NoClientError(ValueError, RuntimeError):
+    """A primitive was used where no shoal Client exists. A ValueError, as shoal asks, and
+    a RuntimeError, as dask.distributed raises for an uninitialized primitive."""
+
+
+_ERRORS: dict[str, type[Exception]] = {
+    "TimeoutError": TimeoutError,
+    "ValueError": ValueError,
+    "RuntimeError": RuntimeError,
+    "NotImplementedError": NotImplementedError,
+    "TypeError": TypeError,
+}
+
+
+def find_client(client: Client | None, what: str) -> Client:
+    """``client`` if given, else the current one (the task's worker client inside a task).
+
+    Raises:
+        ValueError: no client is open in this process.
+    """
+    if client is not None:
+        return client
+    import shoal  # the public get_client: inside a task, the worker's client
+
+    try:
+        return shoal.get_client()
+    except ValueError:
+        raise NoClientError(
+            f"{what} needs a shoal Client to reach the scheduler and none is running here: "
+            "start one with shoal.Client(...) first, or pass client=..."
+        ) from None
+
+
+def _pending(client: Client) -> dict[int, tuple[concurrent.futures.Future[Any], Decode | None]]:
+    return client._coord_pending
+
+
+def call(client: Client, make: Callable[[int], Message], decode: Decode | None = None) -> Any:
+    """Send the request ``make(request_id)`` in order with the client's other messages and
+    wait for its reply. ``decode`` runs on the loop, as the reply is read.
+
+    Raises:
+        the error the scheduler answered with (TimeoutError, ValueError...), or
+        ConnectionError: the connection closed before the reply came.
+    """
+    if _loop.in_loop_thread():
+        raise RuntimeError(
+            "a blocking shoal call was made from inside shoal's event loop (for example in a "
+            "done-callback); call it from another thread"
+        )
+    client._check_open()
+    rid = next(client._request_ids)
+    fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    pending = _pending(client)
+    pending[rid] = (fut, decode)
+    # The client marks itself closed before failing what is pending: if it closed after
+    # the check above, either this entry was failed, or the check below sees it.
+    if client.status != "running":
+        pending.pop(rid, None)
+        client._check_open()
+    client._send(make(rid))
+    return fut.result()
+
+
+def send(client: Client, msg: Message) -> None:
+    """A message that gets no reply (release, delete...), in order with the others."""
+    client._check_open()
+    client._send(msg)
+
+
+def on_reply(client: Client, msg: CoordReply) -> None:
+    """On the loop: the scheduler answered a request."""
+    entry = _pending(client).pop(msg.request_id, None)
+    if entry is None:
+        return
+    fut, decode = entry
+    if not msg.ok:
+        kind, text = msg.value
+        fut.set_exception(_ERRORS.get(kind, RuntimeError)(text))
+        return
+    try:
+        value = decode(client, msg.request_id, msg.value) if decode is not None else msg.value
+    except Exception as exc:  # reported to the caller, who waits for this reply
+        fut.set_exception(exc)
+        return
+    fut.set_result(value)
+
+
+def fail_pending(client: Client, reason: str) -> None:
+    """The connection is gone or the client closed: end every wait with an error."""
+    pending = _pending(client)
+    while pending:
+        _, (fut, _) = pending.popitem()
+        if not fut.done():
+            fut.set_exception(ConnectionError(reason))
+
+
+# --- values that travel: data or futures -----------------------------------------------------
+
+
+def encode(value: Any) -> tuple[str, Any]:
+    """A value to store: a Future travels as its key, anything else pickled.
+
+    Raises:
+        TypeError: the value cannot be pickled.
+    """
+    from shoal.client._future import Future
+
+    if isinstance(value, Future):
+        return ("future", value.key)
+    return ("data", dumps(value))
+
+
+def adopt(client: Client, rid: int, item: Any) -> Any:
+    """On the loop, as the reply is read: a future key becomes a Future of ``client`` now,
+    then the scheduler hears so (and only then moves the key's hold to this client, so a
+    release this client sent earlier, for an older Future of the key, cannot drop it)."""
+    return adopt_all(client, rid, [item])[0]
+
+
+def adopt_all(client: Client, rid: int, items: Any) -> Any:
+    from shoal.client._future import Future
+
+    out = [("future", Future(value, client)) if kind == "future" else (kind, value)
+           for kind, value in items]
+    if any(kind == "future" for kind, _ in items):
+        client._send(CoordKeysReceived(rid))
+    return out
+
+
+def value_of(item: Any) -> Any:
+    """In the caller's thread: the stored value (unpickled) or the Future."""
+    kind, value = item
+    if kind == "data" and isinstance(value, Serialized):
+        return loads(value)
+    return value
+
+

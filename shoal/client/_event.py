@@ -1,0 +1,64 @@
+"""Event: a named flag kept by the scheduler, like asyncio.Event across the cluster
+(dask.distributed's names, signatures and semantics; the state is in
+shoal/scheduler/coordination)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from dask.utils import parse_timedelta
+
+from shoal.client._coordination import call, find_client
+from shoal.protocol._messages import CoordEventClear, CoordEventIsSet, CoordEventSet, CoordEventWait
+
+if TYPE_CHECKING:
+    from shoal.client._client import Client
+
+
+class Event:
+    """A flag, False until ``set``; ``wait`` blocks until it is True.
+
+    Args:
+        name: shared by every Event that coordinates; random if None.
+        client: the Client to use; default: the current one (the worker's inside a task).
+    """
+
+    def __init__(self, name: str | None = None, client: Client | None = None) -> None:
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"Event name must be a string, got {type(name).__name__}: {name!r}")
+        self.name = name or f"event-{uuid.uuid4().hex}"
+        self._client = client
+
+    def _get_client(self) -> Client:
+        client = find_client(self._client, "Event")
+        if self._client is None:
+            self._client = client
+        return client
+
+    def wait(self, timeout: Any = None) -> bool:
+        """Wait until the flag is set.
+
+        Returns:
+            True once it is set; False if it was not within ``timeout`` seconds.
+        """
+        client = self._get_client()
+        seconds = parse_timedelta(timeout)
+        return bool(call(client, lambda rid: CoordEventWait(rid, self.name, seconds)))
+
+    def set(self) -> None:
+        """Set the flag: every waiter returns True."""
+        call(self._get_client(), lambda rid: CoordEventSet(rid, self.name))
+
+    def clear(self) -> None:
+        """Clear the flag: waiters wait again."""
+        call(self._get_client(), lambda rid: CoordEventClear(rid, self.name))
+
+    def is_set(self) -> bool:
+        return bool(call(self._get_client(), lambda rid: CoordEventIsSet(rid, self.name)))
+
+    def __reduce__(self) -> Any:
+        return (Event, (self.name,))
+
+    def __repr__(self) -> str:
+        return f"<Event: {self.name}>"

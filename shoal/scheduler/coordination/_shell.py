@@ -1,0 +1,165 @@
+"""The scheduler's wiring of the coordination machine: client messages in, replies out.
+
+Owns: turning ``Coord*`` messages into events (with the clock's ``now`` and the deadline a
+request's timeout gives), replies to the asking connection, the timers that end waits at
+their deadline and check lease expiry every ``lease-validation-interval``, and handing
+key holds to the task machine (HoldKeys -> GraphSubmitted, DropKeys -> KeysReleased).
+Decides nothing itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import dask
+from dask.utils import parse_timedelta
+
+from shoal.protocol import _messages as m
+from shoal.scheduler._events import ClientLeft, GraphSubmitted, KeysReleased
+from shoal.scheduler.coordination import _events as ev
+from shoal.scheduler.coordination._state import CoordinationState
+
+if TYPE_CHECKING:
+    from shoal.scheduler._server import Scheduler
+
+logger = logging.getLogger("shoal.scheduler.coordination")
+
+
+def _deadline(timeout: float | None, now: float) -> float | None:
+    return None if timeout is None else now + max(float(timeout), 0.0)
+
+
+def _item(item: Any) -> ev.Item:
+    kind, value = item
+    if kind not in ("data", "future"):
+        raise TypeError(f"a queued or set value must be data or a future, got {kind!r}")
+    return (kind, value)
+
+
+# Message type -> event builder(holder, message, now).
+_BUILD: dict[type, Callable[[str, Any, float], Any]] = {
+    m.CoordSemaphoreAcquire: lambda h, x, now: ev.SemaphoreAcquire(
+        h, x.request_id, x.name, x.max_leases, x.lease, x.lease_timeout,
+        _deadline(x.timeout, now), now),
+    m.CoordSemaphoreRelease: lambda h, x, now: ev.SemaphoreRelease(h, x.name, x.lease, now),
+    m.CoordSemaphoreRefresh: lambda h, x, now: ev.SemaphoreRefresh(h, x.name, list(x.leases), now),
+    m.CoordSemaphoreValue: lambda h, x, now: ev.SemaphoreValue(h, x.request_id, x.name),
+    m.CoordSemaphoreClose: lambda h, x, now: ev.SemaphoreClose(h, x.request_id, x.name),
+    m.CoordMultiLockAcquire: lambda h, x, now: ev.MultiLockAcquire(
+        h, x.request_id, list(x.names), x.lock_id, x.num_locks, _deadline(x.timeout, now), now),
+    m.CoordMultiLockRelease: lambda h, x, now: ev.MultiLockRelease(h, x.lock_id),
+    m.CoordQueueCreate: lambda h, x, now: ev.QueueCreate(h, x.request_id, x.name, x.maxsize),
+    m.CoordQueuePut: lambda h, x, now: ev.QueuePut(
+        h, x.request_id, x.name, _item(x.item), _deadline(x.timeout, now), now),
+    m.CoordQueueGet: lambda h, x, now: ev.QueueGet(
+        h, x.request_id, x.name, x.batch, _deadline(x.timeout, now), now),
+    m.CoordQueueSize: lambda h, x, now: ev.QueueSize(h, x.request_id, x.name),
+    m.CoordVariableSet: lambda h, x, now: ev.VariableSet(h, x.request_id, x.name, _item(x.item)),
+    m.CoordVariableGet: lambda h, x, now: ev.VariableGet(
+        h, x.request_id, x.name, _deadline(x.timeout, now), now),
+    m.CoordVariableDelete: lambda h, x, now: ev.VariableDelete(h, x.name),
+    m.CoordEventSet: lambda h, x, now: ev.EventSet(h, x.request_id, x.name),
+    m.CoordEventClear: lambda h, x, now: ev.EventClear(h, x.request_id, x.name),
+    m.CoordEventWait: lambda h, x, now: ev.EventWait(
+        h, x.request_id, x.name, _deadline(x.timeout, now), now),
+    m.CoordEventIsSet: lambda h, x, now: ev.EventIsSet(h, x.request_id, x.name),
+    m.CoordKeysReceived: lambda h, x, now: ev.KeysReceived(h, x.request_id),
+}
+
+MESSAGES = frozenset(_BUILD)
+"""The client messages :meth:`CoordinationShell.receive` takes."""
+
+
+class CoordinationShell:
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+        self.state = CoordinationState()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._validation: asyncio.TimerHandle | None = None
+
+    def receive(self, holder: str, msg: m.Message) -> None:
+        """A coordination message from client connection ``holder``."""
+        now = time.time()
+        event = _BUILD[type(msg)](holder, msg, now)
+        item = getattr(event, "item", None)
+        if item is not None and item[0] == "future" and item[1] not in self.scheduler.state.tasks:
+            self._send(holder, m.CoordReply(event.rid, False, [
+                "ValueError",
+                f"future {item[1]!r} is unknown to the scheduler: it was released (or never "
+                "submitted); keep a reference to it until it is stored",
+            ]))
+            return
+        if type(event) is ev.SemaphoreAcquire and event.lease_timeout is not None:
+            self._validate_leases_soon()
+        self._run([event])
+
+    def holder_left(self, holder: str) -> None:
+        """``holder``'s connection closed."""
+        self._run([ev.HolderLeft(holder, time.time())])
+
+    def close(self) -> None:
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+        if self._validation is not None:
+            self._validation.cancel()
+            self._validation = None
+
+    # --- commands ---------------------------------------------------------------------------
+
+    def _run(self, events: list[Any]) -> None:
+        for cmd in self.state.handle(*events):
+            if isinstance(cmd, ev.Reply):
+                if cmd.rid:  # request id 0: the sender wants no answer
+                    self._send(cmd.holder, m.CoordReply(cmd.rid, True, cmd.value))
+            elif isinstance(cmd, ev.Fail):
+                if cmd.rid:
+                    self._send(cmd.holder, m.CoordReply(cmd.rid, False, [cmd.kind, cmd.message]))
+                else:
+                    logger.warning("%s (for %s, who asked for no answer)", cmd.message, cmd.holder)
+            elif isinstance(cmd, ev.HoldKeys):
+                self.scheduler._apply([GraphSubmitted(cmd.owner, [], list(cmd.keys))])
+            elif isinstance(cmd, ev.DropKeys):
+                self.scheduler._apply([KeysReleased(cmd.owner, list(cmd.keys))])
+                if cmd.last:
+                    self.scheduler._apply([ClientLeft(cmd.owner)])
+            elif isinstance(cmd, ev.WakeAt):
+                self._wake_at(cmd.when)
+            elif isinstance(cmd, ev.Warn):
+                logger.warning(cmd.message)
+
+    def _send(self, holder: str, msg: m.Message) -> None:
+        conn = self.scheduler._clients.get(holder)
+        if conn is not None:
+            conn.send(msg)
+
+    def _wake_at(self, when: float) -> None:
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle
+
+        def wake() -> None:
+            self._timers.discard(handle)
+            # Timers may fire a hair early on the wall clock; the deadline has passed.
+            self._run([ev.Tick(max(time.time(), when))])
+
+        handle = loop.call_later(max(when - time.time(), 0.0), wake)
+        self._timers.add(handle)
+
+    def _validate_leases_soon(self) -> None:
+        """Check lease expiry every ``lease-validation-interval`` while semaphores exist."""
+        if self._validation is not None:
+            return
+        interval = parse_timedelta(dask.config.get(
+            "distributed.scheduler.locks.lease-validation-interval", "10s"), default="s")
+
+        def validate() -> None:
+            self._validation = None
+            self._run([ev.Tick(time.time())])
+            if self.state.semaphores.semaphores:
+                self._validate_leases_soon()
+
+        self._validation = asyncio.get_running_loop().call_later(float(interval), validate)

@@ -1,0 +1,122 @@
+"""The scheduler's wiring of the coordination machine, driven through in-process
+connections on one event loop (no worker processes, no sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from shoal.protocol import _messages as m
+from shoal.protocol._serialize import dumps
+from shoal.scheduler._server import Scheduler
+
+
+class Peer:
+    """One client connection to ``scheduler``; collects the CoordReply messages it gets."""
+
+    def __init__(self, scheduler: Scheduler, name: str) -> None:
+        self.conn = scheduler.connect_local_client(name)
+        self.replies: dict[int, m.CoordReply] = {}
+        self._arrived = asyncio.Event()
+        self.conn.set_handler(self._on)
+
+    def _on(self, conn: Any, batch: list[m.Message] | None) -> None:
+        for msg in batch or []:
+            if isinstance(msg, m.CoordReply):
+                self.replies[msg.request_id] = msg
+                self._arrived.set()
+
+    async def reply(self, rid: int, timeout: float = 5.0) -> m.CoordReply:
+        async def arrived() -> m.CoordReply:
+            while rid not in self.replies:
+                self._arrived.clear()
+                await self._arrived.wait()
+            return self.replies[rid]
+
+        return await asyncio.wait_for(arrived(), timeout)
+
+
+def run(scenario: Any) -> None:
+    async def main() -> None:
+        scheduler = Scheduler()
+        try:
+            await scenario(scheduler)
+        finally:
+            scheduler.coordination.state.validate()
+            await scheduler.close()
+
+    asyncio.run(main())
+
+
+def test_waiter_gets_false_when_its_deadline_passes() -> None:
+    async def scenario(s: Scheduler) -> None:
+        a, b = Peer(s, "a"), Peer(s, "b")
+        a.conn.send(m.CoordSemaphoreAcquire(1, "x", 1, "l1", None, None))
+        assert (await a.reply(1)).value is True
+        b.conn.send(m.CoordSemaphoreAcquire(1, "x", 1, "l2", None, 0.05))
+        reply = await b.reply(1)
+        assert reply.ok and reply.value is False
+
+    run(scenario)
+
+
+def test_closed_connection_hands_its_lock_to_the_next_waiter() -> None:
+    async def scenario(s: Scheduler) -> None:
+        a, b = Peer(s, "a"), Peer(s, "b")
+        a.conn.send(m.CoordSemaphoreAcquire(1, "x", 1, "l1", None, None))
+        assert (await a.reply(1)).value is True
+        b.conn.send(m.CoordSemaphoreAcquire(1, "x", 1, "l2", None, None))
+        b.conn.send(m.CoordSemaphoreValue(2, "x"))
+        assert (await b.reply(2)).value == 1  # answered after the acquire, which waits
+        assert 1 not in b.replies
+        a.conn.close()
+        assert (await b.reply(1)).value is True
+
+    run(scenario)
+
+
+def test_future_unknown_to_the_scheduler_is_refused() -> None:
+    async def scenario(s: Scheduler) -> None:
+        a = Peer(s, "a")
+        a.conn.send(m.CoordVariableSet(1, "v", ("future", "never-submitted")))
+        reply = await a.reply(1)
+        assert not reply.ok and reply.value[0] == "ValueError"
+        assert "never-submitted" in reply.value[1]
+
+    run(scenario)
+
+
+def test_data_round_trips_and_queue_timeout_is_a_timeout_error() -> None:
+    async def scenario(s: Scheduler) -> None:
+        a = Peer(s, "a")
+        a.conn.send(m.CoordQueueCreate(1, "q", 0))
+        assert (await a.reply(1)).value == 0
+        a.conn.send(m.CoordQueuePut(0, "q", ("data", dumps(7)), None))  # no answer wanted
+        a.conn.send(m.CoordQueueGet(2, "q", 0, None))
+        assert (await a.reply(2)).value[0] == "data"
+        assert 0 not in a.replies
+        a.conn.send(m.CoordQueueGet(3, "q", 0, 0.02))
+        reply = await a.reply(3)
+        assert not reply.ok and reply.value[0] == "TimeoutError"
+
+    run(scenario)
+
+
+def test_queued_future_is_kept_by_the_scheduler_for_the_queue() -> None:
+    async def scenario(s: Scheduler) -> None:
+        a = Peer(s, "a")
+        a.conn.send(m.UpdateGraph([("k", dumps(None), [], [], (0,), 0, None, "k")], ["k"], {}))
+        a.conn.send(m.CoordQueuePut(1, "q", ("future", "k"), None))
+        a.conn.send(m.ReleaseKeys(["k"]))
+        a.conn.send(m.CoordQueueSize(4, "q"))
+        await a.reply(4)  # answered after everything sent before it
+        assert s.state.tasks["k"].who_wants == {"queue:q"}
+        a.conn.send(m.CoordQueueGet(2, "q", 0, None))
+        assert (await a.reply(2)).value == ("future", "k")
+        a.conn.send(m.CoordKeysReceived(2))
+        a.conn.send(m.CoordQueueSize(3, "q"))
+        await a.reply(3)
+        assert s.state.tasks["k"].who_wants == {"a"}
+        assert "queue:q" not in s.state.clients
+
+    run(scenario)
