@@ -119,6 +119,18 @@ def _dashboard_ratio(metrics: dict[str, float]) -> dict[str, float]:
     return {}
 
 
+def _tls_ratios(metrics: dict[str, float]) -> dict[str, float]:
+    """How much slower TLS is than plain TCP, per measurement (1.0 = no cost)."""
+    out = {}
+    pairs = {"transfer_slowdown": ("transfer_s", False), "latency_slowdown": ("median_ms", False),
+             "throughput_slowdown": ("tasks_per_s", True)}
+    for name, (key, higher_is_better) in pairs.items():
+        tcp, tls = metrics.get("tcp_" + key), metrics.get("tls_" + key)
+        if tcp and tls:
+            out[name] = tcp / tls if higher_is_better else tls / tcp
+    return out
+
+
 _PERSIST_MB_PER_S_FROM_HDF5 = 2e8 * 4 / 0.5 / 1e9  # issue 3: 0.5 s for N = 2e8 float32
 
 WORKLOADS: dict[str, Workload] = {
@@ -397,6 +409,40 @@ WORKLOADS: dict[str, Workload] = {
                 Variant("on_", {"dashboard": True}),
             ),
             derive=_dashboard_ratio,
+        ),
+        Workload(
+            name="tls",
+            title="the cost of TLS: throughput, latency, 200 MB worker-to-worker transfer",
+            issue=13,
+            metrics=(
+                Metric("tcp_tasks_per_s", "map tasks/s, tcp", "tasks/s", True),
+                Metric("tls_tasks_per_s", "map tasks/s, tls", "tasks/s", True),
+                Metric("tcp_median_ms", "median round trip, tcp", "ms", False),
+                Metric("tls_median_ms", "median round trip, tls", "ms", False),
+                Metric("tcp_transfer_gbps", "200 MB transfer, tcp", "GB/s", True),
+                Metric("tls_transfer_gbps", "200 MB transfer, tls", "GB/s", True),
+                Metric("throughput_slowdown", "map: tcp / tls speed", "x", False),
+                Metric("latency_slowdown", "round trip: tls / tcp", "x", False),
+                Metric("transfer_slowdown", "transfer: tls / tcp time", "x", False,
+                       Target("<=", 1.3)),
+            ),
+            sizes={
+                "quick": {"n_tasks": 2_000, "n": 100, "warmup": 20, "mb": 50, "reps": 2},
+                "default": {"n_tasks": 20_000, "n": 300, "warmup": 30, "mb": 200, "reps": 3},
+            },
+            timeout_s=900,
+            method="One cluster per transport (2 workers x 1 thread), plain `tcp://` and then "
+            "`tls://` with `Security.temporary()` (mutual TLS between client, scheduler and "
+            "workers): `client.map(noop, range(20_000))` + gather after a warm-up; 300 "
+            "sequential `submit(inc).result()` round trips (median); `np.ones` of 200 MB on "
+            "one worker fetched by a task on the other, best of 3. Slowdowns are TLS over "
+            "TCP for the same system (1.0 = free); the target is issue 13's <= 1.3x for the "
+            "transfer.",
+            variants=(
+                Variant("tcp_", {"secure": False}),
+                Variant("tls_", {"secure": True}),
+            ),
+            derive=_tls_ratios,
         ),
     ]
 }

@@ -490,6 +490,67 @@ def fib(api: Api, n: int, reps: int) -> dict[str, float]:
     return {"seconds": best, "tasks_per_s": tasks / best, "tasks": float(tasks)}
 
 
+def _tls_cluster(api: Api, secure: bool) -> tuple[Any, Any]:
+    """A (cluster, client) of 2 workers x 1 thread; with ``secure``, TLS between every party
+    with a fresh self-signed certificate from the system's own ``Security.temporary()``
+    (dask's Client does not pass ``security`` on to the cluster it starts, so both systems
+    get the cluster built first)."""
+    module = importlib.import_module({"shoal": "shoal", "dask": "distributed"}[api.name])
+    kwargs: dict[str, Any] = {}
+    if secure:
+        kwargs = {"security": module.Security.temporary(), "protocol": "tls://"}
+    cluster = module.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, **kwargs)
+    return cluster, api.Client(cluster, security=kwargs.get("security"))
+
+
+def tls(
+    api: Api, secure: bool, n_tasks: int, n: int, warmup: int, mb: int, reps: int
+) -> dict[str, float]:
+    """Throughput, latency and a worker-to-worker transfer on one cluster, over plain TCP or
+    over TLS (``secure``); the same measurements as the throughput, latency and transfer
+    workloads."""
+    import numpy as np
+
+    cluster, client = _tls_cluster(api, secure)
+    with cluster, client:
+        addresses = _worker_addresses(client)
+        scheme = "tls://" if secure else "tcp://"
+        if not all(a.startswith(scheme) for a in addresses):
+            raise AssertionError(f"expected {scheme} workers, got {addresses}")
+        client.gather(client.map(_tasks.noop, range(-200, 0)))
+        start = time.perf_counter()
+        results = client.gather(client.map(_tasks.noop, range(n_tasks)))
+        seconds = time.perf_counter() - start
+        if len(results) != n_tasks:
+            raise AssertionError(f"gather returned {len(results)} results")
+        times = []
+        for i in range(warmup + n):
+            began = time.perf_counter()
+            if client.submit(_tasks.inc, i, pure=False).result() != i + 1:
+                raise AssertionError(f"inc({i}) is wrong")
+            if i >= warmup:
+                times.append(time.perf_counter() - began)
+        a, b = addresses[:2]
+        size = mb * 1_000_000 // 8
+        moves = []
+        for _ in range(reps):
+            source = client.submit(np.ones, size, workers=[a], pure=False)
+            api.wait([source])
+            began = time.perf_counter()
+            got = client.submit(_tasks.nbytes, source, workers=[b], pure=False).result()
+            moves.append(time.perf_counter() - began)
+            if got != size * 8:
+                raise AssertionError(f"worker {b} saw {got} bytes, expected {size * 8}")
+            del source
+    return {
+        "tasks_per_s": n_tasks / seconds,
+        "median_ms": statistics.median(times) * 1e3,
+        "transfer_gbps": size * 8 / min(moves) / 1e9,
+        "transfer_s": min(moves),
+    }
+
+
 CLUSTER_WORKLOADS: dict[str, Callable[..., dict[str, float]]] = {
     "throughput": throughput,
     "latency": latency,
@@ -504,5 +565,6 @@ CLUSTER_WORKLOADS: dict[str, Callable[..., dict[str, float]]] = {
     "lock": lock_task,
     "queue": queue_put_get,
     "fib": fib,
+    "tls": tls,
 }
 REFERENCE_WORKLOADS: dict[str, Callable[..., dict[str, float]]] = {"persist": numpy_sum}

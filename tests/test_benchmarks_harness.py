@@ -238,3 +238,22 @@ def test_fib_workload_counts_one_task_per_call() -> None:
     assert fib_calls(15) == 1_973
     assert "fib" in CLUSTER_WORKLOADS
     assert WORKLOADS["fib"].issue == 10
+
+
+def test_tls_workload_runs_tcp_then_tls_on_both_systems_and_derives_slowdowns() -> None:
+    from benchmarks._spec import _tls_ratios
+
+    runs = plan(["tls"], "default", ("dask", "shoal"))
+    assert [(r.system, r.prefix, r.params["secure"]) for r in runs] == [
+        ("dask", "tcp_", False), ("dask", "tls_", True),
+        ("shoal", "tcp_", False), ("shoal", "tls_", True),
+    ]
+    assert runs[0].params["mb"] == 200 and runs[0].params["n_tasks"] == 20_000
+    assert "tls" in CLUSTER_WORKLOADS
+    ratios = _tls_ratios({"tcp_transfer_s": 0.1, "tls_transfer_s": 0.12,
+                          "tcp_tasks_per_s": 1000.0, "tls_tasks_per_s": 800.0,
+                          "tcp_median_ms": 1.0, "tls_median_ms": 1.5})
+    assert ratios == pytest.approx({"transfer_slowdown": 1.2, "throughput_slowdown": 1.25,
+                                    "latency_slowdown": 1.5})
+    target = next(m for m in WORKLOADS["tls"].metrics if m.key == "transfer_slowdown").target
+    assert target is not None and target.met_by(1.2) and not target.met_by(1.4)

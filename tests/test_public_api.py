@@ -27,6 +27,7 @@ PUBLIC = [
     "MultiLock",
     "Queue",
     "RemoteError",
+    "Security",
     "Semaphore",
     "Variable",
     "as_completed",
@@ -70,6 +71,7 @@ DASK_DISTRIBUTED_NAMES = [
     "rejoin",
     "get_worker",
     "fire_and_forget",
+    "Security",
     "print",
     "warn",
 ]

@@ -263,6 +263,18 @@ def _send(actor: Actor, name: str, args: Serialized | None) -> ActorFuture[Any]:
     return fut
 
 
+def _security() -> Any:
+    """The credentials of this process's newest running Client, else None (the process's
+    default: in a worker process, the worker's own)."""
+    module = sys.modules.get("shoal.client._client")
+    if module is not None:
+        for ref in reversed(module._current):
+            client = ref()
+            if client is not None and client.status == "running":
+                return client.security
+    return None
+
+
 _channels: dict[str, _Channel] = {}
 _channels_lock = threading.Lock()
 
@@ -316,7 +328,7 @@ class _Channel:
 
     async def _connect(self) -> None:
         try:
-            conn = await connect(self.address, timeout=CONNECT_TIMEOUT)
+            conn = await connect(self.address, timeout=CONNECT_TIMEOUT, security=_security())
         except OSError as exc:
             self._close(f"could not be opened ({exc})")
             return

@@ -118,9 +118,14 @@ class Client:
         timeout: seconds to keep trying to reach the scheduler (a scheduler not up yet
             is retried, as in dask); default ``distributed.comm.timeouts.connect``.
         set_as_default: make this client dask's scheduler (``dask.compute`` runs here).
+        scheduler_file: a file written by ``shoal scheduler --scheduler-file`` (address and
+            token), waited for up to ``timeout`` seconds; instead of ``address``.
+        security: a :class:`shoal.Security` with TLS certificates and/or the token
+            (default: dask's ``distributed.comm.tls.*`` config and ``SHOAL_TOKEN``).
 
     Raises:
-        OSError: nothing answered at ``address`` within ``timeout``.
+        OSError: nothing answered at ``address`` within ``timeout``; or the scheduler
+            refused this client (the message says which credential is missing).
     """
 
     def __init__(
@@ -132,6 +137,8 @@ class Client:
         asynchronous: bool = False,
         name: str | None = None,
         direct_to_workers: bool | None = None,
+        scheduler_file: str | None = None,
+        security: Any = None,
         **cluster_kwargs: Any,
     ) -> None:
         if asynchronous:
@@ -165,15 +172,33 @@ class Client:
         self._coord_pending: dict[int, tuple[concurrent.futures.Future[Any], Any]] = {}
         self._worker_conns: dict[str, Connection] = {}
         self._conn: Connection | None = None
+        self._last_connect_error = ""  # for the error when connecting times out
         self._owns_cluster = False
         self._previous_scheduler: Any = None
         self._is_default = False
         self.cluster: Any = None
 
         from shoal.cluster._local import LocalCluster
+        from shoal.comm._security import Security
 
+        if security is not None and not isinstance(security, Security):
+            raise TypeError(f"security must be a shoal.Security, got {type(security).__name__}")
+        if scheduler_file is not None:
+            if address is not None:
+                raise ValueError("give Client either an address or scheduler_file=, not both")
+            from shoal.cluster._scheduler_file import read_scheduler_file
+
+            info = read_scheduler_file(scheduler_file, timeout or 10.0)
+            address = info["address"]
+            security = security if security is not None else Security()
+            if info.get("token") and not security.token:
+                security.token = info["token"]
         if address is None and not cluster_kwargs:
             address = dask.config.get("scheduler-address", None) or None
+        if security is not None and address is None:
+            cluster_kwargs["security"] = security
+        self.security = security if security is not None else Security()
+
         if address is None:
             self.cluster = LocalCluster(**cluster_kwargs)
             self._owns_cluster = True
@@ -200,6 +225,13 @@ class Client:
                 f"Client(address) takes 'tcp://host:port', a cluster object (with a "
                 f"scheduler_address) or nothing; got {type(address).__name__}"
             )
+        if isinstance(self.cluster, LocalCluster) and security is None:
+            # Results and actor calls go straight to its workers: the same credentials.
+            self.security = self.cluster.scheduler.security
+        elif self.cluster is not None and security is None:
+            given = getattr(self.cluster, "security", None)
+            if isinstance(given, Security):
+                self.security = given
         try:
             if isinstance(self.cluster, LocalCluster):
                 _loop.run_sync(self._connect_local(), timeout)
@@ -207,8 +239,9 @@ class Client:
                 _loop.run_sync(self._connect_tcp(address), timeout)
         except TimeoutError:
             self._abort()
+            last = f" (last attempt: {self._last_connect_error})" if self._last_connect_error else ""
             raise OSError(
-                f"timed out after {timeout} s connecting to the scheduler at {address}"
+                f"timed out after {timeout} s connecting to the scheduler at {address}{last}"
             ) from None
         except BaseException:
             self._abort()
@@ -233,8 +266,33 @@ class Client:
         conn.set_handler(self._on_message)
         self.scheduler_address = sched.address
 
+    async def _connect_retrying(self, address: str) -> Connection:
+        """Connect to the scheduler, trying again while it does not answer yet (a scheduler
+        still starting), as dask's client does; the caller bounds the whole by the
+        client's timeout. A refusal of our credentials is final.
+
+        Raises:
+            HandshakeError: the scheduler refused us (or we it); says why.
+            ValueError: the address needs credentials this client does not have.
+        """
+        from shoal.comm._handshake import HandshakeError
+
+        delay = 0.01
+        while True:
+            try:
+                return await connect(address, timeout=self._timeout or 30.0,
+                                     security=self.security)
+            except (ValueError, HandshakeError):
+                raise
+            except OSError as exc:
+                self._last_connect_error = str(exc)
+                logger.debug("could not reach the scheduler at %s yet (%s); retrying",
+                             address, exc)
+                await asyncio.sleep(delay)  # bounded by the caller's timeout
+                delay = min(delay * 2, 1.0)
+
     async def _connect_tcp(self, address: str) -> None:
-        conn = await _connect_retrying(address, self._timeout)
+        conn = await self._connect_retrying(address)
         self._conn = conn
         hello: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._requests[0] = hello
@@ -888,26 +946,6 @@ class Client:
                 self.close()
             except Exception:
                 pass
-
-
-async def _connect_retrying(address: str, timeout: float | None) -> Connection:
-    """Connect to the scheduler, trying again while nothing listens there yet (a scheduler
-    still starting), as dask's client does; the caller bounds the whole by ``timeout``.
-
-    Raises:
-        OSError: the address is malformed, or (when the caller's bound is reached) the last
-            attempt's error.
-    """
-    delay = 0.01
-    while True:
-        try:
-            return await connect(address, timeout=timeout or 30.0)
-        except ValueError:
-            raise
-        except OSError as exc:
-            logger.debug("could not reach the scheduler at %s yet (%s); retrying", address, exc)
-            await asyncio.sleep(delay)  # bounded by the caller's timeout
-            delay = min(delay * 2, 1.0)
 
 
 def _payload(key: Any, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from shoal import _loop
 from shoal.comm import Connection, connect
+from shoal.comm._handshake import HandshakeError
 from shoal.comm._tcp import TCPConnection, comm_timeout, wait_reply
 from shoal.protocol._errors import error_to_exception
 from shoal.protocol._messages import PROTOCOL_VERSION, Data, GetData, Hello, Message
@@ -71,6 +72,8 @@ async def fetch_async(self: Client, keys: list[Any]) -> dict[Any, Any]:
         todo = waiting
         lacking: list[tuple[Any, str]] = []
         for (w, ks), res in zip(by_worker.items(), results, strict=False):
+            if isinstance(res, (HandshakeError, ValueError)):
+                raise res  # refused, or no credentials for it: retrying will not help
             if isinstance(res, BaseException):
                 if not isinstance(res, Exception):
                     raise res
@@ -108,7 +111,7 @@ async def _load(ser: Serialized) -> Any:
 async def _get_data(self: Client, worker: str, keys: list[Any], timeout: float) -> Data:
     conn = self._worker_conns.get(worker)
     if conn is None or conn.closed:
-        conn = await connect(worker, timeout=self._timeout or timeout)
+        conn = await connect(worker, timeout=self._timeout or timeout, security=self.security)
         conn.info["requests"] = set()
         conn.set_handler(functools.partial(_on_worker_message, self))
         conn.send(Hello("client", PROTOCOL_VERSION, self.id))
@@ -135,6 +138,8 @@ def _on_worker_message(self: Client, conn: Connection, batch: list[Message] | No
         return
     for msg in batch:
         if isinstance(msg, Data):
+            if msg.request_id not in conn.info.get("requests", ()):
+                continue  # not a request sent on this connection: a peer cannot answer it
             fut = self._requests.pop(msg.request_id, None)
             if fut is not None and not fut.done():
                 fut.set_result(msg)

@@ -106,12 +106,12 @@ def _client_of(worker: Worker, timeout: float) -> Client:
     with _create_lock:
         client = worker._client
         if client is None or client.status != "running":
-            client = _connect(worker.scheduler_address, timeout)
+            client = _connect(worker.scheduler_address, timeout, worker.security)
             worker._client = client
     return client
 
 
-def _connect(address: str, timeout: float) -> Client:
+def _connect(address: str, timeout: float, security: Any) -> Client:
     from shoal.client import _client, _topics
 
     # In a worker process of its own it becomes dask's default scheduler there, as in dask
@@ -119,7 +119,8 @@ def _connect(address: str, timeout: float) -> Client:
     # clients (processes=False) it must not take their place.
     alone = not any(c is not None and c.status == "running"
                     for c in (r() for r in _client._current))
-    client = _client.Client(address, timeout=timeout, set_as_default=alone, name="worker-client")
+    client = _client.Client(address, timeout=timeout, set_as_default=alone, name="worker-client",
+                            security=security)
     # It is the worker's, not the user's: get_client() outside tasks (in a cluster with
     # processes=False, in this very process) keeps returning the user's newest client.
     _client._current[:] = [r for r in _client._current if r() is not client]

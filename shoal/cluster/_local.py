@@ -57,6 +57,9 @@ class LocalCluster:
         host: interface to bind (loopback by default: nothing is exposed).
         scheduler_port: 0 picks a free port.
         dashboard_address: ":8787" like dask; ":0" any free port; None for no dashboard.
+        security: a :class:`shoal.Security` (TLS certificates, token), e.g.
+            ``Security.temporary()``; binding off loopback without one makes up a token.
+        protocol: "tcp://" or "tls://" (default: tls when ``security`` has certificates).
 
     Raises:
         ValueError: an argument is out of range; the message says which.
@@ -74,13 +77,15 @@ class LocalCluster:
         silence_logs: Any = None,
         timeout: float = 60.0,
         name: str | None = None,
+        security: Any = None,
+        protocol: str | None = None,
         **kwargs: Any,
     ) -> None:
         if kwargs:
             raise TypeError(
                 f"LocalCluster got unexpected arguments {sorted(kwargs)}; it takes n_workers, "
                 "threads_per_worker, processes, memory_limit, host, scheduler_port, "
-                "dashboard_address"
+                "dashboard_address, security, protocol"
             )
         for label, value in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
@@ -97,8 +102,10 @@ class LocalCluster:
         self.host = host
         self.name = name or "LocalCluster"
         self.status = "starting"
+        if protocol is not None and protocol.rstrip(":/") not in ("tcp", "tls"):
+            raise ValueError(f"protocol must be 'tcp://' or 'tls://', got {protocol!r}")
         self.scheduler = Scheduler(host, scheduler_port, dashboard_address=dashboard_address,
-                                   **_scheduler_config())
+                                   security=security, protocol=protocol, **_scheduler_config())
         self.nannies: list[Nanny] = []
         self._inproc_workers: list[Any] = []
         self._names = itertools.count()  # worker names: "0", "1"... never reused
@@ -138,7 +145,8 @@ class LocalCluster:
         if self.processes:
             new = [
                 Nanny(self.scheduler.address, nthreads=self.threads_per_worker,
-                      name=str(next(self._names)), memory_limit=self.memory_limit, host=self.host)
+                      name=str(next(self._names)), memory_limit=self.memory_limit, host=self.host,
+                      security=self.scheduler.security)
                 for _ in range(n)
             ]
             self.nannies.extend(new)
@@ -149,7 +157,7 @@ class LocalCluster:
             for _ in range(n):
                 w = Worker(self.scheduler.address, nthreads=self.threads_per_worker,
                            name=str(next(self._names)), memory_limit=self.memory_limit,
-                           host=self.host)
+                           host=self.host, security=self.scheduler.security)
                 self._inproc_workers.append(w)
                 await w.start()
         # Bounded: a worker that cannot start must not hang scale() or adapt() for good.

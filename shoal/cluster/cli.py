@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import Any
 
 from shoal._loop import run_main
 
@@ -32,6 +33,45 @@ def _parse_seconds(value: str) -> float:
             f"{value!r} is not a duration like '60', '60s' or '2 minutes'") from None
 
 
+def _security(args: argparse.Namespace, role: str) -> Any:
+    """The Security the command line describes (TLS files, token), or None for defaults."""
+    from shoal.comm._security import Security
+
+    tls = {}
+    if args.tls_ca_file:
+        tls["tls_ca_file"] = args.tls_ca_file
+    # A worker process is also a client: tasks' get_client() connects as one.
+    for part in (role, "client") if role == "worker" else (role,):
+        if args.tls_cert:
+            tls[f"tls_{part}_cert"] = args.tls_cert
+        if args.tls_key:
+            tls[f"tls_{part}_key"] = args.tls_key
+    if not tls and not args.token:
+        return None
+    return Security(token=args.token, **tls)
+
+
+def _add_security_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--token", default=None,
+                   help="the cluster's secret (visible in `ps`: prefer the SHOAL_TOKEN "
+                   "environment variable or --scheduler-file)")
+    p.add_argument("--tls-ca-file", default=None, help="CA certificate(s) for TLS (PEM)")
+    p.add_argument("--tls-cert", default=None, help="this process's TLS certificate (PEM)")
+    p.add_argument("--tls-key", default=None, help="this process's TLS private key (PEM)")
+
+
+def _say_how_to_join(sched: Any, path: str | None) -> None:
+    if not sched.security.token:
+        return
+    if path:
+        print(f"Token written to {path} (mode 0600). Join with: shoal worker "
+              f"--scheduler-file {path}  /  Client(scheduler_file={path!r})", flush=True)
+    elif sched.token_generated:
+        print("Authentication is on (bound off loopback). Join with: SHOAL_TOKEN="
+              f"{sched.security.token} shoal worker {sched.address}  /  the same SHOAL_TOKEN "
+              "for Client(); or start the scheduler with --scheduler-file PATH", flush=True)
+
+
 def scheduler_main(args: argparse.Namespace) -> int:
     from shoal.scheduler._server import Scheduler
 
@@ -39,9 +79,13 @@ def scheduler_main(args: argparse.Namespace) -> int:
         dash = None if args.no_dashboard else args.dashboard_address
         from shoal.cluster._local import _scheduler_config
 
-        sched = Scheduler(args.host, args.port, dashboard_address=dash, **_scheduler_config())
+        sched = Scheduler(args.host, args.port, dashboard_address=dash,
+                          security=_security(args, "scheduler"), protocol=args.protocol,
+                          scheduler_file=args.scheduler_file,
+                          auth=False if args.no_auth else None, **_scheduler_config())
         await sched.start()
         print(f"Scheduler at: {sched.address}", flush=True)
+        _say_how_to_join(sched, args.scheduler_file)
         if sched.dashboard_link:
             print(f"Dashboard at: {sched.dashboard_link}", flush=True)
         stop = asyncio.Event()
@@ -58,22 +102,46 @@ def worker_main(args: argparse.Namespace) -> int:
     import os
 
     from shoal.cluster._local import split_cores
+    from shoal.comm._security import Security
     from shoal.worker._nanny import Nanny
 
+    security = _security(args, "worker")
+    address = args.scheduler
+    if args.scheduler_file:
+        if address:
+            print("shoal worker: give a scheduler address or --scheduler-file, not both",
+                  file=sys.stderr)
+            return 2
+        from shoal.cluster._scheduler_file import read_scheduler_file
+        from shoal.worker._nanny import _connect_timeout
+
+        try:
+            info = read_scheduler_file(args.scheduler_file, args.death_timeout or _connect_timeout())
+        except OSError as exc:
+            print(f"shoal worker: {exc}", file=sys.stderr)
+            return 1
+        address = info["address"]
+        if info.get("token"):
+            security = security or Security()
+            security.token = security.token or info["token"]
+    if not address:
+        print("shoal worker: give the scheduler's address or --scheduler-file PATH",
+              file=sys.stderr)
+        return 2
     nworkers, nthreads = split_cores(args.nworkers, args.nthreads, os.cpu_count() or 1)
     if args.nworkers is None and args.nthreads is None:
         nworkers, nthreads = 1, os.cpu_count() or 1
 
     async def main() -> None:
         nannies = [
-            Nanny(args.scheduler, nthreads=nthreads,
+            Nanny(address, nthreads=nthreads,
                   name=(f"{args.name}-{i}" if nworkers > 1 else args.name) if args.name else None,
                   memory_limit=args.memory_limit, host=args.host,
-                  death_timeout=args.death_timeout)
+                  death_timeout=args.death_timeout, security=security)
             for i in range(nworkers)
         ]
         await asyncio.gather(*(n.start() for n in nannies))
-        print(f"Started {nworkers} worker(s) with {nthreads} thread(s) each for {args.scheduler}",
+        print(f"Started {nworkers} worker(s) with {nthreads} thread(s) each for {address}",
               flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -110,8 +178,21 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--port", type=int, default=8786)
     s.add_argument("--dashboard-address", default=":8787")
     s.add_argument("--no-dashboard", action="store_true")
+    s.add_argument("--scheduler-file", default=None,
+                   help="write the address (and token, mode 0600) here as JSON for workers "
+                   "and clients (dask's format)")
+    s.add_argument("--protocol", default=None, choices=["tcp", "tls", "tcp://", "tls://"],
+                   help="tcp or tls (default: tls when --tls-cert is given)")
+    s.add_argument("--no-auth", action="store_true",
+                   help="do not require a token even off loopback (anyone who can reach the "
+                   "port can run code)")
+    _add_security_flags(s)
     w = sub.add_parser("worker", help="run workers for a scheduler")
-    w.add_argument("scheduler", help="scheduler address, e.g. tcp://127.0.0.1:8786")
+    w.add_argument("scheduler", nargs="?", default=None,
+                   help="scheduler address, e.g. tcp://127.0.0.1:8786")
+    w.add_argument("--scheduler-file", default=None,
+                   help="read the scheduler's address and token from this file (waits for it)")
+    _add_security_flags(w)
     w.add_argument("--nthreads", type=int, default=None)
     w.add_argument("--nworkers", type=int, default=None)
     w.add_argument("--memory-limit", type=_parse_memory, default=0)

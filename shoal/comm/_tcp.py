@@ -1,21 +1,41 @@
-"""TCP transport on asyncio (uvloop when available) with zero-copy receive of big frames.
+"""TCP and TLS transport on asyncio (uvloop when available) with zero-copy receive of big
+frames.
 
+Every connection starts with the handshake of ``_handshake.py`` (inside TLS for ``tls://``):
+until it is done, reads go to a buffer of ``HANDSHAKE_CAP`` bytes and no frame is decoded,
+and a listener hands a connection to its server only once the peer is authenticated.
 A malformed frame from a peer closes that connection and is logged; it never propagates.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import socket
+import ssl
 from collections.abc import Callable
 from typing import Any
 
 from shoal.comm._connection import Connection
+from shoal.comm._handshake import HANDSHAKE_CAP, Handshake, HandshakeError
+from shoal.comm._security import Security, default_security
 from shoal.protocol._framing import FrameDecoder, decode, encode
 from shoal.protocol._messages import Message, ProtocolError
 
 logger = logging.getLogger("shoal.comm")
+
+# A peer that has not finished the handshake by then is dropped (it holds a socket).
+HANDSHAKE_TIMEOUT = 10.0
+# Big frames go to TLS in pieces of this size, the next when asyncio's SSL layer (which
+# pauses us above 512 KiB of ciphertext in flight) says so.
+TLS_PIECE = 1 << 20
+SCHEMES = ("tcp", "tls")
+
+
+def scheme_of(address: str) -> str:
+    """``"tls"`` for ``tls://...``, else ``"tcp"``."""
+    return "tls" if address.startswith("tls://") else "tcp"
 
 
 # Set in worker processes from their command line (the nanny reads dask's config): a worker
@@ -72,32 +92,49 @@ def _set_keepalive(sock: socket.socket) -> None:
 
 
 def parse_address(address: str) -> tuple[str, int]:
-    """``tcp://host:port`` (or ``host:port``) → (host, port).
+    """``tcp://host:port``, ``tls://host:port`` (or ``host:port``) → (host, port).
 
     Raises:
         ValueError: the address is not of that form.
     """
     if not isinstance(address, str):
         raise TypeError(f"address must be a string like 'tcp://127.0.0.1:8786', got {address!r}")
-    rest = address[len("tcp://") :] if address.startswith("tcp://") else address
-    if "://" in rest:
-        raise ValueError(f"unsupported protocol in {address!r}: shoal speaks tcp:// only")
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        rest = address
+    elif scheme not in SCHEMES:
+        raise ValueError(f"unsupported protocol in {address!r}: shoal speaks tcp:// and tls://")
     host, sep, port = rest.rpartition(":")
     if not sep or not port.isdigit():
         raise ValueError(f"address {address!r} is not of the form 'tcp://host:port'")
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+def _retrieve(fut: asyncio.Future[None]) -> None:
+    """Mark a handshake failure as seen (whoever cared was told; the rest is logged)."""
+    if not fut.cancelled():
+        fut.exception()
+
+
 class TCPConnection(Connection, asyncio.BufferedProtocol):
-    def __init__(self) -> None:
+    def __init__(self, handshake: Handshake | None = None, scheme: str = "tcp") -> None:
         Connection.__init__(self)
         self._decoder = FrameDecoder()
+        self._scheme = scheme
+        # Until the handshake is done, reads land in this small buffer, never the decoder.
+        self._handshake = handshake
+        self._hs_buf = bytearray(HANDSHAKE_CAP) if handshake is not None else None
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.ready.add_done_callback(_retrieve)
+        if handshake is None:
+            self.ready.set_result(None)
         self.transport: asyncio.Transport | None = None
         self._paused = False
         self._resume: asyncio.Future[None] | None = None
         self._closed_event = asyncio.Event()
         self._early: list[Message] = []  # sent before the transport was ready
         self.bytes_received = 0  # progress, for deadlines on replies
+        self._tls_backlog: collections.deque[Any] = collections.deque()  # see _write_tls
 
     # protocol callbacks -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -111,16 +148,62 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
             _set_keepalive(sock)
         peer = transport.get_extra_info("peername")
         if peer:
-            self.peer = f"tcp://{peer[0]}:{peer[1]}"
+            self.peer = f"{self._scheme}://{peer[0]}:{peer[1]}"
+        if self._handshake is not None:
+            first = self._handshake.start()
+            if first:
+                transport.write(first)  # type: ignore[attr-defined]
+            return
         if self._early:
             early, self._early = self._early, []
             self._write_batch(early)
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        if self._hs_buf is not None:
+            return memoryview(self._hs_buf)
         return self._decoder.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
         self.bytes_received += nbytes
+        if self._hs_buf is not None:
+            self._handshake_received(bytes(self._hs_buf[:nbytes]))
+            return
+        self._frames_received(nbytes)
+
+    def _handshake_received(self, data: bytes) -> None:
+        hs = self._handshake
+        assert hs is not None and self.transport is not None
+        try:
+            reply = hs.receive(data)
+        except HandshakeError as exc:
+            if hs.outgoing:
+                self.transport.write(hs.outgoing)
+                logger.warning("refused connection %s %s: %s", "to" if hs.initiator else "from",
+                               self.peer, exc)
+            if not self.ready.done():
+                self.ready.set_exception(exc)
+            self.close()
+            return
+        if reply:
+            self.transport.write(reply)
+        if not hs.done:
+            return
+        self._hs_buf = None
+        self._handshake = None
+        if not self.ready.done():
+            self.ready.set_result(None)
+        if self._early:
+            early, self._early = self._early, []
+            self._write_batch(early)
+        trailing = memoryview(hs.trailing)
+        while trailing and not self.closed:  # frames that came with the last record
+            buf = self._decoder.get_buffer(len(trailing))
+            n = min(len(buf), len(trailing))
+            buf[:n] = trailing[:n]
+            trailing = trailing[n:]
+            self._frames_received(n)
+
+    def _frames_received(self, nbytes: int) -> None:
         try:
             batches = self._decoder.buffer_updated(nbytes)
             for frames in batches:
@@ -136,6 +219,12 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(
+                f"the connection to {self.peer} closed during the handshake"
+                + (f" ({exc})" if exc else "")
+                + (" (is it a tls:// address? the peer did not answer shoal's plain-TCP "
+                   "handshake)" if self._scheme == "tcp" else "")))
         was_closed = self.closed
         self.closed = True
         self._closed_event.set()
@@ -149,12 +238,14 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self._paused = False
+        if self._tls_backlog:
+            self._pump_tls()
         if self._resume is not None and not self._resume.done():
             self._resume.set_result(None)
 
     # Connection ------------------------------------------------------------------------
     def _write_batch(self, batch: list[Message]) -> None:
-        if self.transport is None:
+        if self.transport is None or self._handshake is not None:
             self._early.extend(batch)
             return
         try:
@@ -162,7 +253,35 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
         except Exception:
             logger.exception("could not encode a message batch for %s; dropping it", self.peer)
             return
-        self.transport.writelines(buffers)
+        if self._scheme == "tls":
+            self._write_tls(buffers)
+        else:
+            self.transport.writelines(buffers)
+
+    def _write_tls(self, buffers: list[Any]) -> None:
+        """Hand TLS a batch in pieces of ``TLS_PIECE`` bytes, the next one only while the
+        transport is not paused: OpenSSL encrypts a huge write into one ever-growing memory
+        buffer several times slower than pieces that go to the socket as they come."""
+        small: list[Any] = []
+        for buf in buffers:
+            view = memoryview(buf).cast("B")
+            if view.nbytes <= TLS_PIECE:
+                small.append(view)
+                continue
+            if small:  # one TLS record for the small buffers, not one each
+                self._tls_backlog.append(b"".join(small))
+                small = []
+            for start in range(0, view.nbytes, TLS_PIECE):
+                self._tls_backlog.append(view[start : start + TLS_PIECE])
+        if small:
+            self._tls_backlog.append(b"".join(small))
+        self._pump_tls()
+
+    def _pump_tls(self) -> None:
+        backlog, transport = self._tls_backlog, self.transport
+        assert transport is not None
+        while backlog and (not self._paused or self.closed):
+            transport.write(backlog.popleft())
 
     async def drain(self) -> None:
         await super().drain()
@@ -171,6 +290,8 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
             await self._resume
 
     def _close(self) -> None:
+        if self._tls_backlog and self.transport is not None:
+            self._pump_tls()  # closed: hand everything over, the transport flushes it
         if self.transport is not None:
             self.transport.close()
 
@@ -207,23 +328,76 @@ async def wait_reply(conn: TCPConnection, reply: asyncio.Future[Any], timeout: f
     return reply.result()
 
 
-async def connect(address: str, timeout: float = 10.0) -> TCPConnection:
-    """Open a connection to ``address``.
+def _check_scheme(address: str, scheme: str, security: Security, role: str,
+                  server: bool) -> Any:
+    """The SSL context for ``scheme`` (None for tcp).
+
+    Raises:
+        ValueError: tls:// without certificates, or tcp:// while encryption is required.
+    """
+    if scheme == "tls":
+        ctx = security.ssl_context(role, server=server)
+        if ctx is None:
+            raise ValueError(
+                f"{address} is a tls:// address but no TLS certificate is configured for the "
+                f"{role}: pass security=Security(tls_ca_file=..., tls_{role}_cert=..., "
+                f"tls_{role}_key=...) (or Security.temporary()), or set "
+                "distributed.comm.tls.* in dask's config")
+        return ctx
+    if security.require_encryption:
+        raise ValueError(
+            f"refusing plain {address}: this process requires encryption "
+            "(Security(require_encryption=True) / distributed.comm.require-encryption); "
+            "use a tls:// address")
+    return None
+
+
+async def connect(
+    address: str, timeout: float = 10.0, *, security: Security | None = None,
+    role: str = "client",
+) -> TCPConnection:
+    """Open a connection to ``address`` (``tcp://`` or ``tls://``) and run the handshake;
+    ``role`` (client, worker, scheduler) picks the TLS certificate.
 
     Raises:
         OSError: nothing listens there, or it did not answer within ``timeout`` seconds.
+        HandshakeError (an OSError): the peer refused us or we refused it; says why.
+        ValueError: the address needs credentials this process does not have.
     """
     host, port = parse_address(address)
+    scheme = scheme_of(address)
+    security = security if security is not None else default_security()
+    ctx = _check_scheme(address, scheme, security, role, server=False)
     loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    handshake = Handshake(True, security.token)
+    made: list[TCPConnection] = []
+
+    def factory() -> TCPConnection:
+        made.append(TCPConnection(handshake, scheme))
+        return made[0]
+
     try:
-        _, conn = await asyncio.wait_for(
-            loop.create_connection(TCPConnection, host, port), timeout
-        )
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(factory, host, port, ssl=ctx), timeout)
+            await asyncio.wait_for(asyncio.shield(conn.ready),
+                                   max(deadline - loop.time(), 0.001))
+        except BaseException:
+            for c in made:  # a connection that did not finish its handshake is not kept
+                c.close()
+            raise
     except asyncio.TimeoutError:
         raise OSError(
             f"timed out after {timeout} s connecting to {address}; is a shoal scheduler or "
             "worker running there?"
         ) from None
+    except HandshakeError as exc:
+        raise HandshakeError(f"{address} refused: {exc.reason}" if exc.remote else
+                             f"refusing {address}: {exc.reason}", exc.remote) from None
+    except ssl.SSLError as exc:
+        raise OSError(f"TLS handshake with {address} failed: {exc}; is it a tls:// port, and "
+                      "do both ends use certificates from the same CA?") from None
     except OSError as exc:
         raise OSError(
             f"could not connect to {address}: {exc.strerror or exc}; is a shoal scheduler or "
@@ -233,14 +407,38 @@ async def connect(address: str, timeout: float = 10.0) -> TCPConnection:
 
 
 async def listen(
-    host: str, port: int, on_connection: Callable[[TCPConnection], Any]
+    host: str, port: int, on_connection: Callable[[TCPConnection], Any], *,
+    security: Security | None = None, role: str = "scheduler", scheme: str = "tcp",
 ) -> asyncio.base_events.Server:
-    """Listen on host:port; ``on_connection`` is called with each new connection."""
+    """Listen on host:port; ``on_connection`` is called with each new connection once its
+    handshake is done (a peer that fails it never reaches the caller).
+
+    Raises:
+        ValueError: ``scheme`` needs credentials this process does not have.
+    """
     loop = asyncio.get_running_loop()
+    security = security if security is not None else default_security()
+    ctx = _check_scheme(f"{scheme}://{host}:{port}", scheme, security, role, server=True)
+    token = security.token
 
     def factory() -> TCPConnection:
-        conn = TCPConnection()
-        loop.call_soon(on_connection, conn)
+        conn = TCPConnection(Handshake(False, token), scheme)
+        timer = loop.call_later(HANDSHAKE_TIMEOUT, _expire, conn)
+
+        def ready(fut: asyncio.Future[None]) -> None:
+            timer.cancel()
+            if not fut.cancelled() and fut.exception() is None:
+                on_connection(conn)
+
+        conn.ready.add_done_callback(ready)
         return conn
 
-    return await loop.create_server(factory, host, port, reuse_address=True, backlog=1024)
+    return await loop.create_server(factory, host, port, reuse_address=True, backlog=1024,
+                                    ssl=ctx)
+
+
+def _expire(conn: TCPConnection) -> None:
+    if not conn.ready.done():
+        logger.warning("closing connection from %s: no handshake within %s s", conn.peer,
+                       HANDSHAKE_TIMEOUT)
+        conn.close()

@@ -166,11 +166,11 @@ class DashboardServer:
         link: the URL of the live status page, e.g. ``http://127.0.0.1:8787/status``.
     """
 
-    def __init__(self, runner: web.AppRunner, host: str, port: int) -> None:
+    def __init__(self, runner: web.AppRunner, host: str, port: int, https: bool = False) -> None:
         self._runner = runner
         self.host = host
         self.port = port
-        self.link = f"http://{_link_host(host)}:{port}/status"
+        self.link = f"{'https' if https else 'http'}://{_link_host(host)}:{port}/status"
 
     async def close(self) -> None:
         """Stop listening and close open connections; safe to call twice."""
@@ -186,13 +186,16 @@ class DashboardServer:
         return f"<DashboardServer {self.link}>"
 
 
-async def open_dashboard(source: DashboardSource, host: str, port: int) -> DashboardServer:
+async def open_dashboard(
+    source: DashboardSource, host: str, port: int, ssl_context: Any = None
+) -> DashboardServer:
     """Serve the dashboard for ``source`` on ``host:port`` and return the running server.
 
     Args:
         source: the scheduler's read-only view (see :class:`DashboardSource`).
         host: interface to bind, e.g. ``"127.0.0.1"`` (the scheduler's host).
         port: TCP port; 0 lets the OS choose a free one.
+        ssl_context: serve HTTPS with it (the scheduler's certificate), else HTTP.
 
     Returns:
         A :class:`DashboardServer` whose ``port`` is the port actually bound.
@@ -203,7 +206,7 @@ async def open_dashboard(source: DashboardSource, host: str, port: int) -> Dashb
     runner = web.AppRunner(make_app(source), access_log=None, handle_signals=False)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host or None, port, reuse_port=False)
+        site = web.TCPSite(runner, host or None, port, reuse_port=False, ssl_context=ssl_context)
         await site.start()
     except BaseException:
         await runner.cleanup()
@@ -213,11 +216,11 @@ async def open_dashboard(source: DashboardSource, host: str, port: int) -> Dashb
         if isinstance(address, tuple) and len(address) >= 2:
             bound = int(address[1])
             break
-    return DashboardServer(runner, host, bound)
+    return DashboardServer(runner, host, bound, https=ssl_context is not None)
 
 
 async def open_dashboard_with_fallback(
-    source: DashboardSource, host: str, port: int
+    source: DashboardSource, host: str, port: int, ssl_context: Any = None
 ) -> tuple[DashboardServer, str | None]:
     """Like :func:`open_dashboard`, but if ``port`` is taken bind a free port instead.
 
@@ -229,11 +232,11 @@ async def open_dashboard_with_fallback(
         OSError: the host itself cannot be bound (a fallback port would not help).
     """
     try:
-        return await open_dashboard(source, host, port), None
+        return await open_dashboard(source, host, port, ssl_context), None
     except OSError as exc:
         if port == 0:
             raise
-        server = await open_dashboard(source, host, 0)
+        server = await open_dashboard(source, host, 0, ssl_context)
         reason = exc.strerror or str(exc)
         warning = (
             f"Port {port} is already in use ({reason}); the dashboard is served on port "

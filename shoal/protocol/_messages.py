@@ -305,6 +305,9 @@ class Register(Message):
     memory_limit: int
     pid: int
     host: str
+    # Random per worker process: only the same worker may replace a connection that still
+    # looks open (a reconnect after a partition left the old one half-open).
+    incarnation: str = ""
 
 
 @_message("tasks-started")

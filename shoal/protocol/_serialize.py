@@ -167,6 +167,18 @@ _FUNCTIONS: dict[str, Any] = {}
 _HOLDERS: dict[str, int] = {}  # fid -> how many tables (workers of this process) hold it
 
 
+def function_id(blob: bytes) -> str:
+    """A function blob's content id: the name it travels under."""
+    return hashlib.blake2b(blob, digest_size=12).hexdigest()
+
+
+def check_function_blob(fid: str, blob: bytes) -> None:
+    """Raise ``ValueError`` unless ``fid`` is ``blob``'s content id: a peer must not make
+    another client's function id name different code."""
+    if not isinstance(blob, (bytes, bytearray, memoryview)) or function_id(blob) != fid:
+        raise ValueError(f"function blob {fid!r} does not match its content id; refused")
+
+
 class FunctionTable:
     """Functions known to this process, by content hash (fid). Each worker has its own
     table over the process-wide store; a blob goes when every table that got it has
@@ -176,11 +188,18 @@ class FunctionTable:
         self._mine: set[str] = set()
 
     def add_blobs(self, blobs: dict[str, bytes]) -> None:
+        """Learn new functions, each checked against its content id first.
+
+        Raises:
+            ValueError: a blob is not what its id says (nothing of it was kept).
+        """
         for fid, blob in blobs.items():
+            if fid not in _BLOBS:
+                check_function_blob(fid, blob)
+                _BLOBS[fid] = bytes(blob)
             if fid not in self._mine:
                 self._mine.add(fid)
                 _HOLDERS[fid] = _HOLDERS.get(fid, 0) + 1
-            _BLOBS.setdefault(fid, bytes(blob))
 
     def forget(self, fids: list[str]) -> None:
         """The scheduler no longer uses these functions (it sends them again if it does)."""
@@ -286,7 +305,7 @@ class FunctionCache:
                 "cluster must be picklable; define them at module level or avoid closing over "
                 "locks, sockets and open files."
             ) from exc
-        fid = hashlib.blake2b(blob, digest_size=12).hexdigest()
+        fid = function_id(blob)
         key = id(fn)
         if hit is not None:  # re-pickled: the old entry (same or dead function) goes
             self._unuse(key)

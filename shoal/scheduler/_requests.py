@@ -78,8 +78,13 @@ async def _story(scheduler: Scheduler, conn: Connection, key: Any) -> Any:
 
 
 async def _failure(scheduler: Scheduler, conn: Connection, key: Any) -> Any:
-    """What the client needs to explain or replay the first failure behind ``key``."""
+    """What the client needs to explain or replay the first failure behind ``key``: only
+    for a client holding ``key`` (the payload and functions are that client's to read)."""
     state = scheduler.state
+    held = state.tasks.get(key)
+    if held is None or conn.info.get("name") not in held.who_wants:
+        raise PermissionError(f"this client does not hold {key!r}; only the holder of a "
+                              "future can read its task (share data with publish_dataset)")
     ts = state.first_failure(key)
     if ts is None:
         return None

@@ -21,6 +21,8 @@ import uuid
 from typing import Any
 
 from shoal.comm import Connection, inproc_pair, listen
+from shoal.comm._handshake import new_token
+from shoal.comm._security import Security, is_loopback
 from shoal.comm._tcp import TCPConnection
 from shoal.protocol._errors import scheduler_error
 from shoal.protocol._messages import (
@@ -65,7 +67,7 @@ from shoal.protocol._messages import (
     UpdateGraph,
     WorkerGoodbye,
 )
-from shoal.protocol._serialize import Serialized
+from shoal.protocol._serialize import Serialized, check_function_blob
 from shoal.scheduler import _datasets as datasets
 from shoal.scheduler import _topics as topics
 from shoal.scheduler._events import (
@@ -133,9 +135,22 @@ class Scheduler:
         allowed_failures: int = 3,
         worker_ttl: float = 300.0,
         bandwidth: float = 100e6,
+        security: Security | None = None,
+        protocol: str | None = None,
+        scheduler_file: str | None = None,
+        auth: bool | None = None,
     ) -> None:
+        """``security``: TLS certificates and/or token (default: dask's config and
+        ``SHOAL_TOKEN``). ``protocol``: "tcp" or "tls" (default: tls when certificates are
+        configured). ``auth``: False disables the token made up when binding off loopback
+        (``--no-auth``); None decides by the address."""
         self.host = host
         self.port = port
+        self.security = security if security is not None else Security()
+        self.protocol = (protocol or "").rstrip(":/") or None
+        self.scheduler_file = scheduler_file
+        self.auth = auth
+        self.token_generated = False
         self.state = SchedulerState(allowed_failures=allowed_failures, worker_ttl=worker_ttl,
                                     bandwidth=bandwidth)
         self.topics = topics.Topics(_event_log_length())
@@ -168,12 +183,50 @@ class Scheduler:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._server = await listen(self.host, self.port, self._on_connection)
+        self._choose_credentials()
+        scheme = self.protocol or (
+            "tls" if self.security.ssl_context("scheduler", server=True) else "tcp")
+        self._server = await listen(self.host, self.port, self._on_connection,
+                                    security=self.security, role="scheduler", scheme=scheme)
         port = self._server.sockets[0].getsockname()[1]
-        self.address = f"tcp://{self.host}:{port}"
+        self.address = f"{scheme}://{self.host}:{port}"
         self._spawn(self._tick_loop())
         if self.dashboard_address is not None:
             await self._open_dashboard(self.dashboard_address)
+        if self.scheduler_file:
+            self._write_scheduler_file(self.scheduler_file)
+
+    def _choose_credentials(self) -> None:
+        """Off loopback, every peer authenticates: by TLS certificates, or by a token made
+        up here when none is given (unless ``auth=False``, which is only warned about)."""
+        sec = self.security
+        if self.auth is False:
+            sec.token = None
+            exposure = ("on loopback: any local user" if is_loopback(self.host)
+                        else f"on {self.host or 'every interface'}: anyone who can reach it")
+            logger.warning("authentication disabled (--no-auth): %s can run code on this "
+                           "cluster", exposure)
+            return
+        if sec.token or (is_loopback(self.host) and not self.auth):
+            return
+        if sec.ssl_context("scheduler", server=True) is not None and not self.auth:
+            return  # mutual TLS: a peer without a certificate from the cluster's CA is refused
+        sec.token = new_token()
+        self.token_generated = True
+        logger.info("bound to %s: authentication is on with a token made up for this "
+                    "scheduler (workers and clients need it: --scheduler-file, SHOAL_TOKEN)",
+                    self.host)
+
+    def _write_scheduler_file(self, path: str) -> None:
+        from shoal.cluster._scheduler_file import write_scheduler_file
+
+        services = {}
+        if self.dashboard is not None:
+            services["dashboard"] = self.dashboard.port
+        write_scheduler_file(path, {
+            "type": "Scheduler", "id": f"Scheduler-{id(self):x}", "address": self.address,
+            "services": services, "started": self.started, "workers": {},
+        }, self.security.token)
 
     async def _open_dashboard(self, address: str) -> None:
         try:
@@ -184,8 +237,9 @@ class Scheduler:
         host, _, port = address.rpartition(":")
         host = host or self.host
         source: Any = self  # implements shoal.dashboard.DashboardSource
+        https = self.security.dashboard_ssl_context() if self.address.startswith("tls") else None
         self.dashboard, self.dashboard_warning = await open_dashboard_with_fallback(
-            source, host, int(port or 0)
+            source, host, int(port or 0), https
         )
         if self.dashboard_warning:
             logger.warning(self.dashboard_warning)
@@ -216,6 +270,10 @@ class Scheduler:
             conn.close()
         if self._server is not None:
             self._server.close()
+        if self.scheduler_file:  # as dask: the file names a scheduler that is gone now
+            from shoal.cluster._scheduler_file import remove_scheduler_file
+
+            remove_scheduler_file(self.scheduler_file, self.address)
 
     async def _tick_loop(self) -> None:
         while True:
@@ -311,7 +369,9 @@ class Scheduler:
                     if msg.functions:
                         self._client_fids.setdefault(name, set()).update(msg.functions)
                         for fid, blob in msg.functions.items():
-                            self._functions.setdefault(fid, blob)
+                            if fid not in self._functions:
+                                check_function_blob(fid, blob)  # else: closes this connection
+                                self._functions[fid] = blob
                     tasks = self._with_known_functions(conn, list(msg.tasks))
                     events.append(GraphSubmitted(name, tasks, list(msg.wanted),
                                                  list(msg.actors or ())))
@@ -485,6 +545,14 @@ class Scheduler:
         old = self._workers.get(address)
         if old is conn:
             raise TypeError(f"worker {address} registered twice on one connection")
+        if (old is not None and not old.closed and msg.incarnation
+                and old.info.get("incarnation") == msg.incarnation):
+            # The same worker process reconnecting while its old connection still looks
+            # open (half-open after a partition): it re-registers as a fresh worker anyway.
+            logger.warning("worker %s reconnected; dropping its stale connection", address)
+            old.close()
+            self._worker_gone(address, "reconnected on a new connection")
+            old = None
         if old is not None and not old.closed:
             reason = (
                 f"a worker at {address} is already connected to this scheduler; if that worker "
@@ -498,6 +566,7 @@ class Scheduler:
         if old is not None:  # closed, but its loss not handled yet: handle it first
             self._worker_gone(address, "connection closed")
         conn.info["address"] = address
+        conn.info["incarnation"] = msg.incarnation
         self._workers[address] = conn
         self._worker_fids[address] = set()
         conn.send(RegisterReply(True, ""))

@@ -637,7 +637,7 @@ class SchedulerState:
     def _on_cancelled(self, ev: KeysCancelled) -> None:
         """dask's rule: a task wanted by others only loses this client's interest (unless
         forced); otherwise it is cancelled for all who want it, and so are its dependents
-        (by the same rule). The cancelling client settled the futures it named itself; a
+        (by the same rule). A client cancels only keys it holds. The cancelling client settled the futures it named itself; a
         report of those could overtake their resubmission and cancel it."""
         client = ev.client
         named = set(ev.keys)
@@ -650,6 +650,8 @@ class SchedulerState:
             if ts is None or key in seen:
                 continue
             seen.add(key)
+            if key in named and client not in ts.who_wants:
+                continue  # not this client's key: holding it is what allows cancelling it
             touched.append(ts)
             if ev.force or ts.who_wants <= {client}:
                 for c in ts.who_wants:

@@ -125,10 +125,16 @@ def main(argv: list[str] | None = None) -> int:
 
     gone: list[bool] = []
 
+    from shoal.comm._security import Security, set_default_security
+
+    security = Security.from_env()  # what the nanny passed; tasks' clients use it too
+    set_default_security(security)
+
     async def run() -> None:
         worker = Worker(args.scheduler, nthreads=args.nthreads, name=args.name,
                         memory_limit=args.memory_limit, host=args.host,
-                        death_timeout=args.death_timeout, connect_timeout=args.connect_timeout)
+                        death_timeout=args.death_timeout, connect_timeout=args.connect_timeout,
+                        security=security)
         if has_nanny:
             worker.on_restart = _exit_for_restart
         loop = asyncio.get_running_loop()

@@ -103,6 +103,7 @@ class Nanny:
         host: str = "127.0.0.1",
         env: dict[str, str] | None = None,
         death_timeout: float | None = None,
+        security: Any = None,
     ) -> None:
         self.scheduler_address = scheduler_address
         self.nthreads = nthreads
@@ -111,6 +112,7 @@ class Nanny:
         self.host = host
         self.env = env
         self.death_timeout = death_timeout
+        self.security = security  # a shoal.comm._security.Security, passed on in the env
         self.process: asyncio.subprocess.Process | None = None
         self.restarts: list[float] = []
         # A standby process (imports done, waiting on its stdin), kept after the first
@@ -206,6 +208,12 @@ class Nanny:
         paths = [p or os.getcwd() for p in sys.path]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         env.update(self.env or {})
+        # Credentials never go on the command line: ``ps`` shows that to every user.
+        if self.security is None:
+            from shoal.comm._security import Security
+
+            self.security = Security()
+        env.update(self.security.to_env())
         env.setdefault("OMP_NUM_THREADS", str(self.nthreads))
         env.setdefault("MKL_NUM_THREADS", str(self.nthreads))
         env.setdefault("OPENBLAS_NUM_THREADS", str(self.nthreads))

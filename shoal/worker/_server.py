@@ -29,7 +29,8 @@ from typing import Any
 import psutil
 
 from shoal.comm import Connection, connect, listen
-from shoal.comm._tcp import TCPConnection, comm_timeout, wait_reply
+from shoal.comm._security import Security
+from shoal.comm._tcp import TCPConnection, comm_timeout, scheme_of, wait_reply
 from shoal.protocol._messages import (
     PROTOCOL_VERSION,
     ActorCall,
@@ -63,7 +64,7 @@ from shoal.protocol._serialize import (
 )
 from shoal.protocol._sizeof import nbytes as measure
 from shoal.worker._actors import ActorHost
-from shoal.worker._execute import Executor
+from shoal.worker._execute import Executor, imports_ready
 from shoal.worker._state import (
     ComputeAssigned,
     DataStored,
@@ -109,10 +110,13 @@ class Worker:
         port: int = 0,
         death_timeout: float | None = None,
         connect_timeout: float = 30.0,
+        security: Security | None = None,
     ) -> None:
         """``death_timeout``: seconds to keep trying to (re)register with the scheduler
         before giving up (dask's ``death_timeout``; None: forever). ``connect_timeout``:
-        bound of one connection attempt (dask's ``distributed.comm.timeouts.connect``)."""
+        bound of one connection attempt (dask's ``distributed.comm.timeouts.connect``).
+        ``security``: certificates and token (default: dask's config and ``SHOAL_TOKEN``);
+        the worker's data port speaks the scheduler address's protocol (tcp or tls)."""
         self.scheduler_address = scheduler_address
         self.nthreads = nthreads
         self.name = name
@@ -121,6 +125,7 @@ class Worker:
         self.port = port
         self.death_timeout = death_timeout
         self.connect_timeout = connect_timeout
+        self.security = security if security is not None else Security()
         self.data: dict[Any, Any] = {}
         self.scheduler_gone = False  # closed because the scheduler said so or stayed away
         self.functions = FunctionTable()
@@ -132,7 +137,6 @@ class Worker:
         self._actors: ActorHost | None = None
         self._peers: dict[str, TCPConnection] = {}
         self._peer_lock: dict[str, asyncio.Lock] = {}
-        self._requests: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = asyncio.Event()
@@ -141,6 +145,7 @@ class Worker:
         self._registered: asyncio.Future[str | None] | None = None
         self._reconnecting: asyncio.Task[None] | None = None
         self._process = psutil.Process()
+        self.incarnation = os.urandom(16).hex()  # proves a reconnect is this worker's
         self._client: Any = None  # the worker's own Client (get_client() in tasks), lazily
         self.fetch_timeout = comm_timeout()  # a peer silent this long during a fetch is dead
         # What a RestartWorker does: set by ``python -m shoal.worker`` under a nanny to exit
@@ -150,9 +155,11 @@ class Worker:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await listen(self.host, self.port, self._on_incoming)
+        scheme = scheme_of(self.scheduler_address)
+        self._server = await listen(self.host, self.port, self._on_incoming,
+                                    security=self.security, role="worker", scheme=scheme)
         port = self._server.sockets[0].getsockname()[1]
-        self.address = f"tcp://{self.host}:{port}"
+        self.address = f"{scheme}://{self.host}:{port}"
         self.name = self.name or self.address
         self._new_session(loop)
         await self._register()
@@ -209,12 +216,13 @@ class Worker:
         conn: Connection | None = None
         self._registered = asyncio.get_running_loop().create_future()
         try:
-            conn = await connect(self.scheduler_address, timeout=timeout)
+            conn = await connect(self.scheduler_address, timeout=timeout,
+                                 security=self.security, role="worker")
             self._scheduler = conn
             conn.set_handler(self._on_scheduler)
             conn.send(Hello("worker", PROTOCOL_VERSION, str(self.name)))
             conn.send(Register(self.address, str(self.name), self.nthreads, self.memory_limit,
-                               os.getpid(), self.host))
+                               os.getpid(), self.host, self.incarnation))
             refused = await asyncio.wait_for(self._registered, timeout)
             if refused is not None:
                 problem = f"registration refused: {refused}"
@@ -244,7 +252,8 @@ class Worker:
             self._executor.close()
         if self._actors is not None:
             self._actors.close()  # its actors went with the data; pending calls are refused
-        self._requests.clear()
+        for peer in self._peers.values():  # fetches of the old session: nobody waits
+            peer.info.pop("requests", None)
         self._new_session(asyncio.get_running_loop())
         try:
             await self._register()
@@ -443,6 +452,8 @@ class Worker:
 
         def run() -> None:
             try:
+                # Like a task: never import dask here while the start-up thread does.
+                imports_ready.wait()
                 ok, value = True, loads(msg.function)()
             except BaseException as exc:  # reported to the caller, whatever it is
                 ok, value = False, exc
@@ -501,7 +512,8 @@ class Worker:
                     items, errors = self._pickle_values(values)
                     conn.send(Data(msg.request_id, items, missing, errors))
             elif isinstance(msg, Data):
-                fut = self._requests.pop(msg.request_id, None)
+                # Matched on this connection only: a peer cannot answer another's fetch.
+                fut = conn.info.get("requests", {}).pop(msg.request_id, None)
                 if fut is not None and not fut.done():
                     fut.set_result(msg)
             elif isinstance(msg, ActorCall):
@@ -592,7 +604,7 @@ class Worker:
             conn = self._peers.get(address)
             if conn is not None and not conn.closed:
                 return conn
-            conn = await connect(address, timeout=10)
+            conn = await connect(address, timeout=10, security=self.security, role="worker")
             conn.set_handler(self._on_peer_message)
             conn.send(Hello("peer", PROTOCOL_VERSION, self.address))
             self._peers[address] = conn
@@ -633,12 +645,14 @@ class Worker:
         conn = await self._peer(peer)
         rid = next(self._ids)
         fut: asyncio.Future[Data] = asyncio.get_running_loop().create_future()
-        self._requests[rid] = fut
+        # Matched on this connection only: a peer cannot answer another's fetch.
+        requests = conn.info.setdefault("requests", {})
+        requests[rid] = fut
         conn.send(GetData(rid, keys))
         try:
             reply: Data = await wait_reply(conn, fut, self.fetch_timeout, f"{len(keys)} key(s)")
         finally:
-            self._requests.pop(rid, None)
+            requests.pop(rid, None)
         return reply
 
     def _unloadable(self, key: Any, peer: str, exc: BaseException) -> dict[str, Any]:

@@ -27,6 +27,7 @@ class ScriptedClient:
     def __init__(self, who_has: Callable[[int], list[str]]) -> None:
         self.id = "client-1"
         self._timeout = 5.0
+        self.security = None
         self._request_ids = itertools.count(1)
         self._requests: dict[int, asyncio.Future[Any]] = {}
         self._worker_conns: dict[str, Connection] = {}

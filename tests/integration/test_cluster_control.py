@@ -348,6 +348,9 @@ _NO_DASK_AT_START = """
 import asyncio, sys
 from shoal.worker.__main__ import _configure_timeouts
 _configure_timeouts(comm_timeout=30.0)
+from shoal.comm._security import Security, set_default_security
+security = Security.from_env()  # as python -m shoal.worker does, from what its nanny passed
+set_default_security(security)
 from shoal.worker._server import SchedulerGone, Worker
 
 async def main():
@@ -355,7 +358,8 @@ async def main():
     # then gives up registering after its death timeout
     server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    worker = Worker(f"tcp://127.0.0.1:{port}", death_timeout=0.3, connect_timeout=0.1)
+    worker = Worker(f"tcp://127.0.0.1:{port}", death_timeout=0.3, connect_timeout=0.1,
+                    security=security)
     try:
         await worker.start()
     except SchedulerGone:
@@ -370,8 +374,32 @@ print("dask imported:", "dask" in sys.modules)
 
 def test_a_worker_process_starts_and_connects_without_importing_dask():
     # importing dask costs a worker ~0.3 s of CPU: on the path of every start and restart
+    from shoal.comm._security import Security
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), **Security().to_env())
     out = subprocess.run([sys.executable, "-c", _NO_DASK_AT_START], capture_output=True,
-                         text=True, timeout=60,
-                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+                         text=True, timeout=60, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "dask imported: False", out.stderr
+
+
+def _imports_were_ready():
+    from shoal.worker._execute import imports_ready
+
+    return imports_ready.is_set()
+
+
+def test_client_run_waits_for_the_workers_dask_imports_like_tasks_do(make_client):
+    # client.run right after a (re)start unpickles its function while the worker imports
+    # dask in the background; importing dask from two threads at once can fail
+    from shoal.worker._execute import imports_ready
+
+    c = make_client(n_workers=1, processes=False)
+    imports_ready.clear()
+    opener = threading.Timer(0.3, imports_ready.set)
+    opener.start()
+    try:
+        assert list(c.run(_imports_were_ready).values()) == [True]
+    finally:
+        opener.cancel()
+        imports_ready.set()

@@ -21,6 +21,7 @@ from shoal.protocol._messages import (
     TaskDone,
     UpdateGraph,
 )
+from shoal.protocol._serialize import function_id
 from shoal.scheduler._events import ClientJoined, KeysReleased
 from shoal.scheduler._server import Scheduler
 
@@ -93,7 +94,8 @@ def test_frees_of_one_batch_still_travel_together() -> None:
 def test_task_whose_function_never_arrived_errs_for_its_client_only() -> None:
     sched, worker, conns = _scheduler("c", "d")
     sched._on_client_message(conns["c"], [UpdateGraph([row("a", fids=["nope"])], ["a"], {})])
-    sched._on_client_message(conns["d"], [UpdateGraph([row("b", fids=["f"])], ["b"], {"f": b"F"})])
+    fid = function_id(b"F")  # blobs are checked against their content id
+    sched._on_client_message(conns["d"], [UpdateGraph([row("b", fids=[fid])], ["b"], {fid: b"F"})])
     (err,) = [m for m in conns["c"].sent if isinstance(m, KeyErred)]
     assert err.key == "a" and "nope" in err.error["message"]
     assert not conns["c"].closed

@@ -1,0 +1,61 @@
+"""A peer's reply is matched to the connection the request went out on: another peer
+cannot answer a fetch by guessing its request id."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from shoal.comm import Connection
+from shoal.protocol._messages import Data, GetData, Message
+from shoal.protocol._serialize import dumps
+from shoal.worker._server import Worker
+from shoal.worker._state import WorkerState
+
+
+class FakeConnection(Connection):
+    def __init__(self, peer: str) -> None:
+        super().__init__()
+        self.peer = peer
+        self.sent: list[Message] = []
+        self.bytes_received = 0  # what reply deadlines watch for progress
+        self._gone = asyncio.Event()
+
+    def _write_batch(self, batch: list[Message]) -> None:
+        self.sent.extend(batch)
+
+    def _close(self) -> None:
+        self._gone.set()
+
+    async def wait_closed(self) -> None:
+        await self._gone.wait()
+
+
+def test_a_reply_from_another_connection_does_not_answer_a_fetch() -> None:
+    async def scenario() -> None:
+        worker = Worker("tcp://127.0.0.1:1")
+        worker.address = "tcp://127.0.0.1:2"
+        worker.state = WorkerState(worker.address)
+        done: list[Any] = []
+        worker._carry_out = done.extend  # type: ignore[method-assign]
+        honest, intruder = FakeConnection("tcp://honest:1"), FakeConnection("tcp://intruder:1")
+
+        async def peer(address: str) -> Any:
+            return honest
+
+        worker._peer = peer  # type: ignore[method-assign]
+        fetch = asyncio.ensure_future(worker._fetch("tcp://honest:1", ["x"]))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        (request,) = honest.sent
+        assert isinstance(request, GetData)
+        forged = Data(request.request_id, {"x": dumps("forged")}, [], {})
+        worker._on_peer_message(intruder, [forged])
+        await asyncio.sleep(0.01)
+        assert not fetch.done()
+        assert "x" not in worker.data
+        worker._on_peer_message(honest, [Data(request.request_id, {"x": dumps("real")}, [], {})])
+        await asyncio.wait_for(fetch, 5)
+        assert worker.data["x"] == "real"
+
+    asyncio.run(scenario())
