@@ -15,6 +15,7 @@ _EXPORTS = {
     "ActorFuture": "shoal.client._actor",
     "BaseActorFuture": "shoal.client._actor",
     "Client": "shoal.client._client",
+    "default_client": "shoal.client._client",
     "get_client": "shoal.client._worker_client",
     "worker_client": "shoal.client._worker_client",
     "secede": "shoal.worker._context",
@@ -38,6 +39,14 @@ _EXPORTS = {
     "FailureStory": "shoal.client._debug",
     "progress": "shoal.diagnostics",
     "performance_report": "shoal.diagnostics",
+    "get_task_stream": "shoal.client._task_stream",
+    "WorkerPlugin": "shoal._plugin",
+    "SchedulerPlugin": "shoal._plugin",
+    "NannyPlugin": "shoal._plugin",
+    "UploadFile": "shoal._plugin",
+    "UploadDirectory": "shoal._plugin",
+    "Environ": "shoal._plugin",
+    "PipInstall": "shoal._plugin",
     "Lock": "shoal.client._locks",
     "MultiLock": "shoal.client._locks",
     "Semaphore": "shoal.client._locks",
@@ -65,6 +74,13 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from shoal._plugin import Environ as Environ
+    from shoal._plugin import NannyPlugin as NannyPlugin
+    from shoal._plugin import PipInstall as PipInstall
+    from shoal._plugin import SchedulerPlugin as SchedulerPlugin
+    from shoal._plugin import UploadDirectory as UploadDirectory
+    from shoal._plugin import UploadFile as UploadFile
+    from shoal._plugin import WorkerPlugin as WorkerPlugin
     from shoal.client._actor import Actor as Actor
     from shoal.client._actor import ActorFuture as ActorFuture
     from shoal.client._actor import BaseActorFuture as BaseActorFuture
@@ -74,6 +90,7 @@ if TYPE_CHECKING:
     from shoal.client._as_completed import as_completed as as_completed
     from shoal.client._as_completed import wait as wait
     from shoal.client._client import Client as Client
+    from shoal.client._client import default_client as default_client
     from shoal.client._debug import FailureStory as FailureStory
     from shoal.client._event import Event as Event
     from shoal.client._fire_and_forget import fire_and_forget as fire_and_forget
@@ -83,6 +100,7 @@ if TYPE_CHECKING:
     from shoal.client._locks import Semaphore as Semaphore
     from shoal.client._queue import Queue as Queue
     from shoal.client._structure import futures_of as futures_of
+    from shoal.client._task_stream import get_task_stream as get_task_stream
     from shoal.client._variable import Variable as Variable
     from shoal.client._worker_client import get_client as get_client
     from shoal.client._worker_client import worker_client as worker_client

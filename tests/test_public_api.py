@@ -15,6 +15,7 @@ PUBLIC = [
     "ActorFuture",
     "BaseActorFuture",
     "Client",
+    "Environ",
     "Event",
     "FIRST_COMPLETED",
     "FIRST_EXCEPTION",
@@ -25,15 +26,23 @@ PUBLIC = [
     "Lock",
     "LostDataError",
     "MultiLock",
+    "NannyPlugin",
+    "PipInstall",
     "Queue",
     "RemoteError",
+    "SchedulerPlugin",
     "Security",
     "Semaphore",
+    "UploadDirectory",
+    "UploadFile",
     "Variable",
+    "WorkerPlugin",
     "as_completed",
+    "default_client",
     "fire_and_forget",
     "futures_of",
     "get_client",
+    "get_task_stream",
     "get_worker",
     "performance_report",
     "print",
@@ -74,6 +83,15 @@ DASK_DISTRIBUTED_NAMES = [
     "Security",
     "print",
     "warn",
+    "get_task_stream",
+    "WorkerPlugin",
+    "SchedulerPlugin",
+    "NannyPlugin",
+    "UploadFile",
+    "UploadDirectory",
+    "Environ",
+    "PipInstall",
+    "default_client",
 ]
 
 
@@ -123,6 +141,14 @@ def test_wait_constants_match_concurrent_futures() -> None:
 
 def test_version_is_a_string() -> None:
     assert isinstance(shoal.__version__, str) and shoal.__version__
+
+
+def test_plugin_classes_are_importable_from_dasks_path_too() -> None:
+    """``from distributed.diagnostics.plugin import WorkerPlugin`` has a shoal twin."""
+    plugin = importlib.import_module("shoal.diagnostics.plugin")
+    for name in ("WorkerPlugin", "SchedulerPlugin", "NannyPlugin", "UploadFile",
+                 "UploadDirectory", "Environ", "PipInstall"):
+        assert getattr(plugin, name) is getattr(shoal, name)
 
 
 def test_coordination_primitives_take_dask_arguments() -> None:

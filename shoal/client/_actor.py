@@ -44,7 +44,7 @@ class Actor(TaskRef):
 
     Create one with ``client.submit(Counter, actor=True).result()``. Calling a method of
     the proxy returns an :class:`ActorFuture` at once; reading an attribute returns its
-    value. Calls go straight to the worker holding the object and run there, one at a
+    value (an awaitable of it when the holding Client is asynchronous). Calls go straight to the worker holding the object and run there, one at a
     time, on that worker's actor thread. An Actor passed to a task arrives as a working
     proxy. In the process of a Client that holds the actor's key, the proxy also holds
     that key, so the actor lives while the proxy does.
@@ -103,14 +103,18 @@ class Actor(TaskRef):
                 return _send(self, name, dumps((args, kwargs)))
 
             return call
-        return _send(self, name, None).result()
+        read = _send(self, name, None)
+        client = self.client
+        if client is not None and client.asynchronous:
+            return read  # ``await actor.attribute``, as with dask's asynchronous client
+        return read.result()
 
     def _check_alive(self) -> None:
         fut = self._future
         if fut is not None and fut.status in ("error", "lost", "cancelled"):
             detail = ""
             if fut.status == "error":
-                exc = fut.exception()
+                exc = fut.client._failure_of(fut, "exception")  # done: no waiting
                 detail = f": {exc}" if exc is not None else ""
             raise RuntimeError(
                 f"actor {self.key!r} ({self._cls.__name__}) on {self._address} cannot be "

@@ -1,14 +1,21 @@
-"""Iterating futures as they finish (``as_completed``) and waiting for them (``wait``)."""
+"""Iterating futures as they finish (``as_completed``, also ``async for``) and waiting for
+them (``wait``, awaitable with an asynchronous client)."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import logging
+import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
-from shoal.client._future import Future
+from shoal.client._faces import answer
+from shoal.client._future import Future, FutureState, settled
+
+logger = logging.getLogger("shoal.client")
 
 FIRST_COMPLETED = "FIRST_COMPLETED"
 FIRST_EXCEPTION = "FIRST_EXCEPTION"
@@ -36,6 +43,8 @@ class as_completed:
         self.raise_errors = raise_errors
         self._deadline = None if timeout is None else time.monotonic() + timeout
         self._timeout = timeout
+        # Coroutines of ``async for`` waiting for a future to finish: (their loop, waker).
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         if futures is not None:
             self.update(futures)
 
@@ -61,10 +70,19 @@ class as_completed:
 
     def _on_done(self, future: Future) -> None:
         with self._cond:
-            if future in self._pending:
-                self._pending.discard(future)
-                self._ready.append(future)
-                self._cond.notify_all()
+            if future not in self._pending:
+                return
+            self._pending.discard(future)
+            self._ready.append(future)
+            self._cond.notify_all()
+            waiters, self._waiters = self._waiters, []
+        for loop, waiter in waiters:
+            if waiter.done():  # its ``async for`` was cancelled or timed out
+                continue
+            try:
+                loop.call_soon_threadsafe(_wake, waiter)
+            except RuntimeError:  # that loop is closed: nobody is left to wake
+                logger.debug("as_completed: a waiter's event loop closed before it was woken")
 
     def count(self) -> int:
         with self._cond:
@@ -106,20 +124,54 @@ class as_completed:
     def _emit(self, f: Future) -> Any:
         if not self.with_results:
             return f
-        if not isinstance(f, Future):  # an ActorFuture
+        return self._failed(f) or (f, f.result())
+
+    def _failed(self, f: Any) -> tuple[Any, Any] | None:
+        """A failed (or cancelled) future as ``(future, exc_info)`` (dask's ``sys.exc_info()``
+        form), or its exception raised with ``raise_errors``; None if it succeeded."""
+        exc: BaseException | None = None
+        if not isinstance(f, Future):  # an ActorFuture (done): its result() raises its failure
             try:
-                return f, f.result()
-            except Exception as exc:
-                if self.raise_errors:
-                    raise
-                return f, (type(exc), exc, exc.__traceback__)
-        if f.status == "error" or f.status == "cancelled":
-            exc = f.exception() if f.status == "error" else f._client._exception_of(f)
-            assert exc is not None
-            if self.raise_errors:
-                raise exc  # type: ignore[misc]
-            return f, (type(exc), exc, exc.__traceback__)  # like sys.exc_info(), as dask does
-        return f, f.result()
+                f.result()
+            except Exception as failure:
+                exc = failure
+        elif f.status == "error" or f.status == "cancelled":
+            exc = f._client._failure_of(f, "exception") if f.status == "error" else (
+                f._client._exception_of(f))
+        if exc is None:
+            return None
+        if self.raise_errors:
+            raise exc
+        return f, (type(exc), exc, exc.__traceback__)
+
+    def __aiter__(self) -> as_completed:
+        return self
+
+    async def __anext__(self) -> Any:
+        """``async for``: the next future to finish (with ``with_results``, with its result),
+        waiting without blocking the running event loop."""
+        loop = asyncio.get_running_loop()
+        while True:
+            with self._cond:
+                if self._ready:
+                    f = self._ready.popleft()
+                    break
+                if not self._pending:
+                    raise StopAsyncIteration
+                waiter: asyncio.Future[None] = loop.create_future()
+                self._waiters.append((loop, waiter))
+            remaining = None
+            if self._deadline is not None:
+                remaining = max(0.0, self._deadline - time.monotonic())
+            try:
+                await asyncio.wait_for(waiter, remaining)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"as_completed: {len(self._pending)} future(s) not done after {self._timeout} s"
+                ) from None
+        if not self.with_results:
+            return f
+        return self._failed(f) or (f, await f)
 
     def __next__(self) -> Any:
         self._wait_ready()
@@ -144,14 +196,20 @@ class as_completed:
                 return
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class DoneAndNotDoneFutures(NamedTuple):
     done: set[Future]
     not_done: set[Future]
 
 
-def wait(fs: Any, timeout: float | None = None, return_when: str = ALL_COMPLETED) -> DoneAndNotDoneFutures:
+def wait(fs: Any, timeout: float | None = None, return_when: str = ALL_COMPLETED) -> Any:
     """Wait until futures finish (``ALL_COMPLETED``, ``FIRST_COMPLETED`` or
-    ``FIRST_EXCEPTION``); a single future or a persisted collection is fine too.
+    ``FIRST_EXCEPTION``); a single future or a persisted collection is fine too. Returns
+    ``(done, not_done)`` sets; with an asynchronous client, an awaitable of them.
 
     Raises:
         TimeoutError: not done within ``timeout`` seconds.
@@ -161,19 +219,53 @@ def wait(fs: Any, timeout: float | None = None, return_when: str = ALL_COMPLETED
     if return_when not in (ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION):
         raise ValueError(f"unknown return_when {return_when!r}")
     futures = [fs] if isinstance(fs, Future) else futures_of(fs)
-    deadline = None if timeout is None else time.monotonic() + timeout
-
-    def left() -> float | None:
-        return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-    if return_when == ALL_COMPLETED:
+    client = next((f._client for f in futures if f._client is not None), None)
+    if client is None:  # nothing to wait for: answered in the default client's face
+        return answer(_default_client(), _done_and_not_done(futures))
+    if return_when == ALL_COMPLETED and not client.asynchronous:
+        # A blocking caller waits on its own thread's events: no loop wake-ups.
+        deadline = None if timeout is None else time.monotonic() + timeout
         for f in futures:
-            if not f._state.wait(left()):
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not f._state.wait(left):
                 raise TimeoutError(f"wait: future {f.key!r} not done after {timeout} s")
-    elif futures:
-        ac = as_completed(futures, timeout=timeout)
-        for f in ac:
-            if return_when == FIRST_COMPLETED or f.status == "error":
-                break
+        return _done_and_not_done(futures)
+    return client.sync(_wait, futures, timeout, return_when)
+
+
+async def _wait(futures: list[Future], timeout: float | None, return_when: str
+                ) -> DoneAndNotDoneFutures:
+    first: Callable[[FutureState], bool] | None = None
+    if return_when == FIRST_COMPLETED:
+        first = _any
+    elif return_when == FIRST_EXCEPTION:
+        first = _failed
+    try:
+        await asyncio.wait_for(settled((f._state for f in futures), first), timeout)
+    except TimeoutError:
+        left = sum(not f.done() for f in futures)
+        raise TimeoutError(f"wait: {left} future(s) not done after {timeout} s") from None
+    return _done_and_not_done(futures)
+
+
+def _default_client() -> Any:
+    """The newest open client, if the client module is loaded and one is open (else None,
+    which ``answer`` takes as synchronous)."""
+    module = sys.modules.get("shoal.client._client")
+    try:
+        return None if module is None else module.get_client()
+    except ValueError:  # no client is open
+        return None
+
+
+def _any(st: FutureState) -> bool:
+    return True
+
+
+def _failed(st: FutureState) -> bool:
+    return st.status == "error"
+
+
+def _done_and_not_done(futures: list[Future]) -> DoneAndNotDoneFutures:
     done = {f for f in futures if f.done()}
     return DoneAndNotDoneFutures(done, set(futures) - done)

@@ -2,8 +2,11 @@
 
 Owns: the connection to the scheduler (in-process for a local cluster, TCP otherwise),
 turning calls into task rows, key naming (``pure=True`` hashing like dask), reference
-counts of futures, fetching results from workers, and registering itself as dask's
-default scheduler. Collections, debugging and reprs live in sibling modules.
+counts of futures, starting and closing (``await``/``async with`` when asynchronous),
+``Client.sync`` (each operation's two faces: blocking, or awaitable), and registering
+itself as dask's default scheduler. It is the facade: results, collections, cluster
+questions, datasets, debugging and reprs live in sibling modules, written against
+``_core.ClientCore`` and attached here as methods; none of them imports this module.
 """
 
 from __future__ import annotations
@@ -11,14 +14,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import functools
 import itertools
 import logging
 import threading
 import types
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import dask
 from dask._task_spec import Task, parse_input
@@ -31,20 +35,24 @@ from shoal.client import (
     _collections,
     _control,
     _coordination,
+    _copies,
     _datasets,
     _debug,
+    _plugins,
     _repr,
+    _results,
+    _task_stream,
     _timeouts,
     _topics,
-    _worker_client,
 )
 from shoal.client import _fetch as _fetch_module
 from shoal.client._actor import NewActor
-from shoal.client._future import Future, FutureState
-from shoal.client._structure import collect_futures, rebuild
+from shoal.client._core import ClientCore, orphan_keys
+from shoal.client._faces import answer, as_coroutine, queued, two_faced
+from shoal.client._future import Future, FutureState, settled
+from shoal.client._structure import collect_futures
 from shoal.comm import Connection, connect
 from shoal.protocol._call import Call
-from shoal.protocol._errors import error_to_exception
 from shoal.protocol._messages import (
     PROTOCOL_VERSION,
     CancelKeys,
@@ -64,17 +72,13 @@ from shoal.protocol._messages import (
     TopicEvent,
     UpdateGraph,
 )
-from shoal.protocol._serialize import FunctionCache, Serialized, dumps, dumps_task, loads
+from shoal.protocol._serialize import FunctionCache, Serialized, dumps, dumps_task
 
 logger = logging.getLogger("shoal.client")
 
 _current: list[weakref.ReferenceType[Client]] = []
 # Callables whose token can be cached by identity: they cannot change in place.
 _STABLE_CALLABLES = (types.BuiltinFunctionType, types.MethodDescriptorType, type)
-# Keys that clients of this process held when they were closed (for clear errors when a
-# collection persisted by a closed client is used again). Bounded.
-_orphaned: collections.OrderedDict[Any, None] = collections.OrderedDict()
-_ORPHANED_MAX = 1_000_000
 
 
 def _tune_gc() -> None:
@@ -88,10 +92,6 @@ def _tune_gc() -> None:
         gc.set_threshold(20_000, threshold[1], threshold[2])
 
 
-def orphaned_key(key: Any) -> bool:
-    return key in _orphaned
-
-
 def get_client() -> Client:
     """The most recently created open Client in this process.
 
@@ -103,6 +103,15 @@ def get_client() -> Client:
         if client is not None and client.status == "running":
             return client
     raise ValueError("No shoal Client found; start one with shoal.Client()")
+
+
+def default_client(c: Client | None = None) -> Client:
+    """``c`` if given, else the most recently created open Client (dask's name).
+
+    Raises:
+        ValueError: no client is open; create one with ``Client()``.
+    """
+    return c if c is not None else get_client()
 
 
 class Client:
@@ -122,6 +131,12 @@ class Client:
             token), waited for up to ``timeout`` seconds; instead of ``address``.
         security: a :class:`shoal.Security` with TLS certificates and/or the token
             (default: dask's ``distributed.comm.tls.*`` config and ``SHOAL_TOKEN``).
+        asynchronous: for use in a coroutine: ``await Client(..., asynchronous=True)`` (or
+            ``async with``) starts it, and its operations return awaitables, which never
+            block the awaiting event loop (any asyncio loop, uvloop too). Every method also
+            takes ``asynchronous=`` for one call.
+        loop: accepted for dask's signature and ignored: operations run on shoal's own
+            loop (``client.loop``), whichever loop awaits them.
 
     Raises:
         OSError: nothing answered at ``address`` within ``timeout``; or the scheduler
@@ -131,6 +146,7 @@ class Client:
     def __init__(
         self,
         address: Any = None,
+        loop: Any = None,
         *,
         timeout: Any = _timeouts.NO_DEFAULT,
         set_as_default: bool = True,
@@ -141,16 +157,11 @@ class Client:
         security: Any = None,
         **cluster_kwargs: Any,
     ) -> None:
-        if asynchronous:
-            raise NotImplementedError(
-                "shoal's Client is synchronous for now; use it from threads, or await futures "
-                "(`await future` works inside a running event loop)."
-            )
         if timeout is _timeouts.NO_DEFAULT:
             timeout = _timeouts.connect_timeout()
         elif timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-        self.asynchronous = False
+        self.asynchronous = bool(asynchronous)
         self.status = "connecting"
         self.id = name or f"Client-{uuid.uuid4().hex[:8]}"
         self._timeout = timeout
@@ -176,6 +187,7 @@ class Client:
         self._owns_cluster = False
         self._previous_scheduler: Any = None
         self._is_default = False
+        self._set_as_default = set_as_default
         self.cluster: Any = None
 
         from shoal.cluster._local import LocalCluster
@@ -198,10 +210,10 @@ class Client:
         if security is not None and address is None:
             cluster_kwargs["security"] = security
         self.security = security if security is not None else Security()
+        self._security_given = security is not None
 
         if address is None:
-            self.cluster = LocalCluster(**cluster_kwargs)
-            self._owns_cluster = True
+            pass
         elif isinstance(address, LocalCluster):
             if cluster_kwargs:
                 raise TypeError(f"unexpected arguments with a cluster: {sorted(cluster_kwargs)}")
@@ -225,39 +237,53 @@ class Client:
                 f"Client(address) takes 'tcp://host:port', a cluster object (with a "
                 f"scheduler_address) or nothing; got {type(address).__name__}"
             )
-        if isinstance(self.cluster, LocalCluster) and security is None:
-            # Results and actor calls go straight to its workers: the same credentials.
-            self.security = self.cluster.scheduler.security
-        elif self.cluster is not None and security is None:
-            given = getattr(self.cluster, "security", None)
-            if isinstance(given, Security):
-                self.security = given
+        # Blocking, or an awaitable that ``await client`` (or ``async with``) waits for.
+        started = self.sync(self._start, address, cluster_kwargs)
+        if asyncio.iscoroutine(started):  # made on shoal's loop itself: start it now, and
+            started = asyncio.ensure_future(started)  # let it be awaited more than once
+        self._started: Any = started if self.asynchronous else None  # (not self: no cycle)
+
+    async def _start(self, address: Any, cluster_kwargs: dict[str, Any]) -> Client:
+        """Start the own LocalCluster (off the loop: it waits on the loop), connect, and
+        become the current (and perhaps dask's default) client."""
+        from shoal.cluster._local import LocalCluster
+        from shoal.comm._security import Security
+
+        loop = asyncio.get_running_loop()
         try:
-            if isinstance(self.cluster, LocalCluster):
-                _loop.run_sync(self._connect_local(), timeout)
-            else:
-                _loop.run_sync(self._connect_tcp(address), timeout)
-        except TimeoutError:
-            self._abort()
-            last = f" (last attempt: {self._last_connect_error})" if self._last_connect_error else ""
-            raise OSError(
-                f"timed out after {timeout} s connecting to the scheduler at {address}{last}"
-            ) from None
+            if address is None:
+                self.cluster = await loop.run_in_executor(
+                    None, functools.partial(LocalCluster, **cluster_kwargs))
+                self._owns_cluster = True
+            if isinstance(self.cluster, LocalCluster) and not self._security_given:
+                # Results and actor calls go straight to its workers: the same credentials.
+                self.security = self.cluster.scheduler.security
+            elif self.cluster is not None and not self._security_given:
+                given = getattr(self.cluster, "security", None)  # any cluster manager's
+                if isinstance(given, Security):
+                    self.security = given
+            connecting = (self._connect_local() if isinstance(self.cluster, LocalCluster)
+                          else self._connect_tcp(address))
+            try:
+                await asyncio.wait_for(connecting, self._timeout)
+            except TimeoutError:
+                last = self._last_connect_error
+                raise OSError(f"timed out after {self._timeout} s connecting to the scheduler "
+                              f"at {address}" + (f" (last attempt: {last})" if last else "")
+                              ) from None
         except BaseException:
-            self._abort()
+            self.status = "closed"
+            if self._owns_cluster and self.cluster is not None:
+                await loop.run_in_executor(None, self.cluster.close)
             raise
         self.status = "running"
         _tune_gc()
         _current.append(weakref.ref(self))
-        if set_as_default:
+        if self._set_as_default:
             self._previous_scheduler = dask.config.get("scheduler", None)
             self._is_default = True
             dask.config.set({"scheduler": self, "dataframe.shuffle.method": "tasks"})
-
-    def _abort(self) -> None:
-        self.status = "closed"
-        if self._owns_cluster and self.cluster is not None:
-            self.cluster.close()
+        return self
 
     async def _connect_local(self) -> None:
         sched = self.cluster.scheduler
@@ -364,6 +390,9 @@ class Client:
     # --- sending --------------------------------------------------------------------------------
 
     def _check_open(self) -> None:
+        if self.status == "connecting" and self.asynchronous:
+            raise RuntimeError("this asynchronous Client is still connecting: `await` it (or "
+                               "use `async with Client(..., asynchronous=True)`) first")
         if self.status != "running":
             raise RuntimeError(
                 f"this Client is {self.status}; create a new Client() to submit more work"
@@ -420,7 +449,8 @@ class Client:
 
     def sync(self, func: Callable[..., Any], *args: Any, asynchronous: bool | None = None,
              callback_timeout: float | None = None, **kwargs: Any) -> Any:
-        """Run the coroutine function ``func(*args, **kwargs)`` on shoal's loop.
+        """Run the coroutine function ``func(*args, **kwargs)`` on shoal's loop (a function
+        returning another awaitable, or a plain value, is fine too).
 
         Every client operation is written once, as a coroutine; this is its two faces (as
         dask's ``Client.sync``): for an asynchronous client (or ``asynchronous=True``) it
@@ -433,13 +463,27 @@ class Client:
         """
         if asynchronous is None:
             asynchronous = self.asynchronous
+        work = as_coroutine(func(*args, **kwargs))
         if asynchronous:
-            return _loop.run_async(func(*args, **kwargs), callback_timeout)
-        return _loop.run_sync(func(*args, **kwargs), callback_timeout)
+            return _loop.run_async(work, callback_timeout)
+        return _loop.run_sync(work, callback_timeout)
+
+    async def _request_within(self, op: str, within: float | None, /, **args: Any) -> Any:
+        """``_request`` on an open client, raising TimeoutError after ``within`` seconds."""
+        self._check_open()
+        try:
+            return await asyncio.wait_for(self._request(op, **args), within)
+        except TimeoutError:
+            raise TimeoutError(f"the scheduler did not answer {op!r} within {within} s") from None
 
     def _sync_request(self, op: str, timeout: float | None = None, **args: Any) -> Any:
-        self._check_open()
-        return _loop.run_sync(self._request(op, **args), timeout)
+        """``_request_within`` for a caller that blocks (whatever the client's mode)."""
+        return self.sync(self._request_within, op, timeout, asynchronous=False, **args)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """shoal's event loop, on which every client operation runs (its own thread)."""
+        return _loop.get_loop()
 
     # --- reference counting -------------------------------------------------------------------
 
@@ -668,101 +712,21 @@ class Client:
 
     # --- results -------------------------------------------------------------------------------
 
-    def _wait_one(self, fut: Future, timeout: float | None) -> None:
-        if not fut._state.wait(timeout):
-            raise TimeoutError(f"future {fut.key!r} did not finish within {timeout} s")
-
-    def _result(self, fut: Future, timeout: float | None) -> Any:
-        self._wait_one(fut, timeout)
-        st = fut._state
-        if st.status == "finished":
-            if st.inline is not None:
-                return loads(st.inline)
-            try:
-                return self._fetch([fut.key], timeout)[fut.key]
-            except TimeoutError:
-                raise TimeoutError(f"the result of {fut.key!r} could not be fetched within {timeout} s") from None
-        raise self._exception_of(fut)
-
-    async def _result_async(self, fut: Future) -> Any:
-        st = fut._state
-        if not st.done():
-            done = asyncio.get_running_loop().create_future()
-            loop = asyncio.get_running_loop()
-
-            def settle() -> None:
-                if not done.done():
-                    done.set_result(None)
-
-            def wake() -> None:
-                loop.call_soon_threadsafe(settle)
-
-            self._add_callback(fut, lambda _f: wake())
-            await done
-        return await asyncio.get_running_loop().run_in_executor(None, self._result, fut, None)
-
-    def _exception_of(self, fut: Future) -> BaseException:
-        st = fut._state
-        if st.status == "cancelled":
-            why = f": {st.error['message']}" if st.error is not None else ""
-            return concurrent.futures.CancelledError(f"future {fut.key!r} was cancelled{why}")
-        if st.error is not None:
-            return error_to_exception(st.error)
-        return RuntimeError(f"future {fut.key!r} is {st.status}")
-
-    def _add_callback(self, fut: Future, fn: Callable[[Future], Any]) -> None:
-        def call() -> None:
-            try:
-                fn(fut)
-            except Exception:
-                logger.exception("error in a done-callback of future %r", fut.key)
-
-        # A pending future takes the callback directly (no wake-up of the loop, which
-        # matters when as_completed(...).add runs once per result); a settled one gets it
-        # called soon on the loop thread, where every callback runs.
-        if not fut._state.add_callback_if_pending(call):
-            _loop.call_soon(call)
-
-    def gather(self, futures: Any, errors: str = "raise", direct: Any = None,
-               asynchronous: Any = None) -> Any:
-        """Wait for futures and return their results, in the same structure
-        (list, tuple, dict, nested, or a single future).
-
-        Args:
-            errors: "raise" (the first failure is raised) or "skip" (failed ones are left out).
-        """
-        if errors not in ("raise", "skip"):
-            raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
-        self._check_open()
-        if isinstance(futures, Iterator):
-            return (self.gather(f, errors=errors) for f in futures)
-        flat: list[Future] = []
-        collect_futures(futures, flat)
-        for f in flat:
-            f._state.wait(None)
-        values: dict[Any, Any] = {}
-        failed: set[Any] = set()
-        fetch = []
-        for f in flat:
-            st = f._state
-            if st.status == "finished":
-                if st.inline is not None:
-                    values[f.key] = loads(st.inline)
-                else:
-                    fetch.append(f.key)
-            elif errors == "skip":
-                failed.add(f.key)
-            else:
-                raise self._exception_of(f)
-        if fetch:
-            values.update(self._fetch(list(dict.fromkeys(fetch))))
-        return rebuild(futures, values, failed)
+    _wait_one = _results.wait_one
+    _result = _results.result
+    _failure = _results.failure
+    _failure_of = staticmethod(_results.failure_of)
+    _exception_of = staticmethod(_results.exception_of)
+    _add_callback = _results.add_callback
+    gather = _results.gather
+    _gather = _results.gather_async
 
     def scatter(self, data: Any, workers: Any = None, broadcast: bool = False,
                 direct: Any = None, hash: bool = True, timeout: Any = None,
                 asynchronous: Any = None) -> Any:
         """Put local data into cluster memory; returns futures in the same structure
-        (a single object gives a single future)."""
+        (a single object gives a single future); an awaitable of them when asynchronous.
+        The data is pickled here, in the caller's thread."""
         self._check_open()
         wl = self._check_workers(workers)
         if isinstance(data, dict):
@@ -781,30 +745,32 @@ class Client:
 
         rows = [(k, dumps(v), int(sizeof(v)), type(v).__name__) for k, v in zip(keys, values, strict=False)]
         futures = [Future(k, self) for k in keys]
+        if isinstance(data, dict):
+            shaped: Any = dict(zip(keys, futures, strict=False))
+        elif isinstance(data, (list, tuple, set, frozenset)):
+            shaped = type(data)(futures) if not isinstance(data, (set, frozenset)) else futures
+        else:
+            shaped = futures[0]
+        return self.sync(self._scatter, rows, wl, bool(broadcast), futures, shaped,
+                         callback_timeout=timeout, asynchronous=asynchronous)
+
+    async def _scatter(self, rows: list[Any], workers: list[str] | None, broadcast: bool,
+                       futures: list[Future], shaped: Any) -> Any:
+        assert self._conn is not None
         rid = next(self._request_ids)
-
-        async def send() -> None:
-            assert self._conn is not None
-            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            self._requests[rid] = fut
-            self._conn.send(Scatter(rid, rows, wl, bool(broadcast)))
-            await fut
-
-        _loop.run_sync(send(), timeout)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._requests[rid] = fut
+        self._conn.send(Scatter(rid, rows, workers, broadcast))
+        await fut
         # Done once a worker acknowledged holding the data (or could not load it).
+        await settled(f._state for f in futures)
         for f in futures:
-            if not f._state.wait(timeout):
-                raise TimeoutError(f"scattering {f.key!r} did not finish within {timeout} s")
             if f._state.status == "error":
                 raise self._exception_of(f)
-        if isinstance(data, dict):
-            return dict(zip(keys, futures, strict=False))
-        if isinstance(data, (list, tuple, set, frozenset)):
-            return type(data)(futures) if not isinstance(data, (set, frozenset)) else futures
-        return futures[0]
+        return shaped
 
     def cancel(self, futures: Any, asynchronous: Any = None, force: bool = False,
-               reason: Any = None, msg: Any = None) -> None:
+               reason: Any = None, msg: Any = None) -> Any:
         """Cancel these futures: they end ``cancelled`` and this client drops its interest
         in their keys, so submitting the same task again starts a fresh computation.
 
@@ -829,8 +795,9 @@ class Client:
         for st in {id(f._state): f._state for f in flat}.values():
             if st.status != "cancelled":
                 _loop.call_soon(lambda st=st: st.status == "cancelled" or st.settle("cancelled"))
+        return answer(self, None, asynchronous)
 
-    def retry(self, futures: Any, asynchronous: Any = None) -> None:
+    def retry(self, futures: Any, asynchronous: Any = None) -> Any:
         """Run failed futures (and their failed inputs) again."""
         self._check_open()
         flat: list[Future] = []
@@ -839,79 +806,94 @@ class Client:
             if f._state.status == "error":
                 f._state.reset()
         self._send(RetryKeys([f.key for f in flat]))
+        return answer(self, None, asynchronous)
 
     # --- questions about the cluster, collections, debugging (sibling modules) -----------------
 
     _fetch = _fetch_module.fetch
     _fetch_async = _fetch_module.fetch_async
-    run = _cluster_info.run
+    run = two_faced(_cluster_info.run)
+    scheduler_info = two_faced(_cluster_info.scheduler_info)
     restart = _control.restart
     _restart = _control._restart
     restart_workers = _control.restart_workers
     _restart_workers = _control._restart_workers
     retire_workers = _control.retire_workers
     _retire_workers = _control._retire_workers
-    scheduler_info = _cluster_info.scheduler_info
-    nthreads = _cluster_info.nthreads
-    ncores = _cluster_info.nthreads
-    who_has = _cluster_info.who_has
-    has_what = _cluster_info.has_what
-    wait_for_workers = _cluster_info.wait_for_workers
-    _task_stream_since = _cluster_info.task_stream_since
-    story = _cluster_info.story
+    nthreads = two_faced(_cluster_info.nthreads)
+    ncores = nthreads
+    who_has = two_faced(_cluster_info.who_has)
+    has_what = two_faced(_cluster_info.has_what)
+    wait_for_workers = two_faced(_cluster_info.wait_for_workers)
+    _task_stream_since = two_faced(_cluster_info.task_stream_since)
+    story = two_faced(_cluster_info.story)
     dashboard_link = property(_cluster_info.dashboard_link)
     get = _collections.get
     compute = _collections.compute
     persist = _collections.persist
     recreate_error_locally = _debug.recreate_error_locally
-    explain = _debug.explain
-    log_event = _topics.log_event
-    get_events = _topics.get_events
-    subscribe_topic = _topics.subscribe_topic
-    unsubscribe_topic = _topics.unsubscribe_topic
-    publish_dataset = _datasets.publish_dataset
-    unpublish_dataset = _datasets.unpublish_dataset
-    get_dataset = _datasets.get_dataset
-    list_datasets = _datasets.list_datasets
+    explain = two_faced(_debug.explain)
+    log_event = queued(_topics.log_event)
+    get_events = two_faced(_topics.get_events)
+    subscribe_topic = queued(_topics.subscribe_topic)
+    unsubscribe_topic = queued(_topics.unsubscribe_topic)
+    publish_dataset = two_faced(_datasets.publish_dataset)
+    unpublish_dataset = two_faced(_datasets.unpublish_dataset)
+    get_dataset = two_faced(_datasets.get_dataset)
+    list_datasets = two_faced(_datasets.list_datasets)
     datasets = property(_datasets.Datasets)
-    current = staticmethod(_worker_client.current)
+    run_on_scheduler = two_faced(_cluster_info.run_on_scheduler)
+    register_plugin = _plugins.register_plugin
+    unregister_worker_plugin = _plugins.unregister_worker_plugin
+    unregister_scheduler_plugin = _plugins.unregister_scheduler_plugin
+    upload_file = _plugins.upload_file
+    get_task_stream = _task_stream.get_task_stream_method
+    replicate = _copies.replicate
+    rebalance = _copies.rebalance
     __repr__ = _repr.client_repr
     _repr_html_ = _repr.client_repr_html
 
     # --- closing --------------------------------------------------------------------------------
 
-    def close(self, timeout: Any = None) -> None:
-        """Release everything this client holds; close its own LocalCluster if it made one."""
+    def close(self, timeout: Any = None) -> Any:
+        """Release everything this client holds; close its own LocalCluster if it made one.
+        An awaitable when asynchronous (``await client.close()``)."""
         if self.status in ("closing", "closed"):
-            return
+            return answer(self, None)
         self.status = "closing"
         if self._is_default:
             self._step_down_as_default()
-
-        async def shut() -> None:
-            if self._conn is not None:
-                self._conn.close()
-            for c in self._worker_conns.values():
-                c.close()
-
+        if self.asynchronous:
+            return self.sync(self._close, callback_timeout=timeout)
         try:
-            _loop.run_sync(shut(), 10)
-        except Exception:
-            pass
+            _loop.run_sync(self._close(with_cluster=False), 10)
+        except (RuntimeError, TimeoutError) as exc:  # on the loop thread, or the loop is gone
+            logger.debug("closing %s without the loop: %s", self.id, exc)
+            self._mark_closed()
+        if self._owns_cluster and self.cluster is not None:
+            self.cluster.close()  # here, in the caller's thread: it has its own deadline
+        return None
+
+    async def _close(self, with_cluster: bool = True) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        for c in self._worker_conns.values():
+            c.close()
+        self._mark_closed()
+        if with_cluster and self._owns_cluster and self.cluster is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.cluster.close)
+
+    def _mark_closed(self) -> None:
+        """Closed: note the keys it held, and end what its futures wait for ("lost")."""
         self.status = "closed"
         _coordination.fail_pending(self, "the client was closed while waiting")
-        for key in list(self._refcount):
-            _orphaned[key] = None
-        while len(_orphaned) > _ORPHANED_MAX:
-            _orphaned.popitem(last=False)
+        orphan_keys(list(self._refcount))
         for st in list(self._states.values()):
             if st.status == "pending":
                 st.error = {"kind": "lost", "type": "RuntimeError",
                             "message": "the client was closed before this future finished",
                             "exception": None, "traceback": None, "tb_text": ""}
                 st.settle("lost")
-        if self._owns_cluster and self.cluster is not None:
-            self.cluster.close()
 
     def _step_down_as_default(self) -> None:
         """Hand dask's default scheduler to the newest client still open, or back to what
@@ -927,25 +909,74 @@ class Client:
                 successor = successor._previous_scheduler
         dask.config.set({"scheduler": successor})
 
-    def shutdown(self) -> None:
-        """Close the client and the cluster it is connected to."""
+    def shutdown(self) -> Any:
+        """Close the client and the cluster it is connected to (awaitable when
+        asynchronous)."""
         cluster = self.cluster
-        self.close()
+        closing = self.close()
+        if self.asynchronous:
+            return _shutdown_async(closing, cluster)
         if cluster is not None:
             cluster.close()
+        return None
 
     def __enter__(self) -> Client:
+        if self.asynchronous:
+            raise RuntimeError("an asynchronous Client is used with `async with`, not `with`")
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    def __await__(self) -> Any:
+        """``await Client(..., asynchronous=True)``: the client, once connected."""
+        started = self._started
+
+        async def ready() -> Client:
+            if self.asynchronous and started is not None:
+                await started
+            return self
+
+        return ready().__await__()
+
+    async def __aenter__(self) -> Client:
+        return await self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        closing = self.close()
+        if closing is not None:  # None: a synchronous client, closed already
+            await closing
+
     def __del__(self) -> None:
-        if getattr(self, "status", "closed") == "running" and getattr(self, "_owns_cluster", False):
+        if (getattr(self, "status", "closed") == "running" and getattr(self, "_owns_cluster", False)
+                and not getattr(self, "asynchronous", True)):
             try:
                 self.close()
             except Exception:
                 pass
+
+    @classmethod
+    def current(cls, allow_global: bool = True) -> Client:
+        """The worker's client inside a task, else the newest open client (dask's
+        ``Client.current``).
+
+        Raises:
+            ValueError: no client is open.
+        """
+        from shoal.client._worker_client import get_client as current_client
+
+        return current_client()
+
+
+if TYPE_CHECKING:
+    def _is_a_client_core(client: Client) -> ClientCore:
+        return client  # mypy checks here that the facade gives its helpers what they use
+
+
+async def _shutdown_async(closing: Any, cluster: Any) -> None:
+    await closing
+    if cluster is not None:  # closing it waits on shoal's loop: from a thread
+        await asyncio.get_running_loop().run_in_executor(None, cluster.close)
 
 
 def _payload(key: Any, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -979,4 +1010,4 @@ def _key_name(key: Any) -> str:
     return str(key).rsplit("-", 1)[0] if "-" in str(key) else str(key)
 
 
-__all__ = ["Client", "Future", "Serialized", "get_client"]
+__all__ = ["Client", "Future", "Serialized", "default_client", "get_client"]

@@ -1,104 +1,189 @@
 """What the Client can ask about the cluster: run a function on every worker, who holds
-what, worker details, the task stream and a key's story. Methods attached to Client."""
+what, worker details, the task stream and a key's story.
+
+Each is a coroutine taking the client as its first argument, run on shoal's loop; the Client
+exposes it through ``sync`` (blocking, or awaitable when asynchronous)."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import inspect
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from shoal import _loop
+from shoal._run import pickle_code
 from shoal.client._future import Future
 from shoal.client._structure import collect_futures
 from shoal.protocol._errors import error_to_exception
-from shoal.protocol._serialize import dumps, loads
+from shoal.protocol._serialize import Serialized, loads
 
 if TYPE_CHECKING:
-    from shoal.client._client import Client
+    from shoal.client._core import ClientCore as Client  # the protocol: never the facade
 
 
-def run(self: Client, function: Callable[..., Any], *args: Any, workers: Any = None,
-        wait: bool = True, nanny: bool = False, on_error: str = "raise", **kwargs: Any) -> dict[str, Any]:
-    """Run ``function(*args, **kwargs)`` once on every worker (or ``workers``);
-    returns ``{worker address: result}``."""
+_ON_ERROR = ("raise", "return", "ignore")
 
+
+async def run(self: Client, function: Callable[..., Any], *args: Any, workers: Any = None,
+              wait: bool = True, nanny: bool = False, on_error: str = "raise",
+              **kwargs: Any) -> dict[str, Any] | None:
+    """Run ``function(*args, **kwargs)`` once on every worker (or ``workers``), outside
+    the task graph; returns ``{worker address: result}``.
+
+    A function with a ``dask_worker`` parameter is given the worker. An async function is
+    awaited on the worker's event loop; with ``wait=False`` it is only started, and None
+    is returned. ``on_error``: "raise" the first failure, "return" exceptions as results,
+    or "ignore" failed workers. ``nanny=True`` runs it in the nanny (only for a
+    ``LocalCluster`` of this process: shoal's nannies are not servers of their own).
+
+    Raises:
+        ValueError: a bad ``on_error``; the function's own exception with "raise".
+    """
+    self._check_open()
+    if on_error not in _ON_ERROR:
+        raise ValueError(f"on_error must be 'raise', 'return' or 'ignore', got {on_error!r}")
+    if not callable(function):
+        raise TypeError(f"run takes a function, got {type(function).__name__}")
     wl = self._check_workers(workers)
-    ser = dumps(functools.partial(function, *args, **kwargs))
-    results = self._sync_request("run", timeout=None, function=ser, workers=wl)
+    call = functools.partial(function, *args, **kwargs)
+    if nanny:
+        results = await _run_on_nannies(self, call, wl, wait)
+    else:
+        results = await self._request("run", function=pickle_code(call), workers=wl, wait=wait)
     out = {}
     for addr, (ok, value) in results.items():
         if ok:
-            out[addr] = loads(value)
+            out[addr] = loads(value) if isinstance(value, Serialized) else value
         elif on_error == "raise":
             raise error_to_exception(value)
-        else:
+        elif on_error == "return":
             out[addr] = error_to_exception(value)
+    return out if wait else None
+
+
+async def _run_on_nannies(self: Client, call: Callable[..., Any], workers: list[str] | None,
+                          wait: bool) -> dict[str, Any]:
+    """``run(nanny=True)``: the nannies of a LocalCluster live in this process, on this
+    loop; each runs the function with ``dask_worker=`` the nanny, keyed by its worker."""
+    from shoal._run import in_background, inject
+    from shoal.protocol._errors import exception_to_error
+
+    cluster = self.cluster
+    nannies = list(getattr(cluster, "nannies", None) or [])
+    if not nannies:
+        raise NotImplementedError(
+            "run(nanny=True) needs the client's own LocalCluster with processes=True: shoal's "
+            "nannies are not reachable through the scheduler; run it on the workers instead")
+    info = await self._request("scheduler_info")
+    by_pid = {w["pid"]: a for a, w in info["workers"].items()}
+    out: dict[str, Any] = {}
+    for nanny in nannies:
+        addr = by_pid.get(nanny.pid)
+        if addr is None or (workers is not None and addr not in workers):
+            continue
+        fn = inject(call, "dask_worker", nanny)
+        try:
+            if inspect.iscoroutinefunction(fn):
+                if not wait:
+                    asyncio.get_running_loop().create_task(in_background(fn, "nanny"))
+                    value = None
+                else:
+                    value = await fn()
+            else:
+                value = fn()
+            out[addr] = (True, value)
+        except Exception as exc:
+            out[addr] = (False, exception_to_error(exc, exc.__traceback__, "run", addr,
+                                                   time.time()))
     return out
 
-def scheduler_info(self: Client, n_workers: int = -1, **kwargs: Any) -> dict[str, Any]:
+
+async def run_on_scheduler(self: Client, function: Callable[..., Any], *args: Any,
+                           wait: bool = True, **kwargs: Any) -> Any:
+    """Run ``function(*args, **kwargs)`` in the scheduler's process and return its result.
+    A function with a ``dask_scheduler`` parameter is given the scheduler; an async
+    function is awaited on the scheduler's loop (``wait=False``: only started).
+
+    Raises:
+        The function's own exception, with the scheduler's traceback.
+    """
+    self._check_open()
+    if not callable(function):
+        raise TypeError(f"run_on_scheduler takes a function, got {type(function).__name__}")
+    call = functools.partial(function, *args, **kwargs)
+    ok, value = await self._request("run_on_scheduler", function=pickle_code(call), wait=wait)
+    if not ok:
+        raise error_to_exception(value)
+    return loads(value)
+
+
+
+async def scheduler_info(self: Client, n_workers: int = -1, **kwargs: Any) -> dict[str, Any]:
     """dask's ``scheduler_info()``: the scheduler (``type``, ``id``, ``address``,
     ``services``, ``started``...) and, under ``workers``, each worker's details
     (``nthreads``, ``memory_limit``, ``name``, ``host``, ``metrics``, ``pid``...); only
     the first ``n_workers`` of them unless -1."""
-    if not isinstance(n_workers, int) or n_workers < -1:
+    if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < -1:
         raise ValueError(f"n_workers must be -1 (all) or a non-negative integer, got {n_workers!r}")
-    info: dict[str, Any] = self._sync_request("scheduler_info", timeout=self._timeout,
-                                              n_workers=n_workers)
+    info: dict[str, Any] = await self._request_within("scheduler_info", self._timeout,
+                                                      n_workers=n_workers)
     return info
 
-def nthreads(self: Client, workers: Any = None) -> dict[str, int]:
-    return {a: w["nthreads"] for a, w in self.scheduler_info()["workers"].items()}
+async def nthreads(self: Client, workers: Any = None) -> dict[str, int]:
+    """The number of threads of each worker."""
+    return {a: w["nthreads"] for a, w in (await scheduler_info(self))["workers"].items()}
 
 ncores = nthreads
 
-def who_has(self: Client, futures: Any = None) -> dict[Any, tuple[str, ...]]:
+async def who_has(self: Client, futures: Any = None) -> dict[Any, tuple[str, ...]]:
     """Which workers hold each future's data (every key on the cluster by default)."""
     keys: list[Any] | None = None
     if futures is not None:
         flat: list[Future] = []
         collect_futures(futures, flat)
         keys = [f.key for f in flat]
-    rows = self._sync_request("who_has", timeout=self._timeout, keys=keys)
+    rows = await self._request_within("who_has", self._timeout, keys=keys)
     return {k: tuple(v) for k, v in rows}
 
-def has_what(self: Client, workers: Any = None) -> dict[str, tuple[Any, ...]]:
+async def has_what(self: Client, workers: Any = None) -> dict[str, tuple[Any, ...]]:
     """The keys each worker holds in memory."""
     wl = self._check_workers(workers)
-    got = self._sync_request("has_what", timeout=self._timeout)
+    got = await self._request_within("has_what", self._timeout)
     return {w: tuple(ks) for w, ks in got.items() if wl is None or w in wl}
 
-def wait_for_workers(self: Client, n_workers: int, timeout: float | None = None) -> None:
-    """Block until at least ``n_workers`` workers are connected."""
+async def wait_for_workers(self: Client, n_workers: int, timeout: float | None = None) -> None:
+    """Wait until at least ``n_workers`` workers are connected."""
     if not isinstance(n_workers, int) or n_workers < 0:
         raise ValueError(f"n_workers must be a non-negative integer, got {n_workers!r}")
-    self._check_open()
-    _loop.run_sync(self._request("wait_for_workers", n=n_workers, timeout=timeout))
+    await self._request_within("wait_for_workers", None, n=n_workers, timeout=timeout)
 
 # Records per request: each page is built on the scheduler's loop, so a long history is
 # fetched in several short steps rather than one that freezes the scheduler.
 TASK_STREAM_PAGE = 5_000
 
 
-def task_stream_since(self: Client, cursor: int) -> tuple[int, list[dict[str, Any]]]:
+async def task_stream_since(self: Client, cursor: int) -> tuple[int, list[dict[str, Any]]]:
     """Every retained task-stream record after ``cursor``, fetched page by page."""
     out: list[dict[str, Any]] = []
     while True:
-        nxt, page = self._sync_request("task_stream", timeout=self._timeout, cursor=cursor,
-                                       limit=TASK_STREAM_PAGE)
+        nxt, page = await self._request_within("task_stream", self._timeout, cursor=cursor,
+                                               limit=TASK_STREAM_PAGE)
         out.extend(page)
         if len(page) < TASK_STREAM_PAGE or nxt <= cursor:
             return nxt, out
         cursor = nxt
 
-def story(self: Client, key: Any) -> list[tuple[Any, ...]]:
+async def story(self: Client, key: Any) -> list[tuple[Any, ...]]:
     """Every transition the scheduler recorded for ``key`` (or a future's key)."""
     key = key.key if isinstance(key, Future) else key
-    return [tuple(r) for r in self._sync_request("story", timeout=self._timeout, key=key)]
+    return [tuple(r) for r in await self._request_within("story", self._timeout, key=key)]
 
 def dashboard_link(self: Client) -> str | None:
     if self.cluster is not None and hasattr(self.cluster, "dashboard_link"):
         link: str | None = self.cluster.dashboard_link
         return link
-    info = self.scheduler_info()
+    info = self.sync(scheduler_info, self, asynchronous=False)
     return info.get("dashboard")
 

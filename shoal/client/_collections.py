@@ -18,10 +18,11 @@ from dask.base import collections_to_expr, is_dask_collection
 from dask.core import flatten
 from dask.order import order
 
+from shoal.client._core import orphaned_key
 from shoal.client._future import Future
 
 if TYPE_CHECKING:
-    from shoal.client._client import Client
+    from shoal.client._core import ClientCore as Client  # the protocol: never the facade
 
 
 def _graph_and_annotations(dsk: Any) -> tuple[dict[Any, GraphNode], dict[str, Any]]:
@@ -135,8 +136,6 @@ def _as_actors(nodes: dict[Any, GraphNode], keys: list[Any]) -> dict[Any, GraphN
 
 def _check_external_inputs(client: Client, nodes: dict[Any, GraphNode]) -> None:
     """Inputs outside the graph must be on the cluster; name those a closed client held."""
-    from shoal.client._client import orphaned_key
-
     for node in nodes.values():
         for dep in node.dependencies:
             if dep not in nodes and dep not in client._refcount and orphaned_key(dep):
@@ -214,7 +213,7 @@ def get(self: Client, dsk: Any, keys: Any, *, workers: Any = None, retries: int 
         except _RunLocally as run_here:
             local = _with_dependents(graph, local | {run_here.key})
     try:
-        values = self.gather(futures)
+        values = self.gather(futures, asynchronous=False)  # dask's get blocks, always
     finally:
         for f in futures.values():
             f.release()

@@ -9,16 +9,16 @@ bytes and keeps the keys alive (``shoal/scheduler/_datasets.py``).
 
 from __future__ import annotations
 
+import asyncio
 import io
 import pickle
 import threading
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 from dask._task_spec import TaskRef
 
-from shoal import _loop
 from shoal.client._future import Future
 from shoal.client._topics import ask
 from shoal.protocol._messages import (
@@ -30,7 +30,7 @@ from shoal.protocol._messages import (
 )
 
 if TYPE_CHECKING:
-    from shoal.client._client import Client
+    from shoal.client._core import ClientCore as Client  # the protocol: never the facade
 
 _no_default = object()
 _binding = threading.local()  # the client that futures being unpickled belong to
@@ -86,7 +86,7 @@ def _raise_if_error(answer: Any) -> Any:
     raise {"KeyError": KeyError, "ValueError": ValueError}.get(kind, RuntimeError)(message)
 
 
-def publish_dataset(self: Client, *args: Any, name: Any = None, override: bool = False,
+async def publish_dataset(self: Client, *args: Any, name: Any = None, override: bool = False,
                     **kwargs: Any) -> None:
     """Publish futures or (persisted) collections under names other clients can look up.
 
@@ -118,22 +118,22 @@ def publish_dataset(self: Client, *args: Any, name: Any = None, override: bool =
         _check_name(n)
     items = [(n, *_dumps(v)) for n, v in zip(names, values, strict=True)]
     self._check_open()
-    answer = _loop.run_sync(
+    answer = await asyncio.wait_for(
         ask(self, lambda rid: DatasetPublish(rid, items, bool(override))), self._timeout
     )
     _raise_if_error(answer)
 
 
-def unpublish_dataset(self: Client, name: Any, **kwargs: Any) -> None:
+async def unpublish_dataset(self: Client, name: Any, **kwargs: Any) -> None:
     """Remove the named dataset(s) (a name or a list of names); unknown names are ignored.
     Its keys are released unless a client still holds futures of them."""
     names = name if isinstance(name, list) else [name]
     self._check_open()
-    _raise_if_error(_loop.run_sync(ask(self, lambda rid: DatasetUnpublish(rid, names)),
-                                   self._timeout))
+    _raise_if_error(await asyncio.wait_for(ask(self, lambda rid: DatasetUnpublish(rid, names)),
+                                           self._timeout))
 
 
-def get_dataset(self: Client, name: Any, default: Any = _no_default, **kwargs: Any) -> Any:
+async def get_dataset(self: Client, name: Any, default: Any = _no_default, **kwargs: Any) -> Any:
     """The dataset published under ``name`` (a list of names gives a list), its futures
     bound to this client.
 
@@ -143,7 +143,7 @@ def get_dataset(self: Client, name: Any, default: Any = _no_default, **kwargs: A
     names = name if isinstance(name, list) else [name]
     self._check_open()
     payloads = _raise_if_error(
-        _loop.run_sync(ask(self, lambda rid: DatasetGet(rid, names)), self._timeout)
+        await asyncio.wait_for(ask(self, lambda rid: DatasetGet(rid, names)), self._timeout)
     )
     out: list[Any] = []
     keys: list[Any] = []
@@ -163,40 +163,67 @@ def get_dataset(self: Client, name: Any, default: Any = _no_default, **kwargs: A
     return out if isinstance(name, list) else out[0]
 
 
-def list_datasets(self: Client, **kwargs: Any) -> list[Any]:
+async def list_datasets(self: Client, **kwargs: Any) -> list[Any]:
     """The names of the published datasets, sorted by their text."""
     self._check_open()
-    names = _raise_if_error(_loop.run_sync(ask(self, DatasetList), self._timeout))
+    names = _raise_if_error(await asyncio.wait_for(ask(self, DatasetList), self._timeout))
     return list(names)
 
 
 class Datasets(MutableMapping[Any, Any]):
     """``client.datasets``: the published datasets as a mapping (``client.datasets["x"]``,
-    ``"x" in client.datasets``, ``client.datasets["x"] = fut``, ``del client.datasets["x"]``)."""
+    ``"x" in client.datasets``, ``client.datasets["x"] = fut``, ``del client.datasets["x"]``).
+
+    With an asynchronous client, ``await client.datasets["x"]`` and ``async for name in
+    client.datasets`` work; the operations Python cannot await raise TypeError naming the
+    method to await instead.
+    """
 
     __slots__ = ("_client",)
 
     def __init__(self, client: Client) -> None:
         self._client = client
 
+    def _blocking(self, use: str, instead: str) -> None:
+        if self._client.asynchronous:
+            raise TypeError(f"{use} cannot be awaited with an asynchronous client; "
+                            f"use {instead}")
+
     def __getitem__(self, key: Any) -> Any:
-        return self._client.get_dataset(key)
+        return self._client.get_dataset(key)  # awaitable with an asynchronous client
 
     def __setitem__(self, key: Any, value: Any) -> None:
+        self._blocking("client.datasets[name] = value", "await client.publish_dataset(name=value)")
         self._client.publish_dataset(value, name=key)
 
     def __delitem__(self, key: Any) -> None:
         # As in dask: deleting an unknown name is not an error.
+        self._blocking("del client.datasets[name]", "await client.unpublish_dataset(name)")
         self._client.unpublish_dataset(key)
 
     def __contains__(self, key: object) -> bool:
+        self._blocking("name in client.datasets", "name in await client.list_datasets()")
         return key in self._client.list_datasets()
 
     def __iter__(self) -> Iterator[Any]:
+        self._blocking("for name in client.datasets", "async for")
         yield from self._client.list_datasets()
 
+    async def _names(self) -> AsyncIterator[Any]:
+        for name in await self._client.list_datasets():
+            yield name
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        if not self._client.asynchronous:
+            raise TypeError("async for over client.datasets needs an asynchronous client; "
+                            "use a plain for")
+        return self._names()
+
     def __len__(self) -> int:
+        self._blocking("len(client.datasets)", "len(await client.list_datasets())")
         return len(self._client.list_datasets())
 
     def __repr__(self) -> str:
+        if self._client.asynchronous:
+            return "<Datasets: await client.list_datasets() to see them>"
         return f"<Datasets: {self._client.list_datasets()!r}>"

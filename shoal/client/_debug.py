@@ -16,33 +16,31 @@ from shoal.protocol._errors import describe_value
 from shoal.protocol._serialize import FunctionTable, loads
 
 if TYPE_CHECKING:
-    from shoal.client._client import Client
+    from shoal.client._core import ClientCore as Client  # the protocol: never the facade
 
 
-def _target_key(client: Client, obj: Any) -> Any:
-    from shoal.client._future import Future
+async def _target_key(client: Client, obj: Any) -> Any:
+    from shoal.client._future import Future, settled
     from shoal.client._structure import futures_of
 
-    if isinstance(obj, Future):
-        obj._state.wait(None)
-        return obj.key
-    futures = futures_of(obj)
+    futures = [obj] if isinstance(obj, Future) else futures_of(obj)
     if not futures:
         raise TypeError(
             f"expected a Future or a persisted collection, got {type(obj).__name__}; pass the "
             "future returned by client.compute/submit or the result of client.persist"
         )
-    for f in futures:
-        f._state.wait(None)
+    await settled(f._state for f in futures)
+    if isinstance(obj, Future):
+        return obj.key
     for f in futures:
         if f._state.status == "error":
             return f.key
     raise ValueError("none of these futures failed; there is no error to recreate")
 
 
-def _failure(client: Client, obj: Any) -> dict[str, Any]:
-    key = _target_key(client, obj)
-    info = client._sync_request("failure", timeout=client._timeout, key=key)
+async def _failure(client: Client, obj: Any) -> dict[str, Any]:
+    key = await _target_key(client, obj)
+    info = await client._request_within("failure", client._timeout, key=key)
     if info is None:
         raise ValueError(
             f"{key!r} has not failed (or the cluster no longer holds its failure); "
@@ -61,7 +59,8 @@ def recreate_error_locally(self: Client, future: Any) -> None:
         The task's own exception (that is the point).
         ValueError: the future did not fail.
     """
-    info = _failure(self, future)
+    # Blocking whatever the client's mode (as in dask): the task runs in the caller's frame.
+    info = self.sync(_failure, self, future, asynchronous=False)
     if info["error"].get("kind") != "exception":
         from shoal.protocol._errors import error_to_exception
 
@@ -151,14 +150,14 @@ class FailureStory:
         )
 
 
-def explain(self: Client, future: Any) -> FailureStory:
+async def explain(self: Client, future: Any) -> FailureStory:
     """The story of the failure behind ``future`` (or a persisted collection): which task
     failed first, where, when, why, with what inputs, what it took down, how to replay it.
 
     Raises:
         ValueError: nothing failed.
     """
-    info = _failure(self, future)
+    info = await _failure(self, future)
     err = info["error"]
     inputs = list(err.get("inputs") or [])
     if not inputs:

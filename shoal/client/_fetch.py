@@ -16,7 +16,7 @@ from shoal.protocol._messages import PROTOCOL_VERSION, Data, GetData, Hello, Mes
 from shoal.protocol._serialize import Serialized, costly_to_load, loads
 
 if TYPE_CHECKING:
-    from shoal.client._client import Client
+    from shoal.client._core import ClientCore as Client  # the protocol: never the facade
 
 
 def fetch(self: Client, keys: list[Any], timeout: float | None = None) -> dict[Any, Any]:

@@ -7,8 +7,11 @@ is released on the cluster when no Future for it remains.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from dask._task_spec import TaskRef
@@ -16,11 +19,16 @@ from dask._task_spec import TaskRef
 from shoal.protocol._serialize import Serialized
 
 if TYPE_CHECKING:
-    from shoal.client._client import Client
+    from shoal.client._core import ClientCore as Client  # the protocol: never the facade
 
 _NO_VALUE = object()
 # Guards FutureState.status changes against callback registration from user threads.
 _callbacks_lock = threading.Lock()
+
+
+class FutureCancelledError(concurrent.futures.CancelledError):
+    """A cancelled future's result was asked for (dask's name). A subclass, so that it
+    crosses asyncio's future chaining as is (which turns the base class into asyncio's)."""
 
 
 class FutureState:
@@ -77,6 +85,56 @@ class FutureState:
         self._event = None
 
 
+async def settled(states: Iterable[FutureState], first: Callable[[FutureState], bool] | None = None
+                  ) -> None:
+    """Until every state has settled, or one settled state satisfies ``first`` (run on
+    shoal's loop, where ``settle`` runs the callbacks). The asynchronous counterpart of
+    ``FutureState.wait``, which a blocking caller's thread uses instead."""
+    states = list(states)
+    pending = [st for st in {id(st): st for st in states}.values() if not st.done()]
+    if not pending or (first is not None and any(first(st) for st in states if st.done())):
+        return
+    loop = asyncio.get_running_loop()
+    woken: asyncio.Future[None] = loop.create_future()
+    left = len(pending)
+
+    def count(st: FutureState) -> None:
+        nonlocal left
+        left -= 1
+        if (left == 0 or (first is not None and first(st))) and not woken.done():
+            woken.set_result(None)
+
+    def one(st: FutureState) -> None:  # settle() runs it, on the loop thread (or close()'s)
+        if woken.done():  # the waiter is gone (cancelled) or already woken
+            return
+        if _in_loop(loop):
+            count(st)
+        else:
+            loop.call_soon_threadsafe(count, st)
+
+    callbacks = []
+    for st in pending:
+        cb = functools.partial(one, st)
+        if st.add_callback_if_pending(cb):
+            callbacks.append((st, cb))
+        else:
+            one(st)
+    try:
+        await woken
+    finally:  # a cancelled waiter leaves no callback behind
+        with _callbacks_lock:
+            for st, cb in callbacks:
+                if cb in st.callbacks:
+                    st.callbacks.remove(cb)
+
+
+def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
 class Future(TaskRef):
     """A remote result. ``result()`` waits for it; dropping every Future of a key releases it.
 
@@ -127,6 +185,7 @@ class Future(TaskRef):
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the result and return it; raise the task's exception if it failed.
+        With an asynchronous client, an awaitable of it (``await future`` is the same).
 
         Raises:
             TimeoutError: not done within ``timeout`` seconds.
@@ -134,23 +193,15 @@ class Future(TaskRef):
         """
         return self._client._result(self, timeout)
 
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        """The exception the task raised, or None if it succeeded."""
-        self._client._wait_one(self, timeout)
-        if self._state.status == "error" and self._state.error is not None:
-            from shoal.protocol._errors import error_to_exception
-
-            return error_to_exception(self._state.error)
-        return None
+    def exception(self, timeout: float | None = None) -> Any:
+        """The exception the task raised, or None if it succeeded (an awaitable of it with
+        an asynchronous client)."""
+        return self._client._failure(self, timeout, "exception")
 
     def traceback(self, timeout: float | None = None) -> Any:
-        """The remote traceback of a failed task (a traceback object), or None."""
-        self._client._wait_one(self, timeout)
-        if self._state.status == "error" and self._state.error is not None:
-            from shoal.protocol._errors import error_traceback
-
-            return error_traceback(self._state.error)
-        return None
+        """The remote traceback of a failed task (a traceback object), or None (an
+        awaitable of it with an asynchronous client)."""
+        return self._client._failure(self, timeout, "traceback")
 
     def add_done_callback(self, fn: Callable[[Future], Any]) -> None:
         """Call ``fn(future)`` once the future is done (on shoal's event-loop thread;
@@ -188,7 +239,9 @@ class Future(TaskRef):
                 pass
 
     def __await__(self) -> Any:
-        return self._client._result_async(self).__await__()
+        """``await future``: its result, without blocking the awaiting loop (whatever the
+        client's mode)."""
+        return self._client._result(self, None, asynchronous=True).__await__()
 
     def __repr__(self) -> str:
         extra = f", type: {self._state.typename}" if self._state.typename else ""

@@ -6,7 +6,7 @@ import html
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from shoal.client._client import Client
+    from shoal.client._core import ClientCore as Client  # the protocol: never the facade
 
 
 def format_bytes(n: float) -> str:
@@ -19,7 +19,8 @@ def format_bytes(n: float) -> str:
 
 def _summary(client: Client) -> dict[str, Any]:
     try:
-        info = client.scheduler_info() if client.status == "running" else {"workers": {}}
+        info = (client.scheduler_info(asynchronous=False) if client.status == "running"
+                else {"workers": {}})
     except Exception:
         info = {"workers": {}}
     workers = info.get("workers", {})

@@ -23,11 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from shoal import _loop
 from shoal.protocol._messages import TopicEvent, TopicGet, TopicLog, TopicSubscribe
 
 if TYPE_CHECKING:
-    from shoal.client._client import Client
+    from shoal.client._core import ClientCore as Client  # the protocol: never the facade
 
 logger = logging.getLogger("shoal.client")
 
@@ -133,13 +132,14 @@ def log_event(self: Client, topic: str | Collection[str], msg: Any) -> None:
     self._send(TopicLog(topics, msg))
 
 
-def get_events(self: Client, topic: str | None = None) -> Any:
+async def get_events(self: Client, topic: str | None = None) -> Any:
     """The stored events of ``topic`` as a tuple of ``(time, msg)`` (the scheduler keeps
     the last ``distributed.admin.low-level-log-length`` per topic); with no topic, a dict
     of every topic that has events."""
     if topic is not None and not isinstance(topic, str):
         raise TypeError(f"topic must be a string or None, got {topic!r}")
-    value = _loop.run_sync(ask(self, lambda rid: TopicGet(rid, topic)), self._timeout)
+    self._check_open()
+    value = await asyncio.wait_for(ask(self, lambda rid: TopicGet(rid, topic)), self._timeout)
     if topic is not None:
         return tuple((t, m) for t, m in value)
     return {name: tuple((t, m) for t, m in events) for name, events in value.items()}

@@ -208,10 +208,10 @@ class LocalCluster:
     async def _retire(self, addresses: list[str]) -> None:
         """Retire these workers gracefully, then stop them for good (even one whose data
         no other worker could take: scaling down is an order)."""
-        from shoal.scheduler import _control
+        from shoal.scheduler import _membership
 
         names = {str(ws.name) for a, ws in self.scheduler.state.workers.items() if a in addresses}
-        await _control.retire_workers(self.scheduler, addresses, None, True, 30.0)
+        await _membership.retire_workers(self.scheduler, addresses, None, True, 30.0)
         nannies = [nanny for nanny in self.nannies if str(nanny.name) in names]
         workers = [w for w in self._inproc_workers if str(w.name) in names]
         await asyncio.gather(*(nanny.close() for nanny in nannies),

@@ -269,6 +269,7 @@ class Run(Message):
 
     request_id: int
     function: Serialized
+    wait: bool = True  # False: an async function is started, and answered None at once
 
 
 @_message("close")
@@ -650,6 +651,39 @@ class DatasetGet(Message):
 @_message("dataset-list")
 class DatasetList(Message):
     request_id: int
+
+
+# --- controlling a running cluster: plugins, uploads, copies (issue 11) ----------------------
+
+
+@_message("plugin-setup")
+class PluginSetup(Message):
+    """Scheduler -> worker: unpickle ``plugin`` (a worker or nanny plugin, ``kind``) and
+    set it up under ``name``, replacing (tearing down) one of the same name. Answered by a
+    Response with the same ``request_id`` (0: a re-send to a joining worker, not awaited)."""
+
+    request_id: int
+    name: str
+    plugin: Serialized
+    kind: str  # "worker" | "nanny"
+
+
+@_message("plugin-teardown")
+class PluginTeardown(Message):
+    """Scheduler -> worker: tear down and forget the plugin ``name``; answered by a Response."""
+
+    request_id: int
+    name: str
+
+
+@_message("copy-keys")
+class CopyKeys(Message):
+    """Scheduler -> worker: fetch ``keys`` from their holders (``(key, [holders])`` rows)
+    and keep them, for ``replicate``/``rebalance``; answered by a Response whose value is
+    ``[(key, nbytes)]`` for the keys now held."""
+
+    request_id: int
+    keys: list[tuple[Key, list[str]]]
 
 
 # --- checks of nested rows, for the messages that carry them ------------------------------

@@ -1,241 +1,265 @@
-"""Controlling a running cluster from the scheduler's shell: restart, restart some
-workers, retire workers gracefully.
+"""Answers to the client's requests that change a running cluster: plugins and uploads,
+``run_on_scheduler``, the task stream in dask's record format, ``replicate`` and
+``rebalance``. Joined to the scheduler's request table (``_requests``).
 
-Owns: carrying out those operations over the connections (telling workers to go, moving
-data off retiring workers, waiting for replacements with a deadline). Decisions stay pure
-elsewhere: what a restart drops is ``SchedulerState``'s ``ClusterReset``; where retiring
-workers' data goes is ``_retire.plan_retirement``.
-
-A restarted worker is replaced, not repaired: told ``RestartWorker``, a worker with a
-nanny exits at once and its nanny starts a fresh process (in parallel for every worker);
-one without a nanny registers again as a fresh worker. The scheduler forgets the old
-connection first, so nothing the old process still says is mistaken for the new one's.
+Outcomes that may be a user's exception travel as ``(ok, value)`` with ``value`` an error
+dict (``exception_to_error``), so the client raises the original exception with its
+remote traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import inspect
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from shoal.comm import connect
-from shoal.protocol._messages import (
-    PROTOCOL_VERSION,
-    Close,
-    Data,
-    GetData,
-    Hello,
-    RestartWorker,
-    Store,
-)
-from shoal.scheduler._events import ClusterReset, DataCopied, WorkerRetiring
-from shoal.scheduler._retire import Move, plan_retirement
-from shoal.scheduler._views import one_worker_info
+from shoal.comm import Connection
+from shoal.protocol._errors import exception_to_error
+from shoal.protocol._messages import CopyKeys, PluginSetup, PluginTeardown
+from shoal.protocol._serialize import Serialized, dumps, loads
+from shoal.scheduler import _rebalance as rebalance
+from shoal.scheduler._events import ReplicasAdded, ReplicasDropped
 
 if TYPE_CHECKING:
     from shoal.scheduler._server import Scheduler
 
-logger = logging.getLogger("shoal.scheduler")
 
-# Rounds of "move what is unique, check again" before retiring: tasks finishing on a
-# retiring worker meanwhile may leave new unique results on it.
-_RETIRE_ROUNDS = 3
+def _error(exc: BaseException, where: str) -> dict[str, Any]:
+    return exception_to_error(exc, exc.__traceback__, where, "scheduler", time.time())
 
 
-def resolve_workers(scheduler: Scheduler, workers: list[Any]) -> list[str]:
-    """Worker addresses for ``workers`` given as addresses or names.
-
-    Raises:
-        ValueError: one is neither; the message lists the workers there are.
-    """
-    by_name = {str(ws.name): a for a, ws in scheduler.state.workers.items()}
-    out: list[str] = []
-    unknown: list[Any] = []
-    for w in workers:
-        if w in scheduler.state.workers:
-            out.append(w)
-        elif str(w) in by_name:
-            out.append(by_name[str(w)])
-        else:
-            unknown.append(w)
-    if unknown:
-        known = sorted(scheduler.state.workers)
-        raise ValueError(
-            f"no worker with address or name {', '.join(map(repr, unknown))}; the workers "
-            f"are {known} (see client.scheduler_info()['workers'])"
-        )
-    return list(dict.fromkeys(out))
+# --- worker and nanny plugins ---------------------------------------------------------------
 
 
-def _drop(scheduler: Scheduler, address: str) -> Any:
-    """Forget ``address``'s connection (later messages on it are ignored) and return it."""
-    conn = scheduler._workers.pop(address, None)
-    scheduler._worker_fids.pop(address, None)
-    scheduler._fail_runs_for(address)
-    return conn
+async def _register_worker_plugin(scheduler: Scheduler, conn: Connection, name: str,
+                                  plugin: Serialized, kind: str, idempotent: bool) -> Any:
+    """Keep the plugin for workers to come and set it up on every worker now; answers
+    ``{worker: (ok, value)}`` (empty for an idempotent plugin already registered)."""
+    if idempotent and name in scheduler.plugin_host.for_workers:
+        return {}
+    scheduler.plugin_host.keep(name, plugin, kind)
+    asks = {w: (lambda rid: PluginSetup(rid, name, plugin, kind)) for w in scheduler._workers}
+    answers = await scheduler.ask_workers(conn, asks)
+    if not all(ok for ok, _ in answers.values()):
+        # Known to fail: workers joining later do not get it (the caller sees the error).
+        scheduler.plugin_host.for_workers.pop(name, None)
+    return answers
 
 
-def _remove(scheduler: Scheduler, address: str, reason: str) -> Any:
-    """Remove one worker on purpose (its tasks go elsewhere, and count no death against
-    them) and return its connection."""
-    conn = _drop(scheduler, address)
-    if conn is not None:
-        scheduler._apply([WorkerRetiring(address, reason)])
-    return conn
-
-
-async def restart(scheduler: Scheduler, timeout: float | None, wait_for_workers: bool) -> dict[str, Any]:
-    """Every worker replaced, every task forgotten, every client told; then wait (up to
-    ``timeout``) for as many workers as there were. Returns ``{"status": "OK"}`` or
-    ``{"status": "timed out", ...}`` (the client raises)."""
-    n = len(scheduler._workers)
-    conns = [_drop(scheduler, a) for a in list(scheduler._workers)]
-    scheduler._apply([ClusterReset("client.restart()")])
-    for conn in conns:
-        if conn is not None and not conn.closed:
-            conn.send(RestartWorker("client.restart()"))
-    start = time.monotonic()
+async def _unregister_worker_plugin(scheduler: Scheduler, conn: Connection, name: str) -> Any:
     try:
-        if wait_for_workers:
-            await scheduler.wait_for_workers(n, timeout)
-        else:
-            gone = [c.wait_closed() for c in conns if c is not None and not c.closed]
-            if gone:
-                await asyncio.wait_for(asyncio.gather(*gone), timeout)
-    except (asyncio.TimeoutError, TimeoutError):
-        back = len(scheduler.state.workers)
-        what = f"{back} of {n} workers came back" if wait_for_workers else "workers did not close"
-        return {"status": "timed out",
-                "message": f"client.restart(): {what} within {timeout} s"}
-    logger.info("restarted %d workers in %.3f s", n, time.monotonic() - start)
-    return {"status": "OK"}
+        scheduler.plugin_host.forget(name)
+    except ValueError as exc:
+        return [False, _error(exc, "unregister_worker_plugin")]
+    asks = {w: (lambda rid: PluginTeardown(rid, name)) for w in scheduler._workers}
+    return [True, await scheduler.ask_workers(conn, asks)]
 
 
-async def restart_workers(scheduler: Scheduler, workers: list[Any], timeout: float | None) -> dict[str, str]:
-    """Replace just ``workers`` (addresses or names); their tasks run elsewhere or after.
-    Returns ``{worker as given: "OK" | "timed out"}``."""
-    addresses = resolve_workers(scheduler, workers)
-    given = dict(zip(addresses, workers, strict=False))
-    names = {a: str(scheduler.state.workers[a].name) for a in addresses}
-    # A replacement comes back under the same name (a nanny passes it on). An unnamed
-    # worker (named after its address) is replaced by a stranger: count those instead.
-    unnamed = sum(1 for a, name in names.items() if name == a)
-    before = {a for a in scheduler.state.workers if a not in names}
-    for address in addresses:
-        conn = _remove(scheduler, address, "restarted by client.restart_workers()")
-        if conn is not None and not conn.closed:
-            conn.send(RestartWorker("client.restart_workers()"))
+async def _workers_replaced(scheduler: Scheduler, conn: Connection, gone: list[str], n: int,
+                            timeout: float) -> Any:
+    """Wait until none of ``gone`` is connected and at least ``n`` workers are (workers
+    restarting after a nanny plugin); answers whether that happened within ``timeout``."""
+    async def wait() -> None:
+        while any(w in scheduler.state.workers for w in gone) or len(scheduler.state.workers) < n:
+            scheduler._worker_joined.clear()
+            try:
+                await asyncio.wait_for(scheduler._worker_joined.wait(), 0.05)
+            except asyncio.TimeoutError:
+                pass  # departures do not set the event: look again
 
-    def missing() -> list[str]:
-        present = {str(ws.name) for ws in scheduler.state.workers.values()}
-        strangers = len(set(scheduler.state.workers) - before - set(names))
-        return [a for a, name in names.items() if name != a and name not in present] + (
-            [a for a, name in names.items() if name == a][: max(unnamed - strangers, 0)]
-        )
-
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while missing():
-        scheduler._worker_joined.clear()
-        left = None if deadline is None else deadline - time.monotonic()
-        if left is not None and left <= 0:
-            break
-        try:
-            await asyncio.wait_for(scheduler._worker_joined.wait(), left)
-        except (asyncio.TimeoutError, TimeoutError):
-            break
-    late = set(missing())
-    return {str(given[a]): ("timed out" if a in late else "OK") for a in addresses}
-
-
-async def _copy(scheduler: Scheduler, moves: list[Move], timeout: float) -> None:
-    """Fetch the moved keys from their (retiring) holders and store them on their new
-    workers; then tell the state who holds them now. Keys that could not be fetched are
-    left out (their retiring holder keeps them until it closes, then lineage applies)."""
-    by_source: dict[str, list[Move]] = {}
-    for m in moves:
-        by_source.setdefault(m.source, []).append(m)
-
-    async def one_source(source: str, ms: list[Move]) -> None:
-        reply = await _get_data(source, [m.key for m in ms], timeout)
-        copied: dict[str, list[tuple[Any, int]]] = {}
-        for m in ms:
-            data = reply.items.get(m.key) if reply is not None else None
-            conn = scheduler._workers.get(m.dest)
-            if data is None or conn is None:
-                continue
-            conn.send(Store(m.key, data, m.nbytes))
-            copied.setdefault(m.dest, []).append((m.key, m.nbytes))
-        scheduler._apply([DataCopied(dest, items) for dest, items in copied.items()])
-
-    await asyncio.gather(*(one_source(s, ms) for s, ms in by_source.items()))
-
-
-async def _get_data(address: str, keys: list[Any], timeout: float) -> Data | None:
-    """The serialized values of ``keys`` from the worker at ``address`` (as a peer would
-    ask), or None when it cannot be reached within ``timeout``."""
-    reply: asyncio.Future[Data] = asyncio.get_running_loop().create_future()
-
-    def on_message(conn: Any, batch: list[Any] | None) -> None:
-        if reply.done():
-            return
-        if batch is None:
-            reply.set_exception(ConnectionError(f"worker {address} closed the connection"))
-            return
-        for msg in batch:
-            if isinstance(msg, Data):
-                reply.set_result(msg)
-                return
-
-    conn = None
     try:
-        conn = await connect(address, timeout=timeout)
-        conn.set_handler(on_message)
-        conn.send(Hello("peer", PROTOCOL_VERSION, "scheduler"))
-        conn.send(GetData(1, keys))
-        return await asyncio.wait_for(reply, timeout)
-    except (OSError, asyncio.TimeoutError) as exc:
-        logger.warning("could not fetch %d keys from retiring worker %s: %s", len(keys), address, exc)
-        return None
-    finally:
-        if conn is not None:
-            conn.close()
+        await asyncio.wait_for(wait(), timeout)
+    except asyncio.TimeoutError:
+        return False
+    return True
 
 
-async def retire_workers(scheduler: Scheduler, workers: list[Any] | None, n: int | None,
-                         close_workers: bool, timeout: float) -> dict[str, Any]:
-    """Move what other tasks or clients still need off ``workers`` (or ``n`` idle ones),
-    then remove them; with ``close_workers`` they are told to close (their nannies do
-    not restart them). A worker whose data no other worker can take stays. Returns
-    ``{address: worker info}`` of the workers retired."""
-    from shoal.scheduler._scaling import choose_to_retire
-    from shoal.scheduler._views import load
+# --- scheduler plugins ----------------------------------------------------------------------
 
+
+async def _register_scheduler_plugin(scheduler: Scheduler, conn: Connection, name: str,
+                                     plugin: Serialized, idempotent: bool) -> Any:
+    if idempotent and name in scheduler.plugin_host.plugins:
+        return [True, None]
+    try:
+        await scheduler.plugin_host.add(scheduler, name, plugin)
+    except Exception as exc:
+        return [False, _error(exc, f"plugin {name}")]
+    return [True, None]
+
+
+async def _unregister_scheduler_plugin(scheduler: Scheduler, conn: Connection, name: str) -> Any:
+    try:
+        await scheduler.plugin_host.remove(name)
+    except ValueError as exc:
+        return [False, _error(exc, "unregister_scheduler_plugin")]
+    return [True, None]
+
+
+# --- run_on_scheduler -----------------------------------------------------------------------
+
+
+async def _run_on_scheduler(scheduler: Scheduler, conn: Connection, function: Serialized,
+                            wait: bool) -> Any:
+    """Run the function in the scheduler's loop (``dask_scheduler=`` is the scheduler);
+    an async one is awaited, or started in the background without ``wait``."""
+    from shoal._run import in_background, inject
+
+    try:
+        fn = inject(loads(function), "dask_scheduler", scheduler)
+        if inspect.iscoroutinefunction(fn):
+            if not wait:
+                scheduler._spawn(in_background(fn, "scheduler"))
+                return [True, dumps(None)]
+            value = await fn()
+        else:
+            value = fn()
+        return [True, dumps(value)]
+    except Exception as exc:
+        return [False, _error(exc, "run_on_scheduler")]
+
+
+# --- the task stream, in dask's record format -----------------------------------------------
+
+
+async def _task_stream_records(scheduler: Scheduler, conn: Connection, since: int | None,
+                               start: float | None, stop: float | None,
+                               count: int | None) -> Any:
+    """``(total, records)``: the task stream's records after index ``since`` (all kept when
+    None), or between times ``start`` and ``stop``, the last ``count`` of them."""
+    state = scheduler.state
+    stream = list(state.task_stream)
+    total = state.task_stream_total
+    if since is not None:
+        first = total - len(stream)
+        stream = stream[max(since - first, 0):]
+    rows = [r for r in stream if (start is None or r[5] >= start) and (stop is None or r[5] <= stop)]
+    if count is not None:
+        rows = rows[-count:] if count > 0 else []
+    tasks = state.tasks
+    records = []
+    for key, _prefix, worker, thread, begin, end, kind in rows:
+        ts = tasks.get(key)
+        action = "transfer" if kind == "transfer" else "compute"
+        records.append({
+            "key": key,
+            "worker": worker,
+            "status": "error" if kind == "error" else "OK",
+            "nbytes": ts.nbytes if ts is not None and ts.nbytes >= 0 else 0,
+            "type": ts.typename if ts is not None else "",
+            "typename": ts.typename if ts is not None else "",
+            "thread": thread,
+            "metadata": {},
+            "startstops": [{"action": action, "start": begin, "stop": end}],
+        })
+    return [total, records]
+
+
+# --- replicate and rebalance ----------------------------------------------------------------
+
+
+def _pool(scheduler: Scheduler, workers: list[str] | None) -> list[str]:
+    live = scheduler.state.workers
     if workers is None:
-        count = 0 if n is None else n
-        addresses = choose_to_retire(load(scheduler).workers, count)
-    else:
-        addresses = resolve_workers(scheduler, workers)
-    leaving = set(addresses)
-    for _ in range(_RETIRE_ROUNDS):
-        plan = plan_retirement(scheduler.state, leaving)
-        if not plan.moves:
-            break
-        await _copy(scheduler, plan.moves, timeout)
-    # No await from here on: the final check and the removal are one step.
-    plan = plan_retirement(scheduler.state, leaving)
-    keep = set(plan.stranded) | {m.source for m in plan.moves}
-    if keep:
-        logger.warning("not retiring %s: they hold data no other worker could take",
-                       sorted(keep))
-    out: dict[str, Any] = {}
-    for address in addresses:
-        if address in keep or address not in scheduler.state.workers:
-            continue
-        info = one_worker_info(scheduler, address)
-        info["status"] = "closed"
-        out[address] = info
-        conn = _remove(scheduler, address, "retired")
-        if close_workers and conn is not None and not conn.closed:
-            conn.send(Close("retired"))
-    return out
+        return list(live)
+    unknown = [w for w in workers if w not in live]
+    if unknown:
+        raise ValueError(f"unknown workers {unknown}; see client.scheduler_info()['workers']")
+    return list(workers)
+
+
+def _copy_keys(rows: list[tuple[Any, list[str]]]) -> Callable[[int], CopyKeys]:
+    return lambda rid: CopyKeys(rid, rows)
+
+
+async def _carry_out(scheduler: Scheduler, conn: Connection, plan: rebalance.Plan) -> Any:
+    """Ask the targets to fetch their copies; record the confirmed ones, then drop what
+    the plan drops (only keys whose new copy arrived, for a move). Answers the number of
+    copies made and dropped."""
+    state = scheduler.state
+    asks = {}
+    for target, keys in plan.by_target().items():
+        rows = [(k, [w.address for w in state.tasks[k].who_has]) for k in keys if k in state.tasks]
+        asks[target] = _copy_keys(rows)
+    answers = await scheduler.ask_workers(conn, asks)
+    arrived: dict[Any, set[str]] = {}
+    events: list[Any] = []
+    for worker, (ok, value) in answers.items():
+        if ok:
+            keys = [k for k, _n in value]
+            for k in keys:
+                arrived.setdefault(k, set()).add(worker)
+            events.append(ReplicasAdded(worker, keys))
+    dropped = 0
+    for worker, keys in plan.drops.items():
+        # A move drops its source only once the copy arrived; replicate's drops need none.
+        keep = [k for k in keys if k not in plan.copies or arrived.get(k)]
+        dropped += len(keep)
+        events.append(ReplicasDropped(worker, keep))
+    if events:
+        scheduler._apply(events)
+    return {"copied": sum(len(v) for v in arrived.values()), "dropped": dropped}
+
+
+async def _replicate(scheduler: Scheduler, conn: Connection, keys: list[Any], n: int | None,
+                     workers: list[str] | None) -> Any:
+    try:
+        plan = _plan_replicate(scheduler, keys, n, workers)
+    except ValueError as exc:
+        return [False, _error(exc, "replicate")]
+    return [True, await _carry_out(scheduler, conn, plan)]
+
+
+def _plan_replicate(scheduler: Scheduler, keys: list[Any], n: int | None,
+                    workers: list[str] | None) -> rebalance.Plan:
+    state = scheduler.state
+    pool = _pool(scheduler, workers)
+    missing = [k for k in keys if k not in state.tasks or state.tasks[k].state != "memory"]
+    if missing:
+        raise ValueError(f"replicate: {len(missing)} keys are not in memory (e.g. {missing[0]!r}); "
+                         "wait for the futures first")
+    holders = {k: [w.address for w in state.tasks[k].who_has] for k in keys}
+    nbytes = {k: state.tasks[k].nbytes for k in keys}
+    load = {a: ws.nbytes for a, ws in state.workers.items()}
+    return rebalance.plan_replicate(holders, nbytes, load, pool, n)
+
+
+async def _rebalance(scheduler: Scheduler, conn: Connection, keys: list[Any] | None,
+                     workers: list[str] | None) -> Any:
+    try:
+        plan = _plan_rebalance(scheduler, keys, workers)
+    except ValueError as exc:
+        return [False, _error(exc, "rebalance")]
+    return [True, await _carry_out(scheduler, conn, plan)]
+
+
+def _plan_rebalance(scheduler: Scheduler, keys: list[Any] | None,
+                    workers: list[str] | None) -> rebalance.Plan:
+    import dask
+
+    state = scheduler.state
+    pool = _pool(scheduler, workers)
+    if keys is not None:
+        missing = [k for k in keys if k not in state.tasks or state.tasks[k].state != "memory"]
+        if missing:
+            raise ValueError(f"rebalance: {len(missing)} keys are not in memory "
+                             f"(e.g. {missing[0]!r}); wait for the futures first")
+    held = {a: {ts.key: ts.nbytes for ts in state.workers[a].has_what} for a in pool}
+    gap = dask.config.get("distributed.worker.memory.rebalance.sender-recipient-gap",
+                          rebalance.DEFAULT_TOLERANCE)
+    return rebalance.plan_rebalance(held, None if keys is None else set(keys), float(gap))
+
+
+OPS: dict[str, Callable[..., Awaitable[Any]]] = {
+    "register_worker_plugin": _register_worker_plugin,
+    "unregister_worker_plugin": _unregister_worker_plugin,
+    "workers_replaced": _workers_replaced,
+    "register_scheduler_plugin": _register_scheduler_plugin,
+    "unregister_scheduler_plugin": _unregister_scheduler_plugin,
+    "run_on_scheduler": _run_on_scheduler,
+    "task_stream_records": _task_stream_records,
+    "replicate": _replicate,
+    "rebalance": _rebalance,
+}

@@ -203,6 +203,23 @@ class DataCopied(Event):
     items: list[tuple[Key, int]]  # (key, nbytes)
 
 
+@dataclass(frozen=True, slots=True)
+class ReplicasAdded(Event):
+    """``worker`` confirmed it now holds copies of ``keys`` (``replicate``/``rebalance``)."""
+
+    worker: str
+    keys: list[Key]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicasDropped(Event):
+    """Asked (``replicate``/``rebalance``): ``worker`` is to forget its copies of ``keys``;
+    the last copy of a key is never dropped."""
+
+    worker: str
+    keys: list[Key]
+
+
 # --- commands -------------------------------------------------------------------------------
 
 

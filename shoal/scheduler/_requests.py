@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from shoal.comm import Connection
-from shoal.scheduler import _control
+from shoal.scheduler import _control, _membership
 from shoal.scheduler._views import scheduler_info
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ async def _info(scheduler: Scheduler, conn: Connection, n_workers: int = -1) -> 
 
 async def _restart(scheduler: Scheduler, conn: Connection, timeout: float | None,
                    wait_for_workers: bool) -> Any:
-    return await _control.restart(scheduler, timeout, wait_for_workers)
+    return await _membership.restart(scheduler, timeout, wait_for_workers)
 
 
 async def _restart_workers(scheduler: Scheduler, conn: Connection, workers: list[Any],
@@ -34,7 +34,7 @@ async def _restart_workers(scheduler: Scheduler, conn: Connection, workers: list
     """``("ok", {worker: status})``, or ``("error", "ValueError", message)`` for a worker
     that is not there (the client raises it as such)."""
     try:
-        return ["ok", await _control.restart_workers(scheduler, workers, timeout)]
+        return ["ok", await _membership.restart_workers(scheduler, workers, timeout)]
     except ValueError as exc:
         return ["error", "ValueError", str(exc)]
 
@@ -43,7 +43,7 @@ async def _retire_workers(scheduler: Scheduler, conn: Connection, workers: list[
                           n: int | None, close_workers: bool, timeout: float) -> Any:
     """``("ok", {address: info})`` or ``("error", "ValueError", message)``."""
     try:
-        return ["ok", await _control.retire_workers(scheduler, workers, n, close_workers, timeout)]
+        return ["ok", await _membership.retire_workers(scheduler, workers, n, close_workers, timeout)]
     except ValueError as exc:
         return ["error", "ValueError", str(exc)]
 
@@ -59,8 +59,9 @@ async def _has_what(scheduler: Scheduler, conn: Connection) -> Any:
     return {a: [ts.key for ts in ws.has_what] for a, ws in scheduler.state.workers.items()}
 
 
-async def _run(scheduler: Scheduler, conn: Connection, function: Any, workers: list[str] | None) -> Any:
-    return await scheduler.start_run(conn, function, workers)
+async def _run(scheduler: Scheduler, conn: Connection, function: Any, workers: list[str] | None,
+               wait: bool = True) -> Any:
+    return await scheduler.start_run(conn, function, workers, wait)
 
 
 async def _task_stream(scheduler: Scheduler, conn: Connection, cursor: int,
@@ -137,3 +138,4 @@ _OPS: dict[str, Callable[..., Awaitable[Any]]] = {
     "retire_workers": _retire_workers,
     "missing_data": _missing_data,
 }
+_OPS.update(_control.OPS)  # changing a running cluster: plugins, run_on_scheduler, copies

@@ -3,7 +3,7 @@
 Owns: which keys a retiring worker holds that are still needed and held nowhere else, and
 which remaining worker receives each (the one with the most memory room, counting what
 it is about to receive). Must not know: connections, or how the bytes travel (the shell,
-``scheduler/_control.py``, moves them and reports ``DataCopied``).
+``scheduler/_membership.py``, moves them and reports ``DataCopied``).
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ from shoal.protocol._messages import (
     KeyErred,
     Message,
     MissingData,
+    PluginSetup,
     Register,
     RegisterReply,
     ReleaseKeys,
@@ -102,6 +103,7 @@ from shoal.scheduler._events import (
     WorkerLeft,
     WorkerRetiring,
 )
+from shoal.scheduler._plugins import SchedulerPlugins
 from shoal.scheduler._state import EventsFailed, SchedulerState
 from shoal.scheduler._tasks import TaskState
 from shoal.scheduler.coordination._shell import MESSAGES as COORDINATION_MESSAGES
@@ -155,6 +157,7 @@ class Scheduler:
                                     bandwidth=bandwidth)
         self.topics = topics.Topics(_event_log_length())
         self.datasets = datasets.Datasets()
+        self.plugin_host = SchedulerPlugins()
         self.address = ""
         self.dashboard_address = dashboard_address
         self.dashboard: Any = None
@@ -264,6 +267,7 @@ class Scheduler:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.plugin_host.close()
         if self.dashboard is not None:
             await self.dashboard.close()
         for conn in [*self._workers.values(), *self._clients.values()]:
@@ -305,6 +309,11 @@ class Scheduler:
     def workers(self) -> dict[str, Any]:
         return dict(self.state.workers)
 
+    @property
+    def plugins(self) -> dict[str, Any]:
+        """The scheduler plugins, by name (dask's ``Scheduler.plugins``)."""
+        return self.plugin_host.plugins
+
     # --- connections --------------------------------------------------------------------------
 
     def connect_local_client(self, name: str) -> Connection:
@@ -316,6 +325,7 @@ class Scheduler:
         server_end.set_handler(self._on_client_message)
         self._apply([ClientJoined(name)])
         self._apply_side(self.topics, [topics.SubscriberJoined(name)])
+        self._hook("add_client", self, client=name)
         return client_end
 
     def _on_connection(self, conn: TCPConnection) -> None:
@@ -343,6 +353,7 @@ class Scheduler:
             conn.set_handler(self._on_client_message)
             self._apply([ClientJoined(name)])
             self._apply_side(self.topics, [topics.SubscriberJoined(name)])
+            self._hook("add_client", self, client=name)
             conn.send(Response(0, True, {"client": name, "address": self.address}))
         else:
             logger.error("closing connection from %s: unknown role %r", conn.peer, first.role)
@@ -361,6 +372,7 @@ class Scheduler:
             self.coordination.holder_left(name)
             self._apply([ClientLeft(name)])
             self._apply_side(self.topics, [topics.SubscriberLeft(name)])
+            self._hook("remove_client", self, client=name)
             return
         events: list[Any] = []
         try:
@@ -375,6 +387,10 @@ class Scheduler:
                     tasks = self._with_known_functions(conn, list(msg.tasks))
                     events.append(GraphSubmitted(name, tasks, list(msg.wanted),
                                                  list(msg.actors or ())))
+                    if self.plugin_host.plugins:
+                        self._hook("update_graph", self, client=name, keys=set(msg.wanted),
+                                   tasks=[row[0] for row in msg.tasks], annotations={},
+                                   priority={}, stimulus_id=f"update-graph-{name}")
                 elif isinstance(msg, ReleaseKeys):
                     events.append(KeysReleased(name, list(msg.keys)))
                 elif isinstance(msg, CancelKeys):
@@ -536,6 +552,10 @@ class Scheduler:
             self._apply(events)
             if any(type(e) is WorkerJoined for e in events):
                 self._worker_joined.set()
+                if self.plugin_host.plugins:
+                    for e in events:
+                        if type(e) is WorkerJoined:
+                            self._hook("add_worker", self, worker=e.address)
 
     def _admit(self, conn: Connection, msg: Register) -> bool:
         """Accept a worker's registration unless another live connection holds its address
@@ -570,6 +590,9 @@ class Scheduler:
         self._workers[address] = conn
         self._worker_fids[address] = set()
         conn.send(RegisterReply(True, ""))
+        # Before any task: a joining or restarted worker is set up like the others.
+        for name, (plugin, kind) in self.plugin_host.for_workers.items():
+            conn.send(PluginSetup(0, name, plugin, kind))
         return True
 
     def _worker_gone(self, address: str, reason: str) -> None:
@@ -577,15 +600,50 @@ class Scheduler:
         self._worker_fids.pop(address, None)
         self._apply([WorkerLeft(address, reason, time.monotonic())])
         self._fail_runs_for(address)
+        self._hook("remove_worker", self, worker=address, stimulus_id=f"worker-left-{address}")
 
     # --- commands ---------------------------------------------------------------------------
 
     def _apply(self, events: list[Any]) -> None:
+        if self.plugin_host.watching:
+            self._apply_watched(events)
+            return
+        self._carry_out_all(self._handle(events))
+
+    def _handle(self, events: list[Any]) -> list[Any]:
         try:
-            commands = self.state.handle(*events)
+            return self.state.handle(*events)
         except EventsFailed as failed:  # its state changes are made: carry out their commands
             logger.error("%s", failed, exc_info=failed.failures[0][1])
-            commands = failed.commands
+            return failed.commands
+
+    def _apply_watched(self, events: list[Any]) -> None:
+        """``_apply`` while a scheduler plugin watches transitions: the new rows of the
+        state's story are its calls."""
+        story = self.state._log
+        last = story[-1] if story else None
+        commands = self._handle(events)
+        new = []
+        for row in reversed(story):
+            if row is last:
+                break
+            new.append(row)
+        # What dask gives a task's processing -> memory/erred move (a task-stream plugin
+        # reads ``startstops``), from the worker's report among these events.
+        done = {e.key: e for e in events if type(e) in (TaskFinished, TaskFailed)}
+        for key, start, finish, cause in reversed(new):
+            extra: dict[str, Any] = {}
+            ev = done.get(key) if start == "processing" else None
+            if ev is not None:
+                extra = {"worker": ev.worker, "thread": ev.thread,
+                         "startstops": [{"action": "compute", "start": ev.start,
+                                         "stop": ev.stop}]}
+                if type(ev) is TaskFinished:
+                    extra.update(nbytes=ev.nbytes, typename=ev.typename)
+            self._hook("transition", key, start, finish, stimulus_id=cause, **extra)
+        self._carry_out_all(commands)
+
+    def _carry_out_all(self, commands: list[Any]) -> None:
         workers = self._workers
         clients = self._clients
         # FreeKeys of one worker travel together, but never after a later command to that
@@ -666,6 +724,9 @@ class Scheduler:
         or a worker's address for ``TopicLog``)."""
         if isinstance(msg, TopicLog):
             self._apply_side(self.topics, [topics.EventLogged(list(msg.topics), msg.msg, time.time())])
+            if self.plugin_host.plugins:
+                for topic in msg.topics:
+                    self._hook("log_event", topic, msg.msg)
         elif isinstance(msg, TopicSubscribe):
             kind = topics.TopicSubscribed if msg.subscribe else topics.TopicUnsubscribed
             self._apply_side(self.topics, [kind(sender, msg.topic)])
@@ -705,19 +766,33 @@ class Scheduler:
 
     # --- client.run ---------------------------------------------------------------------------
 
-    def start_run(self, conn: Connection, function: Serialized, workers: list[str] | None) -> asyncio.Future[Any]:
+    def start_run(self, conn: Connection, function: Serialized, workers: list[str] | None,
+                  wait: bool = True) -> asyncio.Future[Any]:
         targets = [w for w in self._workers if workers is None or w in workers]
+        return self.ask_workers(conn, {w: lambda rid: Run(rid, function, wait) for w in targets})
+
+    def ask_workers(self, conn: Connection | None,
+                    asks: dict[str, Any]) -> asyncio.Future[dict[str, tuple[bool, Any]]]:
+        """Send each worker its message (``asks``: address -> ``build(request_id)``);
+        resolves to ``{address: (ok, value)}`` once every one answered or left."""
+        targets = [w for w in asks if w in self._workers]
         rid = next(self._ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         results: dict[str, Any] = {}
-        self._pending_runs[rid] = (conn, rid, results, set(targets))
+        self._pending_runs[rid] = (conn, rid, results, set(targets))  # type: ignore[assignment]
         self._run_futures[rid] = fut
         if not targets:
-            fut.set_result({})
+            self._finish_run(rid)
             return fut
         for w in targets:
-            self._workers[w].send(Run(rid, function))
+            self._workers[w].send(asks[w](rid))
         return fut
+
+    def _hook(self, hook: str, *args: Any, **kwargs: Any) -> None:
+        """Call a scheduler plugin hook; awaitables it returns run as tasks of ours."""
+        if self.plugin_host.plugins:
+            for pending in self.plugin_host.call(hook, *args, **kwargs):
+                self._spawn(pending)
 
     def _on_run_response(self, address: str | None, msg: Response) -> None:
         entry = self._pending_runs.get(msg.request_id)

@@ -41,6 +41,8 @@ from shoal.scheduler._events import (
     KeysCancelled,
     KeysReleased,
     KeysRetried,
+    ReplicasAdded,
+    ReplicasDropped,
     ReportCancelled,
     ReportDone,
     ReportErred,
@@ -169,6 +171,8 @@ class SchedulerState:
             FireAndForgetAsked: self._on_fire_and_forget,
             ClusterReset: self._on_reset,
             DataCopied: self._on_copied,
+            ReplicasAdded: self._on_replicas_added,
+            ReplicasDropped: self._on_replicas_dropped,
         }
 
     # --- entry point -------------------------------------------------------------------------
@@ -1052,6 +1056,37 @@ class SchedulerState:
     ) -> None:
         self.task_stream.append((key, prefix, worker, thread, start, stop, kind))
         self.task_stream_total += 1
+
+    def _on_replicas_added(self, ev: ReplicasAdded) -> None:
+        ws = self.workers.get(ev.worker)
+        if ws is None:
+            return
+        stale = []
+        for key in ev.keys:
+            ts = self.tasks.get(key)
+            if ts is None or ts.state != "memory":  # released meanwhile: the copy is not wanted
+                stale.append(key)
+            elif ws not in ts.who_has:
+                ts.who_has.add(ws)
+                ws.has_what.add(ts)
+                ws.nbytes += max(ts.nbytes, 0)
+        if stale:
+            self._out.append(SendFree(ws.address, stale))
+
+    def _on_replicas_dropped(self, ev: ReplicasDropped) -> None:
+        ws = self.workers.get(ev.worker)
+        if ws is None:
+            return
+        dropped = []
+        for key in ev.keys:
+            ts = self.tasks.get(key)
+            if ts is not None and ws in ts.who_has and len(ts.who_has) > 1:
+                ts.who_has.discard(ws)
+                ws.has_what.discard(ts)
+                ws.nbytes -= max(ts.nbytes, 0)
+                dropped.append(key)
+        if dropped:
+            self._out.append(SendFree(ws.address, dropped))
 
     # --- views -------------------------------------------------------------------------------
 

@@ -18,8 +18,12 @@ from shoal.worker._server import SchedulerGone, Worker
 # Exit status meaning "leave for good": the scheduler closed this worker, or there was no
 # scheduler to register with for the death timeout. The nanny does not restart such a worker.
 EXIT_SCHEDULER_GONE = 3
-# Exit status meaning "replace me" (client.restart): the nanny starts a fresh process at once.
-EXIT_RESTART = 4
+# Exit status asking the nanny for a fresh process at once (a nanny plugin such as Environ
+# changed what the process must start with); not counted as a crash.
+EXIT_PLUGIN_RESTART = 4
+# Exit status meaning "replace me" (client.restart): a fresh process at once, from the
+# nanny's warm standby when it has one; not counted as a crash.
+EXIT_RESTART = 5
 # The nanny's pid, set by the nanny: the worker dies with it (see _die_with_parent).
 PARENT_PID_ENV = "SHOAL_NANNY_PID"
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -124,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     gone: list[bool] = []
+    restart: list[bool] = []
 
     from shoal.comm._security import Security, set_default_security
 
@@ -166,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         await worker.wait_closed()
         await worker.close()
         gone.append(worker.scheduler_gone)
+        restart.append(worker.restart_requested)
 
     # Everything imported so far lives as long as the process: keep it out of the
     # collector's way, and collect young objects less often (tasks allocate many).
@@ -173,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     gc.set_threshold(20_000, 20, 100)
     if run_main(run, "shoal worker") != 0:
         return 1
+    if any(restart):
+        return EXIT_PLUGIN_RESTART
     return EXIT_SCHEDULER_GONE if any(gone) else 0
 
 

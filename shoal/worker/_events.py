@@ -32,6 +32,15 @@ class DataStored(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class CopiesStored(Event):
+    """Copies the scheduler asked for arrived (``replicate``/``rebalance``): key -> nbytes.
+    Held until the scheduler frees them; not a scatter, so nothing is acknowledged (the
+    shell's answer to ``CopyKeys`` is the acknowledgement)."""
+
+    got: dict[Key, int]
+
+
+@dataclass(frozen=True, slots=True)
 class StoreFailed(Event):
     """Scattered data arrived but could not be loaded here (``error`` says why)."""
 

@@ -5,10 +5,12 @@ its memory limit, and stops it for good on close. Runs as a task in its owner's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -20,7 +22,8 @@ logger = logging.getLogger("shoal.nanny")
 
 MEMORY_TERMINATE_FRACTION = 0.95
 _EXIT_SCHEDULER_GONE = 3  # shoal.worker.__main__.EXIT_SCHEDULER_GONE (not imported: keeps imports light)
-_EXIT_RESTART = 4  # shoal.worker.__main__.EXIT_RESTART: the scheduler asked for a fresh process
+_EXIT_PLUGIN_RESTART = 4  # shoal.worker.__main__.EXIT_PLUGIN_RESTART: a nanny plugin asked
+_EXIT_RESTART = 5  # shoal.worker.__main__.EXIT_RESTART: client.restart asked for a fresh process
 MAX_RESTARTS_PER_MINUTE = 10
 
 
@@ -124,6 +127,9 @@ class Nanny:
         self._ready_fd: int | None = None
         self._new_ready_fd: int | None = None
         self._spare_ready_fd: int | None = None
+        # Where nanny plugins (run in the worker on our behalf) leave the env to keep.
+        fd, self._plugin_state = tempfile.mkstemp(prefix="shoal-nanny-", suffix=".json")
+        os.close(fd)
         self._closing = False
         self._supervisor: asyncio.Task[None] | None = None
 
@@ -208,6 +214,12 @@ class Nanny:
         paths = [p or os.getcwd() for p in sys.path]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         env.update(self.env or {})
+        from shoal.worker._plugins import NANNY_PLUGINS_ENV, NANNY_STATE_ENV, read_nanny_state
+
+        kept = read_nanny_state(self._plugin_state)
+        env.update(kept["env"])
+        env[NANNY_STATE_ENV] = self._plugin_state
+        env[NANNY_PLUGINS_ENV] = json.dumps(kept["plugins"])  # names may hold any character
         # Credentials never go on the command line: ``ps`` shows that to every user.
         if self.security is None:
             from shoal.comm._security import Security
@@ -265,6 +277,11 @@ class Nanny:
                     self._spare_task = asyncio.get_running_loop().create_task(
                         self._spare_once_ready())
                 continue
+            if code == _EXIT_PLUGIN_RESTART:
+                logger.info("worker %s restarts for a nanny plugin", self.name)
+                await self._drop_spare()  # started before the plugin: not what it asks for
+                await self._spawn()
+                continue
             now = time.monotonic()
             self.restarts = [t for t in self.restarts if now - t < 60] + [now]
             if len(self.restarts) > MAX_RESTARTS_PER_MINUTE:
@@ -313,6 +330,8 @@ class Nanny:
             if fd is not None:
                 os.close(fd)
         self._ready_fd = self._new_ready_fd = self._spare_ready_fd = None
+        with contextlib.suppress(OSError):
+            os.remove(self._plugin_state)
 
     async def _drop_spare(self) -> None:
         """End the standby: EOF on its stdin makes it exit; killed if it does not."""
@@ -339,6 +358,8 @@ class Nanny:
                 spare.kill()
             except ProcessLookupError:
                 pass
+        with contextlib.suppress(OSError):
+            os.remove(self._plugin_state)
         proc = self.process
         if proc is not None and proc.returncode is None:
             try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import itertools
 import logging
 import os
@@ -36,6 +37,7 @@ from shoal.protocol._messages import (
     ActorCall,
     Close,
     Compute,
+    CopyKeys,
     Data,
     DropFunctions,
     FreeKeys,
@@ -43,6 +45,8 @@ from shoal.protocol._messages import (
     Heartbeat,
     Hello,
     Message,
+    PluginSetup,
+    PluginTeardown,
     Register,
     RegisterReply,
     Response,
@@ -65,6 +69,7 @@ from shoal.protocol._serialize import (
 from shoal.protocol._sizeof import nbytes as measure
 from shoal.worker._actors import ActorHost
 from shoal.worker._execute import Executor, imports_ready
+from shoal.worker._plugins import WorkerPlugins
 from shoal.worker._state import (
     ComputeAssigned,
     DataStored,
@@ -152,6 +157,22 @@ class Worker:
         # at once (the nanny starts a fresh process); None: begin a fresh session instead.
         self.on_restart: Any = None
         self._serializer: concurrent.futures.ThreadPoolExecutor | None = None
+        self.plugin_host = WorkerPlugins(self)  # plugins and uploads; they outlive sessions
+        self.restart_requested = False  # a nanny plugin asked for a fresh process
+
+    @property
+    def plugins(self) -> dict[str, Any]:
+        """The worker plugins set up here, by name (dask's ``Worker.plugins``)."""
+        return self.plugin_host.plugins
+
+    @property
+    def local_directory(self) -> str:
+        """This worker's own directory, on ``sys.path``: uploaded files land here."""
+        return self.plugin_host.local_directory
+
+    def upload_file(self, filename: str, data: bytes, load: bool = True) -> dict[str, Any]:
+        """Save ``data`` as ``filename`` in the local directory; import it with ``load``."""
+        return self.plugin_host.upload_file(filename, data, load)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -282,6 +303,7 @@ class Worker:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.plugin_host.close()
         if self._executor is not None:
             self._executor.close()
         if self._actors is not None:
@@ -334,6 +356,8 @@ class Worker:
                     self.functions.add_blobs(msg.functions)
                 self._executor.unrevoke(msg.key)
                 events.append(ComputeAssigned(msg))
+                if self.plugin_host.watchers:
+                    self.plugin_host.transition(msg.key, "released", "waiting")
             elif isinstance(msg, FreeKeys):
                 freed.extend(msg.keys)
                 events.append(KeysFreed(list(msg.keys)))
@@ -346,6 +370,15 @@ class Worker:
                     events.append(self._store(msg, loads))
             elif isinstance(msg, Run):
                 self._spawn(self._run_function(conn, msg))
+            elif isinstance(msg, (PluginSetup, PluginTeardown)):
+                if events:  # tasks before the plugin message are assigned before it
+                    self._carry_out(self.state.handle(*events))
+                    events = []
+                self.plugin_host.on_message(conn, msg)
+            elif isinstance(msg, CopyKeys):
+                from shoal.worker._copies import copy_keys
+
+                self._spawn(copy_keys(self, conn, msg))
             elif isinstance(msg, Close):
                 logger.info("worker %s closing: %s", self.address, msg.reason)
                 self.scheduler_gone = True
@@ -416,6 +449,10 @@ class Worker:
         if session != self._session:
             return  # tasks of a session already ended: their results are not trusted
         assert self.state is not None
+        if self.plugin_host.watchers:
+            for ev in batch:
+                self.plugin_host.transition(ev.key, "executing",
+                                        "memory" if ev.error is None else "error")
         self._carry_out(self.state.handle(*batch))
 
     def _carry_out(self, commands: list[Any]) -> None:
@@ -429,9 +466,13 @@ class Worker:
                 sched.send(cmd.msg)
             elif kind is Execute:
                 executor.submit(cmd)
+                if self.plugin_host.watchers:
+                    self.plugin_host.transition(cmd.key, "waiting", "executing")
             elif kind is Drop:
                 for key in cmd.keys:
                     self.data.pop(key, None)
+                    if self.plugin_host.watchers:
+                        self.plugin_host.transition(key, "memory", "released")
                 if actors.objects:
                     actors.release(cmd.keys)
             elif kind is Fetch:
@@ -440,7 +481,9 @@ class Worker:
     async def _run_function(self, conn: Connection, msg: Run) -> None:
         """``client.run``: the function runs on a daemon thread of its own, so one that never
         returns neither holds a pool thread nor keeps the process from exiting; if the
-        worker closes first, the caller gets an error instead of waiting forever."""
+        worker closes first, the caller gets an error instead of waiting forever. An async
+        function is awaited on the worker's loop. ``dask_worker=`` is given this worker."""
+        from shoal._run import in_background, inject
         from shoal.protocol._errors import exception_to_error
 
         loop = asyncio.get_running_loop()
@@ -452,9 +495,7 @@ class Worker:
 
         def run() -> None:
             try:
-                # Like a task: never import dask here while the start-up thread does.
-                imports_ready.wait()
-                ok, value = True, loads(msg.function)()
+                ok, value = True, fn()
             except BaseException as exc:  # reported to the caller, whatever it is
                 ok, value = False, exc
             try:
@@ -463,7 +504,27 @@ class Worker:
                 logger.info("worker %s: client.run finished after the worker closed",
                             self.address)
 
-        threading.Thread(target=run, name=f"shoal-run-{msg.request_id}", daemon=True).start()
+        fn: Any = None
+        if not imports_ready.is_set():
+            # Like a task: unpickling may import modules that import dask, never at the same
+            # time as the start-up thread does (it always ends by setting the flag).
+            await asyncio.to_thread(imports_ready.wait)
+        try:
+            fn = inject(loads(msg.function), "dask_worker", self)
+        except BaseException as exc:
+            deliver(False, exc)
+        else:
+            if inspect.iscoroutinefunction(fn):
+                # An async function runs on this loop (dask's rule); without ``wait`` nobody
+                # waits for it: it is a task of the worker, cancelled when it closes.
+                if not msg.wait:
+                    self._spawn(in_background(fn, f"worker {self.address}"))
+                    deliver(True, None)
+                else:
+                    self._spawn(self._await_run(fn, deliver))
+            else:
+                threading.Thread(target=run, name=f"shoal-run-{msg.request_id}",
+                                 daemon=True).start()
         try:
             ok, value = await outcome
         except asyncio.CancelledError:
@@ -480,6 +541,15 @@ class Worker:
         if not ok:
             value = exception_to_error(value, value.__traceback__, "run", self.address, time.time())
         conn.send(Response(msg.request_id, ok, value))
+
+    @staticmethod
+    async def _await_run(function: Any, deliver: Any) -> None:
+        try:
+            value = await function()
+        except Exception as exc:
+            deliver(False, exc)
+        else:
+            deliver(True, value)
 
     async def _heartbeat_loop(self, conn: Connection) -> None:
         assert self.state is not None

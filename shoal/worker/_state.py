@@ -24,6 +24,7 @@ from shoal.protocol._messages import (
 from shoal.worker._events import (
     Command,
     ComputeAssigned,
+    CopiesStored,
     DataStored,
     Drop,
     Event,
@@ -42,6 +43,7 @@ Key = Any
 __all__ = [
     "Command",
     "ComputeAssigned",
+    "CopiesStored",
     "DataStored",
     "Drop",
     "Event",
@@ -102,6 +104,9 @@ class WorkerState:
                 self._out.append(Report(ScatterStored(ev.key, None)))  # type: ignore[attr-defined]
             elif kind is StoreFailed:
                 self._out.append(Report(ScatterStored(ev.key, ev.error)))  # type: ignore[attr-defined]
+            elif kind is CopiesStored:
+                self.held.update(ev.got)  # type: ignore[attr-defined]
+                self.assigned.update(ev.got)  # type: ignore[attr-defined]
             else:
                 raise TypeError(f"worker state got an unknown event {ev!r}")
         out, self._out = self._out, []

@@ -152,13 +152,14 @@ def test_results_lost_with_a_worker_are_recomputed_from_lineage(make_client):
     x = c.persist(da.arange(40_000, chunks=1_000) * 2)
     futures = x.__dask_graph__().values()
     wait_for(lambda: all(f.done() for f in futures), timeout=30)
-    holders = {w for ws in c.who_has(list(futures)).values() for w in ws}
-    assert len(holders) == 2, "the chunks should be spread over both workers"
-    victim_address = sorted(holders)[0]
+    who = c.who_has(list(futures))
+    # Usually the chunks are spread over both workers; on a loaded machine one worker may
+    # have computed them all (the tasks are tiny). Either way the victim holds chunks.
+    victim_address = sorted(who[next(iter(futures)).key])[0]
     victim = c.run(os.getpid)[victim_address]
     os.kill(victim, signal.SIGKILL)
 
-    # Half the chunks are gone with the worker; the scheduler recomputes them from their
+    # The chunks it held are gone with the worker; the scheduler recomputes them from their
     # tasks, and the sum is right.
     assert x.sum().compute() == (np.arange(40_000) * 2).sum()
     wait_for(lambda: all(f.status == "finished" for f in futures), timeout=30)

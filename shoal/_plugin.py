@@ -1,0 +1,313 @@
+"""Plugins: user code the cluster runs at points of its life (dask's
+``distributed.diagnostics.plugin``), and the built-in ones.
+
+Owns: the three base classes (``WorkerPlugin``, ``SchedulerPlugin``, ``NannyPlugin``) with
+dask's hook names and signatures, telling which kind a plugin object is (dask's own
+plugin classes are recognised by name, so plugins written against dask work unchanged),
+and the built-ins ``UploadFile``, ``UploadDirectory``, ``Environ`` and ``PipInstall``.
+Must not know about connections: the servers call the hooks.
+
+Where shoal differs: a nanny plugin's ``setup(nanny)`` runs in the worker process on the
+nanny's behalf, with a stand-in ``nanny`` whose ``env`` (and ``name``, ``worker_address``,
+``local_directory``) it may change; the nanny keeps ``env`` for every worker process it
+starts later, and ``restart = True`` restarts the worker process after ``setup``.
+``UploadDirectory`` and ``PipInstall`` are worker plugins.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import uuid
+import zipfile
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, ClassVar
+
+__all__ = [
+    "Environ",
+    "NannyPlugin",
+    "PipInstall",
+    "SchedulerPlugin",
+    "UploadDirectory",
+    "UploadFile",
+    "WorkerPlugin",
+    "plugin_kind",
+    "plugin_name",
+]
+
+UPLOAD_SUFFIXES = (".py", ".zip", ".egg", ".pyz")
+
+
+class WorkerPlugin:
+    """Code run in every worker process: ``setup`` when registered (and on every worker
+    that joins or restarts later), ``teardown`` when unregistered or the worker closes,
+    ``transition`` when a task on the worker changes state.
+
+    ``setup`` and ``teardown`` may be coroutine functions (awaited on the worker's loop).
+    A plugin with ``idempotent = True`` is not registered again under a name already taken.
+    """
+
+    idempotent: ClassVar[bool] = False
+
+    def setup(self, worker: Any) -> Awaitable[None] | None:
+        """Run when the plugin is added to ``worker``."""
+
+    def teardown(self, worker: Any) -> Awaitable[None] | None:
+        """Run when the plugin is removed or the worker closes."""
+
+    def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
+        """Task ``key`` went from state ``start`` to ``finish`` on this worker
+        (``released`` -> ``waiting`` -> ``executing`` -> ``memory``/``error`` ->
+        ``released``)."""
+
+
+class SchedulerPlugin:
+    """Code run in the scheduler process, called on the scheduler's events.
+
+    Hooks shoal calls: ``start(scheduler)`` (when registered, may be async), ``close()``
+    and ``before_close()`` (scheduler closing or plugin unregistered), ``update_graph``,
+    ``transition(key, start, finish, *, stimulus_id)``, ``add_worker``, ``remove_worker``,
+    ``add_client``, ``remove_client``, ``log_event``.
+    """
+
+    idempotent: ClassVar[bool] = False
+
+    def start(self, scheduler: Any) -> Awaitable[None] | None:
+        """Run when the plugin is added to the scheduler."""
+
+    def before_close(self) -> None:
+        """Run before the scheduler closes."""
+
+    def close(self) -> Awaitable[None] | None:
+        """Run when the scheduler closes or the plugin is removed."""
+
+    def update_graph(self, scheduler: Any, *, client: str, keys: set[Any], tasks: list[Any],
+                     annotations: dict[str, Any], priority: dict[Any, Any], stimulus_id: str,
+                     **kwargs: Any) -> None:
+        """A client submitted ``tasks``, of which it wants ``keys``."""
+
+    def restart(self, scheduler: Any) -> None:
+        """The cluster was restarted."""
+
+    def transition(self, key: Any, start: str, finish: str, *args: Any, stimulus_id: str,
+                   **kwargs: Any) -> None:
+        """Task ``key`` went from ``start`` to ``finish`` on the scheduler."""
+
+    def add_worker(self, scheduler: Any, worker: str) -> Awaitable[None] | None:
+        """A worker joined."""
+
+    def remove_worker(self, scheduler: Any, worker: str, *, stimulus_id: str,
+                      **kwargs: Any) -> Awaitable[None] | None:
+        """A worker left."""
+
+    def add_client(self, scheduler: Any, client: str) -> None:
+        """A client connected."""
+
+    def remove_client(self, scheduler: Any, client: str) -> None:
+        """A client disconnected."""
+
+    def log_event(self, topic: str, msg: Any) -> None:
+        """An event was logged under ``topic``."""
+
+
+class NannyPlugin:
+    """Code for the process that starts workers (see the module docstring for how shoal
+    runs it): ``setup(nanny)`` may change ``nanny.env``, kept for every worker process
+    started later; ``restart = True`` restarts the worker process after ``setup``."""
+
+    idempotent: ClassVar[bool] = False
+    restart: ClassVar[bool] = False
+
+    def setup(self, nanny: Any) -> Awaitable[None] | None:
+        """Run when the plugin is added."""
+
+    def teardown(self, nanny: Any) -> Awaitable[None] | None:
+        """Run when the plugin is removed."""
+
+
+_KINDS = (("WorkerPlugin", "worker"), ("SchedulerPlugin", "scheduler"), ("NannyPlugin", "nanny"))
+
+
+def plugin_kind(plugin: Any) -> str:
+    """``"worker"``, ``"scheduler"`` or ``"nanny"``: which base class ``plugin`` derives
+    from (shoal's, or dask's of the same name).
+
+    Raises:
+        TypeError: a class instead of an instance, or not derived from a plugin base class.
+    """
+    if isinstance(plugin, type):
+        raise TypeError(f"register_plugin takes a plugin instance, not the class "
+                        f"{plugin.__name__}; call it: {plugin.__name__}(...)")
+    names = {cls.__name__ for cls in type(plugin).__mro__}
+    for base, kind in _KINDS:
+        if base in names:
+            return kind
+    raise TypeError(
+        f"{type(plugin).__name__} is not a plugin: derive it from shoal's WorkerPlugin, "
+        "SchedulerPlugin or NannyPlugin (dask's classes of those names work too)"
+    )
+
+
+def plugin_name(plugin: Any, name: str | None) -> str:
+    """The name a plugin is registered under: ``name``, else its ``name`` attribute, else
+    its class name with a unique suffix (dask's rule)."""
+    if name is not None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"a plugin name must be a non-empty string, got {name!r}")
+        return name
+    own = getattr(plugin, "name", None)
+    if isinstance(own, str) and own:
+        return own
+    return f"{type(plugin).__name__}-{uuid.uuid4()}"
+
+
+# --- built-ins -----------------------------------------------------------------------------
+
+
+def read_upload(filepath: str) -> tuple[str, bytes]:
+    """The base name and bytes of a ``.py``/``.zip``/``.egg`` file to upload, checked here
+    (in the client) so that no worker is ever sent something it cannot load.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a .py, .zip, .egg or .pyz file; or a zip that is not one.
+        SyntaxError: a ``.py`` file that does not compile (its message names file and line).
+    """
+    path = os.fspath(filepath)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"upload_file: no file {path!r} (relative paths start at "
+                                f"{os.getcwd()!r})")
+    filename = os.path.basename(path)
+    if not filename.endswith(UPLOAD_SUFFIXES):
+        raise ValueError(f"upload_file takes a .py, .zip, .egg or .pyz file, got {filename!r}")
+    with open(path, "rb") as f:
+        data = f.read()
+    if filename.endswith(".py"):
+        compile(data, path, "exec", dont_inherit=True)  # raises SyntaxError naming the line
+    elif not zipfile.is_zipfile(io.BytesIO(data)):
+        raise ValueError(f"upload_file: {filename!r} is not a zip archive")
+    return filename, data
+
+
+class UploadFile(WorkerPlugin):
+    """Send a ``.py``, ``.zip`` or ``.egg`` file to every worker (now and later), into the
+    worker's local directory, which is on ``sys.path``; with ``load`` it is imported
+    (re-imported when it changed).
+
+    Raises:
+        FileNotFoundError, ValueError, SyntaxError: see ``read_upload``.
+    """
+
+    name = "upload_file"
+
+    def __init__(self, filepath: str, load: bool = True) -> None:
+        self.filename, self.data = read_upload(filepath)
+        self.load = load
+
+    def setup(self, worker: Any) -> None:
+        worker.upload_file(self.filename, self.data, load=self.load)
+
+
+_DEFAULT_SKIP_WORDS = (".git", ".github", ".pytest_cache", "tests", "docs")
+
+
+class UploadDirectory(WorkerPlugin):
+    """Send a directory to every worker, unpacked under the worker's local directory (as
+    ``<local_directory>/<directory name>``); with ``update_path`` that directory is put on
+    ``sys.path``. Files whose path contains one of ``skip_words``, or for which one of the
+    ``skip`` predicates is true, are left out. shoal runs it as a worker plugin:
+    ``restart_workers`` and ``mode`` are accepted for dask compatibility and ignored.
+
+    Raises:
+        FileNotFoundError: ``path`` is not a directory.
+    """
+
+    def __init__(self, path: str, restart_workers: bool = False, update_path: bool = False,
+                 skip_words: Iterable[str] = _DEFAULT_SKIP_WORDS,
+                 skip: Iterable[Callable[[str], bool]] = (lambda fn: fn.endswith(".pyc"),),
+                 mode: str = "workers") -> None:
+        path = os.path.expanduser(os.fspath(path))
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"UploadDirectory: {path!r} is not a directory")
+        self.path = path
+        self.update_path = update_path
+        self.restart_workers = restart_workers
+        self.mode = mode
+        self.dirname = os.path.basename(os.path.normpath(path))
+        self.name = "upload-directory-" + self.dirname
+        skip_words = tuple(skip_words)
+        skips = tuple(skip)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for root, _dirs, files in os.walk(path):
+                for fn in files:
+                    full = os.path.join(root, fn)
+                    rel = os.path.relpath(full, os.path.dirname(os.path.normpath(path)))
+                    if any(w in rel.split(os.sep) for w in skip_words) or any(s(full) for s in skips):
+                        continue
+                    z.write(full, rel)
+        self.data = buf.getvalue()
+
+    def setup(self, worker: Any) -> None:
+        import importlib
+
+        base = worker.local_directory
+        with zipfile.ZipFile(io.BytesIO(self.data)) as z:
+            z.extractall(base)
+        target = os.path.join(base, self.dirname)
+        if self.update_path and target not in sys.path:
+            sys.path.insert(0, target)
+        importlib.invalidate_caches()
+
+
+class Environ(NannyPlugin):
+    """Set environment variables in the worker processes, before they start (the worker
+    processes are restarted to apply them)."""
+
+    restart = True
+
+    def __init__(self, environ: dict[str, Any] | None = None) -> None:
+        self.environ = {str(k): str(v) for k, v in (environ or {}).items()}
+
+    def setup(self, nanny: Any) -> None:
+        nanny.env.update(self.environ)
+
+
+class PipInstall(WorkerPlugin):
+    """Install packages with pip in every worker's environment (once per machine at a
+    time: workers of one machine take turns). Options in ``pip_options`` (for example
+    ``["--no-index", "--find-links", "/wheels"]``) are passed to ``pip install``.
+    ``restart_workers`` is accepted for dask compatibility and ignored.
+
+    Raises (in the worker, reported to the caller): RuntimeError with pip's output when
+    pip fails.
+    """
+
+    idempotent = True
+
+    def __init__(self, packages: list[str], pip_options: list[str] | None = None,
+                 restart_workers: bool = False) -> None:
+        if isinstance(packages, str) or not all(isinstance(p, str) for p in packages):
+            raise TypeError(f"PipInstall takes a list of package names, got {packages!r}")
+        self.name = f"PipInstall-{uuid.uuid4()}"  # each instance its own (dask's rule)
+        self.packages = list(packages)
+        self.pip_options = list(pip_options or [])
+        self.restart_workers = restart_workers
+
+    def setup(self, worker: Any) -> None:
+        import fcntl
+        import importlib
+        import tempfile
+
+        cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check",
+               *self.pip_options, *self.packages]
+        lock_path = os.path.join(tempfile.gettempdir(), "shoal-pip-install.lock")
+        with open(lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            raise RuntimeError(f"pip install {' '.join(self.packages)} failed "
+                               f"(exit {proc.returncode}):\n{proc.stdout}{proc.stderr}")
+        importlib.invalidate_caches()

@@ -1,0 +1,75 @@
+"""The two faces of a client operation: each is written once, as a coroutine run on
+shoal's loop, and :meth:`Client.sync` gives it to the caller either as a blocking call or as
+an awaitable for the caller's own event loop (``asynchronous=True``, per client or per call).
+
+Owns: turning such a coroutine function into a Client method (``two_faced``), and the
+already-finished awaitable (``Ready``) that operations which only queue a message (cancel,
+retry, log_event...: ``queued``) return to an asynchronous caller. Knows nothing of the Client beyond
+its ``sync`` and ``asynchronous``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any
+
+
+def two_faced(coro_fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A Client method running ``coro_fn(client, *args, **kwargs)`` through
+    ``client.sync``: blocking, or an awaitable when the client (or the call's
+    ``asynchronous=True``) is asynchronous. Signature and docstring are ``coro_fn``'s."""
+
+    @functools.wraps(coro_fn)
+    def method(self: Any, *args: Any, asynchronous: bool | None = None, **kwargs: Any) -> Any:
+        return self.sync(coro_fn, self, *args, asynchronous=asynchronous, **kwargs)
+
+    return method
+
+
+def as_coroutine(work: Any) -> Coroutine[Any, Any, Any]:
+    """``work`` (what ``Client.sync``'s function returned) as a coroutine to schedule on
+    shoal's loop: a coroutine as is; another awaitable awaited there; a value returned."""
+    if asyncio.iscoroutine(work):
+        return work
+    return _resolve(work)
+
+
+async def _resolve(work: Any) -> Any:
+    return await work if inspect.isawaitable(work) else work
+
+
+def queued(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A Client method for an operation that only queues a message (it never waits):
+    ``fn(client, ...)`` runs now, in the caller's thread; an asynchronous caller gets its
+    value as a ``Ready`` awaitable, as dask's methods return awaitables."""
+
+    @functools.wraps(fn)
+    def method(self: Any, *args: Any, asynchronous: bool | None = None, **kwargs: Any) -> Any:
+        return answer(self, fn(self, *args, **kwargs), asynchronous)
+
+    return method
+
+
+class Ready:
+    """An awaitable that is already done (dask returns awaitables from every method of an
+    asynchronous client; not awaiting this one is harmless, unlike a coroutine)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any = None) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.value
+        yield  # a generator: nothing to wait for
+
+
+def answer(client: Any, value: Any, asynchronous: bool | None = None) -> Any:
+    """``value`` as the caller's face expects it: as is, or ``Ready(value)`` for an
+    asynchronous caller (``client`` None: synchronous)."""
+    if asynchronous is None:
+        asynchronous = client is not None and client.asynchronous
+    return Ready(value) if asynchronous else value

@@ -1,0 +1,15 @@
+"""dask's ``distributed.diagnostics.plugin`` import path: the plugin base classes and the
+built-in plugins (``from shoal.diagnostics.plugin import WorkerPlugin``)."""
+
+from shoal._plugin import (
+    Environ,
+    NannyPlugin,
+    PipInstall,
+    SchedulerPlugin,
+    UploadDirectory,
+    UploadFile,
+    WorkerPlugin,
+)
+
+__all__ = ["Environ", "NannyPlugin", "PipInstall", "SchedulerPlugin", "UploadDirectory",
+           "UploadFile", "WorkerPlugin"]

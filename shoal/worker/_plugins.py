@@ -1,0 +1,257 @@
+"""The plugins and uploaded files of one worker process.
+
+Owns: setting plugins up and tearing them down on the scheduler's ``PluginSetup`` /
+``PluginTeardown`` (answering each with the outcome, or the traceback of a ``setup`` that
+raised), the worker's local directory (on ``sys.path``; uploads land there), loading
+uploaded files (a changed module is reloaded), calling plugins' ``transition`` hooks, and
+running nanny plugins on the nanny's behalf (see ``shoal._plugin``). Plugins
+outlive scheduler sessions of the process; the scheduler re-sends them on registration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import importlib.util
+import inspect
+import json
+import logging
+import os
+import pkgutil
+import shutil
+import sys
+import tempfile
+import time
+from typing import Any
+
+from shoal.comm import Connection
+from shoal.protocol._errors import exception_to_error
+from shoal.protocol._messages import PluginSetup, PluginTeardown, Response
+from shoal.protocol._serialize import loads
+
+logger = logging.getLogger("shoal.worker")
+
+# Set by the nanny for the worker process: a JSON file where nanny plugins run in the
+# worker leave what the nanny must keep (``env``, applied plugin names), and the names of
+# the nanny plugins already applied to this process (not to be applied again).
+NANNY_STATE_ENV = "SHOAL_NANNY_STATE"
+NANNY_PLUGINS_ENV = "SHOAL_NANNY_PLUGINS"
+
+
+class NannyView:
+    """What a nanny plugin's ``setup(nanny)`` sees of the nanny: its ``env`` for worker
+    processes (changes are kept by the nanny), and the worker's name and addresses."""
+
+    def __init__(self, worker: Any) -> None:
+        self.env: dict[str, str] = {}
+        self.name = worker.name
+        self.worker_address = worker.address
+        self.local_directory = worker.local_directory
+
+
+def _watches_transitions(plugin: Any) -> bool:
+    for cls in type(plugin).__mro__:
+        if "transition" in vars(cls):
+            return cls.__name__ != "WorkerPlugin"
+    return False
+
+
+class WorkerPlugins:
+    """The plugins set up in one worker process, by name."""
+
+    def __init__(self, worker: Any) -> None:
+        self.worker = worker
+        self.plugins: dict[str, Any] = {}
+        self.watchers: list[Any] = []  # plugins with a ``transition`` hook of their own
+        self._directory: str | None = None
+
+    # --- the local directory and uploads -----------------------------------------------------
+
+    @property
+    def local_directory(self) -> str:
+        """A directory of this worker's own, on ``sys.path``; made on first use."""
+        if self._directory is None:
+            self._directory = tempfile.mkdtemp(prefix="shoal-worker-space-")
+            sys.path.insert(0, self._directory)
+        return self._directory
+
+    def upload_file(self, filename: str, data: bytes, load: bool = True) -> dict[str, Any]:
+        """Write ``data`` as ``filename`` into the local directory (atomically: a task never
+        sees half a file); with ``load``, import it, reloading a module imported before.
+
+        Raises:
+            Whatever importing the file raises.
+        """
+        path = os.path.join(self.local_directory, os.path.basename(filename))
+        tmp = path + ".part"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+        if load:
+            load_file(path)
+        return {"status": "OK", "nbytes": len(data)}
+
+    # --- set up and tear down ----------------------------------------------------------------
+
+    def on_message(self, conn: Connection, msg: PluginSetup | PluginTeardown) -> None:
+        """Carry out a plugin message now: a synchronous ``setup`` is done before any task
+        that arrived after it starts. An asynchronous one finishes in a task of the worker."""
+        try:
+            if isinstance(msg, PluginSetup):
+                plugin = loads(msg.plugin)
+                if msg.kind == "nanny":
+                    pending: Any = self._nanny_setup(msg.name, plugin)
+                else:
+                    pending = self._setup(msg.name, plugin)
+            else:
+                pending = self._teardown(msg.name)
+        except BaseException as exc:  # reported to the caller, whatever it is
+            self._answer(conn, msg, False, exc)
+            return
+        if inspect.isawaitable(pending):
+            self.worker._spawn(self._finish(conn, msg, pending))
+        else:
+            self._answer(conn, msg, True, {"status": "OK"})
+
+    async def _finish(self, conn: Connection, msg: Any, pending: Any) -> None:
+        try:
+            value = await pending
+        except Exception as exc:
+            self._answer(conn, msg, False, exc)
+            return
+        self._answer(conn, msg, True, value if isinstance(value, dict) else {"status": "OK"})
+
+    def _answer(self, conn: Connection, msg: Any, ok: bool, value: Any) -> None:
+        if not ok:
+            logger.error("worker %s: plugin %r failed: %r", self.worker.address, msg.name, value)
+            value = exception_to_error(value, value.__traceback__, f"plugin {msg.name}",
+                                       self.worker.address, time.time())
+        if msg.request_id and not conn.closed:
+            conn.send(Response(msg.request_id, ok, value))
+
+    def _setup(self, name: str, plugin: Any) -> Any:
+        old = self.plugins.pop(name, None)
+        if old is not None:
+            self._forget(old)
+            done = old.teardown(self.worker) if hasattr(old, "teardown") else None
+            if inspect.isawaitable(done):
+                self.worker._spawn(done)
+        self.plugins[name] = plugin
+        if _watches_transitions(plugin):
+            self.watchers.append(plugin)
+        return plugin.setup(self.worker) if hasattr(plugin, "setup") else None
+
+    def _teardown(self, name: str) -> Any:
+        plugin = self.plugins.pop(name, None)
+        if plugin is None:
+            return None
+        self._forget(plugin)
+        return plugin.teardown(self.worker) if hasattr(plugin, "teardown") else None
+
+    def _forget(self, plugin: Any) -> None:
+        self.watchers = [p for p in self.watchers if p is not plugin]
+
+    async def close(self) -> None:
+        """The worker closes: tear every plugin down, remove the local directory."""
+        for name in list(self.plugins):
+            try:
+                done = self._teardown(name)
+                if inspect.isawaitable(done):
+                    await done
+            except Exception:
+                logger.exception("worker %s: teardown of plugin %r failed",
+                                 self.worker.address, name)
+        if self._directory is not None:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(self._directory)
+            shutil.rmtree(self._directory, ignore_errors=True)
+            self._directory = None
+
+    def transition(self, key: Any, start: str, finish: str) -> None:
+        for plugin in self.watchers:
+            try:
+                plugin.transition(key, start, finish)
+            except Exception:
+                logger.exception("worker %s: transition hook of %r failed", self.worker.address,
+                                 plugin)
+
+    # --- nanny plugins, run here on the nanny's behalf ----------------------------------------
+
+    async def _nanny_setup(self, name: str, plugin: Any) -> dict[str, Any]:
+        applied = applied_nanny_plugins()
+        if name in applied:  # applied by the nanny before starting this process
+            return {"status": "OK"}
+        view = NannyView(self.worker)
+        done = plugin.setup(view)
+        if inspect.isawaitable(done):
+            await done
+        state_file = os.environ.get(NANNY_STATE_ENV)
+        restart = bool(getattr(plugin, "restart", False))
+        if state_file is None:  # no nanny: this process is all there is
+            os.environ.update(view.env)
+            return {"status": "OK"}
+        state = read_nanny_state(state_file)
+        state["env"].update(view.env)
+        state["plugins"] = [*state["plugins"], name]
+        with open(state_file + ".part", "w") as f:
+            json.dump(state, f)
+        os.replace(state_file + ".part", state_file)
+        os.environ[NANNY_PLUGINS_ENV] = json.dumps([*applied, name])
+        if restart:
+            self.worker.restart_requested = True
+            loop = asyncio.get_running_loop()
+            # After the answer is on its way; the nanny starts the process again.
+            loop.call_soon(lambda: loop.create_task(self.worker.close()))
+        return {"status": "OK", "restarting": restart}
+
+
+def applied_nanny_plugins() -> list[str]:
+    """The nanny plugins already applied to this process (a JSON list from the nanny)."""
+    try:
+        names = json.loads(os.environ.get(NANNY_PLUGINS_ENV) or "[]")
+    except ValueError:
+        logger.warning("ignoring a malformed %s", NANNY_PLUGINS_ENV)
+        return []
+    return [str(n) for n in names] if isinstance(names, list) else []
+
+
+def read_nanny_state(path: str) -> dict[str, Any]:
+    """What nanny plugins left for the nanny: ``{"env": {...}, "plugins": [names]}``."""
+    try:
+        with open(path) as f:
+            state = json.load(f)
+    except (OSError, ValueError):
+        state = {}
+    return {"env": dict(state.get("env", {})), "plugins": list(state.get("plugins", []))}
+
+
+def load_file(path: str) -> list[Any]:
+    """Import what ``path`` (.py, or a .zip/.egg/.pyz of modules) provides, reloading
+    modules imported before so that a changed upload takes effect."""
+    directory, filename = os.path.split(path)
+    stem, ext = os.path.splitext(filename)
+    if ext == ".py":
+        names = [stem]
+        with contextlib.suppress(OSError):  # never reuse bytecode of an older upload
+            os.remove(importlib.util.cache_from_source(path))
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+    else:
+        # zipimport caches an archive's listing: a re-upload must be read afresh.
+        import zipimport
+
+        sys.path_importer_cache.pop(path, None)
+        zipimport._zip_directory_cache.pop(path, None)  # type: ignore[attr-defined]
+        if path not in sys.path:
+            sys.path.insert(0, path)
+        names = [m.name for m in pkgutil.iter_modules([path])]
+    importlib.invalidate_caches()
+    loaded = []
+    for name in names:
+        module = sys.modules.get(name)
+        if module is not None:
+            loaded.append(importlib.reload(module))
+        else:
+            loaded.append(importlib.import_module(name))
+    return loaded

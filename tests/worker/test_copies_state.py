@@ -1,0 +1,34 @@
+"""Copies made for replicate/rebalance (``CopiesStored``) in the pure worker state."""
+
+from __future__ import annotations
+
+from shoal.protocol._messages import Compute
+from shoal.protocol._serialize import Serialized
+from shoal.worker._state import (
+    ComputeAssigned,
+    CopiesStored,
+    Drop,
+    Execute,
+    KeysFreed,
+    WorkerState,
+)
+
+
+def test_copies_are_held_without_acknowledging_a_scatter(ws: WorkerState) -> None:
+    # A scatter acknowledgement would make the scheduler free a copy it does not list yet.
+    assert ws.handle(CopiesStored({"a": 10, "b": 20})) == []
+    assert ws.held == {"a": 10, "b": 20}
+    assert ws.managed_bytes == 30
+
+
+def test_copies_stay_until_the_scheduler_frees_them(ws: WorkerState) -> None:
+    ws.handle(CopiesStored({"a": 10}))
+    assert ws.handle(KeysFreed(["a"])) == [Drop(["a"])]
+    assert ws.held == {}
+
+
+def test_a_copy_serves_as_a_local_input(ws: WorkerState) -> None:
+    ws.handle(CopiesStored({"a": 10}))
+    msg = Compute("t", Serialized([b"task"]), [("a", ["tcp://other:1"], 10)], {}, (0,), True, "t")
+    cmds = ws.handle(ComputeAssigned(msg))
+    assert [type(c) for c in cmds] == [Execute]
