@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench browser clean
+.PHONY: demo test lint typecheck unit bench browser multihost-tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,14 @@ $(STAMP): pyproject.toml
 browser:
 	@command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+# Debian's iproute2 (network namespaces) and OpenSSH server for the multi-host tests
+# (tests/multihost). Installing starts no sshd: the tests run their own, in a namespace.
+multihost-tools:
+	@(command -v ip >/dev/null 2>&1 && [ -x /usr/sbin/sshd ] && command -v ssh >/dev/null 2>&1) || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    iproute2 openssh-client openssh-server >/dev/null) || \
+	  echo "could not install iproute2/openssh-server (not root?): the multihost tests will skip"
 
 demo: $(STAMP)
 	$(PY) -m shoal demo
@@ -29,7 +37,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(VENV)/bin/pytest -q -m "not integration and not browser"
 
-test: $(STAMP) browser lint typecheck
+test: $(STAMP) browser multihost-tools lint typecheck
 	$(VENV)/bin/pytest -q
 
 bench: $(STAMP)

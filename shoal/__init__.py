@@ -32,6 +32,7 @@ _EXPORTS = {
     "FIRST_EXCEPTION": "shoal.client._as_completed",
     "futures_of": "shoal.client._structure",
     "LocalCluster": "shoal.cluster._local",
+    "SSHCluster": "shoal.cluster._ssh",
     "Security": "shoal.comm._security",
     "KilledWorker": "shoal.protocol._errors",
     "LostDataError": "shoal.protocol._errors",
@@ -105,6 +106,7 @@ if TYPE_CHECKING:
     from shoal.client._worker_client import get_client as get_client
     from shoal.client._worker_client import worker_client as worker_client
     from shoal.cluster._local import LocalCluster as LocalCluster
+    from shoal.cluster._ssh import SSHCluster as SSHCluster
     from shoal.comm._security import Security as Security
     from shoal.diagnostics import performance_report as performance_report
     from shoal.diagnostics import progress as progress

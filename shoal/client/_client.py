@@ -212,6 +212,7 @@ class Client:
         self.security = security if security is not None else Security()
         self._security_given = security is not None
 
+        deployed: Any = None
         if address is None:
             pass
         elif isinstance(address, LocalCluster):
@@ -232,11 +233,19 @@ class Client:
                     f"unexpected arguments {sorted(cluster_kwargs)} with a scheduler address; "
                     "cluster options only apply when the Client starts its own LocalCluster"
                 )
+        elif isinstance(getattr(address, "scheduler_address", None), str):
+            # A cluster started elsewhere (SSHCluster): connect to its scheduler.
+            if cluster_kwargs:
+                raise TypeError(f"unexpected arguments with a cluster: {sorted(cluster_kwargs)}")
+            deployed, address = address, address.scheduler_address
+            if security is None and isinstance(getattr(deployed, "security", None), Security):
+                self.security = deployed.security  # the cluster's credentials, as in dask
         else:
             raise TypeError(
                 f"Client(address) takes 'tcp://host:port', a cluster object (with a "
                 f"scheduler_address) or nothing; got {type(address).__name__}"
             )
+        self._deployed = deployed  # a cluster-like object: self.cluster once connected
         # Blocking, or an awaitable that ``await client`` (or ``async with``) waits for.
         started = self.sync(self._start, address, cluster_kwargs)
         if asyncio.iscoroutine(started):  # made on shoal's loop itself: start it now, and
@@ -277,6 +286,8 @@ class Client:
                 await loop.run_in_executor(None, self.cluster.close)
             raise
         self.status = "running"
+        if self._deployed is not None:
+            self.cluster = self._deployed
         _tune_gc()
         _current.append(weakref.ref(self))
         if self._set_as_default:

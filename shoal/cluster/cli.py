@@ -132,11 +132,17 @@ def worker_main(args: argparse.Namespace) -> int:
     if args.nworkers is None and args.nthreads is None:
         nworkers, nthreads = 1, os.cpu_count() or 1
 
+    try:
+        addresses = _worker_addresses(args, address, nworkers)
+    except ValueError as exc:
+        print(f"shoal worker: {exc}", file=sys.stderr)
+        return 2
+
     async def main() -> None:
         nannies = [
             Nanny(address, nthreads=nthreads,
                   name=(f"{args.name}-{i}" if nworkers > 1 else args.name) if args.name else None,
-                  memory_limit=args.memory_limit, host=args.host,
+                  memory_limit=args.memory_limit, **addresses,
                   death_timeout=args.death_timeout, security=security)
             for i in range(nworkers)
         ]
@@ -159,6 +165,61 @@ def worker_main(args: argparse.Namespace) -> int:
         waiter.cancel()
 
     return run_main(main, "shoal")
+
+
+def _worker_addresses(args: argparse.Namespace, scheduler: str, nworkers: int) -> dict[str, Any]:
+    """The Nanny options for ``--host``/``--interface``/``--listen-address``/
+    ``--contact-address``/``--worker-port`` (dask's flags).
+
+    Raises:
+        ValueError: conflicting flags, an unknown interface, or one port for many workers.
+    """
+    from shoal.comm._addresses import plan_addresses, split_host_port
+
+    plan = plan_addresses(host=args.host, interface=args.interface,
+                          listen_address=args.listen_address,
+                          contact_address=args.contact_address, port=args.worker_port,
+                          towards=split_host_port(scheduler, "scheduler address")[0])
+    if nworkers > 1 and ((len(plan.bind_ports) == 1 and plan.bind_ports[0])
+                         or plan.contact_port is not None):
+        raise ValueError(f"{nworkers} workers cannot share one port: give --worker-port a range "
+                         "like 9000:9010 (and no port in --contact-address)")
+    contact = plan.contact_host
+    if plan.contact_port is not None:
+        contact = plan.contact_address(plan.contact_port)
+    ports = plan.bind_ports
+    port = "0" if ports == (0,) else f"{ports[0]}:{ports[-1]}"
+    return {"host": plan.bind_host, "port": port, "contact_address": contact}
+
+
+def _add_address_flags(s: argparse.ArgumentParser, w: argparse.ArgumentParser) -> None:
+    s.add_argument("--interface", default=None,
+                   help="network interface like eth0 whose address to bind and advertise")
+    w.add_argument("--host", default=None,
+                   help="address to bind and advertise; 0.0.0.0 binds every interface and "
+                   "advertises the one that reaches the scheduler (default: that one only)")
+    w.add_argument("--interface", default=None,
+                   help="network interface like eth0 whose address to bind and advertise")
+    w.add_argument("--listen-address", default=None,
+                   help="address to bind, like tcp://0.0.0.0:9000, when it differs from the "
+                   "advertised --contact-address")
+    w.add_argument("--contact-address", default=None,
+                   help="address to advertise to the scheduler and peers, like "
+                   "tcp://203.0.113.7:9000 (behind NAT)")
+    w.add_argument("--worker-port", default=None,
+                   help="data port to bind, or a range like 9000:9010 for --nworkers > 1 "
+                   "(default: a free port)")
+
+
+def _scheduler_interface(args: argparse.Namespace) -> None:
+    """``shoal scheduler --interface eth0``: bind (and advertise) that NIC's address."""
+    from shoal.comm._addresses import interface_address
+
+    if args.interface is None:
+        return
+    if args.host != "127.0.0.1":
+        raise ValueError("give --host or --interface, not both")
+    args.host = interface_address(args.interface)
 
 
 def demo_main(argv: list[str]) -> int:
@@ -197,13 +258,18 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--nworkers", type=int, default=None)
     w.add_argument("--memory-limit", type=_parse_memory, default=0)
     w.add_argument("--name", default=None)
-    w.add_argument("--host", default="127.0.0.1")
     w.add_argument("--death-timeout", type=_parse_seconds, default=None,
                    help="seconds (or '1 minute') to wait for a scheduler before closing; a "
                    "worker whose scheduler goes away keeps reconnecting until then "
                    "(default: forever)")
     sub.add_parser("demo", help="the seed notebook's tour on a local cluster")
+    _add_address_flags(s, w)
     args = p.parse_args(argv)
+    if args.command == "scheduler":
+        try:
+            _scheduler_interface(args)
+        except ValueError as exc:
+            p.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "scheduler":
         return scheduler_main(args)

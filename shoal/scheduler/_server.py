@@ -186,13 +186,16 @@ class Scheduler:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        from shoal.comm._addresses import is_wildcard, reachable_host
+
         self._choose_credentials()
         scheme = self.protocol or (
             "tls" if self.security.ssl_context("scheduler", server=True) else "tcp")
         self._server = await listen(self.host, self.port, self._on_connection,
                                     security=self.security, role="scheduler", scheme=scheme)
         port = self._server.sockets[0].getsockname()[1]
-        self.address = f"{scheme}://{self.host}:{port}"
+        host = reachable_host() if is_wildcard(self.host) else self.host
+        self.address = f"{scheme}://{host}:{port}"
         self._spawn(self._tick_loop())
         if self.dashboard_address is not None:
             await self._open_dashboard(self.dashboard_address)

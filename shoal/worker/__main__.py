@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default=None)
     p.add_argument("--memory-limit", type=int, default=0)
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", default="0", help="port or range 'first:last' to bind")
+    p.add_argument("--contact-address", default=None, help="address to advertise")
     p.add_argument("--death-timeout", type=float, default=None,
                    help="seconds to keep trying to reach the scheduler before exiting")
     # The nanny reads dask's config for this (importing dask here costs start-up time).
@@ -137,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
 
     async def run() -> None:
         worker = Worker(args.scheduler, nthreads=args.nthreads, name=args.name,
+                        port=args.port, contact_address=args.contact_address,
                         memory_limit=args.memory_limit, host=args.host,
                         death_timeout=args.death_timeout, connect_timeout=args.connect_timeout,
                         security=security)

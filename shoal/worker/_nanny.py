@@ -104,6 +104,8 @@ class Nanny:
         name: str | None = None,
         memory_limit: int = 0,
         host: str = "127.0.0.1",
+        port: int | str = 0,
+        contact_address: str | None = None,
         env: dict[str, str] | None = None,
         death_timeout: float | None = None,
         security: Any = None,
@@ -113,6 +115,8 @@ class Nanny:
         self.name = name
         self.memory_limit = memory_limit
         self.host = host
+        self.port = port  # the worker's data port, or a range "first:last" (dask's --worker-port)
+        self.contact_address = contact_address  # advertised instead of host:port (NAT)
         self.env = env
         self.death_timeout = death_timeout
         self.security = security  # a shoal.comm._security.Security, passed on in the env
@@ -201,6 +205,10 @@ class Nanny:
             args += ["--name", str(self.name)]
         if self.death_timeout is not None:
             args += ["--death-timeout", str(self.death_timeout)]
+        if self.port:
+            args += ["--port", str(self.port)]
+        if self.contact_address is not None:
+            args += ["--contact-address", self.contact_address]
         args += ["--connect-timeout", str(_connect_timeout())]
         args += ["--comm-timeout", str(comm_timeout())]
         if standby:

@@ -112,7 +112,8 @@ class Worker:
         name: str | None = None,
         memory_limit: int = 0,
         host: str = "127.0.0.1",
-        port: int = 0,
+        port: int | str = 0,
+        contact_address: str | None = None,
         death_timeout: float | None = None,
         connect_timeout: float = 30.0,
         security: Security | None = None,
@@ -127,7 +128,12 @@ class Worker:
         self.name = name
         self.memory_limit = memory_limit
         self.host = host
+        # What to bind: ``port`` may be a range "9000:9010"; a wildcard ``host`` advertises
+        # the address that routes to the scheduler. ``contact_address`` is advertised
+        # instead, as behind NAT (dask's --contact-address); see comm/_addresses.py.
         self.port = port
+        self.contact_address = contact_address
+        self.contact_host = host  # the host part of the advertised address, once started
         self.death_timeout = death_timeout
         self.connect_timeout = connect_timeout
         self.security = security if security is not None else Security()
@@ -176,11 +182,18 @@ class Worker:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        from shoal.comm._addresses import listen_first, plan_addresses, split_host_port
+
         scheme = scheme_of(self.scheduler_address)
-        self._server = await listen(self.host, self.port, self._on_incoming,
-                                    security=self.security, role="worker", scheme=scheme)
-        port = self._server.sockets[0].getsockname()[1]
-        self.address = f"{scheme}://{self.host}:{port}"
+        plan = plan_addresses(host=self.host, port=self.port,
+                              contact_address=self.contact_address,
+                              towards=split_host_port(self.scheduler_address, "scheduler")[0])
+        self._server = await listen_first(
+            plan.bind_ports, lambda port: listen(plan.bind_host, port, self._on_incoming,
+                                                 security=self.security, role="worker",
+                                                 scheme=scheme))
+        self.address = plan.contact_address(self._server.sockets[0].getsockname()[1], scheme)
+        self.contact_host = plan.contact_host
         self.name = self.name or self.address
         self._new_session(loop)
         await self._register()
@@ -243,7 +256,7 @@ class Worker:
             conn.set_handler(self._on_scheduler)
             conn.send(Hello("worker", PROTOCOL_VERSION, str(self.name)))
             conn.send(Register(self.address, str(self.name), self.nthreads, self.memory_limit,
-                               os.getpid(), self.host, self.incarnation))
+                               os.getpid(), self.contact_host, self.incarnation))
             refused = await asyncio.wait_for(self._registered, timeout)
             if refused is not None:
                 problem = f"registration refused: {refused}"

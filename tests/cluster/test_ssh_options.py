@@ -1,0 +1,68 @@
+"""SSHCluster's translation of dask's options into OpenSSH's and shoal's flags (no SSH
+server needed; tests/multihost/test_ssh_cluster.py runs it against real ones)."""
+
+from __future__ import annotations
+
+import pytest
+
+from shoal import SSHCluster
+from shoal.cluster._ssh import _SCHEDULER_FLAGS, _WORKER_FLAGS, _flags, ssh_options
+from shoal.cluster.cli import main
+
+
+def test_asyncssh_names_become_openssh_options() -> None:
+    args = ssh_options({"username": "ana", "port": 2222, "client_keys": ["/k1", "/k2"],
+                        "known_hosts": "/kh", "config": "/cfg", "connect_timeout": 7.4})
+    joined = " ".join(args)
+    assert args[:3] == ["-T", "-o", "BatchMode=yes"]  # never prompts, never a terminal
+    for expected in ("-l ana", "-p 2222", "-i /k1", "-i /k2", "-F /cfg",
+                     "UserKnownHostsFile=/kh", "StrictHostKeyChecking=yes", "ConnectTimeout=7"):
+        assert expected in joined
+
+
+def test_known_hosts_none_turns_host_key_checking_off_as_in_asyncssh() -> None:
+    joined = " ".join(ssh_options({"known_hosts": None}))
+    assert "StrictHostKeyChecking=no" in joined and "UserKnownHostsFile=/dev/null" in joined
+
+
+def test_passwords_and_unknown_options_are_refused_with_what_works() -> None:
+    with pytest.raises(ValueError, match="does not send passwords"):
+        ssh_options({"password": "x"})
+    with pytest.raises(ValueError, match=r"\['agent_forwarding'\].*supported: username"):
+        ssh_options({"agent_forwarding": True})
+
+
+def test_every_option_maps_to_a_flag_the_cli_has(capsys: pytest.CaptureFixture[str]) -> None:
+    for command, table in (("scheduler", _SCHEDULER_FLAGS), ("worker", _WORKER_FLAGS)):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        help_text = capsys.readouterr().out
+        for flag in table.values():
+            assert flag in help_text, (command, flag)
+    assert _flags({"dashboard": False, "port": 0}, _SCHEDULER_FLAGS, "scheduler_options") == [
+        "--no-dashboard", "--port", "0"]
+    with pytest.raises(ValueError, match=r"worker_options \['resources'\]"):
+        _flags({"resources": "GPU=1"}, _WORKER_FLAGS, "worker_options")
+    with pytest.raises(ValueError, match=r"worker_options \['dashboard'\]"):
+        _flags({"dashboard": True}, _WORKER_FLAGS, "worker_options")  # workers serve none
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ((["one-host"],), "at least two hosts"),
+    (("host1,host2",), "at least two hosts"),
+    ((["a", "b"], [{}, {}, {}]), "3 entries for 2 hosts"),
+    ((["a", "b"], None, None, None, "dask_cuda.CUDAWorker"), "worker_class"),
+    ((["a", "b"], None, None, None, "distributed.Nanny", ["python3"]), "1 entries for 2"),
+])
+def test_ssh_cluster_refuses_bad_arguments_before_connecting(args: tuple, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SSHCluster(*args)
+
+
+def test_ssh_cluster_refuses_tls_certificates_it_would_not_send() -> None:
+    from shoal import Security
+
+    with pytest.raises(ValueError, match=r"not TLS certificates.*tls_ca_file"):
+        SSHCluster(["a", "b"], security=Security(tls_ca_file="/ca.pem", token="t"))
+    with pytest.raises(TypeError, match=r"shoal\.Security"):
+        SSHCluster(["a", "b"], security={"token": "t"})
