@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench browser multihost-tools clean
+.PHONY: demo test lint typecheck unit chaos bench browser multihost-tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(VENV)/bin/pytest -q -m "not integration and not browser"
+
+# Kills, freezes and garbles real clusters (also part of `make test`).
+chaos: $(STAMP)
+	$(VENV)/bin/pytest -q -m chaos
 
 test: $(STAMP) browser multihost-tools lint typecheck
 	$(VENV)/bin/pytest -q

@@ -877,10 +877,11 @@ class SchedulerState:
             self._out.append(SendFree(ev.worker, [ev.key]))
             return
         if ts.state == "memory":
+            # Not from a holder: a run this worker was told to free (the free is on its way
+            # or done), so it drops the value; counting it as a replica would send fetches
+            # and tasks to a worker that lacks the input.
             if ws not in ts.who_has:
-                ts.who_has.add(ws)
-                ws.has_what.add(ts)
-                ws.nbytes += max(ev.nbytes, 0)
+                self._out.append(SendFree(ev.worker, [ev.key]))
             return
         if ts.processing_on is not ws:
             self._out.append(SendFree(ev.worker, [ev.key]))

@@ -25,7 +25,7 @@ from typing import Any
 from shoal.comm import Connection
 from shoal.protocol._errors import exception_to_error
 from shoal.protocol._messages import ActorCall, ActorResult
-from shoal.protocol._serialize import dumps, loads
+from shoal.protocol._serialize import dumps
 from shoal.worker._actor_book import (
     ActorBook,
     ActorCreated,
@@ -35,7 +35,12 @@ from shoal.worker._actor_book import (
     RefuseCall,
     RunCall,
 )
-from shoal.worker._execute import _user_frames, current_task_key, current_worker_address
+from shoal.worker._execute import (
+    _user_frames,
+    current_task_key,
+    current_worker_address,
+    unpickle,
+)
 
 logger = logging.getLogger("shoal.worker")
 
@@ -183,7 +188,7 @@ class ActorHost:
             if msg.args is None:
                 value = attr
             else:
-                args, kwargs = loads(msg.args)
+                args, kwargs = unpickle(msg.args)
                 if inspect.iscoroutinefunction(attr):
                     self._run_on_loop(call, msg, attr(*args, **kwargs))
                     return True, _LATER

@@ -28,6 +28,23 @@ from shoal.worker._state import Execute, ExecuteDone
 # compare with a tuple, and put() would raise TypeError with tasks still queued).
 _FIRST = (float("-inf"),)
 _STOP = (_FIRST, -1, None)
+
+
+# Unpickling imports modules. Two threads importing a package with circular imports at
+# once (numpy is one) can each get the other's half-initialized module (CPython breaks
+# the import deadlock that way), and a correct task fails with ImportError. A worker
+# unpickles in its loop (fetched and scattered data, client.run functions) and in its
+# task threads (task payloads): one at a time. (Big scattered data, loaded in the
+# serializing thread, does not take the lock: tasks must keep starting meanwhile.)
+_UNPICKLE = threading.Lock()
+
+
+def unpickle(ser: Serialized, functions: FunctionTable | None = None) -> Any:
+    """:func:`loads` for worker code: never in two threads at once."""
+    with _UNPICKLE:
+        return loads(ser, functions)
+
+
 _thread_state = threading.local()
 # Cleared while a worker process imports dask in the background (``__main__``): a task
 # unpickled meanwhile would import dask from a second thread, and two threads importing
@@ -230,7 +247,7 @@ class Executor:
         try:
             if not imports_ready.is_set():
                 imports_ready.wait()
-            task = loads(cmd.payload, self._functions)
+            task = unpickle(cmd.payload, self._functions)
             data = self._data
             values = {k: data[k] for k in cmd.deps}
             result = task(values)

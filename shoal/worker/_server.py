@@ -68,7 +68,7 @@ from shoal.protocol._serialize import (
 )
 from shoal.protocol._sizeof import nbytes as measure
 from shoal.worker._actors import ActorHost
-from shoal.worker._execute import Executor, imports_ready
+from shoal.worker._execute import Executor, imports_ready, unpickle
 from shoal.worker._plugins import WorkerPlugins
 from shoal.worker._state import (
     ComputeAssigned,
@@ -380,7 +380,7 @@ class Worker:
                 if costly_to_load(msg.data):
                     self._spawn(self._store_off_loop(msg))
                 else:
-                    events.append(self._store(msg, loads))
+                    events.append(self._store(msg, unpickle))
             elif isinstance(msg, Run):
                 self._spawn(self._run_function(conn, msg))
             elif isinstance(msg, (PluginSetup, PluginTeardown)):
@@ -523,7 +523,7 @@ class Worker:
             # time as the start-up thread does (it always ends by setting the flag).
             await asyncio.to_thread(imports_ready.wait)
         try:
-            fn = inject(loads(msg.function), "dask_worker", self)
+            fn = inject(unpickle(msg.function), "dask_worker", self)
         except BaseException as exc:
             deliver(False, exc)
         else:
@@ -622,6 +622,7 @@ class Worker:
         assert self.state is not None
         loop = asyncio.get_running_loop()
         try:
+            # Not through unpickle()'s lock: tasks keep starting while big data loads.
             value = await loop.run_in_executor(self._serializing_pool(), loads, msg.data)
         except Exception as exc:
             event = self._store(msg, _raise(exc))
@@ -707,7 +708,7 @@ class Worker:
 
             for key, ser in reply.items.items():
                 try:
-                    value = loads(ser)
+                    value = unpickle(ser)
                 except Exception as exc:  # fetching it again would fail the same way
                     errors[key] = self._unloadable(key, peer, exc)
                     continue

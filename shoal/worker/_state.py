@@ -83,6 +83,9 @@ class WorkerState:
         self.in_flight: dict[Key, str] = {}  # input being fetched -> from which peer
         self.users: dict[Key, set[Key]] = {}  # fetched input -> local tasks still needing it
         self.bad_peers: set[str] = set()
+        # Keys whose fetched copy was released while a run of the same key was queued or
+        # running here: the run's result replaces it, or (if it fails) its end drops it.
+        self.shadowed: set[Key] = set()
         self._out: list[Command] = []
 
     def handle(self, *events: Event) -> list[Command]:
@@ -102,6 +105,8 @@ class WorkerState:
                 self.held[ev.key] = ev.nbytes  # type: ignore[attr-defined]
                 self.assigned.add(ev.key)  # type: ignore[attr-defined]
                 self._out.append(Report(ScatterStored(ev.key, None)))  # type: ignore[attr-defined]
+                if ev.key in self.waiters:  # type: ignore[attr-defined]
+                    self._arrived_otherwise(ev.key)  # type: ignore[attr-defined]
             elif kind is StoreFailed:
                 self._out.append(Report(ScatterStored(ev.key, ev.error)))  # type: ignore[attr-defined]
             elif kind is CopiesStored:
@@ -212,17 +217,41 @@ class WorkerState:
         for dep in ts.deps:
             self._unuse(dep, ts.key)
         if ts.state == "cancelled":
-            if ev.error is None and ev.key not in self.held:  # held: a fetched copy in use
+            # Its result, or the copy it would have replaced; not a fetched copy in use.
+            if ev.key not in self.held and (ev.error is None or ev.key in self.shadowed):
                 self._out.append(Drop([ev.key]))
+            self.shadowed.discard(ev.key)
             return
         if ev.error is not None:
+            if ev.key in self.shadowed:  # the copy this run would have replaced goes
+                self.shadowed.discard(ev.key)
+                self._out.append(Drop([ev.key]))
             self._out.append(Report(TaskErred(ev.key, ev.error, ev.start, ev.stop, ev.thread)))
             return
+        self.shadowed.discard(ev.key)
         self.held[ev.key] = ev.nbytes
         self.assigned.add(ev.key)
         self._out.append(
             Report(TaskDone(ev.key, ev.nbytes, ev.typename, ev.start, ev.stop, ev.thread, ev.inline))
         )
+        if ev.key in self.waiters:
+            self._arrived_otherwise(ev.key)
+
+    def _arrived_otherwise(self, key: Key) -> None:
+        """``key`` came to be held here while local tasks were fetching it (the scheduler,
+        thinking it lost, had it computed or stored here): they take this copy, and the
+        fetch's late answer or failure changes nothing."""
+        self.in_flight.pop(key, None)
+        self.holders.pop(key, None)
+        users = self.users.setdefault(key, set())
+        for tkey in self.waiters.pop(key, set()):
+            ts = self.tasks.get(tkey)
+            if ts is None or ts.state != "waiting":
+                continue
+            users.add(tkey)
+            ts.missing.discard(key)
+            if not ts.missing:
+                self._run(ts)
 
     def _unuse(self, dep: Key, user: Key) -> None:
         users = self.users.get(dep)
@@ -233,7 +262,12 @@ class WorkerState:
             del self.users[dep]
             if dep in self.held and dep not in self.assigned:
                 del self.held[dep]
-                self._out.append(Drop([dep]))
+                run = self.tasks.get(dep)
+                if run is None or run.state == "waiting":
+                    self._out.append(Drop([dep]))
+                else:  # a run of dep here writes its result into the same slot of the
+                    # store, maybe already: a Drop now could delete that result.
+                    self.shadowed.add(dep)
 
     def _on_fetched(self, ev: FetchDone) -> None:
         total = 0
