@@ -326,6 +326,23 @@ WORKLOADS: dict[str, Workload] = {
             "median of 3 in one process (imports done before timing).",
         ),
         Workload(
+            name="restart",
+            title="client.restart() of 4 worker processes",
+            issue=11,
+            metrics=(
+                Metric("seconds", "restart", "s", False, Target("<=", 0.5)),
+                Metric("first_s", "first restart", "s", False),
+            ),
+            sizes={"quick": {"n_workers": 4, "reps": 3, "think_s": 1.0},
+                   "default": {"n_workers": 4, "reps": 5, "think_s": 1.0}},
+            timeout_s=300,
+            method="`Client(n_workers=4, threads_per_worker=1)`; each repetition maps 100 "
+            "tasks, waits, pauses 1 s (a user looking at results), then times `client.restart()` until it returns with 4 fresh worker "
+            "processes (new pids checked, old futures cancelled, a new task runs); median of 5, "
+            "and the first one alone (shoal's nannies start a warm standby process after a "
+            "restart, so the first restart pays for Python start-ups and later ones do not).",
+        ),
+        Workload(
             name="memory",
             title="memory: client + scheduler per task, and workers",
             issue=2,

@@ -42,6 +42,13 @@ def rss() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
+def pid() -> int:
+    """The worker process's id (to tell a restarted worker from the old one)."""
+    import os
+
+    return os.getpid()
+
+
 def lock_round_trips(n: int, warmup: int, system: str) -> list[float]:
     """Issue 10: ``Lock.acquire()`` + ``release()`` from inside a task, through the worker's
     client, ``n`` times after ``warmup``; the seconds of each round trip. ``system``:

@@ -290,6 +290,32 @@ def startup(api: Api, reps: int) -> dict[str, float]:
     }
 
 
+def restart(api: Api, n_workers: int, reps: int, think_s: float) -> dict[str, float]:
+    """``client.restart()`` of ``n_workers`` worker processes holding results: the time until
+    it returns with as many fresh workers back (checked by their pids); median of ``reps``."""
+    client = _client(api, n_workers=n_workers)
+    try:
+        times = []
+        for i in range(reps):
+            before = set(client.run(_tasks.pid).values())
+            held = client.map(_tasks.inc, range(100 * i, 100 * (i + 1)), pure=False)
+            api.wait(held)
+            time.sleep(think_s)  # a user looks at results before restarting (both systems)
+            start = time.perf_counter()
+            client.restart()
+            times.append(time.perf_counter() - start)
+            after = set(client.run(_tasks.pid).values())
+            if len(after) != n_workers or after & before:
+                raise AssertionError(f"restart left workers {after} (before: {before})")
+            if any(f.status != "cancelled" for f in held):
+                raise AssertionError("restart left futures that are not cancelled")
+            if client.submit(_tasks.inc, 1, pure=False).result() != 2:
+                raise AssertionError("inc(1) did not return 2 after the restart")
+    finally:
+        client.close()
+    return {"seconds": statistics.median(times), "first_s": times[0]}
+
+
 def dashboard(
     api: Api, n_tasks: int, dashboard: bool, repeats: int, budget_s: float
 ) -> dict[str, float]:
@@ -700,6 +726,7 @@ CLUSTER_WORKLOADS: dict[str, Callable[..., dict[str, float]]] = {
     "rosenbrock": rosenbrock,
     "transfer": transfer,
     "startup": startup,
+    "restart": restart,
     "dashboard": dashboard,
     "memory": memory,
     "lock": lock_task,

@@ -33,6 +33,7 @@ from shoal import _loop
 from shoal.client import (
     _cluster_info,
     _collections,
+    _control,
     _coordination,
     _copies,
     _datasets,
@@ -41,6 +42,7 @@ from shoal.client import (
     _repr,
     _results,
     _task_stream,
+    _timeouts,
     _topics,
 )
 from shoal.client import _fetch as _fetch_module
@@ -54,6 +56,7 @@ from shoal.protocol._call import Call
 from shoal.protocol._messages import (
     PROTOCOL_VERSION,
     CancelKeys,
+    ClusterRestarted,
     CoordReply,
     DropFunctions,
     Hello,
@@ -115,11 +118,14 @@ class Client:
     """Connect to a shoal cluster, or start a local one.
 
     Args:
-        address: ``"tcp://host:port"`` of a running scheduler, a ``LocalCluster``, or None
-            to start a ``LocalCluster`` with the remaining keyword arguments
-            (``n_workers``, ``threads_per_worker``, ``processes``, ``memory_limit``,
+        address: ``"tcp://host:port"`` of a running scheduler, a ``LocalCluster`` or any
+            cluster object with a ``scheduler_address``, or None: dask's
+            ``scheduler-address`` config (``DASK_SCHEDULER_ADDRESS``) when set, else start
+            a ``LocalCluster`` with the remaining keyword arguments (``n_workers``,
+            ``threads_per_worker``, ``processes``, ``memory_limit``,
             ``dashboard_address``...).
-        timeout: seconds to wait for the scheduler to answer.
+        timeout: seconds to keep trying to reach the scheduler (a scheduler not up yet
+            is retried, as in dask); default ``distributed.comm.timeouts.connect``.
         set_as_default: make this client dask's scheduler (``dask.compute`` runs here).
         scheduler_file: a file written by ``shoal scheduler --scheduler-file`` (address and
             token), waited for up to ``timeout`` seconds; instead of ``address``.
@@ -142,7 +148,7 @@ class Client:
         address: Any = None,
         loop: Any = None,
         *,
-        timeout: float = 10.0,
+        timeout: Any = _timeouts.NO_DEFAULT,
         set_as_default: bool = True,
         asynchronous: bool = False,
         name: str | None = None,
@@ -151,7 +157,9 @@ class Client:
         security: Any = None,
         **cluster_kwargs: Any,
     ) -> None:
-        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        if timeout is _timeouts.NO_DEFAULT:
+            timeout = _timeouts.connect_timeout()
+        elif timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.asynchronous = bool(asynchronous)
         self.status = "connecting"
@@ -175,6 +183,7 @@ class Client:
         self._coord_pending: dict[int, tuple[concurrent.futures.Future[Any], Any]] = {}
         self._worker_conns: dict[str, Connection] = {}
         self._conn: Connection | None = None
+        self._last_connect_error = ""  # for the error when connecting times out
         self._owns_cluster = False
         self._previous_scheduler: Any = None
         self._is_default = False
@@ -196,6 +205,8 @@ class Client:
             security = security if security is not None else Security()
             if info.get("token") and not security.token:
                 security.token = info["token"]
+        if address is None and not cluster_kwargs:
+            address = dask.config.get("scheduler-address", None) or None
         if security is not None and address is None:
             cluster_kwargs["security"] = security
         self.security = security if security is not None else Security()
@@ -208,6 +219,14 @@ class Client:
             if cluster_kwargs:
                 raise TypeError(f"unexpected arguments with a cluster: {sorted(cluster_kwargs)}")
             self.cluster = address
+        elif not isinstance(address, str) and hasattr(address, "scheduler_address"):
+            if cluster_kwargs:
+                raise TypeError(f"unexpected arguments with a cluster: {sorted(cluster_kwargs)}")
+            self.cluster = address  # any cluster manager (dask's rule): talk to it over TCP
+            address = address.scheduler_address
+            if not isinstance(address, str):
+                raise TypeError(f"the cluster's scheduler_address must be 'tcp://host:port', "
+                                f"got {address!r}")
         elif isinstance(address, str):
             if cluster_kwargs:
                 raise TypeError(
@@ -223,8 +242,8 @@ class Client:
                 self.security = deployed.security  # the cluster's credentials, as in dask
         else:
             raise TypeError(
-                f"Client(address) takes 'tcp://host:port', a LocalCluster or nothing; got "
-                f"{type(address).__name__}"
+                f"Client(address) takes 'tcp://host:port', a cluster object (with a "
+                f"scheduler_address) or nothing; got {type(address).__name__}"
             )
         self._deployed = deployed  # a cluster-like object: self.cluster once connected
         # Blocking, or an awaitable that ``await client`` (or ``async with``) waits for.
@@ -237,6 +256,7 @@ class Client:
         """Start the own LocalCluster (off the loop: it waits on the loop), connect, and
         become the current (and perhaps dask's default) client."""
         from shoal.cluster._local import LocalCluster
+        from shoal.comm._security import Security
 
         loop = asyncio.get_running_loop()
         try:
@@ -244,16 +264,22 @@ class Client:
                 self.cluster = await loop.run_in_executor(
                     None, functools.partial(LocalCluster, **cluster_kwargs))
                 self._owns_cluster = True
-            if self.cluster is not None and not self._security_given:
+            if isinstance(self.cluster, LocalCluster) and not self._security_given:
                 # Results and actor calls go straight to its workers: the same credentials.
                 self.security = self.cluster.scheduler.security
-            connecting = (self._connect_local() if self.cluster is not None
+            elif self.cluster is not None and not self._security_given:
+                given = getattr(self.cluster, "security", None)  # any cluster manager's
+                if isinstance(given, Security):
+                    self.security = given
+            connecting = (self._connect_local() if isinstance(self.cluster, LocalCluster)
                           else self._connect_tcp(address))
             try:
                 await asyncio.wait_for(connecting, self._timeout)
             except TimeoutError:
+                last = self._last_connect_error
                 raise OSError(f"timed out after {self._timeout} s connecting to the scheduler "
-                              f"at {address}") from None
+                              f"at {address}" + (f" (last attempt: {last})" if last else "")
+                              ) from None
         except BaseException:
             self.status = "closed"
             if self._owns_cluster and self.cluster is not None:
@@ -277,8 +303,33 @@ class Client:
         conn.set_handler(self._on_message)
         self.scheduler_address = sched.address
 
+    async def _connect_retrying(self, address: str) -> Connection:
+        """Connect to the scheduler, trying again while it does not answer yet (a scheduler
+        still starting), as dask's client does; the caller bounds the whole by the
+        client's timeout. A refusal of our credentials is final.
+
+        Raises:
+            HandshakeError: the scheduler refused us (or we it); says why.
+            ValueError: the address needs credentials this client does not have.
+        """
+        from shoal.comm._handshake import HandshakeError
+
+        delay = 0.01
+        while True:
+            try:
+                return await connect(address, timeout=self._timeout or 30.0,
+                                     security=self.security)
+            except (ValueError, HandshakeError):
+                raise
+            except OSError as exc:
+                self._last_connect_error = str(exc)
+                logger.debug("could not reach the scheduler at %s yet (%s); retrying",
+                             address, exc)
+                await asyncio.sleep(delay)  # bounded by the caller's timeout
+                delay = min(delay * 2, 1.0)
+
     async def _connect_tcp(self, address: str) -> None:
-        conn = await connect(address, timeout=self._timeout, security=self.security)
+        conn = await self._connect_retrying(address)
         self._conn = conn
         hello: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._requests[0] = hello
@@ -327,6 +378,8 @@ class Client:
                 _coordination.on_reply(self, msg)  # type: ignore[arg-type]
             elif kind is TopicEvent:
                 _topics.on_event(self, msg)  # type: ignore[arg-type]
+            elif kind is ClusterRestarted:
+                _control.on_restarted(self, msg.reason)  # type: ignore[attr-defined]
 
     def _on_lost_connection(self) -> None:
         if self.status in ("closing", "closed"):
@@ -811,6 +864,12 @@ class Client:
     _fetch_async = _fetch_module.fetch_async
     run = two_faced(_cluster_info.run)
     scheduler_info = two_faced(_cluster_info.scheduler_info)
+    restart = _control.restart
+    _restart = _control._restart
+    restart_workers = _control.restart_workers
+    _restart_workers = _control._restart_workers
+    retire_workers = _control.retire_workers
+    _retire_workers = _control._retire_workers
     nthreads = two_faced(_cluster_info.nthreads)
     ncores = nthreads
     who_has = two_faced(_cluster_info.who_has)

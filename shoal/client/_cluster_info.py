@@ -120,9 +120,15 @@ async def run_on_scheduler(self: Client, function: Callable[..., Any], *args: An
 
 
 
-async def scheduler_info(self: Client, **kwargs: Any) -> dict[str, Any]:
-    """Scheduler address and per-worker details (threads, memory, pid...)."""
-    info: dict[str, Any] = await self._request_within("scheduler_info", self._timeout)
+async def scheduler_info(self: Client, n_workers: int = -1, **kwargs: Any) -> dict[str, Any]:
+    """dask's ``scheduler_info()``: the scheduler (``type``, ``id``, ``address``,
+    ``services``, ``started``...) and, under ``workers``, each worker's details
+    (``nthreads``, ``memory_limit``, ``name``, ``host``, ``metrics``, ``pid``...); only
+    the first ``n_workers`` of them unless -1."""
+    if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < -1:
+        raise ValueError(f"n_workers must be -1 (all) or a non-negative integer, got {n_workers!r}")
+    info: dict[str, Any] = await self._request_within("scheduler_info", self._timeout,
+                                                      n_workers=n_workers)
     return info
 
 async def nthreads(self: Client, workers: Any = None) -> dict[str, int]:
@@ -175,7 +181,7 @@ async def story(self: Client, key: Any) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in await self._request_within("story", self._timeout, key=key)]
 
 def dashboard_link(self: Client) -> str | None:
-    if self.cluster is not None:
+    if self.cluster is not None and hasattr(self.cluster, "dashboard_link"):
         link: str | None = self.cluster.dashboard_link
         return link
     info = self.sync(scheduler_info, self, asynchronous=False)

@@ -82,7 +82,8 @@ def exception_of(fut: Future) -> BaseException:
     """What asking for the value of a settled, unsuccessful future raises."""
     st = fut._state
     if st.status == "cancelled":
-        return FutureCancelledError(f"future {fut.key!r} was cancelled")
+        why = f": {st.error['message']}" if st.error is not None else ""
+        return FutureCancelledError(f"future {fut.key!r} was cancelled{why}")
     if st.error is not None:
         return error_to_exception(st.error)
     return RuntimeError(f"future {fut.key!r} is {st.status}")

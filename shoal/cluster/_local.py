@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import itertools
 import math
 import os
 import weakref
@@ -153,6 +154,9 @@ class LocalCluster:
                                    security=security, protocol=protocol, **_scheduler_config())
         self.nannies: list[Nanny] = []
         self._inproc_workers: list[Any] = []
+        self._names = itertools.count()  # worker names: "0", "1"... never reused
+        self._adaptive: Any = None
+        self._timeout = timeout  # bounds start-up and each scale()
         _live.add(self)
         try:
             _loop.run_sync(self._start(), timeout)
@@ -163,26 +167,114 @@ class LocalCluster:
 
     async def _start(self) -> None:
         await self.scheduler.start()
+        await self._add_workers(self.n_workers)
+
+    async def _add_workers(self, n: int) -> None:
+        """Start ``n`` more workers (in parallel) and wait until they have registered."""
+        target = len(self.scheduler.state.workers) + n
         if self.processes:
-            self.nannies = [
-                Nanny(self.scheduler.address, nthreads=self.threads_per_worker, name=str(i),
-                      memory_limit=self.memory_limit, host=self.host,
+            new = [
+                Nanny(self.scheduler.address, nthreads=self.threads_per_worker,
+                      name=str(next(self._names)), memory_limit=self.memory_limit, host=self.host,
                       local_directory=self.local_directory,
                       security=self.scheduler.security, resources=self.resources)
-                for i in range(self.n_workers)
+                for _ in range(n)
             ]
-            await asyncio.gather(*(n.start() for n in self.nannies))
+            self.nannies.extend(new)
+            await asyncio.gather(*(nanny.start() for nanny in new))
         else:
             from shoal.worker._server import Worker
 
-            for i in range(self.n_workers):
-                w = Worker(self.scheduler.address, nthreads=self.threads_per_worker, name=str(i),
-                           memory_limit=self.memory_limit, host=self.host,
-                           local_directory=self.local_directory,
+            for _ in range(n):
+                w = Worker(self.scheduler.address, nthreads=self.threads_per_worker,
+                           name=str(next(self._names)), memory_limit=self.memory_limit,
+                           host=self.host, local_directory=self.local_directory,
                            security=self.scheduler.security, resources=self.resources)
-                await w.start()
                 self._inproc_workers.append(w)
-        await self.scheduler.wait_for_workers(self.n_workers, None)
+                await w.start()
+        # Bounded: a worker that cannot start must not hang scale() or adapt() for good.
+        await self.scheduler.wait_for_workers(target, self._timeout)
+
+    # --- scaling -----------------------------------------------------------------------------
+
+    def scale(self, n: int | None = None, *, cores: int | None = None,
+              memory: Any = None) -> None:
+        """Run ``n`` workers (or enough for ``cores`` threads / ``memory`` bytes): start
+        new ones, or retire the extra ones gracefully (results still needed are first
+        moved to the workers that stay). Returns once the cluster has that many workers.
+
+        Raises:
+            ValueError: ``n`` is negative or not an integer.
+        """
+        n = self._count_for(n, cores, memory)
+        if self.status != "running":
+            raise RuntimeError(f"this LocalCluster is {self.status}; scale() needs a running one")
+        _loop.run_sync(self._scale(n), self._timeout)
+
+    def _count_for(self, n: Any, cores: Any, memory: Any) -> int:
+        if cores is not None:
+            n = max(n or 0, math.ceil(cores / self.threads_per_worker))
+        if memory is not None:
+            per = self.memory_limit or 1
+            n = max(n or 0, math.ceil(parse_bytes(memory) / per))
+        if n is None:
+            raise TypeError("scale() needs a number of workers (or cores= / memory=)")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(
+                f"scale(n) takes a non-negative integer number of workers, got {n!r}; "
+                "scale(0) removes every worker"
+            )
+        return n
+
+    async def _scale(self, n: int) -> None:
+        have = len(self._live_workers())
+        if n > have:
+            await self._add_workers(n - have)
+        elif n < have:
+            from shoal.scheduler._scaling import choose_to_retire
+            from shoal.scheduler._views import load
+
+            await self._retire(choose_to_retire(load(self.scheduler).workers, have - n))
+        self.n_workers = len(self._live_workers())
+
+    async def _retire(self, addresses: list[str]) -> None:
+        """Retire these workers gracefully, then stop them for good (even one whose data
+        no other worker could take: scaling down is an order)."""
+        from shoal.scheduler import _membership
+
+        names = {str(ws.name) for a, ws in self.scheduler.state.workers.items() if a in addresses}
+        await _membership.retire_workers(self.scheduler, addresses, None, True, 30.0)
+        nannies = [nanny for nanny in self.nannies if str(nanny.name) in names]
+        workers = [w for w in self._inproc_workers if str(w.name) in names]
+        await asyncio.gather(*(nanny.close() for nanny in nannies),
+                             *(w.close() for w in workers), return_exceptions=True)
+        self.nannies = [nanny for nanny in self.nannies if nanny not in nannies]
+        self._inproc_workers = [w for w in self._inproc_workers if w not in workers]
+        self.n_workers = len(self._live_workers())
+
+    def _live_workers(self) -> list[Any]:
+        return [*self.nannies, *self._inproc_workers]
+
+    def adapt(self, minimum: int | None = None, maximum: float | None = None,
+              wait_count: int | None = None, interval: Any = None,
+              target_duration: Any = None, **kwargs: Any) -> Any:
+        """Scale with the load from now on (dask's ``Adaptive``): more workers when tasks
+        queue, fewer (retired gracefully) when idle, between ``minimum`` and ``maximum``.
+        Defaults come from dask's ``distributed.adaptive.*`` config. Replaces an earlier
+        ``adapt``; ``scale()`` or ``close()`` does not stop it, ``.stop()`` on the returned
+        object does (``close()`` too).
+
+        Raises:
+            ValueError: a bound or duration is out of range (the message says which).
+        """
+        from shoal.cluster._adaptive import Adaptive
+
+        if self._adaptive is not None:
+            self._adaptive.stop()
+        self._adaptive = Adaptive(self, minimum=minimum, maximum=maximum,
+                                  wait_count=wait_count, interval=interval,
+                                  target_duration=target_duration, **kwargs)
+        return self._adaptive
 
     # --- dask-compatible surface -------------------------------------------------------------
 
@@ -196,9 +288,8 @@ class LocalCluster:
 
     @property
     def workers(self) -> dict[str, Any]:
-        return {str(i): n for i, n in enumerate(self.nannies)} or {
-            str(i): w for i, w in enumerate(self._inproc_workers)
-        }
+        """Worker name → its nanny (or in-process worker), as dask's ``cluster.workers``."""
+        return {str(w.name): w for w in self._live_workers()}
 
     def wait_for_workers(self, n_workers: int, timeout: float | None = None) -> None:
         _loop.run_sync(self.scheduler.wait_for_workers(n_workers, timeout))
@@ -208,6 +299,8 @@ class LocalCluster:
         if self.status == "closed":
             return
         self.status = "closed"
+        if self._adaptive is not None:
+            self._adaptive.stop()
 
         async def stop() -> None:
             await asyncio.gather(*(n.close() for n in self.nannies), return_exceptions=True)

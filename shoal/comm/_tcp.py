@@ -38,9 +38,24 @@ def scheme_of(address: str) -> str:
     return "tls" if address.startswith("tls://") else "tcp"
 
 
+# Set in worker processes from their command line (the nanny reads dask's config): a worker
+# must not import dask (~0.3 s of CPU) to start or to connect.
+_comm_timeout_given: float | None = None
+
+
+def set_comm_timeout(seconds: float) -> None:
+    """Use ``seconds`` as ``comm_timeout()`` in this process instead of reading dask's config."""
+    global _comm_timeout_given
+    if not seconds > 0:
+        raise ValueError(f"the comm timeout must be a positive number of seconds, got {seconds!r}")
+    _comm_timeout_given = float(seconds)
+
+
 def comm_timeout() -> float:
     """Seconds after which an unresponsive connection is dead: dask's
-    ``distributed.comm.timeouts.tcp`` (default 30 s)."""
+    ``distributed.comm.timeouts.tcp`` (default 30 s), or what ``set_comm_timeout`` gave."""
+    if _comm_timeout_given is not None:
+        return _comm_timeout_given
     import dask.config
     from dask.utils import parse_timedelta
 

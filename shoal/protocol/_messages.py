@@ -212,6 +212,14 @@ class KeyCancelled(Message):
     reason: str
 
 
+@_message("cluster-restarted")
+class ClusterRestarted(Message):
+    """Scheduler -> every client: ``client.restart()`` dropped every task; each future the
+    client holds is cancelled (dask's "scheduler-restart")."""
+
+    reason: str
+
+
 @_message("response")
 class Response(Message):
     request_id: int
@@ -268,6 +276,15 @@ class Run(Message):
 
 @_message("close")
 class Close(Message):
+    reason: str
+
+
+@_message("restart-worker-process")
+class RestartWorker(Message):
+    """Scheduler -> worker: leave now to be replaced by a fresh one. A worker with a nanny
+    exits at once (its nanny starts a new process); one without registers again as a fresh
+    worker (a new session)."""
+
     reason: str
 
 

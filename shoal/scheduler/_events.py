@@ -201,6 +201,22 @@ class FireAndForgetAsked(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterReset(Event):
+    """``client.restart()``: every task is forgotten and every worker dropped (fresh ones
+    register afterwards); every client is told, once."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DataCopied(Event):
+    """``worker`` now holds copies of these keys (moved off a retiring worker)."""
+
+    worker: str
+    items: list[tuple[Key, int]]  # (key, nbytes)
+
+
+@dataclass(frozen=True, slots=True)
 class ReplicasAdded(Event):
     """``worker`` confirmed it now holds copies of ``keys`` (``replicate``/``rebalance``)."""
 
@@ -284,4 +300,10 @@ class ReportCancelled(Command):
 @dataclass(frozen=True, slots=True)
 class CloseWorker(Command):
     worker: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRestarted(Command):
+    client: str
     reason: str

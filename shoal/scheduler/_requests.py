@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from shoal.comm import Connection
-from shoal.scheduler import _control
+from shoal.scheduler import _control, _membership
 from shoal.scheduler import _placement as placement
 from shoal.scheduler._views import scheduler_info
 
@@ -21,8 +21,32 @@ async def answer(scheduler: Scheduler, conn: Connection, op: str, args: dict[str
     return await handler(scheduler, conn, **args)
 
 
-async def _info(scheduler: Scheduler, conn: Connection) -> Any:
-    return scheduler_info(scheduler)
+async def _info(scheduler: Scheduler, conn: Connection, n_workers: int = -1) -> Any:
+    return scheduler_info(scheduler, n_workers)
+
+
+async def _restart(scheduler: Scheduler, conn: Connection, timeout: float | None,
+                   wait_for_workers: bool) -> Any:
+    return await _membership.restart(scheduler, timeout, wait_for_workers)
+
+
+async def _restart_workers(scheduler: Scheduler, conn: Connection, workers: list[Any],
+                           timeout: float | None) -> Any:
+    """``("ok", {worker: status})``, or ``("error", "ValueError", message)`` for a worker
+    that is not there (the client raises it as such)."""
+    try:
+        return ["ok", await _membership.restart_workers(scheduler, workers, timeout)]
+    except ValueError as exc:
+        return ["error", "ValueError", str(exc)]
+
+
+async def _retire_workers(scheduler: Scheduler, conn: Connection, workers: list[Any] | None,
+                          n: int | None, close_workers: bool, timeout: float) -> Any:
+    """``("ok", {address: info})`` or ``("error", "ValueError", message)``."""
+    try:
+        return ["ok", await _membership.retire_workers(scheduler, workers, n, close_workers, timeout)]
+    except ValueError as exc:
+        return ["error", "ValueError", str(exc)]
 
 
 async def _who_has(scheduler: Scheduler, conn: Connection, keys: list[Any] | None) -> Any:
@@ -113,6 +137,9 @@ _OPS: dict[str, Callable[..., Awaitable[Any]]] = {
     "wait_for_workers": _wait_for_workers,
     "story": _story,
     "failure": _failure,
+    "restart": _restart,
+    "restart_workers": _restart_workers,
+    "retire_workers": _retire_workers,
     "missing_data": _missing_data,
 }
 _OPS.update(_control.OPS)  # changing a running cluster: plugins, run_on_scheduler, copies

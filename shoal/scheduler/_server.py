@@ -17,6 +17,7 @@ import collections
 import itertools
 import logging
 import time
+import uuid
 from typing import Any
 
 from shoal.comm import Connection, inproc_pair, listen
@@ -28,6 +29,7 @@ from shoal.protocol._messages import (
     PROTOCOL_VERSION,
     CancelKeys,
     Close,
+    ClusterRestarted,
     Compute,
     DatasetGet,
     DatasetList,
@@ -88,6 +90,7 @@ from shoal.scheduler._events import (
     ReportCancelled,
     ReportDone,
     ReportErred,
+    ReportRestarted,
     ScatterAcked,
     Seceded,
     SendCompute,
@@ -169,6 +172,7 @@ class Scheduler:
         self.dashboard: Any = None
         self.dashboard_warning: str | None = None
         self.started = time.time()
+        self.id = f"Scheduler-{uuid.uuid4()}"
         self._server: asyncio.base_events.Server | None = None
         self._workers: dict[str, Connection] = {}
         self._worker_fids: dict[str, set[str]] = {}
@@ -509,6 +513,8 @@ class Scheduler:
             if address is not None and self._workers.get(address) is conn:
                 self._worker_gone(address, "connection closed")
             return
+        if address is not None and self._workers.get(address) is not conn:
+            return  # a worker already removed (restarted, retired): it has no say any more
         events: list[Any] = []
         try:
             for msg in batch:
@@ -715,6 +721,10 @@ class Scheduler:
                 self._scattered.pop(key, None)
         elif isinstance(cmd, ForgetFunctions):
             self._forget_functions(cmd.fids)
+        elif isinstance(cmd, ReportRestarted):
+            c = clients.get(cmd.client)
+            if c is not None:
+                c.send(ClusterRestarted(cmd.reason))
         elif isinstance(cmd, CloseWorker):
             conn = workers.get(cmd.worker)
             if conn is not None:

@@ -26,7 +26,9 @@ from shoal.scheduler._events import (
     ClientJoined,
     ClientLeft,
     CloseWorker,
+    ClusterReset,
     Command,
+    DataCopied,
     DataMissing,
     DataScattered,
     DropScattered,
@@ -44,6 +46,7 @@ from shoal.scheduler._events import (
     ReportCancelled,
     ReportDone,
     ReportErred,
+    ReportRestarted,
     ScatterAcked,
     Seceded,
     SendCompute,
@@ -172,6 +175,8 @@ class SchedulerState:
             Seceded: self._on_seceded,
             WorkerPaused: self._on_worker_paused,
             FireAndForgetAsked: self._on_fire_and_forget,
+            ClusterReset: self._on_reset,
+            DataCopied: self._on_copied,
             ReplicasAdded: self._on_replicas_added,
             ReplicasDropped: self._on_replicas_dropped,
         }
@@ -1134,6 +1139,51 @@ class SchedulerState:
         ts.who_wants.discard(FIRE_AND_FORGET)
         self.clients.get(FIRE_AND_FORGET, set()).discard(ts)
         self._fired_done.append(ts)
+
+    def _on_reset(self, ev: ClusterReset) -> None:
+        """``client.restart()``: forget every task and drop every worker in one step (their
+        processes are being replaced; the fresh ones join as new workers). Clients stay
+        connected; each is told once, and cancels all its futures (dask's semantics).
+        Measured durations are kept: the same code usually runs again."""
+        log = self._log
+        cause = self._cause
+        for ts in self.tasks.values():
+            log.append((ts.key, ts.state, "forgotten", cause))
+            ts.state = "forgotten"
+            if ts.fids:
+                self.functions.release(ts.fids)
+        if self._storing:  # scattered bytes in transit: nobody will want them
+            self._out.append(DropScattered(list(self._storing)))
+            self._storing = {}
+        self.tasks = {}
+        self.prefix_counts = {}
+        self._queue = []
+        self._no_worker = set()
+        self._actors = set()
+        self._fired_done = []
+        self._went_idle = set()
+        self.workers = {}
+        for client, held in self.clients.items():
+            held.clear()
+            self._out.append(ReportRestarted(client, ev.reason))
+
+    def _on_copied(self, ev: DataCopied) -> None:
+        """Copies of keys now sit on ``ev.worker`` too (moved there by the shell)."""
+        ws = self.workers.get(ev.worker)
+        if ws is None:
+            return
+        for key, nbytes in ev.items:
+            ts = self.tasks.get(key)
+            if ts is None or ts.state != "memory":
+                self._out.append(SendFree(ev.worker, [key]))  # not needed any more
+            elif ws not in ts.who_has:
+                ts.who_has.add(ws)
+                ws.has_what.add(ts)
+                ws.nbytes += max(nbytes, 0)
+
+    def needed(self, ts: TaskState) -> bool:
+        """Whether a client or a task to run (or a failure being kept) still needs ``ts``."""
+        return self._needed(ts)
 
     def _on_tick(self, ev: Tick) -> None:
         self._went_idle.update(

@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from shoal.scheduler._scaling import Load, WorkerLoad
+
 if TYPE_CHECKING:
     from shoal.scheduler._server import Scheduler
 
@@ -43,6 +45,7 @@ def worker_info(scheduler: Scheduler) -> list[dict[str, Any]]:
                 "pid": ws.pid,
                 "host": ws.host,
                 "resources": dict(ws.resources),
+                "executing": ws.executing,
             }
         )
     return out
@@ -81,11 +84,69 @@ def snapshot(scheduler: Scheduler) -> dict[str, Any]:
     }
 
 
-def scheduler_info(scheduler: Scheduler) -> dict[str, Any]:
+def _dask_worker_fields(w: dict[str, Any]) -> dict[str, Any]:
+    """One worker's entry in dask's ``scheduler_info()`` shape (shoal's own fields kept)."""
+    return {
+        **w,
+        "type": "Worker",
+        "id": w["name"],
+        "local_directory": w.get("local_directory"),
+        "nanny": None,  # shoal's nanny serves no port
+        "services": {},
+        "metrics": {
+            **w["metrics"],
+            "in_memory": w["in_memory"],
+            "task_counts": {"processing": w["processing"], "memory": w["in_memory"]},
+            "time": w["last_seen"],
+        },
+    }
+
+
+def one_worker_info(scheduler: Scheduler, address: str) -> dict[str, Any]:
+    for w in worker_info(scheduler):
+        if w["address"] == address:
+            return _dask_worker_fields(w)
+    raise KeyError(address)
+
+
+def scheduler_info(scheduler: Scheduler, n_workers: int = -1) -> dict[str, Any]:
+    """dask's ``Scheduler.identity()``: the scheduler and (the first ``n_workers``, all
+    when -1) workers."""
+    workers = worker_info(scheduler)
+    shown = workers if n_workers < 0 else workers[:n_workers]
+    link = scheduler.dashboard_link
+    services: dict[str, Any] = {}
+    if scheduler.dashboard is not None:
+        port = getattr(scheduler.dashboard, "port", None)
+        services["dashboard"] = port if port is not None else link
     return {
         "type": "Scheduler",
+        "id": scheduler.id,
         "address": scheduler.address,
-        "dashboard": scheduler.dashboard_link,
+        "dashboard": link,
+        "services": services,
         "started": scheduler.started,
-        "workers": {w["address"]: {**w, "id": w["name"]} for w in worker_info(scheduler)},
+        "n_workers": len(workers),
+        "total_threads": sum(w["nthreads"] for w in workers),
+        "total_memory": sum(w["memory_limit"] for w in workers),
+        "workers": {w["address"]: _dask_worker_fields(w) for w in shown},
     }
+
+
+def load(scheduler: Scheduler) -> Load:
+    """What ``cluster.adapt`` decides on: per-worker load and the tasks ready to run but
+    on no worker yet (from the per-prefix counts: O(workers + prefixes))."""
+    state = scheduler.state
+    ready = 0
+    ready_seconds = 0.0
+    for prefix, counts in state.prefix_counts.items():
+        n = counts["queued"] + counts["no-worker"]
+        if n:
+            ready += n
+            ready_seconds += n * state._estimate(prefix)
+    workers = tuple(
+        WorkerLoad(ws.address, str(ws.name), ws.nthreads, len(ws.processing) - len(ws.long_running),
+                   ws.occupancy, ws.nbytes, ws.memory_limit)
+        for ws in state.workers.values()
+    )
+    return Load(workers, ready, ready_seconds)

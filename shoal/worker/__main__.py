@@ -21,18 +21,21 @@ EXIT_SCHEDULER_GONE = 3
 # Exit status asking the nanny for a fresh process at once (a nanny plugin such as Environ
 # changed what the process must start with); not counted as a crash.
 EXIT_PLUGIN_RESTART = 4
+# Exit status meaning "replace me" (client.restart): a fresh process at once, from the
+# nanny's warm standby when it has one; not counted as a crash.
+EXIT_RESTART = 5
 # The nanny's pid, set by the nanny: the worker dies with it (see _die_with_parent).
 PARENT_PID_ENV = "SHOAL_NANNY_PID"
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its nanny's process dies, however it dies
+def _die_with_parent() -> bool:
+    """Whether a nanny started this process. Ask Linux to SIGKILL this process when its nanny's process dies, however it dies
     (SIGKILL of ``shoal worker`` or of the user's program running a LocalCluster): a
     worker without its nanny is an orphan nobody supervises or stops."""
     parent = os.environ.pop(PARENT_PID_ENV, None)  # not for the tasks' own subprocesses
     if parent is None or not sys.platform.startswith("linux"):
-        return
+        return parent is not None
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
@@ -40,9 +43,50 @@ def _die_with_parent() -> None:
         err = ctypes.get_errno()
         logging.getLogger("shoal.worker").warning(
             "could not tie this worker to its nanny's life (prctl: %s)", os.strerror(err))
-        return
+        return True
     if os.getppid() != int(parent):  # the nanny died before the request took effect
         os._exit(EXIT_SCHEDULER_GONE)
+    return True
+
+
+def _exit_for_restart() -> None:
+    """Leave at once: the nanny replaces this process with a fresh one, so nothing here
+    (data, running tasks, threads) needs an orderly end, and a task that ignores
+    cancellation cannot delay the restart."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_RESTART)
+
+
+def _configure_timeouts(comm_timeout: float | None) -> None:
+    """Timeouts from the command line (the nanny reads them from dask's config), so that
+    starting and connecting never import dask."""
+    if comm_timeout is not None:
+        from shoal.comm._tcp import set_comm_timeout
+
+        set_comm_timeout(comm_timeout)
+
+
+def _wait_for_go() -> bool:
+    """A nanny's standby: everything is imported; wait until the nanny needs a worker.
+    Its line carries the environment to add (the dask config as of now). EOF: not needed
+    (the nanny closed), so exit."""
+    line = sys.stdin.buffer.readline()
+    if not line.strip():
+        return False
+    import json
+
+    os.environ.update(json.loads(line).get("env", {}))
+    return True
+
+
+def _say_ready(fd: int) -> None:
+    """Tell the nanny this worker registered (it starts a standby only then)."""
+    try:
+        os.write(fd, b"1")
+        os.close(fd)
+    except OSError as exc:  # the nanny is gone or did not wait: nothing to tell
+        logging.getLogger("shoal.worker").debug("could not tell the nanny: %s", exc)
 
 
 def _warm_imports() -> None:
@@ -79,8 +123,18 @@ def main(argv: list[str] | None = None) -> int:
     # The nanny reads dask's config for this (importing dask here costs start-up time).
     p.add_argument("--connect-timeout", type=float, default=30.0,
                    help="bound of one attempt to connect to the scheduler, in seconds")
+    p.add_argument("--comm-timeout", type=float, default=None,
+                   help="seconds of silence after which a connection is dead (default: "
+                   "dask's distributed.comm.timeouts.tcp)")
+    p.add_argument("--ready-fd", type=int, default=None,
+                   help="(for the nanny) a pipe to write one byte to once registered")
+    p.add_argument("--standby", action="store_true",
+                   help="(for the nanny) import, then wait for a line on stdin before starting")
     args = p.parse_args(argv)
-    _die_with_parent()
+    has_nanny = _die_with_parent()
+    _configure_timeouts(args.comm_timeout)
+    if args.standby and not _wait_for_go():
+        return 0
     imports_ready.clear()  # before the first task can arrive; set by _warm_imports
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
@@ -104,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                         memory_transfer_fraction=args.memory_transfer,
                         security=security,
                         resources=args.resources)
+        if has_nanny:
+            worker.on_restart = _exit_for_restart
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: loop.create_task(worker.close()))
@@ -125,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             await worker.close()
             gone.append(True)
             return
+        if args.ready_fd is not None:
+            _say_ready(args.ready_fd)
         # Registered: now load what most tasks will need, off the critical path of start-up.
         threading.Thread(target=_warm_imports, name="shoal-warm-imports", daemon=True).start()
         logging.getLogger("shoal.worker").info("worker at %s", worker.address)

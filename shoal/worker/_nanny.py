@@ -16,6 +16,7 @@ from typing import Any
 
 import psutil
 
+from shoal.comm._tcp import comm_timeout
 from shoal.worker._resources import check_resources, format_resources
 
 logger = logging.getLogger("shoal.nanny")
@@ -26,6 +27,7 @@ MEMORY_FRACTIONS = {"target": 0.6, "spill": 0.7, "pause": 0.8, "transfer": 0.1,
                     "terminate": MEMORY_TERMINATE_FRACTION}
 _EXIT_SCHEDULER_GONE = 3  # shoal.worker.__main__.EXIT_SCHEDULER_GONE (not imported: keeps imports light)
 _EXIT_PLUGIN_RESTART = 4  # shoal.worker.__main__.EXIT_PLUGIN_RESTART: a nanny plugin asked
+_EXIT_RESTART = 5  # shoal.worker.__main__.EXIT_RESTART: client.restart asked for a fresh process
 MAX_RESTARTS_PER_MINUTE = 10
 
 
@@ -36,6 +38,65 @@ def _connect_timeout() -> float:
 
     value = dask.config.get("distributed.comm.timeouts.connect", "30s")
     return float(parse_timedelta(value, default="seconds") or 30.0)
+
+
+# dask reads this variable when ``dask.config`` is first imported (dask's nanny and SSH
+# deployments use it), so the worker gets the config lazily, at no start-up cost.
+INHERIT_CONFIG_ENV = "DASK_INTERNAL_INHERIT_CONFIG"
+# Top-level settings that describe this process, not the cluster: the client sets itself
+# as dask's scheduler here; in a worker that would point at nothing.
+_NOT_INHERITED = frozenset({"scheduler", "get"})
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with whatever JSON cannot carry left out (objects set as config values)."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if isinstance(k, str):
+                v2 = _jsonable(v)
+                if v2 is not _SKIP:
+                    out[k] = v2
+        return out
+    if isinstance(value, (list, tuple)):
+        items = [_jsonable(v) for v in value]
+        return [v for v in items if v is not _SKIP]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return _SKIP
+
+
+_SKIP = object()
+
+
+def _changed(config: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+    """The settings of ``config`` that differ from ``baseline`` (nested dicts compared
+    key by key)."""
+    out: dict[str, Any] = {}
+    for k, v in config.items():
+        base = baseline.get(k, _SKIP)
+        if isinstance(v, dict) and isinstance(base, dict):
+            sub = _changed(v, base)
+            if sub:
+                out[k] = sub
+        elif base is _SKIP or base != v:
+            out[k] = v
+    return out
+
+
+def inherited_config() -> str:
+    """The dask config settings this process made (``dask.config.set``, changes to
+    ``dask.config.config``), serialized for a worker process, as dask's nanny passes its
+    config on: they apply inside tasks too. Defaults, YAML files and ``DASK_*`` variables
+    are not repeated: the worker reads those itself."""
+    import dask.config
+
+    baseline: dict[str, Any] = {}
+    for defaults in dask.config.defaults:
+        dask.config.update(baseline, defaults, priority="new")
+    dask.config.update(baseline, dask.config.collect(), priority="new")
+    config = {k: v for k, v in dask.config.global_config.items() if k not in _NOT_INHERITED}
+    return str(dask.config.serialize(_jsonable(_changed(config, baseline))))
 
 
 class Nanny:
@@ -71,6 +132,15 @@ class Nanny:
         self.resources = check_resources(resources)
         self.process: asyncio.subprocess.Process | None = None
         self.restarts: list[float] = []
+        # A standby process (imports done, waiting on its stdin), kept after the first
+        # requested restart; None until then.
+        self._spare: asyncio.subprocess.Process | None = None
+        self._spare_task: asyncio.Task[None] | None = None
+        # Read ends of the pipes on which workers say "registered": the current worker's,
+        # and those of a process just started (before it becomes current) and of the spare.
+        self._ready_fd: int | None = None
+        self._new_ready_fd: int | None = None
+        self._spare_ready_fd: int | None = None
         # Where nanny plugins (run in the worker on our behalf) leave the env to keep.
         fd, self._plugin_state = tempfile.mkstemp(prefix="shoal-nanny-", suffix=".json")
         os.close(fd)
@@ -86,6 +156,56 @@ class Nanny:
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
 
     async def _spawn(self) -> None:
+        """Start the worker: activate the warm standby when there is one, else a new
+        process."""
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.returncode is None and spare.stdin is not None:
+            go = json.dumps({"env": {INHERIT_CONFIG_ENV: inherited_config()}})
+            try:
+                spare.stdin.write(go.encode() + b"\n")
+                await spare.stdin.drain()
+                spare.stdin.close()
+                self.process = spare
+                self._take_ready_fd(self._spare_ready_fd)
+                self._spare_ready_fd = None
+                return
+            except (BrokenPipeError, ConnectionResetError) as exc:
+                logger.info("worker %s: standby process %s is gone (%s); starting a new one",
+                            self.name, spare.pid, exc)
+        self.process = await self._start_process(standby=False)
+        self._take_ready_fd(self._new_ready_fd)
+        self._new_ready_fd = None
+
+    async def _spare_once_ready(self) -> None:
+        """Start a standby process for the next restart once the current worker said it
+        registered (or ended); the standby imports the worker, then waits on its stdin
+        for the word to go (``python -m shoal.worker --standby``)."""
+        proc, fd = self.process, self._ready_fd
+        if proc is None or fd is None:
+            return
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_reader(fd, readable)
+        exited: asyncio.Future[Any] = asyncio.ensure_future(proc.wait())
+        try:
+            await asyncio.wait([ready, exited], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            loop.remove_reader(fd)
+            exited.cancel()
+        if ready.done() and proc is self.process and self._spare is None and not self._closing:
+            self._spare = await self._start_process(standby=True)
+
+    def _take_ready_fd(self, fd: int | None) -> None:
+        old, self._ready_fd = self._ready_fd, fd
+        if old is not None:
+            os.close(old)
+
+    async def _start_process(self, standby: bool) -> asyncio.subprocess.Process:
         args = [
             sys.executable, "-m", "shoal.worker", self.scheduler_address,
             "--nthreads", str(self.nthreads), "--memory-limit", str(self.memory_limit),
@@ -103,6 +223,12 @@ class Nanny:
         args += ["--connect-timeout", str(_connect_timeout())]
         if self.memory_limit:
             args += self._memory_args()
+        args += ["--comm-timeout", str(comm_timeout())]
+        if standby:
+            args.append("--standby")
+        # The worker writes a byte to this pipe once registered (see _spare_once_ready).
+        ready_r, ready_w = os.pipe()
+        args += ["--ready-fd", str(ready_w)]
         env = dict(os.environ)
         # Like multiprocessing's spawn: the worker imports what its parent can import, so
         # functions from the user's modules (and test files) unpickle by reference.
@@ -130,10 +256,24 @@ class Nanny:
         env.setdefault("OPENBLAS_NUM_THREADS", str(self.nthreads))
         # The worker dies with this process (shoal.worker.__main__.PARENT_PID_ENV).
         env["SHOAL_NANNY_PID"] = str(os.getpid())
-        self.process = await asyncio.create_subprocess_exec(
-            # stdout and stderr are inherited: print() in a task shows where the user looks.
-            *args, stdin=asyncio.subprocess.DEVNULL, env=env,
-        )
+        if not standby:  # a standby gets the config when it is activated, not stale
+            env[INHERIT_CONFIG_ENV] = inherited_config()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                # stdout and stderr are inherited: print() in a task shows where the user looks.
+                *args, env=env, pass_fds=(ready_w,),
+                stdin=asyncio.subprocess.PIPE if standby else asyncio.subprocess.DEVNULL,
+            )
+        except BaseException:
+            os.close(ready_r)
+            raise
+        finally:
+            os.close(ready_w)
+        if standby:
+            self._spare_ready_fd = ready_r
+        else:
+            self._new_ready_fd = ready_r
+        return proc
 
     def _memory_args(self) -> list[str]:
         """dask's ``distributed.worker.memory.*`` fractions and ``temporary-directory``,
@@ -169,8 +309,20 @@ class Nanny:
                 logger.info("worker %s stopped: closed by its scheduler, or no scheduler within "
                             "its death timeout; not restarting", self.name)
                 return
+            if code == _EXIT_RESTART:  # asked for (client.restart): no failure to count
+                logger.info("worker %s restarting as asked", self.name)
+                await self._spawn()
+                # A worker restarted once is likely to be restarted again (a notebook's
+                # "restart and run all"): keep a warm standby so that the next restart
+                # costs a registration, not a Python start-up. It is started once the new
+                # worker has registered, so that it does not compete with it for the CPU.
+                if self._spare_task is None or self._spare_task.done():
+                    self._spare_task = asyncio.get_running_loop().create_task(
+                        self._spare_once_ready())
+                continue
             if code == _EXIT_PLUGIN_RESTART:
                 logger.info("worker %s restarts for a nanny plugin", self.name)
+                await self._drop_spare()  # started before the plugin: not what it asks for
                 await self._spawn()
                 continue
             now = time.monotonic()
@@ -199,6 +351,10 @@ class Nanny:
 
     async def close(self, timeout: float = 5.0) -> None:
         self._closing = True
+        if self._spare_task is not None:
+            self._spare_task.cancel()
+            await asyncio.gather(self._spare_task, return_exceptions=True)
+        await self._drop_spare()
         proc = self.process
         if proc is not None and proc.returncode is None:
             try:
@@ -213,12 +369,38 @@ class Nanny:
         if self._supervisor is not None:
             self._supervisor.cancel()
             await asyncio.gather(self._supervisor, return_exceptions=True)
+        for fd in (self._ready_fd, self._new_ready_fd, self._spare_ready_fd):
+            if fd is not None:
+                os.close(fd)
+        self._ready_fd = self._new_ready_fd = self._spare_ready_fd = None
         with contextlib.suppress(OSError):
             os.remove(self._plugin_state)
+
+    async def _drop_spare(self) -> None:
+        """End the standby: EOF on its stdin makes it exit; killed if it does not."""
+        spare, self._spare = self._spare, None
+        if spare is None or spare.returncode is not None:
+            return
+        if spare.stdin is not None:
+            spare.stdin.close()
+        try:
+            await asyncio.wait_for(spare.wait(), 1.0)
+        except asyncio.TimeoutError:  # still importing: it reads its stdin only after
+            try:
+                spare.kill()
+            except ProcessLookupError:
+                pass
+            await spare.wait()
 
     def kill_nowait(self) -> None:
         """Last-resort cleanup at interpreter exit."""
         self._closing = True
+        spare = self._spare
+        if spare is not None and spare.returncode is None:
+            try:
+                spare.kill()
+            except ProcessLookupError:
+                pass
         with contextlib.suppress(OSError):
             os.remove(self._plugin_state)
         proc = self.process

@@ -53,6 +53,7 @@ from shoal.protocol._messages import (
     Register,
     RegisterReply,
     Response,
+    RestartWorker,
     Run,
     Store,
     TaskSeceded,
@@ -71,7 +72,7 @@ from shoal.protocol._serialize import (
 )
 from shoal.protocol._sizeof import nbytes as measure
 from shoal.worker._actors import ActorHost
-from shoal.worker._execute import Executor, unpickle
+from shoal.worker._execute import Executor, imports_ready, unpickle
 from shoal.worker._memory import MemoryLimits, Pause, Resume
 from shoal.worker._plugins import WorkerPlugins
 from shoal.worker._resources import check_resources
@@ -191,12 +192,13 @@ class Worker:
         self.incarnation = os.urandom(16).hex()  # proves a reconnect is this worker's
         self._client: Any = None  # the worker's own Client (get_client() in tasks), lazily
         self.fetch_timeout = comm_timeout()  # a peer silent this long during a fetch is dead
-        self.message_bytes_limit = _message_bytes_limit()
-        # dask's distributed.worker.connections: fetches from peers at once (outgoing) and
-        # big replies served at once (incoming); created on the loop by start().
-        self.connection_limits = _connection_limits()
+        # message_bytes_limit and connection_limits are read from dask's config on first
+        # use (properties below): importing dask costs a starting worker ~0.3 s of CPU.
         self._fetch_slots: asyncio.Semaphore | None = None
         self._serve_slots: asyncio.Semaphore | None = None
+        # What a RestartWorker does: set by ``python -m shoal.worker`` under a nanny to exit
+        # at once (the nanny starts a fresh process); None: begin a fresh session instead.
+        self.on_restart: Any = None
         self._serializer: concurrent.futures.ThreadPoolExecutor | None = None
         self.plugin_host = WorkerPlugins(self)  # plugins and uploads; they outlive sessions
         self.restart_requested = False  # a nanny plugin asked for a fresh process
@@ -214,6 +216,17 @@ class Worker:
     def upload_file(self, filename: str, data: bytes, load: bool = True) -> dict[str, Any]:
         """Save ``data`` as ``filename`` in the local directory; import it with ``load``."""
         return self.plugin_host.upload_file(filename, data, load)
+
+    @functools.cached_property
+    def message_bytes_limit(self) -> int:
+        """Bytes per piece of a GetData reply (dask's transfer.message-bytes-limit)."""
+        return _message_bytes_limit()
+
+    @functools.cached_property
+    def connection_limits(self) -> tuple[int, int]:
+        """dask's distributed.worker.connections: fetches from peers at once (outgoing)
+        and big replies served at once (incoming)."""
+        return _connection_limits()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -471,6 +484,9 @@ class Worker:
                 self.scheduler_gone = True
                 self._leaving = True
                 asyncio.get_running_loop().create_task(self.close())
+            elif isinstance(msg, RestartWorker):
+                self._restart(conn, msg.reason)
+                return
             elif isinstance(msg, Response):
                 pass
             else:
@@ -503,6 +519,15 @@ class Worker:
     def _on_started(self, keys: list[Any], session: int) -> None:
         if session == self._session and self._scheduler is not None:
             self._scheduler.send(TasksStarted(keys))
+
+    def _restart(self, conn: Connection, reason: str) -> None:
+        """Be replaced (``client.restart``): exit for the nanny to start a fresh process,
+        or, without a nanny, drop this session and register again as a fresh worker."""
+        logger.info("worker %s restarting: %s", self.address, reason)
+        if self.on_restart is not None:
+            self.on_restart()
+            return
+        conn.close()  # its loss starts _reconnect, as any lost scheduler connection does
 
     def log_event(self, topic: str | list[str], msg: Any) -> None:
         """Log ``msg`` on the scheduler under ``topic`` (or each of a list of topics), as
@@ -585,6 +610,10 @@ class Worker:
                             self.address)
 
         fn: Any = None
+        if not imports_ready.is_set():
+            # Like a task: unpickling may import modules that import dask, never at the same
+            # time as the start-up thread does (it always ends by setting the flag).
+            await asyncio.to_thread(imports_ready.wait)
         try:
             fn = inject(unpickle(msg.function), "dask_worker", self)
         except BaseException as exc:

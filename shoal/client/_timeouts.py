@@ -1,0 +1,41 @@
+"""Timeouts as dask takes them: seconds, a string like "2 minutes", None for none, and
+dask's config keys for the defaults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# dask's ``no_default``: "use the configured value" (None means "no timeout").
+NO_DEFAULT: Any = "__no_default__"
+
+
+def seconds(value: Any, what: str, default: float | None) -> float | None:
+    """``value`` in seconds; ``default`` for NO_DEFAULT.
+
+    Raises:
+        ValueError: not a positive duration (the message names ``what``).
+    """
+    if value is NO_DEFAULT:
+        return default
+    if value is None:
+        return None
+    if isinstance(value, str):
+        from dask.utils import parse_timedelta
+
+        try:
+            value = parse_timedelta(value, default="seconds")
+        except (ValueError, KeyError):
+            raise ValueError(f"{what}: timeout {value!r} is not a duration like 30, '30s' or "
+                             "'2 minutes'") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"{what}: timeout must be a positive number of seconds, a duration "
+                         f"like '30s', or None; got {value!r}")
+    return float(value)
+
+
+def connect_timeout() -> float:
+    """dask's ``distributed.comm.timeouts.connect`` (30 s by default)."""
+    import dask.config
+
+    return seconds(dask.config.get("distributed.comm.timeouts.connect", "30s"),
+                   "distributed.comm.timeouts.connect", 30.0) or 30.0

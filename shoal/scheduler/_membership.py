@@ -1,0 +1,241 @@
+"""Which workers make up a running cluster, from the scheduler's shell: restart, restart some
+workers, retire workers gracefully.
+
+Owns: carrying out those operations over the connections (telling workers to go, moving
+data off retiring workers, waiting for replacements with a deadline). Decisions stay pure
+elsewhere: what a restart drops is ``SchedulerState``'s ``ClusterReset``; where retiring
+workers' data goes is ``_retire.plan_retirement``.
+
+A restarted worker is replaced, not repaired: told ``RestartWorker``, a worker with a
+nanny exits at once and its nanny starts a fresh process (in parallel for every worker);
+one without a nanny registers again as a fresh worker. The scheduler forgets the old
+connection first, so nothing the old process still says is mistaken for the new one's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from shoal.comm import connect
+from shoal.protocol._messages import (
+    PROTOCOL_VERSION,
+    Close,
+    Data,
+    GetData,
+    Hello,
+    RestartWorker,
+    Store,
+)
+from shoal.scheduler._events import ClusterReset, DataCopied, WorkerRetiring
+from shoal.scheduler._retire import Move, plan_retirement
+from shoal.scheduler._views import one_worker_info
+
+if TYPE_CHECKING:
+    from shoal.scheduler._server import Scheduler
+
+logger = logging.getLogger("shoal.scheduler")
+
+# Rounds of "move what is unique, check again" before retiring: tasks finishing on a
+# retiring worker meanwhile may leave new unique results on it.
+_RETIRE_ROUNDS = 3
+
+
+def resolve_workers(scheduler: Scheduler, workers: list[Any]) -> list[str]:
+    """Worker addresses for ``workers`` given as addresses or names.
+
+    Raises:
+        ValueError: one is neither; the message lists the workers there are.
+    """
+    by_name = {str(ws.name): a for a, ws in scheduler.state.workers.items()}
+    out: list[str] = []
+    unknown: list[Any] = []
+    for w in workers:
+        if w in scheduler.state.workers:
+            out.append(w)
+        elif str(w) in by_name:
+            out.append(by_name[str(w)])
+        else:
+            unknown.append(w)
+    if unknown:
+        known = sorted(scheduler.state.workers)
+        raise ValueError(
+            f"no worker with address or name {', '.join(map(repr, unknown))}; the workers "
+            f"are {known} (see client.scheduler_info()['workers'])"
+        )
+    return list(dict.fromkeys(out))
+
+
+def _drop(scheduler: Scheduler, address: str) -> Any:
+    """Forget ``address``'s connection (later messages on it are ignored) and return it."""
+    conn = scheduler._workers.pop(address, None)
+    scheduler._worker_fids.pop(address, None)
+    scheduler._fail_runs_for(address)
+    return conn
+
+
+def _remove(scheduler: Scheduler, address: str, reason: str) -> Any:
+    """Remove one worker on purpose (its tasks go elsewhere, and count no death against
+    them) and return its connection."""
+    conn = _drop(scheduler, address)
+    if conn is not None:
+        scheduler._apply([WorkerRetiring(address, reason)])
+    return conn
+
+
+async def restart(scheduler: Scheduler, timeout: float | None, wait_for_workers: bool) -> dict[str, Any]:
+    """Every worker replaced, every task forgotten, every client told; then wait (up to
+    ``timeout``) for as many workers as there were. Returns ``{"status": "OK"}`` or
+    ``{"status": "timed out", ...}`` (the client raises)."""
+    n = len(scheduler._workers)
+    conns = [_drop(scheduler, a) for a in list(scheduler._workers)]
+    scheduler._apply([ClusterReset("client.restart()")])
+    for conn in conns:
+        if conn is not None and not conn.closed:
+            conn.send(RestartWorker("client.restart()"))
+    start = time.monotonic()
+    try:
+        if wait_for_workers:
+            await scheduler.wait_for_workers(n, timeout)
+        else:
+            gone = [c.wait_closed() for c in conns if c is not None and not c.closed]
+            if gone:
+                await asyncio.wait_for(asyncio.gather(*gone), timeout)
+    except (asyncio.TimeoutError, TimeoutError):
+        back = len(scheduler.state.workers)
+        what = f"{back} of {n} workers came back" if wait_for_workers else "workers did not close"
+        return {"status": "timed out",
+                "message": f"client.restart(): {what} within {timeout} s"}
+    logger.info("restarted %d workers in %.3f s", n, time.monotonic() - start)
+    return {"status": "OK"}
+
+
+async def restart_workers(scheduler: Scheduler, workers: list[Any], timeout: float | None) -> dict[str, str]:
+    """Replace just ``workers`` (addresses or names); their tasks run elsewhere or after.
+    Returns ``{worker as given: "OK" | "timed out"}``."""
+    addresses = resolve_workers(scheduler, workers)
+    given = dict(zip(addresses, workers, strict=False))
+    names = {a: str(scheduler.state.workers[a].name) for a in addresses}
+    # A replacement comes back under the same name (a nanny passes it on). An unnamed
+    # worker (named after its address) is replaced by a stranger: count those instead.
+    unnamed = sum(1 for a, name in names.items() if name == a)
+    before = {a for a in scheduler.state.workers if a not in names}
+    for address in addresses:
+        conn = _remove(scheduler, address, "restarted by client.restart_workers()")
+        if conn is not None and not conn.closed:
+            conn.send(RestartWorker("client.restart_workers()"))
+
+    def missing() -> list[str]:
+        present = {str(ws.name) for ws in scheduler.state.workers.values()}
+        strangers = len(set(scheduler.state.workers) - before - set(names))
+        return [a for a, name in names.items() if name != a and name not in present] + (
+            [a for a, name in names.items() if name == a][: max(unnamed - strangers, 0)]
+        )
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while missing():
+        scheduler._worker_joined.clear()
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            break
+        try:
+            await asyncio.wait_for(scheduler._worker_joined.wait(), left)
+        except (asyncio.TimeoutError, TimeoutError):
+            break
+    late = set(missing())
+    return {str(given[a]): ("timed out" if a in late else "OK") for a in addresses}
+
+
+async def _copy(scheduler: Scheduler, moves: list[Move], timeout: float) -> None:
+    """Fetch the moved keys from their (retiring) holders and store them on their new
+    workers; then tell the state who holds them now. Keys that could not be fetched are
+    left out (their retiring holder keeps them until it closes, then lineage applies)."""
+    by_source: dict[str, list[Move]] = {}
+    for m in moves:
+        by_source.setdefault(m.source, []).append(m)
+
+    async def one_source(source: str, ms: list[Move]) -> None:
+        reply = await _get_data(source, [m.key for m in ms], timeout)
+        copied: dict[str, list[tuple[Any, int]]] = {}
+        for m in ms:
+            data = reply.items.get(m.key) if reply is not None else None
+            conn = scheduler._workers.get(m.dest)
+            if data is None or conn is None:
+                continue
+            conn.send(Store(m.key, data, m.nbytes))
+            copied.setdefault(m.dest, []).append((m.key, m.nbytes))
+        scheduler._apply([DataCopied(dest, items) for dest, items in copied.items()])
+
+    await asyncio.gather(*(one_source(s, ms) for s, ms in by_source.items()))
+
+
+async def _get_data(address: str, keys: list[Any], timeout: float) -> Data | None:
+    """The serialized values of ``keys`` from the worker at ``address`` (as a peer would
+    ask), or None when it cannot be reached within ``timeout``."""
+    reply: asyncio.Future[Data] = asyncio.get_running_loop().create_future()
+
+    def on_message(conn: Any, batch: list[Any] | None) -> None:
+        if reply.done():
+            return
+        if batch is None:
+            reply.set_exception(ConnectionError(f"worker {address} closed the connection"))
+            return
+        for msg in batch:
+            if isinstance(msg, Data):
+                reply.set_result(msg)
+                return
+
+    conn = None
+    try:
+        conn = await connect(address, timeout=timeout)
+        conn.set_handler(on_message)
+        conn.send(Hello("peer", PROTOCOL_VERSION, "scheduler"))
+        conn.send(GetData(1, keys))
+        return await asyncio.wait_for(reply, timeout)
+    except (OSError, asyncio.TimeoutError) as exc:
+        logger.warning("could not fetch %d keys from retiring worker %s: %s", len(keys), address, exc)
+        return None
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+async def retire_workers(scheduler: Scheduler, workers: list[Any] | None, n: int | None,
+                         close_workers: bool, timeout: float) -> dict[str, Any]:
+    """Move what other tasks or clients still need off ``workers`` (or ``n`` idle ones),
+    then remove them; with ``close_workers`` they are told to close (their nannies do
+    not restart them). A worker whose data no other worker can take stays. Returns
+    ``{address: worker info}`` of the workers retired."""
+    from shoal.scheduler._scaling import choose_to_retire
+    from shoal.scheduler._views import load
+
+    if workers is None:
+        count = 0 if n is None else n
+        addresses = choose_to_retire(load(scheduler).workers, count)
+    else:
+        addresses = resolve_workers(scheduler, workers)
+    leaving = set(addresses)
+    for _ in range(_RETIRE_ROUNDS):
+        plan = plan_retirement(scheduler.state, leaving)
+        if not plan.moves:
+            break
+        await _copy(scheduler, plan.moves, timeout)
+    # No await from here on: the final check and the removal are one step.
+    plan = plan_retirement(scheduler.state, leaving)
+    keep = set(plan.stranded) | {m.source for m in plan.moves}
+    if keep:
+        logger.warning("not retiring %s: they hold data no other worker could take",
+                       sorted(keep))
+    out: dict[str, Any] = {}
+    for address in addresses:
+        if address in keep or address not in scheduler.state.workers:
+            continue
+        info = one_worker_info(scheduler, address)
+        info["status"] = "closed"
+        out[address] = info
+        conn = _remove(scheduler, address, "retired")
+        if close_workers and conn is not None and not conn.closed:
+            conn.send(Close("retired"))
+    return out
