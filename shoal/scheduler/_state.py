@@ -58,6 +58,7 @@ from shoal.scheduler._events import (
     WorkerRetiring,
 )
 from shoal.scheduler._functions import FunctionRefs
+from shoal.scheduler._room import RoomIndex
 from shoal.scheduler._stealing import plan_steals
 from shoal.scheduler._tasks import Key, TaskState, WorkerState
 
@@ -134,6 +135,7 @@ class SchedulerState:
         self._no_worker: set[TaskState] = set()
         self._actors: set[TaskState] = set()  # tasks marked actor, until forgotten
         self._went_idle: set[WorkerState] = set()  # workers to find stolen work for
+        self._room = RoomIndex()  # the least busy worker with room, for queued tasks
         self._storing: dict[Key, _Storing] = {}  # scattered keys awaiting workers' acks
         self.functions = FunctionRefs()  # which function blobs tasks still use
         self._durations: dict[str, float] = {}
@@ -267,6 +269,7 @@ class SchedulerState:
         ts.est = self._estimate(ts.prefix)
         worker.processing.add(ts)
         worker.occupancy += ts.est
+        self._room.touch(worker)
         deps = [(d.key, [w.address for w in d.who_has], d.nbytes) for d in ts.dependencies]
         self._out.append(
             SendCompute(
@@ -356,6 +359,7 @@ class SchedulerState:
                 if t.prefix == prefix and t not in ws.long_running:
                     ws.occupancy = max(0.0, ws.occupancy - t.est) + duration
                     t.est = duration
+                    self._room.touch(ws)
 
     def _measured(self, prefix: str, duration: float) -> None:
         """A task of ``prefix`` computed for ``duration`` seconds: update the estimate."""
@@ -374,6 +378,7 @@ class SchedulerState:
             if ws.long_running:
                 ws.long_running.discard(ts)
             ws.occupancy = max(0.0, ws.occupancy - ts.est)
+            self._room.touch(ws)
             ts.processing_on = None
             ts.started = False
             if ts.workers is None:
@@ -465,14 +470,13 @@ class SchedulerState:
         queue = self._queue
         if not queue or not self.workers:
             return
-        workers = list(self.workers.values())
+        pick = self._room.pick
         while queue:
             ts = queue[0][2]
             if ts.state != "queued":
                 heapq.heappop(queue)
                 continue
-            est = self._estimate(ts.prefix)
-            ws = placement.least_busy(w for w in workers if placement.has_room(w, est))
+            ws = pick(self._estimate(ts.prefix))
             if ws is None:
                 return
             heapq.heappop(queue)
@@ -787,6 +791,7 @@ class SchedulerState:
             ev.address, ev.name, ev.nthreads, ev.memory_limit, ev.pid, ev.host, ev.now
         )
         self._went_idle.add(ws)
+        self._room.add(ws)
         waiting = list(self._no_worker)
         self._no_worker.clear()
         for ts in waiting:
@@ -824,6 +829,7 @@ class SchedulerState:
         ws = self.workers.pop(address, None)
         if ws is None:
             return
+        self._room.remove(ws)
         recompute: list[TaskState] = []
         suspects = set(self._suspects(ws)) if crashed else set()
         for ts in sorted(ws.processing, key=lambda t: t.priority):
@@ -966,6 +972,7 @@ class SchedulerState:
         ts.started = True  # it ran: never stolen, and counted if its worker dies
         ws.occupancy = max(0.0, ws.occupancy - ts.est)
         ts.est = 0.0
+        self._room.touch(ws)
         self._measured(ts.prefix, max(ev.duration, 0.0))
 
     def _on_fire_and_forget(self, ev: FireAndForgetAsked) -> None:
@@ -1112,6 +1119,7 @@ class SchedulerState:
             assert ws.stealable == sum(t.workers is None for t in ws.processing), ws
             for ts in ws.has_what:
                 assert ws in ts.who_has, ts.key
+        self._room.validate(self.workers)
         used: dict[str, int] = {}
         for ts in self.tasks.values():
             for fid in ts.fids:
