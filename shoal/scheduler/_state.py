@@ -103,13 +103,15 @@ class EventsFailed(RuntimeError):
 def key_prefix(key: Key) -> str:
     """``('sum-abc123', 0)`` → ``'sum'``; ``'inc-9f2e...'`` → ``'inc'``."""
     name = key[0] if isinstance(key, tuple) and key else key
-    name = str(name)
-    head, sep, tail = name.rpartition("-")
-    if sep and len(tail) >= 8 and all(c in "0123456789abcdef" for c in tail[:8]):
-        name = head
-    while name and name[-1] in "-_0123456789" and "-" in name:
-        name = name.rsplit("-", 1)[0]
-    return name or "task"
+    words = str(name).split("-")
+    # The first word, then the words that follow while they are words (dask's rule): a
+    # token or uuid (``inc-270f4f78-3002-...``, hex and digits) ends the name.
+    out = words[0]
+    for word in words[1:]:
+        if not word.isalpha() or (len(word) == 8 and all(c in "abcdef" for c in word)):
+            break
+        out += "-" + word
+    return out or "task"
 
 
 class SchedulerState:
