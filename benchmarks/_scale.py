@@ -84,7 +84,7 @@ def tree_rows(n: int) -> tuple[list[tuple[Any, ...]], Any]:
 
 
 def run(
-    n_workers: int, n_tasks: int, shape: str = "map", nthreads: int = 1
+    n_workers: int, n_tasks: int, shape: str = "map", nthreads: int = 1, memory: bool = True
 ) -> dict[str, float]:
     """Run one simulated computation; returns CPU µs per task and bytes held per task."""
     state = SchedulerState()
@@ -100,7 +100,7 @@ def run(
         wanted = [root]
     total = len(rows)
     queues: dict[str, deque[Any]] = {a: deque() for a in addresses}
-    held = _held_bytes(rows, wanted, addresses, nthreads)
+    held = _held_bytes(rows, wanted, addresses, nthreads) if memory else 0
     gc.collect()
     t0 = time.process_time()
     cmds = state.handle(GraphSubmitted("c", rows, wanted))
@@ -162,10 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         import cProfile
         import pstats
 
-        for shape, size in (("tree", 40_000), ("map", 20_000)):
+        for shape, size, workers in (("tree", 40_000, 4), ("map", 20_000, 128)):
             prof = cProfile.Profile()
-            prof.runcall(run, 4, size, shape)
-            print(f"--- {shape} {size:,} tasks, 4 workers ---")
+            prof.runcall(run, workers, size, shape, 1, False)
+            print(f"--- {shape} {size:,} tasks, {workers} workers ---")
             pstats.Stats(prof).sort_stats("tottime").print_stats(12)
         return 0
     per_task: dict[int, float] = {}
