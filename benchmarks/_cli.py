@@ -24,6 +24,7 @@ from benchmarks._report import (
     HEADER,
     Outcome,
     format_value,
+    kept_sections,
     markdown_table,
     one_line,
     reference_lines,
@@ -260,6 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line)
     if not args.no_write:
         command = "python -m benchmarks" + ("" if not argv else " " + shlex.join(argv))
-        Path(args.output).write_text(results_markdown(selected, outcomes, env, command, size))
+        out = Path(args.output)
+        kept = kept_sections(out.read_text()) if out.exists() else ""
+        out.write_text(results_markdown(selected, outcomes, env, command, size) + kept)
         print(f"\nwrote {args.output}")
     return 0

@@ -207,3 +207,13 @@ def results_markdown(
     parts += ["", "## Machine and versions", ""]
     parts += [f"- {key}: {value}" for key, value in environment.items()]
     return "\n".join(parts) + "\n"
+
+
+KEPT_HEADING = "## Profiles"
+
+
+def kept_sections(previous: str) -> str:
+    """The hand-written part of an earlier RESULTS.md (from the first ``## Profiles``
+    heading on), which regenerating the table must not erase; empty when there is none."""
+    at = previous.find("\n" + KEPT_HEADING)
+    return "" if at < 0 else previous[at:]

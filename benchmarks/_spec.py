@@ -214,6 +214,24 @@ WORKLOADS: dict[str, Workload] = {
             "`result()`; 2 workers x 1 thread.",
         ),
         Workload(
+            name="delayed_tree",
+            title="pairwise reduction tree built with dask.delayed, through client.compute",
+            issue=14,
+            metrics=(
+                Metric("tasks_per_s", "tasks/s", "tasks/s", True, Target(">=", 15_000)),
+                Metric("handover_s", "client.compute returns", "s", False),
+                Metric("seconds", "wall time", "s", False),
+                Metric("tasks", "tasks", "", True, compare=False),
+            ),
+            sizes={"quick": {"leaves": 512}, "default": {"leaves": 2048},
+                   "full": {"leaves": 20_000}},
+            timeout_s=600,
+            method="the `tree` workload's graph built with `dask.delayed(inc)` leaves and "
+            "`dask.delayed(add)` pairs (built before timing), then `client.compute(root)` "
+            "and `result()`; timed from the call to the result, with the time until "
+            "`compute` returns shown apart; 2 workers x 1 thread.",
+        ),
+        Workload(
             name="persist",
             title="the seed's persist: sum of an HDF5 array before and after persist",
             issue=3,

@@ -156,6 +156,31 @@ def tree(api: Api, leaves: int) -> dict[str, float]:
     return {"tasks_per_s": tasks / seconds, "seconds": seconds, "tasks": float(tasks)}
 
 
+def delayed_tree(api: Api, leaves: int) -> dict[str, float]:
+    """The ``tree`` workload's reduction built with ``dask.delayed``, through ``compute``:
+    the path every dask-collections user takes."""
+    from dask import delayed
+
+    with _client(api) as client:
+        client.gather(client.map(_tasks.inc, range(-50, 0)))
+        level = [delayed(_tasks.inc)(i) for i in range(leaves)]
+        tasks = len(level)
+        while len(level) > 1:
+            pairs = [delayed(_tasks.add)(a, b) for a, b in zip(level[::2], level[1::2], strict=False)]
+            tasks += len(pairs)
+            level = pairs + level[len(pairs) * 2 :]
+        start = time.perf_counter()
+        future = client.compute(level[0])
+        handover = time.perf_counter() - start
+        total = future.result()
+        seconds = time.perf_counter() - start
+    expected = sum(range(1, leaves + 1))
+    if total != expected:
+        raise AssertionError(f"delayed tree sum is {total!r}, expected {expected}")
+    return {"tasks_per_s": tasks / seconds, "handover_s": handover, "seconds": seconds,
+            "tasks": float(tasks)}
+
+
 def _best_of(repeats: int, fn: Callable[[], Any]) -> tuple[float, Any]:
     best, value = float("inf"), None
     for _ in range(repeats):
@@ -722,6 +747,7 @@ CLUSTER_WORKLOADS: dict[str, Callable[..., dict[str, float]]] = {
     "throughput": throughput,
     "latency": latency,
     "tree": tree,
+    "delayed_tree": delayed_tree,
     "persist": persist,
     "rosenbrock": rosenbrock,
     "transfer": transfer,

@@ -18,6 +18,7 @@ from benchmarks._report import (  # noqa: E402
     Outcome,
     format_speedup,
     format_value,
+    kept_sections,
     markdown_table,
     one_line,
     results_markdown,
@@ -257,3 +258,9 @@ def test_tls_workload_runs_tcp_then_tls_on_both_systems_and_derives_slowdowns() 
                                     "latency_slowdown": 1.5})
     target = next(m for m in WORKLOADS["tls"].metrics if m.key == "transfer_slowdown").target
     assert target is not None and target.met_by(1.2) and not target.met_by(1.4)
+
+
+def test_regenerating_results_keeps_the_hand_written_profile_sections() -> None:
+    previous = "# table\n\n| a |\n\n## Machine\n\n- x\n\n## Profiles (issue 14)\n\ntext\n"
+    assert kept_sections(previous) == "\n## Profiles (issue 14)\n\ntext\n"
+    assert kept_sections("# table\n\n## Machine\n") == ""

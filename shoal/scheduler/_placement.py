@@ -29,7 +29,10 @@ BANDWIDTH = 100e6
 
 
 def has_room(ws: WorkerState, est: float) -> bool:
-    """May ``ws`` take one more task expected to last ``est`` seconds?"""
+    """May ``ws`` take one more task expected to last ``est`` seconds? Never while it is
+    paused (memory past its pause threshold)."""
+    if ws.paused:
+        return False
     n = len(ws.processing) - len(ws.long_running)  # seceded tasks use no slot
     if n < ws.nthreads:
         return True

@@ -62,6 +62,7 @@ from shoal.scheduler._events import (
     WorkerRetiring,
 )
 from shoal.scheduler._functions import FunctionRefs
+from shoal.scheduler._room import RoomIndex
 from shoal.scheduler._stealing import plan_steals
 from shoal.scheduler._tasks import Key, TaskState, WorkerState
 
@@ -108,13 +109,15 @@ class EventsFailed(RuntimeError):
 def key_prefix(key: Key) -> str:
     """``('sum-abc123', 0)`` → ``'sum'``; ``'inc-9f2e...'`` → ``'inc'``."""
     name = key[0] if isinstance(key, tuple) and key else key
-    name = str(name)
-    head, sep, tail = name.rpartition("-")
-    if sep and len(tail) >= 8 and all(c in "0123456789abcdef" for c in tail[:8]):
-        name = head
-    while name and name[-1] in "-_0123456789" and "-" in name:
-        name = name.rsplit("-", 1)[0]
-    return name or "task"
+    words = str(name).split("-")
+    # The first word, then the words that follow while they are words (dask's rule): a
+    # token or uuid (``inc-270f4f78-3002-...``, hex and digits) ends the name.
+    out = words[0]
+    for word in words[1:]:
+        if not word.isalpha() or (len(word) == 8 and all(c in "abcdef" for c in word)):
+            break
+        out += "-" + word
+    return out or "task"
 
 
 class SchedulerState:
@@ -142,6 +145,7 @@ class SchedulerState:
         self._went_idle: set[WorkerState] = set()  # workers to find stolen work for
         self._paused: set[WorkerState] = set()  # workers placed nothing (memory)
         self._freed: set[WorkerState] = set()  # workers with held tasks that gained room
+        self._room = RoomIndex()  # the least busy worker with room, for queued tasks
         self._storing: dict[Key, _Storing] = {}  # scattered keys awaiting workers' acks
         self.functions = FunctionRefs()  # which function blobs tasks still use
         self._durations: dict[str, float] = {}
@@ -284,6 +288,7 @@ class SchedulerState:
                 free[r] = free.get(r, 0.0) - q
         worker.processing.add(ts)
         worker.occupancy += ts.est
+        self._room.touch(worker)
         deps = [(d.key, [w.address for w in d.who_has], d.nbytes) for d in ts.dependencies]
         self._out.append(
             SendCompute(
@@ -377,6 +382,7 @@ class SchedulerState:
                 if t.prefix == prefix and t not in ws.long_running:
                     ws.occupancy = max(0.0, ws.occupancy - t.est) + duration
                     t.est = duration
+                    self._room.touch(ws)
             if ws.held:
                 self._freed.add(ws)
 
@@ -397,6 +403,7 @@ class SchedulerState:
             if ws.long_running:
                 ws.long_running.discard(ts)
             ws.occupancy = max(0.0, ws.occupancy - ts.est)
+            self._room.touch(ws)
             ts.processing_on = None
             ts.started = False
             if ts.workers is None:
@@ -575,14 +582,13 @@ class SchedulerState:
         queue = self._queue
         if not queue or not self.workers:
             return
-        workers = self._running() if self._paused else list(self.workers.values())
+        pick = self._room.pick
         while queue:
             ts = queue[0][2]
             if ts.state != "queued":
                 heapq.heappop(queue)
                 continue
-            est = self._estimate(ts.prefix)
-            ws = placement.least_busy(w for w in workers if placement.has_room(w, est))
+            ws = pick(self._estimate(ts.prefix))
             if ws is None:
                 return
             heapq.heappop(queue)
@@ -903,6 +909,7 @@ class SchedulerState:
             ev.resources,
         )
         self._went_idle.add(ws)
+        self._room.add(ws)
         waiting = list(self._no_worker)
         self._no_worker.clear()
         for ts in waiting:
@@ -941,6 +948,7 @@ class SchedulerState:
         if ws is None:
             return
         self._paused.discard(ws)
+        self._room.remove(ws)
         recompute: list[TaskState] = []
         suspects = set(self._suspects(ws)) if crashed else set()
         for ts in sorted(ws.processing, key=lambda t: t.priority):
@@ -1090,6 +1098,7 @@ class SchedulerState:
         if ws is None or ws.paused == ev.paused:
             return
         ws.paused = ev.paused
+        self._room.touch(ws)  # has_room follows paused
         if ev.paused:
             self._paused.add(ws)
             self._went_idle.update(w for w in self.workers.values() if not w.paused)
@@ -1119,6 +1128,7 @@ class SchedulerState:
         ts.est = 0.0
         if ws.held:  # its slot is free: tasks waiting for this worker may go
             self._freed.add(ws)
+        self._room.touch(ws)
         self._measured(ts.prefix, max(ev.duration, 0.0))
 
     def _on_fire_and_forget(self, ev: FireAndForgetAsked) -> None:
@@ -1162,6 +1172,10 @@ class SchedulerState:
         self._actors = set()
         self._fired_done = []
         self._went_idle = set()
+        self._paused = set()
+        self._freed = set()
+        for ws in self.workers.values():
+            self._room.remove(ws)
         self.workers = {}
         for client, held in self.clients.items():
             held.clear()
@@ -1322,6 +1336,7 @@ class SchedulerState:
             assert ws.held_live == len(live), (ws.address, ws.held_live, len(live))
             for ts in ws.has_what:
                 assert ws in ts.who_has, ts.key
+        self._room.validate(self.workers)
         used: dict[str, int] = {}
         for ts in self.tasks.values():
             for fid in ts.fids:

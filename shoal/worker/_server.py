@@ -24,6 +24,7 @@ import inspect
 import itertools
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import MutableMapping
@@ -192,8 +193,12 @@ class Worker:
         self.incarnation = os.urandom(16).hex()  # proves a reconnect is this worker's
         self._client: Any = None  # the worker's own Client (get_client() in tasks), lazily
         self.fetch_timeout = comm_timeout()  # a peer silent this long during a fetch is dead
-        # message_bytes_limit and connection_limits are read from dask's config on first
-        # use (properties below): importing dask costs a starting worker ~0.3 s of CPU.
+        # message_bytes_limit and connection_limits come from dask's config: read now when
+        # dask is already imported (an in-process worker), else on first use (properties
+        # below), since importing dask costs a starting worker process ~0.3 s of CPU.
+        if "dask" in sys.modules:
+            self.message_bytes_limit = _message_bytes_limit()
+            self.connection_limits = _connection_limits()
         self._fetch_slots: asyncio.Semaphore | None = None
         self._serve_slots: asyncio.Semaphore | None = None
         # What a RestartWorker does: set by ``python -m shoal.worker`` under a nanny to exit

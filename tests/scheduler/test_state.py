@@ -959,6 +959,23 @@ def test_key_prefix_examples() -> None:
     assert key_prefix(42) == "42"
 
 
+@pytest.mark.parametrize("key", [
+    "inc-100b0c08-6649-4968-921d-0a1b2c3d4e5f",  # dask.delayed: the function name + a uuid4
+    "inc-270f4f78-3002-4886-9fe5-e2fad4852574",
+    ("add-8bbd6980-11b9-4199-b63a-9a8b7c6d5e4f", 3),
+])
+def test_delayed_keys_share_their_function_name_as_prefix(key: object) -> None:
+    """Every dask.delayed call has a uuid in its key; the prefix must drop all of it, or each
+    task is a prefix never seen before, estimated at half a second, and sent one at a time."""
+    name = key[0] if isinstance(key, tuple) else key
+    assert key_prefix(key) == str(name).split("-")[0]
+
+
+def test_key_prefix_keeps_words_of_a_dashed_name() -> None:
+    assert key_prefix("read-parquet-0a1b2c3d4e5f6a7b") == "read-parquet"
+    assert key_prefix("my-task-name-1") == "my-task-name"
+
+
 def test_task_stream_since_cursor() -> None:
     state = SchedulerState(task_stream_size=3)
     sim = Sim(state)

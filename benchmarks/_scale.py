@@ -1,0 +1,184 @@
+"""Simulated scale: the scheduler's pure state machine alone, no processes, no sockets.
+
+``python -m benchmarks._scale`` drives ``SchedulerState`` with synthetic workers that finish
+their tasks in order, one ``TaskFinished`` per ``handle`` call (the scheduler's worst case:
+no batching), and reports the scheduler's CPU time per task and the memory it holds per
+task (tracemalloc over the graph's submission, rows built beforehand). It measures how the state machine scales with the number of workers and tasks beyond
+what this machine can run as processes.
+
+Default sizes run in well under a minute; ``--full`` is issue 14's 1,000 workers x 1M tasks.
+``--profile`` prints a cProfile summary of the largest run instead of timing it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+import tracemalloc
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from shoal.protocol._serialize import Serialized
+from shoal.scheduler._events import (
+    ClientJoined,
+    GraphSubmitted,
+    SendCompute,
+    TaskFinished,
+    WorkerJoined,
+)
+from shoal.scheduler._state import SchedulerState
+
+PAYLOAD = Serialized([b"x"])
+DURATION = 0.001  # seconds each simulated task "runs"
+
+
+def _held_bytes(
+    rows: list[tuple[Any, ...]], wanted: list[Any], addresses: list[str], nthreads: int
+) -> int:
+    """Bytes a fresh state keeps after taking the graph (traced apart from the timed run:
+    tracing slows every allocation down several times)."""
+    state = SchedulerState()
+    state.handle(ClientJoined("c"))
+    for a in addresses:
+        state.handle(WorkerJoined(a, a, nthreads, 2**34, 1, "host", 0.0))
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    cmds = state.handle(GraphSubmitted("c", rows, wanted))
+    del cmds  # commands are sent and dropped by the server
+    gc.collect()
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return held
+
+
+def map_rows(n: int) -> list[tuple[Any, ...]]:
+    """``n`` independent tasks, as ``client.map`` submits them."""
+    return [(("noop", i), PAYLOAD, [], (), (i,), 0, None, "noop") for i in range(n)]
+
+
+def tree_rows(n: int) -> tuple[list[tuple[Any, ...]], Any]:
+    """A binary reduction tree of about ``n`` tasks (leaves ``inc``, inner nodes ``add``),
+    as ``dask.delayed`` builds it; returns the rows and the root key."""
+    leaves = max(n // 2, 1)
+    rows: list[tuple[Any, ...]] = []
+    layer: list[Any] = []
+    for i in range(leaves):
+        key: Any = ("inc", i)
+        rows.append((key, PAYLOAD, [], (), (len(rows),), 0, None, "inc"))
+        layer.append(key)
+    level = 0
+    while len(layer) > 1:
+        level += 1
+        nxt: list[Any] = []
+        for j in range(0, len(layer) - 1, 2):
+            key = ("add", level, j)
+            rows.append((key, PAYLOAD, [layer[j], layer[j + 1]], (), (len(rows),), 0, None, "add"))
+            nxt.append(key)
+        if len(layer) % 2:
+            nxt.append(layer[-1])
+        layer = nxt
+    return rows, layer[0]
+
+
+def run(
+    n_workers: int, n_tasks: int, shape: str = "map", nthreads: int = 1, memory: bool = True
+) -> dict[str, float]:
+    """Run one simulated computation; returns CPU µs per task and bytes held per task."""
+    state = SchedulerState()
+    state.handle(ClientJoined("c"))
+    addresses = [f"sim://w{i}" for i in range(n_workers)]
+    for a in addresses:
+        state.handle(WorkerJoined(a, a, nthreads, 2**34, 1, "host", 0.0))
+    if shape == "map":
+        rows = map_rows(n_tasks)
+        wanted = [r[0] for r in rows]
+    else:
+        rows, root = tree_rows(n_tasks)
+        wanted = [root]
+    total = len(rows)
+    queues: dict[str, deque[Any]] = {a: deque() for a in addresses}
+    held = _held_bytes(rows, wanted, addresses, nthreads) if memory else 0
+    gc.collect()
+    t0 = time.process_time()
+    cmds = state.handle(GraphSubmitted("c", rows, wanted))
+    submit_s = time.process_time() - t0
+    del rows
+    clock = time.process_time
+    run_s = 0.0  # in ``handle`` only: the simulated workers' own bookkeeping is not counted
+    now = 0.0
+    done = 0
+    while True:
+        for c in cmds:
+            if type(c) is SendCompute:
+                queues[c.worker].append(c.key)
+        progressed = False
+        for a, q in queues.items():
+            if q:
+                key = q.popleft()
+                start, now = now, now + DURATION
+                ev = TaskFinished(a, key, 8, "int", start, now, 0, None)
+                t0 = clock()
+                cmds = state.handle(ev)
+                run_s += clock() - t0
+                done += 1
+                progressed = True
+                for c in cmds:
+                    if type(c) is SendCompute:
+                        queues[c.worker].append(c.key)
+                cmds = []
+        if not progressed:
+            break
+    assert done == total, f"simulation stalled: {done} of {total} tasks finished"
+    return {
+        "workers": n_workers,
+        "tasks": total,
+        "submit_us_per_task": submit_s / total * 1e6,
+        "run_us_per_task": run_s / total * 1e6,
+        "us_per_task": (submit_s + run_s) / total * 1e6,
+        "bytes_per_task": held / total,
+    }
+
+
+def _line(r: dict[str, float], shape: str) -> str:
+    return (
+        f"{shape:4} {int(r['workers']):>5} workers {int(r['tasks']):>9,} tasks: "
+        f"{r['us_per_task']:6.1f} µs/task (submit {r['submit_us_per_task']:.1f}, "
+        f"run {r['run_us_per_task']:.1f}), {r['bytes_per_task']:,.0f} B/task held"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks._scale", description=__doc__)
+    parser.add_argument("--full", action="store_true", help="1,000 workers x 1M tasks")
+    parser.add_argument("--tasks", type=int, help="tasks per run (default 100k, --full 1M)")
+    parser.add_argument("--profile", action="store_true", help="cProfile the runs instead")
+    args = parser.parse_args(argv)
+    n = args.tasks or (1_000_000 if args.full else 100_000)
+    big = 1000 if args.full else 512
+    if args.profile:
+        import cProfile
+        import pstats
+
+        for shape, size, workers in (("tree", 40_000, 4), ("map", 20_000, 128)):
+            prof = cProfile.Profile()
+            prof.runcall(run, workers, size, shape, 1, False)
+            print(f"--- {shape} {size:,} tasks, {workers} workers ---")
+            pstats.Stats(prof).sort_stats("tottime").print_stats(12)
+        return 0
+    per_task: dict[int, float] = {}
+    for workers in (4, 128, big):
+        r = run(workers, n, "map")
+        per_task[workers] = r["run_us_per_task"]
+        print(_line(r, "map"), flush=True)
+    r = run(4, n, "tree")
+    print(_line(r, "tree"), flush=True)
+    print(f"per-task run cost, 128 vs 4 workers: {per_task[128] / per_task[4]:.2f}x; "
+          f"{big} vs 4: {per_task[big] / per_task[4]:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,102 @@
+"""Which worker takes the next queued task: an index, so placing a task costs O(log workers).
+
+The choice is exactly :func:`placement.least_busy` over the workers that
+:func:`placement.has_room` for the task's expected duration, ties going to the worker that
+joined first; but instead of scanning every worker for every task, workers sit in a heap keyed
+by their load per thread. Workers whose load changed since they were last pushed are marked
+dirty (:meth:`RoomIndex.touch`) and re-pushed on the next :meth:`RoomIndex.pick`; the entries
+they leave behind are dropped when they surface (lazy invalidation). A worker found without
+room for a duration ``est`` is parked until it changes, or until a task expected to be
+shorter than ``est`` asks (room only grows as the duration shrinks), so a saturated cluster
+costs nothing per event. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import itertools
+from heapq import heapify, heappop, heappush
+
+from shoal.scheduler import _placement as placement
+from shoal.scheduler._tasks import WorkerState
+
+# (load per thread, join order, worker): the join order is unique, so workers never compare.
+_Entry = tuple[float, int, WorkerState]
+
+
+def load(ws: WorkerState) -> float:
+    """The key :func:`placement.least_busy` minimises."""
+    return (ws.occupancy + (len(ws.processing) - len(ws.long_running)) * 1e-6) / ws.nthreads
+
+
+class RoomIndex:
+    """The workers that may take queued tasks, least busy first."""
+
+    def __init__(self) -> None:
+        self._order = itertools.count()
+        self._seq: dict[WorkerState, int] = {}  # live workers -> join order
+        self._entry: dict[WorkerState, _Entry] = {}  # each worker's one valid entry
+        self._heap: list[_Entry] = []  # entries of workers that may have room
+        self._full: list[tuple[float, int, _Entry]] = []  # (-est refused, order, entry)
+        self._dirty: set[WorkerState] = set()
+
+    def add(self, ws: WorkerState) -> None:
+        self._seq[ws] = next(self._order)
+        self._dirty.add(ws)
+
+    def remove(self, ws: WorkerState) -> None:
+        self._seq.pop(ws, None)
+        self._entry.pop(ws, None)  # its entries go stale and drop out when they surface
+        self._dirty.discard(ws)
+
+    def touch(self, ws: WorkerState) -> None:
+        """``ws``'s occupancy or task counts changed."""
+        if ws in self._seq:
+            self._dirty.add(ws)
+
+    def pick(self, est: float) -> WorkerState | None:
+        """The least busy worker with room for a task expected to last ``est`` seconds (the
+        first joined among equals), or None. The caller touches it once it assigns to it."""
+        entries = self._entry
+        heap = self._heap
+        if self._dirty:
+            seq = self._seq
+            for ws in self._dirty:
+                entry = (load(ws), seq[ws], ws)
+                entries[ws] = entry
+                heappush(heap, entry)
+            self._dirty.clear()
+            if len(heap) + len(self._full) > 2 * len(seq) + 64:
+                self._compact()
+                heap = self._heap
+        full = self._full
+        while full and -full[0][0] > est:  # refused a longer task: may fit this one
+            entry = heappop(full)[2]
+            if entries.get(entry[2]) is entry:
+                heappush(heap, entry)
+        while heap:
+            entry = heap[0]
+            ws = entry[2]
+            if entries.get(ws) is not entry:
+                heappop(heap)  # stale: the worker changed or left
+            elif placement.has_room(ws, est):
+                return ws
+            else:
+                heappop(heap)
+                heappush(full, (-est, entry[1], entry))
+        return None
+
+    def _compact(self) -> None:
+        entries = self._entry
+        self._heap = [e for e in self._heap if entries.get(e[2]) is e]
+        self._full = [f for f in self._full if entries.get(f[2][2]) is f[2]]
+        heapify(self._heap)
+        heapify(self._full)
+
+    def validate(self, workers: dict[str, WorkerState]) -> None:
+        """Every live worker is indexed with its current load, or marked to be re-pushed."""
+        live = set(workers.values())
+        assert set(self._seq) == live, ("room index out of date", self._seq, live)
+        for ws in live:
+            if ws not in self._dirty:
+                entry = self._entry.get(ws)
+                assert entry is not None and entry[0] == load(ws), (ws.address, entry, load(ws))
