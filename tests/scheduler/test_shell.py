@@ -143,3 +143,40 @@ def test_failure_sending_one_command_does_not_drop_the_others(
     assert "socket exploded" in caplog.text
     assert [type(m) for m in conns["d"].sent] == [KeyDone]
     monkeypatch.setattr(conns["c"], "send", real)
+
+
+def test_a_failing_tick_does_not_end_the_tick_loop(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One exception used to end the tick loop silently, and worker-TTL checks with it."""
+    import asyncio
+
+    from shoal.scheduler import _server
+    from shoal.scheduler._events import Tick
+
+    sched, _worker, _conns = _scheduler()
+    monkeypatch.setattr(_server, "TICK_INTERVAL", 0.001)
+    ticks: list[float] = []
+    apply = sched._apply
+
+    def flaky(events: list[Any]) -> None:
+        if events and isinstance(events[0], Tick):
+            ticks.append(events[0].now)
+            if len(ticks) <= 2:
+                raise RuntimeError("boom in a tick")
+        apply(events)
+
+    monkeypatch.setattr(sched, "_apply", flaky)
+
+    async def main() -> None:
+        loop_task = asyncio.ensure_future(sched._tick_loop())
+        deadline = asyncio.get_running_loop().time() + 10
+        while len(ticks) < 4 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.005)
+        loop_task.cancel()
+        await asyncio.gather(loop_task, return_exceptions=True)
+
+    with caplog.at_level(logging.ERROR, logger="shoal.scheduler"):
+        asyncio.run(main())
+    assert len(ticks) >= 4, ticks  # it ticked on after two failures
+    assert "tick failed" in caplog.text
