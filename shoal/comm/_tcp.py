@@ -286,8 +286,11 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
     async def drain(self) -> None:
         await super().drain()
         while self._paused and not self.closed:
-            self._resume = asyncio.get_running_loop().create_future()
-            await self._resume
+            # Several tasks may wait at once (pieces of two replies): they share one future,
+            # which a waiter's cancellation (its deadline) must not cancel for the others.
+            if self._resume is None or self._resume.done():
+                self._resume = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._resume)
 
     def _close(self) -> None:
         if self._tls_backlog and self.transport is not None:
