@@ -23,6 +23,10 @@ MAX_FRAME_BYTES = 1 << 40
 _EXT_SERIALIZED = 1
 _BIG = 256 * 1024  # frames above this are received straight into their own buffer
 _U32 = struct.Struct("<I")
+# The packer's first buffer. msgpack's default (256 KiB) is above glibc's mmap threshold in
+# threads other than the main one: every batch, however small (a Lock's acquire), paid for an
+# mmap, a page fault and a munmap. The buffer grows as needed.
+_PACK_BUFFER = 16 * 1024
 
 
 def encode(messages: list[Message]) -> list[Any]:
@@ -39,12 +43,14 @@ def encode(messages: list[Message]) -> list[Any]:
                 else:
                     parts.append(len(oob) + 1)
                     oob.append(frame)
-            return msgpack.ExtType(_EXT_SERIALIZED, msgpack.packb(parts, use_bin_type=True))
+            return msgpack.ExtType(_EXT_SERIALIZED, msgpack.Packer(
+                use_bin_type=True, buf_size=_PACK_BUFFER).pack(parts))
         if isinstance(obj, (set, frozenset)):
             return list(obj)
         raise TypeError(f"cannot encode {type(obj).__name__} in a message")
 
-    head = msgpack.packb([m.to_wire() for m in messages], default=default, use_bin_type=True)
+    head = msgpack.Packer(default=default, use_bin_type=True, buf_size=_PACK_BUFFER).pack(
+        [m.to_wire() for m in messages])
     lengths = [len(head), *(memoryview(f).nbytes for f in oob)]
     prefix = struct.pack(f"<I{len(lengths)}Q", len(lengths), *lengths)
     return [prefix, head, *oob]
