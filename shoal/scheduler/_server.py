@@ -108,8 +108,8 @@ from shoal.scheduler._events import (
 from shoal.scheduler._plugins import SchedulerPlugins
 from shoal.scheduler._state import EventsFailed, SchedulerState
 from shoal.scheduler._tasks import TaskState
+from shoal.scheduler.coordination._shell import CHANNEL_ROLE, CoordinationShell
 from shoal.scheduler.coordination._shell import MESSAGES as COORDINATION_MESSAGES
-from shoal.scheduler.coordination._shell import CoordinationShell
 
 logger = logging.getLogger("shoal.scheduler")
 
@@ -367,6 +367,8 @@ class Scheduler:
             self._apply_side(self.topics, [topics.SubscriberJoined(name)])
             self._hook("add_client", self, client=name)
             conn.send(Response(0, True, {"client": name, "address": self.address}))
+        elif first.role == CHANNEL_ROLE:  # a task thread's Lock/Semaphore channel
+            self.coordination.accept_channel(conn, first, f"{first.name}-{next(self._ids)}")
         else:
             logger.error("closing connection from %s: unknown role %r", conn.peer, first.role)
             conn.close()
