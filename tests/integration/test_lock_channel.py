@@ -7,11 +7,13 @@ connections, a wait ends when the worker's client closes, and TLS clusters work 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
+import dask
 import pytest
 
-from shoal import Client, LocalCluster, Lock, Queue, Security, secede
+from shoal import Client, LocalCluster, Lock, Queue, Security, Semaphore, secede
 from shoal.client._worker_client import close_worker_client
 
 from ._helpers import wait_for
@@ -50,6 +52,17 @@ def release_then_ask(name: str, n: int) -> list[bool]:
         lock.release()
         seen.append(lock.locked())
     return seen
+
+
+def hold_past_the_lease_timeout(name: str) -> int:
+    """Take a lease over the channel, keep it for 4 lease-timeouts, report the value seen
+    by the scheduler then (the loop refreshed it meanwhile), and release."""
+    sem = Semaphore(max_leases=1, name=name)
+    assert sem.acquire()
+    time.sleep(1.2)
+    value = sem.get_value()
+    sem.release()
+    return value
 
 
 def lock_round_trips(name: str, n: int) -> int:
@@ -109,6 +122,19 @@ def test_task_sees_its_own_release_in_a_later_request(make_client) -> None:
     c = make_client(n_workers=1)
     assert c.submit(release_then_ask, "chan-own", 100, pure=False).result(timeout=60) == (
         [False] * 100)
+
+
+def test_lease_taken_over_a_channel_is_refreshed_by_the_worker_client(make_client) -> None:
+    with dask.config.set({"distributed.scheduler.locks.lease-timeout": "300ms",
+                          "distributed.scheduler.locks.lease-validation-interval": "50ms"}):
+        c = make_client(n_workers=1, processes=False)
+        fut = c.submit(hold_past_the_lease_timeout, "chan-refresh", pure=False)
+        sched = c.cluster.scheduler
+        wait_for(lambda: holders(c.cluster, "chan-refresh"))
+        (holder,) = holders(c.cluster, "chan-refresh")
+        assert holder in sched.coordination._channels
+        assert Semaphore(max_leases=1, name="chan-refresh", client=c).acquire(timeout=0.9) is False
+        assert fut.result(timeout=30) == 1  # never expired
 
 
 def test_task_waiting_on_a_lock_hears_when_the_worker_client_closes(make_client) -> None:
