@@ -180,7 +180,7 @@ class Channel:
                 for msg in decode(frames):
                     if found is None and wanted(msg):
                         found = msg
-                    elif found is not None or not isinstance(msg, (CoordReply, Response)):
+                    else:  # nothing else is asked on a channel
                         logger.debug("coordination channel %s: ignoring %r", self.name, msg)
             if found is not None:
                 return found
