@@ -7,7 +7,7 @@ across its channel and its worker client's connection.
 Why: through the worker client, a request from a task thread wakes the client's loop
 thread, which writes it; the answer wakes that loop, which wakes the task thread. On a
 channel the thread writes and the answer wakes it directly: two thread hand-offs less per
-round trip (about 40% of a Lock's round trip, see benchmarks/RESULTS.md).
+round trip (about half of a Lock's round trip, see benchmarks/RESULTS.md).
 
 Semantics kept: the scheduler treats a channel as a lease holder like a client's connection
 (role ``"coordination"``, see shoal/scheduler/coordination/_shell.py), so a lease returns
@@ -39,6 +39,7 @@ from shoal.protocol._messages import (
     CoordSemaphoreValue,
     Hello,
     Message,
+    ProtocolError,
     Response,
 )
 
@@ -176,12 +177,17 @@ class Channel:
                 self.close()
                 raise ChannelClosed("the connection to the scheduler was lost")
             found = None
-            for frames in self._decoder.buffer_updated(n):
-                for msg in decode(frames):
-                    if found is None and wanted(msg):
-                        found = msg
-                    else:  # nothing else is asked on a channel
-                        logger.debug("coordination channel %s: ignoring %r", self.name, msg)
+            try:
+                messages = [msg for frames in self._decoder.buffer_updated(n)
+                            for msg in decode(frames)]
+            except ProtocolError as exc:  # the scheduler's fault; this channel is unusable
+                self.close()
+                raise ChannelClosed(f"the scheduler sent a malformed message ({exc})") from None
+            for msg in messages:
+                if found is None and wanted(msg):
+                    found = msg
+                else:  # nothing else is asked on a channel
+                    logger.debug("coordination channel %s: ignoring %r", self.name, msg)
             if found is not None:
                 return found
 
