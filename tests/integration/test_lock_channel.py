@@ -65,6 +65,18 @@ def hold_past_the_lease_timeout(name: str) -> int:
     return value
 
 
+def release_from_a_thread_of_its_own(name: str) -> tuple[bool, bool]:
+    """Take the lock in the task (its channel), release it from a thread the task starts
+    (not a task thread: the worker client's connection), then ask whether it is held."""
+    lock = Lock(name)
+    assert lock.acquire()
+    held = lock.locked()
+    t = threading.Thread(target=lock.release)
+    t.start()
+    t.join(30)
+    return held, lock.locked()
+
+
 def lock_round_trips(name: str, n: int) -> int:
     lock = Lock(name)
     for _ in range(n):
@@ -135,6 +147,13 @@ def test_lease_taken_over_a_channel_is_refreshed_by_the_worker_client(make_clien
         assert holder in sched.coordination._channels
         assert Semaphore(max_leases=1, name="chan-refresh", client=c).acquire(timeout=0.9) is False
         assert fut.result(timeout=30) == 1  # never expired
+
+
+def test_lock_taken_in_a_task_can_be_released_from_a_thread_it_started(make_client) -> None:
+    c = make_client(n_workers=1)
+    fut = c.submit(release_from_a_thread_of_its_own, "chan-thread", pure=False)
+    assert fut.result(timeout=30) == (True, False)
+    assert Lock("chan-thread", client=c).acquire(timeout=5)
 
 
 def test_task_waiting_on_a_lock_hears_when_the_worker_client_closes(make_client) -> None:
