@@ -14,11 +14,23 @@ import psutil
 from shoal.protocol._messages import MemoryPaused
 from shoal.worker._memory import MemoryLimits, Pause, Resume
 from shoal.worker._spill import SpillBuffer
+from shoal.worker._trim import trim_heap
 from shoal.worker._worker_base import WorkerBase
 
 logger = logging.getLogger("shoal.worker")
 
 MEMORY_MONITOR_INTERVAL = 0.1  # seconds (dask's distributed.worker.memory.monitor-interval)
+
+
+def _trim_and_sample(process: psutil.Process, store: SpillBuffer, rss: int) -> tuple[int, list[Any]]:
+    """Give freed heap memory back (glibc), measure again, and feed the policy: the
+    process's memory figure and the policy's orders (after it spilled what it must)."""
+    if trim_heap():
+        try:
+            rss = process.memory_info().rss
+        except psutil.Error as exc:
+            logger.warning("cannot measure memory after trimming the heap: %s", exc)
+    return rss, store.sample(rss)
 
 
 class MemoryMonitorMixin(WorkerBase):
@@ -66,7 +78,9 @@ class MemoryMonitorMixin(WorkerBase):
                 logger.warning("worker %s cannot measure its memory: %s", self.address, exc)
                 continue
             if spill_at is not None and rss > spill_at:
-                commands = await loop.run_in_executor(self._serializing_pool(), store.sample, rss)
+                # Freed heap memory goes back first; spill only for what is really held.
+                rss, commands = await loop.run_in_executor(
+                    self._serializing_pool(), _trim_and_sample, self._process, store, rss)
             else:
                 commands = store.sample(rss)
             if store is not self.data:
