@@ -1,14 +1,15 @@
 """The user's handle on a cluster: submit work, hold futures, fetch results.
 
-Owns: the connection to the scheduler (in-process for a local cluster, TCP otherwise),
-turning calls into task rows, key naming (``pure=True`` hashing like dask), reference
-counts of futures, starting and closing (``await``/``async with`` when asynchronous),
-``Client.sync`` (each operation's two faces: blocking, or awaitable), and registering
-itself as dask's default scheduler. It is the facade: results, collections, cluster
-questions, datasets, debugging and reprs live in sibling modules, written against
-``_core.ClientCore`` and attached here as methods; none of them imports this module.
+Owns: making a Client (its fields; its own LocalCluster, an address or a cluster object;
+credentials), the connection to the scheduler (in-process for a local cluster, TCP
+otherwise) and what arrives on it, starting and closing (``await``/``async with`` when
+asynchronous), and registering itself as dask's default scheduler. It is the facade:
+``Client`` is assembled from mixins (``_submit``: submit, map, cancel, retry; ``_scatter``;
+``_outbox``: the ordered outbox, requests and reference counts; ``_faces``: ``sync``), and
+results, collections, cluster questions, datasets, debugging and reprs live in sibling
+modules, written against ``_core.ClientCore`` and attached here as methods; none of them
+imports this module.
 """
-
 from __future__ import annotations
 
 import asyncio

@@ -4,8 +4,9 @@ an awaitable for the caller's own event loop (``asynchronous=True``, per client 
 
 Owns: turning such a coroutine function into a Client method (``two_faced``), and the
 already-finished awaitable (``Ready``) that operations which only queue a message (cancel,
-retry, log_event...: ``queued``) return to an asynchronous caller. Knows nothing of the Client beyond
-its ``sync`` and ``asynchronous``.
+retry, log_event...: ``queued``) return to an asynchronous caller; and ``Client.sync``
+itself, with ``Client.loop`` (the ``TwoFaces`` mixin of ``Client``). Knows nothing of the
+Client beyond its ``sync`` and ``asynchronous``.
 """
 
 from __future__ import annotations
