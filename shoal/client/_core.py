@@ -6,7 +6,8 @@ modules (``_cluster_info``, ``_collections``, ``_datasets``, ``_debug``, ``_fetc
 ``_repr``, ``_topics``, ``_future``) are written against :class:`ClientCore` below — a
 typing Protocol the Client satisfies — and never import ``_client``. Each operation is one
 coroutine taking the client as its first argument; the facade exposes it through
-``Client.sync`` (``_faces.two_faced``), blocking or awaitable.
+``Client.sync`` (``_faces.two_faced``), blocking or awaitable. The mixins ``Client`` is
+built from (``_outbox``, ``_submit``, ``_scatter``) are ClientCores for the type checker too.
 
 Owns: that protocol, and the process-wide record of keys held by closed clients (for the
 clear error when a collection persisted by a closed client is used again).

@@ -4,8 +4,9 @@ an awaitable for the caller's own event loop (``asynchronous=True``, per client 
 
 Owns: turning such a coroutine function into a Client method (``two_faced``), and the
 already-finished awaitable (``Ready``) that operations which only queue a message (cancel,
-retry, log_event...: ``queued``) return to an asynchronous caller. Knows nothing of the Client beyond
-its ``sync`` and ``asynchronous``.
+retry, log_event...: ``queued``) return to an asynchronous caller; and ``Client.sync``
+itself, with ``Client.loop`` (the ``TwoFaces`` mixin of ``Client``). Knows nothing of the
+Client beyond its ``sync`` and ``asynchronous``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import functools
 import inspect
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
+
+from shoal import _loop
 
 
 def two_faced(coro_fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -73,3 +76,36 @@ def answer(client: Any, value: Any, asynchronous: bool | None = None) -> Any:
     if asynchronous is None:
         asynchronous = client is not None and client.asynchronous
     return Ready(value) if asynchronous else value
+
+
+class TwoFaces:
+    """``Client.sync``, which gives every operation its two faces, and ``Client.loop``,
+    where operations run. A mixin of ``Client``."""
+
+    asynchronous: bool
+
+    def sync(self, func: Callable[..., Any], *args: Any, asynchronous: bool | None = None,
+             callback_timeout: float | None = None, **kwargs: Any) -> Any:
+        """Run the coroutine function ``func(*args, **kwargs)`` on shoal's loop (a function
+        returning another awaitable, or a plain value, is fine too).
+
+        Every client operation is written once, as a coroutine; this is its two faces (as
+        dask's ``Client.sync``): for an asynchronous client (or ``asynchronous=True``) it
+        returns an awaitable for the caller's event loop, which is never blocked; otherwise
+        it blocks the calling thread until the result is there.
+
+        Raises:
+            TimeoutError: not done within ``callback_timeout`` seconds.
+            RuntimeError: a blocking call from inside shoal's own loop (it would deadlock).
+        """
+        if asynchronous is None:
+            asynchronous = self.asynchronous
+        work = as_coroutine(func(*args, **kwargs))
+        if asynchronous:
+            return _loop.run_async(work, callback_timeout)
+        return _loop.run_sync(work, callback_timeout)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """shoal's event loop, on which every client operation runs (its own thread)."""
+        return _loop.get_loop()

@@ -40,9 +40,20 @@ _UNPICKLE = threading.Lock()
 
 
 def unpickle(ser: Serialized, functions: FunctionTable | None = None) -> Any:
-    """:func:`loads` for worker code: never in two threads at once."""
+    """:func:`loads` for worker code: never in two threads at once, and never while the
+    worker process is still importing dask in the background (:data:`imports_ready`)."""
+    if not imports_ready.is_set():
+        imports_ready.wait()  # ends: the import thread sets it in a finally
     with _UNPICKLE:
         return loads(ser, functions)
+
+
+def loads_when_ready(ser: Serialized) -> Any:
+    """:func:`loads` once the worker's background import of dask is over, without
+    :func:`unpickle`'s lock (for big values unpickled beside running tasks)."""
+    if not imports_ready.is_set():
+        imports_ready.wait()  # ends: the import thread sets it in a finally
+    return loads(ser)
 
 
 _thread_state = threading.local()

@@ -14,6 +14,7 @@ import tempfile
 import time
 from typing import Any
 
+import dask
 import psutil
 
 from shoal.comm._tcp import comm_timeout
@@ -97,6 +98,34 @@ def inherited_config() -> str:
     dask.config.update(baseline, dask.config.collect(), priority="new")
     config = {k: v for k, v in dask.config.global_config.items() if k not in _NOT_INHERITED}
     return str(dask.config.serialize(_jsonable(_changed(config, baseline))))
+
+
+# Defaults of dask's ``distributed.nanny.pre-spawn-environ`` as shoal sets them: glibc
+# malloc thresholds. dask sets MALLOC_TRIM_THRESHOLD_=65536 so that memory freed by
+# spilling leaves the process. That also freezes glibc's mmap threshold at 128 KiB, and
+# a task thread's arena then gives every freed chunk back at once (madvise): each
+# chunk-sized array is page-faulted in afresh, which made summing 4 MB HDF5 chunks 8-18x
+# slower on a worker than in-process. shoal keeps blocks up to 16 MiB in the heap for
+# reuse and maps bigger ones (given back on free); the memory monitor trims the heap
+# (malloc_trim) when the process passes *spill*, before spilling more.
+_PRE_SPAWN_DEFAULTS = {
+    "MALLOC_TRIM_THRESHOLD_": str(16 * 2**20),
+    "MALLOC_MMAP_THRESHOLD_": str(16 * 2**20),
+}
+
+
+def _configured_environ() -> dict[str, str]:
+    """The variables dask's config asks worker processes to start with: shoal's defaults,
+    then ``distributed.nanny.pre-spawn-environ``, then ``distributed.nanny.environ``
+    (values of any type, as strings)."""
+    env = dict(_PRE_SPAWN_DEFAULTS)
+    for key in ("distributed.nanny.pre-spawn-environ", "distributed.nanny.environ"):
+        configured = dask.config.get(key, None) or {}
+        if not isinstance(configured, dict):
+            raise TypeError(f"dask config {key!r} must be a mapping of variable names to "
+                            f"values, got {type(configured).__name__}: {configured!r}")
+        env.update({str(name): str(value) for name, value in configured.items()})
+    return env
 
 
 class Nanny:
@@ -234,11 +263,8 @@ class Nanny:
         # functions from the user's modules (and test files) unpickle by reference.
         paths = [p or os.getcwd() for p in sys.path]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        env.update(_configured_environ())
         env.update(self.env or {})
-        # glibc's malloc otherwise keeps freed big blocks (its mmap threshold grows to the
-        # largest block freed), so memory given back by spilling never leaves the process;
-        # dask's distributed.nanny.pre-spawn-environ sets the same.
-        env.setdefault("MALLOC_TRIM_THRESHOLD_", "65536")
         from shoal.worker._plugins import NANNY_PLUGINS_ENV, NANNY_STATE_ENV, read_nanny_state
 
         kept = read_nanny_state(self._plugin_state)

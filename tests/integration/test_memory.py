@@ -96,3 +96,36 @@ def test_a_worker_past_its_pause_threshold_pauses_and_resumes(
     client.run(_release)
     assert fut.result(timeout=30) == 3
     wait_for(lambda: next(iter(_workers(client).values()))["status"] == "running", timeout=20)
+
+
+def _fragment_heap(mib: int) -> None:
+    """Leave ``mib`` MiB of freed malloc blocks resident under a live block: free() cannot
+    give them back, only a trim of the heap can."""
+    import ctypes
+    import ctypes.util
+
+    import shoal
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    blocks = [libc.malloc(2**20) for _ in range(mib)]
+    for b in blocks:
+        ctypes.memset(b, 1, 2**20)
+    shoal._test_pin = libc.malloc(2**20)  # type: ignore[attr-defined]  # at the top, after them
+    for b in blocks:
+        libc.free(b)
+
+
+@pytest.mark.skipif(os.uname().sysname != "Linux", reason="malloc_trim is glibc's")
+def test_freed_heap_memory_leaves_a_worker_past_its_spill_threshold(
+    make_client: Callable[..., Client],
+) -> None:
+    with dask.config.set({"distributed.worker.memory.terminate": False}):
+        client = make_client(n_workers=1, memory_limit="600MB")  # spill at 420 MB
+    (info,) = _workers(client).values()
+    client.run(_fragment_heap, (500 * MB - info["memory_process"]) // 2**20)
+    wait_for(lambda: next(iter(_workers(client).values()))["memory_process"] < 300 * MB,
+             timeout=20)
+    # It may have paused while the blocks were still in use; it resumes once they are gone.
+    wait_for(lambda: next(iter(_workers(client).values()))["status"] == "running", timeout=20)

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-import shoal.client._client as client_module
+import shoal.client._submit as submit_module  # where the UpdateGraph carrying rows is built
 
 pytestmark = pytest.mark.integration
 
@@ -16,7 +16,7 @@ def test_second_thread_reusing_a_new_function_never_overtakes_its_blob(client, m
     namespace: dict[str, object] = {}
     exec("def add_seven(x):\n    return x + 7", namespace)  # a function new to all
     func = namespace["add_seven"]
-    real = client_module.UpdateGraph
+    real = submit_module.UpdateGraph
     second_done = threading.Event()
     results: dict[str, object] = {}
 
@@ -31,12 +31,12 @@ def test_second_thread_reusing_a_new_function_never_overtakes_its_blob(client, m
     def slow_update_graph(*args):
         # The first thread, about to queue the message carrying the blob: let another
         # thread submit with the same function now (it may have to wait for us: 1 s).
-        monkeypatch.setattr(client_module, "UpdateGraph", real)
+        monkeypatch.setattr(submit_module, "UpdateGraph", real)
         threading.Thread(target=second).start()
         second_done.wait(1)
         return real(*args)
 
-    monkeypatch.setattr(client_module, "UpdateGraph", slow_update_graph)
+    monkeypatch.setattr(submit_module, "UpdateGraph", slow_update_graph)
     assert client.submit(func, 1, pure=False).result(timeout=30) == 8
     assert second_done.wait(30)
     assert results["second"] == 9

@@ -1,0 +1,142 @@
+"""The client's ordered outbox to the scheduler, and the reference counts that feed it.
+
+Owns: queueing messages for the scheduler in call order (``_send``, drained once per loop
+iteration on shoal's loop), releasing keys whose last Future went away (counts per key; a
+Future's ``__del__`` only records the death, lock-free, and the drain sends the release
+after every message queued before it), and requests answered by a ``Response``
+(``_request``; ``_request_within`` with a deadline).
+
+A mixin of ``Client``: the facade (``_client.py``) creates the fields declared below in its
+``__init__`` and handles what comes back. This module must not import the facade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import threading
+from typing import TYPE_CHECKING, Any
+
+from shoal import _loop
+from shoal.client._future import FutureState
+from shoal.comm import Connection
+from shoal.protocol._messages import Message, ReleaseKeys, Request
+
+if TYPE_CHECKING:
+    # For the type checker the mixins are what they become once assembled in Client: a
+    # ClientCore (so they may hand ``self`` to Futures and helpers). At run time: object.
+    from shoal.client._core import ClientCore as Assembled
+else:
+    Assembled = object
+
+
+class Outbox(Assembled):
+    """Messages to the scheduler in call order, releases of dead futures, requests."""
+
+    # Created by Client.__init__.
+    status: str
+    asynchronous: bool
+    _lock: threading.Lock
+    _states: dict[Any, FutureState]
+    _refcount: dict[Any, int]
+    _outbox: collections.deque[Message]
+    _dead: collections.deque[Any]
+    _drain_scheduled: bool
+    _conn: Connection | None
+    _request_ids: itertools.count[int]
+    _requests: dict[int, asyncio.Future[Any]]
+
+    def _send(self, msg: Message) -> None:
+        """Queue ``msg`` for the scheduler. Submissions and releases share this one ordered
+        queue so that a release never overtakes the submission of a task that depends on
+        the released key."""
+        self._outbox.append(msg)
+        self._schedule_drain()
+
+    def _schedule_drain(self) -> None:
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            _loop.call_soon(self._drain)
+
+    def _drain(self) -> None:
+        """On the loop: send queued messages, then releases of futures that died meanwhile."""
+        self._drain_scheduled = False
+        released: list[Any] = []
+        dead = self._dead
+        if dead:
+            with self._lock:
+                while dead:
+                    key, st = dead.popleft()
+                    if st is not None and self._states.get(key) is not st:
+                        continue  # a future of a cancelled key: its count was dropped then
+                    n = self._refcount.get(key, 0) - 1
+                    if n > 0:
+                        self._refcount[key] = n
+                    elif key in self._refcount:
+                        del self._refcount[key]
+                        self._states.pop(key, None)
+                        released.append(key)
+        # The outbox is taken after the releases: a submission queued before a release was
+        # recorded (a dependent, then its input's future dropped) must go out before it.
+        msgs: list[Message] = []
+        outbox = self._outbox
+        while outbox:
+            msgs.append(outbox.popleft())
+        if released:
+            msgs.append(ReleaseKeys(released))
+        if self._conn is not None and msgs:
+            self._conn.send_many(msgs)
+
+    async def _request(self, op: str, **args: Any) -> Any:
+        assert self._conn is not None
+        rid = next(self._request_ids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._requests[rid] = fut
+        self._conn.send(Request(rid, op, args))
+        return await fut
+
+    async def _request_within(self, op: str, within: float | None, /, **args: Any) -> Any:
+        """``_request`` on an open client, raising TimeoutError after ``within`` seconds."""
+        self._check_open()
+        try:
+            return await asyncio.wait_for(self._request(op, **args), within)
+        except TimeoutError:
+            raise TimeoutError(f"the scheduler did not answer {op!r} within {within} s") from None
+
+    def _sync_request(self, op: str, timeout: float | None = None, **args: Any) -> Any:
+        """``_request_within`` for a caller that blocks (whatever the client's mode)."""
+        return self.sync(self._request_within, op, timeout, asynchronous=False, **args)
+
+    # --- reference counting -------------------------------------------------------------------
+
+    def _state_for(self, key: Any) -> FutureState:
+        st = self._states.get(key)
+        if st is None:
+            with self._lock:
+                st = self._states.get(key)
+                if st is None:
+                    st = self._states[key] = FutureState()
+        return st
+
+    def _incref(self, key: Any) -> None:
+        with self._lock:
+            self._refcount[key] = self._refcount.get(key, 0) + 1
+
+    def _decref(self, key: Any, state: FutureState | None = None) -> None:
+        """A Future of ``key`` (sharing ``state``) went away. Lock-free: this runs from
+        ``__del__``."""
+        if self.status != "running":
+            return
+        self._dead.append((key, state))
+        try:
+            self._schedule_drain()
+        except RuntimeError:  # interpreter shutting down
+            pass
+
+    def _forget_state(self, key: Any, st: FutureState) -> None:
+        """``key`` was cancelled: its futures keep ``st``; a new submission starts afresh."""
+        with self._lock:
+            if self._states.get(key) is st:
+                del self._states[key]
+                self._refcount.pop(key, None)

@@ -1,0 +1,72 @@
+"""``scatter``: data from the caller's process into cluster memory, as futures.
+
+Owns: naming the keys of scattered values (a hash of the value, or a uuid), pickling them in
+the caller's thread, the ``Scatter`` request, and waiting until a worker acknowledged
+holding each value (or could not load it). A mixin of ``Client`` (see ``_outbox``); this
+module must not import the facade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from dask.base import tokenize
+
+from shoal.client._future import Future, settled
+from shoal.client._outbox import Outbox
+from shoal.protocol._messages import Scatter
+from shoal.protocol._serialize import dumps
+
+
+class Scattering(Outbox):
+    """scatter: local data into cluster memory."""
+
+    def scatter(self, data: Any, workers: Any = None, broadcast: bool = False,
+                direct: Any = None, hash: bool = True, timeout: Any = None,
+                asynchronous: Any = None) -> Any:
+        """Put local data into cluster memory; returns futures in the same structure
+        (a single object gives a single future); an awaitable of them when asynchronous.
+        The data is pickled here, in the caller's thread."""
+        self._check_open()
+        wl = self._check_workers(workers)
+        if isinstance(data, dict):
+            items = list(data.items())
+            keys = [k for k, _ in items]
+            values = [v for _, v in items]
+        elif isinstance(data, (list, tuple, set, frozenset)):
+            values = list(data)
+            keys = [
+                f"{type(v).__name__}-{tokenize(v) if hash else uuid.uuid4().hex}" for v in values
+            ]
+        else:
+            values = [data]
+            keys = [f"{type(data).__name__}-{tokenize(data) if hash else uuid.uuid4().hex}"]
+        from dask.sizeof import sizeof
+
+        rows = [(k, dumps(v), int(sizeof(v)), type(v).__name__) for k, v in zip(keys, values, strict=False)]
+        futures = [Future(k, self) for k in keys]
+        if isinstance(data, dict):
+            shaped: Any = dict(zip(keys, futures, strict=False))
+        elif isinstance(data, (list, tuple, set, frozenset)):
+            shaped = type(data)(futures) if not isinstance(data, (set, frozenset)) else futures
+        else:
+            shaped = futures[0]
+        return self.sync(self._scatter, rows, wl, bool(broadcast), futures, shaped,
+                         callback_timeout=timeout, asynchronous=asynchronous)
+
+    async def _scatter(self, rows: list[Any], workers: list[str] | None, broadcast: bool,
+                       futures: list[Future], shaped: Any) -> Any:
+        assert self._conn is not None
+        rid = next(self._request_ids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._requests[rid] = fut
+        self._conn.send(Scatter(rid, rows, workers, broadcast))
+        await fut
+        # Done once a worker acknowledged holding the data (or could not load it).
+        await settled(f._state for f in futures)
+        for f in futures:
+            if f._state.status == "error":
+                raise self._exception_of(f)
+        return shaped

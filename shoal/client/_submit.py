@@ -1,0 +1,363 @@
+"""Turning calls into tasks: ``submit`` and ``map``, and ``cancel`` and ``retry`` of what
+was submitted.
+
+Owns: key naming (with ``pure=True`` a hash of the function's token and the arguments, like
+dask's; a uuid otherwise), checking a call's options (workers, retries, resources, and
+those of an active ``dask.annotate`` block), the payload the worker calls (a lean ``Call``,
+or a dask ``Task`` when arguments refer to futures), and task rows, queued in one
+``UpdateGraph`` with the function blobs the scheduler has not had yet.
+
+A mixin of ``Client`` (see ``_outbox``); this module must not import the facade.
+"""
+
+from __future__ import annotations
+
+import itertools
+import types
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import dask
+from dask._task_spec import Task, parse_input
+from dask.base import tokenize
+from dask.utils import funcname
+
+from shoal import _loop
+from shoal.client._actor import NewActor
+from shoal.client._faces import answer
+from shoal.client._future import Future, FutureState
+from shoal.client._outbox import Outbox
+from shoal.client._structure import collect_futures
+from shoal.protocol._call import Call
+from shoal.protocol._messages import CancelKeys, RetryKeys, UpdateGraph
+from shoal.protocol._serialize import FunctionCache, dumps_task
+
+# Callables whose token can be cached by identity: they cannot change in place.
+_STABLE_CALLABLES = (types.BuiltinFunctionType, types.MethodDescriptorType, type)
+
+
+class Submitting(Outbox):
+    """submit, map, cancel, retry: task rows for the outbox."""
+
+    # Created by Client.__init__.
+    _functions: FunctionCache
+    _ftokens: dict[int, tuple[Any, str]]
+    _sent_fids: set[str]
+    _generation: itertools.count[int]
+
+    def _row(
+        self, key: Any, task: Any, priority: Any, retries: int, workers: Any, prefix: str
+    ) -> tuple[Any, ...]:
+        payload, fids = dumps_task(task, self._functions)
+        return (key, payload, list(task.dependencies), fids, priority, retries, workers, prefix)
+
+    def _submit_rows(self, rows: list[tuple[Any, ...]], wanted: list[Any],
+                     actors: list[Any] | None = None,
+                     restrictions: list[tuple[Any, Any, bool]] | None = None) -> None:
+        # Marking a blob sent and queueing the message carrying it are one step: another
+        # thread's submit that skips the blob must queue its message after this one, and
+        # the loop thread's DropFunctions never interleaves.
+        with self._lock:
+            fids = {fid for row in rows for fid in row[3]} - self._sent_fids
+            blobs = {fid: self._functions.blob(fid) for fid in fids}
+            self._sent_fids |= fids
+            self._outbox.append(UpdateGraph(rows, wanted, blobs, actors, restrictions))
+        self._schedule_drain()
+
+    def _function_token(self, func: Any) -> str:
+        """A token of ``func`` that changes when its content does. A Python function's is
+        its fid, the hash of its pickle (cached while its globals, closure and defaults stay
+        the same objects). Builtins and classes are tokenized once; other callables
+        (partials, bound methods, callable objects may change in place) every time."""
+        if type(func) is types.FunctionType:
+            return self._functions.fid(func)
+        if not isinstance(func, _STABLE_CALLABLES):
+            return tokenize(func)
+        hit = self._ftokens.get(id(func))
+        if hit is not None and hit[0] is func:
+            return hit[1]
+        token = tokenize(func)
+        if len(self._ftokens) > 10_000:
+            self._ftokens.clear()
+        self._ftokens[id(func)] = (func, token)
+        return token
+
+    @staticmethod
+    def _check_workers(workers: Any) -> list[str] | None:
+        if workers is None:
+            return None
+        if isinstance(workers, str):
+            return [workers]
+        try:
+            out = list(workers)
+        except TypeError:
+            raise TypeError(f"workers= takes an address or a list of addresses, got {workers!r}") from None
+        if not all(isinstance(w, str) for w in out):
+            raise TypeError(f"workers= takes worker addresses or names (strings), got {workers!r}")
+        return out
+
+    @staticmethod
+    def _check_resources(resources: Any) -> dict[str, float] | None:
+        if resources is None or resources == {}:
+            return None
+        if not isinstance(resources, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+            and v >= 0 for k, v in resources.items()
+        ):
+            raise TypeError(
+                "resources= takes a dict of resource names to non-negative amounts, like "
+                f"{{'GPU': 1}}, got {resources!r}"
+            )
+        return {k: float(v) for k, v in resources.items()}
+
+    def _restrictions(
+        self, keys: list[Any], resources: Any, allow_other_workers: Any
+    ) -> list[tuple[Any, dict[str, float] | None, bool]] | None:
+        """submit's and map's resources and allow_other_workers (or those of the active
+        ``dask.annotate`` block) as UpdateGraph rows; None when there are none."""
+        if allow_other_workers not in (True, False, None):
+            raise TypeError("allow_other_workers= must be True, False, or None")
+        need = self._check_resources(resources)
+        if not need and not allow_other_workers:
+            return None
+        return [(k, need, bool(allow_other_workers)) for k in keys]
+
+    def _check_call(self, verb: str, func: Any, workers: Any, retries: Any) -> tuple[list[str] | None, int]:
+        """What submit and map check first: an open client, a callable, and their options."""
+        self._check_open()
+        if not callable(func):
+            raise TypeError(f"{verb} needs a callable as its first argument, got {func!r}")
+        return self._check_workers(workers), self._check_retries(retries)
+
+    @staticmethod
+    def _check_retries(retries: Any) -> int:
+        if retries is None:
+            return 0
+        if not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
+        return retries
+
+    def submit(
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        key: Any = None,
+        workers: Any = None,
+        retries: int | None = None,
+        priority: int = 0,
+        pure: bool = True,
+        allow_other_workers: bool = False,
+        resources: Any = None,
+        fifo_timeout: Any = None,
+        actor: bool = False,
+        actors: bool = False,
+        **kwargs: Any,
+    ) -> Future:
+        """Run ``func(*args, **kwargs)`` on the cluster; returns a Future.
+
+        Futures among the arguments (also inside lists, tuples and dicts) become
+        dependencies. With ``pure=True`` equal calls share a key (and a result).
+        With ``actor=True`` (or its alias ``actors=True``) the result is an
+        :class:`~shoal.Actor`: ``func`` (usually a class) is called on one worker and the
+        object stays there; ``pure`` is then False, since an actor has state.
+
+        Raises:
+            TypeError: ``func`` is not callable, or an argument cannot be pickled.
+            RuntimeError: the client is closed.
+        """
+        active = dask.get_annotations()
+        if active:  # a dask.annotate block: its options, unless given here (dask's merge)
+            workers, retries, priority, resources, allow_other_workers = _annotated(
+                active, workers, retries, priority, resources, allow_other_workers)
+        wl, nretries = self._check_call("submit", func, workers, retries)
+        self._restrictions([], resources, allow_other_workers)  # fail before any state
+        is_actor = (actor or actors) and _actor_flag(actor, actors)
+        if is_actor:
+            pure = False
+        if key is None:
+            name = funcname(func)
+            key = f"{name}-{tokenize(self._function_token(func), kwargs, *args) if pure else uuid.uuid4().hex}"
+        else:
+            name = _key_name(key)
+        with self._lock:  # the loop thread drops released keys under this lock
+            st = self._states.get(key)
+            held = st is not None and key in self._refcount
+            if st is None:
+                st = self._states[key] = FutureState()
+            self._refcount[key] = self._refcount.get(key, 0) + 1
+            fut = Future._new(key, self, st)
+        if held:
+            return fut
+        task = _payload(key, NewActor(func) if is_actor else func, args, kwargs)
+        prio = (-priority, next(self._generation), 0)
+        row = self._row(key, task, prio, nretries, wl, name)
+        self._submit_rows([row], [key], [key] if is_actor else None,
+                          self._restrictions([key], resources, allow_other_workers))
+        return fut
+
+    def map(
+        self,
+        func: Callable[..., Any],
+        *iterables: Iterable[Any],
+        key: Any = None,
+        workers: Any = None,
+        retries: int | None = None,
+        priority: int = 0,
+        pure: bool = True,
+        batch_size: int | None = None,
+        allow_other_workers: bool = False,
+        resources: Any = None,
+        fifo_timeout: Any = None,
+        actor: bool = False,
+        actors: bool = False,
+        **kwargs: Any,
+    ) -> list[Future]:
+        """``submit`` over each element of ``iterables`` in one message; returns a list.
+        With ``actor=True`` (alias ``actors=True``) each result is an Actor.
+
+        Raises:
+            TypeError: ``func`` is not callable, or iterables are missing or not iterable.
+        """
+        active = dask.get_annotations()
+        if active:
+            workers, retries, priority, resources, allow_other_workers = _annotated(
+                active, workers, retries, priority, resources, allow_other_workers)
+        wl, nretries = self._check_call("map", func, workers, retries)
+        self._restrictions([], resources, allow_other_workers)
+        is_actor = _actor_flag(actor, actors)
+        if is_actor:
+            pure = False
+        if not iterables:
+            raise TypeError("map needs at least one iterable of arguments")
+        if isinstance(iterables[0], dict):
+            raise TypeError("map over a dict is ambiguous; pass list(d.keys()) or list(d.values())")
+        arg_lists = [list(it) for it in iterables]
+        n = min(len(a) for a in arg_lists) if arg_lists else 0
+        name = funcname(func) if not isinstance(key, str) else key
+        if isinstance(key, (list, tuple)):
+            keys = list(key)
+            if len(keys) != n:
+                raise ValueError(f"map got {len(keys)} keys for {n} tasks")
+        elif pure:
+            with self._functions.batch():
+                ftoken = tokenize(self._function_token(func), kwargs)
+            keys = [f"{name}-{tokenize(ftoken, *args)}" for args in zip(*arg_lists, strict=False)]
+        else:
+            keys = [f"{name}-{uuid.uuid4().hex}" for _ in range(n)]
+        gen = next(self._generation)
+        pkw = _parsed(kwargs)
+        target = NewActor(func) if is_actor else func
+        rows = []
+        futures = []
+        seen: set[Any] = set()
+        states = self._states
+        refcount = self._refcount
+        with self._lock:
+            for k in keys:
+                st = states.get(k)
+                if st is None:
+                    st = states[k] = FutureState()
+                elif k in refcount:
+                    seen.add(k)  # already held: already on the cluster
+                futures.append(Future._new(k, self, st))
+                refcount[k] = refcount.get(k, 0) + 1
+        with self._functions.batch():
+            for i, (k, args) in enumerate(zip(keys, zip(*arg_lists, strict=False), strict=False)):
+                if k in seen:
+                    continue
+                seen.add(k)
+                task = _payload(k, target, args, kwargs, pkw)
+                rows.append(self._row(k, task, (-priority, gen, i), nretries, wl, name))
+        if rows:
+            wanted = [r[0] for r in rows]
+            self._submit_rows(rows, wanted, wanted if is_actor else None,
+                              self._restrictions(wanted, resources, allow_other_workers))
+        return futures
+
+    def cancel(self, futures: Any, asynchronous: Any = None, force: bool = False,
+               reason: Any = None, msg: Any = None) -> Any:
+        """Cancel these futures: they end ``cancelled`` and this client drops its interest
+        in their keys, so submitting the same task again starts a fresh computation.
+
+        A task that other clients also want goes on for them, unless ``force=True``, which
+        cancels it for every client. Dependents wanted by no one else are cancelled too.
+        """
+        self._check_open()
+        flat: list[Future] = []
+        collect_futures(futures, flat)
+        keys: dict[Any, None] = {}
+        with self._lock:
+            for f in flat:
+                current = self._states.get(f.key)
+                if current is f._state:
+                    del self._states[f.key]
+                    self._refcount.pop(f.key, None)
+                elif current is not None:
+                    continue  # cancelled before; the key was submitted again since
+                keys[f.key] = None
+        if keys:
+            self._send(CancelKeys(list(keys), bool(force)))
+        for st in {id(f._state): f._state for f in flat}.values():
+            if st.status != "cancelled":
+                _loop.call_soon(lambda st=st: st.status == "cancelled" or st.settle("cancelled"))
+        return answer(self, None, asynchronous)
+
+    def retry(self, futures: Any, asynchronous: Any = None) -> Any:
+        """Run failed futures (and their failed inputs) again."""
+        self._check_open()
+        flat: list[Future] = []
+        collect_futures(futures, flat)
+        for f in flat:
+            if f._state.status == "error":
+                f._state.reset()
+        self._send(RetryKeys([f.key for f in flat]))
+        return answer(self, None, asynchronous)
+
+
+def _payload(key: Any, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+             parsed_kwargs: Any = None) -> Any:
+    """What the worker will call: a lean Call when no argument refers to a future,
+    else a dask Task, which resolves the references to their values."""
+    pargs = tuple(map(parse_input, args))
+    pkw = _parsed(kwargs) if parsed_kwargs is None else parsed_kwargs
+    if all(a is b for a, b in zip(pargs, args, strict=True)) and all(
+        pkw[k] is v for k, v in kwargs.items()
+    ):
+        return Call(func, args, kwargs)
+    return Task(key, func, *pargs, **pkw)
+
+
+def _actor_flag(actor: Any, actors: Any) -> bool:
+    for name, value in (("actor", actor), ("actors", actors)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name}= takes True or False, got {value!r}")
+    return actor or actors
+
+
+def _parsed(kwargs: dict[str, Any]) -> Any:
+    """Keyword arguments with futures inside them turned into graph references."""
+    return {k: parse_input(v) for k, v in kwargs.items()}
+
+
+def _key_name(key: Any) -> str:
+    if isinstance(key, tuple) and key:
+        key = key[0]
+    return str(key).rsplit("-", 1)[0] if "-" in str(key) else str(key)
+
+
+
+
+def _annotated(
+    active: dict[str, Any], workers: Any, retries: Any, priority: int, resources: Any,
+    allow_other_workers: Any,
+) -> tuple[Any, Any, int, Any, Any]:
+    """The options of a call made inside ``dask.annotate``: the call's own where given,
+    else the block's (dask.distributed's merge)."""
+    return (
+        active.get("workers") if workers is None else workers,
+        active.get("retries") if retries is None else retries,
+        priority or int(active.get("priority", 0) or 0),
+        resources if resources is not None else active.get("resources"),
+        allow_other_workers or active.get("allow_other_workers", False),
+    )

@@ -1,0 +1,214 @@
+"""What clients ask of :class:`~shoal.scheduler._state.SchedulerState`: the handlers of
+client events.
+
+Owns: clients joining and leaving, graphs submitted, keys released, cancelled and retried,
+fire-and-forget, and the cluster reset of ``client.restart()``. Each handler decides which
+moves to make (``_transitions``); scattered data has its own handlers (``_scatter_handlers``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shoal.protocol._errors import scheduler_error
+from shoal.scheduler._events import (
+    ClientJoined,
+    ClientLeft,
+    ClusterReset,
+    DropScattered,
+    FireAndForgetAsked,
+    GraphSubmitted,
+    KeysCancelled,
+    KeysReleased,
+    KeysRetried,
+    ReportCancelled,
+    ReportDone,
+    ReportErred,
+    ReportRestarted,
+)
+from shoal.scheduler._state_base import FIRE_AND_FORGET, STATES, StateBase, key_prefix
+from shoal.scheduler._tasks import Key, TaskState
+from shoal.scheduler._transitions import _upstream
+
+
+class ClientHandlers(StateBase):
+    """The handlers of client events."""
+
+    def _on_client_joined(self, ev: ClientJoined) -> None:
+        self.clients.setdefault(ev.client, set())
+
+    def _on_client_left(self, ev: ClientLeft) -> None:
+        held = self.clients.pop(ev.client, set())
+        for ts in held:
+            ts.who_wants.discard(ev.client)
+        self._tidy(held)
+
+    def _on_graph(self, ev: GraphSubmitted) -> None:
+        wanted_by = self.clients.setdefault(ev.client, set())
+        new: list[TaskState] = []
+        rows: list[tuple[TaskState, tuple[Any, ...]]] = []
+        tasks = self.tasks
+        restrictions = ev.restrictions
+        for row in ev.tasks:
+            key, payload, deps, fids, priority, retries, workers, prefix = row
+            ts = tasks.get(key)
+            if ts is None:
+                ts = tasks[key] = TaskState(key, prefix or key_prefix(key))
+                counts = self.prefix_counts.get(ts.prefix)
+                if counts is None:
+                    counts = self.prefix_counts[ts.prefix] = dict.fromkeys(STATES, 0)
+                counts["released"] += 1
+                new.append(ts)
+            elif ts.state != "released" or ts.payload is not None:
+                continue
+            ts.payload = payload
+            ts.fids = tuple(fids)
+            if fids:
+                self.functions.use(fids)
+            ts.priority = priority
+            ts.retries = retries
+            ts.workers = frozenset(workers) if workers else None
+            if restrictions:
+                need, loose = restrictions.get(key, (None, False))
+                ts.resources = dict(need) if need else None
+                ts.loose = bool(loose) and ts.workers is not None
+            rows.append((ts, deps))
+        for key in ev.actors:
+            ats = tasks.get(key)
+            if ats is not None and ats.state == "released":
+                ats.actor = True
+                self._actors.add(ats)
+        missing: list[tuple[TaskState, Key]] = []
+        for ts, deps in rows:
+            for dk in deps:
+                dts = tasks.get(dk)
+                if dts is None:
+                    missing.append((ts, dk))
+                    continue
+                ts.dependencies.add(dts)
+                dts.dependents.add(ts)
+        wanted_now: list[TaskState] = []
+        for key in ev.wanted:
+            ts = tasks.get(key)
+            if ts is None:
+                continue
+            wanted_now.append(ts)
+            ts.who_wants.add(ev.client)
+            wanted_by.add(ts)
+            if ts.state == "memory":
+                self._out.append(ReportDone(ev.client, key, ts.nbytes, ts.typename, None))
+            elif ts.state == "erred" and ts.error is not None:
+                self._out.append(ReportErred(ev.client, key, ts.error))
+        for ts, dk in missing:
+            error = scheduler_error(
+                "lost-data",
+                "shoal.LostDataError",
+                f"lost dependencies: task {ts.key!r} needs {dk!r}, which the cluster no "
+                "longer holds (it was released or lost). Keep a reference to its future or "
+                "persisted collection while other computations use it.",
+                ts.key,
+            )
+            self._err(ts, error)
+        candidates = [ts for ts, _ in rows]
+        candidates.extend(t for t in wanted_now if t.state == "released")
+        self._activate(ts for ts in candidates if ts.state == "released" and self._needed(ts))
+        self._tidy(new)
+
+    def _on_released(self, ev: KeysReleased) -> None:
+        held = self.clients.get(ev.client, set())
+        touched = []
+        for key in ev.keys:
+            ts = self.tasks.get(key)
+            if ts is None:
+                continue
+            ts.who_wants.discard(ev.client)
+            held.discard(ts)
+            touched.append(ts)
+        self._tidy(touched)
+
+    def _on_cancelled(self, ev: KeysCancelled) -> None:
+        """dask's rule: a task wanted by others only loses this client's interest (unless
+        forced); otherwise it is cancelled for all who want it, and so are its dependents
+        (by the same rule). A client cancels only keys it holds. The cancelling client settled the futures it named itself; a
+        report of those could overtake their resubmission and cancel it."""
+        client = ev.client
+        named = set(ev.keys)
+        stack = list(ev.keys)
+        seen: set[Key] = set()
+        touched = []
+        while stack:
+            key = stack.pop()
+            ts = self.tasks.get(key)
+            if ts is None or key in seen:
+                continue
+            seen.add(key)
+            if key in named and client not in ts.who_wants:
+                continue  # not this client's key: holding it is what allows cancelling it
+            touched.append(ts)
+            if ev.force or ts.who_wants <= {client}:
+                for c in ts.who_wants:
+                    if c != client or key not in named:
+                        self._out.append(ReportCancelled(c, key, "cancelled by the client"))
+                    self.clients.get(c, set()).discard(ts)
+                ts.who_wants = set()
+                stack.extend(d.key for d in ts.dependents)
+            else:
+                ts.who_wants.discard(client)
+                self.clients.get(client, set()).discard(ts)
+        self._tidy(touched)
+
+    def _on_retried(self, ev: KeysRetried) -> None:
+        roots = _upstream((self.tasks[k] for k in ev.keys if k in self.tasks), "erred")
+        for ts in roots:
+            self._go(ts, "released")
+        self._activate(ts for ts in roots if self._needed(ts))
+
+    def _on_fire_and_forget(self, ev: FireAndForgetAsked) -> None:
+        held = self.clients.setdefault(FIRE_AND_FORGET, set())
+        touched = []
+        for key in ev.keys:
+            ts = self.tasks.get(key)
+            if ts is None or ts.state in ("memory", "erred"):
+                continue  # unknown (already forgotten) or already finished: nothing to run
+            ts.who_wants.add(FIRE_AND_FORGET)
+            held.add(ts)
+            touched.append(ts)
+        self._activate(ts for ts in touched if ts.state == "released")
+
+    def _unfire(self, ts: TaskState) -> None:
+        """A fire-and-forget key finished: stop holding it (released at the end of
+        ``handle`` unless a real client wants it)."""
+        ts.who_wants.discard(FIRE_AND_FORGET)
+        self.clients.get(FIRE_AND_FORGET, set()).discard(ts)
+        self._fired_done.append(ts)
+
+    def _on_reset(self, ev: ClusterReset) -> None:
+        """``client.restart()``: forget every task and drop every worker in one step (their
+        processes are being replaced; the fresh ones join as new workers). Clients stay
+        connected; each is told once, and cancels all its futures (dask's semantics).
+        Measured durations are kept: the same code usually runs again."""
+        log = self._log
+        cause = self._cause
+        for ts in self.tasks.values():
+            log.append((ts.key, ts.state, "forgotten", cause))
+            ts.state = "forgotten"
+            if ts.fids:
+                self.functions.release(ts.fids)
+        if self._storing:  # scattered bytes in transit: nobody will want them
+            self._out.append(DropScattered(list(self._storing)))
+            self._storing = {}
+        self.tasks = {}
+        self.prefix_counts = {}
+        self._queue = []
+        self._no_worker = set()
+        self._actors = set()
+        self._fired_done = []
+        self._went_idle = set()
+        self._paused = set()
+        self._freed = set()
+        for ws in self.workers.values():
+            self._room.remove(ws)
+        self.workers = {}
+        for client, held in self.clients.items():
+            held.clear()
+            self._out.append(ReportRestarted(client, ev.reason))

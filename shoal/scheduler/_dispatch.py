@@ -1,0 +1,205 @@
+"""Dispatch in :class:`~shoal.scheduler._state.SchedulerState`: when a task whose inputs
+are ready goes to which worker.
+
+Owns: readiness (``_ready``), the scheduler's priority queue and its filling of workers with
+room (``_fill``), restricted and over-cap tasks held in a worker's queue on the scheduler
+(``_hold``, ``_drain_held``), actors, work stealing (``_steal``), and the per-prefix duration
+estimates placement relies on. The policies themselves are pure functions elsewhere
+(``_placement``, ``_room``, ``_stealing``); this module applies them to the state.
+Must not know: how a move is booked (``_transitions``) or which event asked for it.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from typing import Any
+
+from shoal.scheduler import _placement as placement
+from shoal.scheduler._state_base import StateBase
+from shoal.scheduler._stealing import plan_steals
+from shoal.scheduler._tasks import TaskState, WorkerState
+
+# Held tasks whose resources are in use that a drain lets lower-priority ones pass, at most.
+_HELD_PASSES = 64
+# Measured durations are kept for this many prefixes, least recently measured dropped first
+# (every distinct key prefix ever seen would otherwise stay for good).
+DURATIONS_KEPT = 4096
+
+
+class Dispatch(StateBase):
+    """Readiness, queues, placement and stealing."""
+
+    def _reestimate(self, prefix: str, duration: float) -> None:
+        """The first measured duration of a prefix replaces the guess its running tasks were
+        assigned with; otherwise the workers that got the first tasks look busy for the
+        guessed half second and every queued task goes to the others."""
+        for ws in self.workers.values():
+            for t in ws.processing:
+                if t.prefix == prefix and t not in ws.long_running:
+                    ws.occupancy = max(0.0, ws.occupancy - t.est) + duration
+                    t.est = duration
+                    self._room.touch(ws)
+            if ws.held:
+                self._freed.add(ws)
+
+    def _measured(self, prefix: str, duration: float) -> None:
+        """A task of ``prefix`` computed for ``duration`` seconds: update the estimate."""
+        durations = self._durations
+        old = durations.pop(prefix, None)  # re-inserted last: the dict is an LRU
+        durations[prefix] = duration if old is None else 0.8 * old + 0.2 * duration
+        if old is None:
+            if len(durations) > DURATIONS_KEPT:
+                del durations[next(iter(durations))]
+            self._reestimate(prefix, duration)
+
+    def _estimate(self, prefix: str) -> float:
+        return self._durations.get(prefix, placement.UNKNOWN_DURATION)
+
+    def _ready(self, ts: TaskState) -> None:
+        """All inputs are in memory: place the task now, or queue it."""
+        workers: Iterable[WorkerState] = self.workers.values()
+        if self._paused:
+            workers = self._running()
+        if ts.actor:
+            self._place_actor(ts)
+            return
+        if ts.workers is not None or ts.resources is not None:
+            self._place_restricted(ts)
+            return
+        ws = placement.start_time_choice(ts, workers, self.bandwidth)
+        if ws is not None:
+            self._go(ts, "queued", push=False)
+            if placement.over_cap(ws):  # it waits here for room rather than flood the worker
+                self._hold(ts, ws)
+                return
+            self._go(ts, "processing", worker=ws)
+            return
+        self._go(ts, "queued")
+
+    def _place_restricted(self, ts: TaskState) -> None:
+        """A task with ``workers=`` or ``resources=``: sent to an allowed worker with a free
+        slot and its resources unused (with ``allow_other_workers``, to any worker when no
+        allowed one has room), else its best allowed worker. It waits in that worker's queue
+        on the scheduler, and :meth:`_drain_held` sends it when the worker has room. No
+        allowed worker at all: no-worker until one joins."""
+        # Paused workers (memory) get nothing new; a task only they may run waits.
+        workers = self._running() if self._paused else self.workers.values()
+        valid = placement.allowed(ts, workers)
+        if not valid and ts.loose:
+            valid = placement.anywhere(ts, workers)
+        if not valid:
+            self._go(ts, "no-worker")
+            return
+        est = self._estimate(ts.prefix)
+        choice = placement.start_time_choice(ts, valid, self.bandwidth)
+        ready = [w for w in valid if placement.fits(w, ts, est)]
+        if not ready and ts.loose:
+            ready = [w for w in placement.anywhere(ts, workers) if placement.fits(w, ts, est)]
+        if ready:
+            ws = choice if choice in ready else placement.least_held(ready)
+        else:
+            ws = choice or placement.least_held(valid)
+        assert ws is not None
+        # Sent from the worker's queue at the end of this batch, in priority order.
+        self._go(ts, "queued", push=False)
+        self._hold(ts, ws)
+
+    def _hold(self, ts: TaskState, ws: WorkerState) -> None:
+        """Queue ``ts`` (state queued) for ``ws`` on the scheduler; sent at the next
+        :meth:`_fill` if ``ws`` has room, else when it has."""
+        ts.held_on = ws
+        ws.held_live += 1
+        heapq.heappush(ws.held, (ts.priority, next(self._seq), ts))
+        self._freed.add(ws)
+
+    def _unhold(self, ts: TaskState) -> None:
+        """``ts`` leaves its worker's queue (sent, released or failed). Its heap entry
+        stays until popped or compacted (:meth:`_compact_held`)."""
+        ws = ts.held_on
+        assert ws is not None
+        ws.held_live -= 1
+        ts.held_on = None
+
+    @staticmethod
+    def _compact_held(ws: WorkerState) -> None:
+        """Drop the entries of tasks that left ``ws``'s queue once they are most of it
+        (released tasks would otherwise stay referenced until they reach the top)."""
+        if len(ws.held) > 2 * ws.held_live + 64:
+            ws.held = [e for e in ws.held if e[2].held_on is ws]
+            heapq.heapify(ws.held)
+
+    def _drain_held(self, ws: WorkerState) -> None:
+        """Send ``ws`` the restricted tasks queued for it while it has room, highest priority
+        first. One whose resources are in use lets lower ones with other needs pass."""
+        held = ws.held
+        passed: list[tuple[Any, int, TaskState]] = []
+        while held and len(passed) < _HELD_PASSES:
+            ts = held[0][2]
+            if ts.state != "queued" or ts.held_on is not ws:
+                heapq.heappop(held)
+                continue
+            est = self._estimate(ts.prefix)
+            if ws.paused or not placement.has_room(ws, est):
+                break
+            entry = heapq.heappop(held)
+            if not placement.fits(ws, ts, est):
+                passed.append(entry)
+                continue
+            self._go(ts, "processing", worker=ws)
+        for entry in passed:
+            heapq.heappush(held, entry)
+
+    def _place_actor(self, ts: TaskState) -> None:
+        """Actors are not queued: each goes at once to the worker with the fewest actors."""
+        counts: dict[WorkerState, int] = {}
+        for t in self._actors:
+            if t.processing_on is not None:
+                counts[t.processing_on] = counts.get(t.processing_on, 0) + 1
+            for holder in t.who_has:
+                counts[holder] = counts.get(holder, 0) + 1
+        ws = placement.fewest_actors(placement.allowed(ts, self._running()), counts)
+        if ws is None:
+            self._go(ts, "no-worker")
+            return
+        self._go(ts, "queued", push=False)
+        self._go(ts, "processing", worker=ws)
+
+    def _fill(self) -> None:
+        """Hand queued tasks to workers that have room, highest priority first."""
+        if self._freed:
+            freed, self._freed = self._freed, set()
+            for w in freed:
+                if self.workers.get(w.address) is w:
+                    self._drain_held(w)
+        queue = self._queue
+        if not queue or not self.workers:
+            return
+        pick = self._room.pick
+        while queue:
+            ts = queue[0][2]
+            if ts.state != "queued":
+                heapq.heappop(queue)
+                continue
+            ws = pick(self._estimate(ts.prefix))
+            if ws is None:
+                return
+            heapq.heappop(queue)
+            self._go(ts, "processing", worker=ws)
+
+    def _steal(self) -> None:
+        """Workers that ran dry (or joined) take tasks queued on busy ones (``_stealing``).
+        Only on that change, and once a second (Tick), so a backlog that cannot move (its
+        inputs too big to fetch) is not looked at again on every event."""
+        workers = self.workers
+        idle = [ws for ws in self._went_idle
+                if workers.get(ws.address) is ws and not ws.paused
+                and len(ws.processing) - len(ws.long_running) < ws.nthreads]
+        self._went_idle.clear()
+        if idle and not self._queue:  # else the queue feeds them
+            for ts, thief in plan_steals(idle, workers.values(), self.bandwidth):
+                self._go(ts, "processing", worker=thief)
+
+    def _running(self) -> list[WorkerState]:
+        """The workers new work may go to: all but the paused ones."""
+        return [ws for ws in self.workers.values() if not ws.paused]

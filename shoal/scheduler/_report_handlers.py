@@ -1,0 +1,155 @@
+"""What workers report about tasks to :class:`~shoal.scheduler._state.SchedulerState`.
+
+Owns: tasks started, finished, failed (with retries) and seceded, transfers between workers
+and the task stream they are recorded in, and copies of data made or dropped on workers
+(retirement, ``replicate``, ``rebalance``). Workers joining, leaving or losing data are
+``_worker_handlers``.
+"""
+
+from __future__ import annotations
+
+from shoal.scheduler._events import (
+    DataCopied,
+    ExecutionStarted,
+    ReplicasAdded,
+    ReplicasDropped,
+    ReportDone,
+    Seceded,
+    SendFree,
+    TaskFailed,
+    TaskFinished,
+    TransferDone,
+)
+from shoal.scheduler._state_base import FIRE_AND_FORGET, StateBase, key_prefix
+from shoal.scheduler._tasks import Key
+
+
+class ReportHandlers(StateBase):
+    """The handlers of workers' reports on tasks and data."""
+
+    def _on_started(self, ev: ExecutionStarted) -> None:
+        ws = self.workers.get(ev.worker)
+        tasks = self.tasks
+        for key in ev.keys:
+            ts = tasks.get(key)
+            if ts is not None and ts.processing_on is ws is not None:
+                ts.started = True
+
+    def _on_finished(self, ev: TaskFinished) -> None:
+        ws = self.workers.get(ev.worker)
+        ts = self.tasks.get(ev.key)
+        if ws is None:
+            return
+        self._record_stream(ev.key, ts.prefix if ts else key_prefix(ev.key), ev.worker, ev.thread,
+                            ev.start, ev.stop, "compute")
+        if ts is None or ts.state in ("released", "erred", "forgotten"):
+            self._out.append(SendFree(ev.worker, [ev.key]))
+            return
+        if ts.state == "memory":
+            # Not from a holder: a run this worker was told to free (the free is on its way
+            # or done), so it drops the value; counting it as a replica would send fetches
+            # and tasks to a worker that lacks the input.
+            if ws not in ts.who_has:
+                self._out.append(SendFree(ev.worker, [ev.key]))
+            return
+        if ts.processing_on is not ws:
+            self._out.append(SendFree(ev.worker, [ev.key]))
+            return
+        self.completed_total += 1
+        if not (ws.long_running and ts in ws.long_running):  # measured when it seceded
+            self._measured(ts.prefix, max(ev.stop - ev.start, 0.0))
+        self._go(ts, "memory", worker=ws, nbytes=ev.nbytes, typename=ev.typename)
+        if FIRE_AND_FORGET in ts.who_wants:
+            self._unfire(ts)
+        for client in ts.who_wants:
+            self._out.append(ReportDone(client, ts.key, ev.nbytes, ev.typename, ev.inline))
+        self._tidy([ts, *ts.dependencies])
+
+    def _on_failed(self, ev: TaskFailed) -> None:
+        ws = self.workers.get(ev.worker)
+        ts = self.tasks.get(ev.key)
+        if ws is None or ts is None or ts.processing_on is not ws:
+            return
+        self._record_stream(ev.key, ts.prefix, ev.worker, ev.thread, ev.start, ev.stop, "error")
+        if ts.retries > 0:
+            ts.retries -= 1
+            self._go(ts, "released", tell_worker=False)
+            self._activate([ts])
+            return
+        self._err(ts, ev.error, tell_worker=False)
+        self._tidy([ts, *ts.dependencies])
+
+    def _on_transfer(self, ev: TransferDone) -> None:
+        for key in ev.keys[:1]:
+            ts = self.tasks.get(key)
+            self._record_stream(key, ts.prefix if ts else key_prefix(key), ev.worker, -1,
+                                ev.start, ev.stop, "transfer")
+
+    def _on_seceded(self, ev: Seceded) -> None:
+        """The task gave its thread back: it stays on its worker (its result arrives as
+        usual) but stops counting against the worker's slots and occupancy, so the worker
+        gets more work while it waits (dask's "long-running")."""
+        ws = self.workers.get(ev.worker)
+        ts = self.tasks.get(ev.key)
+        if ws is None or ts is None or ts.processing_on is not ws or ts in ws.long_running:
+            return
+        ws.long_running.add(ts)
+        ts.started = True  # it ran: never stolen, and counted if its worker dies
+        ws.occupancy = max(0.0, ws.occupancy - ts.est)
+        ts.est = 0.0
+        if ws.held:  # its slot is free: tasks waiting for this worker may go
+            self._freed.add(ws)
+        self._room.touch(ws)
+        self._measured(ts.prefix, max(ev.duration, 0.0))
+
+    def _on_copied(self, ev: DataCopied) -> None:
+        """Copies of keys now sit on ``ev.worker`` too (moved there by the shell)."""
+        ws = self.workers.get(ev.worker)
+        if ws is None:
+            return
+        for key, nbytes in ev.items:
+            ts = self.tasks.get(key)
+            if ts is None or ts.state != "memory":
+                self._out.append(SendFree(ev.worker, [key]))  # not needed any more
+            elif ws not in ts.who_has:
+                ts.who_has.add(ws)
+                ws.has_what.add(ts)
+                ws.nbytes += max(nbytes, 0)
+
+    def _record_stream(
+        self, key: Key, prefix: str, worker: str, thread: int, start: float, stop: float,
+        kind: str,
+    ) -> None:
+        self.task_stream.append((key, prefix, worker, thread, start, stop, kind))
+        self.task_stream_total += 1
+
+    def _on_replicas_added(self, ev: ReplicasAdded) -> None:
+        ws = self.workers.get(ev.worker)
+        if ws is None:
+            return
+        stale = []
+        for key in ev.keys:
+            ts = self.tasks.get(key)
+            if ts is None or ts.state != "memory":  # released meanwhile: the copy is not wanted
+                stale.append(key)
+            elif ws not in ts.who_has:
+                ts.who_has.add(ws)
+                ws.has_what.add(ts)
+                ws.nbytes += max(ts.nbytes, 0)
+        if stale:
+            self._out.append(SendFree(ws.address, stale))
+
+    def _on_replicas_dropped(self, ev: ReplicasDropped) -> None:
+        ws = self.workers.get(ev.worker)
+        if ws is None:
+            return
+        dropped = []
+        for key in ev.keys:
+            ts = self.tasks.get(key)
+            if ts is not None and ws in ts.who_has and len(ts.who_has) > 1:
+                ts.who_has.discard(ws)
+                ws.has_what.discard(ts)
+                ws.nbytes -= max(ts.nbytes, 0)
+                dropped.append(key)
+        if dropped:
+            self._out.append(SendFree(ws.address, dropped))

@@ -1,0 +1,147 @@
+"""Scattered data in :class:`~shoal.scheduler._state.SchedulerState`: ``client.scatter``
+from the request to the acknowledgement.
+
+Owns: scatters in flight (``_storing``: which workers were sent a key and have not answered),
+the ``released -> scattering -> memory`` path of a scattered key, scattered data replacing a
+computation of the same key, and resending (or failing) a scatter whose worker died before
+acknowledging. The bytes stay with the shell until ``DropScattered``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shoal.scheduler._events import (
+    DataScattered,
+    DropScattered,
+    ReportDone,
+    ScatterAcked,
+    SendFree,
+    SendStore,
+)
+from shoal.scheduler._state_base import ACTIVE, STATES, StateBase, key_prefix
+from shoal.scheduler._tasks import Key, TaskState, WorkerState
+
+
+class ScatterHandlers(StateBase):
+    """The handlers of scattered data and their acknowledgements."""
+
+    def _on_scattered(self, ev: DataScattered) -> None:
+        """Send each item to a worker (every worker for ``broadcast``); the key is in memory
+        when a worker acknowledges it (:meth:`_on_scatter_acked`), not before."""
+        pool = list(self.workers.values())
+        if ev.workers:
+            wanted = set(ev.workers)
+            pool = [w for w in pool if w.address in wanted or w.name in wanted] or pool
+        held = self.clients.setdefault(ev.client, set())
+        for key, nbytes, typename in ev.items:
+            ts = self.tasks.get(key)
+            if ts is None:
+                ts = self.tasks[key] = TaskState(key, key_prefix(key))
+                self.prefix_counts.setdefault(ts.prefix, dict.fromkeys(STATES, 0))["released"] += 1
+            ts.who_wants.add(ev.client)
+            held.add(ts)
+            if ts.state == "memory":  # the same data (scatter keys hash it), already held
+                self._out.append(ReportDone(ev.client, key, ts.nbytes, ts.typename, None))
+                continue
+            if key in self._storing:  # already on its way: the same ack answers both
+                continue
+            if not pool:
+                self._err(ts, self._lost_error(ts))
+                continue
+            # A worker computing this key would hold the value under the same key as its
+            # task: send it elsewhere when there is an elsewhere.
+            others = [w for w in pool if w is not ts.processing_on] or pool
+            targets = others if ev.broadcast else [others[next(self._seq) % len(others)]]
+            self._storing[key] = _Storing({w.address for w in targets}, nbytes, typename)
+            for ws in targets:
+                self._out.append(SendStore(ws.address, key))
+            if ts.state == "released":
+                self._go(ts, "scattering")
+
+    def _on_scatter_acked(self, ev: ScatterAcked) -> None:
+        ws = self.workers.get(ev.worker)
+        if ws is None:
+            return  # gone: its WorkerLeft already settled what it was sent
+        pending = self._storing.get(ev.key)
+        ts = self.tasks.get(ev.key)
+        if pending is None or ev.worker not in pending.waiting:
+            if ev.error is None and (ts is None or ws not in ts.who_has):
+                self._out.append(SendFree(ev.worker, [ev.key]))  # a copy nobody waits for
+            return
+        pending.waiting.discard(ev.worker)
+        if ev.error is not None:
+            pending.error = ev.error
+        elif ts is None:
+            self._out.append(SendFree(ev.worker, [ev.key]))
+        else:
+            self._hold_scattered(ts, ws, pending)
+        if not pending.waiting:
+            self._settle_scatter(ev.key, pending)
+
+    def _hold_scattered(self, ts: TaskState, ws: WorkerState, pending: _Storing) -> None:
+        """``ws`` holds scattered ``ts``. Data scattered to a key that is being computed (or
+        failed) wins, as in dask.distributed: the computation is dropped."""
+        if ts.state == "memory":
+            if ws not in ts.who_has:
+                ts.who_has.add(ws)
+                ws.has_what.add(ts)
+                ws.nbytes += max(ts.nbytes, 0)
+            return
+        if ts.state in ACTIVE:
+            # Freeing the task on the worker that now holds the value would drop the value:
+            # there the task finishes, and its result replaces the value (same key).
+            self._go(ts, "released", tell_worker=ts.processing_on is not ws)
+        elif ts.state == "erred":
+            self._go(ts, "released")
+        self._go(ts, "memory", worker=ws, nbytes=pending.nbytes, typename=pending.typename)
+        self._tidy(list(ts.dependencies))
+
+    def _settle_scatter(self, key: Key, pending: _Storing) -> None:
+        """Every worker sent ``key`` answered (or died): tell the clients how it went."""
+        del self._storing[key]
+        ts = self.tasks.get(key)
+        if ts is None:
+            self._out.append(DropScattered([key]))
+            return
+        if ts.state == "memory":
+            for client in ts.who_wants:
+                self._out.append(ReportDone(client, key, ts.nbytes, ts.typename, None))
+        elif ts.state == "scattering":
+            if pending.error is not None:
+                self._err(ts, {**pending.error, "key": key, "message": (
+                    f"scattered data {key!r} could not be loaded on the worker: "
+                    f"{pending.error.get('message', '')}"
+                )})
+            else:
+                self._err(ts, self._lost_error(ts))
+        self._out.append(DropScattered([key]))
+        self._tidy([ts])
+
+    def _scatters_lost_with(self, address: str) -> None:
+        """Workers that died before acknowledging scattered data: send it to another worker
+        (the scheduler keeps the bytes until the scatter settles), or settle it."""
+        for key, pending in list(self._storing.items()):
+            if address not in pending.waiting:
+                continue
+            pending.waiting.discard(address)
+            ts = self.tasks.get(key)
+            if not pending.waiting and ts is not None and ts.state == "scattering" and self.workers:
+                pool = list(self.workers.values())
+                ws = pool[next(self._seq) % len(pool)]
+                pending.waiting.add(ws.address)
+                self._out.append(SendStore(ws.address, key))
+            elif not pending.waiting:
+                self._settle_scatter(key, pending)
+
+
+class _Storing:
+    """A scatter in flight: the workers sent the data that have not answered yet."""
+
+    __slots__ = ("error", "nbytes", "typename", "waiting")
+
+    def __init__(self, waiting: set[str], nbytes: int, typename: str) -> None:
+        self.waiting = waiting
+        self.nbytes = nbytes
+        self.typename = typename
+        self.error: dict[str, Any] | None = None

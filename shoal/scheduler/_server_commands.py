@@ -1,0 +1,177 @@
+"""Events applied to the state by :class:`~shoal.scheduler._server.Scheduler`, and the
+state's commands carried out as messages.
+
+Owns: ``_apply`` (``SchedulerState.handle``, logging ``EventsFailed`` and carrying out its
+commands anyway), the plugin ``transition`` hook fed from the state's story, turning each
+command into messages (a worker's ``FreeKeys`` batched but never after a later command to
+it), and forgetting function blobs no task uses.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from shoal.comm import Connection
+from shoal.protocol._messages import (
+    ClusterRestarted,
+    Compute,
+    DropFunctions,
+    FreeKeys,
+    KeyCancelled,
+    KeyDone,
+    KeyErred,
+    Store,
+)
+from shoal.scheduler._events import (
+    CloseWorker,
+    DropScattered,
+    ForgetFunctions,
+    ReportCancelled,
+    ReportDone,
+    ReportErred,
+    ReportRestarted,
+    SendCompute,
+    SendFree,
+    SendStore,
+    TaskFailed,
+    TaskFinished,
+)
+from shoal.scheduler._server_base import ShellBase
+from shoal.scheduler._state import EventsFailed
+
+logger = logging.getLogger("shoal.scheduler")
+
+
+class ServerCommands(ShellBase):
+    """Applying events and carrying out commands."""
+
+    def _apply(self, events: list[Any]) -> None:
+        if self.plugin_host.watching:
+            self._apply_watched(events)
+            return
+        self._carry_out_all(self._handle(events))
+
+    def _handle(self, events: list[Any]) -> list[Any]:
+        try:
+            return self.state.handle(*events)
+        except EventsFailed as failed:  # its state changes are made: carry out their commands
+            logger.error("%s", failed, exc_info=failed.failures[0][1])
+            return failed.commands
+
+    def _apply_watched(self, events: list[Any]) -> None:
+        """``_apply`` while a scheduler plugin watches transitions: the new rows of the
+        state's story are its calls."""
+        story = self.state._log
+        last = story[-1] if story else None
+        commands = self._handle(events)
+        new = []
+        for row in reversed(story):
+            if row is last:
+                break
+            new.append(row)
+        # What dask gives a task's processing -> memory/erred move (a task-stream plugin
+        # reads ``startstops``), from the worker's report among these events.
+        done = {e.key: e for e in events if type(e) in (TaskFinished, TaskFailed)}
+        for key, start, finish, cause in reversed(new):
+            extra: dict[str, Any] = {}
+            ev = done.get(key) if start == "processing" else None
+            if ev is not None:
+                extra = {"worker": ev.worker, "thread": ev.thread,
+                         "startstops": [{"action": "compute", "start": ev.start,
+                                         "stop": ev.stop}]}
+                if type(ev) is TaskFinished:
+                    extra.update(nbytes=ev.nbytes, typename=ev.typename)
+            self._hook("transition", key, start, finish, stimulus_id=cause, **extra)
+        self._carry_out_all(commands)
+
+    def _carry_out_all(self, commands: list[Any]) -> None:
+        workers = self._workers
+        clients = self._clients
+        # FreeKeys of one worker travel together, but never after a later command to that
+        # worker: a release then a resubmission must reach it in that order.
+        frees: dict[str, list[Any]] = {}
+        for cmd in commands:
+            try:
+                if frees and isinstance(cmd, (SendCompute, SendStore, CloseWorker)):
+                    self._send_frees(frees, cmd.worker)
+                self._carry_out(cmd, workers, clients, frees)
+            except Exception:
+                logger.exception("scheduler could not carry out %r; going on with the rest", cmd)
+        for address in list(frees):
+            self._send_frees(frees, address)
+
+    def _send_frees(self, frees: dict[str, list[Any]], address: str) -> None:
+        keys = frees.pop(address, None)
+        conn = self._workers.get(address)
+        if keys and conn is not None:
+            conn.send(FreeKeys(keys))
+
+    def _carry_out(
+        self, cmd: Any, workers: dict[str, Connection], clients: dict[str, Connection],
+        frees: dict[str, list[Any]],
+    ) -> None:
+        if isinstance(cmd, SendCompute):
+            conn = workers.get(cmd.worker)
+            if conn is None:
+                return
+            known = self._worker_fids[cmd.worker]
+            blobs = {}
+            for fid in cmd.fids:
+                if fid not in known:
+                    blobs[fid] = self._functions[fid]
+                    known.add(fid)
+            conn.send(Compute(cmd.key, cmd.payload, cmd.deps, blobs, cmd.priority,
+                              cmd.send_inline, cmd.prefix))
+        elif isinstance(cmd, ReportDone):
+            c = clients.get(cmd.client)
+            if c is not None:
+                c.send(KeyDone(cmd.key, cmd.nbytes, cmd.typename, cmd.inline))
+        elif isinstance(cmd, SendFree):
+            frees.setdefault(cmd.worker, []).extend(cmd.keys)
+        elif isinstance(cmd, ReportErred):
+            c = clients.get(cmd.client)
+            if c is not None:
+                c.send(KeyErred(cmd.key, cmd.error))
+        elif isinstance(cmd, ReportCancelled):
+            c = clients.get(cmd.client)
+            if c is not None:
+                c.send(KeyCancelled(cmd.key, cmd.reason))
+        elif isinstance(cmd, SendStore):
+            conn = workers.get(cmd.worker)
+            held = self._scattered.get(cmd.key)
+            if conn is not None and held is not None:
+                conn.send(Store(cmd.key, held[0], held[1]))
+        elif isinstance(cmd, DropScattered):
+            for key in cmd.keys:
+                self._scattered.pop(key, None)
+        elif isinstance(cmd, ForgetFunctions):
+            self._forget_functions(cmd.fids)
+        elif isinstance(cmd, ReportRestarted):
+            c = clients.get(cmd.client)
+            if c is not None:
+                c.send(ClusterRestarted(cmd.reason))
+        elif isinstance(cmd, CloseWorker):
+            conn = workers.get(cmd.worker)
+            if conn is not None:
+                # Dropped, not told to leave: like dask restarting a worker that missed
+                # its TTL, one that is still alive reconnects as a fresh worker.
+                logger.warning("dropping worker %s: %s", cmd.worker, cmd.reason)
+                conn.close()
+
+    def _forget_functions(self, fids: list[str]) -> None:
+        """No task has used ``fids`` for a while: drop the blobs, and tell the workers and
+        clients holding them (they forget; the next use sends the blob again)."""
+        for fid in fids:
+            blob = self._functions.pop(fid, None)
+            if blob is not None:
+                self._forgotten[fid] = blob
+        while len(self._forgotten) > 256:
+            self._forgotten.popitem(last=False)
+        for peers, known_by in ((self._workers, self._worker_fids), (self._clients, self._client_fids)):
+            for name, known in known_by.items():
+                drop = [fid for fid in fids if fid in known]
+                conn = peers.get(name)
+                if drop and conn is not None:
+                    known.difference_update(drop)
+                    conn.send(DropFunctions(drop))

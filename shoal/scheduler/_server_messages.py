@@ -1,0 +1,364 @@
+"""Messages into :class:`~shoal.scheduler._server.Scheduler`, as events.
+
+Owns: connections (the ``Hello`` handshake, local in-process clients), client messages
+(graphs with their function blobs, releases, cancels, retries, scatters, requests,
+coordination and side-machine messages), worker messages (registration and admission,
+task reports, heartbeats), and a worker's connection closing. Each message becomes an
+event for the state (applied by ``_server_commands``) or goes to the part that owns it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from shoal.comm import Connection, inproc_pair
+from shoal.comm._tcp import TCPConnection
+from shoal.protocol._errors import scheduler_error
+from shoal.protocol._messages import (
+    PROTOCOL_VERSION,
+    CancelKeys,
+    DatasetGet,
+    DatasetList,
+    DatasetPublish,
+    DatasetUnpublish,
+    FireAndForget,
+    Heartbeat,
+    Hello,
+    KeyErred,
+    MemoryPaused,
+    Message,
+    MissingData,
+    PluginSetup,
+    Register,
+    RegisterReply,
+    ReleaseKeys,
+    Request,
+    Response,
+    RetryKeys,
+    Scatter,
+    ScatterStored,
+    TaskDone,
+    TaskErred,
+    TaskSeceded,
+    TasksStarted,
+    TopicGet,
+    TopicLog,
+    TopicSubscribe,
+    Transfer,
+    UpdateGraph,
+    WorkerGoodbye,
+)
+from shoal.protocol._serialize import check_function_blob
+from shoal.scheduler import _topics as topics
+from shoal.scheduler._events import (
+    ClientJoined,
+    ClientLeft,
+    DataMissing,
+    DataScattered,
+    ExecutionStarted,
+    FireAndForgetAsked,
+    GraphSubmitted,
+    HeartbeatReceived,
+    KeysCancelled,
+    KeysReleased,
+    KeysRetried,
+    ScatterAcked,
+    Seceded,
+    TaskFailed,
+    TaskFinished,
+    TransferDone,
+    WorkerJoined,
+    WorkerLeft,
+    WorkerPaused,
+    WorkerRetiring,
+)
+from shoal.scheduler._server_base import ShellBase
+from shoal.scheduler.coordination._shell import CHANNEL_ROLE
+from shoal.scheduler.coordination._shell import MESSAGES as COORDINATION_MESSAGES
+
+logger = logging.getLogger("shoal.scheduler")
+
+# Messages handled by the topics and datasets machines rather than the task state.
+_SIDE_MESSAGES = frozenset({TopicLog, TopicSubscribe, TopicGet, DatasetPublish,
+                            DatasetUnpublish, DatasetGet, DatasetList})
+
+
+def _restrictions(
+    rows: list[tuple[Any, Any, Any]] | None,
+) -> dict[Any, tuple[dict[str, float] | None, bool]]:
+    """UpdateGraph's (key, resources, allow_other_workers) rows as GraphSubmitted wants them."""
+    return {key: (dict(need) if need else None, bool(loose)) for key, need, loose in rows or ()}
+
+
+class ServerMessages(ShellBase):
+    """Connections and the messages arriving on them."""
+
+    # --- connections --------------------------------------------------------------------------
+
+    def connect_local_client(self, name: str) -> Connection:
+        """An in-process connection for a client living in this process and loop."""
+        client_end, server_end = inproc_pair(name, "scheduler")
+        server_end.info["role"] = "client"
+        server_end.info["name"] = name
+        self._clients[name] = server_end
+        server_end.set_handler(self._on_client_message)
+        self._apply([ClientJoined(name)])
+        self._apply_side(self.topics, [topics.SubscriberJoined(name)])
+        self._hook("add_client", self, client=name)
+        return client_end
+
+    def _on_connection(self, conn: TCPConnection) -> None:
+        conn.set_handler(self._on_first_message)
+
+    def _on_first_message(self, conn: Connection, batch: list[Message] | None) -> None:
+        if batch is None:
+            return
+        first, rest = batch[0], batch[1:]
+        if not isinstance(first, Hello) or first.version != PROTOCOL_VERSION:
+            logger.error(
+                "closing connection from %s: expected a shoal hello (protocol %d), got %r",
+                conn.peer, PROTOCOL_VERSION, first,
+            )
+            conn.close()
+            return
+        if first.role == "worker":
+            conn.info["role"] = "worker"
+            conn.set_handler(self._on_worker_message)
+        elif first.role == "client":
+            name = f"{first.name}-{next(self._ids)}"
+            conn.info["role"] = "client"
+            conn.info["name"] = name
+            self._clients[name] = conn
+            conn.set_handler(self._on_client_message)
+            self._apply([ClientJoined(name)])
+            self._apply_side(self.topics, [topics.SubscriberJoined(name)])
+            self._hook("add_client", self, client=name)
+            conn.send(Response(0, True, {"client": name, "address": self.address}))
+        elif first.role == CHANNEL_ROLE:  # a task thread's Lock/Semaphore channel
+            self.coordination.accept_channel(conn, first, f"{first.name}-{next(self._ids)}")
+        else:
+            logger.error("closing connection from %s: unknown role %r", conn.peer, first.role)
+            conn.close()
+            return
+        if rest:
+            conn._handler(conn, rest)  # type: ignore[misc]
+
+    # --- client messages ------------------------------------------------------------------------
+
+    def _on_client_message(self, conn: Connection, batch: list[Message] | None) -> None:
+        name = conn.info["name"]
+        if batch is None:
+            self._clients.pop(name, None)
+            self._client_fids.pop(name, None)
+            self.coordination.holder_left(name)
+            self._apply([ClientLeft(name)])
+            self._apply_side(self.topics, [topics.SubscriberLeft(name)])
+            self._hook("remove_client", self, client=name)
+            return
+        events: list[Any] = []
+        try:
+            for msg in batch:
+                if isinstance(msg, UpdateGraph):
+                    if msg.functions:
+                        self._client_fids.setdefault(name, set()).update(msg.functions)
+                        for fid, blob in msg.functions.items():
+                            if fid not in self._functions:
+                                check_function_blob(fid, blob)  # else: closes this connection
+                                self._functions[fid] = blob
+                    tasks = self._with_known_functions(conn, list(msg.tasks))
+                    events.append(GraphSubmitted(name, tasks, list(msg.wanted),
+                                                 list(msg.actors or ()),
+                                                 _restrictions(msg.restrictions)))
+                    if self.plugin_host.plugins:
+                        self._hook("update_graph", self, client=name, keys=set(msg.wanted),
+                                   tasks=[row[0] for row in msg.tasks], annotations={},
+                                   priority={}, stimulus_id=f"update-graph-{name}")
+                elif isinstance(msg, ReleaseKeys):
+                    events.append(KeysReleased(name, list(msg.keys)))
+                elif isinstance(msg, CancelKeys):
+                    events.append(KeysCancelled(name, list(msg.keys), msg.force))
+                elif isinstance(msg, RetryKeys):
+                    events.append(KeysRetried(name, list(msg.keys)))
+                elif isinstance(msg, FireAndForget):
+                    events.append(FireAndForgetAsked(list(msg.keys)))
+                elif type(msg) in _SIDE_MESSAGES:
+                    if events:
+                        self._apply(events)
+                        events = []
+                    self._on_side_message(name, msg)
+                elif isinstance(msg, Scatter):
+                    if events:
+                        self._apply(events)
+                        events = []
+                    self._spawn(self._scatter(conn, name, msg))
+                elif isinstance(msg, Request):
+                    if events:
+                        self._apply(events)
+                        events = []
+                    self._spawn(self._answer(conn, msg))
+                elif type(msg) in COORDINATION_MESSAGES:
+                    if events:
+                        self._apply(events)
+                        events = []
+                    self.coordination.receive(name, msg)
+                elif isinstance(msg, Hello):
+                    pass
+                else:
+                    raise TypeError(f"a client may not send {msg.tag!r}")
+            if events:
+                self._apply(events)
+        except Exception as exc:
+            logger.exception("closing client connection %s: bad message (%s)", name, exc)
+            conn.close()
+
+    def _with_known_functions(self, conn: Connection, rows: list[Any]) -> list[Any]:
+        """Rows whose functions the scheduler has. A blob forgotten just before a client's
+        submit that relied on it comes back from ``_forgotten``; a row whose function is
+        unknown anyway fails its key rather than the whole batch (a shoal bug)."""
+        functions = self._functions
+        bad: dict[int, str] | None = None
+        for i, row in enumerate(rows):
+            for fid in row[3]:
+                if fid not in functions:
+                    blob = self._forgotten.pop(fid, None)
+                    if blob is not None:
+                        functions[fid] = blob
+                    else:
+                        bad = bad or {}
+                        bad.setdefault(i, fid)
+        if not bad:
+            return rows
+        for i, fid in bad.items():
+            key = rows[i][0]
+            logger.error("task %r refers to function %s, which the scheduler never received",
+                         key, fid)
+            conn.send(KeyErred(key, scheduler_error(
+                "lost-data", "RuntimeError",
+                f"task {key!r} runs function {fid!r}, which never reached the scheduler (a "
+                "shoal bug); submit the task again", key,
+            )))
+        return [row for i, row in enumerate(rows) if i not in bad]
+
+    async def _scatter(self, conn: Connection, name: str, msg: Scatter) -> None:
+        if not self.state.workers:
+            await self.wait_for_workers(1, None)
+        for key, data, nbytes, _typename in msg.items:
+            self._scattered[key] = (data, nbytes)
+        self._apply([DataScattered(name, [(k, n, t) for k, _, n, t in msg.items],
+                                   msg.workers, msg.broadcast)])
+        conn.send(Response(msg.request_id, True, None))
+
+    # --- worker messages ------------------------------------------------------------------------
+
+    def _on_worker_message(self, conn: Connection, batch: list[Message] | None) -> None:
+        address = conn.info.get("address")
+        if batch is None:
+            if address is not None and self._workers.get(address) is conn:
+                self._worker_gone(address, "connection closed")
+            return
+        if address is not None and self._workers.get(address) is not conn:
+            return  # a worker already removed (restarted, retired): it has no say any more
+        events: list[Any] = []
+        try:
+            for msg in batch:
+                if isinstance(msg, Register):
+                    if not self._admit(conn, msg):
+                        return
+                    address = msg.address
+                    events.append(WorkerJoined(address, msg.name, msg.nthreads, msg.memory_limit,
+                                               msg.pid, msg.host, time.monotonic(),
+                                               msg.resources))
+                    continue
+                if address is None:
+                    raise TypeError("a worker must register before anything else")
+                if isinstance(msg, TaskDone):
+                    events.append(TaskFinished(address, msg.key, msg.nbytes, msg.typename,
+                                               msg.start, msg.stop, msg.thread, msg.inline))
+                elif isinstance(msg, TasksStarted):
+                    events.append(ExecutionStarted(address, list(msg.keys)))
+                elif isinstance(msg, WorkerGoodbye):
+                    events.append(WorkerRetiring(address, msg.reason))
+                elif isinstance(msg, TaskErred):
+                    events.append(TaskFailed(address, msg.key, dict(msg.error), msg.start,
+                                             msg.stop, msg.thread))
+                elif isinstance(msg, Heartbeat):
+                    events.append(HeartbeatReceived(address, msg.memory_process,
+                                                    msg.memory_managed, msg.cpu, msg.executing,
+                                                    time.monotonic(), msg.memory_spilled))
+                elif isinstance(msg, MemoryPaused):
+                    events.append(WorkerPaused(address, msg.paused))
+                elif isinstance(msg, ScatterStored):
+                    events.append(ScatterAcked(address, msg.key,
+                                               None if msg.error is None else dict(msg.error)))
+                elif isinstance(msg, MissingData):
+                    events.append(DataMissing(address, msg.key, msg.worker, msg.for_key))
+                elif isinstance(msg, Transfer):
+                    events.append(TransferDone(address, list(msg.keys), msg.peer, msg.nbytes,
+                                               msg.start, msg.stop))
+                elif isinstance(msg, TaskSeceded):
+                    events.append(Seceded(address, msg.key, msg.duration))
+                elif isinstance(msg, TopicLog):
+                    self._on_side_message(address, msg)
+                elif isinstance(msg, Response):
+                    self._on_run_response(address, msg)
+                else:
+                    raise TypeError(f"a worker may not send {msg.tag!r}")
+        except Exception as exc:
+            logger.error("closing worker connection %s: bad message (%s)", conn.peer, exc)
+            conn.close()
+            return
+        if events:
+            self._apply(events)
+            if any(type(e) is WorkerJoined for e in events):
+                self._worker_joined.set()
+                if self.plugin_host.plugins:
+                    for e in events:
+                        if type(e) is WorkerJoined:
+                            self._hook("add_worker", self, worker=e.address)
+
+    def _admit(self, conn: Connection, msg: Register) -> bool:
+        """Accept a worker's registration unless another live connection holds its address
+        (two processes claiming one address, or a reconnect racing its old connection's
+        loss): taking over would hand the old worker's tasks and data to a stranger."""
+        address = msg.address
+        old = self._workers.get(address)
+        if old is conn:
+            raise TypeError(f"worker {address} registered twice on one connection")
+        if (old is not None and not old.closed and msg.incarnation
+                and old.info.get("incarnation") == msg.incarnation):
+            # The same worker process reconnecting while its old connection still looks
+            # open (half-open after a partition): it re-registers as a fresh worker anyway.
+            logger.warning("worker %s reconnected; dropping its stale connection", address)
+            old.close()
+            self._worker_gone(address, "reconnected on a new connection")
+            old = None
+        if old is not None and not old.closed:
+            reason = (
+                f"a worker at {address} is already connected to this scheduler; if that worker "
+                "is gone, it is dropped after its connection closes or its heartbeats stop "
+                "(distributed.scheduler.worker-ttl)"
+            )
+            logger.warning("refusing worker registration from %s: %s", conn.peer, reason)
+            conn.send(RegisterReply(False, reason))
+            conn.close()
+            return False
+        if old is not None:  # closed, but its loss not handled yet: handle it first
+            self._worker_gone(address, "connection closed")
+        conn.info["address"] = address
+        conn.info["incarnation"] = msg.incarnation
+        self._workers[address] = conn
+        self._worker_fids[address] = set()
+        conn.send(RegisterReply(True, ""))
+        # Before any task: a joining or restarted worker is set up like the others.
+        for name, (plugin, kind) in self.plugin_host.for_workers.items():
+            conn.send(PluginSetup(0, name, plugin, kind))
+        return True
+
+    def _worker_gone(self, address: str, reason: str) -> None:
+        del self._workers[address]
+        self._worker_fids.pop(address, None)
+        self._apply([WorkerLeft(address, reason, time.monotonic())])
+        self._fail_runs_for(address)
+        self._hook("remove_worker", self, worker=address, stimulus_id=f"worker-left-{address}")

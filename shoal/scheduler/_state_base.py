@@ -1,0 +1,106 @@
+"""What every part of :class:`~shoal.scheduler._state.SchedulerState` shares: the task
+states, a few constants, and :class:`StateBase`, which declares the state's attributes and
+the methods one part calls on another, with their types.
+
+``SchedulerState`` is one object assembled from mixins, one per concern: ``_transitions``
+(moves between states), ``_dispatch`` (placement, queues, stealing), and the event handlers
+``_client_handlers``, ``_scatter_handlers``, ``_worker_handlers`` and ``_report_handlers``.
+Each mixin derives from :class:`StateBase` so that mypy checks it on its own; the attributes
+are set in ``SchedulerState.__init__``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from shoal.scheduler._events import Command
+from shoal.scheduler._functions import FunctionRefs
+from shoal.scheduler._room import RoomIndex
+from shoal.scheduler._tasks import Key, TaskState, WorkerState
+
+if TYPE_CHECKING:
+    from shoal.scheduler._scatter_handlers import _Storing
+
+ACTIVE = frozenset({"waiting", "queued", "no-worker", "processing"})
+STATES = (
+    "released", "waiting", "queued", "no-worker", "processing", "memory", "erred", "scattering",
+)
+# The pseudo-client that wants fire-and-forget keys until they finish (dask's name for it).
+FIRE_AND_FORGET = "fire-and-forget"
+
+
+def key_prefix(key: Key) -> str:
+    """``('sum-abc123', 0)`` → ``'sum'``; ``'inc-9f2e...'`` → ``'inc'``."""
+    name = key[0] if isinstance(key, tuple) and key else key
+    words = str(name).split("-")
+    # The first word, then the words that follow while they are words (dask's rule): a
+    # token or uuid (``inc-270f4f78-3002-...``, hex and digits) ends the name.
+    out = words[0]
+    for word in words[1:]:
+        if not word.isalpha() or (len(word) == 8 and all(c in "abcdef" for c in word)):
+            break
+        out += "-" + word
+    return out or "task"
+
+
+class StateBase:
+    """The attributes of the scheduler state (set in ``SchedulerState.__init__``) and the
+    methods the parts call across modules. Declarations only: no behaviour lives here."""
+
+    tasks: dict[Key, TaskState]
+    workers: dict[str, WorkerState]
+    clients: dict[str, set[TaskState]]
+    allowed_failures: int
+    worker_ttl: float
+    bandwidth: float
+    _queue: list[tuple[Any, int, TaskState]]
+    _seq: itertools.count[int]
+    _no_worker: set[TaskState]
+    _actors: set[TaskState]
+    _went_idle: set[WorkerState]
+    _paused: set[WorkerState]
+    _freed: set[WorkerState]
+    _room: RoomIndex
+    _storing: dict[Key, _Storing]
+    functions: FunctionRefs
+    _durations: dict[str, float]
+    prefix_counts: dict[str, dict[str, int]]
+    task_stream: deque[tuple[Any, ...]]
+    task_stream_total: int
+    completed_total: int
+    _log: deque[tuple[Any, ...]]
+    _out: list[Command]
+    _fired_done: list[TaskState]
+    _cause: str
+
+    if TYPE_CHECKING:
+        # Defined once each, in the module named; declared here so mypy checks the callers.
+
+        # _state
+        def story(self, key: Key) -> list[tuple[Any, ...]]: ...
+
+        # _transitions
+        def _go(self, ts: TaskState, finish: str, **kwargs: Any) -> None: ...
+        def _activate(self, roots: Iterable[TaskState]) -> None: ...
+        def _err(self, ts: TaskState, error: dict[str, Any], tell_worker: bool = True) -> None: ...
+        def _needed(self, ts: TaskState) -> bool: ...
+        def _tidy(self, candidates: Iterable[TaskState]) -> None: ...
+        def _lost_error(self, ts: TaskState) -> dict[str, Any]: ...
+        def _killed_error(self, ts: TaskState) -> dict[str, Any]: ...
+
+        # _dispatch
+        def _ready(self, ts: TaskState) -> None: ...
+        def _unhold(self, ts: TaskState) -> None: ...
+        def _estimate(self, prefix: str) -> float: ...
+        def _measured(self, prefix: str, duration: float) -> None: ...
+        @staticmethod
+        def _compact_held(ws: WorkerState) -> None: ...
+
+        # _client_handlers
+        def _unfire(self, ts: TaskState) -> None: ...
+
+        # _scatter_handlers
+        def _scatters_lost_with(self, address: str) -> None: ...

@@ -1,0 +1,356 @@
+"""Task transitions of :class:`~shoal.scheduler._state.SchedulerState`: every allowed move of
+a task between states, and the cascades built from them.
+
+Owns: ``_TRANSITIONS``, the table ``(start, finish) -> method`` (one method per allowed move,
+doing exactly that move's bookkeeping), ``_go`` that looks moves up in it, the assignment of
+a task to a worker and back, and the cascades that move many tasks at once: activating what
+is needed (``_activate``), failing what depends on a failure (``_err``), releasing and
+forgetting what nothing needs (``_tidy``, ``_forget``). A move not in the table raises
+:class:`InvalidTransition` with the task's story.
+Must not know: why a move is made (the event handlers decide), or where a task should run
+(``_dispatch``).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from shoal.protocol._errors import scheduler_error
+from shoal.scheduler._events import ReportErred, SendCompute, SendFree
+from shoal.scheduler._state_base import ACTIVE, FIRE_AND_FORGET, STATES, StateBase
+from shoal.scheduler._tasks import Key, TaskState, WorkerState
+
+_KEEPS_INPUTS = ACTIVE | {"erred"}
+
+
+class InvalidTransition(RuntimeError):
+    """The scheduler was asked for a move its transition table does not allow (a shoal bug)."""
+
+    def __init__(self, key: Key, start: str, finish: str, story: list[tuple[Any, ...]]) -> None:
+        lines = "\n".join(f"  {row}" for row in story[-20:])
+        super().__init__(
+            f"task {key!r} cannot go from {start!r} to {finish!r}; its story:\n{lines}\n"
+            "This is a bug in shoal; please report it with the story above."
+        )
+        self.key, self.start, self.finish = key, start, finish
+
+
+class Transitions(StateBase):
+    """The moves of tasks between states, and the cascades of moves."""
+
+    # Every state change goes through _go, which looks the move up in _TRANSITIONS (at the
+    # end of this module): one method per allowed (start, finish) pair, doing exactly the
+    # bookkeeping of that move. Event handlers decide which moves to make.
+
+    def _go(self, ts: TaskState, finish: str, **kwargs: Any) -> None:
+        move = _TRANSITIONS.get((ts.state, finish))
+        if move is None:
+            raise InvalidTransition(ts.key, ts.state, finish, self.story(ts.key))
+        move(self, ts, **kwargs)
+
+    def _set(self, ts: TaskState, finish: str) -> None:
+        """Record a move (counts per prefix, story); only transition methods call this."""
+        start = ts.state
+        counts = self.prefix_counts.get(ts.prefix)
+        if counts is None:
+            counts = self.prefix_counts[ts.prefix] = dict.fromkeys(STATES, 0)
+        if start in counts:
+            counts[start] -= 1
+        if finish in counts:
+            counts[finish] += 1
+        ts.state = finish
+        self._log.append((ts.key, start, finish, self._cause))
+
+    def _released_waiting(self, ts: TaskState) -> None:
+        self._set(ts, "waiting")
+        ts.waiting_on = {d for d in ts.dependencies if d.state != "memory"}
+
+    def _waiting_queued(self, ts: TaskState, push: bool = True) -> None:
+        """Ready to run; ``push=False`` when the caller places it on a worker at once."""
+        self._set(ts, "queued")
+        if push:
+            heapq.heappush(self._queue, (ts.priority, next(self._seq), ts))
+
+    def _waiting_no_worker(self, ts: TaskState) -> None:
+        self._set(ts, "no-worker")
+        self._no_worker.add(ts)
+
+    def _no_worker_waiting(self, ts: TaskState) -> None:
+        self._no_worker.discard(ts)
+        self._set(ts, "waiting")
+
+    def _queued_processing(self, ts: TaskState, worker: WorkerState) -> None:
+        assert ts.payload is not None
+        if ts.held_on is not None:
+            self._unhold(ts)
+        self._set(ts, "processing")
+        self._assign(ts, worker)
+
+    def _processing_processing(self, ts: TaskState, worker: WorkerState) -> None:
+        """Stolen: the worker holding it queued is told to drop it, ``worker`` runs it."""
+        victim = self._unassign(ts)
+        if victim is not None:
+            self._out.append(SendFree(victim.address, [ts.key]))
+        self._set(ts, "processing")
+        self._assign(ts, worker)
+
+    def _assign(self, ts: TaskState, worker: WorkerState) -> None:
+        assert ts.payload is not None
+        if ts.workers is None:
+            worker.stealable += 1
+        ts.processing_on = worker
+        ts.est = self._estimate(ts.prefix)
+        if ts.resources is not None:
+            free = worker.free
+            for r, q in ts.resources.items():
+                free[r] = free.get(r, 0.0) - q
+        worker.processing.add(ts)
+        worker.occupancy += ts.est
+        self._room.touch(worker)
+        deps = [(d.key, [w.address for w in d.who_has], d.nbytes) for d in ts.dependencies]
+        self._out.append(
+            SendCompute(
+                worker.address, ts.key, ts.payload, deps, ts.fids, ts.priority,
+                bool(ts.who_wants), ts.prefix,
+            )
+        )
+
+    def _processing_memory(self, ts: TaskState, worker: WorkerState, nbytes: int, typename: str) -> None:
+        self._unassign(ts)
+        self._store(ts, worker, nbytes, typename)
+
+    def _released_memory(self, ts: TaskState, worker: WorkerState, nbytes: int, typename: str) -> None:
+        """Scattered data replacing a computation: in memory without having been computed."""
+        self._store(ts, worker, nbytes, typename)
+
+    def _released_scattering(self, ts: TaskState) -> None:
+        """Scattered data on its way to workers; tasks using it wait like for a computation."""
+        self._set(ts, "scattering")
+
+    def _scattering_memory(self, ts: TaskState, worker: WorkerState, nbytes: int, typename: str) -> None:
+        self._store(ts, worker, nbytes, typename)
+
+    def _processing_released(self, ts: TaskState, tell_worker: bool = True) -> None:
+        ws = self._unassign(ts)
+        if ws is not None and tell_worker:
+            self._out.append(SendFree(ws.address, [ts.key]))
+        self._set(ts, "released")
+
+    def _pending_released(self, ts: TaskState, tell_worker: bool = True) -> None:
+        """waiting, queued or no-worker back to released (no worker knows of it yet)."""
+        self._no_worker.discard(ts)
+        ts.waiting_on = set()
+        if ts.held_on is not None:
+            self._unhold(ts)
+        self._set(ts, "released")
+
+    def _to_erred(self, ts: TaskState, error: dict[str, Any], tell_worker: bool = True) -> None:
+        """Any active (or released) task fails; its worker is told unless it reported it."""
+        if ts.state == "processing":
+            ws = self._unassign(ts)
+            if ws is not None and tell_worker:
+                self._out.append(SendFree(ws.address, [ts.key]))
+        self._no_worker.discard(ts)
+        ts.waiting_on = set()
+        if ts.held_on is not None:
+            self._unhold(ts)
+        ts.error = error
+        self._set(ts, "erred")
+        if FIRE_AND_FORGET in ts.who_wants:
+            self._unfire(ts)
+        for client in ts.who_wants:
+            self._out.append(ReportErred(client, ts.key, error))
+
+    def _memory_released(self, ts: TaskState) -> None:
+        for ws in ts.who_has:
+            ws.has_what.discard(ts)
+            ws.nbytes -= max(ts.nbytes, 0)
+            self._out.append(SendFree(ws.address, [ts.key]))
+        ts.who_has = set()
+        self._set(ts, "released")
+
+    def _erred_released(self, ts: TaskState) -> None:
+        """Retried: the failure is forgotten, and so are the worker deaths it counted."""
+        ts.error = None
+        ts.killed_on = []
+        ts.suspicious = 0
+        self._set(ts, "released")
+
+    # --- helpers of the transitions ----------------------------------------------------------
+
+    def _store(self, ts: TaskState, ws: WorkerState, nbytes: int, typename: str) -> None:
+        self._set(ts, "memory")
+        ts.nbytes = nbytes
+        ts.typename = typename
+        ts.who_has.add(ws)
+        ws.has_what.add(ts)
+        ws.nbytes += max(nbytes, 0)
+        for dts in ts.dependents:
+            if dts.state == "waiting":
+                dts.waiting_on.discard(ts)
+                if not dts.waiting_on:
+                    self._ready(dts)
+
+    def _unassign(self, ts: TaskState) -> WorkerState | None:
+        ws = ts.processing_on
+        if ws is not None:
+            ws.processing.discard(ts)
+            if ws.long_running:
+                ws.long_running.discard(ts)
+            ws.occupancy = max(0.0, ws.occupancy - ts.est)
+            self._room.touch(ws)
+            ts.processing_on = None
+            ts.started = False
+            if ts.workers is None:
+                ws.stealable -= 1
+            if ts.resources is not None:
+                free = ws.free
+                for r, q in ts.resources.items():
+                    free[r] = free.get(r, 0.0) + q
+            if ws.held:
+                self._freed.add(ws)
+            if len(ws.processing) - len(ws.long_running) < ws.nthreads:
+                self._went_idle.add(ws)
+        return ws
+
+    def _activate(self, roots: Iterable[TaskState]) -> None:
+        """Released tasks that are needed (and their released inputs) start waiting."""
+        todo = _upstream(roots, "released")
+        failed: list[tuple[TaskState, dict[str, Any]]] = []
+        for ts in todo:
+            self._go(ts, "waiting")
+        for ts in todo:
+            bad = next((d for d in ts.dependencies if d.state == "erred"), None)
+            if bad is not None and bad.error is not None:
+                failed.append((ts, bad.error))
+            elif ts.payload is None:
+                failed.append((ts, self._lost_error(ts)))
+        for ts, error in failed:
+            if ts.state in ACTIVE:
+                self._err(ts, error)
+        for ts in todo:
+            if ts.state == "waiting" and not ts.waiting_on:
+                self._ready(ts)
+
+    def _lost_error(self, ts: TaskState) -> dict[str, Any]:
+        if ts.killed_on:
+            return self._killed_error(ts)
+        return scheduler_error(
+            "lost-data",
+            "shoal.LostDataError",
+            f"The data of {ts.key!r} was lost with the worker(s) holding it and cannot be "
+            "recomputed (it was scattered, or its task is no longer known). Scatter or "
+            "compute it again.",
+            ts.key,
+        )
+
+    def _killed_error(self, ts: TaskState) -> dict[str, Any]:
+        return scheduler_error(
+            "killed",
+            "shoal.KilledWorker",
+            f"Task {ts.key!r} was running on {len(ts.killed_on)} worker(s) that died: "
+            f"{', '.join(ts.killed_on)}.",
+            ts.key,
+            workers=list(ts.killed_on),
+            worker=ts.killed_on[-1] if ts.killed_on else "",
+        )
+
+    def _err(self, ts: TaskState, error: dict[str, Any], tell_worker: bool = True) -> None:
+        """``ts`` failed with ``error``; everything waiting on it fails with the same cause.
+        ``tell_worker=False`` when its worker already knows (it reported the failure)."""
+        stack = [ts]
+        while stack:
+            t = stack.pop()
+            if t.state not in ACTIVE and t.state not in ("released", "scattering"):
+                continue
+            self._go(t, "erred", error=error, tell_worker=tell_worker or t is not ts)
+            stack.extend(d for d in t.dependents if d.state in ACTIVE)
+
+    def _needed(self, ts: TaskState) -> bool:
+        """Wanted by a client, or an input of a task that is still to run or that failed
+        (inputs of failures are kept while the failure is held, for replaying it)."""
+        if ts.who_wants:
+            return True
+        for d in ts.dependents:  # noqa: SIM110 - a plain loop is measurably faster here
+            if d.state in _KEEPS_INPUTS:
+                return True
+        return False
+
+    def _tidy(self, candidates: Iterable[TaskState]) -> None:
+        """Release what nobody needs any more and forget what nothing refers to."""
+        stack = list(candidates)
+        while stack:
+            ts = stack.pop()
+            if ts.state == "forgotten" or self._needed(ts):
+                continue
+            if ts.state in ACTIVE:
+                self._go(ts, "released", tell_worker=True)
+                stack.extend(ts.dependencies)
+            elif ts.state == "memory":
+                self._go(ts, "released")
+            if ts.state in ("released", "erred") and not ts.dependents:
+                self._forget(ts)
+                stack.extend(ts.dependencies)
+
+    def _forget(self, ts: TaskState) -> None:
+        counts = self.prefix_counts.get(ts.prefix)
+        if counts is not None and ts.state in counts:
+            counts[ts.state] -= 1
+            if not any(counts.values()):  # the prefix's last task: drop its row
+                del self.prefix_counts[ts.prefix]
+        self._log.append((ts.key, ts.state, "forgotten", self._cause))
+        ts.state = "forgotten"
+        self.tasks.pop(ts.key, None)
+        if ts.actor:
+            self._actors.discard(ts)
+        if ts.fids:
+            self.functions.release(ts.fids)
+        for dep in ts.dependencies:
+            dep.dependents.discard(ts)
+
+
+def _upstream(roots: Iterable[TaskState], state: str) -> list[TaskState]:
+    """``roots`` in ``state`` and, transitively, their inputs in that state (no recursion:
+    chains of thousands of tasks are common)."""
+    out: list[TaskState] = []
+    stack = [ts for ts in roots if ts.state == state]
+    seen: set[TaskState] = set()
+    while stack:
+        ts = stack.pop()
+        if ts in seen or ts.state != state:
+            continue
+        seen.add(ts)
+        out.append(ts)
+        stack.extend(d for d in ts.dependencies if d.state == state)
+    return out
+
+
+_S = Transitions
+# Every allowed move and what it does. A move not listed here raises InvalidTransition.
+_TRANSITIONS: dict[tuple[str, str], Callable[..., None]] = {
+    ("released", "waiting"): _S._released_waiting,
+    ("released", "memory"): _S._released_memory,
+    ("released", "erred"): _S._to_erred,
+    ("released", "scattering"): _S._released_scattering,
+    ("scattering", "memory"): _S._scattering_memory,
+    ("scattering", "erred"): _S._to_erred,
+    ("waiting", "queued"): _S._waiting_queued,
+    ("waiting", "no-worker"): _S._waiting_no_worker,
+    ("waiting", "released"): _S._pending_released,
+    ("waiting", "erred"): _S._to_erred,
+    ("queued", "processing"): _S._queued_processing,
+    ("queued", "released"): _S._pending_released,
+    ("queued", "erred"): _S._to_erred,
+    ("no-worker", "waiting"): _S._no_worker_waiting,
+    ("no-worker", "released"): _S._pending_released,
+    ("no-worker", "erred"): _S._to_erred,
+    ("processing", "memory"): _S._processing_memory,
+    ("processing", "processing"): _S._processing_processing,
+    ("processing", "released"): _S._processing_released,
+    ("processing", "erred"): _S._to_erred,
+    ("memory", "released"): _S._memory_released,
+    ("erred", "released"): _S._erred_released,
+}
+

@@ -1,0 +1,147 @@
+"""Fetching task inputs from peers: one connection per peer, at most
+``distributed.worker.connections.outgoing`` fetches at once, each bounded by the fetch
+timeout and, under a memory limit, by the transfer budget. Every fetch ends by telling the
+state machine (``FetchDone`` or ``FetchFailed``)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from typing import Any
+
+from shoal.comm import connect
+from shoal.comm._tcp import TCPConnection, wait_reply
+from shoal.protocol._messages import PROTOCOL_VERSION, Data, GetData, Hello
+from shoal.worker._execute import unpickle
+from shoal.worker._state import Fetch, FetchDone, FetchFailed
+from shoal.worker._worker_base import WorkerBase
+
+logger = logging.getLogger("shoal.worker")
+
+
+class FetchingMixin(WorkerBase):
+    """Fetching keys from the peers holding them."""
+
+    async def _peer(self, address: str) -> TCPConnection:
+        conn = self._peers.get(address)
+        if conn is not None and not conn.closed:
+            return conn
+        lock = self._peer_lock.setdefault(address, asyncio.Lock())
+        async with lock:
+            conn = self._peers.get(address)
+            if conn is not None and not conn.closed:
+                return conn
+            conn = await connect(address, timeout=10, security=self.security, role="worker")
+            conn.set_handler(self._on_peer_message)
+            conn.send(Hello("peer", PROTOCOL_VERSION, self.address))
+            self._peers[address] = conn
+            return conn
+
+    async def _fetch_within_budget(self, cmd: Fetch) -> None:
+        """Without a memory limit, one fetch of all the keys. Under one, the keys go in
+        groups whose known sizes fit the transfer budget (dask's
+        ``distributed.worker.memory.transfer``, 10% of the limit), each group starting
+        once the bytes in flight leave room for it (or nothing is in flight): values
+        arriving are memory before they can be spilled."""
+        budget = self._transfer_budget
+        if not budget:
+            await self._fetch(cmd.peer, cmd.keys)
+            return
+        groups = transfer_groups(cmd.keys, cmd.sizes, budget)
+        room = self._transfer_room
+        if room is None:
+            room = self._transfer_room = asyncio.Condition()
+        for keys, nbytes in groups:
+            async with room:  # woken by each fetch that ends; every fetch has a deadline
+                await room.wait_for(functools.partial(self._fits_in_flight, nbytes, budget))
+                self._in_flight_bytes += nbytes
+            try:
+                await self._fetch(cmd.peer, keys)
+            finally:
+                async with room:
+                    self._in_flight_bytes -= nbytes
+                    room.notify_all()
+
+    def _fits_in_flight(self, nbytes: int, budget: int) -> bool:
+        return self._in_flight_bytes == 0 or self._in_flight_bytes + nbytes <= budget
+
+    async def _fetch(self, peer: str, keys: list[Any]) -> None:
+        """Fetch ``keys`` from ``peer``. Always ends by telling the state machine: the data
+        (FetchDone), or FetchFailed when the peer is unreachable, closes the connection, or
+        sends nothing for ``fetch_timeout`` seconds (frozen, or powered off). At most
+        ``distributed.worker.connections.outgoing`` fetches run at once; the others wait
+        their turn (each of those waits ends when a running fetch ends, which has its own)."""
+        assert self.state is not None
+        if self._fetch_slots is None:
+            self._fetch_slots = asyncio.Semaphore(self.connection_limits[0])
+        start = time.time()
+        try:
+            async with self._fetch_slots:
+                reply = await self._get_data(peer, keys)
+            got: dict[Any, int] = {}
+            errors = dict(reply.errors)
+            from shoal.protocol._sizeof import nbytes
+
+            for key, ser in reply.items.items():
+                try:
+                    value = unpickle(ser)
+                except Exception as exc:  # fetching it again would fail the same way
+                    errors[key] = self._unloadable(key, peer, exc)
+                    continue
+                self.data[key] = value
+                got[key] = nbytes(value)
+            events: list[Any] = [FetchDone(peer, got, list(reply.missing), start, time.time(), errors)]
+        except (OSError, ConnectionError) as exc:
+            logger.warning("worker %s could not fetch %d keys from %s: %s", self.address,
+                           len(keys), peer, exc)
+            events = [FetchFailed(peer, keys)]
+        except Exception:
+            logger.exception("worker %s: fetching %d keys from %s failed", self.address,
+                             len(keys), peer)
+            events = [FetchFailed(peer, keys)]
+        self._carry_out(self.state.handle(*events))
+
+    async def _get_data(self, peer: str, keys: list[Any]) -> Data:
+        conn = await self._peer(peer)
+        rid = next(self._ids)
+        fut: asyncio.Future[Data] = asyncio.get_running_loop().create_future()
+        # Matched on this connection only: a peer cannot answer another's fetch.
+        requests = conn.info.setdefault("requests", {})
+        requests[rid] = fut
+        conn.send(GetData(rid, keys))
+        try:
+            reply: Data = await wait_reply(conn, fut, self.fetch_timeout, f"{len(keys)} key(s)")
+        finally:
+            requests.pop(rid, None)
+        return reply
+
+    def _unloadable(self, key: Any, peer: str, exc: BaseException) -> dict[str, Any]:
+        from shoal.protocol._errors import exception_to_error
+
+        err = TypeError(
+            f"input {key!r} fetched from {peer} cannot be loaded on worker {self.address}: "
+            f"{type(exc).__name__}: {exc}. Install the same packages (and versions) on every "
+            "worker."
+        )
+        return exception_to_error(err, exc.__traceback__, key, self.address, time.time())
+
+
+def transfer_groups(keys: list[Any], sizes: dict[Any, int],
+                    budget: int) -> list[tuple[list[Any], int]]:
+    """``keys`` in order, cut into groups of at most ``budget`` known bytes (a key bigger
+    than the budget alone in its group); each with its total."""
+    groups: list[tuple[list[Any], int]] = []
+    group: list[Any] = []
+    total = 0
+    for key in keys:
+        nbytes = max(sizes.get(key, 0), 0)
+        if group and total + nbytes > budget:
+            groups.append((group, total))
+            group, total = [], 0
+        group.append(key)
+        total += nbytes
+    if group:
+        groups.append((group, total))
+    return groups

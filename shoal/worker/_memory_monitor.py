@@ -1,0 +1,118 @@
+"""The worker under a memory limit: its spilling data store, the monitor that samples the
+process's memory and carries out the policy (spill, pause, resume), and pausing: no new
+tasks nor fetches until memory falls back. The policy itself is pure: ``_memory.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import MutableMapping
+from typing import Any
+
+import psutil
+
+from shoal.protocol._messages import MemoryPaused
+from shoal.worker._memory import MemoryLimits, Pause, Resume
+from shoal.worker._spill import SpillBuffer
+from shoal.worker._trim import trim_heap
+from shoal.worker._worker_base import WorkerBase
+
+logger = logging.getLogger("shoal.worker")
+
+MEMORY_MONITOR_INTERVAL = 0.1  # seconds (dask's distributed.worker.memory.monitor-interval)
+
+
+def _trim_and_sample(process: psutil.Process, store: SpillBuffer, rss: int) -> tuple[int, list[Any]]:
+    """Give freed heap memory back (glibc), measure again, and feed the policy: the
+    process's memory figure and the policy's orders (after it spilled what it must)."""
+    if trim_heap():
+        try:
+            rss = process.memory_info().rss
+        except psutil.Error as exc:
+            logger.warning("cannot measure memory after trimming the heap: %s", exc)
+    return rss, store.sample(rss)
+
+
+class MemoryMonitorMixin(WorkerBase):
+    """The data store and the worker's reactions to its memory use."""
+
+    def _data_store(self) -> MutableMapping[Any, Any]:
+        """A plain dict without a memory limit (nothing to pay per task); a spilling
+        store under one."""
+        if not self.memory_limit:
+            return {}
+        target, spill, pause, transfer = self._memory_fractions
+        directory = self._spill_parent
+        if None in (target, spill, pause, transfer) or directory is None:
+            import dask.config
+
+            from shoal.worker._nanny import MEMORY_FRACTIONS
+
+            def config(name: str) -> Any:
+                return dask.config.get(f"distributed.worker.memory.{name}",
+                                       MEMORY_FRACTIONS[name])
+
+            target = config("target") if target is None else target
+            spill = config("spill") if spill is None else spill
+            pause = config("pause") if pause is None else pause
+            transfer = config("transfer") if transfer is None else transfer
+            if directory is None:
+                directory = dask.config.get("temporary-directory", None) or ""
+        self._spill_parent = directory
+        self._memory_fractions = (target, spill, pause, transfer)
+        self._transfer_budget = int(float(transfer) * self.memory_limit) if transfer else 0
+        limits = MemoryLimits.from_fractions(self.memory_limit, target, spill, pause)
+        return SpillBuffer(directory, limits)
+
+    async def _memory_monitor(self, store: SpillBuffer) -> None:
+        """Sample process memory every ``MEMORY_MONITOR_INTERVAL`` seconds and carry out
+        the policy: spill (in the serializing thread: disk writes stay off the loop),
+        pause, resume. Ends with its session (cancelled) or when the worker closes."""
+        loop = asyncio.get_running_loop()
+        spill_at = store.policy.limits.spill
+        while not self._closed.is_set():
+            await asyncio.sleep(MEMORY_MONITOR_INTERVAL)
+            try:
+                rss = self._process.memory_info().rss
+            except psutil.Error as exc:
+                logger.warning("worker %s cannot measure its memory: %s", self.address, exc)
+                continue
+            if spill_at is not None and rss > spill_at:
+                # Freed heap memory goes back first; spill only for what is really held.
+                rss, commands = await loop.run_in_executor(
+                    self._serializing_pool(), _trim_and_sample, self._process, store, rss)
+            else:
+                commands = store.sample(rss)
+            if store is not self.data:
+                return  # the session ended meanwhile
+            for cmd in commands:
+                if type(cmd) is Pause:
+                    self._pause(rss)
+                elif type(cmd) is Resume:
+                    self._resume(rss)
+
+    def _pause(self, rss: int) -> None:
+        if self.paused:
+            return
+        self.paused = True
+        logger.warning("worker %s is at %.0f%% of its memory limit (%d bytes); pausing: no new "
+                       "tasks nor fetches until it falls back below its pause threshold",
+                       self.address, 100 * rss / self.memory_limit, rss)
+        if self._executor is not None:
+            self._executor.pause()
+        if self._scheduler is not None and not self._scheduler.closed:
+            self._scheduler.send(MemoryPaused(True))
+
+    def _resume(self, rss: int) -> None:
+        if not self.paused:
+            return
+        self.paused = False
+        logger.warning("worker %s is at %.0f%% of its memory limit; resuming",
+                       self.address, 100 * rss / self.memory_limit)
+        if self._executor is not None:
+            self._executor.resume()
+        fetches, self._deferred_fetches = self._deferred_fetches, []
+        for cmd in fetches:
+            self._spawn(self._fetch_within_budget(cmd))
+        if self._scheduler is not None and not self._scheduler.closed:
+            self._scheduler.send(MemoryPaused(False))

@@ -1,0 +1,213 @@
+"""What every part of the worker shell shares: its configuration and the state of its
+current scheduler session.
+
+``Worker`` (``_server.py``) is put together from parts, one concept each, each a class
+deriving from :class:`WorkerBase`: the scheduler session (``_session.py``), serving data to
+peers and clients (``_serving.py``), fetching from peers (``_fetching.py``), the memory
+limit (``_memory_monitor.py``) and ``client.run`` (``_client_run.py``). The attributes are
+all made here, in the one constructor; the methods one part calls on another are declared
+here too, for the type checker only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import itertools
+import os
+import sys
+from collections.abc import MutableMapping
+from typing import TYPE_CHECKING, Any
+
+import psutil
+
+from shoal.comm import Connection
+from shoal.comm._security import Security
+from shoal.comm._tcp import TCPConnection, comm_timeout
+from shoal.protocol._messages import Message
+from shoal.protocol._pieces import MESSAGE_BYTES_LIMIT
+from shoal.protocol._serialize import FunctionTable
+from shoal.worker._actors import ActorHost
+from shoal.worker._execute import Executor
+from shoal.worker._plugins import WorkerPlugins
+from shoal.worker._resources import check_resources
+from shoal.worker._spill import SpillBuffer
+from shoal.worker._state import Fetch, WorkerState
+
+
+class WorkerBase:
+    """The worker's attributes and configuration; constructed as ``Worker(...)``."""
+
+    def __init__(
+        self,
+        scheduler_address: str,
+        *,
+        nthreads: int = 1,
+        name: str | None = None,
+        memory_limit: int = 0,
+        host: str = "127.0.0.1",
+        port: int | str = 0,
+        contact_address: str | None = None,
+        death_timeout: float | None = None,
+        connect_timeout: float = 30.0,
+        local_directory: str | None = None,
+        memory_target_fraction: float | bool | None = None,
+        memory_spill_fraction: float | bool | None = None,
+        memory_pause_fraction: float | bool | None = None,
+        memory_transfer_fraction: float | bool | None = None,
+        security: Security | None = None,
+        resources: dict[str, float] | str | None = None,
+    ) -> None:
+        """``death_timeout``: seconds to keep trying to (re)register with the scheduler
+        before giving up (dask's ``death_timeout``; None: forever). ``connect_timeout``:
+        bound of one connection attempt (dask's ``distributed.comm.timeouts.connect``).
+        ``memory_limit``: bytes (0: none); under a limit, values spill to files under
+        ``local_directory`` (dask's ``temporary-directory`` config, else the system's temp
+        directory) and the worker pauses, as the ``memory_*_fraction`` of the limit say
+        (None: dask's ``distributed.worker.memory.target/spill/pause`` config; False: off);
+        fetched values in flight stay under ``memory_transfer_fraction`` of it.
+        ``security``: certificates and token (default: dask's config and ``SHOAL_TOKEN``);
+        the worker's data port speaks the scheduler address's protocol (tcp or tls).
+        ``resources``: abstract resources tasks may claim here (``{"GPU": 1}``; None: dask's
+        config ``distributed.worker.resources``)."""
+        self.scheduler_address = scheduler_address
+        self.nthreads = nthreads
+        self.name = name
+        self.memory_limit = memory_limit
+        self.host = host
+        # What to bind: ``port`` may be a range "9000:9010"; a wildcard ``host`` advertises
+        # the address that routes to the scheduler. ``contact_address`` is advertised
+        # instead, as behind NAT (dask's --contact-address); see comm/_addresses.py.
+        self.port = port
+        self.contact_address = contact_address
+        self.contact_host = host  # the host part of the advertised address, once started
+        self.death_timeout = death_timeout
+        self.connect_timeout = connect_timeout
+        self._spill_parent = local_directory  # spill files go in a directory made here
+        self._memory_fractions: tuple[Any, ...] = (
+            memory_target_fraction, memory_spill_fraction, memory_pause_fraction,
+            memory_transfer_fraction)
+        self.data: MutableMapping[Any, Any] = {}
+        self.paused = False  # memory past the pause threshold: no new tasks nor fetches
+        self._deferred_fetches: list[Fetch] = []
+        self._disk_sends: asyncio.Semaphore | None = None
+        self._transfer_budget = 0  # bytes of fetched values in flight at once (0: no bound)
+        self._in_flight_bytes = 0
+        self._transfer_room: asyncio.Condition | None = None
+        self.security = security if security is not None else Security()
+        self.resources = check_resources(resources)
+        self.scheduler_gone = False  # closed because the scheduler said so or stayed away
+        self.functions = FunctionTable()
+        self.address = ""
+        self.state: WorkerState | None = None
+        self._scheduler: Connection | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._executor: Executor | None = None
+        self._actors: ActorHost | None = None
+        self._peers: dict[str, TCPConnection] = {}
+        self._peer_lock: dict[str, asyncio.Lock] = {}
+        self._ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = asyncio.Event()
+        self._leaving = False  # told to close: a connection drop now is no reason to reconnect
+        self._session = 0  # which scheduler session the state, data and executor belong to
+        self._registered: asyncio.Future[str | None] | None = None
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._process = psutil.Process()
+        self.incarnation = os.urandom(16).hex()  # proves a reconnect is this worker's
+        self._client: Any = None  # the worker's own Client (get_client() in tasks), lazily
+        self.fetch_timeout = comm_timeout()  # a peer silent this long during a fetch is dead
+        # message_bytes_limit and connection_limits come from dask's config: read now when
+        # dask is already imported (an in-process worker), else on first use (properties
+        # below), since importing dask costs a starting worker process ~0.3 s of CPU.
+        if "dask" in sys.modules:
+            self.message_bytes_limit = _message_bytes_limit()
+            self.connection_limits = _connection_limits()
+        self._fetch_slots: asyncio.Semaphore | None = None
+        self._serve_slots: asyncio.Semaphore | None = None
+        # What a RestartWorker does: set by ``python -m shoal.worker`` under a nanny to exit
+        # at once (the nanny starts a fresh process); None: begin a fresh session instead.
+        self.on_restart: Any = None
+        self._serializer: concurrent.futures.ThreadPoolExecutor | None = None
+        self.plugin_host = WorkerPlugins(self)  # plugins and uploads; they outlive sessions
+        self.restart_requested = False  # a nanny plugin asked for a fresh process
+
+    @property
+    def plugins(self) -> dict[str, Any]:
+        """The worker plugins set up here, by name (dask's ``Worker.plugins``)."""
+        return self.plugin_host.plugins
+
+    @property
+    def local_directory(self) -> str:
+        """This worker's own directory, on ``sys.path``: uploaded files land here."""
+        return self.plugin_host.local_directory
+
+    def upload_file(self, filename: str, data: bytes, load: bool = True) -> dict[str, Any]:
+        """Save ``data`` as ``filename`` in the local directory; import it with ``load``."""
+        return self.plugin_host.upload_file(filename, data, load)
+
+    @functools.cached_property
+    def message_bytes_limit(self) -> int:
+        """Bytes per piece of a GetData reply (dask's transfer.message-bytes-limit)."""
+        return _message_bytes_limit()
+
+    @functools.cached_property
+    def connection_limits(self) -> tuple[int, int]:
+        """dask's distributed.worker.connections: fetches from peers at once (outgoing)
+        and big replies served at once (incoming)."""
+        return _connection_limits()
+
+    if TYPE_CHECKING:
+        # Defined by Worker and its parts, which call them on one another: declared here,
+        # for the type checker only, so that each part is checked on its own.
+        def _spawn(self, coro: Any) -> None: ...
+
+        async def close(self) -> None: ...
+
+        def _new_session(self, loop: asyncio.AbstractEventLoop) -> None: ...
+
+        def _on_scheduler(self, conn: Connection, batch: list[Message] | None) -> None: ...
+
+        def _carry_out(self, commands: list[Any]) -> None: ...
+
+        def _on_peer_message(self, conn: Connection, batch: list[Message] | None) -> None: ...
+
+        def _serializing_pool(self) -> concurrent.futures.ThreadPoolExecutor: ...
+
+        async def _fetch_within_budget(self, cmd: Fetch) -> None: ...
+
+        async def _memory_monitor(self, store: SpillBuffer) -> None: ...
+
+
+def _connection_limits() -> tuple[int, int]:
+    """(fetches at once, big replies served at once): dask's
+    ``distributed.worker.connections.outgoing`` / ``.incoming`` (50 / 10)."""
+    import dask.config
+
+    out = []
+    for name, default in (("outgoing", 50), ("incoming", 10)):
+        value = dask.config.get(f"distributed.worker.connections.{name}", default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(
+                f"distributed.worker.connections.{name} must be a positive integer, got {value!r}"
+            )
+        out.append(value)
+    return out[0], out[1]
+
+
+def _message_bytes_limit() -> int:
+    """Bytes per piece of a GetData reply: dask's
+    ``distributed.worker.transfer.message-bytes-limit`` (50 MB)."""
+    import dask.config
+    from dask.utils import parse_bytes
+
+    value = dask.config.get("distributed.worker.transfer.message-bytes-limit",
+                            MESSAGE_BYTES_LIMIT)
+    limit = parse_bytes(value) if isinstance(value, str) else int(value)
+    if limit <= 0:
+        raise ValueError(
+            "distributed.worker.transfer.message-bytes-limit must be a positive size like "
+            f"'50MB', got {value!r}"
+        )
+    return int(limit)
