@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import importlib
 import itertools
 import logging
 import os
@@ -46,6 +47,26 @@ def unpickle(ser: Serialized, functions: FunctionTable | None = None) -> Any:
         imports_ready.wait()  # ends: the import thread sets it in a finally
     with _UNPICKLE:
         return loads(ser, functions)
+
+
+def import_in_background(*modules: str) -> threading.Thread:
+    """Import ``modules`` in a daemon thread, holding :func:`unpickle`'s lock: unpickling
+    waits for it (:data:`imports_ready`) rather than import the same modules from a second
+    thread at once. Nothing it waits for needs the event loop, so a loop that unpickles
+    meanwhile is delayed by the import (a fraction of a second), never stuck."""
+
+    def run() -> None:
+        try:
+            with _UNPICKLE:
+                for name in modules:
+                    importlib.import_module(name)
+        finally:
+            imports_ready.set()
+
+    imports_ready.clear()
+    thread = threading.Thread(target=run, name="shoal-warm-imports", daemon=True)
+    thread.start()
+    return thread
 
 
 def loads_when_ready(ser: Serialized) -> Any:
