@@ -59,10 +59,6 @@ def test_ssh_cluster_refuses_bad_arguments_before_connecting(args: tuple, messag
         SSHCluster(*args)
 
 
-def test_ssh_cluster_refuses_tls_certificates_it_would_not_send() -> None:
-    from shoal import Security
-
-    with pytest.raises(ValueError, match=r"not TLS certificates.*tls_ca_file"):
-        SSHCluster(["a", "b"], security=Security(tls_ca_file="/ca.pem", token="t"))
+def test_ssh_cluster_refuses_a_security_that_is_not_one() -> None:
     with pytest.raises(TypeError, match=r"shoal\.Security"):
         SSHCluster(["a", "b"], security={"token": "t"})
