@@ -179,14 +179,17 @@ def failure_reason(role: str, host: str, status: int | None, lines: Sequence[str
         return f"{head}: no {ready!r} line within {timeout:g} s{last}"
     hint = ""
     if status == 255 and "Permission denied" in said:
-        hint = "; check connect_options' username and client_keys (or your ssh-agent)"
+        hint = "check connect_options' username and client_keys (or your ssh-agent)"
     elif status == 255 and "Host key verification failed" in said:
-        hint = "; add the host to known_hosts (connect_options['known_hosts'])"
+        hint = "add the host to known_hosts (connect_options['known_hosts'])"
     elif status == 127:
-        hint = "; check remote_python for that host"
+        hint = "check remote_python for that host"
     elif "No module named" in said:
-        hint = "; is shoal installed for remote_python on that host?"
-    return f"{head} (exit status {status}): {said or 'it printed nothing'}{hint}"
+        hint = "is shoal installed for remote_python on that host?"
+    said = said or "it printed nothing"
+    if hint:
+        said = f"{said}{'' if said.endswith('.') else '.'} {hint[0].upper()}{hint[1:]}"
+    return f"{head} (exit status {status}): {said}"
 
 
 class _Remote:

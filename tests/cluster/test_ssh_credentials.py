@@ -80,13 +80,13 @@ def test_without_tls_only_the_token_is_sent() -> None:
      "port 22: Connection refused"),
     (255, ["root@h: Permission denied (publickey)."],
      "could not start the scheduler on h over SSH (exit status 255): root@h: Permission denied "
-     "(publickey).; check connect_options' username and client_keys (or your ssh-agent)"),
+     "(publickey). Check connect_options' username and client_keys (or your ssh-agent)"),
     (127, ["bash: line 1: /opt/py: No such file or directory", ""],
      "could not start the scheduler on h over SSH (exit status 127): bash: line 1: /opt/py: "
-     "No such file or directory; check remote_python for that host"),
+     "No such file or directory. Check remote_python for that host"),
     (1, ["Traceback ...", "/usr/bin/python3: No module named shoal"],
      "could not start the scheduler on h over SSH (exit status 1): /usr/bin/python3: No "
-     "module named shoal; is shoal installed for remote_python on that host?"),
+     "module named shoal. Is shoal installed for remote_python on that host?"),
     (None, [], "could not start the scheduler on h over SSH: no 'Scheduler at:' line within "
      "5 s"),
 ])
