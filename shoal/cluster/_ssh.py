@@ -37,7 +37,8 @@ _WORKER_FLAGS = {"nthreads": "--nthreads", "n_workers": "--nworkers", "nworkers"
                  "memory_limit": "--memory-limit", "name": "--name", "host": "--host",
                  "interface": "--interface", "listen_address": "--listen-address",
                  "contact_address": "--contact-address", "worker_port": "--worker-port",
-                 "death_timeout": "--death-timeout"}
+                 "death_timeout": "--death-timeout", "resources": "--resources",
+                 "local_directory": "--local-directory"}
 _DEFAULT_WORKER_CLASSES = ("distributed.Nanny", "shoal.Nanny", "dask.distributed.Nanny")
 
 
@@ -98,6 +99,8 @@ def _flags(options: Mapping[str, Any], table: Mapping[str, str], what: str) -> l
         if name == "dashboard":
             if not value:
                 args.append("--no-dashboard")
+        elif name == "resources" and isinstance(value, Mapping):  # dask's form: a dict
+            args += [table[name], ",".join(f"{k}={v}" for k, v in value.items())]
         elif value is not None:
             args += [table[name], str(value)]
     return args
@@ -160,6 +163,11 @@ def remote_settings(security: Any, role: str) -> dict[str, str]:
         if field not in pems and field != "tls_ciphers":
             setattr(sent, field, None)
     return sent.to_env()
+
+
+class PerHostLengthError(ValueError, RuntimeError):
+    """A per-host list (``connect_options``, ``remote_python``) of the wrong length: a
+    RuntimeError as in dask, and a ValueError, which it is."""
 
 
 def _address_host(host: str) -> str:
@@ -283,7 +291,8 @@ class SSHCluster:
             ``timeout``). One dict, or one per host.
         worker_options: ``nthreads``, ``n_workers``, ``memory_limit``, ``name``, ``host``,
             ``interface``, ``listen_address``, ``contact_address``, ``worker_port``,
-            ``death_timeout`` (``shoal worker``'s flags).
+            ``death_timeout``, ``resources`` (a dict or "GPU=1,MEM=1e9"),
+            ``local_directory`` (``shoal worker``'s flags).
         scheduler_options: ``port`` (default 8786), ``host`` (default: every interface,
             reached at ``hosts[0]``), ``interface``, ``dashboard_address``, ``dashboard``,
             ``protocol`` (default: tls with certificates, else tcp).
@@ -302,6 +311,8 @@ class SSHCluster:
     Raises:
         ValueError: no hosts, an option that does not exist (the message lists those
             that do), or a certificate that cannot be read or is missing for a role.
+        PerHostLengthError: a per-host list of the wrong length (a ValueError and, as in
+            dask, a RuntimeError).
         RuntimeError: a process could not be started (one line: the host, and what ssh
             or shoal said).
     """
@@ -331,8 +342,8 @@ class SSHCluster:
         per_host = (list(connect_options) if isinstance(connect_options, Sequence)
                     else [connect_options or {}] * len(self.hosts))
         if len(per_host) != len(self.hosts):
-            raise ValueError(f"connect_options has {len(per_host)} entries for "
-                             f"{len(self.hosts)} hosts: give one dict, or one per host")
+            raise PerHostLengthError(f"connect_options has {len(per_host)} entries for "
+                                     f"{len(self.hosts)} hosts: give one dict, or one per host")
         # ssh's own connect timeout, so an unreachable host fails with ssh's reason
         wait = {"connect_timeout": max(1.0, timeout / 2)}
         self._ssh = [["ssh", *ssh_options({**wait, **o})] for o in per_host]
@@ -340,8 +351,8 @@ class SSHCluster:
                    if remote_python is None or isinstance(remote_python, str)
                    else list(remote_python))
         if len(pythons) != len(self.hosts):
-            raise ValueError(f"remote_python has {len(pythons)} entries for {len(self.hosts)} "
-                             "hosts: give one, or one per host")
+            raise PerHostLengthError(f"remote_python has {len(pythons)} entries for "
+                                     f"{len(self.hosts)} hosts: give one, or one per host")
         self._pythons = [p or shlex.quote(sys.executable) for p in pythons]
         sched_opts = dict(scheduler_options or {})
         self._scheduler_host_given = "host" in sched_opts or "interface" in sched_opts
