@@ -303,9 +303,11 @@ class SSHCluster:
             files or PEM text; default: dask's config). Its ``token`` is the cluster's
             secret (default: ``SHOAL_TOKEN``, else a fresh random one). The token, the CA
             and each role's certificate and key (files are read here) reach each remote
-            process over its session's input, never on a command line or in a file; the
-            scheduler and workers then listen on tls:// with mutual TLS, and
-            ``Client(cluster)`` presents the client certificate.
+            process over its session's input, never on a command line or in a lasting
+            file (OpenSSL reads a key only from a file: it is written to a private 0600
+            file for the moment of loading, then deleted); the scheduler and workers
+            then listen on tls:// with mutual TLS, and ``Client(cluster)`` presents the
+            client certificate.
         timeout: seconds to wait for the scheduler and each worker to start.
 
     Raises:

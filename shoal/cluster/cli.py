@@ -59,7 +59,7 @@ def _security(args: argparse.Namespace, role: str) -> Any:
         if args.tls_key:
             tls[f"tls_{part}_key"] = args.tls_key
     if not tls and os.environ.get(SECURITY_ENV):
-        security = Security.from_env()  # certificates held in memory, never in a file
+        security = Security.from_env()  # PEM text in memory, in no lasting file
         security.token = args.token or security.token
         return security
     if not tls and not args.token:
