@@ -34,6 +34,7 @@ from shoal.scheduler._retire import Move, plan_retirement
 from shoal.scheduler._views import one_worker_info
 
 if TYPE_CHECKING:
+    from shoal.comm._security import Security
     from shoal.scheduler._server import Scheduler
 
 logger = logging.getLogger("shoal.scheduler")
@@ -157,7 +158,7 @@ async def _copy(scheduler: Scheduler, moves: list[Move], timeout: float) -> None
         by_source.setdefault(m.source, []).append(m)
 
     async def one_source(source: str, ms: list[Move]) -> None:
-        reply = await _get_data(source, [m.key for m in ms], timeout)
+        reply = await _get_data(source, [m.key for m in ms], timeout, scheduler.security)
         copied: dict[str, list[tuple[Any, int]]] = {}
         for m in ms:
             data = reply.items.get(m.key) if reply is not None else None
@@ -171,9 +172,11 @@ async def _copy(scheduler: Scheduler, moves: list[Move], timeout: float) -> None
     await asyncio.gather(*(one_source(s, ms) for s, ms in by_source.items()))
 
 
-async def _get_data(address: str, keys: list[Any], timeout: float) -> Data | None:
+async def _get_data(address: str, keys: list[Any], timeout: float,
+                    security: Security) -> Data | None:
     """The serialized values of ``keys`` from the worker at ``address`` (as a peer would
-    ask), or None when it cannot be reached within ``timeout``."""
+    ask, with the scheduler's credentials), or None when it cannot be reached within
+    ``timeout``."""
     reply: asyncio.Future[Data] = asyncio.get_running_loop().create_future()
 
     def on_message(conn: Any, batch: list[Any] | None) -> None:
@@ -189,7 +192,7 @@ async def _get_data(address: str, keys: list[Any], timeout: float) -> Data | Non
 
     conn = None
     try:
-        conn = await connect(address, timeout=timeout)
+        conn = await connect(address, timeout=timeout, security=security, role="scheduler")
         conn.set_handler(on_message)
         conn.send(Hello("peer", PROTOCOL_VERSION, "scheduler"))
         conn.send(GetData(1, keys))
