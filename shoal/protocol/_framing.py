@@ -61,7 +61,8 @@ class _Encoder:
 
     def encode(self, messages: list[Message]) -> list[Any]:
         self.busy = True
-        self.oob = oob = []
+        oob: list[Any] = []
+        self.oob = oob
         try:
             head = self.outer.pack([m.to_wire() for m in messages])
         finally:
