@@ -13,6 +13,7 @@ import importlib
 import itertools
 import logging
 import os
+import pickle
 import queue
 import threading
 import time
@@ -322,7 +323,9 @@ class Executor:
         # message; a big one is never copied just to find out it is big. One that cannot
         # be pickled is still a result (later tasks here may use it): only a fetch of its
         # bytes fails, with the worker's "cannot be sent" error.
-        if cmd.send_inline and nbytes <= INLINE_LIMIT:
+        if cmd.send_inline and result is None:
+            inline = _NONE
+        elif cmd.send_inline and nbytes <= INLINE_LIMIT:
             try:
                 ser = dumps(result)
             except Exception:
@@ -334,6 +337,11 @@ class Executor:
         else:
             self._put(cmd.key, result, nbytes)
         return ExecuteDone(cmd.key, nbytes, type(result).__name__, start, stop, thread, inline, None)
+
+
+# ``None`` is the most common result (side-effect tasks, no-op benchmarks): pickled once,
+# shared read-only by every completion message (nothing mutates a Serialized's frames).
+_NONE = Serialized([pickle.dumps(None, protocol=5)])
 
 
 def _as_task_error(exc: BaseException, key: Any) -> RuntimeError:
