@@ -26,7 +26,8 @@ import time
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
-from shoal.protocol._serialize import Serialized, dumps, loads
+from shoal.protocol._framing import FileFrame
+from shoal.protocol._serialize import INLINE_LIMIT, Serialized, dumps, loads
 from shoal.protocol._sizeof import nbytes as measure
 from shoal.worker._memory import (
     Command,
@@ -56,6 +57,31 @@ def write_frames(path: str, frames: list[Any]) -> int:
         for v in views:
             f.write(v)
     return len(header) + sum(v.nbytes for v in views)
+
+
+def open_frames(path: str, inline: int) -> tuple[list[Any], Any]:
+    """The frames :func:`write_frames` wrote, those over ``inline`` bytes left in the file
+    as :class:`FileFrame` (to be streamed), the others read; and the open file, which the
+    caller closes once done (it stays readable if the file is deleted meanwhile)."""
+    f = open(path, "rb", buffering=0)  # noqa: SIM115 - handed to the caller
+    try:
+        (n,) = _COUNT.unpack(f.read(_COUNT.size))
+        lengths = [_LENGTH.unpack(f.read(_LENGTH.size))[0] for _ in range(n)]
+        offset = _COUNT.size + n * _LENGTH.size
+        frames: list[Any] = []
+        for length in lengths:
+            if length > inline:
+                frames.append(FileFrame(f, offset, length))
+            else:
+                data = os.pread(f.fileno(), length, offset)
+                if len(data) != length:
+                    raise OSError(f"spill file {path} is truncated")
+                frames.append(data)
+            offset += length
+    except BaseException:
+        f.close()
+        raise
+    return frames, f
 
 
 def read_frames(path: str) -> list[Any]:
@@ -161,6 +187,20 @@ class SpillBuffer(MutableMapping[Any, Any]):
             if path is None:
                 return None
             return Serialized(self._read(path))
+
+    def streamable(self, key: Any) -> tuple[Serialized, list[Any]] | None:
+        """A value on disk as frames to stream to a peer: its big buffers stay in the file
+        (:class:`FileFrame`), never in this process's memory. Returns the frames and the
+        open files the caller closes once sent; None when the value is not on disk."""
+        with self._lock:
+            path = self._files.get(key)
+            if path is None:
+                return None
+            start = time.perf_counter()
+            frames, f = open_frames(path, INLINE_LIMIT)
+            self.read += sum(len(x) for x in frames if type(x) is not FileFrame)
+            self.read_seconds += time.perf_counter() - start
+            return Serialized(frames), [f]
 
     def sample(self, process: int) -> list[Command]:
         """Feed a measurement of process memory; spills what the policy orders and returns
