@@ -78,6 +78,12 @@ class Connection:
     def _write_batch(self, batch: list[Message]) -> None:
         raise NotImplementedError
 
+    @property
+    def writing_paused(self) -> bool:
+        """Whether the transport's buffer is past its high-water mark: a writer of bulk
+        data awaits :meth:`drain` before sending more."""
+        return False
+
     async def drain(self) -> None:
         """Wait until queued output is handed to the transport (back-pressure)."""
         if self._flush_scheduled:

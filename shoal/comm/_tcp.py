@@ -248,6 +248,10 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
             self._resume.set_result(None)
 
     # Connection ------------------------------------------------------------------------
+    @property
+    def writing_paused(self) -> bool:
+        return self._paused
+
     def _write_batch(self, batch: list[Message]) -> None:
         if self.transport is None or self._handshake is not None:
             self._early.extend(batch)

@@ -43,7 +43,9 @@ class ServingMixin(WorkerBase):
                 values = {k: self.data[k] for k in msg.keys if k in self.data}
                 missing = [k for k in msg.keys if k not in values]
                 sizes = self._sizes(values)
-                if sum(sizes.values()) > self.message_bytes_limit or any(
+                # A reader behind on this connection (its buffer past the high-water mark)
+                # gets its reply once the buffer drained, never queued on top.
+                if conn.writing_paused or sum(sizes.values()) > self.message_bytes_limit or any(
                     costly_to_pickle(v, sizes[k]) for k, v in values.items()
                 ):
                     self._spawn(self._send_data_off_loop(conn, msg.request_id, values, missing,
