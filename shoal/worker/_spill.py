@@ -7,8 +7,9 @@ keeps a plain dict instead and pays nothing for any of this.
 
 File format: a value is pickled with out-of-band buffers (:func:`dumps`) and written as a
 header (frame count and lengths) followed by the frames, straight from the buffers (numpy
-arrays are not copied to be written). Reading allocates one bytearray per frame and reads
-into it, so the array unpickled over it is writable and was copied once, by the disk read.
+arrays are not copied to be written). Reading allocates one buffer per frame (big ones not
+zero-filled) and reads into it, so the array unpickled over it is writable and was copied
+once, by the disk read.
 No compression: neither lz4 nor zstandard is a dependency, and a disk is usually faster
 than pure-Python compression.
 """
@@ -46,6 +47,7 @@ logger = logging.getLogger("shoal.worker")
 
 _COUNT = struct.Struct("<I")
 _LENGTH = struct.Struct("<Q")
+_BIG = 256 * 1024  # frames read into uninitialized buffers from this size
 
 
 def write_frames(path: str, frames: list[Any]) -> int:
@@ -84,14 +86,26 @@ def open_frames(path: str, inline: int) -> tuple[list[Any], Any]:
     return frames, f
 
 
+def _buffer(n: int) -> Any:
+    """A writable buffer of ``n`` bytes about to be overwritten by a read: a big one is not
+    zero-filled first (that memset cost as much as the read from the page cache)."""
+    if n < _BIG:
+        return bytearray(n)
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy comes with dask.array users
+        return bytearray(n)
+    return memoryview(np.empty(n, dtype=np.uint8)).cast("B")
+
+
 def read_frames(path: str) -> list[Any]:
-    """The frames :func:`write_frames` wrote, each in a writable bytearray of its own."""
+    """The frames :func:`write_frames` wrote, each in a writable buffer of its own."""
     with open(path, "rb", buffering=0) as f:
         (n,) = _COUNT.unpack(f.read(_COUNT.size))
         lengths = [_LENGTH.unpack(f.read(_LENGTH.size))[0] for _ in range(n)]
         frames: list[Any] = []
         for length in lengths:
-            buf = bytearray(length)
+            buf = _buffer(length)
             view = memoryview(buf)
             got = 0
             while got < length:
@@ -266,7 +280,7 @@ class SpillBuffer(MutableMapping[Any, Any]):
     def _read(self, path: str) -> list[Any]:
         start = time.perf_counter()
         frames = read_frames(path)
-        self.read += sum(len(f) for f in frames)
+        self.read += sum(memoryview(f).nbytes for f in frames)
         self.read_seconds += time.perf_counter() - start
         return frames
 
