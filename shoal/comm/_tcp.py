@@ -139,6 +139,7 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
         self._early: list[Message] = []  # sent before the transport was ready
         self.bytes_received = 0  # progress, for deadlines on replies
         self._tls_backlog: collections.deque[Any] = collections.deque()  # see _write_tls
+        self._stream_lock: asyncio.Lock | None = None  # see send_streamed
 
     # protocol callbacks -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -304,9 +305,16 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
         """Send ``msg`` now, reading its :class:`FileFrame` frames from their files
         ``STREAM_CHUNK`` bytes at a time, each written once the previous ones left the
         transport's buffer: a value bigger than this process's memory can be sent. Messages
-        sent meanwhile wait and follow it. A peer that reads nothing for ``stall_timeout``
-        seconds gets its connection closed (logged); a closed connection ends the send."""
+        sent meanwhile wait and follow it; streams take turns. A peer that reads nothing
+        for ``stall_timeout`` seconds gets its connection closed (logged); a closed
+        connection ends the send."""
         buffers = encode([msg])
+        if self._stream_lock is None:
+            self._stream_lock = asyncio.Lock()
+        async with self._stream_lock:  # two streams on one connection would interleave
+            await self._stream(buffers, stall_timeout)
+
+    async def _stream(self, buffers: list[Any], stall_timeout: float) -> None:
         await self.drain()
         if self.closed:
             return

@@ -21,6 +21,7 @@ from .test_tls_writes import PausingTransport, decoded
 def _spilled(tmp_path: Path, array: np.ndarray) -> tuple[list[object], object]:
     """The array's frames, its big buffer left in a file as a FileFrame."""
     head, buffer = dumps(array).frames
+    tmp_path.mkdir(exist_ok=True)
     path = tmp_path / "value"
     path.write_bytes(b"junk" + bytes(memoryview(buffer).cast("B")))
     f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the test
@@ -55,6 +56,34 @@ def test_a_file_frame_goes_out_in_bounded_chunks_as_the_transport_drains(tmp_pat
         asyncio.run(scenario())
     finally:
         f.close()
+
+
+def test_two_streams_on_one_connection_never_interleave(tmp_path: Path) -> None:
+    arrays = [np.full(2 * STREAM_CHUNK // 8 + 3, i, dtype="float64") for i in range(2)]
+    spilled = [_spilled(tmp_path / str(i), a) for i, a in enumerate(arrays)]
+
+    async def scenario() -> None:
+        conn = TCPConnection(None)
+        transport = PausingTransport()
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        transport.protocol = conn
+        sends = asyncio.gather(*(
+            conn.send_streamed(Data(i, {"x": _serialized(frames)}, [], {}), 10.0)
+            for i, (frames, _) in enumerate(spilled)))
+        while not sends.done():
+            await asyncio.sleep(0.01)
+            conn.resume_writing()
+        await sends
+        replies = decoded(transport.written)
+        assert [r.request_id for r in replies] == [0, 1]  # type: ignore[attr-defined]
+        for r, a in zip(replies, arrays, strict=True):
+            assert np.array_equal(loads(r.items["x"]), a)  # type: ignore[attr-defined]
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        for _, f in spilled:
+            f.close()
 
 
 def test_a_peer_that_stops_reading_ends_the_stream_at_its_deadline(tmp_path: Path) -> None:
