@@ -95,7 +95,8 @@ def _buffer(n: int) -> Any:
         import numpy as np
     except ImportError:  # pragma: no cover - numpy comes with dask.array users
         return bytearray(n)
-    return memoryview(np.empty(n, dtype=np.uint8)).cast("B")
+    buf: Any = np.empty(n, dtype=np.uint8)
+    return memoryview(buf).cast("B")
 
 
 def read_frames(path: str) -> list[Any]:
