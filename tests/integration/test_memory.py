@@ -155,3 +155,18 @@ def test_a_value_too_big_to_fit_is_streamed_from_its_file_to_a_peer(
     assert out == (8 * n, sum(range(0, n, 1 << 20)))
     # Served from its file a chunk at a time: the serving worker never read it whole.
     assert client.run(_spill_reads, workers=[a])[a] - before < 10 * MB
+
+
+def test_a_worker_past_its_terminate_threshold_is_restarted_by_its_nanny(
+    make_client: Callable[..., Client],
+) -> None:
+    client = make_client(n_workers=1, memory_limit="600MB")  # terminate at 570 MB
+    (info,) = _workers(client).values()
+    pid = info["pid"]
+    try:
+        client.run(_hold, 600 * MB - info["memory_process"])
+    except Exception as exc:  # the nanny may kill it before the answer leaves
+        print("run ended with", type(exc).__name__, exc)
+    wait_for(lambda: [w["pid"] for w in _workers(client).values()] not in ([], [pid]),
+             timeout=30)
+    assert client.submit(sum, [1, 2], pure=False).result(timeout=30) == 3
