@@ -116,3 +116,39 @@ def test_replies_wait_while_the_connection_is_over_its_high_water_mark() -> None
         assert sorted(r.request_id for r in replies) == [0, 1, 2]  # type: ignore[attr-defined]
 
     asyncio.run(scenario())
+
+
+def test_a_paused_worker_starts_no_fetch_until_it_resumes() -> None:
+    from shoal.worker._events import Fetch
+
+    async def scenario() -> None:
+        worker = Worker("tcp://127.0.0.1:1")
+        worker.address = "tcp://127.0.0.1:2"
+        worker.state = WorkerState(worker.address)
+        worker.memory_limit = 1000
+        started: list[Any] = []
+
+        async def fetch(cmd: Any) -> None:
+            started.append(cmd)
+
+        class Executor:
+            def pause(self) -> None: ...
+            def resume(self) -> None: ...
+
+        scheduler = FakeConnection("tcp://scheduler:1")
+        worker._scheduler = scheduler  # type: ignore[assignment]
+        worker._executor = Executor()  # type: ignore[assignment]
+        worker._actors = object()  # type: ignore[assignment]
+        worker._fetch_within_budget = fetch  # type: ignore[method-assign]
+        worker._pause(900)
+        order = Fetch("tcp://peer:1", ["x"])
+        worker._carry_out([order])
+        await asyncio.sleep(0.01)
+        assert started == []  # paused: nothing new comes in
+        worker._resume(100)
+        await asyncio.sleep(0.01)
+        assert started == [order]
+        await scheduler.drain()
+        assert [m.paused for m in scheduler.sent] == [True, False]  # type: ignore[attr-defined]
+
+    asyncio.run(scenario())
