@@ -5,7 +5,9 @@ us allocate without bound. Must not know about sockets or event loops.
 
 Layout of one batch: ``u32 nframes``, then ``nframes`` times ``u64 length``, then the frames.
 Frame 0 is a msgpack array of message tuples. Serialized payloads larger than
-``INLINE_LIMIT`` travel as their own frames (out-of-band, never copied into frame 0).
+``INLINE_LIMIT`` travel as their own frames (out-of-band, never copied into frame 0). A
+:class:`FileFrame` stands for a frame whose bytes are still in a file (a spilled value
+served to a peer): encoding counts its length, the connection streams its bytes.
 """
 
 from __future__ import annotations
@@ -24,6 +26,21 @@ MAX_FRAME_BYTES = 1 << 40
 _EXT_SERIALIZED = 1
 _BIG = 256 * 1024  # frames above this are received straight into their own buffer
 _U32 = struct.Struct("<I")
+
+
+class FileFrame:
+    """``nbytes`` bytes of the open binary ``file`` from ``offset``: a frame left on disk."""
+
+    __slots__ = ("file", "nbytes", "offset")
+
+    def __init__(self, file: Any, offset: int, nbytes: int) -> None:
+        self.file = file
+        self.offset = offset
+        self.nbytes = nbytes
+
+
+def _size(frame: Any) -> int:
+    return frame.nbytes if type(frame) is FileFrame else memoryview(frame).nbytes
 
 
 class _Encoder:
@@ -48,8 +65,11 @@ class _Encoder:
             oob = self.oob
             parts: list[Any] = []
             for frame in obj.frames:
-                size = memoryview(frame).nbytes
-                if size <= INLINE_LIMIT:
+                if type(frame) is FileFrame:
+                    size = frame.nbytes
+                else:
+                    size = memoryview(frame).nbytes
+                if size <= INLINE_LIMIT and type(frame) is not FileFrame:
                     parts.append(bytes(frame) if not isinstance(frame, bytes) else frame)
                 else:
                     parts.append(len(oob) + 1)
@@ -68,7 +88,7 @@ class _Encoder:
         finally:
             self.oob = []
             self.busy = False
-        lengths = [len(head), *(memoryview(f).nbytes for f in oob)]
+        lengths = [len(head), *(_size(f) for f in oob)]
         prefix = struct.pack(f"<I{len(lengths)}Q", len(lengths), *lengths)
         return [prefix, head, *oob]
 
@@ -77,7 +97,8 @@ _encoders = threading.local()
 
 
 def encode(messages: list[Message]) -> list[Any]:
-    """Encode a batch of messages into buffers ready for ``transport.writelines``."""
+    """Encode a batch of messages into buffers ready for ``transport.writelines`` (and
+    :class:`FileFrame` objects, which only ``TCPConnection.send_streamed`` writes)."""
     encoder: _Encoder | None = getattr(_encoders, "encoder", None)
     if encoder is None:
         encoder = _encoders.encoder = _Encoder()
