@@ -71,6 +71,8 @@ def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
     try:
         return fut.result(timeout)
     except concurrent.futures.TimeoutError:
+        if fut.done():  # the operation's own TimeoutError (one class since Python 3.11)
+            return fut.result()
         fut.cancel()
         raise TimeoutError(f"operation did not finish within {timeout} s") from None
 
