@@ -26,6 +26,6 @@ def test_scattered_data_is_held_by_a_worker_when_scatter_returns(client) -> None
 
 def test_scatter_with_no_worker_ends_with_a_timeout_error_naming_the_fix(make_client):
     c = make_client(n_workers=0)
-    with dask.config.set({"distributed.comm.timeouts.connect": "0.5s"}):
-        with pytest.raises(TimeoutError, match=r"No valid workers.*start workers"):
-            c.scatter([1, 2], timeout=60)
+    with (dask.config.set({"distributed.comm.timeouts.connect": "0.5s"}),
+          pytest.raises(TimeoutError, match=r"No valid workers.*start workers")):
+        c.scatter([1, 2], timeout=60)
