@@ -121,17 +121,22 @@ class ServingMixin(WorkerBase):
                 )
             else:
                 items, errors = self._pickle_values(part)
-            if conn.closed:
-                return
-            try:
-                await asyncio.wait_for(conn.drain(), self.fetch_timeout)
-            except asyncio.TimeoutError:
-                logger.warning("closing connection to %s: it read nothing for %g s while "
-                               "sent data", conn.peer, self.fetch_timeout)
-                conn.close()
+            if conn.closed or not await self._drained(conn):
                 return
             last = i == len(runs) - 1
             conn.send(Data(request_id, items, missing if last else [], errors, not last))
+
+    async def _drained(self, conn: Connection) -> bool:
+        """Wait until what was sent to ``conn`` has left the socket buffer; a reader that
+        takes nothing for ``fetch_timeout`` s (frozen) gets its connection closed: False."""
+        try:
+            await asyncio.wait_for(conn.drain(), self.fetch_timeout)
+        except asyncio.TimeoutError:
+            logger.warning("closing connection to %s: it read nothing for %g s while "
+                           "sent data", conn.peer, self.fetch_timeout)
+            conn.close()
+            return False
+        return True
 
     async def _send_spilled(self, conn: Connection, msg: GetData, store: SpillBuffer) -> None:
         """Answer a fetch of values some of which are on disk: their files' frames are
@@ -170,7 +175,7 @@ class ServingMixin(WorkerBase):
                 items, missing, errors = {}, list(msg.keys), {}
             if not conn.closed:
                 conn.send(Data(msg.request_id, items, missing, errors))
-                await conn.drain()
+                await self._drained(conn)  # a frozen reader must not keep the slot for good
 
     def _unsendable(self, key: Any, exc: BaseException) -> dict[str, Any]:
         from shoal.protocol._errors import exception_to_error
