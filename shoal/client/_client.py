@@ -554,8 +554,10 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
                 and not getattr(self, "asynchronous", True)):
             try:
                 self.close()
-            except Exception:
-                pass
+            except Exception:  # garbage collection must not raise; the leak is said
+                logger.warning("could not close client %s (and its cluster) when it was "
+                               "garbage-collected; close clients explicitly", self.id,
+                               exc_info=True)
 
     @classmethod
     def current(cls, allow_global: bool = True) -> Client:

@@ -237,8 +237,8 @@ def _argument_summary(info: dict[str, Any]) -> list[str]:
         table = FunctionTable()
         table.add_blobs(dict(info["functions"]))
         task = loads(info["payload"], table)
-    except Exception:
-        return []
+    except Exception as exc:  # the story is told without the arguments, and says why
+        return [f"<the task's arguments could not be loaded here: {type(exc).__name__}: {exc}>"]
     args = getattr(task, "args", ())
     kwargs = getattr(task, "kwargs", {})
     out = [f"arg {i}: {describe_value(a)}" for i, a in enumerate(args[:8])]

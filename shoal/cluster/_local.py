@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import html
 import itertools
+import logging
 import math
 import os
 import weakref
@@ -21,6 +22,8 @@ from shoal import _loop
 from shoal.scheduler._server import Scheduler
 from shoal.worker._nanny import Nanny
 from shoal.worker._resources import check_resources
+
+logger = logging.getLogger("shoal.cluster")
 
 _live: weakref.WeakSet[LocalCluster] = weakref.WeakSet()
 
@@ -303,13 +306,19 @@ class LocalCluster:
             self._adaptive.stop()
 
         async def stop() -> None:
-            await asyncio.gather(*(n.close() for n in self.nannies), return_exceptions=True)
-            await asyncio.gather(*(w.close() for w in self._inproc_workers), return_exceptions=True)
+            closed = await asyncio.gather(*(n.close() for n in self.nannies),
+                                          return_exceptions=True)
+            closed += await asyncio.gather(*(w.close() for w in self._inproc_workers),
+                                           return_exceptions=True)
+            for outcome in closed:  # each closes even if another failed; failures are said
+                if isinstance(outcome, Exception):
+                    logger.warning("closing a worker of the local cluster failed: %r", outcome)
             await self.scheduler.close()
 
         try:
             _loop.run_sync(stop(), timeout)
-        except Exception:
+        except Exception as exc:
+            logger.warning("closing the local cluster failed (%r); killing its workers", exc)
             for n in self.nannies:
                 n.kill_nowait()
 
