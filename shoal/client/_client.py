@@ -340,7 +340,10 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
             if kind is KeyDone:
                 st = states.get(msg.key)  # type: ignore[attr-defined]
                 if st is not None:
-                    st.inline = msg.inline  # type: ignore[attr-defined]
+                    # Sent again without the value (the key wanted again, its placement
+                    # changed): the value already delivered inline stays.
+                    if msg.inline is not None or st.status != "finished":  # type: ignore[attr-defined]
+                        st.inline = msg.inline  # type: ignore[attr-defined]
                     st.nbytes = msg.nbytes  # type: ignore[attr-defined]
                     st.typename = msg.typename  # type: ignore[attr-defined]
                     st.settle("finished")
