@@ -94,8 +94,9 @@ class LocalCluster:
         processes: workers in their own processes (True) or as threads here (False).
         memory_limit: per worker: bytes, "4GB", a fraction of the machine's memory, "auto"
             (the machine's memory split by cores, the default) or 0/None for no limit.
-        local_directory: where workers spill values past their memory target (dask's
-            ``temporary-directory`` config, else the system's temporary directory).
+        local_directory: where each worker makes its own directory, for spilled values and
+            uploaded files (dask's ``temporary-directory`` config, else the system's
+            temporary directory).
         host: interface to bind (loopback by default: nothing is exposed).
         scheduler_port: 0 picks a free port.
         dashboard_address: ":8787" like dask; ":0" any free port; None for no dashboard.
