@@ -169,13 +169,7 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
             if not self._scheduler.closed:
                 # On purpose (told to, or signalled): the tasks it held are not to blame.
                 self._scheduler.send(WorkerGoodbye("worker closing"))
-                # A scheduler that reads nothing (frozen) must not keep this worker open.
-                try:
-                    await asyncio.wait_for(self._scheduler.drain(), self.fetch_timeout)
-                except asyncio.TimeoutError:
-                    logger.warning("worker %s: the scheduler read nothing for %g s; closing "
-                                   "without its goodbye delivered", self.address,
-                                   self.fetch_timeout)
+                await self._scheduler.drain()
             self._scheduler.close()
         for conn in self._peers.values():
             conn.close()
