@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from shoal.comm import Connection
 from shoal.protocol._messages import CopyKeys, Response
-from shoal.protocol._serialize import loads
 from shoal.protocol._sizeof import nbytes
+from shoal.worker._execute import unpickle
 from shoal.worker._state import CopiesStored
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ async def _fetch(worker: Worker, peer: str, keys: list[Any]) -> dict[Any, Any]:
     timeout); none when it could not be reached or answered."""
     try:
         reply = await worker._get_data(peer, keys)
-        return {k: loads(v) for k, v in reply.items.items()}
+        return {k: unpickle(v) for k, v in reply.items.items()}
     except Exception as exc:  # reported; the scheduler keeps the old placement of these keys
         logger.warning("worker %s could not copy %d keys from %s: %s", worker.address, len(keys),
                        peer, exc)

@@ -28,7 +28,7 @@ from typing import Any
 from shoal.comm import Connection
 from shoal.protocol._errors import exception_to_error
 from shoal.protocol._messages import PluginSetup, PluginTeardown, Response
-from shoal.protocol._serialize import loads
+from shoal.worker._execute import unpickle
 
 logger = logging.getLogger("shoal.worker")
 
@@ -107,7 +107,7 @@ class WorkerPlugins:
         that arrived after it starts. An asynchronous one finishes in a task of the worker."""
         try:
             if isinstance(msg, PluginSetup):
-                plugin = loads(msg.plugin)
+                plugin = unpickle(msg.plugin)
                 if msg.kind == "nanny":
                     pending: Any = self._nanny_setup(msg.name, plugin)
                 else:

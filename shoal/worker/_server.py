@@ -50,10 +50,10 @@ from shoal.protocol._messages import (
     TopicLog,
     WorkerGoodbye,
 )
-from shoal.protocol._serialize import costly_to_load, loads
+from shoal.protocol._serialize import costly_to_load
 from shoal.worker._actors import ActorHost
 from shoal.worker._client_run import ClientRunMixin
-from shoal.worker._execute import Executor, unpickle
+from shoal.worker._execute import Executor, loads_when_ready, unpickle
 from shoal.worker._fetching import FetchingMixin, transfer_groups
 from shoal.worker._memory_monitor import MemoryMonitorMixin
 from shoal.worker._serving import ServingMixin
@@ -340,7 +340,8 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
         loop = asyncio.get_running_loop()
         try:
             # Not through unpickle()'s lock: tasks keep starting while big data loads.
-            value = await loop.run_in_executor(self._serializing_pool(), loads, msg.data)
+            value = await loop.run_in_executor(self._serializing_pool(), loads_when_ready,
+                                               msg.data)
         except Exception as exc:
             event = self._store(msg, _raise(exc))
         else:

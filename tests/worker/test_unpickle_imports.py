@@ -16,7 +16,12 @@ import pytest
 from _waiting import wait_for
 
 from shoal.protocol._serialize import Serialized
-from shoal.worker._execute import unpickle
+from shoal.worker._execute import (
+    import_in_background,
+    imports_ready,
+    loads_when_ready,
+    unpickle,
+)
 
 # A package whose import is slow and circular, like numpy's: importing ``racepkg`` runs
 # ``racepkg.a``, which (after a while) imports ``racepkg.b``, which imports ``racepkg.a``.
@@ -62,3 +67,27 @@ def test_two_threads_unpickling_a_package_with_circular_imports_both_succeed() -
     first.join(timeout=10)
     second.join(timeout=10)
     assert results == {"task": 1, "fetch": 2}
+
+
+@pytest.mark.usefixtures("racepkg")
+@pytest.mark.parametrize("load", [unpickle, loads_when_ready], ids=["unpickle", "big-scatter"])
+def test_unpickling_waits_for_the_workers_background_import(load) -> None:
+    # A worker imports dask in a background thread once registered; scattered data
+    # unpickled on the loop or in the serializing thread raced it and failed with
+    # KeyError: 'dask' (test_user_classes, under load).
+    results: dict[str, object] = {}
+
+    def scattered() -> None:
+        try:
+            results["load"] = load(_global("racepkg.b", "Thing"))
+        except BaseException as exc:
+            results["load"] = exc
+
+    importer = import_in_background("racepkg")
+    wait_for(lambda: "racepkg.a" in sys.modules, timeout=10)  # mid-import, in its sleep
+    loader = threading.Thread(target=scattered)
+    loader.start()
+    importer.join(timeout=10)
+    loader.join(timeout=10)
+    assert imports_ready.is_set()
+    assert results == {"load": 2}
