@@ -344,7 +344,10 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
             if kind is KeyDone:
                 st = states.get(msg.key)  # type: ignore[attr-defined]
                 if st is not None:
-                    st.inline = msg.inline  # type: ignore[attr-defined]
+                    # Sent again without the value (the key wanted again, its placement
+                    # changed): the value already delivered inline stays.
+                    if msg.inline is not None or st.status != "finished":  # type: ignore[attr-defined]
+                        st.inline = msg.inline  # type: ignore[attr-defined]
                     st.nbytes = msg.nbytes  # type: ignore[attr-defined]
                     st.typename = msg.typename  # type: ignore[attr-defined]
                     st.settle("finished")
@@ -558,8 +561,10 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
                 and not getattr(self, "asynchronous", True)):
             try:
                 self.close()
-            except Exception:
-                pass
+            except Exception:  # garbage collection must not raise; the leak is said
+                logger.warning("could not close client %s (and its cluster) when it was "
+                               "garbage-collected; close clients explicitly", self.id,
+                               exc_info=True)
 
     @classmethod
     def current(cls, allow_global: bool = True) -> Client:
