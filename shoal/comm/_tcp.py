@@ -30,9 +30,11 @@ logger = logging.getLogger("shoal.comm")
 HANDSHAKE_TIMEOUT = 10.0
 # Frames go to TLS in pieces of at most this size (six full 16 KiB TLS records), the next
 # when the SSL layer says so. The SSL layer copies each piece's ciphertext into a new bytes
-# object: under 128 KiB, glibc's mmap threshold (pinned there in workers, whose nanny sets
-# MALLOC_TRIM_THRESHOLD_ as dask's does), that is recycled heap memory rather than fresh
-# pages mapped, zeroed and unmapped for every piece (a third of a sender's TLS cost).
+# object: under 128 KiB, glibc's mmap threshold when it is pinned by MALLOC_TRIM_THRESHOLD_
+# alone (dask's distributed.nanny.pre-spawn-environ default), that is recycled heap memory
+# rather than fresh pages mapped, zeroed and unmapped for every piece (with 1 MiB pieces, a
+# third of a sending worker's CPU in a TLS transfer). A piece also stays in the L2 cache
+# through the SSL layer's copies.
 TLS_PIECE = 96 * 1024
 # Pause above this much ciphertext waiting in the SSL layer (asyncio's default is 512 KiB):
 # it hands all of it to the socket in one bytes object when the socket drains, which must
