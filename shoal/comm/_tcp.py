@@ -30,11 +30,12 @@ logger = logging.getLogger("shoal.comm")
 HANDSHAKE_TIMEOUT = 10.0
 # Frames go to TLS in pieces of at most this size (six full 16 KiB TLS records), the next
 # when the SSL layer says so. The SSL layer copies each piece's ciphertext into a new bytes
-# object: under 128 KiB, glibc's mmap threshold when it is pinned by MALLOC_TRIM_THRESHOLD_
-# alone (dask's distributed.nanny.pre-spawn-environ default), that is recycled heap memory
-# rather than fresh pages mapped, zeroed and unmapped for every piece (with 1 MiB pieces, a
-# third of a sending worker's CPU in a TLS transfer). A piece also stays in the L2 cache
-# through the SSL layer's copies.
+# object: under 128 KiB, glibc's default mmap threshold, which stays there in a process
+# started with MALLOC_TRIM_THRESHOLD_ and no MALLOC_MMAP_THRESHOLD_ (dask's worker
+# environment; shoal's nanny sets both), that is recycled heap memory rather than fresh pages
+# mapped, zeroed and unmapped for every piece (with 1 MiB pieces, a third of a sending
+# worker's CPU in a TLS transfer). A piece also stays in the L2 cache through the SSL
+# layer's copies.
 TLS_PIECE = 96 * 1024
 # Pause above this much ciphertext waiting in the SSL layer (asyncio's default is 512 KiB):
 # it hands all of it to the socket in one bytes object when the socket drains, which must

@@ -121,10 +121,10 @@ def test_a_tls_connection_pauses_before_a_piece_of_ciphertext_waits_in_the_ssl_l
 
 
 def test_a_piece_encrypts_to_less_than_mallocs_mmap_threshold() -> None:
-    """The SSL layer copies each piece's ciphertext into a new bytes object. With
-    MALLOC_TRIM_THRESHOLD_ set alone (dask's pre-spawn-environ default), glibc's mmap
-    threshold stays at 128 KiB: a bigger object would be fresh pages, mapped, zeroed and
-    unmapped for every piece of a transfer."""
+    """The SSL layer copies each piece's ciphertext into a new bytes object. In a process
+    started with MALLOC_TRIM_THRESHOLD_ and no MALLOC_MMAP_THRESHOLD_ (dask's worker
+    environment), glibc's mmap threshold stays at 128 KiB: a bigger object would be fresh
+    pages, mapped, zeroed and unmapped for every piece of a transfer."""
     security = Security.temporary()
     c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
     client = security.ssl_context("worker", server=False).wrap_bio(c_in, c_out)
