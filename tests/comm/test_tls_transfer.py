@@ -1,6 +1,7 @@
-"""Real TLS connections on this host, on the event loop shoal runs (uvloop): big values
-cross intact and in order in many pieces, and a peer without a certificate from the
-cluster's CA never gets a connection. Every wait has a deadline."""
+"""Real TLS connections on this host, on the event loop shoal runs (uvloop) and on the
+standard library's (a client awaited in the user's own loop): big values cross intact and
+in order in many pieces, and a peer without a certificate from the cluster's CA never gets
+a connection. Every wait has a deadline."""
 
 from __future__ import annotations
 
@@ -21,18 +22,22 @@ from shoal.protocol._serialize import dumps, loads
 DEADLINE = 30.0
 
 
-def run(coro: Any) -> Any:
+LOOPS = {"uvloop": new_event_loop, "asyncio": asyncio.new_event_loop}
+
+
+def run(coro: Any, loop_name: str) -> Any:
     async def main() -> Any:
         return await asyncio.wait_for(coro, DEADLINE)
 
-    loop = new_event_loop()
+    loop = LOOPS[loop_name]()
     try:
         return loop.run_until_complete(main())
     finally:
         loop.close()
 
 
-def test_values_of_many_pieces_arrive_intact_and_in_order_over_tls() -> None:
+@pytest.mark.parametrize("loop_name", sorted(LOOPS))
+def test_values_of_many_pieces_arrive_intact_and_in_order_over_tls(loop_name: str) -> None:
     from shoal import Security
 
     security = Security.temporary()
@@ -63,14 +68,17 @@ def test_values_of_many_pieces_arrive_intact_and_in_order_over_tls() -> None:
         server.close()
         return got
 
-    first, second, third = run(scenario())
+    first, second, third = run(scenario(), loop_name)
     assert isinstance(first, Data) and np.array_equal(loads(first.items["big"]), big)
     assert isinstance(second, Data)
     assert {k: loads(v) for k, v in second.items.items()} == medium
     assert isinstance(third, Data) and list(third.missing) == ["gone"]
 
 
-def test_a_tls_listener_hands_over_no_peer_without_a_certificate_from_its_ca() -> None:
+@pytest.mark.parametrize("loop_name", sorted(LOOPS))
+def test_a_tls_listener_hands_over_no_peer_without_a_certificate_from_its_ca(
+    loop_name: str,
+) -> None:
     from shoal import Security
 
     security = Security.temporary()
@@ -96,4 +104,4 @@ def test_a_tls_listener_hands_over_no_peer_without_a_certificate_from_its_ca() -
         server.close()
         return accepted
 
-    assert run(scenario()) == []
+    assert run(scenario(), loop_name) == []
