@@ -28,9 +28,19 @@ logger = logging.getLogger("shoal.comm")
 
 # A peer that has not finished the handshake by then is dropped (it holds a socket).
 HANDSHAKE_TIMEOUT = 10.0
-# Big frames go to TLS in pieces of this size, the next when asyncio's SSL layer (which
-# pauses us above 512 KiB of ciphertext in flight) says so.
-TLS_PIECE = 1 << 20
+# Frames go to TLS in pieces of at most this size (six full 16 KiB TLS records), the next
+# when the SSL layer says so. The SSL layer copies each piece's ciphertext into a new bytes
+# object: under 128 KiB, glibc's default mmap threshold, which stays there in a process
+# started with MALLOC_TRIM_THRESHOLD_ and no MALLOC_MMAP_THRESHOLD_ (dask's worker
+# environment; shoal's nanny sets both), that is recycled heap memory rather than fresh pages
+# mapped, zeroed and unmapped for every piece (with 1 MiB pieces, a third of a sending
+# worker's CPU in a TLS transfer). A piece also stays in the L2 cache through the SSL
+# layer's copies.
+TLS_PIECE = 96 * 1024
+# Pause above this much ciphertext waiting in the SSL layer (asyncio's default is 512 KiB):
+# it hands all of it to the socket in one bytes object when the socket drains, which must
+# stay under the mmap threshold too. The socket's own buffer keeps the pipe full meanwhile.
+TLS_WRITE_HIGH_WATER = TLS_PIECE // 2
 # A frame left in a file (a spilled value served to a peer) is read and written in chunks
 # of this size, the next once the transport drained.
 STREAM_CHUNK = 4 << 20
@@ -154,6 +164,8 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer = f"{self._scheme}://{peer[0]}:{peer[1]}"
+        if self._scheme == "tls":
+            transport.set_write_buffer_limits(high=TLS_WRITE_HIGH_WATER)  # type: ignore[attr-defined]
         if self._handshake is not None:
             first = self._handshake.start()
             if first:
@@ -268,22 +280,26 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
             self.transport.writelines(buffers)
 
     def _write_tls(self, buffers: list[Any]) -> None:
-        """Hand TLS a batch in pieces of ``TLS_PIECE`` bytes, the next one only while the
-        transport is not paused: OpenSSL encrypts a huge write into one ever-growing memory
-        buffer several times slower than pieces that go to the socket as they come."""
-        small: list[Any] = []
+        """Hand TLS a batch in pieces of at most ``TLS_PIECE`` bytes (small buffers grouped,
+        big ones cut), the next one only while the transport is not paused: OpenSSL
+        encrypts a huge write into one ever-growing memory buffer several times slower than
+        pieces that go to the socket as they come."""
+        backlog = self._tls_backlog
+        group: list[Any] = []  # small buffers sent as one piece, not one record each
+        size = 0
         for buf in buffers:
             view = memoryview(buf).cast("B")
-            if view.nbytes <= TLS_PIECE:
-                small.append(view)
+            if size + view.nbytes > TLS_PIECE and group:
+                backlog.append(b"".join(group))
+                group, size = [], 0
+            if view.nbytes < TLS_PIECE:
+                group.append(view)
+                size += view.nbytes
                 continue
-            if small:  # one TLS record for the small buffers, not one each
-                self._tls_backlog.append(b"".join(small))
-                small = []
             for start in range(0, view.nbytes, TLS_PIECE):
-                self._tls_backlog.append(view[start : start + TLS_PIECE])
-        if small:
-            self._tls_backlog.append(b"".join(small))
+                backlog.append(view[start : start + TLS_PIECE])
+        if group:
+            backlog.append(b"".join(group))
         self._pump_tls()
 
     def _pump_tls(self) -> None:
