@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import logging
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -18,6 +19,8 @@ T = TypeVar("T")
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
+
+logger = logging.getLogger("shoal")
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -71,6 +74,8 @@ def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
     try:
         return fut.result(timeout)
     except concurrent.futures.TimeoutError:
+        if fut.done():  # the operation's own TimeoutError (one class since Python 3.11)
+            return fut.result()
         fut.cancel()
         raise TimeoutError(f"operation did not finish within {timeout} s") from None
 
@@ -121,8 +126,8 @@ def _shutdown() -> None:
     for fn in reversed(_cleanups):
         try:
             fn()
-        except Exception:
-            pass
+        except Exception:  # the others still run; what failed is said
+            logger.exception("shoal: cleanup %r at interpreter exit failed", fn)
     loop = _loop
     if loop is not None and loop.is_running():
         loop.call_soon_threadsafe(loop.stop)

@@ -54,3 +54,13 @@ def test_run_async_timeout_raises_timeout_error() -> None:
 def test_run_async_outside_a_running_loop_says_what_to_do() -> None:
     with pytest.raises(RuntimeError, match="outside a running event loop"):
         _loop.run_async(_on_shoal_loop())
+
+
+def test_run_sync_keeps_the_operations_own_timeout_error() -> None:
+    async def gives_up() -> None:
+        raise TimeoutError("waited for the lock 'x' for 1 s; release it or wait longer")
+
+    with pytest.raises(TimeoutError, match="waited for the lock 'x'"):
+        _loop.run_sync(gives_up())
+    with pytest.raises(TimeoutError, match="waited for the lock 'x'"):
+        _loop.run_sync(gives_up(), 5)

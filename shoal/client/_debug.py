@@ -7,6 +7,7 @@ from the cluster, run it in this process so a debugger lands in the user's code)
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import html
 from dataclasses import dataclass, field
@@ -19,7 +20,12 @@ if TYPE_CHECKING:
     from shoal.client._core import ClientCore as Client  # the protocol: never the facade
 
 
-async def _target_key(client: Client, obj: Any) -> Any:
+# While a future is pending, how often to check that its task has not got stuck (no
+# worker may run it): a stuck task would otherwise be waited for forever.
+_STUCK_CHECK_EVERY = 2.0
+
+
+async def _target_key(client: Client, obj: Any, timeout: float | None = None) -> Any:
     from shoal.client._future import Future, settled
     from shoal.client._structure import futures_of
 
@@ -29,11 +35,30 @@ async def _target_key(client: Client, obj: Any) -> Any:
             f"expected a Future or a persisted collection, got {type(obj).__name__}; pass the "
             "future returned by client.compute/submit or the result of client.persist"
         )
-    for f in futures:
-        if f._state.status == "pending":
-            await _raise_if_stuck(client, f.key)  # else the wait below could be forever
-            break
-    await settled(f._state for f in futures)
+    # The wait ends when the futures settle (a lost scheduler connection settles them too),
+    # when a pending task is found stuck in no-worker, or after ``timeout``.
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    waiting = asyncio.ensure_future(settled(f._state for f in futures))
+    try:
+        while True:
+            pending = next((f for f in futures if f._state.status == "pending"), None)
+            if pending is None:
+                break
+            await _raise_if_stuck(client, pending.key)
+            step = _STUCK_CHECK_EVERY
+            if deadline is not None:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise TimeoutError(
+                        f"{pending.key!r} was still pending after {timeout} s: there is no "
+                        "failure to look at yet; wait for the future (future.result() or "
+                        "client.wait) or pass a longer timeout="
+                    )
+                step = min(step, left)
+            await asyncio.wait([waiting], timeout=step)
+    finally:
+        waiting.cancel()
     if isinstance(obj, Future):
         return obj.key
     for f in futures:
@@ -49,8 +74,16 @@ async def _raise_if_stuck(client: Client, key: Any) -> None:
         raise ValueError(f"{key!r} has not failed: {info['no_worker']}")
 
 
-async def _failure(client: Client, obj: Any) -> dict[str, Any]:
-    key = await _target_key(client, obj)
+def _checked_timeout(timeout: Any) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+        raise ValueError(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
+    return float(timeout)
+
+
+async def _failure(client: Client, obj: Any, timeout: float | None = None) -> dict[str, Any]:
+    key = await _target_key(client, obj, _checked_timeout(timeout))
     info = await client._request_within("failure", client._timeout, key=key)
     if info is None:
         raise ValueError(
@@ -63,17 +96,21 @@ async def _failure(client: Client, obj: Any) -> dict[str, Any]:
     return info_dict
 
 
-def recreate_error_locally(self: Client, future: Any) -> None:
+def recreate_error_locally(self: Client, future: Any, *, timeout: float | None = None) -> None:
     """Run the task that failed first behind ``future`` in this process, with its real
     inputs fetched from the cluster, so that its exception is raised here and
     ``pdb.post_mortem()`` / ``%debug`` land in your function.
 
+    A pending ``future`` is waited for until it settles (as in dask), at most ``timeout``
+    seconds if given (a shoal extension); a task that no worker can run fails at once.
+
     Raises:
         The task's own exception (that is the point).
-        ValueError: the future did not fail.
+        ValueError: the future did not fail, or its task waits for a worker that can run it.
+        TimeoutError: ``future`` was still pending after ``timeout`` seconds.
     """
     # Blocking whatever the client's mode (as in dask): the task runs in the caller's frame.
-    info = self.sync(_failure, self, future, asynchronous=False)
+    info = self.sync(_failure, self, future, timeout, asynchronous=False)
     if info["error"].get("kind") != "exception":
         from shoal.protocol._errors import error_to_exception
 
@@ -163,14 +200,17 @@ class FailureStory:
         )
 
 
-async def explain(self: Client, future: Any) -> FailureStory:
+async def explain(self: Client, future: Any, *, timeout: float | None = None) -> FailureStory:
     """The story of the failure behind ``future`` (or a persisted collection): which task
     failed first, where, when, why, with what inputs, what it took down, how to replay it.
 
+    A pending ``future`` is waited for until it settles, at most ``timeout`` seconds if given.
+
     Raises:
         ValueError: nothing failed (or it waits in no-worker: the message says what it needs).
+        TimeoutError: ``future`` was still pending after ``timeout`` seconds.
     """
-    info = await _failure(self, future)
+    info = await _failure(self, future, timeout)
     err = info["error"]
     inputs = list(err.get("inputs") or [])
     if not inputs:
@@ -197,8 +237,8 @@ def _argument_summary(info: dict[str, Any]) -> list[str]:
         table = FunctionTable()
         table.add_blobs(dict(info["functions"]))
         task = loads(info["payload"], table)
-    except Exception:
-        return []
+    except Exception as exc:  # the story is told without the arguments, and says why
+        return [f"<the task's arguments could not be loaded here: {type(exc).__name__}: {exc}>"]
     args = getattr(task, "args", ())
     kwargs = getattr(task, "kwargs", {})
     out = [f"arg {i}: {describe_value(a)}" for i, a in enumerate(args[:8])]

@@ -112,7 +112,11 @@ async def _load(ser: Serialized) -> Any:
 async def _get_data(self: Client, worker: str, keys: list[Any], timeout: float) -> Data:
     conn = self._worker_conns.get(worker)
     if conn is None or conn.closed:
-        conn = await connect(worker, timeout=self._timeout or timeout, security=self.security)
+        # A holder silent for ``timeout`` (comm.timeouts.tcp) has failed the fetch, however
+        # long the client's own connect timeout: a frozen process still accepts the TCP
+        # connection, then never answers the handshake.
+        conn = await connect(worker, timeout=min(self._timeout or timeout, timeout),
+                             security=self.security)
         conn.info["requests"] = set()
         conn.set_handler(functools.partial(_on_worker_message, self))
         conn.send(Hello("client", PROTOCOL_VERSION, self.id))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 _NO_VALUE = object()
 # Guards FutureState.status changes against callback registration from user threads.
 _callbacks_lock = threading.Lock()
+
+logger = logging.getLogger("shoal.client")
 
 
 class FutureCancelledError(concurrent.futures.CancelledError):
@@ -235,8 +238,9 @@ class Future(TaskRef):
         if client is not None:
             try:
                 client._decref(self.key, self._state)
-            except Exception:
-                pass
+            except Exception:  # garbage collection must not raise
+                logger.debug("releasing future %r on garbage collection failed", self.key,
+                             exc_info=True)
 
     def __await__(self) -> Any:
         """``await future``: its result, without blocking the awaiting loop (whatever the

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import html
+import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from shoal.client._core import ClientCore as Client  # the protocol: never the facade
+
+logger = logging.getLogger("shoal.client")
 
 
 def format_bytes(n: float) -> str:
@@ -21,7 +24,8 @@ def _summary(client: Client) -> dict[str, Any]:
     try:
         info = (client.scheduler_info(asynchronous=False) if client.status == "running"
                 else {"workers": {}})
-    except Exception:
+    except Exception as exc:  # a repr must not raise: shown without workers, and said why
+        logger.debug("repr of client %s without its workers: %r", client.id, exc)
         info = {"workers": {}}
     workers = info.get("workers", {})
     return {

@@ -63,7 +63,14 @@ class Scattering(Outbox):
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._requests[rid] = fut
         self._conn.send(Scatter(rid, rows, workers, broadcast))
-        await fut
+        try:
+            await fut
+        except RuntimeError as exc:
+            from shoal.scheduler._server_messages import NO_WORKERS_TO_SCATTER
+
+            if str(exc).startswith(NO_WORKERS_TO_SCATTER):
+                raise TimeoutError(str(exc)) from None
+            raise
         # Done once a worker acknowledged holding the data (or could not load it).
         await settled(f._state for f in futures)
         for f in futures:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import html
 import itertools
+import logging
 import math
 import os
 import weakref
@@ -21,6 +22,8 @@ from shoal import _loop
 from shoal.scheduler._server import Scheduler
 from shoal.worker._nanny import Nanny
 from shoal.worker._resources import check_resources
+
+logger = logging.getLogger("shoal.cluster")
 
 _live: weakref.WeakSet[LocalCluster] = weakref.WeakSet()
 
@@ -91,8 +94,9 @@ class LocalCluster:
         processes: workers in their own processes (True) or as threads here (False).
         memory_limit: per worker: bytes, "4GB", a fraction of the machine's memory, "auto"
             (the machine's memory split by cores, the default) or 0/None for no limit.
-        local_directory: where workers spill values past their memory target (dask's
-            ``temporary-directory`` config, else the system's temporary directory).
+        local_directory: where each worker makes its own directory, for spilled values and
+            uploaded files (dask's ``temporary-directory`` config, else the system's
+            temporary directory).
         host: interface to bind (loopback by default: nothing is exposed).
         scheduler_port: 0 picks a free port.
         dashboard_address: ":8787" like dask; ":0" any free port; None for no dashboard.
@@ -303,13 +307,19 @@ class LocalCluster:
             self._adaptive.stop()
 
         async def stop() -> None:
-            await asyncio.gather(*(n.close() for n in self.nannies), return_exceptions=True)
-            await asyncio.gather(*(w.close() for w in self._inproc_workers), return_exceptions=True)
+            closed = await asyncio.gather(*(n.close() for n in self.nannies),
+                                          return_exceptions=True)
+            closed += await asyncio.gather(*(w.close() for w in self._inproc_workers),
+                                           return_exceptions=True)
+            for outcome in closed:  # each closes even if another failed; failures are said
+                if isinstance(outcome, Exception):
+                    logger.warning("closing a worker of the local cluster failed: %r", outcome)
             await self.scheduler.close()
 
         try:
             _loop.run_sync(stop(), timeout)
-        except Exception:
+        except Exception as exc:
+            logger.warning("closing the local cluster failed (%r); killing its workers", exc)
             for n in self.nannies:
                 n.kill_nowait()
 

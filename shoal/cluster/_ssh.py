@@ -5,8 +5,9 @@ Owns: turning dask's ``connect_options`` (asyncssh's names) into options of the 
 OpenSSH client, which it runs as subprocesses (no SSH protocol of its own: host keys, agents,
 ``~/.ssh/config`` and jump hosts work as they do for ``ssh``); passing the cluster's secret to
 each remote process over its session's standard input (never on a command line, which ``ps``
-shows to every user of the remote machine); and stopping the remote processes by ending their
-sessions. It knows nothing of what the scheduler and workers do once started.
+shows to every user of the remote machine), with the TLS certificates and keys each role
+needs (read here, sent as PEM text, held in memory there); and stopping the remote processes
+by ending their sessions. It knows nothing of what the scheduler and workers do once started.
 """
 
 from __future__ import annotations
@@ -31,12 +32,13 @@ logger = logging.getLogger("shoal.ssh")
 _CONNECT_OPTIONS = ("username", "port", "client_keys", "known_hosts", "config",
                     "connect_timeout")
 _SCHEDULER_FLAGS = {"host": "--host", "port": "--port", "interface": "--interface",
-                    "dashboard_address": "--dashboard-address"}
+                    "dashboard_address": "--dashboard-address", "protocol": "--protocol"}
 _WORKER_FLAGS = {"nthreads": "--nthreads", "n_workers": "--nworkers", "nworkers": "--nworkers",
                  "memory_limit": "--memory-limit", "name": "--name", "host": "--host",
                  "interface": "--interface", "listen_address": "--listen-address",
                  "contact_address": "--contact-address", "worker_port": "--worker-port",
-                 "death_timeout": "--death-timeout"}
+                 "death_timeout": "--death-timeout", "resources": "--resources",
+                 "local_directory": "--local-directory"}
 _DEFAULT_WORKER_CLASSES = ("distributed.Nanny", "shoal.Nanny", "dask.distributed.Nanny")
 
 
@@ -97,14 +99,105 @@ def _flags(options: Mapping[str, Any], table: Mapping[str, str], what: str) -> l
         if name == "dashboard":
             if not value:
                 args.append("--no-dashboard")
+        elif name == "resources" and isinstance(value, Mapping):  # dask's form: a dict
+            args += [table[name], ",".join(f"{k}={v}" for k, v in value.items())]
         elif value is not None:
             args += [table[name], str(value)]
     return args
 
 
+# What each remote role is sent of the cluster's Security: its own certificate and key (a
+# worker's tasks also connect as clients), never another role's key.
+_ROLE_FIELDS = {
+    "scheduler": ("tls_scheduler_cert", "tls_scheduler_key"),
+    "worker": ("tls_worker_cert", "tls_worker_key", "tls_client_cert", "tls_client_key"),
+}
+
+
+def _pem(security: Any, field: str) -> str | None:
+    """The PEM text of ``security.<field>`` (read from its file when it is a path: the
+    remote hosts need not have the file).
+
+    Raises:
+        ValueError: the file cannot be read here.
+    """
+    value = getattr(security, field)
+    if not value or "\n" in value:
+        return value or None
+    try:
+        with open(os.path.expanduser(value)) as f:
+            return f.read()
+    except OSError as exc:
+        raise ValueError(f"security.{field}: cannot read {value!r} ({exc.strerror}); "
+                         "SSHCluster sends the certificates' contents to the hosts, so they "
+                         "must be readable on this machine") from None
+
+
+def remote_settings(security: Any, role: str) -> dict[str, str]:
+    """The environment a remote ``role`` ("scheduler" or "worker") is sent over its SSH
+    session's input: ``SHOAL_TOKEN``, and with TLS, ``SHOAL_SECURITY`` holding the CA and
+    that role's certificate and key as PEM text (a worker's client certificate defaults to
+    its worker one, as ``shoal worker --tls-cert`` does).
+
+    Raises:
+        ValueError: a certificate or key file cannot be read here, or a role's certificate
+            is missing while a CA is given.
+    """
+    from shoal.comm._security import _FIELDS, TOKEN_ENV, Security
+
+    env = {TOKEN_ENV: security.token} if security.token else {}
+    if not any(getattr(security, f) for f in _FIELDS if f != "tls_ciphers"):
+        return env  # no TLS: the host's own dask config applies, as for `shoal worker`
+    own = _ROLE_FIELDS[role]
+    pems = {f: _pem(security, f) for f in ("tls_ca_file", *own)}
+    if role == "worker":
+        pems["tls_client_cert"] = pems["tls_client_cert"] or pems["tls_worker_cert"]
+        pems["tls_client_key"] = pems["tls_client_key"] or pems["tls_worker_key"]
+    if not (pems["tls_ca_file"] and pems[own[0]]):
+        raise ValueError(f"a TLS SSHCluster needs security.tls_ca_file and "
+                         f"security.{own[0]} (and its key) for the {role}s")
+    sent = Security(require_encryption=security.require_encryption, token=security.token,
+                    tls_ciphers=security.tls_ciphers, tls_min_version=security.tls_min_version,
+                    tls_max_version=security.tls_max_version, **{f: v for f, v in pems.items() if v})
+    for field in _FIELDS:  # not what this host's config may hold, nor other roles' keys
+        if field not in pems and field != "tls_ciphers":
+            setattr(sent, field, None)
+    return sent.to_env()
+
+
+class PerHostLengthError(ValueError, RuntimeError):
+    """A per-host list (``connect_options``, ``remote_python``) of the wrong length: a
+    RuntimeError as in dask, and a ValueError, which it is."""
+
+
 def _address_host(host: str) -> str:
     """The host part of an SSH destination (``user@host`` → ``host``)."""
     return host.rsplit("@", 1)[-1]
+
+
+def failure_reason(role: str, host: str, status: int | None, lines: Sequence[str],
+                   ready: str, timeout: float) -> str:
+    """One line saying why the ``role`` on ``host`` did not start: what ssh or the remote
+    command said last (ssh ends with 255 for its own errors, a shell with 127 for a missing
+    command), and what to check."""
+    said = next((line.strip() for line in reversed(lines) if line.strip()), "")
+    head = f"could not start the {role} on {host} over SSH"
+    if status is None:
+        last = f" (it last printed: {said})" if said else ""
+        return f"{head}: no {ready!r} line within {timeout:g} s{last}"
+    hint = ""
+    if status == 255 and "Permission denied" in said:
+        hint = "check connect_options' username and client_keys (or your ssh-agent)"
+    elif status == 255 and "Host key verification failed" in said:
+        hint = "add the host to known_hosts (connect_options['known_hosts'])"
+    elif status == 127:
+        hint = "check remote_python for that host"
+    elif "No module named" in said:
+        hint = "is shoal installed for remote_python on that host?"
+    said = said or "it printed nothing"
+    if hint:
+        said = f"{said}{'' if said.endswith('.') else '.'} {hint[0].upper()}{hint[1:]}"
+    return f"{head} (exit status {status}): {said}"
 
 
 class _Remote:
@@ -128,7 +221,8 @@ class _Remote:
 
         Raises:
             RuntimeError: the command ended or printed no such line within ``timeout`` s
-                (the message carries what it printed: ssh's or shoal's complaint).
+                (one line naming the host, with ssh's or shoal's last complaint; the
+                rest of what it printed is logged).
         """
         self.proc = await asyncio.create_subprocess_exec(
             *self.command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -149,13 +243,11 @@ class _Remote:
             self._seen.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._seen.wait(), left)
-        said = "\n".join(self.lines[-20:]) or "(nothing)"
-        status = self.proc.returncode
-        raise RuntimeError(
-            f"could not start the {self.role} on {self.host} over SSH "
-            f"({'still running' if status is None else f'exit status {status}'} after "
-            f"printing no {ready!r} within {timeout:g} s). It printed:\n{said}"
-        )
+        if self.lines:
+            logger.error("the %s on %s printed:\n%s", self.role, self.host,
+                         "\n".join(self.lines[-20:]))
+        raise RuntimeError(failure_reason(self.role, self.host, self.proc.returncode,
+                                          self.lines, ready, timeout))
 
     async def _read(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
@@ -195,25 +287,36 @@ class SSHCluster:
         hosts: host names or addresses (a host may repeat; ``user@host`` works too).
         connect_options: asyncssh's names, translated to ``ssh`` options: ``username``,
             ``port``, ``client_keys``, ``known_hosts`` (None: no host key checking),
-            ``config`` (an ssh_config file), ``connect_timeout``. One dict, or one per host.
+            ``config`` (an ssh_config file), ``connect_timeout`` (default: half of
+            ``timeout``). One dict, or one per host.
         worker_options: ``nthreads``, ``n_workers``, ``memory_limit``, ``name``, ``host``,
             ``interface``, ``listen_address``, ``contact_address``, ``worker_port``,
-            ``death_timeout`` (``shoal worker``'s flags).
+            ``death_timeout``, ``resources`` (a dict or "GPU=1,MEM=1e9"),
+            ``local_directory`` (``shoal worker``'s flags).
         scheduler_options: ``port`` (default 8786), ``host`` (default: every interface,
-            reached at ``hosts[0]``), ``interface``, ``dashboard_address``, ``dashboard``.
+            reached at ``hosts[0]``), ``interface``, ``dashboard_address``, ``dashboard``,
+            ``protocol`` (default: tls with certificates, else tcp).
         worker_class: only shoal's own worker ("distributed.Nanny", the default).
         remote_python: the Python (or a command prefix such as ``"env VAR=x python3"``)
             to run on the hosts; one string, or one per host (default: this Python's path).
-        security: a :class:`shoal.Security` whose ``token`` is the cluster's secret
-            (default: the ``SHOAL_TOKEN`` environment variable, else a fresh random one).
-            It reaches each remote process over its session's input, never on a command
-            line; ``Client(cluster)`` presents it. TLS certificates are not sent (refused).
+        security: a :class:`shoal.Security` (``Security.temporary()``, or certificate
+            files or PEM text; default: dask's config). Its ``token`` is the cluster's
+            secret (default: ``SHOAL_TOKEN``, else a fresh random one). The token, the CA
+            and each role's certificate and key (files are read here) reach each remote
+            process over its session's input, never on a command line or in a lasting
+            file (OpenSSL reads a key only from a file: it is written to a private 0600
+            file for the moment of loading, then deleted); the scheduler and workers
+            then listen on tls:// with mutual TLS, and ``Client(cluster)`` presents the
+            client certificate.
         timeout: seconds to wait for the scheduler and each worker to start.
 
     Raises:
         ValueError: no hosts, an option that does not exist (the message lists those
-            that do), or TLS certificates in ``security``.
-        RuntimeError: a process could not be started (with what ssh or shoal printed).
+            that do), or a certificate that cannot be read or is missing for a role.
+        PerHostLengthError: a per-host list of the wrong length (a ValueError and, as in
+            dask, a RuntimeError).
+        RuntimeError: a process could not be started (one line: the host, and what ssh
+            or shoal said).
     """
 
     def __init__(
@@ -241,15 +344,17 @@ class SSHCluster:
         per_host = (list(connect_options) if isinstance(connect_options, Sequence)
                     else [connect_options or {}] * len(self.hosts))
         if len(per_host) != len(self.hosts):
-            raise ValueError(f"connect_options has {len(per_host)} entries for "
-                             f"{len(self.hosts)} hosts: give one dict, or one per host")
-        self._ssh = [["ssh", *ssh_options(o)] for o in per_host]
+            raise PerHostLengthError(f"connect_options has {len(per_host)} entries for "
+                                     f"{len(self.hosts)} hosts: give one dict, or one per host")
+        # ssh's own connect timeout, so an unreachable host fails with ssh's reason
+        wait = {"connect_timeout": max(1.0, timeout / 2)}
+        self._ssh = [["ssh", *ssh_options({**wait, **o})] for o in per_host]
         pythons = ([remote_python] * len(self.hosts)
                    if remote_python is None or isinstance(remote_python, str)
                    else list(remote_python))
         if len(pythons) != len(self.hosts):
-            raise ValueError(f"remote_python has {len(pythons)} entries for {len(self.hosts)} "
-                             "hosts: give one, or one per host")
+            raise PerHostLengthError(f"remote_python has {len(pythons)} entries for "
+                                     f"{len(self.hosts)} hosts: give one, or one per host")
         self._pythons = [p or shlex.quote(sys.executable) for p in pythons]
         sched_opts = dict(scheduler_options or {})
         self._scheduler_host_given = "host" in sched_opts or "interface" in sched_opts
@@ -258,21 +363,17 @@ class SSHCluster:
         sched_opts.setdefault("port", 8786)
         self._scheduler_args = _flags(sched_opts, _SCHEDULER_FLAGS, "scheduler_options")
         self._worker_args = _flags(dict(worker_options or {}), _WORKER_FLAGS, "worker_options")
-        from shoal.comm._security import _FIELDS, Security
+        from shoal.comm._security import Security
 
         if security is None:
             security = Security()  # SHOAL_TOKEN, if set, is the token
         elif not isinstance(security, Security):
             raise TypeError(f"security must be a shoal.Security, got {type(security).__name__}")
-        tls = sorted(f for f in _FIELDS if f != "tls_ciphers" and getattr(security, f))
-        if tls:
-            raise ValueError(f"SSHCluster sends the hosts the cluster's token, not TLS "
-                             f"certificates ({', '.join(tls)} given): start TLS clusters with "
-                             "shoal scheduler/worker --tls-* on each host (docs/deploy.md)")
         if not security.token:
             security.token = secrets.token_urlsafe(32)
         self.security = security  # Client(cluster) uses it
-        self._secrets = {"SHOAL_TOKEN": security.token}
+        self._secrets = {role: remote_settings(security, role)
+                         for role in ("scheduler", "worker")}
         self.timeout = timeout
         self.scheduler_address = ""
         self.dashboard_link: str | None = None
@@ -289,18 +390,19 @@ class SSHCluster:
     @property
     def token(self) -> str:
         """The cluster's secret, which clients present (also set as ``SHOAL_TOKEN``)."""
-        return self._secrets["SHOAL_TOKEN"]
+        return str(self.security.token)
 
     async def _start(self) -> None:
         self._scheduler = _Remote(self.hosts[0], "scheduler", self._scheduler_args,
                                   self._ssh[0], self._pythons[0])
-        printed = await self._scheduler.start(self._secrets, "Scheduler at:", self.timeout)
+        printed = await self._scheduler.start(self._secrets["scheduler"], "Scheduler at:",
+                                              self.timeout)
         if self._scheduler_host_given:
             self.scheduler_address = printed
         else:  # bound everywhere: reach it by the name that reached its host
-            port = printed.rsplit(":", 1)[1]
+            scheme, port = printed.split("://", 1)[0], printed.rsplit(":", 1)[1]
             host = _address_host(self.hosts[0])
-            self.scheduler_address = f"tcp://{f'[{host}]' if ':' in host else host}:{port}"
+            self.scheduler_address = f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
         for line in self._scheduler.lines:
             if line.startswith("Dashboard at:"):
                 self.dashboard_link = line.split(":", 1)[1].strip()
@@ -309,7 +411,7 @@ class SSHCluster:
             for host, ssh, python in zip(self.hosts[1:], self._ssh[1:], self._pythons[1:],
                                          strict=True)
         ]
-        await asyncio.gather(*(w.start(self._secrets, "Started ", self.timeout)
+        await asyncio.gather(*(w.start(self._secrets["worker"], "Started ", self.timeout)
                                for w in self._workers))
 
     async def _close(self) -> None:

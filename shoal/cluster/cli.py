@@ -42,8 +42,12 @@ def _parse_seconds(value: str) -> float:
 
 
 def _security(args: argparse.Namespace, role: str) -> Any:
-    """The Security the command line describes (TLS files, token), or None for defaults."""
-    from shoal.comm._security import Security
+    """The Security the command line describes (TLS files, token), else the one SSHCluster
+    sent over the session's input (``SHOAL_SECURITY``, see ``_remote.py``), else None for
+    defaults."""
+    import os
+
+    from shoal.comm._security import SECURITY_ENV, Security
 
     tls = {}
     if args.tls_ca_file:
@@ -54,6 +58,10 @@ def _security(args: argparse.Namespace, role: str) -> Any:
             tls[f"tls_{part}_cert"] = args.tls_cert
         if args.tls_key:
             tls[f"tls_{part}_key"] = args.tls_key
+    if not tls and os.environ.get(SECURITY_ENV):
+        security = Security.from_env()  # PEM text in memory, in no lasting file
+        security.token = args.token or security.token
+        return security
     if not tls and not args.token:
         return None
     return Security(token=args.token, **tls)

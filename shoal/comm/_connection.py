@@ -33,6 +33,7 @@ class Connection:
         self._pending: list[list[Message] | None] = []
         self.closed = False
         self.info: dict[str, Any] = {}
+        self._streaming = False  # a file is being streamed: batches wait (send_streamed)
 
     def set_handler(self, handler: MessageHandler) -> None:
         """Route incoming batches to ``handler`` (batches that arrived before are replayed)."""
@@ -66,6 +67,8 @@ class Connection:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        if self._streaming:
+            return  # after the stream: it flushes the outbox when it ends
         if self.closed or not self._outbox:
             self._outbox.clear()
             return
@@ -74,6 +77,12 @@ class Connection:
 
     def _write_batch(self, batch: list[Message]) -> None:
         raise NotImplementedError
+
+    @property
+    def writing_paused(self) -> bool:
+        """Whether the transport's buffer is past its high-water mark: a writer of bulk
+        data awaits :meth:`drain` before sending more."""
+        return False
 
     async def drain(self) -> None:
         """Wait until queued output is handed to the transport (back-pressure)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 import socket
 import ssl
 from collections.abc import Callable
@@ -20,16 +21,29 @@ from typing import Any
 from shoal.comm._connection import Connection
 from shoal.comm._handshake import HANDSHAKE_CAP, Handshake, HandshakeError
 from shoal.comm._security import Security, default_security
-from shoal.protocol._framing import FrameDecoder, decode, encode
+from shoal.protocol._framing import FileFrame, FrameDecoder, decode, encode
 from shoal.protocol._messages import Message, ProtocolError
 
 logger = logging.getLogger("shoal.comm")
 
 # A peer that has not finished the handshake by then is dropped (it holds a socket).
 HANDSHAKE_TIMEOUT = 10.0
-# Big frames go to TLS in pieces of this size, the next when asyncio's SSL layer (which
-# pauses us above 512 KiB of ciphertext in flight) says so.
-TLS_PIECE = 1 << 20
+# Frames go to TLS in pieces of at most this size (six full 16 KiB TLS records), the next
+# when the SSL layer says so. The SSL layer copies each piece's ciphertext into a new bytes
+# object: under 128 KiB, glibc's default mmap threshold, which stays there in a process
+# started with MALLOC_TRIM_THRESHOLD_ and no MALLOC_MMAP_THRESHOLD_ (dask's worker
+# environment; shoal's nanny sets both), that is recycled heap memory rather than fresh pages
+# mapped, zeroed and unmapped for every piece (with 1 MiB pieces, a third of a sending
+# worker's CPU in a TLS transfer). A piece also stays in the L2 cache through the SSL
+# layer's copies.
+TLS_PIECE = 96 * 1024
+# Pause above this much ciphertext waiting in the SSL layer (asyncio's default is 512 KiB):
+# it hands all of it to the socket in one bytes object when the socket drains, which must
+# stay under the mmap threshold too. The socket's own buffer keeps the pipe full meanwhile.
+TLS_WRITE_HIGH_WATER = TLS_PIECE // 2
+# A frame left in a file (a spilled value served to a peer) is read and written in chunks
+# of this size, the next once the transport drained.
+STREAM_CHUNK = 4 << 20
 SCHEMES = ("tcp", "tls")
 
 
@@ -135,6 +149,7 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
         self._early: list[Message] = []  # sent before the transport was ready
         self.bytes_received = 0  # progress, for deadlines on replies
         self._tls_backlog: collections.deque[Any] = collections.deque()  # see _write_tls
+        self._stream_lock: asyncio.Lock | None = None  # see send_streamed
 
     # protocol callbacks -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -149,6 +164,8 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer = f"{self._scheme}://{peer[0]}:{peer[1]}"
+        if self._scheme == "tls":
+            transport.set_write_buffer_limits(high=TLS_WRITE_HIGH_WATER)  # type: ignore[attr-defined]
         if self._handshake is not None:
             first = self._handshake.start()
             if first:
@@ -244,6 +261,10 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
             self._resume.set_result(None)
 
     # Connection ------------------------------------------------------------------------
+    @property
+    def writing_paused(self) -> bool:
+        return self._paused
+
     def _write_batch(self, batch: list[Message]) -> None:
         if self.transport is None or self._handshake is not None:
             self._early.extend(batch)
@@ -259,22 +280,26 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
             self.transport.writelines(buffers)
 
     def _write_tls(self, buffers: list[Any]) -> None:
-        """Hand TLS a batch in pieces of ``TLS_PIECE`` bytes, the next one only while the
-        transport is not paused: OpenSSL encrypts a huge write into one ever-growing memory
-        buffer several times slower than pieces that go to the socket as they come."""
-        small: list[Any] = []
+        """Hand TLS a batch in pieces of at most ``TLS_PIECE`` bytes (small buffers grouped,
+        big ones cut), the next one only while the transport is not paused: OpenSSL
+        encrypts a huge write into one ever-growing memory buffer several times slower than
+        pieces that go to the socket as they come."""
+        backlog = self._tls_backlog
+        group: list[Any] = []  # small buffers sent as one piece, not one record each
+        size = 0
         for buf in buffers:
             view = memoryview(buf).cast("B")
-            if view.nbytes <= TLS_PIECE:
-                small.append(view)
+            if size + view.nbytes > TLS_PIECE and group:
+                backlog.append(b"".join(group))
+                group, size = [], 0
+            if view.nbytes < TLS_PIECE:
+                group.append(view)
+                size += view.nbytes
                 continue
-            if small:  # one TLS record for the small buffers, not one each
-                self._tls_backlog.append(b"".join(small))
-                small = []
             for start in range(0, view.nbytes, TLS_PIECE):
-                self._tls_backlog.append(view[start : start + TLS_PIECE])
-        if small:
-            self._tls_backlog.append(b"".join(small))
+                backlog.append(view[start : start + TLS_PIECE])
+        if group:
+            backlog.append(b"".join(group))
         self._pump_tls()
 
     def _pump_tls(self) -> None:
@@ -291,6 +316,68 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
             if self._resume is None or self._resume.done():
                 self._resume = asyncio.get_running_loop().create_future()
             await asyncio.shield(self._resume)
+
+    async def send_streamed(self, msg: Message, stall_timeout: float) -> None:
+        """Send ``msg`` now, reading its :class:`FileFrame` frames from their files
+        ``STREAM_CHUNK`` bytes at a time, each written once the previous ones left the
+        transport's buffer: a value bigger than this process's memory can be sent. Messages
+        sent meanwhile wait and follow it; streams take turns. A peer that reads nothing
+        for ``stall_timeout`` seconds gets its connection closed (logged); a closed
+        connection ends the send."""
+        buffers = encode([msg])
+        if self._stream_lock is None:
+            self._stream_lock = asyncio.Lock()
+        async with self._stream_lock:  # two streams on one connection would interleave
+            await self._stream(buffers, stall_timeout)
+
+    async def _stream(self, buffers: list[Any], stall_timeout: float) -> None:
+        await self.drain()
+        if self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        self._streaming = True
+        try:
+            for buf in buffers:
+                if type(buf) is not FileFrame:
+                    self._write_buffers([buf])
+                    continue
+                done = 0
+                while done < buf.nbytes:
+                    await self._drain_within(stall_timeout)
+                    if self.closed:
+                        return
+                    n = min(STREAM_CHUNK, buf.nbytes - done)
+                    try:
+                        chunk = await loop.run_in_executor(
+                            None, _read_exactly, buf.file, buf.offset + done, n)
+                    except OSError as exc:  # half a frame is out: the peer must see an end
+                        logger.error("closing connection to %s: could not read a frame to "
+                                     "stream (%s)", self.peer, exc)
+                        self.close()
+                        return
+                    if self.closed:
+                        return
+                    self._write_buffers([chunk])
+                    done += n
+        finally:
+            self._streaming = False
+            if self._outbox and not self.closed:
+                self._flush()
+
+    async def _drain_within(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self.drain(), timeout)
+        except asyncio.TimeoutError:
+            logger.warning("closing connection to %s: it read nothing for %g s of a streamed "
+                           "reply", self.peer, timeout)
+            self.close()
+
+    def _write_buffers(self, buffers: list[Any]) -> None:
+        assert self.transport is not None
+        if self._scheme == "tls":
+            self._write_tls(buffers)
+        else:
+            self.transport.writelines(buffers)
 
     def _close(self) -> None:
         if self._tls_backlog and self.transport is not None:
@@ -438,6 +525,13 @@ async def listen(
 
     return await loop.create_server(factory, host, port, reuse_address=True, backlog=1024,
                                     ssl=ctx)
+
+
+def _read_exactly(file: Any, offset: int, n: int) -> bytes:
+    data = os.pread(file.fileno(), n, offset)
+    if len(data) != n:
+        raise OSError(f"{getattr(file, 'name', 'a file')} is shorter than the frame it holds")
+    return data
 
 
 def _expire(conn: TCPConnection) -> None:

@@ -99,7 +99,7 @@ def _pickled_exception(exc: BaseException, short_message: str) -> Serialized | N
     candidates: list[Any] = [exc]
     try:
         candidates.append(type(exc)(short_message))
-    except BaseException:
+    except BaseException:  # no short copy: the exception itself is tried (its text travels anyway)
         pass
     for candidate in candidates:
         try:
@@ -159,7 +159,7 @@ def error_to_exception(error: dict[str, Any]) -> BaseException:
     if tb is not None:
         try:
             exc = exc.with_traceback(tb)
-        except Exception:
+        except Exception:  # raised without the remote frames; the error's tb_text keeps them
             pass
     return exc
 

@@ -5,12 +5,15 @@ us allocate without bound. Must not know about sockets or event loops.
 
 Layout of one batch: ``u32 nframes``, then ``nframes`` times ``u64 length``, then the frames.
 Frame 0 is a msgpack array of message tuples. Serialized payloads larger than
-``INLINE_LIMIT`` travel as their own frames (out-of-band, never copied into frame 0).
+``INLINE_LIMIT`` travel as their own frames (out-of-band, never copied into frame 0). A
+:class:`FileFrame` stands for a frame whose bytes are still in a file (a spilled value
+served to a peer): encoding counts its length, the connection streams its bytes.
 """
 
 from __future__ import annotations
 
 import struct
+import threading
 from typing import Any
 
 import msgpack
@@ -24,37 +27,85 @@ _EXT_SERIALIZED = 1
 _BIG = 256 * 1024  # frames above this are received straight into their own buffer
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
-# The packer's first buffer. msgpack's default (256 KiB) is above glibc's mmap threshold in
-# threads other than the main one: every batch, however small (a Lock's acquire), paid for an
-# mmap, a page fault and a munmap. The buffer grows as needed.
-_PACK_BUFFER = 16 * 1024
 
 
-def encode(messages: list[Message]) -> list[Any]:
-    """Encode a batch of messages into buffers ready for ``transport.writelines``."""
-    oob: list[Any] = []
+class FileFrame:
+    """``nbytes`` bytes of the open binary ``file`` from ``offset``: a frame left on disk."""
 
-    def default(obj: Any) -> Any:
+    __slots__ = ("file", "nbytes", "offset")
+
+    def __init__(self, file: Any, offset: int, nbytes: int) -> None:
+        self.file = file
+        self.offset = offset
+        self.nbytes = nbytes
+
+
+def _size(frame: Any) -> int:
+    return frame.nbytes if type(frame) is FileFrame else memoryview(frame).nbytes
+
+
+class _Encoder:
+    """One thread's msgpack packers, reused from batch to batch.
+
+    ``msgpack.packb`` builds a new ``Packer`` per call, and each one mallocs a 256 KiB
+    buffer: per task (every inline result is a nested pack) that was an ``mmap``/``munmap``
+    pair whenever glibc's mmap threshold is frozen (any ``MALLOC_TRIM_THRESHOLD_``, which
+    dask's config sets). A packer is never shared between threads (``threading.local``),
+    never re-entered (``busy``: a finalizer running ``encode`` in the middle of a pack gets
+    fresh packers), and ``autoreset`` makes each ``pack`` return new ``bytes``, so nothing
+    returned aliases the reused buffer."""
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.oob: list[Any] = []
+        self.inner = msgpack.Packer(use_bin_type=True, autoreset=True)
+        self.outer = msgpack.Packer(default=self.default, use_bin_type=True, autoreset=True)
+
+    def default(self, obj: Any) -> Any:
         if isinstance(obj, Serialized):
+            oob = self.oob
             parts: list[Any] = []
             for frame in obj.frames:
-                size = memoryview(frame).nbytes
-                if size <= INLINE_LIMIT:
+                if type(frame) is FileFrame:
+                    size = frame.nbytes
+                else:
+                    size = memoryview(frame).nbytes
+                if size <= INLINE_LIMIT and type(frame) is not FileFrame:
                     parts.append(bytes(frame) if not isinstance(frame, bytes) else frame)
                 else:
                     parts.append(len(oob) + 1)
                     oob.append(frame)
-            return msgpack.ExtType(_EXT_SERIALIZED, msgpack.Packer(
-                use_bin_type=True, buf_size=_PACK_BUFFER).pack(parts))
+            return msgpack.ExtType(_EXT_SERIALIZED, self.inner.pack(parts))
         if isinstance(obj, (set, frozenset)):
             return list(obj)
         raise TypeError(f"cannot encode {type(obj).__name__} in a message")
 
-    head = msgpack.Packer(default=default, use_bin_type=True, buf_size=_PACK_BUFFER).pack(
-        [m.to_wire() for m in messages])
-    lengths = [len(head), *(memoryview(f).nbytes for f in oob)]
-    prefix = struct.pack(f"<I{len(lengths)}Q", len(lengths), *lengths)
-    return [prefix, head, *oob]
+    def encode(self, messages: list[Message]) -> list[Any]:
+        self.busy = True
+        oob: list[Any] = []
+        self.oob = oob
+        try:
+            head = self.outer.pack([m.to_wire() for m in messages])
+        finally:
+            self.oob = []
+            self.busy = False
+        lengths = [len(head), *(_size(f) for f in oob)]
+        prefix = struct.pack(f"<I{len(lengths)}Q", len(lengths), *lengths)
+        return [prefix, head, *oob]
+
+
+_encoders = threading.local()
+
+
+def encode(messages: list[Message]) -> list[Any]:
+    """Encode a batch of messages into buffers ready for ``transport.writelines`` (and
+    :class:`FileFrame` objects, which only ``TCPConnection.send_streamed`` writes)."""
+    encoder: _Encoder | None = getattr(_encoders, "encoder", None)
+    if encoder is None:
+        encoder = _encoders.encoder = _Encoder()
+    elif encoder.busy:
+        encoder = _Encoder()
+    return encoder.encode(messages)
 
 
 def decode(frames: list[Any]) -> list[Message]:

@@ -39,9 +39,12 @@ class Message:
 
 
 _REGISTRY: dict[str, type[Message]] = {}
-_ARITY: dict[str, int] = {}
 # Per tag: (field name, accepted types or None for "anything") for each field, in order.
 _CHECKS: dict[str, tuple[tuple[str, tuple[type, ...] | None], ...]] = {}
+
+# Per tag, what from_wire needs in one lookup (it runs for every message received):
+# (class, length of the wire tuple, (index, field name, accepted types) of checked fields).
+_DECODE: dict[str, tuple[type[Message], int, tuple[tuple[int, str, tuple[type, ...]], ...]]] = {}
 
 _SEQ = (list, tuple)
 _NUM = (int, float)
@@ -79,8 +82,11 @@ def _message(tag: str) -> Callable[[_C], _C]:
             raise RuntimeError(f"duplicate message tag {tag!r}")
         _REGISTRY[tag] = cls
         names = [f.name for f in fields(cls)]
-        _ARITY[tag] = len(names)
         _CHECKS[tag] = tuple((f.name, _accepts(str(f.type))) for f in fields(cls))
+        _DECODE[tag] = (cls, len(names) + 1, tuple(
+            (i, name, kinds) for i, (name, kinds) in enumerate(_CHECKS[tag], 1)
+            if kinds is not None
+        ))
         # attrgetter of several names returns a tuple; of one, a bare value: wrap it.
         if len(names) > 1:
             cls._fields_of = operator.attrgetter(*names)
@@ -97,15 +103,17 @@ def from_wire(item: Any) -> Message:
     if not isinstance(item, (tuple, list)) or not item or not isinstance(item[0], str):
         raise ProtocolError(f"expected a (tag, *fields) array, got {type(item).__name__}")
     tag = item[0]
-    cls = _REGISTRY.get(tag)
-    if cls is None:
+    spec = _DECODE.get(tag)
+    if spec is None:
         raise ProtocolError(f"unknown message tag {tag!r}")
-    if len(item) - 1 != _ARITY[tag]:
+    cls, length, checks = spec
+    if len(item) != length:
         raise ProtocolError(
-            f"message {tag!r} needs {_ARITY[tag]} fields, got {len(item) - 1}"
+            f"message {tag!r} needs {length - 1} fields, got {len(item) - 1}"
         )
-    for (name, kinds), value in zip(_CHECKS[tag], item[1:], strict=True):
-        if kinds is not None and not isinstance(value, kinds):
+    for i, name, kinds in checks:
+        value = item[i]
+        if not isinstance(value, kinds):
             raise ProtocolError(
                 f"message {tag!r}: field {name!r} must be "
                 f"{' or '.join(k.__name__ for k in kinds)}, got {type(value).__name__}"

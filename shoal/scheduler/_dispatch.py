@@ -54,7 +54,7 @@ class Dispatch(StateBase):
             self._reestimate(prefix, duration)
 
     def _estimate(self, prefix: str) -> float:
-        return self._durations.get(prefix, placement.UNKNOWN_DURATION)
+        return self._durations.get(prefix, self.unknown_duration)
 
     def _ready(self, ts: TaskState) -> None:
         """All inputs are in memory: place the task now, or queue it."""

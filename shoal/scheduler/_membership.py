@@ -15,20 +15,12 @@ connection first, so nothing the old process still says is mistaken for the new 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from shoal.comm import connect
-from shoal.protocol._messages import (
-    PROTOCOL_VERSION,
-    Close,
-    Data,
-    GetData,
-    Hello,
-    RestartWorker,
-    Store,
-)
+from shoal.protocol._messages import Close, CopyKeys, RestartWorker
 from shoal.scheduler._events import ClusterReset, DataCopied, WorkerRetiring
 from shoal.scheduler._retire import Move, plan_retirement
 from shoal.scheduler._views import one_worker_info
@@ -149,57 +141,33 @@ async def restart_workers(scheduler: Scheduler, workers: list[Any], timeout: flo
 
 
 async def _copy(scheduler: Scheduler, moves: list[Move], timeout: float) -> None:
-    """Fetch the moved keys from their (retiring) holders and store them on their new
-    workers; then tell the state who holds them now. Keys that could not be fetched are
-    left out (their retiring holder keeps them until it closes, then lineage applies)."""
-    by_source: dict[str, list[Move]] = {}
+    """Have each staying worker fetch the keys moved to it straight from their retiring
+    holders (``CopyKeys``, as for ``replicate``: the bytes never pass through the
+    scheduler); record the copies that arrived (``DataCopied``). Keys that could not be
+    fetched are left out: their retiring holder keeps them, and is then not retired.
+
+    Waits at most ``timeout``; answers arriving later are still recorded (a fetch ends
+    by the worker's own deadline, or with the worker)."""
+    rows: dict[str, list[tuple[Any, list[str]]]] = {}
     for m in moves:
-        by_source.setdefault(m.source, []).append(m)
+        rows.setdefault(m.dest, []).append((m.key, [m.source]))
+    asks = {dest: functools.partial(CopyKeys, keys=keys) for dest, keys in rows.items()}
+    answers = scheduler.ask_workers(None, asks)
 
-    async def one_source(source: str, ms: list[Move]) -> None:
-        reply = await _get_data(source, [m.key for m in ms], timeout)
-        copied: dict[str, list[tuple[Any, int]]] = {}
-        for m in ms:
-            data = reply.items.get(m.key) if reply is not None else None
-            conn = scheduler._workers.get(m.dest)
-            if data is None or conn is None:
-                continue
-            conn.send(Store(m.key, data, m.nbytes))
-            copied.setdefault(m.dest, []).append((m.key, m.nbytes))
-        scheduler._apply([DataCopied(dest, items) for dest, items in copied.items()])
-
-    await asyncio.gather(*(one_source(s, ms) for s, ms in by_source.items()))
-
-
-async def _get_data(address: str, keys: list[Any], timeout: float) -> Data | None:
-    """The serialized values of ``keys`` from the worker at ``address`` (as a peer would
-    ask), or None when it cannot be reached within ``timeout``."""
-    reply: asyncio.Future[Data] = asyncio.get_running_loop().create_future()
-
-    def on_message(conn: Any, batch: list[Any] | None) -> None:
-        if reply.done():
+    def record(done: asyncio.Future[dict[str, tuple[bool, Any]]]) -> None:
+        if done.cancelled():
             return
-        if batch is None:
-            reply.set_exception(ConnectionError(f"worker {address} closed the connection"))
-            return
-        for msg in batch:
-            if isinstance(msg, Data):
-                reply.set_result(msg)
-                return
+        events = [DataCopied(dest, [(k, n) for k, n in value])
+                  for dest, (ok, value) in done.result().items() if ok]
+        if events:
+            scheduler._apply(events)
 
-    conn = None
+    answers.add_done_callback(record)  # runs before the wait below returns
     try:
-        conn = await connect(address, timeout=timeout)
-        conn.set_handler(on_message)
-        conn.send(Hello("peer", PROTOCOL_VERSION, "scheduler"))
-        conn.send(GetData(1, keys))
-        return await asyncio.wait_for(reply, timeout)
-    except (OSError, asyncio.TimeoutError) as exc:
-        logger.warning("could not fetch %d keys from retiring worker %s: %s", len(keys), address, exc)
-        return None
-    finally:
-        if conn is not None:
-            conn.close()
+        await asyncio.wait_for(asyncio.shield(answers), timeout)
+    except (asyncio.TimeoutError, TimeoutError):
+        logger.warning("retiring: copies of %d keys were not all made within %g s; the "
+                       "workers still holding them stay", len(moves), timeout)
 
 
 async def retire_workers(scheduler: Scheduler, workers: list[Any] | None, n: int | None,

@@ -63,7 +63,9 @@ class ReportHandlers(StateBase):
             self._unfire(ts)
         for client in ts.who_wants:
             self._out.append(ReportDone(client, ts.key, ev.nbytes, ev.typename, ev.inline))
-        self._tidy([ts, *ts.dependencies])
+        deps = ts.dependencies
+        if deps or not ts.who_wants:  # else nothing to tidy: a wanted task is needed
+            self._tidy([ts, *deps])
 
     def _on_failed(self, ev: TaskFailed) -> None:
         ws = self.workers.get(ev.worker)

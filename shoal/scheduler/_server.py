@@ -32,6 +32,7 @@ from shoal.protocol._serialize import Serialized
 from shoal.scheduler import _datasets as datasets
 from shoal.scheduler import _topics as topics
 from shoal.scheduler._events import Tick
+from shoal.scheduler._placement import UNKNOWN_DURATION
 from shoal.scheduler._plugins import SchedulerPlugins
 from shoal.scheduler._server_commands import ServerCommands
 from shoal.scheduler._server_messages import ServerMessages
@@ -52,6 +53,18 @@ def _event_log_length() -> int:
 
     value = dask.config.get("distributed.admin.low-level-log-length", topics.DEFAULT_MAXLEN)
     return int(value) if value else topics.DEFAULT_MAXLEN
+
+
+def _unknown_duration() -> float:
+    """Seconds assumed for a task prefix never measured: dask's
+    ``distributed.scheduler.unknown-task-duration``."""
+    import dask
+    from dask.utils import parse_timedelta
+
+    value = dask.config.get("distributed.scheduler.unknown-task-duration", None)
+    if value is None:
+        return UNKNOWN_DURATION
+    return float(parse_timedelta(value, default="s"))
 
 
 class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
@@ -83,7 +96,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         self.auth = auth
         self.token_generated = False
         self.state = SchedulerState(allowed_failures=allowed_failures, worker_ttl=worker_ttl,
-                                    bandwidth=bandwidth)
+                                    bandwidth=bandwidth, unknown_duration=_unknown_duration())
         self.topics = topics.Topics(_event_log_length())
         self.datasets = datasets.Datasets()
         self.plugin_host = SchedulerPlugins()

@@ -78,6 +78,19 @@ from shoal.scheduler._server_base import ShellBase
 from shoal.scheduler.coordination._shell import CHANNEL_ROLE
 from shoal.scheduler.coordination._shell import MESSAGES as COORDINATION_MESSAGES
 
+# How a scatter that found no worker to hold its data fails (the client raises TimeoutError).
+NO_WORKERS_TO_SCATTER = "No valid workers found to hold the scattered data"
+
+
+def _connect_timeout() -> float:
+    """dask's ``distributed.comm.timeouts.connect`` (30 s by default)."""
+    import dask.config
+    from dask.utils import parse_timedelta
+
+    value = dask.config.get("distributed.comm.timeouts.connect", "30s")
+    return float(parse_timedelta(value, default="s") or 30.0)
+
+
 logger = logging.getLogger("shoal.scheduler")
 
 # Messages handled by the topics and datasets machines rather than the task state.
@@ -242,8 +255,16 @@ class ServerMessages(ShellBase):
         return [row for i, row in enumerate(rows) if i not in bad]
 
     async def _scatter(self, conn: Connection, name: str, msg: Scatter) -> None:
-        if not self.state.workers:
-            await self.wait_for_workers(1, None)
+        if not self.state.workers:  # dask waits for one as long, then fails the same way
+            limit = _connect_timeout()
+            try:
+                await self.wait_for_workers(1, limit)
+            except TimeoutError:
+                conn.send(Response(msg.request_id, False,
+                                   f"{NO_WORKERS_TO_SCATTER} within {limit:g} s "
+                                   "('distributed.comm.timeouts.connect'); start workers, or "
+                                   "wait for them (client.wait_for_workers), and scatter again"))
+                return
         for key, data, nbytes, _typename in msg.items:
             self._scattered[key] = (data, nbytes)
         self._apply([DataScattered(name, [(k, n, t) for k, _, n, t in msg.items],

@@ -97,6 +97,7 @@ class SchedulerState(
         bandwidth: float = placement.BANDWIDTH,
         task_stream_size: int = 100_000,
         story_size: int = 100_000,
+        unknown_duration: float = placement.UNKNOWN_DURATION,
     ) -> None:
         self.tasks: dict[Key, TaskState] = {}
         self.workers: dict[str, WorkerState] = {}
@@ -115,6 +116,8 @@ class SchedulerState(
         self._storing: dict[Key, _Storing] = {}  # scattered keys awaiting workers' acks
         self.functions = FunctionRefs()  # which function blobs tasks still use
         self._durations: dict[str, float] = {}
+        # Assumed for a prefix never measured (dask's distributed.scheduler.unknown-task-duration).
+        self.unknown_duration = unknown_duration
         self.prefix_counts: dict[str, dict[str, int]] = {}
         self.task_stream: deque[tuple[Any, ...]] = deque(maxlen=task_stream_size)
         self.task_stream_total = 0

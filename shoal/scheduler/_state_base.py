@@ -67,6 +67,7 @@ class StateBase:
     _storing: dict[Key, _Storing]
     functions: FunctionRefs
     _durations: dict[str, float]
+    unknown_duration: float
     prefix_counts: dict[str, dict[str, int]]
     task_stream: deque[tuple[Any, ...]]
     task_stream_total: int

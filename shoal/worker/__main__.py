@@ -9,10 +9,9 @@ import logging
 import os
 import signal
 import sys
-import threading
 
 from shoal._loop import run_main
-from shoal.worker._execute import imports_ready
+from shoal.worker._execute import import_in_background
 from shoal.worker._server import SchedulerGone, Worker
 
 # Exit status meaning "leave for good": the scheduler closed this worker, or there was no
@@ -89,17 +88,6 @@ def _say_ready(fd: int) -> None:
         logging.getLogger("shoal.worker").debug("could not tell the nanny: %s", exc)
 
 
-def _warm_imports() -> None:
-    """Import dask's task spec and sizes now rather than inside the first task that needs
-    them (0.1 s a worker, which would delay the first results). Tasks wait for it
-    (``imports_ready``) rather than import dask from a second thread at the same time."""
-    try:
-        import dask._task_spec
-        import dask.sizeof  # noqa: F401
-    finally:
-        imports_ready.set()
-
-
 def _fraction(value: str) -> float | bool:
     return False if value.lower() in ("false", "none", "off") else float(value)
 
@@ -135,7 +123,6 @@ def main(argv: list[str] | None = None) -> int:
     _configure_timeouts(args.comm_timeout)
     if args.standby and not _wait_for_go():
         return 0
-    imports_ready.clear()  # before the first task can arrive; set by _warm_imports
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     gone: list[bool] = []
@@ -184,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.ready_fd is not None:
             _say_ready(args.ready_fd)
         # Registered: now load what most tasks will need, off the critical path of start-up.
-        threading.Thread(target=_warm_imports, name="shoal-warm-imports", daemon=True).start()
+        # (0.1 s a worker, which would otherwise delay the first results).
+        import_in_background("dask._task_spec", "dask.sizeof")
         logging.getLogger("shoal.worker").info("worker at %s", worker.address)
         await worker.wait_closed()
         await worker.close()

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import importlib
 import itertools
 import logging
 import os
+import pickle
 import queue
 import threading
 import time
@@ -46,6 +48,26 @@ def unpickle(ser: Serialized, functions: FunctionTable | None = None) -> Any:
         imports_ready.wait()  # ends: the import thread sets it in a finally
     with _UNPICKLE:
         return loads(ser, functions)
+
+
+def import_in_background(*modules: str) -> threading.Thread:
+    """Import ``modules`` in a daemon thread, holding :func:`unpickle`'s lock: unpickling
+    waits for it (:data:`imports_ready`) rather than import the same modules from a second
+    thread at once. Nothing it waits for needs the event loop, so a loop that unpickles
+    meanwhile is delayed by the import (a fraction of a second), never stuck."""
+
+    def run() -> None:
+        try:
+            with _UNPICKLE:
+                for name in modules:
+                    importlib.import_module(name)
+        finally:
+            imports_ready.set()
+
+    imports_ready.clear()
+    thread = threading.Thread(target=run, name="shoal-warm-imports", daemon=True)
+    thread.start()
+    return thread
 
 
 def loads_when_ready(ser: Serialized) -> Any:
@@ -301,7 +323,9 @@ class Executor:
         # message; a big one is never copied just to find out it is big. One that cannot
         # be pickled is still a result (later tasks here may use it): only a fetch of its
         # bytes fails, with the worker's "cannot be sent" error.
-        if cmd.send_inline and nbytes <= INLINE_LIMIT:
+        if cmd.send_inline and result is None:
+            inline = _NONE
+        elif cmd.send_inline and nbytes <= INLINE_LIMIT:
             try:
                 ser = dumps(result)
             except Exception:
@@ -313,6 +337,11 @@ class Executor:
         else:
             self._put(cmd.key, result, nbytes)
         return ExecuteDone(cmd.key, nbytes, type(result).__name__, start, stop, thread, inline, None)
+
+
+# ``None`` is the most common result (side-effect tasks, no-op benchmarks): pickled once,
+# shared read-only by every completion message (nothing mutates a Serialized's frames).
+_NONE = Serialized([pickle.dumps(None, protocol=5)])
 
 
 def _as_task_error(exc: BaseException, key: Any) -> RuntimeError:

@@ -33,7 +33,10 @@ class FetchingMixin(WorkerBase):
             conn = self._peers.get(address)
             if conn is not None and not conn.closed:
                 return conn
-            conn = await connect(address, timeout=10, security=self.security, role="worker")
+            # dask's connect timeout, but a peer silent for fetch_timeout (comm.timeouts.tcp)
+            # has failed: a frozen one accepts the TCP connection, then never answers.
+            limit = min(self.connect_timeout, self.fetch_timeout)
+            conn = await connect(address, timeout=limit, security=self.security, role="worker")
             conn.set_handler(self._on_peer_message)
             conn.send(Hello("peer", PROTOCOL_VERSION, self.address))
             self._peers[address] = conn

@@ -62,7 +62,7 @@ class MemoryMonitorMixin(WorkerBase):
         self._memory_fractions = (target, spill, pause, transfer)
         self._transfer_budget = int(float(transfer) * self.memory_limit) if transfer else 0
         limits = MemoryLimits.from_fractions(self.memory_limit, target, spill, pause)
-        return SpillBuffer(directory, limits)
+        return SpillBuffer(self.local_directory, limits)  # as dask: under local_directory
 
     async def _memory_monitor(self, store: SpillBuffer) -> None:
         """Sample process memory every ``MEMORY_MONITOR_INTERVAL`` seconds and carry out

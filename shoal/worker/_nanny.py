@@ -117,15 +117,31 @@ _PRE_SPAWN_DEFAULTS = {
 def _configured_environ() -> dict[str, str]:
     """The variables dask's config asks worker processes to start with: shoal's defaults,
     then ``distributed.nanny.pre-spawn-environ``, then ``distributed.nanny.environ``
-    (values of any type, as strings)."""
+    (values of any type, as strings). Entries equal to what an installed ``distributed``
+    ships as its defaults (loaded once anything imports it) are not settings of the
+    user's: shoal's defaults stand for them."""
     env = dict(_PRE_SPAWN_DEFAULTS)
     for key in ("distributed.nanny.pre-spawn-environ", "distributed.nanny.environ"):
         configured = dask.config.get(key, None) or {}
         if not isinstance(configured, dict):
             raise TypeError(f"dask config {key!r} must be a mapping of variable names to "
                             f"values, got {type(configured).__name__}: {configured!r}")
-        env.update({str(name): str(value) for name, value in configured.items()})
+        shipped = _shipped_defaults(key)
+        env.update({str(name): str(value) for name, value in configured.items()
+                    if name not in shipped or shipped[name] != value})
     return env
+
+
+def _shipped_defaults(key: str) -> dict[str, Any]:
+    """What dask's registered default configs (``dask.config.defaults``) hold at ``key``."""
+    found: dict[str, Any] = {}
+    for defaults in dask.config.defaults:
+        node: Any = defaults
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            found.update(node)
+    return found
 
 
 class Nanny:

@@ -70,9 +70,17 @@ class WorkerPlugins:
 
     @property
     def local_directory(self) -> str:
-        """A directory of this worker's own, on ``sys.path``; made on first use."""
+        """A directory of this worker's own, on ``sys.path``; made on first use, as in dask
+        under the worker's ``local_directory`` argument, else the ``temporary-directory``
+        config, else the system's temporary directory. Spill files go in it too."""
         if self._directory is None:
-            self._directory = tempfile.mkdtemp(prefix="shoal-worker-space-")
+            import dask.config
+
+            parent = (getattr(self.worker, "_spill_parent", None)
+                      or dask.config.get("temporary-directory", None) or None)
+            if parent:
+                os.makedirs(parent, exist_ok=True)
+            self._directory = tempfile.mkdtemp(prefix="shoal-worker-space-", dir=parent)
             sys.path.insert(0, self._directory)
         return self._directory
 

@@ -83,7 +83,14 @@ _NOT_RUN = {"kind": "cancelled", "type": "CancelledError", "message": "freed bef
 
 
 class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, ClientRunMixin):
-    """One worker process: run with ``async with Worker(...)`` or :meth:`run_forever`."""
+    """One worker: the I/O shell around a :class:`WorkerState`, run on an asyncio loop.
+
+    ``await worker.start()`` listens and registers with the scheduler; ``await
+    worker.wait_closed()`` returns once it has closed (asked by the scheduler, a signal, or
+    the scheduler lost past ``death_timeout``); ``await worker.close()`` closes it. ``python
+    -m shoal.worker`` (``shoal.worker.__main__``) runs one as a process this way;
+    ``LocalCluster(processes=False)`` runs them in its own loop.
+    """
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

@@ -43,7 +43,9 @@ class ServingMixin(WorkerBase):
                 values = {k: self.data[k] for k in msg.keys if k in self.data}
                 missing = [k for k in msg.keys if k not in values]
                 sizes = self._sizes(values)
-                if sum(sizes.values()) > self.message_bytes_limit or any(
+                # A reader behind on this connection (its buffer past the high-water mark)
+                # gets its reply once the buffer drained, never queued on top.
+                if conn.writing_paused or sum(sizes.values()) > self.message_bytes_limit or any(
                     costly_to_pickle(v, sizes[k]) for k, v in values.items()
                 ):
                     self._spawn(self._send_data_off_loop(conn, msg.request_id, values, missing,
@@ -134,43 +136,73 @@ class ServingMixin(WorkerBase):
             conn.send(Data(request_id, items, missing if last else [], errors, not last))
 
     async def _send_spilled(self, conn: Connection, msg: GetData, store: SpillBuffer) -> None:
-        """Answer a fetch of values some of which are on disk: their files' frames are
-        sent as they are (read in the serializing thread, never unpickled here, nor brought
-        back into the store's memory); the others are pickled there too."""
+        """Answer a fetch of values some of which are on disk. Their files are streamed as
+        they are (``TCPConnection.send_streamed``: big buffers read a chunk at a time as the
+        socket drains, never unpickled here, nor brought back into the store's memory), so
+        a value too big for this worker's memory is served without reading it whole; the
+        others are pickled in the serializing thread. The reply goes in pieces of at most
+        ``message_bytes_limit`` bytes, as :meth:`_send_data_off_loop`'s."""
 
-        def collect() -> tuple[dict[Any, Serialized], list[Any], dict[Any, Any]]:
+        def collect(keys: list[Any]) -> tuple[dict[Any, Serialized], list[Any],
+                                              dict[Any, Any], list[Any]]:
             items: dict[Any, Serialized] = {}
             values: dict[Any, Any] = {}
             missing: list[Any] = []
-            for key in msg.keys:
-                try:
-                    ser = store.serialized(key)
-                    if ser is not None:
-                        items[key] = ser
-                    else:
-                        values[key] = store[key]
-                except KeyError:
-                    missing.append(key)
+            files: list[Any] = []
+            try:
+                for key in keys:
+                    try:
+                        got = store.streamable(key) if streaming else None
+                        if got is not None:
+                            items[key], opened = got
+                            files.extend(opened)
+                        else:
+                            ser = None if streaming else store.serialized(key)
+                            if ser is not None:
+                                items[key] = ser
+                            else:
+                                values[key] = store[key]
+                    except KeyError:
+                        missing.append(key)
+            except BaseException:
+                for f in files:
+                    f.close()
+                raise
             pickled, errors = self._pickle_values(values)
             items.update(pickled)
-            return items, missing, errors
+            return items, missing, errors, files
 
+        streaming = isinstance(conn, TCPConnection)
         loop = asyncio.get_running_loop()
         if self._disk_sends is None:
             self._disk_sends = asyncio.Semaphore(SPILLED_SENDS)
-        # Bounded: values read from disk for peers are memory too; the next is read only
-        # once the previous ones have left (the socket drained).
+        assert self.state is not None
+        held = self.state.held
+        sizes = {k: held.get(k) or 0 for k in msg.keys}
+        runs = split_by_size(list(msg.keys), sizes, self.message_bytes_limit)
+        # Bounded: values read from disk for peers are memory too; the next piece is read
+        # only once the previous one has left (the socket drained).
         async with self._disk_sends:
-            try:
-                items, missing, errors = await loop.run_in_executor(self._serializing_pool(),
-                                                                    collect)
-            except OSError as exc:  # a spill file went missing or unreadable
-                logger.error("worker %s could not read spilled data for a fetch: %s",
-                             self.address, exc)
-                items, missing, errors = {}, list(msg.keys), {}
-            if not conn.closed:
-                conn.send(Data(msg.request_id, items, missing, errors))
-                await conn.drain()
+            for i, keys in enumerate(runs):
+                if conn.closed:
+                    return
+                try:
+                    items, missing, errors, files = await loop.run_in_executor(
+                        self._serializing_pool(), collect, keys)
+                except OSError as exc:  # a spill file went missing or unreadable
+                    logger.error("worker %s could not read spilled data for a fetch: %s",
+                                 self.address, exc)
+                    items, missing, errors, files = {}, list(keys), {}, []
+                reply = Data(msg.request_id, items, missing, errors, i < len(runs) - 1)
+                try:
+                    if isinstance(conn, TCPConnection):
+                        await conn.send_streamed(reply, self.fetch_timeout)
+                    else:
+                        conn.send(reply)
+                        await conn.drain()
+                finally:
+                    for f in files:
+                        f.close()
 
     def _unsendable(self, key: Any, exc: BaseException) -> dict[str, Any]:
         from shoal.protocol._errors import exception_to_error

@@ -7,8 +7,9 @@ keeps a plain dict instead and pays nothing for any of this.
 
 File format: a value is pickled with out-of-band buffers (:func:`dumps`) and written as a
 header (frame count and lengths) followed by the frames, straight from the buffers (numpy
-arrays are not copied to be written). Reading allocates one bytearray per frame and reads
-into it, so the array unpickled over it is writable and was copied once, by the disk read.
+arrays are not copied to be written). Reading allocates one buffer per frame (big ones not
+zero-filled) and reads into it, so the array unpickled over it is writable and was copied
+once, by the disk read.
 No compression: neither lz4 nor zstandard is a dependency, and a disk is usually faster
 than pure-Python compression.
 """
@@ -26,7 +27,8 @@ import time
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
-from shoal.protocol._serialize import Serialized, dumps, loads
+from shoal.protocol._framing import FileFrame
+from shoal.protocol._serialize import INLINE_LIMIT, Serialized, dumps, loads
 from shoal.protocol._sizeof import nbytes as measure
 from shoal.worker._memory import (
     Command,
@@ -45,6 +47,7 @@ logger = logging.getLogger("shoal.worker")
 
 _COUNT = struct.Struct("<I")
 _LENGTH = struct.Struct("<Q")
+_BIG = 256 * 1024  # frames read into uninitialized buffers from this size
 
 
 def write_frames(path: str, frames: list[Any]) -> int:
@@ -58,14 +61,52 @@ def write_frames(path: str, frames: list[Any]) -> int:
     return len(header) + sum(v.nbytes for v in views)
 
 
+def open_frames(path: str, inline: int) -> tuple[list[Any], Any]:
+    """The frames :func:`write_frames` wrote, those over ``inline`` bytes left in the file
+    as :class:`FileFrame` (to be streamed), the others read; and the open file, which the
+    caller closes once done (it stays readable if the file is deleted meanwhile)."""
+    f = open(path, "rb", buffering=0)  # noqa: SIM115 - handed to the caller
+    try:
+        (n,) = _COUNT.unpack(f.read(_COUNT.size))
+        lengths = [_LENGTH.unpack(f.read(_LENGTH.size))[0] for _ in range(n)]
+        offset = _COUNT.size + n * _LENGTH.size
+        frames: list[Any] = []
+        for length in lengths:
+            if length > inline:
+                frames.append(FileFrame(f, offset, length))
+            else:
+                data = os.pread(f.fileno(), length, offset)
+                if len(data) != length:
+                    raise OSError(f"spill file {path} is truncated")
+                frames.append(data)
+            offset += length
+    except BaseException:
+        f.close()
+        raise
+    return frames, f
+
+
+def _buffer(n: int) -> Any:
+    """A writable buffer of ``n`` bytes about to be overwritten by a read: a big one is not
+    zero-filled first (that memset cost as much as the read from the page cache)."""
+    if n < _BIG:
+        return bytearray(n)
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy comes with dask.array users
+        return bytearray(n)
+    buf: Any = np.empty(n, dtype=np.uint8)
+    return memoryview(buf).cast("B")
+
+
 def read_frames(path: str) -> list[Any]:
-    """The frames :func:`write_frames` wrote, each in a writable bytearray of its own."""
+    """The frames :func:`write_frames` wrote, each in a writable buffer of its own."""
     with open(path, "rb", buffering=0) as f:
         (n,) = _COUNT.unpack(f.read(_COUNT.size))
         lengths = [_LENGTH.unpack(f.read(_LENGTH.size))[0] for _ in range(n)]
         frames: list[Any] = []
         for length in lengths:
-            buf = bytearray(length)
+            buf = _buffer(length)
             view = memoryview(buf)
             got = 0
             while got < length:
@@ -162,6 +203,20 @@ class SpillBuffer(MutableMapping[Any, Any]):
                 return None
             return Serialized(self._read(path))
 
+    def streamable(self, key: Any) -> tuple[Serialized, list[Any]] | None:
+        """A value on disk as frames to stream to a peer: its big buffers stay in the file
+        (:class:`FileFrame`), never in this process's memory. Returns the frames and the
+        open files the caller closes once sent; None when the value is not on disk."""
+        with self._lock:
+            path = self._files.get(key)
+            if path is None:
+                return None
+            start = time.perf_counter()
+            frames, f = open_frames(path, INLINE_LIMIT)
+            self.read += sum(len(x) for x in frames if type(x) is not FileFrame)
+            self.read_seconds += time.perf_counter() - start
+            return Serialized(frames), [f]
+
     def sample(self, process: int) -> list[Command]:
         """Feed a measurement of process memory; spills what the policy orders and returns
         the other orders (pause, resume) for the worker to carry out."""
@@ -226,7 +281,7 @@ class SpillBuffer(MutableMapping[Any, Any]):
     def _read(self, path: str) -> list[Any]:
         start = time.perf_counter()
         frames = read_frames(path)
-        self.read += sum(len(f) for f in frames)
+        self.read += sum(memoryview(f).nbytes for f in frames)
         self.read_seconds += time.perf_counter() - start
         return frames
 

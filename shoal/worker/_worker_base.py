@@ -62,9 +62,10 @@ class WorkerBase:
         """``death_timeout``: seconds to keep trying to (re)register with the scheduler
         before giving up (dask's ``death_timeout``; None: forever). ``connect_timeout``:
         bound of one connection attempt (dask's ``distributed.comm.timeouts.connect``).
-        ``memory_limit``: bytes (0: none); under a limit, values spill to files under
-        ``local_directory`` (dask's ``temporary-directory`` config, else the system's temp
-        directory) and the worker pauses, as the ``memory_*_fraction`` of the limit say
+        ``memory_limit``: bytes (0: none); under a limit, values spill to files in the
+        worker's :attr:`local_directory` (made under ``local_directory``, else dask's
+        ``temporary-directory`` config, else the system's temp directory, as uploads are)
+        and the worker pauses, as the ``memory_*_fraction`` of the limit say
         (None: dask's ``distributed.worker.memory.target/spill/pause`` config; False: off);
         fetched values in flight stay under ``memory_transfer_fraction`` of it.
         ``security``: certificates and token (default: dask's config and ``SHOAL_TOKEN``);
@@ -84,7 +85,7 @@ class WorkerBase:
         self.contact_host = host  # the host part of the advertised address, once started
         self.death_timeout = death_timeout
         self.connect_timeout = connect_timeout
-        self._spill_parent = local_directory  # spill files go in a directory made here
+        self._spill_parent = local_directory  # local_directory (spill files too) is made here
         self._memory_fractions: tuple[Any, ...] = (
             memory_target_fraction, memory_spill_fraction, memory_pause_fraction,
             memory_transfer_fraction)
@@ -140,7 +141,8 @@ class WorkerBase:
 
     @property
     def local_directory(self) -> str:
-        """This worker's own directory, on ``sys.path``: uploaded files land here."""
+        """This worker's own directory, on ``sys.path``: uploaded files and spill files land
+        here (dask's ``Worker.local_directory``)."""
         return self.plugin_host.local_directory
 
     def upload_file(self, filename: str, data: bytes, load: bool = True) -> dict[str, Any]:

@@ -41,8 +41,8 @@ def test_every_option_maps_to_a_flag_the_cli_has(capsys: pytest.CaptureFixture[s
             assert flag in help_text, (command, flag)
     assert _flags({"dashboard": False, "port": 0}, _SCHEDULER_FLAGS, "scheduler_options") == [
         "--no-dashboard", "--port", "0"]
-    with pytest.raises(ValueError, match=r"worker_options \['resources'\]"):
-        _flags({"resources": "GPU=1"}, _WORKER_FLAGS, "worker_options")
+    with pytest.raises(ValueError, match=r"worker_options \['preload'\]"):
+        _flags({"preload": ["x"]}, _WORKER_FLAGS, "worker_options")
     with pytest.raises(ValueError, match=r"worker_options \['dashboard'\]"):
         _flags({"dashboard": True}, _WORKER_FLAGS, "worker_options")  # workers serve none
 
@@ -59,10 +59,22 @@ def test_ssh_cluster_refuses_bad_arguments_before_connecting(args: tuple, messag
         SSHCluster(*args)
 
 
-def test_ssh_cluster_refuses_tls_certificates_it_would_not_send() -> None:
-    from shoal import Security
-
-    with pytest.raises(ValueError, match=r"not TLS certificates.*tls_ca_file"):
-        SSHCluster(["a", "b"], security=Security(tls_ca_file="/ca.pem", token="t"))
+def test_ssh_cluster_refuses_a_security_that_is_not_one() -> None:
     with pytest.raises(TypeError, match=r"shoal\.Security"):
         SSHCluster(["a", "b"], security={"token": "t"})
+
+
+def test_worker_resources_and_local_directory_become_shoal_worker_flags() -> None:
+    # dask's worker_options give resources as a dict (Nanny's argument)
+    assert _flags({"resources": {"GPU": 2, "MEM": 10e9}, "local_directory": "/scratch"},
+                  _WORKER_FLAGS, "worker_options") == [
+        "--resources", "GPU=2,MEM=10000000000.0", "--local-directory", "/scratch"]
+    assert _flags({"resources": "GPU=1"}, _WORKER_FLAGS, "worker_options") == [
+        "--resources", "GPU=1"]
+
+
+@pytest.mark.parametrize("kwargs", [{"connect_options": [{}, {}, {}]},
+                                    {"remote_python": ["python3"]}])
+def test_a_per_host_list_of_the_wrong_length_raises_dasks_runtime_error(kwargs: dict) -> None:
+    with pytest.raises(RuntimeError, match="for 2 hosts"):
+        SSHCluster(["a", "b"], **kwargs)

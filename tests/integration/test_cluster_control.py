@@ -190,6 +190,23 @@ def test_retire_workers_moves_a_wanted_result_off_before_closing(make_client):
     assert len(c.scheduler_info()["workers"]) == 1
 
 
+def _payload(n):
+    return b"x" * n
+
+
+def test_retire_workers_has_the_staying_worker_fetch_a_big_result_from_the_retiring_one(
+        make_client):
+    """The staying worker copies the value from its holder (CopyKeys), as replicate does;
+    too big to ride along, the client then fetches it from the staying worker."""
+    c = make_client(n_workers=2)
+    first, second = sorted(c.scheduler_info()["workers"])
+    big = c.submit(_payload, 300_000, workers=[first], pure=False)
+    wait_for(lambda: c.who_has(big).get(big.key) == (first,), timeout=10)
+    assert list(c.retire_workers([first])) == [first]
+    assert c.who_has(big)[big.key] == (second,)
+    assert big.result(timeout=30) == b"x" * 300_000
+
+
 def test_retire_workers_keeps_a_worker_whose_data_nobody_can_take(make_client):
     c = make_client(n_workers=1)
     (only,) = c.scheduler_info()["workers"]

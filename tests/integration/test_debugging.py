@@ -346,3 +346,16 @@ def test_an_unpicklable_result_only_used_on_its_worker_does_not_fail(client):
     assert lock.status == "finished"
     with pytest.raises(TypeError, match="cannot be sent"):
         lock.result(timeout=10)
+
+
+def test_explain_and_recreate_of_a_pending_future_end_after_their_timeout(client, gate):
+    from ._helpers import gated
+
+    f = client.submit(gated, gate.path, 1, pure=False)
+    with pytest.raises(TimeoutError, match=r"still pending after 0\.5 s.*wait for the future"):
+        client.explain(f, timeout=0.5)
+    with pytest.raises(TimeoutError, match=r"still pending after 0\.5 s"):
+        client.recreate_error_locally(f, timeout=0.5)
+    gate.open()
+    with pytest.raises(ValueError, match=r"no error to recreate|has not failed"):
+        client.explain(f, timeout=30)

@@ -89,30 +89,28 @@ def _dec(x: int) -> int:
     return x - 1
 
 
-def test_a_task_freed_while_queued_and_sent_back_runs_with_its_inputs(make_client, gate, tmp_path):
+def test_a_task_freed_while_queued_and_sent_back_runs_with_its_inputs(make_client, gate):
     """t waits in w1's queue behind a gated task; t and its input a (w1's own result) are
     released, a is recomputed on w2 and t sent to w1 again. w1 revives the queued t, which
     must still find a (it failed with KeyError: a had been dropped)."""
-    c = make_client(n_workers=2)
+    # Tasks pinned with workers= are sent while their worker has a free slot, or while the
+    # tasks it runs are expected to end soon. Neither the blocker's prefix nor t's is ever
+    # measured before t is sent (a's key has a prefix of its own), so an unknown prefix
+    # assumed short sends t to w1 to queue behind the blocker, however slow the machine.
+    with dask.config.set({"distributed.scheduler.unknown-task-duration": "1ms"}):
+        c = make_client(n_workers=2)
     w1, w2 = sorted(c.scheduler_info()["workers"])
-    # Tasks pinned with workers= are sent only while their worker has a free slot; once
-    # gated and _dec are measured short, t is sent to w1 to queue behind the blocker.
-    open_gate = tmp_path / "open-gate"
-    open_gate.touch()
-    for _ in range(8):  # the first runs pay for imports; the estimates settle on the rest
-        c.gather([c.submit(gated, str(open_gate), 0, workers=[w1], pure=False),
-                  c.submit(_dec, 5, workers=[w1], pure=False)])
-    a = c.submit(_inc, 1, key="revive-a", workers=[w1])
+    a = c.submit(_inc, 1, key="revive_a", workers=[w1])
     wait([a], timeout=10)
     blocker = c.submit(gated, gate.path, 0, workers=[w1], pure=False)
-    t = c.submit(_dec, a, key="revive-t", workers=[w1])
-    wait_for(lambda: getattr(scheduler_tasks(c).get("revive-t"), "state", None) == "processing")
+    t = c.submit(_dec, a, key="revive_t", workers=[w1])
+    wait_for(lambda: getattr(scheduler_tasks(c).get("revive_t"), "state", None) == "processing")
     del a, t
-    wait_for(lambda: not {"revive-a", "revive-t"} & set(scheduler_tasks(c)), timeout=10)
-    a = c.submit(_inc, 1, key="revive-a", workers=[w2])
+    wait_for(lambda: not {"revive_a", "revive_t"} & set(scheduler_tasks(c)), timeout=10)
+    a = c.submit(_inc, 1, key="revive_a", workers=[w2])
     wait([a], timeout=10)
-    t = c.submit(_dec, a, key="revive-t", workers=[w1])
-    wait_for(lambda: getattr(scheduler_tasks(c).get("revive-t"), "state", None) == "processing")
+    t = c.submit(_dec, a, key="revive_t", workers=[w1])
+    wait_for(lambda: getattr(scheduler_tasks(c).get("revive_t"), "state", None) == "processing")
     c.run(os.getpid, workers=[w1])  # w1 has handled everything sent before: t is revived
     gate.open()
     assert t.result(timeout=30) == 1

@@ -42,7 +42,8 @@ def test_persisting_twice_the_memory_limit_spills_without_restarts(
     assert all(w["memory_process"] < 300 * MB for w in info.values())
     assert float(x.sum().compute()) == 2 * 75_000 * 1_000
     assert {w["pid"] for w in _workers(client).values()} == pids  # no worker was restarted
-    assert any(p.name.startswith("shoal-spill-") for p in tmp_path.iterdir())
+    # As in dask, under each worker's own directory, itself under local_directory.
+    assert any(p.name.startswith("shoal-spill-") for p in tmp_path.glob("shoal-worker-space-*/*"))
 
 
 def test_a_value_read_back_from_disk_is_equal_and_writable(
@@ -129,3 +130,44 @@ def test_freed_heap_memory_leaves_a_worker_past_its_spill_threshold(
              timeout=20)
     # It may have paused while the blocks were still in use; it resumes once they are gone.
     wait_for(lambda: next(iter(_workers(client).values()))["status"] == "running", timeout=20)
+
+
+def _spill_reads(dask_worker: Any) -> int:
+    return int(dask_worker.data.read)
+
+
+def _checksum(a: Any) -> tuple[int, int]:
+    return int(a.nbytes), int(a[:: 1 << 20].sum())
+
+
+def test_a_value_too_big_to_fit_is_streamed_from_its_file_to_a_peer(
+    make_client: Callable[..., Client], tmp_path: Path
+) -> None:
+    np = pytest.importorskip("numpy")
+    with dask.config.set({"distributed.worker.memory.terminate": False}):
+        client = make_client(n_workers=2, memory_limit="300MB", local_directory=str(tmp_path))
+    a, b = sorted(_workers(client))
+    # 240 MB, over the 180 MB target: kept on disk from the start on worker a.
+    big = client.submit(np.arange, 30 * MB, dtype="i8", workers=[a], pure=False)
+    wait_for(lambda: _workers(client)[a]["memory_spilled"] >= 240 * MB, timeout=60)
+    before = client.run(_spill_reads, workers=[a])[a]
+    n = 30 * MB
+    out = client.submit(_checksum, big, workers=[b], pure=False).result(timeout=120)
+    assert out == (8 * n, sum(range(0, n, 1 << 20)))
+    # Served from its file a chunk at a time: the serving worker never read it whole.
+    assert client.run(_spill_reads, workers=[a])[a] - before < 10 * MB
+
+
+def test_a_worker_past_its_terminate_threshold_is_restarted_by_its_nanny(
+    make_client: Callable[..., Client],
+) -> None:
+    client = make_client(n_workers=1, memory_limit="600MB")  # terminate at 570 MB
+    (info,) = _workers(client).values()
+    pid = info["pid"]
+    try:
+        client.run(_hold, 600 * MB - info["memory_process"])
+    except Exception as exc:  # the nanny may kill it before the answer leaves
+        print("run ended with", type(exc).__name__, exc)
+    wait_for(lambda: [w["pid"] for w in _workers(client).values()] not in ([], [pid]),
+             timeout=30)
+    assert client.submit(sum, [1, 2], pure=False).result(timeout=30) == 3

@@ -3,6 +3,7 @@ a key that is being computed answers (the scattered data wins, as in dask.distri
 
 from __future__ import annotations
 
+import dask
 import pytest
 
 from ._helpers import gated
@@ -21,3 +22,10 @@ def test_scattered_data_is_held_by_a_worker_when_scatter_returns(client) -> None
     fut = client.scatter(list(range(1000)), hash=False)
     held = client.who_has(fut)
     assert all(held[f.key] for f in fut)
+
+
+def test_scatter_with_no_worker_ends_with_a_timeout_error_naming_the_fix(make_client):
+    c = make_client(n_workers=0)
+    with (dask.config.set({"distributed.comm.timeouts.connect": "0.5s"}),
+          pytest.raises(TimeoutError, match=r"No valid workers.*start workers")):
+        c.scatter([1, 2], timeout=60)

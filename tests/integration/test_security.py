@@ -249,6 +249,22 @@ def test_tls_end_to_end_with_a_temporary_certificate(monkeypatch):
             Client(plain, timeout=10)  # a plain-TCP client at a TLS port
 
 
+def test_retiring_a_worker_of_a_tls_cluster_moves_its_data(monkeypatch):
+    # The scheduler fetched a retiring worker's data with the process's default
+    # credentials (a client's) instead of its own: refused on a TLS cluster.
+    monkeypatch.delenv("SHOAL_TOKEN", raising=False)
+    sec = Security.temporary()
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
+                      security=sec, protocol="tls://") as cluster, \
+            Client(cluster.scheduler_address, security=sec, timeout=20) as c:
+        first, second = sorted(c.scheduler_info()["workers"])
+        held = c.submit(np.ones, 1_000, workers=[first])
+        assert held.result(timeout=30).sum() == 1_000
+        assert list(c.retire_workers([first])) == [first]
+        assert c.who_has(held)[held.key] == (second,)
+        assert c.gather(held).sum() == 1_000
+
+
 def test_require_encryption_refuses_plain_tcp(token_cluster):
     with pytest.raises(ValueError, match="requires encryption"):
         Client(token_cluster.scheduler_address, timeout=10,

@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
+import dask
 import pytest
 
 from shoal import Client, LocalCluster
@@ -47,15 +48,13 @@ def _announce_then_wait(started: str, gate: str) -> object:
 def test_closing_an_in_process_cluster_with_tasks_queued_stops_its_task_threads(gate, tmp_path):
     started = str(tmp_path / "started")
     before = set(_task_threads())
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as cluster, Client(cluster) as c:
+    # Tasks are sent ahead only while the worker has room in expected seconds: neither kind
+    # is measured before the five are sent, and unknown ones are assumed short, so they
+    # queue on the worker behind the running one (no measured duration involved).
+    with dask.config.set({"distributed.scheduler.unknown-task-duration": "1ms"}), \
+            LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                         dashboard_address=None) as cluster, Client(cluster) as c:
         (w,) = c.scheduler_info()["workers"]
-        # Tasks are sent ahead only while the worker has room in expected seconds: measure
-        # both kinds short first, so the five queue on the worker behind the running one.
-        opened = tmp_path / "opened"
-        opened.touch()
-        c.gather([c.submit(_announce_then_wait, str(tmp_path / "warm"), str(opened),
-                           workers=[w], pure=False), c.submit(_inc, -1, workers=[w], pure=False)])
         running = c.submit(_announce_then_wait, started, gate.path, workers=[w], pure=False)
         wait_for(lambda: os.path.exists(started), timeout=10)
         queued = [c.submit(_inc, i, workers=[w], pure=False) for i in range(5)]

@@ -42,7 +42,21 @@ def test_workers_keep_chunk_sized_allocations_off_mmap(make_client: Callable[...
 
 
 def test_dask_config_overrides_the_allocator_defaults(make_client: Callable[..., Client]) -> None:
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": {"MALLOC_TRIM_THRESHOLD_": 65536}}):
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": {"MALLOC_TRIM_THRESHOLD_": 131072}}):
         client = make_client(n_workers=1)
     (seen,) = client.run(_environ, ["MALLOC_TRIM_THRESHOLD_"]).values()
-    assert seen == {"MALLOC_TRIM_THRESHOLD_": "65536"}
+    assert seen == {"MALLOC_TRIM_THRESHOLD_": "131072"}
+
+
+def test_distributeds_shipped_defaults_do_not_replace_shoals(
+    make_client: Callable[..., Client], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Importing distributed (other libraries do) loads its defaults into dask's config,
+    # MALLOC_TRIM_THRESHOLD_=65536 among them; that is not a setting of the user's.
+    shipped = {"distributed": {"nanny": {"pre-spawn-environ": {
+        "MALLOC_TRIM_THRESHOLD_": 65536, "OMP_NUM_THREADS": 1}}}}
+    monkeypatch.setattr(dask.config, "defaults", [*dask.config.defaults, shipped])
+    with dask.config.set(shipped):
+        client = make_client(n_workers=1, threads_per_worker=2)
+    (seen,) = client.run(_environ, ["MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS"]).values()
+    assert seen == {"MALLOC_TRIM_THRESHOLD_": str(16 * 2**20), "OMP_NUM_THREADS": "2"}

@@ -97,6 +97,58 @@ def test_unencodable_field_is_a_type_error_naming_the_type() -> None:
         encode([m.Close(object())])  # type: ignore[arg-type]
 
 
+def test_an_encoded_batch_is_not_changed_by_later_encodes() -> None:
+    """The packers are reused per thread: what one encode returned must not alias them."""
+    first = encode([m.TaskDone("a", 1, "int", 0.0, 1.0, 0, Serialized([b"first"]))])
+    kept = [bytes(b) for b in first]
+    for i in range(3):
+        encode([m.TaskDone(f"k{i}", 2, "str", 0.0, 1.0, 0, Serialized([b"other" * 50]))])
+    assert [bytes(b) for b in first] == kept
+    (back,) = decode(first[1:])
+    assert isinstance(back, m.TaskDone) and back.key == "a" and back.inline == Serialized([b"first"])
+
+
+def test_encode_called_again_while_encoding_gives_both_batches_intact() -> None:
+    """A finalizer (or anything run while packing) that sends a message re-enters encode
+    on the same thread: it must get its own packers, not corrupt the outer batch."""
+    inner: list[Any] = []
+
+    class Reentrant(set):  # type: ignore[type-arg]
+        def __iter__(self) -> Any:
+            inner.append(encode([m.Store("inner", Serialized([b"in"]), 2)]))
+            return super().__iter__()
+
+    outer = encode([m.Store("outer", Serialized([b"out"]), 3),
+                    m.FreeKeys(Reentrant({"x"})),
+                    m.Store("after", Serialized([b"later"]), 5)])
+    backs = decode(outer[1:])
+    assert [type(b) for b in backs] == [m.Store, m.FreeKeys, m.Store]
+    assert backs[0].data == Serialized([b"out"]) and backs[2].data == Serialized([b"later"])  # type: ignore[attr-defined]
+    (back,) = decode(inner[0][1:])
+    assert isinstance(back, m.Store) and back.key == "inner" and back.data == Serialized([b"in"])
+
+
+def test_threads_encoding_at_once_each_get_their_own_batches() -> None:
+    import threading
+
+    results: dict[int, list[list[Any]]] = {}
+
+    def run(t: int) -> None:
+        results[t] = [encode([m.Store(f"{t}-{i}", Serialized([bytes([t]) * (i + 1)]), i)])
+                      for i in range(200)]
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=60)
+    for t in range(4):
+        for i, buffers in enumerate(results[t]):
+            (back,) = decode(buffers[1:])
+            assert isinstance(back, m.Store) and back.key == f"{t}-{i}"
+            assert back.data == Serialized([bytes([t]) * (i + 1)])
+
+
 # --- Serialized payloads ---------------------------------------------------------------------
 
 

@@ -228,3 +228,17 @@ def test_released_held_tasks_do_not_stay_referenced(sim: Sim) -> None:
     sim.state.handle(Tick(1.0))
     assert len(ws.held) == 0
     assert ws.held_live == 0
+
+
+def test_unknown_task_duration_decides_whether_a_pinned_task_queues_on_a_busy_worker() -> None:
+    """dask's ``distributed.scheduler.unknown-task-duration``: prefixes never measured are
+    assumed to last that long. Assumed short, a second pinned task is sent to its busy
+    worker to queue there; at the default (half a second) it waits on the scheduler."""
+    for unknown, sent in ((0.001, [("w1", "a"), ("w1", "b")]), (0.5, [("w1", "a")])):
+        state = SchedulerState(unknown_duration=unknown)
+        sim = Sim(state)
+        sim.join("w1")
+        out = sim.submit([row("a", workers=["w1"], prefix="a"),
+                          row("b", workers=["w1"], prefix="b", priority=(1,))])
+        assert computes(out) == sent
+        state.validate()

@@ -68,3 +68,21 @@ def test_unpicklable_result_wanted_by_the_client_does_not_fail_its_task() -> Non
 def test_small_result_rides_inline() -> None:
     done, _ = run(lambda: 42)
     assert done.error is None and done.inline is not None
+
+
+def return_none() -> None:
+    return None
+
+
+def test_none_result_rides_inline_and_loads_as_none() -> None:
+    from shoal.protocol._serialize import loads
+
+    done, data = run(return_none)
+    assert done.error is None and done.typename == "NoneType"
+    assert done.inline is not None and loads(done.inline) is None
+    assert "k" in data and data["k"] is None
+
+
+def test_none_result_is_not_sent_when_no_client_wants_it() -> None:
+    done, _ = run(return_none, send_inline=False)
+    assert done.error is None and done.inline is None

@@ -59,3 +59,96 @@ def test_a_reply_from_another_connection_does_not_answer_a_fetch() -> None:
         assert worker.data["x"] == "real"
 
     asyncio.run(scenario())
+
+
+def test_replies_wait_while_the_connection_is_over_its_high_water_mark() -> None:
+    from shoal.comm._tcp import TCPConnection
+    from shoal.protocol._framing import FrameDecoder, decode
+
+    class PausingTransport:
+        """A socket whose buffer passes the high-water mark at every write."""
+
+        def __init__(self) -> None:
+            self.written = bytearray()
+            self.protocol: TCPConnection | None = None
+
+        def writelines(self, buffers: list[Any]) -> None:
+            for b in buffers:
+                self.written += memoryview(b).cast("B")
+            assert self.protocol is not None
+            self.protocol.pause_writing()
+
+        def get_extra_info(self, name: str, default: Any = None) -> Any:
+            return default
+
+    def decoded(raw: bytes) -> list[Message]:
+        decoder = FrameDecoder()
+        out: list[Message] = []
+        view = memoryview(raw)
+        while view:
+            buf = decoder.get_buffer(len(view))
+            n = min(len(buf), len(view))
+            buf[:n] = view[:n]
+            view = view[n:]
+            for frames in decoder.buffer_updated(n):
+                out.extend(decode(frames))
+        return out
+
+    async def scenario() -> None:
+        worker = Worker("tcp://127.0.0.1:1")
+        worker.address = "tcp://127.0.0.1:2"
+        worker.state = WorkerState(worker.address)
+        worker.data["x"] = b"x" * 1000
+        conn = TCPConnection(None)
+        transport = PausingTransport()
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        transport.protocol = conn
+        conn.pause_writing()  # a reader that stopped reading: the buffer is full
+        for rid in range(3):
+            worker._on_peer_message(conn, [GetData(rid, ["x"])])
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert transport.written == b""  # nothing more queued toward it
+        for _ in range(100):
+            conn.resume_writing()
+            await asyncio.sleep(0.001)
+        replies = decoded(bytes(transport.written))
+        assert sorted(r.request_id for r in replies) == [0, 1, 2]  # type: ignore[attr-defined]
+
+    asyncio.run(scenario())
+
+
+def test_a_paused_worker_starts_no_fetch_until_it_resumes() -> None:
+    from shoal.worker._events import Fetch
+
+    async def scenario() -> None:
+        worker = Worker("tcp://127.0.0.1:1")
+        worker.address = "tcp://127.0.0.1:2"
+        worker.state = WorkerState(worker.address)
+        worker.memory_limit = 1000
+        started: list[Any] = []
+
+        async def fetch(cmd: Any) -> None:
+            started.append(cmd)
+
+        class Executor:
+            def pause(self) -> None: ...
+            def resume(self) -> None: ...
+
+        scheduler = FakeConnection("tcp://scheduler:1")
+        worker._scheduler = scheduler  # type: ignore[assignment]
+        worker._executor = Executor()  # type: ignore[assignment]
+        worker._actors = object()  # type: ignore[assignment]
+        worker._fetch_within_budget = fetch  # type: ignore[method-assign]
+        worker._pause(900)
+        order = Fetch("tcp://peer:1", ["x"])
+        worker._carry_out([order])
+        await asyncio.sleep(0.01)
+        assert started == []  # paused: nothing new comes in
+        worker._resume(100)
+        await asyncio.sleep(0.01)
+        assert started == [order]
+        await scheduler.drain()
+        assert [m.paused for m in scheduler.sent] == [True, False]  # type: ignore[attr-defined]
+
+    asyncio.run(scenario())

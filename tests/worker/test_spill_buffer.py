@@ -131,3 +131,22 @@ def test_a_closed_store_keeps_nothing(buf: SpillBuffer) -> None:
     buf.close()
     buf.put("late", 1, 28)  # a result of a thread of an ended session
     assert "late" not in buf
+
+
+def test_a_spilled_value_is_handed_out_as_its_file_not_read(buf: SpillBuffer) -> None:
+    from shoal.protocol._framing import FileFrame
+    from shoal.protocol._serialize import Serialized, loads
+
+    value = np.arange(8 * MB // 8, dtype="f8")
+    buf["huge"] = value
+    ser, files = buf.streamable("huge")
+    assert buf.read < MB  # only the small pickle header came into memory
+    big = [f for f in ser.frames if isinstance(f, FileFrame)]
+    assert sum(f.nbytes for f in big) == value.nbytes
+    del buf["huge"]  # freed while being sent: the open file still reads
+    frames = [os.pread(f.file.fileno(), f.nbytes, f.offset) if isinstance(f, FileFrame) else f
+              for f in ser.frames]
+    for f in files:
+        f.close()
+    assert np.array_equal(loads(Serialized(frames)), value)
+    assert buf.streamable("huge") is None and buf.streamable("unknown") is None

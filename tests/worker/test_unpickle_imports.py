@@ -16,7 +16,12 @@ import pytest
 from _waiting import wait_for
 
 from shoal.protocol._serialize import Serialized
-from shoal.worker._execute import imports_ready, loads_when_ready, unpickle
+from shoal.worker._execute import (
+    import_in_background,
+    imports_ready,
+    loads_when_ready,
+    unpickle,
+)
 
 # A package whose import is slow and circular, like numpy's: importing ``racepkg`` runs
 # ``racepkg.a``, which (after a while) imports ``racepkg.b``, which imports ``racepkg.a``.
@@ -67,18 +72,10 @@ def test_two_threads_unpickling_a_package_with_circular_imports_both_succeed() -
 @pytest.mark.usefixtures("racepkg")
 @pytest.mark.parametrize("load", [unpickle, loads_when_ready], ids=["unpickle", "big-scatter"])
 def test_unpickling_waits_for_the_workers_background_import(load) -> None:
-    # A worker imports dask in a background thread at start (``imports_ready`` cleared
-    # meanwhile); scattered data unpickled on the loop or in the serializing thread raced
-    # it and failed with KeyError: 'dask' (test_user_classes, under load).
+    # A worker imports dask in a background thread once registered; scattered data
+    # unpickled on the loop or in the serializing thread raced it and failed with
+    # KeyError: 'dask' (test_user_classes, under load).
     results: dict[str, object] = {}
-
-    def background_import() -> None:
-        try:
-            import racepkg  # noqa: F401
-
-            results["import"] = "done"
-        finally:
-            imports_ready.set()
 
     def scattered() -> None:
         try:
@@ -86,15 +83,11 @@ def test_unpickling_waits_for_the_workers_background_import(load) -> None:
         except BaseException as exc:
             results["load"] = exc
 
-    imports_ready.clear()
-    importer = threading.Thread(target=background_import)
-    importer.start()
-    try:
-        wait_for(lambda: "racepkg.a" in sys.modules, timeout=10)  # mid-import, in its sleep
-        loader = threading.Thread(target=scattered)
-        loader.start()
-        importer.join(timeout=10)
-        loader.join(timeout=10)
-    finally:
-        imports_ready.set()
-    assert results == {"import": "done", "load": 2}
+    importer = import_in_background("racepkg")
+    wait_for(lambda: "racepkg.a" in sys.modules, timeout=10)  # mid-import, in its sleep
+    loader = threading.Thread(target=scattered)
+    loader.start()
+    importer.join(timeout=10)
+    loader.join(timeout=10)
+    assert imports_ready.is_set()
+    assert results == {"load": 2}
