@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from shoal import _loop
+from shoal.client import _channel
 from shoal.protocol._messages import CoordKeysReceived, CoordReply, Message
 from shoal.protocol._serialize import Serialized, dumps, loads
 
@@ -75,6 +76,7 @@ def call(client: Client, make: Callable[[int], Message], decode: Decode | None =
             "done-callback); call it from another thread"
         )
     client._check_open()
+    _channel.before_client_message(client)
     rid = next(client._request_ids)
     fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
     pending = _pending(client)
@@ -85,13 +87,30 @@ def call(client: Client, make: Callable[[int], Message], decode: Decode | None =
         pending.pop(rid, None)
         client._check_open()
     client._send(make(rid))
-    return fut.result()
+    try:
+        return fut.result()
+    finally:
+        _channel.client_sent(client, answered=True)
 
 
 def send(client: Client, msg: Message) -> None:
     """A message that gets no reply (release, delete...), in order with the others."""
     client._check_open()
+    _channel.before_client_message(client)
     client._send(msg)
+    _channel.client_sent(client, answered=False)
+
+
+def answer(reply: CoordReply) -> Any:
+    """The value of a reply read in the caller's thread (on a channel).
+
+    Raises:
+        the error the scheduler answered with.
+    """
+    if not reply.ok:
+        kind, text = reply.value
+        raise _ERRORS.get(kind, RuntimeError)(text)
+    return reply.value
 
 
 def on_reply(client: Client, msg: CoordReply) -> None:
@@ -101,8 +120,10 @@ def on_reply(client: Client, msg: CoordReply) -> None:
         return
     fut, decode = entry
     if not msg.ok:
-        kind, text = msg.value
-        fut.set_exception(_ERRORS.get(kind, RuntimeError)(text))
+        try:
+            answer(msg)
+        except Exception as exc:
+            fut.set_exception(exc)
         return
     try:
         value = decode(client, msg.request_id, msg.value) if decode is not None else msg.value

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,8 @@ import dask
 from dask.utils import parse_timedelta
 
 from shoal import _loop
-from shoal.client._coordination import call, find_client, send
+from shoal.client import _channel
+from shoal.client._coordination import answer, call, find_client, send
 from shoal.protocol._messages import (
     CoordMultiLockAcquire,
     CoordMultiLockRelease,
@@ -78,7 +80,8 @@ class Semaphore:
         self._client = client
         self._leases: collections.deque[str] = collections.deque()
         self._lease_timeout = _lease_timeout()
-        self._refreshing = False  # a refresh timer is armed (touched on the loop only)
+        self._refreshing = False  # a refresh timer is armed (under _refresh_lock)
+        self._refresh_lock = threading.Lock()
 
     def _get_client(self) -> Client:
         client = find_client(self._client, type(self).__name__)
@@ -101,9 +104,18 @@ class Semaphore:
         client = self._get_client()
         seconds = parse_timedelta(timeout)
         lease = f"{_PROCESS_TOKEN}-{next(_lease_numbers)}"
-        ok = call(client, lambda rid: CoordSemaphoreAcquire(
-            rid, self.name, self.max_leases, lease, self._lease_timeout, seconds),
-            lambda client, rid, ok: self._on_answer(client, lease, ok))
+
+        def make(rid: int) -> CoordSemaphoreAcquire:
+            return CoordSemaphoreAcquire(
+                rid, self.name, self.max_leases, lease, self._lease_timeout, seconds)
+
+        channel = _channel.for_thread(client)
+        if channel is not None:  # a task thread: its own channel, no loop in between
+            ok = answer(channel.call(make))
+            if ok:
+                self._lease_taken(client, lease)
+            return bool(ok)
+        ok = call(client, make, lambda client, rid, ok: self._on_answer(client, lease, ok))
         return bool(ok)
 
     def release(self) -> bool:
@@ -116,7 +128,11 @@ class Semaphore:
             raise RuntimeError("Released too often")
         client = self._get_client()
         lease = self._leases.popleft()
-        send(client, CoordSemaphoreRelease(self.name, lease))
+        channel = _channel.for_thread(client)
+        if channel is not None:
+            channel.send(CoordSemaphoreRelease(self.name, lease))
+        else:
+            send(client, CoordSemaphoreRelease(self.name, lease))
         return True
 
     def get_value(self) -> int:
@@ -135,27 +151,30 @@ class Semaphore:
         """On the loop, as the answer to an acquire is read: a granted lease is this
         object's from now on, and kept alive."""
         if ok:
-            self._leases.append(lease)
-            self._keep_refreshing(client)
+            self._lease_taken(client, lease)
         return ok
 
-    def _keep_refreshing(self, client: Client) -> None:
-        """On the loop: while this object holds leases, tell the scheduler every
-        lease-timeout / 5."""
-        if self._lease_timeout is None or self._refreshing:
-            return
-        self._refreshing = True
+    def _lease_taken(self, client: Client, lease: str) -> None:
+        """In any thread: ``lease`` is this object's from now on; while it holds leases, the
+        loop tells the scheduler every lease-timeout / 5 (a timer armed once, not per
+        acquire: a task thread's acquire does not wake the loop)."""
+        with self._refresh_lock:
+            self._leases.append(lease)
+            if self._lease_timeout is None or self._refreshing:
+                return
+            self._refreshing = True
         interval = self._lease_timeout / 5
 
         def refresh() -> None:
-            leases = list(self._leases)
-            if not leases or not self.refresh_leases or client.status != "running":
-                self._refreshing = False
-                return
+            with self._refresh_lock:
+                leases = list(self._leases)
+                if not leases or not self.refresh_leases or client.status != "running":
+                    self._refreshing = False
+                    return
             client._send(CoordSemaphoreRefresh(self.name, leases))
             _loop.get_loop().call_later(interval, refresh)
 
-        _loop.get_loop().call_later(interval, refresh)
+        _loop.call_soon(lambda: _loop.get_loop().call_later(interval, refresh))
 
     # --- protocols -------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from shoal import _loop
+from shoal.client import _channel
 from shoal.worker._context import current_executor, get_worker, rejoin, secede
 
 if TYPE_CHECKING:
@@ -134,6 +135,8 @@ def close_worker_client(worker: Any) -> None:
     (which may be shoal's shared loop itself): its connection closes on that loop, and the
     loss settles whatever its tasks still wait for (as "lost")."""
     client, worker._client = worker._client, None
+    if client is not None:
+        _channel.close_all(client)  # its tasks' Lock channels: waiting tasks hear it
     conn = None if client is None else client._conn
     if conn is not None:
         _loop.call_soon(conn.close)

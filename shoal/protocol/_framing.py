@@ -26,6 +26,7 @@ MAX_FRAME_BYTES = 1 << 40
 _EXT_SERIALIZED = 1
 _BIG = 256 * 1024  # frames above this are received straight into their own buffer
 _U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
 
 
 class FileFrame:
@@ -207,9 +208,12 @@ class FrameDecoder:
                     self._reserve(4 + 8 * n)
                     break
                 self._start += 4
-                lengths = list(struct.unpack_from(f"<{n}Q", self._stage, self._start))
+                if n == 1:  # most batches: no struct format to build, no generator to run
+                    lengths = [_U64.unpack_from(self._stage, self._start)[0]]
+                else:
+                    lengths = list(struct.unpack_from(f"<{n}Q", self._stage, self._start))
                 self._start += 8 * n
-                if any(length > MAX_FRAME_BYTES for length in lengths):
+                if max(lengths) > MAX_FRAME_BYTES:
                     raise ProtocolError("frame larger than the protocol allows")
                 self._lengths = lengths
                 self._frames = []

@@ -135,7 +135,7 @@ def message_kinds() -> dict[str, type[Message]]:
 class Hello(Message):
     """First message on every connection: who is speaking and which protocol version."""
 
-    role: str  # "client" | "worker" | "peer"
+    role: str  # "client" | "worker" | "peer" | "coordination" (a task thread's Lock channel)
     version: int
     name: str
 

@@ -75,6 +75,7 @@ from shoal.scheduler._events import (
     WorkerRetiring,
 )
 from shoal.scheduler._server_base import ShellBase
+from shoal.scheduler.coordination._shell import CHANNEL_ROLE
 from shoal.scheduler.coordination._shell import MESSAGES as COORDINATION_MESSAGES
 
 # How a scatter that found no worker to hold its data fails (the client raises TimeoutError).
@@ -148,6 +149,8 @@ class ServerMessages(ShellBase):
             self._apply_side(self.topics, [topics.SubscriberJoined(name)])
             self._hook("add_client", self, client=name)
             conn.send(Response(0, True, {"client": name, "address": self.address}))
+        elif first.role == CHANNEL_ROLE:  # a task thread's Lock/Semaphore channel
+            self.coordination.accept_channel(conn, first, f"{first.name}-{next(self._ids)}")
         else:
             logger.error("closing connection from %s: unknown role %r", conn.peer, first.role)
             conn.close()

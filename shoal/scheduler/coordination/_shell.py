@@ -4,7 +4,9 @@ Owns: turning ``Coord*`` messages into events (with the clock's ``now`` and the 
 request's timeout gives), replies to the asking connection, the timers that end waits at
 their deadline and check lease expiry every ``lease-validation-interval``, and handing
 key holds to the task machine (HoldKeys -> GraphSubmitted, DropKeys -> KeysReleased).
-Decides nothing itself.
+Also the connections of role ``"coordination"``: a task thread's own channel for Lock and
+Semaphore requests (shoal/client/_channel.py), a holder like a client's connection but not
+a client (no futures, no topics). Decides nothing itself.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from shoal.scheduler.coordination import _events as ev
 from shoal.scheduler.coordination._state import CoordinationState
 
 if TYPE_CHECKING:
+    from shoal.comm._connection import Connection
     from shoal.scheduler._server import Scheduler
 
 logger = logging.getLogger("shoal.scheduler.coordination")
@@ -73,6 +76,16 @@ _BUILD: dict[type, Callable[[str, Any, float], Any]] = {
 MESSAGES = frozenset(_BUILD)
 """The client messages :meth:`CoordinationShell.receive` takes."""
 
+CHANNEL_ROLE = "coordination"
+"""The ``Hello`` role of a task thread's coordination channel."""
+
+CHANNEL_MESSAGES = frozenset({
+    m.CoordSemaphoreAcquire, m.CoordSemaphoreRelease, m.CoordSemaphoreRefresh,
+    m.CoordSemaphoreValue,
+})
+"""What a channel may send: leases carry no future, so nothing on a channel needs to be
+ordered with a client's task messages."""
+
 
 class CoordinationShell:
     def __init__(self, scheduler: Scheduler) -> None:
@@ -80,6 +93,7 @@ class CoordinationShell:
         self.state = CoordinationState()
         self._timers: set[asyncio.TimerHandle] = set()
         self._validation: asyncio.TimerHandle | None = None
+        self._channels: dict[str, Connection] = {}  # holder name -> a task thread's channel
 
     def receive(self, holder: str, msg: m.Message) -> None:
         """A coordination message from client connection ``holder``."""
@@ -101,7 +115,32 @@ class CoordinationShell:
         """``holder``'s connection closed."""
         self._run([ev.HolderLeft(holder, time.time())])
 
+    def accept_channel(self, conn: Connection, hello: m.Hello, name: str) -> None:
+        """``conn`` said ``hello`` with the channel role: from now on it is holder ``name``
+        (unique among holders), told so in its answer."""
+        conn.info["role"] = CHANNEL_ROLE
+        conn.info["name"] = name
+        self._channels[name] = conn
+        conn.set_handler(self._on_channel_message)
+        conn.send(m.Response(0, True, {"client": name, "address": self.scheduler.address}))
+
+    def _on_channel_message(self, conn: Connection, batch: list[m.Message] | None) -> None:
+        name = conn.info["name"]
+        if batch is None:
+            if self._channels.pop(name, None) is not None:
+                self.holder_left(name)
+            return
+        for msg in batch:
+            if type(msg) not in CHANNEL_MESSAGES:
+                logger.error("closing coordination channel %s: it may not send %r", name,
+                             msg.tag)
+                conn.close()
+                return
+            self.receive(name, msg)
+
     def close(self) -> None:
+        for conn in list(self._channels.values()):
+            conn.close()  # a task waiting on its channel hears that the scheduler is gone
         for handle in self._timers:
             handle.cancel()
         self._timers.clear()
@@ -133,7 +172,7 @@ class CoordinationShell:
                 logger.warning(cmd.message)
 
     def _send(self, holder: str, msg: m.Message) -> None:
-        conn = self.scheduler._clients.get(holder)
+        conn = self.scheduler._clients.get(holder) or self._channels.get(holder)
         if conn is not None:
             conn.send(msg)
 

@@ -120,3 +120,73 @@ def test_queued_future_is_kept_by_the_scheduler_for_the_queue() -> None:
         assert "queue:q" not in s.state.clients
 
     run(scenario)
+
+
+async def until(condition: Any, timeout: float = 5.0) -> None:
+    """Yield to the loop until ``condition()`` holds (TimeoutError after ``timeout`` s)."""
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.001)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+class ChannelPeer(Peer):
+    """A task thread's coordination channel (role "coordination") to ``scheduler``."""
+
+    def __init__(self, scheduler: Scheduler, name: str) -> None:
+        from shoal.comm._inproc import inproc_pair
+
+        self.conn, server_end = inproc_pair(name, "scheduler")
+        self.replies = {}
+        self.hello: list[m.Response] = []
+        self._arrived = asyncio.Event()
+        self.conn.set_handler(self._on)
+        scheduler._on_connection(server_end)  # type: ignore[arg-type]
+        server_end._deliver([m.Hello("coordination", m.PROTOCOL_VERSION, name)])
+
+    def _on(self, conn: Any, batch: list[m.Message] | None) -> None:
+        self.hello.extend(msg for msg in batch or [] if isinstance(msg, m.Response))
+        super()._on(conn, batch)
+
+
+def test_channel_is_a_lease_holder_and_not_a_client() -> None:
+    async def scenario(s: Scheduler) -> None:
+        chan = ChannelPeer(s, "worker-client")
+        await until(lambda: chan.hello)
+        (hello,) = chan.hello
+        name = hello.value["client"]
+        assert name.startswith("worker-client-") and name not in s._clients
+        chan.conn.send(m.CoordSemaphoreAcquire(1, "x", 1, "l1", None, None))
+        assert (await chan.reply(1)).value is True
+        lease = s.coordination.state.semaphores.semaphores["x"].leases["l1"]
+        assert lease.holder == name
+
+    run(scenario)
+
+
+def test_closed_channel_hands_its_lock_to_the_next_waiter() -> None:
+    async def scenario(s: Scheduler) -> None:
+        chan, b = ChannelPeer(s, "chan"), Peer(s, "b")
+        chan.conn.send(m.CoordSemaphoreAcquire(1, "x", 1, "l1", None, None))
+        assert (await chan.reply(1)).value is True
+        b.conn.send(m.CoordSemaphoreAcquire(1, "x", 1, "l2", None, None))
+        b.conn.send(m.CoordSemaphoreValue(2, "x"))
+        assert (await b.reply(2)).value == 1
+        chan.conn.close()  # the worker died
+        assert (await b.reply(1)).value is True
+        assert s.coordination._channels == {}
+
+    run(scenario)
+
+
+def test_channel_sending_more_than_lease_messages_is_closed() -> None:
+    async def scenario(s: Scheduler) -> None:
+        chan = ChannelPeer(s, "chan")
+        chan.conn.send(m.CoordSemaphoreAcquire(1, "x", 1, "l1", None, None))
+        assert (await chan.reply(1)).value is True
+        chan.conn.send(m.CoordQueueCreate(2, "q", 0))  # a channel carries no queue message
+        await until(lambda: chan.conn.closed)
+        assert s.coordination.state.semaphores.semaphores["x"].leases == {}
+
+    run(scenario)

@@ -1,0 +1,182 @@
+"""A task thread's coordination channel (shoal/client/_channel.py) against a scripted
+scheduler on a loopback socket: what it waits for, what it skips, how a wait ends."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from shoal.client._channel import Channel, ChannelClosed
+from shoal.comm._handshake import Handshake
+from shoal.comm._security import Security
+from shoal.protocol import _messages as m
+from shoal.protocol._framing import FrameDecoder, decode, encode
+
+
+class Scripted:
+    """A one-connection scheduler: handshake, answers the hello, then runs ``script``
+    with the socket and a function that reads the next batch of messages."""
+
+    def __init__(self, script: Callable[[socket.socket, Callable[[], list[m.Message]]], None]):
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"tcp://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.error: BaseException | None = None
+        self._script = script
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self._listener.accept()
+            with conn:
+                conn.settimeout(10)
+                hs = Handshake(False, None)
+                hs.start()
+                while not hs.done:
+                    out = hs.receive(conn.recv(hs.wanted()))
+                    if out:
+                        conn.sendall(out)
+                decoder = FrameDecoder()
+                pending: list[m.Message] = []
+
+                def read() -> list[m.Message]:
+                    while not pending:
+                        buf = decoder.get_buffer(65536)
+                        n = conn.recv_into(buf)
+                        if n == 0:
+                            return []
+                        for frames in decoder.buffer_updated(n):
+                            pending.extend(decode(frames))
+                    batch = list(pending)
+                    pending.clear()
+                    return batch
+
+                (hello,) = read()
+                assert isinstance(hello, m.Hello) and hello.role == "coordination"
+                conn.sendall(b"".join(encode([m.Response(0, True, {"client": "t-1"})])))
+                self._script(conn, read)
+        except BaseException as exc:  # reported by the test through .error
+            self.error = exc
+        finally:
+            self._listener.close()
+
+    def join(self) -> None:
+        self._thread.join(10)
+        assert not self._thread.is_alive()
+        if self.error is not None:
+            raise self.error
+
+
+def send(conn: socket.socket, *msgs: m.Message) -> None:
+    conn.sendall(b"".join(encode(list(msgs))))
+
+
+@pytest.fixture
+def open_channel() -> Iterator[Callable[[Scripted], Channel]]:
+    opened: list[Channel] = []
+
+    def factory(server: Scripted) -> Channel:
+        channel = Channel.open(server.address, Security(), "t", 10.0)
+        opened.append(channel)
+        return channel
+
+    yield factory
+    for channel in opened:
+        channel.close()
+
+
+def test_channel_takes_the_name_the_scheduler_gives_it(open_channel) -> None:
+    server = Scripted(lambda conn, read: None)
+    assert open_channel(server).name == "t-1"
+    server.join()
+
+
+def test_call_returns_its_own_answer_and_skips_other_messages(open_channel) -> None:
+    def script(conn: socket.socket, read: Callable[[], list[m.Message]]) -> None:
+        (req,) = read()
+        assert isinstance(req, m.CoordSemaphoreAcquire)
+        send(conn, m.TopicEvent("x", 0.0, "not for a channel"),
+             m.CoordReply(req.request_id + 7, True, "someone else's"),
+             m.CoordReply(req.request_id, True, True))
+
+    server = Scripted(script)
+    channel = open_channel(server)
+    reply = channel.call(lambda rid: m.CoordSemaphoreAcquire(rid, "L", 1, "l1", None, None))
+    assert reply.ok and reply.value is True and not channel.unconfirmed
+    server.join()
+
+
+def test_send_is_unconfirmed_until_the_next_answer(open_channel) -> None:
+    def script(conn: socket.socket, read: Callable[[], list[m.Message]]) -> None:
+        msgs: list[m.Message] = []
+        while len(msgs) < 2:
+            msgs += read()
+        release, value = msgs
+        assert isinstance(release, m.CoordSemaphoreRelease)
+        assert isinstance(value, m.CoordSemaphoreValue)
+        send(conn, m.CoordReply(value.request_id, True, 0))
+
+    server = Scripted(script)
+    channel = open_channel(server)
+    channel.send(m.CoordSemaphoreRelease("L", "l1"))
+    assert channel.unconfirmed
+    channel.barrier()
+    assert not channel.unconfirmed
+    server.join()
+
+
+def test_closing_from_another_thread_ends_a_waiting_call(open_channel) -> None:
+    done = threading.Event()
+
+    def script(conn: socket.socket, read: Callable[[], list[m.Message]]) -> None:
+        read()  # the acquire, never answered
+        done.wait(10)
+
+    server = Scripted(script)
+    channel = open_channel(server)
+    out: dict[str, Any] = {}
+
+    def wait() -> None:
+        try:
+            channel.call(lambda rid: m.CoordSemaphoreAcquire(rid, "L", 1, "l1", None, None))
+        except BaseException as exc:  # handed to the test
+            out["error"] = exc
+
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    waiter.join(0.1)
+    assert waiter.is_alive()
+    channel.close()
+    waiter.join(10)
+    assert isinstance(out.get("error"), ChannelClosed)
+    assert isinstance(out["error"], ConnectionError)
+    done.set()
+    server.join()
+
+
+def test_scheduler_closing_ends_a_waiting_call_with_a_connection_error(open_channel) -> None:
+    server = Scripted(lambda conn, read: read())  # reads the request, then hangs up
+    channel = open_channel(server)
+    with pytest.raises(ConnectionError, match="lost"):
+        channel.call(lambda rid: m.CoordSemaphoreAcquire(rid, "L", 1, "l1", None, None))
+    assert channel.closed
+    with pytest.raises(ChannelClosed):
+        channel.send(m.CoordSemaphoreRelease("L", "l1"))
+    server.join()
+
+
+def test_malformed_answer_closes_the_channel(open_channel) -> None:
+    def script(conn: socket.socket, read: Callable[[], list[m.Message]]) -> None:
+        read()
+        conn.sendall(b"\x01\x00\x00\x00" + (3).to_bytes(8, "little") + b"\xc1\xc1\xc1")
+
+    server = Scripted(script)
+    channel = open_channel(server)
+    with pytest.raises(ChannelClosed, match="malformed"):
+        channel.call(lambda rid: m.CoordSemaphoreValue(rid, "L"))
+    assert channel.closed
+    server.join()
