@@ -209,8 +209,10 @@ def test_get_worker_outside_a_task_is_a_value_error() -> None:
 
 
 def write_file(path, text):
-    with open(path, "w") as f:
+    """Write ``text`` to ``path`` at once (a rename): a reader that sees the file sees all."""
+    with open(path + ".part", "w") as f:
         f.write(text)
+    os.replace(path + ".part", path)
     return path
 
 
