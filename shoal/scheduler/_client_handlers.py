@@ -27,7 +27,7 @@ from shoal.scheduler._events import (
     ReportRestarted,
 )
 from shoal.scheduler._state_base import FIRE_AND_FORGET, STATES, StateBase, key_prefix
-from shoal.scheduler._tasks import Key, TaskState
+from shoal.scheduler._tasks import EMPTY, Key, TaskState
 from shoal.scheduler._transitions import _upstream
 
 
@@ -40,7 +40,8 @@ class ClientHandlers(StateBase):
     def _on_client_left(self, ev: ClientLeft) -> None:
         held = self.clients.pop(ev.client, set())
         for ts in held:
-            ts.who_wants.discard(ev.client)
+            self._unwant(ts, ev.client)
+        self._wanting.pop(ev.client, None)
         self._tidy(held)
 
     def _on_graph(self, ev: GraphSubmitted) -> None:
@@ -85,15 +86,21 @@ class ClientHandlers(StateBase):
                 if dts is None:
                     missing.append((ts, dk))
                     continue
-                ts.dependencies.add(dts)
-                dts.dependents.add(ts)
+                if ts.dependencies:
+                    ts.dependencies.add(dts)
+                else:
+                    ts.dependencies = {dts}
+                if dts.dependents:
+                    dts.dependents.add(ts)
+                else:
+                    dts.dependents = {ts}
         wanted_now: list[TaskState] = []
         for key in ev.wanted:
             ts = tasks.get(key)
             if ts is None:
                 continue
             wanted_now.append(ts)
-            ts.who_wants.add(ev.client)
+            self._want(ts, ev.client)
             wanted_by.add(ts)
             if ts.state == "memory":
                 self._out.append(ReportDone(ev.client, key, ts.nbytes, ts.typename, None))
@@ -121,7 +128,7 @@ class ClientHandlers(StateBase):
             ts = self.tasks.get(key)
             if ts is None:
                 continue
-            ts.who_wants.discard(ev.client)
+            self._unwant(ts, ev.client)
             held.discard(ts)
             touched.append(ts)
         self._tidy(touched)
@@ -150,10 +157,10 @@ class ClientHandlers(StateBase):
                     if c != client or key not in named:
                         self._out.append(ReportCancelled(c, key, "cancelled by the client"))
                     self.clients.get(c, set()).discard(ts)
-                ts.who_wants = set()
+                ts.who_wants = EMPTY
                 stack.extend(d.key for d in ts.dependents)
             else:
-                ts.who_wants.discard(client)
+                self._unwant(ts, client)
                 self.clients.get(client, set()).discard(ts)
         self._tidy(touched)
 
@@ -170,7 +177,7 @@ class ClientHandlers(StateBase):
             ts = self.tasks.get(key)
             if ts is None or ts.state in ("memory", "erred"):
                 continue  # unknown (already forgotten) or already finished: nothing to run
-            ts.who_wants.add(FIRE_AND_FORGET)
+            self._want(ts, FIRE_AND_FORGET)
             held.add(ts)
             touched.append(ts)
         self._activate(ts for ts in touched if ts.state == "released")
@@ -178,7 +185,7 @@ class ClientHandlers(StateBase):
     def _unfire(self, ts: TaskState) -> None:
         """A fire-and-forget key finished: stop holding it (released at the end of
         ``handle`` unless a real client wants it)."""
-        ts.who_wants.discard(FIRE_AND_FORGET)
+        self._unwant(ts, FIRE_AND_FORGET)
         self.clients.get(FIRE_AND_FORGET, set()).discard(ts)
         self._fired_done.append(ts)
 

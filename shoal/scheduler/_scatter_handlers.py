@@ -39,7 +39,7 @@ class ScatterHandlers(StateBase):
             if ts is None:
                 ts = self.tasks[key] = TaskState(key, key_prefix(key))
                 self.prefix_counts.setdefault(ts.prefix, dict.fromkeys(STATES, 0))["released"] += 1
-            ts.who_wants.add(ev.client)
+            self._want(ts, ev.client)
             held.add(ts)
             if ts.state == "memory":  # the same data (scatter keys hash it), already held
                 self._out.append(ReportDone(ev.client, key, ts.nbytes, ts.typename, None))

@@ -123,6 +123,7 @@ class SchedulerState(
         self._out: list[Command] = []
         self._fired_done: list[TaskState] = []  # fire-and-forget keys that just finished
         self._cause = ""
+        self._wanting: dict[str, frozenset[str]] = {}
         self._handlers: dict[type, Callable[[Any], None]] = {
             ClientJoined: self._on_client_joined,
             ClientLeft: self._on_client_left,

@@ -9,6 +9,13 @@ from shoal.protocol._serialize import Serialized
 
 Key = Any
 
+# Most tasks never fill some of their sets (no inputs, no dependents, no second holder):
+# until the first element arrives they share this one empty frozenset, since an empty set
+# costs 216 bytes and a million-task graph would carry five per task. Code that adds to
+# one of them replaces it first when it is empty (``if s: s.add(x) else: ts.s = {x}``);
+# nothing may call ``discard``/``add`` on it while it is empty.
+EMPTY: Any = frozenset()
+
 
 class TaskState:
     """One task on the scheduler. ``state`` is one of
@@ -48,11 +55,13 @@ class TaskState:
         self.state = "released"
         self.payload: Serialized | None = None
         self.fids: tuple[str, ...] = ()
-        self.dependencies: set[TaskState] = set()
-        self.dependents: set[TaskState] = set()
-        self.waiting_on: set[TaskState] = set()
-        self.who_has: set[WorkerState] = set()
-        self.who_wants: set[str] = set()
+        self.dependencies: set[TaskState] = EMPTY
+        self.dependents: set[TaskState] = EMPTY
+        self.waiting_on: set[TaskState] = EMPTY
+        self.who_has: set[WorkerState] = EMPTY
+        # Immutable and shared: the clients that want a task are nearly always the same
+        # one, so tasks share an interned frozenset per client (``StateBase._wanting``).
+        self.who_wants: frozenset[str] = EMPTY
         self.processing_on: WorkerState | None = None
         self.started = False  # its worker reported running it (not just holding it queued)
         self.priority: Any = (0,)
@@ -61,7 +70,7 @@ class TaskState:
         self.typename = ""
         self.error: dict[str, Any] | None = None
         self.suspicious = 0
-        self.killed_on: list[str] = []
+        self.killed_on: tuple[str, ...] = ()  # rarely set: a tuple, replaced when it grows
         self.workers: frozenset[str] | None = None
         # ``workers=`` is only a preference (dask's ``allow_other_workers``).
         self.loose = False
