@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from shoal import _loop
 from shoal.client._future import FutureState
 from shoal.comm import Connection
-from shoal.protocol._messages import Message, ReleaseKeys, Request
+from shoal.protocol._messages import Message, ReleaseKeys, Request, UpdateGraph
 
 if TYPE_CHECKING:
     # For the type checker the mixins are what they become once assembled in Client: a
@@ -82,11 +82,21 @@ class Outbox(Assembled):
         msgs: list[Message] = []
         outbox = self._outbox
         while outbox:
+            msg = outbox[0]
+            if type(msg) is UpdateGraph and msg.more and msgs:
+                break  # pieces of a large graph leave one per loop step: see _submit
             msgs.append(outbox.popleft())
-        if released:
+            if type(msg) is UpdateGraph and msg.more:
+                break
+        if outbox:  # the rest in a later step: releases queue behind it, in order
+            if released:
+                outbox.append(ReleaseKeys(released))
+        elif released:
             msgs.append(ReleaseKeys(released))
         if self._conn is not None and msgs:
             self._conn.send_many(msgs)
+        if outbox:  # scheduled after the connection's flush: one piece per frame
+            self._schedule_drain()
 
     async def _request(self, op: str, **args: Any) -> Any:
         assert self._conn is not None

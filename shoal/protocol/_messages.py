@@ -148,6 +148,9 @@ class UpdateGraph(Message):
     actors: list[Key] | None = None  # keys among ``tasks`` whose results are actors
     # Only for tasks that have them: (key, resources dict or None, allow_other_workers).
     restrictions: list[tuple[Any, ...]] | None = None
+    # A piece of a large graph with more pieces to follow (each row's inputs are in this
+    # piece or an earlier one); the scheduler keeps its tasks until the last piece.
+    more: bool = False
 
 
 @_message("release-keys")

@@ -26,7 +26,13 @@ from shoal.scheduler._events import (
     ReportErred,
     ReportRestarted,
 )
-from shoal.scheduler._state_base import FIRE_AND_FORGET, STATES, StateBase, key_prefix
+from shoal.scheduler._state_base import (
+    FIRE_AND_FORGET,
+    STATES,
+    StateBase,
+    ingest_holder,
+    key_prefix,
+)
 from shoal.scheduler._tasks import EMPTY, Key, TaskState
 from shoal.scheduler._transitions import _upstream
 
@@ -43,6 +49,18 @@ class ClientHandlers(StateBase):
             self._unwant(ts, ev.client)
         self._wanting.pop(ev.client, None)
         self._tidy(held)
+        self._end_ingest(ev.client)  # a graph whose last piece never came
+
+    def _end_ingest(self, client: str) -> None:
+        """Drop what kept the pieces of ``client``'s graph: its last piece is in."""
+        hold = ingest_holder(client)
+        held = self.clients.pop(hold, None)
+        if held is None:
+            return
+        for ts in held:
+            self._unwant(ts, hold)
+        self._wanting.pop(hold, None)
+        self._tidy(held)
 
     def _on_graph(self, ev: GraphSubmitted) -> None:
         wanted_by = self.clients.setdefault(ev.client, set())
@@ -50,6 +68,8 @@ class ClientHandlers(StateBase):
         rows: list[tuple[TaskState, tuple[Any, ...]]] = []
         tasks = self.tasks
         restrictions = ev.restrictions
+        hold = ingest_holder(ev.client)
+        ingesting = self.clients.setdefault(hold, set()) if ev.more else set()
         for row in ev.tasks:
             key, payload, deps, fids, priority, retries, workers, prefix = row
             ts = tasks.get(key)
@@ -74,6 +94,9 @@ class ClientHandlers(StateBase):
                 ts.resources = dict(need) if need else None
                 ts.loose = bool(loose) and ts.workers is not None
             rows.append((ts, deps))
+            if ev.more:  # kept until the graph's last piece (a dependent may follow)
+                self._want(ts, hold)
+                ingesting.add(ts)
         for key in ev.actors:
             ats = tasks.get(key)
             if ats is not None and ats.state == "released":
@@ -81,19 +104,22 @@ class ClientHandlers(StateBase):
                 self._actors.add(ats)
         missing: list[tuple[TaskState, Key]] = []
         for ts, deps in rows:
+            if not deps:
+                continue
+            found: dict[TaskState, None] = dict.fromkeys(ts.dependencies)
             for dk in deps:
                 dts = tasks.get(dk)
                 if dts is None:
                     missing.append((ts, dk))
                     continue
-                if ts.dependencies:
-                    ts.dependencies.add(dts)
-                else:
-                    ts.dependencies = {dts}
+                if dts in found:
+                    continue
+                found[dts] = None
                 if dts.dependents:
                     dts.dependents.add(ts)
                 else:
                     dts.dependents = {ts}
+            ts.dependencies = tuple(found)
         wanted_now: list[TaskState] = []
         for key in ev.wanted:
             ts = tasks.get(key)
@@ -120,6 +146,8 @@ class ClientHandlers(StateBase):
         candidates.extend(t for t in wanted_now if t.state == "released")
         self._activate(ts for ts in candidates if ts.state == "released" and self._needed(ts))
         self._tidy(new)
+        if not ev.more:
+            self._end_ingest(ev.client)
 
     def _on_released(self, ev: KeysReleased) -> None:
         held = self.clients.get(ev.client, set())

@@ -32,6 +32,12 @@ STATES = (
 FIRE_AND_FORGET = "fire-and-forget"
 
 
+def ingest_holder(client: str) -> str:
+    """The pseudo-client that keeps the tasks of ``client``'s graph arriving in pieces
+    until its last piece is in (an intermediate result may still get a dependent)."""
+    return f"{client} (graph arriving)"
+
+
 def key_prefix(key: Key) -> str:
     """``('sum-abc123', 0)`` → ``'sum'``; ``'inc-9f2e...'`` → ``'inc'``."""
     name = key[0] if isinstance(key, tuple) and key else key
