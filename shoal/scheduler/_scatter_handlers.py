@@ -20,7 +20,7 @@ from shoal.scheduler._events import (
     SendStore,
 )
 from shoal.scheduler._state_base import ACTIVE, STATES, StateBase, key_prefix
-from shoal.scheduler._tasks import Key, TaskState, WorkerState
+from shoal.scheduler._tasks import Key, TaskState, WorkerState, hold
 
 
 class ScatterHandlers(StateBase):
@@ -84,7 +84,7 @@ class ScatterHandlers(StateBase):
         failed) wins, as in dask.distributed: the computation is dropped."""
         if ts.state == "memory":
             if ws not in ts.who_has:
-                ts.who_has.add(ws)
+                hold(ts, ws)
                 ws.has_what.add(ts)
                 ws.nbytes += max(ts.nbytes, 0)
             return

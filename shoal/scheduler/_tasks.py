@@ -59,7 +59,9 @@ class TaskState:
         self.dependencies: tuple[TaskState, ...] = ()
         self.dependents: set[TaskState] = EMPTY
         self.waiting_on: set[TaskState] = EMPTY
-        self.who_has: set[WorkerState] = EMPTY
+        # Immutable too (see ``hold``/``unhold``): most results live on one worker, and
+        # tasks share that worker's one-element frozenset (``WorkerState.alone``).
+        self.who_has: frozenset[WorkerState] = EMPTY
         # Immutable and shared: the clients that want a task are nearly always the same
         # one, so tasks share an interned frozenset per client (``StateBase._wanting``).
         self.who_wants: frozenset[str] = EMPTY
@@ -114,9 +116,26 @@ class TaskState:
         return bool(self.priority < other.priority)
 
 
+def hold(ts: TaskState, ws: WorkerState) -> None:
+    """``ws`` holds ``ts``'s result (``who_has`` is replaced, never changed in place)."""
+    has = ts.who_has
+    if not has:
+        ts.who_has = ws.alone
+    elif ws not in has:
+        ts.who_has = has | ws.alone
+
+
+def unhold(ts: TaskState, ws: WorkerState) -> None:
+    """``ws`` no longer holds ``ts``'s result."""
+    has = ts.who_has
+    if ws in has:
+        ts.who_has = EMPTY if len(has) == 1 else has - ws.alone
+
+
 class WorkerState:
     __slots__ = (
         "address",
+        "alone",
         "cpu",
         "executing",
         "fids",
@@ -176,6 +195,7 @@ class WorkerState:
         # a heap of (priority, seq, task); entries whose task moved on are skipped.
         self.held: list[tuple[Any, int, TaskState]] = []
         self.held_live = 0  # tasks in ``held`` still waiting for this worker
+        self.alone: frozenset[WorkerState] = frozenset((self,))  # a who_has of just this one
 
     def __repr__(self) -> str:
         return f"<WorkerState {self.address} processing={len(self.processing)}>"

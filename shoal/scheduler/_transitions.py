@@ -20,7 +20,7 @@ from typing import Any
 from shoal.protocol._errors import scheduler_error
 from shoal.scheduler._events import ReportErred, SendCompute, SendFree
 from shoal.scheduler._state_base import ACTIVE, FIRE_AND_FORGET, STATES, StateBase
-from shoal.scheduler._tasks import EMPTY, Key, TaskState, WorkerState
+from shoal.scheduler._tasks import EMPTY, Key, TaskState, WorkerState, hold
 
 _KEEPS_INPUTS = ACTIVE | {"erred"}
 
@@ -185,10 +185,7 @@ class Transitions(StateBase):
         self._set(ts, "memory")
         ts.nbytes = nbytes
         ts.typename = typename
-        if ts.who_has:
-            ts.who_has.add(ws)
-        else:
-            ts.who_has = {ws}
+        hold(ts, ws)
         ws.has_what.add(ts)
         ws.nbytes += max(nbytes, 0)
         for dts in ts.dependents:

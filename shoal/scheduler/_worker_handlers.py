@@ -26,7 +26,7 @@ from shoal.scheduler._events import (
     WorkerRetiring,
 )
 from shoal.scheduler._state_base import StateBase
-from shoal.scheduler._tasks import TaskState, WorkerState
+from shoal.scheduler._tasks import TaskState, WorkerState, unhold
 
 
 class WorkerHandlers(StateBase):
@@ -93,8 +93,7 @@ class WorkerHandlers(StateBase):
         lost: list[TaskState] = []
         actors: list[TaskState] = []
         for ts in list(ws.has_what):
-            if ts.who_has:
-                ts.who_has.discard(ws)
+            unhold(ts, ws)
             if not ts.who_has and ts.state == "memory":
                 self._go(ts, "released")
                 (actors if ts.actor else lost).append(ts)
@@ -124,7 +123,7 @@ class WorkerHandlers(StateBase):
         # if we list it as a holder, that replica is stale (else it is sent back forever).
         holder = self.workers.get(ev.holder or ev.worker)
         if ts is not None and holder is not None and holder in ts.who_has:
-            ts.who_has.discard(holder)
+            unhold(ts, holder)
             holder.has_what.discard(ts)
             holder.nbytes -= max(ts.nbytes, 0)
         lost = []
