@@ -33,7 +33,7 @@ from shoal.scheduler._state_base import (
     ingest_holder,
     key_prefix,
 )
-from shoal.scheduler._tasks import EMPTY, Key, TaskState
+from shoal.scheduler._tasks import EMPTY, Key, TaskState, add_dependent
 from shoal.scheduler._transitions import _upstream
 
 
@@ -115,10 +115,7 @@ class ClientHandlers(StateBase):
                 if dts in found:
                     continue
                 found[dts] = None
-                if dts.dependents:
-                    dts.dependents.add(ts)
-                else:
-                    dts.dependents = {ts}
+                add_dependent(dts, ts)
             ts.dependencies = tuple(found)
         wanted_now: list[TaskState] = []
         for key in ev.wanted:

@@ -57,7 +57,9 @@ class TaskState:
         self.fids: tuple[str, ...] = ()
         # Fixed once the graph is in (a tuple: 56 bytes for two inputs, a set 216).
         self.dependencies: tuple[TaskState, ...] = ()
-        self.dependents: set[TaskState] = EMPTY
+        # A tuple while short (most tasks feed one or two others: 56 bytes, not a 216-byte
+        # set), a set past ``_FEW`` (a task feeding thousands); see ``add_dependent``.
+        self.dependents: tuple[TaskState, ...] | set[TaskState] = ()
         self.waiting_on: set[TaskState] = EMPTY
         # Immutable too (see ``hold``/``unhold``): most results live on one worker, and
         # tasks share that worker's one-element frozenset (``WorkerState.alone``).
@@ -114,6 +116,29 @@ class TaskState:
 
     def __lt__(self, other: TaskState) -> bool:  # heap ties
         return bool(self.priority < other.priority)
+
+
+_FEW = 8  # dependents kept in a tuple up to this many
+
+
+def add_dependent(ts: TaskState, dependent: TaskState) -> None:
+    """``dependent`` takes ``ts``'s result as an input."""
+    deps = ts.dependents
+    if type(deps) is tuple:
+        if dependent not in deps:
+            ts.dependents = (*deps, dependent) if len(deps) < _FEW else {*deps, dependent}
+    else:
+        deps.add(dependent)  # type: ignore[union-attr]
+
+
+def drop_dependent(ts: TaskState, dependent: TaskState) -> None:
+    """``dependent`` was forgotten: it no longer takes ``ts``'s result."""
+    deps = ts.dependents
+    if type(deps) is tuple:
+        if dependent in deps:
+            ts.dependents = tuple(d for d in deps if d is not dependent)
+    else:
+        deps.discard(dependent)  # type: ignore[union-attr]
 
 
 def hold(ts: TaskState, ws: WorkerState) -> None:

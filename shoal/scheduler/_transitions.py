@@ -20,7 +20,14 @@ from typing import Any
 from shoal.protocol._errors import scheduler_error
 from shoal.scheduler._events import ReportErred, SendCompute, SendFree
 from shoal.scheduler._state_base import ACTIVE, FIRE_AND_FORGET, STATES, StateBase
-from shoal.scheduler._tasks import EMPTY, Key, TaskState, WorkerState, hold
+from shoal.scheduler._tasks import (
+    EMPTY,
+    Key,
+    TaskState,
+    WorkerState,
+    drop_dependent,
+    hold,
+)
 
 _KEEPS_INPUTS = ACTIVE | {"erred"}
 
@@ -326,8 +333,7 @@ class Transitions(StateBase):
         if ts.fids:
             self.functions.release(ts.fids)
         for dep in ts.dependencies:
-            if dep.dependents:
-                dep.dependents.discard(ts)
+            drop_dependent(dep, ts)
 
 
 def _upstream(roots: Iterable[TaskState], state: str) -> list[TaskState]:
