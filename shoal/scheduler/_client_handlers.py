@@ -8,6 +8,7 @@ moves to make (``_transitions``); scattered data has its own handlers (``_scatte
 
 from __future__ import annotations
 
+from sys import intern
 from typing import Any
 
 from shoal.protocol._errors import scheduler_error
@@ -74,7 +75,8 @@ class ClientHandlers(StateBase):
             key, payload, deps, fids, priority, retries, workers, prefix = row
             ts = tasks.get(key)
             if ts is None:
-                ts = tasks[key] = TaskState(key, prefix or key_prefix(key))
+                ts = tasks[key] = TaskState(
+                    key, intern(prefix or key_prefix(key)))  # decoded afresh: share one copy
                 counts = self.prefix_counts.get(ts.prefix)
                 if counts is None:
                     counts = self.prefix_counts[ts.prefix] = dict.fromkeys(STATES, 0)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable
+from sys import intern
 from typing import Any
 
 from shoal.protocol._errors import scheduler_error
@@ -191,7 +192,7 @@ class Transitions(StateBase):
     def _store(self, ts: TaskState, ws: WorkerState, nbytes: int, typename: str) -> None:
         self._set(ts, "memory")
         ts.nbytes = nbytes
-        ts.typename = typename
+        ts.typename = intern(typename)  # decoded afresh per message: share one copy
         hold(ts, ws)
         ws.has_what.add(ts)
         ws.nbytes += max(nbytes, 0)
