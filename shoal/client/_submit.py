@@ -47,6 +47,8 @@ def inputs_first(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """``rows`` reordered so that each row's inputs among them come before it (depth
     first, so a piece tends to hold whole branches), as the pieces of a graph must
     arrive. Rows in a cycle keep their place at the end (the scheduler reports them)."""
+    if not any(row[2] for row in rows):  # no inputs at all (a map): already in order
+        return rows
     index = {row[0]: i for i, row in enumerate(rows)}
     waiting = [0] * len(rows)
     users: dict[int, list[int]] = {}
