@@ -109,12 +109,19 @@ class Submitting(Outbox):
             if not split:
                 self._outbox.append(UpdateGraph(rows, wanted, blobs, actors, restrictions))
             else:
+                # Each piece names the wanted keys among its rows (the scheduler reports
+                # them as they finish, and never takes all wanted keys in one step); the
+                # last piece also names wanted keys the client had already submitted.
+                wanted_set = set(wanted)
                 last = (len(rows) - 1) // PIECE_ROWS * PIECE_ROWS
                 for start in range(0, len(rows), PIECE_ROWS):
                     piece = rows[start:start + PIECE_ROWS]
+                    named = [r[0] for r in piece if r[0] in wanted_set]
+                    if start == last:
+                        keys = {r[0] for r in rows}
+                        named += [k for k in dict.fromkeys(wanted) if k not in keys]
                     self._outbox.append(UpdateGraph(
-                        piece, wanted if start == last else [], blobs if start == 0 else {},
-                        more=start != last))
+                        piece, named, blobs if start == 0 else {}, more=start != last))
         self._schedule_drain()
 
     def _function_token(self, func: Any) -> str:

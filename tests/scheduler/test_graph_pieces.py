@@ -63,6 +63,14 @@ def test_a_wanted_key_done_before_the_last_piece_is_reported_then(sim: Sim) -> N
     assert done(cmds) == ["a"]
 
 
+def test_a_wanted_key_of_an_early_piece_is_reported_as_soon_as_done(sim: Sim) -> None:
+    sim.join("w1")
+    piece(sim, [row("a")], ["a"], more=True)
+    assert done(sim.finish("a")) == ["a"]
+    piece(sim, [row("b")], ["b"], more=False)
+    assert sim.state.tasks["a"].who_wants == {"c"}
+
+
 def test_a_failure_before_the_last_piece_reaches_dependents_and_the_client(sim: Sim) -> None:
     sim.join("w1")
     piece(sim, [row("a")], [], more=True)
