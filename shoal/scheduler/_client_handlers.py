@@ -71,6 +71,9 @@ class ClientHandlers(StateBase):
         restrictions = ev.restrictions
         hold = ingest_holder(ev.client)
         ingesting = self.clients.setdefault(hold, set()) if ev.more else set()
+        # Tasks this piece names as wanted are kept by the client itself: only the others
+        # need the hold (ending it costs a step per task held).
+        named = set(ev.wanted) if ev.more else set()
         for row in ev.tasks:
             key, payload, deps, fids, priority, retries, workers, prefix = row
             ts = tasks.get(key)
@@ -96,7 +99,7 @@ class ClientHandlers(StateBase):
                 ts.resources = dict(need) if need else None
                 ts.loose = bool(loose) and ts.workers is not None
             rows.append((ts, deps))
-            if ev.more:  # kept until the graph's last piece (a dependent may follow)
+            if ev.more and key not in named:  # kept until the last piece: a dependent may follow
                 self._want(ts, hold)
                 ingesting.add(ts)
         for key in ev.actors:

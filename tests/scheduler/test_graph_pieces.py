@@ -158,3 +158,13 @@ def test_an_error_report_names_the_missing_input_of_a_piece(sim: Sim) -> None:
     cmds = piece(sim, [row("b", ["nowhere"])], ["b"], more=False)
     (report,) = of(cmds, ReportErred)
     assert "nowhere" in report.error["message"]
+
+
+def test_tasks_a_piece_names_as_wanted_need_no_hold(sim: Sim) -> None:
+    """A map in pieces: the client wants every task, so ending the hold costs nothing."""
+    sim.join("w1")
+    piece(sim, [row("a"), row("b")], ["a", "b"], more=True)
+    assert sim.state.tasks["a"].who_wants == {"c"}
+    assert sim.state.clients["c (graph arriving)"] == set()
+    piece(sim, [row("z")], ["z"], more=False)
+    assert "c (graph arriving)" not in sim.state.clients
