@@ -516,6 +516,51 @@ WORKLOADS: dict[str, Workload] = {
             ),
             derive=_tls_ratios,
         ),
+        Workload(
+            name="million",
+            title="a million tasks: client.map and da.ones(chunks=1).sum(), loop stalls (shoal only)",
+            issue=14,
+            metrics=(
+                Metric("map_seconds", "client.map(noop) + wait", "s", False, Target("<=", 25.0)),
+                Metric("map_tasks_per_s", "map tasks/s", "tasks/s", True),
+                Metric("map_first_done_seconds", "map: first task done after", "s", False),
+                Metric("map_held_bytes_per_task", "map: client+scheduler RSS per held future",
+                       "B/task", False, Target("<=", 1024.0)),
+                Metric("map_worst_loop_cpu_ms", "map: most loop CPU between 10 ms ticks",
+                       "ms", False, Target("<=", 100.0)),
+                Metric("map_worst_loop_stall_ms", "map: worst loop wake-up delay (wall)",
+                       "ms", False),
+                Metric("map_worst_health_ms", "map: slowest dashboard /health", "ms", False),
+                Metric("array_seconds", "da.ones(n, chunks=1).sum().compute()", "s", False,
+                       Target("<=", 120.0)),
+                Metric("array_first_done_seconds", "array: first task done after", "s", False),
+                Metric("array_worst_loop_cpu_ms", "array: most loop CPU between 10 ms ticks",
+                       "ms", False, Target("<=", 100.0)),
+                Metric("array_worst_loop_stall_ms", "array: worst loop wake-up delay (wall)",
+                       "ms", False),
+                Metric("array_worst_health_ms", "array: slowest dashboard /health", "ms", False),
+            ),
+            sizes={
+                "quick": {"n_map": 20_000, "n_array": 5_000},
+                "default": {"n_map": 100_000, "n_array": 20_000},
+                "full": {"n_map": 1_000_000, "n_array": 1_000_000},
+            },
+            timeout_s=3600,
+            method="shoal only: dask.distributed needs about 25 minutes for the 1M-task map "
+            "(665 tasks/s) and far longer for the array (it ingests a 2.5M-task graph in "
+            "about 5 minutes before running it); the throughput and memory workloads compare "
+            "the two side by side at 20,000-100,000 tasks. `Client(n_workers=2, "
+            "threads_per_worker=1, dashboard_address=':0')`: `client.map(noop, range(n))` "
+            "+ `wait`, then `da.ones(n, chunks=1).sum().compute()` (about 2n tasks; dask's "
+            "graph building, optimisation and ordering happen in the client first). A probe "
+            "coroutine on the loop that runs the scheduler sleeps 10 ms at a time and records "
+            "the most CPU its thread used between two wake-ups (an upper bound of the longest "
+            "callback, independent of machine load) and how late it woke (wall clock, which "
+            "includes waiting for a core on a loaded machine); a thread GETs /health every "
+            "50 ms. First done = when the scheduler first counted a finished task. Default "
+            "sizes are small so `make bench` stays short; `--full` runs issue 14's million.",
+            systems=("shoal",),
+        ),
     ]
 }
 

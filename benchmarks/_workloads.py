@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks import _tasks
+from benchmarks._million import million
 from benchmarks._spec import rosenbrock_ideal_seconds
 
 
@@ -761,6 +762,7 @@ CLUSTER_WORKLOADS: dict[str, Callable[..., dict[str, float]]] = {
     "spill": spill,
     "shuffle": shuffle,
     "tls": tls,
+    "million": million,
 }
 REFERENCE_WORKLOADS: dict[str, Callable[..., dict[str, float]]] = {"persist": numpy_sum}
 

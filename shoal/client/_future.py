@@ -46,7 +46,9 @@ class FutureState:
         self.nbytes = -1
         self.typename = ""
         self._event: threading.Event | None = None
-        self.callbacks: list[Callable[[], None]] = []
+        # Created on the first callback: most states never get one (a million held
+        # futures would otherwise carry a million empty lists).
+        self.callbacks: list[Callable[[], None]] | None = None
 
     def done(self) -> bool:
         return self.status != "pending"
@@ -65,11 +67,11 @@ class FutureState:
         """Called on the loop thread when the key reaches a final status."""
         with _callbacks_lock:
             self.status = status
-            callbacks, self.callbacks = self.callbacks, []
+            callbacks, self.callbacks = self.callbacks, None
         event = self._event
         if event is not None:
             event.set()
-        for cb in callbacks:
+        for cb in callbacks or ():
             cb()
 
     def add_callback_if_pending(self, cb: Callable[[], None]) -> bool:
@@ -78,7 +80,10 @@ class FutureState:
         with _callbacks_lock:
             if self.status != "pending":
                 return False
-            self.callbacks.append(cb)
+            if self.callbacks is None:
+                self.callbacks = [cb]
+            else:
+                self.callbacks.append(cb)
             return True
 
     def reset(self) -> None:
@@ -127,7 +132,7 @@ async def settled(states: Iterable[FutureState], first: Callable[[FutureState], 
     finally:  # a cancelled waiter leaves no callback behind
         with _callbacks_lock:
             for st, cb in callbacks:
-                if cb in st.callbacks:
+                if st.callbacks and cb in st.callbacks:
                     st.callbacks.remove(cb)
 
 

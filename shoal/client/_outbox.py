@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from shoal import _loop
 from shoal.client._future import FutureState
 from shoal.comm import Connection
-from shoal.protocol._messages import Message, ReleaseKeys, Request
+from shoal.protocol._messages import Message, ReleaseKeys, Request, UpdateGraph
 
 if TYPE_CHECKING:
     # For the type checker the mixins are what they become once assembled in Client: a
@@ -29,6 +29,12 @@ if TYPE_CHECKING:
     from shoal.client._core import ClientCore as Assembled
 else:
     Assembled = object
+
+
+# Keys per ReleaseKeys message when many futures are dropped at once (the scheduler
+# releases a key in about 10 µs), and dropped futures counted per loop step.
+RELEASE_PIECE = 5_000
+DEAD_PER_STEP = 50_000
 
 
 class Outbox(Assembled):
@@ -60,13 +66,20 @@ class Outbox(Assembled):
             _loop.call_soon(self._drain)
 
     def _drain(self) -> None:
-        """On the loop: send queued messages, then releases of futures that died meanwhile."""
+        """On the loop: send queued messages, then releases of futures that died meanwhile.
+
+        Large work goes in steps, each its own frame, so that the loop (which the scheduler
+        may share) is never held long and the scheduler takes it in short steps too: one
+        piece of a large graph per step (see ``_submit``), releases in messages of
+        ``RELEASE_PIECE`` keys, at most ``DEAD_PER_STEP`` dropped futures counted per step."""
         self._drain_scheduled = False
         released: list[Any] = []
         dead = self._dead
         if dead:
             with self._lock:
-                while dead:
+                budget = DEAD_PER_STEP
+                while dead and budget:
+                    budget -= 1
                     key, st = dead.popleft()
                     if st is not None and self._states.get(key) is not st:
                         continue  # a future of a cancelled key: its count was dropped then
@@ -77,16 +90,25 @@ class Outbox(Assembled):
                         del self._refcount[key]
                         self._states.pop(key, None)
                         released.append(key)
-        # The outbox is taken after the releases: a submission queued before a release was
-        # recorded (a dependent, then its input's future dropped) must go out before it.
-        msgs: list[Message] = []
+        # Releases queue behind what is in the outbox: a submission queued before a release
+        # was recorded (a dependent, then its input's future dropped) must go out before it.
         outbox = self._outbox
+        for start in range(0, len(released), RELEASE_PIECE):
+            outbox.append(ReleaseKeys(released[start:start + RELEASE_PIECE]))
+        msgs: list[Message] = []
         while outbox:
+            msg = outbox[0]
+            heavy = (type(msg) is UpdateGraph and msg.more) or (
+                type(msg) is ReleaseKeys and len(msg.keys) >= RELEASE_PIECE)
+            if heavy and msgs:
+                break
             msgs.append(outbox.popleft())
-        if released:
-            msgs.append(ReleaseKeys(released))
+            if heavy:
+                break
         if self._conn is not None and msgs:
             self._conn.send_many(msgs)
+        if outbox or dead:  # scheduled after the connection's flush: one step per frame
+            self._schedule_drain()
 
     async def _request(self, op: str, **args: Any) -> Any:
         assert self._conn is not None

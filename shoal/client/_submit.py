@@ -37,6 +37,44 @@ from shoal.protocol._serialize import FunctionCache, dumps_task
 _STABLE_CALLABLES = (types.BuiltinFunctionType, types.MethodDescriptorType, type)
 
 
+# Rows per UpdateGraph piece of a large graph: each piece is one short step of the
+# scheduler's loop (about 15 µs a row to take in), and the first pieces run while the
+# rest arrive. Smaller graphs go in one message.
+PIECE_ROWS = 5_000
+
+
+def inputs_first(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """``rows`` reordered so that each row's inputs among them come before it (depth
+    first, so a piece tends to hold whole branches), as the pieces of a graph must
+    arrive. Rows in a cycle keep their place at the end (the scheduler reports them)."""
+    if not any(row[2] for row in rows):  # no inputs at all (a map): already in order
+        return rows
+    index = {row[0]: i for i, row in enumerate(rows)}
+    waiting = [0] * len(rows)
+    users: dict[int, list[int]] = {}
+    for i, row in enumerate(rows):
+        for dep in row[2]:
+            j = index.get(dep)
+            if j is not None and j != i:
+                waiting[i] += 1
+                users.setdefault(j, []).append(i)
+    if not users:
+        return rows
+    ready = [i for i in range(len(rows) - 1, -1, -1) if not waiting[i]]
+    order: list[int] = []
+    while ready:
+        i = ready.pop()
+        order.append(i)
+        for u in users.get(i, ()):
+            waiting[u] -= 1
+            if not waiting[u]:
+                ready.append(u)
+    if len(order) < len(rows):
+        placed = set(order)
+        order.extend(i for i in range(len(rows)) if i not in placed)
+    return [rows[i] for i in order]
+
+
 class Submitting(Outbox):
     """submit, map, cancel, retry: task rows for the outbox."""
 
@@ -58,11 +96,32 @@ class Submitting(Outbox):
         # Marking a blob sent and queueing the message carrying it are one step: another
         # thread's submit that skips the blob must queue its message after this one, and
         # the loop thread's DropFunctions never interleaves.
+        # A large graph goes in pieces (inputs first) so that the scheduler starts on it
+        # at once and its loop is never held long; actors and restrictions are rare in
+        # such graphs and must be known before any task runs, so they go whole.
+        split = len(rows) > PIECE_ROWS and not actors and not restrictions
+        if split:
+            rows = inputs_first(rows)
         with self._lock:
             fids = {fid for row in rows for fid in row[3]} - self._sent_fids
             blobs = {fid: self._functions.blob(fid) for fid in fids}
             self._sent_fids |= fids
-            self._outbox.append(UpdateGraph(rows, wanted, blobs, actors, restrictions))
+            if not split:
+                self._outbox.append(UpdateGraph(rows, wanted, blobs, actors, restrictions))
+            else:
+                # Each piece names the wanted keys among its rows (the scheduler reports
+                # them as they finish, and never takes all wanted keys in one step); the
+                # last piece also names wanted keys the client had already submitted.
+                wanted_set = set(wanted)
+                last = (len(rows) - 1) // PIECE_ROWS * PIECE_ROWS
+                for start in range(0, len(rows), PIECE_ROWS):
+                    piece = rows[start:start + PIECE_ROWS]
+                    named = [r[0] for r in piece if r[0] in wanted_set]
+                    if start == last:
+                        keys = {r[0] for r in rows}
+                        named += [k for k in dict.fromkeys(wanted) if k not in keys]
+                    self._outbox.append(UpdateGraph(
+                        piece, named, blobs if start == 0 else {}, more=start != last))
         self._schedule_drain()
 
     def _function_token(self, func: Any) -> str:

@@ -19,7 +19,7 @@ from typing_extensions import dataclass_transform
 
 from shoal.protocol._serialize import Serialized
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: UpdateGraph carries `more` (graphs sent in pieces)
 
 Key = Any  # str, int, float or a tuple of them (dask keys)
 
@@ -156,6 +156,9 @@ class UpdateGraph(Message):
     actors: list[Key] | None = None  # keys among ``tasks`` whose results are actors
     # Only for tasks that have them: (key, resources dict or None, allow_other_workers).
     restrictions: list[tuple[Any, ...]] | None = None
+    # A piece of a large graph with more pieces to follow (each row's inputs are in this
+    # piece or an earlier one); the scheduler keeps its tasks until the last piece.
+    more: bool = False
 
 
 @_message("release-keys")

@@ -8,6 +8,7 @@ moves to make (``_transitions``); scattered data has its own handlers (``_scatte
 
 from __future__ import annotations
 
+from sys import intern
 from typing import Any
 
 from shoal.protocol._errors import scheduler_error
@@ -26,8 +27,14 @@ from shoal.scheduler._events import (
     ReportErred,
     ReportRestarted,
 )
-from shoal.scheduler._state_base import FIRE_AND_FORGET, STATES, StateBase, key_prefix
-from shoal.scheduler._tasks import Key, TaskState
+from shoal.scheduler._state_base import (
+    FIRE_AND_FORGET,
+    STATES,
+    StateBase,
+    ingest_holder,
+    key_prefix,
+)
+from shoal.scheduler._tasks import EMPTY, Key, TaskState, add_dependent
 from shoal.scheduler._transitions import _upstream
 
 
@@ -40,7 +47,20 @@ class ClientHandlers(StateBase):
     def _on_client_left(self, ev: ClientLeft) -> None:
         held = self.clients.pop(ev.client, set())
         for ts in held:
-            ts.who_wants.discard(ev.client)
+            self._unwant(ts, ev.client)
+        self._wanting.pop(ev.client, None)
+        self._tidy(held)
+        self._end_ingest(ev.client)  # a graph whose last piece never came
+
+    def _end_ingest(self, client: str) -> None:
+        """Drop what kept the pieces of ``client``'s graph: its last piece is in."""
+        hold = ingest_holder(client)
+        held = self.clients.pop(hold, None)
+        if held is None:
+            return
+        for ts in held:
+            self._unwant(ts, hold)
+        self._wanting.pop(hold, None)
         self._tidy(held)
 
     def _on_graph(self, ev: GraphSubmitted) -> None:
@@ -49,11 +69,17 @@ class ClientHandlers(StateBase):
         rows: list[tuple[TaskState, tuple[Any, ...]]] = []
         tasks = self.tasks
         restrictions = ev.restrictions
+        hold = ingest_holder(ev.client)
+        ingesting = self.clients.setdefault(hold, set()) if ev.more else set()
+        # Tasks this piece names as wanted are kept by the client itself: only the others
+        # need the hold (ending it costs a step per task held).
+        named = set(ev.wanted) if ev.more else set()
         for row in ev.tasks:
             key, payload, deps, fids, priority, retries, workers, prefix = row
             ts = tasks.get(key)
             if ts is None:
-                ts = tasks[key] = TaskState(key, prefix or key_prefix(key))
+                ts = tasks[key] = TaskState(
+                    key, intern(prefix or key_prefix(key)))  # decoded afresh: share one copy
                 counts = self.prefix_counts.get(ts.prefix)
                 if counts is None:
                     counts = self.prefix_counts[ts.prefix] = dict.fromkeys(STATES, 0)
@@ -73,6 +99,9 @@ class ClientHandlers(StateBase):
                 ts.resources = dict(need) if need else None
                 ts.loose = bool(loose) and ts.workers is not None
             rows.append((ts, deps))
+            if ev.more and key not in named:  # kept until the last piece: a dependent may follow
+                self._want(ts, hold)
+                ingesting.add(ts)
         for key in ev.actors:
             ats = tasks.get(key)
             if ats is not None and ats.state == "released":
@@ -80,20 +109,26 @@ class ClientHandlers(StateBase):
                 self._actors.add(ats)
         missing: list[tuple[TaskState, Key]] = []
         for ts, deps in rows:
+            if not deps:
+                continue
+            found: dict[TaskState, None] = dict.fromkeys(ts.dependencies)
             for dk in deps:
                 dts = tasks.get(dk)
                 if dts is None:
                     missing.append((ts, dk))
                     continue
-                ts.dependencies.add(dts)
-                dts.dependents.add(ts)
+                if dts in found:
+                    continue
+                found[dts] = None
+                add_dependent(dts, ts)
+            ts.dependencies = tuple(found)
         wanted_now: list[TaskState] = []
         for key in ev.wanted:
             ts = tasks.get(key)
             if ts is None:
                 continue
             wanted_now.append(ts)
-            ts.who_wants.add(ev.client)
+            self._want(ts, ev.client)
             wanted_by.add(ts)
             if ts.state == "memory":
                 self._out.append(ReportDone(ev.client, key, ts.nbytes, ts.typename, None))
@@ -113,6 +148,8 @@ class ClientHandlers(StateBase):
         candidates.extend(t for t in wanted_now if t.state == "released")
         self._activate(ts for ts in candidates if ts.state == "released" and self._needed(ts))
         self._tidy(new)
+        if not ev.more:
+            self._end_ingest(ev.client)
 
     def _on_released(self, ev: KeysReleased) -> None:
         held = self.clients.get(ev.client, set())
@@ -121,7 +158,7 @@ class ClientHandlers(StateBase):
             ts = self.tasks.get(key)
             if ts is None:
                 continue
-            ts.who_wants.discard(ev.client)
+            self._unwant(ts, ev.client)
             held.discard(ts)
             touched.append(ts)
         self._tidy(touched)
@@ -150,10 +187,10 @@ class ClientHandlers(StateBase):
                     if c != client or key not in named:
                         self._out.append(ReportCancelled(c, key, "cancelled by the client"))
                     self.clients.get(c, set()).discard(ts)
-                ts.who_wants = set()
+                ts.who_wants = EMPTY
                 stack.extend(d.key for d in ts.dependents)
             else:
-                ts.who_wants.discard(client)
+                self._unwant(ts, client)
                 self.clients.get(client, set()).discard(ts)
         self._tidy(touched)
 
@@ -170,7 +207,7 @@ class ClientHandlers(StateBase):
             ts = self.tasks.get(key)
             if ts is None or ts.state in ("memory", "erred"):
                 continue  # unknown (already forgotten) or already finished: nothing to run
-            ts.who_wants.add(FIRE_AND_FORGET)
+            self._want(ts, FIRE_AND_FORGET)
             held.add(ts)
             touched.append(ts)
         self._activate(ts for ts in touched if ts.state == "released")
@@ -178,7 +215,7 @@ class ClientHandlers(StateBase):
     def _unfire(self, ts: TaskState) -> None:
         """A fire-and-forget key finished: stop holding it (released at the end of
         ``handle`` unless a real client wants it)."""
-        ts.who_wants.discard(FIRE_AND_FORGET)
+        self._unwant(ts, FIRE_AND_FORGET)
         self.clients.get(FIRE_AND_FORGET, set()).discard(ts)
         self._fired_done.append(ts)
 

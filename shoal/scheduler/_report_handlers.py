@@ -21,7 +21,7 @@ from shoal.scheduler._events import (
     TransferDone,
 )
 from shoal.scheduler._state_base import FIRE_AND_FORGET, StateBase, key_prefix
-from shoal.scheduler._tasks import Key
+from shoal.scheduler._tasks import Key, hold, unhold
 
 
 class ReportHandlers(StateBase):
@@ -114,7 +114,7 @@ class ReportHandlers(StateBase):
             if ts is None or ts.state != "memory":
                 self._out.append(SendFree(ev.worker, [key]))  # not needed any more
             elif ws not in ts.who_has:
-                ts.who_has.add(ws)
+                hold(ts, ws)
                 ws.has_what.add(ts)
                 ws.nbytes += max(nbytes, 0)
 
@@ -135,7 +135,7 @@ class ReportHandlers(StateBase):
             if ts is None or ts.state != "memory":  # released meanwhile: the copy is not wanted
                 stale.append(key)
             elif ws not in ts.who_has:
-                ts.who_has.add(ws)
+                hold(ts, ws)
                 ws.has_what.add(ts)
                 ws.nbytes += max(ts.nbytes, 0)
         if stale:
@@ -149,7 +149,7 @@ class ReportHandlers(StateBase):
         for key in ev.keys:
             ts = self.tasks.get(key)
             if ts is not None and ws in ts.who_has and len(ts.who_has) > 1:
-                ts.who_has.discard(ws)
+                unhold(ts, ws)
                 ws.has_what.discard(ts)
                 ws.nbytes -= max(ts.nbytes, 0)
                 dropped.append(key)

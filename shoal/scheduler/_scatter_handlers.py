@@ -20,7 +20,7 @@ from shoal.scheduler._events import (
     SendStore,
 )
 from shoal.scheduler._state_base import ACTIVE, STATES, StateBase, key_prefix
-from shoal.scheduler._tasks import Key, TaskState, WorkerState
+from shoal.scheduler._tasks import Key, TaskState, WorkerState, hold
 
 
 class ScatterHandlers(StateBase):
@@ -39,7 +39,7 @@ class ScatterHandlers(StateBase):
             if ts is None:
                 ts = self.tasks[key] = TaskState(key, key_prefix(key))
                 self.prefix_counts.setdefault(ts.prefix, dict.fromkeys(STATES, 0))["released"] += 1
-            ts.who_wants.add(ev.client)
+            self._want(ts, ev.client)
             held.add(ts)
             if ts.state == "memory":  # the same data (scatter keys hash it), already held
                 self._out.append(ReportDone(ev.client, key, ts.nbytes, ts.typename, None))
@@ -84,7 +84,7 @@ class ScatterHandlers(StateBase):
         failed) wins, as in dask.distributed: the computation is dropped."""
         if ts.state == "memory":
             if ws not in ts.who_has:
-                ts.who_has.add(ws)
+                hold(ts, ws)
                 ws.has_what.add(ts)
                 ws.nbytes += max(ts.nbytes, 0)
             return

@@ -126,6 +126,7 @@ class SchedulerState(
         self._out: list[Command] = []
         self._fired_done: list[TaskState] = []  # fire-and-forget keys that just finished
         self._cause = ""
+        self._wanting: dict[str, frozenset[str]] = {}
         self._handlers: dict[type, Callable[[Any], None]] = {
             ClientJoined: self._on_client_joined,
             ClientLeft: self._on_client_left,
@@ -260,6 +261,8 @@ class SchedulerState(
                 assert ts in self.clients.get(client, set()), (key, client)
         for ts in self._actors:
             assert self.tasks.get(ts.key) is ts, (ts.key, "forgotten actor still counted")
+        for client, alone in self._wanting.items():  # shared who_wants: never changed
+            assert alone == frozenset((client,)), (client, alone)
         for ws in self.workers.values():
             for ts in ws.processing:
                 assert ts.processing_on is ws and ts.state == "processing", ts.key

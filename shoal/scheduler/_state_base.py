@@ -32,6 +32,12 @@ STATES = (
 FIRE_AND_FORGET = "fire-and-forget"
 
 
+def ingest_holder(client: str) -> str:
+    """The pseudo-client that keeps the tasks of ``client``'s graph arriving in pieces
+    until its last piece is in (an intermediate result may still get a dependent)."""
+    return f"{client} (graph arriving)"
+
+
 def key_prefix(key: Key) -> str:
     """``('sum-abc123', 0)`` → ``'sum'``; ``'inc-9f2e...'`` → ``'inc'``."""
     name = key[0] if isinstance(key, tuple) and key else key
@@ -76,6 +82,7 @@ class StateBase:
     _out: list[Command]
     _fired_done: list[TaskState]
     _cause: str
+    _wanting: dict[str, frozenset[str]]  # one shared ``who_wants`` per client wanting alone
 
     if TYPE_CHECKING:
         # Defined once each, in the module named; declared here so mypy checks the callers.
@@ -88,6 +95,8 @@ class StateBase:
         def _activate(self, roots: Iterable[TaskState]) -> None: ...
         def _err(self, ts: TaskState, error: dict[str, Any], tell_worker: bool = True) -> None: ...
         def _needed(self, ts: TaskState) -> bool: ...
+        def _want(self, ts: TaskState, client: str) -> None: ...
+        def _unwant(self, ts: TaskState, client: str) -> None: ...
         def _tidy(self, candidates: Iterable[TaskState]) -> None: ...
         def _lost_error(self, ts: TaskState) -> dict[str, Any]: ...
         def _killed_error(self, ts: TaskState) -> dict[str, Any]: ...

@@ -9,6 +9,13 @@ from shoal.protocol._serialize import Serialized
 
 Key = Any
 
+# Most tasks never fill some of their sets (no inputs, no dependents, no second holder):
+# until the first element arrives they share this one empty frozenset, since an empty set
+# costs 216 bytes and a million-task graph would carry five per task. Code that adds to
+# one of them replaces it first when it is empty (``if s: s.add(x) else: ts.s = {x}``);
+# nothing may call ``discard``/``add`` on it while it is empty.
+EMPTY: Any = frozenset()
+
 
 class TaskState:
     """One task on the scheduler. ``state`` is one of
@@ -48,11 +55,18 @@ class TaskState:
         self.state = "released"
         self.payload: Serialized | None = None
         self.fids: tuple[str, ...] = ()
-        self.dependencies: set[TaskState] = set()
-        self.dependents: set[TaskState] = set()
-        self.waiting_on: set[TaskState] = set()
-        self.who_has: set[WorkerState] = set()
-        self.who_wants: set[str] = set()
+        # Fixed once the graph is in (a tuple: 56 bytes for two inputs, a set 216).
+        self.dependencies: tuple[TaskState, ...] = ()
+        # A tuple while short (most tasks feed one or two others: 56 bytes, not a 216-byte
+        # set), a set past ``_FEW`` (a task feeding thousands); see ``add_dependent``.
+        self.dependents: tuple[TaskState, ...] | set[TaskState] = ()
+        self.waiting_on: set[TaskState] = EMPTY
+        # Immutable too (see ``hold``/``unhold``): most results live on one worker, and
+        # tasks share that worker's one-element frozenset (``WorkerState.alone``).
+        self.who_has: frozenset[WorkerState] = EMPTY
+        # Immutable and shared: the clients that want a task are nearly always the same
+        # one, so tasks share an interned frozenset per client (``StateBase._wanting``).
+        self.who_wants: frozenset[str] = EMPTY
         self.processing_on: WorkerState | None = None
         self.started = False  # its worker reported running it (not just holding it queued)
         self.priority: Any = (0,)
@@ -61,7 +75,7 @@ class TaskState:
         self.typename = ""
         self.error: dict[str, Any] | None = None
         self.suspicious = 0
-        self.killed_on: list[str] = []
+        self.killed_on: tuple[str, ...] = ()  # rarely set: a tuple, replaced when it grows
         self.workers: frozenset[str] | None = None
         # ``workers=`` is only a preference (dask's ``allow_other_workers``).
         self.loose = False
@@ -104,9 +118,49 @@ class TaskState:
         return bool(self.priority < other.priority)
 
 
+_FEW = 8  # dependents kept in a tuple up to this many
+
+
+def add_dependent(ts: TaskState, dependent: TaskState) -> None:
+    """``dependent`` takes ``ts``'s result as an input."""
+    deps = ts.dependents
+    if type(deps) is tuple:
+        if dependent not in deps:
+            ts.dependents = (*deps, dependent) if len(deps) < _FEW else {*deps, dependent}
+    else:
+        deps.add(dependent)  # type: ignore[union-attr]
+
+
+def drop_dependent(ts: TaskState, dependent: TaskState) -> None:
+    """``dependent`` was forgotten: it no longer takes ``ts``'s result."""
+    deps = ts.dependents
+    if type(deps) is tuple:
+        if dependent in deps:
+            ts.dependents = tuple(d for d in deps if d is not dependent)
+    else:
+        deps.discard(dependent)  # type: ignore[union-attr]
+
+
+def hold(ts: TaskState, ws: WorkerState) -> None:
+    """``ws`` holds ``ts``'s result (``who_has`` is replaced, never changed in place)."""
+    has = ts.who_has
+    if not has:
+        ts.who_has = ws.alone
+    elif ws not in has:
+        ts.who_has = has | ws.alone
+
+
+def unhold(ts: TaskState, ws: WorkerState) -> None:
+    """``ws`` no longer holds ``ts``'s result."""
+    has = ts.who_has
+    if ws in has:
+        ts.who_has = EMPTY if len(has) == 1 else has - ws.alone
+
+
 class WorkerState:
     __slots__ = (
         "address",
+        "alone",
         "cpu",
         "executing",
         "fids",
@@ -166,6 +220,7 @@ class WorkerState:
         # a heap of (priority, seq, task); entries whose task moved on are skipped.
         self.held: list[tuple[Any, int, TaskState]] = []
         self.held_live = 0  # tasks in ``held`` still waiting for this worker
+        self.alone: frozenset[WorkerState] = frozenset((self,))  # a who_has of just this one
 
     def __repr__(self) -> str:
         return f"<WorkerState {self.address} processing={len(self.processing)}>"

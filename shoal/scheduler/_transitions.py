@@ -15,12 +15,20 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable
+from sys import intern
 from typing import Any
 
 from shoal.protocol._errors import scheduler_error
 from shoal.scheduler._events import ReportErred, SendCompute, SendFree
 from shoal.scheduler._state_base import ACTIVE, FIRE_AND_FORGET, STATES, StateBase
-from shoal.scheduler._tasks import Key, TaskState, WorkerState
+from shoal.scheduler._tasks import (
+    EMPTY,
+    Key,
+    TaskState,
+    WorkerState,
+    drop_dependent,
+    hold,
+)
 
 _KEEPS_INPUTS = ACTIVE | {"erred"}
 
@@ -65,7 +73,8 @@ class Transitions(StateBase):
 
     def _released_waiting(self, ts: TaskState) -> None:
         self._set(ts, "waiting")
-        ts.waiting_on = {d for d in ts.dependencies if d.state != "memory"}
+        if ts.dependencies:
+            ts.waiting_on = {d for d in ts.dependencies if d.state != "memory"} or EMPTY
 
     def _waiting_queued(self, ts: TaskState, push: bool = True) -> None:
         """Ready to run; ``push=False`` when the caller places it on a worker at once."""
@@ -141,7 +150,7 @@ class Transitions(StateBase):
     def _pending_released(self, ts: TaskState, tell_worker: bool = True) -> None:
         """waiting, queued or no-worker back to released (no worker knows of it yet)."""
         self._no_worker.discard(ts)
-        ts.waiting_on = set()
+        ts.waiting_on = EMPTY
         if ts.held_on is not None:
             self._unhold(ts)
         self._set(ts, "released")
@@ -153,7 +162,7 @@ class Transitions(StateBase):
             if ws is not None and tell_worker:
                 self._out.append(SendFree(ws.address, [ts.key]))
         self._no_worker.discard(ts)
-        ts.waiting_on = set()
+        ts.waiting_on = EMPTY
         if ts.held_on is not None:
             self._unhold(ts)
         ts.error = error
@@ -168,13 +177,13 @@ class Transitions(StateBase):
             ws.has_what.discard(ts)
             ws.nbytes -= max(ts.nbytes, 0)
             self._out.append(SendFree(ws.address, [ts.key]))
-        ts.who_has = set()
+        ts.who_has = EMPTY
         self._set(ts, "released")
 
     def _erred_released(self, ts: TaskState) -> None:
         """Retried: the failure is forgotten, and so are the worker deaths it counted."""
         ts.error = None
-        ts.killed_on = []
+        ts.killed_on = ()
         ts.suspicious = 0
         self._set(ts, "released")
 
@@ -183,8 +192,8 @@ class Transitions(StateBase):
     def _store(self, ts: TaskState, ws: WorkerState, nbytes: int, typename: str) -> None:
         self._set(ts, "memory")
         ts.nbytes = nbytes
-        ts.typename = typename
-        ts.who_has.add(ws)
+        ts.typename = intern(typename)  # decoded afresh per message: share one copy
+        hold(ts, ws)
         ws.has_what.add(ts)
         ws.nbytes += max(nbytes, 0)
         for dts in ts.dependents:
@@ -268,6 +277,23 @@ class Transitions(StateBase):
             self._go(t, "erred", error=error, tell_worker=tell_worker or t is not ts)
             stack.extend(d for d in t.dependents if d.state in ACTIVE)
 
+    def _want(self, ts: TaskState, client: str) -> None:
+        """``client`` wants ``ts`` (``who_wants`` is immutable: replaced, never changed)."""
+        wants = ts.who_wants
+        if not wants:
+            one = self._wanting.get(client)
+            if one is None:
+                one = self._wanting[client] = frozenset((client,))
+            ts.who_wants = one
+        elif client not in wants:
+            ts.who_wants = wants | {client}
+
+    def _unwant(self, ts: TaskState, client: str) -> None:
+        """``client`` no longer wants ``ts``."""
+        wants = ts.who_wants
+        if client in wants:
+            ts.who_wants = EMPTY if len(wants) == 1 else wants - {client}
+
     def _needed(self, ts: TaskState) -> bool:
         """Wanted by a client, or an input of a task that is still to run or that failed
         (inputs of failures are kept while the failure is held, for replaying it)."""
@@ -308,7 +334,7 @@ class Transitions(StateBase):
         if ts.fids:
             self.functions.release(ts.fids)
         for dep in ts.dependencies:
-            dep.dependents.discard(ts)
+            drop_dependent(dep, ts)
 
 
 def _upstream(roots: Iterable[TaskState], state: str) -> list[TaskState]:

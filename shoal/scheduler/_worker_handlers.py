@@ -26,7 +26,7 @@ from shoal.scheduler._events import (
     WorkerRetiring,
 )
 from shoal.scheduler._state_base import StateBase
-from shoal.scheduler._tasks import TaskState, WorkerState
+from shoal.scheduler._tasks import TaskState, WorkerState, unhold
 
 
 class WorkerHandlers(StateBase):
@@ -79,7 +79,7 @@ class WorkerHandlers(StateBase):
                 continue
             if ts in suspects:
                 ts.suspicious += 1
-                ts.killed_on.append(ws.address)
+                ts.killed_on = (*ts.killed_on, ws.address)
                 if ts.suspicious > self.allowed_failures:
                     self._err(ts, self._killed_error(ts), tell_worker=False)
                     continue
@@ -93,7 +93,7 @@ class WorkerHandlers(StateBase):
         lost: list[TaskState] = []
         actors: list[TaskState] = []
         for ts in list(ws.has_what):
-            ts.who_has.discard(ws)
+            unhold(ts, ws)
             if not ts.who_has and ts.state == "memory":
                 self._go(ts, "released")
                 (actors if ts.actor else lost).append(ts)
@@ -108,7 +108,10 @@ class WorkerHandlers(StateBase):
                     self._go(dts, "released", tell_worker=True)
                     recompute.append(dts)
                 elif dts.state == "waiting":
-                    dts.waiting_on.add(ts)
+                    if dts.waiting_on:
+                        dts.waiting_on.add(ts)
+                    else:
+                        dts.waiting_on = {ts}
         self._activate(ts for ts in recompute + lost if self._needed(ts))
         self._tidy(lost + actors)
         if self._storing:  # after the data it held is gone: a scatter settles on what is left
@@ -120,7 +123,7 @@ class WorkerHandlers(StateBase):
         # if we list it as a holder, that replica is stale (else it is sent back forever).
         holder = self.workers.get(ev.holder or ev.worker)
         if ts is not None and holder is not None and holder in ts.who_has:
-            ts.who_has.discard(holder)
+            unhold(ts, holder)
             holder.has_what.discard(ts)
             holder.nbytes -= max(ts.nbytes, 0)
         lost = []
@@ -145,7 +148,10 @@ class WorkerHandlers(StateBase):
         for t in lost:
             for d in t.dependents:
                 if d.state == "waiting":
-                    d.waiting_on.add(t)
+                    if d.waiting_on:
+                        d.waiting_on.add(t)
+                    else:
+                        d.waiting_on = {t}
         self._activate(t for t in lost + again if self._needed(t))
 
     def _on_heartbeat(self, ev: HeartbeatReceived) -> None:

@@ -77,6 +77,7 @@ from shoal.worker._state import (
     WorkerState,
 )
 
+PIECES = 0.3
 PAYLOAD = Serialized([b"x"])
 CLIENTS = ("alice", "bob")
 ERROR = {
@@ -127,9 +128,15 @@ class ClusterSim:
         self.seed = seed
         self.features = features
         self.rng = random.Random(seed)
+        # Whether a submission is a piece of a larger graph: drawn apart, so that the
+        # other draws (and the seeds known to find defects) stay as they were.
+        self.piece_rng = random.Random(seed + 0x9E37)
         self.state = SchedulerState(allowed_failures=self.rng.choice([1, 3]), worker_ttl=30.0)
         self.workers: dict[str, SimWorker] = {}
         self.n_keys = 0
+        # Per client, the wanted keys of a graph still arriving in pieces (``more=True``):
+        # its last piece names them.
+        self.arriving: dict[str, list[Any]] = {}
         self.n_workers = 0
         self.now = 0.0
         self.history: list[tuple[str, Any]] = []  # every worker report ever sent (for "stale")
@@ -265,7 +272,12 @@ class ClusterSim:
                          rng.choice([0, 0, 1]), None, key[0]))
             batch.append(key)
         wanted = [k for k in batch if rng.random() < 0.6] or batch[-1:]
-        self.handle(GraphSubmitted(client, rows, wanted))
+        if self.piece_rng.random() < PIECES:  # a piece of a large graph: the rest comes in later steps
+            self.arriving.setdefault(client, []).extend(wanted)
+            self.handle(GraphSubmitted(client, rows, [], more=True))
+        else:
+            wanted += self.arriving.pop(client, [])
+            self.handle(GraphSubmitted(client, rows, wanted))
 
     def resubmit(self, client: str) -> None:
         """The same key again: after release (a new computation) or while held."""
@@ -390,7 +402,11 @@ class ClusterSim:
                     self.handle(HeartbeatReceived(sw.address, 0, 0, 0.0, 0, self.now))
             self.handle(Tick(self.now + rng.choice([0.0, 0.0, 40.0])))
         elif action == "client":
-            self.handle(ClientLeft(client) if rng.random() < 0.3 else ClientJoined(client))
+            if rng.random() < 0.3:
+                self.arriving.pop(client, None)
+                self.handle(ClientLeft(client))
+            else:
+                self.handle(ClientJoined(client))
         else:
             self._hostile(action, live)
 
@@ -446,6 +462,9 @@ class ClusterSim:
         if not self.workers:
             self.join()
         self.trace.append("-- drain")
+        for client, wanted in sorted(self.arriving.items()):  # graphs' last pieces
+            self.handle(GraphSubmitted(client, [], wanted))
+        self.arriving = {}
         rng = self.rng
         for _ in range(limit):
             self.now += 0.01

@@ -628,7 +628,7 @@ def test_keys_retried_clears_killed_history() -> None:
     sim.leave("w1")
     sim.join("w2")
     assert computes(sim.retry("crash")) == [("w2", "crash")]
-    assert state.tasks["crash"].killed_on == []
+    assert state.tasks["crash"].killed_on == ()
     state.validate()
 
 

@@ -1,0 +1,170 @@
+"""A large graph arrives in pieces (``GraphSubmitted(more=True)`` until the last one): its
+tasks start running at once, and what they produce is kept until the last piece is in,
+since a later piece may hold a dependent."""
+
+from __future__ import annotations
+
+from shoal.scheduler._events import (
+    ClientLeft,
+    GraphSubmitted,
+    KeysCancelled,
+    ReportDone,
+    ReportErred,
+    SendFree,
+)
+from shoal.scheduler._state import SchedulerState
+
+from ._sim import Sim, computes, of, row
+
+
+def done(cmds: list) -> list[object]:
+    """Keys reported done to the client (the graph's holder is no client: nothing is sent)."""
+    return [r.key for r in of(cmds, ReportDone) if r.client == "c"]
+
+
+def piece(sim: Sim, rows: list[tuple[object, ...]], wanted: list[object], more: bool) -> list:
+    return sim.state.handle(GraphSubmitted(sim.client, rows, wanted, more=more))
+
+
+def test_the_first_piece_runs_before_the_rest_arrive(sim: Sim) -> None:
+    sim.join("w1")
+    cmds = piece(sim, [row("a")], [], more=True)
+    assert computes(cmds) == [("w1", "a")]
+
+
+def test_a_result_is_kept_for_a_dependent_in_a_later_piece(sim: Sim) -> None:
+    sim.join("w1")
+    piece(sim, [row("a")], [], more=True)
+    cmds = sim.finish("a")
+    assert sim.states("a") == ["memory"]  # nobody wants it yet, but a dependent may come
+    assert not of(cmds, SendFree)
+    cmds = piece(sim, [row("b", ["a"])], ["b"], more=False)
+    assert computes(cmds) == [("w1", "b")]
+    cmds = sim.finish("b")
+    assert done(cmds) == ["b"]
+    assert sim.states("a", "b") == ["released", "memory"]  # as for a graph sent whole
+
+
+def test_the_last_piece_lets_go_of_intermediates_nobody_needs(sim: Sim) -> None:
+    sim.join("w1", nthreads=2)
+    piece(sim, [row("a"), row("x")], [], more=True)
+    sim.finish("a")
+    piece(sim, [row("b", ["a"])], ["b"], more=False)
+    # x is neither wanted nor an input of anything: dropped although it was computing.
+    assert sim.states("x") == ["forgotten"]
+    assert "c (graph arriving)" not in sim.state.clients
+
+
+def test_a_wanted_key_done_before_the_last_piece_is_reported_then(sim: Sim) -> None:
+    sim.join("w1")
+    piece(sim, [row("a")], [], more=True)
+    assert not done(sim.finish("a"))
+    cmds = piece(sim, [row("b")], ["a", "b"], more=False)
+    assert done(cmds) == ["a"]
+
+
+def test_a_wanted_key_of_an_early_piece_is_reported_as_soon_as_done(sim: Sim) -> None:
+    sim.join("w1")
+    piece(sim, [row("a")], ["a"], more=True)
+    assert done(sim.finish("a")) == ["a"]
+    piece(sim, [row("b")], ["b"], more=False)
+    assert sim.state.tasks["a"].who_wants == {"c"}
+
+
+def test_a_failure_before_the_last_piece_reaches_dependents_and_the_client(sim: Sim) -> None:
+    sim.join("w1")
+    piece(sim, [row("a")], [], more=True)
+    sim.fail("a")
+    cmds = piece(sim, [row("b", ["a"])], ["b"], more=False)
+    assert sim.states("a", "b") == ["erred", "erred"]
+    assert [r.key for r in of(cmds, ReportErred)] == ["b"]
+
+
+def test_a_worker_dying_between_pieces_recomputes_kept_results(sim: Sim) -> None:
+    sim.join("w1")
+    sim.join("w2")
+    piece(sim, [row("a")], [], more=True)
+    holder = sim.state.tasks["a"].processing_on
+    assert holder is not None
+    sim.finish("a")
+    cmds = sim.leave(holder.address)
+    assert sim.states("a") == ["processing"]
+    assert len(computes(cmds)) == 1
+    sim.finish("a")
+    piece(sim, [row("b", ["a"])], ["b"], more=False)
+    assert sim.states("b") == ["processing"]
+
+
+def test_the_client_leaving_between_pieces_drops_its_graph(sim: Sim) -> None:
+    sim.join("w1", nthreads=2)
+    piece(sim, [row("a"), row("x")], [], more=True)
+    sim.finish("a")
+    sim.state.handle(ClientLeft("c"))
+    assert sim.states("a", "x") == ["forgotten", "forgotten"]
+    assert sim.state.clients == {}
+
+
+def test_cancelling_after_the_last_piece_cancels_the_whole_graph(sim: Sim) -> None:
+    sim.join("w1")
+    piece(sim, [row("a")], [], more=True)
+    piece(sim, [row("b", ["a"])], ["b"], more=False)
+    sim.state.handle(KeysCancelled("c", ["b"]))
+    assert sim.states("a", "b") == ["forgotten", "forgotten"]
+
+
+def test_pieces_of_two_clients_are_kept_apart(state: SchedulerState) -> None:
+    one, two = Sim(state, "one"), Sim(state, "two")
+    one.join("w1")
+    piece(one, [row("a")], [], more=True)
+    piece(two, [row("a"), row("t")], [], more=True)
+    piece(one, [row("b", ["a"])], ["b"], more=False)
+    assert one.states("a", "t") == ["processing", "queued"]  # two's graph still arriving
+    piece(two, [row("u", ["t"])], ["u"], more=False)
+    assert state.tasks["a"].who_wants == frozenset()
+    assert set(state.clients) == {"one", "two"}
+
+
+def test_a_graph_in_many_pieces_completes_like_one_graph(sim: Sim) -> None:
+    """A reduction tree sent 3 rows a piece, inputs first, finishes with one report."""
+    sim.join("w1")
+    sim.join("w2")
+    rows = [row(("leaf", i)) for i in range(8)]
+    rows += [row(("pair", i), [("leaf", 2 * i), ("leaf", 2 * i + 1)]) for i in range(4)]
+    rows += [row(("quad", i), [("pair", 2 * i), ("pair", 2 * i + 1)]) for i in range(2)]
+    rows += [row("root", [("quad", 0), ("quad", 1)])]
+    reports = []
+    for start in range(0, len(rows), 3):
+        last = start + 3 >= len(rows)
+        cmds = piece(sim, rows[start:start + 3], ["root"] if last else [], more=not last)
+        # finish whatever is running, as workers would meanwhile
+        while True:
+            running = [k for k, ts in sim.state.tasks.items() if ts.state == "processing"]
+            if not running:
+                break
+            for key in running:
+                cmds = sim.finish(key)
+                reports += done(cmds)
+    assert reports == ["root"]
+    # as for a graph sent whole: inputs of a held result are released, kept as lineage
+    assert {k: ts.state for k, ts in sim.state.tasks.items() if k != "root"} == dict.fromkeys(
+        [r[0] for r in rows[:-1]], "released")
+    assert sim.states("root") == ["memory"]
+
+
+def test_an_error_report_names_the_missing_input_of_a_piece(sim: Sim) -> None:
+    """Pieces must come inputs first: a row naming an input no piece had fails clearly."""
+    sim.join("w1")
+    piece(sim, [row("a")], [], more=True)
+    cmds = piece(sim, [row("b", ["nowhere"])], ["b"], more=False)
+    (report,) = of(cmds, ReportErred)
+    assert "nowhere" in report.error["message"]
+
+
+def test_tasks_a_piece_names_as_wanted_need_no_hold(sim: Sim) -> None:
+    """A map in pieces: the client wants every task, so ending the hold costs nothing."""
+    sim.join("w1")
+    piece(sim, [row("a"), row("b")], ["a", "b"], more=True)
+    assert sim.state.tasks["a"].who_wants == {"c"}
+    assert sim.state.clients["c (graph arriving)"] == set()
+    piece(sim, [row("z")], ["z"], more=False)
+    assert "c (graph arriving)" not in sim.state.clients

@@ -1,0 +1,87 @@
+"""What the scheduler keeps per task, measured with tracemalloc (deterministic): issue 14's
+large graphs need a few hundred bytes a task, not kilobytes."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+from typing import Any
+
+from shoal.scheduler._events import ClientJoined, GraphSubmitted, SendCompute, TaskFinished
+from shoal.scheduler._state import SchedulerState
+
+from ._sim import Sim, row
+
+N = 5_000
+
+
+def _fresh() -> tuple[SchedulerState, Sim]:
+    state = SchedulerState(story_size=100, task_stream_size=100)
+    sim = Sim(state)
+    for i in range(4):
+        sim.join(f"w{i}")
+    return state, sim
+
+
+def _traced(fn: Any) -> float:
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        fn()
+        gc.collect()
+        return (tracemalloc.get_traced_memory()[0] - before) / N
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_queued_task_of_a_map_costs_under_half_a_kilobyte() -> None:
+    state, _ = _fresh()
+    rows = [row(("noop", i), priority=(i,), prefix="noop") for i in range(N)]
+    wanted = [r[0] for r in rows]
+    assert _traced(lambda: state.handle(GraphSubmitted("c", rows, wanted))) < 512
+    state.validate()
+
+
+def test_a_queued_task_of_a_reduction_tree_costs_under_half_a_kilobyte() -> None:
+    state, _ = _fresh()
+    rows = [row(("leaf", i), priority=(i,)) for i in range(N // 2)]
+    layer = [r[0] for r in rows]
+    while len(layer) > 1:
+        pairs = [(layer[j], layer[j + 1]) for j in range(0, len(layer) - 1, 2)]
+        nxt = [("add", len(rows) + j) for j in range(len(pairs))]
+        rows += [row(k, list(p), priority=(len(rows) + j,)) for j, (k, p) in
+                 enumerate(zip(nxt, pairs, strict=True))]
+        layer = nxt + ([layer[-1]] if len(layer) % 2 else [])
+    assert _traced(lambda: state.handle(GraphSubmitted("c", rows, [layer[0]]))) < 512
+    state.validate()
+
+
+def test_a_held_result_costs_under_half_a_kilobyte() -> None:
+    state, _ = _fresh()
+    rows = [row(("noop", i), priority=(i,), prefix="noop") for i in range(N)]
+
+    def run() -> None:
+        todo = list(state.handle(ClientJoined("c")))
+        todo += state.handle(GraphSubmitted("c", rows, [r[0] for r in rows]))
+        while todo:
+            c = todo.pop()
+            if isinstance(c, SendCompute):
+                # a fresh typename string per report, as decoding a message makes it
+                todo += state.handle(TaskFinished(c.worker, c.key, 8, "".join("int"), 0.0,
+                                                  0.001, 0, None))
+
+    assert _traced(run) < 512
+    assert all(ts.state == "memory" for ts in state.tasks.values())
+    state.validate()
+
+
+def test_tasks_share_their_prefix_and_result_type_names() -> None:
+    state, sim = _fresh()
+    sim.submit([row("a", prefix="".join("inc")), row("b", prefix="".join("inc"))])
+    a, b = state.tasks["a"], state.tasks["b"]
+    assert a.prefix is b.prefix
+    state.handle(TaskFinished(a.processing_on.address, "a", 8, "".join("int"), 0, 1, 0, None))
+    state.handle(TaskFinished(b.processing_on.address, "b", 8, "".join("int"), 0, 1, 0, None))
+    assert a.typename is b.typename
+    state.validate()
