@@ -14,9 +14,11 @@ and was copied once, by the disk read.
 
 Compression, as dask's ``distributed.worker.memory.spill-compression``: "auto" (the
 default) compresses with lz4 when the ``lz4`` package is installed (the ``compression``
-extra), "lz4" requires it, False/None turn it off. Each frame of ``_MIN_COMPRESS`` bytes or
-more is compressed on its own and kept raw when that saves less than 10% (a sample of a big
-frame is tried first, so incompressible data costs little); a compressed frame is read
+extra), "lz4" requires it, False/None turn it off. Values up to 64 MiB are compressed
+(bigger ones stay raw, so that a peer fetching one gets it streamed from the file, never
+decompressed whole in memory); each frame of ``_MIN_COMPRESS`` bytes or more on its own,
+kept raw when that saves less than 10% (a sample of a big frame is tried first, so
+incompressible data costs little). A compressed frame is read
 back into a fresh writable buffer. Peers always receive plain frames: only raw frames are
 streamed from the file (:func:`open_frames`).
 """
@@ -59,6 +61,9 @@ _BIG = 256 * 1024  # frames read into uninitialized buffers from this size
 _MIN_COMPRESS = 4096  # smaller frames are stored raw (compressing them saves nothing)
 _SAMPLE = 64 * 1024  # a bigger frame is compressed only if this much of it compresses
 _PAYS = 0.9  # compressed frames are kept when under this fraction of their raw size
+# Bigger values are stored raw: a peer fetching one gets it streamed from the file a chunk
+# at a time, where a compressed one would be decompressed whole in memory to be sent.
+_MAX_COMPRESSED_VALUE = 64 * 1024 * 1024
 _AUTO = ("auto",)
 _OFF = (None, False, "false", "False", "none", "None", "")
 
@@ -105,6 +110,8 @@ def write_frames(path: str, frames: list[Any], compression: str | None = None) -
     """Write ``frames`` to a new file at ``path``, each compressed with ``compression``
     ("lz4" or None) where it pays; returns the bytes written (on disk)."""
     views = [memoryview(f).cast("B") for f in frames]
+    if sum(v.nbytes for v in views) > _MAX_COMPRESSED_VALUE:
+        compression = None
     stored: list[Any] = []
     rows = []
     for v in views:

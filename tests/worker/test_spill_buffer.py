@@ -243,3 +243,14 @@ def test_explicit_lz4_without_the_package_says_how_to_install_it(
     assert spill_compression(False) is None and spill_compression(None) is None
     with pytest.raises(ValueError, match="not supported"):
         spill_compression("zstd")
+
+
+def test_a_value_over_64_mib_stays_raw_to_be_streamed_to_peers(tmp_path: Path) -> None:
+    from shoal.protocol._framing import FileFrame
+
+    path = str(tmp_path / "f")
+    zeros = np.zeros(70 * 1024 * 1024 // 8)  # compressible, but too big to decompress whole
+    assert write_frames(path, [b"head", memoryview(zeros)], "lz4") > zeros.nbytes
+    got, f = open_frames(path, 1024)
+    f.close()
+    assert type(got[1]) is FileFrame
