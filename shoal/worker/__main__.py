@@ -104,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--local-directory", default=None)
     for name in ("target", "spill", "pause", "transfer"):  # of the limit, or "false" (off)
         p.add_argument(f"--memory-{name}", type=_fraction, default=None)
+    p.add_argument("--memory-spill-compression", default=None,
+                   help="'auto' (lz4 when installed), 'lz4' or 'false' (default: dask's "
+                   "distributed.worker.memory.spill-compression)")
     p.add_argument("--resources", default=None,
                    help='abstract resources tasks may claim, like "GPU=2,MEM=10e9"')
     p.add_argument("--death-timeout", type=float, default=None,
@@ -145,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                         memory_transfer_fraction=args.memory_transfer,
                         security=security,
                         resources=args.resources)
+        if args.memory_spill_compression is not None:
+            worker._spill_compression_setting = args.memory_spill_compression
         if has_nanny:
             worker.on_restart = _exit_for_restart
         loop = asyncio.get_running_loop()

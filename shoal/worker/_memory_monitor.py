@@ -13,12 +13,13 @@ import psutil
 
 from shoal.protocol._messages import MemoryPaused
 from shoal.worker._memory import MemoryLimits, Pause, Resume
-from shoal.worker._spill import SpillBuffer
+from shoal.worker._spill import SpillBuffer, spill_compression
 from shoal.worker._trim import trim_heap
 from shoal.worker._worker_base import WorkerBase
 
 logger = logging.getLogger("shoal.worker")
 
+_NOT_GIVEN = "<config>"  # the nanny did not say: read dask's config
 MEMORY_MONITOR_INTERVAL = 0.1  # seconds (dask's distributed.worker.memory.monitor-interval)
 
 
@@ -62,7 +63,14 @@ class MemoryMonitorMixin(WorkerBase):
         self._memory_fractions = (target, spill, pause, transfer)
         self._transfer_budget = int(float(transfer) * self.memory_limit) if transfer else 0
         limits = MemoryLimits.from_fractions(self.memory_limit, target, spill, pause)
-        return SpillBuffer(self.local_directory, limits)  # as dask: under local_directory
+        setting = self._spill_compression_setting
+        if setting == _NOT_GIVEN:
+            import dask.config
+
+            setting = dask.config.get("distributed.worker.memory.spill-compression", "auto")
+        compression = spill_compression(setting)  # raises for "lz4" without the package
+        # as dask: under local_directory
+        return SpillBuffer(self.local_directory, limits, compression)
 
     async def _memory_monitor(self, store: SpillBuffer) -> None:
         """Sample process memory every ``MEMORY_MONITOR_INTERVAL`` seconds and carry out

@@ -330,6 +330,9 @@ class Nanny:
         for name in ("target", "spill", "pause", "transfer"):
             value = memory.get(name)
             args += [f"--memory-{name}", "false" if value in (None, False) else str(float(value))]
+        compression = dask.config.get("distributed.worker.memory.spill-compression", "auto")
+        args += ["--memory-spill-compression",
+                 "false" if compression in (None, False) else str(compression)]
         # Always given ("" for the system's temporary directory), so that the worker need
         # not import dask's config to start.
         directory = self.local_directory or dask.config.get("temporary-directory", None)

@@ -6,12 +6,21 @@ orders. It is the ``worker.data`` mapping the executor's threads and the event l
 keeps a plain dict instead and pays nothing for any of this.
 
 File format: a value is pickled with out-of-band buffers (:func:`dumps`) and written as a
-header (frame count and lengths) followed by the frames, straight from the buffers (numpy
-arrays are not copied to be written). Reading allocates one buffer per frame (big ones not
-zero-filled) and reads into it, so the array unpickled over it is writable and was copied
-once, by the disk read.
-No compression: neither lz4 nor zstandard is a dependency, and a disk is usually faster
-than pure-Python compression.
+header (format version, frame count, then per frame its length on disk, its length in
+memory and whether it is compressed) followed by the frames, straight from the buffers
+(numpy arrays are not copied to be written). Reading allocates one buffer per raw frame
+(big ones not zero-filled) and reads into it, so the array unpickled over it is writable
+and was copied once, by the disk read.
+
+Compression, as dask's ``distributed.worker.memory.spill-compression``: "auto" (the
+default) compresses with lz4 when the ``lz4`` package is installed (the ``compression``
+extra), "lz4" requires it, False/None turn it off. Values up to 64 MiB are compressed
+(bigger ones stay raw, so that a peer fetching one gets it streamed from the file, never
+decompressed whole in memory); each frame of ``_MIN_COMPRESS`` bytes or more on its own,
+kept raw when that saves less than 10% (a sample of a big frame is tried first, so
+incompressible data costs little). A compressed frame is read
+back into a fresh writable buffer. Peers always receive plain frames: only raw frames are
+streamed from the file (:func:`open_frames`).
 """
 
 from __future__ import annotations
@@ -45,40 +54,121 @@ from shoal.worker._memory import (
 
 logger = logging.getLogger("shoal.worker")
 
-_COUNT = struct.Struct("<I")
-_LENGTH = struct.Struct("<Q")
+_VERSION = 2  # of the file format (1: no compression flags)
+_HEAD = struct.Struct("<BI")  # format version, frame count
+_FRAME = struct.Struct("<QQB")  # length on disk, length in memory, compressed (1) or raw (0)
 _BIG = 256 * 1024  # frames read into uninitialized buffers from this size
+_MIN_COMPRESS = 4096  # smaller frames are stored raw (compressing them saves nothing)
+_SAMPLE = 64 * 1024  # a bigger frame is compressed only if this much of it compresses
+_PAYS = 0.9  # compressed frames are kept when under this fraction of their raw size
+# Bigger values are stored raw: a peer fetching one gets it streamed from the file a chunk
+# at a time, where a compressed one would be decompressed whole in memory to be sent.
+_MAX_COMPRESSED_VALUE = 64 * 1024 * 1024
+_AUTO = ("auto",)
+_OFF = (None, False, "false", "False", "none", "None", "")
 
 
-def write_frames(path: str, frames: list[Any]) -> int:
-    """Write ``frames`` to a new file at ``path``; returns the bytes written."""
+def spill_compression(setting: Any) -> str | None:
+    """The compressor spilled values use ("lz4" or None: none) for a value of dask's
+    ``distributed.worker.memory.spill-compression`` config; raises ValueError for a
+    compressor shoal lacks, or "lz4" when the ``lz4`` package is not installed."""
+    if setting in _OFF:
+        return None
+    if setting in _AUTO or setting == "lz4":
+        try:
+            import lz4.frame  # noqa: F401
+        except ImportError:
+            if setting == "lz4":
+                raise ValueError(
+                    "distributed.worker.memory.spill-compression is 'lz4' but the lz4 "
+                    "package is not installed: pip install lz4 (or shoal[compression]), "
+                    "or set it to 'auto' or False") from None
+            return None
+        return "lz4"
+    raise ValueError(
+        f"distributed.worker.memory.spill-compression={setting!r} is not supported by "
+        "shoal: use 'auto' (lz4 when installed), 'lz4' or False")
+
+
+def _compressed(view: memoryview) -> bytes | None:
+    """``view`` compressed with lz4, or None when that does not pay."""
+    import lz4.frame
+
+    n = view.nbytes
+    if n < _MIN_COMPRESS:
+        return None
+    if n > 4 * _SAMPLE:
+        middle = n // 2
+        sample = view[middle:middle + _SAMPLE]
+        if len(lz4.frame.compress(sample)) >= _PAYS * _SAMPLE:
+            return None
+    data: bytes = lz4.frame.compress(view)
+    return data if len(data) < _PAYS * n else None
+
+
+def write_frames(path: str, frames: list[Any], compression: str | None = None) -> int:
+    """Write ``frames`` to a new file at ``path``, each compressed with ``compression``
+    ("lz4" or None) where it pays; returns the bytes written (on disk)."""
     views = [memoryview(f).cast("B") for f in frames]
-    header = _COUNT.pack(len(views)) + b"".join(_LENGTH.pack(v.nbytes) for v in views)
+    if sum(v.nbytes for v in views) > _MAX_COMPRESSED_VALUE:
+        compression = None
+    stored: list[Any] = []
+    rows = []
+    for v in views:
+        packed = _compressed(v) if compression is not None else None
+        if packed is None:
+            stored.append(v)
+            rows.append(_FRAME.pack(v.nbytes, v.nbytes, 0))
+        else:
+            stored.append(packed)
+            rows.append(_FRAME.pack(len(packed), v.nbytes, 1))
+    header = _HEAD.pack(_VERSION, len(views)) + b"".join(rows)
     with open(path, "wb") as f:
         f.write(header)
-        for v in views:
-            f.write(v)
-    return len(header) + sum(v.nbytes for v in views)
+        for x in stored:
+            f.write(x)
+    return len(header) + sum(memoryview(x).nbytes for x in stored)
+
+
+def _header(f: Any, path: str) -> list[tuple[int, int, int]]:
+    """The frames' (length on disk, length in memory, compressed) rows of a spill file."""
+    version, n = _HEAD.unpack(f.read(_HEAD.size))
+    if version != _VERSION:
+        raise OSError(f"spill file {path} has format {version}, not {_VERSION}")
+    data = f.read(n * _FRAME.size)
+    if len(data) != n * _FRAME.size:
+        raise OSError(f"spill file {path} is truncated")
+    return [_FRAME.unpack_from(data, i * _FRAME.size) for i in range(n)]
+
+
+def _decompressed(data: Any, size: int, path: str) -> bytearray:
+    import lz4.frame
+
+    out: bytearray = lz4.frame.decompress(data, return_bytearray=True)
+    if len(out) != size:
+        raise OSError(f"spill file {path} is corrupt (a frame decompressed to "
+                      f"{len(out)} bytes, not {size})")
+    return out
 
 
 def open_frames(path: str, inline: int) -> tuple[list[Any], Any]:
-    """The frames :func:`write_frames` wrote, those over ``inline`` bytes left in the file
-    as :class:`FileFrame` (to be streamed), the others read; and the open file, which the
-    caller closes once done (it stays readable if the file is deleted meanwhile)."""
+    """The frames :func:`write_frames` wrote, raw ones over ``inline`` bytes left in the
+    file as :class:`FileFrame` (to be streamed), the others read (and decompressed: a
+    peer always receives plain frames); and the open file, which the caller closes once
+    done (it stays readable if the file is deleted meanwhile)."""
     f = open(path, "rb", buffering=0)  # noqa: SIM115 - handed to the caller
     try:
-        (n,) = _COUNT.unpack(f.read(_COUNT.size))
-        lengths = [_LENGTH.unpack(f.read(_LENGTH.size))[0] for _ in range(n)]
-        offset = _COUNT.size + n * _LENGTH.size
+        rows = _header(f, path)
+        offset = _HEAD.size + len(rows) * _FRAME.size
         frames: list[Any] = []
-        for length in lengths:
-            if length > inline:
+        for length, size, packed in rows:
+            if not packed and length > inline:
                 frames.append(FileFrame(f, offset, length))
             else:
                 data = os.pread(f.fileno(), length, offset)
                 if len(data) != length:
                     raise OSError(f"spill file {path} is truncated")
-                frames.append(data)
+                frames.append(_decompressed(data, size, path) if packed else data)
             offset += length
     except BaseException:
         f.close()
@@ -100,12 +190,17 @@ def _buffer(n: int) -> Any:
 
 
 def read_frames(path: str) -> list[Any]:
-    """The frames :func:`write_frames` wrote, each in a writable buffer of its own."""
+    """The frames :func:`write_frames` wrote (decompressed), each in a writable buffer of
+    its own."""
     with open(path, "rb", buffering=0) as f:
-        (n,) = _COUNT.unpack(f.read(_COUNT.size))
-        lengths = [_LENGTH.unpack(f.read(_LENGTH.size))[0] for _ in range(n)]
         frames: list[Any] = []
-        for length in lengths:
+        for length, size, packed in _header(f, path):
+            if packed:
+                data = f.read(length)
+                if len(data) != length:
+                    raise OSError(f"spill file {path} is truncated")
+                frames.append(_decompressed(data, size, path))
+                continue
             buf = _buffer(length)
             view = memoryview(buf)
             got = 0
@@ -120,10 +215,13 @@ def read_frames(path: str) -> list[Any]:
 
 class SpillBuffer(MutableMapping[Any, Any]):
     """``worker.data`` under a memory limit: least recently used values go to files in
-    ``directory`` when the policy says so, and come back when read."""
+    ``directory`` when the policy says so, and come back when read. ``compression``: "lz4"
+    or None (see :func:`spill_compression`)."""
 
-    def __init__(self, directory: str | None, limits: MemoryLimits) -> None:
+    def __init__(self, directory: str | None, limits: MemoryLimits,
+                 compression: str | None = None) -> None:
         self.policy = MemoryPolicy(limits)
+        self.compression = compression
         self.fast: dict[Any, Any] = {}
         self._files: dict[Any, str] = {}
         self._parent = directory
@@ -131,7 +229,9 @@ class SpillBuffer(MutableMapping[Any, Any]):
         self._names = itertools.count()
         self._lock = threading.RLock()
         self._closed = False
-        # Totals for the benchmark and metrics: bytes and seconds of disk writes and reads.
+        # Totals for the benchmark and metrics: bytes (as on disk, so compressed) and
+        # seconds of spill file writes and reads into this process (not the bytes streamed
+        # from a file straight to a peer).
         self.written = 0
         self.write_seconds = 0.0
         self.read = 0
@@ -213,7 +313,8 @@ class SpillBuffer(MutableMapping[Any, Any]):
                 return None
             start = time.perf_counter()
             frames, f = open_frames(path, INLINE_LIMIT)
-            self.read += sum(len(x) for x in frames if type(x) is not FileFrame)
+            self.read += os.fstat(f.fileno()).st_size - sum(
+                x.nbytes for x in frames if type(x) is FileFrame)
             self.read_seconds += time.perf_counter() - start
             return Serialized(frames), [f]
 
@@ -275,13 +376,13 @@ class SpillBuffer(MutableMapping[Any, Any]):
 
     def _write(self, path: str, frames: list[Any]) -> None:
         start = time.perf_counter()
-        self.written += write_frames(path, frames)
+        self.written += write_frames(path, frames, self.compression)
         self.write_seconds += time.perf_counter() - start
 
     def _read(self, path: str) -> list[Any]:
         start = time.perf_counter()
         frames = read_frames(path)
-        self.read += sum(memoryview(f).nbytes for f in frames)
+        self.read += os.path.getsize(path)
         self.read_seconds += time.perf_counter() - start
         return frames
 

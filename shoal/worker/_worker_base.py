@@ -89,6 +89,9 @@ class WorkerBase:
         self._memory_fractions: tuple[Any, ...] = (
             memory_target_fraction, memory_spill_fraction, memory_pause_fraction,
             memory_transfer_fraction)
+        # dask's distributed.worker.memory.spill-compression, as the nanny passed it
+        # ("<config>": read the config when the data store is made).
+        self._spill_compression_setting: Any = "<config>"
         self.data: MutableMapping[Any, Any] = {}
         self.paused = False  # memory past the pause threshold: no new tasks nor fetches
         self._deferred_fetches: list[Fetch] = []

@@ -47,10 +47,12 @@ def test_the_nanny_passes_dasks_memory_config_to_its_worker(tmp_path: object) ->
     nanny = Nanny("tcp://127.0.0.1:1", memory_limit=10**9)
     with dask.config.set({"distributed.worker.memory.spill": False,
                           "distributed.worker.memory.terminate": False,
+                          "distributed.worker.memory.spill-compression": None,
                           "temporary-directory": str(tmp_path)}):
         args = nanny._memory_args()
     assert args == ["--memory-target", "0.6", "--memory-spill", "false", "--memory-pause", "0.8",
-                    "--memory-transfer", "0.1", "--local-directory", str(tmp_path)]
+                    "--memory-transfer", "0.1", "--memory-spill-compression", "false",
+                    "--local-directory", str(tmp_path)]
     assert nanny.terminate_fraction == 0.0  # never kills for memory
 
 

@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 
 from shoal.worker._memory import MemoryLimits, Pause, Resume
-from shoal.worker._spill import SpillBuffer, read_frames, write_frames
+from shoal.worker._spill import (
+    SpillBuffer,
+    open_frames,
+    read_frames,
+    spill_compression,
+    write_frames,
+)
 
 MB = 1_000_000
 
@@ -150,3 +156,101 @@ def test_a_spilled_value_is_handed_out_as_its_file_not_read(buf: SpillBuffer) ->
         f.close()
     assert np.array_equal(loads(Serialized(frames)), value)
     assert buf.streamable("huge") is None and buf.streamable("unknown") is None
+
+
+# --- compression (dask's distributed.worker.memory.spill-compression) --------------------------
+
+# These need the lz4 package (in the dev extra).
+
+
+def _spilled(tmp_path: Path, value: object, compression: str | None) -> tuple[object, int]:
+    """``value`` spilled by a store with ``compression`` and read back; and its file's size."""
+    b = SpillBuffer(str(tmp_path), MemoryLimits.from_fractions(10 * MB), compression)
+    b["v"] = value
+    for i in range(4):  # past the target (6 MB): the least recently used, "v", goes to disk
+        b[i] = np.full(2 * MB // 8, i, dtype="f8")
+    assert b.on_disk("v")
+    (path,) = [p for k, p in b._files.items() if k == "v"]
+    size = os.path.getsize(path)
+    assert b.written >= size  # bytes as on disk
+    back = b["v"]
+    b.close()
+    return back, size
+
+
+def test_compressible_values_take_less_disk_and_read_back_writable(tmp_path: Path) -> None:
+    value = np.zeros(MB // 8, dtype="f8")
+    value[::7] = 3.0
+    back, size = _spilled(tmp_path / "on", value, "lz4")
+    assert isinstance(back, np.ndarray) and back.flags.writeable
+    assert np.array_equal(back, value)
+    back[0] = 1.0  # writable in place
+    _, raw_size = _spilled(tmp_path / "off", value, None)
+    assert size < raw_size // 4 and raw_size > value.nbytes
+
+
+def test_incompressible_values_are_stored_raw_and_read_back(tmp_path: Path) -> None:
+    value = np.random.default_rng(0).random(MB // 8)
+    back, size = _spilled(tmp_path, value, "lz4")
+    assert isinstance(back, np.ndarray) and back.flags.writeable
+    assert np.array_equal(back, value)
+    assert size > value.nbytes  # raw frame (plus the pickle header)
+
+
+def test_compression_off_in_the_config_writes_raw_frames(tmp_path: Path) -> None:
+    import dask
+
+    from shoal.worker._server import Worker
+
+    with dask.config.set({"distributed.worker.memory.spill-compression": False}):
+        store = Worker("tcp://127.0.0.1:1", memory_limit=10 * MB)._data_store()
+    assert isinstance(store, SpillBuffer) and store.compression is None
+    with dask.config.set({"distributed.worker.memory.spill-compression": "auto"}):
+        store = Worker("tcp://127.0.0.1:1", memory_limit=10 * MB)._data_store()
+    assert isinstance(store, SpillBuffer) and store.compression == "lz4"
+    path = str(tmp_path / "f")
+    frames = [b"head", memoryview(np.zeros(MB // 8))]
+    assert write_frames(path, frames, None) >= MB  # raw
+    assert [bytes(f) for f in read_frames(path)] == [bytes(f) for f in frames]
+
+
+def test_a_compressed_spilled_value_reaches_peers_as_plain_frames(tmp_path: Path) -> None:
+    from shoal.protocol._framing import FileFrame
+
+    path = str(tmp_path / "f")
+    noise = np.random.default_rng(1).random(MB // 8)
+    frames = [b"head" * 2000, memoryview(np.zeros(MB // 8)), memoryview(noise)]
+    assert write_frames(path, frames, "lz4") < 2 * MB  # the zeros were compressed
+    got, f = open_frames(path, 1024)
+    try:
+        plain = [os.pread(x.file.fileno(), x.nbytes, x.offset) if type(x) is FileFrame else x
+                 for x in got]
+        assert type(got[1]) is not FileFrame  # compressed: decompressed, never streamed
+        assert type(got[2]) is FileFrame  # raw and big: streamed from the file
+    finally:
+        f.close()
+    assert [bytes(x) for x in plain] == [bytes(x) for x in frames]
+
+
+def test_explicit_lz4_without_the_package_says_how_to_install_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "lz4.frame", None)  # import lz4.frame raises
+    with pytest.raises(ValueError, match="pip install lz4"):
+        spill_compression("lz4")
+    assert spill_compression("auto") is None  # auto: quietly off
+    assert spill_compression(False) is None and spill_compression(None) is None
+    with pytest.raises(ValueError, match="not supported"):
+        spill_compression("zstd")
+
+
+def test_a_value_over_64_mib_stays_raw_to_be_streamed_to_peers(tmp_path: Path) -> None:
+    from shoal.protocol._framing import FileFrame
+
+    path = str(tmp_path / "f")
+    zeros = np.zeros(70 * 1024 * 1024 // 8)  # compressible, but too big to decompress whole
+    assert write_frames(path, [b"head", memoryview(zeros)], "lz4") > zeros.nbytes
+    got, f = open_frames(path, 1024)
+    f.close()
+    assert type(got[1]) is FileFrame
