@@ -91,7 +91,13 @@ class ScatterHandlers(StateBase):
         if ts.state in ACTIVE:
             # Freeing the task on the worker that now holds the value would drop the value:
             # there the task finishes, and its result replaces the value (same key).
-            self._go(ts, "released", tell_worker=ts.processing_on is not ws)
+            computing = ts.processing_on
+            if computing is not None and computing is not ws:
+                # The free sent there also drops the copy this scatter sent it earlier (same
+                # key, the store went first): its acknowledgement, already on its way, must
+                # not make it a holder.
+                pending.waiting.discard(computing.address)
+            self._go(ts, "released", tell_worker=computing is not ws)
         elif ts.state == "erred":
             self._go(ts, "released")
         self._go(ts, "memory", worker=ws, nbytes=pending.nbytes, typename=pending.typename)

@@ -162,3 +162,25 @@ def test_scatter_over_a_computation_on_the_only_worker_keeps_its_copy(sim: Sim) 
     assert sim.states("x") == ["memory"]
     assert of(sim.finish("x", "w1"), SendFree) == []
     assert {w.address for w in sim.state.tasks["x"].who_has} == {"w1"}
+
+
+def test_a_worker_told_to_free_a_key_whose_scatter_is_pending_is_not_counted_as_holder(
+    sim: Sim,
+) -> None:
+    """Found by the cluster fuzzer (seed 12340): a broadcast scatter of ``x`` is in flight
+    (w3 has acknowledged) when ``x`` is released and submitted again as a task, on w1. w2's
+    ack makes the scattered data win, so w1 is
+    told to free ``x``, and that free drops w1's scattered copy too (same key, sent after
+    the store). w1's ack, sent before it read the free, must not make it a holder."""
+    for w in ("w1", "w2", "w3"):
+        sim.join(w)
+    assert len(of(sim.scatter([("x", 10)], broadcast=True, ack=False), SendStore)) == 3
+    sim.ack("w3", "x")
+    sim.release("x")
+    sim.submit([row("x", workers=["w1"])])
+    assert sim.states("x") == ["processing"]
+    out = sim.ack("w2", "x")
+    assert SendFree("w1", ["x"]) in out
+    sim.ack("w1", "x")
+    assert {w.address for w in sim.state.tasks["x"].who_has} == {"w2"}
+    assert "x" not in sim.state._storing  # every worker sent to has answered: settled
