@@ -21,7 +21,14 @@ from typing import Any
 import pytest
 from _waiting import wait_for
 
-from ._netns import Network, Process, Unavailable, check_available, remove_stale
+from ._netns import (
+    Network,
+    Process,
+    Unavailable,
+    check_available,
+    remove_stale,
+    skip_unless_required,
+)
 
 FAST_FAILURE_CONFIG = {
     "DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL": "4s",
@@ -55,7 +62,7 @@ def net(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Network]:
     try:
         check_available()
     except Unavailable as exc:
-        pytest.skip(f"multi-host tests need Linux network namespaces: {exc}")
+        skip_unless_required(f"multi-host tests need Linux network namespaces: {exc}")
     remove_stale()
     with Network(tmp_path, env=FAST_FAILURE_CONFIG) as network:
         yield network

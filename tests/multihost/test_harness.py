@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from ._netns import HERE, Network, Unavailable, _ip, check_available, remove_stale
+from ._netns import (
+    HERE,
+    Network,
+    Unavailable,
+    _ip,
+    check_available,
+    remove_stale,
+    skip_unless_required,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -17,7 +25,7 @@ def _need_namespaces() -> None:
     try:
         check_available()
     except Unavailable as exc:
-        pytest.skip(f"multi-host tests need Linux network namespaces: {exc}")
+        skip_unless_required(f"multi-host tests need Linux network namespaces: {exc}")
 
 
 def _namespaces() -> set[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from _waiting import wait_for
 
-from ._netns import HERE, ROOT, Agent, Network, _ip
+from ._netns import HERE, ROOT, Agent, Network, _ip, skip_unless_required
 
 SSHD = "/usr/sbin/sshd"
 SSH_HOSTS = ("sched", "w1", "w2")
@@ -76,7 +76,8 @@ def keys(net: Network, tmp_path: Path) -> Path:
     """A directory of throwaway SSH keys, with an ``sshd`` running in each of SSH_HOSTS that
     accepts ``user_key``."""
     if not os.path.exists(SSHD) or shutil.which("ssh") is None:
-        pytest.skip(f"needs OpenSSH's server ({SSHD}) and client; `make test` installs them")
+        skip_unless_required(
+            f"needs OpenSSH's server ({SSHD}) and client; `make test` installs them")
     keys = tmp_path / "keys"
     keys.mkdir(mode=0o700)
     _keygen(keys / "host_key")
