@@ -7,12 +7,15 @@ class cannot be unpickled where it lands, the text is used instead: never a hang
 
 from __future__ import annotations
 
+import logging
 import pickle
 import traceback as _traceback
 from types import TracebackType
 from typing import Any
 
 from shoal.protocol._serialize import Serialized, describe, dumps
+
+logger = logging.getLogger("shoal.protocol")
 
 MAX_MESSAGE = 4_000
 MAX_TRACEBACK = 20_000
@@ -78,7 +81,8 @@ def exception_to_error(
         from tblib import Traceback
 
         tb_ser = dumps(Traceback(tb).to_dict()) if tb is not None else None
-    except BaseException:
+    except BaseException as exc2:
+        logger.debug("traceback of %s not sent (tb_text still is): %r", type_name, exc2)
         tb_ser = None
     return {
         "kind": "exception",
@@ -99,8 +103,8 @@ def _pickled_exception(exc: BaseException, short_message: str) -> Serialized | N
     candidates: list[Any] = [exc]
     try:
         candidates.append(type(exc)(short_message))
-    except BaseException:  # no short copy: the exception itself is tried (its text travels anyway)
-        pass
+    except BaseException as failure:  # no short copy: the exception itself is tried
+        logger.debug("no short copy of %s: %r", type(exc).__name__, failure)
     for candidate in candidates:
         try:
             ser = dumps(candidate)
@@ -108,7 +112,9 @@ def _pickled_exception(exc: BaseException, short_message: str) -> Serialized | N
                 continue
             pickle.loads(ser.frames[0], buffers=ser.frames[1:])  # must round-trip here
             return ser
-        except BaseException:
+        except BaseException as failure:
+            logger.debug("%s does not round-trip through pickle: %r", type(candidate).__name__,
+                         failure)
             continue
     return None
 
@@ -145,7 +151,8 @@ def error_to_exception(error: dict[str, Any]) -> BaseException:
     if isinstance(ser, Serialized):
         try:
             exc = pickle.loads(ser.frames[0], buffers=ser.frames[1:])
-        except BaseException:
+        except BaseException as failure:  # a RemoteError with the text stands for it
+            logger.debug("remote %s cannot be unpickled here: %r", error.get("type"), failure)
             exc = None
         if exc is not None and not isinstance(exc, BaseException):
             exc = None
@@ -159,8 +166,8 @@ def error_to_exception(error: dict[str, Any]) -> BaseException:
     if tb is not None:
         try:
             exc = exc.with_traceback(tb)
-        except Exception:  # raised without the remote frames; the error's tb_text keeps them
-            pass
+        except Exception as failure:  # raised without the remote frames; tb_text keeps them
+            logger.debug("remote traceback not attached: %r", failure)
     return exc
 
 
@@ -174,7 +181,8 @@ def error_traceback(error: dict[str, Any]) -> TracebackType | None:
         data = pickle.loads(ser.frames[0], buffers=ser.frames[1:])
         tb = Traceback.from_dict(data).as_traceback()
         return tb if isinstance(tb, TracebackType) else None
-    except BaseException:
+    except BaseException as failure:
+        logger.debug("remote traceback cannot be rebuilt: %r", failure)
         return None
 
 
@@ -197,7 +205,7 @@ def describe_value(value: Any) -> str:
         return f"{kind} shape={tuple(shape)} dtype={dtype}"
     try:
         n = len(value)
-    except Exception:
+    except Exception:  # no length (or a broken __len__) is an answer: described without it
         n = None
     text = describe(value)
     if n is not None and len(text) > 60:

@@ -11,6 +11,7 @@ import collections
 import copyreg
 import hashlib
 import io
+import logging
 import operator
 import pickle
 import sys
@@ -21,6 +22,8 @@ from collections.abc import Callable
 from typing import Any
 
 import cloudpickle
+
+logger = logging.getLogger("shoal.protocol")
 
 # Results and arguments smaller than this ride inside the message header.
 INLINE_LIMIT = 64 * 1024
@@ -113,7 +116,8 @@ def dumps(obj: object) -> Serialized:
     if kind not in _CLOUD_TYPES:
         try:
             head = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
-        except Exception:
+        except Exception as exc:  # cloudpickle below tries; its error is the one raised
+            logger.debug("plain pickle of %s failed, trying cloudpickle: %r", kind.__name__, exc)
             head = b""
         # (inline, not a call: this is every result's path)
         if head and b"__main__" not in head and not (_BY_VALUE and _names_by_value(head)):
@@ -364,7 +368,8 @@ def _by_reference(fn: Any) -> bool:
         return False
     try:
         return bool(cloudpickle.cloudpickle._should_pickle_by_reference(fn))
-    except Exception:  # let the pickler decide; treat as by value (never stale)
+    except Exception as exc:  # let the pickler decide; treat as by value (never stale)
+        logger.debug("cannot tell how cloudpickle sends %r: %r", fn, exc)
         return False
 
 
@@ -522,7 +527,8 @@ def _by_value_class(cls: type) -> bool:
     if by_value is None:
         try:
             by_value = not cloudpickle.cloudpickle._should_pickle_by_reference(cls)
-        except Exception:  # an odd class: let cloudpickle send it by value
+        except Exception as exc:  # an odd class: let cloudpickle send it by value
+            logger.debug("cannot tell how cloudpickle sends %r, sent by value: %r", cls, exc)
             by_value = True
         try:
             _CLASS_BY_VALUE[cls] = by_value

@@ -328,7 +328,8 @@ class Executor:
         elif cmd.send_inline and nbytes <= INLINE_LIMIT:
             try:
                 ser = dumps(result)
-            except Exception:
+            except Exception as exc:  # still a result; a fetch of it names the error
+                logger.debug("result of %r is not picklable, kept here: %r", cmd.key, exc)
                 ser = None
             if ser is not None and ser.nbytes <= INLINE_LIMIT:
                 inline = ser
