@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from shoal.comm._handshake import Handshake
+from shoal.comm._tcp import _set_keepalive
 from shoal.protocol._framing import FrameDecoder, decode, encode
 from shoal.protocol._messages import (
     PROTOCOL_VERSION,
@@ -99,6 +100,7 @@ class Channel:
                     sock.sendall(reply)
             trailing = handshake.trailing
             sock.settimeout(None)  # from now on every wait ends with an answer or the close
+            _set_keepalive(sock)  # ... and a host lost to a partition closes it too
             channel = cls(sock, name)
             if trailing:
                 channel._feed(trailing)
