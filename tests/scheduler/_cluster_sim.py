@@ -17,12 +17,13 @@ delivers everything faithfully until nothing moves, so a test can check liveness
 
 from __future__ import annotations
 
-import os
 import random
 import traceback
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+
+from _fuzzing import Defect, run_fuzzed
 
 from shoal.protocol._messages import (
     Compute,
@@ -114,10 +115,6 @@ def invariant(exc: AssertionError) -> str:
     """The failed ``assert`` line of a ``validate()`` and its message."""
     line = traceback.extract_tb(exc.__traceback__)[-1].line
     return f"`{line}` ({exc})"
-
-
-class Defect(AssertionError):
-    """A broken invariant or promise of the simulated cluster."""
 
 
 class ClusterSim:
@@ -511,21 +508,6 @@ class ClusterSim:
 def run_sequence(seed: int, steps: int, features: frozenset[str] = HOSTILE) -> ClusterSim:
     """One fuzzed life of a cluster: ``steps`` random actions, then a faithful drain and
     the liveness checks. Raises ``Defect`` (or the machines' own errors) naming the seed."""
-    sim = ClusterSim(seed, features)
-    try:
-        for _ in range(steps):
-            sim.step()
-        sim.drain()
-        sim.check_live()
-    except Exception as exc:
-        # The machines iterate some sets of keys, whose order follows str hashing.
-        hashseed = os.environ.get("PYTHONHASHSEED", "<random: set it to replay exactly>")
-        tail = "\n".join(sim.trace[-40:])
-        raise Defect(
-            f"fuzz seed {seed} (steps={steps}, features={sorted(features)}) failed: "
-            f"{type(exc).__name__}: {exc}\n"
-            f"reproduce (PYTHONHASHSEED={hashseed}): "
-            f"run_sequence({seed}, {steps}, frozenset({sorted(features)}))\n"
-            f"last events:\n{tail}"
-        ) from exc
+    sim: ClusterSim = run_fuzzed(ClusterSim(seed, features), seed=seed, steps=steps,
+                                 features=features, label="fuzz", replay="run_sequence")
     return sim

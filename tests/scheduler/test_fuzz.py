@@ -18,6 +18,7 @@ import os
 from collections import defaultdict
 
 import pytest
+from _fuzzing import report
 
 from ._cluster_sim import HOSTILE, Defect, run_sequence
 
@@ -53,16 +54,11 @@ def failures() -> dict[str, list[str]]:
     return found
 
 
-def _report(messages: list[str]) -> str:
-    seeds = [m.split(" failed:")[0] for m in messages]
-    return f"{len(messages)} failing sequences: {seeds[:20]}\nfirst:\n{messages[0]}"
-
-
 def test_cluster_fuzz_finds_no_defect_beyond_known_items(failures: dict[str, list[str]]) -> None:
     new = failures.get("new", [])
-    assert not new, _report(new)
+    assert not new, report(new)
 
 
 def test_cluster_fuzz_finds_none_of_the_fixed_items_either(failures: dict[str, list[str]]) -> None:
     known = [m for cause in ("item 4", "item 5", "item 7") for m in failures.get(cause, [])]
-    assert not known, _report(known)
+    assert not known, report(known)

@@ -17,11 +17,12 @@ and no value is held that neither the scheduler nor a task needs.
 
 from __future__ import annotations
 
-import os
 import random
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
+
+from _fuzzing import Defect, run_fuzzed
 
 from shoal.protocol._messages import (
     Compute,
@@ -59,10 +60,6 @@ def invariant(exc: AssertionError) -> str:
     """The failed ``assert`` line of a ``validate()`` and its message."""
     line = traceback.extract_tb(exc.__traceback__)[-1].line
     return f"`{line}` ({exc})"
-
-
-class Defect(AssertionError):
-    """A broken invariant or promise of the worker state machine."""
 
 
 @dataclass
@@ -393,21 +390,7 @@ def run_worker_sequence(seed: int, steps: int, features: frozenset[str] = HOSTIL
     unknown = features - HOSTILE
     if unknown:
         raise ValueError(f"unknown fuzz features {sorted(unknown)}; known: {sorted(HOSTILE)}")
-    fuzz = WorkerFuzzer(seed, features=features)
-    try:
-        for _ in range(steps):
-            fuzz.step()
-        fuzz.drain()
-        fuzz.check_live()
-    except Exception as exc:
-        # The machines iterate some sets of keys, whose order follows str hashing.
-        hashseed = os.environ.get("PYTHONHASHSEED", "<random: set it to replay exactly>")
-        tail = "\n".join(fuzz.trace[-40:])
-        raise Defect(
-            f"worker fuzz seed {seed} (steps={steps}, features={sorted(features)}) failed: "
-            f"{type(exc).__name__}: {exc}\n"
-            f"reproduce (PYTHONHASHSEED={hashseed}): "
-            f"run_worker_sequence({seed}, {steps}, frozenset({sorted(features)}))\n"
-            f"last events:\n{tail}"
-        ) from exc
+    fuzz: WorkerFuzzer = run_fuzzed(WorkerFuzzer(seed, features=features), seed=seed,
+                                    steps=steps, features=features, label="worker fuzz",
+                                    replay="run_worker_sequence")
     return fuzz

@@ -18,6 +18,7 @@ import os
 from collections import defaultdict
 
 import pytest
+from _fuzzing import report
 
 from ._fuzz import HOSTILE, Defect, run_worker_sequence
 
@@ -51,21 +52,16 @@ def failures() -> dict[str, list[str]]:
     return found
 
 
-def _report(messages: list[str]) -> str:
-    seeds = [m.split(" failed:")[0] for m in messages]
-    return f"{len(messages)} failing sequences: {seeds[:20]}\nfirst:\n{messages[0]}"
-
-
 def test_worker_fuzz_finds_no_defect_beyond_known_items(failures: dict[str, list[str]]) -> None:
     new = failures.get("new", [])
-    assert not new, _report(new)
+    assert not new, report(new)
 
 
 def test_worker_fuzz_no_fetch_outlives_its_task(failures: dict[str, list[str]]) -> None:
     stale = failures.get("item 5", [])
-    assert not stale, _report(stale)
+    assert not stale, report(stale)
 
 
 def test_worker_fuzz_no_run_loses_its_inputs(failures: dict[str, list[str]]) -> None:
     lost = failures.get("item 7", [])
-    assert not lost, _report(lost)
+    assert not lost, report(lost)
