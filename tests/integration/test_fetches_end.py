@@ -46,9 +46,12 @@ def test_an_input_that_cannot_be_loaded_fails_its_dependent_instead_of_hanging(c
     assert client.submit(len, "ok", workers=[b], pure=False).result(timeout=10) == 2
 
 
-def test_a_fetch_from_a_frozen_worker_ends_and_the_computation_finishes(make_client, monkeypatch):
-    monkeypatch.setenv("DASK_DISTRIBUTED__COMM__TIMEOUTS__TCP", "2s")  # for the workers
-    c = make_client(n_workers=2)
+def test_a_fetch_from_a_frozen_worker_ends_and_the_computation_finishes(make_client):
+    # The nanny reads these in this process and hands them to its workers (an environment
+    # variable set now would come too late for dask's config, already loaded here).
+    with dask.config.set({"distributed.comm.timeouts.tcp": "2s",
+                          "distributed.comm.timeouts.connect": "2s"}):
+        c = make_client(n_workers=2)
     a, b = sorted(c.scheduler_info()["workers"])
     x = c.submit(_payload, 300_000, workers=[a], pure=False)
     wait([x], timeout=10)
