@@ -141,8 +141,15 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
         await self._closed.wait()
 
     async def close(self) -> None:
-        if self._closed.is_set():
-            return
+        """Close once; every caller returns when that close has finished (a second caller
+        returning early would let ``python -m shoal.worker`` end its loop before the goodbye
+        left). The close runs as its own task, so a caller among the tasks it cancels does not
+        cut it short."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close_once())
+        await asyncio.shield(self._closing)
+
+    async def _close_once(self) -> None:
         self._closed.set()
         self._leaving = True
         reconnecting = self._reconnecting

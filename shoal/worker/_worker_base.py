@@ -113,7 +113,8 @@ class WorkerBase:
         self._peer_lock: dict[str, asyncio.Lock] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._closed = asyncio.Event()
+        self._closed = asyncio.Event()  # set when closing begins
+        self._closing: asyncio.Future[None] | None = None  # the one close, run as its own task
         self._leaving = False  # told to close: a connection drop now is no reason to reconnect
         self._session = 0  # which scheduler session the state, data and executor belong to
         self._registered: asyncio.Future[str | None] | None = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import operator
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -352,3 +353,63 @@ def test_a_run_function_that_never_returns_does_not_keep_its_worker_from_exiting
     [error] = outcome
     assert isinstance(error, Exception)
     assert "closed while the function given to client.run was still running" in str(error)
+
+
+def test_a_signalled_worker_command_says_goodbye_so_its_running_task_is_not_blamed(tmp_path):
+    """SIGTERM asks ``python -m shoal.worker`` to close on purpose: the scheduler must hear
+    its goodbye before the process exits, so the task it was running goes back to wait for a
+    worker instead of counting as a crash (with ``allowed-failures: 0`` a crash would end it
+    in KilledWorker at once)."""
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    log = tmp_path / "scheduler.log"
+    env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
+    with log.open("a") as out:
+        scheduler = subprocess.Popen([CLI, "scheduler", "--port", str(port), "--no-dashboard"],
+                                     stdout=out, stderr=subprocess.STDOUT, env=env)
+    processes = [scheduler]
+    try:
+        wait_for(lambda: "Scheduler at:" in log.read_text() or scheduler.poll() is not None,
+                 timeout=30)
+        worker = subprocess.Popen([sys.executable, "-m", "shoal.worker", address,
+                                   "--memory-limit", str(4 << 30)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        processes.append(worker)
+        with Client(address, timeout=20) as c:
+            wait_for(lambda: len(_workers(c)) == 1, timeout=30)
+            running = c.submit(time.sleep, 600, pure=False)  # stdlib: no shared sys.path
+            wait_for(lambda: [w["processing"] for w in _workers(c).values()] == [1], timeout=20)
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=20) == 0
+            wait_for(lambda: not _workers(c), timeout=20)
+            c.scheduler_info()  # a later answer: a KilledWorker report would have come first
+            assert running.status == "pending"
+            running.cancel()
+    finally:
+        _stop(processes)
+
+
+def test_a_second_close_of_a_worker_returns_only_once_the_first_has_finished():
+    """``python -m shoal.worker`` awaits ``close()`` after ``wait_closed()``, then ends its
+    loop: a second ``close()`` that returned while the first (started by a signal or by the
+    scheduler) was still cancelling tasks would end the process before the goodbye left."""
+    from shoal.worker._server import Worker
+
+    async def go() -> None:
+        scheduler = Scheduler()
+        await scheduler.start()
+        worker = Worker(scheduler.address, nthreads=1)
+        try:
+            await worker.start()
+            worker._spawn(asyncio.sleep(3600))  # something to cancel: the first close yields
+            first = asyncio.ensure_future(worker.close())
+            await asyncio.sleep(0)
+            assert not first.done()
+            await worker.close()  # awaited directly: no extra loop turn for the first
+            assert first.done()
+            await asyncio.wait_for(worker.wait_closed(), timeout=1)
+        finally:
+            await worker.close()
+            await scheduler.close()
+
+    asyncio.run(go())
