@@ -41,6 +41,7 @@ from shoal.protocol._messages import (
     ScatterStored,
     TaskDone,
     TaskErred,
+    TaskRescheduled,
     TaskSeceded,
     TasksStarted,
     TopicGet,
@@ -64,6 +65,7 @@ from shoal.scheduler._events import (
     KeysCancelled,
     KeysReleased,
     KeysRetried,
+    RescheduleAsked,
     ScatterAcked,
     Seceded,
     TaskFailed,
@@ -304,6 +306,8 @@ class ServerMessages(ShellBase):
                 elif isinstance(msg, TaskErred):
                     events.append(TaskFailed(address, msg.key, dict(msg.error), msg.start,
                                              msg.stop, msg.thread))
+                elif isinstance(msg, TaskRescheduled):
+                    events.append(RescheduleAsked(address, msg.key))
                 elif isinstance(msg, Heartbeat):
                     events.append(HeartbeatReceived(address, msg.memory_process,
                                                     msg.memory_managed, msg.cpu, msg.executing,
