@@ -51,17 +51,30 @@ class LogRing(logging.Handler):
     def newest(self, n: int | None = None, fmt: str | None = None) -> list[tuple[str, str]]:
         """``(level name, formatted line)`` of the last ``n`` records (all kept if None),
         newest first, as dask's ``get_logs``."""
-        formatter = logging.Formatter(fmt or DEFAULT_FORMAT)
-        out: list[tuple[str, str]] = []
-        for record in reversed(list(self.records)):
-            if n is not None and len(out) >= n:
-                break
-            try:
-                line = formatter.format(record)
-            except Exception as exc:  # a record whose arguments do not fit its message
-                line = f"<record of {record.name} could not be formatted: {exc!r}>"
-            out.append((record.levelname, line))
-        return out
+        return render(reversed(list(self.records)), n, fmt)
+
+
+def render(records: Any, n: int | None = None, fmt: str | None = None) -> list[tuple[str, str]]:
+    """``(level name, formatted line)`` of the first ``n`` of ``records``."""
+    formatter = logging.Formatter(fmt or DEFAULT_FORMAT)
+    out: list[tuple[str, str]] = []
+    for record in records:
+        if n is not None and len(out) >= n:
+            break
+        try:
+            line = formatter.format(record)
+        except Exception as exc:  # a record whose arguments do not fit its message
+            line = f"<record of {record.name} could not be formatted: {exc!r}>"
+        out.append((record.levelname, line))
+    return out
+
+
+def merged_newest(rings: list[LogRing], n: int | None = None,
+                  fmt: str | None = None) -> list[tuple[str, str]]:
+    """The records of several rings together, newest first."""
+    records = sorted((r for ring in rings for r in list(ring.records)),
+                     key=lambda r: r.created, reverse=True)
+    return render(records, n, fmt)
 
 
 def ring(logger_name: str, maxlen: int | None = None) -> LogRing:
