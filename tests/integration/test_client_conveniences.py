@@ -212,3 +212,8 @@ def test_register_worker_callbacks_runs_on_every_worker_now_and_later(make_clien
     wait_for(lambda: set(c.run(marker).values()) == {"set"} and len(c.run(marker)) == 2)
     with pytest.raises(TypeError, match="function"):
         c.register_worker_callbacks(setup="not callable")
+
+
+def test_as_completed_next_is_next(client):
+    ac = shoal.as_completed([client.submit(inc, 1, pure=False)])
+    assert ac.next().result(timeout=30) == 2
