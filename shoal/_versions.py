@@ -15,7 +15,6 @@ import platform
 import struct
 import sys
 from collections.abc import Iterable, Mapping
-from importlib import metadata
 from typing import Any
 
 # A mismatch in these makes the processes disagree on the wire or on task payloads.
@@ -25,6 +24,8 @@ OPTIONAL = ("numpy", "pandas", "lz4", "uvloop")
 
 @functools.cache
 def _version(package: str) -> str | None:
+    from importlib import metadata  # only when asked: a client's import stays short
+
     if package == "python":
         return ".".join(str(p) for p in sys.version_info[:3])
     try:
