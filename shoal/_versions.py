@@ -56,6 +56,26 @@ def get_versions(packages: Iterable[str] | None = None) -> dict[str, dict[str, A
     }
 
 
+def required_versions() -> dict[str, str | None]:
+    """This process's versions of Python and the required packages (what the scheduler
+    tells each client that connects, for :func:`warn_on_mismatch`)."""
+    return {name: _version(name) for name in ("python", *REQUIRED)}
+
+
+def warn_on_mismatch(scheduler_packages: Mapping[str, Any] | None) -> None:
+    """Warn (as dask's client does on connecting) when the scheduler runs other versions
+    of Python or of a required package than this process. Nothing when it did not say."""
+    if not scheduler_packages:
+        return
+    lines = mismatches({"packages": required_versions()}, {"packages": scheduler_packages}, {})
+    if lines:
+        import warnings
+
+        warnings.warn("Mismatched versions found between this client and the scheduler "
+                      "(client.get_versions(check=True) checks the workers too):\n  "
+                      + "\n  ".join(lines), UserWarning, stacklevel=2)
+
+
 def check_packages(packages: Any) -> list[str]:
     """``packages`` for ``get_versions``: None or names of packages.
 

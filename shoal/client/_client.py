@@ -345,6 +345,9 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         conn.send(Hello("client", PROTOCOL_VERSION, self.id))
         info = await hello
         self.scheduler_address = info["address"]
+        from shoal._versions import warn_on_mismatch
+
+        warn_on_mismatch(info.get("packages"))
 
     # --- incoming ---------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import logging
 import time
 from typing import Any
 
+from shoal._versions import required_versions
 from shoal.comm import Connection, inproc_pair
 from shoal.comm._tcp import TCPConnection
 from shoal.protocol._errors import scheduler_error
@@ -150,7 +151,8 @@ class ServerMessages(ShellBase):
             self._apply([ClientJoined(name)])
             self._apply_side(self.topics, [topics.SubscriberJoined(name)])
             self._hook("add_client", self, client=name)
-            conn.send(Response(0, True, {"client": name, "address": self.address}))
+            conn.send(Response(0, True, {"client": name, "address": self.address,
+                                         "packages": required_versions()}))
         elif first.role == CHANNEL_ROLE:  # a task thread's Lock/Semaphore channel
             self.coordination.accept_channel(conn, first, f"{first.name}-{next(self._ids)}")
         else:

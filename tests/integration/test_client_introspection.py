@@ -205,3 +205,21 @@ def test_introspection_methods_are_awaitable_on_an_asynchronous_client(client):
             assert "client" in await c.get_versions()
 
     asyncio.run(main())
+
+
+def test_connecting_to_a_scheduler_of_other_versions_warns(client, monkeypatch):
+    from shoal._versions import required_versions
+    from shoal.scheduler import _server_messages
+
+    other = {**required_versions(), "dask": "1.0.0-elsewhere"}
+    monkeypatch.setattr(_server_messages, "required_versions", lambda: other)
+    with pytest.warns(UserWarning, match=r"Mismatched versions(.|\n)*dask \(client: .*, "
+                                         r"scheduler: 1.0.0-elsewhere\)"):
+        c = Client(client.scheduler_address, set_as_default=False)
+    c.close()
+
+
+def test_connecting_to_a_scheduler_of_the_same_versions_is_quiet(client, recwarn):
+    with Client(client.scheduler_address, set_as_default=False):
+        pass
+    assert not [w for w in recwarn if "Mismatched versions" in str(w.message)]
