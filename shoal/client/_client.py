@@ -548,7 +548,7 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
 
         Raises:
             TypeError: ``scheduler_file`` is not a path.
-            ValueError: this client already wrote a different file.
+            ValueError: this client already has another scheduler file.
         """
         from shoal.cluster._scheduler_file import write_scheduler_file
 
@@ -557,8 +557,8 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         path = os.fspath(scheduler_file)
         written = getattr(self, "scheduler_file", None)
         if written is not None and written != path:
-            raise ValueError(f"this client already wrote its scheduler file to {written}; "
-                             "write_scheduler_file takes that path only")
+            raise ValueError(f"this client's scheduler file is already {written} (read or "
+                             "written before); write_scheduler_file takes that path only")
         self._check_open()
         info = self.scheduler_info(asynchronous=False)
         info = {k: v for k, v in info.items() if k != "workers"}
