@@ -37,6 +37,10 @@ _EXPORTS = {
     "KilledWorker": "shoal.protocol._errors",
     "LostDataError": "shoal.protocol._errors",
     "RemoteError": "shoal.protocol._errors",
+    "Reschedule": "shoal.protocol._errors",
+    "CancelledError": "shoal.protocol._errors",
+    "TimeoutError": "shoal.protocol._errors",
+    "local_client": "shoal.client._worker_client",
     "FailureStory": "shoal.client._debug",
     "progress": "shoal.diagnostics",
     "performance_report": "shoal.diagnostics",
@@ -104,15 +108,19 @@ if TYPE_CHECKING:
     from shoal.client._task_stream import get_task_stream as get_task_stream
     from shoal.client._variable import Variable as Variable
     from shoal.client._worker_client import get_client as get_client
+    from shoal.client._worker_client import local_client as local_client
     from shoal.client._worker_client import worker_client as worker_client
     from shoal.cluster._local import LocalCluster as LocalCluster
     from shoal.cluster._ssh import SSHCluster as SSHCluster
     from shoal.comm._security import Security as Security
     from shoal.diagnostics import performance_report as performance_report
     from shoal.diagnostics import progress as progress
+    from shoal.protocol._errors import CancelledError as CancelledError
     from shoal.protocol._errors import KilledWorker as KilledWorker
     from shoal.protocol._errors import LostDataError as LostDataError
     from shoal.protocol._errors import RemoteError as RemoteError
+    from shoal.protocol._errors import Reschedule as Reschedule
+    from shoal.protocol._errors import TimeoutError as TimeoutError
     from shoal.worker._context import get_worker as get_worker
     from shoal.worker._context import rejoin as rejoin
     from shoal.worker._context import secede as secede

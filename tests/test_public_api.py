@@ -14,6 +14,7 @@ PUBLIC = [
     "Actor",
     "ActorFuture",
     "BaseActorFuture",
+    "CancelledError",
     "Client",
     "Environ",
     "Event",
@@ -30,10 +31,12 @@ PUBLIC = [
     "PipInstall",
     "Queue",
     "RemoteError",
+    "Reschedule",
     "SSHCluster",
     "SchedulerPlugin",
     "Security",
     "Semaphore",
+    "TimeoutError",
     "UploadDirectory",
     "UploadFile",
     "Variable",
@@ -45,6 +48,7 @@ PUBLIC = [
     "get_client",
     "get_task_stream",
     "get_worker",
+    "local_client",
     "performance_report",
     "print",
     "progress",
@@ -94,6 +98,10 @@ DASK_DISTRIBUTED_NAMES = [
     "Environ",
     "PipInstall",
     "default_client",
+    "Reschedule",
+    "CancelledError",
+    "TimeoutError",
+    "local_client",
 ]
 
 
@@ -175,3 +183,39 @@ def test_coordination_primitives_take_dask_arguments() -> None:
             for pname, p in theirs_m.items():
                 assert pname in ours_m, (name, method, pname)
                 assert ours_m[pname].default == p.default, (name, method, pname)
+
+
+CLIENT_METHODS_FROM_DASK = [
+    "processing", "nbytes", "call_stack", "get_versions", "set_metadata", "get_metadata",
+    "get_scheduler_logs", "get_worker_logs", "write_scheduler_file", "as_current",
+    "futures_of", "normalize_collection", "get_executor", "start", "dump_cluster_state",
+    "forward_logging", "unforward_logging", "register_worker_callbacks",
+]
+
+
+@pytest.mark.parametrize("method", CLIENT_METHODS_FROM_DASK)
+def test_client_methods_take_dasks_arguments(method: str) -> None:
+    """Same parameter names and defaults as dask.distributed's ``Client`` methods."""
+    import inspect
+
+    import distributed
+
+    ours = inspect.signature(getattr(shoal.Client, method)).parameters
+    theirs = inspect.signature(getattr(distributed.Client, method)).parameters
+    for pname, p in theirs.items():
+        if p.kind is p.VAR_KEYWORD:
+            assert any(q.kind is q.VAR_KEYWORD for q in ours.values()), (method, pname)
+            continue
+        assert pname in ours, (method, pname)
+        if p.default is not inspect.Parameter.empty and pname != "default":
+            assert ours[pname].default == p.default, (method, pname)
+
+
+def test_client_asynchronous_is_a_property_as_in_dask() -> None:
+    assert isinstance(inspect_static(shoal.Client, "asynchronous"), property)
+
+
+def inspect_static(cls: type, name: str) -> object:
+    import inspect
+
+    return inspect.getattr_static(cls, name)

@@ -179,6 +179,8 @@ class as_completed:
             f = self._ready.popleft()
         return self._emit(f)
 
+    next = __next__  # dask's name for it
+
     def next_batch(self, block: bool = True) -> list[Any]:
         if block:
             self._wait_ready()

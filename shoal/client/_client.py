@@ -15,9 +15,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
+import contextvars
 import functools
 import itertools
 import logging
+import os
 import threading
 import uuid
 import weakref
@@ -34,12 +37,16 @@ from shoal.client import (
     _copies,
     _datasets,
     _debug,
+    _executor,
+    _forward_logging,
+    _introspection,
     _plugins,
     _repr,
     _results,
     _task_stream,
     _timeouts,
     _topics,
+    _worker_callbacks,
 )
 from shoal.client import _fetch as _fetch_module
 from shoal.client._core import ClientCore, orphan_keys
@@ -67,6 +74,9 @@ from shoal.protocol._serialize import FunctionCache, Serialized
 logger = logging.getLogger("shoal.client")
 
 _current: list[weakref.ReferenceType[Client]] = []
+# The client of ``with client.as_current():`` blocks, innermost last (per thread and task).
+_as_current: contextvars.ContextVar[tuple[Client, ...]] = contextvars.ContextVar(
+    "shoal_as_current", default=())
 
 
 def _tune_gc() -> None:
@@ -90,6 +100,9 @@ def get_client() -> Client:
     Raises:
         ValueError: no client is open; create one with ``Client()``.
     """
+    chosen = _as_current.get()
+    if chosen and chosen[-1].status == "running":
+        return chosen[-1]
     for ref in reversed(_current):
         client = ref()
         if client is not None and client.status == "running":
@@ -155,7 +168,7 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
             timeout = _timeouts.connect_timeout()
         elif timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-        self.asynchronous = bool(asynchronous)
+        self._asynchronous = bool(asynchronous)
         self.status = "connecting"
         self.id = name or f"Client-{uuid.uuid4().hex[:8]}"
         self._timeout = timeout
@@ -183,6 +196,7 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         self._is_default = False
         self._set_as_default = set_as_default
         self.cluster: Any = None
+        self.scheduler_file: str | None = scheduler_file  # read, or written by this client
 
         from shoal.cluster._local import LocalCluster
         from shoal.comm._security import Security
@@ -331,6 +345,9 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         conn.send(Hello("client", PROTOCOL_VERSION, self.id))
         info = await hello
         self.scheduler_address = info["address"]
+        from shoal._versions import warn_on_mismatch
+
+        warn_on_mismatch(info.get("packages"))
 
     # --- incoming ---------------------------------------------------------------------------
 
@@ -461,6 +478,94 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
     rebalance = _copies.rebalance
     __repr__ = _repr.client_repr
     _repr_html_ = _repr.client_repr_html
+    processing = two_faced(_introspection.processing)
+    nbytes = two_faced(_introspection.nbytes)
+    call_stack = two_faced(_introspection.call_stack)
+    get_versions = two_faced(_introspection.get_versions)
+    set_metadata = two_faced(_introspection.set_metadata)
+    get_metadata = two_faced(_introspection.get_metadata)
+    get_scheduler_logs = two_faced(_introspection.get_scheduler_logs)
+    get_worker_logs = two_faced(_introspection.get_worker_logs)
+    dump_cluster_state = two_faced(_introspection.dump_cluster_state)
+    normalize_collection = _collections.normalize_collection
+    forward_logging = _forward_logging.forward_logging
+    unforward_logging = _forward_logging.unforward_logging
+    register_worker_callbacks = _worker_callbacks.register_worker_callbacks
+
+    @property
+    def asynchronous(self) -> bool:
+        """Whether operations return awaitables (``Client(asynchronous=True)``) rather
+        than block."""
+        return self._asynchronous
+
+    @asynchronous.setter
+    def asynchronous(self, value: bool) -> None:
+        self._asynchronous = bool(value)
+
+    def futures_of(self, futures: Any) -> list[Future]:
+        """The futures of this client found in ``futures`` (futures, nested structures or
+        persisted collections)."""
+        from shoal.client._structure import futures_of
+
+        return [f for f in futures_of(futures) if f.client is self]
+
+    def get_executor(self, **kwargs: Any) -> concurrent.futures.Executor:
+        """A ``concurrent.futures.Executor`` running its calls on this cluster; ``kwargs``
+        (``pure``, ``workers``, ``resources``, ``allow_other_workers``, ``retries``) go to
+        every ``submit``.
+
+        Raises:
+            TypeError: another keyword argument.
+        """
+        return _executor.ClientExecutor(self, **kwargs)
+
+    @contextlib.contextmanager
+    def as_current(self) -> Any:
+        """``with client.as_current():`` makes this client the one ``get_client()``,
+        ``default_client()`` and ``Client.current()`` return inside the block (in this
+        thread or task)."""
+        token = _as_current.set((*_as_current.get(), self))
+        try:
+            yield self
+        finally:
+            _as_current.reset(token)
+
+    def start(self, **kwargs: Any) -> Any:
+        """Start the client (dask's name). A Client starts when it is made, so this only
+        checks it: an awaitable for an asynchronous client, as dask's.
+
+        Raises:
+            RuntimeError: the client was closed; make a new one.
+        """
+        if self.status in ("closing", "closed"):
+            raise RuntimeError(f"this Client is {self.status}; create a new Client()")
+        return answer(self, None)
+
+    def write_scheduler_file(self, scheduler_file: str) -> None:
+        """Write the scheduler's address (and this client's token, if any) to
+        ``scheduler_file`` as dask's JSON scheduler file, for ``Client(scheduler_file=...)``
+        or ``shoal worker --scheduler-file`` elsewhere. Readable by its owner only.
+
+        Raises:
+            TypeError: ``scheduler_file`` is not a path.
+            ValueError: this client already has another scheduler file.
+        """
+        from shoal.cluster._scheduler_file import write_scheduler_file
+
+        if not isinstance(scheduler_file, (str, os.PathLike)):
+            raise TypeError(f"scheduler_file must be a path, got {scheduler_file!r}")
+        path = os.fspath(scheduler_file)
+        written = getattr(self, "scheduler_file", None)
+        if written is not None and written != path:
+            raise ValueError(f"this client's scheduler file is already {written} (read or "
+                             "written before); write_scheduler_file takes that path only")
+        self._check_open()
+        info = self.scheduler_info(asynchronous=False)
+        info = {k: v for k, v in info.items() if k != "workers"}
+        info.setdefault("type", "Scheduler")
+        info["workers"] = {}
+        write_scheduler_file(path, info, self.security.token)
+        self.scheduler_file = path
 
     # --- closing --------------------------------------------------------------------------------
 

@@ -384,3 +384,40 @@ def persist(self: Client, collections: Any, optimize_graph: bool = True, workers
     if many:
         return type(collections)(out) if isinstance(collections, (list, tuple)) else out
     return out[0]
+
+
+def normalize_collection(self: Client, collection: Any) -> Any:
+    """``collection`` with the tasks whose keys this client already holds futures for
+    replaced by those futures (and what only they needed culled), so computing it reuses
+    results instead of recomputing them (dask's ``Client.normalize_collection``). A
+    collection whose graph cannot be replaced (a dataframe expression) comes back as is:
+    ``compute``/``persist`` reuse held futures for it anyway.
+
+    Raises:
+        TypeError: not a dask collection.
+    """
+    import copy
+
+    from dask.delayed import Delayed
+    from dask.optimization import cull
+    from dask.utils import ensure_dict
+
+    if not is_dask_collection(collection):
+        raise TypeError(f"normalize_collection takes a dask collection (array, bag, delayed...), "
+                        f"got {type(collection).__name__}")
+    graph = ensure_dict(collection.__dask_graph__())
+    held = [k for k in graph if self._refcount.get(k, 0) > 0 and k in self._states
+            and self._states[k].status in ("pending", "finished")]
+    if not held:
+        return collection
+    for key in held:
+        graph[key] = Future(key, self)
+    graph, _ = cull(graph, list(flatten(collection.__dask_keys__())))
+    if isinstance(collection, Delayed):
+        return Delayed(collection.key, graph)
+    out = copy.copy(collection)
+    try:
+        out.dask = graph
+    except AttributeError:  # an expression-backed collection: its graph is derived
+        return collection
+    return out

@@ -100,6 +100,16 @@ def worker_client(timeout: float | str | None = None,
             rejoin()
 
 
+def local_client(timeout: float | str | None = None,
+                 separate_thread: bool = True) -> contextlib.AbstractContextManager[Client]:
+    """dask's old name for :func:`worker_client` (same arguments and behaviour); warns, as
+    dask's does, that the name moved."""
+    import warnings
+
+    warnings.warn("local_client has moved to worker_client", stacklevel=2)
+    return worker_client(timeout=timeout, separate_thread=separate_thread)
+
+
 def _client_of(worker: Worker, timeout: float) -> Client:
     client: Client | None = worker._client
     if client is not None and client.status == "running":

@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 from dask.utils import parse_bytes
 
-from shoal import _loop
+from shoal import _logs, _loop
 from shoal.scheduler._server import Scheduler
 from shoal.worker._nanny import Nanny
 from shoal.worker._resources import check_resources
@@ -152,6 +152,8 @@ class LocalCluster:
         self.resources = check_resources(resources)  # per worker
         self.name = name or "LocalCluster"
         self.status = "starting"
+        _logs.ring("shoal.cluster")  # recent records, for get_logs()
+        _logs.ring("shoal.adaptive")
         if protocol is not None and protocol.rstrip(":/") not in ("tcp", "tls"):
             raise ValueError(f"protocol must be 'tcp://' or 'tls://', got {protocol!r}")
         self.scheduler = Scheduler(host, scheduler_port, dashboard_address=dashboard_address,
@@ -297,6 +299,92 @@ class LocalCluster:
 
     def wait_for_workers(self, n_workers: int, timeout: float | None = None) -> None:
         _loop.run_sync(self.scheduler.wait_for_workers(n_workers, timeout))
+
+    @property
+    def asynchronous(self) -> bool:
+        """False: a LocalCluster's methods block (an asynchronous *Client* may start one:
+        ``await Client(n_workers=..., asynchronous=True)``)."""
+        return False
+
+    def scale_up(self, n: int = 0, memory: Any = None, cores: int | None = None) -> None:
+        """dask's ``Cluster.scale_up``: ``scale(n, memory=, cores=)``."""
+        self.scale(n, cores=cores, memory=memory)
+
+    def scale_down(self, workers: Any) -> None:
+        """Retire these workers gracefully and stop them (``workers``: worker names, as
+        ``cluster.workers`` keys them, or addresses); returns once they are gone.
+
+        Raises:
+            ValueError: a worker that is not in this cluster.
+        """
+        if isinstance(workers, (str, int)):
+            workers = [workers]
+        by_name = {str(ws.name): a for a, ws in self.scheduler.state.workers.items()}
+        live = self.scheduler.state.workers
+        addresses, unknown = [], []
+        for w in workers:
+            if str(w) in by_name:
+                addresses.append(by_name[str(w)])
+            elif w in live:
+                addresses.append(w)
+            else:
+                unknown.append(w)
+        if unknown:
+            raise ValueError(f"scale_down: no worker named {unknown} in this cluster; see "
+                             f"cluster.workers (names) or scheduler_info() (addresses)")
+        if self.status != "running":
+            raise RuntimeError(f"this LocalCluster is {self.status}; scale_down needs a running one")
+        if addresses:
+            _loop.run_sync(self._retire(addresses), self._timeout)
+
+    def get_logs(self, cluster: bool = True, scheduler: bool = True,
+                 workers: Any = True) -> dict[str, str]:
+        """Recent log lines, newest first, as text per source: ``"Cluster"`` (this object,
+        its adaptive scaling), ``"Scheduler"`` and each worker's address (``workers``: True
+        for all, or a list of addresses).
+
+        Raises:
+            RuntimeError: the cluster is closed.
+        """
+        from shoal._run import pickle_code
+        from shoal.protocol._errors import error_to_exception
+        from shoal.protocol._serialize import Serialized, loads
+        from shoal.worker._introspect import worker_logs
+
+        if self.status != "running":
+            raise RuntimeError(f"this LocalCluster is {self.status}; get_logs needs a running one")
+        fmt = _logs.configured_format()
+        out: dict[str, str] = {}
+        if cluster:
+            rows = _logs.merged_newest([_logs.ring("shoal.cluster"), _logs.ring("shoal.adaptive")],
+                                       fmt=fmt)
+            out["Cluster"] = "\n".join(line for _lv, line in rows)
+        if scheduler:
+            out["Scheduler"] = "\n".join(line for _lv, line in self.scheduler.logs.newest(fmt=fmt))
+        if workers:
+            chosen = None if workers is True else [workers] if isinstance(workers, str) else list(workers)
+
+            async def ask() -> dict[str, Any]:
+                return await self.scheduler.start_run(None, pickle_code(worker_logs),  # type: ignore[arg-type]
+                                                      chosen)
+
+            for address, (ok, value) in _loop.run_sync(ask(), self._timeout).items():
+                if not ok:
+                    out[address] = f"<no logs: {error_to_exception(value)}>"
+                    continue
+                rows = loads(value) if isinstance(value, Serialized) else value
+                out[address] = "\n".join(line for _lv, line in rows)
+        return out
+
+    def get_client(self) -> Any:
+        """The open Client connected to this cluster in this process, else a new one."""
+        from shoal.client._client import Client, _current
+
+        for ref in reversed(_current):
+            c = ref()
+            if c is not None and c.status == "running" and c.cluster is self:
+                return c
+        return Client(self)
 
     def close(self, timeout: float = 20.0) -> None:
         """Stop the workers and the scheduler; waits for the processes to exit."""

@@ -7,6 +7,8 @@ class cannot be unpickled where it lands, the text is used instead: never a hang
 
 from __future__ import annotations
 
+import builtins
+import concurrent.futures
 import logging
 import pickle
 import traceback as _traceback
@@ -19,6 +21,13 @@ logger = logging.getLogger("shoal.protocol")
 
 MAX_MESSAGE = 4_000
 MAX_TRACEBACK = 20_000
+
+
+# dask.distributed's names for the errors a wait raises: a cancelled future's ``result()``
+# raises a subclass of ``CancelledError`` (shoal's ``FutureCancelledError``, as dask's), and a
+# wait past its deadline the built-in ``TimeoutError``.
+CancelledError = concurrent.futures.CancelledError
+TimeoutError = builtins.TimeoutError
 
 
 class RemoteError(Exception):
@@ -55,6 +64,27 @@ class KilledWorker(Exception):
 
 class LostDataError(Exception):
     """Data held only by a worker that died cannot be recomputed (it was scattered)."""
+
+
+class Reschedule(Exception):
+    """Raise this inside a task to give the task back to the scheduler: it is not an error,
+    the task is placed again (perhaps on another worker) and run from the start, without
+    using up a retry (dask's ``distributed.Reschedule``)."""
+
+
+def is_reschedule(exc: BaseException) -> bool:
+    """Whether ``exc`` asks for the task to be placed again: shoal's :class:`Reschedule`, or
+    dask's (a task written for dask.distributed that raises ``distributed.Reschedule``)."""
+    return any(cls.__name__ == "Reschedule" and cls.__module__.split(".")[0] in
+               ("shoal", "distributed") for cls in type(exc).__mro__)
+
+
+def reschedule_error(key: Any, worker: str, when: float) -> dict[str, Any]:
+    """The ``error`` a worker's executor hands back for a task that raised
+    :class:`Reschedule` (kind ``"reschedule"``): the worker reports it as
+    ``task-rescheduled``, never as a failure."""
+    return {"kind": "reschedule", "type": "shoal.Reschedule", "message": "", "exception": None,
+            "traceback": None, "tb_text": "", "key": key, "worker": worker, "time": when}
 
 
 def _truncate(text: str, limit: int) -> str:

@@ -359,6 +359,13 @@ class TaskErred(Message):
     thread: int
 
 
+@_message("task-rescheduled-by-task")
+class TaskRescheduled(Message):
+    """Worker -> scheduler: the task raised ``Reschedule``; place it again (not a failure)."""
+
+    key: Key
+
+
 @_message("scatter-stored")
 class ScatterStored(Message):
     """The worker holds scattered ``key`` (``error`` None), or could not load it."""

@@ -145,6 +145,14 @@ class TaskFailed(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class RescheduleAsked(Event):
+    """The task raised ``Reschedule`` on ``worker``: place it again (no retry used)."""
+
+    worker: str
+    key: Key
+
+
+@dataclass(frozen=True, slots=True)
 class DataMissing(Event):
     worker: str
     key: Key

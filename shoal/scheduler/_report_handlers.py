@@ -14,6 +14,7 @@ from shoal.scheduler._events import (
     ReplicasAdded,
     ReplicasDropped,
     ReportDone,
+    RescheduleAsked,
     Seceded,
     SendFree,
     TaskFailed,
@@ -80,6 +81,17 @@ class ReportHandlers(StateBase):
             return
         self._err(ts, ev.error, tell_worker=False)
         self._tidy([ts, *ts.dependencies])
+
+    def _on_rescheduled(self, ev: RescheduleAsked) -> None:
+        """The task raised ``Reschedule``: back to released and placed again from scratch
+        (perhaps on the same worker), like a retry that costs none of its retries. The
+        worker has already forgotten it."""
+        ws = self.workers.get(ev.worker)
+        ts = self.tasks.get(ev.key)
+        if ws is None or ts is None or ts.processing_on is not ws:
+            return
+        self._go(ts, "released", tell_worker=False)
+        self._activate([ts])
 
     def _on_transfer(self, ev: TransferDone) -> None:
         for key in ev.keys[:1]:

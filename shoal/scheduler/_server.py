@@ -24,6 +24,7 @@ import time
 import uuid
 from typing import Any
 
+from shoal import _logs
 from shoal.comm import Connection, listen
 from shoal.comm._handshake import new_token
 from shoal.comm._security import Security, is_loopback
@@ -32,6 +33,7 @@ from shoal.protocol._serialize import Serialized
 from shoal.scheduler import _datasets as datasets
 from shoal.scheduler import _topics as topics
 from shoal.scheduler._events import Tick
+from shoal.scheduler._metadata import Metadata
 from shoal.scheduler._placement import UNKNOWN_DURATION
 from shoal.scheduler._plugins import SchedulerPlugins
 from shoal.scheduler._server_commands import ServerCommands
@@ -124,6 +126,8 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         self._closed = False
         self._tps: list[tuple[float, int]] = []
         self.coordination = CoordinationShell(self)
+        self.metadata = Metadata()  # client.set_metadata / get_metadata
+        self.logs = _logs.ring("shoal.scheduler", _logs.configured_length())
 
     # --- lifecycle ---------------------------------------------------------------------------
 

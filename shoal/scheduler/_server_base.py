@@ -21,7 +21,9 @@ from shoal.protocol._messages import Message, Request, Response
 from shoal.protocol._serialize import Serialized
 
 if TYPE_CHECKING:
+    from shoal._logs import LogRing
     from shoal.scheduler._datasets import Datasets
+    from shoal.scheduler._metadata import Metadata
     from shoal.scheduler._plugins import SchedulerPlugins
     from shoal.scheduler._state import SchedulerState
     from shoal.scheduler._topics import Topics
@@ -38,6 +40,8 @@ class ShellBase:
     datasets: Datasets
     plugin_host: SchedulerPlugins
     coordination: CoordinationShell
+    metadata: Metadata
+    logs: LogRing
     _workers: dict[str, Connection]
     _worker_fids: dict[str, set[str]]
     _clients: dict[str, Connection]

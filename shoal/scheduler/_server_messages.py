@@ -13,6 +13,7 @@ import logging
 import time
 from typing import Any
 
+from shoal._versions import required_versions
 from shoal.comm import Connection, inproc_pair
 from shoal.comm._tcp import TCPConnection
 from shoal.protocol._errors import scheduler_error
@@ -41,6 +42,7 @@ from shoal.protocol._messages import (
     ScatterStored,
     TaskDone,
     TaskErred,
+    TaskRescheduled,
     TaskSeceded,
     TasksStarted,
     TopicGet,
@@ -64,6 +66,7 @@ from shoal.scheduler._events import (
     KeysCancelled,
     KeysReleased,
     KeysRetried,
+    RescheduleAsked,
     ScatterAcked,
     Seceded,
     TaskFailed,
@@ -148,7 +151,8 @@ class ServerMessages(ShellBase):
             self._apply([ClientJoined(name)])
             self._apply_side(self.topics, [topics.SubscriberJoined(name)])
             self._hook("add_client", self, client=name)
-            conn.send(Response(0, True, {"client": name, "address": self.address}))
+            conn.send(Response(0, True, {"client": name, "address": self.address,
+                                         "packages": required_versions()}))
         elif first.role == CHANNEL_ROLE:  # a task thread's Lock/Semaphore channel
             self.coordination.accept_channel(conn, first, f"{first.name}-{next(self._ids)}")
         else:
@@ -304,6 +308,8 @@ class ServerMessages(ShellBase):
                 elif isinstance(msg, TaskErred):
                     events.append(TaskFailed(address, msg.key, dict(msg.error), msg.start,
                                              msg.stop, msg.thread))
+                elif isinstance(msg, TaskRescheduled):
+                    events.append(RescheduleAsked(address, msg.key))
                 elif isinstance(msg, Heartbeat):
                     events.append(HeartbeatReceived(address, msg.memory_process,
                                                     msg.memory_managed, msg.cpu, msg.executing,

@@ -21,7 +21,7 @@ from collections.abc import Callable, MutableMapping
 from types import TracebackType
 from typing import Any
 
-from shoal.protocol._errors import exception_to_error
+from shoal.protocol._errors import exception_to_error, is_reschedule, reschedule_error
 from shoal.protocol._serialize import INLINE_LIMIT, FunctionTable, Serialized, dumps, loads
 from shoal.protocol._sizeof import nbytes as measure
 from shoal.worker._state import Execute, ExecuteDone
@@ -308,6 +308,9 @@ class Executor:
             result = task(values)
         except BaseException as exc:
             stop = time.time()
+            if is_reschedule(exc):
+                return ExecuteDone(cmd.key, 0, "", start, stop, thread, None,
+                                   reschedule_error(cmd.key, self._address, stop))
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 exc = _as_task_error(exc, cmd.key)
             error = exception_to_error(exc, _user_frames(exc.__traceback__), cmd.key,

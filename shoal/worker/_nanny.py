@@ -17,6 +17,7 @@ from typing import Any
 import dask
 import psutil
 
+from shoal import _logs
 from shoal.comm._tcp import comm_timeout
 from shoal.worker._resources import check_resources, format_resources
 
@@ -161,6 +162,7 @@ class Nanny:
         security: Any = None,
         resources: dict[str, float] | str | None = None,
     ) -> None:
+        _logs.ring("shoal.nanny")  # recent records, for get_worker_logs(nanny=True)
         self.scheduler_address = scheduler_address
         self.nthreads = nthreads
         self.name = name

@@ -19,6 +19,7 @@ from shoal.protocol._messages import (
     ScatterStored,
     TaskDone,
     TaskErred,
+    TaskRescheduled,
     Transfer,
 )
 from shoal.worker._events import (
@@ -228,7 +229,11 @@ class WorkerState:
             if ev.key in self.shadowed:  # the copy this run would have replaced goes
                 self.shadowed.discard(ev.key)
                 self._out.append(Drop([ev.key]))
-            self._out.append(Report(TaskErred(ev.key, ev.error, ev.start, ev.stop, ev.thread)))
+            if ev.error.get("kind") == "reschedule":  # raised Reschedule: not a failure
+                self._out.append(Report(TaskRescheduled(ev.key)))
+            else:
+                self._out.append(Report(TaskErred(ev.key, ev.error, ev.start, ev.stop,
+                                                  ev.thread)))
             return
         self.shadowed.discard(ev.key)
         self.held[ev.key] = ev.nbytes

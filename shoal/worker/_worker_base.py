@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from shoal import _logs
 from shoal.comm import Connection
 from shoal.comm._security import Security
 from shoal.comm._tcp import TCPConnection, comm_timeout
@@ -135,6 +136,7 @@ class WorkerBase:
         # at once (the nanny starts a fresh process); None: begin a fresh session instead.
         self.on_restart: Any = None
         self._serializer: concurrent.futures.ThreadPoolExecutor | None = None
+        _logs.ring("shoal.worker")  # recent records, for client.get_worker_logs()
         self.plugin_host = WorkerPlugins(self)  # plugins and uploads; they outlive sessions
         self.restart_requested = False  # a nanny plugin asked for a fresh process
 

@@ -75,6 +75,7 @@ SAMPLES: dict[str, m.Message] = {
     "actor-call": m.ActorCall(11, "Counter-1a2b", "increment", TWO_FRAMES),
     "actor-result": m.ActorResult(11, False, {"kind": "exception", "message": "boom"}),
     "task-seceded": m.TaskSeceded(("fib", 3), 0.002),
+    "task-rescheduled-by-task": m.TaskRescheduled(("fib", 3)),
     "fire-and-forget": m.FireAndForget(["report", ("x", 0)]),
     "topic-log": m.TopicLog(["print", "jobs"], {"args": ("hi", "1"), "file": 1}),
     "topic-subscribe": m.TopicSubscribe("jobs", True),

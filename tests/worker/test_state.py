@@ -432,3 +432,15 @@ def test_own_result_freed_while_a_queued_task_here_needs_it_is_kept_until_that_t
     assert ws.handle(KeysFreed(["a"])) == []  # t is queued on the executor and reads a
     assert ws.handle(done("t")) == [Drop(["a"]), report_done("t")]
     assert ws.held == {"t": 8} and ws.users == {}
+
+
+def test_a_task_that_asked_to_be_rescheduled_is_reported_as_such_and_forgotten(
+        ws: WorkerState) -> None:
+    from shoal.protocol._errors import reschedule_error
+    from shoal.protocol._messages import TaskRescheduled
+
+    ws.handle(compute("t", [("a", ["p1"], 4)]))
+    ws.handle(fetched("p1", {"a": 4}))
+    out = ws.handle(done("t", error=reschedule_error("t", ME, 2.0)))
+    assert out == [Drop(["a"]), Report(TaskRescheduled("t"))]
+    assert "t" not in ws.tasks and "t" not in ws.held

@@ -1,0 +1,120 @@
+"""The recent log records a process keeps for ``client.get_scheduler_logs()``,
+``client.get_worker_logs()`` and ``LocalCluster.get_logs()`` (dask's in-memory node logs).
+
+Owns: :class:`LogRing`, a logging handler holding the last records of one logger in a
+bounded deque (dask's ``distributed.admin.log-length``, 10,000 by default), one per logger
+name per process (``ring``), and their rendering, newest first, with dask's
+``distributed.admin.log-format``. A ring sees what its logger lets through: records below
+the logger's effective level (WARNING unless configured) are never made. Imports nothing
+of dask at import time (workers start without it).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from typing import Any
+
+DEFAULT_LENGTH = 10_000
+DEFAULT_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
+
+_TRACEBACKS = logging.Formatter()
+_rings: dict[str, LogRing] = {}
+_rings_lock = threading.Lock()
+
+
+class LogRing(logging.Handler):
+    """The last ``maxlen`` records handled by the logger it is attached to."""
+
+    def __init__(self, maxlen: int = DEFAULT_LENGTH) -> None:
+        super().__init__(logging.NOTSET)
+        self.records: collections.deque[logging.LogRecord] = collections.deque(maxlen=maxlen)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep a light copy: the message made now, the traceback as text, so the ring
+        holds no arguments nor frames (a task's data) alive."""
+        try:
+            fields = dict(record.__dict__, msg=record.getMessage(), args=None, exc_info=None)
+            if record.exc_info and not record.exc_text:
+                fields["exc_text"] = _TRACEBACKS.formatException(record.exc_info)
+        except Exception:
+            self.handleError(record)
+            return
+        self.records.append(logging.makeLogRecord(fields))  # atomic: any thread may log
+
+    def resize(self, maxlen: int) -> None:
+        """Keep at most ``maxlen`` records from now on (the newest ones)."""
+        if maxlen != self.records.maxlen:
+            self.records = collections.deque(self.records, maxlen=maxlen)
+
+    def newest(self, n: int | None = None, fmt: str | None = None) -> list[tuple[str, str]]:
+        """``(level name, formatted line)`` of the last ``n`` records (all kept if None),
+        newest first, as dask's ``get_logs``."""
+        return render(reversed(list(self.records)), n, fmt)
+
+
+def render(records: Any, n: int | None = None, fmt: str | None = None) -> list[tuple[str, str]]:
+    """``(level name, formatted line)`` of the first ``n`` of ``records``."""
+    formatter = logging.Formatter(fmt or DEFAULT_FORMAT)
+    out: list[tuple[str, str]] = []
+    for record in records:
+        if n is not None and len(out) >= n:
+            break
+        try:
+            line = formatter.format(record)
+        except Exception as exc:  # a record whose arguments do not fit its message
+            line = f"<record of {record.name} could not be formatted: {exc!r}>"
+        out.append((record.levelname, line))
+    return out
+
+
+def merged_newest(rings: list[LogRing], n: int | None = None,
+                  fmt: str | None = None) -> list[tuple[str, str]]:
+    """The records of several rings together, newest first."""
+    records = sorted((r for ring in rings for r in list(ring.records)),
+                     key=lambda r: r.created, reverse=True)
+    return render(records, n, fmt)
+
+
+def ring(logger_name: str, maxlen: int | None = None) -> LogRing:
+    """The ring attached to logger ``logger_name`` in this process, made on first use
+    (with ``maxlen``, else the default length); a later ``maxlen`` resizes it."""
+    with _rings_lock:
+        found = _rings.get(logger_name)
+        if found is None:
+            found = _rings[logger_name] = LogRing(maxlen or DEFAULT_LENGTH)
+            logging.getLogger(logger_name).addHandler(found)
+        elif maxlen is not None:
+            found.resize(maxlen)
+        return found
+
+
+def configured_length() -> int:
+    """dask's ``distributed.admin.log-length`` (imports dask: not for a worker's start)."""
+    import dask
+
+    value: Any = dask.config.get("distributed.admin.log-length", DEFAULT_LENGTH)
+    return int(value) if value else DEFAULT_LENGTH
+
+
+def configured_format() -> str:
+    """dask's ``distributed.admin.log-format``."""
+    import dask
+
+    value: Any = dask.config.get("distributed.admin.log-format", DEFAULT_FORMAT)
+    return str(value) if value else DEFAULT_FORMAT
+
+
+def check_count(n: Any) -> int | None:
+    """``n`` for a logs request: None (all) or a positive integer.
+
+    Raises:
+        ValueError: anything else.
+    """
+    if n is None:
+        return None
+    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+        raise ValueError(f"n must be a positive number of log records or None (all kept), "
+                         f"got {n!r}")
+    return n

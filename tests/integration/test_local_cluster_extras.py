@@ -1,0 +1,64 @@
+"""dask's ``Cluster`` methods on ``LocalCluster``: ``scale_up`` / ``scale_down``,
+``get_logs``, ``get_client``, ``name`` and ``asynchronous``."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from shoal import Client, LocalCluster
+
+pytestmark = pytest.mark.integration
+
+
+def test_scale_up_and_scale_down_by_name_or_address(make_client):
+    c = make_client(n_workers=1)
+    cluster = c.cluster
+    cluster.scale_up(2)
+    assert len(c.scheduler_info()["workers"]) == 2
+    assert sorted(cluster.workers) == ["0", "1"]
+    cluster.scale_down(["1"])
+    assert sorted(cluster.workers) == ["0"]
+    assert [w["name"] for w in c.scheduler_info()["workers"].values()] == ["0"]
+    cluster.scale_up(n=2)
+    (address,) = [a for a, w in c.scheduler_info()["workers"].items() if w["name"] == "2"]
+    cluster.scale_down([address])
+    assert sorted(cluster.workers) == ["0"]
+    with pytest.raises(ValueError, match="no worker named"):
+        cluster.scale_down(["nope"])
+    assert c.submit(lambda: 5, pure=False).result(timeout=30) == 5
+
+
+def test_get_logs_per_source(make_client):
+    c = make_client(n_workers=1)
+    cluster = c.cluster
+
+    def log_on_worker() -> None:
+        logging.getLogger("shoal.worker").warning("cluster-logs-worker-line")
+
+    c.run(log_on_worker)
+    c.run_on_scheduler(lambda: logging.getLogger("shoal.scheduler").warning("cluster-logs-sched"))
+    logging.getLogger("shoal.cluster").warning("cluster-logs-cluster-line")
+    logs = cluster.get_logs()
+    (address,) = c.scheduler_info()["workers"]
+    assert set(logs) == {"Cluster", "Scheduler", address}
+    assert "cluster-logs-cluster-line" in logs["Cluster"]
+    assert "cluster-logs-sched" in logs["Scheduler"]
+    assert "cluster-logs-worker-line" in logs[address]
+    assert set(cluster.get_logs(cluster=False, workers=False)) == {"Scheduler"}
+    assert set(cluster.get_logs(scheduler=False, cluster=False, workers=[address])) == {address}
+
+
+def test_get_client_name_and_asynchronous():
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None,
+                      name="extras") as cluster:
+        assert cluster.name == "extras"
+        assert cluster.asynchronous is False
+        c = cluster.get_client()
+        try:
+            assert isinstance(c, Client) and c.cluster is cluster
+            assert cluster.get_client() is c  # the open one, not a second
+            assert c.submit(lambda: 1, pure=False).result(timeout=30) == 1
+        finally:
+            c.close()
