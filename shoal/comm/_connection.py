@@ -65,6 +65,14 @@ class Connection:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
+    def send_now(self, msgs: list[Message]) -> None:
+        """``send_many``, written at once with whatever is queued rather than at the end
+        of this loop iteration: for a sender that batched its messages itself."""
+        if self.closed or not msgs:
+            return
+        self._outbox.extend(msgs)
+        self._flush()
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         if self._streaming:
