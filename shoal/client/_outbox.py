@@ -116,7 +116,8 @@ class Outbox(Assembled):
             if heavy:
                 break
         if self._conn is not None and msgs:
-            self._conn.send_now(msgs)  # batched here already: no loop iteration more
+            self._conn.send_many(msgs)
+            self._conn.flush()  # batched here already
         if outbox or dead:  # scheduled after the connection's flush: one step per frame
             self._schedule_drain()
 
