@@ -180,6 +180,7 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         self._outbox: collections.deque[Message] = collections.deque()
         self._dead: collections.deque[Any] = collections.deque()
         self._drain_scheduled = False
+        self._release_timer: asyncio.TimerHandle | None = None  # see _outbox.RELEASE_DELAY
         self._functions = FunctionCache()
         self._ftokens: dict[int, tuple[Any, str]] = {}
         self._sent_fids: set[str] = set()
@@ -589,6 +590,9 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         return None
 
     async def _close(self, with_cluster: bool = True) -> None:
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+            self._release_timer = None
         if self._conn is not None:
             self._conn.close()
         for c in self._worker_conns.values():

@@ -3,8 +3,9 @@
 Owns: queueing messages for the scheduler in call order (``_send``, drained once per loop
 iteration on shoal's loop), releasing keys whose last Future went away (counts per key; a
 Future's ``__del__`` only records the death, lock-free, and the drain sends the release
-after every message queued before it), and requests answered by a ``Response``
-(``_request``; ``_request_within`` with a deadline).
+after every message queued before it; once deaths come in, they ride with the next drain or
+wait ``RELEASE_DELAY`` rather than wake the loop each), and requests answered by a
+``Response`` (``_request``; ``_request_within`` with a deadline).
 
 A mixin of ``Client``: the facade (``_client.py``) creates the fields declared below in its
 ``__init__`` and handles what comes back. This module must not import the facade.
@@ -35,6 +36,11 @@ else:
 # releases a key in about 10 µs), and dropped futures counted per loop step.
 RELEASE_PIECE = 5_000
 DEAD_PER_STEP = 50_000
+# Seconds a dropped future's release may wait for the client's next message. A drain that
+# releases keys arms this delay; while it runs, a future dropped in a user thread wakes
+# nobody: sequential ``submit(...).result()`` would otherwise wake the loop twice per call,
+# and the release's work would compete for the GIL with the next submit.
+RELEASE_DELAY = 0.01
 
 
 class Outbox(Assembled):
@@ -52,6 +58,7 @@ class Outbox(Assembled):
     _conn: Connection | None
     _request_ids: itertools.count[int]
     _requests: dict[int, asyncio.Future[Any]]
+    _release_timer: asyncio.TimerHandle | None
 
     def _send(self, msg: Message) -> None:
         """Queue ``msg`` for the scheduler. Submissions and releases share this one ordered
@@ -76,6 +83,9 @@ class Outbox(Assembled):
         released: list[Any] = []
         dead = self._dead
         if dead:
+            if self._release_timer is None and self.status == "running":
+                self._release_timer = _loop.get_loop().call_later(
+                    RELEASE_DELAY, self._release_due)
             with self._lock:
                 budget = DEAD_PER_STEP
                 while dead and budget:
@@ -107,7 +117,16 @@ class Outbox(Assembled):
                 break
         if self._conn is not None and msgs:
             self._conn.send_many(msgs)
+            self._conn.flush()  # batched here already
         if outbox or dead:  # scheduled after the connection's flush: one step per frame
+            self._schedule_drain()
+
+    def _release_due(self) -> None:
+        """On the loop, ``RELEASE_DELAY`` after a drain released keys: drain the deaths
+        recorded since. The timer is cleared before ``_dead`` is looked at, so a death that
+        saw it set (and woke nobody) is seen here."""
+        self._release_timer = None
+        if self._dead and self.status == "running":
             self._schedule_drain()
 
     async def _request(self, op: str, **args: Any) -> Any:
@@ -147,10 +166,12 @@ class Outbox(Assembled):
 
     def _decref(self, key: Any, state: FutureState | None = None) -> None:
         """A Future of ``key`` (sharing ``state``) went away. Lock-free: this runs from
-        ``__del__``."""
+        ``__del__``. No loop wake-up while the release delay runs (see ``_release_due``)."""
         if self.status != "running":
             return
         self._dead.append((key, state))
+        if self._release_timer is not None:
+            return
         try:
             self._schedule_drain()
         except RuntimeError:  # interpreter shutting down

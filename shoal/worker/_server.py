@@ -303,6 +303,8 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
                 self.plugin_host.transition(ev.key, "executing",
                                         "memory" if ev.error is None else "error")
         self._carry_out(self.state.handle(*batch))
+        if self._scheduler is not None:
+            self._scheduler.flush()  # the executor batched what finished: report it now
 
     def _carry_out(self, commands: list[Any]) -> None:
         sched = self._scheduler

@@ -355,6 +355,38 @@ def test_a_key_stays_while_another_future_holds_it(client):
     wait_for(lambda: key not in scheduler_tasks(client), timeout=10)
 
 
+def test_sequential_round_trips_wake_the_loop_once_each(make_client, monkeypatch):
+    """A future dropped in a user thread is released with the client's next message (or
+    after a short delay), not by a loop wake-up of its own: one after another,
+    ``submit(...).result()`` wakes shoal's loop once per call, and every dropped key is
+    still released."""
+    from shoal import _loop
+    from shoal.client import _outbox
+
+    monkeypatch.setattr(_outbox, "RELEASE_DELAY", 600.0)  # only the next message carries them
+    client = make_client(n_workers=1)  # its own: the long delay must not outlive the test
+    assert client.submit(inc, 0, pure=False).result(timeout=10) == 1  # arms the release delay
+    user = threading.get_ident()
+    wakes = []
+    real = _loop.call_soon
+
+    def counting(fn, *args):
+        if threading.get_ident() == user:
+            wakes.append(fn)
+        return real(fn, *args)
+
+    monkeypatch.setattr(_loop, "call_soon", counting)
+    keys = []
+    for i in range(20):
+        fut = client.submit(inc, i, pure=False)
+        keys.append(fut.key)
+        assert fut.result(timeout=10) == i + 1
+        del fut
+    assert len(wakes) <= 20 + 1, f"{len(wakes)} loop wake-ups for 20 round trips"
+    assert client.submit(inc, 0, pure=False).result(timeout=10) == 1  # carries the last release
+    wait_for(lambda: not set(keys) & set(scheduler_tasks(client)), timeout=10)
+
+
 def test_scheduler_tasks_show_processing_then_memory(client, gate):
     fut = client.submit(gated, gate.path, 1, pure=False)
 
