@@ -65,6 +65,12 @@ class Connection:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
+    def flush(self) -> None:
+        """Write what was sent so far now, not at the end of this loop iteration: for a
+        reply its sender waits for, with nothing else to batch it with."""
+        if self._flush_scheduled:
+            self._flush()
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         if self._streaming:

@@ -137,6 +137,7 @@ class CoordinationShell:
                 conn.close()
                 return
             self.receive(name, msg)
+        conn.flush()  # its thread waits for the answer: write it before the loop goes on
 
     def close(self) -> None:
         for conn in list(self._channels.values()):
