@@ -227,3 +227,33 @@ def test_closing_ends_a_call_that_is_still_polling(open_channel) -> None:
     assert isinstance(out.get("error"), ChannelClosed)
     done.set()
     server.join()
+
+
+def test_polls_that_miss_make_the_next_waits_sleep_at_once_until_a_poll_hits(
+        open_channel) -> None:
+    """After a poll that ended without its answer the channel sleeps at once for the next
+    1, then 2, 4 ... waits; a poll that gets its answer ends the back-off."""
+    def script(conn: socket.socket, read: Callable[[], list[m.Message]]) -> None:
+        for i in range(6):
+            (req,) = read()
+            if i < 3:
+                time.sleep(0.2)  # late: a poll of 1 µs misses it
+            send(conn, m.CoordReply(req.request_id, True, 0))
+
+    server = Scripted(script)
+    channel = open_channel(server)
+    channel._spin = 1e-6  # polls that always miss
+    channel._backoff = channel._skip = 0  # whatever reading the hello did
+
+    def wait() -> tuple[int, int]:
+        assert channel.call(lambda rid: m.CoordSemaphoreValue(rid, "L")).ok
+        return channel._backoff, channel._skip
+
+    assert wait() == (1, 1)  # polled, missed
+    assert wait() == (1, 0)  # slept at once
+    assert wait() == (2, 2)  # polled again, missed again
+    channel._spin = 30.0  # polls that always hit
+    assert wait() == (2, 1)
+    assert wait() == (2, 0)
+    assert wait() == (0, 0)  # polled and got its answer
+    server.join()
