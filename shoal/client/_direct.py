@@ -81,13 +81,13 @@ def apply(client: Client, msg: Message) -> list[ev.Reply | ev.Fail] | None:
     """Apply ``msg`` to the client's scheduler now, if the rule allows: the answer if there
     is one now (empty: it comes on the connection later), or None: not applied, send it on
     the connection."""
+    conn = client._conn
+    if type(conn) is not InprocConnection or conn.closed:
+        return None  # first: a worker process does not load the scheduler's modules
     if type(msg) not in _direct_messages():
         return None
     item = getattr(msg, "item", None)
     if item is not None and item[0] != "data":
-        return None
-    conn = client._conn
-    if type(conn) is not InprocConnection or conn.closed:
         return None
     server_end = conn.other
     cluster = getattr(client, "cluster", None)
