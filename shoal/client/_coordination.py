@@ -6,6 +6,10 @@ message order), the errors those replies carry, and turning a future key in a re
 Future of this client before any later message about that key is read. The scheduler
 decides everything (shoal/scheduler/coordination); nothing here polls: a wait ends with
 the reply, which comes at the latest at the request's deadline, or with the connection.
+A client in the scheduler's own process may have a request applied from the calling
+thread instead of sending it (shoal/client/_direct.py, whose order rule ``call`` and
+``send`` keep by counting what they send on the connection); its answer settles the same
+pending Future.
 """
 
 from __future__ import annotations
