@@ -188,7 +188,7 @@ def test_threads_and_tasks_share_a_queue_without_losing_or_doubling_items(
     assert c.gather(tasks) == [n, n]
     assert sorted(got) == sorted([*range(n), *range(1000, 1000 + n),
                                   *range(10_000, 10_000 + n), *range(20_000, 20_000 + n)])
-    for base in (0, 1000, 10_000, 20_000):  # one producer's items in its order
+    for base in (0, 1000, 10_000, 20_000):  # every producer's items, each once
         mine = [v for v in got if base <= v < base + n]
         assert len(mine) == n
     assert direct_calls.count("coord-queue-get") == 4 * n
