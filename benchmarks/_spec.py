@@ -196,7 +196,10 @@ WORKLOADS: dict[str, Workload] = {
             method="`q = Queue('bench-queue')`, then `q.put(i)` and `q.get()` (checked to be "
             "i) one pair after another, after a warm-up; 2 workers x 1 thread. shoal's put on "
             "a queue without maxsize does not wait for the scheduler's answer (see the "
-            "README); dask's does. The target is 10x dask.distributed's median measured here.",
+            "README); dask's does. The client shares its process with the LocalCluster's "
+            "scheduler: shoal applies both requests from the calling thread, without a hand-off "
+            "to its event loop (shoal/client/_direct.py). The target is 10x dask.distributed's "
+            "median measured here.",
         ),
         Workload(
             name="tree",

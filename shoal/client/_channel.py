@@ -25,8 +25,11 @@ Must not know: the Lock API (shoal/client/_locks.py) or the client's event loop.
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import ssl
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -49,6 +52,27 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("shoal.client")
 
+
+def _spin_seconds() -> float:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cpus = os.cpu_count() or 1
+    return 100e-6 if cpus > 1 else 0.0
+
+
+# A thread waiting for an answer polls its socket this long before it sleeps in ``recv``.
+# An answer usually comes within it (a Lock's round trip is ~50 µs): the thread reads it at
+# once, and the scheduler's write finds no sleeper to wake. On a virtual machine, waking a
+# sleeping thread means waking its idle virtual CPU, which costs both sides ~10-30 µs
+# (benchmarks/RESULTS.md, "Lock round trip"). The cost is at most this much CPU per wait
+# (a Lock held by someone else), and nothing on a single CPU, where polling would only take
+# the time the scheduler needs to answer. A poll that ends without the answer is a sign
+# that polling does not pay (a lock held longer; or CPUs so busy that the polling thread
+# keeps the scheduler from running): the channel then sleeps at once for the next 1, 2,
+# 4 ... up to MAX_SPIN_BACKOFF waits, and polls again after a poll that got its answer.
+SPIN_SECONDS = _spin_seconds()
+MAX_SPIN_BACKOFF = 1024
 ROLE = "coordination"  # the scheduler's CHANNEL_ROLE
 _BARRIER = "shoal-ordering-barrier"  # a semaphore name no one uses: its value answers at once
 
@@ -70,6 +94,10 @@ class Channel:
         self._ids = 0
         self.closed = False
         self.unconfirmed = False  # a message without answer was sent since the last answer
+        # TLS reads whole records and takes no flags: a TLS channel always sleeps.
+        self._spin = 0.0 if isinstance(sock, ssl.SSLSocket) else SPIN_SECONDS
+        self._backoff = 0  # waits to sleep through after the last poll that missed
+        self._skip = 0  # of those, how many are left
 
     @classmethod
     def open(cls, address: str, security: Any, name: str, timeout: float) -> Channel:
@@ -165,12 +193,40 @@ class Channel:
                 out.extend(decode(frames))
         return out
 
+    def _poll(self, buf: memoryview) -> int:
+        """``_poll_into(buf)``, unless recent polls missed (see
+        ``SPIN_SECONDS``); -1: sleep in ``recv`` instead."""
+        if self._skip:
+            self._skip -= 1
+            return -1
+        n = self._poll_into(buf)
+        if n < 0:
+            self._backoff = min(self._backoff * 2 or 1, MAX_SPIN_BACKOFF)
+            self._skip = self._backoff
+        else:
+            self._backoff = 0
+        return n
+
+    def _poll_into(self, buf: memoryview) -> int:
+        """Bytes read into ``buf`` by polling without sleeping for up to ``SPIN_SECONDS``;
+        -1 if none came by then. See ``SPIN_SECONDS``."""
+        sock, flags = self._sock, socket.MSG_DONTWAIT
+        end = time.perf_counter() + self._spin
+        while True:
+            try:
+                return sock.recv_into(buf, 0, flags)
+            except (BlockingIOError, InterruptedError):
+                if time.perf_counter() > end:
+                    return -1
+
     def _read(self, wanted: Callable[[Message], bool]) -> Any:
         """The first message that is ``wanted``; others (a client's broadcasts) are dropped."""
         while True:
             try:
                 buf = self._decoder.get_buffer(65536)
-                n = self._sock.recv_into(buf)
+                n = self._poll(buf) if self._spin else -1
+                if n < 0:
+                    n = self._sock.recv_into(buf)
             except OSError as exc:
                 self.close()
                 raise ChannelClosed(

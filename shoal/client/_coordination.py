@@ -6,6 +6,10 @@ message order), the errors those replies carry, and turning a future key in a re
 Future of this client before any later message about that key is read. The scheduler
 decides everything (shoal/scheduler/coordination); nothing here polls: a wait ends with
 the reply, which comes at the latest at the request's deadline, or with the connection.
+A client in the scheduler's own process may have a request applied from the calling
+thread instead of sending it (shoal/client/_direct.py, whose order rule ``call`` and
+``send`` keep by counting what they send on the connection); its answer settles the same
+pending Future.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from shoal import _loop
-from shoal.client import _channel
+from shoal.client import _channel, _direct
 from shoal.protocol._messages import CoordKeysReceived, CoordReply, Message
 from shoal.protocol._serialize import Serialized, dumps, loads
 
@@ -86,18 +90,36 @@ def call(client: Client, make: Callable[[int], Message], decode: Decode | None =
     if client.status != "running":
         pending.pop(rid, None)
         client._check_open()
-    client._send(make(rid))
+    msg = make(rid)
+    answer_now = _direct.apply(client, msg)
+    if answer_now is not None:  # applied: answered now, or later on the connection
+        for cmd in answer_now:
+            on_reply(client, _as_reply(cmd))
+        return fut.result()
+    number = _direct.send_on_connection(client, lambda: client._send(msg))
     try:
         return fut.result()
     finally:
         _channel.client_sent(client, answered=True)
+        if fut.done() and not isinstance(fut.exception(), ConnectionError):
+            _direct.answered(client, number)  # an error the scheduler answered counts
+
+
+def _as_reply(cmd: Any) -> CoordReply:
+    from shoal.scheduler.coordination._events import Fail
+
+    if type(cmd) is Fail:
+        return CoordReply(cmd.rid, False, [cmd.kind, cmd.message])
+    return CoordReply(cmd.rid, True, cmd.value)
 
 
 def send(client: Client, msg: Message) -> None:
     """A message that gets no reply (release, delete...), in order with the others."""
     client._check_open()
     _channel.before_client_message(client)
-    client._send(msg)
+    if _direct.apply(client, msg) is not None:
+        return  # applied
+    _direct.send_on_connection(client, lambda: client._send(msg))
     _channel.client_sent(client, answered=False)
 
 

@@ -67,7 +67,8 @@ class Connection:
 
     def flush(self) -> None:
         """Write what is queued now rather than at the end of this loop iteration: for a
-        sender that batched its messages itself (one loop iteration less on the way)."""
+        sender that batched its messages itself, or a reply its sender waits for with
+        nothing else to batch it with (one loop iteration less on the way)."""
         if self._outbox:
             self._flush()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -179,4 +180,80 @@ def test_malformed_answer_closes_the_channel(open_channel) -> None:
     with pytest.raises(ChannelClosed, match="malformed"):
         channel.call(lambda rid: m.CoordSemaphoreValue(rid, "L"))
     assert channel.closed
+    server.join()
+
+
+@pytest.mark.parametrize("spin", [0.0, 100e-6, 5.0], ids=["sleeps", "polls-then-sleeps", "polls"])
+def test_an_answer_in_pieces_is_read_whether_the_thread_polls_or_sleeps(
+        open_channel, spin: float) -> None:
+    """The waiting thread polls its socket for SPIN_SECONDS, then sleeps in recv: an answer
+    whose second half comes after the polling window (20 ms here) is still read whole."""
+    def script(conn: socket.socket, read: Callable[[], list[m.Message]]) -> None:
+        for _ in range(3):
+            (req,) = read()
+            data = b"".join(encode([m.CoordReply(req.request_id, True, req.request_id)]))
+            conn.sendall(data[:5])
+            time.sleep(0.02)  # past a 100 µs polling window: the reader sleeps, then wakes
+            conn.sendall(data[5:])
+
+    server = Scripted(script)
+    channel = open_channel(server)
+    channel._spin = spin
+    for _ in range(3):
+        reply = channel.call(lambda rid: m.CoordSemaphoreValue(rid, "L"))
+        assert reply.ok and reply.value == reply.request_id
+    server.join()
+
+
+def test_closing_ends_a_call_that_is_still_polling(open_channel) -> None:
+    done = threading.Event()
+    server = Scripted(lambda conn, read: (read(), done.wait(10)))  # never answers
+    channel = open_channel(server)
+    channel._spin = 30.0  # polls for the whole test
+    out: dict[str, Any] = {}
+
+    def wait() -> None:
+        try:
+            channel.call(lambda rid: m.CoordSemaphoreValue(rid, "L"))
+        except BaseException as exc:  # handed to the test
+            out["error"] = exc
+
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    waiter.join(0.1)
+    assert waiter.is_alive()
+    channel.close()
+    waiter.join(10)
+    assert isinstance(out.get("error"), ChannelClosed)
+    done.set()
+    server.join()
+
+
+def test_polls_that_miss_make_the_next_waits_sleep_at_once_until_a_poll_hits(
+        open_channel) -> None:
+    """After a poll that ended without its answer the channel sleeps at once for the next
+    1, then 2, 4 ... waits; a poll that gets its answer ends the back-off."""
+    def script(conn: socket.socket, read: Callable[[], list[m.Message]]) -> None:
+        for i in range(6):
+            (req,) = read()
+            if i < 3:
+                time.sleep(0.2)  # late: a poll of 1 µs misses it
+            send(conn, m.CoordReply(req.request_id, True, 0))
+
+    server = Scripted(script)
+    channel = open_channel(server)
+    channel._spin = 1e-6  # polls that always miss
+    channel._backoff = channel._skip = 0  # whatever reading the hello did
+
+    def wait() -> tuple[int, int]:
+        assert channel.call(lambda rid: m.CoordSemaphoreValue(rid, "L")).ok
+        return channel._backoff, channel._skip
+
+    assert wait() == (1, 1)  # polled, missed
+    assert wait() == (1, 0)  # slept at once
+    assert wait() == (2, 2)  # polled again, missed again
+    channel._spin = 30.0  # polls that always hit
+    assert wait() == (2, 1)
+    assert wait() == (2, 0)
+    assert wait() == (0, 0)  # polled and got its answer
     server.join()

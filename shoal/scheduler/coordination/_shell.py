@@ -7,12 +7,19 @@ key holds to the task machine (HoldKeys -> GraphSubmitted, DropKeys -> KeysRelea
 Also the connections of role ``"coordination"``: a task thread's own channel for Lock and
 Semaphore requests (shoal/client/_channel.py), a holder like a client's connection but not
 a client (no futures, no topics). Decides nothing itself.
+
+Threads: the machine is fed on the loop, and also, for a client living in this process
+(its in-process connection), straight from the client's calling thread
+(:meth:`CoordinationShell.receive_direct`, used by shoal/client/_direct.py): no hand-off to
+the loop and back. ``_lock`` makes each ``handle`` of the machine atomic; commands of a
+direct request other than the caller's own answer run on the loop afterwards, in order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -86,6 +93,16 @@ CHANNEL_MESSAGES = frozenset({
 """What a channel may send: leases carry no future, so nothing on a channel needs to be
 ordered with a client's task messages."""
 
+DIRECT_MESSAGES = frozenset({
+    m.CoordQueueCreate, m.CoordQueuePut, m.CoordQueueGet, m.CoordQueueSize,
+    m.CoordEventSet, m.CoordEventClear, m.CoordEventWait, m.CoordEventIsSet,
+    m.CoordVariableGet,
+})
+"""What :meth:`CoordinationShell.receive_direct` takes (a put only of data): requests whose
+events never hold or drop keys in the task machine, so that applying them outside the
+loop's order of task messages changes nothing there. Not Lock and Semaphore: the client's
+loop refreshes their leases on the connection, which a direct release could overtake."""
+
 
 class CoordinationShell:
     def __init__(self, scheduler: Scheduler) -> None:
@@ -94,6 +111,8 @@ class CoordinationShell:
         self._timers: set[asyncio.TimerHandle] = set()
         self._validation: asyncio.TimerHandle | None = None
         self._channels: dict[str, Connection] = {}  # holder name -> a task thread's channel
+        self._lock = threading.Lock()  # one handle of the machine at a time (see above)
+        self._closed = False
 
     def receive(self, holder: str, msg: m.Message) -> None:
         """A coordination message from client connection ``holder``."""
@@ -110,6 +129,45 @@ class CoordinationShell:
         if type(event) is ev.SemaphoreAcquire and event.lease_timeout is not None:
             self._validate_leases_soon()
         self._run([event])
+
+    def receive_direct(self, holder: str, conn: Connection, msg: m.Message,
+                       call_soon: Callable[..., Any]) -> list[ev.Reply | ev.Fail] | None:
+        """From any thread: apply ``msg`` of client ``holder``, whose in-process connection
+        is ``conn``, now; a message of ``DIRECT_MESSAGES`` (a put only of data).
+        ``call_soon(fn, *args)``: runs ``fn`` on the loop of ``conn`` (this scheduler's) from
+        any thread. Returns the
+        answer to ``msg`` if it has one now (else it comes later on ``conn``, as after
+        :meth:`receive`), or None if ``holder`` is gone or this scheduler closed: nothing
+        was applied. Applied at once or never, so the caller orders it with what it sends
+        on ``conn`` (see shoal/client/_direct.py)."""
+        if type(msg) not in DIRECT_MESSAGES:
+            raise TypeError(f"{msg.tag!r} cannot be applied outside the loop")
+        item = getattr(msg, "item", None)
+        if item is not None and item[0] != "data":
+            raise TypeError("a future put must travel in order with its submission")
+        event = _BUILD[type(msg)](holder, msg, time.time())
+        with self._lock:
+            # The scheduler forgets the connection before the holder leaves the machine
+            # (under this lock): a holder found here has not left, and will leave after.
+            if self._closed or self.scheduler._clients.get(holder) is not conn:
+                return None
+            commands = self.state.handle(event)
+        rid = getattr(event, "rid", 0)
+        mine: list[ev.Reply | ev.Fail] = []
+        rest: list[Any] = []
+        for cmd in commands:
+            if (rid and isinstance(cmd, (ev.Reply, ev.Fail)) and cmd.holder == holder
+                    and cmd.rid == rid):
+                mine.append(cmd)
+            else:
+                rest.append(cmd)
+        if rest:
+            try:
+                call_soon(self._execute, rest)
+            except RuntimeError:  # the loop closed: so did this scheduler and its clients
+                logger.debug("scheduler loop closed; dropping %d coordination commands",
+                             len(rest))
+        return mine
 
     def holder_left(self, holder: str) -> None:
         """``holder``'s connection closed."""
@@ -137,8 +195,11 @@ class CoordinationShell:
                 conn.close()
                 return
             self.receive(name, msg)
+        conn.flush()  # its thread waits for the answer: write it before the loop goes on
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
         for conn in list(self._channels.values()):
             conn.close()  # a task waiting on its channel hears that the scheduler is gone
         for handle in self._timers:
@@ -151,7 +212,12 @@ class CoordinationShell:
     # --- commands ---------------------------------------------------------------------------
 
     def _run(self, events: list[Any]) -> None:
-        for cmd in self.state.handle(*events):
+        with self._lock:
+            commands = self.state.handle(*events)
+        self._execute(commands)
+
+    def _execute(self, commands: list[Any]) -> None:
+        for cmd in commands:
             if isinstance(cmd, ev.Reply):
                 if cmd.rid:  # request id 0: the sender wants no answer
                     self._send(cmd.holder, m.CoordReply(cmd.rid, True, cmd.value))

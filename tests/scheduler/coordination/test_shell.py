@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from shoal.protocol import _messages as m
 from shoal.protocol._serialize import dumps
 from shoal.scheduler._server import Scheduler
@@ -188,5 +190,36 @@ def test_channel_sending_more_than_lease_messages_is_closed() -> None:
         chan.conn.send(m.CoordQueueCreate(2, "q", 0))  # a channel carries no queue message
         await until(lambda: chan.conn.closed)
         assert s.coordination.state.semaphores.semaphores["x"].leases == {}
+
+    run(scenario)
+
+
+def test_direct_request_answers_its_caller_and_sends_the_others_answers_on_the_loop() -> None:
+    """receive_direct from another thread: the caller's own answer is returned, not sent;
+    a waiter it serves (another connection) is answered on the loop; a get that must wait
+    is answered later on the caller's connection, like after receive."""
+    async def scenario(s: Scheduler) -> None:
+        loop = asyncio.get_running_loop()
+        a, b = Peer(s, "a"), Peer(s, "b")
+        b.conn.send(m.CoordQueueGet(1, "q", 0, None))  # b waits
+        b.conn.flush()  # delivered now
+        server_a = s._clients["a"]
+
+        def direct(msg: m.Message) -> Any:
+            return s.coordination.receive_direct("a", server_a, msg, loop.call_soon_threadsafe)
+
+        put = m.CoordQueuePut(5, "q", ("data", dumps("for b")), None)
+        mine = await asyncio.to_thread(direct, put)
+        assert [(c.rid, c.value) for c in mine] == [(5, None)]
+        got = await b.reply(1)
+        assert got.ok and got.value[0] == "data"
+        assert 5 not in a.replies  # answered directly, not on the connection
+        assert await asyncio.to_thread(direct, m.CoordQueueGet(6, "q", 0, None)) == []
+        b.conn.send(m.CoordQueuePut(2, "q", ("data", dumps("for a")), None))
+        assert (await a.reply(6)).ok
+        with pytest.raises(TypeError):
+            direct(m.CoordQueuePut(7, "q", ("future", "k"), None))
+        with pytest.raises(TypeError):
+            direct(m.CoordSemaphoreRelease("x", "l1"))
 
     run(scenario)
