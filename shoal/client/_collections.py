@@ -16,10 +16,10 @@ import dask
 from dask._task_spec import GraphNode, List, TaskRef, convert_legacy_graph, parse_input
 from dask.base import collections_to_expr, is_dask_collection
 from dask.core import flatten
-from dask.order import order
 
 from shoal.client._core import orphaned_key
 from shoal.client._future import Future
+from shoal.client._task_order import task_order
 
 if TYPE_CHECKING:
     from shoal.client._core import ClientCore as Client  # the protocol: never the facade
@@ -96,7 +96,7 @@ def submit_graph(
     actor_keys = _actor_keys(actors, wanted)
     if actor_keys:
         nodes = _as_actors(nodes, actor_keys)
-    ordering = order(nodes) if len(nodes) > 1 else dict.fromkeys(nodes, 0)
+    ordering = task_order(nodes)
     gen = next(client._generation)
     futures = {k: Future(k, client) for k in dict.fromkeys(wanted)}
     rows = []
