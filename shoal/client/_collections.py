@@ -18,6 +18,7 @@ from dask.base import collections_to_expr, is_dask_collection
 from dask.core import flatten
 
 from shoal.client._core import orphaned_key
+from shoal.client._delayed_graph import delayed_graph
 from shoal.client._future import Future
 from shoal.client._task_order import task_order
 
@@ -27,7 +28,10 @@ if TYPE_CHECKING:
 
 def _graph_and_annotations(dsk: Any) -> tuple[dict[Any, GraphNode], dict[str, Any]]:
     annotations: dict[str, Any] = {}
-    if hasattr(dsk, "__dask_graph__"):
+    read = delayed_graph(dsk)  # dask.delayed collections: dask's cull, in linear time
+    if read is not None:
+        graph, annotations = read
+    elif hasattr(dsk, "__dask_graph__"):
         if hasattr(dsk, "__dask_annotations__"):
             annotations = dict(dsk.__dask_annotations__() or {})
         graph = dsk.__dask_graph__()
@@ -35,7 +39,8 @@ def _graph_and_annotations(dsk: Any) -> tuple[dict[Any, GraphNode], dict[str, An
         graph = dsk
     if not isinstance(graph, Mapping):
         raise TypeError(f"expected a dask graph (a mapping of key to task), got {type(graph).__name__}")
-    graph = dict(graph)
+    if type(graph) is not dict:
+        graph = dict(graph)
     for value in graph.values():
         if isinstance(value, Future) and value._client is not None and value._client.status != "running":
             raise RuntimeError(
