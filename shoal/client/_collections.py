@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import dask
-from dask._task_spec import GraphNode, List, TaskRef, convert_legacy_graph, parse_input
+from dask._task_spec import GraphNode, List, Task, TaskRef, convert_legacy_graph, parse_input
 from dask.base import collections_to_expr, is_dask_collection
 from dask.core import flatten
 
@@ -21,6 +21,7 @@ from shoal.client._core import orphaned_key
 from shoal.client._delayed_graph import delayed_graph
 from shoal.client._future import Future
 from shoal.client._task_order import task_order
+from shoal.protocol._call import RefCall
 
 if TYPE_CHECKING:
     from shoal.client._core import ClientCore as Client  # the protocol: never the facade
@@ -120,7 +121,7 @@ def submit_graph(
                 if need or loose:
                     restrictions.append((key, need, loose))
             try:
-                row = client._row(key, node, (-int(p or 0), gen, ordering.get(key, 0)),
+                row = client._row(key, ref_call(node), (-int(p or 0), gen, ordering.get(key, 0)),
                                   int(r or 0), w, _prefix(key))
             except TypeError as exc:
                 if local is None or not _writes_hdf5(exc):
@@ -129,6 +130,36 @@ def submit_graph(
             rows.append(row)
     client._submit_rows(rows, list(futures), actor_keys or None, restrictions or None)
     return futures
+
+
+def ref_call(task: Any) -> Any:
+    """``task`` (a dask GraphNode) as a :class:`RefCall` when it is a plain ``Task`` of
+    literal and reference arguments, else ``task`` itself."""
+    if type(task) is not Task or task._data_producer:
+        return task
+    refs: list[tuple[int | str, Any]] = []
+    args = task.args
+    for i, a in enumerate(args):
+        if isinstance(a, TaskRef):
+            refs.append((i, a.key))
+        elif isinstance(a, GraphNode):
+            return task  # a nested task, list or dict of references: the Task runs it
+    kwargs = task.kwargs
+    for name, a in kwargs.items():
+        if isinstance(a, TaskRef):
+            refs.append((name, a.key))
+        elif isinstance(a, GraphNode):
+            return task
+    if not refs:
+        return RefCall(task.func, args, kwargs, (), task.dependencies)
+    plain = list(args)
+    kw = dict(kwargs)
+    for slot, _ in refs:
+        if type(slot) is int:
+            plain[slot] = None
+        else:
+            kw[slot] = None
+    return RefCall(task.func, tuple(plain), kw, tuple(refs), task.dependencies)
 
 
 def _option(annotated: Any, given: Any, key: Any) -> Any:
