@@ -21,7 +21,7 @@ from shoal.client._core import orphaned_key
 from shoal.client._delayed_graph import delayed_graph
 from shoal.client._future import Future
 from shoal.client._task_order import task_order
-from shoal.protocol._call import RefCall
+from shoal.protocol._call import RefCall, RefCallPickles
 
 if TYPE_CHECKING:
     from shoal.client._core import ClientCore as Client  # the protocol: never the facade
@@ -106,6 +106,7 @@ def submit_graph(
     gen = next(client._generation)
     futures = {k: Future(k, client) for k in dict.fromkeys(wanted)}
     rows = []
+    pickles = RefCallPickles(client._functions)
     with client._functions.batch():
         for key, node in nodes.items():
             if key in held and key not in futures:
@@ -120,9 +121,16 @@ def submit_graph(
                 loose = bool(_option(ann_loose, allow_other_workers, key))
                 if need or loose:
                     restrictions.append((key, need, loose))
+            prio = (-int(p or 0), gen, ordering.get(key, 0))
+            flat = _flat_call(node)
+            fast = pickles(*flat) if flat is not None else None
+            if fast is not None:  # the row _row would make, without a reducer call
+                rows.append((key, fast[0], list(node.dependencies), fast[1], prio, int(r or 0),
+                             w, _prefix(key)))
+                continue
             try:
-                row = client._row(key, ref_call(node), (-int(p or 0), gen, ordering.get(key, 0)),
-                                  int(r or 0), w, _prefix(key))
+                payload = node if flat is None else RefCall(*flat, node.dependencies)
+                row = client._row(key, payload, prio, int(r or 0), w, _prefix(key))
             except TypeError as exc:
                 if local is None or not _writes_hdf5(exc):
                     raise
@@ -135,23 +143,30 @@ def submit_graph(
 def ref_call(task: Any) -> Any:
     """``task`` (a dask GraphNode) as a :class:`RefCall` when it is a plain ``Task`` of
     literal and reference arguments, else ``task`` itself."""
+    flat = _flat_call(task)
+    return task if flat is None else RefCall(*flat, task.dependencies)
+
+
+def _flat_call(task: Any) -> tuple[Any, tuple[Any, ...], dict[str, Any], tuple[Any, ...]] | None:
+    """``(func, args, kwargs, refs)`` of a :class:`RefCall` running ``task``, when it is a
+    plain ``Task`` of literal and reference arguments; else None."""
     if type(task) is not Task or task._data_producer:
-        return task
+        return None
     refs: list[tuple[int | str, Any]] = []
     args = task.args
     for i, a in enumerate(args):
         if isinstance(a, TaskRef):
             refs.append((i, a.key))
         elif isinstance(a, GraphNode):
-            return task  # a nested task, list or dict of references: the Task runs it
+            return None  # a nested task, list or dict of references: the Task runs it
     kwargs = task.kwargs
     for name, a in kwargs.items():
         if isinstance(a, TaskRef):
             refs.append((name, a.key))
         elif isinstance(a, GraphNode):
-            return task
+            return None
     if not refs:
-        return RefCall(task.func, args, kwargs, (), task.dependencies)
+        return task.func, args, kwargs, ()
     plain = list(args)
     kw = dict(kwargs)
     for slot, _ in refs:
@@ -159,7 +174,7 @@ def ref_call(task: Any) -> Any:
             plain[slot] = None
         else:
             kw[slot] = None
-    return RefCall(task.func, tuple(plain), kw, tuple(refs), task.dependencies)
+    return task.func, tuple(plain), kw, tuple(refs)
 
 
 def _option(annotated: Any, given: Any, key: Any) -> Any:
