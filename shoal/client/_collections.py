@@ -107,15 +107,23 @@ def submit_graph(
     futures = {k: Future(k, client) for k in dict.fromkeys(wanted)}
     rows = []
     pickles = RefCallPickles(client._functions)
+    # Options that are the same for every key (no annotation, no callable) are read once.
+    same_r = ann_retries is None and not callable(retries)
+    same_p = ann_priority is None and not callable(priority)
+    same_w = ann_workers is None and workers is None
+    r, p, w = (retries if same_r else None), (priority if same_p else None), None
     with client._functions.batch():
         for key, node in nodes.items():
             if key in held and key not in futures:
                 continue
             if local is not None and key in local:
                 continue
-            r = _option(ann_retries, retries, key)
-            p = _option(ann_priority, priority, key)
-            w = client._check_workers(_option(ann_workers, workers, key))
+            if not same_r:
+                r = _option(ann_retries, retries, key)
+            if not same_p:
+                p = _option(ann_priority, priority, key)
+            if not same_w:
+                w = client._check_workers(_option(ann_workers, workers, key))
             if restricted:
                 need = client._check_resources(_option(ann_resources, resources, key))
                 loose = bool(_option(ann_loose, allow_other_workers, key))
