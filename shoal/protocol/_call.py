@@ -11,9 +11,10 @@ from __future__ import annotations
 import pickle
 import types
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shoal.protocol._serialize import FunctionCache, Serialized, _function
+if TYPE_CHECKING:
+    from shoal.protocol._serialize import FunctionCache, Serialized
 
 _FRAME = pickle.FRAME[0]
 
@@ -132,7 +133,12 @@ class RefCallPickles:
     """
 
     def __init__(self, cache: FunctionCache) -> None:
+        # Imported here: modules that _serialize imports may import this one.
+        from shoal.protocol._serialize import Serialized, _function
+
         self._cache = cache
+        self._serialized = Serialized
+        self._function = _global(_function)
         self._heads: dict[int, tuple[Any, bytes, list[str]]] = {}
 
     def __call__(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -154,7 +160,7 @@ class RefCallPickles:
         if head is None or head[0] is not func:
             fid = self._cache.pickler().fid(func)  # checked once per batch
             head = self._heads[id(func)] = (func, pickle.PROTO + b"\x05" + _global(_ref_call)
-                                            + _global(_function) + _short_str(fid)
+                                            + self._function + _short_str(fid)
                                             + pickle.TUPLE1 + pickle.REDUCE, [fid])
         data = pickle.dumps((args, kwargs, refs), protocol=5)
         if len(data) > _MAX_BYTES:
@@ -162,4 +168,4 @@ class RefCallPickles:
         start = 2
         if data[2] == _FRAME:  # one frame, as the size limit ensures
             start = 11
-        return Serialized([head[1] + data[start:-1] + _TAIL]), head[2]
+        return self._serialized([head[1] + data[start:-1] + _TAIL]), head[2]
