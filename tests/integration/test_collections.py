@@ -335,3 +335,17 @@ def test_a_wide_delayed_graph_goes_in_pieces_and_keeps_its_result(client):
 
     root = _delayed_tree(PIECE_ROWS, "wide")  # 2 x PIECE_ROWS - 1 tasks: several pieces
     assert client.compute(root).result(timeout=60) == sum(range(1, PIECE_ROWS + 1))
+
+
+def pair(first, second):
+    return (first, second)
+
+
+def test_delayed_keyword_inputs_literals_and_tuple_keys_reach_the_function(client):
+    a = delayed(inc)(1, dask_key_name=("kw-a", 0))
+    out = delayed(add)(10, y=a, dask_key_name=("kw-out", 1))
+    both = delayed(pair)(None, out, dask_key_name="kw-pair")
+    assert client.compute(both).result(timeout=10) == (None, 12)
+    assert both.compute() == (None, 12)
+    with_list = delayed(pair)([a, 5], "text")  # a list of references: a dask Task travels
+    assert with_list.compute() == ([2, 5], "text")
