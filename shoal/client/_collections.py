@@ -13,13 +13,15 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import dask
-from dask._task_spec import GraphNode, List, TaskRef, convert_legacy_graph, parse_input
+from dask._task_spec import GraphNode, List, Task, TaskRef, convert_legacy_graph, parse_input
 from dask.base import collections_to_expr, is_dask_collection
 from dask.core import flatten
-from dask.order import order
 
 from shoal.client._core import orphaned_key
+from shoal.client._delayed_graph import delayed_graph
 from shoal.client._future import Future
+from shoal.client._task_order import task_order
+from shoal.protocol._call import RefCall, RefCallPickles
 
 if TYPE_CHECKING:
     from shoal.client._core import ClientCore as Client  # the protocol: never the facade
@@ -27,7 +29,10 @@ if TYPE_CHECKING:
 
 def _graph_and_annotations(dsk: Any) -> tuple[dict[Any, GraphNode], dict[str, Any]]:
     annotations: dict[str, Any] = {}
-    if hasattr(dsk, "__dask_graph__"):
+    read = delayed_graph(dsk)  # dask.delayed collections: dask's cull, in linear time
+    if read is not None:
+        graph, annotations = read
+    elif hasattr(dsk, "__dask_graph__"):
         if hasattr(dsk, "__dask_annotations__"):
             annotations = dict(dsk.__dask_annotations__() or {})
         graph = dsk.__dask_graph__()
@@ -35,7 +40,8 @@ def _graph_and_annotations(dsk: Any) -> tuple[dict[Any, GraphNode], dict[str, An
         graph = dsk
     if not isinstance(graph, Mapping):
         raise TypeError(f"expected a dask graph (a mapping of key to task), got {type(graph).__name__}")
-    graph = dict(graph)
+    if type(graph) is not dict:
+        graph = dict(graph)
     for value in graph.values():
         if isinstance(value, Future) and value._client is not None and value._client.status != "running":
             raise RuntimeError(
@@ -96,27 +102,43 @@ def submit_graph(
     actor_keys = _actor_keys(actors, wanted)
     if actor_keys:
         nodes = _as_actors(nodes, actor_keys)
-    ordering = order(nodes) if len(nodes) > 1 else dict.fromkeys(nodes, 0)
+    ordering = task_order(nodes)
     gen = next(client._generation)
     futures = {k: Future(k, client) for k in dict.fromkeys(wanted)}
     rows = []
+    pickles = RefCallPickles(client._functions)
+    # Options that are the same for every key (no annotation, no callable) are read once.
+    same_r = ann_retries is None and not callable(retries)
+    same_p = ann_priority is None and not callable(priority)
+    same_w = ann_workers is None and workers is None
+    r, p, w = (retries if same_r else None), (priority if same_p else None), None
     with client._functions.batch():
         for key, node in nodes.items():
             if key in held and key not in futures:
                 continue
             if local is not None and key in local:
                 continue
-            r = _option(ann_retries, retries, key)
-            p = _option(ann_priority, priority, key)
-            w = client._check_workers(_option(ann_workers, workers, key))
+            if not same_r:
+                r = _option(ann_retries, retries, key)
+            if not same_p:
+                p = _option(ann_priority, priority, key)
+            if not same_w:
+                w = client._check_workers(_option(ann_workers, workers, key))
             if restricted:
                 need = client._check_resources(_option(ann_resources, resources, key))
                 loose = bool(_option(ann_loose, allow_other_workers, key))
                 if need or loose:
                     restrictions.append((key, need, loose))
+            prio = (-int(p or 0), gen, ordering.get(key, 0))
+            flat = _flat_call(node)
+            fast = pickles(*flat) if flat is not None else None
+            if fast is not None:  # the row _row would make, without a reducer call
+                rows.append((key, fast[0], list(node.dependencies), fast[1], prio, int(r or 0),
+                             w, _prefix(key)))
+                continue
             try:
-                row = client._row(key, node, (-int(p or 0), gen, ordering.get(key, 0)),
-                                  int(r or 0), w, _prefix(key))
+                payload = node if flat is None else RefCall(*flat, node.dependencies)
+                row = client._row(key, payload, prio, int(r or 0), w, _prefix(key))
             except TypeError as exc:
                 if local is None or not _writes_hdf5(exc):
                     raise
@@ -124,6 +146,43 @@ def submit_graph(
             rows.append(row)
     client._submit_rows(rows, list(futures), actor_keys or None, restrictions or None)
     return futures
+
+
+def ref_call(task: Any) -> Any:
+    """``task`` (a dask GraphNode) as a :class:`RefCall` when it is a plain ``Task`` of
+    literal and reference arguments, else ``task`` itself."""
+    flat = _flat_call(task)
+    return task if flat is None else RefCall(*flat, task.dependencies)
+
+
+def _flat_call(task: Any) -> tuple[Any, tuple[Any, ...], dict[str, Any], tuple[Any, ...]] | None:
+    """``(func, args, kwargs, refs)`` of a :class:`RefCall` running ``task``, when it is a
+    plain ``Task`` of literal and reference arguments; else None."""
+    if type(task) is not Task or task._data_producer:
+        return None
+    refs: list[tuple[int | str, Any]] = []
+    args = task.args
+    for i, a in enumerate(args):
+        if isinstance(a, TaskRef):
+            refs.append((i, a.key))
+        elif isinstance(a, GraphNode):
+            return None  # a nested task, list or dict of references: the Task runs it
+    kwargs = task.kwargs
+    for name, a in kwargs.items():
+        if isinstance(a, TaskRef):
+            refs.append((name, a.key))
+        elif isinstance(a, GraphNode):
+            return None
+    if not refs:
+        return task.func, args, kwargs, ()
+    plain = list(args)
+    kw = dict(kwargs)
+    for slot, _ in refs:
+        if type(slot) is int:
+            plain[slot] = None
+        else:
+            kw[slot] = None
+    return task.func, tuple(plain), kw, tuple(refs)
 
 
 def _option(annotated: Any, given: Any, key: Any) -> Any:

@@ -1,4 +1,5 @@
-"""The payload of a plain ``client.submit``/``map`` call: a function and literal arguments.
+"""The payloads of plain calls: ``Call`` (``client.submit``/``map`` with literal arguments)
+and ``RefCall`` (a dask task whose arguments refer to other keys).
 
 dask's ``Task`` handles futures inside arguments; a call without any is pickled and run
 through this smaller object instead (a third of the pickling cost on the per-task path).
@@ -7,8 +8,15 @@ Both are called the same way by the worker: ``payload(values)``.
 
 from __future__ import annotations
 
+import pickle
+import types
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shoal.protocol._serialize import FunctionCache, Serialized
+
+_FRAME = pickle.FRAME[0]
 
 _NO_DEPS: frozenset[Any] = frozenset()
 
@@ -32,3 +40,132 @@ class Call:
     def __repr__(self) -> str:
         name = getattr(self.func, "__name__", repr(self.func))
         return f"<Call {name}(...)>"
+
+
+class RefCall:
+    """The payload of a dask ``Task`` whose arguments are literals and references to other
+    keys (``TaskRef``), nothing nested: the shape of nearly every task of a ``delayed``
+    graph. It runs as the Task would (each reference replaced by its key's value) and
+    pickles as a function, builtins and one small object, where a Task also pickles its
+    dependency set, token, repr cache and a ``TaskRef`` object per input: about half the
+    cost on the client, and less to load on the worker.
+
+    ``args``/``kwargs`` hold None where ``refs`` says a key's value goes: ``refs`` is a
+    tuple of ``(position or keyword, key)``.
+    """
+
+    __slots__ = ("_deps", "args", "func", "kwargs", "refs")
+
+    def __init__(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                 refs: tuple[tuple[int | str, Any], ...],
+                 dependencies: frozenset[Any] | None = None) -> None:
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+        self.refs = refs
+        self._deps = dependencies  # the task's, known where it is made (not pickled)
+
+    @property
+    def dependencies(self) -> frozenset[Any]:
+        if self._deps is None:
+            self._deps = frozenset(key for _, key in self.refs)
+        return self._deps
+
+    def __call__(self, values: Any = ()) -> Any:
+        if not self.refs:
+            return self.func(*self.args, **self.kwargs)
+        args = list(self.args)
+        kwargs = dict(self.kwargs) if self.kwargs else self.kwargs
+        for slot, key in self.refs:
+            if isinstance(slot, int):
+                args[slot] = values[key]
+            else:
+                kwargs[slot] = values[key]
+        return self.func(*args, **kwargs)
+
+    def __reduce__(self) -> Any:
+        return RefCall, (self.func, self.args, self.kwargs, self.refs)
+
+    def __repr__(self) -> str:
+        name = getattr(self.func, "__name__", repr(self.func))
+        return f"<RefCall {name}(...)>"
+
+
+
+def _ref_call(func: Callable[..., Any], rest: tuple[Any, Any, Any]) -> RefCall:
+    """Unpickling hook of :class:`RefCallPickles`' payloads."""
+    return RefCall(func, *rest)
+
+
+# --- RefCall payloads put together from constant pieces ------------------------------------
+
+# Values pickled as they are, with nothing for the task pickler to replace (no function,
+# class or buffer): a payload of only these needs no reducer call.
+_PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
+_MAX_BYTES = 32 * 1024  # bigger argument pickles take the general path
+_TAIL = pickle.TUPLE2 + pickle.REDUCE + pickle.STOP
+
+
+def _short_str(text: str) -> bytes:
+    raw = text.encode()
+    if len(raw) > 255:
+        raise ValueError(f"name too long for a short pickle string: {text!r}")
+    return pickle.SHORT_BINUNICODE + bytes([len(raw)]) + raw
+
+
+def _global(obj: Any) -> bytes:
+    return _short_str(obj.__module__) + _short_str(obj.__qualname__) + pickle.STACK_GLOBAL
+
+
+def _plain_key(key: Any) -> bool:
+    return type(key) is str or (type(key) is tuple and all(type(k) in _PLAIN for k in key))
+
+
+class RefCallPickles:
+    """Payloads of :class:`RefCall` s of Python functions over plain values (numbers,
+    strings, None) and keys, as the task pickler would give them, built from constant
+    pieces around one ``pickle.dumps((args, kwargs, refs))``: no reducer call per task.
+
+    The stream is ``_ref_call``, ``_function(fid)``, the arguments' own pickle, TUPLE2,
+    REDUCE. The constant pieces memoize nothing, so the memo indices of the arguments'
+    pickle (which start at 0) are the stream's. A call this cannot take gives None: the
+    caller pickles a RefCall with ``dumps_task`` instead.
+    """
+
+    def __init__(self, cache: FunctionCache) -> None:
+        # Imported here: modules that _serialize imports may import this one.
+        from shoal.protocol._serialize import Serialized, _function
+
+        self._cache = cache
+        self._serialized = Serialized
+        self._function = _global(_function)
+        self._heads: dict[int, tuple[Any, bytes, list[str]]] = {}
+
+    def __call__(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 refs: tuple[tuple[int | str, Any], ...]) -> tuple[Serialized, list[str]] | None:
+        if type(func) is not types.FunctionType:
+            return None
+        plain = _PLAIN
+        for a in args:
+            if type(a) not in plain:
+                return None
+        if kwargs:
+            for a in kwargs.values():
+                if type(a) not in plain:
+                    return None
+        for _, key in refs:
+            if type(key) is not str and not _plain_key(key):
+                return None
+        head = self._heads.get(id(func))
+        if head is None or head[0] is not func:
+            fid = self._cache.pickler().fid(func)  # checked once per batch
+            head = self._heads[id(func)] = (func, pickle.PROTO + b"\x05" + _global(_ref_call)
+                                            + self._function + _short_str(fid)
+                                            + pickle.TUPLE1 + pickle.REDUCE, [fid])
+        data = pickle.dumps((args, kwargs, refs), protocol=5)
+        if len(data) > _MAX_BYTES:
+            return None
+        start = 2
+        if data[2] == _FRAME:  # one frame, as the size limit ensures
+            start = 11
+        return self._serialized([head[1] + data[start:-1] + _TAIL]), head[2]

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from dask import delayed
 from dask._task_spec import Task, TaskRef
+from dask.delayed import Delayed
 
 from shoal import Client, Future, futures_of, wait
 
@@ -258,3 +259,93 @@ def test_computing_a_persisted_collection_after_its_client_closed_raises_a_clear
     other.close()
     with pytest.raises(Exception, match=r"(?i)closed"):
         x.sum().compute()
+
+
+# --- the delayed graph path (issue 14): read from the layers, ordered as a tree ----------------
+
+
+def _delayed_tree(leaves, name):
+    level = [delayed(inc)(i, dask_key_name=(f"{name}-leaf", i)) for i in range(leaves)]
+    n = 0
+    while len(level) > 1:
+        pairs = []
+        for a, b in zip(level[::2], level[1::2], strict=False):
+            pairs.append(delayed(add)(a, b, dask_key_name=(f"{name}-add", n)))
+            n += 1
+        level = pairs + level[len(pairs) * 2:]
+    return level[0]
+
+
+def _every_node(root):
+    """A Delayed for every task of ``root``'s graph (layers and annotations kept)."""
+    return [Delayed(k, root.dask) for k in root.dask.layers]
+
+
+def test_a_delayed_trees_priorities_on_the_scheduler_are_dasks_order(client):
+    from dask._task_spec import convert_legacy_graph
+    from dask.order import order
+
+    root = _delayed_tree(48, "prio")
+    nodes = _every_node(root)  # every key wanted: each keeps its task (and priority) after
+    futures = client.compute(nodes)
+    assert client.gather(futures)[[n.key for n in nodes].index(root.key)] == sum(range(1, 49))
+    tasks = scheduler_tasks(client)
+    by_scheduler = sorted((n.key for n in nodes), key=lambda k: tasks[k].priority)
+    expected = order(convert_legacy_graph(dict(root.__dask_graph__())))
+    assert by_scheduler == sorted(expected, key=expected.get)
+    # depth first: the first reduction comes right after its two leaves
+    first_reduction = root.dask.layers[by_scheduler[2]].mapping[by_scheduler[2]]
+    assert first_reduction.dependencies == set(by_scheduler[:2])
+
+
+def test_a_delayed_graph_runs_only_the_tasks_its_keys_need(client, tmp_path):
+    marker = tmp_path / "ran"
+    dsk = {
+        "cull-needed": Task("cull-needed", inc, 1),
+        "cull-out": Task("cull-out", add, TaskRef("cull-needed"), 10),
+        "cull-unneeded": Task("cull-unneeded", flaky, str(marker), "never"),
+    }
+    future = client.compute(Delayed("cull-out", dsk))
+    assert future.result(timeout=10) == 12
+    assert "cull-unneeded" not in scheduler_tasks(client)
+    assert Delayed("cull-out", dsk).compute() == 12
+    assert not marker.exists()
+
+
+def test_persist_of_a_delayed_tree_holds_its_root_as_a_future(client):
+    root = _delayed_tree(16, "persisted")
+    persisted = client.persist(root)
+    (fut,) = futures_of(persisted)
+    assert fut.key == root.key
+    assert persisted.compute() == sum(range(1, 17))
+    assert client.compute(delayed(inc)(persisted)).result(timeout=10) == sum(range(1, 17)) + 1
+
+
+def test_annotated_priority_of_a_delayed_graph_reaches_the_scheduler(client):
+    with dask.annotate(priority=7):
+        root = _delayed_tree(4, "annotated")
+    futures = client.compute(_every_node(root))
+    client.gather(futures)
+    tasks = scheduler_tasks(client)
+    assert {tasks[f.key].priority[0] for f in futures} == {-7}
+
+
+def test_a_wide_delayed_graph_goes_in_pieces_and_keeps_its_result(client):
+    from shoal.client._submit import PIECE_ROWS
+
+    root = _delayed_tree(PIECE_ROWS, "wide")  # 2 x PIECE_ROWS - 1 tasks: several pieces
+    assert client.compute(root).result(timeout=60) == sum(range(1, PIECE_ROWS + 1))
+
+
+def pair(first, second):
+    return (first, second)
+
+
+def test_delayed_keyword_inputs_literals_and_tuple_keys_reach_the_function(client):
+    a = delayed(inc)(1, dask_key_name=("kw-a", 0))
+    out = delayed(add)(10, y=a, dask_key_name=("kw-out", 1))
+    both = delayed(pair)(None, out, dask_key_name="kw-pair")
+    assert client.compute(both).result(timeout=10) == (None, 12)
+    assert both.compute() == (None, 12)
+    with_list = delayed(pair)([a, 5], "text")  # a list of references: a dask Task travels
+    assert with_list.compute() == ([2, 5], "text")

@@ -1,0 +1,142 @@
+"""``RefCall``: a dask Task of literal and reference arguments, as the graph path sends it
+(``_collections.ref_call``). It must run on the worker as the Task would."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from dask._task_spec import Alias, DataNode, List, Task, TaskRef
+
+from shoal.client._collections import _flat_call, ref_call
+from shoal.protocol._call import RefCall, RefCallPickles
+from shoal.protocol._serialize import FunctionCache, FunctionTable, Serialized, dumps_task, loads
+
+
+def record(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
+    return (args, kwargs)
+
+
+def ship(payload: Any) -> Any:
+    cache = FunctionCache()
+    ser, fids = dumps_task(payload, cache)
+    table = FunctionTable()
+    table.add_blobs({fid: cache.blobs[fid] for fid in fids})
+    return loads(Serialized([bytes(f) for f in ser.frames]), table)
+
+
+VALUES = {"a": 10, "b": [20], ("t", 1): None}
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        Task("k", record, TaskRef("a"), 2, TaskRef("b")),
+        Task("k", record, None, TaskRef(("t", 1)), "text", None),
+        Task("k", record, TaskRef("a"), TaskRef("a")),
+        Task("k", record, 1, x=TaskRef("b"), y=None, z=3),
+        Task("k", record),
+        Task("k", record, (1, 2), {"plain": "dict"}),
+    ],
+    ids=["positional", "literal-none-and-tuple-key", "same-key-twice", "keywords", "no-args",
+         "literal-containers"],
+)
+def test_a_refcall_runs_on_the_worker_as_its_task_would(task: Task) -> None:
+    payload = ref_call(task)
+    assert type(payload) is RefCall
+    assert payload.dependencies == task.dependencies
+    shipped = ship(payload)
+    assert shipped(VALUES) == task(VALUES)
+    assert shipped.dependencies == task.dependencies
+
+
+def test_a_refcall_pickles_smaller_than_its_task() -> None:
+    task = Task("add-abc", record, TaskRef("inc-1"), TaskRef("inc-2"))
+    cache = FunctionCache()
+    assert dumps_task(ref_call(task), cache)[0].nbytes < dumps_task(task, cache)[0].nbytes
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        Task("k", record, List(TaskRef("a"), 1)),  # references nested in a list
+        Task("k", record, Task("inner", record, TaskRef("a"))),  # a fused, nested task
+        Task("k", record, y=List(TaskRef("a"))),
+        Task("k", record, 1, _data_producer=True),
+        DataNode("k", 5),
+        Alias("k", "a"),
+    ],
+    ids=["list-of-refs", "nested-task", "keyword-list", "data-producer", "data", "alias"],
+)
+def test_nodes_that_are_not_flat_calls_travel_as_they_are(node: Any) -> None:
+    assert ref_call(node) is node
+    assert ship(node)(VALUES) == node(VALUES)
+
+
+# --- payloads put together from constant pieces (RefCallPickles) -------------------------------
+
+
+def _loaded(ser: Serialized, cache: FunctionCache, fids: list[str]) -> Any:
+    table = FunctionTable()
+    table.add_blobs({fid: cache.blobs[fid] for fid in fids})
+    return loads(Serialized([bytes(f) for f in ser.frames]), table)
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        Task("k", record, TaskRef("a"), 2, TaskRef("b")),
+        Task("k", record, None, TaskRef(("t", 1)), "text", 2.5, b"raw", True),
+        Task("k", record, TaskRef("a"), TaskRef("a")),
+        Task("k", record, 1, x=TaskRef("b"), y=None, z="z"),
+        Task("k", record),
+    ],
+    ids=["positional", "plain-values-and-tuple-key", "same-key-twice", "keywords", "no-args"],
+)
+def test_pieced_payloads_load_as_the_refcall_dumps_task_would_make(task: Task) -> None:
+    cache = FunctionCache()
+    made = RefCallPickles(cache)(*_flat_call(task))
+    assert made is not None
+    ser, fids = made
+    payload = _loaded(ser, cache, fids)
+    assert type(payload) is RefCall
+    assert payload(VALUES) == task(VALUES) == ship(ref_call(task))(VALUES)
+    assert payload.dependencies == task.dependencies
+    assert fids == dumps_task(ref_call(task), cache)[1]
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        Task("k", record, (1, 2)),  # a container: may hold anything, the pickler decides
+        Task("k", record, record),  # a function as an argument goes through the table
+        Task("k", record, y=[1]),
+        Task("k", abs, TaskRef("a")),  # a builtin, not a Python function
+        Task("k", record, TaskRef(("t", (1, 2)))),  # a nested tuple key
+        Task("k", record, "x" * 40_000),  # too big for one frame's worth
+    ],
+    ids=["tuple-arg", "function-arg", "list-kwarg", "builtin-func", "nested-key", "big"],
+)
+def test_calls_with_other_values_are_left_to_the_task_pickler(task: Task) -> None:
+    assert RefCallPickles(FunctionCache())(*_flat_call(task)) is None
+    values = {**VALUES, ("t", (1, 2)): 3}
+    assert ship(ref_call(task))(values) == task(values)
+
+
+def test_a_function_rebound_between_graphs_gets_its_new_fid() -> None:
+    cache = FunctionCache()
+    scale = [2]
+
+    def times(x: int) -> int:
+        return x * scale[0]
+
+    first = RefCallPickles(cache)(times, (None,), {}, ((0, "a"),))
+    assert first is not None
+
+    def times(x: int) -> int:  # a new function: a new fid
+        return x * scale[0] * 10
+
+    second = RefCallPickles(cache)(times, (None,), {}, ((0, "a"),))
+    assert second is not None
+    assert first[1] != second[1]
+    assert _loaded(*second[:1], cache, second[1])({"a": 1}) == 20
