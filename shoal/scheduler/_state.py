@@ -228,7 +228,7 @@ class SchedulerState(
         """Check every invariant; raises AssertionError naming the task. For tests."""
         assert self._paused == {ws for ws in self.workers.values() if ws.paused}, "paused set"
         for ws in self.workers.values():
-            guessed = {}
+            guessed: dict[str, float] = {}
             for t in ws.processing:
                 if t.prefix not in self._durations and t.est:
                     guessed[t.prefix] = guessed.get(t.prefix, 0.0) + t.est
