@@ -148,14 +148,16 @@ def start_time_choice(
     held = input_bytes_by_worker(ts)
     if not held:
         return None
-    # Inputs read by this task alone: moving one costs a whole transfer per task. The
-    # guessed durations of this task's own never-measured prefix (its siblings, placed in
-    # the same batch) are then no reason to move it: the batch would pile up guesses on
-    # each holder and send a share of the inputs across (a sum over persisted chunks moved
-    # a third of them). Measured durations, other prefixes' guesses and shared inputs (a
-    # replica serves every reader there) keep the start-time rule.
+    # Inputs read by this task alone, all on one worker: moving them costs a whole
+    # transfer per task that would otherwise move nothing. The guessed durations of this
+    # task's own never-measured prefix (its siblings, placed in the same batch) are then
+    # no reason to move it: the batch would pile up guesses on each holder and send a
+    # share of the inputs across (a sum over persisted chunks moved a third of them).
+    # Measured durations, other prefixes' guesses, shared inputs (a replica serves every
+    # reader there) and inputs spread over workers (they move wherever it runs, and the
+    # guesses spread the batch) keep the start-time rule.
     own = ts.prefix
-    one_off = all(len(d.dependents) <= 1 for d in ts.dependencies)
+    one_off = len(held) == 1 and all(len(d.dependents) <= 1 for d in ts.dependencies)
     best: WorkerState | None = None
     best_key = (0.0, 0)
     for ws in workers:
