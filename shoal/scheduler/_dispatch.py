@@ -35,6 +35,8 @@ class Dispatch(StateBase):
         assigned with; otherwise the workers that got the first tasks look busy for the
         guessed half second and every queued task goes to the others."""
         for ws in self.workers.values():
+            if ws.guessed:
+                ws.guessed.pop(prefix, None)
             for t in ws.processing:
                 if t.prefix == prefix and t not in ws.long_running:
                     ws.occupancy = max(0.0, ws.occupancy - t.est) + duration

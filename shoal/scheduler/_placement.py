@@ -3,7 +3,8 @@
 Policy: a task whose inputs are big goes to the worker where it would start soonest: the
 worker's backlog (occupancy per thread) plus the time to fetch the inputs it lacks at the
 cluster's bandwidth (dask's rule), so a busy holder loses work to idle workers once moving the
-input is cheaper than waiting. Tasks with no (or only tiny) inputs wait in the scheduler's
+input is cheaper than waiting. A task whose big inputs are its own does not count the guessed
+durations of its never-measured siblings (see :func:`start_time_choice`). Tasks with no (or only tiny) inputs wait in the scheduler's
 queue and go to the least-busy worker with a free slot. A worker's "slots" are measured in expected seconds of work, so short
 tasks are sent in deep batches (throughput) while long tasks are sent one per thread (no
 task waits behind another on a busy worker while a thread elsewhere is idle).
@@ -147,11 +148,24 @@ def start_time_choice(
     held = input_bytes_by_worker(ts)
     if not held:
         return None
+    # Inputs read by this task alone, all on one worker: moving them costs a whole
+    # transfer per task that would otherwise move nothing. The guessed durations of this
+    # task's own never-measured prefix (its siblings, placed in the same batch) are then
+    # no reason to move it: the batch would pile up guesses on each holder and send a
+    # share of the inputs across (a sum over persisted chunks moved a third of them).
+    # Measured durations, other prefixes' guesses, shared inputs (a replica serves every
+    # reader there) and inputs spread over workers (they move wherever it runs, and the
+    # guesses spread the batch) keep the start-time rule.
+    own = ts.prefix
+    one_off = len(held) == 1 and all(len(d.dependents) <= 1 for d in ts.dependencies)
     best: WorkerState | None = None
     best_key = (0.0, 0)
     for ws in workers:
         have = held.get(ws, 0)
-        key = (ws.occupancy / ws.nthreads + (total - have) / bandwidth, -have)
+        busy = ws.occupancy
+        if one_off and ws.guessed:
+            busy -= ws.guessed.get(own, 0.0)
+        key = (busy / ws.nthreads + (total - have) / bandwidth, -have)
         if best is None or key < best_key:
             best, best_key = ws, key
     return best

@@ -22,7 +22,7 @@ from shoal.scheduler._events import (
     TransferDone,
 )
 from shoal.scheduler._state_base import FIRE_AND_FORGET, StateBase, key_prefix
-from shoal.scheduler._tasks import Key, hold, unhold
+from shoal.scheduler._tasks import Key, hold, unguess, unhold
 
 
 class ReportHandlers(StateBase):
@@ -110,6 +110,8 @@ class ReportHandlers(StateBase):
         ws.long_running.add(ts)
         ts.started = True  # it ran: never stolen, and counted if its worker dies
         ws.occupancy = max(0.0, ws.occupancy - ts.est)
+        if ws.guessed:
+            unguess(ws, ts)
         ts.est = 0.0
         if ws.held:  # its slot is free: tasks waiting for this worker may go
             self._freed.add(ws)

@@ -229,6 +229,13 @@ class SchedulerState(
     def validate(self) -> None:
         """Check every invariant; raises AssertionError naming the task. For tests."""
         assert self._paused == {ws for ws in self.workers.values() if ws.paused}, "paused set"
+        for ws in self.workers.values():
+            guessed: dict[str, float] = {}
+            for t in ws.processing:
+                if t.prefix not in self._durations and t.est:
+                    guessed[t.prefix] = guessed.get(t.prefix, 0.0) + t.est
+            assert guessed.keys() == ws.guessed.keys(), (ws.address, guessed, ws.guessed)
+            assert all(abs(guessed[p] - g) < 1e-6 for p, g in ws.guessed.items()), ws.address
         for key, ts in self.tasks.items():
             assert ts.key == key, key
             assert ts.state in STATES, (key, ts.state)

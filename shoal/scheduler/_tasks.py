@@ -165,6 +165,7 @@ class WorkerState:
         "executing",
         "fids",
         "free",
+        "guessed",
         "has_what",
         "held",
         "held_live",
@@ -202,6 +203,9 @@ class WorkerState:
         self.long_running: set[TaskState] = set()
         self.has_what: set[TaskState] = set()
         self.occupancy = 0.0
+        # The part of occupancy that is guesses: per prefix never measured, the seconds its
+        # tasks here were assigned (``unknown_duration`` each). Empty once all are measured.
+        self.guessed: dict[str, float] = {}
         self.stealable = 0  # tasks in processing that any worker may run (no workers=)
         self.nbytes = 0
         self.fids: set[str] = set()
@@ -227,3 +231,15 @@ class WorkerState:
 
     def __lt__(self, other: WorkerState) -> bool:
         return self.address < other.address
+
+
+def unguess(ws: WorkerState, ts: TaskState) -> None:
+    """``ts`` no longer counts in ``ws``'s occupancy: nor in its guessed part."""
+    left = ws.guessed.get(ts.prefix)
+    if left is None:
+        return
+    left -= ts.est
+    if left > 1e-9:
+        ws.guessed[ts.prefix] = left
+    else:
+        del ws.guessed[ts.prefix]

@@ -28,6 +28,7 @@ from shoal.scheduler._tasks import (
     WorkerState,
     drop_dependent,
     hold,
+    unguess,
 )
 
 _KEEPS_INPUTS = ACTIVE | {"erred"}
@@ -110,7 +111,12 @@ class Transitions(StateBase):
         if ts.workers is None:
             worker.stealable += 1
         ts.processing_on = worker
-        ts.est = self._estimate(ts.prefix)
+        est = self._durations.get(ts.prefix)
+        if est is None:  # a guess until the first of its prefix is measured
+            est = self.unknown_duration
+            guessed = worker.guessed
+            guessed[ts.prefix] = guessed.get(ts.prefix, 0.0) + est
+        ts.est = est
         if ts.resources is not None:
             free = worker.free
             for r, q in ts.resources.items():
@@ -209,6 +215,8 @@ class Transitions(StateBase):
             if ws.long_running:
                 ws.long_running.discard(ts)
             ws.occupancy = max(0.0, ws.occupancy - ts.est)
+            if ws.guessed:
+                unguess(ws, ts)
             self._room.touch(ws)
             ts.processing_on = None
             ts.started = False
@@ -379,4 +387,5 @@ _TRANSITIONS: dict[tuple[str, str], Callable[..., None]] = {
     ("memory", "released"): _S._memory_released,
     ("erred", "released"): _S._erred_released,
 }
+
 

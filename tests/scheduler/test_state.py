@@ -163,6 +163,51 @@ def test_tasks_sharing_one_big_input_spread_over_all_workers(sim: Sim) -> None:
     assert min(per_worker.values()) >= 200, per_worker
 
 
+def test_new_tasks_each_reading_its_own_big_input_run_where_the_input_is(sim: Sim) -> None:
+    """``x.persist()`` of 20 MB chunks, then ``x.sum()``: each chunk's sum runs on the
+    worker holding the chunk. Their duration is unknown yet, and the guesses (0.5 s each)
+    of their siblings queued on the holder are no reason to move 20 MB per task."""
+    sim.join("w1")
+    sim.join("w2")
+    for i in range(20):
+        sim.submit([row(f"x-{i}", workers=["w1" if i < 10 else "w2"])])
+        sim.finish(f"x-{i}", nbytes=20_000_000)
+    out = sim.submit([row(f"sum-{i}", [f"x-{i}"], prefix="sum", priority=(i,))
+                      for i in range(20)])
+    assert sorted(computes(out)) == sorted(
+        ("w1" if i < 10 else "w2", f"sum-{i}") for i in range(20))
+
+
+def test_new_tasks_whose_inputs_are_split_over_workers_spread_over_them(sim: Sim) -> None:
+    """The joins of a shuffle: each reads pieces from every worker, so its inputs move
+    wherever it runs, and the guesses of its siblings spread the joins over the workers."""
+    sim.join("w1")
+    sim.join("w2")
+    for i in range(10):
+        for w in ("w1", "w2"):
+            sim.submit([row(f"piece-{w}-{i}", workers=[w])])
+            sim.finish(f"piece-{w}-{i}", nbytes=4_000_000 + (i if w == "w1" else 0))
+    out = sim.submit([row(f"join-{i}", [f"piece-w1-{i}", f"piece-w2-{i}"], prefix="join",
+                          priority=(i,)) for i in range(10)])
+    per_worker = [w for w, _ in computes(out)]
+    assert per_worker.count("w1") == per_worker.count("w2") == 5, per_worker
+
+
+def test_a_measured_backlog_of_siblings_still_sends_work_to_an_idle_worker(sim: Sim) -> None:
+    """Once tasks of the prefix are known to be long (2 s here), a holder's queue of them
+    makes moving a 20 MB input (0.2 s at 100 MB/s) the faster start."""
+    sim.join("w1")
+    sim.join("w2")
+    sim.submit([row("slow-0")])
+    sim.finish("slow-0", duration=2.0)
+    for i in range(6):
+        sim.submit([row(f"x-{i}", workers=["w1"])])
+        sim.finish(f"x-{i}", nbytes=20_000_000)
+    out = sim.submit([row(f"slow-{i + 1}", [f"x-{i}"], prefix="slow", priority=(i,))
+                      for i in range(6)])
+    assert {w for w, _ in computes(out)} == {"w1", "w2"}
+
+
 def test_low_bandwidth_keeps_work_with_the_holder() -> None:
     state = SchedulerState(bandwidth=1_000.0)  # 1 kB/s: moving 8 MB never pays
     sim = Sim(state)

@@ -254,3 +254,29 @@ def test_a_value_over_64_mib_stays_raw_to_be_streamed_to_peers(tmp_path: Path) -
     got, f = open_frames(path, 1024)
     f.close()
     assert type(got[1]) is FileFrame
+
+
+def test_a_compressed_frame_of_many_pieces_reads_back_exactly(tmp_path: Path) -> None:
+    """Compressed frames are stored as lz4 blocks of 1 MiB; one of 3.5 MiB with different
+    content per piece (and a short last piece) comes back byte for byte, writable."""
+    path = str(tmp_path / "f")
+    value = np.repeat(np.arange(7, dtype="u1"), 512 * 1024)  # 3.5 MiB, a run per half MiB
+    assert write_frames(path, [b"head", memoryview(value)], "lz4") < value.nbytes // 10
+    head, back = read_frames(path)
+    assert bytes(head) == b"head"
+    assert bytes(back) == value.tobytes()
+    memoryview(back)[0] = 1  # writable in place
+    got, f = open_frames(path, 1024)
+    f.close()
+    assert bytes(got[1]) == value.tobytes()
+
+
+def test_a_corrupt_compressed_frame_is_reported_as_such(tmp_path: Path) -> None:
+    path = str(tmp_path / "f")
+    value = np.zeros(3 * MB // 8)
+    write_frames(path, [b"head", memoryview(value)], "lz4")
+    with open(path, "r+b") as f:
+        f.seek(-8, os.SEEK_END)
+        f.write(b"\xff" * 8)
+    with pytest.raises(OSError, match="corrupt"):
+        read_frames(path)
