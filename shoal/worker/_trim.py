@@ -10,7 +10,6 @@ for it. Elsewhere than glibc (musl, macOS) there is nothing to call and it does 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 from typing import Any
 
@@ -24,10 +23,11 @@ def _lookup() -> Any:
     global _malloc_trim, _looked_up
     if not _looked_up:
         _looked_up = True
-        name = ctypes.util.find_library("c")
         try:
-            libc = ctypes.CDLL(name) if name else None
-            _malloc_trim = libc.malloc_trim if libc is not None else None
+            # The symbols already loaded into the process, libc's among them: no
+            # ``ctypes.util.find_library``, which runs ``ldconfig`` in a subprocess (a fork
+            # of a large worker just as it passes its spill threshold).
+            _malloc_trim = ctypes.CDLL(None).malloc_trim
         except (OSError, AttributeError) as exc:
             logger.debug("no malloc_trim in this C library (%s): heap trimming is off", exc)
             _malloc_trim = None
