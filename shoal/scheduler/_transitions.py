@@ -228,13 +228,15 @@ class Transitions(StateBase):
         """Released tasks that are needed (and their released inputs) start waiting."""
         todo = _upstream(roots, "released")
         failed: list[tuple[TaskState, dict[str, Any]]] = []
+        for ts in todo:  # all released (_upstream's choice): the move itself, as _go would
+            self._released_waiting(ts)
         for ts in todo:
-            self._go(ts, "waiting")
-        for ts in todo:
-            bad = next((d for d in ts.dependencies if d.state == "erred"), None)
-            if bad is not None and bad.error is not None:
-                failed.append((ts, bad.error))
-            elif ts.payload is None:
+            if ts.dependencies:
+                bad = next((d for d in ts.dependencies if d.state == "erred"), None)
+                if bad is not None and bad.error is not None:
+                    failed.append((ts, bad.error))
+                    continue
+            if ts.payload is None:
                 failed.append((ts, self._lost_error(ts)))
         for ts, error in failed:
             if ts.state in ACTIVE:
