@@ -105,7 +105,9 @@ class SchedulerState(
         self.allowed_failures = allowed_failures
         self.worker_ttl = worker_ttl
         self.bandwidth = bandwidth
+        # Entries (queue_key(priority) or, once one did not pack, the priority; seq; task).
         self._queue: list[tuple[Any, int, TaskState]] = []
+        self._queue_packed = True
         self._seq = itertools.count()
         self._no_worker: set[TaskState] = set()
         self._actors: set[TaskState] = set()  # tasks marked actor, until forgotten

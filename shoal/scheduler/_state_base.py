@@ -63,6 +63,7 @@ class StateBase:
     worker_ttl: float
     bandwidth: float
     _queue: list[tuple[Any, int, TaskState]]
+    _queue_packed: bool
     _seq: itertools.count[int]
     _no_worker: set[TaskState]
     _actors: set[TaskState]

@@ -80,7 +80,21 @@ class Transitions(StateBase):
         """Ready to run; ``push=False`` when the caller places it on a worker at once."""
         self._set(ts, "queued")
         if push:
-            heapq.heappush(self._queue, (ts.priority, next(self._seq), ts))
+            if not self._queue_packed and not self._queue:
+                self._queue_packed = True  # what did not pack has left: pack again
+            key = queue_key(ts.priority) if self._queue_packed else None
+            if key is None:
+                if self._queue_packed:
+                    self._unpack_queue()
+                key = ts.priority
+            heapq.heappush(self._queue, (key, next(self._seq), ts))
+
+    def _unpack_queue(self) -> None:
+        """A priority :func:`queue_key` cannot pack arrived: from now on the queue orders
+        by the priority tuples themselves (the same order, at a higher cost per step)."""
+        self._queue_packed = False
+        self._queue = [(ts.priority, seq, ts) for _, seq, ts in self._queue]
+        heapq.heapify(self._queue)
 
     def _waiting_no_worker(self, ts: TaskState) -> None:
         self._set(ts, "no-worker")
@@ -118,7 +132,8 @@ class Transitions(StateBase):
         worker.processing.add(ts)
         worker.occupancy += ts.est
         self._room.touch(worker)
-        deps = [(d.key, [w.address for w in d.who_has], d.nbytes) for d in ts.dependencies]
+        deps = [(d.key, [w.address for w in d.who_has], d.nbytes)
+                for d in ts.dependencies] if ts.dependencies else []
         self._out.append(
             SendCompute(
                 worker.address, ts.key, ts.payload, deps, ts.fids, ts.priority,
@@ -337,6 +352,42 @@ class Transitions(StateBase):
             self.functions.release(ts.fids)
         for dep in ts.dependencies:
             drop_dependent(dep, ts)
+
+
+# queue_key's layout: the first item (biased) in 12 bits, then 26 and 22 bits for the next
+# two (each stored + 1, so that a missing item, 0, sorts first): 60 bits, an int of two
+# digits (32 bytes, as small as an int past 2**30 gets).
+_A_BIAS, _B_SLOT, _C_SLOT = 1 << 11, 1 << 26, 1 << 22
+
+
+def queue_key(priority: Any) -> int | None:
+    """One int ordered as the priority tuples are (lexicographically), for the scheduler's
+    queue: a heap of nested tuples, compared item by item, cost about 2 µs per pop of a
+    20,000-task queue, ints a third of that. Packs a tuple of one to three ints, the first
+    in [-2048, 2048), the second in [0, 2**26 - 1), the third in [0, 2**22 - 1): the
+    priorities clients make, ``(-priority, generation, order)``, for priorities, submit
+    counts and graph sizes short of those bounds. None for anything else."""
+    if type(priority) is not tuple:
+        return None
+    n = len(priority)
+    if n == 3:
+        a, b, c = priority
+        if (type(a) is int and type(b) is int and type(c) is int and -_A_BIAS <= a < _A_BIAS
+                and 0 <= b < _B_SLOT - 1 and 0 <= c < _C_SLOT - 1):
+            return (((a + _A_BIAS) * _B_SLOT + b + 1) * _C_SLOT) + c + 1
+        return None
+    if not 1 <= n <= 2:
+        return None
+    a = priority[0]
+    if type(a) is not int or not -_A_BIAS <= a < _A_BIAS:
+        return None
+    key = (a + _A_BIAS) * _B_SLOT
+    if n == 2:
+        b = priority[1]
+        if type(b) is not int or not 0 <= b < _B_SLOT - 1:
+            return None
+        key += b + 1
+    return key * _C_SLOT
 
 
 def _upstream(roots: Iterable[TaskState], state: str) -> list[TaskState]:
