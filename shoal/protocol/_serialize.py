@@ -156,7 +156,10 @@ def _names_by_value(head: bytes) -> bool:
 def loads(ser: Serialized, functions: FunctionTable | None = None) -> Any:
     """Unpickle what :func:`dumps` or :func:`dumps_task` produced. Task payloads refer to
     functions by id; those must have been added to a :class:`FunctionTable` first."""
-    head, *buffers = ser.frames
+    frames = ser.frames
+    if len(frames) == 1:  # no buffers (most results and payloads): nothing to copy
+        return pickle.loads(frames[0])
+    head, *buffers = frames
     # Frames that arrived inline are immutable bytes; arrays built on them would be
     # read-only, unlike on the sending side. Small copies keep them writable.
     buffers = [bytearray(b) if isinstance(b, bytes) else b for b in buffers]
