@@ -335,7 +335,7 @@ class Submitting(Outbox):
                 seen.add(k)
                 ser = fast(args) if fast is not None else None
                 if ser is not None:
-                    rows.append((k, ser, [], fids, (-priority, gen, i), nretries, wl, name))
+                    rows.append((k, ser, (), fids, (-priority, gen, i), nretries, wl, name))
                     continue
                 task = _payload(k, target, args, kwargs, pkw)
                 rows.append(self._row(k, task, (-priority, gen, i), nretries, wl, name))

@@ -332,7 +332,7 @@ class Transitions(StateBase):
                 self._go(ts, "released", tell_worker=True)
                 stack.extend(ts.dependencies)
             elif ts.state == "memory":
-                self._go(ts, "released")
+                self._memory_released(ts)  # the move, as _go would (a release's common case)
             if ts.state in ("released", "erred") and not ts.dependents:
                 self._forget(ts)
                 stack.extend(ts.dependencies)
@@ -340,8 +340,8 @@ class Transitions(StateBase):
     def _forget(self, ts: TaskState) -> None:
         counts = self.prefix_counts.get(ts.prefix)
         if counts is not None and ts.state in counts:
-            counts[ts.state] -= 1
-            if not any(counts.values()):  # the prefix's last task: drop its row
+            left = counts[ts.state] = counts[ts.state] - 1
+            if not left and not any(counts.values()):  # the prefix's last task: drop its row
                 del self.prefix_counts[ts.prefix]
         self._log.append((ts.key, ts.state, "forgotten", self._cause))
         ts.state = "forgotten"
