@@ -180,7 +180,7 @@ class Dispatch(StateBase):
             return
         pick = self._room.pick
         while queue:
-            ts = queue[0][2]
+            ts = queue[0][-1]  # (key, ts), or (priority, seq, ts) unpacked
             if ts.state != "queued":
                 heapq.heappop(queue)
                 continue

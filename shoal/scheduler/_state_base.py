@@ -62,7 +62,7 @@ class StateBase:
     allowed_failures: int
     worker_ttl: float
     bandwidth: float
-    _queue: list[tuple[Any, int, TaskState]]
+    _queue: list[tuple[Any, ...]]
     _queue_packed: bool
     _seq: itertools.count[int]
     _no_worker: set[TaskState]

@@ -83,17 +83,21 @@ class Transitions(StateBase):
             if not self._queue_packed and not self._queue:
                 self._queue_packed = True  # what did not pack has left: pack again
             key = queue_key(ts.priority) if self._queue_packed else None
-            if key is None:
-                if self._queue_packed:
-                    self._unpack_queue()
-                key = ts.priority
-            heapq.heappush(self._queue, (key, next(self._seq), ts))
+            seq = next(self._seq)
+            if key is not None and seq < _SEQ_LIMIT:
+                # One int: the priority, then the arrival order among equal priorities.
+                heapq.heappush(self._queue, ((key << _SEQ_BITS) + seq, ts))
+                return
+            if self._queue_packed:
+                self._unpack_queue()
+            heapq.heappush(self._queue, (ts.priority, seq, ts))
 
     def _unpack_queue(self) -> None:
         """A priority :func:`queue_key` cannot pack arrived: from now on the queue orders
-        by the priority tuples themselves (the same order, at a higher cost per step)."""
+        by ``(priority, seq, task)``, the priority tuples themselves (the same order, at a
+        higher cost per step)."""
         self._queue_packed = False
-        self._queue = [(ts.priority, seq, ts) for _, seq, ts in self._queue]
+        self._queue = [(ts.priority, key & _SEQ_MASK, ts) for key, ts in self._queue]
         heapq.heapify(self._queue)
 
     def _waiting_no_worker(self, ts: TaskState) -> None:
@@ -358,11 +362,18 @@ class Transitions(StateBase):
 # two (each stored + 1, so that a missing item, 0, sorts first): 60 bits, an int of two
 # digits (32 bytes, as small as an int past 2**30 gets).
 _A_BIAS, _B_SLOT, _C_SLOT = 1 << 11, 1 << 26, 1 << 22
+# Below the packed priority, a queue entry's key holds the push's sequence number: the
+# entry is then (key, task), an int of four digits (40 bytes) and a pair, no bigger than
+# the (priority, seq, task) entry with its seq int.
+_SEQ_BITS = 40
+_SEQ_LIMIT = 1 << _SEQ_BITS
+_SEQ_MASK = _SEQ_LIMIT - 1
 
 
 def queue_key(priority: Any) -> int | None:
     """One int ordered as the priority tuples are (lexicographically), for the scheduler's
-    queue: a heap of nested tuples, compared item by item, cost about 2 µs per pop of a
+    queue (the entry's key is this, shifted, plus the push's sequence number): a heap of
+    nested tuples, compared item by item, cost about 2 µs per pop of a
     20,000-task queue, ints a third of that. Packs a tuple of one to three ints, the first
     in [-2048, 2048), the second in [0, 2**26 - 1), the third in [0, 2**22 - 1): the
     priorities clients make, ``(-priority, generation, order)``, for priorities, submit
