@@ -326,9 +326,9 @@ class Submitting(Outbox):
             # A Python function over plain values (numbers, strings): payloads put
             # together from constant pieces (CallPickles), one shared fid list.
             fast = None
-            if type(target) is types.FunctionType and CallPickles.takes(kwargs):
+            if type(target) is types.FunctionType:
                 fid = self._functions.pickler().fid(target)
-                fast, fids = CallPickles(fid, kwargs), [fid]
+                fast, fids = CallPickles.of(fid, kwargs), [fid]
             for i, (k, args) in enumerate(zip(keys, zip(*arg_lists, strict=False), strict=False)):
                 if k in seen:
                     continue

@@ -630,10 +630,16 @@ class CallPickles:
                       + _short_str(fid) + pickle.TUPLE1 + pickle.REDUCE)
         self._tail = kw + pickle.TUPLE3 + pickle.REDUCE + pickle.STOP
 
-    @staticmethod
-    def takes(kwargs: dict[str, Any]) -> bool:
-        """Whether keyword arguments ``kwargs`` allow this path."""
-        return all(type(v) in _PLAIN_ARGS for v in kwargs.values())
+    @classmethod
+    def of(cls, fid: str, kwargs: dict[str, Any]) -> CallPickles | None:
+        """The payload maker for ``fid`` and ``kwargs``, or None when the keyword
+        arguments are not plain (or too big): then every payload takes the general path."""
+        if not all(type(v) in _PLAIN_ARGS for v in kwargs.values()):
+            return None
+        try:
+            return cls(fid, kwargs)
+        except ValueError:  # a kwargs pickle of more than one frame
+            return None
 
     def __call__(self, args: tuple[Any, ...]) -> Serialized | None:
         plain = _PLAIN_ARGS

@@ -170,6 +170,8 @@ def test_map_over_mixed_arguments_runs_each_call_with_its_own(client):
     futs = client.map(repr_of, args, suffix="!")
     want = [repr(a) + "!" for a in args[:7]] + ["42!", "('t', 1)!", "True!"]
     assert client.gather(futs) == want
+    big = "s" * 200_000  # keyword arguments too big for the fast payloads: the general path
+    assert client.gather(client.map(repr_of, [1, 2], suffix=big)) == ["1" + big, "2" + big]
 
 
 def test_map_gives_the_same_pure_keys_as_before_and_again(client):

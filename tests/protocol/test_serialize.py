@@ -406,6 +406,7 @@ def test_call_pickles_decline_arguments_that_are_not_plain() -> None:
     assert fast((np.arange(3),)) is None
     assert fast(([1, 2],)) is None  # containers take the general path (futures may hide in them)
     assert fast((b"x" * 100_000,)) is None  # big: the general path
-    assert not _serialize.CallPickles.takes({"f": double})
+    assert _serialize.CallPickles.of("fid", {"f": double}) is None
+    assert _serialize.CallPickles.of("fid", {"big": "x" * 200_000}) is None  # many frames
     with pytest.raises(ValueError):
         _serialize.CallPickles("fid", {"f": [1]})
