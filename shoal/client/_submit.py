@@ -29,9 +29,10 @@ from shoal.client._faces import answer
 from shoal.client._future import Future, FutureState
 from shoal.client._outbox import Outbox
 from shoal.client._structure import collect_futures
+from shoal.client._tokens import token
 from shoal.protocol._call import Call
 from shoal.protocol._messages import CancelKeys, RetryKeys, UpdateGraph
-from shoal.protocol._serialize import FunctionCache, dumps_task
+from shoal.protocol._serialize import CallPickles, FunctionCache, dumps_task
 
 # Callables whose token can be cached by identity: they cannot change in place.
 _STABLE_CALLABLES = (types.BuiltinFunctionType, types.MethodDescriptorType, type)
@@ -236,7 +237,7 @@ class Submitting(Outbox):
             pure = False
         if key is None:
             name = funcname(func)
-            key = f"{name}-{tokenize(self._function_token(func), kwargs, *args) if pure else uuid.uuid4().hex}"
+            key = f"{name}-{token(self._function_token(func), kwargs, *args) if pure else uuid.uuid4().hex}"
         else:
             name = _key_name(key)
         with self._lock:  # the loop thread drops released keys under this lock
@@ -301,13 +302,13 @@ class Submitting(Outbox):
         elif pure:
             with self._functions.batch():
                 ftoken = tokenize(self._function_token(func), kwargs)
-            keys = [f"{name}-{tokenize(ftoken, *args)}" for args in zip(*arg_lists, strict=False)]
+            keys = [f"{name}-{token(ftoken, *args)}" for args in zip(*arg_lists, strict=False)]
         else:
             keys = [f"{name}-{uuid.uuid4().hex}" for _ in range(n)]
         gen = next(self._generation)
         pkw = _parsed(kwargs)
         target = NewActor(func) if is_actor else func
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         futures = []
         seen: set[Any] = set()
         states = self._states
@@ -322,10 +323,20 @@ class Submitting(Outbox):
                 futures.append(Future._new(k, self, st))
                 refcount[k] = refcount.get(k, 0) + 1
         with self._functions.batch():
+            # A Python function over plain values (numbers, strings): payloads put
+            # together from constant pieces (CallPickles), one shared fid list.
+            fast = None
+            if type(target) is types.FunctionType:
+                fid = self._functions.pickler().fid(target)
+                fast, fids = CallPickles.of(fid, kwargs), [fid]
             for i, (k, args) in enumerate(zip(keys, zip(*arg_lists, strict=False), strict=False)):
                 if k in seen:
                     continue
                 seen.add(k)
+                ser = fast(args) if fast is not None else None
+                if ser is not None:
+                    rows.append((k, ser, (), fids, (-priority, gen, i), nretries, wl, name))
+                    continue
                 task = _payload(k, target, args, kwargs, pkw)
                 rows.append(self._row(k, task, (-priority, gen, i), nretries, wl, name))
         if rows:

@@ -5,7 +5,8 @@ us allocate without bound. Must not know about sockets or event loops.
 
 Layout of one batch: ``u32 nframes``, then ``nframes`` times ``u64 length``, then the frames.
 Frame 0 is a msgpack array of message tuples. Serialized payloads larger than
-``INLINE_LIMIT`` travel as their own frames (out-of-band, never copied into frame 0). A
+``INLINE_LIMIT`` travel as their own frames (out-of-band, never copied into frame 0); one
+of a single small frame is a msgpack ext holding that frame (``_EXT_ONE_FRAME``). A
 :class:`FileFrame` stands for a frame whose bytes are still in a file (a spilled value
 served to a peer): encoding counts its length, the connection streams its bytes.
 """
@@ -24,8 +25,12 @@ from shoal.protocol._serialize import INLINE_LIMIT, Serialized
 MAX_FRAMES = 1 << 20
 MAX_FRAME_BYTES = 1 << 40
 _EXT_SERIALIZED = 1
+# A Serialized of one small frame (a task payload, a small result): the ext data is the
+# frame itself, with no nested msgpack array to pack and unpack per task.
+_EXT_ONE_FRAME = 2
 _BIG = 256 * 1024  # frames above this are received straight into their own buffer
 _U32 = struct.Struct("<I")
+_new_tuple = tuple.__new__
 _U64 = struct.Struct("<Q")
 
 
@@ -63,6 +68,13 @@ class _Encoder:
 
     def default(self, obj: Any) -> Any:
         if isinstance(obj, Serialized):
+            frames = obj.frames
+            if len(frames) == 1:
+                only = frames[0]
+                if type(only) is bytes and len(only) <= INLINE_LIMIT:
+                    # ExtType's own __new__ only checks the types, known here; skipped
+                    # (it was a third of this per-task callback).
+                    return _new_tuple(msgpack.ExtType, (_EXT_ONE_FRAME, only))
             oob = self.oob
             parts: list[Any] = []
             for frame in obj.frames:
@@ -112,6 +124,8 @@ def decode(frames: list[Any]) -> list[Message]:
     """Decode one batch's frames into messages, or raise :class:`ProtocolError`."""
 
     def ext_hook(code: int, data: bytes) -> Any:
+        if code == _EXT_ONE_FRAME:
+            return Serialized([data])
         if code != _EXT_SERIALIZED:
             raise ProtocolError(f"unknown msgpack extension type {code}")
         parts = msgpack.unpackb(data, use_list=True, raw=False)

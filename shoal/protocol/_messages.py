@@ -19,7 +19,8 @@ from typing_extensions import dataclass_transform
 
 from shoal.protocol._serialize import Serialized
 
-PROTOCOL_VERSION = 2  # 2: UpdateGraph carries `more` (graphs sent in pieces)
+# 2: UpdateGraph carries `more` (graphs sent in pieces); 3: one-frame payloads as ext 2
+PROTOCOL_VERSION = 3
 
 Key = Any  # str, int, float or a tuple of them (dask keys)
 

@@ -69,7 +69,7 @@ class Dispatch(StateBase):
         if ts.workers is not None or ts.resources is not None:
             self._place_restricted(ts)
             return
-        ws = placement.start_time_choice(ts, workers, self.bandwidth)
+        ws = placement.start_time_choice(ts, workers, self.bandwidth) if ts.dependencies else None
         if ws is not None:
             self._go(ts, "queued", push=False)
             if placement.over_cap(ws):  # it waits here for room rather than flood the worker
@@ -77,7 +77,10 @@ class Dispatch(StateBase):
                 return
             self._go(ts, "processing", worker=ws)
             return
-        self._go(ts, "queued")
+        if ts.state == "waiting":  # every caller's case: the move itself, as _go would
+            self._waiting_queued(ts)
+        else:
+            self._go(ts, "queued")
 
     def _place_restricted(self, ts: TaskState) -> None:
         """A task with ``workers=`` or ``resources=``: sent to an allowed worker with a free
@@ -179,7 +182,7 @@ class Dispatch(StateBase):
             return
         pick = self._room.pick
         while queue:
-            ts = queue[0][2]
+            ts = queue[0][-1]  # (key, ts), or (priority, seq, ts) unpacked
             if ts.state != "queued":
                 heapq.heappop(queue)
                 continue
@@ -187,7 +190,7 @@ class Dispatch(StateBase):
             if ws is None:
                 return
             heapq.heappop(queue)
-            self._go(ts, "processing", worker=ws)
+            self._queued_processing(ts, ws)  # queued (checked above): the move, as _go would
 
     def _steal(self) -> None:
         """Workers that ran dry (or joined) take tasks queued on busy ones (``_stealing``).

@@ -59,7 +59,10 @@ class ReportHandlers(StateBase):
         self.completed_total += 1
         if not (ws.long_running and ts in ws.long_running):  # measured when it seceded
             self._measured(ts.prefix, max(ev.stop - ev.start, 0.0))
-        self._go(ts, "memory", worker=ws, nbytes=ev.nbytes, typename=ev.typename)
+        if ts.state == "processing":  # (it is: processing_on is ws) the move, as _go would
+            self._processing_memory(ts, ws, ev.nbytes, ev.typename)
+        else:
+            self._go(ts, "memory", worker=ws, nbytes=ev.nbytes, typename=ev.typename)
         if FIRE_AND_FORGET in ts.who_wants:
             self._unfire(ts)
         for client in ts.who_wants:

@@ -106,7 +106,10 @@ class SchedulerState(
         self.allowed_failures = allowed_failures
         self.worker_ttl = worker_ttl
         self.bandwidth = bandwidth
-        self._queue: list[tuple[Any, int, TaskState]] = []
+        # Entries (queue_key(priority) << 40 + seq, task), or once a priority did not pack
+        # (priority, seq, task) until the queue empties (_waiting_queued).
+        self._queue: list[tuple[Any, ...]] = []
+        self._queue_packed = True
         self._seq = itertools.count()
         self._no_worker: set[TaskState] = set()
         self._actors: set[TaskState] = set()  # tasks marked actor, until forgotten

@@ -66,7 +66,8 @@ class _Task:
     def __init__(self, msg: Compute) -> None:
         self.key = msg.key
         self.msg = msg
-        self.deps: tuple[Key, ...] = tuple(d[0] for d in msg.deps)
+        deps = msg.deps  # most tasks of a map have none: no generator to start
+        self.deps: tuple[Key, ...] = tuple([d[0] for d in deps]) if deps else ()
         self.missing: set[Key] = set()
         self.state = "waiting"
 

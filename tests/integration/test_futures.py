@@ -33,6 +33,10 @@ def add_kw(x, y=0, z=0):
     return x + 100 * y + 10_000 * z
 
 
+def repr_of(value, suffix=""):
+    return repr(value) + suffix
+
+
 def fail(message):
     raise ValueError(message)
 
@@ -156,6 +160,31 @@ def test_map_over_several_iterables_zips_them(client):
 def test_map_passes_keyword_arguments_to_every_call(client):
     futs = client.map(add_kw, range(3), y=1, z=2)
     assert client.gather(futs) == [20_100, 20_101, 20_102]
+
+
+def test_map_over_mixed_arguments_runs_each_call_with_its_own(client):
+    """Plain values, containers, arrays and futures in one map (plain ones take the
+    client's fast payload path, the others the general one)."""
+    (x,) = client.map(inc, [41])
+    args = [1, "ab", None, 2.5, b"by", [1, 2], np.arange(3), x, ("t", 1), True]
+    futs = client.map(repr_of, args, suffix="!")
+    want = [repr(a) + "!" for a in args[:7]] + ["42!", "('t', 1)!", "True!"]
+    assert client.gather(futs) == want
+    big = "s" * 200_000  # keyword arguments too big for the fast payloads: the general path
+    assert client.gather(client.map(repr_of, [1, 2], suffix=big)) == ["1" + big, "2" + big]
+
+
+def test_map_gives_the_same_pure_keys_as_before_and_again(client):
+    from dask.base import tokenize
+
+    from shoal.client._submit import Submitting
+
+    futs = client.map(add, [1, "a", 2.5], [None, b"x", True])
+    ftoken = tokenize(Submitting._function_token(client, add), {})
+    assert [f.key for f in futs] == [
+        f"add-{tokenize(ftoken, *args)}" for args in [(1, None), ("a", b"x"), (2.5, True)]]
+    assert [f.key for f in client.map(add, [1, "a", 2.5], [None, b"x", True])] == [
+        f.key for f in futs]
 
 
 def test_gather_accepts_list_dict_and_nested_structures(client):

@@ -160,6 +160,17 @@ def test_small_payload_frames_travel_inline() -> None:
     assert isinstance(back, m.Store) and back.data == ser
 
 
+@pytest.mark.parametrize("frame", [b"", b"p" * 100, b"q" * INLINE_LIMIT, bytearray(b"ba"),
+                                   memoryview(b"mv")])
+def test_one_frame_payloads_round_trip(frame: Any) -> None:
+    """A payload of one frame (the common task payload or result) travels as the bare
+    frame; bytes-likes other than bytes, and frames past the inline limit, as before."""
+    ser = Serialized([frame])
+    (back,) = decode(encode([m.Store("k", ser, 1)])[1:])
+    assert isinstance(back, m.Store) and back.data == ser
+    assert [type(f) for f in back.data.frames] == [bytes]  # type: ignore[attr-defined]
+
+
 def test_large_payload_frames_travel_out_of_band() -> None:
     big = b"y" * (INLINE_LIMIT + 1)
     ser = Serialized([b"h", b"small", big])

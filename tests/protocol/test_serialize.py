@@ -375,3 +375,38 @@ def test_local_class_is_pickled_once_per_batch_and_afresh_after(
     table = FunctionTable()
     table.add_blobs({f: cache.blob(f) for f in fids})
     assert loads(ser, table)[1].scale == 5
+
+
+# --- CallPickles: map payloads from constant pieces ---------------------------------------
+
+
+@pytest.mark.parametrize("args", [
+    (), (1,), (1, 2.5, "x", b"y", None, True), ("same", "same"), ("é" * 300,), (b"z" * 10_000,),
+    (-(10 ** 30), float("nan")),
+])
+@pytest.mark.parametrize("kwargs", [{}, {"a": 1, "b": "k", "c": "k"}])
+def test_call_pickles_unpickle_to_the_call_dumps_task_makes(args: Any, kwargs: Any) -> None:
+    from shoal.protocol._call import Call
+
+    cache = FunctionCache()
+    fid = cache.fid(double)
+    fast = _serialize.CallPickles(fid, kwargs)(args)
+    assert fast is not None
+    table = FunctionTable()
+    table.add_blobs({fid: cache.blobs[fid]})
+    got = loads(fast, table)
+    want = ship(Call(double, args, kwargs), cache)
+    assert type(got) is Call and got.func is want.func is double
+    assert repr(got.args) == repr(want.args) and got.kwargs == want.kwargs
+
+
+def test_call_pickles_decline_arguments_that_are_not_plain() -> None:
+    cache = FunctionCache()
+    fast = _serialize.CallPickles(cache.fid(double), {})
+    assert fast((np.arange(3),)) is None
+    assert fast(([1, 2],)) is None  # containers take the general path (futures may hide in them)
+    assert fast((b"x" * 100_000,)) is None  # big: the general path
+    assert _serialize.CallPickles.of("fid", {"f": double}) is None
+    assert _serialize.CallPickles.of("fid", {"big": "x" * 200_000}) is None  # many frames
+    with pytest.raises(ValueError):
+        _serialize.CallPickles("fid", {"f": [1]})

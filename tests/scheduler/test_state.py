@@ -288,6 +288,20 @@ def test_priorities_order_the_queue(sim: Sim) -> None:
     assert computes(sim.finish("mid", duration=5.0)) == [("w1", "low")]
 
 
+def test_priorities_that_do_not_pack_still_order_the_queue_with_the_rest(sim: Sim) -> None:
+    sim.join("w1", nthreads=1)
+    sim.submit([row("first", priority=(0,))])
+    sim.submit([row("low", priority=(9, 0, 0)), row("high", priority=(1, 3))])
+    sim.submit([row("odd", priority=(5, -1)), row("float", priority=(2.5,))])  # unpackable
+    order = []
+    key = "first"
+    for _ in range(4):
+        ((_, key),) = computes(sim.finish(key, duration=5.0))
+        order.append(key)
+    assert order == ["high", "float", "odd", "low"]
+    sim.state.validate()
+
+
 def test_queue_goes_to_least_busy_worker(sim: Sim) -> None:
     sim.join("w1", nthreads=1)
     sim.join("w2", nthreads=2)
