@@ -13,6 +13,11 @@ import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from shoal.protocol._pickle_pieces import PLAIN as _PLAIN
+from shoal.protocol._pickle_pieces import PLAIN_BYTES as _MAX_BYTES
+from shoal.protocol._pickle_pieces import global_ref as _global
+from shoal.protocol._pickle_pieces import short_str as _short_str
+
 if TYPE_CHECKING:
     from shoal.protocol._serialize import FunctionCache, Serialized
 
@@ -91,7 +96,6 @@ class RefCall:
         return f"<RefCall {name}(...)>"
 
 
-
 def _ref_call(func: Callable[..., Any], rest: tuple[Any, Any, Any]) -> RefCall:
     """Unpickling hook of :class:`RefCallPickles`' payloads."""
     return RefCall(func, *rest)
@@ -99,22 +103,7 @@ def _ref_call(func: Callable[..., Any], rest: tuple[Any, Any, Any]) -> RefCall:
 
 # --- RefCall payloads put together from constant pieces ------------------------------------
 
-# Values pickled as they are, with nothing for the task pickler to replace (no function,
-# class or buffer): a payload of only these needs no reducer call.
-_PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
-_MAX_BYTES = 32 * 1024  # bigger argument pickles take the general path
 _TAIL = pickle.TUPLE2 + pickle.REDUCE + pickle.STOP
-
-
-def _short_str(text: str) -> bytes:
-    raw = text.encode()
-    if len(raw) > 255:
-        raise ValueError(f"name too long for a short pickle string: {text!r}")
-    return pickle.SHORT_BINUNICODE + bytes([len(raw)]) + raw
-
-
-def _global(obj: Any) -> bytes:
-    return _short_str(obj.__module__) + _short_str(obj.__qualname__) + pickle.STACK_GLOBAL
 
 
 def _plain_key(key: Any) -> bool:

@@ -23,6 +23,10 @@ from typing import Any
 
 import cloudpickle
 
+from shoal.protocol._pickle_pieces import PLAIN, PLAIN_BYTES
+from shoal.protocol._pickle_pieces import global_ref as _global
+from shoal.protocol._pickle_pieces import short_str as _short_str
+
 logger = logging.getLogger("shoal.protocol")
 
 # Results and arguments smaller than this ride inside the message header.
@@ -572,22 +576,9 @@ def dumps_task(obj: object, cache: FunctionCache) -> tuple[Serialized, list[str]
 
 # --- payloads of one function over many plain argument tuples (client.map) ----------------
 
-# Argument types pickled as they are, with nothing for TaskPickler to replace (no function,
-# no class, no buffer): a payload of only these can be put together from constant pieces.
-_PLAIN_ARGS = frozenset({int, float, str, bytes, bool, type(None)})
-_PLAIN_BYTES = 32 * 1024  # bigger argument pickles take the general path
+_PLAIN_ARGS = PLAIN
+_PLAIN_BYTES = PLAIN_BYTES
 _FRAME = pickle.FRAME[0]
-
-
-def _short_str(text: str) -> bytes:
-    raw = text.encode()
-    if len(raw) > 255:
-        raise ValueError(f"name too long for a short pickle string: {text!r}")
-    return pickle.SHORT_BINUNICODE + bytes([len(raw)]) + raw
-
-
-def _global(obj: Any) -> bytes:
-    return _short_str(obj.__module__) + _short_str(obj.__qualname__) + pickle.STACK_GLOBAL
 
 
 def _body(data: bytes) -> bytes | None:
