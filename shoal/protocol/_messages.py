@@ -19,7 +19,7 @@ from typing_extensions import dataclass_transform
 
 from shoal.protocol._serialize import Serialized
 
-PROTOCOL_VERSION = 2  # 2: UpdateGraph carries `more` (graphs sent in pieces)
+PROTOCOL_VERSION = 3  # 2: UpdateGraph carries `more` (graphs sent in pieces); 3: run ids
 
 Key = Any  # str, int, float or a tuple of them (dask keys)
 
@@ -243,7 +243,10 @@ class Response(Message):
 
 @_message("compute")
 class Compute(Message):
-    """Run a task. ``deps`` rows: (key, [worker addresses holding it], nbytes)."""
+    """Run a task. ``deps`` rows: (key, [worker addresses holding it], nbytes). ``run``
+    names this assignment of the key to this worker (the scheduler numbers them): the
+    worker's reports on the task echo it, so a report of an earlier assignment is told
+    apart from one of this."""
 
     key: Key
     payload: Serialized
@@ -252,6 +255,7 @@ class Compute(Message):
     priority: Any
     send_inline: bool
     prefix: str
+    run: int
 
 
 @_message("free-keys")
@@ -348,6 +352,7 @@ class TaskDone(Message):
     stop: float
     thread: int
     inline: Serialized | None
+    run: int  # the ``Compute.run`` this result answers
 
 
 @_message("task-erred")
@@ -357,6 +362,7 @@ class TaskErred(Message):
     start: float
     stop: float
     thread: int
+    run: int  # the ``Compute.run`` this failure answers
 
 
 @_message("scatter-stored")
@@ -608,6 +614,7 @@ class TaskSeceded(Message):
 
     key: Key
     duration: float
+    run: int  # the ``Compute.run`` of the task that seceded
 
 
 @_message("fire-and-forget")

@@ -132,6 +132,7 @@ class TaskFinished(Event):
     stop: float
     thread: int
     inline: Serialized | None
+    run: int  # which assignment of the key this answers (``SendCompute.run``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +143,7 @@ class TaskFailed(Event):
     start: float
     stop: float
     thread: int
+    run: int  # which assignment of the key this answers (``SendCompute.run``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +199,7 @@ class Seceded(Event):
     worker: str
     key: Key
     duration: float
+    run: int  # which assignment of the key seceded (``SendCompute.run``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +255,7 @@ class SendCompute(Command):
     priority: Any
     send_inline: bool
     prefix: str
+    run: int  # this assignment's number, echoed in the worker's reports
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,11 @@ class ReportHandlers(StateBase):
         if ts.processing_on is not ws:
             self._out.append(SendFree(ev.worker, [ev.key]))
             return
+        if ev.run != ts.run:
+            # A run this worker was told to free before the key was assigned to it again:
+            # its value goes with that free, and the worker reports the current run itself
+            # (a free now would cancel that run).
+            return
         self.completed_total += 1
         if not (ws.long_running and ts in ws.long_running):  # measured when it seceded
             self._measured(ts.prefix, max(ev.stop - ev.start, 0.0))
@@ -70,8 +75,8 @@ class ReportHandlers(StateBase):
     def _on_failed(self, ev: TaskFailed) -> None:
         ws = self.workers.get(ev.worker)
         ts = self.tasks.get(ev.key)
-        if ws is None or ts is None or ts.processing_on is not ws:
-            return
+        if ws is None or ts is None or ts.processing_on is not ws or ev.run != ts.run:
+            return  # not the current run (see _on_finished)
         self._record_stream(ev.key, ts.prefix, ev.worker, ev.thread, ev.start, ev.stop, "error")
         if ts.retries > 0:
             ts.retries -= 1
@@ -93,7 +98,8 @@ class ReportHandlers(StateBase):
         gets more work while it waits (dask's "long-running")."""
         ws = self.workers.get(ev.worker)
         ts = self.tasks.get(ev.key)
-        if ws is None or ts is None or ts.processing_on is not ws or ts in ws.long_running:
+        if (ws is None or ts is None or ts.processing_on is not ws or ev.run != ts.run
+                or ts in ws.long_running):
             return
         ws.long_running.add(ts)
         ts.started = True  # it ran: never stolen, and counted if its worker dies

@@ -107,6 +107,7 @@ class SchedulerState(
         self.bandwidth = bandwidth
         self._queue: list[tuple[Any, int, TaskState]] = []
         self._seq = itertools.count()
+        self._runs = itertools.count(1)  # assignment numbers (TaskState.run)
         self._no_worker: set[TaskState] = set()
         self._actors: set[TaskState] = set()  # tasks marked actor, until forgotten
         self._went_idle: set[WorkerState] = set()  # workers to find stolen work for

@@ -64,6 +64,7 @@ class StateBase:
     bandwidth: float
     _queue: list[tuple[Any, int, TaskState]]
     _seq: itertools.count[int]
+    _runs: itertools.count[int]
     _no_worker: set[TaskState]
     _actors: set[TaskState]
     _went_idle: set[WorkerState]

@@ -110,6 +110,7 @@ class Transitions(StateBase):
         if ts.workers is None:
             worker.stealable += 1
         ts.processing_on = worker
+        ts.run = run = next(self._runs)
         ts.est = self._estimate(ts.prefix)
         if ts.resources is not None:
             free = worker.free
@@ -122,7 +123,7 @@ class Transitions(StateBase):
         self._out.append(
             SendCompute(
                 worker.address, ts.key, ts.payload, deps, ts.fids, ts.priority,
-                bool(ts.who_wants), ts.prefix,
+                bool(ts.who_wants), ts.prefix, run,
             )
         )
 

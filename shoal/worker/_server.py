@@ -285,7 +285,10 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
     def _on_secede(self, key: Any, duration: float, session: int) -> None:
         """A task in the executor seceded: the scheduler stops counting it as busy."""
         if session == self._session and self._scheduler is not None and not self._scheduler.closed:
-            self._scheduler.send(TaskSeceded(key, duration))
+            assert self.state is not None
+            ts = self.state.tasks.get(key)
+            if ts is not None:  # else its record is gone: nobody counts it as busy
+                self._scheduler.send(TaskSeceded(key, duration, ts.run))
 
     def _on_executed(self, batch: list[ExecuteDone], session: int) -> None:
         if session != self._session:
