@@ -331,9 +331,11 @@ class Register(Message):
 
 @_message("tasks-started")
 class TasksStarted(Message):
-    """The worker's threads began running these tasks (batched with other reports)."""
+    """The worker's threads began running these tasks (batched with other reports), for
+    these runs (``Compute.run``, one per key)."""
 
     keys: list[Key]
+    runs: list[int]
 
 
 @_message("worker-goodbye")

@@ -120,6 +120,7 @@ class ExecutionStarted(Event):
 
     worker: str
     keys: list[Key]
+    runs: list[int]  # per key: which assignment started (``SendCompute.run``)
 
 
 @dataclass(slots=True)  # not frozen: built per task (see the header)

@@ -30,9 +30,9 @@ class ReportHandlers(StateBase):
     def _on_started(self, ev: ExecutionStarted) -> None:
         ws = self.workers.get(ev.worker)
         tasks = self.tasks
-        for key in ev.keys:
+        for key, run in zip(ev.keys, ev.runs, strict=False):  # a short list: the rest ignored
             ts = tasks.get(key)
-            if ts is not None and ts.processing_on is ws is not None:
+            if ts is not None and ts.processing_on is ws is not None and ts.run == run:
                 ts.started = True
 
     def _on_finished(self, ev: TaskFinished) -> None:

@@ -299,7 +299,7 @@ class ServerMessages(ShellBase):
                                                msg.start, msg.stop, msg.thread, msg.inline,
                                                msg.run))
                 elif isinstance(msg, TasksStarted):
-                    events.append(ExecutionStarted(address, list(msg.keys)))
+                    events.append(ExecutionStarted(address, list(msg.keys), list(msg.runs)))
                 elif isinstance(msg, WorkerGoodbye):
                     events.append(WorkerRetiring(address, msg.reason))
                 elif isinstance(msg, TaskErred):

@@ -41,7 +41,7 @@ SAMPLES: dict[str, m.Message] = {
     "restart-worker-process": m.RestartWorker("client.restart()"),
     "register-reply": m.RegisterReply(False, "a worker at tcp://1.2.3.4:5 is already connected"),
     "register": m.Register("tcp://1.2.3.4:5", "worker-0", 4, 2**33, 1234, "1.2.3.4"),
-    "tasks-started": m.TasksStarted(["t", ("x", 1)]),
+    "tasks-started": m.TasksStarted(["t", ("x", 1)], [7, 8]),
     "worker-goodbye": m.WorkerGoodbye("worker closing"),
     "task-done": m.TaskDone("t", 8, "int", 1.5, 2.5, 140000, None, 7),
     "task-erred": m.TaskErred("t", {"kind": "exception", "message": "boom"}, 1.0, 2.0, 1, 7),

@@ -89,8 +89,12 @@ class Sim:
     def retire(self, address: str, reason: str = "closing") -> list[Command]:
         return self.state.handle(WorkerRetiring(address, reason))
 
-    def started(self, worker: str, *keys: Any) -> list[Command]:
-        return self.state.handle(ExecutionStarted(worker, list(keys)))
+    def started(self, worker: str, *keys: Any, runs: Sequence[int] | None = None
+                ) -> list[Command]:
+        """``worker`` began running ``keys``, for ``runs`` (by default: their current runs)."""
+        if runs is None:
+            runs = [self.run_of(k) for k in keys]
+        return self.state.handle(ExecutionStarted(worker, list(keys), list(runs)))
 
     def submit(
         self, rows: Sequence[tuple[Any, ...]], wanted: Sequence[Any] | None = None,

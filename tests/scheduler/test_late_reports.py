@@ -137,3 +137,50 @@ def test_run_freed_while_executing_and_assigned_again_reports_for_the_new_run() 
     assert [type(c).__name__ for c in told] == ["ReportDone"]
     assert [w.address for w in cluster.state.tasks["a"].who_has] == [sw.address]
     cluster.check_live()
+
+
+# --- the scheduler's side: which run a report answers ------------------------------------
+
+
+def _reassigned(sim: Sim) -> tuple[int, int]:
+    """"a" runs on w1 (its only worker), is released and submitted again: it runs on w1
+    again. Returns the old and the new run id."""
+    sim.join("w1")
+    sim.submit([row("a")])
+    old = sim.run_of("a")
+    out = sim.release("a") + sim.submit([row("a")])
+    assert [type(c).__name__ for c in out] == ["SendFree", "SendCompute"]
+    new = sim.run_of("a")
+    assert new != old
+    return old, new
+
+
+def test_result_of_the_old_run_is_ignored_without_a_free(sim: Sim) -> None:
+    # A free now would reach w1 after the new Compute and cancel the new run: a hang.
+    old, new = _reassigned(sim)
+    assert sim.finish("a", run=old) == []
+    assert sim.states("a") == ["processing"]
+    assert sim.finish("a", run=new) == [ReportDone("c", "a", 8, "int", None)]
+
+
+def test_failure_of_the_old_run_is_ignored(sim: Sim) -> None:
+    old, new = _reassigned(sim)
+    assert sim.fail("a", run=old) == []
+    assert sim.states("a") == ["processing"]
+    assert [type(c).__name__ for c in sim.fail("a", run=new)] == ["ReportErred"]
+
+
+def test_old_run_seceding_does_not_free_the_new_runs_slot(sim: Sim) -> None:
+    old, _ = _reassigned(sim)
+    sim.seceded("w1", "a", 0.5, run=old)
+    assert sim.state.workers["w1"].long_running == set()
+
+
+def test_old_run_reported_started_does_not_make_the_new_run_a_suspect(sim: Sim) -> None:
+    # Only tasks that ran on a worker are blamed for its death (KilledWorker).
+    old, new = _reassigned(sim)
+    sim.started("w1", "a", runs=[old])
+    assert not sim.state.tasks["a"].started
+    sim.started("w1", "a", runs=[new])
+    assert sim.state.tasks["a"].started
+
