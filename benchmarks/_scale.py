@@ -113,13 +113,13 @@ def run(
     while True:
         for c in cmds:
             if type(c) is SendCompute:
-                queues[c.worker].append(c.key)
+                queues[c.worker].append((c.key, c.run))
         progressed = False
         for a, q in queues.items():
             if q:
-                key = q.popleft()
+                key, run = q.popleft()
                 start, now = now, now + DURATION
-                ev = TaskFinished(a, key, 8, "int", start, now, 0, None)
+                ev = TaskFinished(a, key, 8, "int", start, now, 0, None, run)
                 t0 = clock()
                 cmds = state.handle(ev)
                 run_s += clock() - t0
@@ -127,7 +127,7 @@ def run(
                 progressed = True
                 for c in cmds:
                     if type(c) is SendCompute:
-                        queues[c.worker].append(c.key)
+                        queues[c.worker].append((c.key, c.run))
                 cmds = []
         if not progressed:
             break

@@ -19,7 +19,8 @@ from typing_extensions import dataclass_transform
 
 from shoal.protocol._serialize import Serialized
 
-# 2: UpdateGraph carries `more` (graphs sent in pieces); 3: one-frame payloads as ext 2
+# 2: UpdateGraph carries `more` (graphs sent in pieces); 3: one-frame payloads as ext 2,
+# and run ids in Compute and the task reports
 PROTOCOL_VERSION = 3
 
 Key = Any  # str, int, float or a tuple of them (dask keys)
@@ -244,7 +245,10 @@ class Response(Message):
 
 @_message("compute")
 class Compute(Message):
-    """Run a task. ``deps`` rows: (key, [worker addresses holding it], nbytes)."""
+    """Run a task. ``deps`` rows: (key, [worker addresses holding it], nbytes). ``run``
+    names this assignment of the key to this worker (the scheduler numbers them): the
+    worker's reports on the task echo it, so a report of an earlier assignment is told
+    apart from one of this."""
 
     key: Key
     payload: Serialized
@@ -253,6 +257,7 @@ class Compute(Message):
     priority: Any
     send_inline: bool
     prefix: str
+    run: int
 
 
 @_message("free-keys")
@@ -328,9 +333,11 @@ class Register(Message):
 
 @_message("tasks-started")
 class TasksStarted(Message):
-    """The worker's threads began running these tasks (batched with other reports)."""
+    """The worker's threads began running these tasks (batched with other reports), for
+    these runs (``Compute.run``, one per key)."""
 
     keys: list[Key]
+    runs: list[int]
 
 
 @_message("worker-goodbye")
@@ -349,6 +356,7 @@ class TaskDone(Message):
     stop: float
     thread: int
     inline: Serialized | None
+    run: int  # the ``Compute.run`` this result answers
 
 
 @_message("task-erred")
@@ -358,6 +366,7 @@ class TaskErred(Message):
     start: float
     stop: float
     thread: int
+    run: int  # the ``Compute.run`` this failure answers
 
 
 @_message("task-rescheduled-by-task")
@@ -365,6 +374,7 @@ class TaskRescheduled(Message):
     """Worker -> scheduler: the task raised ``Reschedule``; place it again (not a failure)."""
 
     key: Key
+    run: int  # the ``Compute.run`` this answers
 
 
 @_message("scatter-stored")
@@ -616,6 +626,7 @@ class TaskSeceded(Message):
 
     key: Key
     duration: float
+    run: int  # the ``Compute.run`` of the task that seceded
 
 
 @_message("fire-and-forget")

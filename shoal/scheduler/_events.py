@@ -120,6 +120,7 @@ class ExecutionStarted(Event):
 
     worker: str
     keys: list[Key]
+    runs: list[int]  # per key: which assignment started (``SendCompute.run``)
 
 
 @dataclass(slots=True)  # not frozen: built per task (see the header)
@@ -132,6 +133,7 @@ class TaskFinished(Event):
     stop: float
     thread: int
     inline: Serialized | None
+    run: int  # which assignment of the key this answers (``SendCompute.run``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +144,7 @@ class TaskFailed(Event):
     start: float
     stop: float
     thread: int
+    run: int  # which assignment of the key this answers (``SendCompute.run``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +153,7 @@ class RescheduleAsked(Event):
 
     worker: str
     key: Key
+    run: int  # the assignment this answers (see TaskFinished)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +209,7 @@ class Seceded(Event):
     worker: str
     key: Key
     duration: float
+    run: int  # which assignment of the key seceded (``SendCompute.run``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +265,7 @@ class SendCompute(Command):
     priority: Any
     send_inline: bool
     prefix: str
+    run: int  # this assignment's number, echoed in the worker's reports
 
 
 @dataclass(frozen=True, slots=True)

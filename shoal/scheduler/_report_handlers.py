@@ -31,9 +31,9 @@ class ReportHandlers(StateBase):
     def _on_started(self, ev: ExecutionStarted) -> None:
         ws = self.workers.get(ev.worker)
         tasks = self.tasks
-        for key in ev.keys:
+        for key, run in zip(ev.keys, ev.runs, strict=False):  # a short list: the rest ignored
             ts = tasks.get(key)
-            if ts is not None and ts.processing_on is ws is not None:
+            if ts is not None and ts.processing_on is ws is not None and ts.run == run:
                 ts.started = True
 
     def _on_finished(self, ev: TaskFinished) -> None:
@@ -56,6 +56,11 @@ class ReportHandlers(StateBase):
         if ts.processing_on is not ws:
             self._out.append(SendFree(ev.worker, [ev.key]))
             return
+        if ev.run != ts.run:
+            # A run this worker was told to free before the key was assigned to it again:
+            # its value goes with that free, and the worker reports the current run itself
+            # (a free now would cancel that run).
+            return
         self.completed_total += 1
         if not (ws.long_running and ts in ws.long_running):  # measured when it seceded
             self._measured(ts.prefix, max(ev.stop - ev.start, 0.0))
@@ -74,8 +79,8 @@ class ReportHandlers(StateBase):
     def _on_failed(self, ev: TaskFailed) -> None:
         ws = self.workers.get(ev.worker)
         ts = self.tasks.get(ev.key)
-        if ws is None or ts is None or ts.processing_on is not ws:
-            return
+        if ws is None or ts is None or ts.processing_on is not ws or ev.run != ts.run:
+            return  # not the current run (see _on_finished)
         self._record_stream(ev.key, ts.prefix, ev.worker, ev.thread, ev.start, ev.stop, "error")
         if ts.retries > 0:
             ts.retries -= 1
@@ -91,8 +96,8 @@ class ReportHandlers(StateBase):
         worker has already forgotten it."""
         ws = self.workers.get(ev.worker)
         ts = self.tasks.get(ev.key)
-        if ws is None or ts is None or ts.processing_on is not ws:
-            return
+        if ws is None or ts is None or ts.processing_on is not ws or ev.run != ts.run:
+            return  # not the current run (see _on_finished)
         self._go(ts, "released", tell_worker=False)
         self._activate([ts])
 
@@ -108,7 +113,8 @@ class ReportHandlers(StateBase):
         gets more work while it waits (dask's "long-running")."""
         ws = self.workers.get(ev.worker)
         ts = self.tasks.get(ev.key)
-        if ws is None or ts is None or ts.processing_on is not ws or ts in ws.long_running:
+        if (ws is None or ts is None or ts.processing_on is not ws or ev.run != ts.run
+                or ts in ws.long_running):
             return
         ws.long_running.add(ts)
         ts.started = True  # it ran: never stolen, and counted if its worker dies

@@ -122,7 +122,7 @@ class ServerCommands(ShellBase):
                     blobs[fid] = self._functions[fid]
                     known.add(fid)
             conn.send(Compute(cmd.key, cmd.payload, cmd.deps, blobs, cmd.priority,
-                              cmd.send_inline, cmd.prefix))
+                              cmd.send_inline, cmd.prefix, cmd.run))
         elif isinstance(cmd, ReportDone):
             c = clients.get(cmd.client)
             if c is not None:

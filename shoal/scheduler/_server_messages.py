@@ -300,16 +300,17 @@ class ServerMessages(ShellBase):
                     raise TypeError("a worker must register before anything else")
                 if isinstance(msg, TaskDone):
                     events.append(TaskFinished(address, msg.key, msg.nbytes, msg.typename,
-                                               msg.start, msg.stop, msg.thread, msg.inline))
+                                               msg.start, msg.stop, msg.thread, msg.inline,
+                                               msg.run))
                 elif isinstance(msg, TasksStarted):
-                    events.append(ExecutionStarted(address, list(msg.keys)))
+                    events.append(ExecutionStarted(address, list(msg.keys), list(msg.runs)))
                 elif isinstance(msg, WorkerGoodbye):
                     events.append(WorkerRetiring(address, msg.reason))
                 elif isinstance(msg, TaskErred):
                     events.append(TaskFailed(address, msg.key, dict(msg.error), msg.start,
-                                             msg.stop, msg.thread))
+                                             msg.stop, msg.thread, msg.run))
                 elif isinstance(msg, TaskRescheduled):
-                    events.append(RescheduleAsked(address, msg.key))
+                    events.append(RescheduleAsked(address, msg.key, msg.run))
                 elif isinstance(msg, Heartbeat):
                     events.append(HeartbeatReceived(address, msg.memory_process,
                                                     msg.memory_managed, msg.cpu, msg.executing,
@@ -325,7 +326,7 @@ class ServerMessages(ShellBase):
                     events.append(TransferDone(address, list(msg.keys), msg.peer, msg.nbytes,
                                                msg.start, msg.stop))
                 elif isinstance(msg, TaskSeceded):
-                    events.append(Seceded(address, msg.key, msg.duration))
+                    events.append(Seceded(address, msg.key, msg.duration, msg.run))
                 elif isinstance(msg, TopicLog):
                     self._on_side_message(address, msg)
                 elif isinstance(msg, Response):

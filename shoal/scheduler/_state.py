@@ -111,6 +111,7 @@ class SchedulerState(
         self._queue: list[tuple[Any, ...]] = []
         self._queue_packed = True
         self._seq = itertools.count()
+        self._runs = itertools.count(1)  # assignment numbers (TaskState.run)
         self._no_worker: set[TaskState] = set()
         self._actors: set[TaskState] = set()  # tasks marked actor, until forgotten
         self._went_idle: set[WorkerState] = set()  # workers to find stolen work for

@@ -65,6 +65,7 @@ class StateBase:
     _queue: list[tuple[Any, ...]]
     _queue_packed: bool
     _seq: itertools.count[int]
+    _runs: itertools.count[int]
     _no_worker: set[TaskState]
     _actors: set[TaskState]
     _went_idle: set[WorkerState]

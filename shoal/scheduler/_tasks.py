@@ -39,6 +39,7 @@ class TaskState:
         "processing_on",
         "resources",
         "retries",
+        "run",
         "started",
         "state",
         "suspicious",
@@ -68,6 +69,9 @@ class TaskState:
         # one, so tasks share an interned frozenset per client (``StateBase._wanting``).
         self.who_wants: frozenset[str] = EMPTY
         self.processing_on: WorkerState | None = None
+        # The number of its latest assignment to a worker (``SendCompute.run``, unique in
+        # the scheduler's life): a worker's report on it counts only if it echoes this.
+        self.run = 0
         self.started = False  # its worker reported running it (not just holding it queued)
         self.priority: Any = (0,)
         self.retries = 0

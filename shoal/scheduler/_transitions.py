@@ -129,6 +129,7 @@ class Transitions(StateBase):
         if ts.workers is None:
             worker.stealable += 1
         ts.processing_on = worker
+        ts.run = run = next(self._runs)
         est = self._durations.get(ts.prefix)
         if est is None:  # a guess until the first of its prefix is measured
             est = self.unknown_duration
@@ -147,7 +148,7 @@ class Transitions(StateBase):
         self._out.append(
             SendCompute(
                 worker.address, ts.key, ts.payload, deps, ts.fids, ts.priority,
-                bool(ts.who_wants), ts.prefix,
+                bool(ts.who_wants), ts.prefix, run,
             )
         )
 

@@ -276,7 +276,11 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
 
     def _on_started(self, keys: list[Any], session: int) -> None:
         if session == self._session and self._scheduler is not None:
-            self._scheduler.send(TasksStarted(keys))
+            assert self.state is not None
+            tasks = self.state.tasks
+            # Each key's current run (its record stays until its result is handled).
+            runs = [ts.run if (ts := tasks.get(k)) is not None else 0 for k in keys]
+            self._scheduler.send(TasksStarted(keys, runs))
 
     def log_event(self, topic: str | list[str], msg: Any) -> None:
         """Log ``msg`` on the scheduler under ``topic`` (or each of a list of topics), as
@@ -292,7 +296,10 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
     def _on_secede(self, key: Any, duration: float, session: int) -> None:
         """A task in the executor seceded: the scheduler stops counting it as busy."""
         if session == self._session and self._scheduler is not None and not self._scheduler.closed:
-            self._scheduler.send(TaskSeceded(key, duration))
+            assert self.state is not None
+            ts = self.state.tasks.get(key)
+            if ts is not None:  # else its record is gone: nobody counts it as busy
+                self._scheduler.send(TaskSeceded(key, duration, ts.run))
 
     def _on_executed(self, batch: list[ExecuteDone], session: int) -> None:
         if session != self._session:

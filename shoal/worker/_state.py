@@ -7,6 +7,11 @@ clocks, or the data values themselves (the I/O shell keeps those; this knows key
 Task states here: waiting (inputs missing) → executing (handed to the executor's queue,
 which runs it when a thread is free) → done (the record goes; the result is held), and
 "cancelled" for a task freed while executing (its result is dropped on arrival).
+
+Each task keeps the run id of the latest ``Compute`` for its key (``Compute.run``) and its
+reports echo it. A key assigned again while its record is here (a cancelled run resumed,
+or a duplicate assignment) takes the new run id: the scheduler only counts reports of
+the run it last assigned.
 """
 
 from __future__ import annotations
@@ -61,11 +66,12 @@ __all__ = [
 
 
 class _Task:
-    __slots__ = ("deps", "key", "missing", "msg", "state")
+    __slots__ = ("deps", "key", "missing", "msg", "run", "state")
 
     def __init__(self, msg: Compute) -> None:
         self.key = msg.key
         self.msg = msg
+        self.run = msg.run  # the latest assignment's (see the module's header)
         deps = msg.deps  # most tasks of a map have none: no generator to start
         self.deps: tuple[Key, ...] = tuple([d[0] for d in deps]) if deps else ()
         self.missing: set[Key] = set()
@@ -128,12 +134,15 @@ class WorkerState:
     def _on_compute(self, msg: Compute) -> None:
         key = msg.key
         if key in self.held and key in self.assigned:
-            self._out.append(Report(TaskDone(key, self.held[key], "", 0.0, 0.0, -1, None)))
+            self._out.append(
+                Report(TaskDone(key, self.held[key], "", 0.0, 0.0, -1, None, msg.run))
+            )
             return
         old = self.tasks.get(key)
         if old is not None:
+            old.run = msg.run  # what it reports now answers this assignment
             if old.state == "cancelled":
-                old.state = "executing"  # its result is wanted again
+                old.state = "executing"  # resumed: its result is wanted again
             return
         ts = self.tasks[key] = _Task(msg)
         fetch_by_peer: dict[str, list[Key]] = {}
@@ -231,16 +240,17 @@ class WorkerState:
                 self.shadowed.discard(ev.key)
                 self._out.append(Drop([ev.key]))
             if ev.error.get("kind") == "reschedule":  # raised Reschedule: not a failure
-                self._out.append(Report(TaskRescheduled(ev.key)))
+                self._out.append(Report(TaskRescheduled(ev.key, ts.run)))
             else:
                 self._out.append(Report(TaskErred(ev.key, ev.error, ev.start, ev.stop,
-                                                  ev.thread)))
+                                                  ev.thread, ts.run)))
             return
         self.shadowed.discard(ev.key)
         self.held[ev.key] = ev.nbytes
         self.assigned.add(ev.key)
         self._out.append(
-            Report(TaskDone(ev.key, ev.nbytes, ev.typename, ev.start, ev.stop, ev.thread, ev.inline))
+            Report(TaskDone(ev.key, ev.nbytes, ev.typename, ev.start, ev.stop, ev.thread,
+                            ev.inline, ts.run))
         )
         if ev.key in self.waiters:
             self._arrived_otherwise(ev.key)
@@ -313,8 +323,10 @@ class WorkerState:
         """An input exists but cannot be serialized: the tasks needing it fail with that
         (fetching it again, or recomputing it, would fail the same way)."""
         self.in_flight.pop(key, None)
-        for tkey in self._drop_waiting_on(key):
-            self._out.append(Report(TaskErred(tkey, {**error, "key": tkey}, 0.0, 0.0, -1)))
+        for ts in self._drop_waiting_on(key):
+            self._out.append(
+                Report(TaskErred(ts.key, {**error, "key": ts.key}, 0.0, 0.0, -1, ts.run))
+            )
 
     def _on_fetch_failed(self, ev: FetchFailed) -> None:
         self.bad_peers.add(ev.peer)
@@ -349,19 +361,19 @@ class WorkerState:
     def _give_up(self, key: Key) -> None:
         """No holder is left for an input: drop the tasks that need it; the scheduler
         (told by MissingData) recomputes the input and sends the tasks again."""
-        for tkey in self._drop_waiting_on(key):
-            self._out.append(Report(MissingData(key, "", tkey)))
+        for ts in self._drop_waiting_on(key):
+            self._out.append(Report(MissingData(key, "", ts.key)))
 
-    def _drop_waiting_on(self, key: Key) -> list[Key]:
+    def _drop_waiting_on(self, key: Key) -> list[_Task]:
         """Forget the tasks waiting for input ``key`` (and their claims on other inputs);
-        returns their keys."""
+        returns them."""
         self.holders.pop(key, None)
         dropped = []
         for tkey in self.waiters.pop(key, set()):
             ts = self.tasks.pop(tkey, None)
             if ts is None:
                 continue
-            dropped.append(tkey)
+            dropped.append(ts)
             for dep in ts.deps:
                 if dep != key:
                     self._forget_waiter(dep, tkey)

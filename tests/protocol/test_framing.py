@@ -99,10 +99,10 @@ def test_unencodable_field_is_a_type_error_naming_the_type() -> None:
 
 def test_an_encoded_batch_is_not_changed_by_later_encodes() -> None:
     """The packers are reused per thread: what one encode returned must not alias them."""
-    first = encode([m.TaskDone("a", 1, "int", 0.0, 1.0, 0, Serialized([b"first"]))])
+    first = encode([m.TaskDone("a", 1, "int", 0.0, 1.0, 0, Serialized([b"first"]), 1)])
     kept = [bytes(b) for b in first]
     for i in range(3):
-        encode([m.TaskDone(f"k{i}", 2, "str", 0.0, 1.0, 0, Serialized([b"other" * 50]))])
+        encode([m.TaskDone(f"k{i}", 2, "str", 0.0, 1.0, 0, Serialized([b"other" * 50]), 2)])
     assert [bytes(b) for b in first] == kept
     (back,) = decode(first[1:])
     assert isinstance(back, m.TaskDone) and back.key == "a" and back.inline == Serialized([b"first"])
@@ -394,7 +394,7 @@ def test_random_wire_bytes_raise_only_protocol_error(seed: int) -> None:
     [
         (("release-keys", 5), "field 'keys' must be list or tuple, got int"),
         (("hello", "client", "1", "me"), "field 'version' must be int, got str"),
-        (("compute", "k", b"not serialized", (), {}, 0, False, "p"), "field 'payload'"),
+        (("compute", "k", b"not serialized", (), {}, 0, False, "p", 1), "field 'payload'"),
         (("key-done", {"a": 1}, 1, "int", None), "field 'key'"),
     ],
 )

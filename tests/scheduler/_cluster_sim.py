@@ -165,7 +165,7 @@ class ClusterSim:
                 if sw is None:
                     raise Defect(f"compute {cmd.key!r} sent to unknown worker {cmd.worker}")
                 msg = Compute(cmd.key, cmd.payload, cmd.deps, {}, cmd.priority,
-                              cmd.send_inline, cmd.prefix)
+                              cmd.send_inline, cmd.prefix, cmd.run)
                 sw.inbox.append(ComputeAssigned(msg))
                 sw.freed.discard(cmd.key)
             elif isinstance(cmd, SendFree):
@@ -224,9 +224,10 @@ class ClusterSim:
     def _to_scheduler(self, address: str, msg: Any) -> Any:
         if isinstance(msg, TaskDone):
             return TaskFinished(address, msg.key, msg.nbytes, msg.typename, msg.start,
-                                msg.stop, msg.thread, msg.inline)
+                                msg.stop, msg.thread, msg.inline, msg.run)
         if isinstance(msg, TaskErred):
-            return TaskFailed(address, msg.key, dict(msg.error), msg.start, msg.stop, msg.thread)
+            return TaskFailed(address, msg.key, dict(msg.error), msg.start, msg.stop, msg.thread,
+                              msg.run)
         if isinstance(msg, MissingData):
             return DataMissing(address, msg.key, msg.worker, msg.for_key)
         if isinstance(msg, ScatterStored):

@@ -19,6 +19,7 @@ from shoal.scheduler._events import (
     KeysReleased,
     KeysRetried,
     ScatterAcked,
+    Seceded,
     SendCompute,
     SendStore,
     TaskFailed,
@@ -88,8 +89,12 @@ class Sim:
     def retire(self, address: str, reason: str = "closing") -> list[Command]:
         return self.state.handle(WorkerRetiring(address, reason))
 
-    def started(self, worker: str, *keys: Any) -> list[Command]:
-        return self.state.handle(ExecutionStarted(worker, list(keys)))
+    def started(self, worker: str, *keys: Any, runs: Sequence[int] | None = None
+                ) -> list[Command]:
+        """``worker`` began running ``keys``, for ``runs`` (by default: their current runs)."""
+        if runs is None:
+            runs = [self.run_of(k) for k in keys]
+        return self.state.handle(ExecutionStarted(worker, list(keys), list(runs)))
 
     def submit(
         self, rows: Sequence[tuple[Any, ...]], wanted: Sequence[Any] | None = None,
@@ -110,7 +115,10 @@ class Sim:
         duration: float = 0.001,
         typename: str = "int",
         inline: Serialized | None = None,
+        run: int | None = None,
     ) -> list[Command]:
+        """``worker`` (by default: the one running it) reports ``key`` done, for ``run`` (by
+        default: the key's current run, as a faithful worker would)."""
         if worker is None:
             ws = self.state.tasks[key].processing_on
             assert ws is not None, f"{key!r} is not processing"
@@ -118,18 +126,33 @@ class Sim:
         start = self.now
         self.now += duration
         return self.state.handle(
-            TaskFinished(worker, key, nbytes, typename, start, self.now, 0, inline)
+            TaskFinished(worker, key, nbytes, typename, start, self.now, 0, inline,
+                         self.run_of(key) if run is None else run)
         )
 
     def fail(
-        self, key: Any, worker: str | None = None, exc: BaseException | None = None
+        self, key: Any, worker: str | None = None, exc: BaseException | None = None,
+        run: int | None = None,
     ) -> list[Command]:
         if worker is None:
             ws = self.state.tasks[key].processing_on
             assert ws is not None, f"{key!r} is not processing"
             worker = ws.address
         error = error_for(key, exc, worker)
-        return self.state.handle(TaskFailed(worker, key, error, self.now, self.now + 0.001, 0))
+        return self.state.handle(TaskFailed(worker, key, error, self.now, self.now + 0.001, 0,
+                                            self.run_of(key) if run is None else run))
+
+    def seceded(self, worker: str, key: Any, duration: float, run: int | None = None
+                ) -> list[Command]:
+        """``key``'s run on ``worker`` left its thread (by default: its current run)."""
+        return self.state.handle(
+            Seceded(worker, key, duration, self.run_of(key) if run is None else run)
+        )
+
+    def run_of(self, key: Any) -> int:
+        """The run id of ``key``'s latest assignment (0 for a key the scheduler forgot)."""
+        ts = self.state.tasks.get(key)
+        return 0 if ts is None else ts.run
 
     def release(self, *keys: Any) -> list[Command]:
         return self.state.handle(KeysReleased(self.client, list(keys)))

@@ -132,7 +132,7 @@ class Fuzzer:
         if action == "secede" and self.processing():
             key = rng.choice(self.processing())
             ws = st.tasks[key].processing_on
-            return st.handle(Seceded(ws.address, key, rng.random()))
+            return st.handle(Seceded(ws.address, key, rng.random(), st.tasks[key].run))
         if action == "fire" and st.tasks:
             return st.handle(FireAndForgetAsked([rng.choice(list(st.tasks)), "gone"]))
         if action == "client":

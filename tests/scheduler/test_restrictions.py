@@ -208,13 +208,11 @@ def test_locality_placed_tasks_never_exceed_the_per_worker_cap() -> None:
 
 
 def test_a_seceded_task_lets_a_held_task_through(sim: Sim) -> None:
-    from shoal.scheduler._events import Seceded
-
     sim.join("w1")
     sim.submit([row("long", workers=["w1"], priority=(0,)),
                 row("next", workers=["w1"], priority=(1,))])
     assert sim.states("long", "next") == ["processing", "queued"]
-    out = sim.state.handle(Seceded("w1", "long", 0.01))
+    out = sim.seceded("w1", "long", 0.01)
     assert computes(out) == [("w1", "next")]
 
 

@@ -7,7 +7,6 @@ from shoal.scheduler._events import (
     ClientLeft,
     FireAndForgetAsked,
     ReportDone,
-    Seceded,
     SendFree,
 )
 from shoal.scheduler._state import FIRE_AND_FORGET
@@ -22,7 +21,7 @@ def test_seceded_task_frees_its_slot_so_the_worker_gets_more_work(sim: Sim) -> N
     assert computes(sim.submit([row("fib-6")])) == [("w1", "fib-6")]
     # A second unmeasured task waits: the one thread is busy.
     assert computes(sim.submit([row("fib-5")])) == []
-    out = sim.state.handle(Seceded("w1", "fib-6", 0.001))
+    out = sim.seceded("w1", "fib-6", 0.001)
     assert computes(out) == [("w1", "fib-5")]
     ws = sim.state.workers["w1"]
     assert {t.key for t in ws.long_running} == {"fib-6"}
@@ -34,14 +33,14 @@ def test_seceded_task_no_longer_counts_in_occupancy(sim: Sim) -> None:
     sim.submit([row("slow-1")])
     ws = sim.state.workers["w1"]
     assert ws.occupancy > 0
-    sim.state.handle(Seceded("w1", "slow-1", 0.002))
+    sim.seceded("w1", "slow-1", 0.002)
     assert ws.occupancy == 0.0
 
 
 def test_secede_reports_the_compute_time_as_the_prefix_duration(sim: Sim) -> None:
     sim.join("w1", nthreads=1)
     sim.submit([row("fib-6")])
-    sim.state.handle(Seceded("w1", "fib-6", 0.002))
+    sim.seceded("w1", "fib-6", 0.002)
     assert sim.state._estimate("fib") == 0.002
     # Finishing much later (after waiting for its children) does not skew the estimate.
     sim.finish("fib-6", duration=30.0)
@@ -51,7 +50,7 @@ def test_secede_reports_the_compute_time_as_the_prefix_duration(sim: Sim) -> Non
 def test_seceded_task_result_flows_as_usual(sim: Sim) -> None:
     sim.join("w1", nthreads=1)
     sim.submit([row("fib-6")])
-    sim.state.handle(Seceded("w1", "fib-6", 0.001))
+    sim.seceded("w1", "fib-6", 0.001)
     out = sim.finish("fib-6")
     assert of(out, ReportDone) == [ReportDone("c", "fib-6", 8, "int", None)]
     assert sim.states("fib-6") == ["memory"]
@@ -65,16 +64,16 @@ def test_secede_of_an_unknown_or_moved_task_is_ignored(sim: Sim) -> None:
     where = sim.state.tasks["a"].processing_on
     assert where is not None
     other = "w2" if where.address == "w1" else "w1"
-    assert sim.state.handle(Seceded(other, "a", 0.1)) == []
-    assert sim.state.handle(Seceded("w1", "nope", 0.1)) == []
-    assert sim.state.handle(Seceded("gone", "a", 0.1)) == []
+    assert sim.seceded(other, "a", 0.1) == []
+    assert sim.seceded("w1", "nope", 0.1) == []
+    assert sim.seceded("gone", "a", 0.1) == []
     assert not sim.state.workers[other].long_running
 
 
 def test_seceded_task_on_a_dying_worker_is_rerun(sim: Sim) -> None:
     sim.join("w1")
     sim.submit([row("a")])
-    sim.state.handle(Seceded("w1", "a", 0.001))
+    sim.seceded("w1", "a", 0.001)
     sim.leave("w1")
     assert sim.states("a") == ["queued"]
     assert computes(sim.join("w2")) == [("w2", "a")]
@@ -83,15 +82,15 @@ def test_seceded_task_on_a_dying_worker_is_rerun(sim: Sim) -> None:
 def test_secede_twice_counts_once(sim: Sim) -> None:
     sim.join("w1", nthreads=1)
     sim.submit([row("a")])
-    sim.state.handle(Seceded("w1", "a", 0.001))
-    sim.state.handle(Seceded("w1", "a", 0.001))
+    sim.seceded("w1", "a", 0.001)
+    sim.seceded("w1", "a", 0.001)
     assert len(sim.state.workers["w1"].long_running) == 1
 
 
 def test_released_seceded_task_leaves_long_running(sim: Sim) -> None:
     sim.join("w1", nthreads=1)
     sim.submit([row("a")])
-    sim.state.handle(Seceded("w1", "a", 0.001))
+    sim.seceded("w1", "a", 0.001)
     out = sim.release("a")
     assert of(out, SendFree) == [SendFree("w1", ["a"])]
     assert not sim.state.workers["w1"].long_running

@@ -121,7 +121,7 @@ def test_failing_event_keeps_the_commands_already_decided(
     assert "boom in a handler" in caplog.text
     assert not conns["c"].closed
     # nothing of the failed batch lingers for the next one
-    sched._on_worker_message(worker, [TaskDone("a", 8, "int", 0.0, 1.0, 0, None)])
+    sched._on_worker_message(worker, [TaskDone("a", 8, "int", 0.0, 1.0, 0, None, sched.state.tasks["a"].run)])
     assert [type(m) for m in conns["c"].sent] == [KeyDone]
     sched.state.validate()
 
@@ -139,7 +139,7 @@ def test_failure_sending_one_command_does_not_drop_the_others(
     sched._on_client_message(conns["c"], [UpdateGraph([row("a")], ["a"], {})])
     sched._on_client_message(conns["d"], [UpdateGraph([row("a")], ["a"], {})])
     with caplog.at_level(logging.ERROR, logger="shoal.scheduler"):
-        sched._on_worker_message(worker, [TaskDone("a", 8, "int", 0.0, 1.0, 0, None)])
+        sched._on_worker_message(worker, [TaskDone("a", 8, "int", 0.0, 1.0, 0, None, sched.state.tasks["a"].run)])
     assert "socket exploded" in caplog.text
     assert [type(m) for m in conns["d"].sent] == [KeyDone]
     monkeypatch.setattr(conns["c"], "send", real)

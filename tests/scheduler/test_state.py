@@ -36,7 +36,7 @@ def test_submit_runs_and_reports(sim: Sim) -> None:
     sim.join("w1")
     out = sim.submit([row("inc-1", fids=["f1"], priority=(0, 1))])
     assert out == [
-        SendCompute("w1", "inc-1", PAYLOAD, [], ("f1",), (0, 1), True, "inc"),
+        SendCompute("w1", "inc-1", PAYLOAD, [], ("f1",), (0, 1), True, "inc", 1),
     ]
     assert sim.states("inc-1") == ["processing"]
     out = sim.finish("inc-1", nbytes=28, typename="int")
@@ -70,7 +70,7 @@ def test_resubmitting_a_key_in_memory_reports_it_at_once(sim: Sim) -> None:
 def test_unwanted_tasks_are_not_run(sim: Sim) -> None:
     sim.join("w1")
     assert sim.submit([row("a"), row("b")], wanted=["b"]) == [
-        SendCompute("w1", "b", PAYLOAD, [], (), (0,), True, "b"),
+        SendCompute("w1", "b", PAYLOAD, [], (), (0,), True, "b", 1),
     ]
     assert "a" not in sim.state.tasks
 

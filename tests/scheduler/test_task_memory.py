@@ -69,7 +69,7 @@ def test_a_held_result_costs_under_half_a_kilobyte() -> None:
             if isinstance(c, SendCompute):
                 # a fresh typename string per report, as decoding a message makes it
                 todo += state.handle(TaskFinished(c.worker, c.key, 8, "".join("int"), 0.0,
-                                                  0.001, 0, None))
+                                                  0.001, 0, None, c.run))
 
     assert _traced(run) < 512
     assert all(ts.state == "memory" for ts in state.tasks.values())
@@ -81,7 +81,9 @@ def test_tasks_share_their_prefix_and_result_type_names() -> None:
     sim.submit([row("a", prefix="".join("inc")), row("b", prefix="".join("inc"))])
     a, b = state.tasks["a"], state.tasks["b"]
     assert a.prefix is b.prefix
-    state.handle(TaskFinished(a.processing_on.address, "a", 8, "".join("int"), 0, 1, 0, None))
-    state.handle(TaskFinished(b.processing_on.address, "b", 8, "".join("int"), 0, 1, 0, None))
+    state.handle(TaskFinished(a.processing_on.address, "a", 8, "".join("int"), 0, 1, 0, None,
+                              a.run))
+    state.handle(TaskFinished(b.processing_on.address, "b", 8, "".join("int"), 0, 1, 0, None,
+                              b.run))
     assert a.typename is b.typename
     state.validate()

@@ -81,6 +81,11 @@ class WorkerFuzzer:
     deps_of: dict[Any, list[Any]] = field(default_factory=dict)
     trace: list[str] = field(default_factory=list)
     n: int = 0
+    # The run id of each key's latest Compute: like the scheduler, only a report echoing it
+    # answers the task (an older run's report is ignored, so a worker that failed to adopt
+    # the latest run would leave its task owed forever).
+    runs: dict[Any, int] = field(default_factory=dict)
+    n_runs: int = 0
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -176,8 +181,10 @@ class WorkerFuzzer:
             if "stale-holders" in self.features and rng.random() < 0.3:
                 holders = rng.sample([*PEERS, ME], rng.randint(0, 3))
             deps.append((dep, holders, rng.choice([8, 1000])))
+        self.n_runs += 1
+        self.runs[key] = self.n_runs
         msg = Compute(key, PAYLOAD, deps, {}, (rng.randint(0, 2), self.n), rng.random() < 0.5,
-                      "k")
+                      "k", self.n_runs)
         self.mem.pop(key, None)
         self.owed[key] = self.owed.get(key, 0) + 1
         self.deps_of[key] = names
@@ -252,10 +259,11 @@ class WorkerFuzzer:
         self.handle(DataStored(key, 100))
 
     def on_report(self, msg: Any) -> None:
-        if isinstance(msg, TaskDone) and msg.key in self.owed:
+        current = isinstance(msg, (TaskDone, TaskErred)) and self.runs.get(msg.key) == msg.run
+        if isinstance(msg, TaskDone) and msg.key in self.owed and current:
             del self.owed[msg.key]
             self.mem[msg.key] = {ME}
-        elif isinstance(msg, TaskErred) and msg.key in self.owed:
+        elif isinstance(msg, TaskErred) and msg.key in self.owed and current:
             del self.owed[msg.key]
         elif isinstance(msg, MissingData):
             if msg.key in self.mem:

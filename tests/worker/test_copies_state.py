@@ -29,6 +29,6 @@ def test_copies_stay_until_the_scheduler_frees_them(ws: WorkerState) -> None:
 
 def test_a_copy_serves_as_a_local_input(ws: WorkerState) -> None:
     ws.handle(CopiesStored({"a": 10}))
-    msg = Compute("t", Serialized([b"task"]), [("a", ["tcp://other:1"], 10)], {}, (0,), True, "t")
+    msg = Compute("t", Serialized([b"task"]), [("a", ["tcp://other:1"], 10)], {}, (0,), True, "t", 1)
     cmds = ws.handle(ComputeAssigned(msg))
     assert [type(c) for c in cmds] == [Execute]

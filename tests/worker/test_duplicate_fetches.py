@@ -22,7 +22,7 @@ PAYLOAD = Serialized([b"task"])
 
 
 def _compute(key: str, deps: list[tuple[str, list[str], int]]) -> ComputeAssigned:
-    return ComputeAssigned(Compute(key, PAYLOAD, deps, {}, (0,), True, "p"))
+    return ComputeAssigned(Compute(key, PAYLOAD, deps, {}, (0,), True, "p", 1))
 
 
 def test_second_answer_for_a_held_input_keeps_it(ws: WorkerState) -> None:

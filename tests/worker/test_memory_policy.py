@@ -172,7 +172,7 @@ def test_a_fetch_order_carries_the_schedulers_sizes() -> None:
 
     ws = WorkerState("tcp://me:1")
     msg = Compute("t", Serialized([b"x"]), [("a", ["p1"], 123), ("b", ["p1"], 7)], {}, (0,),
-                  False, "t")
+                  False, "t", 1)
     (fetch,) = ws.handle(ComputeAssigned(msg))
     assert isinstance(fetch, Fetch) and fetch.sizes == {"a": 123, "b": 7}
 

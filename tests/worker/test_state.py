@@ -36,8 +36,8 @@ ERROR = {"kind": "exception", "type": "builtins.ZeroDivisionError", "message": "
 
 
 def compute(key: Any, deps: list[tuple[Any, list[str], int]] | None = None,
-            priority: Any = (0,), send_inline: bool = True) -> ComputeAssigned:
-    return ComputeAssigned(Compute(key, PAYLOAD, deps or [], {}, priority, send_inline, "p"))
+            priority: Any = (0,), send_inline: bool = True, run: int = 1) -> ComputeAssigned:
+    return ComputeAssigned(Compute(key, PAYLOAD, deps or [], {}, priority, send_inline, "p", run))
 
 
 def execute(key: Any, deps: tuple[Any, ...] = (), priority: Any = (0,)) -> Execute:
@@ -48,8 +48,8 @@ def done(key: Any, nbytes: int = 8, error: dict[str, Any] | None = None) -> Exec
     return ExecuteDone(key, nbytes, "int", 1.0, 2.0, 3, None, error)
 
 
-def report_done(key: Any, nbytes: int = 8) -> Report:
-    return Report(TaskDone(key, nbytes, "int", 1.0, 2.0, 3, None))
+def report_done(key: Any, nbytes: int = 8, run: int = 1) -> Report:
+    return Report(TaskDone(key, nbytes, "int", 1.0, 2.0, 3, None, run))
 
 
 def fetched(peer: str, got: dict[Any, int], missing: list[Any] | None = None) -> FetchDone:
@@ -76,7 +76,7 @@ def test_inline_result_rides_along(ws: WorkerState) -> None:
     ws.handle(compute("t"))
     inline = Serialized([b"42"])
     out = ws.handle(ExecuteDone("t", 2, "int", 1.0, 2.0, 0, inline, None))
-    assert out == [Report(TaskDone("t", 2, "int", 1.0, 2.0, 0, inline))]
+    assert out == [Report(TaskDone("t", 2, "int", 1.0, 2.0, 0, inline, 1))]
 
 
 def test_local_inputs_execute_without_fetching(ws: WorkerState) -> None:
@@ -90,20 +90,69 @@ def test_local_inputs_execute_without_fetching(ws: WorkerState) -> None:
 def test_execute_done_with_error_reports_task_erred(ws: WorkerState) -> None:
     ws.handle(compute("t"))
     out = ws.handle(done("t", error=ERROR))
-    assert out == [Report(TaskErred("t", ERROR, 1.0, 2.0, 3))]
+    assert out == [Report(TaskErred("t", ERROR, 1.0, 2.0, 3, 1))]
     assert "t" not in ws.held and ws.tasks == {}
 
 
-def test_compute_for_a_result_already_held_reports_it_again(ws: WorkerState) -> None:
-    ws.handle(compute("t"))
+def test_compute_for_a_result_already_held_reports_it_again_for_the_new_run(
+    ws: WorkerState,
+) -> None:
+    ws.handle(compute("t", run=1))
     ws.handle(done("t", nbytes=7))
-    out = ws.handle(compute("t"))
-    assert out == [Report(TaskDone("t", 7, "", 0.0, 0.0, -1, None))]
+    out = ws.handle(compute("t", run=2))
+    assert out == [Report(TaskDone("t", 7, "", 0.0, 0.0, -1, None, 2))]
 
 
 def test_duplicate_compute_is_ignored(ws: WorkerState) -> None:
     ws.handle(compute("t"))
     assert ws.handle(compute("t")) == []
+
+
+# --- run ids: every report answers the latest assignment of its key ------------------------
+
+
+def test_reports_echo_the_run_id_of_their_compute(ws: WorkerState) -> None:
+    ws.handle(compute("a", run=41), compute("b", run=42))
+    assert ws.handle(done("a")) == [report_done("a", run=41)]
+    assert ws.handle(done("b", error=ERROR)) == [Report(TaskErred("b", ERROR, 1.0, 2.0, 3, 42))]
+
+
+def test_task_freed_while_executing_then_assigned_again_resumes_under_the_new_run(
+    ws: WorkerState,
+) -> None:
+    # dask's cancelled -> resumed: the thread already runs it, so it is not run twice; its
+    # result answers the new assignment (the scheduler ignores reports of the old one).
+    ws.handle(compute("t", run=1))
+    ws.handle(KeysFreed(["t"]))
+    assert ws.tasks["t"].state == "cancelled"
+    assert ws.handle(compute("t", run=2)) == []  # no second Execute
+    assert ws.handle(done("t", nbytes=5)) == [report_done("t", 5, run=2)]
+    assert ws.held == {"t": 5}
+
+
+def test_failure_of_a_resumed_run_answers_the_new_run(ws: WorkerState) -> None:
+    ws.handle(compute("t", run=1))
+    ws.handle(KeysFreed(["t"]))
+    ws.handle(compute("t", run=2))
+    assert ws.handle(done("t", error=ERROR)) == [Report(TaskErred("t", ERROR, 1.0, 2.0, 3, 2))]
+
+
+def test_waiting_task_assigned_again_answers_the_new_run(ws: WorkerState) -> None:
+    ws.handle(compute("t", [("x", ["tcp://peer:1"], 8)], run=1))
+    assert ws.handle(compute("t", [("x", ["tcp://peer:1"], 8)], run=2)) == []  # one fetch
+    out = ws.handle(fetched("tcp://peer:1", {"x": 8}))
+    assert execute("t", ("x",)) in out
+    assert report_done("t", run=2) in ws.handle(done("t"))
+
+
+def test_task_freed_and_run_to_its_end_is_computed_afresh_for_the_next_run(
+    ws: WorkerState,
+) -> None:
+    ws.handle(compute("t", run=1))
+    ws.handle(KeysFreed(["t"]))
+    assert ws.handle(done("t")) == [Drop(["t"])]  # the freed run's result goes
+    assert ws.handle(compute("t", run=2)) == [execute("t")]
+    assert ws.handle(done("t")) == [report_done("t", run=2)]
 
 
 def test_unknown_event_is_a_type_error(ws: WorkerState) -> None:
@@ -274,7 +323,7 @@ def test_fetched_input_dropped_after_its_user_fails(ws: WorkerState) -> None:
     ws.handle(fetched("p1", {"a": 4}))
     assert ws.handle(done("t", error=ERROR)) == [
         Drop(["a"]),
-        Report(TaskErred("t", ERROR, 1.0, 2.0, 3)),
+        Report(TaskErred("t", ERROR, 1.0, 2.0, 3, 1)),
     ]
     assert ws.held == {}
 
@@ -326,7 +375,7 @@ def test_an_input_that_cannot_be_sent_fails_the_tasks_needing_it(ws: WorkerState
     assert out == [Fetch("tcp://p:1", ["x"])]
     unsendable = {"kind": "exception", "type": "builtins.TypeError", "message": "no", "key": "x"}
     out = ws.handle(FetchDone("tcp://p:1", {}, [], 5.0, 6.0, {"x": unsendable}))
-    assert out == [Report(TaskErred("t", {**unsendable, "key": "t"}, 0.0, 0.0, -1))]
+    assert out == [Report(TaskErred("t", {**unsendable, "key": "t"}, 0.0, 0.0, -1, 1))]
     assert ws.tasks == {} and ws.in_flight == {} and "x" not in ws.waiters
     assert ws.held == {"local": 8}  # scattered data stays
 
@@ -442,5 +491,5 @@ def test_a_task_that_asked_to_be_rescheduled_is_reported_as_such_and_forgotten(
     ws.handle(compute("t", [("a", ["p1"], 4)]))
     ws.handle(fetched("p1", {"a": 4}))
     out = ws.handle(done("t", error=reschedule_error("t", ME, 2.0)))
-    assert out == [Drop(["a"]), Report(TaskRescheduled("t"))]
+    assert out == [Drop(["a"]), Report(TaskRescheduled("t", 1))]
     assert "t" not in ws.tasks and "t" not in ws.held
