@@ -44,7 +44,7 @@ def test_a_finished_task_is_reported_in_the_step_that_hands_it_back() -> None:
         worker._executor._on_done = watched
         functions = FunctionCache()
         payload, fids = dumps_task(Call(abs, (-3,), {}), functions)
-        compute = Compute("t", payload, [], {f: functions.blob(f) for f in fids}, (0,), True, "abs")
+        compute = Compute("t", payload, [], {f: functions.blob(f) for f in fids}, (0,), True, "abs", 1)
         try:
             worker._on_scheduler(sched, [compute])
             written = await asyncio.wait_for(handed_back, 10)
