@@ -27,7 +27,9 @@ class Call:
         return self.func(*self.args, **self.kwargs)
 
     def __reduce__(self) -> Any:
-        return Call, (self.func, self.args, self.kwargs)
+        from shoal._p import C  # a short name: it is in every payload
+
+        return C, (self.func, self.args, self.kwargs)
 
     def __repr__(self) -> str:
         name = getattr(self.func, "__name__", repr(self.func))

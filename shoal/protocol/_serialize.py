@@ -59,7 +59,9 @@ class Serialized:
 
     __slots__ = ("frames",)
 
-    def __init__(self, frames: list[Any]) -> None:
+    def __init__(self, frames: list[Any] | tuple[Any, ...]) -> None:
+        # A tuple where the frames are final (a one-frame tuple is 40 bytes smaller than
+        # the list a pickler builds: a held task's payload and an inline result each).
         self.frames = frames
 
     @property
@@ -227,6 +229,14 @@ class FunctionTable:
 
     def function(self, fid: str) -> Any:
         return _function(fid)
+
+
+# The unpickling hooks every payload names (by their short names in ``shoal._p``): pickled
+# by reference, never through the function table.
+from shoal._p import C as _short_call  # noqa: E402
+from shoal._p import F as _short_function  # noqa: E402
+
+_BY_NAME = frozenset((_short_call, _short_function))
 
 
 def _function(fid: str) -> Any:
@@ -491,7 +501,8 @@ class TaskPickler(pickle.Pickler):
         self.fids = []
         try:
             self.dump(obj)
-            frames = [file.getvalue(), *(b.raw() for b in buffers)]
+            frames = (file.getvalue(), *(b.raw() for b in buffers)) if buffers else (
+                file.getvalue(),)
         finally:
             buffers.clear()
             self.clear_memo()  # the memo holds the arguments: don't keep them alive
@@ -500,11 +511,11 @@ class TaskPickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         # Called only for non-builtin objects (not for ints, strings, tuples...), so this
         # costs a Python call per function, task or custom object, not per argument.
-        if type(obj) is types.FunctionType and obj is not _function:
+        if type(obj) is types.FunctionType and obj not in _BY_NAME:
             fid = self.fid(obj)
             if fid not in self.fids:
                 self.fids.append(fid)
-            return _function, (fid,)
+            return _short_function, (fid,)
         # Classes the receiver cannot import (in __main__, or defined inside a function)
         # go by value; within a batch (one map or graph) each class is pickled once.
         if isinstance(obj, type) and _by_value_class(obj):

@@ -74,6 +74,7 @@ class ClientHandlers(StateBase):
         # Tasks this piece names as wanted are kept by the client itself: only the others
         # need the hold (ending it costs a step per task held).
         named = set(ev.wanted) if ev.more else set()
+        last_fids: tuple[str, ...] = ()
         for row in ev.tasks:
             key, payload, deps, fids, priority, retries, workers, prefix = row
             ts = tasks.get(key)
@@ -88,9 +89,16 @@ class ClientHandlers(StateBase):
             elif ts.state != "released" or ts.payload is not None:
                 continue
             ts.payload = payload
-            ts.fids = tuple(fids)
             if fids:
+                # Tasks of one call use the same functions: they share one tuple (and
+                # its decoded id strings) instead of keeping a copy each.
+                got = fids if type(fids) is tuple else tuple(fids)
+                if got != last_fids:
+                    last_fids = got
+                ts.fids = last_fids
                 self.functions.use(fids)
+            else:
+                ts.fids = ()
             ts.priority = priority
             ts.retries = retries
             ts.workers = frozenset(workers) if workers else None

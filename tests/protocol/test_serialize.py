@@ -375,3 +375,18 @@ def test_local_class_is_pickled_once_per_batch_and_afresh_after(
     table = FunctionTable()
     table.add_blobs({f: cache.blob(f) for f in fids})
     assert loads(ser, table)[1].scale == 5
+
+
+def test_a_plain_call_payload_names_its_hooks_briefly() -> None:
+    # every held task keeps its payload on the scheduler: module paths in it cost per task
+    from shoal.protocol._call import Call
+    from shoal.protocol._serialize import FunctionCache, dumps_task
+
+    def noop(x: int) -> int:
+        return x
+
+    payload, fids = dumps_task(Call(noop, (12345,), {}), FunctionCache())
+    assert len(fids) == 1
+    assert len(payload.frames[0]) < 90
+    assert b"shoal.protocol" not in payload.frames[0]
+    assert type(payload.frames) is tuple

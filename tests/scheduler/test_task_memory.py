@@ -85,3 +85,24 @@ def test_tasks_share_their_prefix_and_result_type_names() -> None:
     state.handle(TaskFinished(b.processing_on.address, "b", 8, "".join("int"), 0, 1, 0, None))
     assert a.typename is b.typename
     state.validate()
+
+
+def test_tasks_of_one_call_share_their_function_ids() -> None:
+    state, sim = _fresh()
+    # as decoded from a message: an equal but distinct list of ids per row
+    sim.submit([row(("f", i), fids=["".join("fid1")], prefix="f") for i in range(3)])
+    first, *rest = (state.tasks[("f", i)] for i in range(3))
+    assert first.fids == ("fid1",)
+    assert all(ts.fids is first.fids for ts in rest)
+    state.validate()
+
+
+def test_the_task_stream_keeps_the_tasks_own_key() -> None:
+    state, sim = _fresh()
+    sim.submit([row("".join(["noop-", "a"]), prefix="noop")])
+    ts = state.tasks["noop-a"]
+    decoded = "".join(["noop-", "a"])  # the worker's report carries its own copy of the key
+    assert decoded is not ts.key
+    state.handle(TaskFinished(ts.processing_on.address, decoded, 8, "int", 0.0, 1.0, 0, None))
+    assert state.task_stream[-1][0] is ts.key
+    state.validate()
