@@ -33,7 +33,7 @@ else:
 
 # Keys per ReleaseKeys message when many futures are dropped at once (the scheduler
 # releases a key in about 10 µs), and dropped futures counted per loop step.
-RELEASE_PIECE = 5_000
+RELEASE_PIECE = 1_000
 DEAD_PER_STEP = 50_000
 
 
