@@ -54,6 +54,7 @@ from shoal.scheduler._events import (
     WorkerLeft,
     WorkerPaused,
     WorkerRetiring,
+    WorkResumed,
 )
 from shoal.scheduler._functions import FunctionRefs
 from shoal.scheduler._report_handlers import ReportHandlers
@@ -127,6 +128,8 @@ class SchedulerState(
         self._fired_done: list[TaskState] = []  # fire-and-forget keys that just finished
         self._cause = ""
         self._wanting: dict[str, frozenset[str]] = {}
+        self._arriving: dict[str, str] = {}
+        self._ending: dict[str, None] = {}
         self._handlers: dict[type, Callable[[Any], None]] = {
             ClientJoined: self._on_client_joined,
             ClientLeft: self._on_client_left,
@@ -153,6 +156,7 @@ class SchedulerState(
             DataCopied: self._on_copied,
             ReplicasAdded: self._on_replicas_added,
             ReplicasDropped: self._on_replicas_dropped,
+            WorkResumed: self._on_resumed,
         }
 
     # --- entry point -------------------------------------------------------------------------
@@ -261,6 +265,9 @@ class SchedulerState(
                 assert ts in self.clients.get(client, set()), (key, client)
         for ts in self._actors:
             assert self.tasks.get(ts.key) is ts, (ts.key, "forgotten actor still counted")
+        for hold in (*self._arriving.values(), *self._ending):
+            assert hold in self.clients, (hold, "a graph hold without its tasks' set")
+        assert not set(self._arriving.values()) & set(self._ending), "a hold both kept and ended"
         for client, alone in self._wanting.items():  # shared who_wants: never changed
             assert alone == frozenset((client,)), (client, alone)
         for ws in self.workers.values():

@@ -83,6 +83,8 @@ class StateBase:
     _fired_done: list[TaskState]
     _cause: str
     _wanting: dict[str, frozenset[str]]  # one shared ``who_wants`` per client wanting alone
+    _arriving: dict[str, str]  # client -> the hold of the graph it is sending in pieces
+    _ending: dict[str, None]  # holds of graphs fully arrived, being let go of in steps
 
     if TYPE_CHECKING:
         # Defined once each, in the module named; declared here so mypy checks the callers.
