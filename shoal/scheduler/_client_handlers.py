@@ -16,7 +16,6 @@ from shoal.scheduler._events import (
     ClientJoined,
     ClientLeft,
     ClusterReset,
-    ContinueWork,
     DropScattered,
     FireAndForgetAsked,
     GraphSubmitted,
@@ -87,10 +86,12 @@ class ClientHandlers(StateBase):
                 self.clients.pop(hold, None)
                 self._wanting.pop(hold, None)
         if self._ending:
-            self._out.append(ContinueWork())
+            self._resume_later()
 
     def _on_resumed(self, ev: WorkResumed) -> None:
+        self._resuming = False
         self._end_some_holds()
+        self._tidy(())
 
     def _hold_for(self, client: str) -> str:
         """The pseudo-client keeping the pieces of the graph ``client`` is sending."""

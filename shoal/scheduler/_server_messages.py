@@ -108,7 +108,7 @@ def _restrictions(
 
 
 # Messages of a worker's batch handled per step of the loop (about 10 µs each).
-WORKER_STEP = 1_000
+WORKER_STEP = 500
 
 
 class ServerMessages(ShellBase):
