@@ -35,7 +35,7 @@ from shoal.scheduler._state_base import (
     ingest_holder,
     key_prefix,
 )
-from shoal.scheduler._tasks import EMPTY, Key, TaskState, add_dependent
+from shoal.scheduler._tasks import EMPTY, Key, TaskState, add_dependent, compact_payload
 from shoal.scheduler._transitions import _upstream
 
 # Tasks of an ended graph hold let go of per ``handle`` call (about 15 µs each).
@@ -129,7 +129,7 @@ class ClientHandlers(StateBase):
                 new.append(ts)
             elif ts.state != "released" or ts.payload is not None:
                 continue
-            ts.payload = payload
+            ts.payload = compact_payload(payload)
             if fids:
                 # Tasks of one call use the same functions: they share one tuple (and
                 # its decoded id strings) instead of keeping a copy each.

@@ -28,6 +28,7 @@ from shoal.scheduler._tasks import (
     WorkerState,
     drop_dependent,
     hold,
+    payload_of,
 )
 
 _KEEPS_INPUTS = ACTIVE | {"erred"}
@@ -123,7 +124,7 @@ class Transitions(StateBase):
         deps = [(d.key, [w.address for w in d.who_has], d.nbytes) for d in ts.dependencies]
         self._out.append(
             SendCompute(
-                worker.address, ts.key, ts.payload, deps, ts.fids, ts.priority,
+                worker.address, ts.key, payload_of(ts.payload), deps, ts.fids, ts.priority,
                 bool(ts.who_wants), ts.prefix,
             )
         )

@@ -7,6 +7,7 @@ import gc
 import tracemalloc
 from typing import Any
 
+from shoal.protocol._serialize import Serialized
 from shoal.scheduler._events import ClientJoined, GraphSubmitted, SendCompute, TaskFinished
 from shoal.scheduler._state import SchedulerState
 
@@ -105,4 +106,14 @@ def test_the_task_stream_keeps_the_tasks_own_key() -> None:
     assert decoded is not ts.key
     state.handle(TaskFinished(ts.processing_on.address, decoded, 8, "int", 0.0, 1.0, 0, None))
     assert state.task_stream[-1][0] is ts.key
+    state.validate()
+
+
+def test_a_task_keeps_a_one_frame_payload_as_its_bytes_and_sends_it_whole() -> None:
+    state, sim = _fresh()
+    payload = Serialized((b"call noop",))
+    cmds = sim.submit([row("a", payload=payload)])
+    assert state.tasks["a"].payload == b"call noop"  # no Serialized kept around it
+    (compute,) = [c for c in cmds if isinstance(c, SendCompute)]
+    assert compute.payload == payload
     state.validate()
