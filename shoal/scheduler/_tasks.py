@@ -41,7 +41,6 @@ class TaskState:
         "retries",
         "started",
         "state",
-        "suspicious",
         "typename",
         "waiting_on",
         "who_has",
@@ -76,8 +75,9 @@ class TaskState:
         self.nbytes = -1
         self.typename = ""
         self.error: dict[str, Any] | None = None
-        self.suspicious = 0
-        self.killed_on: tuple[str, ...] = ()  # rarely set: a tuple, replaced when it grows
+        # The workers that died while running it (rarely set: a tuple, replaced when it
+        # grows); ``suspicious`` counts them.
+        self.killed_on: tuple[str, ...] = ()
         self.workers: frozenset[str] | None = None
         # ``workers=`` is only a preference (dask's ``allow_other_workers``).
         self.loose = False
@@ -89,6 +89,11 @@ class TaskState:
         # An actor: its result is a live object on one worker, which cannot be recomputed
         # elsewhere; losing that worker errs it (as in dask.distributed).
         self.actor = False
+
+    @property
+    def suspicious(self) -> int:
+        """How many workers died while running this task (dask's ``suspicious``)."""
+        return len(self.killed_on)
 
     @property
     def exception(self) -> BaseException | None:

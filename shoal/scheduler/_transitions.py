@@ -187,7 +187,6 @@ class Transitions(StateBase):
         """Retried: the failure is forgotten, and so are the worker deaths it counted."""
         ts.error = None
         ts.killed_on = ()
-        ts.suspicious = 0
         self._set(ts, "released")
 
     # --- helpers of the transitions ----------------------------------------------------------
