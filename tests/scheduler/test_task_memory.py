@@ -117,3 +117,18 @@ def test_a_task_keeps_a_one_frame_payload_as_its_bytes_and_sends_it_whole() -> N
     (compute,) = [c for c in cmds if isinstance(c, SendCompute)]
     assert compute.payload == payload
     state.validate()
+
+
+def test_a_held_result_lost_with_its_worker_is_recomputed_from_its_compact_payload() -> None:
+    state, sim = _fresh()
+    payload = Serialized((b"call noop",))
+    sim.submit([row("a", payload=payload, fids=["".join("fid1")])])
+    holder = state.tasks["a"].processing_on.address
+    sim.finish("a")
+    assert state.tasks["a"].state == "memory"
+    cmds = sim.leave(holder)  # the only copy is gone: run it again elsewhere
+    (again,) = [c for c in cmds if isinstance(c, SendCompute)]
+    assert again.key == "a" and again.worker != holder
+    assert again.payload == payload and again.fids == ("fid1",)
+    assert ("a", "memory", "released") in [r[:3] for r in state.story("a")]  # story answers
+    state.validate()
