@@ -21,6 +21,7 @@ import functools
 import itertools
 import logging
 import os
+import sys
 import threading
 import uuid
 import weakref
@@ -364,10 +365,13 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
                 if st is not None:
                     # Sent again without the value (the key wanted again, its placement
                     # changed): the value already delivered inline stays.
-                    if msg.inline is not None or st.status != "finished":  # type: ignore[attr-defined]
-                        st.inline = msg.inline  # type: ignore[attr-defined]
+                    inline = msg.inline  # type: ignore[attr-defined]
+                    if inline is not None:
+                        st.keep_inline(inline)
+                    elif st.status != "finished":
+                        st.inline = None
                     st.nbytes = msg.nbytes  # type: ignore[attr-defined]
-                    st.typename = msg.typename  # type: ignore[attr-defined]
+                    st.typename = sys.intern(msg.typename)  # type: ignore[attr-defined]  # one copy per type
                     st.settle("finished")
             elif kind is KeyErred:
                 st = states.get(msg.key)  # type: ignore[attr-defined]

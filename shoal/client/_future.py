@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from dask._task_spec import TaskRef
 
-from shoal.protocol._serialize import Serialized
+from shoal.protocol._serialize import Serialized, loads
 
 if TYPE_CHECKING:
     from shoal.client._core import ClientCore as Client  # the protocol: never the facade
@@ -41,7 +41,9 @@ class FutureState:
 
     def __init__(self) -> None:
         self.status = "pending"
-        self.inline: Serialized | None = None
+        # A small result that came with the key-done message: its one frame alone when it
+        # has one (the Serialized around it would cost 88 bytes more per held future).
+        self.inline: Serialized | bytes | None = None
         self.error: dict[str, Any] | None = None
         self.nbytes = -1
         self.typename = ""
@@ -52,6 +54,17 @@ class FutureState:
 
     def done(self) -> bool:
         return self.status != "pending"
+
+    def keep_inline(self, ser: Serialized) -> None:
+        """Keep the inline result ``ser`` (compactly; ``inline_value`` gives it back)."""
+        frames = ser.frames
+        self.inline = frames[0] if len(frames) == 1 and type(frames[0]) is bytes else ser
+
+    def inline_value(self) -> Any:
+        """The inline result, unpickled (there must be one)."""
+        inline = self.inline
+        assert inline is not None
+        return loads(inline if isinstance(inline, Serialized) else Serialized((inline,)))
 
     def wait(self, timeout: float | None) -> bool:
         if self.status != "pending":

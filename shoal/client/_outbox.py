@@ -34,7 +34,7 @@ else:
 
 # Keys per ReleaseKeys message when many futures are dropped at once (the scheduler
 # releases a key in about 10 µs), and dropped futures counted per loop step.
-RELEASE_PIECE = 5_000
+RELEASE_PIECE = 1_000
 DEAD_PER_STEP = 50_000
 # Seconds a dropped future's release may wait for the client's next message. A drain that
 # releases keys arms this delay; while it runs, a future dropped in a user thread wakes

@@ -21,7 +21,6 @@ from shoal.client._fetch import fetch_async
 from shoal.client._future import Future, FutureCancelledError, settled
 from shoal.client._structure import collect_futures, rebuild
 from shoal.protocol._errors import error_to_exception, error_traceback
-from shoal.protocol._serialize import loads
 
 if TYPE_CHECKING:
     from shoal.client._core import ClientCore as Client  # the protocol: never the facade
@@ -41,7 +40,7 @@ def result(self: Client, fut: Future, timeout: float | None, asynchronous: bool 
         if st.status != "finished":
             raise exception_of(fut)
         if st.inline is not None:
-            return loads(st.inline)
+            return st.inline_value()
     return self.sync(result_within, self, fut, timeout, asynchronous=asynchronous)
 
 
@@ -148,9 +147,8 @@ def split(flat: list[Future], errors: str) -> tuple[dict[Any, Any], set[Any], li
     for f in flat:
         st = f._state
         if st.status == "finished":
-            inline = st.inline
-            if inline is not None:
-                values[f.key] = loads(inline)
+            if st.inline is not None:
+                values[f.key] = st.inline_value()
             else:
                 fetch[f.key] = None
         elif errors == "skip":

@@ -41,7 +41,7 @@ _STABLE_CALLABLES = (types.BuiltinFunctionType, types.MethodDescriptorType, type
 # Rows per UpdateGraph piece of a large graph: each piece is one short step of the
 # scheduler's loop (about 15 µs a row to take in), and the first pieces run while the
 # rest arrive. Smaller graphs go in one message.
-PIECE_ROWS = 5_000
+PIECE_ROWS = 1_000
 
 
 def inputs_first(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

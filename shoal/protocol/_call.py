@@ -40,7 +40,9 @@ class Call:
         return self.func(*self.args, **self.kwargs)
 
     def __reduce__(self) -> Any:
-        return Call, (self.func, self.args, self.kwargs)
+        from shoal._p import C  # a short name: it is in every payload
+
+        return C, (self.func, self.args, self.kwargs)
 
     def __repr__(self) -> str:
         name = getattr(self.func, "__name__", repr(self.func))
@@ -115,7 +117,7 @@ class RefCallPickles:
     strings, None) and keys, as the task pickler would give them, built from constant
     pieces around one ``pickle.dumps((args, kwargs, refs))``: no reducer call per task.
 
-    The stream is ``_ref_call``, ``_function(fid)``, the arguments' own pickle, TUPLE2,
+    The stream is ``_ref_call``, ``shoal._p.F(fid)``, the arguments' own pickle, TUPLE2,
     REDUCE. The constant pieces memoize nothing, so the memo indices of the arguments'
     pickle (which start at 0) are the stream's. A call this cannot take gives None: the
     caller pickles a RefCall with ``dumps_task`` instead.
@@ -123,11 +125,12 @@ class RefCallPickles:
 
     def __init__(self, cache: FunctionCache) -> None:
         # Imported here: modules that _serialize imports may import this one.
-        from shoal.protocol._serialize import Serialized, _function
+        from shoal._p import F
+        from shoal.protocol._serialize import Serialized
 
         self._cache = cache
         self._serialized = Serialized
-        self._function = _global(_function)
+        self._function = _global(F)
         self._heads: dict[int, tuple[Any, bytes, list[str]]] = {}
 
     def __call__(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],

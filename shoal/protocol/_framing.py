@@ -131,17 +131,16 @@ def decode(frames: list[Any]) -> list[Message]:
         parts = msgpack.unpackb(data, use_list=True, raw=False)
         if not isinstance(parts, list):
             raise ProtocolError("malformed serialized payload")
-        out = []
-        for part in parts:
+        for i, part in enumerate(parts):
             if isinstance(part, int):
                 if not 1 <= part < len(frames):
                     raise ProtocolError(f"payload refers to missing frame {part}")
-                out.append(frames[part])
-            elif isinstance(part, bytes):
-                out.append(part)
-            else:
+                parts[i] = frames[part]
+            elif not isinstance(part, bytes):
                 raise ProtocolError("malformed serialized payload")
-        return Serialized(out)
+        # A tuple: results and payloads are kept (a task's inputs, a client's inline
+        # results), and a one-frame tuple is half the size of the list.
+        return Serialized(tuple(parts))
 
     try:
         items = msgpack.unpackb(

@@ -63,7 +63,9 @@ class Serialized:
 
     __slots__ = ("frames",)
 
-    def __init__(self, frames: list[Any]) -> None:
+    def __init__(self, frames: list[Any] | tuple[Any, ...]) -> None:
+        # A tuple where the frames are final (a one-frame tuple is 40 bytes smaller than
+        # the list a pickler builds: a held task's payload and an inline result each).
         self.frames = frames
 
     @property
@@ -234,6 +236,14 @@ class FunctionTable:
 
     def function(self, fid: str) -> Any:
         return _function(fid)
+
+
+# The unpickling hooks every payload names (by their short names in ``shoal._p``): pickled
+# by reference, never through the function table.
+from shoal._p import C as _short_call  # noqa: E402
+from shoal._p import F as _short_function  # noqa: E402
+
+_BY_NAME = frozenset((_short_call, _short_function))
 
 
 def _function(fid: str) -> Any:
@@ -498,7 +508,8 @@ class TaskPickler(pickle.Pickler):
         self.fids = []
         try:
             self.dump(obj)
-            frames = [file.getvalue(), *(b.raw() for b in buffers)]
+            frames = (file.getvalue(), *(b.raw() for b in buffers)) if buffers else (
+                file.getvalue(),)
         finally:
             buffers.clear()
             self.clear_memo()  # the memo holds the arguments: don't keep them alive
@@ -507,11 +518,11 @@ class TaskPickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         # Called only for non-builtin objects (not for ints, strings, tuples...), so this
         # costs a Python call per function, task or custom object, not per argument.
-        if type(obj) is types.FunctionType and obj is not _function:
+        if type(obj) is types.FunctionType and obj not in _BY_NAME:
             fid = self.fid(obj)
             if fid not in self.fids:
                 self.fids.append(fid)
-            return _function, (fid,)
+            return _short_function, (fid,)
         # Classes the receiver cannot import (in __main__, or defined inside a function)
         # go by value; within a batch (one map or graph) each class is pickled once.
         if isinstance(obj, type) and _by_value_class(obj):
@@ -598,15 +609,15 @@ class CallPickles:
     built from constant pieces around a plain ``pickle.dumps(args)``: no reducer call per
     task (about 4 µs of the 6 a map task's payload took).
 
-    The stream is ``Call``, ``_function(fid)``, the arguments' own pickle, the kwargs, then
-    TUPLE3, REDUCE. The constant pieces memoize nothing, so the memo indices in the
+    The stream is ``shoal._p.C``, ``shoal._p.F(fid)`` (the short names every payload uses,
+    see shoal/_p.py), the arguments' own pickle, the kwargs, then TUPLE3, REDUCE. The constant pieces memoize nothing, so the memo indices in the
     arguments' pickle (which starts at 0) are the stream's; the kwargs are pickled without
     a memo. ``__call__`` returns None for arguments it does not take (anything but plain
     values): the caller pickles those with :func:`dumps_task`.
     """
 
     def __init__(self, fid: str, kwargs: dict[str, Any]) -> None:
-        from shoal.protocol._call import Call
+        from shoal._p import C, F
 
         if any(type(v) not in _PLAIN_ARGS for v in kwargs.values()):
             raise ValueError("CallPickles takes plain keyword arguments only")
@@ -617,7 +628,7 @@ class CallPickles:
         kw = _body(buf.getvalue())
         if kw is None:
             raise ValueError("keyword arguments too big for CallPickles")
-        self._head = (pickle.PROTO + b"\x05" + _global(Call) + _global(_function)
+        self._head = (pickle.PROTO + b"\x05" + _global(C) + _global(F)
                       + _short_str(fid) + pickle.TUPLE1 + pickle.REDUCE)
         self._tail = kw + pickle.TUPLE3 + pickle.REDUCE + pickle.STOP
 

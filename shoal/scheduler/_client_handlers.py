@@ -26,6 +26,7 @@ from shoal.scheduler._events import (
     ReportDone,
     ReportErred,
     ReportRestarted,
+    WorkResumed,
 )
 from shoal.scheduler._state_base import (
     FIRE_AND_FORGET,
@@ -34,8 +35,11 @@ from shoal.scheduler._state_base import (
     ingest_holder,
     key_prefix,
 )
-from shoal.scheduler._tasks import EMPTY, Key, TaskState, add_dependent
+from shoal.scheduler._tasks import EMPTY, Key, TaskState, add_dependent, compact_payload
 from shoal.scheduler._transitions import _upstream
+
+# Tasks of an ended graph hold let go of per ``handle`` call (about 15 µs each).
+ENDING_STEP = 2_000
 
 
 class ClientHandlers(StateBase):
@@ -53,15 +57,52 @@ class ClientHandlers(StateBase):
         self._end_ingest(ev.client)  # a graph whose last piece never came
 
     def _end_ingest(self, client: str) -> None:
-        """Drop what kept the pieces of ``client``'s graph: its last piece is in."""
-        hold = ingest_holder(client)
-        held = self.clients.pop(hold, None)
-        if held is None:
+        """Drop what kept the pieces of ``client``'s graph: its last piece is in. A hold of
+        a million tasks is let go of ``ENDING_STEP`` tasks per ``handle`` call (the shell
+        feeds back :class:`WorkResumed`), so that no step holds the loop for long; a graph
+        the client sends meanwhile gets a hold of its own."""
+        hold = self._arriving.pop(client, None)
+        if hold is None:
             return
-        for ts in held:
-            self._unwant(ts, hold)
-        self._wanting.pop(hold, None)
-        self._tidy(held)
+        idle = not self._ending
+        self._ending[hold] = None
+        if idle:
+            self._end_some_holds()
+
+    def _end_some_holds(self) -> None:
+        """Let go of at most ``ENDING_STEP`` tasks of the holds being ended; ask to be
+        resumed if some are left."""
+        budget = ENDING_STEP
+        while self._ending and budget > 0:
+            hold = next(iter(self._ending))
+            held = self.clients.get(hold, set())
+            step = [held.pop() for _ in range(min(budget, len(held)))]
+            for ts in step:
+                self._unwant(ts, hold)
+            self._tidy(step)
+            budget -= len(step)
+            if not held:
+                del self._ending[hold]
+                self.clients.pop(hold, None)
+                self._wanting.pop(hold, None)
+        if self._ending:
+            self._resume_later()
+
+    def _on_resumed(self, ev: WorkResumed) -> None:
+        self._resuming = False
+        self._end_some_holds()
+        self._tidy(())
+
+    def _hold_for(self, client: str) -> str:
+        """The pseudo-client keeping the pieces of the graph ``client`` is sending."""
+        hold = self._arriving.get(client)
+        if hold is None:
+            hold = base = ingest_holder(client)
+            n = 1
+            while hold in self.clients:  # an earlier graph's hold, still being let go of
+                hold, n = f"{base} #{n}", n + 1
+            self._arriving[client] = hold
+        return hold
 
     def _on_graph(self, ev: GraphSubmitted) -> None:
         wanted_by = self.clients.setdefault(ev.client, set())
@@ -69,11 +110,12 @@ class ClientHandlers(StateBase):
         rows: list[tuple[TaskState, tuple[Any, ...]]] = []
         tasks = self.tasks
         restrictions = ev.restrictions
-        hold = ingest_holder(ev.client)
+        hold = self._hold_for(ev.client) if ev.more else ""
         ingesting = self.clients.setdefault(hold, set()) if ev.more else set()
         # Tasks this piece names as wanted are kept by the client itself: only the others
         # need the hold (ending it costs a step per task held).
         named = set(ev.wanted) if ev.more else set()
+        last_fids: tuple[str, ...] = ()
         for row in ev.tasks:
             key, payload, deps, fids, priority, retries, workers, prefix = row
             ts = tasks.get(key)
@@ -87,10 +129,17 @@ class ClientHandlers(StateBase):
                 new.append(ts)
             elif ts.state != "released" or ts.payload is not None:
                 continue
-            ts.payload = payload
-            ts.fids = tuple(fids)
+            ts.payload = compact_payload(payload)
             if fids:
+                # Tasks of one call use the same functions: they share one tuple (and
+                # its decoded id strings) instead of keeping a copy each.
+                got = fids if type(fids) is tuple else tuple(fids)
+                if got != last_fids:
+                    last_fids = got
+                ts.fids = last_fids
                 self.functions.use(fids)
+            else:
+                ts.fids = ()
             ts.priority = priority
             ts.retries = retries
             ts.workers = frozenset(workers) if workers else None

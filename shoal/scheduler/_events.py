@@ -186,6 +186,12 @@ class HeartbeatReceived(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class WorkResumed(Event):
+    """The shell's answer to :class:`ContinueWork`, on a later step of its loop: do the
+    next bounded part of the work left over."""
+
+
+@dataclass(frozen=True, slots=True)
 class Tick(Event):
     """Time passed; workers silent for longer than ``worker_ttl`` are considered lost."""
 
@@ -327,3 +333,9 @@ class CloseWorker(Command):
 class ReportRestarted(Command):
     client: str
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContinueWork(Command):
+    """Work is left over (a long walk cut into bounded steps): hand back
+    :class:`WorkResumed` on a later step of the loop, after what is waiting now."""

@@ -41,8 +41,9 @@ class ReportHandlers(StateBase):
         ts = self.tasks.get(ev.key)
         if ws is None:
             return
-        self._record_stream(ev.key, ts.prefix if ts else key_prefix(ev.key), ev.worker, ev.thread,
-                            ev.start, ev.stop, "compute")
+        # The task's own key, not the message's copy: the stream keeps 100,000 of them.
+        self._record_stream(ts.key if ts else ev.key, ts.prefix if ts else key_prefix(ev.key),
+                            ev.worker, ev.thread, ev.start, ev.stop, "compute")
         if ts is None or ts.state in ("released", "erred", "forgotten"):
             self._out.append(SendFree(ev.worker, [ev.key]))
             return
@@ -81,7 +82,7 @@ class ReportHandlers(StateBase):
         ts = self.tasks.get(ev.key)
         if ws is None or ts is None or ts.processing_on is not ws or ev.run != ts.run:
             return  # not the current run (see _on_finished)
-        self._record_stream(ev.key, ts.prefix, ev.worker, ev.thread, ev.start, ev.stop, "error")
+        self._record_stream(ts.key, ts.prefix, ev.worker, ev.thread, ev.start, ev.stop, "error")
         if ts.retries > 0:
             ts.retries -= 1
             self._go(ts, "released", tell_worker=False)
@@ -104,7 +105,8 @@ class ReportHandlers(StateBase):
     def _on_transfer(self, ev: TransferDone) -> None:
         for key in ev.keys[:1]:
             ts = self.tasks.get(key)
-            self._record_stream(key, ts.prefix if ts else key_prefix(key), ev.worker, -1,
+            self._record_stream(ts.key if ts else key, ts.prefix if ts else key_prefix(key),
+                                ev.worker, -1,
                                 ev.start, ev.stop, "transfer")
 
     def _on_seceded(self, ev: Seceded) -> None:

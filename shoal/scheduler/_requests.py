@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from shoal.comm import Connection
 from shoal.scheduler import _control, _introspection, _membership
 from shoal.scheduler import _placement as placement
+from shoal.scheduler._tasks import payload_of
 from shoal.scheduler._views import scheduler_info
 
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ async def _failure(scheduler: Scheduler, conn: Connection, key: Any) -> Any:
         "prefix": ts.prefix,
         "state": ts.state,
         "error": ts.error,
-        "payload": ts.payload,
+        "payload": None if ts.payload is None else payload_of(ts.payload),
         "functions": functions,
         "dependencies": [
             [d.key, [w.address for w in d.who_has], d.state, d.typename, d.nbytes]

@@ -9,6 +9,7 @@ it), and forgetting function blobs no task uses.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -25,6 +26,7 @@ from shoal.protocol._messages import (
 )
 from shoal.scheduler._events import (
     CloseWorker,
+    ContinueWork,
     DropScattered,
     ForgetFunctions,
     ReportCancelled,
@@ -36,6 +38,7 @@ from shoal.scheduler._events import (
     SendStore,
     TaskFailed,
     TaskFinished,
+    WorkResumed,
 )
 from shoal.scheduler._server_base import ShellBase
 from shoal.scheduler._state import EventsFailed
@@ -151,6 +154,9 @@ class ServerCommands(ShellBase):
             c = clients.get(cmd.client)
             if c is not None:
                 c.send(ClusterRestarted(cmd.reason))
+        elif isinstance(cmd, ContinueWork):
+            # After what waits now (other connections, timers): a bounded step each time.
+            asyncio.get_running_loop().call_soon(self._apply, [WorkResumed()])
         elif isinstance(cmd, CloseWorker):
             conn = workers.get(cmd.worker)
             if conn is not None:

@@ -9,6 +9,8 @@ event for the state (applied by ``_server_commands``) or goes to the part that o
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import logging
 import time
 from typing import Any
@@ -108,6 +110,10 @@ def _restrictions(
     return {key: (dict(need) if need else None, bool(loose)) for key, need, loose in rows or ()}
 
 
+# Messages of a worker's batch handled per step of the loop (about 10 µs each).
+WORKER_STEP = 500
+
+
 class ServerMessages(ShellBase):
     """Connections and the messages arriving on them."""
 
@@ -141,7 +147,7 @@ class ServerMessages(ShellBase):
             return
         if first.role == "worker":
             conn.info["role"] = "worker"
-            conn.set_handler(self._on_worker_message)
+            conn.set_handler(self._on_worker_batch)
         elif first.role == "client":
             name = f"{first.name}-{next(self._ids)}"
             conn.info["role"] = "client"
@@ -276,6 +282,33 @@ class ServerMessages(ShellBase):
         conn.send(Response(msg.request_id, True, None))
 
     # --- worker messages ------------------------------------------------------------------------
+
+    def _on_worker_batch(self, conn: Connection, batch: list[Message] | None) -> None:
+        """A worker's batch, handled ``WORKER_STEP`` messages per loop step: a worker running
+        a fast map reports thousands of finished tasks at once, and handling them in one
+        step would hold the loop (and everything else waiting on it) for tens of ms. The
+        rest follow on the next steps; the worker's later batches wait behind them, in order."""
+        backlog: collections.deque[list[Message] | None] | None = conn.info.get("backlog")
+        if backlog is not None:  # earlier messages of this worker still wait
+            backlog.append(batch)
+            return
+        if batch is not None and len(batch) > WORKER_STEP:
+            conn.info["backlog"] = collections.deque([batch[WORKER_STEP:]])
+            asyncio.get_running_loop().call_soon(self._next_worker_step, conn)
+            batch = batch[:WORKER_STEP]
+        self._on_worker_message(conn, batch)
+
+    def _next_worker_step(self, conn: Connection) -> None:
+        backlog: collections.deque[list[Message] | None] = conn.info["backlog"]
+        batch = backlog.popleft()
+        if batch is not None and len(batch) > WORKER_STEP:
+            backlog.appendleft(batch[WORKER_STEP:])
+            batch = batch[:WORKER_STEP]
+        if backlog:
+            asyncio.get_running_loop().call_soon(self._next_worker_step, conn)
+        else:
+            del conn.info["backlog"]
+        self._on_worker_message(conn, batch)
 
     def _on_worker_message(self, conn: Connection, batch: list[Message] | None) -> None:
         address = conn.info.get("address")

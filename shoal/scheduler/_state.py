@@ -55,6 +55,7 @@ from shoal.scheduler._events import (
     WorkerLeft,
     WorkerPaused,
     WorkerRetiring,
+    WorkResumed,
 )
 from shoal.scheduler._functions import FunctionRefs
 from shoal.scheduler._report_handlers import ReportHandlers
@@ -66,8 +67,8 @@ from shoal.scheduler._state_base import STATES
 from shoal.scheduler._state_base import key_prefix as key_prefix
 from shoal.scheduler._tasks import Key, TaskState, WorkerState
 from shoal.scheduler._transitions import _TRANSITIONS as _TRANSITIONS
+from shoal.scheduler._transitions import TIDY_STEP, Transitions
 from shoal.scheduler._transitions import InvalidTransition as InvalidTransition
-from shoal.scheduler._transitions import Transitions
 from shoal.scheduler._worker_handlers import WorkerHandlers
 
 
@@ -132,6 +133,12 @@ class SchedulerState(
         self._fired_done: list[TaskState] = []  # fire-and-forget keys that just finished
         self._cause = ""
         self._wanting: dict[str, frozenset[str]] = {}
+        self._arriving: dict[str, str] = {}
+        self._ending: dict[str, None] = {}
+        self._tidying: list[TaskState] = []
+        self._tidy_step = TIDY_STEP  # tasks ``_tidy`` looks at per handle call
+        self._tidy_budget = TIDY_STEP
+        self._resuming = False
         self._handlers: dict[type, Callable[[Any], None]] = {
             ClientJoined: self._on_client_joined,
             ClientLeft: self._on_client_left,
@@ -159,6 +166,7 @@ class SchedulerState(
             DataCopied: self._on_copied,
             ReplicasAdded: self._on_replicas_added,
             ReplicasDropped: self._on_replicas_dropped,
+            WorkResumed: self._on_resumed,
         }
 
     # --- entry point -------------------------------------------------------------------------
@@ -171,6 +179,7 @@ class SchedulerState(
                 were applied, and the exception carries every command decided.
         """
         failures: list[tuple[Event | None, BaseException]] = []
+        self._tidy_budget = self._tidy_step
         for event in events:
             self._cause = type(event).__name__
             try:
@@ -274,6 +283,10 @@ class SchedulerState(
                 assert ts in self.clients.get(client, set()), (key, client)
         for ts in self._actors:
             assert self.tasks.get(ts.key) is ts, (ts.key, "forgotten actor still counted")
+        assert self._resuming or not (self._tidying or self._ending), "work left, no resume"
+        for hold in (*self._arriving.values(), *self._ending):
+            assert hold in self.clients, (hold, "a graph hold without its tasks' set")
+        assert not set(self._arriving.values()) & set(self._ending), "a hold both kept and ended"
         for client, alone in self._wanting.items():  # shared who_wants: never changed
             assert alone == frozenset((client,)), (client, alone)
         for ws in self.workers.values():

@@ -85,6 +85,11 @@ class StateBase:
     _fired_done: list[TaskState]
     _cause: str
     _wanting: dict[str, frozenset[str]]  # one shared ``who_wants`` per client wanting alone
+    _arriving: dict[str, str]  # client -> the hold of the graph it is sending in pieces
+    _ending: dict[str, None]  # holds of graphs fully arrived, being let go of in steps
+    _tidying: list[TaskState]  # what ``_tidy`` has still to look at (bounded steps)
+    _tidy_budget: int  # tasks ``_tidy`` may still look at in this ``handle`` call
+    _resuming: bool  # a ContinueWork is out: WorkResumed will come
 
     if TYPE_CHECKING:
         # Defined once each, in the module named; declared here so mypy checks the callers.
@@ -105,6 +110,7 @@ class StateBase:
         def _want(self, ts: TaskState, client: str) -> None: ...
         def _unwant(self, ts: TaskState, client: str) -> None: ...
         def _tidy(self, candidates: Iterable[TaskState]) -> None: ...
+        def _resume_later(self) -> None: ...
         def _lost_error(self, ts: TaskState) -> dict[str, Any]: ...
         def _killed_error(self, ts: TaskState) -> dict[str, Any]: ...
 

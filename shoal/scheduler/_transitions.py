@@ -19,7 +19,7 @@ from sys import intern
 from typing import Any
 
 from shoal.protocol._errors import scheduler_error
-from shoal.scheduler._events import ReportErred, SendCompute, SendFree
+from shoal.scheduler._events import ContinueWork, ReportErred, SendCompute, SendFree
 from shoal.scheduler._state_base import ACTIVE, FIRE_AND_FORGET, STATES, StateBase
 from shoal.scheduler._tasks import (
     EMPTY,
@@ -28,10 +28,13 @@ from shoal.scheduler._tasks import (
     WorkerState,
     drop_dependent,
     hold,
+    payload_of,
     unguess,
 )
 
 _KEEPS_INPUTS = ACTIVE | {"erred"}
+# Tasks ``_tidy`` looks at per ``handle`` call (a few µs each).
+TIDY_STEP = 5_000
 
 
 class InvalidTransition(RuntimeError):
@@ -147,7 +150,7 @@ class Transitions(StateBase):
                 for d in ts.dependencies] if ts.dependencies else []
         self._out.append(
             SendCompute(
-                worker.address, ts.key, ts.payload, deps, ts.fids, ts.priority,
+                worker.address, ts.key, payload_of(ts.payload), deps, ts.fids, ts.priority,
                 bool(ts.who_wants), ts.prefix, run,
             )
         )
@@ -210,7 +213,6 @@ class Transitions(StateBase):
         """Retried: the failure is forgotten, and so are the worker deaths it counted."""
         ts.error = None
         ts.killed_on = ()
-        ts.suspicious = 0
         self._set(ts, "released")
 
     # --- helpers of the transitions ----------------------------------------------------------
@@ -335,9 +337,18 @@ class Transitions(StateBase):
         return False
 
     def _tidy(self, candidates: Iterable[TaskState]) -> None:
-        """Release what nobody needs any more and forget what nothing refers to."""
-        stack = list(candidates)
-        while stack:
+        """Release what nobody needs any more and forget what nothing refers to.
+
+        At most ``TIDY_STEP`` tasks per ``handle`` call: dropping the one future of a
+        2M-task array's result forgets its whole lineage, seconds of work. What is left
+        waits in ``_tidying`` for :class:`WorkResumed` (the shell feeds it back on a
+        later loop step); each task is looked at afresh then, so events in between
+        (the key wanted again) are taken into account."""
+        stack = self._tidying
+        stack.extend(candidates)
+        budget = self._tidy_budget
+        while stack and budget > 0:
+            budget -= 1
             ts = stack.pop()
             if ts.state == "forgotten" or self._needed(ts):
                 continue
@@ -349,6 +360,15 @@ class Transitions(StateBase):
             if ts.state in ("released", "erred") and not ts.dependents:
                 self._forget(ts)
                 stack.extend(ts.dependencies)
+        self._tidy_budget = budget
+        if stack:
+            self._resume_later()
+
+    def _resume_later(self) -> None:
+        """Ask the shell for a :class:`WorkResumed` (once until it comes)."""
+        if not self._resuming:
+            self._resuming = True
+            self._out.append(ContinueWork())
 
     def _forget(self, ts: TaskState) -> None:
         counts = self.prefix_counts.get(ts.prefix)

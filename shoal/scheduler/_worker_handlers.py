@@ -78,7 +78,6 @@ class WorkerHandlers(StateBase):
             if ts.processing_on is not ws:  # erred meanwhile, as a dependent of a suspect
                 continue
             if ts in suspects:
-                ts.suspicious += 1
                 ts.killed_on = (*ts.killed_on, ws.address)
                 if ts.suspicious > self.allowed_failures:
                     self._err(ts, self._killed_error(ts), tell_worker=False)

@@ -394,7 +394,7 @@ class SpillBuffer(MutableMapping[Any, Any]):
         # the loop answering a peer) must never see a held key in neither place.
         value = self.fast[key]
         try:
-            frames = dumps(value).frames
+            frames = list(dumps(value).frames)
             path = os.path.join(self._directory(), f"{next(self._names)}.spill")
             self._write(path, frames)
         except Exception as exc:  # unpicklable, or the disk is full: it stays in memory

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from shoal.client._client import Client
 from shoal.client._future import FutureState
 from shoal.protocol._messages import KeyDone
-from shoal.protocol._serialize import dumps, loads
+from shoal.protocol._serialize import dumps
 
 
 def test_a_key_done_resent_without_its_value_keeps_the_value_delivered_inline() -> None:
@@ -18,11 +18,22 @@ def test_a_key_done_resent_without_its_value_keeps_the_value_delivered_inline() 
     Client._on_message(client, None, [KeyDone("x", 28, "int", None)])  # type: ignore[arg-type]
     st = client._states["x"]
     assert st.status == "finished"
-    assert st.inline is not None and loads(st.inline) == 7
+    assert st.inline is not None and st.inline_value() == 7
 
 
 def test_a_key_done_with_a_new_inline_value_replaces_the_old() -> None:
     client = SimpleNamespace(_states={"x": FutureState()})
     Client._on_message(client, None, [KeyDone("x", 28, "int", dumps(7))])  # type: ignore[arg-type]
     Client._on_message(client, None, [KeyDone("x", 28, "int", dumps(8))])  # type: ignore[arg-type]
-    assert loads(client._states["x"].inline) == 8
+    assert client._states["x"].inline_value() == 8
+
+
+def test_a_held_inline_result_keeps_only_its_one_frame_and_a_shared_type_name() -> None:
+    # a million held futures: no Serialized wrapper and no type-name copy per future
+    client = SimpleNamespace(_states={"x": FutureState(), "y": FutureState()})
+    done = [KeyDone("x", 28, "".join("int"), dumps(7)), KeyDone("y", 28, "".join("int"), dumps(8))]
+    Client._on_message(client, None, done)  # type: ignore[arg-type]
+    x, y = client._states["x"], client._states["y"]
+    assert type(x.inline) is bytes
+    assert (x.inline_value(), y.inline_value()) == (7, 8)
+    assert x.typename is y.typename

@@ -410,3 +410,23 @@ def test_call_pickles_decline_arguments_that_are_not_plain() -> None:
     assert _serialize.CallPickles.of("fid", {"big": "x" * 200_000}) is None  # many frames
     with pytest.raises(ValueError):
         _serialize.CallPickles("fid", {"f": [1]})
+
+
+def test_a_plain_call_payload_names_its_hooks_briefly() -> None:
+    # every held task keeps its payload on the scheduler: module paths in it cost per task
+    from shoal.protocol._call import Call
+    from shoal.protocol._serialize import FunctionCache, dumps_task
+
+    def noop(x: int) -> int:
+        return x
+
+    payload, fids = dumps_task(Call(noop, (12345,), {}), FunctionCache())
+    assert len(fids) == 1
+    assert len(payload.frames[0]) < 90
+    assert b"shoal.protocol" not in payload.frames[0]
+    assert type(payload.frames) is tuple
+    fast = _serialize.CallPickles.of(fids[0], {})
+    assert fast is not None
+    made = fast((12345,))
+    assert made is not None and b"shoal.protocol" not in made.frames[0]
+    assert len(made.frames[0]) <= len(payload.frames[0])

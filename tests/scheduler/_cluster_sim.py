@@ -40,6 +40,7 @@ from shoal.scheduler._events import (
     ClientLeft,
     CloseWorker,
     Command,
+    ContinueWork,
     DataMissing,
     DataScattered,
     DropScattered,
@@ -62,6 +63,7 @@ from shoal.scheduler._events import (
     TransferDone,
     WorkerJoined,
     WorkerLeft,
+    WorkResumed,
 )
 from shoal.scheduler._state import SchedulerState
 from shoal.worker._state import (
@@ -159,6 +161,7 @@ class ClusterSim:
 
     def _route(self, out: list[Command]) -> None:
         tasks = self.state.tasks
+        resume = False
         for cmd in out:
             if isinstance(cmd, SendCompute):
                 sw = self.workers.get(cmd.worker)
@@ -189,8 +192,12 @@ class ClusterSim:
                     raise Defect(f"error report without a message for {cmd.key!r}")
             elif isinstance(cmd, CloseWorker):
                 self._kill(cmd.worker, deliver=0, tell=False)
+            elif isinstance(cmd, ContinueWork):  # the shell hands it back on a later step
+                resume = True
             elif not isinstance(cmd, (ReportCancelled, DropScattered, ForgetFunctions)):
                 raise Defect(f"unexpected scheduler command {cmd!r}")
+        if resume:
+            self.handle(WorkResumed())
 
     def _worker_handle(self, sw: SimWorker, *events: Any) -> None:
         for ev in events:

@@ -4,13 +4,18 @@ since a later piece may hold a dependent."""
 
 from __future__ import annotations
 
+import pytest
+
+from shoal.scheduler import _client_handlers
 from shoal.scheduler._events import (
     ClientLeft,
+    ContinueWork,
     GraphSubmitted,
     KeysCancelled,
     ReportDone,
     ReportErred,
     SendFree,
+    WorkResumed,
 )
 from shoal.scheduler._state import SchedulerState
 
@@ -168,3 +173,83 @@ def test_tasks_a_piece_names_as_wanted_need_no_hold(sim: Sim) -> None:
     assert sim.state.clients["c (graph arriving)"] == set()
     piece(sim, [row("z")], ["z"], more=False)
     assert "c (graph arriving)" not in sim.state.clients
+
+
+def _tree_in_pieces(sim: Sim, leaves: int) -> list[tuple[object, ...]]:
+    """A sum of ``leaves`` leaves (pairs, then a root), all but the root's piece sent
+    ``more=True`` and run to the end: every leaf and pair result held for later pieces."""
+    rows = [row(("leaf", i)) for i in range(leaves)]
+    rows += [row(("pair", i), [("leaf", 2 * i), ("leaf", 2 * i + 1)]) for i in range(leaves // 2)]
+    piece(sim, rows, [], more=True)
+    while running := [k for k, ts in sim.state.tasks.items() if ts.state == "processing"]:
+        for key in running:
+            sim.finish(key)
+    return rows
+
+
+def _resume_until_done(sim: Sim, cmds: list) -> int:
+    """Feed back WorkResumed for as long as the state asks; the number of steps taken."""
+    steps = 0
+    while of(cmds, ContinueWork):
+        assert len(of(cmds, ContinueWork)) == 1  # one request at a time
+        steps += 1
+        cmds = sim.state.handle(WorkResumed())
+        sim.state.validate()
+    return steps
+
+
+def test_ending_a_large_hold_goes_in_bounded_steps_with_the_same_outcome(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    outcomes = []
+    for step in (1_000_000, 4):
+        monkeypatch.setattr(_client_handlers, "ENDING_STEP", step)
+        sim = Sim(SchedulerState())
+        sim.join("w1", nthreads=4)
+        rows = _tree_in_pieces(sim, 16)  # 24 held results
+        forgotten = []
+        cmds = piece(sim, [row("root", [("pair", i) for i in range(8)])], ["root"], more=False)
+        before = len(sim.state.tasks)
+        steps = 0
+        while of(cmds, ContinueWork):
+            steps += 1
+            cmds = sim.state.handle(WorkResumed())
+            forgotten.append(before - len(sim.state.tasks))
+            before = len(sim.state.tasks)
+            sim.state.validate()
+        assert all(n <= step for n in forgotten)  # every step bounded
+        assert steps == (0 if step > 24 else 5)  # 16 leaves go in steps of 4 (pairs kept)
+        sim.finish("root")
+        outcomes.append({k: ts.state for k, ts in sim.state.tasks.items()})
+        assert set(outcomes[-1]) == {r[0] for r in rows} | {"root"}
+    assert outcomes[0] == outcomes[1]
+
+
+def test_a_graph_sent_while_the_last_hold_is_ending_keeps_its_own_results(
+    monkeypatch: pytest.MonkeyPatch, sim: Sim,
+) -> None:
+    monkeypatch.setattr(_client_handlers, "ENDING_STEP", 2)
+    sim.join("w1", nthreads=4)
+    _tree_in_pieces(sim, 8)  # 12 held results: leaves no longer needed once the root comes
+    cmds = piece(sim, [row("root", [("pair", i) for i in range(4)])], ["root"], more=False)
+    assert of(cmds, ContinueWork)
+    # the next graph, in pieces, while the first hold is still being let go of
+    piece(sim, [row("a")], [], more=True)
+    sim.finish("a")
+    _resume_until_done(sim, cmds)
+    assert sim.states("a") == ["memory"]  # still kept: its graph has not fully arrived
+    cmds = piece(sim, [row("b", ["a"])], ["b"], more=False)
+    assert computes(cmds) == [("w1", "b")]
+    assert sim.state.clients.keys() == {"c"}
+
+
+def test_a_client_leaving_with_a_large_hold_drops_it_in_steps(
+    monkeypatch: pytest.MonkeyPatch, sim: Sim,
+) -> None:
+    monkeypatch.setattr(_client_handlers, "ENDING_STEP", 3)
+    sim.join("w1", nthreads=4)
+    _tree_in_pieces(sim, 8)
+    cmds = sim.state.handle(ClientLeft("c"))
+    assert _resume_until_done(sim, cmds) == 3  # 12 held results, 3 per step
+    assert sim.state.tasks == {}
+    assert sim.state.clients == {}

@@ -4,6 +4,7 @@ what they are asked to send."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -180,3 +181,46 @@ def test_a_failing_tick_does_not_end_the_tick_loop(
         asyncio.run(main())
     assert len(ticks) >= 4, ticks  # it ticked on after two failures
     assert "tick failed" in caplog.text
+
+
+def test_a_large_worker_batch_is_handled_in_bounded_steps_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Thousands of TaskDone in one batch (a fast map) are not handled in one loop step;
+    the worker's next batch waits behind the rest of the first, and the outcome is the
+    same as handling it whole."""
+    from shoal.scheduler import _server_messages
+
+    monkeypatch.setattr(_server_messages, "WORKER_STEP", 10)
+    sched, worker, conns = _scheduler("c")
+    keys = [f"k{i}" for i in range(25)]
+    sched._on_client_message(conns["c"], [UpdateGraph([row(k) for k in keys], keys, {})])
+    steps: list[list[Any]] = []
+    handle = sched._on_worker_message
+
+    def counted(conn: Connection, batch: list[Message] | None) -> None:
+        steps.append([getattr(m, "key", None) for m in batch or ()])
+        handle(conn, batch)
+
+    monkeypatch.setattr(sched, "_on_worker_message", counted)
+
+    async def main() -> None:
+        sched._on_worker_batch(worker, [TaskDone(k, 8, "int", 0.0, 0.1, 1, None) for k in keys[:22]])
+        sched._on_worker_batch(worker, [TaskDone(k, 8, "int", 0.0, 0.1, 1, None) for k in keys[22:]])
+        assert [len(s) for s in steps] == [10]  # one bounded step now, the rest later
+        for _ in range(10):
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert [len(s) for s in steps] == [10, 10, 2, 3]
+    assert [k for s in steps for k in s] == keys
+    assert "backlog" not in worker.info
+    whole, whole_worker, whole_conns = _scheduler("c")  # the same reports in one step
+    whole._on_client_message(whole_conns["c"], [UpdateGraph([row(k) for k in keys], keys, {})])
+    whole._on_worker_message(whole_worker,
+                             [TaskDone(k, 8, "int", 0.0, 0.1, 1, None) for k in keys])
+    assert ({k: ts.state for k, ts in sched.state.tasks.items()}
+            == {k: ts.state for k, ts in whole.state.tasks.items()})
+    assert ({m.key for m in conns["c"].sent if isinstance(m, KeyDone)}
+            == {m.key for m in whole_conns["c"].sent if isinstance(m, KeyDone)})
+    sched.state.validate()

@@ -7,6 +7,7 @@ import gc
 import tracemalloc
 from typing import Any
 
+from shoal.protocol._serialize import Serialized
 from shoal.scheduler._events import ClientJoined, GraphSubmitted, SendCompute, TaskFinished
 from shoal.scheduler._state import SchedulerState
 
@@ -86,4 +87,50 @@ def test_tasks_share_their_prefix_and_result_type_names() -> None:
     state.handle(TaskFinished(b.processing_on.address, "b", 8, "".join("int"), 0, 1, 0, None,
                               b.run))
     assert a.typename is b.typename
+    state.validate()
+
+
+def test_tasks_of_one_call_share_their_function_ids() -> None:
+    state, sim = _fresh()
+    # as decoded from a message: an equal but distinct list of ids per row
+    sim.submit([row(("f", i), fids=["".join("fid1")], prefix="f") for i in range(3)])
+    first, *rest = (state.tasks[("f", i)] for i in range(3))
+    assert first.fids == ("fid1",)
+    assert all(ts.fids is first.fids for ts in rest)
+    state.validate()
+
+
+def test_the_task_stream_keeps_the_tasks_own_key() -> None:
+    state, sim = _fresh()
+    sim.submit([row("".join(["noop-", "a"]), prefix="noop")])
+    ts = state.tasks["noop-a"]
+    decoded = "".join(["noop-", "a"])  # the worker's report carries its own copy of the key
+    assert decoded is not ts.key
+    state.handle(TaskFinished(ts.processing_on.address, decoded, 8, "int", 0.0, 1.0, 0, None))
+    assert state.task_stream[-1][0] is ts.key
+    state.validate()
+
+
+def test_a_task_keeps_a_one_frame_payload_as_its_bytes_and_sends_it_whole() -> None:
+    state, sim = _fresh()
+    payload = Serialized((b"call noop",))
+    cmds = sim.submit([row("a", payload=payload)])
+    assert state.tasks["a"].payload == b"call noop"  # no Serialized kept around it
+    (compute,) = [c for c in cmds if isinstance(c, SendCompute)]
+    assert compute.payload == payload
+    state.validate()
+
+
+def test_a_held_result_lost_with_its_worker_is_recomputed_from_its_compact_payload() -> None:
+    state, sim = _fresh()
+    payload = Serialized((b"call noop",))
+    sim.submit([row("a", payload=payload, fids=["".join("fid1")])])
+    holder = state.tasks["a"].processing_on.address
+    sim.finish("a")
+    assert state.tasks["a"].state == "memory"
+    cmds = sim.leave(holder)  # the only copy is gone: run it again elsewhere
+    (again,) = [c for c in cmds if isinstance(c, SendCompute)]
+    assert again.key == "a" and again.worker != holder
+    assert again.payload == payload and again.fids == ("fid1",)
+    assert ("a", "memory", "released") in [r[:3] for r in state.story("a")]  # story answers
     state.validate()
