@@ -204,9 +204,12 @@ def test_a_large_worker_batch_is_handled_in_bounded_steps_in_order(
 
     monkeypatch.setattr(sched, "_on_worker_message", counted)
 
+    def done(on: Any, k: str) -> TaskDone:  # the report of k's current run
+        return TaskDone(k, 8, "int", 0.0, 0.1, 1, None, on.state.tasks[k].run)
+
     async def main() -> None:
-        sched._on_worker_batch(worker, [TaskDone(k, 8, "int", 0.0, 0.1, 1, None) for k in keys[:22]])
-        sched._on_worker_batch(worker, [TaskDone(k, 8, "int", 0.0, 0.1, 1, None) for k in keys[22:]])
+        sched._on_worker_batch(worker, [done(sched, k) for k in keys[:22]])
+        sched._on_worker_batch(worker, [done(sched, k) for k in keys[22:]])
         assert [len(s) for s in steps] == [10]  # one bounded step now, the rest later
         for _ in range(10):
             await asyncio.sleep(0)
@@ -217,8 +220,7 @@ def test_a_large_worker_batch_is_handled_in_bounded_steps_in_order(
     assert "backlog" not in worker.info
     whole, whole_worker, whole_conns = _scheduler("c")  # the same reports in one step
     whole._on_client_message(whole_conns["c"], [UpdateGraph([row(k) for k in keys], keys, {})])
-    whole._on_worker_message(whole_worker,
-                             [TaskDone(k, 8, "int", 0.0, 0.1, 1, None) for k in keys])
+    whole._on_worker_message(whole_worker, [done(whole, k) for k in keys])
     assert ({k: ts.state for k, ts in sched.state.tasks.items()}
             == {k: ts.state for k, ts in whole.state.tasks.items()})
     assert ({m.key for m in conns["c"].sent if isinstance(m, KeyDone)}

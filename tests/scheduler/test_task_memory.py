@@ -106,7 +106,8 @@ def test_the_task_stream_keeps_the_tasks_own_key() -> None:
     ts = state.tasks["noop-a"]
     decoded = "".join(["noop-", "a"])  # the worker's report carries its own copy of the key
     assert decoded is not ts.key
-    state.handle(TaskFinished(ts.processing_on.address, decoded, 8, "int", 0.0, 1.0, 0, None))
+    state.handle(TaskFinished(ts.processing_on.address, decoded, 8, "int", 0.0, 1.0, 0, None,
+                              ts.run))
     assert state.task_stream[-1][0] is ts.key
     state.validate()
 
