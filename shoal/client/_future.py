@@ -7,11 +7,11 @@ is released on the cluster when no Future for it remains.
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import concurrent.futures
 import functools
 import logging
-import _thread
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
