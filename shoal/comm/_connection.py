@@ -65,11 +65,15 @@ class Connection:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
-    def hold(self) -> None:
+    def hold(self) -> bool:
         """Messages sent from now on wait for this caller's :meth:`flush` instead of arming
         the end-of-iteration write: a caller about to flush anyway saves the loop a turn
-        (a callback and a non-blocking poll). The caller must flush, in a ``finally``."""
+        (a callback and a non-blocking poll). The caller must flush, in a ``finally``.
+        False when the end-of-iteration write is armed already (flushing is then optional)."""
+        if self._flush_scheduled:
+            return False
         self._flush_scheduled = True
+        return True
 
     def flush(self) -> None:
         """Write what is queued now rather than at the end of this loop iteration: for a
