@@ -116,8 +116,11 @@ class Outbox(Assembled):
             if heavy:
                 break
         if self._conn is not None and msgs:
-            self._conn.send_many(msgs)
-            self._conn.flush()  # batched here already
+            self._conn.hold()  # batched here already: written now, no loop turn for it
+            try:
+                self._conn.send_many(msgs)
+            finally:
+                self._conn.flush()
         if outbox or dead:  # scheduled after the connection's flush: one step per frame
             self._schedule_drain()
 

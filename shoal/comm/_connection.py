@@ -65,12 +65,25 @@ class Connection:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
+    def hold(self) -> bool:
+        """Messages sent from now on wait for this caller's :meth:`flush` instead of arming
+        the end-of-iteration write: a caller about to flush anyway saves the loop a turn
+        (a callback and a non-blocking poll). The caller must flush, in a ``finally``.
+        False when the end-of-iteration write is armed already (flushing is then optional)."""
+        if self._flush_scheduled:
+            return False
+        self._flush_scheduled = True
+        return True
+
     def flush(self) -> None:
         """Write what is queued now rather than at the end of this loop iteration: for a
         sender that batched its messages itself, or a reply its sender waits for with
-        nothing else to batch it with (one loop iteration less on the way)."""
+        nothing else to batch it with (one loop iteration less on the way). Ends a
+        :meth:`hold`."""
         if self._outbox:
             self._flush()
+        else:
+            self._flush_scheduled = False
 
     def _flush(self) -> None:
         self._flush_scheduled = False

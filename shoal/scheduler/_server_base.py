@@ -44,6 +44,7 @@ class ShellBase:
     logs: LogRing
     _workers: dict[str, Connection]
     _worker_fids: dict[str, set[str]]
+    _held: list[Connection]
     _clients: dict[str, Connection]
     _functions: dict[str, bytes]
     _client_fids: dict[str, set[str]]

@@ -94,15 +94,23 @@ class ServerCommands(ShellBase):
         # FreeKeys of one worker travel together, but never after a later command to that
         # worker: a release then a resubmission must reach it in that order.
         frees: dict[str, list[Any]] = {}
-        for cmd in commands:
-            try:
-                if frees and isinstance(cmd, (SendCompute, SendStore, CloseWorker)):
-                    self._send_frees(frees, cmd.worker)
-                self._carry_out(cmd, workers, clients, frees)
-            except Exception:
-                logger.exception("scheduler could not carry out %r; going on with the rest", cmd)
-        for address in list(frees):
-            self._send_frees(frees, address)
+        try:
+            for cmd in commands:
+                try:
+                    if frees and isinstance(cmd, (SendCompute, SendStore, CloseWorker)):
+                        self._send_frees(frees, cmd.worker)
+                    self._carry_out(cmd, workers, clients, frees)
+                except Exception:
+                    logger.exception("scheduler could not carry out %r; going on with the rest",
+                                     cmd)
+            for address in list(frees):
+                self._send_frees(frees, address)
+        finally:
+            held = self._held
+            if held:  # computes and results are written now, not a loop turn later
+                self._held = []
+                for conn in held:
+                    conn.flush()
 
     def _send_frees(self, frees: dict[str, list[Any]], address: str) -> None:
         keys = frees.pop(address, None)
@@ -124,11 +132,15 @@ class ServerCommands(ShellBase):
                 if fid not in known:
                     blobs[fid] = self._functions[fid]
                     known.add(fid)
+            if conn.hold():
+                self._held.append(conn)
             conn.send(Compute(cmd.key, cmd.payload, cmd.deps, blobs, cmd.priority,
                               cmd.send_inline, cmd.prefix, cmd.run))
         elif isinstance(cmd, ReportDone):
             c = clients.get(cmd.client)
             if c is not None:
+                if c.hold():
+                    self._held.append(c)
                 c.send(KeyDone(cmd.key, cmd.nbytes, cmd.typename, cmd.inline))
         elif isinstance(cmd, SendFree):
             frees.setdefault(cmd.worker, []).extend(cmd.keys)

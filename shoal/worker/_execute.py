@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import heapq
 import importlib
 import itertools
 import logging
@@ -100,6 +101,30 @@ def current_worker_address() -> str | None:
     return getattr(_thread_state, "worker_address", None)
 
 
+class _TaskQueue:
+    """The executor's queue: smallest entry first, as ``queue.PriorityQueue``, at about
+    half its cost per task. The heap is guarded by a plain lock; a taker waits for one of
+    ``SimpleQueue``'s tokens (one put per entry, after the push, so a token always finds an
+    entry), which blocks in C instead of through ``threading.Condition``."""
+
+    __slots__ = ("_heap", "_lock", "_tokens")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[Any, int, Any]] = []
+        self._lock = threading.Lock()
+        self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
+
+    def put(self, entry: tuple[Any, int, Any]) -> None:
+        with self._lock:
+            heapq.heappush(self._heap, entry)
+        self._tokens.put(None)
+
+    def get(self) -> tuple[Any, int, Any]:
+        self._tokens.get()
+        with self._lock:
+            return heapq.heappop(self._heap)
+
+
 class Executor:
     def __init__(
         self,
@@ -121,7 +146,7 @@ class Executor:
         self._on_started = on_started or (lambda keys: None)
         self._on_skipped = on_skipped or (lambda cmds: None)
         self._address = worker_address
-        self._queue: queue.PriorityQueue[tuple[Any, int, Execute | None]] = queue.PriorityQueue()
+        self._queue = _TaskQueue()
         self._seq = itertools.count()
         self._done: list[ExecuteDone] = []
         self._started: list[Any] = []  # keys begun since the last hand-back

@@ -309,9 +309,15 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
             for ev in batch:
                 self.plugin_host.transition(ev.key, "executing",
                                         "memory" if ev.error is None else "error")
-        self._carry_out(self.state.handle(*batch))
-        if self._scheduler is not None:
-            self._scheduler.flush()  # the executor batched what finished: report it now
+        sched = self._scheduler
+        if sched is None:
+            self._carry_out(self.state.handle(*batch))
+            return
+        sched.hold()  # the executor batched what finished: report it now, in one write
+        try:
+            self._carry_out(self.state.handle(*batch))
+        finally:
+            sched.flush()
 
     def _carry_out(self, commands: list[Any]) -> None:
         sched = self._scheduler

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import random
+import uuid
 
 import numpy as np
 from dask.base import tokenize
 
+from shoal.client._submit import _uuid4_hex
 from shoal.client._tokens import token
 
 
@@ -61,3 +63,14 @@ def test_equal_plain_arguments_give_equal_tokens_and_different_ones_differ() -> 
     assert token("fid", 1) != token("fid", 1.0)
     assert token("fid", 1) != token("fid", True)
     assert token("fid", (1, 2)) != token("fid", [1, 2])
+
+
+def test_impure_key_suffix_is_a_fresh_version_4_uuid_hex_as_dask_makes() -> None:
+    seen = set()
+    for _ in range(2000):
+        suffix = _uuid4_hex()
+        parsed = uuid.UUID(suffix)
+        assert parsed.hex == suffix and len(suffix) == 32
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+        seen.add(suffix)
+    assert len(seen) == 2000

@@ -226,3 +226,43 @@ def test_a_large_worker_batch_is_handled_in_bounded_steps_in_order(
     assert ({m.key for m in conns["c"].sent if isinstance(m, KeyDone)}
             == {m.key for m in whole_conns["c"].sent if isinstance(m, KeyDone)})
     sched.state.validate()
+
+
+class Writer(Connection):
+    """A connection with the real batching, keeping the batches it writes."""
+
+    def __init__(self, peer: str) -> None:
+        super().__init__()
+        self.peer = peer
+        self.batches: list[list[Message]] = []
+
+    def _write_batch(self, batch: list[Message]) -> None:
+        self.batches.append(batch)
+
+    def _close(self) -> None:
+        pass
+
+
+def test_compute_and_result_are_written_when_their_batch_is_carried_out() -> None:
+    async def scenario() -> None:
+        sched = Scheduler()
+        worker = Writer("w1")
+        sched._on_worker_message(worker, [Register("w1", "w1", 2, 2**30, 1, "host")])
+        client = Writer("c")
+        client.info["name"] = "c"
+        sched._clients["c"] = client
+        sched._apply([ClientJoined("c")])
+        await asyncio.sleep(0)  # what registering sent goes out with the loop's flush
+        worker.batches.clear()
+        client.batches.clear()
+        # No loop turn in between: both are written before the handler returns.
+        sched._on_client_message(client, [UpdateGraph([row("a")], ["a"], {})])
+        assert [_kinds(b) for b in worker.batches] == [[("compute", "a")]]
+        run = sched.state.tasks["a"].run
+        sched._on_worker_message(worker, [TaskDone("a", 8, "int", 0.0, 1.0, 0, None, run)])
+        assert [[type(m) for m in b] for b in client.batches] == [[KeyDone]]
+        await asyncio.sleep(0)  # and nothing is written a second time by a loop flush
+        assert len(worker.batches) == 1 and len(client.batches) == 1
+        sched.state.validate()
+
+    asyncio.run(scenario())
