@@ -37,10 +37,13 @@ class FutureCancelledError(concurrent.futures.CancelledError):
 class FutureState:
     """What the client knows about one key; shared by every Future of that key."""
 
-    __slots__ = ("_event", "callbacks", "error", "inline", "nbytes", "status", "typename")
+    __slots__ = ("_event", "callbacks", "error", "inline", "nbytes", "refs", "status", "typename")
 
     def __init__(self) -> None:
         self.status = "pending"
+        # How many of this client's Futures hold the key (changed under the client's lock):
+        # a slot here, not a separate key -> count table (a hash-table entry per held key).
+        self.refs = 0
         # A small result that came with the key-done message: its one frame alone when it
         # has one (the Serialized around it would cost 88 bytes more per held future).
         self.inline: Serialized | bytes | None = None
@@ -168,8 +171,7 @@ class Future(TaskRef):
     def __init__(self, key: Any, client: Client, state: FutureState | None = None) -> None:
         super().__init__(key)
         self._client = client
-        self._state = state if state is not None else client._state_for(key)
-        client._incref(key)
+        self._state = client._hold(key, state)
 
     @classmethod
     def _new(cls, key: Any, client: Client, state: FutureState) -> Future:
