@@ -91,6 +91,7 @@ class TaskState:
         self.processing_on: WorkerState | None = None
         # The number of its latest assignment to a worker (``SendCompute.run``, unique in
         # the scheduler's life): a worker's report on it counts only if it echoes this.
+        # 0 while it is not processing (no run is numbered 0).
         self.run = 0
         self.started = False  # its worker reported running it (not just holding it queued)
         # Its priority, compactly: while every priority the scheduler was given packs

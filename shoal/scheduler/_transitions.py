@@ -272,6 +272,9 @@ class Transitions(StateBase):
             self._room.touch(ws)
             ts.processing_on = None
             ts.started = False
+            # Reports count only while it is processing (on ``ws``): the run number is
+            # needed no longer, and a held task would keep a 28-byte int for it.
+            ts.run = 0
             if ts.workers is None:
                 ws.stealable -= 1
             if ts.resources is not None:

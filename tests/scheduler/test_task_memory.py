@@ -171,3 +171,20 @@ def test_a_priority_that_does_not_pack_turns_every_tasks_back_into_its_tuple() -
     sent = [c.key for c in out if isinstance(c, SendCompute)]
     assert sent[:3] == ["a", "odd", "b"]  # still in priority order
     assert [c.priority for c in out if isinstance(c, SendCompute)][:3] == [(0, 1, 2), (0.5,), (1,)]
+
+
+def test_a_finished_task_keeps_no_run_number() -> None:
+    # the assignment number matters only while the task runs; kept, it is an int per task
+    state, sim = _fresh()
+    todo = sim.submit([row(f"t-{i}", priority=(0, 1, i)) for i in range(300)])
+    runs = []
+    while todo:
+        c = todo.pop()
+        if isinstance(c, SendCompute):
+            assert state.tasks[c.key].run == c.run  # numbered while it runs
+            runs.append(c.run)
+            todo += state.handle(TaskFinished(c.worker, c.key, 8, "int", 0.0, 0.001, 0, None,
+                                              c.run))
+    assert len(runs) == 300 and max(runs) > 256  # past the small ints CPython shares
+    assert all(ts.state == "memory" and ts.run == 0 for ts in state.tasks.values())
+    state.validate()
