@@ -34,6 +34,13 @@ class FutureCancelledError(concurrent.futures.CancelledError):
     crosses asyncio's future chaining as is (which turns the base class into asyncio's)."""
 
 
+# Inline results of at most this many bytes pickled are shared between futures, up to this
+# many distinct ones per process (the first seen; a bounded table, never emptied).
+_SHARED_FRAME_BYTES = 32
+_SHARED_FRAMES = 4096
+_shared_frames: dict[bytes, bytes] = {}
+
+
 class FutureState:
     """What the client knows about one key; shared by every Future of that key."""
 
@@ -61,7 +68,19 @@ class FutureState:
     def keep_inline(self, ser: Serialized) -> None:
         """Keep the inline result ``ser`` (compactly; ``inline_value`` gives it back)."""
         frames = ser.frames
-        self.inline = frames[0] if len(frames) == 1 and type(frames[0]) is bytes else ser
+        if len(frames) != 1 or type(frames[0]) is not bytes:
+            self.inline = ser
+            return
+        frame = frames[0]
+        if len(frame) <= _SHARED_FRAME_BYTES:
+            # Tiny results repeat (None, True, small numbers): held futures share one copy
+            # of each (a 37-byte bytes object per future for None otherwise).
+            shared = _shared_frames.get(frame)
+            if shared is not None:
+                frame = shared
+            elif len(_shared_frames) < _SHARED_FRAMES:
+                _shared_frames[frame] = frame
+        self.inline = frame
 
     def inline_value(self) -> Any:
         """The inline result, unpickled (there must be one)."""
