@@ -35,7 +35,7 @@ class FutureCancelledError(concurrent.futures.CancelledError):
 
 
 # Inline results of at most this many bytes pickled are shared between futures, up to this
-# many distinct ones per process (the first seen; a bounded table, never emptied).
+# many distinct ones per process (a bounded table, emptied when full).
 _SHARED_FRAME_BYTES = 32
 _SHARED_FRAMES = 4096
 _shared_frames: dict[bytes, bytes] = {}
@@ -78,7 +78,9 @@ class FutureState:
             shared = _shared_frames.get(frame)
             if shared is not None:
                 frame = shared
-            elif len(_shared_frames) < _SHARED_FRAMES:
+            else:
+                if len(_shared_frames) >= _SHARED_FRAMES:
+                    _shared_frames.clear()  # full: start again with the values now coming
                 _shared_frames[frame] = frame
         self.inline = frame
 
