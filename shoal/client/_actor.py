@@ -219,7 +219,7 @@ def _holding_future(key: Any) -> Any:
         return None
     for ref in reversed(module._current):
         client = ref()
-        if client is not None and client.status == "running" and key in client._refcount:
+        if client is not None and client.status == "running" and client._held(key):
             from shoal.client._future import Future
 
             return Future(key, client)

@@ -175,7 +175,6 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         self._timeout = timeout
         self._lock = threading.Lock()
         self._states: dict[Any, FutureState] = {}
-        self._refcount: dict[Any, int] = {}
         # To the scheduler, in call order (see _send); deques so that neither _send nor a
         # Future's __del__ (which may run inside any code, even while a lock is held) locks.
         self._outbox: collections.deque[Message] = collections.deque()
@@ -609,7 +608,7 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         """Closed: note the keys it held, and end what its futures wait for ("lost")."""
         self.status = "closed"
         _coordination.fail_pending(self, "the client was closed while waiting")
-        orphan_keys(list(self._refcount))
+        orphan_keys(self._held_keys())
         for st in list(self._states.values()):
             if st.status == "pending":
                 st.error = {"kind": "lost", "type": "RuntimeError",

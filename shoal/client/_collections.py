@@ -96,8 +96,8 @@ def submit_graph(
     restricted = bool(resources or allow_other_workers or ann_resources or ann_loose)
     restrictions: list[tuple[Any, dict[str, float] | None, bool]] = []
     # Futures held by this client are already on the cluster; don't resubmit them.
-    held = client._refcount
-    nodes = {k: v for k, v in graph.items() if not (k in held and _is_reference(v, k))}
+    held = client._held
+    nodes = {k: v for k, v in graph.items() if not (held(k) and _is_reference(v, k))}
     _check_external_inputs(client, nodes)
     actor_keys = _actor_keys(actors, wanted)
     if actor_keys:
@@ -114,7 +114,7 @@ def submit_graph(
     r, p, w = (retries if same_r else None), (priority if same_p else None), None
     with client._functions.batch():
         for key, node in nodes.items():
-            if key in held and key not in futures:
+            if held(key) and key not in futures:
                 continue
             if local is not None and key in local:
                 continue
@@ -232,7 +232,7 @@ def _check_external_inputs(client: Client, nodes: dict[Any, GraphNode]) -> None:
     """Inputs outside the graph must be on the cluster; name those a closed client held."""
     for node in nodes.values():
         for dep in node.dependencies:
-            if dep not in nodes and dep not in client._refcount and orphaned_key(dep):
+            if dep not in nodes and not client._held(dep) and orphaned_key(dep):
                 raise RuntimeError(
                     f"this computation needs {dep!r}, which was held by a Client that has "
                     "been closed, so the cluster released it. Persist or compute it again "
@@ -465,8 +465,9 @@ def normalize_collection(self: Client, collection: Any) -> Any:
         raise TypeError(f"normalize_collection takes a dask collection (array, bag, delayed...), "
                         f"got {type(collection).__name__}")
     graph = ensure_dict(collection.__dask_graph__())
-    held = [k for k in graph if self._refcount.get(k, 0) > 0 and k in self._states
-            and self._states[k].status in ("pending", "finished")]
+    states = self._states
+    held = [k for k in graph if k in states and states[k].refs > 0
+            and states[k].status in ("pending", "finished")]
     if not held:
         return collection
     for key in held:

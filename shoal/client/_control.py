@@ -26,7 +26,6 @@ def on_restarted(client: Client, reason: str) -> None:
     states = list(client._states.values())
     with client._lock:
         client._states.clear()
-        client._refcount.clear()
     client._dead.clear()
     for st in states:
         st.error = {"kind": "cancelled", "type": "CancelledError",

@@ -35,13 +35,23 @@ class FutureCancelledError(concurrent.futures.CancelledError):
     crosses asyncio's future chaining as is (which turns the base class into asyncio's)."""
 
 
+# Inline results of at most this many bytes pickled are shared between futures, up to this
+# many distinct ones per process (a bounded table, emptied when full).
+_SHARED_FRAME_BYTES = 32
+_SHARED_FRAMES = 4096
+_shared_frames: dict[bytes, bytes] = {}
+
+
 class FutureState:
     """What the client knows about one key; shared by every Future of that key."""
 
-    __slots__ = ("_event", "callbacks", "error", "inline", "nbytes", "status", "typename")
+    __slots__ = ("_event", "callbacks", "error", "inline", "nbytes", "refs", "status", "typename")
 
     def __init__(self) -> None:
         self.status = "pending"
+        # How many of this client's Futures hold the key (changed under the client's lock):
+        # a slot here, not a separate key -> count table (a hash-table entry per held key).
+        self.refs = 0
         # A small result that came with the key-done message: its one frame alone when it
         # has one (the Serialized around it would cost 88 bytes more per held future).
         self.inline: Serialized | bytes | None = None
@@ -59,7 +69,21 @@ class FutureState:
     def keep_inline(self, ser: Serialized) -> None:
         """Keep the inline result ``ser`` (compactly; ``inline_value`` gives it back)."""
         frames = ser.frames
-        self.inline = frames[0] if len(frames) == 1 and type(frames[0]) is bytes else ser
+        if len(frames) != 1 or type(frames[0]) is not bytes:
+            self.inline = ser
+            return
+        frame = frames[0]
+        if len(frame) <= _SHARED_FRAME_BYTES:
+            # Tiny results repeat (None, True, small numbers): held futures share one copy
+            # of each (a 37-byte bytes object per future for None otherwise).
+            shared = _shared_frames.get(frame)
+            if shared is not None:
+                frame = shared
+            else:
+                if len(_shared_frames) >= _SHARED_FRAMES:
+                    _shared_frames.clear()  # full: start again with the values now coming
+                _shared_frames[frame] = frame
+        self.inline = frame
 
     def inline_value(self) -> Any:
         """The inline result, unpickled (there must be one)."""
@@ -181,8 +205,7 @@ class Future(TaskRef):
     def __init__(self, key: Any, client: Client, state: FutureState | None = None) -> None:
         super().__init__(key)
         self._client = client
-        self._state = state if state is not None else client._state_for(key)
-        client._incref(key)
+        self._state = client._hold(key, state)
 
     @classmethod
     def _new(cls, key: Any, client: Client, state: FutureState) -> Future:

@@ -51,7 +51,6 @@ class Outbox(Assembled):
     asynchronous: bool
     _lock: threading.Lock
     _states: dict[Any, FutureState]
-    _refcount: dict[Any, int]
     _outbox: collections.deque[Message]
     _dead: collections.deque[Any]
     _drain_scheduled: bool
@@ -86,19 +85,18 @@ class Outbox(Assembled):
             if self._release_timer is None and self.status == "running":
                 self._release_timer = _loop.get_loop().call_later(
                     RELEASE_DELAY, self._release_due)
+            states = self._states
             with self._lock:
                 budget = DEAD_PER_STEP
                 while dead and budget:
                     budget -= 1
                     key, st = dead.popleft()
-                    if st is not None and self._states.get(key) is not st:
+                    current = states.get(key)
+                    if current is None or (st is not None and current is not st):
                         continue  # a future of a cancelled key: its count was dropped then
-                    n = self._refcount.get(key, 0) - 1
-                    if n > 0:
-                        self._refcount[key] = n
-                    elif key in self._refcount:
-                        del self._refcount[key]
-                        self._states.pop(key, None)
+                    current.refs -= 1
+                    if current.refs <= 0:
+                        del states[key]
                         released.append(key)
         # Releases queue behind what is in the outbox: a submission queued before a release
         # was recorded (a dependent, then its input's future dropped) must go out before it.
@@ -154,18 +152,24 @@ class Outbox(Assembled):
 
     # --- reference counting -------------------------------------------------------------------
 
-    def _state_for(self, key: Any) -> FutureState:
-        st = self._states.get(key)
-        if st is None:
-            with self._lock:
-                st = self._states.get(key)
-                if st is None:
-                    st = self._states[key] = FutureState()
-        return st
-
-    def _incref(self, key: Any) -> None:
+    def _hold(self, key: Any, state: FutureState | None = None) -> FutureState:
+        """A new Future of ``key``: its shared state (``state`` if given), counted."""
         with self._lock:
-            self._refcount[key] = self._refcount.get(key, 0) + 1
+            st = self._states.get(key)
+            if state is not None and state is not st:
+                return state  # a cancelled key's: not counted, its deaths are skipped
+            if st is None:
+                st = self._states[key] = FutureState()
+            st.refs += 1
+            return st
+
+    def _held(self, key: Any) -> bool:
+        """Whether a Future of this client holds ``key``."""
+        st = self._states.get(key)
+        return st is not None and st.refs > 0
+
+    def _held_keys(self) -> list[Any]:
+        return [k for k, st in list(self._states.items()) if st.refs > 0]
 
     def _decref(self, key: Any, state: FutureState | None = None) -> None:
         """A Future of ``key`` (sharing ``state``) went away. Lock-free: this runs from
@@ -185,4 +189,3 @@ class Outbox(Assembled):
         with self._lock:
             if self._states.get(key) is st:
                 del self._states[key]
-                self._refcount.pop(key, None)

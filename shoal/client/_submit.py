@@ -242,10 +242,10 @@ class Submitting(Outbox):
             name = _key_name(key)
         with self._lock:  # the loop thread drops released keys under this lock
             st = self._states.get(key)
-            held = st is not None and key in self._refcount
+            held = st is not None and st.refs > 0
             if st is None:
                 st = self._states[key] = FutureState()
-            self._refcount[key] = self._refcount.get(key, 0) + 1
+            st.refs += 1
             fut = Future._new(key, self, st)
         if held:
             return fut
@@ -312,16 +312,15 @@ class Submitting(Outbox):
         futures = []
         seen: set[Any] = set()
         states = self._states
-        refcount = self._refcount
         with self._lock:
             for k in keys:
                 st = states.get(k)
                 if st is None:
                     st = states[k] = FutureState()
-                elif k in refcount:
+                elif st.refs > 0:
                     seen.add(k)  # already held: already on the cluster
                 futures.append(Future._new(k, self, st))
-                refcount[k] = refcount.get(k, 0) + 1
+                st.refs += 1
         with self._functions.batch():
             # A Python function over plain values (numbers, strings): payloads put
             # together from constant pieces (CallPickles), one shared fid list.
@@ -362,7 +361,6 @@ class Submitting(Outbox):
                 current = self._states.get(f.key)
                 if current is f._state:
                     del self._states[f.key]
-                    self._refcount.pop(f.key, None)
                 elif current is not None:
                     continue  # cancelled before; the key was submitted again since
                 keys[f.key] = None

@@ -140,7 +140,7 @@ class ClientHandlers(StateBase):
                 self.functions.use(fids)
             else:
                 ts.fids = ()
-            ts.priority = priority
+            ts.prio = self._prio_of(priority)
             ts.retries = retries
             ts.workers = frozenset(workers) if workers else None
             if restrictions:

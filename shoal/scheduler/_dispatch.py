@@ -115,7 +115,7 @@ class Dispatch(StateBase):
         :meth:`_fill` if ``ws`` has room, else when it has."""
         ts.held_on = ws
         ws.held_live += 1
-        heapq.heappush(ws.held, (ts.priority, next(self._seq), ts))
+        heapq.heappush(ws.held, (ts.prio, next(self._seq), ts))
         self._freed.add(ws)
 
     def _unhold(self, ts: TaskState) -> None:

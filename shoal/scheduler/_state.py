@@ -111,6 +111,9 @@ class SchedulerState(
         # (priority, seq, task) until the queue empties (_waiting_queued).
         self._queue: list[tuple[Any, ...]] = []
         self._queue_packed = True
+        # Whether every task's ``prio`` is its priority packed by ``queue_key`` (an int);
+        # False for good once one did not pack (``_unpack_priorities``): tuples then.
+        self._packed_priorities = True
         self._seq = itertools.count()
         self._runs = itertools.count(1)  # assignment numbers (TaskState.run)
         self._no_worker: set[TaskState] = set()
@@ -253,6 +256,8 @@ class SchedulerState(
             assert ts.key == key, key
             assert ts.state in STATES, (key, ts.state)
             assert not ts.started or ts.state == "processing", key
+            # priorities all packed ints, or (a scattered task's default aside) all tuples
+            assert (type(ts.prio) is int) == self._packed_priorities or not ts.payload, key
             if ts.state == "processing":
                 assert ts.processing_on is not None, key
                 assert ts in ts.processing_on.processing, key

@@ -52,7 +52,7 @@ def plan_steals(
             spare,
             (t for t in victim.processing
              if t.workers is None and t.resources is None and not t.started and not t.actor),
-            key=lambda t: t.priority,
+            key=lambda t: t.prio,
         )
         for ts in queued:
             thief = min(idle, key=load.__getitem__)

@@ -16,6 +16,25 @@ Key = Any
 # nothing may call ``discard``/``add`` on it while it is empty.
 EMPTY: Any = frozenset()
 
+# queue_key's layout (see _transitions.queue_key): the first item (biased) in 12 bits,
+# then 26 and 22 bits for the next two (each stored + 1, so that a missing item, 0, sorts
+# first): 60 bits, an int of two digits (32 bytes, as small as an int past 2**30 gets).
+_A_BIAS, _B_SLOT, _C_SLOT = 1 << 11, 1 << 26, 1 << 22
+
+
+def unpack_priority(packed: int) -> tuple[int, ...]:
+    """The priority tuple that ``queue_key`` packed into ``packed``."""
+    c = packed & (_C_SLOT - 1)
+    rest = packed >> 22
+    b = rest & (_B_SLOT - 1)
+    a = (rest >> 26) - _A_BIAS
+    if c:
+        return (a, b - 1, c - 1)
+    return (a, b - 1) if b else (a,)
+
+
+_PACKED_ZERO = _A_BIAS * _B_SLOT * _C_SLOT  # (0,), a task's priority until it has one
+
 
 class TaskState:
     """One task on the scheduler. ``state`` is one of
@@ -35,7 +54,7 @@ class TaskState:
         "nbytes",
         "payload",
         "prefix",
-        "priority",
+        "prio",
         "processing_on",
         "resources",
         "retries",
@@ -72,9 +91,14 @@ class TaskState:
         self.processing_on: WorkerState | None = None
         # The number of its latest assignment to a worker (``SendCompute.run``, unique in
         # the scheduler's life): a worker's report on it counts only if it echoes this.
+        # 0 while it is not processing (no run is numbered 0).
         self.run = 0
         self.started = False  # its worker reported running it (not just holding it queued)
-        self.priority: Any = (0,)
+        # Its priority, compactly: while every priority the scheduler was given packs
+        # (``SchedulerState._packed_priorities``), the one int ``queue_key`` makes of it
+        # (32 bytes; the client's tuple and its order int cost 92), else the tuple.
+        # Compare ``prio`` with ``prio``; read the tuple as ``priority``.
+        self.prio: Any = _PACKED_ZERO
         self.retries = 0
         self.nbytes = -1
         self.typename = ""
@@ -125,8 +149,14 @@ class TaskState:
     def __repr__(self) -> str:
         return f"<TaskState {self.key!r} {self.state}>"
 
+    @property
+    def priority(self) -> Any:
+        """Its priority as given (dask's tuple: ``(-priority, generation, order)``)."""
+        prio = self.prio
+        return unpack_priority(prio) if type(prio) is int else prio
+
     def __lt__(self, other: TaskState) -> bool:  # heap ties
-        return bool(self.priority < other.priority)
+        return bool(self.prio < other.prio)
 
 
 def compact_payload(payload: Serialized | None) -> Serialized | bytes | None:

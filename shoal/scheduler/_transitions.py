@@ -22,6 +22,9 @@ from shoal.protocol._errors import scheduler_error
 from shoal.scheduler._events import ContinueWork, ReportErred, SendCompute, SendFree
 from shoal.scheduler._state_base import ACTIVE, FIRE_AND_FORGET, STATES, StateBase
 from shoal.scheduler._tasks import (
+    _A_BIAS,
+    _B_SLOT,
+    _C_SLOT,
     EMPTY,
     Key,
     TaskState,
@@ -30,6 +33,7 @@ from shoal.scheduler._tasks import (
     hold,
     payload_of,
     unguess,
+    unpack_priority,
 )
 
 _KEEPS_INPUTS = ACTIVE | {"erred"}
@@ -86,7 +90,8 @@ class Transitions(StateBase):
         if push:
             if not self._queue_packed and not self._queue:
                 self._queue_packed = True  # what did not pack has left: pack again
-            key = queue_key(ts.priority) if self._queue_packed else None
+            prio = ts.prio
+            key = (prio if self._packed_priorities else queue_key(prio)) if self._queue_packed else None
             seq = next(self._seq)
             if key is not None and seq < _SEQ_LIMIT:
                 # One int: the priority, then the arrival order among equal priorities.
@@ -94,15 +99,40 @@ class Transitions(StateBase):
                 return
             if self._queue_packed:
                 self._unpack_queue()
-            heapq.heappush(self._queue, (ts.priority, seq, ts))
+            heapq.heappush(self._queue, (ts.prio, seq, ts))
 
     def _unpack_queue(self) -> None:
         """A priority :func:`queue_key` cannot pack arrived: from now on the queue orders
         by ``(priority, seq, task)``, the priority tuples themselves (the same order, at a
         higher cost per step)."""
         self._queue_packed = False
-        self._queue = [(ts.priority, key & _SEQ_MASK, ts) for key, ts in self._queue]
+        self._queue = [(ts.prio, key & _SEQ_MASK, ts) for key, ts in self._queue]
         heapq.heapify(self._queue)
+
+    def _prio_of(self, priority: Any) -> Any:
+        """What a task given ``priority`` keeps (``TaskState.prio``): packed while every
+        priority packs; the first that does not unpacks every task's for good."""
+        if type(priority) is not tuple:
+            priority = (priority,)  # a bare number (dask's are tuples): still ordered
+        if self._packed_priorities:
+            packed = queue_key(priority)
+            if packed is not None:
+                return packed
+            self._unpack_priorities()
+        return priority
+
+    def _unpack_priorities(self) -> None:
+        """A priority ``queue_key`` cannot pack arrived: every task keeps its tuple from now
+        on (one pass over the tasks, once in the scheduler's life), so that priorities
+        compare with each other; worker queues of held tasks are ordered by them again."""
+        self._packed_priorities = False
+        for ts in self.tasks.values():
+            if type(ts.prio) is int:
+                ts.prio = unpack_priority(ts.prio)
+        for ws in self.workers.values():
+            if ws.held:
+                ws.held = [(ts.prio, seq, ts) for _, seq, ts in ws.held]
+                heapq.heapify(ws.held)
 
     def _waiting_no_worker(self, ts: TaskState) -> None:
         self._set(ts, "no-worker")
@@ -242,6 +272,9 @@ class Transitions(StateBase):
             self._room.touch(ws)
             ts.processing_on = None
             ts.started = False
+            # Reports count only while it is processing (on ``ws``): the run number is
+            # needed no longer, and a held task would keep a 28-byte int for it.
+            ts.run = 0
             if ts.workers is None:
                 ws.stealable -= 1
             if ts.resources is not None:
@@ -387,10 +420,7 @@ class Transitions(StateBase):
             drop_dependent(dep, ts)
 
 
-# queue_key's layout: the first item (biased) in 12 bits, then 26 and 22 bits for the next
-# two (each stored + 1, so that a missing item, 0, sorts first): 60 bits, an int of two
-# digits (32 bytes, as small as an int past 2**30 gets).
-_A_BIAS, _B_SLOT, _C_SLOT = 1 << 11, 1 << 26, 1 << 22
+# queue_key's layout: see _tasks._A_BIAS.
 # Below the packed priority, a queue entry's key holds the push's sequence number: the
 # entry is then (key, task), an int of four digits (40 bytes) and a pair, no bigger than
 # the (priority, seq, task) entry with its seq int.

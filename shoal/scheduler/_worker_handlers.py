@@ -61,7 +61,7 @@ class WorkerHandlers(StateBase):
         Tasks only queued there are innocent."""
         suspects = [ts for ts in ws.processing if ts.started]
         if not suspects and ws.processing:
-            suspects = heapq.nsmallest(ws.nthreads, ws.processing, key=lambda t: t.priority)
+            suspects = heapq.nsmallest(ws.nthreads, ws.processing, key=lambda t: t.prio)
         return suspects
 
     def _remove_worker(self, address: str, reason: str, crashed: bool) -> None:
@@ -74,7 +74,7 @@ class WorkerHandlers(StateBase):
         self._room.remove(ws)
         recompute: list[TaskState] = []
         suspects = set(self._suspects(ws)) if crashed else set()
-        for ts in sorted(ws.processing, key=lambda t: t.priority):
+        for ts in sorted(ws.processing, key=lambda t: t.prio):
             if ts.processing_on is not ws:  # erred meanwhile, as a dependent of a suspect
                 continue
             if ts in suspects:

@@ -37,3 +37,19 @@ def test_a_held_inline_result_keeps_only_its_one_frame_and_a_shared_type_name() 
     assert type(x.inline) is bytes
     assert (x.inline_value(), y.inline_value()) == (7, 8)
     assert x.typename is y.typename
+
+
+def test_held_futures_with_the_same_tiny_result_share_one_copy_of_it() -> None:
+    # a million held futures of None: one pickled None, not a million 37-byte copies
+    from shoal.client import _future
+
+    for i in range(_future._SHARED_FRAMES):  # a table filled by other results first
+        FutureState().keep_inline(dumps(i))
+    client = SimpleNamespace(_states={"x": FutureState(), "y": FutureState(), "z": FutureState()})
+    done = [KeyDone("x", 16, "NoneType", dumps(None)), KeyDone("y", 16, "NoneType", dumps(None)),
+            KeyDone("z", 28, "str", dumps("a longer result, pickled past 32 bytes"))]
+    Client._on_message(client, None, done)  # type: ignore[arg-type]
+    x, y, z = client._states["x"], client._states["y"], client._states["z"]
+    assert x.inline is y.inline
+    assert (x.inline_value(), y.inline_value()) == (None, None)
+    assert z.inline_value() == "a longer result, pickled past 32 bytes"
