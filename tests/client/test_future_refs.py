@@ -25,11 +25,14 @@ class _Client(Outbox):
         self._dead = collections.deque()
         self._drain_scheduled = False
         self.sent: list[Any] = []
-        self._conn = self  # type: ignore[assignment]  # send_many / flush below
+        self._conn = self  # type: ignore[assignment]  # hold / send_many / flush below
         self._release_timer = object()  # type: ignore[assignment]  # "armed": no loop wake-up
 
     def _schedule_drain(self) -> None:
         self._drain_scheduled = True
+
+    def hold(self) -> None:
+        pass
 
     def send_many(self, msgs: list[Any]) -> None:
         self.sent.extend(msgs)
