@@ -209,11 +209,12 @@ def results_markdown(
     return "\n".join(parts) + "\n"
 
 
-KEPT_HEADING = "## Profiles"
+KEPT_HEADINGS = ("## Reading the run above", "## Profiles")
 
 
 def kept_sections(previous: str) -> str:
-    """The hand-written part of an earlier RESULTS.md (from the first ``## Profiles``
-    heading on), which regenerating the table must not erase; empty when there is none."""
-    at = previous.find("\n" + KEPT_HEADING)
-    return "" if at < 0 else previous[at:]
+    """The hand-written part of an earlier RESULTS.md (from the first of the
+    ``KEPT_HEADINGS`` on), which regenerating the table must not erase; empty when there is
+    none."""
+    found = [at for h in KEPT_HEADINGS if (at := previous.find("\n" + h)) >= 0]
+    return previous[min(found):] if found else ""

@@ -264,3 +264,10 @@ def test_regenerating_results_keeps_the_hand_written_profile_sections() -> None:
     previous = "# table\n\n| a |\n\n## Machine\n\n- x\n\n## Profiles (issue 14)\n\ntext\n"
     assert kept_sections(previous) == "\n## Profiles (issue 14)\n\ntext\n"
     assert kept_sections("# table\n\n## Machine\n") == ""
+
+
+def test_regenerating_results_keeps_the_hand_written_reading_of_the_run_too() -> None:
+    previous = ("# table\n\n## Machine\n\n- x\n\n## Reading the run above (hand-written)\n\n"
+                "notes\n\n## Profiles (issue 14)\n\ntext\n")
+    assert kept_sections(previous) == (
+        "\n## Reading the run above (hand-written)\n\nnotes\n\n## Profiles (issue 14)\n\ntext\n")
