@@ -10,12 +10,15 @@ imported to learn its version.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import platform
 import struct
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+logger = logging.getLogger("shoal")
 
 # A mismatch in these makes the processes disagree on the wire or on task payloads.
 REQUIRED = ("shoal", "dask", "distributed", "msgpack", "cloudpickle", "tblib", "toolz")
@@ -32,7 +35,9 @@ def _version(package: str) -> str | None:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return None
-    except Exception:  # broken metadata: reported as unknown, never fails the call
+    except Exception as exc:  # broken metadata: reported as unknown, never fails the call
+        logger.debug("version of %s unknown: its installed metadata is broken (%r)",
+                     package, exc)
         return None
 
 

@@ -220,7 +220,9 @@ class Channel:
                     return -1
 
     def _read(self, wanted: Callable[[Message], bool]) -> Any:
-        """The first message that is ``wanted``; others (a client's broadcasts) are dropped."""
+        """The first message that is ``wanted``; others (a client's broadcasts) are dropped.
+        Ends with that answer or when the connection closes (keepalive closes it if the
+        scheduler's host is lost): each failure below raises ChannelClosed."""
         while True:
             try:
                 buf = self._decoder.get_buffer(65536)

@@ -95,7 +95,7 @@ def call(client: Client, make: Callable[[int], Message], decode: Decode | None =
     if answer_now is not None:  # applied: answered now, or later on the connection
         for cmd in answer_now:
             on_reply(client, _as_reply(cmd))
-        return fut.result()
+        return fut.result()  # ends: answered, or failed with the client's connection
     number = _direct.send_on_connection(client, lambda: client._send(msg))
     try:
         return fut.result()

@@ -235,7 +235,10 @@ def describe_value(value: Any) -> str:
         return f"{kind} shape={tuple(shape)} dtype={dtype}"
     try:
         n = len(value)
-    except Exception:  # no length (or a broken __len__) is an answer: described without it
+    except TypeError:  # no length is an answer: described without it
+        n = None
+    except Exception as exc:  # a broken __len__: described without it, and said
+        logger.debug("len() of a %s raised %r; described without a length", kind, exc)
         n = None
     text = describe(value)
     if n is not None and len(text) > 60:

@@ -90,6 +90,26 @@ def open_channel() -> Iterator[Callable[[Scripted], Channel]]:
         channel.close()
 
 
+
+def _closed_while_waiting(channel: Any, make: Any) -> BaseException | None:
+    """What a thread's ``channel.call(make)`` raised when the channel was closed while the
+    call waited for an answer (None if it raised nothing)."""
+    out: dict[str, BaseException] = {}
+
+    def wait() -> None:
+        try:
+            channel.call(make)
+        except BaseException as exc:  # handed to the test
+            out["error"] = exc
+
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    waiter.join(0.1)
+    assert waiter.is_alive()
+    channel.close()
+    waiter.join(10)
+    return out.get("error")
+
 def test_channel_takes_the_name_the_scheduler_gives_it(open_channel) -> None:
     server = Scripted(lambda conn, read: None)
     assert open_channel(server).name == "t-1"
@@ -139,22 +159,10 @@ def test_closing_from_another_thread_ends_a_waiting_call(open_channel) -> None:
 
     server = Scripted(script)
     channel = open_channel(server)
-    out: dict[str, Any] = {}
-
-    def wait() -> None:
-        try:
-            channel.call(lambda rid: m.CoordSemaphoreAcquire(rid, "L", 1, "l1", None, None))
-        except BaseException as exc:  # handed to the test
-            out["error"] = exc
-
-    waiter = threading.Thread(target=wait, daemon=True)
-    waiter.start()
-    waiter.join(0.1)
-    assert waiter.is_alive()
-    channel.close()
-    waiter.join(10)
-    assert isinstance(out.get("error"), ChannelClosed)
-    assert isinstance(out["error"], ConnectionError)
+    error = _closed_while_waiting(
+        channel, lambda rid: m.CoordSemaphoreAcquire(rid, "L", 1, "l1", None, None))
+    assert isinstance(error, ChannelClosed)
+    assert isinstance(error, ConnectionError)
     done.set()
     server.join()
 
@@ -210,21 +218,8 @@ def test_closing_ends_a_call_that_is_still_polling(open_channel) -> None:
     server = Scripted(lambda conn, read: (read(), done.wait(10)))  # never answers
     channel = open_channel(server)
     channel._spin = 30.0  # polls for the whole test
-    out: dict[str, Any] = {}
-
-    def wait() -> None:
-        try:
-            channel.call(lambda rid: m.CoordSemaphoreValue(rid, "L"))
-        except BaseException as exc:  # handed to the test
-            out["error"] = exc
-
-    waiter = threading.Thread(target=wait, daemon=True)
-    waiter.start()
-    waiter.join(0.1)
-    assert waiter.is_alive()
-    channel.close()
-    waiter.join(10)
-    assert isinstance(out.get("error"), ChannelClosed)
+    error = _closed_while_waiting(channel, lambda rid: m.CoordSemaphoreValue(rid, "L"))
+    assert isinstance(error, ChannelClosed)
     done.set()
     server.join()
 
