@@ -17,7 +17,21 @@ def C(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
     return Call(func, args, kwargs)
 
 
+# shoal.protocol._serialize._function, bound on the first call (that module imports this
+# one): an import statement per task cost a worker more than the lookup itself.
+_lookup: Any = None
+
+
 def F(fid: str) -> Any:
+    lookup = _lookup
+    if lookup is None:
+        lookup = _bind()
+    return lookup(fid)
+
+
+def _bind() -> Any:
+    global _lookup
     from shoal.protocol._serialize import _function
 
-    return _function(fid)
+    _lookup = _function
+    return _function

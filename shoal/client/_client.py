@@ -183,6 +183,7 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         self._release_timer: asyncio.TimerHandle | None = None  # see _outbox.RELEASE_DELAY
         self._functions = FunctionCache()
         self._ftokens: dict[int, tuple[Any, str]] = {}
+        self._call_pickles: dict[str, Any] = {}  # fid -> CallPickles (see _submit)
         self._sent_fids: set[str] = set()
         self._generation = itertools.count()
         self._request_ids = itertools.count(1)

@@ -3,8 +3,9 @@
 Owns: queueing messages for the scheduler in call order (``_send``, drained once per loop
 iteration on shoal's loop), releasing keys whose last Future went away (counts per key; a
 Future's ``__del__`` only records the death, lock-free, and the drain sends the release
-after every message queued before it; once deaths come in, they ride with the next drain or
-wait ``RELEASE_DELAY`` rather than wake the loop each), and requests answered by a
+after every message queued before it; once deaths come in, they are counted and released
+in one batch every ``RELEASE_DELAY`` rather than wake the loop, or ride a submission, each),
+and requests answered by a
 ``Response`` (``_request``; ``_request_within`` with a deadline).
 
 A mixin of ``Client``: the facade (``_client.py``) creates the fields declared below in its
@@ -36,10 +37,11 @@ else:
 # releases a key in about 10 µs), and dropped futures counted per loop step.
 RELEASE_PIECE = 1_000
 DEAD_PER_STEP = 50_000
-# Seconds a dropped future's release may wait for the client's next message. A drain that
-# releases keys arms this delay; while it runs, a future dropped in a user thread wakes
-# nobody: sequential ``submit(...).result()`` would otherwise wake the loop twice per call,
-# and the release's work would compete for the GIL with the next submit.
+# Seconds a dropped future's release may wait. A drain that releases keys arms this delay;
+# while it runs, a future dropped in a user thread wakes nobody and the drains that carry
+# submissions leave its death for the timer's drain: sequential ``submit(...).result()``
+# would otherwise wake the loop twice per call, or make each task wait for the release of
+# the previous key (scheduler, worker) on its way out.
 RELEASE_DELAY = 0.01
 
 
@@ -81,10 +83,11 @@ class Outbox(Assembled):
         self._drain_scheduled = False
         released: list[Any] = []
         dead = self._dead
-        if dead:
-            if self._release_timer is None and self.status == "running":
-                self._release_timer = _loop.get_loop().call_later(
-                    RELEASE_DELAY, self._release_due)
+        # Deaths are counted at most once per RELEASE_DELAY (the timer's drain, or the
+        # first death after a quiet spell): a drain that carries a submission leaves them
+        # be, so a sequential ``submit(...).result()`` does not wait for the scheduler and
+        # a worker to release the previous key before its task is sent.
+        if dead and self._release_timer is None:
             states = self._states
             with self._lock:
                 budget = DEAD_PER_STEP
@@ -98,6 +101,8 @@ class Outbox(Assembled):
                     if current.refs <= 0:
                         del states[key]
                         released.append(key)
+            if not dead and self.status == "running":  # all counted: the next in a while
+                self._arm_release()
         # Releases queue behind what is in the outbox: a submission queued before a release
         # was recorded (a dependent, then its input's future dropped) must go out before it.
         outbox = self._outbox
@@ -119,8 +124,11 @@ class Outbox(Assembled):
                 self._conn.send_many(msgs)
             finally:
                 self._conn.flush()
-        if outbox or dead:  # scheduled after the connection's flush: one step per frame
+        if outbox or (dead and self._release_timer is None):  # after the flush: a step per frame
             self._schedule_drain()
+
+    def _arm_release(self) -> None:
+        self._release_timer = _loop.get_loop().call_later(RELEASE_DELAY, self._release_due)
 
     def _release_due(self) -> None:
         """On the loop, ``RELEASE_DELAY`` after a drain released keys: drain the deaths

@@ -127,7 +127,7 @@ def dumps(obj: object) -> Serialized:
             head = b""
         # (inline, not a call: this is every result's path)
         if head and b"__main__" not in head and not (_BY_VALUE and _names_by_value(head)):
-            return Serialized([head, *(b.raw() for b in buffers)])
+            return Serialized([head, *(b.raw() for b in buffers)] if buffers else [head])
         if kind.__module__ != "builtins":  # a list or dict says nothing about the next one
             if len(_CLOUD_TYPES) >= 1024:
                 _CLOUD_TYPES.clear()

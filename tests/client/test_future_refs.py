@@ -11,7 +11,7 @@ from typing import Any
 
 from shoal.client._future import Future
 from shoal.client._outbox import Outbox
-from shoal.protocol._messages import ReleaseKeys
+from shoal.protocol._messages import ReleaseKeys, UpdateGraph
 
 
 class _Client(Outbox):
@@ -26,10 +26,18 @@ class _Client(Outbox):
         self._drain_scheduled = False
         self.sent: list[Any] = []
         self._conn = self  # type: ignore[assignment]  # hold / send_many / flush below
-        self._release_timer = object()  # type: ignore[assignment]  # "armed": no loop wake-up
+        self._release_timer = None
+        self.arms = 0
 
     def _schedule_drain(self) -> None:
         self._drain_scheduled = True
+
+    def _arm_release(self) -> None:
+        self.arms += 1  # left unarmed: every drain here is as the timer's
+
+    def _arm(self) -> None:
+        """As after a release: the delay runs (no loop here to fire it)."""
+        self._release_timer = object()  # type: ignore[assignment]
 
     def hold(self) -> None:
         pass
@@ -62,6 +70,27 @@ def test_the_key_is_released_when_its_last_future_dies() -> None:
     client._drain()
     assert "x" not in client._states
     assert [m.keys for m in client.sent if type(m) is ReleaseKeys] == [["x"]]
+
+
+def test_deaths_wait_for_the_release_timer_not_the_next_submission() -> None:
+    # While the release delay runs, the drain that sends a submission leaves the deaths
+    # recorded meanwhile alone (the task goes out without waiting for a release to be
+    # handled first); the timer's drain releases them all in one message.
+    client = _Client()
+    client._arm()
+    a = Future("x", client)  # type: ignore[arg-type]
+    b = Future("y", client)  # type: ignore[arg-type]
+    del a, b
+    client._outbox.append(UpdateGraph([], ["z"], {}))
+    client._drain()
+    assert [type(m) for m in client.sent] == [UpdateGraph]
+    assert not client._drain_scheduled  # no drain spinning on deaths it may not count
+    client._release_due()
+    assert client._drain_scheduled
+    client._drain()
+    assert [m.keys for m in client.sent if type(m) is ReleaseKeys] == [["x", "y"]]
+    assert client.arms == 1  # and the next deaths wait for the delay again
+    assert not client._states
 
 
 def test_a_dead_future_of_a_cancelled_key_releases_nothing() -> None:
