@@ -13,7 +13,15 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import dask
-from dask._task_spec import GraphNode, List, Task, TaskRef, convert_legacy_graph, parse_input
+from dask._task_spec import (
+    DataNode,
+    GraphNode,
+    List,
+    Task,
+    TaskRef,
+    convert_legacy_graph,
+    parse_input,
+)
 from dask.base import collections_to_expr, is_dask_collection
 from dask.core import flatten
 
@@ -131,7 +139,11 @@ def submit_graph(
                     restrictions.append((key, need, loose))
             prio = (-int(p or 0), gen, ordering.get(key, 0))
             flat = _flat_call(node)
-            fast = pickles(*flat) if flat is not None else None
+            fast = None
+            if flat is not None:
+                fast = pickles(*flat)
+                if fast is None:
+                    fast = pickles.templated(*flat)
             if fast is not None:  # the row _row would make, without a reducer call
                 rows.append((key, fast[0], list(node.dependencies), fast[1], prio, int(r or 0),
                              w, _prefix(key)))
@@ -161,27 +173,32 @@ def _flat_call(task: Any) -> tuple[Any, tuple[Any, ...], dict[str, Any], tuple[A
     if type(task) is not Task or task._data_producer:
         return None
     refs: list[tuple[int | str, Any]] = []
+    data: list[tuple[int | str, Any]] = []  # literals in DataNodes: the Task passes the value
     args = task.args
     for i, a in enumerate(args):
         if isinstance(a, TaskRef):
             refs.append((i, a.key))
         elif isinstance(a, GraphNode):
-            return None  # a nested task, list or dict of references: the Task runs it
+            if type(a) is not DataNode:
+                return None  # a nested task, list or dict of references: the Task runs it
+            data.append((i, a.value))
     kwargs = task.kwargs
     for name, a in kwargs.items():
         if isinstance(a, TaskRef):
             refs.append((name, a.key))
         elif isinstance(a, GraphNode):
-            return None
-    if not refs:
+            if type(a) is not DataNode:
+                return None
+            data.append((name, a.value))
+    if not refs and not data:
         return task.func, args, kwargs, ()
     plain = list(args)
     kw = dict(kwargs)
-    for slot, _ in refs:
+    for slot, value in itertools.chain(((s, None) for s, _ in refs), data):
         if type(slot) is int:
-            plain[slot] = None
+            plain[slot] = value
         else:
-            kw[slot] = None
+            kw[slot] = value
     return task.func, tuple(plain), kw, tuple(refs)
 
 

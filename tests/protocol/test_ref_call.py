@@ -140,3 +140,94 @@ def test_a_function_rebound_between_graphs_gets_its_new_fid() -> None:
     assert second is not None
     assert first[1] != second[1]
     assert _loaded(*second[:1], cache, second[1])({"a": 1}) == 20
+
+
+# --- payloads sharing their non-plain part (RefCallPickles.templated) --------------------------
+
+
+class Counted:
+    """A shared argument that counts how often it is pickled."""
+
+    pickled = 0
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+
+    def __reduce__(self) -> Any:
+        Counted.pickled += 1
+        return Counted, (self.tag,)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Counted) and other.tag == self.tag
+
+    def __hash__(self) -> int:
+        return hash(self.tag)
+
+
+def layer(shared: Any, options: dict[str, Any]) -> list[Task]:
+    """Tasks of one "layer": the same function and shared objects, their own keys,
+    indices, shapes and keyword values."""
+    return [
+        Task(("k", i), record, shared, TaskRef(("a", i)), i, (i, 1), DataNode(None, (1, i)),
+             options, mode=f"m{i}", ref=TaskRef("b"))
+        for i in range(5)
+    ]
+
+
+def test_templated_payloads_run_as_their_tasks_would() -> None:
+    cache = FunctionCache()
+    pickles = RefCallPickles(cache)
+    shared, options = Counted("subgraph"), {"axis": (0,), "f": record}
+    values = {**VALUES, **{("a", i): i * 10 for i in range(5)}}
+    for task in layer(shared, options):
+        flat = _flat_call(task)
+        assert flat is not None
+        assert pickles(*flat) is None  # not plain: the shared objects need the task pickler
+        made = pickles.templated(*flat)
+        assert made is not None
+        payload = _loaded(made[0], cache, made[1])
+        assert type(payload) is RefCall
+        assert payload(values) == task(values)
+        assert payload.dependencies == task.dependencies
+        assert made[1] == dumps_task(ref_call(task), cache)[1]  # record's fid, inside options
+
+
+def test_the_shared_part_is_pickled_once_per_graph() -> None:
+    cache = FunctionCache()
+    pickles = RefCallPickles(cache)
+    shared = Counted("once")
+    Counted.pickled = 0
+    tasks = layer(shared, {"x": 1}) + layer(shared, {"x": 1})  # two option dicts: two parts
+    for task in tasks:
+        assert pickles.templated(*_flat_call(task)) is not None
+    assert Counted.pickled == 2
+
+
+def test_past_the_cap_calls_are_pickled_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shoal.protocol import _call
+
+    monkeypatch.setattr(_call, "_MAX_TEMPLATES", 2)
+    pickles = RefCallPickles(FunctionCache())
+    made = [pickles.templated(record, (Counted(str(i)),), {}, ()) for i in range(3)]
+    assert made[0] is not None and made[1] is not None
+    assert made[2] is None
+
+
+def test_templated_calls_with_buffers_or_odd_keys_are_pickled_whole() -> None:
+    pickles = RefCallPickles(FunctionCache())
+    big = bytearray(b"x" * 200_000)  # out of band: more than one frame
+    assert pickles.templated(record, (pickle_buffer(big),), {}, ()) is None
+    assert pickles.templated(record, (Counted("k"), None), {}, ((1, ("t", (1, 2))),)) is None
+
+
+def pickle_buffer(data: bytearray) -> Any:
+    import pickle
+
+    return pickle.PickleBuffer(data)
+
+
+def test_a_data_node_argument_passes_its_value() -> None:
+    task = Task("k", record, DataNode(None, [1, 2]), TaskRef("a"), z=DataNode(None, "v"))
+    payload = ref_call(task)
+    assert type(payload) is RefCall
+    assert ship(payload)(VALUES) == task(VALUES)
