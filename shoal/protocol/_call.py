@@ -104,10 +104,18 @@ def _ref_call(func: Callable[..., Any], rest: tuple[Any, Any, Any]) -> RefCall:
     return RefCall(func, *rest)
 
 
-def _template_call(shared: tuple[Any, Any, Any], own: tuple[Any, Any]) -> RefCall:
-    """Unpickling hook of :meth:`RefCallPickles.templated`'s payloads: the shared
-    ``(func, args, kwargs)`` with this call's ``(refs, fills)``: plain values by slot."""
-    func, args, kwargs = shared
+def _template_call(shared: bytes, own: tuple[Any, Any]) -> RefCall:
+    """Unpickling hook of :meth:`RefCallPickles.templated`'s payloads: the pickled
+    ``(func, args, kwargs)`` many calls share, with this call's ``(refs, fills)`` (plain
+    values by slot). Each distinct shared part is unpickled once per process and its
+    objects are shared by the calls, as dask's local schedulers share a graph's objects
+    between its tasks (a task must not change its arguments in place)."""
+    got = _SHARED.get(shared)
+    if got is None:
+        if len(_SHARED) >= _MAX_SHARED:
+            _SHARED.clear()
+        got = _SHARED[shared] = pickle.loads(shared)
+    func, args, kwargs = got
     refs, fills = own
     if fills:
         args = list(args)
@@ -119,6 +127,19 @@ def _template_call(shared: tuple[Any, Any, Any], own: tuple[Any, Any]) -> RefCal
                 kwargs[slot] = value
         args = tuple(args)
     return RefCall(func, args, kwargs, refs)
+
+
+_SHARED: dict[bytes, tuple[Any, Any, Any]] = {}
+_MAX_SHARED = 256
+
+
+def _bytes_op(data: bytes) -> bytes:
+    """The opcodes that push ``data`` as a bytes object (not memoized)."""
+    if len(data) < 256:
+        return pickle.SHORT_BINBYTES + bytes([len(data)]) + data
+    if len(data) < 2**32:
+        return pickle.BINBYTES + len(data).to_bytes(4, "little") + data
+    return pickle.BINBYTES8 + len(data).to_bytes(8, "little") + data
 
 
 # --- RefCall payloads put together from constant pieces ------------------------------------
@@ -210,20 +231,27 @@ class RefCallPickles:
         layer of a dask graph (one function, one shared subgraph or options object; keys,
         indices and shapes differ). That shared part is pickled once by the task pickler;
         each call adds the pickle of its references and plain values. None when the
-        pieces do not fit (buffers, several frames, keys that are not plain, too many
-        distinct shared parts): pickle the RefCall whole.
+        pieces do not fit (buffers, keys that are not plain, too many distinct shared
+        parts): pickle the RefCall whole.
 
-        The stream is ``_template_call``, the shared part's pickle (plain values and
-        references as None), the pickle of ``(refs, fills)`` (made without a memo, so the
-        shared part's memo indices stay the stream's), TUPLE2, REDUCE. The shared
-        objects are kept alive in the cache, so their ids key it."""
+        The stream is ``_template_call``, the shared part's pickle as one bytes object
+        (plain values and references as None in it), the pickle of ``(refs, fills)`` (made
+        without a memo: nothing before it in the stream memoizes), TUPLE2, REDUCE. A
+        worker unpickles each distinct shared part once (see :func:`_template_call`). The
+        shared objects are kept alive in the cache, so their ids key it. A fused dask
+        task's subgraph is ordered here, once (``_subgraph``)."""
         from shoal.protocol._serialize import dumps_task
+        from shoal.protocol._subgraph import _execute_subgraph, ordered_subgraph
 
         plain = _PLAIN
         fills: list[tuple[int | str, Any]] = []
         slot: list[Any] = [id(func)]
+        # a fused task's output and input keys shape its plan: part of the shared part
+        fixed = 3 if func is _execute_subgraph else 0
         for i, a in enumerate(args):
-            if a is None or type(a) in plain or (type(a) is tuple and _plain_tuple(a)):
+            if i < fixed:
+                slot.append(a if i else id(a))
+            elif a is None or type(a) in plain or (type(a) is tuple and _plain_tuple(a)):
                 if a is not None:
                     fills.append((i, a))
                 slot.append(0)
@@ -241,20 +269,29 @@ class RefCallPickles:
         for _, key in refs:
             if type(key) is not str and not _plain_key(key):
                 return None
-        key = tuple(slot)
-        got = self._templates.get(key)
+        try:
+            key = tuple(slot)
+            got = self._templates.get(key)
+        except TypeError:  # an unhashable output key of a fused task
+            return None
         if got is None:
             if len(self._templates) >= _MAX_TEMPLATES:
                 return None
             filled = {s for s, _ in fills}
             shared_args = tuple(None if i in filled else a for i, a in enumerate(args))
             shared_kw = {k: None if k in filled else a for k, a in kwargs.items()}
-            shared, fids = dumps_task((func, shared_args, shared_kw), self._cache)
-            body = _body(shared.frames[0]) if len(shared.frames) == 1 else None
+            shared_func = func
+            if fixed and not kwargs:
+                ordered = ordered_subgraph(func, shared_args)
+                if ordered is not None:
+                    shared_func, shared_args = ordered
+            shared, fids = dumps_task((shared_func, shared_args, shared_kw), self._cache)
+            blob = shared.frames[0] if len(shared.frames) == 1 else None
+            head = None if blob is None else _TEMPLATE_HEAD + _bytes_op(bytes(blob))
             # the call's own objects stay referenced: their ids are the cache key
-            got = self._templates[key] = (func, args, kwargs, body, fids)
-        body = got[3]
-        if body is None:
+            got = self._templates[key] = (func, args, kwargs, head, fids)
+        head = got[3]
+        if head is None:
             return None
         file = self._refs_file
         file.seek(0)
@@ -263,4 +300,4 @@ class RefCallPickles:
         tail = _body(file.getvalue())
         if tail is None:
             return None
-        return self._serialized([_TEMPLATE_HEAD + body + tail + _TAIL]), got[4]
+        return self._serialized([head + tail + _TAIL]), got[4]
