@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import dask
 from dask._task_spec import (
+    Alias,
     DataNode,
     GraphNode,
     List,
     Task,
     TaskRef,
+    _identity_cast,
     convert_legacy_graph,
     parse_input,
 )
@@ -29,7 +31,7 @@ from shoal.client._core import orphaned_key
 from shoal.client._delayed_graph import delayed_graph
 from shoal.client._future import Future
 from shoal.client._task_order import task_order
-from shoal.protocol._call import RefCall, RefCallPickles
+from shoal.protocol._call import RefCall, RefCallPickles, call_with_container
 
 if TYPE_CHECKING:
     from shoal.client._core import ClientCore as Client  # the protocol: never the facade
@@ -172,9 +174,13 @@ def _flat_call(task: Any) -> tuple[Any, tuple[Any, ...], dict[str, Any], tuple[A
     plain ``Task`` of literal and reference arguments; else None."""
     if type(task) is not Task or task._data_producer:
         return None
+    args = task.args
+    if len(args) == 1 and not task.kwargs and isinstance(args[0], Task):
+        packed = _container_call(task.func, args[0])
+        if packed is not None:
+            return packed
     refs: list[tuple[int | str, Any]] = []
     data: list[tuple[int | str, Any]] = []  # literals in DataNodes: the Task passes the value
-    args = task.args
     for i, a in enumerate(args):
         if isinstance(a, TaskRef):
             refs.append((i, a.key))
@@ -200,6 +206,34 @@ def _flat_call(task: Any) -> tuple[Any, tuple[Any, ...], dict[str, Any], tuple[A
         else:
             kw[slot] = value
     return task.func, tuple(plain), kw, tuple(refs)
+
+
+def _container_call(func: Any, inner: Task) -> tuple[Any, tuple[Any, ...], dict[str, Any],
+                                                     tuple[Any, ...]] | None:
+    """``func(container of references and literals)`` (a tree reduction's step: dask's
+    ``_identity_cast(*refs, typ=list)`` or ``List(*refs)`` as the one argument) as the
+    flat call ``call_with_container(func, typ, *items)``; None for anything else."""
+    if type(inner) is List:
+        typ: Any = list
+    elif (type(inner) is Task and inner.func is _identity_cast and len(inner.kwargs) == 1
+          and inner.kwargs.get("typ") in (list, tuple)):
+        typ = inner.kwargs["typ"]
+    else:
+        return None
+    items = inner.args
+    args: list[Any] = [func, typ]
+    refs: list[tuple[int | str, Any]] = []
+    for i, a in enumerate(items, 2):
+        if isinstance(a, TaskRef):
+            refs.append((i, a.key))
+            a = None
+        elif type(a) is Alias:
+            refs.append((i, a.target))
+            a = None
+        elif isinstance(a, GraphNode):
+            return None
+        args.append(a)
+    return call_with_container, tuple(args), {}, tuple(refs)
 
 
 def _option(annotated: Any, given: Any, key: Any) -> Any:

@@ -99,6 +99,12 @@ class RefCall:
         return f"<RefCall {name}(...)>"
 
 
+def call_with_container(func: Callable[..., Any], typ: type, *items: Any) -> Any:
+    """``func(typ(items))``: a tree reduction's step, ``func`` over a list of its inputs,
+    as a flat call (each input a reference of its own)."""
+    return func(typ(items))
+
+
 def _ref_call(func: Callable[..., Any], rest: tuple[Any, Any, Any]) -> RefCall:
     """Unpickling hook of :class:`RefCallPickles`' payloads."""
     return RefCall(func, *rest)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from dask._task_spec import Alias, DataNode, List, Task, TaskRef
+from dask._task_spec import Alias, DataNode, List, Task, TaskRef, _identity_cast
 
 from shoal.client._collections import _flat_call, ref_call
 from shoal.protocol._call import RefCall, RefCallPickles
@@ -59,14 +59,15 @@ def test_a_refcall_pickles_smaller_than_its_task() -> None:
 @pytest.mark.parametrize(
     "node",
     [
-        Task("k", record, List(TaskRef("a"), 1)),  # references nested in a list
+        Task("k", record, List(TaskRef("a"), 1), 2),  # a list of references beside others
         Task("k", record, Task("inner", record, TaskRef("a"))),  # a fused, nested task
         Task("k", record, y=List(TaskRef("a"))),
         Task("k", record, 1, _data_producer=True),
         DataNode("k", 5),
         Alias("k", "a"),
     ],
-    ids=["list-of-refs", "nested-task", "keyword-list", "data-producer", "data", "alias"],
+    ids=["list-of-refs-and-more", "nested-task", "keyword-list", "data-producer", "data",
+         "alias"],
 )
 def test_nodes_that_are_not_flat_calls_travel_as_they_are(node: Any) -> None:
     assert ref_call(node) is node
@@ -231,3 +232,34 @@ def test_a_data_node_argument_passes_its_value() -> None:
     payload = ref_call(task)
     assert type(payload) is RefCall
     assert ship(payload)(VALUES) == task(VALUES)
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        Task("k", record, Task(None, _identity_cast, Alias("a"), TaskRef("b"), 3, typ=list)),
+        Task("k", record, Task(None, _identity_cast, Alias("x", "a"), Alias(("t", 1)), typ=tuple)),
+        Task("k", record, List(TaskRef("a"), Alias("b"), "lit")),
+    ],
+    ids=["list-of-refs", "tuple-of-aliases", "List-node"],
+)
+def test_a_reduction_step_over_a_list_of_inputs_is_a_flat_call(task: Task) -> None:
+    payload = ref_call(task)
+    assert type(payload) is RefCall
+    assert payload.dependencies == task.dependencies
+    assert ship(payload)(VALUES) == task(VALUES)
+    made = RefCallPickles(FunctionCache()).templated(*_flat_call(task))
+    assert made is not None
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        Task("k", record, Task(None, _identity_cast, Task(None, record, TaskRef("a")), typ=list)),
+        Task("k", record, Task(None, _identity_cast, TaskRef("a"), typ=set)),
+        Task("k", record, Task(None, record, TaskRef("a"))),
+    ],
+    ids=["nested-deeper", "set-container", "other-inner-function"],
+)
+def test_other_nested_calls_travel_as_tasks(task: Task) -> None:
+    assert ref_call(task) is task
