@@ -118,9 +118,11 @@ def _template_call(shared: bytes, own: tuple[Any, Any]) -> RefCall:
     between its tasks (a task must not change its arguments in place)."""
     got = _SHARED.get(shared)
     if got is None:
-        if len(_SHARED) >= _MAX_SHARED:
-            _SHARED.clear()
-        got = _SHARED[shared] = pickle.loads(shared)
+        got = pickle.loads(shared)
+        if len(shared) <= _MAX_SHARED_BYTES:  # bigger ones are not kept past their call
+            if len(_SHARED) >= _MAX_SHARED:
+                _SHARED.clear()
+            _SHARED[shared] = got
     func, args, kwargs = got
     refs, fills = own
     if fills:
@@ -137,6 +139,7 @@ def _template_call(shared: bytes, own: tuple[Any, Any]) -> RefCall:
 
 _SHARED: dict[bytes, tuple[Any, Any, Any]] = {}
 _MAX_SHARED = 256
+_MAX_SHARED_BYTES = 64 * 1024
 
 
 def _bytes_op(data: bytes) -> bytes:

@@ -263,3 +263,20 @@ def test_a_reduction_step_over_a_list_of_inputs_is_a_flat_call(task: Task) -> No
 )
 def test_other_nested_calls_travel_as_tasks(task: Task) -> None:
     assert ref_call(task) is task
+
+
+def test_a_worker_keeps_small_shared_parts_and_not_big_ones() -> None:
+    from shoal.protocol import _call
+
+    cache = FunctionCache()
+    pickles = RefCallPickles(cache)
+    small, big = [1, 2, 3], list(range(40_000))  # big: past _MAX_SHARED_BYTES, one frame
+    loaded = []
+    for shared in (small, small, big, big):
+        made = pickles.templated(record, (shared, None), {}, ((1, "a"),))
+        assert made is not None
+        loaded.append(_loaded(made[0], cache, made[1]))
+    assert [p(VALUES) for p in loaded] == [((small, 10), {})] * 2 + [((big, 10), {})] * 2
+    assert loaded[0].args[0] is loaded[1].args[0]  # unpickled once, shared
+    assert loaded[2].args[0] is not loaded[3].args[0]
+    assert all(len(k) <= _call._MAX_SHARED_BYTES for k in _call._SHARED)
