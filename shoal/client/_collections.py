@@ -122,6 +122,7 @@ def submit_graph(
     same_p = ann_priority is None and not callable(priority)
     same_w = ann_workers is None and workers is None
     r, p, w = (retries if same_r else None), (priority if same_p else None), None
+    prefixes: dict[Any, str] = {}
     with client._functions.batch():
         for key, node in nodes.items():
             if held(key) and key not in futures:
@@ -146,13 +147,20 @@ def submit_graph(
                 fast = pickles(*flat)
                 if fast is None:
                     fast = pickles.templated(*flat)
+            # a tuple key's prefix is its name's: read once per name (a layer's tasks)
+            name = key[0] if type(key) is tuple and key else None
+            prefix = prefixes.get(name) if name is not None else None
+            if prefix is None:
+                prefix = _prefix(key)
+                if name is not None:
+                    prefixes[name] = prefix
             if fast is not None:  # the row _row would make, without a reducer call
                 rows.append((key, fast[0], list(node.dependencies), fast[1], prio, int(r or 0),
-                             w, _prefix(key)))
+                             w, prefix))
                 continue
             try:
                 payload = node if flat is None else RefCall(*flat, node.dependencies)
-                row = client._row(key, payload, prio, int(r or 0), w, _prefix(key))
+                row = client._row(key, payload, prio, int(r or 0), w, prefix)
             except TypeError as exc:
                 if local is None or not _writes_hdf5(exc):
                     raise
