@@ -13,7 +13,17 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import dask
-from dask._task_spec import GraphNode, List, Task, TaskRef, convert_legacy_graph, parse_input
+from dask._task_spec import (
+    Alias,
+    DataNode,
+    GraphNode,
+    List,
+    Task,
+    TaskRef,
+    _identity_cast,
+    convert_legacy_graph,
+    parse_input,
+)
 from dask.base import collections_to_expr, is_dask_collection
 from dask.core import flatten
 
@@ -21,7 +31,7 @@ from shoal.client._core import orphaned_key
 from shoal.client._delayed_graph import delayed_graph
 from shoal.client._future import Future
 from shoal.client._task_order import task_order
-from shoal.protocol._call import RefCall, RefCallPickles
+from shoal.protocol._call import RefCall, RefCallPickles, call_with_container
 
 if TYPE_CHECKING:
     from shoal.client._core import ClientCore as Client  # the protocol: never the facade
@@ -112,6 +122,7 @@ def submit_graph(
     same_p = ann_priority is None and not callable(priority)
     same_w = ann_workers is None and workers is None
     r, p, w = (retries if same_r else None), (priority if same_p else None), None
+    prefixes: dict[Any, str] = {}
     with client._functions.batch():
         for key, node in nodes.items():
             if held(key) and key not in futures:
@@ -131,14 +142,25 @@ def submit_graph(
                     restrictions.append((key, need, loose))
             prio = (-int(p or 0), gen, ordering.get(key, 0))
             flat = _flat_call(node)
-            fast = pickles(*flat) if flat is not None else None
+            fast = None
+            if flat is not None:
+                fast = pickles(*flat)
+                if fast is None:
+                    fast = pickles.templated(*flat)
+            # a tuple key's prefix is its name's: read once per name (a layer's tasks)
+            name = key[0] if type(key) is tuple and key else None
+            prefix = prefixes.get(name) if name is not None else None
+            if prefix is None:
+                prefix = _prefix(key)
+                if name is not None:
+                    prefixes[name] = prefix
             if fast is not None:  # the row _row would make, without a reducer call
                 rows.append((key, fast[0], list(node.dependencies), fast[1], prio, int(r or 0),
-                             w, _prefix(key)))
+                             w, prefix))
                 continue
             try:
                 payload = node if flat is None else RefCall(*flat, node.dependencies)
-                row = client._row(key, payload, prio, int(r or 0), w, _prefix(key))
+                row = client._row(key, payload, prio, int(r or 0), w, prefix)
             except TypeError as exc:
                 if local is None or not _writes_hdf5(exc):
                     raise
@@ -160,29 +182,66 @@ def _flat_call(task: Any) -> tuple[Any, tuple[Any, ...], dict[str, Any], tuple[A
     plain ``Task`` of literal and reference arguments; else None."""
     if type(task) is not Task or task._data_producer:
         return None
-    refs: list[tuple[int | str, Any]] = []
     args = task.args
+    if len(args) == 1 and not task.kwargs and isinstance(args[0], Task):
+        packed = _container_call(task.func, args[0])
+        if packed is not None:
+            return packed
+    refs: list[tuple[int | str, Any]] = []
+    data: list[tuple[int | str, Any]] = []  # literals in DataNodes: the Task passes the value
     for i, a in enumerate(args):
         if isinstance(a, TaskRef):
             refs.append((i, a.key))
         elif isinstance(a, GraphNode):
-            return None  # a nested task, list or dict of references: the Task runs it
+            if type(a) is not DataNode:
+                return None  # a nested task, list or dict of references: the Task runs it
+            data.append((i, a.value))
     kwargs = task.kwargs
     for name, a in kwargs.items():
         if isinstance(a, TaskRef):
             refs.append((name, a.key))
         elif isinstance(a, GraphNode):
-            return None
-    if not refs:
+            if type(a) is not DataNode:
+                return None
+            data.append((name, a.value))
+    if not refs and not data:
         return task.func, args, kwargs, ()
     plain = list(args)
     kw = dict(kwargs)
-    for slot, _ in refs:
+    for slot, value in itertools.chain(((s, None) for s, _ in refs), data):
         if type(slot) is int:
-            plain[slot] = None
+            plain[slot] = value
         else:
-            kw[slot] = None
+            kw[slot] = value
     return task.func, tuple(plain), kw, tuple(refs)
+
+
+def _container_call(func: Any, inner: Task) -> tuple[Any, tuple[Any, ...], dict[str, Any],
+                                                     tuple[Any, ...]] | None:
+    """``func(container of references and literals)`` (a tree reduction's step: dask's
+    ``_identity_cast(*refs, typ=list)`` or ``List(*refs)`` as the one argument) as the
+    flat call ``call_with_container(func, typ, *items)``; None for anything else."""
+    if type(inner) is List:
+        typ: Any = list
+    elif (type(inner) is Task and inner.func is _identity_cast and len(inner.kwargs) == 1
+          and inner.kwargs.get("typ") in (list, tuple)):
+        typ = inner.kwargs["typ"]
+    else:
+        return None
+    items = inner.args
+    args: list[Any] = [func, typ]
+    refs: list[tuple[int | str, Any]] = []
+    for i, a in enumerate(items, 2):
+        if isinstance(a, TaskRef):
+            refs.append((i, a.key))
+            a = None
+        elif type(a) is Alias:
+            refs.append((i, a.target))
+            a = None
+        elif isinstance(a, GraphNode):
+            return None
+        args.append(a)
+    return call_with_container, tuple(args), {}, tuple(refs)
 
 
 def _option(annotated: Any, given: Any, key: Any) -> Any:

@@ -8,6 +8,7 @@ Both are called the same way by the worker: ``payload(values)``.
 
 from __future__ import annotations
 
+import io
 import pickle
 import types
 from collections.abc import Callable
@@ -98,14 +99,80 @@ class RefCall:
         return f"<RefCall {name}(...)>"
 
 
+def call_with_container(func: Callable[..., Any], typ: type, *items: Any) -> Any:
+    """``func(typ(items))``: a tree reduction's step, ``func`` over a list of its inputs,
+    as a flat call (each input a reference of its own)."""
+    return func(typ(items))
+
+
 def _ref_call(func: Callable[..., Any], rest: tuple[Any, Any, Any]) -> RefCall:
     """Unpickling hook of :class:`RefCallPickles`' payloads."""
     return RefCall(func, *rest)
 
 
+def _template_call(shared: bytes, own: tuple[Any, Any]) -> RefCall:
+    """Unpickling hook of :meth:`RefCallPickles.templated`'s payloads: the pickled
+    ``(func, args, kwargs)`` many calls share, with this call's ``(refs, fills)`` (plain
+    values by slot). Each distinct shared part is unpickled once per process and its
+    objects are shared by the calls, as dask's local schedulers share a graph's objects
+    between its tasks (a task must not change its arguments in place)."""
+    got = _SHARED.get(shared)
+    if got is None:
+        got = pickle.loads(shared)
+        if len(shared) <= _MAX_SHARED_BYTES:  # bigger ones are not kept past their call
+            if len(_SHARED) >= _MAX_SHARED:
+                _SHARED.clear()
+            _SHARED[shared] = got
+    func, args, kwargs = got
+    refs, fills = own
+    if fills:
+        args = list(args)
+        kwargs = dict(kwargs)
+        for slot, value in fills:
+            if type(slot) is int:
+                args[slot] = value
+            else:
+                kwargs[slot] = value
+        args = tuple(args)
+    return RefCall(func, args, kwargs, refs)
+
+
+_SHARED: dict[bytes, tuple[Any, Any, Any]] = {}
+_MAX_SHARED = 256
+_MAX_SHARED_BYTES = 64 * 1024
+
+
+def _bytes_op(data: bytes) -> bytes:
+    """The opcodes that push ``data`` as a bytes object (not memoized)."""
+    if len(data) < 256:
+        return pickle.SHORT_BINBYTES + bytes([len(data)]) + data
+    if len(data) < 2**32:
+        return pickle.BINBYTES + len(data).to_bytes(4, "little") + data
+    return pickle.BINBYTES8 + len(data).to_bytes(8, "little") + data
+
+
 # --- RefCall payloads put together from constant pieces ------------------------------------
 
 _TAIL = pickle.TUPLE2 + pickle.REDUCE + pickle.STOP
+_TEMPLATE_HEAD = pickle.PROTO + b"\x05" + _global(_template_call)
+# Distinct shared parts one graph's payloads are cached for; past this, calls are
+# pickled whole (a graph whose every task has its own argument objects gains nothing).
+_MAX_TEMPLATES = 4096
+
+
+def _body(data: bytes) -> bytes | None:
+    """A protocol-5 pickle without its PROTO header, FRAME header and STOP: the opcodes
+    that push the object; None when it is framed in more than one frame."""
+    start = 2
+    if len(data) > 2 and data[2] == _FRAME:
+        if int.from_bytes(data[3:11], "little") != len(data) - 11:
+            return None
+        start = 11
+    return data[start:-1]
+
+
+def _plain_tuple(value: tuple[Any, ...]) -> bool:
+    return all(type(v) in _PLAIN for v in value)
 
 
 def _plain_key(key: Any) -> bool:
@@ -132,6 +199,10 @@ class RefCallPickles:
         self._serialized = Serialized
         self._function = _global(F)
         self._heads: dict[int, tuple[Any, bytes, list[str]]] = {}
+        self._templates: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self._refs_file = io.BytesIO()
+        self._refs_pickler = pickle.Pickler(self._refs_file, protocol=5)
+        self._refs_pickler.fast = True  # no memo: see templated
 
     def __call__(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
                  refs: tuple[tuple[int | str, Any], ...]) -> tuple[Serialized, list[str]] | None:
@@ -161,3 +232,81 @@ class RefCallPickles:
         if data[2] == _FRAME:  # one frame, as the size limit ensures
             start = 11
         return self._serialized([head[1] + data[start:-1] + _TAIL]), head[2]
+
+    def templated(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                  refs: tuple[tuple[int | str, Any], ...]) -> tuple[Serialized, list[str]] | None:
+        """The payload of ``RefCall(func, args, kwargs, refs)`` for calls whose function and
+        non-plain arguments are the same objects as an earlier call's: the tasks of one
+        layer of a dask graph (one function, one shared subgraph or options object; keys,
+        indices and shapes differ). That shared part is pickled once by the task pickler;
+        each call adds the pickle of its references and plain values. None when the
+        pieces do not fit (buffers, keys that are not plain, too many distinct shared
+        parts): pickle the RefCall whole.
+
+        The stream is ``_template_call``, the shared part's pickle as one bytes object
+        (plain values and references as None in it), the pickle of ``(refs, fills)`` (made
+        without a memo: nothing before it in the stream memoizes), TUPLE2, REDUCE. A
+        worker unpickles each distinct shared part once (see :func:`_template_call`). The
+        shared objects are kept alive in the cache, so their ids key it. A fused dask
+        task's subgraph is ordered here, once (``_subgraph``)."""
+        from shoal.protocol._serialize import dumps_task
+        from shoal.protocol._subgraph import _execute_subgraph, ordered_subgraph
+
+        plain = _PLAIN
+        fills: list[tuple[int | str, Any]] = []
+        slot: list[Any] = [id(func)]
+        # a fused task's output and input keys shape its plan: part of the shared part
+        fixed = 3 if func is _execute_subgraph else 0
+        for i, a in enumerate(args):
+            if i < fixed:
+                slot.append(a if i else id(a))
+            elif a is None or type(a) in plain or (type(a) is tuple and _plain_tuple(a)):
+                if a is not None:
+                    fills.append((i, a))
+                slot.append(0)
+            else:
+                slot.append(id(a))
+        if kwargs:
+            for name, a in kwargs.items():
+                slot.append(name)
+                if a is None or type(a) in plain or (type(a) is tuple and _plain_tuple(a)):
+                    if a is not None:
+                        fills.append((name, a))
+                    slot.append(0)
+                else:
+                    slot.append(id(a))
+        for _, key in refs:
+            if type(key) is not str and not _plain_key(key):
+                return None
+        try:
+            key = tuple(slot)
+            got = self._templates.get(key)
+        except TypeError:  # an unhashable output key of a fused task
+            return None
+        if got is None:
+            if len(self._templates) >= _MAX_TEMPLATES:
+                return None
+            filled = {s for s, _ in fills}
+            shared_args = tuple(None if i in filled else a for i, a in enumerate(args))
+            shared_kw = {k: None if k in filled else a for k, a in kwargs.items()}
+            shared_func = func
+            if fixed and not kwargs:
+                ordered = ordered_subgraph(func, shared_args)
+                if ordered is not None:
+                    shared_func, shared_args = ordered
+            shared, fids = dumps_task((shared_func, shared_args, shared_kw), self._cache)
+            blob = shared.frames[0] if len(shared.frames) == 1 else None
+            head = None if blob is None else _TEMPLATE_HEAD + _bytes_op(bytes(blob))
+            # the call's own objects stay referenced: their ids are the cache key
+            got = self._templates[key] = (func, args, kwargs, head, fids)
+        head = got[3]
+        if head is None:
+            return None
+        file = self._refs_file
+        file.seek(0)
+        file.truncate()
+        self._refs_pickler.dump((refs, tuple(fills)))
+        tail = _body(file.getvalue())
+        if tail is None:
+            return None
+        return self._serialized([head + tail + _TAIL]), got[4]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from dask._task_spec import Alias, DataNode, List, Task, TaskRef
+from dask._task_spec import Alias, DataNode, List, Task, TaskRef, _identity_cast
 
 from shoal.client._collections import _flat_call, ref_call
 from shoal.protocol._call import RefCall, RefCallPickles
@@ -59,14 +59,15 @@ def test_a_refcall_pickles_smaller_than_its_task() -> None:
 @pytest.mark.parametrize(
     "node",
     [
-        Task("k", record, List(TaskRef("a"), 1)),  # references nested in a list
+        Task("k", record, List(TaskRef("a"), 1), 2),  # a list of references beside others
         Task("k", record, Task("inner", record, TaskRef("a"))),  # a fused, nested task
         Task("k", record, y=List(TaskRef("a"))),
         Task("k", record, 1, _data_producer=True),
         DataNode("k", 5),
         Alias("k", "a"),
     ],
-    ids=["list-of-refs", "nested-task", "keyword-list", "data-producer", "data", "alias"],
+    ids=["list-of-refs-and-more", "nested-task", "keyword-list", "data-producer", "data",
+         "alias"],
 )
 def test_nodes_that_are_not_flat_calls_travel_as_they_are(node: Any) -> None:
     assert ref_call(node) is node
@@ -140,3 +141,142 @@ def test_a_function_rebound_between_graphs_gets_its_new_fid() -> None:
     assert second is not None
     assert first[1] != second[1]
     assert _loaded(*second[:1], cache, second[1])({"a": 1}) == 20
+
+
+# --- payloads sharing their non-plain part (RefCallPickles.templated) --------------------------
+
+
+class Counted:
+    """A shared argument that counts how often it is pickled."""
+
+    pickled = 0
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+
+    def __reduce__(self) -> Any:
+        Counted.pickled += 1
+        return Counted, (self.tag,)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Counted) and other.tag == self.tag
+
+    def __hash__(self) -> int:
+        return hash(self.tag)
+
+
+def layer(shared: Any, options: dict[str, Any]) -> list[Task]:
+    """Tasks of one "layer": the same function and shared objects, their own keys,
+    indices, shapes and keyword values."""
+    return [
+        Task(("k", i), record, shared, TaskRef(("a", i)), i, (i, 1), DataNode(None, (1, i)),
+             options, mode=f"m{i}", ref=TaskRef("b"))
+        for i in range(5)
+    ]
+
+
+def test_templated_payloads_run_as_their_tasks_would() -> None:
+    cache = FunctionCache()
+    pickles = RefCallPickles(cache)
+    shared, options = Counted("subgraph"), {"axis": (0,), "f": record}
+    values = {**VALUES, **{("a", i): i * 10 for i in range(5)}}
+    for task in layer(shared, options):
+        flat = _flat_call(task)
+        assert flat is not None
+        assert pickles(*flat) is None  # not plain: the shared objects need the task pickler
+        made = pickles.templated(*flat)
+        assert made is not None
+        payload = _loaded(made[0], cache, made[1])
+        assert type(payload) is RefCall
+        assert payload(values) == task(values)
+        assert payload.dependencies == task.dependencies
+        assert made[1] == dumps_task(ref_call(task), cache)[1]  # record's fid, inside options
+
+
+def test_the_shared_part_is_pickled_once_per_graph() -> None:
+    cache = FunctionCache()
+    pickles = RefCallPickles(cache)
+    shared = Counted("once")
+    Counted.pickled = 0
+    tasks = layer(shared, {"x": 1}) + layer(shared, {"x": 1})  # two option dicts: two parts
+    for task in tasks:
+        assert pickles.templated(*_flat_call(task)) is not None
+    assert Counted.pickled == 2
+
+
+def test_past_the_cap_calls_are_pickled_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shoal.protocol import _call
+
+    monkeypatch.setattr(_call, "_MAX_TEMPLATES", 2)
+    pickles = RefCallPickles(FunctionCache())
+    made = [pickles.templated(record, (Counted(str(i)),), {}, ()) for i in range(3)]
+    assert made[0] is not None and made[1] is not None
+    assert made[2] is None
+
+
+def test_templated_calls_with_buffers_or_odd_keys_are_pickled_whole() -> None:
+    pickles = RefCallPickles(FunctionCache())
+    big = bytearray(b"x" * 200_000)  # out of band: more than one frame
+    assert pickles.templated(record, (pickle_buffer(big),), {}, ()) is None
+    assert pickles.templated(record, (Counted("k"), None), {}, ((1, ("t", (1, 2))),)) is None
+
+
+def pickle_buffer(data: bytearray) -> Any:
+    import pickle
+
+    return pickle.PickleBuffer(data)
+
+
+def test_a_data_node_argument_passes_its_value() -> None:
+    task = Task("k", record, DataNode(None, [1, 2]), TaskRef("a"), z=DataNode(None, "v"))
+    payload = ref_call(task)
+    assert type(payload) is RefCall
+    assert ship(payload)(VALUES) == task(VALUES)
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        Task("k", record, Task(None, _identity_cast, Alias("a"), TaskRef("b"), 3, typ=list)),
+        Task("k", record, Task(None, _identity_cast, Alias("x", "a"), Alias(("t", 1)), typ=tuple)),
+        Task("k", record, List(TaskRef("a"), Alias("b"), "lit")),
+    ],
+    ids=["list-of-refs", "tuple-of-aliases", "List-node"],
+)
+def test_a_reduction_step_over_a_list_of_inputs_is_a_flat_call(task: Task) -> None:
+    payload = ref_call(task)
+    assert type(payload) is RefCall
+    assert payload.dependencies == task.dependencies
+    assert ship(payload)(VALUES) == task(VALUES)
+    made = RefCallPickles(FunctionCache()).templated(*_flat_call(task))
+    assert made is not None
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        Task("k", record, Task(None, _identity_cast, Task(None, record, TaskRef("a")), typ=list)),
+        Task("k", record, Task(None, _identity_cast, TaskRef("a"), typ=set)),
+        Task("k", record, Task(None, record, TaskRef("a"))),
+    ],
+    ids=["nested-deeper", "set-container", "other-inner-function"],
+)
+def test_other_nested_calls_travel_as_tasks(task: Task) -> None:
+    assert ref_call(task) is task
+
+
+def test_a_worker_keeps_small_shared_parts_and_not_big_ones() -> None:
+    from shoal.protocol import _call
+
+    cache = FunctionCache()
+    pickles = RefCallPickles(cache)
+    small, big = [1, 2, 3], list(range(40_000))  # big: past _MAX_SHARED_BYTES, one frame
+    loaded = []
+    for shared in (small, small, big, big):
+        made = pickles.templated(record, (shared, None), {}, ((1, "a"),))
+        assert made is not None
+        loaded.append(_loaded(made[0], cache, made[1]))
+    assert [p(VALUES) for p in loaded] == [((small, 10), {})] * 2 + [((big, 10), {})] * 2
+    assert loaded[0].args[0] is loaded[1].args[0]  # unpickled once, shared
+    assert loaded[2].args[0] is not loaded[3].args[0]
+    assert all(len(k) <= _call._MAX_SHARED_BYTES for k in _call._SHARED)
