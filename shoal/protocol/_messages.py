@@ -20,8 +20,9 @@ from typing_extensions import dataclass_transform
 from shoal.protocol._serialize import Serialized
 
 # 2: UpdateGraph carries `more` (graphs sent in pieces); 3: one-frame payloads as ext 2,
-# and run ids in Compute and the task reports
-PROTOCOL_VERSION = 3
+# and run ids in Compute and the task reports; 4: Compute.drop and TaskDone.dropped (inputs
+# a task reads last, dropped by its worker as it ends)
+PROTOCOL_VERSION = 4
 
 Key = Any  # str, int, float or a tuple of them (dask keys)
 
@@ -248,7 +249,9 @@ class Compute(Message):
     """Run a task. ``deps`` rows: (key, [worker addresses holding it], nbytes). ``run``
     names this assignment of the key to this worker (the scheduler numbers them): the
     worker's reports on the task echo it, so a report of an earlier assignment is told
-    apart from one of this."""
+    apart from one of this. ``drop``: inputs held here that this task reads last (nothing
+    else needs them): the worker drops them when the task succeeds, and says so in its
+    ``TaskDone``, instead of holding them until the scheduler's free arrives."""
 
     key: Key
     payload: Serialized
@@ -258,6 +261,7 @@ class Compute(Message):
     send_inline: bool
     prefix: str
     run: int
+    drop: tuple[Key, ...] = ()
 
 
 @_message("free-keys")
@@ -357,6 +361,7 @@ class TaskDone(Message):
     thread: int
     inline: Serialized | None
     run: int  # the ``Compute.run`` this result answers
+    dropped: tuple[Key, ...] = ()  # inputs of ``Compute.drop`` the worker dropped as it ended
 
 
 @_message("task-erred")

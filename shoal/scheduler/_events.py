@@ -134,6 +134,7 @@ class TaskFinished(Event):
     thread: int
     inline: Serialized | None
     run: int  # which assignment of the key this answers (``SendCompute.run``)
+    dropped: tuple[Key, ...] = ()  # inputs the worker dropped as the task ended (``drop``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +273,7 @@ class SendCompute(Command):
     send_inline: bool
     prefix: str
     run: int  # this assignment's number, echoed in the worker's reports
+    drop: tuple[Key, ...] = ()  # inputs on the worker this task reads last (``Compute.drop``)
 
 
 @dataclass(frozen=True, slots=True)

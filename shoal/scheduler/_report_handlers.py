@@ -37,6 +37,9 @@ class ReportHandlers(StateBase):
                 ts.started = True
 
     def _on_finished(self, ev: TaskFinished) -> None:
+        if ev.dropped:
+            self._finished_dropping(ev)
+            return
         ws = self.workers.get(ev.worker)
         ts = self.tasks.get(ev.key)
         if ws is None:
@@ -76,6 +79,39 @@ class ReportHandlers(StateBase):
         deps = ts.dependencies
         if deps or not ts.who_wants:  # else nothing to tidy: a wanted task is needed
             self._tidy([ts, *deps])
+
+    def _finished_dropping(self, ev: TaskFinished) -> None:
+        """A result whose worker dropped, as the task ended, inputs it read last
+        (``SendCompute.drop``): that worker holds them no longer, whatever became of the
+        task since (released and wanted again, stolen: the worker dropped them all the
+        same). A worker's reports come in order, so any copy it holds again is reported
+        after this. An input needed after all (a client or a new task came to want it
+        since the assignment) is recomputed, or read from another copy."""
+        ws = self.workers.get(ev.worker)
+        dropped, ev.dropped = ev.dropped, ()
+        gone = []
+        if ws is not None:
+            tasks = self.tasks
+            for key in dropped:
+                d = tasks.get(key)
+                if d is not None and ws in d.who_has:
+                    unhold(d, ws)
+                    ws.has_what.discard(d)
+                    ws.nbytes -= max(d.nbytes, 0)
+                    gone.append(d)
+        self._on_finished(ev)  # releases the inputs nothing needs (no free to ``ws``)
+        lost = [d for d in gone if d.state == "memory" and not d.who_has]
+        for d in lost:
+            self._go(d, "released")
+            for dts in d.dependents:
+                if dts.state == "waiting":
+                    if dts.waiting_on:
+                        dts.waiting_on.add(d)
+                    else:
+                        dts.waiting_on = {d}
+        if lost:
+            self._activate(d for d in lost if self._needed(d))
+            self._tidy(d for d in lost if d.state == "released")
 
     def _on_failed(self, ev: TaskFailed) -> None:
         ws = self.workers.get(ev.worker)

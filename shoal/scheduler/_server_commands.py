@@ -135,7 +135,7 @@ class ServerCommands(ShellBase):
             if conn.hold():
                 self._held.append(conn)
             conn.send(Compute(cmd.key, cmd.payload, cmd.deps, blobs, cmd.priority,
-                              cmd.send_inline, cmd.prefix, cmd.run))
+                              cmd.send_inline, cmd.prefix, cmd.run, cmd.drop))
         elif isinstance(cmd, ReportDone):
             c = clients.get(cmd.client)
             if c is not None:

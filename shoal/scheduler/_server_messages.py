@@ -334,7 +334,7 @@ class ServerMessages(ShellBase):
                 if isinstance(msg, TaskDone):
                     events.append(TaskFinished(address, msg.key, msg.nbytes, msg.typename,
                                                msg.start, msg.stop, msg.thread, msg.inline,
-                                               msg.run))
+                                               msg.run, msg.dropped))
                 elif isinstance(msg, TasksStarted):
                     events.append(ExecutionStarted(address, list(msg.keys), list(msg.runs)))
                 elif isinstance(msg, WorkerGoodbye):

@@ -176,14 +176,40 @@ class Transitions(StateBase):
         worker.processing.add(ts)
         worker.occupancy += ts.est
         self._room.touch(worker)
-        deps = [(d.key, [w.address for w in d.who_has], d.nbytes)
-                for d in ts.dependencies] if ts.dependencies else []
+        if ts.dependencies:
+            deps = [(d.key, [w.address for w in d.who_has], d.nbytes) for d in ts.dependencies]
+            drop = self._read_last(ts, worker)
+        else:
+            deps, drop = [], ()
         self._out.append(
             SendCompute(
                 worker.address, ts.key, payload_of(ts.payload), deps, ts.fids, ts.priority,
-                bool(ts.who_wants), ts.prefix, run,
+                bool(ts.who_wants), ts.prefix, run, drop,
             )
         )
+
+    def _read_last(self, ts: TaskState, worker: WorkerState) -> tuple[Key, ...]:
+        """The inputs of ``ts`` held on ``worker`` that nothing else will need once ``ts``
+        ends (``Compute.drop``): no client wants them, they are no actor, and every other
+        dependent is done or released (not waiting, running, or failed: a failure keeps
+        its inputs for replaying it). The worker drops them as ``ts`` succeeds, without
+        waiting for the free the scheduler would send after its report. Should one be
+        needed after all (wanted or depended on meanwhile), the worker's report of the drop
+        makes it lost here and it is recomputed (``_on_finished``). Inputs with more than
+        a few dependents (a set, not a tuple) are never looked at: no per-task scan."""
+        out: list[Key] = []
+        for d in ts.dependencies:
+            if d.who_wants or d.actor or worker not in d.who_has:
+                continue
+            readers = d.dependents
+            if type(readers) is not tuple:
+                continue
+            for r in readers:
+                if r is not ts and r.state in _KEEPS_INPUTS:
+                    break
+            else:
+                out.append(d.key)
+        return tuple(out) if out else ()
 
     def _processing_memory(self, ts: TaskState, worker: WorkerState, nbytes: int, typename: str) -> None:
         self._unassign(ts)

@@ -141,6 +141,7 @@ class WorkerState:
         old = self.tasks.get(key)
         if old is not None:
             old.run = msg.run  # what it reports now answers this assignment
+            old.msg = msg  # and its inputs to drop (``drop``) are this assignment's
             if old.state == "cancelled":
                 old.state = "executing"  # resumed: its result is wanted again
             return
@@ -248,12 +249,29 @@ class WorkerState:
         self.shadowed.discard(ev.key)
         self.held[ev.key] = ev.nbytes
         self.assigned.add(ev.key)
+        drop = ts.msg.drop
         self._out.append(
             Report(TaskDone(ev.key, ev.nbytes, ev.typename, ev.start, ev.stop, ev.thread,
-                            ev.inline, ts.run))
+                            ev.inline, ts.run, self._drop_read(drop) if drop else ()))
         )
         if ev.key in self.waiters:
             self._arrived_otherwise(ev.key)
+
+    def _drop_read(self, keys: tuple[Key, ...]) -> tuple[Key, ...]:
+        """Drop the inputs a task that just succeeded read last (``Compute.drop``: the
+        scheduler knew of nothing else needing them), unless a local task still uses one
+        (assigned here since); returns those dropped, for the task's ``TaskDone``."""
+        out = []
+        held, assigned, users = self.held, self.assigned, self.users
+        for key in keys:
+            if key in assigned and key in held and key not in users and key not in self.tasks:
+                assigned.discard(key)
+                del held[key]
+                out.append(key)
+        if not out:
+            return ()
+        self._out.append(Drop(out))
+        return tuple(out)
 
     def _arrived_otherwise(self, key: Key) -> None:
         """``key`` came to be held here while local tasks were fetching it (the scheduler,

@@ -394,7 +394,7 @@ def test_random_wire_bytes_raise_only_protocol_error(seed: int) -> None:
     [
         (("release-keys", 5), "field 'keys' must be list or tuple, got int"),
         (("hello", "client", "1", "me"), "field 'version' must be int, got str"),
-        (("compute", "k", b"not serialized", (), {}, 0, False, "p", 1), "field 'payload'"),
+        (("compute", "k", b"not serialized", (), {}, 0, False, "p", 1, ()), "field 'payload'"),
         (("key-done", {"a": 1}, 1, "int", None), "field 'key'"),
     ],
 )

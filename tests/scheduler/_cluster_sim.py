@@ -168,7 +168,7 @@ class ClusterSim:
                 if sw is None:
                     raise Defect(f"compute {cmd.key!r} sent to unknown worker {cmd.worker}")
                 msg = Compute(cmd.key, cmd.payload, cmd.deps, {}, cmd.priority,
-                              cmd.send_inline, cmd.prefix, cmd.run)
+                              cmd.send_inline, cmd.prefix, cmd.run, cmd.drop)
                 sw.inbox.append(ComputeAssigned(msg))
                 sw.freed.discard(cmd.key)
             elif isinstance(cmd, SendFree):
@@ -231,7 +231,7 @@ class ClusterSim:
     def _to_scheduler(self, address: str, msg: Any) -> Any:
         if isinstance(msg, TaskDone):
             return TaskFinished(address, msg.key, msg.nbytes, msg.typename, msg.start,
-                                msg.stop, msg.thread, msg.inline, msg.run)
+                                msg.stop, msg.thread, msg.inline, msg.run, msg.dropped)
         if isinstance(msg, TaskErred):
             return TaskFailed(address, msg.key, dict(msg.error), msg.start, msg.stop, msg.thread,
                               msg.run)
