@@ -98,10 +98,9 @@ class Dispatch(StateBase):
             return
         est = self._estimate(ts.prefix)
         choice = placement.start_time_choice(ts, valid, self.bandwidth)
-        cap = self._room.cap
-        ready = [w for w in valid if placement.fits(w, ts, est, cap)]
+        ready = [w for w in valid if placement.fits(w, ts, est)]
         if not ready and ts.loose:
-            ready = [w for w in placement.anywhere(ts, workers) if placement.fits(w, ts, est, cap)]
+            ready = [w for w in placement.anywhere(ts, workers) if placement.fits(w, ts, est)]
         if ready:
             ws = choice if choice in ready else placement.least_held(ready)
         else:
@@ -139,7 +138,6 @@ class Dispatch(StateBase):
         """Send ``ws`` the restricted tasks queued for it while it has room, highest priority
         first. One whose resources are in use lets lower ones with other needs pass."""
         held = ws.held
-        cap = self._room.cap
         passed: list[tuple[Any, int, TaskState]] = []
         while held and len(passed) < _HELD_PASSES:
             ts = held[0][2]
@@ -147,10 +145,10 @@ class Dispatch(StateBase):
                 heapq.heappop(held)
                 continue
             est = self._estimate(ts.prefix)
-            if ws.paused or not placement.has_room(ws, est, cap):
+            if ws.paused or not placement.has_room(ws, est):
                 break
             entry = heapq.heappop(held)
-            if not placement.fits(ws, ts, est, cap):
+            if not placement.fits(ws, ts, est):
                 passed.append(entry)
                 continue
             self._go(ts, "processing", worker=ws)

@@ -24,47 +24,27 @@ SATURATION_SECONDS = 0.05
 UNKNOWN_DURATION = 0.5
 # Upper bound of tasks sent ahead to one worker thread.
 MAX_AHEAD_PER_THREAD = 5_000
-# Tasks the whole cluster holds (running or sent ahead), shared out over its threads
-# (:func:`per_thread_cap`): about what the scheduler sends in one round trip (~100,000
-# tasks/s x ~5 ms). A deeper reserve buys no throughput, since the scheduler cannot refill
-# it faster, but costs the scheduler: 128 workers x 50 tasks ahead each kept 6,400 tasks
-# in flight, whose records were out of the CPU cache by the time they finished (issue 14).
-# Two workers still take up to 256 tasks per thread, more than 0.05 s of ms-long tasks.
-CLUSTER_AHEAD = 512
-# ...yet each thread may always hold one task beyond the one it runs, so it never waits
-# for a round trip between two tasks longer than that round trip.
-MIN_PER_THREAD = 2
 # Bytes per second between workers when nothing better is known (dask's
 # ``distributed.scheduler.bandwidth``).
 BANDWIDTH = 100e6
 
 
-def per_thread_cap(threads: int) -> int:
-    """Tasks one worker thread may hold at most (running and sent ahead) in a cluster of
-    ``threads`` threads: :data:`CLUSTER_AHEAD` shared out, within
-    [:data:`MIN_PER_THREAD`, :data:`MAX_AHEAD_PER_THREAD`]."""
-    return max(MIN_PER_THREAD, min(MAX_AHEAD_PER_THREAD, CLUSTER_AHEAD // max(threads, 1)))
-
-
-def has_room(ws: WorkerState, est: float, cap: int = MAX_AHEAD_PER_THREAD) -> bool:
-    """May ``ws`` take one more task expected to last ``est`` seconds, holding at most
-    ``cap`` tasks per thread (:func:`per_thread_cap`)? Never while it is paused (memory
-    past its pause threshold)."""
+def has_room(ws: WorkerState, est: float) -> bool:
+    """May ``ws`` take one more task expected to last ``est`` seconds? Never while it is
+    paused (memory past its pause threshold)."""
     if ws.paused:
         return False
     n = len(ws.processing) - len(ws.long_running)  # seceded tasks use no slot
     if n < ws.nthreads:
         return True
-    if n >= ws.nthreads * cap:
+    if n >= ws.nthreads * MAX_AHEAD_PER_THREAD:
         return False
     return ws.occupancy + est <= ws.nthreads * SATURATION_SECONDS
 
 
 def over_cap(ws: WorkerState) -> bool:
     """Has ``ws`` as many tasks sent ahead as it may ever hold? Locality-placed tasks
-    beyond that wait on the scheduler (its queue of held tasks), never flood it. (They
-    are sent at once up to this, as dask sends them: :data:`CLUSTER_AHEAD` bounds the
-    tasks sent for balance, which wait in the scheduler's queue instead.)"""
+    beyond that wait on the scheduler (its queue of held tasks), never flood it."""
     return len(ws.processing) - len(ws.long_running) >= ws.nthreads * MAX_AHEAD_PER_THREAD
 
 
@@ -104,9 +84,9 @@ def offers(ws: WorkerState, need: dict[str, float]) -> bool:
     return all(total.get(r, 0.0) >= q for r, q in need.items())
 
 
-def fits(ws: WorkerState, ts: TaskState, est: float, cap: int = MAX_AHEAD_PER_THREAD) -> bool:
+def fits(ws: WorkerState, ts: TaskState, est: float) -> bool:
     """May ``ts`` start being sent to ``ws`` now: a slot free and its resources unused?"""
-    if not has_room(ws, est, cap):
+    if not has_room(ws, est):
         return False
     need = ts.resources
     if need is None:

@@ -8,8 +8,7 @@ dirty (:meth:`RoomIndex.touch`) and re-pushed on the next :meth:`RoomIndex.pick`
 they leave behind are dropped when they surface (lazy invalidation). A worker found without
 room for a duration ``est`` is parked until it changes, or until a task expected to be
 shorter than ``est`` asks (room only grows as the duration shrinks), so a saturated cluster
-costs nothing per event. It also keeps the cluster's thread count, which sets how many
-tasks a thread may hold (``cap``, :func:`placement.per_thread_cap`). Pure: no I/O, no clock.
+costs nothing per event. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -39,30 +38,15 @@ class RoomIndex:
         self._heap: list[_Entry] = []  # entries of workers that may have room
         self._full: list[tuple[float, int, _Entry]] = []  # (-est refused, order, entry)
         self._dirty: set[WorkerState] = set()
-        self._threads = 0  # of the live workers
-        self.cap = placement.per_thread_cap(0)  # tasks a thread may hold (has_room's cap)
 
     def add(self, ws: WorkerState) -> None:
         self._seq[ws] = next(self._order)
         self._dirty.add(ws)
-        self._threads += ws.nthreads
-        self._recap()
 
     def remove(self, ws: WorkerState) -> None:
-        if self._seq.pop(ws, None) is not None:
-            self._threads -= ws.nthreads
-            self._recap()
+        self._seq.pop(ws, None)
         self._entry.pop(ws, None)  # its entries go stale and drop out when they surface
         self._dirty.discard(ws)
-
-    def _recap(self) -> None:
-        """The thread count changed: so may the cap. A higher one gives parked workers
-        room again, so every worker is re-pushed (the cap takes few distinct values as a
-        cluster grows: this is rare)."""
-        cap = placement.per_thread_cap(self._threads)
-        if cap > self.cap:
-            self._dirty.update(self._seq)
-        self.cap = cap
 
     def touch(self, ws: WorkerState) -> None:
         """``ws``'s occupancy or task counts changed."""
@@ -94,7 +78,7 @@ class RoomIndex:
             ws = entry[2]
             if entries.get(ws) is not entry:
                 heappop(heap)  # stale: the worker changed or left
-            elif placement.has_room(ws, est, self.cap):
+            elif placement.has_room(ws, est):
                 return ws
             else:
                 heappop(heap)
@@ -112,9 +96,6 @@ class RoomIndex:
         """Every live worker is indexed with its current load, or marked to be re-pushed."""
         live = set(workers.values())
         assert set(self._seq) == live, ("room index out of date", self._seq, live)
-        threads = sum(ws.nthreads for ws in live)
-        assert self._threads == threads, ("thread count out of date", self._threads, threads)
-        assert self.cap == placement.per_thread_cap(threads), (self.cap, threads)
         for ws in live:
             if ws not in self._dirty:
                 entry = self._entry.get(ws)

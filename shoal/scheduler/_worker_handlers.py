@@ -71,10 +71,7 @@ class WorkerHandlers(StateBase):
         if ws is None:
             return
         self._paused.discard(ws)
-        cap = self._room.cap
         self._room.remove(ws)
-        if self._room.cap > cap:  # fewer threads share the cluster's reserve: send more
-            self._freed.update(w for w in self.workers.values() if w.held_live)
         recompute: list[TaskState] = []
         suspects = set(self._suspects(ws)) if crashed else set()
         for ts in sorted(ws.processing, key=lambda t: t.prio):
