@@ -176,6 +176,7 @@ class Transitions(StateBase):
         worker.processing.add(ts)
         worker.occupancy += ts.est
         self._room.touch(worker)
+        self._no_victims = False  # ``worker`` may now have something to steal
         deps = [(d.key, [w.address for w in d.who_has], d.nbytes)
                 for d in ts.dependencies] if ts.dependencies else []
         self._out.append(
