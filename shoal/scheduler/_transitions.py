@@ -161,6 +161,7 @@ class Transitions(StateBase):
         assert ts.payload is not None
         if ts.workers is None:
             worker.stealable += 1
+        self._no_victims = False  # ``worker`` may now have something to steal
         ts.processing_on = worker
         ts.run = run = next(self._runs)
         est = self._durations.get(ts.prefix)
@@ -176,7 +177,6 @@ class Transitions(StateBase):
         worker.processing.add(ts)
         worker.occupancy += ts.est
         self._room.touch(worker)
-        self._no_victims = False  # ``worker`` may now have something to steal
         deps = [(d.key, [w.address for w in d.who_has], d.nbytes)
                 for d in ts.dependencies] if ts.dependencies else []
         self._out.append(
