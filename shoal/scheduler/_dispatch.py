@@ -17,7 +17,7 @@ from typing import Any
 
 from shoal.scheduler import _placement as placement
 from shoal.scheduler._state_base import StateBase
-from shoal.scheduler._stealing import plan_steals
+from shoal.scheduler._stealing import find_victims, plan_steals
 from shoal.scheduler._tasks import TaskState, WorkerState
 
 # Held tasks whose resources are in use that a drain lets lower-priority ones pass, at most.
@@ -34,6 +34,7 @@ class Dispatch(StateBase):
         """The first measured duration of a prefix replaces the guess its running tasks were
         assigned with; otherwise the workers that got the first tasks look busy for the
         guessed half second and every queued task goes to the others."""
+        self._no_victims = False  # occupancies grow: a worker may now have a backlog
         for ws in self.workers.values():
             if ws.guessed:
                 ws.guessed.pop(prefix, None)
@@ -201,8 +202,15 @@ class Dispatch(StateBase):
                 if workers.get(ws.address) is ws and not ws.paused
                 and len(ws.processing) - len(ws.long_running) < ws.nthreads]
         self._went_idle.clear()
-        if idle and not self._queue:  # else the queue feeds them
-            for ts, thief in plan_steals(idle, workers.values(), self.bandwidth):
+        if idle and not self._queue and not self._no_victims:  # else the queue feeds them
+            victims = find_victims(workers.values())
+            if not victims:
+                # None appears before a task is assigned or re-estimated: until then,
+                # workers running dry (a whole cluster's, as a computation ends) skip
+                # the scan over every worker.
+                self._no_victims = True
+                return
+            for ts, thief in plan_steals(idle, victims, self.bandwidth):
                 self._go(ts, "processing", worker=thief)
 
     def _running(self) -> list[WorkerState]:

@@ -65,6 +65,7 @@ from shoal.scheduler._state_base import ACTIVE as ACTIVE
 from shoal.scheduler._state_base import FIRE_AND_FORGET as FIRE_AND_FORGET
 from shoal.scheduler._state_base import STATES
 from shoal.scheduler._state_base import key_prefix as key_prefix
+from shoal.scheduler._stealing import find_victims
 from shoal.scheduler._tasks import Key, TaskState, WorkerState
 from shoal.scheduler._transitions import _TRANSITIONS as _TRANSITIONS
 from shoal.scheduler._transitions import TIDY_STEP, Transitions
@@ -119,6 +120,7 @@ class SchedulerState(
         self._no_worker: set[TaskState] = set()
         self._actors: set[TaskState] = set()  # tasks marked actor, until forgotten
         self._went_idle: set[WorkerState] = set()  # workers to find stolen work for
+        self._no_victims = False  # a steal scan found none, and nothing was assigned since
         self._paused: set[WorkerState] = set()  # workers placed nothing (memory)
         self._freed: set[WorkerState] = set()  # workers with held tasks that gained room
         self._room = RoomIndex()  # the least busy worker with room, for queued tasks
@@ -309,6 +311,8 @@ class SchedulerState(
             for ts in ws.has_what:
                 assert ws in ts.who_has, ts.key
         self._room.validate(self.workers)
+        if self._no_victims:  # the steal scan skipped is one that would find nothing
+            assert not find_victims(self.workers.values()), "steal victims unnoticed"
         used: dict[str, int] = {}
         for ts in self.tasks.values():
             for fid in ts.fids:

@@ -70,6 +70,7 @@ class StateBase:
     _no_worker: set[TaskState]
     _actors: set[TaskState]
     _went_idle: set[WorkerState]
+    _no_victims: bool
     _paused: set[WorkerState]
     _freed: set[WorkerState]
     _room: RoomIndex

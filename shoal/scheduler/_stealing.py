@@ -28,20 +28,25 @@ def _load(ws: WorkerState) -> float:
     return ws.occupancy / ws.nthreads
 
 
-def plan_steals(
-    idle: list[WorkerState], workers: Iterable[WorkerState], bandwidth: float
-) -> list[tuple[TaskState, WorkerState]]:
-    """(task, thief) moves from busy ``workers`` to the ``idle`` ones that balance their
-    backlogs. Tasks restricted with ``workers=`` or holding ``resources=`` stay where they
-    are (the scheduler sends those only where they fit)."""
-    if not idle:
-        return []
-    victims = [
+def find_victims(workers: Iterable[WorkerState]) -> list[WorkerState]:
+    """The workers tasks may be stolen from: more tasks than threads, some of them free to
+    move, and more than :data:`MIN_BACKLOG` of expected work per thread. A worker becomes
+    one only when a task is assigned to it or its tasks' expected durations change."""
+    return [
         ws for ws in workers
         if ws.stealable and len(ws.processing) - len(ws.long_running) > ws.nthreads
         and _load(ws) > MIN_BACKLOG
     ]
-    if not victims:
+
+
+def plan_steals(
+    idle: list[WorkerState], victims: list[WorkerState], bandwidth: float
+) -> list[tuple[TaskState, WorkerState]]:
+    """(task, thief) moves from the busy ``victims`` (:func:`find_victims`) to the
+    ``idle`` workers that balance their backlogs. Tasks restricted with ``workers=`` or
+    holding ``resources=`` stay where they are (the scheduler sends those only where they
+    fit)."""
+    if not idle or not victims:
         return []
     load = {ws: _load(ws) for ws in idle + victims}
     moves: list[tuple[TaskState, WorkerState]] = []

@@ -161,6 +161,7 @@ class Transitions(StateBase):
         assert ts.payload is not None
         if ts.workers is None:
             worker.stealable += 1
+        self._no_victims = False  # ``worker`` may now have something to steal
         ts.processing_on = worker
         ts.run = run = next(self._runs)
         est = self._durations.get(ts.prefix)

@@ -1244,6 +1244,21 @@ def test_tasks_sent_ahead_for_throughput_are_not_stolen(sim: Sim) -> None:
     assert of(out, SendFree) == []
 
 
+def test_a_backlog_that_a_measured_duration_reveals_is_stolen_at_the_next_tick() -> None:
+    sim = Sim(SchedulerState(unknown_duration=0.01))
+    sim.join("w1")
+    sim.submit([row("model", workers=["w1"])])
+    sim.finish("model", nbytes=BIG)
+    keys = [f"predict-{i}" for i in range(10)]
+    sim.submit([row(k, ["model"], prefix="predict", priority=(i,)) for i, k in enumerate(keys)])
+    # 0.1 s guessed: short tasks sent ahead, nothing to steal when w2 joins
+    assert len(sim.state.workers["w1"].processing) == 10
+    assert computes(sim.join("w2")) == []
+    sim.finish(keys[0], duration=1.0)  # the other nine now look like 9 s of work
+    out = sim.state.handle(Tick(sim.now))
+    assert any(w == "w2" for w, _ in computes(out))
+
+
 def test_result_from_the_victim_after_a_steal_is_discarded(sim: Sim) -> None:
     keys = _backlog_on_w1(sim)
     out = sim.join("w2")
