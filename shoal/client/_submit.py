@@ -29,7 +29,7 @@ from shoal.client._faces import answer
 from shoal.client._future import Future, FutureState
 from shoal.client._outbox import Outbox
 from shoal.client._structure import collect_futures
-from shoal.client._tokens import token
+from shoal.client._tokens import call_tokens, token
 from shoal.protocol._call import Call
 from shoal.protocol._messages import CancelKeys, RetryKeys, UpdateGraph
 from shoal.protocol._serialize import CallPickles, FunctionCache, dumps_task
@@ -302,7 +302,7 @@ class Submitting(Outbox):
         elif pure:
             with self._functions.batch():
                 ftoken = tokenize(self._function_token(func), kwargs)
-            keys = [f"{name}-{token(ftoken, *args)}" for args in zip(*arg_lists, strict=False)]
+            keys = [f"{name}-{t}" for t in call_tokens(ftoken, zip(*arg_lists, strict=False))]
         else:
             keys = [f"{name}-{_uuid4_hex()}" for _ in range(n)]
         gen = next(self._generation)
@@ -310,16 +310,24 @@ class Submitting(Outbox):
         target = NewActor(func) if is_actor else func
         rows: list[tuple[Any, ...]] = []
         futures = []
-        seen: set[Any] = set()
+        # Which calls to send: each key's first, unless the key was held already (then it
+        # is on the cluster). A flag per call, not a set of a million keys.
+        send = bytearray(len(keys))
         states = self._states
+        new_future = Future.__new__
         with self._lock:
-            for k in keys:
+            for i, k in enumerate(keys):
                 st = states.get(k)
                 if st is None:
                     st = states[k] = FutureState()
-                elif st.refs > 0:
-                    seen.add(k)  # already held: already on the cluster
-                futures.append(Future._new(k, self, st))
+                    send[i] = 1
+                elif not st.refs:
+                    send[i] = 1
+                fut = new_future(Future)  # Future._new, inlined: a million of them
+                fut.key = k
+                fut._client = self
+                fut._state = st
+                futures.append(fut)
                 st.refs += 1
         with self._functions.batch():
             # A Python function over plain values (numbers, strings): payloads put
@@ -329,9 +337,8 @@ class Submitting(Outbox):
                 fid = self._functions.pickler().fid(target)
                 fast, fids = CallPickles.of(fid, kwargs), [fid]
             for i, (k, args) in enumerate(zip(keys, zip(*arg_lists, strict=False), strict=False)):
-                if k in seen:
+                if not send[i]:
                     continue
-                seen.add(k)
                 ser = fast(args) if fast is not None else None
                 if ser is not None:
                     rows.append((k, ser, (), fids, (-priority, gen, i), nretries, wl, name))
