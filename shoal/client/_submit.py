@@ -91,9 +91,10 @@ class Submitting(Outbox):
         payload, fids = dumps_task(task, self._functions)
         return (key, payload, list(task.dependencies), fids, priority, retries, workers, prefix)
 
-    def _submit_rows(self, rows: list[tuple[Any, ...]], wanted: list[Any],
+    def _submit_rows(self, rows: list[tuple[Any, ...]], wanted: list[Any] | None,
                      actors: list[Any] | None = None,
                      restrictions: list[tuple[Any, Any, bool]] | None = None) -> None:
+        """Queue ``rows`` with the keys of ``wanted`` (None: every row's, as a map's)."""
         # Marking a blob sent and queueing the message carrying it are one step: another
         # thread's submit that skips the blob must queue its message after this one, and
         # the loop thread's DropFunctions never interleaves.
@@ -101,6 +102,9 @@ class Submitting(Outbox):
         # at once and its loop is never held long; actors and restrictions are rare in
         # such graphs and must be known before any task runs, so they go whole.
         split = len(rows) > PIECE_ROWS and not actors and not restrictions
+        every = wanted is None
+        if wanted is None and not split:
+            wanted = [r[0] for r in rows]
         if split:
             rows = inputs_first(rows)
         with self._lock:
@@ -108,17 +112,20 @@ class Submitting(Outbox):
             blobs = {fid: self._functions.blob(fid) for fid in fids}
             self._sent_fids |= fids
             if not split:
-                self._outbox.append(UpdateGraph(rows, wanted, blobs, actors, restrictions))
+                self._outbox.append(UpdateGraph(rows, wanted or [], blobs, actors, restrictions))
             else:
                 # Each piece names the wanted keys among its rows (the scheduler reports
                 # them as they finish, and never takes all wanted keys in one step); the
                 # last piece also names wanted keys the client had already submitted.
-                wanted_set = set(wanted)
+                wanted_set = set(wanted or ())
                 last = (len(rows) - 1) // PIECE_ROWS * PIECE_ROWS
                 for start in range(0, len(rows), PIECE_ROWS):
                     piece = rows[start:start + PIECE_ROWS]
-                    named = [r[0] for r in piece if r[0] in wanted_set]
-                    if start == last:
+                    if every:  # a map: no set of a million keys to look each up in
+                        named = [r[0] for r in piece]
+                    else:
+                        named = [r[0] for r in piece if r[0] in wanted_set]
+                    if start == last and wanted:
                         keys = {r[0] for r in rows}
                         named += [k for k in dict.fromkeys(wanted) if k not in keys]
                     self._outbox.append(UpdateGraph(
@@ -347,7 +354,7 @@ class Submitting(Outbox):
                 rows.append(self._row(k, task, (-priority, gen, i), nretries, wl, name))
         if rows:
             wanted = [r[0] for r in rows]
-            self._submit_rows(rows, wanted, wanted if is_actor else None,
+            self._submit_rows(rows, None, wanted if is_actor else None,
                               self._restrictions(wanted, resources, allow_other_workers))
         return futures
 
