@@ -231,7 +231,7 @@ def wait(fs: Any, timeout: float | None = None, return_when: str = ALL_COMPLETED
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not f._state.wait(left):
                 raise TimeoutError(f"wait: future {f.key!r} not done after {timeout} s")
-        return _done_and_not_done(futures)
+        return DoneAndNotDoneFutures(set(futures), set())  # all done: nothing to sort
     return client.sync(_wait, futures, timeout, return_when)
 
 

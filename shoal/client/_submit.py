@@ -29,7 +29,7 @@ from shoal.client._faces import answer
 from shoal.client._future import Future, FutureState
 from shoal.client._outbox import Outbox
 from shoal.client._structure import collect_futures
-from shoal.client._tokens import token
+from shoal.client._tokens import call_tokens, token
 from shoal.protocol._call import Call
 from shoal.protocol._messages import CancelKeys, RetryKeys, UpdateGraph
 from shoal.protocol._serialize import CallPickles, FunctionCache, dumps_task
@@ -114,9 +114,10 @@ class Submitting(Outbox):
         ser = maker(args)
         return None if ser is None else (ser, [fid])
 
-    def _submit_rows(self, rows: list[tuple[Any, ...]], wanted: list[Any],
+    def _submit_rows(self, rows: list[tuple[Any, ...]], wanted: list[Any] | None,
                      actors: list[Any] | None = None,
                      restrictions: list[tuple[Any, Any, bool]] | None = None) -> None:
+        """Queue ``rows`` with the keys of ``wanted`` (None: every row's, as a map's)."""
         # Marking a blob sent and queueing the message carrying it are one step: another
         # thread's submit that skips the blob must queue its message after this one, and
         # the loop thread's DropFunctions never interleaves.
@@ -124,6 +125,9 @@ class Submitting(Outbox):
         # at once and its loop is never held long; actors and restrictions are rare in
         # such graphs and must be known before any task runs, so they go whole.
         split = len(rows) > PIECE_ROWS and not actors and not restrictions
+        every = wanted is None
+        if wanted is None and not split:
+            wanted = [r[0] for r in rows]
         if split:
             rows = inputs_first(rows)
         with self._lock:
@@ -131,17 +135,20 @@ class Submitting(Outbox):
             blobs = {fid: self._functions.blob(fid) for fid in fids}
             self._sent_fids |= fids
             if not split:
-                self._outbox.append(UpdateGraph(rows, wanted, blobs, actors, restrictions))
+                self._outbox.append(UpdateGraph(rows, wanted or [], blobs, actors, restrictions))
             else:
                 # Each piece names the wanted keys among its rows (the scheduler reports
                 # them as they finish, and never takes all wanted keys in one step); the
                 # last piece also names wanted keys the client had already submitted.
-                wanted_set = set(wanted)
+                wanted_set = set(wanted or ())
                 last = (len(rows) - 1) // PIECE_ROWS * PIECE_ROWS
                 for start in range(0, len(rows), PIECE_ROWS):
                     piece = rows[start:start + PIECE_ROWS]
-                    named = [r[0] for r in piece if r[0] in wanted_set]
-                    if start == last:
+                    if every:  # a map: no set of a million keys to look each up in
+                        named = [r[0] for r in piece]
+                    else:
+                        named = [r[0] for r in piece if r[0] in wanted_set]
+                    if start == last and wanted:
                         keys = {r[0] for r in rows}
                         named += [k for k in dict.fromkeys(wanted) if k not in keys]
                     self._outbox.append(UpdateGraph(
@@ -330,7 +337,7 @@ class Submitting(Outbox):
         elif pure:
             with self._functions.batch():
                 ftoken = tokenize(self._function_token(func), kwargs)
-            keys = [f"{name}-{token(ftoken, *args)}" for args in zip(*arg_lists, strict=False)]
+            keys = [f"{name}-{t}" for t in call_tokens(ftoken, zip(*arg_lists, strict=False))]
         else:
             keys = [f"{name}-{_uuid4_hex()}" for _ in range(n)]
         gen = next(self._generation)
@@ -338,16 +345,24 @@ class Submitting(Outbox):
         target = NewActor(func) if is_actor else func
         rows: list[tuple[Any, ...]] = []
         futures = []
-        seen: set[Any] = set()
+        # Which calls to send: each key's first, unless the key was held already (then it
+        # is on the cluster). A flag per call, not a set of a million keys.
+        send = bytearray(len(keys))
         states = self._states
+        new_future = Future.__new__
         with self._lock:
-            for k in keys:
+            for i, k in enumerate(keys):
                 st = states.get(k)
                 if st is None:
                     st = states[k] = FutureState()
-                elif st.refs > 0:
-                    seen.add(k)  # already held: already on the cluster
-                futures.append(Future._new(k, self, st))
+                    send[i] = 1
+                elif not st.refs:
+                    send[i] = 1
+                fut = new_future(Future)  # Future._new, inlined: a million of them
+                fut.key = k
+                fut._client = self
+                fut._state = st
+                futures.append(fut)
                 st.refs += 1
         with self._functions.batch():
             # A Python function over plain values (numbers, strings): payloads put
@@ -357,9 +372,8 @@ class Submitting(Outbox):
                 fid = self._functions.pickler().fid(target)
                 fast, fids = CallPickles.of(fid, kwargs), [fid]
             for i, (k, args) in enumerate(zip(keys, zip(*arg_lists, strict=False), strict=False)):
-                if k in seen:
+                if not send[i]:
                     continue
-                seen.add(k)
                 ser = fast(args) if fast is not None else None
                 if ser is not None:
                     rows.append((k, ser, (), fids, (-priority, gen, i), nretries, wl, name))
@@ -368,7 +382,7 @@ class Submitting(Outbox):
                 rows.append(self._row(k, task, (-priority, gen, i), nretries, wl, name))
         if rows:
             wanted = [r[0] for r in rows]
-            self._submit_rows(rows, wanted, wanted if is_actor else None,
+            self._submit_rows(rows, None, wanted if is_actor else None,
                               self._restrictions(wanted, resources, allow_other_workers))
         return futures
 

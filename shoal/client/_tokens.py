@@ -13,6 +13,7 @@ map. ``tests/client/test_tokens.py`` pins the equality against dask itself.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from typing import Any
 
 from dask.base import tokenize
@@ -52,3 +53,28 @@ def token(*args: Any) -> str:
     except _NotPlain:
         return tokenize(*args)
     return hashlib.md5(str(normalized).encode(), usedforsecurity=False).hexdigest()
+
+
+def call_tokens(lead: str, calls: Iterable[tuple[Any, ...]]) -> list[str]:
+    """``[token(lead, *args) for args in calls]`` (``client.map``'s keys): for plain
+    top-level arguments the text to hash is put together from ``lead``'s repr, said once,
+    and each argument's (``str`` of a tuple is its items' reprs), not a new tuple per call."""
+    if type(lead) is not str:
+        return [token(lead, *args) for args in calls]
+    plain = _PLAIN
+    md5 = hashlib.md5
+    head = f"({lead!r}, "
+    out: list[str] = []
+    append = out.append
+    for args in calls:
+        if len(args) == 1:
+            (a,) = args
+            if type(a) in plain:
+                append(md5(f"{head}{a!r})".encode(), usedforsecurity=False).hexdigest())
+                continue
+        elif args and all(type(a) in plain for a in args):
+            text = head + ", ".join([repr(a) for a in args]) + ")"
+            append(md5(text.encode(), usedforsecurity=False).hexdigest())
+            continue
+        append(token(lead, *args))
+    return out

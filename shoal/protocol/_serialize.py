@@ -651,7 +651,7 @@ class CallPickles:
         data = pickle.dumps(args, protocol=5)
         if len(data) > _PLAIN_BYTES:
             return None
-        body = _body(data)
-        if body is None:
-            return None
-        return Serialized([self._head + body + self._tail])
+        # Under the pickler's 64 KiB frame target the stream is one frame (or none, when
+        # tiny): its body is what lies between the FRAME header (or PROTO) and STOP.
+        body = data[11:-1] if data[2] == _FRAME else data[2:-1]
+        return Serialized((self._head + body + self._tail,))

@@ -9,7 +9,7 @@ import numpy as np
 from dask.base import tokenize
 
 from shoal.client._submit import _uuid4_hex
-from shoal.client._tokens import token
+from shoal.client._tokens import call_tokens, token
 
 
 def _plain(rng: random.Random, depth: int = 0) -> object:
@@ -39,6 +39,20 @@ def test_token_equals_dask_tokenize_for_plain_arguments() -> None:
     for _ in range(3_000):
         args = tuple(_plain(rng) for _ in range(rng.randrange(5)))
         assert token(*args) == tokenize(*args), args
+
+
+def test_call_tokens_equal_dask_tokenize_of_each_call() -> None:
+    rng = random.Random(15)
+    calls = [tuple(_plain(rng) for _ in range(rng.randrange(1, 4))) for _ in range(2_000)]
+    calls += [(1,), (True,), (None,), (2.5, "x"), ("é'\"",), (b"\x00",), (np.int64(3),),
+              (1, np.arange(3)), ({"a": 1},), ([1, (2, 3)],)]
+    lead = tokenize("f", {})
+    assert call_tokens(lead, calls) == [tokenize(lead, *args) for args in calls]
+
+
+def test_call_tokens_take_any_lead() -> None:
+    assert call_tokens(("t", 1), [(1,), ("a", 2)]) == [tokenize(("t", 1), 1),
+                                                       tokenize(("t", 1), "a", 2)]
 
 
 def test_token_equals_dask_tokenize_for_other_arguments() -> None:

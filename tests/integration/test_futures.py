@@ -152,6 +152,12 @@ def test_map_of_ten_thousand_tasks_returns_every_result_in_order(client):
     assert client.gather(futs) == list(range(1, 10_001))
 
 
+def test_map_over_repeated_arguments_runs_each_key_once_and_gives_every_result(client):
+    futs = client.map(inc, [1, 1, 2, 1])
+    assert futs[0].key == futs[1].key == futs[3].key != futs[2].key
+    assert client.gather(futs) == [2, 2, 3, 2]
+
+
 def test_map_over_several_iterables_zips_them(client):
     futs = client.map(add, range(5), range(10, 15))
     assert client.gather(futs) == [10, 12, 14, 16, 18]

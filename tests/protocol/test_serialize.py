@@ -382,7 +382,7 @@ def test_local_class_is_pickled_once_per_batch_and_afresh_after(
 
 @pytest.mark.parametrize("args", [
     (), (1,), (1, 2.5, "x", b"y", None, True), ("same", "same"), ("é" * 300,), (b"z" * 10_000,),
-    (-(10 ** 30), float("nan")),
+    (b"z" * 32_000,), ("é" * 16_000,), (-(10 ** 30), float("nan")),
 ])
 @pytest.mark.parametrize("kwargs", [{}, {"a": 1, "b": "k", "c": "k"}])
 def test_call_pickles_unpickle_to_the_call_dumps_task_makes(args: Any, kwargs: Any) -> None:
@@ -398,6 +398,14 @@ def test_call_pickles_unpickle_to_the_call_dumps_task_makes(args: Any, kwargs: A
     want = ship(Call(double, args, kwargs), cache)
     assert type(got) is Call and got.func is want.func is double
     assert repr(got.args) == repr(want.args) and got.kwargs == want.kwargs
+
+
+def test_call_pickles_take_only_single_frame_pickles() -> None:
+    import pickle
+
+    # CallPickles cuts the one frame's body out without reading its header: the
+    # arguments it takes must stay under the pickler's frame size.
+    assert _serialize.PLAIN_BYTES < pickle._Framer._FRAME_SIZE_TARGET  # type: ignore[attr-defined]
 
 
 def test_call_pickles_decline_arguments_that_are_not_plain() -> None:
