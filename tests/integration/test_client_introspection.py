@@ -223,3 +223,14 @@ def test_connecting_to_a_scheduler_of_the_same_versions_is_quiet(client, recwarn
     with Client(client.scheduler_address, set_as_default=False):
         pass
     assert not [w for w in recwarn if "Mismatched versions" in str(w.message)]
+
+
+def test_metadata_of_a_task_goes_when_the_task_is_forgotten_as_in_dask(client):
+    fut = client.submit(inc, 1, key="meta-task-1")
+    assert fut.result() == 2
+    client.set_metadata(["meta-task-1", "note"], "mine")
+    client.set_metadata("meta-plain", {"kept": True})
+    assert client.get_metadata(["meta-task-1", "note"]) == "mine"
+    del fut
+    wait_for(lambda: client.get_metadata("meta-task-1", None) is None, timeout=30)
+    assert client.get_metadata("meta-plain") == {"kept": True}
