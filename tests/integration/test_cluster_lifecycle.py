@@ -152,7 +152,7 @@ def test_cli_scheduler_and_worker(tmp_path):
                     stderr=subprocess.STDOUT,
                 )
             )
-        with Client(address, timeout=60) as c:
+        with Client(address, timeout=10) as c:
             wait_for(lambda: len(c.scheduler_info()["workers"]) == 1, timeout=120)
             [worker] = c.scheduler_info()["workers"].values()
             assert worker["name"] == "w1"

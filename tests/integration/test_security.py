@@ -107,7 +107,7 @@ def inc(x: int) -> int:
 
 def test_a_client_without_the_token_is_refused_and_told_which_credential(token_cluster):
     with pytest.raises(OSError) as refused:
-        Client(token_cluster.scheduler_address, timeout=60)
+        Client(token_cluster.scheduler_address, timeout=10)
     message = str(refused.value)
     assert MISSING_TOKEN in message
     assert "SHOAL_TOKEN" in message and "scheduler_file" in message
@@ -115,12 +115,12 @@ def test_a_client_without_the_token_is_refused_and_told_which_credential(token_c
 
 def test_a_wrong_token_is_refused(token_cluster):
     with pytest.raises(OSError, match="wrong token"):
-        Client(token_cluster.scheduler_address, timeout=60, security=Security(token="guess"))
+        Client(token_cluster.scheduler_address, timeout=10, security=Security(token="guess"))
 
 
 def test_the_right_token_from_shoal_token_is_accepted(token_cluster, monkeypatch):
     monkeypatch.setenv("SHOAL_TOKEN", TOKEN)
-    with Client(token_cluster.scheduler_address, timeout=60) as c:
+    with Client(token_cluster.scheduler_address, timeout=10) as c:
         assert c.submit(inc, 1).result(timeout=20) == 2
         # results come straight from the workers' data ports: authenticated too
         x = c.submit(np.arange, 100_000)
@@ -194,7 +194,7 @@ def test_scheduler_file_carries_address_and_token_to_workers_and_clients(tmp_pat
             c.wait_for_workers(1, timeout=30)
             assert c.submit(sum, [41, 1]).result(timeout=120) == 42  # importable there
         with pytest.raises(OSError, match="SHOAL_TOKEN"):
-            Client(info["address"], timeout=60)
+            Client(info["address"], timeout=10)
     finally:
         for proc in procs:
             proc.kill()
@@ -240,13 +240,13 @@ def test_tls_end_to_end_with_a_temporary_certificate(monkeypatch):
             assert total.result(timeout=120) == 1_000_000
             assert c.gather(x).sum() == 1_000_000
         with pytest.raises(ValueError, match="no TLS certificate"):
-            Client(cluster.scheduler_address, timeout=60)
+            Client(cluster.scheduler_address, timeout=10)
         other = Security.temporary()  # a certificate from another CA
         with pytest.raises(OSError, match="TLS handshake"):
-            Client(cluster.scheduler_address, security=other, timeout=60)
+            Client(cluster.scheduler_address, security=other, timeout=10)
         plain = "tcp://" + cluster.scheduler_address.split("://")[1]
         with pytest.raises(OSError, match="tls://"):
-            Client(plain, timeout=60)  # a plain-TCP client at a TLS port
+            Client(plain, timeout=10)  # a plain-TCP client at a TLS port
 
 
 def test_retiring_a_worker_of_a_tls_cluster_moves_its_data(monkeypatch):
@@ -267,7 +267,7 @@ def test_retiring_a_worker_of_a_tls_cluster_moves_its_data(monkeypatch):
 
 def test_require_encryption_refuses_plain_tcp(token_cluster):
     with pytest.raises(ValueError, match="requires encryption"):
-        Client(token_cluster.scheduler_address, timeout=60,
+        Client(token_cluster.scheduler_address, timeout=10,
                security=Security(require_encryption=True, token=TOKEN))
 
 
@@ -307,7 +307,7 @@ def test_a_client_cannot_release_or_cancel_another_clients_future(token_cluster,
         assert fut.result(timeout=20) == 7
         assert done.result(timeout=20) == 2
         with pytest.raises(RuntimeError, match="does not hold"):
-            stranger._sync_request("failure", timeout=60, key=fut.key)
+            stranger._sync_request("failure", timeout=10, key=fut.key)
 
 
 def test_a_peer_that_never_finishes_the_handshake_is_dropped(token_cluster, monkeypatch):
