@@ -4,9 +4,14 @@
 Owns: :class:`LogRing`, a logging handler holding the last records of one logger in a
 bounded deque (dask's ``distributed.admin.log-length``, 10,000 by default), one per logger
 name per process (``ring``), and their rendering, newest first, with dask's
-``distributed.admin.log-format``. A ring sees what its logger lets through: records below
-the logger's effective level (WARNING unless configured) are never made. Imports nothing
-of dask at import time (workers start without it).
+``distributed.admin.log-format``. Imports nothing of dask at import time (workers start
+without it).
+
+A ring sees INFO and above, as dask's rings do (its ``distributed`` logger is at INFO): when
+the user has not set its logger's level, ``ring`` sets it to INFO and hands records on to the
+handlers above (the user's, on the root logger) through :class:`_Onward` only when they pass
+the level the logger had before (the parent's: WARNING unless configured), so nothing new
+reaches stderr. A level the user set is kept, and what passes it is handed on.
 """
 
 from __future__ import annotations
@@ -77,14 +82,53 @@ def merged_newest(rings: list[LogRing], n: int | None = None,
     return render(records, n, fmt)
 
 
+RING_LEVEL = logging.INFO  # dask's default level for its ``distributed`` logger
+
+
+class _Onward(logging.Handler):
+    """On a ring's logger whose level ``ring`` lowered to INFO (and whose propagation it
+    turned off): hands each record to the handlers above, as propagation would have, if it
+    passes the level the logger would have had (its parent's), or the level the user has
+    set on it since."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__(logging.NOTSET)
+        self.logger = logger
+
+    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+        logger = self.logger
+        above = logger.parent
+        if above is None:
+            return False
+        threshold = above.getEffectiveLevel() if logger.level == RING_LEVEL else logger.level
+        if record.levelno < threshold:
+            return False
+        current: logging.Logger | None = above
+        while current is not None:
+            for handler in current.handlers:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
+            current = current.parent if current.propagate else None
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:  # pragma: no cover - handle does it
+        self.handle(record)
+
+
 def ring(logger_name: str, maxlen: int | None = None) -> LogRing:
     """The ring attached to logger ``logger_name`` in this process, made on first use
-    (with ``maxlen``, else the default length); a later ``maxlen`` resizes it."""
+    (with ``maxlen``, else the default length); a later ``maxlen`` resizes it. Its logger is
+    set to INFO unless the user set its level (see the module's docstring)."""
     with _rings_lock:
         found = _rings.get(logger_name)
         if found is None:
             found = _rings[logger_name] = LogRing(maxlen or DEFAULT_LENGTH)
-            logging.getLogger(logger_name).addHandler(found)
+            logger = logging.getLogger(logger_name)
+            if logger.level == logging.NOTSET and logger.propagate:
+                logger.setLevel(RING_LEVEL)
+                logger.propagate = False
+                logger.addHandler(_Onward(logger))
+            logger.addHandler(found)
         elif maxlen is not None:
             found.resize(maxlen)
         return found

@@ -19,6 +19,10 @@ T = TypeVar("T")
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
+_exiting = False  # set by the exit hook: no new loop is started while the interpreter ends
+
+# How long the exit hook waits for the loop thread to finish its current callback and stop.
+STOP_DEADLINE = 5.0
 
 logger = logging.getLogger("shoal")
 
@@ -33,11 +37,17 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def get_loop() -> asyncio.AbstractEventLoop:
-    """The shared loop, started on first use."""
+    """The shared loop, started on first use.
+
+    Raises:
+        RuntimeError: the interpreter is exiting (the loop was stopped for good).
+    """
     global _loop, _thread
     with _lock:
         if _loop is not None and _thread is not None and _thread.is_alive():
             return _loop
+        if _exiting:
+            raise RuntimeError("shoal's event loop was stopped because the interpreter is exiting")
         loop = new_event_loop()
         ready = threading.Event()
 
@@ -123,14 +133,32 @@ def at_exit(fn: Any) -> Any:
 
 @atexit.register
 def _shutdown() -> None:
+    """Run the cleanups, then stop the loop thread and wait for it to end.
+
+    Waiting matters: a daemon thread still inside uvloop when the interpreter finalises is woken
+    by the stop request after the interpreter state is gone, and crashes the process (exit status
+    139) when it tries to take the GIL. Registered with ``atexit`` (not threading's earlier hook)
+    so the user's non-daemon threads, which may still use a client, have ended first."""
+    global _exiting
     for fn in reversed(_cleanups):
         try:
             fn()
         except Exception:  # the others still run; what failed is said
             logger.exception("shoal: cleanup %r at interpreter exit failed", fn)
-    loop = _loop
-    if loop is not None and loop.is_running():
-        loop.call_soon_threadsafe(loop.stop)
+    with _lock:
+        _exiting = True
+        loop, thread = _loop, _thread
+    if loop is None or thread is None or not thread.is_alive():
+        return
+    if thread is threading.current_thread():  # exit() called from a loop callback
+        loop.stop()
+        return
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(STOP_DEADLINE)
+    if thread.is_alive():
+        logger.warning("shoal: the event loop thread did not stop within %s s at interpreter "
+                       "exit (a callback is blocking it); the process may not exit cleanly",
+                       STOP_DEADLINE)
 
 
 def run_main(main: Any, prog: str) -> int:

@@ -7,8 +7,11 @@ import time
 from collections.abc import Callable
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 10, interval: float = 0.01) -> None:
-    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` s."""
+def wait_for(predicate: Callable[[], object], timeout: float = 60, interval: float = 0.01) -> None:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` s.
+
+    The default is generous: a condition that holds ends the wait at once, and a loaded CI
+    machine (load 15-30 on 2 cores) can take many seconds to start a worker process."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

@@ -50,6 +50,46 @@ def test_ring_is_one_per_logger_per_process() -> None:
     assert _logs.ring("shoal.test-one") in logging.getLogger("shoal.test-one").handlers
 
 
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_a_ring_sees_info_as_dask_rings_do_while_other_handlers_see_what_they_saw() -> None:
+    root = logging.getLogger()
+    elsewhere = _Collect()  # a user's handler on the root logger (level WARNING)
+    root.addHandler(elsewhere)
+    try:
+        ring = _logs.ring("shoal.test-info")
+        log = logging.getLogger("shoal.test-info.child")
+        log.info("info-line")
+        log.debug("debug-line")
+        log.warning("warning-line")
+    finally:
+        root.removeHandler(elsewhere)
+    assert [m for _l, m in ring.newest(fmt="%(message)s")] == ["warning-line", "info-line"]
+    assert elsewhere.messages == ["warning-line"]
+
+
+def test_a_logger_level_the_user_set_is_kept_and_passed_on() -> None:
+    root = logging.getLogger()
+    elsewhere = _Collect()
+    root.addHandler(elsewhere)
+    log = logging.getLogger("shoal.test-user-level")
+    log.setLevel(logging.DEBUG)
+    try:
+        ring = _logs.ring("shoal.test-user-level")
+        log.debug("debug-line")
+    finally:
+        root.removeHandler(elsewhere)
+    assert [m for _l, m in ring.newest(fmt="%(message)s")] == ["debug-line"]
+    assert elsewhere.messages == ["debug-line"]
+
+
 @pytest.mark.parametrize("n", [0, -1, 1.5, "3", True])
 def test_a_bad_count_is_refused(n: object) -> None:
     with pytest.raises(ValueError, match="positive"):

@@ -152,8 +152,9 @@ class LocalCluster:
         self.resources = check_resources(resources)  # per worker
         self.name = name or "LocalCluster"
         self.status = "starting"
-        _logs.ring("shoal.cluster")  # recent records, for get_logs()
-        _logs.ring("shoal.adaptive")
+        length = _logs.configured_length()  # distributed.admin.log-length, as the others
+        _logs.ring("shoal.cluster", length)  # recent records, for get_logs()
+        _logs.ring("shoal.adaptive", length)
         if protocol is not None and protocol.rstrip(":/") not in ("tcp", "tls"):
             raise ValueError(f"protocol must be 'tcp://' or 'tls://', got {protocol!r}")
         self.scheduler = Scheduler(host, scheduler_port, dashboard_address=dashboard_address,

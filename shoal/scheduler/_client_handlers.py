@@ -18,6 +18,7 @@ from shoal.scheduler._events import (
     ClusterReset,
     DropScattered,
     FireAndForgetAsked,
+    ForgetWatched,
     GraphSubmitted,
     KeysCancelled,
     KeysReleased,
@@ -26,6 +27,7 @@ from shoal.scheduler._events import (
     ReportDone,
     ReportErred,
     ReportRestarted,
+    WatchedKeysForgotten,
     WorkResumed,
 )
 from shoal.scheduler._state_base import (
@@ -268,6 +270,9 @@ class ClientHandlers(StateBase):
         self.clients.get(FIRE_AND_FORGET, set()).discard(ts)
         self._fired_done.append(ts)
 
+    def _on_forget_watched(self, ev: ForgetWatched) -> None:
+        self._forget_watch.update(ev.keys)
+
     def _on_reset(self, ev: ClusterReset) -> None:
         """``client.restart()``: forget every task and drop every worker in one step (their
         processes are being replaced; the fresh ones join as new workers). Clients stay
@@ -280,6 +285,10 @@ class ClientHandlers(StateBase):
             ts.state = "forgotten"
             if ts.fids:
                 self.functions.release(ts.fids)
+        watched = [key for key in self._forget_watch if key in self.tasks]
+        if watched:
+            self._forget_watch.difference_update(watched)
+            self._out.append(WatchedKeysForgotten(watched))
         if self._storing:  # scattered bytes in transit: nobody will want them
             self._out.append(DropScattered(list(self._storing)))
             self._storing = {}

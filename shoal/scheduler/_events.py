@@ -235,6 +235,14 @@ class ClusterReset(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ForgetWatched(Event):
+    """Say (:class:`WatchedKeysForgotten`) when a task of one of ``keys`` is forgotten: a
+    feature beside the core keeps something per task key (``set_metadata``) until then."""
+
+    keys: list[Key]
+
+
+@dataclass(frozen=True, slots=True)
 class DataCopied(Event):
     """``worker`` now holds copies of these keys (moved off a retiring worker)."""
 
@@ -291,6 +299,14 @@ class SendStore(Command):
 @dataclass(frozen=True, slots=True)
 class DropScattered(Command):
     """No worker will be sent these scattered keys any more: forget their bytes."""
+
+    keys: list[Key]
+
+
+@dataclass(frozen=True, slots=True)
+class WatchedKeysForgotten(Command):
+    """Tasks of these watched keys (:class:`ForgetWatched`) were forgotten; each key is
+    watched no more."""
 
     keys: list[Key]
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from shoal import _logs
 from shoal.comm import Connection
+from shoal.scheduler._events import ForgetWatched
 from shoal.scheduler._state_base import key_prefix
 
 if TYPE_CHECKING:
@@ -60,6 +61,8 @@ async def _set_metadata(scheduler: Scheduler, conn: Connection, path: list[Any],
         scheduler.metadata.set(list(path), value)
     except ValueError as exc:
         return str(exc)
+    # A task's metadata goes when the task is forgotten (dask's Scheduler does the same).
+    scheduler._apply([ForgetWatched([path[0]])])
     return None
 
 

@@ -2,7 +2,9 @@
 scheduler (dask's ``Scheduler.task_metadata``), beside the task machine, not inside it.
 
 Owns: one nested dict. A path of keys indexes into it, the inner dicts made on demand when
-setting. Pure: no I/O, no clock.
+setting. A top-level entry whose key is a task's goes when that task is forgotten (the shell
+asks the scheduler to watch each top-level key, ``ForgetWatched``, and calls ``forget``).
+Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -48,6 +50,12 @@ class Metadata:
             if where is _MISSING:
                 return False, None
         return True, where
+
+    def forget(self, keys: Sequence[Any]) -> None:
+        """Tasks of ``keys`` were forgotten: drop their top-level entries (dask drops a
+        task's metadata with the task; entries under keys no task has stay)."""
+        for key in keys:
+            self.data.pop(key, None)
 
     def validate(self) -> None:
         assert isinstance(self.data, dict)

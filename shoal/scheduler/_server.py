@@ -143,6 +143,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         port = self._server.sockets[0].getsockname()[1]
         host = reachable_host() if is_wildcard(self.host) else self.host
         self.address = f"{scheme}://{host}:{port}"
+        logger.info("scheduler at %s", self.address)
         self._spawn(self._tick_loop())
         if self.dashboard_address is not None:
             await self._open_dashboard(self.dashboard_address)

@@ -38,6 +38,7 @@ from shoal.scheduler._events import (
     SendStore,
     TaskFailed,
     TaskFinished,
+    WatchedKeysForgotten,
     WorkResumed,
 )
 from shoal.scheduler._server_base import ShellBase
@@ -162,6 +163,8 @@ class ServerCommands(ShellBase):
                 self._scattered.pop(key, None)
         elif isinstance(cmd, ForgetFunctions):
             self._forget_functions(cmd.fids)
+        elif isinstance(cmd, WatchedKeysForgotten):
+            self.metadata.forget(cmd.keys)
         elif isinstance(cmd, ReportRestarted):
             c = clients.get(cmd.client)
             if c is not None:

@@ -126,6 +126,7 @@ class ServerMessages(ShellBase):
         server_end.info["name"] = name
         self._clients[name] = server_end
         server_end.set_handler(self._on_client_message)
+        logger.info("receive client connection: %s", name)
         self._apply([ClientJoined(name)])
         self._apply_side(self.topics, [topics.SubscriberJoined(name)])
         self._hook("add_client", self, client=name)
@@ -154,6 +155,7 @@ class ServerMessages(ShellBase):
             conn.info["name"] = name
             self._clients[name] = conn
             conn.set_handler(self._on_client_message)
+            logger.info("receive client connection: %s", name)
             self._apply([ClientJoined(name)])
             self._apply_side(self.topics, [topics.SubscriberJoined(name)])
             self._hook("add_client", self, client=name)
@@ -176,6 +178,7 @@ class ServerMessages(ShellBase):
             self._clients.pop(name, None)
             self._client_fids.pop(name, None)
             self.coordination.holder_left(name)
+            logger.info("remove client %s", name)
             self._apply([ClientLeft(name)])
             self._apply_side(self.topics, [topics.SubscriberLeft(name)])
             self._hook("remove_client", self, client=name)
@@ -412,12 +415,14 @@ class ServerMessages(ShellBase):
         self._workers[address] = conn
         self._worker_fids[address] = set()
         conn.send(RegisterReply(True, ""))
+        logger.info("register worker %s (name %s, %d threads)", address, msg.name, msg.nthreads)
         # Before any task: a joining or restarted worker is set up like the others.
         for name, (plugin, kind) in self.plugin_host.for_workers.items():
             conn.send(PluginSetup(0, name, plugin, kind))
         return True
 
     def _worker_gone(self, address: str, reason: str) -> None:
+        logger.info("remove worker %s: %s", address, reason)
         del self._workers[address]
         self._worker_fids.pop(address, None)
         self._apply([WorkerLeft(address, reason, time.monotonic())])

@@ -37,6 +37,7 @@ from shoal.scheduler._events import (
     Event,
     ExecutionStarted,
     FireAndForgetAsked,
+    ForgetWatched,
     GraphSubmitted,
     HeartbeatReceived,
     KeysCancelled,
@@ -136,6 +137,7 @@ class SchedulerState(
         self._log: deque[tuple[Any, ...]] = deque(maxlen=story_size)
         self._out: list[Command] = []
         self._fired_done: list[TaskState] = []  # fire-and-forget keys that just finished
+        self._forget_watch: set[Key] = set()  # keys whose task's forgetting is to be said
         self._cause = ""
         self._wanting: dict[str, frozenset[str]] = {}
         self._arriving: dict[str, str] = {}
@@ -172,6 +174,7 @@ class SchedulerState(
             ReplicasAdded: self._on_replicas_added,
             ReplicasDropped: self._on_replicas_dropped,
             WorkResumed: self._on_resumed,
+            ForgetWatched: self._on_forget_watched,
         }
 
     # --- entry point -------------------------------------------------------------------------

@@ -85,6 +85,7 @@ class StateBase:
     _log: deque[tuple[Any, ...]]
     _out: list[Command]
     _fired_done: list[TaskState]
+    _forget_watch: set[Key]  # ForgetWatched keys, until a task of theirs is forgotten
     _cause: str
     _wanting: dict[str, frozenset[str]]  # one shared ``who_wants`` per client wanting alone
     _arriving: dict[str, str]  # client -> the hold of the graph it is sending in pieces

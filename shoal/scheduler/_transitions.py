@@ -19,7 +19,13 @@ from sys import intern
 from typing import Any
 
 from shoal.protocol._errors import scheduler_error
-from shoal.scheduler._events import ContinueWork, ReportErred, SendCompute, SendFree
+from shoal.scheduler._events import (
+    ContinueWork,
+    ReportErred,
+    SendCompute,
+    SendFree,
+    WatchedKeysForgotten,
+)
 from shoal.scheduler._state_base import ACTIVE, FIRE_AND_FORGET, STATES, StateBase
 from shoal.scheduler._tasks import (
     _A_BIAS,
@@ -439,6 +445,9 @@ class Transitions(StateBase):
         self._log.append((ts.key, ts.state, "forgotten", self._cause))
         ts.state = "forgotten"
         self.tasks.pop(ts.key, None)
+        if ts.key in self._forget_watch:  # rare: a key with metadata (one set lookup else)
+            self._forget_watch.discard(ts.key)
+            self._out.append(WatchedKeysForgotten([ts.key]))
         if ts.actor:
             self._actors.discard(ts)
         if ts.fids:

@@ -149,7 +149,9 @@ class Executor:
         self._queue = _TaskQueue()
         self._seq = itertools.count()
         self._done: list[ExecuteDone] = []
-        self._started: list[Any] = []  # keys begun since the last hand-back
+        # Keys begun since the last hand-back whose results have not come yet: a result
+        # takes its key out (it says the task started), so a hand-back filters nothing.
+        self._started: dict[Any, None] = {}
         self._revoked: set[Any] = set()  # queued keys not to start (freed by the scheduler)
         self._skipped: list[Execute] = []
         self._lock = threading.Lock()
@@ -271,7 +273,7 @@ class Executor:
                     self._revoked.discard(cmd.key)
                     self._skipped.append(cmd)
                 else:
-                    self._started.append(cmd.key)
+                    self._started[cmd.key] = None
                 wake = not self._wakeup_pending
                 self._wakeup_pending = True
             if wake:
@@ -293,6 +295,8 @@ class Executor:
                 if not _thread_state.seceded:
                     self.executing -= 1
             with self._lock:
+                if self._started:  # not handed back yet: its result tells the start
+                    self._started.pop(cmd.key, None)
                 self._done.append(done)
                 wake = not self._wakeup_pending
                 self._wakeup_pending = True
@@ -307,16 +311,13 @@ class Executor:
     def _drain(self) -> None:
         with self._lock:
             batch, self._done = self._done, []
-            started, self._started = self._started, []
+            started, self._started = self._started, {}
             skipped, self._skipped = self._skipped, []
             self._wakeup_pending = False
         if skipped:
             self._on_skipped(skipped)
-        if started and batch:  # a task's result says it started: report the others only
-            done = {d.key for d in batch}
-            started = [k for k in started if k not in done]
-        if started:
-            self._on_started(started)
+        if started:  # tasks whose results are in this batch were taken out as they ended
+            self._on_started(list(started))
         if batch:
             self._on_done(batch)
 

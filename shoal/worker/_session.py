@@ -58,6 +58,8 @@ class SessionMixin(WorkerBase):
         if self._session > 1:
             logger.warning("worker %s registered again with %s as a fresh worker",
                            self.address, self.scheduler_address)
+        else:  # as dask's worker says at INFO (kept in its log ring, not printed)
+            logger.info("worker %s registered to %s", self.address, self.scheduler_address)
         assert self._scheduler is not None
         self._spawn(self._heartbeat_loop(self._scheduler))
         if isinstance(self.data, SpillBuffer):

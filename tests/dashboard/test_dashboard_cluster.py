@@ -37,18 +37,18 @@ def test_status_page_follows_a_real_cluster(browser_page: Any) -> None:
         )
         page = browser_page
         page.goto(link)
-        wait_for(lambda: page.locator("#status-workers tr[data-worker]").count() == 2, timeout=10)
+        wait_for(lambda: page.locator("#status-workers tr[data-worker]").count() == 2, timeout=60)
 
         futures = client.map(make_slowinc(), range(300))
         page.wait_for_selector('#progress .prow[data-prefix="slowinc"]', timeout=10_000)
-        wait_for(lambda: int(page.get_attribute("#task-stream", "data-drawn") or 0) > 0, timeout=10)
+        wait_for(lambda: int(page.get_attribute("#task-stream", "data-drawn") or 0) > 0, timeout=60)
         assert page.locator('#stream-legend [data-prefix="slowinc"]').count() == 1
         client.gather(futures)
         page.wait_for_selector(
             '#progress .prow[data-prefix="slowinc"][data-memory="300"]', timeout=10_000
         )
         wait_for(
-            lambda: int(page.get_attribute("#task-stream", "data-records") or 0) >= 300, timeout=10
+            lambda: int(page.get_attribute("#task-stream", "data-records") or 0) >= 300, timeout=60
         )
         page.screenshot(path=str(ARTIFACTS / "dashboard-cluster.png"), full_page=True)
 

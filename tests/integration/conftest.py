@@ -39,6 +39,9 @@ def make_client() -> Iterator[Callable[..., Client]]:
     def factory(n_workers: int = 2, **kwargs: Any) -> Client:
         kwargs.setdefault("threads_per_worker", 1)
         kwargs.setdefault("dashboard_address", None)
+        # Start-up's deadline: worker processes on a loaded 2-core CI machine can take over
+        # the default 60 s to import and register; a test's own assertions are untouched.
+        kwargs.setdefault("timeout", 180)
         cluster = LocalCluster(n_workers=n_workers, **kwargs)
         opened.append(cluster)
         c = Client(cluster)

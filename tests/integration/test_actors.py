@@ -352,21 +352,21 @@ def test_losing_the_actors_worker_fails_pending_and_later_calls(
 ) -> None:
     client = make_client(n_workers=2)
     fut = client.submit(Counter, actor=True)
-    counter = fut.result(timeout=10)
+    counter = fut.result(timeout=60)
     holder = holder_of(client, fut)
-    counter.increment().result(timeout=10)
+    counter.increment().result(timeout=60)
     pid = client.run(os.getpid, workers=[holder])[holder]
     pending = counter.wait_for_gate(str(tmp_path / "never-opened"))
     os.kill(pid, signal.SIGKILL)
     with pytest.raises(RuntimeError, match="Worker holding Actor was lost") as info:
-        pending.result(timeout=30)
+        pending.result(timeout=120)
     assert repr(fut.key) in str(info.value) and holder in str(info.value)
-    wait_for(lambda: fut.status == "error", timeout=30)
+    wait_for(lambda: fut.status == "error", timeout=120)
     with pytest.raises(RuntimeError, match="Worker holding Actor was lost") as later:
         counter.increment()
     assert holder in str(later.value) and str(fut.key) in str(later.value)
     with pytest.raises(RuntimeError, match="Worker holding Actor was lost"):
-        fut.result(timeout=10)
+        fut.result(timeout=60)
     with pytest.raises(RuntimeError, match="Worker holding Actor was lost"):
         counter.n  # noqa: B018
 
@@ -376,7 +376,7 @@ def test_a_task_waiting_on_an_actor_whose_worker_dies_gets_a_clear_error(
 ) -> None:
     client = make_client(n_workers=2)
     fut = client.submit(Counter, actor=True)
-    counter = fut.result(timeout=10)
+    counter = fut.result(timeout=60)
     holder = holder_of(client, fut)
     other = next(w for w in client.scheduler_info()["workers"] if w != holder)
     started, gate = str(tmp_path / "started"), str(tmp_path / "never-opened")
@@ -385,5 +385,5 @@ def test_a_task_waiting_on_an_actor_whose_worker_dies_gets_a_clear_error(
     pid = client.run(os.getpid, workers=[holder])[holder]
     os.kill(pid, signal.SIGKILL)
     with pytest.raises(RuntimeError, match="Worker holding Actor was lost") as info:
-        task.result(timeout=30)
+        task.result(timeout=120)
     assert holder in str(info.value)

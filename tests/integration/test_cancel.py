@@ -42,7 +42,7 @@ def test_cancel_leaves_another_clients_future_running_unless_forced(client, gate
         theirs = other.submit(gated, gate.path, 7, key="shared-cancel-1")
         _wanted_by_both(client, "shared-cancel-1")
         mine.cancel()
-        wait_for(mine.cancelled, timeout=10)
+        wait_for(mine.cancelled, timeout=60)
         assert not theirs.done()
         gate.open()
         assert theirs.result(timeout=20) == 7
@@ -51,10 +51,10 @@ def test_cancel_leaves_another_clients_future_running_unless_forced(client, gate
         theirs = other.submit(gated, gate.path, 8, key="shared-cancel-2")
         _wanted_by_both(client, "shared-cancel-2")
         mine.cancel(force=True)
-        wait_for(theirs.cancelled, timeout=10)
+        wait_for(theirs.cancelled, timeout=60)
         with pytest.raises(concurrent.futures.CancelledError):
-            theirs.result(timeout=10)
-        wait_for(lambda: "shared-cancel-2" not in scheduler_tasks(client), timeout=10)
+            theirs.result(timeout=60)
+        wait_for(lambda: "shared-cancel-2" not in scheduler_tasks(client), timeout=60)
     finally:
         other.close()
 
@@ -71,7 +71,7 @@ def test_cancelled_tasks_queued_on_a_worker_are_not_run(make_client, gate, tmp_p
     with dask.config.set({"distributed.scheduler.unknown-task-duration": "1ms"}):
         c = make_client(n_workers=1)
     log = str(tmp_path / "ran.txt")
-    assert c.submit(append_line, log, "warm", key="warm-0").result(timeout=30) == "warm"
+    assert c.submit(append_line, log, "warm", key="warm-0").result(timeout=120) == "warm"
     blocker = c.submit(gated, gate.path, 0, key="note-block", priority=10)
     queued = [c.submit(append_line, log, f"q{i}", key=f"note-{i}") for i in range(1, 21)]
     tasks = c.cluster.scheduler.state.tasks
@@ -83,10 +83,10 @@ def test_cancelled_tasks_queued_on_a_worker_are_not_run(make_client, gate, tmp_p
     # and runs beside the blocked task thread: once it answers, the worker knows.
     c.run(os.getpid)
     gate.open()
-    assert blocker.result(timeout=30) == 0
-    assert again.result(timeout=30) == "q3"
+    assert blocker.result(timeout=120) == 0
+    assert again.result(timeout=120) == "q3"
     last = c.submit(append_line, log, "last", key="note-last")
-    assert last.result(timeout=30) == "last"
+    assert last.result(timeout=120) == "last"
     with open(log) as f:
         assert f.read().split() == ["warm", "q3", "last"]
 

@@ -139,7 +139,7 @@ def test_write_scheduler_file_lets_another_client_connect(client, tmp_path):
         assert info["address"] == client.scheduler_address
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         with Client(scheduler_file=path, set_as_default=False) as reader:
-            assert reader.submit(inc, 1, pure=False).result(timeout=30) == 2
+            assert reader.submit(inc, 1, pure=False).result(timeout=120) == 2
         writer.write_scheduler_file(path)  # the same path again is fine
         with pytest.raises(ValueError, match="scheduler file is already"):
             writer.write_scheduler_file(str(tmp_path / "other.json"))

@@ -134,6 +134,24 @@ def test_scheduler_logs_newest_first(client):
         client.get_scheduler_logs(n=0)
 
 
+def test_scheduler_and_worker_logs_hold_info_lines_as_dask_do(client):
+    def log_info() -> None:
+        logging.getLogger("shoal.scheduler").info("introspection-info-scheduler")
+
+    def log_info_on_worker() -> None:
+        logging.getLogger("shoal.worker").info("introspection-info-worker")
+
+    client.run_on_scheduler(log_info)
+    client.run(log_info_on_worker)
+    logs = client.get_scheduler_logs()
+    assert ("INFO", next(line for lv, line in logs if "introspection-info-scheduler" in line)) \
+        in logs
+    # As dask's: the scheduler said each worker's arrival at INFO.
+    assert any(lv == "INFO" and "register" in line.lower() for lv, line in logs), logs[:20]
+    for rows in client.get_worker_logs().values():
+        assert any(lv == "INFO" and "introspection-info-worker" in line for lv, line in rows)
+
+
 def test_worker_logs_from_each_worker(client):
     def log_on_worker(dask_worker) -> str:
         logging.getLogger("shoal.worker").warning("introspection-on %s", dask_worker.address)
@@ -223,3 +241,14 @@ def test_connecting_to_a_scheduler_of_the_same_versions_is_quiet(client, recwarn
     with Client(client.scheduler_address, set_as_default=False):
         pass
     assert not [w for w in recwarn if "Mismatched versions" in str(w.message)]
+
+
+def test_metadata_of_a_task_goes_when_the_task_is_forgotten_as_in_dask(client):
+    fut = client.submit(inc, 1, key="meta-task-1")
+    assert fut.result() == 2
+    client.set_metadata(["meta-task-1", "note"], "mine")
+    client.set_metadata("meta-plain", {"kept": True})
+    assert client.get_metadata(["meta-task-1", "note"]) == "mine"
+    del fut
+    wait_for(lambda: client.get_metadata("meta-task-1", None) is None, timeout=30)
+    assert client.get_metadata("meta-plain") == {"kept": True}

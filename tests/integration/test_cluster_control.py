@@ -52,7 +52,7 @@ def test_restart_cancels_every_future_and_runs_new_work_on_fresh_processes(make_
     c = make_client(n_workers=2)
     before = worker_pids(c)
     done = c.submit(inc, 1)
-    assert done.result(timeout=10) == 2
+    assert done.result(timeout=60) == 2
     running = c.submit(gated, gate.path, 5, pure=False)
     wait_for(lambda: running.key in c.cluster.scheduler.tasks
              and c.cluster.scheduler.tasks[running.key].state == "processing")
@@ -67,8 +67,8 @@ def test_restart_cancels_every_future_and_runs_new_work_on_fresh_processes(make_
     # does not release the new one
     again = c.submit(inc, 1)
     del done
-    assert again.result(timeout=10) == 2
-    assert c.submit(inc, 10).result(timeout=10) == 11
+    assert again.result(timeout=60) == 2
+    assert c.submit(inc, 10).result(timeout=60) == 11
 
 
 def test_restart_cancels_the_futures_of_every_client(make_client):
@@ -76,10 +76,10 @@ def test_restart_cancels_the_futures_of_every_client(make_client):
     other = Client(c.cluster.scheduler_address, set_as_default=False)
     try:
         theirs = other.submit(inc, 5)
-        assert theirs.result(timeout=10) == 6
+        assert theirs.result(timeout=60) == 6
         c.restart()
         wait_for(lambda: theirs.status == "cancelled")
-        assert other.submit(inc, 6).result(timeout=10) == 7
+        assert other.submit(inc, 6).result(timeout=60) == 7
     finally:
         other.close()
 
@@ -88,18 +88,18 @@ def test_restart_without_waiting_for_workers_returns_once_they_left(make_client)
     c = make_client(n_workers=2)
     c.restart(wait_for_workers=False)
     c.wait_for_workers(2, timeout=30)
-    assert c.submit(inc, 1).result(timeout=10) == 2
+    assert c.submit(inc, 1).result(timeout=60) == 2
 
 
 def test_restart_of_in_process_workers_drops_their_data(make_client):
     c = make_client(n_workers=2, processes=False)
     f = c.submit(inc, 1)
-    assert f.result(timeout=10) == 2
+    assert f.result(timeout=60) == 2
     c.restart()
     assert f.status == "cancelled"
     assert all(not w.data for w in c.cluster._inproc_workers)
     assert len(c.scheduler_info()["workers"]) == 2
-    assert c.submit(inc, 2).result(timeout=10) == 3
+    assert c.submit(inc, 2).result(timeout=60) == 3
 
 
 def test_a_second_restart_activates_the_standby_prepared_after_the_first(make_client):
@@ -107,12 +107,12 @@ def test_a_second_restart_activates_the_standby_prepared_after_the_first(make_cl
     (nanny,) = c.cluster.nannies
     assert nanny._spare is None  # no standby before any restart: nothing to pay for
     c.restart()
-    wait_for(lambda: nanny._spare is not None, timeout=30)
+    wait_for(lambda: nanny._spare is not None, timeout=120)
     standby = nanny._spare.pid
     c.restart()
     assert worker_pids(c) == {standby}
-    assert c.submit(inc, 1).result(timeout=10) == 2
-    wait_for(lambda: nanny._spare is not None, timeout=30)
+    assert c.submit(inc, 1).result(timeout=60) == 2
+    wait_for(lambda: nanny._spare is not None, timeout=120)
     spare = nanny._spare.pid
     c.cluster.close()
     assert not alive(spare) and not alive(standby)
@@ -133,12 +133,12 @@ def test_restart_of_shoal_worker_command_workers_over_tcp(tmp_path):
             # (these workers cannot import this test module: builtins only)
             before = set(c.run(os.getpid).values())
             f = c.submit(operator.add, 1, 1)
-            assert f.result(timeout=10) == 2
+            assert f.result(timeout=60) == 2
             c.restart()
             assert f.status == "cancelled"
             after = set(c.run(os.getpid).values())
             assert len(after) == 2 and not (after & before)
-            assert c.submit(operator.add, 2, 2).result(timeout=10) == 4
+            assert c.submit(operator.add, 2, 2).result(timeout=60) == 4
     finally:
         _stop(processes)
 
@@ -156,14 +156,14 @@ def test_restart_workers_replaces_only_those_workers(make_client):
     pids = {a: w["pid"] for a, w in c.scheduler_info()["workers"].items()}
     first, second = sorted(pids)
     kept = c.submit(inc, 1, workers=[second])
-    assert kept.result(timeout=10) == 2
+    assert kept.result(timeout=60) == 2
     out = c.restart_workers([first])
     assert out == {first: "OK"}
     info = c.scheduler_info()["workers"]
     assert len(info) == 2
     assert second in info and info[second]["pid"] == pids[second]
     assert pids[first] not in {w["pid"] for w in info.values()}
-    assert kept.status == "finished" and kept.result(timeout=10) == 2
+    assert kept.status == "finished" and kept.result(timeout=60) == 2
 
 
 def test_restart_workers_of_an_unknown_worker_names_the_workers_there_are(client):
@@ -175,7 +175,7 @@ def test_retire_workers_moves_a_wanted_result_off_before_closing(make_client):
     c = make_client(n_workers=2)
     first, second = sorted(c.scheduler_info()["workers"])
     held = c.submit(inc, 41, workers=[first])
-    assert held.result(timeout=10) == 42
+    assert held.result(timeout=60) == 42
     assert c.who_has(held)[held.key] == (first,)
     retired = c.retire_workers([first])
     assert list(retired) == [first]
@@ -183,10 +183,10 @@ def test_retire_workers_moves_a_wanted_result_off_before_closing(make_client):
     assert c.who_has(held)[held.key] == (second,)
     assert list(c.scheduler_info()["workers"]) == [second]
     assert c.gather(held) == 42
-    assert c.submit(inc, held).result(timeout=10) == 43
+    assert c.submit(inc, held).result(timeout=60) == 43
     # the retired worker's nanny does not bring it back
     nanny = next(n for n in c.cluster.nannies if n.process.returncode is not None)
-    wait_for(lambda: nanny._supervisor is not None and nanny._supervisor.done(), timeout=10)
+    wait_for(lambda: nanny._supervisor is not None and nanny._supervisor.done(), timeout=60)
     assert len(c.scheduler_info()["workers"]) == 1
 
 
@@ -201,19 +201,19 @@ def test_retire_workers_has_the_staying_worker_fetch_a_big_result_from_the_retir
     c = make_client(n_workers=2)
     first, second = sorted(c.scheduler_info()["workers"])
     big = c.submit(_payload, 300_000, workers=[first], pure=False)
-    wait_for(lambda: c.who_has(big).get(big.key) == (first,), timeout=10)
+    wait_for(lambda: c.who_has(big).get(big.key) == (first,), timeout=60)
     assert list(c.retire_workers([first])) == [first]
     assert c.who_has(big)[big.key] == (second,)
-    assert big.result(timeout=30) == b"x" * 300_000
+    assert big.result(timeout=120) == b"x" * 300_000
 
 
 def test_retire_workers_keeps_a_worker_whose_data_nobody_can_take(make_client):
     c = make_client(n_workers=1)
     (only,) = c.scheduler_info()["workers"]
     f = c.submit(inc, 1)
-    assert f.result(timeout=10) == 2
+    assert f.result(timeout=60) == 2
     assert c.retire_workers([only]) == {}
-    assert f.result(timeout=10) == 2 and only in c.scheduler_info()["workers"]
+    assert f.result(timeout=60) == 2 and only in c.scheduler_info()["workers"]
 
 
 # --- scale and adapt -----------------------------------------------------------------------------
@@ -240,9 +240,9 @@ def test_adapt_grows_on_a_queue_and_shrinks_when_idle(make_client):
                              target_duration="50ms")
     try:
         futs = [c.submit(slow, i, 0.3, pure=False) for i in range(12)]
-        wait_for(lambda: len(cluster.scheduler.state.workers) == 3, timeout=30)
+        wait_for(lambda: len(cluster.scheduler.state.workers) == 3, timeout=120)
         assert c.gather(futs) == list(range(12))
-        wait_for(lambda: len(cluster.scheduler.state.workers) == 1, timeout=30)
+        wait_for(lambda: len(cluster.scheduler.state.workers) == 1, timeout=120)
         assert [kind for kind, _ in adaptive.log][:1] == ["up"] and ("down" in dict(adaptive.log))
     finally:
         adaptive.stop()
@@ -268,7 +268,7 @@ class _Deployment:
 
 def test_client_accepts_any_object_with_a_scheduler_address(client):
     with Client(_Deployment(client.scheduler_address), set_as_default=False) as other:
-        assert other.submit(inc, 1).result(timeout=10) == 2
+        assert other.submit(inc, 1).result(timeout=60) == 2
         assert other.dashboard_link == "http://example.invalid/status"
 
 
@@ -276,7 +276,7 @@ def test_client_without_address_uses_the_scheduler_address_config(client):
     with dask.config.set({"scheduler-address": client.scheduler_address}), \
             Client(set_as_default=False) as other:
         assert other.cluster is None
-        assert other.submit(inc, 2).result(timeout=10) == 3
+        assert other.submit(inc, 2).result(timeout=60) == 3
 
 
 def test_dask_scheduler_address_environment_variable_is_used(client, tmp_path):

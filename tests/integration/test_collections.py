@@ -255,7 +255,7 @@ def test_client_compute_after_close_raises_a_clear_error(client):
 def test_computing_a_persisted_collection_after_its_client_closed_raises_a_clear_error(client):
     other = Client(client.cluster.scheduler_address)
     x = other.persist(da.ones(100, chunks=10))
-    wait(x, timeout=10)
+    wait(x, timeout=60)
     other.close()
     with pytest.raises(Exception, match=r"(?i)closed"):
         x.sum().compute()

@@ -91,7 +91,7 @@ def produce(name: str, n: int) -> int:
 
 def consume(name: str, n: int) -> list[int]:
     q = Queue(name)
-    return [q.get(timeout=30) for _ in range(n)]
+    return [q.get(timeout=120) for _ in range(n)]  # the producer may start late (a loaded CI)
 
 
 def set_event(name: str) -> bool:
@@ -242,7 +242,10 @@ def test_semaphore_with_another_max_leases_is_a_value_error(local: Client) -> No
     first.release()
 
 
-_SHORT_LEASES = {"distributed.scheduler.locks.lease-timeout": "300ms",
+# Short for a quick test, yet long enough that a loaded machine (a loop late by most of a
+# second) still refreshes in time: holders refresh every lease-timeout / 5.
+_LEASE_TIMEOUT = 2.0
+_SHORT_LEASES = {"distributed.scheduler.locks.lease-timeout": f"{_LEASE_TIMEOUT}s",
                  "distributed.scheduler.locks.lease-validation-interval": "50ms"}
 
 
@@ -252,7 +255,7 @@ def test_lease_of_a_holder_that_stops_refreshing_expires(make_client) -> None:
         stuck = Semaphore(name="expiring", client=c)
         stuck.refresh_leases = False  # as a holder whose process hangs
         assert stuck.acquire()
-        assert Semaphore(name="expiring", client=c).acquire(timeout=10)
+        assert Semaphore(name="expiring", client=c).acquire(timeout=60)
 
 
 def test_refreshed_lease_outlives_the_lease_timeout(make_client) -> None:
@@ -260,7 +263,9 @@ def test_refreshed_lease_outlives_the_lease_timeout(make_client) -> None:
         c = make_client(n_workers=1)
         holder = Semaphore(name="refreshed", client=c)
         assert holder.acquire()
-        assert Semaphore(name="refreshed", client=c).acquire(timeout=1.0) is False
+        # Refused for longer than a lease lives unrefreshed: the holder's refreshes kept it.
+        assert Semaphore(name="refreshed", client=c).acquire(
+            timeout=1.5 * _LEASE_TIMEOUT) is False
         assert holder.get_value() == 1
         holder.release()
 
@@ -287,7 +292,7 @@ def test_leases_of_a_process_that_dies_are_returned(make_client) -> None:
         assert sem.acquire(timeout=0.05) is False
         proc.kill()
         # well within the 30 s lease-timeout: the closed connection returned them
-        assert sem.acquire(timeout=10)
+        assert sem.acquire(timeout=60)
         assert sem.get_value() == 1
     finally:
         proc.kill()
@@ -311,7 +316,7 @@ def test_leases_held_in_a_worker_that_dies_are_returned(make_client, tmp_path) -
     assert fut.result(timeout=60) == "second run"
     sem = Semaphore(max_leases=2, name="svc-worker", client=c)
     wait_for(lambda: sem.get_value() == 0)  # well within the 30 s lease-timeout
-    assert sem.acquire(timeout=10) and sem.acquire(timeout=10)
+    assert sem.acquire(timeout=60) and sem.acquire(timeout=60)
 
 
 # --- Queue --------------------------------------------------------------------------------
@@ -380,8 +385,8 @@ def test_queue_between_tasks_on_worker_processes(make_client) -> None:
     client = make_client(n_workers=2)
     consumer = client.submit(consume, "procs-pipe", 4, pure=False)
     producer = client.submit(produce, "procs-pipe", 4, pure=False)
-    assert consumer.result(timeout=30) == [0, 1, 2, 3]
-    assert producer.result(timeout=30) == 4
+    assert consumer.result(timeout=120) == [0, 1, 2, 3]
+    assert producer.result(timeout=120) == 4
 
 
 def test_queued_future_keeps_its_key_and_comes_back_valid(local: Client) -> None:
@@ -401,9 +406,9 @@ def test_queue_from_another_client_gets_a_future_of_its_own(make_client) -> None
     c = make_client(n_workers=1)
     Queue("shared", client=c).put(c.submit(inc, 1, key="shared-inc"))
     with Client(c.scheduler_address, set_as_default=False) as other:
-        fut = Queue("shared", client=other).get(timeout=10)
+        fut = Queue("shared", client=other).get(timeout=60)
         assert fut.client is other
-        assert fut.result(timeout=10) == 2
+        assert fut.result(timeout=60) == 2
 
 
 # --- Variable -----------------------------------------------------------------------------
@@ -450,7 +455,7 @@ def test_task_on_a_worker_process_reads_a_future_from_a_variable(make_client) ->
     client = make_client(n_workers=2)
     v = Variable("procs-model", client=client)
     v.set(client.submit(inc, 5, key="procs-variable-inc"))
-    assert client.submit(read_variable_future, "procs-model", pure=False).result(timeout=30) == 6
+    assert client.submit(read_variable_future, "procs-model", pure=False).result(timeout=120) == 6
     v.delete()
 
 
@@ -463,9 +468,9 @@ def test_variable_shared_between_clients(make_client) -> None:
     c = make_client(n_workers=1)
     Variable("model", client=c).set(c.submit(inc, 9, key="model-inc"))
     with Client(c.scheduler_address, set_as_default=False) as other:
-        fut = Variable("model", client=other).get(timeout=10)
+        fut = Variable("model", client=other).get(timeout=60)
         assert fut.client is other
-        assert fut.result(timeout=10) == 10
+        assert fut.result(timeout=60) == 10
 
 
 def test_future_in_a_variable_outlives_the_client_that_set_it(make_client) -> None:
@@ -473,8 +478,8 @@ def test_future_in_a_variable_outlives_the_client_that_set_it(make_client) -> No
     with Client(c.scheduler_address, set_as_default=False) as setter:
         Variable("handoff", client=setter).set(setter.submit(inc, 99, key="handoff-inc"))
         Queue("handoff", client=setter).put(setter.submit(inc, 199, key="queued-handoff-inc"))
-    assert Variable("handoff", client=c).get(timeout=10).result(timeout=10) == 100
-    assert Queue("handoff", client=c).get(timeout=10).result(timeout=10) == 200
+    assert Variable("handoff", client=c).get(timeout=60).result(timeout=60) == 100
+    assert Queue("handoff", client=c).get(timeout=60).result(timeout=60) == 200
 
 
 # --- Event --------------------------------------------------------------------------------
@@ -483,8 +488,8 @@ def test_future_in_a_variable_outlives_the_client_that_set_it(make_client) -> No
 def test_event_between_tasks_on_worker_processes(make_client) -> None:
     client = make_client(n_workers=2)
     waiter = client.submit(wait_event, "procs-go", pure=False)
-    assert client.submit(set_event, "procs-go", pure=False).result(timeout=30)
-    assert waiter.result(timeout=30) is True
+    assert client.submit(set_event, "procs-go", pure=False).result(timeout=120)
+    assert waiter.result(timeout=120) is True
 
 
 def test_event_set_wait_clear_is_set(local: Client) -> None:

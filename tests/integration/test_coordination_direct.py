@@ -70,7 +70,7 @@ def test_future_put_between_data_puts_keeps_its_place(make_client, direct_calls)
     q.put(2)
     got = [q.get() for _ in range(3)]
     assert got[0] == 0 and got[2] == 2
-    assert got[1].key == fut.key and got[1].result(timeout=10) == 2
+    assert got[1].key == fut.key and got[1].result(timeout=60) == 2
     assert direct_calls.count("coord-queue-put") == 2  # the data puts
 
 
@@ -104,11 +104,11 @@ def test_a_direct_get_waits_for_a_put_from_a_task(make_client, direct_calls) -> 
     out: dict[str, Any] = {}
     getter = threading.Thread(target=lambda: out.setdefault("v", q.get(timeout=30)))
     getter.start()
-    wait_for(lambda: "coord-queue-get" in direct_calls, timeout=10)  # waiting now
+    wait_for(lambda: "coord-queue-get" in direct_calls, timeout=60)  # waiting now
     go.set()
     getter.join(30)
     assert out == {"v": "from a task"}
-    assert task.result(timeout=10) is True
+    assert task.result(timeout=60) is True
 
 
 def test_a_direct_get_times_out_and_leaves_the_next_item(make_client, direct_calls) -> None:
@@ -136,7 +136,7 @@ def test_a_client_that_leaves_while_waiting_takes_no_item(make_client, direct_ca
 
         getter = threading.Thread(target=get)
         getter.start()
-        wait_for(lambda: "coord-queue-get" in direct_calls, timeout=10)
+        wait_for(lambda: "coord-queue-get" in direct_calls, timeout=60)
     finally:
         other.close()
     getter.join(30)

@@ -175,7 +175,7 @@ def test_publish_list_get_unpublish(client: Client) -> None:
         with Client(client.cluster, set_as_default=False) as other:
             got = other.get_dataset("model")
             assert got.key == "ds-model"
-            assert got.result(timeout=30) == 42
+            assert got.result(timeout=120) == 42
             assert got.client is other
     finally:
         client.unpublish_dataset("model")

@@ -74,8 +74,8 @@ def test_sigkill_of_a_worker_during_a_map_still_gives_every_result(make_client):
         now = c.run(os.getpid)
         return len(now) == 2 and victim not in now.values()
 
-    wait_for(two_fresh_workers, timeout=30)
-    assert c.submit(inc, 1, pure=False).result(timeout=10) == 2
+    wait_for(two_fresh_workers, timeout=120)
+    assert c.submit(inc, 1, pure=False).result(timeout=60) == 2
 
 
 def test_losing_the_only_copy_of_scattered_data_gives_a_clear_error(make_client):
@@ -84,11 +84,11 @@ def test_losing_the_only_copy_of_scattered_data_gives_a_clear_error(make_client)
     [holder] = c.who_has([fut])[fut.key]
     os.kill(c.run(os.getpid)[holder], signal.SIGKILL)
     with pytest.raises(Exception) as info:
-        fut.result(timeout=30)
+        fut.result(timeout=120)
     message = str(info.value)
     assert fut.key in message
     assert "lost" in message.lower()
-    assert c.submit(inc, 1, pure=False).result(timeout=30) == 2
+    assert c.submit(inc, 1, pure=False).result(timeout=120) == 2
 
 
 def _closed_by_peer(sock: socket.socket, timeout: float) -> bool:
@@ -151,7 +151,7 @@ def test_results_lost_with_a_worker_are_recomputed_from_lineage(make_client):
     c = make_client(n_workers=2)
     x = c.persist(da.arange(40_000, chunks=1_000) * 2)
     futures = x.__dask_graph__().values()
-    wait_for(lambda: all(f.done() for f in futures), timeout=30)
+    wait_for(lambda: all(f.done() for f in futures), timeout=120)
     who = c.who_has(list(futures))
     # Usually the chunks are spread over both workers; on a loaded machine one worker may
     # have computed them all (the tasks are tiny). Either way the victim holds chunks.
@@ -162,5 +162,5 @@ def test_results_lost_with_a_worker_are_recomputed_from_lineage(make_client):
     # The chunks it held are gone with the worker; the scheduler recomputes them from their
     # tasks, and the sum is right.
     assert x.sum().compute() == (np.arange(40_000) * 2).sum()
-    wait_for(lambda: all(f.status == "finished" for f in futures), timeout=30)
+    wait_for(lambda: all(f.status == "finished" for f in futures), timeout=120)
     assert victim_address not in {w for ws in c.who_has(list(futures)).values() for w in ws}

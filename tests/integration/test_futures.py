@@ -400,7 +400,7 @@ def test_sequential_round_trips_wake_the_loop_once_each(make_client, monkeypatch
 
     monkeypatch.setattr(_outbox, "RELEASE_DELAY", 0.05)
     client = make_client(n_workers=1)  # its own: the long delay must not outlive the test
-    assert client.submit(inc, 0, pure=False).result(timeout=10) == 1  # arms the release delay
+    assert client.submit(inc, 0, pure=False).result(timeout=60) == 1  # arms the release delay
     user = threading.get_ident()
     wakes = []
     real = _loop.call_soon
@@ -415,10 +415,10 @@ def test_sequential_round_trips_wake_the_loop_once_each(make_client, monkeypatch
     for i in range(20):
         fut = client.submit(inc, i, pure=False)
         keys.append(fut.key)
-        assert fut.result(timeout=10) == i + 1
+        assert fut.result(timeout=60) == i + 1
         del fut
     assert len(wakes) <= 20 + 1, f"{len(wakes)} loop wake-ups for 20 round trips"
-    wait_for(lambda: not set(keys) & set(scheduler_tasks(client)), timeout=10)
+    wait_for(lambda: not set(keys) & set(scheduler_tasks(client)), timeout=60)
 
 
 def test_scheduler_tasks_show_processing_then_memory(client, gate):

@@ -69,11 +69,11 @@ def test_a_poison_task_does_not_take_down_the_tasks_queued_behind_it(make_client
     with dask.config.set({"distributed.scheduler.allowed-failures": 0,
                           "distributed.scheduler.unknown-task-duration": "1ms"}):
         c = make_client(n_workers=1)
-    assert c.submit(inc, 0, key="warm-up-0").result(timeout=30) == 1  # imports this module
+    assert c.submit(inc, 0, key="warm-up-0").result(timeout=120) == 1  # imports this module
     poison = c.submit(sleep_then_die, 2.0, key="fast-1000", priority=10)
     innocent = [c.submit(inc, i, key=f"fast-{i}") for i in range(1, 21)]
     tasks = c.cluster.scheduler.state.tasks
-    wait_for(lambda: "fast-1000" in tasks and tasks["fast-1000"].started, timeout=30)
+    wait_for(lambda: "fast-1000" in tasks and tasks["fast-1000"].started, timeout=120)
     assert sum(ts.state == "processing" for ts in list(tasks.values())) > 1  # queued behind it
     with pytest.raises(KilledWorker):
         poison.result(timeout=60)
@@ -87,7 +87,7 @@ def test_a_worker_closed_on_purpose_counts_against_no_task(make_client, gate):
         c = make_client(n_workers=2)
     fut = c.submit(gated, gate.path, 5, pure=False)
     tasks = c.cluster.scheduler.state.tasks
-    wait_for(lambda: fut.key in tasks and tasks[fut.key].processing_on is not None, timeout=30)
+    wait_for(lambda: fut.key in tasks and tasks[fut.key].processing_on is not None, timeout=120)
     runner = tasks[fut.key].processing_on.address
     pid = c.run(os.getpid)[runner]
     os.kill(pid, signal.SIGTERM)  # a graceful close: the nanny's way of stopping a worker

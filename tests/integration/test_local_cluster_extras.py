@@ -27,7 +27,7 @@ def test_scale_up_and_scale_down_by_name_or_address(make_client):
     assert sorted(cluster.workers) == ["0"]
     with pytest.raises(ValueError, match="no worker named"):
         cluster.scale_down(["nope"])
-    assert c.submit(lambda: 5, pure=False).result(timeout=30) == 5
+    assert c.submit(lambda: 5, pure=False).result(timeout=120) == 5
 
 
 def test_get_logs_per_source(make_client):
@@ -59,6 +59,6 @@ def test_get_client_name_and_asynchronous():
         try:
             assert isinstance(c, Client) and c.cluster is cluster
             assert cluster.get_client() is c  # the open one, not a second
-            assert c.submit(lambda: 1, pure=False).result(timeout=30) == 1
+            assert c.submit(lambda: 1, pure=False).result(timeout=120) == 1
         finally:
             c.close()

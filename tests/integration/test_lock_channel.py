@@ -54,12 +54,17 @@ def release_then_ask(name: str, n: int) -> list[bool]:
     return seen
 
 
+# Short for a quick test, yet long enough that a loaded machine (a loop late by most of a
+# second) still refreshes in time: holders refresh every lease-timeout / 5.
+LEASE_TIMEOUT = 2.0
+
+
 def hold_past_the_lease_timeout(name: str) -> int:
-    """Take a lease over the channel, keep it for 4 lease-timeouts, report the value seen
+    """Take a lease over the channel, keep it for 2.5 lease-timeouts, report the value seen
     by the scheduler then (the loop refreshed it meanwhile), and release."""
     sem = Semaphore(max_leases=1, name=name)
     assert sem.acquire()
-    time.sleep(1.2)
+    time.sleep(2.5 * LEASE_TIMEOUT)
     value = sem.get_value()
     sem.release()
     return value
@@ -92,7 +97,7 @@ def holders(cluster: Any, name: str) -> list[str]:
 
 def test_lock_taken_in_a_task_is_held_by_a_channel_not_a_client(make_client) -> None:
     c = make_client(n_workers=1)
-    assert c.submit(take, "chan-held", pure=False).result(timeout=30) is True
+    assert c.submit(take, "chan-held", pure=False).result(timeout=120) is True
     sched = c.cluster.scheduler
     (holder,) = holders(c.cluster, "chan-held")
     assert holder in sched.coordination._channels
@@ -106,7 +111,7 @@ def test_lease_taken_in_a_thread_that_ended_stays_held_and_its_channel_is_reused
     c = make_client(n_workers=1)
     names = [f"chan-seceded-{i}" for i in range(4)]
     for name in names:  # one after another: each runs in a thread that then ends
-        assert c.submit(take_after_seceding, name, pure=False).result(timeout=30) is True
+        assert c.submit(take_after_seceding, name, pure=False).result(timeout=120) is True
     for name in names:
         assert Lock(name, client=c).acquire(timeout=0.05) is False
     # a new thread took over the channel of the thread that ended before it
@@ -127,7 +132,7 @@ def test_value_queued_before_a_release_in_a_task_is_there_for_the_next_holder(
         assert lock.acquire(timeout=30)
         assert queue.get(timeout=0) == i  # no wait: it was applied before the release
     lock.release()
-    assert fut.result(timeout=30) == n
+    assert fut.result(timeout=120) == n
 
 
 def test_task_sees_its_own_release_in_a_later_request(make_client) -> None:
@@ -137,7 +142,7 @@ def test_task_sees_its_own_release_in_a_later_request(make_client) -> None:
 
 
 def test_lease_taken_over_a_channel_is_refreshed_by_the_worker_client(make_client) -> None:
-    with dask.config.set({"distributed.scheduler.locks.lease-timeout": "300ms",
+    with dask.config.set({"distributed.scheduler.locks.lease-timeout": f"{LEASE_TIMEOUT}s",
                           "distributed.scheduler.locks.lease-validation-interval": "50ms"}):
         c = make_client(n_workers=1, processes=False)
         fut = c.submit(hold_past_the_lease_timeout, "chan-refresh", pure=False)
@@ -145,14 +150,16 @@ def test_lease_taken_over_a_channel_is_refreshed_by_the_worker_client(make_clien
         wait_for(lambda: holders(c.cluster, "chan-refresh"))
         (holder,) = holders(c.cluster, "chan-refresh")
         assert holder in sched.coordination._channels
-        assert Semaphore(max_leases=1, name="chan-refresh", client=c).acquire(timeout=0.9) is False
-        assert fut.result(timeout=30) == 1  # never expired
+        # Refused for longer than a lease lives unrefreshed: the worker client refreshed it.
+        assert Semaphore(max_leases=1, name="chan-refresh", client=c).acquire(
+            timeout=1.5 * LEASE_TIMEOUT) is False
+        assert fut.result(timeout=60) == 1  # never expired
 
 
 def test_lock_taken_in_a_task_can_be_released_from_a_thread_it_started(make_client) -> None:
     c = make_client(n_workers=1)
     fut = c.submit(release_from_a_thread_of_its_own, "chan-thread", pure=False)
-    assert fut.result(timeout=30) == (True, False)
+    assert fut.result(timeout=120) == (True, False)
     assert Lock("chan-thread", client=c).acquire(timeout=5)
 
 
@@ -176,8 +183,8 @@ def test_lock_in_tasks_on_a_tls_cluster(monkeypatch) -> None:
     with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None,
                       security=sec, protocol="tls://") as cluster, \
             Client(cluster.scheduler_address, security=sec, timeout=20) as c:
-        assert c.submit(lock_round_trips, "chan-tls", 50).result(timeout=30) == 50
-        assert c.submit(take, "chan-tls", pure=False).result(timeout=30) is True
+        assert c.submit(lock_round_trips, "chan-tls", 50).result(timeout=120) == 50
+        assert c.submit(take, "chan-tls", pure=False).result(timeout=120) is True
         (holder,) = holders(cluster, "chan-tls")
         assert holder in cluster.scheduler.coordination._channels
 

@@ -116,7 +116,7 @@ def test_uploaded_module_reaches_restarted_and_new_workers(make_client: Any,
     nanny = Nanny(c.scheduler_address, name="late")
     _loop.run_sync(nanny.start(), 30)
     try:
-        wait_for(lambda: len(c.scheduler_info()["workers"]) == 3, timeout=30)
+        wait_for(lambda: len(c.scheduler_info()["workers"]) == 3, timeout=120)
         workers = list(c.scheduler_info()["workers"])
         futs = [c.submit(_import_value, "h11_upmod_c", workers=[w], pure=False) for w in workers]
         assert c.gather(futs) == ["everywhere"] * 3

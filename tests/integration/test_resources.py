@@ -88,7 +88,7 @@ def test_allow_other_workers_runs_where_the_named_worker_is_not(make_client):
     c = make_client(n_workers=1)
     fut = c.submit(stamped, 0, workers=["tcp://10.255.255.1:1"], allow_other_workers=True,
                    pure=False)
-    assert len(fut.result(timeout=30)) == 3
+    assert len(fut.result(timeout=120)) == 3
 
 
 def test_many_tasks_restricted_to_one_worker_all_finish(make_client):

@@ -192,7 +192,7 @@ def test_scheduler_file_carries_address_and_token_to_workers_and_clients(tmp_pat
             assert {"type", "id", "address", "services", "started", "workers"} <= set(info)
             assert c.scheduler_address == info["address"]
             c.wait_for_workers(1, timeout=30)
-            assert c.submit(sum, [41, 1]).result(timeout=30) == 42  # importable there
+            assert c.submit(sum, [41, 1]).result(timeout=120) == 42  # importable there
         with pytest.raises(OSError, match="SHOAL_TOKEN"):
             Client(info["address"], timeout=10)
     finally:
@@ -237,7 +237,7 @@ def test_tls_end_to_end_with_a_temporary_certificate(monkeypatch):
             a, b = list(cluster.scheduler.workers)
             x = c.submit(np.ones, 1_000_000, workers=[a])
             total = c.submit(np.sum, x, workers=[b])  # a worker-to-worker fetch over TLS
-            assert total.result(timeout=30) == 1_000_000
+            assert total.result(timeout=120) == 1_000_000
             assert c.gather(x).sum() == 1_000_000
         with pytest.raises(ValueError, match="no TLS certificate"):
             Client(cluster.scheduler_address, timeout=10)
@@ -259,7 +259,7 @@ def test_retiring_a_worker_of_a_tls_cluster_moves_its_data(monkeypatch):
             Client(cluster.scheduler_address, security=sec, timeout=20) as c:
         first, second = sorted(c.scheduler_info()["workers"])
         held = c.submit(np.ones, 1_000, workers=[first])
-        assert held.result(timeout=30).sum() == 1_000
+        assert held.result(timeout=120).sum() == 1_000
         assert list(c.retire_workers([first])) == [first]
         assert c.who_has(held)[held.key] == (second,)
         assert c.gather(held).sum() == 1_000
@@ -453,7 +453,7 @@ def test_command_line_tls_with_certificate_files(tmp_path, monkeypatch):
             assert "token" not in json.loads(path.read_text())  # mutual TLS authenticates
             c.wait_for_workers(1, timeout=30)
             nested = c.submit(lambda: __import__("shoal").get_client().submit(abs, -3).result())
-            assert nested.result(timeout=30) == 3
+            assert nested.result(timeout=120) == 3
     finally:
         for proc in procs:
             proc.kill()

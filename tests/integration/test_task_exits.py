@@ -56,13 +56,13 @@ def test_closing_an_in_process_cluster_with_tasks_queued_stops_its_task_threads(
                          dashboard_address=None) as cluster, Client(cluster) as c:
         (w,) = c.scheduler_info()["workers"]
         running = c.submit(_announce_then_wait, started, gate.path, workers=[w], pure=False)
-        wait_for(lambda: os.path.exists(started), timeout=10)
+        wait_for(lambda: os.path.exists(started), timeout=60)
         queued = [c.submit(_inc, i, workers=[w], pure=False) for i in range(5)]
         wait_for(lambda: all(getattr(scheduler_tasks(c).get(q.key), "state", None) == "processing"
-                             for q in queued), timeout=10)
+                             for q in queued), timeout=60)
         c.run(os.getpid)  # the worker has handled the Computes: they wait in its queue
         assert running.status == "pending"
     # closing raised TypeError (a float stop marker against tuple priorities) and left the
     # task thread alive, to run the queued tasks or die on the next comparison
     gate.open()
-    wait_for(lambda: not set(_task_threads()) - before, timeout=10)
+    wait_for(lambda: not set(_task_threads()) - before, timeout=60)

@@ -132,7 +132,7 @@ def test_workers_client_in_this_process_leaves_dask_default_alone(make_client) -
     import dask
 
     c = make_client(n_workers=1, processes=False)
-    assert c.submit(compute_inside, 1, pure=False).result(timeout=30) == (2, False)
+    assert c.submit(compute_inside, 1, pure=False).result(timeout=120) == (2, False)
     assert dask.config.get("scheduler") is c
 
 
@@ -230,11 +230,11 @@ def test_fire_and_forget_runs_after_its_client_closed(tmp_path) -> None:
         del text
         first.close()
         open(gate, "w").close()
-        wait_for(lambda: os.path.exists(out), timeout=30)
+        wait_for(lambda: os.path.exists(out), timeout=120)
         with open(out) as f:
             assert f.read() == "REPORT"
         # Finished and wanted by nobody: the scheduler lets go of it (and its input).
-        wait_for(lambda: not cluster.scheduler.tasks, timeout=30)
+        wait_for(lambda: not cluster.scheduler.tasks, timeout=120)
 
 
 def test_fire_and_forget_after_dropping_the_future(client: Client, tmp_path) -> None:

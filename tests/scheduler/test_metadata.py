@@ -1,10 +1,14 @@
-"""The scheduler's metadata store (``client.set_metadata`` / ``get_metadata``), pure."""
+"""The scheduler's metadata store (``client.set_metadata`` / ``get_metadata``), pure, and the
+scheduler's word that a watched task was forgotten (its metadata goes then, as in dask)."""
 
 from __future__ import annotations
 
 import pytest
 
+from shoal.scheduler._events import ClusterReset, ForgetWatched, WatchedKeysForgotten
 from shoal.scheduler._metadata import Metadata
+
+from ._sim import of, row
 
 
 def test_a_path_sets_nested_dicts_made_on_demand() -> None:
@@ -39,3 +43,36 @@ def test_setting_inside_a_value_that_is_not_a_dict_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one key"):
         m.set([], 2)
     assert m.get(["x"]) == (True, 1)
+
+
+def test_forgetting_drops_only_the_named_top_level_entries() -> None:
+    m = Metadata()
+    m.set(["task-1", "a"], 1)
+    m.set(["plain"], 2)
+    m.forget(["task-1", "never-set"])
+    assert m.get(["task-1"]) == (False, None)
+    assert m.get(["plain"]) == (True, 2)
+    m.validate()
+
+
+def test_the_scheduler_says_when_a_watched_task_is_forgotten(state, sim) -> None:
+    state.handle(ForgetWatched(["x", "plain"]))
+    sim.join("w1", nthreads=2)
+    sim.submit([row("x"), row("y")])
+    sim.finish("x")
+    sim.finish("y")
+    out = sim.release("x", "y")
+    assert [c.keys for c in of(out, WatchedKeysForgotten)] == [["x"]]  # y is not watched
+    # A second task of the same key, once forgotten, is not reported unless watched again.
+    sim.submit([row("x")])
+    out = sim.release("x")
+    assert "x" not in state.tasks
+    assert of(out, WatchedKeysForgotten) == []
+
+
+def test_a_cluster_reset_forgets_watched_tasks_too(state, sim) -> None:
+    state.handle(ForgetWatched(["x", "plain"]))
+    sim.join("w1")
+    sim.submit([row("x")])
+    out = state.handle(ClusterReset("restart"))
+    assert [c.keys for c in of(out, WatchedKeysForgotten)] == [["x"]]
