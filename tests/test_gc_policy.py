@@ -1,0 +1,223 @@
+"""The GC policy (shoal/_gc.py): the pure decision, and the keeper's effect on CPython's
+collector (thresholds, bulk mode's freezing, cyclic garbage still collected)."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+from _waiting import wait_for
+
+from shoal._gc import (
+    CPYTHON_DEFAULT_THRESHOLDS,
+    SHOAL_THRESHOLDS,
+    GcKeeper,
+    GcSettings,
+    GcView,
+    decide,
+    user_owns_collector,
+)
+
+SETTINGS = GcSettings(enter_at=1_000, leave_at=100, count_every=1, growth=2.0)
+
+
+# --- the decision ------------------------------------------------------------------------------
+
+
+def test_bulk_mode_starts_at_enter_at_held() -> None:
+    assert decide(GcView(held=999, bulk=False), SETTINGS) == "keep"
+    assert decide(GcView(held=1_000, bulk=False), SETTINGS) == "enter"
+
+
+def test_bulk_mode_ends_only_below_leave_at() -> None:
+    assert decide(GcView(held=500, bulk=True), SETTINGS) == "young"  # between: no flapping
+    assert decide(GcView(held=100, bulk=True), SETTINGS) == "young"
+    assert decide(GcView(held=99, bulk=True), SETTINGS) == "leave"
+
+
+def test_frozen_growth_that_held_growth_explains_is_not_examined() -> None:
+    # 10 objects a held task at the last examination; ten times the tasks, ten times frozen
+    view = GcView(held=10_000, bulk=True, frozen=100_000, frozen_at_exam=10_000,
+                  held_at_exam=1_000)
+    assert decide(view, SETTINGS) == "young"
+
+
+def test_frozen_growth_beyond_held_growth_is_examined() -> None:
+    # the same held count, but the permanent generation more than doubled: cyclic garbage
+    # may be waiting there
+    view = GcView(held=1_000, bulk=True, frozen=20_001, frozen_at_exam=10_000,
+                  held_at_exam=1_000)
+    assert decide(view, SETTINGS) == "examine"
+
+
+def test_falling_held_count_does_not_shrink_what_the_frozen_count_may_be() -> None:
+    # frozen objects die by reference counting; a smaller held count alone is no reason
+    # to walk the permanent generation
+    view = GcView(held=200, bulk=True, frozen=15_000, frozen_at_exam=10_000, held_at_exam=1_000)
+    assert decide(view, SETTINGS) == "young"
+
+
+def test_an_uncounted_tick_never_examines() -> None:
+    view = GcView(held=1_000, bulk=True, frozen=None, frozen_at_exam=1, held_at_exam=1_000)
+    assert decide(view, SETTINGS) == "young"
+
+
+def test_the_user_owns_the_collector_when_they_changed_it() -> None:
+    assert not user_owns_collector(True, CPYTHON_DEFAULT_THRESHOLDS, 0)
+    assert user_owns_collector(False, CPYTHON_DEFAULT_THRESHOLDS, 0)
+    assert user_owns_collector(True, (700, 50, 10), 0)
+    assert user_owns_collector(True, CPYTHON_DEFAULT_THRESHOLDS, 12)
+
+
+# --- the keeper on the real collector ----------------------------------------------------------
+
+
+@pytest.fixture
+def pristine_gc() -> Iterator[None]:
+    """CPython's defaults, nothing frozen; put back afterwards (other tests' clients)."""
+    saved, enabled = gc.get_threshold(), gc.isenabled()
+    frozen = gc.get_freeze_count()
+    gc.unfreeze()
+    gc.set_threshold(*CPYTHON_DEFAULT_THRESHOLDS)
+    gc.enable()
+    yield
+    gc.set_threshold(*saved)
+    if frozen:
+        gc.freeze()
+    if not enabled:
+        gc.disable()
+
+
+class Holder:
+    """Stands in for a Client or SchedulerState: the keeper counts ``len(items)``."""
+
+    def __init__(self, n: int) -> None:
+        self.items = list(range(n))
+
+
+class Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+pytestmark = pytest.mark.usefixtures("pristine_gc")
+
+
+def test_acquire_raises_thresholds_and_the_last_release_restores_them() -> None:
+    k = GcKeeper(SETTINGS, background=False)
+    k.acquire()
+    k.acquire()
+    assert gc.get_threshold() == SHOAL_THRESHOLDS
+    k.release()
+    assert gc.get_threshold() == SHOAL_THRESHOLDS  # one user left
+    k.release()
+    assert gc.get_threshold() == CPYTHON_DEFAULT_THRESHOLDS
+
+
+def test_thresholds_the_user_set_before_are_left_alone_and_nothing_is_frozen() -> None:
+    gc.set_threshold(5_000, 7, 3)
+    k = GcKeeper(SETTINGS, background=False)
+    k.acquire()
+    k.watch(holder := Holder(5_000), "items")
+    assert gc.get_threshold() == (5_000, 7, 3)
+    assert k.step() == "keep" and not k.bulk
+    assert gc.get_freeze_count() == 0 and holder.items
+    k.release()
+    assert gc.get_threshold() == (5_000, 7, 3)
+
+
+def test_thresholds_the_user_changed_while_acquired_are_not_overwritten_at_release() -> None:
+    k = GcKeeper(SETTINGS, background=False)
+    k.acquire()
+    gc.set_threshold(3_000, 5, 5)
+    k.release()
+    assert gc.get_threshold() == (3_000, 5, 5)
+
+
+def test_bulk_mode_freezes_the_heap_and_its_end_collects_cycles_that_waited_frozen() -> None:
+    k = GcKeeper(SETTINGS, background=False)
+    k.acquire()
+    holder = Holder(5_000)
+    k.watch(holder, "items")
+    garbage = Cycle()
+    dead = weakref.ref(garbage)
+    assert k.step() == "enter" and k.bulk
+    assert gc.get_freeze_count() > 0  # the heap, the cycle included, is out of the walks
+    del garbage  # user code drops its cycle during the big run
+    assert k.step() == "young"
+    gc.collect()
+    assert dead() is not None  # frozen: no collection walks it while the run is big
+    holder.items = []  # the run ends
+    assert k.step() == "leave" and not k.bulk
+    assert dead() is None  # collected by the keeper, no gc.collect() of the test's
+    assert gc.get_freeze_count() == 0
+    k.release()
+
+
+def test_young_cycles_made_during_bulk_mode_are_collected_by_its_ticks() -> None:
+    k = GcKeeper(SETTINGS, background=False)
+    k.acquire()
+    k.watch(holder := Holder(5_000), "items")
+    assert k.step() == "enter"
+    dead = weakref.ref(Cycle())  # garbage at once, young
+    assert k.step() == "young"
+    assert dead() is None
+    assert holder.items
+    k.release()
+
+
+def test_cyclic_garbage_piling_up_frozen_is_examined_while_the_run_is_still_big() -> None:
+    k = GcKeeper(SETTINGS, background=False)
+    k.acquire()
+    k.watch(holder := Holder(5_000), "items")
+    assert k.step() == "enter"
+    frozen = gc.get_freeze_count()
+    cycles = [Cycle() for _ in range(frozen + 1_000)]  # more than the whole heap
+    dead = weakref.ref(cycles[0])
+    assert k.step() == "young"  # survivors frozen
+    del cycles
+    assert k.step() == "examine"
+    assert dead() is None and k.bulk and holder.items
+    assert gc.get_freeze_count() < frozen + 1_000
+    k.release()
+
+
+def test_release_ends_bulk_mode_and_unfreezes() -> None:
+    k = GcKeeper(SETTINGS, background=False)
+    k.acquire()
+    k.watch(holder := Holder(5_000), "items")
+    assert k.step() == "enter"
+    k.release()
+    assert holder.items
+    assert not k.bulk and gc.get_freeze_count() == 0
+    assert gc.get_threshold() == CPYTHON_DEFAULT_THRESHOLDS
+
+
+def test_a_collection_wakes_the_keeper_thread_into_bulk_mode_and_it_leaves_by_itself() -> None:
+    k = GcKeeper(GcSettings(enter_at=1_000, leave_at=100, tick=0.01))
+    k.acquire()
+    holder = Holder(0)
+    k.watch(holder, "items")
+    try:
+        holder.items = list(range(5_000))
+        gc.collect(0)  # any collection runs the hook
+        wait_for(lambda: k.bulk, timeout=10)
+        assert gc.get_freeze_count() > 0
+        wait_for(lambda: k.stats["young"] >= 2, timeout=10)
+        holder.items = []
+        wait_for(lambda: not k.bulk, timeout=10)
+        assert gc.get_freeze_count() == 0
+    finally:
+        k.release()
+    assert gc.get_threshold() == CPYTHON_DEFAULT_THRESHOLDS
+
+
+def test_an_owner_that_is_gone_counts_nothing() -> None:
+    k = GcKeeper(SETTINGS, background=False)
+    holder = Holder(5_000)
+    k.watch(holder, "items")
+    assert k.held() == 5_000
+    del holder
+    assert k.held() == 0
