@@ -15,9 +15,12 @@ far beyond the threshold. Either stalls the scheduler's loop (issue 14: never mo
 
 - everything alive when bulk mode starts is frozen (``gc.freeze``: O(1), moved to the
   permanent generation, which no collection walks);
-- a keeper thread collects the two young generations every ``tick`` seconds
+- every collection's survivors are frozen too (a ``gc.callbacks`` hook), and a timer on
+  the owner's event loop collects the two young generations every ``tick`` seconds
   (``gc.collect(1)``), so each pass walks only what was allocated since the last tick,
-  then freezes the survivors: the old heap is never walked again;
+  then freezes the survivors: the old heap is never walked again. (CPython starts a
+  collection on *net* allocations, which a run that frees as it allocates never passes:
+  hence the timer);
 - frozen objects still die by reference counting; only *cyclic* garbage that outlived one
   tick waits in the permanent generation. It is looked at again (unfreeze, one full
   collection, freeze) when the frozen count passes twice what the held count explains
@@ -25,7 +28,7 @@ far beyond the threshold. Either stalls the scheduler's loop (issue 14: never mo
   bulk mode ends (the held count falls below ``leave_at``).
 
 The decision is :func:`decide`, pure (counts in, action out); :class:`GcKeeper` is the
-shell that reads counts, calls ``gc`` and runs the keeper thread.
+shell that reads counts, calls ``gc`` and ticks.
 
 The user's settings win: if the collector is disabled, its thresholds are not CPython's
 defaults, or objects are frozen when the first Client or Scheduler starts, shoal leaves
@@ -35,9 +38,11 @@ to what they were (unless someone changed them meanwhile) and bulk mode ends.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -57,7 +62,7 @@ Action = Literal["keep", "enter", "leave", "examine", "young"]
 
 @dataclass(frozen=True)
 class GcSettings:
-    """When bulk mode starts and ends, and how often the keeper thread works in it."""
+    """When bulk mode starts and ends, and how often it collects young objects."""
 
     enter_at: int = 50_000  # held tasks+futures at which bulk mode starts
     leave_at: int = 20_000  # ... and below which it ends (hysteresis: no flapping)
@@ -113,16 +118,19 @@ def user_owns_collector(enabled: bool, thresholds: tuple[int, int, int], frozen:
 class GcKeeper:
     """The process's policy shell: one per process (:func:`keeper`).
 
-    ``acquire()`` when a Client or Scheduler starts, ``release()`` when it closes; ``watch``
-    the containers whose size is the held count. A ``gc.callbacks`` hook (installed while
-    acquired and not hands-off) reads the held count after each collection, which costs a
-    few ``len`` calls, and wakes the keeper thread when bulk mode should start; the thread
-    sleeps on an event otherwise (no wake-ups while nothing big is held).
+    ``acquire(loop)`` when a Client or Scheduler starts, ``release()`` when it closes;
+    ``watch`` the containers whose size is the held count. A ``gc.callbacks`` hook
+    (installed while acquired and not hands-off) does the O(1) part on whichever thread
+    collects: it reads the held count (a few ``len`` calls), enters bulk mode (a freeze)
+    and, in bulk mode, freezes each collection's survivors. The ticks run on ``loop`` (the
+    one that runs the scheduler and the client's connection: it is the thread that is busy
+    when a run is, so its timer runs on time; a thread of its own was starved of the GIL
+    for seconds on a loaded machine). No timer while nothing big is held.
     """
 
-    def __init__(self, settings: GcSettings | None = None, background: bool = True) -> None:
+    def __init__(self, settings: GcSettings | None = None, hook: bool = True) -> None:
         self.settings = settings or GcSettings()
-        self._background = background  # False: no thread, tests call step() themselves
+        self._hook = hook  # False: no gc.callbacks hook (tests drive step() themselves)
         # Reentrant: a collection in step() may run a finalizer that releases (a Client
         # garbage-collected), on this same thread.
         self._lock = threading.RLock()
@@ -130,23 +138,26 @@ class GcKeeper:
         self._hands_off = False
         self._saved: tuple[int, int, int] | None = None  # thresholds before shoal's
         self._watched: list[tuple[weakref.ReferenceType[Any], str]] = []
+        self._loops: list[asyncio.AbstractEventLoop] = []  # one per acquire with a loop
+        self._chain = 0  # ticks of an older chain (before a release) do nothing
+        self._ticking = False
         self.bulk = False
-        self._frozen_at_exam = 0
+        self._frozen_at_exam: int | None = 0
         self._held_at_exam = 0
         self._ticks = 0
-        self._wake = threading.Event()
-        self._stop = False
-        self._thread: threading.Thread | None = None
         # What happened, for tests and the benchmark (counts only).
         self.stats = {"entered": 0, "left": 0, "examined": 0, "young": 0}
 
     # --- acquire / release ----------------------------------------------------------------
 
-    def acquire(self) -> None:
+    def acquire(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """A Client or Scheduler starts in this process: apply the policy (unless the user
-        owns the collector, decided at the first acquire)."""
+        owns the collector, decided at the first acquire). Bulk mode's ticks run on
+        ``loop``; without one (tests) nothing ticks: call :meth:`step`."""
         with self._lock:
             self._users += 1
+            if loop is not None:
+                self._loops.append(loop)
             if self._users > 1:
                 return
             self._hands_off = user_owns_collector(
@@ -155,30 +166,24 @@ class GcKeeper:
                 return
             self._saved = gc.get_threshold()
             gc.set_threshold(*SHOAL_THRESHOLDS)
-            self._stop = False
-            if self._background:
+            if self._hook:
                 gc.callbacks.append(self._on_collection)
-                self._thread = threading.Thread(target=self._run, name="shoal-gc", daemon=True)
-                self._thread.start()
 
-    def release(self) -> None:
+    def release(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """A Client or Scheduler closed; the last one ends bulk mode (one full collection
         of what was frozen) and puts the user's thresholds back if still shoal's."""
         with self._lock:
             self._users -= 1
-            if self._users > 0 or self._hands_off:
-                self._hands_off = self._hands_off and self._users > 0
+            if loop is not None and loop in self._loops:
+                self._loops.remove(loop)
+            if self._users > 0:
+                return
+            if self._hands_off:
+                self._hands_off = False
                 return
             if self._on_collection in gc.callbacks:
                 gc.callbacks.remove(self._on_collection)
-            self._stop = True
-            self._wake.set()
-            thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=30)
-            if thread.is_alive():
-                logger.warning("the GC keeper thread did not stop within 30 s")
-        with self._lock:
+            self._stop_ticking()
             if self.bulk:
                 self._leave()
             if self._saved is not None and gc.get_threshold() == SHOAL_THRESHOLDS:
@@ -200,71 +205,109 @@ class GcKeeper:
                 total += len(getattr(owner, attr))
         return total
 
-    # --- the hook and the thread ----------------------------------------------------------
+    # --- the hook and the ticks -----------------------------------------------------------
 
     def _on_collection(self, phase: str, info: dict[str, Any]) -> None:
-        """``gc.callbacks`` hook: runs inside every collection (any thread), so only counts
-        and wakes the thread; the thread acts."""
-        if phase == "stop" and not self.bulk and self.held() >= self.settings.enter_at:
-            self._wake.set()
-
-    def _run(self) -> None:
-        # Waits end: a tick in bulk mode, a wake from the hook, or release() (stop + wake).
-        while True:
-            self._wake.wait(self.settings.tick if self.bulk else None)
-            self._wake.clear()
-            if self._stop:
-                return
-            with self._lock:
-                if self._stop:
-                    return
-                self._step()
-
-    def step(self) -> Action:
-        """One decision and its action (the keeper thread's work; tests call it directly)."""
-        with self._lock:
-            return self._step()
-
-    def _step(self) -> Action:
-        if self._hands_off or self._users == 0:
-            return "keep"
-        bulk = self.bulk
-        self._ticks += 1
-        counted = bulk and self._ticks % self.settings.count_every == 0
-        view = GcView(self.held(), bulk, gc.get_freeze_count() if counted else None,
-                      self._frozen_at_exam, self._held_at_exam)
-        action = decide(view, self.settings)
-        if action == "enter":
-            self.bulk = True
-            self._ticks = 0
-            gc.freeze()
-            self._frozen_at_exam, self._held_at_exam = gc.get_freeze_count(), view.held
-            self.stats["entered"] += 1
-            logger.debug("GC bulk mode: %d held, %d objects frozen", view.held,
-                         self._frozen_at_exam)
-        elif action == "young":
-            gc.collect(1)
-            if self.bulk:  # (a finalizer run by the collection may have released)
-                gc.freeze()
-            self.stats["young"] += 1
-        elif action == "examine":
-            gc.unfreeze()
-            gc.collect()
+        """``gc.callbacks`` hook, at the end of every collection (any thread). Enters bulk
+        mode when the held count says so, and in bulk mode freezes the collection's
+        survivors, so the middle generation never piles up between ticks. Only O(1) work
+        (a collection from inside a callback would do nothing anyway). Skipped when
+        another thread holds the lock (it is changing modes, and freezes at the end of
+        its step)."""
+        if phase != "stop" or not self._lock.acquire(blocking=False):
+            return
+        try:
             if self.bulk:
                 gc.freeze()
-                self._frozen_at_exam, self._held_at_exam = gc.get_freeze_count(), view.held
-            self.stats["examined"] += 1
-        elif action == "leave":
-            self._leave()
-        return action
+            elif self._users and self.held() >= self.settings.enter_at:
+                self._enter()
+        finally:
+            self._lock.release()
+
+    def _enter(self) -> None:
+        self.bulk = True
+        self._ticks = 0
+        gc.freeze()
+        self._frozen_at_exam, self._held_at_exam = None, self.held()  # counted at a tick
+        self.stats["entered"] += 1
+        if self._loops and not self._ticking:
+            self._ticking = True
+            try:
+                self._loops[-1].call_soon_threadsafe(self._tick, self._chain)
+            except RuntimeError:  # the loop closed: its owner's release() is near
+                self._ticking = False
+                logger.debug("GC bulk mode without ticks: the loop is closed")
+
+    def _tick(self, chain: int) -> None:
+        """On the loop: one step, and the next tick while in bulk mode."""
+        with self._lock:
+            if not self._ticking or chain != self._chain:
+                return
+            self.step()
+            if self.bulk and self._loops:
+                self._loops[-1].call_later(self.settings.tick, self._tick, chain)
+            else:
+                self._ticking = False
+
+    def _stop_ticking(self) -> None:
+        """The pending tick (at most one, ``tick`` s away) finds its chain old and does
+        nothing: timers are not cancelled from another thread (not thread-safe)."""
+        self._ticking = False
+        self._chain += 1
+
+    def step(self) -> Action:
+        """One decision and its action (a tick's work; tests call it directly)."""
+        with self._lock:
+            if self._hands_off or self._users == 0:
+                return "keep"
+            bulk = self.bulk
+            self._ticks += 1
+            if bulk and self._frozen_at_exam is None:  # entered in the hook: count now
+                self._frozen_at_exam = gc.get_freeze_count()
+            counted = bulk and self._ticks % self.settings.count_every == 0
+            view = GcView(self.held(), bulk, gc.get_freeze_count() if counted else None,
+                          self._frozen_at_exam or 0, self._held_at_exam)
+            action = decide(view, self.settings)
+            if action == "enter":
+                self._enter()
+                self._frozen_at_exam = gc.get_freeze_count()
+            elif action == "young":
+                _collect(1)
+                if self.bulk:  # (a finalizer run by the collection may have released)
+                    gc.freeze()
+                self.stats["young"] += 1
+            elif action == "examine":
+                gc.unfreeze()
+                _collect(2)
+                if self.bulk:
+                    gc.freeze()
+                    self._frozen_at_exam, self._held_at_exam = gc.get_freeze_count(), view.held
+                self.stats["examined"] += 1
+            elif action == "leave":
+                self._leave()
+            return action
 
     def _leave(self) -> None:
         """End bulk mode: nothing stays frozen, and one full collection takes the cyclic
         garbage that waited there (after a run, what is left is small)."""
         self.bulk = False
         gc.unfreeze()
-        gc.collect()
+        _collect(2)
         self.stats["left"] += 1
+
+
+def _collect(generation: int, attempts: int = 100) -> None:
+    """``gc.collect(generation)``, which does nothing while another thread's collection is
+    in its callbacks (they run Python code, so the GIL may pass): retried then, for up to
+    ``attempts`` ms (a callback that takes longer is someone else's stall; logged)."""
+    for _ in range(attempts):
+        before = gc.get_stats()[generation]["collections"]
+        gc.collect(generation)
+        if gc.get_stats()[generation]["collections"] != before:
+            return
+        time.sleep(0.001)
+    logger.warning("a gc.collect(%d) was skipped %d times: another thread's collection "
+                   "stayed in its callbacks", generation, attempts)
 
 
 _keeper = GcKeeper()

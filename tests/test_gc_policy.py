@@ -3,7 +3,9 @@ collector (thresholds, bulk mode's freezing, cyclic garbage still collected)."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import threading
 import weakref
 from collections.abc import Iterator
 
@@ -106,7 +108,7 @@ pytestmark = pytest.mark.usefixtures("pristine_gc")
 
 
 def test_acquire_raises_thresholds_and_the_last_release_restores_them() -> None:
-    k = GcKeeper(SETTINGS, background=False)
+    k = GcKeeper(SETTINGS, hook=False)
     k.acquire()
     k.acquire()
     assert gc.get_threshold() == SHOAL_THRESHOLDS
@@ -118,7 +120,7 @@ def test_acquire_raises_thresholds_and_the_last_release_restores_them() -> None:
 
 def test_thresholds_the_user_set_before_are_left_alone_and_nothing_is_frozen() -> None:
     gc.set_threshold(5_000, 7, 3)
-    k = GcKeeper(SETTINGS, background=False)
+    k = GcKeeper(SETTINGS, hook=False)
     k.acquire()
     k.watch(holder := Holder(5_000), "items")
     assert gc.get_threshold() == (5_000, 7, 3)
@@ -129,7 +131,7 @@ def test_thresholds_the_user_set_before_are_left_alone_and_nothing_is_frozen() -
 
 
 def test_thresholds_the_user_changed_while_acquired_are_not_overwritten_at_release() -> None:
-    k = GcKeeper(SETTINGS, background=False)
+    k = GcKeeper(SETTINGS, hook=False)
     k.acquire()
     gc.set_threshold(3_000, 5, 5)
     k.release()
@@ -137,7 +139,7 @@ def test_thresholds_the_user_changed_while_acquired_are_not_overwritten_at_relea
 
 
 def test_bulk_mode_freezes_the_heap_and_its_end_collects_cycles_that_waited_frozen() -> None:
-    k = GcKeeper(SETTINGS, background=False)
+    k = GcKeeper(SETTINGS, hook=False)
     k.acquire()
     holder = Holder(5_000)
     k.watch(holder, "items")
@@ -157,7 +159,7 @@ def test_bulk_mode_freezes_the_heap_and_its_end_collects_cycles_that_waited_froz
 
 
 def test_young_cycles_made_during_bulk_mode_are_collected_by_its_ticks() -> None:
-    k = GcKeeper(SETTINGS, background=False)
+    k = GcKeeper(SETTINGS, hook=False)
     k.acquire()
     k.watch(holder := Holder(5_000), "items")
     assert k.step() == "enter"
@@ -169,7 +171,7 @@ def test_young_cycles_made_during_bulk_mode_are_collected_by_its_ticks() -> None
 
 
 def test_cyclic_garbage_piling_up_frozen_is_examined_while_the_run_is_still_big() -> None:
-    k = GcKeeper(SETTINGS, background=False)
+    k = GcKeeper(SETTINGS, hook=False)
     k.acquire()
     k.watch(holder := Holder(5_000), "items")
     assert k.step() == "enter"
@@ -185,7 +187,7 @@ def test_cyclic_garbage_piling_up_frozen_is_examined_while_the_run_is_still_big(
 
 
 def test_release_ends_bulk_mode_and_unfreezes() -> None:
-    k = GcKeeper(SETTINGS, background=False)
+    k = GcKeeper(SETTINGS, hook=False)
     k.acquire()
     k.watch(holder := Holder(5_000), "items")
     assert k.step() == "enter"
@@ -195,27 +197,74 @@ def test_release_ends_bulk_mode_and_unfreezes() -> None:
     assert gc.get_threshold() == CPYTHON_DEFAULT_THRESHOLDS
 
 
-def test_a_collection_wakes_the_keeper_thread_into_bulk_mode_and_it_leaves_by_itself() -> None:
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """An event loop running in a thread, as shoal's own."""
+    lp = asyncio.new_event_loop()
+    thread = threading.Thread(target=lp.run_forever, daemon=True)
+    thread.start()
+    yield lp
+    lp.call_soon_threadsafe(lp.stop)
+    thread.join(timeout=10)
+    lp.close()
+
+
+def test_a_collection_starts_bulk_mode_and_the_loop_ticks_until_it_leaves(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
     k = GcKeeper(GcSettings(enter_at=1_000, leave_at=100, tick=0.01))
-    k.acquire()
+    k.acquire(loop)
     holder = Holder(0)
     k.watch(holder, "items")
     try:
         holder.items = list(range(5_000))
         gc.collect(0)  # any collection runs the hook
-        wait_for(lambda: k.bulk, timeout=10)
-        assert gc.get_freeze_count() > 0
+        assert k.bulk and gc.get_freeze_count() > 0
         wait_for(lambda: k.stats["young"] >= 2, timeout=10)
         holder.items = []
         wait_for(lambda: not k.bulk, timeout=10)
         assert gc.get_freeze_count() == 0
     finally:
-        k.release()
+        k.release(loop)
     assert gc.get_threshold() == CPYTHON_DEFAULT_THRESHOLDS
 
 
+def test_in_bulk_mode_every_collection_freezes_its_survivors() -> None:
+    k = GcKeeper(SETTINGS)  # no loop: no ticks
+    k.acquire()
+    k.watch(holder := Holder(5_000), "items")
+    try:
+        gc.collect(0)
+        assert k.bulk
+        survivors = [Cycle() for _ in range(100)]
+        frozen = gc.get_freeze_count()
+        gc.collect(0)  # the middle generation gets nothing to pile up
+        assert gc.get_freeze_count() >= frozen + len(survivors)
+    finally:
+        k.release()
+    assert gc.get_freeze_count() == 0 and holder.items
+
+
+def test_ticks_resume_in_a_bulk_mode_after_a_release_and_a_new_acquire(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    k = GcKeeper(GcSettings(enter_at=1_000, leave_at=100, tick=0.01))
+    k.acquire(loop)
+    k.watch(holder := Holder(5_000), "items")
+    gc.collect(0)
+    wait_for(lambda: k.stats["young"] >= 1, timeout=10)
+    k.release(loop)
+    k.acquire(loop)
+    gc.collect(0)
+    assert k.bulk
+    young = k.stats["young"]
+    wait_for(lambda: k.stats["young"] >= young + 20, timeout=10)
+    k.release(loop)
+    assert not k.bulk and holder.items and gc.get_freeze_count() == 0
+
+
 def test_an_owner_that_is_gone_counts_nothing() -> None:
-    k = GcKeeper(SETTINGS, background=False)
+    k = GcKeeper(SETTINGS, hook=False)
     holder = Holder(5_000)
     k.watch(holder, "items")
     assert k.held() == 5_000

@@ -283,9 +283,10 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         if self._deployed is not None:
             self.cluster = self._deployed
         # The GC policy (shoal/_gc.py) while this client is open; futures count as held.
-        _gc.keeper().acquire()
+        gc_loop = asyncio.get_running_loop()
+        _gc.keeper().acquire(gc_loop)
         _gc.keeper().watch(self, "_states")
-        self._gc_release = weakref.finalize(self, _gc.keeper().release)
+        self._gc_release = weakref.finalize(self, _gc.keeper().release, gc_loop)
         _current.append(weakref.ref(self))
         if self._set_as_default:
             self._previous_scheduler = dask.config.get("scheduler", None)

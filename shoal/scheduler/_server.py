@@ -147,9 +147,10 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         self.address = f"{scheme}://{host}:{port}"
         self._spawn(self._tick_loop())
         # The GC policy (shoal/_gc.py) while this scheduler runs; its tasks count as held.
-        _gc.keeper().acquire()
+        gc_loop = asyncio.get_running_loop()
+        _gc.keeper().acquire(gc_loop)
         _gc.keeper().watch(self.state, "tasks")
-        self._gc_release = weakref.finalize(self, _gc.keeper().release)
+        self._gc_release = weakref.finalize(self, _gc.keeper().release, gc_loop)
         if self.dashboard_address is not None:
             await self._open_dashboard(self.dashboard_address)
         if self.scheduler_file:
