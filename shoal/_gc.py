@@ -140,6 +140,7 @@ class GcKeeper:
         self._watched: list[tuple[weakref.ReferenceType[Any], str]] = []
         self._loops: list[asyncio.AbstractEventLoop] = []  # one per acquire with a loop
         self._chain = 0  # ticks of an older chain (before a release) do nothing
+        self._owed = False  # the full collection that ends bulk mode has not run yet
         self._ticking = False
         self.bulk = False
         self._frozen_at_exam: int | None = 0
@@ -244,7 +245,7 @@ class GcKeeper:
             if not self._ticking or chain != self._chain:
                 return
             self.step()
-            if self.bulk and self._loops:
+            if (self.bulk or self._owed) and self._loops:
                 self._loops[-1].call_later(self.settings.tick, self._tick, chain)
             else:
                 self._ticking = False
@@ -254,12 +255,15 @@ class GcKeeper:
         nothing: timers are not cancelled from another thread (not thread-safe)."""
         self._ticking = False
         self._chain += 1
+        self._owed = False
 
     def step(self) -> Action:
         """One decision and its action (a tick's work; tests call it directly)."""
         with self._lock:
             if self._hands_off or self._users == 0:
                 return "keep"
+            if self._owed and not self.bulk:
+                self._owed = not _collect(2)
             bulk = self.bulk
             self._ticks += 1
             if bulk and self._frozen_at_exam is None:  # entered in the hook: count now
@@ -292,22 +296,22 @@ class GcKeeper:
         garbage that waited there (after a run, what is left is small)."""
         self.bulk = False
         gc.unfreeze()
-        _collect(2)
+        self._owed = not _collect(2)  # else the next tick does it
         self.stats["left"] += 1
 
 
-def _collect(generation: int, attempts: int = 100) -> None:
-    """``gc.collect(generation)``, which does nothing while another thread's collection is
-    in its callbacks (they run Python code, so the GIL may pass): retried then, for up to
-    ``attempts`` ms (a callback that takes longer is someone else's stall; logged)."""
-    for _ in range(attempts):
+def _collect(generation: int, attempts: int = 5) -> bool:
+    """``gc.collect(generation)``, which does nothing while another thread's collection runs
+    its callbacks or finalizers (Python code: the GIL may pass). Retried a few times, 1 ms
+    apart (the loop must not wait long); False if it never ran."""
+    for attempt in range(attempts):
         before = gc.get_stats()[generation]["collections"]
         gc.collect(generation)
         if gc.get_stats()[generation]["collections"] != before:
-            return
-        time.sleep(0.001)
-    logger.warning("a gc.collect(%d) was skipped %d times: another thread's collection "
-                   "stayed in its callbacks", generation, attempts)
+            return True
+        if attempt + 1 < attempts:
+            time.sleep(0.001)
+    return False
 
 
 _keeper = GcKeeper()
