@@ -128,9 +128,15 @@ def _shutdown() -> None:
             fn()
         except Exception:  # the others still run; what failed is said
             logger.exception("shoal: cleanup %r at interpreter exit failed", fn)
-    loop = _loop
+    loop, thread = _loop, _thread
     if loop is not None and loop.is_running():
         loop.call_soon_threadsafe(loop.stop)
+        # Wait for it: a loop thread woken after the interpreter is finalized crashes
+        # (uvloop's wake-up callback takes the GIL of an interpreter that is gone).
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+            if thread.is_alive():
+                logger.warning("shoal: the loop thread did not stop within 5 s at exit")
 
 
 def run_main(main: Any, prog: str) -> int:
