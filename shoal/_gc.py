@@ -206,6 +206,18 @@ class GcKeeper:
                 total += len(getattr(owner, attr))
         return total
 
+    def settle(self) -> None:
+        """A caller just built a container of many existing objects (``wait``'s list of a
+        million futures): in bulk mode, freeze it now (O(1)). Built without allocating
+        tracked objects, it would otherwise stay young until a collection walks every
+        item (100-250 ms at 1M, measured)."""
+        if self.bulk and self._lock.acquire(blocking=False):
+            try:
+                if self.bulk:
+                    gc.freeze()
+            finally:
+                self._lock.release()
+
     # --- the hook and the ticks -----------------------------------------------------------
 
     def _on_collection(self, phase: str, info: dict[str, Any]) -> None:
@@ -320,3 +332,8 @@ _keeper = GcKeeper()
 def keeper() -> GcKeeper:
     """This process's :class:`GcKeeper`."""
     return _keeper
+
+
+def settle() -> None:
+    """See :meth:`GcKeeper.settle` (this process's keeper)."""
+    _keeper.settle()

@@ -263,6 +263,23 @@ def test_ticks_resume_in_a_bulk_mode_after_a_release_and_a_new_acquire(
     assert not k.bulk and holder.items and gc.get_freeze_count() == 0
 
 
+def test_settle_freezes_a_freshly_built_container_only_in_bulk_mode() -> None:
+    k = GcKeeper(SETTINGS, hook=False)
+    k.acquire()
+    k.watch(holder := Holder(0), "items")
+    built = list(holder.items)  # outside bulk mode: stays young, the collector's as usual
+    k.settle()
+    assert gc.get_freeze_count() == 0
+    holder.items = list(range(5_000))
+    assert k.step() == "enter"
+    frozen = gc.get_freeze_count()
+    built = [holder] * 100_000  # made of existing objects: no allocation starts a pass
+    k.settle()
+    assert gc.get_freeze_count() > frozen  # no young collection will walk its items
+    k.release()
+    assert built
+
+
 def test_an_owner_that_is_gone_counts_nothing() -> None:
     k = GcKeeper(SETTINGS, hook=False)
     holder = Holder(5_000)
