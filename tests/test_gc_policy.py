@@ -273,11 +273,11 @@ def test_settle_freezes_a_freshly_built_container_only_in_bulk_mode() -> None:
     holder.items = list(range(5_000))
     assert k.step() == "enter"
     frozen = gc.get_freeze_count()
-    built = [holder] * 100_000  # made of existing objects: no allocation starts a pass
+    big = [holder] * 100_000  # made of existing objects: no allocation starts a pass
     k.settle()
     assert gc.get_freeze_count() > frozen  # no young collection will walk its items
     k.release()
-    assert built
+    assert built == [] and len(big) == 100_000
 
 
 def test_an_owner_that_is_gone_counts_nothing() -> None:
