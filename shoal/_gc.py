@@ -83,13 +83,15 @@ class GcView:
     frozen: int | None = None  # objects frozen now, when counted at this decision
     frozen_at_exam: int = 0  # objects frozen after the last examination (or entry)
     held_at_exam: int = 0  # held count then
+    expecting: bool = False  # tasks announced by expect() have not all been counted yet
 
 
 def decide(view: GcView, settings: GcSettings) -> Action:
     """The policy: what to do given the counts.
 
     - not in bulk mode: ``"enter"`` at ``enter_at`` held, else ``"keep"``;
-    - in bulk mode: ``"leave"`` below ``leave_at``; ``"examine"`` when the frozen objects
+    - in bulk mode: ``"leave"`` below ``leave_at`` (unless tasks announced by ``expect``
+      are still arriving); ``"examine"`` when the frozen objects
       counted now exceed ``growth`` times what the held count explains (the objects frozen
       at the last examination, plus ``per_held`` for each task held beyond the count
       then), i.e. when cyclic garbage about as big as the live heap may have piled up in
@@ -98,7 +100,7 @@ def decide(view: GcView, settings: GcSettings) -> Action:
     """
     if not view.bulk:
         return "enter" if view.held >= settings.enter_at else "keep"
-    if view.held < settings.leave_at:
+    if view.held < settings.leave_at and not view.expecting:
         return "leave"
     if view.frozen is not None:
         grown = max(0, view.held - view.held_at_exam)
@@ -141,6 +143,7 @@ class GcKeeper:
         self._loops: list[asyncio.AbstractEventLoop] = []  # one per acquire with a loop
         self._chain = 0  # ticks of an older chain (before a release) do nothing
         self._owed = False  # the full collection that ends bulk mode has not run yet
+        self._expecting = False  # expect()ed tasks not counted yet (no leaving meanwhile)
         self._ticking = False
         self.bulk = False
         self._frozen_at_exam: int | None = 0
@@ -218,6 +221,19 @@ class GcKeeper:
             finally:
                 self._lock.release()
 
+    def expect(self, n: int) -> None:
+        """A caller is about to take in ``n`` tasks (a graph, a map): enter bulk mode now
+        if they will make the held count pass ``enter_at``, rather than at the first
+        collection after they are counted, by which time building them has made the
+        middle generation walk them (a 1.5-2M-object collection at 1M)."""
+        if (not self._users or self._hands_off
+                or self.held() + n < self.settings.enter_at):
+            return
+        with self._lock:
+            self._expecting = True  # until the held count shows them (step)
+            if not self.bulk and self._users and not self._hands_off:
+                self._enter()
+
     # --- the hook and the ticks -----------------------------------------------------------
 
     def _on_collection(self, phase: str, info: dict[str, Any]) -> None:
@@ -281,8 +297,11 @@ class GcKeeper:
             if bulk and self._frozen_at_exam is None:  # entered in the hook: count now
                 self._frozen_at_exam = gc.get_freeze_count()
             counted = bulk and self._ticks % self.settings.count_every == 0
-            view = GcView(self.held(), bulk, gc.get_freeze_count() if counted else None,
-                          self._frozen_at_exam or 0, self._held_at_exam)
+            held = self.held()
+            if held >= self.settings.enter_at:
+                self._expecting = False  # what expect() announced has arrived
+            view = GcView(held, bulk, gc.get_freeze_count() if counted else None,
+                          self._frozen_at_exam or 0, self._held_at_exam, self._expecting)
             action = decide(view, self.settings)
             if action == "enter":
                 self._enter()
@@ -307,6 +326,7 @@ class GcKeeper:
         """End bulk mode: nothing stays frozen, and one full collection takes the cyclic
         garbage that waited there (after a run, what is left is small)."""
         self.bulk = False
+        self._expecting = False
         gc.unfreeze()
         self._owed = not _collect(2)  # else the next tick does it
         self.stats["left"] += 1
@@ -337,3 +357,8 @@ def keeper() -> GcKeeper:
 def settle() -> None:
     """See :meth:`GcKeeper.settle` (this process's keeper)."""
     _keeper.settle()
+
+
+def expect(n: int) -> None:
+    """See :meth:`GcKeeper.expect` (this process's keeper)."""
+    _keeper.expect(n)

@@ -33,6 +33,10 @@ def test_bulk_mode_starts_at_enter_at_held() -> None:
     assert decide(GcView(held=1_000, bulk=False), SETTINGS) == "enter"
 
 
+def test_bulk_mode_does_not_end_while_expected_tasks_arrive() -> None:
+    assert decide(GcView(held=0, bulk=True, expecting=True), SETTINGS) == "young"
+
+
 def test_bulk_mode_ends_only_below_leave_at() -> None:
     assert decide(GcView(held=500, bulk=True), SETTINGS) == "young"  # between: no flapping
     assert decide(GcView(held=100, bulk=True), SETTINGS) == "young"
@@ -278,6 +282,22 @@ def test_settle_freezes_a_freshly_built_container_only_in_bulk_mode() -> None:
     assert gc.get_freeze_count() > frozen  # no young collection will walk its items
     k.release()
     assert built == [] and len(big) == 100_000
+
+
+def test_expecting_a_big_graph_enters_bulk_mode_before_it_is_counted() -> None:
+    k = GcKeeper(SETTINGS, hook=False)
+    k.acquire()
+    k.watch(holder := Holder(10), "items")
+    k.expect(SETTINGS.enter_at - 100)  # not enough with what is held
+    assert not k.bulk
+    k.expect(SETTINGS.enter_at)
+    assert k.bulk and gc.get_freeze_count() > 0
+    assert k.step() == "young"  # still arriving: no leaving (and no full collection)
+    holder.items = list(range(SETTINGS.enter_at))  # arrived...
+    assert k.step() == "young"
+    holder.items = []  # ... and released
+    assert k.step() == "leave"
+    k.release()
 
 
 def test_an_owner_that_is_gone_counts_nothing() -> None:

@@ -305,6 +305,7 @@ class Submitting(Outbox):
             keys = [f"{name}-{token(ftoken, *args)}" for args in zip(*arg_lists, strict=False)]
         else:
             keys = [f"{name}-{_uuid4_hex()}" for _ in range(n)]
+        _gc.expect(len(keys))  # shoal/_gc.py: bulk mode before a big map's futures are made
         gen = next(self._generation)
         pkw = _parsed(kwargs)
         target = NewActor(func) if is_actor else func
