@@ -22,7 +22,7 @@ from shoal._gc import (
     user_owns_collector,
 )
 
-SETTINGS = GcSettings(enter_at=1_000, leave_at=100, count_every=1, growth=2.0)
+SETTINGS = GcSettings(enter_at=1_000, leave_at=100, count_every=2, growth=2.0)
 
 
 # --- the decision ------------------------------------------------------------------------------
