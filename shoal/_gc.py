@@ -21,8 +21,12 @@ far beyond the threshold. Either stalls the scheduler's loop (issue 14: never mo
   then freezes the survivors: the old heap is never walked again. (CPython starts a
   collection on *net* allocations, which a run that frees as it allocates never passes:
   hence the timer);
+- a Client about to take in a big map or graph says so (``expect``): bulk mode starts
+  before its objects are built; lists built of existing objects (``wait``'s million
+  futures) are frozen as soon as they are built (``settle``), before a young collection
+  walks every item;
 - frozen objects still die by reference counting; only *cyclic* garbage that outlived one
-  tick waits in the permanent generation. It is looked at again (unfreeze, one full
+  collection waits in the permanent generation. It is looked at again (unfreeze, one full
   collection, freeze) when the frozen count passes twice what the held count explains
   (cyclic garbage about as big as the live heap: memory stays bounded), and always when
   bulk mode ends (the held count falls below ``leave_at``).
