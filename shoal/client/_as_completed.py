@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
+from shoal import _gc
 from shoal.client._faces import answer
 from shoal.client._future import Future, FutureState, settled
 
@@ -221,6 +222,7 @@ def wait(fs: Any, timeout: float | None = None, return_when: str = ALL_COMPLETED
     if return_when not in (ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION):
         raise ValueError(f"unknown return_when {return_when!r}")
     futures = [fs] if isinstance(fs, Future) else futures_of(fs)
+    _gc.settle()  # a million futures' list: frozen now in bulk mode, not walked later
     client = next((f._client for f in futures if f._client is not None), None)
     if client is None:  # nothing to wait for: answered in the default client's face
         return answer(_default_client(), _done_and_not_done(futures))
@@ -270,4 +272,6 @@ def _failed(st: FutureState) -> bool:
 
 def _done_and_not_done(futures: list[Future]) -> DoneAndNotDoneFutures:
     done = {f for f in futures if f.done()}
-    return DoneAndNotDoneFutures(done, set(futures) - done)
+    result = DoneAndNotDoneFutures(done, set(futures) - done)
+    _gc.settle()
+    return result

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import dask
 
-from shoal import _loop
+from shoal import _gc, _loop
 from shoal.client import (
     _cluster_info,
     _collections,
@@ -78,21 +78,6 @@ _current: list[weakref.ReferenceType[Client]] = []
 # The client of ``with client.as_current():`` blocks, innermost last (per thread and task).
 _as_current: contextvars.ContextVar[tuple[Client, ...]] = contextvars.ContextVar(
     "shoal_as_current", default=())
-
-
-def _tune_gc() -> None:
-    """Collect young objects less often than CPython's default (every 700 allocations):
-    tracking thousands of futures otherwise spends a third of the time in the collector.
-    The middle generation is collected every 100 young collections instead of 10: the
-    futures, task states and results of a map mostly die (released) before they would be
-    looked at again, and each middle collection of a 20k map cost ~4-5 µs per task. The
-    price: cyclic garbage waits longer (up to ~2M net allocations) for the collector.
-    Left alone if the user already changed the thresholds."""
-    import gc
-
-    threshold = gc.get_threshold()
-    if threshold[0] == 700:
-        gc.set_threshold(20_000, 100 if threshold[1] == 10 else threshold[1], threshold[2])
 
 
 def get_client() -> Client:
@@ -298,7 +283,11 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         self.status = "running"
         if self._deployed is not None:
             self.cluster = self._deployed
-        _tune_gc()
+        # The GC policy (shoal/_gc.py) while this client is open; futures count as held.
+        gc_loop = asyncio.get_running_loop()
+        _gc.keeper().acquire(gc_loop)
+        _gc.keeper().watch(self, "_states")
+        self._gc_release = weakref.finalize(self, _gc.keeper().release, gc_loop)
         _current.append(weakref.ref(self))
         if self._set_as_default:
             self._previous_scheduler = dask.config.get("scheduler", None)
@@ -404,6 +393,7 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         if self.status in ("closing", "closed"):
             return
         self.status = "closed"
+        self._release_gc()
         for st in self._states.values():
             if st.status == "pending":
                 st.error = {
@@ -608,6 +598,7 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
     def _mark_closed(self) -> None:
         """Closed: note the keys it held, and end what its futures wait for ("lost")."""
         self.status = "closed"
+        self._release_gc()
         _coordination.fail_pending(self, "the client was closed while waiting")
         orphan_keys(self._held_keys())
         for st in list(self._states.values()):
@@ -616,6 +607,12 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
                             "message": "the client was closed before this future finished",
                             "exception": None, "traceback": None, "tb_text": ""}
                 st.settle("lost")
+
+    def _release_gc(self) -> None:
+        """Hand the GC policy back (once; also when the client is garbage-collected)."""
+        release = getattr(self, "_gc_release", None)
+        if release is not None:
+            release()
 
     def _step_down_as_default(self) -> None:
         """Hand dask's default scheduler to the newest client still open, or back to what

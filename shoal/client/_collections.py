@@ -27,6 +27,7 @@ from dask._task_spec import (
 from dask.base import collections_to_expr, is_dask_collection
 from dask.core import flatten
 
+from shoal import _gc
 from shoal.client._core import orphaned_key
 from shoal.client._delayed_graph import delayed_graph
 from shoal.client._future import Future
@@ -351,6 +352,7 @@ def get(self: Client, dsk: Any, keys: Any, *, workers: Any = None, retries: int 
     run here, after their inputs are computed on the cluster: HDF5 allows one writer, and
     that writer is this process. Their lock (``lock=True``) then works as in dask."""
     graph, annotations = _graph_and_annotations(dsk)
+    _gc.expect(len(graph))  # shoal/_gc.py: a big graph starts bulk mode before it is built
     wanted = list(flatten(keys)) if isinstance(keys, list) else [keys]
     local: set[Any] = set()
     while True:
@@ -447,6 +449,7 @@ def _collections_graph(
     collection's (nested) keys, in order."""
     expr = collections_to_expr(colls, optimize_graph).optimize()
     graph, annotations = _graph_and_annotations(expr)
+    _gc.expect(len(graph))  # (client.compute / persist)
     all_keys = expr.__dask_keys__()
     if len(colls) == 1 and not _is_sequence_expr(expr):
         all_keys = [all_keys]

@@ -23,7 +23,7 @@ from dask._task_spec import Task, parse_input
 from dask.base import tokenize
 from dask.utils import funcname
 
-from shoal import _loop
+from shoal import _gc, _loop
 from shoal.client._actor import NewActor
 from shoal.client._faces import answer
 from shoal.client._future import Future, FutureState
@@ -340,6 +340,7 @@ class Submitting(Outbox):
             keys = [f"{name}-{t}" for t in call_tokens(ftoken, zip(*arg_lists, strict=False))]
         else:
             keys = [f"{name}-{_uuid4_hex()}" for _ in range(n)]
+        _gc.expect(len(keys))  # shoal/_gc.py: bulk mode before a big map's futures are made
         gen = next(self._generation)
         pkw = _parsed(kwargs)
         target = NewActor(func) if is_actor else func
@@ -382,6 +383,7 @@ class Submitting(Outbox):
                 rows.append(self._row(k, task, (-priority, gen, i), nretries, wl, name))
         if rows:
             wanted = [r[0] for r in rows]
+            _gc.settle()  # (shoal/_gc.py: keys, rows, wanted are frozen now in bulk mode)
             self._submit_rows(rows, None, wanted if is_actor else None,
                               self._restrictions(wanted, resources, allow_other_workers))
         return futures

@@ -22,9 +22,10 @@ import itertools
 import logging
 import time
 import uuid
+import weakref
 from typing import Any
 
-from shoal import _logs
+from shoal import _gc, _logs
 from shoal.comm import Connection, listen
 from shoal.comm._handshake import new_token
 from shoal.comm._security import Security, is_loopback
@@ -129,6 +130,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         self.coordination = CoordinationShell(self)
         self.metadata = Metadata()  # client.set_metadata / get_metadata
         self.logs = _logs.ring("shoal.scheduler", _logs.configured_length())
+        self._gc_release: weakref.finalize | None = None  # set by start()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -145,6 +147,11 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         self.address = f"{scheme}://{host}:{port}"
         logger.info("scheduler at %s", self.address)
         self._spawn(self._tick_loop())
+        # The GC policy (shoal/_gc.py) while this scheduler runs; its tasks count as held.
+        gc_loop = asyncio.get_running_loop()
+        _gc.keeper().acquire(gc_loop)
+        _gc.keeper().watch(self.state, "tasks")
+        self._gc_release = weakref.finalize(self, _gc.keeper().release, gc_loop)
         if self.dashboard_address is not None:
             await self._open_dashboard(self.dashboard_address)
         if self.scheduler_file:
@@ -211,6 +218,8 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         if self._closed:
             return
         self._closed = True
+        if self._gc_release is not None:
+            self._gc_release()
         for conn in list(self._workers.values()):
             conn.send(Close("scheduler closing"))
         await asyncio.sleep(0)

@@ -1,0 +1,48 @@
+"""The GC policy on a real run (shoal/_gc.py): a large map puts the process in bulk mode
+(the heap frozen, young objects collected by the keeper thread), and cyclic garbage made
+by user code before, during or after the run is still collected."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+
+from shoal import Client, wait
+from shoal._gc import SHOAL_THRESHOLDS, keeper
+
+from ._helpers import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+class Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_a_large_map_runs_in_gc_bulk_mode_and_user_cycles_are_still_collected(
+    client: Client,
+) -> None:
+    k = keeper()
+    wait_for(lambda: not k.bulk, timeout=60)  # what earlier tests held is gone
+    entered = k.stats["entered"]
+    before_run = Cycle()
+    dead_before = weakref.ref(before_run)
+    futures = client.map(abs, range(-50_000, 0))  # 50k futures + 50k scheduler tasks held
+    wait_for(lambda: k.bulk, timeout=60)
+    wait(futures, timeout=120)
+    assert k.stats["entered"] == entered + 1
+    assert gc.get_freeze_count() > 0 and gc.get_threshold() == SHOAL_THRESHOLDS
+    del before_run  # frozen with the heap when bulk mode started: waits there
+    during = Cycle()
+    dead_during = weakref.ref(during)
+    del during  # young garbage: a keeper tick collects it while the futures are held
+    wait_for(lambda: dead_during() is None, timeout=30)
+    assert k.bulk and dead_before() is not None
+    assert sum(f.result() for f in futures[:10]) == sum(range(50_001 - 10, 50_001))
+    del futures  # the run ends: bulk mode ends, and its collection takes the frozen cycle
+    wait_for(lambda: not k.bulk, timeout=60)
+    assert dead_before() is None
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == SHOAL_THRESHOLDS
