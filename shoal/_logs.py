@@ -11,7 +11,9 @@ A ring sees INFO and above, as dask's rings do (its ``distributed`` logger is at
 the user has not set its logger's level, ``ring`` sets it to INFO and hands records on to the
 handlers above (the user's, on the root logger) through :class:`_Onward` only when they pass
 the level the logger had before (the parent's: WARNING unless configured), so nothing new
-reaches stderr. A level the user set is kept, and what passes it is handed on.
+reaches stderr. A level the user set is kept, and what passes it is handed on. Where no
+handler is configured anywhere, WARNING and above go to Python's last-resort handler
+(stderr), as they would without the ring and as dask's warnings do.
 """
 
 from __future__ import annotations
@@ -103,12 +105,17 @@ class _Onward(logging.Handler):
         threshold = above.getEffectiveLevel() if logger.level == RING_LEVEL else logger.level
         if record.levelno < threshold:
             return False
+        found = 0
         current: logging.Logger | None = above
         while current is not None:
             for handler in current.handlers:
+                found += 1
                 if record.levelno >= handler.level:
                     handler.handle(record)
             current = current.parent if current.propagate else None
+        last = logging.lastResort
+        if not found and last is not None and record.levelno >= last.level:
+            last.handle(record)  # nobody configured logging: stderr, as without the ring
         return True
 
     def emit(self, record: logging.LogRecord) -> None:  # pragma: no cover - handle does it

@@ -90,6 +90,23 @@ def test_a_logger_level_the_user_set_is_kept_and_passed_on() -> None:
     assert elsewhere.messages == ["debug-line"]
 
 
+def test_warnings_reach_stderr_when_nobody_configured_logging(monkeypatch) -> None:
+    """As without the ring: a WARNING of a logger with a ring, in a process where no handler
+    is configured anywhere, goes to Python's last-resort handler (stderr), as dask's
+    warnings do; INFO does not."""
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    last = _Collect()
+    last.setLevel(logging.WARNING)
+    monkeypatch.setattr(logging, "lastResort", last)
+    ring = _logs.ring("shoal.test-last-resort")
+    log = logging.getLogger("shoal.test-last-resort")
+    log.info("info-line")
+    log.warning("warning-line")
+    assert [m for _l, m in ring.newest(fmt="%(message)s")] == ["warning-line", "info-line"]
+    assert last.messages == ["warning-line"]
+
+
 @pytest.mark.parametrize("n", [0, -1, 1.5, "3", True])
 def test_a_bad_count_is_refused(n: object) -> None:
     with pytest.raises(ValueError, match="positive"):
