@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from shoal.protocol._pickle_pieces import PLAIN as _PLAIN
 from shoal.protocol._pickle_pieces import PLAIN_BYTES as _MAX_BYTES
+from shoal.protocol._pickle_pieces import body as _body
 from shoal.protocol._pickle_pieces import global_ref as _global
 from shoal.protocol._pickle_pieces import short_str as _short_str
 
@@ -158,17 +159,6 @@ _TEMPLATE_HEAD = pickle.PROTO + b"\x05" + _global(_template_call)
 # Distinct shared parts one graph's payloads are cached for; past this, calls are
 # pickled whole (a graph whose every task has its own argument objects gains nothing).
 _MAX_TEMPLATES = 4096
-
-
-def _body(data: bytes) -> bytes | None:
-    """A protocol-5 pickle without its PROTO header, FRAME header and STOP: the opcodes
-    that push the object; None when it is framed in more than one frame."""
-    start = 2
-    if len(data) > 2 and data[2] == _FRAME:
-        if int.from_bytes(data[3:11], "little") != len(data) - 11:
-            return None
-        start = 11
-    return data[start:-1]
 
 
 def _plain_tuple(value: tuple[Any, ...]) -> bool:

@@ -24,6 +24,7 @@ from typing import Any
 import cloudpickle
 
 from shoal.protocol._pickle_pieces import PLAIN, PLAIN_BYTES
+from shoal.protocol._pickle_pieces import body as _body
 from shoal.protocol._pickle_pieces import global_ref as _global
 from shoal.protocol._pickle_pieces import short_str as _short_str
 
@@ -590,17 +591,6 @@ def dumps_task(obj: object, cache: FunctionCache) -> tuple[Serialized, list[str]
 _PLAIN_ARGS = PLAIN
 _PLAIN_BYTES = PLAIN_BYTES
 _FRAME = pickle.FRAME[0]
-
-
-def _body(data: bytes) -> bytes | None:
-    """A protocol-5 pickle without its PROTO header, FRAME header and STOP: the opcodes
-    that push the object; None when it is framed in more than one frame."""
-    start = 2
-    if len(data) > 2 and data[2] == _FRAME:
-        if int.from_bytes(data[3:11], "little") != len(data) - 11:
-            return None
-        start = 11
-    return data[start:-1]
 
 
 class CallPickles:

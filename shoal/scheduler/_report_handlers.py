@@ -22,7 +22,7 @@ from shoal.scheduler._events import (
     TransferDone,
 )
 from shoal.scheduler._state_base import FIRE_AND_FORGET, StateBase, key_prefix
-from shoal.scheduler._tasks import Key, hold, unguess, unhold
+from shoal.scheduler._tasks import Key, hold, unguess, unhold, waits_again
 
 
 class ReportHandlers(StateBase):
@@ -103,12 +103,7 @@ class ReportHandlers(StateBase):
         lost = [d for d in gone if d.state == "memory" and not d.who_has]
         for d in lost:
             self._go(d, "released")
-            for dts in d.dependents:
-                if dts.state == "waiting":
-                    if dts.waiting_on:
-                        dts.waiting_on.add(d)
-                    else:
-                        dts.waiting_on = {d}
+        waits_again(lost)
         if lost:
             self._activate(d for d in lost if self._needed(d))
             self._tidy(d for d in lost if d.state == "released")

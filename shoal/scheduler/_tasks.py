@@ -3,6 +3,7 @@ beyond small derived views."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from shoal.protocol._serialize import Serialized
@@ -193,6 +194,17 @@ def drop_dependent(ts: TaskState, dependent: TaskState) -> None:
             ts.dependents = tuple(d for d in deps if d is not dependent)
     else:
         deps.discard(dependent)  # type: ignore[union-attr]
+
+
+def waits_again(lost: Iterable[TaskState]) -> None:
+    """The keys ``lost`` are gone from memory: their waiting dependents wait on them again."""
+    for ts in lost:
+        for dts in ts.dependents:
+            if dts.state == "waiting":
+                if dts.waiting_on:
+                    dts.waiting_on.add(ts)
+                else:
+                    dts.waiting_on = {ts}
 
 
 def hold(ts: TaskState, ws: WorkerState) -> None:

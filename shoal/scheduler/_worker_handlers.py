@@ -26,7 +26,7 @@ from shoal.scheduler._events import (
     WorkerRetiring,
 )
 from shoal.scheduler._state_base import StateBase
-from shoal.scheduler._tasks import TaskState, WorkerState, unhold
+from shoal.scheduler._tasks import TaskState, WorkerState, unhold, waits_again
 
 
 class WorkerHandlers(StateBase):
@@ -144,13 +144,7 @@ class WorkerHandlers(StateBase):
         ):
             self._go(dts, "released", tell_worker=False)
             again.append(dts)
-        for t in lost:
-            for d in t.dependents:
-                if d.state == "waiting":
-                    if d.waiting_on:
-                        d.waiting_on.add(t)
-                    else:
-                        d.waiting_on = {t}
+        waits_again(lost)
         self._activate(t for t in lost + again if self._needed(t))
 
     def _on_heartbeat(self, ev: HeartbeatReceived) -> None:
