@@ -165,6 +165,17 @@ def _plain_tuple(value: tuple[Any, ...]) -> bool:
     return all(type(v) in _PLAIN for v in value)
 
 
+def _shared_slot(value: Any, where: int | str, fills: list[tuple[int | str, Any]]) -> Any:
+    """What argument ``where`` puts in a templated call's cache key: 0 for a plain value
+    (added to ``fills``, None left out: it is None in the shared part too), else the id of
+    the object, which the shared part holds."""
+    if value is None or type(value) in _PLAIN or (type(value) is tuple and _plain_tuple(value)):
+        if value is not None:
+            fills.append((where, value))
+        return 0
+    return id(value)
+
+
 def _plain_key(key: Any) -> bool:
     return type(key) is str or (type(key) is tuple and all(type(k) in _PLAIN for k in key))
 
@@ -242,29 +253,16 @@ class RefCallPickles:
         from shoal.protocol._serialize import dumps_task
         from shoal.protocol._subgraph import _execute_subgraph, ordered_subgraph
 
-        plain = _PLAIN
         fills: list[tuple[int | str, Any]] = []
         slot: list[Any] = [id(func)]
         # a fused task's output and input keys shape its plan: part of the shared part
         fixed = 3 if func is _execute_subgraph else 0
         for i, a in enumerate(args):
-            if i < fixed:
-                slot.append(a if i else id(a))
-            elif a is None or type(a) in plain or (type(a) is tuple and _plain_tuple(a)):
-                if a is not None:
-                    fills.append((i, a))
-                slot.append(0)
-            else:
-                slot.append(id(a))
+            slot.append((a if i else id(a)) if i < fixed else _shared_slot(a, i, fills))
         if kwargs:
             for name, a in kwargs.items():
                 slot.append(name)
-                if a is None or type(a) in plain or (type(a) is tuple and _plain_tuple(a)):
-                    if a is not None:
-                        fills.append((name, a))
-                    slot.append(0)
-                else:
-                    slot.append(id(a))
+                slot.append(_shared_slot(a, name, fills))
         for _, key in refs:
             if type(key) is not str and not _plain_key(key):
                 return None
