@@ -69,4 +69,6 @@ def format_spread(spread: Spread | None) -> str:
     if spread.runs == 1:
         return "— (1)"
     ratio = spread.max_over_min
-    return f"{ratio:.2f} ({spread.runs})" if ratio is not None else f"— ({spread.runs})"
+    if ratio is None:
+        return f"— ({spread.runs})"
+    return f"{ratio:.1f} ({spread.runs})" if ratio >= 10 else f"{ratio:.2f} ({spread.runs})"

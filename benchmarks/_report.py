@@ -293,7 +293,9 @@ def results_markdown(
     for w in workloads:
         params = ", ".join(f"{k}={v!r}" for k, v in w.params(size).items())
         runs = ", ".join(f"{s} {w.runs(s, repeat)}" for s in w.systems)
-        parts.append(f"- **{w.name}** (issue {w.issue}; {params}; runs: {runs}): {w.method}")
+        parts.append(
+            f"- **{w.name}** (issue {w.issue}; {params}; fresh-process runs: {runs}): {w.method}"
+        )
     parts += ["", "## Machine and versions", ""]
     parts += [f"- {key}: {value}" for key, value in environment.items()]
     return "\n".join(parts) + "\n"

@@ -146,6 +146,7 @@ def test_summary_is_median_extremes_and_count() -> None:
 
 def test_spread_text_is_max_over_min_and_run_count() -> None:
     assert format_spread(summarize([20.0, 29.0, 25.0])) == "1.45 (3)"
+    assert format_spread(summarize([1.0, 12.59])) == "12.6 (2)"
     assert format_spread(summarize([4.0])) == "— (1)"
     assert format_spread(summarize([0.0, 1.0])) == "— (2)"
     assert format_spread(None) == "—"
@@ -251,12 +252,12 @@ def test_results_name_each_workload_runs_per_system() -> None:
         {("throughput", "shoal", 0): Outcome(metrics={"tasks_per_s": 24_000.0})},
     )
     text = results_markdown([WORKLOADS["throughput"]], outcomes, {}, "python -m benchmarks", "quick")
-    assert "**throughput** (issue 2; n_tasks=2000; runs: dask 1, shoal 3)" in text
+    assert "**throughput** (issue 2; n_tasks=2000; fresh-process runs: dask 1, shoal 3)" in text
     assert "median" in text.split("##")[0]
     once = results_markdown(
         [WORKLOADS["latency"]], {}, {}, "python -m benchmarks --repeat 1", "quick", repeat=1
     )
-    assert "**latency** (issue 2; n=100, warmup=20; runs: dask 1, shoal 1)" in once
+    assert "**latency** (issue 2; n=100, warmup=20; fresh-process runs: dask 1, shoal 1)" in once
 
 
 # --- the parent's loop, with a fake subprocess ---
