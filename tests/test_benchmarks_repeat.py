@@ -249,7 +249,10 @@ def test_derived_figures_are_derived_per_repetition_then_take_the_median() -> No
 def test_results_name_each_workload_runs_per_system() -> None:
     outcomes = merge_repetitions(
         [WORKLOADS["throughput"]],
-        {("throughput", "shoal", 0): Outcome(metrics={"tasks_per_s": 24_000.0})},
+        {
+            ("throughput", "dask", 0): Outcome(metrics={"tasks_per_s": 400.0}),
+            ("throughput", "shoal", 0): Outcome(metrics={"tasks_per_s": 24_000.0}),
+        },
     )
     text = results_markdown([WORKLOADS["throughput"]], outcomes, {}, "python -m benchmarks", "quick")
     assert "**throughput** (issue 2; n_tasks=2000; fresh-process runs: dask 1, shoal 3)" in text
@@ -258,6 +261,15 @@ def test_results_name_each_workload_runs_per_system() -> None:
         [WORKLOADS["latency"]], {}, {}, "python -m benchmarks --repeat 1", "quick", repeat=1
     )
     assert "**latency** (issue 2; n=100, warmup=20; fresh-process runs: dask 1, shoal 1)" in once
+    assert "once per system" in once and "several times" not in once
+    shoal_only = results_markdown(
+        [WORKLOADS["latency"]],
+        {("latency", "shoal"): Outcome(metrics={"median_ms": 0.3})},
+        {},
+        "python -m benchmarks latency --only shoal",
+        "default",
+    )
+    assert "fresh-process runs: shoal 3)" in shoal_only and "several times" in shoal_only
 
 
 # --- the parent's loop, with a fake subprocess ---
