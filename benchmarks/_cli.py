@@ -26,6 +26,7 @@ from benchmarks._report import (
     format_value,
     kept_sections,
     markdown_table,
+    merge_repetitions,
     one_line,
     reference_lines,
     results_markdown,
@@ -55,6 +56,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     size.add_argument("--quick", action="store_true", help="smaller sizes (a few minutes in all)")
     size.add_argument("--full", action="store_true", help="full sizes (persist: 1e9 floats, 4 GB)")
     parser.add_argument("--only", choices=SYSTEMS, help="run one system only")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        metavar="N",
+        help="runs per system of every selected workload, alternating the systems; the "
+        "table shows medians (default: per workload, up to 3 for the short ones; "
+        "1 = one run each, dask then shoal)",
+    )
     parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="where to write the table")
     parser.add_argument("--no-write", action="store_true", help="print the table, write nothing")
     parser.add_argument(
@@ -70,6 +79,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(
             f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}"
         )
+    if args.repeat is not None and args.repeat < 1:
+        parser.error(f"--repeat must be at least 1, got {args.repeat}")
     args.workloads = list(dict.fromkeys(args.workloads)) or list(WORKLOADS)
     args.size = "quick" if args.quick else "full" if args.full else "default"
     args.systems = (args.only,) if args.only else SYSTEMS
@@ -133,6 +144,7 @@ def _log_tail(path: Path, lines: int = 20) -> str:
 def execute(run: Run, workdir: Path, timeout_s: float, extra: dict[str, object]) -> Outcome:
     """Run one workload on one system in a fresh subprocess and collect its outcome."""
     stem = f"{run.workload}-{run.system}{('-' + run.prefix.rstrip('_')) if run.prefix else ''}"
+    stem += f"-{run.rep}"
     out, log = workdir / f"{stem}.json", workdir / f"{stem}.log"
     params = {**run.params, **extra}
     cmd = [
@@ -222,13 +234,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"warning: load average {busy:.1f} exceeds the {os.cpu_count()} cores; "
             "figures will be noisy (the ratios less so)"
         )
-    runs = plan(args.workloads, size, args.systems)
-    outcomes: dict[tuple[str, str], Outcome] = {}
+    runs = plan(args.workloads, size, args.systems, args.repeat)
+    per_run: dict[tuple[str, str, int], Outcome] = {}
+    failed: dict[tuple[str, str], int] = {}  # (workload, system) -> repetition that failed
     with tempfile.TemporaryDirectory(prefix="shoal-bench-") as tmp:
         workdir = Path(tmp)
         data: Path | None = None
         for run in runs:
             workload = WORKLOADS[run.workload]
+            count = workload.runs(run.system, args.repeat) if run.system in SYSTEMS else 1
+            label = f"{run.workload} on {SYSTEM_TITLES[run.system]}"
+            label += f" ({run.prefix.rstrip('_')})" if run.prefix else ""
+            label += f", run {run.rep + 1} of {count}" if count > 1 else ""
+            if failed.get((run.workload, run.system), run.rep) < run.rep:
+                # A failed run ends its system's repetitions: a hang would cost a timeout each.
+                print(f"{label}: not run, run {failed[(run.workload, run.system)] + 1} failed")
+                continue
             timeout = args.timeout or (QUICK_TIMEOUT_S if size == "quick" else workload.timeout_s)
             extra: dict[str, object] = {}
             if run.workload == "persist":
@@ -237,8 +258,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                     data_dir.mkdir(parents=True, exist_ok=True)
                     data = _prepare_data(int(run.params["n"]), data_dir)
                 extra["path"] = str(data)
-            label = f"{run.workload} on {SYSTEM_TITLES[run.system]}"
-            label += f" ({run.prefix.rstrip('_')})" if run.prefix else ""
             print(f"{label} ...", end=" ", flush=True)
             start = time.perf_counter()
             if run.params.get("dashboard") and chromium_path() is None:
@@ -246,13 +265,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 outcome = execute(run, workdir, timeout, extra)
             print(f"[{time.perf_counter() - start:.1f} s] {_summary(outcome)}", flush=True)
-            outcomes.setdefault((run.workload, run.system), Outcome()).absorb(outcome, run.prefix)
-    for name in args.workloads:
-        derive = WORKLOADS[name].derive
-        for system in args.systems:
-            merged = outcomes.get((name, system))
-            if derive and merged:
-                merged.metrics.update(derive(merged.metrics))
+            if outcome.errors and run.rep + 1 < count and (run.workload, run.system) not in failed:
+                failed[(run.workload, run.system)] = run.rep
+                left = count - run.rep - 1
+                outcome.notes.append(f"failed, so the {left} later run(s) were not made")
+            key = (run.workload, run.system, run.rep)
+            per_run.setdefault(key, Outcome()).absorb(outcome, run.prefix)
+    outcomes = merge_repetitions([WORKLOADS[name] for name in args.workloads], per_run)
     env["load average at end (1, 5, 15 min)"] = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     selected = [WORKLOADS[name] for name in args.workloads]
     print()
@@ -263,6 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = "python -m benchmarks" + ("" if not argv else " " + shlex.join(argv))
         out = Path(args.output)
         kept = kept_sections(out.read_text()) if out.exists() else ""
-        out.write_text(results_markdown(selected, outcomes, env, command, size) + kept)
+        text = results_markdown(selected, outcomes, env, command, size, args.repeat)
+        out.write_text(text + kept)
         print(f"\nwrote {args.output}")
     return 0

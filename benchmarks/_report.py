@@ -3,23 +3,34 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
+from benchmarks._repeat import Spread, format_spread, summarize
 from benchmarks._spec import SYSTEM_TITLES, Metric, Size, Workload
 
 RATIO_HEADER = "shoal vs dask (>1 = shoal better)"
-HEADER = ("Workload", "Metric", "dask.distributed", "shoal", RATIO_HEADER, "Target (shoal)", "Met")
+SPREAD_HEADER = "Spread: max/min (runs), dask / shoal"
+HEADER = (
+    "Workload", "Metric", "dask.distributed", "shoal", RATIO_HEADER, SPREAD_HEADER,
+    "Target (shoal)", "Met",
+)  # fmt: skip
 
 
 @dataclass(slots=True)
 class Outcome:
-    """What one system produced for one workload (possibly merged from several runs)."""
+    """What one system produced for one workload (possibly merged from several runs).
+
+    ``metrics`` holds the figure the table shows; after ``merge_runs``, the median of the
+    repetitions, whose figures ``samples`` keeps in run order. A figure without samples is
+    one run's.
+    """
 
     metrics: dict[str, float] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    samples: dict[str, list[float]] = field(default_factory=dict)
 
     def absorb(self, other: Outcome, prefix: str = "") -> None:
         """Merge a run's outcome into this one, its metric keys prefixed."""
@@ -27,6 +38,63 @@ class Outcome:
         self.errors.extend(other.errors)
         self.skipped.extend(other.skipped)
         self.notes.extend(other.notes)
+
+    def spread(self, key: str) -> Spread | None:
+        """The median, extremes and number of runs of one figure; None when no run had it."""
+        if key in self.samples:
+            return summarize(self.samples[key])
+        if key in self.metrics:
+            return summarize([self.metrics[key]])
+        return None
+
+
+def merge_runs(runs: Sequence[Outcome], exact: Collection[str] = ()) -> Outcome:
+    """One system's repetitions of a workload as one outcome.
+
+    Each figure becomes the median of the runs that produced it, all of them kept in
+    ``samples``. A run's errors and notes are kept, marked ``run i of n`` when there were
+    several runs; a reason for not running is kept once. A figure named in ``exact`` (a
+    count the parameters fix) that differs between runs gets a note listing the values.
+    """
+    merged = Outcome()
+    for i, run in enumerate(runs, 1):
+        tag = f"run {i} of {len(runs)}: " if len(runs) > 1 else ""
+        for key, value in run.metrics.items():
+            merged.samples.setdefault(key, []).append(value)
+        merged.errors.extend(tag + error for error in run.errors)
+        merged.notes.extend(tag + note for note in run.notes)
+        merged.skipped.extend(r for r in run.skipped if r not in merged.skipped)
+    for key, values in merged.samples.items():
+        merged.metrics[key] = summarize(values).median
+        if key in exact and len(set(values)) > 1:
+            shown = ", ".join(format_value(v) for v in values)
+            merged.notes.append(f"{key} differed between runs ({shown}); the median is shown")
+    return merged
+
+
+def merge_repetitions(
+    workloads: Sequence[Workload], runs: Mapping[tuple[str, str, int], Outcome]
+) -> dict[tuple[str, str], Outcome]:
+    """The table's outcomes, keyed by (workload, system), from each repetition's outcome,
+    keyed by (workload, system, repetition) and already merged over the workload's variants.
+
+    Figures a workload derives from its variants' (``Workload.derive``) are derived within
+    each repetition, then the repetitions are merged (``merge_runs``): a derived ratio is the
+    median of the repetitions' ratios.
+    """
+    by_name = {w.name: w for w in workloads}
+    grouped: dict[tuple[str, str], list[tuple[int, Outcome]]] = {}
+    for (name, system, rep), outcome in runs.items():
+        grouped.setdefault((name, system), []).append((rep, outcome))
+    merged = {}
+    for (name, system), reps in grouped.items():
+        workload = by_name[name]
+        ordered = [outcome for _, outcome in sorted(reps, key=lambda pair: pair[0])]
+        if derive := workload.derive:
+            ordered = [replace(o, metrics={**o.metrics, **derive(o.metrics)}) for o in ordered]
+        exact = {m.key for m in (*workload.metrics, *workload.references) if m.exact}
+        merged[(name, system)] = merge_runs(ordered, exact)
+    return merged
 
 
 def one_line(text: str, limit: int = 90) -> str:
@@ -106,10 +174,25 @@ def cell(outcome: Outcome | None, metric: Metric, first_row: bool) -> str:
     return "—"
 
 
+def spread_cell(workload: Workload, dask: Outcome | None, shoal: Outcome | None, key: str) -> str:
+    """``1.04 (3) / 1.29 (3)``: how far apart each system's runs were on one figure."""
+    sides = []
+    for system, outcome in (("dask", dask), ("shoal", shoal)):
+        if system not in workload.systems:
+            sides.append("n/a")
+        else:
+            sides.append(format_spread(outcome.spread(key) if outcome else None))
+    return " / ".join(sides)
+
+
 def table_rows(
     workloads: Sequence[Workload], outcomes: Mapping[tuple[str, str], Outcome]
 ) -> list[list[str]]:
-    """The results table: one row per metric; ``outcomes`` is keyed by (workload, system)."""
+    """The results table: one row per metric; ``outcomes`` is keyed by (workload, system).
+
+    Figures are the medians of the runs (``merge_runs``) and the ratio is the ratio of
+    those medians; the spread column says how far apart each system's runs were.
+    """
     rows = []
     for workload in workloads:
         dask = outcomes.get((workload.name, "dask"))
@@ -130,6 +213,7 @@ def table_rows(
                     dask_cell,
                     cell(shoal, metric, i == 0),
                     format_speedup(ratio) if metric.compare and "dask" in workload.systems else "",
+                    spread_cell(workload, dask, shoal, metric.key),
                     target_text(metric),
                     verdict(metric, shoal_value),
                 ]
@@ -168,16 +252,34 @@ def results_markdown(
     environment: Mapping[str, str],
     command: str,
     size: Size,
+    repeat: int | None = None,
 ) -> str:
-    """The whole of ``benchmarks/RESULTS.md``."""
+    """The whole of ``benchmarks/RESULTS.md``; ``repeat`` is the run's ``--repeat``, if any."""
+    runs = {
+        w.name: {
+            s: w.runs(s, repeat)
+            for s in [s for s in w.systems if (w.name, s) in outcomes] or w.systems
+        }
+        for w in workloads
+    }
+    repeated = any(n > 1 for counts in runs.values() for n in counts.values())
     parts = [
         "# shoal vs dask.distributed",
         "",
-        f"Generated by `{command}` (size: {size}). Each workload ran on each system in a fresh "
-        "subprocess, same machine, same parameters, in this one run. Absolute times are noisy "
-        "on a shared machine; compare the ratios. Ratio column: how many times better shoal is "
+        f"Generated by `{command}` (size: {size}). Each workload ran on each system in fresh "
+        "subprocesses, same machine, same parameters, in this one run"
+        + (
+            "; some ran several times, alternating the systems (the runs per system are "
+            "listed under 'How each workload is measured'). "
+            if repeated
+            else ", once per system. "
+        )
+        + "Each figure is the median of its system's runs. "
+        "Ratio column: the ratio of the two medians, how many times better shoal is "
         "(throughputs: shoal / dask; times: dask / shoal), so > 1 means shoal is better. "
-        "Targets apply to shoal's figure.",
+        "Spread column: for each system, its largest figure over its smallest (1.00: the "
+        "runs agreed) and, in brackets, how many runs there were. Absolute times are noisy "
+        "on a shared machine; compare the ratios. Targets apply to shoal's median.",
         "",
         markdown_table(HEADER, table_rows(workloads, outcomes)),
         "",
@@ -203,7 +305,10 @@ def results_markdown(
     parts += ["## How each workload is measured", ""]
     for w in workloads:
         params = ", ".join(f"{k}={v!r}" for k, v in w.params(size).items())
-        parts.append(f"- **{w.name}** (issue {w.issue}; {params}): {w.method}")
+        counts = ", ".join(f"{s} {n}" for s, n in runs[w.name].items())
+        parts.append(
+            f"- **{w.name}** (issue {w.issue}; {params}; fresh-process runs: {counts}): {w.method}"
+        )
     parts += ["", "## Machine and versions", ""]
     parts += [f"- {key}: {value}" for key, value in environment.items()]
     return "\n".join(parts) + "\n"

@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from benchmarks._repeat import alternate
+
 Size = Literal["quick", "default", "full"]
 SYSTEMS = ("dask", "shoal")
 SYSTEM_TITLES = {"dask": "dask.distributed", "shoal": "shoal", "numpy": "numpy alone"}
@@ -32,7 +34,9 @@ class Metric:
     """One figure a workload reports.
 
     ``compare`` is False for figures that describe the run rather than measure a speed (such as
-    the number of evaluations); they get no ratio.
+    the number of evaluations); they get no ratio. ``exact`` marks a figure the parameters
+    determine (a count of tasks): repeated runs must agree on it, and a disagreement is
+    reported rather than averaged away.
     """
 
     key: str
@@ -41,6 +45,7 @@ class Metric:
     higher_is_better: bool
     target: Target | None = None
     compare: bool = True
+    exact: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,16 +58,21 @@ class Variant:
 
 @dataclass(frozen=True, slots=True)
 class Run:
-    """One subprocess: ``workload`` on ``system`` with ``params``."""
+    """One subprocess: ``workload`` on ``system`` with ``params``, in repetition ``rep`` (from 0)."""
 
     workload: str
     system: str
     params: Mapping[str, Any]
     prefix: str = ""
+    rep: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Workload:
+    """One benchmark. ``repeat`` is how many fresh subprocesses the run gives it on each system
+    unless ``--repeat`` says otherwise (a system it does not name: 1); the runs alternate the
+    systems and the table shows each figure's median (``_repeat.py``)."""
+
     name: str
     title: str
     issue: int
@@ -74,10 +84,15 @@ class Workload:
     variants: tuple[Variant, ...] = (Variant(),)
     references: tuple[Metric, ...] = ()
     derive: Callable[[dict[str, float]], dict[str, float]] | None = None
+    repeat: Mapping[str, int] = field(default_factory=dict)
 
     def params(self, size: Size) -> dict[str, Any]:
         """Parameters for ``size``; a size the workload does not define falls back to default."""
         return dict(self.sizes.get(size, self.sizes["default"]))
+
+    def runs(self, system: str, repeat: int | None = None) -> int:
+        """How many subprocesses ``system`` gets: ``repeat`` if given, else the default."""
+        return repeat if repeat is not None else self.repeat.get(system, 1)
 
 
 def rosenbrock_evaluations(scale: float = 5.0, factor: float = 0.99, stop: float = 0.001) -> int:
@@ -133,6 +148,16 @@ def _tls_ratios(metrics: dict[str, float]) -> dict[str, float]:
 
 _PERSIST_MB_PER_S_FROM_HDF5 = 2e8 * 4 / 0.5 / 1e9  # issue 3: 0.5 s for N = 2e8 float32
 
+# Runs per system in the default run (``--repeat N`` makes it N each). A short run of shoal
+# moves by 1.5x on a shared VM, so the short workloads run three times on shoal. dask runs
+# three times too where its run is short; where one dask run lasts 10 s or more it runs
+# fewer times: a long run already averages the machine's noise within itself, and repeating
+# it would add minutes (the default run's repetitions add about 3 minutes in all). The long
+# workloads (persist, spill, memory, shuffle, ...) run once.
+_THREE_EACH = {"dask": 3, "shoal": 3}
+_DASK_TWICE = {"dask": 2, "shoal": 3}  # tree, delayed_tree: one dask run takes 10-15 s
+_DASK_ONCE = {"dask": 1, "shoal": 3}  # throughput 40 s, fib 30 s, restart 20 s per dask run
+
 WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in [
@@ -140,6 +165,7 @@ WORKLOADS: dict[str, Workload] = {
             name="throughput",
             title="map + gather of no-op tasks",
             issue=2,
+            repeat=_DASK_ONCE,
             metrics=(
                 Metric("tasks_per_s", "tasks/s", "tasks/s", True, Target(">=", 20_000)),
                 Metric("seconds", "wall time", "s", False),
@@ -153,6 +179,7 @@ WORKLOADS: dict[str, Workload] = {
             name="latency",
             title="sequential submit().result() round trips",
             issue=2,
+            repeat=_THREE_EACH,
             metrics=(
                 Metric("median_ms", "median round trip", "ms", False, Target("<=", 0.5)),
                 Metric("p99_ms", "p99 round trip", "ms", False),
@@ -166,6 +193,7 @@ WORKLOADS: dict[str, Workload] = {
             name="lock",
             title="Lock acquire + release round trip from a task",
             issue=10,
+            repeat=_THREE_EACH,
             metrics=(
                 # 10x dask.distributed's median measured here (1.05 ms).
                 Metric("median_us", "median round trip", "us", False, Target("<=", 105)),
@@ -186,6 +214,7 @@ WORKLOADS: dict[str, Workload] = {
             name="queue",
             title="Queue put + get from the client",
             issue=10,
+            repeat=_THREE_EACH,
             metrics=(
                 # 10x dask.distributed's median measured here (0.55 ms).
                 Metric("median_us", "median put + get", "us", False, Target("<=", 55)),
@@ -205,10 +234,11 @@ WORKLOADS: dict[str, Workload] = {
             name="tree",
             title="pairwise reduction tree built from futures",
             issue=2,
+            repeat=_DASK_TWICE,
             metrics=(
                 Metric("tasks_per_s", "tasks/s", "tasks/s", True, Target(">=", 10_000)),
                 Metric("seconds", "wall time", "s", False),
-                Metric("tasks", "tasks", "", True, compare=False),
+                Metric("tasks", "tasks", "", True, compare=False, exact=True),
             ),
             sizes={"quick": {"leaves": 512}, "default": {"leaves": 2048}},
             timeout_s=600,
@@ -220,11 +250,12 @@ WORKLOADS: dict[str, Workload] = {
             name="delayed_tree",
             title="pairwise reduction tree built with dask.delayed, through client.compute",
             issue=14,
+            repeat=_DASK_TWICE,
             metrics=(
                 Metric("tasks_per_s", "tasks/s", "tasks/s", True, Target(">=", 15_000)),
                 Metric("handover_s", "client.compute returns", "s", False),
                 Metric("seconds", "wall time", "s", False),
-                Metric("tasks", "tasks", "", True, compare=False),
+                Metric("tasks", "tasks", "", True, compare=False, exact=True),
             ),
             sizes={"quick": {"leaves": 512}, "default": {"leaves": 2048},
                    "full": {"leaves": 20_000}},
@@ -273,8 +304,8 @@ WORKLOADS: dict[str, Workload] = {
                     "wall_over_ideal", "wall / slot-bound ideal", "x", False, Target("<=", 1.01)
                 ),
                 Metric("wall_s", "wall time", "s", False),
-                Metric("ideal_s", "slot-bound ideal", "s", False, compare=False),
-                Metric("evaluations", "evaluations", "", True, compare=False),
+                Metric("ideal_s", "slot-bound ideal", "s", False, compare=False, exact=True),
+                Metric("evaluations", "evaluations", "", True, compare=False, exact=True),
             ),
             sizes={
                 "quick": {"stop": 1.8, "delay": 0.1, "in_flight": 10, "seed": 0},
@@ -335,6 +366,7 @@ WORKLOADS: dict[str, Workload] = {
             name="startup",
             title="Client(n_workers=2) to ready, and close",
             issue=6,
+            repeat=_THREE_EACH,
             metrics=(
                 Metric("total_s", "start + close", "s", False, Target("<=", 0.3)),
                 Metric("ready_s", "start to ready", "s", False),
@@ -350,6 +382,7 @@ WORKLOADS: dict[str, Workload] = {
             name="restart",
             title="client.restart() of 4 worker processes",
             issue=11,
+            repeat=_DASK_ONCE,
             metrics=(
                 Metric("seconds", "restart", "s", False, Target("<=", 0.5)),
                 Metric("first_s", "first restart", "s", False),
@@ -412,11 +445,12 @@ WORKLOADS: dict[str, Workload] = {
             name="fib",
             title="fib(15): tasks submitting tasks with get_client / secede / rejoin",
             issue=10,
+            repeat=_DASK_ONCE,
             metrics=(
                 # 10x dask.distributed's 12.0 s for fib(15) on this 2-core VM.
                 Metric("seconds", "wall time", "s", False, Target("<=", 1.2)),
                 Metric("tasks_per_s", "tasks/s", "tasks/s", True),
-                Metric("tasks", "tasks", "", True, compare=False),
+                Metric("tasks", "tasks", "", True, compare=False, exact=True),
             ),
             sizes={"quick": {"n": 10, "reps": 1}, "default": {"n": 15, "reps": 3}},
             timeout_s=600,
@@ -435,7 +469,7 @@ WORKLOADS: dict[str, Workload] = {
                 Metric("gb_per_s", "shuffled", "GB/s", True),
                 Metric("peak_rss_max_mb", "peak RSS, fuller worker", "MB", False),
                 Metric("peak_rss_min_mb", "peak RSS, other worker", "MB", False),
-                Metric("partitions", "partitions", "", True, compare=False),
+                Metric("partitions", "partitions", "", True, compare=False, exact=True),
             ),
             sizes={
                 "quick": {"nbytes": 64 * 2**20, "partition_bytes": 4 * 2**20},
@@ -568,20 +602,32 @@ WORKLOADS: dict[str, Workload] = {
 }
 
 
-def plan(names: list[str], size: Size, systems: tuple[str, ...]) -> list[Run]:
-    """The subprocess runs for ``names`` on ``systems``, in order; dask first in each workload.
+def plan(
+    names: list[str], size: Size, systems: tuple[str, ...], repeat: int | None = None
+) -> list[Run]:
+    """The subprocess runs for ``names`` on ``systems``, in order.
 
-    Reference runs (numpy alone) are added whenever their workload is selected.
+    Each workload's runs alternate the systems (``_repeat.alternate``: dask first when both
+    run as often, so one run each is dask then shoal); every repetition runs all of the
+    workload's variants of that system in turn. ``repeat`` replaces every workload's default
+    number of runs per system. Reference runs (numpy alone) are added once whenever their
+    workload is selected.
     """
+    if repeat is not None and repeat < 1:
+        raise ValueError(f"repeat must be at least 1, got {repeat}")
     runs: list[Run] = []
     for name in names:
         workload = WORKLOADS[name]
         base = workload.params(size)
-        for system in SYSTEMS:
-            if system not in systems or system not in workload.systems:
-                continue
+        counts = {
+            system: workload.runs(system, repeat)
+            for system in SYSTEMS
+            if system in systems and system in workload.systems
+        }
+        for system, rep in alternate(counts):
             for variant in workload.variants:
-                runs.append(Run(name, system, {**base, **variant.params}, variant.prefix))
+                params = {**base, **variant.params}
+                runs.append(Run(name, system, params, variant.prefix, rep))
         if workload.references:
             runs.append(Run(name, "numpy", base))
     return runs

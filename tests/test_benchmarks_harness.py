@@ -142,6 +142,7 @@ def test_table_rows_show_figures_ratio_and_errors() -> None:
         "12.0 ms",
         "error: RuntimeError: scheduler not / ready",
         "—",
+        "— (1) / —",
         "≤ 0.5 ms",
         "—",
     ]
@@ -189,7 +190,7 @@ def test_results_markdown_has_table_method_and_environment() -> None:
     assert "| 60.0x " in text
     assert "| pass |" in text
     assert "- CPU: AMD EPYC" in text
-    assert "**throughput** (issue 2; n_tasks=2000)" in text
+    assert "**throughput** (issue 2; n_tasks=2000; fresh-process runs: dask 1, shoal 3)" in text
 
 
 def test_memory_figures_divide_client_growth_by_tasks_and_report_processes_in_mb() -> None:
