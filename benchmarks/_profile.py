@@ -15,6 +15,13 @@ For the functions inside each thread, run it under py-spy, e.g.::
 
 and fold the samples by thread and function (``--fold /tmp/stacks.txt`` prints the top
 functions by self samples per thread).
+
+``--round-trips N`` measures the latency workload instead (N sequential
+``submit(inc, i, pure=False).result()`` after a warm-up): the round trip's median, tenth
+percentile and mean, and each thread's CPU µs per round trip, user and system apart (the
+system part is mostly the wake-ups of the six thread hand-offs). Run it under
+``chrt -f 10``, and once more pinned to one CPU (``taskset -c 1``), where every hand-off is
+a context switch on the same CPU and the wall clock is the sum of the CPU figures.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import statistics
 import threading
 import time
 from collections.abc import Sequence
@@ -37,8 +45,11 @@ def _thread_names() -> tuple[int, dict[int, str]]:
                          if t.native_id is not None}
 
 
-def _cpu_by_thread(pids: dict[int, dict[int, str]]) -> dict[tuple[int, str], float]:
-    """CPU seconds (user + system) per (pid, thread name); unnamed threads are 'other'."""
+def _cpu_by_thread(pids: dict[int, dict[int, str]],
+                   split: bool = False) -> dict[tuple[int, str], float]:
+    """CPU seconds (user + system) per (pid, thread name); unnamed threads are 'other'.
+    With ``split``, user and system time apart: keys ``(pid, name + " usr")`` and
+    ``(pid, name + " sys")``."""
     out: dict[tuple[int, str], float] = collections.defaultdict(float)
     for pid, names in pids.items():
         try:
@@ -46,7 +57,12 @@ def _cpu_by_thread(pids: dict[int, dict[int, str]]) -> dict[tuple[int, str], flo
         except psutil.Error:
             continue
         for t in threads:
-            out[(pid, names.get(t.id, "other"))] += t.user_time + t.system_time
+            name = names.get(t.id, "other")
+            if split:
+                out[(pid, name + " usr")] += t.user_time
+                out[(pid, name + " sys")] += t.system_time
+            else:
+                out[(pid, name)] += t.user_time + t.system_time
     return out
 
 
@@ -80,6 +96,49 @@ def measure(n: int, repeats: int) -> None:
                     print(f"  {labels[k[0]]:<17} {k[1]:<24} {used / n * 1e6:7.1f} µs CPU/task")
             for p, used in sorted(total.items(), key=lambda kv: labels[kv[0]]):
                 print(f"  {labels[p]:<17} {'(all threads)':<24} {used / n * 1e6:7.1f} µs CPU/task")
+
+
+def round_trips(n: int, warmup: int) -> None:
+    """Sequential ``submit(inc, i, pure=False).result()``: wall clock and CPU per round trip."""
+    import shoal
+
+    with shoal.Client(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as client:
+        for i in range(warmup):
+            client.submit(_tasks.inc, i, pure=False).result()
+        pids = dict(client.run(_thread_names).values())
+        pid, names = _thread_names()
+        pids[pid] = names
+        labels = {pid: "client+scheduler"}
+        for i, wpid in enumerate(sorted(p for p in pids if p != pid)):
+            labels[wpid] = f"worker {i}"
+        before = _cpu_by_thread(pids, split=True)
+        times = []
+        for i in range(n):
+            start = time.perf_counter()
+            client.submit(_tasks.inc, i, pure=False).result()
+            times.append(time.perf_counter() - start)
+        after = _cpu_by_thread(pids, split=True)
+    used = {(labels[k[0]], k[1]): after[k] - before.get(k, 0.0) for k in after}
+    print("\n".join(round_trip_lines(times, used)))
+
+
+def round_trip_lines(times: list[float], used: dict[tuple[str, str], float]) -> list[str]:
+    """The report of :func:`round_trips`: wall-clock figures of the round ``times``
+    (seconds), then the CPU seconds ``used`` per (process, thread) over all of them, in µs
+    per round trip (threads under 0.5 µs left out), and their sum."""
+    n = len(times)
+    ordered = sorted(times)
+    lines = [f"{n} round trips: median {statistics.median(ordered) * 1e3:.3f} ms, p10 "
+             f"{ordered[n // 10] * 1e3:.3f} ms, mean {sum(ordered) / n * 1e3:.3f} ms"]
+    total = 0.0
+    for (process, thread), seconds in sorted(used.items()):
+        per = seconds / n * 1e6
+        total += per
+        if per >= 0.5:
+            lines.append(f"  {process:<17} {thread:<28} {per:7.1f} µs CPU/round trip")
+    lines.append(f"  {'all processes':<46} {total:7.1f} µs CPU/round trip")
+    return lines
 
 
 def _thread_label(frames: list[str]) -> str:
@@ -134,9 +193,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--fold", metavar="RAW", help="summarize py-spy raw output instead")
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--round-trips", type=int, metavar="N",
+                   help="measure N sequential submit().result() round trips instead")
+    p.add_argument("--warmup", type=int, default=300, help="round trips before measuring")
     args = p.parse_args(argv)
     if args.fold:
         fold(args.fold, args.top)
+    elif args.round_trips:
+        round_trips(args.round_trips, args.warmup)
     else:
         measure(args.tasks, args.repeats)
     return 0

@@ -13,6 +13,7 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from benchmarks._cli import parse_args  # noqa: E402
+from benchmarks._profile import round_trip_lines  # noqa: E402
 from benchmarks._report import (  # noqa: E402
     HEADER,
     Outcome,
@@ -272,3 +273,16 @@ def test_regenerating_results_keeps_the_hand_written_reading_of_the_run_too() ->
                 "notes\n\n## Profiles (issue 14)\n\ntext\n")
     assert kept_sections(previous) == (
         "\n## Reading the run above (hand-written)\n\nnotes\n\n## Profiles (issue 14)\n\ntext\n")
+
+
+def test_round_trip_report_gives_wall_figures_and_cpu_per_round_trip_by_thread() -> None:
+    times = [0.001 * k for k in range(1, 11)]  # 1..10 ms
+    used = {("worker 0", "shoal-task-0 usr"): 0.0004, ("client+scheduler", "shoal-loop usr"): 0.002,
+            ("worker 1", "MainThread sys"): 0.000001}
+    lines = round_trip_lines(times, used)
+    assert lines[0] == "10 round trips: median 5.500 ms, p10 2.000 ms, mean 5.500 ms"
+    assert lines[1].split() == ["client+scheduler", "shoal-loop", "usr", "200.0", "µs",
+                                "CPU/round", "trip"]
+    assert lines[2].split()[:5] == ["worker", "0", "shoal-task-0", "usr", "40.0"]
+    assert len(lines) == 4  # worker 1's 0.1 µs is left out of the rows, not of the sum
+    assert lines[3].split()[:3] == ["all", "processes", "240.1"]
