@@ -400,6 +400,16 @@ class TasksDone(Message):
     dropped: list[tuple[Key, ...]]
 
 
+_done_columns = operator.attrgetter(
+    "key", "nbytes", "typename", "start", "stop", "thread", "inline", "run", "dropped"
+)
+
+
+def tasks_done(reports: list[TaskDone]) -> TasksDone:
+    """``reports`` (in order) as one :class:`TasksDone`."""
+    return TasksDone(*map(list, zip(*map(_done_columns, reports), strict=True)))
+
+
 @_message("task-erred")
 class TaskErred(Message):
     key: Key
@@ -792,9 +802,10 @@ _NONE = type(None)
 _KEYS = frozenset(_KEY)
 _INTS = frozenset((int,))
 _FLOATS = frozenset(_NUM)
+_Columns = tuple[tuple[str, "frozenset[type] | None"], ...]
 
 
-def _columns(tag: str, m: Any, columns: tuple[tuple[str, frozenset[type] | None], ...],
+def _columns(tag: str, m: Any, columns: _Columns,
              nested: dict[str, Callable[[str, Any], None]]) -> None:
     """Check a columnar message: every column (fields 1.. of ``m``, named by ``columns``)
     holds one value per key, each of an accepted type (exact types, as msgpack decodes;
@@ -831,12 +842,12 @@ def _deps_row(label: str, rows: Any) -> None:
 
 
 _SEQS = frozenset(_SEQ)
-_COMPUTES = (
+_COMPUTES: _Columns = (
     ("keys", _KEYS), ("payloads", frozenset((Serialized,))), ("deps", _SEQS),
     ("functions", None), ("priorities", None), ("send_inline", frozenset((bool,))),
     ("runs", _INTS), ("drops", _SEQS),
 )
-_TASKS_DONE = (
+_TASKS_DONE: _Columns = (
     ("keys", _KEYS), ("nbytes", _INTS), ("typenames", frozenset((str,))), ("starts", _FLOATS),
     ("stops", _FLOATS), ("threads", _INTS), ("inlines", frozenset((Serialized, _NONE))),
     ("runs", _INTS), ("dropped", _SEQS),

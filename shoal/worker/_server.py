@@ -45,10 +45,12 @@ from shoal.protocol._messages import (
     RestartWorker,
     Run,
     Store,
+    TaskDone,
     TaskSeceded,
     TasksStarted,
     TopicLog,
     WorkerGoodbye,
+    tasks_done,
 )
 from shoal.protocol._serialize import costly_to_load
 from shoal.worker._actors import ActorHost
@@ -324,10 +326,18 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
         executor = self._executor
         actors = self._actors
         assert sched is not None and executor is not None and actors is not None
+        done: list[TaskDone] = []  # consecutive results, sent as one TasksDone
         for cmd in commands:
             kind = type(cmd)
             if kind is Report:
-                sched.send(cmd.msg)
+                msg = cmd.msg  # type: ignore[attr-defined]
+                if type(msg) is TaskDone:
+                    done.append(msg)
+                    continue
+                if done:
+                    _send_done(sched, done)
+                    done = []
+                sched.send(msg)
             elif kind is Execute:
                 executor.submit(cmd)
                 if self.plugin_host.watchers:
@@ -346,6 +356,8 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
                     self._deferred_fetches.append(cmd)
                 else:
                     self._spawn(self._fetch_within_budget(cmd))
+        if done:
+            _send_done(sched, done)
 
     def _store(self, msg: Store, load: Any) -> Any:
         """Hold scattered data; the event that acknowledges it (or says why it failed)."""
@@ -375,6 +387,11 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
         from shoal.protocol._errors import exception_to_error
 
         return exception_to_error(exc, exc.__traceback__, key, self.address, time.time())
+
+
+def _send_done(sched: Connection, done: list[TaskDone]) -> None:
+    """Results reported one after the other, as one message (one of them as itself)."""
+    sched.send(done[0] if len(done) == 1 else tasks_done(done))
 
 
 def _raise(exc: BaseException) -> Any:

@@ -20,7 +20,9 @@ from shoal.protocol._messages import (
     Register,
     ReleaseKeys,
     TaskDone,
+    TasksDone,
     UpdateGraph,
+    tasks_done,
 )
 from shoal.protocol._serialize import function_id
 from shoal.scheduler._events import ClientJoined, KeysReleased
@@ -225,6 +227,52 @@ def test_a_large_worker_batch_is_handled_in_bounded_steps_in_order(
             == {k: ts.state for k, ts in whole.state.tasks.items()})
     assert ({m.key for m in conns["c"].sent if isinstance(m, KeyDone)}
             == {m.key for m in whole_conns["c"].sent if isinstance(m, KeyDone)})
+    sched.state.validate()
+
+
+def test_a_columnar_batch_of_results_is_cut_between_its_rows_into_bounded_steps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A TasksDone counts one report per row against the step bound: one of 22 rows is
+    handled as 10, 10, then 2 with the next batch's message behind them, in order."""
+    from shoal.scheduler import _server_messages
+
+    monkeypatch.setattr(_server_messages, "WORKER_STEP", 10)
+    sched, worker, conns = _scheduler("c")
+    keys = [f"k{i}" for i in range(25)]
+    sched._on_client_message(conns["c"], [UpdateGraph([row(k) for k in keys], keys, {})])
+    steps: list[list[Any]] = []
+    handle = sched._on_worker_message
+
+    def counted(conn: Connection, batch: list[Message] | None) -> None:
+        steps.append([k for m in batch or () for k in
+                      (m.keys if isinstance(m, TasksDone) else [getattr(m, "key", None)])])
+        handle(conn, batch)
+
+    monkeypatch.setattr(sched, "_on_worker_message", counted)
+
+    def done(on: Any, k: str) -> TaskDone:
+        return TaskDone(k, 8, "int", 0.0, 0.1, 1, None, on.state.tasks[k].run)
+
+    async def main() -> None:
+        sched._on_worker_batch(worker, [tasks_done([done(sched, k) for k in keys[:22]])])
+        sched._on_worker_batch(worker, [done(sched, keys[22]),
+                                        tasks_done([done(sched, k) for k in keys[23:]])])
+        assert [len(s) for s in steps] == [10]
+        for _ in range(10):
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert [len(s) for s in steps] == [10, 10, 2, 3]
+    assert [k for s in steps for k in s] == keys
+    assert "backlog" not in worker.info
+    whole, whole_worker, whole_conns = _scheduler("c")  # the same reports in one step
+    whole._on_client_message(whole_conns["c"], [UpdateGraph([row(k) for k in keys], keys, {})])
+    whole._on_worker_message(whole_worker, [done(whole, k) for k in keys])
+    assert ({k: ts.state for k, ts in sched.state.tasks.items()}
+            == {k: ts.state for k, ts in whole.state.tasks.items()})
+    assert ([m.key for m in conns["c"].sent if isinstance(m, KeyDone)]
+            == [m.key for m in whole_conns["c"].sent if isinstance(m, KeyDone)])
     sched.state.validate()
 
 
