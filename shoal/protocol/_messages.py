@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, TypeVar
 
@@ -398,6 +398,29 @@ class TasksDone(Message):
     inlines: list[Serialized | None]
     runs: list[int]
     dropped: list[tuple[Key, ...]]
+
+
+_compute_columns = operator.attrgetter(
+    "key", "payload", "deps", "priority", "send_inline", "run", "drop"
+)
+
+
+def computes(rows: Sequence[Any], functions: dict[str, bytes]) -> Computes:
+    """``rows`` (in order; anything with :class:`Compute`'s attributes, such as the
+    scheduler's ``SendCompute``) as one :class:`Computes` carrying ``functions``."""
+    keys, payloads, deps, priorities, inline, runs, drops = map(
+        list, zip(*map(_compute_columns, rows), strict=True))
+    return Computes(keys, payloads, deps, functions, priorities, inline, runs, drops)
+
+
+def compute_rows(msg: Computes) -> list[Compute]:
+    """``msg``'s rows as the :class:`Compute` messages they stand for (``prefix`` empty, the
+    functions on the first): for code that takes one at a time (tests, simulations)."""
+    return [Compute(key, payload, deps, msg.functions if i == 0 else {}, priority, inline, "",
+                    run, tuple(drop))
+            for i, (key, payload, deps, priority, inline, run, drop) in enumerate(zip(
+                msg.keys, msg.payloads, msg.deps, msg.priorities, msg.send_inline, msg.runs,
+                msg.drops, strict=True))]
 
 
 _done_columns = operator.attrgetter(

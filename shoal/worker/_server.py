@@ -34,6 +34,7 @@ from shoal.comm._tcp import scheme_of
 from shoal.protocol._messages import (
     Close,
     Compute,
+    Computes,
     CopyKeys,
     DropFunctions,
     FreeKeys,
@@ -63,6 +64,7 @@ from shoal.worker._session import SchedulerGone, SessionMixin
 from shoal.worker._spill import SpillBuffer
 from shoal.worker._state import (
     ComputeAssigned,
+    ComputesAssigned,
     DataStored,
     Drop,
     Execute,
@@ -211,7 +213,17 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
         events: list[Any] = []
         freed: list[Any] = []
         for msg in batch:
-            if isinstance(msg, Compute):
+            if type(msg) is Computes:
+                if msg.functions:
+                    self.functions.add_blobs(msg.functions)
+                unrevoke = self._executor.unrevoke
+                for key in msg.keys:
+                    unrevoke(key)
+                events.append(ComputesAssigned(msg))
+                if self.plugin_host.watchers:
+                    for key in msg.keys:
+                        self.plugin_host.transition(key, "released", "waiting")
+            elif isinstance(msg, Compute):
                 if msg.functions:
                     self.functions.add_blobs(msg.functions)
                 self._executor.unrevoke(msg.key)

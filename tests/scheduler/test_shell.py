@@ -13,6 +13,7 @@ import pytest
 from shoal.comm._connection import Connection
 from shoal.protocol._messages import (
     Compute,
+    Computes,
     FreeKeys,
     KeyDone,
     KeyErred,
@@ -25,10 +26,10 @@ from shoal.protocol._messages import (
     tasks_done,
 )
 from shoal.protocol._serialize import function_id
-from shoal.scheduler._events import ClientJoined, KeysReleased
+from shoal.scheduler._events import ClientJoined, KeysReleased, SendCompute, SendFree
 from shoal.scheduler._server import Scheduler
 
-from ._sim import row
+from ._sim import PAYLOAD, row
 
 
 class Recorder(Connection):
@@ -69,6 +70,8 @@ def _kinds(msgs: list[Message]) -> list[tuple[str, Any]]:
     for m in msgs:
         if isinstance(m, Compute):
             out.append(("compute", m.key))
+        elif isinstance(m, Computes):
+            out.append(("computes", list(m.keys)))
         elif isinstance(m, FreeKeys):
             out.append(("free", list(m.keys)))
     return out
@@ -92,6 +95,30 @@ def test_frees_of_one_batch_still_travel_together() -> None:
     worker.sent.clear()
     sched._on_client_message(conns["c"], [ReleaseKeys(["a"]), ReleaseKeys(["b"])])
     assert _kinds(worker.sent) == [("free", ["a", "b"])]
+
+
+def test_computes_of_one_step_leave_as_one_message_with_their_function_once() -> None:
+    sched, worker, conns = _scheduler("c")
+    fid = function_id(b"F")
+    sched._on_client_message(conns["c"], [UpdateGraph(
+        [row("a", fids=[fid]), row("b", fids=[fid])], ["a", "b"], {fid: b"F"})])
+    (msg,) = [m for m in worker.sent if isinstance(m, (Compute, Computes))]
+    assert isinstance(msg, Computes) and sorted(msg.keys) == ["a", "b"]
+    assert msg.functions == {fid: b"F"}
+    assert list(msg.runs) == [sched.state.tasks[k].run for k in msg.keys]
+    sched.state.validate()
+
+
+def test_a_workers_computes_and_frees_keep_their_order_each_run_in_one_message() -> None:
+    sched, worker, _conns = _scheduler()
+
+    def compute(key: str) -> SendCompute:
+        return SendCompute("w1", key, PAYLOAD, [], (), (0,), True, "p", 1)
+
+    sched._carry_out_all([compute("a"), compute("b"), SendFree("w1", ["a"]),
+                          SendFree("w1", ["x"]), compute("c"), SendFree("nobody", ["y"])])
+    assert _kinds(worker.sent) == [("computes", ["a", "b"]), ("free", ["a", "x"]),
+                                   ("compute", "c")]
 
 
 def test_task_whose_function_never_arrived_errs_for_its_client_only() -> None:
