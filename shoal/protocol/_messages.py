@@ -23,7 +23,7 @@ from shoal.protocol._serialize import Serialized
 # 2: UpdateGraph carries `more` (graphs sent in pieces); 3: one-frame payloads as ext 2,
 # and run ids in Compute and the task reports; 4: Compute.drop and TaskDone.dropped (inputs
 # a task reads last, dropped by its worker as it ends); 5: Computes and TasksDone (many
-# tasks' computes or results in one message, as columns)
+# tasks' computes or results in one message, as columns), and KeysDone (results to a client)
 PROTOCOL_VERSION = 5
 
 Key = Any  # str, int, float or a tuple of them (dask keys)
@@ -216,6 +216,17 @@ class KeyDone(Message):
     inline: Serialized | None
 
 
+@_message("keys-done-as-columns")
+class KeysDone(Message):
+    """Several :class:`KeyDone` as columns, row ``i`` of each for ``keys[i]``, in the order
+    the scheduler decided them (one client's results of one scheduler step)."""
+
+    keys: list[Key]
+    nbytes: list[int]
+    typenames: list[str]
+    inlines: list[Serialized | None]
+
+
 @_message("key-erred")
 class KeyErred(Message):
     key: Key
@@ -398,6 +409,15 @@ class TasksDone(Message):
     inlines: list[Serialized | None]
     runs: list[int]
     dropped: list[tuple[Key, ...]]
+
+
+_key_done_columns = operator.attrgetter("key", "nbytes", "typename", "inline")
+
+
+def keys_done(reports: Sequence[Any]) -> KeysDone:
+    """``reports`` (in order; anything with :class:`KeyDone`'s attributes, such as the
+    scheduler's ``ReportDone``) as one :class:`KeysDone`."""
+    return KeysDone(*map(list, zip(*map(_key_done_columns, reports), strict=True)))
 
 
 _compute_columns = operator.attrgetter(
@@ -870,6 +890,10 @@ _COMPUTES: _Columns = (
     ("functions", None), ("priorities", None), ("send_inline", frozenset((bool,))),
     ("runs", _INTS), ("drops", _SEQS),
 )
+_KEYS_DONE: _Columns = (
+    ("keys", _KEYS), ("nbytes", _INTS), ("typenames", frozenset((str,))),
+    ("inlines", frozenset((Serialized, _NONE))),
+)
 _TASKS_DONE: _Columns = (
     ("keys", _KEYS), ("nbytes", _INTS), ("typenames", frozenset((str,))), ("starts", _FLOATS),
     ("stops", _FLOATS), ("threads", _INTS), ("inlines", frozenset((Serialized, _NONE))),
@@ -886,6 +910,7 @@ _DEEP: dict[str, Callable[[Any], None]] = {
     "computes-as-columns": lambda m: _columns(
         "computes-as-columns", m, _COMPUTES, {"deps": _deps_row, "drops": _keys_row}
     ),
+    "keys-done-as-columns": lambda m: _columns("keys-done-as-columns", m, _KEYS_DONE, {}),
     "tasks-done-as-columns": lambda m: _columns(
         "tasks-done-as-columns", m, _TASKS_DONE, {"dropped": _keys_row}
     ),

@@ -23,6 +23,7 @@ from shoal.protocol._messages import (
     KeyDone,
     KeyErred,
     Store,
+    keys_done,
 )
 from shoal.protocol._messages import computes as computes_message
 from shoal.scheduler._events import (
@@ -46,6 +47,10 @@ from shoal.scheduler._server_base import ShellBase
 from shoal.scheduler._state import EventsFailed
 
 logger = logging.getLogger("shoal.scheduler")
+
+
+# Commands that send a client something other than a result.
+_TO_CLIENT = (ReportErred, ReportCancelled, ReportRestarted)
 
 
 class ServerCommands(ShellBase):
@@ -99,16 +104,18 @@ class ServerCommands(ShellBase):
         # pending for a worker at any time.
         frees: dict[str, list[Any]] = {}
         computes: dict[str, list[SendCompute]] = {}
+        # Likewise a client's results leave as one KeysDone, before any later message to it.
+        dones: dict[str, list[ReportDone]] = {}
         try:
             for cmd in commands:
                 try:
                     kind = type(cmd)
-                    if kind is ReportDone:  # the per-task commands first, inline
-                        c = clients.get(cmd.client)
-                        if c is not None:
-                            if c.hold():
-                                self._held.append(c)
-                            c.send(KeyDone(cmd.key, cmd.nbytes, cmd.typename, cmd.inline))
+                    if kind is ReportDone:  # the per-task commands first
+                        pending_done = dones.get(cmd.client)
+                        if pending_done is None:
+                            dones[cmd.client] = [cmd]
+                        else:
+                            pending_done.append(cmd)
                         continue
                     if kind is SendCompute:
                         address = cmd.worker
@@ -120,6 +127,8 @@ class ServerCommands(ShellBase):
                         else:
                             pending.append(cmd)
                         continue
+                    if dones and isinstance(cmd, _TO_CLIENT) and cmd.client in dones:
+                        self._send_dones(dones, cmd.client)
                     if isinstance(cmd, (SendFree, SendStore, CloseWorker)):
                         if computes and cmd.worker in computes:
                             self._send_computes(computes, cmd.worker)
@@ -129,6 +138,11 @@ class ServerCommands(ShellBase):
                 except Exception:
                     logger.exception("scheduler could not carry out %r; going on with the rest",
                                      cmd)
+            for client in list(dones):
+                try:
+                    self._send_dones(dones, client)
+                except Exception:
+                    logger.exception("scheduler could not send results to %s", client)
             for address in list(computes):
                 try:
                     self._send_computes(computes, address)
@@ -148,6 +162,21 @@ class ServerCommands(ShellBase):
         conn = self._workers.get(address)
         if keys and conn is not None:
             conn.send(FreeKeys(keys))
+
+    def _send_dones(self, dones: dict[str, list[ReportDone]], client: str) -> None:
+        """One client's results of this step: one ``KeyDone`` alone, several as one
+        ``KeysDone``."""
+        cmds = dones.pop(client)
+        c = self._clients.get(client)
+        if c is None:
+            return
+        if c.hold():
+            self._held.append(c)
+        if len(cmds) == 1:
+            cmd = cmds[0]
+            c.send(KeyDone(cmd.key, cmd.nbytes, cmd.typename, cmd.inline))
+        else:
+            c.send(keys_done(cmds))
 
     def _send_computes(self, computes: dict[str, list[SendCompute]], address: str) -> None:
         """The computes decided for one worker, with the function blobs it lacks: one
@@ -181,13 +210,7 @@ class ServerCommands(ShellBase):
         self, cmd: Any, workers: dict[str, Connection], clients: dict[str, Connection],
         frees: dict[str, list[Any]],
     ) -> None:
-        if isinstance(cmd, ReportDone):
-            c = clients.get(cmd.client)
-            if c is not None:
-                if c.hold():
-                    self._held.append(c)
-                c.send(KeyDone(cmd.key, cmd.nbytes, cmd.typename, cmd.inline))
-        elif isinstance(cmd, SendFree):
+        if isinstance(cmd, SendFree):
             frees.setdefault(cmd.worker, []).extend(cmd.keys)
         elif isinstance(cmd, ReportErred):
             c = clients.get(cmd.client)

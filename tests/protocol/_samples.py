@@ -25,6 +25,9 @@ SAMPLES: dict[str, m.Message] = {
     "scatter": m.Scatter(7, [("x", SMALL, 10, "int")], ["w1"], True),
     "request": m.Request(3, "who_has", {"keys": ["a"], "nested": {"n": 1.5}}),
     "key-done": m.KeyDone(("x", 0), 100, "ndarray", TWO_FRAMES),
+    "keys-done-as-columns": m.KeysDone(
+        [("x", 0), "y"], [100, 8], ["ndarray", "int"], [TWO_FRAMES, None]
+    ),
     "key-erred": m.KeyErred("x", {"kind": "exception", "message": "boom", "exception": SMALL}),
     "key-cancelled": m.KeyCancelled("x", "cancelled by the client"),
     "cluster-restarted": m.ClusterRestarted("client.restart()"),

@@ -17,6 +17,7 @@ from shoal.protocol._messages import (
     FreeKeys,
     KeyDone,
     KeyErred,
+    KeysDone,
     Message,
     Register,
     ReleaseKeys,
@@ -26,7 +27,14 @@ from shoal.protocol._messages import (
     tasks_done,
 )
 from shoal.protocol._serialize import function_id
-from shoal.scheduler._events import ClientJoined, KeysReleased, SendCompute, SendFree
+from shoal.scheduler._events import (
+    ClientJoined,
+    KeysReleased,
+    ReportDone,
+    ReportErred,
+    SendCompute,
+    SendFree,
+)
 from shoal.scheduler._server import Scheduler
 
 from ._sim import PAYLOAD, row
@@ -119,6 +127,21 @@ def test_a_workers_computes_and_frees_keep_their_order_each_run_in_one_message()
                           SendFree("w1", ["x"]), compute("c"), SendFree("nobody", ["y"])])
     assert _kinds(worker.sent) == [("computes", ["a", "b"]), ("free", ["a", "x"]),
                                    ("compute", "c")]
+
+
+def test_a_clients_results_of_one_step_leave_as_one_message_before_its_other_news() -> None:
+    sched, _worker, conns = _scheduler("c", "d")
+
+    def done(client: str, key: str) -> ReportDone:
+        return ReportDone(client, key, 8, "int", None)
+
+    sched._carry_out_all([done("c", "a"), done("d", "a"), done("c", "b"),
+                          ReportErred("c", "e", {"message": "boom"}), done("c", "f")])
+    first, erred, last = conns["c"].sent
+    assert isinstance(first, KeysDone) and list(first.keys) == ["a", "b"]
+    assert isinstance(erred, KeyErred) and erred.key == "e"
+    assert last == KeyDone("f", 8, "int", None)
+    assert conns["d"].sent == [KeyDone("a", 8, "int", None)]
 
 
 def test_task_whose_function_never_arrived_errs_for_its_client_only() -> None:
