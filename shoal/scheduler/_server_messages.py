@@ -270,15 +270,22 @@ class ServerMessages(ShellBase):
         unknown anyway fails its key rather than the whole batch (a shoal bug)."""
         functions = self._functions
         bad: dict[int, str] | None = None
+        last: Any = None  # the rows of one call share their fids: looked at once
+        missing: str | None = None  # the first of ``last`` the scheduler lacks
         for i, row in enumerate(rows):
-            for fid in row[3]:
-                if fid not in functions:
-                    blob = self._forgotten.pop(fid, None)
-                    if blob is not None:
-                        functions[fid] = blob
-                    else:
-                        bad = bad or {}
-                        bad.setdefault(i, fid)
+            fids = row[3]
+            if fids is not last:
+                last, missing = fids, None
+                for fid in fids:
+                    if fid not in functions:
+                        blob = self._forgotten.pop(fid, None)
+                        if blob is not None:
+                            functions[fid] = blob
+                        elif missing is None:
+                            missing = fid
+            if missing is not None:
+                bad = bad or {}
+                bad[i] = missing
         if not bad:
             return rows
         for i, fid in bad.items():

@@ -157,6 +157,18 @@ def test_task_whose_function_never_arrived_errs_for_its_client_only() -> None:
     sched.state.validate()
 
 
+def test_every_row_sharing_a_function_that_never_arrived_errs() -> None:
+    """The rows of one call share one fids tuple, looked at once: each of them errs."""
+    sched, worker, conns = _scheduler("c")
+    fids = ("nope",)
+    rows = [row(k) for k in ("a", "b", "c")]
+    rows = [(*r[:3], fids, *r[4:]) for r in rows[:2]] + rows[2:]
+    sched._on_client_message(conns["c"], [UpdateGraph(rows, ["a", "b", "c"], {})])
+    assert sorted(m.key for m in conns["c"].sent if isinstance(m, KeyErred)) == ["a", "b"]
+    assert _kinds(worker.sent) == [("compute", "c")]
+    sched.state.validate()
+
+
 def test_failing_event_keeps_the_commands_already_decided(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
