@@ -66,6 +66,7 @@ from shoal.protocol._messages import (
     KeyCancelled,
     KeyDone,
     KeyErred,
+    KeysDone,
     Message,
     Response,
     TopicEvent,
@@ -78,6 +79,19 @@ _current: list[weakref.ReferenceType[Client]] = []
 # The client of ``with client.as_current():`` blocks, innermost last (per thread and task).
 _as_current: contextvars.ContextVar[tuple[Client, ...]] = contextvars.ContextVar(
     "shoal_as_current", default=())
+
+
+def _finished(st: FutureState, nbytes: int, typename: str, inline: Serialized | None) -> None:
+    """The scheduler says ``st``'s key is in memory (``KeyDone``, or a row of ``KeysDone``)."""
+    # Sent again without the value (the key wanted again, its placement changed): the
+    # value already delivered inline stays.
+    if inline is not None:
+        st.keep_inline(inline)
+    elif st.status != "finished":
+        st.inline = None
+    st.nbytes = nbytes
+    st.typename = sys.intern(typename)  # one copy per type
+    st.settle("finished")
 
 
 def get_client() -> Client:
@@ -349,19 +363,17 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         states = self._states
         for msg in batch:
             kind = type(msg)
-            if kind is KeyDone:
+            if kind is KeysDone:  # several results as columns
+                for key, nbytes, typename, inline in zip(
+                    msg.keys, msg.nbytes, msg.typenames, msg.inlines, strict=True,  # type: ignore[attr-defined]
+                ):
+                    st = states.get(key)
+                    if st is not None:
+                        _finished(st, nbytes, typename, inline)
+            elif kind is KeyDone:
                 st = states.get(msg.key)  # type: ignore[attr-defined]
                 if st is not None:
-                    # Sent again without the value (the key wanted again, its placement
-                    # changed): the value already delivered inline stays.
-                    inline = msg.inline  # type: ignore[attr-defined]
-                    if inline is not None:
-                        st.keep_inline(inline)
-                    elif st.status != "finished":
-                        st.inline = None
-                    st.nbytes = msg.nbytes  # type: ignore[attr-defined]
-                    st.typename = sys.intern(msg.typename)  # type: ignore[attr-defined]  # one copy per type
-                    st.settle("finished")
+                    _finished(st, msg.nbytes, msg.typename, msg.inline)  # type: ignore[attr-defined]
             elif kind is KeyErred:
                 st = states.get(msg.key)  # type: ignore[attr-defined]
                 if st is not None:

@@ -11,7 +11,8 @@ frozen ones because construction is on the per-task hot path; nobody mutates the
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, TypeVar
 
@@ -21,8 +22,9 @@ from shoal.protocol._serialize import Serialized
 
 # 2: UpdateGraph carries `more` (graphs sent in pieces); 3: one-frame payloads as ext 2,
 # and run ids in Compute and the task reports; 4: Compute.drop and TaskDone.dropped (inputs
-# a task reads last, dropped by its worker as it ends)
-PROTOCOL_VERSION = 4
+# a task reads last, dropped by its worker as it ends); 5: Computes and TasksDone (many
+# tasks' computes or results in one message, as columns), and KeysDone (results to a client)
+PROTOCOL_VERSION = 5
 
 Key = Any  # str, int, float or a tuple of them (dask keys)
 
@@ -56,7 +58,7 @@ _NUM = (int, float)
 def _accepts(annotation: str) -> tuple[type, ...] | None:
     """The wire types a field declared as ``annotation`` may hold (None: any value)."""
     out: list[type] = []
-    for part in (p.strip() for p in annotation.split("|")):
+    for part in (p.strip() for p in re.split(r"\|(?![^\[]*\])", annotation)):
         base = part.split("[", 1)[0]
         if base == "Any":
             return None
@@ -214,6 +216,17 @@ class KeyDone(Message):
     inline: Serialized | None
 
 
+@_message("keys-done-as-columns")
+class KeysDone(Message):
+    """Several :class:`KeyDone` as columns, row ``i`` of each for ``keys[i]``, in the order
+    the scheduler decided them (one client's results of one scheduler step)."""
+
+    keys: list[Key]
+    nbytes: list[int]
+    typenames: list[str]
+    inlines: list[Serialized | None]
+
+
 @_message("key-erred")
 class KeyErred(Message):
     key: Key
@@ -262,6 +275,24 @@ class Compute(Message):
     prefix: str
     run: int
     drop: tuple[Key, ...] = ()
+
+
+@_message("computes-as-columns")
+class Computes(Message):
+    """Run several tasks: :class:`Compute`'s fields as columns, row ``i`` of each for
+    ``keys[i]`` (the computes the scheduler sent one worker in one loop step, in order).
+    ``functions`` serves every row. There is no ``prefix`` column: workers do not read it.
+    One message instead of one per task: no message object, wire tuple or field check per
+    task on either side, and the columns are checked on decode in bulk (``_columns``)."""
+
+    keys: list[Key]
+    payloads: list[Serialized]
+    deps: list[list[tuple[Key, list[str], int]]]
+    functions: dict[str, bytes]
+    priorities: list[Any]
+    send_inline: list[bool]
+    runs: list[int]
+    drops: list[tuple[Key, ...]]
 
 
 @_message("free-keys")
@@ -362,6 +393,64 @@ class TaskDone(Message):
     inline: Serialized | None
     run: int  # the ``Compute.run`` this result answers
     dropped: tuple[Key, ...] = ()  # inputs of ``Compute.drop`` the worker dropped as it ended
+
+
+@_message("tasks-done-as-columns")
+class TasksDone(Message):
+    """Several :class:`TaskDone` as columns, row ``i`` of each for ``keys[i]``, in the order
+    the worker reported them (consecutive results of one hand-back from its threads)."""
+
+    keys: list[Key]
+    nbytes: list[int]
+    typenames: list[str]
+    starts: list[float]
+    stops: list[float]
+    threads: list[int]
+    inlines: list[Serialized | None]
+    runs: list[int]
+    dropped: list[tuple[Key, ...]]
+
+
+_key_done_columns = operator.attrgetter("key", "nbytes", "typename", "inline")
+
+
+def keys_done(reports: Sequence[Any]) -> KeysDone:
+    """``reports`` (in order; anything with :class:`KeyDone`'s attributes, such as the
+    scheduler's ``ReportDone``) as one :class:`KeysDone`."""
+    return KeysDone(*map(list, zip(*map(_key_done_columns, reports), strict=True)))
+
+
+_compute_columns = operator.attrgetter(
+    "key", "payload", "deps", "priority", "send_inline", "run", "drop"
+)
+
+
+def computes(rows: Sequence[Any], functions: dict[str, bytes]) -> Computes:
+    """``rows`` (in order; anything with :class:`Compute`'s attributes, such as the
+    scheduler's ``SendCompute``) as one :class:`Computes` carrying ``functions``."""
+    keys, payloads, deps, priorities, inline, runs, drops = map(
+        list, zip(*map(_compute_columns, rows), strict=True))
+    return Computes(keys, payloads, deps, functions, priorities, inline, runs, drops)
+
+
+def compute_rows(msg: Computes) -> list[Compute]:
+    """``msg``'s rows as the :class:`Compute` messages they stand for (``prefix`` empty, the
+    functions on the first): for code that takes one at a time (tests, simulations)."""
+    return [Compute(key, payload, deps, msg.functions if i == 0 else {}, priority, inline, "",
+                    run, tuple(drop))
+            for i, (key, payload, deps, priority, inline, run, drop) in enumerate(zip(
+                msg.keys, msg.payloads, msg.deps, msg.priorities, msg.send_inline, msg.runs,
+                msg.drops, strict=True))]
+
+
+_done_columns = operator.attrgetter(
+    "key", "nbytes", "typename", "start", "stop", "thread", "inline", "run", "dropped"
+)
+
+
+def tasks_done(reports: list[TaskDone]) -> TasksDone:
+    """``reports`` (in order) as one :class:`TasksDone`."""
+    return TasksDone(*map(list, zip(*map(_done_columns, reports), strict=True)))
 
 
 @_message("task-erred")
@@ -753,6 +842,63 @@ def _rows(tag: str, rows: Any, shape: tuple[tuple[type, ...] | None, ...]) -> No
 
 
 _NONE = type(None)
+_KEYS = frozenset(_KEY)
+_INTS = frozenset((int,))
+_FLOATS = frozenset(_NUM)
+_Columns = tuple[tuple[str, "frozenset[type] | None"], ...]
+
+
+def _columns(tag: str, m: Any, columns: _Columns,
+             nested: dict[str, Callable[[str, Any], None]]) -> None:
+    """Check a columnar message: every column (fields 1.. of ``m``, named by ``columns``)
+    holds one value per key, each of an accepted type (exact types, as msgpack decodes;
+    checked in bulk, no Python loop per row), and ``nested`` checks a column's non-empty
+    values further (``nested[name](label, value)``)."""
+    n = len(m[1])
+    for i, (name, kinds) in enumerate(columns, 1):
+        col = m[i]
+        if not isinstance(col, _SEQ):
+            continue  # not a column (``functions``): from_wire checked its type
+        if len(col) != n:
+            raise ProtocolError(f"message {tag!r}: column {name!r} has {len(col)} rows, "
+                                f"not one per key ({n})")
+        if kinds is not None and not kinds.issuperset(map(type, col)):
+            j, bad = next((j, v) for j, v in enumerate(col) if type(v) not in kinds)
+            raise ProtocolError(
+                f"message {tag!r}: row {j} of {name!r} must be "
+                f"{' or '.join(sorted(k.__name__ for k in kinds))}, got {type(bad).__name__}"
+            )
+        check = nested.get(name)
+        if check is not None:
+            for j, value in enumerate(col):
+                if value:
+                    check(f"{tag}: row {j} of {name}", value)
+
+
+def _keys_row(label: str, keys: Any) -> None:
+    if not _KEYS.issuperset(map(type, keys)):
+        raise ProtocolError(f"message {label!r} must hold keys (str, bytes, int, float, tuple)")
+
+
+def _deps_row(label: str, rows: Any) -> None:
+    _rows(label, rows, (_KEY, _SEQ, (int,)))
+
+
+_SEQS = frozenset(_SEQ)
+_COMPUTES: _Columns = (
+    ("keys", _KEYS), ("payloads", frozenset((Serialized,))), ("deps", _SEQS),
+    ("functions", None), ("priorities", None), ("send_inline", frozenset((bool,))),
+    ("runs", _INTS), ("drops", _SEQS),
+)
+_KEYS_DONE: _Columns = (
+    ("keys", _KEYS), ("nbytes", _INTS), ("typenames", frozenset((str,))),
+    ("inlines", frozenset((Serialized, _NONE))),
+)
+_TASKS_DONE: _Columns = (
+    ("keys", _KEYS), ("nbytes", _INTS), ("typenames", frozenset((str,))), ("starts", _FLOATS),
+    ("stops", _FLOATS), ("threads", _INTS), ("inlines", frozenset((Serialized, _NONE))),
+    ("runs", _INTS), ("dropped", _SEQS),
+)
 _DEEP: dict[str, Callable[[Any], None]] = {
     # (key, payload, dependencies, fids, priority, retries, workers, prefix)
     "update-graph": lambda m: _rows(
@@ -761,4 +907,11 @@ _DEEP: dict[str, Callable[[Any], None]] = {
     "scatter": lambda m: _rows("scatter", m[2], (_KEY, (Serialized,), (int,), (str,))),
     "compute": lambda m: _rows("compute", m[3], (_KEY, _SEQ, (int,))),
     "dataset-publish": lambda m: _rows("dataset-publish", m[2], (None, (bytes,), _SEQ)),
+    "computes-as-columns": lambda m: _columns(
+        "computes-as-columns", m, _COMPUTES, {"deps": _deps_row, "drops": _keys_row}
+    ),
+    "keys-done-as-columns": lambda m: _columns("keys-done-as-columns", m, _KEYS_DONE, {}),
+    "tasks-done-as-columns": lambda m: _columns(
+        "tasks-done-as-columns", m, _TASKS_DONE, {"dropped": _keys_row}
+    ),
 }

@@ -8,6 +8,7 @@ Nobody mutates them."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,6 +136,30 @@ class TaskFinished(Event):
     inline: Serialized | None
     run: int  # which assignment of the key this answers (``SendCompute.run``)
     dropped: tuple[Key, ...] = ()  # inputs the worker dropped as the task ended (``drop``)
+
+
+@dataclass(slots=True)  # not frozen: built per batch of results
+class TasksFinished(Event):
+    """Several :class:`TaskFinished` of one worker as columns (its ``TasksDone``), row
+    ``i`` of each for ``keys[i]``, in the order the worker reported them. Handled exactly
+    as those events one after the other, without an event object per task."""
+
+    worker: str
+    keys: Sequence[Key]
+    nbytes: Sequence[int]
+    typenames: Sequence[str]
+    starts: Sequence[float]
+    stops: Sequence[float]
+    threads: Sequence[int]
+    inlines: Sequence[Serialized | None]
+    runs: Sequence[int]
+    dropped: Sequence[tuple[Key, ...]]
+
+    def rows(self) -> list[TaskFinished]:
+        """The same reports, one event each."""
+        return [TaskFinished(self.worker, *row) for row in zip(
+            self.keys, self.nbytes, self.typenames, self.starts, self.stops, self.threads,
+            self.inlines, self.runs, [tuple(d) for d in self.dropped], strict=True)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ and the task stream they are recorded in, and copies of data made or dropped on 
 
 from __future__ import annotations
 
+from shoal.protocol._serialize import Serialized
 from shoal.scheduler._events import (
     DataCopied,
     ExecutionStarted,
@@ -19,6 +20,7 @@ from shoal.scheduler._events import (
     SendFree,
     TaskFailed,
     TaskFinished,
+    TasksFinished,
     TransferDone,
 )
 from shoal.scheduler._state_base import FIRE_AND_FORGET, StateBase, key_prefix
@@ -40,42 +42,73 @@ class ReportHandlers(StateBase):
         if ev.dropped:
             self._finished_dropping(ev)
             return
-        ws = self.workers.get(ev.worker)
-        ts = self.tasks.get(ev.key)
+        self._finished(ev.worker, ev.key, ev.nbytes, ev.typename, ev.start, ev.stop,
+                       ev.thread, ev.inline, ev.run)
+
+    def _on_finished_many(self, ev: TasksFinished) -> None:
+        """A worker's results as columns: each row as its own ``TaskFinished`` would be
+        (same story rows and cause), with no event object per row. A row that raises (a
+        shoal bug) does not stop the others; the first such error is raised at the end."""
+        self._cause = "TaskFinished"
+        worker = ev.worker
+        finished = self._finished
+        failed: Exception | None = None
+        for key, nbytes, typename, start, stop, thread, inline, run, dropped in zip(
+            ev.keys, ev.nbytes, ev.typenames, ev.starts, ev.stops, ev.threads, ev.inlines,
+            ev.runs, ev.dropped, strict=True,
+        ):
+            try:
+                if dropped:
+                    self._finished_dropping(TaskFinished(
+                        worker, key, nbytes, typename, start, stop, thread, inline, run,
+                        tuple(dropped)))
+                else:
+                    finished(worker, key, nbytes, typename, start, stop, thread, inline, run)
+            except Exception as exc:
+                if failed is None:
+                    failed = exc
+        if failed is not None:
+            raise failed
+
+    def _finished(self, worker: str, key: Key, nbytes: int, typename: str, start: float,
+                  stop: float, thread: int, inline: Serialized | None, run: int) -> None:
+        """One result (``TaskFinished``'s fields), its dropped inputs already handled."""
+        ws = self.workers.get(worker)
+        ts = self.tasks.get(key)
         if ws is None:
             return
         # The task's own key, not the message's copy: the stream keeps 100,000 of them.
-        self._record_stream(ts.key if ts else ev.key, ts.prefix if ts else key_prefix(ev.key),
-                            ev.worker, ev.thread, ev.start, ev.stop, "compute")
+        self._record_stream(ts.key if ts else key, ts.prefix if ts else key_prefix(key),
+                            worker, thread, start, stop, "compute")
         if ts is None or ts.state in ("released", "erred", "forgotten"):
-            self._out.append(SendFree(ev.worker, [ev.key]))
+            self._out.append(SendFree(worker, [key]))
             return
         if ts.state == "memory":
             # Not from a holder: a run this worker was told to free (the free is on its way
             # or done), so it drops the value; counting it as a replica would send fetches
             # and tasks to a worker that lacks the input.
             if ws not in ts.who_has:
-                self._out.append(SendFree(ev.worker, [ev.key]))
+                self._out.append(SendFree(worker, [key]))
             return
         if ts.processing_on is not ws:
-            self._out.append(SendFree(ev.worker, [ev.key]))
+            self._out.append(SendFree(worker, [key]))
             return
-        if ev.run != ts.run:
+        if run != ts.run:
             # A run this worker was told to free before the key was assigned to it again:
             # its value goes with that free, and the worker reports the current run itself
             # (a free now would cancel that run).
             return
         self.completed_total += 1
         if not (ws.long_running and ts in ws.long_running):  # measured when it seceded
-            self._measured(ts.prefix, max(ev.stop - ev.start, 0.0))
+            self._measured(ts.prefix, max(stop - start, 0.0))
         if ts.state == "processing":  # (it is: processing_on is ws) the move, as _go would
-            self._processing_memory(ts, ws, ev.nbytes, ev.typename)
+            self._processing_memory(ts, ws, nbytes, typename)
         else:
-            self._go(ts, "memory", worker=ws, nbytes=ev.nbytes, typename=ev.typename)
+            self._go(ts, "memory", worker=ws, nbytes=nbytes, typename=typename)
         if FIRE_AND_FORGET in ts.who_wants:
             self._unfire(ts)
         for client in ts.who_wants:
-            self._out.append(ReportDone(client, ts.key, ev.nbytes, ev.typename, ev.inline))
+            self._out.append(ReportDone(client, ts.key, nbytes, typename, inline))
         deps = ts.dependencies
         if deps or not ts.who_wants:  # else nothing to tidy: a wanted task is needed
             self._tidy([ts, *deps])

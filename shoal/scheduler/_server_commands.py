@@ -23,7 +23,9 @@ from shoal.protocol._messages import (
     KeyDone,
     KeyErred,
     Store,
+    keys_done,
 )
+from shoal.protocol._messages import computes as computes_message
 from shoal.scheduler._events import (
     CloseWorker,
     ContinueWork,
@@ -45,6 +47,10 @@ from shoal.scheduler._server_base import ShellBase
 from shoal.scheduler._state import EventsFailed
 
 logger = logging.getLogger("shoal.scheduler")
+
+
+# Commands that send a client something other than a result.
+_TO_CLIENT = (ReportErred, ReportCancelled, ReportRestarted)
 
 
 class ServerCommands(ShellBase):
@@ -92,18 +98,56 @@ class ServerCommands(ShellBase):
     def _carry_out_all(self, commands: list[Any]) -> None:
         workers = self._workers
         clients = self._clients
-        # FreeKeys of one worker travel together, but never after a later command to that
-        # worker: a release then a resubmission must reach it in that order.
+        # A worker's computes leave as one Computes, and its FreeKeys as one FreeKeys, but
+        # neither after a later command to that worker: a release then a resubmission (or a
+        # compute then its free) must reach it in that order. So at most one of the two is
+        # pending for a worker at any time.
         frees: dict[str, list[Any]] = {}
+        computes: dict[str, list[SendCompute]] = {}
+        # Likewise a client's results leave as one KeysDone, before any later message to it.
+        dones: dict[str, list[ReportDone]] = {}
         try:
             for cmd in commands:
                 try:
-                    if frees and isinstance(cmd, (SendCompute, SendStore, CloseWorker)):
-                        self._send_frees(frees, cmd.worker)
+                    kind = type(cmd)
+                    if kind is ReportDone:  # the per-task commands first
+                        pending_done = dones.get(cmd.client)
+                        if pending_done is None:
+                            dones[cmd.client] = [cmd]
+                        else:
+                            pending_done.append(cmd)
+                        continue
+                    if kind is SendCompute:
+                        address = cmd.worker
+                        if frees and address in frees:
+                            self._send_frees(frees, address)
+                        pending = computes.get(address)
+                        if pending is None:
+                            computes[address] = [cmd]
+                        else:
+                            pending.append(cmd)
+                        continue
+                    if dones and isinstance(cmd, _TO_CLIENT) and cmd.client in dones:
+                        self._send_dones(dones, cmd.client)
+                    if isinstance(cmd, (SendFree, SendStore, CloseWorker)):
+                        if computes and cmd.worker in computes:
+                            self._send_computes(computes, cmd.worker)
+                        if frees and not isinstance(cmd, SendFree):
+                            self._send_frees(frees, cmd.worker)
                     self._carry_out(cmd, workers, clients, frees)
                 except Exception:
                     logger.exception("scheduler could not carry out %r; going on with the rest",
                                      cmd)
+            for client in list(dones):
+                try:
+                    self._send_dones(dones, client)
+                except Exception:
+                    logger.exception("scheduler could not send results to %s", client)
+            for address in list(computes):
+                try:
+                    self._send_computes(computes, address)
+                except Exception:
+                    logger.exception("scheduler could not send computes to %s", address)
             for address in list(frees):
                 self._send_frees(frees, address)
         finally:
@@ -119,31 +163,54 @@ class ServerCommands(ShellBase):
         if keys and conn is not None:
             conn.send(FreeKeys(keys))
 
+    def _send_dones(self, dones: dict[str, list[ReportDone]], client: str) -> None:
+        """One client's results of this step: one ``KeyDone`` alone, several as one
+        ``KeysDone``."""
+        cmds = dones.pop(client)
+        c = self._clients.get(client)
+        if c is None:
+            return
+        if c.hold():
+            self._held.append(c)
+        if len(cmds) == 1:
+            cmd = cmds[0]
+            c.send(KeyDone(cmd.key, cmd.nbytes, cmd.typename, cmd.inline))
+        else:
+            c.send(keys_done(cmds))
+
+    def _send_computes(self, computes: dict[str, list[SendCompute]], address: str) -> None:
+        """The computes decided for one worker, with the function blobs it lacks: one
+        ``Compute`` alone, several as one ``Computes`` (no message object per task)."""
+        cmds = computes.pop(address)
+        conn = self._workers.get(address)
+        if conn is None:
+            return
+        known = self._worker_fids[address]
+        blobs = {}
+        last: tuple[str, ...] | None = None
+        for cmd in cmds:
+            fids = cmd.fids
+            if fids is last or not fids:  # a map's tasks share one fids tuple
+                continue
+            last = fids
+            for fid in fids:
+                if fid not in known:
+                    blobs[fid] = self._functions[fid]
+                    known.add(fid)
+        if conn.hold():
+            self._held.append(conn)
+        if len(cmds) == 1:
+            cmd = cmds[0]
+            conn.send(Compute(cmd.key, cmd.payload, cmd.deps, blobs, cmd.priority,
+                              cmd.send_inline, cmd.prefix, cmd.run, cmd.drop))
+        else:
+            conn.send(computes_message(cmds, blobs))
+
     def _carry_out(
         self, cmd: Any, workers: dict[str, Connection], clients: dict[str, Connection],
         frees: dict[str, list[Any]],
     ) -> None:
-        if isinstance(cmd, SendCompute):
-            conn = workers.get(cmd.worker)
-            if conn is None:
-                return
-            known = self._worker_fids[cmd.worker]
-            blobs = {}
-            for fid in cmd.fids:
-                if fid not in known:
-                    blobs[fid] = self._functions[fid]
-                    known.add(fid)
-            if conn.hold():
-                self._held.append(conn)
-            conn.send(Compute(cmd.key, cmd.payload, cmd.deps, blobs, cmd.priority,
-                              cmd.send_inline, cmd.prefix, cmd.run, cmd.drop))
-        elif isinstance(cmd, ReportDone):
-            c = clients.get(cmd.client)
-            if c is not None:
-                if c.hold():
-                    self._held.append(c)
-                c.send(KeyDone(cmd.key, cmd.nbytes, cmd.typename, cmd.inline))
-        elif isinstance(cmd, SendFree):
+        if isinstance(cmd, SendFree):
             frees.setdefault(cmd.worker, []).extend(cmd.keys)
         elif isinstance(cmd, ReportErred):
             c = clients.get(cmd.client)

@@ -45,6 +45,7 @@ from shoal.protocol._messages import (
     TaskDone,
     TaskErred,
     TaskRescheduled,
+    TasksDone,
     TaskSeceded,
     TasksStarted,
     TopicGet,
@@ -73,6 +74,7 @@ from shoal.scheduler._events import (
     Seceded,
     TaskFailed,
     TaskFinished,
+    TasksFinished,
     TransferDone,
     WorkerJoined,
     WorkerLeft,
@@ -110,8 +112,31 @@ def _restrictions(
     return {key: (dict(need) if need else None, bool(loose)) for key, need, loose in rows or ()}
 
 
-# Messages of a worker's batch handled per step of the loop (about 10 µs each).
+# Reports of a worker's batch handled per step of the loop (about 10 µs each): a message
+# counts one, a TasksDone one per row.
 WORKER_STEP = 500
+
+
+def first_step(batch: list[Message]) -> tuple[list[Message], list[Message] | None]:
+    """The first ``WORKER_STEP`` reports of a worker's batch, and the rest (None if there is
+    none); a ``TasksDone`` across the cut is cut between its rows."""
+    weight = 0
+    for i, msg in enumerate(batch):
+        weight += len(msg.keys) if type(msg) is TasksDone else 1  # type: ignore[attr-defined]
+        if weight > WORKER_STEP:
+            if type(msg) is not TasksDone:
+                return batch[:i], batch[i:]
+            assert isinstance(msg, TasksDone)
+            keep = len(msg.keys) - (weight - WORKER_STEP)
+            head, tail = split_done(msg, keep)
+            return [*batch[:i], head], [tail, *batch[i + 1:]]
+    return batch, None
+
+
+def split_done(msg: TasksDone, k: int) -> tuple[TasksDone, TasksDone]:
+    """``msg``'s first ``k`` rows, and the others (0 < k < rows)."""
+    cols = msg._fields_of(msg)
+    return TasksDone(*(c[:k] for c in cols)), TasksDone(*(c[k:] for c in cols))
 
 
 class ServerMessages(ShellBase):
@@ -245,15 +270,22 @@ class ServerMessages(ShellBase):
         unknown anyway fails its key rather than the whole batch (a shoal bug)."""
         functions = self._functions
         bad: dict[int, str] | None = None
+        last: Any = None  # the rows of one call share their fids: looked at once
+        missing: str | None = None  # the first of ``last`` the scheduler lacks
         for i, row in enumerate(rows):
-            for fid in row[3]:
-                if fid not in functions:
-                    blob = self._forgotten.pop(fid, None)
-                    if blob is not None:
-                        functions[fid] = blob
-                    else:
-                        bad = bad or {}
-                        bad.setdefault(i, fid)
+            fids = row[3]
+            if fids is not last:
+                last, missing = fids, None
+                for fid in fids:
+                    if fid not in functions:
+                        blob = self._forgotten.pop(fid, None)
+                        if blob is not None:
+                            functions[fid] = blob
+                        elif missing is None:
+                            missing = fid
+            if missing is not None:
+                bad = bad or {}
+                bad[i] = missing
         if not bad:
             return rows
         for i, fid in bad.items():
@@ -287,7 +319,7 @@ class ServerMessages(ShellBase):
     # --- worker messages ------------------------------------------------------------------------
 
     def _on_worker_batch(self, conn: Connection, batch: list[Message] | None) -> None:
-        """A worker's batch, handled ``WORKER_STEP`` messages per loop step: a worker running
+        """A worker's batch, handled ``WORKER_STEP`` reports per loop step: a worker running
         a fast map reports thousands of finished tasks at once, and handling them in one
         step would hold the loop (and everything else waiting on it) for tens of ms. The
         rest follow on the next steps; the worker's later batches wait behind them, in order."""
@@ -295,18 +327,20 @@ class ServerMessages(ShellBase):
         if backlog is not None:  # earlier messages of this worker still wait
             backlog.append(batch)
             return
-        if batch is not None and len(batch) > WORKER_STEP:
-            conn.info["backlog"] = collections.deque([batch[WORKER_STEP:]])
-            asyncio.get_running_loop().call_soon(self._next_worker_step, conn)
-            batch = batch[:WORKER_STEP]
+        if batch is not None:
+            batch, rest = first_step(batch)
+            if rest is not None:
+                conn.info["backlog"] = collections.deque([rest])
+                asyncio.get_running_loop().call_soon(self._next_worker_step, conn)
         self._on_worker_message(conn, batch)
 
     def _next_worker_step(self, conn: Connection) -> None:
         backlog: collections.deque[list[Message] | None] = conn.info["backlog"]
         batch = backlog.popleft()
-        if batch is not None and len(batch) > WORKER_STEP:
-            backlog.appendleft(batch[WORKER_STEP:])
-            batch = batch[:WORKER_STEP]
+        if batch is not None:
+            batch, rest = first_step(batch)
+            if rest is not None:
+                backlog.appendleft(rest)
         if backlog:
             asyncio.get_running_loop().call_soon(self._next_worker_step, conn)
         else:
@@ -334,7 +368,12 @@ class ServerMessages(ShellBase):
                     continue
                 if address is None:
                     raise TypeError("a worker must register before anything else")
-                if isinstance(msg, TaskDone):
+                if type(msg) is TasksDone:
+                    if self.plugin_host.watching:  # its plugin hooks read one event per task
+                        events.extend(TasksFinished(address, *msg._fields_of(msg)).rows())
+                    else:
+                        events.append(TasksFinished(address, *msg._fields_of(msg)))
+                elif isinstance(msg, TaskDone):
                     events.append(TaskFinished(address, msg.key, msg.nbytes, msg.typename,
                                                msg.start, msg.stop, msg.thread, msg.inline,
                                                msg.run, msg.dropped))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shoal._machine import Command, Event
-from shoal.protocol._messages import Compute
+from shoal.protocol._messages import Compute, Computes
 from shoal.protocol._serialize import Serialized
 
 Key = Any
@@ -20,6 +20,14 @@ Key = Any
 @dataclass(slots=True)  # not frozen: built per task (see the header)
 class ComputeAssigned(Event):
     msg: Compute
+
+
+@dataclass(slots=True)  # not frozen: built per batch of computes
+class ComputesAssigned(Event):
+    """Several assignments in one message (a ``Computes``): handled as its rows'
+    ``ComputeAssigned`` one after the other, with no event or message object per row."""
+
+    msg: Computes
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from shoal.comm._tcp import scheme_of
 from shoal.protocol._messages import (
     Close,
     Compute,
+    Computes,
     CopyKeys,
     DropFunctions,
     FreeKeys,
@@ -45,10 +46,12 @@ from shoal.protocol._messages import (
     RestartWorker,
     Run,
     Store,
+    TaskDone,
     TaskSeceded,
     TasksStarted,
     TopicLog,
     WorkerGoodbye,
+    tasks_done,
 )
 from shoal.protocol._serialize import costly_to_load
 from shoal.worker._actors import ActorHost
@@ -61,6 +64,7 @@ from shoal.worker._session import SchedulerGone, SessionMixin
 from shoal.worker._spill import SpillBuffer
 from shoal.worker._state import (
     ComputeAssigned,
+    ComputesAssigned,
     DataStored,
     Drop,
     Execute,
@@ -209,7 +213,17 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
         events: list[Any] = []
         freed: list[Any] = []
         for msg in batch:
-            if isinstance(msg, Compute):
+            if type(msg) is Computes:
+                if msg.functions:
+                    self.functions.add_blobs(msg.functions)
+                unrevoke = self._executor.unrevoke
+                for key in msg.keys:
+                    unrevoke(key)
+                events.append(ComputesAssigned(msg))
+                if self.plugin_host.watchers:
+                    for key in msg.keys:
+                        self.plugin_host.transition(key, "released", "waiting")
+            elif isinstance(msg, Compute):
                 if msg.functions:
                     self.functions.add_blobs(msg.functions)
                 self._executor.unrevoke(msg.key)
@@ -324,10 +338,18 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
         executor = self._executor
         actors = self._actors
         assert sched is not None and executor is not None and actors is not None
+        done: list[TaskDone] = []  # consecutive results, sent as one TasksDone
         for cmd in commands:
             kind = type(cmd)
             if kind is Report:
-                sched.send(cmd.msg)
+                msg = cmd.msg  # type: ignore[attr-defined]
+                if type(msg) is TaskDone:
+                    done.append(msg)
+                    continue
+                if done:
+                    _send_done(sched, done)
+                    done = []
+                sched.send(msg)
             elif kind is Execute:
                 executor.submit(cmd)
                 if self.plugin_host.watchers:
@@ -346,6 +368,8 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
                     self._deferred_fetches.append(cmd)
                 else:
                     self._spawn(self._fetch_within_budget(cmd))
+        if done:
+            _send_done(sched, done)
 
     def _store(self, msg: Store, load: Any) -> Any:
         """Hold scattered data; the event that acknowledges it (or says why it failed)."""
@@ -375,6 +399,11 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
         from shoal.protocol._errors import exception_to_error
 
         return exception_to_error(exc, exc.__traceback__, key, self.address, time.time())
+
+
+def _send_done(sched: Connection, done: list[TaskDone]) -> None:
+    """Results reported one after the other, as one message (one of them as itself)."""
+    sched.send(done[0] if len(done) == 1 else tasks_done(done))
 
 
 def _raise(exc: BaseException) -> Any:

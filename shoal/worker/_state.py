@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Any
 
 from shoal.protocol._messages import (
-    Compute,
     MissingData,
     ScatterStored,
     TaskDone,
@@ -27,9 +26,11 @@ from shoal.protocol._messages import (
     TaskRescheduled,
     Transfer,
 )
+from shoal.protocol._serialize import Serialized
 from shoal.worker._events import (
     Command,
     ComputeAssigned,
+    ComputesAssigned,
     CopiesStored,
     DataStored,
     Drop,
@@ -49,6 +50,7 @@ Key = Any
 __all__ = [
     "Command",
     "ComputeAssigned",
+    "ComputesAssigned",
     "CopiesStored",
     "DataStored",
     "Drop",
@@ -66,13 +68,18 @@ __all__ = [
 
 
 class _Task:
-    __slots__ = ("deps", "key", "missing", "msg", "run", "state")
+    __slots__ = ("deps", "drop", "key", "missing", "payload", "priority", "run",
+                 "send_inline", "state")
 
-    def __init__(self, msg: Compute) -> None:
-        self.key = msg.key
-        self.msg = msg
-        self.run = msg.run  # the latest assignment's (see the module's header)
-        deps = msg.deps  # most tasks of a map have none: no generator to start
+    def __init__(self, key: Key, payload: Serialized, deps: Any, priority: Any,
+                 send_inline: bool, run: int, drop: tuple[Key, ...]) -> None:
+        self.key = key
+        self.payload = payload
+        self.priority = priority
+        self.send_inline = send_inline
+        self.run = run  # the latest assignment's (see the module's header)
+        self.drop = drop  # inputs to drop when it succeeds (``Compute.drop``)
+        # most tasks of a map have no inputs: no generator to start
         self.deps: tuple[Key, ...] = tuple([d[0] for d in deps]) if deps else ()
         self.missing: set[Key] = set()
         self.state = "waiting"
@@ -101,8 +108,15 @@ class WorkerState:
             kind = type(ev)
             if kind is ExecuteDone:
                 self._on_done(ev)  # type: ignore[arg-type]
+            elif kind is ComputesAssigned:
+                m = ev.msg  # type: ignore[attr-defined]
+                compute = self._compute
+                for row in zip(m.keys, m.payloads, m.deps, m.priorities, m.send_inline,
+                               m.runs, m.drops, strict=True):
+                    compute(*row)
             elif kind is ComputeAssigned:
-                self._on_compute(ev.msg)  # type: ignore[attr-defined]
+                m = ev.msg  # type: ignore[attr-defined]
+                self._compute(m.key, m.payload, m.deps, m.priority, m.send_inline, m.run, m.drop)
             elif kind is FetchDone:
                 self._on_fetched(ev)  # type: ignore[arg-type]
             elif kind is FetchFailed:
@@ -131,25 +145,31 @@ class WorkerState:
 
     # --- events --------------------------------------------------------------------------------
 
-    def _on_compute(self, msg: Compute) -> None:
-        key = msg.key
+    def _compute(self, key: Key, payload: Serialized, deps: Any, priority: Any,
+                 send_inline: bool, run: int, drop: Any) -> None:
+        """One assignment (a ``Compute``, or a row of a ``Computes``)."""
         if key in self.held and key in self.assigned:
             self._out.append(
-                Report(TaskDone(key, self.held[key], "", 0.0, 0.0, -1, None, msg.run))
+                Report(TaskDone(key, self.held[key], "", 0.0, 0.0, -1, None, run))
             )
             return
+        drop = tuple(drop)
         old = self.tasks.get(key)
         if old is not None:
-            old.run = msg.run  # what it reports now answers this assignment
-            old.msg = msg  # and its inputs to drop (``drop``) are this assignment's
+            old.run = run  # what it reports now answers this assignment
+            old.drop = drop  # and its inputs to drop are this assignment's
+            old.payload, old.priority, old.send_inline = payload, priority, send_inline
             if old.state == "cancelled":
                 old.state = "executing"  # resumed: its result is wanted again
             return
-        ts = self.tasks[key] = _Task(msg)
+        ts = self.tasks[key] = _Task(key, payload, deps, priority, send_inline, run, drop)
+        if not deps:
+            self._run(ts)
+            return
         fetch_by_peer: dict[str, list[Key]] = {}
         sizes: dict[Key, int] = {}
         lacking: list[Key] = []
-        for dep_key, holders, dep_nbytes in msg.deps:
+        for dep_key, holders, dep_nbytes in deps:
             if dep_key in self.held:  # pinned while the task needs it, even if freed
                 self.users.setdefault(dep_key, set()).add(key)
                 continue
@@ -221,8 +241,7 @@ class WorkerState:
 
     def _run(self, ts: _Task) -> None:
         ts.state = "executing"
-        m = ts.msg
-        self._out.append(Execute(ts.key, m.payload, m.priority, m.send_inline, ts.deps))
+        self._out.append(Execute(ts.key, ts.payload, ts.priority, ts.send_inline, ts.deps))
 
     def _on_done(self, ev: ExecuteDone) -> None:
         ts = self.tasks.pop(ev.key, None)
@@ -249,7 +268,7 @@ class WorkerState:
         self.shadowed.discard(ev.key)
         self.held[ev.key] = ev.nbytes
         self.assigned.add(ev.key)
-        drop = ts.msg.drop
+        drop = ts.drop
         self._out.append(
             Report(TaskDone(ev.key, ev.nbytes, ev.typename, ev.start, ev.stop, ev.thread,
                             ev.inline, ts.run, self._drop_read(drop) if drop else ()))

@@ -25,11 +25,18 @@ SAMPLES: dict[str, m.Message] = {
     "scatter": m.Scatter(7, [("x", SMALL, 10, "int")], ["w1"], True),
     "request": m.Request(3, "who_has", {"keys": ["a"], "nested": {"n": 1.5}}),
     "key-done": m.KeyDone(("x", 0), 100, "ndarray", TWO_FRAMES),
+    "keys-done-as-columns": m.KeysDone(
+        [("x", 0), "y"], [100, 8], ["ndarray", "int"], [TWO_FRAMES, None]
+    ),
     "key-erred": m.KeyErred("x", {"kind": "exception", "message": "boom", "exception": SMALL}),
     "key-cancelled": m.KeyCancelled("x", "cancelled by the client"),
     "cluster-restarted": m.ClusterRestarted("client.restart()"),
     "response": m.Response(3, True, {"a": ["w1", "w2"]}),
     "compute": m.Compute("t", SMALL, [("a", ["w1"], 8)], {"f": b"blob"}, (1, 2), False, "t", 7),
+    "computes-as-columns": m.Computes(
+        ["t", ("u", 1)], [SMALL, TWO_FRAMES], [[("a", ["w1"], 8)], []], {"f": b"blob"},
+        [(1, 2), (0, 3)], [False, True], [7, 8], [("a",), ()],
+    ),
     "free-keys": m.FreeKeys(["a", "b"]),
     "store": m.Store("x", TWO_FRAMES, 10),
     "drop-functions": m.DropFunctions(["abc123"]),
@@ -44,6 +51,10 @@ SAMPLES: dict[str, m.Message] = {
     "tasks-started": m.TasksStarted(["t", ("x", 1)], [7, 8]),
     "worker-goodbye": m.WorkerGoodbye("worker closing"),
     "task-done": m.TaskDone("t", 8, "int", 1.5, 2.5, 140000, None, 7),
+    "tasks-done-as-columns": m.TasksDone(
+        ["t", ("u", 1)], [8, 16], ["int", "ndarray"], [1.5, 2.0], [2.5, 3.0], [140000, 2],
+        [None, SMALL], [7, 9], [(), ("a", ("b", 0))],
+    ),
     "task-erred": m.TaskErred("t", {"kind": "exception", "message": "boom"}, 1.0, 2.0, 1, 7),
     "missing-data": m.MissingData("a", "tcp://w1", "t"),
     "scatter-stored": m.ScatterStored("x", None),

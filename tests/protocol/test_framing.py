@@ -417,3 +417,63 @@ def test_fields_of_the_wrong_type_are_a_protocol_error(item: Any, words: str) ->
 def test_nested_rows_of_the_wrong_shape_are_a_protocol_error(item: Any, words: str) -> None:
     with pytest.raises(ProtocolError, match=re.escape(words)):
         from_wire(item)
+
+
+# --- the columnar batches (Computes, TasksDone): each row checked as its message would be ----
+
+S = Serialized([b"x"])
+# A valid row set of each, as msgpack decodes it (tuples), to spoil one column at a time.
+COMPUTES = ("computes-as-columns", ("a", "b"), (S, S), ((("d", ("w1",), 8),), ()), {},
+            ((0,), (1,)), (True, False), (1, 2), ((), ("d",)))
+TASKS_DONE = ("tasks-done-as-columns", ("a", "b"), (8, 8), ("int", "int"), (1.0, 1.5),
+              (2.0, 2.5), (1, 1), (None, S), (1, 2), ((), ("d",)))
+
+
+def spoiled(item: tuple[Any, ...], index: int, column: Any) -> tuple[Any, ...]:
+    return (*item[:index], column, *item[index + 1:])
+
+
+def test_valid_columnar_batches_decode() -> None:
+    computes = from_wire(COMPUTES)
+    assert isinstance(computes, m.Computes) and computes.keys == ("a", "b")
+    done = from_wire(TASKS_DONE)
+    assert isinstance(done, m.TasksDone) and done.inlines == (None, S)
+
+
+@pytest.mark.parametrize(
+    ("item", "words"),
+    [
+        (spoiled(COMPUTES, 2, (S,)), "column 'payloads' has 1 rows, not one per key (2)"),
+        (spoiled(COMPUTES, 1, ("a", {"x": 1})), "row 1 of 'keys' must be"),
+        (spoiled(COMPUTES, 2, (S, b"raw")), "row 1 of 'payloads' must be Serialized, got bytes"),
+        (spoiled(COMPUTES, 3, ((), (("d", ("w1",)),))), "row 0 must be an array of 3 items"),
+        (spoiled(COMPUTES, 3, ((), (("d", ("w1",), "8"),))), "row 0 item 2 must be int"),
+        (spoiled(COMPUTES, 6, (True, 1)), "row 1 of 'send_inline' must be bool, got int"),
+        (spoiled(COMPUTES, 7, (1, 2.0)), "row 1 of 'runs' must be int, got float"),
+        (spoiled(COMPUTES, 8, ((), ({},))), "must hold keys"),
+        (spoiled(COMPUTES, 5, ((0,),)), "column 'priorities' has 1 rows"),
+        (spoiled(COMPUTES, 1, "ab"), "field 'keys' must be list or tuple, got str"),
+        (COMPUTES[:-1], "needs 8 fields, got 7"),
+        (spoiled(TASKS_DONE, 2, (8, None)), "row 1 of 'nbytes' must be int, got NoneType"),
+        (("keys-done-as-columns", ("a", "b"), (8, 8), ("int",), (None, None)),
+         "column 'typenames' has 1 rows"),
+        (("keys-done-as-columns", ("a",), (8,), ("int",), (b"raw",)),
+         "row 0 of 'inlines' must be NoneType or Serialized, got bytes"),
+        (spoiled(TASKS_DONE, 3, ("int", 5)), "row 1 of 'typenames' must be str, got int"),
+        (spoiled(TASKS_DONE, 4, (1.0, "now")), "row 1 of 'starts' must be float or int, got str"),
+        (spoiled(TASKS_DONE, 7, (None, b"raw")), "row 1 of 'inlines' must be NoneType or Serialized"),
+        (spoiled(TASKS_DONE, 8, (1,)), "column 'runs' has 1 rows"),
+        (spoiled(TASKS_DONE, 9, ((), 5)), "row 1 of 'dropped' must be list or tuple, got int"),
+        (spoiled(TASKS_DONE, 9, ((), ((1, 2), [3]))), "must hold keys"),
+    ],
+)
+def test_bad_rows_of_a_columnar_batch_are_a_protocol_error(item: Any, words: str) -> None:
+    with pytest.raises(ProtocolError, match=re.escape(words)):
+        from_wire(item)
+
+
+def test_a_columnar_batch_with_a_bad_row_fails_its_whole_wire_batch() -> None:
+    bad = msgpack.packb([("free-keys", ["x"]), spoiled(TASKS_DONE, 6, (1, "t"))],
+                        use_bin_type=True, default=lambda o: msgpack.ExtType(2, o.frames[0]))
+    with pytest.raises(ProtocolError, match="row 1 of 'threads' must be int"):
+        decode([bad])

@@ -25,6 +25,7 @@ from typing import Any
 
 from _fuzzing import Defect, run_fuzzed
 
+from shoal.protocol._framing import decode, encode
 from shoal.protocol._messages import (
     Compute,
     MissingData,
@@ -32,6 +33,8 @@ from shoal.protocol._messages import (
     TaskDone,
     TaskErred,
     Transfer,
+    computes,
+    tasks_done,
 )
 from shoal.protocol._serialize import Serialized
 from shoal.scheduler import _placement as placement
@@ -59,6 +62,7 @@ from shoal.scheduler._events import (
     SendStore,
     TaskFailed,
     TaskFinished,
+    TasksFinished,
     Tick,
     TransferDone,
     WorkerJoined,
@@ -68,6 +72,7 @@ from shoal.scheduler._events import (
 from shoal.scheduler._state import SchedulerState
 from shoal.worker._state import (
     ComputeAssigned,
+    ComputesAssigned,
     DataStored,
     Drop,
     Execute,
@@ -120,12 +125,18 @@ def invariant(exc: AssertionError) -> str:
 
 
 class ClusterSim:
-    def __init__(self, seed: int, features: frozenset[str] = HOSTILE) -> None:
+    def __init__(self, seed: int, features: frozenset[str] = HOSTILE,
+                 columns: bool = False) -> None:
         unknown = features - HOSTILE
         if unknown:
             raise ValueError(f"unknown fuzz features {sorted(unknown)}; known: {sorted(HOSTILE)}")
         self.seed = seed
         self.features = features
+        # Whether the wires carry the columnar batches, as the real shells send them: a
+        # worker's consecutive computes of one scheduler step as one ``Computes``, and
+        # consecutive results at the head of a worker's wire as one ``TasksDone`` (both
+        # through the real encoder and decoder). Draws nothing from the RNG.
+        self.columns = columns
         self.rng = random.Random(seed)
         # Whether a submission is a piece of a larger graph: drawn apart, so that the
         # other draws (and the seeds known to find defects) stay as they were.
@@ -162,14 +173,20 @@ class ClusterSim:
     def _route(self, out: list[Command]) -> None:
         tasks = self.state.tasks
         resume = False
+        pending: dict[str, list[SendCompute]] = {}  # columns: a worker's computes so far
         for cmd in out:
+            if isinstance(cmd, (SendFree, SendStore)) and cmd.worker in pending:
+                self._send_computes(pending.pop(cmd.worker))  # in order, before the free
             if isinstance(cmd, SendCompute):
                 sw = self.workers.get(cmd.worker)
                 if sw is None:
                     raise Defect(f"compute {cmd.key!r} sent to unknown worker {cmd.worker}")
-                msg = Compute(cmd.key, cmd.payload, cmd.deps, {}, cmd.priority,
-                              cmd.send_inline, cmd.prefix, cmd.run, cmd.drop)
-                sw.inbox.append(ComputeAssigned(msg))
+                if self.columns:
+                    pending.setdefault(cmd.worker, []).append(cmd)
+                else:
+                    msg = Compute(cmd.key, cmd.payload, cmd.deps, {}, cmd.priority,
+                                  cmd.send_inline, cmd.prefix, cmd.run, cmd.drop)
+                    sw.inbox.append(ComputeAssigned(msg))
                 sw.freed.discard(cmd.key)
             elif isinstance(cmd, SendFree):
                 sw = self.workers.get(cmd.worker)
@@ -196,8 +213,21 @@ class ClusterSim:
                 resume = True
             elif not isinstance(cmd, (ReportCancelled, DropScattered, ForgetFunctions)):
                 raise Defect(f"unexpected scheduler command {cmd!r}")
+        for cmds in pending.values():
+            self._send_computes(cmds)
         if resume:
             self.handle(WorkResumed())
+
+    def _send_computes(self, cmds: list[SendCompute]) -> None:
+        """Columns: one worker's computes of one step, as the scheduler's shell sends them."""
+        sw = self.workers[cmds[0].worker]
+        if len(cmds) == 1:
+            cmd = cmds[0]
+            sw.inbox.append(ComputeAssigned(Compute(
+                cmd.key, cmd.payload, cmd.deps, {}, cmd.priority, cmd.send_inline, cmd.prefix,
+                cmd.run, cmd.drop)))
+        else:
+            sw.inbox.append(ComputesAssigned(through_wire(computes(cmds, {}))))
 
     def _worker_handle(self, sw: SimWorker, *events: Any) -> None:
         for ev in events:
@@ -344,7 +374,15 @@ class ClusterSim:
         self._worker_handle(sw, ev)
 
     def deliver_to_scheduler(self, sw: SimWorker) -> None:
-        self.handle(self._to_scheduler(sw.address, sw.outbox.popleft()))
+        out = sw.outbox
+        if self.columns and len(out) > 1 and type(out[0]) is TaskDone is type(out[1]):
+            done = []
+            while out and type(out[0]) is TaskDone:
+                done.append(out.popleft())
+            msg = through_wire(tasks_done(done))
+            self.handle(TasksFinished(sw.address, *msg._fields_of(msg)))
+            return
+        self.handle(self._to_scheduler(sw.address, out.popleft()))
 
     # --- one random step ----------------------------------------------------------------------
 
@@ -513,9 +551,16 @@ class ClusterSim:
                     raise Defect(f"scheduler thinks {ws.address} holds {ts.key!r}; it does not")
 
 
-def run_sequence(seed: int, steps: int, features: frozenset[str] = HOSTILE) -> ClusterSim:
+def through_wire(msg: Any) -> Any:
+    """``msg`` encoded and decoded again (checked as a peer's would be)."""
+    (out,) = decode(encode([msg])[1:])
+    return out
+
+
+def run_sequence(seed: int, steps: int, features: frozenset[str] = HOSTILE,
+                 columns: bool = False) -> ClusterSim:
     """One fuzzed life of a cluster: ``steps`` random actions, then a faithful drain and
     the liveness checks. Raises ``Defect`` (or the machines' own errors) naming the seed."""
-    sim: ClusterSim = run_fuzzed(ClusterSim(seed, features), seed=seed, steps=steps,
+    sim: ClusterSim = run_fuzzed(ClusterSim(seed, features, columns), seed=seed, steps=steps,
                                  features=features, label="fuzz", replay="run_sequence")
     return sim

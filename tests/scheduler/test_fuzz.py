@@ -25,8 +25,10 @@ from ._cluster_sim import HOSTILE, Defect, run_sequence
 SCALE = float(os.environ.get("SHOAL_FUZZ_SCALE", "1"))
 FIRST_SEED = int(os.environ.get("SHOAL_FUZZ_SEED", "0"))
 STEPS = 80
-# (features, sequences): the faithful cluster, and one with every hostile order.
-RUNS = ((frozenset(), 2000), (HOSTILE, 4000))
+# (features, sequences, columns): the faithful cluster, and one with every hostile order;
+# then both again with the columnar batches on the wires (Computes, TasksDone).
+RUNS = ((frozenset(), 2000, False), (HOSTILE, 4000, False),
+        (frozenset(), 1000, True), (HOSTILE, 2000, True))
 
 
 def classify(message: str) -> str:
@@ -45,10 +47,10 @@ def classify(message: str) -> str:
 @pytest.fixture(scope="module")
 def failures() -> dict[str, list[str]]:
     found: dict[str, list[str]] = defaultdict(list)
-    for features, count in RUNS:
+    for features, count, columns in RUNS:
         for seed in range(FIRST_SEED, FIRST_SEED + int(count * SCALE)):
             try:
-                run_sequence(seed, STEPS, features)
+                run_sequence(seed, STEPS, features, columns)
             except Defect as exc:
                 found[classify(str(exc.__cause__))].append(str(exc))
     return found

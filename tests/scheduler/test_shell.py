@@ -13,20 +13,31 @@ import pytest
 from shoal.comm._connection import Connection
 from shoal.protocol._messages import (
     Compute,
+    Computes,
     FreeKeys,
     KeyDone,
     KeyErred,
+    KeysDone,
     Message,
     Register,
     ReleaseKeys,
     TaskDone,
+    TasksDone,
     UpdateGraph,
+    tasks_done,
 )
 from shoal.protocol._serialize import function_id
-from shoal.scheduler._events import ClientJoined, KeysReleased
+from shoal.scheduler._events import (
+    ClientJoined,
+    KeysReleased,
+    ReportDone,
+    ReportErred,
+    SendCompute,
+    SendFree,
+)
 from shoal.scheduler._server import Scheduler
 
-from ._sim import row
+from ._sim import PAYLOAD, row
 
 
 class Recorder(Connection):
@@ -67,6 +78,8 @@ def _kinds(msgs: list[Message]) -> list[tuple[str, Any]]:
     for m in msgs:
         if isinstance(m, Compute):
             out.append(("compute", m.key))
+        elif isinstance(m, Computes):
+            out.append(("computes", list(m.keys)))
         elif isinstance(m, FreeKeys):
             out.append(("free", list(m.keys)))
     return out
@@ -92,6 +105,45 @@ def test_frees_of_one_batch_still_travel_together() -> None:
     assert _kinds(worker.sent) == [("free", ["a", "b"])]
 
 
+def test_computes_of_one_step_leave_as_one_message_with_their_function_once() -> None:
+    sched, worker, conns = _scheduler("c")
+    fid = function_id(b"F")
+    sched._on_client_message(conns["c"], [UpdateGraph(
+        [row("a", fids=[fid]), row("b", fids=[fid])], ["a", "b"], {fid: b"F"})])
+    (msg,) = [m for m in worker.sent if isinstance(m, (Compute, Computes))]
+    assert isinstance(msg, Computes) and sorted(msg.keys) == ["a", "b"]
+    assert msg.functions == {fid: b"F"}
+    assert list(msg.runs) == [sched.state.tasks[k].run for k in msg.keys]
+    sched.state.validate()
+
+
+def test_a_workers_computes_and_frees_keep_their_order_each_run_in_one_message() -> None:
+    sched, worker, _conns = _scheduler()
+
+    def compute(key: str) -> SendCompute:
+        return SendCompute("w1", key, PAYLOAD, [], (), (0,), True, "p", 1)
+
+    sched._carry_out_all([compute("a"), compute("b"), SendFree("w1", ["a"]),
+                          SendFree("w1", ["x"]), compute("c"), SendFree("nobody", ["y"])])
+    assert _kinds(worker.sent) == [("computes", ["a", "b"]), ("free", ["a", "x"]),
+                                   ("compute", "c")]
+
+
+def test_a_clients_results_of_one_step_leave_as_one_message_before_its_other_news() -> None:
+    sched, _worker, conns = _scheduler("c", "d")
+
+    def done(client: str, key: str) -> ReportDone:
+        return ReportDone(client, key, 8, "int", None)
+
+    sched._carry_out_all([done("c", "a"), done("d", "a"), done("c", "b"),
+                          ReportErred("c", "e", {"message": "boom"}), done("c", "f")])
+    first, erred, last = conns["c"].sent
+    assert isinstance(first, KeysDone) and list(first.keys) == ["a", "b"]
+    assert isinstance(erred, KeyErred) and erred.key == "e"
+    assert last == KeyDone("f", 8, "int", None)
+    assert conns["d"].sent == [KeyDone("a", 8, "int", None)]
+
+
 def test_task_whose_function_never_arrived_errs_for_its_client_only() -> None:
     sched, worker, conns = _scheduler("c", "d")
     sched._on_client_message(conns["c"], [UpdateGraph([row("a", fids=["nope"])], ["a"], {})])
@@ -102,6 +154,18 @@ def test_task_whose_function_never_arrived_errs_for_its_client_only() -> None:
     assert not conns["c"].closed
     assert _kinds(worker.sent) == [("compute", "b")]
     assert "a" not in sched.state.tasks
+    sched.state.validate()
+
+
+def test_every_row_sharing_a_function_that_never_arrived_errs() -> None:
+    """The rows of one call share one fids tuple, looked at once: each of them errs."""
+    sched, worker, conns = _scheduler("c")
+    fids = ("nope",)
+    rows = [row(k) for k in ("a", "b", "c")]
+    rows = [(*r[:3], fids, *r[4:]) for r in rows[:2]] + rows[2:]
+    sched._on_client_message(conns["c"], [UpdateGraph(rows, ["a", "b", "c"], {})])
+    assert sorted(m.key for m in conns["c"].sent if isinstance(m, KeyErred)) == ["a", "b"]
+    assert _kinds(worker.sent) == [("compute", "c")]
     sched.state.validate()
 
 
@@ -225,6 +289,52 @@ def test_a_large_worker_batch_is_handled_in_bounded_steps_in_order(
             == {k: ts.state for k, ts in whole.state.tasks.items()})
     assert ({m.key for m in conns["c"].sent if isinstance(m, KeyDone)}
             == {m.key for m in whole_conns["c"].sent if isinstance(m, KeyDone)})
+    sched.state.validate()
+
+
+def test_a_columnar_batch_of_results_is_cut_between_its_rows_into_bounded_steps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A TasksDone counts one report per row against the step bound: one of 22 rows is
+    handled as 10, 10, then 2 with the next batch's message behind them, in order."""
+    from shoal.scheduler import _server_messages
+
+    monkeypatch.setattr(_server_messages, "WORKER_STEP", 10)
+    sched, worker, conns = _scheduler("c")
+    keys = [f"k{i}" for i in range(25)]
+    sched._on_client_message(conns["c"], [UpdateGraph([row(k) for k in keys], keys, {})])
+    steps: list[list[Any]] = []
+    handle = sched._on_worker_message
+
+    def counted(conn: Connection, batch: list[Message] | None) -> None:
+        steps.append([k for m in batch or () for k in
+                      (m.keys if isinstance(m, TasksDone) else [getattr(m, "key", None)])])
+        handle(conn, batch)
+
+    monkeypatch.setattr(sched, "_on_worker_message", counted)
+
+    def done(on: Any, k: str) -> TaskDone:
+        return TaskDone(k, 8, "int", 0.0, 0.1, 1, None, on.state.tasks[k].run)
+
+    async def main() -> None:
+        sched._on_worker_batch(worker, [tasks_done([done(sched, k) for k in keys[:22]])])
+        sched._on_worker_batch(worker, [done(sched, keys[22]),
+                                        tasks_done([done(sched, k) for k in keys[23:]])])
+        assert [len(s) for s in steps] == [10]
+        for _ in range(10):
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert [len(s) for s in steps] == [10, 10, 2, 3]
+    assert [k for s in steps for k in s] == keys
+    assert "backlog" not in worker.info
+    whole, whole_worker, whole_conns = _scheduler("c")  # the same reports in one step
+    whole._on_client_message(whole_conns["c"], [UpdateGraph([row(k) for k in keys], keys, {})])
+    whole._on_worker_message(whole_worker, [done(whole, k) for k in keys])
+    assert ({k: ts.state for k, ts in sched.state.tasks.items()}
+            == {k: ts.state for k, ts in whole.state.tasks.items()})
+    assert ([m.key for m in conns["c"].sent if isinstance(m, KeyDone)]
+            == [m.key for m in whole_conns["c"].sent if isinstance(m, KeyDone)])
     sched.state.validate()
 
 
