@@ -34,6 +34,51 @@ def task_order(graph: Mapping[Any, Any]) -> dict[Any, int]:
     return ordered if ordered is not None else dask_order(graph)
 
 
+def ordered(graph: Mapping[Any, Any]) -> tuple[dict[Any, int], list[Any]]:
+    """``task_order(graph)``, and the keys of ``graph`` in that order with each key after
+    its inputs in ``graph`` (the order in which a graph's pieces go out: the scheduler
+    gets first the tasks it will run first)."""
+    if len(graph) <= 1:
+        return dict.fromkeys(graph, 0), list(graph)
+    tree = tree_order(graph)
+    if tree is not None:
+        return tree, list(tree)  # made in order, each task right after its last input
+    ranks = dask_order(graph)
+    return ranks, inputs_before(graph, sorted(graph, key=ranks.__getitem__))
+
+
+def inputs_before(graph: Mapping[Any, Any], keys: list[Any]) -> list[Any]:
+    """``keys`` (those of ``graph``), reordered only if needed so that each comes after
+    its inputs in ``graph``: the earliest key whose inputs are all placed goes next.
+    Keys in a cycle keep their place at the end (the scheduler reports them)."""
+    place = {k: i for i, k in enumerate(keys)}
+    if all(place[d] < i for i, k in enumerate(keys)
+           for d in graph[k].dependencies if d in place):
+        return keys
+    import heapq
+
+    waiting = {k: sum(1 for d in set(graph[k].dependencies) if d in place) for k in keys}
+    users: dict[Any, list[Any]] = {}
+    for k in keys:
+        for d in set(graph[k].dependencies):
+            if d in place:
+                users.setdefault(d, []).append(k)
+    ready = [place[k] for k in keys if not waiting[k]]
+    heapq.heapify(ready)
+    out: list[Any] = []
+    while ready:
+        k = keys[heapq.heappop(ready)]
+        out.append(k)
+        for u in users.get(k, ()):
+            waiting[u] -= 1
+            if not waiting[u]:
+                heapq.heappush(ready, place[u])
+    if len(out) < len(keys):
+        placed = set(out)
+        out.extend(k for k in keys if k not in placed)
+    return out
+
+
 def tree_order(graph: Mapping[Any, Any]) -> dict[Any, int] | None:
     """``dask.order.order(graph)`` in O(n) when every key (in ``graph`` or an input from
     outside it) is an input of at most one task, else None. Keys from outside the graph
