@@ -84,25 +84,26 @@ def tree_order(graph: Mapping[Any, Any]) -> dict[Any, int] | None:
     outside it) is an input of at most one task, else None. Keys from outside the graph
     (held futures) take part as roots, as in dask, and get no priority."""
     inputs: dict[Any, Any] = {}  # key -> its tasks's inputs (only keys with some)
-    used = set()  # keys that are some task's input
+    used: set[Any] = set()  # keys that are some task's input
+    seen = 0
     for key, node in graph.items():
         deps = node.dependencies
         if deps:
-            for d in deps:
-                if d in used:
-                    return None  # an input of two tasks: not a tree
-                used.add(d)
+            used.update(deps)
+            seen += len(deps)
+            if len(used) != seen:
+                return None  # an input of two tasks: not a tree
             inputs[key] = deps
     sinks = [k for k in graph if k not in used]
     # Breadth first from the outputs: each key after the task it feeds, so the reverse
     # visits inputs before their task.
     seq = list(sinks)
-    append = seq.append
+    extend = seq.extend
+    get = inputs.get
     for k in seq:
-        deps = inputs.get(k)
+        deps = get(k)
         if deps:
-            for d in deps:
-                append(d)
+            extend(deps)
     if len(seq) != len(graph) + len(used.difference(graph)):
         return None  # a cycle nothing outside it uses: dask.order names it
     size: dict[Any, int] = {}
@@ -153,8 +154,14 @@ def tree_order(graph: Mapping[Any, Any]) -> dict[Any, int] | None:
                 if len(deps) == 1:
                     (d,) = deps
                     stack.append((d, False))
-                else:
+                elif any(d in inputs for d in deps):
                     stack.extend([(d, False) for d in sorted(deps, key=rank)])
+                else:  # inputs without inputs (most of a tree): rank is str(key) alone,
+                    # and each is placed at once, largest first (as popped off the stack)
+                    for d in reversed(sorted(deps, key=str)):
+                        if d in graph:
+                            result[d] = i
+                            i += 1
             elif k in graph:  # outside keys are roots here, not tasks of this graph
                 result[k] = i
                 i += 1
