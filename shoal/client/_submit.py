@@ -191,35 +191,39 @@ class Submitting(Outbox):
             wanted = [r[0] for r in rows]
         if split:
             rows = inputs_first(rows)
-        while True:
-            with self._lock:
-                if self._pieces_owner is None or self._pieces_owner == threading.get_ident():
-                    if not split:
-                        self._outbox.append(UpdateGraph(rows, wanted or [], self._new_blobs(rows),
-                                                        actors, restrictions))
+        with self._lock:
+            while self._pieces_owner is not None and self._pieces_owner != threading.get_ident():
+                # Another thread is sending a graph in pieces: a whole message between
+                # two of its pieces would end the scheduler's hold on them. Wait for its
+                # last piece (GraphPieces).
+                self._lock.release()
+                try:
+                    with self._pieces_lock:
+                        pass
+                finally:
+                    self._lock.acquire()
+            fids = {fid for row in rows for fid in row[3]} - self._sent_fids
+            blobs = {fid: self._functions.blob(fid) for fid in fids}
+            self._sent_fids |= fids
+            if not split:
+                self._outbox.append(UpdateGraph(rows, wanted or [], blobs, actors, restrictions))
+            else:
+                # Each piece names the wanted keys among its rows (the scheduler reports
+                # them as they finish, and never takes all wanted keys in one step); the
+                # last piece also names wanted keys the client had already submitted.
+                wanted_set = set(wanted or ())
+                last = (len(rows) - 1) // PIECE_ROWS * PIECE_ROWS
+                for start in range(0, len(rows), PIECE_ROWS):
+                    piece = rows[start:start + PIECE_ROWS]
+                    if every:  # a map: no set of a million keys to look each up in
+                        named = [r[0] for r in piece]
                     else:
-                        # Each piece names the wanted keys among its rows (the scheduler
-                        # reports them as they finish, and never takes all wanted keys in
-                        # one step); the last piece also names wanted keys the client had
-                        # already submitted.
-                        wanted_set = set(wanted or ())
-                        last = (len(rows) - 1) // PIECE_ROWS * PIECE_ROWS
-                        for start in range(0, len(rows), PIECE_ROWS):
-                            piece = rows[start:start + PIECE_ROWS]
-                            if every:  # a map: no set of a million keys to look each up in
-                                named = [r[0] for r in piece]
-                            else:
-                                named = [r[0] for r in piece if r[0] in wanted_set]
-                            if start == last and wanted:
-                                keys = {r[0] for r in rows}
-                                named += [k for k in dict.fromkeys(wanted) if k not in keys]
-                            self._outbox.append(UpdateGraph(
-                                piece, named, self._new_blobs(piece), more=start != last))
-                    break
-            # Another thread is sending a graph in pieces: a whole message between two of
-            # its pieces would end the scheduler's hold on them. Wait for its last piece.
-            with self._pieces_lock:
-                pass
+                        named = [r[0] for r in piece if r[0] in wanted_set]
+                    if start == last and wanted:
+                        keys = {r[0] for r in rows}
+                        named += [k for k in dict.fromkeys(wanted) if k not in keys]
+                    self._outbox.append(UpdateGraph(
+                        piece, named, blobs if start == 0 else {}, more=start != last))
         self._schedule_drain()
 
     def _new_blobs(self, rows: list[tuple[Any, ...]]) -> dict[str, bytes]:

@@ -156,3 +156,21 @@ def test_an_array_sum_sent_in_pieces_gives_dasks_result_and_keys(
     assert future.key == total.__dask_keys__()[0] or future.key.startswith("finalize-")
     assert future.result() == pytest.approx(expected)
     assert client.compute(total, optimize_graph=False).result() == pytest.approx(expected)
+
+
+def test_a_store_into_a_local_hdf5_file_sent_in_pieces_writes_the_right_data(
+    client: Client, small_pieces: None, tmp_path: Any
+) -> None:
+    # The writes must run here: each attempt that meets one ends its pieces (abort) and
+    # the graph is sent again without the writes found so far.
+    h5py = pytest.importorskip("h5py")
+    import numpy as np
+
+    source = np.arange(3_000, dtype="float64")
+    x = da.from_array(source, chunks=100) + 1
+    with h5py.File(tmp_path / "out.hdf5", mode="w") as f:
+        target = f.create_dataset("/y", shape=source.shape, dtype=source.dtype)
+        da.store(x, target, lock=True)
+    with h5py.File(tmp_path / "out.hdf5", mode="r") as f:
+        np.testing.assert_array_equal(f["/y"][:], source + 1)
+    assert client.submit(operator.neg, 2, pure=False).result(timeout=30) == -2
