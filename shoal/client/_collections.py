@@ -28,10 +28,11 @@ from dask.base import collections_to_expr, is_dask_collection
 from dask.core import flatten
 
 from shoal import _gc
+from shoal.client import _submit
 from shoal.client._core import orphaned_key
 from shoal.client._delayed_graph import delayed_graph
 from shoal.client._future import Future
-from shoal.client._task_order import task_order
+from shoal.client._task_order import ordered, task_order
 from shoal.protocol._call import RefCall, RefCallPickles, call_with_container
 
 if TYPE_CHECKING:
@@ -113,10 +114,19 @@ def submit_graph(
     actor_keys = _actor_keys(actors, wanted)
     if actor_keys:
         nodes = _as_actors(nodes, actor_keys)
-    ordering = task_order(nodes)
     gen = next(client._generation)
     futures = {k: Future(k, client) for k in dict.fromkeys(wanted)}
-    rows = []
+    # A large graph goes out as its rows are made, in the order its tasks will run (inputs
+    # first), so that the cluster starts on it while the rest is pickled; actors and
+    # restrictions must be known before any task runs, so such graphs go whole.
+    stream = len(nodes) > _submit.PIECE_ROWS and not actor_keys and not restricted
+    if stream:
+        ordering, sequence = ordered(nodes)
+        pieces = client._graph_pieces(list(futures))
+    else:
+        ordering, sequence = task_order(nodes), list(nodes)
+    rows: list[tuple[Any, ...]] = []
+    add = pieces.add if stream else rows.append
     pickles = RefCallPickles(client._functions)
     # Options that are the same for every key (no annotation, no callable) are read once.
     same_r = ann_retries is None and not callable(retries)
@@ -124,50 +134,59 @@ def submit_graph(
     same_w = ann_workers is None and workers is None
     r, p, w = (retries if same_r else None), (priority if same_p else None), None
     prefixes: dict[Any, str] = {}
-    with client._functions.batch():
-        for key, node in nodes.items():
-            if held(key) and key not in futures:
-                continue
-            if local is not None and key in local:
-                continue
-            if not same_r:
-                r = _option(ann_retries, retries, key)
-            if not same_p:
-                p = _option(ann_priority, priority, key)
-            if not same_w:
-                w = client._check_workers(_option(ann_workers, workers, key))
-            if restricted:
-                need = client._check_resources(_option(ann_resources, resources, key))
-                loose = bool(_option(ann_loose, allow_other_workers, key))
-                if need or loose:
-                    restrictions.append((key, need, loose))
-            prio = (-int(p or 0), gen, ordering.get(key, 0))
-            flat = _flat_call(node)
-            fast = None
-            if flat is not None:
-                fast = pickles(*flat)
-                if fast is None:
-                    fast = pickles.templated(*flat)
-            # a tuple key's prefix is its name's: read once per name (a layer's tasks)
-            name = key[0] if type(key) is tuple and key else None
-            prefix = prefixes.get(name) if name is not None else None
-            if prefix is None:
-                prefix = _prefix(key)
-                if name is not None:
-                    prefixes[name] = prefix
-            if fast is not None:  # the row _row would make, without a reducer call
-                rows.append((key, fast[0], list(node.dependencies), fast[1], prio, int(r or 0),
-                             w, prefix))
-                continue
-            try:
-                payload = node if flat is None else RefCall(*flat, node.dependencies)
-                row = client._row(key, payload, prio, int(r or 0), w, prefix)
-            except TypeError as exc:
-                if local is None or not _writes_hdf5(exc):
-                    raise
-                raise _RunLocally(key) from exc
-            rows.append(row)
-    client._submit_rows(rows, list(futures), actor_keys or None, restrictions or None)
+    try:
+        with client._functions.batch():
+            for key in sequence:
+                node = nodes[key]
+                if held(key) and key not in futures:
+                    continue
+                if local is not None and key in local:
+                    continue
+                if not same_r:
+                    r = _option(ann_retries, retries, key)
+                if not same_p:
+                    p = _option(ann_priority, priority, key)
+                if not same_w:
+                    w = client._check_workers(_option(ann_workers, workers, key))
+                if restricted:
+                    need = client._check_resources(_option(ann_resources, resources, key))
+                    loose = bool(_option(ann_loose, allow_other_workers, key))
+                    if need or loose:
+                        restrictions.append((key, need, loose))
+                prio = (-int(p or 0), gen, ordering.get(key, 0))
+                flat = _flat_call(node)
+                fast = None
+                if flat is not None:
+                    fast = pickles(*flat)
+                    if fast is None:
+                        fast = pickles.templated(*flat)
+                # a tuple key's prefix is its name's: read once per name (a layer's tasks)
+                name = key[0] if type(key) is tuple and key else None
+                prefix = prefixes.get(name) if name is not None else None
+                if prefix is None:
+                    prefix = _prefix(key)
+                    if name is not None:
+                        prefixes[name] = prefix
+                if fast is not None:  # the row _row would make, without a reducer call
+                    add((key, fast[0], list(node.dependencies), fast[1], prio, int(r or 0),
+                         w, prefix))
+                    continue
+                try:
+                    payload = node if flat is None else RefCall(*flat, node.dependencies)
+                    row = client._row(key, payload, prio, int(r or 0), w, prefix)
+                except TypeError as exc:
+                    if local is None or not _writes_hdf5(exc):
+                        raise
+                    raise _RunLocally(key) from exc
+                add(row)
+    except BaseException:
+        if stream:
+            pieces.abort()  # the scheduler lets go of the pieces already sent
+        raise
+    if stream:
+        pieces.close()
+    else:
+        client._submit_rows(rows, list(futures), actor_keys or None, restrictions or None)
     return futures
 
 

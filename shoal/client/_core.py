@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from shoal.client._future import Future, FutureState
+    from shoal.client._submit import GraphPieces
     from shoal.comm import Connection
     from shoal.protocol._messages import Message
     from shoal.protocol._serialize import FunctionCache
@@ -86,6 +87,7 @@ class ClientCore(Protocol):
     def _submit_rows(self, rows: list[tuple[Any, ...]], wanted: list[Any],
                      actors: list[Any] | None = None,
                      restrictions: list[tuple[Any, Any, bool]] | None = None) -> None: ...
+    def _graph_pieces(self, wanted: list[Any]) -> GraphPieces: ...
     def _fetch(self, keys: list[Any], timeout: float | None = None) -> dict[Any, Any]: ...
 
     # What Futures ask of their client.

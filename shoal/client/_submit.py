@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 import types
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -76,6 +77,64 @@ def inputs_first(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     return [rows[i] for i in order]
 
 
+class GraphPieces:
+    """The rows of one large graph, queued for the scheduler in pieces of ``PIECE_ROWS``
+    as they are made (``add``), so that its first tasks run while the client is still
+    pickling the rest. Rows must come inputs first (each row after the rows of its inputs
+    among them): the scheduler takes each piece's tasks at once and keeps their results
+    until the last piece (``close``) is in. ``abort`` ends a graph that could not be
+    made: an empty last piece, so the scheduler lets go of what was sent.
+
+    While a graph is open, another thread's submission waits for its last piece: a whole
+    ``UpdateGraph`` between two pieces would end the scheduler's hold on the first ones."""
+
+    def __init__(self, client: Submitting, wanted: list[Any]) -> None:
+        self._client = client
+        self._wanted = dict.fromkeys(wanted)  # not yet named in a piece
+        self._rows: list[tuple[Any, ...]] = []
+        self.sent = 0  # pieces queued
+        client._pieces_lock.acquire()
+        with client._lock:
+            client._pieces_owner = threading.get_ident()
+        self._open = True
+
+    def add(self, row: tuple[Any, ...]) -> None:
+        rows = self._rows
+        rows.append(row)
+        if len(rows) >= PIECE_ROWS:
+            self._queue(more=True)
+
+    def close(self) -> None:
+        """Queue the last piece: the remaining rows, and the wanted keys no row had (the
+        client submitted them earlier)."""
+        self._queue(more=False, rest=list(self._wanted))
+
+    def abort(self) -> None:
+        """End the graph without the rows not yet queued (when making one failed)."""
+        if self._open:
+            self._rows = []
+            self._wanted = {}
+            self._queue(more=False)
+
+    def _queue(self, more: bool, rest: list[Any] | None = None) -> None:
+        client, rows, wanted = self._client, self._rows, self._wanted
+        self._rows = []
+        named = [r[0] for r in rows if r[0] in wanted]
+        for k in named:
+            del wanted[k]
+        if rest:
+            named += rest
+        with client._lock:
+            client._outbox.append(UpdateGraph(rows, named, client._new_blobs(rows), more=more))
+            if not more:
+                client._pieces_owner = None
+        self.sent += 1
+        if not more:
+            self._open = False
+            client._pieces_lock.release()
+        client._schedule_drain()
+
+
 class Submitting(Outbox):
     """submit, map, cancel, retry: task rows for the outbox."""
 
@@ -85,6 +144,8 @@ class Submitting(Outbox):
     _call_pickles: dict[str, CallPickles]
     _sent_fids: set[str]
     _generation: itertools.count[int]
+    _pieces_lock: threading.Lock  # held by the thread sending a graph in pieces
+    _pieces_owner: int | None  # that thread's id (read under _lock)
 
     def _row(
         self, key: Any, task: Any, priority: Any, retries: int, workers: Any, prefix: str
@@ -131,6 +192,16 @@ class Submitting(Outbox):
         if split:
             rows = inputs_first(rows)
         with self._lock:
+            while self._pieces_owner is not None and self._pieces_owner != threading.get_ident():
+                # Another thread is sending a graph in pieces: a whole message between
+                # two of its pieces would end the scheduler's hold on them. Wait for its
+                # last piece (GraphPieces).
+                self._lock.release()
+                try:
+                    with self._pieces_lock:
+                        pass
+                finally:
+                    self._lock.acquire()
             fids = {fid for row in rows for fid in row[3]} - self._sent_fids
             blobs = {fid: self._functions.blob(fid) for fid in fids}
             self._sent_fids |= fids
@@ -154,6 +225,19 @@ class Submitting(Outbox):
                     self._outbox.append(UpdateGraph(
                         piece, named, blobs if start == 0 else {}, more=start != last))
         self._schedule_drain()
+
+    def _new_blobs(self, rows: list[tuple[Any, ...]]) -> dict[str, bytes]:
+        """The blobs of the functions ``rows`` use that the scheduler has not been sent,
+        marked sent (the caller holds ``_lock`` and queues them in the same step)."""
+        fids = {fid for row in rows for fid in row[3]} - self._sent_fids
+        if not fids:
+            return {}
+        self._sent_fids |= fids
+        return {fid: self._functions.blob(fid) for fid in fids}
+
+    def _graph_pieces(self, wanted: list[Any]) -> GraphPieces:
+        """A large graph sent as it is made (see :class:`GraphPieces`)."""
+        return GraphPieces(self, wanted)
 
     def _function_token(self, func: Any) -> str:
         """A token of ``func`` that changes when its content does. A Python function's is

@@ -34,30 +34,76 @@ def task_order(graph: Mapping[Any, Any]) -> dict[Any, int]:
     return ordered if ordered is not None else dask_order(graph)
 
 
+def ordered(graph: Mapping[Any, Any]) -> tuple[dict[Any, int], list[Any]]:
+    """``task_order(graph)``, and the keys of ``graph`` in that order with each key after
+    its inputs in ``graph`` (the order in which a graph's pieces go out: the scheduler
+    gets first the tasks it will run first)."""
+    if len(graph) <= 1:
+        return dict.fromkeys(graph, 0), list(graph)
+    tree = tree_order(graph)
+    if tree is not None:
+        return tree, list(tree)  # made in order, each task right after its last input
+    ranks = dask_order(graph)
+    return ranks, inputs_before(graph, sorted(graph, key=ranks.__getitem__))
+
+
+def inputs_before(graph: Mapping[Any, Any], keys: list[Any]) -> list[Any]:
+    """``keys`` (those of ``graph``), reordered only if needed so that each comes after
+    its inputs in ``graph``: the earliest key whose inputs are all placed goes next.
+    Keys in a cycle keep their place at the end (the scheduler reports them)."""
+    place = {k: i for i, k in enumerate(keys)}
+    if all(place[d] < i for i, k in enumerate(keys)
+           for d in graph[k].dependencies if d in place):
+        return keys
+    import heapq
+
+    waiting = {k: sum(1 for d in set(graph[k].dependencies) if d in place) for k in keys}
+    users: dict[Any, list[Any]] = {}
+    for k in keys:
+        for d in set(graph[k].dependencies):
+            if d in place:
+                users.setdefault(d, []).append(k)
+    ready = [place[k] for k in keys if not waiting[k]]
+    heapq.heapify(ready)
+    out: list[Any] = []
+    while ready:
+        k = keys[heapq.heappop(ready)]
+        out.append(k)
+        for u in users.get(k, ()):
+            waiting[u] -= 1
+            if not waiting[u]:
+                heapq.heappush(ready, place[u])
+    if len(out) < len(keys):
+        placed = set(out)
+        out.extend(k for k in keys if k not in placed)
+    return out
+
+
 def tree_order(graph: Mapping[Any, Any]) -> dict[Any, int] | None:
     """``dask.order.order(graph)`` in O(n) when every key (in ``graph`` or an input from
     outside it) is an input of at most one task, else None. Keys from outside the graph
     (held futures) take part as roots, as in dask, and get no priority."""
     inputs: dict[Any, Any] = {}  # key -> its tasks's inputs (only keys with some)
-    used = set()  # keys that are some task's input
+    used: set[Any] = set()  # keys that are some task's input
+    seen = 0
     for key, node in graph.items():
         deps = node.dependencies
         if deps:
-            for d in deps:
-                if d in used:
-                    return None  # an input of two tasks: not a tree
-                used.add(d)
+            used.update(deps)
+            seen += len(deps)
+            if len(used) != seen:
+                return None  # an input of two tasks: not a tree
             inputs[key] = deps
     sinks = [k for k in graph if k not in used]
     # Breadth first from the outputs: each key after the task it feeds, so the reverse
     # visits inputs before their task.
     seq = list(sinks)
-    append = seq.append
+    extend = seq.extend
+    get = inputs.get
     for k in seq:
-        deps = inputs.get(k)
+        deps = get(k)
         if deps:
-            for d in deps:
-                append(d)
+            extend(deps)
     if len(seq) != len(graph) + len(used.difference(graph)):
         return None  # a cycle nothing outside it uses: dask.order names it
     size: dict[Any, int] = {}
@@ -108,8 +154,14 @@ def tree_order(graph: Mapping[Any, Any]) -> dict[Any, int] | None:
                 if len(deps) == 1:
                     (d,) = deps
                     stack.append((d, False))
-                else:
+                elif any(d in inputs for d in deps):
                     stack.extend([(d, False) for d in sorted(deps, key=rank)])
+                else:  # inputs without inputs (most of a tree): rank is str(key) alone,
+                    # and each is placed at once, largest first (as popped off the stack)
+                    for d in reversed(sorted(deps, key=str)):
+                        if d in graph:
+                            result[d] = i
+                            i += 1
             elif k in graph:  # outside keys are roots here, not tasks of this graph
                 result[k] = i
                 i += 1

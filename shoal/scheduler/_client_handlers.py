@@ -130,6 +130,11 @@ class ClientHandlers(StateBase):
                 counts["released"] += 1
                 new.append(ts)
             elif ts.state != "released" or ts.payload is not None:
+                if ev.more and key not in named and ts not in ingesting:
+                    # known already (an earlier graph's result, kept by a hold now
+                    # ending): this graph's later pieces may need it too
+                    self._want(ts, hold)
+                    ingesting.add(ts)
                 continue
             ts.payload = compact_payload(payload)
             if fids:

@@ -12,7 +12,7 @@ from dask._task_spec import Task, TaskRef, convert_legacy_graph
 from dask.base import collections_to_expr
 from dask.order import order
 
-from shoal.client._task_order import task_order, tree_order
+from shoal.client._task_order import inputs_before, ordered, task_order, tree_order
 
 
 def f(*args: Any) -> int:
@@ -210,3 +210,35 @@ def test_a_cycle_is_left_to_dask_which_names_it() -> None:
 def test_a_one_task_graph_is_first() -> None:
     assert task_order({"only": Task("only", f, 1)}) == {"only": 0}
     assert task_order({}) == {}
+
+
+def test_ordered_lists_a_trees_keys_in_dasks_order_each_after_its_inputs() -> None:
+    graph = _graph(da.ones(50, chunks=1).sum(split_every=2))  # exact where 2 inputs each
+    ranks, keys = ordered(graph)
+    assert ranks == order(graph)
+    assert keys == sorted(graph, key=ranks.__getitem__)
+    _assert_inputs_first(graph, keys)
+
+
+def test_ordered_lists_any_graphs_keys_each_after_its_inputs() -> None:
+    x = da.ones((20, 20), chunks=5)
+    graph = _graph((x @ x.T + x).sum())  # shared inputs: not a tree, dask.order's
+    assert tree_order(graph) is None
+    ranks, keys = ordered(graph)
+    assert ranks == order(graph)
+    assert sorted(keys, key=str) == sorted(graph, key=str)
+    _assert_inputs_first(graph, keys)
+
+
+def test_inputs_before_moves_a_key_only_past_its_inputs() -> None:
+    graph = {"a": Task("a", f), "b": Task("b", f, TaskRef("a")), "c": Task("c", f),
+             "d": Task("d", f, TaskRef("b"), TaskRef("held"))}
+    assert inputs_before(graph, ["a", "b", "c", "d"]) == ["a", "b", "c", "d"]
+    assert inputs_before(graph, ["d", "c", "b", "a"]) == ["c", "a", "b", "d"]
+
+
+def _assert_inputs_first(graph: dict[Any, Any], keys: list[Any]) -> None:
+    place = {k: i for i, k in enumerate(keys)}
+    for k in keys:
+        for d in graph[k].dependencies:
+            assert place[d] < place[k], (d, k)

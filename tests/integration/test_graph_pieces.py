@@ -4,6 +4,10 @@ here so that small graphs take that path, end to end."""
 from __future__ import annotations
 
 import operator
+import sys
+import threading
+import time
+from typing import Any
 
 import dask
 import dask.array as da
@@ -11,6 +15,8 @@ import pytest
 
 from shoal import Client, wait
 from shoal.client import _submit
+
+from ._helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -44,3 +50,127 @@ def test_a_delayed_tree_sent_in_pieces_keeps_intermediates_it_needs(
     future = client.compute(leaves[0])
     wait([future], timeout=60)
     assert future.result() == sum(range(1, 33))
+
+
+class _WaitsForARootTask:
+    """An argument whose pickling (on the client, while the graph's rows are made) waits
+    until the in-process scheduler has seen a task finish, with a deadline; it notes
+    whether one did."""
+
+    def __init__(self, scheduler: Any, timeout: float) -> None:
+        self.scheduler = scheduler
+        self.timeout = timeout
+        self.saw_a_task_done: bool | None = None
+
+    def __reduce__(self) -> Any:
+        deadline = time.monotonic() + self.timeout
+        while self.scheduler.state.completed_total == self._base:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        self.saw_a_task_done = self.scheduler.state.completed_total > self._base
+        return (int, (0,))
+
+    def start(self) -> None:
+        self._base = self.scheduler.state.completed_total
+
+
+def _add_all(values: list[int], extra: int) -> int:
+    return sum(values) + extra
+
+
+def test_root_tasks_finish_before_a_large_graphs_last_piece_is_made(
+    client: Client, small_pieces: None
+) -> None:
+    # The last row's payload is made only once a root task sent in an earlier piece has
+    # finished: the graph is sent while it is being made, not after.
+    waiter = _WaitsForARootTask(client.cluster.scheduler, timeout=30)
+    graph: dict[Any, Any] = {("root", i): (operator.neg, i) for i in range(30)}
+    graph["total"] = (_add_all, [("root", i) for i in range(30)], waiter)
+    waiter.start()
+    assert client.get(graph, "total") == -sum(range(30))
+    assert waiter.saw_a_task_done is True
+
+
+def test_a_graph_that_fails_midway_lets_the_cluster_drop_the_pieces_sent(
+    client: Client, small_pieces: None
+) -> None:
+    scheduler = client.cluster.scheduler
+    graph: dict[Any, Any] = {("sent-root", i): (operator.neg, i) for i in range(30)}
+    graph["fails"] = (_add_all, [("sent-root", i) for i in range(30)], threading.Lock())
+    with pytest.raises(TypeError, match="lock"):
+        client.get(graph, "fails")
+    wait_for(lambda: not any(("sent-root", i) in scheduler.state.tasks for i in range(30)),
+             timeout=60)
+    assert client.get({"after": (operator.neg, 1)}, "after") == -1
+
+
+class _SubmitsFromAnotherThread:
+    """Pickled while the graph's pieces go out: another thread submits a task then, and
+    the pickling waits (with a deadline) until that thread is waiting to queue it."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.future: Any = None
+
+    def _submit(self) -> None:
+        self.future = self.client.submit(operator.neg, 7, pure=False)
+
+    def __reduce__(self) -> Any:
+        thread = threading.Thread(target=self._submit)
+        thread.start()
+
+        def waiting_to_queue() -> bool:
+            frame = sys._current_frames().get(thread.ident or 0)
+            while frame is not None:
+                if frame.f_code.co_name == "_submit_rows":
+                    return True
+                frame = frame.f_back
+            return False
+
+        wait_for(waiting_to_queue, timeout=30)
+        self.thread = thread
+        return (int, (0,))
+
+
+def test_another_threads_submission_waits_for_a_graph_sent_in_pieces(
+    client: Client, small_pieces: None
+) -> None:
+    # A whole UpdateGraph between two pieces would end the scheduler's hold on the first
+    # pieces' results, which the last piece's task needs.
+    other = _SubmitsFromAnotherThread(client)
+    graph: dict[Any, Any] = {("held-root", i): (operator.neg, i) for i in range(30)}
+    graph["joined"] = (_add_all, [("held-root", i) for i in range(30)], other)
+    assert client.get(graph, "joined") == -sum(range(30))
+    other.thread.join(timeout=30)
+    assert other.future.result(timeout=30) == -7
+
+
+def test_an_array_sum_sent_in_pieces_gives_dasks_result_and_keys(
+    client: Client, small_pieces: None
+) -> None:
+    x = da.random.RandomState(3).random(97, chunks=1)
+    total = (x * 2).sum()
+    expected = total.compute(scheduler="sync")
+    future = client.compute(total)
+    assert future.key == total.__dask_keys__()[0] or future.key.startswith("finalize-")
+    assert future.result() == pytest.approx(expected)
+    assert client.compute(total, optimize_graph=False).result() == pytest.approx(expected)
+
+
+def test_a_store_into_a_local_hdf5_file_sent_in_pieces_writes_the_right_data(
+    client: Client, small_pieces: None, tmp_path: Any
+) -> None:
+    # The writes must run here: each attempt that meets one ends its pieces (abort) and
+    # the graph is sent again without the writes found so far.
+    h5py = pytest.importorskip("h5py")
+    import numpy as np
+
+    source = np.arange(3_000, dtype="float64")
+    x = da.from_array(source, chunks=100) + 1
+    with h5py.File(tmp_path / "out.hdf5", mode="w") as f:
+        target = f.create_dataset("/y", shape=source.shape, dtype=source.dtype)
+        da.store(x, target, lock=True)
+    with h5py.File(tmp_path / "out.hdf5", mode="r") as f:
+        np.testing.assert_array_equal(f["/y"][:], source + 1)
+    assert client.submit(operator.neg, 2, pure=False).result(timeout=30) == -2

@@ -253,3 +253,29 @@ def test_a_client_leaving_with_a_large_hold_drops_it_in_steps(
     assert _resume_until_done(sim, cmds) == 3  # 12 held results, 3 per step
     assert sim.state.tasks == {}
     assert sim.state.clients == {}
+
+
+def test_a_piece_resending_a_task_of_an_ending_hold_keeps_it_for_its_own_dependents(
+    monkeypatch: pytest.MonkeyPatch, sim: Sim,
+) -> None:
+    """The same graph computed again at once (``x.compute()`` twice): its first piece
+    names results the last graph's hold still keeps; the new graph must keep them too."""
+    monkeypatch.setattr(_client_handlers, "ENDING_STEP", 2)
+    sim.join("w1", nthreads=4)
+    _tree_in_pieces(sim, 8)
+    cmds = piece(sim, [row("root", [("pair", i) for i in range(4)])], ["root"], more=False)
+    assert of(cmds, ContinueWork)  # the first hold is being let go of, in steps
+    sim.finish("root")
+    rows = [row(("leaf", i)) for i in range(8)]
+    rows += [row(("pair", i), [("leaf", 2 * i), ("leaf", 2 * i + 1)]) for i in range(4)]
+    piece(sim, rows, [], more=True)  # the same graph again, its first piece
+    kept = [k for k in sim.state.tasks if sim.state.tasks[k].state == "memory"]
+    _resume_until_done(sim, cmds)
+    assert all(sim.state.tasks[k].state == "memory" for k in kept if k != "root")
+    cmds = piece(sim, [row("again", [("pair", i) for i in range(4)])], ["again"], more=False)
+    reports = done(cmds)
+    while running := [k for k, ts in sim.state.tasks.items() if ts.state == "processing"]:
+        for key in running:
+            reports += done(sim.finish(key))
+    assert not of(cmds, ReportErred)
+    assert reports == ["again"]
