@@ -184,8 +184,7 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         self._ftokens: dict[int, tuple[Any, str]] = {}
         self._call_pickles: dict[str, Any] = {}  # fid -> CallPickles (see _submit)
         self._sent_fids: set[str] = set()
-        self._pieces_lock = threading.Lock()  # a graph going out in pieces (_submit.GraphPieces)
-        self._pieces_owner: int | None = None
+        self._streams = itertools.count(1)  # graphs sent in pieces (_submit.GraphPieces)
         self._generation = itertools.count()
         self._request_ids = itertools.count(1)
         self._requests: dict[int, asyncio.Future[Any]] = {}

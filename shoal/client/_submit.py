@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import threading
 import types
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -85,17 +84,15 @@ class GraphPieces:
     until the last piece (``close``) is in. ``abort`` ends a graph that could not be
     made: an empty last piece, so the scheduler lets go of what was sent.
 
-    While a graph is open, another thread's submission waits for its last piece: a whole
-    ``UpdateGraph`` between two pieces would end the scheduler's hold on the first ones."""
+    The pieces carry the graph's stream number: other submissions (other threads', or
+    this thread's own while it pickles a row) may go out between two pieces."""
 
     def __init__(self, client: Submitting, wanted: list[Any]) -> None:
         self._client = client
         self._wanted = dict.fromkeys(wanted)  # not yet named in a piece
         self._rows: list[tuple[Any, ...]] = []
+        self._stream = next(client._streams)
         self.sent = 0  # pieces queued
-        client._pieces_lock.acquire()
-        with client._lock:
-            client._pieces_owner = threading.get_ident()
         self._open = True
 
     def add(self, row: tuple[Any, ...]) -> None:
@@ -125,13 +122,11 @@ class GraphPieces:
         if rest:
             named += rest
         with client._lock:
-            client._outbox.append(UpdateGraph(rows, named, client._new_blobs(rows), more=more))
-            if not more:
-                client._pieces_owner = None
+            client._outbox.append(UpdateGraph(
+                rows, named, client._new_blobs(rows), more=more, stream=self._stream))
         self.sent += 1
         if not more:
             self._open = False
-            client._pieces_lock.release()
         client._schedule_drain()
 
 
@@ -144,8 +139,7 @@ class Submitting(Outbox):
     _call_pickles: dict[str, CallPickles]
     _sent_fids: set[str]
     _generation: itertools.count[int]
-    _pieces_lock: threading.Lock  # held by the thread sending a graph in pieces
-    _pieces_owner: int | None  # that thread's id (read under _lock)
+    _streams: itertools.count[int]  # numbers of the graphs sent in pieces (from 1)
 
     def _row(
         self, key: Any, task: Any, priority: Any, retries: int, workers: Any, prefix: str
@@ -192,16 +186,6 @@ class Submitting(Outbox):
         if split:
             rows = inputs_first(rows)
         with self._lock:
-            while self._pieces_owner is not None and self._pieces_owner != threading.get_ident():
-                # Another thread is sending a graph in pieces: a whole message between
-                # two of its pieces would end the scheduler's hold on them. Wait for its
-                # last piece (GraphPieces).
-                self._lock.release()
-                try:
-                    with self._pieces_lock:
-                        pass
-                finally:
-                    self._lock.acquire()
             fids = {fid for row in rows for fid in row[3]} - self._sent_fids
             blobs = {fid: self._functions.blob(fid) for fid in fids}
             self._sent_fids |= fids
@@ -213,6 +197,7 @@ class Submitting(Outbox):
                 # last piece also names wanted keys the client had already submitted.
                 wanted_set = set(wanted or ())
                 last = (len(rows) - 1) // PIECE_ROWS * PIECE_ROWS
+                stream = next(self._streams)
                 for start in range(0, len(rows), PIECE_ROWS):
                     piece = rows[start:start + PIECE_ROWS]
                     if every:  # a map: no set of a million keys to look each up in
@@ -223,7 +208,8 @@ class Submitting(Outbox):
                         keys = {r[0] for r in rows}
                         named += [k for k in dict.fromkeys(wanted) if k not in keys]
                     self._outbox.append(UpdateGraph(
-                        piece, named, blobs if start == 0 else {}, more=start != last))
+                        piece, named, blobs if start == 0 else {}, more=start != last,
+                        stream=stream))
         self._schedule_drain()
 
     def _new_blobs(self, rows: list[tuple[Any, ...]]) -> dict[str, bytes]:

@@ -161,9 +161,12 @@ class UpdateGraph(Message):
     actors: list[Key] | None = None  # keys among ``tasks`` whose results are actors
     # Only for tasks that have them: (key, resources dict or None, allow_other_workers).
     restrictions: list[tuple[Any, ...]] | None = None
-    # A piece of a large graph with more pieces to follow (each row's inputs are in this
-    # piece or an earlier one); the scheduler keeps its tasks until the last piece.
+    # ``stream`` > 0: a piece of a large graph the client sends in pieces, that stream's
+    # number (unique per client); ``more``: more pieces of it follow (each row's inputs are
+    # in this piece or an earlier one). The scheduler keeps a stream's tasks until its last
+    # piece; a whole graph (stream 0), or another stream's piece, in between changes nothing.
     more: bool = False
+    stream: int = 0
 
 
 @_message("release-keys")

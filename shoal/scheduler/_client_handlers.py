@@ -56,14 +56,15 @@ class ClientHandlers(StateBase):
             self._unwant(ts, ev.client)
         self._wanting.pop(ev.client, None)
         self._tidy(held)
-        self._end_ingest(ev.client)  # a graph whose last piece never came
+        for arriving in [a for a in self._arriving if a[0] == ev.client]:
+            self._end_ingest(arriving)  # a graph whose last piece never came
 
-    def _end_ingest(self, client: str) -> None:
-        """Drop what kept the pieces of ``client``'s graph: its last piece is in. A hold of
-        a million tasks is let go of ``ENDING_STEP`` tasks per ``handle`` call (the shell
-        feeds back :class:`WorkResumed`), so that no step holds the loop for long; a graph
-        the client sends meanwhile gets a hold of its own."""
-        hold = self._arriving.pop(client, None)
+    def _end_ingest(self, arriving: tuple[str, int]) -> None:
+        """Drop what kept the pieces of the graph ``arriving`` (client, stream): its last
+        piece is in. A hold of a million tasks is let go of ``ENDING_STEP`` tasks per
+        ``handle`` call (the shell feeds back :class:`WorkResumed`), so that no step holds
+        the loop for long; a graph the client sends meanwhile gets a hold of its own."""
+        hold = self._arriving.pop(arriving, None)
         if hold is None:
             return
         idle = not self._ending
@@ -95,15 +96,15 @@ class ClientHandlers(StateBase):
         self._end_some_holds()
         self._tidy(())
 
-    def _hold_for(self, client: str) -> str:
-        """The pseudo-client keeping the pieces of the graph ``client`` is sending."""
-        hold = self._arriving.get(client)
+    def _hold_for(self, arriving: tuple[str, int]) -> str:
+        """The pseudo-client keeping the pieces of the graph ``arriving`` (client, stream)."""
+        hold = self._arriving.get(arriving)
         if hold is None:
-            hold = base = ingest_holder(client)
+            hold = base = ingest_holder(arriving[0])
             n = 1
-            while hold in self.clients:  # an earlier graph's hold, still being let go of
+            while hold in self.clients:  # another graph's hold (arriving, or being let go of)
                 hold, n = f"{base} #{n}", n + 1
-            self._arriving[client] = hold
+            self._arriving[arriving] = hold
         return hold
 
     def _on_graph(self, ev: GraphSubmitted) -> None:
@@ -112,11 +113,13 @@ class ClientHandlers(StateBase):
         rows: list[tuple[TaskState, tuple[Any, ...]]] = []
         tasks = self.tasks
         restrictions = ev.restrictions
-        hold = self._hold_for(ev.client) if ev.more else ""
-        ingesting = self.clients.setdefault(hold, set()) if ev.more else set()
-        # Tasks this piece names as wanted are kept by the client itself: only the others
+        # A piece (stream > 0) that is not its graph's last keeps its tasks for the later
+        # pieces; tasks it names as wanted are kept by the client itself: only the others
         # need the hold (ending it costs a step per task held).
-        named = set(ev.wanted) if ev.more else set()
+        keep = ev.more and ev.stream > 0
+        hold = self._hold_for((ev.client, ev.stream)) if keep else ""
+        ingesting = self.clients.setdefault(hold, set()) if keep else set()
+        named = set(ev.wanted) if keep else set()
         last_fids: tuple[str, ...] = ()
         for row in ev.tasks:
             key, payload, deps, fids, priority, retries, workers, prefix = row
@@ -130,7 +133,7 @@ class ClientHandlers(StateBase):
                 counts["released"] += 1
                 new.append(ts)
             elif ts.state != "released" or ts.payload is not None:
-                if ev.more and key not in named and ts not in ingesting:
+                if keep and key not in named and ts not in ingesting:
                     # known already (an earlier graph's result, kept by a hold now
                     # ending): this graph's later pieces may need it too
                     self._want(ts, hold)
@@ -155,7 +158,7 @@ class ClientHandlers(StateBase):
                 ts.resources = dict(need) if need else None
                 ts.loose = bool(loose) and ts.workers is not None
             rows.append((ts, deps))
-            if ev.more and key not in named:  # kept until the last piece: a dependent may follow
+            if keep and key not in named:  # kept until the last piece: a dependent may follow
                 self._want(ts, hold)
                 ingesting.add(ts)
         for key in ev.actors:
@@ -204,8 +207,8 @@ class ClientHandlers(StateBase):
         candidates.extend(t for t in wanted_now if t.state == "released")
         self._activate(ts for ts in candidates if ts.state == "released" and self._needed(ts))
         self._tidy(new)
-        if not ev.more:
-            self._end_ingest(ev.client)
+        if not ev.more and ev.stream > 0:
+            self._end_ingest((ev.client, ev.stream))
 
     def _on_released(self, ev: KeysReleased) -> None:
         held = self.clients.get(ev.client, set())

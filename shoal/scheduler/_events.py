@@ -43,9 +43,11 @@ class GraphSubmitted(Event):
     actors: list[Key] = field(default_factory=list)  # keys among ``tasks`` that are actors
     # Per key, only for tasks that have them: (resources or None, allow_other_workers).
     restrictions: dict[Key, tuple[dict[str, float] | None, bool]] = field(default_factory=dict)
-    # Not the last piece of this client's graph: its tasks are kept (they run meanwhile)
-    # until the last piece, which names the wanted keys, has arrived.
+    # ``stream`` > 0: a piece of this client's graph number ``stream``, sent in pieces.
+    # ``more``: not its last piece: its tasks are kept (they run meanwhile) until the last
+    # piece has arrived. A whole graph (stream 0) ends no stream's hold.
     more: bool = False
+    stream: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -221,7 +221,8 @@ class ServerMessages(ShellBase):
                     tasks = self._with_known_functions(conn, list(msg.tasks))
                     events.append(GraphSubmitted(name, tasks, list(msg.wanted),
                                                  list(msg.actors or ()),
-                                                 _restrictions(msg.restrictions), msg.more))
+                                                 _restrictions(msg.restrictions), msg.more,
+                                                 msg.stream))
                     if self.plugin_host.plugins:
                         self._hook("update_graph", self, client=name, keys=set(msg.wanted),
                                    tasks=[row[0] for row in msg.tasks], annotations={},

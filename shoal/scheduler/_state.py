@@ -141,7 +141,7 @@ class SchedulerState(
         self._forget_watch: set[Key] = set()  # keys whose task's forgetting is to be said
         self._cause = ""
         self._wanting: dict[str, frozenset[str]] = {}
-        self._arriving: dict[str, str] = {}
+        self._arriving: dict[tuple[str, int], str] = {}
         self._ending: dict[str, None] = {}
         self._tidying: list[TaskState] = []
         self._tidy_step = TIDY_STEP  # tasks ``_tidy`` looks at per handle call

@@ -88,7 +88,8 @@ class StateBase:
     _forget_watch: set[Key]  # ForgetWatched keys, until a task of theirs is forgotten
     _cause: str
     _wanting: dict[str, frozenset[str]]  # one shared ``who_wants`` per client wanting alone
-    _arriving: dict[str, str]  # client -> the hold of the graph it is sending in pieces
+    # (client, stream) -> the hold of a graph that client is sending in pieces
+    _arriving: dict[tuple[str, int], str]
     _ending: dict[str, None]  # holds of graphs fully arrived, being let go of in steps
     _tidying: list[TaskState]  # what ``_tidy`` has still to look at (bounded steps)
     _tidy_budget: int  # tasks ``_tidy`` may still look at in this ``handle`` call

@@ -4,7 +4,6 @@ here so that small graphs take that path, end to end."""
 from __future__ import annotations
 
 import operator
-import sys
 import threading
 import time
 from typing import Any
@@ -105,45 +104,42 @@ def test_a_graph_that_fails_midway_lets_the_cluster_drop_the_pieces_sent(
     assert client.get({"after": (operator.neg, 1)}, "after") == -1
 
 
-class _SubmitsFromAnotherThread:
-    """Pickled while the graph's pieces go out: another thread submits a task then, and
-    the pickling waits (with a deadline) until that thread is waiting to queue it."""
+class _SubmitsBetweenPieces:
+    """Pickled while the graph's pieces go out: a task is submitted then (from another
+    thread, or from this one) and its result waited for, with a deadline: it goes out
+    between two pieces of the graph."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, other_thread: bool) -> None:
         self.client = client
-        self.future: Any = None
+        self.other_thread = other_thread
+        self.result: Any = None
 
     def _submit(self) -> None:
-        self.future = self.client.submit(operator.neg, 7, pure=False)
+        self.result = self.client.submit(operator.neg, 7, pure=False).result(timeout=30)
 
     def __reduce__(self) -> Any:
-        thread = threading.Thread(target=self._submit)
-        thread.start()
-
-        def waiting_to_queue() -> bool:
-            frame = sys._current_frames().get(thread.ident or 0)
-            while frame is not None:
-                if frame.f_code.co_name == "_submit_rows":
-                    return True
-                frame = frame.f_back
-            return False
-
-        wait_for(waiting_to_queue, timeout=30)
-        self.thread = thread
+        if self.other_thread:
+            thread = threading.Thread(target=self._submit)
+            thread.start()
+            thread.join(timeout=30)
+        else:
+            self._submit()
         return (int, (0,))
 
 
-def test_another_threads_submission_waits_for_a_graph_sent_in_pieces(
-    client: Client, small_pieces: None
+@pytest.mark.parametrize("other_thread", [True, False], ids=["other-thread", "same-thread"])
+def test_a_submission_between_a_graphs_pieces_runs_and_keeps_the_pieces_sent(
+    client: Client, small_pieces: None, other_thread: bool
 ) -> None:
-    # A whole UpdateGraph between two pieces would end the scheduler's hold on the first
-    # pieces' results, which the last piece's task needs.
-    other = _SubmitsFromAnotherThread(client)
+    # The graph's first pieces are in the scheduler, held for its last task, when another
+    # whole UpdateGraph goes out: that submission neither waits for the graph's last piece
+    # nor ends the scheduler's hold on the pieces sent (each graph sent in pieces has a
+    # stream number of its own).
+    between = _SubmitsBetweenPieces(client, other_thread)
     graph: dict[Any, Any] = {("held-root", i): (operator.neg, i) for i in range(30)}
-    graph["joined"] = (_add_all, [("held-root", i) for i in range(30)], other)
+    graph["joined"] = (_add_all, [("held-root", i) for i in range(30)], between)
     assert client.get(graph, "joined") == -sum(range(30))
-    other.thread.join(timeout=30)
-    assert other.future.result(timeout=30) == -7
+    assert between.result == -7
 
 
 def test_an_array_sum_sent_in_pieces_gives_dasks_result_and_keys(

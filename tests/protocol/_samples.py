@@ -18,6 +18,8 @@ SAMPLES: dict[str, m.Message] = {
         ["inc-1", ("sum", 0)],
         {"fid1": b"cloudpickled function"},
         ["inc-1"],
+        more=True,
+        stream=3,
     ),
     "release-keys": m.ReleaseKeys(["a", ("b", 0, 1)]),
     "cancel-keys": m.CancelKeys(["a"], False),

@@ -309,9 +309,11 @@ class ClusterSim:
         wanted = [k for k in batch if rng.random() < 0.6] or batch[-1:]
         if self.piece_rng.random() < PIECES:  # a piece of a large graph: the rest comes in later steps
             self.arriving.setdefault(client, []).extend(wanted)
-            self.handle(GraphSubmitted(client, rows, [], more=True))
+            self.handle(GraphSubmitted(client, rows, [], more=True, stream=1))
+        elif client in self.arriving:  # the graph's last piece
+            wanted += self.arriving.pop(client)
+            self.handle(GraphSubmitted(client, rows, wanted, stream=1))
         else:
-            wanted += self.arriving.pop(client, [])
             self.handle(GraphSubmitted(client, rows, wanted))
 
     def resubmit(self, client: str) -> None:

@@ -27,8 +27,44 @@ def done(cmds: list) -> list[object]:
     return [r.key for r in of(cmds, ReportDone) if r.client == "c"]
 
 
-def piece(sim: Sim, rows: list[tuple[object, ...]], wanted: list[object], more: bool) -> list:
-    return sim.state.handle(GraphSubmitted(sim.client, rows, wanted, more=more))
+def piece(
+    sim: Sim, rows: list[tuple[object, ...]], wanted: list[object], more: bool, stream: int = 1
+) -> list:
+    return sim.state.handle(GraphSubmitted(sim.client, rows, wanted, more=more, stream=stream))
+
+
+def whole(sim: Sim, rows: list[tuple[object, ...]], wanted: list[object]) -> list:
+    return sim.state.handle(GraphSubmitted(sim.client, rows, wanted))
+
+
+def test_a_whole_graph_between_two_pieces_keeps_the_first_pieces_results(sim: Sim) -> None:
+    sim.join("w1")
+    piece(sim, [row("a")], [], more=True)
+    sim.finish("a")
+    whole(sim, [row("x")], ["x"])
+    sim.finish("x")
+    cmds = piece(sim, [row("b", ["a"])], ["b"], more=False)
+    assert computes(cmds) == [("w1", "b")]
+    assert sim.state.tasks["a"].state == "memory"
+    sim.state.validate()
+
+
+def test_two_graphs_of_one_client_sent_in_pieces_at_once_keep_their_own_results(
+    sim: Sim,
+) -> None:
+    sim.join("w1")
+    piece(sim, [row("a")], [], more=True, stream=1)
+    piece(sim, [row("t")], [], more=True, stream=2)
+    sim.finish("a")
+    sim.finish("t")
+    piece(sim, [row("b", ["a"])], ["b"], more=False, stream=1)
+    sim.finish("b")
+    # stream 1 is in: its hold ended and let go of "a"; stream 2's hold keeps "t"
+    assert sim.state.tasks["a"].state == "released"
+    assert sim.state.tasks["t"].state == "memory"
+    cmds = piece(sim, [row("u", ["t"])], ["u"], more=False, stream=2)
+    assert computes(cmds) == [("w1", "u")]
+    sim.state.validate()
 
 
 def test_the_first_piece_runs_before_the_rest_arrive(sim: Sim) -> None:
