@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import random
 import time
 import tracemalloc
 from collections import deque
@@ -84,9 +85,14 @@ def tree_rows(n: int) -> tuple[list[tuple[Any, ...]], Any]:
 
 
 def run(
-    n_workers: int, n_tasks: int, shape: str = "map", nthreads: int = 1, memory: bool = True
+    n_workers: int, n_tasks: int, shape: str = "map", nthreads: int = 1, memory: bool = True,
+    jitter: float = 0.0,
 ) -> dict[str, float]:
-    """Run one simulated computation; returns CPU µs per task and bytes held per task."""
+    """Run one simulated computation; returns CPU µs per task and bytes held per task.
+    ``jitter`` spreads each task's duration uniformly over ``DURATION * (1 ± jitter)``
+    (seeded), as measured durations vary: the scheduler's estimate, a moving average of
+    them, then moves with every report."""
+    durations = random.Random(14)
     state = SchedulerState()
     state.handle(ClientJoined("c"))
     addresses = [f"sim://w{i}" for i in range(n_workers)]
@@ -118,7 +124,8 @@ def run(
         for a, q in queues.items():
             if q:
                 key, run = q.popleft()
-                start, now = now, now + DURATION
+                start = now
+                now += DURATION * durations.uniform(1 - jitter, 1 + jitter) if jitter else DURATION
                 ev = TaskFinished(a, key, 8, "int", start, now, 0, None, run)
                 t0 = clock()
                 cmds = state.handle(ev)
@@ -155,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="1,000 workers x 1M tasks")
     parser.add_argument("--tasks", type=int, help="tasks per run (default 100k, --full 1M)")
     parser.add_argument("--profile", action="store_true", help="cProfile the runs instead")
+    parser.add_argument("--jitter", type=float, default=0.0,
+                        help="spread task durations by ± this fraction (seeded; default 0)")
     args = parser.parse_args(argv)
     n = args.tasks or (1_000_000 if args.full else 100_000)
     big = 1000 if args.full else 512
@@ -164,16 +173,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         for shape, size, workers in (("tree", 40_000, 4), ("map", 20_000, 128)):
             prof = cProfile.Profile()
-            prof.runcall(run, workers, size, shape, 1, False)
+            prof.runcall(run, workers, size, shape, 1, False, args.jitter)
             print(f"--- {shape} {size:,} tasks, {workers} workers ---")
             pstats.Stats(prof).sort_stats("tottime").print_stats(12)
         return 0
     per_task: dict[int, float] = {}
     for workers in (4, 128, big):
-        r = run(workers, n, "map")
+        r = run(workers, n, "map", jitter=args.jitter)
         per_task[workers] = r["run_us_per_task"]
         print(_line(r, "map"), flush=True)
-    r = run(4, n, "tree")
+    r = run(4, n, "tree", jitter=args.jitter)
     print(_line(r, "tree"), flush=True)
     print(f"per-task run cost, 128 vs 4 workers: {per_task[128] / per_task[4]:.2f}x; "
           f"{big} vs 4: {per_task[big] / per_task[4]:.2f}x")
