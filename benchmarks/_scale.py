@@ -3,7 +3,9 @@
 ``python -m benchmarks._scale`` drives ``SchedulerState`` with synthetic workers that finish
 their tasks in order, one ``TaskFinished`` per ``handle`` call (the scheduler's worst case:
 no batching), and reports the scheduler's CPU time per task and the memory it holds per
-task (tracemalloc over the graph's submission, rows built beforehand). It measures how the state machine scales with the number of workers and tasks beyond
+task (tracemalloc over the graph's submission: what the state adds to rows built
+beforehand, and the same with the rows built inside, so that the keys the state keeps
+count). It measures how the state machine scales with the number of workers and tasks beyond
 what this machine can run as processes.
 
 Default sizes run in well under a minute; ``--full`` is issue 14's 1,000 workers x 1M tasks.
@@ -18,7 +20,7 @@ import random
 import time
 import tracemalloc
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from shoal.protocol._serialize import Serialized
@@ -36,22 +38,29 @@ DURATION = 0.001  # seconds each simulated task "runs"
 
 
 def _held_bytes(
-    rows: list[tuple[Any, ...]], wanted: list[Any], addresses: list[str], nthreads: int
+    make: Callable[[], tuple[list[tuple[Any, ...]], list[Any]]], addresses: list[str],
+    nthreads: int, keys: bool,
 ) -> int:
-    """Bytes a fresh state keeps after taking the graph (traced apart from the timed run:
-    tracing slows every allocation down several times)."""
+    """Bytes a fresh state keeps after taking the graph ``make()`` builds (traced apart
+    from the timed run: tracing slows every allocation down several times). With
+    ``keys``, the rows are built inside the trace, so what the state keeps of them (the
+    keys: once the client has released its futures the scheduler holds the only copy)
+    counts; else only what the state adds to rows built before."""
     state = SchedulerState()
     state.handle(ClientJoined("c"))
     for a in addresses:
         state.handle(WorkerJoined(a, a, nthreads, 2**34, 1, "host", 0.0))
+    graph = None if keys else make()
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
+    rows, wanted = graph or make()
     cmds = state.handle(GraphSubmitted("c", rows, wanted))
-    del cmds  # commands are sent and dropped by the server
+    del cmds, rows, wanted  # commands are sent and dropped by the server
     gc.collect()
     held = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
+    del graph
     return held
 
 
@@ -98,15 +107,18 @@ def run(
     addresses = [f"sim://w{i}" for i in range(n_workers)]
     for a in addresses:
         state.handle(WorkerJoined(a, a, nthreads, 2**34, 1, "host", 0.0))
-    if shape == "map":
-        rows = map_rows(n_tasks)
-        wanted = [r[0] for r in rows]
-    else:
+    def make() -> tuple[list[tuple[Any, ...]], list[Any]]:
+        if shape == "map":
+            rows = map_rows(n_tasks)
+            return rows, [r[0] for r in rows]
         rows, root = tree_rows(n_tasks)
-        wanted = [root]
+        return rows, [root]
+
+    held = _held_bytes(make, addresses, nthreads, False) if memory else 0
+    held_keys = _held_bytes(make, addresses, nthreads, True) if memory else 0
+    rows, wanted = make()
     total = len(rows)
     queues: dict[str, deque[Any]] = {a: deque() for a in addresses}
-    held = _held_bytes(rows, wanted, addresses, nthreads) if memory else 0
     gc.collect()
     t0 = time.process_time()
     cmds = state.handle(GraphSubmitted("c", rows, wanted))
@@ -146,6 +158,7 @@ def run(
         "run_us_per_task": run_s / total * 1e6,
         "us_per_task": (submit_s + run_s) / total * 1e6,
         "bytes_per_task": held / total,
+        "bytes_per_task_with_keys": held_keys / total,
     }
 
 
@@ -153,7 +166,8 @@ def _line(r: dict[str, float], shape: str) -> str:
     return (
         f"{shape:4} {int(r['workers']):>5} workers {int(r['tasks']):>9,} tasks: "
         f"{r['us_per_task']:6.1f} µs/task (submit {r['submit_us_per_task']:.1f}, "
-        f"run {r['run_us_per_task']:.1f}), {r['bytes_per_task']:,.0f} B/task held"
+        f"run {r['run_us_per_task']:.1f}), {r['bytes_per_task']:,.0f} B/task held "
+        f"({r['bytes_per_task_with_keys']:,.0f} with its key)"
     )
 
 
