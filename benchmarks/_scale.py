@@ -3,7 +3,9 @@
 ``python -m benchmarks._scale`` drives ``SchedulerState`` with synthetic workers that finish
 their tasks in order, one ``TaskFinished`` per ``handle`` call (the scheduler's worst case:
 no batching), and reports the scheduler's CPU time per task and the memory it holds per
-task (tracemalloc over the graph's submission, rows built beforehand). It measures how the state machine scales with the number of workers and tasks beyond
+task (tracemalloc over the graph's submission: what the state adds to rows built
+beforehand, and the same with the rows built inside, so that the keys the state keeps
+count). It measures how the state machine scales with the number of workers and tasks beyond
 what this machine can run as processes.
 
 Default sizes run in well under a minute; ``--full`` is issue 14's 1,000 workers x 1M tasks.
@@ -14,10 +16,11 @@ from __future__ import annotations
 
 import argparse
 import gc
+import random
 import time
 import tracemalloc
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from shoal.protocol._serialize import Serialized
@@ -35,22 +38,29 @@ DURATION = 0.001  # seconds each simulated task "runs"
 
 
 def _held_bytes(
-    rows: list[tuple[Any, ...]], wanted: list[Any], addresses: list[str], nthreads: int
+    make: Callable[[], tuple[list[tuple[Any, ...]], list[Any]]], addresses: list[str],
+    nthreads: int, keys: bool,
 ) -> int:
-    """Bytes a fresh state keeps after taking the graph (traced apart from the timed run:
-    tracing slows every allocation down several times)."""
+    """Bytes a fresh state keeps after taking the graph ``make()`` builds (traced apart
+    from the timed run: tracing slows every allocation down several times). With
+    ``keys``, the rows are built inside the trace, so what the state keeps of them (the
+    keys: once the client has released its futures the scheduler holds the only copy)
+    counts; else only what the state adds to rows built before."""
     state = SchedulerState()
     state.handle(ClientJoined("c"))
     for a in addresses:
         state.handle(WorkerJoined(a, a, nthreads, 2**34, 1, "host", 0.0))
+    graph = None if keys else make()
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
+    rows, wanted = graph or make()
     cmds = state.handle(GraphSubmitted("c", rows, wanted))
-    del cmds  # commands are sent and dropped by the server
+    del cmds, rows, wanted  # commands are sent and dropped by the server
     gc.collect()
     held = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
+    del graph
     return held
 
 
@@ -84,23 +94,31 @@ def tree_rows(n: int) -> tuple[list[tuple[Any, ...]], Any]:
 
 
 def run(
-    n_workers: int, n_tasks: int, shape: str = "map", nthreads: int = 1, memory: bool = True
+    n_workers: int, n_tasks: int, shape: str = "map", nthreads: int = 1, memory: bool = True,
+    jitter: float = 0.0,
 ) -> dict[str, float]:
-    """Run one simulated computation; returns CPU µs per task and bytes held per task."""
+    """Run one simulated computation; returns CPU µs per task and bytes held per task.
+    ``jitter`` spreads each task's duration uniformly over ``DURATION * (1 ± jitter)``
+    (seeded), as measured durations vary: the scheduler's estimate, a moving average of
+    them, then moves with every report."""
+    durations = random.Random(14)
     state = SchedulerState()
     state.handle(ClientJoined("c"))
     addresses = [f"sim://w{i}" for i in range(n_workers)]
     for a in addresses:
         state.handle(WorkerJoined(a, a, nthreads, 2**34, 1, "host", 0.0))
-    if shape == "map":
-        rows = map_rows(n_tasks)
-        wanted = [r[0] for r in rows]
-    else:
+    def make() -> tuple[list[tuple[Any, ...]], list[Any]]:
+        if shape == "map":
+            rows = map_rows(n_tasks)
+            return rows, [r[0] for r in rows]
         rows, root = tree_rows(n_tasks)
-        wanted = [root]
+        return rows, [root]
+
+    held = _held_bytes(make, addresses, nthreads, False) if memory else 0
+    held_keys = _held_bytes(make, addresses, nthreads, True) if memory else 0
+    rows, wanted = make()
     total = len(rows)
     queues: dict[str, deque[Any]] = {a: deque() for a in addresses}
-    held = _held_bytes(rows, wanted, addresses, nthreads) if memory else 0
     gc.collect()
     t0 = time.process_time()
     cmds = state.handle(GraphSubmitted("c", rows, wanted))
@@ -118,7 +136,8 @@ def run(
         for a, q in queues.items():
             if q:
                 key, run = q.popleft()
-                start, now = now, now + DURATION
+                start = now
+                now += DURATION * durations.uniform(1 - jitter, 1 + jitter) if jitter else DURATION
                 ev = TaskFinished(a, key, 8, "int", start, now, 0, None, run)
                 t0 = clock()
                 cmds = state.handle(ev)
@@ -139,6 +158,7 @@ def run(
         "run_us_per_task": run_s / total * 1e6,
         "us_per_task": (submit_s + run_s) / total * 1e6,
         "bytes_per_task": held / total,
+        "bytes_per_task_with_keys": held_keys / total,
     }
 
 
@@ -146,7 +166,8 @@ def _line(r: dict[str, float], shape: str) -> str:
     return (
         f"{shape:4} {int(r['workers']):>5} workers {int(r['tasks']):>9,} tasks: "
         f"{r['us_per_task']:6.1f} µs/task (submit {r['submit_us_per_task']:.1f}, "
-        f"run {r['run_us_per_task']:.1f}), {r['bytes_per_task']:,.0f} B/task held"
+        f"run {r['run_us_per_task']:.1f}), {r['bytes_per_task']:,.0f} B/task held "
+        f"({r['bytes_per_task_with_keys']:,.0f} with its key)"
     )
 
 
@@ -155,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="1,000 workers x 1M tasks")
     parser.add_argument("--tasks", type=int, help="tasks per run (default 100k, --full 1M)")
     parser.add_argument("--profile", action="store_true", help="cProfile the runs instead")
+    parser.add_argument("--jitter", type=float, default=0.0,
+                        help="spread task durations by ± this fraction (seeded; default 0)")
     args = parser.parse_args(argv)
     n = args.tasks or (1_000_000 if args.full else 100_000)
     big = 1000 if args.full else 512
@@ -164,16 +187,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         for shape, size, workers in (("tree", 40_000, 4), ("map", 20_000, 128)):
             prof = cProfile.Profile()
-            prof.runcall(run, workers, size, shape, 1, False)
+            prof.runcall(run, workers, size, shape, 1, False, args.jitter)
             print(f"--- {shape} {size:,} tasks, {workers} workers ---")
             pstats.Stats(prof).sort_stats("tottime").print_stats(12)
         return 0
     per_task: dict[int, float] = {}
     for workers in (4, 128, big):
-        r = run(workers, n, "map")
+        r = run(workers, n, "map", jitter=args.jitter)
         per_task[workers] = r["run_us_per_task"]
         print(_line(r, "map"), flush=True)
-    r = run(4, n, "tree")
+    r = run(4, n, "tree", jitter=args.jitter)
     print(_line(r, "tree"), flush=True)
     print(f"per-task run cost, 128 vs 4 workers: {per_task[128] / per_task[4]:.2f}x; "
           f"{big} vs 4: {per_task[big] / per_task[4]:.2f}x")

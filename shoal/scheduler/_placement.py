@@ -12,6 +12,7 @@ task waits behind another on a busy worker while a thread elsewhere is idle).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 from shoal.scheduler._tasks import TaskState, WorkerState
@@ -32,14 +33,22 @@ BANDWIDTH = 100e6
 def has_room(ws: WorkerState, est: float) -> bool:
     """May ``ws`` take one more task expected to last ``est`` seconds? Never while it is
     paused (memory past its pause threshold)."""
+    return est <= room_left(ws)
+
+
+def room_left(ws: WorkerState) -> float:
+    """The longest task ``ws`` has room for (:func:`has_room` is ``est <= room_left(ws)``):
+    ``inf`` while it runs fewer tasks than threads, ``-inf`` while it may take none (paused,
+    or :data:`MAX_AHEAD_PER_THREAD` sent ahead), else what :data:`SATURATION_SECONDS` per
+    thread leaves beside its occupancy."""
     if ws.paused:
-        return False
+        return -math.inf
     n = len(ws.processing) - len(ws.long_running)  # seceded tasks use no slot
     if n < ws.nthreads:
-        return True
+        return math.inf
     if n >= ws.nthreads * MAX_AHEAD_PER_THREAD:
-        return False
-    return ws.occupancy + est <= ws.nthreads * SATURATION_SECONDS
+        return -math.inf
+    return ws.nthreads * SATURATION_SECONDS - ws.occupancy
 
 
 def over_cap(ws: WorkerState) -> bool:

@@ -5,10 +5,12 @@ The choice is exactly :func:`placement.least_busy` over the workers that
 joined first; but instead of scanning every worker for every task, workers sit in a heap keyed
 by their load per thread. Workers whose load changed since they were last pushed are marked
 dirty (:meth:`RoomIndex.touch`) and re-pushed on the next :meth:`RoomIndex.pick`; the entries
-they leave behind are dropped when they surface (lazy invalidation). A worker found without
-room for a duration ``est`` is parked until it changes, or until a task expected to be
-shorter than ``est`` asks (room only grows as the duration shrinks), so a saturated cluster
-costs nothing per event. Pure: no I/O, no clock.
+they leave behind are dropped when they surface (lazy invalidation). A worker without room
+for the task asking is parked, keyed by the longest task it has room for
+(:func:`placement.room_left`), until it changes or a task that short asks: a saturated
+cluster costs nothing per event, even while the expected duration moves a little with every
+report (parked by the duration it refused, every worker was looked at again each time the
+estimate dipped). Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import itertools
 from heapq import heapify, heappop, heappush
 
-from shoal.scheduler import _placement as placement
+from shoal.scheduler._placement import room_left
 from shoal.scheduler._tasks import WorkerState
 
 # (load per thread, join order, worker): the join order is unique, so workers never compare.
@@ -36,7 +38,7 @@ class RoomIndex:
         self._seq: dict[WorkerState, int] = {}  # live workers -> join order
         self._entry: dict[WorkerState, _Entry] = {}  # each worker's one valid entry
         self._heap: list[_Entry] = []  # entries of workers that may have room
-        self._full: list[tuple[float, int, _Entry]] = []  # (-est refused, order, entry)
+        self._full: list[tuple[float, int, _Entry]] = []  # parked: (-room left, order, entry)
         self._dirty: set[WorkerState] = set()
 
     def add(self, ws: WorkerState) -> None:
@@ -58,18 +60,22 @@ class RoomIndex:
         first joined among equals), or None. The caller touches it once it assigns to it."""
         entries = self._entry
         heap = self._heap
+        full = self._full
         if self._dirty:
             seq = self._seq
             for ws in self._dirty:
                 entry = (load(ws), seq[ws], ws)
                 entries[ws] = entry
-                heappush(heap, entry)
+                left = room_left(ws)
+                if left >= est:
+                    heappush(heap, entry)
+                else:  # parked at once: it would only surface to be parked (below)
+                    heappush(full, (-left, entry[1], entry))
             self._dirty.clear()
-            if len(heap) + len(self._full) > 2 * len(seq) + 64:
+            if len(heap) + len(full) > 2 * len(seq) + 64:
                 self._compact()
-                heap = self._heap
-        full = self._full
-        while full and -full[0][0] > est:  # refused a longer task: may fit this one
+                heap, full = self._heap, self._full
+        while full and -full[0][0] >= est:  # has room for this one
             entry = heappop(full)[2]
             if entries.get(entry[2]) is entry:
                 heappush(heap, entry)
@@ -78,11 +84,12 @@ class RoomIndex:
             ws = entry[2]
             if entries.get(ws) is not entry:
                 heappop(heap)  # stale: the worker changed or left
-            elif placement.has_room(ws, est):
-                return ws
             else:
+                left = room_left(ws)
+                if left >= est:  # placement.has_room
+                    return ws
                 heappop(heap)
-                heappush(full, (-est, entry[1], entry))
+                heappush(full, (-left, entry[1], entry))
         return None
 
     def _compact(self) -> None:
