@@ -351,8 +351,9 @@ def get(self: Client, dsk: Any, keys: Any, *, workers: Any = None, retries: int 
     Tasks that write into an HDF5 file this process has open for writing (``da.store``)
     run here, after their inputs are computed on the cluster: HDF5 allows one writer, and
     that writer is this process. Their lock (``lock=True``) then works as in dask."""
-    graph, annotations = _graph_and_annotations(dsk)
-    _gc.expect(len(graph))  # shoal/_gc.py: a big graph starts bulk mode before it is built
+    with _gc.building():  # shoal/_gc.py: a big graph starts bulk mode while dask builds it
+        graph, annotations = _graph_and_annotations(dsk)
+        _gc.expect(len(graph))  # (and it does not end before its tasks are counted)
     wanted = list(flatten(keys)) if isinstance(keys, list) else [keys]
     local: set[Any] = set()
     while True:
@@ -447,9 +448,10 @@ def _collections_graph(
 ) -> tuple[dict[Any, GraphNode], dict[str, Any], list[Any]]:
     """One optimized graph for several collections, its annotations, and each
     collection's (nested) keys, in order."""
-    expr = collections_to_expr(colls, optimize_graph).optimize()
-    graph, annotations = _graph_and_annotations(expr)
-    _gc.expect(len(graph))  # (client.compute / persist)
+    with _gc.building():  # (client.compute / persist)
+        expr = collections_to_expr(colls, optimize_graph).optimize()
+        graph, annotations = _graph_and_annotations(expr)
+        _gc.expect(len(graph))
     all_keys = expr.__dask_keys__()
     if len(colls) == 1 and not _is_sequence_expr(expr):
         all_keys = [all_keys]
