@@ -206,7 +206,8 @@ def test_thresholds_the_user_changed_while_acquired_are_not_overwritten_at_relea
 
 
 def test_bulk_mode_freezes_the_heap_and_its_end_collects_cycles_that_waited_frozen() -> None:
-    k = GcKeeper(SETTINGS, hook=False)
+    # (any heap counts as small here: the tick after leaving thaws it)
+    k = GcKeeper(replace(SETTINGS, thaw_blocks=10**12, thaw_objects=10**12), hook=False)
     k.acquire()
     holder = Holder(5_000)
     k.watch(holder, "items")
@@ -220,6 +221,7 @@ def test_bulk_mode_freezes_the_heap_and_its_end_collects_cycles_that_waited_froz
     assert dead() is not None  # frozen: no collection walks it while the run is big
     holder.items = []  # the run ends
     assert k.step() == "leave" and not k.bulk
+    assert k.step() == "thaw"
     assert dead() is None  # collected by the keeper, no gc.collect() of the test's
     assert gc.get_freeze_count() == 0
     k.release()
@@ -282,9 +284,9 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 def test_a_collection_starts_bulk_mode_and_the_loop_ticks_until_it_leaves(
     loop: asyncio.AbstractEventLoop,
 ) -> None:
-    # (any heap counts as small here: leaving thaws at once)
-    k = GcKeeper(GcSettings(enter_at=1_000, leave_at=100, tick=0.01, thaw_blocks=10**12,
-                            thaw_objects=10**12))
+    # (any heap counts as small here: the tick after leaving thaws it)
+    k = GcKeeper(GcSettings(enter_at=1_000, leave_at=100, tick=0.01, linger_tick=0.01,
+                            thaw_blocks=10**12, thaw_objects=10**12))
     k.acquire(loop)
     holder = Holder(0)
     k.watch(holder, "items")
@@ -294,8 +296,8 @@ def test_a_collection_starts_bulk_mode_and_the_loop_ticks_until_it_leaves(
         assert gc.get_freeze_count() > 0
         wait_for(lambda: k.stats["young"] >= 2, timeout=10)
         holder.items = []
-        wait_for(lambda: not k.bulk, timeout=10)
-        assert gc.get_freeze_count() == 0
+        wait_for(lambda: not k.bulk and not k.lingering, timeout=10)  # left, then thawed
+        assert gc.get_freeze_count() == 0 and k.stats["thawed"] == 1
     finally:
         k.release(loop)
     assert gc.get_threshold() == CPYTHON_DEFAULT_THRESHOLDS
