@@ -130,6 +130,8 @@ def million(api: Any, n_map: int, n_array: int) -> dict[str, float]:
             out["map_worst_loop_cpu_ms"] = probe.worst_cpu * 1e3
             out["map_loop_stalls_over_100ms"] = probe.stalls
             out["map_worst_health_ms"] = poller.worst * 1e3
+            probe.reset()
+            poller.reset()
             del futures
             while len(scheduler.state.tasks):
                 time.sleep(0.05)
