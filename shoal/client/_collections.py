@@ -53,6 +53,7 @@ def _graph_and_annotations(dsk: Any) -> tuple[dict[Any, GraphNode], dict[str, An
         raise TypeError(f"expected a dask graph (a mapping of key to task), got {type(graph).__name__}")
     if type(graph) is not dict:
         graph = dict(graph)
+    _gc.settle()  # (shoal/_gc.py: dask's graph, frozen now in bulk mode)
     for value in graph.values():
         if isinstance(value, Future) and value._client is not None and value._client.status != "running":
             raise RuntimeError(
@@ -109,11 +110,13 @@ def submit_graph(
     # Futures held by this client are already on the cluster; don't resubmit them.
     held = client._held
     nodes = {k: v for k, v in graph.items() if not (held(k) and _is_reference(v, k))}
+    _gc.settle()  # (shoal/_gc.py: containers of a graph's existing objects, frozen in bulk
     _check_external_inputs(client, nodes)
     actor_keys = _actor_keys(actors, wanted)
     if actor_keys:
         nodes = _as_actors(nodes, actor_keys)
     ordering = task_order(nodes)
+    _gc.settle()  # mode before a young collection on the loop walks every item)
     gen = next(client._generation)
     futures = {k: Future(k, client) for k in dict.fromkeys(wanted)}
     rows = []

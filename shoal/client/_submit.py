@@ -52,6 +52,7 @@ def inputs_first(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         return rows
     index = {row[0]: i for i, row in enumerate(rows)}
     waiting = [0] * len(rows)
+    _gc.settle()  # (shoal/_gc.py: a graph's worth of items, frozen now in bulk mode)
     users: dict[int, list[int]] = {}
     for i, row in enumerate(rows):
         for dep in row[2]:
@@ -61,6 +62,7 @@ def inputs_first(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
                 users.setdefault(j, []).append(i)
     if not users:
         return rows
+    _gc.settle()
     ready = [i for i in range(len(rows) - 1, -1, -1) if not waiting[i]]
     order: list[int] = []
     while ready:
