@@ -95,7 +95,7 @@ class GcSettings:
     tick: float = 0.05  # seconds between young collections in bulk mode
     # Bulk-mode ticks between reads of the heap's size (5 s), and seconds between reads
     # while lingering: a read visits every pymalloc pool, 12-24 ms at 2.4 GB of them.
-    measure_every: int = 250
+    measure_every: int = 100
     linger_tick: float = 5.0
     growth: float = 2.0  # heap beyond this times what held explains: examine
     # pymalloc blocks a held task or future, or an announced graph task, may bring (a
