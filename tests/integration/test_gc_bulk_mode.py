@@ -55,3 +55,26 @@ def test_a_large_map_runs_in_gc_bulk_mode_and_user_cycles_are_still_collected(
         k.settings = settings
     assert dead_before() is None
     assert gc.get_freeze_count() == 0 and gc.get_threshold() == SHOAL_THRESHOLDS
+
+
+def test_a_big_collection_enters_gc_bulk_mode_while_its_graph_is_built(
+    client: Client, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dask
+    import dask.array as da
+
+    k = keeper()
+    wait_for(lambda: not k.bulk, timeout=60)
+    entries: list[bool] = []  # whether each entry came while a graph was being built
+    enter = k._enter
+
+    def recording_enter() -> None:
+        entries.append(k._building > 0)
+        enter()
+
+    monkeypatch.setattr(k, "_enter", recording_enter)
+    total = da.ones(40_000, chunks=1).sum()  # ~80k tasks: dask's graph, >200k objects
+    with dask.config.set(scheduler=client):
+        assert total.compute() == 40_000
+    assert entries and entries[0]  # before the tasks were counted: during the build
+    wait_for(lambda: not k.bulk, timeout=60)
