@@ -24,21 +24,22 @@ far beyond the threshold. Either stalls the scheduler's loop (issue 14: never mo
 - a Client about to take in a big map or graph says so (``expect``), and one building a
   graph (dask's graph materialisation inside ``get``/``compute``/``persist``) does it
   inside ``building()``: bulk mode starts once the build has added ``build_enter``
-  tracked objects, before a middle collection walks them; lists built of existing
-  objects (``wait``'s million futures) are frozen as soon as they are built (``settle``),
-  before a young collection walks every item.
+  tracked objects, before a middle collection walks them; containers built of existing
+  objects (``wait``'s million futures, the client's graph-sized dicts) are frozen as
+  soon as they are built (``settle``), before a young collection walks every item.
 
 Frozen objects still die by reference counting; only *cyclic* garbage that outlived one
 collection waits in the permanent generation. Walking it again (unfreeze, one full
-collection) costs about 0.2-0.4 µs per live object (0.6 s after a 1M-task array run, whose
-graph the user's collection still references), so it is done only when it is cheap or
-when memory says it is owed:
+collection) costs about 0.2-0.4 µs per live object (0.6 s at the end of a 1M-task array
+run, while its graph was still referenced; it found nothing), so it is done only when it
+is cheap or when memory says it is owed:
 
 - when bulk mode ends (the held count falls below ``leave_at``) the frozen objects stay
-  frozen ("lingering") unless they are few (``thaw_objects``: the full collection is
-  then short); lingering, the keeper looks at the heap's size every ``linger_tick``
-  seconds and thaws once that holds (the user dropped the graph). Nothing is frozen
-  while lingering, so the cyclic garbage kept is at most what was frozen, never more;
+  frozen ("lingering"); every ``linger_tick`` seconds the keeper reads the heap's size
+  and, once it is small (``thaw_blocks``), counts the frozen objects and thaws them if
+  they are few (``thaw_objects``: the full collection is then short), e.g. after the
+  user dropped the graph. Nothing is frozen while lingering, so the cyclic garbage
+  kept is at most what was frozen, never more;
 - in bulk mode the frozen objects are examined (unfreeze, one full collection, freeze)
   when the heap passes ``growth`` times what the held count explains: cyclic garbage
   about as big as the live heap of the largest run since the last examination;
