@@ -83,7 +83,7 @@ CPYTHON_DEFAULT_THRESHOLDS = (700, 10, 10)
 # (each middle collection of a 20k map cost ~4-5 µs per task).
 SHOAL_THRESHOLDS = (20_000, 100, 10)
 
-Action = Literal["keep", "enter", "leave", "count", "thaw", "examine", "young"]
+Action = Literal["keep", "enter", "leave", "count", "thaw", "examine", "young", "freeze"]
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,10 @@ class GcSettings:
     # Tracked objects a graph build (inside building()) may add before bulk mode starts
     # (ten young collections at shoal's threshold; ~40-80 ms to walk).
     build_enter: int = 200_000
+    # A tick this late after the young objects were last frozen only freezes them: what
+    # piled up meanwhile (a loop kept off the GIL or a core while the calling thread
+    # builds a graph) took 93-153 ms to walk at 1M; cycles among it wait frozen.
+    late_after: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,7 @@ class GcView:
     lingering: bool = False  # objects frozen by a bulk mode that has ended wait frozen
     frozen: int | None = None  # frozen objects, when counted at this decision
     heap_at_count: int | None = None  # the heap's size at the last count while lingering
+    since_frozen: float = 0.0  # seconds since the young objects were last frozen
 
 
 def decide(view: GcView, settings: GcSettings) -> Action:
@@ -143,8 +148,10 @@ def decide(view: GcView, settings: GcSettings) -> Action:
       exceeds ``growth`` times what the held count explains (its size at the last
       examination plus ``per_held`` for each task of the largest count held or
       announced since), i.e. when cyclic garbage about as big as the live heap may have
-      piled up in the permanent generation; else ``"young"`` (collect young objects,
-      freeze survivors).
+      piled up in the permanent generation; ``"freeze"`` (freeze the young objects
+      without walking them) when the last freeze is ``late_after`` seconds old: the
+      pile is then too big to walk in one step; else ``"young"`` (collect young
+      objects, freeze survivors).
 
     A lingering heap is never examined for growth: nothing is frozen while lingering,
     so the cyclic garbage it may hold only shrinks.
@@ -159,7 +166,8 @@ def decide(view: GcView, settings: GcSettings) -> Action:
                 return "count"
         return "keep"
     if view.expecting:  # a graph's growth, not yet in the held count: no leaving, and
-        return "young"  # no examining (what it would walk is the graph)
+        # no examining (what it would walk is the graph)
+        return "freeze" if view.since_frozen > settings.late_after else "young"
     if view.held < settings.leave_at:
         return "leave"
     if view.heap is not None:
@@ -167,7 +175,7 @@ def decide(view: GcView, settings: GcSettings) -> Action:
         explained = view.heap_at_exam + settings.per_held * grown
         if view.heap > settings.growth * explained:
             return "examine"
-    return "young"
+    return "freeze" if view.since_frozen > settings.late_after else "young"
 
 
 def user_owns_collector(enabled: bool, thresholds: tuple[int, int, int], frozen: int) -> bool:
@@ -189,17 +197,20 @@ class GcKeeper:
     when a run is, so its timer runs on time; a thread of its own was starved of the GIL
     for seconds on a loaded machine). No timer while nothing big is held or frozen.
 
-    ``gc_module`` and ``heap_size`` stand in for :mod:`gc` and ``sys.getallocatedblocks``
-    in tests (a fake collector that records what each collection would walk).
+    ``gc_module``, ``heap_size`` and ``clock`` stand in for :mod:`gc`,
+    ``sys.getallocatedblocks`` and ``time.monotonic`` in tests (a fake collector that
+    records what each collection would walk).
     """
 
     def __init__(self, settings: GcSettings | None = None, hook: bool = True,
                  gc_module: Any = gc, heap_size: Callable[[], int] = sys.getallocatedblocks,
-                 ) -> None:
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings or GcSettings()
         self._hook = hook  # False: no gc.callbacks hook (tests drive step() themselves)
         self._gc = gc_module
         self._heap_size = heap_size
+        self._clock = clock
+        self._frozen_at = 0.0  # when the keeper last froze the young objects
         # Reentrant: a collection in step() may run a finalizer that releases (a Client
         # garbage-collected), on this same thread.
         self._lock = threading.RLock()
@@ -223,7 +234,8 @@ class GcKeeper:
         self._heap_at_count: int | None = None
         self._ticks = 0
         # What happened, for tests and the benchmark (counts only).
-        self.stats = {"entered": 0, "left": 0, "examined": 0, "young": 0, "thawed": 0}
+        self.stats = {"entered": 0, "left": 0, "examined": 0, "young": 0, "thawed": 0,
+                      "late": 0}
 
     # --- acquire / release ----------------------------------------------------------------
 
@@ -295,7 +307,7 @@ class GcKeeper:
         if self.bulk and self._lock.acquire(blocking=False):
             try:
                 if self.bulk:
-                    self._gc.freeze()
+                    self._freeze()
             finally:
                 self._lock.release()
 
@@ -350,7 +362,7 @@ class GcKeeper:
             return
         try:
             if self.bulk:
-                self._gc.freeze()
+                self._freeze()
             elif self._users and not self._hands_off:
                 if self._building:
                     self._grown += max(0, self._young_at_start - info.get("collected", 0))
@@ -360,6 +372,10 @@ class GcKeeper:
                     self._enter()
         finally:
             self._lock.release()
+
+    def _freeze(self) -> None:
+        self._gc.freeze()
+        self._frozen_at = self._clock()
 
     def _user_took_over(self) -> bool:
         """The user disabled the collector or set thresholds while shoal was acquired:
@@ -371,7 +387,7 @@ class GcKeeper:
             return
         self.bulk = True
         self._ticks = 0
-        self._gc.freeze()
+        self._freeze()
         held = self.held()
         if self.lingering:  # the heap since the last examination is still frozen: its
             self.lingering = False  # measure stands, and grows with this run's peak
@@ -417,7 +433,8 @@ class GcKeeper:
         return GcView(held, self.bulk, self._heap_size() if measured else None,
                       self._heap_at_exam, self._held_at_exam, self._peak,
                       self._expecting or self._building > 0, self.lingering,
-                      heap_at_count=self._heap_at_count)
+                      heap_at_count=self._heap_at_count,
+                      since_frozen=self._clock() - self._frozen_at)
 
     def _linger(self, view: GcView, action: Action) -> Action:
         """Lingering: count the frozen objects when ``decide`` asks, and thaw them if
@@ -451,13 +468,16 @@ class GcKeeper:
             elif action == "young":
                 _collect(self._gc, 1)  # (a skipped collection is the next tick's)
                 if self.bulk:  # (a finalizer run by the collection may have released)
-                    self._gc.freeze()
+                    self._freeze()
                 self.stats["young"] += 1
+            elif action == "freeze":
+                self._freeze()
+                self.stats["late"] += 1
             elif action == "examine":
                 self._gc.unfreeze()
                 _collect(self._gc, 2)
                 if self.bulk:
-                    self._gc.freeze()
+                    self._freeze()
                     self._reset_measure(held)
                 self.stats["examined"] += 1
             elif action == "leave":

@@ -24,8 +24,9 @@ from shoal._gc import (
     user_owns_collector,
 )
 
+# (late_after: no tick of these tests is ever late, however loaded the machine)
 SETTINGS = GcSettings(enter_at=1_000, leave_at=100, measure_every=2, growth=2.0,
-                      build_enter=50_000)
+                      build_enter=50_000, late_after=10**9)
 
 
 # --- the decision ------------------------------------------------------------------------------
@@ -45,6 +46,15 @@ def test_a_graph_being_built_is_never_examined() -> None:
     # examination would walk is that graph (a 0.7 s collection at 300k tasks, measured)
     view = GcView(held=0, bulk=True, heap=10_000_000, heap_at_exam=1_000_000, expecting=True)
     assert decide(view, SETTINGS) == "young"
+
+
+def test_a_late_tick_freezes_the_young_objects_without_walking_them() -> None:
+    late = SETTINGS.late_after + 1
+    assert decide(GcView(held=5_000, bulk=True, since_frozen=late), SETTINGS) == "freeze"
+    assert decide(GcView(held=0, bulk=True, expecting=True, since_frozen=late),
+                  SETTINGS) == "freeze"
+    on_time = GcView(held=5_000, bulk=True, since_frozen=SETTINGS.late_after)
+    assert decide(on_time, SETTINGS) == "young"
 
 
 def test_bulk_mode_ends_only_below_leave_at() -> None:
@@ -286,7 +296,7 @@ def test_a_collection_starts_bulk_mode_and_the_loop_ticks_until_it_leaves(
 ) -> None:
     # (any heap counts as small here: the tick after leaving thaws it)
     k = GcKeeper(GcSettings(enter_at=1_000, leave_at=100, tick=0.01, linger_tick=0.01,
-                            thaw_blocks=10**12, thaw_objects=10**12))
+                            thaw_blocks=10**12, thaw_objects=10**12, late_after=10**9))
     k.acquire(loop)
     holder = Holder(0)
     k.watch(holder, "items")
@@ -322,7 +332,7 @@ def test_in_bulk_mode_every_collection_freezes_its_survivors() -> None:
 def test_ticks_resume_in_a_bulk_mode_after_a_release_and_a_new_acquire(
     loop: asyncio.AbstractEventLoop,
 ) -> None:
-    k = GcKeeper(GcSettings(enter_at=1_000, leave_at=100, tick=0.01))
+    k = GcKeeper(GcSettings(enter_at=1_000, leave_at=100, tick=0.01, late_after=10**9))
     k.acquire(loop)
     k.watch(holder := Holder(5_000), "items")
     gc.collect(0)
@@ -538,7 +548,7 @@ def test_no_collection_of_the_keeper_walks_a_graph_the_user_still_holds() -> Non
     keeps the graph (2M objects). While a Client is open, no collection the keeper
     makes walks more than the young objects of one tick or the heap it started with."""
     fake = FakeGc(objects=100_000)
-    settings = GcSettings(enter_at=50_000, leave_at=20_000, measure_every=1)
+    settings = GcSettings(enter_at=50_000, leave_at=20_000, measure_every=1, late_after=10**9)
     k = GcKeeper(settings, hook=False, gc_module=fake, heap_size=fake.heap)
     k.acquire()
     k.watch(holder := Holder(0), "items")
@@ -563,3 +573,29 @@ def test_no_collection_of_the_keeper_walks_a_graph_the_user_still_holds() -> Non
     assert fake.walks[-1] == (2, 100_000 + 50_000)  # the heap of before, and what is new
     assert fake.frozen == 0
     k.release()
+
+
+def test_a_tick_late_after_a_pile_of_young_objects_walks_none_of_them() -> None:
+    """The loop kept off the GIL while the calling thread builds: a second of young
+    objects piles up; the late tick freezes them (O(1)) instead of walking them."""
+    fake = FakeGc(objects=100_000)
+    now = [0.0]
+    settings = GcSettings(enter_at=50_000, leave_at=20_000, tick=0.05, late_after=0.25)
+    k = GcKeeper(settings, hook=False, gc_module=fake, heap_size=fake.heap,
+                 clock=lambda: now[0])
+    k.acquire()
+    k.watch(holder := Holder(60_000), "items")
+    assert k.step() == "enter"
+    fake.allocate(20_000)
+    now[0] += 0.05  # on time: collected and frozen
+    assert k.step() == "young" and fake.walks[-1] == (1, 20_000)
+    fake.allocate(800_000)
+    now[0] += 1.0  # late
+    walks = len(fake.walks)
+    assert k.step() == "freeze"
+    assert len(fake.walks) == walks and fake.young == 0  # frozen, not walked
+    fake.allocate(10_000)
+    now[0] += 0.05
+    assert k.step() == "young" and fake.walks[-1] == (1, 10_000)
+    k.release()
+    assert holder.items

@@ -132,6 +132,7 @@ class Submitting(Outbox):
             wanted = [r[0] for r in rows]
         if split:
             rows = inputs_first(rows)
+            _gc.settle()  # (shoal/_gc.py: the reordered list of a graph's rows)
         with self._lock:
             fids = {fid for row in rows for fid in row[3]} - self._sent_fids
             blobs = {fid: self._functions.blob(fid) for fid in fids}
