@@ -54,6 +54,7 @@ def _graph_and_annotations(dsk: Any) -> tuple[dict[Any, GraphNode], dict[str, An
         raise TypeError(f"expected a dask graph (a mapping of key to task), got {type(graph).__name__}")
     if type(graph) is not dict:
         graph = dict(graph)
+    _gc.settle()  # (shoal/_gc.py: dask's graph, frozen now in bulk mode)
     for value in graph.values():
         if isinstance(value, Future) and value._client is not None and value._client.status != "running":
             raise RuntimeError(
@@ -110,6 +111,7 @@ def submit_graph(
     # Futures held by this client are already on the cluster; don't resubmit them.
     held = client._held
     nodes = {k: v for k, v in graph.items() if not (held(k) and _is_reference(v, k))}
+    _gc.settle()  # (shoal/_gc.py: containers of a graph's existing objects, frozen in bulk mode)
     _check_external_inputs(client, nodes)
     actor_keys = _actor_keys(actors, wanted)
     if actor_keys:
@@ -119,14 +121,16 @@ def submit_graph(
     # A large graph goes out as its rows are made, in the order its tasks will run (inputs
     # first), so that the cluster starts on it while the rest is pickled; actors and
     # restrictions must be known before any task runs, so such graphs go whole.
-    stream = len(nodes) > _submit.PIECE_ROWS and not actor_keys and not restricted
-    if stream:
+    in_pieces = len(nodes) > _submit.PIECE_ROWS and not actor_keys and not restricted
+    if in_pieces:
         ordering, sequence = ordered(nodes)
         pieces = client._graph_pieces(list(futures))
     else:
         ordering, sequence = task_order(nodes), list(nodes)
+    _gc.settle()  # (shoal/_gc.py: the graph's order, frozen in bulk mode before a young
+    # collection on the loop walks every item)
     rows: list[tuple[Any, ...]] = []
-    add = pieces.add if stream else rows.append
+    add = pieces.add if in_pieces else rows.append
     pickles = RefCallPickles(client._functions)
     # Options that are the same for every key (no annotation, no callable) are read once.
     same_r = ann_retries is None and not callable(retries)
@@ -180,10 +184,10 @@ def submit_graph(
                     raise _RunLocally(key) from exc
                 add(row)
     except BaseException:
-        if stream:
+        if in_pieces:
             pieces.abort()  # the scheduler lets go of the pieces already sent
         raise
-    if stream:
+    if in_pieces:
         pieces.close()
     else:
         client._submit_rows(rows, list(futures), actor_keys or None, restrictions or None)
@@ -370,8 +374,9 @@ def get(self: Client, dsk: Any, keys: Any, *, workers: Any = None, retries: int 
     Tasks that write into an HDF5 file this process has open for writing (``da.store``)
     run here, after their inputs are computed on the cluster: HDF5 allows one writer, and
     that writer is this process. Their lock (``lock=True``) then works as in dask."""
-    graph, annotations = _graph_and_annotations(dsk)
-    _gc.expect(len(graph))  # shoal/_gc.py: a big graph starts bulk mode before it is built
+    with _gc.building():  # shoal/_gc.py: a big graph starts bulk mode while dask builds it
+        graph, annotations = _graph_and_annotations(dsk)
+        _gc.expect(len(graph))  # (and it does not end before its tasks are counted)
     wanted = list(flatten(keys)) if isinstance(keys, list) else [keys]
     local: set[Any] = set()
     while True:
@@ -466,9 +471,10 @@ def _collections_graph(
 ) -> tuple[dict[Any, GraphNode], dict[str, Any], list[Any]]:
     """One optimized graph for several collections, its annotations, and each
     collection's (nested) keys, in order."""
-    expr = collections_to_expr(colls, optimize_graph).optimize()
-    graph, annotations = _graph_and_annotations(expr)
-    _gc.expect(len(graph))  # (client.compute / persist)
+    with _gc.building():  # (client.compute / persist)
+        expr = collections_to_expr(colls, optimize_graph).optimize()
+        graph, annotations = _graph_and_annotations(expr)
+        _gc.expect(len(graph))
     all_keys = expr.__dask_keys__()
     if len(colls) == 1 and not _is_sequence_expr(expr):
         all_keys = [all_keys]

@@ -52,6 +52,7 @@ def inputs_first(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         return rows
     index = {row[0]: i for i, row in enumerate(rows)}
     waiting = [0] * len(rows)
+    _gc.settle()  # (shoal/_gc.py: a graph's worth of items, frozen now in bulk mode)
     users: dict[int, list[int]] = {}
     for i, row in enumerate(rows):
         for dep in row[2]:
@@ -61,6 +62,7 @@ def inputs_first(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
                 users.setdefault(j, []).append(i)
     if not users:
         return rows
+    _gc.settle()
     ready = [i for i in range(len(rows) - 1, -1, -1) if not waiting[i]]
     order: list[int] = []
     while ready:
@@ -185,6 +187,7 @@ class Submitting(Outbox):
             wanted = [r[0] for r in rows]
         if split:
             rows = inputs_first(rows)
+            _gc.settle()  # (shoal/_gc.py: the reordered list of a graph's rows)
         with self._lock:
             fids = {fid for row in rows for fid in row[3]} - self._sent_fids
             blobs = {fid: self._functions.blob(fid) for fid in fids}

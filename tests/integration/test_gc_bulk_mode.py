@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import weakref
+from dataclasses import replace
 
 import pytest
 
@@ -42,7 +43,38 @@ def test_a_large_map_runs_in_gc_bulk_mode_and_user_cycles_are_still_collected(
     wait_for(lambda: dead_during() is None, timeout=30)
     assert k.bulk and dead_before() is not None
     assert sum(f.result() for f in futures[:10]) == sum(range(50_001 - 10, 50_001))
-    del futures  # the run ends: bulk mode ends, and its collection takes the frozen cycle
-    wait_for(lambda: not k.bulk, timeout=60)
+    settings = k.settings
+    # The run ends. Were the frozen heap big (a graph the user still holds), it would stay
+    # frozen until small or the last close (tests/test_gc_policy.py); this process's
+    # heap counts as small here, so leaving thaws it and takes the frozen cycle.
+    k.settings = replace(settings, thaw_blocks=10**12, thaw_objects=10**12)
+    try:
+        del futures
+        wait_for(lambda: not k.bulk and not k.lingering, timeout=60)
+    finally:
+        k.settings = settings
     assert dead_before() is None
     assert gc.get_freeze_count() == 0 and gc.get_threshold() == SHOAL_THRESHOLDS
+
+
+def test_a_big_collection_enters_gc_bulk_mode_while_its_graph_is_built(
+    client: Client, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dask
+    import dask.array as da
+
+    k = keeper()
+    wait_for(lambda: not k.bulk, timeout=60)
+    entries: list[bool] = []  # whether each entry came while a graph was being built
+    enter = k._enter
+
+    def recording_enter() -> None:
+        entries.append(k._building > 0)
+        enter()
+
+    monkeypatch.setattr(k, "_enter", recording_enter)
+    total = da.ones(40_000, chunks=1).sum()  # ~80k tasks: dask's graph, >200k objects
+    with dask.config.set(scheduler=client):
+        assert total.compute() == 40_000
+    assert entries and entries[0]  # before the tasks were counted: during the build
+    wait_for(lambda: not k.bulk, timeout=60)
