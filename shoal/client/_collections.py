@@ -84,8 +84,11 @@ def submit_graph(
     Options come, in order of precedence, from the collection's own annotations (per key),
     the arguments, and the ``dask.annotate`` block active now (dask's merge).
 
-    With ``local`` (a set), tasks that write into an HDF5 file open in this process raise
-    :class:`_RunLocally`; the caller adds them to ``local`` and runs them here."""
+    With ``local`` (a set), a task that writes into an HDF5 file open for writing in this
+    process (its pickling raises ``WritableH5pyError``) is not sent but added to ``local``,
+    with every task that needs one of them; the futures returned are then those of the
+    wanted keys left on the cluster and of the local tasks' inputs, and the caller runs
+    the local tasks here. The graph still goes out once."""
     client._check_open()
     annotations = annotations or {}
     active = dask.get_annotations()
@@ -144,7 +147,8 @@ def submit_graph(
                 node = nodes[key]
                 if held(key) and key not in futures:
                     continue
-                if local is not None and key in local:
+                if local and not local.isdisjoint(node.dependencies):
+                    local.add(key)  # an input runs here (rows come inputs first in pieces)
                     continue
                 if not same_r:
                     r = _option(ann_retries, retries, key)
@@ -158,12 +162,6 @@ def submit_graph(
                     if need or loose:
                         restrictions.append((key, need, loose))
                 prio = (-int(p or 0), gen, ordering.get(key, 0))
-                flat = _flat_call(node)
-                fast = None
-                if flat is not None:
-                    fast = pickles(*flat)
-                    if fast is None:
-                        fast = pickles.templated(*flat)
                 # a tuple key's prefix is its name's: read once per name (a layer's tasks)
                 name = key[0] if type(key) is tuple and key else None
                 prefix = prefixes.get(name) if name is not None else None
@@ -171,24 +169,42 @@ def submit_graph(
                     prefix = _prefix(key)
                     if name is not None:
                         prefixes[name] = prefix
-                if fast is not None:  # the row _row would make, without a reducer call
-                    add((key, fast[0], list(node.dependencies), fast[1], prio, int(r or 0),
-                         w, prefix))
-                    continue
+                flat = _flat_call(node)
                 try:
-                    payload = node if flat is None else RefCall(*flat, node.dependencies)
-                    row = client._row(key, payload, prio, int(r or 0), w, prefix)
+                    fast = None
+                    if flat is not None:
+                        fast = pickles(*flat)
+                        if fast is None:
+                            fast = pickles.templated(*flat)
+                    if fast is None:
+                        payload = node if flat is None else RefCall(*flat, node.dependencies)
+                        row = client._row(key, payload, prio, int(r or 0), w, prefix)
                 except TypeError as exc:
                     if local is None or not _writes_hdf5(exc):
                         raise
-                    raise _RunLocally(key) from exc
+                    local.add(key)  # it writes into a file open here: the caller runs it
+                    continue
+                if fast is not None:  # the row _row would make, without a reducer call
+                    row = (key, fast[0], list(node.dependencies), fast[1], prio, int(r or 0),
+                           w, prefix)
                 add(row)
     except BaseException:
         if in_pieces:
             pieces.abort()  # the scheduler lets go of the pieces already sent
         raise
+    inputs: list[Any] = []
+    if local:
+        if not in_pieces:  # graph order: a task may come before a local input of it
+            local |= _with_dependents(nodes, local)
+            rows = [row for row in rows if row[0] not in local]
+            restrictions = [x for x in restrictions if x[0] not in local]
+        for k in local & futures.keys():
+            futures.pop(k).release()  # computed here, not on the cluster
+        inputs = [d for d in dict.fromkeys(d for k in local for d in nodes[k].dependencies)
+                  if d not in local and d not in futures and d in graph]
+        futures.update((d, Future(d, client)) for d in inputs)
     if in_pieces:
-        pieces.close()
+        pieces.close(also=inputs, without=local or ())
     else:
         client._submit_rows(rows, list(futures), actor_keys or None, restrictions or None)
     return futures
@@ -335,12 +351,6 @@ def _prefix(key: Any) -> str:
     return key_prefix(key)
 
 
-class _RunLocally(Exception):
-    def __init__(self, key: Any) -> None:
-        super().__init__(key)
-        self.key = key
-
-
 def _writes_hdf5(exc: BaseException) -> bool:
     from shoal.protocol._h5py_refs import WritableH5pyError
 
@@ -378,20 +388,10 @@ def get(self: Client, dsk: Any, keys: Any, *, workers: Any = None, retries: int 
         graph, annotations = _graph_and_annotations(dsk)
         _gc.expect(len(graph))  # (and it does not end before its tasks are counted)
     wanted = list(flatten(keys)) if isinstance(keys, list) else [keys]
-    local: set[Any] = set()
-    while True:
-        remote_wanted = [k for k in wanted if k not in local]
-        remote_wanted += [
-            d for k in local for d in graph[k].dependencies if d not in local and d in graph
-        ]
-        try:
-            futures = submit_graph(self, graph, list(dict.fromkeys(remote_wanted)), annotations,
-                                   retries=retries, priority=priority, workers=workers,
-                                   local=local, resources=resources,
-                                   allow_other_workers=allow_other_workers)
-            break
-        except _RunLocally as run_here:
-            local = _with_dependents(graph, local | {run_here.key})
+    local: set[Any] = set()  # filled by submit_graph: the tasks to run here
+    futures = submit_graph(self, graph, wanted, annotations, retries=retries,
+                           priority=priority, workers=workers, local=local,
+                           resources=resources, allow_other_workers=allow_other_workers)
     try:
         values = self.gather(futures, asynchronous=False)  # dask's get blocks, always
     finally:

@@ -103,10 +103,15 @@ class GraphPieces:
         if len(rows) >= PIECE_ROWS:
             self._queue(more=True)
 
-    def close(self) -> None:
+    def close(self, also: Iterable[Any] = (), without: Iterable[Any] = ()) -> None:
         """Queue the last piece: the remaining rows, and the wanted keys no row had (the
-        client submitted them earlier)."""
-        self._queue(more=False, rest=list(self._wanted))
+        client submitted them earlier, or, in ``also``, their rows went in earlier pieces
+        and they turned out wanted), except those in ``without`` (left out of the graph)."""
+        wanted = self._wanted
+        for key in without:
+            wanted.pop(key, None)
+        wanted.update(dict.fromkeys(also))
+        self._queue(more=False, rest=list(wanted))
 
     def abort(self) -> None:
         """End the graph without the rows not yet queued (when making one failed)."""

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import dask
 import dask.array as da
 import h5py
 import numpy as np
 import pytest
 
 from shoal import futures_of, wait
+from shoal.client import _collections, _submit
 
 from ._helpers import scheduler_tasks, wait_for
 
@@ -72,3 +76,81 @@ def test_sending_a_writable_hdf5_dataset_fails_with_a_clear_message(client, tmp_
         with pytest.raises((TypeError, ValueError), match=r"(?i)read-only|read mode|writable"):
             client.submit(np.sum, dset).result(timeout=10)
     assert client.submit(inc, 1, pure=False).result(timeout=10) == 2
+
+
+@pytest.fixture(params=["whole", "in-pieces"])
+def submissions(request: Any, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The graphs ``get`` submits (one entry per ``submit_graph`` call), each sent whole,
+    or in pieces of 7 rows (``_submit.PIECE_ROWS`` shrunk)."""
+    if request.param == "in-pieces":
+        monkeypatch.setattr(_submit, "PIECE_ROWS", 7)
+    calls: list[Any] = []
+    submit = _collections.submit_graph
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[2])
+        return submit(*args, **kwargs)
+
+    monkeypatch.setattr(_collections, "submit_graph", counted)
+    return calls
+
+
+def test_a_store_of_many_chunks_into_a_local_hdf5_file_is_one_submission(
+    client, tmp_path, submissions
+):
+    # The writes run here; finding them must not cost one whole-graph submission each.
+    source = np.arange(4_000, dtype="float64")
+    x = da.from_array(source, chunks=100) * 2
+    with h5py.File(tmp_path / "out.hdf5", mode="w") as f:
+        target = f.create_dataset("/y", shape=source.shape, dtype=source.dtype)
+        da.store(x, target, lock=True)
+    with h5py.File(tmp_path / "out.hdf5", mode="r") as f:
+        np.testing.assert_array_equal(f["/y"][:], source * 2)
+    assert len(submissions) == 1
+
+
+def test_a_store_whose_chunks_need_other_chunks_writes_the_right_data(
+    client, tmp_path, submissions
+):
+    source = np.arange(3_000, dtype="float64")
+    x = da.from_array(source, chunks=100)
+    running = x.cumsum(axis=0)  # each chunk needs every chunk before it
+    mirrored = x + x[::-1]  # each chunk needs another chunk of x
+    with h5py.File(tmp_path / "out.hdf5", mode="w") as f:
+        a = f.create_dataset("/a", shape=source.shape, dtype=source.dtype)
+        b = f.create_dataset("/b", shape=source.shape, dtype=source.dtype)
+        da.store([running, mirrored], [a, b], lock=True)
+    with h5py.File(tmp_path / "out.hdf5", mode="r") as f:
+        np.testing.assert_array_equal(f["/a"][:], np.cumsum(source))
+        np.testing.assert_array_equal(f["/b"][:], source + source[::-1])
+    assert len(submissions) == 1
+
+
+def test_a_store_made_with_compute_false_writes_when_computed(client, tmp_path, submissions):
+    source = np.arange(2_000, dtype="float64")
+    x = da.from_array(source, chunks=100) - 1
+    with h5py.File(tmp_path / "out.hdf5", mode="w") as f:
+        target = f.create_dataset("/y", shape=source.shape, dtype=source.dtype)
+        stored = da.store(x, target, lock=True, compute=False)
+        assert not submissions
+        assert not f["/y"][:].any()
+        stored.compute()
+    with h5py.File(tmp_path / "out.hdf5", mode="r") as f:
+        np.testing.assert_array_equal(f["/y"][:], source - 1)
+    assert len(submissions) == 1
+
+
+def test_a_store_computed_with_other_results_returns_them(client, tmp_path, submissions):
+    # The store's inputs are also wanted as results: the cluster computes them once, and
+    # the results are dask's.
+    source = np.arange(2_000, dtype="float64")
+    x = da.from_array(source, chunks=100) + 3
+    with h5py.File(tmp_path / "out.hdf5", mode="w") as f:
+        target = f.create_dataset("/y", shape=source.shape, dtype=source.dtype)
+        stored = da.store(x, target, lock=True, compute=False)
+        total, values, _ = dask.compute(x.sum(), x, stored)
+    with h5py.File(tmp_path / "out.hdf5", mode="r") as f:
+        np.testing.assert_array_equal(f["/y"][:], source + 3)
+    assert total == (source + 3).sum()
+    np.testing.assert_array_equal(values, source + 3)
+    assert len(submissions) == 1
