@@ -33,6 +33,7 @@ import statistics
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import psutil
 
@@ -72,12 +73,7 @@ def measure(n: int, repeats: int) -> None:
     with shoal.Client(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as client:
         client.gather(client.map(_tasks.noop, range(-500, 0)))
-        pids = dict(client.run(_thread_names).values())
-        pid, names = _thread_names()
-        pids[pid] = names
-        labels = {pid: "client+scheduler"}
-        for i, wpid in enumerate(sorted(p for p in pids if p != pid)):
-            labels[wpid] = f"worker {i}"
+        pids, labels = _processes(client)
         for rep in range(repeats):
             before = _cpu_by_thread(pids)
             start = time.perf_counter()
@@ -98,6 +94,18 @@ def measure(n: int, repeats: int) -> None:
                 print(f"  {labels[p]:<17} {'(all threads)':<24} {used / n * 1e6:7.1f} µs CPU/task")
 
 
+def _processes(client: Any) -> tuple[dict[int, dict[int, str]], dict[int, str]]:
+    """Each process's threads (by pid) and a label per pid: the client's own process
+    (which holds the scheduler) and the workers, numbered."""
+    pids = dict(client.run(_thread_names).values())
+    pid, names = _thread_names()
+    pids[pid] = names
+    labels = {pid: "client+scheduler"}
+    for i, wpid in enumerate(sorted(p for p in pids if p != pid)):
+        labels[wpid] = f"worker {i}"
+    return pids, labels
+
+
 def round_trips(n: int, warmup: int) -> None:
     """Sequential ``submit(inc, i, pure=False).result()``: wall clock and CPU per round trip."""
     import shoal
@@ -106,12 +114,7 @@ def round_trips(n: int, warmup: int) -> None:
                       dashboard_address=None) as client:
         for i in range(warmup):
             client.submit(_tasks.inc, i, pure=False).result()
-        pids = dict(client.run(_thread_names).values())
-        pid, names = _thread_names()
-        pids[pid] = names
-        labels = {pid: "client+scheduler"}
-        for i, wpid in enumerate(sorted(p for p in pids if p != pid)):
-            labels[wpid] = f"worker {i}"
+        pids, labels = _processes(client)
         before = _cpu_by_thread(pids, split=True)
         times = []
         for i in range(n):
