@@ -175,8 +175,9 @@ class ClusterSim:
         resume = False
         pending: dict[str, list[SendCompute]] = {}  # columns: a worker's computes so far
         for cmd in out:
-            if isinstance(cmd, (SendFree, SendStore)) and cmd.worker in pending:
-                self._send_computes(pending.pop(cmd.worker))  # in order, before the free
+            if isinstance(cmd, (SendFree, SendStore, CloseWorker)) and cmd.worker in pending:
+                # in order, before the free, store or close (as the scheduler's shell does)
+                self._send_computes(pending.pop(cmd.worker))
             if isinstance(cmd, SendCompute):
                 sw = self.workers.get(cmd.worker)
                 if sw is None:
