@@ -48,11 +48,12 @@ class ReportHandlers(StateBase):
     def _on_finished_many(self, ev: TasksFinished) -> None:
         """A worker's results as columns: each row as its own ``TaskFinished`` would be
         (same story rows and cause), with no event object per row. A row that raises (a
-        shoal bug) does not stop the others; the first such error is raised at the end."""
+        shoal bug) does not stop the others; the first such error is raised at the end,
+        with a note naming every other row that failed."""
         self._cause = "TaskFinished"
         worker = ev.worker
         finished = self._finished
-        failed: Exception | None = None
+        failed: list[tuple[Key, Exception]] = []
         for key, nbytes, typename, start, stop, thread, inline, run, dropped in zip(
             ev.keys, ev.nbytes, ev.typenames, ev.starts, ev.stops, ev.threads, ev.inlines,
             ev.runs, ev.dropped, strict=True,
@@ -65,10 +66,13 @@ class ReportHandlers(StateBase):
                 else:
                     finished(worker, key, nbytes, typename, start, stop, thread, inline, run)
             except Exception as exc:
-                if failed is None:
-                    failed = exc
-        if failed is not None:
-            raise failed
+                failed.append((key, exc))
+        if failed:
+            first = failed[0][1]
+            for key, other in failed[1:]:
+                first.add_note(f"row {key!r} of the same batch also failed: "
+                               f"{type(other).__name__}: {other}")
+            raise first
 
     def _finished(self, worker: str, key: Key, nbytes: int, typename: str, start: float,
                   stop: float, thread: int, inline: Serialized | None, run: int) -> None:

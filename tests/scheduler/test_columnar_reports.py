@@ -102,6 +102,22 @@ def test_a_row_that_raises_does_not_stop_the_rows_after_it(sim: Sim) -> None:
     assert sim.states("a", "b", "c") == ["memory", "memory", "processing"]
 
 
+def test_every_row_that_raises_is_reported_not_only_the_first(sim: Sim) -> None:
+    sim.join("w1", nthreads=4)
+    sim.submit([row("a")])
+    event = columns("w1", [
+        TaskFinished("w1", ["unhashable"], 8, "int", 0.0, 0.001, 0, None, 1),
+        TaskFinished("w1", "a", 8, "int", 0.0, 0.001, 0, None, sim.run_of("a")),
+        TaskFinished("w1", {"also": "unhashable"}, 8, "int", 0.0, 0.001, 0, None, 1),
+    ])
+    with pytest.raises(EventsFailed) as failed:
+        sim.state.handle(event)
+    first = failed.value.failures[0][1]
+    assert isinstance(first, TypeError)
+    assert any("{'also': 'unhashable'}" in note for note in first.__notes__)
+    assert sim.states("a") == ["memory"]
+
+
 def test_rows_of_a_worker_not_running_them_are_freed_there(sim: Sim) -> None:
     sim.join("w1")
     sim.join("w2")
