@@ -14,6 +14,8 @@ import logging
 from typing import Any
 
 from shoal.comm import Connection
+from shoal.protocol._columns import computes as computes_message
+from shoal.protocol._columns import keys_done
 from shoal.protocol._messages import (
     ClusterRestarted,
     Compute,
@@ -23,9 +25,7 @@ from shoal.protocol._messages import (
     KeyDone,
     KeyErred,
     Store,
-    keys_done,
 )
-from shoal.protocol._messages import computes as computes_message
 from shoal.scheduler._events import (
     CloseWorker,
     ContinueWork,

@@ -31,6 +31,7 @@ from typing import Any
 
 from shoal.comm import Connection, listen
 from shoal.comm._tcp import scheme_of
+from shoal.protocol._columns import tasks_done
 from shoal.protocol._messages import (
     Close,
     Compute,
@@ -51,7 +52,6 @@ from shoal.protocol._messages import (
     TasksStarted,
     TopicLog,
     WorkerGoodbye,
-    tasks_done,
 )
 from shoal.protocol._serialize import costly_to_load
 from shoal.worker._actors import ActorHost

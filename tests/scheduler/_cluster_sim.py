@@ -25,6 +25,7 @@ from typing import Any
 
 from _fuzzing import Defect, run_fuzzed
 
+from shoal.protocol._columns import computes, tasks_done
 from shoal.protocol._framing import decode, encode
 from shoal.protocol._messages import (
     Compute,
@@ -33,8 +34,6 @@ from shoal.protocol._messages import (
     TaskDone,
     TaskErred,
     Transfer,
-    computes,
-    tasks_done,
 )
 from shoal.protocol._serialize import Serialized
 from shoal.scheduler import _placement as placement

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from shoal.comm._connection import Connection
+from shoal.protocol._columns import tasks_done
 from shoal.protocol._messages import (
     Compute,
     Computes,
@@ -24,7 +25,6 @@ from shoal.protocol._messages import (
     TaskDone,
     TasksDone,
     UpdateGraph,
-    tasks_done,
 )
 from shoal.protocol._serialize import function_id
 from shoal.scheduler._events import (

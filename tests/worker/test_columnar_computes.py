@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 from shoal.comm import Connection
+from shoal.protocol._columns import compute_rows, computes
 from shoal.protocol._framing import decode, encode
 from shoal.protocol._messages import (
     Compute,
@@ -17,8 +18,6 @@ from shoal.protocol._messages import (
     TaskDone,
     TaskErred,
     TasksDone,
-    compute_rows,
-    computes,
 )
 from shoal.protocol._serialize import Serialized
 from shoal.worker._server import Worker
