@@ -300,6 +300,7 @@ class ClientHandlers(StateBase):
         if self._storing:  # scattered bytes in transit: nobody will want them
             self._out.append(DropScattered(list(self._storing)))
             self._storing = {}
+        self._undone = {}
         self.tasks = {}
         self.prefix_counts = {}
         self._queue = []

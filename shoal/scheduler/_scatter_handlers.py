@@ -1,7 +1,8 @@
 """Scattered data in :class:`~shoal.scheduler._state.SchedulerState`: ``client.scatter``
 from the request to the acknowledgement.
 
-Owns: scatters in flight (``_storing``: which workers were sent a key and have not answered),
+Owns: scatters in flight (``_storing``: which workers were sent a key and have not answered;
+``_undone``: acknowledgements still owed for stores a later free undid),
 the ``released -> scattering -> memory`` path of a scattered key, scattered data replacing a
 computation of the same key, and resending (or failing) a scatter whose worker died before
 acknowledging. The bytes stay with the shell until ``DropScattered``.
@@ -63,11 +64,16 @@ class ScatterHandlers(StateBase):
         ws = self.workers.get(ev.worker)
         if ws is None:
             return  # gone: its WorkerLeft already settled what it was sent
+        if self._undone and self._answered_by_free(ev.key, ev.worker):
+            return
         pending = self._storing.get(ev.key)
         ts = self.tasks.get(ev.key)
         if pending is None or ev.worker not in pending.waiting:
-            if ev.error is None and (ts is None or ws not in ts.who_has):
-                self._out.append(SendFree(ev.worker, [ev.key]))  # a copy nobody waits for
+            # A copy nobody waits for; but never free a key where it is being computed:
+            # the free would drop the computation, whose result replaces the copy anyway.
+            if ev.error is None and (ts is None or (ws not in ts.who_has
+                                                    and ts.processing_on is not ws)):
+                self._out.append(SendFree(ev.worker, [ev.key]))
             return
         pending.waiting.discard(ev.worker)
         if ev.error is not None:
@@ -92,11 +98,14 @@ class ScatterHandlers(StateBase):
             # Freeing the task on the worker that now holds the value would drop the value:
             # there the task finishes, and its result replaces the value (same key).
             computing = ts.processing_on
-            if computing is not None and computing is not ws:
+            if computing is not None and computing is not ws and (
+                computing.address in pending.waiting
+            ):
                 # The free sent there also drops the copy this scatter sent it earlier (same
                 # key, the store went first): its acknowledgement, already on its way, must
                 # not make it a holder.
                 pending.waiting.discard(computing.address)
+                self._owe(ts.key, computing.address)
             self._go(ts, "released", tell_worker=computing is not ws)
         elif ts.state == "erred":
             self._go(ts, "released")
@@ -124,9 +133,40 @@ class ScatterHandlers(StateBase):
         self._out.append(DropScattered([key]))
         self._tidy([ts])
 
+    def _abandon_scatter(self, key: Key) -> None:
+        """``key`` is forgotten while workers still have its scattered data on the way:
+        free it on each of them (the free follows the store on the same wire) and count
+        their acknowledgements as answered, so that no later life of the key (a task of
+        the same key, a new scatter) takes one for its own: a holder made by such an ack
+        holds nothing once the free arrives, and a free sent in answer to it could drop a
+        computation of the key sent in between."""
+        pending = self._storing.pop(key)
+        for address in pending.waiting:
+            self._out.append(SendFree(address, [key]))
+            self._owe(key, address)
+        self._out.append(DropScattered([key]))
+
+    def _owe(self, key: Key, address: str) -> None:
+        """``address`` was sent ``key``'s store and then a free of ``key``: its ack is owed."""
+        self._undone[(key, address)] = self._undone.get((key, address), 0) + 1
+
+    def _answered_by_free(self, key: Key, address: str) -> bool:
+        """Whether this ack is one a free already answered (acks come in the order of the
+        stores, on one wire)."""
+        owed = self._undone.get((key, address))
+        if not owed:
+            return False
+        if owed == 1:
+            del self._undone[(key, address)]
+        else:
+            self._undone[(key, address)] = owed - 1
+        return True
+
     def _scatters_lost_with(self, address: str) -> None:
         """Workers that died before acknowledging scattered data: send it to another worker
         (the scheduler keeps the bytes until the scatter settles), or settle it."""
+        for owed in [k for k in self._undone if k[1] == address]:
+            del self._undone[owed]
         for key, pending in list(self._storing.items()):
             if address not in pending.waiting:
                 continue

@@ -127,6 +127,8 @@ class SchedulerState(
         self._freed: set[WorkerState] = set()  # workers with held tasks that gained room
         self._room = RoomIndex()  # the least busy worker with room, for queued tasks
         self._storing: dict[Key, _Storing] = {}  # scattered keys awaiting workers' acks
+        # (key, worker): acks still owed for stores a free undid (see _scatter_handlers).
+        self._undone: dict[tuple[Key, str], int] = {}
         self.functions = FunctionRefs()  # which function blobs tasks still use
         self._durations: dict[str, float] = {}
         # Assumed for a prefix never measured (dask's distributed.scheduler.unknown-task-duration).
@@ -295,6 +297,8 @@ class SchedulerState(
                 assert ts in self.clients.get(client, set()), (key, client)
         for ts in self._actors:
             assert self.tasks.get(ts.key) is ts, (ts.key, "forgotten actor still counted")
+        for (key, address), owed in self._undone.items():
+            assert owed > 0 and address in self.workers, (key, address, "ack owed by nobody")
         assert self._resuming or not (self._tidying or self._ending), "work left, no resume"
         for hold in (*self._arriving.values(), *self._ending):
             assert hold in self.clients, (hold, "a graph hold without its tasks' set")

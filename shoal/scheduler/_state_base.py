@@ -75,6 +75,7 @@ class StateBase:
     _freed: set[WorkerState]
     _room: RoomIndex
     _storing: dict[Key, _Storing]
+    _undone: dict[tuple[Key, str], int]
     functions: FunctionRefs
     _durations: dict[str, float]
     unknown_duration: float
@@ -132,3 +133,4 @@ class StateBase:
 
         # _scatter_handlers
         def _scatters_lost_with(self, address: str) -> None: ...
+        def _abandon_scatter(self, key: Key) -> None: ...

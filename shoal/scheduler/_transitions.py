@@ -452,6 +452,8 @@ class Transitions(StateBase):
             self._actors.discard(ts)
         if ts.fids:
             self.functions.release(ts.fids)
+        if self._storing and ts.key in self._storing:
+            self._abandon_scatter(ts.key)
         for dep in ts.dependencies:
             drop_dependent(dep, ts)
 

@@ -113,7 +113,7 @@ class WorkerHandlers(StateBase):
                         dts.waiting_on = {ts}
         self._activate(ts for ts in recompute + lost if self._needed(ts))
         self._tidy(lost + actors)
-        if self._storing:  # after the data it held is gone: a scatter settles on what is left
+        if self._storing or self._undone:  # a scatter settles on what is left
             self._scatters_lost_with(address)
 
     def _on_missing(self, ev: DataMissing) -> None:
