@@ -42,6 +42,10 @@ from shoal.scheduler._transitions import _upstream
 
 # Tasks of an ended graph hold let go of per ``handle`` call (about 15 µs each).
 ENDING_STEP = 2_000
+# Tasks one hold of an arriving graph keeps at most; a larger graph is kept by several
+# holds. A hold is one set, and a set of a million tasks grows by rehashing all of them in
+# one step: 200-270 ms of the loop at 1.26M tasks (``da.ones(1M)``, issue 14).
+HOLD_TASKS = 100_000
 
 
 class ClientHandlers(StateBase):
@@ -68,6 +72,8 @@ class ClientHandlers(StateBase):
         if hold is None:
             return
         idle = not self._ending
+        for full in self._full_holds.pop(arriving, ()):
+            self._ending[full] = None
         self._ending[hold] = None
         if idle:
             self._end_some_holds()
@@ -97,8 +103,13 @@ class ClientHandlers(StateBase):
         self._tidy(())
 
     def _hold_for(self, arriving: tuple[str, int]) -> str:
-        """The pseudo-client keeping the pieces of the graph ``arriving`` (client, stream)."""
+        """The pseudo-client keeping the pieces of the graph ``arriving`` (client, stream): a
+        new one once the current one keeps ``HOLD_TASKS`` (that one is kept, full, until
+        the graph's last piece is in)."""
         hold = self._arriving.get(arriving)
+        if hold is not None and len(self.clients.get(hold, ())) >= HOLD_TASKS:
+            self._full_holds.setdefault(arriving, []).append(hold)
+            hold = None
         if hold is None:
             hold = base = ingest_holder(arriving[0])
             n = 1

@@ -144,6 +144,7 @@ class SchedulerState(
         self._cause = ""
         self._wanting: dict[str, frozenset[str]] = {}
         self._arriving: dict[tuple[str, int], str] = {}
+        self._full_holds: dict[tuple[str, int], list[str]] = {}
         self._ending: dict[str, None] = {}
         self._tidying: list[TaskState] = []
         self._tidy_step = TIDY_STEP  # tasks ``_tidy`` looks at per handle call
@@ -300,9 +301,11 @@ class SchedulerState(
         for (key, address), owed in self._undone.items():
             assert owed > 0 and address in self.workers, (key, address, "ack owed by nobody")
         assert self._resuming or not (self._tidying or self._ending), "work left, no resume"
-        for hold in (*self._arriving.values(), *self._ending):
+        kept = [*self._arriving.values(), *(h for hs in self._full_holds.values() for h in hs)]
+        for hold in (*kept, *self._ending):
             assert hold in self.clients, (hold, "a graph hold without its tasks' set")
-        assert not set(self._arriving.values()) & set(self._ending), "a hold both kept and ended"
+        assert not set(kept) & set(self._ending), "a hold both kept and ended"
+        assert self._full_holds.keys() <= self._arriving.keys(), "full holds of no graph"
         for client, alone in self._wanting.items():  # shared who_wants: never changed
             assert alone == frozenset((client,)), (client, alone)
         for ws in self.workers.values():

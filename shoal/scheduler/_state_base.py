@@ -91,6 +91,7 @@ class StateBase:
     _wanting: dict[str, frozenset[str]]  # one shared ``who_wants`` per client wanting alone
     # (client, stream) -> the hold of a graph that client is sending in pieces
     _arriving: dict[tuple[str, int], str]
+    _full_holds: dict[tuple[str, int], list[str]]  # ... and its earlier holds, full
     _ending: dict[str, None]  # holds of graphs fully arrived, being let go of in steps
     _tidying: list[TaskState]  # what ``_tidy`` has still to look at (bounded steps)
     _tidy_budget: int  # tasks ``_tidy`` may still look at in this ``handle`` call
