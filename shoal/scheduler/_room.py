@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import itertools
 from heapq import heapify, heappop, heappush
+from typing import Any
 
 from shoal.scheduler._placement import room_left
 from shoal.scheduler._tasks import WorkerState
 
 # (load per thread, join order, worker): the join order is unique, so workers never compare.
-_Entry = tuple[float, int, WorkerState]
+# An entry is told apart from a stale one by identity (``is``), so it is spelled as a tuple
+# of any length: compiled (mypyc, see README) a fixed-length tuple is an unboxed struct,
+# boxed into a new object at each use, and no entry would ever be found current.
+_Entry = tuple[Any, ...]
 
 
 def load(ws: WorkerState) -> float:
@@ -64,7 +68,7 @@ class RoomIndex:
         if self._dirty:
             seq = self._seq
             for ws in self._dirty:
-                entry = (load(ws), seq[ws], ws)
+                entry: _Entry = (load(ws), seq[ws], ws)
                 entries[ws] = entry
                 left = room_left(ws)
                 if left >= est:

@@ -3,7 +3,7 @@ beyond small derived views."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableSet
 from typing import Any
 
 from shoal.protocol._serialize import Serialized
@@ -82,7 +82,9 @@ class TaskState:
         # A tuple while short (most tasks feed one or two others: 56 bytes, not a 216-byte
         # set), a set past ``_FEW`` (a task feeding thousands); see ``add_dependent``.
         self.dependents: tuple[TaskState, ...] | set[TaskState] = ()
-        self.waiting_on: set[TaskState] = EMPTY
+        # MutableSet, not set: it is EMPTY (a frozenset) while empty, which compiled code
+        # (mypyc, see README) would reject for an attribute declared a set.
+        self.waiting_on: MutableSet[TaskState] = EMPTY
         # Immutable too (see ``hold``/``unhold``): most results live on one worker, and
         # tasks share that worker's one-element frozenset (``WorkerState.alone``).
         self.who_has: frozenset[WorkerState] = EMPTY
@@ -158,6 +160,14 @@ class TaskState:
 
     def __lt__(self, other: TaskState) -> bool:  # heap ties
         return bool(self.prio < other.prio)
+
+
+# Hashed by identity, as the class already is in pure Python: said again for the compiled
+# build (mypyc, see README), where a C class defining ``__lt__`` and no ``__hash__`` is
+# unhashable. Set after the class so that hashing stays C-speed in both builds (a
+# ``def __hash__`` would be a Python call per set operation here); ``setattr`` because mypy
+# rejects assigning to a method.
+setattr(TaskState, "__hash__", object.__hash__)  # noqa: B010
 
 
 def compact_payload(payload: Serialized | None) -> Serialized | bytes | None:
@@ -297,6 +307,9 @@ class WorkerState:
 
     def __lt__(self, other: WorkerState) -> bool:
         return self.address < other.address
+
+
+setattr(WorkerState, "__hash__", object.__hash__)  # noqa: B010 (see TaskState's)
 
 
 def unguess(ws: WorkerState, ts: TaskState) -> None:
