@@ -62,7 +62,17 @@ def _graph_and_annotations(dsk: Any) -> tuple[dict[Any, GraphNode], dict[str, An
                 f"{value._client.status}; its data is gone. Persist or compute it again with "
                 "an open Client."
             )
-    return convert_legacy_graph(graph), annotations
+    return task_nodes(graph), annotations
+
+
+def task_nodes(graph: dict[Any, Any]) -> dict[Any, GraphNode]:
+    """``convert_legacy_graph(graph)`` (a new dict): dask's optimised graphs are made of
+    task nodes already, and then that is a copy without the keys that alias themselves;
+    the type test runs in C, where dask's conversion calls a function per key."""
+    types = set(map(type, graph.values()))
+    if all(issubclass(t, GraphNode) and not issubclass(t, Alias) for t in types):
+        return dict(graph)
+    return convert_legacy_graph(graph)
 
 
 def submit_graph(

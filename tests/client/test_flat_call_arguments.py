@@ -48,3 +48,24 @@ def test_references_come_positional_first_then_by_keyword() -> None:
     task = Task("k", record, TaskRef("a"), 3, k=TaskRef(("b", 2)), j=TaskRef("a"))
     _, _, _, refs = _flat_call(task)
     assert refs == ((0, "a"), ("k", ("b", 2)), ("j", "a"))
+
+
+def test_task_nodes_gives_what_dask_converts_a_graph_to() -> None:
+    from dask._task_spec import Alias, convert_legacy_graph
+
+    from shoal.client._collections import task_nodes
+
+    nodes = {"a": DataNode("a", 1), "b": Task("b", record, TaskRef("a")),
+             ("c", 0): Task(("c", 0), record, TaskRef("b"), 2)}
+    out = task_nodes(nodes)
+    assert out == convert_legacy_graph(nodes) and out is not nodes
+    out["d"] = DataNode("d", 3)
+    assert "d" not in nodes  # a copy: the caller may add to it (compute's finalize task)
+    for graph in (
+        {**nodes, "e": Alias("e", "e"), "f": Alias("f", "a")},  # a self-alias is dropped
+        {"a": 1, "b": (record, "a", 2), "c": "b", "d": [1, "a"]},  # legacy tasks and values
+    ):
+        got, want = task_nodes(graph), convert_legacy_graph(graph)
+        values = {"a": 1, "b": "B", "e": "E", "f": "F"}
+        assert {k: (type(v), v(values)) for k, v in got.items()} == {
+            k: (type(v), v(values)) for k, v in want.items()}
