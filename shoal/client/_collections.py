@@ -62,7 +62,17 @@ def _graph_and_annotations(dsk: Any) -> tuple[dict[Any, GraphNode], dict[str, An
                 f"{value._client.status}; its data is gone. Persist or compute it again with "
                 "an open Client."
             )
-    return convert_legacy_graph(graph), annotations
+    return task_nodes(graph), annotations
+
+
+def task_nodes(graph: dict[Any, Any]) -> dict[Any, GraphNode]:
+    """``convert_legacy_graph(graph)`` (a new dict): dask's optimised graphs are made of
+    task nodes already, and then that is a copy without the keys that alias themselves;
+    the type test runs in C, where dask's conversion calls a function per key."""
+    types = set(map(type, graph.values()))
+    if all(issubclass(t, GraphNode) and not issubclass(t, Alias) for t in types):
+        return dict(graph)
+    return convert_legacy_graph(graph)
 
 
 def submit_graph(
@@ -113,7 +123,9 @@ def submit_graph(
     restrictions: list[tuple[Any, dict[str, float] | None, bool]] = []
     # Futures held by this client are already on the cluster; don't resubmit them.
     held = client._held
-    nodes = {k: v for k, v in graph.items() if not (held(k) and _is_reference(v, k))}
+    # (the cheap test first: most nodes are tasks, not references to themselves)
+    nodes = {k: v for k, v in graph.items()
+             if not (isinstance(v, Alias) and v.target == k and held(k))}
     _gc.settle()  # (shoal/_gc.py: containers of a graph's existing objects, frozen in bulk mode)
     _check_external_inputs(client, nodes)
     actor_keys = _actor_keys(actors, wanted)
@@ -141,11 +153,12 @@ def submit_graph(
     same_w = ann_workers is None and workers is None
     r, p, w = (retries if same_r else None), (priority if same_p else None), None
     prefixes: dict[Any, str] = {}
+    states = client._states  # a key no Future of this client has is not held (see _held)
     try:
         with client._functions.batch():
             for key in sequence:
                 node = nodes[key]
-                if held(key) and key not in futures:
+                if key in states and held(key) and key not in futures:
                     continue
                 if local and not local.isdisjoint(node.dependencies):
                     local.add(key)  # an input runs here (rows come inputs first in pieces)
@@ -227,33 +240,40 @@ def _flat_call(task: Any) -> tuple[Any, tuple[Any, ...], dict[str, Any], tuple[A
         packed = _container_call(task.func, args[0])
         if packed is not None:
             return packed
+    # One pass: the arguments are copied only when one of them is replaced (a reference
+    # by None, a DataNode by its value: the Task passes the value).
     refs: list[tuple[int | str, Any]] = []
-    data: list[tuple[int | str, Any]] = []  # literals in DataNodes: the Task passes the value
+    plain: list[Any] | None = None
     for i, a in enumerate(args):
         if isinstance(a, TaskRef):
             refs.append((i, a.key))
+            value = None
         elif isinstance(a, GraphNode):
             if type(a) is not DataNode:
                 return None  # a nested task, list or dict of references: the Task runs it
-            data.append((i, a.value))
-    kwargs = task.kwargs
-    for name, a in kwargs.items():
-        if isinstance(a, TaskRef):
-            refs.append((name, a.key))
-        elif isinstance(a, GraphNode):
-            if type(a) is not DataNode:
-                return None
-            data.append((name, a.value))
-    if not refs and not data:
-        return task.func, args, kwargs, ()
-    plain = list(args)
-    kw = dict(kwargs)
-    for slot, value in itertools.chain(((s, None) for s, _ in refs), data):
-        if type(slot) is int:
-            plain[slot] = value
+            value = a.value
         else:
-            kw[slot] = value
-    return task.func, tuple(plain), kw, tuple(refs)
+            continue
+        if plain is None:
+            plain = list(args)
+        plain[i] = value
+    kwargs = task.kwargs
+    kw = kwargs
+    if kwargs:
+        for name, a in kwargs.items():
+            if isinstance(a, TaskRef):
+                refs.append((name, a.key))
+                value = None
+            elif isinstance(a, GraphNode):
+                if type(a) is not DataNode:
+                    return None
+                value = a.value
+            else:
+                continue
+            if kw is kwargs:
+                kw = dict(kwargs)
+            kw[name] = value
+    return task.func, args if plain is None else tuple(plain), kw, tuple(refs)
 
 
 def _container_call(func: Any, inner: Task) -> tuple[Any, tuple[Any, ...], dict[str, Any],
@@ -337,12 +357,6 @@ def _check_external_inputs(client: Client, nodes: dict[Any, GraphNode]) -> None:
                     "been closed, so the cluster released it. Persist or compute it again "
                     "with an open Client."
                 )
-
-
-def _is_reference(node: Any, key: Any) -> bool:
-    from dask._task_spec import Alias
-
-    return isinstance(node, Alias) and node.target == key
 
 
 def _prefix(key: Any) -> str:

@@ -95,30 +95,34 @@ def tree_order(graph: Mapping[Any, Any]) -> dict[Any, int] | None:
                 return None  # an input of two tasks: not a tree
             inputs[key] = deps
     sinks = [k for k in graph if k not in used]
-    # Breadth first from the outputs: each key after the task it feeds, so the reverse
-    # visits inputs before their task.
-    seq = list(sinks)
-    extend = seq.extend
-    get = inputs.get
-    for k in seq:
-        deps = get(k)
-        if deps:
-            extend(deps)
-    if len(seq) != len(graph) + len(used.difference(graph)):
+    # Breadth first from the outputs over the tasks with inputs: each after the task it
+    # feeds, so the reverse visits inputs before their task. Keys without inputs (most
+    # of a tree) are only counted: each has size 1 and 1 root, read as the default.
+    has_inputs = inputs.keys()
+    inner = [k for k in sinks if k in has_inputs]
+    extend = inner.extend
+    reached = len(sinks)
+    for k in inner:
+        deps = inputs[k]
+        reached += len(deps)
+        extend(filter(has_inputs.__contains__, deps))
+    if reached != len(graph) + len(used.difference(graph)):
         return None  # a cycle nothing outside it uses: dask.order names it
     size: dict[Any, int] = {}
     roots: dict[Any, int] = {}
-    for k in reversed(seq):
-        deps = inputs.get(k)
-        if deps:
-            s = r = 0
-            for d in deps:
-                s += size[d]
+    size_of = size.get
+    for k in reversed(inner):
+        s = r = 0
+        for d in inputs[k]:
+            n = size_of(d)
+            if n is None:
+                s += 1
+                r += 1
+            else:
+                s += n
                 r += roots[d]
-            size[k] = s + 1
-            roots[k] = r
-        else:
-            size[k] = roots[k] = 1
+        size[k] = s + 1
+        roots[k] = r
 
     def rank(k: Any) -> tuple[int, int, int, str]:
         # dask's sort key: a task without inputs counts no roots under it; "-max
@@ -139,7 +143,7 @@ def tree_order(graph: Mapping[Any, Any]) -> dict[Any, int] | None:
     # roots as outputs, and roots reaching different numbers of outputs (here: tasks with
     # neither inputs nor users, beside trees). It then takes the smallest first. (Strictly,
     # dask sees the asymmetry only if such a task comes after another root in set order.)
-    n_roots = len(seq) - len(inputs)
+    n_roots = reached - len(inputs)
     isolated = sum(1 for k in sinks if k not in inputs)
     smallest_first = 0 < isolated < n_roots and abs(n_roots - len(sinks)) / n_roots < 0.8
     result: dict[Any, int] = {}
@@ -154,7 +158,7 @@ def tree_order(graph: Mapping[Any, Any]) -> dict[Any, int] | None:
                 if len(deps) == 1:
                     (d,) = deps
                     stack.append((d, False))
-                elif any(d in inputs for d in deps):
+                elif not has_inputs.isdisjoint(deps):  # (any input with inputs)
                     stack.extend([(d, False) for d in sorted(deps, key=rank)])
                 else:  # inputs without inputs (most of a tree): rank is str(key) alone,
                     # and each is placed at once, largest first (as popped off the stack)

@@ -159,10 +159,11 @@ _TEMPLATE_HEAD = pickle.PROTO + b"\x05" + _global(_template_call)
 # Distinct shared parts one graph's payloads are cached for; past this, calls are
 # pickled whole (a graph whose every task has its own argument objects gains nothing).
 _MAX_TEMPLATES = 4096
+_IS_PLAIN = _PLAIN.__contains__
 
 
 def _plain_tuple(value: tuple[Any, ...]) -> bool:
-    return all(type(v) in _PLAIN for v in value)
+    return all(map(_IS_PLAIN, map(type, value)))  # no Python frame per item
 
 
 def _shared_slot(value: Any, where: int | str, fills: list[tuple[int | str, Any]]) -> Any:
@@ -177,7 +178,7 @@ def _shared_slot(value: Any, where: int | str, fills: list[tuple[int | str, Any]
 
 
 def _plain_key(key: Any) -> bool:
-    return type(key) is str or (type(key) is tuple and all(type(k) in _PLAIN for k in key))
+    return type(key) is str or (type(key) is tuple and _plain_tuple(key))
 
 
 class RefCallPickles:
@@ -204,6 +205,11 @@ class RefCallPickles:
         self._refs_file = io.BytesIO()
         self._refs_pickler = pickle.Pickler(self._refs_file, protocol=5)
         self._refs_pickler.fast = True  # no memo: see templated
+        from shoal.protocol._serialize import dumps_task
+        from shoal.protocol._subgraph import _execute_subgraph, ordered_subgraph
+
+        self._dumps_task = dumps_task
+        self._subgraph = (_execute_subgraph, ordered_subgraph)
 
     def __call__(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
                  refs: tuple[tuple[int | str, Any], ...]) -> tuple[Serialized, list[str]] | None:
@@ -250,21 +256,28 @@ class RefCallPickles:
         worker unpickles each distinct shared part once (see :func:`_template_call`). The
         shared objects are kept alive in the cache, so their ids key it. A fused dask
         task's subgraph is ordered here, once (``_subgraph``)."""
-        from shoal.protocol._serialize import dumps_task
-        from shoal.protocol._subgraph import _execute_subgraph, ordered_subgraph
-
+        plain = _PLAIN
         fills: list[tuple[int | str, Any]] = []
         slot: list[Any] = [id(func)]
+        add = slot.append
         # a fused task's output and input keys shape its plan: part of the shared part
-        fixed = 3 if func is _execute_subgraph else 0
-        for i, a in enumerate(args):
-            slot.append((a if i else id(a)) if i < fixed else _shared_slot(a, i, fills))
+        fixed = 3 if func is self._subgraph[0] else 0
+        for i, a in enumerate(args):  # _shared_slot, inline (it runs for every argument)
+            if i < fixed:
+                add(a if i else id(a))
+            elif a is None:
+                add(0)
+            elif type(a) in plain or (type(a) is tuple and _plain_tuple(a)):
+                fills.append((i, a))
+                add(0)
+            else:
+                add(id(a))
         if kwargs:
             for name, a in kwargs.items():
-                slot.append(name)
-                slot.append(_shared_slot(a, name, fills))
+                add(name)
+                add(_shared_slot(a, name, fills))
         for _, key in refs:
-            if type(key) is not str and not _plain_key(key):
+            if type(key) is not str and not (type(key) is tuple and _plain_tuple(key)):
                 return None
         try:
             key = tuple(slot)
@@ -279,10 +292,10 @@ class RefCallPickles:
             shared_kw = {k: None if k in filled else a for k, a in kwargs.items()}
             shared_func = func
             if fixed and not kwargs:
-                ordered = ordered_subgraph(func, shared_args)
+                ordered = self._subgraph[1](func, shared_args)
                 if ordered is not None:
                     shared_func, shared_args = ordered
-            shared, fids = dumps_task((shared_func, shared_args, shared_kw), self._cache)
+            shared, fids = self._dumps_task((shared_func, shared_args, shared_kw), self._cache)
             blob = shared.frames[0] if len(shared.frames) == 1 else None
             head = None if blob is None else _TEMPLATE_HEAD + _bytes_op(bytes(blob))
             # the call's own objects stay referenced: their ids are the cache key
