@@ -1,0 +1,34 @@
+"""``benchmarks._scale``: the scheduler's state machine timed under the collector policy of
+a scheduler process, and the process's collector left as it was found."""
+
+from __future__ import annotations
+
+import gc
+
+from benchmarks._scale import run
+from shoal import _gc
+
+
+def _collector() -> tuple[object, ...]:
+    return (gc.isenabled(), gc.get_threshold(), gc.get_freeze_count(), list(gc.callbacks))
+
+
+def test_scale_run_times_the_state_under_the_scheduler_process_gc_policy() -> None:
+    # Past the keeper's enter_at held tasks a scheduler process runs in bulk mode, with
+    # young collections on its ticks: the simulation does the same.
+    # Afterwards the collector is as it was: thresholds, callbacks, nothing left frozen.
+    before = _collector()
+    n = _gc.GcSettings().enter_at + 10_000
+    r = run(2, n, "map", memory=False, gc_policy="shoal")
+    assert r["tasks"] == n
+    assert r["gc_bulk"] == 1
+    assert r["gc_ticks"] >= 1
+    assert _collector() == before
+
+
+def test_scale_run_with_cpython_gc_leaves_the_collector_alone() -> None:
+    before = _collector()
+    r = run(4, 2_000, "map", memory=False, gc_policy="cpython")
+    assert (r["gc_bulk"], r["gc_ticks"]) == (0, 0)
+    assert _collector() == before
+
