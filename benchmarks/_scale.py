@@ -131,7 +131,11 @@ def run(
     held_keys = _held_bytes(make, addresses, nthreads, True) if memory else 0
     rows, wanted = make()
     total = len(rows)
-    queues: dict[str, deque[Any]] = {a: deque() for a in addresses}
+    # Each simulated worker's tasks in order: keys and run numbers in two deques, not a
+    # tuple per task, which the scheduler process never holds but its collector would walk
+    # (one per task in flight: 50,000 at 1,000 workers).
+    queues: dict[str, tuple[deque[Any], deque[int]]] = {
+        a: (deque(), deque()) for a in addresses}
     gc.collect()
     if keeper is not None:  # as the scheduler's server does when it starts
         keeper.acquire()
@@ -149,11 +153,13 @@ def run(
     while True:
         for c in cmds:
             if type(c) is SendCompute:
-                queues[c.worker].append((c.key, c.run))
+                keys, runs = queues[c.worker]
+                keys.append(c.key)
+                runs.append(c.run)
         progressed = False
-        for a, q in queues.items():
-            if q:
-                key, run = q.popleft()
+        for a, (keys, runs) in queues.items():
+            if keys:
+                key, run = keys.popleft(), runs.popleft()
                 start = now
                 now += DURATION * durations.uniform(1 - jitter, 1 + jitter) if jitter else DURATION
                 ev = TaskFinished(a, key, 8, "int", start, now, 0, None, run)
@@ -167,7 +173,9 @@ def run(
                 progressed = True
                 for c in cmds:
                     if type(c) is SendCompute:
-                        queues[c.worker].append((c.key, c.run))
+                        ks, rs = queues[c.worker]
+                        ks.append(c.key)
+                        rs.append(c.run)
                 cmds = []
         if not progressed:
             break
