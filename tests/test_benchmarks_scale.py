@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import gc
 
+import pytest
+from test_gc_policy import pristine_gc  # noqa: F401  (the fixture: CPython's defaults)
+
 from benchmarks._scale import run
 from shoal import _gc
+
+# A scheduler process starts with CPython's defaults; other tests' clients may not leave them.
+pytestmark = pytest.mark.usefixtures("pristine_gc")
 
 
 def _collector() -> tuple[object, ...]:
