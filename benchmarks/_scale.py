@@ -113,6 +113,8 @@ def run(
     them, then moves with every report. ``gc_policy``: ``"shoal"`` (the collector as the
     scheduler process runs it, see the module's docstring) or ``"cpython"`` (its
     defaults)."""
+    if gc_policy not in ("shoal", "cpython"):
+        raise ValueError(f"gc_policy must be 'shoal' or 'cpython', not {gc_policy!r}")
     durations = random.Random(14)
     state = SchedulerState()
     keeper = _gc.GcKeeper(clock=time.process_time) if gc_policy == "shoal" else None
@@ -142,45 +144,47 @@ def run(
         keeper.watch(state, "tasks")
     tick = keeper.settings.tick if keeper is not None else float("inf")
     next_tick = tick
-    t0 = time.process_time()
-    cmds = state.handle(GraphSubmitted("c", rows, wanted))
-    submit_s = time.process_time() - t0
-    del rows
-    clock = time.process_time
-    run_s = 0.0  # in ``handle`` only: the simulated workers' own bookkeeping is not counted
-    now = 0.0
-    done = 0
-    while True:
-        for c in cmds:
-            if type(c) is SendCompute:
-                keys, runs = queues[c.worker]
-                keys.append(c.key)
-                runs.append(c.run)
-        progressed = False
-        for a, (keys, runs) in queues.items():
-            if keys:
-                key, run = keys.popleft(), runs.popleft()
-                start = now
-                now += DURATION * durations.uniform(1 - jitter, 1 + jitter) if jitter else DURATION
-                ev = TaskFinished(a, key, 8, "int", start, now, 0, None, run)
-                t0 = clock()
-                cmds = state.handle(ev)
-                if run_s >= next_tick:  # the loop's timer, between two steps
-                    keeper.step()  # type: ignore[union-attr]  # (next_tick is inf without one)
-                    next_tick = run_s + tick
-                run_s += clock() - t0
-                done += 1
-                progressed = True
-                for c in cmds:
-                    if type(c) is SendCompute:
-                        ks, rs = queues[c.worker]
-                        ks.append(c.key)
-                        rs.append(c.run)
-                cmds = []
-        if not progressed:
-            break
-    if keeper is not None:
-        keeper.release()
+    try:  # the process's collector is put back however the run ends
+        t0 = time.process_time()
+        cmds = state.handle(GraphSubmitted("c", rows, wanted))
+        submit_s = time.process_time() - t0
+        del rows
+        clock = time.process_time
+        run_s = 0.0  # in ``handle`` only: the simulated workers' own bookkeeping is not counted
+        now = 0.0
+        done = 0
+        while True:
+            for c in cmds:
+                if type(c) is SendCompute:
+                    keys, runs = queues[c.worker]
+                    keys.append(c.key)
+                    runs.append(c.run)
+            progressed = False
+            for a, (keys, runs) in queues.items():
+                if keys:
+                    key, run = keys.popleft(), runs.popleft()
+                    start = now
+                    now += DURATION * durations.uniform(1 - jitter, 1 + jitter) if jitter else DURATION
+                    ev = TaskFinished(a, key, 8, "int", start, now, 0, None, run)
+                    t0 = clock()
+                    cmds = state.handle(ev)
+                    if run_s >= next_tick:  # the loop's timer, between two steps
+                        keeper.step()  # type: ignore[union-attr]  # (next_tick is inf without one)
+                        next_tick = run_s + tick
+                    run_s += clock() - t0
+                    done += 1
+                    progressed = True
+                    for c in cmds:
+                        if type(c) is SendCompute:
+                            ks, rs = queues[c.worker]
+                            ks.append(c.key)
+                            rs.append(c.run)
+                    cmds = []
+            if not progressed:
+                break
+    finally:
+        if keeper is not None:
+            keeper.release()
     assert done == total, f"simulation stalled: {done} of {total} tasks finished"
     return {
         "workers": n_workers,

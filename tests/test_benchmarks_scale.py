@@ -38,3 +38,8 @@ def test_scale_run_with_cpython_gc_leaves_the_collector_alone() -> None:
     assert (r["gc_bulk"], r["gc_ticks"]) == (0, 0)
     assert _collector() == before
 
+
+
+def test_scale_run_rejects_an_unknown_gc_policy() -> None:
+    with pytest.raises(ValueError, match="gc_policy"):
+        run(2, 10, "map", memory=False, gc_policy="off")
