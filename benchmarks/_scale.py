@@ -8,6 +8,15 @@ beforehand, and the same with the rows built inside, so that the keys the state 
 count). It measures how the state machine scales with the number of workers and tasks beyond
 what this machine can run as processes.
 
+The collector runs as in a scheduler process (``--gc shoal``, the default): shoal's
+:class:`~shoal._gc.GcKeeper` owns it, with the state's tasks as its held count, and its
+tick (a young collection, survivors frozen) runs every ``tick`` seconds of the scheduler's
+CPU, counted in the run's time as the loop's timer would be. ``--gc cpython`` keeps
+CPython's defaults instead: there a young collection starts on *net* allocations, so a run
+that frees a task's old story rows as it makes new ones lets the youngest generation grow
+to every row since the last one and walks them all at a point that moves with the number
+of workers (a 200,000-object collection near the end of the 128-worker run, none at 4).
+
 Default sizes run in well under a minute; ``--full`` is issue 14's 1,000 workers x 1M tasks.
 ``--profile`` prints a cProfile summary of the largest run instead of timing it.
 """
@@ -23,6 +32,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from shoal import _gc
 from shoal.protocol._serialize import Serialized
 from shoal.scheduler._events import (
     ClientJoined,
@@ -95,14 +105,19 @@ def tree_rows(n: int) -> tuple[list[tuple[Any, ...]], Any]:
 
 def run(
     n_workers: int, n_tasks: int, shape: str = "map", nthreads: int = 1, memory: bool = True,
-    jitter: float = 0.0,
+    jitter: float = 0.0, gc_policy: str = "shoal",
 ) -> dict[str, float]:
     """Run one simulated computation; returns CPU µs per task and bytes held per task.
     ``jitter`` spreads each task's duration uniformly over ``DURATION * (1 ± jitter)``
     (seeded), as measured durations vary: the scheduler's estimate, a moving average of
-    them, then moves with every report."""
+    them, then moves with every report. ``gc_policy``: ``"shoal"`` (the collector as the
+    scheduler process runs it, see the module's docstring) or ``"cpython"`` (its
+    defaults)."""
+    if gc_policy not in ("shoal", "cpython"):
+        raise ValueError(f"gc_policy must be 'shoal' or 'cpython', not {gc_policy!r}")
     durations = random.Random(14)
     state = SchedulerState()
+    keeper = _gc.GcKeeper(clock=time.process_time) if gc_policy == "shoal" else None
     state.handle(ClientJoined("c"))
     addresses = [f"sim://w{i}" for i in range(n_workers)]
     for a in addresses:
@@ -118,38 +133,58 @@ def run(
     held_keys = _held_bytes(make, addresses, nthreads, True) if memory else 0
     rows, wanted = make()
     total = len(rows)
-    queues: dict[str, deque[Any]] = {a: deque() for a in addresses}
+    # Each simulated worker's tasks in order: keys and run numbers in two deques, not a
+    # tuple per task, which the scheduler process never holds but its collector would walk
+    # (one per task in flight: 50,000 at 1,000 workers).
+    queues: dict[str, tuple[deque[Any], deque[int]]] = {
+        a: (deque(), deque()) for a in addresses}
     gc.collect()
-    t0 = time.process_time()
-    cmds = state.handle(GraphSubmitted("c", rows, wanted))
-    submit_s = time.process_time() - t0
-    del rows
-    clock = time.process_time
-    run_s = 0.0  # in ``handle`` only: the simulated workers' own bookkeeping is not counted
-    now = 0.0
-    done = 0
-    while True:
-        for c in cmds:
-            if type(c) is SendCompute:
-                queues[c.worker].append((c.key, c.run))
-        progressed = False
-        for a, q in queues.items():
-            if q:
-                key, run = q.popleft()
-                start = now
-                now += DURATION * durations.uniform(1 - jitter, 1 + jitter) if jitter else DURATION
-                ev = TaskFinished(a, key, 8, "int", start, now, 0, None, run)
-                t0 = clock()
-                cmds = state.handle(ev)
-                run_s += clock() - t0
-                done += 1
-                progressed = True
-                for c in cmds:
-                    if type(c) is SendCompute:
-                        queues[c.worker].append((c.key, c.run))
-                cmds = []
-        if not progressed:
-            break
+    if keeper is not None:  # as the scheduler's server does when it starts
+        keeper.acquire()
+        keeper.watch(state, "tasks")
+    tick = keeper.settings.tick if keeper is not None else float("inf")
+    next_tick = tick
+    try:  # the process's collector is put back however the run ends
+        t0 = time.process_time()
+        cmds = state.handle(GraphSubmitted("c", rows, wanted))
+        submit_s = time.process_time() - t0
+        del rows
+        clock = time.process_time
+        run_s = 0.0  # in ``handle`` only: the simulated workers' own bookkeeping is not counted
+        now = 0.0
+        done = 0
+        while True:
+            for c in cmds:
+                if type(c) is SendCompute:
+                    keys, runs = queues[c.worker]
+                    keys.append(c.key)
+                    runs.append(c.run)
+            progressed = False
+            for a, (keys, runs) in queues.items():
+                if keys:
+                    key, run = keys.popleft(), runs.popleft()
+                    start = now
+                    now += DURATION * durations.uniform(1 - jitter, 1 + jitter) if jitter else DURATION
+                    ev = TaskFinished(a, key, 8, "int", start, now, 0, None, run)
+                    t0 = clock()
+                    cmds = state.handle(ev)
+                    if run_s >= next_tick:  # the loop's timer, between two steps
+                        keeper.step()  # type: ignore[union-attr]  # (next_tick is inf without one)
+                        next_tick = run_s + tick
+                    run_s += clock() - t0
+                    done += 1
+                    progressed = True
+                    for c in cmds:
+                        if type(c) is SendCompute:
+                            ks, rs = queues[c.worker]
+                            ks.append(c.key)
+                            rs.append(c.run)
+                    cmds = []
+            if not progressed:
+                break
+    finally:
+        if keeper is not None:
+            keeper.release()
     assert done == total, f"simulation stalled: {done} of {total} tasks finished"
     return {
         "workers": n_workers,
@@ -159,6 +194,8 @@ def run(
         "us_per_task": (submit_s + run_s) / total * 1e6,
         "bytes_per_task": held / total,
         "bytes_per_task_with_keys": held_keys / total,
+        "gc_bulk": keeper.stats["entered"] if keeper is not None else 0,
+        "gc_ticks": keeper.stats["young"] if keeper is not None else 0,
     }
 
 
@@ -176,6 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="1,000 workers x 1M tasks")
     parser.add_argument("--tasks", type=int, help="tasks per run (default 100k, --full 1M)")
     parser.add_argument("--profile", action="store_true", help="cProfile the runs instead")
+    parser.add_argument("--gc", choices=("shoal", "cpython"), default="shoal",
+                        help="the collector as a scheduler process runs it (default), or "
+                             "CPython's defaults")
     parser.add_argument("--jitter", type=float, default=0.0,
                         help="spread task durations by ± this fraction (seeded; default 0)")
     args = parser.parse_args(argv)
@@ -187,16 +227,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         for shape, size, workers in (("tree", 40_000, 4), ("map", 20_000, 128)):
             prof = cProfile.Profile()
-            prof.runcall(run, workers, size, shape, 1, False, args.jitter)
+            prof.runcall(run, workers, size, shape, 1, False, args.jitter, args.gc)
             print(f"--- {shape} {size:,} tasks, {workers} workers ---")
             pstats.Stats(prof).sort_stats("tottime").print_stats(12)
         return 0
     per_task: dict[int, float] = {}
     for workers in (4, 128, big):
-        r = run(workers, n, "map", jitter=args.jitter)
+        r = run(workers, n, "map", jitter=args.jitter, gc_policy=args.gc)
         per_task[workers] = r["run_us_per_task"]
         print(_line(r, "map"), flush=True)
-    r = run(4, n, "tree", jitter=args.jitter)
+    r = run(4, n, "tree", jitter=args.jitter, gc_policy=args.gc)
     print(_line(r, "tree"), flush=True)
     print(f"per-task run cost, 128 vs 4 workers: {per_task[128] / per_task[4]:.2f}x; "
           f"{big} vs 4: {per_task[big] / per_task[4]:.2f}x")
