@@ -83,6 +83,13 @@ _as_current: contextvars.ContextVar[tuple[Client, ...]] = contextvars.ContextVar
 
 def _finished(st: FutureState, nbytes: int, typename: str, inline: Serialized | None) -> None:
     """The scheduler says ``st``'s key is in memory (``KeyDone``, or a row of ``KeysDone``)."""
+    _record_result(st, nbytes, typename, inline)
+    st.settle("finished")
+
+
+def _record_result(st: FutureState, nbytes: int, typename: str, inline: Serialized | None
+                   ) -> None:
+    """What ``KeyDone`` says of ``st``'s key, but its settling."""
     # Sent again without the value (the key wanted again, its placement changed): the
     # value already delivered inline stays.
     if inline is not None:
@@ -91,7 +98,19 @@ def _finished(st: FutureState, nbytes: int, typename: str, inline: Serialized | 
         st.inline = None
     st.nbytes = nbytes
     st.typename = sys.intern(typename)  # one copy per type
-    st.settle("finished")
+
+
+def _finished_many(states: dict[Any, FutureState], msg: Any) -> None:
+    """The rows of a ``KeysDone``, each as its own ``KeyDone`` (settled together)."""
+    done = []
+    for key, nbytes, typename, inline in zip(
+        msg.keys, msg.nbytes, msg.typenames, msg.inlines, strict=True,
+    ):
+        st = states.get(key)
+        if st is not None:
+            _record_result(st, nbytes, typename, inline)
+            done.append(st)
+    FutureState.settle_all(done, "finished")
 
 
 def get_client() -> Client:
@@ -365,12 +384,7 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         for msg in batch:
             kind = type(msg)
             if kind is KeysDone:  # several results as columns
-                for key, nbytes, typename, inline in zip(
-                    msg.keys, msg.nbytes, msg.typenames, msg.inlines, strict=True,  # type: ignore[attr-defined]
-                ):
-                    st = states.get(key)
-                    if st is not None:
-                        _finished(st, nbytes, typename, inline)
+                _finished_many(states, msg)
             elif kind is KeyDone:
                 st = states.get(msg.key)  # type: ignore[attr-defined]
                 if st is not None:

@@ -124,6 +124,27 @@ class FutureState:
         for cb in callbacks or ():
             cb()
 
+    @staticmethod
+    def settle_all(states: list[FutureState], status: str) -> None:
+        """``settle`` each of ``states`` (on the loop thread): a batch of results takes the
+        lock once, not once per key; every status is set before any waiter is woken or
+        callback run."""
+        latches = []
+        callbacks: list[Callable[[], None]] = []
+        with _callbacks_lock:
+            for st in states:
+                st.status = status
+                if st.callbacks is not None:
+                    callbacks += st.callbacks
+                    st.callbacks = None
+                if st._event is not None:
+                    latches.append(st._event)
+                    st._event = None
+        for latch in latches:
+            latch.release()
+        for cb in callbacks:
+            cb()
+
     def add_callback_if_pending(self, cb: Callable[[], None]) -> bool:
         """Register ``cb`` to run when the key settles; False if it already has (any
         thread may call this; ``settle`` runs the callbacks on the loop thread)."""

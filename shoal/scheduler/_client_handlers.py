@@ -132,6 +132,7 @@ class ClientHandlers(StateBase):
         ingesting = self.clients.setdefault(hold, set()) if keep else set()
         named = set(ev.wanted) if keep else set()
         last_fids: tuple[str, ...] = ()
+        uses = 0  # tasks of this graph that use ``last_fids`` and are not counted yet
         for row in ev.tasks:
             key, payload, deps, fids, priority, retries, workers, prefix = row
             ts = tasks.get(key)
@@ -153,12 +154,15 @@ class ClientHandlers(StateBase):
             ts.payload = compact_payload(payload)
             if fids:
                 # Tasks of one call use the same functions: they share one tuple (and
-                # its decoded id strings) instead of keeping a copy each.
+                # its decoded id strings) instead of keeping a copy each, and are counted
+                # as users of them together.
                 got = fids if type(fids) is tuple else tuple(fids)
                 if got != last_fids:
-                    last_fids = got
+                    if uses:
+                        self.functions.use(last_fids, uses)
+                    last_fids, uses = got, 0
                 ts.fids = last_fids
-                self.functions.use(fids)
+                uses += 1
             else:
                 ts.fids = ()
             ts.prio = self._prio_of(priority)
@@ -172,6 +176,8 @@ class ClientHandlers(StateBase):
             if keep and key not in named:  # kept until the last piece: a dependent may follow
                 self._want(ts, hold)
                 ingesting.add(ts)
+        if uses:
+            self.functions.use(last_fids, uses)
         for key in ev.actors:
             ats = tasks.get(key)
             if ats is not None and ats.state == "released":
@@ -193,12 +199,18 @@ class ClientHandlers(StateBase):
                 add_dependent(dts, ts)
             ts.dependencies = tuple(found)
         wanted_now: list[TaskState] = []
+        alone = self._wanting.get(ev.client)
+        if alone is None and ev.wanted:
+            alone = self._wanting[ev.client] = frozenset((ev.client,))
         for key in ev.wanted:
             ts = tasks.get(key)
             if ts is None:
                 continue
             wanted_now.append(ts)
-            self._want(ts, ev.client)
+            if ts.who_wants:
+                self._want(ts, ev.client)
+            elif alone is not None:  # wanted by no one yet (a new task's): ``_want``, inlined
+                ts.who_wants = alone
             wanted_by.add(ts)
             if ts.state == "memory":
                 self._out.append(ReportDone(ev.client, key, ts.nbytes, ts.typename, None))
@@ -217,7 +229,8 @@ class ClientHandlers(StateBase):
         candidates = [ts for ts, _ in rows]
         candidates.extend(t for t in wanted_now if t.state == "released")
         self._activate(ts for ts in candidates if ts.state == "released" and self._needed(ts))
-        self._tidy(new)
+        # (those wanted are needed: looking at them, a call each, would change nothing)
+        self._tidy([ts for ts in new if not ts.who_wants])
         if not ev.more and ev.stream > 0:
             self._end_ingest((ev.client, ev.stream))
 

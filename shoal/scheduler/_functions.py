@@ -22,11 +22,11 @@ class FunctionRefs:
         self.idle: dict[str, int] = {}  # unused fid -> ticks it has been unused
         self.idle_ticks = idle_ticks
 
-    def use(self, fids: Iterable[str]) -> None:
-        """A task carrying ``fids`` arrived."""
+    def use(self, fids: Iterable[str], tasks: int = 1) -> None:
+        """``tasks`` tasks carrying ``fids`` arrived."""
         refs = self.refs
         for fid in fids:
-            refs[fid] = refs.get(fid, 0) + 1
+            refs[fid] = refs.get(fid, 0) + tasks
             if self.idle:
                 self.idle.pop(fid, None)
 

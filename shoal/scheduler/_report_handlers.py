@@ -82,8 +82,14 @@ class ReportHandlers(StateBase):
         if ws is None:
             return
         # The task's own key, not the message's copy: the stream keeps 100,000 of them.
-        self._record_stream(ts.key if ts else key, ts.prefix if ts else key_prefix(key),
-                            worker, thread, start, stop, "compute")
+        # (``_record_stream``, inlined: once per result)
+        if ts is None:
+            self.task_stream.append((key, key_prefix(key), worker, thread, start, stop,
+                                     "compute"))
+        else:
+            self.task_stream.append((ts.key, ts.prefix, worker, thread, start, stop,
+                                     "compute"))
+        self.task_stream_total += 1
         if ts is None or ts.state in ("released", "erred", "forgotten"):
             self._out.append(SendFree(worker, [key]))
             return

@@ -150,6 +150,7 @@ class SchedulerState(
         self._tidy_step = TIDY_STEP  # tasks ``_tidy`` looks at per handle call
         self._tidy_budget = TIDY_STEP
         self._resuming = False
+        self._frees: dict[str, list[Key]] | None = None
         self._handlers: dict[type, Callable[[Any], None]] = {
             ClientJoined: self._on_client_joined,
             ClientLeft: self._on_client_left,

@@ -96,6 +96,9 @@ class StateBase:
     _tidying: list[TaskState]  # what ``_tidy`` has still to look at (bounded steps)
     _tidy_budget: int  # tasks ``_tidy`` may still look at in this ``handle`` call
     _resuming: bool  # a ContinueWork is out: WorkResumed will come
+    # While ``_tidy`` runs: worker address -> the keys list of the one SendFree it gets
+    # for the whole cascade (None otherwise: a SendFree per release).
+    _frees: dict[str, list[Key]] | None
 
     if TYPE_CHECKING:
         # Defined once each, in the module named; declared here so mypy checks the callers.

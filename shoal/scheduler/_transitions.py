@@ -78,10 +78,9 @@ class Transitions(StateBase):
         counts = self.prefix_counts.get(ts.prefix)
         if counts is None:
             counts = self.prefix_counts[ts.prefix] = dict.fromkeys(STATES, 0)
-        if start in counts:
-            counts[start] -= 1
-        if finish in counts:
-            counts[finish] += 1
+        # Both are in STATES: a move never starts or ends at "forgotten" (``_forget``).
+        counts[start] -= 1
+        counts[finish] += 1
         ts.state = finish
         self._log.append((ts.key, start, finish, self._cause))
 
@@ -265,10 +264,18 @@ class Transitions(StateBase):
             self._out.append(ReportErred(client, ts.key, error))
 
     def _memory_released(self, ts: TaskState) -> None:
+        frees = self._frees
         for ws in ts.who_has:
             ws.has_what.discard(ts)
             ws.nbytes -= max(ts.nbytes, 0)
-            self._out.append(SendFree(ws.address, [ts.key]))
+            if frees is None:
+                self._out.append(SendFree(ws.address, [ts.key]))
+                continue
+            keys = frees.get(ws.address)
+            if keys is None:  # the cascade's one SendFree to it, where its first free was
+                keys = frees[ws.address] = []
+                self._out.append(SendFree(ws.address, keys))
+            keys.append(ts.key)
         ts.who_has = EMPTY
         self._set(ts, "released")
 
@@ -413,6 +420,18 @@ class Transitions(StateBase):
         stack = self._tidying
         stack.extend(candidates)
         budget = self._tidy_budget
+        # Releasing a map's results frees thousands of keys per worker: one SendFree per
+        # worker for the cascade, not a command (and a list) per key. Only frees are sent
+        # in a cascade, so merging them keeps every worker's order of commands.
+        self._frees = {}
+        try:
+            self._tidy_steps(stack, budget)
+        finally:
+            self._frees = None
+        if stack:
+            self._resume_later()
+
+    def _tidy_steps(self, stack: list[TaskState], budget: int) -> None:
         while stack and budget > 0:
             budget -= 1
             ts = stack.pop()
@@ -427,8 +446,6 @@ class Transitions(StateBase):
                 self._forget(ts)
                 stack.extend(ts.dependencies)
         self._tidy_budget = budget
-        if stack:
-            self._resume_later()
 
     def _resume_later(self) -> None:
         """Ask the shell for a :class:`WorkResumed` (once until it comes)."""
