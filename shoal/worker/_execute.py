@@ -119,6 +119,16 @@ class _TaskQueue:
             heapq.heappush(self._heap, entry)
         self._tokens.put(None)
 
+    def put_many(self, entries: list[tuple[Any, int, Any]]) -> None:
+        """:meth:`put` of each entry, with the lock taken once."""
+        heap, push = self._heap, heapq.heappush
+        with self._lock:
+            for entry in entries:
+                push(heap, entry)
+        token = self._tokens.put
+        for _ in entries:
+            token(None)
+
     def get(self) -> tuple[Any, int, Any]:
         self._tokens.get()
         with self._lock:
@@ -176,6 +186,11 @@ class Executor:
     def submit(self, cmd: Execute) -> None:
         # (1, priority): _FIRST sorts before every task whatever its priority's type.
         self._queue.put(((1, cmd.priority), next(self._seq), cmd))
+
+    def submit_many(self, cmds: list[Execute]) -> None:
+        """:meth:`submit` of each, in order (one queue lock for all)."""
+        seq = self._seq
+        self._queue.put_many([((1, cmd.priority), next(seq), cmd) for cmd in cmds])
 
     def revoke(self, keys: list[Any]) -> None:
         """Do not start these queued tasks (a task already running is not stopped); each
@@ -326,11 +341,13 @@ class Executor:
         _thread_state.key = cmd.key
         _thread_state.start = start
         try:
-            if not imports_ready.is_set():
-                imports_ready.wait()
             task = unpickle(cmd.payload, self._functions)
-            data = self._data
-            values = {k: data[k] for k in cmd.deps}
+            deps = cmd.deps
+            if deps:
+                data = self._data
+                values = {k: data[k] for k in deps}
+            else:  # most tasks of a map: no comprehension to run
+                values = {}
             result = task(values)
         except BaseException as exc:
             stop = time.time()
