@@ -216,9 +216,7 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
             if type(msg) is Computes:
                 if msg.functions:
                     self.functions.add_blobs(msg.functions)
-                unrevoke = self._executor.unrevoke
-                for key in msg.keys:
-                    unrevoke(key)
+                self._executor.unrevoke_many(msg.keys)
                 events.append(ComputesAssigned(msg))
                 if self.plugin_host.watchers:
                     for key in msg.keys:
