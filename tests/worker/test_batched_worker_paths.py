@@ -23,9 +23,11 @@ from shoal.worker._spill import SpillBuffer
 DEADLINE = 10.0
 MB = 1_000_000
 _gate = threading.Event()
+_entered = threading.Event()
 
 
 def _waits(values: dict[Any, Any]) -> int:
+    _entered.set()
     if not _gate.wait(DEADLINE):
         raise TimeoutError("the test never opened the gate")
     return 0
@@ -76,6 +78,45 @@ def test_tasks_submitted_together_run_in_priority_order() -> None:
         return [d.key for d in done]
 
     assert asyncio.run(main()) == ["hold", "t0", "t1", "t2", "t3"]
+
+
+def test_a_result_is_handed_back_before_a_pause_holds_the_task_queued_after_it() -> None:
+    """A thread hands its finished task back together with the next queued task's start;
+    when the executor is paused then, the result still goes back at once."""
+
+    async def main() -> tuple[list[str], list[str]]:
+        done: list[ExecuteDone] = []
+        arrived = asyncio.Event()
+
+        def on_done(batch: list[ExecuteDone]) -> None:
+            done.extend(batch)
+            arrived.set()
+
+        async def until(n: int) -> None:
+            while len(done) < n:
+                arrived.clear()
+                await arrived.wait()
+
+        executor = Executor(1, {}, FunctionTable(), asyncio.get_running_loop(), on_done,
+                            "tcp://me:1")
+        _gate.clear()
+        _entered.clear()
+        try:
+            executor.submit(Execute("running", dumps(_waits), (0,), False, ()))
+            executor.submit(Execute("queued", dumps(_one), (1,), False, ()))
+            assert await asyncio.to_thread(_entered.wait, DEADLINE)
+            executor.pause()  # while "running" runs, with "queued" queued after it
+            _gate.set()
+            await asyncio.wait_for(until(1), DEADLINE)
+            while_paused = [d.key for d in done]
+            executor.resume()
+            await asyncio.wait_for(until(2), DEADLINE)
+        finally:
+            _gate.set()
+            executor.close()
+        return while_paused, [d.key for d in done]
+
+    assert asyncio.run(main()) == (["running"], ["running", "queued"])
 
 
 @pytest.fixture
