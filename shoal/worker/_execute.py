@@ -119,8 +119,29 @@ class _TaskQueue:
             heapq.heappush(self._heap, entry)
         self._tokens.put(None)
 
+    def put_many(self, entries: list[tuple[Any, int, Any]]) -> None:
+        """:meth:`put` of each entry, with the lock taken once."""
+        heap, push = self._heap, heapq.heappush
+        with self._lock:
+            for entry in entries:
+                push(heap, entry)
+        token = self._tokens.put
+        for _ in entries:
+            token(None)
+
     def get(self) -> tuple[Any, int, Any]:
         self._tokens.get()
+        with self._lock:
+            return heapq.heappop(self._heap)
+
+    def get_nowait(self) -> tuple[Any, int, Any] | None:
+        """The smallest entry if one is there for this taker now, else None."""
+        if not self._heap:  # a racy peek, only to skip the exception when empty
+            return None
+        try:
+            self._tokens.get_nowait()
+        except queue.Empty:  # another thread took the entry's token
+            return None
         with self._lock:
             return heapq.heappop(self._heap)
 
@@ -177,6 +198,11 @@ class Executor:
         # (1, priority): _FIRST sorts before every task whatever its priority's type.
         self._queue.put(((1, cmd.priority), next(self._seq), cmd))
 
+    def submit_many(self, cmds: list[Execute]) -> None:
+        """:meth:`submit` of each, in order (one queue lock for all)."""
+        seq = self._seq
+        self._queue.put_many([((1, cmd.priority), next(seq), cmd) for cmd in cmds])
+
     def revoke(self, keys: list[Any]) -> None:
         """Do not start these queued tasks (a task already running is not stopped); each
         one skipped is handed back through ``on_skipped``."""
@@ -188,6 +214,13 @@ class Executor:
         if self._revoked:  # only the loop thread adds, so empty means nothing to undo
             with self._lock:
                 self._revoked.discard(key)
+
+    def unrevoke_many(self, keys: list[Any]) -> None:
+        """:meth:`unrevoke` of each of ``keys`` (a ``Computes``): nothing to do, and no call
+        per key, while no key is revoked."""
+        if self._revoked:  # only the loop thread adds, so empty means nothing to undo
+            with self._lock:
+                self._revoked.difference_update(keys)
 
     def pause(self) -> None:
         """Start no new task (those running finish) until :meth:`resume`."""
@@ -253,21 +286,41 @@ class Executor:
         _thread_state.worker_address = self._address
         _thread_state.executor = self
         _thread_state.seceded = False
-        get = self._queue.get
+        get, get_nowait = self._queue.get, self._queue.get_nowait
+        # The outcome of the task just run, not handed back yet: when the next task is
+        # queued already, it is handed back together with that task's start (one lock,
+        # and at most one loop wake-up, for both); else at once, alone.
+        finished: ExecuteDone | None = None
         while True:
-            _, _, cmd = get()
-            if cmd is None:
-                return
-            if cmd is _HANDOFF:
-                self._hand_over()
-                return  # the rejoined thread has this slot now
-            if not self._gate.is_set():  # paused: hold the task until resumed or closed
-                self._gate.wait()
+            entry = get_nowait() if finished is not None else None
+            if entry is None:
+                if finished is not None:
+                    if not self._hand_back(finished):
+                        return
+                    finished = None
+                entry = get()
+            cmd = entry[2]
+            if cmd is None or cmd is _HANDOFF or not self._gate.is_set():
+                if finished is not None:  # handed back before stopping or pausing
+                    if not self._hand_back(finished):
+                        return
+                    finished = None
+                if cmd is None:
+                    return
+                if cmd is _HANDOFF:
+                    self._hand_over()
+                    return  # the rejoined thread has this slot now
+                self._gate.wait()  # paused: hold the task until resumed or closed
                 if self._closed:
                     return
             # Reported with the next hand-back (the scheduler blames only tasks that ran
             # for a worker's death); a wake-up only when none is pending already.
             with self._lock:
+                if finished is not None:
+                    if self._started:  # not handed back yet: its result tells the start
+                        self._started.pop(finished.key, None)
+                    self._done.append(finished)
+                    finished = None
                 skip = bool(self._revoked) and cmd.key in self._revoked
                 if skip:
                     self._revoked.discard(cmd.key)
@@ -294,19 +347,26 @@ class Executor:
             finally:
                 if not _thread_state.seceded:
                     self.executing -= 1
-            with self._lock:
-                if self._started:  # not handed back yet: its result tells the start
-                    self._started.pop(cmd.key, None)
-                self._done.append(done)
-                wake = not self._wakeup_pending
-                self._wakeup_pending = True
-            if wake:
-                try:
-                    self._loop.call_soon_threadsafe(self._drain)
-                except RuntimeError:  # loop closed during shutdown
-                    return
             if _thread_state.seceded:
+                self._hand_back(done)
                 return  # its slot went to another thread when the task seceded
+            finished = done
+
+    def _hand_back(self, done: ExecuteDone) -> bool:
+        """Queue ``done`` for the loop, waking it unless a wake-up is pending; False when
+        the loop is closed (shutdown)."""
+        with self._lock:
+            if self._started:  # not handed back yet: its result tells the start
+                self._started.pop(done.key, None)
+            self._done.append(done)
+            wake = not self._wakeup_pending
+            self._wakeup_pending = True
+        if wake:
+            try:
+                self._loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:  # loop closed during shutdown
+                return False
+        return True
 
     def _drain(self) -> None:
         with self._lock:
@@ -326,11 +386,13 @@ class Executor:
         _thread_state.key = cmd.key
         _thread_state.start = start
         try:
-            if not imports_ready.is_set():
-                imports_ready.wait()
             task = unpickle(cmd.payload, self._functions)
-            data = self._data
-            values = {k: data[k] for k in cmd.deps}
+            deps = cmd.deps
+            if deps:
+                data = self._data
+                values = {k: data[k] for k in deps}
+            else:  # most tasks of a map: no comprehension to run
+                values = {}
             result = task(values)
         except BaseException as exc:
             stop = time.time()

@@ -151,9 +151,7 @@ class MemoryPolicy:
             elif kind is ValueStored:
                 self._on_stored(ev.key, ev.nbytes)  # type: ignore[attr-defined]
             elif kind is ValueRemoved:
-                self._forget(ev.key)  # type: ignore[attr-defined]
-                if self.unspillable:
-                    self.unspillable.discard(ev.key)  # type: ignore[attr-defined]
+                self.removed(ev.key)  # type: ignore[attr-defined]
             elif kind is ValueLoaded:
                 self._on_loaded(ev.key)  # type: ignore[attr-defined]
             elif kind is SpillFailed:
@@ -172,6 +170,22 @@ class MemoryPolicy:
         input): only bookkeeping, never a command, so no event object nor list per read."""
         if key in self.fast:
             self.fast.move_to_end(key)
+
+    def stored(self, key: Key, nbytes: int) -> list[Command]:
+        """The same as ``handle(ValueStored(key, nbytes))``, for the store's write path
+        (every task result): no event object per result."""
+        self._on_stored(key, nbytes)
+        if not self._out:
+            return _NOTHING
+        out, self._out = self._out, []
+        return out
+
+    def removed(self, key: Key) -> None:
+        """The same as ``handle(ValueRemoved(key))``, for the store's delete path (every
+        freed value): only bookkeeping, never a command."""
+        self._forget(key)
+        if self.unspillable:
+            self.unspillable.discard(key)
 
     @property
     def managed(self) -> int:

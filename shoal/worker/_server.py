@@ -216,9 +216,7 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
             if type(msg) is Computes:
                 if msg.functions:
                     self.functions.add_blobs(msg.functions)
-                unrevoke = self._executor.unrevoke
-                for key in msg.keys:
-                    unrevoke(key)
+                self._executor.unrevoke_many(msg.keys)
                 events.append(ComputesAssigned(msg))
                 if self.plugin_host.watchers:
                     for key in msg.keys:
@@ -339,8 +337,15 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
         actors = self._actors
         assert sched is not None and executor is not None and actors is not None
         done: list[TaskDone] = []  # consecutive results, sent as one TasksDone
+        run: list[Execute] = []  # consecutive tasks to run, queued with one lock
         for cmd in commands:
             kind = type(cmd)
+            if kind is Execute:
+                run.append(cmd)  # type: ignore[arg-type]
+                continue
+            if run:
+                self._submit(executor, run)
+                run = []
             if kind is Report:
                 msg = cmd.msg  # type: ignore[attr-defined]
                 if type(msg) is TaskDone:
@@ -350,26 +355,34 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
                     _send_done(sched, done)
                     done = []
                 sched.send(msg)
-            elif kind is Execute:
-                executor.submit(cmd)
-                if self.plugin_host.watchers:
-                    self.plugin_host.transition(cmd.key, "waiting", "executing")
             elif kind is Drop:
                 data = self.data
-                for key in cmd.keys:
-                    if key in data:  # not pop(): that would read a spilled value back
-                        del data[key]
-                    if self.plugin_host.watchers:
+                if type(data) is SpillBuffer:
+                    data.drop(cmd.keys)  # type: ignore[attr-defined]
+                else:
+                    for key in cmd.keys:  # type: ignore[attr-defined]
+                        if key in data:
+                            del data[key]
+                if self.plugin_host.watchers:
+                    for key in cmd.keys:  # type: ignore[attr-defined]
                         self.plugin_host.transition(key, "memory", "released")
                 if actors.objects:
-                    actors.release(cmd.keys)
+                    actors.release(cmd.keys)  # type: ignore[attr-defined]
             elif kind is Fetch:
                 if self.paused:  # paused: nothing new comes in until resumed
                     self._deferred_fetches.append(cmd)
                 else:
                     self._spawn(self._fetch_within_budget(cmd))
+        if run:
+            self._submit(executor, run)
         if done:
             _send_done(sched, done)
+
+    def _submit(self, executor: Executor, cmds: list[Execute]) -> None:
+        executor.submit_many(cmds)
+        if self.plugin_host.watchers:
+            for cmd in cmds:
+                self.plugin_host.transition(cmd.key, "waiting", "executing")
 
     def _store(self, msg: Store, load: Any) -> Any:
         """Hold scattered data; the event that acknowledges it (or says why it failed)."""

@@ -37,7 +37,7 @@ import struct
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any
 
 from shoal.protocol._framing import FileFrame
@@ -52,8 +52,6 @@ from shoal.worker._memory import (
     SpillFailed,
     Unspill,
     ValueLoaded,
-    ValueRemoved,
-    ValueStored,
 )
 
 logger = logging.getLogger("shoal.worker")
@@ -282,7 +280,9 @@ class SpillBuffer(MutableMapping[Any, Any]):
             if self._files:
                 self._remove_file(key)
             self.fast[key] = value
-            self._carry_out(self.policy.handle(ValueStored(key, nbytes)))
+            spills = self.policy.stored(key, nbytes)  # handle(ValueStored(...)), no object
+            if spills:
+                self._carry_out(spills)
 
     def __getitem__(self, key: Any) -> Any:
         with self._lock:
@@ -308,7 +308,19 @@ class SpillBuffer(MutableMapping[Any, Any]):
                 found = self._remove_file(key) or found
             if not found:
                 raise KeyError(key)
-            self.policy.handle(ValueRemoved(key))
+            self.policy.removed(key)  # handle(ValueRemoved(key)), without the object
+
+    def drop(self, keys: Iterable[Any]) -> None:
+        """Delete the values of those of ``keys`` held here (``del`` of each, skipping the
+        keys not held), under one lock: the worker's ``Drop`` of freed results."""
+        with self._lock:
+            fast, files, removed = self.fast, self._files, self.policy.removed
+            for key in keys:
+                found = fast.pop(key, _MISSING) is not _MISSING
+                if files:
+                    found = self._remove_file(key) or found
+                if found:
+                    removed(key)
 
     def __contains__(self, key: object) -> bool:
         return key in self.fast or key in self._files

@@ -110,10 +110,18 @@ class WorkerState:
                 self._on_done(ev)  # type: ignore[arg-type]
             elif kind is ComputesAssigned:
                 m = ev.msg  # type: ignore[attr-defined]
-                compute = self._compute
-                for row in zip(m.keys, m.payloads, m.deps, m.priorities, m.send_inline,
-                               m.runs, m.drops, strict=True):
-                    compute(*row)
+                compute, tasks, held, out = self._compute, self.tasks, self.held, self._out
+                for key, payload, deps, priority, inline, run, drop in zip(
+                        m.keys, m.payloads, m.deps, m.priorities, m.send_inline, m.runs,
+                        m.drops, strict=True):
+                    if deps or key in tasks or key in held:
+                        compute(key, payload, deps, priority, inline, run, drop)
+                        continue
+                    # A map's task: new here, no inputs, so straight to the executor (what
+                    # _compute and _run do for it, without the two calls per row).
+                    ts = tasks[key] = _Task(key, payload, (), priority, inline, run, tuple(drop))
+                    ts.state = "executing"
+                    out.append(Execute(key, payload, priority, inline, ()))
             elif kind is ComputeAssigned:
                 m = ev.msg  # type: ignore[attr-defined]
                 self._compute(m.key, m.payload, m.deps, m.priority, m.send_inline, m.run, m.drop)
