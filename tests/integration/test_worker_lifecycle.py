@@ -336,6 +336,7 @@ def _block_forever(started: str) -> None:
     threading.Event().wait()
 
 
+@pytest.mark.timeout(300)  # 30-80 s at load 25 on 2 cores (starts processes)
 def test_a_run_function_that_never_returns_does_not_keep_its_worker_from_exiting(
     make_client, tmp_path
 ):
