@@ -208,7 +208,9 @@ WORKLOADS: dict[str, Workload] = {
             "connected to the scheduler over TCP. dask's release waits for the scheduler's "
             "answer; shoal's "
             "does not (ordered with the client's later messages). The target is 10x "
-            "dask.distributed's median measured here.",
+            "dask.distributed's median measured here. Round trips/s is n over the summed time "
+            "of the n timed round trips (1 / the mean, one at a time; start-up and warm-up "
+            "not counted).",
         ),
         Workload(
             name="queue",
@@ -228,7 +230,8 @@ WORKLOADS: dict[str, Workload] = {
             "README); dask's does. The client shares its process with the LocalCluster's "
             "scheduler: shoal applies both requests from the calling thread, without a hand-off "
             "to its event loop (shoal/client/_direct.py). The target is 10x dask.distributed's "
-            "median measured here.",
+            "median measured here. Pairs/s is n over the summed time of the n timed pairs "
+            "(1 / the mean, one at a time; start-up and warm-up not counted).",
         ),
         Workload(
             name="tree",

@@ -462,6 +462,9 @@ def lock_task(api: Api, n: int, warmup: int, processes: bool) -> dict[str, float
         times = client.submit(_tasks.lock_round_trips, n, warmup, api.name, pure=False).result()
     if len(times) != n:
         raise AssertionError(f"the task timed {len(times)} round trips, not {n}")
+    # Both figures come from the n timed round trips only (cluster start, connecting, creating
+    # the Lock and the warm-up are not in them): the median round trip, and the sequential
+    # rate n / (sum of the round trips) = 1 / mean round trip, one round trip at a time.
     return {
         "median_us": statistics.median(times) * 1e6,
         "round_trips_per_s": len(times) / sum(times),
@@ -483,6 +486,8 @@ def queue_put_get(api: Api, n: int, warmup: int) -> dict[str, float]:
                 times.append(time.perf_counter() - start)
             if value != i:
                 raise AssertionError(f"queue.get() returned {value!r}, expected {i}")
+    # As lock_task's: from the n timed pairs only (start-up, the Queue's creation and the
+    # warm-up excluded); the rate is n / (sum of the pairs) = 1 / mean pair, one at a time.
     return {
         "median_us": statistics.median(times) * 1e6,
         "pairs_per_s": len(times) / sum(times),

@@ -45,7 +45,7 @@ class LogRing(logging.Handler):
             fields = dict(record.__dict__, msg=record.getMessage(), args=None, exc_info=None)
             if record.exc_info and not record.exc_text:
                 fields["exc_text"] = _TRACEBACKS.formatException(record.exc_info)
-        except Exception:
+        except Exception:  # reported by logging's own handleError (to stderr)
             self.handleError(record)
             return
         self.records.append(logging.makeLogRecord(fields))  # atomic: any thread may log

@@ -58,7 +58,7 @@ def get_loop() -> asyncio.AbstractEventLoop:
 
         thread = threading.Thread(target=run, name="shoal-loop", daemon=True)
         thread.start()
-        ready.wait()
+        ready.wait()  # ends: the new loop's first step sets it (the thread does nothing before)
         _loop, _thread = loop, thread
         return loop
 
@@ -85,7 +85,7 @@ def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         return fut.result(timeout)
     except concurrent.futures.TimeoutError:
         if fut.done():  # the operation's own TimeoutError (one class since Python 3.11)
-            return fut.result()
+            return fut.result()  # done: no wait
         fut.cancel()
         raise TimeoutError(f"operation did not finish within {timeout} s") from None
 

@@ -107,7 +107,7 @@ class Actor(TaskRef):
         client = self.client
         if client is not None and client.asynchronous:
             return read  # ``await actor.attribute``, as with dask's asynchronous client
-        return read.result()
+        return read.result()  # ends: the worker's reply, or the actor channel's close fails it
 
     def _check_alive(self) -> None:
         fut = self._future

@@ -134,7 +134,7 @@ class as_completed:
         if not isinstance(f, Future):  # an ActorFuture (done): its result() raises its failure
             try:
                 f.result()
-            except Exception as failure:
+            except Exception as failure:  # not swallowed: returned or raised below
                 exc = failure
         elif f.status == "error" or f.status == "cancelled":
             exc = f._client._failure_of(f, "exception") if f.status == "error" else (

@@ -98,7 +98,7 @@ def call(client: Client, make: Callable[[int], Message], decode: Decode | None =
         return fut.result()  # ends: answered, or failed with the client's connection
     number = _direct.send_on_connection(client, lambda: client._send(msg))
     try:
-        return fut.result()
+        return fut.result()  # ends as above: answered, or failed with the connection
     finally:
         _channel.client_sent(client, answered=True)
         if fut.done() and not isinstance(fut.exception(), ConnectionError):

@@ -60,7 +60,7 @@ class _Forwarder(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             self.worker.log_event(self.topic, record_fields(record, self))
-        except Exception:
+        except Exception:  # reported by logging's own handleError (to stderr)
             self.handleError(record)
 
 

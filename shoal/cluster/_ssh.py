@@ -257,7 +257,7 @@ class _Remote:
             del self.lines[:-200]
             logger.debug("%s on %s: %s", self.role, self.host, line)
             self._seen.set()
-        await self.proc.wait()
+        await self.proc.wait()  # ends: its output closed, so it is exiting
         self._seen.set()
 
     async def close(self, timeout: float = 10.0) -> None:

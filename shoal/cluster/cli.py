@@ -108,7 +108,7 @@ def scheduler_main(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await stop.wait()  # ends: SIGTERM or SIGINT (a scheduler runs until told to stop)
         await sched.close()
 
     return run_main(main, "shoal")

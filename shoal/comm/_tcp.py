@@ -386,7 +386,7 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
             self.transport.close()
 
     async def wait_closed(self) -> None:
-        await self._closed_event.wait()
+        await self._closed_event.wait()  # ends: set when the transport is lost or closed
 
 
 async def wait_reply(conn: TCPConnection, reply: asyncio.Future[Any], timeout: float,

@@ -101,7 +101,7 @@ def exception_to_error(
     type_name = f"{type(exc).__module__}.{type(exc).__qualname__}"
     try:
         message = str(exc)
-    except Exception:
+    except Exception:  # a broken __str__: the message says so instead
         message = f"<str() of the {type(exc).__name__} failed>"
     message = _truncate(message, MAX_MESSAGE)
     tb_text = _truncate("".join(_traceback.format_exception(type(exc), exc, tb)), MAX_TRACEBACK)

@@ -88,7 +88,7 @@ def describe(obj: object) -> str:
     """A short, safe description of an object for error messages."""
     try:
         text = repr(obj)
-    except Exception:
+    except Exception:  # a broken __repr__: described by its type instead
         text = f"<{type(obj).__name__} object>"
     if len(text) > 120:
         text = text[:117] + "..."

@@ -240,7 +240,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
             remove_scheduler_file(self.scheduler_file, self.address)
 
     async def _tick_loop(self) -> None:
-        while True:
+        while True:  # ends: close() cancels this task
             await asyncio.sleep(TICK_INTERVAL)
             now = time.monotonic()
             try:
@@ -256,6 +256,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
                 self._worker_joined.clear()
                 await self._worker_joined.wait()
 
+        # timeout None waits as long as asked (dask's semantics); close() cancels the request
         await asyncio.wait_for(wait(), timeout)
 
     # --- plugin hooks and client requests --------------------------------------------------------

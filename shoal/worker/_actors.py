@@ -171,7 +171,7 @@ class ActorHost:
     def _run(self) -> None:
         _local.host = self
         while True:
-            item = self._queue.get()
+            item = self._queue.get()  # ends: close() puts None
             if item is None:
                 return
             call, msg = item

@@ -130,7 +130,7 @@ class _TaskQueue:
             token(None)
 
     def get(self) -> tuple[Any, int, Any]:
-        self._tokens.get()
+        self._tokens.get()  # ends: a put, or close()'s stop entries (one per thread)
         with self._lock:
             return heapq.heappop(self._heap)
 
@@ -273,7 +273,7 @@ class Executor:
                 return  # no pool left to rejoin: carry on
             self._rejoining.append(slot)
         self._queue.put((_FIRST, next(self._seq), _HANDOFF))  # type: ignore[arg-type]
-        slot.wait()
+        slot.wait()  # ends: a pool thread hands over its slot, or close() sets every slot
         _thread_state.seceded = False
         self.executing += 1
 
@@ -310,7 +310,7 @@ class Executor:
                 if cmd is _HANDOFF:
                     self._hand_over()
                     return  # the rejoined thread has this slot now
-                self._gate.wait()  # paused: hold the task until resumed or closed
+                self._gate.wait()  # paused: hold the task; ends: resume, or close() sets the gate
                 if self._closed:
                     return
             # Reported with the next hand-back (the scheduler blames only tasks that ran
@@ -471,8 +471,9 @@ def _inputs_summary(cmd: Execute, data: MutableMapping[Any, Any]) -> list[str]:
     for k in cmd.deps[:8]:
         try:
             out.append(f"{k!r}: {describe_value(data[k])}")
-        except Exception:
-            out.append(f"{k!r}: <unavailable>")
+        except Exception as exc:  # listed with the reason (the task's own error is raised)
+            reason = f"{type(exc).__name__}: {exc}"
+            out.append(f"{k!r}: <unavailable: {reason[:200]}>")
     if len(cmd.deps) > 8:
         out.append(f"... and {len(cmd.deps) - 8} more")
     return out

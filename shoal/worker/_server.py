@@ -142,7 +142,7 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
         task.add_done_callback(self._tasks.discard)
 
     async def wait_closed(self) -> None:
-        await self._closed.wait()
+        await self._closed.wait()  # ends: close(), which losing the scheduler for good calls
 
     async def close(self) -> None:
         """Close once; every caller returns when that close has finished (a second caller

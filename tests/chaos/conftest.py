@@ -33,6 +33,9 @@ def chaos_cluster() -> Iterator[Callable[..., tuple[LocalCluster, Client]]]:
     def factory(n_workers: int = 3, **kwargs: Any) -> tuple[LocalCluster, Client]:
         kwargs.setdefault("threads_per_worker", 1)
         kwargs.setdefault("dashboard_address", None)
+        # Start-up's deadline, as make_client's: worker processes on a loaded 2-core CI
+        # machine (load 30) can take over the default 60 s to import and register.
+        kwargs.setdefault("timeout", 180)
         cluster = LocalCluster(n_workers=n_workers, **kwargs)
         opened.append(cluster)
         client = Client(cluster)
@@ -53,7 +56,7 @@ def chaos_cluster() -> Iterator[Callable[..., tuple[LocalCluster, Client]]]:
         return not any(alive(pid) for pid in started)
 
     try:
-        wait_for(no_leftover_process, timeout=20)
+        wait_for(no_leftover_process, timeout=60)
     finally:
         for pid in started:
             if alive(pid):

@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
 FETCH_TIMEOUT = "3s"  # dask's comm timeouts, for the worker processes
 WORKER_TTL = "8s"  # silent this long, a worker is considered gone
-FROZEN_FOR = 25.0  # far longer than both
+FROZEN_FOR = 90.0  # far longer than both, even when a loaded machine slows the recovery
 
 
 def make_input() -> bytes:
@@ -25,7 +25,7 @@ def measure(x: bytes) -> int:
     return len(x)
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(300)
 def test_dependent_of_a_frozen_holder_finishes_while_it_is_frozen(
     chaos_cluster, monkeypatch
 ) -> None:
@@ -40,7 +40,7 @@ def test_dependent_of_a_frozen_holder_finishes_while_it_is_frozen(
     # The input may live on either of two workers, never on the reader: once its holder
     # is frozen, it is recomputed on the other one (or found there) and fetched again.
     x = client.submit(make_input, workers=[first, second], pure=False)
-    x.result(timeout=30)
+    x.result(timeout=120)
     [holder] = client.who_has([x])[x.key]
     os.kill(pids[holder], signal.SIGSTOP)
     try:
@@ -48,4 +48,4 @@ def test_dependent_of_a_frozen_holder_finishes_while_it_is_frozen(
         assert y.result(timeout=FROZEN_FOR) == 1000
     finally:
         os.kill(pids[holder], signal.SIGCONT)
-    assert client.submit(measure, x, pure=False).result(timeout=30) == 1000
+    assert client.submit(measure, x, pure=False).result(timeout=120) == 1000

@@ -129,7 +129,7 @@ def usage(pid: int) -> tuple[int, int]:
     return p.num_fds(), p.memory_info().rss
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(400)
 def test_garbage_at_every_port_harms_no_process(chaos_cluster) -> None:
     import dask.array as da
     import numpy as np
@@ -156,10 +156,10 @@ def test_garbage_at_every_port_harms_no_process(chaos_cluster) -> None:
                    for n in processes)
 
     try:
-        wait_for(no_leak, timeout=30)
+        wait_for(no_leak, timeout=60)
     except AssertionError:
         now = {name: usage(pid) for name, pid in processes.items()}
         raise AssertionError(f"(fds, rss) before {before}, after {now}") from None
     assert client.gather(client.map(inc, range(200), pure=False)) == list(range(1, 201))
     x = da.arange(50_000, chunks=5_000) * 2
-    assert client.compute(x.sum()).result(timeout=60) == (np.arange(50_000) * 2).sum()
+    assert client.compute(x.sum()).result(timeout=120) == (np.arange(50_000) * 2).sum()

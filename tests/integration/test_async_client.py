@@ -52,6 +52,7 @@ async def connect(client: Client) -> Client:
     return c
 
 
+@pytest.mark.timeout(300)  # 30-80 s at load 25 on 2 cores (starts processes)
 def test_async_with_starts_a_local_cluster_and_every_call_is_awaitable():
     async def main() -> None:
         async with Client(n_workers=2, threads_per_worker=1, dashboard_address=None,

@@ -39,7 +39,7 @@ def direct_calls(monkeypatch) -> Iterator[list[str]]:
 
 def put_later(name: str, value: Any, event: str) -> bool:
     """A task: wait for the event, then put ``value``."""
-    Event(event).wait(timeout=30)
+    Event(event).wait(timeout=60)
     Queue(name).put(value)
     return True
 
@@ -102,11 +102,11 @@ def test_a_direct_get_waits_for_a_put_from_a_task(make_client, direct_calls) -> 
     go = Event("go", client=c)
     task = c.submit(put_later, "wait", "from a task", "go")
     out: dict[str, Any] = {}
-    getter = threading.Thread(target=lambda: out.setdefault("v", q.get(timeout=30)))
+    getter = threading.Thread(target=lambda: out.setdefault("v", q.get(timeout=60)))
     getter.start()
     wait_for(lambda: "coord-queue-get" in direct_calls, timeout=60)  # waiting now
     go.set()
-    getter.join(30)
+    getter.join(60)
     assert out == {"v": "from a task"}
     assert task.result(timeout=60) is True
 
@@ -139,7 +139,7 @@ def test_a_client_that_leaves_while_waiting_takes_no_item(make_client, direct_ca
         wait_for(lambda: "coord-queue-get" in direct_calls, timeout=60)
     finally:
         other.close()
-    getter.join(30)
+    getter.join(60)
     assert isinstance(out.get("error"), ConnectionError)
     q = Queue("left", client=c)
     q.put("kept")

@@ -53,7 +53,7 @@ async def _register(scheduler: Scheduler, address: str) -> tuple[Connection, lis
     return conn, inbox
 
 
-async def _until(predicate: Any, timeout: float = 10) -> None:
+async def _until(predicate: Any, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -149,7 +149,7 @@ def _start(args: list[str], log: Path) -> subprocess.Popen:
 def _start_scheduler(port: int, log: Path) -> subprocess.Popen:
     """A ``shoal scheduler`` on ``port``, once it listens."""
     proc = _start(["scheduler", "--port", str(port), "--no-dashboard"], log)
-    wait_for(lambda: "Scheduler at:" in log.read_text() or proc.poll() is not None, timeout=30)
+    wait_for(lambda: "Scheduler at:" in log.read_text() or proc.poll() is not None, timeout=120)
     assert proc.poll() is None, log.read_text()
     return proc
 
@@ -173,7 +173,7 @@ def test_a_worker_whose_scheduler_connection_drops_reconnects_instead_of_exiting
     scheduler = c.cluster.scheduler
     old = scheduler._workers[address]
     _loop.call_soon(old.close)  # no Close message: just a lost link
-    wait_for(lambda: scheduler._workers.get(address) not in (None, old), timeout=20)
+    wait_for(lambda: scheduler._workers.get(address) not in (None, old), timeout=60)
     assert [w["pid"] for w in _workers(c).values()] == [pid]
     assert alive(pid)
     # Its old data was dropped; the scheduler recomputes what it lost, and new work runs.
@@ -194,13 +194,14 @@ def test_a_worker_reconnects_with_tasks_running_and_queued_and_all_results_are_r
              timeout=60)
     old = scheduler._workers[address]
     _loop.call_soon(old.close)
-    wait_for(lambda: scheduler._workers.get(address) not in (None, old), timeout=20)
+    wait_for(lambda: scheduler._workers.get(address) not in (None, old), timeout=60)
     gate.open()
-    assert blocked.result(timeout=20) == "opened"
+    assert blocked.result(timeout=60) == "opened"
     assert c.gather(queued) == list(range(1, 21))
     assert c.run(os.getpid) == {address: pid}
 
 
+@pytest.mark.timeout(300)  # starts processes: slow at load 30 on 2 cores
 def test_a_worker_evicted_for_silence_comes_back_as_a_fresh_worker(make_client):
     """dask restarts a worker that missed its TTL; shoal's comes back by reconnecting."""
     import dask
@@ -220,6 +221,7 @@ def test_a_worker_evicted_for_silence_comes_back_as_a_fresh_worker(make_client):
     assert c.submit(inc, 1).result(timeout=60) == 2
 
 
+@pytest.mark.timeout(300)  # starts processes: slow at load 30 on 2 cores
 def test_workers_reconnect_to_a_scheduler_restarted_on_the_same_port(tmp_path):
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
@@ -227,14 +229,14 @@ def test_workers_reconnect_to_a_scheduler_restarted_on_the_same_port(tmp_path):
     try:
         processes.append(_start(["worker", address, "--nworkers", "1", "--nthreads", "1"],
                                 tmp_path / "worker.log"))
-        with Client(address, timeout=20) as c:
+        with Client(address, timeout=120) as c:
             wait_for(lambda: len(_workers(c)) == 1, timeout=120)
             [before] = _workers(c).values()
             assert c.submit(operator.add, 1, 1).result(timeout=60) == 2
         processes[0].kill()  # no Close reaches the worker: it must wait and reconnect
         processes[0].wait()
         processes[0] = _start_scheduler(port, tmp_path / "scheduler2.log")
-        with Client(address, timeout=30) as c:
+        with Client(address, timeout=120) as c:
             wait_for(lambda: len(_workers(c)) == 1, timeout=120)
             [after] = _workers(c).values()
             assert after["pid"] == before["pid"]
@@ -243,6 +245,7 @@ def test_workers_reconnect_to_a_scheduler_restarted_on_the_same_port(tmp_path):
         _stop(processes)
 
 
+@pytest.mark.timeout(300)  # starts processes: slow at load 30 on 2 cores
 def test_a_worker_started_before_its_scheduler_waits_for_it(tmp_path):
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
@@ -251,13 +254,14 @@ def test_a_worker_started_before_its_scheduler_waits_for_it(tmp_path):
     try:
         wait_for(lambda: "retrying" in worker_log.read_text(), timeout=120)
         processes.append(_start_scheduler(port, tmp_path / "scheduler.log"))
-        with Client(address, timeout=20) as c:
+        with Client(address, timeout=120) as c:
             wait_for(lambda: len(_workers(c)) == 1, timeout=120)
             assert c.submit(operator.add, 1, 1).result(timeout=60) == 2
     finally:
         _stop(processes)
 
 
+@pytest.mark.timeout(300)  # starts processes: slow at load 30 on 2 cores
 def test_a_worker_exits_for_good_after_its_death_timeout_without_a_scheduler(tmp_path):
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
@@ -268,7 +272,7 @@ def test_a_worker_exits_for_good_after_its_death_timeout_without_a_scheduler(tmp
             tmp_path / "worker.log",
         )
         processes.append(worker_cli)
-        with Client(address, timeout=20) as c:
+        with Client(address, timeout=120) as c:
             wait_for(lambda: len(_workers(c)) == 1, timeout=120)
         tree = process_tree(worker_cli.pid)
         processes[0].kill()
@@ -280,6 +284,7 @@ def test_a_worker_exits_for_good_after_its_death_timeout_without_a_scheduler(tmp
         _stop(processes)
 
 
+@pytest.mark.timeout(300)  # starts processes: slow at load 30 on 2 cores
 def test_sigkill_of_the_shoal_worker_command_takes_its_workers_with_it(tmp_path):
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
@@ -288,13 +293,13 @@ def test_sigkill_of_the_shoal_worker_command_takes_its_workers_with_it(tmp_path)
         worker_cli = _start(["worker", address, "--nworkers", "2", "--nthreads", "1"],
                             tmp_path / "worker.log")
         processes.append(worker_cli)
-        with Client(address, timeout=20) as c:
+        with Client(address, timeout=120) as c:
             wait_for(lambda: len(_workers(c)) == 2, timeout=120)
             pids = {w["pid"] for w in _workers(c).values()}
         assert pids <= process_tree(worker_cli.pid)
         worker_cli.kill()
         worker_cli.wait()
-        wait_for(lambda: not any(alive(p) for p in pids), timeout=15)
+        wait_for(lambda: not any(alive(p) for p in pids), timeout=60)
     finally:
         _stop(processes)
 
@@ -302,13 +307,14 @@ def test_sigkill_of_the_shoal_worker_command_takes_its_workers_with_it(tmp_path)
 _PROGRAM = """
 import sys, time
 from shoal import LocalCluster
-cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
-cluster.wait_for_workers(2, timeout=60)
+cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, timeout=180)
+cluster.wait_for_workers(2, timeout=180)
 print(*[n.pid for n in cluster.nannies], flush=True)
 time.sleep(600)  # until the test kills this process
 """
 
 
+@pytest.mark.timeout(300)  # starts processes: slow at load 30 on 2 cores
 def test_sigkill_of_a_program_running_a_local_cluster_takes_its_workers_with_it(tmp_path):
     script = tmp_path / "program.py"
     script.write_text(_PROGRAM)
@@ -320,7 +326,7 @@ def test_sigkill_of_a_program_running_a_local_cluster_takes_its_workers_with_it(
         assert len(pids) == 2 and all(alive(p) for p in pids)
         program.kill()
         program.wait()
-        wait_for(lambda: not any(alive(p) for p in pids), timeout=15)
+        wait_for(lambda: not any(alive(p) for p in pids), timeout=60)
     finally:
         _stop([program])
 
@@ -330,6 +336,7 @@ def _block_forever(started: str) -> None:
     threading.Event().wait()
 
 
+@pytest.mark.timeout(300)  # 30-80 s at load 25 on 2 cores (starts processes)
 def test_a_run_function_that_never_returns_does_not_keep_its_worker_from_exiting(
     make_client, tmp_path
 ):
@@ -355,6 +362,7 @@ def test_a_run_function_that_never_returns_does_not_keep_its_worker_from_exiting
     assert "closed while the function given to client.run was still running" in str(error)
 
 
+@pytest.mark.timeout(300)  # starts processes: slow at load 30 on 2 cores
 def test_a_signalled_worker_command_says_goodbye_so_its_running_task_is_not_blamed(tmp_path):
     """SIGTERM asks ``python -m shoal.worker`` to close on purpose: the scheduler must hear
     its goodbye before the process exits, so the task it was running goes back to wait for a
@@ -370,18 +378,18 @@ def test_a_signalled_worker_command_says_goodbye_so_its_running_task_is_not_blam
     processes = [scheduler]
     try:
         wait_for(lambda: "Scheduler at:" in log.read_text() or scheduler.poll() is not None,
-                 timeout=30)
+                 timeout=120)
         worker = subprocess.Popen([sys.executable, "-m", "shoal.worker", address,
                                    "--memory-limit", str(4 << 30)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         processes.append(worker)
-        with Client(address, timeout=20) as c:
+        with Client(address, timeout=120) as c:
             wait_for(lambda: len(_workers(c)) == 1, timeout=120)
             running = c.submit(time.sleep, 600, pure=False)  # stdlib: no shared sys.path
-            wait_for(lambda: [w["processing"] for w in _workers(c).values()] == [1], timeout=20)
+            wait_for(lambda: [w["processing"] for w in _workers(c).values()] == [1], timeout=60)
             worker.send_signal(signal.SIGTERM)
-            assert worker.wait(timeout=20) == 0
-            wait_for(lambda: not _workers(c), timeout=20)
+            assert worker.wait(timeout=60) == 0
+            wait_for(lambda: not _workers(c), timeout=60)
             c.scheduler_info()  # a later answer: a KilledWorker report would have come first
             assert running.status == "pending"
             running.cancel()
