@@ -328,10 +328,12 @@ def test_in_bulk_mode_every_collection_freezes_its_survivors() -> None:
     try:
         gc.collect(0)
         assert k.bulk
-        survivors = [Cycle() for _ in range(100)]
+        survivors = [Cycle() for _ in range(1_000)]
         frozen = gc.get_freeze_count()
         gc.collect(0)  # the middle generation gets nothing to pile up
-        assert gc.get_freeze_count() >= frozen + len(survivors)
+        # Frozen objects that other code frees by refcount leave the count meanwhile: a
+        # margin of a tenth of the survivors, which are all frozen when this works.
+        assert gc.get_freeze_count() >= frozen + len(survivors) * 9 // 10
     finally:
         k.release()
     assert gc.get_freeze_count() == 0 and holder.items
@@ -458,7 +460,9 @@ def test_a_graph_build_enters_bulk_mode_once_it_has_grown_and_stays_until_it_end
         assert k.step() == "freeze"  # announced: still arriving
         holder.items = list(range(SETTINGS.enter_at))
         assert k.step() == "young"
-        assert gc.get_freeze_count() >= frozen
+        # Not thawed (that empties the permanent generation); frozen objects freed by
+        # refcount meanwhile leave the count, hence the margin.
+        assert gc.get_freeze_count() > frozen - 1_000
         holder.items = []
         assert k.step() == "leave"
     finally:
