@@ -329,11 +329,8 @@ class Executor:
                     self._started[cmd.key] = None
                 wake = not self._wakeup_pending
                 self._wakeup_pending = True
-            if wake:
-                try:
-                    self._loop.call_soon_threadsafe(self._drain)
-                except RuntimeError:  # loop closed during shutdown
-                    return
+            if wake and not self._call_drain():
+                return
             if skip:
                 continue
             self.executing += 1
@@ -361,11 +358,14 @@ class Executor:
             self._done.append(done)
             wake = not self._wakeup_pending
             self._wakeup_pending = True
-        if wake:
-            try:
-                self._loop.call_soon_threadsafe(self._drain)
-            except RuntimeError:  # loop closed during shutdown
-                return False
+        return self._call_drain() if wake else True
+
+    def _call_drain(self) -> bool:
+        """Ask the loop to run :meth:`_drain`; False when the loop is closed (shutdown)."""
+        try:
+            self._loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # loop closed during shutdown
+            return False
         return True
 
     def _drain(self) -> None:
