@@ -325,12 +325,18 @@ class WorkerState:
             del self.users[dep]
             if dep in self.held and dep not in self.assigned:
                 del self.held[dep]
-                run = self.tasks.get(dep)
-                if run is None or run.state == "waiting":
-                    self._out.append(Drop([dep]))
-                else:  # a run of dep here writes its result into the same slot of the
-                    # store, maybe already: a Drop now could delete that result.
-                    self.shadowed.add(dep)
+                self._drop_copy(dep)
+
+    def _drop_copy(self, key: Key) -> None:
+        """Drop a fetched copy of ``key`` nobody here needs, unless a run of ``key`` here
+        writes its result into the same slot of the store (maybe already): a Drop now
+        could delete that result. Then the result replaces the copy, or the run's failed
+        end drops it (``shadowed``)."""
+        run = self.tasks.get(key)
+        if run is None or run.state == "waiting":
+            self._out.append(Drop([key]))
+        else:
+            self.shadowed.add(key)
 
     def _on_fetched(self, ev: FetchDone) -> None:
         total = 0
@@ -342,7 +348,7 @@ class WorkerState:
             if key in self.held and not waiting:
                 continue  # a second copy of a value held (and maybe in use): keep the first
             if not waiting and key not in self.assigned:
-                self._out.append(Drop([key]))
+                self._drop_copy(key)
                 continue
             self.held[key] = nbytes
             users = self.users.setdefault(key, set())
@@ -357,7 +363,7 @@ class WorkerState:
             if not users and key not in self.assigned:
                 self.users.pop(key, None)
                 self.held.pop(key, None)
-                self._out.append(Drop([key]))
+                self._drop_copy(key)
         if ev.got:
             self._out.append(Report(Transfer(list(ev.got), ev.peer, total, ev.start, ev.stop)))
         for key, error in ev.errors.items():
