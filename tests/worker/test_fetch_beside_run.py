@@ -7,12 +7,8 @@ the worker reported the result, then held nothing."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from shoal.protocol._messages import Compute, TaskDone, Transfer
-from shoal.protocol._serialize import Serialized
+from shoal.protocol._messages import TaskDone, Transfer
 from shoal.worker._state import (
-    ComputeAssigned,
     Drop,
     Execute,
     ExecuteDone,
@@ -22,14 +18,10 @@ from shoal.worker._state import (
     WorkerState,
 )
 
+from .test_state import PAYLOAD, compute
+
 PEER = "tcp://peer:1"
-PAYLOAD = Serialized([b"task"])
 ERROR = {"kind": "exception", "type": "builtins.ValueError", "message": "no", "key": "s"}
-
-
-def compute(key: Any, deps: list[tuple[Any, list[str], int]] | None = None,
-            run: int = 1) -> ComputeAssigned:
-    return ComputeAssigned(Compute(key, PAYLOAD, deps or [], {}, (0,), True, "p", run))
 
 
 def fetching_s_then_running_it(ws: WorkerState) -> None:
