@@ -109,6 +109,11 @@ def inherited_config() -> str:
 # slower on a worker than in-process. shoal keeps blocks up to 16 MiB in the heap for
 # reuse and maps bigger ones (given back on free); the memory monitor trims the heap
 # (malloc_trim) when the process passes *spill*, before spilling more.
+# Thread counts of the BLAS libraries numpy may use; dask's pre-spawn-environ sets them to 1.
+_BLAS_THREADS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+# The hash seed every nanny gives its worker unless one is configured: dask's, so that a
+# value a program saw under dask.distributed stays the same.
+_HASH_SEED = "6640"
 _PRE_SPAWN_DEFAULTS = {
     "MALLOC_TRIM_THRESHOLD_": str(16 * 2**20),
     "MALLOC_MMAP_THRESHOLD_": str(16 * 2**20),
@@ -281,8 +286,8 @@ class Nanny:
         # functions from the user's modules (and test files) unpickle by reference.
         paths = [p or os.getcwd() for p in sys.path]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-        env.update(_configured_environ())
-        env.update(self.env or {})
+        configured = {**_configured_environ(), **(self.env or {})}
+        env.update(configured)
         from shoal.worker._plugins import NANNY_PLUGINS_ENV, NANNY_STATE_ENV, read_nanny_state
 
         kept = read_nanny_state(self._plugin_state)
@@ -295,9 +300,13 @@ class Nanny:
 
             self.security = Security()
         env.update(self.security.to_env())
-        env.setdefault("OMP_NUM_THREADS", str(self.nthreads))
-        env.setdefault("MKL_NUM_THREADS", str(self.nthreads))
-        env.setdefault("OPENBLAS_NUM_THREADS", str(self.nthreads))
+        # dask's pre-spawn-environ defaults: one BLAS thread per task thread (each runs its
+        # own BLAS calls; a pool per call oversubscribes the cores), unless exported.
+        for name in _BLAS_THREADS:
+            env.setdefault(name, "1")
+        # As dask's nanny: one hash seed for every worker (unless configured), so tasks that
+        # partition by ``hash()`` agree whichever worker runs them.
+        env["PYTHONHASHSEED"] = configured.get("PYTHONHASHSEED", _HASH_SEED)
         # The worker dies with this process (shoal.worker.__main__.PARENT_PID_ENV).
         env["SHOAL_NANNY_PID"] = str(os.getpid())
         if not standby:  # a standby gets the config when it is activated, not stale

@@ -59,4 +59,43 @@ def test_distributeds_shipped_defaults_do_not_replace_shoals(
     with dask.config.set(shipped):
         client = make_client(n_workers=1, threads_per_worker=2)
     (seen,) = client.run(_environ, ["MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS"]).values()
-    assert seen == {"MALLOC_TRIM_THRESHOLD_": str(16 * 2**20), "OMP_NUM_THREADS": "2"}
+    assert seen == {"MALLOC_TRIM_THRESHOLD_": str(16 * 2**20), "OMP_NUM_THREADS": "1"}
+
+
+def test_blas_libraries_get_one_thread_per_task_thread(make_client: Callable[..., Client]) -> None:
+    # dask's ``pre-spawn-environ`` default: each task thread runs its own BLAS call, so a
+    # BLAS pool per call (OMP_NUM_THREADS = the worker's thread count) oversubscribed the
+    # cores: a chunked ``da.linalg.svd`` on 2 workers x 2 threads ran 5-80x slower.
+    client = make_client(n_workers=1, threads_per_worker=2)
+    names = ["OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"]
+    (seen,) = client.run(_environ, names).values()
+    assert seen == dict.fromkeys(names, "1")
+
+
+def test_an_exported_blas_thread_count_is_kept(
+    make_client: Callable[..., Client], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    client = make_client(n_workers=1)
+    (seen,) = client.run(_environ, ["OMP_NUM_THREADS"]).values()
+    assert seen == {"OMP_NUM_THREADS": "3"}
+
+
+def _hash_of(text: str) -> tuple[str | None, int]:
+    return os.environ.get("PYTHONHASHSEED"), hash(text)
+
+
+def test_workers_hash_strings_alike(make_client: Callable[..., Client]) -> None:
+    # As dask's nanny does: one PYTHONHASHSEED for every worker, so a task that partitions
+    # by ``hash()`` sends a key to the same place whichever worker runs it.
+    client = make_client(n_workers=2)
+    seen = set(client.run(_hash_of, "shoal").values())
+    (only,) = seen  # both workers: the same seed and the same hash
+    assert only[0] == "6640"
+
+
+def test_a_configured_hash_seed_is_used(make_client: Callable[..., Client]) -> None:
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": {"PYTHONHASHSEED": 12}}):
+        client = make_client(n_workers=1)
+    (seen,) = client.run(_environ, ["PYTHONHASHSEED"]).values()
+    assert seen == {"PYTHONHASHSEED": "12"}
