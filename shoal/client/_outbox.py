@@ -34,9 +34,12 @@ else:
 
 
 # Keys per ReleaseKeys message when many futures are dropped at once (the scheduler
-# releases a key in about 10 µs), and dropped futures counted per loop step.
+# releases a key in about 10 µs), and dropped futures counted per loop step. A drain sends
+# one piece, so counting two pieces' worth keeps ahead of sending; counting more only
+# lengthens the step (0.7-1.2 µs a death: 50,000 a step held the loop 30-60 ms, two or
+# three steps between the 1M map's probe ticks, issue 14).
 RELEASE_PIECE = 1_000
-DEAD_PER_STEP = 50_000
+DEAD_PER_STEP = 2 * RELEASE_PIECE
 # Seconds a dropped future's release may wait. A drain that releases keys arms this delay;
 # while it runs, a future dropped in a user thread wakes nobody and the drains that carry
 # submissions leave its death for the timer's drain: sequential ``submit(...).result()``
