@@ -183,7 +183,7 @@ class Dispatch(StateBase):
             return
         pick = self._room.pick
         while queue:
-            ts = queue[0][-1]  # (key, ts), or (priority, seq, ts) unpacked
+            ts = queue[0][1]  # (ts.prio, ts)
             if ts.state != "queued":
                 heapq.heappop(queue)
                 continue

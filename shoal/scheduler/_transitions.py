@@ -93,26 +93,12 @@ class Transitions(StateBase):
         """Ready to run; ``push=False`` when the caller places it on a worker at once."""
         self._set(ts, "queued")
         if push:
-            if not self._queue_packed and not self._queue:
-                self._queue_packed = True  # what did not pack has left: pack again
-            prio = ts.prio
-            key = (prio if self._packed_priorities else queue_key(prio)) if self._queue_packed else None
-            seq = next(self._seq)
-            if key is not None and seq < _SEQ_LIMIT:
-                # One int: the priority, then the arrival order among equal priorities.
-                heapq.heappush(self._queue, ((key << _SEQ_BITS) + seq, ts))
-                return
-            if self._queue_packed:
-                self._unpack_queue()
-            heapq.heappush(self._queue, (ts.prio, seq, ts))
-
-    def _unpack_queue(self) -> None:
-        """A priority :func:`queue_key` cannot pack arrived: from now on the queue orders
-        by ``(priority, seq, task)``, the priority tuples themselves (the same order, at a
-        higher cost per step)."""
-        self._queue_packed = False
-        self._queue = [(ts.prio, key & _SEQ_MASK, ts) for key, ts in self._queue]
-        heapq.heapify(self._queue)
+            # The entry shares the task's own ``prio`` (a packed int while every priority
+            # packs, see ``_prio_of``): a 56-byte pair per queued task, no key of its own
+            # (a packed key plus sequence number was a 48-byte int more). Equal priorities
+            # (two clients' graphs) compare the tasks, which compare ``prio``: equal, so
+            # either may go first.
+            heapq.heappush(self._queue, (ts.prio, ts))
 
     def _prio_of(self, priority: Any) -> Any:
         """What a task given ``priority`` keeps (``TaskState.prio``): packed while every
@@ -138,6 +124,9 @@ class Transitions(StateBase):
             if ws.held:
                 ws.held = [(ts.prio, seq, ts) for _, seq, ts in ws.held]
                 heapq.heapify(ws.held)
+        # the queue's entries hold the old ints: take the tuples, in the same order
+        self._queue = [(ts.prio, ts) for _, ts in self._queue]
+        heapq.heapify(self._queue)
 
     def _waiting_no_worker(self, ts: TaskState) -> None:
         self._set(ts, "no-worker")
@@ -476,17 +465,11 @@ class Transitions(StateBase):
 
 
 # queue_key's layout: see _tasks._A_BIAS.
-# Below the packed priority, a queue entry's key holds the push's sequence number: the
-# entry is then (key, task), an int of four digits (40 bytes) and a pair, no bigger than
-# the (priority, seq, task) entry with its seq int.
-_SEQ_BITS = 40
-_SEQ_LIMIT = 1 << _SEQ_BITS
-_SEQ_MASK = _SEQ_LIMIT - 1
 
 
 def queue_key(priority: Any) -> int | None:
-    """One int ordered as the priority tuples are (lexicographically), for the scheduler's
-    queue (the entry's key is this, shifted, plus the push's sequence number): a heap of
+    """One int ordered as the priority tuples are (lexicographically), which tasks keep as
+    their ``prio`` and the scheduler's queue orders by (entries ``(ts.prio, ts)``): a heap of
     nested tuples, compared item by item, cost about 2 µs per pop of a
     20,000-task queue, ints a third of that. Packs a tuple of one to three ints, the first
     in [-2048, 2048), the second in [0, 2**26 - 1), the third in [0, 2**22 - 1): the

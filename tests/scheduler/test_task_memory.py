@@ -188,3 +188,17 @@ def test_a_finished_task_keeps_no_run_number() -> None:
     assert len(runs) == 300 and max(runs) > 256  # past the small ints CPython shares
     assert all(ts.state == "memory" and ts.run == 0 for ts in state.tasks.values())
     state.validate()
+
+
+def test_a_queued_tasks_queue_entry_is_a_pair_sharing_the_tasks_priority() -> None:
+    # (priority packed with a sequence number, task) cost a 48-byte int per queued task
+    state, sim = _fresh()
+    for w in list(state.workers):
+        sim.leave(w)
+    state.handle(GraphSubmitted("c", [row(f"t-{i}", priority=(0, 1, i)) for i in range(3)],
+                                ["t-0", "t-1", "t-2"]))
+    assert len(state._queue) == 3
+    for entry in state._queue:
+        prio, ts = entry
+        assert prio is ts.prio and type(prio) is int
+    state.validate()
