@@ -166,8 +166,9 @@ class ClientHandlers(StateBase):
             else:
                 ts.fids = ()
             ts.prio = self._prio_of(priority)
-            ts.retries = retries
-            ts.workers = frozenset(workers) if workers else None
+            if retries or workers or ts.rare is not None:  # (most tasks: none of them)
+                ts.retries = retries
+                ts.workers = frozenset(workers) if workers else None
             if restrictions:
                 need, loose = restrictions.get(key, (None, False))
                 ts.resources = dict(need) if need else None

@@ -42,23 +42,17 @@ class TaskState:
     released, waiting, queued, no-worker, processing, memory, erred, forgotten."""
 
     __slots__ = (
-        "actor",
         "dependencies",
         "dependents",
-        "error",
         "est",
         "fids",
-        "held_on",
         "key",
-        "killed_on",
-        "loose",
         "nbytes",
         "payload",
         "prefix",
         "prio",
         "processing_on",
-        "resources",
-        "retries",
+        "rare",
         "run",
         "started",
         "state",
@@ -66,7 +60,6 @@ class TaskState:
         "waiting_on",
         "who_has",
         "who_wants",
-        "workers",
     )
 
     def __init__(self, key: Key, prefix: str) -> None:
@@ -102,24 +95,113 @@ class TaskState:
         # (32 bytes; the client's tuple and its order int cost 92), else the tuple.
         # Compare ``prio`` with ``prio``; read the tuple as ``priority``.
         self.prio: Any = _PACKED_ZERO
-        self.retries = 0
         self.nbytes = -1
         self.typename = ""
-        self.error: dict[str, Any] | None = None
-        # The workers that died while running it (rarely set: a tuple, replaced when it
-        # grows); ``suspicious`` counts them.
-        self.killed_on: tuple[str, ...] = ()
-        self.workers: frozenset[str] | None = None
-        # ``workers=`` is only a preference (dask's ``allow_other_workers``).
-        self.loose = False
-        # Abstract resources the task holds on its worker while it runs ({"GPU": 1}).
-        self.resources: dict[str, float] | None = None
-        # The worker whose scheduler-side queue holds this restricted task (state queued).
-        self.held_on: WorkerState | None = None
         self.est = 0.0
-        # An actor: its result is a live object on one worker, which cannot be recomputed
-        # elsewhere; losing that worker errs it (as in dask.distributed).
-        self.actor = False
+        # What few tasks have (restrictions, retries, an error, an actor's mark...): one
+        # ``RareFields`` made on the first such write, None for the rest (seven slots, 56
+        # bytes, saved per task). Read them as the properties below; hot paths test
+        # ``rare is None`` once instead.
+        self.rare: RareFields | None = None
+
+    # --- the rarely set fields (see ``rare``): read the default while ``rare`` is None; a
+    # write of the default makes no ``RareFields``.
+
+    @property
+    def actor(self) -> bool:
+        """An actor: its result is a live object on one worker, which cannot be recomputed
+        elsewhere; losing that worker errs it (as in dask.distributed)."""
+        rare = self.rare
+        return False if rare is None else rare.actor
+
+    @actor.setter
+    def actor(self, value: bool) -> None:
+        if value or self.rare is not None:
+            self._rare().actor = value
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        """Its error, once erred (pickled exception, traceback, the key to blame)."""
+        rare = self.rare
+        return None if rare is None else rare.error
+
+    @error.setter
+    def error(self, value: dict[str, Any] | None) -> None:
+        if value is not None or self.rare is not None:
+            self._rare().error = value
+
+    @property
+    def held_on(self) -> WorkerState | None:
+        """The worker whose scheduler-side queue holds this restricted task (queued)."""
+        rare = self.rare
+        return None if rare is None else rare.held_on
+
+    @held_on.setter
+    def held_on(self, value: WorkerState | None) -> None:
+        if value is not None or self.rare is not None:
+            self._rare().held_on = value
+
+    @property
+    def killed_on(self) -> tuple[str, ...]:
+        """The workers that died while running it (a tuple, replaced when it grows);
+        ``suspicious`` counts them."""
+        rare = self.rare
+        return () if rare is None else rare.killed_on
+
+    @killed_on.setter
+    def killed_on(self, value: tuple[str, ...]) -> None:
+        if value or self.rare is not None:
+            self._rare().killed_on = value
+
+    @property
+    def loose(self) -> bool:
+        """``workers=`` is only a preference (dask's ``allow_other_workers``)."""
+        rare = self.rare
+        return False if rare is None else rare.loose
+
+    @loose.setter
+    def loose(self, value: bool) -> None:
+        if value or self.rare is not None:
+            self._rare().loose = value
+
+    @property
+    def resources(self) -> dict[str, float] | None:
+        """Abstract resources it holds on its worker while it runs ({"GPU": 1})."""
+        rare = self.rare
+        return None if rare is None else rare.resources
+
+    @resources.setter
+    def resources(self, value: dict[str, float] | None) -> None:
+        if value is not None or self.rare is not None:
+            self._rare().resources = value
+
+    @property
+    def retries(self) -> int:
+        """How many more times it may be rerun after failing."""
+        rare = self.rare
+        return 0 if rare is None else rare.retries
+
+    @retries.setter
+    def retries(self, value: int) -> None:
+        if value or self.rare is not None:
+            self._rare().retries = value
+
+    @property
+    def workers(self) -> frozenset[str] | None:
+        """The workers it may run on (``workers=``), or None for any."""
+        rare = self.rare
+        return None if rare is None else rare.workers
+
+    @workers.setter
+    def workers(self, value: frozenset[str] | None) -> None:
+        if value is not None or self.rare is not None:
+            self._rare().workers = value
+
+    def _rare(self) -> RareFields:
+        rare = self.rare
+        if rare is None:
+            rare = self.rare = RareFields()
+        return rare
 
     @property
     def suspicious(self) -> int:
@@ -168,6 +250,24 @@ class TaskState:
 # ``def __hash__`` would be a Python call per set operation here); ``setattr`` because mypy
 # rejects assigning to a method.
 setattr(TaskState, "__hash__", object.__hash__)  # noqa: B010
+
+
+class RareFields:
+    """The fields of a ``TaskState`` that most tasks leave at their defaults (see
+    ``TaskState.rare``); the task's properties of the same names read and write them."""
+
+    __slots__ = ("actor", "error", "held_on", "killed_on", "loose", "resources", "retries",
+                 "workers")
+
+    def __init__(self) -> None:
+        self.actor = False
+        self.error: dict[str, Any] | None = None
+        self.held_on: WorkerState | None = None
+        self.killed_on: tuple[str, ...] = ()
+        self.loose = False
+        self.resources: dict[str, float] | None = None
+        self.retries = 0
+        self.workers: frozenset[str] | None = None
 
 
 def compact_payload(payload: Serialized | None) -> Serialized | bytes | None:

@@ -138,7 +138,7 @@ class Transitions(StateBase):
 
     def _queued_processing(self, ts: TaskState, worker: WorkerState) -> None:
         assert ts.payload is not None
-        if ts.held_on is not None:
+        if ts.rare is not None and ts.rare.held_on is not None:
             self._unhold(ts)
         self._set(ts, "processing")
         self._assign(ts, worker)
@@ -153,7 +153,8 @@ class Transitions(StateBase):
 
     def _assign(self, ts: TaskState, worker: WorkerState) -> None:
         assert ts.payload is not None
-        if ts.workers is None:
+        rare = ts.rare
+        if rare is None or rare.workers is None:
             worker.stealable += 1
         self._no_victims = False  # ``worker`` may now have something to steal
         ts.processing_on = worker
@@ -164,9 +165,9 @@ class Transitions(StateBase):
             guessed = worker.guessed
             guessed[ts.prefix] = guessed.get(ts.prefix, 0.0) + est
         ts.est = est
-        if ts.resources is not None:
+        if rare is not None and rare.resources is not None:
             free = worker.free
-            for r, q in ts.resources.items():
+            for r, q in rare.resources.items():
                 free[r] = free.get(r, 0.0) - q
         worker.processing.add(ts)
         worker.occupancy += ts.est
@@ -231,7 +232,7 @@ class Transitions(StateBase):
         """waiting, queued or no-worker back to released (no worker knows of it yet)."""
         self._no_worker.discard(ts)
         ts.waiting_on = EMPTY
-        if ts.held_on is not None:
+        if ts.rare is not None and ts.rare.held_on is not None:
             self._unhold(ts)
         self._set(ts, "released")
 
@@ -304,11 +305,12 @@ class Transitions(StateBase):
             # Reports count only while it is processing (on ``ws``): the run number is
             # needed no longer, and a held task would keep a 28-byte int for it.
             ts.run = 0
-            if ts.workers is None:
+            rare = ts.rare
+            if rare is None or rare.workers is None:
                 ws.stealable -= 1
-            if ts.resources is not None:
+            if rare is not None and rare.resources is not None:
                 free = ws.free
-                for r, q in ts.resources.items():
+                for r, q in rare.resources.items():
                     free[r] = free.get(r, 0.0) + q
             if ws.held:
                 self._freed.add(ws)
@@ -454,7 +456,7 @@ class Transitions(StateBase):
         if ts.key in self._forget_watch:  # rare: a key with metadata (one set lookup else)
             self._forget_watch.discard(ts.key)
             self._out.append(WatchedKeysForgotten([ts.key]))
-        if ts.actor:
+        if ts.rare is not None and ts.rare.actor:
             self._actors.discard(ts)
         if ts.fids:
             self.functions.release(ts.fids)

@@ -202,3 +202,32 @@ def test_a_queued_tasks_queue_entry_is_a_pair_sharing_the_tasks_priority() -> No
         prio, ts = entry
         assert prio is ts.prio and type(prio) is int
     state.validate()
+
+
+def test_a_plain_task_keeps_no_rare_fields_from_submission_to_memory() -> None:
+    # restrictions, retries, errors, actor marks live in one ``RareFields`` made on their
+    # first write: a task with none of them keeps seven slots (56 bytes) fewer
+    state, sim = _fresh()
+    sim.submit([row("a", prefix="noop")])
+    ts = state.tasks["a"]
+    assert ts.rare is None and ts.state == "processing"
+    sim.finish("a")
+    assert ts.rare is None and ts.state == "memory"
+    assert (ts.workers, ts.resources, ts.retries, ts.error, ts.killed_on, ts.actor, ts.loose,
+            ts.held_on) == (None, None, 0, None, (), False, False, None)
+    state.validate()
+
+
+def test_a_tasks_rare_fields_are_kept_and_read_back_once_set() -> None:
+    state, sim = _fresh()
+    sim.submit([row("r", retries=1, workers=["w1"])], restrictions={"r": ({"GPU": 1.0}, True)})
+    ts = state.tasks["r"]
+    assert ts.rare is not None
+    assert (ts.retries, ts.workers, ts.resources, ts.loose) == (1, frozenset({"w1"}),
+                                                                 {"GPU": 1.0}, True)
+    sim.submit([row("e")])
+    sim.fail("e")
+    assert state.tasks["e"].error is not None and state.tasks["e"].state == "erred"
+    sim.retry("e")  # erred -> released: the error is cleared, the record stays
+    assert state.tasks["e"].error is None and state.tasks["e"].killed_on == ()
+    state.validate()
