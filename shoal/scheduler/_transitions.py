@@ -179,7 +179,7 @@ class Transitions(StateBase):
             deps, drop = [], ()
         self._out.append(
             SendCompute(
-                worker.address, ts.key, payload_of(ts.payload), deps, ts.fids, ts.priority,
+                worker.address, ts.key, payload_of(ts.payload, ts.fids), deps, ts.fids, ts.priority,
                 bool(ts.who_wants), ts.prefix, run, drop,
             )
         )

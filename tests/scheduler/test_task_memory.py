@@ -231,3 +231,37 @@ def test_a_tasks_rare_fields_are_kept_and_read_back_once_set() -> None:
     sim.retry("e")  # erred -> released: the error is cleared, the record stays
     assert state.tasks["e"].error is None and state.tasks["e"].killed_on == ()
     state.validate()
+
+
+def test_a_call_payload_is_kept_without_its_functions_head_and_sent_byte_for_byte() -> None:
+    # client.map's payloads start with the same 58 bytes per function (the call and the
+    # function's id): the task keeps the rest, and the worker gets the payload unchanged,
+    # the first time and when the result is lost and recomputed
+    from shoal.protocol._serialize import CallArgs, CallPickles, call_head
+
+    fid = "".join(["ab" * 12])
+    made = CallPickles.of(fid, {})
+    assert made is not None
+    payload = made((7,))
+    assert payload is not None and payload.frames[0].startswith(call_head(fid))
+    state, sim = _fresh()
+    cmds = sim.submit([row("a", payload=payload, fids=[fid])])
+    kept = state.tasks["a"].payload
+    assert type(kept) is CallArgs and len(kept) == len(payload.frames[0]) - len(call_head(fid))
+    (compute,) = [c for c in cmds if isinstance(c, SendCompute)]
+    assert compute.payload.frames == payload.frames
+    holder = compute.worker
+    sim.finish("a")
+    (again,) = [c for c in sim.leave(holder) if isinstance(c, SendCompute)]
+    assert again.payload.frames == payload.frames
+    state.validate()
+
+
+def test_a_payload_that_does_not_start_with_its_functions_head_is_kept_whole() -> None:
+    state, sim = _fresh()
+    payload = Serialized((b"\x80\x05 another function's call",))
+    cmds = sim.submit([row("a", payload=payload, fids=["f1"]), row("b", payload=payload)])
+    assert state.tasks["a"].payload == payload.frames[0]
+    assert type(state.tasks["a"].payload) is bytes
+    assert all(c.payload.frames == payload.frames for c in cmds if isinstance(c, SendCompute))
+    state.validate()
