@@ -598,8 +598,8 @@ _call_heads: dict[str, bytes] = {}
 
 def call_head(fid: str) -> bytes:
     """The constant first bytes of every payload :class:`CallPickles` makes for the function
-    ``fid`` (``shoal._p.C``, ``shoal._p.F(fid)``): 58 of a ``noop(i)`` payload's 68. The
-    scheduler keeps a task's payload without them (:class:`CallArgs`)."""
+    ``fid`` (``shoal._p.C``, ``shoal._p.F(fid)``): 58 of a ``noop(i)`` payload's 69. The
+    scheduler keeps a task's payload without them (``shoal.scheduler._tasks.compact_payload``)."""
     head = _call_heads.get(fid)
     if head is None:
         if len(_call_heads) >= 4096:  # a bounded table: start again with the fids now used
@@ -607,14 +607,6 @@ def call_head(fid: str) -> bytes:
         head = _call_heads[fid] = (pickle.PROTO + b"\x05" + _global(_short_call)
                                    + _global(_short_function) + _short_str(fid) + pickle.TUPLE1 + pickle.REDUCE)
     return head
-
-
-class CallArgs(bytes):
-    """A one-frame payload that began with ``call_head(fid)`` of its task's one fid, kept
-    without it: the rest (arguments, keyword arguments, the call). The type says the head
-    is to be put back (``call_head(fid) + args`` is the payload, byte for byte)."""
-
-    __slots__ = ()
 
 
 class CallPickles:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, MutableSet
 from typing import Any
 
-from shoal.protocol._serialize import CallArgs, Serialized, call_head
+from shoal.protocol._serialize import Serialized, call_head
 
 Key = Any
 
@@ -68,7 +68,7 @@ class TaskState:
         self.state = "released"
         # What the worker calls: a one-frame payload is kept as its bytes alone (88 bytes
         # less per held task than the Serialized around it), and without the call's
-        # constant head when it has one (``CallArgs``: 56 bytes less for ``noop(i)``);
+        # constant head when it has one (``_CUT``: 56 bytes less for ``noop(i)``);
         # ``payload_of`` rebuilds it.
         self.payload: Serialized | bytes | None = None
         self.fids: tuple[str, ...] = ()
@@ -272,6 +272,13 @@ class RareFields:
         self.workers: frozenset[str] | None = None
 
 
+# A kept payload starting with this byte is the rest of a call payload after its fid's
+# ``call_head``. A pickle starts with PROTO (0x80), so whole payloads do not; one that does
+# is kept as its ``Serialized`` (a bytes subclass as the mark would be a GC-tracked object
+# of 16 bytes more per task).
+_CUT = 0
+
+
 def compact_payload(payload: Serialized | None, fids: tuple[str, ...]
                     ) -> Serialized | bytes | None:
     """``payload`` as a task calling ``fids`` keeps it (see ``TaskState.payload``)."""
@@ -284,15 +291,17 @@ def compact_payload(payload: Serialized | None, fids: tuple[str, ...]
     if len(fids) == 1:
         head = call_head(fids[0])
         if frame.startswith(head):
-            return CallArgs(memoryview(frame)[len(head):])
-    return frame
+            return b"\x00" + memoryview(frame)[len(head):]
+    return payload if frame and frame[0] == _CUT else frame
 
 
 def payload_of(kept: Serialized | bytes, fids: tuple[str, ...]) -> Serialized:
     """The payload a task calling ``fids`` keeps, as a message carries it."""
-    if type(kept) is CallArgs:
-        return Serialized((call_head(fids[0]) + kept,))
-    return kept if isinstance(kept, Serialized) else Serialized((kept,))
+    if isinstance(kept, Serialized):
+        return kept
+    if kept and kept[0] == _CUT:
+        return Serialized((call_head(fids[0]) + memoryview(kept)[1:],))
+    return Serialized((kept,))
 
 
 _FEW = 8  # dependents kept in a tuple up to this many
