@@ -195,7 +195,7 @@ class Transitions(StateBase):
         a few dependents (a set, not a tuple) are never looked at: no per-task scan."""
         out: list[Key] = []
         for d in ts.dependencies:
-            if d.who_wants or d.actor or worker not in d.who_has:
+            if d.who_wants or (d.rare is not None and d.rare.actor) or worker not in d.who_has:
                 continue
             readers = d.dependents
             if type(readers) is not tuple:
