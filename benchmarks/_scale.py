@@ -75,19 +75,22 @@ def _held_bytes(
 
 
 def map_rows(n: int) -> list[tuple[Any, ...]]:
-    """``n`` independent tasks, as ``client.map`` submits them."""
-    return [(("noop", i), PAYLOAD, [], (), (i,), 0, None, "noop") for i in range(n)]
+    """``n`` independent tasks, as ``client.map`` submits them: priorities
+    ``(-priority, generation, order)`` (a bare ``(i,)`` would not pack past i = 2047 and
+    turn the scheduler's priorities into tuples, which no client's graph does)."""
+    return [(("noop", i), PAYLOAD, [], (), (0, 1, i), 0, None, "noop") for i in range(n)]
 
 
 def tree_rows(n: int) -> tuple[list[tuple[Any, ...]], Any]:
     """A binary reduction tree of about ``n`` tasks (leaves ``inc``, inner nodes ``add``),
-    as ``dask.delayed`` builds it; returns the rows and the root key."""
+    as ``dask.delayed`` builds it (priorities as ``client.compute`` makes them); returns the
+    rows and the root key."""
     leaves = max(n // 2, 1)
     rows: list[tuple[Any, ...]] = []
     layer: list[Any] = []
     for i in range(leaves):
         key: Any = ("inc", i)
-        rows.append((key, PAYLOAD, [], (), (len(rows),), 0, None, "inc"))
+        rows.append((key, PAYLOAD, [], (), (0, 1, len(rows)), 0, None, "inc"))
         layer.append(key)
     level = 0
     while len(layer) > 1:
@@ -95,7 +98,8 @@ def tree_rows(n: int) -> tuple[list[tuple[Any, ...]], Any]:
         nxt: list[Any] = []
         for j in range(0, len(layer) - 1, 2):
             key = ("add", level, j)
-            rows.append((key, PAYLOAD, [layer[j], layer[j + 1]], (), (len(rows),), 0, None, "add"))
+            rows.append((key, PAYLOAD, [layer[j], layer[j + 1]], (), (0, 1, len(rows)), 0, None,
+                         "add"))
             nxt.append(key)
         if len(layer) % 2:
             nxt.append(layer[-1])

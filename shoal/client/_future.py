@@ -42,10 +42,20 @@ _SHARED_FRAMES = 4096
 _shared_frames: dict[bytes, bytes] = {}
 
 
+class _Waiters:
+    """Who waits for one key (``FutureState._waiters``)."""
+
+    __slots__ = ("callbacks", "latch")
+
+    def __init__(self) -> None:
+        self.latch: _thread.LockType | None = None
+        self.callbacks: list[Callable[[], None]] | None = None
+
+
 class FutureState:
     """What the client knows about one key; shared by every Future of that key."""
 
-    __slots__ = ("_event", "callbacks", "error", "inline", "nbytes", "refs", "status", "typename")
+    __slots__ = ("_waiters", "error", "inline", "nbytes", "refs", "status", "typename")
 
     def __init__(self) -> None:
         self.status = "pending"
@@ -58,10 +68,22 @@ class FutureState:
         self.error: dict[str, Any] | None = None
         self.nbytes = -1
         self.typename = ""
-        self._event: _thread.LockType | None = None  # waiters' latch (see ``wait``)
-        # Created on the first callback: most states never get one (a million held
-        # futures would otherwise carry a million empty lists).
-        self.callbacks: list[Callable[[], None]] | None = None
+        # Who waits for it (a latch for threads, callbacks for the loop): made on the first
+        # wait or callback and dropped when it settles; one slot for both, since most
+        # states never get either (a million held futures: 8 MB less than two slots).
+        self._waiters: _Waiters | None = None
+
+    @property
+    def _event(self) -> _thread.LockType | None:
+        """The waiters' latch (see ``wait``), or None."""
+        w = self._waiters
+        return None if w is None else w.latch
+
+    @property
+    def callbacks(self) -> list[Callable[[], None]] | None:
+        """The callbacks ``settle`` will run, or None."""
+        w = self._waiters
+        return None if w is None else w.callbacks
 
     def done(self) -> bool:
         return self.status != "pending"
@@ -100,9 +122,12 @@ class FutureState:
         with _callbacks_lock:
             if self.status != "pending":
                 return True
-            latch = self._event
+            w = self._waiters
+            if w is None:
+                w = self._waiters = _Waiters()
+            latch = w.latch
             if latch is None:
-                latch = self._event = _thread.allocate_lock()
+                latch = w.latch = _thread.allocate_lock()
                 latch.acquire()
         if timeout is None:
             got = latch.acquire()
@@ -117,11 +142,12 @@ class FutureState:
         """Called on the loop thread when the key reaches a final status."""
         with _callbacks_lock:
             self.status = status
-            callbacks, self.callbacks = self.callbacks, None
-            latch, self._event = self._event, None  # released once, by this call only
-        if latch is not None:
-            latch.release()
-        for cb in callbacks or ():
+            w, self._waiters = self._waiters, None  # released once, by this call only
+        if w is None:
+            return
+        if w.latch is not None:
+            w.latch.release()
+        for cb in w.callbacks or ():
             cb()
 
     @staticmethod
@@ -134,12 +160,13 @@ class FutureState:
         with _callbacks_lock:
             for st in states:
                 st.status = status
-                if st.callbacks is not None:
-                    callbacks += st.callbacks
-                    st.callbacks = None
-                if st._event is not None:
-                    latches.append(st._event)
-                    st._event = None
+                w = st._waiters
+                if w is not None:
+                    st._waiters = None
+                    if w.callbacks is not None:
+                        callbacks += w.callbacks
+                    if w.latch is not None:
+                        latches.append(w.latch)
         for latch in latches:
             latch.release()
         for cb in callbacks:
@@ -151,17 +178,21 @@ class FutureState:
         with _callbacks_lock:
             if self.status != "pending":
                 return False
-            if self.callbacks is None:
-                self.callbacks = [cb]
+            w = self._waiters
+            if w is None:
+                w = self._waiters = _Waiters()
+            if w.callbacks is None:
+                w.callbacks = [cb]
             else:
-                self.callbacks.append(cb)
+                w.callbacks.append(cb)
             return True
 
     def reset(self) -> None:
         self.status = "pending"
         self.inline = None
         self.error = None
-        self._event = None
+        if self._waiters is not None:
+            self._waiters.latch = None
 
 
 async def settled(states: Iterable[FutureState], first: Callable[[FutureState], bool] | None = None
@@ -203,8 +234,9 @@ async def settled(states: Iterable[FutureState], first: Callable[[FutureState], 
     finally:  # a cancelled waiter leaves no callback behind
         with _callbacks_lock:
             for st, cb in callbacks:
-                if st.callbacks and cb in st.callbacks:
-                    st.callbacks.remove(cb)
+                cbs = st.callbacks
+                if cbs and cb in cbs:
+                    cbs.remove(cb)
 
 
 def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:

@@ -593,6 +593,22 @@ _PLAIN_BYTES = PLAIN_BYTES
 _FRAME = pickle.FRAME[0]
 
 
+_call_heads: dict[str, bytes] = {}
+
+
+def call_head(fid: str) -> bytes:
+    """The constant first bytes of every payload :class:`CallPickles` makes for the function
+    ``fid`` (``shoal._p.C``, ``shoal._p.F(fid)``): 58 of a ``noop(i)`` payload's 69. The
+    scheduler keeps a task's payload without them (``shoal.scheduler._tasks.compact_payload``)."""
+    head = _call_heads.get(fid)
+    if head is None:
+        if len(_call_heads) >= 4096:  # a bounded table: start again with the fids now used
+            _call_heads.clear()
+        head = _call_heads[fid] = (pickle.PROTO + b"\x05" + _global(_short_call)
+                                   + _global(_short_function) + _short_str(fid) + pickle.TUPLE1 + pickle.REDUCE)
+    return head
+
+
 class CallPickles:
     """The payloads of ``Call(func, args, kwargs)`` for one Python function (by its fid)
     and one ``kwargs`` over many argument tuples, as :func:`dumps_task` would pickle them,
@@ -607,8 +623,6 @@ class CallPickles:
     """
 
     def __init__(self, fid: str, kwargs: dict[str, Any]) -> None:
-        from shoal._p import C, F
-
         if any(type(v) not in _PLAIN_ARGS for v in kwargs.values()):
             raise ValueError("CallPickles takes plain keyword arguments only")
         buf = io.BytesIO()
@@ -618,8 +632,7 @@ class CallPickles:
         kw = _body(buf.getvalue())
         if kw is None:
             raise ValueError("keyword arguments too big for CallPickles")
-        self._head = (pickle.PROTO + b"\x05" + _global(C) + _global(F)
-                      + _short_str(fid) + pickle.TUPLE1 + pickle.REDUCE)
+        self._head = call_head(fid)
         self._tail = kw + pickle.TUPLE3 + pickle.REDUCE + pickle.STOP
 
     @classmethod

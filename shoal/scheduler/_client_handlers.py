@@ -151,7 +151,6 @@ class ClientHandlers(StateBase):
                     self._want(ts, hold)
                     ingesting.add(ts)
                 continue
-            ts.payload = compact_payload(payload)
             if fids:
                 # Tasks of one call use the same functions: they share one tuple (and
                 # its decoded id strings) instead of keeping a copy each, and are counted
@@ -165,9 +164,11 @@ class ClientHandlers(StateBase):
                 uses += 1
             else:
                 ts.fids = ()
+            ts.payload = compact_payload(payload, ts.fids)
             ts.prio = self._prio_of(priority)
-            ts.retries = retries
-            ts.workers = frozenset(workers) if workers else None
+            if retries or workers or ts.rare is not None:  # (most tasks: none of them)
+                ts.retries = retries
+                ts.workers = frozenset(workers) if workers else None
             if restrictions:
                 need, loose = restrictions.get(key, (None, False))
                 ts.resources = dict(need) if need else None

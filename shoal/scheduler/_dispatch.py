@@ -64,12 +64,14 @@ class Dispatch(StateBase):
         workers: Iterable[WorkerState] = self.workers.values()
         if self._paused:
             workers = self._running()
-        if ts.actor:
-            self._place_actor(ts)
-            return
-        if ts.workers is not None or ts.resources is not None:
-            self._place_restricted(ts)
-            return
+        rare = ts.rare
+        if rare is not None:  # (most tasks: one test for the three below)
+            if rare.actor:
+                self._place_actor(ts)
+                return
+            if rare.workers is not None or rare.resources is not None:
+                self._place_restricted(ts)
+                return
         ws = placement.start_time_choice(ts, workers, self.bandwidth) if ts.dependencies else None
         if ws is not None:
             self._go(ts, "queued", push=False)
@@ -183,7 +185,7 @@ class Dispatch(StateBase):
             return
         pick = self._room.pick
         while queue:
-            ts = queue[0][-1]  # (key, ts), or (priority, seq, ts) unpacked
+            ts = queue[0][1]  # (ts.prio, ts)
             if ts.state != "queued":
                 heapq.heappop(queue)
                 continue

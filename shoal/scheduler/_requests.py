@@ -109,7 +109,7 @@ async def _failure(scheduler: Scheduler, conn: Connection, key: Any) -> Any:
         "prefix": ts.prefix,
         "state": ts.state,
         "error": ts.error,
-        "payload": None if ts.payload is None else payload_of(ts.payload),
+        "payload": None if ts.payload is None else payload_of(ts.payload, ts.fids),
         "functions": functions,
         "dependencies": [
             [d.key, [w.address for w in d.who_has], d.state, d.typename, d.nbytes]

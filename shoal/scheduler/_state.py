@@ -110,10 +110,8 @@ class SchedulerState(
         self.allowed_failures = allowed_failures
         self.worker_ttl = worker_ttl
         self.bandwidth = bandwidth
-        # Entries (queue_key(priority) << 40 + seq, task), or once a priority did not pack
-        # (priority, seq, task) until the queue empties (_waiting_queued).
+        # Entries (ts.prio, ts): the task's own packed int (or tuple), see _waiting_queued.
         self._queue: list[tuple[Any, ...]] = []
-        self._queue_packed = True
         # Whether every task's ``prio`` is its priority packed by ``queue_key`` (an int);
         # False for good once one did not pack (``_unpack_priorities``): tuples then.
         self._packed_priorities = True
@@ -297,6 +295,8 @@ class SchedulerState(
                 assert ts in dep.dependents, (key, dep.key)
             for client in ts.who_wants:
                 assert ts in self.clients.get(client, set()), (key, client)
+        for prio, ts in self._queue:  # each entry shares its task's prio (_waiting_queued)
+            assert prio is ts.prio, (ts.key, "queue entry's priority is not its task's")
         for ts in self._actors:
             assert self.tasks.get(ts.key) is ts, (ts.key, "forgotten actor still counted")
         for (key, address), owed in self._undone.items():

@@ -63,7 +63,6 @@ class StateBase:
     worker_ttl: float
     bandwidth: float
     _queue: list[tuple[Any, ...]]
-    _queue_packed: bool
     _packed_priorities: bool  # every TaskState.prio is a packed int (see _prio_of)
     _seq: itertools.count[int]
     _runs: itertools.count[int]

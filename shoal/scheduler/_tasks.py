@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, MutableSet
 from typing import Any
 
-from shoal.protocol._serialize import Serialized
+from shoal.protocol._serialize import Serialized, call_head
 
 Key = Any
 
@@ -42,23 +42,17 @@ class TaskState:
     released, waiting, queued, no-worker, processing, memory, erred, forgotten."""
 
     __slots__ = (
-        "actor",
         "dependencies",
         "dependents",
-        "error",
         "est",
         "fids",
-        "held_on",
         "key",
-        "killed_on",
-        "loose",
         "nbytes",
         "payload",
         "prefix",
         "prio",
         "processing_on",
-        "resources",
-        "retries",
+        "rare",
         "run",
         "started",
         "state",
@@ -66,7 +60,6 @@ class TaskState:
         "waiting_on",
         "who_has",
         "who_wants",
-        "workers",
     )
 
     def __init__(self, key: Key, prefix: str) -> None:
@@ -74,7 +67,9 @@ class TaskState:
         self.prefix = prefix
         self.state = "released"
         # What the worker calls: a one-frame payload is kept as its bytes alone (88 bytes
-        # less per held task than the Serialized around it; ``payload_of`` rebuilds it).
+        # less per held task than the Serialized around it), and without the call's
+        # constant head when it has one (``_CUT``: 56 bytes less for ``noop(i)``);
+        # ``payload_of`` rebuilds it.
         self.payload: Serialized | bytes | None = None
         self.fids: tuple[str, ...] = ()
         # Fixed once the graph is in (a tuple: 56 bytes for two inputs, a set 216).
@@ -102,24 +97,113 @@ class TaskState:
         # (32 bytes; the client's tuple and its order int cost 92), else the tuple.
         # Compare ``prio`` with ``prio``; read the tuple as ``priority``.
         self.prio: Any = _PACKED_ZERO
-        self.retries = 0
         self.nbytes = -1
         self.typename = ""
-        self.error: dict[str, Any] | None = None
-        # The workers that died while running it (rarely set: a tuple, replaced when it
-        # grows); ``suspicious`` counts them.
-        self.killed_on: tuple[str, ...] = ()
-        self.workers: frozenset[str] | None = None
-        # ``workers=`` is only a preference (dask's ``allow_other_workers``).
-        self.loose = False
-        # Abstract resources the task holds on its worker while it runs ({"GPU": 1}).
-        self.resources: dict[str, float] | None = None
-        # The worker whose scheduler-side queue holds this restricted task (state queued).
-        self.held_on: WorkerState | None = None
         self.est = 0.0
-        # An actor: its result is a live object on one worker, which cannot be recomputed
-        # elsewhere; losing that worker errs it (as in dask.distributed).
-        self.actor = False
+        # What few tasks have (restrictions, retries, an error, an actor's mark...): one
+        # ``RareFields`` made on the first such write, None for the rest (seven slots, 56
+        # bytes, saved per task). Read them as the properties below; hot paths test
+        # ``rare is None`` once instead.
+        self.rare: RareFields | None = None
+
+    # --- the rarely set fields (see ``rare``): read the default while ``rare`` is None; a
+    # write of the default makes no ``RareFields``.
+
+    @property
+    def actor(self) -> bool:
+        """An actor: its result is a live object on one worker, which cannot be recomputed
+        elsewhere; losing that worker errs it (as in dask.distributed)."""
+        rare = self.rare
+        return False if rare is None else rare.actor
+
+    @actor.setter
+    def actor(self, value: bool) -> None:
+        if value or self.rare is not None:
+            self._rare().actor = value
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        """Its error, once erred (pickled exception, traceback, the key to blame)."""
+        rare = self.rare
+        return None if rare is None else rare.error
+
+    @error.setter
+    def error(self, value: dict[str, Any] | None) -> None:
+        if value is not None or self.rare is not None:
+            self._rare().error = value
+
+    @property
+    def held_on(self) -> WorkerState | None:
+        """The worker whose scheduler-side queue holds this restricted task (queued)."""
+        rare = self.rare
+        return None if rare is None else rare.held_on
+
+    @held_on.setter
+    def held_on(self, value: WorkerState | None) -> None:
+        if value is not None or self.rare is not None:
+            self._rare().held_on = value
+
+    @property
+    def killed_on(self) -> tuple[str, ...]:
+        """The workers that died while running it (a tuple, replaced when it grows);
+        ``suspicious`` counts them."""
+        rare = self.rare
+        return () if rare is None else rare.killed_on
+
+    @killed_on.setter
+    def killed_on(self, value: tuple[str, ...]) -> None:
+        if value or self.rare is not None:
+            self._rare().killed_on = value
+
+    @property
+    def loose(self) -> bool:
+        """``workers=`` is only a preference (dask's ``allow_other_workers``)."""
+        rare = self.rare
+        return False if rare is None else rare.loose
+
+    @loose.setter
+    def loose(self, value: bool) -> None:
+        if value or self.rare is not None:
+            self._rare().loose = value
+
+    @property
+    def resources(self) -> dict[str, float] | None:
+        """Abstract resources it holds on its worker while it runs ({"GPU": 1})."""
+        rare = self.rare
+        return None if rare is None else rare.resources
+
+    @resources.setter
+    def resources(self, value: dict[str, float] | None) -> None:
+        if value is not None or self.rare is not None:
+            self._rare().resources = value
+
+    @property
+    def retries(self) -> int:
+        """How many more times it may be rerun after failing."""
+        rare = self.rare
+        return 0 if rare is None else rare.retries
+
+    @retries.setter
+    def retries(self, value: int) -> None:
+        if value or self.rare is not None:
+            self._rare().retries = value
+
+    @property
+    def workers(self) -> frozenset[str] | None:
+        """The workers it may run on (``workers=``), or None for any."""
+        rare = self.rare
+        return None if rare is None else rare.workers
+
+    @workers.setter
+    def workers(self, value: frozenset[str] | None) -> None:
+        if value is not None or self.rare is not None:
+            self._rare().workers = value
+
+    def _rare(self) -> RareFields:
+        rare = self.rare
+        if rare is None:
+            rare = self.rare = RareFields()
+        return rare
 
     @property
     def suspicious(self) -> int:
@@ -170,17 +254,54 @@ class TaskState:
 setattr(TaskState, "__hash__", object.__hash__)  # noqa: B010
 
 
-def compact_payload(payload: Serialized | None) -> Serialized | bytes | None:
-    """``payload`` as a task keeps it (see ``TaskState.payload``)."""
+class RareFields:
+    """The fields of a ``TaskState`` that most tasks leave at their defaults (see
+    ``TaskState.rare``); the task's properties of the same names read and write them."""
+
+    __slots__ = ("actor", "error", "held_on", "killed_on", "loose", "resources", "retries",
+                 "workers")
+
+    def __init__(self) -> None:
+        self.actor = False
+        self.error: dict[str, Any] | None = None
+        self.held_on: WorkerState | None = None
+        self.killed_on: tuple[str, ...] = ()
+        self.loose = False
+        self.resources: dict[str, float] | None = None
+        self.retries = 0
+        self.workers: frozenset[str] | None = None
+
+
+# A kept payload starting with this byte is the rest of a call payload after its fid's
+# ``call_head``. A pickle starts with PROTO (0x80), so whole payloads do not; one that does
+# is kept as its ``Serialized`` (a bytes subclass as the mark would be a GC-tracked object
+# of 16 bytes more per task).
+_CUT = 0
+
+
+def compact_payload(payload: Serialized | None, fids: tuple[str, ...]
+                    ) -> Serialized | bytes | None:
+    """``payload`` as a task calling ``fids`` keeps it (see ``TaskState.payload``)."""
     if payload is None:
         return None
     frames = payload.frames
-    return frames[0] if len(frames) == 1 and type(frames[0]) is bytes else payload
+    if len(frames) != 1 or type(frames[0]) is not bytes:
+        return payload
+    frame = frames[0]
+    if len(fids) == 1:
+        head = call_head(fids[0])
+        if frame.startswith(head):
+            return b"\x00" + memoryview(frame)[len(head):]
+    return payload if frame and frame[0] == _CUT else frame
 
 
-def payload_of(kept: Serialized | bytes) -> Serialized:
-    """The payload a task keeps, as a message carries it."""
-    return kept if isinstance(kept, Serialized) else Serialized((kept,))
+def payload_of(kept: Serialized | bytes, fids: tuple[str, ...]) -> Serialized:
+    """The payload a task calling ``fids`` keeps, as a message carries it."""
+    if isinstance(kept, Serialized):
+        return kept
+    if kept and kept[0] == _CUT:
+        return Serialized((call_head(fids[0]) + memoryview(kept)[1:],))
+    return Serialized((kept,))
 
 
 _FEW = 8  # dependents kept in a tuple up to this many

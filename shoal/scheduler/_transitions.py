@@ -93,26 +93,12 @@ class Transitions(StateBase):
         """Ready to run; ``push=False`` when the caller places it on a worker at once."""
         self._set(ts, "queued")
         if push:
-            if not self._queue_packed and not self._queue:
-                self._queue_packed = True  # what did not pack has left: pack again
-            prio = ts.prio
-            key = (prio if self._packed_priorities else queue_key(prio)) if self._queue_packed else None
-            seq = next(self._seq)
-            if key is not None and seq < _SEQ_LIMIT:
-                # One int: the priority, then the arrival order among equal priorities.
-                heapq.heappush(self._queue, ((key << _SEQ_BITS) + seq, ts))
-                return
-            if self._queue_packed:
-                self._unpack_queue()
-            heapq.heappush(self._queue, (ts.prio, seq, ts))
-
-    def _unpack_queue(self) -> None:
-        """A priority :func:`queue_key` cannot pack arrived: from now on the queue orders
-        by ``(priority, seq, task)``, the priority tuples themselves (the same order, at a
-        higher cost per step)."""
-        self._queue_packed = False
-        self._queue = [(ts.prio, key & _SEQ_MASK, ts) for key, ts in self._queue]
-        heapq.heapify(self._queue)
+            # The entry shares the task's own ``prio`` (a packed int while every priority
+            # packs, see ``_prio_of``): a 56-byte pair per queued task, no key of its own
+            # (a packed key plus sequence number was a 48-byte int more). Equal priorities
+            # (two clients' graphs) compare the tasks, which compare ``prio``: equal, so
+            # either may go first.
+            heapq.heappush(self._queue, (ts.prio, ts))
 
     def _prio_of(self, priority: Any) -> Any:
         """What a task given ``priority`` keeps (``TaskState.prio``): packed while every
@@ -138,6 +124,9 @@ class Transitions(StateBase):
             if ws.held:
                 ws.held = [(ts.prio, seq, ts) for _, seq, ts in ws.held]
                 heapq.heapify(ws.held)
+        # the queue's entries hold the old ints: take the tuples, in the same order
+        self._queue = [(ts.prio, ts) for _, ts in self._queue]
+        heapq.heapify(self._queue)
 
     def _waiting_no_worker(self, ts: TaskState) -> None:
         self._set(ts, "no-worker")
@@ -149,7 +138,7 @@ class Transitions(StateBase):
 
     def _queued_processing(self, ts: TaskState, worker: WorkerState) -> None:
         assert ts.payload is not None
-        if ts.held_on is not None:
+        if ts.rare is not None and ts.rare.held_on is not None:
             self._unhold(ts)
         self._set(ts, "processing")
         self._assign(ts, worker)
@@ -164,7 +153,8 @@ class Transitions(StateBase):
 
     def _assign(self, ts: TaskState, worker: WorkerState) -> None:
         assert ts.payload is not None
-        if ts.workers is None:
+        rare = ts.rare
+        if rare is None or rare.workers is None:
             worker.stealable += 1
         self._no_victims = False  # ``worker`` may now have something to steal
         ts.processing_on = worker
@@ -175,9 +165,9 @@ class Transitions(StateBase):
             guessed = worker.guessed
             guessed[ts.prefix] = guessed.get(ts.prefix, 0.0) + est
         ts.est = est
-        if ts.resources is not None:
+        if rare is not None and rare.resources is not None:
             free = worker.free
-            for r, q in ts.resources.items():
+            for r, q in rare.resources.items():
                 free[r] = free.get(r, 0.0) - q
         worker.processing.add(ts)
         worker.occupancy += ts.est
@@ -189,7 +179,7 @@ class Transitions(StateBase):
             deps, drop = [], ()
         self._out.append(
             SendCompute(
-                worker.address, ts.key, payload_of(ts.payload), deps, ts.fids, ts.priority,
+                worker.address, ts.key, payload_of(ts.payload, ts.fids), deps, ts.fids, ts.priority,
                 bool(ts.who_wants), ts.prefix, run, drop,
             )
         )
@@ -205,7 +195,7 @@ class Transitions(StateBase):
         a few dependents (a set, not a tuple) are never looked at: no per-task scan."""
         out: list[Key] = []
         for d in ts.dependencies:
-            if d.who_wants or d.actor or worker not in d.who_has:
+            if d.who_wants or (d.rare is not None and d.rare.actor) or worker not in d.who_has:
                 continue
             readers = d.dependents
             if type(readers) is not tuple:
@@ -242,7 +232,7 @@ class Transitions(StateBase):
         """waiting, queued or no-worker back to released (no worker knows of it yet)."""
         self._no_worker.discard(ts)
         ts.waiting_on = EMPTY
-        if ts.held_on is not None:
+        if ts.rare is not None and ts.rare.held_on is not None:
             self._unhold(ts)
         self._set(ts, "released")
 
@@ -315,11 +305,12 @@ class Transitions(StateBase):
             # Reports count only while it is processing (on ``ws``): the run number is
             # needed no longer, and a held task would keep a 28-byte int for it.
             ts.run = 0
-            if ts.workers is None:
+            rare = ts.rare
+            if rare is None or rare.workers is None:
                 ws.stealable -= 1
-            if ts.resources is not None:
+            if rare is not None and rare.resources is not None:
                 free = ws.free
-                for r, q in ts.resources.items():
+                for r, q in rare.resources.items():
                     free[r] = free.get(r, 0.0) + q
             if ws.held:
                 self._freed.add(ws)
@@ -465,7 +456,7 @@ class Transitions(StateBase):
         if ts.key in self._forget_watch:  # rare: a key with metadata (one set lookup else)
             self._forget_watch.discard(ts.key)
             self._out.append(WatchedKeysForgotten([ts.key]))
-        if ts.actor:
+        if ts.rare is not None and ts.rare.actor:
             self._actors.discard(ts)
         if ts.fids:
             self.functions.release(ts.fids)
@@ -476,17 +467,11 @@ class Transitions(StateBase):
 
 
 # queue_key's layout: see _tasks._A_BIAS.
-# Below the packed priority, a queue entry's key holds the push's sequence number: the
-# entry is then (key, task), an int of four digits (40 bytes) and a pair, no bigger than
-# the (priority, seq, task) entry with its seq int.
-_SEQ_BITS = 40
-_SEQ_LIMIT = 1 << _SEQ_BITS
-_SEQ_MASK = _SEQ_LIMIT - 1
 
 
 def queue_key(priority: Any) -> int | None:
-    """One int ordered as the priority tuples are (lexicographically), for the scheduler's
-    queue (the entry's key is this, shifted, plus the push's sequence number): a heap of
+    """One int ordered as the priority tuples are (lexicographically), which tasks keep as
+    their ``prio`` and the scheduler's queue orders by (entries ``(ts.prio, ts)``): a heap of
     nested tuples, compared item by item, cost about 2 µs per pop of a
     20,000-task queue, ints a third of that. Packs a tuple of one to three ints, the first
     in [-2048, 2048), the second in [0, 2**26 - 1), the third in [0, 2**22 - 1): the
