@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from shoal._loop import run_main
@@ -88,7 +91,43 @@ def _say_how_to_join(sched: Any, path: str | None) -> None:
               "for Client(); or start the scheduler with --scheduler-file PATH", flush=True)
 
 
+@contextlib.contextmanager
+def _pid_file(path: str | None) -> Iterator[None]:
+    """``--pid-file PATH``: this process's id in PATH while it runs (removed at the end,
+    unless another process wrote its own id there meanwhile)."""
+    if not path:
+        yield
+        return
+    pid = str(os.getpid())
+    with open(path, "w") as f:
+        f.write(pid)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            with open(path) as f:
+                mine = f.read().strip() == pid
+            if mine:
+                os.remove(path)
+
+
+async def _until_signalled(*others: Any) -> None:
+    """Wait for SIGTERM or SIGINT, or for any of ``others`` (awaitables) to finish."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    waiters = [asyncio.ensure_future(stop.wait()), *map(asyncio.ensure_future, others)]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
 def scheduler_main(args: argparse.Namespace) -> int:
+    from shoal._preload import PreloadError
     from shoal.scheduler._server import Scheduler
 
     async def main() -> None:
@@ -98,20 +137,24 @@ def scheduler_main(args: argparse.Namespace) -> int:
         sched = Scheduler(args.host, args.port, dashboard_address=dash,
                           security=_security(args, "scheduler"), protocol=args.protocol,
                           scheduler_file=args.scheduler_file,
-                          auth=False if args.no_auth else None, **_scheduler_config())
+                          auth=False if args.no_auth else None,
+                          preload=args.preload or None, preload_argv=args.preload_argv or None,
+                          idle_timeout=args.idle_timeout, **_scheduler_config())
         await sched.start()
         print(f"Scheduler at: {sched.address}", flush=True)
         _say_how_to_join(sched, args.scheduler_file)
         if sched.dashboard_link:
             print(f"Dashboard at: {sched.dashboard_link}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()  # ends: SIGTERM or SIGINT (a scheduler runs until told to stop)
+        # Ends: SIGTERM or SIGINT, or the scheduler closed itself (its idle timeout).
+        await _until_signalled(sched.finished())
         await sched.close()
 
-    return run_main(main, "shoal")
+    with _pid_file(args.pid_file):
+        try:
+            return run_main(main, "shoal")
+        except PreloadError as exc:
+            print(f"shoal scheduler: {exc}", file=sys.stderr)
+            return 1
 
 
 def worker_main(args: argparse.Namespace) -> int:
@@ -149,39 +192,123 @@ def worker_main(args: argparse.Namespace) -> int:
         nworkers, nthreads = 1, os.cpu_count() or 1
 
     try:
+        address = _with_protocol(address, args.protocol)
         addresses = _worker_addresses(args, address, nworkers)
     except ValueError as exc:
         print(f"shoal worker: {exc}", file=sys.stderr)
         return 2
 
+    def name(i: int) -> str | None:
+        return (f"{args.name}-{i}" if nworkers > 1 else args.name) if args.name else None
+
+    failed: list[str] = []
+
     async def main() -> None:
-        nannies = [
-            Nanny(address, nthreads=nthreads,
-                  name=(f"{args.name}-{i}" if nworkers > 1 else args.name) if args.name else None,
-                  memory_limit=parse_memory_limit(args.memory_limit, nthreads), **addresses,
-                  death_timeout=args.death_timeout, security=security,
-                  local_directory=args.local_directory, resources=args.resources)
-            for i in range(nworkers)
-        ]
-        await asyncio.gather(*(n.start() for n in nannies))
+        from shoal._preload import PreloadError
+
+        nannies = []
+        try:
+            for i in range(nworkers):
+                nannies.append(Nanny(
+                    address, nthreads=nthreads, name=name(i),
+                    memory_limit=parse_memory_limit(args.memory_limit, nthreads), **addresses,
+                    death_timeout=args.death_timeout, security=security,
+                    local_directory=args.local_directory, resources=args.resources,
+                    lifetime=args.lifetime, lifetime_stagger=args.lifetime_stagger,
+                    lifetime_restart=args.lifetime_restart, preload=args.preload or None,
+                    preload_argv=args.preload_argv or None,
+                    preload_nanny=args.preload_nanny or None))
+            await asyncio.gather(*(n.start() for n in nannies))
+        except (PreloadError, ValueError) as exc:
+            failed.append(str(exc))
+            await asyncio.gather(*(n.close() for n in nannies))
+            return
         print(f"Started {nworkers} worker(s) with {nthreads} thread(s) each for {address}",
               flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
 
         async def all_gone() -> None:
             await asyncio.gather(*(n._supervisor for n in nannies if n._supervisor))
 
-        gone = asyncio.ensure_future(all_gone())
-        waiter = asyncio.ensure_future(stop.wait())
-        await asyncio.wait([gone, waiter], return_when=asyncio.FIRST_COMPLETED)
+        await _until_signalled(all_gone())  # ends: a signal, or every worker gone for good
         await asyncio.gather(*(n.close() for n in nannies))
-        gone.cancel()
-        waiter.cancel()
+        failed.extend(f"worker {n.name}: a preload failed" for n in nannies if n.preload_failed)
 
-    return run_main(main, "shoal")
+    async def main_without_nanny() -> None:
+        from shoal._preload import PreloadError
+        from shoal.worker._server import Worker
+
+        workers: list[Any] = []
+        try:
+            for i in range(nworkers):
+                workers.append(_worker_without_nanny(args, address, nthreads, name(i),
+                                                     addresses, security))
+            await asyncio.gather(*(w.start() for w in workers))
+        except PreloadError as exc:
+            failed.append(str(exc))
+            await asyncio.gather(*(w.close() for w in workers))
+            return
+        print(f"Started {nworkers} worker(s) with {nthreads} thread(s) each for {address} "
+              "(no nanny)", flush=True)
+
+        async def all_gone() -> None:
+            await asyncio.gather(*(Worker.wait_closed(w) for w in workers))
+
+        await _until_signalled(all_gone())
+        await asyncio.gather(*(w.close() for w in workers))
+
+    with _pid_file(args.pid_file):
+        code = run_main(main if args.nanny else main_without_nanny, "shoal")
+    for problem in failed:
+        print(f"shoal worker: {problem}", file=sys.stderr)
+    return 1 if failed and code == 0 else code
+
+
+def _worker_without_nanny(args: argparse.Namespace, address: str, nthreads: int,
+                          name: str | None, addresses: dict[str, Any], security: Any) -> Any:
+    """``shoal worker --no-nanny``: one worker run in this process, as a nanny would start
+    it (its lifetime staggered, its preloads loaded here).
+
+    Raises:
+        shoal._preload.PreloadError: a preload could not be imported.
+    """
+    import random
+
+    from shoal._preload import configured_preloads
+    from shoal.cluster._local import parse_memory_limit
+    from shoal.worker._lifetime import configured_lifetime, staggered
+    from shoal.worker._nanny import _connect_timeout
+    from shoal.worker._server import Worker
+
+    lifetime, stagger, _ = configured_lifetime(args.lifetime, args.lifetime_stagger, False)
+    worker = Worker(address, nthreads=nthreads, name=name,
+                    memory_limit=parse_memory_limit(args.memory_limit, nthreads), **addresses,
+                    death_timeout=args.death_timeout, connect_timeout=_connect_timeout(),
+                    local_directory=args.local_directory, security=security,
+                    resources=args.resources,
+                    lifetime=None if lifetime is None else staggered(lifetime, stagger,
+                                                                     random.Random()))
+    worker.preloads = configured_preloads("worker", args.preload or None,
+                                          args.preload_argv or None)
+    return worker
+
+
+def _with_protocol(address: str, protocol: str | None) -> str:
+    """``--protocol tcp|tls`` (dask's): the scheme of a scheduler address given without one.
+    A worker speaks its scheduler's protocol (its data port too).
+
+    Raises:
+        ValueError: the address names another protocol.
+    """
+    if protocol is None:
+        return address
+    protocol = protocol.rstrip(":/")
+    scheme, sep, _ = address.partition("://")
+    if not sep:
+        return f"{protocol}://{address}"
+    if scheme != protocol:
+        raise ValueError(f"--protocol {protocol} contradicts the scheduler address "
+                         f"{address!r}: a worker speaks its scheduler's protocol (give one)")
+    return address
 
 
 def _worker_addresses(args: argparse.Namespace, scheduler: str, nworkers: int) -> dict[str, Any]:
@@ -245,17 +372,65 @@ def demo_main(argv: list[str]) -> int:
     return int(main(argv) or 0)
 
 
+def _add_common_flags(p: argparse.ArgumentParser, role: str) -> None:
+    """Flags ``shoal scheduler`` and ``shoal worker`` share with dask's commands."""
+    from shoal import __version__
+
+    p.add_argument("--version", action="version", version=f"shoal {__version__}")
+    p.add_argument("--pid-file", default=None,
+                   help="write this process's id to this file (removed on exit)")
+    p.add_argument("--preload", action="append", default=[], metavar="MODULE",
+                   help=f"module like foo.bar or file /path/to/foo.py whose dask_setup({role}) "
+                   f"runs {'in each worker process before it registers' if role == 'worker' else 'once the scheduler listens'}"
+                   " and dask_teardown at close (repeatable; default: dask's "
+                   f"distributed.{role}.preload). Arguments the command does not know go "
+                   "to a dask_setup that is a click command")
+
+
+def _add_lifetime_flags(w: argparse.ArgumentParser) -> None:
+    w.add_argument("--lifetime", type=_parse_seconds, default=None,
+                   help="retire each worker gracefully (its data moved to others) after this "
+                   "long, like '1 hour' (default: dask's distributed.worker.lifetime.duration)")
+    w.add_argument("--lifetime-stagger", type=_parse_seconds, default=None,
+                   help="move each worker's lifetime by a random amount up to this, either "
+                   "way, so that workers started together do not leave together")
+    w.add_argument("--lifetime-restart", action=argparse.BooleanOptionalAction, default=None,
+                   help="start a fresh worker when one's lifetime is over (needs the nanny; "
+                   "default: dask's distributed.worker.lifetime.restart, False)")
+
+
+def _check_worker_flags(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Flags of dask's ``dask worker`` that shoal's cannot honour fail with the reason."""
+    if args.dashboard_address is not None or args.dashboard:
+        p.error("shoal's workers serve no dashboard (--dashboard-address, --dashboard): the "
+                "scheduler's dashboard shows every worker (/workers); drop the flag")
+    if args.lifetime_restart and not args.nanny:
+        p.error("--lifetime-restart needs a nanny to start the fresh worker: drop "
+                "--no-nanny, or --lifetime-restart")
+    if args.preload_nanny and not args.nanny:
+        p.error("--preload-nanny runs in the nanny: drop --no-nanny, or use --preload")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "demo":
         return demo_main(argv[1:])
+    from shoal import __version__
+
     p = argparse.ArgumentParser(prog="shoal", description="shoal: a fast distributed task scheduler")
+    p.add_argument("--version", action="version", version=f"shoal {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("scheduler", help="run a scheduler")
     s.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=8786)
     s.add_argument("--dashboard-address", default=":8787")
     s.add_argument("--no-dashboard", action="store_true")
+    s.add_argument("--dashboard", dest="no_dashboard", action="store_false",
+                   help="serve the dashboard (the default)")
+    s.add_argument("--idle-timeout", type=_parse_seconds, default=None,
+                   help="close the scheduler after this long with no task waiting or "
+                   "running, like '1 hour' (default: dask's distributed.scheduler.idle-timeout)")
+    _add_common_flags(s, "scheduler")
     s.add_argument("--scheduler-file", default=None,
                    help="write the address (and token, mode 0600) here as JSON for workers "
                    "and clients (dask's format)")
@@ -287,14 +462,39 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds (or '1 minute') to wait for a scheduler before closing; a "
                    "worker whose scheduler goes away keeps reconnecting until then "
                    "(default: forever)")
+    w.add_argument("--nanny", action=argparse.BooleanOptionalAction, default=True,
+                   help="supervise each worker process (restart it if it dies or passes its "
+                   "memory limit); --no-nanny runs the workers in this process")
+    w.add_argument("--protocol", default=None, choices=["tcp", "tls", "tcp://", "tls://"],
+                   help="tcp or tls for a scheduler address given without one (a worker "
+                   "speaks its scheduler's protocol)")
+    _add_lifetime_flags(w)
+    _add_common_flags(w, "worker")
+    w.add_argument("--preload-nanny", action="append", default=[], metavar="MODULE",
+                   help="module or .py file whose dask_setup(nanny) runs in this process "
+                   "before the nanny starts its worker (default: dask's "
+                   "distributed.nanny.preload)")
+    w.add_argument("--dashboard-address", default=None, help=argparse.SUPPRESS)
+    w.add_argument("--dashboard", action=argparse.BooleanOptionalAction, default=False,
+                   help="(dask's worker dashboard: shoal's workers serve none; "
+                   "--no-dashboard is accepted)")
     sub.add_parser("demo", help="the seed notebook's tour on a local cluster")
     _add_address_flags(s, w)
-    args = p.parse_args(argv)
+    args, extra = p.parse_known_args(argv)
+    # Arguments the command does not know are for a click-command dask_setup (dask's
+    # PRELOAD_ARGV), and need a --preload.
+    if extra and (args.command not in ("scheduler", "worker") or not args.preload):
+        p.error(f"unrecognized arguments: {' '.join(extra)} (arguments for a preload "
+                    "module's dask_setup go after --preload MODULE)")
+    if args.command in ("scheduler", "worker"):
+        args.preload_argv = extra
     if args.command == "scheduler":
         try:
             _scheduler_interface(args)
         except ValueError as exc:
             p.error(str(exc))
+    if args.command == "worker":
+        _check_worker_flags(p, args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "scheduler":
         return scheduler_main(args)

@@ -382,6 +382,15 @@ class WorkerGoodbye(Message):
     reason: str
 
 
+@_message("worker-lifetime-over")
+class RetireAsked(Message):
+    """Worker -> scheduler: this worker's lifetime is over (``shoal worker --lifetime``):
+    move what others still need off it, then close it (``Close``), as ``retire_workers``
+    does."""
+
+    reason: str
+
+
 @_message("task-done")
 class TaskDone(Message):
     key: Key

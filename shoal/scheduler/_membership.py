@@ -207,3 +207,26 @@ async def retire_workers(scheduler: Scheduler, workers: list[Any] | None, n: int
         if close_workers and conn is not None and not conn.closed:
             conn.send(Close("retired"))
     return out
+
+
+# Seconds a worker whose lifetime is over gives others to copy its data off it.
+LIFETIME_COPY_TIMEOUT = 30.0
+
+
+async def retire_asked(scheduler: Scheduler, address: str, reason: str) -> None:
+    """A worker asked to leave (its lifetime is over, ``shoal worker --lifetime``): retire it
+    as ``retire_workers`` does, moving what others still need first. When some of its data
+    could go nowhere (no other worker can take it), it leaves anyway, as dask's does: a
+    lifetime is a bound (a batch job's wall time), and the scheduler recomputes what was
+    lost and is still wanted."""
+    if scheduler._workers.get(address) is None:
+        return  # already gone
+    retired = await retire_workers(scheduler, [address], None, True, LIFETIME_COPY_TIMEOUT)
+    if address in retired or scheduler._workers.get(address) is None:
+        logger.info("retired worker %s: %s", address, reason)
+        return
+    logger.warning("worker %s leaves (%s) with data no other worker could take; what is "
+                   "still wanted is recomputed", address, reason)
+    conn = _remove(scheduler, address, reason)
+    if conn is not None and not conn.closed:
+        conn.send(Close(reason))

@@ -26,6 +26,7 @@ import weakref
 from typing import Any
 
 from shoal import _gc, _logs
+from shoal._preload import configured_preloads
 from shoal.comm import Connection, listen
 from shoal.comm._handshake import new_token
 from shoal.comm._security import Security, is_loopback
@@ -34,6 +35,7 @@ from shoal.protocol._serialize import Serialized
 from shoal.scheduler import _datasets as datasets
 from shoal.scheduler import _topics as topics
 from shoal.scheduler._events import Tick
+from shoal.scheduler._idle import IdleTimeout, activity_mark, is_busy
 from shoal.scheduler._metadata import Metadata
 from shoal.scheduler._placement import UNKNOWN_DURATION
 from shoal.scheduler._plugins import SchedulerPlugins
@@ -70,6 +72,17 @@ def _unknown_duration() -> float:
     return float(parse_timedelta(value, default="s"))
 
 
+def _idle_timeout() -> float | None:
+    """dask's ``distributed.scheduler.idle-timeout`` in seconds (None: no timeout)."""
+    import dask
+    from dask.utils import parse_timedelta
+
+    value = dask.config.get("distributed.scheduler.idle-timeout", None)
+    if value in (None, False, 0, "0"):
+        return None
+    return float(parse_timedelta(value, default="s"))
+
+
 class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
     """Serves a :class:`SchedulerState` over TCP (and in-process to a local client)."""
 
@@ -86,11 +99,23 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         protocol: str | None = None,
         scheduler_file: str | None = None,
         auth: bool | None = None,
+        preload: str | list[str] | None = None,
+        preload_argv: list[str] | list[list[str]] | None = None,
+        idle_timeout: float | None = None,
     ) -> None:
         """``security``: TLS certificates and/or token (default: dask's config and
         ``SHOAL_TOKEN``). ``protocol``: "tcp" or "tls" (default: tls when certificates are
         configured). ``auth``: False disables the token made up when binding off loopback
-        (``--no-auth``); None decides by the address."""
+        (``--no-auth``); None decides by the address. ``preload``/``preload_argv``: modules
+        whose ``dask_setup(scheduler)`` runs at the end of :meth:`start` (default: dask's
+        ``distributed.scheduler.preload``; see ``shoal/_preload.py``). ``idle_timeout``:
+        seconds without work after which the scheduler closes itself (default: dask's
+        ``distributed.scheduler.idle-timeout``; None there: never).
+
+        Raises:
+            shoal._preload.PreloadError: a preload module could not be imported.
+        """
+
         self.host = host
         self.port = port
         self.security = security if security is not None else Security()
@@ -131,6 +156,10 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         self.metadata = Metadata()  # client.set_metadata / get_metadata
         self.logs = _logs.ring("shoal.scheduler", _logs.configured_length())
         self._gc_release: weakref.finalize | None = None  # set by start()
+        self.preloads = configured_preloads("scheduler", preload, preload_argv)
+        self._idle = IdleTimeout(_idle_timeout() if idle_timeout is None else idle_timeout)
+        self._idle_close: asyncio.Task[None] | None = None
+        self._finished = asyncio.Event()  # set once close() has finished
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -156,6 +185,11 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
             await self._open_dashboard(self.dashboard_address)
         if self.scheduler_file:
             self._write_scheduler_file(self.scheduler_file)
+        try:
+            await self.preloads.setup(self)
+        except Exception:
+            await self.close()
+            raise
 
     def _choose_credentials(self) -> None:
         """Off loopback, every peer authenticates: by TLS certificates, or by a token made
@@ -227,6 +261,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.preloads.teardown()
         await self.plugin_host.close()
         if self.dashboard is not None:
             await self.dashboard.close()
@@ -238,6 +273,11 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
             from shoal.cluster._scheduler_file import remove_scheduler_file
 
             remove_scheduler_file(self.scheduler_file, self.address)
+        self._finished.set()
+
+    async def finished(self) -> None:
+        """Return once the scheduler has closed (``close()``, or its idle timeout)."""
+        await self._finished.wait()  # ends: close(), by whoever calls it
 
     async def _tick_loop(self) -> None:
         while True:  # ends: close() cancels this task
@@ -249,6 +289,12 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
                 logger.exception("scheduler tick failed; ticking on")
             self._tps.append((now, self.state.completed_total))
             del self._tps[:-10]
+            if self._idle.timeout is not None and self._idle.observe(
+                    now, is_busy(self.state), activity_mark(self.state)):
+                logger.info("scheduler closing after being idle for %g s", self._idle.timeout)
+                # Not one of self._tasks: close() cancels and awaits those.
+                self._idle_close = asyncio.get_running_loop().create_task(self.close())
+                return
 
     async def wait_for_workers(self, n: int, timeout: float | None) -> None:
         async def wait() -> None:

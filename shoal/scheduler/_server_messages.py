@@ -39,6 +39,7 @@ from shoal.protocol._messages import (
     ReleaseKeys,
     Request,
     Response,
+    RetireAsked,
     RetryKeys,
     Scatter,
     ScatterStored,
@@ -407,6 +408,10 @@ class ServerMessages(ShellBase):
                     self._on_side_message(address, msg)
                 elif isinstance(msg, Response):
                     self._on_run_response(address, msg)
+                elif isinstance(msg, RetireAsked):
+                    from shoal.scheduler._membership import retire_asked
+
+                    self._spawn(retire_asked(self, address, msg.reason))  # type: ignore[arg-type]
                 else:
                     raise TypeError(f"a worker may not send {msg.tag!r}")
         except Exception as exc:

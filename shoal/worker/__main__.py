@@ -23,6 +23,12 @@ EXIT_PLUGIN_RESTART = 4
 # Exit status meaning "replace me" (client.restart): a fresh process at once, from the
 # nanny's warm standby when it has one; not counted as a crash.
 EXIT_RESTART = 5
+# Exit status meaning "my lifetime is over" (--lifetime): retired gracefully; the nanny
+# starts a fresh worker if its lifetime restart is on, else leaves it gone.
+EXIT_LIFETIME = 6
+# Exit status meaning "a preload failed" (--preload): the nanny does not try again (the
+# same module would fail the same way) and ``shoal worker`` ends with an error.
+EXIT_PRELOAD_FAILED = 7
 # The nanny's pid, set by the nanny: the worker dies with it (see _die_with_parent).
 PARENT_PID_ENV = "SHOAL_NANNY_PID"
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -117,6 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--comm-timeout", type=float, default=None,
                    help="seconds of silence after which a connection is dead (default: "
                    "dask's distributed.comm.timeouts.tcp)")
+    p.add_argument("--lifetime", type=float, default=None,
+                   help="seconds after registering at which this worker retires gracefully "
+                   "(the nanny staggers it)")
+    p.add_argument("--preload", action="append", default=[],
+                   help="module or .py file whose dask_setup(worker) runs before registering")
+    p.add_argument("--preload-argv", default=None,
+                   help="(for the nanny) JSON list of the arguments for the preloads")
     p.add_argument("--ready-fd", type=int, default=None,
                    help="(for the nanny) a pipe to write one byte to once registered")
     p.add_argument("--standby", action="store_true",
@@ -130,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
 
     gone: list[bool] = []
     restart: list[bool] = []
+    lifetime_over: list[bool] = []
+    preload_failed: list[bool] = []
 
     from shoal.comm._security import Security, set_default_security
 
@@ -147,7 +162,19 @@ def main(argv: list[str] | None = None) -> int:
                         memory_pause_fraction=args.memory_pause,
                         memory_transfer_fraction=args.memory_transfer,
                         security=security,
-                        resources=args.resources)
+                        resources=args.resources, lifetime=args.lifetime)
+        if args.preload:
+            import json
+
+            from shoal._preload import PreloadError, load_preloads
+
+            try:
+                worker.preloads = load_preloads(
+                    args.preload, json.loads(args.preload_argv) if args.preload_argv else None)
+            except PreloadError as exc:
+                logging.getLogger("shoal.worker").error("%s; not starting", exc)
+                preload_failed.append(True)
+                return
         if args.memory_spill_compression is not None:
             worker._spill_compression_setting = args.memory_spill_compression
         if has_nanny:
@@ -166,8 +193,15 @@ def main(argv: list[str] | None = None) -> int:
             await asyncio.gather(starting, return_exceptions=True)
             await worker.close()
             return
+        from shoal._preload import PreloadError
+
         try:
             starting.result()
+        except PreloadError as exc:
+            logging.getLogger("shoal.worker").error("%s; not starting", exc)
+            await worker.close()
+            preload_failed.append(True)
+            return
         except SchedulerGone as exc:
             logging.getLogger("shoal.worker").error("%s; exiting", exc)
             await worker.close()
@@ -183,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         await worker.close()
         gone.append(worker.scheduler_gone)
         restart.append(worker.restart_requested)
+        lifetime_over.append(worker.lifetime_ended)
 
     # Everything imported so far lives as long as the process: keep it out of the
     # collector's way, and collect young objects less often (tasks allocate many).
@@ -190,8 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     gc.set_threshold(20_000, 20, 100)
     if run_main(run, "shoal worker") != 0:
         return 1
+    if preload_failed:
+        return EXIT_PRELOAD_FAILED
     if any(restart):
         return EXIT_PLUGIN_RESTART
+    if any(lifetime_over):
+        return EXIT_LIFETIME
     return EXIT_SCHEDULER_GONE if any(gone) else 0
 
 

@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import sys
 import tempfile
 import time
@@ -30,6 +31,8 @@ MEMORY_FRACTIONS = {"target": 0.6, "spill": 0.7, "pause": 0.8, "transfer": 0.1,
 _EXIT_SCHEDULER_GONE = 3  # shoal.worker.__main__.EXIT_SCHEDULER_GONE (not imported: keeps imports light)
 _EXIT_PLUGIN_RESTART = 4  # shoal.worker.__main__.EXIT_PLUGIN_RESTART: a nanny plugin asked
 _EXIT_RESTART = 5  # shoal.worker.__main__.EXIT_RESTART: client.restart asked for a fresh process
+_EXIT_LIFETIME = 6  # shoal.worker.__main__.EXIT_LIFETIME: retired at the end of its lifetime
+_EXIT_PRELOAD_FAILED = 7  # shoal.worker.__main__.EXIT_PRELOAD_FAILED: a --preload failed
 MAX_RESTARTS_PER_MINUTE = 10
 
 
@@ -166,7 +169,30 @@ class Nanny:
         local_directory: str | None = None,
         security: Any = None,
         resources: dict[str, float] | str | None = None,
+        lifetime: float | str | None = None,
+        lifetime_stagger: float | str | None = None,
+        lifetime_restart: bool | None = None,
+        preload: list[str] | None = None,
+        preload_argv: list[str] | list[list[str]] | None = None,
+        preload_nanny: list[str] | None = None,
+        preload_nanny_argv: list[str] | list[list[str]] | None = None,
     ) -> None:
+        """``lifetime`` (seconds or ``"1 hour"``), ``lifetime_stagger``,
+        ``lifetime_restart``: each worker process retires gracefully after the lifetime,
+        moved by up to ± the stagger, and with restart this nanny starts a fresh one
+        (default: dask's ``distributed.worker.lifetime.*``). ``preload``/``preload_argv``:
+        modules each worker process runs ``dask_setup(worker)`` of before registering
+        (default: ``distributed.worker.preload``); ``preload_nanny``/``preload_nanny_argv``:
+        modules whose ``dask_setup(nanny)`` runs in this process before the first worker
+        starts (default: ``distributed.nanny.preload``). See ``shoal/_preload.py``.
+
+        Raises:
+            ValueError: a lifetime that is not a duration.
+            shoal._preload.PreloadError: a nanny preload could not be imported.
+        """
+        from shoal._preload import configured, configured_preloads, normalize
+        from shoal.worker._lifetime import configured_lifetime
+
         _logs.ring("shoal.nanny")  # recent records, for get_worker_logs(nanny=True)
         self.scheduler_address = scheduler_address
         self.nthreads = nthreads
@@ -198,12 +224,29 @@ class Nanny:
         os.close(fd)
         self._closing = False
         self._supervisor: asyncio.Task[None] | None = None
+        self.lifetime, self.lifetime_stagger, self.lifetime_restart = configured_lifetime(
+            lifetime, lifetime_stagger, lifetime_restart)
+        self._random = random.Random()  # staggers lifetimes (unseeded: workers must differ)
+        # The worker processes' preloads, passed on by name and imported only there (files
+        # as absolute paths).
+        worker_preloads = normalize(*configured("worker", preload, preload_argv))
+        self.preload = [os.path.abspath(name) if name.endswith(".py") else name
+                        for name, _ in worker_preloads]
+        self.preload_argv = [argv for _, argv in worker_preloads]
+        self.preloads = configured_preloads("nanny", preload_nanny, preload_nanny_argv)
+        self.preload_failed = False  # a worker's preload failed: not restarted
 
     @property
     def pid(self) -> int | None:
         return None if self.process is None else self.process.pid
 
     async def start(self) -> None:
+        """Run the nanny preloads, then start the worker process and supervise it.
+
+        Raises:
+            shoal._preload.PreloadError: a nanny preload's ``dask_setup`` raised.
+        """
+        await self.preloads.setup(self)
         await self._spawn()
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
 
@@ -275,6 +318,15 @@ class Nanny:
         args += ["--connect-timeout", str(_connect_timeout())]
         if self.memory_limit:
             args += self._memory_args()
+        if self.lifetime is not None:
+            from shoal.worker._lifetime import staggered
+
+            args += ["--lifetime", str(staggered(self.lifetime, self.lifetime_stagger,
+                                                 self._random))]
+        for name in self.preload:
+            args += ["--preload", name]
+        if any(self.preload_argv):
+            args += ["--preload-argv", json.dumps(self.preload_argv)]
         args += ["--comm-timeout", str(comm_timeout())]
         if standby:
             args.append("--standby")
@@ -365,6 +417,19 @@ class Nanny:
                 logger.info("worker %s stopped: closed by its scheduler, or no scheduler within "
                             "its death timeout; not restarting", self.name)
                 return
+            if code == _EXIT_PRELOAD_FAILED:
+                logger.error("worker %s: a preload failed (see its error above); not "
+                             "restarting it", self.name)
+                self.preload_failed = True
+                return
+            if code == _EXIT_LIFETIME:
+                if not self.lifetime_restart:
+                    logger.info("worker %s retired at the end of its lifetime", self.name)
+                    return
+                logger.info("worker %s retired at the end of its lifetime; starting a fresh "
+                            "one", self.name)
+                await self._spawn()
+                continue
             if code == _EXIT_RESTART:  # asked for (client.restart): no failure to count
                 logger.info("worker %s restarting as asked", self.name)
                 await self._spawn()
@@ -425,6 +490,7 @@ class Nanny:
         if self._supervisor is not None:
             self._supervisor.cancel()
             await asyncio.gather(self._supervisor, return_exceptions=True)
+        await self.preloads.teardown()
         for fd in (self._ready_fd, self._new_ready_fd, self._spare_ready_fd):
             if fd is not None:
                 os.close(fd)

@@ -112,7 +112,13 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
         self.contact_host = plan.contact_host
         self.name = self.name or self.address
         self._new_session(loop)
+        if self.preloads is not None:  # as dask: set up once listening, before registering
+            await self.preloads.setup(self)
         await self._register()
+        if self.lifetime is not None:
+            from shoal.worker._lifetime import end_of_life
+
+            self._lifetime_task = loop.create_task(end_of_life(self, self.lifetime))
 
     def _new_session(self, loop: asyncio.AbstractEventLoop) -> None:
         """A fresh state machine, data store and executor for the next registration."""
@@ -163,7 +169,12 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        lifetime = self._lifetime_task
+        if lifetime is not None and lifetime is not asyncio.current_task():
+            lifetime.cancel()  # it may be the one waiting for this close: not awaited
         await self.plugin_host.close()
+        if self.preloads is not None:
+            await self.preloads.teardown()
         if self._executor is not None:
             self._executor.close()
         if self._actors is not None:

@@ -59,6 +59,7 @@ class WorkerBase:
         memory_transfer_fraction: float | bool | None = None,
         security: Security | None = None,
         resources: dict[str, float] | str | None = None,
+        lifetime: float | None = None,
     ) -> None:
         """``death_timeout``: seconds to keep trying to (re)register with the scheduler
         before giving up (dask's ``death_timeout``; None: forever). ``connect_timeout``:
@@ -72,7 +73,9 @@ class WorkerBase:
         ``security``: certificates and token (default: dask's config and ``SHOAL_TOKEN``);
         the worker's data port speaks the scheduler address's protocol (tcp or tls).
         ``resources``: abstract resources tasks may claim here (``{"GPU": 1}``; None: dask's
-        config ``distributed.worker.resources``)."""
+        config ``distributed.worker.resources``). ``lifetime``: seconds after registering
+        at which the worker retires gracefully (dask's ``--lifetime``; None: never; its
+        nanny staggers it and reads dask's config)."""
         self.scheduler_address = scheduler_address
         self.nthreads = nthreads
         self.name = name
@@ -139,6 +142,11 @@ class WorkerBase:
         _logs.ring("shoal.worker")  # recent records, for client.get_worker_logs()
         self.plugin_host = WorkerPlugins(self)  # plugins and uploads; they outlive sessions
         self.restart_requested = False  # a nanny plugin asked for a fresh process
+        self.lifetime = lifetime
+        self.lifetime_ended = False  # retired because its lifetime was over (_lifetime.py)
+        self._lifetime_task: asyncio.Task[None] | None = None
+        # dask_setup/dask_teardown modules (``--preload``), run around start and close.
+        self.preloads: Any = None
 
     @property
     def plugins(self) -> dict[str, Any]:

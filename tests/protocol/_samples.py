@@ -52,6 +52,7 @@ SAMPLES: dict[str, m.Message] = {
     "register": m.Register("tcp://1.2.3.4:5", "worker-0", 4, 2**33, 1234, "1.2.3.4"),
     "tasks-started": m.TasksStarted(["t", ("x", 1)], [7, 8]),
     "worker-goodbye": m.WorkerGoodbye("worker closing"),
+    "worker-lifetime-over": m.RetireAsked("lifetime of 60 s over"),
     "task-done": m.TaskDone("t", 8, "int", 1.5, 2.5, 140000, None, 7),
     "tasks-done-as-columns": m.TasksDone(
         ["t", ("u", 1)], [8, 16], ["int", "ndarray"], [1.5, 2.0], [2.5, 3.0], [140000, 2],

@@ -1,0 +1,156 @@
+"""``shoal scheduler`` / ``shoal worker`` flags dask's commands have: parsing, help text and
+the refusals (no process is started: the commands' mains are replaced)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from shoal import __version__
+from shoal.cluster import cli
+
+
+@pytest.fixture(autouse=True)
+def started(monkeypatch):
+    """The arguments the commands' mains were called with (no main really runs)."""
+    got: list = []
+    monkeypatch.setattr(cli, "scheduler_main", lambda args: got.append(args) or 0)
+    monkeypatch.setattr(cli, "worker_main", lambda args: got.append(args) or 0)
+    return got
+
+
+@pytest.fixture
+def parsed(started):
+    """Run ``cli.main(argv)`` up to the command's main; returns the parsed arguments."""
+    got = started
+
+    def parse(argv):
+        assert cli.main(argv) == 0
+        return got.pop()
+
+    return parse
+
+
+def _fails(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [[], ["scheduler"], ["worker"]])
+def test_version_is_printed_by_every_command(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main([*command, "--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"shoal {__version__}"
+
+
+def test_worker_help_lists_the_deployment_flags(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["worker", "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--lifetime ", "--lifetime-stagger", "--lifetime-restart", "--no-lifetime-restart",
+                 "--preload ", "--preload-nanny", "--no-nanny", "--pid-file", "--protocol",
+                 "--version", "distributed.worker.lifetime.duration",
+                 "distributed.worker.preload", "distributed.nanny.preload"):
+        assert flag in text, flag
+
+
+def test_scheduler_help_lists_the_deployment_flags(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["scheduler", "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--preload ", "--idle-timeout", "--pid-file", "--version",
+                 "distributed.scheduler.idle-timeout", "distributed.scheduler.preload"):
+        assert flag in text, flag
+
+
+def test_worker_lifetime_flags_are_durations(parsed):
+    args = parsed(["worker", "tcp://h:8786", "--lifetime", "1 hour", "--lifetime-stagger", "5m",
+                   "--lifetime-restart"])
+    assert (args.lifetime, args.lifetime_stagger, args.lifetime_restart) == (3600.0, 300.0, True)
+    args = parsed(["worker", "tcp://h:8786", "--no-lifetime-restart"])
+    assert (args.lifetime, args.lifetime_stagger, args.lifetime_restart) == (None, None, False)
+    args = parsed(["worker", "tcp://h:8786"])
+    assert args.lifetime_restart is None  # dask's config decides
+
+
+def test_a_lifetime_that_is_not_a_duration_is_refused(capsys):
+    assert "'soon' is not a duration" in _fails(["worker", "tcp://h:8786", "--lifetime", "soon"],
+                                                capsys)
+
+
+def test_preload_flags_repeat_and_unknown_arguments_become_the_preload_argv(parsed):
+    args = parsed(["worker", "tcp://h:8786", "--preload", "a.py", "--preload", "b",
+                   "--preload-nanny", "n.py", "--vector", "3"])
+    assert args.preload == ["a.py", "b"]
+    assert args.preload_nanny == ["n.py"]
+    assert args.preload_argv == ["--vector", "3"]
+    args = parsed(["scheduler", "--preload", "s.py", "--port", "0", "--flag"])
+    assert (args.preload, args.port, args.preload_argv) == (["s.py"], 0, ["--flag"])
+
+
+def test_unknown_arguments_without_a_preload_are_refused(capsys):
+    err = _fails(["worker", "tcp://h:8786", "--bogus-flag", "2"], capsys)
+    assert "unrecognized arguments: --bogus-flag 2" in err
+    assert "--preload" in err
+
+
+def test_no_nanny_and_the_nanny_flag(parsed):
+    assert parsed(["worker", "tcp://h:8786"]).nanny is True
+    assert parsed(["worker", "tcp://h:8786", "--no-nanny"]).nanny is False
+    assert parsed(["worker", "tcp://h:8786", "--nanny"]).nanny is True
+
+
+def test_lifetime_restart_without_a_nanny_is_refused(capsys):
+    err = _fails(["worker", "tcp://h:8786", "--no-nanny", "--lifetime", "1", "--lifetime-restart"],
+                 capsys)
+    assert "--lifetime-restart needs a nanny" in err
+
+
+def test_a_nanny_preload_without_a_nanny_is_refused(capsys):
+    assert "--preload-nanny runs in the nanny" in _fails(
+        ["worker", "tcp://h:8786", "--no-nanny", "--preload-nanny", "n.py"], capsys)
+
+
+def test_a_worker_dashboard_is_refused_with_where_to_look(capsys):
+    err = _fails(["worker", "tcp://h:8786", "--dashboard-address", ":8788"], capsys)
+    assert "serve no dashboard" in err and "/workers" in err
+    assert "serve no dashboard" in _fails(["worker", "tcp://h:8786", "--dashboard"], capsys)
+
+
+def test_a_worker_accepts_no_dashboard(parsed):
+    assert parsed(["worker", "tcp://h:8786", "--no-dashboard"]).dashboard is False
+
+
+def test_scheduler_idle_timeout_and_dashboard_flags(parsed):
+    args = parsed(["scheduler", "--idle-timeout", "30 minutes", "--pid-file", "/tmp/x.pid"])
+    assert (args.idle_timeout, args.pid_file) == (1800.0, "/tmp/x.pid")
+    assert parsed(["scheduler"]).idle_timeout is None  # dask's config decides
+    assert parsed(["scheduler", "--no-dashboard"]).no_dashboard is True
+    assert parsed(["scheduler", "--dashboard"]).no_dashboard is False
+
+
+def test_protocol_gives_a_bare_scheduler_address_its_scheme():
+    assert cli._with_protocol("10.0.0.1:8786", "tls") == "tls://10.0.0.1:8786"
+    assert cli._with_protocol("10.0.0.1:8786", "tcp://") == "tcp://10.0.0.1:8786"
+    assert cli._with_protocol("tls://10.0.0.1:8786", "tls") == "tls://10.0.0.1:8786"
+    assert cli._with_protocol("tcp://10.0.0.1:8786", None) == "tcp://10.0.0.1:8786"
+    with pytest.raises(ValueError, match="speaks its scheduler's protocol"):
+        cli._with_protocol("tcp://10.0.0.1:8786", "tls")
+
+
+def test_a_pid_file_holds_the_pid_while_running_and_is_removed_after(tmp_path):
+    path = tmp_path / "shoal.pid"
+    with cli._pid_file(str(path)):
+        assert path.read_text() == str(os.getpid())
+    assert not path.exists()
+
+
+def test_a_pid_file_another_process_took_over_is_left_alone(tmp_path):
+    path = tmp_path / "shoal.pid"
+    with cli._pid_file(str(path)):
+        path.write_text("1")  # a second command started with the same --pid-file
+    assert path.read_text() == "1"
