@@ -221,6 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     n = args.tasks or (1_000_000 if args.full else 100_000)
     big = 1000 if args.full else 512
+    from benchmarks._machine import scheduler_build
+
+    print(f"scheduler state machine: {scheduler_build()}", flush=True)
     if args.profile:
         import cProfile
         import pstats
