@@ -51,7 +51,7 @@ test-compiled: $(STAMP)
 	SHOAL_MYPYC=1 $(PY) -m pip wheel -q --no-deps -w $(COMPILED)/wheel .
 	$(PY) -m zipfile -e $(COMPILED)/wheel/shoal-*.whl $(COMPILED)/site
 	cd $(COMPILED)/site && SHOAL_EXPECT_COMPILED=1 PYTHONPATH="$$PWD" \
-	  $(CURDIR)/$(VENV)/bin/pytest -q -p no:cacheprovider -o pythonpath=tests \
+	  $(abspath $(VENV))/bin/pytest -q -p no:cacheprovider -o pythonpath=tests \
 	  --rootdir=$(CURDIR) $(CURDIR)/tests/scheduler
 
 # As root (CI) the multi-host tests must run: a missing tool fails them instead of skipping.

@@ -103,6 +103,13 @@ def tree_rows(n: int) -> tuple[list[tuple[Any, ...]], Any]:
     return rows, layer[0]
 
 
+class _Shell:
+    """What the keeper watches, as it watches a scheduler server: the owner of the state."""
+
+    def __init__(self, state: SchedulerState) -> None:
+        self.state = state
+
+
 def run(
     n_workers: int, n_tasks: int, shape: str = "map", nthreads: int = 1, memory: bool = True,
     jitter: float = 0.0, gc_policy: str = "shoal",
@@ -139,9 +146,10 @@ def run(
     queues: dict[str, tuple[deque[Any], deque[int]]] = {
         a: (deque(), deque()) for a in addresses}
     gc.collect()
+    shell = _Shell(state)
     if keeper is not None:  # as the scheduler's server does when it starts
         keeper.acquire()
-        keeper.watch(state, "tasks")
+        keeper.watch(shell, "state.tasks")  # (a compiled state takes no weak reference)
     tick = keeper.settings.tick if keeper is not None else float("inf")
     next_tick = tick
     try:  # the process's collector is put back however the run ends
