@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit chaos bench browser multihost-tools clean
+.PHONY: demo test test-compiled lint typecheck unit chaos bench browser multihost-tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +41,21 @@ unit: $(STAMP)
 chaos: $(STAMP)
 	$(VENV)/bin/pytest -q -m chaos
 
+# The optional compiled scheduler (mypyc, README "Compiled scheduler"), built the way a
+# user builds it into build/compiled (not the venv, which stays the pure editable install),
+# then tests/scheduler run against it. tests/_compiled.py stops the run if the compiled
+# modules are not the ones imported (the source tree's shoal must not come first).
+COMPILED := build/compiled
+test-compiled: $(STAMP)
+	rm -rf $(COMPILED)
+	SHOAL_MYPYC=1 $(PY) -m pip wheel -q --no-deps -w $(COMPILED)/wheel .
+	$(PY) -m zipfile -e $(COMPILED)/wheel/shoal-*.whl $(COMPILED)/site
+	cd $(COMPILED)/site && SHOAL_EXPECT_COMPILED=1 PYTHONPATH="$$PWD" \
+	  $(abspath $(VENV))/bin/pytest -q -p no:cacheprovider -o pythonpath=tests \
+	  --rootdir=$(CURDIR) $(CURDIR)/tests/scheduler
+
 # As root (CI) the multi-host tests must run: a missing tool fails them instead of skipping.
-test: $(STAMP) browser multihost-tools lint typecheck
+test: $(STAMP) browser multihost-tools lint typecheck test-compiled
 	if [ "$$(id -u)" = 0 ]; then export SHOAL_REQUIRE_MULTIHOST=1; fi; $(VENV)/bin/pytest -q
 
 bench: $(STAMP)

@@ -39,6 +39,14 @@ def _chromium_version() -> str:
         return "installed"
 
 
+def scheduler_build() -> str:
+    """Which scheduler state machine this process imports: ``"compiled (mypyc)"`` or
+    ``"pure Python"`` (README, "Compiled scheduler")."""
+    from shoal.scheduler import build
+
+    return build()
+
+
 def environment() -> dict[str, str]:
     """Versions, CPU, cores, memory, load and date, in report order."""
     try:
@@ -55,6 +63,7 @@ def environment() -> dict[str, str]:
     return {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "shoal": _version("shoal"),
+        "shoal scheduler": scheduler_build(),
         "dask": _version("dask"),
         "distributed": _version("distributed"),
         "numpy": _version("numpy"),

@@ -173,5 +173,7 @@ if __name__ == "__main__":  # python -m benchmarks._million [n_map] [n_array]
 
     n_map = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     n_array = int(sys.argv[2]) if len(sys.argv) > 2 else 50_000
-    print(shoal.__file__, file=sys.stderr)
+    from benchmarks._machine import scheduler_build
+
+    print(shoal.__file__, f"(scheduler: {scheduler_build()})", file=sys.stderr)
     print(json.dumps(million(load_api("shoal"), n_map, n_array), indent=1))

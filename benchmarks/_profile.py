@@ -200,6 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="measure N sequential submit().result() round trips instead")
     p.add_argument("--warmup", type=int, default=300, help="round trips before measuring")
     args = p.parse_args(argv)
+    from benchmarks._machine import scheduler_build
+
+    print(f"scheduler state machine: {scheduler_build()}", flush=True)
     if args.fold:
         fold(args.fold, args.top)
     elif args.round_trips:

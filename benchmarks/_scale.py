@@ -107,6 +107,13 @@ def tree_rows(n: int) -> tuple[list[tuple[Any, ...]], Any]:
     return rows, layer[0]
 
 
+class _Shell:
+    """What the keeper watches, as it watches a scheduler server: the owner of the state."""
+
+    def __init__(self, state: SchedulerState) -> None:
+        self.state = state
+
+
 def run(
     n_workers: int, n_tasks: int, shape: str = "map", nthreads: int = 1, memory: bool = True,
     jitter: float = 0.0, gc_policy: str = "shoal",
@@ -143,9 +150,10 @@ def run(
     queues: dict[str, tuple[deque[Any], deque[int]]] = {
         a: (deque(), deque()) for a in addresses}
     gc.collect()
+    shell = _Shell(state)
     if keeper is not None:  # as the scheduler's server does when it starts
         keeper.acquire()
-        keeper.watch(state, "tasks")
+        keeper.watch(shell, "state.tasks")  # (a compiled state takes no weak reference)
     tick = keeper.settings.tick if keeper is not None else float("inf")
     next_tick = tick
     try:  # the process's collector is put back however the run ends
@@ -225,6 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     n = args.tasks or (1_000_000 if args.full else 100_000)
     big = 1000 if args.full else 512
+    from benchmarks._machine import scheduler_build
+
+    print(f"scheduler state machine: {scheduler_build()}", flush=True)
     if args.profile:
         import cProfile
         import pstats

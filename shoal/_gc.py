@@ -68,6 +68,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import operator
 import sys
 import threading
 import time
@@ -223,7 +224,7 @@ class GcKeeper:
         self._users = 0
         self._hands_off = False
         self._saved: tuple[int, int, int] | None = None  # thresholds before shoal's
-        self._watched: list[tuple[weakref.ReferenceType[Any], str]] = []
+        self._watched: list[tuple[weakref.ReferenceType[Any], Callable[[Any], Any]]] = []
         self._loops: list[asyncio.AbstractEventLoop] = []  # one per acquire with a loop
         self._chain = 0  # ticks of an older chain (before a release) do nothing
         self._owed = False  # a thaw's full collection has not run yet
@@ -291,18 +292,21 @@ class GcKeeper:
             self._saved = None
 
     def watch(self, owner: Any, attr: str) -> None:
-        """Count ``len(getattr(owner, attr))`` in the held count while ``owner`` lives."""
+        """Count ``len(owner.<attr>)`` in the held count while ``owner`` lives. ``attr`` may
+        be dotted (``"state.tasks"``): the owner (weakly referenced) can then be the object
+        that owns the container's holder, e.g. a scheduler server for its state's tasks,
+        since a compiled ``SchedulerState`` (mypyc) takes no weak references."""
         with self._lock:
             self._watched = [(r, a) for r, a in self._watched if r() is not None]
-            self._watched.append((weakref.ref(owner), attr))
+            self._watched.append((weakref.ref(owner), operator.attrgetter(attr)))
 
     def held(self) -> int:
         """Tasks and futures held now by the watched owners."""
         total = 0
-        for ref, attr in self._watched:
+        for ref, get in self._watched:
             owner = ref()
             if owner is not None:
-                total += len(getattr(owner, attr))
+                total += len(get(owner))
         return total
 
     def settle(self) -> None:

@@ -372,11 +372,21 @@ def demo_main(argv: list[str]) -> int:
     return int(main(argv) or 0)
 
 
+class _Version(argparse.Action):
+    """``--version``: imports the scheduler's state machine only when asked."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from shoal import __version__
+        from shoal.scheduler import build
+
+        print(f"shoal {__version__} (scheduler state machine: {build()})")
+        parser.exit()
+
+
 def _add_common_flags(p: argparse.ArgumentParser, role: str) -> None:
     """Flags ``shoal scheduler`` and ``shoal worker`` share with dask's commands."""
-    from shoal import __version__
-
-    p.add_argument("--version", action="version", version=f"shoal {__version__}")
+    p.add_argument("--version", action=_Version, nargs=0,
+                   help="print shoal's version and its scheduler build (compiled or pure Python)")
     p.add_argument("--pid-file", default=None,
                    help="write this process's id to this file (removed on exit)")
     p.add_argument("--preload", action="append", default=[], metavar="MODULE",
@@ -415,10 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "demo":
         return demo_main(argv[1:])
-    from shoal import __version__
-
     p = argparse.ArgumentParser(prog="shoal", description="shoal: a fast distributed task scheduler")
-    p.add_argument("--version", action="version", version=f"shoal {__version__}")
+    p.add_argument("--version", action=_Version, nargs=0,
+                   help="print shoal's version and its scheduler build (compiled or pure Python)")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("scheduler", help="run a scheduler")
     s.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")

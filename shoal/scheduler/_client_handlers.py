@@ -11,6 +11,8 @@ from __future__ import annotations
 from sys import intern
 from typing import Any
 
+from mypy_extensions import trait
+
 from shoal.protocol._errors import scheduler_error
 from shoal.scheduler._events import (
     ClientJoined,
@@ -48,6 +50,7 @@ ENDING_STEP = 2_000
 HOLD_TASKS = 100_000
 
 
+@trait  # a mixin of SchedulerState (a trait when compiled: see _state_base)
 class ClientHandlers(StateBase):
     """The handlers of client events."""
 
@@ -121,7 +124,8 @@ class ClientHandlers(StateBase):
     def _on_graph(self, ev: GraphSubmitted) -> None:
         wanted_by = self.clients.setdefault(ev.client, set())
         new: list[TaskState] = []
-        rows: list[tuple[TaskState, tuple[Any, ...]]] = []
+        # (deps: a list off the wire, a tuple from a local caller; the compiled build checks)
+        rows: list[tuple[TaskState, Any]] = []
         tasks = self.tasks
         restrictions = ev.restrictions
         # A piece (stream > 0) that is not its graph's last keeps its tasks for the later

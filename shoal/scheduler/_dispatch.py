@@ -15,6 +15,8 @@ import heapq
 from collections.abc import Iterable
 from typing import Any
 
+from mypy_extensions import trait
+
 from shoal.scheduler import _placement as placement
 from shoal.scheduler._state_base import StateBase
 from shoal.scheduler._stealing import find_victims, plan_steals
@@ -27,6 +29,7 @@ _HELD_PASSES = 64
 DURATIONS_KEPT = 4096
 
 
+@trait  # a mixin of SchedulerState (a trait when compiled: see _state_base)
 class Dispatch(StateBase):
     """Readiness, queues, placement and stealing."""
 
@@ -183,7 +186,7 @@ class Dispatch(StateBase):
         queue = self._queue
         if not queue or not self.workers:
             return
-        pick = self._room.pick
+        pick = self._room.picker()
         while queue:
             ts = queue[0][1]  # (ts.prio, ts)
             if ts.state != "queued":

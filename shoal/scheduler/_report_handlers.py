@@ -8,6 +8,8 @@ and the task stream they are recorded in, and copies of data made or dropped on 
 
 from __future__ import annotations
 
+from mypy_extensions import trait
+
 from shoal.protocol._serialize import Serialized
 from shoal.scheduler._events import (
     DataCopied,
@@ -27,6 +29,7 @@ from shoal.scheduler._state_base import FIRE_AND_FORGET, StateBase, key_prefix
 from shoal.scheduler._tasks import Key, hold, unguess, unhold, waits_again
 
 
+@trait  # a mixin of SchedulerState (a trait when compiled: see _state_base)
 class ReportHandlers(StateBase):
     """The handlers of workers' reports on tasks and data."""
 

@@ -16,6 +16,7 @@ estimate dipped). Pure: no I/O, no clock.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from heapq import heapify, heappop, heappush
 from typing import Any
 
@@ -44,6 +45,25 @@ class RoomIndex:
         self._heap: list[_Entry] = []  # entries of workers that may have room
         self._full: list[tuple[float, int, _Entry]] = []  # parked: (-room left, order, entry)
         self._dirty: set[WorkerState] = set()
+        # Told of every pick (est, the worker picked or None) while set: tests check the
+        # scheduler's picks against a scan of all workers. A hook, because in the compiled
+        # build (mypyc) neither the index nor the scheduler's attribute holding it can be
+        # replaced by a wrapper. Read once per fill (``picker``), not per pick.
+        self.check: Callable[[float, WorkerState | None], None] | None = None
+
+    def picker(self) -> Callable[[float], WorkerState | None]:
+        """:meth:`pick`, or while :attr:`check` is set, pick-then-check."""
+        check = self.check
+        if check is None:
+            return self.pick
+        pick = self.pick
+
+        def checked(est: float) -> WorkerState | None:
+            ws = pick(est)
+            check(est, ws)
+            return ws
+
+        return checked
 
     def add(self, ws: WorkerState) -> None:
         self._seq[ws] = next(self._order)

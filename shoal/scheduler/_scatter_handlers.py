@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mypy_extensions import trait
+
 from shoal.scheduler._events import (
     DataScattered,
     DropScattered,
@@ -24,6 +26,7 @@ from shoal.scheduler._state_base import ACTIVE, STATES, StateBase, key_prefix
 from shoal.scheduler._tasks import Key, TaskState, WorkerState, hold
 
 
+@trait  # a mixin of SchedulerState (a trait when compiled: see _state_base)
 class ScatterHandlers(StateBase):
     """The handlers of scattered data and their acknowledgements."""
 

@@ -179,7 +179,8 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         # The GC policy (shoal/_gc.py) while this scheduler runs; its tasks count as held.
         gc_loop = asyncio.get_running_loop()
         _gc.keeper().acquire(gc_loop)
-        _gc.keeper().watch(self.state, "tasks")
+        # (watched through this server: a compiled SchedulerState takes no weak references)
+        _gc.keeper().watch(self, "state.tasks")
         self._gc_release = weakref.finalize(self, _gc.keeper().release, gc_loop)
         if self.dashboard_address is not None:
             await self._open_dashboard(self.dashboard_address)

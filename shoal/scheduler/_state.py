@@ -22,6 +22,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from shoal.scheduler import _placement as placement
 from shoal.scheduler._client_handlers import ClientHandlers
 from shoal.scheduler._dispatch import DURATIONS_KEPT as DURATIONS_KEPT
@@ -75,6 +77,7 @@ from shoal.scheduler._transitions import InvalidTransition as InvalidTransition
 from shoal.scheduler._worker_handlers import WorkerHandlers
 
 
+@mypyc_attr(native_class=False)  # compiled: an exception stays a Python class
 class EventsFailed(RuntimeError):
     """Handling some events raised (a shoal bug). The state changes made are kept, and
     ``commands`` holds every command decided in the batch: carry them out, or workers and

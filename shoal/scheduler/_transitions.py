@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable
 from sys import intern
 from typing import Any
 
+from mypy_extensions import mypyc_attr, trait
+
 from shoal.protocol._errors import scheduler_error
 from shoal.scheduler._events import (
     ContinueWork,
@@ -47,6 +49,7 @@ _KEEPS_INPUTS = ACTIVE | {"erred"}
 TIDY_STEP = 5_000
 
 
+@mypyc_attr(native_class=False)  # compiled: an exception stays a Python class
 class InvalidTransition(RuntimeError):
     """The scheduler was asked for a move its transition table does not allow (a shoal bug)."""
 
@@ -59,6 +62,7 @@ class InvalidTransition(RuntimeError):
         self.key, self.start, self.finish = key, start, finish
 
 
+@trait  # a mixin of SchedulerState (a trait when compiled: see _state_base)
 class Transitions(StateBase):
     """The moves of tasks between states, and the cascades of moves."""
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
+from mypy_extensions import trait
+
 from shoal.protocol._errors import scheduler_error
 from shoal.protocol._serialize import dumps
 from shoal.scheduler._events import (
@@ -29,6 +31,7 @@ from shoal.scheduler._state_base import StateBase
 from shoal.scheduler._tasks import TaskState, WorkerState, unhold, waits_again
 
 
+@trait  # a mixin of SchedulerState (a trait when compiled: see _state_base)
 class WorkerHandlers(StateBase):
     """The handlers of worker membership and failure events."""
 

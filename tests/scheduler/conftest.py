@@ -5,10 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from _compiled import check_build
 
 from shoal.scheduler._state import SchedulerState
 
 from ._sim import Sim
+
+# Under make test's compiled step (SHOAL_EXPECT_COMPILED=1): stop at once if the compiled
+# modules are not the ones imported.
+check_build()
 
 
 @pytest.fixture
