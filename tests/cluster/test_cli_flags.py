@@ -9,6 +9,7 @@ import pytest
 
 from shoal import __version__
 from shoal.cluster import cli
+from shoal.scheduler import build
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +45,7 @@ def test_version_is_printed_by_every_command(command, capsys):
     with pytest.raises(SystemExit) as info:
         cli.main([*command, "--version"])
     assert info.value.code == 0
-    assert capsys.readouterr().out.strip() == f"shoal {__version__}"
+    assert capsys.readouterr().out.strip() == f"shoal {__version__} (scheduler state machine: {build()})"
 
 
 def test_worker_help_lists_the_deployment_flags(capsys):
