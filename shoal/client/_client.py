@@ -282,8 +282,9 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         self._started: Any = started if self.asynchronous else None  # (not self: no cycle)
 
     async def _start(self, address: Any, cluster_kwargs: dict[str, Any]) -> Client:
-        """Start the own LocalCluster (off the loop: it waits on the loop), connect, and
-        become the current (and perhaps dask's default) client."""
+        """Start the own LocalCluster (a synchronous one off the loop, since it waits on
+        the loop; an asynchronous one here), connect, and become the current (and
+        perhaps dask's default) client."""
         from shoal.cluster._local import LocalCluster
         from shoal.comm._security import Security
 
