@@ -57,6 +57,28 @@ def split_cores(n_workers: int | None, threads_per_worker: int | None, cores: in
     return n_workers, threads_per_worker
 
 
+def local_shape(n_workers: int | None, threads_per_worker: int | None, processes: bool,
+                cores: int) -> tuple[int, int]:
+    """dask's ``LocalCluster`` rule for workers x threads: threads only (processes=False)
+    → one worker with every core as a thread unless told; a number of workers alone → the
+    cores shared out, rounded up (dask overcommits rather than undercommits); otherwise
+    :func:`split_cores`."""
+    if not processes and n_workers is None:
+        return 1, threads_per_worker if threads_per_worker is not None else cores
+    if n_workers and threads_per_worker is None:
+        return n_workers, max(1, math.ceil(cores / n_workers))
+    return split_cores(n_workers, threads_per_worker, cores)
+
+
+def local_memory_limit(value: Any, n_workers: int, threads_per_worker: int) -> int:
+    """A LocalCluster worker's memory limit: ``"auto"`` shares the machine's memory out
+    between the ``n_workers`` workers, as dask's LocalCluster does (none started: by the
+    worker's share of the cores); anything else as :func:`parse_memory_limit` reads it."""
+    if isinstance(value, str) and value == "auto" and n_workers:
+        return parse_memory_limit("auto", 1, cores=n_workers)
+    return parse_memory_limit(value, threads_per_worker)
+
+
 def parse_memory_limit(value: Any, nthreads: int, cores: int | None = None,
                        total: int | None = None) -> int:
     """A worker's memory limit in bytes, 0 for none, as dask's ``parse_memory_limit``
@@ -96,11 +118,14 @@ class LocalCluster:
     """A scheduler in this process and ``n_workers`` worker processes.
 
     Args:
-        n_workers, threads_per_worker: how to split this machine (dask's defaults).
+        n_workers, threads_per_worker: how to split this machine (dask's defaults: up to
+            4 cores a single-threaded worker per core, more about sqrt(cores) workers;
+            with processes=False one worker with every core as a thread).
         processes: workers in their own processes (True, the default) or as threads here
             (False); dask's ``worker_class`` (``Nanny`` or ``Worker``) decides it too.
         memory_limit: per worker: bytes, "4GB", a fraction of the machine's memory, "auto"
-            (the machine's memory split by cores, the default) or 0/None for no limit.
+            (the machine's memory shared out between the workers, the default) or 0/None
+            for no limit.
         local_directory: where each worker makes its own directory, for spilled values and
             uploaded files (dask's ``temporary-directory`` config, else the system's
             temporary directory).
@@ -208,9 +233,11 @@ class LocalCluster:
                             f"{scheduler_sync_interval!r}")
         host = options.resolve_host(host, ip, interface)
         level = options.log_level(silence_logs)
-        self.n_workers, self.threads_per_worker = split_cores(n_workers, threads_per_worker, _cpu_count())
         self.processes = options.choose_processes(processes, worker_class)
-        self.memory_limit = parse_memory_limit(memory_limit, self.threads_per_worker)
+        self.n_workers, self.threads_per_worker = local_shape(
+            n_workers, threads_per_worker, self.processes, _cpu_count())
+        self.memory_limit = local_memory_limit(memory_limit, self.n_workers,
+                                               self.threads_per_worker)
         self.local_directory = local_directory
         self.host = host
         self.resources = check_resources(resources)  # per worker
