@@ -460,6 +460,10 @@ class LocalCluster:
         """
         if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
             raise ValueError(f"n_workers must be a positive integer, got {n_workers!r}")
+        if isinstance(timeout, str):  # dask takes durations like "10s"
+            from dask.utils import parse_timedelta
+
+            timeout = parse_timedelta(timeout)
         if timeout is not None and (isinstance(timeout, bool)
                                     or not isinstance(timeout, (int, float)) or timeout <= 0):
             raise ValueError(f"timeout must be a positive number of seconds or None, got "

@@ -113,6 +113,7 @@ def test_wait_for_workers_and_scheduler_info_of_a_synchronous_cluster(no_leftove
     with LocalCluster(n_workers=1, processes=False, threads_per_worker=1,
                       dashboard_address=None, timeout=START) as cluster:
         assert cluster.wait_for_workers(1, timeout=60) is None
+        assert cluster.wait_for_workers(1, timeout="1 minute") is None  # dask's durations
         with pytest.raises(TimeoutError, match=r"only 1 of 2 workers registered within 0\.2 s"):
             cluster.wait_for_workers(2, timeout=0.2)
         with pytest.raises(ValueError, match="n_workers must be a positive integer"):
