@@ -282,17 +282,24 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         self._started: Any = started if self.asynchronous else None  # (not self: no cycle)
 
     async def _start(self, address: Any, cluster_kwargs: dict[str, Any]) -> Client:
-        """Start the own LocalCluster (off the loop: it waits on the loop), connect, and
-        become the current (and perhaps dask's default) client."""
+        """Start the own LocalCluster (a synchronous one off the loop, since it waits on
+        the loop; an asynchronous one here), connect, and become the current (and
+        perhaps dask's default) client."""
         from shoal.cluster._local import LocalCluster
         from shoal.comm._security import Security
 
         loop = asyncio.get_running_loop()
         try:
-            if address is None:
+            if address is None and self.asynchronous:
+                # As dask's: an asynchronous cluster (its start runs on this loop too).
+                self.cluster = LocalCluster(**cluster_kwargs, asynchronous=True)
+                self._owns_cluster = True
+            elif address is None:
                 self.cluster = await loop.run_in_executor(
                     None, functools.partial(LocalCluster, **cluster_kwargs))
                 self._owns_cluster = True
+            if isinstance(self.cluster, LocalCluster) and self.cluster.asynchronous:
+                await self.cluster._until_started()  # (one given may still be starting)
             if isinstance(self.cluster, LocalCluster) and not self._security_given:
                 # Results and actor calls go straight to its workers: the same credentials.
                 self.security = self.cluster.scheduler.security
@@ -312,7 +319,7 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         except BaseException:
             self.status = "closed"
             if self._owns_cluster and self.cluster is not None:
-                await loop.run_in_executor(None, self.cluster.close)
+                await _close_cluster(self.cluster)
             raise
         self.status = "running"
         if self._deployed is not None:
@@ -620,7 +627,7 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
             c.close()
         self._mark_closed()
         if with_cluster and self._owns_cluster and self.cluster is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self.cluster.close)
+            await _close_cluster(self.cluster)
 
     def _mark_closed(self) -> None:
         """Closed: note the keys it held, and end what its futures wait for ("lost")."""
@@ -723,7 +730,24 @@ if TYPE_CHECKING:
 
 async def _shutdown_async(closing: Any, cluster: Any) -> None:
     await closing
-    if cluster is not None:  # closing it waits on shoal's loop: from a thread
+    if cluster is None:
+        return
+    if getattr(cluster, "asynchronous", False):
+        done = cluster.close()
+        if done is not None:
+            await done
+    else:  # closing it waits on shoal's loop: from a thread
+        await asyncio.get_running_loop().run_in_executor(None, cluster.close)
+
+
+async def _close_cluster(cluster: Any) -> None:
+    """Close a client's own cluster from shoal's loop: an asynchronous one right here, a
+    synchronous one (whose close waits on this loop) from a thread."""
+    from shoal.cluster._local import LocalCluster
+
+    if isinstance(cluster, LocalCluster) and cluster.asynchronous:
+        await cluster._close_async()
+    else:
         await asyncio.get_running_loop().run_in_executor(None, cluster.close)
 
 

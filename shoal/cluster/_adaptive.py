@@ -73,7 +73,10 @@ class Adaptive:
         # (what, detail) of each change made, the latest 10,000 (as dask's Adaptive.log)
         self.log: collections.deque[tuple[str, Any]] = collections.deque(maxlen=10_000)
         self._task: asyncio.Task[None] | None = None
-        _loop.run_sync(self._start())
+        self._stopped = False
+        # Not waited for: adapt() must not block an asynchronous cluster's caller (whose
+        # event loop is not shoal's), nor fail when called on shoal's loop itself.
+        _loop.call_soon(self._begin)
 
     @property
     def minimum(self) -> int:
@@ -91,11 +94,15 @@ class Adaptive:
     def target_duration(self) -> float:
         return self.policy.target_duration
 
-    async def _start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+    def _begin(self) -> None:
+        """On shoal's loop: start adapting, unless stopped already."""
+        if not self._stopped:
+            self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
-        while True:
+        # Not ``while True``: a cancel arriving as a step's wait ends is lost inside
+        # asyncio.wait_for on Python 3.11, and the loop would go on; the flag ends it.
+        while not self._stopped:
             try:
                 await self.adapt()
             except asyncio.CancelledError:
@@ -123,9 +130,14 @@ class Adaptive:
 
     def stop(self) -> None:
         """Stop adapting (the workers stay as they are)."""
+        self._stopped = True
+        _loop.call_soon(self._cancel)
+
+    def _cancel(self) -> None:
+        """On shoal's loop (after ``_begin``: the loop keeps their order)."""
         task, self._task = self._task, None
         if task is not None and not task.done():
-            _loop.call_soon(task.cancel)
+            task.cancel()
 
     def __repr__(self) -> str:
         return (f"<Adaptive minimum={self.minimum} maximum={self.maximum} "

@@ -7,18 +7,24 @@ limits, starting and stopping everything (no leftover processes, ever), and the 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import html
 import itertools
 import logging
 import math
 import os
+import warnings
 import weakref
+from collections.abc import Coroutine, Generator
 from typing import Any
 
 import psutil
 from dask.utils import parse_bytes
 
 from shoal import _logs, _loop
+from shoal.client._faces import Ready
+from shoal.cluster import _local_options as options
 from shoal.scheduler._server import Scheduler
 from shoal.worker._nanny import Nanny
 from shoal.worker._resources import check_resources
@@ -49,6 +55,28 @@ def split_cores(n_workers: int | None, threads_per_worker: int | None, cores: in
     if threads_per_worker is None:
         return n_workers, max(1, cores // max(n_workers, 1))
     return n_workers, threads_per_worker
+
+
+def local_shape(n_workers: int | None, threads_per_worker: int | None, processes: bool,
+                cores: int) -> tuple[int, int]:
+    """dask's ``LocalCluster`` rule for workers x threads: threads only (processes=False)
+    → one worker with every core as a thread unless told; a number of workers alone → the
+    cores shared out, rounded up (dask overcommits rather than undercommits); otherwise
+    :func:`split_cores`."""
+    if not processes and n_workers is None:
+        return 1, threads_per_worker if threads_per_worker is not None else cores
+    if n_workers and threads_per_worker is None:
+        return n_workers, max(1, math.ceil(cores / n_workers))
+    return split_cores(n_workers, threads_per_worker, cores)
+
+
+def local_memory_limit(value: Any, n_workers: int, threads_per_worker: int) -> int:
+    """A LocalCluster worker's memory limit: ``"auto"`` shares the machine's memory out
+    between the ``n_workers`` workers, as dask's LocalCluster does (none started: by the
+    worker's share of the cores); anything else as :func:`parse_memory_limit` reads it."""
+    if isinstance(value, str) and value == "auto" and n_workers:
+        return parse_memory_limit("auto", 1, cores=n_workers)
+    return parse_memory_limit(value, threads_per_worker)
 
 
 def parse_memory_limit(value: Any, nthreads: int, cores: int | None = None,
@@ -90,51 +118,106 @@ class LocalCluster:
     """A scheduler in this process and ``n_workers`` worker processes.
 
     Args:
-        n_workers, threads_per_worker: how to split this machine (dask's defaults).
-        processes: workers in their own processes (True) or as threads here (False).
+        n_workers, threads_per_worker: how to split this machine (dask's defaults: up to
+            4 cores a single-threaded worker per core, more about sqrt(cores) workers;
+            with processes=False one worker with every core as a thread).
+        processes: workers in their own processes (True, the default) or as threads here
+            (False); dask's ``worker_class`` (``Nanny`` or ``Worker``) decides it too.
         memory_limit: per worker: bytes, "4GB", a fraction of the machine's memory, "auto"
-            (the machine's memory split by cores, the default) or 0/None for no limit.
+            (the machine's memory shared out between the workers, the default) or 0/None
+            for no limit.
         local_directory: where each worker makes its own directory, for spilled values and
             uploaded files (dask's ``temporary-directory`` config, else the system's
             temporary directory).
-        host: interface to bind (loopback by default: nothing is exposed).
+        host: address to bind (loopback by default: nothing is exposed); ``ip`` is dask's
+            old name for it; ``interface`` (like ``"eth0"``) binds that network
+            interface's IPv4 address instead.
         scheduler_port: 0 picks a free port.
         dashboard_address: ":8787" like dask; ":0" any free port; None for no dashboard.
+        silence_logs: a logging level (dask's default ``logging.WARN``): while the cluster
+            is open, shoal's loggers here and in its worker processes hand on only records
+            at that level and above; False or None leaves logging alone.
+        timeout: seconds that start-up and each ``scale`` may take.
+        name: the cluster's name (``cluster.name``).
         security: a :class:`shoal.Security` (TLS certificates, token), e.g.
             ``Security.temporary()``; binding off loopback without one makes up a token.
         protocol: "tcp://" or "tls://" (default: tls when ``security`` has certificates).
         resources: abstract resources of each worker, like ``{"GPU": 1}`` (default: dask's
             config ``distributed.worker.resources``); tasks submitted with
             ``resources={"GPU": 1}`` run only where that much is free.
+        asynchronous: for use in a coroutine: ``await LocalCluster(..., asynchronous=True)``
+            (or ``async with``) waits for it to start, and ``scale``, ``scale_up``,
+            ``scale_down``, ``wait_for_workers``, ``get_logs`` and ``close`` return
+            awaitables. The scheduler and workers run on shoal's own loop thread either
+            way, so your event loop is never blocked by the cluster's work.
+        loop: accepted for dask's signature and ignored (the cluster runs on shoal's loop,
+            ``cluster.loop``).
+        start: dask's deprecated argument, without effect (as in dask).
+        worker_dashboard_address: accepted; shoal's workers serve no dashboard of their
+            own (a value other than None warns): the scheduler's dashboard shows each one.
+        scheduler_kwargs: dask's ``Scheduler`` arguments shoal honours: ``port``,
+            ``dashboard_address``, ``allowed_failures``, ``worker_ttl``, ``bandwidth``.
+        scheduler_sync_interval: accepted; the cluster reads its scheduler (in this
+            process) directly, so ``scheduler_info`` is always current.
 
     Raises:
         ValueError: an argument is out of range; the message says which.
+        TypeError: an argument shoal does not take (``services``, ``worker_services``,
+            ``service_kwargs``, ``blocked_handlers``, another ``worker_class``, an unknown
+            keyword): the message names it and what to do.
     """
 
     def __init__(
         self,
         n_workers: int | None = None,
         threads_per_worker: int | None = None,
-        processes: bool = True,
+        processes: bool | None = None,
         memory_limit: Any = "auto",
-        host: str = "127.0.0.1",
+        host: str | None = None,
         scheduler_port: int = 0,
         dashboard_address: str | None = ":8787",
-        silence_logs: Any = None,
+        silence_logs: Any = logging.WARN,
         timeout: float = 60.0,
         name: str | None = None,
         local_directory: str | None = None,
         security: Any = None,
         protocol: str | None = None,
         resources: dict[str, float] | None = None,
+        *,
+        asynchronous: bool = False,
+        loop: Any = None,
+        start: Any = None,
+        ip: str | None = None,
+        interface: str | None = None,
+        worker_dashboard_address: str | None = None,
+        scheduler_kwargs: dict[str, Any] | None = None,
+        worker_class: Any = None,
+        scheduler_sync_interval: Any = 1,
+        services: Any = None,
+        worker_services: Any = None,
+        service_kwargs: Any = None,
+        blocked_handlers: Any = None,
         **kwargs: Any,
     ) -> None:
         if kwargs:
             raise TypeError(
                 f"LocalCluster got unexpected arguments {sorted(kwargs)}; it takes n_workers, "
                 "threads_per_worker, processes, memory_limit, host, scheduler_port, "
-                "dashboard_address, local_directory, security, protocol, resources"
+                "dashboard_address, silence_logs, timeout, name, local_directory, security, "
+                "protocol, resources and dask's asynchronous, loop, ip, interface, "
+                "worker_dashboard_address, scheduler_kwargs, worker_class"
             )
+        options.refuse_unsupported({"services": services, "worker_services": worker_services,
+                                    "service_kwargs": service_kwargs,
+                                    "blocked_handlers": blocked_handlers})
+        if start is not None:
+            warnings.warn("The `start` parameter has been deprecated and has no effect.",
+                          DeprecationWarning, stacklevel=2)
+        if worker_dashboard_address is not None:
+            warnings.warn(f"LocalCluster(worker_dashboard_address={worker_dashboard_address!r}): "
+                          "shoal's workers serve no dashboard of their own; the scheduler's "
+                          "dashboard (cluster.dashboard_link) shows each worker", UserWarning,
+                          stacklevel=2)
         for label, value in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise ValueError(f"{label} must be a non-negative integer, got {value!r}")
@@ -144,27 +227,48 @@ class LocalCluster:
             raise ValueError(f"scheduler_port must be a port number (0 for any), got {scheduler_port!r}")
         if dashboard_address is not None and not isinstance(dashboard_address, str):
             raise TypeError(f"dashboard_address must be like ':8787' or None, got {dashboard_address!r}")
-        self.n_workers, self.threads_per_worker = split_cores(n_workers, threads_per_worker, _cpu_count())
-        self.processes = processes
-        self.memory_limit = parse_memory_limit(memory_limit, self.threads_per_worker)
+        if isinstance(scheduler_sync_interval, bool) or not isinstance(
+                scheduler_sync_interval, (int, float, str)):
+            raise TypeError(f"scheduler_sync_interval must be seconds (or like '1s'), got "
+                            f"{scheduler_sync_interval!r}")
+        host = options.resolve_host(host, ip, interface)
+        level = options.log_level(silence_logs)
+        self.processes = options.choose_processes(processes, worker_class)
+        self.n_workers, self.threads_per_worker = local_shape(
+            n_workers, threads_per_worker, self.processes, _cpu_count())
+        self.memory_limit = local_memory_limit(memory_limit, self.n_workers,
+                                               self.threads_per_worker)
         self.local_directory = local_directory
         self.host = host
         self.resources = check_resources(resources)  # per worker
         self.name = name or "LocalCluster"
         self.status = "starting"
+        self._asynchronous = bool(asynchronous)
         length = _logs.configured_length()  # distributed.admin.log-length, as the others
         _logs.ring("shoal.cluster", length)  # recent records, for get_logs()
         _logs.ring("shoal.adaptive", length)
         if protocol is not None and protocol.rstrip(":/") not in ("tcp", "tls"):
             raise ValueError(f"protocol must be 'tcp://' or 'tls://', got {protocol!r}")
-        self.scheduler = Scheduler(host, scheduler_port, dashboard_address=dashboard_address,
-                                   security=security, protocol=protocol, **_scheduler_config())
+        settings = options.scheduler_options(scheduler_kwargs, scheduler_port, dashboard_address,
+                                             _scheduler_config())
+        self.scheduler = Scheduler(host, settings.pop("port"), security=security,
+                                   protocol=protocol, **settings)
+        self._worker_env = ({options.LOG_LEVEL_ENV: quiet}
+                            if (quiet := options.worker_level(level)) else None)
+        self._quiet = options.QuietLogs(level)
         self.nannies: list[Nanny] = []
         self._inproc_workers: list[Any] = []
         self._names = itertools.count()  # worker names: "0", "1"... never reused
         self._adaptive: Any = None
         self._timeout = timeout  # bounds start-up and each scale()
+        self._stopping: asyncio.Future[None] | None = None  # the one close (see _stop)
+        self._started: concurrent.futures.Future[None] | None = None  # asynchronous start
         _live.add(self)
+        if self._asynchronous:
+            # Started now on shoal's loop; ``await cluster`` waits for it (from any loop).
+            self._started = asyncio.run_coroutine_threadsafe(self._start_or_close(),
+                                                             _loop.get_loop())
+            return
         try:
             _loop.run_sync(self._start(), timeout)
         except BaseException:
@@ -176,6 +280,28 @@ class LocalCluster:
         await self.scheduler.start()
         await self._add_workers(self.n_workers)
 
+    async def _start_or_close(self) -> None:
+        """An asynchronous cluster's start: running, or closed with the error raised."""
+        try:
+            await asyncio.wait_for(self._start(), self._timeout)
+        except BaseException as exc:
+            logger.debug("the local cluster failed to start: %r", exc)
+            await self._stop(20.0)
+            raise
+        if self.status == "starting":  # (not if closed meanwhile)
+            self.status = "running"
+
+    async def _until_started(self) -> None:
+        """Wait (on shoal's loop) until an asynchronous cluster has started.
+
+        Raises:
+            what its start raised; RuntimeError if it was closed first.
+        """
+        if self._started is not None:
+            await _start_of(self._started)
+        if self.status != "running":
+            raise RuntimeError(f"this LocalCluster is {self.status}")
+
     async def _add_workers(self, n: int) -> None:
         """Start ``n`` more workers (in parallel) and wait until they have registered."""
         target = len(self.scheduler.state.workers) + n
@@ -184,7 +310,8 @@ class LocalCluster:
                 Nanny(self.scheduler.address, nthreads=self.threads_per_worker,
                       name=str(next(self._names)), memory_limit=self.memory_limit, host=self.host,
                       local_directory=self.local_directory,
-                      security=self.scheduler.security, resources=self.resources)
+                      security=self.scheduler.security, resources=self.resources,
+                      env=self._worker_env)
                 for _ in range(n)
             ]
             self.nannies.extend(new)
@@ -205,18 +332,43 @@ class LocalCluster:
     # --- scaling -----------------------------------------------------------------------------
 
     def scale(self, n: int | None = None, *, cores: int | None = None,
-              memory: Any = None) -> None:
+              memory: Any = None) -> Any:
         """Run ``n`` workers (or enough for ``cores`` threads / ``memory`` bytes): start
         new ones, or retire the extra ones gracefully (results still needed are first
-        moved to the workers that stay). Returns once the cluster has that many workers.
+        moved to the workers that stay). Returns once the cluster has that many workers;
+        for an asynchronous cluster, returns an awaitable at once (the scaling goes ahead
+        whether or not it is awaited; awaiting it waits for the workers).
 
         Raises:
             ValueError: ``n`` is negative or not an integer.
+            RuntimeError: the cluster is closed.
         """
         n = self._count_for(n, cores, memory)
-        if self.status != "running":
-            raise RuntimeError(f"this LocalCluster is {self.status}; scale() needs a running one")
-        _loop.run_sync(self._scale(n), self._timeout)
+        self._check_usable("scale()")
+        return self._face(self._scale(n), self._timeout, "scale")
+
+    def _check_usable(self, what: str) -> None:
+        """Raise unless running (or, asynchronous, still starting: the operation waits)."""
+        if self.status == "running" or (self._asynchronous and self.status == "starting"):
+            return
+        raise RuntimeError(f"this LocalCluster is {self.status}; {what} needs a running one")
+
+    def _face(self, work: Coroutine[Any, Any, Any], timeout: float | None, what: str) -> Any:
+        """Run ``work`` on shoal's loop: blocking the caller for a synchronous cluster; for
+        an asynchronous one started now (after the cluster's own start) and handed back as
+        an awaitable, so the caller's event loop is never blocked."""
+        if not self._asynchronous:
+            return _loop.run_sync(work, timeout)
+        return Pending(asyncio.run_coroutine_threadsafe(self._after_start(work, timeout),
+                                                        _loop.get_loop()), what)
+
+    async def _after_start(self, work: Coroutine[Any, Any, Any], timeout: float | None) -> Any:
+        try:
+            await self._until_started()
+        except BaseException:
+            work.close()
+            raise
+        return await asyncio.wait_for(work, timeout)
 
     def _count_for(self, n: Any, cores: Any, memory: Any) -> int:
         if cores is not None:
@@ -298,28 +450,78 @@ class LocalCluster:
         """Worker name → its nanny (or in-process worker), as dask's ``cluster.workers``."""
         return {str(w.name): w for w in self._live_workers()}
 
-    def wait_for_workers(self, n_workers: int, timeout: float | None = None) -> None:
-        _loop.run_sync(self.scheduler.wait_for_workers(n_workers, timeout))
+    def wait_for_workers(self, n_workers: int, timeout: float | None = None) -> Any:
+        """Wait until at least ``n_workers`` workers have registered (an awaitable for an
+        asynchronous cluster).
+
+        Raises:
+            ValueError: ``n_workers`` is not a positive integer.
+            TimeoutError: not that many within ``timeout`` seconds (None: no limit).
+        """
+        if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
+            raise ValueError(f"n_workers must be a positive integer, got {n_workers!r}")
+        if isinstance(timeout, str):  # dask takes durations like "10s"
+            from dask.utils import parse_timedelta
+
+            timeout = parse_timedelta(timeout)
+        if timeout is not None and (isinstance(timeout, bool)
+                                    or not isinstance(timeout, (int, float)) or timeout <= 0):
+            raise ValueError(f"timeout must be a positive number of seconds or None, got "
+                             f"{timeout!r}")
+        self._check_usable("wait_for_workers()")
+        return self._face(self._wait_for_workers(n_workers, timeout), None, "wait_for_workers")
+
+    async def _wait_for_workers(self, n_workers: int, timeout: float | None) -> None:
+        try:
+            await self.scheduler.wait_for_workers(n_workers, timeout)
+        except TimeoutError:
+            raise TimeoutError(f"only {len(self.scheduler.state.workers)} of {n_workers} "
+                               f"workers registered within {timeout} s") from None
 
     @property
     def asynchronous(self) -> bool:
-        """False: a LocalCluster's methods block (an asynchronous *Client* may start one:
-        ``await Client(n_workers=..., asynchronous=True)``)."""
-        return False
+        """Whether the methods return awaitables (``LocalCluster(asynchronous=True)``)."""
+        return self._asynchronous
 
-    def scale_up(self, n: int = 0, memory: Any = None, cores: int | None = None) -> None:
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """shoal's event loop, on which the scheduler and the nannies run (its own thread)."""
+        return _loop.get_loop()
+
+    @property
+    def scheduler_info(self) -> dict[str, Any]:
+        """dask's ``cluster.scheduler_info``: the scheduler's identity (``address``,
+        ``services``...) and its ``workers`` by address, as of now."""
+        from shoal.scheduler._views import scheduler_info
+
+        if self.scheduler.address == "":
+            return {"workers": {}}
+        for _ in range(_READ_ATTEMPTS):
+            try:  # read here, not on the loop: never waits (see _READ_ATTEMPTS)
+                return scheduler_info(self.scheduler)
+            except RuntimeError as exc:  # a dict changed size while it was read
+                logger.debug("scheduler_info read again: %s", exc)
+        return _loop.run_sync(_on_loop(scheduler_info, self.scheduler), self._timeout)
+
+    def scale_up(self, n: int = 0, memory: Any = None, cores: int | None = None) -> Any:
         """dask's ``Cluster.scale_up``: ``scale(n, memory=, cores=)``."""
-        self.scale(n, cores=cores, memory=memory)
+        return self.scale(n, cores=cores, memory=memory)
 
-    def scale_down(self, workers: Any) -> None:
+    def scale_down(self, workers: Any) -> Any:
         """Retire these workers gracefully and stop them (``workers``: worker names, as
-        ``cluster.workers`` keys them, or addresses); returns once they are gone.
+        ``cluster.workers`` keys them, or addresses); returns once they are gone (an
+        awaitable for an asynchronous cluster).
 
         Raises:
             ValueError: a worker that is not in this cluster.
         """
         if isinstance(workers, (str, int)):
             workers = [workers]
+        workers = list(workers)
+        self._check_usable("scale_down")
+        return self._face(self._scale_down(workers), self._timeout, "scale_down")
+
+    async def _scale_down(self, workers: list[Any]) -> None:
         by_name = {str(ws.name): a for a, ws in self.scheduler.state.workers.items()}
         live = self.scheduler.state.workers
         addresses, unknown = [], []
@@ -333,27 +535,27 @@ class LocalCluster:
         if unknown:
             raise ValueError(f"scale_down: no worker named {unknown} in this cluster; see "
                              f"cluster.workers (names) or scheduler_info() (addresses)")
-        if self.status != "running":
-            raise RuntimeError(f"this LocalCluster is {self.status}; scale_down needs a running one")
         if addresses:
-            _loop.run_sync(self._retire(addresses), self._timeout)
+            await self._retire(addresses)
 
     def get_logs(self, cluster: bool = True, scheduler: bool = True,
-                 workers: Any = True) -> dict[str, str]:
+                 workers: Any = True) -> Any:
         """Recent log lines, newest first, as text per source: ``"Cluster"`` (this object,
         its adaptive scaling), ``"Scheduler"`` and each worker's address (``workers``: True
-        for all, or a list of addresses).
+        for all, or a list of addresses). An awaitable for an asynchronous cluster.
 
         Raises:
             RuntimeError: the cluster is closed.
         """
+        self._check_usable("get_logs")
+        return self._face(self._get_logs(cluster, scheduler, workers), self._timeout, "get_logs")
+
+    async def _get_logs(self, cluster: bool, scheduler: bool, workers: Any) -> dict[str, str]:
         from shoal._run import pickle_code
         from shoal.protocol._errors import error_to_exception
         from shoal.protocol._serialize import Serialized, loads
         from shoal.worker._introspect import worker_logs
 
-        if self.status != "running":
-            raise RuntimeError(f"this LocalCluster is {self.status}; get_logs needs a running one")
         fmt = _logs.configured_format()
         out: dict[str, str] = {}
         if cluster:
@@ -364,12 +566,9 @@ class LocalCluster:
             out["Scheduler"] = "\n".join(line for _lv, line in self.scheduler.logs.newest(fmt=fmt))
         if workers:
             chosen = None if workers is True else [workers] if isinstance(workers, str) else list(workers)
-
-            async def ask() -> dict[str, Any]:
-                return await self.scheduler.start_run(None, pickle_code(worker_logs),  # type: ignore[arg-type]
-                                                      chosen)
-
-            for address, (ok, value) in _loop.run_sync(ask(), self._timeout).items():
+            answers = await self.scheduler.start_run(None, pickle_code(worker_logs),  # type: ignore[arg-type]
+                                                     chosen)
+            for address, (ok, value) in answers.items():
                 if not ok:
                     out[address] = f"<no logs: {error_to_exception(value)}>"
                     continue
@@ -378,19 +577,48 @@ class LocalCluster:
         return out
 
     def get_client(self) -> Any:
-        """The open Client connected to this cluster in this process, else a new one."""
+        """The open Client connected to this cluster in this process, else a new one
+        (asynchronous, to be awaited, for an asynchronous cluster)."""
         from shoal.client._client import Client, _current
 
         for ref in reversed(_current):
             c = ref()
             if c is not None and c.status == "running" and c.cluster is self:
                 return c
-        return Client(self)
+        return Client(self, asynchronous=self._asynchronous)
 
-    def close(self, timeout: float = 20.0) -> None:
-        """Stop the workers and the scheduler; waits for the processes to exit."""
+    def close(self, timeout: float = 20.0) -> Any:
+        """Stop the workers and the scheduler; waits for the processes to exit (an
+        awaitable for an asynchronous cluster; a second close does nothing)."""
         if self.status == "closed":
-            return
+            return Ready() if self._asynchronous else None
+        self.status = "closed"
+        if self._asynchronous:
+            return Pending(asyncio.run_coroutine_threadsafe(self._close_async(timeout),
+                                                            _loop.get_loop()), "close")
+        try:
+            _loop.run_sync(self._stop(timeout))
+        except Exception as exc:  # the loop is gone, or called on it: kill what is left
+            logger.warning("closing the local cluster failed (%r); killing its workers", exc)
+            self._kill_now()
+            self._quiet.release()
+        return None
+
+    async def _close_async(self, timeout: float = 20.0) -> None:
+        """Close from shoal's loop (an asynchronous cluster's close, and its client's)."""
+        self.status = "closed"
+        if self._started is not None and not self._started.done():
+            self._started.cancel()  # its start closes what it made (see _start_or_close)
+        await self._stop(timeout)
+
+    async def _stop(self, timeout: float) -> None:
+        """Stop adapting, the workers, then the scheduler, once (later calls wait for the
+        first); past ``timeout`` the worker processes are killed."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop_once(timeout))
+        await asyncio.shield(self._stopping)
+
+    async def _stop_once(self, timeout: float) -> None:
         self.status = "closed"
         if self._adaptive is not None:
             self._adaptive.stop()
@@ -406,21 +634,47 @@ class LocalCluster:
             await self.scheduler.close()
 
         try:
-            _loop.run_sync(stop(), timeout)
+            await asyncio.wait_for(stop(), timeout)
         except Exception as exc:
             logger.warning("closing the local cluster failed (%r); killing its workers", exc)
-            for n in self.nannies:
-                n.kill_nowait()
+            self._kill_now()
+        finally:
+            self._quiet.release()
 
     def _kill_now(self) -> None:
         for n in self.nannies:
             n.kill_nowait()
 
     def __enter__(self) -> LocalCluster:
+        if self._asynchronous:
+            raise TypeError("an asynchronous LocalCluster is used with `async with`, not `with`")
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+    def __await__(self) -> Generator[Any, None, LocalCluster]:
+        """``await LocalCluster(..., asynchronous=True)``: the cluster, once started.
+
+        Raises:
+            what its start raised (the cluster is then closed).
+        """
+        started = self._started
+
+        async def ready() -> LocalCluster:
+            if started is not None:
+                await _start_of(started)
+            return self
+
+        return ready().__await__()
+
+    async def __aenter__(self) -> LocalCluster:
+        return await self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        closing = self.close()
+        if closing is not None:
+            await closing
 
     def __repr__(self) -> str:
         return (
@@ -440,6 +694,58 @@ class LocalCluster:
             f"{self.threads_per_worker} &middot; Memory per worker: "
             f"{self.memory_limit / 2**30:.2f} GiB &middot; Using processes: {self.processes}</p></div>"
         )
+
+
+# Reading the scheduler's dicts from another thread may meet one changing size: read again,
+# this many times, before asking the loop (which may be busy) for a consistent copy.
+_READ_ATTEMPTS = 5
+
+
+async def _on_loop(fn: Any, *args: Any) -> Any:
+    return fn(*args)
+
+
+async def _start_of(started: concurrent.futures.Future[None]) -> None:
+    """Wait for an asynchronous cluster's start from any loop. Shielded: a waiter
+    cancelled (a timeout around ``await cluster``, a cancelled ``scale``) does not cancel
+    the start; only ``close()`` does.
+
+    Raises:
+        RuntimeError: the cluster was closed before it had started.
+    """
+    try:
+        await asyncio.shield(asyncio.wrap_future(started))
+    except asyncio.CancelledError:
+        if started.cancelled():
+            raise RuntimeError("this LocalCluster was closed before it had started") from None
+        raise
+
+
+def _log_failure(what: str, future: concurrent.futures.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.warning("LocalCluster.%s failed (its awaitable was not awaited): %r", what,
+                       future.exception())
+
+
+class Pending:
+    """An operation of an asynchronous cluster, already under way on shoal's loop (as
+    dask's ``scale`` goes ahead without being awaited): ``await`` it, from any event loop,
+    for its result; dropped unawaited, it still completes and a failure is logged."""
+
+    __slots__ = ("_awaited", "_future", "_what")
+
+    def __init__(self, future: concurrent.futures.Future[Any], what: str) -> None:
+        self._future = future
+        self._awaited = False
+        self._what = what
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        self._awaited = True
+        return asyncio.wrap_future(self._future).__await__()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_awaited", True):
+            self._future.add_done_callback(functools.partial(_log_failure, self._what))
 
 
 def _scheduler_config() -> dict[str, Any]:

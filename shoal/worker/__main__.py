@@ -140,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.standby and not _wait_for_go():
         return 0
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    quiet = os.environ.get("SHOAL_LOG_LEVEL")  # LocalCluster(silence_logs=): cluster/_local_options
+    if quiet:
+        logging.getLogger("shoal").setLevel(int(quiet))
 
     gone: list[bool] = []
     restart: list[bool] = []

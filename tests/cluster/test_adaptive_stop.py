@@ -1,0 +1,56 @@
+"""``Adaptive.stop()`` ends the adapting task even when a step swallows the cancel (as
+``asyncio.wait_for`` does on Python 3.11 when its wait ends as the cancel arrives), and
+``adapt()`` does not wait on shoal's loop (an asynchronous cluster's caller is another
+event loop). No processes: the cluster is a stand-in."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from _waiting import wait_for
+
+from shoal import _loop
+from shoal.cluster._adaptive import Adaptive
+
+
+class StandInCluster:
+    status = "running"
+
+
+def test_stop_ends_adapting_even_when_a_step_swallowed_the_cancel(monkeypatch):
+    stepping = threading.Event()
+
+    async def swallowing_step(self: Adaptive) -> None:
+        stepping.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            return  # what wait_for did on 3.11 when the awaited wait had just ended
+
+    monkeypatch.setattr(Adaptive, "adapt", swallowing_step)
+    adaptive = Adaptive(StandInCluster(), minimum=0, maximum=1, interval=0.01)
+    wait_for(stepping.is_set, timeout=30)
+    task = adaptive._task
+    assert task is not None
+    adaptive.stop()
+    wait_for(task.done, timeout=30)
+
+
+def test_adapt_created_on_shoals_loop_itself_starts_without_blocking(monkeypatch):
+    steps = threading.Event()
+
+    async def step(self: Adaptive) -> None:
+        steps.set()
+
+    monkeypatch.setattr(Adaptive, "adapt", step)
+
+    async def make() -> Adaptive:
+        return Adaptive(StandInCluster(), minimum=0, maximum=1, interval=0.01)
+
+    adaptive = _loop.run_sync(make(), 30)
+    try:
+        wait_for(steps.is_set, timeout=30)
+    finally:
+        adaptive.stop()
+    wait_for(lambda: adaptive._task is None, timeout=30)
