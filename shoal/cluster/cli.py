@@ -425,11 +425,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "demo":
         return demo_main(argv[1:])
-    p = argparse.ArgumentParser(prog="shoal", description="shoal: a fast distributed task scheduler")
+    # No abbreviations (as dask's click commands): ``--nthread 2`` is an error, not --nthreads.
+    p = argparse.ArgumentParser(prog="shoal", description="shoal: a fast distributed task scheduler",
+                                allow_abbrev=False)
     p.add_argument("--version", action=_Version, nargs=0,
                    help="print shoal's version and its scheduler build (compiled or pure Python)")
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("scheduler", help="run a scheduler")
+    s = sub.add_parser("scheduler", help="run a scheduler", allow_abbrev=False)
     s.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=8786)
     s.add_argument("--dashboard-address", default=":8787")
@@ -449,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="do not require a token even off loopback (anyone who can reach the "
                    "port can run code)")
     _add_security_flags(s)
-    w = sub.add_parser("worker", help="run workers for a scheduler")
+    w = sub.add_parser("worker", help="run workers for a scheduler", allow_abbrev=False)
     w.add_argument("scheduler", nargs="?", default=None,
                    help="scheduler address, e.g. tcp://127.0.0.1:8786")
     w.add_argument("--scheduler-file", default=None,

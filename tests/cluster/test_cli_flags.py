@@ -155,3 +155,12 @@ def test_a_pid_file_another_process_took_over_is_left_alone(tmp_path):
     with cli._pid_file(str(path)):
         path.write_text("1")  # a second command started with the same --pid-file
     assert path.read_text() == "1"
+
+
+@pytest.mark.parametrize("argv", [
+    ["worker", "tcp://127.0.0.1:8786", "--nthread", "2"],
+    ["scheduler", "--idle", "5"],
+])
+def test_abbreviated_flags_are_errors_as_in_dasks_commands(argv, capsys):
+    # argparse would read ``--nthread 2`` as ``--nthreads 2``; dask's click commands refuse it.
+    assert "unrecognized arguments" in _fails(argv, capsys)
