@@ -26,6 +26,7 @@ import weakref
 from typing import Any
 
 from shoal import _gc, _logs
+from shoal._profiler import Sampler
 from shoal.comm import Connection, listen
 from shoal.comm._handshake import new_token
 from shoal.comm._security import Security, is_loopback
@@ -131,6 +132,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         self.metadata = Metadata()  # client.set_metadata / get_metadata
         self.logs = _logs.ring("shoal.scheduler", _logs.configured_length())
         self._gc_release: weakref.finalize | None = None  # set by start()
+        self.profiler: Sampler | None = None  # its event loop's sampler, set by start()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -147,6 +149,9 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         self.address = f"{scheme}://{host}:{port}"
         logger.info("scheduler at %s", self.address)
         self._spawn(self._tick_loop())
+        from shoal.scheduler._profiling import loop_sampler
+
+        self.profiler = loop_sampler()  # client.profile(scheduler=True)
         # The GC policy (shoal/_gc.py) while this scheduler runs; its tasks count as held.
         gc_loop = asyncio.get_running_loop()
         _gc.keeper().acquire(gc_loop)
@@ -228,6 +233,8 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.plugin_host.close()
+        if self.profiler is not None:
+            self.profiler.close()
         if self.dashboard is not None:
             await self.dashboard.close()
         for conn in [*self._workers.values(), *self._clients.values()]:

@@ -42,6 +42,7 @@ from shoal.protocol._messages import (
     Message,
     PluginSetup,
     PluginTeardown,
+    ProfileAsk,
     RegisterReply,
     Response,
     RestartWorker,
@@ -112,6 +113,9 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
         self.contact_host = plan.contact_host
         self.name = self.name or self.address
         self._new_session(loop)
+        from shoal.worker._profiling import WorkerProfiler
+
+        self._profiler = WorkerProfiler(self)
         await self._register()
 
     def _new_session(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -166,6 +170,8 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
         await self.plugin_host.close()
         if self._executor is not None:
             self._executor.close()
+        if self._profiler is not None:
+            self._profiler.close()
         if self._actors is not None:
             self._actors.close()
         if self._client is not None:
@@ -249,6 +255,9 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
                 from shoal.worker._copies import copy_keys
 
                 self._spawn(copy_keys(self, conn, msg))
+            elif isinstance(msg, ProfileAsk):
+                if self._profiler is not None:
+                    self._profiler.answer(conn, msg)
             elif isinstance(msg, Close):
                 logger.info("worker %s closing: %s", self.address, msg.reason)
                 self.scheduler_gone = True

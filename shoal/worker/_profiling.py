@@ -1,0 +1,48 @@
+"""The worker's statistical profiler (dask's ``distributed.worker.profile``): what it
+samples and how it answers the scheduler's ``ProfileAsk``.
+
+Owns: starting and stopping the worker's samplers (``shoal._profiler``), one for the task
+threads (grouped by key prefix; idle while no task runs) and one for the worker's event
+loop thread (``client.profile(server=True)``), and the answer to ``ProfileAsk``. Nothing
+here runs per task: the sampler finds each thread's task by walking its frames.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from shoal._profiler import Sampler, loop_thread, task_threads
+from shoal.comm import Connection
+from shoal.protocol._messages import ProfileAsk, Response
+from shoal.worker._execute import _UNPICKLE
+
+if TYPE_CHECKING:
+    from shoal.worker._server import Worker
+
+
+class WorkerProfiler:
+    """The two samplers of one worker; :meth:`close` stops both and waits for them."""
+
+    def __init__(self, worker: Worker) -> None:
+        def executor() -> Any:
+            return worker._executor
+
+        def busy() -> bool:
+            ex = worker._executor
+            return ex is not None and ex.executing > 0
+
+        # Settings are read in the sampling threads, holding the worker's import lock:
+        # a worker process imports dask in the background, never from two threads at once.
+        self.tasks = Sampler(task_threads(executor), busy, name="shoal-profile-tasks",
+                             lock=_UNPICKLE)
+        self.loop = Sampler(loop_thread(), name="shoal-profile-loop",
+                            lock=_UNPICKLE)
+
+    def close(self) -> None:
+        self.tasks.close()
+        self.loop.close()
+
+    def answer(self, conn: Connection, msg: ProfileAsk) -> None:
+        sampler = self.loop if msg.server else self.tasks
+        tree = sampler.profile(msg.start, msg.stop, msg.key)
+        conn.send(Response(msg.request_id, True, tree))
