@@ -77,7 +77,8 @@ def stack_below(frame: FrameType, stop: CodeType | None) -> list[trees.Frame]:
         code = walk.f_code
         if code is stop:
             break
-        out.append((code.co_name, code.co_filename, code.co_firstlineno, walk.f_lineno))
+        out.append((code.co_name, code.co_filename, code.co_firstlineno,
+                    walk.f_lineno or code.co_firstlineno))  # None while a frame starts
         walk = walk.f_back
     out.reverse()
     return out
@@ -136,12 +137,18 @@ class Sampler:
         stop, busy, sample = self._stop.wait, self._busy, self._sample
         with self._lock:
             self._recent_begin = time.time()
+        failures = 0
         while not stop(interval):  # ends: close()
             now = time.time()
             if now - self._recent_begin >= cycle:
                 self._file_cycle(now)
-            if busy():
-                sample()
+            try:
+                if busy():
+                    sample()
+            except Exception:  # a frame in a state not foreseen: skip that sample only
+                failures += 1
+                if failures == 1:
+                    logger.exception("profiler: one sample failed; sampling on (logged once)")
 
     def _sample(self) -> None:
         picked = self._pick(sys._current_frames())
@@ -217,8 +224,8 @@ def task_threads(executor_of: Callable[[], Any]) -> Pick:
                     prefixes.clear()
                 prefix = prefixes[key] = key_prefix(key)
             below.reverse()
-            out.append((prefix, [(f.f_code.co_name, f.f_code.co_filename,
-                                  f.f_code.co_firstlineno, f.f_lineno) for f in below]))
+            out.append((prefix, [(f.f_code.co_name, f.f_code.co_filename, f.f_code.co_firstlineno,
+                                  f.f_lineno or f.f_code.co_firstlineno) for f in below]))
         return out
 
     return pick
