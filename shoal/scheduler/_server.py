@@ -306,6 +306,14 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
 
         return snapshot(self)
 
+    async def profile_tree(self, key: str | None = None) -> dict[str, Any]:
+        """The workers' merged profile (the dashboard's ``/profile``)."""
+        from shoal import _profile_tree
+        from shoal.scheduler._profiling import worker_profiles
+
+        found = await worker_profiles(self, None, None, key, None, False)
+        return _profile_tree.merge(*found.values())
+
     def task_stream_since(
         self, cursor: int, limit: int | None = None
     ) -> tuple[int, list[dict[str, Any]]]:
