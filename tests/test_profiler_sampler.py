@@ -125,6 +125,12 @@ def test_settings_come_from_dasks_config_with_dasks_defaults():
                           "distributed.worker.profile.cycle": "2s",
                           "distributed.worker.profile.enabled": False}):
         assert settings_from_config() == Settings(False, 0.005, 2.0)
+    # event loops: sampled only when shoal.profile.event-loops asks (they cost a busy loop)
+    assert settings_from_config(event_loop=True).enabled is False
+    with dask.config.set({"shoal.profile.event-loops": True}):
+        assert settings_from_config(event_loop=True) == Settings(True, 0.01, 1.0)
+        with dask.config.set({"distributed.worker.profile.enabled": False}):
+            assert settings_from_config(event_loop=True).enabled is False
     with dask.config.set({"distributed.worker.profile.interval": "0ms"}), \
             pytest.raises(ValueError, match="interval must be a positive duration"):
         settings_from_config()

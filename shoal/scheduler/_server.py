@@ -312,7 +312,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         from shoal.scheduler._profiling import worker_profiles
 
         found = await worker_profiles(self, None, None, key, None, False)
-        return _profile_tree.merge(*found.values())
+        return _profile_tree.merge(*(t for t in found.values() if t is not None))
 
     def task_stream_since(
         self, cursor: int, limit: int | None = None

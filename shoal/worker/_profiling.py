@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from shoal._profiler import Sampler, loop_thread, task_threads
+from shoal._profiler import Sampler, loop_settings, loop_thread, task_threads
 from shoal.comm import Connection
 from shoal.protocol._messages import ProfileAsk, Response
 from shoal.worker._execute import _UNPICKLE
@@ -35,7 +35,7 @@ class WorkerProfiler:
         # a worker process imports dask in the background, never from two threads at once.
         self.tasks = Sampler(task_threads(executor), busy, name="shoal-profile-tasks",
                              lock=_UNPICKLE)
-        self.loop = Sampler(loop_thread(), name="shoal-profile-loop",
+        self.loop = Sampler(loop_thread(), settings=loop_settings, name="shoal-profile-loop",
                             lock=_UNPICKLE)
 
     def close(self) -> None:
@@ -43,6 +43,8 @@ class WorkerProfiler:
         self.loop.close()
 
     def answer(self, conn: Connection, msg: ProfileAsk) -> None:
+        """Answer the tree; for the event loop (``server``), None while its sampling is off
+        (``shoal.profile.event-loops``), so the client can say how to turn it on."""
         sampler = self.loop if msg.server else self.tasks
-        tree = sampler.profile(msg.start, msg.stop, msg.key)
+        tree = None if msg.server and sampler.off else sampler.profile(msg.start, msg.stop, msg.key)
         conn.send(Response(msg.request_id, True, tree))

@@ -94,10 +94,29 @@ def test_filename_writes_an_html_chart_of_the_tree(client, spinning, tmp_path):
     assert "<script>" in text and "profiled_marker" in text
 
 
-def test_the_event_loops_have_profiles_of_their_own(client):
-    for tree in (client.profile(scheduler=True), client.profile(server=True)):
+def test_event_loops_are_not_sampled_by_default_and_a_warning_says_how(client):
+    for where in ({"scheduler": True}, {"server": True}):
+        with pytest.warns(RuntimeWarning, match="shoal.profile.event-loops: True"):
+            assert client.profile(**where) == trees.new()
+
+
+def inc(x: int) -> int:
+    return x + 1
+
+
+def test_event_loops_are_sampled_when_the_config_asks(make_client):
+    with dask.config.set({"shoal.profile.event-loops": True}):
+        c = make_client(n_workers=1)
+
+    def loops_sampled() -> bool:
+        c.gather(c.map(inc, range(2000), pure=False))  # work for the loops
+        return (c.profile(scheduler=True)["count"] > 0
+                and c.profile(server=True)["count"] > 0)
+
+    wait_for(loops_sampled, timeout=120)
+    for tree in (c.profile(scheduler=True), c.profile(server=True)):
         trees.validate(tree)
-        assert samples_in(tree, "profiled_marker") == 0
+        assert samples_in(tree, "inc") == 0  # the loops' work, not the tasks'
 
 
 def test_bad_arguments_are_refused_with_the_fix(client):
