@@ -99,19 +99,22 @@ class Sampler:
     """Samples what ``pick`` chooses every ``interval`` seconds while ``busy()``.
 
     ``settings`` is called once, in the sampling thread (reading dask's config may import
-    dask; a worker must not import it on its loop); not ``enabled``, the thread ends there
-    and the history stays empty. ``lock``, when given, is held while ``settings`` runs (a
-    worker's import lock). :meth:`close` stops the thread and waits for it.
+    dask; a worker must not import it on its loop), once ``ready()`` (polled every 0.1 s:
+    a starting worker process imports dask only after registering); not ``enabled``, the
+    thread ends there and the history stays empty. ``lock``, when given, is held while
+    ``settings`` runs (a worker's import lock). :meth:`close` stops the thread and waits
+    for it.
     """
 
     def __init__(self, pick: Pick, busy: Callable[[], bool] = lambda: True,
                  settings: Callable[[], Settings] = settings_from_config, *,
                  name: str = "shoal-profile", lock: Any = None,
-                 max_nodes: int = MAX_NODES) -> None:
+                 ready: Callable[[], bool] = lambda: True, max_nodes: int = MAX_NODES) -> None:
         self._pick = pick
         self._busy = busy
         self._settings = settings
         self._import_lock = lock
+        self._ready = ready
         self._max_nodes = max_nodes
         self._lock = threading.Lock()  # guards the history and the current cycle
         self._history: collections.deque[trees.Cycle] = collections.deque(maxlen=MAX_CYCLES)
@@ -137,6 +140,9 @@ class Sampler:
             self._thread.join(timeout)
 
     def _main(self) -> None:
+        while not self._ready():
+            if self._stop.wait(0.1):  # ends: ready, or close()
+                return
         try:
             if self._import_lock is not None:
                 with self._import_lock:

@@ -166,3 +166,27 @@ def test_a_loop_sampler_picks_the_loops_work_and_skips_its_waiting(new_loop):
     assert waiting == []
     ((group, stack),) = working
     assert group == "" and [f[0] for f in stack][-2:] == ["main", "busy_here"]
+
+
+def test_settings_wait_until_the_owner_is_ready(picks):
+    ready: list[bool] = []
+    read: list[bool] = []
+
+    def settings() -> Settings:
+        read.append(True)
+        return FAST
+
+    sampler = Sampler(picks.pick, picks.is_busy, settings, ready=lambda: bool(ready))
+    try:
+        assert sampler.settings is None and not read and picks.calls == 0
+        ready.append(True)
+        wait_for(lambda: sampler.samples > 0, timeout=30)
+    finally:
+        sampler.close()
+    assert read == [True]
+
+
+def test_close_before_ready_ends_the_thread(picks):
+    sampler = Sampler(picks.pick, picks.is_busy, lambda: FAST, ready=lambda: False)
+    sampler.close()
+    assert not sampler._thread.is_alive() and sampler.settings is None

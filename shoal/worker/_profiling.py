@@ -9,12 +9,13 @@ here runs per task: the sampler finds each thread's task by walking its frames.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 from shoal._profiler import Sampler, loop_settings, loop_thread, task_threads
 from shoal.comm import Connection
 from shoal.protocol._messages import ProfileAsk, Response
-from shoal.worker._execute import _UNPICKLE
+from shoal.worker._execute import _UNPICKLE, imports_ready
 
 if TYPE_CHECKING:
     from shoal.worker._server import Worker
@@ -31,12 +32,17 @@ class WorkerProfiler:
             ex = worker._executor
             return ex is not None and ex.executing > 0
 
-        # Settings are read in the sampling threads, holding the worker's import lock:
-        # a worker process imports dask in the background, never from two threads at once.
+        # Settings (dask's config) are read in the sampling threads, holding the worker's
+        # import lock, once dask is imported: a worker process imports it in the background
+        # after registering (a start-up cost it does not pay before), never from two
+        # threads at once.
+        def dask_imported() -> bool:
+            return "dask.config" in sys.modules and imports_ready.is_set()
+
         self.tasks = Sampler(task_threads(executor), busy, name="shoal-profile-tasks",
-                             lock=_UNPICKLE)
+                             lock=_UNPICKLE, ready=dask_imported)
         self.loop = Sampler(loop_thread(), settings=loop_settings, name="shoal-profile-loop",
-                            lock=_UNPICKLE)
+                            lock=_UNPICKLE, ready=dask_imported)
 
     def close(self) -> None:
         self.tasks.close()
