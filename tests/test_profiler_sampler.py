@@ -190,3 +190,18 @@ def test_close_before_ready_ends_the_thread(picks):
     sampler = Sampler(picks.pick, picks.is_busy, lambda: FAST, ready=lambda: False)
     sampler.close()
     assert not sampler._thread.is_alive() and sampler.settings is None
+
+
+def test_an_idle_owner_is_looked_at_less_often_and_sampled_again_once_busy(picks):
+    picks.busy = False
+    sampler = Sampler(picks.pick, picks.is_busy, lambda: Settings(True, 0.001, 0.01))
+    try:
+        # idle past one cycle (10 ticks of 1 ms): then one look per 10 ms
+        wait_for(lambda: picks.busy_calls >= 15, timeout=30)
+        start, looks = time.monotonic(), picks.busy_calls
+        wait_for(lambda: picks.busy_calls >= looks + 5, timeout=30)
+        assert time.monotonic() - start >= 5 * 0.01 * 0.9
+        picks.busy = True
+        wait_for(lambda: sampler.samples >= 20, timeout=30)
+    finally:
+        sampler.close()
