@@ -38,8 +38,9 @@ Pick = Callable[[dict[int, FrameType]], list[Sample]]
 DEFAULT_INTERVAL = "10ms"
 DEFAULT_CYCLE = "1000ms"
 MAX_CYCLES = 3600  # an hour of 1 s cycles, as dask's worker keeps
-# Nodes kept over all cycles (~0.5 KB each): the oldest cycles go first past it.
-MAX_NODES = 100_000
+# Nodes kept over all cycles (measured ~600 B each: ~15 MB): the oldest cycles go first
+# past it. Busy cycles of deep stacks make 50-200 nodes, so this keeps minutes to an hour.
+MAX_NODES = 25_000
 
 
 class Settings(NamedTuple):
