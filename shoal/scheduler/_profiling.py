@@ -44,7 +44,8 @@ async def _profile(scheduler: Scheduler, conn: Connection, start: float | None,
         sampler = scheduler.profiler
         if sampler is None or sampler.off:
             return {"profile": trees.new(), "off": ["scheduler"]}
-        return {"profile": sampler.profile(start, stop, key), "off": []}
+        # the loop runs no task: ``key`` does not apply (as in dask)
+        return {"profile": sampler.profile(start, stop), "off": []}
     per_worker = await worker_profiles(scheduler, start, stop, key, workers, server)
     off = sorted(w for w, tree in per_worker.items() if tree is None)
     found = {w: (trees.new() if tree is None else tree) for w, tree in per_worker.items()}

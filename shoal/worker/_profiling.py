@@ -51,6 +51,9 @@ class WorkerProfiler:
     def answer(self, conn: Connection, msg: ProfileAsk) -> None:
         """Answer the tree; for the event loop (``server``), None while its sampling is off
         (``shoal.profile.event-loops``), so the client can say how to turn it on."""
-        sampler = self.loop if msg.server else self.tasks
-        tree = None if msg.server and sampler.off else sampler.profile(msg.start, msg.stop, msg.key)
+        if msg.server:  # the loop runs no task: ``key`` does not apply (as in dask)
+            loop = self.loop
+            tree = None if loop.off else loop.profile(msg.start, msg.stop)
+        else:
+            tree = self.tasks.profile(msg.start, msg.stop, msg.key)
         conn.send(Response(msg.request_id, True, tree))
