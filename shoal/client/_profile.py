@@ -46,7 +46,8 @@ async def profile(self: Client, key: Any = None, start: Any = None, stop: Any = 
     "count", "description", "children"}`` nodes; ``count``: samples through that call).
 
     Args:
-        key: a key prefix (a task's function name, like ``"inc"``): only its tasks.
+        key: a key prefix (a task's function name, like ``"inc"``): only its tasks
+            (ignored with ``server`` or ``scheduler``: an event loop runs no task).
         start, stop: times (``time.time()``) bounding the samples; a cycle of samples
             (``distributed.worker.profile.cycle``) overlapping them counts whole.
         workers: an address or a list of them: only those workers.
