@@ -42,6 +42,7 @@ from shoal.client import (
     _forward_logging,
     _introspection,
     _plugins,
+    _profile,
     _repr,
     _results,
     _task_stream,
@@ -510,6 +511,7 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
     processing = two_faced(_introspection.processing)
     nbytes = two_faced(_introspection.nbytes)
     call_stack = two_faced(_introspection.call_stack)
+    profile = two_faced(_profile.profile)
     get_versions = two_faced(_introspection.get_versions)
     set_metadata = two_faced(_introspection.set_metadata)
     get_metadata = two_faced(_introspection.get_metadata)

@@ -108,6 +108,22 @@ async def _api_task_stream(request: web.Request) -> web.Response:
     return _json(_views.task_stream_document(cursor, records, skipped=skipped))
 
 
+async def _profile(request: web.Request) -> web.Response:
+    return _html(_views.profile_html())
+
+
+async def _api_profile(request: web.Request) -> web.Response:
+    """The workers' merged profile tree (``?key=`` a key prefix: only its tasks) and the
+    key prefixes the scheduler knows, to choose from."""
+    source = request.app[_SOURCE]
+    get = getattr(source, "profile_tree", None)
+    if get is None:
+        raise web.HTTPNotFound(text="this dashboard's source keeps no profile")
+    key = request.query.get("key") or None
+    tree = await get(key)
+    return _json({"tree": tree, "prefixes": sorted(source.snapshot()["prefixes"])})
+
+
 async def _static(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     body = request.app[_STATIC].get(name)
@@ -144,6 +160,8 @@ def make_app(source: DashboardSource) -> web.Application:
         ("/metrics", _metrics),
         ("/api/snapshot", _api_snapshot),
         ("/api/task-stream", _api_task_stream),
+        ("/profile", _profile),
+        ("/api/profile", _api_profile),
         ("/static/{name}", _static),
     ]
     for path, handler in routes:

@@ -19,6 +19,7 @@ PAGES: tuple[tuple[str, str], ...] = (
     ("/workers", "Workers — one row per worker"),
     ("/info", "Info — scheduler, totals and workers as JSON"),
     ("/metrics", "Metrics — Prometheus text exposition"),
+    ("/profile", "Profile — where the workers' tasks spend their time (statistical profiler)"),
     ("/health", "Health — returns ok"),
 )
 
@@ -220,11 +221,13 @@ def prometheus_text(snapshot: Snapshot) -> str:
 ACTIVE = ' class="active"'
 
 
-def _page(title: str, body: str, *, scripts: Sequence[str] = (), active: str = "") -> str:
+def _page(title: str, body: str, *, scripts: Sequence[str] = (), active: str = "",
+          styles: Sequence[str] = ()) -> str:
     tags = "".join(f'<script src="/static/{html.escape(s)}" defer></script>' for s in scripts)
+    tags += "".join(f'<link rel="stylesheet" href="/static/{html.escape(s)}">' for s in styles)
     nav = "".join(
         f'<a href="{href}"{ACTIVE if href == active else ""}>{href.strip("/").capitalize()}</a>'
-        for href, _ in PAGES[:4]
+        for href, _ in PAGES[:5]
     )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -309,3 +312,18 @@ def workers_html(snapshot: Snapshot) -> str:
         f"<tbody>{rows}</tbody></table></section>"
     )
     return _page("Workers", body, scripts=["workers.js"], active="/workers")
+
+
+def profile_html() -> str:
+    """The ``/profile`` page: ``profile.js`` fetches ``/api/profile`` and draws the merged
+    call tree of the workers' task threads as an icicle chart."""
+    body = (
+        '<section class="panel"><h2>Profile <span class="muted">samples of the workers\' '
+        "task threads, merged; click a call to zoom</span><span class=\"spacer\"></span>"
+        '<select id="profile-key" aria-label="key prefix"></select>'
+        '<button id="profile-refresh" type="button">Refresh</button></h2>'
+        '<div id="profile" data-api="/api/profile"></div><div id="profile-detail"></div>'
+        "</section>"
+    )
+    return _page("Profile", body, scripts=["profile.js"], active="/profile",
+                 styles=["profile.css"])

@@ -1,8 +1,9 @@
 """``performance_report``: write what ran inside a ``with`` block to a standalone HTML file.
 
 Owns the per-prefix summary (pure) and the HTML document. The task stream is drawn by the
-dashboard's own ``taskstream.js``, inlined so the file works offline with no server. Reads
-the cluster only through ``client._task_stream_since(cursor)``.
+dashboard's own ``taskstream.js``, and the statistical profile of the block by its
+``profile.js``, inlined so the file works offline with no server. Reads the cluster only
+through ``client._task_stream_since(cursor)`` and ``client.profile(start=...)``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import datetime
 import html
 import inspect
 import json
+import logging
 import os
 import time
 from collections.abc import Iterable, Mapping
@@ -19,6 +21,8 @@ from importlib import resources
 from typing import Any
 
 from shoal.dashboard._source import TaskStreamRecord
+
+logger = logging.getLogger("shoal.diagnostics")
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,7 @@ def render_report(
     started: float,
     stopped: float,
     title: str = "shoal performance report",
+    profile: dict[str, Any] | None = None,
 ) -> str:
     """The report document: summary figures, the task stream and the per-prefix table.
 
@@ -104,6 +109,8 @@ def render_report(
         records: task-stream records produced inside the measured block.
         started, stopped: unix times of entering and leaving the block.
         title: page title.
+        profile: the workers' statistical profile of the block (``client.profile``
+            format); None leaves its section out.
     """
     timings = summarize(records)
     compute = [r for r in records if r.get("kind", "compute") == "compute"]
@@ -162,12 +169,27 @@ Times are seconds from the start of the block.</p>
 <table class="grid" id="prefix-summary"><thead><tr><th>Prefix</th><th>Kind</th><th class="num">Count</th>
 <th class="num">Total</th><th class="num">Mean</th><th class="num">Max</th><th class="num">Share of compute</th></tr></thead>
 <tbody>{rows}</tbody></table></section>
+{_profile_section(profile)}
 </main>
 <script type="application/json" id="report-data">{_script_safe_json(data)}</script>
 <script>{_static("taskstream.js")}</script>
 <script>{REPORT_SCRIPT}</script>
 </body></html>
 """
+
+
+def _profile_section(profile: dict[str, Any] | None) -> str:
+    if profile is None:
+        return ""
+    return f"""<section class="panel" id="profile-panel"><h2>Profile <span class="muted">samples of
+the workers' task threads during the block ({int(profile.get("count", 0)):,}); click a call to
+zoom</span></h2><style>{_static("profile.css")}</style>
+<div id="profile"></div><div id="profile-detail"></div></section>
+<script type="application/json" id="profile-data">{_script_safe_json(profile)}</script>
+<script>{_static("profile.js")}</script>
+<script>shoalProfile.draw(document.getElementById("profile"),
+  JSON.parse(document.getElementById("profile-data").textContent),
+  document.getElementById("profile-detail"));</script>"""
 
 
 def _get_client() -> Any:
@@ -218,7 +240,11 @@ class performance_report:
 
     def __exit__(self, *exc_info: object) -> None:
         _, records = self._client._task_stream_since(self._cursor)
-        self._write(records)
+        profile = self._ask_profile()
+        if inspect.isawaitable(profile):  # not expected of a sync client: leave it out
+            getattr(profile, "close", lambda: None)()
+            profile = None
+        self._write(records, profile)
 
     # -- async ----------------------------------------------------------------------------
     async def __aenter__(self) -> performance_report:
@@ -234,9 +260,29 @@ class performance_report:
         result = self._client._task_stream_since(self._cursor)
         if inspect.isawaitable(result):
             result = await result
-        self._write(result[1])
+        profile = self._ask_profile()
+        if inspect.isawaitable(profile):
+            try:
+                profile = await profile
+            except Exception as exc:  # the report is still written, without a profile
+                logger.warning("performance_report: no profile (%s)", exc)
+                profile = None
+        self._write(result[1], profile)
 
-    def _write(self, records: list[TaskStreamRecord]) -> None:
-        document = render_report(records, started=self._started, stopped=time.time())
+    def _ask_profile(self) -> Any:
+        """The client's profile of the block (an awaitable from an async client); None
+        when the client has none or asking fails (the report is written without it)."""
+        ask = getattr(self._client, "profile", None)
+        if ask is None:
+            return None
+        try:
+            return ask(start=self._started)
+        except Exception as exc:
+            logger.warning("performance_report: no profile (%s)", exc)
+            return None
+
+    def _write(self, records: list[TaskStreamRecord], profile: Any = None) -> None:
+        document = render_report(records, started=self._started, stopped=time.time(),
+                                 profile=profile)
         with open(self.filename, "w", encoding="utf-8") as f:
             f.write(document)

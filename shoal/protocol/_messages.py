@@ -789,3 +789,20 @@ class CopyKeys(Message):
 
     request_id: int
     keys: list[tuple[Key, list[str]]]
+
+
+# --- statistical profiler (client.profile) ----------------------------------------------------
+
+
+@_message("profile-tree-ask")
+class ProfileAsk(Message):
+    """Scheduler -> worker: the worker's profile (``_profile_tree`` format) of the samples
+    between ``start`` and ``stop`` (times as ``time.time()``; None: open), of the tasks of
+    key prefix ``key`` only when given; with ``server``, of its event loop thread instead
+    of its tasks. Answered by a Response whose value is the tree."""
+
+    request_id: int
+    start: float | None
+    stop: float | None
+    key: str | None
+    server: bool

@@ -27,6 +27,7 @@ from typing import Any
 
 from shoal import _gc, _logs
 from shoal._preload import configured_preloads
+from shoal._profiler import Sampler
 from shoal.comm import Connection, listen
 from shoal.comm._handshake import new_token
 from shoal.comm._security import Security, is_loopback
@@ -160,6 +161,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         self._idle = IdleTimeout(_idle_timeout() if idle_timeout is None else idle_timeout)
         self._idle_close: asyncio.Task[None] | None = None
         self._finished = asyncio.Event()  # set once close() has finished
+        self.profiler: Sampler | None = None  # its event loop's sampler, set by start()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -176,6 +178,9 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         self.address = f"{scheme}://{host}:{port}"
         logger.info("scheduler at %s", self.address)
         self._spawn(self._tick_loop())
+        from shoal.scheduler._profiling import loop_sampler
+
+        self.profiler = loop_sampler()  # client.profile(scheduler=True)
         # The GC policy (shoal/_gc.py) while this scheduler runs; its tasks count as held.
         gc_loop = asyncio.get_running_loop()
         _gc.keeper().acquire(gc_loop)
@@ -264,6 +269,8 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.preloads.teardown()
         await self.plugin_host.close()
+        if self.profiler is not None:
+            self.profiler.close()
         if self.dashboard is not None:
             await self.dashboard.close()
         for conn in [*self._workers.values(), *self._clients.values()]:
@@ -345,6 +352,14 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         from shoal.scheduler._views import snapshot
 
         return snapshot(self)
+
+    async def profile_tree(self, key: str | None = None) -> dict[str, Any]:
+        """The workers' merged profile (the dashboard's ``/profile``)."""
+        from shoal import _profile_tree
+        from shoal.scheduler._profiling import worker_profiles
+
+        found = await worker_profiles(self, None, None, key, None, False)
+        return _profile_tree.merge(*(t for t in found.values() if t is not None))
 
     def task_stream_since(
         self, cursor: int, limit: int | None = None

@@ -42,6 +42,7 @@ from shoal.protocol._messages import (
     Message,
     PluginSetup,
     PluginTeardown,
+    ProfileAsk,
     RegisterReply,
     Response,
     RestartWorker,
@@ -114,6 +115,9 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
         self._new_session(loop)
         if self.preloads is not None:  # as dask: set up once listening, before registering
             await self.preloads.setup(self)
+        from shoal.worker._profiling import WorkerProfiler
+
+        self._profiler = WorkerProfiler(self)
         await self._register()
         if self.lifetime is not None:
             from shoal.worker._lifetime import end_of_life
@@ -177,6 +181,8 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
             await self.preloads.teardown()
         if self._executor is not None:
             self._executor.close()
+        if self._profiler is not None:
+            self._profiler.close()
         if self._actors is not None:
             self._actors.close()
         if self._client is not None:
@@ -260,6 +266,9 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
                 from shoal.worker._copies import copy_keys
 
                 self._spawn(copy_keys(self, conn, msg))
+            elif isinstance(msg, ProfileAsk):
+                if self._profiler is not None:
+                    self._profiler.answer(conn, msg)
             elif isinstance(msg, Close):
                 logger.info("worker %s closing: %s", self.address, msg.reason)
                 self.scheduler_gone = True

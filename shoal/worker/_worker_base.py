@@ -126,6 +126,7 @@ class WorkerBase:
         self._process = psutil.Process()
         self.incarnation = os.urandom(16).hex()  # proves a reconnect is this worker's
         self._client: Any = None  # the worker's own Client (get_client() in tasks), lazily
+        self._profiler: Any = None  # _profiling.WorkerProfiler, once started
         self.fetch_timeout = comm_timeout()  # a peer silent this long during a fetch is dead
         # message_bytes_limit and connection_limits come from dask's config: read now when
         # dask is already imported (an in-process worker), else on first use (properties

@@ -68,4 +68,5 @@ def test_progress_and_performance_report_with_a_real_cluster(tmp_path: Path) -> 
         assert "slowinc" in out.getvalue() and "40/40" in out.getvalue()
     page = report.read_text()
     assert '<tr data-prefix="slowinc" data-kind="compute">' in page
+    assert 'id="profile-panel"' in page  # the workers' profile of the block
     assert ">40</td>" in page

@@ -129,3 +129,37 @@ def test_async_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert 'data-prefix="new"' in target.read_text()
     with pytest.raises(TypeError, match="async with"), performance_report(filename=target):
         pass
+
+
+class ProfilingFakeClient(FakeClient):
+    """Also answers ``profile(start=...)``, as a real client does."""
+
+    def __init__(self, history: list[dict[str, Any]]) -> None:
+        super().__init__(history)
+        self.profile_starts: list[float] = []
+
+    def profile(self, start: float | None = None) -> dict[str, Any]:
+        from shoal import _profile_tree as trees
+
+        self.profile_starts.append(start)
+        tree = trees.new()
+        trees.add_stack(tree, [("crunch_numbers", "work.py", 1, 3)])
+        return tree
+
+
+def test_report_has_a_profile_section_of_the_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = ProfilingFakeClient([])
+    monkeypatch.setattr(_report, "_get_client", lambda: client)
+    target = tmp_path / "report.html"
+    with performance_report(filename=target) as report:
+        client.records.append(record("inc-1", 1.0, 1.1))
+    page = target.read_text()
+    assert client.profile_starts == [report._started]
+    assert 'id="profile-panel"' in page and "crunch_numbers" in page
+    assert "shoalProfile.draw" in page
+
+
+def test_report_without_a_profile_leaves_its_section_out() -> None:
+    assert 'id="profile-panel"' not in render_report([], started=0.0, stopped=1.0)

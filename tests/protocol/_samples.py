@@ -99,6 +99,7 @@ SAMPLES: dict[str, m.Message] = {
     "dataset-unpublish": m.DatasetUnpublish(7, ["model", ("t", 1)]),
     "dataset-get": m.DatasetGet(8, ["model"]),
     "dataset-list": m.DatasetList(9),
+    "profile-tree-ask": m.ProfileAsk(12, 1700000000.5, None, "inc", False),
 }
 
 
