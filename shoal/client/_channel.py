@@ -36,16 +36,9 @@ from typing import TYPE_CHECKING, Any
 
 from shoal.comm._handshake import Handshake
 from shoal.comm._tcp import _set_keepalive
+from shoal.protocol._coord_messages import CoordReply, CoordSemaphoreValue
 from shoal.protocol._framing import FrameDecoder, decode, encode
-from shoal.protocol._messages import (
-    PROTOCOL_VERSION,
-    CoordReply,
-    CoordSemaphoreValue,
-    Hello,
-    Message,
-    ProtocolError,
-    Response,
-)
+from shoal.protocol._messages import PROTOCOL_VERSION, Hello, Message, ProtocolError, Response
 
 if TYPE_CHECKING:
     from shoal.client._client import Client

@@ -58,10 +58,10 @@ from shoal.client._outbox import Outbox
 from shoal.client._scatter import Scattering
 from shoal.client._submit import Submitting
 from shoal.comm import Connection, connect
+from shoal.protocol._coord_messages import CoordReply
 from shoal.protocol._messages import (
     PROTOCOL_VERSION,
     ClusterRestarted,
-    CoordReply,
     DropFunctions,
     Hello,
     KeyCancelled,

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from shoal import _loop
 from shoal.client import _channel, _direct
-from shoal.protocol._messages import CoordKeysReceived, CoordReply, Message
+from shoal.protocol._coord_messages import CoordKeysReceived, CoordReply
+from shoal.protocol._messages import Message
 from shoal.protocol._serialize import Serialized, dumps, loads
 
 if TYPE_CHECKING:

@@ -10,7 +10,12 @@ from typing import TYPE_CHECKING, Any
 from dask.utils import parse_timedelta
 
 from shoal.client._coordination import call, find_client
-from shoal.protocol._messages import CoordEventClear, CoordEventIsSet, CoordEventSet, CoordEventWait
+from shoal.protocol._coord_messages import (
+    CoordEventClear,
+    CoordEventIsSet,
+    CoordEventSet,
+    CoordEventWait,
+)
 
 if TYPE_CHECKING:
     from shoal.client._client import Client

@@ -22,7 +22,7 @@ from dask.utils import parse_timedelta
 from shoal import _loop
 from shoal.client import _channel
 from shoal.client._coordination import answer, call, find_client, send
-from shoal.protocol._messages import (
+from shoal.protocol._coord_messages import (
     CoordMultiLockAcquire,
     CoordMultiLockRelease,
     CoordSemaphoreAcquire,

@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, Any
 from dask.utils import parse_timedelta
 
 from shoal.client._coordination import adopt, adopt_all, call, encode, find_client, send, value_of
-from shoal.protocol._messages import CoordQueueCreate, CoordQueueGet, CoordQueuePut, CoordQueueSize
+from shoal.protocol._coord_messages import (
+    CoordQueueCreate,
+    CoordQueueGet,
+    CoordQueuePut,
+    CoordQueueSize,
+)
 
 if TYPE_CHECKING:
     from shoal.client._client import Client

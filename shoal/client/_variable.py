@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from dask.utils import parse_timedelta
 
 from shoal.client._coordination import adopt, call, encode, find_client, send, value_of
-from shoal.protocol._messages import CoordVariableDelete, CoordVariableGet, CoordVariableSet
+from shoal.protocol._coord_messages import CoordVariableDelete, CoordVariableGet, CoordVariableSet
 
 if TYPE_CHECKING:
     from shoal.client._client import Client

@@ -14,6 +14,7 @@ import pytest
 from shoal.client._channel import Channel, ChannelClosed
 from shoal.comm._handshake import Handshake
 from shoal.comm._security import Security
+from shoal.protocol import _coord_messages as cm
 from shoal.protocol import _messages as m
 from shoal.protocol._framing import FrameDecoder, decode, encode
 
@@ -119,14 +120,14 @@ def test_channel_takes_the_name_the_scheduler_gives_it(open_channel) -> None:
 def test_call_returns_its_own_answer_and_skips_other_messages(open_channel) -> None:
     def script(conn: socket.socket, read: Callable[[], list[m.Message]]) -> None:
         (req,) = read()
-        assert isinstance(req, m.CoordSemaphoreAcquire)
+        assert isinstance(req, cm.CoordSemaphoreAcquire)
         send(conn, m.TopicEvent("x", 0.0, "not for a channel"),
-             m.CoordReply(req.request_id + 7, True, "someone else's"),
-             m.CoordReply(req.request_id, True, True))
+             cm.CoordReply(req.request_id + 7, True, "someone else's"),
+             cm.CoordReply(req.request_id, True, True))
 
     server = Scripted(script)
     channel = open_channel(server)
-    reply = channel.call(lambda rid: m.CoordSemaphoreAcquire(rid, "L", 1, "l1", None, None))
+    reply = channel.call(lambda rid: cm.CoordSemaphoreAcquire(rid, "L", 1, "l1", None, None))
     assert reply.ok and reply.value is True and not channel.unconfirmed
     server.join()
 
@@ -137,13 +138,13 @@ def test_send_is_unconfirmed_until_the_next_answer(open_channel) -> None:
         while len(msgs) < 2:
             msgs += read()
         release, value = msgs
-        assert isinstance(release, m.CoordSemaphoreRelease)
-        assert isinstance(value, m.CoordSemaphoreValue)
-        send(conn, m.CoordReply(value.request_id, True, 0))
+        assert isinstance(release, cm.CoordSemaphoreRelease)
+        assert isinstance(value, cm.CoordSemaphoreValue)
+        send(conn, cm.CoordReply(value.request_id, True, 0))
 
     server = Scripted(script)
     channel = open_channel(server)
-    channel.send(m.CoordSemaphoreRelease("L", "l1"))
+    channel.send(cm.CoordSemaphoreRelease("L", "l1"))
     assert channel.unconfirmed
     channel.barrier()
     assert not channel.unconfirmed
@@ -160,7 +161,7 @@ def test_closing_from_another_thread_ends_a_waiting_call(open_channel) -> None:
     server = Scripted(script)
     channel = open_channel(server)
     error = _closed_while_waiting(
-        channel, lambda rid: m.CoordSemaphoreAcquire(rid, "L", 1, "l1", None, None))
+        channel, lambda rid: cm.CoordSemaphoreAcquire(rid, "L", 1, "l1", None, None))
     assert isinstance(error, ChannelClosed)
     assert isinstance(error, ConnectionError)
     done.set()
@@ -171,10 +172,10 @@ def test_scheduler_closing_ends_a_waiting_call_with_a_connection_error(open_chan
     server = Scripted(lambda conn, read: read())  # reads the request, then hangs up
     channel = open_channel(server)
     with pytest.raises(ConnectionError, match="lost"):
-        channel.call(lambda rid: m.CoordSemaphoreAcquire(rid, "L", 1, "l1", None, None))
+        channel.call(lambda rid: cm.CoordSemaphoreAcquire(rid, "L", 1, "l1", None, None))
     assert channel.closed
     with pytest.raises(ChannelClosed):
-        channel.send(m.CoordSemaphoreRelease("L", "l1"))
+        channel.send(cm.CoordSemaphoreRelease("L", "l1"))
     server.join()
 
 
@@ -186,7 +187,7 @@ def test_malformed_answer_closes_the_channel(open_channel) -> None:
     server = Scripted(script)
     channel = open_channel(server)
     with pytest.raises(ChannelClosed, match="malformed"):
-        channel.call(lambda rid: m.CoordSemaphoreValue(rid, "L"))
+        channel.call(lambda rid: cm.CoordSemaphoreValue(rid, "L"))
     assert channel.closed
     server.join()
 
@@ -199,7 +200,7 @@ def test_an_answer_in_pieces_is_read_whether_the_thread_polls_or_sleeps(
     def script(conn: socket.socket, read: Callable[[], list[m.Message]]) -> None:
         for _ in range(3):
             (req,) = read()
-            data = b"".join(encode([m.CoordReply(req.request_id, True, req.request_id)]))
+            data = b"".join(encode([cm.CoordReply(req.request_id, True, req.request_id)]))
             conn.sendall(data[:5])
             time.sleep(0.02)  # past a 100 µs polling window: the reader sleeps, then wakes
             conn.sendall(data[5:])
@@ -208,7 +209,7 @@ def test_an_answer_in_pieces_is_read_whether_the_thread_polls_or_sleeps(
     channel = open_channel(server)
     channel._spin = spin
     for _ in range(3):
-        reply = channel.call(lambda rid: m.CoordSemaphoreValue(rid, "L"))
+        reply = channel.call(lambda rid: cm.CoordSemaphoreValue(rid, "L"))
         assert reply.ok and reply.value == reply.request_id
     server.join()
 
@@ -218,7 +219,7 @@ def test_closing_ends_a_call_that_is_still_polling(open_channel) -> None:
     server = Scripted(lambda conn, read: (read(), done.wait(10)))  # never answers
     channel = open_channel(server)
     channel._spin = 30.0  # polls for the whole test
-    error = _closed_while_waiting(channel, lambda rid: m.CoordSemaphoreValue(rid, "L"))
+    error = _closed_while_waiting(channel, lambda rid: cm.CoordSemaphoreValue(rid, "L"))
     assert isinstance(error, ChannelClosed)
     done.set()
     server.join()
@@ -233,7 +234,7 @@ def test_polls_that_miss_make_the_next_waits_sleep_at_once_until_a_poll_hits(
             (req,) = read()
             if i < 3:
                 time.sleep(0.2)  # late: a poll of 1 µs misses it
-            send(conn, m.CoordReply(req.request_id, True, 0))
+            send(conn, cm.CoordReply(req.request_id, True, 0))
 
     server = Scripted(script)
     channel = open_channel(server)
@@ -241,7 +242,7 @@ def test_polls_that_miss_make_the_next_waits_sleep_at_once_until_a_poll_hits(
     channel._backoff = channel._skip = 0  # whatever reading the hello did
 
     def wait() -> tuple[int, int]:
-        assert channel.call(lambda rid: m.CoordSemaphoreValue(rid, "L")).ok
+        assert channel.call(lambda rid: cm.CoordSemaphoreValue(rid, "L")).ok
         return channel._backoff, channel._skip
 
     assert wait() == (1, 1)  # polled, missed

@@ -223,7 +223,7 @@ def test_direct_path_needs_an_in_process_scheduler() -> None:
 
 
 def _put(name: str) -> Any:
-    from shoal.protocol._messages import CoordQueuePut
+    from shoal.protocol._coord_messages import CoordQueuePut
     from shoal.protocol._serialize import dumps
 
     return CoordQueuePut(0, name, ("data", dumps(1)), None)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import dask
 from dask.utils import parse_timedelta
 
+from shoal.protocol import _coord_messages as cm
 from shoal.protocol import _messages as m
 from shoal.scheduler._events import ClientLeft, GraphSubmitted, KeysReleased
 from shoal.scheduler.coordination import _events as ev
@@ -52,32 +53,32 @@ def _item(item: Any) -> ev.Item:
 
 # Message type -> event builder(holder, message, now).
 _BUILD: dict[type, Callable[[str, Any, float], Any]] = {
-    m.CoordSemaphoreAcquire: lambda h, x, now: ev.SemaphoreAcquire(
+    cm.CoordSemaphoreAcquire: lambda h, x, now: ev.SemaphoreAcquire(
         h, x.request_id, x.name, x.max_leases, x.lease, x.lease_timeout,
         _deadline(x.timeout, now), now),
-    m.CoordSemaphoreRelease: lambda h, x, now: ev.SemaphoreRelease(h, x.name, x.lease, now),
-    m.CoordSemaphoreRefresh: lambda h, x, now: ev.SemaphoreRefresh(h, x.name, list(x.leases), now),
-    m.CoordSemaphoreValue: lambda h, x, now: ev.SemaphoreValue(h, x.request_id, x.name),
-    m.CoordSemaphoreClose: lambda h, x, now: ev.SemaphoreClose(h, x.request_id, x.name),
-    m.CoordMultiLockAcquire: lambda h, x, now: ev.MultiLockAcquire(
+    cm.CoordSemaphoreRelease: lambda h, x, now: ev.SemaphoreRelease(h, x.name, x.lease, now),
+    cm.CoordSemaphoreRefresh: lambda h, x, now: ev.SemaphoreRefresh(h, x.name, list(x.leases), now),
+    cm.CoordSemaphoreValue: lambda h, x, now: ev.SemaphoreValue(h, x.request_id, x.name),
+    cm.CoordSemaphoreClose: lambda h, x, now: ev.SemaphoreClose(h, x.request_id, x.name),
+    cm.CoordMultiLockAcquire: lambda h, x, now: ev.MultiLockAcquire(
         h, x.request_id, list(x.names), x.lock_id, x.num_locks, _deadline(x.timeout, now), now),
-    m.CoordMultiLockRelease: lambda h, x, now: ev.MultiLockRelease(h, x.lock_id),
-    m.CoordQueueCreate: lambda h, x, now: ev.QueueCreate(h, x.request_id, x.name, x.maxsize),
-    m.CoordQueuePut: lambda h, x, now: ev.QueuePut(
+    cm.CoordMultiLockRelease: lambda h, x, now: ev.MultiLockRelease(h, x.lock_id),
+    cm.CoordQueueCreate: lambda h, x, now: ev.QueueCreate(h, x.request_id, x.name, x.maxsize),
+    cm.CoordQueuePut: lambda h, x, now: ev.QueuePut(
         h, x.request_id, x.name, _item(x.item), _deadline(x.timeout, now), now),
-    m.CoordQueueGet: lambda h, x, now: ev.QueueGet(
+    cm.CoordQueueGet: lambda h, x, now: ev.QueueGet(
         h, x.request_id, x.name, x.batch, _deadline(x.timeout, now), now),
-    m.CoordQueueSize: lambda h, x, now: ev.QueueSize(h, x.request_id, x.name),
-    m.CoordVariableSet: lambda h, x, now: ev.VariableSet(h, x.request_id, x.name, _item(x.item)),
-    m.CoordVariableGet: lambda h, x, now: ev.VariableGet(
+    cm.CoordQueueSize: lambda h, x, now: ev.QueueSize(h, x.request_id, x.name),
+    cm.CoordVariableSet: lambda h, x, now: ev.VariableSet(h, x.request_id, x.name, _item(x.item)),
+    cm.CoordVariableGet: lambda h, x, now: ev.VariableGet(
         h, x.request_id, x.name, _deadline(x.timeout, now), now),
-    m.CoordVariableDelete: lambda h, x, now: ev.VariableDelete(h, x.name),
-    m.CoordEventSet: lambda h, x, now: ev.EventSet(h, x.request_id, x.name),
-    m.CoordEventClear: lambda h, x, now: ev.EventClear(h, x.request_id, x.name),
-    m.CoordEventWait: lambda h, x, now: ev.EventWait(
+    cm.CoordVariableDelete: lambda h, x, now: ev.VariableDelete(h, x.name),
+    cm.CoordEventSet: lambda h, x, now: ev.EventSet(h, x.request_id, x.name),
+    cm.CoordEventClear: lambda h, x, now: ev.EventClear(h, x.request_id, x.name),
+    cm.CoordEventWait: lambda h, x, now: ev.EventWait(
         h, x.request_id, x.name, _deadline(x.timeout, now), now),
-    m.CoordEventIsSet: lambda h, x, now: ev.EventIsSet(h, x.request_id, x.name),
-    m.CoordKeysReceived: lambda h, x, now: ev.KeysReceived(h, x.request_id),
+    cm.CoordEventIsSet: lambda h, x, now: ev.EventIsSet(h, x.request_id, x.name),
+    cm.CoordKeysReceived: lambda h, x, now: ev.KeysReceived(h, x.request_id),
 }
 
 MESSAGES = frozenset(_BUILD)
@@ -87,16 +88,16 @@ CHANNEL_ROLE = "coordination"
 """The ``Hello`` role of a task thread's coordination channel."""
 
 CHANNEL_MESSAGES = frozenset({
-    m.CoordSemaphoreAcquire, m.CoordSemaphoreRelease, m.CoordSemaphoreRefresh,
-    m.CoordSemaphoreValue,
+    cm.CoordSemaphoreAcquire, cm.CoordSemaphoreRelease, cm.CoordSemaphoreRefresh,
+    cm.CoordSemaphoreValue,
 })
 """What a channel may send: leases carry no future, so nothing on a channel needs to be
 ordered with a client's task messages."""
 
 DIRECT_MESSAGES = frozenset({
-    m.CoordQueueCreate, m.CoordQueuePut, m.CoordQueueGet, m.CoordQueueSize,
-    m.CoordEventSet, m.CoordEventClear, m.CoordEventWait, m.CoordEventIsSet,
-    m.CoordVariableGet,
+    cm.CoordQueueCreate, cm.CoordQueuePut, cm.CoordQueueGet, cm.CoordQueueSize,
+    cm.CoordEventSet, cm.CoordEventClear, cm.CoordEventWait, cm.CoordEventIsSet,
+    cm.CoordVariableGet,
 })
 """What :meth:`CoordinationShell.receive_direct` takes (a put only of data): requests whose
 events never hold or drop keys in the task machine, so that applying them outside the
@@ -120,7 +121,7 @@ class CoordinationShell:
         event = _BUILD[type(msg)](holder, msg, now)
         item = getattr(event, "item", None)
         if item is not None and item[0] == "future" and item[1] not in self.scheduler.state.tasks:
-            self._send(holder, m.CoordReply(event.rid, False, [
+            self._send(holder, cm.CoordReply(event.rid, False, [
                 "ValueError",
                 f"future {item[1]!r} is unknown to the scheduler: it was released (or never "
                 "submitted); keep a reference to it until it is stored",
@@ -220,10 +221,10 @@ class CoordinationShell:
         for cmd in commands:
             if isinstance(cmd, ev.Reply):
                 if cmd.rid:  # request id 0: the sender wants no answer
-                    self._send(cmd.holder, m.CoordReply(cmd.rid, True, cmd.value))
+                    self._send(cmd.holder, cm.CoordReply(cmd.rid, True, cmd.value))
             elif isinstance(cmd, ev.Fail):
                 if cmd.rid:
-                    self._send(cmd.holder, m.CoordReply(cmd.rid, False, [cmd.kind, cmd.message]))
+                    self._send(cmd.holder, cm.CoordReply(cmd.rid, False, [cmd.kind, cmd.message]))
                 else:
                     logger.warning("%s (for %s, who asked for no answer)", cmd.message, cmd.holder)
             elif isinstance(cmd, ev.HoldKeys):
