@@ -113,6 +113,22 @@ def run_async(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> Any
     return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, get_loop()))
 
 
+async def finish_within(coro: Coroutine[Any, Any, Any], timeout: float, what: str) -> bool:
+    """Run ``coro`` for at most ``timeout`` seconds; True if it finished (its exception, if
+    any, logged). Past the timeout it is cancelled but *not* waited for: unlike
+    ``asyncio.wait_for``, a step that ignores its cancellation (a wait on a process that
+    never ends) cannot hold the caller past the deadline."""
+    task = asyncio.ensure_future(coro)
+    done, _ = await asyncio.wait([task], timeout=timeout)  # ends: done or the timeout
+    if not done:
+        task.cancel()
+        logger.warning("%s did not finish within %s s; gave up on it", what, timeout)
+        return False
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("%s failed: %r", what, task.exception())
+    return True
+
+
 def call_soon(fn: Any, *args: Any) -> None:
     """Run ``fn(*args)`` on the loop thread soon (thread-safe)."""
     loop = get_loop()

@@ -596,8 +596,8 @@ class LocalCluster:
         if self._asynchronous:
             return Pending(asyncio.run_coroutine_threadsafe(self._close_async(timeout),
                                                             _loop.get_loop()), "close")
-        try:
-            _loop.run_sync(self._stop(timeout))
+        try:  # _stop bounds each of its two steps by ``timeout``; this is the backstop
+            _loop.run_sync(self._stop(timeout), 2 * timeout + 5)
         except Exception as exc:  # the loop is gone, or called on it: kill what is left
             logger.warning("closing the local cluster failed (%r); killing its workers", exc)
             self._kill_now()
@@ -623,7 +623,7 @@ class LocalCluster:
         if self._adaptive is not None:
             self._adaptive.stop()
 
-        async def stop() -> None:
+        async def stop_workers() -> None:
             closed = await asyncio.gather(*(n.close() for n in self.nannies),
                                           return_exceptions=True)
             closed += await asyncio.gather(*(w.close() for w in self._inproc_workers),
@@ -631,13 +631,15 @@ class LocalCluster:
             for outcome in closed:  # each closes even if another failed; failures are said
                 if isinstance(outcome, Exception):
                     logger.warning("closing a worker of the local cluster failed: %r", outcome)
-            await self.scheduler.close()
 
         try:
-            await asyncio.wait_for(stop(), timeout)
-        except Exception as exc:
-            logger.warning("closing the local cluster failed (%r); killing its workers", exc)
-            self._kill_now()
+            # Bounded without waiting on the cancelled steps (see finish_within): past the
+            # timeout the worker processes are killed and the scheduler still closes.
+            if not await _loop.finish_within(stop_workers(), timeout,
+                                             "closing the local cluster's workers"):
+                self._kill_now()
+            await _loop.finish_within(self.scheduler.close(), timeout,
+                                      "closing the local cluster's scheduler")
         finally:
             self._quiet.release()
 

@@ -183,3 +183,36 @@ def test_closing_clients_in_any_order_leaves_the_newest_open_one_as_dask_default
     assert dask.config.get("scheduler") is second
     second.close()
     assert dask.config.get("scheduler") is client
+
+
+def test_close_ends_within_its_timeout_when_a_worker_close_ignores_its_cancellation():
+    # A close step that swallows its cancellation (a wait on a process that never ends)
+    # held ``asyncio.wait_for`` - and with it ``LocalCluster.close`` - forever: seen once
+    # as a 20-minute hang in a loaded test run. Past its timeout the close must kill the
+    # workers and return.
+    import asyncio
+    import threading
+
+    before = descendants()
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None)
+    started = descendants() - before
+    nanny = cluster.nannies[0]
+    real_close = nanny.close
+
+    async def stubborn_close(timeout: float = 5.0) -> None:
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                continue  # ignores its cancellation, as a wait that cannot be interrupted
+
+    nanny.close = stubborn_close  # type: ignore[method-assign]
+    returned = threading.Event()
+    closer = threading.Thread(target=lambda: (cluster.close(timeout=1.0), returned.set()),
+                              daemon=True)
+    closer.start()
+    try:
+        assert returned.wait(30), "LocalCluster.close did not return within 30 s"
+        wait_for(lambda: not any(alive(pid) for pid in started), timeout=15)
+    finally:
+        nanny.close = real_close  # type: ignore[method-assign]
