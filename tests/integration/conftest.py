@@ -58,3 +58,13 @@ def gate(tmp_path) -> Iterator[Gate]:
     g = Gate(tmp_path / "gate")
     yield g
     g.open()
+
+
+@pytest.fixture
+def no_leftovers() -> Iterator[None]:
+    """Fails the test if a process it started is still alive afterwards."""
+    before = descendants()
+    yield
+    started = descendants() - before
+    wait_for(lambda: not any(alive(pid) for pid in started), timeout=30)
+

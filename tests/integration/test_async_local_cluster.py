@@ -11,15 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
 
 from shoal import Client, LocalCluster
 from shoal.cluster._adaptive import Adaptive
-
-from ._helpers import alive, descendants, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]  # starts processes
 
@@ -31,14 +29,6 @@ DEADLINE = 120.0
 def inc(x: int) -> int:
     return x + 1
 
-
-@pytest.fixture
-def no_leftovers() -> Iterator[None]:
-    """Fails the test if a process it started is still alive afterwards."""
-    before = descendants()
-    yield
-    started = descendants() - before
-    wait_for(lambda: not any(alive(pid) for pid in started), timeout=30)
 
 
 def run(main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:

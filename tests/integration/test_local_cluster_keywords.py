@@ -9,26 +9,18 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Iterator
 
 import distributed
 import pytest
 
 from shoal import Client, LocalCluster, _loop
 
-from ._helpers import alive, descendants, wait_for
+from ._helpers import descendants
 
 pytestmark = pytest.mark.integration
 
 START = 180  # start-up deadline (worker processes on a loaded 2-core machine)
 
-
-@pytest.fixture
-def no_leftovers() -> Iterator[None]:
-    before = descendants()
-    yield
-    started = descendants() - before
-    wait_for(lambda: not any(alive(pid) for pid in started), timeout=30)
 
 
 def shoal_level() -> int:
