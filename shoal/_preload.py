@@ -68,9 +68,7 @@ def _import(name: str) -> ModuleType:
         return importlib.import_module(name)
     except PreloadError:
         raise
-    except BaseException as exc:
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            raise
+    except Exception as exc:  # not swallowed: re-raised as PreloadError, naming the module
         raise PreloadError(f"preload {name!r} could not be imported: "
                            f"{type(exc).__name__}: {exc}") from exc
 
@@ -110,7 +108,7 @@ class Preload:
                 result = setup(server)
             if inspect.isawaitable(result):
                 await result
-        except Exception as exc:
+        except Exception as exc:  # not swallowed: re-raised as PreloadError, naming the module
             raise PreloadError(f"preload {self.name!r}: dask_setup raised "
                                f"{type(exc).__name__}: {exc}") from exc
 

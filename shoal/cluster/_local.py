@@ -271,7 +271,7 @@ class LocalCluster:
             return
         try:
             _loop.run_sync(self._start(), timeout)
-        except BaseException:
+        except BaseException:  # not swallowed: closes what started, then re-raised
             self.close()
             raise
         self.status = "running"
@@ -365,7 +365,7 @@ class LocalCluster:
     async def _after_start(self, work: Coroutine[Any, Any, Any], timeout: float | None) -> Any:
         try:
             await self._until_started()
-        except BaseException:
+        except BaseException:  # not swallowed: the unstarted work is dropped, then re-raised
             work.close()
             raise
         return await asyncio.wait_for(work, timeout)

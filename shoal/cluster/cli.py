@@ -119,6 +119,8 @@ async def _until_signalled(*others: Any) -> None:
         loop.add_signal_handler(sig, stop.set)
     waiters = [asyncio.ensure_future(stop.wait()), *map(asyncio.ensure_future, others)]
     try:
+        # Ends: SIGTERM or SIGINT, or one of ``others`` ending (the server closing itself,
+        # e.g. its idle timeout): a command runs until told to stop, as dask's do.
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for w in waiters:

@@ -193,7 +193,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
             self._write_scheduler_file(self.scheduler_file)
         try:
             await self.preloads.setup(self)
-        except Exception:
+        except Exception:  # not swallowed: closes what started, then re-raised
             await self.close()
             raise
 

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 from shoal.protocol._serialize import FunctionTable, dumps
 from shoal.worker._events import Execute, ExecuteDone
@@ -117,14 +115,6 @@ def test_a_result_is_handed_back_before_a_pause_holds_the_task_queued_after_it()
         return while_paused, [d.key for d in done]
 
     assert asyncio.run(main()) == (["running"], ["running", "queued"])
-
-
-@pytest.fixture
-def buf(tmp_path: Path) -> Iterator[SpillBuffer]:
-    b = SpillBuffer(str(tmp_path), MemoryLimits.from_fractions(10 * MB))  # target 6 MB
-    yield b
-    b.policy.validate()
-    b.close()
 
 
 def test_dropping_many_keys_deletes_those_held_in_memory_or_on_disk(buf: SpillBuffer) -> None:

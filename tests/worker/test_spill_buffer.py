@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pickle
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +19,6 @@ from shoal.worker._spill import (
 )
 
 MB = 1_000_000
-
-
-@pytest.fixture
-def buf(tmp_path: Path) -> Iterator[SpillBuffer]:
-    b = SpillBuffer(str(tmp_path), MemoryLimits.from_fractions(10 * MB))  # target 6 MB
-    yield b
-    b.policy.validate()
-    b.close()
 
 
 def test_frames_round_trip_through_a_file(tmp_path: Path) -> None:
