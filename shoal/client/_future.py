@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from dask._task_spec import TaskRef
 
+from shoal import _loop
 from shoal.protocol._serialize import Serialized, loads
 
 if TYPE_CHECKING:
@@ -171,6 +172,23 @@ class FutureState:
             latch.release()
         for cb in callbacks:
             cb()
+
+    def cancel_now(self) -> None:
+        """``settle("cancelled")`` from any thread, as ``Client.cancel`` does: the status
+        reads ``cancelled`` and ``result()`` waiters wake when it returns (dask's cancel
+        returns once its futures are cancelled), while the done-callbacks still run on the
+        loop thread, as :meth:`Future.add_done_callback` promises."""
+        with _callbacks_lock:
+            if self.status == "cancelled":
+                return
+            self.status = "cancelled"
+            w, self._waiters = self._waiters, None
+        if w is None:
+            return
+        if w.latch is not None:
+            w.latch.release()
+        for cb in w.callbacks or ():
+            _loop.call_soon(cb)
 
     def add_callback_if_pending(self, cb: Callable[[], None]) -> bool:
         """Register ``cb`` to run when the key settles; False if it already has (any

@@ -23,7 +23,7 @@ from dask._task_spec import Task, parse_input
 from dask.base import tokenize
 from dask.utils import funcname
 
-from shoal import _gc, _loop
+from shoal import _gc
 from shoal.client._actor import NewActor
 from shoal.client._faces import answer
 from shoal.client._future import Future, FutureState
@@ -489,8 +489,7 @@ class Submitting(Outbox):
         if keys:
             self._send(CancelKeys(list(keys), bool(force)))
         for st in {id(f._state): f._state for f in flat}.values():
-            if st.status != "cancelled":
-                _loop.call_soon(lambda st=st: st.status == "cancelled" or st.settle("cancelled"))
+            st.cancel_now()
         return answer(self, None, asynchronous)
 
     def retry(self, futures: Any, asynchronous: Any = None) -> Any:

@@ -182,6 +182,7 @@ def test_cancel_and_retry_are_awaitable(client, gate):
         c = await connect(client)
         held = c.submit(gated, gate.path, 1, pure=False)
         await c.cancel([held])
+        assert held.cancelled()  # as soon as the cancel's await returns, as in dask
         with pytest.raises(concurrent.futures.CancelledError):
             await held
         bad = c.submit(fail, "again", pure=False)

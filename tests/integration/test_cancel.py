@@ -27,6 +27,20 @@ def test_cancel_then_resubmit_of_a_pure_task_computes_afresh(client, gate):
         fut.result(timeout=10)
 
 
+def test_cancelled_futures_read_cancelled_as_soon_as_cancel_returns(client, gate):
+    # dask.distributed's sync cancel returns once the futures are cancelled: code that
+    # asks right away (a cleanup loop, as_completed bookkeeping) must not see "pending".
+    futs = client.map(gated, [gate.path] * 20, range(20), pure=False)
+    client.cancel(futs)
+    assert [f.status for f in futs] == ["cancelled"] * 20
+    assert all(f.cancelled() and f.done() for f in futs)
+    lone = client.submit(gated, gate.path, 99, pure=False)
+    lone.cancel()
+    assert lone.cancelled()
+    with pytest.raises(concurrent.futures.CancelledError):
+        lone.result(timeout=10)
+
+
 def _wanted_by_both(client, key):
     def check():
         ts = scheduler_tasks(client).get(key)
