@@ -90,6 +90,24 @@ class TaskStreamRecord(TypedDict):
     kind: Literal["compute", "transfer"]
 
 
+class GraphDocument(TypedDict, total=False):
+    """What ``/graph`` draws (see :meth:`DashboardSource.task_graph`)."""
+
+    tasks: int  # tasks the scheduler holds
+    limit: int  # the most it draws
+    too_many: bool  # tasks (or edges) past the limit: only ``by_state`` is given
+    by_state: dict[str, int]
+    edge_count: int | None  # edges between the tasks (None: not counted, too many tasks)
+    states: list[str]  # what a state code means
+    layout: str  # names the structure below; pass it back as ``known``
+    state: list[int]  # one state code per node
+    nodes: list[str]  # keys; these four only when the structure is not ``known``
+    prefix: list[int]  # per node, an index into ``prefixes``
+    prefixes: list[str]
+    edges: list[int]  # flat pairs: dependency index, dependent index
+    rank: list[int]  # each node's place in priority order
+
+
 STATES: tuple[str, ...] = ("released", "waiting", "queued", "processing", "memory", "erred")
 """The task states counted in :class:`PrefixCounts`, in display order."""
 
@@ -121,5 +139,15 @@ class DashboardSource(Protocol):
         recent records; older ones are silently gone. ``cursor=-1`` asks only for the current
         position and returns ``(current_cursor, [])``: ``performance_report`` uses it to start
         following "from now" without transferring history.
+        """
+        ...
+
+    def task_graph(self, limit: int, known: str | None = None) -> GraphDocument:
+        """The task graph for ``/graph``: every task's key, prefix and state, and the edges
+        to its dependencies; only counts by state when it holds more than ``limit`` tasks.
+
+        Called on the scheduler's loop; cost O(tasks + edges) up to ``limit``, O(prefixes)
+        past it. ``known`` is the ``layout`` of an earlier answer: when the structure is
+        unchanged, the answer carries states only.
         """
         ...

@@ -83,6 +83,7 @@
     this.lastDrawn = 0;
     this.visiblePrefixes = new Map();
     this.relativeAxis = options.relativeAxis !== false;
+    this.maxPlot = options.maxPlot || MAX_PLOT;   // the /tasks page draws taller rows
   }
 
   TaskStream.prototype.clear = function () {
@@ -132,7 +133,7 @@
     var canvas = this.canvas;
     var rows = this._rows();
     var nrows = Math.max(1, rows.length);
-    var rowH = Math.max(MIN_ROW, Math.min(MAX_ROW, Math.floor(MAX_PLOT / nrows)));
+    var rowH = Math.max(MIN_ROW, Math.min(MAX_ROW, Math.floor(this.maxPlot / nrows)));
     var plotH = rowH * nrows;
     var cssW = canvas.clientWidth || canvas.parentNode.clientWidth || 800;
     var cssH = plotH + AXIS + 4;

@@ -1,0 +1,70 @@
+/* shoal /tasks: the task stream alone, tall, over every record gathered since the page
+   opened (the first answer is the scheduler's newest page); polls /api/task-stream for
+   increments and /api/snapshot for the workers' rows. */
+(function () {
+  "use strict";
+  var TS = window.ShoalTaskStream;
+  var POLL_MS = 1000, RETRY_MS = 2000;
+  var MAX_RECORDS = 100000;   // dask's /tasks keeps 100k rectangles too
+  var $ = function (id) { return document.getElementById(id); };
+  var canvas = $("task-stream");
+  var tall = Math.max(380, window.innerHeight - 190);
+  var stream = new TS.TaskStream(canvas, { maxRecords: MAX_RECORDS, maxPlot: tall });
+  stream.attachTooltip($("stream-tooltip"));
+  var cursor = 0, clockOffset = 0, polls = 0, pausedAt = null, legendShown = null;
+
+  function serverNow() { return Date.now() / 1000 + clockOffset; }
+  function windowStart(now) {
+    var v = $("window").value;
+    if (v !== "all") return now - Number(v);
+    var first = stream.records.length ? stream.records[0].start : now - 10;
+    stream.records.forEach(function (r) { if (r.start < first) first = r.start; });
+    return Math.min(first, now - 1);
+  }
+  function draw() {
+    var now = pausedAt !== null ? pausedAt : serverNow();
+    stream.draw(windowStart(now), now, now);
+    var prefixes = Array.from(stream.visiblePrefixes.keys());
+    var id = prefixes.sort().join("\u0000");
+    if (id !== legendShown) { legendShown = id; TS.renderLegend($("stream-legend"), prefixes, 40); }
+    $("stream-summary").textContent = stream.records.length.toLocaleString("en-US") +
+      " records kept, " + stream.lastDrawn.toLocaleString("en-US") + " in the window" +
+      (pausedAt !== null ? " · paused" : "");
+  }
+  $("window").addEventListener("change", draw);
+  $("pause").addEventListener("change", function () {
+    pausedAt = this.checked ? serverNow() : null;
+    draw();
+  });
+
+  function getJSON(url) {
+    return fetch(url, { cache: "no-store" }).then(function (r) {
+      if (!r.ok) throw new Error(url + " answered HTTP " + r.status);
+      return r.json();
+    });
+  }
+  function poll() {
+    var started = Date.now();
+    Promise.all([getJSON("/api/snapshot"), getJSON("/api/task-stream?since=" + cursor)])
+      .then(function (res) {
+        var snap = res[0], ts = res[1];
+        clockOffset = snap.scheduler.now - (started + Date.now()) / 2000;
+        if (ts.cursor < cursor) stream.clear();   // the scheduler restarted: start over
+        cursor = ts.cursor;
+        stream.setWorkers(snap.workers);
+        stream.add(ts.records);
+        draw();
+        polls++;
+        document.body.dataset.polls = String(polls);
+        window.setTimeout(poll, POLL_MS);
+      })
+      .catch(function () { window.setTimeout(poll, RETRY_MS); });
+  }
+  function renderLoop() {
+    if (pausedAt === null) draw();
+    window.setTimeout(function () { window.requestAnimationFrame(renderLoop); }, 500);
+  }
+  TS.renderLegend($("stream-legend"), [], 40);
+  poll();
+  renderLoop();
+})();
