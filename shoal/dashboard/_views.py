@@ -370,8 +370,9 @@ def system_html() -> str:
     charts = "".join(
         f'<section class="panel chart-panel"><h2>{html.escape(title.split(" — ")[0])} '
         f'<span class="muted">{html.escape(title.split(" — ")[1])}</span>'
-        f'<span class="spacer"></span><span class="muted stats" id="stats-{name}"></span></h2>'
-        f'<canvas class="chart" id="chart-{name}" data-points="0"></canvas></section>'
+        '</h2>'
+        f'<canvas class="chart" id="chart-{name}" data-points="0"></canvas>'
+        f'<div class="legend stats" id="stats-{name}"></div></section>'
         for name, title in SYSTEM_CHARTS
     )
     body = (

@@ -21,18 +21,25 @@
   }
   var CHARTS = {
     cpu: { series: [["cpu", "#0b6e7f", "cpu"]], fmt: function (v) { return v.toFixed(1) + "%"; } },
-    memory: { series: [["memory", "#2b6cb0", "rss"]], fmt: fmtBytes },
+    memory: { series: [["memory", "#2b6cb0", "rss"]], fmt: fmtBytes, bytes: true },
     network: { series: [["read_bps", "#d62728", "received"], ["write_bps", "#1f77b4", "sent"]],
-               fmt: function (v) { return fmtBytes(v) + "/s"; } },
+               fmt: function (v) { return fmtBytes(v) + "/s"; }, bytes: true },
     num_fds: { series: [["num_fds", "#8c564b", "open"]], fmt: function (v) { return String(Math.round(v)); } }
   };
 
   function niceMax(v) {
     if (v <= 0) return 1;
     var pow = Math.pow(10, Math.floor(Math.log10(v)));
-    var steps = [1, 2, 2.5, 5, 10];
+    var steps = [1, 2, 4, 8, 10];   // quarters of each (the grid has 4 steps) read round
     for (var i = 0; i < steps.length; i++) if (steps[i] * pow >= v) return steps[i] * pow;
     return 10 * pow;
+  }
+
+  // a round number of KiB, MiB... so that the grid's labels read as round numbers too
+  function niceBytes(v) {
+    var unit = 1;
+    while (v >= 1024 * unit && unit < Math.pow(1024, 4)) unit *= 1024;
+    return niceMax(v / unit) * unit;
   }
 
   function drawChart(name) {
@@ -51,7 +58,7 @@
     var plotW = Math.max(10, w - LEFT - RIGHT), plotH = Math.max(10, h - TOP - BOTTOM);
     var ymax = 0;
     spec.series.forEach(function (s) { data[s[0]].forEach(function (v) { if (v > ymax) ymax = v; }); });
-    ymax = niceMax(ymax);
+    ymax = spec.bytes ? niceBytes(ymax) : niceMax(ymax);
     var t1 = n ? t[n - 1] : Date.now() / 1000, t0 = n ? Math.min(t[0], t1 - 10) : t1 - 60;
     var sx = plotW / Math.max(1e-6, t1 - t0), sy = plotH / ymax;
     // grid and y labels
@@ -89,16 +96,27 @@
     });
     canvas.dataset.points = String(n);
     canvas.dataset.max = String(ymax);
-    // the stats line: latest, min, max, mean of each series
-    var parts = spec.series.map(function (s) {
+    // the stats line: a swatch, then latest, min, max, mean of each series
+    var stats = $("stats-" + name);
+    stats.textContent = "";
+    spec.series.forEach(function (s, k) {
       var col = data[s[0]];
-      if (!col.length) return s[2] + ": –";
-      var lo = Infinity, hi = -Infinity, sum = 0;
-      col.forEach(function (x) { lo = Math.min(lo, x); hi = Math.max(hi, x); sum += x; });
-      return s[2] + " " + spec.fmt(col[col.length - 1]) + " (min " + spec.fmt(lo) + ", max " +
-        spec.fmt(hi) + ", mean " + spec.fmt(sum / col.length) + ")";
+      var item = document.createElement("span");
+      item.className = "item";
+      var sw = document.createElement("span");
+      sw.className = "swatch";
+      sw.style.background = s[1];
+      item.appendChild(sw);
+      var text = s[2] + ": –";
+      if (col.length) {
+        var lo = Infinity, hi = -Infinity, sum = 0;
+        col.forEach(function (x) { lo = Math.min(lo, x); hi = Math.max(hi, x); sum += x; });
+        text = s[2] + " " + spec.fmt(col[col.length - 1]) + " (min " + spec.fmt(lo) + ", max " +
+          spec.fmt(hi) + ", mean " + spec.fmt(sum / col.length) + ")";
+      }
+      item.appendChild(document.createTextNode((k ? "  " : "") + text));
+      stats.appendChild(item);
     });
-    $("stats-" + name).textContent = parts.join(" · ");
     return points;
   }
 

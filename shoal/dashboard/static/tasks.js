@@ -9,21 +9,29 @@
   var $ = function (id) { return document.getElementById(id); };
   var canvas = $("task-stream");
   var tall = Math.max(380, window.innerHeight - 190);
-  var stream = new TS.TaskStream(canvas, { maxRecords: MAX_RECORDS, maxPlot: tall });
+  var stream = new TS.TaskStream(canvas, { maxRecords: MAX_RECORDS, maxPlot: tall, maxRow: 48 });
   stream.attachTooltip($("stream-tooltip"));
   var cursor = 0, clockOffset = 0, polls = 0, pausedAt = null, legendShown = null;
 
   function serverNow() { return Date.now() / 1000 + clockOffset; }
-  function windowStart(now) {
+  // [t0, t1] to draw: the chosen window ending now, or every record kept, fitted
+  function range(now) {
     var v = $("window").value;
-    if (v !== "all") return now - Number(v);
-    var first = stream.records.length ? stream.records[0].start : now - 10;
-    stream.records.forEach(function (r) { if (r.start < first) first = r.start; });
-    return Math.min(first, now - 1);
+    if (v !== "all") return [now - Number(v), now];
+    var recs = stream.records;
+    if (!recs.length) return [now - 10, now];
+    var first = Infinity, last = -Infinity;
+    for (var i = 0; i < recs.length; i++) {
+      if (recs[i].start < first) first = recs[i].start;
+      if (recs[i].stop > last) last = recs[i].stop;
+    }
+    var pad = Math.max(1e-3, (last - first) * 0.02);
+    return [first - pad, Math.min(now, last + pad)];
   }
   function draw() {
     var now = pausedAt !== null ? pausedAt : serverNow();
-    stream.draw(windowStart(now), now, now);
+    var r = range(now);
+    stream.draw(r[0], r[1], now);
     var prefixes = Array.from(stream.visiblePrefixes.keys());
     var id = prefixes.sort().join("\u0000");
     if (id !== legendShown) { legendShown = id; TS.renderLegend($("stream-legend"), prefixes, 40); }
