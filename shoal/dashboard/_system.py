@@ -90,7 +90,9 @@ def _configured() -> tuple[float, int]:
 
     interval = dask.config.get("distributed.admin.system-monitor.interval", None)
     length = dask.config.get("distributed.admin.system-monitor.log-length", None)
-    seconds = float(parse_timedelta(interval, default="ms")) if interval else INTERVAL
+    # a bare number is seconds, as dask reads it; a sampler faster than 20 Hz costs the
+    # scheduler's loop more than the page gains
+    seconds = float(parse_timedelta(interval, default="s")) if interval else INTERVAL
     return max(0.05, seconds), int(length) if length else LENGTH
 
 

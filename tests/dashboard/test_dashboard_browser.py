@@ -175,3 +175,30 @@ def test_status_stays_cheap_with_100k_tasks(served: ServedDashboard, browser_pag
     render_ms = float(page.get_attribute("body", "data-render-ms") or "inf")
     assert render_ms < 300, f"one refresh took {render_ms} ms"
     page.screenshot(path=str(ARTIFACTS / "dashboard-status-large.png"))
+
+
+def test_graph_page_draws_5000_tasks_quickly(served: ServedDashboard, browser_page: Any) -> None:
+    """A graph at the default limit: a 2500-task map feeding a tree reduction."""
+
+    def big(src: LiveFakeSource) -> None:
+        src.graph = {f"load-{i}": ("memory", []) for i in range(2500)}
+        level, n = "load", 2500
+        for depth in range(40):
+            if n == 1 or len(src.graph) >= 4999:
+                break
+            up = (n + 1) // 2
+            for i in range(up):
+                deps = [f"{level}-{2 * i}"] + ([f"{level}-{2 * i + 1}"] if 2 * i + 1 < n else [])
+                src.graph[f"agg{depth}-{i}"] = ("waiting", deps)
+            level, n = f"agg{depth}", up
+
+    served.mutate(big)
+    total = len(served.source.graph)
+    page = browser_page
+    page.goto(served.url + "/graph")
+    wait_for(lambda: int(page.get_attribute("#graph", "data-nodes") or 0) == total)
+    assert int(page.get_attribute("#graph", "data-state-memory") or 0) == 2500
+    wait_for(lambda: int(page.get_attribute("body", "data-polls") or 0) >= 2)  # states only
+    render_ms = float(page.get_attribute("body", "data-render-ms") or "inf")
+    assert render_ms < 500, f"one refresh of {total} nodes took {render_ms} ms"
+    page.screenshot(path=str(ARTIFACTS / "dashboard-graph-large.png"))

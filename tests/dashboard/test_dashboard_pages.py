@@ -10,7 +10,7 @@ import dask
 from _fake import FakeSource
 from test_dashboard_http import Fetch, run
 
-from shoal.dashboard import _views
+from shoal.dashboard import _views, open_dashboard
 from shoal.dashboard._system import QUANTITIES, Reading, SystemHistory, SystemMonitor, sample_of
 
 
@@ -54,7 +54,28 @@ def test_system_api_pages_samples_by_cursor() -> None:
     run(check)
 
 
-def test_system_sampler_runs_until_the_dashboard_closes() -> None:
+def test_dashboard_close_stops_its_system_sampler() -> None:
+    async def main() -> None:
+        server = await open_dashboard(FakeSource(), "127.0.0.1", 0)
+        assert any(_sampler(t) for t in asyncio.all_tasks())
+        await server.close()
+        assert not any(_sampler(t) and not t.done() for t in asyncio.all_tasks())
+
+    asyncio.run(main())
+
+
+def _sampler(task: asyncio.Task[object]) -> bool:
+    return getattr(task.get_coro(), "__qualname__", "") == "SystemMonitor._run"
+
+
+def test_system_monitor_follows_dasks_config() -> None:
+    with dask.config.set({"distributed.admin.system-monitor.interval": "250ms",
+                          "distributed.admin.system-monitor.log-length": 10}):
+        monitor = SystemMonitor()
+    assert monitor.interval == 0.25 and monitor.history.rows.maxlen == 10
+
+
+def test_system_monitor_samples_until_closed() -> None:
     async def main() -> None:
         monitor = SystemMonitor(interval=0.01)
         monitor.start()

@@ -187,6 +187,7 @@
     fetch("/api/graph?known=" + encodeURIComponent(layoutId), { cache: "no-store" })
       .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
       .then(function (doc) {
+        var t0 = performance.now();
         stateNames = doc.states;
         showNotice(doc);
         if (doc.too_many) {
@@ -203,6 +204,8 @@
             " dependencies · flowing " + (graph && graph.rows ? "top to bottom" : "left to right")
           : "no tasks: the scheduler is empty";
         polls++;
+        // exposed for tests and for anyone checking the page stays cheap
+        document.body.dataset.renderMs = (performance.now() - t0).toFixed(1);
         document.body.dataset.polls = String(polls);
         window.setTimeout(poll, POLL_MS);
       })
