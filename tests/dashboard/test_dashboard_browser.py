@@ -202,3 +202,22 @@ def test_graph_page_draws_5000_tasks_quickly(served: ServedDashboard, browser_pa
     render_ms = float(page.get_attribute("body", "data-render-ms") or "inf")
     assert render_ms < 500, f"one refresh of {total} nodes took {render_ms} ms"
     page.screenshot(path=str(ARTIFACTS / "dashboard-graph-large.png"))
+
+
+def test_tasks_page_says_what_its_first_page_left_out(
+    served: ServedDashboard, browser_page: Any
+) -> None:
+    def history(src: LiveFakeSource) -> None:
+        now = time.time()
+        for i in range(6000):
+            stop = now - 0.05 - (5999 - i) * 0.001
+            src.add_record(f"inc-{i}", i % 2, 0, stop - 0.0008, stop)
+
+    served.mutate(history)
+    page = browser_page
+    page.goto(served.url + "/tasks")
+    wait_for(lambda: page.get_attribute("#task-stream", "data-records") == "5000")
+    wait_for(lambda: "1,000 not loaded" in page.locator("#stream-summary").inner_text())
+    served.mutate(lambda src: add_burst(src, "sum", 8))
+    wait_for(lambda: page.get_attribute("#task-stream", "data-records") == "5008")
+    assert page.locator('#stream-legend [data-prefix="sum"]').count() == 1

@@ -84,9 +84,13 @@ def test_graph_page_draws_the_live_graph_by_state(
     wait_for(lambda: attr(page, "#graph", "data-state-memory") == N + 1, timeout=30)
     assert attr(page, "#graph", "data-state-processing") == 0
     assert page.locator("#graph-notice").is_hidden()
-    # hovering a node names its task
+    # hovering a node names its task: the sum sits under the middle of the 12 it reads
+    # (layers as rows, 12 px padding, 60 px a layer: the second row's centre is 12 + 90)
     box = page.locator("#graph").bounding_box()
     assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 12 + 1.5 * (box["height"] - 24) / 2)
+    wait_for(lambda: "total-0" in page.locator("#graph-tooltip").inner_text(), timeout=10)
+    assert "memory" in page.locator("#graph-tooltip").inner_text()
     page.screenshot(path=str(ARTIFACTS / "dashboard-graph.png"), full_page=True)
 
     # released futures leave the graph

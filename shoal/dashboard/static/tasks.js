@@ -12,6 +12,7 @@
   var stream = new TS.TaskStream(canvas, { maxRecords: MAX_RECORDS, maxPlot: tall, maxRow: 48 });
   stream.attachTooltip($("stream-tooltip"));
   var cursor = 0, clockOffset = 0, polls = 0, pausedAt = null, legendShown = null;
+  var notLoaded = 0;          // records an answer left out (each is one page of the newest)
 
   function serverNow() { return Date.now() / 1000 + clockOffset; }
   // [t0, t1] to draw: the chosen window ending now, or every record kept, fitted
@@ -37,6 +38,7 @@
     if (id !== legendShown) { legendShown = id; TS.renderLegend($("stream-legend"), prefixes, 40); }
     $("stream-summary").textContent = stream.records.length.toLocaleString("en-US") +
       " records kept, " + stream.lastDrawn.toLocaleString("en-US") + " in the window" +
+      (notLoaded ? " · " + notLoaded.toLocaleString("en-US") + " not loaded (more than a page at once)" : "") +
       (pausedAt !== null ? " · paused" : "");
   }
   $("window").addEventListener("change", draw);
@@ -57,7 +59,8 @@
       .then(function (res) {
         var snap = res[0], ts = res[1];
         clockOffset = snap.scheduler.now - (started + Date.now()) / 2000;
-        if (ts.cursor < cursor) stream.clear();   // the scheduler restarted: start over
+        if (ts.cursor < cursor) { stream.clear(); notLoaded = 0; }   // the scheduler restarted
+        notLoaded += ts.dropped || 0;
         cursor = ts.cursor;
         stream.setWorkers(snap.workers);
         stream.add(ts.records);
