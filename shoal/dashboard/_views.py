@@ -390,7 +390,8 @@ def graph_html(limit: int) -> str:
     body = (
         '<section class="panel" id="graph-panel"><h2>Task graph '
         '<span class="muted" id="graph-summary">tasks flow left to right, from their '
-        'dependencies</span></h2>'
+        'dependencies</span><span class="spacer"></span><span class="muted">wheel: zoom · '
+        'drag: pan · double click: the whole graph</span></h2>'
         '<div class="legend" id="graph-legend"></div>'
         f'<div class="notice" id="graph-notice" hidden data-limit="{int(limit)}"></div>'
         '<div class="stream-wrap"><canvas id="graph" data-nodes="0" data-edges="0">'

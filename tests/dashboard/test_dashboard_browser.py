@@ -202,6 +202,18 @@ def test_graph_page_draws_5000_tasks_quickly(served: ServedDashboard, browser_pa
     render_ms = float(page.get_attribute("body", "data-render-ms") or "inf")
     assert render_ms < 500, f"one refresh of {total} nodes took {render_ms} ms"
     page.screenshot(path=str(ARTIFACTS / "dashboard-graph-large.png"))
+    # zoom in around the pointer, pan, then back to the whole graph
+    box = page.locator("#graph").bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, -600)
+    wait_for(lambda: float(page.get_attribute("#graph", "data-zoom") or 1) > 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2 + 100, box["y"] + box["height"] / 2)
+    page.mouse.up()
+    page.screenshot(path=str(ARTIFACTS / "dashboard-graph-zoomed.png"))
+    page.dblclick("#graph")
+    wait_for(lambda: page.get_attribute("#graph", "data-zoom") == "1.00")
 
 
 def test_tasks_page_says_what_its_first_page_left_out(

@@ -92,12 +92,12 @@
     var pad = 12, iw = w - 2 * pad, ih = h - 2 * pad;
     var along = g.rows ? iw : ih, across = g.rows ? ih : iw;   // along: positions in a layer
     var stepPos = along / Math.max(1, g.maxPos + 1), stepLayer = across / Math.max(1, g.nlayers);
-    var size = Math.max(2, Math.min(10, Math.min(stepPos, stepLayer) * 0.7));
-    var xy = new Float64Array(2 * g.n);
+    var size = Math.max(2, Math.min(14, Math.min(stepPos, stepLayer) * 0.7 * view.k));
+    var xy = new Float64Array(2 * g.n);   // screen positions, after the zoom
     for (var i = 0; i < g.n; i++) {
       var p = pad + (g.pos[i] + 0.5) * stepPos, l = pad + (g.depth[i] + 0.5) * stepLayer;
-      xy[2 * i] = g.rows ? p : l;
-      xy[2 * i + 1] = g.rows ? l : p;
+      xy[2 * i] = (g.rows ? p : l) * view.k + view.x;
+      xy[2 * i + 1] = (g.rows ? l : p) * view.k + view.y;
     }
     g.xy = xy;
     g.size = size;
@@ -121,6 +121,7 @@
 
   function finish(counts, nodes, edges) {
     canvas.dataset.nodes = String(nodes);
+    canvas.dataset.zoom = view.k.toFixed(2);
     canvas.dataset.edges = String(edges);
     Object.keys(counts).forEach(function (s) { canvas.setAttribute("data-state-" + s, String(counts[s])); });
     var legend = $("graph-legend");
@@ -160,8 +161,35 @@
     notice.appendChild(c);
   }
 
+  // ------------------------------------------------------------------ zoom and pan
+  // The wheel zooms around the pointer, a drag pans, a double click shows it all again.
+  var view = { k: 1, x: 0, y: 0 }, drag = null;
+  canvas.addEventListener("wheel", function (ev) {
+    if (!graph) return;
+    ev.preventDefault();
+    var rect = canvas.getBoundingClientRect();
+    var mx = ev.clientX - rect.left, my = ev.clientY - rect.top;
+    var k = Math.max(1, Math.min(64, view.k * Math.exp(-ev.deltaY * 0.002)));
+    view.x = mx - (mx - view.x) * k / view.k;
+    view.y = my - (my - view.y) * k / view.k;
+    view.k = k;
+    if (k === 1) { view.x = 0; view.y = 0; }
+    draw();
+  }, { passive: false });
+  canvas.addEventListener("mousedown", function (ev) {
+    drag = { x: ev.clientX - view.x, y: ev.clientY - view.y };
+  });
+  window.addEventListener("mouseup", function () { drag = null; });
+  canvas.addEventListener("dblclick", function () { view = { k: 1, x: 0, y: 0 }; draw(); });
+
   // ------------------------------------------------------------------ hover
   canvas.addEventListener("mousemove", function (ev) {
+    if (drag && view.k > 1) {
+      view.x = ev.clientX - drag.x;
+      view.y = ev.clientY - drag.y;
+      draw();
+      return;
+    }
     var g = graph;
     if (!g || !g.xy) { tooltip.style.display = "none"; return; }
     var rect = canvas.getBoundingClientRect();
