@@ -1,12 +1,13 @@
 """The contract between the scheduler and the dashboard.
 
-The dashboard owns nothing: it reads two cheap views that the scheduler's I/O shell provides.
+The dashboard owns nothing of the scheduler's: it reads cheap views that the scheduler's
+I/O shell provides (the ``/system`` page measures the process itself, see ``_system``).
 This module only declares their shapes; it must not import the scheduler (or anything else in
 shoal) so that the views and tests can run against a fake source.
 
-Both methods are called on the scheduler's event-loop thread (the aiohttp handlers run on
+Every method is called on the scheduler's event-loop thread (the aiohttp handlers run on
 that same loop), so implementations need no locking, but they must be fast: a snapshot is
-O(workers + task prefixes), never O(tasks).
+O(workers + task prefixes), never O(tasks); the task graph is O(tasks) only up to a limit.
 """
 
 from __future__ import annotations
