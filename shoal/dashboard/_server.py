@@ -155,7 +155,13 @@ def graph_limit() -> int:
     import dask
 
     value = dask.config.get("distributed.dashboard.graph-max-items", GRAPH_MAX_ITEMS)
-    return max(0, int(value if value is not None else GRAPH_MAX_ITEMS))
+    try:
+        return max(0, int(value if value is not None else GRAPH_MAX_ITEMS))
+    except (TypeError, ValueError):
+        raise web.HTTPInternalServerError(
+            text=f"dask's config distributed.dashboard.graph-max-items={value!r} is not a "
+            f"number of tasks: set it to an integer such as {GRAPH_MAX_ITEMS}"
+        ) from None
 
 
 async def _graph(request: web.Request) -> web.Response:

@@ -138,6 +138,9 @@ def test_graph_limit_is_dasks_graph_max_items() -> None:
         assert doc["too_many"] is True and doc["tasks"] == 20 and doc["limit"] == 10
         assert doc["by_state"]["queued"] == 20 and "nodes" not in doc
         assert 'data-limit="10"' in page
+        with dask.config.set({"distributed.dashboard.graph-max-items": "lots"}):
+            status, _, body = await fetch("/api/graph")
+        assert status == 500 and "graph-max-items='lots'" in body and "integer" in body
 
     run(check)
 
