@@ -1,4 +1,5 @@
-"""Read-only web dashboard for a shoal scheduler: ``/status``, ``/workers``, ``/metrics``...
+"""Read-only web dashboard for a shoal scheduler: ``/status``, ``/workers``, ``/tasks``,
+``/system``, ``/graph``, ``/metrics``...
 
 The scheduler's I/O shell implements :class:`DashboardSource` and calls
 :func:`open_dashboard_with_fallback` (or :func:`open_dashboard`) on its event loop.
@@ -7,6 +8,7 @@ The scheduler's I/O shell implements :class:`DashboardSource` and calls
 from shoal.dashboard._server import DashboardServer, open_dashboard, open_dashboard_with_fallback
 from shoal.dashboard._source import (
     DashboardSource,
+    GraphDocument,
     PrefixCounts,
     SchedulerInfo,
     Snapshot,
@@ -18,6 +20,7 @@ from shoal.dashboard._source import (
 __all__ = [
     "DashboardServer",
     "DashboardSource",
+    "GraphDocument",
     "PrefixCounts",
     "SchedulerInfo",
     "Snapshot",

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from shoal.dashboard import _views
 from shoal.dashboard._source import DashboardSource
+from shoal.dashboard._system import SystemMonitor
 
 STATIC_TYPES = {
     ".js": "text/javascript",
@@ -25,6 +26,10 @@ STATIC_TYPES = {
 
 _SOURCE: web.AppKey[DashboardSource] = web.AppKey("source", DashboardSource)
 _STATIC: web.AppKey[dict[str, bytes]] = web.AppKey("static", dict)
+_MONITOR: web.AppKey[SystemMonitor] = web.AppKey("monitor", SystemMonitor)
+
+GRAPH_MAX_ITEMS = 5000
+"""Tasks ``/graph`` draws at most (dask's ``distributed.dashboard.graph-max-items``)."""
 
 # script-src 'self': the pages run only the vendored scripts, never inline or remote code.
 _HEADERS = {
@@ -89,16 +94,7 @@ async def _api_snapshot(request: web.Request) -> web.Response:
 
 
 async def _api_task_stream(request: web.Request) -> web.Response:
-    raw = request.query.get("since", "0")
-    try:
-        since = int(raw)
-        if since < 0:
-            raise ValueError
-    except ValueError:
-        raise web.HTTPBadRequest(
-            text=f"since={raw!r} is not a cursor: pass the 'cursor' of the previous "
-            "response, or 0 to start from the oldest retained record"
-        )
+    since = _cursor(request)
     # One bounded page per request: when more than a page is new (a first load after a long
     # run), skip to the newest page instead of building the whole history.
     source = request.app[_SOURCE]
@@ -124,6 +120,64 @@ async def _api_profile(request: web.Request) -> web.Response:
     return _json({"tree": tree, "prefixes": sorted(source.snapshot()["prefixes"])})
 
 
+def _cursor(request: web.Request, name: str = "since") -> int:
+    raw = request.query.get(name, "0")
+    try:
+        value = int(raw)
+        if value < 0:
+            raise ValueError
+    except ValueError:
+        raise web.HTTPBadRequest(
+            text=f"{name}={raw!r} is not a cursor: pass the 'cursor' of the previous "
+            "response, or 0 to start from the oldest retained record"
+        )
+    return value
+
+
+async def _tasks(request: web.Request) -> web.Response:
+    return _html(_views.tasks_html())
+
+
+async def _system(request: web.Request) -> web.Response:
+    return _html(_views.system_html())
+
+
+async def _api_system(request: web.Request) -> web.Response:
+    """The scheduler process's samples after ``?since=`` (a cursor), column by column."""
+    monitor = request.app[_MONITOR]
+    cursor, columns = monitor.history.since(_cursor(request))
+    return _json({"cursor": cursor, "interval": monitor.interval, "samples": columns})
+
+
+def graph_limit() -> int:
+    """The most tasks ``/graph`` draws: dask's ``distributed.dashboard.graph-max-items``
+    (read per request, so a change in dask's config applies at once)."""
+    import dask
+
+    value = dask.config.get("distributed.dashboard.graph-max-items", GRAPH_MAX_ITEMS)
+    try:
+        return max(0, int(value if value is not None else GRAPH_MAX_ITEMS))
+    except (TypeError, ValueError):
+        raise web.HTTPInternalServerError(
+            text=f"dask's config distributed.dashboard.graph-max-items={value!r} is not a "
+            f"number of tasks: set it to an integer such as {GRAPH_MAX_ITEMS}"
+        ) from None
+
+
+async def _graph(request: web.Request) -> web.Response:
+    return _html(_views.graph_html(graph_limit()))
+
+
+async def _api_graph(request: web.Request) -> web.Response:
+    """The task graph (``?known=`` the ``layout`` of the page's last answer: then only the
+    states, while the structure is unchanged)."""
+    source = request.app[_SOURCE]
+    get = getattr(source, "task_graph", None)
+    if get is None:
+        raise web.HTTPNotFound(text="this dashboard's source keeps no task graph")
+    return _json(get(graph_limit(), request.query.get("known") or None))
+
+
 async def _static(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     body = request.app[_STATIC].get(name)
@@ -146,10 +200,12 @@ async def _not_found_page(request: web.Request, handler: Any) -> web.StreamRespo
         return _html(_views.not_found_html(request.path), status=404)
 
 
-def make_app(source: DashboardSource) -> web.Application:
-    """Build the read-only dashboard application over ``source`` (no socket is opened)."""
+def make_app(source: DashboardSource, monitor: SystemMonitor | None = None) -> web.Application:
+    """Build the read-only dashboard application over ``source`` (no socket is opened).
+    ``monitor`` feeds ``/system`` (a new, unstarted one when not given)."""
     app = web.Application(middlewares=[_not_found_page])
     app[_SOURCE] = source
+    app[_MONITOR] = monitor if monitor is not None else SystemMonitor()
     app[_STATIC] = _load_static()
     routes = [
         ("/", _index),
@@ -160,6 +216,11 @@ def make_app(source: DashboardSource) -> web.Application:
         ("/metrics", _metrics),
         ("/api/snapshot", _api_snapshot),
         ("/api/task-stream", _api_task_stream),
+        ("/tasks", _tasks),
+        ("/system", _system),
+        ("/api/system", _api_system),
+        ("/graph", _graph),
+        ("/api/graph", _api_graph),
         ("/profile", _profile),
         ("/api/profile", _api_profile),
         ("/static/{name}", _static),
@@ -184,14 +245,18 @@ class DashboardServer:
         link: the URL of the live status page, e.g. ``http://127.0.0.1:8787/status``.
     """
 
-    def __init__(self, runner: web.AppRunner, host: str, port: int, https: bool = False) -> None:
+    def __init__(self, runner: web.AppRunner, host: str, port: int, https: bool = False,
+                 monitor: SystemMonitor | None = None) -> None:
         self._runner = runner
+        self._monitor = monitor
         self.host = host
         self.port = port
         self.link = f"{'https' if https else 'http'}://{_link_host(host)}:{port}/status"
 
     async def close(self) -> None:
         """Stop listening and close open connections; safe to call twice."""
+        if self._monitor is not None:
+            await self._monitor.close()
         await self._runner.cleanup()
 
     async def __aenter__(self) -> DashboardServer:
@@ -221,7 +286,8 @@ async def open_dashboard(
     Raises:
         OSError: the port is taken or the host cannot be bound. Nothing is left running.
     """
-    runner = web.AppRunner(make_app(source), access_log=None, handle_signals=False)
+    monitor = SystemMonitor()
+    runner = web.AppRunner(make_app(source, monitor), access_log=None, handle_signals=False)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host or None, port, reuse_port=False, ssl_context=ssl_context)
@@ -229,12 +295,13 @@ async def open_dashboard(
     except BaseException:
         await runner.cleanup()
         raise
+    monitor.start()  # samples from now on: /system shows the history since the start
     bound = port
     for address in runner.addresses:
         if isinstance(address, tuple) and len(address) >= 2:
             bound = int(address[1])
             break
-    return DashboardServer(runner, host, bound, https=ssl_context is not None)
+    return DashboardServer(runner, host, bound, https=ssl_context is not None, monitor=monitor)
 
 
 async def open_dashboard_with_fallback(

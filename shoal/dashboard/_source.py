@@ -1,12 +1,13 @@
 """The contract between the scheduler and the dashboard.
 
-The dashboard owns nothing: it reads two cheap views that the scheduler's I/O shell provides.
+The dashboard owns nothing of the scheduler's: it reads cheap views that the scheduler's
+I/O shell provides (the ``/system`` page measures the process itself, see ``_system``).
 This module only declares their shapes; it must not import the scheduler (or anything else in
 shoal) so that the views and tests can run against a fake source.
 
-Both methods are called on the scheduler's event-loop thread (the aiohttp handlers run on
+Every method is called on the scheduler's event-loop thread (the aiohttp handlers run on
 that same loop), so implementations need no locking, but they must be fast: a snapshot is
-O(workers + task prefixes), never O(tasks).
+O(workers + task prefixes), never O(tasks); the task graph is O(tasks) only up to a limit.
 """
 
 from __future__ import annotations
@@ -90,6 +91,24 @@ class TaskStreamRecord(TypedDict):
     kind: Literal["compute", "transfer"]
 
 
+class GraphDocument(TypedDict, total=False):
+    """What ``/graph`` draws (see :meth:`DashboardSource.task_graph`)."""
+
+    tasks: int  # tasks the scheduler holds
+    limit: int  # the most it draws
+    too_many: bool  # tasks (or edges) past the limit: only ``by_state`` is given
+    by_state: dict[str, int]
+    edge_count: int | None  # edges between the tasks (None: not counted, too many tasks)
+    states: list[str]  # what a state code means
+    layout: str  # names the structure below; pass it back as ``known``
+    state: list[int]  # one state code per node
+    nodes: list[str]  # keys; these four only when the structure is not ``known``
+    prefix: list[int]  # per node, an index into ``prefixes``
+    prefixes: list[str]
+    edges: list[int]  # flat pairs: dependency index, dependent index
+    rank: list[int]  # each node's place in priority order
+
+
 STATES: tuple[str, ...] = ("released", "waiting", "queued", "processing", "memory", "erred")
 """The task states counted in :class:`PrefixCounts`, in display order."""
 
@@ -121,5 +140,15 @@ class DashboardSource(Protocol):
         recent records; older ones are silently gone. ``cursor=-1`` asks only for the current
         position and returns ``(current_cursor, [])``: ``performance_report`` uses it to start
         following "from now" without transferring history.
+        """
+        ...
+
+    def task_graph(self, limit: int, known: str | None = None) -> GraphDocument:
+        """The task graph for ``/graph``: every task's key, prefix and state, and the edges
+        to its dependencies; only counts by state when it holds more than ``limit`` tasks.
+
+        Called on the scheduler's loop; cost O(tasks + edges) up to ``limit``, O(prefixes)
+        past it. ``known`` is the ``layout`` of an earlier answer: when the structure is
+        unchanged, the answer carries states only.
         """
         ...

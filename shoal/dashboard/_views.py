@@ -17,11 +17,17 @@ from shoal.dashboard._source import STATES, PrefixCounts, Snapshot, TaskStreamRe
 PAGES: tuple[tuple[str, str], ...] = (
     ("/status", "Status — live task stream, progress and worker memory"),
     ("/workers", "Workers — one row per worker"),
+    ("/tasks", "Tasks — the task stream, full page, with its retained history"),
+    ("/system", "System — the scheduler process's CPU, memory, network and open files"),
+    ("/graph", "Graph — the live task graph, coloured by state"),
     ("/info", "Info — scheduler, totals and workers as JSON"),
     ("/metrics", "Metrics — Prometheus text exposition"),
     ("/profile", "Profile — where the workers' tasks spend their time (statistical profiler)"),
     ("/health", "Health — returns ok"),
 )
+
+NAV = 8
+"""The first ``NAV`` pages are in every page's navigation bar (``status.html`` repeats it)."""
 
 MAX_STREAM_RECORDS = 5000
 """At most this many task-stream records per response; older ones are dropped first."""
@@ -227,7 +233,7 @@ def _page(title: str, body: str, *, scripts: Sequence[str] = (), active: str = "
     tags += "".join(f'<link rel="stylesheet" href="/static/{html.escape(s)}">' for s in styles)
     nav = "".join(
         f'<a href="{href}"{ACTIVE if href == active else ""}>{href.strip("/").capitalize()}</a>'
-        for href, _ in PAGES[:5]
+        for href, _ in PAGES[:NAV]
     )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -327,3 +333,68 @@ def profile_html() -> str:
     )
     return _page("Profile", body, scripts=["profile.js"], active="/profile",
                  styles=["profile.css"])
+
+
+def tasks_html() -> str:
+    """The ``/tasks`` page: the task stream alone, tall, over the records the browser has
+    gathered since it opened (``tasks.js`` polls ``/api/task-stream``)."""
+    windows = "".join(
+        f'<option value="{v}"{" selected" if v == "60" else ""}>{label}</option>'
+        for v, label in (("10", "10 s"), ("60", "1 min"), ("300", "5 min"), ("1800", "30 min"),
+                         ("all", "everything kept"))
+    )
+    body = (
+        '<section class="panel" id="stream-panel"><h2>Task stream '
+        '<span class="muted" id="stream-summary">one row per worker thread</span>'
+        '<span class="spacer"></span><label class="muted">window '
+        f'<select id="window">{windows}</select></label>'
+        '<label class="muted"><input type="checkbox" id="pause"> pause</label></h2>'
+        '<div class="stream-wrap"><canvas id="task-stream" data-records="0" data-drawn="0">'
+        '</canvas><div class="tooltip" id="stream-tooltip"></div></div>'
+        '<div class="legend" id="stream-legend"></div></section>'
+    )
+    return _page("Tasks", body, scripts=["taskstream.js", "tasks.js"], active="/tasks")
+
+
+SYSTEM_CHARTS: tuple[tuple[str, str], ...] = (
+    ("cpu", "CPU — percent of one core"),
+    ("memory", "Memory — resident set size"),
+    ("network", "Network — host bytes received and sent per second"),
+    ("num_fds", "Open files — file descriptors of the process"),
+)
+
+
+def system_html() -> str:
+    """The ``/system`` page: the scheduler process's resources over time (``system.js``
+    polls ``/api/system`` and draws one line chart per quantity)."""
+    charts = "".join(
+        f'<section class="panel chart-panel"><h2>{html.escape(title.split(" — ")[0])} '
+        f'<span class="muted">{html.escape(title.split(" — ")[1])}</span>'
+        '</h2>'
+        f'<canvas class="chart" id="chart-{name}" data-points="0"></canvas>'
+        f'<div class="legend stats" id="stats-{name}"></div></section>'
+        for name, title in SYSTEM_CHARTS
+    )
+    body = (
+        '<p class="muted page-note">The scheduler\'s process, sampled on its event loop '
+        '(<span id="system-interval">every 0.5 s</span>); the network is the whole host\'s.</p>'
+        f'<div class="columns">{charts}</div>'
+    )
+    return _page("System", body, scripts=["system.js"], active="/system")
+
+
+def graph_html(limit: int) -> str:
+    """The ``/graph`` page: ``graph.js`` polls ``/api/graph`` and draws each task as a node
+    coloured by its state, with edges from its dependencies; past ``limit`` tasks it shows
+    a notice and the counts by state instead."""
+    body = (
+        '<section class="panel" id="graph-panel"><h2>Task graph '
+        '<span class="muted" id="graph-summary">tasks flow left to right, from their '
+        'dependencies</span><span class="spacer"></span><span class="muted">wheel: zoom · '
+        'drag: pan · double click: the whole graph</span></h2>'
+        '<div class="legend" id="graph-legend"></div>'
+        f'<div class="notice" id="graph-notice" hidden data-limit="{int(limit)}"></div>'
+        '<div class="stream-wrap"><canvas id="graph" data-nodes="0" data-edges="0">'
+        '</canvas><div class="tooltip" id="graph-tooltip"></div></div></section>'
+    )
+    return _page("Graph", body, scripts=["graph.js"], active="/graph")

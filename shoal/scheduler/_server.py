@@ -366,6 +366,13 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
     ) -> tuple[int, list[dict[str, Any]]]:
         return self.state.task_stream_since(cursor, limit)
 
+    def task_graph(self, limit: int, known: str | None = None) -> dict[str, Any]:
+        """The dashboard's ``/graph``: tasks, states and edges, or only counts past
+        ``limit`` tasks (see ``_graph_view``)."""
+        from shoal.scheduler._graph_view import task_graph
+
+        return task_graph(self.state, limit, known)
+
     def tasks_per_second(self) -> float:
         if len(self._tps) < 2:
             return 0.0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
 from shoal.dashboard._source import (
     STATES,
     PrefixCounts,
@@ -11,6 +14,14 @@ from shoal.dashboard._source import (
 )
 
 GiB = 2**30
+
+
+class _FakeTask:
+    """What the graph view reads of a scheduler task (hashed by identity, like one)."""
+
+    def __init__(self, key: str, prefix: str, state: str, prio: int) -> None:
+        self.key, self.prefix, self.state, self.prio = key, prefix, state, prio
+        self.dependencies: tuple[_FakeTask, ...] = ()
 
 
 def make_worker(
@@ -48,6 +59,8 @@ class FakeSource:
         self.records: list[TaskStreamRecord] = []
         self.tasks_per_second = 0.0
         self.snapshot_calls = 0
+        self.graph: dict[str, tuple[str, list[str]]] = {}  # key -> (state, dependencies)
+        self.graph_calls: list[tuple[int, str | None]] = []
 
     def snapshot(self) -> Snapshot:
         self.snapshot_calls += 1
@@ -97,3 +110,19 @@ class FakeSource:
                 "kind": kind,  # type: ignore[typeddict-item]
             }
         )
+
+    def task_graph(self, limit: int, known: str | None = None) -> Any:
+        """The real view (``shoal.scheduler._graph_view``) over stand-ins for tasks."""
+        from shoal.scheduler._graph_view import task_graph
+
+        self.graph_calls.append((limit, known))
+        tasks: dict[str, Any] = {}
+        for i, (key, (state, _)) in enumerate(self.graph.items()):
+            tasks[key] = _FakeTask(key, key.rsplit("-", 1)[0], state, i)
+        for key, (_, deps) in self.graph.items():
+            tasks[key].dependencies = tuple(tasks[d] for d in deps)
+        counts: dict[str, dict[str, int]] = {}
+        for ts in tasks.values():
+            c = counts.setdefault(ts.prefix, {})
+            c[ts.state] = c.get(ts.state, 0) + 1
+        return task_graph(SimpleNamespace(tasks=tasks, prefix_counts=counts), limit, known)

@@ -175,3 +175,61 @@ def test_status_stays_cheap_with_100k_tasks(served: ServedDashboard, browser_pag
     render_ms = float(page.get_attribute("body", "data-render-ms") or "inf")
     assert render_ms < 300, f"one refresh took {render_ms} ms"
     page.screenshot(path=str(ARTIFACTS / "dashboard-status-large.png"))
+
+
+def test_graph_page_draws_5000_tasks_quickly(served: ServedDashboard, browser_page: Any) -> None:
+    """A graph at the default limit: a 2500-task map feeding a tree reduction."""
+
+    def big(src: LiveFakeSource) -> None:
+        src.graph = {f"load-{i}": ("memory", []) for i in range(2500)}
+        level, n = "load", 2500
+        for depth in range(40):
+            if n == 1 or len(src.graph) >= 4999:
+                break
+            up = (n + 1) // 2
+            for i in range(up):
+                deps = [f"{level}-{2 * i}"] + ([f"{level}-{2 * i + 1}"] if 2 * i + 1 < n else [])
+                src.graph[f"agg{depth}-{i}"] = ("waiting", deps)
+            level, n = f"agg{depth}", up
+
+    served.mutate(big)
+    total = len(served.source.graph)
+    page = browser_page
+    page.goto(served.url + "/graph")
+    wait_for(lambda: int(page.get_attribute("#graph", "data-nodes") or 0) == total)
+    assert int(page.get_attribute("#graph", "data-state-memory") or 0) == 2500
+    wait_for(lambda: int(page.get_attribute("body", "data-polls") or 0) >= 2)  # states only
+    render_ms = float(page.get_attribute("body", "data-render-ms") or "inf")
+    assert render_ms < 500, f"one refresh of {total} nodes took {render_ms} ms"
+    page.screenshot(path=str(ARTIFACTS / "dashboard-graph-large.png"))
+    # zoom in around the pointer, pan, then back to the whole graph
+    box = page.locator("#graph").bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, -600)
+    wait_for(lambda: float(page.get_attribute("#graph", "data-zoom") or 1) > 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2 + 100, box["y"] + box["height"] / 2)
+    page.mouse.up()
+    page.screenshot(path=str(ARTIFACTS / "dashboard-graph-zoomed.png"))
+    page.dblclick("#graph")
+    wait_for(lambda: page.get_attribute("#graph", "data-zoom") == "1.00")
+
+
+def test_tasks_page_says_what_its_first_page_left_out(
+    served: ServedDashboard, browser_page: Any
+) -> None:
+    def history(src: LiveFakeSource) -> None:
+        now = time.time()
+        for i in range(6000):
+            stop = now - 0.05 - (5999 - i) * 0.001
+            src.add_record(f"inc-{i}", i % 2, 0, stop - 0.0008, stop)
+
+    served.mutate(history)
+    page = browser_page
+    page.goto(served.url + "/tasks")
+    wait_for(lambda: page.get_attribute("#task-stream", "data-records") == "5000")
+    wait_for(lambda: "1,000 not loaded" in page.locator("#stream-summary").inner_text())
+    served.mutate(lambda src: add_burst(src, "sum", 8))
+    wait_for(lambda: page.get_attribute("#task-stream", "data-records") == "5008")
+    assert page.locator('#stream-legend [data-prefix="sum"]').count() == 1

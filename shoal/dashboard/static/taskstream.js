@@ -83,6 +83,8 @@
     this.lastDrawn = 0;
     this.visiblePrefixes = new Map();
     this.relativeAxis = options.relativeAxis !== false;
+    this.maxPlot = options.maxPlot || MAX_PLOT;   // the /tasks page draws taller rows
+    this.maxRow = options.maxRow || MAX_ROW;
   }
 
   TaskStream.prototype.clear = function () {
@@ -132,7 +134,7 @@
     var canvas = this.canvas;
     var rows = this._rows();
     var nrows = Math.max(1, rows.length);
-    var rowH = Math.max(MIN_ROW, Math.min(MAX_ROW, Math.floor(MAX_PLOT / nrows)));
+    var rowH = Math.max(MIN_ROW, Math.min(this.maxRow, Math.floor(this.maxPlot / nrows)));
     var plotH = rowH * nrows;
     var cssW = canvas.clientWidth || canvas.parentNode.clientWidth || 800;
     var cssH = plotH + AXIS + 4;
@@ -173,7 +175,8 @@
         prevWorker = rows[i][0];
         ctx.fillStyle = "#5d6773";
         ctx.textAlign = "right";
-        ctx.fillText("t" + rows[i][1], GUTTER - 8, y0);
+        // thread -1 is the row a worker's incoming transfers are drawn on
+        ctx.fillText(rows[i][1] < 0 ? "transfers" : "t" + rows[i][1], GUTTER - 8, y0);
         ctx.textAlign = "start";
       }
     } else if (rows.length) {
