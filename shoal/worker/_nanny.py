@@ -295,6 +295,27 @@ class Nanny:
         if ready.done() and proc is self.process and self._spare is None and not self._closing:
             self._spare = await self._start_process(standby=True)
 
+    async def worker_registered(self) -> str | None:
+        """The address of the current worker process once it has registered with the
+        scheduler, or None if it ended first (read from the pipe it writes its address to;
+        read once: call it once per process, before any restart)."""
+        fd, proc = self._ready_fd, self.process
+        if fd is None or proc is None:
+            return None
+        loop = asyncio.get_running_loop()
+        readable: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not readable.done():
+                readable.set_result(None)
+
+        loop.add_reader(fd, wake)
+        try:
+            await readable  # ends: the worker writes its address, or exits (EOF)
+        finally:
+            loop.remove_reader(fd)
+        return os.read(fd, 4096).decode(errors="replace").strip() or None
+
     def _take_ready_fd(self, fd: int | None) -> None:
         old, self._ready_fd = self._ready_fd, fd
         if old is not None:
