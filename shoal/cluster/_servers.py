@@ -476,7 +476,6 @@ class Nanny(ServerHandle):
             "lifetime_restart": lifetime_restart, "preload": preload,
             "preload_argv": preload_argv, "preload_nanny": preload_nanny,
             "preload_nanny_argv": preload_nanny_argv}
-        self.worker_address: str | None = None
         super().__init__()
         _live_nannies.add(self)
 
@@ -520,7 +519,6 @@ class Nanny(ServerHandle):
             raise RuntimeError(f"Nanny failed to start: its worker process exited before "
                                f"registering with the scheduler at {address} (its error is "
                                "above, on this process's stderr)")
-        self.worker_address = registered
 
     async def _close_server(self, timeout: float | None) -> None:
         await self._server.close(5.0 if timeout is None else timeout)
@@ -533,6 +531,12 @@ class Nanny(ServerHandle):
     def _kill_now(self) -> None:
         if self._server is not None:
             self._server.kill_nowait()
+
+    @property
+    def worker_address(self) -> str | None:
+        """The address of its worker process, once registered (a restarted worker has a new
+        one, known once it registers)."""
+        return None if self._server is None else self._server.worker_address
 
     @property
     def address(self) -> str | None:

@@ -174,16 +174,19 @@ def test_a_nanny_restarts_its_worker_process_and_stops_it_on_close(no_leftovers)
 
     async def main() -> None:
         async with Scheduler(dashboard=False) as s, Nanny(s.address, nthreads=1) as n:
-            first = n.pid
-            assert first is not None
+            first, first_address = n.pid, n.worker_address
+            assert first is not None and first_address in s.workers
             os.kill(first, signal.SIGKILL)
 
             async def restarted() -> None:
-                while n.pid == first or len(s.workers) != 1 or n.worker_address in s.workers:
-                    await asyncio.sleep(0.05)  # polled: a condition, with the deadline below
+                # Polled: a condition, with the deadline below.
+                while n.worker_address in (None, first_address) or set(s.workers) != {
+                        n.worker_address}:
+                    await asyncio.sleep(0.05)
 
             await asyncio.wait_for(restarted(), START)
-            assert n.status == "running" and alive(n.pid)
+            assert n.status == "running" and n.pid != first and alive(n.pid)
+            assert n.address == n.worker_address
             second = n.pid
         assert n.status == "closed" and not alive(second)
 
