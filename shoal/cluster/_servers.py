@@ -339,9 +339,11 @@ class Worker(ServerHandle):
         try:
             await asyncio.wait_for(worker.start(), bound)
         except (TimeoutError, SchedulerGone) as exc:
+            last = worker.register_problem
             raise TimeoutError(
                 f"Worker start timed out after {bound:g} s: no scheduler at {address} accepted "
-                "its registration. Is one running there? (death_timeout= or dask's "
+                f"its registration{f' (last: {last})' if last else ''}. Is one running there, "
+                "and does this worker have its credentials? (death_timeout= or dask's "
                 "distributed.comm.timeouts.connect bound the wait)") from exc
 
     async def _close_server(self, timeout: float | None) -> None:

@@ -191,3 +191,22 @@ def test_a_nanny_restarts_its_worker_process_and_stops_it_on_close(no_leftovers)
         assert n.status == "closed" and not alive(second)
 
     run(main)
+
+
+def test_off_loopback_workers_need_the_token_the_scheduler_made_up(no_leftovers,
+                                                                   no_threads_left):
+    async def main() -> None:
+        with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+            async with Scheduler(host="0.0.0.0", dashboard=False) as s:
+                assert s.security.token  # bound off loopback: authentication is on
+                with pytest.raises(TimeoutError, match="requires authentication"):
+                    await asyncio.wait_for(Worker(s.address, nthreads=1), 30)
+                with pytest.raises(RuntimeError, match="requires authentication"):
+                    await asyncio.wait_for(Nanny(s.address, nthreads=1), 30)
+                async with Worker(s.address, nthreads=1, security=s.security) as w, \
+                        Nanny(s.address, nthreads=1, security=s.security) as n, \
+                        Client(s.address, asynchronous=True, security=s.security) as client:
+                    assert set(s.workers) == {w.address, n.worker_address}
+                    assert await client.submit(sum, [1, 2]) == 3
+
+    run(main)
