@@ -97,8 +97,16 @@ class ServerHandle:
                                f"make a new {self._kind}")
         if self._start_task is None:
             self._start_task = asyncio.ensure_future(self._start_or_close())
-        # Not shielded: cancelling the caller cancels the start, which then closes.
-        await self._start_task
+        # Not shielded: cancelling the caller cancels the start, which then closes. (A
+        # cancelled caller in the user's loop has its answer already: what is raised here
+        # then goes nowhere.)
+        try:
+            await self._start_task
+        except asyncio.CancelledError:
+            if self._close_called.is_set():  # close() cancelled the start
+                raise RuntimeError(f"this {self._kind} was closed before it had started; "
+                                   f"make a new {self._kind}") from None
+            raise
 
     async def _start_or_close(self) -> None:
         try:
@@ -139,8 +147,8 @@ class ServerHandle:
 
     async def _finished_here(self) -> None:
         start = self._start_task
-        if start is not None:
-            await asyncio.gather(start, return_exceptions=True)  # ends: the start's bound
+        if start is not None:  # (asyncio.wait: a cancelled caller must not cancel the start)
+            await asyncio.wait([start])  # ends: the start's own bound
         if self._closing is None and self._server is not None and start is not None:
             ended = asyncio.ensure_future(self._server_ended())
             closing = asyncio.ensure_future(self._close_called.wait())
