@@ -32,6 +32,9 @@ _EXPORTS = {
     "FIRST_EXCEPTION": "shoal.client._as_completed",
     "futures_of": "shoal.client._structure",
     "LocalCluster": "shoal.cluster._local",
+    "Scheduler": "shoal.cluster._servers",
+    "Worker": "shoal.cluster._servers",
+    "Nanny": "shoal.cluster._servers",
     "SSHCluster": "shoal.cluster._ssh",
     "Security": "shoal.comm._security",
     "KilledWorker": "shoal.protocol._errors",
@@ -111,6 +114,9 @@ if TYPE_CHECKING:
     from shoal.client._worker_client import local_client as local_client
     from shoal.client._worker_client import worker_client as worker_client
     from shoal.cluster._local import LocalCluster as LocalCluster
+    from shoal.cluster._servers import Nanny as Nanny
+    from shoal.cluster._servers import Scheduler as Scheduler
+    from shoal.cluster._servers import Worker as Worker
     from shoal.cluster._ssh import SSHCluster as SSHCluster
     from shoal.comm._security import Security as Security
     from shoal.diagnostics import performance_report as performance_report

@@ -27,12 +27,14 @@ PUBLIC = [
     "Lock",
     "LostDataError",
     "MultiLock",
+    "Nanny",
     "NannyPlugin",
     "PipInstall",
     "Queue",
     "RemoteError",
     "Reschedule",
     "SSHCluster",
+    "Scheduler",
     "SchedulerPlugin",
     "Security",
     "Semaphore",
@@ -40,6 +42,7 @@ PUBLIC = [
     "UploadDirectory",
     "UploadFile",
     "Variable",
+    "Worker",
     "WorkerPlugin",
     "as_completed",
     "default_client",
@@ -102,6 +105,9 @@ DASK_DISTRIBUTED_NAMES = [
     "CancelledError",
     "TimeoutError",
     "local_client",
+    "Scheduler",
+    "Worker",
+    "Nanny",
 ]
 
 

@@ -120,9 +120,11 @@ def _worker_kind(cls: Any) -> str | None:
     if not isinstance(cls, type):
         return None
     where = (cls.__module__, cls.__qualname__)
-    if where in (("distributed.nanny", "Nanny"), ("shoal.worker._nanny", "Nanny")):
+    if where in (("distributed.nanny", "Nanny"), ("shoal.worker._nanny", "Nanny"),
+                 ("shoal.cluster._servers", "Nanny")):
         return "Nanny"
-    if where in (("distributed.worker", "Worker"), ("shoal.worker._server", "Worker")):
+    if where in (("distributed.worker", "Worker"), ("shoal.worker._server", "Worker"),
+                 ("shoal.cluster._servers", "Worker")):
         return "Worker"
     return None
 

@@ -85,10 +85,11 @@ def _wait_for_go() -> bool:
     return True
 
 
-def _say_ready(fd: int) -> None:
-    """Tell the nanny this worker registered (it starts a standby only then)."""
+def _say_ready(fd: int, address: str) -> None:
+    """Tell the nanny this worker registered, and at which address (it starts a standby
+    only then; ``await shoal.Nanny(...)`` returns then, knowing the worker's address)."""
     try:
-        os.write(fd, b"1")
+        os.write(fd, address.encode() + b"\n")  # one write under PIPE_BUF: read whole
         os.close(fd)
     except OSError as exc:  # the nanny is gone or did not wait: nothing to tell
         logging.getLogger("shoal.worker").debug("could not tell the nanny: %s", exc)
@@ -211,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             gone.append(True)
             return
         if args.ready_fd is not None:
-            _say_ready(args.ready_fd)
+            _say_ready(args.ready_fd, worker.address)
         # Registered: now load what most tasks will need, off the critical path of start-up.
         # (0.1 s a worker, which would otherwise delay the first results).
         import_in_background("dask._task_spec", "dask.sizeof")

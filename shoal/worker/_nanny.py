@@ -219,6 +219,10 @@ class Nanny:
         self._ready_fd: int | None = None
         self._new_ready_fd: int | None = None
         self._spare_ready_fd: int | None = None
+        # The current worker's registration: its address, None if it ended first; and the
+        # address of the last worker that registered (each restart brings a new one).
+        self._registered: asyncio.Future[str | None] | None = None
+        self.worker_address: str | None = None
         # Where nanny plugins (run in the worker on our behalf) leave the env to keep.
         fd, self._plugin_state = tempfile.mkstemp(prefix="shoal-nanny-", suffix=".json")
         os.close(fd)
@@ -275,30 +279,59 @@ class Nanny:
         """Start a standby process for the next restart once the current worker said it
         registered (or ended); the standby imports the worker, then waits on its stdin
         for the word to go (``python -m shoal.worker --standby``)."""
-        proc, fd = self.process, self._ready_fd
-        if proc is None or fd is None:
+        proc, registered = self.process, self._registered
+        if proc is None or registered is None:
             return
-        loop = asyncio.get_running_loop()
-        ready: asyncio.Future[None] = loop.create_future()
-
-        def readable() -> None:
-            if not ready.done():
-                ready.set_result(None)
-
-        loop.add_reader(fd, readable)
         exited: asyncio.Future[Any] = asyncio.ensure_future(proc.wait())
         try:
-            await asyncio.wait([ready, exited], return_when=asyncio.FIRST_COMPLETED)
+            # Ends: the worker registers (or its pipe closes), or its process exits.
+            await asyncio.wait([registered, exited], return_when=asyncio.FIRST_COMPLETED)
         finally:
-            loop.remove_reader(fd)
             exited.cancel()
-        if ready.done() and proc is self.process and self._spare is None and not self._closing:
+        if (registered.done() and proc is self.process and self._spare is None
+                and not self._closing):
             self._spare = await self._start_process(standby=True)
 
+    async def worker_registered(self) -> str | None:
+        """The address of the current worker process once it has registered with the
+        scheduler, or None if it ended first (it writes its address to a pipe)."""
+        registered = self._registered
+        if registered is None:
+            return None
+        # Ends: the worker writes its address, or its process ends (the pipe's EOF).
+        return await asyncio.shield(registered)
+
     def _take_ready_fd(self, fd: int | None) -> None:
+        """Make ``fd`` (the pipe of the worker process just started) the current one, and
+        read the worker's address from it once it registers (``worker_address``)."""
         old, self._ready_fd = self._ready_fd, fd
         if old is not None:
-            os.close(old)
+            self._unwatch(old)
+        self._registered = None
+        if fd is None:
+            return
+        loop = asyncio.get_running_loop()
+        registered: asyncio.Future[str | None] = loop.create_future()
+        self._registered = registered
+
+        def readable() -> None:
+            loop.remove_reader(fd)
+            try:
+                data = os.read(fd, 4096)
+            except OSError:  # closed under us: the process is being replaced
+                data = b""
+            address = data.decode(errors="replace").strip() or None
+            if address is not None:
+                self.worker_address = address
+            if not registered.done():
+                registered.set_result(address)
+
+        loop.add_reader(fd, readable)
+
+    def _unwatch(self, fd: int) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to remove
+            asyncio.get_running_loop().remove_reader(fd)
+        os.close(fd)
 
     async def _start_process(self, standby: bool) -> asyncio.subprocess.Process:
         args = [
@@ -491,7 +524,9 @@ class Nanny:
             self._supervisor.cancel()
             await asyncio.gather(self._supervisor, return_exceptions=True)
         await self.preloads.teardown()
-        for fd in (self._ready_fd, self._new_ready_fd, self._spare_ready_fd):
+        if self._ready_fd is not None:
+            self._unwatch(self._ready_fd)
+        for fd in (self._new_ready_fd, self._spare_ready_fd):
             if fd is not None:
                 os.close(fd)
         self._ready_fd = self._new_ready_fd = self._spare_ready_fd = None

@@ -43,6 +43,7 @@ class SessionMixin(WorkerBase):
             if deadline is not None:
                 attempt = max(min(attempt, deadline - time.monotonic()), 0.01)
             problem = await self._try_register(attempt)
+            self.register_problem = problem
             if problem is None:
                 break
             if deadline is not None and time.monotonic() + delay >= deadline:

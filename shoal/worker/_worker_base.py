@@ -122,6 +122,7 @@ class WorkerBase:
         self._leaving = False  # told to close: a connection drop now is no reason to reconnect
         self._session = 0  # which scheduler session the state, data and executor belong to
         self._registered: asyncio.Future[str | None] | None = None
+        self.register_problem: str | None = None  # why the last attempt to register failed
         self._reconnecting: asyncio.Task[None] | None = None
         self._process = psutil.Process()
         self.incarnation = os.urandom(16).hex()  # proves a reconnect is this worker's

@@ -1,0 +1,212 @@
+"""dask's "Python API (advanced)": ``Scheduler``, ``Worker`` and ``Nanny`` started by hand
+inside the user's own event loop (``asyncio.run``), awaited and used with ``async with``,
+closed with ``close()`` and waited on with ``finished()``.
+
+Each test drives its own loop; every wait has a deadline (``asyncio.wait_for``, or
+``wait_for`` on a condition), and every test checks that the processes and threads it
+started are gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
+
+import dask
+import pytest
+
+from shoal import Client, Nanny, Scheduler, Worker, get_worker
+
+from ._helpers import alive, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]  # starts processes
+
+# Start-up deadline: a worker process on a loaded 2-core machine can take a minute.
+START = 180
+
+
+def run(main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    return asyncio.run(asyncio.wait_for(main(), 2 * START))
+
+
+def where(x: int) -> tuple[str, Any, int, int]:
+    w = get_worker()
+    return w.address, w.name, os.getpid(), x + 1
+
+
+@pytest.fixture
+def no_threads_left() -> Iterator[None]:
+    """Fails the test if a thread it started (task threads, samplers...) outlives it; shoal's
+    own loop thread is shared by the process and stays."""
+    before = set(threading.enumerate())
+    yield
+
+    def only_the_loop_is_new() -> bool:
+        return all(t.name == "shoal-loop" for t in set(threading.enumerate()) - before)
+
+    wait_for(only_the_loop_is_new, timeout=30)
+
+
+def test_dasks_full_example_with_a_worker_and_a_nanny(no_leftovers, no_threads_left):
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        async with Scheduler(port=0, dashboard_address=":0") as s:
+            assert s.status == "running" and s.address.startswith("tcp://127.0.0.1:")
+            assert s.dashboard_link is not None
+            async with Worker(s.address, nthreads=2) as w, Nanny(s.address) as n:
+                assert w.nthreads == 2 and w.name == w.address  # dask: the address by default
+                assert n.worker_address is not None and n.pid is not None and alive(n.pid)
+                seen["pid"] = n.pid
+                assert set(s.workers) == {w.address, n.worker_address}
+                async with Client(s.address, asynchronous=True) as client:
+                    assert await client.submit(lambda x: x + 1, 10) == 11
+                    here = await client.submit(where, 1, workers=[w.address], pure=False)
+                    there = await client.submit(where, 1, workers=[n.worker_address],
+                                                pure=False)
+            assert (w.status, n.status) == ("closed", "closed")
+        assert s.status == "closed"
+        # The Worker runs tasks in this process (its threads), the Nanny's in its own.
+        assert here == (w.address, w.address, os.getpid(), 2)
+        assert there[0] == n.worker_address and there[2] == seen["pid"] != os.getpid()
+
+    run(main)
+    assert not alive(seen["pid"])
+
+
+def test_awaited_then_closed_and_finished_one_by_one(no_leftovers, no_threads_left):
+    async def main() -> None:
+        s = Scheduler(dashboard=False)
+        assert s.status == "init" and s.address is None  # made, not started
+        assert await s is s
+        assert await s is s  # awaiting again: the running scheduler, started once
+        w = await Worker(s.address, name="alice", nthreads=1, memory_limit="1GB",
+                         resources={"GPU": 1})
+        record = s.workers[w.address]
+        assert (record.name, record.nthreads, record.memory_limit) == ("alice", 1, 10**9)
+        assert w.local_directory is not None and os.path.isdir(w.local_directory)
+        async with Client(s.address, asynchronous=True) as client:
+            assert (await client.submit(where, 1, resources={"GPU": 1}))[1] == "alice"
+        await w.close()
+        await asyncio.wait_for(w.finished(), 30)
+        assert w.status == "closed"
+        await w.close()  # a second close does nothing
+        await s.close()
+        await asyncio.wait_for(s.finished(), 30)
+        assert s.status == "closed"
+        with pytest.raises(RuntimeError, match="cannot start again"):
+            await s
+
+    run(main)
+
+
+def test_finished_returns_when_the_servers_close_by_themselves(no_leftovers, no_threads_left):
+    async def main() -> None:
+        s = await Scheduler(dashboard=False, idle_timeout=1)
+        w = await Worker(s.address, nthreads=1)
+        n = await Nanny(s.address, nthreads=1)
+        # Idle past its timeout, the scheduler closes; it tells its workers to go.
+        await asyncio.wait_for(s.finished(), 60)
+        await asyncio.wait_for(w.finished(), 60)
+        await asyncio.wait_for(n.finished(), 60)
+        assert (s.status, w.status, n.status) == ("closed", "closed", "closed")
+
+    run(main)
+
+
+def test_a_worker_with_no_scheduler_gives_up_at_dasks_connect_timeout(no_threads_left):
+    async def main() -> None:
+        with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+            w = Worker("tcp://127.0.0.1:1", nthreads=1)  # nothing listens on port 1
+            with pytest.raises(TimeoutError, match=r"after 1 s: no scheduler at tcp://127"):
+                await asyncio.wait_for(w, 30)
+            assert w.status == "failed"
+            with pytest.raises(OSError):  # dask's type: TimeoutError is an OSError
+                await asyncio.wait_for(Worker("tcp://127.0.0.1:1", death_timeout=0.5), 30)
+
+    run(main)
+
+
+def test_a_nanny_with_no_scheduler_fails_as_dasks_does(no_leftovers):
+    async def main() -> None:
+        with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+            n = Nanny("tcp://127.0.0.1:1", nthreads=1)
+            with pytest.raises(RuntimeError, match=r"Nanny failed to start: no scheduler "
+                                                   r"answered at tcp://127\.0\.0\.1:1 within 1 s"):
+                await asyncio.wait_for(n, 30)
+            assert n.status == "failed" and n.pid is None  # no process was started
+            with pytest.raises(TimeoutError, match=r"Nanny start timed out after 0\.5 s"):
+                await asyncio.wait_for(Nanny("tcp://127.0.0.1:1", death_timeout=0.5), 30)
+
+    run(main)
+
+
+def test_cancelling_a_start_closes_what_it_started(no_leftovers, no_threads_left):
+    async def main() -> None:
+        w = Worker("tcp://127.0.0.1:1", nthreads=2)  # would try for 30 s
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(w, 0.5)
+        await asyncio.wait_for(w.finished(), 30)  # returns once the close has finished
+        assert w.status == "failed"
+
+    run(main)
+
+
+def test_workers_join_through_a_scheduler_file(tmp_path, no_leftovers, no_threads_left):
+    path = str(tmp_path / "scheduler.json")
+
+    async def main() -> None:
+        async with Scheduler(dashboard=False, scheduler_file=path) as s, \
+                Worker(scheduler_file=path, nthreads=1) as w, \
+                Nanny(scheduler_file=path, nthreads=1, name="n0") as n:
+            assert w.scheduler_address == s.address
+            assert sorted(str(r.name) for r in s.workers.values()) == sorted([w.address, "n0"])
+            assert n.name == "n0"
+
+    run(main)
+
+
+def test_a_nanny_restarts_its_worker_process_and_stops_it_on_close(no_leftovers):
+    import signal
+
+    async def main() -> None:
+        async with Scheduler(dashboard=False) as s, Nanny(s.address, nthreads=1) as n:
+            first, first_address = n.pid, n.worker_address
+            assert first is not None and first_address in s.workers
+            os.kill(first, signal.SIGKILL)
+
+            async def restarted() -> None:
+                # Polled: a condition, with the deadline below.
+                while n.worker_address in (None, first_address) or set(s.workers) != {
+                        n.worker_address}:
+                    await asyncio.sleep(0.05)
+
+            await asyncio.wait_for(restarted(), START)
+            assert n.status == "running" and n.pid != first and alive(n.pid)
+            assert n.address == n.worker_address
+            second = n.pid
+        assert n.status == "closed" and not alive(second)
+
+    run(main)
+
+
+def test_off_loopback_workers_need_the_token_the_scheduler_made_up(no_leftovers,
+                                                                   no_threads_left):
+    async def main() -> None:
+        with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+            async with Scheduler(host="0.0.0.0", dashboard=False) as s:
+                assert s.security.token  # bound off loopback: authentication is on
+                with pytest.raises(TimeoutError, match="requires authentication"):
+                    await asyncio.wait_for(Worker(s.address, nthreads=1), 30)
+                with pytest.raises(RuntimeError, match="requires authentication"):
+                    await asyncio.wait_for(Nanny(s.address, nthreads=1), 30)
+                async with Worker(s.address, nthreads=1, security=s.security) as w, \
+                        Nanny(s.address, nthreads=1, security=s.security) as n, \
+                        Client(s.address, asynchronous=True, security=s.security) as client:
+                    assert set(s.workers) == {w.address, n.worker_address}
+                    assert await client.submit(sum, [1, 2]) == 3
+
+    run(main)
