@@ -331,6 +331,7 @@ class ClientHandlers(StateBase):
             self._storing = {}
         self._undone = {}
         self.tasks = {}
+        self.replicated_tasks = set()
         self.prefix_counts = {}
         self._queue = []
         self._no_worker = set()

@@ -185,11 +185,16 @@ async def retire_workers(scheduler: Scheduler, workers: list[Any] | None, n: int
     else:
         addresses = resolve_workers(scheduler, workers)
     leaving = set(addresses)
-    for _ in range(_RETIRE_ROUNDS):
-        plan = plan_retirement(scheduler.state, leaving)
-        if not plan.moves:
-            break
-        await _copy(scheduler, plan.moves, timeout)
+    # Retiring: the active memory manager keeps a copy on a staying worker meanwhile.
+    scheduler.retiring.update(leaving)
+    try:
+        for _ in range(_RETIRE_ROUNDS):
+            plan = plan_retirement(scheduler.state, leaving)
+            if not plan.moves:
+                break
+            await _copy(scheduler, plan.moves, timeout)
+    finally:
+        scheduler.retiring.difference_update(leaving)
     # No await from here on: the final check and the removal are one step.
     plan = plan_retirement(scheduler.state, leaving)
     keep = set(plan.stranded) | {m.source for m in plan.moves}

@@ -219,6 +219,8 @@ class ReportHandlers(StateBase):
                 hold(ts, ws)
                 ws.has_what.add(ts)
                 ws.nbytes += max(nbytes, 0)
+                if len(ts.who_has) > 1:
+                    self.replicated_tasks.add(ts)
 
     def _record_stream(
         self, key: Key, prefix: str, worker: str, thread: int, start: float, stop: float,
@@ -240,6 +242,8 @@ class ReportHandlers(StateBase):
                 hold(ts, ws)
                 ws.has_what.add(ts)
                 ws.nbytes += max(ts.nbytes, 0)
+                if len(ts.who_has) > 1:
+                    self.replicated_tasks.add(ts)
         if stale:
             self._out.append(SendFree(ws.address, stale))
 
@@ -255,5 +259,7 @@ class ReportHandlers(StateBase):
                 ws.has_what.discard(ts)
                 ws.nbytes -= max(ts.nbytes, 0)
                 dropped.append(key)
+                if len(ts.who_has) < 2:
+                    self.replicated_tasks.discard(ts)
         if dropped:
             self._out.append(SendFree(ws.address, dropped))

@@ -152,6 +152,11 @@ class SchedulerState(
         self._tidy_budget = TIDY_STEP
         self._resuming = False
         self._frees: dict[str, list[Key]] | None = None
+        # Tasks that came to have more than one holder (dask's ``replicated_tasks``), for
+        # the Active Memory Manager (``_amm``): it looks at these only, never at every key.
+        # Added where a second holder is recorded (copies, replicas, broadcast scatters);
+        # taken out when the key leaves memory, or lazily by the AMM once it has one holder.
+        self.replicated_tasks: set[TaskState] = set()
         self._handlers: dict[type, Callable[[Any], None]] = {
             ClientJoined: self._on_client_joined,
             ClientLeft: self._on_client_left,
@@ -280,6 +285,7 @@ class SchedulerState(
                 assert ts.who_has, key
                 for ws in ts.who_has:
                     assert ts in ws.has_what, key
+                assert len(ts.who_has) < 2 or ts in self.replicated_tasks, (key, "replicas untracked")
             else:
                 assert not ts.who_has, (key, ts.state)
             if ts.state == "waiting":

@@ -107,6 +107,7 @@ class StateBase:
     # While ``_tidy`` runs: worker address -> the keys list of the one SendFree it gets
     # for the whole cascade (None otherwise: a SendFree per release).
     _frees: dict[str, list[Key]] | None
+    replicated_tasks: set[TaskState]
 
     # Defined once each, in the module named; declared here so mypy checks the callers (not
     # under ``if TYPE_CHECKING``: mypyc takes no ``if`` in a class body). Each is overridden

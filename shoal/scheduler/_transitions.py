@@ -259,6 +259,8 @@ class Transitions(StateBase):
 
     def _memory_released(self, ts: TaskState) -> None:
         frees = self._frees
+        if len(ts.who_has) > 1:
+            self.replicated_tasks.discard(ts)
         for ws in ts.who_has:
             ws.has_what.discard(ts)
             ws.nbytes -= max(ts.nbytes, 0)
