@@ -1,12 +1,13 @@
 """The Active Memory Manager (dask's ``distributed.active_memory_manager``), pure: which
 extra copies of in-memory keys to drop, and from which workers.
 
-Owns: the copies users asked for (``replicate``, ``scatter(broadcast=True)``: kept, unlike
-dask, where ``ReduceReplicas`` undoes them), and one pass at a time over the keys with more
-than one holder, cut into bounded steps. Must not know: sockets, timers, config or the
+Owns: one pass at a time over the keys with more holders than wanted (the task state's
+``replicated_tasks``), cut into bounded steps. The copies users asked for (``replicate``,
+``scatter(broadcast=True)``) are the state's ``replicas_wanted``, and kept (dask's
+``ReduceReplicas`` undoes them). Must not know: sockets, timers, config or the
 clock (the shell, ``_amm_shell``, reads ``distributed.scheduler.active-memory-manager.*``
 and runs a pass every ``interval``). It reads the task state through a :class:`View` and
-never changes it: its ``DropReplicas`` orders become ``ReplicasDropped`` events of
+changes nothing there but pruning ``replicated_tasks``: its ``DropReplicas`` orders become ``ReplicasDropped`` events of
 ``SchedulerState``, which takes the holder off ``who_has`` and tells the worker to free
 its copy (the worker keeps a copy a task of its own still reads, until that task ends).
 
@@ -26,15 +27,17 @@ drop; it is there for dask's interface (``client.amm``, the config) and as a saf
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from shoal.scheduler._tasks import Key, TaskState, WorkerState
 
-# Work units (a key looked at, or one of its dependents) per step: a step of a pass over a
-# million copied keys holds the loop for about 15 ms (measured: RESULTS.md), then the shell yields.
-STEP = 5_000
+# Work units per step: a key costs FULL plus one per dependent. A step holds the loop for
+# about 12 ms (2,500 keys without dependents; measured: RESULTS.md), then the shell yields.
+STEP = 25_000
+FULL = 10
 
 # dask's ``MemoryState`` measures the config may name; each maps to what shoal's scheduler
 # knows of a worker (``_memory``).
@@ -54,13 +57,14 @@ _PENDING = frozenset({"waiting", "queued", "no-worker"})
 
 
 class View(NamedTuple):
-    """What the AMM reads; ``SchedulerState`` provides the first two. It changes nothing
-    in them but one thing: it takes out of ``replicated_tasks`` a task it finds with one
-    holder left or out of memory (the state adds tasks there, and prunes only on release
-    and on the AMM's own drops; others, such as a worker leaving, are pruned here)."""
+    """What the AMM reads; ``SchedulerState`` provides all but ``retiring``. It changes
+    nothing in them but one thing: it takes out of ``replicated_tasks`` a task it finds
+    with no more holders than wanted, or out of memory (the state adds tasks there, and
+    prunes on release and on drops; others, such as a worker leaving, are pruned here)."""
 
-    replicated_tasks: set[TaskState]  # every in-memory task with two holders or more
+    replicated_tasks: set[TaskState]  # every in-memory task with more holders than wanted
     workers: dict[str, WorkerState]
+    replicas_wanted: Mapping[TaskState, int] = MappingProxyType({})  # copies asked for
     retiring: frozenset[str] = frozenset()  # addresses the shell is retiring
 
 
@@ -78,16 +82,7 @@ class StepAsked:
     """Go on with the pass (after ``ContinuePass``, on a later loop step)."""
 
 
-@dataclass(frozen=True, slots=True)
-class ReplicasWanted:
-    """A user asked for ``n`` copies of each of these tasks (``replicate``, a broadcast
-    ``scatter``); ``n`` of 1 or less forgets the wish."""
-
-    tasks: list[TaskState]
-    n: int
-
-
-Event = PassAsked | StepAsked | ReplicasWanted
+Event = PassAsked | StepAsked
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -119,7 +114,7 @@ Command = DropReplicas | ContinuePass | PassDone
 
 @dataclass(slots=True)
 class _Pass:
-    todo: list[TaskState]
+    todo: list[TaskState]  # replicated_tasks when the pass began
     keys: int = 0
     dropped: int = 0
     drops: dict[str, list[Key]] = field(default_factory=dict)
@@ -144,9 +139,6 @@ class ActiveMemoryManager:
             raise ValueError(f"unknown AMM policies {unknown}: shoal has only {REDUCE_REPLICAS}")
         self.measure = measure
         self.step = step
-        # Copies asked for, by task (not key: a key forgotten and computed again asks
-        # afresh). Only counts of 2 or more are kept.
-        self.desired: dict[TaskState, int] = {}
         self._pass: _Pass | None = None
         self.passes = 0  # passes finished (for tests and the logs)
 
@@ -158,13 +150,9 @@ class ActiveMemoryManager:
     def handle(self, view: View, *events: Event) -> list[Command]:
         out: list[Command] = []
         for ev in events:
-            if isinstance(ev, ReplicasWanted):
-                self._want(ev.tasks, ev.n)
-            elif isinstance(ev, PassAsked):
-                if self._pass is None:
-                    todo = list(view.replicated_tasks)
-                    todo.extend(ts for ts in self.desired if ts not in view.replicated_tasks)
-                    self._pass = _Pass(todo)
+            if isinstance(ev, PassAsked):
+                if self._pass is None:  # a C-level copy; the rest is in steps
+                    self._pass = _Pass(list(view.replicated_tasks))
                 out.extend(self._step(view))
             elif isinstance(ev, StepAsked):
                 if self._pass is not None:
@@ -178,17 +166,11 @@ class ActiveMemoryManager:
         afresh."""
         self._pass = None
 
-    def _want(self, tasks: list[TaskState], n: int) -> None:
-        desired = self.desired
-        for ts in tasks:
-            if n > 1:
-                desired[ts] = n
-            else:
-                desired.pop(ts, None)
-
     # --- one step of a pass ----------------------------------------------------------------
 
     def _step(self, view: View) -> list[Command]:
+        """At most ``step`` work units of the pass: a key costs ``FULL`` plus one per
+        dependent."""
         p = self._pass
         assert p is not None
         if REDUCE_REPLICAS not in self.policies:
@@ -198,7 +180,7 @@ class ActiveMemoryManager:
         todo = p.todo
         while todo and budget > 0:
             ts = todo.pop()
-            budget -= 1 + len(ts.dependents)
+            budget -= FULL + len(ts.dependents)
             droppers = self._reduce(ts, view, memory)
             if droppers:
                 p.keys += 1
@@ -220,16 +202,12 @@ class ActiveMemoryManager:
         """The holders of ``ts`` to drop their copy (ReduceReplicas' rules, see the module
         header); ``memory`` is lowered by each drop decided."""
         has = ts.who_has
-        if ts.state != "memory":
-            view.replicated_tasks.discard(ts)
-            self.desired.pop(ts, None)
-            return []
-        if len(has) < 2:
+        keep = view.replicas_wanted.get(ts, 1)
+        if ts.state != "memory" or len(has) <= keep:
             view.replicated_tasks.discard(ts)  # lost its copies since (a worker left)
             return []
         if ts.rare is not None and ts.rare.actor:
             return []
-        keep = self.desired.get(ts, 1)
         busy: set[WorkerState] = set()
         places: set[Any] = set()
         for d in ts.dependents:
@@ -265,8 +243,6 @@ class ActiveMemoryManager:
 
     def validate(self, view: View) -> None:
         """Check the AMM's invariants against ``view``; raises AssertionError."""
-        for ts, n in self.desired.items():
-            assert n > 1, (ts.key, n, "a wish for one copy is kept")
         if self._pass is not None:
             for ts in self._pass.todo:
                 assert isinstance(ts, TaskState), ts

@@ -13,7 +13,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from shoal.scheduler import _amm as amm
-from shoal.scheduler._events import ReplicasDropped
+from shoal.scheduler._events import ReplicasDropped, ReplicasWanted
 from shoal.scheduler._tasks import Key
 
 if TYPE_CHECKING:
@@ -105,10 +105,7 @@ class AmmShell:
 
     def wanted(self, keys: list[Key], n: int) -> None:
         """The user asked for ``n`` copies of ``keys`` (replicate, broadcast scatter)."""
-        tasks = self.scheduler.state.tasks
-        found = [tasks[k] for k in keys if k in tasks]
-        if found:
-            self._go(amm.ReplicasWanted(found, n))
+        self.scheduler._apply([ReplicasWanted(keys, n)])
 
     # --- passes ------------------------------------------------------------------------------
 
@@ -125,7 +122,7 @@ class AmmShell:
 
     def _view(self) -> amm.View:
         state = self.scheduler.state
-        return amm.View(state.replicated_tasks, state.workers,
+        return amm.View(state.replicated_tasks, state.workers, state.replicas_wanted,
                         frozenset(self.scheduler.retiring))
 
     def _go(self, *events: amm.Event) -> None:

@@ -332,6 +332,7 @@ class ClientHandlers(StateBase):
         self._undone = {}
         self.tasks = {}
         self.replicated_tasks = set()
+        self.replicas_wanted = {}
         self.prefix_counts = {}
         self._queue = []
         self._no_worker = set()

@@ -96,8 +96,7 @@ class ScatterHandlers(StateBase):
                 hold(ts, ws)
                 ws.has_what.add(ts)
                 ws.nbytes += max(ts.nbytes, 0)
-                if len(ts.who_has) > 1:
-                    self.replicated_tasks.add(ts)
+                self._track_copies(ts)
             return
         if ts.state in ACTIVE:
             # Freeing the task on the worker that now holds the value would drop the value:

@@ -235,6 +235,8 @@ class Transitions(StateBase):
     def _pending_released(self, ts: TaskState, tell_worker: bool = True) -> None:
         """waiting, queued or no-worker back to released (no worker knows of it yet)."""
         self._no_worker.discard(ts)
+        if self.replicas_wanted:  # a broadcast scatter that failed
+            self.replicas_wanted.pop(ts, None)
         ts.waiting_on = EMPTY
         if ts.rare is not None and ts.rare.held_on is not None:
             self._unhold(ts)
@@ -261,6 +263,8 @@ class Transitions(StateBase):
         frees = self._frees
         if len(ts.who_has) > 1:
             self.replicated_tasks.discard(ts)
+        if self.replicas_wanted:  # (empty, and one truth test, unless a user asked)
+            self.replicas_wanted.pop(ts, None)
         for ws in ts.who_has:
             ws.has_what.discard(ts)
             ws.nbytes -= max(ts.nbytes, 0)
@@ -468,6 +472,8 @@ class Transitions(StateBase):
             self.functions.release(ts.fids)
         if self._storing and ts.key in self._storing:
             self._abandon_scatter(ts.key)
+        if self.replicas_wanted:  # a scatter that never settled
+            self.replicas_wanted.pop(ts, None)
         for dep in ts.dependencies:
             drop_dependent(dep, ts)
 
