@@ -165,7 +165,8 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         self.profiler: Sampler | None = None  # its event loop's sampler, set by start()
         # The Active Memory Manager (dask's distributed.scheduler.active-memory-manager).
         self.amm = AmmShell(self, AmmSettings())
-        self.retiring: set[str] = set()  # workers whose data retire_workers is moving off
+        # Workers whose data retire_workers is moving off (how many retirements of each).
+        self.retiring: dict[str, int] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------
 

@@ -44,7 +44,7 @@ class ShellBase:
     metadata: Metadata
     logs: LogRing
     amm: AmmShell
-    retiring: set[str]
+    retiring: dict[str, int]
     _workers: dict[str, Connection]
     _worker_fids: dict[str, set[str]]
     _held: list[Connection]
