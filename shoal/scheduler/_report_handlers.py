@@ -262,6 +262,20 @@ class ReportHandlers(StateBase):
                     self.replicated_tasks.discard(ts)
         if dropped:
             self._out.append(SendFree(ws.address, dropped))
+            if self._storing:
+                self._free_undoes_stores(ws.address, dropped)
+
+    def _free_undoes_stores(self, address: str, keys: list[Key]) -> None:
+        """A free of ``keys`` sent to ``address`` also drops what a scatter still in flight
+        stored there (same key, the store went first): its ack, on its way, is owed and
+        must not make ``address`` a holder again."""
+        for key in keys:
+            pending = self._storing.get(key)
+            if pending is not None and address in pending.waiting:
+                pending.waiting.discard(address)
+                self._owe(key, address)
+                if not pending.waiting:
+                    self._settle_scatter(key, pending)
 
     def _track_copies(self, ts: TaskState) -> None:
         """``ts`` got a holder (off the per-task path): the AMM looks at it if it now has

@@ -121,7 +121,18 @@ def test_cluster_fuzz_with_the_active_memory_manager_finds_no_defect() -> None:
     assert not found, report(found)
 
 
-def test_cluster_fuzz_amm_seed_that_found_a_defect_passes() -> None:
+AMM_FOUND_SEEDS = [
     # A copy stored on a worker while a task there was fetching the same key: the fetch
     # stayed in flight for a key held (tests/worker/test_copies_state.py).
-    run_sequence(237, STEPS, frozenset(), amm=True)
+    (237, frozenset()),
+    # A copy made and dropped again on a worker whose broadcast-scatter ack was still on
+    # its way: the late ack made it a holder of what the free had dropped
+    # (tests/scheduler/test_replicas.py).
+    (1060, HOSTILE),
+]
+
+
+@pytest.mark.parametrize(("seed", "features"), AMM_FOUND_SEEDS)
+def test_cluster_fuzz_amm_seeds_that_found_defects_pass(seed: int,
+                                                        features: frozenset[str]) -> None:
+    run_sequence(seed, STEPS, features, amm=True)
