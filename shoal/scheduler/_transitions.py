@@ -261,9 +261,8 @@ class Transitions(StateBase):
 
     def _memory_released(self, ts: TaskState) -> None:
         frees = self._frees
-        if len(ts.who_has) > 1:
+        if self.replicated_tasks or self.replicas_wanted:  # both empty but for copies
             self.replicated_tasks.discard(ts)
-        if self.replicas_wanted:  # (empty, and one truth test, unless a user asked)
             self.replicas_wanted.pop(ts, None)
         for ws in ts.who_has:
             ws.has_what.discard(ts)
