@@ -30,6 +30,11 @@ def test_every_key_is_read() -> None:
     assert (s.start, s.interval, s.measure, s.policies) == (False, 0.25, "process", [])
 
 
+def test_an_interval_of_zero_is_refused() -> None:
+    with dask.config.set({f"{AMM}.interval": "0s"}), pytest.raises(ValueError, match="positive"):
+        AmmSettings()
+
+
 def test_a_policy_shoal_lacks_is_refused_naming_the_one_it_has() -> None:
     with dask.config.set({f"{AMM}.policies": [{"class": "mypkg.MyPolicy"}]}), \
             pytest.raises(ValueError, match="has only ReduceReplicas"):

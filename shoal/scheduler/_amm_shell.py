@@ -26,7 +26,11 @@ _CONFIG = "distributed.scheduler.active-memory-manager"
 
 
 class AmmSettings:
-    """The config, read once (by the scheduler's constructor)."""
+    """The config, read once (by the scheduler's constructor).
+
+    Raises:
+        ValueError: an interval that is not a positive duration, or a policy shoal lacks.
+    """
 
     def __init__(self) -> None:
         import dask
@@ -35,6 +39,9 @@ class AmmSettings:
         self.start = bool(dask.config.get(f"{_CONFIG}.start", True))
         self.interval = float(parse_timedelta(dask.config.get(f"{_CONFIG}.interval", "2s"),
                                               default="s"))
+        if not self.interval > 0:
+            raise ValueError(f"{_CONFIG}.interval must be a positive duration (such as 2s); "
+                             f"got {dask.config.get(f'{_CONFIG}.interval')!r}")
         self.measure = str(dask.config.get(f"{_CONFIG}.measure", "optimistic"))
         self.policies = _policies(dask.config.get(
             f"{_CONFIG}.policies",
