@@ -31,6 +31,7 @@ import dask
 
 from shoal import _gc, _loop
 from shoal.client import (
+    _amm,
     _cluster_info,
     _collections,
     _control,
@@ -498,6 +499,7 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
     get_dataset = two_faced(_datasets.get_dataset)
     list_datasets = two_faced(_datasets.list_datasets)
     datasets = property(_datasets.Datasets)
+    amm = property(_amm.AMMClientProxy)  # client.amm.start() / stop() / running() / run_once()
     run_on_scheduler = two_faced(_cluster_info.run_on_scheduler)
     register_plugin = _plugins.register_plugin
     unregister_worker_plugin = _plugins.unregister_worker_plugin

@@ -331,6 +331,8 @@ class ClientHandlers(StateBase):
             self._storing = {}
         self._undone = {}
         self.tasks = {}
+        self.replicated_tasks = set()
+        self.replicas_wanted = {}
         self.prefix_counts = {}
         self._queue = []
         self._no_worker = set()

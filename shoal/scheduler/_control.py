@@ -209,6 +209,8 @@ async def _replicate(scheduler: Scheduler, conn: Connection, keys: list[Any], n:
         plan = _plan_replicate(scheduler, keys, n, workers)
     except ValueError as exc:
         return [False, _error(exc, "replicate")]
+    # The copies asked for are kept by the active memory manager (n=1 forgets the wish).
+    scheduler.amm.wanted(keys, n if n is not None else len(_pool(scheduler, workers)))
     return [True, await _carry_out(scheduler, conn, plan)]
 
 

@@ -286,6 +286,16 @@ class ReplicasAdded(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ReplicasWanted(Event):
+    """A user asked for ``n`` copies of each of ``keys`` (``replicate``, a broadcast
+    ``scatter``): the active memory manager keeps that many; ``n`` of 1 or less withdraws
+    the wish. The wish goes when the key leaves memory."""
+
+    keys: list[Key]
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
 class ReplicasDropped(Event):
     """Asked (``replicate``/``rebalance``): ``worker`` is to forget its copies of ``keys``;
     the last copy of a key is never dropped."""

@@ -185,11 +185,21 @@ async def retire_workers(scheduler: Scheduler, workers: list[Any] | None, n: int
     else:
         addresses = resolve_workers(scheduler, workers)
     leaving = set(addresses)
-    for _ in range(_RETIRE_ROUNDS):
-        plan = plan_retirement(scheduler.state, leaving)
-        if not plan.moves:
-            break
-        await _copy(scheduler, plan.moves, timeout)
+    # Retiring: the active memory manager keeps a copy on a staying worker meanwhile
+    # (counted: two retirements of one worker may overlap).
+    for a in leaving:
+        scheduler.retiring[a] = scheduler.retiring.get(a, 0) + 1
+    try:
+        for _ in range(_RETIRE_ROUNDS):
+            plan = plan_retirement(scheduler.state, leaving)
+            if not plan.moves:
+                break
+            await _copy(scheduler, plan.moves, timeout)
+    finally:
+        for a in leaving:
+            left = scheduler.retiring.pop(a, 1) - 1
+            if left > 0:
+                scheduler.retiring[a] = left
     # No await from here on: the final check and the removal are one step.
     plan = plan_retirement(scheduler.state, leaving)
     keep = set(plan.stranded) | {m.source for m in plan.moves}

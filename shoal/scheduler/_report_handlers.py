@@ -16,6 +16,7 @@ from shoal.scheduler._events import (
     ExecutionStarted,
     ReplicasAdded,
     ReplicasDropped,
+    ReplicasWanted,
     ReportDone,
     RescheduleAsked,
     Seceded,
@@ -26,7 +27,7 @@ from shoal.scheduler._events import (
     TransferDone,
 )
 from shoal.scheduler._state_base import FIRE_AND_FORGET, StateBase, key_prefix
-from shoal.scheduler._tasks import Key, hold, unguess, unhold, waits_again
+from shoal.scheduler._tasks import Key, TaskState, hold, unguess, unhold, waits_again
 
 
 @trait  # a mixin of SchedulerState (a trait when compiled: see _state_base)
@@ -219,6 +220,7 @@ class ReportHandlers(StateBase):
                 hold(ts, ws)
                 ws.has_what.add(ts)
                 ws.nbytes += max(nbytes, 0)
+                self._track_copies(ts)
 
     def _record_stream(
         self, key: Key, prefix: str, worker: str, thread: int, start: float, stop: float,
@@ -240,6 +242,7 @@ class ReportHandlers(StateBase):
                 hold(ts, ws)
                 ws.has_what.add(ts)
                 ws.nbytes += max(ts.nbytes, 0)
+                self._track_copies(ts)
         if stale:
             self._out.append(SendFree(ws.address, stale))
 
@@ -255,5 +258,42 @@ class ReportHandlers(StateBase):
                 ws.has_what.discard(ts)
                 ws.nbytes -= max(ts.nbytes, 0)
                 dropped.append(key)
+                if len(ts.who_has) <= self.replicas_wanted.get(ts, 1):
+                    self.replicated_tasks.discard(ts)
         if dropped:
             self._out.append(SendFree(ws.address, dropped))
+            if self._storing:
+                self._free_undoes_stores(ws.address, dropped)
+
+    def _free_undoes_stores(self, address: str, keys: list[Key]) -> None:
+        """A free of ``keys`` sent to ``address`` also drops what a scatter still in flight
+        stored there (same key, the store went first): its ack, on its way, is owed and
+        must not make ``address`` a holder again."""
+        for key in keys:
+            pending = self._storing.get(key)
+            if pending is not None and address in pending.waiting:
+                pending.waiting.discard(address)
+                self._owe(key, address)
+                if not pending.waiting:
+                    self._settle_scatter(key, pending)
+
+    def _track_copies(self, ts: TaskState) -> None:
+        """``ts`` got a holder (off the per-task path): the AMM looks at it if it now has
+        more than the copies wanted."""
+        if len(ts.who_has) > 1 and len(ts.who_has) > self.replicas_wanted.get(ts, 1):
+            self.replicated_tasks.add(ts)
+
+    def _on_replicas_wanted(self, ev: ReplicasWanted) -> None:
+        wanted = self.replicas_wanted
+        for key in ev.keys:
+            ts = self.tasks.get(key)
+            if ts is None or ts.state not in ("memory", "scattering"):
+                continue
+            if ev.n > 1:
+                wanted[ts] = ev.n
+            else:
+                wanted.pop(ts, None)
+            if len(ts.who_has) > max(ev.n, 1):
+                self.replicated_tasks.add(ts)
+            else:
+                self.replicated_tasks.discard(ts)

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from shoal.comm import Connection
-from shoal.scheduler import _control, _introspection, _membership, _profiling
+from shoal.scheduler import _amm_shell, _control, _introspection, _membership, _profiling
 from shoal.scheduler import _placement as placement
 from shoal.scheduler._tasks import payload_of
 from shoal.scheduler._views import scheduler_info
@@ -146,3 +146,4 @@ _OPS: dict[str, Callable[..., Awaitable[Any]]] = {
 _OPS.update(_control.OPS)  # changing a running cluster: plugins, run_on_scheduler, copies
 _OPS.update(_introspection.OPS)  # what the cluster is doing: processing, nbytes, logs...
 _OPS.update(_profiling.OPS)  # the statistical profiler: client.profile
+_OPS.update(_amm_shell.OPS)  # client.amm: the active memory manager

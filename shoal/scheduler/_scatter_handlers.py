@@ -96,6 +96,7 @@ class ScatterHandlers(StateBase):
                 hold(ts, ws)
                 ws.has_what.add(ts)
                 ws.nbytes += max(ts.nbytes, 0)
+                self._track_copies(ts)
             return
         if ts.state in ACTIVE:
             # Freeing the task on the worker that now holds the value would drop the value:

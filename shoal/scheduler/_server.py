@@ -35,6 +35,7 @@ from shoal.protocol._messages import Close, Request, Response
 from shoal.protocol._serialize import Serialized
 from shoal.scheduler import _datasets as datasets
 from shoal.scheduler import _topics as topics
+from shoal.scheduler._amm_shell import AmmSettings, AmmShell
 from shoal.scheduler._events import Tick
 from shoal.scheduler._idle import IdleTimeout, activity_mark, is_busy
 from shoal.scheduler._metadata import Metadata
@@ -162,6 +163,10 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         self._idle_close: asyncio.Task[None] | None = None
         self._finished = asyncio.Event()  # set once close() has finished
         self.profiler: Sampler | None = None  # its event loop's sampler, set by start()
+        # The Active Memory Manager (dask's distributed.scheduler.active-memory-manager).
+        self.amm = AmmShell(self, AmmSettings())
+        # Workers whose data retire_workers is moving off (how many retirements of each).
+        self.retiring: dict[str, int] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -178,6 +183,8 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         self.address = f"{scheme}://{host}:{port}"
         logger.info("scheduler at %s", self.address)
         self._spawn(self._tick_loop())
+        if self.amm.settings.start:
+            self.amm.start()
         from shoal.scheduler._profiling import loop_sampler
 
         self.profiler = loop_sampler()  # client.profile(scheduler=True)
@@ -264,6 +271,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
             conn.send(Close("scheduler closing"))
         await asyncio.sleep(0)
         self.coordination.close()
+        await self.amm.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

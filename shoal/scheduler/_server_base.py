@@ -22,6 +22,7 @@ from shoal.protocol._serialize import Serialized
 
 if TYPE_CHECKING:
     from shoal._logs import LogRing
+    from shoal.scheduler._amm_shell import AmmShell
     from shoal.scheduler._datasets import Datasets
     from shoal.scheduler._metadata import Metadata
     from shoal.scheduler._plugins import SchedulerPlugins
@@ -42,6 +43,8 @@ class ShellBase:
     coordination: CoordinationShell
     metadata: Metadata
     logs: LogRing
+    amm: AmmShell
+    retiring: dict[str, int]
     _workers: dict[str, Connection]
     _worker_fids: dict[str, set[str]]
     _held: list[Connection]

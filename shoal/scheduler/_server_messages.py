@@ -316,6 +316,9 @@ class ServerMessages(ShellBase):
             self._scattered[key] = (data, nbytes)
         self._apply([DataScattered(name, [(k, n, t) for k, _, n, t in msg.items],
                                    msg.workers, msg.broadcast)])
+        if msg.broadcast:  # copies asked for: the active memory manager keeps them
+            self.amm.wanted([k for k, *_ in msg.items],
+                            len(msg.workers) if msg.workers else len(self.state.workers))
         conn.send(Response(msg.request_id, True, None))
 
     # --- worker messages ------------------------------------------------------------------------

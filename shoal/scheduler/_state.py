@@ -47,6 +47,7 @@ from shoal.scheduler._events import (
     KeysRetried,
     ReplicasAdded,
     ReplicasDropped,
+    ReplicasWanted,
     RescheduleAsked,
     ScatterAcked,
     Seceded,
@@ -152,6 +153,14 @@ class SchedulerState(
         self._tidy_budget = TIDY_STEP
         self._resuming = False
         self._frees: dict[str, list[Key]] | None = None
+        # Tasks with more holders than wanted (dask's ``replicated_tasks``, less the copies
+        # users asked for), for the Active Memory Manager (``_amm``): it looks at these
+        # only, never at every key. Added where a holder is recorded off the per-task path
+        # (copies, replicas, broadcast scatters) or a wish shrinks; taken out when the key
+        # leaves memory, on a drop down to what is wanted, or lazily by the AMM.
+        self.replicated_tasks: set[TaskState] = set()
+        # Copies users asked for (``replicate``, broadcast scatters), by task: 2 or more.
+        self.replicas_wanted: dict[TaskState, int] = {}
         self._handlers: dict[type, Callable[[Any], None]] = {
             ClientJoined: self._on_client_joined,
             ClientLeft: self._on_client_left,
@@ -180,6 +189,7 @@ class SchedulerState(
             DataCopied: self._on_copied,
             ReplicasAdded: self._on_replicas_added,
             ReplicasDropped: self._on_replicas_dropped,
+            ReplicasWanted: self._on_replicas_wanted,
             WorkResumed: self._on_resumed,
             ForgetWatched: self._on_forget_watched,
         }
@@ -280,6 +290,8 @@ class SchedulerState(
                 assert ts.who_has, key
                 for ws in ts.who_has:
                     assert ts in ws.has_what, key
+                assert (len(ts.who_has) <= self.replicas_wanted.get(ts, 1)
+                        or ts in self.replicated_tasks), (key, "surplus copies untracked")
             else:
                 assert not ts.who_has, (key, ts.state)
             if ts.state == "waiting":
@@ -300,6 +312,9 @@ class SchedulerState(
                 assert ts in self.clients.get(client, set()), (key, client)
         for prio, ts in self._queue:  # each entry shares its task's prio (_waiting_queued)
             assert prio is ts.prio, (ts.key, "queue entry's priority is not its task's")
+        for ts, n in self.replicas_wanted.items():
+            assert n > 1 and self.tasks.get(ts.key) is ts, (ts.key, n, "stale wish")
+            assert ts.state in ("memory", "scattering"), (ts.key, ts.state, "wish kept")
         for ts in self._actors:
             assert self.tasks.get(ts.key) is ts, (ts.key, "forgotten actor still counted")
         for (key, address), owed in self._undone.items():

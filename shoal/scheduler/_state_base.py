@@ -107,6 +107,8 @@ class StateBase:
     # While ``_tidy`` runs: worker address -> the keys list of the one SendFree it gets
     # for the whole cascade (None otherwise: a SendFree per release).
     _frees: dict[str, list[Key]] | None
+    replicated_tasks: set[TaskState]
+    replicas_wanted: dict[TaskState, int]
 
     # Defined once each, in the module named; declared here so mypy checks the callers (not
     # under ``if TYPE_CHECKING``: mypyc takes no ``if`` in a class body). Each is overridden
@@ -147,3 +149,8 @@ class StateBase:
     # _scatter_handlers
     def _scatters_lost_with(self, address: str) -> None: ...
     def _abandon_scatter(self, key: Key) -> None: ...
+    def _owe(self, key: Key, address: str) -> None: ...
+    def _settle_scatter(self, key: Key, pending: _Storing) -> None: ...
+
+    # _report_handlers
+    def _track_copies(self, ts: TaskState) -> None: ...

@@ -235,6 +235,8 @@ class Transitions(StateBase):
     def _pending_released(self, ts: TaskState, tell_worker: bool = True) -> None:
         """waiting, queued or no-worker back to released (no worker knows of it yet)."""
         self._no_worker.discard(ts)
+        if self.replicas_wanted:  # a broadcast scatter that failed
+            self.replicas_wanted.pop(ts, None)
         ts.waiting_on = EMPTY
         if ts.rare is not None and ts.rare.held_on is not None:
             self._unhold(ts)
@@ -259,6 +261,9 @@ class Transitions(StateBase):
 
     def _memory_released(self, ts: TaskState) -> None:
         frees = self._frees
+        if self.replicated_tasks or self.replicas_wanted:  # both empty but for copies
+            self.replicated_tasks.discard(ts)
+            self.replicas_wanted.pop(ts, None)
         for ws in ts.who_has:
             ws.has_what.discard(ts)
             ws.nbytes -= max(ts.nbytes, 0)
@@ -466,6 +471,8 @@ class Transitions(StateBase):
             self.functions.release(ts.fids)
         if self._storing and ts.key in self._storing:
             self._abandon_scatter(ts.key)
+        if self.replicas_wanted:  # a scatter that never settled
+            self.replicas_wanted.pop(ts, None)
         for dep in ts.dependencies:
             drop_dependent(dep, ts)
 

@@ -142,6 +142,9 @@ class WorkerState:
             elif kind is CopiesStored:
                 self.held.update(ev.got)  # type: ignore[attr-defined]
                 self.assigned.update(ev.got)  # type: ignore[attr-defined]
+                for key in ev.got:  # type: ignore[attr-defined]
+                    if key in self.waiters:  # local tasks were fetching it: they take this
+                        self._arrived_otherwise(key)
             else:
                 raise TypeError(f"worker state got an unknown event {ev!r}")
         out, self._out = self._out, []

@@ -36,6 +36,7 @@ from shoal.protocol._messages import (
     Transfer,
 )
 from shoal.protocol._serialize import Serialized
+from shoal.scheduler import _amm as amm_machine
 from shoal.scheduler import _placement as placement
 from shoal.scheduler._events import (
     ClientJoined,
@@ -52,6 +53,8 @@ from shoal.scheduler._events import (
     KeysCancelled,
     KeysReleased,
     KeysRetried,
+    ReplicasAdded,
+    ReplicasDropped,
     ReportCancelled,
     ReportDone,
     ReportErred,
@@ -72,6 +75,7 @@ from shoal.scheduler._state import SchedulerState
 from shoal.worker._state import (
     ComputeAssigned,
     ComputesAssigned,
+    CopiesStored,
     DataStored,
     Drop,
     Execute,
@@ -125,7 +129,7 @@ def invariant(exc: AssertionError) -> str:
 
 class ClusterSim:
     def __init__(self, seed: int, features: frozenset[str] = HOSTILE,
-                 columns: bool = False) -> None:
+                 columns: bool = False, amm: bool = False) -> None:
         unknown = features - HOSTILE
         if unknown:
             raise ValueError(f"unknown fuzz features {sorted(unknown)}; known: {sorted(HOSTILE)}")
@@ -140,6 +144,10 @@ class ClusterSim:
         # Whether a submission is a piece of a larger graph: drawn apart, so that the
         # other draws (and the seeds known to find defects) stay as they were.
         self.piece_rng = random.Random(seed + 0x9E37)
+        # The Active Memory Manager: copies made on purpose (``ReplicasAdded``, as for
+        # replicate) and passes of the real AMM machine, drawn apart for the same reason.
+        self.amm = amm_machine.ActiveMemoryManager(step=3 * amm_machine.FULL) if amm else None
+        self.amm_rng = random.Random(seed + 0xA33)
         self.state = SchedulerState(allowed_failures=self.rng.choice([1, 3]), worker_ttl=30.0)
         self.workers: dict[str, SimWorker] = {}
         self.n_keys = 0
@@ -389,6 +397,8 @@ class ClusterSim:
     # --- one random step ----------------------------------------------------------------------
 
     def step(self) -> None:
+        if self.amm is not None and self.amm_rng.random() < 0.3:
+            self._amm_step()
         rng = self.rng
         self.now += rng.random() * 0.1
         client = rng.choice(CLIENTS)
@@ -498,6 +508,34 @@ class ClusterSim:
                 address, msg = rng.choice(late)
                 self.handle(self._to_scheduler(address, msg))
 
+    def _amm_step(self) -> None:
+        """A copy of an in-memory key made on a worker that lacks it (its wire idle, as a
+        ``CopyKeys`` answered in order), or one step of an AMM pass, its drops applied."""
+        rng, tasks = self.amm_rng, self.state.tasks
+        assert self.amm is not None
+        if rng.random() < 0.5:
+            held = sorted((k for k, t in tasks.items() if t.state == "memory"), key=str)
+            idle = [sw for sw in self.workers.values() if not sw.inbox]
+            if not held or not idle:
+                return
+            key, sw = rng.choice(held), rng.choice(idle)
+            ts = tasks[key]
+            if any(w.address == sw.address for w in ts.who_has) or key in sw.state.tasks:
+                return
+            self.trace.append(f"-- copy {key!r} to {sw.address}")
+            sw.store[key] = max(ts.nbytes, 0)
+            self._worker_handle(sw, CopiesStored({key: max(ts.nbytes, 0)}))
+            self.handle(ReplicasAdded(sw.address, [key]))
+            return
+        self.trace.append("-- amm")
+        view = amm_machine.View(self.state.replicated_tasks, self.state.workers,
+                                self.state.replicas_wanted)
+        event: Any = amm_machine.StepAsked() if self.amm.passing else amm_machine.PassAsked()
+        for cmd in self.amm.handle(view, event):
+            if isinstance(cmd, amm_machine.DropReplicas):
+                self.handle(ReplicasDropped(cmd.worker, cmd.keys))
+        self.amm.validate(view)
+
     # --- the end -------------------------------------------------------------------------------
 
     def drain(self, limit: int = 20_000) -> None:
@@ -560,9 +598,10 @@ def through_wire(msg: Any) -> Any:
 
 
 def run_sequence(seed: int, steps: int, features: frozenset[str] = HOSTILE,
-                 columns: bool = False) -> ClusterSim:
+                 columns: bool = False, amm: bool = False) -> ClusterSim:
     """One fuzzed life of a cluster: ``steps`` random actions, then a faithful drain and
     the liveness checks. Raises ``Defect`` (or the machines' own errors) naming the seed."""
-    sim: ClusterSim = run_fuzzed(ClusterSim(seed, features, columns), seed=seed, steps=steps,
-                                 features=features, label="fuzz", replay="run_sequence")
+    sim: ClusterSim = run_fuzzed(ClusterSim(seed, features, columns, amm), seed=seed,
+                                 steps=steps, features=features,
+                                 label="fuzz (amm)" if amm else "fuzz", replay="run_sequence")
     return sim

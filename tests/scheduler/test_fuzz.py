@@ -102,3 +102,37 @@ def test_cluster_fuzz_seeds_that_found_defects_pass(
 def test_cluster_fuzz_finds_none_of_the_fixed_items_either(failures: dict[str, list[str]]) -> None:
     known = [m for cause in ("item 4", "item 5", "item 7") for m in failures.get(cause, [])]
     assert not known, report(known)
+
+
+# The Active Memory Manager in the same lives: copies made on purpose (as replicate's) and
+# AMM passes interleaved with everything else, drops applied as the shell applies them.
+AMM_RUNS = ((frozenset(), 1000), (HOSTILE, 2000))
+
+
+@pytest.mark.timeout(900)
+def test_cluster_fuzz_with_the_active_memory_manager_finds_no_defect() -> None:
+    found = []
+    for features, count in AMM_RUNS:
+        for seed in range(FIRST_SEED, FIRST_SEED + int(count * SCALE)):
+            try:
+                run_sequence(seed, STEPS, features, amm=True)
+            except Defect as exc:
+                found.append(str(exc))
+    assert not found, report(found)
+
+
+AMM_FOUND_SEEDS = [
+    # A copy stored on a worker while a task there was fetching the same key: the fetch
+    # stayed in flight for a key held (tests/worker/test_copies_state.py).
+    (237, frozenset()),
+    # A copy made and dropped again on a worker whose broadcast-scatter ack was still on
+    # its way: the late ack made it a holder of what the free had dropped
+    # (tests/scheduler/test_replicas.py).
+    (1060, HOSTILE),
+]
+
+
+@pytest.mark.parametrize(("seed", "features"), AMM_FOUND_SEEDS)
+def test_cluster_fuzz_amm_seeds_that_found_defects_pass(seed: int,
+                                                        features: frozenset[str]) -> None:
+    run_sequence(seed, STEPS, features, amm=True)

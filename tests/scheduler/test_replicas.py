@@ -55,3 +55,20 @@ def test_released_key_frees_every_copy(sim: Sim, state: SchedulerState) -> None:
     state.handle(ReplicasAdded("w1", ["a"]), ReplicasAdded("w2", ["a"]))
     cmds = sim.release("a")
     assert sorted(c.worker for c in of(cmds, SendFree)) == ["w1", "w2"]
+
+
+def test_a_dropped_copy_whose_scatter_ack_is_still_on_its_way_is_not_held_again(
+        sim: Sim, state: SchedulerState) -> None:
+    # A broadcast's store reached w2 and its ack is on the wire; a copy made there meanwhile
+    # (replicate) is dropped again (replicate n=1, the AMM): the free drops the stored
+    # value too, so the late ack must not make w2 a holder (found by the cluster fuzzer
+    # with the AMM, seed 1060).
+    sim.join("w1")
+    sim.join("w2")
+    sim.scatter([("s", 10)], broadcast=True, ack=False)
+    sim.ack("w1", "s")
+    state.handle(ReplicasAdded("w2", ["s"]))
+    cmds = state.handle(ReplicasDropped("w2", ["s"]))
+    assert [(c.worker, c.keys) for c in of(cmds, SendFree)] == [("w2", ["s"])]
+    sim.ack("w2", "s")
+    assert {w.address for w in state.tasks["s"].who_has} == {"w1"}

@@ -32,3 +32,16 @@ def test_a_copy_serves_as_a_local_input(ws: WorkerState) -> None:
     msg = Compute("t", Serialized([b"task"]), [("a", ["tcp://other:1"], 10)], {}, (0,), True, "t", 1)
     cmds = ws.handle(ComputeAssigned(msg))
     assert [type(c) for c in cmds] == [Execute]
+
+
+def test_a_copy_arriving_while_a_task_fetches_the_same_key_serves_the_task(
+        ws: WorkerState) -> None:
+    # replicate (or a retirement, or the AMM's test of it) copies a key here while a local
+    # task is fetching it from a peer: the task takes the copy, the fetch is forgotten.
+    msg = Compute("t", Serialized([b"task"]), [("a", ["tcp://other:1"], 10)], {}, (0,), True,
+                  "t", 1)
+    assert [type(c).__name__ for c in ws.handle(ComputeAssigned(msg))] == ["Fetch"]
+    cmds = ws.handle(CopiesStored({"a": 10}))
+    assert [type(c) for c in cmds] == [Execute]
+    assert "a" not in ws.in_flight
+    ws.validate()
