@@ -63,7 +63,7 @@ async def run(self: Client, function: Callable[..., Any], *args: Any, workers: A
     return out if wait else None
 
 
-async def _run_on_nannies(self: Client, call: Callable[..., Any], workers: list[str] | None,
+async def _run_on_nannies(self: Client, call: Callable[..., Any], workers: list[str | int] | None,
                           wait: bool) -> dict[str, Any]:
     """``run(nanny=True)``: the nannies of a LocalCluster live in this process, on this
     loop; each runs the function with ``dask_worker=`` the nanny, keyed by its worker."""
@@ -81,7 +81,8 @@ async def _run_on_nannies(self: Client, call: Callable[..., Any], workers: list[
     out: dict[str, Any] = {}
     for nanny in nannies:
         addr = by_pid.get(nanny.pid)
-        if addr is None or (workers is not None and addr not in workers):
+        if addr is None or (workers is not None and addr not in workers
+                            and info["workers"][addr]["name"] not in workers):
             continue
         fn = inject(call, "dask_worker", nanny)
         try:

@@ -106,13 +106,23 @@ def retire_workers(self: Client, workers: list[Any] | None = None, close_workers
     Args:
         workers: addresses or names; None with ``n``: the ``n`` idle workers holding the
             least data.
+        names: (dask's scheduler keyword) worker names, instead of ``workers``.
 
     Raises:
         ValueError: a worker is not in the cluster.
+        TypeError: both ``workers`` and ``names``.
     """
+    names = kwargs.pop("names", None)
     if kwargs:
         raise TypeError(f"retire_workers got unexpected arguments {sorted(kwargs)}; it takes "
-                        "workers, close_workers and n")
+                        "workers (or names), close_workers and n")
+    if names is not None:
+        if workers is not None:
+            raise TypeError("retire_workers takes workers or names, not both (they are "
+                            "mutually exclusive, as in dask)")
+        if isinstance(names, (str, bytes)) or not hasattr(names, "__iter__"):
+            raise TypeError(f"names= takes a list of worker names, got {names!r}")
+        workers = list(names)
     if workers is not None and (isinstance(workers, (str, bytes)) or not hasattr(workers, "__iter__")):
         raise TypeError(f"retire_workers takes a list of worker addresses or names, got {workers!r}")
     if n is not None and (not isinstance(n, int) or n < 0):

@@ -56,7 +56,7 @@ class Scattering(Outbox):
         return self.sync(self._scatter, rows, wl, bool(broadcast), futures, shaped,
                          callback_timeout=timeout, asynchronous=asynchronous)
 
-    async def _scatter(self, rows: list[Any], workers: list[str] | None, broadcast: bool,
+    async def _scatter(self, rows: list[Any], workers: list[str | int] | None, broadcast: bool,
                        futures: list[Future], shaped: Any) -> Any:
         assert self._conn is not None
         rid = next(self._request_ids)

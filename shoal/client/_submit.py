@@ -252,17 +252,19 @@ class Submitting(Outbox):
         return token
 
     @staticmethod
-    def _check_workers(workers: Any) -> list[str] | None:
+    def _check_workers(workers: Any) -> list[str | int] | None:
         if workers is None:
             return None
-        if isinstance(workers, str):
+        if _is_worker_name(workers):
             return [workers]
         try:
             out = list(workers)
         except TypeError:
-            raise TypeError(f"workers= takes an address or a list of addresses, got {workers!r}") from None
-        if not all(isinstance(w, str) for w in out):
-            raise TypeError(f"workers= takes worker addresses or names (strings), got {workers!r}")
+            raise TypeError(f"workers= takes a worker address or name, or a list of them, got "
+                            f"{workers!r}") from None
+        if not all(_is_worker_name(w) for w in out):
+            raise TypeError(f"workers= takes worker addresses or names (strings, or ints such "
+                            f"as LocalCluster's 0, 1, ...), got {workers!r}")
         return out
 
     @staticmethod
@@ -291,7 +293,7 @@ class Submitting(Outbox):
             return None
         return [(k, need, bool(allow_other_workers)) for k in keys]
 
-    def _check_call(self, verb: str, func: Any, workers: Any, retries: Any) -> tuple[list[str] | None, int]:
+    def _check_call(self, verb: str, func: Any, workers: Any, retries: Any) -> tuple[list[str | int] | None, int]:
         """What submit and map check first: an open client, a callable, and their options."""
         self._check_open()
         if not callable(func):
@@ -515,6 +517,11 @@ def _payload(key: Any, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
     ):
         return Call(func, args, kwargs)
     return Task(key, func, *pargs, **pkw)
+
+
+def _is_worker_name(w: Any) -> bool:
+    """An address, or a worker name as dask allows one (a string or an int)."""
+    return isinstance(w, str) or (isinstance(w, int) and not isinstance(w, bool))
 
 
 def _uuid4_hex() -> str:

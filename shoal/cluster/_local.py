@@ -258,7 +258,7 @@ class LocalCluster:
         self._quiet = options.QuietLogs(level)
         self.nannies: list[Nanny] = []
         self._inproc_workers: list[Any] = []
-        self._names = itertools.count()  # worker names: "0", "1"... never reused
+        self._names = itertools.count()  # worker names: 0, 1... (ints, as dask), never reused
         self._adaptive: Any = None
         self._timeout = timeout  # bounds start-up and each scale()
         self._stopping: asyncio.Future[None] | None = None  # the one close (see _stop)
@@ -308,7 +308,7 @@ class LocalCluster:
         if self.processes:
             new = [
                 Nanny(self.scheduler.address, nthreads=self.threads_per_worker,
-                      name=str(next(self._names)), memory_limit=self.memory_limit, host=self.host,
+                      name=next(self._names), memory_limit=self.memory_limit, host=self.host,
                       local_directory=self.local_directory,
                       security=self.scheduler.security, resources=self.resources,
                       env=self._worker_env)
@@ -321,7 +321,7 @@ class LocalCluster:
 
             for _ in range(n):
                 w = Worker(self.scheduler.address, nthreads=self.threads_per_worker,
-                           name=str(next(self._names)), memory_limit=self.memory_limit,
+                           name=next(self._names), memory_limit=self.memory_limit,
                            host=self.host, local_directory=self.local_directory,
                            security=self.scheduler.security, resources=self.resources)
                 self._inproc_workers.append(w)
@@ -446,9 +446,10 @@ class LocalCluster:
         return self.scheduler.dashboard_link
 
     @property
-    def workers(self) -> dict[str, Any]:
-        """Worker name → its nanny (or in-process worker), as dask's ``cluster.workers``."""
-        return {str(w.name): w for w in self._live_workers()}
+    def workers(self) -> dict[Any, Any]:
+        """Worker name (0, 1, ...) → its nanny (or in-process worker), as dask's
+        ``cluster.workers``."""
+        return {w.name: w for w in self._live_workers()}
 
     def wait_for_workers(self, n_workers: int, timeout: float | None = None) -> Any:
         """Wait until at least ``n_workers`` workers have registered (an awaitable for an

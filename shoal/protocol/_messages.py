@@ -26,7 +26,7 @@ from shoal.protocol._wire_checks import _DEEP, _NUM, _SEQ, ProtocolError
 # a task reads last, dropped by its worker as it ends); 5: Computes and TasksDone (many
 # tasks' computes or results in one message, as columns), and KeysDone (results to a client);
 # 6: RetireAsked (a worker's lifetime is over) and ProfileAsk (client.profile)
-PROTOCOL_VERSION = 6
+PROTOCOL_VERSION = 7
 
 Key = Any  # str, int, float or a tuple of them (dask keys)
 
@@ -191,7 +191,7 @@ class Scatter(Message):
 
     request_id: int
     items: list[tuple[Key, Serialized, int, str]]
-    workers: list[str] | None
+    workers: list[str | int] | None  # addresses, hosts or names
     broadcast: bool
 
 
@@ -356,7 +356,7 @@ class RegisterReply(Message):
 @_message("register")
 class Register(Message):
     address: str
-    name: str
+    name: str | int  # dask's LocalCluster names its workers 0, 1, ...: ints stay ints
     nthreads: int
     memory_limit: int
     pid: int

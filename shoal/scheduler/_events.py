@@ -77,7 +77,7 @@ class DataScattered(Event):
 
     client: str
     items: list[tuple[Key, int, str]]  # (key, nbytes, typename)
-    workers: list[str] | None
+    workers: list[str | int] | None
     broadcast: bool
 
 
@@ -93,7 +93,7 @@ class ScatterAcked(Event):
 @dataclass(frozen=True, slots=True)
 class WorkerJoined(Event):
     address: str
-    name: str
+    name: str | int
     nthreads: int
     memory_limit: int
     pid: int

@@ -19,9 +19,17 @@ class WorkerRuns(ShellBase):
 
     # --- client.run ---------------------------------------------------------------------------
 
-    def start_run(self, conn: Connection, function: Serialized, workers: list[str] | None,
+    def start_run(self, conn: Connection, function: Serialized, workers: list[Any] | None,
                   wait: bool = True) -> asyncio.Future[Any]:
-        targets = [w for w in self._workers if workers is None or w in workers]
+        """``client.run``: on every worker, or on ``workers`` (addresses or names).
+
+        Raises:
+            ValueError: one of ``workers`` is not in the cluster (the message lists them).
+        """
+        from shoal.scheduler._membership import resolve_workers
+
+        wanted = None if workers is None else set(resolve_workers(self, workers))  # type: ignore[arg-type]
+        targets = [w for w in self._workers if wanted is None or w in wanted]
         return self.ask_workers(conn, {w: lambda rid: Run(rid, function, wait) for w in targets})
 
     def ask_workers(self, conn: Connection | None,

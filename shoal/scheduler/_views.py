@@ -23,7 +23,7 @@ def worker_info(scheduler: Scheduler) -> list[dict[str, Any]]:
         out.append(
             {
                 "address": ws.address,
-                "name": str(ws.name),
+                "name": ws.name,  # an int stays an int (LocalCluster: 0, 1, ...), as in dask
                 "nthreads": ws.nthreads,
                 "memory_limit": ws.memory_limit,
                 "memory_managed": managed,

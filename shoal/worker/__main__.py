@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("scheduler")
     p.add_argument("--nthreads", type=int, default=1)
     p.add_argument("--name", default=None)
+    p.add_argument("--name-is-int", action="store_true", help=argparse.SUPPRESS)  # the nanny's
     p.add_argument("--memory-limit", type=int, default=0)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", default="0", help="port or range 'first:last' to bind")
@@ -156,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     set_default_security(security)
 
     async def run() -> None:
-        worker = Worker(args.scheduler, nthreads=args.nthreads, name=args.name,
+        name = int(args.name) if args.name_is_int else args.name
+        worker = Worker(args.scheduler, nthreads=args.nthreads, name=name,
                         port=args.port, contact_address=args.contact_address,
                         memory_limit=args.memory_limit, host=args.host,
                         death_timeout=args.death_timeout, connect_timeout=args.connect_timeout,

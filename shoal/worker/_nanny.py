@@ -159,7 +159,7 @@ class Nanny:
         scheduler_address: str,
         *,
         nthreads: int = 1,
-        name: str | None = None,
+        name: str | int | None = None,
         memory_limit: int = 0,
         host: str = "127.0.0.1",
         port: int | str = 0,
@@ -341,6 +341,8 @@ class Nanny:
         ]
         if self.name is not None:
             args += ["--name", str(self.name)]
+            if isinstance(self.name, int):  # LocalCluster's 0, 1, ...: an int there too
+                args += ["--name-is-int"]
         if self.death_timeout is not None:
             args += ["--death-timeout", str(self.death_timeout)]
         if self.port:

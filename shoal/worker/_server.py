@@ -111,7 +111,8 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
                                                  scheme=scheme))
         self.address = plan.contact_address(self._server.sockets[0].getsockname()[1], scheme)
         self.contact_host = plan.contact_host
-        self.name = self.name or self.address
+        if self.name is None or self.name == "":  # (not `or`: 0 is LocalCluster's first name)
+            self.name = self.address
         self._new_session(loop)
         if self.preloads is not None:  # as dask: set up once listening, before registering
             await self.preloads.setup(self)

@@ -76,7 +76,8 @@ class SessionMixin(WorkerBase):
             self._scheduler = conn
             conn.set_handler(self._on_scheduler)
             conn.send(Hello("worker", PROTOCOL_VERSION, str(self.name)))
-            conn.send(Register(self.address, str(self.name), self.nthreads, self.memory_limit,
+            name = self.name if isinstance(self.name, int) else str(self.name)
+            conn.send(Register(self.address, name, self.nthreads, self.memory_limit,
                                os.getpid(), self.contact_host, self.incarnation,
                                self.resources or None))
             refused = await asyncio.wait_for(self._registered, timeout)

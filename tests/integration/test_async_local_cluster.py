@@ -48,12 +48,12 @@ def test_dask_async_pattern_runs_tasks_scales_and_closes(no_leftovers):
             async with Client(cluster, asynchronous=True, set_as_default=False) as client:
                 assert await client.submit(inc, 1) == 2
                 await cluster.scale(2)  # returns once the cluster has two workers
-                assert sorted(cluster.workers) == ["0", "1"]
+                assert sorted(cluster.workers) == [0, 1]
                 assert len(cluster.scheduler_info["workers"]) == 2
                 assert len(await client.nthreads()) == 2
                 assert await client.gather(client.map(inc, range(10))) == list(range(1, 11))
                 await cluster.scale_down(["1"])
-                assert sorted(cluster.workers) == ["0"]
+                assert sorted(cluster.workers) == [0]
                 await cluster.scale_up(2)
                 assert len(cluster.workers) == 2
                 await cluster.scale(1)
@@ -89,7 +89,7 @@ def test_operations_called_while_starting_wait_for_the_start(no_leftovers):
         try:
             await asyncio.wait_for(cluster.scale(1), START)  # before `await cluster`
             assert cluster.status == "running"
-            assert [w["name"] for w in cluster.scheduler_info["workers"].values()] == ["0"]
+            assert [w["name"] for w in cluster.scheduler_info["workers"].values()] == [0]
         finally:
             await asyncio.wait_for(cluster.close(), DEADLINE)
 

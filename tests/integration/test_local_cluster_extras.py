@@ -17,14 +17,14 @@ def test_scale_up_and_scale_down_by_name_or_address(make_client):
     cluster = c.cluster
     cluster.scale_up(2)
     assert len(c.scheduler_info()["workers"]) == 2
-    assert sorted(cluster.workers) == ["0", "1"]
-    cluster.scale_down(["1"])
-    assert sorted(cluster.workers) == ["0"]
-    assert [w["name"] for w in c.scheduler_info()["workers"].values()] == ["0"]
+    assert sorted(cluster.workers) == [0, 1]
+    cluster.scale_down([1])
+    assert sorted(cluster.workers) == [0]
+    assert [w["name"] for w in c.scheduler_info()["workers"].values()] == [0]
     cluster.scale_up(n=2)
-    (address,) = [a for a, w in c.scheduler_info()["workers"].items() if w["name"] == "2"]
+    (address,) = [a for a, w in c.scheduler_info()["workers"].items() if w["name"] == 2]
     cluster.scale_down([address])
-    assert sorted(cluster.workers) == ["0"]
+    assert sorted(cluster.workers) == [0]
     with pytest.raises(ValueError, match="no worker named"):
         cluster.scale_down(["nope"])
     assert c.submit(lambda: 5, pure=False).result(timeout=120) == 5

@@ -112,7 +112,7 @@ def test_wait_for_workers_and_scheduler_info_of_a_synchronous_cluster(no_leftove
             cluster.wait_for_workers(0)
         info = cluster.scheduler_info
         assert info["address"] == cluster.scheduler_address
-        assert [w["name"] for w in info["workers"].values()] == ["0"]
+        assert [w["name"] for w in info["workers"].values()] == [0]
 
 
 def test_threads_only_cluster_is_one_worker_with_every_core_as_in_dask(no_leftovers):

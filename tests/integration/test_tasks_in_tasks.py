@@ -194,7 +194,7 @@ def test_get_worker_in_a_task(client: Client) -> None:
     x = client.submit(inc, 1, key="gw-input")
     address, name, nthreads, held, scheduler = client.submit(worker_facts, x).result(timeout=30)
     assert address in client.scheduler_info()["workers"]
-    assert isinstance(name, str) and name
+    assert name in (0, 1)  # LocalCluster names its workers 0, 1 (ints), as dask
     assert nthreads == 1
     assert "gw-input" in held
     assert scheduler == client.scheduler_address
