@@ -488,9 +488,15 @@ class Submitting(Outbox):
                 keys[f.key] = None
         if keys:
             self._send(CancelKeys(list(keys), bool(force)))
+        unsettled = False
         for st in {id(f._state): f._state for f in flat}.values():
             if st.status != "cancelled":
+                unsettled = True
                 _loop.call_soon(lambda st=st: st.status == "cancelled" or st.settle("cancelled"))
+        if unsettled and not _loop.in_loop_thread():
+            # As dask's, the call returns with the futures cancelled: the settles above run
+            # on the loop before this (call_soon is FIFO). ends: one loop iteration.
+            return self.sync(_after_loop_callbacks, asynchronous=asynchronous)
         return answer(self, None, asynchronous)
 
     def retry(self, futures: Any, asynchronous: Any = None) -> Any:
@@ -503,6 +509,10 @@ class Submitting(Outbox):
                 f._state.reset()
         self._send(RetryKeys([f.key for f in flat]))
         return answer(self, None, asynchronous)
+
+
+async def _after_loop_callbacks() -> None:
+    """Nothing: awaited on shoal's loop, it returns after the callbacks scheduled before it."""
 
 
 def _payload(key: Any, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],

@@ -99,3 +99,15 @@ def test_cancelling_an_old_future_again_leaves_its_resubmission_alone(client, ga
     gate.open()
     assert new.result(timeout=20) == 5
     assert old.cancelled()
+
+
+def test_a_blocking_cancel_returns_with_the_futures_cancelled(client, gate):
+    # dask's Future.cancel() / Client.cancel() return once the futures are cancelled, so a
+    # program may check f.cancelled() (or f.status) straight after.
+    for i in range(20):
+        fut = client.submit(gated, gate.path, i)
+        fut.cancel()
+        assert fut.cancelled() and fut.status == "cancelled"
+        futs = client.map(gated, [gate.path] * 3, [i, i + 1, i + 2])
+        client.cancel(futs)
+        assert [f.status for f in futs] == ["cancelled"] * 3
