@@ -111,3 +111,15 @@ def test_a_blocking_cancel_returns_with_the_futures_cancelled(client, gate):
         futs = client.map(gated, [gate.path] * 3, [i, i + 1, i + 2])
         client.cancel(futs)
         assert [f.status for f in futs] == ["cancelled"] * 3
+
+
+def test_closing_a_client_cancels_its_pending_futures(client, gate):
+    # dask: after Client.close() the client's futures are 'cancelled' and result() raises
+    # CancelledError (a program's `except CancelledError` around it must still catch).
+    other = Client(client.cluster)
+    held = other.map(gated, [gate.path] * 2, [1, 2], pure=False)
+    other.close()
+    assert [f.status for f in held] == ["cancelled", "cancelled"]
+    assert all(f.cancelled() and f.done() for f in held)
+    with pytest.raises(concurrent.futures.CancelledError, match="client was closed"):
+        held[0].result(timeout=5)
