@@ -142,7 +142,7 @@ async def who_has(self: Client, futures: Any = None) -> dict[Any, tuple[str, ...
     keys: list[Any] | None = None
     if futures is not None:
         flat: list[Future] = []
-        collect_futures(futures, flat)
+        collect_futures(futures, flat, collections=True)
         keys = [f.key for f in flat]
     rows = await self._request_within("who_has", self._timeout, keys=keys)
     return {k: tuple(v) for k, v in rows}
