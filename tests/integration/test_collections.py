@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 
 import dask
@@ -243,6 +244,18 @@ def test_lost_dependencies_error_names_the_missing_key(client):
     with pytest.raises(Exception) as info:
         client.get({"needs-lost": Task("needs-lost", inc, TaskRef(key))}, "needs-lost")
     assert key in str(info.value)
+
+
+def test_a_persisted_collection_used_after_restart_raises_cancelled_error_as_in_dask(make_client):
+    # dask raises CancelledError ("lost dependencies") for a graph on futures that a
+    # restart (or a lost worker holding scattered data) took: `except CancelledError` in a
+    # program written for dask must catch shoal's error too.
+    client = make_client()
+    held = client.persist(da.arange(40, chunks=10) * 2)
+    wait(held, timeout=30)
+    client.restart()
+    with pytest.raises(concurrent.futures.CancelledError, match="lost dependencies"):
+        held.sum().compute()
 
 
 def test_client_compute_after_close_raises_a_clear_error(client):
