@@ -56,6 +56,7 @@ from shoal.client._faces import TwoFaces, answer, queued, two_faced
 from shoal.client._future import Future, FutureState
 from shoal.client._outbox import Outbox
 from shoal.client._scatter import Scattering
+from shoal.client._scheduler_names import install as _install_scheduler_names
 from shoal.client._submit import Submitting
 from shoal.comm import Connection, connect
 from shoal.protocol._coord_messages import CoordReply
@@ -75,6 +76,7 @@ from shoal.protocol._messages import (
 from shoal.protocol._serialize import FunctionCache, Serialized
 
 logger = logging.getLogger("shoal.client")
+_install_scheduler_names()  # scheduler="distributed" means shoal's client (idempotent)
 
 _current: list[weakref.ReferenceType[Client]] = []
 # The client of ``with client.as_current():`` blocks, innermost last (per thread and task).

@@ -71,6 +71,21 @@ def test_sync_scheduler_bypasses_the_cluster(client):
         assert delayed(worker_pid)(2).compute() == os.getpid()
 
 
+def test_the_scheduler_named_distributed_is_the_shoal_client(client):
+    # Programs written for dask say scheduler="distributed" (or "dask.distributed"), in
+    # compute() or in dask.config, to mean "the Client": with shoal it is shoal's.
+    x = da.arange(100, chunks=10).sum()
+    assert x.compute(scheduler="distributed") == 4950
+    assert dask.compute(x, scheduler="dask.distributed") == (4950,)
+    with dask.config.set(scheduler="distributed"):
+        assert x.compute() == 4950
+    assert client.submit(_compute_named_distributed).result(timeout=30) == 45
+
+
+def _compute_named_distributed() -> int:
+    return int(da.arange(10, chunks=5).sum().compute(scheduler="distributed"))
+
+
 def test_array_sum_and_mean_match_numpy(client):
     data = _data()
     x = da.from_array(data, chunks=10_000)
