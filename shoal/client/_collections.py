@@ -9,7 +9,7 @@ over futures. Methods here are attached to :class:`Client`.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import dask
@@ -448,9 +448,15 @@ def compute(self: Client, collections: Any, sync: bool = False, optimize_graph: 
             resources: Any = None, fifo_timeout: Any = None, traverse: bool = True,
             allow_other_workers: bool = False, actors: Any = None, **kwargs: Any) -> Any:
     """Start computing collections; returns a Future per collection (results with
-    ``sync=True``). Non-collections pass through unchanged. ``actors=True`` (or the keys
-    to make actors) turns those tasks' results into Actors, as in dask.distributed."""
+    ``sync=True``). With ``traverse`` (the default), a dict, list, tuple, set or iterator
+    among them is one collection (``dask.delayed`` of it: one future for the container,
+    the collections inside it computed), as in dask.distributed; other non-collections
+    pass through unchanged. ``actors=True`` (or the keys to make actors) turns those
+    tasks' results into Actors, as in dask.distributed."""
     items, many = _unpack_collections(collections)
+    if traverse:
+        items = [dask.delayed(a) if isinstance(a, (list, set, tuple, dict, Iterator)) else a
+                 for a in items]
     colls = [c for c in items if is_dask_collection(c)]
     out: list[Any] = list(items)
     if colls:

@@ -170,6 +170,21 @@ def test_client_compute_returns_futures(client):
     assert client.gather(futs) == [sum(range(1_000)), 999]
 
 
+def test_client_compute_traverses_containers_of_collections_as_dask_does(client):
+    # dask wraps a dict, list, tuple or set argument in dask.delayed (traverse=True): one
+    # future for the whole container, its collections computed. Returning the dict as it
+    # was left its arrays uncomputed.
+    a = da.arange(1_000, chunks=100)
+    fut = client.compute({"total": a.sum(), "top": [a.max(), 7]})
+    assert isinstance(fut, Future)
+    assert fut.result(timeout=30) == {"total": sum(range(1_000)), "top": [999, 7]}
+    futs = client.compute([a.sum(), (a.min(), a.max()), 5])
+    assert futs[2] == 5 and client.gather(futs[:2]) == [sum(range(1_000)), (0, 999)]
+    assert client.compute({"n": a.sum()}, sync=True) == {"n": sum(range(1_000))}
+    untraversed = {"n": a.sum()}
+    assert client.compute(untraversed, traverse=False) is untraversed
+
+
 def test_client_compute_sync_returns_values(client):
     a = da.arange(1_000, chunks=100)
     assert client.compute([a.sum(), a.max()], sync=True) == [sum(range(1_000)), 999]
