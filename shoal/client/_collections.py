@@ -182,6 +182,8 @@ def submit_graph(
                     prefix = _prefix(key)
                     if name is not None:
                         prefixes[name] = prefix
+                    elif prefix == "shuffle-barrier":  # (a string key: p2p's barrier)
+                        _refuse_p2p(node)
                 flat = _flat_call(node)
                 try:
                     fast = None
@@ -363,6 +365,19 @@ def _prefix(key: Any) -> str:
     from shoal.scheduler._state import key_prefix
 
     return key_prefix(key)
+
+
+def _refuse_p2p(node: Any) -> None:
+    """dask.distributed's p2p shuffle (dataframe shuffle, merge, array rechunk) needs its
+    worker extension, which shoal does not have: refuse the graph before anything runs,
+    rather than let its tasks fail on the workers."""
+    func = getattr(node, "func", None)
+    if str(getattr(func, "__module__", "")).startswith("distributed.shuffle"):
+        raise NotImplementedError(
+            "shoal does not implement dask.distributed's p2p shuffle (shuffle_method='p2p' "
+            "or method='p2p'); pass shuffle_method='tasks' (rechunk: method='tasks'), or "
+            "leave it unset: with a shoal Client, dask's dataframe shuffles use tasks"
+        )
 
 
 def _writes_hdf5(exc: BaseException) -> bool:

@@ -263,6 +263,21 @@ def _released_key(client):
     return key
 
 
+def test_an_explicit_p2p_shuffle_is_refused_saying_what_to_use(client):
+    # shoal has no p2p shuffle: dask.distributed's p2p tasks failed on the workers with
+    # "P2P ... failed during transfer phase". Refuse before anything runs, naming the fix.
+    df = dd.from_pandas(pd.DataFrame({"a": np.arange(100) % 7, "b": np.arange(100)}),
+                        npartitions=4)
+    for graph in (df.shuffle("a", shuffle_method="p2p").b.sum(),
+                  df.merge(df, on="a", shuffle_method="p2p").b_x.sum(),
+                  da.ones((40, 40), chunks=(40, 1)).rechunk((1, 40), method="p2p").sum()):
+        with pytest.raises(NotImplementedError, match="shuffle_method='tasks'"):
+            graph.compute()
+        with pytest.raises(NotImplementedError, match="p2p"):
+            client.compute(graph)
+    assert df.shuffle("a").b.sum().compute() == sum(range(100))  # tasks, shoal's default
+
+
 def test_graph_with_a_key_the_cluster_no_longer_holds_errors_instead_of_hanging(client):
     key = _released_key(client)
     with pytest.raises(Exception, match=r"(?i)lost dependenc"):
