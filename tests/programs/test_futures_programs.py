@@ -202,3 +202,25 @@ def test_a_100_mb_result_and_5000_small_ones(client):
     assert sum(client.gather(client.map(inc, range(5000)))) == sum(range(1, 5001))
     with pytest.raises(concurrent.futures.TimeoutError):
         client.submit(time.sleep, 1, pure=False).result(timeout=0.05)
+
+
+def score(data: np.ndarray, alpha: float) -> float:
+    return float(((data * alpha) ** 2).mean())
+
+
+def test_a_parameter_search_over_broadcast_data(client):
+    # The shape of many work programs: data scattered to every worker once, a map over
+    # parameters (some repeated), results taken as they finish while more are added.
+    data = np.linspace(0, 1, 200_000)
+    [shared] = client.scatter([data], broadcast=True)
+    params = [i / 10 for i in range(20)] + [0.5, 0.5]
+    futs = client.map(score, [shared] * len(params), params)
+    stream = as_completed(futs, with_results=True)
+    seen = []
+    for _, value in stream:
+        seen.append(value)
+        if len(seen) == 1:
+            stream.update(client.map(score, [shared] * 3, [5.0, 6.0, 7.0]))
+    assert len(seen) == len(params) + 3  # one per future, repeated parameters included
+    want = sorted([score(data, a) for a in params] + [score(data, a) for a in (5.0, 6.0, 7.0)])
+    np.testing.assert_allclose(sorted(seen), want)
