@@ -1,4 +1,4 @@
-"""Programs that meet trouble: a restart while futures are held, a worker killed in the
+"""Programs that meet trouble (on clusters of their own, with a GPU resource): a restart while futures are held, a worker killed in the
 middle of a computation (recomputed) or by every try of its task (KilledWorker), a large
 graph cancelled while it runs, a client closed while its tasks run. Each ends with the
 cluster still usable and the outcome dask.distributed gives."""
@@ -16,9 +16,10 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pytest
-from integration._helpers import gated, wait_for
 
 from shoal import Client, KilledWorker, wait
+
+from .._helpers import gated, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +43,10 @@ def scheduler_task_count(client: Client) -> int:
 
 
 def test_restart_with_held_futures_then_worker_killed_mid_run(make_client):
-    client = make_client()
+    client = make_client(resources={"GPU": 1})
+    assert [w["resources"] for w in client.scheduler_info()["workers"].values()] == [{"GPU": 1}] * 2
+    gpu = client.map(inc, range(4), resources={"GPU": 1}, key=[f"gpu-{i}" for i in range(4)])
+    assert client.gather(gpu) == [1, 2, 3, 4]
     held = client.map(inc, range(5))
     array = client.persist(da.arange(40, chunks=10) * 2)
     wait([held, array], timeout=30)
