@@ -402,6 +402,11 @@ class GcKeeper:
         if self.lingering:  # the heap since the last examination is still frozen: its
             self.lingering = False  # measure stands, and grows with this run's peak
             self._peak = max(self._peak, held)
+            # The pending tick is a linger tick, up to linger_tick away: a new chain ticks
+            # now (that one finds its chain old). Else until it came, no young collection
+            # ran and each collection froze its survivors, fresh cyclic garbage included.
+            self._ticking = False
+            self._chain += 1
         else:
             self._heap_at_exam, self._held_at_exam = self._heap_size(), held
             self._peak = max(held, self._peak if self._expecting else 0)

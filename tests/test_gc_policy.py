@@ -362,6 +362,30 @@ def test_ticks_resume_in_a_bulk_mode_after_a_release_and_a_new_acquire(
     assert not k.bulk and holder.items and gc.get_freeze_count() == 0
 
 
+def test_a_bulk_mode_entered_while_lingering_ticks_at_once_not_at_the_linger_pace(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    # Lingering (a heap too big to thaw stays frozen) ticks every linger_tick. A new run
+    # entering bulk mode then waited for that slow tick before its young collections
+    # started; meanwhile every collection's survivors were frozen, fresh cyclic garbage
+    # included, and a big frozen heap is never thawed: it stayed for good.
+    k = GcKeeper(GcSettings(enter_at=1_000, leave_at=100, tick=0.01, linger_tick=3_600,
+                            thaw_blocks=0, late_after=10**9))
+    k.acquire(loop)
+    k.watch(holder := Holder(5_000), "items")
+    try:
+        wait_for(lambda: gc.collect(0) >= 0 and k.bulk, timeout=10)
+        wait_for(lambda: k.stats["young"] >= 1, timeout=10)
+        holder.items = []
+        wait_for(lambda: k.lingering, timeout=10)  # left; the heap stays frozen
+        holder.items = list(range(5_000))
+        wait_for(lambda: gc.collect(0) >= 0 and k.bulk, timeout=10)  # a run again
+        young = k.stats["young"]
+        wait_for(lambda: k.stats["young"] >= young + 3, timeout=10)
+    finally:
+        k.release(loop)
+
+
 def test_settle_freezes_a_freshly_built_container_only_in_bulk_mode() -> None:
     k = GcKeeper(SETTINGS, hook=False)
     k.acquire()

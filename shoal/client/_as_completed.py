@@ -38,7 +38,10 @@ class as_completed:
                  with_results: bool = False, raise_errors: bool = True,
                  timeout: float | None = None) -> None:
         self._cond = threading.Condition()
-        self._pending: set[Future] = set()
+        # id(future) -> times it was added and not yet done. Counted, as dask's: a future
+        # given twice (or a map's futures of repeated pure inputs) is yielded each time.
+        self._pending: collections.Counter[int] = collections.Counter()
+        self._tracked: dict[int, Any] = {}  # id -> the future: keeps each id its future's
         self._ready: collections.deque[Future] = collections.deque()
         self.with_results = with_results
         self.raise_errors = raise_errors
@@ -55,14 +58,18 @@ class as_completed:
 
         if isinstance(future, ActorFuture):
             with self._cond:
-                self._pending.add(future)  # type: ignore[arg-type]
+                self._track(future)
             future._when_done(self._on_done)
             return
         if not isinstance(future, Future):
             raise TypeError(f"as_completed tracks shoal Futures, got {type(future).__name__}")
         with self._cond:
-            self._pending.add(future)
-        future._client._add_callback(future, self._on_done)
+            self._track(future)
+        future._client._add_callback(future, self._on_done)  # one call per add
+
+    def _track(self, future: Any) -> None:
+        self._pending[id(future)] += 1
+        self._tracked[id(future)] = future
 
     def update(self, futures: Iterable[Future]) -> None:
         """Track several more futures."""
@@ -71,9 +78,11 @@ class as_completed:
 
     def _on_done(self, future: Future) -> None:
         with self._cond:
-            if future not in self._pending:
+            if self._tracked.get(id(future)) is not future:  # cleared since it was added
                 return
-            self._pending.discard(future)
+            self._pending[id(future)] -= 1
+            if not self._pending[id(future)]:
+                del self._pending[id(future)], self._tracked[id(future)]
             self._ready.append(future)
             self._cond.notify_all()
             waiters, self._waiters = self._waiters, []
@@ -87,7 +96,7 @@ class as_completed:
 
     def count(self) -> int:
         with self._cond:
-            return len(self._pending) + len(self._ready)
+            return self._pending.total() + len(self._ready)
 
     def is_empty(self) -> bool:
         return self.count() == 0
@@ -99,6 +108,7 @@ class as_completed:
     def clear(self) -> None:
         with self._cond:
             self._pending.clear()
+            self._tracked.clear()
             self._ready.clear()
 
     def __len__(self) -> int:
@@ -117,7 +127,7 @@ class as_completed:
                     remaining = self._deadline - time.monotonic()
                     if remaining <= 0:
                         raise TimeoutError(
-                            f"as_completed: {len(self._pending)} future(s) not done after "
+                            f"as_completed: {self._pending.total()} future(s) not done after "
                             f"{self._timeout} s"
                         )
                 self._cond.wait(remaining)
@@ -168,7 +178,7 @@ class as_completed:
                 await asyncio.wait_for(waiter, remaining)
             except TimeoutError:
                 raise TimeoutError(
-                    f"as_completed: {len(self._pending)} future(s) not done after {self._timeout} s"
+                    f"as_completed: {self._pending.total()} future(s) not done after {self._timeout} s"
                 ) from None
         if not self.with_results:
             return f

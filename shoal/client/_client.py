@@ -57,6 +57,7 @@ from shoal.client._faces import TwoFaces, answer, queued, two_faced
 from shoal.client._future import Future, FutureState
 from shoal.client._outbox import Outbox
 from shoal.client._scatter import Scattering
+from shoal.client._scheduler_names import install as _install_scheduler_names
 from shoal.client._submit import Submitting
 from shoal.comm import Connection, connect
 from shoal.protocol._coord_messages import CoordReply
@@ -76,6 +77,7 @@ from shoal.protocol._messages import (
 from shoal.protocol._serialize import FunctionCache, Serialized
 
 logger = logging.getLogger("shoal.client")
+_install_scheduler_names()  # scheduler="distributed" means shoal's client (idempotent)
 
 _current: list[weakref.ReferenceType[Client]] = []
 # The client of ``with client.as_current():`` blocks, innermost last (per thread and task).
@@ -485,6 +487,7 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
     _task_stream_since = two_faced(_cluster_info.task_stream_since)
     story = two_faced(_cluster_info.story)
     dashboard_link = property(_cluster_info.dashboard_link)
+    scheduler = property(_cluster_info.scheduler)
     get = _collections.get
     compute = _collections.compute
     persist = _collections.persist
@@ -634,17 +637,18 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
             await _close_cluster(self.cluster)
 
     def _mark_closed(self) -> None:
-        """Closed: note the keys it held, and end what its futures wait for ("lost")."""
+        """Closed: note the keys it held, and end what its futures wait for: cancelled, as
+        dask's (so result() raises CancelledError, saying why)."""
         self.status = "closed"
         self._release_gc()
         _coordination.fail_pending(self, "the client was closed while waiting")
         orphan_keys(self._held_keys())
         for st in list(self._states.values()):
             if st.status == "pending":
-                st.error = {"kind": "lost", "type": "RuntimeError",
+                st.error = {"kind": "cancelled", "type": "CancelledError",
                             "message": "the client was closed before this future finished",
                             "exception": None, "traceback": None, "tb_text": ""}
-                st.settle("lost")
+                st.settle("cancelled")
 
     def _release_gc(self) -> None:
         """Hand the GC policy back (once; also when the client is garbage-collected)."""

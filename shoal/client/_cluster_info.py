@@ -143,7 +143,7 @@ async def who_has(self: Client, futures: Any = None) -> dict[Any, tuple[str, ...
     keys: list[Any] | None = None
     if futures is not None:
         flat: list[Future] = []
-        collect_futures(futures, flat)
+        collect_futures(futures, flat, collections=True)
         keys = [f.key for f in flat]
     rows = await self._request_within("who_has", self._timeout, keys=keys)
     return {k: tuple(v) for k, v in rows}
@@ -188,3 +188,31 @@ def dashboard_link(self: Client) -> str | None:
     info = self.sync(scheduler_info, self, asynchronous=False)
     return info.get("dashboard")
 
+
+
+class SchedulerHandle:
+    """``client.scheduler``: dask's is the client's RPC connection to the scheduler; shoal's
+    carries its ``address`` only (what programs pass on), and says what to use for the rest."""
+
+    __slots__ = ("address",)
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(
+            f"client.scheduler.{name}: shoal's client.scheduler carries only the address, "
+            "not dask's RPC calls to scheduler handlers; use client.run_on_scheduler(fn) "
+            "(fn may take dask_scheduler=) or the Client's own methods"
+        )
+
+    def __repr__(self) -> str:
+        return f"<scheduler at {self.address}>"
+
+
+def scheduler(self: Client) -> SchedulerHandle | None:
+    """``client.scheduler`` while the client is connected, else None (as dask's)."""
+    address = getattr(self, "scheduler_address", None)
+    if self.status != "running" or not isinstance(address, str):
+        return None
+    return SchedulerHandle(address)

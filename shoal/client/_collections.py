@@ -9,7 +9,7 @@ over futures. Methods here are attached to :class:`Client`.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import dask
@@ -182,6 +182,8 @@ def submit_graph(
                     prefix = _prefix(key)
                     if name is not None:
                         prefixes[name] = prefix
+                    elif prefix == "shuffle-barrier":  # (a string key: p2p's barrier)
+                        _refuse_p2p(node)
                 flat = _flat_call(node)
                 try:
                     fast = None
@@ -365,6 +367,19 @@ def _prefix(key: Any) -> str:
     return key_prefix(key)
 
 
+def _refuse_p2p(node: Any) -> None:
+    """dask.distributed's p2p shuffle (dataframe shuffle, merge, array rechunk) needs its
+    worker extension, which shoal does not have: refuse the graph before anything runs,
+    rather than let its tasks fail on the workers."""
+    func = getattr(node, "func", None)
+    if str(getattr(func, "__module__", "")).startswith("distributed.shuffle"):
+        raise NotImplementedError(
+            "shoal does not implement dask.distributed's p2p shuffle (shuffle_method='p2p' "
+            "or method='p2p'); pass shuffle_method='tasks' (rechunk: method='tasks'), or "
+            "leave it unset: with a shoal Client, dask's dataframe shuffles use tasks"
+        )
+
+
 def _writes_hdf5(exc: BaseException) -> bool:
     from shoal.protocol._h5py_refs import WritableH5pyError
 
@@ -448,9 +463,15 @@ def compute(self: Client, collections: Any, sync: bool = False, optimize_graph: 
             resources: Any = None, fifo_timeout: Any = None, traverse: bool = True,
             allow_other_workers: bool = False, actors: Any = None, **kwargs: Any) -> Any:
     """Start computing collections; returns a Future per collection (results with
-    ``sync=True``). Non-collections pass through unchanged. ``actors=True`` (or the keys
-    to make actors) turns those tasks' results into Actors, as in dask.distributed."""
+    ``sync=True``). With ``traverse`` (the default), a dict, list, tuple, set or iterator
+    among them is one collection (``dask.delayed`` of it: one future for the container,
+    the collections inside it computed), as in dask.distributed; other non-collections
+    pass through unchanged. ``actors=True`` (or the keys to make actors) turns those
+    tasks' results into Actors, as in dask.distributed."""
     items, many = _unpack_collections(collections)
+    if traverse:
+        items = [dask.delayed(a) if isinstance(a, (list, set, tuple, dict, Iterator)) else a
+                 for a in items]
     colls = [c for c in items if is_dask_collection(c)]
     out: list[Any] = list(items)
     if colls:

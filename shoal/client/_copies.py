@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 def _keys(futures: Any) -> list[Any]:
     flat: list[Future] = []
-    collect_futures(futures, flat)
+    collect_futures(futures, flat, collections=True)
     return list(dict.fromkeys(f.key for f in flat))
 
 
@@ -94,5 +94,5 @@ async def _settled(futures: list[Future]) -> None:
 
 def _flat(futures: Any) -> list[Future]:
     flat: list[Future] = []
-    collect_futures(futures, flat)
+    collect_futures(futures, flat, collections=True)
     return flat

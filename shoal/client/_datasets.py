@@ -163,11 +163,11 @@ async def get_dataset(self: Client, name: Any, default: Any = _no_default, **kwa
     return out if isinstance(name, list) else out[0]
 
 
-async def list_datasets(self: Client, **kwargs: Any) -> list[Any]:
-    """The names of the published datasets, sorted by their text."""
+async def list_datasets(self: Client, **kwargs: Any) -> tuple[Any, ...]:
+    """The names of the published datasets, sorted by their text (a tuple, as dask's)."""
     self._check_open()
     names = _raise_if_error(await asyncio.wait_for(ask(self, DatasetList), self._timeout))
-    return list(names)
+    return tuple(names)
 
 
 class Datasets(MutableMapping[Any, Any]):

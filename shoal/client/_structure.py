@@ -10,16 +10,22 @@ import dask
 from shoal.client._future import Future
 
 
-def collect_futures(obj: Any, out: list[Future]) -> None:
-    """Append every Future found in ``obj`` (depth first) to ``out``."""
+def collect_futures(obj: Any, out: list[Future], collections: bool = False) -> None:
+    """Append every Future found in ``obj`` (depth first) to ``out``; with ``collections``,
+    also those a dask collection's graph holds (a persisted array...), as dask's operations
+    on futures read them (``who_has``, ``replicate``, ``rebalance``, ``cancel``, ``retry``)."""
     if isinstance(obj, Future):
         out.append(obj)
     elif isinstance(obj, (list, tuple, set, frozenset)):
         for o in obj:
-            collect_futures(o, out)
+            collect_futures(o, out, collections)
     elif isinstance(obj, dict):
         for o in obj.values():
-            collect_futures(o, out)
+            collect_futures(o, out, collections)
+    elif collections and dask.is_dask_collection(obj):
+        for o in obj.__dask_graph__().values():
+            if isinstance(o, Future):
+                out.append(o)
 
 
 def rebuild(obj: Any, values: dict[Any, Any], failed: set[Any]) -> Any:

@@ -478,7 +478,7 @@ class Submitting(Outbox):
         """
         self._check_open()
         flat: list[Future] = []
-        collect_futures(futures, flat)
+        collect_futures(futures, flat, collections=True)
         keys: dict[Any, None] = {}
         with self._lock:
             for f in flat:
@@ -498,7 +498,7 @@ class Submitting(Outbox):
         """Run failed futures (and their failed inputs) again."""
         self._check_open()
         flat: list[Future] = []
-        collect_futures(futures, flat)
+        collect_futures(futures, flat, collections=True)
         for f in flat:
             if f._state.status == "error":
                 f._state.reset()

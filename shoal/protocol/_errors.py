@@ -62,8 +62,12 @@ class KilledWorker(Exception):
         )
 
 
-class LostDataError(Exception):
-    """Data held only by a worker that died cannot be recomputed (it was scattered)."""
+class LostDataError(concurrent.futures.CancelledError):
+    """Data held only by a worker that died cannot be recomputed (it was scattered), or a
+    graph needs a key the cluster no longer holds (released, or taken by a restart).
+
+    A ``CancelledError``, as dask raises a ``FutureCancelledError`` ("lost dependencies",
+    "already forgotten") in these cases: a program's ``except CancelledError`` catches it."""
 
 
 class Reschedule(Exception):

@@ -217,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
             _say_ready(args.ready_fd, worker.address)
         # Registered: now load what most tasks will need, off the critical path of start-up.
         # (0.1 s a worker, which would otherwise delay the first results).
-        import_in_background("dask._task_spec", "dask.sizeof")
+        # (shoal.client._scheduler_names: a task's compute(scheduler="distributed") means
+        # the worker's shoal client, as dask's means its own)
+        import_in_background("dask._task_spec", "dask.sizeof", "shoal.client._scheduler_names")
         logging.getLogger("shoal.worker").info("worker at %s", worker.address)
         await worker.wait_closed()
         await worker.close()

@@ -28,6 +28,7 @@ def current_executor() -> Executor | None:
 
 def get_worker() -> Worker:
     """The worker running the calling task: ``.address``, ``.name``, ``.nthreads``,
+    ``.get_current_task()`` (the running key),
     ``.data`` (the values it holds, by key), ``.scheduler_address``.
 
     Raises:

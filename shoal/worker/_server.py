@@ -55,6 +55,7 @@ from shoal.protocol._messages import (
     WorkerGoodbye,
 )
 from shoal.protocol._serialize import costly_to_load
+from shoal.worker import _execute
 from shoal.worker._actors import ActorHost
 from shoal.worker._client_run import ClientRunMixin
 from shoal.worker._execute import Executor, loads_when_ready, unpickle
@@ -314,6 +315,11 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
             # Each key's current run (its record stays until its result is handled).
             runs = [ts.run if (ts := tasks.get(k)) is not None else 0 for k in keys]
             self._scheduler.send(TasksStarted(keys, runs))
+
+    def get_current_task(self) -> Any:
+        """The key of the task running in the calling thread (None outside a task), as
+        dask's ``Worker.get_current_task``: tasks label their logs and outputs with it."""
+        return getattr(_execute._thread_state, "key", None)
 
     def log_event(self, topic: str | list[str], msg: Any) -> None:
         """Log ``msg`` on the scheduler under ``topic`` (or each of a list of topics), as

@@ -113,3 +113,27 @@ def test_cancelling_an_old_future_again_leaves_its_resubmission_alone(client, ga
     gate.open()
     assert new.result(timeout=20) == 5
     assert old.cancelled()
+
+
+def test_a_blocking_cancel_returns_with_the_futures_cancelled(client, gate):
+    # dask's Future.cancel() / Client.cancel() return once the futures are cancelled, so a
+    # program may check f.cancelled() (or f.status) straight after.
+    for i in range(20):
+        fut = client.submit(gated, gate.path, i)
+        fut.cancel()
+        assert fut.cancelled() and fut.status == "cancelled"
+        futs = client.map(gated, [gate.path] * 3, [i, i + 1, i + 2])
+        client.cancel(futs)
+        assert [f.status for f in futs] == ["cancelled"] * 3
+
+
+def test_closing_a_client_cancels_its_pending_futures(client, gate):
+    # dask: after Client.close() the client's futures are 'cancelled' and result() raises
+    # CancelledError (a program's `except CancelledError` around it must still catch).
+    other = Client(client.cluster)
+    held = other.map(gated, [gate.path] * 2, [1, 2], pure=False)
+    other.close()
+    assert [f.status for f in held] == ["cancelled", "cancelled"]
+    assert all(f.cancelled() and f.done() for f in held)
+    with pytest.raises(concurrent.futures.CancelledError, match="client was closed"):
+        held[0].result(timeout=5)

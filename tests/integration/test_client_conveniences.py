@@ -15,7 +15,7 @@ import dask
 import pytest
 
 import shoal
-from shoal import Client, Future
+from shoal import Client, Future, futures_of, wait
 
 from ._helpers import gated, wait_for
 
@@ -217,3 +217,20 @@ def test_register_worker_callbacks_runs_on_every_worker_now_and_later(make_clien
 def test_as_completed_next_is_next(client):
     ac = shoal.as_completed([client.submit(inc, 1, pure=False)])
     assert ac.next().result(timeout=30) == 2
+
+
+def test_who_has_replicate_rebalance_cancel_take_a_persisted_collection(client):
+    # dask reads a collection's futures (futures_of) in who_has, replicate, rebalance,
+    # cancel and retry: `client.who_has(persisted)` must not answer {}.
+    import dask.array as da
+
+    x = client.persist(da.arange(40, chunks=10) + 1)
+    futures = futures_of(x)
+    assert len(futures) == 4
+    wait(x, timeout=30)
+    assert set(client.who_has(x)) == {f.key for f in futures}
+    client.replicate(x)
+    assert all(len(holders) == 2 for holders in client.who_has(x).values())
+    client.rebalance(x)
+    client.cancel(x)
+    assert {f.status for f in futures} == {"cancelled"}

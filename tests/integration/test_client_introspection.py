@@ -252,3 +252,15 @@ def test_metadata_of_a_task_goes_when_the_task_is_forgotten_as_in_dask(client):
     del fut
     wait_for(lambda: client.get_metadata("meta-task-1", None) is None, timeout=30)
     assert client.get_metadata("meta-plain") == {"kept": True}
+
+
+def test_client_scheduler_address_is_the_schedulers_as_in_dask(client):
+    # Programs pass `client.scheduler.address` on (to another Client, a log line); dask's
+    # `client.scheduler` is its connection to the scheduler, None once closed.
+    assert client.scheduler.address == client.scheduler_address
+    assert client.scheduler.address == client.scheduler_info()["address"]
+    with pytest.raises(AttributeError, match="run_on_scheduler"):
+        client.scheduler.identity  # noqa: B018 -- dask's RPC calls are not shoal's
+    other = Client(client.cluster, set_as_default=False)
+    other.close()
+    assert other.scheduler is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 
 import dask
@@ -68,6 +69,21 @@ def test_compute_runs_on_the_workers(client):
 def test_sync_scheduler_bypasses_the_cluster(client):
     with dask.config.set(scheduler="sync"):
         assert delayed(worker_pid)(2).compute() == os.getpid()
+
+
+def test_the_scheduler_named_distributed_is_the_shoal_client(client):
+    # Programs written for dask say scheduler="distributed" (or "dask.distributed"), in
+    # compute() or in dask.config, to mean "the Client": with shoal it is shoal's.
+    x = da.arange(100, chunks=10).sum()
+    assert x.compute(scheduler="distributed") == 4950
+    assert dask.compute(x, scheduler="dask.distributed") == (4950,)
+    with dask.config.set(scheduler="distributed"):
+        assert x.compute() == 4950
+    assert client.submit(_compute_named_distributed).result(timeout=30) == 45
+
+
+def _compute_named_distributed() -> int:
+    return int(da.arange(10, chunks=5).sum().compute(scheduler="distributed"))
 
 
 def test_array_sum_and_mean_match_numpy(client):
@@ -154,6 +170,21 @@ def test_client_compute_returns_futures(client):
     assert client.gather(futs) == [sum(range(1_000)), 999]
 
 
+def test_client_compute_traverses_containers_of_collections_as_dask_does(client):
+    # dask wraps a dict, list, tuple or set argument in dask.delayed (traverse=True): one
+    # future for the whole container, its collections computed. Returning the dict as it
+    # was left its arrays uncomputed.
+    a = da.arange(1_000, chunks=100)
+    fut = client.compute({"total": a.sum(), "top": [a.max(), 7]})
+    assert isinstance(fut, Future)
+    assert fut.result(timeout=30) == {"total": sum(range(1_000)), "top": [999, 7]}
+    futs = client.compute([a.sum(), (a.min(), a.max()), 5])
+    assert futs[2] == 5 and client.gather(futs[:2]) == [sum(range(1_000)), (0, 999)]
+    assert client.compute({"n": a.sum()}, sync=True) == {"n": sum(range(1_000))}
+    untraversed = {"n": a.sum()}
+    assert client.compute(untraversed, traverse=False) is untraversed
+
+
 def test_client_compute_sync_returns_values(client):
     a = da.arange(1_000, chunks=100)
     assert client.compute([a.sum(), a.max()], sync=True) == [sum(range(1_000)), 999]
@@ -232,6 +263,21 @@ def _released_key(client):
     return key
 
 
+def test_an_explicit_p2p_shuffle_is_refused_saying_what_to_use(client):
+    # shoal has no p2p shuffle: dask.distributed's p2p tasks failed on the workers with
+    # "P2P ... failed during transfer phase". Refuse before anything runs, naming the fix.
+    df = dd.from_pandas(pd.DataFrame({"a": np.arange(100) % 7, "b": np.arange(100)}),
+                        npartitions=4)
+    for graph in (df.shuffle("a", shuffle_method="p2p").b.sum(),
+                  df.merge(df, on="a", shuffle_method="p2p").b_x.sum(),
+                  da.ones((40, 40), chunks=(40, 1)).rechunk((1, 40), method="p2p").sum()):
+        with pytest.raises(NotImplementedError, match="shuffle_method='tasks'"):
+            graph.compute()
+        with pytest.raises(NotImplementedError, match="p2p"):
+            client.compute(graph)
+    assert df.shuffle("a").b.sum().compute() == sum(range(100))  # tasks, shoal's default
+
+
 def test_graph_with_a_key_the_cluster_no_longer_holds_errors_instead_of_hanging(client):
     key = _released_key(client)
     with pytest.raises(Exception, match=r"(?i)lost dependenc"):
@@ -243,6 +289,18 @@ def test_lost_dependencies_error_names_the_missing_key(client):
     with pytest.raises(Exception) as info:
         client.get({"needs-lost": Task("needs-lost", inc, TaskRef(key))}, "needs-lost")
     assert key in str(info.value)
+
+
+def test_a_persisted_collection_used_after_restart_raises_cancelled_error_as_in_dask(make_client):
+    # dask raises CancelledError ("lost dependencies") for a graph on futures that a
+    # restart (or a lost worker holding scattered data) took: `except CancelledError` in a
+    # program written for dask must catch shoal's error too.
+    client = make_client()
+    held = client.persist(da.arange(40, chunks=10) * 2)
+    wait(held, timeout=30)
+    client.restart()
+    with pytest.raises(concurrent.futures.CancelledError, match="lost dependencies"):
+        held.sum().compute()
 
 
 def test_client_compute_after_close_raises_a_clear_error(client):

@@ -239,3 +239,13 @@ def test_dataset_errors_match_dask(client: Client) -> None:
     with pytest.raises(ValueError, match="name"):
         client.publish_dataset(name="x")
     client.unpublish_dataset("never-published")  # ignored, as in dask
+
+
+def test_list_datasets_is_a_tuple_as_in_dask(client: Client) -> None:
+    # dask answers a tuple: `client.list_datasets() == ("a",)` in a program must hold.
+    client.publish_dataset(tupled=1)
+    try:
+        names = client.list_datasets()
+        assert isinstance(names, tuple) and "tupled" in names
+    finally:
+        client.unpublish_dataset("tupled")

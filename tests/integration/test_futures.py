@@ -286,6 +286,18 @@ def test_as_completed_yields_each_future_once(client):
     assert set(seen) == set(futs)
 
 
+def test_as_completed_yields_a_repeated_future_once_per_time_it_was_given(client):
+    # dask counts: a map over repeated inputs (same pure keys) yields one future per input,
+    # so a loop collecting results gets as many as it submitted.
+    futs = client.map(inc, [1, 1, 2, 1])
+    assert sorted(f.result() for f in as_completed(futs)) == [2, 2, 2, 3]
+    assert len(list(as_completed(futs, with_results=True))) == 4
+    assert sum(len(batch) for batch in as_completed(futs).batches()) == 4
+    again = as_completed([futs[3]])
+    again.add(futs[3])
+    assert again.count() == 2 and len(list(again)) == 2
+
+
 def test_as_completed_yields_in_completion_order(client, gate):
     slow = client.submit(gated, gate.path, "slow", pure=False)
     fast = client.map(inc, range(3), pure=False)

@@ -200,6 +200,17 @@ def test_get_worker_in_a_task(client: Client) -> None:
     assert scheduler == client.scheduler_address
 
 
+def current_task_key() -> object:
+    return get_worker().get_current_task()
+
+
+def test_get_current_task_is_the_running_tasks_key(client: Client) -> None:
+    # dask's Worker.get_current_task(): tasks use it to label their logs and outputs.
+    assert client.submit(current_task_key, key="who-am-i").result(timeout=30) == "who-am-i"
+    keys = [("tupled", i) for i in range(3)]
+    assert client.gather(client.map(lambda _: current_task_key(), range(3), key=keys)) == keys
+
+
 def test_get_worker_outside_a_task_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="outside a task"):
         get_worker()
