@@ -75,9 +75,16 @@ def allowed(ts: TaskState, workers: Iterable[WorkerState]) -> list[WorkerState]:
     return [
         ws for ws in workers
         if (restrict is None or ws.address in restrict or ws.name in restrict
-            or ws.host in restrict)
+            or ws.host in restrict or _named_as_text(ws, restrict))
         and (need is None or offers(ws, need))
     ]
+
+
+def _named_as_text(ws: WorkerState, restrict: frozenset[str | int]) -> bool:
+    """A worker named by an int (LocalCluster's 0, 1, ...) also answers to its name as
+    text (``workers=["0"]``, what shoal's names were before): dask would leave such a task
+    waiting for a worker that never comes."""
+    return isinstance(ws.name, int) and str(ws.name) in restrict
 
 
 def anywhere(ts: TaskState, workers: Iterable[WorkerState]) -> list[WorkerState]:

@@ -36,7 +36,8 @@ class ScatterHandlers(StateBase):
         pool = list(self.workers.values())
         if ev.workers:
             wanted = set(ev.workers)
-            pool = [w for w in pool if w.address in wanted or w.name in wanted] or pool
+            pool = [w for w in pool if w.address in wanted or w.name in wanted
+                    or str(w.name) in wanted] or pool
         held = self.clients.setdefault(ev.client, set())
         for key, nbytes, typename in ev.items:
             ts = self.tasks.get(key)

@@ -189,13 +189,13 @@ class TaskState:
             self._rare().retries = value
 
     @property
-    def workers(self) -> frozenset[str] | None:
+    def workers(self) -> frozenset[str | int] | None:
         """The workers it may run on (``workers=``), or None for any."""
         rare = self.rare
         return None if rare is None else rare.workers
 
     @workers.setter
-    def workers(self, value: frozenset[str] | None) -> None:
+    def workers(self, value: frozenset[str | int] | None) -> None:
         if value is not None or self.rare is not None:
             self._rare().workers = value
 
@@ -269,7 +269,7 @@ class RareFields:
         self.loose = False
         self.resources: dict[str, float] | None = None
         self.retries = 0
-        self.workers: frozenset[str] | None = None
+        self.workers: frozenset[str | int] | None = None
 
 
 # A kept payload starting with this byte is the rest of a call payload after its fid's

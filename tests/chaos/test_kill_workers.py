@@ -100,37 +100,37 @@ def quick(x: int) -> int:
 
 @pytest.mark.timeout(400)  # ~80 s at load 20 on 2 cores (4 restarts)
 def test_tasks_queued_behind_a_busy_thread_survive_four_kills(chaos_cluster, tmp_path) -> None:
-    # Worker "0" runs a task that blocks its only thread; 20 quick tasks are queued behind
+    # Worker 0 runs a task that blocks its only thread; 20 quick tasks are queued behind
     # it there. Kill it 4 times (one more than allowed-failures): the blocked task was
     # executing each time, the quick ones never were, so they must still finish.
     from integration._helpers import Gate, gated
 
     cluster, client = chaos_cluster(n_workers=2)
     state = cluster.scheduler.state
-    nanny = next(n for n in cluster.nannies if n.name == "0")
+    nanny = next(n for n in cluster.nannies if n.name == 0)
     warm, gate = Gate(tmp_path / "warm"), Gate(tmp_path / "gate")
     warm.open()
     # Known durations, so the scheduler sends quick tasks ahead behind a running one.
-    assert client.gather(client.map(quick, range(20), workers=["0"], pure=False)) == list(
+    assert client.gather(client.map(quick, range(20), workers=[0], pure=False)) == list(
         range(1, 21))
-    assert client.submit(gated, warm.path, 0, workers=["0"], pure=False).result(timeout=120) == 0
+    assert client.submit(gated, warm.path, 0, workers=[0], pure=False).result(timeout=120) == 0
     try:
-        blocker = client.submit(gated, gate.path, -1, workers=["0"], pure=False)
-        queued = client.map(quick, range(100, 120), workers=["0"], pure=False)
+        blocker = client.submit(gated, gate.path, -1, workers=[0], pure=False)
+        queued = client.map(quick, range(100, 120), workers=[0], pure=False)
         keys = [f.key for f in queued]
         for _ in range(4):
             def all_sent_to_the_current_worker0() -> bool:
                 def on_worker0(key: object) -> bool:
                     t = state.tasks.get(key)
                     return (t is not None and t.state == "processing"
-                            and t.processing_on is not None and t.processing_on.name == "0")
+                            and t.processing_on is not None and t.processing_on.name == 0)
 
                 def held_for_worker0(key: object) -> bool:
                     # Pinned tasks past the worker's free slots (measured durations run
                     # long on a loaded machine) wait on the scheduler in its queue.
                     t = state.tasks.get(key)
                     return (t is not None and t.state == "queued" and t.held_on is not None
-                            and t.held_on.name == "0")
+                            and t.held_on.name == 0)
 
                 return on_worker0(blocker.key) and all(
                     on_worker0(k) or held_for_worker0(k)

@@ -32,6 +32,13 @@ def test_local_cluster_workers_are_named_by_ints_everywhere(make_client, process
         assert ran == {by_name[name]: name}
 
 
+def test_an_int_name_given_as_text_still_finds_its_worker(client):
+    # shoal's names were "0", "1" before; dask would leave this task waiting for good
+    assert client.submit(_name, workers=["1"], pure=False).result(timeout=20) == 1
+    [placed] = client.scatter([41], workers=["0"])
+    assert [client.scheduler_info()["workers"][a]["name"] for a in client.who_has([placed])[placed.key]] == [0]
+
+
 def test_retire_workers_by_name(make_client):
     client = make_client(2)
     info = client.scheduler_info()["workers"]
