@@ -231,13 +231,11 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         if scheduler_file is not None:
             if address is not None:
                 raise ValueError("give Client either an address or scheduler_file=, not both")
-            from shoal.cluster._scheduler_file import read_scheduler_file
+            from shoal.cluster._scheduler_file import read_scheduler_file, with_file_token
 
             info = read_scheduler_file(scheduler_file, timeout or 10.0)
             address = info["address"]
-            security = security if security is not None else Security()
-            if info.get("token") and not security.token:
-                security.token = info["token"]
+            security = with_file_token(info, security if security is not None else Security())
         if address is None and not cluster_kwargs:
             address = dask.config.get("scheduler-address", None) or None
         if security is not None and address is None:

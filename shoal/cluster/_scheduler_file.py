@@ -62,6 +62,17 @@ def read_scheduler_file(path: str, timeout: float) -> dict[str, Any]:
     return data
 
 
+def with_file_token(info: dict[str, Any], security: Any) -> Any:
+    """``security`` with the scheduler file's token when the file has one and ``security``
+    none (a new ``Security`` if it was None); else ``security`` as given."""
+    if info.get("token"):
+        from shoal.comm._security import Security
+
+        security = security if security is not None else Security()
+        security.token = security.token or info["token"]
+    return security
+
+
 def remove_scheduler_file(path: str, address: str) -> None:
     """Remove ``path`` if it still names ``address`` (a newer scheduler may have replaced
     it); a missing or unreadable file is left alone."""

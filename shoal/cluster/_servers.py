@@ -183,11 +183,10 @@ async def _scheduler_file_address(path: str, timeout: float, security: Any) -> t
     Raises:
         OSError: no scheduler file there within ``timeout``.
     """
-    from shoal.cluster._scheduler_file import read_scheduler_file
-    from shoal.comm._security import Security
+    from shoal.cluster._scheduler_file import read_scheduler_file, with_file_token
 
     deadline = time.monotonic() + timeout
-    while True:
+    while True:  # ends: the file is read, or the deadline above passes (raise)
         try:
             info = read_scheduler_file(path, 0)  # one look: never blocks
             break
@@ -195,10 +194,7 @@ async def _scheduler_file_address(path: str, timeout: float, security: Any) -> t
             if time.monotonic() >= deadline:
                 raise
             await asyncio.sleep(0.05)  # ends: the file appears, or the deadline above
-    if info.get("token"):
-        security = security if security is not None else Security()
-        security.token = security.token or info["token"]
-    return str(info["address"]), security
+    return str(info["address"]), with_file_token(info, security)
 
 
 class _WorkerArgs:
@@ -585,7 +581,7 @@ async def _reach_scheduler(address: str, security: Any, timeout: float) -> None:
 
     deadline = time.monotonic() + timeout
     delay = 0.05
-    while True:
+    while True:  # ends: connected, refused credentials, or the deadline above passes
         try:
             conn = await connect(address, max(deadline - time.monotonic(), 0.01),
                                  security=security, role="worker")

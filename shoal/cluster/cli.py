@@ -163,7 +163,6 @@ def worker_main(args: argparse.Namespace) -> int:
     import os
 
     from shoal.cluster._local import parse_memory_limit, split_cores
-    from shoal.comm._security import Security
     from shoal.worker._nanny import Nanny
 
     security = _security(args, "worker")
@@ -173,7 +172,7 @@ def worker_main(args: argparse.Namespace) -> int:
             print("shoal worker: give a scheduler address or --scheduler-file, not both",
                   file=sys.stderr)
             return 2
-        from shoal.cluster._scheduler_file import read_scheduler_file
+        from shoal.cluster._scheduler_file import read_scheduler_file, with_file_token
         from shoal.worker._nanny import _connect_timeout
 
         try:
@@ -182,9 +181,7 @@ def worker_main(args: argparse.Namespace) -> int:
             print(f"shoal worker: {exc}", file=sys.stderr)
             return 1
         address = info["address"]
-        if info.get("token"):
-            security = security or Security()
-            security.token = security.token or info["token"]
+        security = with_file_token(info, security)
     if not address:
         print("shoal worker: give the scheduler's address or --scheduler-file PATH",
               file=sys.stderr)

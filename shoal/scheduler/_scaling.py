@@ -66,10 +66,8 @@ def choose_to_retire(workers: tuple[WorkerLoad, ...] | list[WorkerLoad], n: int,
     return [w.address for w in pool[:n]]
 
 
-def _name_order(name: str | int) -> tuple[int, int | str]:
+def _name_order(name: str) -> tuple[int, int | str]:
     """Higher numeric names (the most recently added in a LocalCluster) go first."""
-    if isinstance(name, int):
-        return (0, -name)
     return (0, -int(name)) if name.isdigit() else (1, name)
 
 
