@@ -187,10 +187,7 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         security: Any = None,
         **cluster_kwargs: Any,
     ) -> None:
-        if timeout is _timeouts.NO_DEFAULT:
-            timeout = _timeouts.connect_timeout()
-        elif timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        timeout = _timeouts.seconds(timeout, "Client(timeout=)", _timeouts.connect_timeout())
         self._asynchronous = bool(asynchronous)
         self.status = "connecting"
         self.id = name or f"Client-{uuid.uuid4().hex[:8]}"

@@ -93,6 +93,21 @@ def test_unknown_scheduler_address_fails_within_the_timeout_naming_it():
     assert "tcp://127.0.0.1:1" in str(info.value)
 
 
+@pytest.mark.parametrize("timeout", ["1s", "1 second"])
+def test_the_client_takes_its_timeout_as_a_duration_string_as_dask_does(timeout):
+    start = time.monotonic()
+    with pytest.raises(OSError, match=r"timed out after 1(\.0)? s"):
+        Client("tcp://127.0.0.1:1", timeout=timeout)
+    assert time.monotonic() - start < 15
+
+
+def test_a_client_timeout_that_is_no_duration_is_refused_naming_it():
+    with pytest.raises(ValueError, match=r"Client\(timeout=\).*'soon'"):
+        Client("tcp://127.0.0.1:1", timeout="soon")
+    with pytest.raises(ValueError, match=r"Client\(timeout=\)"):
+        Client("tcp://127.0.0.1:1", timeout=-1)
+
+
 def test_submit_after_close_raises_a_clear_error(client):
     other = Client(client.cluster.scheduler_address)
     other.close()
