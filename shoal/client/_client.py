@@ -61,6 +61,7 @@ from shoal.client._scheduler_names import install as _install_scheduler_names
 from shoal.client._submit import Submitting
 from shoal.comm import Connection, connect
 from shoal.protocol._coord_messages import CoordReply
+from shoal.protocol._errors import ClosedClientError
 from shoal.protocol._messages import (
     PROTOCOL_VERSION,
     ClusterRestarted,
@@ -449,6 +450,10 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         if self.status == "connecting" and self.asynchronous:
             raise RuntimeError("this asynchronous Client is still connecting: `await` it (or "
                                "use `async with Client(..., asynchronous=True)`) first")
+        if self.status in ("closing", "closed"):
+            raise ClosedClientError(
+                f"this Client is {self.status}; create a new Client() to submit more work"
+            )
         if self.status != "running":
             raise RuntimeError(
                 f"this Client is {self.status}; create a new Client() to submit more work"
@@ -569,10 +574,10 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         checks it: an awaitable for an asynchronous client, as dask's.
 
         Raises:
-            RuntimeError: the client was closed; make a new one.
+            ClosedClientError: the client was closed; make a new one.
         """
         if self.status in ("closing", "closed"):
-            raise RuntimeError(f"this Client is {self.status}; create a new Client()")
+            raise ClosedClientError(f"this Client is {self.status}; create a new Client()")
         return answer(self, None)
 
     def write_scheduler_file(self, scheduler_file: str) -> None:
