@@ -32,6 +32,7 @@ import dask
 from shoal import _gc, _loop
 from shoal.client import (
     _amm,
+    _benchmark,
     _cluster_info,
     _collections,
     _control,
@@ -526,6 +527,7 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
     get_scheduler_logs = two_faced(_introspection.get_scheduler_logs)
     get_worker_logs = two_faced(_introspection.get_worker_logs)
     dump_cluster_state = two_faced(_introspection.dump_cluster_state)
+    benchmark_hardware = two_faced(_benchmark.benchmark_hardware)
     normalize_collection = _collections.normalize_collection
     forward_logging = _forward_logging.forward_logging
     unforward_logging = _forward_logging.unforward_logging
