@@ -235,7 +235,8 @@ class Worker(ServerHandle):
     """dask's ``Worker``, to start by hand: ``w = await Worker(s.address)`` or ``async
     with Worker(s.address) as w``. It runs tasks in this process, in a pool of ``nthreads``
     threads (use :class:`Nanny` for a worker process of its own); ``get_worker()`` in a task
-    returns the worker running it (``.address``, ``.name``).
+    it runs returns this very object, as dask's, which reads what tasks ask of a worker
+    (``.id``, ``.log_event``, ``.memory_manager``...) from the running worker.
 
     Args:
         scheduler_ip, scheduler_port: the scheduler's address (``"tcp://host:port"``, or a

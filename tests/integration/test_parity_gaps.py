@@ -212,9 +212,10 @@ def test_get_worker_keys_lists_the_values_it_holds(client: Client) -> None:
 _handles: dict[str, Any] = {}
 
 
-def _is_that_worker() -> tuple[bool, str, Any]:
+def _is_that_worker() -> tuple[bool, str, Any, Any, Any]:
     w = get_worker()
-    return w is _handles["w"], w.address, w.id
+    return (w is _handles["w"], w.address, w.id, w.get_current_task(),
+            w.memory_manager.data is w.data)
 
 
 def test_get_worker_is_the_worker_started_by_hand() -> None:
@@ -223,13 +224,23 @@ def test_get_worker_is_the_worker_started_by_hand() -> None:
                 Client(s.address, asynchronous=True) as c:
             _handles["w"] = w
             try:
-                same, address, wid = await c.submit(_is_that_worker, pure=False)
+                fut = c.submit(_is_that_worker, pure=False)
+                same, address, wid, key, data_read_through = await fut
             finally:
                 _handles.clear()
-            assert same and address == w.address and wid == w.id
+            assert same and address == w.address and wid == w.id and key == fut.key
+            assert data_read_through
             assert w.ip == w.address.rsplit("://", 1)[1].rsplit(":", 1)[0]
 
     asyncio.run(asyncio.wait_for(main(), 120))
+
+
+def test_worker_started_by_hand_says_to_await_it_before_reading_its_worker() -> None:
+    w = Worker("tcp://127.0.0.1:1", nthreads=1)
+    with pytest.raises(AttributeError, match="await it first"):
+        _ = w.id
+    with pytest.raises(AttributeError, match="_secret"):
+        _ = w._secret
 
 
 # --- 7. Client.benchmark_hardware() ----------------------------------------------------------
