@@ -32,6 +32,7 @@ import dask
 from shoal import _gc, _loop
 from shoal.client import (
     _amm,
+    _benchmark,
     _cluster_info,
     _collections,
     _control,
@@ -61,6 +62,7 @@ from shoal.client._scheduler_names import install as _install_scheduler_names
 from shoal.client._submit import Submitting
 from shoal.comm import Connection, connect
 from shoal.protocol._coord_messages import CoordReply
+from shoal.protocol._errors import ClosedClientError
 from shoal.protocol._messages import (
     PROTOCOL_VERSION,
     ClusterRestarted,
@@ -446,6 +448,10 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         if self.status == "connecting" and self.asynchronous:
             raise RuntimeError("this asynchronous Client is still connecting: `await` it (or "
                                "use `async with Client(..., asynchronous=True)`) first")
+        if self.status in ("closing", "closed"):
+            raise ClosedClientError(
+                f"this Client is {self.status}; create a new Client() to submit more work"
+            )
         if self.status != "running":
             raise RuntimeError(
                 f"this Client is {self.status}; create a new Client() to submit more work"
@@ -518,6 +524,7 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
     get_scheduler_logs = two_faced(_introspection.get_scheduler_logs)
     get_worker_logs = two_faced(_introspection.get_worker_logs)
     dump_cluster_state = two_faced(_introspection.dump_cluster_state)
+    benchmark_hardware = two_faced(_benchmark.benchmark_hardware)
     normalize_collection = _collections.normalize_collection
     forward_logging = _forward_logging.forward_logging
     unforward_logging = _forward_logging.unforward_logging
@@ -566,10 +573,10 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         checks it: an awaitable for an asynchronous client, as dask's.
 
         Raises:
-            RuntimeError: the client was closed; make a new one.
+            ClosedClientError: the client was closed; make a new one.
         """
         if self.status in ("closing", "closed"):
-            raise RuntimeError(f"this Client is {self.status}; create a new Client()")
+            raise ClosedClientError(f"this Client is {self.status}; create a new Client()")
         return answer(self, None)
 
     def write_scheduler_file(self, scheduler_file: str) -> None:

@@ -453,7 +453,9 @@ def _pack(keys: Any, values: dict[Any, Any]) -> Any:
 
 
 def _unpack_collections(collections: Any) -> tuple[list[Any], bool]:
-    if isinstance(collections, (list, tuple, set)):
+    """The collections given, and whether several were (a list, tuple, set or frozenset of
+    them: the answer is then a list, whichever of those it was, as dask's)."""
+    if isinstance(collections, (list, tuple, set, frozenset)):
         return list(collections), True
     return [collections], False
 
@@ -463,7 +465,7 @@ def compute(self: Client, collections: Any, sync: bool = False, optimize_graph: 
             resources: Any = None, fifo_timeout: Any = None, traverse: bool = True,
             allow_other_workers: bool = False, actors: Any = None, **kwargs: Any) -> Any:
     """Start computing collections; returns a Future per collection (results with
-    ``sync=True``). With ``traverse`` (the default), a dict, list, tuple, set or iterator
+    ``sync=True``): a list of them for a list, tuple, set or frozenset, as dask's. With ``traverse`` (the default), a dict, list, tuple, set or iterator
     among them is one collection (``dask.delayed`` of it: one future for the container,
     the collections inside it computed), as in dask.distributed; other non-collections
     pass through unchanged. ``actors=True`` (or the keys to make actors) turns those
@@ -496,9 +498,7 @@ def compute(self: Client, collections: Any, sync: bool = False, optimize_graph: 
                 out[i] = futures[next(it)]
     if sync:
         out = self.gather(out)
-    if many:
-        return type(collections)(out) if isinstance(collections, (list, tuple)) else out
-    return out[0]
+    return out if many else out[0]
 
 
 def _collections_graph(
@@ -546,7 +546,8 @@ def persist(self: Client, collections: Any, optimize_graph: bool = True, workers
             fifo_timeout: Any = None, allow_other_workers: bool = False, actors: Any = None,
             **kwargs: Any) -> Any:
     """Start computing collections and keep their pieces in cluster memory; returns
-    equivalent collections backed by futures (a list for a list)."""
+    equivalent collections backed by futures (a list of them for a list, tuple, set or
+    frozenset, as dask's)."""
     items, many = _unpack_collections(collections)
     colls = [c for c in items if is_dask_collection(c)]
     out: list[Any] = list(items)
@@ -562,9 +563,7 @@ def persist(self: Client, collections: Any, optimize_graph: bool = True, workers
             if is_dask_collection(c):
                 rebuild, state = c.__dask_postpersist__()
                 out[i] = rebuild({k: futures[k] for k in next(it)}, *state)
-    if many:
-        return type(collections)(out) if isinstance(collections, (list, tuple)) else out
-    return out[0]
+    return out if many else out[0]
 
 
 def normalize_collection(self: Client, collection: Any) -> Any:

@@ -385,8 +385,13 @@ class Future(TaskRef):
             + (f", <span>type: {html.escape(self._state.typename)}</span>" if self._state.typename else "")
         )
 
-    def __hash__(self) -> int:
-        return hash(self.key)
+    # As dask's Futures: each Future object is equal (and hashes equal) only to itself, even
+    # beside another Future of the same key (compare ``.key`` for that). TaskRef's key-based
+    # equality is overridden both ways: Python asks the subclass first.
+    __hash__ = object.__hash__
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Future) and other.key == self.key and other._client is self._client
+        return self is other
+
+    def __ne__(self, other: object) -> bool:
+        return self is not other

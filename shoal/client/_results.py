@@ -109,7 +109,9 @@ def gather(self: Client, futures: Any, errors: str = "raise", direct: Any = None
     asynchronous.
 
     Args:
-        errors: "raise" (the first failure is raised) or "skip" (failed ones are left out).
+        errors: "raise" (the first failure is raised) or "skip", as dask's: a failed or
+            cancelled future that is an item of ``futures`` itself, a list, is left out;
+            anywhere else (a tuple, dict or set, nested, or a single future) it gives None.
     """
     if errors not in ("raise", "skip"):
         raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")

@@ -29,17 +29,26 @@ def collect_futures(obj: Any, out: list[Future], collections: bool = False) -> N
 
 
 def rebuild(obj: Any, values: dict[Any, Any], failed: set[Any]) -> Any:
-    """``obj`` with each Future replaced by its value; futures in ``failed`` are left out."""
+    """``obj`` with each Future replaced by its value, as dask's ``gather(errors="skip")``
+    shapes it: a future in ``failed`` that is an item of ``obj`` itself, a list, is left
+    out; anywhere else (a tuple, dict or set, nested, or ``obj`` alone) it becomes None."""
+    if failed and type(obj) is list:
+        return [_rebuilt(o, values, failed) for o in obj
+                if not (isinstance(o, Future) and o.key in failed)]
+    return _rebuilt(obj, values, failed)
+
+
+def _rebuilt(obj: Any, values: dict[Any, Any], failed: set[Any]) -> Any:
     if isinstance(obj, Future):
-        return values[obj.key]
+        return None if obj.key in failed else values[obj.key]
     if isinstance(obj, list):
-        return [rebuild(o, values, failed) for o in obj if not (isinstance(o, Future) and o.key in failed)]
+        return [_rebuilt(o, values, failed) for o in obj]
     if isinstance(obj, tuple):
-        return tuple(rebuild(o, values, failed) for o in obj if not (isinstance(o, Future) and o.key in failed))
+        return tuple(_rebuilt(o, values, failed) for o in obj)
     if isinstance(obj, (set, frozenset)):
-        return type(obj)(rebuild(o, values, failed) for o in obj if not (isinstance(o, Future) and o.key in failed))
+        return type(obj)(_rebuilt(o, values, failed) for o in obj)
     if isinstance(obj, dict):
-        return {k: rebuild(v, values, failed) for k, v in obj.items() if not (isinstance(v, Future) and v.key in failed)}
+        return {k: _rebuilt(v, values, failed) for k, v in obj.items()}
     return obj
 
 

@@ -334,7 +334,7 @@ class Submitting(Outbox):
 
         Raises:
             TypeError: ``func`` is not callable, or an argument cannot be pickled.
-            RuntimeError: the client is closed.
+            ClosedClientError: the client is closed.
         """
         active = dask.get_annotations()
         if active:  # a dask.annotate block: its options, unless given here (dask's merge)

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shoal import _loop
 from shoal.cluster import _server_options as opts
@@ -235,7 +235,8 @@ class Worker(ServerHandle):
     """dask's ``Worker``, to start by hand: ``w = await Worker(s.address)`` or ``async
     with Worker(s.address) as w``. It runs tasks in this process, in a pool of ``nthreads``
     threads (use :class:`Nanny` for a worker process of its own); ``get_worker()`` in a task
-    returns the worker running it (``.address``, ``.name``).
+    it runs returns this very object, as dask's, which reads what tasks ask of a worker
+    (``.id``, ``.log_event``, ``.memory_manager``...) from the running worker.
 
     Args:
         scheduler_ip, scheduler_port: the scheduler's address (``"tcp://host:port"``, or a
@@ -336,6 +337,7 @@ class Worker(ServerHandle):
             connect_timeout=a.connect_timeout, local_directory=self._local_directory,
             security=security, resources=a.resources, lifetime=lifetime)
         worker.preloads = self._preloads
+        worker.face = self  # get_worker() in its tasks returns this object, as in dask
         self._server = worker
         try:
             await asyncio.wait_for(worker.start(), bound)
@@ -395,6 +397,19 @@ class Worker(ServerHandle):
     def __repr__(self) -> str:
         return (f"<Worker {self.address!r}, name: {self.name}, status: {self.status}, "
                 f"nthreads: {self.nthreads}>")
+
+    if not TYPE_CHECKING:  # (for the type checker, this class's attributes stay checked)
+
+        def __getattr__(self, name: str) -> Any:
+            # get_worker() in its tasks returns this object: what task code reads of a
+            # worker (.id, .log_event, .memory_manager, attributes a plugin set...) comes
+            # from the running worker, once started.
+            server = self.__dict__.get("_server")
+            if server is None or name.startswith("_"):
+                raise AttributeError(f"'Worker' object has no attribute {name!r}"
+                                     + ("" if server is not None or name.startswith("_")
+                                        else " (not started yet: await it first)"))
+            return getattr(server, name)
 
 
 _NANNY_TAKES = ("the scheduler's address (scheduler_ip, scheduler_port) or scheduler_file, "

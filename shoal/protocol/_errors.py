@@ -30,6 +30,15 @@ CancelledError = concurrent.futures.CancelledError
 TimeoutError = builtins.TimeoutError
 
 
+class ClosedClientError(RuntimeError):
+    """An operation needed a Client that is closed (or closing): make a new ``Client()``.
+
+    dask.distributed's name (``distributed.client.ClosedClientError``), importable as
+    ``shoal.client.ClosedClientError``. A ``RuntimeError`` too, which is what shoal raised
+    before, so handlers written for that keep working.
+    """
+
+
 class RemoteError(Exception):
     """A task failed with an exception that could not be rebuilt here; holds its text."""
 

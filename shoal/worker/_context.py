@@ -27,9 +27,15 @@ def current_executor() -> Executor | None:
 
 
 def get_worker() -> Worker:
-    """The worker running the calling task: ``.address``, ``.name``, ``.nthreads``,
-    ``.get_current_task()`` (the running key),
-    ``.data`` (the values it holds, by key), ``.scheduler_address``.
+    """The worker running the calling task, with what dask's ``Worker`` offers task code:
+    ``.address``, ``.id``, ``.name``, ``.ip`` / ``.host``, ``.port``, ``.nthreads``,
+    ``.get_current_task()`` (the running key), ``.data`` (the values it holds, by key) and
+    ``.keys()``, ``.log_event(topic, msg)``, ``.scheduler.address`` (also
+    ``.scheduler_address``), ``.memory_manager.memory_limit`` (and its thresholds),
+    ``.status``, ``.client`` (as ``get_client()``), ``.local_directory``, ``.plugins``,
+    ``.identity()``. dask names it lacks (``executor``, ``loop``, ``nanny``...) raise
+    AttributeError saying what to use (``shoal/worker/_surface.py``). A ``shoal.Worker``
+    started by hand in this process is returned as that very object.
 
     Raises:
         ValueError: called outside a task (there is no worker to return).
@@ -41,7 +47,8 @@ def get_worker() -> Worker:
             "inside a function that runs on the cluster (client.submit(f))."
         )
     worker: Worker = executor.worker
-    return worker
+    face: Worker | None = worker.face  # a shoal.Worker started by hand: that object
+    return worker if face is None else face
 
 
 def _executor_for(what: str) -> Executor:

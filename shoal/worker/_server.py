@@ -77,6 +77,7 @@ from shoal.worker._state import (
     StoreFailed,
     WorkerState,
 )
+from shoal.worker._surface import TaskFacingMixin
 
 logger = logging.getLogger("shoal.worker")
 
@@ -88,7 +89,8 @@ _NOT_RUN = {"kind": "cancelled", "type": "CancelledError", "message": "freed bef
             "exception": None, "traceback": None, "tb_text": ""}
 
 
-class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, ClientRunMixin):
+class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, ClientRunMixin,
+             TaskFacingMixin):
     """One worker: the I/O shell around a :class:`WorkerState`, run on an asyncio loop.
 
     ``await worker.start()`` listens and registers with the scheduler; ``await
@@ -103,8 +105,8 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
         from shoal.comm._addresses import listen_first, plan_addresses, split_host_port
 
         scheme = scheme_of(self.scheduler_address)
-        plan = plan_addresses(host=self.host, port=self.port,
-                              contact_address=self.contact_address,
+        plan = plan_addresses(host=self.host, port=self._port_spec,
+                              contact_address=self._contact_spec,
                               towards=split_host_port(self.scheduler_address, "scheduler")[0])
         self._server = await listen_first(
             plan.bind_ports, lambda port: listen(plan.bind_host, port, self._on_incoming,

@@ -84,8 +84,8 @@ class WorkerBase:
         # What to bind: ``port`` may be a range "9000:9010"; a wildcard ``host`` advertises
         # the address that routes to the scheduler. ``contact_address`` is advertised
         # instead, as behind NAT (dask's --contact-address); see comm/_addresses.py.
-        self.port = port
-        self.contact_address = contact_address
+        self._port_spec = port  # (``port``: the port it listens on, once it does)
+        self._contact_spec = contact_address  # (``contact_address``: its address)
         self.contact_host = host  # the host part of the advertised address, once started
         self.death_timeout = death_timeout
         self.connect_timeout = connect_timeout
@@ -127,6 +127,9 @@ class WorkerBase:
         self._process = psutil.Process()
         self.incarnation = os.urandom(16).hex()  # proves a reconnect is this worker's
         self._client: Any = None  # the worker's own Client (get_client() in tasks), lazily
+        # What get_worker() returns in its tasks: the public shoal.Worker started by hand
+        # that runs this shell (cluster/_servers.py), else (None) the shell itself.
+        self.face: Any = None
         self._profiler: Any = None  # _profiling.WorkerProfiler, once started
         self.fetch_timeout = comm_timeout()  # a peer silent this long during a fetch is dead
         # message_bytes_limit and connection_limits come from dask's config: read now when
