@@ -32,7 +32,11 @@ _STATUS_SCRIPTS = ("taskstream.js", "shoal.js", "status.js")
 
 def _workers_table(columns: str, heads: tuple[str, ...], what: str) -> Callable[[Snapshot, int], str]:
     """/status's workers table (``status.js`` fills it) showing only ``columns``."""
-    cells = "".join(f"<th>{html.escape(h)}</th>" for h in heads)
+    cells = "".join(
+        f'<th class="num">{html.escape(h)}</th>' if c in ("used", "cpu", "tasks")
+        else f"<th>{html.escape(h)}</th>"
+        for c, h in zip(columns.split(), heads, strict=True)
+    )
 
     def body(snapshot: Snapshot, limit: int) -> str:
         return (

@@ -11,7 +11,10 @@
   // the chrome-less /individual-task-stream), leaving room for the axis and the legend
   var tall = Math.max(window.innerHeight < 500 ? 120 : 380,
     window.innerHeight - canvas.getBoundingClientRect().top - 80);
-  var stream = new TS.TaskStream(canvas, { maxRecords: MAX_RECORDS, maxPlot: tall, maxRow: 48 });
+  // alone on its page, the rows share the whole height however few they are
+  var alone = document.body.classList.contains("individual");
+  var stream = new TS.TaskStream(canvas, { maxRecords: MAX_RECORDS, maxPlot: tall,
+                                           maxRow: alone ? tall : 48 });
   stream.attachTooltip($("stream-tooltip"));
   var cursor = 0, clockOffset = 0, pausedAt = null, legendShown = null;
   var notLoaded = 0;          // records an answer left out (each is one page of the newest)
