@@ -51,7 +51,7 @@ def main(tasks: int = 200_000) -> None:
     for groups in (200, tasks):
         state = _state(tasks, groups)
         for limit in (100, 1000):
-            t, size = _median(lambda: task_groups(state, limit))
+            t, size = _median(lambda s=state, n=limit: task_groups(s, n))
             print(f"/api/groups?limit={limit}: {tasks:,} tasks in {groups:,} groups: "
                   f"{t * 1e3:.2f} ms, {size / 1024:.0f} KiB")
     state = _state(10_000, 10)

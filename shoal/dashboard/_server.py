@@ -224,7 +224,9 @@ async def _individual_plots(request: web.Request) -> web.Response:
 async def _individual_page(request: web.Request) -> web.Response:
     # one snapshot per page load (the polls that follow are the page's own), O(workers)
     snapshot = request.app[_SOURCE].snapshot()
-    return _html(_individual.individual_html(request.path, snapshot, graph_limit()))
+    # dask's config is read only where it matters (a bad value fails /individual-graph alone)
+    limit = graph_limit() if request.path == "/individual-graph" else GRAPH_MAX_ITEMS
+    return _html(_individual.individual_html(request.path, snapshot, limit))
 
 
 async def _individual_alias(request: web.Request) -> web.Response:
