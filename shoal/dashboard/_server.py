@@ -59,8 +59,17 @@ def _json(body: Any) -> web.Response:
     )
 
 
-def _html(text: str, status: int = 200) -> web.Response:
-    return web.Response(text=text, status=status, content_type="text/html", headers=_HEADERS)
+# The individual plots are made to be framed: JupyterLab's dask panel shows each in an
+# iframe of its own page. They are read-only views, so framing them risks nothing.
+_FRAMEABLE = {
+    **_HEADERS,
+    "Content-Security-Policy": _HEADERS["Content-Security-Policy"].replace(
+        "frame-ancestors 'none'", "frame-ancestors *"),
+}
+
+
+def _html(text: str, status: int = 200, headers: dict[str, str] = _HEADERS) -> web.Response:
+    return web.Response(text=text, status=status, content_type="text/html", headers=headers)
 
 
 async def _status(request: web.Request) -> web.Response:
@@ -226,7 +235,7 @@ async def _individual_page(request: web.Request) -> web.Response:
     snapshot = request.app[_SOURCE].snapshot()
     # dask's config is read only where it matters (a bad value fails /individual-graph alone)
     limit = graph_limit() if request.path == "/individual-graph" else GRAPH_MAX_ITEMS
-    return _html(_individual.individual_html(request.path, snapshot, limit))
+    return _html(_individual.individual_html(request.path, snapshot, limit), headers=_FRAMEABLE)
 
 
 async def _individual_alias(request: web.Request) -> web.Response:

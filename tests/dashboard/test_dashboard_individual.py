@@ -58,7 +58,12 @@ def test_each_individual_page_is_its_full_pages_view_and_script() -> None:
             _, headers, page = await fetch(path)
             assert marker in page, path
             assert f'<script src="/static/{script}"' in page, path
-            assert "script-src 'self'" in headers["Content-Security-Policy"]
+            policy = headers["Content-Security-Policy"]
+            assert "script-src 'self'" in policy
+            # JupyterLab's dask panel frames them; the full pages stay unframeable
+            assert "frame-ancestors *" in policy, path
+        _, headers, _ = await fetch("/status")
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
         _, _, page = await fetch("/individual-workers")
         assert 'data-worker="tcp://127.0.0.1:40000"' in page  # rendered from the snapshot
         status, headers, _ = await fetch("/individual-nbytes")  # dask's older name
