@@ -104,4 +104,5 @@ def test_exceptions_and_groups_pages_show_a_failed_run(client: Any, browser_page
     wait_for(lambda: group.count() == 1, timeout=30)
     assert group.get_attribute("data-erred") == "1"
     assert "newest first" in page.locator("#groups-summary").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "dashboard-groups.png"), full_page=True)
     assert not errors, errors
