@@ -1,5 +1,6 @@
 """Read-only web dashboard for a shoal scheduler: ``/status``, ``/workers``, ``/tasks``,
-``/system``, ``/graph``, ``/metrics``...
+``/system``, ``/graph``, ``/groups``, ``/exceptions``, ``/metrics``, dask's
+``/individual-*`` plots...
 
 The scheduler's I/O shell implements :class:`DashboardSource` and calls
 :func:`open_dashboard_with_fallback` (or :func:`open_dashboard`) on its event loop.

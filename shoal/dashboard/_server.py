@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from shoal.dashboard import _views
+from shoal.dashboard import _individual, _views
 from shoal.dashboard._source import DashboardSource
 from shoal.dashboard._system import SystemMonitor
 
@@ -59,8 +59,17 @@ def _json(body: Any) -> web.Response:
     )
 
 
-def _html(text: str, status: int = 200) -> web.Response:
-    return web.Response(text=text, status=status, content_type="text/html", headers=_HEADERS)
+# The individual plots are made to be framed: JupyterLab's dask panel shows each in an
+# iframe of its own page. They are read-only views, so framing them risks nothing.
+_FRAMEABLE = {
+    **_HEADERS,
+    "Content-Security-Policy": _HEADERS["Content-Security-Policy"].replace(
+        "frame-ancestors 'none'", "frame-ancestors *"),
+}
+
+
+def _html(text: str, status: int = 200, headers: dict[str, str] = _HEADERS) -> web.Response:
+    return web.Response(text=text, status=status, content_type="text/html", headers=headers)
 
 
 async def _status(request: web.Request) -> web.Response:
@@ -178,6 +187,61 @@ async def _api_graph(request: web.Request) -> web.Response:
     return _json(get(graph_limit(), request.query.get("known") or None))
 
 
+def _limit(request: web.Request, default: int) -> int:
+    """``?limit=`` rows (default ``default``), capped at ``_views.MAX_ROWS``."""
+    raw = request.query.get("limit", str(default))
+    try:
+        value = int(raw)
+        if value < 0:
+            raise ValueError
+    except ValueError:
+        raise web.HTTPBadRequest(
+            text=f"limit={raw!r} is not a number of rows: pass an integer from 0 to "
+            f"{_views.MAX_ROWS}"
+        ) from None
+    return min(value, _views.MAX_ROWS)
+
+
+async def _groups(request: web.Request) -> web.Response:
+    return _html(_views.groups_html())
+
+
+async def _api_groups(request: web.Request) -> web.Response:
+    """The newest ``?limit=`` task groups, each with its counts by state."""
+    get = getattr(request.app[_SOURCE], "task_groups", None)
+    if get is None:
+        raise web.HTTPNotFound(text="this dashboard's source keeps no task groups")
+    return _json(get(_limit(request, _views.GROUP_ROWS)))
+
+
+async def _exceptions(request: web.Request) -> web.Response:
+    return _html(_views.exceptions_html())
+
+
+async def _api_exceptions(request: web.Request) -> web.Response:
+    """The latest ``?limit=`` failures, newest first: key, exception, traceback, worker."""
+    get = getattr(request.app[_SOURCE], "erred_tasks", None)
+    if get is None:
+        raise web.HTTPNotFound(text="this dashboard's source keeps no failures")
+    return _json(get(_limit(request, _views.EXCEPTION_ROWS)))
+
+
+async def _individual_plots(request: web.Request) -> web.Response:
+    return _json(_individual.individual_plots())
+
+
+async def _individual_page(request: web.Request) -> web.Response:
+    # one snapshot per page load (the polls that follow are the page's own), O(workers)
+    snapshot = request.app[_SOURCE].snapshot()
+    # dask's config is read only where it matters (a bad value fails /individual-graph alone)
+    limit = graph_limit() if request.path == "/individual-graph" else GRAPH_MAX_ITEMS
+    return _html(_individual.individual_html(request.path, snapshot, limit), headers=_FRAMEABLE)
+
+
+async def _individual_alias(request: web.Request) -> web.Response:
+    raise web.HTTPFound(_individual.ALIASES[request.path])
+
+
 async def _static(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     body = request.app[_STATIC].get(name)
@@ -223,6 +287,13 @@ def make_app(source: DashboardSource, monitor: SystemMonitor | None = None) -> w
         ("/api/graph", _api_graph),
         ("/profile", _profile),
         ("/api/profile", _api_profile),
+        ("/groups", _groups),
+        ("/api/groups", _api_groups),
+        ("/exceptions", _exceptions),
+        ("/api/exceptions", _api_exceptions),
+        ("/individual-plots.json", _individual_plots),
+        *((path, _individual_page) for path in _individual.PLOTS),
+        *((path, _individual_alias) for path in _individual.ALIASES),
         ("/static/{name}", _static),
     ]
     for path, handler in routes:

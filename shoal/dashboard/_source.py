@@ -12,7 +12,7 @@ O(workers + task prefixes), never O(tasks); the task graph is O(tasks) only up t
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, TypedDict
+from typing import Any, Literal, Protocol, TypedDict
 
 
 class SchedulerInfo(TypedDict):
@@ -151,4 +151,17 @@ class DashboardSource(Protocol):
         past it. ``known`` is the ``layout`` of an earlier answer: when the structure is
         unchanged, the answer carries states only.
         """
+        ...
+
+    def task_groups(self, limit: int) -> dict[str, Any]:
+        """``/api/groups``: ``{"groups": how many, "limit": limit, "rows": [...]}``, the newest
+        ``limit`` task groups first, each row ``{"name", "prefix"}`` plus its
+        :class:`PrefixCounts`. Cost O(limit), never O(tasks) or O(groups)."""
+        ...
+
+    def erred_tasks(self, limit: int) -> dict[str, Any]:
+        """``/api/exceptions``: ``{"count", "kept", "limit", "rows": [...]}``, the latest
+        ``limit`` tasks that failed themselves, newest first, each row ``{"key", "type",
+        "exception", "traceback", "worker", "time"}``; ``kept`` is how many the source
+        keeps at most. Cost O(limit)."""
         ...

@@ -20,13 +20,16 @@ PAGES: tuple[tuple[str, str], ...] = (
     ("/tasks", "Tasks — the task stream, full page, with its retained history"),
     ("/system", "System — the scheduler process's CPU, memory, network and open files"),
     ("/graph", "Graph — the live task graph, coloured by state"),
+    ("/groups", "Groups — progress of each task group (a collection's layer)"),
+    ("/exceptions", "Exceptions — the latest tasks that failed, with their tracebacks"),
     ("/info", "Info — scheduler, totals and workers as JSON"),
     ("/metrics", "Metrics — Prometheus text exposition"),
     ("/profile", "Profile — where the workers' tasks spend their time (statistical profiler)"),
     ("/health", "Health — returns ok"),
+    ("/individual-plots.json", "Individual plots — each live view alone, chrome-less (JSON list)"),
 )
 
-NAV = 8
+NAV = 10
 """The first ``NAV`` pages are in every page's navigation bar (``status.html`` repeats it)."""
 
 MAX_STREAM_RECORDS = 5000
@@ -228,13 +231,17 @@ ACTIVE = ' class="active"'
 
 
 def _page(title: str, body: str, *, scripts: Sequence[str] = (), active: str = "",
-          styles: Sequence[str] = ()) -> str:
+          styles: Sequence[str] = (), chrome: bool = True) -> str:
+    """A whole page around ``body``; ``chrome=False``: no navigation bar, the view alone
+    filling the window (dask's individual plots, which JupyterLab's dask panel embeds)."""
     tags = "".join(f'<script src="/static/{html.escape(s)}" defer></script>' for s in scripts)
     tags += "".join(f'<link rel="stylesheet" href="/static/{html.escape(s)}">' for s in styles)
     nav = "".join(
         f'<a href="{href}"{ACTIVE if href == active else ""}>{href.strip("/").capitalize()}</a>'
         for href, _ in PAGES[:NAV]
     )
+    top = (f'<body><header class="topbar"><span class="brand">shoal</span><nav>{nav}</nav>'
+           "</header>" if chrome else '<body class="individual">')
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -242,8 +249,7 @@ def _page(title: str, body: str, *, scripts: Sequence[str] = (), active: str = "
         f'<link rel="stylesheet" href="/static/shoal.css">'
         '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">'
         f"{tags}</head>"
-        f'<body><header class="topbar"><span class="brand">shoal</span><nav>{nav}</nav></header>'
-        f"<main>{body}</main></body></html>\n"
+        f"{top}<main>{body}</main></body></html>\n"
     )
 
 
@@ -295,8 +301,8 @@ WORKER_COLUMNS = (
 NUMERIC_COLUMNS = frozenset({"Threads", "Memory", "CPU", "Processing", "In memory"})
 
 
-def workers_html(snapshot: Snapshot) -> str:
-    """The ``/workers`` page, rendered server-side; ``workers.js`` then keeps it fresh."""
+def workers_body(snapshot: Snapshot) -> str:
+    """The ``/workers`` table (also ``/individual-workers``)."""
     now = snapshot["scheduler"]["now"]
     head = "".join(
         f'<th class="num">{c}</th>' if c in NUMERIC_COLUMNS else f"<th>{c}</th>"
@@ -309,7 +315,7 @@ def workers_html(snapshot: Snapshot) -> str:
             f'<tr class="empty"><td colspan="{len(WORKER_COLUMNS)}">No workers connected</td></tr>'
         )
     totals = snapshot["totals"]
-    body = (
+    return (
         '<section class="panel"><h2>Workers '
         f'<span class="muted" id="workers-summary">{totals["workers"]} workers · '
         f"{totals['nthreads']} threads · {format_bytes(totals['memory_process'])} / "
@@ -317,13 +323,24 @@ def workers_html(snapshot: Snapshot) -> str:
         f'<table class="grid" id="workers-table"><thead><tr>{head}</tr></thead>'
         f"<tbody>{rows}</tbody></table></section>"
     )
-    return _page("Workers", body, scripts=["workers.js"], active="/workers")
+
+
+def workers_html(snapshot: Snapshot) -> str:
+    """The ``/workers`` page, rendered server-side; ``workers.js`` then keeps it fresh."""
+    return _page("Workers", workers_body(snapshot), scripts=["shoal.js", "workers.js"],
+                 active="/workers")
 
 
 def profile_html() -> str:
     """The ``/profile`` page: ``profile.js`` fetches ``/api/profile`` and draws the merged
     call tree of the workers' task threads as an icicle chart."""
-    body = (
+    return _page("Profile", profile_body(), scripts=["profile.js"], active="/profile",
+                 styles=["profile.css"])
+
+
+def profile_body() -> str:
+    """The ``/profile`` chart and its controls (also ``/individual-profile``)."""
+    return (
         '<section class="panel"><h2>Profile <span class="muted">samples of the workers\' '
         "task threads, merged; click a call to zoom</span><span class=\"spacer\"></span>"
         '<select id="profile-key" aria-label="key prefix"></select>'
@@ -331,19 +348,23 @@ def profile_html() -> str:
         '<div id="profile" data-api="/api/profile"></div><div id="profile-detail"></div>'
         "</section>"
     )
-    return _page("Profile", body, scripts=["profile.js"], active="/profile",
-                 styles=["profile.css"])
 
 
 def tasks_html() -> str:
     """The ``/tasks`` page: the task stream alone, tall, over the records the browser has
     gathered since it opened (``tasks.js`` polls ``/api/task-stream``)."""
+    return _page("Tasks", tasks_body(), scripts=["taskstream.js", "shoal.js", "tasks.js"],
+                 active="/tasks")
+
+
+def tasks_body() -> str:
+    """The ``/tasks`` stream and its controls (also ``/individual-task-stream``)."""
     windows = "".join(
         f'<option value="{v}"{" selected" if v == "60" else ""}>{label}</option>'
         for v, label in (("10", "10 s"), ("60", "1 min"), ("300", "5 min"), ("1800", "30 min"),
                          ("all", "everything kept"))
     )
-    body = (
+    return (
         '<section class="panel" id="stream-panel"><h2>Task stream '
         '<span class="muted" id="stream-summary">one row per worker thread</span>'
         '<span class="spacer"></span><label class="muted">window '
@@ -353,7 +374,6 @@ def tasks_html() -> str:
         '</canvas><div class="tooltip" id="stream-tooltip"></div></div>'
         '<div class="legend" id="stream-legend"></div></section>'
     )
-    return _page("Tasks", body, scripts=["taskstream.js", "tasks.js"], active="/tasks")
 
 
 SYSTEM_CHARTS: tuple[tuple[str, str], ...] = (
@@ -367,6 +387,11 @@ SYSTEM_CHARTS: tuple[tuple[str, str], ...] = (
 def system_html() -> str:
     """The ``/system`` page: the scheduler process's resources over time (``system.js``
     polls ``/api/system`` and draws one line chart per quantity)."""
+    return _page("System", system_body(), scripts=["shoal.js", "system.js"], active="/system")
+
+
+def system_body() -> str:
+    """The ``/system`` charts (also ``/individual-scheduler-system``)."""
     charts = "".join(
         f'<section class="panel chart-panel"><h2>{html.escape(title.split(" — ")[0])} '
         f'<span class="muted">{html.escape(title.split(" — ")[1])}</span>'
@@ -375,19 +400,23 @@ def system_html() -> str:
         f'<div class="legend stats" id="stats-{name}"></div></section>'
         for name, title in SYSTEM_CHARTS
     )
-    body = (
+    return (
         '<p class="muted page-note">The scheduler\'s process, sampled on its event loop '
         '(<span id="system-interval">every 0.5 s</span>); the network is the whole host\'s.</p>'
         f'<div class="columns">{charts}</div>'
     )
-    return _page("System", body, scripts=["system.js"], active="/system")
 
 
 def graph_html(limit: int) -> str:
     """The ``/graph`` page: ``graph.js`` polls ``/api/graph`` and draws each task as a node
     coloured by its state, with edges from its dependencies; past ``limit`` tasks it shows
     a notice and the counts by state instead."""
-    body = (
+    return _page("Graph", graph_body(limit), scripts=["shoal.js", "graph.js"], active="/graph")
+
+
+def graph_body(limit: int) -> str:
+    """The ``/graph`` canvas, legend and notice (also ``/individual-graph``)."""
+    return (
         '<section class="panel" id="graph-panel"><h2>Task graph '
         '<span class="muted" id="graph-summary">tasks flow left to right, from their '
         'dependencies</span><span class="spacer"></span><span class="muted">wheel: zoom · '
@@ -397,4 +426,60 @@ def graph_html(limit: int) -> str:
         '<div class="stream-wrap"><canvas id="graph" data-nodes="0" data-edges="0">'
         '</canvas><div class="tooltip" id="graph-tooltip"></div></div></section>'
     )
-    return _page("Graph", body, scripts=["graph.js"], active="/graph")
+
+
+GROUP_ROWS = 100
+"""Task groups ``/groups`` shows by default (the newest); ``?limit=`` up to ``MAX_ROWS``."""
+
+EXCEPTION_ROWS = 100
+"""Failures ``/exceptions`` shows by default (the newest; the scheduler keeps dask's
+``distributed.diagnostics.erred-tasks.max-history``, 100)."""
+
+MAX_ROWS = 1000
+"""The most rows ``/api/groups`` and ``/api/exceptions`` answer, whatever ``limit`` asks."""
+
+
+def groups_body(limit: int = GROUP_ROWS) -> str:
+    """The ``/groups`` list (also ``/individual-groups``): ``groups.js`` polls
+    ``/api/groups`` and draws one progress row per task group, newest first."""
+    return (
+        '<section class="panel" id="groups-panel"><h2>Task groups '
+        f'<span class="muted" id="groups-summary">the newest {int(limit)} at most</span></h2>'
+        '<div class="legend">'
+        '<span class="item"><span class="swatch" style="background:#5d6773"></span>in memory</span>'
+        '<span class="item"><span class="swatch" style="background:#5d6773;opacity:0.45"></span>'
+        "released (done)</span>"
+        '<span class="item"><span class="swatch pending"></span>waiting / queued</span>'
+        '<span class="item"><span class="swatch" style="background:#d62728"></span>erred</span>'
+        "</div>"
+        f'<div id="groups" data-limit="{int(limit)}"><div class="empty-note">No tasks yet.</div>'
+        "</div></section>"
+    )
+
+
+def groups_html() -> str:
+    """The ``/groups`` page: each task group's counts by state (dask's ``TaskGroup``:
+    one per layer of a collection, one per prefix of ``submit``/``map`` keys)."""
+    return _page("Groups", groups_body(),
+                 scripts=["taskstream.js", "shoal.js", "groups.js"], active="/groups")
+
+
+def exceptions_body(limit: int = EXCEPTION_ROWS) -> str:
+    """The ``/exceptions`` table (also ``/individual-exceptions``): ``exceptions.js``
+    polls ``/api/exceptions`` and lists the latest failures, newest first."""
+    head = "".join(f"<th>{c}</th>" for c in ("When", "Task", "Exception", "Worker"))
+    return (
+        '<section class="panel" id="exceptions-panel"><h2>Exceptions '
+        f'<span class="muted" id="exceptions-summary">the latest {int(limit)} at most</span>'
+        "</h2>"
+        f'<table class="grid exceptions" id="exceptions" data-limit="{int(limit)}">'
+        f"<thead><tr>{head}</tr></thead><tbody>"
+        '<tr class="empty"><td colspan="4">No task has failed.</td></tr></tbody></table></section>'
+    )
+
+
+def exceptions_html() -> str:
+    """The ``/exceptions`` page: the tasks that failed themselves (not through an input),
+    each with its exception and traceback."""
+    return _page("Exceptions", exceptions_body(), scripts=["shoal.js", "exceptions.js"],
+                 active="/exceptions")

@@ -34,7 +34,6 @@ from shoal.scheduler._events import (
 )
 from shoal.scheduler._state_base import (
     FIRE_AND_FORGET,
-    STATES,
     StateBase,
     ingest_holder,
     key_prefix,
@@ -143,10 +142,7 @@ class ClientHandlers(StateBase):
             if ts is None:
                 ts = tasks[key] = TaskState(
                     key, intern(prefix or key_prefix(key)))  # decoded afresh: share one copy
-                counts = self.prefix_counts.get(ts.prefix)
-                if counts is None:
-                    counts = self.prefix_counts[ts.prefix] = dict.fromkeys(STATES, 0)
-                counts["released"] += 1
+                self.count_new(ts)
                 new.append(ts)
             elif ts.state != "released" or ts.payload is not None:
                 if keep and key not in named and ts not in ingesting:
@@ -334,6 +330,7 @@ class ClientHandlers(StateBase):
         self.replicated_tasks = set()
         self.replicas_wanted = {}
         self.prefix_counts = {}
+        self.group_counts = {}
         self._queue = []
         self._no_worker = set()
         self._actors = set()

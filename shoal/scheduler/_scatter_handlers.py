@@ -22,7 +22,7 @@ from shoal.scheduler._events import (
     SendFree,
     SendStore,
 )
-from shoal.scheduler._state_base import ACTIVE, STATES, StateBase, key_prefix
+from shoal.scheduler._state_base import ACTIVE, StateBase, key_prefix
 from shoal.scheduler._tasks import Key, TaskState, WorkerState, hold
 
 
@@ -43,7 +43,7 @@ class ScatterHandlers(StateBase):
             ts = self.tasks.get(key)
             if ts is None:
                 ts = self.tasks[key] = TaskState(key, key_prefix(key))
-                self.prefix_counts.setdefault(ts.prefix, dict.fromkeys(STATES, 0))["released"] += 1
+                self.count_new(ts)
             self._want(ts, ev.client)
             held.add(ts)
             if ts.state == "memory":  # the same data (scatter keys hash it), already held

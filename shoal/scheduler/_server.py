@@ -62,6 +62,15 @@ def _event_log_length() -> int:
     return int(value) if value else topics.DEFAULT_MAXLEN
 
 
+def _erred_history() -> int:
+    """Failures kept for the dashboard's /exceptions: dask's
+    ``distributed.diagnostics.erred-tasks.max-history``."""
+    import dask
+
+    value = dask.config.get("distributed.diagnostics.erred-tasks.max-history", 100)
+    return max(0, int(value)) if value is not None else 100
+
+
 def _unknown_duration() -> float:
     """Seconds assumed for a task prefix never measured: dask's
     ``distributed.scheduler.unknown-task-duration``."""
@@ -126,7 +135,8 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         self.auth = auth
         self.token_generated = False
         self.state = SchedulerState(allowed_failures=allowed_failures, worker_ttl=worker_ttl,
-                                    bandwidth=bandwidth, unknown_duration=_unknown_duration())
+                                    bandwidth=bandwidth, unknown_duration=_unknown_duration(),
+                                    erred_history=_erred_history())
         self.topics = topics.Topics(_event_log_length())
         self.datasets = datasets.Datasets()
         self.plugin_host = SchedulerPlugins()
@@ -380,6 +390,18 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         from shoal.scheduler._graph_view import task_graph
 
         return task_graph(self.state, limit, known)
+
+    def task_groups(self, limit: int) -> dict[str, Any]:
+        """The dashboard's ``/groups``: the newest ``limit`` task groups' counts by state."""
+        from shoal.scheduler._views import task_groups
+
+        return task_groups(self.state, limit)
+
+    def erred_tasks(self, limit: int) -> dict[str, Any]:
+        """The dashboard's ``/exceptions``: the latest ``limit`` failures, newest first."""
+        from shoal.scheduler._views import erred_tasks
+
+        return erred_tasks(self.state, limit)
 
     def tasks_per_second(self) -> float:
         if len(self._tps) < 2:

@@ -68,7 +68,7 @@ from shoal.scheduler._room import RoomIndex
 from shoal.scheduler._scatter_handlers import ScatterHandlers, _Storing
 from shoal.scheduler._state_base import ACTIVE as ACTIVE
 from shoal.scheduler._state_base import FIRE_AND_FORGET as FIRE_AND_FORGET
-from shoal.scheduler._state_base import STATES
+from shoal.scheduler._state_base import STATES, task_group
 from shoal.scheduler._state_base import key_prefix as key_prefix
 from shoal.scheduler._stealing import find_victims
 from shoal.scheduler._tasks import Key, TaskState, WorkerState
@@ -107,6 +107,7 @@ class SchedulerState(
         task_stream_size: int = 100_000,
         story_size: int = 100_000,
         unknown_duration: float = placement.UNKNOWN_DURATION,
+        erred_history: int = 100,
     ) -> None:
         self.tasks: dict[Key, TaskState] = {}
         self.workers: dict[str, WorkerState] = {}
@@ -136,6 +137,13 @@ class SchedulerState(
         # Assumed for a prefix never measured (dask's distributed.scheduler.unknown-task-duration).
         self.unknown_duration = unknown_duration
         self.prefix_counts: dict[str, dict[str, int]] = {}
+        # The same counts per task group (``task_group``), in the order groups appeared:
+        # the dashboard's /groups reads the newest few without looking at the rest.
+        self.group_counts: dict[Any, dict[str, int]] = {}
+        # The latest failures, newest first (dask's ``erred_tasks``, its
+        # distributed.diagnostics.erred-tasks.max-history): (key, error) of each task that
+        # failed itself, not of those that failed because an input did.
+        self.erred_tasks: deque[tuple[Key, dict[str, Any]]] = deque(maxlen=erred_history)
         self.task_stream: deque[tuple[Any, ...]] = deque(maxlen=task_stream_size)
         self.task_stream_total = 0
         self.completed_total = 0
@@ -357,3 +365,8 @@ class SchedulerState(
         for prefix, counts in self.prefix_counts.items():
             expected = counted.get(prefix, dict.fromkeys(STATES, 0))
             assert counts == expected, (prefix, counts, expected)
+        by_group: dict[Any, dict[str, int]] = {}
+        for ts in self.tasks.values():
+            c = by_group.setdefault(task_group(ts), dict.fromkeys(STATES, 0))
+            c[ts.state] += 1
+        assert self.group_counts == by_group, "group counts differ from the tasks' states"

@@ -60,6 +60,15 @@ def key_prefix(key: Key) -> str:
     return out or "task"
 
 
+def task_group(ts: TaskState) -> Any:
+    """The task group of ``ts`` (dask's ``TaskGroup``, ``key_split_group``): a tuple key's
+    name (``('sum-abc123', 0)`` -> ``'sum-abc123'``, one group per layer of a collection),
+    else its prefix. Derived from the key, so a task keeps no field for it; ``_set``
+    repeats this test inline (it runs on every move)."""
+    key = ts.key
+    return key[0] if type(key) is tuple and key else ts.prefix
+
+
 @trait
 class StateBase:
     """The attributes of the scheduler state (set in ``SchedulerState.__init__``) and the
@@ -88,6 +97,8 @@ class StateBase:
     _durations: dict[str, float]
     unknown_duration: float
     prefix_counts: dict[str, dict[str, int]]
+    group_counts: dict[Any, dict[str, int]]
+    erred_tasks: deque[tuple[Key, dict[str, Any]]]
     task_stream: deque[tuple[Any, ...]]
     task_stream_total: int
     completed_total: int
@@ -126,6 +137,7 @@ class StateBase:
         self, ts: TaskState, worker: WorkerState, nbytes: int, typename: str) -> None: ...
     def _activate(self, roots: Iterable[TaskState]) -> None: ...
     def _prio_of(self, priority: Any) -> Any: ...
+    def count_new(self, ts: TaskState) -> None: ...
     def _err(self, ts: TaskState, error: dict[str, Any], tell_worker: bool = True) -> None: ...
     def _needed(self, ts: TaskState) -> bool: ...
     def _want(self, ts: TaskState, client: str) -> None: ...

@@ -28,7 +28,7 @@ from shoal.scheduler._events import (
     SendFree,
     WatchedKeysForgotten,
 )
-from shoal.scheduler._state_base import ACTIVE, FIRE_AND_FORGET, STATES, StateBase
+from shoal.scheduler._state_base import ACTIVE, FIRE_AND_FORGET, STATES, StateBase, task_group
 from shoal.scheduler._tasks import (
     _A_BIAS,
     _B_SLOT,
@@ -85,6 +85,12 @@ class Transitions(StateBase):
         # Both are in STATES: a move never starts or ends at "forgotten" (``_forget``).
         counts[start] -= 1
         counts[finish] += 1
+        # The task's group (``task_group``, inline: this runs on every move); its row was
+        # made with the task (``count_new``).
+        key = ts.key
+        group = self.group_counts[key[0] if type(key) is tuple and key else ts.prefix]
+        group[start] -= 1
+        group[finish] += 1
         ts.state = finish
         self._log.append((ts.key, start, finish, self._cause))
 
@@ -374,6 +380,8 @@ class Transitions(StateBase):
     def _err(self, ts: TaskState, error: dict[str, Any], tell_worker: bool = True) -> None:
         """``ts`` failed with ``error``; everything waiting on it fails with the same cause.
         ``tell_worker=False`` when its worker already knows (it reported the failure)."""
+        if ts.state in ACTIVE or ts.state in ("released", "scattering"):
+            self.erred_tasks.appendleft((ts.key, error))  # the dashboard's /exceptions
         stack = [ts]
         while stack:
             t = stack.pop()
@@ -453,12 +461,30 @@ class Transitions(StateBase):
             self._resuming = True
             self._out.append(ContinueWork())
 
+    def count_new(self, ts: TaskState) -> None:
+        """Count a task just made (released) in its prefix's and its group's rows."""
+        counts = self.prefix_counts.get(ts.prefix)
+        if counts is None:
+            counts = self.prefix_counts[ts.prefix] = dict.fromkeys(STATES, 0)
+        counts["released"] += 1
+        group = task_group(ts)
+        counts = self.group_counts.get(group)
+        if counts is None:
+            counts = self.group_counts[group] = dict.fromkeys(STATES, 0)
+        counts["released"] += 1
+
     def _forget(self, ts: TaskState) -> None:
         counts = self.prefix_counts.get(ts.prefix)
         if counts is not None and ts.state in counts:
             left = counts[ts.state] = counts[ts.state] - 1
             if not left and not any(counts.values()):  # the prefix's last task: drop its row
                 del self.prefix_counts[ts.prefix]
+        group = task_group(ts)
+        counts = self.group_counts.get(group)
+        if counts is not None and ts.state in counts:
+            left = counts[ts.state] = counts[ts.state] - 1
+            if not left and not any(counts.values()):  # the group's last task
+                del self.group_counts[group]
         self._log.append((ts.key, ts.state, "forgotten", self._cause))
         ts.state = "forgotten"
         self.tasks.pop(ts.key, None)

@@ -1,15 +1,18 @@
 """Read-only views of the scheduler for the dashboard and ``scheduler_info``.
-Cheap: O(workers + task prefixes), never O(tasks)."""
+Cheap: O(workers + task prefixes), or O(rows asked for), never O(tasks)."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import TYPE_CHECKING, Any
 
 from shoal.scheduler._scaling import Load, WorkerLoad
+from shoal.scheduler._state_base import key_prefix
 
 if TYPE_CHECKING:
     from shoal.scheduler._server import Scheduler
+    from shoal.scheduler._state import SchedulerState
 
 
 def worker_info(scheduler: Scheduler) -> list[dict[str, Any]]:
@@ -51,18 +54,23 @@ def worker_info(scheduler: Scheduler) -> list[dict[str, Any]]:
     return out
 
 
+def _shown_counts(c: dict[str, int]) -> dict[str, int]:
+    """A row of the state's counts as the dashboard shows it (``PrefixCounts``)."""
+    return {
+        "released": c["released"],
+        "waiting": c["waiting"] + c["no-worker"],
+        "no_worker": c["no-worker"],  # of those waiting, for a worker that can run them
+        "queued": c["queued"],
+        "processing": c["processing"],
+        "memory": c["memory"],
+        "erred": c["erred"],
+    }
+
+
 def snapshot(scheduler: Scheduler) -> dict[str, Any]:
     workers = worker_info(scheduler)
     prefixes = {
-        prefix: {
-            "released": c["released"],
-            "waiting": c["waiting"] + c["no-worker"],
-            "no_worker": c["no-worker"],  # of those waiting, for a worker that can run them
-            "queued": c["queued"],
-            "processing": c["processing"],
-            "memory": c["memory"],
-            "erred": c["erred"],
-        }
+        prefix: _shown_counts(c)
         for prefix, c in scheduler.state.prefix_counts.items()
         if any(c.values())
     }
@@ -82,6 +90,37 @@ def snapshot(scheduler: Scheduler) -> dict[str, Any]:
         },
         "tasks_per_second": scheduler.tasks_per_second(),
     }
+
+
+def task_groups(state: SchedulerState, limit: int) -> dict[str, Any]:
+    """The dashboard's ``/api/groups``: the newest ``limit`` task groups (dask's
+    ``TaskGroup``: a collection's layer, or a prefix of plain keys), newest first, each with
+    its counts by state. O(limit), whatever the number of tasks or groups: the groups are
+    read from the end of the state's insertion-ordered ``group_counts``."""
+    groups = state.group_counts
+    rows = [
+        {"name": str(group), "prefix": key_prefix(group), **_shown_counts(c)}
+        for group, c in itertools.islice(reversed(groups.items()), max(0, limit))
+    ]
+    return {"groups": len(groups), "limit": limit, "rows": rows}
+
+
+def erred_tasks(state: SchedulerState, limit: int) -> dict[str, Any]:
+    """The dashboard's ``/api/exceptions``: the latest tasks that failed themselves (not
+    through an input), newest first, at most ``limit`` of the state's ``erred_tasks``."""
+    rows = [
+        {
+            "key": str(key),
+            "type": str(error.get("type", "")),
+            "exception": str(error.get("message", "")),
+            "traceback": str(error.get("tb_text", "")),
+            "worker": str(error.get("worker", "")),
+            "time": float(error.get("time") or 0.0),
+        }
+        for key, error in itertools.islice(state.erred_tasks, max(0, limit))
+    ]
+    kept = state.erred_tasks.maxlen
+    return {"count": len(state.erred_tasks), "kept": kept, "limit": limit, "rows": rows}
 
 
 def _dask_worker_fields(w: dict[str, Any]) -> dict[str, Any]:

@@ -61,6 +61,8 @@ class FakeSource:
         self.snapshot_calls = 0
         self.graph: dict[str, tuple[str, list[str]]] = {}  # key -> (state, dependencies)
         self.graph_calls: list[tuple[int, str | None]] = []
+        self.groups: dict[str, PrefixCounts] = {}  # name -> counts, oldest first
+        self.exceptions: list[dict[str, Any]] = []  # newest first
 
     def snapshot(self) -> Snapshot:
         self.snapshot_calls += 1
@@ -126,3 +128,12 @@ class FakeSource:
             c = counts.setdefault(ts.prefix, {})
             c[ts.state] = c.get(ts.state, 0) + 1
         return task_graph(SimpleNamespace(tasks=tasks, prefix_counts=counts), limit, known)
+
+    def task_groups(self, limit: int) -> dict[str, Any]:
+        rows = [{"name": name, "prefix": name.rsplit("-", 1)[0], **counts}
+                for name, counts in reversed(self.groups.items())][:limit]
+        return {"groups": len(self.groups), "limit": limit, "rows": rows}
+
+    def erred_tasks(self, limit: int) -> dict[str, Any]:
+        return {"count": len(self.exceptions), "kept": 100, "limit": limit,
+                "rows": self.exceptions[:limit]}

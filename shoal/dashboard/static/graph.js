@@ -6,14 +6,13 @@
    priority order, every other node near the mean position of its dependencies. */
 (function () {
   "use strict";
-  var POLL_MS = 1000, RETRY_MS = 2000;
   var COLORS = {
     released: "#c9ced6", waiting: "#9aa3ad", queued: "#6c7a89", "no-worker": "#e8a33d",
     processing: "#2ca02c", memory: "#2b6cb0", erred: "#d62728", scattering: "#17becf"
   };
   var $ = function (id) { return document.getElementById(id); };
   var canvas = $("graph"), tooltip = $("graph-tooltip");
-  var layoutId = "", graph = null, states = [], stateNames = [], polls = 0;
+  var layoutId = "", graph = null, states = [], stateNames = [];
 
   function fmtInt(n) { return Number(n).toLocaleString("en-US"); }
   function escapeHtml(s) {
@@ -75,7 +74,9 @@
     var g = graph;
     var w = canvas.clientWidth || canvas.parentNode.clientWidth || 900;
     var h;
-    if (!g || !g.n) { h = 60; } else if (g.rows) { h = Math.min(760, Math.max(240, g.nlayers * 60)); }
+    if (document.body.classList.contains("individual")) {   // /individual-graph: the window
+      h = Math.max(120, window.innerHeight - canvas.getBoundingClientRect().top - 8);
+    } else if (!g || !g.n) { h = 60; } else if (g.rows) { h = Math.min(760, Math.max(240, g.nlayers * 60)); }
     else { h = Math.min(760, Math.max(240, (g.maxPos + 1) * 12)); }
     var dpr = window.devicePixelRatio || 1;
     if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
@@ -211,34 +212,27 @@
   canvas.addEventListener("mouseleave", function () { tooltip.style.display = "none"; });
 
   // ------------------------------------------------------------------ polling
-  function poll() {
-    fetch("/api/graph?known=" + encodeURIComponent(layoutId), { cache: "no-store" })
-      .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
-      .then(function (doc) {
-        var t0 = performance.now();
-        stateNames = doc.states;
-        showNotice(doc);
-        if (doc.too_many) {
-          graph = null; states = []; layoutId = "";
-        } else {
-          if (doc.nodes) graph = layout(doc);
-          layoutId = doc.layout;
-          states = doc.state;
-        }
-        draw();
-        $("graph-summary").textContent = doc.too_many
-          ? fmtInt(doc.tasks) + " tasks: too many to draw"
-          : doc.tasks ? fmtInt(doc.tasks) + " tasks · " + fmtInt(doc.edge_count) +
-            " dependencies · flowing " + (graph && graph.rows ? "top to bottom" : "left to right")
-          : "no tasks: the scheduler is empty";
-        polls++;
-        // exposed for tests and for anyone checking the page stays cheap
-        document.body.dataset.renderMs = (performance.now() - t0).toFixed(1);
-        document.body.dataset.polls = String(polls);
-        window.setTimeout(poll, POLL_MS);
-      })
-      .catch(function () { window.setTimeout(poll, RETRY_MS); });
-  }
+  window.Shoal.poll(function () { return ["/api/graph?known=" + encodeURIComponent(layoutId)]; },
+    function (docs) {
+      var doc = docs[0];
+      var t0 = performance.now();
+      stateNames = doc.states;
+      showNotice(doc);
+      if (doc.too_many) {
+        graph = null; states = []; layoutId = "";
+      } else {
+        if (doc.nodes) graph = layout(doc);
+        layoutId = doc.layout;
+        states = doc.state;
+      }
+      draw();
+      $("graph-summary").textContent = doc.too_many
+        ? fmtInt(doc.tasks) + " tasks: too many to draw"
+        : doc.tasks ? fmtInt(doc.tasks) + " tasks · " + fmtInt(doc.edge_count) +
+          " dependencies · flowing " + (graph && graph.rows ? "top to bottom" : "left to right")
+        : "no tasks: the scheduler is empty";
+      // exposed for tests and for anyone checking the page stays cheap
+      document.body.dataset.renderMs = (performance.now() - t0).toFixed(1);
+    });
   window.addEventListener("resize", draw);
-  poll();
 })();

@@ -1,9 +1,10 @@
-/* shoal /status: polls /api/snapshot and /api/task-stream (increments only) and renders. */
+/* shoal /status: polls /api/snapshot and /api/task-stream (increments only) and renders.
+   Draws only the sections present on the page, so the chrome-less individual pages
+   (/individual-progress, /individual-cluster-memory, /individual-workers-memory,
+   /individual-cpu, /individual-nprocessing) are this same script over one section. */
 (function () {
   "use strict";
-  var TS = window.ShoalTaskStream;
-  var POLL_MS = 1000;         // refresh period (the issue asks for <= 1 s; each poll costs the browser CPU)
-  var RETRY_MS = 2000;        // after a failed poll
+  var TS = window.ShoalTaskStream, S = window.Shoal;
   var MAX_PREFIX_ROWS = 60;   // progress rows shown; the rest are summarised
   var MAX_WORKER_ROWS = 200;
   var MAX_RECORDS = 20000;    // browser-side task stream buffer cap
@@ -11,41 +12,29 @@
   var $ = function (id) { return document.getElementById(id); };
   var canvas = $("task-stream");
   var MAX_LEGEND = 30;         // legend entries: the prefixes currently on screen
-  var stream = new TS.TaskStream(canvas, { maxRecords: MAX_RECORDS });
+  var stream = canvas ? new TS.TaskStream(canvas, { maxRecords: MAX_RECORDS }) : null;
   var legendShown = null;
-  stream.attachTooltip($("stream-tooltip"));
+  if (stream) stream.attachTooltip($("stream-tooltip"));
 
   var cursor = 0;
   var clockOffset = 0;        // scheduler time minus browser time, seconds
-  var polls = 0;
   var prefixOrder = new Map(); // first-seen order keeps progress rows from jumping around
-  var windowSeconds = Number($("window").value);
-  $("window").addEventListener("change", function () { windowSeconds = Number(this.value); draw(); });
-
-  function fmtBytes(n) {
-    if (n < 1024) return Math.round(n) + " B";
-    var units = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    for (var i = 0; i < units.length; i++) {
-      n /= 1024;
-      if (n < 1024 || i === units.length - 1) return n.toFixed(n < 10 ? 2 : 1) + " " + units[i];
-    }
+  var windowSeconds = $("window") ? Number($("window").value) : 30;
+  if ($("window")) {
+    $("window").addEventListener("change", function () { windowSeconds = Number(this.value); draw(); });
   }
-  function fmtInt(n) { return Number(n).toLocaleString("en-US"); }
+
+  var fmtBytes = S.fmtBytes, fmtInt = S.fmtInt, el = S.el;
   function fmtDuration(s) {
     if (s < 60) return Math.floor(s) + " s";
     if (s < 3600) return Math.floor(s / 60) + " min " + Math.floor(s % 60) + " s";
     return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
   }
-  function el(tag, cls, text) {
-    var e = document.createElement(tag);
-    if (cls) e.className = cls;
-    if (text !== undefined) e.textContent = text;
-    return e;
-  }
   function serverNow() { return Date.now() / 1000 + clockOffset; }
 
   function setConnection(ok, text) {
     var c = $("conn");
+    if (!c) return;
     c.className = "conn " + (ok ? "live" : "down");
     $("conn-text").textContent = text;
   }
@@ -84,46 +73,7 @@
     }
     var shown = names.slice(0, MAX_PREFIX_ROWS);
     var frag = document.createDocumentFragment();
-    shown.forEach(function (p) {
-      var c = snap.prefixes[p];
-      var total = c.released + c.waiting + c.queued + c.processing + c.memory + c.erred;
-      var color = TS.prefixColor(p);
-      var row = el("div", "prow");
-      row.dataset.prefix = p;
-      row.dataset.memory = c.memory;
-      row.dataset.processing = c.processing;
-      row.dataset.waiting = c.waiting + c.queued;
-      row.dataset.erred = c.erred;
-      row.dataset.total = total;
-      var name = el("div", "name", p);
-      name.title = p;
-      row.appendChild(name);
-      var bar = el("div", "bar");
-      [["memory", c.memory], ["released", c.released], ["erred", c.erred], ["processing", c.processing]]
-        .forEach(function (seg) {
-          if (!seg[1] || !total) return;
-          var s = el("span", seg[0]);
-          s.style.width = (100 * seg[1] / total) + "%";
-          if (seg[0] !== "erred") s.style.backgroundColor = color;
-          bar.appendChild(s);
-        });
-      bar.title = p + ": " + c.memory + " in memory, " + c.released + " released, " + c.processing +
-        " processing, " + c.queued + " queued, " + c.waiting + " waiting (" + (c.no_worker || 0) +
-        " with no worker able to run them), " + c.erred + " erred";
-      row.appendChild(bar);
-      var count = el("div", "count");
-      var done = c.memory + c.released + c.erred;
-      count.appendChild(el("b", null, fmtInt(done)));
-      count.appendChild(document.createTextNode(" / " + fmtInt(total)));
-      var extra = [];
-      if (c.processing) extra.push(fmtInt(c.processing) + " running");
-      if (c.waiting + c.queued) extra.push(fmtInt(c.waiting + c.queued) + " waiting");
-      if (c.no_worker) extra.push(fmtInt(c.no_worker) + " no-worker");
-      if (c.erred) extra.push(fmtInt(c.erred) + " erred");
-      if (extra.length) count.appendChild(document.createTextNode(" · " + extra.join(" · ")));
-      row.appendChild(count);
-      frag.appendChild(row);
-    });
+    shown.forEach(function (p) { frag.appendChild(S.progressRow(p, snap.prefixes[p], TS.prefixColor(p))); });
     if (names.length > shown.length) {
       frag.appendChild(el("div", "more", "and " + (names.length - shown.length) + " more prefixes (see /metrics)"));
     }
@@ -154,7 +104,7 @@
     return bar;
   }
 
-  function renderWorkers(snap) {
+  function renderClusterMemory(snap) {
     var t = snap.totals;
     var cm = $("cluster-memory");
     cm.textContent = "";
@@ -164,53 +114,81 @@
     cm.appendChild(el("span", "muted", fmtBytes(t.memory_process) + " / " + (t.memory_limit ? fmtBytes(t.memory_limit) : "no limit") +
       (t.memory_spilled ? " · " + fmtBytes(t.memory_spilled) + " spilled" : "") +
       (t.paused ? " · " + t.paused + " paused" : "")));
+    cm.dataset.process = String(t.memory_process);
+  }
 
+  function fillBar(fraction, title) {
+    var bar = el("div", "pbar");
+    var fill = el("span");
+    fill.style.width = (100 * Math.max(0, Math.min(1, fraction))) + "%";
+    bar.appendChild(fill);
+    bar.title = title;
+    return bar;
+  }
+
+  // The cells a worker row can have; the table's data-columns lists those it shows
+  // (/status: all but "cpubar"; the individual pages: two or three of them).
+  var CELLS = {
+    name: function (w) { var c = el("td", "mono", TS.workerLabel(w)); c.title = w.address; return c; },
+    memory: function (w, sc) {
+      var c = el("td", "barcell");
+      c.appendChild(memoryBar(w.memory_managed, w.memory_process, w.memory_limit, sc.memory,
+        w.memory_spilled, w.status === "paused"));
+      return c;
+    },
+    used: function (w) {
+      return el("td", "num", fmtBytes(w.memory_process) + " / " + (w.memory_limit ? fmtBytes(w.memory_limit) : "∞") +
+        (w.memory_spilled ? " + " + fmtBytes(w.memory_spilled) + " disk" : "") +
+        (w.status === "paused" ? " · paused" : ""));
+    },
+    cpu: function (w) { return el("td", "num", Math.round(w.cpu) + "%"); },
+    cpubar: function (w, sc) {
+      var c = el("td", "barcell");
+      c.appendChild(fillBar(w.cpu / sc.cpu, Math.round(w.cpu) + "% CPU (100% is one core; " +
+        w.nthreads + " threads)"));
+      return c;
+    },
+    processing: function (w, sc) {
+      var c = el("td", "barcell");
+      c.appendChild(fillBar(w.processing / sc.processing, w.processing + " processing on " + w.nthreads + " threads"));
+      return c;
+    },
+    tasks: function (w) { return el("td", "num", fmtInt(w.processing)); }
+  };
+
+  function renderWorkers(snap) {
+    var table = $("status-workers");
+    var columns = (table.dataset.columns || "name memory used cpu processing tasks").split(" ");
     var workers = snap.workers.slice().sort(function (a, b) { return a.address < b.address ? -1 : 1; });
-    var memScale = 1, procScale = 1;
+    var scale = { memory: 1, processing: 1, cpu: 100 };
     workers.forEach(function (w) {
-      memScale = Math.max(memScale, w.memory_limit, w.memory_process);
-      procScale = Math.max(procScale, w.processing, w.nthreads);
+      scale.memory = Math.max(scale.memory, w.memory_limit, w.memory_process);
+      scale.processing = Math.max(scale.processing, w.processing, w.nthreads);
+      scale.cpu = Math.max(scale.cpu, w.cpu);
     });
-    var body = $("status-workers").tBodies[0];
+    var body = table.tBodies[0];
     var frag = document.createDocumentFragment();
     workers.slice(0, MAX_WORKER_ROWS).forEach(function (w) {
       var tr = el("tr");
       tr.dataset.worker = w.address;
       tr.dataset.processing = w.processing;
-      var name = el("td", "mono", TS.workerLabel(w));
-      name.title = w.address;
-      tr.appendChild(name);
-      var mcell = el("td", "barcell");
-      mcell.appendChild(memoryBar(w.memory_managed, w.memory_process, w.memory_limit, memScale,
-        w.memory_spilled, w.status === "paused"));
-      tr.appendChild(mcell);
-      tr.appendChild(el("td", "num", fmtBytes(w.memory_process) + " / " + (w.memory_limit ? fmtBytes(w.memory_limit) : "∞") +
-        (w.memory_spilled ? " + " + fmtBytes(w.memory_spilled) + " disk" : "") +
-        (w.status === "paused" ? " · paused" : "")));
-      tr.appendChild(el("td", "num", Math.round(w.cpu) + "%"));
-      var pcell = el("td", "barcell");
-      var pbar = el("div", "pbar");
-      var fill = el("span");
-      fill.style.width = (100 * w.processing / procScale) + "%";
-      pbar.appendChild(fill);
-      pbar.title = w.processing + " processing on " + w.nthreads + " threads";
-      pcell.appendChild(pbar);
-      tr.appendChild(pcell);
-      tr.appendChild(el("td", "num", fmtInt(w.processing)));
+      tr.dataset.cpu = w.cpu;
+      tr.dataset.memory = w.memory_process;
+      columns.forEach(function (c) { tr.appendChild(CELLS[c](w, scale)); });
       frag.appendChild(tr);
     });
-    if (!workers.length) {
+    var note = null;
+    if (!workers.length) note = "No workers connected";
+    else if (workers.length > MAX_WORKER_ROWS) {
+      note = "and " + (workers.length - MAX_WORKER_ROWS) + " more workers (at most " + MAX_WORKER_ROWS +
+        " rows) — see /workers";
+    }
+    if (note) {
       var tr = el("tr", "empty");
-      var td = el("td", null, "No workers connected");
-      td.colSpan = 6;
+      var td = el("td", null, note);
+      td.colSpan = columns.length;
       tr.appendChild(td);
       frag.appendChild(tr);
-    } else if (workers.length > MAX_WORKER_ROWS) {
-      var more = el("tr", "empty");
-      var mtd = el("td", null, "and " + (workers.length - MAX_WORKER_ROWS) + " more workers — see /workers");
-      mtd.colSpan = 6;
-      more.appendChild(mtd);
-      frag.appendChild(more);
     }
     body.textContent = "";
     body.appendChild(frag);
@@ -218,11 +196,13 @@
 
   // ------------------------------------------------------------------ task stream
   function draw() {
+    if (!stream) return;
     var now = serverNow();
     stream.draw(now - windowSeconds, now, now);
   }
 
   function updateLegend() {
+    if (!stream) return;
     var prefixes = Array.from(stream.visiblePrefixes.keys());
     var id = prefixes.sort().join("\u0000");
     if (id === legendShown) return;
@@ -236,44 +216,38 @@
   }
 
   // ------------------------------------------------------------------ polling
-  function getJSON(url) {
-    return fetch(url, { cache: "no-store" }).then(function (r) {
-      if (!r.ok) throw new Error(url + " answered HTTP " + r.status);
-      return r.json();
-    });
+  function urls() {
+    var list = ["/api/snapshot"];
+    if (stream) list.push("/api/task-stream?since=" + cursor);
+    return list;
   }
 
-  function poll() {
-    var started = Date.now();
-    Promise.all([getJSON("/api/snapshot"), getJSON("/api/task-stream?since=" + cursor)])
-      .then(function (res) {
-        var snap = res[0], ts = res[1];
-        clockOffset = snap.scheduler.now - (started + Date.now()) / 2000;
-        if (ts.cursor < cursor) stream.clear();   // the scheduler restarted: start over
-        cursor = ts.cursor;
-        var t0 = performance.now();
-        stream.setWorkers(snap.workers);
-        stream.add(ts.records);
-        stream.prune(serverNow() - 600);
-        renderSummary(snap);
-        renderProgress(snap);
-        renderWorkers(snap);
-        draw();
-        updateLegend();
-        polls++;
-        // exposed for tests and for anyone checking the page stays cheap
-        document.body.dataset.polls = String(polls);
-        document.body.dataset.renderMs = (performance.now() - t0).toFixed(1);
-        setConnection(true, "live · " + snap.scheduler.address);
-        window.setTimeout(poll, POLL_MS);
-      })
-      .catch(function (err) {
-        setConnection(false, "disconnected — retrying (" + err.message + ")");
-        window.setTimeout(poll, RETRY_MS);
-      });
-  }
+  S.poll(urls, function (res, started) {
+    var snap = res[0], ts = res[1];
+    clockOffset = snap.scheduler.now - (started + Date.now()) / 2000;
+    var t0 = performance.now();
+    if (stream) {
+      if (ts.cursor < cursor) stream.clear();   // the scheduler restarted: start over
+      cursor = ts.cursor;
+      stream.setWorkers(snap.workers);
+      stream.add(ts.records);
+      stream.prune(serverNow() - 600);
+    }
+    if ($("t-workers")) renderSummary(snap);
+    if ($("progress")) renderProgress(snap);
+    if ($("cluster-memory")) renderClusterMemory(snap);
+    if ($("status-workers")) renderWorkers(snap);
+    draw();
+    updateLegend();
+    // exposed for tests and for anyone checking the page stays cheap
+    document.body.dataset.renderMs = (performance.now() - t0).toFixed(1);
+    setConnection(true, "live · " + snap.scheduler.address);
+  }, {
+    onError: function (err) { setConnection(false, "disconnected — retrying (" + err.message + ")"); }
+  });
 
-  TS.renderLegend($("stream-legend"), [], MAX_LEGEND);
-  poll();
-  renderLoop();
+  if (stream) {
+    TS.renderLegend($("stream-legend"), [], MAX_LEGEND);
+    renderLoop();
+  }
 })();

@@ -2,14 +2,13 @@
    quantity of the scheduler's process: CPU, memory, host network, open files. */
 (function () {
   "use strict";
-  var POLL_MS = 1000, RETRY_MS = 2000;
   var KEEP = 7200;            // samples kept in the browser: an hour at the default 0.5 s
   var LEFT = 64, BOTTOM = 20, TOP = 6, RIGHT = 8;
   var $ = function (id) { return document.getElementById(id); };
   var names = ["time", "cpu", "memory", "read_bps", "write_bps", "num_fds"];
   var data = {};
   names.forEach(function (n) { data[n] = []; });
-  var cursor = 0, polls = 0;
+  var cursor = 0;
 
   function fmtBytes(n) {
     if (n < 1024) return Math.round(n) + " B";
@@ -122,25 +121,17 @@
 
   function drawAll() { Object.keys(CHARTS).forEach(drawChart); }
 
-  function poll() {
-    fetch("/api/system?since=" + cursor, { cache: "no-store" })
-      .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
-      .then(function (doc) {
-        if (doc.cursor < cursor) names.forEach(function (n) { data[n] = []; });  // restarted
-        cursor = doc.cursor;
-        names.forEach(function (n) {
-          var col = data[n];
-          (doc.samples[n] || []).forEach(function (v) { col.push(v); });
-          if (col.length > KEEP) col.splice(0, col.length - KEEP);
-        });
-        $("system-interval").textContent = "every " + doc.interval + " s";
-        drawAll();
-        polls++;
-        document.body.dataset.polls = String(polls);
-        window.setTimeout(poll, POLL_MS);
-      })
-      .catch(function () { window.setTimeout(poll, RETRY_MS); });
-  }
+  window.Shoal.poll(function () { return ["/api/system?since=" + cursor]; }, function (docs) {
+    var doc = docs[0];
+    if (doc.cursor < cursor) names.forEach(function (n) { data[n] = []; });  // restarted
+    cursor = doc.cursor;
+    names.forEach(function (n) {
+      var col = data[n];
+      (doc.samples[n] || []).forEach(function (v) { col.push(v); });
+      if (col.length > KEEP) col.splice(0, col.length - KEEP);
+    });
+    $("system-interval").textContent = "every " + doc.interval + " s";
+    drawAll();
+  });
   window.addEventListener("resize", drawAll);
-  poll();
 })();

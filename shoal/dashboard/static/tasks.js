@@ -1,17 +1,22 @@
-/* shoal /tasks: the task stream alone, tall, over every record gathered since the page
-   opened (the first answer is the scheduler's newest page); polls /api/task-stream for
-   increments and /api/snapshot for the workers' rows. */
+/* shoal /tasks and /individual-task-stream: the task stream alone, tall, over every
+   record gathered since the page opened (the first answer is the scheduler's newest page);
+   polls /api/task-stream for increments and /api/snapshot for the workers' rows. */
 (function () {
   "use strict";
-  var TS = window.ShoalTaskStream;
-  var POLL_MS = 1000, RETRY_MS = 2000;
+  var TS = window.ShoalTaskStream, S = window.Shoal;
   var MAX_RECORDS = 100000;   // dask's /tasks keeps 100k rectangles too
   var $ = function (id) { return document.getElementById(id); };
   var canvas = $("task-stream");
-  var tall = Math.max(380, window.innerHeight - 190);
-  var stream = new TS.TaskStream(canvas, { maxRecords: MAX_RECORDS, maxPlot: tall, maxRow: 48 });
+  // as tall as the window allows below the canvas's top (the page's header, or nothing on
+  // the chrome-less /individual-task-stream), leaving room for the axis and the legend
+  var tall = Math.max(window.innerHeight < 500 ? 120 : 380,
+    window.innerHeight - canvas.getBoundingClientRect().top - 80);
+  // alone on its page, the rows share the whole height however few they are
+  var alone = document.body.classList.contains("individual");
+  var stream = new TS.TaskStream(canvas, { maxRecords: MAX_RECORDS, maxPlot: tall,
+                                           maxRow: alone ? tall : 48 });
   stream.attachTooltip($("stream-tooltip"));
-  var cursor = 0, clockOffset = 0, polls = 0, pausedAt = null, legendShown = null;
+  var cursor = 0, clockOffset = 0, pausedAt = null, legendShown = null;
   var notLoaded = 0;          // records an answer left out (each is one page of the newest)
 
   function serverNow() { return Date.now() / 1000 + clockOffset; }
@@ -47,35 +52,21 @@
     draw();
   });
 
-  function getJSON(url) {
-    return fetch(url, { cache: "no-store" }).then(function (r) {
-      if (!r.ok) throw new Error(url + " answered HTTP " + r.status);
-      return r.json();
+  S.poll(function () { return ["/api/snapshot", "/api/task-stream?since=" + cursor]; },
+    function (res, started) {
+      var snap = res[0], ts = res[1];
+      clockOffset = snap.scheduler.now - (started + Date.now()) / 2000;
+      if (ts.cursor < cursor) { stream.clear(); notLoaded = 0; }   // the scheduler restarted
+      notLoaded += ts.dropped || 0;
+      cursor = ts.cursor;
+      stream.setWorkers(snap.workers);
+      stream.add(ts.records);
+      draw();
     });
-  }
-  function poll() {
-    var started = Date.now();
-    Promise.all([getJSON("/api/snapshot"), getJSON("/api/task-stream?since=" + cursor)])
-      .then(function (res) {
-        var snap = res[0], ts = res[1];
-        clockOffset = snap.scheduler.now - (started + Date.now()) / 2000;
-        if (ts.cursor < cursor) { stream.clear(); notLoaded = 0; }   // the scheduler restarted
-        notLoaded += ts.dropped || 0;
-        cursor = ts.cursor;
-        stream.setWorkers(snap.workers);
-        stream.add(ts.records);
-        draw();
-        polls++;
-        document.body.dataset.polls = String(polls);
-        window.setTimeout(poll, POLL_MS);
-      })
-      .catch(function () { window.setTimeout(poll, RETRY_MS); });
-  }
   function renderLoop() {
     if (pausedAt === null) draw();
     window.setTimeout(function () { window.requestAnimationFrame(renderLoop); }, 500);
   }
   TS.renderLegend($("stream-legend"), [], 40);
-  poll();
   renderLoop();
 })();

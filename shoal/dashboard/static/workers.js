@@ -1,7 +1,6 @@
 /* shoal /workers: keeps the server-rendered table fresh by polling /api/snapshot. */
 (function () {
   "use strict";
-  var POLL_MS = 1000;
   function fmtBytes(n) {
     if (n < 1024) return Math.round(n) + " B";
     var units = ["KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -57,11 +56,6 @@
     document.getElementById("workers-summary").textContent = t.workers + " workers · " + t.nthreads +
       " threads · " + fmtBytes(t.memory_process) + " / " + fmtBytes(t.memory_limit);
   }
-  function poll() {
-    fetch("/api/snapshot", { cache: "no-store" })
-      .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
-      .then(function (snap) { render(snap); window.setTimeout(poll, POLL_MS); })
-      .catch(function () { window.setTimeout(poll, 2 * POLL_MS); });
-  }
-  window.setTimeout(poll, POLL_MS);
+  window.Shoal.poll(function () { return ["/api/snapshot"]; },
+    function (docs) { render(docs[0]); }, { delay: window.Shoal.POLL_MS });
 })();
