@@ -329,8 +329,8 @@ class ClientHandlers(StateBase):
         self.tasks = {}
         self.replicated_tasks = set()
         self.replicas_wanted = {}
-        self.prefix_counts = {}
         self.group_counts = {}
+        self.group_prefix = {}
         self._queue = []
         self._no_worker = set()
         self._actors = set()

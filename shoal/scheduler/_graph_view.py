@@ -28,7 +28,7 @@ EDGES_PER_TASK = 8
 
 def _too_many(state: SchedulerState, limit: int, edges: int | None) -> dict[str, Any]:
     by_state = dict.fromkeys(GRAPH_STATES, 0)
-    for counts in state.prefix_counts.values():
+    for counts in state.group_counts.values():
         for name, n in counts.items():
             if name in by_state:
                 by_state[name] += n

@@ -15,10 +15,10 @@ from typing import Any
 
 def is_busy(state: Any) -> bool:
     """Whether any task of ``state`` (a ``SchedulerState``) waits, is queued, has no worker,
-    or runs, or a graph is still arriving: O(task prefixes)."""
+    or runs, or a graph is still arriving: O(task groups)."""
     if state._arriving:
         return True
-    for counts in state.prefix_counts.values():
+    for counts in state.group_counts.values():
         if counts["waiting"] or counts["queued"] or counts["no-worker"] or counts["processing"]:
             return True
     return False

@@ -136,10 +136,12 @@ class SchedulerState(
         self._durations: dict[str, float] = {}
         # Assumed for a prefix never measured (dask's distributed.scheduler.unknown-task-duration).
         self.unknown_duration = unknown_duration
-        self.prefix_counts: dict[str, dict[str, int]] = {}
-        # The same counts per task group (``task_group``), in the order groups appeared:
-        # the dashboard's /groups reads the newest few without looking at the rest.
+        # Counts by state per task group (``task_group``: a collection's layer, or the
+        # prefix of plain keys), in the order groups appeared: the dashboard's /groups
+        # reads the newest few without looking at the rest. Per prefix: ``prefix_counts``
+        # sums them (O(groups)), with each group's prefix here.
         self.group_counts: dict[Any, dict[str, int]] = {}
+        self.group_prefix: dict[Any, str] = {}
         # The latest failures, newest first (dask's ``erred_tasks``, its
         # distributed.diagnostics.erred-tasks.max-history): (key, error) of each task that
         # failed itself, not of those that failed because an input did.
@@ -358,15 +360,11 @@ class SchedulerState(
                 used[fid] = used.get(fid, 0) + 1
         assert used == self.functions.refs, (used, self.functions.refs)
         self.functions.validate()
-        counted: dict[str, dict[str, int]] = {}
-        for ts in self.tasks.values():
-            c = counted.setdefault(ts.prefix, dict.fromkeys(STATES, 0))
-            c[ts.state] += 1
-        for prefix, counts in self.prefix_counts.items():
-            expected = counted.get(prefix, dict.fromkeys(STATES, 0))
-            assert counts == expected, (prefix, counts, expected)
         by_group: dict[Any, dict[str, int]] = {}
         for ts in self.tasks.values():
             c = by_group.setdefault(task_group(ts), dict.fromkeys(STATES, 0))
             c[ts.state] += 1
+        # (A group's prefix is its first task's: the per-prefix sums, ``prefix_counts``,
+        # count each group under that one, as dask's TaskGroup belongs to one TaskPrefix.)
+        assert self.group_prefix.keys() == self.group_counts.keys(), "groups without a prefix"
         assert self.group_counts == by_group, "group counts differ from the tasks' states"

@@ -69,6 +69,23 @@ def task_group(ts: TaskState) -> Any:
     return key[0] if type(key) is tuple and key else ts.prefix
 
 
+def prefix_counts(state: Any) -> dict[str, dict[str, int]]:
+    """Counts by state per task prefix, summed over the prefix's groups (the state keeps
+    counts per group only, so a move updates one row): O(groups), for views and periodic
+    checks, never for the per-task path."""
+    out: dict[str, dict[str, int]] = {}
+    prefixes = state.group_prefix
+    for group, counts in state.group_counts.items():
+        prefix = prefixes[group]
+        total = out.get(prefix)
+        if total is None:
+            out[prefix] = dict(counts)
+        else:
+            for name, n in counts.items():
+                total[name] += n
+    return out
+
+
 @trait
 class StateBase:
     """The attributes of the scheduler state (set in ``SchedulerState.__init__``) and the
@@ -96,8 +113,8 @@ class StateBase:
     functions: FunctionRefs
     _durations: dict[str, float]
     unknown_duration: float
-    prefix_counts: dict[str, dict[str, int]]
     group_counts: dict[Any, dict[str, int]]
+    group_prefix: dict[Any, str]
     erred_tasks: deque[tuple[Key, dict[str, Any]]]
     task_stream: deque[tuple[Any, ...]]
     task_stream_total: int

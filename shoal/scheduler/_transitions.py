@@ -77,22 +77,17 @@ class Transitions(StateBase):
         move(self, ts, **kwargs)
 
     def _set(self, ts: TaskState, finish: str) -> None:
-        """Record a move (counts per prefix, story); only transition methods call this."""
+        """Record a move (counts per task group, story); only transition methods call this."""
         start = ts.state
-        counts = self.prefix_counts.get(ts.prefix)
-        if counts is None:
-            counts = self.prefix_counts[ts.prefix] = dict.fromkeys(STATES, 0)
-        # Both are in STATES: a move never starts or ends at "forgotten" (``_forget``).
+        key = ts.key
+        # The task's group (``task_group``, inline: this runs on every move); its row was
+        # made with the task (``count_new``). Both states are in STATES: a move never
+        # starts or ends at "forgotten" (``_forget``).
+        counts = self.group_counts[key[0] if type(key) is tuple and key else ts.prefix]
         counts[start] -= 1
         counts[finish] += 1
-        # The task's group (``task_group``, inline: this runs on every move); its row was
-        # made with the task (``count_new``).
-        key = ts.key
-        group = self.group_counts[key[0] if type(key) is tuple and key else ts.prefix]
-        group[start] -= 1
-        group[finish] += 1
         ts.state = finish
-        self._log.append((ts.key, start, finish, self._cause))
+        self._log.append((key, start, finish, self._cause))
 
     def _released_waiting(self, ts: TaskState) -> None:
         self._set(ts, "waiting")
@@ -462,29 +457,22 @@ class Transitions(StateBase):
             self._out.append(ContinueWork())
 
     def count_new(self, ts: TaskState) -> None:
-        """Count a task just made (released) in its prefix's and its group's rows."""
-        counts = self.prefix_counts.get(ts.prefix)
-        if counts is None:
-            counts = self.prefix_counts[ts.prefix] = dict.fromkeys(STATES, 0)
-        counts["released"] += 1
+        """Count a task just made (released) in its group's row."""
         group = task_group(ts)
         counts = self.group_counts.get(group)
         if counts is None:
             counts = self.group_counts[group] = dict.fromkeys(STATES, 0)
+            self.group_prefix[group] = ts.prefix
         counts["released"] += 1
 
     def _forget(self, ts: TaskState) -> None:
-        counts = self.prefix_counts.get(ts.prefix)
-        if counts is not None and ts.state in counts:
-            left = counts[ts.state] = counts[ts.state] - 1
-            if not left and not any(counts.values()):  # the prefix's last task: drop its row
-                del self.prefix_counts[ts.prefix]
         group = task_group(ts)
         counts = self.group_counts.get(group)
         if counts is not None and ts.state in counts:
             left = counts[ts.state] = counts[ts.state] - 1
-            if not left and not any(counts.values()):  # the group's last task
+            if not left and not any(counts.values()):  # the group's last task: drop its row
                 del self.group_counts[group]
+                del self.group_prefix[group]
         self._log.append((ts.key, ts.state, "forgotten", self._cause))
         ts.state = "forgotten"
         self.tasks.pop(ts.key, None)

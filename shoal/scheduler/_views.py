@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from shoal.scheduler._scaling import Load, WorkerLoad
-from shoal.scheduler._state_base import key_prefix
+from shoal.scheduler._state_base import key_prefix, prefix_counts
 
 if TYPE_CHECKING:
     from shoal.scheduler._server import Scheduler
@@ -71,7 +71,7 @@ def snapshot(scheduler: Scheduler) -> dict[str, Any]:
     workers = worker_info(scheduler)
     prefixes = {
         prefix: _shown_counts(c)
-        for prefix, c in scheduler.state.prefix_counts.items()
+        for prefix, c in prefix_counts(scheduler.state).items()
         if any(c.values())
     }
     return {
@@ -174,15 +174,15 @@ def scheduler_info(scheduler: Scheduler, n_workers: int = -1) -> dict[str, Any]:
 
 def load(scheduler: Scheduler) -> Load:
     """What ``cluster.adapt`` decides on: per-worker load and the tasks ready to run but
-    on no worker yet (from the per-prefix counts: O(workers + prefixes))."""
+    on no worker yet (from the per-group counts: O(workers + task groups))."""
     state = scheduler.state
     ready = 0
     ready_seconds = 0.0
-    for prefix, counts in state.prefix_counts.items():
+    for group, counts in state.group_counts.items():
         n = counts["queued"] + counts["no-worker"]
         if n:
             ready += n
-            ready_seconds += n * state._estimate(prefix)
+            ready_seconds += n * state._estimate(state.group_prefix[group])
     workers = tuple(
         WorkerLoad(ws.address, str(ws.name), ws.nthreads, len(ws.processing) - len(ws.long_running),
                    ws.occupancy, ws.nbytes, ws.memory_limit)

@@ -127,7 +127,7 @@ class FakeSource:
         for ts in tasks.values():
             c = counts.setdefault(ts.prefix, {})
             c[ts.state] = c.get(ts.state, 0) + 1
-        return task_graph(SimpleNamespace(tasks=tasks, prefix_counts=counts), limit, known)
+        return task_graph(SimpleNamespace(tasks=tasks, group_counts=counts), limit, known)
 
     def task_groups(self, limit: int) -> dict[str, Any]:
         rows = [{"name": name, "prefix": name.rsplit("-", 1)[0], **counts}

@@ -57,12 +57,12 @@ def test_an_empty_scheduler_state_is_not_busy():
 
 def test_a_queued_or_running_task_makes_the_state_busy():
     state = SchedulerState()
-    state.prefix_counts["inc"] = {"waiting": 0, "queued": 1, "no-worker": 0, "processing": 0,
-                                  "memory": 0}
+    state.group_counts["inc"] = {"waiting": 0, "queued": 1, "no-worker": 0, "processing": 0,
+                                 "memory": 0}
     assert is_busy(state)
-    state.prefix_counts["inc"].update(queued=0, processing=2)
+    state.group_counts["inc"].update(queued=0, processing=2)
     assert is_busy(state)
-    state.prefix_counts["inc"].update(processing=0, memory=2)
+    state.group_counts["inc"].update(processing=0, memory=2)
     assert not is_busy(state)  # results held in memory are not work
 
 

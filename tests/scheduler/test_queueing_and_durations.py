@@ -5,6 +5,8 @@ No sockets, no event loop, no clock: every test runs in well under a millisecond
 
 from __future__ import annotations
 
+from shoal.scheduler._state_base import prefix_counts
+
 from ._sim import Sim, computes, row
 
 # --- queueing ---------------------------------------------------------------------------------
@@ -14,7 +16,7 @@ def test_unknown_durations_send_only_nthreads_tasks(sim: Sim) -> None:
     sim.join("w1", nthreads=1)
     out = sim.submit([row(f"t-{i}", prefix="t", priority=(i,)) for i in range(100)])
     assert computes(out) == [("w1", "t-0")]
-    assert sim.state.prefix_counts["t"]["queued"] == 99
+    assert prefix_counts(sim.state)["t"]["queued"] == 99
 
 
 def test_two_threads_get_two_tasks(sim: Sim) -> None:
@@ -90,7 +92,7 @@ def test_prefix_tables_stay_bounded_over_many_distinct_prefixes(sim: Sim) -> Non
         sim.finish(f"p{i}")
         sim.release(f"p{i}")
     assert sim.state.tasks == {}
-    assert sim.state.prefix_counts == {}
+    assert prefix_counts(sim.state) == {}
     assert len(sim.state._durations) == DURATIONS_KEPT
     # the most recently measured prefixes are the ones kept
     assert f"fn{n - 1}x" in sim.state._durations and "fn0x" not in sim.state._durations
