@@ -408,7 +408,9 @@ def get(self: Client, dsk: Any, keys: Any, *, workers: Any = None, retries: int 
         priority: int = 0, resources: Any = None, sync: bool = True,
         allow_other_workers: bool = False, **kwargs: Any) -> Any:
     """dask's scheduler interface: compute ``keys`` of ``dsk`` on the cluster and return
-    the results in the structure of ``keys``.
+    the results in the structure of ``keys`` (``sync=False``: the futures, in that
+    structure). A key neither in ``dsk`` nor held on the cluster raises
+    ``FutureCancelledError`` (dask's "lost dependencies"), not a wait forever.
 
     Tasks that write into an HDF5 file this process has open for writing (``da.store``)
     run here, after their inputs are computed on the cluster: HDF5 allows one writer, and
@@ -421,8 +423,11 @@ def get(self: Client, dsk: Any, keys: Any, *, workers: Any = None, retries: int 
     futures = submit_graph(self, graph, wanted, annotations, retries=retries,
                            priority=priority, workers=workers, local=local,
                            resources=resources, allow_other_workers=allow_other_workers)
+    if not sync and not local:
+        return _pack(keys, futures)  # dask's ``sync=False``: the futures, in keys' shape
     try:
-        values = self.gather(futures, asynchronous=False)  # dask's get blocks, always
+        # dask's get blocks (sync=False with tasks run here too: they need the values)
+        values = self.gather(futures, asynchronous=False)
     finally:
         for f in futures.values():
             f.release()
