@@ -9,8 +9,16 @@ from __future__ import annotations
 
 import concurrent.futures
 import operator
+import traceback
 
+import dask
+import dask.array as da
+import dask.bag as db
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
 import pytest
+from dask import delayed
 
 pytestmark = pytest.mark.integration
 
@@ -28,3 +36,34 @@ def test_the_raw_get_interface_with_nested_keys_futures_and_a_missing_key(client
     # dask cancels a key that is in neither the graph nor the cluster; shoal waited forever
     with pytest.raises(concurrent.futures.CancelledError, match="not in the graph"):
         client.get({"z": 1}, "missing")
+
+
+class ApiError(Exception):
+    """An exception as libraries write them: its own ``__init__`` arguments, a message
+    passed up (so ``pickle``'s ``cls(*args)`` cannot rebuild it)."""
+
+    def __init__(self, status: int, url: str) -> None:
+        super().__init__(f"{status} from {url}")
+        self.status, self.url = status, url
+
+
+def fetch_partition(df: pd.DataFrame) -> pd.DataFrame:
+    if df.a.iloc[0] >= 5:
+        raise ApiError(503, "http://example.invalid/part")
+    return df
+
+
+def test_errors_inside_collections_keep_their_type_attributes_and_traceback(client):
+    ddf = dd.from_pandas(pd.DataFrame({"a": np.arange(10)}), npartitions=2)
+    with pytest.raises(ApiError) as info:
+        ddf.map_partitions(fetch_partition, meta=ddf._meta).compute()
+    assert info.value.status == 503 and str(info.value).startswith("503 from")
+    tb = "".join(traceback.format_exception(info.type, info.value, info.tb))
+    assert "fetch_partition" in tb  # the worker's frames come back
+    with pytest.raises(ApiError):
+        delayed(fetch_partition)(pd.DataFrame({"a": [7]})).compute()
+    with pytest.raises(TypeError, match="unsupported operand"):
+        db.from_sequence([1, 2, "x"], npartitions=2).map(lambda v: v + "!").compute()
+    with pytest.raises(ZeroDivisionError):
+        da.ones(10, chunks=5).map_blocks(lambda b: b * (1 / 0), dtype=float).compute()
+    assert ddf.a.sum().compute() == 45  # the client is fine afterwards
