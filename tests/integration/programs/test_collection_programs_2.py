@@ -67,3 +67,23 @@ def test_errors_inside_collections_keep_their_type_attributes_and_traceback(clie
     with pytest.raises(ZeroDivisionError):
         da.ones(10, chunks=5).map_blocks(lambda b: b * (1 / 0), dtype=float).compute()
     assert ddf.a.sum().compute() == 45  # the client is fine afterwards
+
+
+@pytest.mark.filterwarnings("ignore:Computing mixed collections")  # dask's own advice
+def test_array_arithmetic_with_a_dataframe_reduction_and_compute_variants(client):
+    # dask computes ``ddf.v.sum()`` while it builds ``arr.mean() + ddf.v.sum()`` and drops
+    # that future; shoal then lost the key between its graph and the release (issue of
+    # this round: LostDataError on the first compute of each such expression).
+    pdf = pd.DataFrame({"k": np.arange(300) % 7, "v": np.linspace(0, 1, 300)})
+    ddf = dd.from_pandas(pdf, npartitions=4)
+    arr = da.ones((100, 10), chunks=10)
+    for _ in range(3):
+        mixed = arr.mean() + ddf.v.sum()
+        assert client.compute(mixed).result(timeout=30) == pytest.approx(1 + pdf.v.sum())
+    futures = client.compute([ddf.k.max(), arr.sum()], traverse=False)
+    assert client.gather(futures) == [6, 1000.0]
+    persisted = client.persist([ddf.v, arr])
+    assert [type(p).__name__ for p in persisted] == ["Series", "Array"]
+    assert persisted[0].sum().compute() == pytest.approx(pdf.v.sum())
+    with dask.config.set(scheduler=client):
+        assert db.from_sequence(range(10), npartitions=3).sum().compute() == 45
