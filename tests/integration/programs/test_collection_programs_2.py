@@ -175,7 +175,8 @@ def test_dataframe_parquet_partitions_reshaping_and_time_series(client, tmp_path
     asof = dd.merge_asof(left, right, left_index=True, right_index=True)
     pd.testing.assert_frame_equal(asof.compute(), sync(asof)[0])
     [written] = left.to_csv(str(tmp_path / "one.csv"), single_file=True)
-    assert len(open(written).read().splitlines()) == n + 1
+    with open(written) as f:
+        assert len(f.read().splitlines()) == n + 1
 
 
 def test_a_persisted_and_a_lazy_dataset_read_by_a_second_client(client):
