@@ -406,6 +406,10 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
                 st = states.get(msg.key)  # type: ignore[attr-defined]
                 if st is not None:
                     self._forget_state(msg.key, st)  # type: ignore[attr-defined]
+                    # (the scheduler's reason reaches the FutureCancelledError's message)
+                    st.error = {"kind": "cancelled", "type": "CancelledError",
+                                "message": msg.reason,  # type: ignore[attr-defined]
+                                "exception": None, "traceback": None, "tb_text": ""}
                     st.settle("cancelled")
             elif kind is DropFunctions:
                 with self._lock:  # the scheduler forgot them: send them again when used

@@ -114,18 +114,37 @@ def submit_graph(
         retries = client._check_retries(retries)
     if not callable(resources):
         resources = client._check_resources(resources)
+    restricted = bool(resources or allow_other_workers or annotations.get("resources")
+                      or annotations.get("allow_other_workers"))
+    # Keys a Future of this client holds are on the cluster already: their rows stay out
+    # (a wanted one's too, if it is a reference to itself). Each is pinned until the graph
+    # is queued, so that its release cannot overtake the graph (see ``_pin``).
+    states = client._states  # a key no Future of this client has is not held (see _held)
+    pins = client._pin([k for k in graph if k in states])
+    try:
+        return _submit_graph(client, graph, wanted, annotations, pins, retries=retries,
+                             priority=priority, workers=workers, local=local, actors=actors,
+                             resources=resources, allow_other_workers=allow_other_workers,
+                             restricted=restricted)
+    finally:
+        for key, st in pins:
+            client._decref(key, st)
+
+
+def _submit_graph(client: Client, graph: dict[Any, GraphNode], wanted: list[Any],
+                  annotations: dict[str, Any], pins: list[tuple[Any, Any]], *, retries: Any,
+                  priority: Any, workers: Any, local: set[Any] | None, actors: Any,
+                  resources: Any, allow_other_workers: Any, restricted: bool
+                  ) -> dict[Any, Future]:
     ann_retries = annotations.get("retries")
     ann_priority = annotations.get("priority")
     ann_workers = annotations.get("workers")
     ann_resources = annotations.get("resources")
     ann_loose = annotations.get("allow_other_workers")
-    restricted = bool(resources or allow_other_workers or ann_resources or ann_loose)
     restrictions: list[tuple[Any, dict[str, float] | None, bool]] = []
-    # Futures held by this client are already on the cluster; don't resubmit them.
-    held = client._held
-    # (the cheap test first: most nodes are tasks, not references to themselves)
+    pinned = {k for k, _ in pins}
     nodes = {k: v for k, v in graph.items()
-             if not (isinstance(v, Alias) and v.target == k and held(k))}
+             if not (k in pinned and isinstance(v, Alias) and v.target == k)}
     _gc.settle()  # (shoal/_gc.py: containers of a graph's existing objects, frozen in bulk mode)
     _check_external_inputs(client, nodes)
     actor_keys = _actor_keys(actors, wanted)
@@ -153,12 +172,11 @@ def submit_graph(
     same_w = ann_workers is None and workers is None
     r, p, w = (retries if same_r else None), (priority if same_p else None), None
     prefixes: dict[Any, str] = {}
-    states = client._states  # a key no Future of this client has is not held (see _held)
     try:
         with client._functions.batch():
             for key in sequence:
                 node = nodes[key]
-                if key in states and held(key) and key not in futures:
+                if key in pinned and key not in futures:
                     continue
                 if local and not local.isdisjoint(node.dependencies):
                     local.add(key)  # an input runs here (rows come inputs first in pieces)
@@ -408,7 +426,9 @@ def get(self: Client, dsk: Any, keys: Any, *, workers: Any = None, retries: int 
         priority: int = 0, resources: Any = None, sync: bool = True,
         allow_other_workers: bool = False, **kwargs: Any) -> Any:
     """dask's scheduler interface: compute ``keys`` of ``dsk`` on the cluster and return
-    the results in the structure of ``keys``.
+    the results in the structure of ``keys`` (``sync=False``: the futures, in that
+    structure). A key neither in ``dsk`` nor held on the cluster raises
+    ``FutureCancelledError`` (dask's "lost dependencies"), not a wait forever.
 
     Tasks that write into an HDF5 file this process has open for writing (``da.store``)
     run here, after their inputs are computed on the cluster: HDF5 allows one writer, and
@@ -421,8 +441,11 @@ def get(self: Client, dsk: Any, keys: Any, *, workers: Any = None, retries: int 
     futures = submit_graph(self, graph, wanted, annotations, retries=retries,
                            priority=priority, workers=workers, local=local,
                            resources=resources, allow_other_workers=allow_other_workers)
+    if not sync and not local:
+        return _pack(keys, futures)  # dask's ``sync=False``: the futures, in keys' shape
     try:
-        values = self.gather(futures, asynchronous=False)  # dask's get blocks, always
+        # dask's get blocks (sync=False with tasks run here too: they need the values)
+        values = self.gather(futures, asynchronous=False)
     finally:
         for f in futures.values():
             f.release()

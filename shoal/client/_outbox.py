@@ -179,6 +179,22 @@ class Outbox(Assembled):
         st = self._states.get(key)
         return st is not None and st.refs > 0
 
+    def _pin(self, keys: Any) -> list[tuple[Any, FutureState]]:
+        """Of ``keys``, those a Future of this client holds now, each counted once more
+        (atomically with the check) so that it stays on the cluster until the caller gives
+        the pins back with ``_decref(key, state)``. A graph that leaves such a key's row out
+        pins it until the graph is queued: a death counted meanwhile on the loop would
+        otherwise send the key's release ahead of the graph that needs it."""
+        pinned = []
+        with self._lock:
+            states = self._states
+            for key in keys:
+                st = states.get(key)
+                if st is not None and st.refs > 0:
+                    st.refs += 1
+                    pinned.append((key, st))
+        return pinned
+
     def _held_keys(self) -> list[Any]:
         return [k for k, st in list(self._states.items()) if st.refs > 0]
 

@@ -143,7 +143,7 @@ def exception_to_error(
 def _pickled_exception(exc: BaseException, short_message: str) -> Serialized | None:
     """The exception pickled, if it round-trips and is not huge; a huge one is replaced by
     the same type carrying the truncated message. None when neither works."""
-    candidates: list[Any] = [exc]
+    candidates: list[Any] = [exc, _Uninitialised(exc)]
     try:
         candidates.append(type(exc)(short_message))
     except BaseException as failure:  # no short copy: the exception itself is tried
@@ -160,6 +160,33 @@ def _pickled_exception(exc: BaseException, short_message: str) -> Serialized | N
                          failure)
             continue
     return None
+
+
+class _Uninitialised:
+    """Pickles as a copy of ``exc`` made without calling its ``__init__``: its args, its
+    attributes and its chain set on a bare instance. For exceptions whose ``__init__``
+    takes arguments of its own and passes a message up (``cls(*exc.args)`` then fails to
+    unpickle), so that the caller can still catch them by type, as with dask."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        e = self.exc
+        chain = (e.__cause__, e.__context__, e.__suppress_context__)
+        return _bare_exception, (type(e), e.args, dict(getattr(e, "__dict__", {})), chain)
+
+
+def _bare_exception(cls: type[BaseException], args: tuple[Any, ...], attrs: dict[str, Any],
+                    chain: tuple[Any, Any, bool]) -> BaseException:
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    for name, value in attrs.items():
+        setattr(exc, name, value)
+    exc.__cause__, exc.__context__, exc.__suppress_context__ = chain
+    return exc
 
 
 def scheduler_error(kind: str, type_name: str, message: str, key: Any, **extra: Any) -> dict[str, Any]:

@@ -206,6 +206,12 @@ class ClientHandlers(StateBase):
         for key in ev.wanted:
             ts = tasks.get(key)
             if ts is None:
+                if not ev.more:  # (a piece names only its own rows; the last, the rest)
+                    # dask's answer to ``get(dsk, "typo")``: cancelled, not a wait forever
+                    self._out.append(ReportCancelled(
+                        ev.client, key,
+                        f"lost dependencies: {key!r} is not in the graph and the cluster "
+                        "holds no such key; ask for keys of the graph you pass"))
                 continue
             wanted_now.append(ts)
             if ts.who_wants:

@@ -407,3 +407,27 @@ def test_delayed_keyword_inputs_literals_and_tuple_keys_reach_the_function(clien
     assert both.compute() == (None, 12)
     with_list = delayed(pair)([a, 5], "text")  # a list of references: a dask Task travels
     assert with_list.compute() == ([2, 5], "text")
+
+
+def test_a_graph_reusing_a_key_whose_last_future_is_being_dropped_still_finds_it(client):
+    # dask builds ``arr.mean() + ddf.v.sum()`` by computing ``ddf.v.sum()`` first and
+    # dropping its future; the client then skipped the key's row ("held"), and the release
+    # counted meanwhile on the loop reached the scheduler before the graph: lost dependency.
+    # Here the death is counted between the check and the graph's sending, every time.
+    x = client.submit(inc, 1, key="reused-x")
+    assert x.result() == 2
+    graph = {"reused-x": Task("reused-x", inc, 1), "reused-y": Task("reused-y", inc,
+                                                                    TaskRef("reused-x"))}
+    original = client._submit_rows
+
+    def submit_rows_after_the_death_is_counted(*args, **kwargs):
+        nonlocal x
+        del x
+        wait_for(lambda: not client._dead, timeout=10)  # ends: the loop counts deaths
+        return original(*args, **kwargs)
+
+    client._submit_rows = submit_rows_after_the_death_is_counted
+    try:
+        assert client.get(graph, "reused-y") == 3
+    finally:
+        del client._submit_rows

@@ -78,6 +78,25 @@ def test_custom_exception_class_round_trips() -> None:
     assert type(exc) is CustomError and str(exc) == "mine"
 
 
+class NeedsTwoArgs(Exception):
+    """A common shape: ``__init__`` takes its own arguments and passes a message up, so
+    pickle's ``cls(*args)`` cannot rebuild it."""
+
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code, self.detail = code, detail
+
+
+def test_exception_with_its_own_init_arguments_keeps_its_type_and_attributes() -> None:
+    # dask.distributed rebuilds such an exception without calling __init__ (``except
+    # NeedsTwoArgs`` works there); shoal raised a RemoteError instead.
+    error = pickle.loads(pickle.dumps(captured(raise_, NeedsTwoArgs(404, "gone"))))
+    exc = error_to_exception(error)
+    assert type(exc) is NeedsTwoArgs
+    assert str(exc) == "404: gone" and (exc.code, exc.detail) == (404, "gone")
+    assert exc.__traceback__ is not None
+
+
 def test_exception_whose_class_cannot_be_unpickled_becomes_remote_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -81,3 +81,14 @@ def test_cancelled_task_submitted_again_runs_afresh(sim: Sim) -> None:
     sim.cancel("a")
     assert computes(sim.submit([row("a")])) == [("w1", "a")]
     assert of(sim.finish("a"), ReportDone) == [ReportDone("c", "a", 8, "int", None)]
+
+
+def test_a_wanted_key_neither_in_the_graph_nor_on_the_cluster_is_cancelled(sim: Sim) -> None:
+    # client.get({"z": 1}, "missing"): dask cancels the future ("lost dependencies"); a
+    # key no one will ever compute must not leave its caller waiting forever.
+    sim.join("w1")
+    out = sim.submit([row("a")], wanted=["a", "missing"])
+    (report,) = of(out, ReportCancelled)
+    assert (report.client, report.key) == (sim.client, "missing")
+    assert "not in the graph" in report.reason
+    assert "missing" not in sim.state.tasks and sim.states("a") == ["processing"]
