@@ -141,7 +141,11 @@ def test_print_and_warn_in_tasks_show_in_the_notebook_cell(tmp_path: Path, kerne
     )
     runner.execute()
     cell = nb.cells[1]
-    streams = {out.name: out.text for out in cell.outputs if out.output_type == "stream"}
+    # The kernel may flush one print as several stream outputs (text, then its newline).
+    streams: dict[str, str] = {}
+    for out in cell.outputs:
+        if out.output_type == "stream":
+            streams[out.name] = streams.get(out.name, "") + out.text
     assert "hello from a task 42" in streams.get("stdout", ""), cell.outputs
     assert "careful from a task" in streams.get("stderr", ""), cell.outputs
     wait_for(lambda: not processes_in(tmp_path), timeout=30)
