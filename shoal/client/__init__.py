@@ -1,8 +1,9 @@
 """The user-facing client: Client, Future, as_completed, wait, dask integration.
 
-``shoal.client.ClosedClientError`` is dask's ``distributed.client.ClosedClientError``.
+``shoal.client.ClosedClientError`` and ``shoal.client.FutureCancelledError`` are dask's
+``distributed.client`` names.
 """
 
-from shoal.protocol._errors import ClosedClientError
+from shoal.protocol._errors import ClosedClientError, FutureCancelledError
 
-__all__ = ["ClosedClientError"]
+__all__ = ["ClosedClientError", "FutureCancelledError"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import _thread
 import asyncio
-import concurrent.futures
 import functools
 import logging
 import threading
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from dask._task_spec import TaskRef
 
 from shoal import _loop
+from shoal.protocol._errors import FutureCancelledError as FutureCancelledError
 from shoal.protocol._serialize import Serialized, loads
 
 if TYPE_CHECKING:
@@ -29,11 +29,6 @@ _NO_VALUE = object()
 _callbacks_lock = threading.Lock()
 
 logger = logging.getLogger("shoal.client")
-
-
-class FutureCancelledError(concurrent.futures.CancelledError):
-    """A cancelled future's result was asked for (dask's name). A subclass, so that it
-    crosses asyncio's future chaining as is (which turns the base class into asyncio's)."""
 
 
 # Inline results of at most this many bytes pickled are shared between futures, up to this

@@ -71,12 +71,20 @@ class KilledWorker(Exception):
         )
 
 
-class LostDataError(concurrent.futures.CancelledError):
-    """Data held only by a worker that died cannot be recomputed (it was scattered), or a
-    graph needs a key the cluster no longer holds (released, or taken by a restart).
+class FutureCancelledError(concurrent.futures.CancelledError):
+    """A cancelled future's result was asked for (dask's name,
+    ``distributed.client.FutureCancelledError``). A subclass, so that it crosses asyncio's
+    future chaining as is (which turns the base class into asyncio's)."""
 
-    A ``CancelledError``, as dask raises a ``FutureCancelledError`` ("lost dependencies",
-    "already forgotten") in these cases: a program's ``except CancelledError`` catches it."""
+
+class LostDataError(FutureCancelledError):
+    """Data held only by a worker that died cannot be recomputed (it was scattered), or a
+    graph needs a key the cluster no longer holds (released, cancelled, or taken by a
+    restart).
+
+    A ``FutureCancelledError``, as dask raises one ("lost dependencies", "already
+    forgotten") in these cases: a program's ``except FutureCancelledError`` (or
+    ``except CancelledError``) catches it."""
 
 
 class Reschedule(Exception):

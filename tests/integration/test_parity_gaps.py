@@ -270,3 +270,19 @@ def test_benchmark_hardware_defaults_are_dasks() -> None:
     assert _benchmark.MEMORY == (("2 kiB", "10 kiB", "100 kiB", "1 MiB", "10 MiB"), 0.2)
     assert _benchmark.NETWORK == (("1 kiB", "10 kiB", "100 kiB", "1 MiB", "10 MiB", "50 MiB"),
                                   1.0)
+
+
+def test_computing_a_collection_whose_persisted_futures_were_cancelled_raises_future_cancelled(
+        local: Client) -> None:
+    # dask: FutureCancelledError ("lost dependencies"); shoal's LostDataError is one.
+    import dask.array as da
+
+    from shoal import LostDataError, futures_of
+    from shoal.client import FutureCancelledError
+
+    x = local.persist(da.arange(20, chunks=5))
+    assert int(local.compute(x.sum()).result(timeout=30)) == 190
+    local.cancel(futures_of(x))
+    with pytest.raises(FutureCancelledError) as info:
+        local.compute((x + 1).sum()).result(timeout=30)
+    assert isinstance(info.value, LostDataError)
