@@ -2,8 +2,8 @@
 ``Client.current`` (dask.distributed's names and semantics).
 
 Owns: the worker's own Client (created on first use inside a task, connected over TCP to
-the worker's scheduler, cached per worker, closed with the worker) and the choice between
-it and the user's newest client. Must not know the executor's threads (``secede`` and
+the worker's scheduler, shared by the workers of one process, closed with the last of them)
+and the choice between it and the user's newest client. Must not know the executor's threads (``secede`` and
 ``rejoin`` are ``shoal/worker/_context.py``'s).
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,14 @@ if TYPE_CHECKING:
     from shoal.worker._server import Worker
 
 _create_lock = threading.Lock()  # one worker client per worker, even when tasks race
+# The workers of one process share one client per scheduler, as dask's do (``shoal worker
+# --no-nanny --nworkers N``, a processes=False cluster): with a client each, the newest took
+# dask's default scheduler from the others, so ``x.compute()`` in their tasks ran on a
+# client worker_client() had not given them, and on a closed one once its worker left.
+# Guarded by _users_lock, which is never held across a wait (closing takes it on the loop).
+_shared: dict[str, Client] = {}
+_users: dict[int, weakref.WeakSet[Any]] = {}  # by id(client): the workers using it
+_users_lock = threading.Lock()
 
 
 def get_client(address: str | None = None, timeout: float | str | None = None,
@@ -114,10 +123,20 @@ def _client_of(worker: Worker, timeout: float) -> Client:
     client: Client | None = worker._client
     if client is not None and client.status == "running":
         return client
+    address = worker.scheduler_address
     with _create_lock:
         client = worker._client
         if client is None or client.status != "running":
-            client = _connect(worker.scheduler_address, timeout, worker.security)
+            with _users_lock:
+                client = _shared.get(address)
+                if client is not None and client.status == "running":
+                    _users[id(client)].add(worker)
+                    worker._client = client
+                    return client
+            client = _connect(address, timeout, worker.security)
+            with _users_lock:
+                _shared[address] = client
+                _users[id(client)] = weakref.WeakSet([worker])
             worker._client = client
     return client
 
@@ -145,9 +164,21 @@ def close_worker_client(worker: Any) -> None:
     (which may be shoal's shared loop itself): its connection closes on that loop, and the
     loss settles whatever its tasks still wait for (as "lost")."""
     client, worker._client = worker._client, None
-    if client is not None:
-        _channel.close_all(client)  # its tasks' Lock channels: waiting tasks hear it
-    conn = None if client is None else client._conn
+    if client is None:
+        return
+    with _users_lock:
+        users = _users.get(id(client))
+        if users is not None:
+            users.discard(worker)
+            if len(users):
+                return  # other workers of this process still use it
+            del _users[id(client)]
+        if _shared.get(worker.scheduler_address) is client:
+            del _shared[worker.scheduler_address]
+    _channel.close_all(client)  # its tasks' Lock channels: waiting tasks hear it
+    if client._is_default:  # hand dask's default back (see Client._step_down_as_default)
+        client._step_down_as_default()
+    conn = client._conn
     if conn is not None:
         _loop.call_soon(conn.close)
 

@@ -27,19 +27,26 @@ class ServerHandle:
     one close (``await server.close()``), and ``await server.finished()``.
 
     ``status`` is dask's, as a string: ``"init"``, ``"running"``, ``"closing"``,
-    ``"closed"`` or ``"failed"`` (the start raised).
+    ``"closed"`` or ``"failed"`` (the start raised); a kind may answer more (the public
+    ``Worker``: the running worker's own ``Status``).
     """
 
     _kind = "Server"
 
     def __init__(self) -> None:
-        self.status = "init"
+        self._phase = "init"  # of the start and close (see status)
         self._server: Any = None  # the shoal server, made at construction or at start
         # All three live on shoal's loop (asyncio objects bind to it on first use).
         self._start_task: asyncio.Task[None] | None = None
         self._start_ended = asyncio.Event()
         self._closing: asyncio.Task[None] | None = None
         self._close_called = asyncio.Event()
+
+    @property
+    def status(self) -> Any:
+        """Where it is in its life: ``"init"``, ``"running"``, ``"closing"``, ``"closed"``
+        or ``"failed"``."""
+        return self._phase
 
     # --- what each kind does, on shoal's loop ------------------------------------------------
 
@@ -114,11 +121,11 @@ class ServerHandle:
         except BaseException:  # not swallowed: what started is closed, then re-raised
             self._start_ended.set()
             await self._close_here(None)
-            self.status = "failed"
+            self._phase = "failed"
             raise
         self._start_ended.set()
-        if self.status == "init":
-            self.status = "running"
+        if self._phase == "init":
+            self._phase = "running"
 
     async def _close_here(self, timeout: float | None) -> None:
         if self._closing is None:
@@ -127,7 +134,7 @@ class ServerHandle:
         await asyncio.shield(self._closing)
 
     async def _close_once(self, timeout: float | None) -> None:
-        self.status = "closing"
+        self._phase = "closing"
         start = self._start_task
         if start is not None and not start.done() and not self._start_ended.is_set():
             start.cancel()
@@ -143,7 +150,7 @@ class ServerHandle:
                     self._kill_now()
             except Exception:  # logged: the close still ends, and status says closed
                 logger.exception("closing %r failed", self)
-        self.status = "closed"
+        self._phase = "closed"
 
     async def _finished_here(self) -> None:
         start = self._start_task

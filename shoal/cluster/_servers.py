@@ -394,8 +394,20 @@ class Worker(ServerHandle):
         """The values it holds, by key (empty before it starts)."""
         return {} if self._server is None else self._server.data
 
+    @property
+    def status(self) -> Any:
+        """What ``get_worker().status`` says of a worker, as dask's ``Status`` (a ``str``
+        too: ``== "running"`` holds): while it runs, the running worker's own (``running``,
+        ``paused``, ``closing``...); else where the handle is (``init``, ``closed``,
+        ``failed``...)."""
+        from shoal.worker._surface import Status
+
+        if self._phase == "running" and self._server is not None:
+            return self._server.status
+        return Status(self._phase)
+
     def __repr__(self) -> str:
-        return (f"<Worker {self.address!r}, name: {self.name}, status: {self.status}, "
+        return (f"<Worker {self.address!r}, name: {self.name}, status: {self.status.value}, "
                 f"nthreads: {self.nthreads}>")
 
     if not TYPE_CHECKING:  # (for the type checker, this class's attributes stay checked)

@@ -28,6 +28,7 @@ class Status(str, enum.Enum):
     paused = "paused"
     closing = "closing"
     closed = "closed"
+    failed = "failed"  # (a shoal.Worker started by hand whose start raised)
 
     def __str__(self) -> str:
         return f"Status.{self.name}"

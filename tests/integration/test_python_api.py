@@ -210,3 +210,25 @@ def test_off_loopback_workers_need_the_token_the_scheduler_made_up(no_leftovers,
                     assert await client.submit(sum, [1, 2]) == 3
 
     run(main)
+
+
+def status_in_a_task() -> tuple[str, bool, str]:
+    status = get_worker().status
+    return status.name, status == "running", type(status).__name__
+
+
+def test_worker_started_by_hand_has_the_status_a_task_reads(no_threads_left):
+    # dask's get_worker().status is a Status member (.name); a shoal.Worker started by hand
+    # is what get_worker() returns in its tasks, so it must answer the same way throughout.
+    async def main() -> None:
+        w = Worker("tcp://127.0.0.1:1", nthreads=1)
+        assert w.status.name == "init" and w.status == "init"
+        async with Scheduler(dashboard_address=None) as s, Worker(s.address, nthreads=1) as w, \
+                Client(s.address, asynchronous=True) as c:
+            name, running, kind = await c.submit(status_in_a_task, pure=False)
+            assert (name, running, kind) == ("running", True, "Status")
+            assert w.status.name == "running" and w.status is w._server.status
+            assert "status: running" in repr(w)
+        assert w.status.name == "closed" and w.status == "closed"
+
+    run(main)

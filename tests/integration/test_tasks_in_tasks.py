@@ -128,6 +128,49 @@ def test_dask_compute_in_a_task_runs_on_the_workers_client(client: Client) -> No
     assert client.submit(compute_inside, 1, pure=False).result(timeout=30) == (2, True)
 
 
+def compute_inside_on(n):
+    """compute_inside, with which worker ran it and which client object it used."""
+    value, is_default = compute_inside(n)
+    return get_worker().name, os.getpid(), id(get_client()), value, is_default
+
+
+def test_workers_sharing_a_process_share_the_default_client(make_client, tmp_path) -> None:
+    # `shoal worker --no-nanny --nworkers 2`: two workers in one process with no user
+    # client. Each had a client of its own, the newer taking dask's default from the older:
+    # x.compute() in the older worker's tasks ran on the other's client (not the one
+    # worker_client() gave them), and once the newer worker retired, on a closed client
+    # (ClosedClientError). As in dask, they share one client, the process's default.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    c = make_client(n_workers=0)
+    cli = str(Path(sys.executable).with_name("shoal"))
+    with (tmp_path / "workers.log").open("w") as log:
+        proc = subprocess.Popen([cli, "worker", c.scheduler_address, "--no-nanny",
+                                 "--nworkers", "2", "--nthreads", "1", "--name", "w"],
+                                stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        c.wait_for_workers(2, timeout=120)
+        by_name = {info["name"]: addr for addr, info in c.scheduler_info()["workers"].items()}
+
+        def on(name):
+            return c.submit(compute_inside_on, 1, workers=[by_name[name]],
+                            pure=False).result(timeout=60)
+
+        runs = [on("w-0"), on("w-1"), on("w-0")]
+        assert [(name, value, is_default) for name, _, _, value, is_default in runs] == [
+            ("w-0", 2, True), ("w-1", 2, True), ("w-0", 2, True)]
+        assert len({(pid, cid) for _, pid, cid, _, _ in runs}) == 1  # one client, shared
+        c.retire_workers([by_name["w-1"]])
+        wait_for(lambda: len(c.scheduler_info()["workers"]) == 1, timeout=60)
+        assert on("w-0")[3:] == (2, True)  # the retired worker's leaving closed nothing
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def test_workers_client_in_this_process_leaves_dask_default_alone(make_client) -> None:
     import dask
 
