@@ -1,0 +1,301 @@
+"""Operations and observability programs, as people at work write them against
+dask.distributed (each was run there first): progress bars over a computed collection,
+the task stream saved to a file, stories and events, waiting for workers with a deadline,
+dask's own built-in plugins, several clients on one cluster sharing data, tasks that
+submit and wait for their own work, the futures API's waiting and callbacks, and a
+cluster scaled, adapted and closed before its client."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from shoal import (
+    Client,
+    LocalCluster,
+    Queue,
+    SchedulerPlugin,
+    Variable,
+    WorkerPlugin,
+    as_completed,
+    fire_and_forget,
+    get_client,
+    get_task_stream,
+    get_worker,
+    performance_report,
+    progress,
+    rejoin,
+    secede,
+    wait,
+    worker_client,
+)
+
+from .._helpers import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def inc(x: int) -> int:
+    return x + 1
+
+
+def slow_block(b: np.ndarray) -> np.ndarray:
+    time.sleep(0.02)
+    return b
+
+
+def test_progress_of_a_computed_collection_counts_the_graph_behind_it(client):
+    # dask's bar over client.compute(x.sum()) drains the whole graph; counting only the
+    # one future showed 0/1 until the very end.
+    x = da.ones((80, 80), chunks=10).map_blocks(slow_block)
+    total = client.compute(x.sum())
+    out = io.StringIO()
+    progress(total, file=out)
+    text = out.getvalue()
+    assert "sum-partial" in text and "64/64" in text, text  # the 64 fused blocks
+    assert total.result(timeout=30) == 6400
+    # The plugin that counted is gone once the bars are done.
+    names = client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.plugins))
+    assert not [n for n in names if n.startswith("shoal-progress")]
+    flat = io.StringIO()
+    progress(client.compute(x.sum() + 1), multi=False, file=flat)
+    assert "all tasks" in flat.getvalue()
+
+
+def test_task_stream_saved_to_a_file_and_its_records(client, tmp_path):
+    path = tmp_path / "stream.html"
+    with get_task_stream(plot="save", filename=str(path)) as ts:
+        client.gather(client.map(inc, range(5), key=[f"ops-ts-{i}" for i in range(5)]))
+    assert ts.figure is None  # dask's bokeh figure: shoal makes none
+    assert {f"ops-ts-{i}" for i in range(5)} <= {r["key"] for r in ts.data}
+    page = path.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "ops-ts" in page
+    data, figure = client.get_task_stream(count=2, plot="save", filename=str(tmp_path / "b.html"))
+    assert len(data) == 2 and figure is None and (tmp_path / "b.html").exists()
+    with pytest.raises(NotImplementedError, match="plot='save'"):
+        client.get_task_stream(plot=True)
+    report = tmp_path / "report.html"
+    with performance_report(filename=str(report)):
+        da.ones(100, chunks=10).sum().compute()
+    assert "Task stream" in report.read_text()
+
+
+def emit(i: int) -> int:
+    get_worker().log_event("ops-work", {"i": i})
+    return i
+
+
+def test_story_of_several_keys_and_events_logged_by_tasks(client):
+    a = client.submit(inc, 1, key="ops-story-a")
+    b = client.submit(inc, a, key="ops-story-b")
+    b.result(timeout=30)
+    rows = client.story("ops-story-a", b)
+    assert {r[0] for r in rows} == {"scheduler"}
+    assert {r[1] for r in rows} == {"ops-story-a", "ops-story-b"}
+    assert ("ops-story-b", "processing", "memory") in [r[1:4] for r in rows]
+    got: list = []
+    client.subscribe_topic("ops-work", got.append)
+    try:
+        client.gather(client.map(emit, range(3)))
+        wait_for(lambda: len(got) == 3, timeout=30)
+    finally:
+        client.unsubscribe_topic("ops-work")
+    workers = set(client.scheduler_info()["workers"])
+    assert sorted(m["i"] for _, m in got) == [0, 1, 2]
+    assert {m["worker"] for _, m in got} <= workers  # dask says which worker logged it
+    client.log_event(["ops-t1", "ops-t2"], "both")
+    assert [m for _, m in client.get_events("ops-t2")] == ["both"]
+    logs = client.get_worker_logs(n=1)
+    assert set(logs) == workers and all(len(v) == 1 for v in logs.values())
+    assert len(client.get_scheduler_logs(n=2)) == 2
+
+
+def test_wait_for_workers_past_its_deadline_raises_timeout_error(client):
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="only 2 of 5 workers"):
+        client.wait_for_workers(5, timeout=0.3)
+    assert time.monotonic() - started < 10
+    client.wait_for_workers(2, timeout="10s")  # dask's durations
+
+
+def test_dask_builtin_plugins_fail_fast_and_shoal_ones_work(client, tmp_path):
+    import distributed.diagnostics.plugin as dask_plugins
+
+    from shoal import UploadDirectory
+
+    (tmp_path / "ops_dir_mod.py").write_text("V = 7\n")
+    with pytest.raises(TypeError, match=r"use shoal\.UploadDirectory"):
+        client.register_plugin(dask_plugins.UploadDirectory(str(tmp_path), update_path=True))
+    with pytest.raises(TypeError, match=r"use shoal\.PipInstall"):
+        client.register_plugin(dask_plugins.PipInstall(["toolz"]))
+    answers = client.register_plugin(UploadDirectory(str(tmp_path), update_path=True))
+    assert {v["status"] for v in answers.values()} == {"OK"}
+    assert set(client.run(lambda: __import__("ops_dir_mod").V).values()) == {7}
+
+
+class Tag(WorkerPlugin):
+    name = "ops-tag"
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+
+    def setup(self, worker) -> None:
+        worker.ops_tag = self.tag
+
+    def teardown(self, worker) -> None:
+        worker.ops_tag = None
+
+
+class Finished(SchedulerPlugin):
+    name = "ops-finished"
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def transition(self, key, start, finish, *args, **kwargs) -> None:
+        if finish == "memory":
+            self.n += 1
+
+
+async def worker_address(dask_worker) -> str:
+    return dask_worker.address
+
+
+def test_plugins_registered_and_removed_and_async_run(client):
+    assert client.register_plugin(Finished()) is None
+    try:
+        client.gather(client.map(inc, range(5), pure=False))
+        assert client.run_on_scheduler(
+            lambda dask_scheduler: dask_scheduler.plugins["ops-finished"].n) >= 5
+    finally:
+        client.unregister_scheduler_plugin("ops-finished")
+    client.register_plugin(Tag("blue"))
+    assert set(client.run(lambda dask_worker: dask_worker.ops_tag).values()) == {"blue"}
+    client.unregister_worker_plugin("ops-tag")
+    assert set(client.run(lambda dask_worker: dask_worker.ops_tag).values()) == {None}
+    with pytest.raises(ValueError, match="ops-nope"):
+        client.unregister_worker_plugin("ops-nope")
+    runs = client.run(worker_address)
+    assert runs == {w: w for w in client.scheduler_info()["workers"]}
+
+
+def gather_own(n: int) -> int:
+    c = get_client()
+    futs = c.map(inc, range(n), pure=False)
+    secede()
+    total = sum(c.gather(futs))
+    rejoin()
+    return total
+
+
+def through_worker_client(n: int) -> int:
+    with worker_client() as c:
+        return sum(c.gather(c.map(inc, range(n))))
+
+
+def produce(name: str, n: int) -> None:
+    q = Queue(name)
+    for i in range(n):
+        q.put(i)
+    Variable(f"{name}-done").set("yes")
+
+
+def test_several_clients_on_one_cluster_share_data(client):
+    address = client.scheduler.address
+    with Client(address, set_as_default=False) as a, Client(address, set_as_default=False) as b:
+        x = a.submit(inc, 1, key="ops-shared-x")
+        a.publish_dataset(ops_x=x)
+        try:
+            assert b.get_dataset("ops_x").result(timeout=30) == 2
+            Variable("ops-var", client=a).set(x)
+            assert Variable("ops-var", client=b).get(timeout=10).result(timeout=30) == 2
+            q = Queue("ops-q", client=a)
+            q.put(5)
+            q.put(x)
+            qb = Queue("ops-q", client=b)
+            assert qb.get(timeout=10) == 5 and qb.get(timeout=10).result(timeout=30) == 2
+            with pytest.raises(TimeoutError):
+                qb.get(timeout=0.1)
+        finally:
+            a.unpublish_dataset("ops_x")
+        assert a.submit(gather_own, 10).result(timeout=30) == 55
+        assert a.submit(through_worker_client, 10).result(timeout=30) == 55
+        fire_and_forget(a.submit(produce, "ops-q2", 3, pure=False))
+        q2 = Queue("ops-q2", client=b)
+        assert [q2.get(timeout=10) for _ in range(3)] == [0, 1, 2]
+        assert Variable("ops-q2-done", client=b).get(timeout=10) == "yes"
+        left = b.submit(inc, 5)
+        b.close()
+        assert a.submit(inc, 10).result(timeout=30) == 11 and left.status == "cancelled"
+
+
+def odd_fails(x: int) -> int:
+    if x % 2:
+        raise ValueError(f"odd {x}")
+    return x
+
+
+def test_waiting_and_callbacks_of_the_futures_api(client, gate):
+    from .._helpers import gated
+
+    held = client.submit(gated, gate.path, 1, pure=False)
+    with pytest.raises(TimeoutError):
+        held.result(timeout=0.05)
+    fast = client.submit(inc, 1)
+    done, not_done = wait([held, fast], timeout=30, return_when="FIRST_COMPLETED")
+    assert done == {fast} and not_done == {held}
+    with pytest.raises(TimeoutError):
+        wait([held], timeout=0.05)
+    gate.open()
+    assert held.result(timeout=30) == 1
+    futs = client.map(odd_fails, range(6))
+    seen = sorted((f.status, type(r).__name__)
+                  for f, r in as_completed(futs, with_results=True, raise_errors=False))
+    assert seen == [("error", "tuple")] * 3 + [("finished", "int")] * 3
+    stream = as_completed(client.map(inc, range(20)), with_results=True)
+    assert sum(len(batch) for batch in stream.batches()) == 20
+    called = threading.Event()
+    statuses = []
+    fut = client.submit(inc, 41, key="ops-answer")
+    fut.add_done_callback(lambda f: (statuses.append((f.status, f.key)), called.set()))
+    assert called.wait(30) and statuses == [("finished", "ops-answer")]
+    bad = client.submit(odd_fails, 3, key=("ops-bad", 3))
+    assert isinstance(bad.exception(timeout=30), ValueError) and bad.traceback() is not None
+    assert bad.key == ("ops-bad", 3)
+
+
+def test_a_cluster_scaled_adapted_and_closed_before_its_client():
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None,
+                           timeout=180)
+    client = Client(cluster)
+    try:
+        assert client.get_versions(check=True)["client"]["packages"]["dask"]
+        cluster.scale(2)
+        client.wait_for_workers(2, timeout=60)
+        futs = client.map(inc, range(10))
+        wait(futs, timeout=30)
+        cluster.scale(1)
+        wait_for(lambda: len(client.scheduler_info()["workers"]) == 1, timeout=30)
+        assert client.gather(futs) == list(range(1, 11))
+        assert type(cluster.adapt(minimum=1, maximum=2, interval="100ms")).__name__ == "Adaptive"
+        client.restart(wait_for_workers=False)
+        assert [f.status for f in futs] == ["cancelled"] * 10
+        assert client.submit(inc, 1, pure=False).result(timeout=60) == 2
+    finally:
+        cluster.close()
+    assert client.status == "closed"
+    with pytest.raises(RuntimeError, match="closed"):
+        client.submit(inc, 2)
+    client.close()  # closing again after its cluster is fine
+
+
+def test_the_report_path_is_a_pathlib_path(client, tmp_path: Path):
+    with performance_report(filename=tmp_path / "p.html"):
+        client.submit(inc, 1, pure=False).result(timeout=30)
+    assert (tmp_path / "p.html").read_text().startswith("<!DOCTYPE html>")
