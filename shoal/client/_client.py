@@ -152,8 +152,9 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
             a ``LocalCluster`` with the remaining keyword arguments (``n_workers``,
             ``threads_per_worker``, ``processes``, ``memory_limit``,
             ``dashboard_address``...).
-        timeout: seconds to keep trying to reach the scheduler (a scheduler not up yet
-            is retried, as in dask); default ``distributed.comm.timeouts.connect``.
+        timeout: seconds (or a duration such as ``"10s"``) to keep trying to reach the
+            scheduler (a scheduler not up yet is retried, as in dask); default
+            ``distributed.comm.timeouts.connect``.
         set_as_default: make this client dask's scheduler (``dask.compute`` runs here).
         scheduler_file: a file written by ``shoal scheduler --scheduler-file`` (address and
             token), waited for up to ``timeout`` seconds; instead of ``address``.
@@ -189,8 +190,8 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
     ) -> None:
         if timeout is _timeouts.NO_DEFAULT:
             timeout = _timeouts.connect_timeout()
-        elif timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        else:  # seconds or a dask duration ("30s"), as dask's Client takes it
+            timeout = _timeouts.seconds(timeout, "Client", None)
         self._asynchronous = bool(asynchronous)
         self.status = "connecting"
         self.id = name or f"Client-{uuid.uuid4().hex[:8]}"

@@ -270,12 +270,33 @@ def test_waiting_and_callbacks_of_the_futures_api(client, gate):
     assert bad.key == ("ops-bad", 3)
 
 
+class Membership(SchedulerPlugin):
+    name = "ops-members"
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    def add_worker(self, scheduler, worker) -> None:
+        self.log.append("add")
+
+    def remove_worker(self, scheduler, worker, **kwargs) -> None:
+        self.log.append("remove")
+
+    def restart(self, scheduler) -> None:
+        self.log.append("restart")
+
+
+def membership_log(dask_scheduler) -> list[str]:
+    return list(dask_scheduler.plugins["ops-members"].log)
+
+
 def test_a_cluster_scaled_adapted_and_closed_before_its_client():
     cluster = LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None,
                            timeout=180)
-    client = Client(cluster)
+    client = Client(cluster, timeout="60s")
     try:
         assert client.get_versions(check=True)["client"]["packages"]["dask"]
+        client.register_plugin(Membership())
         cluster.scale(2)
         client.wait_for_workers(2, timeout=60)
         futs = client.map(inc, range(10))
@@ -283,10 +304,14 @@ def test_a_cluster_scaled_adapted_and_closed_before_its_client():
         cluster.scale(1)
         wait_for(lambda: len(client.scheduler_info()["workers"]) == 1, timeout=30)
         assert client.gather(futs) == list(range(1, 11))
+        # A plugin hears of a worker retired by scale-down, as of one that joined.
+        assert client.run_on_scheduler(membership_log) == ["add", "remove"]
         assert type(cluster.adapt(minimum=1, maximum=2, interval="100ms")).__name__ == "Adaptive"
         client.restart(wait_for_workers=False)
         assert [f.status for f in futs] == ["cancelled"] * 10
         assert client.submit(inc, 1, pure=False).result(timeout=60) == 2
+        log = client.run_on_scheduler(membership_log)
+        assert log[2:4] == ["restart", "remove"] and log.count("add") >= 2, log  # as dask
     finally:
         cluster.close()
     assert client.status == "closed"
