@@ -324,3 +324,43 @@ def test_the_report_path_is_a_pathlib_path(client, tmp_path: Path):
     with performance_report(filename=tmp_path / "p.html"):
         client.submit(inc, 1, pure=False).result(timeout=30)
     assert (tmp_path / "p.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_coordination_primitives_are_awaitable_on_an_asynchronous_client(client):
+    # dask: with an asynchronous client every primitive's call returns an awaitable; shoal
+    # returned the plain value (or None), so `await v.set(5)` raised TypeError.
+    import asyncio
+
+    from shoal import Event, Lock, MultiLock, Semaphore
+
+    async def main(address: str) -> dict:
+        async with Client(address, asynchronous=True, set_as_default=False) as c:
+            got = {}
+            v = Variable("ops-async-var", client=c)
+            await v.set(5)
+            got["var"] = await v.get(timeout=10)
+            await v.delete()
+            q = Queue("ops-async-q", client=c)
+            await q.put(1)
+            got["qsize"] = await q.qsize()
+            got["queue"] = await q.get(timeout=10)
+            e = Event("ops-async-ev", client=c)
+            await e.set()
+            got["event"] = (await e.wait(timeout=10), await e.is_set())
+            await e.clear()
+            lock = Lock("ops-async-lock", client=c)
+            async with lock:
+                got["locked"] = await lock.locked()
+            got["acquired"] = await lock.acquire(timeout=10)
+            await lock.release()
+            sem = Semaphore(2, name="ops-async-sem", client=c)
+            async with sem:
+                got["sem"] = await sem.get_value()
+            multi = MultiLock(["ops-async-m1", "ops-async-m2"], client=c)
+            async with multi:
+                got["multi"] = multi.locked()
+            return got
+
+    got = asyncio.run(asyncio.wait_for(main(client.scheduler.address), 60))
+    assert got == {"var": 5, "qsize": 1, "queue": 1, "event": (True, True), "locked": True,
+                   "acquired": True, "sem": 1, "multi": True}
