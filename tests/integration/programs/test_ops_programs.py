@@ -41,6 +41,17 @@ from .._helpers import wait_for
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(autouse=True)
+def _let_go_of_futures():
+    """The session cluster is shared: futures a test leaves in reference cycles (a failed
+    future's traceback holds the frame that holds it) are collected after it, so their
+    keys do not stay on the cluster for tests that count its tasks."""
+    yield
+    import gc
+
+    gc.collect()
+
+
 def inc(x: int) -> int:
     return x + 1
 
@@ -215,6 +226,7 @@ def test_several_clients_on_one_cluster_share_data(client):
             assert b.get_dataset("ops_x").result(timeout=30) == 2
             Variable("ops-var", client=a).set(x)
             assert Variable("ops-var", client=b).get(timeout=10).result(timeout=30) == 2
+            Variable("ops-var", client=a).delete()  # lets go of x: the cluster forgets it
             q = Queue("ops-q", client=a)
             q.put(5)
             q.put(x)
@@ -364,3 +376,39 @@ def test_coordination_primitives_are_awaitable_on_an_asynchronous_client(client)
     got = asyncio.run(asyncio.wait_for(main(client.scheduler.address), 60))
     assert got == {"var": 5, "qsize": 1, "queue": 1, "event": (True, True), "locked": True,
                    "acquired": True, "sem": 1, "multi": True}
+
+
+def test_cancelled_futures_in_as_completed_and_wait(client, gate):
+    import concurrent.futures
+
+    from .._helpers import gated
+
+    held = client.submit(gated, gate.path, 1, pure=False)
+    quick = client.submit(inc, 1)
+    stream = as_completed([held, quick], with_results=True)
+    held.cancel()
+    seen = {f.status: r for f, r in stream}  # dask yields a cancelled one with its error
+    assert seen["finished"] == 2
+    assert isinstance(seen["cancelled"], concurrent.futures.CancelledError)
+    with pytest.raises(concurrent.futures.CancelledError, match="1 future"):
+        wait([held, quick], timeout=30)
+    with pytest.raises(concurrent.futures.CancelledError):
+        wait([held, quick], timeout=30, return_when="FIRST_COMPLETED")
+
+
+def test_the_programs_leave_no_task_behind(client):
+    # The session cluster is shared: nothing above may keep a key alive (a Variable or a
+    # dataset holding a future) or leave a progress plugin registered. Futures caught in
+    # reference cycles (a failed future's traceback holds the frame that holds it) go
+    # with a collection, as with dask.
+    import gc
+
+    gc.collect()
+    count = lambda: client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))  # noqa: E731
+    left = lambda: client.run_on_scheduler(lambda dask_scheduler: {k: (v.state, sorted(v.who_wants)) for k, v in dask_scheduler.tasks.items()})  # noqa: E731
+    try:
+        wait_for(lambda: count() == 0, timeout=5)
+    except AssertionError:
+        raise AssertionError(left()) from None
+    assert not [n for n in client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.plugins))
+                if n.startswith("shoal-progress")]
