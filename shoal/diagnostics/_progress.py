@@ -145,7 +145,8 @@ class GraphCounts:
 
         name = f"shoal-progress-{uuid.uuid4().hex}"
         plugin = GraphProgress([f.key for f in futures], complete=complete,
-                               multi=state.multi, group=TOTAL)
+                               multi=state.multi, group=TOTAL, name=name,
+                               owner=str(getattr(client, "id", "")))
         try:
             client.register_plugin(plugin, name=name)
         except Exception as exc:  # the display still runs, counting the futures alone

@@ -30,7 +30,10 @@ class GraphProgress(SchedulerPlugin):
         multi: one group per prefix (True) or one for everything (``group``).
     """
 
-    def __init__(self, keys: list[Any], complete: bool, multi: bool, group: str) -> None:
+    def __init__(self, keys: list[Any], complete: bool, multi: bool, group: str,
+                 name: str = "", owner: str = "") -> None:
+        self.name = name
+        self.owner = owner  # the client whose display reads it: it goes when that one does
         self.roots = list(keys)
         self.complete = complete
         self.multi = multi
@@ -81,6 +84,23 @@ class GraphProgress(SchedulerPlugin):
                 self._finish(key, finish == "erred")
         if key in self.pending and self._tasks is not None:
             self._walk(key)
+
+    def remove_client(self, scheduler: Any, client: str) -> Any:
+        """The display's client left without unregistering (it closed while the bars ran,
+        or its process died): the plugin removes itself, so the scheduler stops feeding a
+        transition hook nobody reads."""
+        # The scheduler names a client that connects over TCP "<its id>-<n>".
+        head, _, n = client.rpartition("-")
+        if not self.name or not self.owner or (
+                client != self.owner and not (head == self.owner and n.isdigit())):
+            return None
+        host = scheduler.plugin_host
+
+        async def remove() -> None:
+            if host.plugins.get(self.name) is self:
+                await host.remove(self.name)
+
+        return remove()
 
     def counts(self) -> dict[str, tuple[int, int, int]]:
         """group -> (tasks, done, erred)."""

@@ -252,3 +252,24 @@ def test_graph_progress_walks_a_root_that_arrives_after_its_inputs_ran() -> None
     full["y-3"].dependencies = (tasks["x-1"],)
     plugin.transition("z-4", "released", "waiting")
     assert plugin.counts() == {"x": (2, 1, 0), "y": (1, 0, 0), "z": (1, 0, 0)}
+
+
+def test_graph_progress_removes_itself_when_its_client_leaves() -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from shoal.diagnostics._progress_plugin import GraphProgress
+
+    removed = []
+    plugin = GraphProgress(["z-4"], complete=True, multi=True, group="all", name="p",
+                           owner="Client-ab12")
+
+    async def remove(name: str) -> None:
+        removed.append(name)
+        del host.plugins[name]
+
+    host = SimpleNamespace(plugins={"p": plugin}, remove=remove)
+    scheduler = SimpleNamespace(plugin_host=host)
+    assert plugin.remove_client(scheduler, "Client-other-1") is None
+    asyncio.run(plugin.remove_client(scheduler, "Client-ab12-3"))  # its TCP name
+    assert removed == ["p"]

@@ -412,3 +412,20 @@ def test_the_programs_leave_no_task_behind(client):
         raise AssertionError(left()) from None
     assert not [n for n in client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.plugins))
                 if n.startswith("shoal-progress")]
+
+
+def test_progress_of_a_client_closed_while_its_bars_run_ends_and_cleans_up(client, gate):
+    from .._helpers import gated
+
+    other = Client(client.scheduler.address, set_as_default=False)
+    futs = other.map(gated, [gate.path] * 3, range(3), pure=False)
+    closer = threading.Timer(0.3, other.close)
+    closer.start()
+    started = time.monotonic()
+    progress(futs, file=io.StringIO())  # ends: its futures are cancelled by the close
+    assert time.monotonic() - started < 20
+    closer.join()
+    # The scheduler removed the display's plugin with the client that registered it.
+    wait_for(lambda: not [n for n in client.run_on_scheduler(
+        lambda dask_scheduler: list(dask_scheduler.plugins)) if n.startswith("shoal-progress")],
+        timeout=30)
