@@ -429,3 +429,19 @@ def test_progress_of_a_client_closed_while_its_bars_run_ends_and_cleans_up(clien
     wait_for(lambda: not [n for n in client.run_on_scheduler(
         lambda dask_scheduler: list(dask_scheduler.plugins)) if n.startswith("shoal-progress")],
         timeout=30)
+
+
+def test_every_future_of_a_closed_client_is_cancelled(client):
+    # dask cancels finished futures too; shoal kept them "finished", and result() of a
+    # large one waited for a fetch that a closed client cannot make.
+    import concurrent.futures
+
+    other = Client(client.scheduler.address, set_as_default=False)
+    small = other.submit(inc, 1)
+    large = other.submit(np.ones, 100_000)
+    wait([small, large], timeout=30)
+    other.close()
+    assert (small.status, large.status) == ("cancelled", "cancelled")
+    for fut in (small, large):
+        with pytest.raises(concurrent.futures.CancelledError, match="client was closed"):
+            fut.result(timeout=10)
