@@ -213,8 +213,10 @@ def dashboard_link(self: Client) -> str | None:
     if self.cluster is not None and hasattr(self.cluster, "dashboard_link"):
         link: str | None = self.cluster.dashboard_link
         return link
+    from shoal._dashboard_link import format_dashboard_link
+
     info = self.sync(scheduler_info, self, asynchronous=False)
-    return info.get("dashboard")
+    return format_dashboard_link(info.get("dashboard"))
 
 
 

@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -303,11 +304,19 @@ def membership_log(dask_scheduler) -> list[str]:
 
 
 def test_a_cluster_scaled_adapted_and_closed_before_its_client():
-    cluster = LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None,
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0",
                            timeout=180)
     client = Client(cluster, timeout="60s")
     try:
         assert client.get_versions(check=True)["client"]["packages"]["dask"]
+        port = client.dashboard_link.rsplit(":", 1)[1].split("/")[0]
+        with dask.config.set({"distributed.dashboard.link": "/user/me/proxy/{port}/status"}):
+            # JupyterHub's template, as dask reads it at each call
+            assert client.dashboard_link == f"/user/me/proxy/{port}/status"
+            assert cluster.dashboard_link == client.dashboard_link
+            assert f"/user/me/proxy/{port}/status" in client._repr_html_()
+            with Client(cluster.scheduler_address, set_as_default=False) as remote:
+                assert remote.dashboard_link == client.dashboard_link
         client.register_plugin(Membership())
         cluster.scale(2)
         client.wait_for_workers(2, timeout=60)
