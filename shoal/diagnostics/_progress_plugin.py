@@ -42,7 +42,11 @@ class GraphProgress(SchedulerPlugin):
         self.prefix_of: dict[Any, str] = {}  # every task counted -> its group
         self.done: set[Any] = set()
         self.erred: set[Any] = set()
+        # group -> [tasks, done, erred], kept as tasks come and finish: a poll costs the
+        # scheduler's loop one row per group, not one look per task.
+        self.table: dict[str, list[int]] = {}
         self.finished_since: set[Any] = set()  # done while watched (they count, even if gone)
+        self.erred_since: set[Any] = set()  # of those, the ones that erred
         self._tasks: Any = None
 
     def start(self, scheduler: Any) -> None:
@@ -64,22 +68,28 @@ class GraphProgress(SchedulerPlugin):
             was_done = ts.state in DONE and key not in self.finished_since
             if was_done and not self.complete:
                 continue  # computed before the display started: not shown
-            self.prefix_of[key] = key_split(key) if self.multi else self.group
+            group = key_split(key) if self.multi else self.group
+            self.prefix_of[key] = group
+            self.table.setdefault(group, [0, 0, 0])[0] += 1
             if ts.state in DONE or key in self.finished_since:
-                self._finish(key, ts.state == "erred" or key in self.erred)
+                self._finish(key, ts.state == "erred" or key in self.erred_since)
             if not was_done:  # the inputs of what was done before are history
                 stack.extend(ts.dependencies)
 
     def _finish(self, key: Any, erred: bool) -> None:
-        self.done.add(key)
-        if erred:
+        row = self.table[self.prefix_of[key]]
+        if key not in self.done:
+            self.done.add(key)
+            row[1] += 1
+        if erred and key not in self.erred:
             self.erred.add(key)
+            row[2] += 1
 
     def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
         if finish in DONE:
             self.finished_since.add(key)
             if finish == "erred":
-                self.erred.add(key)
+                self.erred_since.add(key)
             if key in self.prefix_of:
                 self._finish(key, finish == "erred")
         if key in self.pending and self._tasks is not None:
@@ -104,15 +114,7 @@ class GraphProgress(SchedulerPlugin):
 
     def counts(self) -> dict[str, tuple[int, int, int]]:
         """group -> (tasks, done, erred)."""
-        out: dict[str, list[int]] = {}
-        for key, group in self.prefix_of.items():
-            row = out.setdefault(group, [0, 0, 0])
-            row[0] += 1
-            if key in self.done:
-                row[1] += 1
-                if key in self.erred:
-                    row[2] += 1
-        return {g: (t, d, e) for g, (t, d, e) in out.items()}
+        return {g: (t, d, e) for g, (t, d, e) in self.table.items()}
 
 
 def counts_of(dask_scheduler: Any, name: str) -> dict[str, tuple[int, int, int]] | None:

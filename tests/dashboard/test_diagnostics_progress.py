@@ -273,3 +273,13 @@ def test_graph_progress_removes_itself_when_its_client_leaves() -> None:
     assert plugin.remove_client(scheduler, "Client-other-1") is None
     asyncio.run(plugin.remove_client(scheduler, "Client-ab12-3"))  # its TCP name
     assert removed == ["p"]
+
+
+def test_graph_progress_counts_an_input_that_erred_before_its_root_arrived() -> None:
+    tasks = _graph()
+    late = tasks.pop("z-4")
+    plugin = _started(tasks, ["z-4"])
+    plugin.transition("x-2", "processing", "erred")
+    tasks["z-4"] = late
+    plugin.transition("z-4", "released", "waiting")
+    assert plugin.counts()["x"] == (2, 1, 1)
