@@ -140,6 +140,7 @@ def plugin_kind(plugin: Any) -> str:
     if isinstance(plugin, type):
         raise TypeError(f"register_plugin takes a plugin instance, not the class "
                         f"{plugin.__name__}; call it: {plugin.__name__}(...)")
+    _refuse_dask_builtin(plugin)
     names = {cls.__name__ for cls in type(plugin).__mro__}
     for base, kind in _KINDS:
         if base in names:
@@ -148,6 +149,37 @@ def plugin_kind(plugin: Any) -> str:
         f"{type(plugin).__name__} is not a plugin: derive it from shoal's WorkerPlugin, "
         "SchedulerPlugin or NannyPlugin (dask's classes of those names work too)"
     )
+
+
+_DASK_PLUGINS = "distributed.diagnostics.plugin"
+
+# dask's built-in plugins that call methods of dask's own Scheduler, Worker or Nanny (which
+# shoal's servers do not have), and what to use instead. dask's Environ, ForwardOutput and
+# ForwardLoggingPlugin use only the public plugin interface and run unchanged.
+_DASK_BUILTIN_FIX = {
+    "UploadFile": "use shoal.UploadFile (the same arguments) or client.upload_file(path)",
+    "UploadDirectory": "use shoal.UploadDirectory (the same arguments)",
+    "PipInstall": "use shoal.PipInstall (the same arguments)",
+    "CondaInstall": ("shoal has no conda installer: use shoal.PipInstall, or a WorkerPlugin "
+                     "of your own whose setup runs conda"),
+    "InstallPlugin": "use shoal.PipInstall, or a WorkerPlugin of your own",
+    "SchedulerUploadFile": ("shoal has no scheduler upload: a LocalCluster's scheduler imports "
+                            "from your process; for a remote scheduler use client.run_on_scheduler "
+                            "or `shoal scheduler --preload`"),
+}
+
+
+def _refuse_dask_builtin(plugin: Any) -> None:
+    """Raise before anything runs if ``plugin`` is (or derives from) one of dask's built-in
+    plugins that drive dask's own servers: on shoal it would fail on the workers, part way."""
+    for cls in type(plugin).__mro__:
+        fix = _DASK_BUILTIN_FIX.get(cls.__name__)
+        if fix is not None and cls.__module__ == _DASK_PLUGINS:
+            raise TypeError(
+                f"{type(plugin).__name__} is dask's built-in plugin {_DASK_PLUGINS}."
+                f"{cls.__name__}, which calls dask's own scheduler and worker internals and "
+                f"cannot run on shoal: {fix}"
+            )
 
 
 def plugin_name(plugin: Any, name: str | None) -> str:

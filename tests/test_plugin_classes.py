@@ -43,6 +43,35 @@ def test_plugins_written_against_dask_are_recognised_by_their_base_class() -> No
     assert [plugin_kind(p) for p in (A(), B(), C())] == ["worker", "scheduler", "nanny"]
 
 
+def test_dask_builtins_that_drive_dasks_servers_are_refused_naming_shoals(tmp_path: Path) -> None:
+    # dask's own UploadFile/UploadDirectory/PipInstall call dask's Scheduler and Worker
+    # methods; on shoal they failed on the workers (after pip had run) with an AttributeError.
+    import distributed.diagnostics.plugin as dask_plugins
+
+    mod = tmp_path / "m.py"
+    mod.write_text("X = 1\n")
+    refused = {
+        "shoal.UploadFile": dask_plugins.UploadFile(str(mod)),
+        "shoal.UploadDirectory": dask_plugins.UploadDirectory(str(tmp_path)),
+        "shoal.PipInstall": dask_plugins.PipInstall(["toolz"]),
+        "run_on_scheduler": dask_plugins.SchedulerUploadFile(str(mod)),
+        "conda": dask_plugins.CondaInstall(["x"]),
+    }
+    for fix, plugin in refused.items():
+        name = type(plugin).__name__
+        with pytest.raises(TypeError, match=rf"distributed.diagnostics.plugin.{name}.*{fix}"):
+            plugin_kind(plugin)
+
+    class MyPip(dask_plugins.PipInstall):
+        pass
+
+    with pytest.raises(TypeError, match=r"shoal\.PipInstall"):
+        plugin_kind(MyPip(["toolz"]))
+    # The ones that only use the public worker interface still run.
+    assert plugin_kind(dask_plugins.Environ({"A": "1"})) == "nanny"
+    assert plugin_kind(dask_plugins.ForwardOutput()) == "worker"
+
+
 def test_a_class_or_a_non_plugin_is_refused_with_the_fix() -> None:
     with pytest.raises(TypeError, match=r"call it: MyWorkerPlugin\(...\)"):
         plugin_kind(MyWorkerPlugin)

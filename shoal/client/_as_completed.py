@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
+import inspect
 import logging
 import sys
 import threading
@@ -138,8 +140,9 @@ class as_completed:
         return self._failed(f) or (f, f.result())
 
     def _failed(self, f: Any) -> tuple[Any, Any] | None:
-        """A failed (or cancelled) future as ``(future, exc_info)`` (dask's ``sys.exc_info()``
-        form), or its exception raised with ``raise_errors``; None if it succeeded."""
+        """A failed future as ``(future, exc_info)`` (dask's ``sys.exc_info()`` form), or its
+        exception raised with ``raise_errors``; a cancelled one as ``(future,
+        CancelledError)``, as dask's; None if it succeeded."""
         exc: BaseException | None = None
         if not isinstance(f, Future):  # an ActorFuture (done): its result() raises its failure
             try:
@@ -151,6 +154,8 @@ class as_completed:
                 f._client._exception_of(f))
         if exc is None:
             return None
+        if isinstance(f, Future) and f.status == "cancelled":
+            return f, exc  # as dask: the CancelledError itself, never raised here
         if self.raise_errors:
             raise exc
         return f, (type(exc), exc, exc.__traceback__)
@@ -226,6 +231,8 @@ def wait(fs: Any, timeout: float | None = None, return_when: str = ALL_COMPLETED
 
     Raises:
         TimeoutError: not done within ``timeout`` seconds.
+        concurrent.futures.CancelledError: a future done was cancelled (as dask's
+            ``FuturesCancelledError``).
     """
     from shoal.client._structure import futures_of
 
@@ -243,8 +250,35 @@ def wait(fs: Any, timeout: float | None = None, return_when: str = ALL_COMPLETED
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not f._state.wait(left):
                 raise TimeoutError(f"wait: future {f.key!r} not done after {timeout} s")
+        _raise_cancelled(futures)
         return DoneAndNotDoneFutures(set(futures), set())  # all done: nothing to sort
-    return client.sync(_wait, futures, timeout, return_when)
+    # Checked here, not in _wait: a CancelledError leaving shoal's loop would turn into
+    # asyncio's (a BaseException) on the way.
+    got = client.sync(_wait, futures, timeout, return_when)
+    if inspect.isawaitable(got):
+        return _checked(got)
+    _raise_cancelled(got.done)
+    return got
+
+
+async def _checked(waiting: Any) -> DoneAndNotDoneFutures:
+    got: DoneAndNotDoneFutures = await waiting
+    _raise_cancelled(got.done)
+    return got
+
+
+def _raise_cancelled(done: Iterable[Future]) -> None:
+    """As dask's ``wait``: a cancelled future among those done is an error, not a result.
+
+    Raises:
+        concurrent.futures.CancelledError: naming how many were cancelled and some keys.
+    """
+    cancelled = [f.key for f in done if f._state.status == "cancelled"]
+    if cancelled:
+        shown = ", ".join(repr(k) for k in cancelled[:5]) + (", ..." if len(cancelled) > 5 else "")
+        raise concurrent.futures.CancelledError(
+            f"wait: {len(cancelled)} future(s) cancelled: {shown} (by cancel(), restart() or "
+            "their client closing); submit them again or leave them out")
 
 
 async def _wait(futures: list[Future], timeout: float | None, return_when: str

@@ -154,8 +154,9 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
             a ``LocalCluster`` with the remaining keyword arguments (``n_workers``,
             ``threads_per_worker``, ``processes``, ``memory_limit``,
             ``dashboard_address``...).
-        timeout: seconds to keep trying to reach the scheduler (a scheduler not up yet
-            is retried, as in dask); default ``distributed.comm.timeouts.connect``.
+        timeout: seconds (or a duration such as ``"10s"``) to keep trying to reach the
+            scheduler (a scheduler not up yet is retried, as in dask); default
+            ``distributed.comm.timeouts.connect``.
         set_as_default: make this client dask's scheduler (``dask.compute`` runs here).
         scheduler_file: a file written by ``shoal scheduler --scheduler-file`` (address and
             token), waited for up to ``timeout`` seconds; instead of ``address``.
@@ -643,18 +644,23 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
             await _close_cluster(self.cluster)
 
     def _mark_closed(self) -> None:
-        """Closed: note the keys it held, and end what its futures wait for: cancelled, as
-        dask's (so result() raises CancelledError, saying why)."""
+        """Closed: note the keys it held, and cancel every future, finished ones included,
+        as dask's (so result() raises CancelledError, saying why)."""
         self.status = "closed"
         self._release_gc()
         _coordination.fail_pending(self, "the client was closed while waiting")
         orphan_keys(self._held_keys())
         for st in list(self._states.values()):
-            if st.status == "pending":
-                st.error = {"kind": "cancelled", "type": "CancelledError",
-                            "message": "the client was closed before this future finished",
-                            "exception": None, "traceback": None, "tb_text": ""}
-                st.settle("cancelled")
+            if st.status == "cancelled":
+                continue
+            # Finished ones too, as dask's: their values live on workers this client no
+            # longer reaches (a large result() would wait for a fetch that cannot happen).
+            message = ("the client was closed before this future finished"
+                       if st.status == "pending" else "the client was closed")
+            st.error = {"kind": "cancelled", "type": "CancelledError", "message": message,
+                        "exception": None, "traceback": None, "tb_text": ""}
+            st.inline = None
+            st.settle("cancelled")
 
     def _release_gc(self) -> None:
         """Hand the GC policy back (once; also when the client is garbage-collected)."""

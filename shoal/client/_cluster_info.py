@@ -155,10 +155,22 @@ async def has_what(self: Client, workers: Any = None) -> dict[str, tuple[Any, ..
     return {w: tuple(ks) for w, ks in got.items() if wl is None or w in wl}
 
 async def wait_for_workers(self: Client, n_workers: int, timeout: float | None = None) -> None:
-    """Wait until at least ``n_workers`` workers are connected."""
-    if not isinstance(n_workers, int) or n_workers < 0:
+    """Wait until at least ``n_workers`` workers are connected.
+
+    Raises:
+        TimeoutError: fewer arrived within ``timeout`` (seconds, or a dask duration such
+            as ``"10s"``; None waits as long as it takes).
+    """
+    if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 0:
         raise ValueError(f"n_workers must be a non-negative integer, got {n_workers!r}")
-    await self._request_within("wait_for_workers", None, n=n_workers, timeout=timeout)
+    if isinstance(timeout, str):
+        from dask.utils import parse_timedelta
+
+        timeout = parse_timedelta(timeout)
+    # ends: the scheduler answers once n_workers have come or timeout has passed
+    arrived = await self._request_within("wait_for_workers", None, n=n_workers, timeout=timeout)
+    if arrived < n_workers:
+        raise TimeoutError(f"only {arrived} of {n_workers} workers arrived within {timeout} s")
 
 # Records per request: each page is built on the scheduler's loop, so a long history is
 # fetched in several short steps rather than one that freezes the scheduler.
@@ -176,17 +188,35 @@ async def task_stream_since(self: Client, cursor: int) -> tuple[int, list[dict[s
             return nxt, out
         cursor = nxt
 
-async def story(self: Client, key: Any) -> list[tuple[Any, ...]]:
-    """Every transition the scheduler recorded for ``key`` (or a future's key)."""
-    key = key.key if isinstance(key, Future) else key
-    return [tuple(r) for r in await self._request_within("story", self._timeout, key=key)]
+async def story(self: Client, *keys: Any, on_error: str = "raise") -> list[tuple[Any, ...]]:
+    """Every transition the scheduler recorded for ``keys`` (keys or futures), oldest first
+    for each key, as dask's rows begin: ``("scheduler", key, start, finish, cause)``, where
+    dask goes on with the recommendations, the stimulus id and a time.
+
+    ``on_error="ignore"`` gives an empty list instead of raising if the scheduler cannot
+    answer (dask's argument)."""
+    if on_error not in ("raise", "ignore"):
+        raise ValueError(f"on_error must be 'raise' or 'ignore', got {on_error!r}")
+    rows: list[tuple[Any, ...]] = []
+    try:
+        for key in keys:
+            key = key.key if isinstance(key, Future) else key
+            got = await self._request_within("story", self._timeout, key=key)
+            rows.extend(("scheduler", *r) for r in got)
+    except Exception:
+        if on_error == "raise":
+            raise
+        return []  # on_error="ignore": dask's "no story" rather than an error
+    return rows
 
 def dashboard_link(self: Client) -> str | None:
     if self.cluster is not None and hasattr(self.cluster, "dashboard_link"):
         link: str | None = self.cluster.dashboard_link
         return link
+    from shoal._dashboard_link import format_dashboard_link
+
     info = self.sync(scheduler_info, self, asynchronous=False)
-    return info.get("dashboard")
+    return format_dashboard_link(info.get("dashboard"))
 
 
 

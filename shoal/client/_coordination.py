@@ -14,7 +14,9 @@ pending Future.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +63,31 @@ def find_client(client: Client | None, what: str) -> Client:
             f"{what} needs a shoal Client to reach the scheduler and none is running here: "
             "start one with shoal.Client(...) first, or pass client=..."
         ) from None
+
+
+def two_faced(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A primitive's blocking method that, as in dask, returns an awaitable when its client
+    is asynchronous and it is called from a running event loop: the call then runs in a
+    thread of that loop's executor (it waits on shoal's loop, never on the caller's)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        client = getattr(self, "_client", None)
+        if client is None:
+            try:  # the primitive's own lookup, which keeps the client it finds
+                getter = getattr(self, "_get_client", None)
+                client = getter() if getter is not None else find_client(None, "")
+            except NoClientError:
+                return method(self, *args, **kwargs)  # raises the same error, with its fix
+        if getattr(client, "asynchronous", False) and not _loop.in_loop_thread():
+            try:
+                caller = asyncio.get_running_loop()
+            except RuntimeError:  # no loop running in this thread: block, as a sync call
+                return method(self, *args, **kwargs)
+            return caller.run_in_executor(None, functools.partial(method, self, *args, **kwargs))
+        return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 def _pending(client: Client) -> dict[int, tuple[concurrent.futures.Future[Any], Decode | None]]:

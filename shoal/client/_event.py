@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from dask.utils import parse_timedelta
 
-from shoal.client._coordination import call, find_client
+from shoal.client._coordination import call, find_client, two_faced
 from shoal.protocol._coord_messages import (
     CoordEventClear,
     CoordEventIsSet,
@@ -41,6 +41,7 @@ class Event:
             self._client = client
         return client
 
+    @two_faced
     def wait(self, timeout: Any = None) -> bool:
         """Wait until the flag is set.
 
@@ -51,14 +52,17 @@ class Event:
         seconds = parse_timedelta(timeout)
         return bool(call(client, lambda rid: CoordEventWait(rid, self.name, seconds)))
 
+    @two_faced
     def set(self) -> None:
         """Set the flag: every waiter returns True."""
         call(self._get_client(), lambda rid: CoordEventSet(rid, self.name))
 
+    @two_faced
     def clear(self) -> None:
         """Clear the flag: waiters wait again."""
         call(self._get_client(), lambda rid: CoordEventClear(rid, self.name))
 
+    @two_faced
     def is_set(self) -> bool:
         return bool(call(self._get_client(), lambda rid: CoordEventIsSet(rid, self.name)))
 

@@ -11,6 +11,7 @@ namespace of their own, as in dask.
 from __future__ import annotations
 
 import collections
+import inspect
 import itertools
 import threading
 import uuid
@@ -21,7 +22,7 @@ from dask.utils import parse_timedelta
 
 from shoal import _loop
 from shoal.client import _channel
-from shoal.client._coordination import answer, call, find_client, send
+from shoal.client._coordination import answer, call, find_client, send, two_faced
 from shoal.protocol._coord_messages import (
     CoordMultiLockAcquire,
     CoordMultiLockRelease,
@@ -48,6 +49,11 @@ def _lease_timeout() -> float | None:
     if value == "inf" or value is None:
         return None
     return float(parse_timedelta(value, default="s"))
+
+
+async def _awaited(value: Any) -> Any:
+    """``value``, awaited if a two-faced call gave an awaitable (an asynchronous client)."""
+    return await value if inspect.isawaitable(value) else value
 
 
 def _check_name(name: Any, what: str) -> None:
@@ -92,6 +98,7 @@ class Semaphore:
     def register(self, **kwargs: Any) -> None:
         """Kept for dask compatibility: shoal creates the semaphore at its first acquire."""
 
+    @two_faced
     def acquire(self, timeout: Any = None) -> bool:
         """Take a lease, waiting for one to be free.
 
@@ -118,6 +125,7 @@ class Semaphore:
         ok = call(client, make, lambda client, rid, ok: self._on_answer(client, lease, ok))
         return bool(ok)
 
+    @two_faced
     def release(self) -> bool:
         """Give back the oldest lease this object holds.
 
@@ -135,6 +143,7 @@ class Semaphore:
             send(client, CoordSemaphoreRelease(self.name, lease))
         return True
 
+    @two_faced
     def get_value(self) -> int:
         """How many leases are held now (by anyone)."""
         return int(call(self._get_client(), lambda rid: CoordSemaphoreValue(rid, self.name)))
@@ -185,6 +194,13 @@ class Semaphore:
     def __exit__(self, *exc: Any) -> None:
         self.release()
 
+    async def __aenter__(self) -> Semaphore:
+        await _awaited(self.acquire())
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await _awaited(self.release())
+
     def __getstate__(self) -> Any:
         return (self.name, self.max_leases)
 
@@ -212,6 +228,7 @@ class Lock(Semaphore):
         _check_name(name, "Lock")
         super().__init__(max_leases=1, name=name or f"lock-{uuid.uuid4().hex}", client=client)
 
+    @two_faced
     def acquire(self, blocking: bool = True, timeout: Any = None) -> bool:  # type: ignore[override]
         """Take the lock.
 
@@ -231,6 +248,7 @@ class Lock(Semaphore):
             timeout = 0
         return super().acquire(timeout=timeout)
 
+    @two_faced
     def locked(self) -> bool:
         """Whether anyone holds the lock now."""
         return self.get_value() == 1
@@ -261,6 +279,7 @@ class MultiLock:
         self._client = client
         self._locked = False
 
+    @two_faced
     def acquire(self, blocking: bool = True, timeout: Any = None,
                 num_locks: int | None = None) -> bool:
         """Take all the locks (or ``num_locks`` of them), or none.
@@ -286,6 +305,7 @@ class MultiLock:
         self._locked = bool(ok)
         return bool(ok)
 
+    @two_faced
     def release(self) -> None:
         """Give all the locks back.
 
@@ -307,6 +327,13 @@ class MultiLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+    async def __aenter__(self) -> MultiLock:
+        await _awaited(self.acquire())
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await _awaited(self.release())
 
     def __reduce__(self) -> Any:
         return (type(self), (self.names,))

@@ -39,7 +39,7 @@ def _check_flag(name: str, value: Any) -> bool:
 async def profile(self: Client, key: Any = None, start: Any = None, stop: Any = None,
                   workers: Any = None, merge_workers: bool = True, plot: Any = False,
                   filename: Any = None, server: bool = False,
-                  scheduler: bool = False) -> dict[str, Any]:
+                  scheduler: bool = False) -> Any:
     """Where recent work spent its time: the call tree of the samples the workers' task
     threads took every ``distributed.worker.profile.interval`` (dask's config; off with
     ``distributed.worker.profile.enabled: False``), in dask's format (``{"identifier",
@@ -54,7 +54,8 @@ async def profile(self: Client, key: Any = None, start: Any = None, stop: Any = 
         merge_workers: False gives ``{worker address: tree}`` instead of one tree.
         plot: a bokeh figure in dask; shoal has none (raises). ``"save"``: as
             ``filename="dask-profile.html"``.
-        filename: write the tree as a self-contained HTML icicle chart there too.
+        filename: write the tree as a self-contained HTML icicle chart there too; the
+            call then returns ``(tree, None)``, the shape of dask's ``(state, figure)``.
         server: the workers' event loop threads instead of their task threads (shoal's
             own work: messages, transfers, bookkeeping). Sampled only with dask's config
             ``shoal.profile.event-loops: True`` when the cluster starts (unlike dask, which
@@ -103,6 +104,7 @@ async def profile(self: Client, key: Any = None, start: Any = None, stop: Any = 
 
         whole = tree if merge or on_scheduler else trees.merge(*tree.values())
         write_html(whole, filename, title="shoal profile" + (f": {key}" if key else ""))
+        return (tree, None)  # dask's (state, figure) shape
     return tree
 
 

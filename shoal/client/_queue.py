@@ -18,7 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from dask.utils import parse_timedelta
 
-from shoal.client._coordination import adopt, adopt_all, call, encode, find_client, send, value_of
+from shoal.client._coordination import (
+    adopt,
+    adopt_all,
+    call,
+    encode,
+    find_client,
+    send,
+    two_faced,
+    value_of,
+)
 from shoal.protocol._coord_messages import (
     CoordQueueCreate,
     CoordQueueGet,
@@ -64,6 +73,7 @@ class Queue:
             self._created_on = client
         return client
 
+    @two_faced
     def put(self, value: Any, timeout: Any = None, **kwargs: Any) -> None:
         """Add ``value`` (data or a Future) at the end, waiting for room if the queue is full.
 
@@ -79,6 +89,7 @@ class Queue:
             return
         call(client, lambda rid: CoordQueuePut(rid, self.name, item, seconds))
 
+    @two_faced
     def get(self, timeout: Any = None, batch: bool | int = False, **kwargs: Any) -> Any:
         """Take the first value, waiting for one.
 
@@ -113,6 +124,7 @@ class Queue:
         items = call(client, lambda rid: CoordQueueGet(rid, self.name, n, seconds), adopt_all)
         return [value_of(item) for item in items]
 
+    @two_faced
     def qsize(self, **kwargs: Any) -> int:
         """How many values are queued now."""
         client = self._get_client()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from dask.utils import parse_timedelta
 
-from shoal.client._coordination import adopt, call, encode, find_client, send, value_of
+from shoal.client._coordination import adopt, call, encode, find_client, send, two_faced, value_of
 from shoal.protocol._coord_messages import CoordVariableDelete, CoordVariableGet, CoordVariableSet
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ class Variable:
             self._client = client
         return client
 
+    @two_faced
     def set(self, value: Any, timeout: Any = "30 s", **kwargs: Any) -> None:
         """Make ``value`` (data or a Future) the variable's value.
 
@@ -52,6 +53,7 @@ class Variable:
         item = encode(value)
         call(client, lambda rid: CoordVariableSet(rid, self.name, item))
 
+    @two_faced
     def get(self, timeout: Any = None, **kwargs: Any) -> Any:
         """The current value, waiting for a first one to be set.
 
@@ -62,6 +64,7 @@ class Variable:
         seconds = parse_timedelta(timeout)
         return value_of(call(client, lambda rid: CoordVariableGet(rid, self.name, seconds), adopt))
 
+    @two_faced
     def delete(self) -> None:
         """Forget the value (for every client); a future value's key is let go."""
         client = self._get_client()

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import logging
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +23,8 @@ from dask.utils import key_split
 from shoal.diagnostics._futures_of import futures_of
 
 TOTAL = "all tasks"
+
+logger = logging.getLogger("shoal.diagnostics")
 
 
 @dataclass
@@ -124,30 +128,85 @@ def track(futures: list[Any], *, multi: bool, complete: bool) -> ProgressState:
     return state
 
 
+class GraphCounts:
+    """The counts of every task behind the futures, from a ``GraphProgress`` plugin that
+    lives on the scheduler while the display runs (dask's progress counts the whole graph,
+    not only the futures). ``counts()`` falls back to the futures' own counts when the
+    scheduler cannot be asked (an asynchronous client, a closed one)."""
+
+    def __init__(self, state: ProgressState, futures: list[Any], complete: bool) -> None:
+        self.state = state
+        self.client: Any = None
+        self.name = ""
+        client = getattr(futures[0], "client", None) if futures else None
+        if client is None or getattr(client, "asynchronous", False):
+            return
+        from shoal.diagnostics._progress_plugin import GraphProgress
+
+        name = f"shoal-progress-{uuid.uuid4().hex}"
+        plugin = GraphProgress([f.key for f in futures], complete=complete,
+                               multi=state.multi, group=TOTAL, name=name,
+                               owner=str(getattr(client, "id", "")))
+        try:
+            client.register_plugin(plugin, name=name)
+        except Exception as exc:  # the display still runs, counting the futures alone
+            logger.warning("progress: counting the futures only (%s)", exc)
+            return
+        self.client, self.name = client, name
+
+    def counts(self) -> dict[str, GroupCounts]:
+        if self.client is not None:
+            from shoal.diagnostics._progress_plugin import counts_of
+
+            try:
+                got = self.client.run_on_scheduler(counts_of, name=self.name)
+            except Exception as exc:  # e.g. the client closed: the futures' counts remain
+                logger.debug("progress: no graph counts (%s)", exc)
+                got = None
+            if got:
+                return {g: GroupCounts(total=t, finished=d - e, erred=e)
+                        for g, (t, d, e) in got.items()}
+        return self.state.counts()
+
+    def close(self) -> None:
+        if self.client is None:
+            return
+        client, self.client = self.client, None
+        try:
+            client.unregister_scheduler_plugin(self.name)
+        except Exception as exc:  # closed client or cluster: nothing left to remove
+            logger.debug("progress: plugin not removed (%s)", exc)
+
+
 # ----------------------------------------------------------------------------- terminal
-def _text_progress(state: ProgressState, file: Any = None, interval: float = 0.1) -> None:
-    """Draw tqdm bars and block until every tracked future is done."""
+def _text_progress(state: ProgressState, graph: GraphCounts, file: Any = None,
+                   interval: float = 0.1) -> None:
+    """Draw tqdm bars and block until every tracked future is done (ends: each future
+    finishes, errs or is cancelled, as when its client closes)."""
     from tqdm.std import tqdm
 
-    counts = state.counts()
+    counts = graph.counts()
     width = max(len(name) for name in counts)
-    bars = {
-        name: tqdm(
-            total=c.total,
-            desc=name.ljust(width),
-            position=i,
-            leave=True,
-            unit="task",
-            file=file if file is not None else sys.stderr,
-            dynamic_ncols=True,
-        )
-        for i, (name, c) in enumerate(counts.items())
-    }
+    bars: dict[str, Any] = {}
+
+    def bar_of(name: str, total: int) -> Any:
+        if name not in bars:
+            bars[name] = tqdm(total=total, desc=name.ljust(width), position=len(bars),
+                              leave=True, unit="task", dynamic_ncols=True,
+                              file=file if file is not None else sys.stderr)
+        bar = bars[name]
+        if bar.total != total:
+            bar.total = total
+            bar.refresh()
+        return bar
+
+    for name, c in counts.items():
+        bar_of(name, c.total)
     try:
         while True:
             finished = state.all_done()
-            for name, c in state.counts().items():
-                bar = bars[name]
+            for name, c in graph.counts().items():
+                bar = bar_of(name, c.total)
                 if c.done != bar.n:
                     bar.update(c.done - bar.n)
                 problems = []
@@ -211,22 +270,36 @@ class _NotebookProgress:
     everything is done.
     """
 
-    def __init__(self, state: ProgressState, interval: float = 0.1) -> None:
+    def __init__(self, state: ProgressState, graph: GraphCounts, interval: float = 0.1) -> None:
         from IPython.display import HTML, display
 
         self._html = HTML
         self.state = state
+        self.graph = graph
         self.interval = interval
         self._lock = threading.Lock()
         self._last = 0.0
         self._timer: threading.Timer | None = None
-        self.handle = display(HTML(progress_html(state.counts())), display_id=True)
+        self.handle = display(HTML(progress_html(graph.counts())), display_id=True)
+        if graph.client is not None:
+            threading.Thread(target=self._poll, name="shoal-progress", daemon=True).start()
+
+    def _poll(self) -> None:
+        """Redraws from the graph's counts until every future is done (ends then, as when
+        the client closes and cancels them), then removes the scheduler plugin."""
+        try:
+            while not self.state.all_done():
+                self.state.changed.wait(self.interval)
+                self.render()
+            self.render()
+        finally:
+            self.graph.close()
 
     def render(self) -> None:
         with self._lock:
             self._timer = None
             self._last = time.monotonic()
-        self.handle.update(self._html(progress_html(self.state.counts())))
+        self.handle.update(self._html(progress_html(self.graph.counts())))
 
     def on_change(self) -> None:
         done = self.state.all_done()
@@ -282,9 +355,14 @@ def progress(
         return
     if notebook is None:
         notebook = in_ipython_kernel()
+    graph = GraphCounts(state, found, complete)
     if notebook:
-        display = _NotebookProgress(state)
-        state.listeners.append(display.on_change)
-        display.on_change()  # futures may have finished before the listener was added
+        display = _NotebookProgress(state, graph)
+        if graph.client is None:  # no poller: redraw from the futures' callbacks
+            state.listeners.append(display.on_change)
+            display.on_change()  # futures may have finished before the listener was added
         return
-    _text_progress(state, file=kwargs.get("file"))
+    try:
+        _text_progress(state, graph, file=kwargs.get("file"))
+    finally:
+        graph.close()

@@ -74,7 +74,14 @@ def _remove(scheduler: Scheduler, address: str, reason: str) -> Any:
     conn = _drop(scheduler, address)
     if conn is not None:
         scheduler._apply([WorkerRetiring(address, reason)])
+        _removed(scheduler, address)
     return conn
+
+
+def _removed(scheduler: Scheduler, address: str) -> None:
+    """Scheduler plugins hear of a worker removed on purpose, as of one that died."""
+    scheduler._hook("remove_worker", scheduler, worker=address,
+                    stimulus_id=f"worker-left-{address}")
 
 
 async def restart(scheduler: Scheduler, timeout: float | None, wait_for_workers: bool) -> dict[str, Any]:
@@ -82,8 +89,12 @@ async def restart(scheduler: Scheduler, timeout: float | None, wait_for_workers:
     ``timeout``) for as many workers as there were. Returns ``{"status": "OK"}`` or
     ``{"status": "timed out", ...}`` (the client raises)."""
     n = len(scheduler._workers)
-    conns = [_drop(scheduler, a) for a in list(scheduler._workers)]
+    scheduler._hook("restart", scheduler)  # first, as dask calls it
+    addresses = list(scheduler._workers)
+    conns = [_drop(scheduler, a) for a in addresses]
     scheduler._apply([ClusterReset("client.restart()")])
+    for address in addresses:
+        _removed(scheduler, address)
     for conn in conns:
         if conn is not None and not conn.closed:
             conn.send(RestartWorker("client.restart()"))

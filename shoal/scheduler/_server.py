@@ -264,7 +264,10 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
 
     @property
     def dashboard_link(self) -> str | None:
-        return None if self.dashboard is None else str(self.dashboard.link)
+        """The status page's link through dask's ``distributed.dashboard.link`` template."""
+        from shoal._dashboard_link import format_dashboard_link
+
+        return None if self.dashboard is None else format_dashboard_link(str(self.dashboard.link))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -153,7 +153,8 @@ def scheduler_info(scheduler: Scheduler, n_workers: int = -1) -> dict[str, Any]:
     when -1) workers."""
     workers = worker_info(scheduler)
     shown = workers if n_workers < 0 else workers[:n_workers]
-    link = scheduler.dashboard_link
+    # As served: a client applies its own distributed.dashboard.link template, as dask's.
+    link = None if scheduler.dashboard is None else str(scheduler.dashboard.link)
     services: dict[str, Any] = {}
     if scheduler.dashboard is not None:
         port = getattr(scheduler.dashboard, "port", None)

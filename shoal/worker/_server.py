@@ -325,11 +325,14 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
 
     def log_event(self, topic: str | list[str], msg: Any) -> None:
         """Log ``msg`` on the scheduler under ``topic`` (or each of a list of topics), as
-        ``client.log_event`` does; callable from task threads."""
+        ``client.log_event`` does; callable from task threads. A dict message gets the
+        worker's address under ``"worker"``, as dask's scheduler adds it."""
         from shoal.client._topics import check_loggable
 
         topics = [topic] if isinstance(topic, str) else list(topic)
         check_loggable(msg)
+        if isinstance(msg, dict) and topic != self.address:
+            msg = {**msg, "worker": self.address}
         sched, executor = self._scheduler, self._executor
         if sched is not None and executor is not None:
             executor._loop.call_soon_threadsafe(sched.send, TopicLog(topics, msg))

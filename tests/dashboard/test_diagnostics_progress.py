@@ -195,3 +195,91 @@ def test_notebook_mode_updates_a_display(monkeypatch: pytest.MonkeyPatch) -> Non
     for f in fs:
         f.complete()
     assert "3 / 3" in shown[-1]
+
+
+# --- the scheduler plugin behind progress(): counts the graph behind the futures ----------
+
+
+def _graph(**states: str) -> dict:
+    """Tasks x-1, x-2, y-3, z-4: z-4 needs y-3 and x-2, y-3 needs x-1; ``states`` sets states."""
+    from types import SimpleNamespace
+
+    tasks = {k: SimpleNamespace(key=k, state=states.get(k, "waiting"), dependencies=())
+             for k in ("x-1", "x-2", "y-3", "z-4")}
+    tasks["y-3"].dependencies = (tasks["x-1"],)
+    tasks["z-4"].dependencies = (tasks["y-3"], tasks["x-2"])
+    return tasks
+
+
+def _started(tasks: dict, keys: list, complete: bool = True, multi: bool = True):
+    from types import SimpleNamespace
+
+    from shoal.diagnostics._progress_plugin import GraphProgress
+
+    plugin = GraphProgress(keys, complete=complete, multi=multi, group="all tasks")
+    plugin.start(SimpleNamespace(state=SimpleNamespace(tasks=tasks)))
+    return plugin
+
+
+def test_graph_progress_counts_every_task_behind_the_keys() -> None:
+    tasks = _graph()
+    plugin = _started(tasks, ["z-4"])
+    assert plugin.counts() == {"x": (2, 0, 0), "y": (1, 0, 0), "z": (1, 0, 0)}
+    plugin.transition("x-1", "processing", "memory")
+    plugin.transition("x-2", "processing", "erred")
+    assert plugin.counts() == {"x": (2, 2, 1), "y": (1, 0, 0), "z": (1, 0, 0)}
+    assert _started(_graph(), ["z-4"], multi=False).counts() == {"all tasks": (4, 0, 0)}
+
+
+def test_graph_progress_leaves_out_or_counts_what_was_done_before() -> None:
+    # complete=False: a task already in memory (and what it was made from) is not shown.
+    tasks = _graph(**{"y-3": "memory", "x-1": "released"})
+    assert _started(tasks, ["z-4"], complete=False).counts() == {"x": (1, 0, 0), "z": (1, 0, 0)}
+    assert _started(tasks, ["z-4"]).counts() == {"x": (1, 0, 0), "y": (1, 1, 0), "z": (1, 0, 0)}
+
+
+def test_graph_progress_walks_a_root_that_arrives_after_its_inputs_ran() -> None:
+    # A big graph comes in pieces, outputs last: inputs can finish (and be released)
+    # before the watched key exists on the scheduler.
+    tasks = _graph()
+    del tasks["z-4"]
+    plugin = _started(tasks, ["z-4"])
+    assert plugin.counts() == {}
+    plugin.transition("x-1", "processing", "memory")
+    tasks["x-1"].state = "released"
+    full = _graph(**{"x-1": "released"})
+    tasks["z-4"] = full["z-4"]
+    full["y-3"].dependencies = (tasks["x-1"],)
+    plugin.transition("z-4", "released", "waiting")
+    assert plugin.counts() == {"x": (2, 1, 0), "y": (1, 0, 0), "z": (1, 0, 0)}
+
+
+def test_graph_progress_removes_itself_when_its_client_leaves() -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from shoal.diagnostics._progress_plugin import GraphProgress
+
+    removed = []
+    plugin = GraphProgress(["z-4"], complete=True, multi=True, group="all", name="p",
+                           owner="Client-ab12")
+
+    async def remove(name: str) -> None:
+        removed.append(name)
+        del host.plugins[name]
+
+    host = SimpleNamespace(plugins={"p": plugin}, remove=remove)
+    scheduler = SimpleNamespace(plugin_host=host)
+    assert plugin.remove_client(scheduler, "Client-other-1") is None
+    asyncio.run(plugin.remove_client(scheduler, "Client-ab12-3"))  # its TCP name
+    assert removed == ["p"]
+
+
+def test_graph_progress_counts_an_input_that_erred_before_its_root_arrived() -> None:
+    tasks = _graph()
+    late = tasks.pop("z-4")
+    plugin = _started(tasks, ["z-4"])
+    plugin.transition("x-2", "processing", "erred")
+    tasks["z-4"] = late
+    plugin.transition("z-4", "released", "waiting")
+    assert plugin.counts()["x"] == (2, 1, 1)

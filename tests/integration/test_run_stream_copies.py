@@ -197,7 +197,7 @@ def test_a_replicated_result_survives_the_death_of_its_first_holder(make_client:
     os.kill(pid, 9)
     wait_for(lambda: first not in c.scheduler_info()["workers"])
     assert fut.result() == _blob(7)
-    assert c.story(fut.key)[-1][2] == "memory"  # still in memory: never recomputed
+    assert c.story(fut.key)[-1][3] == "memory"  # still in memory: never recomputed
 
 
 def test_rebalance_moves_data_off_the_worker_holding_it_all(make_client: Any) -> None:
