@@ -190,6 +190,10 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         security: Any = None,
         **cluster_kwargs: Any,
     ) -> None:
+        if timeout is None:  # dask refuses it too: every wait of a client has an end
+            raise ValueError("Client(timeout=None): a client needs a timeout for connecting "
+                             "and for its requests; pass seconds or a duration like '60s' "
+                             "(the default is dask's distributed.comm.timeouts.connect)")
         timeout = _timeouts.seconds(timeout, "Client(timeout=)", _timeouts.connect_timeout())
         self._asynchronous = bool(asynchronous)
         self.status = "connecting"

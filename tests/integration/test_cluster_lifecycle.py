@@ -106,6 +106,8 @@ def test_a_client_timeout_that_is_no_duration_is_refused_naming_it():
         Client("tcp://127.0.0.1:1", timeout="soon")
     with pytest.raises(ValueError, match=r"Client\(timeout=\)"):
         Client("tcp://127.0.0.1:1", timeout=-1)
+    with pytest.raises(ValueError, match=r"Client\(timeout=None\).*'60s'"):
+        Client("tcp://127.0.0.1:1", timeout=None)  # as dask: no client waits for ever
 
 
 def test_submit_after_close_raises_a_clear_error(client):
