@@ -438,13 +438,17 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
             return
         self.status = "closed"
         self._release_gc()
-        for st in self._states.values():
-            if st.status == "pending":
+        for st in list(self._states.values()):
+            # Finished ones too, as dask cancels every future then: their values live on
+            # workers this client can no longer ask for (a result() would wait for ever).
+            if st.status in ("pending", "finished"):
                 st.error = {
                     "kind": "lost", "type": "CommClosedError",
-                    "message": "the connection to the scheduler was lost",
+                    "message": "the connection to the scheduler was lost; connect a new "
+                               "Client and run the work again",
                     "exception": None, "traceback": None, "tb_text": "",
                 }
+                st.inline = None
                 st.settle("lost")
         for fut in self._requests.values():
             if not fut.done():

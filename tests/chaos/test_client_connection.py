@@ -83,7 +83,8 @@ def test_dropped_scheduler_connection_mid_gather_loses_futures_clearly(
     client = Client(proxy.address, set_as_default=False)
     try:
         quick = client.map(inc, range(20), pure=False)
-        wait_for(lambda: all(f.done() for f in quick), timeout=120)
+        big = client.submit(bytes, 4_000_000, pure=False)  # finished, its value on a worker
+        wait_for(lambda: all(f.done() for f in [*quick, big]), timeout=120)
         slow = client.map(gated, [gate.path] * 4, range(4), pure=False)
         keys = [f.key for f in slow]
         state = cluster.scheduler.state
@@ -108,6 +109,11 @@ def test_dropped_scheduler_connection_mid_gather_loses_futures_clearly(
         assert [f.status for f in slow] == ["lost"] * len(slow)
         with pytest.raises(Exception, match="connection to the scheduler was lost"):
             slow[0].result(timeout=5)
+        # A finished future whose value is on a worker: no fetch can happen any more, so
+        # it is lost too (it waited for that fetch for ever), as dask cancels every future.
+        assert big.status == "lost"
+        with pytest.raises(Exception, match="connection to the scheduler was lost"):
+            big.result(timeout=5)
         # The scheduler lets go of the departed client's work.
         wait_for(lambda: not any(k in state.tasks for k in keys), timeout=60)
     finally:
