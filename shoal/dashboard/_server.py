@@ -239,7 +239,8 @@ async def _individual_page(request: web.Request) -> web.Response:
 
 
 async def _individual_alias(request: web.Request) -> web.Response:
-    raise web.HTTPFound(_individual.ALIASES[request.path])
+    # relative (as every URL the pages use): right behind a proxy's path prefix too
+    raise web.HTTPFound(_views.relative(_individual.ALIASES[request.path]))
 
 
 async def _static(request: web.Request) -> web.Response:
@@ -252,7 +253,7 @@ async def _static(request: web.Request) -> web.Response:
 
 
 async def _index(request: web.Request) -> web.Response:
-    raise web.HTTPFound("/status")
+    raise web.HTTPFound(_views.relative("/status"))
 
 
 @web.middleware
