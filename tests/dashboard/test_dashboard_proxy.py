@@ -189,3 +189,47 @@ def test_status_draws_in_chromium_through_the_proxy(
         assert all(status < 400 for _, status in seen), seen
     finally:
         served.call(runner.cleanup())
+
+
+JUPYTERHUB_LINK = "{JUPYTERHUB_SERVICE_PREFIX}proxy/{port}/status"
+"""What JupyterHub deployments set dask's ``distributed.dashboard.link`` to."""
+
+
+def test_dashboard_link_follows_dasks_link_template(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dask
+
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/alice/")
+
+    async def main() -> None:
+        server = await open_dashboard(FakeSource(), "127.0.0.1", 0)
+        try:
+            assert server.link == f"http://127.0.0.1:{server.port}/status"  # dask's default
+            with dask.config.set({"distributed.dashboard.link": JUPYTERHUB_LINK}):
+                assert server.link == f"/user/alice/proxy/{server.port}/status"
+            with dask.config.set({"distributed.dashboard.link": "{scheme}://hub.example/{host}/{port}"}):
+                assert server.link == f"http://hub.example/127.0.0.1/{server.port}"
+        finally:
+            await server.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.integration
+def test_client_dashboard_link_follows_the_template_with_and_without_a_cluster(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dask
+
+    from shoal import Client, LocalCluster
+
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/alice/")
+    with LocalCluster(n_workers=0, processes=False, dashboard_address="127.0.0.1:0") as cluster:
+        port = cluster.scheduler.dashboard.port
+        with Client(cluster) as client, Client(cluster.scheduler_address) as bare:
+            default = f"http://127.0.0.1:{port}/status"
+            assert client.dashboard_link == bare.dashboard_link == default
+            with dask.config.set({"distributed.dashboard.link": JUPYTERHUB_LINK}):
+                expected = f"/user/alice/proxy/{port}/status"
+                assert cluster.dashboard_link == expected
+                assert client.dashboard_link == expected
+                assert bare.dashboard_link == expected
