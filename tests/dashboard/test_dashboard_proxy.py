@@ -233,3 +233,26 @@ def test_client_dashboard_link_follows_the_template_with_and_without_a_cluster(
                 assert cluster.dashboard_link == expected
                 assert client.dashboard_link == expected
                 assert bare.dashboard_link == expected
+
+
+def test_a_link_template_naming_an_unset_variable_says_so_and_falls_back(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import dask
+
+    from shoal.dashboard._server import format_link
+
+    monkeypatch.delenv("NO_SUCH_PREFIX", raising=False)
+    with dask.config.set({"distributed.dashboard.link": "{NO_SUCH_PREFIX}proxy/{port}/status"}):
+        with pytest.raises(ValueError, match="NO_SUCH_PREFIX"):
+            format_link("http", "h", 1)
+
+        async def main() -> None:
+            server = await open_dashboard(FakeSource(), "127.0.0.1", 0)
+            try:
+                assert server.link == f"http://127.0.0.1:{server.port}/status"
+            finally:
+                await server.close()
+
+        asyncio.run(main())
+    assert "NO_SUCH_PREFIX" in caplog.text
