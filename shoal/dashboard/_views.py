@@ -230,14 +230,25 @@ def prometheus_text(snapshot: Snapshot) -> str:
 ACTIVE = ' class="active"'
 
 
+def relative(path: str, root: str = "") -> str:
+    """``"/status"`` -> ``"status"``: the URL a page at ``root`` (``"../"`` per level below the
+    top) uses for a route. Every link, script and fetch is relative, so the dashboard works
+    behind a proxy that serves it under a path prefix (JupyterHub's jupyter-server-proxy:
+    ``/user/alice/proxy/8787/status`` forwarded to ``/status``)."""
+    return root + path.lstrip("/")
+
+
 def _page(title: str, body: str, *, scripts: Sequence[str] = (), active: str = "",
-          styles: Sequence[str] = (), chrome: bool = True) -> str:
+          styles: Sequence[str] = (), chrome: bool = True, root: str = "") -> str:
     """A whole page around ``body``; ``chrome=False``: no navigation bar, the view alone
-    filling the window (dask's individual plots, which JupyterLab's dask panel embeds)."""
-    tags = "".join(f'<script src="/static/{html.escape(s)}" defer></script>' for s in scripts)
-    tags += "".join(f'<link rel="stylesheet" href="/static/{html.escape(s)}">' for s in styles)
+    filling the window (dask's individual plots, which JupyterLab's dask panel embeds).
+    ``root``: the way up to the dashboard's top level from the page (see :func:`relative`)."""
+    static = relative("/static/", root)
+    tags = "".join(f'<script src="{static}{html.escape(s)}" defer></script>' for s in scripts)
+    tags += "".join(f'<link rel="stylesheet" href="{static}{html.escape(s)}">' for s in styles)
     nav = "".join(
-        f'<a href="{href}"{ACTIVE if href == active else ""}>{href.strip("/").capitalize()}</a>'
+        f'<a href="{relative(href, root)}"{ACTIVE if href == active else ""}>'
+        f'{href.strip("/").capitalize()}</a>'
         for href, _ in PAGES[:NAV]
     )
     top = (f'<body><header class="topbar"><span class="brand">shoal</span><nav>{nav}</nav>'
@@ -246,17 +257,20 @@ def _page(title: str, body: str, *, scripts: Sequence[str] = (), active: str = "
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)} · shoal</title>"
-        f'<link rel="stylesheet" href="/static/shoal.css">'
-        '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">'
+        f'<link rel="stylesheet" href="{static}shoal.css">'
+        f'<link rel="icon" href="{static}favicon.svg" type="image/svg+xml">'
         f"{tags}</head>"
         f"{top}<main>{body}</main></body></html>\n"
     )
 
 
 def not_found_html(path: str) -> str:
-    """The 404 page: says which path was not found and links to every real page."""
+    """The 404 page: says which path was not found and links to every real page (relative
+    to ``path``, which may be any depth below the top: ``/a/b`` links ``../status``)."""
+    root = "../" * max(0, path.count("/") - 1)
     items = "".join(
-        f'<li><a href="{href}">{html.escape(href)}</a> — {html.escape(text.split(" — ", 1)[1])}</li>'
+        f'<li><a href="{relative(href, root)}">{html.escape(href)}</a> — '
+        f'{html.escape(text.split(" — ", 1)[1])}</li>'
         for href, text in PAGES
     )
     body = (
@@ -265,7 +279,7 @@ def not_found_html(path: str) -> str:
         "The dashboard is read-only and serves these pages:</p>"
         f"<ul>{items}</ul></section>"
     )
-    return _page("Not found", body)
+    return _page("Not found", body, root=root)
 
 
 def _worker_row(w: dict[str, Any], now: float) -> str:
@@ -345,7 +359,7 @@ def profile_body() -> str:
         "task threads, merged; click a call to zoom</span><span class=\"spacer\"></span>"
         '<select id="profile-key" aria-label="key prefix"></select>'
         '<button id="profile-refresh" type="button">Refresh</button></h2>'
-        '<div id="profile" data-api="/api/profile"></div><div id="profile-detail"></div>'
+        '<div id="profile" data-api="api/profile"></div><div id="profile-detail"></div>'
         "</section>"
     )
 

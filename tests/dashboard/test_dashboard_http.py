@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import posixpath
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -89,7 +90,9 @@ def test_unknown_path_is_html_404_with_links() -> None:
             status, headers, body = await fetch(path)
             assert status == 404, path
             assert headers["Content-Type"].startswith("text/html")
-            assert 'href="/status"' in body and 'href="/metrics"' in body
+            # relative links climb to the top level (from the path the client normalised)
+            up = "../" * (posixpath.normpath(path).count("/") - 1)
+            assert f'href="{up}status"' in body and f'href="{up}metrics"' in body, path
 
     run(check)
 
@@ -111,12 +114,12 @@ def test_status_page_and_vendored_assets_are_local() -> None:
         assert "script-src 'self'" in headers["Content-Security-Policy"]
         assert "http://" not in page and "https://" not in page  # nothing from a CDN
         for asset in ("taskstream.js", "status.js", "shoal.css"):
-            assert f"/static/{asset}" in page
+            assert f'"static/{asset}"' in page
             code, _, body = await fetch(f"/static/{asset}")
             assert code == 200 and body
             assert "https://" not in body
         status, headers, _ = await fetch("/")
-        assert status == 302 and headers["Location"] == "/status"
+        assert status == 302 and headers["Location"] == "status"
 
     run(check)
 

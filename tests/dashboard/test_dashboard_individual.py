@@ -57,7 +57,7 @@ def test_each_individual_page_is_its_full_pages_view_and_script() -> None:
         for path, (marker, script) in expected.items():
             _, headers, page = await fetch(path)
             assert marker in page, path
-            assert f'<script src="/static/{script}"' in page, path
+            assert f'<script src="static/{script}"' in page, path
             policy = headers["Content-Security-Policy"]
             assert "script-src 'self'" in policy
             # JupyterLab's dask panel frames them; the full pages stay unframeable
@@ -67,7 +67,7 @@ def test_each_individual_page_is_its_full_pages_view_and_script() -> None:
         _, _, page = await fetch("/individual-workers")
         assert 'data-worker="tcp://127.0.0.1:40000"' in page  # rendered from the snapshot
         status, headers, _ = await fetch("/individual-nbytes")  # dask's older name
-        assert status == 302 and headers["Location"] == "/individual-cluster-memory"
+        assert status == 302 and headers["Location"] == "individual-cluster-memory"
         status, _, page = await fetch("/individual-nope")
         assert status == 404 and "/individual-plots.json" in page
 
@@ -88,7 +88,7 @@ def test_groups_api_answers_the_newest_groups_capped_and_the_page_says_the_cap()
         status, _, body = await fetch("/api/groups?limit=lots")
         assert status == 400 and "limit='lots'" in body and "integer" in body
         status, _, page = await fetch("/groups")
-        assert status == 200 and '<a href="/groups" class="active">' in page
+        assert status == 200 and '<a href="groups" class="active">' in page
         assert f"the newest {_views.GROUP_ROWS} at most" in page
         assert f'data-limit="{_views.GROUP_ROWS}"' in page
 
@@ -105,12 +105,12 @@ def test_exceptions_api_answers_the_latest_failures_and_every_page_links_both() 
         assert status == 200 and [r["key"] for r in doc["rows"]] == ["f-0", "f-1"]
         assert doc["count"] == 3 and doc["kept"] == 100
         status, _, page = await fetch("/exceptions")
-        assert status == 200 and '<a href="/exceptions" class="active">' in page
+        assert status == 200 and '<a href="exceptions" class="active">' in page
         assert f"the latest {_views.EXCEPTION_ROWS} at most" in page
         for path in ("/status", "/workers", "/tasks", "/system", "/graph", "/profile",
                      "/groups", "/exceptions"):
             _, _, page = await fetch(path)
-            assert '<a href="/groups"' in page and '<a href="/exceptions"' in page, path
+            assert '<a href="groups"' in page and '<a href="exceptions"' in page, path
 
     run(check)
 

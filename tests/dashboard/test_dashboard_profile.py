@@ -62,8 +62,8 @@ def test_profile_page_loads_its_script_and_is_in_the_navigation() -> None:
     ((status, page), (status_js, script)) = fetch_all(
         ProfiledSource(), ["/profile", "/static/profile.js"])
     assert status == status_js == 200
-    assert 'src="/static/profile.js"' in page and 'data-api="/api/profile"' in page
-    assert '<a href="/profile" class="active">Profile</a>' in page
+    assert 'src="static/profile.js"' in page and 'data-api="api/profile"' in page
+    assert '<a href="profile" class="active">Profile</a>' in page
     assert "shoalProfile" in script
 
 

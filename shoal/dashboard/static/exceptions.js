@@ -29,7 +29,7 @@
     return tr;
   }
 
-  S.poll(function () { return ["/api/exceptions?limit=" + limit]; }, function (docs) {
+  S.poll(function () { return ["api/exceptions?limit=" + limit]; }, function (docs) {
     var doc = docs[0];
     var id = doc.count + "\u0000" + doc.rows.map(function (e) { return e.key + "@" + e.time; }).join("\u0000");
     document.getElementById("exceptions-summary").textContent = doc.rows.length

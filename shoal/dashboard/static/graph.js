@@ -212,7 +212,7 @@
   canvas.addEventListener("mouseleave", function () { tooltip.style.display = "none"; });
 
   // ------------------------------------------------------------------ polling
-  window.Shoal.poll(function () { return ["/api/graph?known=" + encodeURIComponent(layoutId)]; },
+  window.Shoal.poll(function () { return ["api/graph?known=" + encodeURIComponent(layoutId)]; },
     function (docs) {
       var doc = docs[0];
       var t0 = performance.now();

@@ -6,7 +6,7 @@
   var box = document.getElementById("groups");
   var limit = Number(box.dataset.limit) || 100;
 
-  S.poll(function () { return ["/api/groups?limit=" + limit]; }, function (docs) {
+  S.poll(function () { return ["api/groups?limit=" + limit]; }, function (docs) {
     var doc = docs[0];
     var frag = document.createDocumentFragment();
     doc.rows.forEach(function (g) { frag.appendChild(S.progressRow(g.name, g, TS.prefixColor(g.prefix), "group")); });

@@ -217,8 +217,8 @@
 
   // ------------------------------------------------------------------ polling
   function urls() {
-    var list = ["/api/snapshot"];
-    if (stream) list.push("/api/task-stream?since=" + cursor);
+    var list = ["api/snapshot"];
+    if (stream) list.push("api/task-stream?since=" + cursor);
     return list;
   }
 

@@ -121,7 +121,7 @@
 
   function drawAll() { Object.keys(CHARTS).forEach(drawChart); }
 
-  window.Shoal.poll(function () { return ["/api/system?since=" + cursor]; }, function (docs) {
+  window.Shoal.poll(function () { return ["api/system?since=" + cursor]; }, function (docs) {
     var doc = docs[0];
     if (doc.cursor < cursor) names.forEach(function (n) { data[n] = []; });  // restarted
     cursor = doc.cursor;

@@ -52,7 +52,7 @@
     draw();
   });
 
-  S.poll(function () { return ["/api/snapshot", "/api/task-stream?since=" + cursor]; },
+  S.poll(function () { return ["api/snapshot", "api/task-stream?since=" + cursor]; },
     function (res, started) {
       var snap = res[0], ts = res[1];
       clockOffset = snap.scheduler.now - (started + Date.now()) / 2000;

@@ -56,6 +56,6 @@
     document.getElementById("workers-summary").textContent = t.workers + " workers · " + t.nthreads +
       " threads · " + fmtBytes(t.memory_process) + " / " + fmtBytes(t.memory_limit);
   }
-  window.Shoal.poll(function () { return ["/api/snapshot"]; },
+  window.Shoal.poll(function () { return ["api/snapshot"]; },
     function (docs) { render(docs[0]); }, { delay: window.Shoal.POLL_MS });
 })();
