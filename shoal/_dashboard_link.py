@@ -6,19 +6,20 @@ does. Knows nothing of servers: it rewrites a URL."""
 
 from __future__ import annotations
 
+import logging
 import os
 from urllib.parse import urlsplit
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_TEMPLATE = "{scheme}://{host}:{port}/status"
 
 
 def format_dashboard_link(link: str | None) -> str | None:
     """``link`` (what the dashboard serves, e.g. ``http://127.0.0.1:8787/status``) through
-    the configured template; None stays None.
-
-    Raises:
-        KeyError: the template names a variable that is not set, naming the config key.
-    """
+    the configured template; None stays None. A template naming a variable that is not
+    set logs a warning naming it and gives ``link`` itself: the link is shown in reprs and
+    the scheduler's identity, which a bad setting must not break."""
     if link is None:
         return None
     import dask.config
@@ -32,7 +33,8 @@ def format_dashboard_link(link: str | None) -> str | None:
               "host": f"[{host}]" if ":" in host else host}
     try:
         return str(template).format(**fields)
-    except KeyError as exc:
-        raise KeyError(f"the distributed.dashboard.link template {template!r} names "
-                       f"{exc.args[0]!r}, which is neither scheme, host, port nor a set "
-                       "environment variable") from None
+    except (KeyError, IndexError) as exc:
+        logger.warning("the distributed.dashboard.link template %r names %s, which is neither "
+                       "scheme, host, port nor a set environment variable; showing %s",
+                       template, exc, link)
+        return link

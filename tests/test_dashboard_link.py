@@ -23,7 +23,11 @@ def test_a_template_gets_scheme_host_port_and_the_environment(monkeypatch: pytes
         assert format_dashboard_link("https://[::1]:9000/status") == "https://[::1]:9000/x"
 
 
-def test_a_template_naming_what_is_not_there_says_which_key() -> None:
-    with dask.config.set({"distributed.dashboard.link": "{NO_SUCH_VARIABLE_HERE}/status"}), \
-            pytest.raises(KeyError, match=r"distributed\.dashboard\.link"):
-        format_dashboard_link("http://127.0.0.1:8787/status")
+def test_a_template_naming_what_is_not_there_says_which_and_keeps_the_served_link(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.delenv("NO_SUCH_VARIABLE_HERE", raising=False)
+    with dask.config.set({"distributed.dashboard.link": "{NO_SUCH_VARIABLE_HERE}/status"}):
+        assert format_dashboard_link("http://127.0.0.1:8787/status") == \
+            "http://127.0.0.1:8787/status"
+    assert "NO_SUCH_VARIABLE_HERE" in caplog.text
+    assert "distributed.dashboard.link" in caplog.text

@@ -7,8 +7,6 @@ source protocol, and never changes anything through it: every route is a GET.
 from __future__ import annotations
 
 import json
-import logging
-import os
 import socket
 from importlib import resources
 from typing import Any
@@ -18,8 +16,6 @@ from aiohttp import web
 from shoal.dashboard import _individual, _views
 from shoal.dashboard._source import DashboardSource
 from shoal.dashboard._system import SystemMonitor
-
-logger = logging.getLogger(__name__)
 
 STATIC_TYPES = {
     ".js": "text/javascript",
@@ -312,40 +308,15 @@ def _link_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-DEFAULT_LINK = "{scheme}://{host}:{port}/status"
-"""dask's default ``distributed.dashboard.link``."""
-
-
-def format_link(scheme: str, host: str, port: int) -> str:
-    """The dashboard's link by dask's ``distributed.dashboard.link`` template (read now),
-    formatted as dask does with the environment plus ``scheme``, ``host`` and ``port``:
-    JupyterHub sets it to ``"{JUPYTERHUB_SERVICE_PREFIX}proxy/{port}/status"``.
-
-    Raises:
-        ValueError: the template names a field that is neither one of those nor set in the
-            environment.
-    """
-    import dask
-
-    template = dask.config.get("distributed.dashboard.link", DEFAULT_LINK) or DEFAULT_LINK
-    try:
-        return str(template).format(**{**os.environ, "scheme": scheme, "host": host,
-                                       "port": port})
-    except (KeyError, IndexError) as exc:
-        raise ValueError(
-            f"dask's config distributed.dashboard.link={template!r} names {exc} which is not "
-            "set: use {scheme}, {host}, {port} or an environment variable that is set"
-        ) from None
-
-
 class DashboardServer:
     """A running dashboard. Create it with :func:`open_dashboard`; stop it with :meth:`close`.
 
     Attributes:
         host: the host it was bound to, as requested.
         port: the port actually bound (the OS's choice when 0 was requested).
-        link: the URL of the live status page, e.g. ``http://127.0.0.1:8787/status``; dask's
-            ``distributed.dashboard.link`` template (read at each access) shapes it.
+        link: the URL of the live status page, e.g. ``http://127.0.0.1:8787/status`` (what
+            users see goes through dask's ``distributed.dashboard.link`` template:
+            ``shoal/_dashboard_link.py``).
     """
 
     def __init__(self, runner: web.AppRunner, host: str, port: int, https: bool = False,
@@ -354,18 +325,7 @@ class DashboardServer:
         self._monitor = monitor
         self.host = host
         self.port = port
-        self._scheme = "https" if https else "http"
-
-    @property
-    def link(self) -> str:
-        host = _link_host(self.host)
-        try:
-            return format_link(self._scheme, host, self.port)
-        except ValueError as exc:
-            # the scheduler's identity (scheduler_info) carries the link: a bad template
-            # must not break it, so say what is wrong and give dask's default link instead
-            logger.warning("%s; using %s", exc, DEFAULT_LINK)
-            return DEFAULT_LINK.format(scheme=self._scheme, host=host, port=self.port)
+        self.link = f"{'https' if https else 'http'}://{_link_host(host)}:{port}/status"
 
     async def close(self) -> None:
         """Stop listening and close open connections; safe to call twice."""

@@ -195,25 +195,6 @@ JUPYTERHUB_LINK = "{JUPYTERHUB_SERVICE_PREFIX}proxy/{port}/status"
 """What JupyterHub deployments set dask's ``distributed.dashboard.link`` to."""
 
 
-def test_dashboard_link_follows_dasks_link_template(monkeypatch: pytest.MonkeyPatch) -> None:
-    import dask
-
-    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/alice/")
-
-    async def main() -> None:
-        server = await open_dashboard(FakeSource(), "127.0.0.1", 0)
-        try:
-            assert server.link == f"http://127.0.0.1:{server.port}/status"  # dask's default
-            with dask.config.set({"distributed.dashboard.link": JUPYTERHUB_LINK}):
-                assert server.link == f"/user/alice/proxy/{server.port}/status"
-            with dask.config.set({"distributed.dashboard.link": "{scheme}://hub.example/{host}/{port}"}):
-                assert server.link == f"http://hub.example/127.0.0.1/{server.port}"
-        finally:
-            await server.close()
-
-    asyncio.run(main())
-
-
 @pytest.mark.integration
 def test_client_dashboard_link_follows_the_template_with_and_without_a_cluster(
     monkeypatch: pytest.MonkeyPatch,
@@ -233,26 +214,3 @@ def test_client_dashboard_link_follows_the_template_with_and_without_a_cluster(
                 assert cluster.dashboard_link == expected
                 assert client.dashboard_link == expected
                 assert bare.dashboard_link == expected
-
-
-def test_a_link_template_naming_an_unset_variable_says_so_and_falls_back(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    import dask
-
-    from shoal.dashboard._server import format_link
-
-    monkeypatch.delenv("NO_SUCH_PREFIX", raising=False)
-    with dask.config.set({"distributed.dashboard.link": "{NO_SUCH_PREFIX}proxy/{port}/status"}):
-        with pytest.raises(ValueError, match="NO_SUCH_PREFIX"):
-            format_link("http", "h", 1)
-
-        async def main() -> None:
-            server = await open_dashboard(FakeSource(), "127.0.0.1", 0)
-            try:
-                assert server.link == f"http://127.0.0.1:{server.port}/status"
-            finally:
-                await server.close()
-
-        asyncio.run(main())
-    assert "NO_SUCH_PREFIX" in caplog.text
