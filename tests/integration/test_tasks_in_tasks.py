@@ -104,16 +104,22 @@ def test_nested_worker_clients_finish_on_one_thread(one_thread: Client) -> None:
 
 
 def test_get_client_in_a_task_is_the_workers_cached_client(client: Client) -> None:
-    facts = client.gather(client.map(client_facts_n, range(6), pure=False))
-    ids = {cid for cid, _ in facts}
-    # One client per worker at most, connected to the same scheduler as ours.
-    assert 1 <= len(ids) <= 2
-    assert all(cid != client.id for cid in ids)
-    assert {addr for _, addr in facts} == {client.scheduler_address}
+    facts = client.gather(client.map(client_facts_n, range(12), pure=False))
+    # One client object per worker process, made once and kept (every worker's client
+    # has the same name, so the objects are told apart by id() within their process).
+    objects: dict[int, set[int]] = {}
+    for pid, obj, cid, _ in facts:
+        objects.setdefault(pid, set()).add(obj)
+        assert cid != client.id
+    assert all(len(objs) == 1 for objs in objects.values()), objects
+    assert {addr for *_, addr in facts} == {client.scheduler_address}
 
 
 def client_facts_n(_):
-    return client_facts()
+    import os
+
+    c = get_client()
+    return (os.getpid(), id(c), *client_facts())
 
 
 def compute_inside(n):
