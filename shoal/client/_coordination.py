@@ -73,6 +73,8 @@ def two_faced(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         client = getattr(self, "_client", None)
+        if client is not None and not client.asynchronous:  # the usual case: block, at once
+            return method(self, *args, **kwargs)
         if client is None:
             try:  # the primitive's own lookup, which keeps the client it finds
                 getter = getattr(self, "_get_client", None)
