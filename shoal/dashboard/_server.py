@@ -206,12 +206,17 @@ async def _groups(request: web.Request) -> web.Response:
     return _html(_views.groups_html())
 
 
+def _rows(request: web.Request, method: str, default: int, what: str) -> web.Response:
+    """The source's ``method(limit)`` answer for ``?limit=`` rows (``default`` without)."""
+    get = getattr(request.app[_SOURCE], method, None)
+    if get is None:
+        raise web.HTTPNotFound(text=f"this dashboard's source keeps no {what}")
+    return _json(get(_limit(request, default)))
+
+
 async def _api_groups(request: web.Request) -> web.Response:
     """The newest ``?limit=`` task groups, each with its counts by state."""
-    get = getattr(request.app[_SOURCE], "task_groups", None)
-    if get is None:
-        raise web.HTTPNotFound(text="this dashboard's source keeps no task groups")
-    return _json(get(_limit(request, _views.GROUP_ROWS)))
+    return _rows(request, "task_groups", _views.GROUP_ROWS, "task groups")
 
 
 async def _exceptions(request: web.Request) -> web.Response:
@@ -220,10 +225,7 @@ async def _exceptions(request: web.Request) -> web.Response:
 
 async def _api_exceptions(request: web.Request) -> web.Response:
     """The latest ``?limit=`` failures, newest first: key, exception, traceback, worker."""
-    get = getattr(request.app[_SOURCE], "erred_tasks", None)
-    if get is None:
-        raise web.HTTPNotFound(text="this dashboard's source keeps no failures")
-    return _json(get(_limit(request, _views.EXCEPTION_ROWS)))
+    return _rows(request, "erred_tasks", _views.EXCEPTION_ROWS, "failures")
 
 
 async def _individual_plots(request: web.Request) -> web.Response:
