@@ -137,6 +137,8 @@ class as_completed:
     def _emit(self, f: Future) -> Any:
         if not self.with_results:
             return f
+        # ends: ``f`` is done; fetching a value on a worker ends with that fetch or with
+        # the client's connection (a lost one settles every future)
         return self._failed(f) or (f, f.result())
 
     def _failed(self, f: Any) -> tuple[Any, Any] | None:
@@ -146,7 +148,7 @@ class as_completed:
         exc: BaseException | None = None
         if not isinstance(f, Future):  # an ActorFuture (done): its result() raises its failure
             try:
-                f.result()
+                f.result()  # ends at once: ``f`` is done
             except Exception as failure:  # not swallowed: returned or raised below
                 exc = failure
         elif f.status == "error" or f.status == "cancelled":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,8 @@ from shoal.protocol._serialize import Serialized, loads
 
 if TYPE_CHECKING:
     from shoal.client._core import ClientCore as Client  # the protocol: never the facade
+
+logger = logging.getLogger("shoal.client")
 
 
 _ON_ERROR = ("raise", "return", "ignore")
@@ -203,9 +206,11 @@ async def story(self: Client, *keys: Any, on_error: str = "raise") -> list[tuple
             key = key.key if isinstance(key, Future) else key
             got = await self._request_within("story", self._timeout, key=key)
             rows.extend(("scheduler", *r) for r in got)
-    except Exception:
+    except Exception as exc:  # reported: raised, or logged with on_error="ignore"
         if on_error == "raise":
             raise
+        logger.warning("story(%d key(s)): the scheduler gave no story (%s: %s); "
+                       "on_error='ignore' returns none", len(rows), type(exc).__name__, exc)
         return []  # on_error="ignore": dask's "no story" rather than an error
     return rows
 

@@ -129,18 +129,22 @@ async def _api_profile(request: web.Request) -> web.Response:
     return _json({"tree": tree, "prefixes": sorted(source.snapshot()["prefixes"])})
 
 
-def _cursor(request: web.Request, name: str = "since") -> int:
-    raw = request.query.get(name, "0")
+def _count(request: web.Request, name: str, default: int, fix: str) -> int:
+    """The query's ``name`` as a non-negative int (``default`` without); else a 400
+    naming it and ``fix``."""
+    raw = request.query.get(name, str(default))
     try:
         value = int(raw)
         if value < 0:
             raise ValueError
     except ValueError:
-        raise web.HTTPBadRequest(
-            text=f"{name}={raw!r} is not a cursor: pass the 'cursor' of the previous "
-            "response, or 0 to start from the oldest retained record"
-        )
+        raise web.HTTPBadRequest(text=f"{name}={raw!r} {fix}") from None
     return value
+
+
+def _cursor(request: web.Request, name: str = "since") -> int:
+    return _count(request, name, 0, "is not a cursor: pass the 'cursor' of the previous "
+                  "response, or 0 to start from the oldest retained record")
 
 
 async def _tasks(request: web.Request) -> web.Response:
@@ -189,16 +193,8 @@ async def _api_graph(request: web.Request) -> web.Response:
 
 def _limit(request: web.Request, default: int) -> int:
     """``?limit=`` rows (default ``default``), capped at ``_views.MAX_ROWS``."""
-    raw = request.query.get("limit", str(default))
-    try:
-        value = int(raw)
-        if value < 0:
-            raise ValueError
-    except ValueError:
-        raise web.HTTPBadRequest(
-            text=f"limit={raw!r} is not a number of rows: pass an integer from 0 to "
-            f"{_views.MAX_ROWS}"
-        ) from None
+    value = _count(request, "limit", default, "is not a number of rows: pass an integer "
+                   f"from 0 to {_views.MAX_ROWS}")
     return min(value, _views.MAX_ROWS)
 
 
