@@ -8,11 +8,16 @@ with a deadline; the program reports what it saw on stdout."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
+import psutil
 import pytest
+
+from ._helpers import alive, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -61,3 +66,131 @@ def test_ctrl_c_during_a_garbage_collection_is_not_lost(tmp_path):
     assert done.returncode == 0, (done.stdout, done.stderr[-3000:])
     assert "lost 0\n" in done.stdout, (done.stdout, done.stderr[-3000:])
     assert "after 2\nclosed\n" in done.stdout, (done.stdout, done.stderr[-3000:])
+
+
+# Ctrl-C, a real SIGINT to the process, at seeded moments while the main thread waits in each
+# blocking call of the API in turn (or builds and sends a graph): each interrupt must reach the
+# program within a second, and the client must still compute afterwards.
+_WAITS_PROGRAM = """
+    import os, random, signal, threading, time
+    import dask.array as da
+    import shoal
+    from shoal import as_completed, wait
+
+    def slowinc(x, t=0.05):
+        time.sleep(t)
+        return x + 1
+
+    def inc(x):
+        return x + 1
+
+    KINDS = ["result", "gather", "wait", "as_completed", "compute", "persist", "get",
+             "scatter", "map", "submit"]
+
+    def block(client, kind, it):
+        if kind == "result":
+            client.submit(slowinc, 1, 0.5, pure=False).result()
+        elif kind == "gather":
+            client.gather(client.map(slowinc, range(20), pure=False))
+        elif kind == "wait":
+            wait(client.map(slowinc, range(20), pure=False))
+        elif kind == "as_completed":
+            for f in as_completed(client.map(slowinc, range(20), pure=False)):
+                f.result()
+        elif kind == "compute":
+            da.ones((600, 600), chunks=(20, 20)).map_blocks(lambda b: b + 1).sum().compute()
+        elif kind == "persist":
+            (da.ones((1000, 1000), chunks=(20, 20)) + it).persist()
+        elif kind == "get":
+            client.get({"g": (slowinc, 1, 0.2)}, "g")
+        elif kind == "scatter":
+            client.scatter(list(range(200)))
+        elif kind == "map":
+            client.map(inc, range(3000), pure=False)
+        elif kind == "submit":
+            [client.submit(inc, i, pure=False) for i in range(500)]
+
+    rng = random.Random(0)
+    with shoal.Client(n_workers=2, threads_per_worker=2, dashboard_address=None) as client:
+        print("workers", sorted(client.run(os.getpid).values()), flush=True)
+        for it in range(40):
+            kind = KINDS[it % len(KINDS)]
+            sent = []
+            def interrupt():
+                sent.append(time.monotonic())
+                os.kill(os.getpid(), signal.SIGINT)
+            timer = threading.Timer(rng.uniform(0, 0.3), interrupt)
+            try:
+                timer.start()
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:  # ends: the interrupt or the deadline
+                    block(client, kind, it)
+                print("not interrupted", it, kind, flush=True)
+            except KeyboardInterrupt:
+                took = time.monotonic() - sent[0]
+                if took > 1.0:
+                    print("late", it, kind, round(took, 2), flush=True)
+            timer.join(10)
+        print("after", client.submit(inc, 1).result(timeout=60), flush=True)
+    print("closed", flush=True)
+"""
+
+
+def _worker_pids(stdout: str) -> list[int]:
+    line = next(line for line in stdout.splitlines() if line.startswith("workers "))
+    return [int(pid) for pid in line[len("workers ["):-1].split(", ")]
+
+
+def test_ctrl_c_in_every_blocking_call_arrives_promptly_and_the_client_stays_usable(tmp_path):
+    done = _run(tmp_path, _WAITS_PROGRAM, timeout=240)
+    report = (done.stdout, done.stderr[-3000:])
+    assert done.returncode == 0, report
+    assert "not interrupted" not in done.stdout, report
+    assert "late" not in done.stdout, report
+    assert "after 2\nclosed\n" in done.stdout, report
+    pids = _worker_pids(done.stdout)
+    wait_for(lambda: not any(alive(pid) for pid in pids), timeout=20)
+
+
+_STARTUP_PROGRAM = """
+    import sys, threading, time
+    import shoal
+
+    print("starting", flush=True)
+    began = time.monotonic()
+    try:
+        client = shoal.Client(n_workers=2, threads_per_worker=1, dashboard_address=None)
+        print("started", flush=True)
+        client.close()
+    except KeyboardInterrupt:
+        print("interrupted after", round(time.monotonic() - began, 2), flush=True)
+    left = [t.name for t in threading.enumerate()
+            if not t.daemon and t is not threading.main_thread()]
+    print("non-daemon threads", left, flush=True)
+"""
+
+
+@pytest.mark.parametrize("delay", [0.5, 1.5])
+def test_ctrl_c_during_client_start_up_leaves_no_worker_process(tmp_path, delay):
+    path = tmp_path / "program.py"
+    path.write_text(textwrap.dedent(_STARTUP_PROGRAM))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), PYTHONFAULTHANDLER="1")
+    proc = subprocess.Popen([sys.executable, str(path)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "starting\n"  # ends: the line, or the kill below
+        wait_for(lambda: psutil.Process(proc.pid).children(recursive=True), timeout=60)
+        started = time.monotonic()
+        wait_for(lambda: time.monotonic() - started >= delay, timeout=delay + 1)
+        children = {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, (out, err[-3000:])
+    if "interrupted after" in out:  # (a fast start-up may finish first: nothing to check)
+        assert "non-daemon threads []" in out, (out, err[-3000:])
+    wait_for(lambda: not any(alive(pid) for pid in children), timeout=20)
