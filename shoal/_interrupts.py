@@ -1,7 +1,8 @@
 """A Ctrl-C that lands in shoal code run by the interpreter itself reaches the user's code.
 
 Owns: one ``sys.unraisablehook`` wrapper, installed once by the first Client or Scheduler
-(``install``). Must not know about clients, futures or the collector.
+(``install``), and the table of what to finish when a finalizer was cut short
+(``resume_with``). Must not know about clients, futures or the collector.
 
 Why: CPython runs the SIGINT handler at the main thread's next bytecode boundary. When that
 boundary is in Python code that the interpreter calls from C and whose errors it cannot pass
@@ -11,17 +12,48 @@ dropped: the user's Ctrl-C did nothing, and a loop in the main thread ran on. Th
 raises such an interrupt again in the main thread (``_thread.interrupt_main`` from a new
 thread: the SIGINT handler runs again at a later boundary, outside the hook), and hands every
 other unraisable exception to the hook that was there before.
+
+A finalizer cut short did not do its work (``Future.__del__``: give back the future's
+reference, else its key stays held on the cluster). A function registered with
+``resume_with`` is called with the innermost frame and line the interrupt came at, first,
+and finishes what that frame had not done yet.
 """
 
 from __future__ import annotations
 
 import _thread
+import logging
 import sys
 import threading
+from collections.abc import Callable
+from types import CodeType, FrameType
 from typing import Any
+
+logger = logging.getLogger("shoal")
 
 _lock = threading.Lock()
 _installed = False
+_resumes: dict[CodeType, Callable[[FrameType, int], None]] = {}
+
+
+def resume_with(function: Any, resume: Callable[[FrameType, int], None]) -> None:
+    """When an interrupt is dropped while ``function``'s frame is the innermost one, call
+    ``resume(frame, line)`` (``line``: where the interrupt came) before raising it again."""
+    _resumes[function.__code__] = resume
+
+
+def _resume(traceback: Any) -> None:
+    while traceback is not None and traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    if traceback is None:
+        return
+    resume = _resumes.get(traceback.tb_frame.f_code)
+    if resume is not None:
+        try:
+            resume(traceback.tb_frame, traceback.tb_lineno)
+        except Exception:  # the interrupt is still raised again; what failed is said
+            logger.exception("shoal: finishing %s after an interrupt failed",
+                             traceback.tb_frame.f_code.co_qualname)
 
 
 def _is_shoal(obj: Any) -> bool:
@@ -34,6 +66,7 @@ def _make_hook(previous: Any) -> Any:
         exc_type = unraisable.exc_type
         if (exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
                 and _is_shoal(unraisable.object)):
+            _resume(unraisable.exc_traceback)
             # Not ``interrupt_main()`` here: this hook is Python code called from C too, and
             # the interrupt would be due (and dropped) at its next bytecode. A new thread
             # needs the GIL first, which this one gives up only once back in bytecode that

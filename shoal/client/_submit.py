@@ -355,8 +355,13 @@ class Submitting(Outbox):
             held = st is not None and st.refs > 0
             if st is None:
                 st = self._states[key] = FutureState()
+            # Made, then counted with no call in between: a Ctrl-C (due at a call's end or
+            # a function's start) never leaves a count without the future that gives it back.
+            fut = Future.__new__(Future)
+            fut.key = key
+            fut._client = self
+            fut._state = st
             st.refs += 1
-            fut = Future._new(key, self, st)
         if held:
             return fut
         prio = (-priority, next(self._generation), 0)
@@ -443,8 +448,8 @@ class Submitting(Outbox):
                 fut.key = k
                 fut._client = self
                 fut._state = st
+                st.refs += 1  # (before the append: a Ctrl-C comes after a call, see submit)
                 futures.append(fut)
-                st.refs += 1
         with self._functions.batch():
             # A Python function over plain values (numbers, strings): payloads put
             # together from constant pieces (CallPickles), one shared fid list.

@@ -194,3 +194,69 @@ def test_ctrl_c_during_client_start_up_leaves_no_worker_process(tmp_path, delay)
     if "interrupted after" in out:  # (a fast start-up may finish first: nothing to check)
         assert "non-daemon threads []" in out, (out, err[-3000:])
     wait_for(lambda: not any(alive(pid) for pid in children), timeout=20)
+
+
+# The interrupt due at the first bytecode of ``Future.__del__`` (a finalizer: CPython drops
+# what it raises) must still reach the program, and the dying future must still give back its
+# reference: else its key stays held on the cluster for as long as the client lives.
+_DEL_PROGRAM = """
+    import _thread, gc, random, threading, time
+    import shoal
+    from shoal import Future
+
+    def inc(x):
+        return x + 1
+
+    rng = random.Random(0)
+    lost = 0
+    with shoal.Client(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as client:
+        held = client.submit(inc, 1)
+        held.result(timeout=60)
+        for _ in range(100):
+            deadline = time.monotonic() + 2
+            try:
+                threading.Timer(rng.uniform(0, 0.005), _thread.interrupt_main).start()
+                while time.monotonic() < deadline:  # ends: the interrupt or the deadline
+                    for _ in range(100):
+                        Future(held.key, client)  # made and dropped at once
+                lost += 1
+            except KeyboardInterrupt:
+                pass
+        print("lost", lost, flush=True)
+        key = held.key
+        del held
+        gc.collect()
+        deadline = time.monotonic() + 30
+        while key in client._held_keys() and time.monotonic() < deadline:  # ends: deadline
+            time.sleep(0.05)
+        print("still held", key in client._held_keys(), flush=True)
+"""
+
+
+def test_ctrl_c_in_a_dying_futures_finalizer_is_not_lost_and_the_key_is_released(tmp_path):
+    done = _run(tmp_path, _DEL_PROGRAM)
+    assert done.returncode == 0, (done.stdout, done.stderr[-3000:])
+    assert "lost 0\nstill held False\n" in done.stdout, (done.stdout, done.stderr[-3000:])
+
+
+def test_ctrl_c_as_a_submit_wakes_the_loop_does_not_silence_the_client(client, monkeypatch):
+    """The interrupt is due at the first bytecode of a Python function: here, the one that
+    hands the client's drain to the loop. The client marked a drain as scheduled before that
+    call and nothing ever cleared the mark: no later message was sent."""
+    import shoal._loop
+
+    def inc(x):
+        return x + 1
+
+    real = shoal._loop.call_soon
+
+    def interrupted(*args):
+        monkeypatch.setattr(shoal._loop, "call_soon", real)
+        raise KeyboardInterrupt
+
+    wait_for(lambda: not client._drain_scheduled, timeout=30)
+    monkeypatch.setattr(shoal._loop, "call_soon", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        client.submit(inc, 1, pure=False)
+    assert client.submit(inc, 2, pure=False).result(timeout=30) == 3
