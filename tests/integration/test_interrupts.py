@@ -260,3 +260,25 @@ def test_ctrl_c_as_a_submit_wakes_the_loop_does_not_silence_the_client(client, m
     with pytest.raises(KeyboardInterrupt):
         client.submit(inc, 1, pure=False)
     assert client.submit(inc, 2, pure=False).result(timeout=30) == 3
+
+
+def test_ctrl_c_as_a_submit_queues_its_message_does_not_lose_the_functions_blob(
+        client, monkeypatch):
+    """A new function travels once, with the first message that needs it; the client marks it
+    sent as that message is queued. An interrupt between the mark and the queueing (here, as
+    the message is made) left it marked and never sent: every later task of it failed."""
+    import shoal.client._submit as submit_module
+
+    namespace: dict[str, object] = {}
+    exec("def add_eleven(x):\n    return x + 11", namespace)  # a function new to all
+    func = namespace["add_eleven"]
+    real = submit_module.UpdateGraph
+
+    def interrupted(*args, **kwargs):
+        monkeypatch.setattr(submit_module, "UpdateGraph", real)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(submit_module, "UpdateGraph", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        client.submit(func, 1, pure=False)
+    assert client.submit(func, 2, pure=False).result(timeout=30) == 13
