@@ -77,6 +77,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from shoal import _interrupts
+
 logger = logging.getLogger("shoal.gc")
 
 CPYTHON_DEFAULT_THRESHOLDS = (700, 10, 10)
@@ -221,6 +223,7 @@ class GcKeeper:
         # Reentrant: a collection in step() may run a finalizer that releases (a Client
         # garbage-collected), on this same thread.
         self._lock = threading.RLock()
+        self._stepping = False  # a step holds the lock: the hook skips its work
         self._users = 0
         self._hands_off = False
         self._saved: tuple[int, int, int] | None = None  # thresholds before shoal's
@@ -256,6 +259,7 @@ class GcKeeper:
                 self._loops.append(loop)
             if self._users > 1:
                 return
+            _interrupts.install()
             g = self._gc
             self._hands_off = user_owns_collector(
                 g.isenabled(), g.get_threshold(), g.get_freeze_count())
@@ -368,9 +372,14 @@ class GcKeeper:
             if self._building:
                 self._young_at_start = self._gc.get_count()[0]
             return
-        if not self._lock.acquire(blocking=False):
+        if self._stepping:
             return
-        try:
+        # ``with``, not a try-acquire: a Ctrl-C (run at the next bytecode of the main thread,
+        # often in this hook) between ``acquire()`` returning and a ``try`` left the lock
+        # held for good, and the loop's next tick blocked on it forever. Entering ``with``
+        # takes no such check. A step holding the lock never waits on another thread, so
+        # waiting for it here is brief; ``_stepping`` skips the wait while a step runs.
+        with self._lock:
             if self.bulk:
                 self._freeze()
             elif self._users and not self._hands_off:
@@ -380,8 +389,6 @@ class GcKeeper:
                 if ((self._grown >= self.settings.build_enter and self._building)
                         or self.held() >= self.settings.enter_at):
                     self._enter()
-        finally:
-            self._lock.release()
 
     def _freeze(self) -> None:
         self._gc.freeze()
@@ -465,41 +472,49 @@ class GcKeeper:
     def step(self) -> Action:
         """One decision and its action (a tick's work; tests call it directly)."""
         with self._lock:
-            if self._hands_off or self._users == 0:
-                return "keep"
-            if self._owed:
-                self._owed = not _collect(self._gc, 2)
-            self._ticks += 1
-            held = self.held()
-            if held >= self.settings.enter_at:
-                self._expecting = False  # what expect() announced has arrived
-            self._peak = max(self._peak, held)
-            measured = self.lingering or (
-                self.bulk and self._ticks % self.settings.measure_every == 0)
-            view = self._view(held, measured)
-            action = decide(view, self.settings)
-            if action == "enter":
-                self._enter()
-            elif action == "young":
-                _collect(self._gc, 1)  # (a skipped collection is the next tick's)
-                if self.bulk:  # (a finalizer run by the collection may have released)
-                    self._freeze()
-                self.stats["young"] += 1
-            elif action == "freeze":
+            self._stepping = True
+            try:
+                return self._step()
+            finally:
+                self._stepping = False
+
+    def _step(self) -> Action:
+        """``step``'s work, under ``self._lock``."""
+        if self._hands_off or self._users == 0:
+            return "keep"
+        if self._owed:
+            self._owed = not _collect(self._gc, 2)
+        self._ticks += 1
+        held = self.held()
+        if held >= self.settings.enter_at:
+            self._expecting = False  # what expect() announced has arrived
+        self._peak = max(self._peak, held)
+        measured = self.lingering or (
+            self.bulk and self._ticks % self.settings.measure_every == 0)
+        view = self._view(held, measured)
+        action = decide(view, self.settings)
+        if action == "enter":
+            self._enter()
+        elif action == "young":
+            _collect(self._gc, 1)  # (a skipped collection is the next tick's)
+            if self.bulk:  # (a finalizer run by the collection may have released)
                 self._freeze()
-                self.stats["late"] += 1
-            elif action == "examine":
-                self._gc.unfreeze()
-                _collect(self._gc, 2)
-                if self.bulk:
-                    self._freeze()
-                    self._reset_measure(held)
-                self.stats["examined"] += 1
-            elif action == "leave":
-                self._leave()
-            elif action in ("count", "thaw"):
-                action = self._linger(view, action)
-            return action
+            self.stats["young"] += 1
+        elif action == "freeze":
+            self._freeze()
+            self.stats["late"] += 1
+        elif action == "examine":
+            self._gc.unfreeze()
+            _collect(self._gc, 2)
+            if self.bulk:
+                self._freeze()
+                self._reset_measure(held)
+            self.stats["examined"] += 1
+        elif action == "leave":
+            self._leave()
+        elif action in ("count", "thaw"):
+            action = self._linger(view, action)
+        return action
 
     def _leave(self) -> None:
         """End bulk mode: nothing more is frozen; what is frozen stays so (lingering).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import _thread
 import asyncio
+import dis
 import functools
 import logging
 import threading
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from dask._task_spec import TaskRef
 
-from shoal import _loop
+from shoal import _interrupts, _loop
 from shoal.protocol._errors import FutureCancelledError as FutureCancelledError
 from shoal.protocol._serialize import Serialized, loads
 
@@ -267,11 +268,13 @@ class Future(TaskRef):
     """
 
     __slots__ = ("__weakref__", "_client", "_state")
+    _client: Client
+    _state: FutureState
 
     def __init__(self, key: Any, client: Client, state: FutureState | None = None) -> None:
         super().__init__(key)
         self._client = client
-        self._state = client._hold(key, state)
+        client._hold(key, state, self)  # sets self._state
 
     @classmethod
     def _new(cls, key: Any, client: Client, state: FutureState) -> Future:
@@ -390,3 +393,26 @@ class Future(TaskRef):
 
     def __ne__(self, other: object) -> bool:
         return self is not other
+
+
+def line_of(function: Any, name: str) -> int:
+    """The line where ``function`` first loads the attribute ``name`` (the line of a call
+    whose effect ``_interrupts`` must know happened or not)."""
+    for ins in dis.get_instructions(function):
+        if ins.argval == name and ins.opname in ("LOAD_ATTR", "LOAD_METHOD"):
+            assert ins.positions is not None and ins.positions.lineno is not None
+            return ins.positions.lineno
+    raise LookupError(f"{function.__qualname__} loads no {name!r}")
+
+
+_DECREF_LINE = line_of(Future.__del__, "_decref")
+
+
+def _resume_del(frame: Any, line: int) -> None:
+    """An interrupt came in ``Future.__del__`` before its ``_decref`` call (the only
+    eval-breaker check on that line is after the call returns): give the reference back."""
+    if line < _DECREF_LINE:
+        Future.__del__(frame.f_locals["self"])
+
+
+_interrupts.resume_with(Future.__del__, _resume_del)

@@ -20,8 +20,8 @@ import itertools
 import threading
 from typing import TYPE_CHECKING, Any
 
-from shoal import _loop
-from shoal.client._future import FutureState
+from shoal import _interrupts, _loop
+from shoal.client._future import Future, FutureState, line_of
 from shoal.comm import Connection
 from shoal.protocol._messages import Message, ReleaseKeys, Request, UpdateGraph
 
@@ -74,7 +74,13 @@ class Outbox(Assembled):
     def _schedule_drain(self) -> None:
         if not self._drain_scheduled:
             self._drain_scheduled = True
-            _loop.call_soon(self._drain)
+            try:
+                _loop.call_soon(self._drain)
+            except BaseException:  # (a Ctrl-C at call_soon's first bytecode)
+                # Else the flag stayed set with no drain to clear it: nothing this client
+                # queued was ever sent again.
+                self._drain_scheduled = False
+                raise
 
     def _drain(self) -> None:
         """On the loop: send queued messages, then releases of futures that died meanwhile.
@@ -163,15 +169,22 @@ class Outbox(Assembled):
 
     # --- reference counting -------------------------------------------------------------------
 
-    def _hold(self, key: Any, state: FutureState | None = None) -> FutureState:
-        """A new Future of ``key``: its shared state (``state`` if given), counted."""
+    def _hold(self, key: Any, state: FutureState | None = None,
+              fut: Future | None = None) -> FutureState:
+        """A new Future of ``key``: its shared state (``state`` if given), counted, and set
+        as ``fut._state`` in the same step: no bytecode that can take a Ctrl-C comes between
+        the count and the future knowing it (else its death would not give it back)."""
         with self._lock:
             st = self._states.get(key)
             if state is not None and state is not st:
+                if fut is not None:
+                    fut._state = state
                 return state  # a cancelled key's: not counted, its deaths are skipped
             if st is None:
                 st = self._states[key] = FutureState()
             st.refs += 1
+            if fut is not None:
+                fut._state = st
             return st
 
     def _held(self, key: Any) -> bool:
@@ -216,3 +229,20 @@ class Outbox(Assembled):
         with self._lock:
             if self._states.get(key) is st:
                 del self._states[key]
+
+
+_APPEND_LINE = line_of(Outbox._decref, "_dead")
+
+
+def _resume_decref(frame: Any, line: int) -> None:
+    """An interrupt came in ``_decref`` (run by ``Future.__del__``): record the death if it
+    was not yet, and make sure a drain will count it."""
+    client = frame.f_locals["self"]
+    if line < _APPEND_LINE and client.status == "running":
+        # (the append is its line's only call: an interrupt on that line came after it)
+        client._dead.append((frame.f_locals["key"], frame.f_locals["state"]))
+    if client._release_timer is None and client.status == "running":
+        client._schedule_drain()
+
+
+_interrupts.resume_with(Outbox._decref, _resume_decref)

@@ -129,8 +129,9 @@ class GraphPieces:
         if rest:
             named += rest
         with client._lock:
-            client._outbox.append(UpdateGraph(
-                rows, named, client._new_blobs(rows), more=more, stream=self._stream))
+            blobs = client._new_blobs(rows)
+            client._outbox.append(UpdateGraph(rows, named, blobs, more=more, stream=self._stream))
+            client._sent_fids.update(blobs)  # (after the queueing: see _submit_rows)
         self.sent += 1
         if not more:
             self._open = False
@@ -193,13 +194,17 @@ class Submitting(Outbox):
         if split:
             rows = inputs_first(rows)
             _gc.settle()  # (shoal/_gc.py: the reordered list of a graph's rows)
+        # The messages are made first and queued in one call, and the blobs marked sent only
+        # then: a Ctrl-C (due at the end of any call) may cost a blob sent twice, never a
+        # blob marked sent and not queued (every later task of its function failed), nor a
+        # stream queued without its last piece (the scheduler held its tasks for good).
         with self._lock:
             fids = {fid for row in rows for fid in row[3]} - self._sent_fids
             blobs = {fid: self._functions.blob(fid) for fid in fids}
-            self._sent_fids |= fids
             if not split:
-                self._outbox.append(UpdateGraph(rows, wanted or [], blobs, actors, restrictions))
+                msgs = [UpdateGraph(rows, wanted or [], blobs, actors, restrictions)]
             else:
+                msgs = []
                 # Each piece names the wanted keys among its rows (the scheduler reports
                 # them as they finish, and never takes all wanted keys in one step); the
                 # last piece also names wanted keys the client had already submitted.
@@ -215,18 +220,19 @@ class Submitting(Outbox):
                     if start == last and wanted:
                         keys = {r[0] for r in rows}
                         named += [k for k in dict.fromkeys(wanted) if k not in keys]
-                    self._outbox.append(UpdateGraph(
+                    msgs.append(UpdateGraph(
                         piece, named, blobs if start == 0 else {}, more=start != last,
                         stream=stream))
+            self._outbox.extend(msgs)
+            self._sent_fids |= fids
         self._schedule_drain()
 
     def _new_blobs(self, rows: list[tuple[Any, ...]]) -> dict[str, bytes]:
-        """The blobs of the functions ``rows`` use that the scheduler has not been sent,
-        marked sent (the caller holds ``_lock`` and queues them in the same step)."""
+        """The blobs of the functions ``rows`` use that the scheduler has not been sent (the
+        caller holds ``_lock``, queues them and then marks them sent, in the same step)."""
         fids = {fid for row in rows for fid in row[3]} - self._sent_fids
         if not fids:
             return {}
-        self._sent_fids |= fids
         return {fid: self._functions.blob(fid) for fid in fids}
 
     def _graph_pieces(self, wanted: list[Any]) -> GraphPieces:
@@ -355,8 +361,13 @@ class Submitting(Outbox):
             held = st is not None and st.refs > 0
             if st is None:
                 st = self._states[key] = FutureState()
+            # Made, then counted with no call in between: a Ctrl-C (due at a call's end or
+            # a function's start) never leaves a count without the future that gives it back.
+            fut = Future.__new__(Future)
+            fut.key = key
+            fut._client = self
+            fut._state = st
             st.refs += 1
-            fut = Future._new(key, self, st)
         if held:
             return fut
         prio = (-priority, next(self._generation), 0)
@@ -443,8 +454,8 @@ class Submitting(Outbox):
                 fut.key = k
                 fut._client = self
                 fut._state = st
+                st.refs += 1  # (before the append: a Ctrl-C comes after a call, see submit)
                 futures.append(fut)
-                st.refs += 1
         with self._functions.batch():
             # A Python function over plain values (numbers, strings): payloads put
             # together from constant pieces (CallPickles), one shared fid list.

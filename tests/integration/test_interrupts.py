@@ -1,0 +1,284 @@
+"""Ctrl-C in a program using a Client: the KeyboardInterrupt reaches the program promptly
+wherever the main thread is (waiting on a result, building a graph, collecting garbage), the
+client stays usable afterwards, and the program exits with no worker process left.
+
+Each test runs a small program in a subprocess (signals go to the main thread of a process)
+with a deadline; the program reports what it saw on stdout."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+import pytest
+
+from ._helpers import alive, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _run(tmp_path, source: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "program.py"
+    path.write_text(textwrap.dedent(source))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), PYTHONFAULTHANDLER="1")
+    return subprocess.run([sys.executable, str(path)], env=env, capture_output=True, text=True,
+                          timeout=timeout, cwd=tmp_path)
+
+
+# The interrupt is simulated from a timer thread (``_thread.interrupt_main``: what a SIGINT's
+# C handler does) at seeded moments while the main thread collects garbage in a loop: most of
+# its time is in the collector, so most interrupts are due at the first bytecode of a
+# ``gc.callbacks`` hook, where CPython prints "Exception ignored" and drops them.
+_GC_PROGRAM = """
+    import _thread, gc, random, threading, time
+    import shoal
+
+    def inc(x):
+        return x + 1
+
+    rng = random.Random(0)
+    lost = 0
+    with shoal.Client(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as client:
+        for _ in range(100):
+            deadline = time.monotonic() + 2
+            try:
+                threading.Timer(rng.uniform(0, 0.005), _thread.interrupt_main).start()
+                while time.monotonic() < deadline:  # ends: the interrupt or the deadline
+                    junk = [[] for _ in range(50)]
+                    gc.collect(0)
+                lost += 1
+            except KeyboardInterrupt:
+                pass
+        print("lost", lost, flush=True)
+        print("after", client.submit(inc, 1).result(timeout=60), flush=True)
+    print("closed", flush=True)
+"""
+
+
+def test_ctrl_c_during_a_garbage_collection_is_not_lost(tmp_path):
+    done = _run(tmp_path, _GC_PROGRAM)
+    assert done.returncode == 0, (done.stdout, done.stderr[-3000:])
+    assert "lost 0\n" in done.stdout, (done.stdout, done.stderr[-3000:])
+    assert "after 2\nclosed\n" in done.stdout, (done.stdout, done.stderr[-3000:])
+
+
+# Ctrl-C, a real SIGINT to the process, at seeded moments while the main thread waits in each
+# blocking call of the API in turn (or builds and sends a graph): each interrupt must reach the
+# program within a second, and the client must still compute afterwards.
+_WAITS_PROGRAM = """
+    import os, random, signal, threading, time
+    import dask.array as da
+    import shoal
+    from shoal import as_completed, wait
+
+    def slowinc(x, t=0.05):
+        time.sleep(t)
+        return x + 1
+
+    def inc(x):
+        return x + 1
+
+    KINDS = ["result", "gather", "wait", "as_completed", "compute", "persist", "get",
+             "scatter", "map", "submit"]
+
+    def block(client, kind, it):
+        if kind == "result":
+            client.submit(slowinc, 1, 0.5, pure=False).result()
+        elif kind == "gather":
+            client.gather(client.map(slowinc, range(20), pure=False))
+        elif kind == "wait":
+            wait(client.map(slowinc, range(20), pure=False))
+        elif kind == "as_completed":
+            for f in as_completed(client.map(slowinc, range(20), pure=False)):
+                f.result()
+        elif kind == "compute":
+            da.ones((600, 600), chunks=(20, 20)).map_blocks(lambda b: b + 1).sum().compute()
+        elif kind == "persist":
+            (da.ones((1000, 1000), chunks=(20, 20)) + it).persist()
+        elif kind == "get":
+            client.get({"g": (slowinc, 1, 0.2)}, "g")
+        elif kind == "scatter":
+            client.scatter(list(range(200)))
+        elif kind == "map":
+            client.map(inc, range(3000), pure=False)
+        elif kind == "submit":
+            [client.submit(inc, i, pure=False) for i in range(500)]
+
+    rng = random.Random(0)
+    with shoal.Client(n_workers=2, threads_per_worker=2, dashboard_address=None) as client:
+        print("workers", sorted(client.run(os.getpid).values()), flush=True)
+        for it in range(40):
+            kind = KINDS[it % len(KINDS)]
+            sent = []
+            def interrupt():
+                sent.append(time.monotonic())
+                os.kill(os.getpid(), signal.SIGINT)
+            timer = threading.Timer(rng.uniform(0, 0.3), interrupt)
+            try:
+                timer.start()
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:  # ends: the interrupt or the deadline
+                    block(client, kind, it)
+                print("not interrupted", it, kind, flush=True)
+            except KeyboardInterrupt:
+                took = time.monotonic() - sent[0]
+                if took > 1.0:
+                    print("late", it, kind, round(took, 2), flush=True)
+            timer.join(10)
+        print("after", client.submit(inc, 1).result(timeout=60), flush=True)
+    print("closed", flush=True)
+"""
+
+
+def _worker_pids(stdout: str) -> list[int]:
+    line = next(line for line in stdout.splitlines() if line.startswith("workers "))
+    return [int(pid) for pid in line[len("workers ["):-1].split(", ")]
+
+
+def test_ctrl_c_in_every_blocking_call_arrives_promptly_and_the_client_stays_usable(tmp_path):
+    done = _run(tmp_path, _WAITS_PROGRAM, timeout=240)
+    report = (done.stdout, done.stderr[-3000:])
+    assert done.returncode == 0, report
+    assert "not interrupted" not in done.stdout, report
+    assert "late" not in done.stdout, report
+    assert "after 2\nclosed\n" in done.stdout, report
+    pids = _worker_pids(done.stdout)
+    wait_for(lambda: not any(alive(pid) for pid in pids), timeout=20)
+
+
+_STARTUP_PROGRAM = """
+    import sys, threading, time
+    import shoal
+
+    print("starting", flush=True)
+    began = time.monotonic()
+    try:
+        client = shoal.Client(n_workers=2, threads_per_worker=1, dashboard_address=None)
+        print("started", flush=True)
+        client.close()
+    except KeyboardInterrupt:
+        print("interrupted after", round(time.monotonic() - began, 2), flush=True)
+    left = [t.name for t in threading.enumerate()
+            if not t.daemon and t is not threading.main_thread()]
+    print("non-daemon threads", left, flush=True)
+"""
+
+
+@pytest.mark.parametrize("delay", [0.5, 1.5])
+def test_ctrl_c_during_client_start_up_leaves_no_worker_process(tmp_path, delay):
+    path = tmp_path / "program.py"
+    path.write_text(textwrap.dedent(_STARTUP_PROGRAM))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), PYTHONFAULTHANDLER="1")
+    proc = subprocess.Popen([sys.executable, str(path)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "starting\n"  # ends: the line, or the kill below
+        wait_for(lambda: psutil.Process(proc.pid).children(recursive=True), timeout=60)
+        started = time.monotonic()
+        wait_for(lambda: time.monotonic() - started >= delay, timeout=delay + 1)
+        children = {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, (out, err[-3000:])
+    if "interrupted after" in out:  # (a fast start-up may finish first: nothing to check)
+        assert "non-daemon threads []" in out, (out, err[-3000:])
+    wait_for(lambda: not any(alive(pid) for pid in children), timeout=20)
+
+
+# The interrupt due at the first bytecode of ``Future.__del__`` (a finalizer: CPython drops
+# what it raises) must still reach the program, and the dying future must still give back its
+# reference: else its key stays held on the cluster for as long as the client lives.
+_DEL_PROGRAM = """
+    import _thread, gc, random, threading, time
+    import shoal
+    from shoal import Future
+
+    def inc(x):
+        return x + 1
+
+    rng = random.Random(0)
+    lost = 0
+    with shoal.Client(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as client:
+        held = client.submit(inc, 1)
+        held.result(timeout=60)
+        for _ in range(100):
+            deadline = time.monotonic() + 2
+            try:
+                threading.Timer(rng.uniform(0, 0.005), _thread.interrupt_main).start()
+                while time.monotonic() < deadline:  # ends: the interrupt or the deadline
+                    for _ in range(100):
+                        Future(held.key, client)  # made and dropped at once
+                lost += 1
+            except KeyboardInterrupt:
+                pass
+        print("lost", lost, flush=True)
+        key = held.key
+        del held
+        gc.collect()
+        deadline = time.monotonic() + 30
+        while key in client._held_keys() and time.monotonic() < deadline:  # ends: deadline
+            time.sleep(0.05)
+        print("still held", key in client._held_keys(), flush=True)
+"""
+
+
+def test_ctrl_c_in_a_dying_futures_finalizer_is_not_lost_and_the_key_is_released(tmp_path):
+    done = _run(tmp_path, _DEL_PROGRAM)
+    assert done.returncode == 0, (done.stdout, done.stderr[-3000:])
+    assert "lost 0\nstill held False\n" in done.stdout, (done.stdout, done.stderr[-3000:])
+
+
+def test_ctrl_c_as_a_submit_wakes_the_loop_does_not_silence_the_client(client, monkeypatch):
+    """The interrupt is due at the first bytecode of a Python function: here, the one that
+    hands the client's drain to the loop. The client marked a drain as scheduled before that
+    call and nothing ever cleared the mark: no later message was sent."""
+    import shoal._loop
+
+    def inc(x):
+        return x + 1
+
+    real = shoal._loop.call_soon
+
+    def interrupted(*args):
+        monkeypatch.setattr(shoal._loop, "call_soon", real)
+        raise KeyboardInterrupt
+
+    wait_for(lambda: not client._drain_scheduled, timeout=30)
+    monkeypatch.setattr(shoal._loop, "call_soon", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        client.submit(inc, 1, pure=False)
+    assert client.submit(inc, 2, pure=False).result(timeout=30) == 3
+
+
+def test_ctrl_c_as_a_submit_queues_its_message_does_not_lose_the_functions_blob(
+        client, monkeypatch):
+    """A new function travels once, with the first message that needs it; the client marks it
+    sent as that message is queued. An interrupt between the mark and the queueing (here, as
+    the message is made) left it marked and never sent: every later task of it failed."""
+    import shoal.client._submit as submit_module
+
+    namespace: dict[str, object] = {}
+    exec("def add_eleven(x):\n    return x + 11", namespace)  # a function new to all
+    func = namespace["add_eleven"]
+    real = submit_module.UpdateGraph
+
+    def interrupted(*args, **kwargs):
+        monkeypatch.setattr(submit_module, "UpdateGraph", real)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(submit_module, "UpdateGraph", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        client.submit(func, 1, pure=False)
+    assert client.submit(func, 2, pure=False).result(timeout=30) == 13
