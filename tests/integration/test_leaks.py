@@ -1,0 +1,61 @@
+"""A long-running cluster must return to where it was after each finished workload.
+
+People keep one cluster for days (a JupyterHub user, a service): whatever a workload leaves
+behind on the scheduler, the workers or the client after it is released grows with every
+round. Each test repeats a workload just enough rounds to show growth, then compares the
+tables it touches with a baseline taken after one warm-up round.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from shoal import Lock, Queue
+
+pytestmark = pytest.mark.integration
+
+
+def _coordination_tables(dask_scheduler: Any) -> dict[str, int]:
+    state = dask_scheduler.coordination.state
+    return {
+        "queues": len(state.queues.queues),
+        "semaphores": len(state.semaphores.semaphores),
+        "variables": len(state.variables.values) + len(state.variables.getters),
+        "events": len(state.flags.raised) + len(state.flags.waiters),
+        "held": sum(len(keys) for keys in state.holds.counts.values()),
+        "handing": len(state.holds.handing),
+    }
+
+
+def _coordination(client: Any) -> dict[str, int]:
+    return client.run_on_scheduler(_coordination_tables)
+
+
+def test_closed_queues_leave_no_trace_on_the_scheduler(client) -> None:
+    def workload(i: int) -> None:
+        q = Queue(f"leaks-queue-{i}", client=client)
+        q.put(i)
+        assert q.get() == i
+        q.put(client.submit(int, i))  # a future left in the queue is let go at close
+        q.close()
+
+    workload(-1)
+    before = _coordination(client)
+    for i in range(5):
+        workload(i)
+    assert _coordination(client) == before
+
+
+def test_dropped_locks_leave_no_trace_on_the_scheduler(client) -> None:
+    def workload(i: int) -> None:
+        lock = Lock(f"leaks-lock-{i}", client=client)
+        with lock:
+            pass
+
+    workload(-1)
+    before = _coordination(client)
+    for i in range(5):
+        workload(i)
+    assert _coordination(client) == before
