@@ -59,3 +59,16 @@ def test_dropped_locks_leave_no_trace_on_the_scheduler(client) -> None:
     for i in range(5):
         workload(i)
     assert _coordination(client) == before
+
+
+def test_task_stream_is_bounded_by_dask_config_key() -> None:
+    # dask's distributed.scheduler.dashboard.tasks.task-stream-length bounds the records
+    # get_task_stream reads: a user who keeps a cluster for days lowers it to bound memory.
+    import dask
+
+    from shoal.scheduler._server import Scheduler
+
+    with dask.config.set({"distributed.scheduler.dashboard.tasks.task-stream-length": 10}):
+        scheduler = Scheduler()
+    assert scheduler.state.task_stream.maxlen == 10
+    assert Scheduler().state.task_stream.maxlen == 100_000  # dask's default
