@@ -8,11 +8,14 @@ tables it touches with a baseline taken after one warm-up round.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
 
-from shoal import Lock, Queue
+from shoal import Client, LocalCluster, Lock, Queue
+
+from ._helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -72,3 +75,31 @@ def test_task_stream_is_bounded_by_dask_config_key() -> None:
         scheduler = Scheduler()
     assert scheduler.state.task_stream.maxlen == 10
     assert Scheduler().state.task_stream.maxlen == 100_000  # dask's default
+
+
+class Counter:
+    n = 0
+
+    def incr(self) -> int:
+        self.n += 1
+        return self.n
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_in_process_clusters_with_actors_leave_no_sockets_open(no_leftovers) -> None:
+    # A closing worker closes the connections made to it (actor calls, fetches): with
+    # in-process workers nobody else would, and each round kept a socket pair open.
+    def workload() -> None:
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                          dashboard_address=None) as cluster, Client(cluster) as c:
+            counter = c.submit(Counter, actor=True).result()
+            assert counter.incr().result() == 1
+
+    workload()
+    before = _open_fds()
+    for _ in range(3):
+        workload()
+    wait_for(lambda: _open_fds() <= before, timeout=10)
