@@ -265,3 +265,32 @@ def test_restarts_and_passing_clients_leave_process_resources_as_they_were(make_
         wait_for(back, timeout=10)
     except AssertionError:
         assert _process_resources() == before
+
+
+class _Payload:
+    pass
+
+
+def test_failed_result_keeps_no_caller_frame_alive(client) -> None:
+    # The remote traceback is rebuilt (tblib) with frames whose f_back is the caller's
+    # stack; a local holding the exception in a frame on that stack made a cycle, so the
+    # caller's locals (often big data) lived until a full collection, which shoal's raised
+    # GC thresholds make rare in a long session.
+    import gc
+    import weakref
+
+    def caller() -> weakref.ref[_Payload]:
+        payload = _Payload()
+        future = client.submit(_fail, 7)
+        try:
+            future.result()
+        except ValueError:
+            pass
+        return weakref.ref(payload)
+
+    gc.disable()
+    try:
+        ref = caller()
+        assert ref() is None
+    finally:
+        gc.enable()
