@@ -130,10 +130,9 @@ def test_mixed_workload_returns_the_cluster_to_baseline(client) -> None:
 
 
 def _settled_snapshot(client: Any) -> tuple[Any, ...]:
-    """A snapshot once the client's releases are out (a future dropped by the garbage
-    collector, say of a failed one, which its traceback keeps in a cycle, is released by
-    the loop a moment later) and the scheduler has applied them: it wants for the client
-    just the futures the client holds."""
+    """A snapshot once the client's releases are out (a future freed by the garbage
+    collector is released by the loop a moment later) and the scheduler has applied them:
+    it wants for the client just the futures the client holds."""
     snaps: list[tuple[Any, ...]] = []
 
     def settled() -> bool:
