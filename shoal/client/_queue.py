@@ -32,6 +32,7 @@ from shoal.protocol._coord_messages import (
     CoordQueueCreate,
     CoordQueueGet,
     CoordQueuePut,
+    CoordQueueRelease,
     CoordQueueSize,
 )
 
@@ -129,6 +130,18 @@ class Queue:
         """How many values are queued now."""
         client = self._get_client()
         return int(call(client, lambda rid: CoordQueueSize(rid, self.name)))
+
+    def close(self) -> None:
+        """Done with this queue (dask's ``Queue.close``): once every Queue object that
+        created it has closed, the scheduler forgets it, lets go of the futures still in
+        it, and fails whoever still waits on it with RuntimeError. Using this object again
+        creates the queue anew. Returns once the release is on its way, in order with this
+        client's earlier messages."""
+        client = self._created_on
+        if client is None or client.status in ("closing", "closed"):
+            return  # never created, or its client is gone (and the scheduler, maybe)
+        self._created_on = None
+        send(client, CoordQueueRelease(self.name))
 
     def __reduce__(self) -> Any:
         return (type(self), (self.name, None, self.maxsize))

@@ -98,6 +98,13 @@ class CoordQueueSize(Message):
     name: str
 
 
+@_message("coord-queue-release")
+class CoordQueueRelease(Message):
+    """``Queue.close()``: one Queue object is done with ``name`` (no reply)."""
+
+    name: str
+
+
 @_message("coord-variable-set")
 class CoordVariableSet(Message):
     request_id: int

@@ -241,12 +241,18 @@ def error_to_exception(error: dict[str, Any]) -> BaseException:
             str(error.get("tb_text", "")),
         )
     tb = error_traceback(error)
-    if tb is not None:
-        try:
-            exc = exc.with_traceback(tb)
-        except Exception as failure:  # raised without the remote frames; tb_text keeps them
-            logger.debug("remote traceback not attached: %r", failure)
-    return exc
+    try:
+        if tb is not None:
+            try:
+                exc = exc.with_traceback(tb)
+            except Exception as failure:  # raised without the remote frames; tb_text keeps them
+                logger.debug("remote traceback not attached: %r", failure)
+        return exc
+    finally:
+        # tblib's frames have this call's stack as f_back: a local left holding the
+        # exception would make a cycle that keeps the caller's frames (and their data)
+        # alive until a full garbage collection.
+        del exc, tb
 
 
 def error_traceback(error: dict[str, Any]) -> TracebackType | None:
@@ -258,7 +264,10 @@ def error_traceback(error: dict[str, Any]) -> TracebackType | None:
 
         data = pickle.loads(ser.frames[0], buffers=ser.frames[1:])
         tb = Traceback.from_dict(data).as_traceback()
-        return tb if isinstance(tb, TracebackType) else None
+        try:
+            return tb if isinstance(tb, TracebackType) else None
+        finally:
+            del tb  # its frames' f_back is this frame: no cycle (see error_to_exception)
     except BaseException as failure:
         logger.debug("remote traceback cannot be rebuilt: %r", failure)
         return None

@@ -25,8 +25,9 @@ from shoal.protocol._wire_checks import _DEEP, _NUM, _SEQ, ProtocolError
 # and run ids in Compute and the task reports; 4: Compute.drop and TaskDone.dropped (inputs
 # a task reads last, dropped by its worker as it ends); 5: Computes and TasksDone (many
 # tasks' computes or results in one message, as columns), and KeysDone (results to a client);
-# 6: RetireAsked (a worker's lifetime is over) and ProfileAsk (client.profile)
-PROTOCOL_VERSION = 7
+# 6: RetireAsked (a worker's lifetime is over) and ProfileAsk (client.profile);
+# 8: CoordQueueRelease (Queue.close)
+PROTOCOL_VERSION = 8
 
 Key = Any  # str, int, float or a tuple of them (dask keys)
 

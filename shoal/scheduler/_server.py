@@ -71,6 +71,15 @@ def _erred_history() -> int:
     return max(0, int(value)) if value is not None else 100
 
 
+def _task_stream_length() -> int:
+    """Task stream records kept for ``get_task_stream`` and the dashboard: dask's
+    ``distributed.scheduler.dashboard.tasks.task-stream-length``."""
+    import dask
+
+    value = dask.config.get("distributed.scheduler.dashboard.tasks.task-stream-length", None)
+    return max(1, int(value)) if value is not None else 100_000
+
+
 def _unknown_duration() -> float:
     """Seconds assumed for a task prefix never measured: dask's
     ``distributed.scheduler.unknown-task-duration``."""
@@ -136,7 +145,8 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         self.token_generated = False
         self.state = SchedulerState(allowed_failures=allowed_failures, worker_ttl=worker_ttl,
                                     bandwidth=bandwidth, unknown_duration=_unknown_duration(),
-                                    erred_history=_erred_history())
+                                    erred_history=_erred_history(),
+                                    task_stream_size=_task_stream_length())
         self.topics = topics.Topics(_event_log_length())
         self.datasets = datasets.Datasets()
         self.plugin_host = SchedulerPlugins()

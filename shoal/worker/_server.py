@@ -207,6 +207,9 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
             conn.close()
         if self._server is not None:
             self._server.close()
+        for incoming in list(self._incoming):
+            incoming.close()
+        self._incoming.clear()
 
     # --- scheduler messages -----------------------------------------------------------------
 

@@ -29,10 +29,15 @@ class ServingMixin(WorkerBase):
     """Answering peers and clients on the worker's listening socket."""
 
     def _on_incoming(self, conn: TCPConnection) -> None:
+        if self._closed.is_set():
+            conn.close()
+            return
+        self._incoming.add(conn)
         conn.set_handler(self._on_peer_message)
 
     def _on_peer_message(self, conn: Connection, batch: list[Message] | None) -> None:
         if batch is None:
+            self._incoming.discard(conn)  # type: ignore[arg-type]
             return
         for msg in batch:
             if isinstance(msg, GetData):

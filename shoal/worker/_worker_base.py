@@ -114,6 +114,10 @@ class WorkerBase:
         self._executor: Executor | None = None
         self._actors: ActorHost | None = None
         self._peers: dict[str, TCPConnection] = {}
+        # Connections made to this worker (peers' fetches, clients' actor calls), closed
+        # with it: asyncio's Server.close() leaves them open, and with an in-process
+        # worker (processes=False) nothing else would close them.
+        self._incoming: set[TCPConnection] = set()
         self._peer_lock: dict[str, asyncio.Lock] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()

@@ -78,6 +78,7 @@ SAMPLES: dict[str, m.Message] = {
     "coord-queue-put": cm.CoordQueuePut(5, "jobs", ("data", SMALL), None),
     "coord-queue-get": cm.CoordQueueGet(6, "jobs", -1, 0.5),
     "coord-queue-size": cm.CoordQueueSize(7, "jobs"),
+    "coord-queue-release": cm.CoordQueueRelease("jobs"),
     "coord-variable-set": cm.CoordVariableSet(8, "stop", ("future", ("x", 1))),
     "coord-variable-get": cm.CoordVariableGet(9, "stop", None),
     "coord-variable-delete": cm.CoordVariableDelete("stop"),

@@ -125,6 +125,14 @@ class QueueSize(Event):
     name: str
 
 
+@dataclass(frozen=True, slots=True)
+class QueueRelease(Event):
+    """One Queue object closed: the queue goes once every create has been released."""
+
+    holder: str
+    name: str
+
+
 # --- variables ----------------------------------------------------------------------------
 
 

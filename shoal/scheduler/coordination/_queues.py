@@ -3,6 +3,11 @@
 An item is data (kept serialized, never opened here) or a future's key. While a key is in
 a queue the queue itself holds it in the cluster (owner ``queue:<name>``, see ``_holds``)
 until the client that got it has made its Future.
+
+A queue lives until every Queue object that created it has closed (dask's refcount of
+``queue_create`` / ``queue_release``): then its items are let go and whoever still waits
+on it gets a RuntimeError. A long-running cluster would otherwise keep every queue ever
+named, and look at each on every tick.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from shoal.scheduler.coordination._events import (
     QueueCreate,
     QueueGet,
     QueuePut,
+    QueueRelease,
     QueueSize,
     Reply,
     WakeAt,
@@ -51,6 +57,7 @@ class Queue:
     items: deque[Item] = field(default_factory=deque)
     getters: deque[Getter] = field(default_factory=deque)
     putters: deque[Putter] = field(default_factory=deque)
+    creates: int = 0  # Queue objects that created it and have not closed
 
     def full(self) -> bool:
         return 0 < self.maxsize <= len(self.items)
@@ -70,7 +77,26 @@ class Queues:
 
     def create(self, ev: QueueCreate) -> None:
         q = self._queue(ev.name, ev.maxsize)
+        q.creates += 1
         self.out.append(Reply(ev.holder, ev.rid, q.maxsize))
+
+    def release(self, ev: QueueRelease) -> None:
+        q = self.queues.get(ev.name)
+        if q is None:
+            return
+        q.creates -= 1
+        if q.creates > 0:
+            return
+        del self.queues[ev.name]
+        closed = f"queue {ev.name!r} was closed (Queue.close) while waiting"
+        for g in q.getters:
+            q.items.extend(g.got)
+            self.out.append(Fail(g.holder, g.rid, "RuntimeError", closed))
+        for p in q.putters:
+            q.items.append(p.item)
+            self.out.append(Fail(p.holder, p.rid, "RuntimeError", closed))
+        for item in q.items:
+            self._forget_item(ev.name, q, item)
 
     def put(self, ev: QueuePut) -> None:
         q = self._queue(ev.name)

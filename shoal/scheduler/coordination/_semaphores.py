@@ -7,6 +7,12 @@ for ``lease_timeout`` seconds (dask's ``distributed.scheduler.locks.lease-timeou
 Waiters are served first come, first served; a waiter whose deadline passes gets False.
 Lease expiry is checked on every :class:`Tick` (the shell ticks every
 ``lease-validation-interval``), not with a wake-up of its own.
+
+A semaphore nobody holds or waits for is forgotten: every acquire carries its max_leases
+and lease timeout, so nothing is lost but the "Inconsistent max leases" check against a
+semaphore of the same name that is idle. A Lock is never closed (dask's Lock has no
+``close``), and a long-running cluster would otherwise keep one entry per Lock name ever
+used, and look at each on every tick and whenever a client leaves.
 """
 
 from __future__ import annotations
@@ -90,6 +96,7 @@ class Semaphores:
             return
         del sem.leases[ev.lease]
         self._grant(sem, ev.now)
+        self._forget_if_idle(ev.name, sem)
 
     def refresh(self, ev: SemaphoreRefresh) -> None:
         sem = self.semaphores.get(ev.name)
@@ -119,16 +126,17 @@ class Semaphores:
         self.out.append(Reply(ev.holder, ev.rid, None))
 
     def holder_left(self, holder: str, now: float) -> None:
-        for sem in self.semaphores.values():
+        for name, sem in list(self.semaphores.items()):
             gone = [lid for lid, lease in sem.leases.items() if lease.holder == holder]
             for lid in gone:
                 del sem.leases[lid]
             if any(w.holder == holder for w in sem.waiters):
                 sem.waiters = deque(w for w in sem.waiters if w.holder != holder)
             self._grant(sem, now)
+            self._forget_if_idle(name, sem)
 
     def tick(self, now: float) -> None:
-        for name, sem in self.semaphores.items():
+        for name, sem in list(self.semaphores.items()):
             if sem.lease_timeout is not None:
                 stale = [lid for lid, lease in sem.leases.items()
                          if now - lease.seen > sem.lease_timeout]
@@ -148,6 +156,11 @@ class Semaphores:
                         keep.append(w)
                 sem.waiters = keep
             self._grant(sem, now)
+            self._forget_if_idle(name, sem)
+
+    def _forget_if_idle(self, name: str, sem: Semaphore) -> None:
+        if not sem.leases and not sem.waiters:
+            del self.semaphores[name]
 
     def _grant(self, sem: Semaphore, now: float) -> None:
         """Give free leases to the waiters at the front."""

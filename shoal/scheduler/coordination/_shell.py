@@ -69,6 +69,7 @@ _BUILD: dict[type, Callable[[str, Any, float], Any]] = {
     cm.CoordQueueGet: lambda h, x, now: ev.QueueGet(
         h, x.request_id, x.name, x.batch, _deadline(x.timeout, now), now),
     cm.CoordQueueSize: lambda h, x, now: ev.QueueSize(h, x.request_id, x.name),
+    cm.CoordQueueRelease: lambda h, x, now: ev.QueueRelease(h, x.name),
     cm.CoordVariableSet: lambda h, x, now: ev.VariableSet(h, x.request_id, x.name, _item(x.item)),
     cm.CoordVariableGet: lambda h, x, now: ev.VariableGet(
         h, x.request_id, x.name, _deadline(x.timeout, now), now),

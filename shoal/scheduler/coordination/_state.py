@@ -44,6 +44,7 @@ class CoordinationState:
             ev.QueuePut: self.queues.put,
             ev.QueueGet: self.queues.get,
             ev.QueueSize: self.queues.size,
+            ev.QueueRelease: self.queues.release,
             ev.VariableSet: self.variables.set,
             ev.VariableGet: self.variables.get,
             ev.VariableDelete: self.variables.delete,

@@ -9,6 +9,7 @@ from shoal.scheduler.coordination._events import (
     QueueCreate,
     QueueGet,
     QueuePut,
+    QueueRelease,
     QueueSize,
     Tick,
 )
@@ -132,3 +133,27 @@ def test_getter_that_leaves_gets_nothing(coord: CoordinationState) -> None:
     out = coord.handle(put("a", 1, 1))
     assert replies(out) == {("a", 1): None}
     assert size(coord) == 1
+
+
+def test_queue_is_forgotten_when_every_creator_has_released_it(coord: CoordinationState) -> None:
+    coord.handle(QueueCreate("a", 1, "q", 0), QueueCreate("b", 1, "q", 0), put("a", 2, 1))
+    coord.handle(QueueRelease("a", "q"))
+    assert size(coord) == 1  # b still uses it
+    coord.handle(QueueRelease("b", "q"))
+    assert coord.queues.queues == {}
+
+
+def test_released_queue_lets_its_futures_go_and_fails_its_waiters(
+        coord: CoordinationState) -> None:
+    coord.handle(QueueCreate("a", 1, "q", 1), put_future("a", 2, "k"))
+    coord.handle(put_future("a", 3, "j"))  # waits: the queue is full
+    coord.handle(QueueCreate("b", 1, "e", 0), get("b", 2, name="e"))  # waits: empty
+    out = coord.handle(QueueRelease("a", "q"), QueueRelease("b", "e"))
+    assert failures(out) == {("a", 3): "RuntimeError", ("b", 2): "RuntimeError"}
+    assert sorted(h for h in holds(out)) == [("drop", "queue:q", ["j"]), ("drop", "queue:q", ["k"])]
+    assert coord.queues.queues == {}
+    coord.validate()
+
+
+def test_release_of_an_unknown_queue_does_nothing(coord: CoordinationState) -> None:
+    assert coord.handle(QueueRelease("a", "nope")) == []

@@ -143,3 +143,15 @@ def test_close_fails_the_waiters_and_forgets_the_semaphore(coord: CoordinationSt
     assert failures(out) == {("b", 1): "RuntimeError"}
     assert replies(out) == {("a", 2): None}
     assert value(coord) == 0
+
+
+def test_semaphore_nobody_holds_or_waits_for_is_forgotten(coord: CoordinationState) -> None:
+    coord.handle(acquire("a", 1, "l1", name="x"), acquire("b", 1, "l2", name="x"))
+    coord.handle(SemaphoreRelease("a", "x", "l1", now=1.0))
+    assert "x" in coord.semaphores.semaphores  # b holds it now
+    coord.handle(SemaphoreRelease("b", "x", "l2", now=2.0))
+    coord.handle(acquire("c", 1, "l3", name="y"), HolderLeft("c", now=3.0))
+    coord.handle(acquire("d", 1, "l4", name="z", lease_timeout=1.0, now=4.0), Tick(6.0))
+    assert coord.semaphores.semaphores == {}
+    assert value(coord, "x") == 0
+    assert replies(coord.handle(acquire("e", 1, "l5", name="x", max_leases=3))) == {("e", 1): True}
