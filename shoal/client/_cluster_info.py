@@ -192,9 +192,12 @@ async def task_stream_since(self: Client, cursor: int) -> tuple[int, list[dict[s
         cursor = nxt
 
 async def story(self: Client, *keys: Any, on_error: str = "raise") -> list[tuple[Any, ...]]:
-    """Every transition the scheduler recorded for ``keys`` (keys or futures), oldest first
-    for each key, as dask's rows begin: ``("scheduler", key, start, finish, cause)``, where
-    dask goes on with the recommendations, the stimulus id and a time.
+    """Every transition the scheduler recorded for ``keys`` (keys, futures or stimulus ids),
+    oldest first for each, in dask's rows: ``("scheduler", key, start, finish,
+    recommendations, stimulus_id, timestamp)``. ``stimulus_id`` names the event that made
+    the move and when it arrived (``"task-finished-1796232193.38"``); shoal's moves
+    cascade directly, so ``recommendations`` is always ``{}``. Workers keep no story in
+    shoal: there are no rows of theirs (dask adds each worker's).
 
     ``on_error="ignore"`` gives an empty list instead of raising if the scheduler cannot
     answer (dask's argument)."""
@@ -205,7 +208,8 @@ async def story(self: Client, *keys: Any, on_error: str = "raise") -> list[tuple
         for key in keys:
             key = key.key if isinstance(key, Future) else key
             got = await self._request_within("story", self._timeout, key=key)
-            rows.extend(("scheduler", *r) for r in got)
+            rows.extend(("scheduler", k, start, finish, dict(recs), sid, when)
+                        for k, start, finish, recs, sid, when in got)
     except Exception as exc:  # reported: raised, or logged with on_error="ignore"
         if on_error == "raise":
             raise

@@ -7,6 +7,7 @@ distinct Future objects of one key.
 from __future__ import annotations
 
 import concurrent.futures
+import re
 
 import dask
 import pytest
@@ -93,3 +94,32 @@ def test_futures_of_with_a_client_raises_for_cancelled_futures(client: Client) -
     assert futures_of([gone]) == [gone]  # without a client: no check, as dask's
     with pytest.raises(concurrent.futures.CancelledError, match="futures-of-cancelled"):
         futures_of([gone], client=client)
+
+
+# --- story: dask's scheduler rows ------------------------------------------------------------
+
+
+def test_story_rows_carry_recommendations_stimulus_ids_and_times(client: Client) -> None:
+    import time
+
+    before = time.time()
+    fut = client.submit(inc, 1, key="story-shape-1")
+    fut.result(timeout=30)
+    rows = client.story(fut)
+    assert rows and all(type(r) is tuple and len(r) == 7 for r in rows)
+    moves = [(r[2], r[3]) for r in rows]
+    assert moves[-1] == ("processing", "memory")
+    for who, key, _start, _finish, recommendations, stimulus_id, when in rows:
+        assert who == "scheduler" and key == "story-shape-1"
+        assert type(recommendations) is dict
+        # dask's form: what happened, then when ("update-graph-1796232193.33"); which
+        # event moved it depends on what else the busy shared cluster is doing
+        assert type(stimulus_id) is str
+        assert re.fullmatch(r"[a-z]+(-[a-z]+)*-\d+\.\d+", stimulus_id), stimulus_id
+        assert before - 1 <= when <= time.time() + 1
+    done_stimulus = rows[-1][5]
+    assert done_stimulus.startswith(("task-finished-", "tasks-finished-"))
+    # dask's story takes stimulus ids too: the rows that stimulus made
+    by_stimulus = client.story(done_stimulus)
+    assert by_stimulus and all(r[5] == done_stimulus for r in by_stimulus)
+    assert rows[-1] in by_stimulus
