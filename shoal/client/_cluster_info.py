@@ -136,8 +136,12 @@ async def scheduler_info(self: Client, n_workers: int = -1, **kwargs: Any) -> di
     return info
 
 async def nthreads(self: Client, workers: Any = None) -> dict[str, int]:
-    """The number of threads of each worker."""
-    return {a: w["nthreads"] for a, w in (await scheduler_info(self))["workers"].items()}
+    """The number of threads of each worker (``workers``: an address or name, or a list of
+    them, to ask about those only, as dask's)."""
+    wanted = self._check_workers(workers)
+    info = (await scheduler_info(self))["workers"]
+    return {a: w["nthreads"] for a, w in info.items()
+            if wanted is None or a in wanted or w.get("name") in wanted}
 
 ncores = nthreads
 

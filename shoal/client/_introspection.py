@@ -32,13 +32,13 @@ def _keys_of(futures: Any) -> list[Any]:
     return [f.key for f in futures_of(futures)]
 
 
-async def processing(self: Client, workers: Any = None) -> dict[str, list[Any]]:
-    """The keys each worker is running or was sent to run (``workers``: an address or a
-    list of them; all by default)."""
+async def processing(self: Client, workers: Any = None) -> dict[str, tuple[Any, ...]]:
+    """The keys each worker is running or was sent to run, a tuple per worker (dask's
+    shape; ``workers``: an address or a list of them; all by default)."""
     self._check_open()
     wl = self._check_workers(workers)
     got = await self._request_within("processing", self._timeout, workers=wl)
-    return {w: list(keys) for w, keys in got.items()}
+    return {w: tuple(keys) for w, keys in got.items()}
 
 
 async def nbytes(self: Client, keys: Any = None, summary: bool = True,

@@ -123,3 +123,29 @@ def test_story_rows_carry_recommendations_stimulus_ids_and_times(client: Client)
     by_stimulus = client.story(done_stimulus)
     assert by_stimulus and all(r[5] == done_stimulus for r in by_stimulus)
     assert rows[-1] in by_stimulus
+
+
+# --- the less common Client methods ------------------------------------------------------------
+
+
+def test_nthreads_of_given_workers_lists_only_those(client: Client) -> None:
+    workers = sorted(client.scheduler_info()["workers"])
+    assert len(workers) == 2
+    assert client.nthreads(workers[0]) == {workers[0]: 1}
+    assert client.nthreads([workers[1]]) == {workers[1]: 1}
+    assert client.nthreads() == client.ncores() == {w: 1 for w in workers}
+
+
+def test_processing_lists_each_workers_keys_as_a_tuple(client: Client) -> None:
+    got = client.processing()
+    assert set(got) == set(client.scheduler_info()["workers"])
+    assert all(type(keys) is tuple for keys in got.values())
+
+
+def test_client_futures_of_raises_for_cancelled_futures_as_dask(client: Client) -> None:
+    gone = client.submit(inc, 11, key="client-futures-of-cancelled")
+    gone.cancel()
+    with pytest.raises(concurrent.futures.CancelledError, match="client-futures-of-cancelled"):
+        client.futures_of([gone])
+    live = client.submit(inc, 12)
+    assert client.futures_of([live, 3]) == [live]
