@@ -8,7 +8,7 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 from shoal import _loop
-from shoal.client._returned import load_for
+from shoal.client._returned import load_for, may_hold_futures
 from shoal.comm import Connection, connect
 from shoal.comm._handshake import HandshakeError
 from shoal.comm._tcp import TCPConnection, comm_timeout, wait_reply
@@ -106,9 +106,14 @@ async def fetch_async(self: Client, keys: list[Any]) -> dict[Any, Any]:
 async def _load(self: Client, ser: Serialized) -> Any:
     """Unpickle a fetched value (Futures in it become this client's); a big one in a
     thread, so the loop (shared with an in-process scheduler) keeps running meanwhile."""
+    if not may_hold_futures(ser):
+        load: Any = loads
+        args: tuple[Any, ...] = (ser,)
+    else:
+        load, args = load_for, (self, loads, ser)
     if not costly_to_load(ser):
-        return load_for(self, loads, ser)
-    return await asyncio.get_running_loop().run_in_executor(None, load_for, self, loads, ser)
+        return load(*args)
+    return await asyncio.get_running_loop().run_in_executor(None, load, *args)
 
 async def _get_data(self: Client, worker: str, keys: list[Any], timeout: float) -> Data:
     conn = self._worker_conns.get(worker)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from shoal import _loop
 from shoal.client._fetch import fetch_async
 from shoal.client._future import Future, FutureCancelledError, FutureState, settled
-from shoal.client._returned import done_reading, load_for, reading
+from shoal.client._returned import load_for, may_hold_futures
 from shoal.client._structure import collect_futures, rebuild
 from shoal.protocol._errors import error_to_exception, error_traceback
 
@@ -41,7 +41,9 @@ def result(self: Client, fut: Future, timeout: float | None, asynchronous: bool 
         if st.status != "finished":
             raise exception_of(fut)
         if st.inline is not None:
-            return load_for(self, FutureState.inline_value, st)
+            if may_hold_futures(st.inline):
+                return load_for(self, FutureState.inline_value, st)
+            return st.inline_value()
     return self.sync(result_within, self, fut, timeout, asynchronous=asynchronous)
 
 
@@ -149,19 +151,17 @@ def split(self: Client, flat: list[Future], errors: str
     values: dict[Any, Any] = {}
     failed: set[Any] = set()
     fetch: dict[Any, None] = {}
-    before = reading(self)
-    try:
-        for f in flat:
-            st = f._state
-            if st.status == "finished":
-                if st.inline is not None:
-                    values[f.key] = st.inline_value()
-                else:
-                    fetch[f.key] = None
-            elif errors == "skip":
-                failed.add(f.key)
+    for f in flat:
+        st = f._state
+        if st.status == "finished":
+            inline = st.inline
+            if inline is not None:
+                values[f.key] = (load_for(self, FutureState.inline_value, st)
+                                 if may_hold_futures(inline) else st.inline_value())
             else:
-                raise exception_of(f)
-    finally:
-        done_reading(self, before)
+                fetch[f.key] = None
+        elif errors == "skip":
+            failed.add(f.key)
+        else:
+            raise exception_of(f)
     return values, failed, list(fetch)

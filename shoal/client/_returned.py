@@ -65,6 +65,31 @@ def done_reading(client: Client, before: tuple[Any, Any]) -> None:
         client._send(UpdateGraph([], list(dict.fromkeys(fresh)), {}))
 
 
+# Pickled Futures name this module (``rebuild``): a pickle stream without the name holds
+# none, and is loaded without binding (a substring test instead of the thread-local's
+# set-up, on every result read).
+_MARK = __name__.encode()
+
+
+def may_hold_futures(pickled: Any) -> bool:
+    """Whether ``pickled`` (an inline result's one frame, or a ``Serialized``) may hold
+    pickled Futures."""
+    head = pickled if type(pickled) is bytes else pickled.frames[0]
+    if not isinstance(head, (bytes, bytearray)):
+        head = bytes(head)
+    return _MARK in head
+
+
+def settle_submissions(client: Client) -> None:
+    """Block until the scheduler has read every message ``client`` queued so far: the
+    answer to a request queued after them (``who_has`` of nothing) comes after them.
+
+    Raises:
+        TimeoutError: no answer within the client's timeout.
+    """
+    client._sync_request("who_has", client._timeout, keys=[])
+
+
 def load_for(client: Client, load: Any, arg: Any) -> Any:
     """``load(arg)`` with the Futures in what it unpickles bound to ``client``."""
     before = reading(client)
