@@ -555,10 +555,14 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
 
     def futures_of(self, futures: Any) -> list[Future]:
         """The futures of this client found in ``futures`` (futures, nested structures or
-        persisted collections)."""
+        persisted collections).
+
+        Raises:
+            concurrent.futures.CancelledError: one of them was cancelled (as dask's).
+        """
         from shoal.client._structure import futures_of
 
-        return [f for f in futures_of(futures) if f.client is self]
+        return [f for f in futures_of(futures, client=self) if f.client is self]
 
     def get_executor(self, **kwargs: Any) -> concurrent.futures.Executor:
         """A ``concurrent.futures.Executor`` running its calls on this cluster; ``kwargs``

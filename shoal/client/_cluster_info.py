@@ -136,8 +136,12 @@ async def scheduler_info(self: Client, n_workers: int = -1, **kwargs: Any) -> di
     return info
 
 async def nthreads(self: Client, workers: Any = None) -> dict[str, int]:
-    """The number of threads of each worker."""
-    return {a: w["nthreads"] for a, w in (await scheduler_info(self))["workers"].items()}
+    """The number of threads of each worker (``workers``: an address or name, or a list of
+    them, to ask about those only, as dask's)."""
+    wanted = self._check_workers(workers)
+    info = (await scheduler_info(self))["workers"]
+    return {a: w["nthreads"] for a, w in info.items()
+            if wanted is None or a in wanted or w.get("name") in wanted}
 
 ncores = nthreads
 
@@ -192,9 +196,12 @@ async def task_stream_since(self: Client, cursor: int) -> tuple[int, list[dict[s
         cursor = nxt
 
 async def story(self: Client, *keys: Any, on_error: str = "raise") -> list[tuple[Any, ...]]:
-    """Every transition the scheduler recorded for ``keys`` (keys or futures), oldest first
-    for each key, as dask's rows begin: ``("scheduler", key, start, finish, cause)``, where
-    dask goes on with the recommendations, the stimulus id and a time.
+    """Every transition the scheduler recorded for ``keys`` (keys, futures or stimulus ids),
+    oldest first for each, in dask's rows: ``("scheduler", key, start, finish,
+    recommendations, stimulus_id, timestamp)``. ``stimulus_id`` names the event that made
+    the move and when it arrived (``"task-finished-1796232193.38"``); shoal's moves
+    cascade directly, so ``recommendations`` is always ``{}``. Workers keep no story in
+    shoal: there are no rows of theirs (dask adds each worker's).
 
     ``on_error="ignore"`` gives an empty list instead of raising if the scheduler cannot
     answer (dask's argument)."""
@@ -205,7 +212,8 @@ async def story(self: Client, *keys: Any, on_error: str = "raise") -> list[tuple
         for key in keys:
             key = key.key if isinstance(key, Future) else key
             got = await self._request_within("story", self._timeout, key=key)
-            rows.extend(("scheduler", *r) for r in got)
+            rows.extend(("scheduler", k, start, finish, dict(recs), sid, when)
+                        for k, start, finish, recs, sid, when in got)
     except Exception as exc:  # reported: raised, or logged with on_error="ignore"
         if on_error == "raise":
             raise

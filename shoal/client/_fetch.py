@@ -8,6 +8,7 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 from shoal import _loop
+from shoal.client._returned import load_for, may_hold_futures
 from shoal.comm import Connection, connect
 from shoal.comm._handshake import HandshakeError
 from shoal.comm._tcp import TCPConnection, comm_timeout, wait_reply
@@ -81,7 +82,7 @@ async def fetch_async(self: Client, keys: list[Any]) -> dict[Any, Any]:
                 lacking.extend((k, w) for k in ks)
                 continue
             for key, ser in res.items.items():
-                out[key] = await _load(ser)
+                out[key] = await _load(self, ser)
             for error in res.errors.values():
                 raise error_to_exception(error)
             lacking.extend((k, w) for k in res.missing)
@@ -102,12 +103,17 @@ async def fetch_async(self: Client, keys: list[Any]) -> dict[Any, Any]:
             delay = min(delay * 2, 0.25)
     return out
 
-async def _load(ser: Serialized) -> Any:
-    """Unpickle a fetched value; a big one in a thread, so the loop (shared with an
-    in-process scheduler) keeps running meanwhile."""
+async def _load(self: Client, ser: Serialized) -> Any:
+    """Unpickle a fetched value (Futures in it become this client's); a big one in a
+    thread, so the loop (shared with an in-process scheduler) keeps running meanwhile."""
+    if not may_hold_futures(ser):
+        load: Any = loads
+        args: tuple[Any, ...] = (ser,)
+    else:
+        load, args = load_for, (self, loads, ser)
     if not costly_to_load(ser):
-        return loads(ser)
-    return await asyncio.get_running_loop().run_in_executor(None, loads, ser)
+        return load(*args)
+    return await asyncio.get_running_loop().run_in_executor(None, load, *args)
 
 async def _get_data(self: Client, worker: str, keys: list[Any], timeout: float) -> Data:
     conn = self._worker_conns.get(worker)

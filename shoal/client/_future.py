@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from dask._task_spec import TaskRef
 
 from shoal import _interrupts, _loop
+from shoal.client import _returned
 from shoal.protocol._errors import FutureCancelledError as FutureCancelledError
 from shoal.protocol._serialize import Serialized, loads
 
@@ -354,7 +355,9 @@ class Future(TaskRef):
         return (type(self).__name__, self.key)
 
     def __reduce__(self) -> Any:
-        return TaskRef, (self.key,)
+        # A Future of the client that reads it back from a result, else a TaskRef of the key
+        # (a task's argument, which its graph resolves): see _returned.
+        return _returned.rebuild, (self.key,)
 
     def __del__(self) -> None:
         client = getattr(self, "_client", None)

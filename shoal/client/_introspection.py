@@ -14,6 +14,7 @@ import asyncio
 import gzip
 from typing import TYPE_CHECKING, Any
 
+import dask
 import msgpack
 
 from shoal import _logs, _versions
@@ -31,19 +32,23 @@ def _keys_of(futures: Any) -> list[Any]:
     return [f.key for f in futures_of(futures)]
 
 
-async def processing(self: Client, workers: Any = None) -> dict[str, list[Any]]:
-    """The keys each worker is running or was sent to run (``workers``: an address or a
-    list of them; all by default)."""
+async def processing(self: Client, workers: Any = None) -> dict[str, tuple[Any, ...]]:
+    """The keys each worker is running or was sent to run, a tuple per worker (dask's
+    shape; ``workers``: an address or a list of them; all by default)."""
     self._check_open()
     wl = self._check_workers(workers)
     got = await self._request_within("processing", self._timeout, workers=wl)
-    return {w: list(keys) for w, keys in got.items()}
+    return {w: tuple(keys) for w, keys in got.items()}
 
 
 async def nbytes(self: Client, keys: Any = None, summary: bool = True,
                  **kwargs: Any) -> dict[Any, int]:
-    """The bytes of each result held on the cluster (``keys``: keys or futures, all by
-    default); with ``summary``, summed per key prefix (``{"inc": 84}``)."""
+    """The bytes of each result held on the cluster (``keys``: keys, futures or persisted
+    collections, all by default); with ``summary``, summed per key prefix (``{"inc": 84}``).
+
+    Raises:
+        TypeError: a collection that is not persisted (it has no results to measure).
+    """
     self._check_open()
     if not isinstance(summary, bool):
         raise TypeError(f"summary must be True or False, got {summary!r}")
@@ -62,6 +67,11 @@ def _key_list(keys: Any) -> list[Any]:
         found = futures_of(item)
         if found:
             out.extend(f.key for f in found)
+        elif dask.is_dask_collection(item):
+            # dask raises TypeError here too (it iterates the collection as keys)
+            raise TypeError(
+                f"a {type(item).__name__} that is not persisted has no results on the "
+                "cluster; persist it first (client.persist(x)) and pass what that returns")
         else:
             try:
                 hash(item)
@@ -165,18 +175,18 @@ async def get_metadata(self: Client, keys: Any, default: Any = _NO_DEFAULT) -> A
     return default
 
 
-async def get_scheduler_logs(self: Client, n: int | None = None) -> list[tuple[str, str]]:
+async def get_scheduler_logs(self: Client, n: int | None = None) -> tuple[tuple[str, str], ...]:
     """The scheduler's last ``n`` log records (all kept by default, at most
-    ``distributed.admin.log-length``) as ``(level, line)``, newest first."""
+    ``distributed.admin.log-length``) as a tuple of ``(level, line)``, newest first."""
     self._check_open()
     count = _logs.check_count(n)
     rows = await self._request_within("scheduler_logs", self._timeout, n=count)
-    return [tuple(r) for r in rows]  # type: ignore[misc]
+    return tuple((r[0], r[1]) for r in rows)
 
 
 async def get_worker_logs(self: Client, n: int | None = None, workers: Any = None,
-                          nanny: bool = False) -> dict[str, list[tuple[str, str]]]:
-    """Each worker's last ``n`` log records as ``(level, line)``, newest first; with
+                          nanny: bool = False) -> dict[str, tuple[tuple[str, str], ...]]:
+    """Each worker's last ``n`` log records as a tuple of ``(level, line)``, newest first; with
     ``nanny=True`` its nanny's (only for this client's own ``LocalCluster``, whose nannies
     live in this process)."""
     self._check_open()
@@ -184,7 +194,7 @@ async def get_worker_logs(self: Client, n: int | None = None, workers: Any = Non
     wl = self._check_workers(workers)
     fn = on_worker.nanny_logs if nanny else on_worker.worker_logs
     got = await _cluster_info.run(self, fn, count, workers=wl, nanny=bool(nanny)) or {}
-    return {w: [tuple(r) for r in rows] for w, rows in got.items()}
+    return {w: tuple((r[0], r[1]) for r in rows) for w, rows in got.items()}
 
 
 _FORMATS = ("msgpack", "yaml")

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from shoal import _loop
 from shoal.client._fetch import fetch_async
-from shoal.client._future import Future, FutureCancelledError, settled
+from shoal.client._future import Future, FutureCancelledError, FutureState, settled
+from shoal.client._returned import load_for, may_hold_futures
 from shoal.client._structure import collect_futures, rebuild
 from shoal.protocol._errors import error_to_exception, error_traceback
 
@@ -40,6 +41,8 @@ def result(self: Client, fut: Future, timeout: float | None, asynchronous: bool 
         if st.status != "finished":
             raise exception_of(fut)
         if st.inline is not None:
+            if may_hold_futures(st.inline):
+                return load_for(self, FutureState.inline_value, st)
             return st.inline_value()
     return self.sync(result_within, self, fut, timeout, asynchronous=asynchronous)
 
@@ -123,7 +126,7 @@ def gather(self: Client, futures: Any, errors: str = "raise", direct: Any = None
         collect_futures(futures, flat)
         for f in flat:
             f._state.wait(None)
-        values, failed, fetch = split(flat, errors)
+        values, failed, fetch = split(self, flat, errors)
         if not fetch:  # all here: no loop round trip
             return rebuild(futures, values, failed)
     return self.sync(gather_async, self, futures, errors, asynchronous=asynchronous)
@@ -133,24 +136,28 @@ async def gather_async(self: Client, futures: Any, errors: str = "raise") -> Any
     flat: list[Future] = []
     collect_futures(futures, flat)
     await settled(f._state for f in flat)
-    values, failed, fetch = split(flat, errors)
+    values, failed, fetch = split(self, flat, errors)
     if fetch:
         values.update(await fetch_async(self, fetch))
     return rebuild(futures, values, failed)
 
 
-def split(flat: list[Future], errors: str) -> tuple[dict[Any, Any], set[Any], list[Any]]:
+def split(self: Client, flat: list[Future], errors: str
+          ) -> tuple[dict[Any, Any], set[Any], list[Any]]:
     """Settled futures' inline values, failed keys (``errors="skip"``; with "raise" the
     first failure is raised) and the keys whose values must be fetched from workers.
-    One pass, so that a later message about a key cannot slip between the looks."""
+    One pass, so that a later message about a key cannot slip between the looks. Futures
+    inside the values become this client's."""
     values: dict[Any, Any] = {}
     failed: set[Any] = set()
     fetch: dict[Any, None] = {}
     for f in flat:
         st = f._state
         if st.status == "finished":
-            if st.inline is not None:
-                values[f.key] = st.inline_value()
+            inline = st.inline
+            if inline is not None:
+                values[f.key] = (load_for(self, FutureState.inline_value, st)
+                                 if may_hold_futures(inline) else st.inline_value())
             else:
                 fetch[f.key] = None
         elif errors == "skip":

@@ -68,31 +68,52 @@ def is_future(obj: object) -> bool:
     )
 
 
-def futures_of(obj: Any) -> list[Any]:
-    """Return the futures found in ``obj``, in order of first appearance, without duplicates.
+def futures_of(obj: Any, client: Any = None) -> list[Any]:
+    """Return the futures found in ``obj``, in order of first appearance.
+
+    As dask's: each Future object once (a future seen twice is listed once), but distinct
+    Future objects of one key are each listed.
 
     Args:
         obj: a future; a list, tuple, set or dict nesting futures; or a dask collection
             (persisted array, dataframe, bag, delayed...) whose graph values are futures.
+        client: when given, a cancelled future among those found is an error.
 
     Returns:
-        A list of futures, one per distinct key. Objects that hold no futures give ``[]``.
+        A list of futures. Objects that hold no futures give ``[]``.
+
+    Raises:
+        concurrent.futures.CancelledError: ``client`` was given and a future found was
+            cancelled (dask's ``FuturesCancelledError``); the message names their keys.
     """
+    found = _futures_in(obj)
+    if client is not None:
+        cancelled = [f.key for f in found if f.cancelled()]
+        if cancelled:
+            import concurrent.futures
+
+            shown = ", ".join(repr(k) for k in cancelled[:5])
+            more = f" and {len(cancelled) - 5} more" if len(cancelled) > 5 else ""
+            raise concurrent.futures.CancelledError(
+                f"{len(cancelled)} future(s) were cancelled: {shown}{more}; submit them again "
+                "(or leave client= out to list them without this check)")
+    return found
+
+
+def _futures_in(obj: Any) -> list[Any]:
     # The usual argument, a map's list of futures: checked and deduplicated in bulk
     # (is_future's four lookups per item were most of ``wait`` on a million).
-    if type(obj) in (list, tuple) and len(obj) > 1 and set(map(type, obj)) == {Future}:
-        keys = [f.key for f in obj]
-        if len(set(keys)) == len(keys):
-            return list(obj)
+    if (type(obj) in (list, tuple) and len(obj) > 1 and set(map(type, obj)) == {Future}
+            and len(set(map(id, obj))) == len(obj)):
+        return list(obj)
     found: list[Any] = []
-    seen: set[Any] = set()
+    seen: set[int] = set()
     stack: list[Any] = [obj]
     while stack:
         x = stack.pop()
         if is_future(x):
-            key = x.key
-            if key not in seen:
-                seen.add(key)
+            if id(x) not in seen:  # the object, not its key: dask keeps each Future
+                seen.add(id(x))
                 found.append(x)
         elif type(x) in (list, tuple, set, frozenset):
             stack.extend(reversed(list(x)))

@@ -2,8 +2,9 @@
 ``get_task_stream()`` context manager, reading the scheduler's stored stream.
 
 Records are dask's format: ``{"key", "worker", "status" ("OK"/"error"), "nbytes",
-"type", "typename", "thread", "metadata", "startstops": [{"action" ("compute" or
-"transfer"), "start", "stop"}]}``; a transfer of inputs is a record of its own.
+"type", "typename", "thread", "metadata", "startstops": ({"action" ("compute" or
+"transfer"), "start", "stop"},)}``; a transfer of inputs is a record of its own.
+``client.get_task_stream()`` returns a tuple of them, ``ts.data`` a list (as dask's).
 """
 
 from __future__ import annotations
@@ -72,7 +73,13 @@ async def _get_task_stream(self: Client, start: Any = None, stop: Any = None,
                            count: int | None = None, since: int | None = None) -> Any:
     _total, records = await self._request("task_stream_records", since=since, start=_when(start),
                                           stop=_when(stop), count=count)
-    return list(records)
+    # dask's shapes: a tuple of records, each record's ``startstops`` a tuple too (the wire
+    # carries lists)
+    for r in records:
+        ss = r.get("startstops")
+        if type(ss) is list:
+            r["startstops"] = tuple(ss)
+    return tuple(records)
 
 
 def get_task_stream_method(self: Client, start: Any = None, stop: Any = None, count: int | None = None,
@@ -80,7 +87,7 @@ def get_task_stream_method(self: Client, start: Any = None, stop: Any = None, co
                     bokeh_resources: Any = None) -> Any:
     """The records of the task stream (what the dashboard's Task Stream shows), kept by
     the scheduler: those ending between ``start`` and ``stop`` (``time.time()`` values or
-    durations ago like ``"60s"``), the last ``count`` of them.
+    durations ago like ``"60s"``), the last ``count`` of them, as a tuple (dask's shape).
 
     With ``plot="save"`` the records are also written to ``filename`` as a standalone
     HTML page, and ``(records, None)`` is returned (dask: ``(records, figure)``; shoal makes

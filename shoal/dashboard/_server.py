@@ -6,6 +6,8 @@ source protocol, and never changes anything through it: every route is a GET.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import socket
 from importlib import resources
@@ -250,8 +252,25 @@ async def _static(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type=content_type, headers={"Cache-Control": "no-cache"})
 
 
+# The root goes on to status by a script of its own, not an HTTP redirect: behind a proxy
+# that strips a path prefix, ``.../proxy/8787`` (no trailing slash) reaches ``/`` too, and a
+# relative ``Location: status`` would resolve to ``.../proxy/status``, off the prefix. Only
+# the browser knows which URL it is at. The one inline script is allowed by its hash alone.
+_ROOT_SCRIPT = (
+    'var p=location.pathname,i=p.lastIndexOf("/");'
+    'location.replace((i===p.length-1?"":p.slice(i+1)+"/")+"status"+location.search);'
+)
+_ROOT_HEADERS = {
+    **_HEADERS,
+    "Content-Security-Policy": _HEADERS["Content-Security-Policy"].replace(
+        "script-src 'self'", "script-src 'self' '{}'".format(
+            "sha256-" + base64.b64encode(hashlib.sha256(_ROOT_SCRIPT.encode()).digest()).decode())),
+    "Cache-Control": "no-store",
+}
+
+
 async def _index(request: web.Request) -> web.Response:
-    raise web.HTTPFound(_views.relative("/status"))
+    return _html(_views.root_html(_ROOT_SCRIPT), headers=_ROOT_HEADERS)
 
 
 @web.middleware

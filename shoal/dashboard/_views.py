@@ -238,6 +238,17 @@ def relative(path: str, root: str = "") -> str:
     return root + path.lstrip("/")
 
 
+def root_html(script: str) -> str:
+    """The page at ``/``: ``script`` (the only inline one; it must contain no ``<``) sends the
+    browser on to status; without scripts, a refresh to ``status`` and a link do."""
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>shoal dashboard</title><script>{script}</script>"
+        '<noscript><meta http-equiv="refresh" content="0; url=status"></noscript></head>'
+        '<body><a href="status">Status</a></body></html>'
+    )
+
+
 def _page(title: str, body: str, *, scripts: Sequence[str] = (), active: str = "",
           styles: Sequence[str] = (), chrome: bool = True, root: str = "") -> str:
     """A whole page around ``body``; ``chrome=False``: no navigation bar, the view alone

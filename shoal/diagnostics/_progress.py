@@ -342,7 +342,8 @@ def progress(
     Raises:
         TypeError: an argument holds no futures, e.g. a collection that was not persisted.
     """
-    found = futures_of(list(futures))
+    # One bar entry per key: futures_of lists each Future object, twins of a key included.
+    found = list({f.key: f for f in reversed(futures_of(list(futures)))}.values())[::-1]
     if futures and not found:
         raise TypeError(
             "progress() found no futures in its arguments; pass futures or a collection "

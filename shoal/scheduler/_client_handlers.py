@@ -318,9 +318,9 @@ class ClientHandlers(StateBase):
         connected; each is told once, and cancels all its futures (dask's semantics).
         Measured durations are kept: the same code usually runs again."""
         log = self._log
-        cause = self._cause
+        cause, now = self._cause, self._now
         for ts in self.tasks.values():
-            log.append((ts.key, ts.state, "forgotten", cause))
+            log.append((ts.key, ts.state, "forgotten", cause, now))
             ts.state = "forgotten"
             if ts.fids:
                 self.functions.release(ts.fids)

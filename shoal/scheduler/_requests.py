@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from shoal.comm import Connection
 from shoal.scheduler import _amm_shell, _control, _introspection, _membership, _profiling
 from shoal.scheduler import _placement as placement
+from shoal.scheduler._state import stimulus_id
 from shoal.scheduler._tasks import payload_of
 from shoal.scheduler._views import scheduler_info
 
@@ -82,7 +83,15 @@ async def _wait_for_workers(scheduler: Scheduler, conn: Connection, n: int, time
 
 
 async def _story(scheduler: Scheduler, conn: Connection, key: Any) -> Any:
-    return [list(row) for row in scheduler.state.story(key)]
+    """dask's scheduler story rows, ``(key, start, finish, recommendations, stimulus_id,
+    time)``, of a key or (a string naming one) a stimulus id. shoal's moves cascade
+    directly, without dask's recommendations: that field is always empty."""
+    state = scheduler.state
+    rows = state.story(key)
+    if isinstance(key, str) and not rows:
+        rows = state.stimulus_story(key)
+    return [[k, start, finish, {}, stimulus_id(cause, now), now]
+            for k, start, finish, cause, now in rows]
 
 
 async def _failure(scheduler: Scheduler, conn: Connection, key: Any) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from shoal.comm import Connection
@@ -44,7 +45,7 @@ from shoal.scheduler._events import (
     WorkResumed,
 )
 from shoal.scheduler._server_base import ShellBase
-from shoal.scheduler._state import EventsFailed
+from shoal.scheduler._state import EventsFailed, stimulus_id
 
 logger = logging.getLogger("shoal.scheduler")
 
@@ -64,7 +65,7 @@ class ServerCommands(ShellBase):
 
     def _handle(self, events: list[Any]) -> list[Any]:
         try:
-            return self.state.handle(*events)
+            return self.state.handle(*events, now=time.time())
         except EventsFailed as failed:  # its state changes are made: carry out their commands
             logger.error("%s", failed, exc_info=failed.failures[0][1])
             return failed.commands
@@ -83,7 +84,7 @@ class ServerCommands(ShellBase):
         # What dask gives a task's processing -> memory/erred move (a task-stream plugin
         # reads ``startstops``), from the worker's report among these events.
         done = {e.key: e for e in events if type(e) in (TaskFinished, TaskFailed)}
-        for key, start, finish, cause in reversed(new):
+        for key, start, finish, cause, now in reversed(new):
             extra: dict[str, Any] = {}
             ev = done.get(key) if start == "processing" else None
             if ev is not None:
@@ -92,7 +93,8 @@ class ServerCommands(ShellBase):
                                          "stop": ev.stop}]}
                 if type(ev) is TaskFinished:
                     extra.update(nbytes=ev.nbytes, typename=ev.typename)
-            self._hook("transition", key, start, finish, stimulus_id=cause, **extra)
+            self._hook("transition", key, start, finish, stimulus_id=stimulus_id(cause, now),
+                       **extra)
         self._carry_out_all(commands)
 
     def _carry_out_all(self, commands: list[Any]) -> None:

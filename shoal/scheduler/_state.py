@@ -93,6 +93,18 @@ class EventsFailed(RuntimeError):
         self.commands = commands
 
 
+def stimulus_id(cause: str, now: float) -> str:
+    """dask's name for what made a transition: the event's kind and when it arrived
+    (``"task-finished-1796232193.38"``), from a story row's cause and time."""
+    return f"{_kebab(cause)}-{now}"
+
+
+def _kebab(name: str) -> str:
+    """``"TaskFinished"`` -> ``"task-finished"``."""
+    return "".join("-" + c.lower() if c.isupper() and i else c.lower()
+                   for i, c in enumerate(name))
+
+
 class SchedulerState(
     Transitions, Dispatch, ClientHandlers, ScatterHandlers, WorkerHandlers, ReportHandlers
 ):
@@ -154,6 +166,7 @@ class SchedulerState(
         self._fired_done: list[TaskState] = []  # fire-and-forget keys that just finished
         self._forget_watch: set[Key] = set()  # keys whose task's forgetting is to be said
         self._cause = ""
+        self._now = 0.0  # the time the events being handled arrived (``handle``'s ``now``)
         self._wanting: dict[str, frozenset[str]] = {}
         self._arriving: dict[tuple[str, int], str] = {}
         self._full_holds: dict[tuple[str, int], list[str]] = {}
@@ -206,8 +219,9 @@ class SchedulerState(
 
     # --- entry point -------------------------------------------------------------------------
 
-    def handle(self, *events: Event) -> list[Command]:
-        """Apply events in order; return the commands they lead to, in order.
+    def handle(self, *events: Event, now: float = 0.0) -> list[Command]:
+        """Apply events in order; return the commands they lead to, in order. ``now``: when
+        they arrived (``time.time()``, from the shell), the time of their story rows.
 
         Raises:
             EventsFailed: an event (or the placement after them) raised; the other events
@@ -215,6 +229,7 @@ class SchedulerState(
         """
         failures: list[tuple[Event | None, BaseException]] = []
         self._tidy_budget = self._tidy_step
+        self._now = now
         for event in events:
             self._cause = type(event).__name__
             try:
@@ -236,8 +251,13 @@ class SchedulerState(
         return out
 
     def story(self, key: Key) -> list[tuple[Any, ...]]:
-        """Every recorded transition of ``key``: (key, start, finish, cause)."""
+        """Every recorded transition of ``key``: (key, start, finish, cause, time), where
+        ``cause`` names the event that made it and ``time`` is when that event arrived."""
         return [row for row in self._log if row[0] == key]
+
+    def stimulus_story(self, stimulus: str) -> list[tuple[Any, ...]]:
+        """The recorded transitions one event made (its ``stimulus_id``, as ``story`` rows)."""
+        return [row for row in self._log if stimulus_id(row[3], row[4]) == stimulus]
 
     # --- views -------------------------------------------------------------------------------
 

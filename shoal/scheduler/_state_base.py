@@ -124,6 +124,7 @@ class StateBase:
     _fired_done: list[TaskState]
     _forget_watch: set[Key]  # ForgetWatched keys, until a task of theirs is forgotten
     _cause: str
+    _now: float
     _wanting: dict[str, frozenset[str]]  # one shared ``who_wants`` per client wanting alone
     # (client, stream) -> the hold of a graph that client is sending in pieces
     _arriving: dict[tuple[str, int], str]
@@ -144,6 +145,7 @@ class StateBase:
 
     # _state
     def story(self, key: Key) -> list[tuple[Any, ...]]: ...
+    def stimulus_story(self, stimulus: str) -> list[tuple[Any, ...]]: ...
 
     # _transitions
     def _go(self, ts: TaskState, finish: str, **kwargs: Any) -> None: ...

@@ -87,7 +87,7 @@ class Transitions(StateBase):
         counts[start] -= 1
         counts[finish] += 1
         ts.state = finish
-        self._log.append((key, start, finish, self._cause))
+        self._log.append((key, start, finish, self._cause, self._now))
 
     def _released_waiting(self, ts: TaskState) -> None:
         self._set(ts, "waiting")
@@ -473,7 +473,7 @@ class Transitions(StateBase):
             if not left and not any(counts.values()):  # the group's last task: drop its row
                 del self.group_counts[group]
                 del self.group_prefix[group]
-        self._log.append((ts.key, ts.state, "forgotten", self._cause))
+        self._log.append((ts.key, ts.state, "forgotten", self._cause, self._now))
         ts.state = "forgotten"
         self.tasks.pop(ts.key, None)
         if ts.key in self._forget_watch:  # rare: a key with metadata (one set lookup else)

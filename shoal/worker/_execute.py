@@ -424,6 +424,9 @@ class Executor:
                 ser = None
             if ser is not None and ser.nbytes <= INLINE_LIMIT:
                 inline = ser
+                head = ser.frames[0]
+                if type(head) is bytes and _FUTURE_MARK in head:  # Futures: client/_returned
+                    _submissions_read(self.worker)
         if self._put is None:
             self._data[cmd.key] = result
         else:
@@ -434,6 +437,25 @@ class Executor:
 # ``None`` is the most common result (side-effect tasks, no-op benchmarks): pickled once,
 # shared read-only by every completion message (nothing mutates a Serialized's frames).
 _NONE = Serialized([pickle.dumps(None, protocol=5)])
+# What a pickled Future names (``shoal.client._returned.rebuild``; checked by its tests).
+_FUTURE_MARK = b"shoal.client._returned"
+
+
+def _submissions_read(worker: Any) -> None:
+    """Before a result holding Futures leaves (inline, with the task's completion): wait
+    until the scheduler has read what the worker's client sent, so the tasks of those
+    Futures are known there before the reader asks for their keys (another connection,
+    which could otherwise overtake it). A failure only leaves that race open: logged."""
+    client = getattr(worker, "_client", None)
+    if client is None or client.status != "running":
+        return
+    from shoal.client._returned import settle_submissions
+
+    try:
+        settle_submissions(client)
+    except Exception as exc:  # the completion goes on; the reader may see the key cancelled
+        logger.warning("the worker's client could not confirm its submissions (%r); a "
+                       "Future returned by a task may come back cancelled", exc)
 
 
 def _as_task_error(exc: BaseException, key: Any) -> RuntimeError:

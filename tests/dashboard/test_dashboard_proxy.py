@@ -88,7 +88,7 @@ def test_no_served_page_or_script_has_a_root_relative_url() -> None:
                         assert r.status == 200, name
                         urls = script_urls(await r.text())
                     assert not root_relative(urls, routes), (name, root_relative(urls, routes))
-                for path, target in [("/", "status"), *ALIASES.items()]:
+                for path, target in ALIASES.items():
                     async with session.get(base + path, allow_redirects=False) as r:
                         assert r.status == 302
                         assert r.headers["Location"] == target.lstrip("/"), path
@@ -100,16 +100,20 @@ def test_no_served_page_or_script_has_a_root_relative_url() -> None:
 
 async def start_proxy(target: int, seen: list[tuple[str, int]]) -> tuple[web.AppRunner, int]:
     """A reverse proxy on loopback (jupyter-server-proxy's behaviour): GET
-    ``/user/alice/proxy/<target>/<rest>`` is forwarded to ``127.0.0.1:<target>/<rest>``;
-    anything else is a 404. Every request's path and status land in ``seen``."""
+    ``/user/alice/proxy/<target>/<rest>`` is forwarded to ``127.0.0.1:<target>/<rest>``,
+    and the prefix alone, without its trailing slash, to ``/``; anything else is a 404.
+    Every request's path and status land in ``seen``."""
     prefix = PREFIX.format(port=target) + "/"
     session = aiohttp.ClientSession()
 
     async def forward(request: web.Request) -> web.Response:
-        if not request.path.startswith(prefix):
+        if request.path == prefix[:-1]:
+            rest = request.path_qs[len(prefix) - 1:].lstrip("/")
+        elif request.path.startswith(prefix):
+            rest = request.path_qs[len(prefix):]
+        else:
             seen.append((request.path_qs, 404))
             return web.Response(status=404, text="not under the proxy's prefix")
-        rest = request.path_qs[len(prefix):]
         async with session.get(f"http://127.0.0.1:{target}/{rest}", allow_redirects=False) as r:
             body = await r.read()
             headers = {k: v for k, v in r.headers.items() if k.lower() not in _SKIP}
@@ -144,9 +148,14 @@ def through_proxy(check: Callable[[str, list[tuple[str, int]]], Awaitable[None]]
 def test_pages_and_api_load_through_a_prefix_stripping_proxy() -> None:
     async def check(base: str, seen: list[tuple[str, int]]) -> None:
         async with aiohttp.ClientSession() as session:
-            # the root redirect lands on the prefixed /status, not the hub's /status
-            async with session.get(base + "/") as r:
-                assert r.status == 200 and str(r.url) == base + "/status"
+            # the root is a page that goes on to status (a browser follows it: the test
+            # below); its fallback link is relative
+            for root in (base, base + "/"):
+                async with session.get(root) as r:
+                    assert r.status == 200 and str(r.url) == root
+                    assert 'href="status"' in await r.text()
+            async with session.get(base + "/status") as r:
+                assert r.status == 200
                 page = await r.text()
             async with session.get(base + "/api/snapshot") as r:
                 assert r.status == 200 and "workers" in await r.json()
@@ -189,6 +198,37 @@ def test_status_draws_in_chromium_through_the_proxy(
         assert all(status < 400 for _, status in seen), seen
     finally:
         served.call(runner.cleanup())
+
+
+@pytest.mark.browser
+def test_the_root_goes_to_status_through_the_proxy_with_or_without_a_trailing_slash(
+    served: ServedDashboard, browser_page: Any
+) -> None:
+    seen: list[tuple[str, int]] = []
+    runner, port = served.call(start_proxy(served.server.port, seen))
+    try:
+        page = browser_page
+        base = f"http://127.0.0.1:{port}" + PREFIX.format(port=served.server.port)
+        for root in (base, base + "/", base + "?x=1"):
+            page.goto(root)
+            # ends: the root page's script replaced the location with the prefixed status
+            wait_for(lambda: page.url.split("?")[0] == base + "/status"
+                     and page.locator("#t-workers").count() == 1, timeout=10)
+            if "?" in root:
+                assert page.url == base + "/status?x=1"
+        assert all(status < 400 for _, status in seen), seen
+    finally:
+        served.call(runner.cleanup())
+
+
+@pytest.mark.browser
+def test_the_root_goes_to_status_when_served_directly(
+    served: ServedDashboard, browser_page: Any
+) -> None:
+    base = f"http://127.0.0.1:{served.server.port}"
+    browser_page.goto(base)
+    # ends: the root page's script replaced the location with /status
+    wait_for(lambda: browser_page.url == base + "/status", timeout=10)
 
 
 JUPYTERHUB_LINK = "{JUPYTERHUB_SERVICE_PREFIX}proxy/{port}/status"

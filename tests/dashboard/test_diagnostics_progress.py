@@ -26,10 +26,11 @@ def test_futures_of_walks_nested_containers_in_order_without_duplicates() -> Non
     assert futures_of([1, "text", None]) == []
 
 
-def test_futures_of_dedupes_by_key() -> None:
+def test_futures_of_keeps_distinct_futures_of_one_key() -> None:
     a = FakeFuture("x-1")
     twin = FakeFuture("x-1")
-    assert futures_of([a, twin]) == [a]
+    found = futures_of([a, twin, a])
+    assert len(found) == 2 and found[0] is a and found[1] is twin  # as dask's
 
 
 def test_futures_of_reads_collection_graphs() -> None:

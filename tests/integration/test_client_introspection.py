@@ -217,7 +217,7 @@ def test_introspection_methods_are_awaitable_on_an_asynchronous_client(client):
             await c.set_metadata(["async-meta", "a"], 1)
             assert await c.get_metadata("async-meta") == {"a": 1}
             assert isinstance(await c.processing(), dict)
-            assert isinstance(await c.get_scheduler_logs(n=5), list)
+            assert isinstance(await c.get_scheduler_logs(n=5), tuple)
             assert set(await c.get_worker_logs(n=1)) == set(c.scheduler_info(
                 asynchronous=False)["workers"])
             assert "client" in await c.get_versions()

@@ -65,7 +65,7 @@ def test_a_reschedule_from_a_worker_not_running_the_task_is_ignored(
     assert state.handle(asked(sim, other, "a")) == []
     assert state.handle(asked(sim, other, "unknown")) == []
     assert state.tasks["a"].processing_on is running_on
-    assert all(cause != "RescheduleAsked" for *_, cause in state.story("a"))
+    assert all(cause != "RescheduleAsked" for *_, cause, _now in state.story("a"))
 
 
 def test_a_rescheduled_task_released_meanwhile_is_ignored(sim: Sim) -> None:

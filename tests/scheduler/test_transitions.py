@@ -199,7 +199,7 @@ def test_transition_is_reachable_through_events(
     move: tuple[str, str], state: SchedulerState, sim: Sim
 ) -> None:
     key = SCENARIOS[move](sim)
-    seen = {(start, finish) for _, start, finish, _ in state.story(key)}
+    seen = {(start, finish) for _, start, finish, _, _ in state.story(key)}
     assert move in seen, state.story(key)
 
 

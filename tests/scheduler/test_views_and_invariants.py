@@ -8,9 +8,10 @@ from __future__ import annotations
 import pytest
 
 from shoal.scheduler._events import (
+    GraphSubmitted,
     TransferDone,
 )
-from shoal.scheduler._state import InvalidTransition, SchedulerState, key_prefix
+from shoal.scheduler._state import InvalidTransition, SchedulerState, key_prefix, stimulus_id
 from shoal.scheduler._state_base import prefix_counts
 
 from ._sim import Sim, row
@@ -121,14 +122,26 @@ def test_story_lists_every_transition(sim: Sim) -> None:
     sim.submit([row("a")])
     sim.finish("a")
     sim.release("a")
-    assert sim.state.story("a") == [
-        ("a", "released", "waiting", "GraphSubmitted"),
-        ("a", "waiting", "queued", "GraphSubmitted"),
-        ("a", "queued", "processing", "GraphSubmitted"),
-        ("a", "processing", "memory", "TaskFinished"),
-        ("a", "memory", "released", "KeysReleased"),
-        ("a", "released", "forgotten", "KeysReleased"),
+    assert sim.state.story("a") == [  # the sim passes no ``now``: time 0.0
+        ("a", "released", "waiting", "GraphSubmitted", 0.0),
+        ("a", "waiting", "queued", "GraphSubmitted", 0.0),
+        ("a", "queued", "processing", "GraphSubmitted", 0.0),
+        ("a", "processing", "memory", "TaskFinished", 0.0),
+        ("a", "memory", "released", "KeysReleased", 0.0),
+        ("a", "released", "forgotten", "KeysReleased", 0.0),
     ]
+
+
+def test_story_rows_carry_the_time_handle_was_given_and_its_stimulus_id() -> None:
+    sim = Sim(SchedulerState())
+    sim.join("w1")
+    state = sim.state
+    state.handle(GraphSubmitted(sim.client, [row("a")], ["a"]), now=2.5)
+    rows = state.story("a")
+    assert rows and {r[4] for r in rows} == {2.5}
+    assert stimulus_id(rows[0][3], rows[0][4]) == "graph-submitted-2.5"
+    assert state.stimulus_story("graph-submitted-2.5") == rows
+    assert state.stimulus_story("graph-submitted-9.0") == []
 
 
 def test_story_is_bounded() -> None:
@@ -154,7 +167,7 @@ def test_impossible_transition_raises_with_key_states_and_story(sim: Sim) -> Non
     assert (err.key, err.start, err.finish) == ("b", "waiting", "memory")
     text = str(err)
     assert "'b'" in text and "'waiting'" in text and "'memory'" in text
-    assert "('b', 'released', 'waiting', 'GraphSubmitted')" in text
+    assert "('b', 'released', 'waiting', 'GraphSubmitted', 0.0)" in text
     assert ts.state == "waiting"  # nothing changed
 
 
