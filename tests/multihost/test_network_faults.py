@@ -94,7 +94,7 @@ x.result(timeout=30) and 0
     wait_for(lambda: _faults.rx_bytes(net, "w2") - before > 1_500_000, timeout=20, interval=0.05)
     _faults.cut(net, "w2", "w1")
     started = time.monotonic()
-    assert client.call("y.result(timeout=60)", timeout=70) == 7_999_872
+    assert client.call("y.result(timeout=60)", timeout=70) == 8_000_000
     assert time.monotonic() - started < 40
 
 
@@ -182,7 +182,7 @@ def test_a_slow_lossy_network_still_computes_the_right_answers(
     """200 ms round trips to the scheduler (a delaying relay) and 3 % packet loss on every
     worker and client host: map + gather and a dask.array sum finish, and are right."""
     _faults.check_nft()
-    _, address = start_scheduler()
+    start_scheduler()
     relay_ip = "10.213.0.11"
     net.add_address("sched", relay_ip)
     relay = _faults.relay(net, "sched", relay_ip, 8786, net.ip("sched"), 100)
