@@ -38,9 +38,12 @@ def test_a_worker_cut_off_from_the_scheduler_alone_is_dropped_its_work_redone_an
     """Only the scheduler loses the worker (the client and the other worker still reach it):
     after the TTL the scheduler drops it and recomputes what it held; the results the
     worker finished during the partition never reach the scheduler (no stale holder, no
-    duplicate); healed, it rejoins as a fresh worker."""
+    duplicate); healed, it rejoins as a fresh worker. Then the scheduler is killed and
+    restarted at the same address: the client's pending future fails at once (its
+    connection closed), both workers register with the new scheduler, and a new client
+    computes there (as dask's workers; dask's client would reconnect, see the README)."""
     _faults.check_nft()
-    _, address = start_scheduler()
+    sched, address = start_scheduler()
     start_worker("w1", address)
     start_worker("w2", address)
     client = net.agent("cli")
@@ -70,6 +73,25 @@ sorted({w for f in futs if f.done() for w in holders.get(f.key, ())})
     assert client.call("client.gather(futs)") == list(range(1, 41))
     assert client.call(f"client.submit(_tasks.where, 7, workers=[{w2!r}]).result(timeout=30)") \
         == net.ip("w2")
+
+    client.call("pending = client.submit(_tasks.slow_inc, 5, 10, pure=False); 0")
+    sched.kill()
+    started = time.monotonic()
+    error = client.call("""
+try:
+    pending.result()
+    outcome = "returned"
+except Exception as exc:
+    outcome = f"{type(exc).__name__}: {exc}"
+outcome
+""", timeout=30)
+    assert "connection to the scheduler was lost" in error, error
+    assert time.monotonic() - started < 10
+    _, again = start_scheduler()
+    assert again == address
+    assert client.call(CONNECT.format(address=address, n=2)) == [w1, w2]
+    assert client.call("client.gather(client.map(_tasks.slow_inc, range(4), seconds=0.0))") \
+        == [1, 2, 3, 4]
 
 
 def test_a_partition_between_workers_mid_transfer_ends_the_fetch_and_the_task_still_runs(
