@@ -9,7 +9,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 from ._netns import HERE, Network, Process, skip_unless_required
 
@@ -38,7 +37,7 @@ def _table(body: str) -> str:
             "}\n")
 
 
-def _reset(net: Network, host: str) -> str:
+def _reset() -> str:
     # "add" then "delete" deletes the table whether or not it existed.
     return f"add table inet {_TABLE}\ndelete table inet {_TABLE}\n"
 
@@ -48,19 +47,19 @@ def cut(net: Network, host: str, *peers: str) -> None:
     ``host``): a partition between those hosts alone, every socket left open."""
     body = "".join(f"    ip saddr {net.ip(p)} drop\n    ip daddr {net.ip(p)} drop\n"
                    for p in peers)
-    nft(net, host, _reset(net, host) + _table(body))
+    nft(net, host, _reset() + _table(body))
 
 
 def lose(net: Network, host: str, percent: int) -> None:
     """Drop ``percent`` % of the packets ``host`` sends and receives on eth0, at random."""
     body = (f'    iifname "eth0" numgen random mod 100 < {percent} drop\n'
             f'    oifname "eth0" numgen random mod 100 < {percent} drop\n')
-    nft(net, host, _reset(net, host) + _table(body))
+    nft(net, host, _reset() + _table(body))
 
 
 def heal(net: Network, host: str) -> None:
     """Remove every fault rule of ``host``."""
-    nft(net, host, _reset(net, host))
+    nft(net, host, _reset())
 
 
 def rx_bytes(net: Network, host: str) -> int:
@@ -78,17 +77,8 @@ def shape(net: Network, host: str, rate: str) -> None:
                    capture_output=True, text=True, timeout=30, check=True)
 
 
-def unshape(net: Network, host: str) -> None:
-    subprocess.run(["ip", "netns", "exec", net.ns(host), "tc", "qdisc", "del", "dev", "eth0",
-                    "root"], capture_output=True, text=True, timeout=30, check=False)
-
-
 def relay(net: Network, host: str, listen: str, port: int, target: str, delay_ms: int) -> Process:
     """A relay in ``host`` from ``listen:port`` to ``target:port`` that holds every byte
     ``delay_ms`` ms each way (so a round trip through it takes twice that)."""
     return net.spawn(host, [sys.executable, "-u", str(HERE / "_relay.py"), listen, str(port),
                             target, str(port), str(delay_ms)])
-
-
-__all__ = ["Path", "check_nft", "cut", "heal", "lose", "relay", "rx_bytes", "shape",
-           "unshape"]
