@@ -17,13 +17,15 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
-# Debian's iproute2 (network namespaces) and OpenSSH server for the multi-host tests
-# (tests/multihost). Installing starts no sshd: the tests run their own, in a namespace.
+# Debian's iproute2 (network namespaces, tc), nftables (the network-fault tests' silent
+# drops and packet loss) and OpenSSH server for the multi-host tests (tests/multihost).
+# Installing starts no sshd and loads no rules: the tests run their own, in namespaces.
 multihost-tools:
-	@(command -v ip >/dev/null 2>&1 && [ -x /usr/sbin/sshd ] && command -v ssh >/dev/null 2>&1) || \
+	@(command -v ip >/dev/null 2>&1 && [ -x /usr/sbin/sshd ] && command -v ssh >/dev/null 2>&1 \
+	  && command -v nft >/dev/null 2>&1) || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    iproute2 openssh-client openssh-server >/dev/null) || \
-	  echo "could not install iproute2/openssh-server (not root?): the multihost tests will skip"
+	    iproute2 nftables openssh-client openssh-server >/dev/null) || \
+	  echo "could not install iproute2/nftables/openssh-server (not root?): the multihost tests will skip"
 
 demo: $(STAMP)
 	$(PY) -m shoal demo

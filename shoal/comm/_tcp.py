@@ -83,9 +83,13 @@ def comm_timeout() -> float:
 
 
 def _set_keepalive(sock: socket.socket) -> None:
-    """Let the kernel notice an idle connection's peer that vanished (powered off, cable
-    pulled) within about ``comm_timeout()`` seconds. (A frozen process's kernel still
-    answers: waits on replies carry their own deadline, e.g. the worker's fetches.)"""
+    """Let the kernel notice a peer that vanished (powered off, cable pulled, a partition
+    dropping every packet) within about ``comm_timeout()`` seconds, as dask does: keepalive
+    probes for an idle connection, and on Linux ``TCP_USER_TIMEOUT`` for one whose sent data
+    goes unacknowledged (keepalive is off while data is in flight, and the kernel alone
+    retransmits for ~15 minutes: a client that sent anything into a partition waited that
+    long). (A frozen process's kernel still answers: waits on replies carry their own
+    deadline, e.g. the worker's fetches.)"""
     try:
         timeout = comm_timeout()
     except ValueError as exc:
@@ -101,6 +105,8 @@ def _set_keepalive(sock: socket.socket) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
+        if hasattr(socket, "TCP_USER_TIMEOUT"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(timeout * 1000))
     except OSError as exc:
         logger.debug("could not set TCP keepalive: %s", exc)
 

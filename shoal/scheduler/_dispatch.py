@@ -72,6 +72,8 @@ class Dispatch(StateBase):
             if rare.actor:
                 self._place_actor(ts)
                 return
+            if rare.recompute_on is not None and self._place_where_needed(ts, rare.recompute_on):
+                return
             if rare.workers is not None or rare.resources is not None:
                 self._place_restricted(ts)
                 return
@@ -115,6 +117,20 @@ class Dispatch(StateBase):
         # Sent from the worker's queue at the end of this batch, in priority order.
         self._go(ts, "queued", push=False)
         self._hold(ts, ws)
+
+    def _place_where_needed(self, ts: TaskState, address: str) -> bool:
+        """A key recomputed because ``address`` could not fetch it from its holder (cut off
+        from it, the holder alive): queue it on ``address`` if it may run there (running,
+        allowed or ``workers=`` loose, its resources offered), so the dependent waiting there gets its input
+        without crossing the partition; else the usual placement. One time only."""
+        ts.recompute_on = None
+        ws = self.workers.get(address)
+        may_run = placement.anywhere if ts.loose else placement.allowed
+        if ws is None or ws.paused or not may_run(ts, [ws]):
+            return False
+        self._go(ts, "queued", push=False)
+        self._hold(ts, ws)
+        return True
 
     def _hold(self, ts: TaskState, ws: WorkerState) -> None:
         """Queue ``ts`` (state queued) for ``ws`` on the scheduler; sent at the next

@@ -167,6 +167,18 @@ class TaskState:
             self._rare().loose = value
 
     @property
+    def recompute_on(self) -> str | None:
+        """A worker that needs this key but could not fetch it from its holder: its
+        recompute runs there, once, if allowed (see ``_dispatch._place_where_needed``)."""
+        rare = self.rare
+        return None if rare is None else rare.recompute_on
+
+    @recompute_on.setter
+    def recompute_on(self, value: str | None) -> None:
+        if value is not None or self.rare is not None:
+            self._rare().recompute_on = value
+
+    @property
     def resources(self) -> dict[str, float] | None:
         """Abstract resources it holds on its worker while it runs ({"GPU": 1})."""
         rare = self.rare
@@ -258,8 +270,8 @@ class RareFields:
     """The fields of a ``TaskState`` that most tasks leave at their defaults (see
     ``TaskState.rare``); the task's properties of the same names read and write them."""
 
-    __slots__ = ("actor", "error", "held_on", "killed_on", "loose", "resources", "retries",
-                 "workers")
+    __slots__ = ("actor", "error", "held_on", "killed_on", "loose", "recompute_on", "resources",
+                 "retries", "workers")
 
     def __init__(self) -> None:
         self.actor = False
@@ -267,6 +279,9 @@ class RareFields:
         self.held_on: WorkerState | None = None
         self.killed_on: tuple[str, ...] = ()
         self.loose = False
+        # A worker that needs this key but could not reach its last holder (a partition
+        # between workers): the recompute runs there, once, if the key may run there.
+        self.recompute_on: str | None = None
         self.resources: dict[str, float] | None = None
         self.retries = 0
         self.workers: frozenset[str | int] | None = None

@@ -136,6 +136,11 @@ class WorkerHandlers(StateBase):
                 self._tidy([ts])
                 return
             lost.append(ts)
+            if ev.holder not in ("", ev.worker) and ev.worker in self.workers:
+                # The worker that needs it could not get it from that holder (cut off from
+                # it, or the holder lacks it): recompute it there, not on the holder again,
+                # which would send the dependent back to the same failing fetch for ever.
+                ts.recompute_on = ev.worker
         dts = self.tasks.get(ev.for_key)
         again = []
         # Naming another peer, the worker keeps the task and tries the next holder; it drops

@@ -63,6 +63,23 @@ def test_connections_enable_keepalive_from_the_comm_timeout() -> None:
     assert keepalive == 1 and idle == 10
 
 
+@pytest.mark.skipif(not hasattr(socket, "TCP_USER_TIMEOUT"), reason="Linux's TCP_USER_TIMEOUT")
+def test_connections_give_up_on_unacknowledged_data_after_the_comm_timeout() -> None:
+    """As dask's: keepalive is off while sent data waits for its ack, so a peer lost to a
+    silent partition after we wrote to it is noticed only through the user timeout."""
+    async def main() -> int:
+        conn, _peer, server = await pair()
+        try:
+            sock = conn.transport.get_extra_info("socket")  # type: ignore[union-attr]
+            return int(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT))
+        finally:
+            conn.close()
+            server.close()
+
+    with dask.config.set({"distributed.comm.timeouts.tcp": "20s"}):
+        assert run(main()) == 20_000
+
+
 def test_a_reply_from_a_silent_peer_fails_after_the_timeout_and_closes_the_connection() -> None:
     async def main() -> TCPConnection:
         conn, _peer, server = await pair()

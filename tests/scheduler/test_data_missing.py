@@ -30,6 +30,26 @@ def test_data_missing_recomputes_the_input(sim: Sim) -> None:
     assert computes(sim.finish("a")) == [("w2", "b")]
 
 
+def test_an_input_its_reporter_could_not_fetch_is_recomputed_on_the_reporter(sim: Sim) -> None:
+    """w2 cannot reach w1 (a partition between workers, both still reach the scheduler).
+    The input it lacks, held only by w1 and free to run elsewhere, is recomputed on w2,
+    where b waits for it: recomputed on w1 again, b went back to the same failing fetch
+    for ever. (A strict ``workers=`` still wins: see the test above.)"""
+    sim.join("w1")
+    sim.join("w2")
+    sim.submit([row("a", workers=["w1"]), row("b", ["a"], workers=["w2"])], wanted=["b"])
+    sim.state.tasks["a"].loose = True
+    sim.finish("a")
+    out = sim.missing("w2", "a", "w1", "b")
+    out += sim.missing("w2", "a", "", "b")
+    assert computes(out) == [("w2", "a")]
+    assert computes(sim.finish("a")) == [("w2", "b")]
+    rare = sim.state.tasks["a"].rare
+    assert rare is not None and rare.recompute_on is None  # one time only
+    sim.finish("b")
+    sim.state.validate()
+
+
 def test_data_missing_from_one_of_two_holders_keeps_the_other(sim: Sim) -> None:
     for w in ("w1", "w2", "w3"):
         sim.join(w)
