@@ -10,10 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import dask
 import numpy as np
 import pytest
 
-from shoal import Client
+from shoal import Client, KilledWorker, wait
 
 from .._helpers import wait_for
 
@@ -40,6 +41,31 @@ def _files_under(path: Path) -> list[str]:
     return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
 
 
+def _fifty(i: int) -> np.ndarray:
+    return np.full(50 * MB // 8, i, dtype="i8")
+
+
+def _checksum(a: np.ndarray) -> int:
+    return int(a[::1000].sum())
+
+
+def test_futures_holding_more_than_the_cluster_memory_spill_and_leave_no_files_after_close(
+    make_client: Callable[..., Client], tmp_path: Path
+) -> None:
+    client = make_client(n_workers=2, memory_limit="300MB", local_directory=str(tmp_path))
+    pids = {w["pid"] for w in _workers(client).values()}
+    futs = client.map(_fifty, range(16), pure=False)  # 800 MB held, 50 MB each
+    wait(futs, timeout=120)
+    assert sum(w["memory_spilled"] for w in _workers(client).values()) > 300 * MB
+    n = len(range(0, 50 * MB // 8, 1000))
+    assert client.gather(client.map(_checksum, futs, pure=False)) == [i * n for i in range(16)]
+    assert int(futs[5].result(timeout=60)[-1]) == 5
+    assert {w["pid"] for w in _workers(client).values()} == pids  # spilled, never restarted
+    client.close()
+    client.cluster.close()
+    assert _files_under(tmp_path) == []
+
+
 def test_spill_files_of_a_worker_killed_past_its_terminate_threshold_are_removed(
     make_client: Callable[..., Client], tmp_path: Path
 ) -> None:
@@ -64,3 +90,31 @@ def test_spill_files_of_a_worker_killed_past_its_terminate_threshold_are_removed
     client.close()
     client.cluster.close()
     assert _files_under(tmp_path) == []
+
+
+def _grow(path: str, step: int, cap: int) -> int:
+    """A task whose memory grows fast (``step`` bytes every 10 ms, up to ``cap``), writing
+    how far it got to ``path`` after each step."""
+    import time
+
+    blocks = []
+    while len(blocks) * step < cap:  # ends: at cap, or when the nanny kills this process
+        blocks.append(np.ones(step, dtype="u1"))  # written: every page counts in RSS
+        with open(path, "w") as f:
+            f.write(str(len(blocks) * step))
+        time.sleep(0.01)
+    return len(blocks) * step
+
+
+def test_a_task_allocating_past_its_worker_limit_fails_with_killedworker_not_a_hang(
+    make_client: Callable[..., Client], tmp_path: Path
+) -> None:
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        client = make_client(n_workers=1, memory_limit="300MB")
+    progress = tmp_path / "reached"
+    fut = client.submit(_grow, str(progress), 50 * MB, 1500 * MB, pure=False)
+    with pytest.raises(KilledWorker, match="_grow"):
+        fut.result(timeout=60)
+    # Stopped by its nanny near the limit (past 95% of it), not a few GB later: a task
+    # that outgrows its worker costs the machine little more than the limit.
+    assert int(progress.read_text()) < 600 * MB
