@@ -55,13 +55,22 @@ class RemoteError(Exception):
 class KilledWorker(Exception):
     """A task was running on workers that died too many times; shoal gave up on it."""
 
-    def __init__(self, task: Any, workers: list[str], allowed_failures: int = 3) -> None:
-        super().__init__(task, workers, allowed_failures)
+    def __init__(self, task: Any, workers: list[str], allowed_failures: int = 3,
+                 reason: str | None = None) -> None:
+        # ``reason``: the whole message, when the scheduler knows better than a task's
+        # (scattered data that killed the workers storing it).
+        if reason is None:
+            super().__init__(task, workers, allowed_failures)
+        else:
+            super().__init__(task, workers, allowed_failures, reason)
         self.task = task
         self.last_worker = workers[-1] if workers else None
         self.workers = workers
+        self.reason = reason
 
     def __str__(self) -> str:
+        if self.reason is not None:
+            return self.reason
         return (
             f"Task {self.task!r} was running on {len(self.workers)} worker(s) that died "
             f"({', '.join(self.workers)}). shoal stopped retrying it: the task probably "
@@ -217,7 +226,8 @@ def error_to_exception(error: dict[str, Any]) -> BaseException:
     """Rebuild the exception (with its remote traceback) from an error dict. Never raises."""
     kind = error.get("kind")
     if kind == "killed":
-        return KilledWorker(error.get("key"), list(error.get("workers", [])))
+        return KilledWorker(error.get("key"), list(error.get("workers", [])),
+                            reason=error.get("reason"))
     if kind == "lost-data":
         return LostDataError(error.get("message", ""))
     if kind == "cancelled":

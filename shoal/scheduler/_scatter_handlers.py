@@ -14,6 +14,7 @@ from typing import Any
 
 from mypy_extensions import trait
 
+from shoal.protocol._errors import scheduler_error
 from shoal.scheduler._events import (
     DataScattered,
     DropScattered,
@@ -128,11 +129,16 @@ class ScatterHandlers(StateBase):
             for client in ts.who_wants:
                 self._out.append(ReportDone(client, key, ts.nbytes, ts.typename, None))
         elif ts.state == "scattering":
-            if pending.error is not None:
+            if pending.error is not None and pending.error.get("kind") == "killed":
+                self._err(ts, pending.error)
+            elif pending.error is not None:
                 self._err(ts, {**pending.error, "key": key, "message": (
                     f"scattered data {key!r} could not be loaded on the worker: "
                     f"{pending.error.get('message', '')}"
                 )})
+            elif pending.killed_on:  # no worker left to send it to
+                self._err(ts, scheduler_error("lost-data", "shoal.LostDataError",
+                                              _killed_message(key, pending, "lost"), key))
             else:
                 self._err(ts, self._lost_error(ts))
         self._out.append(DropScattered([key]))
@@ -167,9 +173,12 @@ class ScatterHandlers(StateBase):
             self._undone[(key, address)] = owed - 1
         return True
 
-    def _scatters_lost_with(self, address: str) -> None:
+    def _scatters_lost_with(self, address: str, crashed: bool, memory_limit: int) -> None:
         """Workers that died before acknowledging scattered data: send it to another worker
-        (the scheduler keeps the bytes until the scatter settles), or settle it."""
+        (the scheduler keeps the bytes until the scatter settles), or settle it. Past
+        ``allowed_failures`` crashes of workers storing it, as for a task, the data is
+        taken to kill them (too big for one: each was killed by its nanny) and it errs
+        with KilledWorker instead of going round every worker of the cluster."""
         for owed in [k for k in self._undone if k[1] == address]:
             del self._undone[owed]
         for key, pending in list(self._storing.items()):
@@ -177,7 +186,14 @@ class ScatterHandlers(StateBase):
                 continue
             pending.waiting.discard(address)
             ts = self.tasks.get(key)
-            if not pending.waiting and ts is not None and ts.state == "scattering" and self.workers:
+            if crashed:
+                pending.killed_on.append(address)
+                pending.memory_limit = memory_limit
+                if len(pending.killed_on) > self.allowed_failures and pending.error is None:
+                    pending.error = _killed_storing(key, pending)
+                    pending.waiting.clear()
+            if (not pending.waiting and pending.error is None and ts is not None
+                    and ts.state == "scattering" and self.workers):
                 pool = list(self.workers.values())
                 ws = pool[next(self._seq) % len(pool)]
                 pending.waiting.add(ws.address)
@@ -189,10 +205,30 @@ class ScatterHandlers(StateBase):
 class _Storing:
     """A scatter in flight: the workers sent the data that have not answered yet."""
 
-    __slots__ = ("error", "nbytes", "typename", "waiting")
+    __slots__ = ("error", "killed_on", "memory_limit", "nbytes", "typename", "waiting")
 
     def __init__(self, waiting: set[str], nbytes: int, typename: str) -> None:
         self.waiting = waiting
         self.nbytes = nbytes
         self.typename = typename
         self.error: dict[str, Any] | None = None
+        self.killed_on: list[str] = []  # workers that crashed before acknowledging it
+        self.memory_limit = 0  # the last of them's (0: none)
+
+
+def _killed_message(key: Key, pending: _Storing, outcome: str) -> str:
+    limit = f" (memory_limit {pending.memory_limit / 1e6:.2f} MB)" if pending.memory_limit else ""
+    return (
+        f"Scattered data {key!r} ({pending.typename}, {pending.nbytes / 1e6:.2f} MB) was "
+        f"{outcome}: {len(pending.killed_on)} worker(s) storing it died "
+        f"({', '.join(pending.killed_on)}). It may be too big for a worker{limit}, whose "
+        "nanny kills it past distributed.worker.memory.terminate: scatter smaller pieces "
+        "or give workers a bigger memory_limit."
+    )
+
+
+def _killed_storing(key: Key, pending: _Storing) -> dict[str, Any]:
+    message = (_killed_message(key, pending, "not stored") + " shoal stopped sending it; "
+               "raise 'distributed.scheduler.allowed-failures' to try more workers.")
+    return scheduler_error("killed", "shoal.KilledWorker", message, key, reason=message,
+                           workers=list(pending.killed_on), worker=pending.killed_on[-1])

@@ -117,7 +117,7 @@ class WorkerHandlers(StateBase):
         self._activate(ts for ts in recompute + lost if self._needed(ts))
         self._tidy(lost + actors)
         if self._storing or self._undone:  # a scatter settles on what is left
-            self._scatters_lost_with(address)
+            self._scatters_lost_with(address, crashed, ws.memory_limit)
 
     def _on_missing(self, ev: DataMissing) -> None:
         ts = self.tasks.get(ev.key)

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import json
 import logging
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -34,6 +36,8 @@ _EXIT_RESTART = 5  # shoal.worker.__main__.EXIT_RESTART: client.restart asked fo
 _EXIT_LIFETIME = 6  # shoal.worker.__main__.EXIT_LIFETIME: retired at the end of its lifetime
 _EXIT_PRELOAD_FAILED = 7  # shoal.worker.__main__.EXIT_PRELOAD_FAILED: a --preload failed
 MAX_RESTARTS_PER_MINUTE = 10
+# The worker's local directory, "<prefix><pid>-<random>" (shoal.worker._plugins).
+_WORKER_SPACE_PREFIX = "shoal-worker-space-"
 
 
 def _connect_timeout() -> float:
@@ -205,6 +209,7 @@ class Nanny:
         self.death_timeout = death_timeout
         self.local_directory = local_directory
         self.terminate_fraction = MEMORY_TERMINATE_FRACTION
+        self._space_parent: str | None = None  # where worker processes make their directory
         self.security = security  # a shoal.comm._security.Security, passed on in the env
         # Resolved here (dask's config is read in this process) and passed on explicitly.
         self.resources = check_resources(resources)
@@ -434,7 +439,23 @@ class Nanny:
         # Always given ("" for the system's temporary directory), so that the worker need
         # not import dask's config to start.
         directory = self.local_directory or dask.config.get("temporary-directory", None)
+        self._space_parent = str(directory or tempfile.gettempdir())
         return [*args, "--local-directory", str(directory or "")]
+
+    async def _remove_worker_space(self, pid: int) -> None:
+        """Remove the local directory (spill files, uploads) of worker process ``pid``,
+        which has exited: one that was killed (past its terminate threshold, or on close
+        after SIGTERM's grace) could not remove it, and nothing else would."""
+        if self._space_parent is None:
+            return
+        pattern = os.path.join(glob.escape(self._space_parent), f"{_WORKER_SPACE_PREFIX}{pid}-*")
+
+        def remove() -> None:
+            for path in glob.glob(pattern):
+                logger.info("removing %s, left by worker process %d", path, pid)
+                shutil.rmtree(path, ignore_errors=True)
+
+        await asyncio.to_thread(remove)  # spill files may be many GB: not on the loop
 
     async def _supervise(self) -> None:
         while not self._closing:
@@ -448,6 +469,7 @@ class Nanny:
             if self._closing:
                 return
             code = waiter.result()
+            await self._remove_worker_space(proc.pid)
             if code == _EXIT_SCHEDULER_GONE:
                 logger.info("worker %s stopped: closed by its scheduler, or no scheduler within "
                             "its death timeout; not restarting", self.name)
@@ -522,6 +544,8 @@ class Nanny:
                     await proc.wait()
                 except ProcessLookupError:
                     pass
+        if proc is not None:
+            await self._remove_worker_space(proc.pid)
         if self._supervisor is not None:
             self._supervisor.cancel()
             await asyncio.gather(self._supervisor, return_exceptions=True)

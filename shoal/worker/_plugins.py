@@ -80,7 +80,10 @@ class WorkerPlugins:
                       or dask.config.get("temporary-directory", None) or None)
             if parent:
                 os.makedirs(parent, exist_ok=True)
-            self._directory = tempfile.mkdtemp(prefix="shoal-worker-space-", dir=parent)
+            # The pid in the name lets a nanny remove the directory of a worker process
+            # that was killed (past its terminate threshold) and so could not remove it.
+            self._directory = tempfile.mkdtemp(prefix=f"shoal-worker-space-{os.getpid()}-",
+                                               dir=parent)
             sys.path.insert(0, self._directory)
         return self._directory
 

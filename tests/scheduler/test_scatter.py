@@ -4,6 +4,9 @@ is being computed answers (the scattered data wins, as in dask.distributed)."""
 
 from __future__ import annotations
 
+import pickle
+
+from shoal.protocol._errors import KilledWorker, error_to_exception
 from shoal.scheduler._events import (
     DropScattered,
     ReportDone,
@@ -11,6 +14,7 @@ from shoal.scheduler._events import (
     SendFree,
     SendStore,
 )
+from shoal.scheduler._state import SchedulerState
 
 from ._sim import Sim, computes, error_for, of, row
 
@@ -84,6 +88,9 @@ def test_last_worker_dying_before_its_ack_errs_the_scatter(sim: Sim) -> None:
     out = sim.leave("w1")
     (erred,) = of(out, ReportErred)
     assert erred.error["kind"] == "lost-data"
+    # Says what killed it may be: not "scatter it again", which would kill again.
+    assert "storing it died (w1)" in erred.error["message"]
+    assert "memory_limit" in erred.error["message"]
     assert DropScattered(["x"]) in out
     assert sim.states("x") == ["erred"]
 
@@ -210,3 +217,37 @@ def test_a_worker_dying_forgets_the_acks_it_owed(sim: Sim) -> None:
     sim.leave("w1")
     sim.leave("w2")
     assert not sim.state._undone
+
+
+def test_scatter_whose_workers_keep_dying_errs_killedworker_past_allowed_failures() -> None:
+    # Data too big for a worker kills each one sent it: sent on after a death (a worker
+    # may die of something else), but only up to allowed_failures deaths, as for a task,
+    # not to every worker of the cluster in turn, each of them restarted by its nanny.
+    state = SchedulerState(allowed_failures=1)
+    sim = Sim(state)
+    for w in ("w1", "w2", "w3"):
+        sim.join(w)
+    sim.scatter([("x", 250_000_000)], workers=["w1"], ack=False)
+    (store,) = of(sim.leave("w1"), SendStore)
+    out = sim.leave(store.worker)
+    assert of(out, SendStore) == []  # not sent to w3 too
+    (erred,) = of(out, ReportErred)
+    assert DropScattered(["x"]) in out
+    assert sim.states("x") == ["erred"]
+    exc = error_to_exception(erred.error)
+    assert isinstance(exc, KilledWorker)
+    assert exc.workers == ["w1", store.worker]
+    message = str(exc)
+    assert "'x' (ndarray, 250.00 MB)" in message and "memory_limit" in message
+    assert str(pickle.loads(pickle.dumps(exc))) == message
+    state.validate()
+
+
+def test_a_worker_leaving_on_purpose_does_not_count_against_a_scatter() -> None:
+    state = SchedulerState(allowed_failures=0)
+    sim = Sim(state)
+    sim.join("w1")
+    sim.join("w2")
+    sim.scatter([("x", 10)], workers=["w1"], ack=False)
+    assert sim.retire("w1") == [SendStore("w2", "x")]
+    assert of(sim.ack("w2", "x"), ReportDone) == [ReportDone("c", "x", 10, "ndarray", None)]
