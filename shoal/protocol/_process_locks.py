@@ -54,12 +54,13 @@ def reduce_serializable_lock(lock: Any) -> tuple[Any, tuple[Any]]:
 class _LockFinder(cloudpickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, _THREAD_LOCKS):
-            raise ProcessLockError(type(obj).__name__)
+            raise ProcessLockError(
+                "threading.Lock" if isinstance(obj, _thread.LockType) else "threading.RLock")
         return super().reducer_override(obj)
 
 
 def process_lock_in(obj: Any) -> str | None:
-    """The type name of a thread lock that ``obj`` holds (found by pickling it), or None
+    """The name of a thread lock's type that ``obj`` holds (found by pickling it), or None
     if it holds none (or fails to pickle for another reason first). Slow: for the path
     where pickling has already failed."""
     try:

@@ -32,13 +32,14 @@ def test_a_serializable_lock_pickled_outside_a_task_stays_one_per_process() -> N
     assert type(back) is SerializableLock and back.lock is lock.lock
 
 
-@pytest.mark.parametrize("make", [threading.Lock, threading.RLock])
-def test_a_task_holding_a_thread_lock_is_refused_with_process_lock_error(make) -> None:
+@pytest.mark.parametrize(("make", "name"), [(threading.Lock, "threading.Lock"),
+                                            (threading.RLock, "threading.RLock")])
+def test_a_task_holding_a_thread_lock_is_refused_with_process_lock_error(make, name) -> None:
     class Target:  # as xarray's writers hold theirs: inside another object
         def __init__(self) -> None:
             self.lock = make()
 
-    with pytest.raises(ProcessLockError, match="of this process") as info:
+    with pytest.raises(ProcessLockError, match=f"holds a {name} of this process") as info:
         dumps_task((double, Target()), FunctionCache())
     assert isinstance(info.value, TypeError)  # what an unpicklable argument raised before
     assert pickle.loads(pickle.dumps(info.value)).args == info.value.args

@@ -73,6 +73,17 @@ def test_xarray_netcdf_write_made_with_compute_false_writes_when_computed(client
         xr.testing.assert_identical(back.load(), ds.load())
 
 
+def test_client_compute_of_a_netcdf_write_names_the_thread_lock_and_the_fix(client, tmp_path):
+    # client.compute returns futures: tasks that must run here cannot be futures.
+    delayed = weather().chunk({"time": 10}).to_netcdf(tmp_path / "f.nc", engine="h5netcdf",
+                                                     compute=False)
+    with pytest.raises(TypeError, match=r"holds a threading.Lock of this process.*dask's compute"):
+        client.compute(delayed)
+    dask.compute(delayed)  # the same write, through dask, runs its writes here
+    with xr.open_dataset(tmp_path / "f.nc", engine="h5netcdf") as back:
+        xr.testing.assert_identical(back.load(), weather())
+
+
 def test_xarray_reads_many_files_in_parallel_and_writes_one(client, tmp_path):
     ds = weather()
     paths = []
