@@ -234,8 +234,9 @@ def _submit_graph(client: Client, graph: dict[Any, GraphNode], wanted: list[Any]
             restrictions = [x for x in restrictions if x[0] not in local]
         for k in local & futures.keys():
             futures.pop(k).release()  # computed here, not on the cluster
+        # (an input outside the graph, a persisted chunk, is fetched from the cluster too)
         inputs = [d for d in dict.fromkeys(d for k in local for d in nodes[k].dependencies)
-                  if d not in local and d not in futures and d in graph]
+                  if d not in local and d not in futures]
         futures.update((d, Future(d, client)) for d in inputs)
     if in_pieces:
         pieces.close(also=inputs, without=local or ())

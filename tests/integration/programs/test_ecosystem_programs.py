@@ -73,6 +73,20 @@ def test_xarray_netcdf_write_made_with_compute_false_writes_when_computed(client
         xr.testing.assert_identical(back.load(), ds.load())
 
 
+def test_a_persisted_dataset_and_array_write_to_files_open_here(client, tmp_path):
+    # The writes run here; their inputs are held on the cluster, outside the graph dask
+    # hands over: they are fetched, not taken for a cycle.
+    ds = (weather().chunk({"time": 5}) * 2).persist()
+    ds.to_netcdf(tmp_path / "kept.nc", engine="h5netcdf")
+    with xr.open_dataset(tmp_path / "kept.nc", engine="h5netcdf") as back:
+        xr.testing.assert_identical(back.load(), weather() * 2)
+    x = (da.arange(1_000, chunks=100, dtype="f8") + 1).persist()
+    with h5py.File(tmp_path / "kept.h5", "w") as f:
+        da.store(x, f.create_dataset("x", shape=(1_000,), dtype="f8"), lock=True)
+    with h5py.File(tmp_path / "kept.h5", "r") as f:
+        np.testing.assert_array_equal(f["x"][:], np.arange(1_000) + 1.0)
+
+
 def test_client_compute_of_a_netcdf_write_names_the_thread_lock_and_the_fix(client, tmp_path):
     # client.compute returns futures: tasks that must run here cannot be futures.
     delayed = weather().chunk({"time": 10}).to_netcdf(tmp_path / "f.nc", engine="h5netcdf",
