@@ -95,7 +95,8 @@ def submit_graph(
     the arguments, and the ``dask.annotate`` block active now (dask's merge).
 
     With ``local`` (a set), a task that writes into an HDF5 file open for writing in this
-    process (its pickling raises ``WritableH5pyError``) is not sent but added to ``local``,
+    process, or holds a thread lock of this process (its pickling raises
+    ``WritableH5pyError`` or ``ProcessLockError``), is not sent but added to ``local``,
     with every task that needs one of them; the futures returned are then those of the
     wanted keys left on the cluster and of the local tasks' inputs, and the caller runs
     the local tasks here. The graph still goes out once."""
@@ -213,9 +214,9 @@ def _submit_graph(client: Client, graph: dict[Any, GraphNode], wanted: list[Any]
                         payload = node if flat is None else RefCall(*flat, node.dependencies)
                         row = client._row(key, payload, prio, int(r or 0), w, prefix)
                 except TypeError as exc:
-                    if local is None or not _writes_hdf5(exc):
+                    if local is None or not _bound_here(exc):
                         raise
-                    local.add(key)  # it writes into a file open here: the caller runs it
+                    local.add(key)  # it writes into a file (or locks) here: the caller runs it
                     continue
                 if fast is not None:  # the row _row would make, without a reducer call
                     row = (key, fast[0], list(node.dependencies), fast[1], prio, int(r or 0),
@@ -233,8 +234,9 @@ def _submit_graph(client: Client, graph: dict[Any, GraphNode], wanted: list[Any]
             restrictions = [x for x in restrictions if x[0] not in local]
         for k in local & futures.keys():
             futures.pop(k).release()  # computed here, not on the cluster
+        # (an input outside the graph, a persisted chunk, is fetched from the cluster too)
         inputs = [d for d in dict.fromkeys(d for k in local for d in nodes[k].dependencies)
-                  if d not in local and d not in futures and d in graph]
+                  if d not in local and d not in futures]
         futures.update((d, Future(d, client)) for d in inputs)
     if in_pieces:
         pieces.close(also=inputs, without=local or ())
@@ -398,11 +400,14 @@ def _refuse_p2p(node: Any) -> None:
         )
 
 
-def _writes_hdf5(exc: BaseException) -> bool:
+def _bound_here(exc: BaseException) -> bool:
+    """Whether a task failed to pickle because it holds something of this process only:
+    an HDF5 file open for writing, or a thread lock (xarray's netCDF writers take one)."""
     from shoal.protocol._h5py_refs import WritableH5pyError
+    from shoal.protocol._process_locks import ProcessLockError
 
     while exc is not None:
-        if isinstance(exc, WritableH5pyError):
+        if isinstance(exc, (WritableH5pyError, ProcessLockError)):
             return True
         exc = exc.__cause__  # type: ignore[assignment]
     return False
@@ -430,9 +435,11 @@ def get(self: Client, dsk: Any, keys: Any, *, workers: Any = None, retries: int 
     structure). A key neither in ``dsk`` nor held on the cluster raises
     ``FutureCancelledError`` (dask's "lost dependencies"), not a wait forever.
 
-    Tasks that write into an HDF5 file this process has open for writing (``da.store``)
-    run here, after their inputs are computed on the cluster: HDF5 allows one writer, and
-    that writer is this process. Their lock (``lock=True``) then works as in dask."""
+    Tasks that write into an HDF5 file this process has open for writing (``da.store``),
+    or that hold a ``threading.Lock`` (xarray's ``to_netcdf``), run here, after their
+    inputs are computed on the cluster: HDF5 allows one writer, and that writer is this
+    process; a thread lock guards threads of this process only. Their lock (``lock=True``)
+    then works as in dask."""
     with _gc.building():  # shoal/_gc.py: a big graph starts bulk mode while dask builds it
         graph, annotations = _graph_and_annotations(dsk)
         _gc.expect(len(graph))  # (and it does not end before its tasks are counted)

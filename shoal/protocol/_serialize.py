@@ -22,11 +22,17 @@ from collections.abc import Callable
 from typing import Any
 
 import cloudpickle
+from dask.utils import SerializableLock
 
 from shoal.protocol._pickle_pieces import PLAIN, PLAIN_BYTES
 from shoal.protocol._pickle_pieces import body as _body
 from shoal.protocol._pickle_pieces import global_ref as _global
 from shoal.protocol._pickle_pieces import short_str as _short_str
+from shoal.protocol._process_locks import (
+    ProcessLockError,
+    process_lock_in,
+    reduce_serializable_lock,
+)
 
 logger = logging.getLogger("shoal.protocol")
 
@@ -534,6 +540,8 @@ class TaskPickler(pickle.Pickler):
             if got is None or got[0] is not obj:
                 got = verified[id(obj)] = (obj, cloudpickle.dumps(obj, protocol=5))
             return cloudpickle.loads, (got[1],)
+        if type(obj) is SerializableLock:  # one lock per process: a cluster lock instead
+            return reduce_serializable_lock(obj)
         return NotImplemented
 
 
@@ -578,6 +586,13 @@ def dumps_task(obj: object, cache: FunctionCache) -> tuple[Serialized, list[str]
     try:
         head = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
     except Exception:
+        held = process_lock_in(obj)
+        if held is not None:
+            raise ProcessLockError(
+                f"Could not serialize {describe(obj)}: it holds a {held} of this process, "
+                "which cannot lock anything in another one. dask's compute runs such tasks "
+                "here; elsewhere, pass a shoal Lock (from shoal import Lock) instead."
+            ) from first
         raise TypeError(
             f"Could not serialize {describe(obj)}: {first}. Arguments and functions sent to "
             "the cluster must be picklable (pass a file name or parameters instead of an open "
