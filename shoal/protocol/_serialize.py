@@ -22,7 +22,6 @@ from collections.abc import Callable
 from typing import Any
 
 import cloudpickle
-from dask.utils import SerializableLock
 
 from shoal.protocol._pickle_pieces import PLAIN, PLAIN_BYTES
 from shoal.protocol._pickle_pieces import body as _body
@@ -540,7 +539,9 @@ class TaskPickler(pickle.Pickler):
             if got is None or got[0] is not obj:
                 got = verified[id(obj)] = (obj, cloudpickle.dumps(obj, protocol=5))
             return cloudpickle.loads, (got[1],)
-        if type(obj) is SerializableLock:  # one lock per process: a cluster lock instead
+        # dask's SerializableLock (one lock per process) goes as a cluster lock instead. By
+        # name first: a worker process must not import dask to pickle (start-up time).
+        if type(obj).__name__ == "SerializableLock" and type(obj).__module__ == "dask.utils":
             return reduce_serializable_lock(obj)
         return NotImplemented
 

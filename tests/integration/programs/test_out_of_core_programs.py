@@ -56,7 +56,9 @@ def test_futures_holding_more_than_the_cluster_memory_spill_and_leave_no_files_a
     pids = {w["pid"] for w in _workers(client).values()}
     futs = client.map(_fifty, range(14), pure=False)  # 700 MB held, 50 MB each
     wait(futs, timeout=120)
-    assert sum(w["memory_spilled"] for w in _workers(client).values()) > 300 * MB
+    # The scheduler learns what spilled from the workers' next heartbeats.
+    wait_for(lambda: sum(w["memory_spilled"] for w in _workers(client).values()) > 300 * MB,
+             timeout=30)
     n = len(range(0, 50 * MB // 8, 1000))
     assert client.gather(client.map(_checksum, futs, pure=False)) == [i * n for i in range(14)]
     assert int(futs[5].result(timeout=60)[-1]) == 5
