@@ -162,6 +162,10 @@ _STARTUP_PROGRAM = """
         client = shoal.Client(n_workers=2, threads_per_worker=1, dashboard_address=None)
         print("started", flush=True)
         client.close()
+        try:  # start-up won the race: take the test's SIGINT here, not at exit
+            time.sleep(30)  # ends: the test's SIGINT, or 30 s
+        except KeyboardInterrupt:
+            pass
     except KeyboardInterrupt:
         print("interrupted after", round(time.monotonic() - began, 2), flush=True)
     left = [t.name for t in threading.enumerate()
