@@ -148,7 +148,7 @@ class as_completed:
         exc: BaseException | None = None
         if not isinstance(f, Future):  # an ActorFuture (done): its result() raises its failure
             try:
-                f.result()  # ends at once: ``f`` is done
+                f.result(timeout=0)  # ends at once: ``f`` is done (0: no wait if not)
             except Exception as failure:  # not swallowed: returned or raised below
                 exc = failure
         elif f.status == "error" or f.status == "cancelled":
