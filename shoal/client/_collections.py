@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+import warnings
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -174,6 +175,7 @@ def _submit_graph(client: Client, graph: dict[Any, GraphNode], wanted: list[Any]
     same_w = ann_workers is None and workers is None
     r, p, w = (retries if same_r else None), (priority if same_p else None), None
     prefixes: dict[Any, str] = {}
+    size = 0
     try:
         with client._functions.batch():
             for key in sequence:
@@ -223,6 +225,8 @@ def _submit_graph(client: Client, graph: dict[Any, GraphNode], wanted: list[Any]
                     row = (key, fast[0], list(node.dependencies), fast[1], prio, int(r or 0),
                            w, prefix)
                 add(row)
+                frames = row[1].frames  # (its pickled size: what dask weighs, the graph sent)
+                size += len(frames[0]) if len(frames) == 1 else row[1].nbytes
     except BaseException:
         if in_pieces:
             pieces.abort()  # the scheduler lets go of the pieces already sent
@@ -243,7 +247,27 @@ def _submit_graph(client: Client, graph: dict[Any, GraphNode], wanted: list[Any]
         pieces.close(also=inputs, without=local or ())
     else:
         client._submit_rows(rows, list(futures), actor_keys or None, restrictions or None)
+    _warn_if_large(size)
     return futures
+
+
+def _warn_if_large(size: int) -> None:
+    """dask.distributed's warning for a graph whose pickled tasks weigh more than
+    ``distributed.admin.large-graph-warning-threshold`` (10MB by default): data embedded
+    in the graph travels with it, through the scheduler."""
+    from dask.utils import format_bytes, parse_bytes
+
+    threshold = dask.config.get("distributed.admin.large-graph-warning-threshold", "10MB")
+    if size > parse_bytes(threshold):
+        warnings.warn(
+            f"Sending large graph of size {format_bytes(size)}.\n"
+            "This may cause some slowdown: the data in it goes to the scheduler and on "
+            "to the workers with its tasks.\nLoad the data with dask itself (da.from_zarr, "
+            "dd.read_parquet, ...), or scatter it once and pass the futures (or delayed "
+            "objects) instead of embedding it in the graph again and again.\nSee also "
+            "https://docs.dask.org/en/stable/best-practices.html#load-data-with-dask",
+            UserWarning, stacklevel=4,
+        )
 
 
 def ref_call(task: Any) -> Any:

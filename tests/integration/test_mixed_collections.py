@@ -100,3 +100,21 @@ def test_nested_containers_of_mixed_collections(client, kinds):
     assert_same(client.compute(nested, sync=True), expected)
     got = client.compute([nested, ddf.b.sum(), [b.sum(), x]], sync=True)
     assert_same(got, [expected, alone(ddf.b.sum()), [alone(b.sum()), alone(x)]])
+
+
+def test_a_graph_larger_than_the_threshold_warns_as_dask_does(client, recwarn):
+    blob = np.arange(50_000, dtype="f8")  # 400 kB, pickled into the graph
+    arr = da.from_array(blob, chunks=25_000)
+    with dask.config.set({"distributed.admin.large-graph-warning-threshold": "100kB"}):
+        with pytest.warns(UserWarning, match=r"Sending large graph of size 39\d\.\d+ kiB"):
+            assert client.compute(arr.sum(), sync=True) == blob.sum()
+        with pytest.warns(UserWarning, match="Sending large graph"):
+            client.persist(arr + 1)
+        with pytest.warns(UserWarning, match="Sending large graph"):
+            client.get({"x": (np.sum, blob)}, "x")
+        with pytest.warns(UserWarning, match="Sending large graph"):
+            arr.max().compute()
+    with dask.config.set({"distributed.admin.large-graph-warning-threshold": "10MB"}):
+        recwarn.clear()
+        assert client.compute(arr.sum(), sync=True) == blob.sum()
+        assert not [w for w in recwarn if "large graph" in str(w.message)]
