@@ -30,7 +30,7 @@ from dask.base import collections_to_expr, is_dask_collection
 from dask.core import flatten
 
 from shoal import _gc
-from shoal.client import _submit
+from shoal.client import _containers, _submit
 from shoal.client._core import orphaned_key
 from shoal.client._delayed_graph import delayed_graph
 from shoal.client._future import Future
@@ -535,10 +535,17 @@ def compute(self: Client, collections: Any, sync: bool = False, optimize_graph: 
     for a in items:
         if traverse and isinstance(a, (list, set, tuple, dict, Iterator)):
             a = list(a) if isinstance(a, Iterator) else a
-            inner, repack = dask.base.unpack_collections(a, traverse=True)
-            if inner:  # (not dask.delayed of it: dask pairs mixed kinds inside wrongly)
-                slots.append((repack, range(len(colls), len(colls) + len(inner))))
-                colls.extend(inner)
+            inner: list[Any] = []
+            template = _containers.unpack(a, inner, also=Future)
+            if not all(isinstance(c, Future) for c in inner):
+                # (not dask.delayed of it: dask pairs mixed kinds inside wrongly) the
+                # collections inside by their index in colls, futures as they are
+                refs: list[Any] = []
+                for c in inner:
+                    refs.append(c if isinstance(c, Future) else len(colls))
+                    if not isinstance(c, Future):
+                        colls.append(c)
+                slots.append((template, refs))
                 continue
             a = dask.delayed(a)  # a plain container: one future for it, as dask's
         slots.append(len(colls) if is_dask_collection(a) else None)
@@ -560,10 +567,11 @@ def compute(self: Client, collections: Any, sync: bool = False, optimize_graph: 
         wanted = []
         for i, slot in enumerate(slots):
             if isinstance(slot, tuple):
-                repack, indices = slot
+                template, inner_refs = slot
                 key = f"{type(items[i]).__name__}-{uuid.uuid4().hex}"
-                refs = List(*(TaskRef(final_keys[j]) for j in indices))
-                finals[key] = Task(key, _repacked, DataNode(None, repack), refs)
+                results = List(*(TaskRef(j.key if isinstance(j, Future) else final_keys[j])
+                                 for j in inner_refs))
+                finals[key] = Task(key, _containers.repack, DataNode(None, template), results)
                 wanted.append(key)
             elif slot is not None:
                 wanted.append(final_keys[slot])
@@ -578,12 +586,6 @@ def compute(self: Client, collections: Any, sync: bool = False, optimize_graph: 
     if sync:
         out = self.gather(out)
     return out if many else out[0]
-
-
-def _repacked(repack: Any, results: list[Any]) -> Any:
-    """A container rebuilt around its collections' results (dask's ``unpack_collections``
-    repack, of one argument)."""
-    return repack(results)[0]
 
 
 def _collections_graph(

@@ -118,3 +118,14 @@ def test_a_graph_larger_than_the_threshold_warns_as_dask_does(client, recwarn):
         recwarn.clear()
         assert client.compute(arr.sum(), sync=True) == blob.sum()
         assert not [w for w in recwarn if "large graph" in str(w.message)]
+
+
+def test_containers_of_collections_and_futures(client, kinds):
+    import collections
+    import operator
+
+    f = client.submit(operator.add, 1, 2)
+    pair = collections.namedtuple("pair", "left right")
+    got = client.compute([{"f": f, "sum": kinds["x"].sum()}, pair(f, kinds["b"]), [f, 1],
+                          iter([kinds["d"], 4]), {kinds["d"], 7}], sync=True)
+    assert got == [{"f": 3, "sum": 190}, pair(3, list(range(10))), [3, 1], [6, 4], {6, 7}]
