@@ -188,3 +188,19 @@ def test_dask_compute_and_persist_of_one_kind_under_the_client(client, frame):
     pd.testing.assert_series_equal(m.sort_index(), pdf.groupby("k").w.max().sort_index())
     (p,) = dask.persist(ddf.w.cumsum())
     pd.testing.assert_series_equal(p.compute(), pdf.w.cumsum())
+
+
+def test_a_frame_its_array_and_persisted_mixes_over_many_partitions(client):
+    pdf = pd.DataFrame({"a": np.arange(60), "b": np.arange(60) % 7}, index=np.arange(60)[::-1])
+    ddf = dd.from_pandas(pdf, npartitions=12, sort=False)  # more than 10: key order shows
+    arr = ddf.a.to_dask_array(lengths=True)
+    got = client.compute([arr, ddf.a, arr.sum(), ddf.b.value_counts()], sync=True)
+    np.testing.assert_array_equal(got[0], pdf.a.values)
+    pd.testing.assert_series_equal(got[1], pdf.a)
+    assert got[2] == pdf.a.sum()
+    pd.testing.assert_series_equal(got[3].sort_index(), pdf.b.value_counts().sort_index())
+    x, b = da.arange(30, chunks=3), db.from_sequence(range(20), npartitions=7)
+    p = client.persist([ddf, x, b])
+    got = client.compute([p[0].a.cumsum(), (p[1] * 2).sum(), p[2].sum()], sync=True)
+    pd.testing.assert_series_equal(got[0], pdf.a.cumsum())
+    assert got[1:] == [870, 190]
