@@ -266,7 +266,7 @@ def _warn_if_large(size: int) -> None:
             "dd.read_parquet, ...), or scatter it once and pass the futures (or delayed "
             "objects) instead of embedding it in the graph again and again.\nSee also "
             "https://docs.dask.org/en/stable/best-practices.html#load-data-with-dask",
-            UserWarning, stacklevel=4,
+            UserWarning, stacklevel=5,  # (the caller of compute, persist or get)
         )
 
 
