@@ -9,6 +9,8 @@ over futures. Methods here are attached to :class:`Client`.
 from __future__ import annotations
 
 import itertools
+import uuid
+import warnings
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +30,7 @@ from dask.base import collections_to_expr, is_dask_collection
 from dask.core import flatten
 
 from shoal import _gc
-from shoal.client import _submit
+from shoal.client import _containers, _submit
 from shoal.client._core import orphaned_key
 from shoal.client._delayed_graph import delayed_graph
 from shoal.client._future import Future
@@ -173,6 +175,7 @@ def _submit_graph(client: Client, graph: dict[Any, GraphNode], wanted: list[Any]
     same_w = ann_workers is None and workers is None
     r, p, w = (retries if same_r else None), (priority if same_p else None), None
     prefixes: dict[Any, str] = {}
+    size = 0
     try:
         with client._functions.batch():
             for key in sequence:
@@ -222,6 +225,8 @@ def _submit_graph(client: Client, graph: dict[Any, GraphNode], wanted: list[Any]
                     row = (key, fast[0], list(node.dependencies), fast[1], prio, int(r or 0),
                            w, prefix)
                 add(row)
+                frames = row[1].frames  # (its pickled size: what dask weighs, the graph sent)
+                size += len(frames[0]) if len(frames) == 1 else row[1].nbytes
     except BaseException:
         if in_pieces:
             pieces.abort()  # the scheduler lets go of the pieces already sent
@@ -242,7 +247,27 @@ def _submit_graph(client: Client, graph: dict[Any, GraphNode], wanted: list[Any]
         pieces.close(also=inputs, without=local or ())
     else:
         client._submit_rows(rows, list(futures), actor_keys or None, restrictions or None)
+    _warn_if_large(size)
     return futures
+
+
+def _warn_if_large(size: int) -> None:
+    """dask.distributed's warning for a graph whose pickled tasks weigh more than
+    ``distributed.admin.large-graph-warning-threshold`` (10MB by default): data embedded
+    in the graph travels with it, through the scheduler."""
+    from dask.utils import format_bytes, parse_bytes
+
+    threshold = dask.config.get("distributed.admin.large-graph-warning-threshold", "10MB")
+    if size > parse_bytes(threshold):
+        warnings.warn(
+            f"Sending large graph of size {format_bytes(size)}.\n"
+            "This may cause some slowdown: the data in it goes to the scheduler and on "
+            "to the workers with its tasks.\nLoad the data with dask itself (da.from_zarr, "
+            "dd.read_parquet, ...), or scatter it once and pass the futures (or delayed "
+            "objects) instead of embedding it in the graph again and again.\nSee also "
+            "https://docs.dask.org/en/stable/best-practices.html#load-data-with-dask",
+            UserWarning, stacklevel=5,  # (the caller of compute, persist or get)
+        )
 
 
 def ref_call(task: Any) -> Any:
@@ -495,22 +520,43 @@ def compute(self: Client, collections: Any, sync: bool = False, optimize_graph: 
             resources: Any = None, fifo_timeout: Any = None, traverse: bool = True,
             allow_other_workers: bool = False, actors: Any = None, **kwargs: Any) -> Any:
     """Start computing collections; returns a Future per collection (results with
-    ``sync=True``): a list of them for a list, tuple, set or frozenset, as dask's. With ``traverse`` (the default), a dict, list, tuple, set or iterator
-    among them is one collection (``dask.delayed`` of it: one future for the container,
-    the collections inside it computed), as in dask.distributed; other non-collections
-    pass through unchanged. ``actors=True`` (or the keys to make actors) turns those
+    ``sync=True``): a list of them for a list, tuple, set or frozenset, as dask's. Each
+    future pairs with its own collection, whatever kinds are mixed (dask's own sequence of
+    them lists an array's keys beside another array's). With ``traverse`` (the default), a
+    dict, list, tuple, set or iterator among them is one collection: one future for the
+    container, rebuilt around the results of the collections inside it, as in
+    dask.distributed; other non-collections pass through unchanged. ``actors=True`` (or the keys to make actors) turns those
     tasks' results into Actors, as in dask.distributed."""
     items, many = _unpack_collections(collections)
-    if traverse:
-        items = [dask.delayed(a) if isinstance(a, (list, set, tuple, dict, Iterator)) else a
-                 for a in items]
-    colls = [c for c in items if is_dask_collection(c)]
+    # each item: None (passes through), its collection's index in colls, or a container's
+    # (repack, indices of the collections inside it)
+    colls: list[Any] = []
+    slots: list[Any] = []
+    for a in items:
+        if traverse and isinstance(a, (list, set, tuple, dict, Iterator)):
+            a = list(a) if isinstance(a, Iterator) else a
+            inner: list[Any] = []
+            template = _containers.unpack(a, inner, also=Future)
+            if not all(isinstance(c, Future) for c in inner):
+                # (not dask.delayed of it: dask pairs mixed kinds inside wrongly) the
+                # collections inside by their index in colls, futures as they are
+                refs: list[Any] = []
+                for c in inner:
+                    refs.append(c if isinstance(c, Future) else len(colls))
+                    if not isinstance(c, Future):
+                        colls.append(c)
+                slots.append((template, refs))
+                continue
+            a = dask.delayed(a)  # a plain container: one future for it, as dask's
+        slots.append(len(colls) if is_dask_collection(a) else None)
+        if is_dask_collection(a):
+            colls.append(a)
     out: list[Any] = list(items)
     if colls:
         graph, annotations, all_keys = _collections_graph(colls, optimize_graph)
         finals: dict[Any, GraphNode] = {}
         final_keys = []
-        for c, ckeys in zip(colls, all_keys, strict=False):
+        for c, ckeys in zip(colls, all_keys, strict=True):
             func, extra = c.__dask_postcompute__()
             if _is_single_key(func, ckeys):
                 final_keys.append(ckeys[0])
@@ -518,13 +564,24 @@ def compute(self: Client, collections: Any, sync: bool = False, optimize_graph: 
             fkey = f"finalize-{dask.base.tokenize(c, func, extra, ckeys)}"
             finals[fkey] = _finalize_task(fkey, func, ckeys, extra)
             final_keys.append(fkey)
+        wanted = []
+        for i, slot in enumerate(slots):
+            if isinstance(slot, tuple):
+                template, inner_refs = slot
+                key = f"{type(items[i]).__name__}-{uuid.uuid4().hex}"
+                results = List(*(TaskRef(j.key if isinstance(j, Future) else final_keys[j])
+                                 for j in inner_refs))
+                finals[key] = Task(key, _containers.repack, DataNode(None, template), results)
+                wanted.append(key)
+            elif slot is not None:
+                wanted.append(final_keys[slot])
         graph.update(finals)
-        futures = submit_graph(self, graph, final_keys, annotations, retries=retries,
+        futures = submit_graph(self, graph, wanted, annotations, retries=retries,
                                priority=priority, workers=workers, actors=actors,
                                resources=resources, allow_other_workers=allow_other_workers)
-        it = iter(final_keys)
-        for i, c in enumerate(items):
-            if is_dask_collection(c):
+        it = iter(wanted)
+        for i, slot in enumerate(slots):
+            if slot is not None:
                 out[i] = futures[next(it)]
     if sync:
         out = self.gather(out)
@@ -535,15 +592,53 @@ def _collections_graph(
     colls: list[Any], optimize_graph: bool
 ) -> tuple[dict[Any, GraphNode], dict[str, Any], list[Any]]:
     """One optimized graph for several collections, its annotations, and each
-    collection's (nested) keys, in order."""
+    collection's (nested) keys, in the order given.
+
+    Collections backed by expressions (dataframes) are optimized together, and those backed
+    by graphs (arrays, bags, delayed) together, as dask groups each; a collection's keys are
+    never read from its position in one merged sequence: dask's optimized sequence of
+    graph-backed collections lists their keys grouped by optimizer (an array's beside the
+    other array's, whatever came between), and turns an expression optimized beside them
+    into a graph whose keys come from a set (a dataframe's partitions out of order)."""
+    exprs = [i for i, c in enumerate(colls) if _is_expression_backed(c)]
+    graphs = [i for i in range(len(colls)) if i not in set(exprs)]
+    all_keys: list[Any] = [None] * len(colls)
+    graph: dict[Any, GraphNode] = {}
+    annotations: dict[str, Any] = {}
     with _gc.building():  # (client.compute / persist)
-        expr = collections_to_expr(colls, optimize_graph).optimize()
-        graph, annotations = _graph_and_annotations(expr)
+        for part, backed_by_expressions in ((exprs, True), (graphs, False)):
+            if not part:
+                continue
+            expr = collections_to_expr([colls[i] for i in part], optimize_graph).optimize()
+            part_graph, part_annotations = _graph_and_annotations(expr)
+            if graph:
+                graph.update(part_graph)
+            else:
+                graph = part_graph
+            for name, per_key in part_annotations.items():
+                annotations.setdefault(name, {}).update(per_key)
+            if backed_by_expressions:  # (an expression sequence keeps its operands' order)
+                keys = list(expr.__dask_keys__())
+            else:  # a graph's optimizers keep the keys asked for
+                keys = [colls[i].__dask_keys__() for i in part]
+            for i, k in zip(part, keys, strict=True):
+                all_keys[i] = k
         _gc.expect(len(graph))
-    all_keys = expr.__dask_keys__()
-    if len(colls) == 1 and not _is_sequence_expr(expr):
-        all_keys = [all_keys]
-    return graph, annotations, list(all_keys)
+    return graph, annotations, all_keys
+
+
+def _is_expression_backed(coll: Any) -> bool:
+    """Whether dask's ``collections_to_expr`` takes ``coll`` as an expression (a dataframe;
+    a collection of them, as xarray's) rather than wrapping its graph."""
+    from dask._expr import Expr
+    from dask.delayed import Delayed
+
+    if isinstance(coll, Delayed):
+        return False
+    if isinstance(getattr(coll, "expr", None), Expr):
+        return True
+    exprs = getattr(coll, "__dask_exprs__", None)
+    return exprs is not None and bool(tuple(exprs() or ()))
 
 
 def _is_single_key(func: Any, keys: Any) -> bool:
@@ -552,12 +647,6 @@ def _is_single_key(func: Any, keys: Any) -> bool:
     from dask.delayed import single_key
 
     return func is single_key and isinstance(keys, list) and len(keys) == 1 and not isinstance(keys[0], list)
-
-
-def _is_sequence_expr(expr: Any) -> bool:
-    from dask._expr import _ExprSequence
-
-    return isinstance(expr, _ExprSequence) or "ExprSequence" in type(expr).__name__
 
 
 def _finalize_task(key: Any, func: Any, keys: Any, extra: tuple[Any, ...]) -> GraphNode:

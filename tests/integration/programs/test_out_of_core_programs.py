@@ -97,13 +97,16 @@ def test_spill_files_of_a_worker_killed_past_its_terminate_threshold_are_removed
 def _grow(path: str, step: int, cap: int) -> int:
     """A task whose memory grows fast (``step`` bytes every 10 ms, up to ``cap``), writing
     how far it got to ``path`` after each step."""
+    import os
     import time
 
     blocks = []
     while len(blocks) * step < cap:  # ends: at cap, or when the nanny kills this process
         blocks.append(np.ones(step, dtype="u1"))  # written: every page counts in RSS
-        with open(path, "w") as f:
+        # replaced whole: a kill between open(path, "w") and the write left it empty
+        with open(path + ".part", "w") as f:
             f.write(str(len(blocks) * step))
+        os.replace(path + ".part", path)
         time.sleep(0.01)
     return len(blocks) * step
 
