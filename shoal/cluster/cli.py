@@ -160,9 +160,10 @@ def scheduler_main(args: argparse.Namespace) -> int:
 
 
 def worker_main(args: argparse.Namespace) -> int:
-    import os
+    from dask.system import CPU_COUNT
 
-    from shoal.cluster._local import parse_memory_limit, split_cores
+    from shoal.cluster._cli_options import worker_shape
+    from shoal.cluster._local import parse_memory_limit
     from shoal.worker._nanny import Nanny
 
     security = _security(args, "worker")
@@ -186,11 +187,10 @@ def worker_main(args: argparse.Namespace) -> int:
         print("shoal worker: give the scheduler's address or --scheduler-file PATH",
               file=sys.stderr)
         return 2
-    nworkers, nthreads = split_cores(args.nworkers, args.nthreads, os.cpu_count() or 1)
-    if args.nworkers is None and args.nthreads is None:
-        nworkers, nthreads = 1, os.cpu_count() or 1
-
     try:
+        # dask's rule: ONE worker process unless --nworkers says otherwise, with
+        # --nthreads threads (0: the cores shared out between the workers).
+        nworkers, nthreads = worker_shape(args.nworkers, args.nthreads, CPU_COUNT)
         address = _with_protocol(address, args.protocol)
         addresses = _worker_addresses(args, address, nworkers)
     except ValueError as exc:
@@ -456,8 +456,12 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--scheduler-file", default=None,
                    help="read the scheduler's address and token from this file (waits for it)")
     _add_security_flags(w)
-    w.add_argument("--nthreads", type=int, default=None)
-    w.add_argument("--nworkers", type=int, default=None)
+    w.add_argument("--nthreads", type=int, default=0,
+                   help="threads per worker process (default 0: the cores shared out "
+                   "between the worker processes)")
+    w.add_argument("--nworkers", default=None,
+                   help="worker processes (default 1); negative: cores + 1 + N; 'auto': "
+                   "dask's split of the cores into processes and threads")
     w.add_argument("--memory-limit", type=_parse_memory, default="auto",
                    help="per worker: bytes, '4GB', a fraction of the machine's memory, 'auto' "
                    "(the default: the machine's memory split by threads) or 0 for no limit")

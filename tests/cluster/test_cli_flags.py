@@ -164,3 +164,32 @@ def test_a_pid_file_another_process_took_over_is_left_alone(tmp_path):
 def test_abbreviated_flags_are_errors_as_in_dasks_commands(argv, capsys):
     # argparse would read ``--nthread 2`` as ``--nthreads 2``; dask's click commands refuse it.
     assert "unrecognized arguments" in _fails(argv, capsys)
+
+
+# --- workers x threads, as dask's ``dask worker`` ---------------------------------------------
+
+
+@pytest.mark.parametrize("nworkers, nthreads, cores, shape", [
+    (None, 4, 8, (1, 4)),      # --nthreads alone: ONE worker process with N threads
+    (None, 1, 8, (1, 1)),
+    (None, 0, 8, (1, 8)),      # neither (dask's --nthreads 0): one worker, a thread per core
+    ("2", 0, 8, (2, 4)),       # --nworkers alone: the cores shared out
+    ("3", 2, 8, (3, 2)),
+    ("-1", 0, 8, (8, 1)),      # negative: CPU_COUNT + 1 + nworkers
+    ("-2", 3, 8, (7, 3)),
+    ("auto", 0, 8, (4, 2)),    # dask's nprocesses_nthreads
+    ("auto", 5, 4, (4, 1)),    # auto decides the threads too
+    ("16", 0, 8, (16, 1)),     # never 0 threads
+])
+def test_worker_shape_follows_dask_worker(nworkers, nthreads, cores, shape):
+    from shoal.cluster._cli_options import worker_shape
+
+    assert worker_shape(nworkers, nthreads, cores) == shape
+
+
+@pytest.mark.parametrize("nworkers", ["0", "-9", "two"])
+def test_a_worker_count_that_starts_nothing_is_refused(nworkers):
+    from shoal.cluster._cli_options import worker_shape
+
+    with pytest.raises(ValueError, match="--nworkers"):
+        worker_shape(nworkers, 0, 8)
