@@ -37,8 +37,8 @@ _live_nannies: weakref.WeakSet[Nanny] = weakref.WeakSet()
 # --- Scheduler --------------------------------------------------------------------------------
 
 _SCHEDULER_TAKES = ("host, port, interface, protocol, security, dashboard_address, dashboard, "
-                    "scheduler_file, allowed_failures, worker_ttl, idle_timeout, preload and "
-                    "preload_argv")
+                    "http_prefix, scheduler_file, allowed_failures, worker_ttl, idle_timeout, "
+                    "preload and preload_argv")
 
 
 
@@ -61,6 +61,8 @@ class Scheduler(ServerHandle):
         security: a :class:`shoal.Security` or a dict of its arguments.
         dashboard_address: where to serve the dashboard (default ``":8787"``, another free
             port when taken; ``":0"`` any free port). ``dashboard=False``: none.
+        http_prefix: the dashboard's pages under this path (like ``"/dask"``; default
+            ``"/"``, the root).
         scheduler_file: write the address (and token) to this file for workers and clients.
         allowed_failures, worker_ttl, idle_timeout: as dask's (default: dask's config).
         preload, preload_argv: modules whose ``dask_setup(scheduler)`` runs at start.
@@ -90,6 +92,7 @@ class Scheduler(ServerHandle):
         idle_timeout: Any = None,
         preload: str | list[str] | None = None,
         preload_argv: Any = (),
+        http_prefix: str | None = "/",
         **kwargs: Any,
     ) -> None:
         from shoal.cluster._local import _scheduler_config
@@ -118,7 +121,8 @@ class Scheduler(ServerHandle):
             security=opts.coerce_security(security, "Scheduler"),
             protocol=opts.protocol_name(protocol, "Scheduler"), scheduler_file=scheduler_file,
             preload=preload, preload_argv=list(preload_argv or []) or None,
-            idle_timeout=opts.seconds(idle_timeout, "Scheduler(idle_timeout=)"), **settings)
+            idle_timeout=opts.seconds(idle_timeout, "Scheduler(idle_timeout=)"),
+            http_prefix=http_prefix, **settings)
 
     async def _start_server(self) -> None:
         await self._server.start()

@@ -71,6 +71,26 @@ def _erred_history() -> int:
     return max(0, int(value)) if value is not None else 100
 
 
+def _dashboard_tls() -> Any:
+    """HTTPS for the dashboard from dask's ``distributed.scheduler.dashboard.tls.cert``,
+    ``.key`` and ``.ca-file`` (loaded as dask loads them: no client certificate is asked
+    for), else None (no cert configured).
+
+    Raises:
+        OSError, ssl.SSLError: the files cannot be read.
+    """
+    import ssl
+
+    import dask.config
+
+    tls = dask.config.get("distributed.scheduler.dashboard.tls", None) or {}
+    if not tls.get("cert"):
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=tls.get("ca-file") or None)
+    ctx.load_cert_chain(tls["cert"], tls.get("key") or None)
+    return ctx
+
+
 def _task_stream_length() -> int:
     """Task stream records kept for ``get_task_stream`` and the dashboard: dask's
     ``distributed.scheduler.dashboard.tasks.task-stream-length``."""
@@ -122,6 +142,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         preload: str | list[str] | None = None,
         preload_argv: list[str] | list[list[str]] | None = None,
         idle_timeout: float | None = None,
+        http_prefix: str | None = None,
     ) -> None:
         """``security``: TLS certificates and/or token (default: dask's config and
         ``SHOAL_TOKEN``). ``protocol``: "tcp" or "tls" (default: tls when certificates are
@@ -130,7 +151,8 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         whose ``dask_setup(scheduler)`` runs at the end of :meth:`start` (default: dask's
         ``distributed.scheduler.preload``; see ``shoal/_preload.py``). ``idle_timeout``:
         seconds without work after which the scheduler closes itself (default: dask's
-        ``distributed.scheduler.idle-timeout``; None there: never).
+        ``distributed.scheduler.idle-timeout``; None there: never). ``http_prefix``: the
+        dashboard's pages under this path (dask's, like ``"/dask"``; default: the root).
 
         Raises:
             shoal._preload.PreloadError: a preload module could not be imported.
@@ -152,6 +174,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         self.plugin_host = SchedulerPlugins()
         self.address = ""
         self.dashboard_address = dashboard_address
+        self.http_prefix = http_prefix
         self.dashboard: Any = None
         self.dashboard_warning: str | None = None
         self.started = time.time()
@@ -265,9 +288,10 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         host, _, port = address.rpartition(":")
         host = host or self.host
         source: Any = self  # implements shoal.dashboard.DashboardSource
-        https = self.security.dashboard_ssl_context() if self.address.startswith("tls") else None
+        https = _dashboard_tls() or (self.security.dashboard_ssl_context()
+                                     if self.address.startswith("tls") else None)
         self.dashboard, self.dashboard_warning = await open_dashboard_with_fallback(
-            source, host, int(port or 0), https
+            source, host, int(port or 0), https, self.http_prefix
         )
         if self.dashboard_warning:
             logger.warning(self.dashboard_warning)
