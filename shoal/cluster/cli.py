@@ -345,9 +345,20 @@ def _worker_addresses(args: argparse.Namespace, scheduler: str, nworkers: int) -
     """
     from shoal.comm._addresses import plan_addresses, split_host_port
 
-    plan = plan_addresses(host=args.host, interface=args.interface,
+    host, port = args.host, args.worker_port
+    if host is not None:  # dask's --host may be tcp://IP:PORT (its port: the data port)
+        scheme, sep, _ = host.partition("://")
+        if sep and scheme != scheduler.partition("://")[0]:
+            raise ValueError(f"--host {host} contradicts the scheduler address {scheduler}: a "
+                             "worker speaks its scheduler's protocol")
+        host, in_host = split_host_port(host, "--host")
+        if in_host is not None:
+            if port is not None and str(port) != str(in_host):
+                raise ValueError(f"--host {args.host} and --worker-port {port} give two ports")
+            port = in_host
+    plan = plan_addresses(host=host, interface=args.interface,
                           listen_address=args.listen_address,
-                          contact_address=args.contact_address, port=args.worker_port,
+                          contact_address=args.contact_address, port=port,
                           towards=split_host_port(scheduler, "scheduler address")[0])
     if nworkers > 1 and ((len(plan.bind_ports) == 1 and plan.bind_ports[0])
                          or plan.contact_port is not None):

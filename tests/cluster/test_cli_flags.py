@@ -327,3 +327,11 @@ def test_the_scheduler_prints_its_dashboard_before_its_address():
     assert "--host 0.0.0.0" in lines[2]  # bound to loopback: says how to open it up
     assert cli._started_lines("tcp://10.0.0.5:8786", None, "0.0.0.0") == [
         "Scheduler at: tcp://10.0.0.5:8786"]
+
+
+def test_a_worker_host_may_carry_scheme_and_port(parsed):
+    args = parsed(["worker", "tcp://127.0.0.1:8786", "--host", "tcp://127.0.0.1:9005"])
+    plan = cli._worker_addresses(args, "tcp://127.0.0.1:8786", 1)
+    assert plan["host"] == "127.0.0.1" and plan["port"] in ("9005", "9005:9005")
+    args = parsed(["worker", "tcp://127.0.0.1:8786", "--host", "127.0.0.1"])
+    assert cli._worker_addresses(args, "tcp://127.0.0.1:8786", 1)["port"] == "0"
