@@ -135,6 +135,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         allowed_failures: int = 3,
         worker_ttl: float = 300.0,
         bandwidth: float = 100e6,
+        work_stealing: bool = True,
         security: Security | None = None,
         protocol: str | None = None,
         scheduler_file: str | None = None,
@@ -167,6 +168,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         self.token_generated = False
         self.state = SchedulerState(allowed_failures=allowed_failures, worker_ttl=worker_ttl,
                                     bandwidth=bandwidth, unknown_duration=_unknown_duration(),
+                                    work_stealing=work_stealing,
                                     erred_history=_erred_history(),
                                     task_stream_size=_task_stream_length())
         self.topics = topics.Topics(_event_log_length())

@@ -185,3 +185,11 @@ def test_scheduler_http_prefix_reaches_its_dashboard() -> None:
     # dask's http_prefix (dask scheduler --dashboard-prefix): the dashboard's pages under it
     # (served so by shoal.dashboard: tests/dashboard/test_dashboard_proxy.py).
     assert Scheduler(http_prefix="/dask")._server.http_prefix == "/dask"
+
+
+def test_dasks_work_stealing_config_reaches_the_scheduler_state() -> None:
+    import dask
+
+    with dask.config.set({"distributed.scheduler.work-stealing": False}):
+        assert Scheduler()._server.state.work_stealing is False
+    assert Scheduler()._server.state.work_stealing is True
