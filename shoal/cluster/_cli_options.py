@@ -71,8 +71,9 @@ def worker_shape(nworkers: str | None, nthreads: int, cores: int) -> tuple[int, 
 
 
 def worker_name(name: str | None) -> str | int | None:
-    """dask worker's ``--name``: a number is an int (as dask's), anything else stays."""
-    if name is None:
+    """dask worker's ``--name``: a number is an int (as dask's), anything else stays;
+    none (or empty): the worker's address, as in dask."""
+    if not name:
         return None
     try:
         return int(name)

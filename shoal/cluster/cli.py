@@ -212,7 +212,7 @@ def worker_main(args: argparse.Namespace) -> int:
         return 2
 
     def name(i: int) -> str | None:
-        if args.name is None or args.name == "" or nworkers == 1:
+        if args.name is None or nworkers == 1:
             return args.name  # type: ignore[no-any-return]
         return f"{args.name}-{i}"
 
