@@ -55,8 +55,6 @@ WORKER_REFUSED: dict[str, tuple[Any, str]] = {
     "transition_counter_max": (False, "shoal's worker counts no transitions"),
     "data": (None, "a shoal worker keeps its own store, spilling to local_directory under "
                    "memory_limit"),
-    "scheduler_sni": (None, "shoal's TLS sends no SNI: it checks the scheduler's "
-                            "certificate against the cluster's CA, not a host name"),
     "WorkerStateClass": (None, "shoal's worker state machine is its own"),
 }
 

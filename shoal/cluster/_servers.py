@@ -231,6 +231,7 @@ class _WorkerArgs:
 
 _WORKER_TAKES = ("the scheduler's address (scheduler_ip, scheduler_port) or scheduler_file, "
                  "nthreads, name, memory_limit, resources, local_directory, security, "
+                 "scheduler_sni, "
                  "death_timeout, host, port, interface, contact_address, protocol, preload, "
                  "preload_argv, lifetime and lifetime_stagger")
 
@@ -257,8 +258,8 @@ class Worker(ServerHandle):
         host, port, interface, contact_address: what to bind and advertise (default: the
             local address that routes to the scheduler, any free port).
         protocol: must be the scheduler's (a shoal worker speaks its scheduler's protocol).
-        security, local_directory, preload, preload_argv, lifetime, lifetime_stagger: as
-            dask's.
+        security, local_directory, preload, preload_argv, lifetime, lifetime_stagger,
+            scheduler_sni (the TLS SNI sent to the scheduler): as dask's.
 
     Raises:
         TypeError: a dask keyword shoal does not honour (``executor``, ``plugins``,
@@ -292,6 +293,7 @@ class Worker(ServerHandle):
         lifetime_stagger: Any = None,
         lifetime_restart: bool | None = None,
         memory_limit: Any = "auto",
+        scheduler_sni: str | None = None,
         **kwargs: Any,
     ) -> None:
         from shoal._preload import configured_preloads
@@ -312,6 +314,7 @@ class Worker(ServerHandle):
                              "'9000:9010'")
         self._port = port
         self._contact_address = contact_address
+        self._scheduler_sni = scheduler_sni
         self._local_directory = local_directory
         self._lifetime, self._lifetime_stagger, _ = configured_lifetime(
             lifetime, lifetime_stagger, False)
@@ -341,6 +344,7 @@ class Worker(ServerHandle):
             connect_timeout=a.connect_timeout, local_directory=self._local_directory,
             security=security, resources=a.resources, lifetime=lifetime)
         worker.preloads = self._preloads
+        worker.scheduler_sni = self._scheduler_sni
         worker.face = self  # get_worker() in its tasks returns this object, as in dask
         self._server = worker
         try:
@@ -430,7 +434,7 @@ class Worker(ServerHandle):
 
 _NANNY_TAKES = ("the scheduler's address (scheduler_ip, scheduler_port) or scheduler_file, "
                 "worker_port, nthreads, name, memory_limit, resources, local_directory, "
-                "security, death_timeout, env, host, interface, listen_address, "
+                "security, scheduler_sni, death_timeout, env, host, interface, listen_address, "
                 "contact_address, protocol, preload, preload_argv, preload_nanny, "
                 "preload_nanny_argv, lifetime, lifetime_stagger and lifetime_restart")
 
@@ -489,6 +493,7 @@ class Nanny(ServerHandle):
         lifetime: Any = None,
         lifetime_stagger: Any = None,
         lifetime_restart: bool | None = None,
+        scheduler_sni: str | None = None,
         **kwargs: Any,
     ) -> None:
         opts.refuse("Nanny", kwargs, opts.NANNY_REFUSED, _NANNY_TAKES)
@@ -509,7 +514,7 @@ class Nanny(ServerHandle):
             "lifetime": lifetime, "lifetime_stagger": lifetime_stagger,
             "lifetime_restart": lifetime_restart, "preload": preload,
             "preload_argv": preload_argv, "preload_nanny": preload_nanny,
-            "preload_nanny_argv": preload_nanny_argv}
+            "preload_nanny_argv": preload_nanny_argv, "scheduler_sni": scheduler_sni}
         super().__init__()
         _live_nannies.add(self)
 
@@ -524,7 +529,7 @@ class Nanny(ServerHandle):
         died = a.death_timeout is not None and a.death_timeout < a.connect_timeout
         bound = a.death_timeout if died and a.death_timeout is not None else a.connect_timeout
         try:
-            await _reach_scheduler(address, security, bound)
+            await _reach_scheduler(address, security, bound, self._kwargs["scheduler_sni"])
         except OSError as exc:
             if died:
                 raise TimeoutError(f"Nanny start timed out after {bound:g} s: {exc}") from exc
@@ -599,7 +604,8 @@ class Nanny(ServerHandle):
                 f"pid: {self.pid}>")
 
 
-async def _reach_scheduler(address: str, security: Any, timeout: float) -> None:
+async def _reach_scheduler(address: str, security: Any, timeout: float,
+                           sni: str | None = None) -> None:
     """Connect to ``address`` and hang up, retrying with backoff for up to ``timeout``
     seconds (dask's nanny connects to its scheduler before it starts a worker process).
 
@@ -615,7 +621,7 @@ async def _reach_scheduler(address: str, security: Any, timeout: float) -> None:
     while True:  # ends: connected, refused credentials, or the deadline above passes
         try:
             conn = await connect(address, max(deadline - time.monotonic(), 0.01),
-                                 security=security, role="worker")
+                                 security=security, role="worker", server_hostname=sni)
         except HandshakeError:
             raise
         except OSError as exc:

@@ -232,7 +232,8 @@ def worker_main(args: argparse.Namespace) -> int:
                     lifetime=args.lifetime, lifetime_stagger=args.lifetime_stagger,
                     lifetime_restart=args.lifetime_restart, preload=args.preload or None,
                     preload_argv=args.preload_argv or None,
-                    preload_nanny=args.preload_nanny or None))
+                    preload_nanny=args.preload_nanny or None,
+                    scheduler_sni=args.scheduler_sni))
             await asyncio.gather(*(n.start() for n in nannies))
         except (PreloadError, ValueError) as exc:
             failed.append(str(exc))
@@ -304,6 +305,7 @@ def _worker_without_nanny(args: argparse.Namespace, address: str, nthreads: int,
                                                                      random.Random()))
     worker.preloads = configured_preloads("worker", args.preload or None,
                                           args.preload_argv or None)
+    worker.scheduler_sni = args.scheduler_sni
     return worker
 
 
@@ -493,10 +495,6 @@ def _check_worker_flags(p: argparse.ArgumentParser, args: argparse.Namespace) ->
         check_worker_class(args.worker_class)
     except ValueError as exc:
         p.error(str(exc))
-    if args.scheduler_sni is not None:
-        p.error(f"--scheduler-sni {args.scheduler_sni}: shoal's TLS sends no SNI (it connects "
-                "to the scheduler's address and checks its certificate against the cluster's "
-                "CA, not a host name); drop the option, or reach the scheduler directly")
     given = {"--dashboard": args.dashboard or None, "--dashboard-address": args.dashboard_address,
              "--dashboard-prefix": args.dashboard_prefix, "--nanny-port": args.nanny_port}
     for warning in ignored(given, WORKER_IGNORED):
@@ -603,7 +601,9 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--worker-class", default="dask.distributed.Worker",
                    help="dask's default only (shoal's worker)")
     w.add_argument("--scheduler-sni", default=None,
-                   help="(refused: shoal's TLS sends no SNI)")
+                   help="the TLS SNI to send the scheduler, for a proxy that routes by it "
+                   "(default: the scheduler's host name; the certificate is checked against "
+                   "the cluster's CA either way)")
     sub.add_parser("demo", help="the seed notebook's tour on a local cluster")
     _add_address_flags(s, w)
     args, extra = p.parse_known_args(argv)

@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory-spill-compression", default=None,
                    help="'auto' (lz4 when installed), 'lz4' or 'false' (default: dask's "
                    "distributed.worker.memory.spill-compression)")
+    p.add_argument("--scheduler-sni", default=None,
+                   help="the TLS SNI to send the scheduler (default: its host's name)")
     p.add_argument("--memory-monitor-interval", type=float, default=None,
                    help="seconds between memory samples (default: dask's "
                    "distributed.worker.memory.monitor-interval)")
@@ -188,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             worker._spill_compression_setting = args.memory_spill_compression
         if args.memory_monitor_interval is not None:
             worker._monitor_interval = args.memory_monitor_interval
+        worker.scheduler_sni = args.scheduler_sni
         if has_nanny:
             worker.on_restart = _exit_for_restart
         loop = asyncio.get_running_loop()

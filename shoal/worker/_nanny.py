@@ -205,8 +205,10 @@ class Nanny:
         preload_argv: list[str] | list[list[str]] | None = None,
         preload_nanny: list[str] | None = None,
         preload_nanny_argv: list[str] | list[list[str]] | None = None,
+        scheduler_sni: str | None = None,
     ) -> None:
-        """``lifetime`` (seconds or ``"1 hour"``), ``lifetime_stagger``,
+        """``scheduler_sni``: the TLS SNI its workers send the scheduler (dask's).
+        ``lifetime`` (seconds or ``"1 hour"``), ``lifetime_stagger``,
         ``lifetime_restart``: each worker process retires gracefully after the lifetime,
         moved by up to ± the stagger, and with restart this nanny starts a fresh one
         (default: dask's ``distributed.worker.lifetime.*``). ``preload``/``preload_argv``:
@@ -230,6 +232,7 @@ class Nanny:
         self.host = host
         self.port = port  # the worker's data port, or a range "first:last" (dask's --worker-port)
         self.contact_address = contact_address  # advertised instead of host:port (NAT)
+        self.scheduler_sni = scheduler_sni
         self.env = env
         self.death_timeout = death_timeout
         self.local_directory = local_directory
@@ -380,6 +383,8 @@ class Nanny:
             args += ["--port", str(self.port)]
         if self.contact_address is not None:
             args += ["--contact-address", self.contact_address]
+        if self.scheduler_sni is not None:
+            args += ["--scheduler-sni", self.scheduler_sni]
         args += ["--resources", format_resources(self.resources)]
         args += ["--connect-timeout", str(_connect_timeout())]
         if self.memory_limit:

@@ -204,7 +204,7 @@ _SAMPLES = {
     "--preload-nanny": "mod", "--scheduler-sni": "sched.example.org",
 }
 # Options shoal refuses (with a reason: tested below), in the form that is refused.
-_REFUSED = {"--jupyter", "--scheduler-sni"}
+_REFUSED = {"--jupyter"}
 
 
 def _dask_options(command):
@@ -257,7 +257,6 @@ def test_every_option_of_dasks_command_is_accepted(command, parsed, capsys, tmp_
     (["scheduler", "--port", "8786,8787"], "one port"),
     (["worker", "tcp://h:8786", "--protocol", "ucx"], "tcp and tls only"),
     (["worker", "tcp://h:8786", "--worker-class", "my.Worker"], "--worker-class my.Worker"),
-    (["worker", "tcp://h:8786", "--scheduler-sni", "s.example.org"], "SNI"),
 ])
 def test_dask_options_shoal_cannot_honour_fail_with_the_reason(argv, why, capsys):
     assert why in _fails(argv, capsys)
@@ -335,3 +334,11 @@ def test_a_worker_host_may_carry_scheme_and_port(parsed):
     assert plan["host"] == "127.0.0.1" and plan["port"] in ("9005", "9005:9005")
     args = parsed(["worker", "tcp://127.0.0.1:8786", "--host", "127.0.0.1"])
     assert cli._worker_addresses(args, "tcp://127.0.0.1:8786", 1)["port"] == "0"
+
+
+def test_the_scheduler_sni_reaches_the_workers(parsed):
+    # sent by their TLS connections to the scheduler: tests/comm/test_tls_transfer.py
+    args = parsed(["worker", "tls://h:8786", "--scheduler-sni", "sched.example.org"])
+    assert args.scheduler_sni == "sched.example.org"
+    worker = cli._worker_without_nanny(args, "tls://h:8786", 1, None, {}, None)
+    assert worker.scheduler_sni == "sched.example.org"
