@@ -768,6 +768,7 @@ def _scheduler_config() -> dict[str, Any]:
         "allowed_failures": int(dask.config.get("distributed.scheduler.allowed-failures", 3)),
         "worker_ttl": float(parse_timedelta(ttl) if ttl is not None else 1e9),
         "bandwidth": float(bandwidth),
+        "work_stealing": bool(dask.config.get("distributed.scheduler.work-stealing", True)),
     }
 
 

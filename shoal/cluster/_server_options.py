@@ -24,7 +24,6 @@ SCHEDULER_REFUSED: dict[str, tuple[Any, str]] = {
     "extensions": (None, _NO_ADDONS),
     "validate": (None, "shoal's scheduler state is validated by its own test suite, not at "
                        "run time"),
-    "http_prefix": ("/", "shoal's dashboard is served at the root of dashboard_address"),
     "plugins": ((), "register scheduler plugins once it runs: "
                     "client.register_plugin(plugin)"),
     "contact_address": (None, "shoal's scheduler advertises the address it binds (host=, "
@@ -56,8 +55,6 @@ WORKER_REFUSED: dict[str, tuple[Any, str]] = {
     "transition_counter_max": (False, "shoal's worker counts no transitions"),
     "data": (None, "a shoal worker keeps its own store, spilling to local_directory under "
                    "memory_limit"),
-    "scheduler_sni": (None, "shoal's TLS connections check the scheduler's certificate "
-                            "against its address"),
     "WorkerStateClass": (None, "shoal's worker state machine is its own"),
 }
 

@@ -37,8 +37,8 @@ _live_nannies: weakref.WeakSet[Nanny] = weakref.WeakSet()
 # --- Scheduler --------------------------------------------------------------------------------
 
 _SCHEDULER_TAKES = ("host, port, interface, protocol, security, dashboard_address, dashboard, "
-                    "scheduler_file, allowed_failures, worker_ttl, idle_timeout, preload and "
-                    "preload_argv")
+                    "http_prefix, scheduler_file, allowed_failures, worker_ttl, idle_timeout, "
+                    "preload and preload_argv")
 
 
 
@@ -61,6 +61,8 @@ class Scheduler(ServerHandle):
         security: a :class:`shoal.Security` or a dict of its arguments.
         dashboard_address: where to serve the dashboard (default ``":8787"``, another free
             port when taken; ``":0"`` any free port). ``dashboard=False``: none.
+        http_prefix: the dashboard's pages under this path (like ``"/dask"``; default
+            ``"/"``, the root).
         scheduler_file: write the address (and token) to this file for workers and clients.
         allowed_failures, worker_ttl, idle_timeout: as dask's (default: dask's config).
         preload, preload_argv: modules whose ``dask_setup(scheduler)`` runs at start.
@@ -90,6 +92,7 @@ class Scheduler(ServerHandle):
         idle_timeout: Any = None,
         preload: str | list[str] | None = None,
         preload_argv: Any = (),
+        http_prefix: str | None = "/",
         **kwargs: Any,
     ) -> None:
         from shoal.cluster._local import _scheduler_config
@@ -118,7 +121,8 @@ class Scheduler(ServerHandle):
             security=opts.coerce_security(security, "Scheduler"),
             protocol=opts.protocol_name(protocol, "Scheduler"), scheduler_file=scheduler_file,
             preload=preload, preload_argv=list(preload_argv or []) or None,
-            idle_timeout=opts.seconds(idle_timeout, "Scheduler(idle_timeout=)"), **settings)
+            idle_timeout=opts.seconds(idle_timeout, "Scheduler(idle_timeout=)"),
+            http_prefix=http_prefix, **settings)
 
     async def _start_server(self) -> None:
         await self._server.start()
@@ -227,6 +231,7 @@ class _WorkerArgs:
 
 _WORKER_TAKES = ("the scheduler's address (scheduler_ip, scheduler_port) or scheduler_file, "
                  "nthreads, name, memory_limit, resources, local_directory, security, "
+                 "scheduler_sni, "
                  "death_timeout, host, port, interface, contact_address, protocol, preload, "
                  "preload_argv, lifetime and lifetime_stagger")
 
@@ -253,8 +258,8 @@ class Worker(ServerHandle):
         host, port, interface, contact_address: what to bind and advertise (default: the
             local address that routes to the scheduler, any free port).
         protocol: must be the scheduler's (a shoal worker speaks its scheduler's protocol).
-        security, local_directory, preload, preload_argv, lifetime, lifetime_stagger: as
-            dask's.
+        security, local_directory, preload, preload_argv, lifetime, lifetime_stagger,
+            scheduler_sni (the TLS SNI sent to the scheduler): as dask's.
 
     Raises:
         TypeError: a dask keyword shoal does not honour (``executor``, ``plugins``,
@@ -288,6 +293,7 @@ class Worker(ServerHandle):
         lifetime_stagger: Any = None,
         lifetime_restart: bool | None = None,
         memory_limit: Any = "auto",
+        scheduler_sni: str | None = None,
         **kwargs: Any,
     ) -> None:
         from shoal._preload import configured_preloads
@@ -308,6 +314,7 @@ class Worker(ServerHandle):
                              "'9000:9010'")
         self._port = port
         self._contact_address = contact_address
+        self._scheduler_sni = scheduler_sni
         self._local_directory = local_directory
         self._lifetime, self._lifetime_stagger, _ = configured_lifetime(
             lifetime, lifetime_stagger, False)
@@ -337,6 +344,7 @@ class Worker(ServerHandle):
             connect_timeout=a.connect_timeout, local_directory=self._local_directory,
             security=security, resources=a.resources, lifetime=lifetime)
         worker.preloads = self._preloads
+        worker.scheduler_sni = self._scheduler_sni
         worker.face = self  # get_worker() in its tasks returns this object, as in dask
         self._server = worker
         try:
@@ -426,7 +434,7 @@ class Worker(ServerHandle):
 
 _NANNY_TAKES = ("the scheduler's address (scheduler_ip, scheduler_port) or scheduler_file, "
                 "worker_port, nthreads, name, memory_limit, resources, local_directory, "
-                "security, death_timeout, env, host, interface, listen_address, "
+                "security, scheduler_sni, death_timeout, env, host, interface, listen_address, "
                 "contact_address, protocol, preload, preload_argv, preload_nanny, "
                 "preload_nanny_argv, lifetime, lifetime_stagger and lifetime_restart")
 
@@ -485,6 +493,7 @@ class Nanny(ServerHandle):
         lifetime: Any = None,
         lifetime_stagger: Any = None,
         lifetime_restart: bool | None = None,
+        scheduler_sni: str | None = None,
         **kwargs: Any,
     ) -> None:
         opts.refuse("Nanny", kwargs, opts.NANNY_REFUSED, _NANNY_TAKES)
@@ -505,7 +514,7 @@ class Nanny(ServerHandle):
             "lifetime": lifetime, "lifetime_stagger": lifetime_stagger,
             "lifetime_restart": lifetime_restart, "preload": preload,
             "preload_argv": preload_argv, "preload_nanny": preload_nanny,
-            "preload_nanny_argv": preload_nanny_argv}
+            "preload_nanny_argv": preload_nanny_argv, "scheduler_sni": scheduler_sni}
         super().__init__()
         _live_nannies.add(self)
 
@@ -520,7 +529,7 @@ class Nanny(ServerHandle):
         died = a.death_timeout is not None and a.death_timeout < a.connect_timeout
         bound = a.death_timeout if died and a.death_timeout is not None else a.connect_timeout
         try:
-            await _reach_scheduler(address, security, bound)
+            await _reach_scheduler(address, security, bound, self._kwargs["scheduler_sni"])
         except OSError as exc:
             if died:
                 raise TimeoutError(f"Nanny start timed out after {bound:g} s: {exc}") from exc
@@ -595,7 +604,8 @@ class Nanny(ServerHandle):
                 f"pid: {self.pid}>")
 
 
-async def _reach_scheduler(address: str, security: Any, timeout: float) -> None:
+async def _reach_scheduler(address: str, security: Any, timeout: float,
+                           sni: str | None = None) -> None:
     """Connect to ``address`` and hang up, retrying with backoff for up to ``timeout``
     seconds (dask's nanny connects to its scheduler before it starts a worker process).
 
@@ -611,7 +621,7 @@ async def _reach_scheduler(address: str, security: Any, timeout: float) -> None:
     while True:  # ends: connected, refused credentials, or the deadline above passes
         try:
             conn = await connect(address, max(deadline - time.monotonic(), 0.01),
-                                 security=security, role="worker")
+                                 security=security, role="worker", server_hostname=sni)
         except HandshakeError:
             raise
         except OSError as exc:

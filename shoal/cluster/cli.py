@@ -91,6 +91,20 @@ def _say_how_to_join(sched: Any, path: str | None) -> None:
               "for Client(); or start the scheduler with --scheduler-file PATH", flush=True)
 
 
+def _started_lines(address: str, dashboard_link: str | None, host: str) -> list[str]:
+    """What ``shoal scheduler`` prints once it listens: the dashboard first, then the
+    address (whose line is the one to wait for: everything is up by then)."""
+    from shoal.comm._addresses import split_host_port
+
+    lines = [f"Dashboard at: {dashboard_link}"] if dashboard_link else []
+    lines.append(f"Scheduler at: {address}")
+    bound = split_host_port(address, "scheduler address")[0]
+    if host in ("127.0.0.1", "localhost", "::1") and bound == host:
+        lines.append("Listening on this machine only (dask's binds every interface): give "
+                     "--host 0.0.0.0 or --interface eth0 for workers on other machines")
+    return lines
+
+
 @contextlib.contextmanager
 def _pid_file(path: str | None) -> Iterator[None]:
     """``--pid-file PATH``: this process's id in PATH while it runs (removed at the end,
@@ -141,12 +155,12 @@ def scheduler_main(args: argparse.Namespace) -> int:
                           scheduler_file=args.scheduler_file,
                           auth=False if args.no_auth else None,
                           preload=args.preload or None, preload_argv=args.preload_argv or None,
-                          idle_timeout=args.idle_timeout, **_scheduler_config())
+                          idle_timeout=args.idle_timeout, http_prefix=args.dashboard_prefix,
+                          **_scheduler_config())
         await sched.start()
-        print(f"Scheduler at: {sched.address}", flush=True)
+        for line in _started_lines(sched.address, sched.dashboard_link, args.host):
+            print(line, flush=True)
         _say_how_to_join(sched, args.scheduler_file)
-        if sched.dashboard_link:
-            print(f"Dashboard at: {sched.dashboard_link}", flush=True)
         # Ends: SIGTERM or SIGINT, or the scheduler closed itself (its idle timeout).
         await _until_signalled(sched.finished())
         await sched.close()
@@ -160,9 +174,10 @@ def scheduler_main(args: argparse.Namespace) -> int:
 
 
 def worker_main(args: argparse.Namespace) -> int:
-    import os
+    from dask.system import CPU_COUNT
 
-    from shoal.cluster._local import parse_memory_limit, split_cores
+    from shoal.cluster._cli_options import worker_shape
+    from shoal.cluster._local import parse_memory_limit
     from shoal.worker._nanny import Nanny
 
     security = _security(args, "worker")
@@ -186,11 +201,10 @@ def worker_main(args: argparse.Namespace) -> int:
         print("shoal worker: give the scheduler's address or --scheduler-file PATH",
               file=sys.stderr)
         return 2
-    nworkers, nthreads = split_cores(args.nworkers, args.nthreads, os.cpu_count() or 1)
-    if args.nworkers is None and args.nthreads is None:
-        nworkers, nthreads = 1, os.cpu_count() or 1
-
     try:
+        # dask's rule: ONE worker process unless --nworkers says otherwise, with
+        # --nthreads threads (0: the cores shared out between the workers).
+        nworkers, nthreads = worker_shape(args.nworkers, args.nthreads, CPU_COUNT)
         address = _with_protocol(address, args.protocol)
         addresses = _worker_addresses(args, address, nworkers)
     except ValueError as exc:
@@ -198,7 +212,9 @@ def worker_main(args: argparse.Namespace) -> int:
         return 2
 
     def name(i: int) -> str | None:
-        return (f"{args.name}-{i}" if nworkers > 1 else args.name) if args.name else None
+        if args.name is None or nworkers == 1:
+            return args.name  # type: ignore[no-any-return]
+        return f"{args.name}-{i}"
 
     failed: list[str] = []
 
@@ -216,7 +232,8 @@ def worker_main(args: argparse.Namespace) -> int:
                     lifetime=args.lifetime, lifetime_stagger=args.lifetime_stagger,
                     lifetime_restart=args.lifetime_restart, preload=args.preload or None,
                     preload_argv=args.preload_argv or None,
-                    preload_nanny=args.preload_nanny or None))
+                    preload_nanny=args.preload_nanny or None,
+                    scheduler_sni=args.scheduler_sni))
             await asyncio.gather(*(n.start() for n in nannies))
         except (PreloadError, ValueError) as exc:
             failed.append(str(exc))
@@ -288,6 +305,7 @@ def _worker_without_nanny(args: argparse.Namespace, address: str, nthreads: int,
                                                                      random.Random()))
     worker.preloads = configured_preloads("worker", args.preload or None,
                                           args.preload_argv or None)
+    worker.scheduler_sni = args.scheduler_sni
     return worker
 
 
@@ -310,6 +328,16 @@ def _with_protocol(address: str, protocol: str | None) -> str:
     return address
 
 
+def _default_scheduler_address(args: argparse.Namespace) -> None:
+    """dask's ``scheduler-address`` config (``DASK_SCHEDULER_ADDRESS``) for a worker given
+    neither an address nor ``--scheduler-file``, as ``dask worker`` reads it."""
+    if args.scheduler or args.scheduler_file:
+        return
+    import dask.config
+
+    args.scheduler = dask.config.get("scheduler-address", None) or None
+
+
 def _worker_addresses(args: argparse.Namespace, scheduler: str, nworkers: int) -> dict[str, Any]:
     """The Nanny options for ``--host``/``--interface``/``--listen-address``/
     ``--contact-address``/``--worker-port`` (dask's flags).
@@ -319,9 +347,20 @@ def _worker_addresses(args: argparse.Namespace, scheduler: str, nworkers: int) -
     """
     from shoal.comm._addresses import plan_addresses, split_host_port
 
-    plan = plan_addresses(host=args.host, interface=args.interface,
+    host, port = args.host, args.worker_port
+    if host is not None:  # dask's --host may be tcp://IP:PORT (its port: the data port)
+        scheme, sep, _ = host.partition("://")
+        if sep and scheme != scheduler.partition("://")[0]:
+            raise ValueError(f"--host {host} contradicts the scheduler address {scheduler}: a "
+                             "worker speaks its scheduler's protocol")
+        host, in_host = split_host_port(host, "--host")
+        if in_host is not None:
+            if port is not None and str(port) != str(in_host):
+                raise ValueError(f"--host {args.host} and --worker-port {port} give two ports")
+            port = in_host
+    plan = plan_addresses(host=host, interface=args.interface,
                           listen_address=args.listen_address,
-                          contact_address=args.contact_address, port=args.worker_port,
+                          contact_address=args.contact_address, port=port,
                           towards=split_host_port(scheduler, "scheduler address")[0])
     if nworkers > 1 and ((len(plan.bind_ports) == 1 and plan.bind_ports[0])
                          or plan.contact_port is not None):
@@ -354,15 +393,30 @@ def _add_address_flags(s: argparse.ArgumentParser, w: argparse.ArgumentParser) -
                    "(default: a free port)")
 
 
-def _scheduler_interface(args: argparse.Namespace) -> None:
-    """``shoal scheduler --interface eth0``: bind (and advertise) that NIC's address."""
+def _scheduler_address(args: argparse.Namespace) -> None:
+    """dask's ``--host`` (``IP``, ``IP:PORT``, ``tcp://IP:PORT``), ``--port``,
+    ``--protocol`` and ``--interface eth0`` (bind and advertise that NIC's address) → the
+    host, port and protocol the scheduler starts with (loopback by default: see README).
+
+    Raises:
+        ValueError: conflicting or malformed values, or what shoal cannot listen on.
+    """
+    from shoal.cluster._cli_options import scheduler_host_port
     from shoal.comm._addresses import interface_address
 
-    if args.interface is None:
-        return
-    if args.host != "127.0.0.1":
-        raise ValueError("give --host or --interface, not both")
-    args.host = interface_address(args.interface)
+    host, args.port, args.protocol = scheduler_host_port(args.host or "", args.port,
+                                                         args.protocol)
+    if args.interface is not None:
+        if "," in args.interface:
+            raise ValueError(f"--interface {args.interface}: a shoal scheduler listens on one "
+                             "interface")
+        if host:
+            raise ValueError("give --host or --interface, not both")
+        host = interface_address(args.interface)
+    args.host = host or "127.0.0.1"
+    if args.dashboard_prefix is not None:
+        prefix = "/" + args.dashboard_prefix.strip("/")
+        args.dashboard_prefix = None if prefix == "/" else prefix
 
 
 def demo_main(argv: list[str]) -> int:
@@ -408,11 +462,45 @@ def _add_lifetime_flags(w: argparse.ArgumentParser) -> None:
                    "default: dask's distributed.worker.lifetime.restart, False)")
 
 
+def _check_scheduler_flags(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Flags of dask's ``dask scheduler`` that shoal's cannot honour fail with the reason;
+    those without effect here are named in a warning."""
+    from shoal.cluster._cli_options import SCHEDULER_IGNORED, ignored
+
+    if args.jupyter:
+        p.error("--jupyter: shoal's scheduler serves no Jupyter server; start one with "
+                "`jupyter lab` and connect a Client from it")
+    try:
+        _scheduler_address(args)
+    except ValueError as exc:
+        p.error(str(exc))
+    for warning in ignored({"--show": args.show or None, "--use-xheaders": args.use_xheaders},
+                           SCHEDULER_IGNORED):
+        print(f"shoal scheduler: warning: {warning}", file=sys.stderr)
+
+
 def _check_worker_flags(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Flags of dask's ``dask worker`` that shoal's cannot honour fail with the reason."""
-    if args.dashboard_address is not None or args.dashboard:
-        p.error("shoal's workers serve no dashboard (--dashboard-address, --dashboard): the "
-                "scheduler's dashboard shows every worker (/workers); drop the flag")
+    """Flags of dask's ``dask worker`` that shoal's cannot honour fail with the reason;
+    those without effect here are named in a warning."""
+    from shoal.cluster._cli_options import (
+        WORKER_IGNORED,
+        check_protocol,
+        check_worker_class,
+        ignored,
+        worker_name,
+    )
+
+    try:
+        check_protocol(args.protocol)
+        check_worker_class(args.worker_class)
+    except ValueError as exc:
+        p.error(str(exc))
+    given = {"--dashboard": args.dashboard or None, "--dashboard-address": args.dashboard_address,
+             "--dashboard-prefix": args.dashboard_prefix, "--nanny-port": args.nanny_port}
+    for warning in ignored(given, WORKER_IGNORED):
+        print(f"shoal worker: warning: {warning}", file=sys.stderr)
+    args.name = worker_name(args.name)
+    _default_scheduler_address(args)
     if args.lifetime_restart and not args.nanny:
         p.error("--lifetime-restart needs a nanny to start the fresh worker: drop "
                 "--no-nanny, or --lifetime-restart")
@@ -431,9 +519,21 @@ def main(argv: list[str] | None = None) -> int:
                    help="print shoal's version and its scheduler build (compiled or pure Python)")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("scheduler", help="run a scheduler", allow_abbrev=False)
-    s.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=8786)
+    s.add_argument("--host", default=None,
+                   help="address to bind and advertise, like 10.0.0.5, 10.0.0.5:8786 or "
+                   "tcp://10.0.0.5:8786; 0.0.0.0 binds every interface (default 127.0.0.1: "
+                   "this machine only, where dask binds every interface)")
+    s.add_argument("--port", default=None,
+                   help="port to listen at (default: the one in --host, else 8786; 0: any)")
     s.add_argument("--dashboard-address", default=":8787")
+    s.add_argument("--dashboard-prefix", default=None,
+                   help="serve the dashboard under this path, like /dask (behind a proxy)")
+    s.add_argument("--jupyter", action=argparse.BooleanOptionalAction, default=False,
+                   help="(dask's Jupyter server in the scheduler: not in shoal; "
+                   "--no-jupyter is accepted)")
+    s.add_argument("--show", action=argparse.BooleanOptionalAction, default=False,
+                   help="(deprecated in dask; no effect)")
+    s.add_argument("--use-xheaders", default=None, help="(deprecated in dask; no effect)")
     s.add_argument("--no-dashboard", action="store_true")
     s.add_argument("--dashboard", dest="no_dashboard", action="store_false",
                    help="serve the dashboard (the default)")
@@ -444,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--scheduler-file", default=None,
                    help="write the address (and token, mode 0600) here as JSON for workers "
                    "and clients (dask's format)")
-    s.add_argument("--protocol", default=None, choices=["tcp", "tls", "tcp://", "tls://"],
+    s.add_argument("--protocol", default=None,
                    help="tcp or tls (default: tls when --tls-cert is given)")
     s.add_argument("--no-auth", action="store_true",
                    help="do not require a token even off loopback (anyone who can reach the "
@@ -452,19 +552,26 @@ def main(argv: list[str] | None = None) -> int:
     _add_security_flags(s)
     w = sub.add_parser("worker", help="run workers for a scheduler", allow_abbrev=False)
     w.add_argument("scheduler", nargs="?", default=None,
-                   help="scheduler address, e.g. tcp://127.0.0.1:8786")
+                   help="scheduler address, e.g. tcp://127.0.0.1:8786 (default: dask's "
+                   "scheduler-address config, DASK_SCHEDULER_ADDRESS)")
     w.add_argument("--scheduler-file", default=None,
                    help="read the scheduler's address and token from this file (waits for it)")
     _add_security_flags(w)
-    w.add_argument("--nthreads", type=int, default=None)
-    w.add_argument("--nworkers", type=int, default=None)
+    w.add_argument("--nthreads", type=int, default=0,
+                   help="threads per worker process (default 0: the cores shared out "
+                   "between the worker processes)")
+    w.add_argument("--nworkers", default=None,
+                   help="worker processes (default 1); negative: cores + 1 + N; 'auto': "
+                   "dask's split of the cores into processes and threads")
     w.add_argument("--memory-limit", type=_parse_memory, default="auto",
                    help="per worker: bytes, '4GB', a fraction of the machine's memory, 'auto' "
                    "(the default: the machine's memory split by threads) or 0 for no limit")
     w.add_argument("--local-directory", default=None,
                    help="where workers spill data past their memory target (default: dask's "
                    "temporary-directory config, else the system's temporary directory)")
-    w.add_argument("--name", default=None)
+    w.add_argument("--name", default=None,
+                   help="the worker's name (a number is an int, as in dask); with --nworkers "
+                   "each gets NAME-0, NAME-1...")
     w.add_argument("--resources", type=_parse_resources, default=None,
                    help='abstract resources per worker, like "GPU=2,MEM=10e9" '
                         "(default: dask's config distributed.worker.resources)")
@@ -475,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--nanny", action=argparse.BooleanOptionalAction, default=True,
                    help="supervise each worker process (restart it if it dies or passes its "
                    "memory limit); --no-nanny runs the workers in this process")
-    w.add_argument("--protocol", default=None, choices=["tcp", "tls", "tcp://", "tls://"],
+    w.add_argument("--protocol", default=None,
                    help="tcp or tls for a scheduler address given without one (a worker "
                    "speaks its scheduler's protocol)")
     _add_lifetime_flags(w)
@@ -484,10 +591,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="module or .py file whose dask_setup(nanny) runs in this process "
                    "before the nanny starts its worker (default: dask's "
                    "distributed.nanny.preload)")
-    w.add_argument("--dashboard-address", default=None, help=argparse.SUPPRESS)
-    w.add_argument("--dashboard", action=argparse.BooleanOptionalAction, default=False,
-                   help="(dask's worker dashboard: shoal's workers serve none; "
-                   "--no-dashboard is accepted)")
+    w.add_argument("--dashboard-address", default=None, help="(no effect: shoal's workers "
+                   "serve no dashboard; the scheduler's shows every worker)")
+    w.add_argument("--dashboard", action=argparse.BooleanOptionalAction, default=None,
+                   help="(no effect: shoal's workers serve no dashboard)")
+    w.add_argument("--dashboard-prefix", default=None, help="(no effect, as --dashboard)")
+    w.add_argument("--nanny-port", default=None,
+                   help="(no effect: shoal's nanny serves no port)")
+    w.add_argument("--worker-class", default="dask.distributed.Worker",
+                   help="dask's default only (shoal's worker)")
+    w.add_argument("--scheduler-sni", default=None,
+                   help="the TLS SNI to send the scheduler, for a proxy that routes by it "
+                   "(default: the scheduler's host name; the certificate is checked against "
+                   "the cluster's CA either way)")
     sub.add_parser("demo", help="the seed notebook's tour on a local cluster")
     _add_address_flags(s, w)
     args, extra = p.parse_known_args(argv)
@@ -499,10 +615,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("scheduler", "worker"):
         args.preload_argv = extra
     if args.command == "scheduler":
-        try:
-            _scheduler_interface(args)
-        except ValueError as exc:
-            p.error(str(exc))
+        _check_scheduler_flags(p, args)
     if args.command == "worker":
         _check_worker_flags(p, args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -450,10 +450,13 @@ def _check_scheme(address: str, scheme: str, security: Security, role: str,
 
 async def connect(
     address: str, timeout: float = 10.0, *, security: Security | None = None,
-    role: str = "client",
+    role: str = "client", server_hostname: str | None = None,
 ) -> TCPConnection:
     """Open a connection to ``address`` (``tcp://`` or ``tls://``) and run the handshake;
-    ``role`` (client, worker, scheduler) picks the TLS certificate.
+    ``role`` (client, worker, scheduler) picks the TLS certificate. ``server_hostname``:
+    the TLS SNI to send (dask's ``scheduler_sni``, for a proxy that routes by it; the
+    certificate is still checked against the cluster's CA only); default: the host's
+    name (none for an IP address).
 
     Raises:
         OSError: nothing listens there, or it did not answer within ``timeout`` seconds.
@@ -476,7 +479,9 @@ async def connect(
     try:
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(factory, host, port, ssl=ctx), timeout)
+                loop.create_connection(factory, host, port, ssl=ctx,
+                                       server_hostname=server_hostname if ctx else None),
+                timeout)
             await asyncio.wait_for(asyncio.shield(conn.ready),
                                    max(deadline - loop.time(), 0.001))
         except BaseException:

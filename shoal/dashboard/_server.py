@@ -337,12 +337,13 @@ class DashboardServer:
     """
 
     def __init__(self, runner: web.AppRunner, host: str, port: int, https: bool = False,
-                 monitor: SystemMonitor | None = None) -> None:
+                 monitor: SystemMonitor | None = None, prefix: str = "") -> None:
         self._runner = runner
         self._monitor = monitor
         self.host = host
         self.port = port
-        self.link = f"{'https' if https else 'http'}://{_link_host(host)}:{port}/status"
+        self.prefix = prefix
+        self.link = f"{'https' if https else 'http'}://{_link_host(host)}:{port}{prefix}/status"
 
     async def close(self) -> None:
         """Stop listening and close open connections; safe to call twice."""
@@ -360,8 +361,30 @@ class DashboardServer:
         return f"<DashboardServer {self.link}>"
 
 
+def _prefix(http_prefix: str | None) -> str:
+    """dask's ``http_prefix`` (``"dask"``, ``"/dask/"``...) as ``"/dask"``; ``""`` for the root."""
+    prefix = (http_prefix or "").strip("/")
+    return f"/{prefix}" if prefix else ""
+
+
+def _served_app(app: web.Application, prefix: str) -> web.Application:
+    """``app`` itself, or a root that serves it under ``prefix`` (``/dask/status``...);
+    the prefix alone goes on to its ``status`` page (the pages' URLs are relative)."""
+    if not prefix:
+        return app
+    root = web.Application()
+
+    async def to_status(request: web.Request) -> web.Response:
+        raise web.HTTPFound(f"{prefix}/status")
+
+    root.router.add_get(prefix, to_status)
+    root.add_subapp(prefix, app)
+    return root
+
+
 async def open_dashboard(
-    source: DashboardSource, host: str, port: int, ssl_context: Any = None
+    source: DashboardSource, host: str, port: int, ssl_context: Any = None,
+    http_prefix: str | None = None,
 ) -> DashboardServer:
     """Serve the dashboard for ``source`` on ``host:port`` and return the running server.
 
@@ -370,6 +393,8 @@ async def open_dashboard(
         host: interface to bind, e.g. ``"127.0.0.1"`` (the scheduler's host).
         port: TCP port; 0 lets the OS choose a free one.
         ssl_context: serve HTTPS with it (the scheduler's certificate), else HTTP.
+        http_prefix: serve every page under this path (dask's ``http_prefix``, like
+            ``"/dask"``, behind a proxy that does not strip it); default: the root.
 
     Returns:
         A :class:`DashboardServer` whose ``port`` is the port actually bound.
@@ -378,7 +403,9 @@ async def open_dashboard(
         OSError: the port is taken or the host cannot be bound. Nothing is left running.
     """
     monitor = SystemMonitor()
-    runner = web.AppRunner(make_app(source, monitor), access_log=None, handle_signals=False)
+    prefix = _prefix(http_prefix)
+    runner = web.AppRunner(_served_app(make_app(source, monitor), prefix), access_log=None,
+                           handle_signals=False)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host or None, port, reuse_port=False, ssl_context=ssl_context)
@@ -392,11 +419,13 @@ async def open_dashboard(
         if isinstance(address, tuple) and len(address) >= 2:
             bound = int(address[1])
             break
-    return DashboardServer(runner, host, bound, https=ssl_context is not None, monitor=monitor)
+    return DashboardServer(runner, host, bound, https=ssl_context is not None, monitor=monitor,
+                           prefix=prefix)
 
 
 async def open_dashboard_with_fallback(
-    source: DashboardSource, host: str, port: int, ssl_context: Any = None
+    source: DashboardSource, host: str, port: int, ssl_context: Any = None,
+    http_prefix: str | None = None,
 ) -> tuple[DashboardServer, str | None]:
     """Like :func:`open_dashboard`, but if ``port`` is taken bind a free port instead.
 
@@ -408,11 +437,11 @@ async def open_dashboard_with_fallback(
         OSError: the host itself cannot be bound (a fallback port would not help).
     """
     try:
-        return await open_dashboard(source, host, port, ssl_context), None
+        return await open_dashboard(source, host, port, ssl_context, http_prefix), None
     except OSError as exc:
         if port == 0:
             raise
-        server = await open_dashboard(source, host, 0, ssl_context)
+        server = await open_dashboard(source, host, 0, ssl_context, http_prefix)
         reason = exc.strerror or str(exc)
         warning = (
             f"Port {port} is already in use ({reason}); the dashboard is served on port "

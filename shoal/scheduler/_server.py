@@ -71,6 +71,26 @@ def _erred_history() -> int:
     return max(0, int(value)) if value is not None else 100
 
 
+def _dashboard_tls() -> Any:
+    """HTTPS for the dashboard from dask's ``distributed.scheduler.dashboard.tls.cert``,
+    ``.key`` and ``.ca-file`` (loaded as dask loads them: no client certificate is asked
+    for), else None (no cert configured).
+
+    Raises:
+        OSError, ssl.SSLError: the files cannot be read.
+    """
+    import ssl
+
+    import dask.config
+
+    tls = dask.config.get("distributed.scheduler.dashboard.tls", None) or {}
+    if not tls.get("cert"):
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=tls.get("ca-file") or None)
+    ctx.load_cert_chain(tls["cert"], tls.get("key") or None)
+    return ctx
+
+
 def _task_stream_length() -> int:
     """Task stream records kept for ``get_task_stream`` and the dashboard: dask's
     ``distributed.scheduler.dashboard.tasks.task-stream-length``."""
@@ -115,6 +135,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         allowed_failures: int = 3,
         worker_ttl: float = 300.0,
         bandwidth: float = 100e6,
+        work_stealing: bool = True,
         security: Security | None = None,
         protocol: str | None = None,
         scheduler_file: str | None = None,
@@ -122,6 +143,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         preload: str | list[str] | None = None,
         preload_argv: list[str] | list[list[str]] | None = None,
         idle_timeout: float | None = None,
+        http_prefix: str | None = None,
     ) -> None:
         """``security``: TLS certificates and/or token (default: dask's config and
         ``SHOAL_TOKEN``). ``protocol``: "tcp" or "tls" (default: tls when certificates are
@@ -130,7 +152,8 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         whose ``dask_setup(scheduler)`` runs at the end of :meth:`start` (default: dask's
         ``distributed.scheduler.preload``; see ``shoal/_preload.py``). ``idle_timeout``:
         seconds without work after which the scheduler closes itself (default: dask's
-        ``distributed.scheduler.idle-timeout``; None there: never).
+        ``distributed.scheduler.idle-timeout``; None there: never). ``http_prefix``: the
+        dashboard's pages under this path (dask's, like ``"/dask"``; default: the root).
 
         Raises:
             shoal._preload.PreloadError: a preload module could not be imported.
@@ -145,6 +168,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         self.token_generated = False
         self.state = SchedulerState(allowed_failures=allowed_failures, worker_ttl=worker_ttl,
                                     bandwidth=bandwidth, unknown_duration=_unknown_duration(),
+                                    work_stealing=work_stealing,
                                     erred_history=_erred_history(),
                                     task_stream_size=_task_stream_length())
         self.topics = topics.Topics(_event_log_length())
@@ -152,6 +176,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         self.plugin_host = SchedulerPlugins()
         self.address = ""
         self.dashboard_address = dashboard_address
+        self.http_prefix = http_prefix
         self.dashboard: Any = None
         self.dashboard_warning: str | None = None
         self.started = time.time()
@@ -265,9 +290,10 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         host, _, port = address.rpartition(":")
         host = host or self.host
         source: Any = self  # implements shoal.dashboard.DashboardSource
-        https = self.security.dashboard_ssl_context() if self.address.startswith("tls") else None
+        https = _dashboard_tls() or (self.security.dashboard_ssl_context()
+                                     if self.address.startswith("tls") else None)
         self.dashboard, self.dashboard_warning = await open_dashboard_with_fallback(
-            source, host, int(port or 0), https
+            source, host, int(port or 0), https, self.http_prefix
         )
         if self.dashboard_warning:
             logger.warning(self.dashboard_warning)

@@ -120,6 +120,7 @@ class SchedulerState(
         story_size: int = 100_000,
         unknown_duration: float = placement.UNKNOWN_DURATION,
         erred_history: int = 100,
+        work_stealing: bool = True,
     ) -> None:
         self.tasks: dict[Key, TaskState] = {}
         self.workers: dict[str, WorkerState] = {}
@@ -137,6 +138,8 @@ class SchedulerState(
         self._no_worker: set[TaskState] = set()
         self._actors: set[TaskState] = set()  # tasks marked actor, until forgotten
         self._went_idle: set[WorkerState] = set()  # workers to find stolen work for
+        # dask's distributed.scheduler.work-stealing: False leaves queued tasks where placed
+        self.work_stealing = work_stealing
         self._no_victims = False  # a steal scan found none, and nothing was assigned since
         self._paused: set[WorkerState] = set()  # workers placed nothing (memory)
         self._freed: set[WorkerState] = set()  # workers with held tasks that gained room
@@ -242,7 +245,10 @@ class SchedulerState(
                 self._tidy(done)
             self._fill()
             if self._went_idle:
-                self._steal()
+                if self.work_stealing:
+                    self._steal()
+                else:
+                    self._went_idle.clear()
         except Exception as exc:
             failures.append((None, exc))
         out, self._out = self._out, []

@@ -104,6 +104,7 @@ class StateBase:
     _no_worker: set[TaskState]
     _actors: set[TaskState]
     _went_idle: set[WorkerState]
+    work_stealing: bool
     _no_victims: bool
     _paused: set[WorkerState]
     _freed: set[WorkerState]

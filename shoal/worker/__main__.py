@@ -115,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory-spill-compression", default=None,
                    help="'auto' (lz4 when installed), 'lz4' or 'false' (default: dask's "
                    "distributed.worker.memory.spill-compression)")
+    p.add_argument("--scheduler-sni", default=None,
+                   help="the TLS SNI to send the scheduler (default: its host's name)")
+    p.add_argument("--memory-monitor-interval", type=float, default=None,
+                   help="seconds between memory samples (default: dask's "
+                   "distributed.worker.memory.monitor-interval)")
     p.add_argument("--resources", default=None,
                    help='abstract resources tasks may claim, like "GPU=2,MEM=10e9"')
     p.add_argument("--death-timeout", type=float, default=None,
@@ -183,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
                 return
         if args.memory_spill_compression is not None:
             worker._spill_compression_setting = args.memory_spill_compression
+        if args.memory_monitor_interval is not None:
+            worker._monitor_interval = args.memory_monitor_interval
+        worker.scheduler_sni = args.scheduler_sni
         if has_nanny:
             worker.on_restart = _exit_for_restart
         loop = asyncio.get_running_loop()

@@ -20,7 +20,7 @@ from shoal.worker._worker_base import WorkerBase
 logger = logging.getLogger("shoal.worker")
 
 _NOT_GIVEN = "<config>"  # the nanny did not say: read dask's config
-MEMORY_MONITOR_INTERVAL = 0.1  # seconds (dask's distributed.worker.memory.monitor-interval)
+
 
 
 def _trim_and_sample(process: psutil.Process, store: SpillBuffer, rss: int) -> tuple[int, list[Any]]:
@@ -68,18 +68,23 @@ class MemoryMonitorMixin(WorkerBase):
             import dask.config
 
             setting = dask.config.get("distributed.worker.memory.spill-compression", "auto")
+        if self._monitor_interval is None:  # no nanny said: read dask's config
+            from shoal.worker._nanny import configured_monitor_interval
+
+            self._monitor_interval = configured_monitor_interval()
         compression = spill_compression(setting)  # raises for "lz4" without the package
         # as dask: under local_directory
         return SpillBuffer(self.local_directory, limits, compression)
 
     async def _memory_monitor(self, store: SpillBuffer) -> None:
-        """Sample process memory every ``MEMORY_MONITOR_INTERVAL`` seconds and carry out
+        """Sample process memory every ``_monitor_interval`` seconds and carry out
         the policy: spill (in the serializing thread: disk writes stay off the loop),
         pause, resume. Ends with its session (cancelled) or when the worker closes."""
         loop = asyncio.get_running_loop()
         spill_at = store.policy.limits.spill
         while not self._closed.is_set():
-            await asyncio.sleep(MEMORY_MONITOR_INTERVAL)
+            # ends: the worker closes (the loop's test), or the session cancels this
+            await asyncio.sleep(self._monitor_interval or 0.1)
             try:
                 rss = self._process.memory_info().rss
             except psutil.Error as exc:

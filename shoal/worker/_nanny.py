@@ -36,6 +36,12 @@ _EXIT_RESTART = 5  # shoal.worker.__main__.EXIT_RESTART: client.restart asked fo
 _EXIT_LIFETIME = 6  # shoal.worker.__main__.EXIT_LIFETIME: retired at the end of its lifetime
 _EXIT_PRELOAD_FAILED = 7  # shoal.worker.__main__.EXIT_PRELOAD_FAILED: a --preload failed
 MAX_RESTARTS_PER_MINUTE = 10
+# How often a nanny samples its worker's memory (terminate threshold) unless dask's
+# distributed.worker.memory.monitor-interval says otherwise (dask's own default, 100 ms,
+# is the worker's pace: a nanny needs less).
+NANNY_MONITOR_INTERVAL = 0.5
+WORKER_MONITOR_INTERVAL = 0.1  # dask's default monitor-interval: the worker's memory samples
+_MONITOR_INTERVAL_KEY = "distributed.worker.memory.monitor-interval"
 # The worker's local directory, "<prefix><pid>-<random>" (shoal.worker._plugins).
 _WORKER_SPACE_PREFIX = "shoal-worker-space-"
 
@@ -47,6 +53,25 @@ def _connect_timeout() -> float:
 
     value = dask.config.get("distributed.comm.timeouts.connect", "30s")
     return float(parse_timedelta(value, default="seconds") or 30.0)
+
+
+def configured_monitor_interval() -> float:
+    """dask's ``distributed.worker.memory.monitor-interval`` in seconds (default 100 ms).
+
+    Raises:
+        ValueError: not a positive duration.
+    """
+    import dask.config
+    from dask.utils import parse_timedelta
+
+    value = dask.config.get(_MONITOR_INTERVAL_KEY, None)
+    if value is None:
+        return WORKER_MONITOR_INTERVAL
+    seconds = parse_timedelta(value, default="seconds")
+    if not seconds or seconds <= 0:
+        raise ValueError(f"dask config {_MONITOR_INTERVAL_KEY} must be a positive duration "
+                         f"like '100ms', got {value!r}")
+    return float(seconds)
 
 
 # dask reads this variable when ``dask.config`` is first imported (dask's nanny and SSH
@@ -180,8 +205,10 @@ class Nanny:
         preload_argv: list[str] | list[list[str]] | None = None,
         preload_nanny: list[str] | None = None,
         preload_nanny_argv: list[str] | list[list[str]] | None = None,
+        scheduler_sni: str | None = None,
     ) -> None:
-        """``lifetime`` (seconds or ``"1 hour"``), ``lifetime_stagger``,
+        """``scheduler_sni``: the TLS SNI its workers send the scheduler (dask's).
+        ``lifetime`` (seconds or ``"1 hour"``), ``lifetime_stagger``,
         ``lifetime_restart``: each worker process retires gracefully after the lifetime,
         moved by up to ± the stagger, and with restart this nanny starts a fresh one
         (default: dask's ``distributed.worker.lifetime.*``). ``preload``/``preload_argv``:
@@ -205,10 +232,12 @@ class Nanny:
         self.host = host
         self.port = port  # the worker's data port, or a range "first:last" (dask's --worker-port)
         self.contact_address = contact_address  # advertised instead of host:port (NAT)
+        self.scheduler_sni = scheduler_sni
         self.env = env
         self.death_timeout = death_timeout
         self.local_directory = local_directory
         self.terminate_fraction = MEMORY_TERMINATE_FRACTION
+        self.monitor_interval = NANNY_MONITOR_INTERVAL
         self._space_parent: str | None = None  # where worker processes make their directory
         self.security = security  # a shoal.comm._security.Security, passed on in the env
         # Resolved here (dask's config is read in this process) and passed on explicitly.
@@ -354,6 +383,8 @@ class Nanny:
             args += ["--port", str(self.port)]
         if self.contact_address is not None:
             args += ["--contact-address", self.contact_address]
+        if self.scheduler_sni is not None:
+            args += ["--scheduler-sni", self.scheduler_sni]
         args += ["--resources", format_resources(self.resources)]
         args += ["--connect-timeout", str(_connect_timeout())]
         if self.memory_limit:
@@ -436,6 +467,13 @@ class Nanny:
         compression = dask.config.get("distributed.worker.memory.spill-compression", "auto")
         args += ["--memory-spill-compression",
                  "false" if compression in (None, False) else str(compression)]
+        interval = configured_monitor_interval()
+        args += ["--memory-monitor-interval", str(interval)]
+        configured = dask.config.get(_MONITOR_INTERVAL_KEY, None)
+        shipped = _shipped_defaults(_MONITOR_INTERVAL_KEY.rpartition(".")[0]).get(
+            "monitor-interval")
+        mine = configured is not None and configured != shipped and configured != "100ms"
+        self.monitor_interval = interval if mine else NANNY_MONITOR_INTERVAL
         # Always given ("" for the system's temporary directory), so that the worker need
         # not import dask's config to start.
         directory = self.local_directory or dask.config.get("temporary-directory", None)
@@ -463,7 +501,7 @@ class Nanny:
             assert proc is not None
             waiter = asyncio.ensure_future(proc.wait())
             while not waiter.done():
-                await asyncio.wait([waiter], timeout=0.5)
+                await asyncio.wait([waiter], timeout=self.monitor_interval)
                 if not waiter.done() and self.memory_limit and self.terminate_fraction:
                     self._check_memory(proc.pid)
             if self._closing:

@@ -72,7 +72,8 @@ class SessionMixin(WorkerBase):
         self._registered = asyncio.get_running_loop().create_future()
         try:
             conn = await connect(self.scheduler_address, timeout=timeout,
-                                 security=self.security, role="worker")
+                                 security=self.security, role="worker",
+                                 server_hostname=self.scheduler_sni)
             self._scheduler = conn
             conn.set_handler(self._on_scheduler)
             conn.send(Hello("worker", PROTOCOL_VERSION, str(self.name)))

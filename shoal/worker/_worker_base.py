@@ -96,6 +96,10 @@ class WorkerBase:
         # dask's distributed.worker.memory.spill-compression, as the nanny passed it
         # ("<config>": read the config when the data store is made).
         self._spill_compression_setting: Any = "<config>"
+        # seconds between memory samples (None: dask's monitor-interval config, read at start)
+        self._monitor_interval: float | None = None
+        # the TLS SNI to send the scheduler (dask's scheduler_sni; None: its host's name)
+        self.scheduler_sni: str | None = None
         self.data: MutableMapping[Any, Any] = {}
         self.paused = False  # memory past the pause threshold: no new tasks nor fetches
         self._deferred_fetches: list[Fetch] = []

@@ -179,3 +179,17 @@ def test_local_cluster_takes_the_public_classes_as_worker_class() -> None:
 
     assert choose_processes(None, Nanny) is True
     assert choose_processes(None, Worker) is False
+
+
+def test_scheduler_http_prefix_reaches_its_dashboard() -> None:
+    # dask's http_prefix (dask scheduler --dashboard-prefix): the dashboard's pages under it
+    # (served so by shoal.dashboard: tests/dashboard/test_dashboard_proxy.py).
+    assert Scheduler(http_prefix="/dask")._server.http_prefix == "/dask"
+
+
+def test_dasks_work_stealing_config_reaches_the_scheduler_state() -> None:
+    import dask
+
+    with dask.config.set({"distributed.scheduler.work-stealing": False}):
+        assert Scheduler()._server.state.work_stealing is False
+    assert Scheduler()._server.state.work_stealing is True

@@ -105,3 +105,28 @@ def test_a_tls_listener_hands_over_no_peer_without_a_certificate_from_its_ca(
         return accepted
 
     assert run(scenario(), loop_name) == []
+
+
+@pytest.mark.parametrize("loop_name", sorted(LOOPS))
+def test_a_tls_connection_sends_the_sni_it_is_given(loop_name: str) -> None:
+    # dask worker --scheduler-sni: a TLS proxy in front of the scheduler routes by SNI.
+    from shoal import Security
+
+    security = Security.temporary()
+    seen: list[str | None] = []
+    server_ctx = security.ssl_context("scheduler", server=True)
+    assert server_ctx is not None
+    server_ctx.sni_callback = lambda sock, name, ctx: seen.append(name)  # type: ignore[assignment]
+
+    async def scenario() -> None:
+        server = await listen("127.0.0.1", 0, lambda c: c.set_handler(lambda c, b: None),
+                              security=security, role="scheduler", scheme="tls")
+        port = server.sockets[0].getsockname()[1]
+        for sni in ("sched.example.org", None):
+            conn = await connect(f"tls://127.0.0.1:{port}", security=security, role="worker",
+                                 server_hostname=sni)
+            conn.close()
+        server.close()
+
+    run(scenario(), loop_name)
+    assert seen == ["sched.example.org", None]  # no SNI for an IP address

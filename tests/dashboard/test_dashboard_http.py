@@ -209,3 +209,35 @@ def test_taken_port_raises_oserror_and_fallback_warns() -> None:
             assert warning is None
 
     asyncio.run(main())
+
+
+def test_dasks_dashboard_tls_config_serves_the_scheduler_dashboard_over_https(tmp_path):
+    import ssl
+
+    import dask
+
+    from shoal import Security
+    from shoal.scheduler._server import _dashboard_tls
+
+    sec = Security.temporary()
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text(sec.tls_scheduler_cert)
+    key.write_text(sec.tls_scheduler_key)
+    assert _dashboard_tls() is None  # not configured: plain HTTP (or the TLS cluster's cert)
+    with dask.config.set({"distributed.scheduler.dashboard.tls.cert": str(cert),
+                          "distributed.scheduler.dashboard.tls.key": str(key)}):
+        context = _dashboard_tls()
+
+    async def main() -> None:
+        server = await open_dashboard(FakeSource(), "127.0.0.1", 0, context)
+        client = ssl.create_default_context(cadata=sec.tls_ca_file)
+        client.check_hostname = False  # the certificate names shoal-internal
+        try:
+            assert server.link.startswith("https://")
+            async with aiohttp.ClientSession() as session, session.get(server.link,
+                                                                       ssl=client) as r:
+                assert r.status == 200
+        finally:
+            await server.close()
+
+    asyncio.run(main())

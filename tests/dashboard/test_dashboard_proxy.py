@@ -254,3 +254,23 @@ def test_client_dashboard_link_follows_the_template_with_and_without_a_cluster(
                 assert cluster.dashboard_link == expected
                 assert client.dashboard_link == expected
                 assert bare.dashboard_link == expected
+
+
+def test_the_dashboard_is_served_under_dasks_http_prefix() -> None:
+    async def main() -> None:
+        server = await open_dashboard(FakeSource(), "127.0.0.1", 0, http_prefix="dask/")
+        base = f"http://127.0.0.1:{server.port}"
+        try:
+            assert server.link == f"{base}/dask/status"
+            async with aiohttp.ClientSession() as session:
+                for path in ("/dask/status", "/dask/workers", "/dask/api/snapshot"):
+                    async with session.get(base + path) as r:
+                        assert r.status == 200, path
+                async with session.get(base + "/dask") as r:
+                    assert r.status == 200 and r.url.path == "/dask/status"
+                async with session.get(base + "/status") as r:
+                    assert r.status == 404
+        finally:
+            await server.close()
+
+    asyncio.run(main())

@@ -220,3 +220,25 @@ def test_a_worker_without_a_nanny_runs_in_the_command_process(commands):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
         wait_for(lambda: "solo" not in _workers(c), timeout=60)
+
+
+# --- dask's command lines, drop-in ---------------------------------------------------------------
+
+
+def test_dask_command_lines_start_one_worker_with_n_threads(commands):
+    # dask worker's rules: --nthreads N alone is ONE worker process with N threads; the
+    # scheduler from DASK_SCHEDULER_ADDRESS; a numeric name is an int. The scheduler's
+    # --host carries scheme and port, its dashboard is under --dashboard-prefix, and its
+    # dashboard line comes before its address.
+    proc, path = commands.start("scheduler", "--host", "tcp://127.0.0.1:0", "--dashboard-address",
+                                ":0", "--dashboard-prefix", "dask", log="scheduler.log")
+    wait_for(lambda: "Scheduler at:" in path.read_text() or proc.poll() is not None, timeout=120)
+    text = path.read_text()
+    dashboard, address = re.search(r"Dashboard at: (\S+)\nScheduler at: (\S+)", text).groups()
+    assert dashboard.endswith("/dask/status") and address.startswith("tcp://127.0.0.1:")
+    commands.start("worker", "--nthreads", "2", "--name", "7", "--no-dashboard", log="worker.log",
+                   env={"DASK_SCHEDULER_ADDRESS": address})
+    with Client(address, timeout=120) as c:
+        wait_for(lambda: c.scheduler_info()["workers"], timeout=120)
+        (info,) = c.scheduler_info()["workers"].values()
+        assert (info["name"], info["nthreads"]) == (7, 2)

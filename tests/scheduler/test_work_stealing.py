@@ -106,3 +106,15 @@ def test_worker_idle_after_finishing_steals_again(sim: Sim) -> None:
         out = sim.finish(k, duration=0.5)
     # w2 ran dry while w1 still has a backlog: it takes more
     assert any(w == "w2" for w, _ in computes(out)), keys
+
+
+def test_no_task_is_stolen_with_work_stealing_off() -> None:
+    # dask's distributed.scheduler.work-stealing: False
+    sim = Sim(SchedulerState(work_stealing=False))
+    keys = _backlog_on_w1(sim)
+    out = sim.join("w2")
+    assert computes(out) == [] and of(out, SendFree) == []
+    assert all(sim.state.tasks[k].processing_on is sim.state.workers["w1"] for k in keys)
+    sim.now += 1.0
+    assert computes(sim.state.handle(Tick(sim.now))) == []
+    assert len(sim.state.workers["w1"].processing) == len(keys)

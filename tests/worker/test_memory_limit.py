@@ -52,7 +52,7 @@ def test_the_nanny_passes_dasks_memory_config_to_its_worker(tmp_path: object) ->
         args = nanny._memory_args()
     assert args == ["--memory-target", "0.6", "--memory-spill", "false", "--memory-pause", "0.8",
                     "--memory-transfer", "0.1", "--memory-spill-compression", "false",
-                    "--local-directory", str(tmp_path)]
+                    "--memory-monitor-interval", "0.1", "--local-directory", str(tmp_path)]
     assert nanny.terminate_fraction == 0.0  # never kills for memory
 
 
@@ -61,3 +61,21 @@ def test_local_directory_given_to_the_nanny_wins_over_the_config(tmp_path: objec
 
     nanny = Nanny("tcp://127.0.0.1:1", memory_limit=10**9, local_directory="/spill/here")
     assert nanny._memory_args()[-2:] == ["--local-directory", "/spill/here"]
+
+
+def test_dasks_memory_monitor_interval_paces_the_worker_and_its_nanny() -> None:
+    import dask
+
+    from shoal.worker._nanny import NANNY_MONITOR_INTERVAL, Nanny, configured_monitor_interval
+
+    nanny = Nanny("tcp://127.0.0.1:1", memory_limit=10**9)
+    with dask.config.set({"distributed.worker.memory.monitor-interval": "250ms"}):
+        args = nanny._memory_args()
+        assert configured_monitor_interval() == 0.25  # a worker without a nanny
+    at = args.index("--memory-monitor-interval")
+    assert args[at + 1] == "0.25" and nanny.monitor_interval == 0.25
+    nanny._memory_args()  # not configured (or dask's shipped 100ms): the worker's 100 ms,
+    assert nanny.monitor_interval == NANNY_MONITOR_INTERVAL  # the nanny's own pace
+    with dask.config.set({"distributed.worker.memory.monitor-interval": "100ms"}):
+        nanny._memory_args()
+    assert nanny.monitor_interval == NANNY_MONITOR_INTERVAL
