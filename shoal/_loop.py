@@ -49,6 +49,9 @@ def get_loop() -> asyncio.AbstractEventLoop:
         if _exiting:
             raise RuntimeError("shoal's event loop was stopped because the interpreter is exiting")
         loop = new_event_loop()
+        # Named, so a thread of the shared loop's executor (to_thread, blocking file work) is
+        # told apart from a thread some caller leaked.
+        loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(thread_name_prefix="shoal-loop-executor"))
         ready = threading.Event()
 
         def run() -> None:

@@ -40,14 +40,18 @@ def where(x: int) -> tuple[str, Any, int, int]:
 @pytest.fixture
 def no_threads_left() -> Iterator[None]:
     """Fails the test if a thread it started (task threads, samplers...) outlives it; shoal's
-    own loop thread is shared by the process and stays."""
+    own loop thread (and its executor's) is shared by the process and stays."""
     before = set(threading.enumerate())
     yield
 
     def only_the_loop_is_new() -> bool:
-        return all(t.name == "shoal-loop" for t in set(threading.enumerate()) - before)
+        return all(t.name.startswith("shoal-loop") for t in set(threading.enumerate()) - before)
 
-    wait_for(only_the_loop_is_new, timeout=30)
+    try:
+        wait_for(only_the_loop_is_new, timeout=30)
+    except AssertionError:
+        left = sorted(t.name for t in set(threading.enumerate()) - before)
+        raise AssertionError(f"threads the test started are still alive: {left}") from None
 
 
 def test_dasks_full_example_with_a_worker_and_a_nanny(no_leftovers, no_threads_left):
