@@ -37,18 +37,28 @@ async def run(self: Client, function: Callable[..., Any], *args: Any, workers: A
 
     A function with a ``dask_worker`` parameter is given the worker. An async function is
     awaited on the worker's event loop; with ``wait=False`` it is only started, and None
-    is returned. ``on_error``: "raise" the first failure, "return" exceptions as results,
-    or "ignore" failed workers. ``nanny=True`` runs it in the nanny (only for a
-    ``LocalCluster`` of this process: shoal's nannies are not servers of their own).
+    is returned (a plain function with ``wait=False`` is refused, as dask's workers do:
+    it runs nowhere, and None is returned unless ``on_error="raise"``). ``on_error``:
+    "raise" the first failure, "return" exceptions as results, or "ignore" failed
+    workers. ``nanny=True`` runs it in the nanny (only for a ``LocalCluster`` of this
+    process: shoal's nannies are not servers of their own).
 
     Raises:
-        ValueError: a bad ``on_error``; the function's own exception with "raise".
+        ValueError: a bad ``on_error``; ``wait=False`` with a function that is not async
+            (with "raise").
+        The function's own exception, with "raise".
     """
     self._check_open()
     if on_error not in _ON_ERROR:
         raise ValueError(f"on_error must be 'raise', 'return' or 'ignore', got {on_error!r}")
     if not callable(function):
         raise TypeError(f"run takes a function, got {type(function).__name__}")
+    if not wait and not inspect.iscoroutinefunction(function):
+        if on_error == "raise":
+            raise ValueError(
+                f"run(..., wait=False) only starts async functions; {function!r} is not one: "
+                "call run() without wait=False to run it and wait, or make it `async def`")
+        return None  # dask: each worker refuses it, and the refusals are ignored/returned
     wl = self._check_workers(workers)
     call = functools.partial(function, *args, **kwargs)
     if nanny:
