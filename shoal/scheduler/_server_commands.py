@@ -10,6 +10,7 @@ it), and forgetting function blobs no task uses.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from typing import Any
@@ -73,18 +74,23 @@ class ServerCommands(ShellBase):
     def _apply_watched(self, events: list[Any]) -> None:
         """``_apply`` while a scheduler plugin watches transitions: the new rows of the
         state's story are its calls."""
-        story = self.state._log
-        last = story[-1] if story else None
-        commands = self._handle(events)
-        new = []
-        for row in reversed(story):
-            if row is last:
-                break
-            new.append(row)
+        # The batch's rows go to a log of their own first, then to the state's: a batch
+        # making more moves than that log keeps (distributed.admin.low-level-log-length)
+        # still shows the plugin every one. (An InvalidTransition raised meanwhile shows
+        # the task's moves of this batch only.)
+        state = self.state
+        kept = state._log
+        new: collections.deque[tuple[Any, ...]] = collections.deque()
+        state._log = new
+        try:
+            commands = self._handle(events)
+        finally:
+            state._log = kept
+            kept.extend(new)
         # What dask gives a task's processing -> memory/erred move (a task-stream plugin
         # reads ``startstops``), from the worker's report among these events.
         done = {e.key: e for e in events if type(e) in (TaskFinished, TaskFailed)}
-        for key, start, finish, cause, now in reversed(new):
+        for key, start, finish, cause, now in new:
             extra: dict[str, Any] = {}
             ev = done.get(key) if start == "processing" else None
             if ev is not None:

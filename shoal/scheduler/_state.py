@@ -117,7 +117,7 @@ class SchedulerState(
         worker_ttl: float = 300.0,
         bandwidth: float = placement.BANDWIDTH,
         task_stream_size: int = 100_000,
-        story_size: int = 100_000,
+        story_size: int | None = 100_000,
         unknown_duration: float = placement.UNKNOWN_DURATION,
         erred_history: int = 100,
     ) -> None:
