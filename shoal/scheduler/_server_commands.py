@@ -33,6 +33,7 @@ from shoal.scheduler._events import (
     ContinueWork,
     DropScattered,
     ForgetFunctions,
+    LogEvent,
     ReportCancelled,
     ReportDone,
     ReportErred,
@@ -47,6 +48,7 @@ from shoal.scheduler._events import (
 )
 from shoal.scheduler._server_base import ShellBase
 from shoal.scheduler._state import EventsFailed, stimulus_id
+from shoal.scheduler._topics import EventLogged
 
 logger = logging.getLogger("shoal.scheduler")
 
@@ -247,6 +249,11 @@ class ServerCommands(ShellBase):
         elif isinstance(cmd, ContinueWork):
             # After what waits now (other connections, timers): a bounded step each time.
             asyncio.get_running_loop().call_soon(self._apply, [WorkResumed()])
+        elif isinstance(cmd, LogEvent):  # as a TopicLog: kept, sent to subscribers, hooked
+            self._apply_side(self.topics, [EventLogged(cmd.topics, cmd.msg, time.time())])
+            if self.plugin_host.plugins:
+                for topic in cmd.topics:
+                    self._hook("log_event", topic, cmd.msg)
         elif isinstance(cmd, CloseWorker):
             conn = workers.get(cmd.worker)
             if conn is not None:
