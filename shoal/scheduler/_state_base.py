@@ -86,7 +86,6 @@ def prefix_counts(state: Any) -> dict[str, dict[str, int]]:
     return out
 
 
-@trait
 def stimulus_id(cause: str, now: float) -> str:
     """dask's name for what made a transition: the event's kind and when it arrived
     (``"task-finished-1796232193.38"``), from a story row's cause and time."""
@@ -99,6 +98,7 @@ def _kebab(name: str) -> str:
                    for i, c in enumerate(name))
 
 
+@trait
 class StateBase:
     """The attributes of the scheduler state (set in ``SchedulerState.__init__``) and the
     methods the parts call across modules. Declarations only: no behaviour lives here."""
