@@ -70,8 +70,7 @@ def _mine(worker: Any) -> set[Any] | None:
 
 def worker_story(keys_or_stimuli: list[Any], dask_worker: Any = None) -> list[tuple[Any, ...]]:
     """The worker's story rows about these keys or stimulus ids (``client.story``)."""
-    state = getattr(dask_worker, "state", None)
-    return [] if state is None else state.story(*keys_or_stimuli)
+    return [] if dask_worker is None else dask_worker.story(*keys_or_stimuli)
 
 
 # A worker's ``story_length`` before dask's config is read (None is a length: no bound).

@@ -333,6 +333,11 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
             runs = [ts.run if (ts := tasks.get(k)) is not None else 0 for k in keys]
             self._scheduler.send(TasksStarted(keys, runs))
 
+    def story(self, *keys_or_stimuli: Any) -> list[tuple[Any, ...]]:
+        """This worker's story rows about these keys or stimulus ids, oldest first, in
+        dask's shape (dask's ``Worker.story``; see :meth:`WorkerState.story`)."""
+        return [] if self.state is None else self.state.story(*keys_or_stimuli)
+
     def get_current_task(self) -> Any:
         """The key of the task running in the calling thread (None outside a task), as
         dask's ``Worker.get_current_task``: tasks label their logs and outputs with it."""
