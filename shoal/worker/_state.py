@@ -213,7 +213,6 @@ class WorkerState:
         if not deps:
             self._run(ts, "released", "compute-task")
             return
-        self.log.append((key, "released", "waiting", "compute-task", self._now))
         fetch_by_peer: dict[str, list[Key]] = {}
         sizes: dict[Key, int] = {}
         lacking: list[Key] = []
@@ -245,9 +244,10 @@ class WorkerState:
                 self._out.append(Fetch(peer, keys, {k: sizes[k] for k in keys}))
         if lacking:
             return
-        if not ts.missing:
-            self._run(ts, "waiting", "compute-task")
+        if not ts.missing:  # its inputs are all here: one row, straight to executing
+            self._run(ts, "released", "compute-task")
         else:
+            self.log.append((key, "released", "waiting", "compute-task", self._now))
             for dep_key in list(ts.missing):
                 if dep_key not in self.in_flight:
                     self._give_up(dep_key)
