@@ -13,6 +13,13 @@ raises such an interrupt again in the main thread (``_thread.interrupt_main`` fr
 thread: the SIGINT handler runs again at a later boundary, outside the hook), and hands every
 other unraisable exception to the hook that was there before.
 
+A blocking call made from a coroutine (a blocking Client's ``result()`` inside
+``asyncio.run(main())``) waits in steps of ``CANCEL_POLL`` seconds and raises
+``asyncio.CancelledError`` once its task's cancellation is asked for (``wait_polling``):
+since Python 3.11 asyncio's SIGINT handler does not raise ``KeyboardInterrupt`` but cancels
+the main task, which nothing would see while its thread waits; ``asyncio.run`` then
+raises ``KeyboardInterrupt``.
+
 A finalizer cut short did not do its work (``Future.__del__``: give back the future's
 reference, else its key stays held on the cluster). A function registered with
 ``resume_with`` is called with the innermost frame and line the interrupt came at, first,
@@ -22,9 +29,11 @@ and finishes what that frame had not done yet.
 from __future__ import annotations
 
 import _thread
+import asyncio
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any
@@ -33,6 +42,8 @@ logger = logging.getLogger("shoal")
 
 _lock = threading.Lock()
 _installed = False
+# Seconds between two looks at whether a blocked coroutine's task is being cancelled.
+CANCEL_POLL = 0.1
 _resumes: dict[CodeType, Callable[[FrameType, int], None]] = {}
 
 
@@ -87,3 +98,39 @@ def install() -> None:
             return
         _installed = True
         sys.unraisablehook = _make_hook(sys.unraisablehook)
+
+
+def blocked_task() -> tuple[Any, int] | None:
+    """The task whose coroutine makes a blocking call in this thread, with its count of
+    cancellation requests now; None outside a running event loop's task (and before
+    Python 3.11, whose ``asyncio.run`` lets SIGINT raise ``KeyboardInterrupt`` itself)."""
+    loop = asyncio._get_running_loop()
+    if loop is None:
+        return None
+    task = asyncio.current_task(loop)
+    if task is None or not hasattr(task, "cancelling"):
+        return None
+    return task, task.cancelling()
+
+
+def wait_polling(wait: Callable[[float], bool], timeout: float | None,
+                 blocked: tuple[Any, int]) -> bool:
+    """Call ``wait(seconds) -> done`` in steps of ``CANCEL_POLL`` until it is done (True)
+    or ``timeout`` has passed (False).
+
+    Raises:
+        asyncio.CancelledError: the blocked task's cancellation was asked for meanwhile
+            (Ctrl-C under ``asyncio.run``): the task ends cancelled, as if it had awaited.
+    """
+    task, before = blocked
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:  # ends: done, the deadline, or the task's cancellation
+        step = CANCEL_POLL
+        if deadline is not None:
+            step = min(step, max(0.0, deadline - time.monotonic()))
+        if wait(step):
+            return True
+        if task.cancelling() > before:
+            raise asyncio.CancelledError("cancelled while waiting in a blocking shoal call")
+        if deadline is not None and time.monotonic() >= deadline:
+            return False

@@ -14,6 +14,8 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from shoal import _interrupts
+
 T = TypeVar("T")
 
 _lock = threading.Lock()
@@ -84,6 +86,14 @@ def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
             "done-callback); call it from another thread or use the asynchronous API"
         )
     fut = asyncio.run_coroutine_threadsafe(coro, get_loop())
+    blocked = _interrupts.blocked_task()
+    if blocked is not None:  # a coroutine's blocking call: Ctrl-C cancels its task
+        try:
+            _interrupts.wait_polling(lambda t: _settles(fut, t), timeout, blocked)
+        except asyncio.CancelledError:
+            fut.cancel()  # the caller's task is cancelled: so is what it waited for
+            raise
+        timeout = 0  # done, or its time is up: read it at once
     try:
         return fut.result(timeout)
     except concurrent.futures.TimeoutError:
@@ -91,6 +101,11 @@ def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
             return fut.result()  # done: no wait
         fut.cancel()
         raise TimeoutError(f"operation did not finish within {timeout} s") from None
+
+
+def _settles(fut: concurrent.futures.Future[Any], timeout: float) -> bool:
+    concurrent.futures.wait([fut], timeout)
+    return fut.done()
 
 
 def run_async(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> Any:

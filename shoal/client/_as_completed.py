@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
-from shoal import _gc
+from shoal import _gc, _interrupts
 from shoal.client._faces import answer
 from shoal.client._future import Future, FutureState, settled
 
@@ -132,7 +132,11 @@ class as_completed:
                             f"as_completed: {self._pending.total()} future(s) not done after "
                             f"{self._timeout} s"
                         )
-                self._cond.wait(remaining)
+                blocked = _interrupts.blocked_task()
+                if blocked is None:
+                    self._cond.wait(remaining)
+                else:  # a coroutine's blocking call: Ctrl-C cancels its task
+                    _interrupts.wait_polling(self._cond.wait, remaining, blocked)
 
     def _emit(self, f: Future) -> Any:
         if not self.with_results:

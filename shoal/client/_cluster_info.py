@@ -37,18 +37,28 @@ async def run(self: Client, function: Callable[..., Any], *args: Any, workers: A
 
     A function with a ``dask_worker`` parameter is given the worker. An async function is
     awaited on the worker's event loop; with ``wait=False`` it is only started, and None
-    is returned. ``on_error``: "raise" the first failure, "return" exceptions as results,
-    or "ignore" failed workers. ``nanny=True`` runs it in the nanny (only for a
-    ``LocalCluster`` of this process: shoal's nannies are not servers of their own).
+    is returned (a plain function with ``wait=False`` is refused, as dask's workers do:
+    it runs nowhere, and None is returned unless ``on_error="raise"``). ``on_error``:
+    "raise" the first failure, "return" exceptions as results, or "ignore" failed
+    workers. ``nanny=True`` runs it in the nanny (only for a ``LocalCluster`` of this
+    process: shoal's nannies are not servers of their own).
 
     Raises:
-        ValueError: a bad ``on_error``; the function's own exception with "raise".
+        ValueError: a bad ``on_error``; ``wait=False`` with a function that is not async
+            (with "raise").
+        The function's own exception, with "raise".
     """
     self._check_open()
     if on_error not in _ON_ERROR:
         raise ValueError(f"on_error must be 'raise', 'return' or 'ignore', got {on_error!r}")
     if not callable(function):
         raise TypeError(f"run takes a function, got {type(function).__name__}")
+    if not wait and not inspect.iscoroutinefunction(function):
+        if on_error == "raise":
+            raise ValueError(
+                f"run(..., wait=False) only starts async functions; {function!r} is not one: "
+                "call run() without wait=False to run it and wait, or make it `async def`")
+        return None  # dask: each worker refuses it, and the refusals are ignored/returned
     wl = self._check_workers(workers)
     call = functools.partial(function, *args, **kwargs)
     if nanny:
@@ -196,21 +206,26 @@ async def task_stream_since(self: Client, cursor: int) -> tuple[int, list[dict[s
         cursor = nxt
 
 async def story(self: Client, *keys: Any, on_error: str = "raise") -> list[tuple[Any, ...]]:
-    """Every transition the scheduler recorded for ``keys`` (keys, futures or stimulus ids),
-    oldest first for each, in dask's rows: ``("scheduler", key, start, finish,
-    recommendations, stimulus_id, timestamp)``. ``stimulus_id`` names the event that made
-    the move and when it arrived (``"task-finished-1796232193.38"``); shoal's moves
-    cascade directly, so ``recommendations`` is always ``{}``. Workers keep no story in
-    shoal: there are no rows of theirs (dask adds each worker's).
+    """Every transition the scheduler and the workers recorded for ``keys`` (keys, futures
+    or stimulus ids), as dask merges them: the scheduler's rows first, oldest first for
+    each key, ``("scheduler", key, start, finish, recommendations, stimulus_id,
+    timestamp)``; then each worker's, ``(address, key, start, finish, final,
+    recommendations, stimulus_id, timestamp)`` (its last
+    ``distributed.admin.low-level-log-length`` moves). ``stimulus_id`` names the event
+    that made the move and when it arrived (``"task-finished-1796232193.38"``): the
+    scheduler's and a worker's are their own (shoal's messages carry no stimulus ids).
+    shoal's moves cascade directly, so ``recommendations`` is always ``{}``.
 
-    ``on_error="ignore"`` gives an empty list instead of raising if the scheduler cannot
-    answer (dask's argument)."""
+    ``on_error="ignore"`` leaves out the rows of whoever cannot answer instead of raising
+    (dask's argument)."""
     if on_error not in ("raise", "ignore"):
         raise ValueError(f"on_error must be 'raise' or 'ignore', got {on_error!r}")
+    from shoal.worker._introspect import worker_story
+
+    wanted = [key.key if isinstance(key, Future) else key for key in keys]
     rows: list[tuple[Any, ...]] = []
     try:
-        for key in keys:
-            key = key.key if isinstance(key, Future) else key
+        for key in wanted:
             got = await self._request_within("story", self._timeout, key=key)
             rows.extend(("scheduler", k, start, finish, dict(recs), sid, when)
                         for k, start, finish, recs, sid, when in got)
@@ -218,8 +233,20 @@ async def story(self: Client, *keys: Any, on_error: str = "raise") -> list[tuple
         if on_error == "raise":
             raise
         logger.warning("story(%d key(s)): the scheduler gave no story (%s: %s); "
-                       "on_error='ignore' returns none", len(rows), type(exc).__name__, exc)
-        return []  # on_error="ignore": dask's "no story" rather than an error
+                       "on_error='ignore' leaves its rows out", len(wanted),
+                       type(exc).__name__, exc)
+        rows = []  # on_error="ignore": dask's "no story" rather than an error
+    try:
+        answers = await run(self, worker_story, wanted, on_error=on_error) or {}
+    except Exception as exc:  # reported: raised, or logged with on_error="ignore"
+        if on_error == "raise":
+            raise
+        logger.warning("story(%d key(s)): the workers gave no story (%s: %s); "
+                       "on_error='ignore' leaves their rows out", len(wanted),
+                       type(exc).__name__, exc)
+        answers = {}
+    for address, got in answers.items():
+        rows.extend((address, *row) for row in got)
     return rows
 
 def dashboard_link(self: Client) -> str | None:

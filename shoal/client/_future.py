@@ -127,7 +127,10 @@ class FutureState:
             if latch is None:
                 latch = w.latch = _thread.allocate_lock()
                 latch.acquire()
-        if timeout is None:
+        blocked = _interrupts.blocked_task()
+        if blocked is not None:  # a coroutine's blocking call: Ctrl-C cancels its task
+            got = _interrupts.wait_polling(lambda t: latch.acquire(True, t), timeout, blocked)
+        elif timeout is None:
             got = latch.acquire()
         else:
             got = latch.acquire(True, min(max(timeout, 0.0), threading.TIMEOUT_MAX))

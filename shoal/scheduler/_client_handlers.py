@@ -25,6 +25,7 @@ from shoal.scheduler._events import (
     KeysCancelled,
     KeysReleased,
     KeysRetried,
+    LogEvent,
     ReportCancelled,
     ReportDone,
     ReportErred,
@@ -55,8 +56,16 @@ class ClientHandlers(StateBase):
 
     def _on_client_joined(self, ev: ClientJoined) -> None:
         self.clients.setdefault(ev.client, set())
+        if ev.client not in self._joined:
+            self._joined.add(ev.client)
+            self._out.append(LogEvent(["all", ev.client],
+                                      {"action": "add-client", "client": ev.client}))
 
     def _on_client_left(self, ev: ClientLeft) -> None:
+        if ev.client in self._joined:  # not a pseudo-client (a dataset's or lock's holder)
+            self._joined.discard(ev.client)
+            self._out.append(LogEvent(["all", ev.client],
+                                      {"action": "remove-client", "client": ev.client}))
         held = self.clients.pop(ev.client, set())
         for ts in held:
             self._unwant(ts, ev.client)

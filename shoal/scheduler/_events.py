@@ -379,6 +379,15 @@ class ReportCancelled(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class LogEvent(Command):
+    """Log ``msg`` under each of ``topics`` (dask's ``Scheduler.log_event``: workers and
+    clients coming and going, in dask's message shapes)."""
+
+    topics: list[str]
+    msg: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class CloseWorker(Command):
     worker: str
     reason: str

@@ -62,6 +62,15 @@ def _event_log_length() -> int:
     return int(value) if value else topics.DEFAULT_MAXLEN
 
 
+def _transition_log_length() -> int | None:
+    """Story rows (transitions) kept: dask's ``distributed.admin.low-level-log-length``
+    (1,000; None keeps every row, as dask's deque does)."""
+    import dask
+
+    value = dask.config.get("distributed.admin.low-level-log-length", 1000)
+    return None if value is None else max(0, int(value))
+
+
 def _erred_history() -> int:
     """Failures kept for the dashboard's /exceptions: dask's
     ``distributed.diagnostics.erred-tasks.max-history``."""
@@ -170,6 +179,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
                                     bandwidth=bandwidth, unknown_duration=_unknown_duration(),
                                     work_stealing=work_stealing,
                                     erred_history=_erred_history(),
+                                    story_size=_transition_log_length(),
                                     task_stream_size=_task_stream_length())
         self.topics = topics.Topics(_event_log_length())
         self.datasets = datasets.Datasets()

@@ -10,6 +10,7 @@ it), and forgetting function blobs no task uses.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from typing import Any
@@ -32,6 +33,7 @@ from shoal.scheduler._events import (
     ContinueWork,
     DropScattered,
     ForgetFunctions,
+    LogEvent,
     ReportCancelled,
     ReportDone,
     ReportErred,
@@ -46,6 +48,7 @@ from shoal.scheduler._events import (
 )
 from shoal.scheduler._server_base import ShellBase
 from shoal.scheduler._state import EventsFailed, stimulus_id
+from shoal.scheduler._topics import EventLogged
 
 logger = logging.getLogger("shoal.scheduler")
 
@@ -73,18 +76,23 @@ class ServerCommands(ShellBase):
     def _apply_watched(self, events: list[Any]) -> None:
         """``_apply`` while a scheduler plugin watches transitions: the new rows of the
         state's story are its calls."""
-        story = self.state._log
-        last = story[-1] if story else None
-        commands = self._handle(events)
-        new = []
-        for row in reversed(story):
-            if row is last:
-                break
-            new.append(row)
+        # The batch's rows go to a log of their own first, then to the state's: a batch
+        # making more moves than that log keeps (distributed.admin.low-level-log-length)
+        # still shows the plugin every one. (An InvalidTransition raised meanwhile shows
+        # the task's moves of this batch only.)
+        state = self.state
+        kept = state._log
+        new: collections.deque[tuple[Any, ...]] = collections.deque()
+        state._log = new
+        try:
+            commands = self._handle(events)
+        finally:
+            state._log = kept
+            kept.extend(new)
         # What dask gives a task's processing -> memory/erred move (a task-stream plugin
         # reads ``startstops``), from the worker's report among these events.
         done = {e.key: e for e in events if type(e) in (TaskFinished, TaskFailed)}
-        for key, start, finish, cause, now in reversed(new):
+        for key, start, finish, cause, now in new:
             extra: dict[str, Any] = {}
             ev = done.get(key) if start == "processing" else None
             if ev is not None:
@@ -241,6 +249,11 @@ class ServerCommands(ShellBase):
         elif isinstance(cmd, ContinueWork):
             # After what waits now (other connections, timers): a bounded step each time.
             asyncio.get_running_loop().call_soon(self._apply, [WorkResumed()])
+        elif isinstance(cmd, LogEvent):  # as a TopicLog: kept, sent to subscribers, hooked
+            self._apply_side(self.topics, [EventLogged(cmd.topics, cmd.msg, time.time())])
+            if self.plugin_host.plugins:
+                for topic in cmd.topics:
+                    self._hook("log_event", topic, cmd.msg)
         elif isinstance(cmd, CloseWorker):
             conn = workers.get(cmd.worker)
             if conn is not None:

@@ -70,6 +70,7 @@ from shoal.scheduler._state_base import ACTIVE as ACTIVE
 from shoal.scheduler._state_base import FIRE_AND_FORGET as FIRE_AND_FORGET
 from shoal.scheduler._state_base import STATES, task_group
 from shoal.scheduler._state_base import key_prefix as key_prefix
+from shoal.scheduler._state_base import stimulus_id as stimulus_id
 from shoal.scheduler._stealing import find_victims
 from shoal.scheduler._tasks import Key, TaskState, WorkerState
 from shoal.scheduler._transitions import _TRANSITIONS as _TRANSITIONS
@@ -93,18 +94,6 @@ class EventsFailed(RuntimeError):
         self.commands = commands
 
 
-def stimulus_id(cause: str, now: float) -> str:
-    """dask's name for what made a transition: the event's kind and when it arrived
-    (``"task-finished-1796232193.38"``), from a story row's cause and time."""
-    return f"{_kebab(cause)}-{now}"
-
-
-def _kebab(name: str) -> str:
-    """``"TaskFinished"`` -> ``"task-finished"``."""
-    return "".join("-" + c.lower() if c.isupper() and i else c.lower()
-                   for i, c in enumerate(name))
-
-
 class SchedulerState(
     Transitions, Dispatch, ClientHandlers, ScatterHandlers, WorkerHandlers, ReportHandlers
 ):
@@ -117,7 +106,7 @@ class SchedulerState(
         worker_ttl: float = 300.0,
         bandwidth: float = placement.BANDWIDTH,
         task_stream_size: int = 100_000,
-        story_size: int = 100_000,
+        story_size: int | None = 100_000,
         unknown_duration: float = placement.UNKNOWN_DURATION,
         erred_history: int = 100,
         work_stealing: bool = True,
@@ -125,6 +114,7 @@ class SchedulerState(
         self.tasks: dict[Key, TaskState] = {}
         self.workers: dict[str, WorkerState] = {}
         self.clients: dict[str, set[TaskState]] = {}
+        self._joined: set[str] = set()  # clients that joined (ClientJoined), not holders
         self.allowed_failures = allowed_failures
         self.worker_ttl = worker_ttl
         self.bandwidth = bandwidth

@@ -86,6 +86,18 @@ def prefix_counts(state: Any) -> dict[str, dict[str, int]]:
     return out
 
 
+def stimulus_id(cause: str, now: float) -> str:
+    """dask's name for what made a transition: the event's kind and when it arrived
+    (``"task-finished-1796232193.38"``), from a story row's cause and time."""
+    return f"{_kebab(cause)}-{now}"
+
+
+def _kebab(name: str) -> str:
+    """``"TaskFinished"`` -> ``"task-finished"``."""
+    return "".join("-" + c.lower() if c.isupper() and i else c.lower()
+                   for i, c in enumerate(name))
+
+
 @trait
 class StateBase:
     """The attributes of the scheduler state (set in ``SchedulerState.__init__``) and the
@@ -121,6 +133,7 @@ class StateBase:
     task_stream_total: int
     completed_total: int
     _log: deque[tuple[Any, ...]]
+    _joined: set[str]  # clients that joined (ClientJoined), not pseudo-clients
     _out: list[Command]
     _fired_done: list[TaskState]
     _forget_watch: set[Key]  # ForgetWatched keys, until a task of theirs is forgotten

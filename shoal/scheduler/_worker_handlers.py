@@ -21,13 +21,14 @@ from shoal.scheduler._events import (
     DataMissing,
     ForgetFunctions,
     HeartbeatReceived,
+    LogEvent,
     Tick,
     WorkerJoined,
     WorkerLeft,
     WorkerPaused,
     WorkerRetiring,
 )
-from shoal.scheduler._state_base import StateBase
+from shoal.scheduler._state_base import StateBase, stimulus_id
 from shoal.scheduler._tasks import TaskState, WorkerState, unhold, waits_again
 
 
@@ -44,6 +45,8 @@ class WorkerHandlers(StateBase):
         )
         self._went_idle.add(ws)
         self._room.add(ws)
+        self._out.append(LogEvent([ev.address], {"action": "add-worker"}))
+        self._out.append(LogEvent(["all"], {"action": "add-worker", "worker": ev.address}))
         waiting = list(self._no_worker)
         self._no_worker.clear()
         for ts in waiting:
@@ -75,6 +78,7 @@ class WorkerHandlers(StateBase):
             return
         self._paused.discard(ws)
         self._room.remove(ws)
+        processing = [ts.key for ts in ws.processing]
         recompute: list[TaskState] = []
         suspects = set(self._suspects(ws)) if crashed else set()
         for ts in sorted(ws.processing, key=lambda t: t.prio):
@@ -100,6 +104,13 @@ class WorkerHandlers(StateBase):
                 self._go(ts, "released")
                 (actors if ts.actor else lost).append(ts)
         ws.has_what.clear()
+        # dask's remove-worker event (lists, not sets: events travel as msgpack)
+        said = {"action": "remove-worker", "processing-tasks": processing,
+                "lost-computed-tasks": [ts.key for ts in lost if ts.payload is not None],
+                "lost-scattered-tasks": [ts.key for ts in lost if ts.payload is None],
+                "stimulus_id": stimulus_id(self._cause, self._now), "expected": not crashed}
+        self._out.append(LogEvent([address], said))
+        self._out.append(LogEvent(["all"], {**said, "worker": address}))
         # An actor's state died with its worker; recomputing it would silently start afresh.
         for ts in actors:
             self._err(ts, _actor_lost_error(ts, ws.address, reason))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from shoal.comm import Connection
@@ -38,7 +39,7 @@ async def copy_keys(worker: Worker, conn: Connection, msg: CopyKeys) -> None:
         for key, value in values.items():
             worker.data[key] = value
             got[key] = nbytes(value)
-    worker._carry_out(worker.state.handle(CopiesStored(got)))
+    worker._carry_out(worker.state.handle(CopiesStored(got), now=time.time()))
     if not conn.closed:
         conn.send(Response(msg.request_id, True, [[k, n] for k, n in got.items()]))
 

@@ -104,7 +104,7 @@ class FetchingMixin(WorkerBase):
             logger.exception("worker %s: fetching %d keys from %s failed", self.address,
                              len(keys), peer)
             events = [FetchFailed(peer, keys)]
-        self._carry_out(self.state.handle(*events))
+        self._carry_out(self.state.handle(*events, now=time.time()))
 
     async def _get_data(self, peer: str, keys: list[Any]) -> Data:
         conn = await self._peer(peer)

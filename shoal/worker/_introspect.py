@@ -9,6 +9,7 @@ to the executor's frame for the task, which names its key.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import traceback
 from types import FrameType
@@ -65,6 +66,36 @@ def _mine(worker: Any) -> set[Any] | None:
     one process's threads (None: no state to tell, keep every task)."""
     state = getattr(worker, "state", None)
     return None if state is None else set(state.tasks)
+
+
+def worker_story(keys_or_stimuli: list[Any], dask_worker: Any = None) -> list[tuple[Any, ...]]:
+    """The worker's story rows about these keys or stimulus ids (``client.story``)."""
+    return [] if dask_worker is None else dask_worker.story(*keys_or_stimuli)
+
+
+# A worker's ``story_length`` before dask's config is read (None is a length: no bound).
+STORY_LENGTH_UNREAD: Any = object()
+
+
+def story_length() -> int | None:
+    """Story rows a worker keeps: dask's ``distributed.admin.low-level-log-length``
+    (None: all). Imports dask: not before a worker process has (``follow_story_length``)."""
+    import dask
+
+    value = dask.config.get("distributed.admin.low-level-log-length", 1000)
+    return None if value is None else max(0, int(value))
+
+
+async def follow_story_length(worker: Any) -> None:
+    """Once the worker process has imported dask in the background, its state keeps the
+    configured number of story rows (dask's default, 1,000, until then)."""
+    from shoal.worker._execute import imports_ready
+
+    if not imports_ready.is_set():
+        await asyncio.to_thread(imports_ready.wait)  # ends: the import thread sets it
+    worker.story_length = story_length()
+    if worker.state is not None:
+        worker.state.set_log_length(worker.story_length)
 
 
 def worker_logs(n: int | None = None, dask_worker: Any = None) -> list[tuple[str, str]]:

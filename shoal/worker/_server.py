@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from typing import Any
 
@@ -60,6 +61,7 @@ from shoal.worker._actors import ActorHost
 from shoal.worker._client_run import ClientRunMixin
 from shoal.worker._execute import Executor, loads_when_ready, unpickle
 from shoal.worker._fetching import FetchingMixin, transfer_groups
+from shoal.worker._introspect import STORY_LENGTH_UNREAD, follow_story_length, story_length
 from shoal.worker._memory_monitor import MemoryMonitorMixin
 from shoal.worker._serving import ServingMixin
 from shoal.worker._session import SchedulerGone, SessionMixin
@@ -130,7 +132,17 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
 
     def _new_session(self, loop: asyncio.AbstractEventLoop) -> None:
         """A fresh state machine, data store and executor for the next registration."""
-        self.state = WorkerState(self.address)
+        # Its story's length is dask's config, read once dask is imported: a worker
+        # process imports it in the background after start-up (see _introspect).
+        if self.story_length is STORY_LENGTH_UNREAD:
+            if "dask.config" in sys.modules and _execute.imports_ready.is_set():
+                self.story_length = story_length()
+            else:
+                self._spawn(follow_story_length(self))
+        if self.story_length is STORY_LENGTH_UNREAD:
+            self.state = WorkerState(self.address)
+        else:
+            self.state = WorkerState(self.address, self.story_length)
         if isinstance(self.data, SpillBuffer):
             self.data.close()
         self.data = self._data_store()
@@ -266,7 +278,7 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
                 self._spawn(self._run_function(conn, msg))
             elif isinstance(msg, (PluginSetup, PluginTeardown)):
                 if events:  # tasks before the plugin message are assigned before it
-                    self._carry_out(self.state.handle(*events))
+                    self._carry_out(self.state.handle(*events, now=time.time()))
                     events = []
                 self.plugin_host.on_message(conn, msg)
             elif isinstance(msg, CopyKeys):
@@ -289,7 +301,7 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
             else:
                 logger.warning("worker got an unexpected %s from the scheduler", msg.tag)
         if events:
-            self._carry_out(self.state.handle(*events))
+            self._carry_out(self.state.handle(*events, now=time.time()))
         if freed:  # freed while queued (cancelled, or stolen by another worker): don't start
             tasks = self.state.tasks
             revoked = [k for k in freed if k in tasks and tasks[k].state == "cancelled"]
@@ -311,7 +323,7 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
                 now = time.time()
                 events.append(ExecuteDone(cmd.key, 0, "", now, now, -1, None, _NOT_RUN))
         if events:
-            self._carry_out(self.state.handle(*events))
+            self._carry_out(self.state.handle(*events, now=time.time()))
 
     def _on_started(self, keys: list[Any], session: int) -> None:
         if session == self._session and self._scheduler is not None:
@@ -320,6 +332,11 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
             # Each key's current run (its record stays until its result is handled).
             runs = [ts.run if (ts := tasks.get(k)) is not None else 0 for k in keys]
             self._scheduler.send(TasksStarted(keys, runs))
+
+    def story(self, *keys_or_stimuli: Any) -> list[tuple[Any, ...]]:
+        """This worker's story rows about these keys or stimulus ids, oldest first, in
+        dask's shape (dask's ``Worker.story``; see :meth:`WorkerState.story`)."""
+        return [] if self.state is None else self.state.story(*keys_or_stimuli)
 
     def get_current_task(self) -> Any:
         """The key of the task running in the calling thread (None outside a task), as
@@ -357,12 +374,13 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
                 self.plugin_host.transition(ev.key, "executing",
                                         "memory" if ev.error is None else "error")
         sched = self._scheduler
+        now = time.time()
         if sched is None:
-            self._carry_out(self.state.handle(*batch))
+            self._carry_out(self.state.handle(*batch, now=now))
             return
         sched.hold()  # the executor batched what finished: report it now, in one write
         try:
-            self._carry_out(self.state.handle(*batch))
+            self._carry_out(self.state.handle(*batch, now=now))
         finally:
             sched.flush()
 
@@ -440,7 +458,7 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
             event = self._store(msg, _raise(exc))
         else:
             event = self._store(msg, lambda _data: value)
-        self._carry_out(self.state.handle(event))
+        self._carry_out(self.state.handle(event, now=time.time()))
 
     def _unstorable(self, key: Any, exc: BaseException) -> dict[str, Any]:
         """The error of a scattered value this worker cannot load."""

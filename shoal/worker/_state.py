@@ -16,6 +16,7 @@ the run it last assigned.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from shoal.protocol._messages import (
@@ -85,11 +86,20 @@ class _Task:
         self.state = "waiting"
 
 
+# Story rows kept when no length is given: dask's distributed.admin.low-level-log-length.
+LOG_LENGTH = 1000
+
+
 class WorkerState:
     """All of one worker's decisions about its tasks and their inputs."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, log_length: int | None = LOG_LENGTH) -> None:
         self.address = address
+        # The story (dask's ``WorkerState.log``): ``(key, start, finish, cause, now)`` per
+        # move, newest last; ``cause`` names what moved it and ``now`` is when ``handle``
+        # was called. Rows are plain tuples of what is at hand: ``story`` formats them.
+        self.log: deque[tuple[Any, str, str, str, float]] = deque(maxlen=log_length)
+        self._now = 0.0
         self.tasks: dict[Key, _Task] = {}
         self.held: dict[Key, int] = {}  # key -> nbytes of values the shell stores
         self.assigned: set[Key] = set()  # keys the scheduler knows we hold (our results/scatter)
@@ -103,7 +113,10 @@ class WorkerState:
         self.shadowed: set[Key] = set()
         self._out: list[Command] = []
 
-    def handle(self, *events: Event) -> list[Command]:
+    def handle(self, *events: Event, now: float = 0.0) -> list[Command]:
+        """Apply events in order; return the commands they lead to. ``now``: when they
+        arrived (``time.time()``, from the shell), the time of their story rows."""
+        self._now = now
         for ev in events:
             kind = type(ev)
             if kind is ExecuteDone:
@@ -111,6 +124,7 @@ class WorkerState:
             elif kind is ComputesAssigned:
                 m = ev.msg  # type: ignore[attr-defined]
                 compute, tasks, held, out = self._compute, self.tasks, self.held, self._out
+                told = self.log.append
                 for key, payload, deps, priority, inline, run, drop in zip(
                         m.keys, m.payloads, m.deps, m.priorities, m.send_inline, m.runs,
                         m.drops, strict=True):
@@ -122,6 +136,7 @@ class WorkerState:
                     ts = tasks[key] = _Task(key, payload, (), priority, inline, run, tuple(drop))
                     ts.state = "executing"
                     out.append(Execute(key, payload, priority, inline, ()))
+                    told((key, "released", "executing", "compute-task", now))
             elif kind is ComputeAssigned:
                 m = ev.msg  # type: ignore[attr-defined]
                 self._compute(m.key, m.payload, m.deps, m.priority, m.send_inline, m.run, m.drop)
@@ -132,6 +147,8 @@ class WorkerState:
             elif kind is KeysFreed:
                 self._on_freed(ev.keys)  # type: ignore[attr-defined]
             elif kind is DataStored:
+                self.log.append((ev.key, "released", "memory",  # type: ignore[attr-defined]
+                                 "receive-from-scatter", now))
                 self.held[ev.key] = ev.nbytes  # type: ignore[attr-defined]
                 self.assigned.add(ev.key)  # type: ignore[attr-defined]
                 self._out.append(Report(ScatterStored(ev.key, None)))  # type: ignore[attr-defined]
@@ -154,6 +171,24 @@ class WorkerState:
     def managed_bytes(self) -> int:
         return sum(self.held.values())
 
+    def story(self, *keys_or_stimuli: Any) -> list[tuple[Any, ...]]:
+        """The rows about any of these keys or stimulus ids, oldest first, in dask's
+        worker transition shape: ``(key, start, finish, final, recommendations,
+        stimulus_id, time)`` (``recommendations`` is always ``{}``: moves here cascade
+        directly; the stimulus id is ``"<cause>-<time>"``, as the scheduler's)."""
+        wanted = set(keys_or_stimuli)
+        out: list[tuple[Any, ...]] = []
+        for key, start, finish, cause, now in self.log:
+            sid = f"{cause}-{now}"
+            if key in wanted or sid in wanted:
+                out.append((key, start, finish, finish, {}, sid, now))
+        return out
+
+    def set_log_length(self, length: int | None) -> None:
+        """Keep ``length`` story rows from now on (None: all); the newest stay."""
+        if length != self.log.maxlen:
+            self.log = deque(self.log, maxlen=length)
+
     # --- events --------------------------------------------------------------------------------
 
     def _compute(self, key: Key, payload: Serialized, deps: Any, priority: Any,
@@ -172,10 +207,11 @@ class WorkerState:
             old.payload, old.priority, old.send_inline = payload, priority, send_inline
             if old.state == "cancelled":
                 old.state = "executing"  # resumed: its result is wanted again
+                self.log.append((key, "cancelled", "executing", "compute-task", self._now))
             return
         ts = self.tasks[key] = _Task(key, payload, deps, priority, send_inline, run, drop)
         if not deps:
-            self._run(ts)
+            self._run(ts, "released", "compute-task")
             return
         fetch_by_peer: dict[str, list[Key]] = {}
         sizes: dict[Key, int] = {}
@@ -208,9 +244,10 @@ class WorkerState:
                 self._out.append(Fetch(peer, keys, {k: sizes[k] for k in keys}))
         if lacking:
             return
-        if not ts.missing:
-            self._run(ts)
+        if not ts.missing:  # its inputs are all here: one row, straight to executing
+            self._run(ts, "released", "compute-task")
         else:
+            self.log.append((key, "released", "waiting", "compute-task", self._now))
             for dep_key in list(ts.missing):
                 if dep_key not in self.in_flight:
                     self._give_up(dep_key)
@@ -250,9 +287,10 @@ class WorkerState:
                 return h
         return holders[0] if holders else None
 
-    def _run(self, ts: _Task) -> None:
+    def _run(self, ts: _Task, start: str = "waiting", cause: str = "gather-dep-success") -> None:
         ts.state = "executing"
         self._out.append(Execute(ts.key, ts.payload, ts.priority, ts.send_inline, ts.deps))
+        self.log.append((ts.key, start, "executing", cause, self._now))
 
     def _on_done(self, ev: ExecuteDone) -> None:
         ts = self.tasks.pop(ev.key, None)
@@ -261,12 +299,14 @@ class WorkerState:
         for dep in ts.deps:
             self._unuse(dep, ts.key)
         if ts.state == "cancelled":
+            self.log.append((ev.key, "cancelled", "released", "task-finished", self._now))
             # Its result, or the copy it would have replaced; not a fetched copy in use.
             if ev.key not in self.held and (ev.error is None or ev.key in self.shadowed):
                 self._out.append(Drop([ev.key]))
             self.shadowed.discard(ev.key)
             return
         if ev.error is not None:
+            self.log.append((ev.key, "executing", "error", "task-erred", self._now))
             if ev.key in self.shadowed:  # the copy this run would have replaced goes
                 self.shadowed.discard(ev.key)
                 self._out.append(Drop([ev.key]))
@@ -279,6 +319,7 @@ class WorkerState:
         self.shadowed.discard(ev.key)
         self.held[ev.key] = ev.nbytes
         self.assigned.add(ev.key)
+        self.log.append((ev.key, "executing", "memory", "task-finished", self._now))
         drop = ts.drop
         self._out.append(
             Report(TaskDone(ev.key, ev.nbytes, ev.typename, ev.start, ev.stop, ev.thread,
@@ -343,7 +384,9 @@ class WorkerState:
 
     def _on_fetched(self, ev: FetchDone) -> None:
         total = 0
+        told, now = self.log.append, self._now
         for key, nbytes in ev.got.items():
+            told((key, "flight", "memory", "gather-dep-success", now))
             self.in_flight.pop(key, None)
             total += nbytes
             waiting = self.waiters.pop(key, set())
@@ -383,6 +426,8 @@ class WorkerState:
             )
 
     def _on_fetch_failed(self, ev: FetchFailed) -> None:
+        for key in ev.keys:
+            self.log.append((key, "flight", "fetch", "gather-dep-failed", self._now))
         self.bad_peers.add(ev.peer)
         self._retry_elsewhere(ev.peer, ev.keys)
 
@@ -435,10 +480,13 @@ class WorkerState:
         return dropped
 
     def _on_freed(self, keys: list[Key]) -> None:
+        told, now = self.log.append, self._now
         for key in keys:  # tasks first: a queued or running task pins its inputs
             ts = self.tasks.get(key)
             if ts is None:
                 continue
+            told((key, ts.state, "cancelled" if ts.state == "executing" else "released",
+                  "free-keys", now))
             if ts.state == "executing":
                 # Its inputs stay pinned (users) until it ends: the executor may not have
                 # read them yet, and the task may be assigned here again (revived).
@@ -455,6 +503,7 @@ class WorkerState:
                 del self.held[key]
                 self.users.pop(key, None)
                 drop.append(key)
+                told((key, "memory", "released", "free-keys", now))
         if drop:
             self._out.append(Drop(drop))
 

@@ -31,6 +31,7 @@ from shoal.protocol._pieces import MESSAGE_BYTES_LIMIT
 from shoal.protocol._serialize import FunctionTable
 from shoal.worker._actors import ActorHost
 from shoal.worker._execute import Executor
+from shoal.worker._introspect import STORY_LENGTH_UNREAD
 from shoal.worker._plugins import WorkerPlugins
 from shoal.worker._resources import check_resources
 from shoal.worker._spill import SpillBuffer
@@ -160,6 +161,8 @@ class WorkerBase:
         self._lifetime_task: asyncio.Task[None] | None = None
         # dask_setup/dask_teardown modules (``--preload``), run around start and close.
         self.preloads: Any = None
+        # Story rows the state keeps (distributed.admin.low-level-log-length), once read.
+        self.story_length: Any = STORY_LENGTH_UNREAD
 
     @property
     def plugins(self) -> dict[str, Any]:

@@ -41,6 +41,21 @@ def test_log_event_then_get_events(client: Client) -> None:
     assert client.get_events(topic()) == ()
 
 
+def test_membership_events_on_all_and_their_own_topics(client: Client) -> None:
+    # dask's shapes: each worker's add-worker on "all" (with its address) and on its topic
+    workers = set(client.scheduler_info()["workers"])
+    joined = {m["worker"] for _, m in client.get_events("all") if m["action"] == "add-worker"}
+    assert workers <= joined
+    for address in workers:
+        assert {"action": "add-worker"} in [m for _, m in client.get_events(address)]
+    with Client(client.scheduler_address, set_as_default=False):
+        mine = [m for _, m in client.get_events("all") if m.get("client") is not None]
+        assert mine[-1]["action"] == "add-client"
+        name = mine[-1]["client"]
+    wait_for(lambda: {"action": "remove-client", "client": name}
+             in [m for _, m in client.get_events(name)])
+
+
 def test_subscribe_topic_calls_the_handler_for_new_events(client: Client) -> None:
     name = topic()
     got: list[object] = []

@@ -286,3 +286,57 @@ def test_ctrl_c_as_a_submit_queues_its_message_does_not_lose_the_functions_blob(
     with pytest.raises(KeyboardInterrupt):
         client.submit(func, 1, pure=False)
     assert client.submit(func, 2, pure=False).result(timeout=30) == 13
+
+
+# Ctrl-C under ``asyncio.run(main())`` while ``main`` waits in a blocking Client call: since
+# Python 3.11 asyncio's SIGINT handler only cancels the main task, which cannot see that
+# while its thread is blocked: the wait must notice the cancellation (polled every 0.1 s),
+# and asyncio.run then raises KeyboardInterrupt. Each blocking call in turn, on one client.
+_ASYNCIO_RUN_PROGRAM = """
+    import asyncio, os, signal, threading, time
+    import shoal
+
+    def slow(x):
+        time.sleep(3)
+        return x
+
+    def sleepy():
+        time.sleep(3)
+
+    KINDS = ["result", "gather", "wait", "run"]
+
+    async def main(client, kind, sent):
+        threading.Timer(0.2, lambda: (sent.append(time.monotonic()),
+                                      os.kill(os.getpid(), signal.SIGINT))).start()
+        if kind == "result":
+            client.submit(slow, 1, pure=False).result()
+        elif kind == "gather":
+            client.gather([client.submit(slow, 2, pure=False)])
+        elif kind == "wait":
+            shoal.wait([client.submit(slow, 3, pure=False)])
+        elif kind == "run":
+            client.run(sleepy)
+
+    with shoal.Client(n_workers=1, threads_per_worker=4, processes=False,
+                      dashboard_address=None) as client:
+        for kind in KINDS:
+            sent = []
+            try:
+                asyncio.run(main(client, kind, sent))
+                print("not interrupted", kind, flush=True)
+            except KeyboardInterrupt:
+                print(kind, "took", round(time.monotonic() - sent[0], 2), flush=True)
+        print("after", client.submit(abs, -2).result(timeout=60), flush=True)
+"""
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.run's SIGINT handler is 3.11's")
+def test_ctrl_c_under_asyncio_run_reaches_a_blocking_call_promptly(tmp_path):
+    done = _run(tmp_path, _ASYNCIO_RUN_PROGRAM)
+    report = (done.stdout, done.stderr[-3000:])
+    assert done.returncode == 0, report
+    took = {line.split()[0]: float(line.split()[2]) for line in done.stdout.splitlines()
+            if " took " in line}
+    assert set(took) == {"result", "gather", "wait", "run"}, report
+    assert max(took.values()) < 1.0, report  # not the 3 s of the task
+    assert "after 2\n" in done.stdout, report

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import re
+from typing import Any
 
 import dask
 import pytest
 
 from shoal import Client, futures_of, wait
+
+from ._helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -105,8 +108,20 @@ def test_story_rows_carry_recommendations_stimulus_ids_and_times(client: Client)
     before = time.time()
     fut = client.submit(inc, 1, key="story-shape-1")
     fut.result(timeout=30)
-    rows = client.story(fut)
+    everyone = client.story(fut)
+    rows = [r for r in everyone if r[0] == "scheduler"]
     assert rows and all(type(r) is tuple and len(r) == 7 for r in rows)
+    # then the worker's rows (dask's worker transition rows, after its address)
+    (ran,) = client.who_has(fut)["story-shape-1"]
+    theirs = [r for r in everyone if r[0] != "scheduler"]
+    assert everyone == rows + theirs
+    assert [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in theirs] == [
+        (ran, "story-shape-1", "released", "executing", "executing", {}),
+        (ran, "story-shape-1", "executing", "memory", "memory", {})]
+    for *_, stimulus_id, when in theirs:
+        assert re.fullmatch(r"[a-z]+(-[a-z]+)*-\d+\.\d+", stimulus_id), stimulus_id
+        assert before - 1 <= when <= time.time() + 1
+    assert client.story(theirs[-1][6]) == [theirs[-1]]  # a worker's stimulus id
     moves = [(r[2], r[3]) for r in rows]
     assert moves[-1] == ("processing", "memory")
     for who, key, _start, _finish, recommendations, stimulus_id, when in rows:
@@ -121,8 +136,23 @@ def test_story_rows_carry_recommendations_stimulus_ids_and_times(client: Client)
     assert done_stimulus.startswith(("task-finished-", "tasks-finished-"))
     # dask's story takes stimulus ids too: the rows that stimulus made
     by_stimulus = client.story(done_stimulus)
-    assert by_stimulus and all(r[5] == done_stimulus for r in by_stimulus)
+    assert by_stimulus and all(r[5] == done_stimulus for r in by_stimulus if r[0] == "scheduler")
     assert rows[-1] in by_stimulus
+
+
+def _story_length(dask_worker: Any) -> Any:
+    return dask_worker.state.log.maxlen
+
+
+def test_a_worker_process_keeps_the_configured_number_of_story_rows(make_client: Any) -> None:
+    with dask.config.set({"distributed.admin.low-level-log-length": 3}):
+        c = make_client(1)
+    # read once the worker process has imported dask (in the background, after start-up)
+    wait_for(lambda: list(c.run(_story_length).values()) == [3])
+    c.gather(c.map(inc, range(5)))
+    (address,) = c.run(_story_length)
+    rows = [r for r in c.story(*[f.key for f in c.map(inc, range(5))]) if r[0] == address]
+    assert 0 < len(rows) <= 3
 
 
 # --- the less common Client methods ------------------------------------------------------------

@@ -65,6 +65,20 @@ def test_run_without_wait_starts_an_async_function_and_returns_none(client: Clie
     wait_for(lambda: set(client.run(_mark).values()) == {token})
 
 
+def test_run_without_wait_of_a_plain_function_raises_and_runs_nothing(client: Client) -> None:
+    # dask: wait=False is for async functions only; a plain one fails ("Combination not
+    # supported") with on_error="raise", and gives None otherwise, running nothing.
+    token = f"p{time.time()}"
+    with pytest.raises(ValueError, match="wait=False"):
+        client.run(_set_mark, token=token, wait=False)
+    assert client.run(_set_mark, token=token, wait=False, on_error="ignore") is None
+    assert token not in set(client.run(_mark).values())
+
+
+def _set_mark(dask_worker: Any, token: str) -> None:
+    dask_worker._h11_mark = token
+
+
 def test_run_on_error_raise_return_and_ignore(client: Client) -> None:
     with pytest.raises(ZeroDivisionError, match="run failed with 3"):
         client.run(_fail, 3)

@@ -53,6 +53,7 @@ from shoal.scheduler._events import (
     KeysCancelled,
     KeysReleased,
     KeysRetried,
+    LogEvent,
     ReplicasAdded,
     ReplicasDropped,
     ReportCancelled,
@@ -219,6 +220,9 @@ class ClusterSim:
                 self._kill(cmd.worker, deliver=0, tell=False)
             elif isinstance(cmd, ContinueWork):  # the shell hands it back on a later step
                 resume = True
+            elif isinstance(cmd, LogEvent):  # membership said on topics, in dask's shapes
+                if not cmd.topics or not cmd.msg.get("action"):
+                    raise Defect(f"membership event without a topic or action: {cmd!r}")
             elif not isinstance(cmd, (ReportCancelled, DropScattered, ForgetFunctions)):
                 raise Defect(f"unexpected scheduler command {cmd!r}")
         for cmds in pending.values():

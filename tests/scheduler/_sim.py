@@ -18,6 +18,7 @@ from shoal.scheduler._events import (
     KeysCancelled,
     KeysReleased,
     KeysRetried,
+    LogEvent,
     ScatterAcked,
     Seceded,
     SendCompute,
@@ -66,6 +67,10 @@ def of(cmds: Iterable[Command], kind: type) -> list[Any]:
     return [c for c in cmds if isinstance(c, kind)]
 
 
+def _tasks_only(cmds: list[Command]) -> list[Command]:
+    return [c for c in cmds if type(c) is not LogEvent]
+
+
 class Sim:
     """Feeds events to one ``SchedulerState`` on behalf of client ``c`` and workers."""
 
@@ -75,19 +80,22 @@ class Sim:
         self.now = 0.0
         state.handle(ClientJoined(client))
 
+    # join, leave and retire return their commands without the membership events
+    # (LogEvent, tested in test_membership_events.py): the tests here are about tasks.
+
     def join(
         self, address: str, nthreads: int = 1, name: str | None = None, *,
         host: str = "host", resources: dict[str, float] | None = None,
     ) -> list[Command]:
-        return self.state.handle(
+        return _tasks_only(self.state.handle(
             WorkerJoined(address, name or address, nthreads, 2**30, 1, host, self.now, resources)
-        )
+        ))
 
     def leave(self, address: str, reason: str = "gone") -> list[Command]:
-        return self.state.handle(WorkerLeft(address, reason, self.now))
+        return _tasks_only(self.state.handle(WorkerLeft(address, reason, self.now)))
 
     def retire(self, address: str, reason: str = "closing") -> list[Command]:
-        return self.state.handle(WorkerRetiring(address, reason))
+        return _tasks_only(self.state.handle(WorkerRetiring(address, reason)))
 
     def started(self, worker: str, *keys: Any, runs: Sequence[int] | None = None
                 ) -> list[Command]:

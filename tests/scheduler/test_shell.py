@@ -376,3 +376,39 @@ def test_compute_and_result_are_written_when_their_batch_is_carried_out() -> Non
         sched.state.validate()
 
     asyncio.run(scenario())
+
+
+class _Transitions:
+    """A scheduler plugin with a transition hook, recording every call."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[Any, str, str]] = []
+
+    def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
+        self.seen.append((key, start, finish))
+
+
+def test_transition_log_length_is_dasks_low_level_log_length() -> None:
+    import dask
+
+    with dask.config.set({"distributed.admin.low-level-log-length": 7}):
+        assert Scheduler().state._log.maxlen == 7
+    with dask.config.set({"distributed.admin.low-level-log-length": None}):
+        assert Scheduler().state._log.maxlen is None  # dask: None keeps every row
+    assert Scheduler().state._log.maxlen == 1000  # dask's default
+
+
+def test_a_transition_plugin_sees_every_move_of_a_batch_longer_than_the_log() -> None:
+    import dask
+
+    with dask.config.set({"distributed.admin.low-level-log-length": 5}):
+        sched, _worker, conns = _scheduler("c")
+    plugin = _Transitions()
+    sched.plugin_host.plugins["watch"] = plugin
+    sched.plugin_host.watching = True
+    keys = [f"k{i}" for i in range(20)]
+    sched._on_client_message(conns["c"], [UpdateGraph([row(k) for k in keys], keys, {})])
+    moved = {k for k, start, finish in plugin.seen if (start, finish) == ("released", "waiting")}
+    assert moved == set(keys)
+    # in the order the state made them, and the log keeps the newest 5 of them
+    assert [r[:3] for r in sched.state._log] == plugin.seen[-5:]
