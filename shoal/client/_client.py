@@ -45,6 +45,7 @@ from shoal.client import (
     _introspection,
     _plugins,
     _profile,
+    _reconnect,
     _repr,
     _results,
     _task_stream,
@@ -64,10 +65,8 @@ from shoal.comm import Connection, connect
 from shoal.protocol._coord_messages import CoordReply
 from shoal.protocol._errors import ClosedClientError
 from shoal.protocol._messages import (
-    PROTOCOL_VERSION,
     ClusterRestarted,
     DropFunctions,
-    Hello,
     KeyCancelled,
     KeyDone,
     KeyErred,
@@ -126,11 +125,11 @@ def get_client() -> Client:
         ValueError: no client is open; create one with ``Client()``.
     """
     chosen = _as_current.get()
-    if chosen and chosen[-1].status == "running":
+    if chosen and chosen[-1]._usable():
         return chosen[-1]
     for ref in reversed(_current):
         client = ref()
-        if client is not None and client.status == "running":
+        if client is not None and client._usable():
             return client
     raise ValueError("No shoal Client found; start one with shoal.Client()")
 
@@ -219,6 +218,12 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         self._coord_pending: dict[int, tuple[concurrent.futures.Future[Any], Any]] = {}
         self._worker_conns: dict[str, Connection] = {}
         self._conn: Connection | None = None
+        # A TCP client reconnects when its connection drops (shoal/client/_reconnect.py):
+        # where to, the outage under way, and why it gave up if it did.
+        self._reconnects = False
+        self._connect_address = ""
+        self._outage: _reconnect.Outage | None = None
+        self._closed_because: str | None = None
         self._last_connect_error = ""  # for the error when connecting times out
         self._owns_cluster = False
         self._previous_scheduler: Any = None
@@ -376,12 +381,10 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
 
     async def _connect_tcp(self, address: str) -> None:
         conn = await self._connect_retrying(address)
+        info = await _reconnect.open_session(self, conn, self._timeout or 30.0)
         self._conn = conn
-        hello: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._requests[0] = hello
-        conn.set_handler(self._on_message)
-        conn.send(Hello("client", PROTOCOL_VERSION, self.id))
-        info = await hello
+        self._connect_address = address  # (the address given: a relay's, if it is one)
+        self._reconnects = True
         self.scheduler_address = info["address"]
         from shoal._versions import warn_on_mismatch
 
@@ -391,7 +394,8 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
 
     def _on_message(self, conn: Connection, batch: list[Message] | None) -> None:
         if batch is None:
-            self._on_lost_connection()
+            if conn is self._conn:  # (not an attempt of a reconnect that closed at once)
+                self._on_lost_connection()
             return
         states = self._states
         for msg in batch:
@@ -436,6 +440,11 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
     def _on_lost_connection(self) -> None:
         if self.status in ("closing", "closed"):
             return
+        if (self._reconnects and self.status == "running"
+                and getattr(self.cluster, "status", None) not in ("closing", "closed")):
+            _reconnect.lost(self)  # as dask's: cancel every future, reconnect until timeout
+            return
+        # An in-process client (its LocalCluster closed) or a closed cluster's: closed.
         self.status = "closed"
         self._release_gc()
         for st in list(self._states.values()):
@@ -457,14 +466,25 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
 
     # --- open or not ----------------------------------------------------------------------------
 
+    def _usable(self) -> bool:
+        """Open: running, or reconnecting (calls wait for the new session)."""
+        return self.status == "running" or (self.status == "connecting"
+                                            and self._outage is not None)
+
+    def _closed_text(self) -> str:
+        if self._closed_because is not None:
+            return (f"this Client is closed: {self._closed_because}; create a new Client() "
+                    "once the scheduler is reachable")
+        return f"this Client is {self.status}; create a new Client() to submit more work"
+
     def _check_open(self) -> None:
+        if self.status == "connecting" and self._outage is not None:
+            return  # reconnecting: submissions wait in the outbox, requests for the session
         if self.status == "connecting" and self.asynchronous:
             raise RuntimeError("this asynchronous Client is still connecting: `await` it (or "
                                "use `async with Client(..., asynchronous=True)`) first")
         if self.status in ("closing", "closed"):
-            raise ClosedClientError(
-                f"this Client is {self.status}; create a new Client() to submit more work"
-            )
+            raise ClosedClientError(self._closed_text())
         if self.status != "running":
             raise RuntimeError(
                 f"this Client is {self.status}; create a new Client() to submit more work"
@@ -644,6 +664,14 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         return None
 
     async def _close(self, with_cluster: bool = True) -> None:
+        self._close_now()
+        if with_cluster and self._owns_cluster and self.cluster is not None:
+            await _close_cluster(self.cluster)
+
+    def _close_now(self, cancelled: str | None = None) -> None:
+        """On the loop: close the connections and mark the client closed. With
+        ``cancelled`` (a client giving up reconnecting), every future is cancelled with that
+        message and forgotten, so the client holds no key any more."""
         if self._release_timer is not None:
             self._release_timer.cancel()
             self._release_timer = None
@@ -651,16 +679,27 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
             self._conn.close()
         for c in self._worker_conns.values():
             c.close()
+        if cancelled is not None:
+            orphan_keys(self._held_keys())
+            _reconnect.cancel(_reconnect.forget_session(self), cancelled)
         self._mark_closed()
-        if with_cluster and self._owns_cluster and self.cluster is not None:
-            await _close_cluster(self.cluster)
 
     def _mark_closed(self) -> None:
         """Closed: note the keys it held, and cancel every future, finished ones included,
-        as dask's (so result() raises CancelledError, saying why)."""
+        as dask's (so result() raises CancelledError, saying why). Whatever waits for an
+        answer or for a reconnection fails now, not at its deadline."""
         self.status = "closed"
         self._release_gc()
+        closed = ClosedClientError(self._closed_text())
         _coordination.fail_pending(self, "the client was closed while waiting")
+        if _loop.in_loop_thread():  # (else the loop is busy or gone: there, soon)
+            _reconnect.end(self, closed)
+            _reconnect.fail_requests(self, closed)
+        else:
+            with contextlib.suppress(RuntimeError):
+                _loop.call_soon(_reconnect.end, self, closed)
+                _loop.call_soon(_reconnect.fail_requests, self, closed)
+        self._outbox.clear()
         orphan_keys(self._held_keys())
         for st in list(self._states.values()):
             if st.status == "cancelled":

@@ -178,6 +178,7 @@ def close_worker_client(worker: Any) -> None:
     _channel.close_all(client)  # its tasks' Lock channels: waiting tasks hear it
     if client._is_default:  # hand dask's default back (see Client._step_down_as_default)
         client._step_down_as_default()
+    client._reconnects = False  # closing on purpose: its futures are lost, no reconnect
     conn = client._conn
     if conn is not None:
         _loop.call_soon(conn.close)
