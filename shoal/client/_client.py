@@ -154,7 +154,9 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
             ``threads_per_worker``, ``processes``, ``memory_limit``,
             ``dashboard_address``...).
         timeout: seconds (or a duration such as ``"10s"``) to keep trying to reach the
-            scheduler (a scheduler not up yet is retried, as in dask); default
+            scheduler (a scheduler not up yet is retried, as in dask), and to reconnect
+            after losing it (status ``"connecting"``; every future is cancelled, and the
+            client closes if it is not back in time); default
             ``distributed.comm.timeouts.connect``.
         set_as_default: make this client dask's scheduler (``dask.compute`` runs here).
         scheduler_file: a file written by ``shoal scheduler --scheduler-file`` (address and

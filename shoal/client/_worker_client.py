@@ -121,15 +121,15 @@ def local_client(timeout: float | str | None = None,
 
 def _client_of(worker: Worker, timeout: float) -> Client:
     client: Client | None = worker._client
-    if client is not None and client.status == "running":
+    if client is not None and client._usable():  # (reconnecting: it is still the one)
         return client
     address = worker.scheduler_address
     with _create_lock:
         client = worker._client
-        if client is None or client.status != "running":
+        if client is None or not client._usable():
             with _users_lock:
                 client = _shared.get(address)
-                if client is not None and client.status == "running":
+                if client is not None and client._usable():
                     _users[id(client)].add(worker)
                     worker._client = client
                     return client
