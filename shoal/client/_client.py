@@ -683,7 +683,7 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
             c.close()
         if cancelled is not None:
             orphan_keys(self._held_keys())
-            _reconnect.cancel(_reconnect.forget_session(self), cancelled)
+            _reconnect.cancel(_reconnect.forget_session(self, closing=True), cancelled)
         self._mark_closed()
 
     def _mark_closed(self) -> None:
@@ -703,7 +703,9 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
                 _loop.call_soon(_reconnect.fail_requests, self, closed)
         self._outbox.clear()
         orphan_keys(self._held_keys())
-        for st in list(self._states.values()):
+        with self._lock:  # (a submission that raced the close drops its states under it)
+            states = list(self._states.values())
+        for st in states:
             if st.status == "cancelled":
                 continue
             # Finished ones too, as dask's: their values live on workers this client no

@@ -120,12 +120,16 @@ def lost(client: Client) -> None:
     outage.task = loop.create_task(reconnect(client, outage), name=f"{client.id}-reconnect")
 
 
-def forget_session(client: Client) -> list[FutureState]:
+def forget_session(client: Client, closing: bool = False) -> list[FutureState]:
     """Drop what belonged to the ended session, in one step under the client's lock (a
     user thread queueing a submission sees all of it or none): every future state (its
     futures keep it), deaths not yet counted, messages not yet sent, the functions the
-    scheduler knew. Returns the states to settle."""
+    scheduler knew. ``closing``: the client is closed in the same step, so a submission
+    that passed its check before is refused when it queues (``_submit_rows``). Returns
+    the states to settle."""
     with client._lock:
+        if closing:
+            client.status = "closed"
         states = list(client._states.values())
         client._states.clear()
         client._dead.clear()

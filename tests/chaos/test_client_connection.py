@@ -123,7 +123,7 @@ def test_a_client_that_cannot_reconnect_within_its_timeout_closes_and_holds_noth
         wait_for(lambda: client.status == "connecting", timeout=30)
         # A graph queued while the connection is down, and a request waiting for it.
         queued = client.map(inc, range(5), pure=False)
-        asking, answer = _in_thread(lambda: client.scheduler_info())
+        asking, answer = _in_thread(lambda: client.wait_for_workers(1, timeout=60))
         wait_for(lambda: client.status == "closed", timeout=30)
         asking.join(timeout=10)
         assert isinstance(answer.get("error"), ClosedClientError), answer
@@ -133,6 +133,13 @@ def test_a_client_that_cannot_reconnect_within_its_timeout_closes_and_holds_noth
         assert client._held_keys() == [] and not client._outbox  # nothing left to release
         with pytest.raises(ClosedClientError, match="could not reconnect"):
             client.submit(inc, 2)
+        # A submission that passed its check a moment before the client gave up is refused
+        # as it queues, its futures cancelled: no key stays held.
+        client._check_open = lambda: None  # type: ignore[method-assign]
+        with pytest.raises(ClosedClientError, match="could not reconnect"):
+            client.map(inc, range(3), pure=False)
+        del client._check_open
+        assert client._held_keys() == [] and not client._outbox
         relay.restore()
         keys = {f.key for f in queued}
         assert not keys & set(cluster.scheduler.state.tasks)
@@ -201,6 +208,25 @@ def test_close_fails_pending_requests_at_once(cluster: LocalCluster, relay: Rela
     waiting.join(timeout=10)
     assert not waiting.is_alive()
     assert isinstance(outcome.get("error"), ClosedClientError), outcome
+
+
+@pytest.mark.timeout(120)
+def test_an_asynchronous_client_reconnects_too(cluster: LocalCluster, relay: Relay,
+                                               gate: Gate) -> None:
+    async def main() -> None:
+        async with Client(relay.address, timeout=60, asynchronous=True,
+                          set_as_default=False) as client:
+            slow = client.submit(gated, gate.path, 1, pure=False)
+            relay.cut()
+            with pytest.raises(CancelledError, match="scheduler-connection-lost"):
+                await asyncio.wait_for(slow, 30)
+            assert client.status == "connecting"
+            late = client.submit(inc, 1, pure=False)
+            relay.restore()
+            assert await asyncio.wait_for(late, 30) == 2
+            assert client.status == "running"
+
+    asyncio.run(main())
 
 
 def _free_port() -> int:
