@@ -61,7 +61,7 @@ from shoal.client._outbox import Outbox
 from shoal.client._scatter import Scattering
 from shoal.client._scheduler_names import install as _install_scheduler_names
 from shoal.client._submit import Submitting
-from shoal.comm import Connection, connect
+from shoal.comm import Connection
 from shoal.protocol._coord_messages import CoordReply
 from shoal.protocol._errors import ClosedClientError
 from shoal.protocol._messages import (
@@ -356,33 +356,8 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         conn.set_handler(self._on_message)
         self.scheduler_address = sched.address
 
-    async def _connect_retrying(self, address: str) -> Connection:
-        """Connect to the scheduler, trying again while it does not answer yet (a scheduler
-        still starting), as dask's client does; the caller bounds the whole by the
-        client's timeout. A refusal of our credentials is final.
-
-        Raises:
-            HandshakeError: the scheduler refused us (or we it); says why.
-            ValueError: the address needs credentials this client does not have.
-        """
-        from shoal.comm._handshake import HandshakeError
-
-        delay = 0.01
-        while True:
-            try:
-                return await connect(address, timeout=self._timeout or 30.0,
-                                     security=self.security)
-            except (ValueError, HandshakeError):
-                raise
-            except OSError as exc:
-                self._last_connect_error = str(exc)
-                logger.debug("could not reach the scheduler at %s yet (%s); retrying",
-                             address, exc)
-                await asyncio.sleep(delay)  # bounded by the caller's timeout
-                delay = min(delay * 2, 1.0)
-
     async def _connect_tcp(self, address: str) -> None:
-        conn = await self._connect_retrying(address)
+        conn = await _reconnect.connect_retrying(self, address)
         info = await _reconnect.open_session(self, conn, self._timeout or 30.0)
         self._conn = conn
         self._connect_address = address  # (the address given: a relay's, if it is one)
@@ -446,25 +421,7 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
                 and getattr(self.cluster, "status", None) not in ("closing", "closed")):
             _reconnect.lost(self)  # as dask's: cancel every future, reconnect until timeout
             return
-        # An in-process client (its LocalCluster closed) or a closed cluster's: closed.
-        self.status = "closed"
-        self._release_gc()
-        for st in list(self._states.values()):
-            # Finished ones too, as dask cancels every future then: their values live on
-            # workers this client can no longer ask for (a result() would wait for ever).
-            if st.status in ("pending", "finished"):
-                st.error = {
-                    "kind": "lost", "type": "CommClosedError",
-                    "message": "the connection to the scheduler was lost; connect a new "
-                               "Client and run the work again",
-                    "exception": None, "traceback": None, "tb_text": "",
-                }
-                st.inline = None
-                st.settle("lost")
-        for fut in self._requests.values():
-            if not fut.done():
-                fut.set_exception(ConnectionError("the connection to the scheduler was lost"))
-        _coordination.fail_pending(self, "the connection to the scheduler was lost")
+        _reconnect.closed_for_good(self)  # an in-process client (its cluster closed)
 
     # --- open or not ----------------------------------------------------------------------------
 

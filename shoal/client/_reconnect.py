@@ -1,6 +1,7 @@
 """A remote client's scheduler session: opening it, losing it, and opening it again.
 
-Owns: the hello that opens a session on a new connection (``open_session``), what a lost
+Owns: the first connection's retries (``connect_retrying``), the hello that opens a
+session on a new connection (``open_session``), what a lost
 connection does to a TCP client (``lost``: every future cancelled with dask's
 "scheduler-connection-lost" reason, pending requests failed, status ``"connecting"``),
 the retries until the client's ``timeout`` (``reconnect``, one task per outage, owned by
@@ -11,8 +12,8 @@ Calls made during an outage wait for the new session (``connection``), as dask's
 buffers them: submissions wait in the ordered outbox, requests here.
 
 Must not know: tasks and results (the facade reads what arrives), how futures are built.
-The in-process client of a ``LocalCluster`` never comes here: its scheduler lives in its
-process, so losing it means the cluster closed (the facade closes the client then).
+The in-process client of a ``LocalCluster`` does not reconnect: its scheduler lives in its
+process, so losing it means the cluster closed (``closed_for_good``: its futures ``lost``).
 """
 
 from __future__ import annotations
@@ -98,6 +99,51 @@ async def open_session(client: Client, conn: Connection, within: float) -> dict[
     except BaseException:
         conn.close()
         raise
+
+
+async def connect_retrying(client: Client, address: str) -> Connection:
+    """The first connection to the scheduler, trying again while it does not answer yet
+    (a scheduler still starting), as dask's client does; the caller bounds the whole by
+    the client's timeout. A refusal of our credentials is final here.
+
+    Raises:
+        HandshakeError: the scheduler refused us (or we it); says why.
+        ValueError: the address needs credentials this client does not have.
+    """
+    from shoal.comm import connect
+    from shoal.comm._handshake import HandshakeError
+
+    delay = 0.01
+    while True:  # ends: connected, a refusal, or the caller's timeout cancelling this
+        try:
+            return await connect(address, timeout=client._timeout or 30.0,
+                                 security=client.security)
+        except (ValueError, HandshakeError):
+            raise
+        except OSError as exc:
+            client._last_connect_error = str(exc)
+            logger.debug("could not reach the scheduler at %s yet (%s); retrying", address, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+def closed_for_good(client: Client) -> None:
+    """On the loop: the connection of a client that does not reconnect dropped (an
+    in-process client whose LocalCluster closed, a closed cluster's, a worker's client
+    closing with its worker): it is closed, and its futures, finished ones too (their
+    values are out of reach), are ``lost``; whatever waits for an answer fails."""
+    client.status = "closed"
+    client._release_gc()
+    for st in list(client._states.values()):
+        if st.status in ("pending", "finished"):
+            st.error = {"kind": "lost", "type": "CommClosedError",
+                        "message": "the connection to the scheduler was lost; connect a new "
+                                   "Client and run the work again",
+                        "exception": None, "traceback": None, "tb_text": ""}
+            st.inline = None
+            st.settle("lost")
+    fail_requests(client, ConnectionError("the connection to the scheduler was lost"))
+    _coordination.fail_pending(client, "the connection to the scheduler was lost")
 
 
 def lost(client: Client) -> None:
