@@ -45,6 +45,7 @@ from shoal.client import (
     _introspection,
     _plugins,
     _profile,
+    _reconnect,
     _repr,
     _results,
     _task_stream,
@@ -60,14 +61,12 @@ from shoal.client._outbox import Outbox
 from shoal.client._scatter import Scattering
 from shoal.client._scheduler_names import install as _install_scheduler_names
 from shoal.client._submit import Submitting
-from shoal.comm import Connection, connect
+from shoal.comm import Connection
 from shoal.protocol._coord_messages import CoordReply
 from shoal.protocol._errors import ClosedClientError
 from shoal.protocol._messages import (
-    PROTOCOL_VERSION,
     ClusterRestarted,
     DropFunctions,
-    Hello,
     KeyCancelled,
     KeyDone,
     KeyErred,
@@ -126,11 +125,11 @@ def get_client() -> Client:
         ValueError: no client is open; create one with ``Client()``.
     """
     chosen = _as_current.get()
-    if chosen and chosen[-1].status == "running":
+    if chosen and chosen[-1]._usable():
         return chosen[-1]
     for ref in reversed(_current):
         client = ref()
-        if client is not None and client.status == "running":
+        if client is not None and client._usable():
             return client
     raise ValueError("No shoal Client found; start one with shoal.Client()")
 
@@ -155,7 +154,9 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
             ``threads_per_worker``, ``processes``, ``memory_limit``,
             ``dashboard_address``...).
         timeout: seconds (or a duration such as ``"10s"``) to keep trying to reach the
-            scheduler (a scheduler not up yet is retried, as in dask); default
+            scheduler (a scheduler not up yet is retried, as in dask), and to reconnect
+            after losing it (status ``"connecting"``; every future is cancelled, and the
+            client closes if it is not back in time); default
             ``distributed.comm.timeouts.connect``.
         set_as_default: make this client dask's scheduler (``dask.compute`` runs here).
         scheduler_file: a file written by ``shoal scheduler --scheduler-file`` (address and
@@ -219,6 +220,12 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         self._coord_pending: dict[int, tuple[concurrent.futures.Future[Any], Any]] = {}
         self._worker_conns: dict[str, Connection] = {}
         self._conn: Connection | None = None
+        # A TCP client reconnects when its connection drops (shoal/client/_reconnect.py):
+        # where to, the outage under way, and why it gave up if it did.
+        self._reconnects = False
+        self._connect_address = ""
+        self._outage: _reconnect.Outage | None = None
+        self._closed_because: str | None = None
         self._last_connect_error = ""  # for the error when connecting times out
         self._owns_cluster = False
         self._previous_scheduler: Any = None
@@ -349,39 +356,12 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         conn.set_handler(self._on_message)
         self.scheduler_address = sched.address
 
-    async def _connect_retrying(self, address: str) -> Connection:
-        """Connect to the scheduler, trying again while it does not answer yet (a scheduler
-        still starting), as dask's client does; the caller bounds the whole by the
-        client's timeout. A refusal of our credentials is final.
-
-        Raises:
-            HandshakeError: the scheduler refused us (or we it); says why.
-            ValueError: the address needs credentials this client does not have.
-        """
-        from shoal.comm._handshake import HandshakeError
-
-        delay = 0.01
-        while True:
-            try:
-                return await connect(address, timeout=self._timeout or 30.0,
-                                     security=self.security)
-            except (ValueError, HandshakeError):
-                raise
-            except OSError as exc:
-                self._last_connect_error = str(exc)
-                logger.debug("could not reach the scheduler at %s yet (%s); retrying",
-                             address, exc)
-                await asyncio.sleep(delay)  # bounded by the caller's timeout
-                delay = min(delay * 2, 1.0)
-
     async def _connect_tcp(self, address: str) -> None:
-        conn = await self._connect_retrying(address)
+        conn = await _reconnect.connect_retrying(self, address)
+        info = await _reconnect.open_session(self, conn, self._timeout or 30.0)
         self._conn = conn
-        hello: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._requests[0] = hello
-        conn.set_handler(self._on_message)
-        conn.send(Hello("client", PROTOCOL_VERSION, self.id))
-        info = await hello
+        self._connect_address = address  # (the address given: a relay's, if it is one)
+        self._reconnects = True
         self.scheduler_address = info["address"]
         from shoal._versions import warn_on_mismatch
 
@@ -391,7 +371,8 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
 
     def _on_message(self, conn: Connection, batch: list[Message] | None) -> None:
         if batch is None:
-            self._on_lost_connection()
+            if conn is self._conn:  # (not an attempt of a reconnect that closed at once)
+                self._on_lost_connection()
             return
         states = self._states
         for msg in batch:
@@ -436,35 +417,33 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
     def _on_lost_connection(self) -> None:
         if self.status in ("closing", "closed"):
             return
-        self.status = "closed"
-        self._release_gc()
-        for st in list(self._states.values()):
-            # Finished ones too, as dask cancels every future then: their values live on
-            # workers this client can no longer ask for (a result() would wait for ever).
-            if st.status in ("pending", "finished"):
-                st.error = {
-                    "kind": "lost", "type": "CommClosedError",
-                    "message": "the connection to the scheduler was lost; connect a new "
-                               "Client and run the work again",
-                    "exception": None, "traceback": None, "tb_text": "",
-                }
-                st.inline = None
-                st.settle("lost")
-        for fut in self._requests.values():
-            if not fut.done():
-                fut.set_exception(ConnectionError("the connection to the scheduler was lost"))
-        _coordination.fail_pending(self, "the connection to the scheduler was lost")
+        if (self._reconnects and self.status == "running"
+                and getattr(self.cluster, "status", None) not in ("closing", "closed")):
+            _reconnect.lost(self)  # as dask's: cancel every future, reconnect until timeout
+            return
+        _reconnect.closed_for_good(self)  # an in-process client (its cluster closed)
 
     # --- open or not ----------------------------------------------------------------------------
 
+    def _usable(self) -> bool:
+        """Open: running, or reconnecting (calls wait for the new session)."""
+        return self.status == "running" or (self.status == "connecting"
+                                            and self._outage is not None)
+
+    def _closed_text(self) -> str:
+        if self._closed_because is not None:
+            return (f"this Client is closed: {self._closed_because}; create a new Client() "
+                    "once the scheduler is reachable")
+        return f"this Client is {self.status}; create a new Client() to submit more work"
+
     def _check_open(self) -> None:
+        if self.status == "connecting" and self._outage is not None:
+            return  # reconnecting: submissions wait in the outbox, requests for the session
         if self.status == "connecting" and self.asynchronous:
             raise RuntimeError("this asynchronous Client is still connecting: `await` it (or "
                                "use `async with Client(..., asynchronous=True)`) first")
         if self.status in ("closing", "closed"):
-            raise ClosedClientError(
-                f"this Client is {self.status}; create a new Client() to submit more work"
-            )
+            raise ClosedClientError(self._closed_text())
         if self.status != "running":
             raise RuntimeError(
                 f"this Client is {self.status}; create a new Client() to submit more work"
@@ -644,6 +623,14 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         return None
 
     async def _close(self, with_cluster: bool = True) -> None:
+        self._close_now()
+        if with_cluster and self._owns_cluster and self.cluster is not None:
+            await _close_cluster(self.cluster)
+
+    def _close_now(self, cancelled: str | None = None) -> None:
+        """On the loop: close the connections and mark the client closed. With
+        ``cancelled`` (a client giving up reconnecting), every future is cancelled with that
+        message and forgotten, so the client holds no key any more."""
         if self._release_timer is not None:
             self._release_timer.cancel()
             self._release_timer = None
@@ -651,18 +638,31 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
             self._conn.close()
         for c in self._worker_conns.values():
             c.close()
+        if cancelled is not None:
+            orphan_keys(self._held_keys())
+            _reconnect.cancel(_reconnect.forget_session(self, closing=True), cancelled)
         self._mark_closed()
-        if with_cluster and self._owns_cluster and self.cluster is not None:
-            await _close_cluster(self.cluster)
 
     def _mark_closed(self) -> None:
         """Closed: note the keys it held, and cancel every future, finished ones included,
-        as dask's (so result() raises CancelledError, saying why)."""
+        as dask's (so result() raises CancelledError, saying why). Whatever waits for an
+        answer or for a reconnection fails now, not at its deadline."""
         self.status = "closed"
         self._release_gc()
+        closed = ClosedClientError(self._closed_text())
         _coordination.fail_pending(self, "the client was closed while waiting")
+        if _loop.in_loop_thread():  # (else the loop is busy or gone: there, soon)
+            _reconnect.end(self, closed)
+            _reconnect.fail_requests(self, closed)
+        else:
+            with contextlib.suppress(RuntimeError):
+                _loop.call_soon(_reconnect.end, self, closed)
+                _loop.call_soon(_reconnect.fail_requests, self, closed)
+        self._outbox.clear()
         orphan_keys(self._held_keys())
-        for st in list(self._states.values()):
+        with self._lock:  # (a submission that raced the close drops its states under it)
+            states = list(self._states.values())
+        for st in states:
             if st.status == "cancelled":
                 continue
             # Finished ones too, as dask's: their values live on workers this client no

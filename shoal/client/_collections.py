@@ -58,7 +58,7 @@ def _graph_and_annotations(dsk: Any) -> tuple[dict[Any, GraphNode], dict[str, An
         graph = dict(graph)
     _gc.settle()  # (shoal/_gc.py: dask's graph, frozen now in bulk mode)
     for value in graph.values():
-        if isinstance(value, Future) and value._client is not None and value._client.status != "running":
+        if isinstance(value, Future) and value._client is not None and not value._client._usable():
             raise RuntimeError(
                 f"this computation uses {value.key!r}, held by a Client that is "
                 f"{value._client.status}; its data is gone. Persist or compute it again with "

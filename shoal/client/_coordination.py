@@ -117,7 +117,7 @@ def call(client: Client, make: Callable[[int], Message], decode: Decode | None =
     pending[rid] = (fut, decode)
     # The client marks itself closed before failing what is pending: if it closed after
     # the check above, either this entry was failed, or the check below sees it.
-    if client.status != "running":
+    if not client._usable():
         pending.pop(rid, None)
         client._check_open()
     msg = make(rid)
@@ -126,13 +126,25 @@ def call(client: Client, make: Callable[[int], Message], decode: Decode | None =
         for cmd in answer_now:
             on_reply(client, _as_reply(cmd))
         return fut.result()  # ends: answered, or failed with the client's connection
-    number = _direct.send_on_connection(client, lambda: client._send(msg))
+    number = _direct.send_on_connection(client, lambda: _queue_if_awaited(client, rid, msg))
     try:
         return fut.result()  # ends as above: answered, or failed with the connection
     finally:
         _channel.client_sent(client, answered=True)
         if fut.done() and not isinstance(fut.exception(), ConnectionError):
             _direct.answered(client, number)  # an error the scheduler answered counts
+
+
+def _queue_if_awaited(client: Client, rid: int, msg: Message) -> None:
+    """Queue the request unless its wait already ended: a connection lost since ``call``
+    registered it failed it (and dropped the outbox), and a request whose caller heard
+    it failed must never reach the next session (a Lock granted to nobody)."""
+    with client._lock:  # (the loss fails pending requests under this lock)
+        awaited = rid in client._coord_pending
+        if awaited:
+            client._outbox.append(msg)
+    if awaited:
+        client._schedule_drain()
 
 
 def _as_reply(cmd: Any) -> CoordReply:

@@ -21,6 +21,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from shoal import _interrupts, _loop
+from shoal.client import _reconnect
 from shoal.client._future import Future, FutureState, line_of
 from shoal.comm import Connection
 from shoal.protocol._messages import Message, ReleaseKeys, Request, UpdateGraph
@@ -117,6 +118,11 @@ class Outbox(Assembled):
         outbox = self._outbox
         for start in range(0, len(released), RELEASE_PIECE):
             outbox.append(ReleaseKeys(released[start:start + RELEASE_PIECE]))
+        conn = self._conn
+        if conn is None:  # reconnecting: it all waits for the new session, which drains it
+            if dead and self._release_timer is None:
+                self._schedule_drain()  # (ends: deaths counted DEAD_PER_STEP a step)
+            return
         msgs: list[Message] = []
         while outbox:
             msg = outbox[0]
@@ -127,12 +133,12 @@ class Outbox(Assembled):
             msgs.append(outbox.popleft())
             if heavy:
                 break
-        if self._conn is not None and msgs:
-            self._conn.hold()  # batched here already: written now, no loop turn for it
+        if msgs:
+            conn.hold()  # batched here already: written now, no loop turn for it
             try:
-                self._conn.send_many(msgs)
+                conn.send_many(msgs)
             finally:
-                self._conn.flush()
+                conn.flush()
         if outbox or (dead and self._release_timer is None):  # after the flush: a step per frame
             self._schedule_drain()
 
@@ -144,15 +150,17 @@ class Outbox(Assembled):
         recorded since. The timer is cleared before ``_dead`` is looked at, so a death that
         saw it set (and woke nobody) is seen here."""
         self._release_timer = None
-        if self._dead and self.status == "running":
+        if self._dead and self.status in ("running", "connecting"):
             self._schedule_drain()
 
     async def _request(self, op: str, **args: Any) -> Any:
-        assert self._conn is not None
+        conn = self._conn
+        if conn is None or self.status != "running":  # reconnecting: wait for the session
+            conn = await _reconnect.connection(self)
         rid = next(self._request_ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._requests[rid] = fut
-        self._conn.send(Request(rid, op, args))
+        conn.send(Request(rid, op, args))
         return await fut
 
     async def _request_within(self, op: str, within: float | None, /, **args: Any) -> Any:
@@ -213,8 +221,9 @@ class Outbox(Assembled):
 
     def _decref(self, key: Any, state: FutureState | None = None) -> None:
         """A Future of ``key`` (sharing ``state``) went away. Lock-free: this runs from
-        ``__del__``. No loop wake-up while the release delay runs (see ``_release_due``)."""
-        if self.status != "running":
+        ``__del__``. No loop wake-up while the release delay runs (see ``_release_due``).
+        Reconnecting, deaths are recorded too: the new session's futures die meanwhile."""
+        if self.status != "running" and self.status != "connecting":
             return
         self._dead.append((key, state))
         if self._release_timer is not None:
@@ -238,10 +247,11 @@ def _resume_decref(frame: Any, line: int) -> None:
     """An interrupt came in ``_decref`` (run by ``Future.__del__``): record the death if it
     was not yet, and make sure a drain will count it."""
     client = frame.f_locals["self"]
-    if line < _APPEND_LINE and client.status == "running":
+    live = client.status in ("running", "connecting")
+    if line < _APPEND_LINE and live:
         # (the append is its line's only call: an interrupt on that line came after it)
         client._dead.append((frame.f_locals["key"], frame.f_locals["state"]))
-    if client._release_timer is None and client.status == "running":
+    if client._release_timer is None and live:
         client._schedule_drain()
 
 

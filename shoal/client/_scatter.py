@@ -14,6 +14,7 @@ from typing import Any
 
 from dask.base import tokenize
 
+from shoal.client import _reconnect
 from shoal.client._future import Future, settled
 from shoal.client._outbox import Outbox
 from shoal.protocol._messages import Scatter
@@ -58,11 +59,13 @@ class Scattering(Outbox):
 
     async def _scatter(self, rows: list[Any], workers: list[str | int] | None, broadcast: bool,
                        futures: list[Future], shaped: Any) -> Any:
-        assert self._conn is not None
+        conn = self._conn
+        if conn is None or self.status != "running":  # reconnecting: wait for the session
+            conn = await _reconnect.connection(self)
         rid = next(self._request_ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._requests[rid] = fut
-        self._conn.send(Scatter(rid, rows, workers, broadcast))
+        conn.send(Scatter(rid, rows, workers, broadcast))
         try:
             await fut
         except RuntimeError as exc:

@@ -16,7 +16,7 @@ import itertools
 import os
 import types
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 import dask
 from dask._task_spec import Task, parse_input
@@ -31,6 +31,7 @@ from shoal.client._outbox import Outbox
 from shoal.client._structure import collect_futures
 from shoal.client._tokens import call_tokens, token
 from shoal.protocol._call import Call
+from shoal.protocol._errors import ClosedClientError
 from shoal.protocol._messages import CancelKeys, RetryKeys, UpdateGraph
 from shoal.protocol._serialize import CallPickles, FunctionCache, dumps_task
 
@@ -129,9 +130,16 @@ class GraphPieces:
         if rest:
             named += rest
         with client._lock:
-            blobs = client._new_blobs(rows)
-            client._outbox.append(UpdateGraph(rows, named, blobs, more=more, stream=self._stream))
-            client._sent_fids.update(blobs)  # (after the queueing: see _submit_rows)
+            if client.status == "closed":
+                stale = client._drop_pending()
+            else:
+                stale = None
+                blobs = client._new_blobs(rows)
+                client._outbox.append(UpdateGraph(rows, named, blobs, more=more,
+                                                  stream=self._stream))
+                client._sent_fids.update(blobs)  # (after the queueing: see _submit_rows)
+        if stale is not None:
+            client._refuse_closed(stale)
         self.sent += 1
         if not more:
             self._open = False
@@ -199,33 +207,59 @@ class Submitting(Outbox):
         # blob marked sent and not queued (every later task of its function failed), nor a
         # stream queued without its last piece (the scheduler held its tasks for good).
         with self._lock:
-            fids = {fid for row in rows for fid in row[3]} - self._sent_fids
-            blobs = {fid: self._functions.blob(fid) for fid in fids}
-            if not split:
-                msgs = [UpdateGraph(rows, wanted or [], blobs, actors, restrictions)]
-            else:
-                msgs = []
-                # Each piece names the wanted keys among its rows (the scheduler reports
-                # them as they finish, and never takes all wanted keys in one step); the
-                # last piece also names wanted keys the client had already submitted.
-                wanted_set = set(wanted or ())
-                last = (len(rows) - 1) // PIECE_ROWS * PIECE_ROWS
-                stream = next(self._streams)
-                for start in range(0, len(rows), PIECE_ROWS):
-                    piece = rows[start:start + PIECE_ROWS]
-                    if every:  # a map: no set of a million keys to look each up in
-                        named = [r[0] for r in piece]
-                    else:
-                        named = [r[0] for r in piece if r[0] in wanted_set]
-                    if start == last and wanted:
-                        keys = {r[0] for r in rows}
-                        named += [k for k in dict.fromkeys(wanted) if k not in keys]
-                    msgs.append(UpdateGraph(
-                        piece, named, blobs if start == 0 else {}, more=start != last,
-                        stream=stream))
-            self._outbox.extend(msgs)
-            self._sent_fids |= fids
+            # Closed since _check_open (a reconnect gave up): refuse, with no row queued.
+            stale = self._drop_pending() if self.status == "closed" else None
+            if stale is None:
+                fids = {fid for row in rows for fid in row[3]} - self._sent_fids
+                blobs = {fid: self._functions.blob(fid) for fid in fids}
+                if not split:
+                    msgs = [UpdateGraph(rows, wanted or [], blobs, actors, restrictions)]
+                else:
+                    msgs = []
+                    # Each piece names the wanted keys among its rows (the scheduler reports
+                    # them as they finish, and never takes all wanted keys in one step); the
+                    # last piece also names wanted keys the client had already submitted.
+                    wanted_set = set(wanted or ())
+                    last = (len(rows) - 1) // PIECE_ROWS * PIECE_ROWS
+                    stream = next(self._streams)
+                    for start in range(0, len(rows), PIECE_ROWS):
+                        piece = rows[start:start + PIECE_ROWS]
+                        if every:  # a map: no set of a million keys to look each up in
+                            named = [r[0] for r in piece]
+                        else:
+                            named = [r[0] for r in piece if r[0] in wanted_set]
+                        if start == last and wanted:
+                            keys = {r[0] for r in rows}
+                            named += [k for k in dict.fromkeys(wanted) if k not in keys]
+                        msgs.append(UpdateGraph(
+                            piece, named, blobs if start == 0 else {}, more=start != last,
+                            stream=stream))
+                self._outbox.extend(msgs)
+                self._sent_fids |= fids
+        if stale is not None:
+            self._refuse_closed(stale)
         self._schedule_drain()
+
+    def _drop_pending(self) -> list[FutureState]:
+        """Under ``_lock``, the client closed: take out the future states still pending
+        (made after the close forgot the others, by a submission that raced it)."""
+        stale = [st for st in self._states.values() if st.status == "pending"]
+        for key in [k for k, st in self._states.items() if st.status == "pending"]:
+            del self._states[key]
+        return stale
+
+    def _refuse_closed(self, stale: list[FutureState]) -> NoReturn:
+        """A submission raced the client's close: its futures are cancelled, and it says so.
+
+        Raises:
+            ClosedClientError: always.
+        """
+        text = self._closed_text()
+        for st in stale:
+            st.error = {"kind": "cancelled", "type": "CancelledError", "message": text,
+                        "exception": None, "traceback": None, "tb_text": ""}
+            st.settle("cancelled")
+        raise ClosedClientError(text)
 
     def _new_blobs(self, rows: list[tuple[Any, ...]]) -> dict[str, bytes]:
         """The blobs of the functions ``rows`` use that the scheduler has not been sent (the

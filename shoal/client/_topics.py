@@ -54,7 +54,7 @@ def _show_warning(event: tuple[float, Any]) -> None:
 DEFAULT_HANDLERS: dict[str, Callable[[Any], Any]] = {"print": _show_print, "warn": _show_warning}
 
 
-def _handlers(client: Client) -> dict[str, Callable[[Any], Any]]:
+def handlers(client: Client) -> dict[str, Callable[[Any], Any]]:
     table: dict[str, Callable[[Any], Any]] | None = client.__dict__.get("_topic_handlers")
     if table is None:
         table = client.__dict__["_topic_handlers"] = dict(DEFAULT_HANDLERS)
@@ -63,7 +63,7 @@ def _handlers(client: Client) -> dict[str, Callable[[Any], Any]]:
 
 def drop_default_handlers(client: Client) -> None:
     """This client shows nothing tasks print or warn (the worker's own client)."""
-    table = _handlers(client)
+    table = handlers(client)
     for topic in DEFAULT_HANDLERS:
         table.pop(topic, None)
         client._send(TopicSubscribe(topic, False))
@@ -77,7 +77,7 @@ def on_event(client: Client, msg: TopicEvent) -> None:
     Client), and Jupyter's kernel sends output to the cell named in that context; with none,
     it goes to the cell running now, which is where a user waits for the task.
     """
-    handler = _handlers(client).get(msg.topic)
+    handler = handlers(client).get(msg.topic)
     if handler is None:
         return
     contextvars.Context().run(_run_handler, handler, msg)
@@ -158,7 +158,7 @@ def subscribe_topic(self: Client, topic: str, handler: Callable[[Any], Any]) -> 
     if not callable(handler):
         raise TypeError(f"handler must be callable, got {handler!r}")
     self._check_open()
-    table = _handlers(self)
+    table = handlers(self)
     if topic in table and topic not in DEFAULT_HANDLERS:
         logger.info("Handler for %s already set. Overwriting.", topic)
     table[topic] = handler
@@ -171,7 +171,7 @@ def unsubscribe_topic(self: Client, topic: str) -> None:
     Raises:
         ValueError: no handler is known for ``topic``.
     """
-    table = _handlers(self)
+    table = handlers(self)
     if topic not in table:
         raise ValueError(f"No event handler known for topic {topic}.")
     del table[topic]

@@ -68,7 +68,7 @@ class Variable:
     def delete(self) -> None:
         """Forget the value (for every client); a future value's key is let go."""
         client = self._get_client()
-        if client.status == "running":
+        if client._usable():  # (reconnecting: sent to the new session)
             send(client, CoordVariableDelete(self.name))
 
     def __reduce__(self) -> Any:

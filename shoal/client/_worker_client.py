@@ -121,15 +121,15 @@ def local_client(timeout: float | str | None = None,
 
 def _client_of(worker: Worker, timeout: float) -> Client:
     client: Client | None = worker._client
-    if client is not None and client.status == "running":
+    if client is not None and client._usable():  # (reconnecting: it is still the one)
         return client
     address = worker.scheduler_address
     with _create_lock:
         client = worker._client
-        if client is None or client.status != "running":
+        if client is None or not client._usable():
             with _users_lock:
                 client = _shared.get(address)
-                if client is not None and client.status == "running":
+                if client is not None and client._usable():
                     _users[id(client)].add(worker)
                     worker._client = client
                     return client
@@ -178,6 +178,7 @@ def close_worker_client(worker: Any) -> None:
     _channel.close_all(client)  # its tasks' Lock channels: waiting tasks hear it
     if client._is_default:  # hand dask's default back (see Client._step_down_as_default)
         client._step_down_as_default()
+    client._reconnects = False  # closing on purpose: its futures are lost, no reconnect
     conn = client._conn
     if conn is not None:
         _loop.call_soon(conn.close)

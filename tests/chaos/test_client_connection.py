@@ -1,123 +1,290 @@
-"""(c) The client's connection to the scheduler drops in the middle of a ``gather``: the
-gather ends with a clear error, the futures are ``lost``, the scheduler lets go of that
-client's work, and a new Client works."""
+"""A remote client (``Client("tcp://...")``) whose scheduler connection drops behaves as
+dask's: every future is cancelled at once ("scheduler-connection-lost"), the client is
+``connecting`` and retries until its ``timeout``; when the scheduler answers again (the
+link restored, or a scheduler process restarted at the same port) it is ``running`` with
+a fresh session, and what was submitted or asked meanwhile runs then; when it gives up it
+is ``closed`` and says why. The link is a relay the tests cut (``_proxy.Relay``).
+"""
 
 from __future__ import annotations
 
-import selectors
+import asyncio
 import socket
+import subprocess
+import sys
 import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError
+from pathlib import Path
 from typing import Any
 
 import pytest
 from integration._helpers import Gate, gated, wait_for
 
-from shoal import Client
+import shoal
+from shoal import Client, LocalCluster, Lock, Queue
+from shoal.client import ClosedClientError
+
+from ._proxy import Relay
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
-
-
-class Proxy:
-    """A TCP relay between one client and the scheduler, which the test can cut."""
-
-    def __init__(self, target: str) -> None:
-        host, port = target.removeprefix("tcp://").rsplit(":", 1)
-        self._target = (host, int(port))
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.address = f"tcp://127.0.0.1:{self._listener.getsockname()[1]}"
-        self._cut = threading.Event()
-        self._sockets: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._run, name="chaos-proxy", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        self._listener.settimeout(60)
-        inner, _ = self._listener.accept()
-        outer = socket.create_connection(self._target, timeout=10)
-        self._sockets = [inner, outer]
-        peers = {inner: outer, outer: inner}
-        with selectors.DefaultSelector() as sel:
-            for s in peers:
-                s.setblocking(False)
-                sel.register(s, selectors.EVENT_READ)
-            while not self._cut.is_set():
-                for key, _ in sel.select(timeout=0.05):
-                    src: Any = key.fileobj
-                    try:
-                        data = src.recv(1 << 16)
-                    except BlockingIOError:
-                        continue
-                    except OSError:
-                        data = b""
-                    if not data:
-                        self._cut.set()
-                        break
-                    peers[src].setblocking(True)
-                    peers[src].sendall(data)
-                    peers[src].setblocking(False)
-        for s in self._sockets:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-        self._listener.close()
-
-    def cut(self) -> None:
-        self._cut.set()
-        self._thread.join(timeout=10)
-        assert not self._thread.is_alive()
 
 
 def inc(x: int) -> int:
     return x + 1
 
 
-@pytest.mark.timeout(300)
-def test_dropped_scheduler_connection_mid_gather_loses_futures_clearly(
-    chaos_cluster, tmp_path
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    with LocalCluster(n_workers=1, processes=False, threads_per_worker=4,
+                      dashboard_address=None, timeout=180) as c:
+        yield c
+
+
+@pytest.fixture
+def relay(cluster: LocalCluster) -> Iterator[Relay]:
+    r = Relay(cluster.scheduler_address)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Iterator[Gate]:
+    g = Gate(tmp_path / "gate")
+    yield g
+    g.open()  # no worker thread stays blocked
+
+
+def _in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["value"] = fn()
+        except BaseException as exc:
+            out["error"] = exc
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out
+
+
+@pytest.mark.timeout(120)
+def test_lost_connection_cancels_every_future_then_the_client_reconnects_and_runs_what_waited(
+    cluster: LocalCluster, relay: Relay, gate: Gate,
 ) -> None:
-    cluster, _ = chaos_cluster(n_workers=2)
-    gate = Gate(tmp_path / "gate")
-    proxy = Proxy(cluster.scheduler_address)
-    client = Client(proxy.address, set_as_default=False)
+    client = Client(relay.address, timeout=60, set_as_default=False)
     try:
-        quick = client.map(inc, range(20), pure=False)
-        big = client.submit(bytes, 4_000_000, pure=False)  # finished, its value on a worker
-        wait_for(lambda: all(f.done() for f in [*quick, big]), timeout=120)
-        slow = client.map(gated, [gate.path] * 4, range(4), pure=False)
-        keys = [f.key for f in slow]
+        big = client.submit(bytes, 200_000, pure=False)  # finished, its value on a worker
+        assert len(big.result(timeout=30)) == 200_000
+        slow = client.submit(gated, gate.path, 1, pure=False)
         state = cluster.scheduler.state
-        wait_for(lambda: all(k in state.tasks for k in keys), timeout=60)
+        wait_for(lambda: slow.key in state.tasks, timeout=30)
+        waiter, outcome = _in_thread(lambda: client.gather([slow]))
 
-        outcome: dict[str, BaseException] = {}
-
-        def gather() -> None:
-            try:
-                client.gather(quick + slow)
-            except BaseException as exc:
-                outcome["error"] = exc
-
-        waiter = threading.Thread(target=gather, daemon=True)
-        waiter.start()
-        wait_for(lambda: any(state.tasks[k].state == "processing" for k in keys), timeout=60)
-        proxy.cut()
-        waiter.join(timeout=60)
+        relay.cut()
+        waiter.join(timeout=30)
         assert not waiter.is_alive(), "gather still waits after the connection was lost"
-        error = outcome["error"]
-        assert "connection to the scheduler was lost" in str(error), error
-        assert [f.status for f in slow] == ["lost"] * len(slow)
-        with pytest.raises(Exception, match="connection to the scheduler was lost"):
-            slow[0].result(timeout=5)
-        # A finished future whose value is on a worker: no fetch can happen any more, so
-        # it is lost too (it waited for that fetch for ever), as dask cancels every future.
-        assert big.status == "lost"
-        with pytest.raises(Exception, match="connection to the scheduler was lost"):
+        assert isinstance(outcome["error"], CancelledError), outcome
+        assert "scheduler-connection-lost" in str(outcome["error"])
+        assert client.status == "connecting"
+        assert [slow.status, big.status] == ["cancelled", "cancelled"]
+        with pytest.raises(CancelledError, match="scheduler-connection-lost"):
             big.result(timeout=5)
-        # The scheduler lets go of the departed client's work.
-        wait_for(lambda: not any(k in state.tasks for k in keys), timeout=60)
+        # The scheduler let go of the departed session's work.
+        wait_for(lambda: slow.key not in state.tasks, timeout=30)
+
+        # During the outage: a submission waits in the outbox and a request for the new
+        # session; attempts that are refused (the relay closes them) fail neither.
+        late = client.submit(inc, 10, pure=False)
+        asking, answer = _in_thread(lambda: client.scheduler_info()["type"])
+        wait_for(lambda: relay.refused >= 2, timeout=30)
+        assert late.status == "pending" and asking.is_alive() and client.status == "connecting"
+
+        relay.restore()
+        wait_for(lambda: client.status == "running", timeout=30)
+        assert late.result(timeout=30) == 11
+        asking.join(timeout=30)
+        assert answer == {"value": "Scheduler"}
+        assert client.submit(inc, 1, pure=False).result(timeout=30) == 2
     finally:
-        gate.open()
         client.close()
-    with Client(cluster.scheduler_address, set_as_default=False) as fresh:
-        assert fresh.gather(fresh.map(inc, range(10), pure=False)) == list(range(1, 11))
+
+
+@pytest.mark.timeout(120)
+def test_a_client_that_cannot_reconnect_within_its_timeout_closes_and_holds_nothing(
+    cluster: LocalCluster, relay: Relay,
+) -> None:
+    client = Client(relay.address, timeout=1.5, set_as_default=False)
+    try:
+        assert client.submit(inc, 1, pure=False).result(timeout=30) == 2
+        relay.cut()
+        wait_for(lambda: client.status == "connecting", timeout=30)
+        # A graph queued while the connection is down, and a request waiting for it.
+        queued = client.map(inc, range(5), pure=False)
+        asking, answer = _in_thread(lambda: client.wait_for_workers(1, timeout=60))
+        wait_for(lambda: client.status == "closed", timeout=30)
+        asking.join(timeout=10)
+        assert isinstance(answer.get("error"), ClosedClientError), answer
+        assert [f.status for f in queued] == ["cancelled"] * 5
+        with pytest.raises(CancelledError, match=r"could not reconnect within 1\.5 s"):
+            queued[0].result(timeout=5)
+        assert client._held_keys() == [] and not client._outbox  # nothing left to release
+        with pytest.raises(ClosedClientError, match="could not reconnect"):
+            client.submit(inc, 2)
+        # A submission that passed its check a moment before the client gave up is refused
+        # as it queues, its futures cancelled: no key stays held.
+        client._check_open = lambda: None  # type: ignore[method-assign]
+        with pytest.raises(ClosedClientError, match="could not reconnect"):
+            client.map(inc, range(3), pure=False)
+        del client._check_open
+        assert client._held_keys() == [] and not client._outbox
+        relay.restore()
+        keys = {f.key for f in queued}
+        assert not keys & set(cluster.scheduler.state.tasks)
+    finally:
+        client.close()
+
+
+@pytest.mark.timeout(120)
+def test_coordination_requests_failed_by_the_loss_are_not_sent_again(
+    cluster: LocalCluster, relay: Relay,
+) -> None:
+    other = Client(cluster.scheduler_address, set_as_default=False)
+    client = Client(relay.address, timeout=60, set_as_default=False)
+    try:
+        held = Lock("reconnect-lock", client=other)
+        assert held.acquire(timeout=10)
+        acquiring, acquired = _in_thread(lambda: Lock("reconnect-lock", client=client).acquire())
+        getting, got = _in_thread(lambda: Queue("reconnect-queue", client=client).get())
+        wait_for(lambda: len(client._coord_pending) == 2, timeout=30)
+        client.get_events("x")  # answered after both requests: the scheduler has them
+        assert acquiring.is_alive() and getting.is_alive()
+
+        relay.cut()
+        acquiring.join(timeout=30)
+        getting.join(timeout=30)
+        for outcome in (acquired, got):
+            assert isinstance(outcome.get("error"), ConnectionError), outcome
+            assert "will not be sent again" in str(outcome["error"])
+        relay.restore()
+        wait_for(lambda: client.status == "running", timeout=30)
+
+        # Neither request reached the new session: the lock and the item go to `other`.
+        held.release()
+        assert held.acquire(timeout=5)
+        held.release()
+        Queue("reconnect-queue", client=other).put(7)
+        assert Queue("reconnect-queue", client=other).get(timeout=5) == 7
+        # And the reconnected client's own requests work.
+        mine = Lock("reconnect-lock", client=client)
+        assert mine.acquire(timeout=5)
+        mine.release()
+    finally:
+        client.close()
+        other.close()
+
+
+@pytest.mark.timeout(120)
+def test_close_fails_pending_requests_at_once(cluster: LocalCluster, relay: Relay) -> None:
+    client = Client(relay.address, timeout=60, set_as_default=False)
+    # The scheduler would answer in 60 s.
+    waiting, outcome = _in_thread(lambda: client.wait_for_workers(99, timeout=60))
+    wait_for(lambda: client._requests, timeout=30)
+    started = time.monotonic()
+    client.close()
+    waiting.join(timeout=10)
+    assert not waiting.is_alive() and time.monotonic() - started < 10
+    assert isinstance(outcome.get("error"), ClosedClientError), outcome
+
+    # The same during an outage: a request waiting for the new session fails at once.
+    client = Client(relay.address, timeout=60, set_as_default=False)
+    relay.cut()
+    wait_for(lambda: client.status == "connecting", timeout=30)
+    waiting, outcome = _in_thread(lambda: client.scheduler_info())
+    wait_for(lambda: relay.refused >= 1, timeout=30)
+    client.close()
+    waiting.join(timeout=10)
+    assert not waiting.is_alive()
+    assert isinstance(outcome.get("error"), ClosedClientError), outcome
+
+
+@pytest.mark.timeout(120)
+def test_an_asynchronous_client_reconnects_too(cluster: LocalCluster, relay: Relay,
+                                               gate: Gate) -> None:
+    async def main() -> None:
+        async with Client(relay.address, timeout=60, asynchronous=True,
+                          set_as_default=False) as client:
+            slow = client.submit(gated, gate.path, 1, pure=False)
+            relay.cut()
+            with pytest.raises(CancelledError, match="scheduler-connection-lost"):
+                await asyncio.wait_for(slow, 30)
+            assert client.status == "connecting"
+            late = client.submit(inc, 1, pure=False)
+            relay.restore()
+            assert await asyncio.wait_for(late, 30) == 2
+            assert client.status == "running"
+
+    asyncio.run(main())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _scheduler(port: int, log: Path) -> subprocess.Popen[bytes]:
+    marks = log.read_text().count("Scheduler at:") if log.exists() else 0
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shoal", "scheduler", "--host", "127.0.0.1", "--port",
+             str(port), "--no-dashboard"], stdout=out, stderr=subprocess.STDOUT)
+    wait_for(lambda: log.read_text().count("Scheduler at:") > marks or proc.poll() is not None,
+             timeout=120)
+    assert proc.poll() is None, log.read_text()
+    return proc
+
+
+@pytest.mark.timeout(180)
+def test_a_scheduler_restarted_at_the_same_port_takes_the_client_back(tmp_path: Path) -> None:
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    log = tmp_path / "scheduler.log"
+    sched = _scheduler(port, log)
+    worker: Any = None
+    client: Client | None = None
+    try:
+        worker = asyncio.run(_start_worker(address))
+        client = Client(address, timeout=60, set_as_default=False)
+        assert client.submit(inc, 1, pure=False).result(timeout=30) == 2
+        pending = client.submit(time.sleep, 30, pure=False)
+        wait_for(lambda: client.processing() != {} and any(client.processing().values()),
+                 timeout=30)
+        sched.kill()
+        sched.wait(timeout=30)
+        with pytest.raises(CancelledError, match="scheduler-connection-lost"):
+            pending.result(timeout=30)
+        assert client.status == "connecting"
+        waiting = client.submit(inc, 41, pure=False)  # runs once the scheduler is back
+
+        sched = _scheduler(port, log)
+        wait_for(lambda: client.status == "running", timeout=60)
+        assert waiting.result(timeout=60) == 42  # the worker re-registered too
+        assert client.gather(client.map(inc, range(3), pure=False)) == [1, 2, 3]
+    finally:
+        if client is not None:
+            client.close()
+        if worker is not None:
+            asyncio.run(_close(worker))
+        sched.kill()
+        sched.wait(timeout=30)
+
+
+async def _start_worker(address: str) -> Any:
+    return await shoal.Worker(address, nthreads=1, death_timeout=60)
+
+
+async def _close(worker: Any) -> None:
+    await worker.close()
