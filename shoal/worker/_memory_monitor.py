@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -21,6 +23,34 @@ logger = logging.getLogger("shoal.worker")
 
 _NOT_GIVEN = "<config>"  # the nanny did not say: read dask's config
 
+# As dask's "Unmanaged memory use is high" warning: at most one per worker in this time.
+UNMANAGED_WARNING_INTERVAL = 300.0  # seconds
+_MEMORY_NOT_RELEASED = ("https://distributed.dask.org/en/latest/worker-memory.html"
+                        "#memory-not-released-back-to-the-os")
+
+
+def _mb(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.0f} MiB"
+
+
+def unmanaged_pause_warning(address: str, limits: MemoryLimits, process: int,
+                            managed: int) -> str | None:
+    """The warning for a worker pausing at ``process`` bytes while ``managed`` bytes of
+    values are in memory, or None: only when the memory it cannot spill (unmanaged: the
+    process's memory less its values) is past the pause threshold on its own, so that no
+    spilling can ever resume it and the user would otherwise see tasks wait forever."""
+    if limits.pause is None:
+        return None
+    unmanaged = max(0, process - managed)
+    if unmanaged < limits.pause:
+        return None
+    return (f"Unmanaged memory use is high: worker {address} is paused with {_mb(unmanaged)} "
+            f"of memory it cannot spill ({_mb(managed)} of values in memory; pause threshold "
+            f"{_mb(limits.pause)}, memory limit {_mb(limits.limit)}). This is the process's "
+            "own memory: imported libraries, objects your tasks keep (a leak), or freed memory "
+            "the allocator has not given back to the OS; see " + _MEMORY_NOT_RELEASED + ". "
+            "Its tasks wait until that memory is freed: give the workers a larger "
+            "memory_limit, or free what the tasks keep.")
 
 
 def _trim_and_sample(process: psutil.Process, store: SpillBuffer, rss: int) -> tuple[int, list[Any]]:
@@ -36,6 +66,8 @@ def _trim_and_sample(process: psutil.Process, store: SpillBuffer, rss: int) -> t
 
 class MemoryMonitorMixin(WorkerBase):
     """The data store and the worker's reactions to its memory use."""
+
+    _unmanaged_warned_at = -math.inf  # monotonic time of the last unmanaged-memory warning
 
     def _data_store(self) -> MutableMapping[Any, Any]:
         """A plain dict without a memory limit (nothing to pay per task); a spilling
@@ -111,10 +143,24 @@ class MemoryMonitorMixin(WorkerBase):
         logger.warning("worker %s is at %.0f%% of its memory limit (%d bytes); pausing: no new "
                        "tasks nor fetches until it falls back below its pause threshold",
                        self.address, 100 * rss / self.memory_limit, rss)
+        self._warn_if_unmanaged(rss)
         if self._executor is not None:
             self._executor.pause()
         if self._scheduler is not None and not self._scheduler.closed:
             self._scheduler.send(MemoryPaused(True))
+
+    def _warn_if_unmanaged(self, rss: int) -> None:
+        store = self.data
+        if not isinstance(store, SpillBuffer):
+            return
+        now = time.monotonic()
+        if now - self._unmanaged_warned_at < UNMANAGED_WARNING_INTERVAL:
+            return
+        text = unmanaged_pause_warning(self.address, store.policy.limits, rss,
+                                       store.policy.managed)
+        if text is not None:
+            self._unmanaged_warned_at = now
+            logger.warning("%s", text)
 
     def _resume(self, rss: int) -> None:
         if not self.paused:

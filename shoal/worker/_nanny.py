@@ -17,12 +17,12 @@ import tempfile
 import time
 from typing import Any
 
-import dask
 import psutil
 
 from shoal import _logs
 from shoal.comm._tcp import comm_timeout
 from shoal.worker._resources import check_resources, format_resources
+from shoal.worker._spawn_environ import configured_spawn_environ, shipped_defaults
 
 logger = logging.getLogger("shoal.nanny")
 
@@ -133,53 +133,9 @@ def inherited_config() -> str:
     return str(dask.config.serialize(_jsonable(_changed(config, baseline))))
 
 
-# Defaults of dask's ``distributed.nanny.pre-spawn-environ`` as shoal sets them: glibc
-# malloc thresholds. dask sets MALLOC_TRIM_THRESHOLD_=65536 so that memory freed by
-# spilling leaves the process. That also freezes glibc's mmap threshold at 128 KiB, and
-# a task thread's arena then gives every freed chunk back at once (madvise): each
-# chunk-sized array is page-faulted in afresh, which made summing 4 MB HDF5 chunks 8-18x
-# slower on a worker than in-process. shoal keeps blocks up to 16 MiB in the heap for
-# reuse and maps bigger ones (given back on free); the memory monitor trims the heap
-# (malloc_trim) when the process passes *spill*, before spilling more.
-# Thread counts of the BLAS libraries numpy may use; dask's pre-spawn-environ sets them to 1.
-_BLAS_THREADS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # The hash seed every nanny gives its worker unless one is configured: dask's, so that a
 # value a program saw under dask.distributed stays the same.
 _HASH_SEED = "6640"
-_PRE_SPAWN_DEFAULTS = {
-    "MALLOC_TRIM_THRESHOLD_": str(16 * 2**20),
-    "MALLOC_MMAP_THRESHOLD_": str(16 * 2**20),
-}
-
-
-def _configured_environ() -> dict[str, str]:
-    """The variables dask's config asks worker processes to start with: shoal's defaults,
-    then ``distributed.nanny.pre-spawn-environ``, then ``distributed.nanny.environ``
-    (values of any type, as strings). Entries equal to what an installed ``distributed``
-    ships as its defaults (loaded once anything imports it) are not settings of the
-    user's: shoal's defaults stand for them."""
-    env = dict(_PRE_SPAWN_DEFAULTS)
-    for key in ("distributed.nanny.pre-spawn-environ", "distributed.nanny.environ"):
-        configured = dask.config.get(key, None) or {}
-        if not isinstance(configured, dict):
-            raise TypeError(f"dask config {key!r} must be a mapping of variable names to "
-                            f"values, got {type(configured).__name__}: {configured!r}")
-        shipped = _shipped_defaults(key)
-        env.update({str(name): str(value) for name, value in configured.items()
-                    if name not in shipped or shipped[name] != value})
-    return env
-
-
-def _shipped_defaults(key: str) -> dict[str, Any]:
-    """What dask's registered default configs (``dask.config.defaults``) hold at ``key``."""
-    found: dict[str, Any] = {}
-    for defaults in dask.config.defaults:
-        node: Any = defaults
-        for part in key.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            found.update(node)
-    return found
 
 
 class Nanny:
@@ -409,7 +365,9 @@ class Nanny:
         # functions from the user's modules (and test files) unpickle by reference.
         paths = [p or os.getcwd() for p in sys.path]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-        configured = {**_configured_environ(), **(self.env or {})}
+        # shoal's defaults, dask's nanny config, the shell's exports, self.env: in that
+        # order of precedence (shoal.worker._spawn_environ).
+        configured = configured_spawn_environ(os.environ, self.env, self.memory_limit)
         env.update(configured)
         from shoal.worker._plugins import NANNY_PLUGINS_ENV, NANNY_STATE_ENV, read_nanny_state
 
@@ -423,10 +381,6 @@ class Nanny:
 
             self.security = Security()
         env.update(self.security.to_env())
-        # dask's pre-spawn-environ defaults: one BLAS thread per task thread (each runs its
-        # own BLAS calls; a pool per call oversubscribes the cores), unless exported.
-        for name in _BLAS_THREADS:
-            env.setdefault(name, "1")
         # As dask's nanny: one hash seed for every worker (unless configured), so tasks that
         # partition by ``hash()`` agree whichever worker runs them.
         env["PYTHONHASHSEED"] = configured.get("PYTHONHASHSEED", _HASH_SEED)
@@ -470,7 +424,7 @@ class Nanny:
         interval = configured_monitor_interval()
         args += ["--memory-monitor-interval", str(interval)]
         configured = dask.config.get(_MONITOR_INTERVAL_KEY, None)
-        shipped = _shipped_defaults(_MONITOR_INTERVAL_KEY.rpartition(".")[0]).get(
+        shipped = shipped_defaults(_MONITOR_INTERVAL_KEY.rpartition(".")[0]).get(
             "monitor-interval")
         mine = configured is not None and configured != shipped and configured != "100ms"
         self.monitor_interval = interval if mine else NANNY_MONITOR_INTERVAL

@@ -1,7 +1,7 @@
 """Giving freed heap memory back to the operating system (glibc's ``malloc_trim``).
 
-A worker's allocator keeps freed blocks of up to 16 MiB for reuse (see the nanny's
-``_PRE_SPAWN_DEFAULTS``): that keeps chunk-sized allocations fast, but memory freed in the
+A worker's allocator keeps freed blocks of up to 16 MiB for reuse (less on a small worker; see
+``shoal.worker._spawn_environ``): that keeps chunk-sized allocations fast, but memory freed in the
 middle of a heap stays in the process. The memory monitor calls :func:`trim_heap` when
 the process passes its *spill* threshold, so such memory leaves before anything is spilled
 for it. Elsewhere than glibc (musl, macOS) there is nothing to call and it does nothing.

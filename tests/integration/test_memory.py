@@ -91,6 +91,9 @@ def test_a_worker_past_its_pause_threshold_pauses_and_resumes(
     (info,) = _workers(client).values()
     client.run(_hold, 600 * MB - info["memory_process"])  # past pause (480 MB)
     wait_for(lambda: next(iter(_workers(client).values()))["status"] == "paused", timeout=20)
+    # Nothing to spill could end this pause: the worker says so, as dask's does.
+    (logs,) = client.get_worker_logs().values()
+    assert any("Unmanaged memory use is high" in text for _, text in logs)
     fut = client.submit(sum, [1, 2], pure=False)
     with pytest.raises(TimeoutError):
         fut.result(timeout=0.5)  # nothing starts while paused

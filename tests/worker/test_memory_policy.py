@@ -183,3 +183,24 @@ def test_between_samples_unmanaged_memory_counts_against_spill(policy: MemoryPol
     # 450 + 300 > spill (700): down to the target (600) at once, not at the next sample.
     assert policy.handle(ValueStored("c", 100)) == [Spill(["a", "b"])]
     assert policy.unmanaged + policy.managed <= 600
+
+
+def test_a_pause_by_memory_the_worker_cannot_spill_is_explained() -> None:
+    from shoal.worker._memory_monitor import unmanaged_pause_warning
+
+    limits = MemoryLimits.from_fractions(300 * 2**20)  # pause at 240 MiB
+    text = unmanaged_pause_warning("tcp://w:1", limits, process=250 * 2**20, managed=0)
+    assert text is not None
+    assert "Unmanaged memory use is high" in text and "tcp://w:1" in text
+    assert "250 MiB" in text and "memory_limit" in text
+    assert "memory-not-released-back-to-the-os" in text
+
+
+def test_a_pause_that_spilling_can_end_gets_no_unmanaged_warning() -> None:
+    from shoal.worker._memory_monitor import unmanaged_pause_warning
+
+    limits = MemoryLimits.from_fractions(300 * 2**20)
+    # 100 MiB of values in memory: spilling them brings the process below pause.
+    assert unmanaged_pause_warning("w", limits, process=250 * 2**20, managed=100 * 2**20) is None
+    assert unmanaged_pause_warning("w", MemoryLimits.from_fractions(300 * 2**20, pause=False),
+                                   process=290 * 2**20, managed=0) is None
