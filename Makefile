@@ -57,8 +57,12 @@ test-compiled: $(STAMP)
 	  --rootdir=$(CURDIR) $(CURDIR)/tests/scheduler
 
 # As root (CI) the multi-host tests must run: a missing tool fails them instead of skipping.
+# The suite mostly waits (worker processes, sockets, deadlines): pytest-xdist processes
+# overlap those waits, so more of them than cores still pays (README, "make test").
+PYTEST_PROCESSES ?= 3
 test: $(STAMP) browser multihost-tools lint typecheck test-compiled
-	if [ "$$(id -u)" = 0 ]; then export SHOAL_REQUIRE_MULTIHOST=1; fi; $(VENV)/bin/pytest -q
+	if [ "$$(id -u)" = 0 ]; then export SHOAL_REQUIRE_MULTIHOST=1; fi; \
+	  $(VENV)/bin/pytest -q -n $(PYTEST_PROCESSES)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
