@@ -88,11 +88,15 @@ def story_length() -> int | None:
 
 async def follow_story_length(worker: Any) -> None:
     """Once the worker process has imported dask in the background, its state keeps the
-    configured number of story rows (dask's default, 1,000, until then)."""
+    configured number of story rows (dask's default, 1,000, until then). A process that
+    never imports dask (nothing of it configured, no task needing it) keeps the default:
+    importing it only to read the length would cost every such start ~0.3 s of CPU."""
     from shoal.worker._execute import imports_ready
 
     if not imports_ready.is_set():
         await asyncio.to_thread(imports_ready.wait)  # ends: the import thread sets it
+    if "dask" not in sys.modules:
+        return
     worker.story_length = story_length()
     if worker.state is not None:
         worker.state.set_log_length(worker.story_length)
