@@ -145,3 +145,15 @@ def test_a_released_task_leaves_the_no_worker_wait(sim: Sim) -> None:
 def test_the_timeout_must_not_be_negative() -> None:
     with pytest.raises(ValueError, match="no-workers-timeout"):
         SchedulerState(no_workers_timeout=-1.0)
+
+
+def test_the_timeout_comes_from_dasks_config() -> None:
+    import dask
+
+    from shoal.scheduler._server import _no_workers_timeout
+
+    assert _no_workers_timeout() is None  # dask's default: null, wait forever
+    with dask.config.set({"distributed.scheduler.no-workers-timeout": "30s"}):
+        assert _no_workers_timeout() == 30.0
+    with dask.config.set({"distributed.scheduler.no-workers-timeout": "500ms"}):
+        assert _no_workers_timeout() == 0.5
