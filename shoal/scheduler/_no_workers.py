@@ -9,7 +9,9 @@ waits count, as in dask:
   at all) for longer than the timeout fails with ``NoValidWorkerError``, or with
   ``NoWorkerError`` when the cluster had no running worker the whole time;
 - tasks queued on the scheduler (no restriction) fail with ``NoWorkerError`` once the
-  cluster has had no running worker (none, or all paused) for longer than the timeout.
+  cluster has had no running worker (none, or all paused), with tasks waiting, for longer
+  than the timeout: all of them, as in dask, however recently each came. The clock then
+  restarts, and stops whenever no task waits.
 
 Failures reach the dependents as any failure does. The hot path pays nothing: a task is
 stamped here, at the first Tick that finds it in no-worker, not when it moves there; so a
@@ -40,7 +42,7 @@ def expire(state: Any, now: float) -> None:
     that waited too long for a worker, as of ``now`` (a Tick's time)."""
     timeout: float = state.no_workers_timeout
     no_worker: dict[TaskState, float | None] = state._no_worker
-    if len(state.workers) > len(state._paused) or not (state._queue or no_worker):
+    if len(state.workers) > len(state._paused) or not (no_worker or _queued(state)):
         state._no_workers_since = None
     elif state._no_workers_since is None:
         state._no_workers_since = now
@@ -70,6 +72,12 @@ def expire(state: Any, now: float) -> None:
     if failed:
         state._out.append(LogEvent(["scheduler"], {
             "action": "no-workers-timeout-exceeded", "keys": failed}))
+
+
+def _queued(state: Any) -> bool:
+    """Whether any task is queued: O(task groups), as the queue keeps entries of tasks
+    that left it until they are popped, and with no worker running nothing pops them."""
+    return any(counts["queued"] for counts in state.group_counts.values())
 
 
 def _no_valid_worker_error(ts: TaskState, timeout: float) -> dict[str, Any]:

@@ -157,3 +157,50 @@ def test_the_timeout_comes_from_dasks_config() -> None:
         assert _no_workers_timeout() == 30.0
     with dask.config.set({"distributed.scheduler.no-workers-timeout": "500ms"}):
         assert _no_workers_timeout() == 0.5
+
+
+def test_random_lives_keep_the_invariants_and_never_fail_a_task_early() -> None:
+    """Workers with and without the resource joining, leaving and pausing, tasks submitted,
+    finished and released, Ticks at random times: the state stays valid, and no task that
+    needs a resource fails for want of a worker before it waited longer than the timeout.
+    (Unrestricted tasks queued with no running worker fail with the rest of the queue, as
+    in dask: however recently each came.)"""
+    import random
+
+    for seed in range(60):
+        rng = random.Random(seed)
+        sim = Sim(SchedulerState(no_workers_timeout=1.0, worker_ttl=1e9))
+        submitted: dict[str, float] = {}
+        n = 0
+        for _ in range(80):
+            action = rng.choice(["join", "leave", "pause", "submit", "finish", "release",
+                                 "tick", "tick"])
+            workers = sorted(sim.state.workers)
+            if action == "join":
+                n += 1
+                sim.join(f"w{n}", resources={"GPU": 1} if rng.random() < 0.3 else None)
+            elif action == "leave" and workers:
+                sim.leave(rng.choice(workers))
+            elif action == "pause" and workers:
+                sim.state.handle(WorkerPaused(rng.choice(workers), rng.random() < 0.6))
+            elif action == "submit":
+                n += 1
+                a, b = f"a{n}", f"b{n}"
+                if rng.random() < 0.5:
+                    sim.submit([row(a), row(b, [a])], restrictions={a: ({"GPU": 1.0}, False)})
+                    submitted[a] = sim.now
+                else:
+                    sim.submit([row(a), row(b, [a])])
+            elif action == "finish":
+                running = [k for k, t in sim.state.tasks.items() if t.state == "processing"]
+                if running:
+                    sim.finish(rng.choice(running))
+            elif action == "release" and sim.state.tasks:
+                sim.release(rng.choice(sorted(sim.state.tasks, key=str)))
+            else:
+                sim.now += rng.choice([0.3, 0.6, 1.1])
+                for key, exc in erred(tick(sim, sim.now)).items():
+                    if isinstance(exc, (NoValidWorkerError, NoWorkerError)) and (
+                            exc.task in submitted):
+                        assert sim.now - submitted[exc.task] > 1.0, (seed, key)
+            sim.state.validate()
