@@ -96,6 +96,55 @@ class LostDataError(FutureCancelledError):
     ``except CancelledError``) catches it."""
 
 
+class NoValidWorkerError(Exception):
+    """A task waited longer than ``distributed.scheduler.no-workers-timeout`` for a worker
+    able to run it: workers there were, but none met its restrictions (``workers=``,
+    ``resources=``). dask.distributed's name (``distributed.scheduler.NoValidWorkerError``),
+    importable as ``shoal.scheduler.NoValidWorkerError``; its arguments and attributes are
+    dask's."""
+
+    def __init__(self, task: Any, host_restrictions: set[Any], worker_restrictions: set[Any],
+                 resource_restrictions: dict[str, float], timeout: float) -> None:
+        super().__init__(task, host_restrictions, worker_restrictions, resource_restrictions,
+                         timeout)
+        self.task = task
+        self.host_restrictions = host_restrictions
+        self.worker_restrictions = worker_restrictions
+        self.resource_restrictions = resource_restrictions
+        self.timeout = timeout
+
+    def __str__(self) -> str:
+        return (
+            f"Task {self.task!r} waited {self.timeout:g} s (distributed.scheduler."
+            "no-workers-timeout) for a worker meeting its restrictions, and none of the "
+            f"workers did: host_restrictions={self.host_restrictions!s}, "
+            f"worker_restrictions={self.worker_restrictions!s}, "
+            f"resource_restrictions={self.resource_restrictions!s}. Start a worker that "
+            "meets them (e.g. shoal worker --resources \"GPU=1\"), submit the task without "
+            "them, or raise the timeout."
+        )
+
+
+class NoWorkerError(Exception):
+    """A task waited longer than ``distributed.scheduler.no-workers-timeout`` while the
+    cluster had no running worker at all. dask.distributed's name
+    (``distributed.scheduler.NoWorkerError``), importable as
+    ``shoal.scheduler.NoWorkerError``."""
+
+    def __init__(self, task: Any, timeout: float) -> None:
+        super().__init__(task, timeout)
+        self.task = task
+        self.timeout = timeout
+
+    def __str__(self) -> str:
+        return (
+            f"Task {self.task!r} waited {self.timeout:g} s (distributed.scheduler."
+            "no-workers-timeout) with no running worker in the cluster (none joined, or "
+            "all left or are paused). Start workers (or check why they fail to start or "
+            "to connect), or raise the timeout."
+        )
+
+
 class Reschedule(Exception):
     """Raise this inside a task to give the task back to the scheduler: it is not an error,
     the task is placed again (perhaps on another worker) and run from the start, without

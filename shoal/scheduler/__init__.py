@@ -1,6 +1,12 @@
-"""The scheduler: a pure state machine (``_state``) inside a thin I/O shell (``_server``)."""
+"""The scheduler: a pure state machine (``_state``) inside a thin I/O shell (``_server``).
+
+Public here, as in ``distributed.scheduler``: the errors a task fails with when no worker
+could run it within ``distributed.scheduler.no-workers-timeout``."""
 
 from __future__ import annotations
+
+from shoal.protocol._errors import NoValidWorkerError as NoValidWorkerError
+from shoal.protocol._errors import NoWorkerError as NoWorkerError
 
 
 def compiled() -> bool:

@@ -347,7 +347,8 @@ class ClientHandlers(StateBase):
         self.group_counts = {}
         self.group_prefix = {}
         self._queue = []
-        self._no_worker = set()
+        self._no_worker = {}
+        self._no_workers_since = None
         self._actors = set()
         self._fired_done = []
         self._went_idle = set()

@@ -132,6 +132,17 @@ def _idle_timeout() -> float | None:
     return float(parse_timedelta(value, default="s"))
 
 
+def _no_workers_timeout() -> float | None:
+    """dask's ``distributed.scheduler.no-workers-timeout`` in seconds (None: wait forever)."""
+    import dask
+    from dask.utils import parse_timedelta
+
+    value = dask.config.get("distributed.scheduler.no-workers-timeout", None)
+    if value is None:  # as dask: 0 is no grace at all, not "no timeout"
+        return None
+    return float(parse_timedelta(value, default="s"))
+
+
 class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
     """Serves a :class:`SchedulerState` over TCP (and in-process to a local client)."""
 
@@ -178,6 +189,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         self.state = SchedulerState(allowed_failures=allowed_failures, worker_ttl=worker_ttl,
                                     bandwidth=bandwidth, unknown_duration=_unknown_duration(),
                                     work_stealing=work_stealing,
+                                    no_workers_timeout=_no_workers_timeout(),
                                     erred_history=_erred_history(),
                                     story_size=_transition_log_length(),
                                     task_stream_size=_task_stream_length())

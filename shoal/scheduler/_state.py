@@ -63,6 +63,7 @@ from shoal.scheduler._events import (
     WorkResumed,
 )
 from shoal.scheduler._functions import FunctionRefs
+from shoal.scheduler._no_workers import check_timeout
 from shoal.scheduler._report_handlers import ReportHandlers
 from shoal.scheduler._room import RoomIndex
 from shoal.scheduler._scatter_handlers import ScatterHandlers, _Storing
@@ -110,6 +111,7 @@ class SchedulerState(
         unknown_duration: float = placement.UNKNOWN_DURATION,
         erred_history: int = 100,
         work_stealing: bool = True,
+        no_workers_timeout: float | None = None,
     ) -> None:
         self.tasks: dict[Key, TaskState] = {}
         self.workers: dict[str, WorkerState] = {}
@@ -125,7 +127,10 @@ class SchedulerState(
         self._packed_priorities = True
         self._seq = itertools.count()
         self._runs = itertools.count(1)  # assignment numbers (TaskState.run)
-        self._no_worker: set[TaskState] = set()
+        self._no_worker: dict[TaskState, float | None] = {}  # see _no_workers
+        # dask's distributed.scheduler.no-workers-timeout (seconds; None: wait forever)
+        self.no_workers_timeout = check_timeout(no_workers_timeout)
+        self._no_workers_since: float | None = None
         self._actors: set[TaskState] = set()  # tasks marked actor, until forgotten
         self._went_idle: set[WorkerState] = set()  # workers to find stolen work for
         # dask's distributed.scheduler.work-stealing: False leaves queued tasks where placed
@@ -336,6 +341,8 @@ class SchedulerState(
                 assert ts in dep.dependents, (key, dep.key)
             for client in ts.who_wants:
                 assert ts in self.clients.get(client, set()), (key, client)
+        assert self._no_worker.keys() == {
+            ts for ts in self.tasks.values() if ts.state == "no-worker"}, "no-worker set"
         for prio, ts in self._queue:  # each entry shares its task's prio (_waiting_queued)
             assert prio is ts.prio, (ts.key, "queue entry's priority is not its task's")
         for ts, n in self.replicas_wanted.items():

@@ -113,7 +113,10 @@ class StateBase:
     _packed_priorities: bool  # every TaskState.prio is a packed int (see _prio_of)
     _seq: itertools.count[int]
     _runs: itertools.count[int]
-    _no_worker: set[TaskState]
+    # no-worker tasks, with the Tick time each was first seen there (None until a Tick)
+    _no_worker: dict[TaskState, float | None]
+    no_workers_timeout: float | None  # dask's distributed.scheduler.no-workers-timeout
+    _no_workers_since: float | None  # Tick time since which tasks wait with no running worker
     _actors: set[TaskState]
     _went_idle: set[WorkerState]
     work_stealing: bool

@@ -135,10 +135,10 @@ class Transitions(StateBase):
 
     def _waiting_no_worker(self, ts: TaskState) -> None:
         self._set(ts, "no-worker")
-        self._no_worker.add(ts)
+        self._no_worker[ts] = None  # stamped by the next Tick (_no_workers.expire)
 
     def _no_worker_waiting(self, ts: TaskState) -> None:
-        self._no_worker.discard(ts)
+        self._no_worker.pop(ts, None)
         self._set(ts, "waiting")
 
     def _queued_processing(self, ts: TaskState, worker: WorkerState) -> None:
@@ -235,7 +235,7 @@ class Transitions(StateBase):
 
     def _pending_released(self, ts: TaskState, tell_worker: bool = True) -> None:
         """waiting, queued or no-worker back to released (no worker knows of it yet)."""
-        self._no_worker.discard(ts)
+        self._no_worker.pop(ts, None)
         if self.replicas_wanted:  # a broadcast scatter that failed
             self.replicas_wanted.pop(ts, None)
         ts.waiting_on = EMPTY
@@ -249,7 +249,7 @@ class Transitions(StateBase):
             ws = self._unassign(ts)
             if ws is not None and tell_worker:
                 self._out.append(SendFree(ws.address, [ts.key]))
-        self._no_worker.discard(ts)
+        self._no_worker.pop(ts, None)
         ts.waiting_on = EMPTY
         if ts.held_on is not None:
             self._unhold(ts)

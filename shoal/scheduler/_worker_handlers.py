@@ -16,6 +16,7 @@ from mypy_extensions import trait
 
 from shoal.protocol._errors import scheduler_error
 from shoal.protocol._serialize import dumps
+from shoal.scheduler import _no_workers as no_workers
 from shoal.scheduler._events import (
     CloseWorker,
     DataMissing,
@@ -47,12 +48,7 @@ class WorkerHandlers(StateBase):
         self._room.add(ws)
         self._out.append(LogEvent([ev.address], {"action": "add-worker"}))
         self._out.append(LogEvent(["all"], {"action": "add-worker", "worker": ev.address}))
-        waiting = list(self._no_worker)
-        self._no_worker.clear()
-        for ts in waiting:
-            if ts.state == "no-worker":
-                self._go(ts, "waiting")
-                self._ready(ts)
+        self._place_no_worker_again()
 
     def _on_worker_left(self, ev: WorkerLeft) -> None:
         self._remove_worker(ev.address, ev.reason, crashed=True)
@@ -194,12 +190,21 @@ class WorkerHandlers(StateBase):
         self._went_idle.add(ws)
         if ws.held_live:
             self._freed.add(ws)  # its queue on the scheduler is sent again
-        waiting = list(self._no_worker)
-        self._no_worker.clear()
+        self._place_no_worker_again()
+
+    def _place_no_worker_again(self) -> None:
+        """A worker joined or resumed: place every no-worker task again. Those still left
+        without a worker keep the time they were first seen waiting (no-workers-timeout):
+        workers that cannot run them, coming and going, do not restart their clock."""
+        waiting, self._no_worker = self._no_worker, {}
         for ts in waiting:
             if ts.state == "no-worker":
                 self._go(ts, "waiting")
                 self._ready(ts)
+        if self.no_workers_timeout is not None:
+            for ts, since in waiting.items():
+                if ts in self._no_worker:
+                    self._no_worker[ts] = since
 
     def _on_tick(self, ev: Tick) -> None:
         self._went_idle.update(
@@ -217,6 +222,8 @@ class WorkerHandlers(StateBase):
             if ev.now - ws.last_seen > self.worker_ttl:
                 self._out.append(CloseWorker(ws.address, f"no heartbeat for {self.worker_ttl} s"))
                 self._on_worker_left(WorkerLeft(ws.address, "heartbeat timeout", ev.now))
+        if self.no_workers_timeout is not None:
+            no_workers.expire(self, ev.now)
 
 
 def _actor_lost_error(ts: TaskState, worker: str, reason: str) -> dict[str, Any]:

@@ -109,3 +109,35 @@ def test_bad_resources_and_allow_other_workers_fail_before_submitting(client):
     assert not client.cluster.scheduler.state.tasks or all(
         not k.startswith("stamped") for k in map(str, client.cluster.scheduler.state.tasks)
     )
+
+
+def test_no_workers_timeout_fails_a_task_no_worker_can_run_unless_one_joins_in_time():
+    """dask's distributed.scheduler.no-workers-timeout: a task whose resource no worker
+    offers fails with NoValidWorkerError, rather than wait forever; a worker offering it
+    that joins within the timeout runs it."""
+    import asyncio
+
+    from shoal import Client, Scheduler, Worker
+    from shoal.scheduler import NoValidWorkerError
+
+    async def main() -> None:
+        with dask.config.set({"distributed.scheduler.no-workers-timeout": "1s"}):
+            s = await Scheduler(dashboard=False)
+        workers = [await Worker(s.address, nthreads=1)]  # no GPU
+        try:
+            async with Client(s.address, asynchronous=True) as client:
+                saved = client.submit(stamped, 0, resources={"GPU": 1}, pure=False)
+                # it fails one to two ticks (1 s each) after waiting: the worker joins first
+                workers.append(await Worker(s.address, nthreads=1, resources={"GPU": 1}))
+                await asyncio.wait_for(saved, 60)
+                doomed = client.submit(stamped, 1, resources={"TPU": 1}, pure=False)
+                start = time.monotonic()
+                with pytest.raises(NoValidWorkerError, match="TPU"):
+                    await asyncio.wait_for(doomed, 30)  # ends: the timeout, 1-2 s
+                assert 1.0 <= time.monotonic() - start < 15
+        finally:
+            for w in workers:
+                await w.close()
+            await s.close()
+
+    asyncio.run(asyncio.wait_for(main(), 120))
