@@ -38,6 +38,7 @@ from shoal.scheduler._state_base import (
     StateBase,
     ingest_holder,
     key_prefix,
+    stimulus_id,
 )
 from shoal.scheduler._tasks import EMPTY, Key, TaskState, add_dependent, compact_payload
 from shoal.scheduler._transitions import _upstream
@@ -325,7 +326,9 @@ class ClientHandlers(StateBase):
         """``client.restart()``: forget every task and drop every worker in one step (their
         processes are being replaced; the fresh ones join as new workers). Clients stay
         connected; each is told once, and cancels all its futures (dask's semantics).
-        Measured durations are kept: the same code usually runs again."""
+        Measured durations are kept: the same code usually runs again. Each worker's
+        leaving is logged as dask's remove-worker event (after the tasks are forgotten, as
+        in dask: none is reported processing or lost)."""
         log = self._log
         cause, now = self._cause, self._now
         for ts in self.tasks.values():
@@ -354,8 +357,13 @@ class ClientHandlers(StateBase):
         self._went_idle = set()
         self._paused = set()
         self._freed = set()
-        for ws in self.workers.values():
+        said = {"action": "remove-worker", "processing-tasks": [],
+                "lost-computed-tasks": [], "lost-scattered-tasks": [],
+                "stimulus_id": stimulus_id(cause, now), "expected": True}
+        for address, ws in self.workers.items():
             self._room.remove(ws)
+            self._out.append(LogEvent([address], dict(said)))
+            self._out.append(LogEvent(["all"], {**said, "worker": address}))
         self.workers = {}
         for client, held in self.clients.items():
             held.clear()

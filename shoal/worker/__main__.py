@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory-spill-compression", default=None,
                    help="'auto' (lz4 when installed), 'lz4' or 'false' (default: dask's "
                    "distributed.worker.memory.spill-compression)")
+    p.add_argument("--memory-max-spill", default=None,
+                   help="most bytes of spill files, or 'false' (no cap; default: dask's "
+                   "distributed.worker.memory.max-spill)")
     p.add_argument("--scheduler-sni", default=None,
                    help="the TLS SNI to send the scheduler (default: its host's name)")
     p.add_argument("--memory-monitor-interval", type=float, default=None,
@@ -188,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
                 return
         if args.memory_spill_compression is not None:
             worker._spill_compression_setting = args.memory_spill_compression
+        if args.memory_max_spill is not None:
+            worker._max_spill_setting = args.memory_max_spill
         if args.memory_monitor_interval is not None:
             worker._monitor_interval = args.memory_monitor_interval
         worker.scheduler_sni = args.scheduler_sni

@@ -12,6 +12,11 @@ disk). A value bigger than the target on its own never fits: it goes to disk as 
 stored and stays there; reads of it are served from the file without bringing it back.
 Likewise any value read back while memory is at the target (unlike dask's LRU, which
 would push another value out for it).
+
+dask's *max-spill* (:attr:`MemoryLimits.max_spill`) caps the bytes on disk: the shell
+asks :meth:`MemoryPolicy.admit_spill` with a value's size as it would be written; once one
+does not fit, it stays in memory and no spill is ordered until a value leaves the disk
+(the worker then pauses, or its nanny kills it, at the usual thresholds).
 """
 
 from __future__ import annotations
@@ -27,24 +32,53 @@ Key = Any
 
 @dataclass(frozen=True, slots=True)
 class MemoryLimits:
-    """Thresholds in bytes (None: that rule is off), from a limit and dask's fractions."""
+    """Thresholds in bytes (None: that rule is off), from a limit and dask's fractions;
+    ``max_spill``: the most bytes the spill files may take (dask's max-spill; None: no
+    cap)."""
 
     limit: int
     target: int | None
     spill: int | None
     pause: int | None
+    max_spill: int | None = None
 
     @classmethod
     def from_fractions(cls, limit: int, target: Any = 0.6, spill: Any = 0.7,
-                       pause: Any = 0.8) -> MemoryLimits:
-        """dask's config values: a fraction of ``limit``, or False/None to disable."""
+                       pause: Any = 0.8, max_spill: int | None = None) -> MemoryLimits:
+        """dask's config values: a fraction of ``limit``, or False/None to disable;
+        ``max_spill`` in bytes (see :func:`max_spill_bytes`)."""
 
         def part(frac: Any) -> int | None:
             if not limit or frac is None or frac is False:
                 return None
             return int(float(frac) * limit)
 
-        return cls(limit, part(target), part(spill), part(pause))
+        return cls(limit, part(target), part(spill), part(pause), max_spill)
+
+
+def max_spill_bytes(setting: Any) -> int | None:
+    """dask's ``distributed.worker.memory.max-spill`` in bytes, None for no cap (False, the
+    default, or None); accepts a number of bytes or a size such as "10 GB". Raises
+    ValueError for anything else."""
+    if setting is None or setting is False or setting in ("false", "False"):
+        return None
+    if isinstance(setting, bool):
+        raise ValueError("distributed.worker.memory.max-spill must be False (no cap) or a "
+                         "size such as '10 GB', not True")
+    if isinstance(setting, str) and setting.isdigit():  # as the nanny passes it
+        return int(setting)
+    from dask.utils import parse_bytes
+
+    try:
+        value = parse_bytes(setting) if isinstance(setting, str) else int(setting)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"distributed.worker.memory.max-spill={setting!r} is not a size: "
+                         "use a number of bytes, a size such as '10 GB', or False (no "
+                         "cap)") from exc
+    if value < 0:
+        raise ValueError(f"distributed.worker.memory.max-spill={setting!r} is negative: use "
+                         "a size such as '10 GB', or False (no cap)")
+    return int(value)
 
 
 # --- events (facts the shell reports) -----------------------------------------------------
@@ -135,6 +169,12 @@ class MemoryPolicy:
         self.fast_bytes = 0
         self.slow_bytes = 0
         self.unspillable: set[Key] = set()
+        # Bytes on disk of the spilled values the shell has written (admit_spill), and
+        # whether a value did not fit under max_spill: no spill is ordered until a value
+        # leaves the disk.
+        self.disk: dict[Key, int] = {}
+        self.disk_bytes = 0
+        self.disk_full = False
         self.paused = False
         self.process = 0  # the last sample
         # Process memory not owed to values in memory, at the last sample: between samples
@@ -201,6 +241,41 @@ class MemoryPolicy:
         nbytes = self.slow.pop(key, None)
         if nbytes is not None:
             self.slow_bytes -= nbytes
+            self._off_disk(key)
+
+    def _off_disk(self, key: Key) -> None:
+        written = self.disk.pop(key, None)
+        if written is not None:
+            self.disk_bytes -= written
+            self.disk_full = False
+
+    def admit_spill(self, key: Key, written: int) -> bool:
+        """Whether the shell may write ``key`` (ordered spilled), ``written`` bytes on
+        disk, under max-spill. If not, the value stays in memory (the least recently used
+        still) and no spill is ordered until a value leaves the disk. Pure, as ``handle``:
+        a query the shell makes between pickling a value and writing it."""
+        nbytes = self.slow.get(key)
+        if nbytes is None:
+            return False
+        cap = self.limits.max_spill
+        if self.disk_full or (cap is not None and self.disk_bytes + written > cap):
+            self.spill_refused(key)
+            return False
+        self.disk[key] = written
+        self.disk_bytes += written
+        return True
+
+    def spill_refused(self, key: Key) -> None:
+        """A value ordered spilled stays in memory: it would take the spill files past
+        max-spill (or an earlier one of its batch did)."""
+        nbytes = self.slow.pop(key, None)
+        if nbytes is None:
+            return
+        self.slow_bytes -= nbytes
+        self.fast[key] = nbytes
+        self.fast.move_to_end(key, last=False)  # still the least recently used
+        self.fast_bytes += nbytes
+        self.disk_full = True
 
     def _on_stored(self, key: Key, nbytes: int) -> None:
         if key in self.fast or key in self.slow:
@@ -208,7 +283,7 @@ class MemoryPolicy:
         if self.unspillable:
             self.unspillable.discard(key)
         target = self.limits.target
-        if target is not None and nbytes > target:
+        if target is not None and nbytes > target and not self.disk_full:
             # Never fits: straight to disk (it would only push everything else out first).
             self.fast[key] = nbytes
             self.fast_bytes += nbytes
@@ -239,6 +314,7 @@ class MemoryPolicy:
             return  # no room: served from disk, kept there
         del self.slow[key]
         self.slow_bytes -= nbytes
+        self._off_disk(key)
         self.fast[key] = nbytes
         self.fast_bytes += nbytes
         self._out.append(Unspill(key))
@@ -248,6 +324,7 @@ class MemoryPolicy:
         if nbytes is None:
             return
         self.slow_bytes -= nbytes
+        self._off_disk(key)
         self.fast[key] = nbytes
         self.fast_bytes += nbytes
         self.unspillable.add(key)
@@ -271,7 +348,10 @@ class MemoryPolicy:
 
     def _spill_bytes(self, need: int, keep: Key = None) -> None:
         """Spill least recently used values totalling at least ``need`` bytes, sparing
-        ``keep`` (the value just stored: its task's dependents are about to read it)."""
+        ``keep`` (the value just stored: its task's dependents are about to read it);
+        none once the spill files are full (max-spill)."""
+        if self.disk_full:
+            return
         keys = []
         freed = 0
         for key, nbytes in self.fast.items():
@@ -297,3 +377,5 @@ class MemoryPolicy:
         assert self.slow_bytes == sum(self.slow.values()), (self.slow_bytes, self.slow)
         assert not (self.fast.keys() & self.slow.keys())
         assert self.unspillable <= self.fast.keys()
+        assert self.disk.keys() <= self.slow.keys(), (self.disk, self.slow)
+        assert self.disk_bytes == sum(self.disk.values()), (self.disk_bytes, self.disk)

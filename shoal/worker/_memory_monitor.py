@@ -14,7 +14,7 @@ from typing import Any
 import psutil
 
 from shoal.protocol._messages import MemoryPaused
-from shoal.worker._memory import MemoryLimits, Pause, Resume
+from shoal.worker._memory import MemoryLimits, Pause, Resume, max_spill_bytes
 from shoal.worker._spill import SpillBuffer, spill_compression
 from shoal.worker._trim import trim_heap
 from shoal.worker._worker_base import WorkerBase
@@ -94,7 +94,13 @@ class MemoryMonitorMixin(WorkerBase):
         self._spill_parent = directory
         self._memory_fractions = (target, spill, pause, transfer)
         self._transfer_budget = int(float(transfer) * self.memory_limit) if transfer else 0
-        limits = MemoryLimits.from_fractions(self.memory_limit, target, spill, pause)
+        max_spill = self._max_spill_setting
+        if max_spill == _NOT_GIVEN:
+            import dask.config
+
+            max_spill = dask.config.get("distributed.worker.memory.max-spill", False)
+        limits = MemoryLimits.from_fractions(self.memory_limit, target, spill, pause,
+                                             max_spill_bytes(max_spill))
         setting = self._spill_compression_setting
         if setting == _NOT_GIVEN:
             import dask.config

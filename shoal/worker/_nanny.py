@@ -21,6 +21,7 @@ import psutil
 
 from shoal import _logs
 from shoal.comm._tcp import comm_timeout
+from shoal.worker._memory import max_spill_bytes
 from shoal.worker._resources import check_resources, format_resources
 from shoal.worker._spawn_environ import configured_spawn_environ, shipped_defaults
 
@@ -421,6 +422,8 @@ class Nanny:
         compression = dask.config.get("distributed.worker.memory.spill-compression", "auto")
         args += ["--memory-spill-compression",
                  "false" if compression in (None, False) else str(compression)]
+        cap = max_spill_bytes(dask.config.get("distributed.worker.memory.max-spill", False))
+        args += ["--memory-max-spill", "false" if cap is None else str(cap)]
         interval = configured_monitor_interval()
         args += ["--memory-monitor-interval", str(interval)]
         configured = dask.config.get(_MONITOR_INTERVAL_KEY, None)

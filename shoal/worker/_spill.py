@@ -123,6 +123,12 @@ def _compressed(view: memoryview) -> list[bytes] | None:
 def write_frames(path: str, frames: list[Any], compression: str | None = None) -> int:
     """Write ``frames`` to a new file at ``path``, each compressed with ``compression``
     ("lz4" or None) where it pays; returns the bytes written (on disk)."""
+    return _write_packed(path, _packed(frames, compression))
+
+
+def _packed(frames: list[Any], compression: str | None) -> list[Any]:
+    """The buffers of a spill file of ``frames`` (header first), as :func:`write_frames`
+    writes them: their total is the file's size, known before it is written."""
     views = [memoryview(f).cast("B") for f in frames]
     if sum(v.nbytes for v in views) > _MAX_COMPRESSED_VALUE:
         compression = None
@@ -136,12 +142,18 @@ def write_frames(path: str, frames: list[Any], compression: str | None = None) -
         else:
             stored.extend(packed)
             rows.append(_FRAME.pack(sum(len(p) for p in packed), v.nbytes, 1))
-    header = _HEAD.pack(_VERSION, len(views)) + b"".join(rows)
+    return [_HEAD.pack(_VERSION, len(views)) + b"".join(rows), *stored]
+
+
+def _packed_size(parts: list[Any]) -> int:
+    return sum(memoryview(x).nbytes for x in parts)
+
+
+def _write_packed(path: str, parts: list[Any]) -> int:
     with open(path, "wb") as f:
-        f.write(header)
-        for x in stored:
+        for x in parts:
             f.write(x)
-    return len(header) + sum(memoryview(x).nbytes for x in stored)
+    return _packed_size(parts)
 
 
 def _header(f: Any, path: str) -> list[tuple[int, int, int]]:
@@ -245,7 +257,8 @@ def read_frames(path: str) -> list[Any]:
 class SpillBuffer(MutableMapping[Any, Any]):
     """``worker.data`` under a memory limit: least recently used values go to files in
     ``directory`` when the policy says so, and come back when read. ``compression``: "lz4"
-    or None (see :func:`spill_compression`)."""
+    or None (see :func:`spill_compression`). The spill files take at most
+    ``limits.max_spill`` bytes (dask's max-spill): past it values stay in memory."""
 
     def __init__(self, directory: str | None, limits: MemoryLimits,
                  compression: str | None = None) -> None:
@@ -405,10 +418,23 @@ class SpillBuffer(MutableMapping[Any, Any]):
         # The value stays in ``fast`` until its file is written: ``in`` (lock-free, from
         # the loop answering a peer) must never see a held key in neither place.
         value = self.fast[key]
+        policy = self.policy
+        if policy.disk_full:  # an earlier value of the batch did not fit under max-spill
+            policy.spill_refused(key)
+            return
         try:
             frames = list(dumps(value).frames)
+            start = time.perf_counter()  # compressing counts as writing
+            parts = _packed(frames, self.compression)
+            if not policy.admit_spill(key, _packed_size(parts)):
+                logger.warning(
+                    "worker's spill files reached distributed.worker.memory.max-spill (%d "
+                    "bytes on disk, cap %s): keeping %r and further values in memory; raise "
+                    "max-spill or give the workers more memory",
+                    policy.disk_bytes, policy.limits.max_spill, key)
+                return
             path = os.path.join(self._directory(), f"{next(self._names)}.spill")
-            self._write(path, frames)
+            self._write(path, parts, start)
         except Exception as exc:  # unpicklable, or the disk is full: it stays in memory
             logger.warning("worker could not spill %r to disk (%s: %s); keeping it in memory",
                            key, type(exc).__name__, exc)
@@ -417,9 +443,8 @@ class SpillBuffer(MutableMapping[Any, Any]):
         self._files[key] = path
         del self.fast[key]
 
-    def _write(self, path: str, frames: list[Any]) -> None:
-        start = time.perf_counter()
-        self.written += write_frames(path, frames, self.compression)
+    def _write(self, path: str, parts: list[Any], start: float) -> None:
+        self.written += _write_packed(path, parts)
         self.write_seconds += time.perf_counter() - start
 
     def _read(self, path: str) -> list[Any]:

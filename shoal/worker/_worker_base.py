@@ -97,6 +97,8 @@ class WorkerBase:
         # dask's distributed.worker.memory.spill-compression, as the nanny passed it
         # ("<config>": read the config when the data store is made).
         self._spill_compression_setting: Any = "<config>"
+        # dask's distributed.worker.memory.max-spill, as the nanny passed it (same rule)
+        self._max_spill_setting: Any = "<config>"
         # seconds between memory samples (None: dask's monitor-interval config, read at start)
         self._monitor_interval: float | None = None
         # the TLS SNI to send the scheduler (dask's scheduler_sni; None: its host's name)

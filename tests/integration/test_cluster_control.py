@@ -64,6 +64,13 @@ def test_restart_cancels_every_future_and_runs_new_work_on_fresh_processes(make_
     assert c.cluster.scheduler.tasks == {}
     after = worker_pids(c)
     assert len(after) == 2 and not (after & before)
+    # As dask's, the scheduler logs the old workers leaving and the new ones joining.
+    said = [(m["action"], m["worker"]) for _, m in c.get_events("all")
+            if m.get("action") in ("add-worker", "remove-worker")]
+    assert [action for action, _ in said] == ["add-worker"] * 2 + ["remove-worker"] * 2 + [
+        "add-worker"] * 2
+    assert {a for _, a in said[:2]} == {a for _, a in said[2:4]}
+    assert {a for _, a in said[4:]} == set(c.scheduler_info()["workers"])
     # the same key submitted again is computed afresh, and the old future dying later
     # does not release the new one
     again = c.submit(inc, 1)

@@ -83,11 +83,18 @@ def _release() -> None:
     shoal._test_ballast = None  # type: ignore[attr-defined]
 
 
+def _max_spill(dask_worker: Any) -> int | None:
+    return dask_worker.data.policy.limits.max_spill
+
+
 def test_a_worker_past_its_pause_threshold_pauses_and_resumes(
     make_client: Callable[..., Client],
 ) -> None:
-    with dask.config.set({"distributed.worker.memory.terminate": False}):
+    # max-spill rides along (nothing here spills): the nanny hands dask's setting over.
+    with dask.config.set({"distributed.worker.memory.terminate": False,
+                          "distributed.worker.memory.max-spill": "1 MB"}):
         client = make_client(n_workers=1, memory_limit="600MB")
+    assert list(client.run(_max_spill).values()) == [MB]
     (info,) = _workers(client).values()
     client.run(_hold, 600 * MB - info["memory_process"])  # past pause (480 MB)
     wait_for(lambda: next(iter(_workers(client).values()))["status"] == "paused", timeout=20)

@@ -7,6 +7,7 @@ from shoal.scheduler._events import (
     ClusterReset,
     DataCopied,
     GraphSubmitted,
+    LogEvent,
     ReportRestarted,
     SendFree,
 )
@@ -29,6 +30,20 @@ def test_reset_forgets_every_task_and_worker_and_tells_every_client_once(sim: Si
     assert computes(out) == []
     assert state.story("a")[-1][2] == "forgotten"
     assert all(not held for held in state.clients.values())
+
+
+def test_reset_logs_each_worker_removed_as_dask_does(sim: Sim):
+    sim.join("w1")
+    sim.join("w2")
+    sim.submit([row("a")])
+    out = sim.state.handle(ClusterReset("client.restart()"))
+    removed = [(e.topics, e.msg) for e in of(out, LogEvent)
+               if e.msg["action"] == "remove-worker"]
+    assert sorted(t for t, _ in removed) == [["all"], ["all"], ["w1"], ["w2"]]
+    assert sorted(m["worker"] for t, m in removed if t == ["all"]) == ["w1", "w2"]
+    # As dask's restart: the tasks are forgotten first, so none is reported lost.
+    assert all(m["processing-tasks"] == [] and m["lost-computed-tasks"] == []
+               and m["expected"] is True for _, m in removed)
 
 
 def test_after_a_reset_the_same_keys_run_again_on_new_workers(sim: Sim):

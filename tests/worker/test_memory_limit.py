@@ -52,8 +52,12 @@ def test_the_nanny_passes_dasks_memory_config_to_its_worker(tmp_path: object) ->
         args = nanny._memory_args()
     assert args == ["--memory-target", "0.6", "--memory-spill", "false", "--memory-pause", "0.8",
                     "--memory-transfer", "0.1", "--memory-spill-compression", "false",
+                    "--memory-max-spill", "false",
                     "--memory-monitor-interval", "0.1", "--local-directory", str(tmp_path)]
     assert nanny.terminate_fraction == 0.0  # never kills for memory
+    with dask.config.set({"distributed.worker.memory.max-spill": "2 kB"}):
+        args = nanny._memory_args()
+    assert args[args.index("--memory-max-spill") + 1] == "2000"
 
 
 def test_local_directory_given_to_the_nanny_wins_over_the_config(tmp_path: object) -> None:

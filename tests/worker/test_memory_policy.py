@@ -204,3 +204,77 @@ def test_a_pause_that_spilling_can_end_gets_no_unmanaged_warning() -> None:
     assert unmanaged_pause_warning("w", limits, process=250 * 2**20, managed=100 * 2**20) is None
     assert unmanaged_pause_warning("w", MemoryLimits.from_fractions(300 * 2**20, pause=False),
                                    process=290 * 2**20, managed=0) is None
+
+
+# --- max-spill: a cap on the bytes of the spill files ---------------------------------------
+
+
+def test_max_spill_is_dasks_size_or_false() -> None:
+    from shoal.worker._memory import max_spill_bytes
+
+    assert max_spill_bytes(False) is None and max_spill_bytes(None) is None
+    assert max_spill_bytes("false") is None  # as the nanny passes "no cap"
+    assert max_spill_bytes("1GB") == 10**9 and max_spill_bytes("2 KiB") == 2048
+    assert max_spill_bytes(1234) == 1234 and max_spill_bytes("1234") == 1234
+    for bad in (True, "lots", -1):
+        with pytest.raises(ValueError, match="max-spill"):
+            max_spill_bytes(bad)
+
+
+def _capped(max_spill: int) -> MemoryPolicy:
+    return MemoryPolicy(MemoryLimits.from_fractions(LIMIT, max_spill=max_spill))
+
+
+def test_values_are_spilled_while_they_fit_under_max_spill() -> None:
+    p = _capped(250)
+    p.handle(ValueStored("a", 300), ValueStored("b", 300))
+    assert p.handle(ValueStored("c", 100)) == [Spill(["a"])]
+    assert p.admit_spill("a", 200)  # written: 200 bytes (compressed) of the cap's 250
+    assert p.disk_bytes == 200 and not p.disk_full
+    p.validate()
+
+
+def test_a_value_past_max_spill_stays_in_memory_and_spilling_stops() -> None:
+    p = _capped(250)
+    p.handle(ValueStored("a", 300), ValueStored("b", 300))
+    assert p.handle(ValueStored("c", 100)) == [Spill(["a"])]
+    assert not p.admit_spill("a", 300)  # would take the files past 250 bytes
+    assert list(p.fast) == ["a", "b", "c"] and p.fast_bytes == 700 and p.slow_bytes == 0
+    assert p.disk_full and p.disk_bytes == 0
+    # No further spill is ordered, neither past the target nor past spill; pause still works.
+    assert p.handle(ValueStored("d", 50)) == []
+    assert p.handle(MemorySampled(900)) == [Pause()]
+    p.validate()
+
+
+def test_spilling_resumes_once_a_spilled_value_leaves_the_disk() -> None:
+    p = _capped(250)
+    p.handle(ValueStored("a", 400), ValueStored("b", 150))
+    assert p.handle(ValueStored("c", 100)) == [Spill(["a"])]
+    assert p.admit_spill("a", 200)
+    assert p.handle(ValueStored("d", 400)) == [Spill(["b"])]
+    assert not p.admit_spill("b", 100)  # 200 + 100 > 250
+    assert p.handle(ValueStored("e", 10)) == []  # full: nothing ordered
+    p.handle(ValueRemoved("a"))  # its file is deleted: room again
+    assert not p.disk_full and p.disk_bytes == 0
+    assert p.handle(ValueStored("f", 10)) == [Spill(["b"])]
+    assert p.admit_spill("b", 100)
+    p.validate()
+
+
+def test_a_value_loaded_back_frees_its_bytes_on_disk() -> None:
+    p = _capped(1000)
+    p.handle(ValueStored("a", 300), ValueStored("b", 300))
+    assert p.handle(ValueStored("c", 100)) == [Spill(["a"])]
+    assert p.admit_spill("a", 300)
+    p.handle(ValueRemoved("b"))
+    assert p.handle(ValueLoaded("a")) == [Unspill("a")]
+    assert p.disk_bytes == 0 and not p.disk
+    p.validate()
+
+
+def test_without_max_spill_every_ordered_spill_is_admitted() -> None:
+    p = MemoryPolicy(MemoryLimits.from_fractions(LIMIT))
+    assert p.handle(ValueStored("a", 10**6)) == [Spill(["a"])]  # over the target on its own
+    assert p.admit_spill("a", 10**6) and p.disk_bytes == 10**6
+    p.validate()

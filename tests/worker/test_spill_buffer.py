@@ -271,3 +271,40 @@ def test_a_corrupt_compressed_frame_is_reported_as_such(tmp_path: Path) -> None:
         f.write(b"\xff" * 8)
     with pytest.raises(OSError, match="corrupt"):
         read_frames(path)
+
+
+def test_past_max_spill_values_stay_in_memory(tmp_path: Path) -> None:
+    limits = MemoryLimits.from_fractions(10 * MB, max_spill=5 * MB)  # target 6 MB
+    buf = SpillBuffer(str(tmp_path), limits)
+    try:
+        for i in range(6):
+            buf[i] = np.full(2 * MB // 8, i, dtype="f8")
+        # Two 2 MB values fit in 5 MB of files; the rest stays in memory, still readable.
+        assert [buf.on_disk(i) for i in range(6)] == [True, True] + [False] * 4
+        assert buf.policy.disk_bytes == buf.written <= 5 * MB
+        assert sum(os.path.getsize(p) for p in buf._files.values()) == buf.written
+        assert buf.managed_in_memory == 8 * MB
+        assert all(buf[i][0] == i for i in range(6))
+        del buf[0]  # room on disk again: the next value past the target is spilled
+        buf[6] = np.full(2 * MB // 8, 6, dtype="f8")
+        assert buf.policy.disk_bytes <= 5 * MB and sum(map(buf.on_disk, buf)) == 2
+        buf.policy.validate()
+    finally:
+        buf.close()
+
+
+def test_a_worker_reads_max_spill_from_dasks_config() -> None:
+    import dask
+
+    from shoal.worker._server import Worker
+
+    store = Worker("tcp://127.0.0.1:1", memory_limit=10 * MB)._data_store()
+    assert isinstance(store, SpillBuffer) and store.policy.limits.max_spill is None  # False
+    with dask.config.set({"distributed.worker.memory.max-spill": "3MB"}):
+        store = Worker("tcp://127.0.0.1:1", memory_limit=10 * MB)._data_store()
+    assert isinstance(store, SpillBuffer) and store.policy.limits.max_spill == 3 * MB
+    w = Worker("tcp://127.0.0.1:1", memory_limit=10 * MB)
+    w._max_spill_setting = "false"  # as its nanny passes it: wins over the config
+    with dask.config.set({"distributed.worker.memory.max-spill": "3MB"}):
+        store = w._data_store()
+    assert isinstance(store, SpillBuffer) and store.policy.limits.max_spill is None
