@@ -198,7 +198,12 @@ def test_retire_workers_moves_a_wanted_result_off_before_closing(make_client):
     assert c.gather(held) == 42
     assert c.submit(inc, held).result(timeout=60) == 43
     # the retired worker's nanny does not bring it back
-    nanny = next(n for n in c.cluster.nannies if n.process.returncode is not None)
+    # (its process may still be exiting when retire_workers returns: wait for the exit)
+    def exited():
+        return [n for n in c.cluster.nannies if n.process.returncode is not None]
+
+    wait_for(exited, timeout=60)
+    nanny = exited()[0]
     wait_for(lambda: nanny._supervisor is not None and nanny._supervisor.done(), timeout=60)
     assert len(c.scheduler_info()["workers"]) == 1
 
