@@ -223,28 +223,30 @@ async def story(self: Client, *keys: Any, on_error: str = "raise") -> list[tuple
     from shoal.worker._introspect import worker_story
 
     wanted = [key.key if isinstance(key, Future) else key for key in keys]
-    rows: list[tuple[Any, ...]] = []
-    try:
+
+    async def scheduler_rows() -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = []
         for key in wanted:
             got = await self._request_within("story", self._timeout, key=key)
             rows.extend(("scheduler", k, start, finish, dict(recs), sid, when)
                         for k, start, finish, recs, sid, when in got)
-    except Exception as exc:  # reported: raised, or logged with on_error="ignore"
-        if on_error == "raise":
-            raise
-        logger.warning("story(%d key(s)): the scheduler gave no story (%s: %s); "
-                       "on_error='ignore' leaves its rows out", len(wanted),
-                       type(exc).__name__, exc)
-        rows = []  # on_error="ignore": dask's "no story" rather than an error
-    try:
-        answers = await run(self, worker_story, wanted, on_error=on_error) or {}
-    except Exception as exc:  # reported: raised, or logged with on_error="ignore"
-        if on_error == "raise":
-            raise
-        logger.warning("story(%d key(s)): the workers gave no story (%s: %s); "
-                       "on_error='ignore' leaves their rows out", len(wanted),
-                       type(exc).__name__, exc)
-        answers = {}
+        return rows
+
+    async def answered(coro: Any, who: str, empty: Any) -> Any:
+        """What ``coro`` answers; with on_error="ignore", ``empty`` when it fails (dask's
+        "no story" rather than an error), logged."""
+        try:
+            return await coro
+        except Exception as exc:  # reported: raised, or logged with on_error="ignore"
+            if on_error == "raise":
+                raise
+            logger.warning("story(%d key(s)): %s gave no story (%s: %s); on_error='ignore' "
+                           "leaves its rows out", len(wanted), who, type(exc).__name__, exc)
+            return empty
+
+    rows = await answered(scheduler_rows(), "the scheduler", [])
+    answers = await answered(run(self, worker_story, wanted, on_error=on_error), "the workers",
+                             None) or {}
     for address, got in answers.items():
         rows.extend((address, *row) for row in got)
     return rows
