@@ -456,3 +456,23 @@ def test_every_future_of_a_closed_client_is_cancelled(client):
     for fut in (small, large):
         with pytest.raises(concurrent.futures.CancelledError, match="client was closed"):
             fut.result(timeout=10)
+
+
+def test_story_with_on_error_ignore_leaves_out_whoever_cannot_answer(client, monkeypatch, caplog):
+    done = client.submit(inc, 1, key="ops-story-ignore")
+    done.result(timeout=30)
+    workers = set(client.scheduler_info()["workers"])
+
+    async def refused(*args, **kwargs):
+        raise OSError("the scheduler is unreachable")
+
+    monkeypatch.setattr(client, "_request_within", refused)
+    with pytest.raises(OSError, match="unreachable"):
+        client.story(done)
+    with caplog.at_level("WARNING", logger="shoal"):
+        rows = client.story(done, on_error="ignore")
+    # the scheduler's rows are left out (logged); the workers' still come
+    assert rows and {r[0] for r in rows} <= workers
+    assert "the scheduler gave no story" in caplog.text
+    with pytest.raises(ValueError, match="on_error"):
+        client.story(done, on_error="skip")
