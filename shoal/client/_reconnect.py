@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from shoal.client import _coordination, _timeouts, _topics
@@ -114,14 +115,18 @@ async def connect_retrying(client: Client, address: str) -> Connection:
     from shoal.comm._handshake import HandshakeError
 
     delay = 0.01
-    while True:  # ends: connected, a refusal, or the caller's timeout cancelling this
+    within = client._timeout or 30.0
+    deadline = time.monotonic() + within  # the caller bounds it too (Client start-up)
+    while True:  # ends: connected, a refusal, or the deadline
         try:
-            return await connect(address, timeout=client._timeout or 30.0,
-                                 security=client.security)
+            return await connect(address, timeout=within, security=client.security)
         except (ValueError, HandshakeError):
             raise
         except OSError as exc:
             client._last_connect_error = str(exc)
+            if time.monotonic() + delay > deadline:
+                raise TimeoutError(f"no scheduler answered at {address} within {within:g} s "
+                                   f"(last error: {exc})") from exc
             logger.debug("could not reach the scheduler at %s yet (%s); retrying", address, exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
