@@ -54,12 +54,36 @@ logger = logging.getLogger("shoal.scheduler")
 TICK_INTERVAL = 1.0
 
 
-def _event_log_length() -> int:
-    """Events kept per topic: dask's ``distributed.admin.low-level-log-length``."""
+_EVENTS_LOG_LENGTH_ALIAS = "distributed.scheduler.events-log-length"
+
+
+def _event_log_length() -> int | None:
+    """Events kept per topic: dask's ``distributed.admin.low-level-log-length`` (1,000;
+    None keeps all), or its older name ``distributed.scheduler.events-log-length`` when
+    that is set: distributed renames the old key to the new one when it is imported, so
+    a value under the old key is one distributed would have used.
+
+    Raises:
+        ValueError: the value is not a whole number or None.
+    """
     import dask
 
-    value = dask.config.get("distributed.admin.low-level-log-length", topics.DEFAULT_MAXLEN)
-    return int(value) if value else topics.DEFAULT_MAXLEN
+    key = "distributed.admin.low-level-log-length"
+    missing = object()
+    value: Any = missing
+    if _EVENTS_LOG_LENGTH_ALIAS not in dask.config.deprecations:  # distributed not imported
+        value = dask.config.get(_EVENTS_LOG_LENGTH_ALIAS, missing)
+        if value is not missing:
+            key = _EVENTS_LOG_LENGTH_ALIAS
+    if value is missing:
+        value = dask.config.get(key, topics.DEFAULT_MAXLEN)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"dask config {key} must be a whole number of events or None "
+                         f"(no bound), got {value!r}") from None
 
 
 def _transition_log_length() -> int | None:

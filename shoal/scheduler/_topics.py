@@ -17,7 +17,7 @@ from typing import Any
 from shoal._machine import Command, Event
 
 DEFAULT_TOPICS = ("print", "warn")
-# dask's distributed.admin.low-level-log-length: events kept per topic.
+# dask's distributed.admin.low-level-log-length: events kept per topic (None: all).
 DEFAULT_MAXLEN = 1000
 
 
@@ -85,9 +85,17 @@ class AnswerEvents(Command):
 class Topics:
     """Event logs and subscriptions. Feed events to :meth:`handle`; carry out the result."""
 
-    def __init__(self, maxlen: int = DEFAULT_MAXLEN) -> None:
-        if maxlen < 1:
-            raise ValueError(f"the event log length must be at least 1, got {maxlen}")
+    def __init__(self, maxlen: int | None = DEFAULT_MAXLEN) -> None:
+        """``maxlen``: events kept per topic, the newest; None keeps every event and 0
+        none (subscribers still get each one), as dask's deques do.
+
+        Raises:
+            ValueError: ``maxlen`` is negative.
+        """
+        if maxlen is not None and maxlen < 0:
+            raise ValueError(
+                f"the event log length (distributed.admin.low-level-log-length) must be "
+                f"at least 0, or None for no bound; got {maxlen}")
         self.maxlen = maxlen
         self.logs: dict[str, deque[tuple[float, Any]]] = {}
         self.subscribers: dict[str, set[str]] = {}
@@ -151,7 +159,7 @@ class Topics:
     def validate(self) -> None:
         """Check the invariants; raises AssertionError. For tests."""
         for topic, log in self.logs.items():
-            assert len(log) <= self.maxlen, topic
+            assert self.maxlen is None or len(log) <= self.maxlen, topic
         for topic, subs in self.subscribers.items():
             assert subs, topic
             assert subs <= self.clients, (topic, subs - self.clients)

@@ -76,6 +76,44 @@ def test_subscription_of_an_unknown_client_is_ignored(topics: Topics) -> None:
     assert topics.handle(EventLogged(["jobs"], 1, 1.0)) == []
 
 
-def test_log_length_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="at least 1"):
-        Topics(maxlen=0)
+def test_log_length_none_keeps_every_event() -> None:
+    # dask's distributed.admin.low-level-log-length: null is "unlimited".
+    t = Topics(maxlen=None)
+    t.handle(*(EventLogged(["t"], i, float(i)) for i in range(1500)))
+    (answer,) = t.handle(EventsAsked("c", 1, "t"))
+    assert [msg for _, msg in answer.value] == list(range(1500))
+    t.validate()
+
+
+def test_log_length_zero_keeps_nothing_but_still_delivers() -> None:
+    t = Topics(maxlen=0)
+    t.handle(SubscriberJoined("c"), TopicSubscribed("c", "jobs"))
+    assert t.handle(EventLogged(["jobs"], 1, 1.0)) == [DeliverEvent("c", "jobs", 1.0, 1)]
+    assert t.handle(EventsAsked("c", 1, "jobs")) == [AnswerEvents("c", 1, [])]
+    t.validate()
+
+
+def test_log_length_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="low-level-log-length"):
+        Topics(maxlen=-1)
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({}, 1000),
+        ({"distributed.admin.low-level-log-length": None}, None),
+        ({"distributed.admin.low-level-log-length": 0}, 0),
+        ({"distributed.admin.low-level-log-length": 7}, 7),
+        # dask's older name for the same setting (distributed renames it on import).
+        ({"distributed.scheduler.events-log-length": 5}, 5),
+        ({"distributed.scheduler.events-log-length": None}, None),
+    ],
+)
+def test_event_log_length_is_read_from_dask_config(config: dict, expected: int | None) -> None:
+    import dask
+
+    from shoal.scheduler._server import _event_log_length
+
+    with dask.config.set(config):
+        assert _event_log_length() == expected
