@@ -86,6 +86,27 @@ def _event_log_length() -> int | None:
                          f"(no bound), got {value!r}") from None
 
 
+def _events_cleanup_delay() -> float | None:
+    """Seconds after which a departed worker's or client's topic loses its events: dask's
+    ``distributed.scheduler.events-cleanup-delay`` ("1h"; None: never).
+
+    Raises:
+        ValueError: the value is not a time (dask's ``parse_timedelta``).
+    """
+    import dask
+    from dask.utils import parse_timedelta
+
+    key = "distributed.scheduler.events-cleanup-delay"
+    value = dask.config.get(key, "1h")
+    if value is None:
+        return None
+    try:
+        return float(parse_timedelta(value, default="seconds"))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"dask config {key} must be a time such as '1h' or '30s', or None "
+                         f"(never clean up), got {value!r}: {exc}") from None
+
+
 def _transition_log_length() -> int | None:
     """Story rows (transitions) kept: dask's ``distributed.admin.low-level-log-length``
     (1,000; None keeps every row, as dask's deque does)."""
@@ -217,7 +238,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
                                     erred_history=_erred_history(),
                                     story_size=_transition_log_length(),
                                     task_stream_size=_task_stream_length())
-        self.topics = topics.Topics(_event_log_length())
+        self.topics = topics.Topics(_event_log_length(), _events_cleanup_delay())
         self.datasets = datasets.Datasets()
         self.plugin_host = SchedulerPlugins()
         self.address = ""
@@ -398,6 +419,8 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
                 self._apply([Tick(now)])
             except Exception:  # one bad tick must not end worker-TTL checks for good
                 logger.exception("scheduler tick failed; ticking on")
+            if self.topics.departed:  # distributed.scheduler.events-cleanup-delay
+                self._apply_side(self.topics, [topics.CleanupDue(now)])
             self._tps.append((now, self.state.completed_total))
             del self._tps[:-10]
             if self._idle.timeout is not None and self._idle.observe(

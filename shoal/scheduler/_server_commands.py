@@ -48,7 +48,7 @@ from shoal.scheduler._events import (
 )
 from shoal.scheduler._server_base import ShellBase
 from shoal.scheduler._state import EventsFailed, stimulus_id
-from shoal.scheduler._topics import EventLogged
+from shoal.scheduler._topics import EventLogged, membership
 
 logger = logging.getLogger("shoal.scheduler")
 
@@ -250,7 +250,8 @@ class ServerCommands(ShellBase):
             # After what waits now (other connections, timers): a bounded step each time.
             asyncio.get_running_loop().call_soon(self._apply, [WorkResumed()])
         elif isinstance(cmd, LogEvent):  # as a TopicLog: kept, sent to subscribers, hooked
-            self._apply_side(self.topics, [EventLogged(cmd.topics, cmd.msg, time.time())])
+            self._apply_side(self.topics, [EventLogged(cmd.topics, cmd.msg, time.time()),
+                                           *membership(cmd.msg, time.monotonic())])
             if self.plugin_host.plugins:
                 for topic in cmd.topics:
                     self._hook("log_event", topic, cmd.msg)

@@ -412,3 +412,36 @@ def test_a_transition_plugin_sees_every_move_of_a_batch_longer_than_the_log() ->
     assert moved == set(keys)
     # in the order the state made them, and the log keeps the newest 5 of them
     assert [r[:3] for r in sched.state._log] == plugin.seen[-5:]
+
+
+def test_a_departed_workers_and_clients_events_go_on_a_tick_after_events_cleanup_delay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """dask's distributed.scheduler.events-cleanup-delay: the topic of a worker or client
+    that left is truncated once the delay has passed; "all" and those still here stay."""
+    import dask
+
+    from shoal.scheduler import _server
+
+    with dask.config.set({"distributed.scheduler.events-cleanup-delay": "0s"}):
+        sched, _worker, conns = _scheduler("c", "d")
+    assert {"w1", "c", "d", "all"} <= set(sched.topics.logs)
+    sched._worker_gone("w1", "test")
+    sched._on_client_message(conns["d"], None)
+    assert set(sched.topics.departed) == {"w1", "d"}
+    monkeypatch.setattr(_server, "TICK_INTERVAL", 0.001)
+
+    async def main() -> None:
+        loop_task = asyncio.ensure_future(sched._tick_loop())
+        deadline = asyncio.get_running_loop().time() + 10
+        # ends: the first ticks clean up, or the deadline
+        while sched.topics.departed and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.005)
+        loop_task.cancel()
+        await asyncio.gather(loop_task, return_exceptions=True)
+
+    asyncio.run(main())
+    assert not sched.topics.departed
+    assert "w1" not in sched.topics.logs and "d" not in sched.topics.logs
+    assert {"c", "all"} <= set(sched.topics.logs)
+    sched.topics.validate()

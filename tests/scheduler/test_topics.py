@@ -8,14 +8,18 @@ import pytest
 
 from shoal.scheduler._topics import (
     AnswerEvents,
+    CleanupDue,
     DeliverEvent,
     EventLogged,
     EventsAsked,
+    OwnerJoined,
+    OwnerLeft,
     SubscriberJoined,
     SubscriberLeft,
     Topics,
     TopicSubscribed,
     TopicUnsubscribed,
+    membership,
 )
 
 
@@ -117,3 +121,78 @@ def test_event_log_length_is_read_from_dask_config(config: dict, expected: int |
 
     with dask.config.set(config):
         assert _event_log_length() == expected
+
+
+# --- distributed.scheduler.events-cleanup-delay ----------------------------------------------
+
+
+def test_a_departed_owners_events_are_cleared_after_the_cleanup_delay() -> None:
+    # dask: a removed worker's (or client's) topic is truncated once the delay has passed,
+    # unless it came back meanwhile; other topics are left alone.
+    t = Topics(maxlen=10, cleanup_delay=60.0)
+    t.handle(EventLogged(["w1", "all"], {"action": "add-worker"}, 1.0),
+             EventLogged(["w2"], "x", 1.0), OwnerLeft("w1", 100.0), OwnerLeft("w2", 100.0))
+    t.handle(OwnerJoined("w2"), CleanupDue(159.0))
+    assert set(t.logs) == {"w1", "w2", "all"}  # not yet due
+    t.handle(CleanupDue(160.0))
+    assert t.handle(EventsAsked("c", 1, "w1")) == [AnswerEvents("c", 1, [])]
+    (answer,) = t.handle(EventsAsked("c", 2, None))
+    assert set(answer.value) == {"w2", "all"}  # w2 came back: kept
+    assert t.departed == {}
+    t.validate()
+
+
+def test_cleanup_keeps_subscriptions_and_later_events_are_logged_again() -> None:
+    t = Topics(maxlen=10, cleanup_delay=0.0)
+    t.handle(SubscriberJoined("c"), TopicSubscribed("c", "w1"), EventLogged(["w1"], 1, 1.0))
+    t.handle(OwnerLeft("w1", 2.0), CleanupDue(2.0))
+    assert t.handle(EventLogged(["w1"], 2, 3.0)) == [DeliverEvent("c", "w1", 3.0, 2)]
+    assert t.handle(EventsAsked("c", 1, "w1")) == [AnswerEvents("c", 1, [[3.0, 2]])]
+    t.validate()
+
+
+def test_no_cleanup_delay_keeps_departed_owners_events() -> None:
+    t = Topics(maxlen=10, cleanup_delay=None)
+    t.handle(EventLogged(["w1"], 1, 1.0), OwnerLeft("w1", 2.0), CleanupDue(1e9))
+    assert list(t.logs) == ["w1"] and t.departed == {}
+    t.validate()
+
+
+def test_leaving_again_restarts_the_delay() -> None:
+    t = Topics(maxlen=10, cleanup_delay=10.0)
+    t.handle(EventLogged(["w1"], 1, 1.0), OwnerLeft("w1", 0.0), OwnerJoined("w1"),
+             OwnerLeft("w1", 5.0), CleanupDue(12.0))
+    assert list(t.logs) == ["w1"]
+    t.handle(CleanupDue(15.0))
+    assert t.logs == {}
+    t.validate()
+
+
+@pytest.mark.parametrize(
+    ("msg", "events"),
+    [
+        ({"action": "remove-worker", "worker": "tcp://w:1"}, [OwnerLeft("tcp://w:1", 5.0)]),
+        ({"action": "add-worker", "worker": "tcp://w:1"}, [OwnerJoined("tcp://w:1")]),
+        ({"action": "remove-client", "client": "c-1"}, [OwnerLeft("c-1", 5.0)]),
+        ({"action": "add-client", "client": "c-1"}, [OwnerJoined("c-1")]),
+        ({"action": "remove-worker"}, []),  # the copy on the worker's own topic
+        ({"action": "no-worker"}, []),
+    ],
+)
+def test_the_schedulers_membership_events_name_the_owner(msg: dict, events: list) -> None:
+    assert membership(msg, 5.0) == events
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [({}, 3600.0), ({"distributed.scheduler.events-cleanup-delay": "2s"}, 2.0),
+     ({"distributed.scheduler.events-cleanup-delay": 0}, 0.0),
+     ({"distributed.scheduler.events-cleanup-delay": None}, None)],
+)
+def test_events_cleanup_delay_is_read_from_dask_config(config: dict, expected: float | None) -> None:
+    import dask
+
+    from shoal.scheduler._server import _events_cleanup_delay
+
+    with dask.config.set(config):
+        assert _events_cleanup_delay() == expected
