@@ -27,7 +27,7 @@ from shoal.protocol._wire_checks import _DEEP, _NUM, _SEQ, ProtocolError
 # tasks' computes or results in one message, as columns), and KeysDone (results to a client);
 # 6: RetireAsked (a worker's lifetime is over) and ProfileAsk (client.profile);
 # 8: CoordQueueRelease (Queue.close)
-PROTOCOL_VERSION = 8
+PROTOCOL_VERSION = 9
 
 Key = Any  # str, int, float or a tuple of them (dask keys)
 
@@ -475,6 +475,7 @@ class Heartbeat(Message):
     cpu: float
     executing: int
     memory_spilled: int = 0  # bytes (in memory) of the values spilled to disk
+    memory_spilled_disk: int = 0  # bytes their spill files take (compressed or not)
 
 
 @_message("worker-memory-paused")

@@ -210,7 +210,8 @@ class HeartbeatReceived(Event):
     cpu: float
     executing: int
     now: float
-    memory_spilled: int = 0
+    memory_spilled: int = 0  # the spilled values' size in memory
+    memory_spilled_disk: int = 0  # the bytes their spill files take
 
 
 @dataclass(frozen=True, slots=True)

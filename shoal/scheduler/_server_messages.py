@@ -394,7 +394,8 @@ class ServerMessages(ShellBase):
                 elif isinstance(msg, Heartbeat):
                     events.append(HeartbeatReceived(address, msg.memory_process,
                                                     msg.memory_managed, msg.cpu, msg.executing,
-                                                    time.monotonic(), msg.memory_spilled))
+                                                    time.monotonic(), msg.memory_spilled,
+                                                    msg.memory_spilled_disk))
                 elif isinstance(msg, MemoryPaused):
                     events.append(WorkerPaused(address, msg.paused))
                 elif isinstance(msg, ScatterStored):

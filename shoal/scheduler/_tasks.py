@@ -388,6 +388,7 @@ class WorkerState:
         "memory_managed",
         "memory_process",
         "memory_spilled",
+        "memory_spilled_disk",
         "name",
         "nbytes",
         "nthreads",
@@ -425,7 +426,8 @@ class WorkerState:
         self.started = now
         self.memory_process = 0
         self.memory_managed = 0
-        self.memory_spilled = 0
+        self.memory_spilled = 0  # the spilled values' size in memory
+        self.memory_spilled_disk = 0  # and the bytes of their files
         self.paused = False  # memory past its pause threshold: nothing new is placed here
         self.cpu = 0.0
         self.executing = 0

@@ -37,7 +37,8 @@ def worker_info(scheduler: Scheduler) -> list[dict[str, Any]]:
                 "metrics": {  # dask's heartbeat metrics names
                     "memory": ws.memory_process,
                     "managed_bytes": managed + ws.memory_spilled,
-                    "spilled_bytes": {"memory": ws.memory_spilled, "disk": ws.memory_spilled},
+                    "spilled_bytes": {"memory": ws.memory_spilled,
+                                      "disk": ws.memory_spilled_disk},
                     "cpu": ws.cpu,
                     "executing": ws.executing,
                 },

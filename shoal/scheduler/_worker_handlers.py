@@ -170,6 +170,7 @@ class WorkerHandlers(StateBase):
         ws.memory_process = ev.memory_process
         ws.memory_managed = ev.memory_managed
         ws.memory_spilled = ev.memory_spilled
+        ws.memory_spilled_disk = ev.memory_spilled_disk
         ws.cpu = ev.cpu
         ws.executing = ev.executing
 

@@ -143,6 +143,7 @@ class SessionMixin(WorkerBase):
             data = self.data
             if isinstance(data, SpillBuffer):
                 managed, spilled = data.managed_in_memory, data.spilled_bytes
+                on_disk = data.spilled_disk_bytes
             else:
-                managed, spilled = self.state.managed_bytes, 0
-            conn.send(Heartbeat(rss, managed, cpu, executing, spilled))
+                managed, spilled, on_disk = self.state.managed_bytes, 0, 0
+            conn.send(Heartbeat(rss, managed, cpu, executing, spilled, on_disk))

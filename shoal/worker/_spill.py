@@ -386,7 +386,14 @@ class SpillBuffer(MutableMapping[Any, Any]):
 
     @property
     def spilled_bytes(self) -> int:
+        """The in-memory size of the values on disk (dask's ``spilled_bytes["memory"]``)."""
         return self.policy.slow_bytes
+
+    @property
+    def spilled_disk_bytes(self) -> int:
+        """The bytes their files take, compressed or not (dask's
+        ``spilled_bytes["disk"]``)."""
+        return self.policy.disk_bytes
 
     def close(self) -> None:
         """Delete the spill files (the worker's session is over)."""

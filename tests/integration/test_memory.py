@@ -38,7 +38,14 @@ def test_persisting_twice_the_memory_limit_spills_without_restarts(
     wait(x, timeout=120)
     wait_for(lambda: sum(w["memory_spilled"] for w in _workers(client).values()) > 0, timeout=60)
     info = _workers(client)
-    assert sum(w["metrics"]["spilled_bytes"]["disk"] for w in info.values()) > 0
+    spilled = [w["metrics"]["spilled_bytes"] for w in info.values()]
+    assert sum(s["disk"] for s in spilled) > 0
+    # dask's meaning: "disk" is the files' bytes, "memory" the values'. lz4 (spill
+    # compression "auto", in the dev extra) makes arrays of twos tiny; raw files are larger.
+    disk, memory = sum(s["disk"] for s in spilled), sum(s["memory"] for s in spilled)
+    from shoal.worker._spill import spill_compression
+
+    assert disk < memory // 10 if spill_compression("auto") == "lz4" else disk > memory
     assert all(w["memory_process"] < 300 * MB for w in info.values())
     assert float(x.sum().compute()) == 2 * 75_000 * 1_000
     assert {w["pid"] for w in _workers(client).values()} == pids  # no worker was restarted

@@ -445,3 +445,16 @@ def test_a_departed_workers_and_clients_events_go_on_a_tick_after_events_cleanup
     assert "w1" not in sched.topics.logs and "d" not in sched.topics.logs
     assert {"c", "all"} <= set(sched.topics.logs)
     sched.topics.validate()
+
+
+def test_a_workers_spilled_bytes_on_disk_are_its_files_not_its_values() -> None:
+    """dask's metrics["spilled_bytes"]: "memory" is the spilled values' size, "disk" the
+    bytes their (compressed) files take, both as the worker's heartbeat says."""
+    from shoal.protocol._messages import Heartbeat
+    from shoal.scheduler._views import worker_info
+
+    sched, worker, _conns = _scheduler()
+    sched._on_worker_message(worker, [Heartbeat(10**9, 10**8, 5.0, 1, 8 * 10**6, 2 * 10**6)])
+    [info] = worker_info(sched)
+    assert info["metrics"]["spilled_bytes"] == {"memory": 8 * 10**6, "disk": 2 * 10**6}
+    assert info["memory_spilled"] == 8 * 10**6

@@ -308,3 +308,18 @@ def test_a_worker_reads_max_spill_from_dasks_config() -> None:
     with dask.config.set({"distributed.worker.memory.max-spill": "3MB"}):
         store = w._data_store()
     assert isinstance(store, SpillBuffer) and store.policy.limits.max_spill is None
+
+
+def test_spilled_bytes_on_disk_are_the_files_sizes_not_the_values(tmp_path: Path) -> None:
+    # dask's metrics["spilled_bytes"]: "memory" is the values' size, "disk" their files'.
+    b = SpillBuffer(str(tmp_path), MemoryLimits.from_fractions(10 * MB), "lz4")
+    for i in range(4):  # compressible: far smaller on disk than in memory
+        b[i] = np.zeros(2 * MB // 8, dtype="f8")
+    on_disk = [k for k in range(4) if b.on_disk(k)]
+    assert on_disk
+    files = sum(os.path.getsize(p) for p in b._files.values())
+    assert b.spilled_disk_bytes == files
+    assert b.spilled_bytes == 2 * MB * len(on_disk) > 4 * files
+    del b[on_disk[0]]
+    assert b.spilled_disk_bytes == sum(os.path.getsize(p) for p in b._files.values())
+    b.close()
