@@ -72,12 +72,42 @@ class KilledWorker(Exception):
         if self.reason is not None:
             return self.reason
         return (
-            f"Task {self.task!r} was running on {len(self.workers)} worker(s) that died "
-            f"({', '.join(self.workers)}). shoal stopped retrying it: the task probably "
-            "crashes its worker (segfault, os._exit, out of memory). Run it locally with "
-            "client.recreate_error_locally(future) or raise "
-            "'distributed.scheduler.allowed-failures'."
+            f"{_killed_start(self.task, self.workers)} shoal stopped retrying it: the task "
+            "probably crashes its worker (segfault, os._exit, out of memory). Inspect the "
+            "worker logs, run it locally with client.recreate_error_locally(future), or "
+            "raise 'distributed.scheduler.allowed-failures'. For more information see "
+            "https://distributed.dask.org/en/stable/killed.html."
         )
+
+
+def _killed_start(task: Any, workers: list[str]) -> str:
+    """dask's KilledWorker message start (users and tools search for it), then every
+    worker that died running the task."""
+    last = workers[-1] if workers else "unknown"
+    start = (f"Attempted to run task {task!r} on {len(workers)} different workers, but all "
+             "those workers died while running it. The last worker that attempt to run the "
+             f"task was {last}.")
+    if len(workers) > 1:
+        start += f" Workers that died running it: {', '.join(workers)}."
+    return start
+
+
+def killed_for_memory_message(task: Any, workers: list[str], process: int, limit: int,
+                              fraction: float) -> str:
+    """The KilledWorker message when the last of ``workers`` was killed by its nanny for
+    memory: its process took ``process`` bytes, past ``fraction`` of its ``limit``."""
+
+    def mib(n: int) -> str:
+        return f"{n / 2**20:.0f} MiB"
+
+    return (
+        f"{_killed_start(task, workers)} That worker was killed by its nanny for exceeding "
+        f"its memory limit: its process used {mib(process)}, past {fraction:.0%} "
+        f"(distributed.worker.memory.terminate) of its {mib(limit)} memory_limit, while "
+        f"running {task!r}. Give the workers more memory (a larger memory_limit, or fewer "
+        "threads per worker), make the task need less (smaller chunks or partitions), or "
+        "raise distributed.worker.memory.terminate (False: never kill a worker for memory)."
+    )
 
 
 class FutureCancelledError(concurrent.futures.CancelledError):

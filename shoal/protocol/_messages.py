@@ -27,7 +27,7 @@ from shoal.protocol._wire_checks import _DEEP, _NUM, _SEQ, ProtocolError
 # tasks' computes or results in one message, as columns), and KeysDone (results to a client);
 # 6: RetireAsked (a worker's lifetime is over) and ProfileAsk (client.profile);
 # 8: CoordQueueRelease (Queue.close)
-PROTOCOL_VERSION = 9
+PROTOCOL_VERSION = 10
 
 Key = Any  # str, int, float or a tuple of them (dask keys)
 
@@ -476,6 +476,17 @@ class Heartbeat(Message):
     executing: int
     memory_spilled: int = 0  # bytes (in memory) of the values spilled to disk
     memory_spilled_disk: int = 0  # bytes their spill files take (compressed or not)
+
+
+@_message("worker-memory-terminated")
+class MemoryTerminated(Message):
+    """Worker -> scheduler, its last words: its nanny is killing it because its process
+    took ``process`` bytes, past ``fraction`` of its ``limit``
+    (distributed.worker.memory.terminate). The connection's loss follows."""
+
+    process: int
+    limit: int
+    fraction: float
 
 
 @_message("worker-memory-paused")

@@ -215,6 +215,18 @@ class HeartbeatReceived(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerMemoryKilled(Event):
+    """The worker's last words: its nanny is killing it for memory (its process took
+    ``process`` bytes, past ``fraction`` of its ``limit``). Its loss follows; tasks that
+    then fail with KilledWorker say so."""
+
+    worker: str
+    process: int
+    limit: int
+    fraction: float
+
+
+@dataclass(frozen=True, slots=True)
 class WorkResumed(Event):
     """The shell's answer to :class:`ContinueWork`, on a later step of its loop: do the
     next bounded part of the work left over."""

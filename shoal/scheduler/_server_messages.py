@@ -31,6 +31,7 @@ from shoal.protocol._messages import (
     Hello,
     KeyErred,
     MemoryPaused,
+    MemoryTerminated,
     Message,
     MissingData,
     PluginSetup,
@@ -79,6 +80,7 @@ from shoal.scheduler._events import (
     TransferDone,
     WorkerJoined,
     WorkerLeft,
+    WorkerMemoryKilled,
     WorkerPaused,
     WorkerRetiring,
 )
@@ -398,6 +400,9 @@ class ServerMessages(ShellBase):
                                                     msg.memory_spilled_disk))
                 elif isinstance(msg, MemoryPaused):
                     events.append(WorkerPaused(address, msg.paused))
+                elif isinstance(msg, MemoryTerminated):
+                    events.append(WorkerMemoryKilled(address, msg.process, msg.limit,
+                                                     msg.fraction))
                 elif isinstance(msg, ScatterStored):
                     events.append(ScatterAcked(address, msg.key,
                                                None if msg.error is None else dict(msg.error)))

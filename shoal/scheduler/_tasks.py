@@ -384,6 +384,7 @@ class WorkerState:
         "host",
         "last_seen",
         "long_running",
+        "memory_killed",
         "memory_limit",
         "memory_managed",
         "memory_process",
@@ -428,6 +429,8 @@ class WorkerState:
         self.memory_managed = 0
         self.memory_spilled = 0  # the spilled values' size in memory
         self.memory_spilled_disk = 0  # and the bytes of their files
+        # (process, limit, fraction): its nanny is killing it for memory (its last words).
+        self.memory_killed: tuple[int, int, float] | None = None
         self.paused = False  # memory past its pause threshold: nothing new is placed here
         self.cpu = 0.0
         self.executing = 0

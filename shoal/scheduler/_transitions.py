@@ -20,7 +20,7 @@ from typing import Any
 
 from mypy_extensions import mypyc_attr, trait
 
-from shoal.protocol._errors import scheduler_error
+from shoal.protocol._errors import KilledWorker, killed_for_memory_message, scheduler_error
 from shoal.scheduler._events import (
     ContinueWork,
     ReportErred,
@@ -361,15 +361,24 @@ class Transitions(StateBase):
             ts.key,
         )
 
-    def _killed_error(self, ts: TaskState) -> dict[str, Any]:
+    def _killed_error(self, ts: TaskState,
+                      memory: tuple[int, int, float] | None = None) -> dict[str, Any]:
+        """KilledWorker for ``ts``; ``memory``: the last worker's nanny killed it for
+        memory (process bytes, limit, terminate fraction), which the message then says."""
+        workers = list(ts.killed_on)
+        extra: dict[str, Any] = {}
+        if memory is not None:
+            extra["reason"] = message = killed_for_memory_message(ts.key, workers, *memory)
+        else:
+            message = str(KilledWorker(ts.key, workers))
         return scheduler_error(
             "killed",
             "shoal.KilledWorker",
-            f"Task {ts.key!r} was running on {len(ts.killed_on)} worker(s) that died: "
-            f"{', '.join(ts.killed_on)}.",
+            message,
             ts.key,
-            workers=list(ts.killed_on),
-            worker=ts.killed_on[-1] if ts.killed_on else "",
+            workers=workers,
+            worker=workers[-1] if workers else "",
+            **extra,
         )
 
     def _err(self, ts: TaskState, error: dict[str, Any], tell_worker: bool = True) -> None:

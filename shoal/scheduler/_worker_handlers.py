@@ -26,6 +26,7 @@ from shoal.scheduler._events import (
     Tick,
     WorkerJoined,
     WorkerLeft,
+    WorkerMemoryKilled,
     WorkerPaused,
     WorkerRetiring,
 )
@@ -83,7 +84,7 @@ class WorkerHandlers(StateBase):
             if ts in suspects:
                 ts.killed_on = (*ts.killed_on, ws.address)
                 if ts.suspicious > self.allowed_failures:
-                    self._err(ts, self._killed_error(ts), tell_worker=False)
+                    self._err(ts, self._killed_error(ts, ws.memory_killed), tell_worker=False)
                     continue
             self._go(ts, "released", tell_worker=False)
             recompute.append(ts)
@@ -173,6 +174,11 @@ class WorkerHandlers(StateBase):
         ws.memory_spilled_disk = ev.memory_spilled_disk
         ws.cpu = ev.cpu
         ws.executing = ev.executing
+
+    def _on_worker_memory_killed(self, ev: WorkerMemoryKilled) -> None:
+        ws = self.workers.get(ev.worker)
+        if ws is not None:
+            ws.memory_killed = (ev.process, ev.limit, ev.fraction)
 
     def _on_worker_paused(self, ev: WorkerPaused) -> None:
         """A worker paused (memory): it gets nothing new, and idle workers may steal what

@@ -29,6 +29,9 @@ EXIT_LIFETIME = 6
 # Exit status meaning "a preload failed" (--preload): the nanny does not try again (the
 # same module would fail the same way) and ``shoal worker`` ends with an error.
 EXIT_PRELOAD_FAILED = 7
+# Exit status meaning "killed for memory": the nanny asked (SIGUSR1, past its terminate
+# threshold) and the worker told the scheduler why before exiting; a crash, restarted.
+EXIT_MEMORY = 8
 # The nanny's pid, set by the nanny: the worker dies with it (see _die_with_parent).
 PARENT_PID_ENV = "SHOAL_NANNY_PID"
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -112,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--local-directory", default=None)
     for name in ("target", "spill", "pause", "transfer"):  # of the limit, or "false" (off)
         p.add_argument(f"--memory-{name}", type=_fraction, default=None)
+    p.add_argument("--memory-terminate", type=_fraction, default=None,
+                   help="(for the nanny) the fraction of the limit past which it kills this "
+                   "worker, said to the scheduler then")
     p.add_argument("--memory-spill-compression", default=None,
                    help="'auto' (lz4 when installed), 'lz4' or 'false' (default: dask's "
                    "distributed.worker.memory.spill-compression)")
@@ -201,6 +207,18 @@ def main(argv: list[str] | None = None) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: loop.create_task(worker.close()))
+        if has_nanny and args.memory_terminate:
+            fraction = float(args.memory_terminate)
+
+            async def killed_for_memory() -> None:
+                try:
+                    await asyncio.wait_for(worker.say_killed_for_memory(fraction), 1.0)
+                finally:  # the nanny's SIGKILL follows its grace anyway: exit first
+                    os._exit(EXIT_MEMORY)
+
+            # The nanny's warning before its SIGKILL (_nanny.MEMORY_KILL_GRACE later).
+            loop.add_signal_handler(signal.SIGUSR1,
+                                    lambda: loop.create_task(killed_for_memory()))
         # Registering may wait for the scheduler (up to the death timeout); a SIGTERM meanwhile
         # ends the wait.
         starting = asyncio.ensure_future(worker.start())

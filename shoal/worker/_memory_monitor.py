@@ -13,7 +13,7 @@ from typing import Any
 
 import psutil
 
-from shoal.protocol._messages import MemoryPaused
+from shoal.protocol._messages import MemoryPaused, MemoryTerminated
 from shoal.worker._memory import MemoryLimits, Pause, Resume, max_spill_bytes
 from shoal.worker._spill import SpillBuffer, spill_compression
 from shoal.worker._trim import trim_heap
@@ -141,6 +141,24 @@ class MemoryMonitorMixin(WorkerBase):
                     self._pause(rss)
                 elif type(cmd) is Resume:
                     self._resume(rss)
+
+    async def say_killed_for_memory(self, fraction: float) -> None:
+        """Its nanny is killing this process for memory (SIGUSR1, SIGKILL after a short
+        grace): tell the scheduler why, so that a task failing with KilledWorker says so.
+        Only queues and hands the message to the transport; the caller exits next."""
+        try:
+            rss = psutil.Process().memory_info().rss
+        except psutil.Error as exc:
+            logger.warning("cannot measure memory before being killed for it: %s", exc)
+            rss = 0
+        logger.warning("worker %s is past %.0f%% of its memory limit (%d of %d bytes); its "
+                       "nanny is killing it", self.address, 100 * fraction, rss,
+                       self.memory_limit)
+        conn = self._scheduler
+        if conn is not None and not conn.closed:
+            conn.send(MemoryTerminated(rss, self.memory_limit, fraction))
+            await conn.drain()
+            conn.close()  # writes what is queued; the kernel delivers it after the exit
 
     def _pause(self, rss: int) -> None:
         if self.paused:

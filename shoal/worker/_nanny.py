@@ -12,6 +12,7 @@ import logging
 import os
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -36,6 +37,10 @@ _EXIT_PLUGIN_RESTART = 4  # shoal.worker.__main__.EXIT_PLUGIN_RESTART: a nanny p
 _EXIT_RESTART = 5  # shoal.worker.__main__.EXIT_RESTART: client.restart asked for a fresh process
 _EXIT_LIFETIME = 6  # shoal.worker.__main__.EXIT_LIFETIME: retired at the end of its lifetime
 _EXIT_PRELOAD_FAILED = 7  # shoal.worker.__main__.EXIT_PRELOAD_FAILED: a --preload failed
+_EXIT_MEMORY = 8  # shoal.worker.__main__.EXIT_MEMORY: killed past its terminate threshold
+# A worker past its terminate threshold gets SIGUSR1 first: it tells the scheduler why it
+# dies (KilledWorker says so) and exits; SIGKILL follows after this many seconds if not.
+MEMORY_KILL_GRACE = 0.2
 MAX_RESTARTS_PER_MINUTE = 10
 # How often a nanny samples its worker's memory (terminate threshold) unless dask's
 # distributed.worker.memory.monitor-interval says otherwise (dask's own default, 100 ms,
@@ -81,6 +86,26 @@ INHERIT_CONFIG_ENV = "DASK_INTERNAL_INHERIT_CONFIG"
 # Top-level settings that describe this process, not the cluster: the client sets itself
 # as dask's scheduler here; in a worker that would point at nothing.
 _NOT_INHERITED = frozenset({"scheduler", "get"})
+
+
+def _warn_of_memory_kill(pid: int) -> bool:
+    """SIGUSR1 to a worker past its terminate threshold: it tells the scheduler why it dies
+    and exits (``__main__``). False when that cannot be sent (no such signal, or gone)."""
+    sig = getattr(signal, "SIGUSR1", None)
+    if sig is None:
+        return False
+    try:
+        os.kill(pid, sig)
+    except OSError:
+        return False
+    return True
+
+
+def _kill(pid: int) -> None:
+    try:
+        psutil.Process(pid).kill()
+    except psutil.Error:
+        pass  # gone already: what the kill was for
 
 
 def _jsonable(value: Any) -> Any:
@@ -416,7 +441,7 @@ class Nanny:
         terminate = memory["terminate"]
         self.terminate_fraction = float(terminate) if terminate not in (None, False) else 0.0
         args = []
-        for name in ("target", "spill", "pause", "transfer"):
+        for name in ("target", "spill", "pause", "transfer", "terminate"):
             value = memory.get(name)
             args += [f"--memory-{name}", "false" if value in (None, False) else str(float(value))]
         compression = dask.config.get("distributed.worker.memory.spill-compression", "auto")
@@ -457,10 +482,24 @@ class Nanny:
             proc = self.process
             assert proc is not None
             waiter = asyncio.ensure_future(proc.wait())
-            while not waiter.done():
-                await asyncio.wait([waiter], timeout=self.monitor_interval)
-                if not waiter.done() and self.memory_limit and self.terminate_fraction:
-                    self._check_memory(proc.pid)
+            kill_at: float | None = None  # warned for memory: SIGKILL then unless gone
+            while not waiter.done():  # ends: the process exits (killed at kill_at at last)
+                wait = self.monitor_interval
+                if kill_at is not None:
+                    wait = max(0.0, kill_at - time.monotonic())
+                await asyncio.wait([waiter], timeout=wait)
+                if waiter.done():
+                    break
+                if kill_at is not None:
+                    if time.monotonic() >= kill_at:
+                        _kill(proc.pid)
+                        kill_at = None
+                elif self.memory_limit and self.terminate_fraction and \
+                        self._past_terminate(proc.pid):
+                    kill_at = time.monotonic() + MEMORY_KILL_GRACE
+                    if not _warn_of_memory_kill(proc.pid):
+                        _kill(proc.pid)
+                        kill_at = None
             if self._closing:
                 return
             code = waiter.result()
@@ -507,20 +546,19 @@ class Nanny:
             logger.warning("worker %s exited with code %s; restarting it", self.name, code)
             await self._spawn()
 
-    def _check_memory(self, pid: int) -> None:
+    def _past_terminate(self, pid: int) -> bool:
+        """Whether worker process ``pid`` uses more than its terminate threshold (logged)."""
         try:
             rss = psutil.Process(pid).memory_info().rss
         except psutil.Error:
-            return
-        if rss > self.terminate_fraction * self.memory_limit:
-            logger.warning(
-                "worker %s uses %d bytes, over %.0f%% of its %d-byte limit; restarting it",
-                self.name, rss, self.terminate_fraction * 100, self.memory_limit,
-            )
-            try:
-                psutil.Process(pid).kill()
-            except psutil.Error:
-                pass
+            return False
+        if rss <= self.terminate_fraction * self.memory_limit:
+            return False
+        logger.warning(
+            "worker %s uses %d bytes, over %.0f%% of its %d-byte limit; restarting it",
+            self.name, rss, self.terminate_fraction * 100, self.memory_limit,
+        )
+        return True
 
     async def close(self, timeout: float = 5.0) -> None:
         self._closing = True

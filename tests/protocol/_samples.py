@@ -65,6 +65,7 @@ SAMPLES: dict[str, m.Message] = {
     "transfer": m.Transfer(["a", "b"], "tcp://w1", 16, 1.0, 2.0),
     "heartbeat": m.Heartbeat(10**9, 10**8, 55.5, 2, 3 * 10**8),
     "worker-memory-paused": m.MemoryPaused(True),
+    "worker-memory-terminated": m.MemoryTerminated(600 * 2**20, 630 * 2**20, 0.95),
     "get-data": m.GetData(4, ["a", ("b", 1)]),
     "data": m.Data(4, {"a": SMALL, ("b", 1): TWO_FRAMES}, ["c"], {"d": {"message": "x"}}),
     "coord-semaphore-acquire": cm.CoordSemaphoreAcquire(1, "db", 1, "lease-1", 30.0, None),

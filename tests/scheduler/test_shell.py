@@ -458,3 +458,11 @@ def test_a_workers_spilled_bytes_on_disk_are_its_files_not_its_values() -> None:
     [info] = worker_info(sched)
     assert info["metrics"]["spilled_bytes"] == {"memory": 8 * 10**6, "disk": 2 * 10**6}
     assert info["memory_spilled"] == 8 * 10**6
+
+
+def test_a_workers_last_words_for_memory_reach_its_state() -> None:
+    from shoal.protocol._messages import MemoryTerminated
+
+    sched, worker, _conns = _scheduler()
+    sched._on_worker_message(worker, [MemoryTerminated(600, 630, 0.95)])
+    assert sched.state.workers["w1"].memory_killed == (600, 630, 0.95)

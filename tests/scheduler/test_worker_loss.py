@@ -15,6 +15,7 @@ from shoal.scheduler._events import (
     ReportErred,
     SendFree,
     Tick,
+    WorkerMemoryKilled,
 )
 from shoal.scheduler._state import SchedulerState
 
@@ -138,6 +139,57 @@ def test_killed_worker_after_allowed_failures() -> None:
     assert first in str(exc) and second in str(exc)
     assert state.tasks["crash"].exception_blame == "crash"
     state.validate()
+
+
+def test_killed_worker_message_starts_as_dasks_and_names_every_worker() -> None:
+    state = SchedulerState(allowed_failures=1)
+    sim = Sim(state)
+    sim.join("w1")
+    sim.submit([row("crash", workers=["w1"])])
+    sim.leave("w1")
+    sim.join("w1")
+    (cmd,) = sim.leave("w1")
+    text = str(error_to_exception(cmd.error))
+    assert text.startswith(
+        "Attempted to run task 'crash' on 2 different workers, but all those workers died "
+        "while running it. The last worker that attempt to run the task was w1.")
+    assert "distributed.scheduler.allowed-failures" in text
+    state.validate()
+
+
+def test_killed_worker_says_its_nanny_killed_it_for_memory_and_what_to_do() -> None:
+    state = SchedulerState(allowed_failures=0)
+    sim = Sim(state)
+    sim.join("w1")
+    sim.submit([row("grow", workers=["w1"])])
+    sim.started("w1", "grow")
+    state.handle(WorkerMemoryKilled("w1", 580 * 2**20, 600 * 2**20, 0.95))
+    (cmd,) = sim.leave("w1")
+    exc = error_to_exception(cmd.error)
+    assert isinstance(exc, KilledWorker) and exc.workers == ["w1"] and exc.task == "grow"
+    text = str(exc)
+    assert text.startswith("Attempted to run task 'grow' on 1 different workers, but all "
+                           "those workers died while running it.")
+    for said in ("killed by its nanny for exceeding its memory limit", "580 MiB",
+                 "95% (distributed.worker.memory.terminate) of its 600 MiB memory_limit",
+                 "while running 'grow'", "memory_limit", "smaller chunks",
+                 "distributed.worker.memory.terminate"):
+        assert said in text, said
+    state.validate()
+
+
+def test_a_memory_kill_note_is_forgotten_with_its_worker() -> None:
+    # The note belongs to that worker's life only: a worker rejoining on the same address
+    # and crashing otherwise gets the generic message.
+    state = SchedulerState(allowed_failures=0)
+    sim = Sim(state)
+    sim.join("w1")
+    state.handle(WorkerMemoryKilled("w1", 580 * 2**20, 600 * 2**20, 0.95))
+    sim.leave("w1")
+    sim.join("w1")
+    sim.submit([row("crash", workers=["w1"])])
+    (cmd,) = sim.leave("w1")
+    assert "memory limit" not in str(error_to_exception(cmd.error))
 
 
 def test_killed_worker_fails_dependents_with_same_error() -> None:

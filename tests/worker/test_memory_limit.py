@@ -51,7 +51,8 @@ def test_the_nanny_passes_dasks_memory_config_to_its_worker(tmp_path: object) ->
                           "temporary-directory": str(tmp_path)}):
         args = nanny._memory_args()
     assert args == ["--memory-target", "0.6", "--memory-spill", "false", "--memory-pause", "0.8",
-                    "--memory-transfer", "0.1", "--memory-spill-compression", "false",
+                    "--memory-transfer", "0.1", "--memory-terminate", "false",
+                    "--memory-spill-compression", "false",
                     "--memory-max-spill", "false",
                     "--memory-monitor-interval", "0.1", "--local-directory", str(tmp_path)]
     assert nanny.terminate_fraction == 0.0  # never kills for memory

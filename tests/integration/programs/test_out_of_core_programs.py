@@ -118,8 +118,13 @@ def test_a_task_allocating_past_its_worker_limit_fails_with_killedworker_not_a_h
         client = make_client(n_workers=1, memory_limit="300MB")
     progress = tmp_path / "reached"
     fut = client.submit(_grow, str(progress), 20 * MB, 1500 * MB, pure=False)
-    with pytest.raises(KilledWorker, match="_grow"):
+    with pytest.raises(KilledWorker, match="_grow") as info:
         fut.result(timeout=60)
+    # Says why (dask's message start, then its nanny's memory kill) and what to do.
+    text = str(info.value)
+    assert text.startswith(f"Attempted to run task {fut.key!r} on 1 different workers")
+    assert "killed by its nanny for exceeding its memory limit" in text
+    assert "of its 286 MiB memory_limit" in text and "smaller chunks" in text
     # Stopped by its nanny soon after the limit (it samples every 0.5 s, and the task grows
     # up to ~2 GB/s), well before its 1.5 GB: a task that outgrows its worker costs the
     # machine a bounded overshoot, not what the task would have taken.
