@@ -63,7 +63,7 @@ from shoal.client._scheduler_names import install as _install_scheduler_names
 from shoal.client._submit import Submitting
 from shoal.comm import Connection
 from shoal.protocol._coord_messages import CoordReply
-from shoal.protocol._errors import ClosedClientError
+from shoal.protocol._errors import ClosedClientError, request_failed
 from shoal.protocol._messages import (
     ClusterRestarted,
     DropFunctions,
@@ -406,7 +406,7 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
                     if msg.ok:  # type: ignore[attr-defined]
                         fut.set_result(msg.value)  # type: ignore[attr-defined]
                     else:
-                        fut.set_exception(RuntimeError(str(msg.value)))  # type: ignore[attr-defined]
+                        fut.set_exception(request_failed(msg.value))  # type: ignore[attr-defined]
             elif kind is CoordReply:
                 _coordination.on_reply(self, msg)  # type: ignore[arg-type]
             elif kind is TopicEvent:

@@ -390,3 +390,13 @@ def describe_value(value: Any) -> str:
     if n is not None and len(text) > 60:
         return f"{kind} of length {n}"
     return f"{kind} {text}"
+
+
+def request_failed(value: Any) -> Exception:
+    """The exception for a failed request's Response ``value``: ``["ValueError", text]``
+    (a refusal dask raises as ValueError: a blocked handler) as that, or the scheduler's
+    text as RuntimeError."""
+    if (isinstance(value, (list, tuple)) and len(value) == 2 and value[0] == "ValueError"
+            and isinstance(value[1], str)):
+        return ValueError(value[1])
+    return RuntimeError(str(value))

@@ -27,7 +27,7 @@ from shoal.protocol._wire_checks import _DEEP, _NUM, _SEQ, ProtocolError
 # tasks' computes or results in one message, as columns), and KeysDone (results to a client);
 # 6: RetireAsked (a worker's lifetime is over) and ProfileAsk (client.profile);
 # 8: CoordQueueRelease (Queue.close)
-PROTOCOL_VERSION = 10
+PROTOCOL_VERSION = 11
 
 Key = Any  # str, int, float or a tuple of them (dask keys)
 

@@ -16,10 +16,53 @@ if TYPE_CHECKING:
     from shoal.scheduler._server import Scheduler
 
 
+# dask's names (``Scheduler.handlers``) for the requests shoal names otherwise: what users
+# list in ``distributed.scheduler.blocked-handlers``. The other ops share dask's names.
+DASK_NAMES: dict[str, tuple[str, ...]] = {
+    "scheduler_info": ("identity",),
+    "run": ("broadcast",),  # client.run
+    "run_on_scheduler": ("run_function",),
+    "task_stream": ("get_task_stream",),
+    "task_stream_records": ("get_task_stream",),
+    "story": ("get_story",),
+    "scheduler_logs": ("get_logs", "logs", "worker_logs"),
+    "dump_state": ("get_cluster_state", "dump_cluster_state_to_url"),
+}
+
+
+class HandlerBlocked(ValueError):
+    """A request for a handler listed in ``distributed.scheduler.blocked-handlers`` (dask
+    raises ValueError with the same message start)."""
+
+
+def blocked_name(op: str, blocked: frozenset[str]) -> str | None:
+    """The name under which request ``op`` is blocked (shoal's op, or dask's name for it),
+    or None when it is allowed."""
+    if not blocked:
+        return None
+    for name in (op, *DASK_NAMES.get(op, ())):
+        if name in blocked:
+            return name
+    return None
+
+
 async def answer(scheduler: Scheduler, conn: Connection, op: str, args: dict[str, Any]) -> Any:
+    """Answer request ``op``.
+
+    Raises:
+        HandlerBlocked: the op is listed in ``distributed.scheduler.blocked-handlers``.
+        ValueError: no such op.
+    """
     handler = _OPS.get(op)
     if handler is None:
         raise ValueError(f"unknown request {op!r}")
+    name = blocked_name(op, scheduler._blocked)
+    if name is not None:
+        also = f" (shoal's {op!r} request)" if name != op else ""
+        raise HandlerBlocked(
+            f"The {name!r} handler has been explicitly disallowed in Scheduler, possibly "
+            f"due to security concerns: it is listed in distributed.scheduler.blocked-handlers"
+            f"{also}. Remove it from that list (in the scheduler's config) to allow it.")
     return await handler(scheduler, conn, **args)
 
 

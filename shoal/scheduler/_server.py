@@ -107,6 +107,22 @@ def _events_cleanup_delay() -> float | None:
                          f"(never clean up), got {value!r}: {exc}") from None
 
 
+def _blocked_handlers() -> list[str]:
+    """dask's ``distributed.scheduler.blocked-handlers``: the handlers (requests) refused.
+
+    Raises:
+        ValueError: it is not a list of names.
+    """
+    import dask
+
+    key = "distributed.scheduler.blocked-handlers"
+    value = dask.config.get(key, None) or []
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"dask config {key} must be a list of handler names (dask's "
+                         f"Scheduler.handlers, e.g. ['broadcast']), got {value!r}")
+    return list(value)
+
+
 def _transition_log_length() -> int | None:
     """Story rows (transitions) kept: dask's ``distributed.admin.low-level-log-length``
     (1,000; None keeps every row, as dask's deque does)."""
@@ -239,6 +255,9 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
                                     story_size=_transition_log_length(),
                                     task_stream_size=_task_stream_length())
         self.topics = topics.Topics(_event_log_length(), _events_cleanup_delay())
+        # dask's Server.blocked_handlers: requests refused (_requests.answer)
+        self.blocked_handlers = _blocked_handlers()
+        self._blocked = frozenset(self.blocked_handlers)
         self.datasets = datasets.Datasets()
         self.plugin_host = SchedulerPlugins()
         self.address = ""
@@ -453,6 +472,8 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         try:
             value = await _requests.answer(self, conn, msg.op, dict(msg.args))
             conn.send(Response(msg.request_id, True, value))
+        except _requests.HandlerBlocked as exc:  # the client raises ValueError, as dask's
+            conn.send(Response(msg.request_id, False, ["ValueError", str(exc)]))
         except Exception as exc:
             conn.send(Response(msg.request_id, False, f"{type(exc).__name__}: {exc}"))
 

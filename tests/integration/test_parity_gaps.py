@@ -286,3 +286,14 @@ def test_computing_a_collection_whose_persisted_futures_were_cancelled_raises_fu
     with pytest.raises(FutureCancelledError) as info:
         local.compute((x + 1).sum()).result(timeout=30)
     assert isinstance(info.value, LostDataError)
+
+
+def test_blocked_handlers_refuse_client_run_with_dasks_valueerror() -> None:
+    # dask: distributed.scheduler.blocked-handlers lists Scheduler.handlers names;
+    # client.run is the scheduler's "broadcast", refused with a ValueError.
+    with (dask.config.set({"distributed.scheduler.blocked-handlers": ["broadcast"]}),
+          Client(processes=False, n_workers=1, threads_per_worker=1,
+                 dashboard_address=None) as c):
+        with pytest.raises(ValueError, match=r"'broadcast' handler .*blocked-handlers"):
+            c.run(os.getpid)
+        assert c.submit(inc, 1).result(timeout=30) == 2

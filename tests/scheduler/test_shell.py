@@ -466,3 +466,43 @@ def test_a_workers_last_words_for_memory_reach_its_state() -> None:
     sched, worker, _conns = _scheduler()
     sched._on_worker_message(worker, [MemoryTerminated(600, 630, 0.95)])
     assert sched.state.workers["w1"].memory_killed == (600, 630, 0.95)
+
+
+def test_a_request_listed_in_blocked_handlers_is_refused_by_dasks_or_shoals_name() -> None:
+    """dask's distributed.scheduler.blocked-handlers: the scheduler refuses those handlers
+    (dask's names, e.g. "broadcast" for client.run, or shoal's request ops), saying which
+    handler and which config key; the others are answered."""
+    import dask
+
+    from shoal.protocol._messages import Request, Response
+
+    with dask.config.set({"distributed.scheduler.blocked-handlers": ["broadcast", "who_has"]}):
+        sched, _worker, conns = _scheduler("c")
+    assert sched.blocked_handlers == ["broadcast", "who_has"]  # dask's attribute
+    conn = conns["c"]
+
+    async def ask(op: str, args: dict[str, Any]) -> Response:
+        conn.sent.clear()
+        await sched._answer(conn, Request(1, op, args))
+        (reply,) = conn.sent
+        assert isinstance(reply, Response)
+        return reply
+
+    for op, args, named in [("run", {"function": None, "workers": None}, "broadcast"),
+                            ("who_has", {"keys": None}, "who_has")]:
+        reply = asyncio.run(ask(op, args))
+        assert not reply.ok
+        kind, text = reply.value
+        assert kind == "ValueError"
+        assert text.startswith(f"The '{named}' handler has been explicitly disallowed in "
+                               "Scheduler, possibly due to security concerns")
+        assert "distributed.scheduler.blocked-handlers" in text
+    assert asyncio.run(ask("has_what", {})).ok
+
+
+def test_blocked_handlers_must_be_a_list_of_names() -> None:
+    import dask
+
+    with (dask.config.set({"distributed.scheduler.blocked-handlers": "broadcast"}),
+          pytest.raises(ValueError, match="blocked-handlers")):
+        Scheduler()
