@@ -149,6 +149,48 @@ def configured_length() -> int:
     return int(value) if value else DEFAULT_LENGTH
 
 
+# dask's older names for distributed.admin.low-level-log-length, which distributed renames
+# to it when it is imported (distributed/config.py): a value under one of them is one
+# distributed would have used.
+LOW_LEVEL_ALIASES = (
+    "distributed.scheduler.events-log-length",
+    "distributed.scheduler.transition-log-length",
+    "distributed.comm.recent-messages-log-length",
+    "transition-log-length",
+    "recent-messages-log-length",
+)
+
+
+def low_level_log_length(default: int = 1000) -> int | None:
+    """dask's ``distributed.admin.low-level-log-length``: rows kept by the event logs,
+    the transition and story logs (None: all), or an older name of it when set (while
+    distributed is not imported; once it is, dask's config holds the new name only).
+
+    Raises:
+        ValueError: the value is not a whole number or None.
+    """
+    import dask
+
+    key = "distributed.admin.low-level-log-length"
+    missing = object()
+    value: Any = missing
+    for alias in LOW_LEVEL_ALIASES:
+        if alias not in dask.config.deprecations:
+            value = dask.config.get(alias, missing)
+            if value is not missing:
+                key = alias
+                break
+    if value is missing:
+        value = dask.config.get(key, default)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"dask config {key} must be a whole number of rows or None (no "
+                         f"bound), got {value!r}") from None
+
+
 def configured_format() -> str:
     """dask's ``distributed.admin.log-format``."""
     import dask

@@ -54,36 +54,13 @@ logger = logging.getLogger("shoal.scheduler")
 TICK_INTERVAL = 1.0
 
 
-_EVENTS_LOG_LENGTH_ALIAS = "distributed.scheduler.events-log-length"
-
-
 def _event_log_length() -> int | None:
     """Events kept per topic: dask's ``distributed.admin.low-level-log-length`` (1,000;
-    None keeps all), or its older name ``distributed.scheduler.events-log-length`` when
-    that is set: distributed renames the old key to the new one when it is imported, so
-    a value under the old key is one distributed would have used.
+    None keeps all), or an older name of it such as
+    ``distributed.scheduler.events-log-length`` (``_logs.low_level_log_length``)."""
+    from shoal._logs import low_level_log_length
 
-    Raises:
-        ValueError: the value is not a whole number or None.
-    """
-    import dask
-
-    key = "distributed.admin.low-level-log-length"
-    missing = object()
-    value: Any = missing
-    if _EVENTS_LOG_LENGTH_ALIAS not in dask.config.deprecations:  # distributed not imported
-        value = dask.config.get(_EVENTS_LOG_LENGTH_ALIAS, missing)
-        if value is not missing:
-            key = _EVENTS_LOG_LENGTH_ALIAS
-    if value is missing:
-        value = dask.config.get(key, topics.DEFAULT_MAXLEN)
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"dask config {key} must be a whole number of events or None "
-                         f"(no bound), got {value!r}") from None
+    return low_level_log_length(topics.DEFAULT_MAXLEN)
 
 
 def _events_cleanup_delay() -> float | None:
@@ -125,11 +102,11 @@ def _blocked_handlers() -> list[str]:
 
 def _transition_log_length() -> int | None:
     """Story rows (transitions) kept: dask's ``distributed.admin.low-level-log-length``
-    (1,000; None keeps every row, as dask's deque does)."""
-    import dask
+    (1,000; None keeps every row, as dask's deque does), or an older name of it."""
+    from shoal._logs import low_level_log_length
 
-    value = dask.config.get("distributed.admin.low-level-log-length", 1000)
-    return None if value is None else max(0, int(value))
+    value = low_level_log_length(1000)
+    return None if value is None else max(0, value)
 
 
 def _erred_history() -> int:

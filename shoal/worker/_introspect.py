@@ -80,10 +80,10 @@ STORY_LENGTH_UNREAD: Any = object()
 def story_length() -> int | None:
     """Story rows a worker keeps: dask's ``distributed.admin.low-level-log-length``
     (None: all). Imports dask: not before a worker process has (``follow_story_length``)."""
-    import dask
+    from shoal._logs import low_level_log_length
 
-    value = dask.config.get("distributed.admin.low-level-log-length", 1000)
-    return None if value is None else max(0, int(value))
+    value = low_level_log_length(1000)
+    return None if value is None else max(0, value)
 
 
 async def follow_story_length(worker: Any) -> None:

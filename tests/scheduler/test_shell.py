@@ -396,6 +396,9 @@ def test_transition_log_length_is_dasks_low_level_log_length() -> None:
     with dask.config.set({"distributed.admin.low-level-log-length": None}):
         assert Scheduler().state._log.maxlen is None  # dask: None keeps every row
     assert Scheduler().state._log.maxlen == 1000  # dask's default
+    # An older name of it (distributed renames it on import)
+    with dask.config.set({"distributed.scheduler.transition-log-length": 9}):
+        assert Scheduler().state._log.maxlen == 9
 
 
 def test_a_transition_plugin_sees_every_move_of_a_batch_longer_than_the_log() -> None:
