@@ -477,32 +477,38 @@ class Nanny:
 
         await asyncio.to_thread(remove)  # spill files may be many GB: not on the loop
 
+    async def _watch(self, proc: asyncio.subprocess.Process) -> int:
+        """Wait for worker process ``proc`` to exit and return its status, killing it past
+        its terminate threshold: SIGUSR1 (it tells the scheduler why and exits), then
+        SIGKILL after ``MEMORY_KILL_GRACE`` if it is still there."""
+        waiter = asyncio.ensure_future(proc.wait())
+        kill_at: float | None = None  # warned for memory: SIGKILL then unless gone
+        while not waiter.done():  # ends: the process exits (killed at kill_at at last)
+            wait = self.monitor_interval
+            if kill_at is not None:
+                wait = max(0.0, kill_at - time.monotonic())
+            await asyncio.wait([waiter], timeout=wait)
+            if waiter.done():
+                break
+            if kill_at is not None:
+                if time.monotonic() >= kill_at:
+                    _kill(proc.pid)
+                    kill_at = None
+            elif self.memory_limit and self.terminate_fraction and \
+                    self._past_terminate(proc.pid):
+                kill_at = time.monotonic() + MEMORY_KILL_GRACE
+                if not _warn_of_memory_kill(proc.pid):
+                    _kill(proc.pid)
+                    kill_at = None
+        return waiter.result()
+
     async def _supervise(self) -> None:
         while not self._closing:
             proc = self.process
             assert proc is not None
-            waiter = asyncio.ensure_future(proc.wait())
-            kill_at: float | None = None  # warned for memory: SIGKILL then unless gone
-            while not waiter.done():  # ends: the process exits (killed at kill_at at last)
-                wait = self.monitor_interval
-                if kill_at is not None:
-                    wait = max(0.0, kill_at - time.monotonic())
-                await asyncio.wait([waiter], timeout=wait)
-                if waiter.done():
-                    break
-                if kill_at is not None:
-                    if time.monotonic() >= kill_at:
-                        _kill(proc.pid)
-                        kill_at = None
-                elif self.memory_limit and self.terminate_fraction and \
-                        self._past_terminate(proc.pid):
-                    kill_at = time.monotonic() + MEMORY_KILL_GRACE
-                    if not _warn_of_memory_kill(proc.pid):
-                        _kill(proc.pid)
-                        kill_at = None
+            code = await self._watch(proc)
             if self._closing:
                 return
-            code = waiter.result()
             await self._remove_worker_space(proc.pid)
             if code == _EXIT_SCHEDULER_GONE:
                 logger.info("worker %s stopped: closed by its scheduler, or no scheduler within "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from shoal.cluster._local import parse_memory_limit
@@ -84,3 +86,48 @@ def test_dasks_memory_monitor_interval_paces_the_worker_and_its_nanny() -> None:
     with dask.config.set({"distributed.worker.memory.monitor-interval": "100ms"}):
         nanny._memory_args()
     assert nanny.monitor_interval == NANNY_MONITOR_INTERVAL
+
+
+_PAST_TERMINATE = """
+import os, signal, time
+signal.signal(signal.SIGUSR1, {handler})
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize(
+    ("handler", "expected"),
+    [("lambda *a: os._exit(8)", 8),  # a worker: tells the scheduler why, exits at once
+     ("signal.SIG_IGN", -signal.SIGKILL)],  # one that does not: killed after the grace
+)
+def test_a_worker_past_terminate_is_warned_then_killed_after_the_grace(
+    handler: str, expected: int
+) -> None:
+    import asyncio
+    import sys
+    import time
+
+    from shoal.worker._nanny import MEMORY_KILL_GRACE, Nanny
+
+    nanny = Nanny("tcp://127.0.0.1:1", memory_limit=1)  # any process is past it
+    nanny.terminate_fraction, nanny.monitor_interval = 0.95, 0.01
+
+    async def main() -> tuple[int, float]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _PAST_TERMINATE.format(handler=handler),
+            stdout=asyncio.subprocess.PIPE)
+        assert proc.stdout is not None
+        await asyncio.wait_for(proc.stdout.readline(), 30)  # its handler is in place
+        start = time.monotonic()
+        try:
+            code = await asyncio.wait_for(nanny._watch(proc), 30)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+        return code, time.monotonic() - start
+
+    code, took = asyncio.run(main())
+    assert code == expected
+    if expected == -signal.SIGKILL:
+        assert took >= MEMORY_KILL_GRACE
