@@ -207,12 +207,14 @@ def _submit_graph(client: Client, graph: dict[Any, GraphNode], wanted: list[Any]
                     elif prefix == "shuffle-barrier":  # (a string key: p2p's barrier)
                         _refuse_p2p(node)
                 flat = _flat_call(node)
+                shares = False  # a templated row: its data is its layer's shared part
                 try:
                     fast = None
                     if flat is not None:
                         fast = pickles(*flat)
                         if fast is None:
                             fast = pickles.templated(*flat)
+                            shares = fast is not None
                     if fast is None:
                         payload = node if flat is None else RefCall(*flat, node.dependencies)
                         row = client._row(key, payload, prio, int(r or 0), w, prefix)
@@ -225,8 +227,9 @@ def _submit_graph(client: Client, graph: dict[Any, GraphNode], wanted: list[Any]
                     row = (key, fast[0], list(node.dependencies), fast[1], prio, int(r or 0),
                            w, prefix)
                 add(row)
-                frames = row[1].frames  # (its pickled size: what dask weighs, the graph sent)
-                size += len(frames[0]) if len(frames) == 1 else row[1].nbytes
+                if not shares:  # (its pickled size: what dask weighs, the graph it sends)
+                    frames = row[1].frames
+                    size += len(frames[0]) if len(frames) == 1 else row[1].nbytes
     except BaseException:
         if in_pieces:
             pieces.abort()  # the scheduler lets go of the pieces already sent
@@ -247,7 +250,10 @@ def _submit_graph(client: Client, graph: dict[Any, GraphNode], wanted: list[Any]
         pieces.close(also=inputs, without=local or ())
     else:
         client._submit_rows(rows, list(futures), actor_keys or None, restrictions or None)
-    _warn_if_large(size)
+    # A layer's shared part (function, options, embedded data) is sent once, as dask
+    # sends an array's or dataframe's expression once; the keys and indices that make its
+    # tasks differ are the graph's shape, not data in it, and dask does not weigh them.
+    _warn_if_large(size + pickles.shared_bytes)
     return futures
 
 

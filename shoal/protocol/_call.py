@@ -111,20 +111,13 @@ def _ref_call(func: Callable[..., Any], rest: tuple[Any, Any, Any]) -> RefCall:
     return RefCall(func, *rest)
 
 
-def _template_call(shared: bytes, own: tuple[Any, Any]) -> RefCall:
-    """Unpickling hook of :meth:`RefCallPickles.templated`'s payloads: the pickled
-    ``(func, args, kwargs)`` many calls share, with this call's ``(refs, fills)`` (plain
-    values by slot). Each distinct shared part is unpickled once per process and its
-    objects are shared by the calls, as dask's local schedulers share a graph's objects
-    between its tasks (a task must not change its arguments in place)."""
-    got = _SHARED.get(shared)
-    if got is None:
-        got = pickle.loads(shared)
-        if len(shared) <= _MAX_SHARED_BYTES:  # bigger ones are not kept past their call
-            if len(_SHARED) >= _MAX_SHARED:
-                _SHARED.clear()
-            _SHARED[shared] = got
-    func, args, kwargs = got
+def _template_call(shared: tuple[Any, Any, Any], own: tuple[Any, Any]) -> RefCall:
+    """Unpickling hook of :meth:`RefCallPickles.templated`'s payloads: the ``(func, args,
+    kwargs)`` many calls share (sent once through the function table, unpickled once per
+    process, its objects shared by the calls as dask's local schedulers share a graph's
+    objects between its tasks: a task must not change its arguments in place), with this
+    call's ``(refs, fills)`` (plain values by slot)."""
+    func, args, kwargs = shared
     refs, fills = own
     if fills:
         args = list(args)
@@ -138,24 +131,11 @@ def _template_call(shared: bytes, own: tuple[Any, Any]) -> RefCall:
     return RefCall(func, args, kwargs, refs)
 
 
-_SHARED: dict[bytes, tuple[Any, Any, Any]] = {}
-_MAX_SHARED = 256
-_MAX_SHARED_BYTES = 64 * 1024
-
-
-def _bytes_op(data: bytes) -> bytes:
-    """The opcodes that push ``data`` as a bytes object (not memoized)."""
-    if len(data) < 256:
-        return pickle.SHORT_BINBYTES + bytes([len(data)]) + data
-    if len(data) < 2**32:
-        return pickle.BINBYTES + len(data).to_bytes(4, "little") + data
-    return pickle.BINBYTES8 + len(data).to_bytes(8, "little") + data
-
-
 # --- RefCall payloads put together from constant pieces ------------------------------------
 
 _TAIL = pickle.TUPLE2 + pickle.REDUCE + pickle.STOP
 _TEMPLATE_HEAD = pickle.PROTO + b"\x05" + _global(_template_call)
+_F_CALL = pickle.TUPLE1 + pickle.REDUCE  # after F's global and its argument: F(fid)
 # Distinct shared parts one graph's payloads are cached for; past this, calls are
 # pickled whole (a graph whose every task has its own argument objects gains nothing).
 _MAX_TEMPLATES = 4096
@@ -202,6 +182,7 @@ class RefCallPickles:
         self._function = _global(F)
         self._heads: dict[int, tuple[Any, bytes, list[str]]] = {}
         self._templates: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self.shared_bytes = 0  # of the shared parts pickled (each sent once, see templated)
         self._refs_file = io.BytesIO()
         self._refs_pickler = pickle.Pickler(self._refs_file, protocol=5)
         self._refs_pickler.fast = True  # no memo: see templated
@@ -250,12 +231,15 @@ class RefCallPickles:
         pieces do not fit (buffers, keys that are not plain, too many distinct shared
         parts): pickle the RefCall whole.
 
-        The stream is ``_template_call``, the shared part's pickle as one bytes object
-        (plain values and references as None in it), the pickle of ``(refs, fills)`` (made
-        without a memo: nothing before it in the stream memoizes), TUPLE2, REDUCE. A
-        worker unpickles each distinct shared part once (see :func:`_template_call`). The
-        shared objects are kept alive in the cache, so their ids key it. A fused dask
-        task's subgraph is ordered here, once (``_subgraph``)."""
+        The shared part (plain values and references as None in it) is pickled once and
+        travels as an entry of the function table, like a function pickled by value: sent
+        to the scheduler and to each worker once, unpickled once per process, held in the
+        client's cache while this object lives (its rows are queued meanwhile). The stream
+        is ``_template_call``, ``shoal._p.F(its id)``, the pickle of ``(refs, fills)`` (made
+        without a memo: nothing before it in the stream memoizes), TUPLE2, REDUCE: a few
+        dozen bytes a call whatever the shared part weighs (a fused array chunk's is ~2.7
+        kB). The shared objects are kept alive in the cache, so their ids key it. A fused
+        dask task's subgraph is ordered here, once (``_subgraph``)."""
         plain = _PLAIN
         fills: list[tuple[int | str, Any]] = []
         slot: list[Any] = [id(func)]
@@ -296,8 +280,13 @@ class RefCallPickles:
                 if ordered is not None:
                     shared_func, shared_args = ordered
             shared, fids = self._dumps_task((shared_func, shared_args, shared_kw), self._cache)
-            blob = shared.frames[0] if len(shared.frames) == 1 else None
-            head = None if blob is None else _TEMPLATE_HEAD + _bytes_op(bytes(blob))
+            head = None
+            if len(shared.frames) == 1:  # (out-of-band buffers: pickled whole, per call)
+                blob = bytes(shared.frames[0])
+                fid = self._cache.hold(blob, self)
+                self.shared_bytes += len(blob)
+                head = _TEMPLATE_HEAD + self._function + _short_str(fid) + _F_CALL
+                fids = [*fids, fid]
             # the call's own objects stay referenced: their ids are the cache key
             got = self._templates[key] = (func, args, kwargs, head, fids)
         head = got[3]

@@ -26,8 +26,11 @@ from shoal.protocol._wire_checks import _DEEP, _NUM, _SEQ, ProtocolError
 # a task reads last, dropped by its worker as it ends); 5: Computes and TasksDone (many
 # tasks' computes or results in one message, as columns), and KeysDone (results to a client);
 # 6: RetireAsked (a worker's lifetime is over) and ProfileAsk (client.profile);
-# 8: CoordQueueRelease (Queue.close)
-PROTOCOL_VERSION = 11
+# 8: CoordQueueRelease (Queue.close); 9-11: spilled bytes on disk in the heartbeat, the
+# worker's last words when its nanny kills it for memory, refused (blocked) requests;
+# 12: a templated task payload names its layer's shared part, sent once through the
+# function table, instead of carrying it (protocol/_call.py)
+PROTOCOL_VERSION = 12
 
 Key = Any  # str, int, float or a tuple of them (dask keys)
 

@@ -336,11 +336,7 @@ class FunctionCache:
         key = id(fn)
         if hit is not None:  # re-pickled: the old entry (same or dead function) goes
             self._unuse(key)
-        self.blobs.setdefault(fid, blob)
-        self._users[fid] = self._users.get(fid, 0) + 1
-        self._recent[fid] = blob
-        if len(self._recent) > 64:
-            self._recent.popitem(last=False)
+        self._use(fid, blob)
         try:
             ref: Any = weakref.ref(fn, lambda _r: self._unuse(key))
         except TypeError:
@@ -348,13 +344,31 @@ class FunctionCache:
         self._by_id[key] = (ref, fid, captured)
         return fid
 
+    def hold(self, blob: bytes, owner: object) -> str:
+        """Keep ``blob`` in the table while ``owner`` lives, as a function's is kept while
+        the function lives, and give its id: a part that many task payloads share and name
+        (``RefCallPickles.templated``) travels once, like a function."""
+        fid = function_id(blob)
+        self._use(fid, blob)
+        weakref.finalize(owner, self._drop_user, fid)
+        return fid
+
+    def _use(self, fid: str, blob: bytes) -> None:
+        self.blobs.setdefault(fid, blob)
+        self._users[fid] = self._users.get(fid, 0) + 1
+        self._recent[fid] = blob
+        if len(self._recent) > 64:
+            self._recent.popitem(last=False)
+
     def _unuse(self, key: int) -> None:
         """Drop the entry at ``key`` (its function died or was re-pickled), and the blob
         once no live function has it: closures capturing data are not kept forever."""
         entry = self._by_id.pop(key, None)
         if entry is None:
             return
-        fid = entry[1]
+        self._drop_user(entry[1])
+
+    def _drop_user(self, fid: str) -> None:
         n = self._users.get(fid, 1) - 1
         if n > 0:
             self._users[fid] = n

@@ -120,6 +120,16 @@ def test_a_graph_larger_than_the_threshold_warns_as_dask_does(client, recwarn):
         assert not [w for w in recwarn if "large graph" in str(w.message)]
 
 
+def test_many_chunks_of_a_computed_array_are_no_large_graph(client, recwarn):
+    # dask sends an array's expression (a few kB here) and does not warn; the parts every
+    # task of a layer shares (its function, dtype, options) travel once, so they weigh
+    # once, not once per chunk (this graph's 900 leaf tasks each carried ~2.7 kB of them).
+    arr = da.ones((60, 60), chunks=(2, 2))
+    with dask.config.set({"distributed.admin.large-graph-warning-threshold": "1MB"}):
+        assert client.compute(arr.sum(), sync=True) == 3600
+    assert not [w for w in recwarn if "large graph" in str(w.message)]
+
+
 def test_containers_of_collections_and_futures(client, kinds):
     import collections
     import operator

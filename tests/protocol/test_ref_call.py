@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import pytest
@@ -190,7 +191,9 @@ def test_templated_payloads_run_as_their_tasks_would() -> None:
         assert type(payload) is RefCall
         assert payload(values) == task(values)
         assert payload.dependencies == task.dependencies
-        assert made[1] == dumps_task(ref_call(task), cache)[1]  # record's fid, inside options
+        # record's fid (inside options), then the shared part's own entry
+        assert made[1][:-1] == dumps_task(ref_call(task), cache)[1]
+        assert made[1][-1] in cache.blobs
 
 
 def test_the_shared_part_is_pickled_once_per_graph() -> None:
@@ -265,18 +268,36 @@ def test_other_nested_calls_travel_as_tasks(task: Task) -> None:
     assert ref_call(task) is task
 
 
-def test_a_worker_keeps_small_shared_parts_and_not_big_ones() -> None:
-    from shoal.protocol import _call
+def test_the_shared_part_travels_once_in_the_function_table_not_in_each_payload() -> None:
+    cache = FunctionCache()
+    pickles = RefCallPickles(cache)
+    small, big = [1, 2, 3], list(range(40_000))  # big: ~120 kB in one frame
+    made = [pickles.templated(record, (shared, None), {}, ((1, ("a", i)),))
+            for i, shared in enumerate((small, small, big, big))]
+    assert all(m is not None for m in made)
+    sizes = [m[0].nbytes for m in made]
+    assert max(sizes) < 200, sizes  # the payload names its shared part, it does not carry it
+    assert made[2][1] == made[3][1] != made[0][1]  # one table entry per shared part
+    table = FunctionTable()  # one worker: each entry arrives once
+    table.add_blobs({fid: cache.blob(fid) for m in made for fid in m[1]})
+    loaded = [loads(Serialized([bytes(f) for f in m[0].frames]), table) for m in made]
+    values = {("a", i): i for i in range(4)}
+    assert [p(values) for p in loaded] == [((s, i), {}) for i, s in
+                                           enumerate((small, small, big, big))]
+    assert loaded[0].args[0] is loaded[1].args[0]  # unpickled once, shared by the calls
+    assert loaded[2].args[0] is loaded[3].args[0]
+    assert pickles.shared_bytes > len(pickle.dumps(big)) > pickles.shared_bytes // 2
+
+
+def test_a_shared_part_stays_in_the_cache_while_its_pickler_lives() -> None:
+    import gc
 
     cache = FunctionCache()
     pickles = RefCallPickles(cache)
-    small, big = [1, 2, 3], list(range(40_000))  # big: past _MAX_SHARED_BYTES, one frame
-    loaded = []
-    for shared in (small, small, big, big):
-        made = pickles.templated(record, (shared, None), {}, ((1, "a"),))
-        assert made is not None
-        loaded.append(_loaded(made[0], cache, made[1]))
-    assert [p(VALUES) for p in loaded] == [((small, 10), {})] * 2 + [((big, 10), {})] * 2
-    assert loaded[0].args[0] is loaded[1].args[0]  # unpickled once, shared
-    assert loaded[2].args[0] is not loaded[3].args[0]
-    assert all(len(k) <= _call._MAX_SHARED_BYTES for k in _call._SHARED)
+    made = pickles.templated(record, (Counted("held"), None), {}, ((1, "a"),))
+    assert made is not None
+    part = made[1][-1]
+    assert cache.blob(part)  # rows are queued (and their blobs looked up) meanwhile
+    del pickles
+    gc.collect()
+    assert part not in cache.blobs  # a graph's shared parts are not kept past it
