@@ -623,7 +623,10 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         return None
 
     async def _close(self, with_cluster: bool = True) -> None:
+        outage = self._outage  # (closing ends it: its reconnect task is awaited here)
         self._close_now()
+        if outage is not None:
+            await _reconnect.stopped(outage)
         if with_cluster and self._owns_cluster and self.cluster is not None:
             await _close_cluster(self.cluster)
 

@@ -5,7 +5,7 @@ session on a new connection (``open_session``), what a lost
 connection does to a TCP client (``lost``: every future cancelled with dask's
 "scheduler-connection-lost" reason, pending requests failed, status ``"connecting"``),
 the retries until the client's ``timeout`` (``reconnect``, one task per outage, owned by
-the client: ``close`` cancels it), the new session once the scheduler answers again
+the client: ``close`` cancels it and awaits its end, ``stopped``), the new session once the scheduler answers again
 (``resume``: status ``"running"``, subscriptions renewed, what was queued meanwhile sent),
 and giving up (``give_up``: status ``"closed"``, everything still waiting failed).
 Calls made during an outage wait for the new session (``connection``), as dask's client
@@ -41,6 +41,9 @@ LOST_MESSAGE = ("Client lost the connection to the scheduler. Please check your 
 # Seconds between attempts: the first soon (a scheduler restarted at once), then slower.
 FIRST_DELAY = 0.05
 MAX_DELAY = 0.5
+# Seconds ``close`` waits for a cancelled reconnect task to end (it ends at its next
+# await: far sooner).
+STOP_WITHIN = 5.0
 
 
 class Outage:
@@ -291,6 +294,20 @@ def end(client: Client, error: ClosedClientError) -> None:
         outage.task.cancel()
     if not outage.back.done():
         outage.back.set_exception(error)
+
+
+async def stopped(outage: Outage) -> None:
+    """After ``end``: wait until the outage's reconnect task has ended (a cancelled attempt
+    ends at its next await, closing its connection), so that ``close`` leaves no task of
+    the client running. Ends: the task ends, or ``STOP_WITHIN`` seconds (then it is said)."""
+    task = outage.task
+    if task is None or task.done() or task is _current_task():
+        return
+    done, _ = await asyncio.wait({task}, timeout=STOP_WITHIN)
+    if not done:
+        logger.warning("the reconnect task of a closed client (to %s) did not end within "
+                       "%s s of its cancellation; left to end on its own", outage.address,
+                       STOP_WITHIN)
 
 
 def _current_task() -> asyncio.Task[Any] | None:

@@ -288,3 +288,47 @@ async def _start_worker(address: str) -> Any:
 
 async def _close(worker: Any) -> None:
     await worker.close()
+
+
+
+@pytest.mark.timeout(120)
+def test_close_during_an_outage_ends_the_reconnect_task_before_returning(
+    cluster: LocalCluster, relay: Relay, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+
+    from shoal import _loop
+    from shoal.client import _reconnect
+
+    attempting = threading.Event()
+
+    async def slow_to_end(client: Any, conn: Any, within: float) -> Any:
+        # An attempt that takes a few loop turns to end once cancelled (as one closing
+        # its connection does).
+        attempting.set()
+        try:
+            await asyncio.sleep(60)
+        finally:
+            conn.close()
+            await asyncio.sleep(0.2)
+
+    client = Client(relay.address, timeout=60, set_as_default=False)
+    monkeypatch.setattr(_reconnect, "open_session", slow_to_end)
+    relay.cut()
+    relay.restore()  # the attempt connects, and waits for a welcome
+    assert attempting.wait(30)
+    assert client._outage is not None and client._outage.task is not None
+    task = client._outage.task
+    with caplog.at_level("ERROR", logger="asyncio"):
+        client.close()
+        assert task.done(), "close() returned while its reconnect task still ran"
+
+        async def reconnecting() -> list[str]:
+            return [t.get_name() for t in asyncio.all_tasks() if client.id in t.get_name()]
+
+        assert _loop.run_sync(reconnecting(), 10) == []
+        del task
+        gc.collect()
+    assert "Task was destroyed" not in caplog.text
+    assert client.status == "closed"
