@@ -38,6 +38,7 @@ logger = logging.getLogger("shoal.client")
 LOST_REASON = "scheduler-connection-lost"
 LOST_MESSAGE = ("Client lost the connection to the scheduler. Please check your connection "
                 "and re-run your work.")
+LOST_TEXT = f"cancelled for reason: {LOST_REASON}. {LOST_MESSAGE}"
 # Seconds between attempts: the first soon (a scheduler restarted at once), then slower.
 FIRST_DELAY = 0.05
 MAX_DELAY = 0.5
@@ -165,7 +166,7 @@ def lost(client: Client) -> None:
     outage = client._outage = Outage(client._connect_address,
                                       loop.time() + (client._timeout or 0.0))
     states = forget_session(client)
-    cancel(states, f"cancelled for reason: {LOST_REASON}. {LOST_MESSAGE}")
+    cancel(states, LOST_TEXT)
     fail_requests(client, ConnectionError(
         "the connection to the scheduler was lost before it answered; the client is "
         "reconnecting: ask again"))
@@ -178,10 +179,13 @@ def forget_session(client: Client, closing: bool = False) -> list[FutureState]:
     """Drop what belonged to the ended session, in one step under the client's lock (a
     user thread queueing a submission sees all of it or none): every future state (its
     futures keep it), deaths not yet counted, messages not yet sent, the functions the
-    scheduler knew. ``closing``: the client is closed in the same step, so a submission
-    that passed its check before is refused when it queues (``_submit_rows``). Returns
-    the states to settle."""
+    scheduler knew; and the session's number moves on, so that a submission whose futures
+    were made before (and are cancelled now) drops its rows rather than queue them for the
+    next session (``_submit_rows``, ``GraphPieces``), where no future would want them.
+    ``closing``: the client is closed in the same step, so a submission that passed its
+    check before is refused when it queues. Returns the states to settle."""
     with client._lock:
+        client._session += 1
         if closing:
             client.status = "closed"
         states = list(client._states.values())

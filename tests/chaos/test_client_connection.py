@@ -290,6 +290,81 @@ async def _close(worker: Any) -> None:
     await worker.close()
 
 
+def _lose_and_regain(client: Client, relay: Relay) -> None:
+    """The connection drops and the client reconnects, all while the caller (a submission
+    half made) waits: its message is queued only after the new session is open."""
+    relay.cut()
+    wait_for(lambda: client.status == "connecting", timeout=30)
+    relay.restore()
+    wait_for(lambda: client.status == "running", timeout=30)
+
+
+def _held_by(cluster: LocalCluster, client: Client) -> list[Any]:
+    """The scheduler's keys wanted by any session of ``client`` (but a probe's), once what
+    the client queued before has been taken in (the probe, submitted after it, has run)."""
+    probe = client.submit(inc, 0, pure=False)
+    assert probe.result(timeout=30) == 1
+    state = cluster.scheduler.state
+    return [k for k, ts in state.tasks.items()
+            if k != probe.key and any(c.startswith(client.id) for c in ts.who_wants)]
+
+
+@pytest.mark.timeout(120)
+def test_a_submission_racing_the_loss_is_cancelled_and_leaves_nothing_held(
+    cluster: LocalCluster, relay: Relay,
+) -> None:
+    client = Client(relay.address, timeout=60, set_as_default=False)
+    try:
+        queue_rows = client._submit_rows
+
+        def racing(*args: Any, **kwargs: Any) -> Any:  # the future made, then the loss
+            _lose_and_regain(client, relay)
+            return queue_rows(*args, **kwargs)
+
+        client._submit_rows = racing  # type: ignore[method-assign]
+        raced = client.submit(inc, 1, pure=False)
+        mapped = client.map(inc, range(3), pure=False)
+        del client._submit_rows
+        for fut in (raced, *mapped):
+            with pytest.raises(CancelledError, match="scheduler-connection-lost"):
+                fut.result(timeout=10)
+        assert _held_by(cluster, client) == []
+        assert client.submit(inc, 1, pure=False).result(timeout=30) == 2
+    finally:
+        client.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_graph_sent_in_pieces_across_the_loss_is_cancelled_as_dask_does(
+    cluster: LocalCluster, relay: Relay, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dask
+
+    from shoal.client import _submit
+
+    client = Client(relay.address, timeout=60, set_as_default=False)
+    try:
+        queue_piece = _submit.GraphPieces._queue
+
+        def racing(self: Any, more: bool, rest: Any = None) -> None:
+            if self.sent == 1:  # the first piece is out: the loss comes before the next
+                _lose_and_regain(client, relay)
+            queue_piece(self, more, rest)
+
+        monkeypatch.setattr(_submit.GraphPieces, "_queue", racing)
+        # Keys named by their content: running it again after the loss asks for the same.
+        parts = [dask.delayed(inc, pure=True)(i) for i in range(2 * _submit.PIECE_ROWS + 10)]
+        total = client.compute(dask.delayed(sum, pure=True)(parts))
+        with pytest.raises(CancelledError, match="scheduler-connection-lost"):
+            total.result(timeout=30)
+        monkeypatch.undo()
+        assert _held_by(cluster, client) == []
+        again = client.compute(dask.delayed(sum, pure=True)(parts))
+        assert again.key == total.key
+        assert again.result(timeout=30) == sum(range(1, 2 * _submit.PIECE_ROWS + 11))
+    finally:
+        client.close()
+
 
 @pytest.mark.timeout(120)
 def test_close_during_an_outage_ends_the_reconnect_task_before_returning(
