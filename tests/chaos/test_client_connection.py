@@ -335,6 +335,28 @@ def test_a_submission_racing_the_loss_is_cancelled_and_leaves_nothing_held(
 
 
 @pytest.mark.timeout(120)
+def test_a_scatter_racing_the_loss_is_made_in_the_new_session(
+    cluster: LocalCluster, relay: Relay,
+) -> None:
+    client = Client(relay.address, timeout=60, set_as_default=False)
+    try:
+        sync = client.sync
+
+        def racing(func: Any, *args: Any, **kwargs: Any) -> Any:  # pickled, then the loss
+            if getattr(func, "__name__", "") == "_scatter":
+                _lose_and_regain(client, relay)
+            return sync(func, *args, **kwargs)
+
+        client.sync = racing  # type: ignore[method-assign]
+        [x] = client.scatter([b"scattered"], hash=False)
+        del client.sync
+        assert x.status == "finished" and x.result(timeout=10) == b"scattered"
+        assert _held_by(cluster, client) == [x.key]
+    finally:
+        client.close()
+
+
+@pytest.mark.timeout(120)
 def test_a_graph_sent_in_pieces_across_the_loss_is_cancelled_as_dask_does(
     cluster: LocalCluster, relay: Relay, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
