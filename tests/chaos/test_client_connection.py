@@ -19,6 +19,7 @@ from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import Any
 
+import dask
 import pytest
 from integration._helpers import Gate, gated, wait_for
 
@@ -324,8 +325,20 @@ def test_a_submission_racing_the_loss_is_cancelled_and_leaves_nothing_held(
         client._submit_rows = racing  # type: ignore[method-assign]
         raced = client.submit(inc, 1, pure=False)
         mapped = client.map(inc, range(3), pure=False)
+        graph = client.compute(dask.delayed(inc)(dask.delayed(inc)(1)))
         del client._submit_rows
-        for fut in (raced, *mapped):
+        # A graph whose futures are made after the session it began in was lost.
+        pin = client._pin
+
+        def pin_then_lose(keys: Any) -> Any:
+            pinned = pin(keys)
+            _lose_and_regain(client, relay)
+            return pinned
+
+        client._pin = pin_then_lose  # type: ignore[method-assign]
+        late = client.compute(dask.delayed(inc)(dask.delayed(inc)(2)))
+        del client._pin
+        for fut in (raced, *mapped, graph, late):
             with pytest.raises(CancelledError, match="scheduler-connection-lost"):
                 fut.result(timeout=10)
         assert _held_by(cluster, client) == []
@@ -360,8 +373,6 @@ def test_a_scatter_racing_the_loss_is_made_in_the_new_session(
 def test_a_graph_sent_in_pieces_across_the_loss_is_cancelled_as_dask_does(
     cluster: LocalCluster, relay: Relay, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import dask
-
     from shoal.client import _submit
 
     client = Client(relay.address, timeout=60, set_as_default=False)
