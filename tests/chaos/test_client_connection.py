@@ -9,6 +9,7 @@ is ``closed`` and says why. The link is a relay the tests cut (``_proxy.Relay``)
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 import subprocess
 import sys
@@ -378,15 +379,16 @@ def test_a_graph_sent_in_pieces_across_the_loss_is_cancelled_as_dask_does(
     client = Client(relay.address, timeout=60, set_as_default=False)
     try:
         queue_piece = _submit.GraphPieces._queue
+        calls = itertools.count()
 
         def racing(self: Any, more: bool, rest: Any = None) -> None:
-            if self.sent == 1:  # the first piece is out: the loss comes before the next
+            if next(calls) == 1:  # the first piece is out: the loss comes before the next
                 _lose_and_regain(client, relay)
             queue_piece(self, more, rest)
 
         monkeypatch.setattr(_submit.GraphPieces, "_queue", racing)
         # Keys named by their content: running it again after the loss asks for the same.
-        parts = [dask.delayed(inc, pure=True)(i) for i in range(2 * _submit.PIECE_ROWS + 10)]
+        parts = [dask.delayed(inc, pure=True)(i) for i in range(_submit.PIECE_ROWS + 10)]
         total = client.compute(dask.delayed(sum, pure=True)(parts))
         with pytest.raises(CancelledError, match="scheduler-connection-lost"):
             total.result(timeout=30)
@@ -394,7 +396,7 @@ def test_a_graph_sent_in_pieces_across_the_loss_is_cancelled_as_dask_does(
         assert _held_by(cluster, client) == []
         again = client.compute(dask.delayed(sum, pure=True)(parts))
         assert again.key == total.key
-        assert again.result(timeout=30) == sum(range(1, 2 * _submit.PIECE_ROWS + 11))
+        assert again.result(timeout=30) == sum(range(1, _submit.PIECE_ROWS + 11))
     finally:
         client.close()
 
