@@ -202,17 +202,24 @@ class Outbox(Assembled):
         (the submission's rows will not be queued), never left pending in the next."""
         futures = []
         lost: list[FutureState] = []
+        new_future = Future.__new__
         with self._lock:
             gone = session != self._session
             for key in keys:
                 st = FutureState() if gone else self._states.get(key)
                 if st is None:
                     st = self._states[key] = FutureState()
+                fut = new_future(Future)  # (Future._new inlined, as map's: see below)
+                fut.key = key
+                fut._client = self
+                fut._state = st
                 if gone:
-                    lost.append(st)
+                    lost.append(st)  # not counted: a cancelled state's deaths are skipped
                 else:
+                    # Counted once the future knows its state, with no call in between
+                    # (a Ctrl-C comes after a call): its death always gives it back.
                     st.refs += 1
-                futures.append(Future._new(key, self, st))
+                futures.append(fut)
         _reconnect.cancel(lost, _reconnect.LOST_TEXT)
         return futures
 
