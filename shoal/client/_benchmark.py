@@ -64,9 +64,9 @@ async def _network(self: Client, fetcher: str, holder: str) -> dict[str, float]:
     for size_text, key in keys.items():
         blob = os.urandom(int(parse_bytes(size_text)))
         rows.append((key, dumps(blob), len(blob), "bytes"))
-    futures = [Future(key, self) for key in keys.values()]
+    futures: list[Future] = []
     try:
-        await self._scatter(rows, [holder], False, futures, futures)
+        await self._scatter(rows, [holder], False, futures.extend)
         got = await run(self, on_worker.network_bandwidth, holder, keys, seconds,
                         workers=[fetcher])
         assert got is not None  # (run waits)

@@ -213,6 +213,10 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         self._call_pickles: dict[str, Any] = {}  # fid -> CallPickles (see _submit)
         self._sent_fids: set[str] = set()
         self._streams = itertools.count(1)  # graphs sent in pieces (_submit.GraphPieces)
+        # The scheduler session's number, one more after each loss (``_reconnect.
+        # forget_session``, under ``_lock``). A submission queues its rows only in the
+        # session its futures were made in: after a loss they were cancelled with it.
+        self._session = 0
         self._generation = itertools.count()
         self._request_ids = itertools.count(1)
         self._requests: dict[int, asyncio.Future[Any]] = {}
@@ -623,7 +627,10 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         return None
 
     async def _close(self, with_cluster: bool = True) -> None:
+        outage = self._outage  # (closing ends it: its reconnect task is awaited here)
         self._close_now()
+        if outage is not None:
+            await _reconnect.stopped(outage)
         if with_cluster and self._owns_cluster and self.cluster is not None:
             await _close_cluster(self.cluster)
 

@@ -123,9 +123,13 @@ def submit_graph(
     # (a wanted one's too, if it is a reference to itself). Each is pinned until the graph
     # is queued, so that its release cannot overtake the graph (see ``_pin``).
     states = client._states  # a key no Future of this client has is not held (see _held)
+    # The session the graph belongs to, read before its pins and futures: if it is lost
+    # before the graph is queued, its futures are cancelled and its rows dropped (see
+    # ``_futures_in``, ``_submit_rows``, ``GraphPieces``).
+    session = client._session
     pins = client._pin([k for k in graph if k in states])
     try:
-        return _submit_graph(client, graph, wanted, annotations, pins, retries=retries,
+        return _submit_graph(client, session, graph, wanted, annotations, pins, retries=retries,
                              priority=priority, workers=workers, local=local, actors=actors,
                              resources=resources, allow_other_workers=allow_other_workers,
                              restricted=restricted)
@@ -134,7 +138,7 @@ def submit_graph(
             client._decref(key, st)
 
 
-def _submit_graph(client: Client, graph: dict[Any, GraphNode], wanted: list[Any],
+def _submit_graph(client: Client, session: int, graph: dict[Any, GraphNode], wanted: list[Any],
                   annotations: dict[str, Any], pins: list[tuple[Any, Any]], *, retries: Any,
                   priority: Any, workers: Any, local: set[Any] | None, actors: Any,
                   resources: Any, allow_other_workers: Any, restricted: bool
@@ -154,14 +158,15 @@ def _submit_graph(client: Client, graph: dict[Any, GraphNode], wanted: list[Any]
     if actor_keys:
         nodes = _as_actors(nodes, actor_keys)
     gen = next(client._generation)
-    futures = {k: Future(k, client) for k in dict.fromkeys(wanted)}
+    keys = list(dict.fromkeys(wanted))
+    futures = dict(zip(keys, client._futures_in(session, keys), strict=True))
     # A large graph goes out as its rows are made, in the order its tasks will run (inputs
     # first), so that the cluster starts on it while the rest is pickled; actors and
     # restrictions must be known before any task runs, so such graphs go whole.
     in_pieces = len(nodes) > _submit.PIECE_ROWS and not actor_keys and not restricted
     if in_pieces:
         ordering, sequence = ordered(nodes)
-        pieces = client._graph_pieces(list(futures))
+        pieces = client._graph_pieces(list(futures), session)
     else:
         ordering, sequence = task_order(nodes), list(nodes)
     _gc.settle()  # (shoal/_gc.py: the graph's order, frozen in bulk mode before a young
@@ -245,11 +250,12 @@ def _submit_graph(client: Client, graph: dict[Any, GraphNode], wanted: list[Any]
         # (an input outside the graph, a persisted chunk, is fetched from the cluster too)
         inputs = [d for d in dict.fromkeys(d for k in local for d in nodes[k].dependencies)
                   if d not in local and d not in futures]
-        futures.update((d, Future(d, client)) for d in inputs)
+        futures.update(zip(inputs, client._futures_in(session, inputs), strict=True))
     if in_pieces:
         pieces.close(also=inputs, without=local or ())
     else:
-        client._submit_rows(rows, list(futures), actor_keys or None, restrictions or None)
+        client._submit_rows(rows, list(futures), actor_keys or None, restrictions or None,
+                            session)
     # A layer's shared part (function, options, embedded data) is sent once, as dask
     # sends an array's or dataframe's expression once; the keys and indices that make its
     # tasks differ are the graph's shape, not data in it, and dask does not weigh them.

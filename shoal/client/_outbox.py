@@ -64,6 +64,7 @@ class Outbox(Assembled):
     _request_ids: itertools.count[int]
     _requests: dict[int, asyncio.Future[Any]]
     _release_timer: asyncio.TimerHandle | None
+    _session: int
 
     def _send(self, msg: Message) -> None:
         """Queue ``msg`` for the scheduler. Submissions and releases share this one ordered
@@ -194,6 +195,33 @@ class Outbox(Assembled):
             if fut is not None:
                 fut._state = st
             return st
+
+    def _futures_in(self, session: int, keys: Any) -> list[Future]:
+        """Futures of ``keys`` for a submission begun in ``session``, made in one step: if
+        that session has been lost since, they are cancelled as its other futures were
+        (the submission's rows will not be queued), never left pending in the next."""
+        futures = []
+        lost: list[FutureState] = []
+        new_future = Future.__new__
+        with self._lock:
+            gone = session != self._session
+            for key in keys:
+                st = FutureState() if gone else self._states.get(key)
+                if st is None:
+                    st = self._states[key] = FutureState()
+                fut = new_future(Future)  # (Future._new inlined, as map's: see below)
+                fut.key = key
+                fut._client = self
+                fut._state = st
+                if gone:
+                    lost.append(st)  # not counted: a cancelled state's deaths are skipped
+                else:
+                    # Counted once the future knows its state, with no call in between
+                    # (a Ctrl-C comes after a call): its death always gives it back.
+                    st.refs += 1
+                futures.append(fut)
+        _reconnect.cancel(lost, _reconnect.LOST_TEXT)
+        return futures
 
     def _held(self, key: Any) -> bool:
         """Whether a Future of this client holds ``key``."""

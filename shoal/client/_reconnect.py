@@ -5,7 +5,7 @@ session on a new connection (``open_session``), what a lost
 connection does to a TCP client (``lost``: every future cancelled with dask's
 "scheduler-connection-lost" reason, pending requests failed, status ``"connecting"``),
 the retries until the client's ``timeout`` (``reconnect``, one task per outage, owned by
-the client: ``close`` cancels it), the new session once the scheduler answers again
+the client: ``close`` cancels it and awaits its end, ``stopped``), the new session once the scheduler answers again
 (``resume``: status ``"running"``, subscriptions renewed, what was queued meanwhile sent),
 and giving up (``give_up``: status ``"closed"``, everything still waiting failed).
 Calls made during an outage wait for the new session (``connection``), as dask's client
@@ -38,9 +38,13 @@ logger = logging.getLogger("shoal.client")
 LOST_REASON = "scheduler-connection-lost"
 LOST_MESSAGE = ("Client lost the connection to the scheduler. Please check your connection "
                 "and re-run your work.")
+LOST_TEXT = f"cancelled for reason: {LOST_REASON}. {LOST_MESSAGE}"
 # Seconds between attempts: the first soon (a scheduler restarted at once), then slower.
 FIRST_DELAY = 0.05
 MAX_DELAY = 0.5
+# Seconds ``close`` waits for a cancelled reconnect task to end (it ends at its next
+# await: far sooner).
+STOP_WITHIN = 5.0
 
 
 class Outage:
@@ -162,7 +166,7 @@ def lost(client: Client) -> None:
     outage = client._outage = Outage(client._connect_address,
                                       loop.time() + (client._timeout or 0.0))
     states = forget_session(client)
-    cancel(states, f"cancelled for reason: {LOST_REASON}. {LOST_MESSAGE}")
+    cancel(states, LOST_TEXT)
     fail_requests(client, ConnectionError(
         "the connection to the scheduler was lost before it answered; the client is "
         "reconnecting: ask again"))
@@ -175,10 +179,13 @@ def forget_session(client: Client, closing: bool = False) -> list[FutureState]:
     """Drop what belonged to the ended session, in one step under the client's lock (a
     user thread queueing a submission sees all of it or none): every future state (its
     futures keep it), deaths not yet counted, messages not yet sent, the functions the
-    scheduler knew. ``closing``: the client is closed in the same step, so a submission
-    that passed its check before is refused when it queues (``_submit_rows``). Returns
-    the states to settle."""
+    scheduler knew; and the session's number moves on, so that a submission whose futures
+    were made before (and are cancelled now) drops its rows rather than queue them for the
+    next session (``_submit_rows``, ``GraphPieces``), where no future would want them.
+    ``closing``: the client is closed in the same step, so a submission that passed its
+    check before is refused when it queues. Returns the states to settle."""
     with client._lock:
+        client._session += 1
         if closing:
             client.status = "closed"
         states = list(client._states.values())
@@ -291,6 +298,20 @@ def end(client: Client, error: ClosedClientError) -> None:
         outage.task.cancel()
     if not outage.back.done():
         outage.back.set_exception(error)
+
+
+async def stopped(outage: Outage) -> None:
+    """After ``end``: wait until the outage's reconnect task has ended (a cancelled attempt
+    ends at its next await, closing its connection), so that ``close`` leaves no task of
+    the client running. Ends: the task ends, or ``STOP_WITHIN`` seconds (then it is said)."""
+    task = outage.task
+    if task is None or task.done() or task is _current_task():
+        return
+    done, _ = await asyncio.wait({task}, timeout=STOP_WITHIN)
+    if not done:
+        logger.warning("the reconnect task of a closed client (to %s) did not end within "
+                       "%s s of its cancellation; left to end on its own", outage.address,
+                       STOP_WITHIN)
 
 
 def _current_task() -> asyncio.Task[Any] | None:

@@ -2,7 +2,10 @@
 
 Owns: naming the keys of scattered values (a hash of the value, or a uuid), pickling them in
 the caller's thread, the ``Scatter`` request, and waiting until a worker acknowledged
-holding each value (or could not load it). A mixin of ``Client`` (see ``_outbox``); this
+holding each value (or could not load it). The futures are made on the loop as the request
+goes out, so they belong to the scheduler session that gets the data (one opened while
+the request waited, if the connection dropped): futures made earlier would have been
+cancelled by the loss, with the next session holding their data for no future. A mixin of ``Client`` (see ``_outbox``); this
 module must not import the facade.
 """
 
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from dask.base import tokenize
@@ -47,21 +51,26 @@ class Scattering(Outbox):
         from dask.sizeof import sizeof
 
         rows = [(k, dumps(v), int(sizeof(v)), type(v).__name__) for k, v in zip(keys, values, strict=False)]
-        futures = [Future(k, self) for k in keys]
-        if isinstance(data, dict):
-            shaped: Any = dict(zip(keys, futures, strict=False))
-        elif isinstance(data, (list, tuple, set, frozenset)):
-            shaped = type(data)(futures) if not isinstance(data, (set, frozenset)) else futures
-        else:
-            shaped = futures[0]
-        return self.sync(self._scatter, rows, wl, bool(broadcast), futures, shaped,
+
+        def shape(futures: list[Future]) -> Any:
+            if isinstance(data, dict):
+                return dict(zip(keys, futures, strict=False))
+            if isinstance(data, (list, tuple, set, frozenset)):
+                return type(data)(futures) if not isinstance(data, (set, frozenset)) else futures
+            return futures[0]
+
+        return self.sync(self._scatter, rows, wl, bool(broadcast), shape,
                          callback_timeout=timeout, asynchronous=asynchronous)
 
     async def _scatter(self, rows: list[Any], workers: list[str | int] | None, broadcast: bool,
-                       futures: list[Future], shaped: Any) -> Any:
+                       shape: Callable[[list[Future]], Any]) -> Any:
+        """Send ``rows`` (key, pickled value, size, type name); returns ``shape`` of their
+        futures, made in the session the request goes to (no await between the two)."""
         conn = self._conn
         if conn is None or self.status != "running":  # reconnecting: wait for the session
             conn = await _reconnect.connection(self)
+        futures = [Future(row[0], self) for row in rows]
+        shaped = shape(futures)
         rid = next(self._request_ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._requests[rid] = fut

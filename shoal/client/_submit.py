@@ -88,10 +88,18 @@ class GraphPieces:
     made: an empty last piece, so the scheduler lets go of what was sent.
 
     The pieces carry the graph's stream number: other submissions (other threads', or
-    this thread's own while it pickles a row) may go out between two pieces."""
+    this thread's own while it pickles a row) may go out between two pieces.
 
-    def __init__(self, client: Submitting, wanted: list[Any]) -> None:
+    The graph belongs to the scheduler session its futures were made in (``session``). If
+    that session is lost before the last piece is queued, the pieces sent went with it
+    (the scheduler lets go of them as the session ends) and the loss cancelled the graph's
+    futures, as dask's: the pieces still to come are dropped, since the next session,
+    lacking the first ones, would fail them with "lost dependencies" (``lost`` says so)."""
+
+    def __init__(self, client: Submitting, wanted: list[Any], session: int) -> None:
         self._client = client
+        self._session = session
+        self.lost = False  # the session was lost: the rest of the graph is dropped
         self._wanted = dict.fromkeys(wanted)  # not yet named in a piece
         self._rows: list[tuple[Any, ...]] = []
         self._stream = next(client._streams)
@@ -132,6 +140,9 @@ class GraphPieces:
         with client._lock:
             if client.status == "closed":
                 stale = client._drop_pending()
+            elif self.lost or client._session != self._session:
+                stale = None
+                self.lost = True
             else:
                 stale = None
                 blobs = client._new_blobs(rows)
@@ -140,9 +151,11 @@ class GraphPieces:
                 client._sent_fids.update(blobs)  # (after the queueing: see _submit_rows)
         if stale is not None:
             client._refuse_closed(stale)
-        self.sent += 1
         if not more:
             self._open = False
+        if self.lost:
+            return
+        self.sent += 1
         client._schedule_drain()
 
 
@@ -187,8 +200,12 @@ class Submitting(Outbox):
 
     def _submit_rows(self, rows: list[tuple[Any, ...]], wanted: list[Any] | None,
                      actors: list[Any] | None = None,
-                     restrictions: list[tuple[Any, Any, bool]] | None = None) -> None:
-        """Queue ``rows`` with the keys of ``wanted`` (None: every row's, as a map's)."""
+                     restrictions: list[tuple[Any, Any, bool]] | None = None,
+                     session: int | None = None) -> None:
+        """Queue ``rows`` with the keys of ``wanted`` (None: every row's, as a map's), unless
+        ``session`` (the one the rows' futures were made in) has been lost since: the loss
+        cancelled those futures (as dask's), and no future of the next session would want
+        the rows, whose tasks it would hold until the client closed."""
         # Marking a blob sent and queueing the message carrying it are one step: another
         # thread's submit that skips the blob must queue its message after this one, and
         # the loop thread's DropFunctions never interleaves.
@@ -209,7 +226,7 @@ class Submitting(Outbox):
         with self._lock:
             # Closed since _check_open (a reconnect gave up): refuse, with no row queued.
             stale = self._drop_pending() if self.status == "closed" else None
-            if stale is None:
+            if stale is None and (session is None or session == self._session):
                 fids = {fid for row in rows for fid in row[3]} - self._sent_fids
                 blobs = {fid: self._functions.blob(fid) for fid in fids}
                 if not split:
@@ -269,9 +286,9 @@ class Submitting(Outbox):
             return {}
         return {fid: self._functions.blob(fid) for fid in fids}
 
-    def _graph_pieces(self, wanted: list[Any]) -> GraphPieces:
+    def _graph_pieces(self, wanted: list[Any], session: int) -> GraphPieces:
         """A large graph sent as it is made (see :class:`GraphPieces`)."""
-        return GraphPieces(self, wanted)
+        return GraphPieces(self, wanted, session)
 
     def _function_token(self, func: Any) -> str:
         """A token of ``func`` that changes when its content does. A Python function's is
@@ -391,6 +408,7 @@ class Submitting(Outbox):
         else:
             name = _key_name(key)
         with self._lock:  # the loop thread drops released keys under this lock
+            session = self._session
             st = self._states.get(key)
             held = st is not None and st.refs > 0
             if st is None:
@@ -413,7 +431,7 @@ class Submitting(Outbox):
             task = _payload(key, NewActor(func) if is_actor else func, args, kwargs)
             row = self._row(key, task, prio, nretries, wl, name)
         self._submit_rows([row], [key], [key] if is_actor else None,
-                          self._restrictions([key], resources, allow_other_workers))
+                          self._restrictions([key], resources, allow_other_workers), session)
         return fut
 
     def map(
@@ -477,6 +495,7 @@ class Submitting(Outbox):
         states = self._states
         new_future = Future.__new__
         with self._lock:
+            session = self._session
             for i, k in enumerate(keys):
                 st = states.get(k)
                 if st is None:
@@ -510,7 +529,8 @@ class Submitting(Outbox):
             wanted = [r[0] for r in rows]
             _gc.settle()  # (shoal/_gc.py: keys, rows, wanted are frozen now in bulk mode)
             self._submit_rows(rows, None, wanted if is_actor else None,
-                              self._restrictions(wanted, resources, allow_other_workers))
+                              self._restrictions(wanted, resources, allow_other_workers),
+                              session)
         return futures
 
     def cancel(self, futures: Any, asynchronous: Any = None, force: bool = False,

@@ -9,6 +9,7 @@ is ``closed`` and says why. The link is a relay the tests cut (``_proxy.Relay``)
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import Any
 
+import dask
 import pytest
 from integration._helpers import Gate, gated, wait_for
 
@@ -288,3 +290,155 @@ async def _start_worker(address: str) -> Any:
 
 async def _close(worker: Any) -> None:
     await worker.close()
+
+
+def _lose_and_regain(client: Client, relay: Relay) -> None:
+    """The connection drops and the client reconnects, all while the caller (a submission
+    half made) waits: its message is queued only after the new session is open."""
+    relay.cut()
+    wait_for(lambda: client.status == "connecting", timeout=30)
+    relay.restore()
+    wait_for(lambda: client.status == "running", timeout=30)
+
+
+def _held_by(cluster: LocalCluster, client: Client) -> list[Any]:
+    """The scheduler's keys wanted by any session of ``client`` (but a probe's), once what
+    the client queued before has been taken in (the probe, submitted after it, has run)."""
+    probe = client.submit(inc, 0, pure=False)
+    assert probe.result(timeout=30) == 1
+    state = cluster.scheduler.state
+    return [k for k, ts in state.tasks.items()
+            if k != probe.key and any(c.startswith(client.id) for c in ts.who_wants)]
+
+
+@pytest.mark.timeout(120)
+def test_a_submission_racing_the_loss_is_cancelled_and_leaves_nothing_held(
+    cluster: LocalCluster, relay: Relay,
+) -> None:
+    client = Client(relay.address, timeout=60, set_as_default=False)
+    try:
+        queue_rows = client._submit_rows
+
+        def racing(*args: Any, **kwargs: Any) -> Any:  # the future made, then the loss
+            _lose_and_regain(client, relay)
+            return queue_rows(*args, **kwargs)
+
+        client._submit_rows = racing  # type: ignore[method-assign]
+        raced = client.submit(inc, 1, pure=False)
+        mapped = client.map(inc, range(3), pure=False)
+        graph = client.compute(dask.delayed(inc)(dask.delayed(inc)(1)))
+        del client._submit_rows
+        # A graph whose futures are made after the session it began in was lost.
+        pin = client._pin
+
+        def pin_then_lose(keys: Any) -> Any:
+            pinned = pin(keys)
+            _lose_and_regain(client, relay)
+            return pinned
+
+        client._pin = pin_then_lose  # type: ignore[method-assign]
+        late = client.compute(dask.delayed(inc)(dask.delayed(inc)(2)))
+        del client._pin
+        for fut in (raced, *mapped, graph, late):
+            with pytest.raises(CancelledError, match="scheduler-connection-lost"):
+                fut.result(timeout=10)
+        assert _held_by(cluster, client) == []
+        assert client.submit(inc, 1, pure=False).result(timeout=30) == 2
+    finally:
+        client.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_scatter_racing_the_loss_is_made_in_the_new_session(
+    cluster: LocalCluster, relay: Relay,
+) -> None:
+    client = Client(relay.address, timeout=60, set_as_default=False)
+    try:
+        sync = client.sync
+
+        def racing(func: Any, *args: Any, **kwargs: Any) -> Any:  # pickled, then the loss
+            if getattr(func, "__name__", "") == "_scatter":
+                _lose_and_regain(client, relay)
+            return sync(func, *args, **kwargs)
+
+        client.sync = racing  # type: ignore[method-assign]
+        [x] = client.scatter([b"scattered"], hash=False)
+        del client.sync
+        assert x.status == "finished" and x.result(timeout=10) == b"scattered"
+        assert _held_by(cluster, client) == [x.key]
+    finally:
+        client.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_graph_sent_in_pieces_across_the_loss_is_cancelled_as_dask_does(
+    cluster: LocalCluster, relay: Relay, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shoal.client import _submit
+
+    client = Client(relay.address, timeout=60, set_as_default=False)
+    try:
+        queue_piece = _submit.GraphPieces._queue
+        calls = itertools.count()
+
+        def racing(self: Any, more: bool, rest: Any = None) -> None:
+            if next(calls) == 1:  # the first piece is out: the loss comes before the next
+                _lose_and_regain(client, relay)
+            queue_piece(self, more, rest)
+
+        monkeypatch.setattr(_submit.GraphPieces, "_queue", racing)
+        # Keys named by their content: running it again after the loss asks for the same.
+        parts = [dask.delayed(inc, pure=True)(i) for i in range(_submit.PIECE_ROWS + 10)]
+        total = client.compute(dask.delayed(sum, pure=True)(parts))
+        with pytest.raises(CancelledError, match="scheduler-connection-lost"):
+            total.result(timeout=30)
+        monkeypatch.undo()
+        assert _held_by(cluster, client) == []
+        again = client.compute(dask.delayed(sum, pure=True)(parts))
+        assert again.key == total.key
+        assert again.result(timeout=30) == sum(range(1, _submit.PIECE_ROWS + 11))
+    finally:
+        client.close()
+
+
+@pytest.mark.timeout(120)
+def test_close_during_an_outage_ends_the_reconnect_task_before_returning(
+    cluster: LocalCluster, relay: Relay, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+
+    from shoal import _loop
+    from shoal.client import _reconnect
+
+    attempting = threading.Event()
+
+    async def slow_to_end(client: Any, conn: Any, within: float) -> Any:
+        # An attempt that takes a few loop turns to end once cancelled (as one closing
+        # its connection does).
+        attempting.set()
+        try:
+            await asyncio.sleep(60)
+        finally:
+            conn.close()
+            await asyncio.sleep(0.2)
+
+    client = Client(relay.address, timeout=60, set_as_default=False)
+    monkeypatch.setattr(_reconnect, "open_session", slow_to_end)
+    relay.cut()
+    relay.restore()  # the attempt connects, and waits for a welcome
+    assert attempting.wait(30)
+    assert client._outage is not None and client._outage.task is not None
+    task = client._outage.task
+    with caplog.at_level("ERROR", logger="asyncio"):
+        client.close()
+        assert task.done(), "close() returned while its reconnect task still ran"
+
+        async def reconnecting() -> list[str]:
+            return [t.get_name() for t in asyncio.all_tasks() if client.id in t.get_name()]
+
+        assert _loop.run_sync(reconnecting(), 10) == []
+        del task
+        gc.collect()
+    assert "Task was destroyed" not in caplog.text
+    assert client.status == "closed"
