@@ -47,6 +47,7 @@ from shoal.scheduler._server_runs import WorkerRuns
 from shoal.scheduler._server_side import SideMachines
 from shoal.scheduler._state import SchedulerState
 from shoal.scheduler._tasks import TaskState
+from shoal.scheduler._turns import Turn
 from shoal.scheduler.coordination._shell import CoordinationShell
 
 logger = logging.getLogger("shoal.scheduler")
@@ -257,6 +258,9 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         self._scattered: dict[Any, tuple[Serialized, int]] = {}
         self._pending_runs: dict[int, tuple[Connection, int, dict[str, Any], set[str]]] = {}
         self._run_futures: dict[int, asyncio.Future[Any]] = {}
+        self._turn = Turn()  # this loop turn's budget for workers' reports (_turns)
+        self._waiting: collections.deque[Connection] = collections.deque()  # their backlogs
+        self._steps_armed = False
         self._worker_joined = asyncio.Event()
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()

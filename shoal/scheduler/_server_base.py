@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from shoal.scheduler._plugins import SchedulerPlugins
     from shoal.scheduler._state import SchedulerState
     from shoal.scheduler._topics import Topics
+    from shoal.scheduler._turns import Turn
     from shoal.scheduler.coordination._shell import CoordinationShell
 
 
@@ -48,6 +49,9 @@ class ShellBase:
     _workers: dict[str, Connection]
     _worker_fids: dict[str, set[str]]
     _held: list[Connection]
+    _turn: Turn
+    _waiting: collections.deque[Connection]
+    _steps_armed: bool
     _clients: dict[str, Connection]
     _functions: dict[str, bytes]
     _client_fids: dict[str, set[str]]

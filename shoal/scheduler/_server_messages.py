@@ -115,9 +115,10 @@ def _restrictions(
     return {key: (dict(need) if need else None, bool(loose)) for key, need, loose in rows or ()}
 
 
-# Reports of a worker's batch handled per step of the loop (about 10 µs each): a message
-# counts one, a TasksDone one per row.
-WORKER_STEP = 500
+# Reports of a worker's batch handled per step (10-100 µs each: a finished task frees its
+# inputs and sends its dependents; a turn takes steps up to its budget, see _turns): a
+# message counts one, a TasksDone one per row.
+WORKER_STEP = 200
 
 
 def first_step(batch: list[Message]) -> tuple[list[Message], list[Message] | None]:
@@ -326,33 +327,59 @@ class ServerMessages(ShellBase):
     # --- worker messages ------------------------------------------------------------------------
 
     def _on_worker_batch(self, conn: Connection, batch: list[Message] | None) -> None:
-        """A worker's batch, handled ``WORKER_STEP`` reports per loop step: a worker running
-        a fast map reports thousands of finished tasks at once, and handling them in one
-        step would hold the loop (and everything else waiting on it) for tens of ms. The
-        rest follow on the next steps; the worker's later batches wait behind them, in order."""
+        """A worker's batch, handled ``WORKER_STEP`` reports per step, and not past the loop
+        turn's budget for reports (``_turns``): a worker running a fast graph reports
+        thousands of finished tasks at once, and handling them in one go would hold the
+        loop (and everything else waiting on it) for tens of ms. The rest follow in later
+        turns (``_worker_steps``); the worker's later batches wait behind them, in order."""
         backlog: collections.deque[list[Message] | None] | None = conn.info.get("backlog")
         if backlog is not None:  # earlier messages of this worker still wait
             backlog.append(batch)
             return
         if batch is not None:
+            if self._turn.over():  # this turn's share is taken: all of it waits
+                self._wait_turn(conn, collections.deque([batch]))
+                return
             batch, rest = first_step(batch)
             if rest is not None:
-                conn.info["backlog"] = collections.deque([rest])
-                asyncio.get_running_loop().call_soon(self._next_worker_step, conn)
+                self._wait_turn(conn, collections.deque([rest]))
         self._on_worker_message(conn, batch)
 
-    def _next_worker_step(self, conn: Connection) -> None:
-        backlog: collections.deque[list[Message] | None] = conn.info["backlog"]
-        batch = backlog.popleft()
-        if batch is not None:
-            batch, rest = first_step(batch)
-            if rest is not None:
-                backlog.appendleft(rest)
-        if backlog:
-            asyncio.get_running_loop().call_soon(self._next_worker_step, conn)
-        else:
-            del conn.info["backlog"]
-        self._on_worker_message(conn, batch)
+    def _wait_turn(self, conn: Connection,
+                   backlog: collections.deque[list[Message] | None]) -> None:
+        conn.info["backlog"] = backlog
+        self._waiting.append(conn)
+        if not self._steps_armed:
+            self._steps_armed = True
+            asyncio.get_running_loop().call_soon(self._worker_steps)
+
+    def _worker_steps(self) -> None:
+        """A step of each waiting worker's reports in turn (round-robin: a worker with a
+        long backlog does not hold back the others) until this loop turn's budget is spent;
+        the rest in the next turn."""
+        self._steps_armed = False
+        waiting, turn = self._waiting, self._turn
+        turn.spent()  # (opens this turn's window if nothing did yet)
+        # ends: each pass handles a step of one backlog (at least one pass), and the
+        # budget ends the turn's passes; nothing is added to a backlog meanwhile
+        while waiting:
+            conn = waiting.popleft()
+            backlog: collections.deque[list[Message] | None] = conn.info["backlog"]
+            batch = backlog.popleft()
+            if batch is not None:
+                batch, rest = first_step(batch)
+                if rest is not None:
+                    backlog.appendleft(rest)
+            if backlog:
+                waiting.append(conn)
+            else:
+                del conn.info["backlog"]
+            self._on_worker_message(conn, batch)
+            if turn.over():
+                break
+        if waiting and not self._steps_armed:
+            self._steps_armed = True
+            asyncio.get_running_loop().call_soon(self._worker_steps)
 
     def _on_worker_message(self, conn: Connection, batch: list[Message] | None) -> None:
         address = conn.info.get("address")

@@ -509,3 +509,113 @@ def test_blocked_handlers_must_be_a_list_of_names() -> None:
     with (dask.config.set({"distributed.scheduler.blocked-handlers": "broadcast"}),
           pytest.raises(ValueError, match="blocked-handlers")):
         Scheduler()
+
+
+# --- the loop turn's budget for workers' reports (_turns) ------------------------------------
+
+
+def _two_workers(monkeypatch: pytest.MonkeyPatch, step_seconds: float) -> tuple[
+        Scheduler, Recorder, Recorder, list[str], list[tuple[str, int]]]:
+    """A scheduler with workers w1 and w2 running 60 tasks (k0..k59, w1 runs the even
+    ones), ``WORKER_STEP`` 10, and a clock that each step of reports moves on by
+    ``step_seconds``; the steps handled are recorded as (worker, reports)."""
+    from shoal.scheduler import _server_messages, _turns
+
+    monkeypatch.setattr(_server_messages, "WORKER_STEP", 10)
+    sched = Scheduler()
+    w1, w2, client = Recorder("w1"), Recorder("w2"), Recorder("c")
+    for i, w in enumerate((w1, w2)):  # threads enough to run every task at once
+        sched._on_worker_message(w, [Register(w.peer, w.peer, 100, 2**30, i, "host")])
+    client.info["name"] = "c"
+    sched._clients["c"] = client
+    sched._apply([ClientJoined("c")])
+    now = [0.0]
+    sched._turn = _turns.Turn(clock=lambda: now[0])
+    keys = [f"k{i}" for i in range(60)]
+    sched._on_client_message(client, [UpdateGraph([row(k) for k in keys], keys, {})])
+    steps: list[tuple[str, int]] = []
+    handle = sched._on_worker_message
+
+    def counted(conn: Connection, batch: list[Message] | None) -> None:
+        steps.append((conn.peer, len(batch or ())))
+        now[0] += step_seconds
+        handle(conn, batch)
+
+    monkeypatch.setattr(sched, "_on_worker_message", counted)
+    return sched, w1, w2, keys, steps
+
+
+def _on(sched: Scheduler, k: str) -> str:
+    ws = sched.state.tasks[k].processing_on
+    return ws if ws is None or isinstance(ws, str) else ws.address
+
+
+def _done(sched: Scheduler, k: str) -> TaskDone:
+    return TaskDone(k, 8, "int", 0.0, 0.1, 1, None, sched.state.tasks[k].run)
+
+
+def test_reports_arriving_after_the_turns_budget_wait_for_the_next_turn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two workers' reads in one loop turn: the first one's step spends the turn's budget,
+    so the second worker's reports wait for the next turn instead of lengthening this one."""
+    from shoal.scheduler._turns import TURN_BUDGET
+
+    sched, w1, w2, keys, steps = _two_workers(monkeypatch, TURN_BUDGET * 1.5)
+    where = {k: _on(sched, k) for k in keys}
+    on1 = [k for k in keys if where[k] == "w1"][:5]
+    on2 = [k for k in keys if where[k] == "w2"][:5]
+    assert on1 and on2
+
+    async def main() -> None:
+        sched._on_worker_batch(w1, [_done(sched, k) for k in on1])
+        sched._on_worker_batch(w2, [_done(sched, k) for k in on2])
+        assert steps == [("w1", len(on1))]  # w2's read waits: the turn's share is taken
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert steps == [("w1", len(on1)), ("w2", len(on2))]
+    assert all(sched.state.tasks[k].state == "memory" for k in on1 + on2)
+    assert "backlog" not in w2.info
+    sched.state.validate()
+
+
+def test_waiting_workers_take_steps_in_turn_and_each_keeps_its_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker with a long backlog does not hold back another: the waiting workers take a
+    step each in turn (two steps fit in a turn here), each worker's reports in order."""
+    from shoal.scheduler._turns import TURN_BUDGET
+
+    sched, w1, w2, keys, steps = _two_workers(monkeypatch, TURN_BUDGET * 0.6)
+    where = {k: _on(sched, k) for k in keys}
+    on1 = [k for k in keys if where[k] == "w1"]
+    on2 = [k for k in keys if where[k] == "w2"][:10]
+    assert len(on1) >= 30
+    order: list[str] = []
+    real = sched._apply
+
+    def seen(events: list[Any]) -> Any:
+        order.extend(getattr(e, "key", "") for e in events)
+        return real(events)
+
+    monkeypatch.setattr(sched, "_apply", seen)
+
+    async def main() -> None:
+        sched._on_worker_batch(w1, [_done(sched, k) for k in on1[:30]])  # a step now, 2 wait
+        sched._on_worker_batch(w2, [_done(sched, k) for k in on2])  # all of it waits
+        sched._on_worker_batch(w1, [_done(sched, k) for k in on1[30:]])  # behind w1's rest
+        assert steps == [("w1", 10), ("w2", 10)]  # this turn: w1's step, then w2's
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert steps[:2] == [("w1", 10), ("w2", 10)]
+    assert [s[0] for s in steps[2:]] == ["w1"] * len(steps[2:])
+    assert sum(n for _, n in steps) == len(on1) + len(on2)
+    handled = [k for k in order if k]
+    assert [k for k in handled if k in on1] == on1  # each worker's reports in order
+    assert [k for k in handled if k in on2] == on2
+    assert "backlog" not in w1.info and "backlog" not in w2.info and not sched._waiting
+    sched.state.validate()
