@@ -286,3 +286,17 @@ def test_round_trip_report_gives_wall_figures_and_cpu_per_round_trip_by_thread()
     assert lines[2].split()[:5] == ["worker", "0", "shoal-task-0", "usr", "40.0"]
     assert len(lines) == 4  # worker 1's 0.1 µs is left out of the rows, not of the sum
     assert lines[3].split()[:3] == ["all", "processes", "240.1"]
+
+
+def test_loop_turns_report_names_what_ran_in_the_longest_intervals() -> None:
+    from benchmarks._loop_turns import Call, Collection, Interval, report
+
+    intervals = [Interval(0.0, 0.1, 0.090), Interval(0.1, 0.2, 0.010)]
+    calls = [Call(0.00, 0.04, 0.040, "read", 0), Call(0.00, 0.04, 0.035, "step", 1),
+             Call(0.05, 0.08, 0.030, "read", 0), Call(0.15, 0.16, 0.009, "drain", 0)]
+    lines = report(intervals, calls, [Collection(0.085, 0.09, 0.005, 2)], top=1)
+    assert lines[0] == ("interval: 90.0 ms CPU over 100.0 ms; top-level calls 70.0 ms, "
+                        "not covered 20.0 ms; collections 5.0 ms (gen 2: 5.0 ms)")
+    assert lines[1].split() == ["read", "2", "calls", "70.0", "ms,", "longest", "40.0", "ms"]
+    assert lines[2].split() == ["(inside)", "step", "35.0", "ms,", "longest", "35.0", "ms"]
+    assert len(lines) == 3  # the drain ran in the other interval
