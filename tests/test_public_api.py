@@ -225,3 +225,22 @@ def inspect_static(cls: type, name: str) -> object:
     import inspect
 
     return inspect.getattr_static(cls, name)
+
+
+def test_client_get_takes_dasks_arguments_in_dasks_order() -> None:
+    """``Client.get(dsk, keys, workers, ...)``: dask's positional order and defaults (a
+    program calling ``client.get(dsk, keys, None)`` failed with a TypeError)."""
+    import inspect
+
+    import distributed
+
+    ours = inspect.signature(shoal.Client.get).parameters
+    theirs = inspect.signature(distributed.Client.get).parameters
+
+    def positional(params):
+        return [n for n, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD]
+
+    assert positional(ours) == positional(theirs)
+    for pname, p in theirs.items():
+        if p.kind is p.POSITIONAL_OR_KEYWORD and p.default is not inspect.Parameter.empty:
+            assert ours[pname].default == p.default, pname

@@ -328,6 +328,9 @@ def test_nested_futures_in_submit_map_and_gather(client):
 
 def test_raw_graphs_with_odd_keys_aliases_and_empty_or_deep_shapes(client):
     assert client.get({1: 5, 2: (inc, 1), 3: (operator.add, 1, 2)}, [3, 2]) == [11, 6]
+    # dask's positional order: workers, allow_other_workers, resources, sync
+    assert client.get({"soak7-x": 1, "soak7-y": (inc, "soak7-x")}, "soak7-y", None, None,
+                      None, True) == 2
     assert client.get({("a", 1.5): 2, ("b", 0, 0): (inc, ("a", 1.5))}, ("b", 0, 0)) == 3
     assert client.get({"soak7-a": 1, "soak7-b": "soak7-a", "soak7-c": (inc, "soak7-b")},
                       ["soak7-b", "soak7-c"]) == [1, 2]
