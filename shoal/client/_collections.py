@@ -522,9 +522,9 @@ def _unpack_collections(collections: Any) -> tuple[list[Any], bool]:
 
 
 def compute(self: Client, collections: Any, sync: bool = False, optimize_graph: bool = True,
-            workers: Any = None, retries: int | None = None, priority: int = 0,
-            resources: Any = None, fifo_timeout: Any = None, traverse: bool = True,
-            allow_other_workers: bool = False, actors: Any = None, **kwargs: Any) -> Any:
+            workers: Any = None, allow_other_workers: bool = False, resources: Any = None,
+            retries: int | None = None, priority: int = 0, fifo_timeout: Any = None,
+            actors: Any = None, traverse: bool = True, **kwargs: Any) -> Any:
     """Start computing collections; returns a Future per collection (results with
     ``sync=True``): a list of them for a list, tuple, set or frozenset, as dask's. Each
     future pairs with its own collection, whatever kinds are mixed (dask's own sequence of
@@ -667,9 +667,9 @@ def _finalize_task(key: Any, func: Any, keys: Any, extra: tuple[Any, ...]) -> Gr
 
 
 def persist(self: Client, collections: Any, optimize_graph: bool = True, workers: Any = None,
-            retries: int | None = None, priority: int = 0, resources: Any = None,
-            fifo_timeout: Any = None, allow_other_workers: bool = False, actors: Any = None,
-            **kwargs: Any) -> Any:
+            allow_other_workers: bool = False, resources: Any = None,
+            retries: int | None = None, priority: int = 0, fifo_timeout: Any = None,
+            actors: Any = None, **kwargs: Any) -> Any:
     """Start computing collections and keep their pieces in cluster memory; returns
     equivalent collections backed by futures (a list of them for a list, tuple, set or
     frozenset, as dask's)."""
