@@ -27,6 +27,7 @@ from dask import delayed
 from dask.bag import random as bag_random
 
 import shoal
+from shoal import futures_of
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.filterwarnings("ignore:Computing mixed collections")]  # dask's advice
@@ -89,6 +90,19 @@ def test_fancy_indexing_cumulative_products_and_split_every_reductions(client):
         da.fft.fft(x.rechunk({1: -1}), axis=1), da.argwhere(x > 0.95), x.topk(-3, axis=0),
     )
     assert_all_same(parts)
+
+
+def test_a_vindex_result_named_with_a_numpy_integer_is_persisted_and_shared(client):
+    # dask names ``x.vindex[...]``'s output ``("vindex-merge-...", np.int64(0))``: the
+    # scheduler's messages to workers about that key could not be encoded, were dropped,
+    # and persist (or any use on another worker) waited forever.
+    n = np.arange(2000.0).reshape(50, 40)
+    [future] = futures_of(client.persist(da.from_array(n, chunks=(13, 9)).vindex[[1, 2, 3],
+                                                                              [4, 5, 6]]))
+    assert future.result(timeout=30).tolist() == [44.0, 85.0, 126.0]
+    for worker in client.scheduler_info()["workers"]:  # fetched by the other worker too
+        assert client.submit(np.sum, future, workers=worker, allow_other_workers=False,
+                             pure=False).result(timeout=30) == 255.0
 
 
 def test_seeded_random_generators_give_the_local_schedulers_numbers(client):
