@@ -225,3 +225,48 @@ def inspect_static(cls: type, name: str) -> object:
     import inspect
 
     return inspect.getattr_static(cls, name)
+
+
+def test_client_get_takes_dasks_arguments_in_dasks_order() -> None:
+    """``Client.get(dsk, keys, workers, ...)``: dask's positional order and defaults (a
+    program calling ``client.get(dsk, keys, None)`` failed with a TypeError)."""
+    import inspect
+
+    import distributed
+
+    ours = inspect.signature(shoal.Client.get).parameters
+    theirs = inspect.signature(distributed.Client.get).parameters
+
+    def positional(params):
+        return [n for n, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD]
+
+    assert positional(ours) == positional(theirs)
+    for pname, p in theirs.items():
+        if p.kind is p.POSITIONAL_OR_KEYWORD and p.default is not inspect.Parameter.empty:
+            assert ours[pname].default == p.default, pname
+
+
+def test_client_methods_take_dasks_positional_arguments_in_dasks_order() -> None:
+    """Every method shared with dask.distributed's ``Client`` takes dask's positional
+    arguments in dask's order (``client.compute(x, False, True, None, True)`` is
+    ``allow_other_workers=True`` in dask; it was ``retries=True`` in shoal)."""
+    import inspect
+
+    import distributed
+
+    checked = 0
+    for name in sorted(set(dir(distributed.Client)) & set(dir(shoal.Client))):
+        theirs = inspect.getattr_static(distributed.Client, name)
+        ours = inspect.getattr_static(shoal.Client, name)
+        if name.startswith("_") or not callable(theirs) or not callable(ours):
+            continue
+        try:
+            p_theirs = inspect.signature(theirs).parameters
+            p_ours = inspect.signature(ours).parameters
+        except (TypeError, ValueError):  # (a builtin without a signature)
+            continue
+        order_theirs = [n for n, p in p_theirs.items() if p.kind is p.POSITIONAL_OR_KEYWORD]
+        order_ours = [n for n, p in p_ours.items() if p.kind is p.POSITIONAL_OR_KEYWORD]
+        assert order_ours[:len(order_theirs)] == order_theirs, name
+        checked += 1
+    assert checked > 50

@@ -464,13 +464,19 @@ def _with_dependents(graph: dict[Any, GraphNode], keys: set[Any]) -> set[Any]:
     return out
 
 
-def get(self: Client, dsk: Any, keys: Any, *, workers: Any = None, retries: int | None = None,
-        priority: int = 0, resources: Any = None, sync: bool = True,
-        allow_other_workers: bool = False, **kwargs: Any) -> Any:
+def get(self: Client, dsk: Any, keys: Any, workers: Any = None,
+        allow_other_workers: bool | None = None, resources: Any = None, sync: bool = True,
+        asynchronous: Any = None, direct: Any = None, retries: int | None = None,
+        priority: int = 0, fifo_timeout: Any = "60s", actors: Any = None,
+        **kwargs: Any) -> Any:
     """dask's scheduler interface: compute ``keys`` of ``dsk`` on the cluster and return
     the results in the structure of ``keys`` (``sync=False``: the futures, in that
     structure). A key neither in ``dsk`` nor held on the cluster raises
     ``FutureCancelledError`` (dask's "lost dependencies"), not a wait forever.
+
+    The arguments are dask's, in dask's order. ``actors`` as in ``compute``;
+    ``asynchronous``, ``direct`` and ``fifo_timeout`` are accepted and change nothing
+    (the answer is waited for here, as dask's ``get`` on a synchronous client).
 
     Tasks that write into an HDF5 file this process has open for writing (``da.store``),
     or that hold a ``threading.Lock`` (xarray's ``to_netcdf``), run here, after their
@@ -483,7 +489,7 @@ def get(self: Client, dsk: Any, keys: Any, *, workers: Any = None, retries: int 
     wanted = list(flatten(keys)) if isinstance(keys, list) else [keys]
     local: set[Any] = set()  # filled by submit_graph: the tasks to run here
     futures = submit_graph(self, graph, wanted, annotations, retries=retries,
-                           priority=priority, workers=workers, local=local,
+                           priority=priority, workers=workers, local=local, actors=actors,
                            resources=resources, allow_other_workers=allow_other_workers)
     if not sync and not local:
         return _pack(keys, futures)  # dask's ``sync=False``: the futures, in keys' shape
@@ -528,9 +534,9 @@ def _unpack_collections(collections: Any) -> tuple[list[Any], bool]:
 
 
 def compute(self: Client, collections: Any, sync: bool = False, optimize_graph: bool = True,
-            workers: Any = None, retries: int | None = None, priority: int = 0,
-            resources: Any = None, fifo_timeout: Any = None, traverse: bool = True,
-            allow_other_workers: bool = False, actors: Any = None, **kwargs: Any) -> Any:
+            workers: Any = None, allow_other_workers: bool = False, resources: Any = None,
+            retries: int | None = None, priority: int = 0, fifo_timeout: Any = None,
+            actors: Any = None, traverse: bool = True, **kwargs: Any) -> Any:
     """Start computing collections; returns a Future per collection (results with
     ``sync=True``): a list of them for a list, tuple, set or frozenset, as dask's. Each
     future pairs with its own collection, whatever kinds are mixed (dask's own sequence of
@@ -673,9 +679,9 @@ def _finalize_task(key: Any, func: Any, keys: Any, extra: tuple[Any, ...]) -> Gr
 
 
 def persist(self: Client, collections: Any, optimize_graph: bool = True, workers: Any = None,
-            retries: int | None = None, priority: int = 0, resources: Any = None,
-            fifo_timeout: Any = None, allow_other_workers: bool = False, actors: Any = None,
-            **kwargs: Any) -> Any:
+            allow_other_workers: bool = False, resources: Any = None,
+            retries: int | None = None, priority: int = 0, fifo_timeout: Any = None,
+            actors: Any = None, **kwargs: Any) -> Any:
     """Start computing collections and keep their pieces in cluster memory; returns
     equivalent collections backed by futures (a list of them for a list, tuple, set or
     frozenset, as dask's)."""

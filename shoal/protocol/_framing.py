@@ -13,6 +13,7 @@ served to a peer): encoding counts its length, the connection streams its bytes.
 
 from __future__ import annotations
 
+import numbers
 import struct
 import threading
 from typing import Any
@@ -90,6 +91,14 @@ class _Encoder:
             return msgpack.ExtType(_EXT_SERIALIZED, self.inner.pack(parts))
         if isinstance(obj, (set, frozenset)):
             return list(obj)
+        # A numpy scalar inside a key: dask names ``x.vindex[...]``'s output
+        # ``(name, np.int64(0))``. It travels as the equal Python number (same hash, so
+        # the same dict entry on every side); refused, its batch was dropped and the
+        # computation hung. (numpy's floats are Python floats already.)
+        if isinstance(obj, numbers.Integral) and not isinstance(obj, bool):
+            return int(obj)
+        if isinstance(obj, numbers.Real):
+            return float(obj)
         raise TypeError(f"cannot encode {type(obj).__name__} in a message")
 
     def encode(self, messages: list[Message]) -> list[Any]:

@@ -87,6 +87,17 @@ def test_tuple_keys_stay_hashable_tuples() -> None:
     assert back.missing[0] == ("y", 1)
 
 
+def test_keys_with_numpy_integers_travel_as_the_equal_python_keys() -> None:
+    # dask's ``x.vindex[...]`` names its output ``("vindex-merge-...", np.int64(0))``; the
+    # batch carrying it could not be encoded, was dropped, and the computation hung.
+    key = ("vindex-merge-abc", np.int64(0))
+    (back,) = decode(encode([m.ReleaseKeys([key, ("f", np.float32(0.5)), ("u", np.uint8(3))])])[1:])
+    assert isinstance(back, m.ReleaseKeys)
+    assert list(back.keys) == [("vindex-merge-abc", 0), ("f", 0.5), ("u", 3)]
+    assert back.keys[0] == key and hash(back.keys[0]) == hash(key)  # the same dict entry
+    assert type(back.keys[0][1]) is int and type(back.keys[1][1]) is float
+
+
 def test_sets_are_sent_as_arrays() -> None:
     (back,) = decode(encode([m.FreeKeys({"a"})])[1:])  # type: ignore[arg-type]
     assert isinstance(back, m.FreeKeys) and list(back.keys) == ["a"]
