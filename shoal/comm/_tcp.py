@@ -23,6 +23,7 @@ from shoal.comm._handshake import HANDSHAKE_CAP, Handshake, HandshakeError
 from shoal.comm._security import Security, default_security
 from shoal.protocol._framing import FileFrame, FrameDecoder, decode, encode
 from shoal.protocol._messages import Message, ProtocolError
+from shoal.protocol._unsendable import stand_ins
 
 logger = logging.getLogger("shoal.comm")
 
@@ -278,12 +279,42 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
         try:
             buffers = encode(batch)
         except Exception:
-            logger.exception("could not encode a message batch for %s; dropping it", self.peer)
-            return
+            buffers = self._encode_each(batch)
+            if not buffers:
+                return
         if self._scheme == "tls":
             self._write_tls(buffers)
         else:
             self.transport.writelines(buffers)
+
+    def _encode_each(self, batch: list[Message]) -> list[Any]:
+        """``batch`` did not encode: encode what does, message by message. Each message
+        that fails is logged (its kind, this peer, the error) and replaced by its
+        ``stand_ins`` (a reply with the error, a failed task...: the peer waiting on it
+        learns of the failure), or dropped when nothing can stand in; the rest of the
+        batch goes, in order. A bug in one message never silently loses the others."""
+        sendable: list[Message] = []
+        # (message, how many stand-ins deep): a row of a columnar message, then its own
+        # stand-in, then nothing.
+        todo = [(msg, 0) for msg in reversed(batch)]
+        while todo:  # ends: stand-ins go at most two deep
+            msg, depth = todo.pop()
+            try:
+                encode([msg])
+            except Exception as exc:
+                try:
+                    replaced = stand_ins(msg, exc) if depth < 2 else []
+                except Exception:
+                    logger.exception("no stand-in for a %r message for %s", msg.tag, self.peer)
+                    replaced = []
+                logger.error("could not encode a %r message for %s (%s: %s); %s", msg.tag,
+                             self.peer, type(exc).__name__, exc,
+                             f"sending {len(replaced)} {replaced[0].tag!r} message(s) "
+                             "instead" if replaced else "dropping it", exc_info=exc)
+                todo.extend((one, depth + 1) for one in reversed(replaced))
+                continue
+            sendable.append(msg)
+        return encode(sendable) if sendable else []
 
     def _write_tls(self, buffers: list[Any]) -> None:
         """Hand TLS a batch in pieces of at most ``TLS_PIECE`` bytes (small buffers grouped,
