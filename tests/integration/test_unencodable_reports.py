@@ -1,0 +1,33 @@
+"""A task whose completion report cannot be encoded fails its future with an error that
+says so, instead of leaving the client waiting forever (the worker's batch holding the
+report was dropped whole, silently). Uses the session's shared cluster: one tiny task."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from shoal import Client
+
+
+def _weird_result() -> Any:
+    # A result whose type's name is not a string: the worker's TaskDone carries
+    # ``type(result).__name__``, which msgpack cannot encode (a stand-in for the next
+    # value nobody thought of). Defined in here, so it is pickled by value.
+    class Meta(type):
+        @property
+        def __name__(cls) -> Any:  # type: ignore[override]
+            return object()
+
+    class Weird(metaclass=Meta):
+        pass
+
+    return Weird()
+
+
+def test_a_result_whose_report_cannot_be_encoded_fails_its_future(client: Client) -> None:
+    fut = client.submit(_weird_result, pure=False)
+    with pytest.raises(TypeError, match="could not encode a 'task-done' message"):
+        fut.result(timeout=30)
+    assert client.submit(lambda: 1, pure=False).result(timeout=30) == 1  # the worker goes on
