@@ -23,7 +23,7 @@ from shoal.comm._handshake import HANDSHAKE_CAP, Handshake, HandshakeError
 from shoal.comm._security import Security, default_security
 from shoal.protocol._framing import FileFrame, FrameDecoder, decode, encode
 from shoal.protocol._messages import Message, ProtocolError
-from shoal.protocol._unsendable import stand_ins
+from shoal.protocol._unsendable import local_answers, stand_ins
 
 logger = logging.getLogger("shoal.comm")
 
@@ -291,8 +291,8 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
         """``batch`` did not encode: encode what does, message by message. Each message
         that fails is logged (its kind, this peer, the error) and replaced by its
         ``stand_ins`` (a reply with the error, a failed task...: the peer waiting on it
-        learns of the failure), or dropped when nothing can stand in; the rest of the
-        batch goes, in order. A bug in one message never silently loses the others."""
+        learns of the failure), or answered here with ``local_answers`` (a compute this
+        side waits on fails), or dropped; the rest of the batch goes, in order. A bug in one message never silently loses the others."""
         sendable: list[Message] = []
         # (message, how many stand-ins deep): a row of a columnar message, then its own
         # stand-in, then nothing.
@@ -304,17 +304,26 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
             except Exception as exc:
                 try:
                     replaced = stand_ins(msg, exc) if depth < 2 else []
+                    answers = local_answers(msg, exc)
                 except Exception:
                     logger.exception("no stand-in for a %r message for %s", msg.tag, self.peer)
-                    replaced = []
+                    replaced, answers = [], []
                 logger.error("could not encode a %r message for %s (%s: %s); %s", msg.tag,
                              self.peer, type(exc).__name__, exc,
                              f"sending {len(replaced)} {replaced[0].tag!r} message(s) "
-                             "instead" if replaced else "dropping it", exc_info=exc)
+                             "instead" if replaced else
+                             f"answering it here with {answers[0].tag!r}" if answers else
+                             "dropping it", exc_info=exc)
+                if answers:  # to this side's handler, as if from the peer, after this write
+                    asyncio.get_running_loop().call_soon(self._answer_here, answers)
                 todo.extend((one, depth + 1) for one in reversed(replaced))
                 continue
             sendable.append(msg)
         return encode(sendable) if sendable else []
+
+    def _answer_here(self, answers: list[Message]) -> None:
+        if not self.closed:  # else the handler heard of the end: nobody waits any more
+            self._deliver(answers)
 
     def _write_tls(self, buffers: list[Any]) -> None:
         """Hand TLS a batch in pieces of at most ``TLS_PIECE`` bytes (small buffers grouped,

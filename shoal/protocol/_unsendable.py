@@ -14,8 +14,17 @@ gets (each stand-in is encoded on its own too: one that fails as well is dropped
   its own, so one bad row does not take the others with it;
 - ``Data`` (values asked of a worker) answers every key asked with the error.
 
-Anything else has no stand-in: it is dropped (the transport logs it), the rest of its
-batch still goes.
+Some messages ask the peer for an answer this side waits on: for those, when they cannot
+go, :func:`local_answers` makes the answer the peer would have sent about the failure, which
+the transport delivers to this side's own handler (as if it came from the peer):
+
+- a scheduler's ``Compute`` (a key of a type msgpack cannot carry, from an in-process
+  client) is answered by the worker's ``TaskErred``: the task fails instead of waiting;
+- a ``Request`` is answered by a failed ``Response``.
+
+``Computes`` is split into its rows (``Compute``) to be judged one by one.
+
+Anything else is dropped (the transport logs it); the rest of its batch still goes.
 """
 
 from __future__ import annotations
@@ -26,11 +35,14 @@ from typing import Any
 from shoal.protocol._errors import exception_to_error
 from shoal.protocol._messages import (
     ActorResult,
+    Compute,
+    Computes,
     Data,
     KeyDone,
     KeyErred,
     KeysDone,
     Message,
+    Request,
     Response,
     TaskDone,
     TaskErred,
@@ -77,8 +89,29 @@ def stand_ins(msg: Message, exc: BaseException) -> list[Message]:
         assert isinstance(msg, KeysDone)
         return [KeyDone(*row) for row in zip(msg.keys, msg.nbytes, msg.typenames, msg.inlines,
                                              strict=True)]
+    if kind is Computes:
+        assert isinstance(msg, Computes)
+        return [Compute(key, payload, deps, msg.functions, priority, inline, "", run, drop)
+                for key, payload, deps, priority, inline, run, drop in zip(
+                    msg.keys, msg.payloads, msg.deps, msg.priorities, msg.send_inline, msg.runs,
+                    msg.drops, strict=True)]
     if kind is Data:
         assert isinstance(msg, Data)
         return [Data(msg.request_id, {}, list(msg.missing),
                      {key: _error(msg, exc, key) for key in msg.items}, msg.more)]
+    return []
+
+
+def local_answers(msg: Message, exc: BaseException) -> list[Message]:
+    """What the peer would have answered had it received ``msg`` and failed on it, for
+    this side's own handler (empty: nobody here waits on an answer to ``msg``)."""
+    kind = type(msg)
+    if kind is Compute:
+        assert isinstance(msg, Compute)
+        return [TaskErred(msg.key, _error(msg, exc, msg.key), 0.0, 0.0, -1, msg.run)]
+    if kind is Request:
+        assert isinstance(msg, Request)
+        return [Response(msg.request_id, False,
+                         f"TypeError: the request {msg.op!r} could not be encoded "
+                         f"({type(exc).__name__}: {exc})")]
     return []

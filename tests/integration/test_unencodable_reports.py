@@ -31,3 +31,26 @@ def test_a_result_whose_report_cannot_be_encoded_fails_its_future(client: Client
     with pytest.raises(TypeError, match="could not encode a 'task-done' message"):
         fut.result(timeout=30)
     assert client.submit(lambda: 1, pure=False).result(timeout=30) == 1  # the worker goes on
+
+
+class _Key:
+    """A key of a type msgpack cannot carry (dask keys are str, int, float or tuples)."""
+
+    def __hash__(self) -> int:
+        return 1
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is _Key
+
+
+def test_a_task_whose_compute_cannot_be_encoded_fails_instead_of_hanging(
+    make_client: Any,
+) -> None:
+    # The in-process client hands its graph over without encoding it; the scheduler's
+    # compute to the worker cannot carry the key: the task fails, the others run.
+    c = make_client(n_workers=1, processes=False)
+    bad = c.submit(lambda: 1, key=("x", _Key()))
+    good = c.submit(lambda: 2, key="fine")
+    with pytest.raises(TypeError, match="could not encode a 'compute' message"):
+        bad.result(timeout=30)
+    assert good.result(timeout=30) == 2
