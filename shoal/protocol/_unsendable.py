@@ -20,7 +20,9 @@ the transport delivers to this side's own handler (as if it came from the peer):
 
 - a scheduler's ``Compute`` (a key of a type msgpack cannot carry, from an in-process
   client) is answered by the worker's ``TaskErred``: the task fails instead of waiting;
-- a ``Request`` is answered by a failed ``Response``.
+- a ``Request`` is answered by a failed ``Response``;
+- a client's ``UpdateGraph`` (a remote scheduler) is answered by a ``KeyErred`` for each
+  key it wants: those futures fail instead of waiting.
 
 ``Computes`` is split into its rows (``Compute``) to be judged one by one.
 
@@ -47,6 +49,7 @@ from shoal.protocol._messages import (
     TaskDone,
     TaskErred,
     TasksDone,
+    UpdateGraph,
 )
 
 
@@ -109,6 +112,9 @@ def local_answers(msg: Message, exc: BaseException) -> list[Message]:
     if kind is Compute:
         assert isinstance(msg, Compute)
         return [TaskErred(msg.key, _error(msg, exc, msg.key), 0.0, 0.0, -1, msg.run)]
+    if kind is UpdateGraph:
+        assert isinstance(msg, UpdateGraph)
+        return [KeyErred(key, _error(msg, exc, key)) for key in dict.fromkeys(msg.wanted)]
     if kind is Request:
         assert isinstance(msg, Request)
         return [Response(msg.request_id, False,

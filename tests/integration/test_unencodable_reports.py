@@ -54,3 +54,17 @@ def test_a_task_whose_compute_cannot_be_encoded_fails_instead_of_hanging(
     with pytest.raises(TypeError, match="could not encode a 'compute' message"):
         bad.result(timeout=30)
     assert good.result(timeout=30) == 2
+
+
+def test_a_graph_that_cannot_be_encoded_fails_its_futures_instead_of_hanging(
+    client: Client,
+) -> None:
+    # A client of a remote scheduler encodes its graph: the one that cannot go fails its
+    # futures here; what was sent with it still runs.
+    assert client.scheduler is not None
+    with Client(client.scheduler.address, set_as_default=False) as remote:
+        bad = remote.submit(lambda: 1, key=("x", _Key()))
+        good = remote.submit(lambda: 2, key="fine-remote")
+        with pytest.raises(TypeError, match="could not encode a 'update-graph' message"):
+            bad.result(timeout=30)
+        assert good.result(timeout=30) == 2
