@@ -308,12 +308,13 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
                 except Exception:
                     logger.exception("no stand-in for a %r message for %s", msg.tag, self.peer)
                     replaced, answers = [], []
+                done = [f"sending {len(replaced)} {replaced[0].tag!r} message(s) instead"
+                        ] if replaced else []
+                if answers:
+                    done.append(f"answering it here with {answers[0].tag!r}")
                 logger.error("could not encode a %r message for %s (%s: %s); %s", msg.tag,
                              self.peer, type(exc).__name__, exc,
-                             f"sending {len(replaced)} {replaced[0].tag!r} message(s) "
-                             "instead" if replaced else
-                             f"answering it here with {answers[0].tag!r}" if answers else
-                             "dropping it", exc_info=exc)
+                             ", ".join(done) or "dropping it", exc_info=exc)
                 if answers:  # to this side's handler, as if from the peer, after this write
                     asyncio.get_running_loop().call_soon(self._answer_here, answers)
                 todo.extend((one, depth + 1) for one in reversed(replaced))

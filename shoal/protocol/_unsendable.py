@@ -24,7 +24,9 @@ the transport delivers to this side's own handler (as if it came from the peer):
 - a client's ``UpdateGraph`` (a remote scheduler) is answered by a ``KeyErred`` for each
   key it wants: those futures fail instead of waiting.
 
-``Computes`` is split into its rows (``Compute``) to be judged one by one.
+``Computes`` is split into its rows (``Compute``) to be judged one by one; the function
+blobs a failed ``Compute`` carried still go (in a ``Computes`` of no rows): the scheduler
+counts them sent, and the worker's later tasks of those functions need them.
 
 Anything else is dropped (the transport logs it); the rest of its batch still goes.
 """
@@ -94,10 +96,16 @@ def stand_ins(msg: Message, exc: BaseException) -> list[Message]:
                                              strict=True)]
     if kind is Computes:
         assert isinstance(msg, Computes)
-        return [Compute(key, payload, deps, msg.functions, priority, inline, "", run, drop)
-                for key, payload, deps, priority, inline, run, drop in zip(
-                    msg.keys, msg.payloads, msg.deps, msg.priorities, msg.send_inline, msg.runs,
-                    msg.drops, strict=True)]
+        rows = zip(msg.keys, msg.payloads, msg.deps, msg.priorities, msg.send_inline,
+                   msg.runs, msg.drops, strict=True)
+        return [Compute(key, payload, deps, {} if i else msg.functions, priority, inline, "",
+                        run, drop)
+                for i, (key, payload, deps, priority, inline, run, drop) in enumerate(rows)]
+    if kind is Compute:
+        assert isinstance(msg, Compute)
+        if msg.functions:  # the scheduler counts them sent: later computes rely on them
+            return [Computes([], [], [], msg.functions, [], [], [], [])]
+        return []
     if kind is Data:
         assert isinstance(msg, Data)
         return [Data(msg.request_id, {}, list(msg.missing),

@@ -15,16 +15,20 @@ import pytest
 from shoal.comm import connect, listen
 from shoal.comm._tcp import TCPConnection
 from shoal.protocol._messages import (
+    Compute,
+    Computes,
     FreeKeys,
     KeyDone,
     KeyErred,
     KeysDone,
     Message,
+    Request,
     Response,
     TaskDone,
     TaskErred,
     TasksDone,
 )
+from shoal.protocol._serialize import dumps
 
 DEADLINE = 20.0
 
@@ -33,9 +37,12 @@ class Opaque:
     """A value msgpack cannot carry."""
 
 
-def _exchange(batch: list[Message]) -> list[Message]:
+def _exchange(batch: list[Message], here: list[Message] | None = None) -> list[Message]:
     """Send ``batch`` in one write over loopback TCP; what the other end received, up to
-    the ``FreeKeys(["last"])`` that must end it."""
+    the ``FreeKeys(["last"])`` that must end it (and in ``here``, what the sender's own
+    handler was given)."""
+
+    mine: list[Message] = here if here is not None else []
 
     async def main() -> list[Message]:
         got: list[Message] = []
@@ -55,7 +62,7 @@ def _exchange(batch: list[Message]) -> list[Message]:
         server = await listen("127.0.0.1", 0, accept)
         try:
             conn = await connect(f"tcp://127.0.0.1:{server.sockets[0].getsockname()[1]}")
-            conn.set_handler(lambda c, b: None)
+            conn.set_handler(lambda c, b: mine.extend(b or ()))
             await asyncio.wait_for(accepted, DEADLINE)
             conn.send_many([*batch, FreeKeys(["last"])])
             await asyncio.wait_for(last.wait(), DEADLINE)
@@ -99,3 +106,22 @@ def test_one_unencodable_message_does_not_lose_the_rest_of_its_batch(
     assert got[7] == Response(8, True, "fine")
     assert "could not encode a 'free-keys' message" in caplog.text
     assert "dropping it" in caplog.text and "Opaque" in caplog.text
+
+
+def test_a_compute_or_request_that_cannot_go_is_answered_on_this_side() -> None:
+    bad = Opaque()
+    here: list[Message] = []
+    got = _exchange([
+        Request(3, "op", {"arg": bad}),
+        Compute(("k", bad), dumps(1), [], {"f1": b"blob"}, 0, True, "p", 9),
+    ], here)
+    # The compute's function blob still goes (later computes rely on it), rowless.
+    assert [m.tag for m in got] == ["computes-as-columns", "free-keys"]
+    assert isinstance(got[0], Computes) and not got[0].keys
+    assert got[0].functions == {"f1": b"blob"}
+    # This side hears what the peer would have answered.
+    assert [m.tag for m in here] == ["response", "task-erred"]
+    reply, erred = here
+    assert isinstance(reply, Response) and reply.request_id == 3 and not reply.ok
+    assert "'op' could not be encoded" in reply.value
+    assert isinstance(erred, TaskErred) and erred.key == ("k", bad) and erred.run == 9

@@ -49,11 +49,17 @@ def test_a_task_whose_compute_cannot_be_encoded_fails_instead_of_hanging(
     # The in-process client hands its graph over without encoding it; the scheduler's
     # compute to the worker cannot carry the key: the task fails, the others run.
     c = make_client(n_workers=1, processes=False)
-    bad = c.submit(lambda: 1, key=("x", _Key()))
+    bad = c.submit(_inc, 1, key=("x", _Key()))
     good = c.submit(lambda: 2, key="fine")
     with pytest.raises(TypeError, match="could not encode a 'compute' message"):
         bad.result(timeout=30)
     assert good.result(timeout=30) == 2
+    # The function blob the failed compute carried still reached the worker.
+    assert c.submit(_inc, 2, key="after").result(timeout=30) == 3
+
+
+def _inc(x: int) -> int:
+    return x + 1
 
 
 def test_a_graph_that_cannot_be_encoded_fails_its_futures_instead_of_hanging(
