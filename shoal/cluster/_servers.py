@@ -167,6 +167,21 @@ class Scheduler(ServerHandle):
         """Key → task record (``.state``...), as of now (a copy)."""
         return copy_live(self._server.state.tasks)
 
+    @property
+    def idle_timeout(self) -> float | None:
+        """dask's ``Scheduler.idle_timeout``: seconds without work after which the scheduler
+        closes itself (None: never). Settable while it runs, as dask's attribute (seconds
+        or a duration like ``"30s"``); the change applies from its next check.
+
+        Raises (when set):
+            ValueError: not a positive duration.
+        """
+        return self._server.idle_timeout  # type: ignore[no-any-return]
+
+    @idle_timeout.setter
+    def idle_timeout(self, value: Any) -> None:
+        self._server.idle_timeout = opts.seconds(value, "Scheduler.idle_timeout")
+
     def __repr__(self) -> str:
         return (f"<Scheduler {self.address!r}, status: {self.status}, "
                 f"workers: {len(self._server.state.workers)}>")

@@ -31,15 +31,27 @@ def activity_mark(state: Any) -> tuple[int, int, int]:
 
 
 class IdleTimeout:
-    """Whether the scheduler has been idle for ``timeout`` seconds (None: never closes)."""
+    """Whether the scheduler has been idle for ``timeout`` seconds (None: never closes).
+    ``timeout`` may change between two observations (dask's ``Scheduler.idle_timeout`` is
+    read at each check)."""
 
     def __init__(self, timeout: float | None) -> None:
-        if timeout is not None and timeout <= 0:
-            raise ValueError(f"the idle timeout must be positive (or None for none), got "
-                             f"{timeout!r}")
         self.timeout = timeout
         self.idle_since: float | None = None
         self._mark: Any = None
+
+    @property
+    def timeout(self) -> float | None:
+        return self._timeout
+
+    @timeout.setter
+    def timeout(self, timeout: float | None) -> None:
+        """Raises:
+            ValueError: not positive (None is no timeout)."""
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"the idle timeout must be positive (or None for none), got "
+                             f"{timeout!r}")
+        self._timeout = timeout
 
     def observe(self, now: float, busy: bool, mark: Any) -> bool:
         """Note the scheduler's state at ``now``; True once it has been idle (not busy, the

@@ -470,6 +470,20 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         return dict(self.state.workers)
 
     @property
+    def idle_timeout(self) -> float | None:
+        """dask's ``Scheduler.idle_timeout``: seconds without work after which the scheduler
+        closes itself (None: never). A change applies from the next tick.
+
+        Raises (when set):
+            ValueError: not positive.
+        """
+        return self._idle.timeout
+
+    @idle_timeout.setter
+    def idle_timeout(self, seconds: float | None) -> None:
+        self._idle.timeout = seconds
+
+    @property
     def plugins(self) -> dict[str, Any]:
         """The scheduler plugins, by name (dask's ``Scheduler.plugins``)."""
         return self.plugin_host.plugins

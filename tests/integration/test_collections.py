@@ -208,7 +208,7 @@ def test_delayed_graph_like_the_seed(client):
 def test_delayed_accepts_a_future_as_argument(client):
     fut = client.submit(inc, 1)
     assert delayed(inc)(fut).compute() == 3
-    assert client.compute(delayed(add)(fut, 10)).result(timeout=10) == 12
+    assert client.compute(delayed(add)(fut, 10)).result(timeout=60) == 12  # (a loaded CI)
 
 
 # --- annotations and compute keywords -----------------------------------------------------------

@@ -109,9 +109,13 @@ def test_awaited_then_closed_and_finished_one_by_one(no_leftovers, no_threads_le
 
 def test_finished_returns_when_the_servers_close_by_themselves(no_leftovers, no_threads_left):
     async def main() -> None:
-        s = await Scheduler(dashboard=False, idle_timeout=1)
+        s = await Scheduler(dashboard=False, idle_timeout="1 hour")
+        assert s.idle_timeout == 3600
         w = await Worker(s.address, nthreads=1)
         n = await Nanny(s.address, nthreads=1)
+        # Short only now that both have joined: workers joining are no activity (dask's
+        # rule), and a nanny's worker process can take seconds to start on a loaded machine.
+        s.idle_timeout = 1
         # Idle past its timeout, the scheduler closes; it tells its workers to go.
         await asyncio.wait_for(s.finished(), 60)
         await asyncio.wait_for(w.finished(), 60)

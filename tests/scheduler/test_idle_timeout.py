@@ -83,3 +83,19 @@ def test_a_scheduler_with_an_idle_timeout_closes_itself():
         assert sched._closed
 
     asyncio.run(run())
+
+
+def test_the_idle_timeout_is_an_attribute_to_read_and_change_as_dasks():
+    """dask's ``Scheduler.idle_timeout``, read at each check: a change applies to a running
+    scheduler (a timeout set once its workers have joined)."""
+    sched = Scheduler("127.0.0.1", 0)
+    assert sched.idle_timeout is None
+    sched.idle_timeout = 30
+    assert sched.idle_timeout == 30
+    assert sched._idle.observe(0, False, "m") is False  # the decision reads the new value
+    assert sched._idle.observe(30, False, "m") is True
+    with pytest.raises(ValueError, match="must be positive"):
+        sched.idle_timeout = 0
+    assert sched.idle_timeout == 30
+    sched.idle_timeout = None
+    assert not sched._idle.observe(1e6, False, "m")
