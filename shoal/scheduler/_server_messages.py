@@ -336,14 +336,19 @@ class ServerMessages(ShellBase):
         if backlog is not None:  # earlier messages of this worker still wait
             backlog.append(batch)
             return
-        if batch is not None:
-            if self._turn.over():  # this turn's share is taken: all of it waits
-                self._wait_turn(conn, collections.deque([batch]))
-                return
-            batch, rest = first_step(batch)
-            if rest is not None:
-                self._wait_turn(conn, collections.deque([rest]))
+        if batch is None:
+            self._on_worker_message(conn, None)
+            return
+        turn = self._turn
+        if turn.over():  # this turn's share is taken: all of it waits
+            self._wait_turn(conn, collections.deque([batch]))
+            return
+        batch, rest = first_step(batch)
+        if rest is not None:
+            self._wait_turn(conn, collections.deque([rest]))
+        since = turn.now()
         self._on_worker_message(conn, batch)
+        turn.took(since)
 
     def _wait_turn(self, conn: Connection,
                    backlog: collections.deque[list[Message] | None]) -> None:
@@ -359,7 +364,7 @@ class ServerMessages(ShellBase):
         the rest in the next turn."""
         self._steps_armed = False
         waiting, turn = self._waiting, self._turn
-        turn.spent()  # (opens this turn's window if nothing did yet)
+        turn.open(turn.now())
         # ends: each pass handles a step of one backlog (at least one pass), and the
         # budget ends the turn's passes; nothing is added to a backlog meanwhile
         while waiting:

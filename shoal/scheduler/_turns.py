@@ -23,26 +23,35 @@ from collections.abc import Callable
 TURN_BUDGET = 0.02
 
 
+# A step shorter than this does not start counting a turn: a lone report (a round trip's)
+# costs no callback; a large graph's steps take milliseconds each.
+SMALL_STEP = 0.001
+
+
 class Turn:
-    """The time taken in the current loop turn by those who ask: the window opens at the
-    first :meth:`spent` of a turn and closes at the start of the next turn's callbacks (a
-    callback queued during a turn runs in the next one)."""
+    """The time taken in the current loop turn by the steps of reports: counting starts at
+    the first step of a turn that was not small (or at :meth:`open`) and stops at the start
+    of the next turn's callbacks (a callback queued during a turn runs in the next one)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
+        self.now = clock
         self._start: float | None = None
 
-    def spent(self) -> float:
-        now = self._clock()
+    def open(self, since: float) -> None:
+        """Count this turn's time from ``since`` (unless it is counted already)."""
         if self._start is None:
-            self._start = now
+            self._start = since
             asyncio.get_running_loop().call_soon(self._close)
-            return 0.0
-        return now - self._start
+
+    def took(self, since: float) -> None:
+        """A step that began at ``since`` has ended: count from it unless it was small."""
+        if self._start is None and self.now() - since > SMALL_STEP:
+            self.open(since)
 
     def over(self) -> bool:
         """Whether this turn's budget for reports is spent."""
-        return self.spent() > TURN_BUDGET
+        start = self._start
+        return start is not None and self.now() - start > TURN_BUDGET
 
     def _close(self) -> None:
         self._start = None

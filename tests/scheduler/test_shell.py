@@ -530,7 +530,7 @@ def _two_workers(monkeypatch: pytest.MonkeyPatch, step_seconds: float) -> tuple[
     sched._clients["c"] = client
     sched._apply([ClientJoined("c")])
     now = [0.0]
-    sched._turn = _turns.Turn(clock=lambda: now[0])
+    sched._turn = _turns.Turn(clock=lambda: now[0])  # (each step is over SMALL_STEP)
     keys = [f"k{i}" for i in range(60)]
     sched._on_client_message(client, [UpdateGraph([row(k) for k in keys], keys, {})])
     steps: list[tuple[str, int]] = []
@@ -604,7 +604,7 @@ def test_waiting_workers_take_steps_in_turn_and_each_keeps_its_order(
 
     async def main() -> None:
         sched._on_worker_batch(w1, [_done(sched, k) for k in on1[:30]])  # a step now, 2 wait
-        sched._on_worker_batch(w2, [_done(sched, k) for k in on2])  # all of it waits
+        sched._on_worker_batch(w2, [_done(sched, k) for k in on2])  # a step: budget left
         sched._on_worker_batch(w1, [_done(sched, k) for k in on1[30:]])  # behind w1's rest
         assert steps == [("w1", 10), ("w2", 10)]  # this turn: w1's step, then w2's
         for _ in range(20):
@@ -619,3 +619,31 @@ def test_waiting_workers_take_steps_in_turn_and_each_keeps_its_order(
     assert [k for k in handled if k in on2] == on2
     assert "backlog" not in w1.info and "backlog" not in w2.info and not sched._waiting
     sched.state.validate()
+
+
+def test_a_lone_report_does_not_start_counting_the_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A round trip's single report is a small step: no turn is counted (no callback is
+    queued to end it), and the next worker's report is handled at once too."""
+    from shoal.scheduler._turns import SMALL_STEP
+
+    sched, w1, w2, keys, steps = _two_workers(monkeypatch, SMALL_STEP / 2)
+    on1 = [k for k in keys if _on(sched, k) == "w1"][:1]
+    on2 = [k for k in keys if _on(sched, k) == "w2"][:1]
+    queued: list[Any] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        real = loop.call_soon
+
+        def call_soon(callback: Any, *args: Any, **kwargs: Any) -> Any:
+            queued.append(callback)
+            return real(callback, *args, **kwargs)
+
+        monkeypatch.setattr(loop, "call_soon", call_soon)
+        sched._on_worker_batch(w1, [_done(sched, k) for k in on1])
+        sched._on_worker_batch(w2, [_done(sched, k) for k in on2])
+        assert not sched._turn.over()
+
+    asyncio.run(main())
+    assert steps == [("w1", 1), ("w2", 1)]
+    assert not [c for c in queued if getattr(c, "__name__", "") == "_close"]
