@@ -1,6 +1,6 @@
 """What the scheduler's loop ran in its longest intervals during the ``million`` workload.
 
-``python -m benchmarks._loop_turns [n_array]`` runs ``_million.million(api, 1000, n_array)``
+``python -m benchmarks._loop_turns [n_array] [--map N]`` runs ``_million.million(api, N, n_array)``
 with the loop's main callbacks wrapped: each call on the loop thread of the scheduler's
 worker-report steps (``_on_worker_batch``, ``_worker_steps``), its client intake
 (``_on_client_message``), the client's ``Outbox._drain``, every ``Connection._flush``, every
@@ -136,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("n_array", nargs="?", type=int, default=1_000_000)
+    parser.add_argument("--map", type=int, default=1000, help="the map's size (default 1000)")
     parser.add_argument("--top", type=int, default=8)
     args = parser.parse_args(argv)
     rec = _Recorder()
@@ -161,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     _million._LoopProbe = Probe  # type: ignore[misc]
     gc.callbacks.append(rec.on_gc)
-    out = _million.million(load_api("shoal"), 1000, args.n_array)
+    out = _million.million(load_api("shoal"), args.map, args.n_array)
     print(json.dumps({k: round(v, 1) for k, v in out.items()}))
     print("\n".join(report(rec.intervals, rec.calls, rec.collections, args.top)))
 
