@@ -483,7 +483,9 @@ class Nanny:
         SIGKILL after ``MEMORY_KILL_GRACE`` if it is still there."""
         waiter = asyncio.ensure_future(proc.wait())
         kill_at: float | None = None  # warned for memory: SIGKILL then unless gone
-        while not waiter.done():  # ends: the process exits (killed at kill_at at last)
+        # ends: the process exits: on its own, killed at kill_at, or by close() (terminate,
+        # then kill)
+        while not waiter.done():
             wait = self.monitor_interval
             if kill_at is not None:
                 wait = max(0.0, kill_at - time.monotonic())
