@@ -13,12 +13,16 @@ raises such an interrupt again in the main thread (``_thread.interrupt_main`` fr
 thread: the SIGINT handler runs again at a later boundary, outside the hook), and hands every
 other unraisable exception to the hook that was there before.
 
-A blocking call made from a coroutine (a blocking Client's ``result()`` inside
-``asyncio.run(main())``) waits in steps of ``CANCEL_POLL`` seconds and raises
-``asyncio.CancelledError`` once its task's cancellation is asked for (``wait_polling``):
-since Python 3.11 asyncio's SIGINT handler does not raise ``KeyboardInterrupt`` but cancels
-the main task, which nothing would see while its thread waits; ``asyncio.run`` then
-raises ``KeyboardInterrupt``.
+Every blocking call of the API waits through ``blocking_wait``. In the main thread it waits
+in steps of ``POLL`` seconds: the kernel hands a process's SIGINT to any thread that does not
+block it when the main thread has a signal pending already (a SIGCHLD from a worker process),
+and Python's handler then runs only once the main thread is back in bytecode, which an untimed
+wait would put off until it ended. A blocking call made from a coroutine (a blocking Client's
+``result()`` inside ``asyncio.run(main())``) waits in the same steps and raises
+``asyncio.CancelledError`` once its task's cancellation is asked for: since Python 3.11
+asyncio's SIGINT handler does not raise ``KeyboardInterrupt`` but cancels the main task, which
+nothing would see while its thread waits; ``asyncio.run`` then raises ``KeyboardInterrupt``.
+Other threads wait in one step (no signal handler runs in them).
 
 A finalizer cut short did not do its work (``Future.__del__``: give back the future's
 reference, else its key stays held on the cluster). A function registered with
@@ -42,8 +46,10 @@ logger = logging.getLogger("shoal")
 
 _lock = threading.Lock()
 _installed = False
-# Seconds between two looks at whether a blocked coroutine's task is being cancelled.
-CANCEL_POLL = 0.1
+# Seconds between two looks, in a blocked main thread, at a signal taken by another thread
+# and at whether a blocked coroutine's task is being cancelled.
+POLL = 0.1
+_MAIN = threading.main_thread().ident
 _resumes: dict[CodeType, Callable[[FrameType, int], None]] = {}
 
 
@@ -113,24 +119,27 @@ def blocked_task() -> tuple[Any, int] | None:
     return task, task.cancelling()
 
 
-def wait_polling(wait: Callable[[float], bool], timeout: float | None,
-                 blocked: tuple[Any, int]) -> bool:
-    """Call ``wait(seconds) -> done`` in steps of ``CANCEL_POLL`` until it is done (True)
-    or ``timeout`` has passed (False).
+def blocking_wait(wait: Callable[[float | None], bool], timeout: float | None) -> bool:
+    """Call ``wait(seconds or None) -> done`` until it is done (True) or ``timeout`` has
+    passed (False): in one call outside the main thread and outside a coroutine, else in steps
+    of ``POLL`` (the module's docstring says why).
 
     Raises:
-        asyncio.CancelledError: the blocked task's cancellation was asked for meanwhile
-            (Ctrl-C under ``asyncio.run``): the task ends cancelled, as if it had awaited.
+        asyncio.CancelledError: called from a coroutine whose task's cancellation was asked
+            for meanwhile (Ctrl-C under ``asyncio.run``): it ends cancelled, as if it awaited.
     """
-    task, before = blocked
+    blocked = blocked_task()
+    if blocked is None and _thread.get_ident() != _MAIN:
+        return wait(timeout)
+    task, before = blocked if blocked is not None else (None, 0)
     deadline = None if timeout is None else time.monotonic() + timeout
-    while True:  # ends: done, the deadline, or the task's cancellation
-        step = CANCEL_POLL
+    while True:  # ends: done, the deadline, or the task's cancellation (a signal raises)
+        step = POLL
         if deadline is not None:
             step = min(step, max(0.0, deadline - time.monotonic()))
         if wait(step):
             return True
-        if task.cancelling() > before:
+        if task is not None and task.cancelling() > before:
             raise asyncio.CancelledError("cancelled while waiting in a blocking shoal call")
         if deadline is not None and time.monotonic() >= deadline:
             return False

@@ -86,16 +86,13 @@ def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
             "done-callback); call it from another thread or use the asynchronous API"
         )
     fut = asyncio.run_coroutine_threadsafe(coro, get_loop())
-    blocked = _interrupts.blocked_task()
-    if blocked is not None:  # a coroutine's blocking call: Ctrl-C cancels its task
-        try:
-            _interrupts.wait_polling(lambda t: _settles(fut, t), timeout, blocked)
-        except asyncio.CancelledError:
-            fut.cancel()  # the caller's task is cancelled: so is what it waited for
-            raise
-        timeout = 0  # done, or its time is up: read it at once
     try:
-        return fut.result(timeout)
+        _interrupts.blocking_wait(lambda t: _settles(fut, t), timeout)
+    except asyncio.CancelledError:  # a coroutine's blocking call: Ctrl-C cancels its task
+        fut.cancel()  # ... and so what it waited for
+        raise
+    try:
+        return fut.result(0)  # done, or its time is up: read it at once
     except concurrent.futures.TimeoutError:
         if fut.done():  # the operation's own TimeoutError (one class since Python 3.11)
             return fut.result()  # done: no wait
@@ -103,7 +100,18 @@ def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         raise TimeoutError(f"operation did not finish within {timeout} s") from None
 
 
-def _settles(fut: concurrent.futures.Future[Any], timeout: float) -> bool:
+def result_of(fut: concurrent.futures.Future[T], timeout: float | None = None) -> T:
+    """``fut.result(timeout)``, waited for as every blocking call of the API waits
+    (``_interrupts.blocking_wait``: a Ctrl-C reaches a main thread waiting here).
+
+    Raises:
+        concurrent.futures.TimeoutError: not done within ``timeout`` seconds.
+    """
+    _interrupts.blocking_wait(lambda t: _settles(fut, t), timeout)
+    return fut.result(0)
+
+
+def _settles(fut: concurrent.futures.Future[Any], timeout: float | None) -> bool:
     concurrent.futures.wait([fut], timeout)
     return fut.done()
 

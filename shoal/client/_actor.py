@@ -170,7 +170,7 @@ class ActorFuture(BaseActorFuture[T]):
 
             timeout = parse_timedelta(timeout)
         try:
-            outcome = self._cf.result(timeout)
+            outcome = _loop.result_of(self._cf, timeout)
         except concurrent.futures.TimeoutError:
             raise TimeoutError(f"{self._label} did not finish within {timeout} s") from None
         return self._unwrap(outcome)

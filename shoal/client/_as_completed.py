@@ -132,11 +132,7 @@ class as_completed:
                             f"as_completed: {self._pending.total()} future(s) not done after "
                             f"{self._timeout} s"
                         )
-                blocked = _interrupts.blocked_task()
-                if blocked is None:
-                    self._cond.wait(remaining)
-                else:  # a coroutine's blocking call: Ctrl-C cancels its task
-                    _interrupts.wait_polling(self._cond.wait, remaining, blocked)
+                _interrupts.blocking_wait(self._cond.wait, remaining)
 
     def _emit(self, f: Future) -> Any:
         if not self.with_results:

@@ -125,10 +125,10 @@ def call(client: Client, make: Callable[[int], Message], decode: Decode | None =
     if answer_now is not None:  # applied: answered now, or later on the connection
         for cmd in answer_now:
             on_reply(client, _as_reply(cmd))
-        return fut.result()  # ends: answered, or failed with the client's connection
+        return _loop.result_of(fut)  # ends: answered, or failed with the client's connection
     number = _direct.send_on_connection(client, lambda: _queue_if_awaited(client, rid, msg))
     try:
-        return fut.result()  # ends as above: answered, or failed with the connection
+        return _loop.result_of(fut)  # ends as above: answered, or failed with the connection
     finally:
         _channel.client_sent(client, answered=True)
         if fut.done() and not isinstance(fut.exception(), ConnectionError):

@@ -127,14 +127,10 @@ class FutureState:
             if latch is None:
                 latch = w.latch = _thread.allocate_lock()
                 latch.acquire()
-        blocked = _interrupts.blocked_task()
-        if blocked is not None:  # a coroutine's blocking call: Ctrl-C cancels its task
-            got = _interrupts.wait_polling(lambda t: latch.acquire(True, t), timeout, blocked)
-        elif timeout is None:
-            got = latch.acquire()
-        else:
-            got = latch.acquire(True, min(max(timeout, 0.0), threading.TIMEOUT_MAX))
-        if got:
+        if timeout is not None:
+            timeout = min(max(timeout, 0.0), threading.TIMEOUT_MAX)
+        if _interrupts.blocking_wait(lambda t: latch.acquire(True, -1 if t is None else t),
+                                     timeout):
             latch.release()
             return True
         return self.status != "pending"

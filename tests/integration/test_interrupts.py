@@ -340,3 +340,69 @@ def test_ctrl_c_under_asyncio_run_reaches_a_blocking_call_promptly(tmp_path):
     assert set(took) == {"result", "gather", "wait", "run"}, report
     assert max(took.values()) < 1.0, report  # not the 3 s of the task
     assert "after 2\n" in done.stdout, report
+
+
+# The kernel hands a process's SIGINT to any thread that does not block it when the main
+# thread has a signal pending already (a SIGCHLD from a worker process): Python's handler then
+# runs only once the main thread is back in bytecode, so a main thread blocked in an untimed
+# wait would not see the Ctrl-C until the wait ended. Here the signal goes to another thread
+# on purpose, while the main thread waits in each blocking call on a task held until the end.
+_OTHER_THREAD_PROGRAM = """
+    import signal, threading, time
+    import shoal
+    from shoal import Event, Lock, Queue, Semaphore, Variable, as_completed, wait
+
+    def held(t):
+        return Event("go").wait(60) and t
+
+    with shoal.Client(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as client:
+        slow = client.submit(held, 0, pure=False)
+        taken = Lock("held")
+        taken.acquire()
+        full = Semaphore(max_leases=1, name="full")
+        full.acquire()
+        waits = {
+            "result": lambda: slow.result(),
+            "gather": lambda: client.gather([slow]),
+            "wait": lambda: wait([slow]),
+            "as_completed": lambda: next(iter(as_completed([slow]))),
+            "get": lambda: client.get({"s": (held, 1)}, "s"),
+            "lock": lambda: Lock("held").acquire(),
+            "semaphore": lambda: Semaphore(max_leases=1, name="full").acquire(),
+            "queue": lambda: Queue("empty").get(),
+            "event": lambda: Event("unset").wait(),
+            "variable": lambda: Variable("unset").get(),
+        }
+        parked = threading.Event()
+        other = threading.Thread(target=parked.wait, args=(600,), daemon=True)
+        other.start()
+        for name, blocking in waits.items():
+            timer = threading.Timer(0.2, signal.pthread_kill, (other.ident, signal.SIGINT))
+            began = time.monotonic()
+            timer.start()
+            try:
+                blocking()
+                print("not interrupted", name, flush=True)
+            except KeyboardInterrupt:
+                print("interrupted", name, round(time.monotonic() - began - 0.2, 2),
+                      flush=True)
+            timer.join(10)
+        parked.set()
+        Event("go").set()
+        print("after", slow.result(timeout=60), flush=True)
+    print("closed", flush=True)
+"""
+
+
+def test_ctrl_c_taken_by_another_thread_still_reaches_a_blocked_main_thread(tmp_path):
+    done = _run(tmp_path, _OTHER_THREAD_PROGRAM, timeout=120)
+    report = (done.stdout, done.stderr[-3000:])
+    assert done.returncode == 0, report
+    took = {line.split()[1]: float(line.split()[2]) for line in done.stdout.splitlines()
+            if line.startswith("interrupted ")}
+    assert set(took) == {"result", "gather", "wait", "as_completed", "get", "lock",
+                         "semaphore", "queue", "event", "variable"}, report
+    late = {name: t for name, t in took.items() if t > 1.0}
+    assert not late, report
+    assert "after 0\nclosed\n" in done.stdout, report
