@@ -11,7 +11,7 @@ import signal
 import sys
 
 from shoal._loop import run_main
-from shoal.worker._execute import import_in_background
+from shoal.worker._execute import WARM_IMPORTS_ENV, import_in_background
 from shoal.worker._server import SchedulerGone, Worker
 
 # Exit status meaning "leave for good": the scheduler closed this worker, or there was no
@@ -152,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="(for the nanny) import, then wait for a line on stdin before starting")
     args = p.parse_args(argv)
     has_nanny = _die_with_parent()
+    # (popped: not for the tasks' own subprocesses)
+    warm = [m for m in os.environ.pop(WARM_IMPORTS_ENV, "").split(",") if m]
     _configure_timeouts(args.comm_timeout)
     if args.standby and not _wait_for_go():
         return 0
@@ -250,7 +252,9 @@ def main(argv: list[str] | None = None) -> int:
         # (0.1 s a worker, which would otherwise delay the first results).
         # (shoal.client._scheduler_names: a task's compute(scheduler="distributed") means
         # the worker's shoal client, as dask's means its own)
-        import_in_background("dask._task_spec", "dask.sizeof", "shoal.client._scheduler_names")
+        # Then the collections' modules its nanny's process has imported (_execute.WARM_IMPORTS_ENV).
+        import_in_background("dask._task_spec", "dask.sizeof", "shoal.client._scheduler_names",
+                             *warm)
         logging.getLogger("shoal.worker").info("worker at %s", worker.address)
         await worker.wait_closed()
         await worker.close()

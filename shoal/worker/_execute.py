@@ -79,6 +79,15 @@ def loads_when_ready(ser: Serialized) -> Any:
     return loads(ser)
 
 
+# The collections' modules this process has imported, which its workers then import in the
+# background once registered (``shoal.worker.__main__``, by ``import_in_background``): a
+# LocalCluster's nanny runs in the user's program, whose first array compute would otherwise
+# wait for each worker to import dask.array (about a second; a notebook's next cell comes
+# later than that). dask's workers get them as multiprocessing's spawn runs the imports of
+# the user's script again in each worker, before the worker starts.
+WARM_IMPORTS_ENV = "SHOAL_WARM_IMPORTS"
+WARM_CANDIDATES = ("numpy", "pandas", "dask.array", "dask.bag", "dask.dataframe", "xarray")
+
 _thread_state = threading.local()
 # Cleared while a worker process imports dask in the background (``__main__``): a task
 # unpickled meanwhile would import dask from a second thread, and two threads importing

@@ -62,3 +62,37 @@ def test_get_client_name_and_asynchronous():
             assert c.submit(lambda: 1, pure=False).result(timeout=120) == 1
         finally:
             c.close()
+
+
+_WARM_PROGRAM = """
+import sys, time
+import dask.bag  # imported by the program: its workers import it too, in the background
+from shoal import Client
+
+def loaded():
+    return sorted(m for m in ("dask.bag", "dask.dataframe", "pandas") if m in sys.modules)
+
+if __name__ == "__main__":
+    assert "pandas" not in sys.modules and "dask.dataframe" not in sys.modules
+    with Client(n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
+        deadline = time.monotonic() + 60
+        while client.run(loaded) != {a: ["dask.bag"] for a in client.run(loaded)}:
+            assert time.monotonic() < deadline, client.run(loaded)  # ends: the deadline
+            time.sleep(0.05)
+        print("warm", list(client.run(loaded).values()), flush=True)
+"""
+
+
+def test_workers_import_the_collections_their_program_imported(tmp_path):
+    """A notebook's first ``.compute()`` of an array should not wait for each worker to import
+    dask.array: workers of a LocalCluster import, once registered, the collections' modules
+    the program has imported (and only those: dask.dataframe would cost pandas' import)."""
+    import subprocess
+    import sys
+
+    program = tmp_path / "warm.py"
+    program.write_text(_WARM_PROGRAM)
+    done = subprocess.run([sys.executable, str(program)], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, (done.stdout, done.stderr[-3000:])
+    assert "warm [['dask.bag']]" in done.stdout, (done.stdout, done.stderr[-3000:])
