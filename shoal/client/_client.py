@@ -217,6 +217,10 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         # forget_session``, under ``_lock``). A submission queues its rows only in the
         # session its futures were made in: after a loss they were cancelled with it.
         self._session = 0
+        # The scheduler's name for this client's session (its welcome's ``client``): a
+        # reconnect's Hello names it, so that the scheduler drops it at once even when its
+        # connection still looks open there (a half-open link: shoal/client/_reconnect.py).
+        self._session_name = ""
         self._generation = itertools.count()
         self._request_ids = itertools.count(1)
         self._requests: dict[int, asyncio.Future[Any]] = {}

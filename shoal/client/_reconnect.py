@@ -68,7 +68,9 @@ def _retrieve(fut: asyncio.Future[None]) -> None:
 
 async def open_session(client: Client, conn: Connection, within: float) -> dict[str, Any]:
     """Say hello on ``conn`` and wait (``within`` seconds) for the scheduler's welcome, then
-    hand the connection's messages to the client. Until the welcome the connection has a
+    hand the connection's messages to the client. The hello names the client's previous
+    session, if it had one, which the scheduler then drops at once (its connection may
+    still look open there: a half-open link). Until the welcome the connection has a
     handler of its own, so one that closes fails this attempt only, never the client's
     other waiters.
 
@@ -93,12 +95,15 @@ async def open_session(client: Client, conn: Connection, within: float) -> dict[
             c.close()
             return
         welcome.set_result(head.value)
+        client._session_name = head.value.get("client", "")  # the one a reconnect names
         c.set_handler(client._on_message)  # what follows is the session's
         if rest:
             client._on_message(c, rest)
 
     conn.set_handler(first)
-    conn.send(Hello("client", PROTOCOL_VERSION, client.id))
+    # On a reconnect, the session before (the last one welcomed, even if its connection
+    # dropped at once): the scheduler drops it now if it still looks open there.
+    conn.send(Hello("client", PROTOCOL_VERSION, client.id, client._session_name))
     try:
         return await asyncio.wait_for(welcome, within)
     except BaseException:

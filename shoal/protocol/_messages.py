@@ -29,8 +29,9 @@ from shoal.protocol._wire_checks import _DEEP, _NUM, _SEQ, ProtocolError
 # 8: CoordQueueRelease (Queue.close); 9-11: spilled bytes on disk in the heartbeat, the
 # worker's last words when its nanny kills it for memory, refused (blocked) requests;
 # 12: a templated task payload names its layer's shared part, sent once through the
-# function table, instead of carrying it (protocol/_call.py)
-PROTOCOL_VERSION = 12
+# function table, instead of carrying it (protocol/_call.py); 13: a client's Hello names
+# the session it had before (``previous``), which the scheduler drops at once on reconnect
+PROTOCOL_VERSION = 13
 
 Key = Any  # str, int, float or a tuple of them (dask keys)
 
@@ -115,6 +116,8 @@ def from_wire(item: Any) -> Message:
         raise ProtocolError(f"unknown message tag {tag!r}")
     cls, length, checks = spec
     if len(item) != length:
+        if tag == "hello" and len(item) == length - 1:  # an older peer's: see Hello
+            return from_wire((*item, ""))
         raise ProtocolError(
             f"message {tag!r} needs {length - 1} fields, got {len(item) - 1}"
         )
@@ -140,11 +143,18 @@ def message_kinds() -> dict[str, type[Message]]:
 
 @_message("hello")
 class Hello(Message):
-    """First message on every connection: who is speaking and which protocol version."""
+    """First message on every connection: who is speaking and which protocol version.
+
+    ``previous``: a client reconnecting names the session the scheduler gave it before
+    (its welcome's ``client``); the scheduler drops that session at once, as if its
+    connection had closed, since it may still look open (a half-open link). A Hello of
+    protocol 12 or older, without it, is still read, so that the version check can say
+    what is wrong."""
 
     role: str  # "client" | "worker" | "peer" | "coordination" (a task thread's Lock channel)
     version: int
     name: str
+    previous: str = ""
 
 
 # --- client -> scheduler -----------------------------------------------------------------

@@ -153,6 +153,7 @@ class ServerMessages(ShellBase):
         client_end, server_end = inproc_pair(name, "scheduler")
         server_end.info["role"] = "client"
         server_end.info["name"] = name
+        server_end.info["client_id"] = name
         self._clients[name] = server_end
         server_end.set_handler(self._on_client_message)
         logger.info("receive client connection: %s", name)
@@ -180,8 +181,11 @@ class ServerMessages(ShellBase):
             conn.set_handler(self._on_worker_batch)
         elif first.role == "client":
             name = f"{first.name}-{next(self._ids)}"
+            if first.previous:  # a reconnect: its old session goes first
+                self._client_reconnected(first.name, first.previous, name)
             conn.info["role"] = "client"
             conn.info["name"] = name
+            conn.info["client_id"] = first.name
             self._clients[name] = conn
             conn.set_handler(self._on_client_message)
             logger.info("receive client connection: %s", name)
@@ -201,16 +205,50 @@ class ServerMessages(ShellBase):
 
     # --- client messages ------------------------------------------------------------------------
 
+    def _client_reconnected(self, client_id: str, previous: str, name: str) -> None:
+        """Client ``client_id`` opens session ``name`` in place of its session ``previous``.
+        If that one is still here, its connection still looks open: a half-open link (the
+        client's host saw it drop; this side hears of it only from TCP keepalive, ~30 s),
+        meanwhile holding its keys, running its work and keeping its leases. It is dropped
+        now, as if its connection had closed, and the connection closed; anything that
+        still arrives on it is ignored (``_on_client_message``). Never another client's
+        session: one whose client id differs is left alone."""
+        old = self._clients.get(previous)
+        if old is None:  # its loss was heard first, or another scheduler had it
+            return
+        if old.info.get("client_id") != client_id:
+            logger.warning("client %s named session %s, which another client opened, as its "
+                           "previous session; leaving that session alone", client_id, previous)
+            return
+        logger.warning("client %s reconnected (new session %s) while the connection of its "
+                       "session %s still looked open (a half-open link); dropping that "
+                       "session and its work now", client_id, name, previous)
+        old.info["replaced_by"] = name
+        self._client_gone(previous)
+        old.close()
+
+    def _client_gone(self, name: str) -> None:
+        """Client session ``name`` ended: its keys, leases, subscriptions and hooks go."""
+        self._clients.pop(name, None)  # before the holder leaves: see receive_direct
+        self._client_fids.pop(name, None)
+        self.coordination.holder_left(name)
+        logger.info("remove client %s", name)
+        self._apply([ClientLeft(name)])
+        self._apply_side(self.topics, [topics.SubscriberLeft(name)])
+        self._hook("remove_client", self, client=name)
+
     def _on_client_message(self, conn: Connection, batch: list[Message] | None) -> None:
-        name = conn.info["name"]
+        info = conn.info
+        name = info["name"]
+        if "replaced_by" in info:  # a session dropped for its client's new one
+            if batch is not None:
+                logger.warning("closing the old connection of client session %s, dropped "
+                               "when its client reconnected as %s: it sent %d message(s) "
+                               "after that, ignored", name, info["replaced_by"], len(batch))
+                conn.close()
+            return
         if batch is None:
-            self._clients.pop(name, None)
-            self._client_fids.pop(name, None)
-            self.coordination.holder_left(name)
-            logger.info("remove client %s", name)
-            self._apply([ClientLeft(name)])
-            self._apply_side(self.topics, [topics.SubscriberLeft(name)])
-            self._hook("remove_client", self, client=name)
+            self._client_gone(name)
             return
         events: list[Any] = []
         try:

@@ -5,7 +5,11 @@ connection it accepts to ``target``, both ways, on one thread. ``cut()`` closes 
 relayed connection (both ends see the connection close, as when a link or the scheduler
 goes) and, until ``restore()``, closes each new connection as soon as it is accepted: a
 reconnect attempt then gets through TCP and is closed during its handshake (``refused``
-counts them). ``close()`` ends it all.
+counts them). ``half_cut()`` closes only the clients' side of every relayed connection and
+leaves the target's side open, unread, until ``close()``: a half-open link, which the
+client sees drop and the target does not (as after a partition or a NAT dropping the
+flow, until TCP keepalive notices); new connections are still relayed. ``close()`` ends
+it all.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ class Relay:
         self.relayed = 0  # connections relayed to the target
         self._up = True
         self._peers: dict[socket.socket, socket.socket] = {}
+        self._clients: set[socket.socket] = set()  # the accepted side of each relayed pair
+        self._half_open: list[socket.socket] = []  # targets' sides left open by half_cut
         self._orders: queue.Queue[tuple[str, threading.Event]] = queue.Queue()
         self._sel = selectors.DefaultSelector()
         self._sel.register(self._listener, selectors.EVENT_READ)
@@ -38,6 +44,10 @@ class Relay:
     def cut(self) -> None:
         """Close every relayed connection; refuse new ones until ``restore()``."""
         self._order("cut")
+
+    def half_cut(self) -> None:
+        """Close the clients' side of every relayed connection; keep the target's open."""
+        self._order("half_cut")
 
     def restore(self) -> None:
         """Relay new connections again."""
@@ -71,11 +81,17 @@ class Relay:
                     self._up = False
                     for sock in list(self._peers):
                         self._drop(sock)
+                if what == "half_cut":
+                    for sock in [s for s in self._peers if s in self._clients]:
+                        self._half_open.append(self._peers[sock])
+                        self._drop(sock, keep=self._peers[sock])
                 if what == "restore":
                     self._up = True
                 if what == "close":
                     running = False
                 done.set()
+        for sock in self._half_open:
+            _shut(sock)
         self._sel.unregister(self._listener)
         self._listener.close()
         self._sel.close()
@@ -96,6 +112,7 @@ class Relay:
             _shut(inner)
             return
         self.relayed += 1
+        self._clients.add(inner)
         self._peers[inner], self._peers[outer] = outer, inner
         for s in (inner, outer):
             s.setblocking(False)
@@ -120,15 +137,18 @@ class Relay:
         except OSError:
             self._drop(src)
 
-    def _drop(self, sock: socket.socket) -> None:
+    def _drop(self, sock: socket.socket, keep: socket.socket | None = None) -> None:
+        """Stop relaying ``sock``'s pair and close both ends (but ``keep``)."""
         other = self._peers.pop(sock, None)
         for s in (sock, other):
             if s is None:
                 continue
             self._peers.pop(s, None)
+            self._clients.discard(s)
             with contextlib.suppress(KeyError, ValueError):
                 self._sel.unregister(s)
-            _shut(s)
+            if s is not keep:
+                _shut(s)
 
 
 def _shut(sock: socket.socket) -> None:

@@ -115,6 +115,41 @@ def test_lost_connection_cancels_every_future_then_the_client_reconnects_and_run
 
 
 @pytest.mark.timeout(120)
+def test_a_reconnect_over_a_half_open_link_drops_the_old_session_at_once(
+    cluster: LocalCluster, relay: Relay, gate: Gate,
+) -> None:
+    """The client's side of the link drops, the scheduler's stays open (it would hear of
+    the loss only from TCP keepalive, ~30 s): the client's new session names the old one,
+    which the scheduler drops at once, with its keys, its running work and its lock."""
+    scheduler = cluster.scheduler
+    state = scheduler.state
+    other = Client(cluster.scheduler_address, set_as_default=False)
+    client = Client(relay.address, timeout=60, set_as_default=False)
+    try:
+        kept = client.submit(inc, 1, pure=False)
+        assert kept.result(timeout=30) == 2
+        slow = client.submit(gated, gate.path, 1, pure=False)
+        lock = Lock("half-open-lock", client=client)
+        assert lock.acquire(timeout=10)
+        wait_for(lambda: slow.key in state.tasks, timeout=30)
+        (old,) = [n for n in scheduler._clients if n.startswith(client.id)]
+
+        relay.half_cut()
+        wait_for(lambda: client.status == "running" and client._conn is not None
+                 and not client._conn.closed, timeout=30)
+        # Well within keepalive: the new session's Hello dropped the old one.
+        wait_for(lambda: old not in state.clients, timeout=5)
+        assert old not in scheduler._clients
+        assert not {kept.key, slow.key} & set(state.tasks)
+        assert Lock("half-open-lock", client=other).acquire(timeout=5)
+        assert client.submit(inc, 10, pure=False).result(timeout=30) == 11
+        assert [n for n in state.clients if n.startswith(client.id)] != [old]
+    finally:
+        client.close()
+        other.close()
+
+
+@pytest.mark.timeout(120)
 def test_a_client_that_cannot_reconnect_within_its_timeout_closes_and_holds_nothing(
     cluster: LocalCluster, relay: Relay,
 ) -> None:
