@@ -143,6 +143,9 @@ def default_client(c: Client | None = None) -> Client:
     return c if c is not None else get_client()
 
 
+_NO_EXTENSIONS: dict[str, Any] = {}  # dask's default for Client(extensions=); never changed
+
+
 class Client(Submitting, Scattering, TwoFaces, Outbox):
     """Connect to a shoal cluster, or start a local one.
 
@@ -169,6 +172,11 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
             takes ``asynchronous=`` for one call.
         loop: accepted for dask's signature and ignored: operations run on shoal's own
             loop (``client.loop``), whichever loop awaits them.
+        heartbeat_interval, serializers, deserializers, connection_limit: accepted for
+            dask's signature (they hold dask's positional places) and ignored: shoal's
+            client keeps one connection to the scheduler, which tells it when it is gone,
+            and serializes with pickle (cloudpickle for functions).
+        extensions: dask's; only its default (none) is accepted.
 
     Raises:
         OSError: nothing answered at ``address`` within ``timeout``; or the scheduler
@@ -181,16 +189,23 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         self,
         address: Any = None,
         loop: Any = None,
-        *,
         timeout: Any = _timeouts.NO_DEFAULT,
         set_as_default: bool = True,
-        asynchronous: bool = False,
-        name: str | None = None,
-        direct_to_workers: bool | None = None,
         scheduler_file: str | None = None,
         security: Any = None,
+        asynchronous: bool = False,
+        name: str | None = None,
+        heartbeat_interval: Any = None,
+        serializers: Any = None,
+        deserializers: Any = None,
+        extensions: Any = _NO_EXTENSIONS,
+        direct_to_workers: bool | None = None,
+        connection_limit: int = 512,
         **cluster_kwargs: Any,
     ) -> None:
+        if extensions:
+            raise TypeError(f"Client(extensions={extensions!r}) is not supported by shoal: its "
+                            "client takes no extensions; leave it out")
         if timeout is None:  # dask refuses it too: every wait of a client has an end
             raise ValueError("Client(timeout=None): a client needs a timeout for connecting "
                              "and for its requests; pass seconds or a duration like '60s' "

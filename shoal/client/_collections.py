@@ -34,6 +34,7 @@ from shoal.client import _containers, _submit
 from shoal.client._core import orphaned_key
 from shoal.client._delayed_graph import delayed_graph
 from shoal.client._future import Future
+from shoal.client._keys import check_user_keys
 from shoal.client._task_order import ordered, task_order
 from shoal.protocol._call import RefCall, RefCallPickles, call_with_container
 
@@ -487,6 +488,7 @@ def get(self: Client, dsk: Any, keys: Any, workers: Any = None,
         graph, annotations = _graph_and_annotations(dsk)
         _gc.expect(len(graph))  # (and it does not end before its tasks are counted)
     wanted = list(flatten(keys)) if isinstance(keys, list) else [keys]
+    check_user_keys(wanted, "Client.get")
     local: set[Any] = set()  # filled by submit_graph: the tasks to run here
     futures = submit_graph(self, graph, wanted, annotations, retries=retries,
                            priority=priority, workers=workers, local=local, actors=actors,
@@ -594,6 +596,7 @@ def compute(self: Client, collections: Any, sync: bool = False, optimize_graph: 
             elif slot is not None:
                 wanted.append(final_keys[slot])
         graph.update(finals)
+        check_user_keys(wanted, "Client.compute (a collection's key)")
         futures = submit_graph(self, graph, wanted, annotations, retries=retries,
                                priority=priority, workers=workers, actors=actors,
                                resources=resources, allow_other_workers=allow_other_workers)
@@ -692,6 +695,7 @@ def persist(self: Client, collections: Any, optimize_graph: bool = True, workers
         graph, annotations, all_keys = _collections_graph(colls, optimize_graph)
         per = [list(flatten(k)) if isinstance(k, list) else [k] for k in all_keys]
         wanted = list(itertools.chain.from_iterable(per))
+        check_user_keys(wanted, "Client.persist (a collection's keys)")
         futures = submit_graph(self, graph, wanted, annotations, retries=retries,
                                priority=priority, workers=workers, actors=actors,
                                resources=resources, allow_other_workers=allow_other_workers)

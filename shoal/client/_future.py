@@ -271,7 +271,17 @@ class Future(TaskRef):
     _client: Client
     _state: FutureState
 
-    def __init__(self, key: Any, client: Client, state: FutureState | None = None) -> None:
+    def __init__(self, key: Any, client: Client | None = None, state: FutureState | None = None,
+                 _id: Any = None) -> None:
+        """A handle on ``key`` held by ``client`` (default: the current client, as dask's;
+        ``_id`` is dask's and ignored).
+
+        Raises:
+            ValueError: no client was given and none is running."""
+        if client is None:
+            from shoal.client._client import get_client
+
+            client = get_client()
         super().__init__(key)
         self._client = client
         client._hold(key, state, self)  # sets self._state
@@ -334,9 +344,10 @@ class Future(TaskRef):
         exceptions in it are logged, not raised)."""
         self._client._add_callback(self, fn)
 
-    def cancel(self, **kwargs: Any) -> None:
-        """Cancel the computation of this key (if nothing else needs it, it stops)."""
-        self._client.cancel([self], **kwargs)
+    def cancel(self, reason: Any = None, msg: Any = None, **kwargs: Any) -> None:
+        """Cancel the computation of this key (if nothing else needs it, it stops);
+        ``reason`` and ``msg`` as in :meth:`Client.cancel`."""
+        self._client.cancel([self], reason=reason, msg=msg, **kwargs)
 
     def retry(self, **kwargs: Any) -> None:
         """Run a failed task (and its failed inputs) again."""

@@ -56,6 +56,12 @@ async def _awaited(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
+def _is_client(value: Any) -> bool:
+    from shoal.client._client import Client
+
+    return isinstance(value, Client)
+
+
 def _check_name(name: Any, what: str) -> None:
     if name is not None and not isinstance(name, str):
         raise TypeError(f"{what} name must be a string, got {type(name).__name__}: {name!r}")
@@ -220,12 +226,20 @@ class Lock(Semaphore):
 
     Args:
         name: shared by every Lock that coordinates; random if None.
-        client: the Client to use; default: the current one (the worker's inside a task).
+        scheduler_rpc, loop: dask's positional parameters, accepted and ignored (shoal
+            reaches the scheduler through a client); a Client passed second, as older dask
+            took it, is used as ``client``.
+        client: (keyword only, shoal's) the Client to use; default: the current one (the
+            worker's inside a task).
     """
 
-    def __init__(self, name: str | None = None, client: Client | None = None,
-                 scheduler_rpc: Any = None, loop: Any = None) -> None:
+    def __init__(self, name: str | None = None, scheduler_rpc: Any = None, loop: Any = None,
+                 *, client: Client | None = None) -> None:
         _check_name(name, "Lock")
+        if client is None and _is_client(scheduler_rpc):
+            # Older dask took ``client`` second: ``Lock(name, client)`` still means that
+            # client (today's dask would take it for its scheduler rpc and fail).
+            client = scheduler_rpc
         super().__init__(max_leases=1, name=name or f"lock-{uuid.uuid4().hex}", client=client)
 
     @two_faced

@@ -68,14 +68,14 @@ def is_future(obj: object) -> bool:
     )
 
 
-def futures_of(obj: Any, client: Any = None) -> list[Any]:
-    """Return the futures found in ``obj``, in order of first appearance.
+def futures_of(o: Any, client: Any = None) -> list[Any]:
+    """Return the futures found in ``o``, in order of first appearance.
 
     As dask's: each Future object once (a future seen twice is listed once), but distinct
     Future objects of one key are each listed.
 
     Args:
-        obj: a future; a list, tuple, set or dict nesting futures; or a dask collection
+        o: a future; a list, tuple, set or dict nesting futures; or a dask collection
             (persisted array, dataframe, bag, delayed...) whose graph values are futures.
         client: when given, a cancelled future among those found is an error.
 
@@ -86,7 +86,7 @@ def futures_of(obj: Any, client: Any = None) -> list[Any]:
         concurrent.futures.CancelledError: ``client`` was given and a future found was
             cancelled (dask's ``FuturesCancelledError``); the message names their keys.
     """
-    found = _futures_in(obj)
+    found = _futures_in(o)
     if client is not None:
         cancelled = [f.key for f in found if f.cancelled()]
         if cancelled:

@@ -27,6 +27,7 @@ from shoal import _gc
 from shoal.client._actor import NewActor
 from shoal.client._faces import answer
 from shoal.client._future import Future, FutureState
+from shoal.client._keys import check_user_keys
 from shoal.client._outbox import Outbox
 from shoal.client._structure import collect_futures
 from shoal.client._tokens import call_tokens, token
@@ -406,6 +407,7 @@ class Submitting(Outbox):
             name = funcname(func)
             key = f"{name}-{token(self._function_token(func), kwargs, *args) if pure else _uuid4_hex()}"
         else:
+            check_user_keys((key,), "Client.submit(key=)")
             name = _key_name(key)
         with self._lock:  # the loop thread drops released keys under this lock
             session = self._session
@@ -477,6 +479,11 @@ class Submitting(Outbox):
             keys = list(key)
             if len(keys) != n:
                 raise ValueError(f"map got {len(keys)} keys for {n} tasks")
+            check_user_keys(keys, "Client.map(key=[...])")
+        elif key is not None and not isinstance(key, str):
+            raise TypeError(f"Client.map(key={key!r}): key is a str prefix for the keys map "
+                            "makes, or a list of one key per task; got a "
+                            f"{type(key).__name__}")
         elif pure:
             with self._functions.batch():
                 ftoken = tokenize(self._function_token(func), kwargs)

@@ -117,6 +117,11 @@ def parse_memory_limit(value: Any, nthreads: int, cores: int | None = None,
 class LocalCluster:
     """A scheduler in this process and ``n_workers`` worker processes.
 
+    The arguments are dask's, in dask's positional order: the first is ``name``, so
+    ``LocalCluster(4)`` is a cluster named 4 with the default workers, as in dask (shoal
+    warns: ``n_workers=4`` was probably meant). ``memory_limit``, ``timeout``,
+    ``local_directory`` and ``resources`` are keyword-only (dask's worker keywords).
+
     Args:
         n_workers, threads_per_worker: how to split this machine (dask's defaults: up to
             4 cores a single-threaded worker per core, more about sqrt(cores) workers;
@@ -169,36 +174,40 @@ class LocalCluster:
 
     def __init__(
         self,
+        name: str | None = None,
         n_workers: int | None = None,
         threads_per_worker: int | None = None,
         processes: bool | None = None,
-        memory_limit: Any = "auto",
-        host: str | None = None,
-        scheduler_port: int = 0,
-        dashboard_address: str | None = ":8787",
-        silence_logs: Any = logging.WARN,
-        timeout: float = 60.0,
-        name: str | None = None,
-        local_directory: str | None = None,
-        security: Any = None,
-        protocol: str | None = None,
-        resources: dict[str, float] | None = None,
-        *,
-        asynchronous: bool = False,
         loop: Any = None,
         start: Any = None,
+        host: str | None = None,
         ip: str | None = None,
-        interface: str | None = None,
+        scheduler_port: int = 0,
+        silence_logs: Any = logging.WARN,
+        dashboard_address: str | None = ":8787",
         worker_dashboard_address: str | None = None,
-        scheduler_kwargs: dict[str, Any] | None = None,
-        worker_class: Any = None,
-        scheduler_sync_interval: Any = 1,
         services: Any = None,
         worker_services: Any = None,
         service_kwargs: Any = None,
+        asynchronous: bool = False,
+        security: Any = None,
+        protocol: str | None = None,
         blocked_handlers: Any = None,
+        interface: str | None = None,
+        worker_class: Any = None,
+        scheduler_kwargs: dict[str, Any] | None = None,
+        scheduler_sync_interval: Any = 1,
+        *,
+        memory_limit: Any = "auto",
+        timeout: float = 60.0,
+        local_directory: str | None = None,
+        resources: dict[str, float] | None = None,
         **kwargs: Any,
     ) -> None:
+        if isinstance(name, int) and not isinstance(name, bool):
+            warnings.warn(f"LocalCluster({name!r}): the first positional argument is the "
+                          "cluster's name, as in dask.distributed; for that many workers "
+                          f"pass n_workers={name!r}", UserWarning, stacklevel=2)
         if kwargs:
             raise TypeError(
                 f"LocalCluster got unexpected arguments {sorted(kwargs)}; it takes n_workers, "
@@ -331,8 +340,7 @@ class LocalCluster:
 
     # --- scaling -----------------------------------------------------------------------------
 
-    def scale(self, n: int | None = None, *, cores: int | None = None,
-              memory: Any = None) -> Any:
+    def scale(self, n: int = 0, memory: Any = None, cores: int | None = None) -> Any:
         """Run ``n`` workers (or enough for ``cores`` threads / ``memory`` bytes): start
         new ones, or retire the extra ones gracefully (results still needed are first
         moved to the workers that stay). Returns once the cluster has that many workers;
@@ -414,25 +422,52 @@ class LocalCluster:
     def _live_workers(self) -> list[Any]:
         return [*self.nannies, *self._inproc_workers]
 
-    def adapt(self, minimum: int | None = None, maximum: float | None = None,
-              wait_count: int | None = None, interval: Any = None,
-              target_duration: Any = None, **kwargs: Any) -> Any:
+    def adapt(self, Adaptive: Any = None, minimum: float = 0, maximum: float = math.inf,
+              minimum_cores: int | None = None, maximum_cores: int | None = None,
+              minimum_memory: Any = None, maximum_memory: Any = None,
+              **kwargs: Any) -> Any:
         """Scale with the load from now on (dask's ``Adaptive``): more workers when tasks
-        queue, fewer (retired gracefully) when idle, between ``minimum`` and ``maximum``.
-        Defaults come from dask's ``distributed.adaptive.*`` config. Replaces an earlier
-        ``adapt``; ``scale()`` or ``close()`` does not stop it, ``.stop()`` on the returned
-        object does (``close()`` too).
+        queue, fewer (retired gracefully) when idle, between ``minimum`` and ``maximum``
+        workers (dask's defaults: 0 and no limit), which ``*_cores`` (threads) and
+        ``*_memory`` (bytes or "100 GiB") narrow as in dask. Keywords ``wait_count``,
+        ``interval`` and ``target_duration`` default to dask's ``distributed.adaptive.*``
+        config. Replaces an earlier ``adapt``; ``scale()`` or ``close()`` does not stop it,
+        ``.stop()`` on the returned object does (``close()`` too).
+
+        Args:
+            Adaptive: dask's first parameter, the class that adapts: leave it out (shoal's
+                own policy adapts; None or a subclass of it is taken).
 
         Raises:
+            TypeError: a number where dask takes the Adaptive class (``adapt(1, 4)``:
+                pass ``minimum=``/``maximum=``), or another Adaptive class.
             ValueError: a bound or duration is out of range (the message says which).
         """
-        from shoal.cluster._adaptive import Adaptive
+        from shoal.cluster._adaptive import Adaptive as ShoalAdaptive
 
+        if isinstance(Adaptive, (int, float)):
+            raise TypeError(
+                f"adapt({Adaptive!r}, ...): the first positional argument is the Adaptive "
+                "class, as in dask.distributed; pass the bounds by keyword, like "
+                "adapt(minimum=1, maximum=4)")
+        if Adaptive is None:
+            Adaptive = ShoalAdaptive
+        elif not (isinstance(Adaptive, type) and issubclass(Adaptive, ShoalAdaptive)):
+            raise TypeError(f"adapt(Adaptive={Adaptive!r}): shoal's LocalCluster adapts with "
+                            "its own policy; leave Adaptive out and pass its keywords")
+        if minimum_cores is not None:
+            minimum = max(minimum or 0, math.ceil(minimum_cores / self.threads_per_worker))
+        if minimum_memory is not None:
+            per = self.memory_limit or 1
+            minimum = max(minimum or 0, math.ceil(parse_bytes(minimum_memory) / per))
+        if maximum_cores is not None:
+            maximum = min(maximum, maximum_cores // self.threads_per_worker)
+        if maximum_memory is not None:
+            per = self.memory_limit or 1
+            maximum = min(maximum, parse_bytes(maximum_memory) // per)
         if self._adaptive is not None:
             self._adaptive.stop()
-        self._adaptive = Adaptive(self, minimum=minimum, maximum=maximum,
-                                  wait_count=wait_count, interval=interval,
-                                  target_duration=target_duration, **kwargs)
+        self._adaptive = Adaptive(self, minimum=minimum, maximum=maximum, **kwargs)
         return self._adaptive
 
     # --- dask-compatible surface -------------------------------------------------------------
@@ -588,9 +623,13 @@ class LocalCluster:
                 return c
         return Client(self, asynchronous=self._asynchronous)
 
-    def close(self, timeout: float = 20.0) -> Any:
+    def close(self, timeout: float | None = None) -> Any:
         """Stop the workers and the scheduler; waits for the processes to exit (an
-        awaitable for an asynchronous cluster; a second close does nothing)."""
+        awaitable for an asynchronous cluster; a second close does nothing). ``timeout``
+        bounds each of the two steps (None: 20 s); past it the worker processes are
+        killed."""
+        if timeout is None:
+            timeout = 20.0
         if self.status == "closed":
             return Ready() if self._asynchronous else None
         self.status = "closed"

@@ -127,6 +127,11 @@ class Scheduler(ServerHandle):
     async def _start_server(self) -> None:
         await self._server.start()
 
+    async def close(self, timeout: float | None = None, reason: str = "unknown") -> None:
+        """Close the scheduler (dask's arguments): ``timeout`` bounds each step (None:
+        30 s), ``reason`` is logged. A second call waits for the first."""
+        await super().close(timeout, reason)
+
     async def _close_server(self, timeout: float | None) -> None:
         await self._server.close()
 
@@ -372,6 +377,16 @@ class Worker(ServerHandle):
                 "and does this worker have its credentials? (death_timeout= or dask's "
                 "distributed.comm.timeouts.connect bound the wait)") from exc
 
+    # dask's Worker.close puts two parameters before ``reason``, as shoal's must.
+    async def close(  # type: ignore[override]
+            self, timeout: float | None = 30, executor_wait: bool = True, nanny: bool = True,
+            reason: str = "worker-close") -> None:
+        """Close the worker, with dask's arguments in dask's order: ``timeout`` bounds each
+        step of it, ``reason`` is logged. ``executor_wait`` and ``nanny`` are accepted and
+        have no effect: the close does not wait for tasks still running in its threads,
+        and a ``Worker`` made by hand has no nanny to close."""
+        await super().close(timeout, reason)
+
     async def _close_server(self, timeout: float | None) -> None:
         await self._server.close()
 
@@ -466,8 +481,10 @@ class Nanny(ServerHandle):
 
     Args: as :class:`Worker`'s (``worker_port`` for the worker's port), plus ``env``
     (variables for the worker process), ``listen_address``, ``preload_nanny`` /
-    ``preload_nanny_argv`` (``dask_setup(nanny)`` here) and ``lifetime_restart``.
-    ``death_timeout`` bounds the start (default: dask's connect timeout to reach the
+    ``preload_nanny_argv`` (``dask_setup(nanny)`` here) and ``lifetime_restart``, in
+    dask's positional order; dask's ``services``, ``reconnect``, ``validate``, ``quiet``,
+    ``silence_logs``, ``worker_class``, ``port`` and ``config`` hold their places there and
+    must keep dask's defaults. ``death_timeout`` bounds the start (default: dask's connect timeout to reach the
     scheduler, then 60 s for the process to start and register).
 
     Raises:
@@ -486,13 +503,17 @@ class Nanny(ServerHandle):
         scheduler_ip: str | None = None,
         scheduler_port: int | None = None,
         scheduler_file: str | None = None,
-        *,
         worker_port: int | str | None = 0,
         nthreads: int | None = None,
         local_directory: str | None = None,
+        services: Any = None,
         name: Any = None,
         memory_limit: Any = "auto",
+        reconnect: bool = True,
+        validate: bool = False,
+        quiet: bool = False,
         resources: dict[str, float] | None = None,
+        silence_logs: Any = None,
         death_timeout: Any = None,
         preload: list[str] | None = None,
         preload_argv: list[str] | list[list[str]] | None = None,
@@ -501,17 +522,26 @@ class Nanny(ServerHandle):
         security: Any = None,
         contact_address: str | None = None,
         listen_address: str | None = None,
+        worker_class: Any = None,
         env: dict[str, Any] | None = None,
         interface: str | None = None,
         host: str | None = None,
+        port: Any = None,
         protocol: str | None = None,
+        config: Any = None,
+        *,
         lifetime: Any = None,
         lifetime_stagger: Any = None,
         lifetime_restart: bool | None = None,
         scheduler_sni: str | None = None,
         **kwargs: Any,
     ) -> None:
-        opts.refuse("Nanny", kwargs, opts.NANNY_REFUSED, _NANNY_TAKES)
+        # dask's positional slots shoal does not honour: refused unless at dask's default.
+        opts.refuse("Nanny", {"services": services, "reconnect": reconnect,
+                              "validate": validate, "quiet": quiet,
+                              "silence_logs": silence_logs, "worker_class": worker_class,
+                              "port": port, "config": config, **kwargs},
+                    opts.NANNY_REFUSED, _NANNY_TAKES)
         self._args = _WorkerArgs("Nanny", scheduler_ip, scheduler_port, scheduler_file,
                                  protocol, nthreads, memory_limit, resources, security,
                                  death_timeout, name)
@@ -573,6 +603,11 @@ class Nanny(ServerHandle):
             raise RuntimeError(f"Nanny failed to start: its worker process exited before "
                                f"registering with the scheduler at {address} (its error is "
                                "above, on this process's stderr)")
+
+    async def close(self, timeout: float | None = 5, reason: str = "nanny-close") -> None:
+        """Stop the worker process and the nanny (dask's arguments): the process is given
+        ``timeout`` seconds to exit after SIGTERM, then killed; ``reason`` is logged."""
+        await super().close(timeout, reason)
 
     async def _close_server(self, timeout: float | None) -> None:
         await self._server.close(5.0 if timeout is None else timeout)

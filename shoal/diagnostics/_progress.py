@@ -323,6 +323,7 @@ def progress(
     notebook: bool | None = None,
     multi: bool = True,
     complete: bool = True,
+    group_by: str = "prefix",
     **kwargs: Any,
 ) -> None:
     """Show the progress of futures or persisted collections.
@@ -336,12 +337,17 @@ def progress(
         notebook: force the notebook display (True) or text (False); None detects Jupyter.
         multi: one bar per task prefix (True) or a single bar for everything (False).
         complete: count futures that are already done (True) or only the remaining (False).
+        group_by: dask's: ``"prefix"`` (a bar per task prefix); ``"spans"`` is accepted
+            and groups by prefix too (shoal keeps no spans).
         **kwargs: accepted for compatibility with dask's ``progress`` and ignored
             (``file`` is honoured by the text display).
 
     Raises:
         TypeError: an argument holds no futures, e.g. a collection that was not persisted.
     """
+    if group_by not in ("prefix", "spans"):
+        raise ValueError(f"progress(group_by={group_by!r}): dask's choices are 'prefix' and "
+                         "'spans'")
     # One bar entry per key: futures_of lists each Future object, twins of a key included.
     found = list({f.key: f for f in reversed(futures_of(list(futures)))}.values())[::-1]
     if futures and not found:

@@ -211,16 +211,25 @@ class performance_report:
     block exits, also when it raises. It needs no server or network to open.
 
     Args:
-        filename: where to write the HTML document.
+        filename: where to write the HTML document: a local path, or a URL that
+            ``fsspec`` opens (``"s3://bucket/report.html"``).
+        stacklevel: accepted for dask's signature; shoal's report has no "calling code"
+            section, so it is unused.
+        mode: accepted for dask's signature (a bokeh output mode); unused, the document
+            shoal writes is self-contained.
+        storage_options: passed to ``fsspec.open`` when writing the file.
 
     Raises:
         ValueError: (from ``get_client``) no client is running when the block is entered.
     """
 
     def __init__(
-        self, filename: str | os.PathLike[str] = "dask-report.html", **kwargs: Any
+        self, filename: str | os.PathLike[str] = "dask-report.html", stacklevel: int = 1,
+        mode: str | None = None, storage_options: dict[str, Any] | None = None,
     ) -> None:
         self.filename = os.fspath(filename)
+        self.mode = mode
+        self.storage_options = dict(storage_options or {})
         self._client: Any = None
         self._cursor = 0
         self._started = 0.0
@@ -284,5 +293,12 @@ class performance_report:
     def _write(self, records: list[TaskStreamRecord], profile: Any = None) -> None:
         document = render_report(records, started=self._started, stopped=time.time(),
                                  profile=profile)
+        if self.storage_options or "://" in self.filename:
+            import fsspec
+
+            with fsspec.open(self.filename, "w", encoding="utf-8", compression="infer",
+                             **self.storage_options) as f:
+                f.write(document)
+            return
         with open(self.filename, "w", encoding="utf-8") as f:
             f.write(document)

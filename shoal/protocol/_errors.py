@@ -53,19 +53,25 @@ class RemoteError(Exception):
 
 
 class KilledWorker(Exception):
-    """A task was running on workers that died too many times; shoal gave up on it."""
+    """A task was running on workers that died too many times; shoal gave up on it.
 
-    def __init__(self, task: Any, workers: list[str], allowed_failures: int = 3,
-                 reason: str | None = None) -> None:
-        # ``reason``: the whole message, when the scheduler knows better than a task's
-        # (scattered data that killed the workers storing it).
-        if reason is None:
-            super().__init__(task, workers, allowed_failures)
-        else:
-            super().__init__(task, workers, allowed_failures, reason)
+    As dask's: ``KilledWorker(task, last_worker, allowed_failures)``, with those three as
+    attributes (``args`` too). shoal's ``last_worker`` is the worker's address (dask's is
+    the scheduler's ``WorkerState`` of it). Keyword-only, shoal's own: ``workers``, every
+    worker that died running it (default ``[last_worker]``), and ``reason``, the whole
+    message when the scheduler knows better than a task's (scattered data that killed the
+    workers storing it, a worker killed for memory).
+    """
+
+    def __init__(self, task: Any, last_worker: Any, allowed_failures: int, *,
+                 workers: list[str] | None = None, reason: str | None = None) -> None:
+        super().__init__(task, last_worker, allowed_failures)
         self.task = task
-        self.last_worker = workers[-1] if workers else None
-        self.workers = workers
+        self.last_worker = last_worker
+        self.allowed_failures = allowed_failures
+        if workers is None:
+            workers = [] if last_worker is None else [str(last_worker)]
+        self.workers = workers  # (pickled with __dict__, as is reason)
         self.reason = reason
 
     def __str__(self) -> str:
@@ -305,8 +311,10 @@ def error_to_exception(error: dict[str, Any]) -> BaseException:
     """Rebuild the exception (with its remote traceback) from an error dict. Never raises."""
     kind = error.get("kind")
     if kind == "killed":
-        return KilledWorker(error.get("key"), list(error.get("workers", [])),
-                            reason=error.get("reason"))
+        workers = list(error.get("workers", []))
+        return KilledWorker(error.get("key"), workers[-1] if workers else None,
+                            error.get("allowed_failures", max(len(workers) - 1, 0)),
+                            workers=workers, reason=error.get("reason"))
     if kind == "lost-data":
         return LostDataError(error.get("message", ""))
     if kind == "cancelled":

@@ -370,13 +370,15 @@ class Transitions(StateBase):
         if memory is not None:
             extra["reason"] = message = killed_for_memory_message(ts.key, workers, *memory)
         else:
-            message = str(KilledWorker(ts.key, workers))
+            message = str(KilledWorker(ts.key, workers[-1] if workers else None,
+                                       self.allowed_failures, workers=workers))
         return scheduler_error(
             "killed",
             "shoal.KilledWorker",
             message,
             ts.key,
             workers=workers,
+            allowed_failures=self.allowed_failures,
             worker=workers[-1] if workers else "",
             **extra,
         )

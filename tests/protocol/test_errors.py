@@ -160,6 +160,10 @@ def test_scheduler_errors_rebuild_to_their_exceptions() -> None:
     exc = error_to_exception(killed)
     assert isinstance(exc, KilledWorker)
     assert exc.task == "t" and exc.workers == ["a", "b"] and exc.last_worker == "b"
+    assert exc.allowed_failures == 1  # (an error dict without it: the deaths but the last)
+    told = scheduler_error("killed", "shoal.KilledWorker", "died", "t", workers=["a"],
+                           allowed_failures=0)
+    assert error_to_exception(told).allowed_failures == 0  # type: ignore[attr-defined]
     lost = error_to_exception(scheduler_error("lost-data", "shoal.LostDataError", "gone", "t"))
     assert isinstance(lost, LostDataError) and str(lost) == "gone"
     cancelled = error_to_exception(scheduler_error("cancelled", "x", "by user", "t"))
@@ -167,7 +171,7 @@ def test_scheduler_errors_rebuild_to_their_exceptions() -> None:
 
 
 def test_killed_worker_message_names_workers_and_fix() -> None:
-    exc = KilledWorker("t", ["tcp://a:1", "tcp://b:2"])
+    exc = KilledWorker("t", "tcp://b:2", 1, workers=["tcp://a:1", "tcp://b:2"])
     text = str(exc)
     assert "tcp://a:1" in text and "tcp://b:2" in text
     assert "allowed-failures" in text
@@ -175,7 +179,7 @@ def test_killed_worker_message_names_workers_and_fix() -> None:
 
 @pytest.mark.parametrize(
     "exc",
-    [KilledWorker("t", ["w1"]), RemoteError("m.E", "msg", "tb"), LostDataError("gone")],
+    [KilledWorker("t", "w1", 3), RemoteError("m.E", "msg", "tb"), LostDataError("gone")],
     ids=type,
 )
 def test_shoal_exceptions_pickle(exc: BaseException) -> None:
