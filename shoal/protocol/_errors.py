@@ -402,8 +402,12 @@ def describe_value(value: Any) -> str:
 
 def request_failed(value: Any) -> Exception:
     """The exception for a failed request's Response ``value``: ``["ValueError", text]``
-    (a refusal dask raises as ValueError: a blocked handler) as that, or the scheduler's
-    text as RuntimeError."""
+    (a refusal dask raises as ValueError: a blocked handler) as that, an error dict
+    (``exception_to_error``: a request or reply that could not be encoded) as its
+    exception, or the scheduler's text as RuntimeError."""
+    if isinstance(value, dict) and "kind" in value:
+        exc = error_to_exception(value)
+        return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
     if (isinstance(value, (list, tuple)) and len(value) == 2 and value[0] == "ValueError"
             and isinstance(value[1], str)):
         return ValueError(value[1])

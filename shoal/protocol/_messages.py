@@ -30,8 +30,10 @@ from shoal.protocol._wire_checks import _DEEP, _NUM, _SEQ, ProtocolError
 # worker's last words when its nanny kills it for memory, refused (blocked) requests;
 # 12: a templated task payload names its layer's shared part, sent once through the
 # function table, instead of carrying it (protocol/_call.py); 13: a client's Hello names
-# the session it had before (``previous``), which the scheduler drops at once on reconnect
-PROTOCOL_VERSION = 13
+# the session it had before (``previous``), which the scheduler drops at once on reconnect;
+# 14: a nanny's own word that it kills its worker for memory (NannyMemoryTerminated, Hello
+# role "nanny")
+PROTOCOL_VERSION = 14
 
 Key = Any  # str, int, float or a tuple of them (dask keys)
 
@@ -497,6 +499,22 @@ class MemoryTerminated(Message):
     took ``process`` bytes, past ``fraction`` of its ``limit``
     (distributed.worker.memory.terminate). The connection's loss follows."""
 
+    process: int
+    limit: int
+    fraction: float
+
+
+@_message("nanny-memory-terminated")
+class NannyMemoryTerminated(Message):
+    """Nanny -> scheduler, on a connection of its own (``Hello`` role ``"nanny"``): it is
+    killing its worker ``worker`` (an address) because its process took ``process``
+    bytes, past ``fraction`` of its ``limit``: the worker's own ``MemoryTerminated``
+    does not come when the worker is too busy to answer the nanny's signal in time.
+    Answered by a ``Response`` once noted; the nanny kills after the answer, so the
+    worker's loss comes after it."""
+
+    request_id: int
+    worker: str
     process: int
     limit: int
     fraction: float

@@ -34,6 +34,7 @@ from shoal.protocol._messages import (
     MemoryTerminated,
     Message,
     MissingData,
+    NannyMemoryTerminated,
     PluginSetup,
     Register,
     RegisterReply,
@@ -194,6 +195,9 @@ class ServerMessages(ShellBase):
             self._hook("add_client", self, client=name)
             conn.send(Response(0, True, {"client": name, "address": self.address,
                                          "packages": required_versions()}))
+        elif first.role == "nanny":  # a nanny's word that it kills its worker for memory
+            conn.info["role"] = "nanny"
+            conn.set_handler(self._on_nanny_message)
         elif first.role == CHANNEL_ROLE:  # a task thread's Lock/Semaphore channel
             self.coordination.accept_channel(conn, first, f"{first.name}-{next(self._ids)}")
         else:
@@ -202,6 +206,20 @@ class ServerMessages(ShellBase):
             return
         if rest:
             conn._handler(conn, rest)  # type: ignore[misc]
+
+    def _on_nanny_message(self, conn: Connection, batch: list[Message] | None) -> None:
+        """A nanny is killing its worker for memory: noted (the worker's KilledWorker says
+        so), then answered, so that the kill, and the worker's loss, come after."""
+        for msg in batch or ():
+            if not isinstance(msg, NannyMemoryTerminated):
+                logger.error("closing nanny connection from %s: a nanny may not send %r",
+                             conn.peer, msg.tag)
+                conn.close()
+                return
+            if msg.worker in self._workers:
+                self._apply([WorkerMemoryKilled(msg.worker, msg.process, msg.limit,
+                                                msg.fraction)])
+            conn.send(Response(msg.request_id, True, None))
 
     # --- client messages ------------------------------------------------------------------------
 

@@ -482,29 +482,56 @@ class Nanny:
     async def _watch(self, proc: asyncio.subprocess.Process) -> int:
         """Wait for worker process ``proc`` to exit and return its status, killing it past
         its terminate threshold: SIGUSR1 (it tells the scheduler why and exits), then
-        SIGKILL after ``MEMORY_KILL_GRACE`` if it is still there."""
+        SIGKILL after ``MEMORY_KILL_GRACE`` if it is still there, and not before this
+        nanny told the scheduler why itself (``_memory_notice``: the worker may be unable
+        to, and its loss must come after the scheduler noted why)."""
         waiter = asyncio.ensure_future(proc.wait())
         kill_at: float | None = None  # warned for memory: SIGKILL then unless gone
-        # ends: the process exits: on its own, killed at kill_at, or by close() (terminate,
-        # then kill)
-        while not waiter.done():
-            wait = self.monitor_interval
-            if kill_at is not None:
-                wait = max(0.0, kill_at - time.monotonic())
-            await asyncio.wait([waiter], timeout=wait)
-            if waiter.done():
-                break
-            if kill_at is not None:
-                if time.monotonic() >= kill_at:
+        notice: asyncio.Future[bool] | None = None  # the scheduler being told why
+        killed = False  # SIGKILL sent: only its exit is awaited
+        try:
+            # ends: the process exits: on its own, killed at kill_at (once the notice
+            # ended: NOTICE_TIMEOUT at most), or by close() (terminate, then kill)
+            while not waiter.done():
+                wait = self.monitor_interval
+                if kill_at is not None:
+                    wait = max(0.0, kill_at - time.monotonic())
+                await asyncio.wait([waiter], timeout=wait)
+                if waiter.done():
+                    break
+                if kill_at is not None:
+                    if time.monotonic() < kill_at:
+                        continue
+                    if notice is not None and not notice.done():
+                        pending: list[asyncio.Future[Any]] = [waiter, notice]
+                        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                        continue
                     _kill(proc.pid)
-                    kill_at = None
-            elif self.memory_limit and self.terminate_fraction and \
-                    self._past_terminate(proc.pid):
-                kill_at = time.monotonic() + MEMORY_KILL_GRACE
-                if not _warn_of_memory_kill(proc.pid):
-                    _kill(proc.pid)
-                    kill_at = None
-        return waiter.result()
+                    kill_at, killed = None, True
+                elif self.memory_limit and self.terminate_fraction and not killed:
+                    rss = self._past_terminate(proc.pid)
+                    if rss is None:
+                        continue
+                    kill_at = time.monotonic() + MEMORY_KILL_GRACE
+                    notice = self._tell_scheduler_of_memory_kill(rss)
+                    if not _warn_of_memory_kill(proc.pid):
+                        kill_at = time.monotonic()  # at once, once the notice ended
+            return waiter.result()
+        finally:
+            if notice is not None and not notice.done():
+                notice.cancel()
+
+    def _tell_scheduler_of_memory_kill(self, rss: int) -> asyncio.Future[bool] | None:
+        """Start telling the scheduler that the current worker is killed for memory
+        (None: its address is not known, it never registered)."""
+        if self.worker_address is None:
+            return None
+        from shoal.worker._memory_notice import tell_scheduler
+
+        return asyncio.ensure_future(tell_scheduler(
+            self.scheduler_address, worker=self.worker_address, process=rss,
+            limit=self.memory_limit, fraction=self.terminate_fraction, name=self.name,
+            security=self.security, server_hostname=self.scheduler_sni))
 
     async def _supervise(self) -> None:
         while not self._closing:
@@ -556,19 +583,20 @@ class Nanny:
             logger.warning("worker %s exited with code %s; restarting it", self.name, code)
             await self._spawn()
 
-    def _past_terminate(self, pid: int) -> bool:
-        """Whether worker process ``pid`` uses more than its terminate threshold (logged)."""
+    def _past_terminate(self, pid: int) -> int | None:
+        """The memory of worker process ``pid`` when it is past its terminate threshold
+        (logged), else None."""
         try:
             rss = psutil.Process(pid).memory_info().rss
         except psutil.Error:
-            return False
+            return None
         if rss <= self.terminate_fraction * self.memory_limit:
-            return False
+            return None
         logger.warning(
             "worker %s uses %d bytes, over %.0f%% of its %d-byte limit; restarting it",
             self.name, rss, self.terminate_fraction * 100, self.memory_limit,
         )
-        return True
+        return rss
 
     async def close(self, timeout: float = 5.0) -> None:
         self._closing = True

@@ -22,6 +22,7 @@ from shoal.protocol._messages import (
     KeyErred,
     KeysDone,
     Message,
+    ReleaseKeys,
     Request,
     Response,
     TaskDone,
@@ -87,23 +88,26 @@ def test_one_unencodable_message_does_not_lose_the_rest_of_its_batch(
                       [None, None], [4, 5], [(), ()]),
             KeysDone(["k1", "k2"], [8, 8], [bad, "int"], [None, None]),  # type: ignore[list-item]
             FreeKeys([bad]),  # nothing stands in for it: dropped
+            ReleaseKeys(["r1", bad, "r2"]),  # split: the other keys' release still goes
             Response(8, True, "fine"),
         ])
     tags = [(m.tag, m.key if hasattr(m, "key") else list(getattr(m, "keys", ()))) for m in got]
     assert tags == [
         ("free-keys", ["first"]), ("response", []), ("task-erred", "t"),
         ("task-done", "ok"), ("task-erred", "no"), ("key-erred", "k1"), ("key-done", "k2"),
-        ("response", []), ("free-keys", ["last"]),
+        ("release-keys", ["r1"]), ("release-keys", ["r2"]), ("response", []),
+        ("free-keys", ["last"]),
     ]
     reply = got[1]
     assert isinstance(reply, Response) and reply.request_id == 7 and not reply.ok
-    assert "could not be encoded" in reply.value and "Opaque" in reply.value
+    assert "could not encode a 'response'" in reply.value["message"]
+    assert "Opaque" in reply.value["message"]
     erred = got[2]
     assert isinstance(erred, TaskErred) and erred.run == 3
     assert "could not encode a 'task-done' message" in erred.error["message"]
     assert isinstance(got[4], TaskErred) and got[4].run == 5
     assert isinstance(got[5], KeyErred) and isinstance(got[6], KeyDone)
-    assert got[7] == Response(8, True, "fine")
+    assert got[9] == Response(8, True, "fine")
     assert "could not encode a 'free-keys' message" in caplog.text
     assert "dropping it" in caplog.text and "Opaque" in caplog.text
 
@@ -123,5 +127,112 @@ def test_a_compute_or_request_that_cannot_go_is_answered_on_this_side() -> None:
     assert [m.tag for m in here] == ["response", "task-erred"]
     reply, erred = here
     assert isinstance(reply, Response) and reply.request_id == 3 and not reply.ok
-    assert "'op' could not be encoded" in reply.value
+    assert "a 'request' message (request 'op')" in reply.value["message"]
     assert isinstance(erred, TaskErred) and erred.key == ("k", bad) and erred.run == 9
+
+
+def test_every_request_that_cannot_go_is_answered_on_this_side() -> None:
+    """Each message someone waits on the answer of: when it cannot go, the sender's own
+    handler gets the answer the peer gives a failure, an error saying what could not be
+    sent, instead of nothing (the waiter hung, or waited for its deadline)."""
+    from shoal.protocol._coord_messages import CoordEventIsSet, CoordQueueCreate, CoordReply
+    from shoal.protocol._errors import error_to_exception
+    from shoal.protocol._messages import (
+        ActorCall,
+        ActorResult,
+        CopyKeys,
+        Data,
+        DatasetGet,
+        DatasetList,
+        DatasetPublish,
+        DatasetUnpublish,
+        GetData,
+        PluginSetup,
+        PluginTeardown,
+        ProfileAsk,
+        Run,
+        Scatter,
+        ScatterStored,
+        Store,
+        TopicGet,
+    )
+
+    bad = Opaque()
+    requests: list[Message] = [
+        Scatter(1, [(("k", bad), dumps(1), 8, "int")], None, False),
+        TopicGet(2, bad),  # type: ignore[arg-type]
+        DatasetPublish(3, [(bad, b"x", [])], False),
+        DatasetUnpublish(4, [bad]),
+        DatasetGet(5, [bad]),
+        Run(6, dumps(1), bad),  # type: ignore[arg-type]
+        PluginSetup(7, bad, dumps(1), "worker"),  # type: ignore[arg-type]
+        PluginTeardown(8, bad),  # type: ignore[arg-type]
+        CopyKeys(9, [(bad, [])]),
+        ProfileAsk(10, None, None, bad, False),  # type: ignore[arg-type]
+    ]
+    here: list[Message] = []
+    got = _exchange([
+        *requests,
+        PluginSetup(0, bad, dumps(1), "worker"),  # a re-send nobody waits on: no answer
+        GetData(11, ["fine", bad]),
+        ActorCall(12, bad, "method", None),
+        Store(bad, dumps(1), 8),
+        CoordQueueCreate(13, bad, 0),  # type: ignore[arg-type]
+        CoordEventIsSet(14, bad),  # type: ignore[arg-type]
+        DatasetList(15),  # goes: the one of these that can
+    ], here)
+    assert [m.tag for m in got] == ["dataset-list", "free-keys"]
+    assert [m.tag for m in here] == ["response"] * len(requests) + [
+        "data", "actor-result", "scatter-stored", "coord-reply", "coord-reply"]
+    for msg, answer in zip(requests, here, strict=False):
+        assert isinstance(answer, Response)
+        assert answer.request_id == msg.request_id and not answer.ok  # type: ignore[attr-defined]
+        err = error_to_exception(answer.value)
+        assert isinstance(err, TypeError)
+        assert f"could not encode a {msg.tag!r} message" in str(err)
+    data, actor, stored, *coord = here[len(requests):]
+    assert isinstance(data, Data) and data.request_id == 11 and not data.items
+    assert set(data.errors) == {"fine", bad}  # every key asked fails: none arrives
+    assert isinstance(error_to_exception(data.errors[bad]), TypeError)
+    assert isinstance(actor, ActorResult) and actor.request_id == 12 and not actor.ok
+    assert "could not encode a 'actor-call' message" in actor.value["message"]
+    assert isinstance(stored, ScatterStored) and stored.key is bad
+    assert stored.error is not None and "'store' message" in stored.error["message"]
+    for rid, reply in zip([13, 14], coord, strict=True):
+        assert isinstance(reply, CoordReply) and reply.request_id == rid and not reply.ok
+        kind, text = reply.value
+        assert kind == "TypeError" and "could not encode a 'coord-" in text
+
+
+def test_a_reply_that_cannot_go_fails_its_request_with_a_type_error() -> None:
+    from shoal.protocol._coord_messages import CoordReply
+    from shoal.protocol._errors import request_failed
+
+    bad = Opaque()
+    got = _exchange([Response(7, True, bad), CoordReply(8, True, bad)])
+    reply, coord, _last = got
+    assert isinstance(reply, Response) and not reply.ok
+    err = request_failed(reply.value)
+    assert isinstance(err, TypeError) and "could not encode a 'response' message" in str(err)
+    assert isinstance(coord, CoordReply) and not coord.ok
+    assert coord.value[0] == "TypeError" and "'coord-reply' message" in coord.value[1]
+
+
+def test_a_graph_or_its_piece_that_cannot_go_still_delivers_its_functions_and_its_end() -> None:
+    """The client counts a graph's function blobs sent, and the scheduler keeps a graph's
+    earlier pieces until its last piece: both still go, without the rows."""
+    from shoal.protocol._messages import UpdateGraph
+
+    bad = Opaque()
+    here: list[Message] = []
+    got = _exchange([
+        UpdateGraph([(bad, None, [], ["f1"], 0, 0, None, "p")], [bad], {"f1": b"blob"}),
+        UpdateGraph([(bad, None, [], [], 0, 0, None, "p")], [bad], {}, more=True, stream=3),
+        UpdateGraph([(bad, None, [], ["f2"], 0, 0, None, "p")], [bad, "k"], {"f2": b"b2"},
+                    more=False, stream=3),
+    ], here)
+    assert [(list(m.tasks), list(m.wanted), m.functions, m.more, m.stream)  # type: ignore[attr-defined]
+            for m in got[:-1]] == [([], [], {"f1": b"blob"}, False, 0),
+                                   ([], [], {"f2": b"b2"}, False, 3)]
+    assert [(m.tag, m.key) for m in here] == [  # type: ignore[attr-defined]
+        ("key-erred", bad), ("key-erred", bad), ("key-erred", bad), ("key-erred", "k")]

@@ -74,3 +74,50 @@ def test_a_graph_that_cannot_be_encoded_fails_its_futures_instead_of_hanging(
         with pytest.raises(TypeError, match="could not encode a 'update-graph' message"):
             bad.result(timeout=30)
         assert good.result(timeout=30) == 2
+
+
+def test_a_scatter_that_cannot_be_encoded_fails_instead_of_hanging(client: Client) -> None:
+    # A remote client's scatter cannot carry the key: its request fails here. (Without an
+    # answer it waited for ``timeout``, or for ever without one.)
+    assert client.scheduler is not None
+    with Client(client.scheduler.address, set_as_default=False) as remote:
+        with pytest.raises(TypeError, match="could not encode a 'scatter' message"):
+            remote.scatter({("x", _Key()): 1}, timeout=20)
+        assert remote.scatter(5).result(timeout=30) == 5
+
+
+def test_scattered_data_the_scheduler_cannot_send_a_worker_fails_the_scatter(
+    client: Client,
+) -> None:
+    # The in-process client hands its data over without encoding it; the scheduler's store
+    # to the worker cannot carry the key: the scatter fails instead of waiting for a worker.
+    with pytest.raises(TypeError, match="could not encode a 'store' message"):
+        client.scatter({("y", _Key()): 1}, timeout=20)
+    assert client.scatter(6).result(timeout=30) == 6
+
+
+def _total(*parts: int) -> int:
+    return sum(parts)
+
+
+def test_a_graph_whose_last_piece_cannot_be_encoded_fails_and_lets_go_of_its_pieces(
+    client: Client, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A graph sent in pieces whose last piece cannot go: the compute fails, and the
+    # scheduler drops the tasks of the pieces sent (it kept them for the last piece until
+    # the client left).
+    from shoal.client import _submit
+
+    from ._helpers import wait_for
+
+    monkeypatch.setattr(_submit, "PIECE_ROWS", 4)
+    assert client.scheduler is not None and client.cluster is not None
+    tasks = client.cluster.scheduler.state.tasks  # type: ignore[attr-defined]
+    parts = [f"part-{i}" for i in range(6)]
+    graph: dict[Any, Any] = {p: (_inc, i) for i, p in enumerate(parts)}
+    graph[("sum", _Key())] = (_total, *parts)  # comes last: inputs first
+    with Client(client.scheduler.address, set_as_default=False) as remote:
+        with pytest.raises(TypeError, match="could not encode a 'update-graph' message"):
+            remote.get(graph, [("sum", _Key())], sync=True)
+        wait_for(lambda: not any(p in tasks for p in parts), timeout=20)
+        assert remote.submit(_inc, 1, key="after-pieces").result(timeout=30) == 2

@@ -66,6 +66,8 @@ SAMPLES: dict[str, m.Message] = {
     "heartbeat": m.Heartbeat(10**9, 10**8, 55.5, 2, 3 * 10**8),
     "worker-memory-paused": m.MemoryPaused(True),
     "worker-memory-terminated": m.MemoryTerminated(600 * 2**20, 630 * 2**20, 0.95),
+    "nanny-memory-terminated": m.NannyMemoryTerminated(1, "tcp://10.0.0.2:4000", 600 * 2**20,
+                                                       630 * 2**20, 0.95),
     "get-data": m.GetData(4, ["a", ("b", 1)]),
     "data": m.Data(4, {"a": SMALL, ("b", 1): TWO_FRAMES}, ["c"], {"d": {"message": "x"}}),
     "coord-semaphore-acquire": cm.CoordSemaphoreAcquire(1, "db", 1, "lease-1", 30.0, None),

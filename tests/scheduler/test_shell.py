@@ -647,3 +647,19 @@ def test_a_lone_report_does_not_start_counting_the_turn(monkeypatch: pytest.Monk
     asyncio.run(main())
     assert steps == [("w1", 1), ("w2", 1)]
     assert not [c for c in queued if getattr(c, "__name__", "") == "_close"]
+
+
+def test_a_nannys_word_that_it_kills_its_worker_for_memory_reaches_its_state() -> None:
+    """The nanny says it itself (it measured the memory to decide the kill), on its own
+    connection, and is answered once it is noted: its worker may be too busy to say it
+    before the kill, and then KilledWorker said nothing of memory."""
+    from shoal.protocol._messages import PROTOCOL_VERSION, Hello, NannyMemoryTerminated, Response
+
+    sched, _worker, _conns = _scheduler()
+    nanny = Recorder("nanny")
+    sched._on_first_message(nanny, [Hello("nanny", PROTOCOL_VERSION, "n0"),
+                                     NannyMemoryTerminated(3, "w1", 600, 630, 0.95),
+                                     NannyMemoryTerminated(4, "gone", 1, 2, 0.95)])
+    assert sched.state.workers["w1"].memory_killed == (600, 630, 0.95)
+    assert nanny.sent == [Response(3, True, None), Response(4, True, None)]
+    assert not nanny.closed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from typing import Any
 
 import pytest
 
@@ -131,3 +132,62 @@ def test_a_worker_past_terminate_is_warned_then_killed_after_the_grace(
     assert code == expected
     if expected == -signal.SIGKILL:
         assert took >= MEMORY_KILL_GRACE
+
+
+def test_a_nanny_tells_the_scheduler_why_before_it_kills_a_worker_that_cannot() -> None:
+    """A worker too busy to answer SIGUSR1 (a task holding the GIL) never told the
+    scheduler it was killed for memory: its KilledWorker said nothing of memory. The
+    nanny, which measured it, says so itself, and kills only once the scheduler noted it."""
+    import asyncio
+    import sys
+    import time
+
+    from shoal.comm import listen
+    from shoal.protocol._messages import Hello, Message, NannyMemoryTerminated, Response
+    from shoal.worker._nanny import MEMORY_KILL_GRACE, Nanny
+
+    heard: list[tuple[Message, bool]] = []  # (message, the worker still alive)
+    answer_after = MEMORY_KILL_GRACE + 0.3
+
+    async def main() -> tuple[int, float]:
+        proc: Any = None
+
+        def accept(conn: Any) -> None:
+            def on_batch(c: Any, msgs: list[Message] | None) -> None:
+                for msg in msgs or ():
+                    heard.append((msg, proc.returncode is None))
+                    if isinstance(msg, NannyMemoryTerminated):
+                        asyncio.get_running_loop().call_later(
+                            answer_after, c.send, Response(msg.request_id, True, None))
+
+            conn.set_handler(on_batch)
+
+        server = await listen("127.0.0.1", 0, accept)
+        try:
+            port = server.sockets[0].getsockname()[1]
+            nanny = Nanny(f"tcp://127.0.0.1:{port}", name="n0", memory_limit=1)
+            nanny.terminate_fraction, nanny.monitor_interval = 0.95, 0.01
+            nanny.worker_address = "tcp://127.0.0.1:4321"
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", _PAST_TERMINATE.format(handler="signal.SIG_IGN"),
+                stdout=asyncio.subprocess.PIPE)
+            assert proc.stdout is not None
+            await asyncio.wait_for(proc.stdout.readline(), 30)  # its handler is in place
+            start = time.monotonic()
+            try:
+                code = await asyncio.wait_for(nanny._watch(proc), 30)
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+            return code, time.monotonic() - start
+        finally:
+            server.close()
+
+    code, took = asyncio.run(main())
+    assert code == -signal.SIGKILL
+    hello, notice = heard[0][0], heard[1][0]
+    assert isinstance(hello, Hello) and hello.role == "nanny"
+    assert isinstance(notice, NannyMemoryTerminated) and heard[1][1]  # before the kill
+    assert notice.worker == "tcp://127.0.0.1:4321" and notice.limit == 1
+    assert notice.process > 1 and notice.fraction == 0.95
+    assert took >= answer_after  # killed once the scheduler noted why

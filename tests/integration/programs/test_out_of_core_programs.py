@@ -129,3 +129,27 @@ def test_a_task_allocating_past_its_worker_limit_fails_with_killedworker_not_a_h
     # up to ~2 GB/s), well before its 1.5 GB: a task that outgrows its worker costs the
     # machine a bounded overshoot, not what the task would have taken.
     assert int(progress.read_text()) < 1000 * MB
+
+
+def _grow_holding_the_gil() -> int:
+    """A task that takes memory and never lets its worker's event loop run: the bytes
+    are made, then a regular expression backtracks for ever, both in C with the GIL,
+    with no Python code between them (where the loop could take the GIL)."""
+    import re
+
+    backtracks, text = re.compile(r"(a+)+$").match, "a" * 40 + "b"
+    big = b"x" * (400 * MB)
+    backtracks(text)  # ends: its nanny kills the process
+    return len(big)
+
+
+def test_a_worker_too_busy_to_answer_its_nanny_still_fails_its_task_as_killed_for_memory(
+    make_client: Callable[..., Client],
+) -> None:
+    # The worker cannot say why it dies (its loop never gets the GIL within the nanny's
+    # grace): its nanny, which measured it, says so itself before the kill.
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        client = make_client(n_workers=1, memory_limit="300MB")
+    fut = client.submit(_grow_holding_the_gil, pure=False)
+    with pytest.raises(KilledWorker, match="killed by its nanny for exceeding its memory limit"):
+        fut.result(timeout=60)
