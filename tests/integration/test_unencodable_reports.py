@@ -48,8 +48,10 @@ def test_a_task_whose_compute_cannot_be_encoded_fails_instead_of_hanging(
 ) -> None:
     # The in-process client hands its graph over without encoding it; the scheduler's
     # compute to the worker cannot carry the key: the task fails, the others run.
+    # (A key given to submit is refused at once, as in dask: here it is a graph's inner key,
+    # which neither shoal nor dask checks.)
     c = make_client(n_workers=1, processes=False)
-    bad = c.submit(_inc, 1, key=("x", _Key()))
+    bad = c.get({("x", _Key()): (_inc, 1), "top": (_inc, ("x", _Key()))}, "top", sync=False)
     good = c.submit(lambda: 2, key="fine")
     with pytest.raises(TypeError, match="could not encode a 'compute' message"):
         bad.result(timeout=30)
@@ -69,7 +71,8 @@ def test_a_graph_that_cannot_be_encoded_fails_its_futures_instead_of_hanging(
     # futures here; what was sent with it still runs.
     assert client.scheduler is not None
     with Client(client.scheduler.address, set_as_default=False) as remote:
-        bad = remote.submit(lambda: 1, key=("x", _Key()))
+        bad = remote.get({("x", _Key()): (_inc, 1), "top-remote": (_inc, ("x", _Key()))},
+                         "top-remote", sync=False)
         good = remote.submit(lambda: 2, key="fine-remote")
         with pytest.raises(TypeError, match="could not encode a 'update-graph' message"):
             bad.result(timeout=30)
@@ -116,8 +119,9 @@ def test_a_graph_whose_last_piece_cannot_be_encoded_fails_and_lets_go_of_its_pie
     parts = [f"part-{i}" for i in range(6)]
     graph: dict[Any, Any] = {p: (_inc, i) for i, p in enumerate(parts)}
     graph[("sum", _Key())] = (_total, *parts)  # comes last: inputs first
+    graph["top-sum"] = (_inc, ("sum", _Key()))  # (asked for: a key given is checked at once)
     with Client(client.scheduler.address, set_as_default=False) as remote:
         with pytest.raises(TypeError, match="could not encode a 'update-graph' message"):
-            remote.get(graph, [("sum", _Key())], sync=True)
+            remote.get(graph, "top-sum", sync=True)
         wait_for(lambda: not any(p in tasks for p in parts), timeout=20)
         assert remote.submit(_inc, 1, key="after-pieces").result(timeout=30) == 2
