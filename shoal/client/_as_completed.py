@@ -302,10 +302,7 @@ def _default_client() -> Any:
     """The newest open client, if the client module is loaded and one is open (else None,
     which ``answer`` takes as synchronous)."""
     module = sys.modules.get("shoal.client._client")
-    try:
-        return None if module is None else module.get_client()
-    except ValueError:  # no client is open
-        return None
+    return None if module is None else module.newest_client()
 
 
 def _any(st: FutureState) -> bool:

@@ -1,0 +1,47 @@
+"""A fifth round of programs on shoal, each run on dask.distributed first: the defects they
+found, kept as tests. The programs covered dask.array stencils (``map_overlap`` with every
+boundary), ``da.linalg`` (qr, tsqr, svd, lstsq), custom ``da.reduction``, ``apply_gufunc``
+and ``blockwise(concatenate=True)``; dataframe ``groupby().apply/transform``, time-window
+rolling, categoricals, ``merge_asof``, partitioned parquet read with OR filters, csv/json
+round trips; bag ``foldby`` and ``groupby(shuffle="disk")``; mixed collections in one
+``dask.compute``; xarray resample/groupby/rolling/``apply_ufunc``/``map_blocks``; tasks that
+submit tasks (``worker_client``, ``secede``/``rejoin``); ``run_on_scheduler``,
+``replicate``, ``rebalance``, ``who_has``/``has_what``/``processing``; ``fire_and_forget``,
+``wait(FIRST_COMPLETED)``, ``as_completed.add``, done callbacks, datasets; worker,
+scheduler and nanny plugins; ``dask.config.set(scheduler=...)``, task streams,
+``performance_report``; resources and annotations; errors, cancellation and
+``recreate_error_locally``; ``retire_workers`` and ``restart``; scatter, executors and
+the Future API."""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+import pytest
+
+import shoal
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_result_of_a_released_future_is_a_cancelled_error(client):
+    # dask: FutureCancelledError; shoal raised AttributeError ('NoneType' has no '_result').
+    fut = client.submit(lambda: "x" * 10, pure=False)
+    assert fut.result(timeout=30) == "x" * 10
+    fut.release()
+    with pytest.raises(concurrent.futures.CancelledError, match="released"):
+        fut.result(timeout=5)
+    with pytest.raises(concurrent.futures.CancelledError, match="released"):
+        fut.exception(timeout=5)
+    fut.release()  # a second release does nothing, as dask's
+
+
+def test_a_client_made_with_set_as_default_false_is_not_the_default(client):
+    # dask: only clients made with set_as_default=True (or as_current) are the default;
+    # shoal returned the newest client whatever its set_as_default.
+    with shoal.Client(client.scheduler.address, set_as_default=False) as other:
+        assert shoal.default_client() is client
+        assert shoal.get_client() is client
+        with other.as_current():
+            assert shoal.default_client() is other
+        assert shoal.default_client() is client
