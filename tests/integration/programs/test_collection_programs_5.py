@@ -45,3 +45,12 @@ def test_a_client_made_with_set_as_default_false_is_not_the_default(client):
         with other.as_current():
             assert shoal.default_client() is other
         assert shoal.default_client() is client
+
+
+def test_retiring_a_worker_that_is_not_there_retires_nothing(client):
+    # dask ignores workers it does not know (one that just left, say) and returns {}; shoal
+    # raised ValueError.
+    workers = sorted(client.scheduler_info()["workers"])
+    assert client.retire_workers(["tcp://127.0.0.1:1"]) == {}
+    assert client.retire_workers(names=["no-such-worker"]) == {}
+    assert sorted(client.scheduler_info()["workers"]) == workers
