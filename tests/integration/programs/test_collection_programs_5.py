@@ -54,3 +54,4 @@ def test_retiring_a_worker_that_is_not_there_retires_nothing(client):
     assert client.retire_workers(["tcp://127.0.0.1:1"]) == {}
     assert client.retire_workers(names=["no-such-worker"]) == {}
     assert sorted(client.scheduler_info()["workers"]) == workers
+
