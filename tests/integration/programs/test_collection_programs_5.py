@@ -15,6 +15,7 @@ the Future API."""
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 
 import pytest
@@ -55,3 +56,33 @@ def test_retiring_a_worker_that_is_not_there_retires_nothing(client):
     assert client.retire_workers(names=["no-such-worker"]) == {}
     assert sorted(client.scheduler_info()["workers"]) == workers
 
+
+
+Point = collections.namedtuple("Point", "x y")
+
+
+class Bunch(dict):
+    """A dict subclass with attribute access, as scikit-learn's datasets are."""
+
+    def __getattr__(self, name):
+        return self[name]
+
+
+def test_scatter_keeps_the_containers_dask_keeps_and_sends_subclasses_whole(client):
+    # dask unpacks exactly dict, list, tuple, set, frozenset and namedtuples, and keeps
+    # their type; any other object (a dict or list subclass too) is one future. shoal
+    # raised TypeError on a namedtuple, gave lists for sets and unpacked dict subclasses
+    # (a task then got a plain dict without the Bunch's attributes).
+    x, y = client.scatter(Point(1, 2))
+    assert type(client.scatter(Point(1, 2))) is Point
+    assert client.gather([x, y]) == [1, 2]
+    assert type(client.scatter({1, 2})) is set
+    assert type(client.scatter(frozenset({3}))) is frozenset
+    assert sorted(client.gather(list(client.scatter({1, 2})))) == [1, 2]
+    bunch = client.scatter(Bunch(a=1, b=2))
+    assert isinstance(bunch, shoal.Future)
+    assert client.submit(lambda b: b.a + b.b, bunch).result(timeout=30) == 3
+    counts = client.scatter(collections.Counter("aab"))
+    assert client.gather(counts) == collections.Counter("aab")
+    assert type(client.gather(client.scatter(collections.OrderedDict(a=1)))) is collections.OrderedDict
+    assert client.gather(client.scatter({"k": [1]})) == {"k": [1]}
