@@ -496,6 +496,7 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
     _task_stream_since = two_faced(_cluster_info.task_stream_since)
     story = two_faced(_cluster_info.story)
     dashboard_link = property(_cluster_info.dashboard_link)
+    futures = property(_cluster_info.futures)
     scheduler = property(_cluster_info.scheduler)
     get = _collections.get
     compute = _collections.compute

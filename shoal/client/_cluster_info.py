@@ -134,6 +134,12 @@ async def run_on_scheduler(self: Client, function: Callable[..., Any], *args: An
 
 
 
+def futures(self: Client) -> dict[Any, Any]:
+    """dask's ``client.futures``: each key this client holds futures of, with its state
+    (``.status``: 'pending', 'finished', 'error', 'cancelled' or 'lost'); a snapshot."""
+    return dict(self._states)  # one C-level copy under the GIL: no lock needed
+
+
 async def scheduler_info(self: Client, n_workers: int = -1, **kwargs: Any) -> dict[str, Any]:
     """dask's ``scheduler_info()``: the scheduler (``type``, ``id``, ``address``,
     ``services``, ``started``...) and, under ``workers``, each worker's details

@@ -19,6 +19,7 @@ import collections
 import concurrent.futures
 
 import pytest
+from _waiting import wait_for
 
 import shoal
 
@@ -86,3 +87,14 @@ def test_scatter_keeps_the_containers_dask_keeps_and_sends_subclasses_whole(clie
     assert client.gather(counts) == collections.Counter("aab")
     assert type(client.gather(client.scatter(collections.OrderedDict(a=1)))) is collections.OrderedDict
     assert client.gather(client.scatter({"k": [1]})) == {"k": [1]}
+
+
+def test_client_futures_maps_the_keys_it_holds(client):
+    # dask's ``client.futures`` (key -> state); shoal had no such attribute.
+    fut = client.submit(lambda: 5, pure=False)
+    fut.result(timeout=30)
+    held = client.futures
+    assert fut.key in held and held[fut.key].status == "finished"
+    key = fut.key
+    del fut
+    wait_for(lambda: key not in client.futures, timeout=30)  # released after a short delay
