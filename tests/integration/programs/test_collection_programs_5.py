@@ -98,3 +98,10 @@ def test_client_futures_maps_the_keys_it_holds(client):
     key = fut.key
     del fut
     wait_for(lambda: key not in client.futures, timeout=30)  # released after a short delay
+
+
+def test_wait_with_an_unknown_return_when_raises_not_implemented_error(client):
+    # dask's type; shoal raised ValueError.
+    fut = client.submit(lambda: 1, pure=False)
+    with pytest.raises(NotImplementedError, match="SOMETIMES"):
+        shoal.wait([fut], return_when="SOMETIMES")
