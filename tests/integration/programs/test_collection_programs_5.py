@@ -105,3 +105,16 @@ def test_wait_with_an_unknown_return_when_raises_not_implemented_error(client):
     fut = client.submit(lambda: 1, pure=False)
     with pytest.raises(NotImplementedError, match="SOMETIMES"):
         shoal.wait([fut], return_when="SOMETIMES")
+
+
+def test_who_has_has_what_and_scheduler_info_are_dask_dict_types_with_a_notebook_view(client):
+    # dask returns WhoHas, HasWhat and SchedulerInfo (dicts with _repr_html_); shoal gave
+    # plain dicts, which a notebook shows as text.
+    fut = client.submit(lambda: 3, pure=False)
+    fut.result(timeout=30)
+    views = {"WhoHas": client.who_has([fut]), "HasWhat": client.has_what(),
+             "SchedulerInfo": client.scheduler_info()}
+    for name, view in views.items():
+        assert type(view).__name__ == name and isinstance(view, dict)
+        assert view._repr_html_().startswith("<div>")
+    assert fut.key in views["WhoHas"]._repr_html_()
