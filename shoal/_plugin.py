@@ -9,8 +9,8 @@ Must not know about connections: the servers call the hooks.
 
 Where shoal differs: a nanny plugin's ``setup(nanny)`` runs in the worker process on the
 nanny's behalf, with a stand-in ``nanny`` whose ``env`` (and ``name``, ``worker_address``,
-``local_directory``) it may change; the nanny keeps ``env`` for every worker process it
-starts later, and ``restart = True`` restarts the worker process after ``setup``.
+``local_directory``) it may change; the nanny keeps ``env`` (and what ``setup`` set in
+``os.environ``) for every worker process it starts later, and ``restart = True`` restarts the worker process after ``setup``.
 ``UploadDirectory`` and ``PipInstall`` are worker plugins.
 """
 

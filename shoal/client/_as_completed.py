@@ -233,13 +233,16 @@ def wait(fs: Any, timeout: float | None = None, return_when: str = ALL_COMPLETED
 
     Raises:
         TimeoutError: not done within ``timeout`` seconds.
+        NotImplementedError: ``return_when`` is none of those (dask's type).
         concurrent.futures.CancelledError: a future done was cancelled (as dask's
             ``FuturesCancelledError``).
     """
     from shoal.client._structure import futures_of
 
     if return_when not in (ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION):
-        raise ValueError(f"unknown return_when {return_when!r}")
+        raise NotImplementedError(  # dask's type
+            f"unknown return_when {return_when!r}; use ALL_COMPLETED, FIRST_COMPLETED or "
+            "FIRST_EXCEPTION")
     futures = [fs] if isinstance(fs, Future) else futures_of(fs)
     _gc.settle()  # a million futures' list: frozen now in bulk mode, not walked later
     client = next((f._client for f in futures if f._client is not None), None)
@@ -302,10 +305,7 @@ def _default_client() -> Any:
     """The newest open client, if the client module is loaded and one is open (else None,
     which ``answer`` takes as synchronous)."""
     module = sys.modules.get("shoal.client._client")
-    try:
-        return None if module is None else module.get_client()
-    except ValueError:  # no client is open
-        return None
+    return None if module is None else module.newest_client()
 
 
 def _any(st: FutureState) -> bool:

@@ -119,7 +119,9 @@ def _finished_many(states: dict[Any, FutureState], msg: Any) -> None:
 
 
 def get_client() -> Client:
-    """The most recently created open Client in this process.
+    """The client of an enclosing ``with client.as_current():``, else the most recently
+    created open Client in this process made with ``set_as_default=True`` (dask's default
+    client), else (where dask would raise) the most recently created open one.
 
     Raises:
         ValueError: no client is open; create one with ``Client()``.
@@ -127,15 +129,25 @@ def get_client() -> Client:
     chosen = _as_current.get()
     if chosen and chosen[-1]._usable():
         return chosen[-1]
+    client = newest_client(defaults_only=True) or newest_client()
+    if client is None:
+        raise ValueError("No shoal Client found; start one with shoal.Client()")
+    return client
+
+
+def newest_client(defaults_only: bool = False) -> Client | None:
+    """The most recently created open Client (of those made with ``set_as_default=True``
+    only, with ``defaults_only``), or None."""
     for ref in reversed(_current):
         client = ref()
-        if client is not None and client._usable():
+        if client is not None and (client._set_as_default or not defaults_only) and (
+                client._usable()):
             return client
-    raise ValueError("No shoal Client found; start one with shoal.Client()")
+    return None
 
 
 def default_client(c: Client | None = None) -> Client:
-    """``c`` if given, else the most recently created open Client (dask's name).
+    """``c`` if given, else the default client: ``get_client()`` (dask's name).
 
     Raises:
         ValueError: no client is open; create one with ``Client()``.
@@ -503,6 +515,7 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
     _task_stream_since = two_faced(_cluster_info.task_stream_since)
     story = two_faced(_cluster_info.story)
     dashboard_link = property(_cluster_info.dashboard_link)
+    futures = property(_cluster_info.futures)
     scheduler = property(_cluster_info.scheduler)
     get = _collections.get
     compute = _collections.compute

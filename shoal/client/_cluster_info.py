@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from shoal._run import pickle_code
 from shoal.client._future import Future
+from shoal.client._repr import HasWhat, SchedulerInfo, WhoHas
 from shoal.client._structure import collect_futures
 from shoal.protocol._errors import error_to_exception
 from shoal.protocol._serialize import Serialized, loads
@@ -134,6 +135,12 @@ async def run_on_scheduler(self: Client, function: Callable[..., Any], *args: An
 
 
 
+def futures(self: Client) -> dict[Any, Any]:
+    """dask's ``client.futures``: each key this client holds futures of, with its state
+    (``.status``: 'pending', 'finished', 'error', 'cancelled' or 'lost'); a snapshot."""
+    return dict(self._states)  # one C-level copy under the GIL: no lock needed
+
+
 async def scheduler_info(self: Client, n_workers: int = -1, **kwargs: Any) -> dict[str, Any]:
     """dask's ``scheduler_info()``: the scheduler (``type``, ``id``, ``address``,
     ``services``, ``started``...) and, under ``workers``, each worker's details
@@ -143,7 +150,7 @@ async def scheduler_info(self: Client, n_workers: int = -1, **kwargs: Any) -> di
         raise ValueError(f"n_workers must be -1 (all) or a non-negative integer, got {n_workers!r}")
     info: dict[str, Any] = await self._request_within("scheduler_info", self._timeout,
                                                       n_workers=n_workers)
-    return info
+    return SchedulerInfo(info)
 
 async def nthreads(self: Client, workers: Any = None) -> dict[str, int]:
     """The number of threads of each worker (``workers``: an address or name, or a list of
@@ -163,13 +170,13 @@ async def who_has(self: Client, futures: Any = None) -> dict[Any, tuple[str, ...
         collect_futures(futures, flat, collections=True)
         keys = [f.key for f in flat]
     rows = await self._request_within("who_has", self._timeout, keys=keys)
-    return {k: tuple(v) for k, v in rows}
+    return WhoHas((k, tuple(v)) for k, v in rows)
 
 async def has_what(self: Client, workers: Any = None) -> dict[str, tuple[Any, ...]]:
     """The keys each worker holds in memory."""
     wl = self._check_workers(workers)
     got = await self._request_within("has_what", self._timeout)
-    return {w: tuple(ks) for w, ks in got.items() if wl is None or w in wl}
+    return HasWhat((w, tuple(ks)) for w, ks in got.items() if wl is None or w in wl)
 
 async def wait_for_workers(self: Client, n_workers: int, timeout: float | None = None) -> None:
     """Wait until at least ``n_workers`` workers are connected.

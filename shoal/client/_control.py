@@ -108,8 +108,9 @@ def retire_workers(self: Client, workers: list[Any] | None = None, close_workers
             least data.
         names: (dask's scheduler keyword) worker names, instead of ``workers``.
 
+    Workers that are not in the cluster are left out, as in dask.
+
     Raises:
-        ValueError: a worker is not in the cluster.
         TypeError: both ``workers`` and ``names``.
     """
     names = kwargs.pop("names", None)

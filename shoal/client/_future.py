@@ -327,34 +327,50 @@ class Future(TaskRef):
             TimeoutError: not done within ``timeout`` seconds.
             CancelledError: the future was cancelled.
         """
-        return self._client._result(self, timeout)
+        client = self._client
+        return (client if client is not None else self._live())._result(self, timeout)
 
     def exception(self, timeout: float | None = None) -> Any:
         """The exception the task raised, or None if it succeeded (an awaitable of it with
         an asynchronous client)."""
-        return self._client._failure(self, timeout, "exception")
+        return self._live()._failure(self, timeout, "exception")
 
     def traceback(self, timeout: float | None = None) -> Any:
         """The remote traceback of a failed task (a traceback object), or None (an
         awaitable of it with an asynchronous client)."""
-        return self._client._failure(self, timeout, "traceback")
+        return self._live()._failure(self, timeout, "traceback")
 
     def add_done_callback(self, fn: Callable[[Future], Any]) -> None:
         """Call ``fn(future)`` once the future is done (on shoal's event-loop thread;
         exceptions in it are logged, not raised)."""
-        self._client._add_callback(self, fn)
+        self._live()._add_callback(self, fn)
 
     def cancel(self, reason: Any = None, msg: Any = None, **kwargs: Any) -> None:
         """Cancel the computation of this key (if nothing else needs it, it stops);
         ``reason`` and ``msg`` as in :meth:`Client.cancel`."""
-        self._client.cancel([self], reason=reason, msg=msg, **kwargs)
+        self._live().cancel([self], reason=reason, msg=msg, **kwargs)
 
     def retry(self, **kwargs: Any) -> None:
         """Run a failed task (and its failed inputs) again."""
-        self._client.retry([self], **kwargs)
+        self._live().retry([self], **kwargs)
+
+    def _live(self) -> Client:
+        """The client, while this future holds its key.
+
+        Raises:
+            FutureCancelledError: ``release()`` was called (as dask's, whose released
+                future is cancelled).
+        """
+        client = self._client
+        if client is None:
+            raise FutureCancelledError(
+                f"future {self.key!r} was released (future.release()): it no longer holds "
+                "its result; keep a Future you still need, or submit the work again")
+        return client
 
     def release(self) -> None:
-        """Drop this future's hold on the result now rather than at garbage collection."""
+        """Drop this future's hold on the result now rather than at garbage collection;
+        its result, exception and callbacks are not available after that."""
         client, self._client = self._client, None  # type: ignore[assignment]
         if client is not None:
             client._decref(self.key, self._state)
@@ -381,7 +397,7 @@ class Future(TaskRef):
     def __await__(self) -> Any:
         """``await future``: its result, without blocking the awaiting loop (whatever the
         client's mode)."""
-        return self._client._result(self, None, asynchronous=True).__await__()
+        return self._live()._result(self, None, asynchronous=True).__await__()
 
     def __repr__(self) -> str:
         extra = f", type: {self._state.typename}" if self._state.typename else ""

@@ -1,4 +1,5 @@
-"""Text and HTML views of a Client (what a notebook shows for ``client``)."""
+"""Text and HTML views of a Client (what a notebook shows for ``client``), and dask's dict
+types with a notebook view that ``who_has``, ``has_what`` and ``scheduler_info`` return."""
 
 from __future__ import annotations
 
@@ -69,3 +70,40 @@ def client_repr_html(client: Client) -> str:
         "<table><tr><th>name</th><th>address</th><th>threads</th><th>memory</th></tr>"
         f"{rows}</table></div>"
     )
+
+
+def _table(title: str, head: tuple[str, str], rows: Any) -> str:
+    e = html.escape
+    body = "".join(f"<tr><td>{e(str(a))}</td><td>{e(str(b))}</td></tr>" for a, b in rows)
+    return (f"<div><h3>{e(title)}</h3><table><tr><th>{e(head[0])}</th><th>{e(head[1])}</th>"
+            f"</tr>{body}</table></div>")
+
+
+class WhoHas(dict):  # type: ignore[type-arg]
+    """``client.who_has()``: key -> the workers holding it (dask's type: a dict with a
+    notebook view)."""
+
+    def _repr_html_(self) -> str:
+        return _table("Who has", ("key", "workers"),
+                      ((k, ", ".join(map(str, v))) for k, v in self.items()))
+
+
+class HasWhat(dict):  # type: ignore[type-arg]
+    """``client.has_what()``: worker -> the keys it holds (dask's type: a dict with a
+    notebook view)."""
+
+    def _repr_html_(self) -> str:
+        return _table("Has what", ("worker", "keys held"),
+                      ((w, len(ks)) for w, ks in self.items()))
+
+
+class SchedulerInfo(dict):  # type: ignore[type-arg]
+    """``client.scheduler_info()`` (dask's type: a dict with a notebook view)."""
+
+    def _repr_html_(self) -> str:
+        workers = self.get("workers", {})
+        rows = [("address", self.get("address", "?")), ("workers", len(workers)),
+                ("threads", sum(w.get("nthreads", 0) for w in workers.values())),
+                ("memory", format_bytes(sum(w.get("memory_limit") or 0
+                                            for w in workers.values())))]
+        return _table(f"Scheduler {self.get('id', '')}", ("", ""), rows)

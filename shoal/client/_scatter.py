@@ -36,11 +36,16 @@ class Scattering(Outbox):
         The data is pickled here, in the caller's thread."""
         self._check_open()
         wl = self._check_workers(workers)
-        if isinstance(data, dict):
+        # As dask's: exactly these containers are unpacked (one future per item, in a
+        # container of the same type); anything else, a dict or list subclass too (a
+        # scikit-learn Bunch, a Counter), travels whole as one future.
+        kind = type(data)
+        named = isinstance(data, tuple) and hasattr(data, "_fields")
+        if kind is dict:
             items = list(data.items())
             keys = [k for k, _ in items]
             values = [v for _, v in items]
-        elif isinstance(data, (list, tuple, set, frozenset)):
+        elif kind in (list, tuple, set, frozenset) or named:
             values = list(data)
             keys = [
                 f"{type(v).__name__}-{tokenize(v) if hash else uuid.uuid4().hex}" for v in values
@@ -53,10 +58,12 @@ class Scattering(Outbox):
         rows = [(k, dumps(v), int(sizeof(v)), type(v).__name__) for k, v in zip(keys, values, strict=False)]
 
         def shape(futures: list[Future]) -> Any:
-            if isinstance(data, dict):
+            if kind is dict:
                 return dict(zip(keys, futures, strict=False))
-            if isinstance(data, (list, tuple, set, frozenset)):
-                return type(data)(futures) if not isinstance(data, (set, frozenset)) else futures
+            if named:
+                return kind(*futures)
+            if kind in (list, tuple, set, frozenset):
+                return kind(futures)
             return futures[0]
 
         return self.sync(self._scatter, rows, wl, bool(broadcast), shape,

@@ -35,8 +35,10 @@ logger = logging.getLogger("shoal.scheduler")
 _RETIRE_ROUNDS = 3
 
 
-def resolve_workers(scheduler: Scheduler, workers: list[Any]) -> list[str]:
-    """Worker addresses for ``workers`` given as addresses or names.
+def resolve_workers(scheduler: Scheduler, workers: list[Any], *,
+                    skip_unknown: bool = False) -> list[str]:
+    """Worker addresses for ``workers`` given as addresses or names; with
+    ``skip_unknown``, those that are neither are left out (logged).
 
     Raises:
         ValueError: one is neither; the message lists the workers there are.
@@ -51,7 +53,10 @@ def resolve_workers(scheduler: Scheduler, workers: list[Any]) -> list[str]:
             out.append(by_name[str(w)])
         else:
             unknown.append(w)
-    if unknown:
+    if unknown and skip_unknown:
+        logger.info("no worker with address or name %s: left out",
+                    ", ".join(map(repr, unknown)))
+    elif unknown:
         known = sorted(scheduler.state.workers)
         raise ValueError(
             f"no worker with address or name {', '.join(map(repr, unknown))}; the workers "
@@ -193,8 +198,8 @@ async def retire_workers(scheduler: Scheduler, workers: list[Any] | None, n: int
     if workers is None:
         count = 0 if n is None else n
         addresses = choose_to_retire(load(scheduler).workers, count)
-    else:
-        addresses = resolve_workers(scheduler, workers)
+    else:  # as dask's: a worker not there (one that just left, say) is no error
+        addresses = resolve_workers(scheduler, workers, skip_unknown=True)
     leaving = set(addresses)
     # Retiring: the active memory manager keeps a copy on a staying worker meanwhile
     # (counted: two retirements of one worker may overlap).

@@ -194,9 +194,13 @@ class WorkerPlugins:
         if name in applied:  # applied by the nanny before starting this process
             return {"status": "OK"}
         view = NannyView(self.worker)
+        before = dict(os.environ)
         done = plugin.setup(view)
         if inspect.isawaitable(done):
             await done
+        # dask's setup runs in the nanny process, whose os.environ the worker processes it
+        # starts later inherit: what setup put there is kept as if set in nanny.env.
+        view.env = {**{k: v for k, v in os.environ.items() if before.get(k) != v}, **view.env}
         state_file = os.environ.get(NANNY_STATE_ENV)
         restart = bool(getattr(plugin, "restart", False))
         if state_file is None:  # no nanny: this process is all there is
