@@ -87,6 +87,9 @@ def loads_when_ready(ser: Serialized) -> Any:
 # the user's script again in each worker, before the worker starts.
 WARM_IMPORTS_ENV = "SHOAL_WARM_IMPORTS"
 WARM_CANDIDATES = ("numpy", "pandas", "dask.array", "dask.bag", "dask.dataframe", "xarray")
+# ... but not on a worker whose memory limit is below this: they weigh about 100 MB (dask.array
+# imports pandas, pyarrow and xarray here), which a small worker may never need and cannot spare.
+WARM_IMPORTS_MIN_MEMORY = 2 * 2**30
 
 _thread_state = threading.local()
 # Cleared while a worker process imports dask in the background (``__main__``): a task

@@ -22,7 +22,7 @@ import psutil
 
 from shoal import _logs
 from shoal.comm._tcp import comm_timeout
-from shoal.worker._execute import WARM_CANDIDATES, WARM_IMPORTS_ENV
+from shoal.worker._execute import WARM_CANDIDATES, WARM_IMPORTS_ENV, WARM_IMPORTS_MIN_MEMORY
 from shoal.worker._memory import max_spill_bytes
 from shoal.worker._resources import check_resources, format_resources
 from shoal.worker._spawn_environ import configured_spawn_environ, shipped_defaults
@@ -413,7 +413,8 @@ class Nanny:
         env["PYTHONHASHSEED"] = configured.get("PYTHONHASHSEED", _HASH_SEED)
         # The worker dies with this process (shoal.worker.__main__.PARENT_PID_ENV).
         env["SHOAL_NANNY_PID"] = str(os.getpid())
-        env[WARM_IMPORTS_ENV] = ",".join(m for m in WARM_CANDIDATES if m in sys.modules)
+        if not self.memory_limit or self.memory_limit >= WARM_IMPORTS_MIN_MEMORY:
+            env[WARM_IMPORTS_ENV] = ",".join(m for m in WARM_CANDIDATES if m in sys.modules)
         if not standby:  # a standby gets the config when it is activated, not stale
             env[INHERIT_CONFIG_ENV] = inherited_config()
         try:
