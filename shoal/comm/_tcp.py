@@ -282,7 +282,7 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
             self._early.extend(batch)
             return
         try:
-            if self._broken:  # (rare) later pieces of a graph that cannot be whole
+            if self._broken.errors:  # (rare) later pieces of a graph that cannot be whole
                 raise _Judge
             buffers = encode(batch)
         except Exception:

@@ -229,13 +229,12 @@ class BrokenGraphs:
     the scheduler lets go of the pieces sent before), and their wanted keys are answered
     here. A graph is forgotten at its last piece."""
 
-    __slots__ = ("_errors",)
+    __slots__ = ("errors",)
 
     def __init__(self) -> None:
-        self._errors: dict[int, BaseException] = {}
-
-    def __bool__(self) -> bool:
-        return bool(self._errors)
+        # stream -> the error of its piece that could not go (empty: the usual case, which
+        # a transport checks before each batch)
+        self.errors: dict[int, BaseException] = {}
 
     def failed(self, msg: Message, exc: BaseException) -> None:
         """``msg`` could not be encoded (``exc``): if it is a piece of a graph with more
@@ -243,17 +242,17 @@ class BrokenGraphs:
         if type(msg) is UpdateGraph:
             assert isinstance(msg, UpdateGraph)
             if msg.stream and msg.more:
-                self._errors.setdefault(msg.stream, exc)
+                self.errors.setdefault(msg.stream, exc)
             elif msg.stream:
-                self._errors.pop(msg.stream, None)
+                self.errors.pop(msg.stream, None)
 
     def error_of(self, msg: Message) -> BaseException | None:
         """The error of the earlier piece if ``msg`` is a later piece of a broken graph
         (which must not go: treat it as failed with that error), else None."""
-        if type(msg) is not UpdateGraph or not self._errors:
+        if type(msg) is not UpdateGraph or not self.errors:
             return None
         assert isinstance(msg, UpdateGraph)
-        exc = self._errors.get(msg.stream) if msg.stream else None
+        exc = self.errors.get(msg.stream) if msg.stream else None
         if exc is not None and not msg.more:
-            del self._errors[msg.stream]
+            del self.errors[msg.stream]
         return exc
