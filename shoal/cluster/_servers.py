@@ -23,6 +23,7 @@ from shoal import _loop
 from shoal.cluster import _server_options as opts
 from shoal.cluster._local import parse_memory_limit
 from shoal.cluster._server_lifecycle import ServerHandle, copy_live
+from shoal.worker._name import check_worker_name
 
 logger = logging.getLogger("shoal.cluster")
 
@@ -239,7 +240,7 @@ class _WorkerArgs:
         self.security = opts.coerce_security(security, cls)
         self.death_timeout = opts.seconds(death_timeout, f"{cls}(death_timeout=)")
         self.connect_timeout = _connect_timeout()
-        self.name = name
+        self.name = check_worker_name(name, cls)
 
     async def scheduler(self) -> tuple[str, Any]:
         """The scheduler's address and the security to reach it with."""
@@ -282,8 +283,9 @@ class Worker(ServerHandle):
             scheduler_sni (the TLS SNI sent to the scheduler): as dask's.
 
     Raises:
-        TypeError: a dask keyword shoal does not honour (``executor``, ``plugins``,
-            ``dashboard``...), or an unknown one; the message names it.
+        TypeError: a name that is not a str or an int; a dask keyword shoal does not
+            honour (``executor``, ``plugins``, ``dashboard``...), or an unknown one; the
+            message names it.
         ValueError: a value out of range.
         shoal._preload.PreloadError: a preload module could not be imported.
     """

@@ -23,9 +23,13 @@ from shoal.comm._handshake import HANDSHAKE_CAP, Handshake, HandshakeError
 from shoal.comm._security import Security, default_security
 from shoal.protocol._framing import FileFrame, FrameDecoder, decode, encode
 from shoal.protocol._messages import Message, ProtocolError
-from shoal.protocol._unsendable import local_answers, stand_ins
+from shoal.protocol._unsendable import BrokenGraphs, local_answers, stand_ins
 
 logger = logging.getLogger("shoal.comm")
+
+
+class _Judge(Exception):
+    """A batch to encode message by message (``_encode_each``) without trying it whole."""
 
 # A peer that has not finished the handshake by then is dropped (it holds a socket).
 HANDSHAKE_TIMEOUT = 10.0
@@ -154,6 +158,7 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
         self._resume: asyncio.Future[None] | None = None
         self._closed_event = asyncio.Event()
         self._early: list[Message] = []  # sent before the transport was ready
+        self._broken = BrokenGraphs()  # graphs sent in pieces a piece of which could not go
         self.bytes_received = 0  # progress, for deadlines on replies
         self._tls_backlog: collections.deque[Any] = collections.deque()  # see _write_tls
         self._stream_lock: asyncio.Lock | None = None  # see send_streamed
@@ -277,6 +282,8 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
             self._early.extend(batch)
             return
         try:
+            if self._broken.errors:  # (rare) later pieces of a graph that cannot be whole
+                raise _Judge
             buffers = encode(batch)
         except Exception:
             buffers = self._encode_each(batch)
@@ -300,8 +307,11 @@ class TCPConnection(Connection, asyncio.BufferedProtocol):
         while todo:  # ends: stand-ins go at most two deep
             msg, depth = todo.pop()
             try:
+                if depth == 0 and (earlier := self._broken.error_of(msg)) is not None:
+                    raise earlier  # a later piece of a graph whose piece could not go
                 encode([msg])
             except Exception as exc:
+                self._broken.failed(msg, exc)
                 try:
                     replaced = stand_ins(msg, exc) if depth < 2 else []
                     answers = local_answers(msg, exc)

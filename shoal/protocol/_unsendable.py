@@ -19,6 +19,9 @@ gets (each stand-in is encoded on its own too: one that fails as well is dropped
 - a client's ``UpdateGraph`` becomes one without rows, for what the peer relies on: its
   function blobs (the client counts them sent) and, for the last piece of a graph sent in
   pieces, the graph's end (the scheduler lets go of the pieces sent before).
+  When an earlier piece of such a graph cannot go, its later pieces (which need that
+  piece's tasks) go no more: :class:`BrokenGraphs` marks them failed with the same error,
+  so that the graph's futures raise the error saying why instead of "lost dependencies".
 
 Some messages ask the peer for an answer this side waits on: for those, when they cannot
 go, :func:`local_answers` makes the answer the peer would have sent about the failure, which
@@ -216,3 +219,40 @@ def local_answers(msg: Message, exc: BaseException) -> list[Message]:
         assert isinstance(msg, Store)
         return [ScatterStored(msg.key, _error(msg, exc, msg.key))]
     return []
+
+
+class BrokenGraphs:
+    """The graphs sent in pieces (``UpdateGraph.stream``) of one connection a piece of
+    which could not be encoded: their later pieces fail with that piece's error, without
+    being encoded (their rows need the lost piece's tasks, which the scheduler would fail
+    with "lost dependencies"). Only their stand-ins go (blobs, and the graph's end, at which
+    the scheduler lets go of the pieces sent before), and their wanted keys are answered
+    here. A graph is forgotten at its last piece."""
+
+    __slots__ = ("errors",)
+
+    def __init__(self) -> None:
+        # stream -> the error of its piece that could not go (empty: the usual case, which
+        # a transport checks before each batch)
+        self.errors: dict[int, BaseException] = {}
+
+    def failed(self, msg: Message, exc: BaseException) -> None:
+        """``msg`` could not be encoded (``exc``): if it is a piece of a graph with more
+        pieces to come, those fail too."""
+        if type(msg) is UpdateGraph:
+            assert isinstance(msg, UpdateGraph)
+            if msg.stream and msg.more:
+                self.errors.setdefault(msg.stream, exc)
+            elif msg.stream:
+                self.errors.pop(msg.stream, None)
+
+    def error_of(self, msg: Message) -> BaseException | None:
+        """The error of the earlier piece if ``msg`` is a later piece of a broken graph
+        (which must not go: treat it as failed with that error), else None."""
+        if type(msg) is not UpdateGraph or not self.errors:
+            return None
+        assert isinstance(msg, UpdateGraph)
+        exc = self.errors.get(msg.stream) if msg.stream else None
+        if exc is not None and not msg.more:
+            del self.errors[msg.stream]
+        return exc

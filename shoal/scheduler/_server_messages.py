@@ -187,6 +187,7 @@ class ServerMessages(ShellBase):
             conn.info["role"] = "client"
             conn.info["name"] = name
             conn.info["client_id"] = first.name
+            conn.info["previous"] = first.previous  # (see _client_reconnected)
             self._clients[name] = conn
             conn.set_handler(self._on_client_message)
             logger.info("receive client connection: %s", name)
@@ -230,20 +231,30 @@ class ServerMessages(ShellBase):
         meanwhile holding its keys, running its work and keeping its leases. It is dropped
         now, as if its connection had closed, and the connection closed; anything that
         still arrives on it is ignored (``_on_client_message``). Never another client's
-        session: one whose client id differs is left alone."""
+        session: one whose client id differs is left alone.
+
+        So are the sessions of this client's earlier attempts to reconnect whose welcome
+        never reached it: every attempt of one outage names the same ``previous`` (the last
+        session welcomed), so a session of the same client id opened naming it is one of
+        those (the client never learnt its name); only that client could name ``previous``,
+        a name the scheduler gave its welcome alone."""
         old = self._clients.get(previous)
-        if old is None:  # its loss was heard first, or another scheduler had it
-            return
-        if old.info.get("client_id") != client_id:
+        if old is not None and old.info.get("client_id") != client_id:
             logger.warning("client %s named session %s, which another client opened, as its "
                            "previous session; leaving that session alone", client_id, previous)
             return
-        logger.warning("client %s reconnected (new session %s) while the connection of its "
-                       "session %s still looked open (a half-open link); dropping that "
-                       "session and its work now", client_id, name, previous)
-        old.info["replaced_by"] = name
-        self._client_gone(previous)
-        old.close()
+        stale = [] if old is None else [previous]
+        stale += [n for n, c in self._clients.items()
+                  if c.info.get("previous") == previous and c.info.get("client_id") == client_id]
+        for gone in stale:
+            conn = self._clients[gone]
+            logger.warning("client %s reconnected (new session %s) while the connection of its "
+                           "session %s still looked open (a half-open link%s); dropping that "
+                           "session and its work now", client_id, name, gone,
+                           "" if gone == previous else ", of an attempt whose welcome was lost")
+            conn.info["replaced_by"] = name
+            self._client_gone(gone)
+            conn.close()
 
     def _client_gone(self, name: str) -> None:
         """Client session ``name`` ended: its keys, leases, subscriptions and hooks go."""

@@ -24,6 +24,7 @@ from shoal import _logs
 from shoal.comm._tcp import comm_timeout
 from shoal.worker._execute import WARM_CANDIDATES, WARM_IMPORTS_ENV, WARM_IMPORTS_MIN_MEMORY
 from shoal.worker._memory import max_spill_bytes
+from shoal.worker._name import check_worker_name
 from shoal.worker._resources import check_resources, format_resources
 from shoal.worker._spawn_environ import configured_spawn_environ, shipped_defaults
 
@@ -210,7 +211,7 @@ class Nanny:
         _logs.ring("shoal.nanny")  # recent records, for get_worker_logs(nanny=True)
         self.scheduler_address = scheduler_address
         self.nthreads = nthreads
-        self.name = name
+        self.name = check_worker_name(name, "Nanny")
         self.memory_limit = memory_limit
         self.host = host
         self.port = port  # the worker's data port, or a range "first:last" (dask's --worker-port)

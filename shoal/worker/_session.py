@@ -12,6 +12,7 @@ import time
 import psutil
 
 from shoal.comm import Connection, connect
+from shoal.protocol._framing import encode
 from shoal.protocol._messages import PROTOCOL_VERSION, Heartbeat, Hello, Register
 from shoal.worker._spill import SpillBuffer
 from shoal.worker._worker_base import WorkerBase
@@ -35,7 +36,16 @@ class SessionMixin(WorkerBase):
 
         Raises:
             SchedulerGone: not registered within ``death_timeout`` seconds.
+            TypeError: the registration holds a value the wire format cannot carry (it would
+                never reach the scheduler: no attempt could succeed).
         """
+        try:
+            encode([self._registration()])
+        except Exception as exc:
+            raise TypeError(
+                f"worker {self.address} could not encode its registration for the scheduler "
+                f"({type(exc).__name__}: {exc}): its name, nthreads, memory_limit and "
+                "resources must be str, int or float values msgpack can carry") from exc
         deadline = None if self.death_timeout is None else time.monotonic() + self.death_timeout
         delay = FIRST_RECONNECT_DELAY
         while True:
@@ -66,6 +76,11 @@ class SessionMixin(WorkerBase):
         if isinstance(self.data, SpillBuffer):
             self._spawn(self._memory_monitor(self.data))
 
+    def _registration(self) -> Register:
+        name = self.name if isinstance(self.name, int) else str(self.name)
+        return Register(self.address, name, self.nthreads, self.memory_limit, os.getpid(),
+                        self.contact_host, self.incarnation, self.resources or None)
+
     async def _try_register(self, timeout: float) -> str | None:
         """One attempt to connect and register: None once accepted, else what went wrong."""
         conn: Connection | None = None
@@ -77,10 +92,7 @@ class SessionMixin(WorkerBase):
             self._scheduler = conn
             conn.set_handler(self._on_scheduler)
             conn.send(Hello("worker", PROTOCOL_VERSION, str(self.name)))
-            name = self.name if isinstance(self.name, int) else str(self.name)
-            conn.send(Register(self.address, name, self.nthreads, self.memory_limit,
-                               os.getpid(), self.contact_host, self.incarnation,
-                               self.resources or None))
+            conn.send(self._registration())
             refused = await asyncio.wait_for(self._registered, timeout)
             if refused is not None:
                 problem = f"registration refused: {refused}"

@@ -32,6 +32,7 @@ from shoal.protocol._serialize import FunctionTable
 from shoal.worker._actors import ActorHost
 from shoal.worker._execute import Executor
 from shoal.worker._introspect import STORY_LENGTH_UNREAD
+from shoal.worker._name import check_count, check_worker_name
 from shoal.worker._plugins import WorkerPlugins
 from shoal.worker._resources import check_resources
 from shoal.worker._spill import SpillBuffer
@@ -78,9 +79,9 @@ class WorkerBase:
         at which the worker retires gracefully (dask's ``--lifetime``; None: never; its
         nanny staggers it and reads dask's config)."""
         self.scheduler_address = scheduler_address
-        self.nthreads = nthreads
-        self.name = name
-        self.memory_limit = memory_limit
+        self.nthreads = check_count(nthreads, "nthreads")
+        self.name = check_worker_name(name)
+        self.memory_limit = check_count(memory_limit, "memory_limit")
         self.host = host
         # What to bind: ``port`` may be a range "9000:9010"; a wildcard ``host`` advertises
         # the address that routes to the scheduler. ``contact_address`` is advertised

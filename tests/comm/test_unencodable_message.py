@@ -38,10 +38,11 @@ class Opaque:
     """A value msgpack cannot carry."""
 
 
-def _exchange(batch: list[Message], here: list[Message] | None = None) -> list[Message]:
-    """Send ``batch`` in one write over loopback TCP; what the other end received, up to
-    the ``FreeKeys(["last"])`` that must end it (and in ``here``, what the sender's own
-    handler was given)."""
+def _exchange(batch: list[Message], here: list[Message] | None = None,
+              then: list[Message] = ()) -> list[Message]:  # type: ignore[assignment]
+    """Send ``batch`` in one write over loopback TCP (and ``then`` in a second one); what
+    the other end received, up to the ``FreeKeys(["last"])`` that must end it (and in
+    ``here``, what the sender's own handler was given)."""
 
     mine: list[Message] = here if here is not None else []
 
@@ -65,7 +66,10 @@ def _exchange(batch: list[Message], here: list[Message] | None = None) -> list[M
             conn = await connect(f"tcp://127.0.0.1:{server.sockets[0].getsockname()[1]}")
             conn.set_handler(lambda c, b: mine.extend(b or ()))
             await asyncio.wait_for(accepted, DEADLINE)
-            conn.send_many([*batch, FreeKeys(["last"])])
+            if then:
+                conn.send_many(batch)
+                conn.flush()
+            conn.send_many([*(then or batch), FreeKeys(["last"])])
             await asyncio.wait_for(last.wait(), DEADLINE)
             conn.close()
         finally:
@@ -236,3 +240,34 @@ def test_a_graph_or_its_piece_that_cannot_go_still_delivers_its_functions_and_it
                                    ([], [], {"f2": b"b2"}, False, 3)]
     assert [(m.tag, m.key) for m in here] == [  # type: ignore[attr-defined]
         ("key-erred", bad), ("key-erred", bad), ("key-erred", bad), ("key-erred", "k")]
+
+
+def test_the_later_pieces_of_a_graph_whose_piece_cannot_go_fail_with_its_error() -> None:
+    """They need that piece's tasks (the scheduler would fail them with "lost
+    dependencies"): they do not go, their wanted keys fail here with the piece's error, and
+    only the graph's end (and blobs) go. Another graph's pieces are not touched."""
+    from shoal.protocol._messages import UpdateGraph
+
+    bad = Opaque()
+    here: list[Message] = []
+
+    def row(key: Any) -> tuple[Any, ...]:
+        return (key, None, [], [], 0, 0, None, "p")
+
+    got = _exchange([
+        UpdateGraph([row("a")], ["a"], {}, more=True, stream=5),
+        UpdateGraph([row(bad)], [], {}, more=True, stream=5),
+        UpdateGraph([row("b")], ["b"], {"f": b"blob"}, more=True, stream=5),
+        UpdateGraph([row("x")], ["x"], {}, more=True, stream=6),
+    ], here, then=[
+        UpdateGraph([row("c")], ["c", "top"], {}, more=False, stream=5),
+        UpdateGraph([row("y")], ["y"], {}, more=False, stream=6),
+        UpdateGraph([row("d")], ["d"], {}, more=True, stream=7),  # a new graph goes
+    ])
+    assert [(m.stream, [r[0] for r in m.tasks], list(m.wanted), m.functions, m.more)  # type: ignore[attr-defined]
+            for m in got[:-1]] == [
+        (5, ["a"], ["a"], {}, True), (5, [], [], {"f": b"blob"}, True),
+        (6, ["x"], ["x"], {}, True), (5, [], [], {}, False), (6, ["y"], ["y"], {}, False),
+        (7, ["d"], ["d"], {}, True)]
+    assert [m.key for m in here] == ["b", "c", "top"]  # type: ignore[attr-defined]
+    assert all(isinstance(m, KeyErred) and "Opaque" in m.error["message"] for m in here)

@@ -125,3 +125,31 @@ def test_a_graph_whose_last_piece_cannot_be_encoded_fails_and_lets_go_of_its_pie
             remote.get(graph, "top-sum", sync=True)
         wait_for(lambda: not any(p in tasks for p in parts), timeout=20)
         assert remote.submit(_inc, 1, key="after-pieces").result(timeout=30) == 2
+
+
+def test_a_graph_whose_middle_piece_cannot_be_encoded_fails_with_the_encoding_error(
+    client: Client, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A graph sent in pieces whose middle piece cannot go: the compute fails with the
+    # TypeError saying why (the later pieces, lacking that piece's tasks, failed with "lost
+    # dependencies"), and the scheduler lets go of the pieces sent before.
+    from shoal.client import _submit
+
+    from ._helpers import wait_for
+
+    monkeypatch.setattr(_submit, "PIECE_ROWS", 4)
+    assert client.scheduler is not None and client.cluster is not None
+    tasks = client.cluster.scheduler.state.tasks  # type: ignore[attr-defined]
+    # Two branches, ordered (dask's order) the longer first: pieces of 4 rows are
+    # [a-0..a-3], [a-4, a-5, bad, b-0], [b-1, top-mid].
+    graph: dict[Any, Any] = {"a-0": (_inc, 0)}
+    graph.update({f"a-{i}": (_inc, f"a-{i - 1}") for i in range(1, 6)})
+    graph[("bad", _Key())] = (_inc, 1)
+    graph.update({"b-0": (_inc, ("bad", _Key())), "b-1": (_inc, "b-0")})
+    graph["top-mid"] = (_total, "a-5", "b-1")
+    sent = [f"a-{i}" for i in range(6)]
+    with Client(client.scheduler.address, set_as_default=False) as remote:
+        with pytest.raises(TypeError, match="could not encode a 'update-graph' message"):
+            remote.get(graph, "top-mid", sync=True)
+        wait_for(lambda: not any(p in tasks for p in sent), timeout=20)
+        assert remote.submit(_inc, 1, key="after-mid").result(timeout=30) == 2

@@ -157,3 +157,28 @@ def test_a_hello_of_an_older_protocol_is_read_so_the_version_check_can_say_so() 
     assert hello == Hello("client", PROTOCOL_VERSION - 1, "Client-1", "")
     assert from_wire(Hello("client", 3, "c", "c-1").to_wire()) == Hello("client", 3, "c", "c-1")
 
+
+
+def test_a_reconnect_also_drops_the_sessions_of_earlier_attempts_whose_welcome_was_lost() -> None:
+    # Each attempt of one outage names the same previous session (the last one welcomed):
+    # an attempt whose welcome never reached the client opened a session the client never
+    # learnt the name of. The next attempt's Hello drops it too (it may be half-open).
+    async def scenario(s: Scheduler) -> None:
+        first = Session(s, "Client-1")
+        first_name = await first.name()
+        lost = Session(s, "Client-1", previous=first_name)  # its welcome is "lost"
+        lost_name = await lost.name()
+        lost.conn.send(UpdateGraph([row("x")], ["x"], {}))
+        # Another client of the same id (a name given to Client(name=)) is not touched.
+        namesake = Session(s, "Client-1")
+        namesake_name = await namesake.name()
+        new = Session(s, "Client-1", previous=first_name)
+        new_name = await new.name()
+        await _settled()
+        assert lost_name not in s._clients and lost_name not in s.state.clients
+        assert lost.server_end.closed and "x" not in s.state.tasks
+        assert first_name not in s._clients
+        assert {new_name, namesake_name} <= set(s._clients)
+        assert not namesake.server_end.closed
+
+    run(scenario)
