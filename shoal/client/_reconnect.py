@@ -148,6 +148,8 @@ def closed_for_good(client: Client) -> None:
     values are out of reach), are ``lost``; whatever waits for an answer fails."""
     client.status = "closed"
     client._release_gc()
+    if client._is_default:  # dask.compute goes to the newest client still open
+        client._step_down_as_default()
     for st in list(client._states.values()):
         if st.status in ("pending", "finished"):
             st.error = {"kind": "lost", "type": "CommClosedError",

@@ -202,6 +202,24 @@ def test_closing_clients_in_any_order_leaves_the_newest_open_one_as_dask_default
     assert dask.config.get("scheduler") is client
 
 
+def test_a_default_client_closed_by_its_cluster_hands_dask_default_back(client):
+    # Its cluster closed first: the client is closed without close() (the connection
+    # dropped for good), and dask.compute kept going to it (ClosedClientError) instead of
+    # the client still open.
+    import dask
+    import dask.array as da
+
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None,
+                           processes=False)
+    mine = Client(cluster)
+    assert dask.config.get("scheduler") is mine
+    cluster.close()
+    wait_for(lambda: mine.status == "closed", timeout=30)
+    assert dask.config.get("scheduler") is client
+    assert da.ones(10, chunks=5).sum().compute() == 10
+    mine.close()
+
+
 def test_close_ends_within_its_timeout_when_a_worker_close_ignores_its_cancellation():
     # A close step that swallows its cancellation (a wait on a process that never ends)
     # held ``asyncio.wait_for`` - and with it ``LocalCluster.close`` - forever: seen once
