@@ -32,6 +32,7 @@ _EXPORTS = {
     "FIRST_EXCEPTION": "shoal.client._as_completed",
     "futures_of": "shoal.client._structure",
     "LocalCluster": "shoal.cluster._local",
+    "Adaptive": "shoal.cluster._adaptive",
     "Scheduler": "shoal.cluster._servers",
     "Worker": "shoal.cluster._servers",
     "Nanny": "shoal.cluster._servers",
@@ -61,6 +62,7 @@ _EXPORTS = {
     "Queue": "shoal.client._queue",
     "Variable": "shoal.client._variable",
     "Event": "shoal.client._event",
+    "Status": "shoal._status",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -89,6 +91,7 @@ if TYPE_CHECKING:
     from shoal._plugin import UploadDirectory as UploadDirectory
     from shoal._plugin import UploadFile as UploadFile
     from shoal._plugin import WorkerPlugin as WorkerPlugin
+    from shoal._status import Status as Status
     from shoal.client._actor import Actor as Actor
     from shoal.client._actor import ActorFuture as ActorFuture
     from shoal.client._actor import BaseActorFuture as BaseActorFuture
@@ -113,6 +116,7 @@ if TYPE_CHECKING:
     from shoal.client._worker_client import get_client as get_client
     from shoal.client._worker_client import local_client as local_client
     from shoal.client._worker_client import worker_client as worker_client
+    from shoal.cluster._adaptive import Adaptive as Adaptive
     from shoal.cluster._local import LocalCluster as LocalCluster
     from shoal.cluster._servers import Nanny as Nanny
     from shoal.cluster._servers import Scheduler as Scheduler

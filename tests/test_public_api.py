@@ -13,6 +13,7 @@ PUBLIC = [
     "ALL_COMPLETED",
     "Actor",
     "ActorFuture",
+    "Adaptive",
     "BaseActorFuture",
     "CancelledError",
     "Client",
@@ -38,6 +39,7 @@ PUBLIC = [
     "SchedulerPlugin",
     "Security",
     "Semaphore",
+    "Status",
     "TimeoutError",
     "UploadDirectory",
     "UploadFile",
@@ -108,6 +110,8 @@ DASK_DISTRIBUTED_NAMES = [
     "Scheduler",
     "Worker",
     "Nanny",
+    "Status",
+    "Adaptive",
 ]
 
 
