@@ -49,6 +49,7 @@ _EXPORTS = {
     "progress": "shoal.diagnostics",
     "performance_report": "shoal.diagnostics",
     "get_task_stream": "shoal.client._task_stream",
+    "get_task_metadata": "shoal.client._task_metadata",
     "WorkerPlugin": "shoal._plugin",
     "SchedulerPlugin": "shoal._plugin",
     "NannyPlugin": "shoal._plugin",
@@ -111,6 +112,7 @@ if TYPE_CHECKING:
     from shoal.client._locks import Semaphore as Semaphore
     from shoal.client._queue import Queue as Queue
     from shoal.client._structure import futures_of as futures_of
+    from shoal.client._task_metadata import get_task_metadata as get_task_metadata
     from shoal.client._task_stream import get_task_stream as get_task_stream
     from shoal.client._variable import Variable as Variable
     from shoal.client._worker_client import get_client as get_client

@@ -51,6 +51,7 @@ PUBLIC = [
     "fire_and_forget",
     "futures_of",
     "get_client",
+    "get_task_metadata",
     "get_task_stream",
     "get_worker",
     "local_client",
@@ -112,6 +113,7 @@ DASK_DISTRIBUTED_NAMES = [
     "Nanny",
     "Status",
     "Adaptive",
+    "get_task_metadata",
 ]
 
 
