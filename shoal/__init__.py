@@ -57,6 +57,8 @@ _EXPORTS = {
     "UploadDirectory": "shoal._plugin",
     "Environ": "shoal._plugin",
     "PipInstall": "shoal._plugin",
+    "InstallPlugin": "shoal._plugin",
+    "CondaInstall": "shoal._plugin",
     "Lock": "shoal.client._locks",
     "MultiLock": "shoal.client._locks",
     "Semaphore": "shoal.client._locks",
@@ -85,7 +87,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from shoal._plugin import CondaInstall as CondaInstall
     from shoal._plugin import Environ as Environ
+    from shoal._plugin import InstallPlugin as InstallPlugin
     from shoal._plugin import NannyPlugin as NannyPlugin
     from shoal._plugin import PipInstall as PipInstall
     from shoal._plugin import SchedulerPlugin as SchedulerPlugin

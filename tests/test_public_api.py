@@ -17,12 +17,14 @@ PUBLIC = [
     "BaseActorFuture",
     "CancelledError",
     "Client",
+    "CondaInstall",
     "Environ",
     "Event",
     "FIRST_COMPLETED",
     "FIRST_EXCEPTION",
     "FailureStory",
     "Future",
+    "InstallPlugin",
     "KilledWorker",
     "LocalCluster",
     "Lock",
@@ -114,6 +116,8 @@ DASK_DISTRIBUTED_NAMES = [
     "Status",
     "Adaptive",
     "get_task_metadata",
+    "InstallPlugin",
+    "CondaInstall",
 ]
 
 
@@ -169,7 +173,7 @@ def test_plugin_classes_are_importable_from_dasks_path_too() -> None:
     """``from distributed.diagnostics.plugin import WorkerPlugin`` has a shoal twin."""
     plugin = importlib.import_module("shoal.diagnostics.plugin")
     for name in ("WorkerPlugin", "SchedulerPlugin", "NannyPlugin", "UploadFile",
-                 "UploadDirectory", "Environ", "PipInstall"):
+                 "UploadDirectory", "Environ", "PipInstall", "InstallPlugin", "CondaInstall"):
         assert getattr(plugin, name) is getattr(shoal, name)
 
 
