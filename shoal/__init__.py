@@ -32,6 +32,7 @@ _EXPORTS = {
     "FIRST_EXCEPTION": "shoal.client._as_completed",
     "futures_of": "shoal.client._structure",
     "LocalCluster": "shoal.cluster._local",
+    "Adaptive": "shoal.cluster._adaptive",
     "Scheduler": "shoal.cluster._servers",
     "Worker": "shoal.cluster._servers",
     "Nanny": "shoal.cluster._servers",
@@ -48,6 +49,7 @@ _EXPORTS = {
     "progress": "shoal.diagnostics",
     "performance_report": "shoal.diagnostics",
     "get_task_stream": "shoal.client._task_stream",
+    "get_task_metadata": "shoal.client._task_metadata",
     "WorkerPlugin": "shoal._plugin",
     "SchedulerPlugin": "shoal._plugin",
     "NannyPlugin": "shoal._plugin",
@@ -55,12 +57,15 @@ _EXPORTS = {
     "UploadDirectory": "shoal._plugin",
     "Environ": "shoal._plugin",
     "PipInstall": "shoal._plugin",
+    "InstallPlugin": "shoal._plugin",
+    "CondaInstall": "shoal._plugin",
     "Lock": "shoal.client._locks",
     "MultiLock": "shoal.client._locks",
     "Semaphore": "shoal.client._locks",
     "Queue": "shoal.client._queue",
     "Variable": "shoal.client._variable",
     "Event": "shoal.client._event",
+    "Status": "shoal._status",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -82,13 +87,16 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from shoal._plugin import CondaInstall as CondaInstall
     from shoal._plugin import Environ as Environ
+    from shoal._plugin import InstallPlugin as InstallPlugin
     from shoal._plugin import NannyPlugin as NannyPlugin
     from shoal._plugin import PipInstall as PipInstall
     from shoal._plugin import SchedulerPlugin as SchedulerPlugin
     from shoal._plugin import UploadDirectory as UploadDirectory
     from shoal._plugin import UploadFile as UploadFile
     from shoal._plugin import WorkerPlugin as WorkerPlugin
+    from shoal._status import Status as Status
     from shoal.client._actor import Actor as Actor
     from shoal.client._actor import ActorFuture as ActorFuture
     from shoal.client._actor import BaseActorFuture as BaseActorFuture
@@ -108,11 +116,13 @@ if TYPE_CHECKING:
     from shoal.client._locks import Semaphore as Semaphore
     from shoal.client._queue import Queue as Queue
     from shoal.client._structure import futures_of as futures_of
+    from shoal.client._task_metadata import get_task_metadata as get_task_metadata
     from shoal.client._task_stream import get_task_stream as get_task_stream
     from shoal.client._variable import Variable as Variable
     from shoal.client._worker_client import get_client as get_client
     from shoal.client._worker_client import local_client as local_client
     from shoal.client._worker_client import worker_client as worker_client
+    from shoal.cluster._adaptive import Adaptive as Adaptive
     from shoal.cluster._local import LocalCluster as LocalCluster
     from shoal.cluster._servers import Nanny as Nanny
     from shoal.cluster._servers import Scheduler as Scheduler

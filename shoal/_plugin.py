@@ -4,14 +4,16 @@
 Owns: the three base classes (``WorkerPlugin``, ``SchedulerPlugin``, ``NannyPlugin``) with
 dask's hook names and signatures, telling which kind a plugin object is (dask's own
 plugin classes are recognised by name, so plugins written against dask work unchanged),
-and the built-ins ``UploadFile``, ``UploadDirectory``, ``Environ`` and ``PipInstall``.
+and the built-ins ``UploadFile``, ``UploadDirectory``, ``Environ``, ``InstallPlugin``,
+``PipInstall`` and ``CondaInstall``.
 Must not know about connections: the servers call the hooks.
 
 Where shoal differs: a nanny plugin's ``setup(nanny)`` runs in the worker process on the
 nanny's behalf, with a stand-in ``nanny`` whose ``env`` (and ``name``, ``worker_address``,
 ``local_directory``) it may change; the nanny keeps ``env`` (and what ``setup`` set in
-``os.environ``) for every worker process it starts later, and ``restart = True`` restarts the worker process after ``setup``.
-``UploadDirectory`` and ``PipInstall`` are worker plugins.
+``os.environ``) for every worker process it starts later, and ``restart = True`` restarts
+the worker process after ``setup``. ``UploadDirectory`` and the installers
+(``InstallPlugin``, ``PipInstall``, ``CondaInstall``) are worker plugins.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar
 
 __all__ = [
+    "CondaInstall",
     "Environ",
+    "InstallPlugin",
     "NannyPlugin",
     "PipInstall",
     "SchedulerPlugin",
@@ -160,9 +164,8 @@ _DASK_BUILTIN_FIX = {
     "UploadFile": "use shoal.UploadFile (the same arguments) or client.upload_file(path)",
     "UploadDirectory": "use shoal.UploadDirectory (the same arguments)",
     "PipInstall": "use shoal.PipInstall (the same arguments)",
-    "CondaInstall": ("shoal has no conda installer: use shoal.PipInstall, or a WorkerPlugin "
-                     "of your own whose setup runs conda"),
-    "InstallPlugin": "use shoal.PipInstall, or a WorkerPlugin of your own",
+    "CondaInstall": "use shoal.CondaInstall (the same arguments)",
+    "InstallPlugin": "use shoal.InstallPlugin (the same arguments)",
     "SchedulerUploadFile": ("shoal has no scheduler upload: a LocalCluster's scheduler imports "
                             "from your process; for a remote scheduler use client.run_on_scheduler "
                             "or `shoal scheduler --preload`"),
@@ -307,7 +310,79 @@ class Environ(NannyPlugin):
         nanny.env.update(self.environ)
 
 
-class PipInstall(WorkerPlugin):
+class InstallPlugin(WorkerPlugin):
+    """Run ``install_fn()`` in every worker's environment, now and on every worker that
+    joins or restarts later (dask's base class of ``PipInstall`` and ``CondaInstall``).
+    Workers of one machine take turns (a file lock), so one environment is not changed
+    by two installers at once. ``install_fn`` travels to the workers pickled (by value
+    when defined in ``__main__``); ``restart_workers`` is accepted for dask compatibility
+    and ignored. shoal's runs on the workers only (dask's on the scheduler too).
+
+    Raises (in the worker, reported to the caller): what ``install_fn`` raised.
+    """
+
+    idempotent = True
+
+    def __init__(self, install_fn: Callable[[], None], restart_workers: bool) -> None:
+        if not callable(install_fn):
+            raise TypeError(f"InstallPlugin takes a function to run, got {install_fn!r}")
+        self.name = f"{type(self).__name__}-{uuid.uuid4()}"  # each instance its own (dask's)
+        self.install_fn = install_fn
+        self.restart_workers = restart_workers
+
+    def setup(self, worker: Any) -> None:
+        import fcntl
+        import importlib
+        import tempfile
+
+        lock_path = os.path.join(tempfile.gettempdir(), "shoal-pip-install.lock")
+        with open(lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            self.install_fn()
+        importlib.invalidate_caches()
+
+
+def _run_installer(what: str, cmd: list[str]) -> None:
+    """Run an installer command (10 minutes at most); RuntimeError with its output if it
+    fails."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{proc.stdout}{proc.stderr}")
+
+
+class _PipInstaller:
+    def __init__(self, packages: list[str], pip_options: list[str]) -> None:
+        self.packages, self.pip_options = packages, pip_options
+
+    def __call__(self) -> None:
+        _run_installer(f"pip install {' '.join(self.packages)}",
+                       [sys.executable, "-m", "pip", "install", "--disable-pip-version-check",
+                        *self.pip_options, *self.packages])
+
+
+class _CondaInstaller:
+    def __init__(self, packages: list[str], conda_options: list[str]) -> None:
+        self.packages, self.conda_options = packages, conda_options
+
+    def __call__(self) -> None:
+        import shutil
+
+        conda = shutil.which("conda") or os.environ.get("CONDA_EXE")
+        if not conda:
+            raise RuntimeError(
+                "CondaInstall found no conda on this worker (neither `conda` on PATH nor "
+                "$CONDA_EXE): start the workers in a conda environment, or use PipInstall")
+        _run_installer(f"conda install {' '.join(self.packages)}",
+                       [conda, "install", "--yes", *self.conda_options, *self.packages])
+
+
+def _package_list(kind: str, packages: Any) -> list[str]:
+    if isinstance(packages, str) or not all(isinstance(p, str) for p in packages):
+        raise TypeError(f"{kind} takes a list of package names, got {packages!r}")
+    return list(packages)
+
+
+class PipInstall(InstallPlugin):
     """Install packages with pip in every worker's environment (once per machine at a
     time: workers of one machine take turns). Options in ``pip_options`` (for example
     ``["--no-index", "--find-links", "/wheels"]``) are passed to ``pip install``.
@@ -317,29 +392,25 @@ class PipInstall(WorkerPlugin):
     pip fails.
     """
 
-    idempotent = True
-
     def __init__(self, packages: list[str], pip_options: list[str] | None = None,
                  restart_workers: bool = False) -> None:
-        if isinstance(packages, str) or not all(isinstance(p, str) for p in packages):
-            raise TypeError(f"PipInstall takes a list of package names, got {packages!r}")
-        self.name = f"PipInstall-{uuid.uuid4()}"  # each instance its own (dask's rule)
-        self.packages = list(packages)
+        self.packages = _package_list("PipInstall", packages)
         self.pip_options = list(pip_options or [])
-        self.restart_workers = restart_workers
+        super().__init__(_PipInstaller(self.packages, self.pip_options), restart_workers)
 
-    def setup(self, worker: Any) -> None:
-        import fcntl
-        import importlib
-        import tempfile
 
-        cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check",
-               *self.pip_options, *self.packages]
-        lock_path = os.path.join(tempfile.gettempdir(), "shoal-pip-install.lock")
-        with open(lock_path, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            raise RuntimeError(f"pip install {' '.join(self.packages)} failed "
-                               f"(exit {proc.returncode}):\n{proc.stdout}{proc.stderr}")
-        importlib.invalidate_caches()
+class CondaInstall(InstallPlugin):
+    """Install packages with conda in every worker's environment (``conda install --yes
+    [conda_options] packages``, with the ``conda`` on the worker's PATH, else
+    ``$CONDA_EXE``; once per machine at a time). ``restart_workers`` is accepted for dask
+    compatibility and ignored.
+
+    Raises (in the worker, reported to the caller): RuntimeError with conda's output when
+    conda fails, or when the worker has no conda.
+    """
+
+    def __init__(self, packages: list[str], conda_options: list[str] | None = None,
+                 restart_workers: bool = False) -> None:
+        self.packages = _package_list("CondaInstall", packages)
+        self.conda_options = list(conda_options or [])
+        super().__init__(_CondaInstaller(self.packages, self.conda_options), restart_workers)

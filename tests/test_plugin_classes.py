@@ -55,7 +55,7 @@ def test_dask_builtins_that_drive_dasks_servers_are_refused_naming_shoals(tmp_pa
         "shoal.UploadDirectory": dask_plugins.UploadDirectory(str(tmp_path)),
         "shoal.PipInstall": dask_plugins.PipInstall(["toolz"]),
         "run_on_scheduler": dask_plugins.SchedulerUploadFile(str(mod)),
-        "conda": dask_plugins.CondaInstall(["x"]),
+        "shoal.CondaInstall": dask_plugins.CondaInstall(["x"]),
     }
     for fix, plugin in refused.items():
         name = type(plugin).__name__

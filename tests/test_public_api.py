@@ -13,15 +13,18 @@ PUBLIC = [
     "ALL_COMPLETED",
     "Actor",
     "ActorFuture",
+    "Adaptive",
     "BaseActorFuture",
     "CancelledError",
     "Client",
+    "CondaInstall",
     "Environ",
     "Event",
     "FIRST_COMPLETED",
     "FIRST_EXCEPTION",
     "FailureStory",
     "Future",
+    "InstallPlugin",
     "KilledWorker",
     "LocalCluster",
     "Lock",
@@ -38,6 +41,7 @@ PUBLIC = [
     "SchedulerPlugin",
     "Security",
     "Semaphore",
+    "Status",
     "TimeoutError",
     "UploadDirectory",
     "UploadFile",
@@ -49,6 +53,7 @@ PUBLIC = [
     "fire_and_forget",
     "futures_of",
     "get_client",
+    "get_task_metadata",
     "get_task_stream",
     "get_worker",
     "local_client",
@@ -108,6 +113,11 @@ DASK_DISTRIBUTED_NAMES = [
     "Scheduler",
     "Worker",
     "Nanny",
+    "Status",
+    "Adaptive",
+    "get_task_metadata",
+    "InstallPlugin",
+    "CondaInstall",
 ]
 
 
@@ -163,7 +173,7 @@ def test_plugin_classes_are_importable_from_dasks_path_too() -> None:
     """``from distributed.diagnostics.plugin import WorkerPlugin`` has a shoal twin."""
     plugin = importlib.import_module("shoal.diagnostics.plugin")
     for name in ("WorkerPlugin", "SchedulerPlugin", "NannyPlugin", "UploadFile",
-                 "UploadDirectory", "Environ", "PipInstall"):
+                 "UploadDirectory", "Environ", "PipInstall", "InstallPlugin", "CondaInstall"):
         assert getattr(plugin, name) is getattr(shoal, name)
 
 

@@ -2,20 +2,30 @@
 
 Owns: the loop (a task on shoal's loop, owned by this object and ended by ``stop()``,
 which the cluster's ``close()`` calls), reading dask's ``distributed.adaptive.*`` defaults,
-and carrying out each recommendation with the cluster's own scale-up and graceful retire.
-Every decision is the pure ``scheduler._scaling.AdaptivePolicy``'s.
+dask's hooks for custom policies (``target``, ``workers_to_close``, ``recommendations``,
+``scale_up``, ``scale_down``: a subclass overrides them, as dask documents), and carrying
+out each recommendation with the cluster's own scale-up and graceful retire. The default
+decisions are the pure ``scheduler._scaling`` functions'.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
 import logging
 import math
 from typing import Any
 
 from shoal import _loop
-from shoal.scheduler._scaling import AdaptivePolicy, ScaleDown, ScaleUp
+from shoal.scheduler._scaling import (
+    AdaptivePolicy,
+    Load,
+    ScaleDown,
+    ScaleUp,
+    choose_to_retire,
+    target_workers,
+)
 
 logger = logging.getLogger("shoal.adaptive")
 
@@ -40,18 +50,30 @@ def _seconds(value: Any, what: str) -> float:
 
 
 class Adaptive:
-    """Keeps a cluster's worker count following its load (dask's ``Adaptive``).
+    """Keeps a cluster's worker count following its load (dask's ``Adaptive``), made by
+    ``cluster.adapt(Adaptive=..., minimum=..., maximum=...)``.
+
+    Every ``interval`` it asks ``safe_target()`` (``target()`` within the bounds), then
+    ``recommendations(target)``, and carries the answer out with ``scale_up(n)`` or
+    ``scale_down(workers)``. For a policy of your own subclass it and override ``target``
+    (how many workers), ``workers_to_close`` (which ones to let go) or ``recommendations``
+    (the whole answer), as in dask; each may be a coroutine function or a plain one.
 
     Args:
+        cluster: the cluster to scale (``adapt()`` passes it).
+        interval: seconds between decisions (default 1 s).
         minimum, maximum: bounds on the number of workers (default 0 and unbounded).
         wait_count: consecutive suggestions before an idle worker is retired (default 3).
-        interval: seconds between decisions (default 1 s).
         target_duration: how long the queued work should take (default 5 s); less asks
             for more workers.
+
+    Raises:
+        TypeError: an argument dask's ``Adaptive`` does not take here.
+        ValueError: a bound or duration out of range (the message says which).
     """
 
-    def __init__(self, cluster: Any, minimum: int | None = None, maximum: float | None = None,
-                 wait_count: int | None = None, interval: Any = None,
+    def __init__(self, cluster: Any, interval: Any = None, minimum: int | None = None,
+                 maximum: float | None = None, wait_count: int | None = None,
                  target_duration: Any = None, **kwargs: Any) -> None:
         if kwargs:
             raise TypeError(
@@ -72,8 +94,10 @@ class Adaptive:
         self.cluster = cluster
         # (what, detail) of each change made, the latest 10,000 (as dask's Adaptive.log)
         self.log: collections.deque[tuple[str, Any]] = collections.deque(maxlen=10_000)
+        self._load: Load | None = None  # this step's snapshot (see _snapshot)
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
+        self._stepping = False  # a step is deciding or scaling (see _cancel)
         # Not waited for: adapt() must not block an asynchronous cluster's caller (whose
         # event loop is not shoal's), nor fail when called on shoal's loop itself.
         _loop.call_soon(self._begin)
@@ -103,6 +127,7 @@ class Adaptive:
         # Not ``while True``: a cancel arriving as a step's wait ends is lost inside
         # asyncio.wait_for on Python 3.11, and the loop would go on; the flag ends it.
         while not self._stopped:
+            self._stepping = True
             try:
                 await self.adapt()
             except asyncio.CancelledError:
@@ -110,7 +135,83 @@ class Adaptive:
             except Exception:  # one failed step must not end adapting; the next may work
                 logger.exception("adaptive scaling step failed; trying again in %s s",
                                  self.interval)
-            await asyncio.sleep(self.interval)  # ends when stop() cancels this task
+            finally:
+                self._stepping = False
+            if not self._stopped:
+                await asyncio.sleep(self.interval)  # ends when stop() cancels this task
+
+    @property
+    def close_counts(self) -> dict[Any, int]:
+        """How many steps in a row each worker was proposed for retiring (dask's name)."""
+        return self.policy.close_counts
+
+    @property
+    def observed(self) -> set[Any]:
+        """The names of the workers the scheduler has now (dask's ``observed``)."""
+        return {ws.name for ws in self.cluster.scheduler.state.workers.values()}
+
+    @property
+    def plan(self) -> set[Any]:
+        """The names of the workers the cluster runs or is starting (dask's ``plan``)."""
+        return set(self.cluster.workers)
+
+    requested = plan  # (dask's: asked for; shoal's cluster starts what it plans at once)
+
+    def _snapshot(self) -> Load:
+        """The load this step decides on (taken once a step; a fresh one outside a step)."""
+        from shoal.scheduler._views import load
+
+        return self._load if self._load is not None else load(self.cluster.scheduler)
+
+    async def target(self) -> int:
+        """How many workers the load calls for, before the bounds: the expected seconds of
+        work queued and running over ``target_duration``, no more than there are tasks,
+        more when memory is filling (dask's ``Scheduler.adaptive_target``). Override it
+        for a policy of your own."""
+        return target_workers(self._snapshot(), self.target_duration)
+
+    async def safe_target(self) -> int:
+        """``target()`` within ``minimum`` and ``maximum``."""
+        n = await _answer(self.target())
+        return int(max(self.minimum, min(n, self.maximum)))
+
+    async def workers_to_close(self, target: int) -> list[Any]:
+        """Which workers to let go to come down to ``target``: idle ones only, those
+        holding the least data first (their addresses; a subclass may answer names, as
+        dask's ``cluster.workers`` keys them)."""
+        workers = self._snapshot().workers
+        return choose_to_retire(workers, len(workers) - target, idle_only=True)
+
+    async def recommendations(self, target: int) -> dict[str, Any]:
+        """dask's answer for ``target`` workers: ``{"status": "same"}``, ``{"status":
+        "up", "n": target}``, or ``{"status": "down", "workers": [...]}`` with the workers
+        ``workers_to_close`` proposed ``wait_count`` times in a row."""
+        n = len(self._snapshot().workers)
+        proposed = list(await _answer(self.workers_to_close(target))) if target < n else []
+        rec = self.policy.decide(n, target, proposed)
+        if isinstance(rec, ScaleUp):
+            return {"status": "up", "n": rec.n}
+        if isinstance(rec, ScaleDown):
+            return {"status": "down", "workers": list(rec.workers)}
+        return {"status": "same"}
+
+    async def scale_up(self, n: int) -> None:
+        """Grow the cluster to ``n`` workers."""
+        logger.info("adaptive: scaling up to %d workers", n)
+        await self.cluster._scale(n)
+
+    async def scale_down(self, workers: list[Any]) -> None:
+        """Retire these workers (addresses or names) gracefully, then stop them."""
+        if not workers:
+            return
+        logger.info("adaptive: retiring %s", workers)
+        await self.cluster._retire(self._addresses(workers))
+
+    def _addresses(self, workers: list[Any]) -> list[str]:
+        wanted = set(workers)
+        by_name = {str(w) for w in workers}
+        return [address for address, ws in self.cluster.scheduler.state.workers.items()
+                if address in wanted or str(ws.name) in by_name]
 
     async def adapt(self) -> None:
         """One decision: take the load, ask the policy, carry out its answer."""
@@ -118,27 +219,49 @@ class Adaptive:
 
         if self.cluster.status != "running":
             return
-        rec = self.policy.recommend(load(self.cluster.scheduler))
-        if isinstance(rec, ScaleUp):
-            logger.info("adaptive: scaling up to %d workers", rec.n)
-            self.log.append(("up", rec.n))
-            await self.cluster._scale(rec.n)
-        elif isinstance(rec, ScaleDown):
-            logger.info("adaptive: retiring %s", rec.workers)
-            self.log.append(("down", list(rec.workers)))
-            await self.cluster._retire(list(rec.workers))
+        self._load = load(self.cluster.scheduler)
+        try:
+            rec = dict(await _answer(self.recommendations(await self.safe_target())))
+        finally:
+            self._load = None
+        status = rec.pop("status", "same")
+        if status == "up":
+            self.log.append(("up", rec["n"]))
+            await _answer(self.scale_up(**rec))
+        elif status == "down":
+            self.log.append(("down", list(rec["workers"])))
+            await _answer(self.scale_down(**rec))
+        elif status != "same":
+            raise ValueError(f"{type(self).__name__}.recommendations() answered status "
+                             f"{status!r}; dask's are 'up', 'down' and 'same'")
 
-    def stop(self) -> None:
-        """Stop adapting (the workers stay as they are)."""
+    def stop(self, reason: str = "unknown") -> None:
+        """Stop adapting (the workers stay as they are); a step under way finishes first.
+        ``reason`` is logged, as dask's."""
+        logger.info("adaptive: stopping (%s)", reason)
         self._stopped = True
-        _loop.call_soon(self._cancel)
+        _loop.call_soon(self._cancel, False)
 
-    def _cancel(self) -> None:
-        """On shoal's loop (after ``_begin``: the loop keeps their order)."""
+    def _stop_now(self) -> None:
+        """Stop adapting and cut a step under way short (the cluster is closing, and closes
+        every worker itself: none may be started after it looked)."""
+        self._stopped = True
+        _loop.call_soon(self._cancel, True)
+
+    def _cancel(self, now: bool) -> None:
+        """On shoal's loop (after ``_begin``: the loop keeps their order). Unless ``now``,
+        a step under way is not cut short (a retire cancelled between the scheduler's
+        goodbye and the worker's close left a worker nobody knew of): the flag ends the
+        loop after it."""
         task, self._task = self._task, None
-        if task is not None and not task.done():
+        if task is not None and not task.done() and (now or not self._stepping):
             task.cancel()
 
     def __repr__(self) -> str:
-        return (f"<Adaptive minimum={self.minimum} maximum={self.maximum} "
+        return (f"<{type(self).__name__} minimum={self.minimum} maximum={self.maximum} "
                 f"wait_count={self.wait_count} interval={self.interval}s>")
+
+
+async def _answer(value: Any) -> Any:
+    """What a hook answered: dask's are coroutines, a subclass's may be plain methods."""
+    return await value if inspect.isawaitable(value) else value

@@ -23,6 +23,7 @@ import psutil
 from dask.utils import parse_bytes
 
 from shoal import _logs, _loop
+from shoal._status import Status
 from shoal.client._faces import Ready
 from shoal.cluster import _local_options as options
 from shoal.scheduler._server import Scheduler
@@ -251,7 +252,7 @@ class LocalCluster:
         self.host = host
         self.resources = check_resources(resources)  # per worker
         self.name = name or "LocalCluster"
-        self.status = "starting"
+        self.status = Status.starting
         self._asynchronous = bool(asynchronous)
         length = _logs.configured_length()  # distributed.admin.log-length, as the others
         _logs.ring("shoal.cluster", length)  # recent records, for get_logs()
@@ -283,7 +284,7 @@ class LocalCluster:
         except BaseException:  # not swallowed: closes what started, then re-raised
             self.close()
             raise
-        self.status = "running"
+        self.status = Status.running
 
     async def _start(self) -> None:
         await self.scheduler.start()
@@ -298,7 +299,7 @@ class LocalCluster:
             await self._stop(20.0)
             raise
         if self.status == "starting":  # (not if closed meanwhile)
-            self.status = "running"
+            self.status = Status.running
 
     async def _until_started(self) -> None:
         """Wait (on shoal's loop) until an asynchronous cluster has started.
@@ -309,7 +310,7 @@ class LocalCluster:
         if self._started is not None:
             await _start_of(self._started)
         if self.status != "running":
-            raise RuntimeError(f"this LocalCluster is {self.status}")
+            raise RuntimeError(f"this LocalCluster is {self.status.value}")
 
     async def _add_workers(self, n: int) -> None:
         """Start ``n`` more workers (in parallel) and wait until they have registered."""
@@ -359,7 +360,7 @@ class LocalCluster:
         """Raise unless running (or, asynchronous, still starting: the operation waits)."""
         if self.status == "running" or (self._asynchronous and self.status == "starting"):
             return
-        raise RuntimeError(f"this LocalCluster is {self.status}; {what} needs a running one")
+        raise RuntimeError(f"this LocalCluster is {self.status.value}; {what} needs a running one")
 
     def _face(self, work: Coroutine[Any, Any, Any], timeout: float | None, what: str) -> Any:
         """Run ``work`` on shoal's loop: blocking the caller for a synchronous cluster; for
@@ -435,12 +436,14 @@ class LocalCluster:
         ``.stop()`` on the returned object does (``close()`` too).
 
         Args:
-            Adaptive: dask's first parameter, the class that adapts: leave it out (shoal's
-                own policy adapts; None or a subclass of it is taken).
+            Adaptive: dask's first parameter, the class that adapts: ``shoal.Adaptive``
+                (the default) or a subclass of it overriding ``target``,
+                ``workers_to_close`` or ``recommendations``, as dask documents.
 
         Raises:
             TypeError: a number where dask takes the Adaptive class (``adapt(1, 4)``:
-                pass ``minimum=``/``maximum=``), or another Adaptive class.
+                pass ``minimum=``/``maximum=``), or a class not derived from
+                ``shoal.Adaptive`` (dask's own drives dask's clusters).
             ValueError: a bound or duration is out of range (the message says which).
         """
         from shoal.cluster._adaptive import Adaptive as ShoalAdaptive
@@ -454,7 +457,8 @@ class LocalCluster:
             Adaptive = ShoalAdaptive
         elif not (isinstance(Adaptive, type) and issubclass(Adaptive, ShoalAdaptive)):
             raise TypeError(f"adapt(Adaptive={Adaptive!r}): shoal's LocalCluster adapts with "
-                            "its own policy; leave Adaptive out and pass its keywords")
+                            "shoal.Adaptive or a subclass of it; derive your policy from "
+                            "shoal.Adaptive (from shoal import Adaptive) instead")
         if minimum_cores is not None:
             minimum = max(minimum or 0, math.ceil(minimum_cores / self.threads_per_worker))
         if minimum_memory is not None:
@@ -632,7 +636,7 @@ class LocalCluster:
             timeout = 20.0
         if self.status == "closed":
             return Ready() if self._asynchronous else None
-        self.status = "closed"
+        self.status = Status.closed
         if self._asynchronous:
             return Pending(asyncio.run_coroutine_threadsafe(self._close_async(timeout),
                                                             _loop.get_loop()), "close")
@@ -646,7 +650,7 @@ class LocalCluster:
 
     async def _close_async(self, timeout: float = 20.0) -> None:
         """Close from shoal's loop (an asynchronous cluster's close, and its client's)."""
-        self.status = "closed"
+        self.status = Status.closed
         if self._started is not None and not self._started.done():
             self._started.cancel()  # its start closes what it made (see _start_or_close)
         await self._stop(timeout)
@@ -659,9 +663,9 @@ class LocalCluster:
         await asyncio.shield(self._stopping)
 
     async def _stop_once(self, timeout: float) -> None:
-        self.status = "closed"
+        self.status = Status.closed
         if self._adaptive is not None:
-            self._adaptive.stop()
+            self._adaptive._stop_now()
 
         async def stop_workers() -> None:
             closed = await asyncio.gather(*(n.close() for n in self.nannies),

@@ -26,8 +26,8 @@ class ServerHandle:
     """What the three share: one start on shoal's loop (``await server``, ``async with``),
     one close (``await server.close()``), and ``await server.finished()``.
 
-    ``status`` is dask's, as a string: ``"init"``, ``"running"``, ``"closing"``,
-    ``"closed"`` or ``"failed"`` (the start raised); a kind may answer more (the public
+    ``status`` is dask's ``Status`` (a ``str`` too): ``init``, ``running``, ``closing``,
+    ``closed`` or ``failed`` (the start raised); a kind may answer more (the public
     ``Worker``: the running worker's own ``Status``).
     """
 
@@ -44,9 +44,11 @@ class ServerHandle:
 
     @property
     def status(self) -> Any:
-        """Where it is in its life: ``"init"``, ``"running"``, ``"closing"``, ``"closed"``
-        or ``"failed"``."""
-        return self._phase
+        """Where it is in its life, as dask's ``Status``: ``init``, ``running``,
+        ``closing``, ``closed`` or ``failed`` (``== "running"`` holds too)."""
+        from shoal._status import Status
+
+        return Status(self._phase)
 
     # --- what each kind does, on shoal's loop ------------------------------------------------
 

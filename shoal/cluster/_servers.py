@@ -189,7 +189,7 @@ class Scheduler(ServerHandle):
         self._server.idle_timeout = opts.seconds(value, "Scheduler.idle_timeout")
 
     def __repr__(self) -> str:
-        return (f"<Scheduler {self.address!r}, status: {self.status}, "
+        return (f"<Scheduler {self.address!r}, status: {self.status.value}, "
                 f"workers: {len(self._server.state.workers)}>")
 
 
@@ -440,7 +440,7 @@ class Worker(ServerHandle):
         too: ``== "running"`` holds): while it runs, the running worker's own (``running``,
         ``paused``, ``closing``...); else where the handle is (``init``, ``closed``,
         ``failed``...)."""
-        from shoal.worker._surface import Status
+        from shoal._status import Status
 
         if self._phase == "running" and self._server is not None:
             return self._server.status
@@ -652,7 +652,7 @@ class Nanny(ServerHandle):
         return None if self._server is None else self._server.pid
 
     def __repr__(self) -> str:
-        return (f"<Nanny {self.worker_address!r}, name: {self.name}, status: {self.status}, "
+        return (f"<Nanny {self.worker_address!r}, name: {self.name}, status: {self.status.value}, "
                 f"pid: {self.pid}>")
 
 

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shoal import _loop
+from shoal._status import Status
 
 logger = logging.getLogger("shoal.ssh")
 
@@ -379,13 +380,13 @@ class SSHCluster:
         self.dashboard_link: str | None = None
         self._scheduler: _Remote | None = None
         self._workers: list[_Remote] = []
-        self.status = "starting"
+        self.status = Status.starting
         try:
             _loop.run_sync(self._start(), None)
         except BaseException:
             self.close()
             raise
-        self.status = "running"
+        self.status = Status.running
 
     @property
     def token(self) -> str:
@@ -423,7 +424,7 @@ class SSHCluster:
         """Stop the workers, then the scheduler (by ending their SSH sessions)."""
         if self.status == "closed":
             return
-        self.status = "closed"
+        self.status = Status.closed
         _loop.run_sync(self._close(), timeout)
 
     def logs(self) -> dict[str, str]:
@@ -439,5 +440,5 @@ class SSHCluster:
 
     def __repr__(self) -> str:
         return (f"SSHCluster({self.scheduler_address or 'not started'!r}, "
-                f"workers={len(self.hosts) - 1}, status={self.status!r})")
+                f"workers={len(self.hosts) - 1}, status={self.status.value!r})")
 

@@ -2,7 +2,9 @@
 built-in plugins (``from shoal.diagnostics.plugin import WorkerPlugin``)."""
 
 from shoal._plugin import (
+    CondaInstall,
     Environ,
+    InstallPlugin,
     NannyPlugin,
     PipInstall,
     SchedulerPlugin,
@@ -11,5 +13,5 @@ from shoal._plugin import (
     WorkerPlugin,
 )
 
-__all__ = ["Environ", "NannyPlugin", "PipInstall", "SchedulerPlugin", "UploadDirectory",
-           "UploadFile", "WorkerPlugin"]
+__all__ = ["CondaInstall", "Environ", "InstallPlugin", "NannyPlugin", "PipInstall",
+           "SchedulerPlugin", "UploadDirectory", "UploadFile", "WorkerPlugin"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 MEMORY_FULL_FRACTION = 0.6
 
@@ -78,7 +79,7 @@ class ScaleUp:
 
 @dataclass(frozen=True, slots=True)
 class ScaleDown:
-    workers: list[str]  # addresses to retire
+    workers: list[Any]  # to retire: addresses (or the names a custom policy gave)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +100,7 @@ class AdaptivePolicy:
     maximum: float = math.inf
     wait_count: int = 3
     target_duration: float = 5.0
-    close_counts: dict[str, int] = field(default_factory=dict)
+    close_counts: dict[Any, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.minimum, int) or self.minimum < 0:
@@ -122,16 +123,23 @@ class AdaptivePolicy:
     def recommend(self, load: Load) -> Recommendation:
         n = len(load.workers)
         target = self.target(load)
+        proposed = (choose_to_retire(load.workers, n - target, idle_only=True)
+                    if target < n else [])
+        return self.decide(n, target, proposed)
+
+    def decide(self, n: int, target: int, proposed: list[Any]) -> Recommendation:
+        """The answer for ``n`` workers and a (bounded) ``target``: scale up at once; of
+        the workers ``proposed`` for retiring (when ``target < n``: names or addresses),
+        retire those proposed ``wait_count`` times in a row."""
         if target >= n:
             self.close_counts.clear()
             return ScaleUp(target) if target > n else Same()
-        proposed = choose_to_retire(load.workers, n - target, idle_only=True)
         firm = []
-        for address in proposed:
-            self.close_counts[address] = self.close_counts.get(address, 0) + 1
-            if self.close_counts[address] >= self.wait_count:
-                firm.append(address)
-        for address in list(self.close_counts):
-            if address in firm or address not in proposed:
-                del self.close_counts[address]
+        for worker in proposed:
+            self.close_counts[worker] = self.close_counts.get(worker, 0) + 1
+            if self.close_counts[worker] >= self.wait_count:
+                firm.append(worker)
+        for worker in list(self.close_counts):
+            if worker in firm or worker not in proposed:
+                del self.close_counts[worker]
         return ScaleDown(firm) if firm else Same()

@@ -10,28 +10,13 @@ Owns: the names and meanings of that surface (a mixin of the ``Worker`` shell, s
 
 from __future__ import annotations
 
-import enum
 import functools
 import uuid
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from shoal._status import Status as Status
 from shoal.worker._worker_base import WorkerBase
-
-
-class Status(str, enum.Enum):
-    """A worker's status, by dask's names (``get_worker().status``). A ``str`` too, so
-    ``status == "running"`` holds as well as ``status.name == "running"``."""
-
-    init = "init"
-    running = "running"
-    paused = "paused"
-    closing = "closing"
-    closed = "closed"
-    failed = "failed"  # (a shoal.Worker started by hand whose start raised)
-
-    def __str__(self) -> str:
-        return f"Status.{self.name}"
 
 
 class SchedulerAddress:

@@ -18,6 +18,7 @@ from typing import Any
 import dask
 import pytest
 
+import shoal
 from shoal import Client, Nanny, Scheduler, Worker, get_worker
 
 from ._helpers import alive, wait_for
@@ -72,7 +73,9 @@ def test_dasks_full_example_with_a_worker_and_a_nanny(no_leftovers, no_threads_l
                     there = await client.submit(where, 1, workers=[n.worker_address],
                                                 pure=False)
             assert (w.status, n.status) == ("closed", "closed")
-        assert s.status == "closed"
+            # dask's Status members, as a program compares them (``is`` too)
+            assert w.status is n.status is shoal.Status.closed
+        assert s.status == "closed" and s.status is shoal.Status.closed
         # The Worker runs tasks in this process (its threads), the Nanny's in its own.
         assert here == (w.address, w.address, os.getpid(), 2)
         assert there[0] == n.worker_address and there[2] == seen["pid"] != os.getpid()

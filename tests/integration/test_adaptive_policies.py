@@ -1,0 +1,111 @@
+"""Custom adaptive policies, as dask documents them: ``cluster.adapt(Adaptive=MyAdaptive,
+minimum=..., maximum=...)`` with a subclass of ``Adaptive`` overriding ``target``,
+``workers_to_close`` or ``recommendations``. One in-process cluster for the module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from shoal import Adaptive, LocalCluster
+
+from ._helpers import wait_for
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    with LocalCluster(n_workers=0, processes=False, threads_per_worker=1,
+                      dashboard_address=None) as c:
+        yield c
+
+
+@pytest.fixture
+def adapting(cluster: LocalCluster) -> Iterator[list[Any]]:
+    """Adaptives a test starts; stopped, and the cluster back to no workers, after it."""
+    made: list[Any] = []
+    yield made
+    for a in made:
+        a.stop()
+    cluster.scale(0)
+
+
+def n_workers(cluster: LocalCluster) -> int:
+    return len(cluster.scheduler.state.workers)
+
+
+class Two(Adaptive):
+    async def target(self) -> int:
+        return 2
+
+
+def test_a_subclass_target_sets_the_worker_count(cluster, adapting):
+    adaptive = cluster.adapt(Adaptive=Two, minimum=0, maximum=5, interval="20ms")
+    adapting.append(adaptive)
+    assert isinstance(adaptive, Two) and adaptive.maximum == 5
+    wait_for(lambda: n_workers(cluster) == 2, timeout=30)
+    assert adaptive.log[0] == ("up", 2)
+    assert adaptive.plan == adaptive.observed == set(cluster.workers)
+
+
+class Many(Adaptive):
+    def target(self) -> int:  # a plain method works too
+        return 50
+
+
+def test_the_target_is_kept_within_the_bounds(cluster, adapting):
+    adaptive = cluster.adapt(Adaptive=Many, maximum=1, interval="20ms")
+    adapting.append(adaptive)
+    wait_for(lambda: n_workers(cluster) == 1 and len(adaptive.log) >= 1, timeout=30)
+    assert list(adaptive.log) == [("up", 1)]
+
+
+class NoneButTheseGo(Adaptive):
+    """Wants none, and names (dask's ``cluster.workers`` keys) the workers to close."""
+
+    async def target(self) -> int:
+        return 0
+
+    async def workers_to_close(self, target: int) -> list[Any]:
+        self.asked = target
+        return [max(self.cluster.workers)]  # the youngest, one step at a time
+
+
+def test_workers_to_close_by_name_are_retired(cluster, adapting):
+    cluster.scale(2)
+    adaptive = cluster.adapt(Adaptive=NoneButTheseGo, wait_count=1, interval="20ms")
+    adapting.append(adaptive)
+    wait_for(lambda: n_workers(cluster) == 0, timeout=30)
+    # Stopped as the last retire may still be closing its worker: that retire ends anyway
+    # (a stop cut it short once, leaving a worker the scheduler no longer knew of).
+    adaptive.stop()
+    wait_for(lambda: not cluster.workers, timeout=30)
+    assert adaptive.asked == 0
+    assert [kind for kind, _ in adaptive.log] == ["down", "down"]
+
+
+class Recommends(Adaptive):
+    async def recommendations(self, target: int) -> dict[str, Any]:
+        return {"status": "up", "n": 1} if not self.cluster.workers else {"status": "same"}
+
+
+def test_a_subclass_recommendations_are_carried_out(cluster, adapting):
+    adaptive = cluster.adapt(Adaptive=Recommends, interval="20ms")
+    adapting.append(adaptive)
+    wait_for(lambda: n_workers(cluster) == 1, timeout=30)
+    assert list(adaptive.log) == [("up", 1)]
+
+
+def test_dasks_own_adaptive_class_is_refused_with_the_fix(cluster):
+    import distributed
+
+    with pytest.raises(TypeError, match=r"shoal\.Adaptive"):
+        cluster.adapt(Adaptive=distributed.Adaptive)
+
+
+def test_the_default_policy_is_shoal_adaptive(cluster, adapting):
+    adaptive = cluster.adapt(minimum=1, maximum=1, interval="20ms")
+    adapting.append(adaptive)
+    assert type(adaptive) is Adaptive
+    wait_for(lambda: n_workers(cluster) == 1, timeout=30)
