@@ -166,7 +166,8 @@ def _waiting_in_shoal(thread: threading.Thread) -> bool:
     while frame is not None:
         names.append((frame.f_code.co_filename, frame.f_code.co_name))
         frame = frame.f_back
-    return bool(names) and names[0][1] in ("wait", "acquire", "get") and any(
+    # (``<lambda>``: the wait ``_interrupts.blocking_wait`` calls, a lock's acquire in C)
+    return bool(names) and names[0][1] in ("wait", "acquire", "get", "<lambda>") and any(
         "shoal" in filename for filename, _ in names)
 
 
