@@ -97,6 +97,30 @@ time.sleep(60)
 """
 
 
+async def _watch_past_terminate(nanny: Any, handler: str,
+                                started: Any = None) -> tuple[int, float]:
+    """Start a process past ``nanny``'s terminate threshold whose SIGUSR1 handler is
+    ``handler``, let the nanny watch it: its exit code and the seconds the watch took."""
+    import asyncio
+    import sys
+    import time
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _PAST_TERMINATE.format(handler=handler),
+        stdout=asyncio.subprocess.PIPE)
+    if started is not None:
+        started(proc)
+    assert proc.stdout is not None
+    await asyncio.wait_for(proc.stdout.readline(), 30)  # its handler is in place
+    start = time.monotonic()
+    try:
+        code = await asyncio.wait_for(nanny._watch(proc), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    return code, time.monotonic() - start
+
+
 @pytest.mark.parametrize(
     ("handler", "expected"),
     [("lambda *a: os._exit(8)", 8),  # a worker: tells the scheduler why, exits at once
@@ -106,29 +130,13 @@ def test_a_worker_past_terminate_is_warned_then_killed_after_the_grace(
     handler: str, expected: int
 ) -> None:
     import asyncio
-    import sys
-    import time
 
     from shoal.worker._nanny import MEMORY_KILL_GRACE, Nanny
 
     nanny = Nanny("tcp://127.0.0.1:1", memory_limit=1)  # any process is past it
     nanny.terminate_fraction, nanny.monitor_interval = 0.95, 0.01
 
-    async def main() -> tuple[int, float]:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", _PAST_TERMINATE.format(handler=handler),
-            stdout=asyncio.subprocess.PIPE)
-        assert proc.stdout is not None
-        await asyncio.wait_for(proc.stdout.readline(), 30)  # its handler is in place
-        start = time.monotonic()
-        try:
-            code = await asyncio.wait_for(nanny._watch(proc), 30)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-        return code, time.monotonic() - start
-
-    code, took = asyncio.run(main())
+    code, took = asyncio.run(_watch_past_terminate(nanny, handler))
     assert code == expected
     if expected == -signal.SIGKILL:
         assert took >= MEMORY_KILL_GRACE
@@ -139,8 +147,6 @@ def test_a_nanny_tells_the_scheduler_why_before_it_kills_a_worker_that_cannot() 
     scheduler it was killed for memory: its KilledWorker said nothing of memory. The
     nanny, which measured it, says so itself, and kills only once the scheduler noted it."""
     import asyncio
-    import sys
-    import time
 
     from shoal.comm import listen
     from shoal.protocol._messages import Hello, Message, NannyMemoryTerminated, Response
@@ -150,12 +156,12 @@ def test_a_nanny_tells_the_scheduler_why_before_it_kills_a_worker_that_cannot() 
     answer_after = MEMORY_KILL_GRACE + 0.3
 
     async def main() -> tuple[int, float]:
-        proc: Any = None
+        procs: list[Any] = []
 
         def accept(conn: Any) -> None:
             def on_batch(c: Any, msgs: list[Message] | None) -> None:
                 for msg in msgs or ():
-                    heard.append((msg, proc.returncode is None))
+                    heard.append((msg, procs[0].returncode is None))
                     if isinstance(msg, NannyMemoryTerminated):
                         asyncio.get_running_loop().call_later(
                             answer_after, c.send, Response(msg.request_id, True, None))
@@ -168,18 +174,7 @@ def test_a_nanny_tells_the_scheduler_why_before_it_kills_a_worker_that_cannot() 
             nanny = Nanny(f"tcp://127.0.0.1:{port}", name="n0", memory_limit=1)
             nanny.terminate_fraction, nanny.monitor_interval = 0.95, 0.01
             nanny.worker_address = "tcp://127.0.0.1:4321"
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", _PAST_TERMINATE.format(handler="signal.SIG_IGN"),
-                stdout=asyncio.subprocess.PIPE)
-            assert proc.stdout is not None
-            await asyncio.wait_for(proc.stdout.readline(), 30)  # its handler is in place
-            start = time.monotonic()
-            try:
-                code = await asyncio.wait_for(nanny._watch(proc), 30)
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
-            return code, time.monotonic() - start
+            return await _watch_past_terminate(nanny, "signal.SIG_IGN", procs.append)
         finally:
             server.close()
 
