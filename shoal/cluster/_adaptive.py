@@ -124,6 +124,13 @@ class Adaptive:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
+        try:
+            await self._steps()
+        finally:
+            if self._task is asyncio.current_task():
+                self._task = None
+
+    async def _steps(self) -> None:
         # Not ``while True``: a cancel arriving as a step's wait ends is lost inside
         # asyncio.wait_for on Python 3.11, and the loop would go on; the flag ends it.
         while not self._stopped:
@@ -253,9 +260,14 @@ class Adaptive:
         a step under way is not cut short (a retire cancelled between the scheduler's
         goodbye and the worker's close left a worker nobody knew of): the flag ends the
         loop after it."""
-        task, self._task = self._task, None
-        if task is not None and not task.done() and (now or not self._stepping):
+        task = self._task
+        if task is None or task.done():
+            self._task = None
+        elif now or not self._stepping:
+            self._task = None
             task.cancel()
+        # else the step finishes and the flag ends the loop; the task is kept, so that a
+        # later _stop_now (the cluster's close) still cuts the step short
 
     def __repr__(self) -> str:
         return (f"<{type(self).__name__} minimum={self.minimum} maximum={self.maximum} "

@@ -270,6 +270,7 @@ class LocalCluster:
         self._inproc_workers: list[Any] = []
         self._names = itertools.count()  # worker names: 0, 1... (ints, as dask), never reused
         self._adaptive: Any = None
+        self._replaced_adaptives: list[Any] = []  # stopped, a step perhaps still under way
         self._timeout = timeout  # bounds start-up and each scale()
         self._stopping: asyncio.Future[None] | None = None  # the one close (see _stop)
         self._started: concurrent.futures.Future[None] | None = None  # asynchronous start
@@ -470,7 +471,8 @@ class LocalCluster:
             per = self.memory_limit or 1
             maximum = min(maximum, parse_bytes(maximum_memory) // per)
         if self._adaptive is not None:
-            self._adaptive.stop()
+            self._adaptive.stop()  # (its step under way finishes: close still cuts it short)
+            self._replaced_adaptives.append(self._adaptive)
         self._adaptive = Adaptive(self, minimum=minimum, maximum=maximum, **kwargs)
         return self._adaptive
 
@@ -664,8 +666,9 @@ class LocalCluster:
 
     async def _stop_once(self, timeout: float) -> None:
         self.status = Status.closed
-        if self._adaptive is not None:
-            self._adaptive._stop_now()
+        for adaptive in (*self._replaced_adaptives, self._adaptive):
+            if adaptive is not None:
+                adaptive._stop_now()
 
         async def stop_workers() -> None:
             closed = await asyncio.gather(*(n.close() for n in self.nannies),

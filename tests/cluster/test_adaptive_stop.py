@@ -80,3 +80,23 @@ def test_adapt_created_on_shoals_loop_itself_starts_without_blocking(monkeypatch
     finally:
         adaptive.stop()
     wait_for(lambda: adaptive._task is None, timeout=30)
+
+
+def test_the_clusters_close_still_cuts_a_step_that_stop_let_finish(monkeypatch):
+    # stop() (or a second adapt()) lets the step finish; the cluster's close that follows
+    # must still cut it short, or a scale-up under way starts a worker after the close.
+    stepping = threading.Event()
+
+    async def long_step(self: Adaptive) -> None:
+        stepping.set()
+        await asyncio.sleep(30)
+
+    monkeypatch.setattr(Adaptive, "adapt", long_step)
+    adaptive = Adaptive(StandInCluster(), minimum=0, maximum=1, interval=0.01)
+    wait_for(stepping.is_set, timeout=30)
+    task = adaptive._task
+    assert task is not None
+    adaptive.stop()
+    adaptive._stop_now()
+    wait_for(task.done, timeout=10)
+    assert task.cancelled()
