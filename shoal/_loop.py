@@ -112,8 +112,18 @@ def result_of(fut: concurrent.futures.Future[T], timeout: float | None = None) -
 
 
 def _settles(fut: concurrent.futures.Future[Any], timeout: float | None) -> bool:
-    concurrent.futures.wait([fut], timeout)
-    return fut.done()
+    """Whether ``fut`` is done, waiting up to ``timeout`` seconds on its own condition (as
+    ``fut.result`` does: ``concurrent.futures.wait`` builds a waiter per call, ~10 µs more
+    on every request made from the main thread)."""
+    if fut.done():
+        return True
+    try:
+        fut.exception(timeout)
+    except concurrent.futures.CancelledError:
+        return True
+    except concurrent.futures.TimeoutError:
+        return fut.done()
+    return True
 
 
 def run_async(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> Any:
