@@ -106,7 +106,7 @@ if TYPE_CHECKING:
     from shoal.client._as_completed import as_completed as as_completed
     from shoal.client._as_completed import wait as wait
     from shoal.client._client import Client as Client
-    from shoal.client._client import default_client as default_client
+    from shoal.client._current import default_client as default_client
     from shoal.client._debug import FailureStory as FailureStory
     from shoal.client._event import Event as Event
     from shoal.client._fire_and_forget import fire_and_forget as fire_and_forget

@@ -214,10 +214,9 @@ class ActorFuture(BaseActorFuture[T]):
 def _holding_future(key: Any) -> Any:
     """A Future of ``key`` on a running Client of this process that holds the key, so the
     proxy keeps the actor alive; None when there is none (inside tasks, usually)."""
-    module = sys.modules.get("shoal.client._client")
-    if module is None:
-        return None
-    for ref in reversed(module._current):
+    from shoal.client import _current
+
+    for ref in reversed(_current.clients):
         client = ref()
         if client is not None and client.status == "running" and client._held(key):
             from shoal.client._future import Future
@@ -270,12 +269,12 @@ def _send(actor: Actor, name: str, args: Serialized | None) -> ActorFuture[Any]:
 def _security() -> Any:
     """The credentials of this process's newest running Client, else None (the process's
     default: in a worker process, the worker's own)."""
-    module = sys.modules.get("shoal.client._client")
-    if module is not None:
-        for ref in reversed(module._current):
-            client = ref()
-            if client is not None and client.status == "running":
-                return client.security
+    from shoal.client import _current
+
+    for ref in reversed(_current.clients):
+        client = ref()
+        if client is not None and client.status == "running":
+            return client.security
     return None
 
 

@@ -8,7 +8,6 @@ import collections
 import concurrent.futures
 import inspect
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -304,8 +303,9 @@ async def _wait(futures: list[Future], timeout: float | None, return_when: str
 def _default_client() -> Any:
     """The newest open client, if the client module is loaded and one is open (else None,
     which ``answer`` takes as synchronous)."""
-    module = sys.modules.get("shoal.client._client")
-    return None if module is None else module.newest_client()
+    from shoal.client._current import newest_client
+
+    return newest_client()
 
 
 def _any(st: FutureState) -> bool:

@@ -16,7 +16,6 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
-import contextvars
 import functools
 import itertools
 import logging
@@ -38,6 +37,7 @@ from shoal.client import (
     _control,
     _coordination,
     _copies,
+    _current,
     _datasets,
     _debug,
     _executor,
@@ -80,12 +80,6 @@ from shoal.protocol._serialize import FunctionCache, Serialized
 logger = logging.getLogger("shoal.client")
 _install_scheduler_names()  # scheduler="distributed" means shoal's client (idempotent)
 
-_current: list[weakref.ReferenceType[Client]] = []
-# The client of ``with client.as_current():`` blocks, innermost last (per thread and task).
-_as_current: contextvars.ContextVar[tuple[Client, ...]] = contextvars.ContextVar(
-    "shoal_as_current", default=())
-
-
 def _finished(st: FutureState, nbytes: int, typename: str, inline: Serialized | None) -> None:
     """The scheduler says ``st``'s key is in memory (``KeyDone``, or a row of ``KeysDone``)."""
     _record_result(st, nbytes, typename, inline)
@@ -116,43 +110,6 @@ def _finished_many(states: dict[Any, FutureState], msg: Any) -> None:
             _record_result(st, nbytes, typename, inline)
             done.append(st)
     FutureState.settle_all(done, "finished")
-
-
-def get_client() -> Client:
-    """The client of an enclosing ``with client.as_current():``, else the most recently
-    created open Client in this process made with ``set_as_default=True`` (dask's default
-    client), else (where dask would raise) the most recently created open one.
-
-    Raises:
-        ValueError: no client is open; create one with ``Client()``.
-    """
-    chosen = _as_current.get()
-    if chosen and chosen[-1]._usable():
-        return chosen[-1]
-    client = newest_client(defaults_only=True) or newest_client()
-    if client is None:
-        raise ValueError("No shoal Client found; start one with shoal.Client()")
-    return client
-
-
-def newest_client(defaults_only: bool = False) -> Client | None:
-    """The most recently created open Client (of those made with ``set_as_default=True``
-    only, with ``defaults_only``), or None."""
-    for ref in reversed(_current):
-        client = ref()
-        if client is not None and (client._set_as_default or not defaults_only) and (
-                client._usable()):
-            return client
-    return None
-
-
-def default_client(c: Client | None = None) -> Client:
-    """``c`` if given, else the default client: ``get_client()`` (dask's name).
-
-    Raises:
-        ValueError: no client is open; create one with ``Client()``.
-    """
-    return c if c is not None else get_client()
 
 
 _NO_EXTENSIONS: dict[str, Any] = {}  # dask's default for Client(extensions=); never changed
@@ -377,7 +334,7 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         _gc.keeper().acquire(gc_loop)
         _gc.keeper().watch(self, "_states")
         self._gc_release = weakref.finalize(self, _gc.keeper().release, gc_loop)
-        _current.append(weakref.ref(self))
+        _current.clients.append(weakref.ref(self))
         if self._set_as_default:
             self._previous_scheduler = dask.config.get("scheduler", None)
             self._is_default = True
@@ -594,11 +551,11 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         """``with client.as_current():`` makes this client the one ``get_client()``,
         ``default_client()`` and ``Client.current()`` return inside the block (in this
         thread or task)."""
-        token = _as_current.set((*_as_current.get(), self))
+        token = _current.as_current.set((*_current.as_current.get(), self))
         try:
             yield self
         finally:
-            _as_current.reset(token)
+            _current.as_current.reset(token)
 
     def start(self, **kwargs: Any) -> Any:
         """Start the client (dask's name). A Client starts when it is made, so this only
@@ -726,7 +683,7 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         if dask.config.get("scheduler", None) is not self:
             return
         try:
-            successor: Any = get_client()
+            successor: Any = _current.get_client()
         except ValueError:
             successor = self._previous_scheduler
             while isinstance(successor, Client) and successor.status != "running":
@@ -822,4 +779,4 @@ async def _close_cluster(cluster: Any) -> None:
         await asyncio.get_running_loop().run_in_executor(None, cluster.close)
 
 
-__all__ = ["Client", "Future", "Serialized", "default_client", "get_client"]
+__all__ = ["Client", "Future", "Serialized"]

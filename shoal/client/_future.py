@@ -279,7 +279,7 @@ class Future(TaskRef):
         Raises:
             ValueError: no client was given and none is running."""
         if client is None:
-            from shoal.client._client import get_client
+            from shoal.client._current import get_client
 
             client = get_client()
         super().__init__(key)

@@ -136,7 +136,7 @@ class TaskStream:
 
     def _client(self) -> Client:
         if self.client is None:
-            from shoal.client._client import get_client
+            from shoal.client._current import get_client
 
             self.client = get_client()
         return self.client

@@ -55,11 +55,11 @@ def get_client(address: str | None = None, timeout: float | str | None = None,
         worker = executor.worker
         if address is None or address == worker.scheduler_address:
             return _client_of(worker, seconds)
-    from shoal.client import _client
+    from shoal.client import _client, _current
 
     if address is None:
-        return _client.get_client()
-    for ref in reversed(_client._current):
+        return _current.get_client()
+    for ref in reversed(_current.clients):
         client = ref()
         if client is not None and client.status == "running" and (
             client.scheduler_address == address
@@ -142,18 +142,18 @@ def _client_of(worker: Worker, timeout: float) -> Client:
 
 
 def _connect(address: str, timeout: float, security: Any) -> Client:
-    from shoal.client import _client, _topics
+    from shoal.client import _client, _current, _topics
 
     # In a worker process of its own it becomes dask's default scheduler there, as in dask
     # (``x.compute()`` in a task runs on the cluster). In a process that has the user's
     # clients (processes=False) it must not take their place.
     alone = not any(c is not None and c.status == "running"
-                    for c in (r() for r in _client._current))
+                    for c in (r() for r in _current.clients))
     client = _client.Client(address, timeout=timeout, set_as_default=alone, name="worker-client",
                             security=security)
     # It is the worker's, not the user's: get_client() outside tasks (in a cluster with
     # processes=False, in this very process) keeps returning the user's newest client.
-    _client._current[:] = [r for r in _client._current if r() is not client]
+    _current.clients[:] = [r for r in _current.clients if r() is not client]
     # The user's clients print what tasks print; the worker's must not print it again.
     _topics.drop_default_handlers(client)
     return client

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from shoal.cluster._local import split_cores
+from shoal.cluster._sizing import split_cores
 
 # dask's default ``--worker-class`` (its only value shoal runs: shoal's own worker).
 DEFAULT_WORKER_CLASS = "dask.distributed.Worker"

@@ -1,7 +1,7 @@
 """LocalCluster: a scheduler in this process plus worker processes on this machine.
 
-Owns: dask-compatible defaults for splitting cores into workers and threads, memory
-limits, starting and stopping everything (no leftover processes, ever), and the reprs.
+Owns: starting and stopping everything (no leftover processes, ever), scaling, and the
+reprs. Its defaults (workers, threads, memory limits) are ``_sizing``'s.
 """
 
 from __future__ import annotations
@@ -13,19 +13,18 @@ import html
 import itertools
 import logging
 import math
-import os
 import warnings
 import weakref
 from collections.abc import Coroutine, Generator
 from typing import Any
 
-import psutil
 from dask.utils import parse_bytes
 
 from shoal import _logs, _loop
 from shoal._status import Status
 from shoal.client._faces import Ready
 from shoal.cluster import _local_options as options
+from shoal.cluster._sizing import cpu_count, local_memory_limit, local_shape
 from shoal.scheduler._server import Scheduler
 from shoal.worker._nanny import Nanny
 from shoal.worker._resources import check_resources
@@ -33,86 +32,6 @@ from shoal.worker._resources import check_resources
 logger = logging.getLogger("shoal.cluster")
 
 _live: weakref.WeakSet[LocalCluster] = weakref.WeakSet()
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover
-        return os.cpu_count() or 1
-
-
-def split_cores(n_workers: int | None, threads_per_worker: int | None, cores: int) -> tuple[int, int]:
-    """dask's rule: up to 4 cores → one single-threaded worker per core; more → about
-    sqrt(cores) workers; a given count fixes the other by dividing the cores."""
-    if n_workers is None and threads_per_worker is None:
-        if cores <= 4:
-            return cores, 1
-        procs = min(f for f in range(1, cores + 1) if cores % f == 0 and f >= math.sqrt(cores))
-        return procs, cores // procs
-    if n_workers is None:
-        assert threads_per_worker is not None
-        return max(1, cores // threads_per_worker), threads_per_worker
-    if threads_per_worker is None:
-        return n_workers, max(1, cores // max(n_workers, 1))
-    return n_workers, threads_per_worker
-
-
-def local_shape(n_workers: int | None, threads_per_worker: int | None, processes: bool,
-                cores: int) -> tuple[int, int]:
-    """dask's ``LocalCluster`` rule for workers x threads: threads only (processes=False)
-    → one worker with every core as a thread unless told; a number of workers alone → the
-    cores shared out, rounded up (dask overcommits rather than undercommits); otherwise
-    :func:`split_cores`."""
-    if not processes and n_workers is None:
-        return 1, threads_per_worker if threads_per_worker is not None else cores
-    if n_workers and threads_per_worker is None:
-        return n_workers, max(1, math.ceil(cores / n_workers))
-    return split_cores(n_workers, threads_per_worker, cores)
-
-
-def local_memory_limit(value: Any, n_workers: int, threads_per_worker: int) -> int:
-    """A LocalCluster worker's memory limit: ``"auto"`` shares the machine's memory out
-    between the ``n_workers`` workers, as dask's LocalCluster does (none started: by the
-    worker's share of the cores); anything else as :func:`parse_memory_limit` reads it."""
-    if isinstance(value, str) and value == "auto" and n_workers:
-        return parse_memory_limit("auto", 1, cores=n_workers)
-    return parse_memory_limit(value, threads_per_worker)
-
-
-def parse_memory_limit(value: Any, nthreads: int, cores: int | None = None,
-                       total: int | None = None) -> int:
-    """A worker's memory limit in bytes, 0 for none, as dask's ``parse_memory_limit``
-    reads it: None or 0 → no limit; "auto" → this machine's memory times the worker's share
-    of its cores; a number up to 1 → that fraction of the machine's memory; bytes or a size
-    like "4GB" otherwise; never more than the machine has.
-
-    Raises:
-        ValueError: not a size, or negative.
-    """
-    if value is None:
-        return 0
-    total = psutil.virtual_memory().total if total is None else total
-    cores = _cpu_count() if cores is None else cores
-    orig = value
-    if value == "auto":
-        value = int(total * min(1.0, nthreads / max(cores, 1)))
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            try:
-                value = parse_bytes(value)
-            except ValueError:
-                raise ValueError(
-                    f"memory_limit {orig!r} is not a size like '4GB', a fraction, 'auto' or "
-                    "0/None for no limit") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"memory_limit must be bytes, a size like '4GB', a fraction, 'auto' "
-                         f"or 0/None for no limit, got {orig!r}")
-    if isinstance(value, float) and value <= 1:
-        value = value * total
-    return min(int(value), total)
 
 
 class LocalCluster:
@@ -245,7 +164,7 @@ class LocalCluster:
         level = options.log_level(silence_logs)
         self.processes = options.choose_processes(processes, worker_class)
         self.n_workers, self.threads_per_worker = local_shape(
-            n_workers, threads_per_worker, self.processes, _cpu_count())
+            n_workers, threads_per_worker, self.processes, cpu_count())
         self.memory_limit = local_memory_limit(memory_limit, self.n_workers,
                                                self.threads_per_worker)
         self.local_directory = local_directory
@@ -621,7 +540,8 @@ class LocalCluster:
     def get_client(self) -> Any:
         """The open Client connected to this cluster in this process, else a new one
         (asynchronous, to be awaited, for an asynchronous cluster)."""
-        from shoal.client._client import Client, _current
+        from shoal.client._client import Client
+        from shoal.client._current import clients as _current
 
         for ref in reversed(_current):
             c = ref()

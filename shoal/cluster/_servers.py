@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from shoal import _loop
 from shoal.cluster import _server_options as opts
-from shoal.cluster._local import parse_memory_limit
 from shoal.cluster._server_lifecycle import ServerHandle, copy_live
+from shoal.cluster._sizing import parse_memory_limit
 from shoal.worker._name import check_worker_name
 
 logger = logging.getLogger("shoal.cluster")

@@ -16,7 +16,7 @@ from shoal._loop import run_main
 
 
 def _parse_memory(value: str) -> str:
-    from shoal.cluster._local import parse_memory_limit
+    from shoal.cluster._sizing import parse_memory_limit
 
     try:
         parse_memory_limit(value, 1)
@@ -177,7 +177,7 @@ def worker_main(args: argparse.Namespace) -> int:
     from dask.system import CPU_COUNT
 
     from shoal.cluster._cli_options import worker_shape
-    from shoal.cluster._local import parse_memory_limit
+    from shoal.cluster._sizing import parse_memory_limit
     from shoal.worker._nanny import Nanny
 
     security = _security(args, "worker")
@@ -290,7 +290,7 @@ def _worker_without_nanny(args: argparse.Namespace, address: str, nthreads: int,
     import random
 
     from shoal._preload import configured_preloads
-    from shoal.cluster._local import parse_memory_limit
+    from shoal.cluster._sizing import parse_memory_limit
     from shoal.worker._lifetime import configured_lifetime, staggered
     from shoal.worker._nanny import _connect_timeout
     from shoal.worker._server import Worker

@@ -6,7 +6,7 @@ from __future__ import annotations
 import psutil
 import pytest
 
-from shoal.cluster._local import local_memory_limit, local_shape
+from shoal.cluster._sizing import local_memory_limit, local_shape
 
 
 @pytest.mark.parametrize(("n_workers", "threads", "processes", "cores", "expected"), [

@@ -124,7 +124,7 @@ def test_security_is_taken_as_dasks_dict_too() -> None:
 def test_worker_defaults_are_dasks() -> None:
     from dask.system import CPU_COUNT
 
-    from shoal.cluster._local import parse_memory_limit
+    from shoal.cluster._sizing import parse_memory_limit
 
     w = Worker(ADDRESS)
     assert w.nthreads == CPU_COUNT

@@ -116,8 +116,8 @@ def test_wait_for_workers_and_scheduler_info_of_a_synchronous_cluster(no_leftove
 
 
 def test_threads_only_cluster_is_one_worker_with_every_core_as_in_dask(no_leftovers):
-    from shoal.cluster._local import _cpu_count
+    from shoal.cluster._sizing import cpu_count
 
     with LocalCluster(processes=False, dashboard_address=None, timeout=START) as cluster:
         workers = list(cluster.scheduler_info["workers"].values())
-        assert [w["nthreads"] for w in workers] == [_cpu_count()]
+        assert [w["nthreads"] for w in workers] == [cpu_count()]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from shoal.cluster._local import parse_memory_limit
+from shoal.cluster._sizing import parse_memory_limit
 
 TOTAL = 16 * 10**9
 
