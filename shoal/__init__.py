@@ -15,7 +15,7 @@ _EXPORTS = {
     "ActorFuture": "shoal.client._actor",
     "BaseActorFuture": "shoal.client._actor",
     "Client": "shoal.client._client",
-    "default_client": "shoal.client._client",
+    "default_client": "shoal.client._current",
     "get_client": "shoal.client._worker_client",
     "worker_client": "shoal.client._worker_client",
     "secede": "shoal.worker._context",
