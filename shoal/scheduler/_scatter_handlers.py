@@ -47,13 +47,18 @@ class ScatterHandlers(StateBase):
                 self.count_new(ts)
             self._want(ts, ev.client)
             held.add(ts)
+            # The shell keeps each scattered key's bytes until DropScattered: a key that
+            # goes nowhere lets go of them now (unless a store of it is still on its way).
             if ts.state == "memory":  # the same data (scatter keys hash it), already held
                 self._out.append(ReportDone(ev.client, key, ts.nbytes, ts.typename, None))
+                if key not in self._storing:
+                    self._out.append(DropScattered([key]))
                 continue
             if key in self._storing:  # already on its way: the same ack answers both
                 continue
             if not pool:
                 self._err(ts, self._lost_error(ts))
+                self._out.append(DropScattered([key]))
                 continue
             # A worker computing this key would hold the value under the same key as its
             # task: send it elsewhere when there is an elsewhere.

@@ -293,3 +293,12 @@ def test_failed_result_keeps_no_caller_frame_alive(client) -> None:
         assert ref() is None
     finally:
         gc.enable()
+
+
+def test_scattering_a_value_already_held_keeps_no_bytes_on_the_scheduler(client) -> None:
+    first = client.scatter(["leaks-same-value"])
+    again = client.scatter(["leaks-same-value"])  # the same key: already in memory
+    assert [f.key for f in first] == [f.key for f in again]
+    assert client.gather(again) == ["leaks-same-value"]
+    wait_for(lambda: client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler._scattered))
+             == 0, timeout=10)
