@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError
 from pathlib import Path
@@ -56,6 +57,15 @@ def gate(tmp_path: Path) -> Iterator[Gate]:
     g = Gate(tmp_path / "gate")
     yield g
     g.open()  # no worker thread stays blocked
+
+
+def _still_waiting(client: Client, thread: threading.Thread) -> str:
+    """What a failed assertion needs to tell why a thread still waits: the client's state
+    and where the thread is."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    where = "".join(traceback.format_stack(frame)) if frame is not None else "(ended)"
+    return (f"client {client.status}, pending requests {list(client._coord_pending)}, "
+            f"outage {client._outage!r}; the thread waits at:\n{where}")
 
 
 def _in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
@@ -202,8 +212,9 @@ def test_coordination_requests_failed_by_the_loss_are_not_sent_again(
         relay.cut()
         acquiring.join(timeout=30)
         getting.join(timeout=30)
-        for outcome in (acquired, got):
-            assert isinstance(outcome.get("error"), ConnectionError), outcome
+        for thread, outcome in ((acquiring, acquired), (getting, got)):
+            assert isinstance(outcome.get("error"), ConnectionError), (
+                outcome, _still_waiting(client, thread))
             assert "will not be sent again" in str(outcome["error"])
         relay.restore()
         wait_for(lambda: client.status == "running", timeout=30)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from _process_origin import describe
 
 from shoal import Client, LocalCluster
 
@@ -28,7 +29,11 @@ def client() -> Iterator[Client]:
     with Client(n_workers=2, threads_per_worker=1, dashboard_address=None) as c:
         yield c
     started = descendants() - before
-    wait_for(lambda: not any(alive(pid) for pid in started), timeout=20)
+    try:
+        wait_for(lambda: not any(alive(pid) for pid in started), timeout=20)
+    except AssertionError:
+        left = {pid for pid in started if alive(pid)}
+        raise AssertionError(f"processes started during the session are still alive:\n{describe(left)}") from None
 
 
 @pytest.fixture
