@@ -278,11 +278,11 @@ class Nanny:
         spare, self._spare = self._spare, None
         if spare is not None and spare.returncode is None and spare.stdin is not None:
             go = json.dumps({"env": {INHERIT_CONFIG_ENV: inherited_config()}})
+            self.process = spare  # first: a close during the drain stops it
             try:
                 spare.stdin.write(go.encode() + b"\n")
                 await spare.stdin.drain()
                 spare.stdin.close()
-                self.process = spare
                 self._take_ready_fd(self._spare_ready_fd)
                 self._spare_ready_fd = None
                 return
@@ -522,6 +522,8 @@ class Nanny:
         finally:
             if notice is not None and not notice.done():
                 notice.cancel()
+            if not waiter.done():  # cancelled (close): the close waits for the exit itself
+                waiter.cancel()
 
     def _tell_scheduler_of_memory_kill(self, rss: int) -> asyncio.Future[bool] | None:
         """Start telling the scheduler that the current worker is killed for memory
@@ -605,6 +607,12 @@ class Nanny:
         if self._spare_task is not None:
             self._spare_task.cancel()
             await asyncio.gather(self._spare_task, return_exceptions=True)
+        # The supervisor first: a replacement it is starting (a restart under way) is
+        # then either never started or the ``self.process`` stopped below, never a
+        # worker started after this close looked, left retrying a closed scheduler.
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            await asyncio.gather(self._supervisor, return_exceptions=True)
         await self._drop_spare()
         proc = self.process
         if proc is not None and proc.returncode is None:
@@ -619,9 +627,6 @@ class Nanny:
                     pass
         if proc is not None:
             await self._remove_worker_space(proc.pid)
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            await asyncio.gather(self._supervisor, return_exceptions=True)
         await self.preloads.teardown()
         if self._ready_fd is not None:
             self._unwatch(self._ready_fd)

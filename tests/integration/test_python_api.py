@@ -204,6 +204,49 @@ def test_a_nanny_restarts_its_worker_process_and_stops_it_on_close(no_leftovers)
     run(main)
 
 
+def test_a_nanny_closed_while_it_restarts_its_worker_stops_the_new_one(no_leftovers):
+    """The close comes between a worker's death and its replacement's start, and the
+    replacement starts while the close runs (a slow clean-up on a loaded machine): the
+    replacement must not outlive the nanny (it would retry a closed scheduler forever)."""
+    import signal
+
+    started: list[int] = []
+
+    async def main() -> None:
+        async with Scheduler(dashboard=False) as s:
+            n = await Nanny(s.address, nthreads=1)
+            server = n._server
+            first = n.pid
+            assert first is not None
+            start_process, remove_space = server._start_process, server._remove_worker_space
+
+            async def recorded_start(standby: bool) -> Any:
+                proc = await start_process(standby)
+                started.append(proc.pid)
+                return proc
+
+            async def interleaved_remove(pid: int) -> None:
+                deadline = asyncio.get_running_loop().time() + 30
+                if not server._closing:  # the supervisor, the old worker gone: close now
+                    while not server._closing and asyncio.get_running_loop().time() < deadline:
+                        await asyncio.sleep(0.01)
+                else:  # the close: the replacement (if any is coming) starts meanwhile
+                    supervisor = server._supervisor
+                    while (server.pid == pid and not supervisor.done()
+                           and asyncio.get_running_loop().time() < deadline):
+                        await asyncio.sleep(0.01)
+                await remove_space(pid)
+
+            server._start_process = recorded_start
+            server._remove_worker_space = interleaved_remove
+            os.kill(first, signal.SIGKILL)
+            wait_for(lambda: server.process.returncode is not None, timeout=30)
+            await asyncio.wait_for(n.close(), START)
+        wait_for(lambda: not any(alive(pid) for pid in [first, *started]), timeout=30)
+
+    run(main)
+
+
 def test_off_loopback_workers_need_the_token_the_scheduler_made_up(no_leftovers,
                                                                    no_threads_left):
     async def main() -> None:
