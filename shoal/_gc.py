@@ -318,12 +318,23 @@ class GcKeeper:
         million futures): in bulk mode, freeze it now (O(1)). Built without allocating
         tracked objects, it would otherwise stay young until a collection walks every
         item (100-250 ms at 1M, measured)."""
-        if self.bulk and self._lock.acquire(blocking=False):
+        if not self.bulk:
+            return
+        lock = self._lock
+        try:
+            took = lock.acquire(blocking=False)
+        except BaseException:
+            # A Ctrl-C is due at the end of the acquire call: when it took the lock, no
+            # ``finally`` holds it yet, and a lock kept for good stopped the loop's next tick.
+            if lock._is_owned():  # type: ignore[attr-defined]  # (settle never nests in it)
+                lock.release()
+            raise
+        if took:
             try:
                 if self.bulk:
                     self._freeze()
             finally:
-                self._lock.release()
+                lock.release()
 
     def expect(self, n: int) -> None:
         """A caller is about to take in ``n`` tasks (a graph, a map): enter bulk mode now

@@ -46,7 +46,11 @@ def get_loop() -> asyncio.AbstractEventLoop:
     """
     global _loop, _thread
     with _lock:
-        if _loop is not None and _thread is not None and _thread.is_alive():
+        # Running, not ``_thread.is_alive()``: Python 3.11's is_alive, interrupted by a
+        # Ctrl-C at the end of its lock call, releases the live thread's lock and marks it
+        # ended, and the next call here started a second loop (the client's messages then
+        # went to it, away from its connection). is_running reads a flag, in one C call.
+        if _loop is not None and _loop.is_running():
             return _loop
         if _exiting:
             raise RuntimeError("shoal's event loop was stopped because the interpreter is exiting")

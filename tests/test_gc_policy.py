@@ -9,6 +9,7 @@ import threading
 import weakref
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from _waiting import wait_for
@@ -403,6 +404,49 @@ def test_settle_freezes_a_freshly_built_container_only_in_bulk_mode() -> None:
     assert is_frozen(big)
     k.release()
     assert built == [] and len(big) == 100_000
+
+
+class _InterruptedAfter:
+    """The keeper's lock, whose non-blocking ``acquire`` answers and is then interrupted:
+    what a Ctrl-C due at the end of that call does (CPython checks for signals there)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        self.real.acquire(blocking, timeout)
+        raise KeyboardInterrupt
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def test_a_ctrl_c_as_settle_takes_the_lock_leaves_it_free() -> None:
+    # Held for good, the lock stopped the loop's next tick (and the client's loop with it).
+    k = GcKeeper(SETTINGS, hook=False)
+    k.acquire()
+    try:
+        k.watch(holder := Holder(0), "items")
+        holder.items = list(range(5_000))
+        assert k.step() == "enter"
+        real = k._lock
+        k._lock = _InterruptedAfter(real)  # type: ignore[assignment]
+        with pytest.raises(KeyboardInterrupt):
+            k.settle()
+        k._lock = real
+        took: list[bool] = []
+
+        def take() -> None:
+            took.append(real.acquire(timeout=5))
+            if took[-1]:
+                real.release()
+
+        other = threading.Thread(target=take)
+        other.start()
+        other.join(10)
+        assert took == [True]  # another thread (the loop's tick) can take it
+    finally:
+        k.release()
 
 
 def test_expecting_a_big_graph_enters_bulk_mode_before_it_is_counted() -> None:

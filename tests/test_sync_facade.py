@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+from typing import Any
 
 import pytest
+from _waiting import wait_for
 
 from shoal import _loop
 
@@ -64,3 +67,42 @@ def test_run_sync_keeps_the_operations_own_timeout_error() -> None:
         _loop.run_sync(gives_up())
     with pytest.raises(TimeoutError, match="waited for the lock 'x'"):
         _loop.run_sync(gives_up(), 5)
+
+
+class _InterruptedAfter:
+    """A thread's end-of-life lock whose ``acquire`` answers, then is interrupted: what a
+    Ctrl-C due at the end of that call does (CPython checks for signals there)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def acquire(self, *args: Any) -> bool:
+        self.real.acquire(*args)
+        raise KeyboardInterrupt
+
+    def locked(self) -> bool:
+        return bool(self.real.locked())
+
+    def release(self) -> None:
+        self.real.release()
+
+
+def test_a_ctrl_c_as_the_loop_is_looked_up_does_not_start_a_second_loop(monkeypatch) -> None:
+    # Python 3.11's Thread.is_alive(), interrupted so, releases the live thread's lock and
+    # marks it ended: the next lookup started a second loop, and the client's messages went
+    # to it, away from its connection (a fresh loop here, not the shared one of the session).
+    monkeypatch.setattr(_loop, "_loop", None)
+    monkeypatch.setattr(_loop, "_thread", None)
+    first = _loop.get_loop()
+    thread = _loop._thread
+    assert thread is not None
+    try:
+        monkeypatch.setattr(thread, "_tstate_lock", _InterruptedAfter(thread._tstate_lock))
+        with contextlib.suppress(KeyboardInterrupt):  # (where is_alive() took it)
+            _loop.get_loop()
+        assert _loop.get_loop() is first
+    finally:
+        for loop in {first, _loop._loop}:
+            if loop is not None:
+                loop.call_soon_threadsafe(loop.stop)
+                wait_for(lambda loop=loop: not loop.is_running(), timeout=10)

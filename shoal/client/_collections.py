@@ -37,6 +37,7 @@ from shoal.client._future import Future
 from shoal.client._keys import check_user_keys
 from shoal.client._task_order import ordered, task_order
 from shoal.protocol._call import RefCall, RefCallPickles, call_with_container
+from shoal.worker._context import seceded_while_waiting
 
 if TYPE_CHECKING:
     from shoal.client._core import ClientCore as Client  # the protocol: never the facade
@@ -496,8 +497,10 @@ def get(self: Client, dsk: Any, keys: Any, workers: Any = None,
     if not sync and not local:
         return _pack(keys, futures)  # dask's ``sync=False``: the futures, in keys' shape
     try:
-        # dask's get blocks (sync=False with tasks run here too: they need the values)
-        values = self.gather(futures, asynchronous=False)
+        # dask's get blocks (sync=False with tasks run here too: they need the values); in
+        # a task, without holding its thread slot (``x.compute()`` inside a task)
+        with seceded_while_waiting():
+            values = self.gather(futures, asynchronous=False)
     finally:
         for f in futures.values():
             f.release()

@@ -8,6 +8,8 @@ Must not know: the scheduler's protocol or clients (``get_client`` lives in
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from shoal.worker import _execute
@@ -86,6 +88,24 @@ def rejoin() -> None:
         ValueError: called outside a task.
     """
     _executor_for("rejoin").rejoin()
+
+
+@contextlib.contextmanager
+def seceded_while_waiting() -> Iterator[None]:
+    """In a task that holds a slot of its worker's pool: leave the pool for the block and
+    take a slot again after it, as dask's ``Client.get`` does around its wait. The tasks
+    waited for may need that very slot: on a worker of one thread (or with every thread
+    held by such a wait) they would never start. Outside a task, or in a task that seceded
+    already (``worker_client()``), nothing changes."""
+    executor = current_executor()
+    if executor is None or getattr(_execute._thread_state, "seceded", False):
+        yield
+        return
+    executor.secede()
+    try:
+        yield
+    finally:
+        executor.rejoin()  # ends: a pool thread hands over its slot, or the pool closes
 
 
 def in_task() -> bool:

@@ -203,8 +203,12 @@ def test_coordination_requests_failed_by_the_loss_are_not_sent_again(
     try:
         held = Lock("reconnect-lock", client=other)
         assert held.acquire(timeout=10)
+        # Made here: a Queue's creation is a request of its own, which the count below took
+        # for the get's; a thread slow to go on to its get (a loaded machine) then asked
+        # during the outage, and such a request rightly waits for the new session.
+        queue = Queue("reconnect-queue", client=client)
         acquiring, acquired = _in_thread(lambda: Lock("reconnect-lock", client=client).acquire())
-        getting, got = _in_thread(lambda: Queue("reconnect-queue", client=client).get())
+        getting, got = _in_thread(queue.get)
         wait_for(lambda: len(client._coord_pending) == 2, timeout=30)
         client.get_events("x")  # answered after both requests: the scheduler has them
         assert acquiring.is_alive() and getting.is_alive()

@@ -134,6 +134,22 @@ def test_dask_compute_in_a_task_runs_on_the_workers_client(client: Client) -> No
     assert client.submit(compute_inside, 1, pure=False).result(timeout=30) == (2, True)
 
 
+def compute_after_worker_client(n):
+    import dask
+
+    with worker_client() as c:  # makes the worker's client dask's default in its process
+        c.submit(inc, n, pure=False).result()
+    # Not seceded here: the compute itself must leave the slot while it waits, as dask's
+    # Client.get does (its inner task needs a thread, and every thread is held by such a task).
+    return dask.delayed(inc)(n).compute()
+
+
+def test_compute_in_a_task_that_holds_every_slot_does_not_hang(client: Client) -> None:
+    # Two workers of one thread: each runs one of these while its inner tasks wait for a slot.
+    futures = client.map(compute_after_worker_client, range(4), pure=False)
+    assert [f.result(timeout=30) for f in futures] == [1, 2, 3, 4]
+
+
 def compute_inside_on(n):
     """compute_inside, with which worker ran it and which client object it used."""
     value, is_default = compute_inside(n)
