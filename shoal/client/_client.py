@@ -139,6 +139,9 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
             ``async with``) starts it, and its operations return awaitables, which never
             block the awaiting event loop (any asyncio loop, uvloop too). Every method also
             takes ``asynchronous=`` for one call.
+        name: part of the client's ``id``, as in dask: ``"Client-<name>-<uuid>"`` (default:
+            dask's ``client-name`` config; without one, ``"Client-<uuid>"``). Each client's
+            id is its own, so clients given one name work side by side.
         loop: accepted for dask's signature and ignored: operations run on shoal's own
             loop (``client.loop``), whichever loop awaits them.
         heartbeat_interval, serializers, deserializers, connection_limit: accepted for
@@ -182,7 +185,11 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         timeout = _timeouts.seconds(timeout, "Client(timeout=)", _timeouts.connect_timeout())
         self._asynchronous = bool(asynchronous)
         self.status = "connecting"
-        self.id = name or f"Client-{uuid.uuid4().hex[:8]}"
+        # Unique per client, as dask's: the scheduler keys its sessions by it, so two clients
+        # given one name= must not share it.
+        if name is None:
+            name = dask.config.get("client-name", None)
+        self.id = f"{type(self).__name__}-{f'{name}-' if name else ''}{uuid.uuid4()}"
         self._timeout = timeout
         self._lock = threading.Lock()
         self._states: dict[Any, FutureState] = {}
