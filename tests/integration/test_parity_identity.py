@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
+import numpy as np
 import pytest
 
-from shoal import Client, LocalCluster
+from shoal import Client, LocalCluster, wait
 
 pytestmark = pytest.mark.integration
 
@@ -66,3 +68,75 @@ def test_worker_clients_ids_are_dasks(cluster: LocalCluster) -> None:
     with Client(cluster) as c:
         wid = c.submit(_own_client_id, pure=False).result(timeout=30)
         assert re.fullmatch(f"Client-worker-{_UUID}", wid), wid
+
+
+# --- Future.type -------------------------------------------------------------------------------
+
+
+class Point:
+    pass
+
+
+def make_point() -> Point:
+    return Point()
+
+
+def nothing() -> None:
+    return None
+
+
+def boom() -> None:
+    raise ValueError("boom")
+
+
+def array() -> Any:
+    import numpy as np
+
+    return np.float64(1.0)
+
+
+def lock() -> Any:
+    import threading
+
+    return threading.Lock()
+
+
+def wait_for_event(name: str) -> int:
+    from shoal import Event
+
+    assert Event(name).wait(timeout=30)
+    return 1
+
+
+def test_future_type_is_the_result_class_once_finished_and_none_before(
+        cluster: LocalCluster) -> None:
+    from shoal import Event
+
+    with Client(cluster) as c:
+        ev = Event("parity-type-gate", client=c)
+        held = c.submit(wait_for_event, "parity-type-gate")
+        assert held.type is None and repr(held) == f"<Future: pending, key: {held.key}>"
+        ev.set()
+        assert held.result(timeout=30) == 1
+        assert held.type is int
+        assert repr(held) == f"<Future: finished, type: int, key: {held.key}>"
+        for fn, expected, shown in [(make_point, Point, f"{__name__}.Point"),
+                                    (nothing, type(None), "NoneType"),
+                                    (array, np.float64, "numpy.float64")]:
+            fut = c.submit(fn)
+            fut.result(timeout=30)
+            assert fut.type is expected, fn
+            assert repr(fut) == f"<Future: finished, type: {shown}, key: {fut.key}>"
+            assert f"type: {shown}" in fut._repr_html_()
+        failed = c.submit(boom)
+        with pytest.raises(ValueError):
+            failed.result(timeout=30)
+        assert failed.type is None and repr(failed) == f"<Future: error, key: {failed.key}>"
+        scattered = c.scatter(2.5)
+        assert scattered.type is float
+        assert repr(scattered) == f"<Future: finished, type: float, key: {scattered.key}>"
+        # A class the client cannot load by its name: None, as dask's (which cannot pickle it).
+        unknown = c.submit(lock)
+        wait([unknown], timeout=30)
+        assert unknown.status == "finished"
+        assert unknown.type is None
