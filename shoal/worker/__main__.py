@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import gc
 import logging
@@ -107,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("scheduler")
     p.add_argument("--nthreads", type=int, default=1)
     p.add_argument("--name", default=None)
-    p.add_argument("--name-is-int", action="store_true", help=argparse.SUPPRESS)  # the nanny's
+    # The nanny's: --name is the repr of a name that is not a str (an int, float, tuple...).
+    p.add_argument("--name-is-literal", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--memory-limit", type=int, default=0)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", default="0", help="port or range 'first:last' to bind")
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     set_default_security(security)
 
     async def run() -> None:
-        name = int(args.name) if args.name_is_int else args.name
+        name = ast.literal_eval(args.name) if args.name_is_literal else args.name
         worker = Worker(args.scheduler, nthreads=args.nthreads, name=name,
                         port=args.port, contact_address=args.contact_address,
                         memory_limit=args.memory_limit, host=args.host,

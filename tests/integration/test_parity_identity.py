@@ -5,6 +5,7 @@ worker names of any msgpack-able type, an asynchronous client's ``scheduler_info
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -140,3 +141,55 @@ def test_future_type_is_the_result_class_once_finished_and_none_before(
         wait([unknown], timeout=30)
         assert unknown.status == "finished"
         assert unknown.type is None
+
+
+# --- worker names of any type dask carries ----------------------------------------------------
+
+
+def where_am_i() -> Any:
+    from shoal import get_worker
+
+    return get_worker().name
+
+
+NAMES = [1.5, True, ("a", 1), ("t", (2, 3.5)), b"raw"]
+
+
+def test_worker_names_of_dasks_types_come_back_as_they_were_given() -> None:
+    from shoal import Nanny, Scheduler, Worker
+
+    async def main() -> None:
+        async with Scheduler(dashboard=False) as s:
+            workers = [await Worker(s.address, nthreads=1, name=n) for n in NAMES]
+            nanny = await Nanny(s.address, nthreads=1, name=("nanny", 2.5))
+            try:
+                async with Client(s.address, asynchronous=True) as c:
+                    await c.wait_for_workers(len(NAMES) + 1)
+                    info = await c.scheduler_info()
+                    got = {w["name"] for w in info["workers"].values()}
+                    assert got == {*NAMES, ("nanny", 2.5)}
+                    for name in [*NAMES, ("nanny", 2.5)]:
+                        (entry,) = [w for w in info["workers"].values() if w["name"] == name]
+                        assert type(entry["name"]) is type(name)
+                        ran = await c.submit(where_am_i, workers=[name], pure=False)
+                        assert ran == name and type(ran) is type(name)
+                    # A scalar that is not a str is one name too, as dask wraps a Number.
+                    assert await c.submit(where_am_i, workers=1.5, pure=False) == 1.5
+            finally:
+                await nanny.close()
+                for w in workers:
+                    await w.close()
+
+    asyncio.run(asyncio.wait_for(main(), 180))
+
+
+def test_worker_names_dask_carries_are_accepted_and_others_refused_when_made() -> None:
+    from shoal.worker._name import check_worker_name
+
+    for name in [*NAMES, None, "s", 3, np.int64(4), np.float64(0.5)]:
+        checked = check_worker_name(name)
+        assert checked == name and type(checked) is (type(name) if not isinstance(
+            name, np.generic) else type(name.item()))
+    for bad in [[1, 2], {"a": 1}, object(), ("ok", [1]), 2**70, float("nan")]:
+        with pytest.raises(TypeError, match="name"):
+            check_worker_name(bad)
