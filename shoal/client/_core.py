@@ -54,6 +54,10 @@ class ClientCore(Protocol):
     asynchronous: bool
     cluster: Any
     security: Any  # a shoal.comm._security.Security: credentials for workers' ports
+    # An asynchronous client's scheduler_info(): its latest copy, and the fetch of the next.
+    _scheduler_identity: Any
+    _identity_fetching: bool
+    _identity_task: asyncio.Task[None] | None
 
     @property
     def _timeout(self) -> float | None: ...

@@ -165,7 +165,7 @@ def test_worker_names_of_dasks_types_come_back_as_they_were_given() -> None:
             try:
                 async with Client(s.address, asynchronous=True) as c:
                     await c.wait_for_workers(len(NAMES) + 1)
-                    info = await c.scheduler_info()
+                    info = await c.scheduler_info(asynchronous=True)
                     got = {w["name"] for w in info["workers"].values()}
                     assert got == {*NAMES, ("nanny", 2.5)}
                     for name in [*NAMES, ("nanny", 2.5)]:
@@ -193,3 +193,24 @@ def test_worker_names_dask_carries_are_accepted_and_others_refused_when_made() -
     for bad in [[1, 2], {"a": 1}, object(), ("ok", [1]), 2**70, float("nan")]:
         with pytest.raises(TypeError, match="name"):
             check_worker_name(bad)
+
+
+# --- an asynchronous client's scheduler_info() ----------------------------------------------------
+
+
+def test_async_clients_scheduler_info_is_its_cached_copy_not_an_awaitable(
+        cluster: LocalCluster) -> None:
+    # dask: "for asynchronous clients this method returns the most recently cached value
+    # without a fresh fetch", cluster-wide totals only ("workers" is empty).
+    async def main() -> None:
+        async with Client(cluster.scheduler_address, asynchronous=True) as c:
+            info = c.scheduler_info()
+            assert isinstance(info, dict)
+            assert info["type"] == "Scheduler" and info["address"] == cluster.scheduler_address
+            assert info["n_workers"] == 1 and info["total_threads"] == 1
+            assert info["workers"] == {}
+            # the full answer is one call away, as with dask's client.scheduler.identity()
+            full = await c.scheduler_info(asynchronous=True)
+            assert len(full["workers"]) == 1
+
+    asyncio.run(asyncio.wait_for(main(), 60))
