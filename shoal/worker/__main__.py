@@ -13,6 +13,7 @@ import sys
 
 from shoal._loop import run_main
 from shoal.worker._execute import WARM_IMPORTS_ENV, import_in_background
+from shoal.worker._resources import parse_resources
 from shoal.worker._server import SchedulerGone, Worker
 
 # Exit status meaning "leave for good": the scheduler closed this worker, or there was no
@@ -176,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
 
     async def run() -> None:
         name = ast.literal_eval(args.name) if args.name_is_literal else args.name
+        # The nanny's format_resources: an int amount stays an int, as it was given.
+        resources = (None if args.resources is None
+                     else parse_resources(args.resources, keep_ints=True))
         worker = Worker(args.scheduler, nthreads=args.nthreads, name=name,
                         port=args.port, contact_address=args.contact_address,
                         memory_limit=args.memory_limit, host=args.host,
@@ -186,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                         memory_pause_fraction=args.memory_pause,
                         memory_transfer_fraction=args.memory_transfer,
                         security=security,
-                        resources=args.resources, lifetime=args.lifetime)
+                        resources=resources, lifetime=args.lifetime)
         if args.preload:
             import json
 

@@ -28,7 +28,7 @@ def inc(x: int) -> int:
 def cluster() -> Iterator[LocalCluster]:
     """An in-process cluster (threads): quick to start, its clients connect in-process."""
     with LocalCluster(processes=False, n_workers=1, threads_per_worker=1,
-                      dashboard_address=None) as c:
+                      dashboard_address=None, resources={"GPU": 1, "MEM": 2.5}) as c:
         yield c
 
 
@@ -214,3 +214,26 @@ def test_async_clients_scheduler_info_is_its_cached_copy_not_an_awaitable(
             assert len(full["workers"]) == 1
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+# --- resources as given -------------------------------------------------------------------------
+
+
+def test_worker_resources_are_reported_as_given_int_or_float(cluster: LocalCluster) -> None:
+    # dask keeps a worker's resources={"GPU": 1} as given: 1, not 1.0.
+    with Client(cluster) as c:
+        (w,) = c.scheduler_info()["workers"].values()
+        assert w["resources"] == {"GPU": 1, "MEM": 2.5}
+        assert type(w["resources"]["GPU"]) is int and type(w["resources"]["MEM"]) is float
+        assert c.submit(inc, 1, resources={"GPU": 1}).result(timeout=30) == 2
+
+
+def test_resources_keep_ints_through_a_nannys_command_line() -> None:
+    from shoal.worker._resources import check_resources, format_resources, parse_resources
+
+    given = check_resources({"GPU": 1, "MEM": 1e9, "X": np.int64(2)})
+    assert given == {"GPU": 1, "MEM": 1e9, "X": 2} and type(given["X"]) is int
+    back = parse_resources(format_resources(given), keep_ints=True)
+    assert back == given and [type(v) for v in back.values()] == [int, float, int]
+    # dask's `dask worker --resources` gives floats; so does shoal's command
+    assert parse_resources("GPU=2") == {"GPU": 2.0} and type(parse_resources("GPU=2")["GPU"]) is float
