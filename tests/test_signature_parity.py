@@ -50,12 +50,16 @@ PAIRS = {
     "Future": (shoal.Future, distributed.Future),
     "Future.cancel": (shoal.Future.cancel, distributed.Future.cancel),
     "progress": (shoal.progress, distributed.progress),
+    "SSHCluster": (shoal.SSHCluster, distributed.SSHCluster),
 }
 
 
 @pytest.mark.parametrize("name", sorted(PAIRS))
 def test_dask_positional_order_and_defaults(name: str) -> None:
     ours, theirs = PAIRS[name]
+    kinds = {p.kind for p in inspect.signature(ours).parameters.values()}
+    if any(p.kind == p.VAR_KEYWORD for p in inspect.signature(theirs).parameters.values()):
+        assert inspect.Parameter.VAR_KEYWORD in kinds, f"{name} takes no **kwargs, dask's does"
     order = _positional(theirs)
     assert _positional(ours)[:len(order)] == order
     mine = inspect.signature(ours).parameters

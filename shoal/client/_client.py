@@ -139,6 +139,9 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
             ``async with``) starts it, and its operations return awaitables, which never
             block the awaiting event loop (any asyncio loop, uvloop too). Every method also
             takes ``asynchronous=`` for one call.
+        name: part of the client's ``id``, as in dask: ``"Client-<name>-<uuid>"`` (default:
+            dask's ``client-name`` config; without one, ``"Client-<uuid>"``). Each client's
+            id is its own, so clients given one name work side by side.
         loop: accepted for dask's signature and ignored: operations run on shoal's own
             loop (``client.loop``), whichever loop awaits them.
         heartbeat_interval, serializers, deserializers, connection_limit: accepted for
@@ -182,7 +185,11 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         timeout = _timeouts.seconds(timeout, "Client(timeout=)", _timeouts.connect_timeout())
         self._asynchronous = bool(asynchronous)
         self.status = "connecting"
-        self.id = name or f"Client-{uuid.uuid4().hex[:8]}"
+        # Unique per client, as dask's: the scheduler keys its sessions by it, so two clients
+        # given one name= must not share it.
+        if name is None:
+            name = dask.config.get("client-name", None)
+        self.id = f"{type(self).__name__}-{f'{name}-' if name else ''}{uuid.uuid4()}"
         self._timeout = timeout
         self._lock = threading.Lock()
         self._states: dict[Any, FutureState] = {}
@@ -225,6 +232,10 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         self._set_as_default = set_as_default
         self.cluster: Any = None
         self.scheduler_file: str | None = scheduler_file  # read, or written by this client
+        # An asynchronous client's scheduler_info(): the latest copy (see _cluster_info).
+        self._scheduler_identity: Any = _repr.SchedulerInfo({"workers": {}})
+        self._identity_fetching = False
+        self._identity_task: asyncio.Task[None] | None = None
 
         from shoal.cluster._local import LocalCluster
         from shoal.comm._security import Security
@@ -327,6 +338,11 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
                 await _close_cluster(self.cluster)
             raise
         self.status = "running"
+        if self._asynchronous:  # its scheduler_info() answers at once from this copy
+            try:
+                self._scheduler_identity = await _cluster_info.scheduler_info(self, n_workers=0)
+            except Exception as exc:  # the next scheduler_info() call fetches it again
+                logger.warning("Client %s: no scheduler_info copy yet: %r", self.id, exc)
         if self._deployed is not None:
             self.cluster = self._deployed
         # The GC policy (shoal/_gc.py) while this client is open; futures count as held.
@@ -457,7 +473,23 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
     _fetch = _fetch_module.fetch
     _fetch_async = _fetch_module.fetch_async
     run = two_faced(_cluster_info.run)
-    scheduler_info = two_faced(_cluster_info.scheduler_info)
+
+    def scheduler_info(self, n_workers: int = -1, asynchronous: bool | None = None,
+                       **kwargs: Any) -> Any:
+        """dask's ``scheduler_info()``: the scheduler (``type``, ``id``, ``address``,
+        ``services``, ``started``, ``n_workers``, ``total_threads``, ``total_memory``) and,
+        under ``workers``, each worker's details (``nthreads``, ``memory_limit``, ``name``,
+        ``host``, ``metrics``, ``pid``...); only the first ``n_workers`` of them unless -1.
+
+        As dask's, an asynchronous client's returns at once (nothing to await) its most
+        recent copy, with the totals and no workers; each call fetches a fresh one for the
+        next. ``asynchronous=True`` given to the call returns an awaitable of the full
+        answer instead (dask: ``await client.scheduler.identity(n_workers=-1)``).
+        """
+        if asynchronous is None and self.asynchronous:
+            return _cluster_info.cached_scheduler_info(self)
+        return self.sync(_cluster_info.scheduler_info, self, n_workers,
+                         asynchronous=asynchronous, **kwargs)
     restart = _control.restart
     _restart = _control._restart
     restart_workers = _control.restart_workers

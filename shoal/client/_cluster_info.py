@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from shoal import _loop
 from shoal._run import pickle_code
 from shoal.client._future import Future
 from shoal.client._repr import HasWhat, SchedulerInfo, WhoHas
@@ -151,6 +152,29 @@ async def scheduler_info(self: Client, n_workers: int = -1, **kwargs: Any) -> di
     info: dict[str, Any] = await self._request_within("scheduler_info", self._timeout,
                                                       n_workers=n_workers)
     return SchedulerInfo(info)
+
+def cached_scheduler_info(self: Client) -> SchedulerInfo:
+    """An asynchronous client's ``scheduler_info()``, as dask's: its latest copy (totals,
+    no workers: ``n_workers=0``), at once; a fetch of the next one starts on shoal's loop
+    unless one is under way (it ends with its request's timeout, or the connection)."""
+    if self.status == "running" and not self._identity_fetching:
+        self._identity_fetching = True
+        _loop.call_soon(_start_identity_fetch, self)
+    return self._scheduler_identity
+
+
+def _start_identity_fetch(self: Client) -> None:
+    self._identity_task = asyncio.get_running_loop().create_task(_fetch_identity(self))
+
+
+async def _fetch_identity(self: Client) -> None:
+    try:
+        self._scheduler_identity = await scheduler_info(self, n_workers=0)
+    except Exception as exc:  # closed or lost meanwhile: the copy stays as it was
+        logger.debug("refreshing the scheduler_info of %s: %r", self.id, exc)
+    finally:
+        self._identity_fetching = False
+
 
 async def nthreads(self: Client, workers: Any = None) -> dict[str, int]:
     """The number of threads of each worker (``workers``: an address or name, or a list of

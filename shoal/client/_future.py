@@ -22,6 +22,7 @@ from shoal import _interrupts, _loop
 from shoal.client import _returned
 from shoal.protocol._errors import FutureCancelledError as FutureCancelledError
 from shoal.protocol._serialize import Serialized, loads
+from shoal.protocol._typenames import resolve
 
 if TYPE_CHECKING:
     from shoal.client._core import ClientCore as Client  # the protocol: never the facade
@@ -307,8 +308,10 @@ class Future(TaskRef):
         return self._state.status
 
     @property
-    def type(self) -> str:
-        return self._state.typename
+    def type(self) -> type | None:
+        """The result's class once finished (as dask's), else None; None too for a class
+        this process cannot find by its name (one defined inside a function)."""
+        return resolve(self._state.typename)
 
     def done(self) -> bool:
         """True once the result is in memory, failed, or was cancelled."""

@@ -23,6 +23,7 @@ from shoal.client._future import Future, settled
 from shoal.client._outbox import Outbox
 from shoal.protocol._messages import Scatter
 from shoal.protocol._serialize import dumps
+from shoal.protocol._typenames import type_name
 
 
 class Scattering(Outbox):
@@ -55,7 +56,8 @@ class Scattering(Outbox):
             keys = [f"{type(data).__name__}-{tokenize(data) if hash else uuid.uuid4().hex}"]
         from dask.sizeof import sizeof
 
-        rows = [(k, dumps(v), int(sizeof(v)), type(v).__name__) for k, v in zip(keys, values, strict=False)]
+        rows = [(k, dumps(v), int(sizeof(v)), type_name(type(v)))
+                for k, v in zip(keys, values, strict=False)]
 
         def shape(futures: list[Future]) -> Any:
             if kind is dict:

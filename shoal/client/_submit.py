@@ -13,6 +13,7 @@ A mixin of ``Client`` (see ``_outbox``); this module must not import the facade.
 from __future__ import annotations
 
 import itertools
+import numbers
 import os
 import types
 from collections.abc import Callable, Iterable
@@ -35,6 +36,7 @@ from shoal.protocol._call import Call
 from shoal.protocol._errors import ClosedClientError
 from shoal.protocol._messages import CancelKeys, RetryKeys, UpdateGraph
 from shoal.protocol._serialize import CallPickles, FunctionCache, dumps_task
+from shoal.protocol._wire_checks import is_worker_name
 
 # Callables whose token can be cached by identity: they cannot change in place.
 _STABLE_CALLABLES = (types.BuiltinFunctionType, types.MethodDescriptorType, type)
@@ -310,19 +312,18 @@ class Submitting(Outbox):
         return token
 
     @staticmethod
-    def _check_workers(workers: Any) -> list[str | int] | None:
+    def _check_workers(workers: Any) -> list[Any] | None:
         if workers is None:
             return None
-        if _is_worker_name(workers):
-            return [workers]
-        try:
-            out = list(workers)
+        try:  # one address or name (a str, a number) is a list of one, as in dask
+            out = [workers] if isinstance(workers, (str, numbers.Number)) else list(workers)
         except TypeError:
             raise TypeError(f"workers= takes a worker address or name, or a list of them, got "
                             f"{workers!r}") from None
         if not all(_is_worker_name(w) for w in out):
-            raise TypeError(f"workers= takes worker addresses or names (strings, or ints such "
-                            f"as LocalCluster's 0, 1, ...), got {workers!r}")
+            raise TypeError(f"workers= takes worker addresses or names (strings, ints such as "
+                            f"LocalCluster's 0, 1, ..., or any name a worker may have: a "
+                            f"float, bool, bytes or tuple), got {workers!r}")
         return out
 
     @staticmethod
@@ -592,8 +593,9 @@ def _payload(key: Any, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
 
 
 def _is_worker_name(w: Any) -> bool:
-    """An address, or a worker name as dask allows one (a string or an int)."""
-    return isinstance(w, str) or (isinstance(w, int) and not isinstance(w, bool))
+    """An address, or a worker name as dask allows one (``Worker(name=)``: a str, bytes,
+    bool, int, float or a tuple of them; a numpy number travels as its Python number)."""
+    return is_worker_name(w) or isinstance(w, (str, numbers.Real))
 
 
 def _uuid4_hex() -> str:

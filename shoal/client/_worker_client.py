@@ -149,7 +149,7 @@ def _connect(address: str, timeout: float, security: Any) -> Client:
     # clients (processes=False) it must not take their place.
     alone = not any(c is not None and c.status == "running"
                     for c in (r() for r in _current.clients))
-    client = _client.Client(address, timeout=timeout, set_as_default=alone, name="worker-client",
+    client = _client.Client(address, timeout=timeout, set_as_default=alone, name="worker",
                             security=security)
     # It is the worker's, not the user's: get_client() outside tasks (in a cluster with
     # processes=False, in this very process) keeps returning the user's newest client.

@@ -42,11 +42,6 @@ _SCHEDULER_TAKES = ("host, port, interface, protocol, security, dashboard_addres
                     "preload and preload_argv")
 
 
-
-def _worker_name(name: Any) -> str | int | None:
-    """A worker's name as the scheduler will know it: an int stays an int (as in dask)."""
-    return name if name is None or (isinstance(name, int) and not isinstance(name, bool)) else str(name)
-
 class Scheduler(ServerHandle):
     """dask's ``Scheduler``, to start by hand: ``s = await Scheduler()`` or ``async with
     Scheduler() as s``; workers join at ``s.address``.
@@ -360,7 +355,7 @@ class Worker(ServerHandle):
         lifetime = None if self._lifetime is None else staggered(
             self._lifetime, self._lifetime_stagger, random.Random())
         worker = WorkerServer(
-            address, nthreads=a.nthreads, name=_worker_name(a.name),
+            address, nthreads=a.nthreads, name=a.name,
             memory_limit=a.memory_limit, host=host, port=self._port,
             contact_address=self._contact_address, death_timeout=a.death_timeout,
             connect_timeout=a.connect_timeout, local_directory=self._local_directory,
@@ -588,7 +583,7 @@ class Nanny(ServerHandle):
             contact = plan.contact_address(plan.contact_port)
         ports = plan.bind_ports
         nanny = NannyServer(
-            address, nthreads=a.nthreads, name=_worker_name(a.name),
+            address, nthreads=a.nthreads, name=a.name,
             memory_limit=a.memory_limit, host=plan.bind_host,
             port="0" if ports == (0,) else f"{ports[0]}:{ports[-1]}", contact_address=contact,
             death_timeout=a.death_timeout, security=security, resources=a.resources,

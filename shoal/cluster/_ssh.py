@@ -280,6 +280,37 @@ class _Remote:
             await asyncio.gather(self._reader, return_exceptions=True)
 
 
+# dask's SSHCluster passes its **kwargs to SpecCluster; these have no use for shoal's.
+_SPEC_CLUSTER_KWARGS = frozenset({"silence_logs", "loop", "shutdown_on_close",
+                                  "scheduler_sync_interval", "shutdown_scheduler"})
+# dask's old SSHCluster took these (it still turns to it when given one).
+_OLD_SSH_KWARGS = frozenset({
+    "scheduler_addr", "scheduler_port", "worker_addrs", "nthreads", "nprocs", "n_workers",
+    "ssh_username", "ssh_port", "ssh_private_key", "nohost", "logdir", "memory_limit",
+    "worker_port", "nanny_port", "remote_dask_worker"})
+
+
+def _check_spec_cluster_kwargs(kwargs: Mapping[str, Any]) -> None:
+    """SSHCluster's ``**kwargs``, as dask's: those SpecCluster takes are accepted.
+
+    Raises:
+        TypeError: ``asynchronous=True``, one of dask's old SSHCluster's, or an unknown one.
+    """
+    if kwargs.get("asynchronous"):
+        raise TypeError("SSHCluster(asynchronous=True) is not supported by shoal: its "
+                        "SSHCluster starts when made; make it outside the event loop (or in "
+                        "a thread: await asyncio.to_thread(SSHCluster, ...))")
+    old = sorted(_OLD_SSH_KWARGS & set(kwargs))
+    if old:
+        raise TypeError(f"SSHCluster({', '.join(old)}=...): dask's old SSHCluster arguments "
+                        "are not supported; pass hosts=[scheduler_host, worker_host, ...] and "
+                        "worker_options={'nthreads': ..., 'n_workers': ...}")
+    unknown = sorted(set(kwargs) - _SPEC_CLUSTER_KWARGS - {"asynchronous"})
+    if unknown:
+        raise TypeError(f"SSHCluster got unexpected keyword arguments {unknown}; it takes "
+                        f"dask's: {sorted(_SPEC_CLUSTER_KWARGS | {'asynchronous'})}")
+
+
 class SSHCluster:
     """A scheduler on ``hosts[0]`` and workers on each of ``hosts[1:]``, started over SSH with
     the system's OpenSSH client (``ssh`` must be on PATH; shoal installed on every host).
@@ -310,8 +341,15 @@ class SSHCluster:
             then listen on tls:// with mutual TLS, and ``Client(cluster)`` presents the
             client certificate.
         timeout: seconds to wait for the scheduler and each worker to start.
+        kwargs: what dask passes on to its ``SpecCluster``: ``silence_logs``, ``loop``,
+            ``shutdown_on_close``, ``scheduler_sync_interval``, ``shutdown_scheduler`` are
+            accepted and have no use here (the remote processes' output is kept, see
+            ``logs()``; shoal runs on its own loop; closing stops every process), and
+            ``asynchronous`` only False.
 
     Raises:
+        TypeError: a keyword dask's SSHCluster does not take, dask's old SSHCluster's
+            (``scheduler_addr``...), or ``asynchronous=True``.
         ValueError: no hosts, an option that does not exist (the message lists those
             that do), or a certificate that cannot be read or is missing for a role.
         PerHostLengthError: a per-host list of the wrong length (a ValueError and, as in
@@ -331,7 +369,9 @@ class SSHCluster:
         *,
         security: Any = None,
         timeout: float = 60.0,
+        **kwargs: Any,
     ) -> None:
+        _check_spec_cluster_kwargs(kwargs)
         if not hosts or isinstance(hosts, str) or len(hosts) < 2:
             raise ValueError("SSHCluster needs a list of at least two hosts: the scheduler's, "
                              "then one per worker (repeat a host to share it)")

@@ -32,8 +32,9 @@ from shoal.protocol._wire_checks import _DEEP, _NUM, _SEQ, ProtocolError
 # function table, instead of carrying it (protocol/_call.py); 13: a client's Hello names
 # the session it had before (``previous``), which the scheduler drops at once on reconnect;
 # 14: a nanny's own word that it kills its worker for memory (NannyMemoryTerminated, Hello
-# role "nanny")
-PROTOCOL_VERSION = 14
+# role "nanny"); 15: a worker's Register may name it by a float, bool, bytes or tuple (as
+# dask's names), and result type names are dask's typename ("numpy.ndarray")
+PROTOCOL_VERSION = 15
 
 Key = Any  # str, int, float or a tuple of them (dask keys)
 
@@ -372,7 +373,9 @@ class RegisterReply(Message):
 @_message("register")
 class Register(Message):
     address: str
-    name: str | int  # dask's LocalCluster names its workers 0, 1, ...: ints stay ints
+    # Any name dask carries (``_wire_checks.is_worker_name``): LocalCluster's 0, 1, ... stay
+    # ints, a float, bool or tuple stays one (tuples arrive as tuples: use_list=False).
+    name: str | int | float | bytes | tuple
     nthreads: int
     memory_limit: int
     pid: int

@@ -36,6 +36,29 @@ def _rows(tag: str, rows: Any, shape: tuple[tuple[type, ...] | None, ...]) -> No
 
 
 _NONE = type(None)
+_INT_RANGE = range(-(2**63), 2**64)  # what msgpack carries as an integer
+
+
+def is_worker_name(name: Any) -> bool:
+    """A worker name shoal carries as it is, of a type dask's names take: a str, bytes, a
+    bool, an int msgpack carries, a float (not NaN: it equals nothing, so nothing could
+    name the worker by it), or a tuple of those. Hashable, so it can key a lookup."""
+    kind = type(name)
+    if kind is str or kind is bytes or kind is bool:
+        return True
+    if kind is int:
+        return name in _INT_RANGE
+    if kind is float:
+        return name == name
+    if kind is tuple:
+        return all(is_worker_name(part) for part in name)
+    return False
+
+
+def _register(m: Any) -> None:
+    if not is_worker_name(m[2]):
+        raise ProtocolError(f"message 'register': field 'name' must be a str, bytes, bool, "
+                            f"int, float or a tuple of them, got {m[2]!r}")
 _KEYS = frozenset(_KEY)
 _INTS = frozenset((int,))
 _FLOATS = frozenset(_NUM)
@@ -98,6 +121,7 @@ _DEEP: dict[str, Callable[[Any], None]] = {
     "update-graph": lambda m: _rows(
         "update-graph", m[1], (_KEY, (Serialized, _NONE), _SEQ, _SEQ, None, (int,), (*_SEQ, _NONE), (str,))
     ),
+    "register": _register,
     "scatter": lambda m: _rows("scatter", m[2], (_KEY, (Serialized,), (int,), (str,))),
     "compute": lambda m: _rows("compute", m[3], (_KEY, _SEQ, (int,))),
     "dataset-publish": lambda m: _rows("dataset-publish", m[2], (None, (bytes,), _SEQ)),

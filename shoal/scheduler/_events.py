@@ -93,7 +93,7 @@ class ScatterAcked(Event):
 @dataclass(frozen=True, slots=True)
 class WorkerJoined(Event):
     address: str
-    name: str | int
+    name: Any  # str, bytes, bool, int, float or a tuple of them (protocol/_wire_checks)
     nthreads: int
     memory_limit: int
     pid: int

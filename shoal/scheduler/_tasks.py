@@ -403,7 +403,7 @@ class WorkerState:
     )
 
     def __init__(
-        self, address: str, name: str | int, nthreads: int, memory_limit: int, pid: int, host: str,
+        self, address: str, name: Any, nthreads: int, memory_limit: int, pid: int, host: str,
         now: float, resources: dict[str, float] | None = None,
     ) -> None:
         self.address = address

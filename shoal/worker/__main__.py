@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import gc
 import logging
@@ -12,6 +13,7 @@ import sys
 
 from shoal._loop import run_main
 from shoal.worker._execute import WARM_IMPORTS_ENV, import_in_background
+from shoal.worker._resources import parse_resources
 from shoal.worker._server import SchedulerGone, Worker
 
 # Exit status meaning "leave for good": the scheduler closed this worker, or there was no
@@ -107,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("scheduler")
     p.add_argument("--nthreads", type=int, default=1)
     p.add_argument("--name", default=None)
-    p.add_argument("--name-is-int", action="store_true", help=argparse.SUPPRESS)  # the nanny's
+    # The nanny's: --name is the repr of a name that is not a str (an int, float, tuple...).
+    p.add_argument("--name-is-literal", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--memory-limit", type=int, default=0)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", default="0", help="port or range 'first:last' to bind")
@@ -173,7 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     set_default_security(security)
 
     async def run() -> None:
-        name = int(args.name) if args.name_is_int else args.name
+        name = ast.literal_eval(args.name) if args.name_is_literal else args.name
+        # The nanny's format_resources: an int amount stays an int, as it was given.
+        resources = (None if args.resources is None
+                     else parse_resources(args.resources, keep_ints=True))
         worker = Worker(args.scheduler, nthreads=args.nthreads, name=name,
                         port=args.port, contact_address=args.contact_address,
                         memory_limit=args.memory_limit, host=args.host,
@@ -184,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                         memory_pause_fraction=args.memory_pause,
                         memory_transfer_fraction=args.memory_transfer,
                         security=security,
-                        resources=args.resources, lifetime=args.lifetime)
+                        resources=resources, lifetime=args.lifetime)
         if args.preload:
             import json
 

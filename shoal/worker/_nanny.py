@@ -172,7 +172,7 @@ class Nanny:
         scheduler_address: str,
         *,
         nthreads: int = 1,
-        name: str | int | None = None,
+        name: Any = None,
         memory_limit: int = 0,
         host: str = "127.0.0.1",
         port: int | str = 0,
@@ -358,9 +358,10 @@ class Nanny:
             "--host", self.host,
         ]
         if self.name is not None:
-            args += ["--name", str(self.name)]
-            if isinstance(self.name, int):  # LocalCluster's 0, 1, ...: an int there too
-                args += ["--name-is-int"]
+            if type(self.name) is str:
+                args += ["--name", self.name]
+            else:  # LocalCluster's 0, 1, ..., a float, a tuple: the same type there too
+                args += ["--name", repr(self.name), "--name-is-literal"]
         if self.death_timeout is not None:
             args += ["--death-timeout", str(self.death_timeout)]
         if self.port:

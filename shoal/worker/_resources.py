@@ -4,11 +4,14 @@ The scheduler does the accounting (a task holds its resources while it runs ther
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 
-def parse_resources(text: str) -> dict[str, float]:
-    """``"GPU=2,MEM=10e9"`` → ``{"GPU": 2.0, "MEM": 1e10}`` (also space separated).
+def parse_resources(text: str, keep_ints: bool = False) -> dict[str, float]:
+    """``"GPU=2,MEM=10e9"`` → ``{"GPU": 2.0, "MEM": 1e10}`` (also space separated), as
+    dask's ``dask worker --resources``; with ``keep_ints`` (a nanny's word to its worker
+    process, written by :func:`format_resources`) an amount written as an int stays one.
 
     Raises:
         ValueError: an item is not ``NAME=amount`` with a non-negative number.
@@ -17,7 +20,7 @@ def parse_resources(text: str) -> dict[str, float]:
     for item in text.replace(",", " ").split():
         name, sep, amount = item.partition("=")
         try:
-            value = float(amount)
+            value: float = int(amount) if keep_ints and amount.lstrip("-").isdigit() else float(amount)
         except ValueError:
             value = -1.0
         if not sep or not name or value < 0:
@@ -34,8 +37,9 @@ def format_resources(resources: dict[str, float]) -> str:
 
 
 def check_resources(resources: Any) -> dict[str, float]:
-    """A worker's ``resources=``: a dict of names to amounts, a ``"GPU=2"`` string, or None
-    for dask's config ``distributed.worker.resources``.
+    """A worker's ``resources=``: a dict of names to amounts (kept as given: an int stays
+    an int, as in dask), a ``"GPU=2"`` string (floats, as dask's command line), or None for
+    dask's config ``distributed.worker.resources``.
 
     Raises:
         ValueError: not one of those, or an amount is negative.
@@ -50,8 +54,9 @@ def check_resources(resources: Any) -> dict[str, float]:
         raise ValueError(f"resources must be a dict like {{'GPU': 1}}, got {resources!r}")
     out: dict[str, float] = {}
     for name, amount in resources.items():
-        try:
-            value = float(amount)
+        try:  # kept as given, an int as an int (as dask's worker reports them)
+            value: float = (int(amount) if isinstance(amount, numbers.Integral)
+                            and not isinstance(amount, bool) else float(amount))
         except (TypeError, ValueError):
             value = -1.0
         if not isinstance(name, str) or value < 0:

@@ -77,8 +77,9 @@ class SessionMixin(WorkerBase):
             self._spawn(self._memory_monitor(self.data))
 
     def _registration(self) -> Register:
-        name = self.name if isinstance(self.name, int) else str(self.name)
-        return Register(self.address, name, self.nthreads, self.memory_limit, os.getpid(),
+        # As the user gave it (checked when the worker was made: _name.check_worker_name),
+        # so that it comes back of the same type (a float, a tuple...), as in dask.
+        return Register(self.address, self.name, self.nthreads, self.memory_limit, os.getpid(),
                         self.contact_host, self.incarnation, self.resources or None)
 
     async def _try_register(self, timeout: float) -> str | None:

@@ -47,7 +47,7 @@ class WorkerBase:
         scheduler_address: str,
         *,
         nthreads: int = 1,
-        name: str | int | None = None,
+        name: Any = None,
         memory_limit: int = 0,
         host: str = "127.0.0.1",
         port: int | str = 0,

@@ -78,3 +78,17 @@ def test_worker_resources_and_local_directory_become_shoal_worker_flags() -> Non
 def test_a_per_host_list_of_the_wrong_length_raises_dasks_runtime_error(kwargs: dict) -> None:
     with pytest.raises(RuntimeError, match="for 2 hosts"):
         SSHCluster(["a", "b"], **kwargs)
+
+
+def test_ssh_cluster_takes_dasks_spec_cluster_keywords_and_refuses_others_by_name() -> None:
+    # dask forwards **kwargs to SpecCluster; the ones shoal has no use for are accepted
+    # (the hosts are still checked first: no connection is tried here).
+    with pytest.raises(ValueError, match="at least two hosts"):
+        SSHCluster(["a"], silence_logs=False, shutdown_on_close=True, loop=None,
+                   scheduler_sync_interval=1, shutdown_scheduler=True, asynchronous=False)
+    with pytest.raises(TypeError, match="asynchronous=True"):
+        SSHCluster(["a", "b"], asynchronous=True)
+    with pytest.raises(TypeError, match=r"scheduler_addr.*hosts="):
+        SSHCluster(["a", "b"], scheduler_addr="a")
+    with pytest.raises(TypeError, match="no_such_option"):
+        SSHCluster(["a", "b"], no_such_option=1)

@@ -150,7 +150,7 @@ def test_scatter_run_persist_and_cluster_questions_are_awaitable(client):
         assert set(who) == {f.key for f in data} and all(who.values())
         assert any(data[0].key in keys for keys in (await c.has_what()).values())
         assert set(await c.run(inc, 1)) == set(await c.nthreads())
-        info = await c.scheduler_info()
+        info = await c.scheduler_info(asynchronous=True)
         assert len(info["workers"]) == 2
         await c.wait_for_workers(2)
         assert await c.story(data[0])

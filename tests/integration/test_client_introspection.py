@@ -37,7 +37,7 @@ def test_processing_names_the_running_key_on_its_worker(client, gate):
     assert fut.result(timeout=30) == 1
     wait_for(lambda: not any(fut.key in keys for keys in client.processing().values()))
     with pytest.raises(TypeError, match="workers="):
-        client.processing(workers=[1.5, 2.5])
+        client.processing(workers=[object()])  # (floats are names a worker may have)
 
 
 def test_nbytes_per_key_and_summed_per_prefix(client):

@@ -41,7 +41,7 @@ def _scheduler_tables(dask_scheduler: Any) -> dict[str, Any]:
     return {
         "tasks": len(state.tasks),
         "wanted": {client: len(keys) for client, keys in state.clients.items()
-                   if not client.startswith("worker-client")},
+                   if not client.startswith("Client-worker-")},
         "groups": len(state.group_counts),
         "scattered": len(dask_scheduler._scattered),
         "runs": len(dask_scheduler._pending_runs) + len(dask_scheduler._run_futures),

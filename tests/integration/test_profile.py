@@ -131,7 +131,7 @@ def test_bad_arguments_are_refused_with_the_fix(client):
     with pytest.raises(NotImplementedError, match="filename="):
         client.profile(plot=True)
     with pytest.raises(TypeError, match="workers="):
-        client.profile(workers=[1.5])
+        client.profile(workers=[object()])
 
 
 def test_the_async_client_profiles_too(client):

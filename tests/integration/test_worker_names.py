@@ -56,6 +56,6 @@ def test_retire_workers_by_name(make_client):
 
 
 def test_workers_keyword_refuses_what_cannot_name_a_worker(client):
-    for bad in ([1.5], [True], [None]):
+    for bad in ([object()], [None], [[1, 2]], [{"a": 1}]):  # (a float, bool or tuple may be a name)
         with pytest.raises(TypeError, match="workers= takes worker addresses or names"):
             client.submit(_name, workers=bad)

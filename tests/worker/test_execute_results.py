@@ -86,3 +86,17 @@ def test_none_result_rides_inline_and_loads_as_none() -> None:
 def test_none_result_is_not_sent_when_no_client_wants_it() -> None:
     done, _ = run(return_none, send_inline=False)
     assert done.error is None and done.inline is None
+
+
+def make_array() -> Any:
+    import numpy as np
+
+    return np.zeros(2)
+
+
+def test_result_type_is_named_as_dasks_typename_module_and_name() -> None:
+    from dask.utils import typename
+
+    done, data = run(make_array)
+    assert done.typename == "numpy.ndarray" == typename(type(data["k"]))
+    assert run(make_big)[0].typename == f"{__name__}.Big"

@@ -1,7 +1,8 @@
 """What a user gives a hand-made ``Worker`` (its name, thread count, memory limit) goes to
 the scheduler in its ``Register``: a value the wire format cannot carry is refused up front
 with a TypeError naming it (it was dropped by the transport, and the worker waited for a
-reply for ever), and a ``Register`` that still cannot be encoded ends ``start`` with one."""
+reply for ever), and a ``Register`` that still cannot be encoded ends ``start`` with one.
+Names of the types dask carries (str, bytes, bool, int, float, tuples of them) are kept."""
 
 from __future__ import annotations
 
@@ -14,15 +15,18 @@ from shoal.worker._server import Worker
 NOWHERE = "tcp://127.0.0.1:1"  # never reached: the checks come first
 
 
-@pytest.mark.parametrize("name", [object(), 2**70, 1.5, ("a", 1)])
-def test_a_worker_name_that_is_not_a_str_or_an_int_is_refused_up_front(name: object) -> None:
+@pytest.mark.parametrize("name", [object(), 2**70, [1, 2], ("a", [1]), float("nan")])
+def test_a_worker_name_dask_would_not_carry_is_refused_up_front(name: object) -> None:
     with pytest.raises(TypeError, match="name"):
         Worker(NOWHERE, name=name, resources="")  # type: ignore[arg-type]
 
 
-def test_str_and_int_names_are_kept() -> None:
+def test_names_of_dasks_types_are_kept() -> None:
     assert Worker(NOWHERE, name="w-1", resources="").name == "w-1"
     assert Worker(NOWHERE, name=3, resources="").name == 3
+    for name in (1.5, True, ("a", 1), b"raw"):
+        kept = Worker(NOWHERE, name=name, resources="").name
+        assert kept == name and type(kept) is type(name)
     assert Worker(NOWHERE, resources="").name is None
 
 
