@@ -182,8 +182,9 @@ class ServerMessages(ShellBase):
             conn.set_handler(self._on_worker_batch)
         elif first.role == "client":
             name = f"{first.name}-{next(self._ids)}"
-            if first.previous:  # a reconnect: its old session goes first
-                self._client_reconnected(first.name, first.previous, name)
+            # A reconnect: its old session goes first; and any attempt (the first
+            # connection's too) drops the sessions of earlier attempts never welcomed.
+            self._client_reconnected(first.name, first.previous, name)
             conn.info["role"] = "client"
             conn.info["name"] = name
             conn.info["client_id"] = first.name
@@ -237,8 +238,10 @@ class ServerMessages(ShellBase):
         never reached it: every attempt of one outage names the same ``previous`` (the last
         session welcomed), so a session of the same client id opened naming it is one of
         those (the client never learnt its name); only that client could name ``previous``,
-        a name the scheduler gave its welcome alone."""
-        old = self._clients.get(previous)
+        a name the scheduler gave its welcome alone. The same holds for the attempts of a
+        client's first connection (no ``previous``): a client's id is unique to it
+        (``Client-<uuid>``), and it opens one session at a time."""
+        old = self._clients.get(previous) if previous else None
         if old is not None and old.info.get("client_id") != client_id:
             logger.warning("client %s named session %s, which another client opened, as its "
                            "previous session; leaving that session alone", client_id, previous)
@@ -248,9 +251,9 @@ class ServerMessages(ShellBase):
                   if c.info.get("previous") == previous and c.info.get("client_id") == client_id]
         for gone in stale:
             conn = self._clients[gone]
-            logger.warning("client %s reconnected (new session %s) while the connection of its "
-                           "session %s still looked open (a half-open link%s); dropping that "
-                           "session and its work now", client_id, name, gone,
+            logger.warning("client %s connected again (new session %s) while the connection "
+                           "of its session %s still looked open (a half-open link%s); dropping "
+                           "that session and its work now", client_id, name, gone,
                            "" if gone == previous else ", of an attempt whose welcome was lost")
             conn.info["replaced_by"] = name
             self._client_gone(gone)

@@ -169,7 +169,7 @@ def test_a_reconnect_also_drops_the_sessions_of_earlier_attempts_whose_welcome_w
         lost = Session(s, "Client-1", previous=first_name)  # its welcome is "lost"
         lost_name = await lost.name()
         lost.conn.send(UpdateGraph([row("x")], ["x"], {}))
-        # Another client of the same id (a name given to Client(name=)) is not touched.
+        # A session of the same id naming no previous one is no attempt of this outage.
         namesake = Session(s, "Client-1")
         namesake_name = await namesake.name()
         new = Session(s, "Client-1", previous=first_name)
@@ -180,5 +180,29 @@ def test_a_reconnect_also_drops_the_sessions_of_earlier_attempts_whose_welcome_w
         assert first_name not in s._clients
         assert {new_name, namesake_name} <= set(s._clients)
         assert not namesake.server_end.closed
+
+    run(scenario)
+
+
+def test_a_first_connection_drops_the_sessions_of_its_earlier_attempts_whose_welcome_was_lost(
+) -> None:
+    # A client's first connection retries too: an attempt whose welcome never came (the
+    # client timed out waiting) opened a session the client never learnt of, which would
+    # hold its work until keepalive. Client ids are unique to a client (Client-<uuid>).
+    async def scenario(s: Scheduler) -> None:
+        lost = Session(s, "Client-5e1f")
+        lost_name = await lost.name()
+        lost.conn.send(UpdateGraph([row("x")], ["x"], {}))
+        other = Session(s, "Client-07aa")
+        other_name = await other.name()
+        await _settled()
+        assert "x" in s.state.tasks
+        new = Session(s, "Client-5e1f")
+        new_name = await new.name()
+        await _settled()
+        assert lost_name not in s._clients and lost_name not in s.state.clients
+        assert lost.server_end.closed and "x" not in s.state.tasks
+        assert {new_name, other_name} <= set(s._clients)
+        assert not other.server_end.closed
 
     run(scenario)
