@@ -158,7 +158,7 @@ class ClusterSim:
         self.n_workers = 0
         self.now = 0.0
         self.history: list[tuple[str, Any]] = []  # every worker report ever sent (for "stale")
-        self.trace: list[str] = []
+        self.trace: list[str | tuple[str, Any]] = []  # see _fuzzing.said
         self._moved: set[Any] = set()  # keys that entered or left memory in the last batch
         self.handle(*(ClientJoined(c) for c in CLIENTS))
 
@@ -167,7 +167,7 @@ class ClusterSim:
     def handle(self, *events: Any) -> None:
         """Feed the scheduler; route its commands; check its invariants."""
         for ev in events:
-            self.trace.append(f"S<- {ev!r}"[:300])
+            self.trace.append(("S<- ", ev))
         before = len(self.state._log)
         out = self.state.handle(*events)
         self._moved = {row[0] for row in list(self.state._log)[before:]
@@ -243,7 +243,7 @@ class ClusterSim:
 
     def _worker_handle(self, sw: SimWorker, *events: Any) -> None:
         for ev in events:
-            self.trace.append(f"{sw.address}<- {ev!r}"[:300])
+            self.trace.append((f"{sw.address}<- ", ev))
         out = sw.state.handle(*events)
         try:
             sw.state.validate()

@@ -2,10 +2,10 @@
 real ``SchedulerState`` and real ``WorkerState`` machines, wires between them, see
 ``_cluster_sim.py``), each ending in a faithful drain and liveness checks.
 
-Sequences that fail are grouped by cause: the symptoms of issue 9 items 4, 5 and 7, which
-this fuzzer found before they were fixed, have a test of their own; any other failure is
-a new defect and fails ``test_..._beyond_known_items``. Each reports the seed and how to
-replay it.
+The seeds run in chunks, one test each (spread over pytest-xdist's processes). A chunk's
+failing sequences are grouped by cause: any new defect first, then the symptoms of issue 9
+items 4, 5 and 7, which this fuzzer found before they were fixed. Each reports the seed
+and how to replay it.
 
 Re-run more or other seeds: ``SHOAL_FUZZ_SCALE=10 SHOAL_FUZZ_SEED=1000 pytest ...``
 (with ``PYTHONHASHSEED`` set, a failure replays exactly: the machines iterate some sets);
@@ -18,7 +18,7 @@ import os
 from collections import defaultdict
 
 import pytest
-from _fuzzing import report
+from _fuzzing import chunks, grouped
 
 from ._cluster_sim import HOSTILE, Defect, run_sequence
 
@@ -44,24 +44,31 @@ def classify(message: str) -> str:
     return "new"
 
 
-@pytest.fixture(scope="module")
-def failures() -> dict[str, list[str]]:
+# ~1 s a chunk on an idle machine (_fuzzing.chunks).
+CHUNK = 500
+
+
+def failures(features: frozenset[str], columns: bool, first: int, stop: int,
+             amm: bool = False) -> dict[str, list[str]]:
+    """The failing sequences of seeds ``first`` to ``stop``, by cause (``classify``)."""
     found: dict[str, list[str]] = defaultdict(list)
-    for features, count, columns in RUNS:
-        for seed in range(FIRST_SEED, FIRST_SEED + int(count * SCALE)):
-            try:
-                run_sequence(seed, STEPS, features, columns)
-            except Defect as exc:
-                found[classify(str(exc.__cause__))].append(str(exc))
+    for seed in range(first, stop):
+        try:
+            run_sequence(seed, STEPS, features, columns, amm=amm)
+        except Defect as exc:
+            found[classify(str(exc.__cause__))].append(str(exc))
     return found
 
 
-# The first of these runs the module's 9,000 sequences (its fixture): ~15 s on an idle
-# machine, but past the default 120 s deadline at load 20 on 2 cores.
-@pytest.mark.timeout(900)
-def test_cluster_fuzz_finds_no_defect_beyond_known_items(failures: dict[str, list[str]]) -> None:
-    new = failures.get("new", [])
-    assert not new, report(new)
+# A chunk is ~1 s on an idle machine; the deadline is for a machine at load 20 on 2 cores.
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(("features", "columns", "first", "stop"),
+                         chunks(RUNS, FIRST_SEED, SCALE, CHUNK))
+def test_cluster_fuzz_finds_no_defect_new_or_of_the_fixed_items(
+    features: frozenset[str], columns: bool, first: int, stop: int
+) -> None:
+    found = failures(features, columns, first, stop)
+    assert not found, grouped(found)
 
 
 # Seeds beyond the ranges above that once found a defect, replayed every run. Each replays
@@ -96,29 +103,19 @@ def test_cluster_fuzz_seeds_that_found_defects_pass(
     run_sequence(seed, STEPS, features, columns)
 
 
-# The first of these runs the module's 9,000 sequences (its fixture): ~15 s on an idle
-# machine, but past the default 120 s deadline at load 20 on 2 cores.
-@pytest.mark.timeout(900)
-def test_cluster_fuzz_finds_none_of_the_fixed_items_either(failures: dict[str, list[str]]) -> None:
-    known = [m for cause in ("item 4", "item 5", "item 7") for m in failures.get(cause, [])]
-    assert not known, report(known)
-
-
 # The Active Memory Manager in the same lives: copies made on purpose (as replicate's) and
 # AMM passes interleaved with everything else, drops applied as the shell applies them.
 AMM_RUNS = ((frozenset(), 1000), (HOSTILE, 2000))
 
 
-@pytest.mark.timeout(900)
-def test_cluster_fuzz_with_the_active_memory_manager_finds_no_defect() -> None:
-    found = []
-    for features, count in AMM_RUNS:
-        for seed in range(FIRST_SEED, FIRST_SEED + int(count * SCALE)):
-            try:
-                run_sequence(seed, STEPS, features, amm=True)
-            except Defect as exc:
-                found.append(str(exc))
-    assert not found, report(found)
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(("features", "columns", "first", "stop"),
+                         chunks(AMM_RUNS, FIRST_SEED, SCALE, CHUNK))
+def test_cluster_fuzz_with_the_active_memory_manager_finds_no_defect(
+    features: frozenset[str], columns: bool, first: int, stop: int
+) -> None:
+    found = failures(features, columns, first, stop, amm=True)
+    assert not found, grouped(found)
 
 
 AMM_FOUND_SEEDS = [

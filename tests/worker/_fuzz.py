@@ -79,7 +79,7 @@ class WorkerFuzzer:
     mem: dict[Any, set[str]] = field(default_factory=dict)  # the scheduler's who_has
     owed: dict[Any, int] = field(default_factory=dict)  # tasks sent here, not yet answered
     deps_of: dict[Any, list[Any]] = field(default_factory=dict)
-    trace: list[str] = field(default_factory=list)
+    trace: list[str | tuple[str, Any]] = field(default_factory=list)  # _fuzzing.said
     n: int = 0
     # The run id of each key's latest Compute: like the scheduler, only a report echoing it
     # answers the task (an older run's report is ignored, so a worker that failed to adopt
@@ -95,7 +95,7 @@ class WorkerFuzzer:
     # --- plumbing ---------------------------------------------------------------------------
 
     def handle(self, ev: Any) -> None:
-        self.trace.append(f"<- {ev!r}"[:300])
+        self.trace.append(("<- ", ev))
         out = self.state.handle(ev)
         try:
             self.state.validate()
@@ -103,7 +103,7 @@ class WorkerFuzzer:
             raise Defect(f"broke a worker invariant: {invariant(exc)}") from exc
         reports: list[Any] = []
         for cmd in out:
-            self.trace.append(f"-> {cmd!r}"[:300])
+            self.trace.append(("-> ", cmd))
             if isinstance(cmd, Execute):
                 missing = [d for d in cmd.deps if d not in self.state.held]
                 if missing:

@@ -2,10 +2,10 @@
 scheduler, executor and peers that race and misbehave (see ``_fuzz.py``), with
 ``validate()`` after every event and liveness checks after a faithful drain.
 
-Failures are grouped by cause: the symptoms of issue 9 items 5 (a fetch outliving its task)
-and 7 (a run missing its inputs), found here before they were fixed, have tests of their
-own; any other failure fails ``test_..._beyond_known_items``. Each reports the seed and
-how to replay it.
+The seeds run in chunks, one test each (spread over pytest-xdist's processes). A chunk's
+failing sequences are grouped by cause: any new defect first, then the symptoms of issue 9
+items 5 (a fetch outliving its task) and 7 (a run missing its inputs), found here before
+they were fixed. Each reports the seed and how to replay it.
 
 Re-run more or other seeds: ``SHOAL_FUZZ_SCALE=10 SHOAL_FUZZ_SEED=1000 pytest ...``
 (with ``PYTHONHASHSEED`` set, a failure replays exactly: the machines iterate some sets);
@@ -18,7 +18,7 @@ import os
 from collections import defaultdict
 
 import pytest
-from _fuzzing import report
+from _fuzzing import chunks, grouped
 
 from ._fuzz import HOSTILE, Defect, run_worker_sequence
 
@@ -40,28 +40,18 @@ def classify(message: str) -> str:
     return "new"
 
 
-@pytest.fixture(scope="module")
-def failures() -> dict[str, list[str]]:
+CHUNK = 1000  # ~1 s a chunk on an idle machine (_fuzzing.chunks)
+
+
+@pytest.mark.parametrize(("features", "columns", "first", "stop"),
+                         chunks(RUNS, FIRST_SEED, SCALE, CHUNK))
+def test_worker_fuzz_finds_no_defect_new_or_of_the_fixed_items(
+    features: frozenset[str], columns: bool, first: int, stop: int
+) -> None:
     found: dict[str, list[str]] = defaultdict(list)
-    for features, count in RUNS:
-        for seed in range(FIRST_SEED, FIRST_SEED + int(count * SCALE)):
-            try:
-                run_worker_sequence(seed, STEPS, features)
-            except Defect as exc:
-                found[classify(str(exc.__cause__))].append(str(exc))
-    return found
-
-
-def test_worker_fuzz_finds_no_defect_beyond_known_items(failures: dict[str, list[str]]) -> None:
-    new = failures.get("new", [])
-    assert not new, report(new)
-
-
-def test_worker_fuzz_no_fetch_outlives_its_task(failures: dict[str, list[str]]) -> None:
-    stale = failures.get("item 5", [])
-    assert not stale, report(stale)
-
-
-def test_worker_fuzz_no_run_loses_its_inputs(failures: dict[str, list[str]]) -> None:
-    lost = failures.get("item 7", [])
-    assert not lost, report(lost)
+    for seed in range(first, stop):
+        try:
+            run_worker_sequence(seed, STEPS, features)
+        except Defect as exc:
+            found[classify(str(exc.__cause__))].append(str(exc))
+    assert not found, grouped(found)
