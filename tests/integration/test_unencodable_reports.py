@@ -12,16 +12,17 @@ from shoal import Client
 
 
 def _weird_result() -> Any:
-    # A result whose type's name is not a string: the worker's TaskDone carries
-    # ``type(result).__name__``, which msgpack cannot encode (a stand-in for the next
-    # value nobody thought of). Defined in here, so it is pickled by value.
+    # A result whose type's name is not a string: the worker's TaskDone carries the
+    # type's name (for a "builtins" class, ``__name__`` alone), which msgpack cannot encode
+    # (a stand-in for the next value nobody thought of). Defined in here, so it is pickled
+    # by value.
     class Meta(type):
         @property
         def __name__(cls) -> Any:  # type: ignore[override]
             return object()
 
     class Weird(metaclass=Meta):
-        pass
+        __module__ = "builtins"
 
     return Weird()
 
