@@ -20,7 +20,6 @@ import functools
 import itertools
 import logging
 import os
-import sys
 import threading
 import uuid
 import weakref
@@ -46,6 +45,7 @@ from shoal.client import (
     _plugins,
     _profile,
     _reconnect,
+    _reports,
     _repr,
     _results,
     _task_stream,
@@ -79,37 +79,6 @@ from shoal.protocol._serialize import FunctionCache, Serialized
 
 logger = logging.getLogger("shoal.client")
 _install_scheduler_names()  # scheduler="distributed" means shoal's client (idempotent)
-
-def _finished(st: FutureState, nbytes: int, typename: str, inline: Serialized | None) -> None:
-    """The scheduler says ``st``'s key is in memory (``KeyDone``, or a row of ``KeysDone``)."""
-    _record_result(st, nbytes, typename, inline)
-    st.settle("finished")
-
-
-def _record_result(st: FutureState, nbytes: int, typename: str, inline: Serialized | None
-                   ) -> None:
-    """What ``KeyDone`` says of ``st``'s key, but its settling."""
-    # Sent again without the value (the key wanted again, its placement changed): the
-    # value already delivered inline stays.
-    if inline is not None:
-        st.keep_inline(inline)
-    elif st.status != "finished":
-        st.inline = None
-    st.nbytes = nbytes
-    st.typename = sys.intern(typename)  # one copy per type
-
-
-def _finished_many(states: dict[Any, FutureState], msg: Any) -> None:
-    """The rows of a ``KeysDone``, each as its own ``KeyDone`` (settled together)."""
-    done = []
-    for key, nbytes, typename, inline in zip(
-        msg.keys, msg.nbytes, msg.typenames, msg.inlines, strict=True,
-    ):
-        st = states.get(key)
-        if st is not None:
-            _record_result(st, nbytes, typename, inline)
-            done.append(st)
-    FutureState.settle_all(done, "finished")
 
 
 _NO_EXTENSIONS: dict[str, Any] = {}  # dask's default for Client(extensions=); never changed
@@ -386,11 +355,11 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         for msg in batch:
             kind = type(msg)
             if kind is KeysDone:  # several results as columns
-                _finished_many(states, msg)
+                _reports.finished_many(states, msg)
             elif kind is KeyDone:
                 st = states.get(msg.key)  # type: ignore[attr-defined]
                 if st is not None:
-                    _finished(st, msg.nbytes, msg.typename, msg.inline)  # type: ignore[attr-defined]
+                    _reports.finished(st, msg.nbytes, msg.typename, msg.inline)  # type: ignore[attr-defined]
             elif kind is KeyErred:
                 st = states.get(msg.key)  # type: ignore[attr-defined]
                 if st is not None:
