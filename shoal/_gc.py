@@ -321,14 +321,14 @@ class GcKeeper:
         if not self.bulk:
             return
         lock = self._lock
+        took = False
         try:
             took = lock.acquire(blocking=False)
-        except BaseException:
-            # A Ctrl-C is due at the end of the acquire call: when it took the lock, no
-            # ``finally`` holds it yet, and a lock kept for good stopped the loop's next tick.
-            if lock._is_owned():  # type: ignore[attr-defined]  # (settle never nests in it)
+        finally:
+            # A Ctrl-C is due at the end of the acquire call: when it took the lock, ``took``
+            # is still False, and a lock kept for good stopped the loop's next tick.
+            if not took and lock._is_owned():  # type: ignore[attr-defined]  # (never nested)
                 lock.release()
-            raise
         if took:
             try:
                 if self.bulk:

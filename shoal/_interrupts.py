@@ -133,10 +133,10 @@ def blocking_wait(wait: Callable[[float | None], bool], timeout: float | None) -
         return wait(timeout)
     task, before = blocked if blocked is not None else (None, 0)
     deadline = None if timeout is None else time.monotonic() + timeout
-    # ends: done, the deadline, or the task's cancellation (a signal raises). With no timeout
-    # (the caller's choice, as ``fut.result()``), what it waits for ends it: every shoal
-    # future and request is settled by its answer or failed by its connection's loss.
-    while True:
+    # With no timeout (the caller's choice, as ``fut.result()``), what it waits for ends it:
+    # every shoal future and request is settled by its answer or failed by its connection's
+    # loss.
+    while True:  # ends: done, the deadline, the task's cancellation (a signal raises)
         step = POLL
         if deadline is not None:
             step = min(step, max(0.0, deadline - time.monotonic()))

@@ -519,7 +519,7 @@ class Nanny:
                     notice = self._tell_scheduler_of_memory_kill(rss)
                     if not _warn_of_memory_kill(proc.pid):
                         kill_at = time.monotonic()  # at once, once the notice ended
-            return waiter.result()  # (done: the loop above left only once it was)
+            return waiter.result()  # ends at once: the loop above left only once it was done
         finally:
             if notice is not None and not notice.done():
                 notice.cancel()
