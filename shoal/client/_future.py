@@ -41,6 +41,16 @@ _SHARED_FRAMES = 4096
 _shared_frames: dict[bytes, bytes] = {}
 
 
+def _open(latch: _thread.LockType) -> None:
+    """Release a key's latch (``FutureState.wait``): settling opens it, and each waiter
+    that takes it opens it again for the next. Found open already, it stays open: an
+    interrupted waiter may have opened it for a waiter that held it (see ``wait``)."""
+    try:
+        latch.release()
+    except RuntimeError:  # "release unlocked lock": open already, as it should be
+        pass
+
+
 class _Waiters:
     """Who waits for one key (``FutureState._waiters``)."""
 
@@ -130,9 +140,20 @@ class FutureState:
                 latch.acquire()
         if timeout is not None:
             timeout = min(max(timeout, 0.0), threading.TIMEOUT_MAX)
-        if _interrupts.blocking_wait(lambda t: latch.acquire(True, -1 if t is None else t),
-                                     timeout):
-            latch.release()
+        try:
+            took = _interrupts.blocking_wait(
+                lambda t: latch.acquire(True, -1 if t is None else t), timeout)
+        except BaseException:
+            # Interrupted (Ctrl-C) maybe right after the acquire took the latch, before it
+            # could say so: once settled, open it again, or the other threads waiting on
+            # this key would wait for good. Opening one that another waiter holds for a
+            # moment, or settle has yet to open, is harmless: every opening tolerates a
+            # latch found open.
+            if self.status != "pending" and latch.locked():
+                _open(latch)
+            raise
+        if took:
+            _open(latch)
             return True
         return self.status != "pending"
 
@@ -144,7 +165,7 @@ class FutureState:
         if w is None:
             return
         if w.latch is not None:
-            w.latch.release()
+            _open(w.latch)
         for cb in w.callbacks or ():
             cb()
 
@@ -166,7 +187,7 @@ class FutureState:
                     if w.latch is not None:
                         latches.append(w.latch)
         for latch in latches:
-            latch.release()
+            _open(latch)
         for cb in callbacks:
             cb()
 
@@ -183,7 +204,7 @@ class FutureState:
         if w is None:
             return
         if w.latch is not None:
-            w.latch.release()
+            _open(w.latch)
         for cb in w.callbacks or ():
             _loop.call_soon(cb)
 

@@ -4,6 +4,7 @@ with a deadline returns False while still pending, and a second settle is harmle
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from shoal.client._future import FutureState
 
@@ -51,3 +52,63 @@ def test_a_reset_future_waits_again_until_settled_again() -> None:
     assert st.wait(0) is False
     st.settle("finished")
     assert st.wait(0) is True
+
+
+class _Latch:
+    """A future's latch seen through one waiter: ``acquire`` records that the waiter waits,
+    and, for the interrupted one, raises ``KeyboardInterrupt`` once the lock is taken (what
+    a Ctrl-C due at the end of that call does: CPython checks for signals there)."""
+
+    def __init__(self, real: Any, interrupt: bool, after: threading.Event | None = None) -> None:
+        self.real, self.interrupt, self.after = real, interrupt, after
+        self.waiting = threading.Event()
+        self.took = threading.Event()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        self.waiting.set()
+        if self.after is not None:
+            self.after.wait(DEADLINE)  # take it only after the interrupted waiter did
+        got = self.real.acquire(blocking, timeout)
+        self.took.set()
+        if self.interrupt:
+            raise KeyboardInterrupt
+        return got
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def test_a_waiter_interrupted_as_it_takes_the_latch_leaves_the_others_waking() -> None:
+    # A Ctrl-C in the main thread right as its result() took the latch, before it handed it
+    # on, left every other thread waiting on that key waiting for good.
+    st = FutureState()
+    st.wait(0)  # makes the waiters' latch (held until the key settles)
+    waiters = st._waiters
+    assert waiters is not None and waiters.latch is not None
+    real = waiters.latch
+    interrupted = _Latch(real, interrupt=True)
+    waiters.latch = interrupted  # type: ignore[assignment]
+    outcome: dict[str, Any] = {}
+
+    def first() -> None:
+        try:
+            st.wait(None)
+        except KeyboardInterrupt:
+            outcome["first"] = "interrupted"
+
+    def second() -> None:
+        outcome["second"] = st.wait(None)  # untimed, as result() without a timeout
+
+    a = threading.Thread(target=first, daemon=True)
+    a.start()
+    assert interrupted.waiting.wait(DEADLINE)
+    other = _Latch(real, interrupt=False, after=interrupted.took)
+    waiters.latch = other  # type: ignore[assignment]
+    b = threading.Thread(target=second, daemon=True)
+    b.start()
+    assert other.waiting.wait(DEADLINE)
+    st.settle("finished")
+    a.join(DEADLINE)
+    b.join(DEADLINE)
+    assert outcome == {"first": "interrupted", "second": True}
+    assert not real.locked()  # free: a later waiter on a reset key is not stuck either
