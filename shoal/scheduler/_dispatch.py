@@ -24,6 +24,11 @@ from shoal.scheduler._tasks import TaskState, WorkerState
 
 # Held tasks whose resources are in use that a drain lets lower-priority ones pass, at most.
 _HELD_PASSES = 64
+# Queued tasks one ``handle`` call sends to workers, at most (then it asks to go on in a
+# later loop step, ``_resume_later``): a report that opens room for thousands (a short
+# prefix's estimate falling back after a slow run) sent 5,000 computes in one step, 40-60 ms
+# of the scheduler's loop.
+FILL_STEP = 1_000
 # Measured durations are kept for this many prefixes, least recently measured dropped first
 # (every distinct key prefix ever seen would otherwise stay for good).
 DURATIONS_KEPT = 4096
@@ -203,6 +208,8 @@ class Dispatch(StateBase):
         if not queue or not self.workers:
             return
         pick = self._room.picker()
+        budget = FILL_STEP
+        # ends: each pass pops a task off the queue, or returns
         while queue:
             ts = queue[0][1]  # (ts.prio, ts)
             if ts.state != "queued":
@@ -211,6 +218,10 @@ class Dispatch(StateBase):
             ws = pick(self._estimate(ts.prefix))
             if ws is None:
                 return
+            if not budget:  # the rest in a later step (picked again then: nothing assigned)
+                self._resume_later()
+                return
+            budget -= 1
             heapq.heappop(queue)
             self._queued_processing(ts, ws)  # queued (checked above): the move, as _go would
 

@@ -5,9 +5,11 @@ No sockets, no event loop, no clock: every test runs in well under a millisecond
 
 from __future__ import annotations
 
+from shoal.scheduler._dispatch import FILL_STEP
+from shoal.scheduler._events import ContinueWork, WorkResumed
 from shoal.scheduler._state_base import prefix_counts
 
-from ._sim import Sim, computes, row
+from ._sim import Sim, computes, of, row
 
 # --- queueing ---------------------------------------------------------------------------------
 
@@ -32,6 +34,28 @@ def test_short_known_durations_send_deep_batches(sim: Sim) -> None:
     sent = computes(out)
     assert 10 < len(sent) < 99
     assert sent == [("w1", f"t-{i}") for i in range(1, len(sent) + 1)]  # in priority order
+
+
+def test_room_opening_for_thousands_sends_them_in_bounded_steps(sim: Sim) -> None:
+    # A report that opened room for thousands of queued tasks (a short prefix measured for
+    # the first time, or its estimate falling back after a slow run) placed them all in one
+    # step: 5,000 computes held the scheduler's loop for 40-60 ms in the 100k-task map.
+    sim.join("w1", nthreads=1)
+    n = 3 * FILL_STEP + 10
+    sim.submit([row(f"t-{i}", prefix="t", priority=(i,)) for i in range(n)])
+    out = sim.finish("t-0", duration=1e-6)
+    sent = computes(out)
+    assert len(sent) == FILL_STEP and len(of(out, ContinueWork)) == 1
+    steps = 1
+    while of(out, ContinueWork):  # ends: each step sends FILL_STEP of the n queued tasks
+        sim.state.validate()
+        out = sim.state.handle(WorkResumed())
+        assert len(computes(out)) <= FILL_STEP
+        sent += computes(out)
+        steps += 1
+    assert steps == 4  # 3 full steps, the last one's 9 tasks, no step asking for nothing more
+    assert sent == [("w1", f"t-{i}") for i in range(1, n)]  # all of them, in priority order
+    assert prefix_counts(sim.state)["t"].get("queued", 0) == 0
 
 
 def test_long_known_durations_send_one_per_thread(sim: Sim) -> None:
