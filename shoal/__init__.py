@@ -37,6 +37,7 @@ _EXPORTS = {
     "Worker": "shoal.cluster._servers",
     "Nanny": "shoal.cluster._servers",
     "SSHCluster": "shoal.cluster._ssh",
+    "SpecCluster": "shoal.cluster._spec",
     "Security": "shoal.comm._security",
     "KilledWorker": "shoal.protocol._errors",
     "LostDataError": "shoal.protocol._errors",
@@ -127,6 +128,7 @@ if TYPE_CHECKING:
     from shoal.cluster._servers import Nanny as Nanny
     from shoal.cluster._servers import Scheduler as Scheduler
     from shoal.cluster._servers import Worker as Worker
+    from shoal.cluster._spec import SpecCluster as SpecCluster
     from shoal.cluster._ssh import SSHCluster as SSHCluster
     from shoal.comm._security import Security as Security
     from shoal.diagnostics import performance_report as performance_report

@@ -41,6 +41,7 @@ PUBLIC = [
     "SchedulerPlugin",
     "Security",
     "Semaphore",
+    "SpecCluster",
     "Status",
     "TimeoutError",
     "UploadDirectory",

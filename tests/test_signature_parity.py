@@ -51,6 +51,9 @@ PAIRS = {
     "Future.cancel": (shoal.Future.cancel, distributed.Future.cancel),
     "progress": (shoal.progress, distributed.progress),
     "SSHCluster": (shoal.SSHCluster, distributed.SSHCluster),
+    "SpecCluster": (shoal.SpecCluster, distributed.SpecCluster),
+    "SpecCluster.scale": (shoal.SpecCluster.scale, distributed.SpecCluster.scale),
+    "SpecCluster.adapt": (shoal.SpecCluster.adapt, distributed.SpecCluster.adapt),
 }
 
 

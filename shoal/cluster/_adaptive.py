@@ -155,7 +155,7 @@ class Adaptive:
     @property
     def observed(self) -> set[Any]:
         """The names of the workers the scheduler has now (dask's ``observed``)."""
-        return {ws.name for ws in self.cluster.scheduler.state.workers.values()}
+        return {ws.name for ws in _server(self.cluster).state.workers.values()}
 
     @property
     def plan(self) -> set[Any]:
@@ -168,7 +168,7 @@ class Adaptive:
         """The load this step decides on (taken once a step; a fresh one outside a step)."""
         from shoal.scheduler._views import load
 
-        return self._load if self._load is not None else load(self.cluster.scheduler)
+        return self._load if self._load is not None else load(_server(self.cluster))
 
     async def target(self) -> int:
         """How many workers the load calls for, before the bounds: the expected seconds of
@@ -217,7 +217,7 @@ class Adaptive:
     def _addresses(self, workers: list[Any]) -> list[str]:
         wanted = set(workers)
         by_name = {str(w) for w in workers}
-        return [address for address, ws in self.cluster.scheduler.state.workers.items()
+        return [address for address, ws in _server(self.cluster).state.workers.items()
                 if address in wanted or str(ws.name) in by_name]
 
     async def adapt(self) -> None:
@@ -226,7 +226,7 @@ class Adaptive:
 
         if self.cluster.status != "running":
             return
-        self._load = load(self.cluster.scheduler)
+        self._load = load(_server(self.cluster))
         try:
             rec = dict(await _answer(self.recommendations(await self.safe_target())))
         finally:
@@ -272,6 +272,18 @@ class Adaptive:
     def __repr__(self) -> str:
         return (f"<{type(self).__name__} minimum={self.minimum} maximum={self.maximum} "
                 f"wait_count={self.wait_count} interval={self.interval}s>")
+
+
+def _server(cluster: Any) -> Any:
+    """The cluster's scheduler server: a LocalCluster's ``scheduler``, a SpecCluster's
+    shoal ``Scheduler``'s (``_scheduler_server``)."""
+    server = getattr(cluster, "_scheduler_server", None)
+    if server is None:
+        server = cluster.scheduler
+    if not hasattr(server, "state"):
+        raise TypeError(f"adapt() needs shoal's own Scheduler running in this process; "
+                        f"{type(cluster).__name__}'s scheduler is {server!r}")
+    return server
 
 
 async def _answer(value: Any) -> Any:

@@ -1,0 +1,127 @@
+"""``SpecCluster``, as dask documents it: specs ``{"cls": ..., "options": {...}}`` with
+shoal's ``Scheduler``/``Worker``/``Nanny`` (or dask's dotted names for them), ``scale``
+from the ``worker`` template, ``scale_down``, ``adapt``, ``Client(cluster)``, and the
+asynchronous form. One cluster (in-process workers and one nanny) for the module."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import distributed
+import pytest
+
+from shoal import Adaptive, Client, Nanny, Scheduler, SpecCluster, Worker
+from shoal.cluster._spec import resolve_class
+
+from ._helpers import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]  # starts processes
+
+SCHEDULER = {"cls": Scheduler, "options": {"dashboard": False}}
+TEMPLATE = {"cls": Worker, "options": {"nthreads": 1}}
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[SpecCluster]:
+    workers = {"thread": {"cls": Worker, "options": {"nthreads": 1}},
+               "proc": {"cls": "distributed.Nanny", "options": {"nthreads": 1}}}
+    with SpecCluster(workers=workers, scheduler=SCHEDULER, worker=TEMPLATE) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def client(cluster: SpecCluster) -> Iterator[Client]:
+    with Client(cluster) as c:
+        yield c
+
+
+def names(client: Client) -> set[str]:
+    return {str(w["name"]) for w in client.scheduler_info()["workers"].values()}
+
+
+def test_the_spec_becomes_servers_named_by_its_keys(cluster, client):
+    assert isinstance(cluster.workers["thread"], Worker)
+    assert isinstance(cluster.workers["proc"], Nanny)  # "distributed.Nanny" is shoal's
+    assert cluster.scheduler_address.startswith("tcp://")
+    assert client.cluster is cluster
+    assert names(client) == {"thread", "proc"}
+    assert client.submit(lambda x: x + 1, 1).result() == 2
+    info = cluster.scheduler_info
+    assert {w["name"] for w in info["workers"].values()} == {"thread", "proc"}
+    assert "workers=2" in repr(cluster)
+
+
+def test_scale_adds_from_the_template_and_removes_the_newest(cluster, client):
+    assert cluster.new_worker_spec() == {0: TEMPLATE}
+    cluster.scale(4)
+    assert list(cluster.worker_spec) == ["thread", "proc", 0, 1]
+    assert cluster.worker_spec[0] == TEMPLATE
+    assert set(cluster.workers) == {"thread", "proc", 0, 1}
+    assert names(client) == {"thread", "proc", "0", "1"}
+    assert cluster.plan == cluster.requested == {"thread", "proc", 0, 1}
+    cluster.scale(3)
+    assert list(cluster.worker_spec) == ["thread", "proc", 0]
+    wait_for(lambda: names(client) == {"thread", "proc", "0"}, timeout=30)
+    cluster.scale_down([0])  # by name (an address works too)
+    assert list(cluster.workers) == ["thread", "proc"]
+    wait_for(lambda: names(client) == {"thread", "proc"}, timeout=30)
+
+
+def test_scale_by_cores_reads_the_template(cluster, client):
+    with pytest.raises(ValueError, match="non-negative integer"):
+        cluster.scale(-1)
+    with pytest.raises(ValueError, match="memory_limit"):
+        cluster.scale(memory="1GB")
+    cluster.scale(cores=3)  # one thread each: three workers
+    assert len(cluster.worker_spec) == 3
+    cluster.scale(2)
+    wait_for(lambda: names(client) == {"thread", "proc"}, timeout=30)
+
+
+class Three(Adaptive):
+    async def target(self) -> int:
+        return 3
+
+
+def test_adapt_drives_the_spec(cluster, client):
+    adaptive = cluster.adapt(Adaptive=Three, minimum=0, maximum=5, interval="20ms")
+    try:
+        wait_for(lambda: len(names(client)) == 3, timeout=30)
+        assert adaptive.log[0] == ("up", 3)
+        assert len(cluster.worker_spec) == 3
+    finally:
+        adaptive.stop()
+    cluster.scale(2)
+    wait_for(lambda: names(client) == {"thread", "proc"}, timeout=30)
+
+
+def test_asynchronous_use_and_a_cluster_without_a_template():
+    async def main() -> None:
+        async with SpecCluster(scheduler=SCHEDULER, asynchronous=True) as c:
+            assert c.status == "running" and c.workers == {}
+            with pytest.raises(ValueError, match="no worker= spec"):
+                c.scale(1)
+            c.worker_spec["late"] = TEMPLATE
+            await c  # awaiting brings the workers in line with the spec, as dask's
+            assert list(c.workers) == ["late"]
+            async with Client(c, asynchronous=True) as client:
+                assert await client.submit(lambda: 7) == 7
+            await c.scale(0)
+            assert c.workers == {}
+        assert c.status == "closed"
+
+    asyncio.run(main())
+
+
+def test_specs_name_shoal_classes_or_say_what_to_use():
+    assert resolve_class("distributed.Nanny", "cls") is Nanny
+    assert resolve_class("dask.distributed.Worker", "cls") is Worker
+    assert resolve_class("distributed.scheduler.Scheduler", "cls") is Scheduler
+    assert resolve_class("shoal.Worker", "cls") is Worker
+    with pytest.raises(TypeError, match="from shoal import Nanny"):
+        resolve_class(distributed.Nanny, "cls")
+    with pytest.raises(TypeError, match="shoal has no such class"):
+        resolve_class("distributed.deploy.ssh.Scheduler2", "cls")
+    with pytest.raises(TypeError, match="'cls'"):
+        SpecCluster(workers={"a": {"options": {}}})
