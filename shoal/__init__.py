@@ -38,6 +38,7 @@ _EXPORTS = {
     "Nanny": "shoal.cluster._servers",
     "SSHCluster": "shoal.cluster._ssh",
     "SpecCluster": "shoal.cluster._spec",
+    "SubprocessCluster": "shoal.cluster._subprocess",
     "Security": "shoal.comm._security",
     "KilledWorker": "shoal.protocol._errors",
     "LostDataError": "shoal.protocol._errors",
@@ -130,6 +131,7 @@ if TYPE_CHECKING:
     from shoal.cluster._servers import Worker as Worker
     from shoal.cluster._spec import SpecCluster as SpecCluster
     from shoal.cluster._ssh import SSHCluster as SSHCluster
+    from shoal.cluster._subprocess import SubprocessCluster as SubprocessCluster
     from shoal.comm._security import Security as Security
     from shoal.diagnostics import performance_report as performance_report
     from shoal.diagnostics import progress as progress

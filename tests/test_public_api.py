@@ -43,6 +43,7 @@ PUBLIC = [
     "Semaphore",
     "SpecCluster",
     "Status",
+    "SubprocessCluster",
     "TimeoutError",
     "UploadDirectory",
     "UploadFile",

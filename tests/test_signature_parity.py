@@ -54,6 +54,7 @@ PAIRS = {
     "SpecCluster": (shoal.SpecCluster, distributed.SpecCluster),
     "SpecCluster.scale": (shoal.SpecCluster.scale, distributed.SpecCluster.scale),
     "SpecCluster.adapt": (shoal.SpecCluster.adapt, distributed.SpecCluster.adapt),
+    "SubprocessCluster": (shoal.SubprocessCluster, distributed.SubprocessCluster),
 }
 
 

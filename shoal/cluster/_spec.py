@@ -180,6 +180,9 @@ class SpecCluster:
         self._correcting: asyncio.Future[None] | None = None  # the correction pending
         self._starting: asyncio.Future[None] | None = None
         self._stopping: asyncio.Future[None] | None = None
+        # A scheduler in another process: a client of it, and its latest scheduler_info.
+        self._remote: Any = None
+        self._remote_info: dict[str, Any] = {"workers": {}}
         _live.add(self)
         if self._asynchronous:
             return  # started by ``await cluster`` (as dask's)
@@ -212,6 +215,8 @@ class SpecCluster:
                 given = getattr(self.scheduler, "security", None)
                 if given is not None:
                     self.security = given
+            if self._scheduler_server is None and self._remote is None:
+                await self._connect_remote()
             await self._correct_state()
         except Exception as exc:
             self.status = Status.failed
@@ -290,7 +295,9 @@ class SpecCluster:
             opts.setdefault("name", name)
             try:
                 cls = resolve_class(spec["cls"], f"worker_spec[{name!r}]['cls']")
-                if (cls in (_servers.Worker, _servers.Nanny) and "security" not in opts
+                takes = cls in (_servers.Worker, _servers.Nanny) or getattr(
+                    cls, "_takes_scheduler_security", False)
+                if (takes and "security" not in opts
                         and getattr(self.scheduler, "security", None) is not None):
                     opts["security"] = self.scheduler.security  # its token, if it made one
                 made[name] = cls(address, **opts)
@@ -314,13 +321,18 @@ class SpecCluster:
     async def _close_workers(self, names: list[Any], retire: bool) -> None:
         """Retire (their data moved to the others) and close these workers."""
         server = self._scheduler_server
+        wanted = {str(n) for n in names}
         if retire and server is not None and server.address:
             from shoal.scheduler import _membership
 
-            wanted = {str(n) for n in names}
             addresses = [a for a, ws in server.state.workers.items() if str(ws.name) in wanted]
             if addresses:
                 await _membership.retire_workers(server, addresses, None, True, 30.0)
+        elif retire and self._remote is not None:
+            info = await self._refresh_remote()
+            addresses = [a for a, w in info["workers"].items() if str(w.get("name")) in wanted]
+            if addresses:
+                await self._remote.retire_workers(workers=addresses, close_workers=True)
         handles = [self.workers.pop(name) for name in names if name in self.workers]
         closed = await asyncio.gather(*(w.close() for w in handles), return_exceptions=True)
         for outcome in closed:  # each closes even if another failed; failures are said
@@ -519,6 +531,11 @@ class SpecCluster:
         from shoal.scheduler._views import scheduler_info
 
         server = self._scheduler_server
+        if server is None and self._remote is not None:
+            if not self._asynchronous and not _loop.in_loop_thread():
+                return _loop.run_sync(self._refresh_remote(), _TIMEOUT)
+            _loop.call_soon(self._refresh_soon)  # (dask's copy is synced periodically too)
+            return self._remote_info
         if server is None or not server.address:
             return {"workers": {}}
         for _ in range(_READ_ATTEMPTS):
@@ -527,6 +544,33 @@ class SpecCluster:
             except RuntimeError as exc:  # a dict changed size while it was read
                 logger.debug("scheduler_info read again: %s", exc)
         return _loop.run_sync(_on_loop(scheduler_info, server), _TIMEOUT)
+
+    async def _connect_remote(self) -> None:
+        """A client of a scheduler in another process (a ``SubprocessScheduler``): for
+        ``scheduler_info``, retiring and ``wait_for_workers``. Not a current client:
+        ``get_client()`` never answers it."""
+        from shoal.client import _current
+        from shoal.client._client import Client
+
+        address = getattr(self.scheduler, "address", None)
+        if not isinstance(address, str):
+            return  # a scheduler class without an address: nothing to ask
+        self._remote = await Client(address, asynchronous=True, set_as_default=False,
+                                    security=self.security)
+        _current.clients[:] = [r for r in _current.clients if r() is not self._remote]
+        await self._refresh_remote()
+
+    async def _refresh_remote(self) -> dict[str, Any]:
+        from shoal.client import _cluster_info
+
+        self._remote_info = dict(await _cluster_info.scheduler_info(self._remote))
+        return self._remote_info
+
+    def _refresh_soon(self) -> None:
+        remote = self._remote
+        if remote is not None and remote.status == "running":
+            task = asyncio.ensure_future(self._refresh_remote())
+            task.add_done_callback(_log_refresh)
 
     @property
     def name(self) -> str:
@@ -555,9 +599,12 @@ class SpecCluster:
 
     async def _wait_for_workers(self, n: int, timeout: float | None) -> None:
         server = self._scheduler_server
+        if server is None and self._remote is not None:
+            await self._remote.wait_for_workers(n, timeout)
+            return
         if server is None:
-            raise RuntimeError(f"{self._name}.wait_for_workers needs shoal's own Scheduler, "
-                               "started; use Client(cluster).wait_for_workers(n) otherwise")
+            raise RuntimeError(f"{self._name}.wait_for_workers needs a started scheduler "
+                               "with an address; use Client(cluster).wait_for_workers(n)")
         try:
             await server.wait_for_workers(n, timeout)
         except TimeoutError:
@@ -614,6 +661,9 @@ class SpecCluster:
             self.worker_spec.clear()
             await _loop.finish_within(self._close_workers(list(self.workers), retire=False),
                                       timeout, f"closing {self._name}'s workers")
+            if self._remote is not None:
+                await _loop.finish_within(_awaited(self._remote.close()), timeout,
+                                          f"closing {self._name}'s client of its scheduler")
             if self.scheduler is not None and self.shutdown_scheduler and hasattr(
                     self.scheduler, "close"):
                 await _loop.finish_within(_awaited(self.scheduler.close()), timeout,
@@ -626,7 +676,8 @@ class SpecCluster:
 
     def __repr__(self) -> str:
         workers = self.scheduler_info["workers"].values()
-        return (f"{type(self).__name__}({self._name!r}, {self.scheduler_address!r}, "
+        # dask's: the class's name (the cluster's), the name, the address, the totals
+        return (f"{self._name}({self._name}, {self.scheduler_address!r}, "
                 f"workers={len(workers)}, threads={sum(w['nthreads'] for w in workers)})")
 
     def _repr_html_(self) -> str:
@@ -650,6 +701,11 @@ async def _awaited(value: Any) -> Any:
 
 async def _within(work: Coroutine[Any, Any, Any], timeout: float | None) -> Any:
     return await asyncio.wait_for(work, timeout)
+
+
+def _log_refresh(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("refreshing a SpecCluster's scheduler_info: %r", task.exception())
 
 
 async def _on_loop(fn: Any, *args: Any) -> Any:

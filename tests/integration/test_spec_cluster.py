@@ -6,13 +6,15 @@ asynchronous form. One cluster (in-process workers and one nanny) for the module
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 
 import distributed
 import pytest
 
-from shoal import Adaptive, Client, Nanny, Scheduler, SpecCluster, Worker
+from shoal import Adaptive, Client, Nanny, Scheduler, SpecCluster, SubprocessCluster, Worker
 from shoal.cluster._spec import resolve_class
+from shoal.cluster._subprocess import SubprocessScheduler, SubprocessWorker
 
 from ._helpers import wait_for
 
@@ -125,3 +127,21 @@ def test_specs_name_shoal_classes_or_say_what_to_use():
         resolve_class("distributed.deploy.ssh.Scheduler2", "cls")
     with pytest.raises(TypeError, match="'cls'"):
         SpecCluster(workers={"a": {"options": {}}})
+
+
+def test_subprocess_cluster_runs_each_server_in_a_process_of_its_own():
+    with SubprocessCluster(n_workers=1, threads_per_worker=1, dashboard_address=None,
+                           worker_class="distributed.Worker") as cluster:
+        assert cluster.name == "SubprocessCluster"
+        assert isinstance(cluster.scheduler, SubprocessScheduler)
+        assert isinstance(cluster.workers[0], SubprocessWorker)
+        pids = {cluster.scheduler.process.pid, cluster.workers[0].process.pid}
+        assert os.getpid() not in pids
+        cluster.wait_for_workers(1, timeout=60)
+        assert repr(cluster).startswith("SubprocessCluster(SubprocessCluster, 'tcp://")
+        with Client(cluster) as client:
+            assert client.submit(os.getpid).result() == cluster.workers[0].process.pid
+            cluster.scale(0)  # retired through the scheduler, then its process stopped
+            assert cluster.workers == {} and cluster.scheduler_info["workers"] == {}
+        process = cluster.scheduler.process
+    assert process.returncode is not None  # the scheduler's process ended with close()
