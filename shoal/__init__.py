@@ -68,6 +68,7 @@ _EXPORTS = {
     "Variable": "shoal.client._variable",
     "Event": "shoal.client._event",
     "Status": "shoal._status",
+    "span": "shoal.client._spans",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -117,6 +118,7 @@ if TYPE_CHECKING:
     from shoal.client._locks import MultiLock as MultiLock
     from shoal.client._locks import Semaphore as Semaphore
     from shoal.client._queue import Queue as Queue
+    from shoal.client._spans import span as span
     from shoal.client._structure import futures_of as futures_of
     from shoal.client._task_metadata import get_task_metadata as get_task_metadata
     from shoal.client._task_stream import get_task_stream as get_task_stream

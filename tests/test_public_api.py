@@ -64,6 +64,7 @@ PUBLIC = [
     "progress",
     "rejoin",
     "secede",
+    "span",
     "wait",
     "warn",
     "worker_client",

@@ -30,7 +30,7 @@ from dask.base import collections_to_expr, is_dask_collection
 from dask.core import flatten
 
 from shoal import _gc
-from shoal.client import _containers, _submit
+from shoal.client import _containers, _spans, _submit
 from shoal.client._core import orphaned_key
 from shoal.client._delayed_graph import delayed_graph
 from shoal.client._future import Future
@@ -107,6 +107,8 @@ def submit_graph(
     client._check_open()
     annotations = annotations or {}
     active = dask.get_annotations()
+    if active or "span" in annotations:  # shoal.span: the tasks run in it (_spans.py)
+        graph = _spans.graph_in_span(graph, active.get("span"), annotations.get("span"))
     if active:
         workers = active.get("workers") if workers is None else workers
         retries = active.get("retries") if retries is None else retries

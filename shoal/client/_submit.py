@@ -25,6 +25,7 @@ from dask.base import tokenize
 from dask.utils import funcname
 
 from shoal import _gc
+from shoal.client import _spans
 from shoal.client._actor import NewActor
 from shoal.client._faces import answer
 from shoal.client._future import Future, FutureState
@@ -396,9 +397,11 @@ class Submitting(Outbox):
             ClosedClientError: the client is closed.
         """
         active = dask.get_annotations()
+        in_span = None
         if active:  # a dask.annotate block: its options, unless given here (dask's merge)
             workers, retries, priority, resources, allow_other_workers = _annotated(
                 active, workers, retries, priority, resources, allow_other_workers)
+            in_span = active.get("span")  # a shoal.span block (client/_spans.py)
         wl, nretries = self._check_call("submit", func, workers, retries)
         self._restrictions([], resources, allow_other_workers)  # fail before any state
         is_actor = (actor or actors) and _actor_flag(actor, actors)
@@ -426,6 +429,8 @@ class Submitting(Outbox):
         if held:
             return fut
         prio = (-priority, next(self._generation), 0)
+        if in_span is not None and not is_actor:
+            func = _spans.InSpan(in_span, func)  # the task runs in the span, as dask's
         ser = None if is_actor or kwargs else self._plain_payload(func, args)
         row: tuple[Any, ...]
         if ser is not None:
@@ -461,9 +466,11 @@ class Submitting(Outbox):
             TypeError: ``func`` is not callable, or iterables are missing or not iterable.
         """
         active = dask.get_annotations()
+        in_span = None
         if active:
             workers, retries, priority, resources, allow_other_workers = _annotated(
                 active, workers, retries, priority, resources, allow_other_workers)
+            in_span = active.get("span")  # a shoal.span block (client/_spans.py)
         wl, nretries = self._check_call("map", func, workers, retries)
         self._restrictions([], resources, allow_other_workers)
         is_actor = _actor_flag(actor, actors)
@@ -494,7 +501,7 @@ class Submitting(Outbox):
         _gc.expect(len(keys))  # shoal/_gc.py: bulk mode before a big map's futures are made
         gen = next(self._generation)
         pkw = _parsed(kwargs)
-        target = NewActor(func) if is_actor else func
+        target = NewActor(func) if is_actor else _spans.in_span(func, in_span)
         rows: list[tuple[Any, ...]] = []
         futures = []
         # Which calls to send: each key's first, unless the key was held already (then it
