@@ -68,6 +68,8 @@ _EXPORTS = {
     "Variable": "shoal.client._variable",
     "Event": "shoal.client._event",
     "Status": "shoal._status",
+    "sync": "shoal._sync",
+    "CompatibleExecutor": "shoal.client._executor",
     "span": "shoal.client._spans",
 }
 
@@ -77,6 +79,11 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
+        from shoal._not_offered import not_offered
+
+        error = not_offered(name)  # dask's rpc, connect...: what to use instead
+        if error is not None:
+            raise error
         raise AttributeError(f"module 'shoal' has no attribute {name!r}")
     import importlib
 
@@ -100,6 +107,7 @@ if TYPE_CHECKING:
     from shoal._plugin import UploadFile as UploadFile
     from shoal._plugin import WorkerPlugin as WorkerPlugin
     from shoal._status import Status as Status
+    from shoal._sync import sync as sync
     from shoal.client._actor import Actor as Actor
     from shoal.client._actor import ActorFuture as ActorFuture
     from shoal.client._actor import BaseActorFuture as BaseActorFuture
@@ -112,6 +120,7 @@ if TYPE_CHECKING:
     from shoal.client._current import default_client as default_client
     from shoal.client._debug import FailureStory as FailureStory
     from shoal.client._event import Event as Event
+    from shoal.client._executor import CompatibleExecutor as CompatibleExecutor
     from shoal.client._fire_and_forget import fire_and_forget as fire_and_forget
     from shoal.client._future import Future as Future
     from shoal.client._locks import Lock as Lock

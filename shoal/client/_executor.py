@@ -133,3 +133,13 @@ def _deliver(out: cf.Future[Any], task: asyncio.Task[Any]) -> None:
         out.set_exception(task.exception())
     else:
         out.set_result(task.result())
+
+
+def CompatibleExecutor(*args: Any, **kwargs: Any) -> Any:
+    """dask's ``distributed.CompatibleExecutor``, which only says where it went: use
+    ``client.get_executor()`` (a ``concurrent.futures.Executor`` on the cluster).
+
+    Raises:
+        Exception: always, with dask's message (dask raises a plain ``Exception``).
+    """
+    raise Exception("This has been moved to the Client.get_executor() method")
