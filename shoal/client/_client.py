@@ -48,6 +48,7 @@ from shoal.client import (
     _reports,
     _repr,
     _results,
+    _scheduler_names,
     _task_stream,
     _timeouts,
     _topics,
@@ -321,9 +322,14 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         self._gc_release = weakref.finalize(self, _gc.keeper().release, gc_loop)
         _current.clients.append(weakref.ref(self))
         if self._set_as_default:
-            self._previous_scheduler = dask.config.get("scheduler", None)
+            # As dask.distributed's Client: the config names the distributed scheduler,
+            # which shoal routes to its current client (client/_scheduler_names.py).
+            earlier = _current.newest_client(defaults_only=True, but=self)
+            self._previous_scheduler = _scheduler_names.value_before(
+                self, dask.config.get("scheduler", None), earlier)
             self._is_default = True
-            dask.config.set({"scheduler": self, "dataframe.shuffle.method": "tasks"})
+            dask.config.set({"scheduler": _scheduler_names.DEFAULT,
+                             "dataframe.shuffle.method": "tasks"})
         return self
 
     async def _connect_local(self) -> None:
@@ -678,18 +684,17 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
             release()
 
     def _step_down_as_default(self) -> None:
-        """Hand dask's default scheduler to the newest client still open, or back to what
-        it was before this client (clients may close in any order)."""
+        """Once no shoal client is open, set dask's default scheduler back to what it was
+        before the first of them (clients may close in any order; while one is open,
+        ``"dask.distributed"`` goes to the newest, see ``_scheduler_names``)."""
         self._is_default = False
-        if dask.config.get("scheduler", None) is not self:
-            return
+        if dask.config.get("scheduler", None) != _scheduler_names.DEFAULT:
+            return  # the user chose another since
         try:
-            successor: Any = _current.get_client()
+            _current.get_client()
+            return  # dask.compute goes to the one still open
         except ValueError:
-            successor = self._previous_scheduler
-            while isinstance(successor, Client) and successor.status != "running":
-                successor = successor._previous_scheduler
-        dask.config.set({"scheduler": successor})
+            dask.config.set({"scheduler": self._previous_scheduler})
 
     def shutdown(self) -> Any:
         """Close the client and the cluster it is connected to (awaitable when

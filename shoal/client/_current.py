@@ -38,13 +38,13 @@ def get_client() -> Client:
     return client
 
 
-def newest_client(defaults_only: bool = False) -> Client | None:
+def newest_client(defaults_only: bool = False, but: Client | None = None) -> Client | None:
     """The most recently created open Client (of those made with ``set_as_default=True``
-    only, with ``defaults_only``), or None."""
+    only, with ``defaults_only``; other than ``but``), or None."""
     for ref in reversed(clients):
         client = ref()
-        if client is not None and (client._set_as_default or not defaults_only) and (
-                client._usable()):
+        if client is not None and client is not but and (
+                client._set_as_default or not defaults_only) and client._usable():
             return client
     return None
 

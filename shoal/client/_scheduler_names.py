@@ -8,6 +8,14 @@ Must not know: how a client computes; it only finds the current one.
 
 When no shoal client is open but a dask.distributed one is (both libraries in one
 process), the name keeps meaning that one, as in dask.
+
+Also owns dask's config ``scheduler`` while a default shoal Client is open: the string
+``"dask.distributed"``, as dask.distributed's Client sets it (``DEFAULT``), and what it
+goes back to when the last of them closes (``value_before``).
+
+Each entry is a callable whose ``__self__`` is the current client, as a bound ``get``'s
+is: ``dask.persist`` looks there for a client with a ``persist`` method (futures on the
+cluster), as it finds dask.distributed's.
 """
 
 from __future__ import annotations
@@ -42,12 +50,39 @@ def _current_get(name: str) -> Any:
     )
 
 
-def _named(name: str) -> Any:
-    def get(dsk: Any, keys: Any, **kwargs: Any) -> Any:
-        return _current_get(name)(dsk, keys, **kwargs)
+class _Named:
+    """dask's scheduler function for ``name``: the current client's ``get``."""
 
-    get.__name__ = f"shoal_{name.replace('.', '_')}_get"
-    return get
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.__name__ = f"shoal_{name.replace('.', '_')}_get"
+
+    @property
+    def __self__(self) -> Any:
+        """The current client (dask.persist asks it to persist, as dask's own)."""
+        return _current_get(self.name).__self__
+
+    def __call__(self, dsk: Any, keys: Any, **kwargs: Any) -> Any:
+        return _current_get(self.name)(dsk, keys, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<shoal's scheduler {self.name!r}: the current client>"
+
+
+def _named(name: str) -> Any:
+    return _Named(name)
+
+
+DEFAULT = "dask.distributed"  # dask's config ``scheduler`` while a default client is open
+
+
+def value_before(client: Any, current: Any, earlier: Any) -> Any:
+    """What dask's ``scheduler`` config goes back to once ``client`` and every other
+    default client have closed: ``current`` (its value now), or, when an ``earlier``
+    default client set it, what was there before that one."""
+    if current == DEFAULT and earlier is not None and earlier is not client:
+        return earlier._previous_scheduler
+    return current
 
 
 def install() -> None:

@@ -308,7 +308,7 @@ def test_current_default_client_and_loop(client):
         assert Client.current() is c and default_client() is c
         assert c.loop is client.loop  # shoal's one loop, not the caller's
         assert c.loop is not asyncio.get_running_loop()
-        assert dask.config.get("scheduler") is c
+        assert dask.config.get("scheduler") == "dask.distributed"
         await c.close()
 
     asyncio.run(main())

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from shoal import Client, LocalCluster, get_client
+from shoal import Client, LocalCluster, default_client, get_client
 
 from ._helpers import alive, descendants, process_tree, wait_for
 
@@ -192,14 +192,20 @@ def test_cli_scheduler_and_worker(tmp_path):
 
 def test_closing_clients_in_any_order_leaves_the_newest_open_one_as_dask_default(client):
     import dask
+    from dask.base import get_scheduler
+
+    def goes_to() -> Client:  # dask's config names the scheduler, as dask.distributed's
+        assert dask.config.get("scheduler") == "dask.distributed"
+        assert get_scheduler().__self__ is default_client()  # (dask.persist reads it)
+        return default_client()
 
     first = Client(client.cluster.scheduler_address)
     second = Client(client.cluster.scheduler_address)
-    assert dask.config.get("scheduler") is second
+    assert goes_to() is second
     first.close()
-    assert dask.config.get("scheduler") is second
+    assert goes_to() is second
     second.close()
-    assert dask.config.get("scheduler") is client
+    assert goes_to() is client
 
 
 def test_a_default_client_closed_by_its_cluster_hands_dask_default_back(client):
@@ -212,10 +218,11 @@ def test_a_default_client_closed_by_its_cluster_hands_dask_default_back(client):
     cluster = LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None,
                            processes=False)
     mine = Client(cluster)
-    assert dask.config.get("scheduler") is mine
+    assert default_client() is mine
     cluster.close()
     wait_for(lambda: mine.status == "closed", timeout=30)
-    assert dask.config.get("scheduler") is client
+    assert dask.config.get("scheduler") == "dask.distributed"
+    assert default_client() is client
     assert da.ones(10, chunks=5).sum().compute() == 10
     mine.close()
 

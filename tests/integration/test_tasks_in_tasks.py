@@ -11,6 +11,7 @@ import pytest
 from shoal import (
     Client,
     LocalCluster,
+    default_client,
     fire_and_forget,
     get_client,
     get_worker,
@@ -127,7 +128,9 @@ def compute_inside(n):
 
     with worker_client() as c:  # seceded: the inner task may need this very thread
         value = dask.delayed(inc)(n).compute()
-        return value, dask.config.get("scheduler") is c
+        # whether c is its process's dask default (the config names the distributed
+        # scheduler, as dask's, while a default client is open)
+        return value, dask.config.get("scheduler") == "dask.distributed" and c._is_default
 
 
 def test_dask_compute_in_a_task_runs_on_the_workers_client(client: Client) -> None:
@@ -198,7 +201,7 @@ def test_workers_client_in_this_process_leaves_dask_default_alone(make_client) -
 
     c = make_client(n_workers=1, processes=False)
     assert c.submit(compute_inside, 1, pure=False).result(timeout=120) == (2, False)
-    assert dask.config.get("scheduler") is c
+    assert dask.config.get("scheduler") == "dask.distributed" and default_client() is c
 
 
 def test_get_client_outside_tasks_is_the_newest_client(client: Client) -> None:
