@@ -22,7 +22,7 @@ from shoal import _interrupts, _loop
 from shoal.client import _returned
 from shoal.protocol._errors import FutureCancelledError as FutureCancelledError
 from shoal.protocol._serialize import Serialized, loads
-from shoal.protocol._typenames import resolve
+from shoal.protocol._typenames import resolve, type_name
 
 if TYPE_CHECKING:
     from shoal.client._core import ClientCore as Client  # the protocol: never the facade
@@ -330,9 +330,20 @@ class Future(TaskRef):
 
     @property
     def type(self) -> type | None:
-        """The result's class once finished (as dask's), else None; None too for a class
-        this process cannot find by its name (one defined inside a function)."""
-        return resolve(self._state.typename)
+        """The result's class once finished (as dask's), else None. A class this process
+        cannot find by its name (one defined inside a function) is read from the result
+        when it came with the report (small results); else None."""
+        st = self._state
+        found = resolve(st.typename)
+        if found is None and st.status == "finished" and st.inline is not None:
+            try:
+                found = type(st.inline_value())
+            except Exception as exc:  # not loadable here: None, as dask's
+                logger.debug("Future.type of %r: its result does not load here: %r",
+                             self.key, exc)
+            if found is not None and type_name(found) != st.typename:
+                found = None  # (not the class the worker named)
+        return found
 
     def done(self) -> bool:
         """True once the result is in memory, failed, or was cancelled."""

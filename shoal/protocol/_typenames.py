@@ -4,9 +4,10 @@
 
 The name travels instead of the pickled class (dask sends both): a string per task is what
 the scheduler shows anyway, and the client imports the class only if someone asks. A class
-the client cannot find by that name (defined inside a function, nested in another class,
-or in a module the client's process cannot import) gives None, as dask's ``Future.type``
-is None when it cannot load the class.
+nested in another one is found in its module by searching the classes there. One the
+client cannot find by name (defined inside a function, or in a module the client's process
+cannot import) gives None here (``Future.type`` then looks at an inline result), as
+dask's ``Future.type`` is None when it cannot load the class.
 """
 
 from __future__ import annotations
@@ -45,7 +46,29 @@ def resolve(name: str) -> type | None:
                          module_name, exc)
             return None
     cls = getattr(module, attr, None)
-    return cls if isinstance(cls, type) and type_name(cls) == name else None
+    if isinstance(cls, type) and type_name(cls) == name:
+        return cls
+    return _nested(module, module_name, attr)
+
+
+def _nested(module: types.ModuleType, module_name: str, attr: str) -> type | None:
+    """A class named ``attr`` nested in a class of ``module`` (``Outer.Inner``: dask's
+    typename says ``module.Inner``), searched two levels deep; None if none or several."""
+    found: list[type] = []
+    outer = [c for c in vars(module).values()
+             if isinstance(c, type) and c.__module__ == module_name]
+    for level in range(2):  # Outer.Inner, Outer.Middle.Inner
+        inner = []
+        for c in outer:
+            for value in vars(c).values():
+                if isinstance(value, type) and value.__module__ == module_name:
+                    if value.__name__ == attr and value not in found:
+                        found.append(value)
+                    inner.append(value)
+        outer = inner
+        if found or level == 1:
+            break
+    return found[0] if len(found) == 1 else None
 
 
 @functools.cache
