@@ -4,9 +4,7 @@ Change ``from dask.distributed import Client`` to ``from shoal import Client``.
 Names are imported lazily so that worker processes start quickly.
 """
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
+import typing as _typing
 
 __version__ = "0.1.0"
 
@@ -76,7 +74,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         from shoal._not_offered import not_offered
@@ -93,10 +91,13 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+    # The public names and the submodules imported so far, as dir(distributed) shows its
+    # own; not this module's helpers (_typing, _EXPORTS).
+    return sorted({*_EXPORTS, *(k for k in globals() if not k.startswith("_")),
+                   "__version__", "__all__"})
 
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from shoal._plugin import CondaInstall as CondaInstall
     from shoal._plugin import Environ as Environ
     from shoal._plugin import InstallPlugin as InstallPlugin

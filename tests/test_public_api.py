@@ -150,6 +150,29 @@ def test_star_import_gives_exactly_the_public_names() -> None:
     assert sorted(k for k in namespace if k != "__builtins__") == PUBLIC
 
 
+def test_the_namespace_holds_no_helpers() -> None:
+    # typing's Any and TYPE_CHECKING, and __future__'s annotations, were attributes of shoal
+    for name in ("Any", "TYPE_CHECKING", "annotations"):
+        assert name not in dir(shoal)
+        assert not hasattr(shoal, name)
+    assert [n for n in dir(shoal) if n.startswith("_") and not n.startswith("__")] == []
+
+
+def test_star_import_gives_what_dask_distributed_gives_where_shoal_has_it() -> None:
+    import distributed
+
+    theirs: dict[str, object] = {}
+    exec("from distributed import *", theirs)
+    # What shoal leaves out on purpose: dask's config and dask modules, its Jupyter
+    # templates (shoal/_not_offered.py says why, and what to use).
+    left_out = {"config", "dask", "rpc", "connect", "widgets"}
+    missing = sorted(set(distributed.__all__) - set(shoal.__all__) - left_out)
+    assert missing == []
+    assert set(shoal.__all__) - set(theirs) <= {  # shoal's own additions
+        "FailureStory", "LostDataError", "RemoteError", "ALL_COMPLETED", "FIRST_COMPLETED",
+        "FIRST_EXCEPTION"}
+
+
 def test_unknown_name_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no_such_thing"):
         shoal.no_such_thing  # noqa: B018
