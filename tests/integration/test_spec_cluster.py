@@ -13,6 +13,7 @@ import distributed
 import pytest
 
 from shoal import Adaptive, Client, Nanny, Scheduler, SpecCluster, SubprocessCluster, Worker
+from shoal.cluster import _spec
 from shoal.cluster._spec import resolve_class
 from shoal.cluster._subprocess import SubprocessScheduler, SubprocessWorker
 
@@ -145,3 +146,13 @@ def test_subprocess_cluster_runs_each_server_in_a_process_of_its_own():
             assert cluster.workers == {} and cluster.scheduler_info["workers"] == {}
         process = cluster.scheduler.process
     assert process.returncode is not None  # the scheduler's process ended with close()
+
+
+def test_a_worker_that_cannot_start_fails_the_cluster_and_closes_it():
+    bad = {"w": {"cls": Worker, "options": {"nthreads": -1}}}
+    with pytest.raises(RuntimeError, match="SpecCluster failed to start") as info:
+        SpecCluster(workers=bad, scheduler=SCHEDULER)
+    assert "nthreads" in str(info.value.__cause__)
+    failed = [c for c in _spec._live if c.worker_spec == {} and "w" not in c.workers
+              and c.scheduler is not None and c.status == "closed"]
+    assert failed and all(c.scheduler.status == "closed" for c in failed)  # nothing left
