@@ -512,30 +512,9 @@ class LocalCluster:
         return self._face(self._get_logs(cluster, scheduler, workers), self._timeout, "get_logs")
 
     async def _get_logs(self, cluster: bool, scheduler: bool, workers: Any) -> dict[str, str]:
-        from shoal._run import pickle_code
-        from shoal.protocol._errors import error_to_exception
-        from shoal.protocol._serialize import Serialized, loads
-        from shoal.worker._introspect import worker_logs
+        from shoal.cluster._cluster_logs import collect
 
-        fmt = _logs.configured_format()
-        out: dict[str, str] = {}
-        if cluster:
-            rows = _logs.merged_newest([_logs.ring("shoal.cluster"), _logs.ring("shoal.adaptive")],
-                                       fmt=fmt)
-            out["Cluster"] = "\n".join(line for _lv, line in rows)
-        if scheduler:
-            out["Scheduler"] = "\n".join(line for _lv, line in self.scheduler.logs.newest(fmt=fmt))
-        if workers:
-            chosen = None if workers is True else [workers] if isinstance(workers, str) else list(workers)
-            answers = await self.scheduler.start_run(None, pickle_code(worker_logs),  # type: ignore[arg-type]
-                                                     chosen)
-            for address, (ok, value) in answers.items():
-                if not ok:
-                    out[address] = f"<no logs: {error_to_exception(value)}>"
-                    continue
-                rows = loads(value) if isinstance(value, Serialized) else value
-                out[address] = "\n".join(line for _lv, line in rows)
-        return out
+        return await collect(self.scheduler, cluster, scheduler, workers)
 
     def get_client(self) -> Any:
         """The open Client connected to this cluster in this process, else a new one

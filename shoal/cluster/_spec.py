@@ -23,7 +23,7 @@ from typing import Any
 
 from dask.utils import parse_bytes
 
-from shoal import _loop
+from shoal import _logs, _loop
 from shoal._status import Status
 from shoal.client._faces import Ready
 from shoal.cluster import _local_options as options
@@ -174,6 +174,9 @@ class SpecCluster:
         self._asynchronous = bool(asynchronous)
         self._i = 0
         self._quiet = options.QuietLogs(options.log_level(silence_logs))
+        length = _logs.configured_length()  # recent records, for get_logs()
+        _logs.ring("shoal.cluster", length)
+        _logs.ring("shoal.adaptive", length)
         self._adaptive: Any = None
         self._replaced_adaptives: list[Any] = []
         self._lock: asyncio.Lock | None = None  # serialises corrections (shoal's loop)
@@ -610,6 +613,28 @@ class SpecCluster:
         except TimeoutError:
             raise TimeoutError(f"only {len(server.state.workers)} of {n} workers registered "
                                f"within {timeout} s") from None
+
+    def get_logs(self, cluster: bool = True, scheduler: bool = True,
+                 workers: Any = True) -> Any:
+        """Recent log lines, newest first, as text per source: ``"Cluster"``,
+        ``"Scheduler"`` and each worker's address (``workers``: True for all, or a list
+        of addresses). An awaitable for an asynchronous cluster.
+
+        Raises:
+            RuntimeError: the scheduler is not shoal's own in this process (ask a
+                ``Client(cluster)``: ``get_scheduler_logs()``, ``get_worker_logs()``).
+        """
+        return self._face(self._get_logs(cluster, scheduler, workers), _TIMEOUT, "get_logs")
+
+    async def _get_logs(self, cluster: bool, scheduler: bool, workers: Any) -> dict[str, str]:
+        from shoal.cluster._cluster_logs import collect
+
+        server = self._scheduler_server
+        if server is None or not server.address:
+            raise RuntimeError(f"{self._name}.get_logs needs shoal's own Scheduler running in "
+                               "this process; ask a Client(cluster) instead: "
+                               "client.get_scheduler_logs(), client.get_worker_logs()")
+        return await collect(server, cluster, scheduler, workers)
 
     def get_client(self) -> Any:
         """A Client of this cluster: the open one in this process, else a new one."""

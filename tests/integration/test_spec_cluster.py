@@ -55,6 +55,12 @@ def test_the_spec_becomes_servers_named_by_its_keys(cluster, client):
     assert "workers=2" in repr(cluster)
 
 
+def test_get_logs_per_source(cluster, client):
+    logs = cluster.get_logs(workers=[cluster.workers["thread"].address])
+    assert set(logs) == {"Cluster", "Scheduler", cluster.workers["thread"].address}
+    assert all(isinstance(text, str) for text in logs.values())
+
+
 def test_scale_adds_from_the_template_and_removes_the_newest(cluster, client):
     assert cluster.new_worker_spec() == {0: TEMPLATE}
     cluster.scale(4)
