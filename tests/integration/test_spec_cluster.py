@@ -88,21 +88,28 @@ def test_scale_by_cores_reads_the_template(cluster, client):
     wait_for(lambda: names(client) == {"thread", "proc"}, timeout=30)
 
 
-class Three(Adaptive):
+class Wanted(Adaptive):
+    wanted = 3
+
     async def target(self) -> int:
-        return 3
+        return self.wanted
 
 
-def test_adapt_drives_the_spec(cluster, client):
-    adaptive = cluster.adapt(Adaptive=Three, minimum=0, maximum=5, interval="20ms")
+def test_adapt_drives_the_spec_up_and_down(cluster, client):
+    adaptive = cluster.adapt(Adaptive=Wanted, minimum=0, maximum=5, interval="20ms",
+                             wait_count=1)
     try:
         wait_for(lambda: len(names(client)) == 3, timeout=30)
         assert adaptive.log[0] == ("up", 3)
         assert len(cluster.worker_spec) == 3
+        adaptive.wanted = 2  # an idle worker is retired, and leaves the spec
+        wait_for(lambda: len(names(client)) == 2 and len(cluster.worker_spec) == 2, timeout=30)
+        assert adaptive.log[-1][0] == "down"
+        assert set(cluster.workers) == set(cluster.worker_spec)
     finally:
         adaptive.stop()
-    cluster.scale(2)
-    wait_for(lambda: names(client) == {"thread", "proc"}, timeout=30)
+    cluster.scale(2)  # (whichever idle worker the policy retired: the last test of it)
+    wait_for(lambda: len(names(client)) == 2, timeout=30)
 
 
 def test_asynchronous_use_and_a_cluster_without_a_template():
