@@ -406,6 +406,10 @@ class Executor:
                 values = {k: data[k] for k in deps}
             else:  # most tasks of a map: no comprehension to run
                 values = {}
+            # The task's duration is its run, as dask's compute start/stop: not the loading
+            # of its function (a module's import on a worker's first task of it, seconds),
+            # which would make the scheduler expect every task of the prefix to last that.
+            start = _thread_state.start = time.time()
             result = task(values)
         except BaseException as exc:
             stop = time.time()

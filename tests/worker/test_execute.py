@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -106,3 +107,33 @@ def test_close_with_tasks_queued_stops_the_threads() -> None:
         assert not t.is_alive(), t
     # the task that was running finishes; the queued ones never start on a closed executor
     assert [d.key for d in done] == ["running"]
+
+
+LOAD_SECONDS = 0.5
+
+
+def _load_slowly() -> Any:
+    time.sleep(LOAD_SECONDS)  # the task's function takes this long to load (an import)
+    return _one
+
+
+class _SlowToLoad:
+    def __reduce__(self) -> Any:
+        return (_load_slowly, ())
+
+
+def test_a_tasks_duration_is_its_run_not_the_loading_of_its_function() -> None:
+    # dask's compute start/stop wrap the call alone. The load counted here (imports of a
+    # function's module on the worker's first task: 1.6 s in the 100k map) made the
+    # scheduler expect every task of the prefix to take that long, and starve the worker.
+    async def main() -> dict[str, ExecuteDone]:
+        h = Harness(nthreads=1)
+        try:
+            h.executor.submit(execute("first", _SlowToLoad()))
+            return await h.wait_done(1)
+        finally:
+            h.executor.close()
+
+    done = asyncio.run(main())["first"]
+    assert done.error is None
+    assert done.stop - done.start < LOAD_SECONDS / 2, done.stop - done.start
