@@ -146,6 +146,8 @@ def plugin_kind(plugin: Any) -> str:
                         f"{plugin.__name__}; call it: {plugin.__name__}(...)")
     _refuse_dask_builtin(plugin)
     names = {cls.__name__ for cls in type(plugin).__mro__}
+    if "InstallPlugin" in names and getattr(plugin, "restart_workers", False):
+        return "nanny"  # as dask's: installed for the nanny, then its worker restarts
     for base, kind in _KINDS:
         if base in names:
             return kind
@@ -315,8 +317,12 @@ class InstallPlugin(WorkerPlugin):
     joins or restarts later (dask's base class of ``PipInstall`` and ``CondaInstall``).
     Workers of one machine take turns (a file lock), so one environment is not changed
     by two installers at once. ``install_fn`` travels to the workers pickled (by value
-    when defined in ``__main__``); ``restart_workers`` is accepted for dask compatibility
-    and ignored. shoal's runs on the workers only (dask's on the scheduler too).
+    when defined in ``__main__``). With ``restart_workers`` it runs as dask's does, once
+    per nanny (a nanny plugin, run in the worker process on the nanny's behalf), and the
+    worker process is then restarted, so that what was installed is imported afresh; a
+    process the nanny starts later does not run it again. Without a nanny
+    (``processes=False``) nothing restarts. shoal's runs on the workers only (dask's on the
+    scheduler too).
 
     Raises (in the worker, reported to the caller): what ``install_fn`` raised.
     """
@@ -329,6 +335,7 @@ class InstallPlugin(WorkerPlugin):
         self.name = f"{type(self).__name__}-{uuid.uuid4()}"  # each instance its own (dask's)
         self.install_fn = install_fn
         self.restart_workers = restart_workers
+        self.restart = bool(restart_workers)  # read as a nanny plugin's (see plugin_kind)
 
     def setup(self, worker: Any) -> None:
         import fcntl
@@ -386,7 +393,7 @@ class PipInstall(InstallPlugin):
     """Install packages with pip in every worker's environment (once per machine at a
     time: workers of one machine take turns). Options in ``pip_options`` (for example
     ``["--no-index", "--find-links", "/wheels"]``) are passed to ``pip install``.
-    ``restart_workers`` is accepted for dask compatibility and ignored.
+    ``restart_workers`` as in :class:`InstallPlugin`.
 
     Raises (in the worker, reported to the caller): RuntimeError with pip's output when
     pip fails.
@@ -402,8 +409,8 @@ class PipInstall(InstallPlugin):
 class CondaInstall(InstallPlugin):
     """Install packages with conda in every worker's environment (``conda install --yes
     [conda_options] packages``, with the ``conda`` on the worker's PATH, else
-    ``$CONDA_EXE``; once per machine at a time). ``restart_workers`` is accepted for dask
-    compatibility and ignored.
+    ``$CONDA_EXE``; once per machine at a time). ``restart_workers`` as in
+    :class:`InstallPlugin`.
 
     Raises (in the worker, reported to the caller): RuntimeError with conda's output when
     conda fails, or when the worker has no conda.

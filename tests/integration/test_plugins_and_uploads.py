@@ -18,6 +18,7 @@ import pytest
 from shoal import (
     Client,
     Environ,
+    InstallPlugin,
     NannyPlugin,
     PipInstall,
     SchedulerPlugin,
@@ -326,6 +327,26 @@ def test_environ_sets_variables_before_worker_processes_start_and_keeps_them(
     assert c.submit(_env, pure=False).result() == "42"
     _kill_one_worker(c)
     assert set(c.run(_env).values()) == {"42"}
+
+
+def test_an_installer_with_restart_workers_installs_once_then_restarts_the_worker(
+        make_client: Any, tmp_path: Path) -> None:
+    # dask installs on the nanny and restarts its worker, so that the new packages are
+    # imported afresh; shoal ignored restart_workers (the old process kept old modules).
+    c = make_client(1)
+    (old,) = c.run(os.getpid).values()
+    marks = tmp_path / "installed-in"
+    marks.mkdir()
+
+    def install() -> None:
+        (marks / str(os.getpid())).touch()
+
+    c.register_plugin(InstallPlugin(install, restart_workers=True))
+    (new,) = c.run(os.getpid).values()
+    assert new != old  # a fresh worker process
+    assert os.listdir(marks) == [str(old)]  # installed once, not again by the fresh one
+    _kill_one_worker(c)  # a process the nanny starts later does not install again either
+    assert os.listdir(marks) == [str(old)]
 
 
 class SetsEnvNoRestart(NannyPlugin):
