@@ -15,6 +15,8 @@ import collections
 import inspect
 import logging
 import math
+import time
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from shoal import _loop
@@ -23,6 +25,7 @@ from shoal.scheduler._scaling import (
     Load,
     ScaleDown,
     ScaleUp,
+    choose_groups_to_retire,
     choose_to_retire,
     target_workers,
 )
@@ -66,6 +69,9 @@ class Adaptive:
         wait_count: consecutive suggestions before an idle worker is retired (default 3).
         target_duration: how long the queued work should take (default 5 s); less asks
             for more workers.
+        worker_key: groups workers that must leave together (``worker_key(ws)`` of the
+            scheduler's worker state, e.g. ``lambda ws: ws.host``): a group is retired
+            whole, and only while the workers left still meet the target, as dask's.
 
     Raises:
         TypeError: an argument dask's ``Adaptive`` does not take here.
@@ -74,12 +80,17 @@ class Adaptive:
 
     def __init__(self, cluster: Any, interval: Any = None, minimum: int | None = None,
                  maximum: float | None = None, wait_count: int | None = None,
-                 target_duration: Any = None, **kwargs: Any) -> None:
+                 target_duration: Any = None,
+                 worker_key: Callable[[Any], Hashable] | None = None, **kwargs: Any) -> None:
         if kwargs:
             raise TypeError(
                 f"adapt() got unexpected arguments {sorted(kwargs)}; it takes minimum, "
-                "maximum, wait_count, interval and target_duration"
+                "maximum, wait_count, interval, target_duration and worker_key"
             )
+        if worker_key is not None and not callable(worker_key):
+            raise TypeError(f"adapt(worker_key=) takes a function of a worker's state, got "
+                            f"{worker_key!r}")
+        self.worker_key = worker_key
         maximum = _config("maximum", math.inf) if maximum is None else maximum
         self.policy = AdaptivePolicy(
             minimum=int(_config("minimum", 0)) if minimum is None else minimum,
@@ -92,8 +103,12 @@ class Adaptive:
         self.interval = _seconds(_config("interval", "1s") if interval is None else interval,
                                  "interval")
         self.cluster = cluster
-        # (what, detail) of each change made, the latest 10,000 (as dask's Adaptive.log)
-        self.log: collections.deque[tuple[str, Any]] = collections.deque(maxlen=10_000)
+        # (time, recommendation) of each change made, as dask's Adaptive.log, the latest
+        # distributed.admin.low-level-log-length of them
+        import dask.config
+
+        self.log: collections.deque[tuple[float, dict[str, Any]]] = collections.deque(
+            maxlen=dask.config.get("distributed.admin.low-level-log-length", 1000))
         self._load: Load | None = None  # this step's snapshot (see _snapshot)
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
@@ -187,7 +202,13 @@ class Adaptive:
         holding the least data first (their addresses; a subclass may answer names, as
         dask's ``cluster.workers`` keys them)."""
         workers = self._snapshot().workers
-        return choose_to_retire(workers, len(workers) - target, idle_only=True)
+        key = self.worker_key
+        if key is None:
+            return choose_to_retire(workers, len(workers) - target, idle_only=True)
+        states = _server(self.cluster).state.workers
+        groups = {w.address: key(states[w.address]) for w in workers if w.address in states}
+        return choose_groups_to_retire([w for w in workers if w.address in groups], groups,
+                                       target)
 
     async def recommendations(self, target: int) -> dict[str, Any]:
         """dask's answer for ``target`` workers: ``{"status": "same"}``, ``{"status":
@@ -231,12 +252,13 @@ class Adaptive:
             rec = dict(await _answer(self.recommendations(await self.safe_target())))
         finally:
             self._load = None
-        status = rec.pop("status", "same")
+        status = rec.get("status", "same")
+        if status != "same":
+            self.log.append((time.time(), dict(rec)))
+        rec.pop("status", None)
         if status == "up":
-            self.log.append(("up", rec["n"]))
             await _answer(self.scale_up(**rec))
         elif status == "down":
-            self.log.append(("down", list(rec["workers"])))
             await _answer(self.scale_down(**rec))
         elif status != "same":
             raise ValueError(f"{type(self).__name__}.recommendations() answered status "

@@ -67,6 +67,27 @@ def choose_to_retire(workers: tuple[WorkerLoad, ...] | list[WorkerLoad], n: int,
     return [w.address for w in pool[:n]]
 
 
+def choose_groups_to_retire(workers: list[WorkerLoad], group_of: dict[str, Any],
+                            target: int) -> list[str]:
+    """The addresses of whole groups of idle workers to retire (``group_of``: address ->
+    group, dask's ``worker_key``) while the workers left are at least ``target``: groups
+    holding the least data first; stops at the first group that is busy or would leave
+    too few (dask's ``Scheduler.workers_to_close`` with a key)."""
+    groups: dict[Any, list[WorkerLoad]] = {}
+    for w in workers:
+        groups.setdefault(group_of[w.address], []).append(w)
+    order = sorted(groups.values(),
+                   key=lambda g: (any(w.processing for w in g), sum(max(w.nbytes, 0) for w in g)))
+    left = len(workers)
+    out: list[str] = []
+    for group in order:
+        if any(w.processing for w in group) or left - len(group) < target:
+            break
+        left -= len(group)
+        out += sorted(w.address for w in group)
+    return out
+
+
 def _name_order(name: str) -> tuple[int, int | str]:
     """Higher numeric names (the most recently added in a LocalCluster) go first."""
     return (0, -int(name)) if name.isdigit() else (1, name)

@@ -45,7 +45,8 @@ def test_a_subclass_target_sets_the_worker_count(cluster, adapting):
     adapting.append(adaptive)
     assert isinstance(adaptive, Two) and adaptive.maximum == 5
     wait_for(lambda: n_workers(cluster) == 2, timeout=30)
-    assert adaptive.log[0] == ("up", 2)
+    when, what = adaptive.log[0]  # dask's entries: (time, the recommendation)
+    assert isinstance(when, float) and what == {"status": "up", "n": 2}
     assert adaptive.plan == adaptive.observed == set(cluster.workers)
 
 
@@ -58,7 +59,7 @@ def test_the_target_is_kept_within_the_bounds(cluster, adapting):
     adaptive = cluster.adapt(Adaptive=Many, maximum=1, interval="20ms")
     adapting.append(adaptive)
     wait_for(lambda: n_workers(cluster) == 1 and len(adaptive.log) >= 1, timeout=30)
-    assert list(adaptive.log) == [("up", 1)]
+    assert [what for _, what in adaptive.log] == [{"status": "up", "n": 1}]
 
 
 class NoneButTheseGo(Adaptive):
@@ -82,7 +83,7 @@ def test_workers_to_close_by_name_are_retired(cluster, adapting):
     adaptive.stop()
     wait_for(lambda: not cluster.workers, timeout=30)
     assert adaptive.asked == 0
-    assert [kind for kind, _ in adaptive.log] == ["down", "down"]
+    assert [what["status"] for _, what in adaptive.log] == ["down", "down"]
 
 
 class Recommends(Adaptive):
@@ -94,7 +95,26 @@ def test_a_subclass_recommendations_are_carried_out(cluster, adapting):
     adaptive = cluster.adapt(Adaptive=Recommends, interval="20ms")
     adapting.append(adaptive)
     wait_for(lambda: n_workers(cluster) == 1, timeout=30)
-    assert list(adaptive.log) == [("up", 1)]
+    assert [what for _, what in adaptive.log] == [{"status": "up", "n": 1}]
+
+
+def _parity(ws: Any) -> int:
+    return int(ws.name) % 2
+
+
+def test_worker_key_retires_whole_groups_only(cluster, adapting):
+    # dask's worker_key: workers of one group (e.g. one host, one batch job) leave
+    # together, and a group leaves only if what remains still meets the target.
+    cluster.scale(4)
+    wait_for(lambda: n_workers(cluster) == 4, timeout=30)
+    adaptive = cluster.adapt(Adaptive=Two, wait_count=1, interval="20ms", worker_key=_parity)
+    adapting.append(adaptive)
+    wait_for(lambda: n_workers(cluster) == 2 and len(adaptive.log) >= 1, timeout=30)
+    names = {ws.name for ws in cluster.scheduler.state.workers.values()}
+    assert {int(n) % 2 for n in names} in ({0}, {1}), names  # one whole group is left
+    # (without the key, the two youngest, 3 and 2, would have gone: names 0 and 1 left)
+    down = [what for _, what in adaptive.log if what["status"] == "down"]
+    assert len(down) == 1 and len(down[0]["workers"]) == 2
 
 
 def test_dasks_own_adaptive_class_is_refused_with_the_fix(cluster):

@@ -100,11 +100,11 @@ def test_adapt_drives_the_spec_up_and_down(cluster, client):
                              wait_count=1)
     try:
         wait_for(lambda: len(names(client)) == 3, timeout=30)
-        assert adaptive.log[0] == ("up", 3)
+        assert adaptive.log[0][1] == {"status": "up", "n": 3}
         assert len(cluster.worker_spec) == 3
         adaptive.wanted = 2  # an idle worker is retired, and leaves the spec
         wait_for(lambda: len(names(client)) == 2 and len(cluster.worker_spec) == 2, timeout=30)
-        assert adaptive.log[-1][0] == "down"
+        assert adaptive.log[-1][1]["status"] == "down"
         assert set(cluster.workers) == set(cluster.worker_spec)
     finally:
         adaptive.stop()
