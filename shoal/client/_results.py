@@ -56,9 +56,10 @@ async def result_within(self: Client, fut: Future, timeout: float | None) -> Any
         raise TimeoutError(f"the result of {fut.key!r} could not be fetched within {timeout} s") from None
 
 
-def failure(self: Client, fut: Future, timeout: float | None, what: str) -> Any:
+def failure(self: Client, fut: Future, timeout: float | None, what: str,
+            asynchronous: bool | None = None) -> Any:
     """``Future.exception()`` (``what="exception"``) or ``Future.traceback()``."""
-    if self.asynchronous:
+    if self.asynchronous if asynchronous is None else asynchronous:
         return self.sync(failure_when_done, self, fut, what, callback_timeout=timeout)
     wait_one(self, fut, timeout)
     return failure_of(fut, what)
