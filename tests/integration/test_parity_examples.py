@@ -9,6 +9,8 @@ They share the session's cluster.
 from __future__ import annotations
 
 import asyncio
+import textwrap
+from typing import Any
 
 import pytest
 
@@ -59,3 +61,91 @@ def test_await_primitive_gives_it_back_and_client_property(client: Client) -> No
 
     asyncio.run(main())
     assert shoal.Variable("parity-ex-v2").client is client  # the default client, as dask's
+
+
+# --- Scheduler.add_plugin: SchedulerPlugin's docstring example and preloads -------------------
+
+
+class Counter(shoal.SchedulerPlugin):
+    """SchedulerPlugin's docstring example (plus a record of ``start``)."""
+
+    def __init__(self) -> None:
+        self.counter = 0
+        self.started = 0
+
+    async def start(self, scheduler: Any) -> None:
+        self.started += 1
+
+    def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
+        if start == "processing" and finish == "memory":
+            self.counter += 1
+
+
+def _add_counter(dask_scheduler: Any) -> None:
+    dask_scheduler.add_plugin(Counter(), name="parity-counter")
+    dask_scheduler.add_plugin(Counter(), name="parity-counter", idempotent=True)  # kept
+
+
+def _counted(dask_scheduler: Any) -> tuple[int, int]:
+    plugin = dask_scheduler.plugins["parity-counter"]
+    return plugin.counter, plugin.started
+
+
+def _remove_counter(dask_scheduler: Any) -> bool:
+    dask_scheduler.remove_plugin(name="parity-counter")
+    return "parity-counter" in dask_scheduler.plugins
+
+
+def test_scheduler_add_plugin_and_remove_plugin_as_dask_documents(client: Client) -> None:
+    client.run_on_scheduler(_add_counter)
+    client.gather(client.map(inc, range(3), pure=False))
+    # A running scheduler does not start what is added to it (dask calls start only for
+    # plugins added before it started, a preload's).
+    assert client.run_on_scheduler(_counted) == (3, 0)
+    assert client.run_on_scheduler(_remove_counter) is False
+    with pytest.raises(ValueError, match="parity-counter"):
+        client.run_on_scheduler(_remove_counter)
+
+
+def test_a_preload_adds_a_scheduler_plugin_that_starts_with_the_scheduler(tmp_path) -> None:
+    preload = tmp_path / "parity_add_plugin.py"
+    preload.write_text(textwrap.dedent("""
+        class Started:
+            name = "parity-started"
+            started = 0
+
+            async def start(self, scheduler):
+                self.started += 1
+
+        def dask_setup(scheduler):
+            scheduler.add_plugin(Started())
+    """))
+
+    async def main() -> int:
+        async with shoal.Scheduler(preload=[str(preload)], dashboard_address=None) as s:
+            return s.plugins["parity-started"].started  # type: ignore[no-any-return]
+
+    assert asyncio.run(main()) == 1
+
+
+# --- workers named, not addressed -------------------------------------------------------------
+
+
+def test_processing_and_has_what_take_worker_names(client: Client) -> None:
+    names = {w["name"]: a for a, w in client.scheduler_info()["workers"].items()}
+    name, address = sorted(names.items())[0]
+    fut = client.submit(inc, 1, workers=[address], pure=False)
+    fut.result()
+    assert list(client.processing(workers=[name])) == [address]
+    assert fut.key in client.has_what(workers=[name])[address]
+
+
+def test_cancel_reason_and_msg_reach_the_error_as_in_dask(client: Client, gate) -> None:
+    fut = client.submit(gated, gate.path, 1, pure=False)
+    fut.cancel(reason="parity-stop", msg="not needed any more")
+    with pytest.raises(shoal.CancelledError) as info:
+        fut.result(timeout=30)
+    assert "cancelled for reason: parity-stop." in str(info.value)
+    assert "not needed any more" in str(info.value)
+    assert (info.value.key, info.value.reason, info.value.msg) == (  # type: ignore[attr-defined]
+        fut.key, "parity-stop", "not needed any more")
