@@ -196,9 +196,19 @@ async def who_has(self: Client, futures: Any = None) -> dict[Any, tuple[str, ...
     rows = await self._request_within("who_has", self._timeout, keys=keys)
     return WhoHas((k, tuple(v)) for k, v in rows)
 
+async def addresses(self: Client, wanted: list[Any] | None) -> list[Any] | None:
+    """``wanted`` workers (``_check_workers``'s list: addresses or names) as addresses, as
+    dask's scheduler reads them (names as the scheduler matches them: by their text)."""
+    if wanted is None:
+        return None
+    info = (await scheduler_info(self))["workers"]
+    by_name = {str(w.get("name")): a for a, w in info.items()}
+    return [w if w in info else by_name.get(str(w), w) for w in wanted]
+
 async def has_what(self: Client, workers: Any = None) -> dict[str, tuple[Any, ...]]:
-    """The keys each worker holds in memory."""
-    wl = self._check_workers(workers)
+    """The keys each worker holds in memory (``workers``: addresses or names; all by
+    default)."""
+    wl = await addresses(self, self._check_workers(workers))
     got = await self._request_within("has_what", self._timeout)
     return HasWhat((w, tuple(ks)) for w, ks in got.items() if wl is None or w in wl)
 
