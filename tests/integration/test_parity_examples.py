@@ -149,3 +149,43 @@ def test_cancel_reason_and_msg_reach_the_error_as_in_dask(client: Client, gate) 
     assert "not needed any more" in str(info.value)
     assert (info.value.key, info.value.reason, info.value.msg) == (  # type: ignore[attr-defined]
         fut.key, "parity-stop", "not needed any more")
+
+
+# --- WorkerPlugin's docstring example: worker.tasks[key] in a transition hook -----------------
+
+
+def boom(x: int) -> int:
+    raise ValueError(f"parity boom {x}")
+
+
+class ErrorRecorder(shoal.WorkerPlugin):
+    """WorkerPlugin's docstring example (``ErrorLogger``), recording instead of logging."""
+
+    name = "parity-error-recorder"
+
+    def setup(self, worker: Any) -> None:
+        self.worker = worker
+        self.seen: list[Any] = []
+
+    def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
+        if finish == "error":
+            ts = self.worker.tasks[key]
+            exc_info = (type(ts.exception), ts.exception, ts.traceback)
+            self.seen.append((ts.key, ts.state, repr(exc_info[1]), exc_info[2] is not None,
+                              "parity boom" in ts.traceback_text + ts.exception_text))
+
+
+def _seen(dask_worker: Any) -> list[Any]:
+    return dask_worker.plugins["parity-error-recorder"].seen  # type: ignore[no-any-return]
+
+
+def test_worker_plugin_reads_the_failed_task_from_worker_tasks(client: Client) -> None:
+    client.register_plugin(ErrorRecorder())
+    try:
+        fut = client.submit(boom, 1, pure=False)
+        with pytest.raises(ValueError):
+            fut.result(timeout=30)
+        seen = [row for rows in client.run(_seen).values() for row in rows]
+        assert seen == [(fut.key, "error", "ValueError('parity boom 1')", True, True)]
+    finally:
+        client.unregister_worker_plugin("parity-error-recorder")
