@@ -87,6 +87,8 @@ async def _run_on_nannies(self: Client, call: Callable[..., Any], workers: list[
 
     cluster = self.cluster
     nannies = list(getattr(cluster, "nannies", None) or [])
+    if not nannies and getattr(cluster, "processes", None) is False:
+        return {}  # in-process workers have no nanny: none to run on, as in dask
     if not nannies:
         raise NotImplementedError(
             "run(nanny=True) needs the client's own LocalCluster with processes=True: shoal's "

@@ -304,6 +304,11 @@ class Future(TaskRef):
         return self._client
 
     @property
+    def executor(self) -> Client:
+        """The client, as dask's ``Future.executor`` (concurrent.futures' word for it)."""
+        return self._client
+
+    @property
     def status(self) -> str:
         """'pending', 'finished', 'error', 'cancelled' or 'lost'."""
         return self._state.status

@@ -40,6 +40,7 @@ def test_timeouts_given_as_strings_wait_and_raise_timeout_error(client: Client, 
             call()
     gate.open()
     assert fut.result(timeout="30s") == 1
+    assert fut.executor is client  # dask's other name for it
     assert client.scatter(5, timeout="30s").result() == 5
 
 
@@ -189,3 +190,11 @@ def test_worker_plugin_reads_the_failed_task_from_worker_tasks(client: Client) -
         assert seen == [(fut.key, "error", "ValueError('parity boom 1')", True, True)]
     finally:
         client.unregister_worker_plugin("parity-error-recorder")
+
+
+def test_run_on_nannies_of_a_cluster_without_any_gives_an_empty_dict() -> None:
+    # dask: a processes=False LocalCluster has no nannies, so run(nanny=True) reaches none.
+    with Client(processes=False, n_workers=1, threads_per_worker=1,
+                dashboard_address=None) as c:
+        assert c.run(inc, 1, nanny=True) == {}
+        assert c.get_worker_logs(nanny=True) == {}
