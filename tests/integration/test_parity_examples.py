@@ -198,3 +198,9 @@ def test_run_on_nannies_of_a_cluster_without_any_gives_an_empty_dict() -> None:
                 dashboard_address=None) as c:
         assert c.run(inc, 1, nanny=True) == {}
         assert c.get_worker_logs(nanny=True) == {}
+
+
+def test_retire_workers_takes_dasks_scheduler_keywords(client: Client) -> None:
+    assert client.retire_workers(workers=[], remove=True, stimulus_id="parity") == {}
+    with pytest.raises(TypeError, match="remove=False"):
+        client.retire_workers(workers=[], remove=False)
