@@ -123,8 +123,12 @@ def test_a_preload_adds_a_scheduler_plugin_that_starts_with_the_scheduler(tmp_pa
     """))
 
     async def main() -> int:
-        async with shoal.Scheduler(preload=[str(preload)], dashboard_address=None) as s:
+        s = shoal.Scheduler(preload=[str(preload)], dashboard_address=None)
+        assert await s.start() is s  # dask's Server.start, what awaiting it does
+        try:
             return s.plugins["parity-started"].started  # type: ignore[no-any-return]
+        finally:
+            await s.close()
 
     assert asyncio.run(main()) == 1
 
