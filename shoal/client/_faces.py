@@ -101,7 +101,7 @@ class TwoFaces:
         """
         if asynchronous is None:
             asynchronous = self.asynchronous
-        if isinstance(callback_timeout, str):  # "10s", as dask's parse_timedelta reads it
+        if callback_timeout is not None and isinstance(callback_timeout, str):  # "10s", as dask's parse_timedelta reads it
             callback_timeout = duration(callback_timeout)
         work = as_coroutine(func(*args, **kwargs))
         if asynchronous:

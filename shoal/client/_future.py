@@ -337,7 +337,7 @@ class Future(TaskRef):
             TimeoutError: not done within ``timeout``.
             CancelledError: the future was cancelled.
         """
-        if isinstance(timeout, str):
+        if timeout is not None and isinstance(timeout, str):  # (None: no call at all)
             timeout = duration(timeout)
         client = self._client
         return (client if client is not None else self._live())._result(self, timeout)
