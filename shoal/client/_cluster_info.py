@@ -218,8 +218,8 @@ async def wait_for_workers(self: Client, n_workers: int, timeout: float | None =
     """Wait until at least ``n_workers`` workers are connected.
 
     Raises:
-        TimeoutError: fewer arrived within ``timeout`` (seconds, or a dask duration such
-            as ``"10s"``; None waits as long as it takes).
+        WorkerStartTimeoutError: (a TimeoutError, dask's) fewer arrived within ``timeout``
+            (seconds, or a dask duration such as ``"10s"``; None waits as long as it takes).
     """
     if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 0:
         raise ValueError(f"n_workers must be a non-negative integer, got {n_workers!r}")
@@ -230,7 +230,10 @@ async def wait_for_workers(self: Client, n_workers: int, timeout: float | None =
     # ends: the scheduler answers once n_workers have come or timeout has passed
     arrived = await self._request_within("wait_for_workers", None, n=n_workers, timeout=timeout)
     if arrived < n_workers:
-        raise TimeoutError(f"only {arrived} of {n_workers} workers arrived within {timeout} s")
+        from shoal.protocol._errors import WorkerStartTimeoutError
+
+        raise WorkerStartTimeoutError(arrived, n_workers,
+                                      float("inf") if timeout is None else timeout)
 
 # Records per request: each page is built on the scheduler's loop, so a long history is
 # fetched in several short steps rather than one that freezes the scheduler.

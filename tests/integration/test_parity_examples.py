@@ -208,3 +208,13 @@ def test_retire_workers_takes_dasks_scheduler_keywords(client: Client) -> None:
     assert client.retire_workers(workers=[], remove=True, stimulus_id="parity") == {}
     with pytest.raises(TypeError, match="remove=False"):
         client.retire_workers(workers=[], remove=False)
+
+
+def test_wait_for_workers_raises_dasks_worker_start_timeout_error(client: Client) -> None:
+    from shoal.client import WorkerStartTimeoutError
+
+    with pytest.raises(WorkerStartTimeoutError) as info:
+        client.wait_for_workers(99, timeout="50ms")
+    assert isinstance(info.value, TimeoutError)
+    assert (info.value.available_workers, info.value.expected_workers) == (2, 99)
+    assert str(info.value) == "Only 2/99 workers arrived after 0.05"
