@@ -1,9 +1,13 @@
 """The user-facing client: Client, Future, as_completed, wait, dask integration.
 
-``shoal.client.ClosedClientError`` and ``shoal.client.FutureCancelledError`` are dask's
-``distributed.client`` names.
+``shoal.client.ClosedClientError``, ``shoal.client.FutureCancelledError`` and
+``shoal.client.WorkerStartTimeoutError`` are dask's ``distributed.client`` names.
 """
 
-from shoal.protocol._errors import ClosedClientError, FutureCancelledError
+from shoal.protocol._errors import (
+    ClosedClientError,
+    FutureCancelledError,
+    WorkerStartTimeoutError,
+)
 
-__all__ = ["ClosedClientError", "FutureCancelledError"]
+__all__ = ["ClosedClientError", "FutureCancelledError", "WorkerStartTimeoutError"]

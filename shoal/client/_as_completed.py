@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from shoal import _gc, _interrupts
 from shoal.client._faces import answer
 from shoal.client._future import Future, FutureState, settled
+from shoal.client._timeouts import duration
 
 logger = logging.getLogger("shoal.client")
 
@@ -37,7 +38,8 @@ class as_completed:
 
     def __init__(self, futures: Iterable[Future] | None = None, loop: Any = None,
                  with_results: bool = False, raise_errors: bool = True,
-                 timeout: float | None = None) -> None:
+                 timeout: float | str | None = None) -> None:
+        timeout = duration(timeout)
         self._cond = threading.Condition()
         # id(future) -> times it was added and not yet done. Counted, as dask's: a future
         # given twice (or a map's futures of repeated pure inputs) is yielded each time.
@@ -225,7 +227,7 @@ class DoneAndNotDoneFutures(NamedTuple):
     not_done: set[Future]
 
 
-def wait(fs: Any, timeout: float | None = None, return_when: str = ALL_COMPLETED) -> Any:
+def wait(fs: Any, timeout: float | str | None = None, return_when: str = ALL_COMPLETED) -> Any:
     """Wait until futures finish (``ALL_COMPLETED``, ``FIRST_COMPLETED`` or
     ``FIRST_EXCEPTION``); a single future or a persisted collection is fine too. Returns
     ``(done, not_done)`` sets; with an asynchronous client, an awaitable of them.
@@ -238,6 +240,7 @@ def wait(fs: Any, timeout: float | None = None, return_when: str = ALL_COMPLETED
     """
     from shoal.client._structure import futures_of
 
+    timeout = duration(timeout)  # "10s" too, as dask's
     if return_when not in (ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION):
         raise NotImplementedError(  # dask's type
             f"unknown return_when {return_when!r}; use ALL_COMPLETED, FIRST_COMPLETED or "

@@ -87,6 +87,8 @@ async def _run_on_nannies(self: Client, call: Callable[..., Any], workers: list[
 
     cluster = self.cluster
     nannies = list(getattr(cluster, "nannies", None) or [])
+    if not nannies and getattr(cluster, "processes", None) is False:
+        return {}  # in-process workers have no nanny: none to run on, as in dask
     if not nannies:
         raise NotImplementedError(
             "run(nanny=True) needs the client's own LocalCluster with processes=True: shoal's "
@@ -196,9 +198,19 @@ async def who_has(self: Client, futures: Any = None) -> dict[Any, tuple[str, ...
     rows = await self._request_within("who_has", self._timeout, keys=keys)
     return WhoHas((k, tuple(v)) for k, v in rows)
 
+async def addresses(self: Client, wanted: list[Any] | None) -> list[Any] | None:
+    """``wanted`` workers (``_check_workers``'s list: addresses or names) as addresses, as
+    dask's scheduler reads them (names as the scheduler matches them: by their text)."""
+    if wanted is None:
+        return None
+    info = (await scheduler_info(self))["workers"]
+    by_name = {str(w.get("name")): a for a, w in info.items()}
+    return [w if w in info else by_name.get(str(w), w) for w in wanted]
+
 async def has_what(self: Client, workers: Any = None) -> dict[str, tuple[Any, ...]]:
-    """The keys each worker holds in memory."""
-    wl = self._check_workers(workers)
+    """The keys each worker holds in memory (``workers``: addresses or names; all by
+    default)."""
+    wl = await addresses(self, self._check_workers(workers))
     got = await self._request_within("has_what", self._timeout)
     return HasWhat((w, tuple(ks)) for w, ks in got.items() if wl is None or w in wl)
 
@@ -206,8 +218,8 @@ async def wait_for_workers(self: Client, n_workers: int, timeout: float | None =
     """Wait until at least ``n_workers`` workers are connected.
 
     Raises:
-        TimeoutError: fewer arrived within ``timeout`` (seconds, or a dask duration such
-            as ``"10s"``; None waits as long as it takes).
+        WorkerStartTimeoutError: (a TimeoutError, dask's) fewer arrived within ``timeout``
+            (seconds, or a dask duration such as ``"10s"``; None waits as long as it takes).
     """
     if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 0:
         raise ValueError(f"n_workers must be a non-negative integer, got {n_workers!r}")
@@ -218,7 +230,10 @@ async def wait_for_workers(self: Client, n_workers: int, timeout: float | None =
     # ends: the scheduler answers once n_workers have come or timeout has passed
     arrived = await self._request_within("wait_for_workers", None, n=n_workers, timeout=timeout)
     if arrived < n_workers:
-        raise TimeoutError(f"only {arrived} of {n_workers} workers arrived within {timeout} s")
+        from shoal.protocol._errors import WorkerStartTimeoutError
+
+        raise WorkerStartTimeoutError(arrived, n_workers,
+                                      float("inf") if timeout is None else timeout)
 
 # Records per request: each page is built on the scheduler's loop, so a long history is
 # fetched in several short steps rather than one that freezes the scheduler.

@@ -107,6 +107,7 @@ def retire_workers(self: Client, workers: list[Any] | None = None, close_workers
         workers: addresses or names; None with ``n``: the ``n`` idle workers holding the
             least data.
         names: (dask's scheduler keyword) worker names, instead of ``workers``.
+        remove, stimulus_id: dask's scheduler keywords: True (its default) and a label.
 
     Workers that are not in the cluster are left out, as in dask.
 
@@ -114,6 +115,10 @@ def retire_workers(self: Client, workers: list[Any] | None = None, close_workers
         TypeError: both ``workers`` and ``names``.
     """
     names = kwargs.pop("names", None)
+    kwargs.pop("stimulus_id", None)  # dask's scheduler keyword: a label, unused here
+    if not kwargs.pop("remove", True):
+        raise TypeError("retire_workers(remove=False) is not supported: shoal removes a "
+                        "retired worker from the scheduler (dask's default, remove=True)")
     if kwargs:
         raise TypeError(f"retire_workers got unexpected arguments {sorted(kwargs)}; it takes "
                         "workers (or names), close_workers and n")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from shoal import _loop
@@ -63,6 +63,33 @@ def find_client(client: Client | None, what: str) -> Client:
             f"{what} needs a shoal Client to reach the scheduler and none is running here: "
             "start one with shoal.Client(...) first, or pass client=..."
         ) from None
+
+
+class AwaitableSelf:
+    """dask's asynchronous constructor: ``sem = await Semaphore(...)`` gives the object
+    back (shoal makes a primitive on the scheduler at its first use, so nothing waits)."""
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        async def itself() -> Any:
+            return self
+
+        return itself().__await__()
+
+
+class ClientProperty:
+    """dask's ``client`` attribute of a Queue, Event or Variable: the one given, else the
+    current client (kept from then on), else None."""
+
+    _client: Client | None
+
+    @property
+    def client(self) -> Client | None:
+        if self._client is None:
+            try:
+                self._client = find_client(None, type(self).__name__)
+            except NoClientError:
+                return None
+        return self._client
 
 
 def two_faced(method: Callable[..., Any]) -> Callable[..., Any]:

@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from dask.utils import parse_timedelta
 
-from shoal.client._coordination import call, find_client, two_faced
+from shoal.client._coordination import (
+    AwaitableSelf,
+    ClientProperty,
+    call,
+    find_client,
+    two_faced,
+)
 from shoal.protocol._coord_messages import (
     CoordEventClear,
     CoordEventIsSet,
@@ -21,7 +27,7 @@ if TYPE_CHECKING:
     from shoal.client._client import Client
 
 
-class Event:
+class Event(AwaitableSelf, ClientProperty):
     """A flag, False until ``set``; ``wait`` blocks until it is True.
 
     Args:

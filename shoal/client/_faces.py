@@ -18,6 +18,7 @@ from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
 from shoal import _loop
+from shoal.client._timeouts import duration
 
 
 def two_faced(coro_fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -85,7 +86,7 @@ class TwoFaces:
     asynchronous: bool
 
     def sync(self, func: Callable[..., Any], *args: Any, asynchronous: bool | None = None,
-             callback_timeout: float | None = None, **kwargs: Any) -> Any:
+             callback_timeout: float | str | None = None, **kwargs: Any) -> Any:
         """Run the coroutine function ``func(*args, **kwargs)`` on shoal's loop (a function
         returning another awaitable, or a plain value, is fine too).
 
@@ -100,6 +101,8 @@ class TwoFaces:
         """
         if asynchronous is None:
             asynchronous = self.asynchronous
+        if callback_timeout is not None and isinstance(callback_timeout, str):  # "10s", as dask's parse_timedelta reads it
+            callback_timeout = duration(callback_timeout)
         work = as_coroutine(func(*args, **kwargs))
         if asynchronous:
             return _loop.run_async(work, callback_timeout)

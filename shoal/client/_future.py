@@ -20,6 +20,7 @@ from dask._task_spec import TaskRef
 
 from shoal import _interrupts, _loop
 from shoal.client import _returned
+from shoal.client._timeouts import duration
 from shoal.protocol._errors import FutureCancelledError as FutureCancelledError
 from shoal.protocol._serialize import Serialized, loads
 from shoal.protocol._typenames import resolve, type_name
@@ -324,6 +325,11 @@ class Future(TaskRef):
         return self._client
 
     @property
+    def executor(self) -> Client:
+        """The client, as dask's ``Future.executor`` (concurrent.futures' word for it)."""
+        return self._client
+
+    @property
     def status(self) -> str:
         """'pending', 'finished', 'error', 'cancelled' or 'lost'."""
         return self._state.status
@@ -354,26 +360,29 @@ class Future(TaskRef):
 
     # --- results ----------------------------------------------------------------------------
 
-    def result(self, timeout: float | None = None) -> Any:
+    def result(self, timeout: float | str | None = None) -> Any:
         """Wait for the result and return it; raise the task's exception if it failed.
         With an asynchronous client, an awaitable of it (``await future`` is the same).
+        ``timeout``: seconds, or a duration as dask reads it (``"1s"``).
 
         Raises:
-            TimeoutError: not done within ``timeout`` seconds.
+            TimeoutError: not done within ``timeout``.
             CancelledError: the future was cancelled.
         """
+        if timeout is not None and isinstance(timeout, str):  # (None: no call at all)
+            timeout = duration(timeout)
         client = self._client
         return (client if client is not None else self._live())._result(self, timeout)
 
-    def exception(self, timeout: float | None = None) -> Any:
+    def exception(self, timeout: float | str | None = None, **kwargs: Any) -> Any:
         """The exception the task raised, or None if it succeeded (an awaitable of it with
-        an asynchronous client)."""
-        return self._live()._failure(self, timeout, "exception")
+        an asynchronous client, or ``asynchronous=True``)."""
+        return self._live()._failure(self, duration(timeout), "exception", **kwargs)
 
-    def traceback(self, timeout: float | None = None) -> Any:
+    def traceback(self, timeout: float | str | None = None, **kwargs: Any) -> Any:
         """The remote traceback of a failed task (a traceback object), or None (an
-        awaitable of it with an asynchronous client)."""
-        return self._live()._failure(self, timeout, "traceback")
+        awaitable of it with an asynchronous client, or ``asynchronous=True``)."""
+        return self._live()._failure(self, duration(timeout), "traceback", **kwargs)
 
     def add_done_callback(self, fn: Callable[[Future], Any]) -> None:
         """Call ``fn(future)`` once the future is done (on shoal's event-loop thread;

@@ -34,9 +34,11 @@ def _keys_of(futures: Any) -> list[Any]:
 
 async def processing(self: Client, workers: Any = None) -> dict[str, tuple[Any, ...]]:
     """The keys each worker is running or was sent to run, a tuple per worker (dask's
-    shape; ``workers``: an address or a list of them; all by default)."""
+    shape; ``workers``: an address or name, or a list of them; all by default)."""
+    from shoal.client._cluster_info import addresses
+
     self._check_open()
-    wl = self._check_workers(workers)
+    wl = await addresses(self, self._check_workers(workers))
     got = await self._request_within("processing", self._timeout, workers=wl)
     return {w: tuple(keys) for w, keys in got.items()}
 

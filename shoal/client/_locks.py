@@ -22,7 +22,7 @@ from dask.utils import parse_timedelta
 
 from shoal import _loop
 from shoal.client import _channel
-from shoal.client._coordination import answer, call, find_client, send, two_faced
+from shoal.client._coordination import AwaitableSelf, answer, call, find_client, send, two_faced
 from shoal.protocol._coord_messages import (
     CoordMultiLockAcquire,
     CoordMultiLockRelease,
@@ -67,7 +67,7 @@ def _check_name(name: Any, what: str) -> None:
         raise TypeError(f"{what} name must be a string, got {type(name).__name__}: {name!r}")
 
 
-class Semaphore:
+class Semaphore(AwaitableSelf):
     """A semaphore of ``max_leases`` leases kept by the scheduler.
 
     Args:

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from dask.utils import parse_timedelta
 
 from shoal.client._coordination import (
+    AwaitableSelf,
+    ClientProperty,
     adopt,
     adopt_all,
     call,
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
     from shoal.client._client import Client
 
 
-class Queue:
+class Queue(AwaitableSelf, ClientProperty):
     """A named queue shared by every client and task that uses the same name.
 
     Args:

@@ -56,9 +56,10 @@ async def result_within(self: Client, fut: Future, timeout: float | None) -> Any
         raise TimeoutError(f"the result of {fut.key!r} could not be fetched within {timeout} s") from None
 
 
-def failure(self: Client, fut: Future, timeout: float | None, what: str) -> Any:
+def failure(self: Client, fut: Future, timeout: float | None, what: str,
+            asynchronous: bool | None = None) -> Any:
     """``Future.exception()`` (``what="exception"``) or ``Future.traceback()``."""
-    if self.asynchronous:
+    if self.asynchronous if asynchronous is None else asynchronous:
         return self.sync(failure_when_done, self, fut, what, callback_timeout=timeout)
     wait_one(self, fut, timeout)
     return failure_of(fut, what)
@@ -80,12 +81,28 @@ def failure_of(fut: Future, what: str) -> Any:
     return error_to_exception(st.error)
 
 
+def cancelled_error(reason: Any, msg: Any) -> dict[str, Any]:
+    """A future's ``error`` once ``Client.cancel(reason=, msg=)`` cancelled it."""
+    reason = reason or "unknown"
+    message = f"cancelled for reason: {reason}." + (f"\n{msg}" if msg else "")
+    return {"kind": "cancelled", "type": "CancelledError", "message": message,
+            "reason": reason, "msg": msg, "exception": None, "traceback": None, "tb_text": ""}
+
+
 def exception_of(fut: Future) -> BaseException:
     """What asking for the value of a settled, unsuccessful future raises."""
     st = fut._state
     if st.status == "cancelled":
-        why = f": {st.error['message']}" if st.error is not None else ""
-        return FutureCancelledError(f"future {fut.key!r} was cancelled{why}")
+        error = st.error or {}
+        if "reason" in error:  # Client.cancel(reason=, msg=): dask's message
+            exc = FutureCancelledError(f"{fut.key} {error['message']}")
+        else:
+            why = f": {error['message']}" if error else ""
+            exc = FutureCancelledError(f"future {fut.key!r} was cancelled{why}")
+        # dask's attributes (pickled with the exception's __dict__)
+        exc.key, exc.reason, exc.msg = (  # type: ignore[attr-defined]
+            fut.key, error.get("reason") or "unknown", error.get("msg"))
+        return exc
     if st.error is not None:
         return error_to_exception(st.error)
     return RuntimeError(f"future {fut.key!r} is {st.status}")

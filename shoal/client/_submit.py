@@ -31,6 +31,7 @@ from shoal.client._faces import answer
 from shoal.client._future import Future, FutureState
 from shoal.client._keys import check_user_keys
 from shoal.client._outbox import Outbox
+from shoal.client._results import cancelled_error
 from shoal.client._structure import collect_futures
 from shoal.client._tokens import call_tokens, token
 from shoal.protocol._call import Call
@@ -555,6 +556,8 @@ class Submitting(Outbox):
 
         A task that other clients also want goes on for them, unless ``force=True``, which
         cancels it for every client. Dependents wanted by no one else are cancelled too.
+        ``reason`` and ``msg`` are in the ``CancelledError`` their results raise, as dask's
+        (``"<key> cancelled for reason: <reason>.\n<msg>"``).
         """
         self._check_open()
         flat: list[Future] = []
@@ -571,6 +574,8 @@ class Submitting(Outbox):
         if keys:
             self._send(CancelKeys(list(keys), bool(force)))
         for st in {id(f._state): f._state for f in flat}.values():
+            if (reason is not None or msg is not None) and st.status != "cancelled":
+                st.error = cancelled_error(reason, msg)
             st.cancel_now()
         return answer(self, None, asynchronous)
 

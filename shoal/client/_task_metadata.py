@@ -33,8 +33,8 @@ class _CollectTaskMetadata(SchedulerPlugin):
         if finish in ("memory", "erred") and key in self.keys:
             self.keys.discard(key)
             # shoal's tasks carry no per-task metadata (dask's TaskState.metadata, which
-            # only worker-side code fills): each finished task has an empty dict, as there
-            self.metadata[key] = {}
+            # only worker-side code fills): None, its default there
+            self.metadata[key] = None
             self.state[key] = finish
 
 
@@ -63,7 +63,7 @@ class get_task_metadata:  # (dask's name)
         with get_task_metadata() as tmd:
             x.compute()
         tmd.state     # {key: "memory" or "erred"}
-        tmd.metadata  # {key: {}}: shoal's tasks carry no per-task metadata
+        tmd.metadata  # {key: None}: shoal's tasks carry no per-task metadata
 
     Attributes:
         name: the name of its scheduler plugin.

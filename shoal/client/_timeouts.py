@@ -33,6 +33,24 @@ def seconds(value: Any, what: str, default: float | None) -> float | None:
     return float(value)
 
 
+def duration(value: Any) -> float | None:
+    """A wait's ``timeout=`` in seconds: a string (``"1s"``, ``"500ms"``) read as dask's
+    ``parse_timedelta`` reads it; anything else (a number, None) as given.
+
+    Raises:
+        ValueError: a string that is not a duration.
+    """
+    if not isinstance(value, str):
+        return value  # type: ignore[no-any-return]
+    from dask.utils import parse_timedelta
+
+    try:
+        return parse_timedelta(value, default="seconds")  # type: ignore[no-any-return]
+    except (ValueError, KeyError):
+        raise ValueError(f"timeout {value!r} is not a duration like 30, '30s' or "
+                         "'2 minutes'") from None
+
+
 def connect_timeout() -> float:
     """dask's ``distributed.comm.timeouts.connect`` (30 s by default)."""
     import dask.config

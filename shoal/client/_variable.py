@@ -13,14 +13,23 @@ from typing import TYPE_CHECKING, Any
 
 from dask.utils import parse_timedelta
 
-from shoal.client._coordination import adopt, call, encode, find_client, send, two_faced, value_of
+from shoal.client._coordination import (
+    ClientProperty,
+    adopt,
+    call,
+    encode,
+    find_client,
+    send,
+    two_faced,
+    value_of,
+)
 from shoal.protocol._coord_messages import CoordVariableDelete, CoordVariableGet, CoordVariableSet
 
 if TYPE_CHECKING:
     from shoal.client._client import Client
 
 
-class Variable:
+class Variable(ClientProperty):
     """A named value shared by every client and task that uses the same name.
 
     Args:

@@ -78,6 +78,10 @@ class ServerHandle:
 
         return started().__await__()
 
+    async def start(self) -> Any:
+        """dask's ``Server.start()``: what ``await server`` does (start once, return it)."""
+        return await self
+
     async def __aenter__(self) -> Any:
         return await self
 

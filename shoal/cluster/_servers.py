@@ -169,6 +169,26 @@ class Scheduler(ServerHandle):
         return copy_live(self._server.state.tasks)
 
     @property
+    def plugins(self) -> dict[str, Any]:
+        """The scheduler plugins, by name (dask's ``Scheduler.plugins``)."""
+        return self._server.plugins  # type: ignore[no-any-return]
+
+    def add_plugin(self, plugin: Any, *, idempotent: bool = False, name: str | None = None,
+                   **kwargs: Any) -> None:
+        """dask's ``Scheduler.add_plugin`` (see the server's: not started on a running
+        scheduler); from any thread (it runs on shoal's loop)."""
+        _loop.run_sync(_on_loop(self._server.add_plugin, plugin, idempotent=idempotent,
+                                name=name), None)
+
+    def remove_plugin(self, name: str | None = None) -> None:
+        """dask's ``Scheduler.remove_plugin``.
+
+        Raises:
+            ValueError: no plugin has that name.
+        """
+        _loop.run_sync(_on_loop(self._server.remove_plugin, name), None)
+
+    @property
     def idle_timeout(self) -> float | None:
         """dask's ``Scheduler.idle_timeout``: seconds without work after which the scheduler
         closes itself (None: never). Settable while it runs, as dask's attribute (seconds
@@ -189,6 +209,10 @@ class Scheduler(ServerHandle):
 
 
 # --- Worker and Nanny -------------------------------------------------------------------------
+
+async def _on_loop(func: Any, *args: Any, **kwargs: Any) -> Any:
+    return func(*args, **kwargs)
+
 
 def _connect_timeout() -> float:
     from shoal.worker._nanny import _connect_timeout as configured

@@ -39,6 +39,23 @@ class ClosedClientError(RuntimeError):
     """
 
 
+class WorkerStartTimeoutError(TimeoutError):
+    """Fewer workers than expected arrived in time (``client.wait_for_workers``). dask's
+    name and arguments (``distributed.client.WorkerStartTimeoutError``), importable as
+    ``shoal.client.WorkerStartTimeoutError``; a ``TimeoutError``, as shoal raised before.
+    Start more workers, or wait longer."""
+
+    def __init__(self, available_workers: int, expected_workers: int, timeout: float) -> None:
+        super().__init__(available_workers, expected_workers, timeout)
+        self.available_workers = available_workers
+        self.expected_workers = expected_workers
+        self.timeout = timeout
+
+    def __str__(self) -> str:
+        return (f"Only {self.available_workers}/{self.expected_workers} workers arrived after "
+                f"{self.timeout}")
+
+
 class RemoteError(Exception):
     """A task failed with an exception that could not be rebuilt here; holds its text."""
 

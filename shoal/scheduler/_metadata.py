@@ -15,6 +15,12 @@ from typing import Any
 _MISSING = object()
 
 
+def _check_slot(where: Any, key: Any, at: Sequence[Any]) -> None:
+    if isinstance(where, list) and not (
+            isinstance(key, int) and -len(where) <= key < len(where)):
+        raise ValueError(f"metadata at {list(at)!r} is a list: {key!r} is not an index of it")
+
+
 class Metadata:
     """A nested dict addressed by paths of keys (a path of one key is the top level)."""
 
@@ -22,20 +28,25 @@ class Metadata:
         self.data: dict[Any, Any] = {}
 
     def set(self, path: Sequence[Any], value: Any) -> None:
-        """Set ``value`` at ``path``, making the dicts on the way.
+        """Set ``value`` at ``path``, making the dicts on the way. As in dask, a value on
+        the way that is not a dict or a list is replaced by a dict, and a list on the way is
+        indexed (``set_metadata("x", 1)`` then ``set_metadata(["x", "y"], 2)`` leaves
+        ``{"y": 2}`` at ``x``).
 
         Raises:
-            ValueError: an empty path, or a value that is not a dict on the way.
+            ValueError: an empty path, or a key on the way into a list that is not an index
+                of it.
         """
         if not path:
             raise ValueError("set_metadata needs at least one key")
-        where = self.data
+        where: Any = self.data
         for i, key in enumerate(path[:-1]):
-            inner = where.setdefault(key, {})
-            if not isinstance(inner, dict):
-                raise ValueError(f"metadata at {list(path[:i + 1])!r} is {type(inner).__name__}, "
-                                 "not a dict: cannot set a key inside it")
+            _check_slot(where, key, path[:i])
+            inner = where.get(key) if isinstance(where, dict) else where[key]
+            if not isinstance(inner, (dict, list)):
+                inner = where[key] = {}
             where = inner
+        _check_slot(where, path[-1], path[:-1])
         where[path[-1]] = value
 
     def get(self, path: Sequence[Any]) -> tuple[bool, Any]:

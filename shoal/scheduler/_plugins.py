@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,9 @@ class SchedulerPlugins:
         self.for_workers: dict[str, tuple[Serialized, str]] = {}  # name -> (plugin, kind)
         self.plugins: dict[str, Any] = {}  # scheduler plugins, by name
         self.watching = False  # some scheduler plugin has a transition hook
+        # Added by ``Scheduler.add_plugin`` before the scheduler finished starting (a
+        # preload's ``dask_setup``): their ``start`` runs then, as in dask. None once started.
+        self.unstarted: list[Any] | None = []
 
     # --- worker and nanny plugins -------------------------------------------------------------
 
@@ -59,6 +63,41 @@ class SchedulerPlugins:
                 await done
         self.plugins[name] = plugin
         self.watching = any(_overrides(p, "transition") for p in self.plugins.values())
+
+    def put(self, name: str, plugin: Any, idempotent: bool) -> None:
+        """dask's ``Scheduler.add_plugin``: keep ``plugin`` under ``name`` without starting
+        it (a scheduler still starting starts it; a running one does not, as in dask). A
+        plugin of that name is kept when ``idempotent``, else replaced with a warning."""
+        if name in self.plugins:
+            if idempotent:
+                return
+            warnings.warn(f"Scheduler already contains a plugin with name {name}; "
+                          "overwriting.", UserWarning, stacklevel=3)
+        self.plugins[name] = plugin
+        self.watching = any(_overrides(p, "transition") for p in self.plugins.values())
+        if self.unstarted is not None:
+            self.unstarted.append(plugin)
+
+    def drop(self, name: str) -> None:
+        """dask's ``Scheduler.remove_plugin``: forget it without closing it.
+
+        Raises: ValueError naming the plugin when none has that name."""
+        if self.plugins.pop(name, None) is None:
+            raise ValueError(f"Could not find plugin {name!r} among the current scheduler "
+                             "plugins")
+        self.watching = any(_overrides(p, "transition") for p in self.plugins.values())
+
+    async def start_added(self, scheduler: Any) -> None:
+        """The scheduler has started: start what ``put`` kept meanwhile (dask's order: at
+        the end of the start, after the preloads).
+
+        Raises: what a plugin's ``start`` raised (the scheduler's start fails, as dask's)."""
+        added, self.unstarted = self.unstarted or [], None
+        for plugin in added:
+            if hasattr(plugin, "start"):
+                done = plugin.start(scheduler)
+                if inspect.isawaitable(done):
+                    await done
 
     async def remove(self, name: str) -> None:
         """Raises: ValueError naming the plugin when none has that name."""

@@ -312,6 +312,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
             self._write_scheduler_file(self.scheduler_file)
         try:
             await self.preloads.setup(self)
+            await self.plugin_host.start_added(self)  # what the preloads added
         except Exception:  # not swallowed: closes what started, then re-raised
             await self.close()
             raise
@@ -487,6 +488,27 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
     def plugins(self) -> dict[str, Any]:
         """The scheduler plugins, by name (dask's ``Scheduler.plugins``)."""
         return self.plugin_host.plugins
+
+    def add_plugin(self, plugin: Any, *, idempotent: bool = False, name: str | None = None,
+                   **kwargs: Any) -> None:
+        """dask's ``Scheduler.add_plugin``, for a preload's ``dask_setup(scheduler)`` or
+        ``client.run_on_scheduler``: keep a SchedulerPlugin under ``name`` (default: its
+        ``name`` attribute, else its class name made unique). Its ``start`` runs if the
+        scheduler is still starting (a preload's), not on a running one, as in dask.
+        On shoal's loop thread only (where those two run)."""
+        from shoal._plugin import plugin_name
+
+        self.plugin_host.put(plugin_name(plugin, name), plugin, idempotent)
+
+    def remove_plugin(self, name: str | None = None) -> None:
+        """dask's ``Scheduler.remove_plugin``: forget the plugin (not closed, as in dask).
+
+        Raises:
+            ValueError: no plugin has that name.
+        """
+        if name is None:
+            raise ValueError("remove_plugin needs the plugin's name")
+        self.plugin_host.drop(name)
 
     # --- the dashboard's source -----------------------------------------------------------------
 

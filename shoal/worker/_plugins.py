@@ -29,6 +29,7 @@ from shoal.comm import Connection
 from shoal.protocol._errors import exception_to_error
 from shoal.protocol._messages import PluginSetup, PluginTeardown, Response
 from shoal.worker._execute import unpickle
+from shoal.worker._task_view import Moving
 
 logger = logging.getLogger("shoal.worker")
 
@@ -64,6 +65,7 @@ class WorkerPlugins:
         self.worker = worker
         self.plugins: dict[str, Any] = {}
         self.watchers: list[Any] = []  # plugins with a ``transition`` hook of their own
+        self.moving: Moving | None = None  # the move ``transition`` is telling them about
         self._directory: str | None = None
 
     # --- the local directory and uploads -----------------------------------------------------
@@ -179,13 +181,20 @@ class WorkerPlugins:
             shutil.rmtree(self._directory, ignore_errors=True)
             self._directory = None
 
-    def transition(self, key: Any, start: str, finish: str) -> None:
-        for plugin in self.watchers:
-            try:
-                plugin.transition(key, start, finish)
-            except Exception:
-                logger.exception("worker %s: transition hook of %r failed", self.worker.address,
-                                 plugin)
+    def transition(self, key: Any, start: str, finish: str,
+                   error: dict[str, Any] | None = None) -> None:
+        """Tell the watchers; meanwhile ``worker.tasks[key]`` reads as in ``finish``, with
+        ``error`` (the task's, when it failed), as dask's record does (``_task_view``)."""
+        self.moving = Moving(key, finish, error)
+        try:
+            for plugin in self.watchers:
+                try:
+                    plugin.transition(key, start, finish)
+                except Exception:
+                    logger.exception("worker %s: transition hook of %r failed",
+                                     self.worker.address, plugin)
+        finally:
+            self.moving = None
 
     # --- nanny plugins, run here on the nanny's behalf ----------------------------------------
 

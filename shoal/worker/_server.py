@@ -372,7 +372,7 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
         if self.plugin_host.watchers:
             for ev in batch:
                 self.plugin_host.transition(ev.key, "executing",
-                                        "memory" if ev.error is None else "error")
+                                            "memory" if ev.error is None else "error", ev.error)
         sched = self._scheduler
         now = time.time()
         if sched is None:

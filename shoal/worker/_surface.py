@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from shoal._status import Status as Status
@@ -159,6 +159,18 @@ class TaskFacingMixin(WorkerBase):
         if self.state is None:
             return Status.init
         return Status.paused if self.paused else Status.running
+
+    @property
+    def tasks(self) -> Mapping[Any, Any]:
+        """dask's ``Worker.tasks``: key → the task's record as plugins read it (``.state``,
+        ``.dependencies``; ``.exception``, ``.traceback`` and their ``_text`` when it
+        failed, inside a plugin's ``transition`` hook), read-only; see ``_task_view``."""
+        from shoal.worker._task_view import TasksView
+
+        state: Any = self.state
+        host: Any = getattr(self, "plugin_host", None)
+        return TasksView({} if state is None else state.tasks,
+                         None if host is None else host.moving)
 
     def keys(self) -> list[Any]:
         """The keys of the values it holds."""

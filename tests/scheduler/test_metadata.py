@@ -35,14 +35,24 @@ def test_tuple_keys_are_single_keys() -> None:
     assert m.get(["x"]) == (False, None)
 
 
-def test_setting_inside_a_value_that_is_not_a_dict_is_refused() -> None:
+def test_setting_below_a_value_that_is_not_a_dict_replaces_it_as_dask_documents() -> None:
+    # dask's Client.set_metadata docstring: set 'x' to 123, then ['x', 'y'] to 123, and
+    # get_metadata('x') is {'y': 123}; then ['x', 'w', 'z'] adds {'w': {'z': 456}}.
     m = Metadata()
-    m.set(["x"], 1)
-    with pytest.raises(ValueError, match=r"\['x'\] is int"):
-        m.set(["x", "y"], 2)
+    m.set(["x"], 123)
+    m.set(["x", "y"], 123)
+    assert m.get(["x"]) == (True, {"y": 123})
+    m.set(["x", "w", "z"], 456)
+    assert m.get(["x"]) == (True, {"y": 123, "w": {"z": 456}})
+    assert m.get(["x", "w"]) == (True, {"z": 456})
+    m.set(["l"], [10, 20])
+    m.set(["l", 1], 21)  # a list on the way is indexed, as in dask
+    assert m.get(["l"]) == (True, [10, 21])
+    with pytest.raises(ValueError, match=r"\['l'\] is a list"):
+        m.set(["l", "k", "z"], 2)
     with pytest.raises(ValueError, match="at least one key"):
         m.set([], 2)
-    assert m.get(["x"]) == (True, 1)
+    m.validate()
 
 
 def test_forgetting_drops_only_the_named_top_level_entries() -> None:
