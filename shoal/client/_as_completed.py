@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from shoal import _gc, _interrupts
 from shoal.client._faces import answer
 from shoal.client._future import Future, FutureState, settled
+from shoal.client._results import exception_of, failure_of, when_done
 from shoal.client._timeouts import duration
 
 logger = logging.getLogger("shoal.client")
@@ -68,7 +69,8 @@ class as_completed:
             raise TypeError(f"as_completed tracks shoal Futures, got {type(future).__name__}")
         with self._cond:
             self._track(future)
-        future._client._add_callback(future, self._on_done)  # one call per add
+        # (not through the future's client: a released future has none, and still ends)
+        when_done(future, self._on_done)  # one call per add
 
     def _track(self, future: Any) -> None:
         self._pending[id(future)] += 1
@@ -153,8 +155,7 @@ class as_completed:
             except Exception as failure:  # not swallowed: returned or raised below
                 exc = failure
         elif f.status == "error" or f.status == "cancelled":
-            exc = f._client._failure_of(f, "exception") if f.status == "error" else (
-                f._client._exception_of(f))
+            exc = failure_of(f, "exception") if f.status == "error" else exception_of(f)
         if exc is None:
             return None
         if isinstance(f, Future) and f.status == "cancelled":
@@ -248,8 +249,13 @@ def wait(fs: Any, timeout: float | str | None = None, return_when: str = ALL_COM
     futures = [fs] if isinstance(fs, Future) else futures_of(fs)
     _gc.settle()  # a million futures' list: frozen now in bulk mode, not walked later
     client = next((f._client for f in futures if f._client is not None), None)
-    if client is None:  # nothing to wait for: answered in the default client's face
-        return answer(_default_client(), _done_and_not_done(futures))
+    if client is None:  # none given, or all released: in the default client's face
+        client = _default_client()
+        if client is None or not futures:  # (released, with their client closed: cancelled)
+            got = _done_and_not_done(futures)
+            _raise_cancelled(got.done)
+            return answer(client, got)
+        # else released ones are waited for as any: their keys' states end cancelled
     if return_when == ALL_COMPLETED and not client.asynchronous:
         # A blocking caller waits on its own thread's events: no loop wake-ups.
         deadline = None if timeout is None else time.monotonic() + timeout

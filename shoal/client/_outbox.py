@@ -93,6 +93,7 @@ class Outbox(Assembled):
         ``RELEASE_PIECE`` keys, at most ``DEAD_PER_STEP`` dropped futures counted per step."""
         self._drain_scheduled = False
         released: list[Any] = []
+        unsettled: list[FutureState] = []
         dead = self._dead
         # Deaths are counted at most once per RELEASE_DELAY (the timer's drain, or the
         # first death after a quiet spell): a drain that carries a submission leaves them
@@ -112,8 +113,12 @@ class Outbox(Assembled):
                     if current.refs <= 0:
                         del states[key]
                         released.append(key)
+                        if current.status == "pending":
+                            unsettled.append(current)
             if not dead and self.status == "running":  # all counted: the next in a while
                 self._arm_release()
+            if unsettled:
+                _cancel_released(unsettled)
         # Releases queue behind what is in the outbox: a submission queued before a release
         # was recorded (a dependent, then its input's future dropped) must go out before it.
         outbox = self._outbox
@@ -266,6 +271,20 @@ class Outbox(Assembled):
         with self._lock:
             if self._states.get(key) is st:
                 del self._states[key]
+
+
+def _cancel_released(states: list[FutureState]) -> None:
+    """Settle the pending ``states`` whose last Future was dropped as cancelled, as dask's
+    release of a key does: only a Future released by ``release()`` can still lead to one
+    (a ``gather``, ``result()`` or ``as_completed`` given it, in another thread), and it
+    would wait for good on a key that no message will settle any more."""
+    for st in states:
+        st.error = {"kind": "cancelled", "type": "CancelledError",
+                    "message": "its future was released (future.release()) before it "
+                               "finished; keep a Future you still need, or submit the "
+                               "work again",
+                    "exception": None, "traceback": None, "tb_text": ""}
+    FutureState.settle_all(states, "cancelled")
 
 
 _APPEND_LINE = line_of(Outbox._decref, "_dead")

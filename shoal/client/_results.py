@@ -109,6 +109,12 @@ def exception_of(fut: Future) -> BaseException:
 
 
 def add_callback(self: Client, fut: Future, fn: Callable[[Future], Any]) -> None:
+    when_done(fut, fn)
+
+
+def when_done(fut: Future, fn: Callable[[Future], Any]) -> None:
+    """Call ``fn(fut)`` on the loop thread once ``fut`` is done; ``fut`` may have been
+    released (its key's state is then cancelled, and the call comes all the same)."""
     def call() -> None:
         try:
             fn(fut)

@@ -200,3 +200,40 @@ def test_close_ends_every_thread_blocked_on_the_client_with_an_error(make_client
     assert isinstance(outcome["gather"], FutureCancelledError), outcome
     assert isinstance(outcome["wait"], Exception), outcome
     assert outcome["as_completed"] == ["cancelled"] * 3, outcome
+
+
+def test_waits_on_a_future_released_meanwhile_end_with_cancelled_as_dask(client, gate):
+    # dask cancels a key's state when its last future is released: a gather, wait or
+    # as_completed holding the released Future (given it before or after the release)
+    # ends. They waited for good: the released key's state was dropped, never settled.
+    futures = [client.submit(gated, gate.path, i, pure=False) for i in range(2)]
+    outcome: dict[str, object] = {}
+
+    def call(name, fn):
+        try:
+            outcome[name] = fn()
+        except BaseException as exc:
+            outcome[name] = exc
+
+    before = threading.Thread(target=call, args=("gather", lambda: client.gather(futures[:1])))
+    before.start()
+    wait_for(lambda: _waiting_in_shoal(before), timeout=30)
+    futures[0].release()
+    after = {
+        "gather_after": lambda: client.gather(futures[:1]),
+        "wait_after": lambda: wait(futures[:1], timeout=30),
+        "as_completed_after": lambda: [f.status for f in as_completed(futures[:1])],
+    }
+    threads = [before] + [threading.Thread(target=call, args=item) for item in after.items()]
+    for t in threads[1:]:
+        t.start()
+    for t in threads:
+        t.join(30)
+    hung = [t for t in threads if t.is_alive()]
+    gate.open()
+    assert not hung, outcome
+    assert isinstance(outcome["gather"], FutureCancelledError), outcome
+    assert isinstance(outcome["gather_after"], FutureCancelledError), outcome
+    assert isinstance(outcome["wait_after"], Exception), outcome
+    assert outcome["as_completed_after"] == ["cancelled"], outcome
+    assert futures[1].result(timeout=30) == 1
