@@ -163,6 +163,9 @@ class FutureState:
         with _callbacks_lock:
             self.status = status
             w, self._waiters = self._waiters, None  # released once, by this call only
+            watches = _watches[:] if _watches and status != "finished" else None
+        if watches:
+            _tell_watches(watches, (self,))
         if w is None:
             return
         if w.latch is not None:
@@ -187,6 +190,9 @@ class FutureState:
                         callbacks += w.callbacks
                     if w.latch is not None:
                         latches.append(w.latch)
+            watches = _watches[:] if _watches and status != "finished" else None
+        if watches:
+            _tell_watches(watches, states)
         for latch in latches:
             _open(latch)
         for cb in callbacks:
@@ -202,6 +208,9 @@ class FutureState:
                 return
             self.status = "cancelled"
             w, self._waiters = self._waiters, None
+            watches = _watches[:] if _watches else None
+        if watches:
+            _tell_watches(watches, (self,))
         if w is None:
             return
         if w.latch is not None:
@@ -230,6 +239,98 @@ class FutureState:
         self.error = None
         if self._waiters is not None:
             self._waiters.latch = None
+
+
+class _FailureWatch:
+    """A blocking ``gather``'s wait (``settled_or_failed``): its latch opens when the key it
+    waits for settles, or when any of its keys fails."""
+
+    __slots__ = ("failed", "futures", "ids", "latch")
+
+    def __init__(self, futures: list[Future]) -> None:
+        self.futures = futures
+        self.ids: frozenset[int] | None = None  # of their states: made at the first failure
+        self.failed = False
+        self.latch = _thread.allocate_lock()
+        self.latch.acquire()
+
+
+
+# The blocking gathers waiting now (one per waiting thread at most), told of each failure:
+# changed and copied under ``_callbacks_lock``, where statuses change.
+_watches: list[_FailureWatch] = []
+
+
+def _tell_watches(watches: list[_FailureWatch], states: Iterable[FutureState]) -> None:
+    """``states`` just failed (error, cancelled, lost): wake the watches holding one."""
+    for watch in watches:
+        ids = watch.ids
+        if ids is None:  # (two threads may make it at once: the same set)
+            ids = watch.ids = frozenset([id(f._state) for f in watch.futures])
+        if any(id(st) in ids for st in states):
+            watch.failed = True
+            _open(watch.latch)
+
+
+def first_failed(futures: list[Future], start: int = 0) -> Future | None:
+    """The first of ``futures[start:]`` that settled unsuccessfully, or None."""
+    for i in range(start, len(futures)):
+        f = futures[i]
+        status = f._state.status
+        if status != "pending" and status != "finished":
+            return f
+    return None
+
+
+def settled_or_failed(futures: list[Future]) -> Future | None:
+    """Wait, in a blocking caller's thread, until every one of ``futures`` has settled or
+    one has failed, as dask's ``gather`` stops at the first failure (error, cancelled,
+    lost) instead of waiting for the others. Returns the first failed future in order,
+    or None. The thread waits for one pending key at a time, as ``FutureState.wait``
+    does, and a failure of any other wakes it (``_watches``): nothing is registered
+    per key beyond the one waited for.
+
+    Raises:
+        KeyboardInterrupt: Ctrl-C while waiting.
+    """
+    start = 0
+    for f in futures:  # the common case, all settled: no lock, no watch
+        status = f._state.status
+        if status == "pending":
+            break
+        start += 1
+        if status != "finished":
+            return f
+    else:
+        return None
+    watch = _FailureWatch(futures)
+    with _callbacks_lock:
+        _watches.append(watch)
+    try:
+        failed = first_failed(futures, start)  # one that failed before the watch was there
+        if failed is not None:
+            return failed
+        latch = watch.latch
+        wake = functools.partial(_open, latch)
+        for i in range(start, len(futures)):
+            st = futures[i]._state
+            # ends: every key settles (a closed client or lost connection settles them
+            # all); a wake by another key's failure comes back here at most once each
+            while st.status == "pending":
+                if st.add_callback_if_pending(wake):
+                    _interrupts.blocking_wait(
+                        lambda t: latch.acquire(True, -1 if t is None else t), None)
+                if watch.failed:
+                    watch.failed = False
+                    failed = first_failed(futures, i)
+                    if failed is not None:
+                        return failed  # (else retried meanwhile: pending again)
+            if st.status != "finished":
+                return futures[i]
+        return None
+    finally:
+        with _callbacks_lock:
+            _watches.remove(watch)
 
 
 async def settled(states: Iterable[FutureState], first: Callable[[FutureState], bool] | None = None

@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 from shoal import _loop
 from shoal.client._fetch import fetch_async
-from shoal.client._future import Future, FutureCancelledError, FutureState, settled
+from shoal.client._future import (
+    Future,
+    FutureCancelledError,
+    FutureState,
+    first_failed,
+    settled,
+    settled_or_failed,
+)
 from shoal.client._returned import load_for, may_hold_futures
 from shoal.client._structure import collect_futures, rebuild
 from shoal.protocol._errors import error_to_exception, error_traceback
@@ -147,8 +154,13 @@ def gather(self: Client, futures: Any, errors: str = "raise", direct: Any = None
     if not (self.asynchronous if asynchronous is None else asynchronous):
         flat: list[Future] = []
         collect_futures(futures, flat)
-        for f in flat:
-            f._state.wait(None)
+        if errors == "raise":  # as dask's: the first failure ends the wait
+            first = settled_or_failed(flat)
+            if first is not None:
+                raise exception_of(first)
+        else:
+            for f in flat:
+                f._state.wait(None)
         values, failed, fetch = split(self, flat, errors)
         if not fetch:  # all here: no loop round trip
             return rebuild(futures, values, failed)
@@ -158,11 +170,21 @@ def gather(self: Client, futures: Any, errors: str = "raise", direct: Any = None
 async def gather_async(self: Client, futures: Any, errors: str = "raise") -> Any:
     flat: list[Future] = []
     collect_futures(futures, flat)
-    await settled(f._state for f in flat)
+    if errors == "raise":  # as dask's: the first failure ends the wait
+        await settled((f._state for f in flat), _unsuccessful)
+        first = first_failed(flat)
+        if first is not None:
+            raise exception_of(first)
+    else:
+        await settled(f._state for f in flat)
     values, failed, fetch = split(self, flat, errors)
     if fetch:
         values.update(await fetch_async(self, fetch))
     return rebuild(futures, values, failed)
+
+
+def _unsuccessful(st: FutureState) -> bool:
+    return st.status != "finished"
 
 
 def split(self: Client, flat: list[Future], errors: str

@@ -112,3 +112,30 @@ def test_a_waiter_interrupted_as_it_takes_the_latch_leaves_the_others_waking() -
     b.join(DEADLINE)
     assert outcome == {"first": "interrupted", "second": True}
     assert not real.locked()  # free: a later waiter on a reset key is not stuck either
+
+
+def _futures(n: int) -> list[Any]:
+    from shoal.client._future import Future
+
+    futures = []
+    for i in range(n):
+        f = Future.__new__(Future)
+        f.key, f._state = i, FutureState()
+        futures.append(f)
+    return futures
+
+
+def test_settled_or_failed_ends_at_a_later_keys_failure_while_an_earlier_one_waits() -> None:
+    from shoal.client._future import settled_or_failed
+
+    futures = _futures(3)
+    futures[1]._state.settle("finished")
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(settled_or_failed(futures)))
+    waiter.start()
+    futures[2]._state.settle("error")  # futures[0] stays pending
+    waiter.join(DEADLINE)
+    assert not waiter.is_alive() and got == [futures[2]]
+    futures[0]._state.settle("finished")
+    assert settled_or_failed(futures[:2]) is None
+    assert settled_or_failed([futures[0], futures[2]]) is futures[2]

@@ -201,6 +201,44 @@ def test_gather_accepts_list_dict_and_nested_structures(client):
     assert client.gather(a) == 2
 
 
+def test_gather_raises_a_failure_without_waiting_for_the_futures_still_running(client, gate):
+    # As dask's (it stops waiting at the first failure): a failed input, or a cancelled
+    # one, is raised while the others still run, whatever its place. shoal waited for
+    # every future first, so one long task held the error back for its whole run.
+    running = client.submit(gated, gate.path, 1, pure=False)
+    failed = client.submit(fail, "early")
+    wait(failed, timeout=30)
+    cancelled = client.submit(gated, gate.path, 2, pure=False)
+    client.cancel(cancelled)
+    outcome: dict[str, object] = {}
+    calls = {
+        "after": lambda: client.gather([running, failed]),
+        "before": lambda: client.gather({"x": [failed], "y": running}),
+        "cancelled": lambda: client.gather([running, cancelled]),
+        "async": lambda: client.sync(client._gather, [running, failed]),
+    }
+
+    def call(name, fn):
+        try:
+            outcome[name] = fn()
+        except BaseException as exc:
+            outcome[name] = exc
+
+    threads = [threading.Thread(target=call, args=item) for item in calls.items()]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 10
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    waited = [t for t in threads if t.is_alive()]
+    gate.open()
+    assert not waited, outcome
+    for name in ("after", "before", "async"):
+        assert isinstance(outcome[name], ValueError) and "early" in str(outcome[name]), outcome
+    assert isinstance(outcome["cancelled"], concurrent.futures.CancelledError), outcome
+    assert running.result(timeout=30) == 1
+
+
 # --- dependencies -----------------------------------------------------------------------------
 
 
