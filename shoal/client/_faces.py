@@ -12,6 +12,7 @@ Client beyond its ``sync`` and ``asynchronous``.
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import functools
 import inspect
 from collections.abc import Callable, Coroutine, Generator
@@ -57,9 +58,15 @@ def queued(fn: Callable[..., Any]) -> Callable[..., Any]:
     return method
 
 
-class Ready:
-    """An awaitable that is already done (dask returns awaitables from every method of an
-    asynchronous client; not awaiting this one is harmless, unlike a coroutine)."""
+async def _awaiting(work: Any) -> Any:
+    return await work
+
+
+class Ready(collections.abc.Coroutine):  # type: ignore[type-arg]
+    """An awaitable that is already done (dask returns coroutines from every method of an
+    asynchronous client; not awaiting this one is harmless, unlike a coroutine). It is a
+    coroutine as ``asyncio.iscoroutine`` sees it (``send``/``throw``/``close``), so
+    ``asyncio.create_task`` takes it as it takes dask's."""
 
     __slots__ = ("value",)
 
@@ -69,6 +76,15 @@ class Ready:
     def __await__(self) -> Generator[Any, None, Any]:
         return self.value
         yield  # a generator: nothing to wait for
+
+    def send(self, value: Any) -> Any:
+        raise StopIteration(self.value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        raise typ if val is None else val
+
+    def close(self) -> None:
+        pass
 
 
 def answer(client: Any, value: Any, asynchronous: bool | None = None) -> Any:
@@ -105,7 +121,9 @@ class TwoFaces:
             callback_timeout = duration(callback_timeout)
         work = as_coroutine(func(*args, **kwargs))
         if asynchronous:
-            return _loop.run_async(work, callback_timeout)
+            # Started now, handed over as a coroutine, as dask's are: programs give them
+            # to asyncio.create_task, which takes nothing else.
+            return _awaiting(_loop.run_async(work, callback_timeout))
         return _loop.run_sync(work, callback_timeout)
 
     @property

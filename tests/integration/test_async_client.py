@@ -439,3 +439,24 @@ def test_an_async_client_made_on_shoals_own_loop_can_be_awaited_twice(client):
             return await c.submit(inc, 4, pure=False)
 
     assert client.sync(on_shoal_loop) == 5
+
+
+def test_an_asynchronous_clients_awaitables_are_coroutines_for_create_task(client):
+    # dask's asynchronous methods return coroutines, which programs hand to
+    # asyncio.create_task; shoal's returned asyncio futures (and a ``Ready`` for queued
+    # operations), which create_task refuses ("a coroutine was expected").
+    async def main() -> list[Any]:
+        c = await connect(client)
+        try:
+            f = c.submit(inc, 1)
+            made = [c.gather([f]), f.result(), c.scatter(5), c.cancel([c.submit(inc, 9)]),
+                    c.run(lambda: 7), c.nthreads(), wait([f])]
+            assert all(asyncio.iscoroutine(aw) for aw in made), made
+            got = [await asyncio.create_task(aw) for aw in made]
+            got[2] = await got[2]  # (the scattered future)
+            got[4] = set(got[4].values())
+            return got[:5]
+        finally:
+            await c.close()
+
+    assert asyncio.run(main()) == [[2], 2, 5, None, {7}]
