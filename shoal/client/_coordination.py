@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import logging
+import threading
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     from shoal.client._client import Client
 
 Decode = Callable[["Client", int, Any], Any]
+
+logger = logging.getLogger("shoal.client")
 
 
 class NoClientError(ValueError, RuntimeError):
@@ -113,10 +117,44 @@ def two_faced(method: Callable[..., Any]) -> Callable[..., Any]:
                 caller = asyncio.get_running_loop()
             except RuntimeError:  # no loop running in this thread: block, as a sync call
                 return method(self, *args, **kwargs)
-            return caller.run_in_executor(None, functools.partial(method, self, *args, **kwargs))
+            return _in_own_thread(caller, functools.partial(method, self, *args, **kwargs))
         return method(self, *args, **kwargs)
 
     return wrapper
+
+
+def _in_own_thread(caller: asyncio.AbstractEventLoop, call: Callable[[], Any]) -> Any:
+    """A coroutine (dask's primitives return coroutines) of ``call()`` run at once in a
+    thread of its own. Not the caller loop's default executor: its few threads (32 at most)
+    were all taken by that many waits (``Queue.get``, ``Lock.acquire``...) and the call
+    that would end them (the ``put``, the ``release``) never got one."""
+    done: asyncio.Future[Any] = caller.create_future()
+
+    def deliver(value: Any, exc: BaseException | None) -> None:
+        if done.cancelled():
+            return
+        if exc is not None:
+            done.set_exception(exc)
+        else:
+            done.set_result(value)
+
+    def run() -> None:
+        value, exc = None, None
+        try:
+            value = call()  # ends: the primitive's own wait (its timeout, or the client's close)
+        except BaseException as failure:  # not swallowed: handed to the awaiting coroutine
+            exc = failure
+        try:
+            caller.call_soon_threadsafe(deliver, value, exc)
+        except RuntimeError:  # the caller's loop is closed: nobody awaits it any more
+            logger.debug("a coordination call ended after its caller's event loop closed")
+
+    threading.Thread(target=run, name="shoal-coordination-call", daemon=True).start()
+    return _awaited(done)
+
+
+async def _awaited(done: asyncio.Future[Any]) -> Any:
+    return await done
 
 
 def _pending(client: Client) -> dict[int, tuple[concurrent.futures.Future[Any], Decode | None]]:

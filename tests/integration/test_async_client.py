@@ -460,3 +460,26 @@ def test_an_asynchronous_clients_awaitables_are_coroutines_for_create_task(clien
             await c.close()
 
     assert asyncio.run(main()) == [[2], 2, 5, None, {7}]
+
+
+def test_many_coroutines_blocked_on_a_queue_leave_room_for_the_put_that_frees_them(client):
+    # An asynchronous client's Queue.get (and every coordination call) ran in a thread of
+    # the caller loop's default executor, which has at most 32 (6 on two cores): with that
+    # many getters waiting, the put that would free them never got a thread (a hang).
+    from shoal import Queue
+
+    n = 40
+
+    async def main() -> list[int]:
+        c = await connect(client)
+        try:
+            q = Queue("many-getters", client=c)
+            getters = [asyncio.create_task(q.get(timeout=60)) for _ in range(n)]
+            await asyncio.sleep(0)  # (they start)
+            for i in range(n):
+                await asyncio.wait_for(q.put(i), 20)
+            return sorted(await asyncio.wait_for(asyncio.gather(*getters), 30))
+        finally:
+            await c.close()
+
+    assert asyncio.run(main()) == list(range(n))
