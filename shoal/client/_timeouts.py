@@ -3,6 +3,7 @@ dask's config keys for the defaults."""
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 # dask's ``no_default``: "use the configured value" (None means "no timeout").
@@ -35,12 +36,15 @@ def seconds(value: Any, what: str, default: float | None) -> float | None:
 
 def duration(value: Any) -> float | None:
     """A wait's ``timeout=`` in seconds: a string (``"1s"``, ``"500ms"``) read as dask's
-    ``parse_timedelta`` reads it; anything else (a number, None) as given.
+    ``parse_timedelta`` reads it, a ``timedelta`` as its seconds; anything else (a number,
+    None) as given.
 
     Raises:
         ValueError: a string that is not a duration.
     """
     if not isinstance(value, str):
+        if isinstance(value, datetime.timedelta):
+            return value.total_seconds()
         return value  # type: ignore[no-any-return]
     from dask.utils import parse_timedelta
 

@@ -6,6 +6,7 @@ Each test states one behaviour a dask user relies on; they run on the shared 2-w
 from __future__ import annotations
 
 import concurrent.futures
+import datetime
 import os
 import threading
 import time
@@ -494,3 +495,19 @@ def test_who_has_and_has_what_list_every_key_by_default(client):
     [holder] = everywhere[fut.key]
     assert fut.key in client.has_what()[holder]
     assert client.who_has([fut]) == {fut.key: (holder,)}
+
+
+def test_waits_take_a_timeout_given_as_a_duration_string_as_dask(client, gate):
+    # dask parses these timeouts (parse_timedelta): "1s", "200ms"; shoal's result()
+    # failed with an unrelated TypeError comparing a float and a str.
+    f = client.submit(inc, 1)
+    assert f.result(timeout="10s") == 2
+    assert f.result(timeout=datetime.timedelta(seconds=10)) == 2
+    assert f.exception(timeout="10s") is None
+    assert wait([f], timeout="10s").done == {f}
+    assert [x.result() for x in as_completed([f], timeout="10s")] == [2]
+    running = client.submit(gated, gate.path, 0, pure=False)
+    with pytest.raises(TimeoutError):
+        running.result(timeout="50ms")
+    with pytest.raises(ValueError, match="duration"):
+        f.result(timeout="soon")
