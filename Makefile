@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-compiled lint typecheck unit chaos bench browser multihost-tools clean
+.PHONY: demo test test-compiled lint typecheck unit chaos bench browser multihost-tools system-packages clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,22 +47,45 @@ chaos: $(STAMP)
 # user builds it into build/compiled (not the venv, which stays the pure editable install),
 # then tests/scheduler run against it. tests/_compiled.py stops the run if the compiled
 # modules are not the ones imported (the source tree's shoal must not come first).
+# The build's mypy cache goes under build/compiled (the build is the user's otherwise: same
+# command, same mypyc options): `make test` runs `make typecheck` beside it, and both must
+# not write .mypy_cache's database (the build reads no cache anyway: it is not incremental).
+# The tests run in two pytest-xdist processes (the fuzzers' chunks spread over both).
 COMPILED := build/compiled
+COMPILED_TEST_PROCESSES ?= 2
 test-compiled: $(STAMP)
 	rm -rf $(COMPILED)
-	SHOAL_MYPYC=1 $(PY) -m pip wheel -q --no-deps -w $(COMPILED)/wheel .
+	MYPY_CACHE_DIR=$(abspath $(COMPILED))/mypy_cache SHOAL_MYPYC=1 \
+	  $(PY) -m pip wheel -q --no-deps -w $(COMPILED)/wheel .
 	$(PY) -m zipfile -e $(COMPILED)/wheel/shoal-*.whl $(COMPILED)/site
 	cd $(COMPILED)/site && SHOAL_EXPECT_COMPILED=1 PYTHONPATH="$$PWD" \
 	  $(abspath $(VENV))/bin/pytest -q -p no:cacheprovider -o pythonpath=tests \
-	  --rootdir=$(CURDIR) $(CURDIR)/tests/scheduler
+	  -n $(COMPILED_TEST_PROCESSES) --rootdir=$(CURDIR) $(CURDIR)/tests/scheduler
 
 # As root (CI) the multi-host tests must run: a missing tool fails them instead of skipping.
 # The suite mostly waits (worker processes, sockets, deadlines): pytest-xdist processes
 # overlap those waits, so more of them than cores still pays (README, "make test").
+#
+# Before the suite, side by side (a sub-make with -j3, each target's output printed whole
+# when it ends; any failure stops `make test`): the system packages (apt, mostly waiting on
+# the network), ruff + mypy (one core) and the compiled build and its tests (the other).
+# The venv is made first; the sub-make takes it as is (-o: make passes no -o down).
+# compileall: the suite starts hundreds of Python processes (workers, commands, kernels),
+# and under PYTHONDONTWRITEBYTECODE=1 (set on this project's machines) each one compiled the shoal
+# modules it imports anew, ~0.25 s of CPU a worker process; Python reads the .pyc files
+# compileall writes whatever that variable says (and rewrites stale ones itself).
 PYTEST_PROCESSES ?= 3
-test: $(STAMP) browser multihost-tools lint typecheck test-compiled
+test: $(STAMP)
+	$(MAKE) --no-print-directory -j3 --output-sync=target -o $(STAMP) \
+	  system-packages lint typecheck test-compiled
+	$(PY) -m compileall -q shoal
 	if [ "$$(id -u)" = 0 ]; then export SHOAL_REQUIRE_MULTIHOST=1; fi; \
 	  $(VENV)/bin/pytest -q -n $(PYTEST_PROCESSES)
+
+# browser, then multihost-tools: one apt at a time (both may install).
+system-packages:
+	$(MAKE) --no-print-directory browser
+	$(MAKE) --no-print-directory multihost-tools
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

@@ -7,6 +7,7 @@ appeared during it, so a leftover can be named by its test.
 
 from __future__ import annotations
 
+import os
 import time
 
 import psutil
@@ -14,14 +15,48 @@ import psutil
 _first_seen: dict[int, str] = {}
 
 
+def _descendants_from_proc() -> list[int] | None:
+    """This process's descendants from Linux's ``/proc/PID/task/TID/children`` files (a
+    few reads, ~0.2 ms), or None where there are none to read. psutil's
+    ``children(recursive=True)`` reads every process's stat file on the machine instead
+    (3-4 ms a call with ~100 processes), and ``record`` runs after every test."""
+    found: list[int] = []
+    todo = [os.getpid()]
+    while todo:  # ends: the process tree is finite (a PID is met once: one parent each)
+        pid = todo.pop()
+        try:
+            threads = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            if pid == os.getpid():
+                return None  # no /proc (not Linux)
+            continue  # ended meanwhile
+        for tid in threads:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as f:
+                    children = [int(p) for p in f.read().split()]
+            except FileNotFoundError:
+                if pid == os.getpid() and not os.path.exists(f"/proc/{pid}/task/{tid}"):
+                    continue  # the thread ended meanwhile
+                if pid == os.getpid():
+                    return None  # a kernel without the children files
+                continue
+            except OSError:
+                continue
+            found.extend(children)
+            todo.extend(children)
+    return found
+
+
 def record(nodeid: str) -> None:
     """Attribute the child processes alive now and not seen before to the test ``nodeid``."""
-    try:
-        children = psutil.Process().children(recursive=True)
-    except psutil.Error:
-        return
-    for child in children:
-        _first_seen.setdefault(child.pid, nodeid)
+    pids = _descendants_from_proc()
+    if pids is None:
+        try:
+            pids = [child.pid for child in psutil.Process().children(recursive=True)]
+        except psutil.Error:
+            return
+    for pid in pids:
+        _first_seen.setdefault(pid, nodeid)
 
 
 # multiprocessing starts these once per interpreter and keeps them until it exits.

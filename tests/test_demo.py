@@ -78,9 +78,12 @@ def test_prepare_random_is_public_and_documented() -> None:
 def test_tour_arguments() -> None:
     args = tour._parse_args([])
     assert (args.full, args.blocks, args.data_dir, args.workers) == (False, None, "data", 4)
-    args = tour._parse_args(["--blocks", "4", "--data-dir", "d", "--workers", "2"])
-    assert (args.blocks, args.data_dir, args.workers) == (4, "d", 2)
-    for bad in (["--blocks", "0"], ["--full", "--blocks", "3"], ["--search-stop", "9"]):
+    assert args.task_seconds == 0.1  # the notebook's sleep
+    args = tour._parse_args(["--blocks", "4", "--data-dir", "d", "--workers", "2",
+                             "--task-seconds", "0.01"])
+    assert (args.blocks, args.data_dir, args.workers, args.task_seconds) == (4, "d", 2, 0.01)
+    for bad in (["--blocks", "0"], ["--full", "--blocks", "3"], ["--search-stop", "9"],
+                ["--task-seconds", "-1"]):
         with pytest.raises(SystemExit):
             tour._parse_args(bad)
 
@@ -133,7 +136,10 @@ def test_tour_runs_end_to_end(tmp_path: Path) -> None:
     cwd = tmp_path / "cwd"
     data_dir = tmp_path / "given"
     cwd.mkdir()
-    argv = ["--blocks", "4", "--data-dir", str(data_dir), "--workers", "2", "--search-stop", "0.3"]
+    # The search's 280 evaluations sleep 0.01 s each instead of the notebook's 0.1 s (~14 s
+    # on 2 workers); it stops at the same scale, after as many evaluations.
+    argv = ["--blocks", "4", "--data-dir", str(data_dir), "--workers", "2", "--search-stop", "0.3",
+            "--task-seconds", "0.01"]
     code = f"import sys; from shoal.demo.tour import main; sys.exit(main({argv!r}))"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(

@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         out.row("cluster", _describe_cluster(client), t.seconds)
         out.row("dashboard", getattr(client, "dashboard_link", None) or "(none)")
         ok &= _persist_section(out, client, path)
-        ok &= _asynchronous_section(out, client, data_dir, args.search_stop)
+        ok &= _asynchronous_section(out, client, data_dir, args.search_stop,
+                                    args.task_seconds)
         ok &= _debugging_section(out, client)
     out.blank()
     out.row(
@@ -97,7 +98,17 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="SCALE",
         help="stop the Rosenbrock search when its scale drops below this (default 0.001, as the notebook)",
     )
+    parser.add_argument(
+        "--task-seconds",
+        type=float,
+        default=TASK_SECONDS,
+        metavar="S",
+        help=f"how long each Rosenbrock evaluation sleeps, its simulated work "
+        f"(default {TASK_SECONDS}, as the notebook)",
+    )
     args = parser.parse_args(argv)
+    if args.task_seconds < 0:
+        parser.error("--task-seconds must not be negative")
     if args.blocks is not None and args.blocks < 1:
         parser.error("--blocks must be at least 1")
     if args.workers < 1:
@@ -219,14 +230,22 @@ def _held(client: Any, keys: set[Any]) -> set[Any]:
 # -- Asynchronous -----------------------------------------------------------------------------
 
 
-def rosenbrock(point: tuple[float, float]) -> tuple[tuple[float, float], float]:
+# The notebook's simulated work in each Rosenbrock evaluation (its time.sleep(0.1)).
+TASK_SECONDS = 0.1
+
+
+def rosenbrock(
+    point: tuple[float, float], seconds: float = TASK_SECONDS
+) -> tuple[tuple[float, float], float]:
     """Compute the rosenbrock function and return the point and result"""
-    time.sleep(0.1)
+    time.sleep(seconds)
     score = (1 - point[0]) ** 2 + 2 * (point[1] - point[0] ** 2) ** 2
     return point, score
 
 
-def _asynchronous_section(out: _Printer, client: Any, data_dir: Path, stop: float) -> bool:
+def _asynchronous_section(
+    out: _Printer, client: Any, data_dir: Path, stop: float, seconds: float = TASK_SECONDS
+) -> bool:
     from shoal import as_completed
     from shoal.demo._plot import write_search_plot
 
@@ -244,7 +263,8 @@ def _asynchronous_section(out: _Printer, client: Any, data_dir: Path, stop: floa
 
     with _timed() as t, _bar(expected, "evaluations") as bar:
         # initial 10 random points
-        futures = [client.submit(rosenbrock, (x, y)) for x, y in zip(startx, starty, strict=True)]
+        futures = [client.submit(rosenbrock, (x, y), seconds)
+                   for x, y in zip(startx, starty, strict=True)]
         iterator = as_completed(futures)
 
         for res in iterator:
@@ -263,7 +283,7 @@ def _asynchronous_section(out: _Printer, client: Any, data_dir: Path, stop: floa
             newx, newy = (x + uniform(-scale, scale), y + uniform(-scale, scale))
 
             # add new point, dynamically, to work on the cluster
-            new_point = client.submit(rosenbrock, (newx, newy))
+            new_point = client.submit(rosenbrock, (newx, newy), seconds)
             iterator.add(new_point)  # Start tracking new task as well
 
             # Narrow search and consider stopping

@@ -45,6 +45,9 @@ pytestmark = pytest.mark.integration
 TOKEN = "a-token-only-these-tests-know"
 CLI = str(Path(sys.executable).with_name("shoal"))
 NO_TOKEN_HELLO = b"\x01SHOAL\x01\x00" + bytes(32)
+# The timeout of a client whose every attempt fails (it retries until then): an attempt on
+# loopback takes milliseconds, so a few seconds still see several under load.
+REFUSED_TIMEOUT = 3
 
 
 class Touch:
@@ -86,12 +89,15 @@ def send_raw(address: str, data: bytes) -> bytes:
     return got
 
 
-@pytest.fixture
-def token_cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalCluster]:
-    monkeypatch.delenv("SHOAL_TOKEN", raising=False)
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
-                      security=Security(token=TOKEN)) as cluster:
-        yield cluster
+@pytest.fixture(scope="module")
+def token_cluster() -> Iterator[LocalCluster]:
+    """One token-secured cluster for the module's tests (a cluster start each was ~10 of
+    them): those that throw garbage or forged frames at it then check it still serves."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.delenv("SHOAL_TOKEN", raising=False)
+        with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
+                          security=Security(token=TOKEN)) as cluster:
+            yield cluster
 
 
 def ports(cluster: LocalCluster) -> list[str]:
@@ -241,12 +247,14 @@ def test_tls_end_to_end_with_a_temporary_certificate(monkeypatch):
             assert c.gather(x).sum() == 1_000_000
         with pytest.raises(ValueError, match="no TLS certificate"):
             Client(cluster.scheduler_address, timeout=10)
+        # A client retries a failed connection until its timeout (as dask's), then raises
+        # with the last attempt's reason: a short timeout, which still sees many attempts.
         other = Security.temporary()  # a certificate from another CA
         with pytest.raises(OSError, match="TLS handshake"):
-            Client(cluster.scheduler_address, security=other, timeout=10)
+            Client(cluster.scheduler_address, security=other, timeout=REFUSED_TIMEOUT)
         plain = "tcp://" + cluster.scheduler_address.split("://")[1]
         with pytest.raises(OSError, match="tls://"):
-            Client(plain, timeout=10)  # a plain-TCP client at a TLS port
+            Client(plain, timeout=REFUSED_TIMEOUT)  # a plain-TCP client at a TLS port
 
 
 def test_retiring_a_worker_of_a_tls_cluster_moves_its_data(monkeypatch):
