@@ -227,6 +227,18 @@ def main(argv: list[str] | None = None) -> int:
             # The nanny's warning before its SIGKILL (_nanny.MEMORY_KILL_GRACE later).
             loop.add_signal_handler(signal.SIGUSR1,
                                     lambda: loop.create_task(killed_for_memory()))
+        # Registered: load what most tasks will need, off the critical path of start-up (0.1 s
+        # a worker, which would otherwise delay the first results), then the collections'
+        # modules its nanny's process has imported (_execute.WARM_IMPORTS_ENV).
+        # (shoal.client._scheduler_names: a task's compute(scheduler="distributed") means the
+        # worker's shoal client, as dask's means its own.) Started from the scheduler's answer,
+        # before the first tasks that may come with it: unpickling waits for these imports.
+        def warm_imports() -> None:
+            worker.on_registered = None  # once: a later registration finds them imported
+            import_in_background("dask._task_spec", "dask.sizeof",
+                                 "shoal.client._scheduler_names", *warm)
+
+        worker.on_registered = warm_imports
         # Registering may wait for the scheduler (up to the death timeout); a SIGTERM meanwhile
         # ends the wait.
         starting = asyncio.ensure_future(worker.start())
@@ -254,13 +266,6 @@ def main(argv: list[str] | None = None) -> int:
             return
         if args.ready_fd is not None:
             _say_ready(args.ready_fd, worker.address)
-        # Registered: now load what most tasks will need, off the critical path of start-up.
-        # (0.1 s a worker, which would otherwise delay the first results).
-        # (shoal.client._scheduler_names: a task's compute(scheduler="distributed") means
-        # the worker's shoal client, as dask's means its own)
-        # Then the collections' modules its nanny's process has imported (_execute.WARM_IMPORTS_ENV).
-        import_in_background("dask._task_spec", "dask.sizeof", "shoal.client._scheduler_names",
-                             *warm)
         logging.getLogger("shoal.worker").info("worker at %s", worker.address)
         await worker.wait_closed()
         await worker.close()

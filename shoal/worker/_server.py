@@ -244,6 +244,8 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
                 conn.close()
                 return
             registered.set_result(None if reply.accepted else reply.reason)
+            if reply.accepted and self.on_registered is not None:
+                self.on_registered()
             batch = batch[1:]
         assert self.state is not None and self._executor is not None
         events: list[Any] = []

@@ -17,7 +17,7 @@ import functools
 import itertools
 import os
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import psutil
@@ -155,6 +155,10 @@ class WorkerBase:
         # What a RestartWorker does: set by ``python -m shoal.worker`` under a nanny to exit
         # at once (the nanny starts a fresh process); None: begin a fresh session instead.
         self.on_restart: Any = None
+        # Called on the loop when the scheduler accepts a registration, before any task of the
+        # answer's batch reaches the executor (``python -m shoal.worker`` starts its background
+        # import of dask there: unpickling then waits for it).
+        self.on_registered: Callable[[], None] | None = None
         self._serializer: concurrent.futures.ThreadPoolExecutor | None = None
         _logs.ring("shoal.worker")  # recent records, for client.get_worker_logs()
         self.plugin_host = WorkerPlugins(self)  # plugins and uploads; they outlive sessions
