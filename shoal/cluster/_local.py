@@ -411,6 +411,25 @@ class LocalCluster:
         ``cluster.workers``."""
         return {w.name: w for w in self._live_workers()}
 
+    @property
+    def plan(self) -> set[Any]:
+        """The names of the workers the cluster means to run (dask's ``Cluster.plan``):
+        those started and those starting."""
+        return set(self.workers)
+
+    @property
+    def requested(self) -> set[Any]:
+        """The names of the workers asked for and started or starting (dask's
+        ``Cluster.requested``; the same set as :attr:`plan` here, where a worker is asked for
+        by starting it)."""
+        return set(self.workers)
+
+    @property
+    def observed(self) -> set[Any]:
+        """The names of the workers registered with the scheduler now (dask's
+        ``Cluster.observed``)."""
+        return {ws.name for ws in self.scheduler.state.workers.values()}
+
     def wait_for_workers(self, n_workers: int, timeout: float | None = None) -> Any:
         """Wait until at least ``n_workers`` workers have registered (an awaitable for an
         asynchronous cluster).

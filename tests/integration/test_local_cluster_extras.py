@@ -30,6 +30,16 @@ def test_scale_up_and_scale_down_by_name_or_address(make_client):
     assert c.submit(lambda: 5, pure=False).result(timeout=120) == 5
 
 
+def test_plan_requested_and_observed_follow_scaling(make_client):
+    c = make_client(n_workers=1)
+    cluster = c.cluster
+    assert cluster.plan == cluster.requested == cluster.observed == {0}
+    cluster.scale(2)
+    assert cluster.plan == cluster.requested == cluster.observed == {0, 1}
+    cluster.scale_down([0])
+    assert cluster.plan == cluster.requested == cluster.observed == {1}
+
+
 def test_get_logs_per_source(make_client):
     c = make_client(n_workers=1)
     cluster = c.cluster
