@@ -24,7 +24,7 @@ from shoal import _logs, _loop
 from shoal._status import Status
 from shoal.client._faces import Ready
 from shoal.cluster import _local_options as options
-from shoal.cluster._sizing import cpu_count, local_memory_limit, local_shape
+from shoal.cluster._sizing import cpu_count, local_memory_limit, local_shape, wait_arguments
 from shoal.scheduler._server import Scheduler
 from shoal.worker._nanny import Nanny
 from shoal.worker._resources import check_resources
@@ -438,16 +438,7 @@ class LocalCluster:
             ValueError: ``n_workers`` is not a positive integer.
             TimeoutError: not that many within ``timeout`` seconds (None: no limit).
         """
-        if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
-            raise ValueError(f"n_workers must be a positive integer, got {n_workers!r}")
-        if isinstance(timeout, str):  # dask takes durations like "10s"
-            from dask.utils import parse_timedelta
-
-            timeout = parse_timedelta(timeout)
-        if timeout is not None and (isinstance(timeout, bool)
-                                    or not isinstance(timeout, (int, float)) or timeout <= 0):
-            raise ValueError(f"timeout must be a positive number of seconds or None, got "
-                             f"{timeout!r}")
+        timeout = wait_arguments(n_workers, timeout)
         self._check_usable("wait_for_workers()")
         return self._face(self._wait_for_workers(n_workers, timeout), None, "wait_for_workers")
 

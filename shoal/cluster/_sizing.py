@@ -94,3 +94,18 @@ def parse_memory_limit(value: Any, nthreads: int, cores: int | None = None,
     if isinstance(value, float) and value <= 1:
         value = value * total
     return min(int(value), total)
+
+
+def wait_arguments(n_workers: Any, timeout: Any) -> float | None:
+    """``wait_for_workers``' arguments checked (a cluster's, as dask's): the timeout in
+    seconds (a number, dask's durations like ``"10s"``, a ``timedelta``; None: no limit).
+
+    Raises:
+        ValueError: ``n_workers`` is not a positive integer, or ``timeout`` not a duration.
+    """
+    from shoal.client._timeouts import duration, seconds
+
+    if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
+        raise ValueError(f"wait_for_workers: n_workers must be a positive integer, got "
+                         f"{n_workers!r}")
+    return seconds(duration(timeout), "wait_for_workers", None)

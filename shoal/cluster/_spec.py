@@ -29,6 +29,7 @@ from shoal.client._faces import Ready
 from shoal.cluster import _local_options as options
 from shoal.cluster._local import Pending
 from shoal.cluster._server_lifecycle import copy_live
+from shoal.cluster._sizing import wait_arguments
 
 logger = logging.getLogger("shoal.cluster")
 
@@ -596,8 +597,7 @@ class SpecCluster:
             ValueError: ``n_workers`` is not a positive integer.
             TimeoutError: not that many within ``timeout`` seconds (None: no limit).
         """
-        if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
-            raise ValueError(f"`n_workers` must be a positive integer. Instead got {n_workers}.")
+        timeout = wait_arguments(n_workers, timeout)
         return self._face(self._wait_for_workers(n_workers, timeout), None, "wait_for_workers")
 
     async def _wait_for_workers(self, n: int, timeout: float | None) -> None:

@@ -6,6 +6,7 @@ asynchronous form. One cluster (in-process workers and one nanny) for the module
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 from collections.abc import Iterator
 
@@ -53,6 +54,17 @@ def test_the_spec_becomes_servers_named_by_its_keys(cluster, client):
     info = cluster.scheduler_info
     assert {w["name"] for w in info["workers"].values()} == {"thread", "proc"}
     assert "workers=2" in repr(cluster)
+
+
+def test_wait_for_workers_takes_dask_durations_and_checks_its_arguments(cluster, client):
+    assert cluster.wait_for_workers(2, timeout="1 minute") is None
+    assert cluster.wait_for_workers(2, timeout=datetime.timedelta(seconds=60)) is None
+    with pytest.raises(TimeoutError, match="only 2 of 3 workers"):
+        cluster.wait_for_workers(3, timeout="100ms")
+    with pytest.raises(ValueError, match="n_workers"):
+        cluster.wait_for_workers(0)
+    with pytest.raises(ValueError, match="not a duration"):
+        cluster.wait_for_workers(1, timeout="soon")
 
 
 def test_get_logs_per_source(cluster, client):
