@@ -66,7 +66,7 @@ test-compiled: $(STAMP)
 # The suite mostly waits (worker processes, sockets, deadlines): pytest-xdist processes
 # overlap those waits, so more of them than cores still pays (README, "make test").
 #
-# Before the suite, side by side (a sub-make with -j3, each target's output printed whole
+# Before the suite, side by side (a sub-make with -j4, each target's output printed whole
 # when it ends; any failure stops `make test`): the system packages (apt, mostly waiting on
 # the network), ruff + mypy (one core) and the compiled build and its tests (the other).
 # The venv is made first; the sub-make takes it as is (-o: make passes no -o down).
