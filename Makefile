@@ -85,9 +85,9 @@ test: $(STAMP)
 # imports to run a test's function. Python reads the .pyc files compileall writes whatever
 # that variable says (and rewrites stale ones itself). pytest reads, but under that
 # variable never writes, the assertion-rewritten test modules' own .pyc files: each xdist
-# process rewrote all of them at collection (~6 s of CPU each, 22 s of wall time for three
-# on 2 cores); one collection with the variable emptied writes them (~9 s, beside the
-# lint and build above).
+# process rewrote all of them at collection (three processes' start-up: 31-35 s of CPU
+# without the files, 11 s with them); one collection with the variable emptied writes
+# them (~9 s of CPU, beside the lint and build above).
 bytecode: $(STAMP)
 	$(PY) -m compileall -q shoal tests benchmarks
 	PYTHONDONTWRITEBYTECODE= $(VENV)/bin/pytest -q --collect-only -p no:cacheprovider >/dev/null
