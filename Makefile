@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-compiled lint typecheck unit chaos bench browser multihost-tools system-packages clean
+.PHONY: demo test test-compiled bytecode lint typecheck unit chaos bench browser multihost-tools system-packages clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,21 +66,31 @@ test-compiled: $(STAMP)
 # The suite mostly waits (worker processes, sockets, deadlines): pytest-xdist processes
 # overlap those waits, so more of them than cores still pays (README, "make test").
 #
-# Before the suite, side by side (a sub-make with -j3, each target's output printed whole
+# Before the suite, side by side (a sub-make with -j4, each target's output printed whole
 # when it ends; any failure stops `make test`): the system packages (apt, mostly waiting on
 # the network), ruff + mypy (one core) and the compiled build and its tests (the other).
 # The venv is made first; the sub-make takes it as is (-o: make passes no -o down).
-# compileall: the suite starts hundreds of Python processes (workers, commands, kernels),
-# and under PYTHONDONTWRITEBYTECODE=1 (set on this project's machines) each one compiled the shoal
-# modules it imports anew, ~0.25 s of CPU a worker process; Python reads the .pyc files
-# compileall writes whatever that variable says (and rewrites stale ones itself).
+# Beside them, `bytecode` (below) writes the .pyc files the suite's processes read.
+# The suite's order and worksteal scheduling: tests/conftest.py (SLOW_FIRST).
 PYTEST_PROCESSES ?= 3
 test: $(STAMP)
-	$(MAKE) --no-print-directory -j3 --output-sync=target -o $(STAMP) \
-	  system-packages lint typecheck test-compiled
-	$(PY) -m compileall -q shoal
+	$(MAKE) --no-print-directory -j4 --output-sync=target -o $(STAMP) \
+	  system-packages lint typecheck test-compiled bytecode
 	if [ "$$(id -u)" = 0 ]; then export SHOAL_REQUIRE_MULTIHOST=1; fi; \
 	  $(VENV)/bin/pytest -q -n $(PYTEST_PROCESSES)
+
+# The suite starts hundreds of Python processes (workers, commands, kernels), and under
+# PYTHONDONTWRITEBYTECODE=1 (set on this project's machines) each one compiled the modules
+# it imports anew: shoal's, ~0.25 s of CPU a worker process, and the test modules a worker
+# imports to run a test's function. Python reads the .pyc files compileall writes whatever
+# that variable says (and rewrites stale ones itself). pytest reads, but under that
+# variable never writes, the assertion-rewritten test modules' own .pyc files: each xdist
+# process rewrote all of them at collection (three processes' start-up: 31-35 s of CPU
+# without the files, 11 s with them); one collection with the variable emptied writes
+# them (~9 s of CPU, beside the lint and build above).
+bytecode: $(STAMP)
+	$(PY) -m compileall -q shoal tests benchmarks
+	PYTHONDONTWRITEBYTECODE= $(VENV)/bin/pytest -q --collect-only -p no:cacheprovider >/dev/null
 
 # browser, then multihost-tools: one apt at a time (both may install).
 system-packages:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import multiprocessing
+import os
 import pickle
 from pathlib import Path
 
@@ -117,9 +118,20 @@ def test_file_object_is_refused(h5file: Path) -> None:
 
 def test_dask_processes_scheduler_reads_the_file(h5file: Path) -> None:
     da = pytest.importorskip("dask.array")
-    with h5py.File(h5file, mode="r") as f:
-        dset = f["/x"]
-        x = da.from_array(dset, chunks=(1000,))
-        total = x.sum().compute(scheduler="processes", num_workers=2)
-        expected = dset[:].sum()
+    # dask's processes scheduler exports PYTHONHASHSEED=6640 into this process for its pool
+    # (dask.multiprocessing) and leaves it there: put it back as it was, else every worker
+    # process this test process starts later inherits it (a shell export wins over dask's
+    # pre-spawn-environ config: test_worker_environ's configured seed failed after this).
+    saved = os.environ.get("PYTHONHASHSEED")
+    try:
+        with h5py.File(h5file, mode="r") as f:
+            dset = f["/x"]
+            x = da.from_array(dset, chunks=(1000,))
+            total = x.sum().compute(scheduler="processes", num_workers=2)
+            expected = dset[:].sum()
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONHASHSEED", None)
+        else:
+            os.environ["PYTHONHASHSEED"] = saved
     assert total == pytest.approx(expected, rel=1e-5)

@@ -94,7 +94,10 @@ def test_workers_hash_strings_alike(make_client: Callable[..., Client]) -> None:
     assert only[0] == "6640"
 
 
-def test_a_configured_hash_seed_is_used(make_client: Callable[..., Client]) -> None:
+def test_a_configured_hash_seed_is_used(make_client: Callable[..., Client],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A seed exported here would win over the config (dask's precedence); this is the config's.
+    monkeypatch.delenv("PYTHONHASHSEED", raising=False)
     with dask.config.set({"distributed.nanny.pre-spawn-environ": {"PYTHONHASHSEED": 12}}):
         client = make_client(n_workers=1)
     (seen,) = client.run(_environ, ["PYTHONHASHSEED"]).values()

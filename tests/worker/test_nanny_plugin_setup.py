@@ -38,5 +38,6 @@ def test_os_environ_set_in_setup_is_kept_for_later_worker_processes(tmp_path, mo
         assert kept["env"] == {"SOAK_NANNY_VAR": "from-os-environ",
                                "SOAK_NANNY_ENV": "from-nanny-env"}
         assert kept["plugins"] == ["sets-environ"]
-    finally:
+    finally:  # (delenv of an unset variable undoes nothing: setup sets both)
         os.environ.pop("SOAK_NANNY_VAR", None)
+        os.environ.pop(NANNY_PLUGINS_ENV, None)
