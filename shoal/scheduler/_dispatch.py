@@ -29,6 +29,11 @@ _HELD_PASSES = 64
 # prefix's estimate falling back after a slow run) sent 5,000 computes in one step, 40-60 ms
 # of the scheduler's loop.
 FILL_STEP = 1_000
+# A measurement this many times above (or below) its prefix's estimate moves the estimate as
+# if it were this far only, unless the next one is beyond it too (``_measured``): with the
+# average's weight of a fifth, one outlier at most doubles the estimate. Durations spread
+# wider than this, but often (a sixth of the runs or more), still average to their mean.
+OUTLIER_FACTOR = 6.0
 # Measured durations are kept for this many prefixes, least recently measured dropped first
 # (every distinct key prefix ever seen would otherwise stay for good).
 DURATIONS_KEPT = 4096
@@ -55,14 +60,40 @@ class Dispatch(StateBase):
                 self._freed.add(ws)
 
     def _measured(self, prefix: str, duration: float) -> None:
-        """A task of ``prefix`` computed for ``duration`` seconds: update the estimate."""
+        """A task of ``prefix`` computed for ``duration`` seconds: update the estimate.
+
+        A moving average of the measurements (each weighs a fifth), in which a measurement
+        more than :data:`OUTLIER_FACTOR` away from the estimate counts as if it were that
+        far only: one slow run (a descheduled thread: milliseconds for a µs call) at most
+        doubles the estimate, where it raised it a thousandfold and the tasks placed
+        meanwhile, booked at that, kept their worker's room until they ran. The next
+        measurement beyond the same bound confirms a change: the estimate jumps to the
+        nearer of the two (a prefix that became 100x slower is followed in two runs).
+        """
         durations = self._durations
         old = durations.pop(prefix, None)  # re-inserted last: the dict is an LRU
-        durations[prefix] = duration if old is None else 0.8 * old + 0.2 * duration
         if old is None:
+            durations[prefix] = duration
             if len(durations) > DURATIONS_KEPT:
-                del durations[next(iter(durations))]
+                evicted = next(iter(durations))
+                del durations[evicted]
+                self._outlying.pop(evicted, None)
             self._reestimate(prefix, duration)
+            return
+        high = old * OUTLIER_FACTOR
+        if duration <= high and duration * OUTLIER_FACTOR >= old:  # (most measurements)
+            if self._outlying:
+                self._outlying.pop(prefix, None)
+            durations[prefix] = 0.8 * old + 0.2 * duration
+            return
+        outlying = self._outlying
+        before = outlying.pop(prefix, None)
+        above = duration > high
+        if before is not None and (before > high) == above:  # twice beyond: it changed
+            durations[prefix] = min(before, duration) if above else max(before, duration)
+            return
+        outlying[prefix] = duration
+        durations[prefix] = 0.8 * old + 0.2 * (high if above else old / OUTLIER_FACTOR)
 
     def _estimate(self, prefix: str) -> float:
         return self._durations.get(prefix, self.unknown_duration)

@@ -144,7 +144,9 @@ class SchedulerState(
         # (key, worker): acks still owed for stores a free undid (see _scatter_handlers).
         self._undone: dict[tuple[Key, str], int] = {}
         self.functions = FunctionRefs()  # which function blobs tasks still use
-        self._durations: dict[str, float] = {}
+        self._durations: dict[str, float] = {}  # per prefix: the estimate (``_measured``)
+        # per prefix: its last measurement, while it was an outlier (waiting for the next)
+        self._outlying: dict[str, float] = {}
         # Assumed for a prefix never measured (dask's distributed.scheduler.unknown-task-duration).
         self.unknown_duration = unknown_duration
         # Counts by state per task group (``task_group``: a collection's layer, or the
@@ -300,6 +302,7 @@ class SchedulerState(
     def validate(self) -> None:
         """Check every invariant; raises AssertionError naming the task. For tests."""
         assert self._paused == {ws for ws in self.workers.values() if ws.paused}, "paused set"
+        assert self._outlying.keys() <= self._durations.keys(), "outliers of unmeasured prefixes"
         for ws in self.workers.values():
             guessed: dict[str, float] = {}
             for t in ws.processing:

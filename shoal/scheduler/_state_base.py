@@ -128,6 +128,7 @@ class StateBase:
     _undone: dict[tuple[Key, str], int]
     functions: FunctionRefs
     _durations: dict[str, float]
+    _outlying: dict[str, float]
     unknown_duration: float
     group_counts: dict[Any, dict[str, int]]
     group_prefix: dict[Any, str]

@@ -5,8 +5,10 @@ No sockets, no event loop, no clock: every test runs in well under a millisecond
 
 from __future__ import annotations
 
+from typing import Any
+
 from shoal.scheduler._dispatch import FILL_STEP
-from shoal.scheduler._events import ContinueWork, WorkResumed
+from shoal.scheduler._events import Command, ContinueWork, TaskFinished, WorkResumed
 from shoal.scheduler._state_base import prefix_counts
 
 from ._sim import Sim, computes, of, row
@@ -132,3 +134,94 @@ def test_recently_used_duration_survives_eviction(sim: Sim) -> None:
             sim.finish(key)
             sim.release(key)
     assert "hot" in sim.state._durations
+
+
+# --- robust estimates ----------------------------------------------------------------------
+
+
+def _resumed(sim: Sim, out: list[Command]) -> list[tuple[str, Any]]:
+    """The computes of ``out`` and of the steps it asked to go on in (bounded fills)."""
+    sent = computes(out)
+    while of(out, ContinueWork):  # ends: each step places at most FILL_STEP queued tasks
+        out = sim.state.handle(WorkResumed())
+        sent += computes(out)
+    return sent
+
+
+def _report(sim: Sim, durations: list[float]) -> list[tuple[str, Any]]:
+    """w1 reports its oldest running tasks done, one batch (as a worker's ``TasksDone``),
+    the i-th lasting ``durations[i]``: the tasks the scheduler sent in answer."""
+    ws = sim.state.workers["w1"]
+    keys = sorted((ts.key for ts in ws.processing), key=lambda k: int(k.split("-")[1]))
+    events = []
+    for key, duration in zip(keys[:len(durations)], durations, strict=True):
+        start = sim.now
+        sim.now += duration
+        events.append(TaskFinished("w1", key, 8, "NoneType", start, sim.now, 0, None,
+                                   sim.run_of(key)))
+    return _resumed(sim, sim.state.handle(*events))
+
+
+def test_one_slow_run_of_a_short_task_keeps_its_worker_filled(sim: Sim) -> None:
+    # A no-op's call lasts a few µs; once in a while its thread is descheduled and a run
+    # measures milliseconds. Folded into a moving average, that one run raised the estimate
+    # ~50-fold: the worker was sent a handful of tasks (each booked at the inflated
+    # estimate) in place of the batch it had just run, while thousands waited queued.
+    sim.join("w1", nthreads=1)
+    sim.submit([row(f"f-{i}", prefix="f", priority=(i,)) for i in range(20_000)])
+    typical = 20e-6
+    _report(sim, [typical])  # the first measurement: room for a deep batch
+    for _ in range(5):
+        assert len(_report(sim, [typical] * 100)) == 100  # steady: each batch replaced
+    ahead = len(sim.state.workers["w1"].processing)
+    sent = _report(sim, [typical] * 99 + [5e-3])
+    assert sim.state._estimate("f") <= 3 * typical
+    assert len(sent) >= 40  # of the 100 it ran (1 when the estimate followed the outlier)
+    for _ in range(3):  # and the next batches top it up again
+        _report(sim, [typical] * 100)
+    assert len(sim.state.workers["w1"].processing) >= 0.95 * ahead
+
+
+def test_a_prefix_that_really_slows_down_is_followed_within_two_runs(sim: Sim) -> None:
+    sim.join("w1", nthreads=1)
+    sim.submit([row(f"s-{i}", prefix="s", priority=(i,)) for i in range(1_000)])
+    _report(sim, [1e-3])  # the first measurement: 50 sent ahead
+    for _ in range(10):
+        _report(sim, [1e-3] * 10)
+    assert abs(sim.state._estimate("s") - 1e-3) < 1e-9
+    _report(sim, [0.1])
+    _report(sim, [0.1])
+    assert abs(sim.state._estimate("s") - 0.1) < 1e-9
+    # One per thread from then on: a 100 ms task takes the whole 50 ms of room.
+    assert len(_report(sim, [0.1])) <= 1
+
+
+def test_a_prefix_that_really_speeds_up_is_followed_within_two_runs(sim: Sim) -> None:
+    sim.join("w1", nthreads=1)
+    sim.submit([row(f"s-{i}", prefix="s", priority=(i,)) for i in range(100)])
+    for _ in range(5):
+        _report(sim, [0.1])
+    _report(sim, [1e-4])
+    _report(sim, [1e-4])
+    assert abs(sim.state._estimate("s") - 1e-4) < 1e-12
+
+
+def test_durations_that_spread_widely_keep_their_mean(sim: Sim) -> None:
+    # Not every long run is an outlier: half the runs 1 ms, half 19 ms is a prefix whose
+    # tasks last 10 ms on average, and the estimate stays near that.
+    sim.join("w1", nthreads=1)
+    sim.submit([row(f"s-{i}", prefix="s", priority=(i,)) for i in range(200)])
+    for _ in range(40):
+        _report(sim, [1e-3])
+        _report(sim, [19e-3])
+    assert 5e-3 < sim.state._estimate("s") < 20e-3
+
+
+def test_the_first_measurement_sets_the_estimate(sim: Sim) -> None:
+    sim.join("w1", nthreads=1)
+    sim.submit([row(f"s-{i}", prefix="s", priority=(i,)) for i in range(100)])
+    assert sim.state.workers["w1"].occupancy == sim.state.unknown_duration
+    _report(sim, [3e-6])
+    assert sim.state._estimate("s") == 3e-6
+    ws = sim.state.workers["w1"]
+    assert abs(ws.occupancy - len(ws.processing) * 3e-6) < 1e-9
