@@ -52,6 +52,16 @@ class Flags:
     def is_set(self, ev: EventIsSet) -> None:
         self.out.append(Reply(ev.holder, ev.rid, ev.name in self.raised))
 
+    def withdraw(self, holder: str, rid: int) -> bool:
+        for name, waiting in self.waiters.items():
+            for w in waiting:
+                if w.rid == rid and w.holder == holder:
+                    waiting.remove(w)
+                    if not waiting:
+                        del self.waiters[name]
+                    return True
+        return False
+
     def holder_left(self, holder: str) -> None:
         for name in list(self.waiters):
             left = [w for w in self.waiters[name] if w.holder != holder]

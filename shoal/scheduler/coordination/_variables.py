@@ -71,6 +71,16 @@ class Variables:
         if old is not None and old[0] == "future":
             self.holds.let_go(owner_of(ev.name), old[1])
 
+    def withdraw(self, holder: str, rid: int) -> bool:
+        for name, waiting in self.getters.items():
+            for w in waiting:
+                if w.rid == rid and w.holder == holder:
+                    waiting.remove(w)
+                    if not waiting:
+                        del self.getters[name]
+                    return True
+        return False
+
     def holder_left(self, holder: str) -> None:
         for name in list(self.getters):
             left = [g for g in self.getters[name] if g.holder != holder]
