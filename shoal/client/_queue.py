@@ -13,21 +13,23 @@ dask's put + get.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import uuid
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from dask.utils import parse_timedelta
 
+from shoal.client._coord_faces import Ask, Steps, Tell, awaited_here, blocking, two_faced
 from shoal.client._coordination import (
-    AwaitableSelf,
     ClientProperty,
     adopt,
     adopt_all,
-    call,
     encode,
+    encode_again,
     find_client,
     send,
-    two_faced,
     value_of,
 )
 from shoal.protocol._coord_messages import (
@@ -35,6 +37,7 @@ from shoal.protocol._coord_messages import (
     CoordQueueGet,
     CoordQueuePut,
     CoordQueueRelease,
+    CoordQueueReturn,
     CoordQueueSize,
 )
 
@@ -42,7 +45,7 @@ if TYPE_CHECKING:
     from shoal.client._client import Client
 
 
-class Queue(AwaitableSelf, ClientProperty):
+class Queue(ClientProperty):
     """A named queue shared by every client and task that uses the same name.
 
     Args:
@@ -64,36 +67,66 @@ class Queue(AwaitableSelf, ClientProperty):
         self._created_on: Client | None = None
         self._bounded = True  # until the scheduler says which maxsize is in force
         try:
-            self._get_client()
+            found = find_client(client, "Queue")
         except ValueError:
-            pass  # created at first use, once a client exists
+            return  # created at first use, once a client exists
+        if not awaited_here(found):  # (an asynchronous one creates it when awaited)
+            blocking(self._created())
 
-    def _get_client(self) -> Client:
-        client = find_client(self._client, "Queue")
-        if self._created_on is not client:
-            in_force = call(client, lambda rid: CoordQueueCreate(rid, self.name, self.maxsize))
-            self._bounded = bool(in_force)
-            self._created_on = client
-        return client
+    def __await__(self) -> Generator[Any, None, Queue]:
+        """dask's asynchronous constructor: ``q = await Queue(...)`` creates the queue on
+        the scheduler (with this object's maxsize) and gives the object back."""
+        return self._create_awaited().__await__()
+
+    async def _create_awaited(self) -> Queue:
+        created = self._create()
+        if inspect.isawaitable(created):
+            await created
+        return self
 
     @two_faced
-    def put(self, value: Any, timeout: Any = None, **kwargs: Any) -> None:
+    def _create(self) -> Steps[None]:
+        yield from self._created()
+
+    def _created(self) -> Steps[Client]:
+        """The client, with the queue created on its scheduler (once per client: the
+        first use sends the request, later ones, even while it is on its way, do not)."""
+        client = find_client(self._client, "Queue")
+        if self._created_on is not client:
+            self._created_on = client
+            try:
+                in_force = yield Ask(client, lambda rid: CoordQueueCreate(
+                    rid, self.name, self.maxsize), undo=self._create_answered)
+            except asyncio.CancelledError:
+                raise  # created all the same: its answer is taken (``_create_answered``)
+            except BaseException:
+                if self._created_on is client:
+                    self._created_on = None
+                raise
+            self._create_answered(in_force)
+        return client
+
+    def _create_answered(self, in_force: Any) -> None:
+        self._bounded = bool(in_force)
+
+    @two_faced
+    def put(self, value: Any, timeout: Any = None, **kwargs: Any) -> Steps[None]:
         """Add ``value`` (data or a Future) at the end, waiting for room if the queue is full.
 
         Raises:
             TimeoutError: still full after ``timeout`` seconds.
             TypeError: ``value`` cannot be pickled.
         """
-        client = self._get_client()
+        client = yield from self._created()
         seconds = parse_timedelta(timeout)
         item = encode(value)
         if item[0] == "data" and not self._bounded:
-            send(client, CoordQueuePut(0, self.name, item, None))  # nothing to wait for
+            yield Tell(client, CoordQueuePut(0, self.name, item, None))  # nothing to wait for
             return
-        call(client, lambda rid: CoordQueuePut(rid, self.name, item, seconds))
+        yield Ask(client, lambda rid: CoordQueuePut(rid, self.name, item, seconds))
 
     @two_faced
-    def get(self, timeout: Any = None, batch: bool | int = False, **kwargs: Any) -> Any:
+    def get(self, timeout: Any = None, batch: bool | int = False, **kwargs: Any) -> Steps[Any]:
         """Take the first value, waiting for one.
 
         Args:
@@ -120,18 +153,25 @@ class Queue(AwaitableSelf, ClientProperty):
             n = batch
         else:
             raise ValueError(f"batch must be True, False or an integer >= 0, got {batch!r}")
-        client = self._get_client()
+        client = yield from self._created()
         if n == 0:
-            item = call(client, lambda rid: CoordQueueGet(rid, self.name, 0, seconds), adopt)
+            item = yield Ask(client, lambda rid: CoordQueueGet(rid, self.name, 0, seconds), adopt,
+                             lambda item: self._give_back(client, [item]))
             return value_of(item)
-        items = call(client, lambda rid: CoordQueueGet(rid, self.name, n, seconds), adopt_all)
+        items = yield Ask(client, lambda rid: CoordQueueGet(rid, self.name, n, seconds),
+                          adopt_all, lambda items: self._give_back(client, items))
         return [value_of(item) for item in items]
 
+    def _give_back(self, client: Client, items: list[Any]) -> None:
+        """An awaiting get was cancelled, but items came: back to the front of the queue."""
+        if items:
+            send(client, CoordQueueReturn(self.name, [encode_again(item) for item in items]))
+
     @two_faced
-    def qsize(self, **kwargs: Any) -> int:
+    def qsize(self, **kwargs: Any) -> Steps[int]:
         """How many values are queued now."""
-        client = self._get_client()
-        return int(call(client, lambda rid: CoordQueueSize(rid, self.name)))
+        client = yield from self._created()
+        return int((yield Ask(client, lambda rid: CoordQueueSize(rid, self.name))))
 
     def close(self) -> None:
         """Done with this queue (dask's ``Queue.close``): once every Queue object that

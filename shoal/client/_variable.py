@@ -13,16 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from dask.utils import parse_timedelta
 
-from shoal.client._coordination import (
-    ClientProperty,
-    adopt,
-    call,
-    encode,
-    find_client,
-    send,
-    two_faced,
-    value_of,
-)
+from shoal.client._coord_faces import Ask, Steps, Tell, two_faced
+from shoal.client._coordination import ClientProperty, adopt, encode, find_client, value_of
 from shoal.protocol._coord_messages import CoordVariableDelete, CoordVariableGet, CoordVariableSet
 
 if TYPE_CHECKING:
@@ -51,7 +43,7 @@ class Variable(ClientProperty):
         return client
 
     @two_faced
-    def set(self, value: Any, timeout: Any = "30 s", **kwargs: Any) -> None:
+    def set(self, value: Any, timeout: Any = "30 s", **kwargs: Any) -> Steps[None]:
         """Make ``value`` (data or a Future) the variable's value.
 
         Raises:
@@ -60,10 +52,10 @@ class Variable(ClientProperty):
         """
         client = self._get_client()
         item = encode(value)
-        call(client, lambda rid: CoordVariableSet(rid, self.name, item))
+        yield Ask(client, lambda rid: CoordVariableSet(rid, self.name, item))
 
     @two_faced
-    def get(self, timeout: Any = None, **kwargs: Any) -> Any:
+    def get(self, timeout: Any = None, **kwargs: Any) -> Steps[Any]:
         """The current value, waiting for a first one to be set.
 
         Raises:
@@ -71,14 +63,15 @@ class Variable(ClientProperty):
         """
         client = self._get_client()
         seconds = parse_timedelta(timeout)
-        return value_of(call(client, lambda rid: CoordVariableGet(rid, self.name, seconds), adopt))
+        item = yield Ask(client, lambda rid: CoordVariableGet(rid, self.name, seconds), adopt)
+        return value_of(item)
 
     @two_faced
-    def delete(self) -> None:
+    def delete(self) -> Steps[None]:
         """Forget the value (for every client); a future value's key is let go."""
         client = self._get_client()
         if client._usable():  # (reconnecting: sent to the new session)
-            send(client, CoordVariableDelete(self.name))
+            yield Tell(client, CoordVariableDelete(self.name))
 
     def __reduce__(self) -> Any:
         return (Variable, (self.name,))

@@ -14,6 +14,7 @@ import asyncio
 import datetime
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -44,6 +45,22 @@ def connect(request: Any, cluster_client: Client) -> Callable[[], Any]:
     return open_client
 
 
+class _Names(dict):  # type: ignore[type-arg]
+    """Names of primitives for one test run: fresh, since the cluster outlives the test."""
+
+    def __missing__(self, base: str) -> str:
+        self[base] = f"{base}-{uuid.uuid4().hex[:8]}"
+        return self[base]
+
+
+N = _Names()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_names() -> None:
+    N.clear()
+
+
 def coordination(cluster_client: Client) -> Any:
     return cluster_client.cluster.scheduler.coordination.state
 
@@ -68,7 +85,7 @@ def test_a_thousand_awaiting_getters_of_one_queue_take_no_thread_each(connect):
     async def main() -> list[int]:
         c = await connect()
         try:
-            q = await Queue("thousand-getters", client=c)
+            q = await Queue(N["thousand-getters"], client=c)
             await q.qsize()
             before = threading.active_count()
             getters = [asyncio.ensure_future(q.get(timeout=60)) for _ in range(WAITERS)]
@@ -89,7 +106,7 @@ def test_a_thousand_awaiting_event_waits_end_when_it_is_set(connect):
     async def main() -> list[bool]:
         c = await connect()
         try:
-            ev = Event("thousand-waits", client=c)
+            ev = Event(N["thousand-waits"], client=c)
             assert not await ev.is_set()
             before = threading.active_count()
             waits = [asyncio.ensure_future(ev.wait(timeout=60)) for _ in range(WAITERS)]
@@ -107,13 +124,13 @@ def test_a_thousand_awaiting_acquires_of_one_lock_take_it_in_turn(connect):
     async def main() -> tuple[int, int]:
         c = await connect()
         try:
-            lock = Lock("thousand-acquires", client=c)
+            lock = Lock(N["thousand-acquires"], client=c)
             assert await lock.acquire()
             before = threading.active_count()
             inside = {"now": 0, "peak": 0, "done": 0}
 
             async def one() -> None:
-                async with Lock("thousand-acquires", client=c):
+                async with Lock(N["thousand-acquires"], client=c):
                     inside["now"] += 1
                     inside["peak"] = max(inside["peak"], inside["now"])
                     await asyncio.sleep(0)
@@ -140,21 +157,21 @@ def test_timeouts_of_awaited_calls_are_dasks(connect):
     async def main() -> None:
         c = await connect()
         try:
-            q = await Queue("timeouts", client=c)
+            q = await Queue(N["timeouts"], client=c)
             for timeout in (0.1, "100ms", datetime.timedelta(milliseconds=100)):
                 with pytest.raises(TimeoutError):  # dask: asyncio's (the builtin) TimeoutError
                     await q.get(timeout=timeout)
-            held = Lock("timeouts", client=c)
+            held = Lock(N["timeouts"], client=c)
             assert await held.acquire()
-            other = Lock("timeouts", client=c)
+            other = Lock(N["timeouts"], client=c)
             assert await other.acquire(timeout=0.1) is False
             assert await other.acquire(timeout="100ms") is False
             assert await other.acquire(blocking=False) is False
-            assert await Semaphore(1, "timeouts-sem", client=c).acquire(timeout=0) is True
-            assert await Semaphore(1, "timeouts-sem", client=c).acquire(timeout=0.1) is False
-            assert await Event("timeouts", client=c).wait(timeout=0.1) is False
+            assert await Semaphore(1, N["timeouts-sem"], client=c).acquire(timeout=0) is True
+            assert await Semaphore(1, N["timeouts-sem"], client=c).acquire(timeout=0.1) is False
+            assert await Event(N["timeouts"], client=c).wait(timeout=0.1) is False
             with pytest.raises(TimeoutError):
-                await Variable("timeouts", client=c).get(timeout="100ms")
+                await Variable(N["timeouts"], client=c).get(timeout="100ms")
             await held.release()
             assert await other.acquire(timeout=5) is True
             await other.release()
@@ -173,23 +190,23 @@ def test_a_cancelled_get_does_not_eat_the_item_another_getter_waits_for(connect,
     async def main() -> list[Any]:
         c = await connect()
         try:
-            q = await Queue("cancelled-get", client=c)
+            q = await Queue(N["cancelled-get"], client=c)
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(q.get(), 0.2)  # cancelled by wait_for
-            await until(lambda: not state.queues.queues["cancelled-get"].getters)
+            await until(lambda: not state.queues.queues[N["cancelled-get"]].getters)
             await q.put("first")
             got = [await q.get(timeout=5)]
             # A cancel that races the item on its way: put, then cancel the getter at once.
             for i in range(20):
                 task = asyncio.ensure_future(q.get())
-                await until(lambda: state.queues.queues["cancelled-get"].getters)
+                await until(lambda: state.queues.queues[N["cancelled-get"]].getters)
                 await q.put(i)
                 task.cancel()
                 try:
                     got.append(await task)  # it may have had it before the cancel came
                 except asyncio.CancelledError:
                     got.append(await q.get(timeout=5))  # ... or the next getter has it
-            await until(lambda: not state.queues.queues["cancelled-get"].getters)
+            await until(lambda: not state.queues.queues[N["cancelled-get"]].getters)
             assert await q.qsize() == 0
             return got
         finally:
@@ -204,19 +221,19 @@ def test_a_cancelled_acquire_never_takes_the_lock(connect, cluster_client):
     async def main() -> None:
         c = await connect()
         try:
-            holder = Lock("cancelled-acquire", client=c)
+            holder = Lock(N["cancelled-acquire"], client=c)
             assert await holder.acquire()
             with pytest.raises(TimeoutError):
-                await asyncio.wait_for(Lock("cancelled-acquire", client=c).acquire(), 0.2)
-            await until(lambda: not state.semaphores.semaphores["cancelled-acquire"].waiters)
+                await asyncio.wait_for(Lock(N["cancelled-acquire"], client=c).acquire(), 0.2)
+            await until(lambda: not state.semaphores.semaphores[N["cancelled-acquire"]].waiters)
             await holder.release()
-            third = Lock("cancelled-acquire", client=c)
+            third = Lock(N["cancelled-acquire"], client=c)
             assert await third.acquire(timeout=5)
             # A cancel that races the grant: release, then cancel the waiter at once.
             for _ in range(20):
-                waiter = Lock("cancelled-acquire", client=c)
+                waiter = Lock(N["cancelled-acquire"], client=c)
                 task = asyncio.ensure_future(waiter.acquire())
-                await until(lambda: state.semaphores.semaphores["cancelled-acquire"].waiters)
+                await until(lambda: state.semaphores.semaphores[N["cancelled-acquire"]].waiters)
                 await third.release()
                 task.cancel()
                 try:
@@ -226,7 +243,7 @@ def test_a_cancelled_acquire_never_takes_the_lock(connect, cluster_client):
                     assert not waiter._leases
                 assert await third.acquire(timeout=5)
             await third.release()
-            await until(lambda: "cancelled-acquire" not in state.semaphores.semaphores)
+            await until(lambda: N["cancelled-acquire"] not in state.semaphores.semaphores)
         finally:
             await c.close()
 
@@ -246,18 +263,18 @@ def test_cancelled_waits_of_every_primitive_leave_no_waiter_on_the_scheduler(
     async def main() -> None:
         c = await connect()
         try:
-            sem = Semaphore(2, "cancel-sem", client=c)
+            sem = Semaphore(2, N["cancel-sem"], client=c)
             assert await sem.acquire() and await sem.acquire()
-            multi = MultiLock(["cancel-a", "cancel-b"], client=c)
+            multi = MultiLock([N["cancel-a"], N["cancel-b"]], client=c)
             assert await multi.acquire()
-            full = await Queue("cancel-full", client=c, maxsize=1)
+            full = await Queue(N["cancel-full"], client=c, maxsize=1)
             await full.put(0)
             tasks = [asyncio.ensure_future(aw) for aw in (
-                Event("cancel-ev", client=c).wait(),
-                Variable("cancel-var", client=c).get(),
-                Semaphore(2, "cancel-sem", client=c).acquire(),
-                MultiLock(["cancel-b", "cancel-a"], client=c).acquire(),
-                (await Queue("cancel-q", client=c)).get(),
+                Event(N["cancel-ev"], client=c).wait(),
+                Variable(N["cancel-var"], client=c).get(),
+                Semaphore(2, N["cancel-sem"], client=c).acquire(),
+                MultiLock([N["cancel-b"], N["cancel-a"]], client=c).acquire(),
+                (await Queue(N["cancel-q"], client=c)).get(),
                 full.put(1),
             )]
             await until(lambda: len(waiting()) == len(tasks))
@@ -266,9 +283,9 @@ def test_cancelled_waits_of_every_primitive_leave_no_waiter_on_the_scheduler(
             await asyncio.gather(*tasks, return_exceptions=True)
             await until(lambda: not waiting())
             await sem.release()
-            assert await Semaphore(2, "cancel-sem", client=c).acquire(timeout=5)
+            assert await Semaphore(2, N["cancel-sem"], client=c).acquire(timeout=5)
             await multi.release()
-            assert await MultiLock(["cancel-a"], client=c).acquire(timeout=5)
+            assert await MultiLock([N["cancel-a"]], client=c).acquire(timeout=5)
             assert await full.get(timeout=5) == 0 and await full.qsize() == 0
         finally:
             await c.close()

@@ -1,0 +1,182 @@
+"""The two faces of a coordination primitive's method (Lock.acquire, Queue.get...): each is
+written once, as a generator of the requests it makes, and run either blocking (a
+synchronous client, or no running event loop) or as a coroutine of the caller's event loop
+(an asynchronous client, as dask's primitives are there).
+
+Owns: the steps a method yields (``Ask``: a request and its reply; ``Tell``: a message
+without reply) and the two drivers that carry them out. Blocking, an ``Ask`` is
+``_coordination.call`` (or a task thread's channel for leases); awaited, it is
+``_coordination.ask``, which no thread waits for, and which, when cancelled, withdraws the
+request and gives back what its answer gave. A method's own logic (arguments, which
+requests, what their answers mean) is the same code on both faces.
+
+Awaited calls start when first awaited, as dask's coroutines do (a task cancelled before
+it ran sent nothing); a method that only tells (a release) does so at once and returns an
+already-done awaitable, as the Client's queued operations do.
+Must not know: the primitives (shoal/client/_locks.py, _queue.py...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from shoal import _loop
+from shoal.client import _channel
+from shoal.client._coordination import (
+    Decode,
+    NoClientError,
+    Undo,
+    answer,
+    ask,
+    call,
+    find_client,
+    send,
+)
+from shoal.client._faces import Ready
+from shoal.protocol._messages import Message
+
+if TYPE_CHECKING:
+    from shoal.client._client import Client
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """Send ``make(request_id)`` and take its reply (``decode``d on shoal's loop as it is
+    read). ``undo(value)``: give back what the answer gave, for an awaiting caller that
+    stopped waiting. ``channel``: a task thread may send it on its own channel."""
+
+    client: Client
+    make: Callable[[int], Message]
+    decode: Decode | None = None
+    undo: Undo | None = None
+    channel: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Tell:
+    """Send ``msg``, which gets no reply, in order with the client's other messages."""
+
+    client: Client
+    msg: Message
+    channel: bool = False
+
+
+Step = Ask | Tell
+Steps = Generator[Step, Any, T]
+
+
+def two_faced(method: Callable[..., Steps[Any]]) -> Callable[..., Any]:
+    """A primitive's method written as a generator of steps, given its two faces: its
+    value (blocking), or an awaitable of it when its client is asynchronous and it is
+    called from a running event loop other than shoal's."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return run(method(self, *args, **kwargs), self)
+
+    return wrapper
+
+
+def run(steps: Steps[T], owner: Any) -> Any:
+    """Carry out ``steps`` on the face its client asks for; ``owner``: the primitive,
+    whose client decides when no step was needed."""
+    try:
+        step = next(steps)  # the method's checks of its arguments raise here, at the call
+    except StopIteration as done:
+        return Ready(done.value) if awaited_here(_client_of(owner)) else done.value
+    if not awaited_here(step.client):
+        return _blocking(steps, step)
+    while type(step) is Tell:  # nothing to wait for: done now
+        send(step.client, step.msg)
+        try:
+            step = steps.send(None)
+        except StopIteration as done:
+            return Ready(done.value)
+    return _awaiting(steps, step)
+
+
+def blocking(steps: Steps[T]) -> T:
+    """Carry out ``steps`` blocking, whatever the client (a constructor's own request)."""
+    try:
+        step = next(steps)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    return _blocking(steps, step)  # type: ignore[no-any-return]
+
+
+def awaited_here(client: Client | None) -> bool:
+    """Whether a call with ``client`` is awaited: an asynchronous client, called from a
+    running event loop that is not shoal's (whose thread a blocking call would stall)."""
+    if client is None or not getattr(client, "asynchronous", False) or _loop.in_loop_thread():
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # no loop running in this thread: block, as a sync call
+        return False
+    return True
+
+
+def _client_of(owner: Any) -> Client | None:
+    client = getattr(owner, "_client", None)
+    if client is None:
+        try:
+            client = find_client(None, "")
+        except NoClientError:
+            return None
+    return client
+
+
+def _blocking(steps: Steps[T], step: Step) -> Any:
+    while True:
+        error: BaseException | None = None
+        try:
+            value = _blocking_step(step)
+        except BaseException as exc:  # not swallowed: thrown into the method, at its step
+            error, value = exc, None
+        try:
+            step = steps.throw(error) if error is not None else steps.send(value)
+        except StopIteration as done:
+            return done.value
+        finally:
+            error = None  # (no cycle through the traceback)
+
+
+def _blocking_step(step: Step) -> Any:
+    channel = _channel.for_thread(step.client) if step.channel else None
+    if type(step) is Tell:
+        if channel is not None:
+            channel.send(step.msg)
+        else:
+            send(step.client, step.msg)
+        return None
+    assert type(step) is Ask
+    if channel is None:
+        return call(step.client, step.make, step.decode)
+    value = answer(channel.call(step.make))  # a task thread: no loop in between
+    return step.decode(step.client, 0, value) if step.decode is not None else value
+
+
+async def _awaiting(steps: Steps[T], step: Step) -> Any:
+    while True:
+        error: BaseException | None = None
+        try:
+            if type(step) is Tell:
+                send(step.client, step.msg)
+                value = None
+            else:
+                assert type(step) is Ask
+                value = await ask(step.client, step.make, step.decode, step.undo)
+        except BaseException as exc:  # cancelled too: thrown into the method, which ends
+            error, value = exc, None
+        try:
+            step = steps.throw(error) if error is not None else steps.send(value)
+        except StopIteration as done:
+            return done.value
+        finally:
+            error = None
