@@ -134,17 +134,23 @@ def _client_of(owner: Any) -> Client | None:
 
 def _blocking(steps: Steps[T], step: Step) -> Any:
     while True:
-        error: BaseException | None = None
         try:
-            value = _blocking_step(step)
+            outcome: tuple[Any, BaseException | None] = (_blocking_step(step), None)
         except BaseException as exc:  # not swallowed: thrown into the method, at its step
-            error, value = exc, None
-        try:
-            step = steps.throw(error) if error is not None else steps.send(value)
-        except StopIteration as done:
-            return done.value
-        finally:
-            error = None  # (no cycle through the traceback)
+            outcome = (None, exc)
+        finished, step = _resume(steps, outcome)
+        if finished:
+            return step
+
+
+def _resume(steps: Steps[T], outcome: tuple[Any, BaseException | None]) -> tuple[bool, Any]:
+    """Hand the method its step's value (or error, raised at its ``yield``): (False, its
+    next step), or (True, its return value)."""
+    value, error = outcome
+    try:
+        return False, steps.throw(error) if error is not None else steps.send(value)
+    except StopIteration as done:
+        return True, done.value
 
 
 def _blocking_step(step: Step) -> Any:
@@ -164,19 +170,18 @@ def _blocking_step(step: Step) -> Any:
 
 async def _awaiting(steps: Steps[T], step: Step) -> Any:
     while True:
-        error: BaseException | None = None
         try:
-            if type(step) is Tell:
-                send(step.client, step.msg)
-                value = None
-            else:
-                assert type(step) is Ask
-                value = await ask(step.client, step.make, step.decode, step.undo)
+            outcome: tuple[Any, BaseException | None] = (await _awaited_step(step), None)
         except BaseException as exc:  # cancelled too: thrown into the method, which ends
-            error, value = exc, None
-        try:
-            step = steps.throw(error) if error is not None else steps.send(value)
-        except StopIteration as done:
-            return done.value
-        finally:
-            error = None
+            outcome = (None, exc)
+        finished, step = _resume(steps, outcome)
+        if finished:
+            return step
+
+
+async def _awaited_step(step: Step) -> Any:
+    if type(step) is Tell:
+        send(step.client, step.msg)
+        return None
+    assert type(step) is Ask
+    return await ask(step.client, step.make, step.decode, step.undo)

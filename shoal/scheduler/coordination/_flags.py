@@ -14,6 +14,7 @@ from shoal.scheduler.coordination._events import (
     Reply,
     WakeAt,
 )
+from shoal.scheduler.coordination._waiting import take_out
 
 
 @dataclass(slots=True)
@@ -53,14 +54,7 @@ class Flags:
         self.out.append(Reply(ev.holder, ev.rid, ev.name in self.raised))
 
     def withdraw(self, holder: str, rid: int) -> bool:
-        for name, waiting in self.waiters.items():
-            for w in waiting:
-                if w.rid == rid and w.holder == holder:
-                    waiting.remove(w)
-                    if not waiting:
-                        del self.waiters[name]
-                    return True
-        return False
+        return take_out(self.waiters, holder, rid)
 
     def holder_left(self, holder: str) -> None:
         for name in list(self.waiters):

@@ -21,6 +21,7 @@ from shoal.scheduler.coordination._events import (
     WakeAt,
 )
 from shoal.scheduler.coordination._holds import Holds
+from shoal.scheduler.coordination._waiting import take_out
 
 
 def owner_of(name: str) -> str:
@@ -72,14 +73,7 @@ class Variables:
             self.holds.let_go(owner_of(ev.name), old[1])
 
     def withdraw(self, holder: str, rid: int) -> bool:
-        for name, waiting in self.getters.items():
-            for w in waiting:
-                if w.rid == rid and w.holder == holder:
-                    waiting.remove(w)
-                    if not waiting:
-                        del self.getters[name]
-                    return True
-        return False
+        return take_out(self.getters, holder, rid)
 
     def holder_left(self, holder: str) -> None:
         for name in list(self.getters):
