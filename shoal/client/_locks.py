@@ -114,7 +114,7 @@ class Semaphore(AwaitableSelf):
         Returns:
             True once a lease is held; False if none was free within ``timeout``.
         """
-        return (yield from self._acquire(timeout))
+        return self._acquire(timeout)
 
     def _acquire(self, timeout: Any) -> Steps[bool]:
         client = self._get_client()
@@ -146,7 +146,7 @@ class Semaphore(AwaitableSelf):
     @two_faced
     def get_value(self) -> Steps[int]:
         """How many leases are held now (by anyone)."""
-        return (yield from self._value())
+        return self._value()
 
     def _value(self) -> Steps[int]:
         value = yield Ask(self._get_client(), lambda rid: CoordSemaphoreValue(rid, self.name))
@@ -268,7 +268,7 @@ class Lock(Semaphore):
             if timeout is not None:
                 raise ValueError("can't specify a timeout for a non-blocking call")
             timeout = 0
-        return (yield from self._acquire(timeout))
+        return self._acquire(timeout)
 
     @two_faced
     def locked(self) -> Steps[bool]:

@@ -71,7 +71,7 @@ class Queue(ClientProperty):
         except ValueError:
             return  # created at first use, once a client exists
         if not awaited_here(found):  # (an asynchronous one creates it when awaited)
-            blocking(self._created())
+            blocking(self._created(found))
 
     def __await__(self) -> Generator[Any, None, Queue]:
         """dask's asynchronous constructor: ``q = await Queue(...)`` creates the queue on
@@ -86,12 +86,11 @@ class Queue(ClientProperty):
 
     @two_faced
     def _create(self) -> Steps[None]:
-        yield from self._created()
+        yield from self._created(find_client(self._client, "Queue"))
 
-    def _created(self) -> Steps[Client]:
-        """The client, with the queue created on its scheduler (once per client: the
-        first use sends the request, later ones, even while it is on its way, do not)."""
-        client = find_client(self._client, "Queue")
+    def _created(self, client: Client) -> Steps[None]:
+        """The queue created on ``client``'s scheduler (once per client: the first use
+        sends the request, later ones, even while it is on its way, do not)."""
         if self._created_on is not client:
             self._created_on = client
             try:
@@ -104,7 +103,6 @@ class Queue(ClientProperty):
                     self._created_on = None
                 raise
             self._create_answered(in_force)
-        return client
 
     def _create_answered(self, in_force: Any) -> None:
         self._bounded = bool(in_force)
@@ -117,7 +115,9 @@ class Queue(ClientProperty):
             TimeoutError: still full after ``timeout`` seconds.
             TypeError: ``value`` cannot be pickled.
         """
-        client = yield from self._created()
+        client = find_client(self._client, "Queue")
+        if self._created_on is not client:
+            yield from self._created(client)
         seconds = parse_timedelta(timeout)
         item = encode(value)
         if item[0] == "data" and not self._bounded:
@@ -153,7 +153,9 @@ class Queue(ClientProperty):
             n = batch
         else:
             raise ValueError(f"batch must be True, False or an integer >= 0, got {batch!r}")
-        client = yield from self._created()
+        client = find_client(self._client, "Queue")
+        if self._created_on is not client:
+            yield from self._created(client)
         if n == 0:
             item = yield Ask(client, lambda rid: CoordQueueGet(rid, self.name, 0, seconds), adopt,
                              lambda item: self._give_back(client, [item]))
@@ -170,7 +172,8 @@ class Queue(ClientProperty):
     @two_faced
     def qsize(self, **kwargs: Any) -> Steps[int]:
         """How many values are queued now."""
-        client = yield from self._created()
+        client = find_client(self._client, "Queue")
+        yield from self._created(client)
         return int((yield Ask(client, lambda rid: CoordQueueSize(rid, self.name))))
 
     def close(self) -> None:
