@@ -16,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import uuid
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from dask.utils import parse_timedelta
 
-from shoal.client._coord_faces import Ask, Steps, Tell, awaited_here, blocking, two_faced
+from shoal.client._coord_faces import Ask, Tell, awaited_here, blocking, two_faced
 from shoal.client._coordination import (
     ClientProperty,
     adopt,
@@ -43,6 +43,14 @@ from shoal.protocol._coord_messages import (
 
 if TYPE_CHECKING:
     from shoal.client._client import Client
+
+
+def _nothing() -> None:
+    return None
+
+
+def _values_of(items: list[Any]) -> list[Any]:
+    return [value_of(item) for item in items]
 
 
 class Queue(ClientProperty):
@@ -71,7 +79,7 @@ class Queue(ClientProperty):
         except ValueError:
             return  # created at first use, once a client exists
         if not awaited_here(found):  # (an asynchronous one creates it when awaited)
-            blocking(self._created(found))
+            blocking(self._on(found, _nothing))
 
     def __await__(self) -> Generator[Any, None, Queue]:
         """dask's asynchronous constructor: ``q = await Queue(...)`` creates the queue on
@@ -85,30 +93,33 @@ class Queue(ClientProperty):
         return self
 
     @two_faced
-    def _create(self) -> Steps[None]:
-        yield from self._created(find_client(self._client, "Queue"))
+    def _create(self) -> Any:
+        return self._on(find_client(self._client, "Queue"), _nothing)
 
-    def _created(self, client: Client) -> Steps[None]:
-        """The queue created on ``client``'s scheduler (once per client: the first use
-        sends the request, later ones, even while it is on its way, do not)."""
-        if self._created_on is not client:
-            self._created_on = client
-            try:
-                in_force = yield Ask(client, lambda rid: CoordQueueCreate(
-                    rid, self.name, self.maxsize), undo=self._create_answered)
-            except asyncio.CancelledError:
-                raise  # created all the same: its answer is taken (``_create_answered``)
-            except BaseException:
-                if self._created_on is client:
-                    self._created_on = None
-                raise
+    def _on(self, client: Client, step: Callable[[], Any]) -> Any:
+        """``step()`` once the queue is created on ``client``'s scheduler (the first use
+        asks for it, with this object's maxsize; later ones, even while that request is on
+        its way, do not)."""
+        if self._created_on is client:
+            return step()
+        self._created_on = client
+
+        def answered(in_force: Any) -> Any:
             self._create_answered(in_force)
+            return step()
+
+        def failed(exc: BaseException) -> None:
+            if not isinstance(exc, asyncio.CancelledError) and self._created_on is client:
+                self._created_on = None  # (cancelled, it is created all the same)
+
+        return Ask(client, lambda rid: CoordQueueCreate(rid, self.name, self.maxsize),
+                   undo=self._create_answered, then=answered, failed=failed)
 
     def _create_answered(self, in_force: Any) -> None:
         self._bounded = bool(in_force)
 
     @two_faced
-    def put(self, value: Any, timeout: Any = None, **kwargs: Any) -> Steps[None]:
+    def put(self, value: Any, timeout: Any = None, **kwargs: Any) -> Any:
         """Add ``value`` (data or a Future) at the end, waiting for room if the queue is full.
 
         Raises:
@@ -116,17 +127,19 @@ class Queue(ClientProperty):
             TypeError: ``value`` cannot be pickled.
         """
         client = find_client(self._client, "Queue")
-        if self._created_on is not client:
-            yield from self._created(client)
         seconds = parse_timedelta(timeout)
         item = encode(value)
-        if item[0] == "data" and not self._bounded:
-            yield Tell(client, CoordQueuePut(0, self.name, item, None))  # nothing to wait for
-            return
-        yield Ask(client, lambda rid: CoordQueuePut(rid, self.name, item, seconds))
+        if self._created_on is not client:
+            return self._on(client, lambda: self._put(client, item, seconds))
+        return self._put(client, item, seconds)
+
+    def _put(self, client: Client, item: tuple[str, Any], seconds: float | None) -> Ask | Tell:
+        if item[0] == "data" and not self._bounded:  # nothing to wait for
+            return Tell(client, CoordQueuePut(0, self.name, item, None))
+        return Ask(client, lambda rid: CoordQueuePut(rid, self.name, item, seconds))
 
     @two_faced
-    def get(self, timeout: Any = None, batch: bool | int = False, **kwargs: Any) -> Steps[Any]:
+    def get(self, timeout: Any = None, batch: bool | int = False, **kwargs: Any) -> Any:
         """Take the first value, waiting for one.
 
         Args:
@@ -155,14 +168,15 @@ class Queue(ClientProperty):
             raise ValueError(f"batch must be True, False or an integer >= 0, got {batch!r}")
         client = find_client(self._client, "Queue")
         if self._created_on is not client:
-            yield from self._created(client)
+            return self._on(client, lambda: self._get(client, n, seconds))
+        return self._get(client, n, seconds)
+
+    def _get(self, client: Client, n: int, seconds: float | None) -> Ask:
         if n == 0:
-            item = yield Ask(client, lambda rid: CoordQueueGet(rid, self.name, 0, seconds), adopt,
-                             lambda item: self._give_back(client, [item]))
-            return value_of(item)
-        items = yield Ask(client, lambda rid: CoordQueueGet(rid, self.name, n, seconds),
-                          adopt_all, lambda items: self._give_back(client, items))
-        return [value_of(item) for item in items]
+            return Ask(client, lambda rid: CoordQueueGet(rid, self.name, 0, seconds), adopt,
+                       lambda item: self._give_back(client, [item]), value_of)
+        return Ask(client, lambda rid: CoordQueueGet(rid, self.name, n, seconds), adopt_all,
+                   lambda items: self._give_back(client, items), _values_of)
 
     def _give_back(self, client: Client, items: list[Any]) -> None:
         """An awaiting get was cancelled, but items came: back to the front of the queue."""
@@ -170,11 +184,11 @@ class Queue(ClientProperty):
             send(client, CoordQueueReturn(self.name, [encode_again(item) for item in items]))
 
     @two_faced
-    def qsize(self, **kwargs: Any) -> Steps[int]:
+    def qsize(self, **kwargs: Any) -> Any:
         """How many values are queued now."""
         client = find_client(self._client, "Queue")
-        yield from self._created(client)
-        return int((yield Ask(client, lambda rid: CoordQueueSize(rid, self.name))))
+        return self._on(client, lambda: Ask(client, lambda rid: CoordQueueSize(rid, self.name),
+                                            then=int))
 
     def close(self) -> None:
         """Done with this queue (dask's ``Queue.close``): once every Queue object that
