@@ -132,9 +132,7 @@ def _start(client: Client, make: Callable[[int], Message], decode: Decode | None
 
 
 def _finish(client: Client, fut: concurrent.futures.Future[Any], number: int) -> None:
-    """The wait for a request sent on the connection as ``number`` ended."""
-    if not number:
-        return
+    """The wait for a request sent on the connection as ``number`` (not 0) ended."""
     _channel.client_sent(client, answered=True)
     if fut.done() and not fut.cancelled() and not isinstance(fut.exception(), ConnectionError):
         _direct.answered(client, number)  # an error the scheduler answered counts
@@ -155,8 +153,10 @@ def call(client: Client, make: Callable[[int], Message], decode: Decode | None =
             "done-callback); call it from another thread"
         )
     _, fut, number = _start(client, make, decode, None)
-    try:
+    if not number:  # applied directly: answered, or the answer comes on the connection
         return _loop.result_of(fut)  # ends: answered, or failed with the client's connection
+    try:
+        return _loop.result_of(fut)  # ends as above
     finally:
         _finish(client, fut, number)
 
@@ -181,7 +181,8 @@ async def ask(client: Client, make: Callable[[int], Message], decode: Decode | N
         except asyncio.CancelledError:
             _withdraw(client, rid, fut, undo)
             raise
-    _finish(client, fut, number)
+    if number:
+        _finish(client, fut, number)
     return fut.result()
 
 

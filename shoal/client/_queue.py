@@ -174,13 +174,18 @@ class Queue(ClientProperty):
     def _get(self, client: Client, n: int, seconds: float | None) -> Ask:
         if n == 0:
             return Ask(client, lambda rid: CoordQueueGet(rid, self.name, 0, seconds), adopt,
-                       lambda item: self._give_back(client, [item]), value_of)
+                       self._give_back_one, value_of)
         return Ask(client, lambda rid: CoordQueueGet(rid, self.name, n, seconds), adopt_all,
-                   lambda items: self._give_back(client, items), _values_of)
+                   self._give_back, _values_of)
 
-    def _give_back(self, client: Client, items: list[Any]) -> None:
-        """An awaiting get was cancelled, but items came: back to the front of the queue."""
-        if items:
+    def _give_back_one(self, item: Any) -> None:
+        self._give_back([item])
+
+    def _give_back(self, items: list[Any]) -> None:
+        """An awaiting get was cancelled, but items came: back to the front of the queue
+        (on the client it was created on: the one that asked)."""
+        client = self._created_on
+        if items and client is not None:
             send(client, CoordQueueReturn(self.name, [encode_again(item) for item in items]))
 
     @two_faced
