@@ -88,11 +88,16 @@ def two_faced(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         step = method(self, *args, **kwargs)
-        if type(step) is not Ask and type(step) is not Tell:  # answered without a request
+        kind = type(step)
+        if kind is not Ask and kind is not Tell:  # answered without a request
             return Ready(step) if awaited_here(_client_of(self)) else step
-        if not step.client.asynchronous or not awaited_here(step.client):
-            return _blocking(step)
-        return _started(step)
+        client = step.client
+        if client._asynchronous and awaited_here(client):
+            return _started(step)
+        if kind is Tell and not step.channel and step.then is None:  # (a put: at once)
+            send(client, step.msg)  # type: ignore[union-attr]
+            return None
+        return _blocking(step)
 
     return wrapper
 
