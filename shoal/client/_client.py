@@ -186,7 +186,7 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
         self._request_ids = itertools.count(1)
         self._requests: dict[int, asyncio.Future[Any]] = {}
         # Lock/Queue/Variable... requests waiting for their CoordReply (see _coordination).
-        self._coord_pending: dict[int, tuple[concurrent.futures.Future[Any], Any]] = {}
+        self._coord_pending: dict[int, tuple[concurrent.futures.Future[Any], Any, Any]] = {}
         self._worker_conns: dict[str, Connection] = {}
         self._conn: Connection | None = None
         # A TCP client reconnects when its connection drops (shoal/client/_reconnect.py):

@@ -7,24 +7,27 @@ Future of this client before any later message about that key is read. The sched
 decides everything (shoal/scheduler/coordination); nothing here polls: a wait ends with
 the reply, which comes at the latest at the request's deadline, or with the connection.
 A client in the scheduler's own process may have a request applied from the calling
-thread instead of sending it (shoal/client/_direct.py, whose order rule ``call`` and
-``send`` keep by counting what they send on the connection); its answer settles the same
-pending Future.
+thread instead of sending it (shoal/client/_direct.py, whose order rule ``call``, ``ask``
+and ``send`` keep by counting what they send on the connection); its answer settles the
+same pending Future.
+
+Two ways to wait for a reply: ``call`` blocks the calling thread; ``ask`` is a coroutine
+of the caller's event loop (an asynchronous client), woken by the reply, with no thread
+per waiting call. An ``ask`` cancelled while it waits withdraws its request
+(``CoordWithdraw``) and gives back an answer that came all the same (``undo``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import logging
-import threading
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from shoal import _loop
 from shoal.client import _channel, _direct
-from shoal.protocol._coord_messages import CoordKeysReceived, CoordReply
+from shoal.protocol._coord_messages import CoordKeysReceived, CoordReply, CoordWithdraw
 from shoal.protocol._messages import Message
 from shoal.protocol._serialize import Serialized, dumps, loads
 
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
     from shoal.client._client import Client
 
 Decode = Callable[["Client", int, Any], Any]
+Undo = Callable[[Any], None]
 
 logger = logging.getLogger("shoal.client")
 
@@ -96,90 +100,22 @@ class ClientProperty:
         return self._client
 
 
-def two_faced(method: Callable[..., Any]) -> Callable[..., Any]:
-    """A primitive's blocking method that, as in dask, returns an awaitable when its client
-    is asynchronous and it is called from a running event loop: the call then runs in a
-    thread of that loop's executor (it waits on shoal's loop, never on the caller's)."""
-
-    @functools.wraps(method)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        client = getattr(self, "_client", None)
-        if client is not None and not client.asynchronous:  # the usual case: block, at once
-            return method(self, *args, **kwargs)
-        if client is None:
-            try:  # the primitive's own lookup, which keeps the client it finds
-                getter = getattr(self, "_get_client", None)
-                client = getter() if getter is not None else find_client(None, "")
-            except NoClientError:
-                return method(self, *args, **kwargs)  # raises the same error, with its fix
-        if getattr(client, "asynchronous", False) and not _loop.in_loop_thread():
-            try:
-                caller = asyncio.get_running_loop()
-            except RuntimeError:  # no loop running in this thread: block, as a sync call
-                return method(self, *args, **kwargs)
-            return _in_own_thread(caller, functools.partial(method, self, *args, **kwargs))
-        return method(self, *args, **kwargs)
-
-    return wrapper
-
-
-def _in_own_thread(caller: asyncio.AbstractEventLoop, call: Callable[[], Any]) -> Any:
-    """A coroutine (dask's primitives return coroutines) of ``call()`` run at once in a
-    thread of its own. Not the caller loop's default executor: its few threads (32 at most)
-    were all taken by that many waits (``Queue.get``, ``Lock.acquire``...) and the call
-    that would end them (the ``put``, the ``release``) never got one."""
-    done: asyncio.Future[Any] = caller.create_future()
-
-    def deliver(value: Any, exc: BaseException | None) -> None:
-        if done.cancelled():
-            return
-        if exc is not None:
-            done.set_exception(exc)
-        else:
-            done.set_result(value)
-
-    def run() -> None:
-        value, exc = None, None
-        try:
-            value = call()  # ends: the primitive's own wait (its timeout, or the client's close)
-        except BaseException as failure:  # not swallowed: handed to the awaiting coroutine
-            exc = failure
-        try:
-            caller.call_soon_threadsafe(deliver, value, exc)
-        except RuntimeError:  # the caller's loop is closed: nobody awaits it any more
-            logger.debug("a coordination call ended after its caller's event loop closed")
-
-    threading.Thread(target=run, name="shoal-coordination-call", daemon=True).start()
-    return _awaited(done)
-
-
-async def _awaited(done: asyncio.Future[Any]) -> Any:
-    return await done
-
-
-def _pending(client: Client) -> dict[int, tuple[concurrent.futures.Future[Any], Decode | None]]:
+def _pending(client: Client) -> dict[int, tuple[concurrent.futures.Future[Any], Decode | None,
+                                              Undo | None]]:
     return client._coord_pending
 
 
-def call(client: Client, make: Callable[[int], Message], decode: Decode | None = None) -> Any:
-    """Send the request ``make(request_id)`` in order with the client's other messages and
-    wait for its reply. ``decode`` runs on the loop, as the reply is read.
-
-    Raises:
-        the error the scheduler answered with (TimeoutError, ValueError...), or
-        ConnectionError: the connection closed before the reply came.
-    """
-    if _loop.in_loop_thread():
-        raise RuntimeError(
-            "a blocking shoal call was made from inside shoal's event loop (for example in a "
-            "done-callback); call it from another thread"
-        )
+def _start(client: Client, make: Callable[[int], Message], decode: Decode | None,
+           undo: Undo | None) -> tuple[int, concurrent.futures.Future[Any], int]:
+    """Register the request ``make(request_id)`` and send it, in order with the client's
+    other messages: its id, the Future its reply settles, and its number on the
+    connection for :func:`_finish` (0: applied directly, nothing to count)."""
     client._check_open()
     _channel.before_client_message(client)
     rid = next(client._request_ids)
     fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
     pending = _pending(client)
-    pending[rid] = (fut, decode)
+    pending[rid] = (fut, decode, undo)
     # The client marks itself closed before failing what is pending: if it closed after
     # the check above, either this entry was failed, or the check below sees it.
     if not client._usable():
@@ -190,14 +126,107 @@ def call(client: Client, make: Callable[[int], Message], decode: Decode | None =
     if answer_now is not None:  # applied: answered now, or later on the connection
         for cmd in answer_now:
             on_reply(client, _as_reply(cmd))
+        return rid, fut, 0
+    return rid, fut, _direct.send_on_connection(
+        client, lambda: _queue_if_awaited(client, rid, msg))
+
+
+def _finish(client: Client, fut: concurrent.futures.Future[Any], number: int) -> None:
+    """The wait for a request sent on the connection as ``number`` (not 0) ended."""
+    _channel.client_sent(client, answered=True)
+    if fut.done() and not fut.cancelled() and not isinstance(fut.exception(), ConnectionError):
+        _direct.answered(client, number)  # an error the scheduler answered counts
+
+
+def call(client: Client, make: Callable[[int], Message], decode: Decode | None = None) -> Any:
+    """Send the request ``make(request_id)`` in order with the client's other messages and
+    wait for its reply, blocking the calling thread. ``decode`` runs on the loop, as the
+    reply is read.
+
+    Raises:
+        the error the scheduler answered with (TimeoutError, ValueError...), or
+        ConnectionError: the connection closed before the reply came.
+    """
+    if _loop.in_loop_thread():
+        raise RuntimeError(
+            "a blocking shoal call was made from inside shoal's event loop (for example in a "
+            "done-callback); call it from another thread"
+        )
+    _, fut, number = _start(client, make, decode, None)
+    if not number:  # applied directly: answered, or the answer comes on the connection
         return _loop.result_of(fut)  # ends: answered, or failed with the client's connection
-    number = _direct.send_on_connection(client, lambda: _queue_if_awaited(client, rid, msg))
     try:
-        return _loop.result_of(fut)  # ends as above: answered, or failed with the connection
+        return _loop.result_of(fut)  # ends as above
     finally:
-        _channel.client_sent(client, answered=True)
-        if fut.done() and not isinstance(fut.exception(), ConnectionError):
-            _direct.answered(client, number)  # an error the scheduler answered counts
+        _finish(client, fut, number)
+
+
+async def ask(client: Client, make: Callable[[int], Message], decode: Decode | None = None,
+              undo: Undo | None = None) -> Any:
+    """:func:`call` for a coroutine on the caller's event loop (an asynchronous client):
+    nothing blocks and no thread waits; the reply, read on shoal's loop, wakes it.
+
+    Cancelled while it waits, the request is withdrawn (the scheduler drops it if it still
+    waits) and whatever its answer gives if it came all the same is given back:
+    ``undo(value)`` with the decoded value (release the lease, return the queue items), on
+    shoal's loop if the answer comes later, here if it came already.
+
+    Raises:
+        as :func:`call`.
+    """
+    rid, fut, number = _start(client, make, decode, undo or _nothing)
+    if not fut.done():
+        try:
+            await _settled(fut)  # ends: the reply, or the connection's loss, settles fut
+        except asyncio.CancelledError:
+            _withdraw(client, rid, fut, undo)
+            raise
+    if number:
+        _finish(client, fut, number)
+    return fut.result()
+
+
+def _nothing(value: Any) -> None:
+    """The undo of an answer that gives nothing to give back."""
+
+
+def _settled(fut: concurrent.futures.Future[Any]) -> asyncio.Future[None]:
+    """A future of the running loop, done once ``fut`` (settled on shoal's loop) is."""
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def wake(_: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(_wake, waiter)
+        except RuntimeError:  # the caller's loop is closed: nobody awaits it any more
+            logger.debug("a coordination reply came after its caller's event loop closed")
+
+    fut.add_done_callback(wake)
+    return waiter
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _withdraw(client: Client, rid: int, fut: concurrent.futures.Future[Any],
+              undo: Undo | None) -> None:
+    """The caller of request ``rid`` stopped waiting: no answer yet, the scheduler drops
+    it (and :func:`on_reply` gives back an answer already on its way); answered, its
+    answer is given back here."""
+    if fut.cancel():
+        try:
+            send(client, CoordWithdraw(rid))
+        except Exception as exc:  # a client closed: its requests went with its connection
+            logger.debug("withdrawing coordination request %d: %r", rid, exc)
+        return
+    try:
+        value = fut.result()  # ends: settled, or being settled on shoal's loop right now
+    except Exception:
+        return  # an error: it gave nothing
+    if undo is not None:
+        undo(value)
 
 
 def _queue_if_awaited(client: Client, rid: int, msg: Message) -> None:
@@ -247,7 +276,10 @@ def on_reply(client: Client, msg: CoordReply) -> None:
     entry = _pending(client).pop(msg.request_id, None)
     if entry is None:
         return
-    fut, decode = entry
+    fut, decode, undo = entry
+    if undo is not None and not fut.set_running_or_notify_cancel():
+        _give_back(client, msg, decode, undo)  # its caller stopped waiting (ask)
+        return
     if not msg.ok:
         try:
             answer(msg)
@@ -262,11 +294,24 @@ def on_reply(client: Client, msg: CoordReply) -> None:
     fut.set_result(value)
 
 
+def _give_back(client: Client, msg: CoordReply, decode: Decode | None, undo: Undo) -> None:
+    """On the loop: the answer to a request whose caller had stopped waiting came before
+    its withdrawal reached the scheduler. Taken as usual (a future key becomes a Future,
+    a lease this object's), then given back."""
+    if not msg.ok:
+        return  # nothing was given (or it is the withdrawal's own answer)
+    try:
+        undo(decode(client, msg.request_id, msg.value) if decode is not None else msg.value)
+    except Exception:  # the loop reads on; the scheduler frees it with the connection
+        logger.exception("giving back the answer to cancelled coordination request %d",
+                         msg.request_id)
+
+
 def fail_pending(client: Client, reason: str) -> None:
     """The connection is gone or the client closed: end every wait with an error."""
     pending = _pending(client)
     while pending:
-        _, (fut, _) = pending.popitem()
+        _, (fut, _, _) = pending.popitem()
         if not fut.done():
             fut.set_exception(ConnectionError(reason))
 
@@ -285,6 +330,13 @@ def encode(value: Any) -> tuple[str, Any]:
     if isinstance(value, Future):
         return ("future", value.key)
     return ("data", dumps(value))
+
+
+def encode_again(item: Any) -> tuple[str, Any]:
+    """An item as :func:`adopt` made it (a Future, or data still serialized), to send
+    back: as :func:`encode` made it."""
+    kind, value = item
+    return ("future", value.key) if kind == "future" else (kind, value)
 
 
 def adopt(client: Client, rid: int, item: Any) -> Any:

@@ -9,13 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from dask.utils import parse_timedelta
 
-from shoal.client._coordination import (
-    AwaitableSelf,
-    ClientProperty,
-    call,
-    find_client,
-    two_faced,
-)
+from shoal.client._coord_faces import Ask, two_faced
+from shoal.client._coordination import AwaitableSelf, ClientProperty, find_client
 from shoal.protocol._coord_messages import (
     CoordEventClear,
     CoordEventIsSet,
@@ -48,7 +43,7 @@ class Event(AwaitableSelf, ClientProperty):
         return client
 
     @two_faced
-    def wait(self, timeout: Any = None) -> bool:
+    def wait(self, timeout: Any = None) -> Ask:
         """Wait until the flag is set.
 
         Returns:
@@ -56,21 +51,21 @@ class Event(AwaitableSelf, ClientProperty):
         """
         client = self._get_client()
         seconds = parse_timedelta(timeout)
-        return bool(call(client, lambda rid: CoordEventWait(rid, self.name, seconds)))
+        return Ask(client, lambda rid: CoordEventWait(rid, self.name, seconds), then=bool)
 
     @two_faced
-    def set(self) -> None:
+    def set(self) -> Ask:
         """Set the flag: every waiter returns True."""
-        call(self._get_client(), lambda rid: CoordEventSet(rid, self.name))
+        return Ask(self._get_client(), lambda rid: CoordEventSet(rid, self.name))
 
     @two_faced
-    def clear(self) -> None:
+    def clear(self) -> Ask:
         """Clear the flag: waiters wait again."""
-        call(self._get_client(), lambda rid: CoordEventClear(rid, self.name))
+        return Ask(self._get_client(), lambda rid: CoordEventClear(rid, self.name))
 
     @two_faced
-    def is_set(self) -> bool:
-        return bool(call(self._get_client(), lambda rid: CoordEventIsSet(rid, self.name)))
+    def is_set(self) -> Ask:
+        return Ask(self._get_client(), lambda rid: CoordEventIsSet(rid, self.name), then=bool)
 
     def __reduce__(self) -> Any:
         return (Event, (self.name,))

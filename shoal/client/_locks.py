@@ -21,8 +21,8 @@ import dask
 from dask.utils import parse_timedelta
 
 from shoal import _loop
-from shoal.client import _channel
-from shoal.client._coordination import AwaitableSelf, answer, call, find_client, send, two_faced
+from shoal.client._coord_faces import Ask, Tell, two_faced
+from shoal.client._coordination import AwaitableSelf, call, find_client, send
 from shoal.protocol._coord_messages import (
     CoordMultiLockAcquire,
     CoordMultiLockRelease,
@@ -67,6 +67,10 @@ def _check_name(name: Any, what: str) -> None:
         raise TypeError(f"{what} name must be a string, got {type(name).__name__}: {name!r}")
 
 
+def _true(_: None) -> bool:
+    return True
+
+
 class Semaphore(AwaitableSelf):
     """A semaphore of ``max_leases`` leases kept by the scheduler.
 
@@ -105,7 +109,7 @@ class Semaphore(AwaitableSelf):
         """Kept for dask compatibility: shoal creates the semaphore at its first acquire."""
 
     @two_faced
-    def acquire(self, timeout: Any = None) -> bool:
+    def acquire(self, timeout: Any = None) -> Ask:
         """Take a lease, waiting for one to be free.
 
         Args:
@@ -114,6 +118,9 @@ class Semaphore(AwaitableSelf):
         Returns:
             True once a lease is held; False if none was free within ``timeout``.
         """
+        return self._acquire(timeout)
+
+    def _acquire(self, timeout: Any) -> Ask:
         client = self._get_client()
         seconds = parse_timedelta(timeout)
         lease = f"{_PROCESS_TOKEN}-{next(_lease_numbers)}"
@@ -122,17 +129,11 @@ class Semaphore(AwaitableSelf):
             return CoordSemaphoreAcquire(
                 rid, self.name, self.max_leases, lease, self._lease_timeout, seconds)
 
-        channel = _channel.for_thread(client)
-        if channel is not None:  # a task thread: its own channel, no loop in between
-            ok = answer(channel.call(make))
-            if ok:
-                self._lease_taken(client, lease)
-            return bool(ok)
-        ok = call(client, make, lambda client, rid, ok: self._on_answer(client, lease, ok))
-        return bool(ok)
+        return Ask(client, make, lambda client, rid, ok: self._on_answer(client, lease, ok),
+                   lambda ok: self._give_back(client, lease, ok), then=bool, channel=True)
 
     @two_faced
-    def release(self) -> bool:
+    def release(self) -> Tell:
         """Give back the oldest lease this object holds.
 
         Raises:
@@ -142,17 +143,13 @@ class Semaphore(AwaitableSelf):
             raise RuntimeError("Released too often")
         client = self._get_client()
         lease = self._leases.popleft()
-        channel = _channel.for_thread(client)
-        if channel is not None:
-            channel.send(CoordSemaphoreRelease(self.name, lease))
-        else:
-            send(client, CoordSemaphoreRelease(self.name, lease))
-        return True
+        return Tell(client, CoordSemaphoreRelease(self.name, lease), _true, channel=True)
 
     @two_faced
-    def get_value(self) -> int:
+    def get_value(self) -> Ask:
         """How many leases are held now (by anyone)."""
-        return int(call(self._get_client(), lambda rid: CoordSemaphoreValue(rid, self.name)))
+        return Ask(self._get_client(), lambda rid: CoordSemaphoreValue(rid, self.name),
+                   then=int)
 
     def close(self) -> None:
         """Forget this semaphore on the scheduler (leases still held are dropped, and this
@@ -168,6 +165,16 @@ class Semaphore(AwaitableSelf):
         if ok:
             self._lease_taken(client, lease)
         return ok
+
+    def _give_back(self, client: Client, lease: str, ok: Any) -> None:
+        """An awaiting acquire was cancelled, but the lease came: release it."""
+        if not ok:
+            return
+        with self._refresh_lock:
+            if lease not in self._leases:
+                return
+            self._leases.remove(lease)
+        send(client, CoordSemaphoreRelease(self.name, lease))
 
     def _lease_taken(self, client: Client, lease: str) -> None:
         """In any thread: ``lease`` is this object's from now on; while it holds leases, the
@@ -243,7 +250,7 @@ class Lock(Semaphore):
         super().__init__(max_leases=1, name=name or f"lock-{uuid.uuid4().hex}", client=client)
 
     @two_faced
-    def acquire(self, blocking: bool = True, timeout: Any = None) -> bool:  # type: ignore[override]
+    def acquire(self, blocking: bool = True, timeout: Any = None) -> Ask:  # type: ignore[override]
         """Take the lock.
 
         Args:
@@ -260,12 +267,13 @@ class Lock(Semaphore):
             if timeout is not None:
                 raise ValueError("can't specify a timeout for a non-blocking call")
             timeout = 0
-        return super().acquire(timeout=timeout)
+        return self._acquire(timeout)
 
     @two_faced
-    def locked(self) -> bool:
+    def locked(self) -> Ask:
         """Whether anyone holds the lock now."""
-        return self.get_value() == 1
+        return Ask(self._get_client(), lambda rid: CoordSemaphoreValue(rid, self.name),
+                   then=lambda held: held == 1)
 
     def __getstate__(self) -> Any:
         return self.name
@@ -295,7 +303,7 @@ class MultiLock:
 
     @two_faced
     def acquire(self, blocking: bool = True, timeout: Any = None,
-                num_locks: int | None = None) -> bool:
+                num_locks: int | None = None) -> Ask:
         """Take all the locks (or ``num_locks`` of them), or none.
 
         Returns:
@@ -314,13 +322,20 @@ class MultiLock:
         client = find_client(self._client, "MultiLock")
         self._client = client
         n = num_locks or len(self.names)
-        ok = call(client, lambda rid: CoordMultiLockAcquire(
-            rid, self.names, self.id, n, seconds))
+        return Ask(client, lambda rid: CoordMultiLockAcquire(rid, self.names, self.id, n, seconds),
+                   undo=lambda ok: self._give_back(client, ok), then=self._acquired)
+
+    def _acquired(self, ok: Any) -> bool:
         self._locked = bool(ok)
-        return bool(ok)
+        return self._locked
+
+    def _give_back(self, client: Client, ok: Any) -> None:
+        """An awaiting acquire was cancelled, but the locks came: release them."""
+        if ok:
+            send(client, CoordMultiLockRelease(self.id))
 
     @two_faced
-    def release(self) -> None:
+    def release(self) -> Tell:
         """Give all the locks back.
 
         Raises:
@@ -328,7 +343,10 @@ class MultiLock:
         """
         if not self.locked():
             raise ValueError("Lock is not yet acquired")
-        send(find_client(self._client, "MultiLock"), CoordMultiLockRelease(self.id))
+        return Tell(find_client(self._client, "MultiLock"), CoordMultiLockRelease(self.id),
+                    self._released)
+
+    def _released(self, _: None) -> None:
         self._locked = False
 
     def locked(self) -> bool:

@@ -13,21 +13,23 @@ dask's put + get.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import uuid
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from dask.utils import parse_timedelta
 
+from shoal.client._coord_faces import Ask, Tell, awaited_here, blocking, two_faced
 from shoal.client._coordination import (
-    AwaitableSelf,
     ClientProperty,
     adopt,
     adopt_all,
-    call,
     encode,
+    encode_again,
     find_client,
     send,
-    two_faced,
     value_of,
 )
 from shoal.protocol._coord_messages import (
@@ -35,6 +37,7 @@ from shoal.protocol._coord_messages import (
     CoordQueueGet,
     CoordQueuePut,
     CoordQueueRelease,
+    CoordQueueReturn,
     CoordQueueSize,
 )
 
@@ -42,7 +45,15 @@ if TYPE_CHECKING:
     from shoal.client._client import Client
 
 
-class Queue(AwaitableSelf, ClientProperty):
+def _nothing() -> None:
+    return None
+
+
+def _values_of(items: list[Any]) -> list[Any]:
+    return [value_of(item) for item in items]
+
+
+class Queue(ClientProperty):
     """A named queue shared by every client and task that uses the same name.
 
     Args:
@@ -64,33 +75,68 @@ class Queue(AwaitableSelf, ClientProperty):
         self._created_on: Client | None = None
         self._bounded = True  # until the scheduler says which maxsize is in force
         try:
-            self._get_client()
+            found = find_client(client, "Queue")
         except ValueError:
-            pass  # created at first use, once a client exists
+            return  # created at first use, once a client exists
+        if not awaited_here(found):  # (an asynchronous one creates it when awaited)
+            blocking(self._on(found, _nothing))
 
-    def _get_client(self) -> Client:
-        client = find_client(self._client, "Queue")
-        if self._created_on is not client:
-            in_force = call(client, lambda rid: CoordQueueCreate(rid, self.name, self.maxsize))
-            self._bounded = bool(in_force)
-            self._created_on = client
-        return client
+    def __await__(self) -> Generator[Any, None, Queue]:
+        """dask's asynchronous constructor: ``q = await Queue(...)`` creates the queue on
+        the scheduler (with this object's maxsize) and gives the object back."""
+        return self._create_awaited().__await__()
+
+    async def _create_awaited(self) -> Queue:
+        created = self._create()
+        if inspect.isawaitable(created):
+            await created
+        return self
 
     @two_faced
-    def put(self, value: Any, timeout: Any = None, **kwargs: Any) -> None:
+    def _create(self) -> Any:
+        return self._on(find_client(self._client, "Queue"), _nothing)
+
+    def _on(self, client: Client, step: Callable[[], Any]) -> Any:
+        """``step()`` once the queue is created on ``client``'s scheduler (the first use
+        asks for it, with this object's maxsize; later ones, even while that request is on
+        its way, do not)."""
+        if self._created_on is client:
+            return step()
+        self._created_on = client
+
+        def answered(in_force: Any) -> Any:
+            self._create_answered(in_force)
+            return step()
+
+        def failed(exc: BaseException) -> None:
+            if not isinstance(exc, asyncio.CancelledError) and self._created_on is client:
+                self._created_on = None  # (cancelled, it is created all the same)
+
+        return Ask(client, lambda rid: CoordQueueCreate(rid, self.name, self.maxsize),
+                   undo=self._create_answered, then=answered, failed=failed)
+
+    def _create_answered(self, in_force: Any) -> None:
+        self._bounded = bool(in_force)
+
+    @two_faced
+    def put(self, value: Any, timeout: Any = None, **kwargs: Any) -> Any:
         """Add ``value`` (data or a Future) at the end, waiting for room if the queue is full.
 
         Raises:
             TimeoutError: still full after ``timeout`` seconds.
             TypeError: ``value`` cannot be pickled.
         """
-        client = self._get_client()
+        client = find_client(self._client, "Queue")
         seconds = parse_timedelta(timeout)
         item = encode(value)
-        if item[0] == "data" and not self._bounded:
-            send(client, CoordQueuePut(0, self.name, item, None))  # nothing to wait for
-            return
-        call(client, lambda rid: CoordQueuePut(rid, self.name, item, seconds))
+        if self._created_on is not client:
+            return self._on(client, lambda: self._put(client, item, seconds))
+        return self._put(client, item, seconds)
+
+    def _put(self, client: Client, item: tuple[str, Any], seconds: float | None) -> Ask | Tell:
+        if item[0] == "data" and not self._bounded:  # nothing to wait for
+            return Tell(client, CoordQueuePut(0, self.name, item, None))
+        return Ask(client, lambda rid: CoordQueuePut(rid, self.name, item, seconds))
 
     @two_faced
     def get(self, timeout: Any = None, batch: bool | int = False, **kwargs: Any) -> Any:
@@ -120,18 +166,34 @@ class Queue(AwaitableSelf, ClientProperty):
             n = batch
         else:
             raise ValueError(f"batch must be True, False or an integer >= 0, got {batch!r}")
-        client = self._get_client()
+        client = find_client(self._client, "Queue")
+        if self._created_on is not client:
+            return self._on(client, lambda: self._get(client, n, seconds))
+        return self._get(client, n, seconds)
+
+    def _get(self, client: Client, n: int, seconds: float | None) -> Ask:
         if n == 0:
-            item = call(client, lambda rid: CoordQueueGet(rid, self.name, 0, seconds), adopt)
-            return value_of(item)
-        items = call(client, lambda rid: CoordQueueGet(rid, self.name, n, seconds), adopt_all)
-        return [value_of(item) for item in items]
+            return Ask(client, lambda rid: CoordQueueGet(rid, self.name, 0, seconds), adopt,
+                       self._give_back_one, value_of)
+        return Ask(client, lambda rid: CoordQueueGet(rid, self.name, n, seconds), adopt_all,
+                   self._give_back, _values_of)
+
+    def _give_back_one(self, item: Any) -> None:
+        self._give_back([item])
+
+    def _give_back(self, items: list[Any]) -> None:
+        """An awaiting get was cancelled, but items came: back to the front of the queue
+        (on the client it was created on: the one that asked)."""
+        client = self._created_on
+        if items and client is not None:
+            send(client, CoordQueueReturn(self.name, [encode_again(item) for item in items]))
 
     @two_faced
-    def qsize(self, **kwargs: Any) -> int:
+    def qsize(self, **kwargs: Any) -> Any:
         """How many values are queued now."""
-        client = self._get_client()
-        return int(call(client, lambda rid: CoordQueueSize(rid, self.name)))
+        client = find_client(self._client, "Queue")
+        return self._on(client, lambda: Ask(client, lambda rid: CoordQueueSize(rid, self.name),
+                                            then=int))
 
     def close(self) -> None:
         """Done with this queue (dask's ``Queue.close``): once every Queue object that

@@ -13,16 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from dask.utils import parse_timedelta
 
-from shoal.client._coordination import (
-    ClientProperty,
-    adopt,
-    call,
-    encode,
-    find_client,
-    send,
-    two_faced,
-    value_of,
-)
+from shoal.client._coord_faces import Ask, Tell, two_faced
+from shoal.client._coordination import ClientProperty, adopt, encode, find_client, value_of
 from shoal.protocol._coord_messages import CoordVariableDelete, CoordVariableGet, CoordVariableSet
 
 if TYPE_CHECKING:
@@ -51,7 +43,7 @@ class Variable(ClientProperty):
         return client
 
     @two_faced
-    def set(self, value: Any, timeout: Any = "30 s", **kwargs: Any) -> None:
+    def set(self, value: Any, timeout: Any = "30 s", **kwargs: Any) -> Ask:
         """Make ``value`` (data or a Future) the variable's value.
 
         Raises:
@@ -60,10 +52,10 @@ class Variable(ClientProperty):
         """
         client = self._get_client()
         item = encode(value)
-        call(client, lambda rid: CoordVariableSet(rid, self.name, item))
+        return Ask(client, lambda rid: CoordVariableSet(rid, self.name, item))
 
     @two_faced
-    def get(self, timeout: Any = None, **kwargs: Any) -> Any:
+    def get(self, timeout: Any = None, **kwargs: Any) -> Ask:
         """The current value, waiting for a first one to be set.
 
         Raises:
@@ -71,14 +63,16 @@ class Variable(ClientProperty):
         """
         client = self._get_client()
         seconds = parse_timedelta(timeout)
-        return value_of(call(client, lambda rid: CoordVariableGet(rid, self.name, seconds), adopt))
+        return Ask(client, lambda rid: CoordVariableGet(rid, self.name, seconds), adopt,
+                   then=value_of)
 
     @two_faced
-    def delete(self) -> None:
+    def delete(self) -> Tell | None:
         """Forget the value (for every client); a future value's key is let go."""
         client = self._get_client()
         if client._usable():  # (reconnecting: sent to the new session)
-            send(client, CoordVariableDelete(self.name))
+            return Tell(client, CoordVariableDelete(self.name))
+        return None
 
     def __reduce__(self) -> Any:
         return (Variable, (self.name,))

@@ -98,6 +98,15 @@ class CoordQueueSize(Message):
     name: str
 
 
+@_message("coord-queue-return")
+class CoordQueueReturn(Message):
+    """Items of a get whose caller had stopped waiting (cancelled) when they came: back
+    to the front of the queue, in order (no reply)."""
+
+    name: str
+    items: list[tuple[str, Any]]
+
+
 @_message("coord-queue-release")
 class CoordQueueRelease(Message):
     """``Queue.close()``: one Queue object is done with ``name`` (no reply)."""
@@ -153,6 +162,14 @@ class CoordEventIsSet(Message):
 class CoordKeysReceived(Message):
     """The client made Futures of the keys in the reply to ``request_id``: the primitive
     may hand its hold on them over to the client."""
+
+    request_id: int
+
+
+@_message("coord-withdraw")
+class CoordWithdraw(Message):
+    """The caller stopped waiting for request ``request_id`` (cancelled): the scheduler
+    drops it if it still waits, answering it with a CancelledError that nobody raises."""
 
     request_id: int
 

@@ -33,8 +33,9 @@ from shoal.protocol._wire_checks import _DEEP, _NUM, _SEQ, ProtocolError
 # the session it had before (``previous``), which the scheduler drops at once on reconnect;
 # 14: a nanny's own word that it kills its worker for memory (NannyMemoryTerminated, Hello
 # role "nanny"); 15: a worker's Register may name it by a float, bool, bytes or tuple (as
-# dask's names), and result type names are dask's typename ("numpy.ndarray")
-PROTOCOL_VERSION = 15
+# dask's names), and result type names are dask's typename ("numpy.ndarray"); 16:
+# CoordWithdraw and CoordQueueReturn (a cancelled awaiting call of a primitive)
+PROTOCOL_VERSION = 16
 
 Key = Any  # str, int, float or a tuple of them (dask keys)
 

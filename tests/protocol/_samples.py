@@ -90,6 +90,8 @@ SAMPLES: dict[str, m.Message] = {
     "coord-event-wait": cm.CoordEventWait(12, "ready", 10),
     "coord-event-is-set": cm.CoordEventIsSet(13, "ready"),
     "coord-keys-received": cm.CoordKeysReceived(16),
+    "coord-queue-return": cm.CoordQueueReturn("jobs", [("data", SMALL), ("future", ("x", 1))]),
+    "coord-withdraw": cm.CoordWithdraw(17),
     "coord-reply": cm.CoordReply(14, False, ["TimeoutError", "queue 'jobs' stayed empty"]),
     "actor-call": m.ActorCall(11, "Counter-1a2b", "increment", TWO_FRAMES),
     "actor-result": m.ActorResult(11, False, {"kind": "exception", "message": "boom"}),

@@ -126,6 +126,16 @@ class QueueSize(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class QueueReturn(Event):
+    """Items a queue gave to a getter that had stopped waiting for them (its withdrawal
+    came too late): back to the front, in order."""
+
+    holder: str
+    name: str
+    items: list[Item]
+
+
+@dataclass(frozen=True, slots=True)
 class QueueRelease(Event):
     """One Queue object closed: the queue goes once every create has been released."""
 
@@ -202,6 +212,16 @@ class KeysReceived(Event):
     holder: str
     rid: int
 
+
+@dataclass(frozen=True, slots=True)
+class Withdraw(Event):
+    """``holder`` stopped waiting for its request ``rid`` (an awaiting call was cancelled):
+    if the request still waits, it leaves (answered with a "CancelledError" Fail that
+    nobody raises); if it was answered already, nothing changes here (the holder gives
+    back what it got: a lease released, queue items returned)."""
+
+    holder: str
+    rid: int
 
 
 @dataclass(frozen=True, slots=True)

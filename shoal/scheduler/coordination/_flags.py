@@ -14,6 +14,7 @@ from shoal.scheduler.coordination._events import (
     Reply,
     WakeAt,
 )
+from shoal.scheduler.coordination._waiting import take_out
 
 
 @dataclass(slots=True)
@@ -51,6 +52,9 @@ class Flags:
 
     def is_set(self, ev: EventIsSet) -> None:
         self.out.append(Reply(ev.holder, ev.rid, ev.name in self.raised))
+
+    def withdraw(self, holder: str, rid: int) -> bool:
+        return take_out(self.waiters, holder, rid)
 
     def holder_left(self, holder: str) -> None:
         for name in list(self.waiters):

@@ -77,6 +77,13 @@ class MultiLocks:
             return
         self._leave(ev.lock_id)
 
+    def withdraw(self, holder: str, rid: int) -> bool:
+        for lock_id, req in self.requests.items():
+            if req.rid == rid and req.holder == holder and req.needed:
+                self._leave(lock_id)
+                return True
+        return False
+
     def holder_left(self, holder: str) -> None:
         for lock_id in [i for i, r in self.requests.items() if r.holder == holder]:
             if lock_id in self.requests:

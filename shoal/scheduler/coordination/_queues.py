@@ -23,6 +23,7 @@ from shoal.scheduler.coordination._events import (
     QueueGet,
     QueuePut,
     QueueRelease,
+    QueueReturn,
     QueueSize,
     Reply,
     WakeAt,
@@ -136,6 +137,35 @@ class Queues:
     def size(self, ev: QueueSize) -> None:
         q = self.queues.get(ev.name)
         self.out.append(Reply(ev.holder, ev.rid, len(q.items) if q is not None else 0))
+
+    def give_back(self, ev: QueueReturn) -> None:
+        """Items a getter that had stopped waiting got: back to the front, held again (a
+        future's key is the client's since it made its Future). A queue closed since
+        keeps nothing, as it kept nothing of its own items."""
+        q = self.queues.get(ev.name)
+        if q is None:
+            return
+        for kind, value in ev.items:
+            if kind == "future":
+                self.holds.take(owner_of(ev.name), value)
+        q.items.extendleft(reversed(ev.items))
+        self._serve(ev.name, q)
+
+    def withdraw(self, holder: str, rid: int) -> bool:
+        """Take request ``rid`` of ``holder`` out of the line it waits in, if it waits."""
+        for name, q in self.queues.items():
+            for g in q.getters:
+                if g.rid == rid and g.holder == holder:
+                    q.getters.remove(g)
+                    q.items.extendleft(reversed(g.got))  # half a batch goes back, in order
+                    self._serve(name, q)
+                    return True
+            for p in q.putters:
+                if p.rid == rid and p.holder == holder:
+                    q.putters.remove(p)
+                    self._forget_item(name, q, p.item)
+                    return True
+        return False
 
     def holder_left(self, holder: str) -> None:
         for name, q in self.queues.items():

@@ -125,6 +125,15 @@ class Semaphores:
                                      f"semaphore {ev.name!r} was closed while waiting"))
         self.out.append(Reply(ev.holder, ev.rid, None))
 
+    def withdraw(self, holder: str, rid: int) -> bool:
+        for name, sem in self.semaphores.items():
+            for w in sem.waiters:
+                if w.rid == rid and w.holder == holder:
+                    sem.waiters.remove(w)
+                    self._forget_if_idle(name, sem)
+                    return True
+        return False
+
     def holder_left(self, holder: str, now: float) -> None:
         for name, sem in list(self.semaphores.items()):
             gone = [lid for lid, lease in sem.leases.items() if lease.holder == holder]

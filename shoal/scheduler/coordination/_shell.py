@@ -80,6 +80,8 @@ _BUILD: dict[type, Callable[[str, Any, float], Any]] = {
         h, x.request_id, x.name, _deadline(x.timeout, now), now),
     cm.CoordEventIsSet: lambda h, x, now: ev.EventIsSet(h, x.request_id, x.name),
     cm.CoordKeysReceived: lambda h, x, now: ev.KeysReceived(h, x.request_id),
+    cm.CoordQueueReturn: lambda h, x, now: ev.QueueReturn(h, x.name, [_item(i) for i in x.items]),
+    cm.CoordWithdraw: lambda h, x, now: ev.Withdraw(h, x.request_id),
 }
 
 MESSAGES = frozenset(_BUILD)

@@ -45,6 +45,7 @@ class CoordinationState:
             ev.QueueGet: self.queues.get,
             ev.QueueSize: self.queues.size,
             ev.QueueRelease: self.queues.release,
+            ev.QueueReturn: self.queues.give_back,
             ev.VariableSet: self.variables.set,
             ev.VariableGet: self.variables.get,
             ev.VariableDelete: self.variables.delete,
@@ -53,6 +54,7 @@ class CoordinationState:
             ev.EventWait: self.flags.wait,
             ev.EventIsSet: self.flags.is_set,
             ev.KeysReceived: self._keys_received,
+            ev.Withdraw: self._withdraw,
             ev.HolderLeft: self._holder_left,
             ev.Tick: self._tick,
         }
@@ -67,6 +69,14 @@ class CoordinationState:
 
     def _keys_received(self, event: ev.KeysReceived) -> None:
         self.holds.received(event.holder, event.rid)
+
+    def _withdraw(self, event: ev.Withdraw) -> None:
+        for primitives in (self.queues, self.semaphores, self.flags, self.variables,
+                           self.multilocks):
+            if primitives.withdraw(event.holder, event.rid):
+                self._out.append(ev.Fail(event.holder, event.rid, "CancelledError",
+                                         "the caller stopped waiting (cancelled)"))
+                return
 
     def _holder_left(self, event: ev.HolderLeft) -> None:
         self.semaphores.holder_left(event.holder, event.now)

@@ -21,6 +21,7 @@ from shoal.scheduler.coordination._events import (
     WakeAt,
 )
 from shoal.scheduler.coordination._holds import Holds
+from shoal.scheduler.coordination._waiting import take_out
 
 
 def owner_of(name: str) -> str:
@@ -70,6 +71,9 @@ class Variables:
         old = self.values.pop(ev.name, None)
         if old is not None and old[0] == "future":
             self.holds.let_go(owner_of(ev.name), old[1])
+
+    def withdraw(self, holder: str, rid: int) -> bool:
+        return take_out(self.getters, holder, rid)
 
     def holder_left(self, holder: str) -> None:
         for name in list(self.getters):
