@@ -390,7 +390,8 @@ class Register(Message):
 @_message("tasks-started")
 class TasksStarted(Message):
     """The worker's threads began running these tasks (batched with other reports), for
-    these runs (``Compute.run``, one per key)."""
+    these runs (``Compute.run``, one per key). Empty: the worker process is ready to run
+    tasks (its background imports are done); until a first one, its death blames no task."""
 
     keys: list[Key]
     runs: list[int]

@@ -36,6 +36,8 @@ class ReportHandlers(StateBase):
 
     def _on_started(self, ev: ExecutionStarted) -> None:
         ws = self.workers.get(ev.worker)
+        if ws is not None:
+            ws.ready = True
         tasks = self.tasks
         for key, run in zip(ev.keys, ev.runs, strict=False):  # a short list: the rest ignored
             ts = tasks.get(key)

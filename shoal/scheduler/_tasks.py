@@ -397,6 +397,7 @@ class WorkerState:
         "paused",
         "pid",
         "processing",
+        "ready",
         "resources",
         "started",
         "stealable",
@@ -434,6 +435,9 @@ class WorkerState:
         self.paused = False  # memory past its pause threshold: nothing new is placed here
         self.cpu = 0.0
         self.executing = 0
+        # It said it runs tasks (a start notice, empty once its background imports are
+        # done): until then its queued tasks wait, and its death blames none of them.
+        self.ready = False
         # Abstract resources it offers, and what of them its processing tasks leave free.
         self.resources: dict[str, float] = dict(resources or {})
         self.free: dict[str, float] = dict(self.resources)

@@ -60,10 +60,11 @@ class WorkerHandlers(StateBase):
     def _suspects(self, ws: WorkerState) -> list[TaskState]:
         """The tasks ``ws`` was running when it died: those it reported starting. A worker
         may die before its first report leaves (a task that kills it at once): then its
-        threads were running its first tasks in priority order, as its executor picks them.
-        Tasks only queued there are innocent."""
+        threads were running its first tasks in priority order, as its executor picks them
+        (once it said it was ready: before, its tasks waited for its imports). Tasks only
+        queued there are innocent."""
         suspects = [ts for ts in ws.processing if ts.started]
-        if not suspects and ws.processing:
+        if not suspects and ws.processing and ws.ready:
             suspects = heapq.nsmallest(ws.nthreads, ws.processing, key=lambda t: t.prio)
         return suspects
 

@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 
 from shoal._loop import run_main
 from shoal.worker._execute import WARM_IMPORTS_ENV, import_in_background
@@ -36,6 +37,9 @@ EXIT_PRELOAD_FAILED = 7
 EXIT_MEMORY = 8
 # The nanny's pid, set by the nanny: the worker dies with it (see _die_with_parent).
 PARENT_PID_ENV = "SHOAL_NANNY_PID"
+# Seconds the import thread waits for the loop to send the worker's ready notice before
+# letting tasks start anyway (a loop that busy is not about to lose a notice it queued).
+READY_NOTICE_TIMEOUT = 5.0
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
@@ -233,10 +237,27 @@ def main(argv: list[str] | None = None) -> int:
         # (shoal.client._scheduler_names: a task's compute(scheduler="distributed") means the
         # worker's shoal client, as dask's means its own.) Started from the scheduler's answer,
         # before the first tasks that may come with it: unpickling waits for these imports.
+        # Once imported, it tells the scheduler it is ready before any task starts (until
+        # then, its death blames none of the tasks waiting for the import).
+        def say_ready() -> None:  # in the import thread
+            said = threading.Event()
+
+            def on_loop() -> None:
+                try:
+                    worker.say_ready()
+                finally:
+                    said.set()
+
+            try:
+                loop.call_soon_threadsafe(on_loop)
+            except RuntimeError:  # the loop closed: the worker is gone
+                return
+            said.wait(READY_NOTICE_TIMEOUT)  # ends: the loop runs it soon, or the timeout
+
         def warm_imports() -> None:
             worker.on_registered = None  # once: a later registration finds them imported
             import_in_background("dask._task_spec", "dask.sizeof",
-                                 "shoal.client._scheduler_names", *warm)
+                                 "shoal.client._scheduler_names", *warm, then=say_ready)
 
         worker.on_registered = warm_imports
         # Registering may wait for the scheduler (up to the death timeout); a SIGTERM meanwhile

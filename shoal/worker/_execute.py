@@ -52,11 +52,14 @@ def unpickle(ser: Serialized, functions: FunctionTable | None = None) -> Any:
         return loads(ser, functions)
 
 
-def import_in_background(*modules: str) -> threading.Thread:
+def import_in_background(*modules: str, then: Callable[[], None] | None = None
+                         ) -> threading.Thread:
     """Import ``modules`` in a daemon thread, holding :func:`unpickle`'s lock: unpickling
     waits for it (:data:`imports_ready`) rather than import the same modules from a second
-    thread at once. Nothing it waits for needs the event loop, so a loop that unpickles
-    meanwhile is delayed by the import (a fraction of a second), never stuck."""
+    thread at once, and task threads start no task meanwhile. Nothing it waits for needs the
+    event loop, so a loop that unpickles meanwhile is delayed by the import (a fraction of a
+    second), never stuck. ``then`` runs in that thread once the imports are over, before
+    tasks may start (it must return: it bounds its own waits)."""
 
     def run() -> None:
         try:
@@ -64,7 +67,11 @@ def import_in_background(*modules: str) -> threading.Thread:
                 for name in modules:
                     importlib.import_module(name)
         finally:
-            imports_ready.set()
+            try:
+                if then is not None:
+                    then()
+            finally:
+                imports_ready.set()
 
     imports_ready.clear()
     thread = threading.Thread(target=run, name="shoal-warm-imports", daemon=True)
@@ -300,6 +307,7 @@ class Executor:
         _thread_state.executor = self
         _thread_state.seceded = False
         get, get_nowait = self._queue.get, self._queue.get_nowait
+        imported = imports_ready.is_set
         # The outcome of the task just run, not handed back yet: when the next task is
         # queued already, it is handed back together with that task's start (one lock,
         # and at most one loop wake-up, for both); else at once, alone.
@@ -326,6 +334,14 @@ class Executor:
                 self._gate.wait()  # paused: hold the task; ends: resume, or close() sets the gate
                 if self._closed:
                     return
+            if not imported():
+                # The worker's background import of dask: the task waits, not started (the
+                # scheduler blames no task of a worker that dies now, see its _suspects).
+                if finished is not None:
+                    if not self._hand_back(finished):
+                        return
+                    finished = None
+                imports_ready.wait()  # ends: the import thread sets it in a finally
             # Reported with the next hand-back (the scheduler blames only tasks that ran
             # for a worker's death); a wake-up only when none is pending already.
             with self._lock:

@@ -335,6 +335,15 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
             runs = [ts.run if (ts := tasks.get(k)) is not None else 0 for k in keys]
             self._scheduler.send(TasksStarted(keys, runs))
 
+    def say_ready(self) -> None:
+        """Tell the scheduler, now rather than at the end of this loop iteration, that this
+        worker runs tasks from here on (an empty start notice): sent before its threads may
+        start a task that could kill the process at once, so that its death blames it."""
+        conn = self._scheduler
+        if conn is not None and not conn.closed:
+            conn.send(TasksStarted([], []))
+            conn.flush()
+
     def story(self, *keys_or_stimuli: Any) -> list[tuple[Any, ...]]:
         """This worker's story rows about these keys or stimulus ids, oldest first, in
         dask's shape (dask's ``Worker.story``; see :meth:`WorkerState.story`)."""

@@ -44,6 +44,17 @@ def test_a_task_that_kills_its_workers_raises_killed_worker(fragile_client):
     assert c.submit(inc, 1, pure=False).result(timeout=30) == 2
 
 
+def test_worker_processes_say_they_are_ready_once_their_imports_are_done(fragile_client):
+    # Until then a worker's death blames none of its tasks (they wait for its background
+    # imports); after, a task that kills a fresh worker at once is blamed (the test above,
+    # on restarted workers).
+    c = fragile_client
+    assert c.submit(inc, 1, pure=False).result(timeout=30) == 2
+    state = c.cluster.scheduler.state
+    wait_for(lambda: len(state.workers) == 2 and all(ws.ready for ws in state.workers.values()),
+             timeout=60)
+
+
 def test_explain_names_the_task_and_the_workers_that_died(fragile_client):
     c = fragile_client
     workers_before = set(c.scheduler_info()["workers"])

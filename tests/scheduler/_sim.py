@@ -85,11 +85,16 @@ class Sim:
 
     def join(
         self, address: str, nthreads: int = 1, name: str | None = None, *,
-        host: str = "host", resources: dict[str, float] | None = None,
+        host: str = "host", resources: dict[str, float] | None = None, ready: bool = True,
     ) -> list[Command]:
-        return _tasks_only(self.state.handle(
+        """A worker joins; ``ready``: it then says it is ready to run tasks (a worker
+        process's empty start notice once its background imports are done)."""
+        out = _tasks_only(self.state.handle(
             WorkerJoined(address, name or address, nthreads, 2**30, 1, host, self.now, resources)
         ))
+        if ready:
+            out += _tasks_only(self.state.handle(ExecutionStarted(address, [], [])))
+        return out
 
     def leave(self, address: str, reason: str = "gone") -> list[Command]:
         return _tasks_only(self.state.handle(WorkerLeft(address, reason, self.now)))

@@ -248,6 +248,25 @@ def test_worker_death_before_any_start_report_blames_what_its_threads_ran_first(
     state.validate()
 
 
+def test_worker_death_before_it_said_it_was_ready_blames_nothing() -> None:
+    # A worker process registers, then imports dask and the collections in the background
+    # (seconds under load); its tasks wait for that import without running. Killed meanwhile
+    # (chaos test: 4 kills of fresh workers failed one innocent task with KilledWorker), it
+    # was running nothing: only a worker that said it was ready has its first tasks blamed.
+    state = SchedulerState(allowed_failures=0)
+    sim = Sim(state)
+    sim.join("w1", ready=False)
+    sim.submit([row(f"t-{i}", prefix="t", priority=(0, i)) for i in range(1, 3)])
+    out = sim.leave("w1")
+    assert of(out, ReportErred) == []
+    assert [state.tasks[k].suspicious for k in ("t-1", "t-2")] == [0, 0]
+    sim.join("w2", ready=False)
+    sim.started("w2")  # ready: its first task is the one running now
+    out = sim.leave("w2")
+    assert [r.key for r in of(out, ReportErred)] == ["t-1"]
+    state.validate()
+
+
 def test_retiring_worker_counts_nothing_and_its_tasks_move() -> None:
     state, sim = _four_queued_on_one_worker()
     sim.join("w2")

@@ -72,3 +72,27 @@ def test_a_hand_back_reports_only_starts_without_results_and_examines_no_other_k
         wait_for(lambda: ex.executing == 0, timeout=DEADLINE)
         loop.run_until_complete(asyncio.sleep(0))
         loop.close()
+
+
+def test_a_task_waiting_for_the_workers_background_import_is_not_reported_started() -> None:
+    # A worker killed while it imports dask must not have its waiting tasks blamed.
+    from shoal.worker._execute import imports_ready
+
+    loop = asyncio.new_event_loop()
+    done: list[ExecuteDone] = []
+    started: list[Any] = []
+    ex = Executor(1, {}, FunctionTable(), loop, done.extend, "tcp://me:1", started.extend)
+    imports_ready.clear()
+    try:
+        ex.submit(Execute("waits", dumps(_one), (0,), False, ()))
+        wait_for(lambda: not ex._queue._heap, timeout=DEADLINE)  # a thread took it
+        loop.run_until_complete(asyncio.sleep(0.05))  # any hand-back it asked for runs
+        assert started == [] and done == [] and ex.executing == 0
+        imports_ready.set()
+        wait_for(lambda: ex.executing == 0 and not ex._queue._heap and
+                 (loop.run_until_complete(asyncio.sleep(0)) or done), timeout=DEADLINE)
+        assert [d.key for d in done] == ["waits"]
+    finally:
+        imports_ready.set()
+        ex.close()
+        loop.close()
