@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from shoal.comm import Connection
 from shoal.protocol._columns import compute_rows, computes
 from shoal.protocol._framing import decode, encode
 from shoal.protocol._messages import (
@@ -20,7 +19,6 @@ from shoal.protocol._messages import (
     TasksDone,
 )
 from shoal.protocol._serialize import Serialized
-from shoal.worker._server import Worker
 from shoal.worker._state import (
     ComputeAssigned,
     ComputesAssigned,
@@ -30,6 +28,8 @@ from shoal.worker._state import (
     Report,
     WorkerState,
 )
+
+from ._shell import fresh_worker
 
 ME = "tcp://me:1"
 PEER = "tcp://peer:1"
@@ -97,18 +97,6 @@ def test_rows_read_back_as_the_computes_they_stand_for() -> None:
     assert back[0].functions == {"f": b"blob"} and back[1].functions == {}
 
 
-class Recorder(Connection):
-    def __init__(self) -> None:
-        super().__init__()
-        self.peer = "tcp://scheduler:1"
-        self.written: list[Message] = []
-
-    def _write_batch(self, batch: list[Message]) -> None:
-        self.written.extend(batch)
-
-    def _close(self) -> None:
-        pass
-
 
 def test_consecutive_results_leave_as_one_message_in_order_with_other_reports() -> None:
     def ok(key: str, run: int) -> TaskDone:
@@ -117,11 +105,7 @@ def test_consecutive_results_leave_as_one_message_in_order_with_other_reports() 
     erred = TaskErred("c", {"kind": "exception", "message": "boom"}, 1.0, 2.0, 0, 3)
 
     async def scenario() -> list[Message]:
-        worker = Worker("tcp://127.0.0.1:1")
-        worker.address = "tcp://127.0.0.1:2"
-        worker._new_session(asyncio.get_running_loop())
-        sched = Recorder()
-        worker._scheduler = sched
+        worker, sched = fresh_worker()
         assert worker._executor is not None
         try:
             worker._carry_out([Report(ok("a", 1)), Report(ok("b", 2)), Report(erred),

@@ -10,24 +10,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from shoal.comm import Connection
 from shoal.protocol._call import Call
-from shoal.protocol._messages import Compute, Message, RegisterReply
+from shoal.protocol._messages import Compute, RegisterReply
 from shoal.protocol._serialize import FunctionCache, dumps_task
-from shoal.worker._server import Worker
 
-
-class Recorder(Connection):
-    def __init__(self) -> None:
-        super().__init__()
-        self.peer = "tcp://scheduler:1"
-        self.written: list[Message] = []
-
-    def _write_batch(self, batch: list[Message]) -> None:
-        self.written.extend(batch)
-
-    def _close(self) -> None:
-        pass
+from ._shell import fresh_worker
 
 
 def _compute(key: str) -> Compute:
@@ -40,11 +27,7 @@ def test_the_registered_hook_runs_before_the_batch_s_tasks_reach_the_executor() 
     seen: list[Any] = []
 
     async def scenario() -> None:
-        worker = Worker("tcp://127.0.0.1:1")
-        worker.address = "tcp://127.0.0.1:2"
-        worker._new_session(asyncio.get_running_loop())
-        sched = Recorder()
-        worker._scheduler = sched
+        worker, sched = fresh_worker()
         worker._registered = asyncio.get_running_loop().create_future()
         assert worker.state is not None and worker._executor is not None
         state = worker.state
@@ -64,11 +47,7 @@ def test_a_refused_registration_does_not_run_the_hook() -> None:
     seen: list[str] = []
 
     async def scenario() -> None:
-        worker = Worker("tcp://127.0.0.1:1")
-        worker.address = "tcp://127.0.0.1:2"
-        worker._new_session(asyncio.get_running_loop())
-        sched = Recorder()
-        worker._scheduler = sched
+        worker, sched = fresh_worker()
         worker._registered = asyncio.get_running_loop().create_future()
         worker.on_registered = lambda: seen.append("ran")
         assert worker._executor is not None

@@ -6,33 +6,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from shoal.comm import Connection
 from shoal.protocol._call import Call
-from shoal.protocol._messages import Compute, Message, TaskDone
+from shoal.protocol._messages import Compute, TaskDone
 from shoal.protocol._serialize import FunctionCache, dumps_task
-from shoal.worker._server import Worker
 
-
-class Recorder(Connection):
-    def __init__(self) -> None:
-        super().__init__()
-        self.peer = "tcp://scheduler:1"
-        self.written: list[Message] = []
-
-    def _write_batch(self, batch: list[Message]) -> None:
-        self.written.extend(batch)
-
-    def _close(self) -> None:
-        pass
+from ._shell import fresh_worker
 
 
 def test_a_finished_task_is_reported_in_the_step_that_hands_it_back() -> None:
     async def scenario() -> None:
-        worker = Worker("tcp://127.0.0.1:1")
-        worker.address = "tcp://127.0.0.1:2"
-        worker._new_session(asyncio.get_running_loop())
-        sched = Recorder()
-        worker._scheduler = sched
+        worker, sched = fresh_worker()
         assert worker._executor is not None
         handed_back = asyncio.get_running_loop().create_future()
         on_done = worker._executor._on_done
