@@ -144,7 +144,7 @@ def _failed(step: Step, exc: BaseException) -> None:
 
 
 def _blocking(step: Step) -> Any:
-    while True:
+    while True:  # ends: each step is one answered request; a method has few steps
         try:
             if step.channel:
                 value = _on_channel(step)
@@ -193,7 +193,7 @@ def _started(step: Step) -> Any:
 
 
 async def _awaiting(step: Step) -> Any:
-    while True:
+    while True:  # ends: each step is one answered request; a method has few steps
         try:
             if type(step) is Ask:
                 value = await ask(step.client, step.make, step.decode, step.undo)

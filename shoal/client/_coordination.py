@@ -183,7 +183,7 @@ async def ask(client: Client, make: Callable[[int], Message], decode: Decode | N
             raise
     if number:
         _finish(client, fut, number)
-    return fut.result()
+    return fut.result()  # ends: done (settled above, or before the wait)
 
 
 def _nothing(value: Any) -> None:
@@ -223,8 +223,9 @@ def _withdraw(client: Client, rid: int, fut: concurrent.futures.Future[Any],
         return
     try:
         value = fut.result()  # ends: settled, or being settled on shoal's loop right now
-    except Exception:
-        return  # an error: it gave nothing
+    except Exception as exc:  # an error answer gave nothing to give back
+        logger.debug("cancelled coordination request %d had failed: %r", rid, exc)
+        return
     if undo is not None:
         undo(value)
 
