@@ -195,6 +195,9 @@ class Executor:
         self._started: dict[Any, None] = {}
         self._revoked: set[Any] = set()  # queued keys not to start (freed by the scheduler)
         self._skipped: list[Execute] = []
+        # What tasks told the loop while running (events they logged, secedes): run by the
+        # hand-back ahead of its results, so none arrives after the result of its task.
+        self._calls: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
         self._lock = threading.Lock()
         self._wakeup_pending = False
         self.executing = 0
@@ -280,7 +283,7 @@ class Executor:
                              daemon=True).start()
         if self.on_secede is not None:
             duration = time.time() - _thread_state.start
-            self._loop.call_soon_threadsafe(self.on_secede, _thread_state.key, duration)
+            self.call_in_order(self.on_secede, _thread_state.key, duration)
 
     def rejoin(self) -> None:
         """Wait until a pool thread hands over its slot (the next one to finish a task, or
@@ -389,6 +392,18 @@ class Executor:
             self._wakeup_pending = True
         return self._call_drain() if wake else True
 
+    def call_in_order(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` on the loop, ahead of the results of tasks that end after this
+        call (from any thread). A task's messages sent this way (the events it logs) reach
+        the scheduler before its result, even when the loop wakes only after the task ended
+        and one hand-back carries both."""
+        with self._lock:
+            self._calls.append((fn, args))
+            wake = not self._wakeup_pending
+            self._wakeup_pending = True
+        if wake:
+            self._call_drain()
+
     def _call_drain(self) -> bool:
         """Ask the loop to run :meth:`_drain`; False when the loop is closed (shutdown)."""
         try:
@@ -402,7 +417,15 @@ class Executor:
             batch, self._done = self._done, []
             started, self._started = self._started, {}
             skipped, self._skipped = self._skipped, []
+            calls = self._calls
+            if calls:
+                self._calls = []
             self._wakeup_pending = False
+        for fn, args in calls:
+            try:
+                fn(*args)
+            except Exception:  # the batch's results must still be handed back
+                logger.exception("a task's call to the worker's loop, %r, failed", fn)
         if skipped:
             self._on_skipped(skipped)
         if started:  # tasks whose results are in this batch were taken out as they ended

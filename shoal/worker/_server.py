@@ -366,7 +366,7 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
             msg = {**msg, "worker": self.address}
         sched, executor = self._scheduler, self._executor
         if sched is not None and executor is not None:
-            executor._loop.call_soon_threadsafe(sched.send, TopicLog(topics, msg))
+            executor.call_in_order(sched.send, TopicLog(topics, msg))  # before a result
 
     def _on_secede(self, key: Any, duration: float, session: int) -> None:
         """A task in the executor seceded: the scheduler stops counting it as busy."""
