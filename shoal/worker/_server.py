@@ -244,8 +244,11 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
                 conn.close()
                 return
             registered.set_result(None if reply.accepted else reply.reason)
-            if reply.accepted and self.on_registered is not None:
-                self.on_registered()
+            if reply.accepted:
+                if self.on_registered is not None:
+                    self.on_registered()  # its imports; it says it is ready after them
+                elif _execute.imports_ready.is_set():
+                    self.say_ready()  # reconnected, or in-process: tasks may start at once
             batch = batch[1:]
         assert self.state is not None and self._executor is not None
         events: list[Any] = []

@@ -11,7 +11,7 @@ import asyncio
 from typing import Any
 
 from shoal.protocol._call import Call
-from shoal.protocol._messages import Compute, RegisterReply
+from shoal.protocol._messages import Compute, RegisterReply, TasksStarted
 from shoal.protocol._serialize import FunctionCache, dumps_task
 
 from ._shell import fresh_worker
@@ -59,3 +59,35 @@ def test_a_refused_registration_does_not_run_the_hook() -> None:
 
     asyncio.run(scenario())
     assert seen == []
+
+
+def _accepted_registration(imported: bool) -> list[Any]:
+    """What a worker with no hook (its imports done or under way) writes when the
+    scheduler accepts it: a worker that reconnects in the same process, or runs in-process."""
+    from shoal.worker import _execute
+
+    async def scenario() -> list[Any]:
+        worker, sched = fresh_worker()
+        worker._registered = asyncio.get_running_loop().create_future()
+        assert worker.on_registered is None and worker._executor is not None
+        if not imported:
+            _execute.imports_ready.clear()
+        try:
+            worker._on_scheduler(sched, [RegisterReply(True, "")])
+            return list(sched.written)
+        finally:
+            _execute.imports_ready.set()  # before the loop's shutdown waits for its threads
+            worker._executor.close()
+
+    return asyncio.run(scenario())
+
+
+def test_a_worker_whose_imports_are_done_says_it_is_ready_once_registered() -> None:
+    """Its tasks may start at once: its death before their first report must blame them
+    (the scheduler's fallback applies to a ready worker only)."""
+    written = _accepted_registration(imported=True)
+    assert [(type(m), list(m.keys)) for m in written] == [(TasksStarted, [])]
+
+
+def test_a_worker_still_importing_leaves_the_ready_notice_to_its_import() -> None:
+    assert _accepted_registration(imported=False) == []
