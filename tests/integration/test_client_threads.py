@@ -127,7 +127,10 @@ def test_futures_made_in_one_thread_and_dropped_in_another_are_released(client):
 
         def produce() -> None:
             for i in range(50):
-                handoff.put(client.submit(inc, w * 100 + i, pure=False))
+                f = client.submit(inc, w * 100 + i, pure=False)
+                made.append(f.key)
+                handoff.put(f)
+                del f
             handoff.put(None)
 
         producer = threading.Thread(target=produce)
@@ -139,11 +142,13 @@ def test_futures_made_in_one_thread_and_dropped_in_another_are_released(client):
         producer.join(30)
         return total
 
+    made: list[str] = []  # keys only: the client is shared with other tests of this process
     with ThreadPoolExecutor(8) as pool:
         totals = list(pool.map(consume, range(8)))
     assert totals == [sum(range(w * 100 + 1, w * 100 + 51)) for w in range(8)]
+    assert len(made) == 400
     # (the loop thread counts the deaths: wait for it, with a deadline)
-    wait_for(lambda: not client._held_keys(), timeout=30)
+    wait_for(lambda: not set(made) & set(client._held_keys()), timeout=30)
 
 
 def test_clients_opened_and_closed_in_worker_threads_of_the_program(client):
