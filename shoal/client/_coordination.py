@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from shoal import _loop
 from shoal.client import _channel, _direct
+from shoal.client._future import Future
 from shoal.protocol._coord_messages import CoordKeysReceived, CoordReply, CoordWithdraw
 from shoal.protocol._messages import Message
 from shoal.protocol._serialize import Serialized, dumps, loads
@@ -345,8 +346,6 @@ def encode(value: Any) -> tuple[str, Any]:
     Raises:
         TypeError: the value cannot be pickled.
     """
-    from shoal.client._future import Future
-
     if isinstance(value, Future):
         return ("future", value.key)
     return ("data", dumps(value))
@@ -363,12 +362,12 @@ def adopt(client: Client, rid: int, item: Any) -> Any:
     """On the loop, as the reply is read: a future key becomes a Future of ``client`` now,
     then the scheduler hears so (and only then moves the key's hold to this client, so a
     release this client sent earlier, for an older Future of the key, cannot drop it)."""
+    if item[0] != "future":  # (data: as it is, the usual case)
+        return item
     return adopt_all(client, rid, [item])[0]
 
 
 def adopt_all(client: Client, rid: int, items: Any) -> Any:
-    from shoal.client._future import Future
-
     out = [("future", Future(value, client)) if kind == "future" else (kind, value)
            for kind, value in items]
     if any(kind == "future" for kind, _ in items):
