@@ -7,8 +7,9 @@ Owns: the steps a method returns (``Ask``: a request and its reply; ``Tell``: a 
 without reply; each with ``then``, what the answer means: the method's value, or the next
 step) and the two drivers that carry them out. Blocking, an ``Ask`` is
 ``_coordination.call`` (or a task thread's channel for leases); awaited, it is
-``_coordination.ask``, which no thread waits for, and which, when cancelled, withdraws the
-request and gives back what its answer gave. A method's own logic (arguments, which
+``_coordination.ask``, which no thread waits for. Either, when its wait ends without the
+answer (cancelled; interrupted by Ctrl-C), withdraws the request and gives back what its
+answer gave. A method's own logic (arguments, which
 requests, what their answers mean) is the same code on both faces. (Steps with ``then``
 rather than generators: a generator's round, with its StopIteration, cost ~0.7 µs a call
 on the blocking face, a tenth of a Queue.put.)
@@ -52,8 +53,11 @@ Then = Callable[[Any], Any]
 class Ask:
     """Send ``make(request_id)`` and take its reply (``decode``d on shoal's loop as it is
     read); ``then(value)``: the method's value, or its next step (None: the value as is).
-    ``undo(value)``: give back what the answer gave, for an awaiting caller that stopped
-    waiting. ``failed(error)``: told when the request failed (its error is raised on).
+    ``undo(client, value)``: give back what the answer gave, for a caller that stopped
+    waiting (cancelled, or interrupted by Ctrl-C); ``late_undo``: also when the answer comes
+    after the withdrawal was sent (False: the scheduler's withdrawal gives it back itself,
+    as a MultiLock's grant, whose release could not tell it from the object's next one).
+    ``failed(error)``: told when the request failed (its error is raised on).
     ``channel``: a task thread may send it on its own channel."""
 
     client: Client
@@ -63,6 +67,7 @@ class Ask:
     then: Then | None = None
     failed: Callable[[BaseException], None] | None = None
     channel: bool = False
+    late_undo: bool = True
 
 
 @dataclass(slots=True)
@@ -149,7 +154,9 @@ def _blocking(step: Step) -> Any:
             if step.channel:
                 value = _on_channel(step)
             elif type(step) is Ask:  # the usual steps, at once
-                value = call(step.client, step.make, step.decode)
+                undo = step.undo
+                value = call(step.client, step.make, step.decode, undo,
+                             undo if step.late_undo else None)
             else:
                 send(step.client, step.msg)  # type: ignore[union-attr]
                 value = None
@@ -176,7 +183,8 @@ def _on_channel(step: Step) -> Any:
         return None
     assert type(step) is Ask
     if channel is None:
-        return call(step.client, step.make, step.decode)
+        return call(step.client, step.make, step.decode, step.undo,
+                    step.undo if step.late_undo else None)
     value = answer(channel.call(step.make))
     return step.decode(step.client, 0, value) if step.decode is not None else value
 
@@ -196,7 +204,8 @@ async def _awaiting(step: Step) -> Any:
     while True:  # ends: each step is one answered request; a method has few steps
         try:
             if type(step) is Ask:
-                value = await ask(step.client, step.make, step.decode, step.undo)
+                value = await ask(step.client, step.make, step.decode, step.undo,
+                                  step.undo if step.late_undo else None)
             else:
                 send(step.client, step.msg)  # type: ignore[union-attr]
                 value = None

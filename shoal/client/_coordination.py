@@ -13,8 +13,10 @@ same pending Future.
 
 Two ways to wait for a reply: ``call`` blocks the calling thread; ``ask`` is a coroutine
 of the caller's event loop (an asynchronous client), woken by the reply, with no thread
-per waiting call. An ``ask`` cancelled while it waits withdraws its request
-(``CoordWithdraw``) and gives back an answer that came all the same (``undo``).
+per waiting call. A wait that ends without the answer (an ``ask`` cancelled; a ``call``
+interrupted by Ctrl-C) withdraws its request (``CoordWithdraw``) and gives back an answer
+that came all the same: ``undo`` if the answer was there already, ``late`` if it comes
+after the withdrawal was sent.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from shoal import _loop
 from shoal.client import _channel, _direct
+from shoal.client._future import Future
 from shoal.protocol._coord_messages import CoordKeysReceived, CoordReply, CoordWithdraw
 from shoal.protocol._messages import Message
 from shoal.protocol._serialize import Serialized, dumps, loads
@@ -35,7 +38,7 @@ if TYPE_CHECKING:
     from shoal.client._client import Client
 
 Decode = Callable[["Client", int, Any], Any]
-Undo = Callable[[Any], None]
+Undo = Callable[["Client", Any], None]
 
 logger = logging.getLogger("shoal.client")
 
@@ -106,16 +109,17 @@ def _pending(client: Client) -> dict[int, tuple[concurrent.futures.Future[Any], 
 
 
 def _start(client: Client, make: Callable[[int], Message], decode: Decode | None,
-           undo: Undo | None) -> tuple[int, concurrent.futures.Future[Any], int]:
+           late: Undo | None) -> tuple[int, concurrent.futures.Future[Any], int]:
     """Register the request ``make(request_id)`` and send it, in order with the client's
     other messages: its id, the Future its reply settles, and its number on the
-    connection for :func:`_finish` (0: applied directly, nothing to count)."""
+    connection for :func:`_finish` (0: applied directly, nothing to count). ``late``:
+    what :func:`on_reply` does with an answer whose caller stopped waiting."""
     client._check_open()
     _channel.before_client_message(client)
     rid = next(client._request_ids)
     fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
     pending = _pending(client)
-    pending[rid] = (fut, decode, undo)
+    pending[rid] = (fut, decode, late)
     # The client marks itself closed before failing what is pending: if it closed after
     # the check above, either this entry was failed, or the check below sees it.
     if not client._usable():
@@ -138,10 +142,15 @@ def _finish(client: Client, fut: concurrent.futures.Future[Any], number: int) ->
         _direct.answered(client, number)  # an error the scheduler answered counts
 
 
-def call(client: Client, make: Callable[[int], Message], decode: Decode | None = None) -> Any:
+def call(client: Client, make: Callable[[int], Message], decode: Decode | None = None,
+         undo: Undo | None = None, late: Undo | None = None) -> Any:
     """Send the request ``make(request_id)`` in order with the client's other messages and
     wait for its reply, blocking the calling thread. ``decode`` runs on the loop, as the
     reply is read.
+
+    Interrupted while it waits (Ctrl-C; a blocking call in a coroutine whose task is
+    cancelled), the request is withdrawn as :func:`ask`'s is, and ``undo`` / ``late`` give
+    back what its answer gave.
 
     Raises:
         the error the scheduler answered with (TimeoutError, ValueError...), or
@@ -152,29 +161,34 @@ def call(client: Client, make: Callable[[int], Message], decode: Decode | None =
             "a blocking shoal call was made from inside shoal's event loop (for example in a "
             "done-callback); call it from another thread"
         )
-    _, fut, number = _start(client, make, decode, None)
-    if not number:  # applied directly: answered, or the answer comes on the connection
-        return _loop.result_of(fut)  # ends: answered, or failed with the client's connection
+    rid, fut, number = _start(client, make, decode, late)
     try:
-        return _loop.result_of(fut)  # ends as above
+        return _loop.result_of(fut)  # ends: answered, or failed with the client's connection
+    except BaseException as exc:
+        if not isinstance(exc, Exception):  # interrupted: not the answer's error
+            _withdraw(client, rid, fut, undo)
+        raise
     finally:
-        _finish(client, fut, number)
+        if number:  # (0: applied directly, nothing to count)
+            _finish(client, fut, number)
 
 
 async def ask(client: Client, make: Callable[[int], Message], decode: Decode | None = None,
-              undo: Undo | None = None) -> Any:
+              undo: Undo | None = None, late: Undo | None = None) -> Any:
     """:func:`call` for a coroutine on the caller's event loop (an asynchronous client):
     nothing blocks and no thread waits; the reply, read on shoal's loop, wakes it.
 
     Cancelled while it waits, the request is withdrawn (the scheduler drops it if it still
-    waits) and whatever its answer gives if it came all the same is given back:
-    ``undo(value)`` with the decoded value (release the lease, return the queue items), on
-    shoal's loop if the answer comes later, here if it came already.
+    waits) and whatever its answer gives if it came all the same is given back, with the
+    decoded value (release the lease, return the queue items): ``undo(client, value)``
+    here if the answer came already; ``late(client, value)`` on shoal's loop if it comes
+    after the withdrawal (None: the withdrawal itself gives it back, or there is nothing
+    to give back).
 
     Raises:
         as :func:`call`.
     """
-    rid, fut, number = _start(client, make, decode, undo or _nothing)
+    rid, fut, number = _start(client, make, decode, late)
     if not fut.done():
         try:
             await _settled(fut)  # ends: the reply, or the connection's loss, settles fut
@@ -184,10 +198,6 @@ async def ask(client: Client, make: Callable[[int], Message], decode: Decode | N
     if number:
         _finish(client, fut, number)
     return fut.result()  # ends: done (settled above, or before the wait)
-
-
-def _nothing(value: Any) -> None:
-    """The undo of an answer that gives nothing to give back."""
 
 
 def _settled(fut: concurrent.futures.Future[Any]) -> asyncio.Future[None]:
@@ -214,7 +224,8 @@ def _withdraw(client: Client, rid: int, fut: concurrent.futures.Future[Any],
               undo: Undo | None) -> None:
     """The caller of request ``rid`` stopped waiting: no answer yet, the scheduler drops
     it (and :func:`on_reply` gives back an answer already on its way); answered, its
-    answer is given back here."""
+    answer is given back here. (Nothing marks a pending Future running: cancel fails only
+    on one that is done.)"""
     if fut.cancel():
         try:
             send(client, CoordWithdraw(rid))
@@ -222,12 +233,16 @@ def _withdraw(client: Client, rid: int, fut: concurrent.futures.Future[Any],
             logger.debug("withdrawing coordination request %d: %r", rid, exc)
         return
     try:
-        value = fut.result()  # ends: settled, or being settled on shoal's loop right now
+        value = fut.result(0)  # (done: the cancel failed)
     except Exception as exc:  # an error answer gave nothing to give back
         logger.debug("cancelled coordination request %d had failed: %r", rid, exc)
         return
     if undo is not None:
-        undo(value)
+        try:
+            undo(client, value)
+        except Exception:  # the interrupt or cancellation goes on; the scheduler frees it
+            logger.exception("giving back the answer to cancelled coordination request %d",
+                             rid)  # with the connection
 
 
 def _queue_if_awaited(client: Client, rid: int, msg: Message) -> None:
@@ -277,35 +292,40 @@ def on_reply(client: Client, msg: CoordReply) -> None:
     entry = _pending(client).pop(msg.request_id, None)
     if entry is None:
         return
-    fut, decode, undo = entry
-    if undo is not None and not fut.set_running_or_notify_cancel():
-        _give_back(client, msg, decode, undo)  # its caller stopped waiting (ask)
-        return
+    fut, decode, late = entry
     if not msg.ok:
         try:
             answer(msg)
         except Exception as exc:
-            fut.set_exception(exc)
+            _fail(fut, exc)  # (cancelled: nothing was given, or the withdrawal's answer)
         return
     try:
         value = decode(client, msg.request_id, msg.value) if decode is not None else msg.value
     except Exception as exc:  # reported to the caller, who waits for this reply
-        fut.set_exception(exc)
+        _fail(fut, exc)
         return
-    fut.set_result(value)
-
-
-def _give_back(client: Client, msg: CoordReply, decode: Decode | None, undo: Undo) -> None:
-    """On the loop: the answer to a request whose caller had stopped waiting came before
-    its withdrawal reached the scheduler. Taken as usual (a future key becomes a Future,
-    a lease this object's), then given back."""
-    if not msg.ok:
-        return  # nothing was given (or it is the withdrawal's own answer)
     try:
-        undo(decode(client, msg.request_id, msg.value) if decode is not None else msg.value)
+        fut.set_result(value)
+    except concurrent.futures.InvalidStateError:  # cancelled: its caller stopped waiting
+        if late is not None:
+            _give_back(client, msg.request_id, value, late)
+
+
+def _fail(fut: concurrent.futures.Future[Any], exc: BaseException) -> None:
+    try:
+        fut.set_exception(exc)
+    except concurrent.futures.InvalidStateError:  # cancelled: nobody waits for it
+        logger.debug("coordination error for a caller that stopped waiting: %r", exc)
+
+
+def _give_back(client: Client, rid: int, value: Any, late: Undo) -> None:
+    """On the loop: the answer to a request whose caller had stopped waiting came before
+    its withdrawal reached the scheduler. Taken as usual (a future key became a Future, a
+    lease this object's), now given back."""
+    try:
+        late(client, value)
     except Exception:  # the loop reads on; the scheduler frees it with the connection
-        logger.exception("giving back the answer to cancelled coordination request %d",
-                         msg.request_id)
+        logger.exception("giving back the answer to cancelled coordination request %d", rid)
 
 
 def fail_pending(client: Client, reason: str) -> None:
@@ -314,7 +334,7 @@ def fail_pending(client: Client, reason: str) -> None:
     while pending:
         _, (fut, _, _) = pending.popitem()
         if not fut.done():
-            fut.set_exception(ConnectionError(reason))
+            _fail(fut, ConnectionError(reason))
 
 
 # --- values that travel: data or futures -----------------------------------------------------
@@ -326,8 +346,6 @@ def encode(value: Any) -> tuple[str, Any]:
     Raises:
         TypeError: the value cannot be pickled.
     """
-    from shoal.client._future import Future
-
     if isinstance(value, Future):
         return ("future", value.key)
     return ("data", dumps(value))
@@ -344,12 +362,12 @@ def adopt(client: Client, rid: int, item: Any) -> Any:
     """On the loop, as the reply is read: a future key becomes a Future of ``client`` now,
     then the scheduler hears so (and only then moves the key's hold to this client, so a
     release this client sent earlier, for an older Future of the key, cannot drop it)."""
+    if item[0] != "future":  # (data: as it is, the usual case)
+        return item
     return adopt_all(client, rid, [item])[0]
 
 
 def adopt_all(client: Client, rid: int, items: Any) -> Any:
-    from shoal.client._future import Future
-
     out = [("future", Future(value, client)) if kind == "future" else (kind, value)
            for kind, value in items]
     if any(kind == "future" for kind, _ in items):

@@ -130,7 +130,8 @@ class Semaphore(AwaitableSelf):
                 rid, self.name, self.max_leases, lease, self._lease_timeout, seconds)
 
         return Ask(client, make, lambda client, rid, ok: self._on_answer(client, lease, ok),
-                   lambda ok: self._give_back(client, lease, ok), then=bool, channel=True)
+                   lambda client, ok: self._give_back(client, lease, ok), then=bool,
+                   channel=True)
 
     @two_faced
     def release(self) -> Tell:
@@ -167,7 +168,7 @@ class Semaphore(AwaitableSelf):
         return ok
 
     def _give_back(self, client: Client, lease: str, ok: Any) -> None:
-        """An awaiting acquire was cancelled, but the lease came: release it."""
+        """An acquire was cancelled or interrupted, but the lease came: release it."""
         if not ok:
             return
         with self._refresh_lock:
@@ -322,15 +323,18 @@ class MultiLock:
         client = find_client(self._client, "MultiLock")
         self._client = client
         n = num_locks or len(self.names)
+        # A grant that comes after the withdrawal was sent is released by the withdrawal
+        # itself (late_undo=False): a release sent from here could reach the scheduler after
+        # this object's next acquire of the same id, and release that one.
         return Ask(client, lambda rid: CoordMultiLockAcquire(rid, self.names, self.id, n, seconds),
-                   undo=lambda ok: self._give_back(client, ok), then=self._acquired)
+                   undo=self._give_back, then=self._acquired, late_undo=False)
 
     def _acquired(self, ok: Any) -> bool:
         self._locked = bool(ok)
         return self._locked
 
     def _give_back(self, client: Client, ok: Any) -> None:
-        """An awaiting acquire was cancelled, but the locks came: release them."""
+        """An acquire was cancelled or interrupted as the locks came: release them."""
         if ok:
             send(client, CoordMultiLockRelease(self.id))
 

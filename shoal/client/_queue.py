@@ -13,7 +13,6 @@ dask's put + get.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import uuid
 from collections.abc import Callable, Generator
@@ -105,17 +104,17 @@ class Queue(ClientProperty):
         self._created_on = client
 
         def answered(in_force: Any) -> Any:
-            self._create_answered(in_force)
+            self._create_answered(client, in_force)
             return step()
 
         def failed(exc: BaseException) -> None:
-            if not isinstance(exc, asyncio.CancelledError) and self._created_on is client:
-                self._created_on = None  # (cancelled, it is created all the same)
+            if isinstance(exc, Exception) and self._created_on is client:
+                self._created_on = None  # (cancelled or interrupted, it is created all the same)
 
         return Ask(client, lambda rid: CoordQueueCreate(rid, self.name, self.maxsize),
                    undo=self._create_answered, then=answered, failed=failed)
 
-    def _create_answered(self, in_force: Any) -> None:
+    def _create_answered(self, client: Client, in_force: Any) -> None:
         self._bounded = bool(in_force)
 
     @two_faced
@@ -178,14 +177,15 @@ class Queue(ClientProperty):
         return Ask(client, lambda rid: CoordQueueGet(rid, self.name, n, seconds), adopt_all,
                    self._give_back, _values_of)
 
-    def _give_back_one(self, item: Any) -> None:
-        self._give_back([item])
+    def _give_back_one(self, client: Client, item: Any) -> None:
+        self._give_back(client, [item])
 
-    def _give_back(self, items: list[Any]) -> None:
-        """An awaiting get was cancelled, but items came: back to the front of the queue
-        (on the client it was created on: the one that asked)."""
-        client = self._created_on
-        if items and client is not None:
+    def _give_back(self, client: Client, items: list[Any]) -> None:
+        """A get was cancelled or interrupted, but items came: back to the front of the
+        queue, through ``client``, the one that asked, even if this object was closed
+        since (another may keep the queue open; a queue every object closed drops them as
+        it dropped its other items)."""
+        if items:
             send(client, CoordQueueReturn(self.name, [encode_again(item) for item in items]))
 
     @two_faced

@@ -215,6 +215,36 @@ def test_a_cancelled_get_does_not_eat_the_item_another_getter_waits_for(connect,
     assert run(main()) == ["first", *range(20)]
 
 
+def test_items_a_cancelled_get_got_go_back_though_its_queue_object_was_closed(
+        connect, cluster_client):
+    """The getter's Queue object is closed right after the cancel, while the item it got is
+    on its way: the item goes back all the same (another object keeps the queue open)."""
+    state = coordination(cluster_client)
+
+    async def main() -> list[Any]:
+        c = await connect()
+        try:
+            keeper = await Queue(N["closed-get"], client=c)  # keeps the queue open
+            got = []
+            for i in range(20):
+                q = await Queue(N["closed-get"], client=c)
+                task = asyncio.ensure_future(q.get())
+                await until(lambda: state.queues.queues[N["closed-get"]].getters)
+                await keeper.put(i)
+                task.cancel()
+                q.close()
+                try:
+                    got.append(await task)  # it may have had it before the cancel came
+                except asyncio.CancelledError:
+                    got.append(await keeper.get(timeout=5))  # ... or it went back
+            assert await keeper.qsize() == 0
+            return got
+        finally:
+            await c.close()
+
+    assert run(main()) == list(range(20))
+
+
 def test_a_cancelled_acquire_never_takes_the_lock(connect, cluster_client):
     state = coordination(cluster_client)
 
@@ -244,6 +274,41 @@ def test_a_cancelled_acquire_never_takes_the_lock(connect, cluster_client):
                 assert await third.acquire(timeout=5)
             await third.release()
             await until(lambda: N["cancelled-acquire"] not in state.semaphores.semaphores)
+        finally:
+            await c.close()
+
+    run(main())
+
+
+def test_a_multilock_acquire_cancelled_as_it_is_granted_leaves_the_object_clean(
+        connect, cluster_client):
+    """The cancel races the grant; whichever wins, the same MultiLock can take the locks
+    again at once (not "already acquired", nor the locks still held for it)."""
+    state = coordination(cluster_client)
+
+    async def main() -> None:
+        c = await connect()
+        try:
+            names = [N["ml-cancel-a"], N["ml-cancel-b"]]
+            holder = MultiLock(names, client=c)
+            assert await holder.acquire()
+            waiter = MultiLock(names, client=c)
+            for _ in range(20):
+                task = asyncio.ensure_future(waiter.acquire())
+                await until(lambda: waiter.id in state.multilocks.requests)
+                await holder.release()
+                task.cancel()
+                try:
+                    assert await task  # granted before the cancel: it holds them
+                    assert waiter.locked()
+                    await waiter.release()
+                except asyncio.CancelledError:
+                    assert not waiter.locked()
+                assert await waiter.acquire(blocking=False) is True
+                await waiter.release()
+                assert await holder.acquire(timeout=5)
+            await holder.release()
+            await until(lambda: not state.multilocks.requests)
         finally:
             await c.close()
 

@@ -78,10 +78,14 @@ class MultiLocks:
         self._leave(ev.lock_id)
 
     def withdraw(self, holder: str, rid: int) -> bool:
+        """Request ``rid`` of ``holder`` leaves its lines: True if it was waiting (to be
+        answered cancelled). Granted already, its caller stopped waiting before it heard:
+        the locks are released here, in order with that MultiLock's next acquire (same
+        lock id), which a release sent once the grant reached the client could overtake."""
         for lock_id, req in self.requests.items():
-            if req.rid == rid and req.holder == holder and req.needed:
+            if req.rid == rid and req.holder == holder:
                 self._leave(lock_id)
-                return True
+                return req.needed > 0
         return False
 
     def holder_left(self, holder: str) -> None:

@@ -163,8 +163,8 @@ class CoordinationShell:
             if (rid and isinstance(cmd, (ev.Reply, ev.Fail)) and cmd.holder == holder
                     and cmd.rid == rid):
                 mine.append(cmd)
-            else:
-                rest.append(cmd)
+            elif type(cmd) is not ev.Reply or cmd.rid:  # (a Reply to id 0 goes to nobody:
+                rest.append(cmd)  # no loop wake-up for it, a thread hand-off per put)
         if rest:
             try:
                 call_soon(self._execute, rest)

@@ -224,3 +224,22 @@ def test_direct_request_answers_its_caller_and_sends_the_others_answers_on_the_l
             direct(cm.CoordSemaphoreRelease("x", "l1"))
 
     run(scenario)
+
+
+def test_a_direct_put_that_asks_no_answer_hands_nothing_to_the_loop() -> None:
+    """A put of data with request id 0 (the blocking client's put on a queue without
+    maxsize): its answer goes to nobody, so the loop is not woken for it (a thread
+    hand-off per put)."""
+    async def scenario(s: Scheduler) -> None:
+        Peer(s, "a")
+        handed: list[Any] = []
+
+        def call_soon(fn: Any, *args: Any) -> None:
+            handed.append((fn, args))
+
+        put = cm.CoordQueuePut(0, "q", ("data", dumps(1)), None)
+        assert s.coordination.receive_direct("a", s._clients["a"], put, call_soon) == []
+        assert handed == []
+        assert s.coordination.state.queues.queues["q"].items
+
+    run(scenario)

@@ -116,3 +116,20 @@ def test_withdrawn_event_and_variable_waiters_are_gone(coord: CoordinationState)
         ("a", 1): "CancelledError", ("a", 2): "CancelledError"}
     assert replies(coord.handle(EventSet("b", 1, "e"))) == {("b", 1): None}
     assert replies(coord.handle(VariableSet("b", 2, "v", ("data", 1)))) == {("b", 2): None}
+
+
+def test_withdrawing_a_granted_multilock_request_releases_its_locks(
+        coord: CoordinationState) -> None:
+    """Granted just before the withdrawal came: the caller never took the grant, and the
+    same MultiLock (same lock id) may ask again right after; no release of the client's
+    can tell that grant from the next one, so the withdrawal gives it back."""
+    coord.handle(MultiLockAcquire("a", 1, ["x", "y"], "A", 2, None, 0.0),
+                 MultiLockAcquire("b", 1, ["x"], "B", 1, None, 0.0))
+    out = coord.handle(Withdraw("a", 1))
+    assert failures(out) == {}  # answered already: no second answer
+    assert replies(out) == {("b", 1): True}
+    assert "A" not in coord.multilocks.requests
+    assert replies(coord.handle(MultiLockAcquire("a", 2, ["y"], "A", 1, None, 0.0))) == {
+        ("a", 2): True}
+    assert coord.handle(Withdraw("a", 1)) == []  # an older request: not this grant
+    assert coord.multilocks.locked_by("A")
