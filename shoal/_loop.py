@@ -171,8 +171,12 @@ async def finish_within(coro: Coroutine[Any, Any, Any], timeout: float, what: st
 
 def call_soon(fn: Any, *args: Any) -> None:
     """Run ``fn(*args)`` on the loop thread soon (thread-safe)."""
-    loop = get_loop()
-    if in_loop_thread():
+    # Once per submission from a user thread (the client's drain): the running loop is
+    # taken as is, without ``get_loop``'s lock.
+    loop = _loop
+    if loop is None or not loop.is_running():
+        loop = get_loop()
+    if threading.current_thread() is _thread:
         loop.call_soon(fn, *args)
     else:
         loop.call_soon_threadsafe(fn, *args)

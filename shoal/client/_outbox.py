@@ -92,38 +92,14 @@ class Outbox(Assembled):
         piece of a large graph per step (see ``_submit``), releases in messages of
         ``RELEASE_PIECE`` keys, at most ``DEAD_PER_STEP`` dropped futures counted per step."""
         self._drain_scheduled = False
-        released: list[Any] = []
-        unsettled: list[FutureState] = []
         dead = self._dead
         # Deaths are counted at most once per RELEASE_DELAY (the timer's drain, or the
         # first death after a quiet spell): a drain that carries a submission leaves them
         # be, so a sequential ``submit(...).result()`` does not wait for the scheduler and
         # a worker to release the previous key before its task is sent.
         if dead and self._release_timer is None:
-            states = self._states
-            with self._lock:
-                budget = DEAD_PER_STEP
-                while dead and budget:
-                    budget -= 1
-                    key, st = dead.popleft()
-                    current = states.get(key)
-                    if current is None or (st is not None and current is not st):
-                        continue  # a future of a cancelled key: its count was dropped then
-                    current.refs -= 1
-                    if current.refs <= 0:
-                        del states[key]
-                        released.append(key)
-                        if current.status == "pending":
-                            unsettled.append(current)
-            if not dead and self.status == "running":  # all counted: the next in a while
-                self._arm_release()
-            if unsettled:
-                _cancel_released(unsettled)
-        # Releases queue behind what is in the outbox: a submission queued before a release
-        # was recorded (a dependent, then its input's future dropped) must go out before it.
+            self._count_deaths(dead)
         outbox = self._outbox
-        for start in range(0, len(released), RELEASE_PIECE):
-            outbox.append(ReleaseKeys(released[start:start + RELEASE_PIECE]))
         conn = self._conn
         if conn is None:  # reconnecting: it all waits for the new session, which drains it
             if dead and self._release_timer is None:
@@ -147,6 +123,36 @@ class Outbox(Assembled):
                 conn.flush()
         if outbox or (dead and self._release_timer is None):  # after the flush: a step per frame
             self._schedule_drain()
+
+    def _count_deaths(self, dead: collections.deque[Any]) -> None:
+        """Count up to ``DEAD_PER_STEP`` recorded deaths, and queue the releases of the keys
+        whose last future died. Releases queue behind what is in the outbox: a submission
+        queued before a release was recorded (a dependent, then its input's future
+        dropped) must go out before it."""
+        released: list[Any] = []
+        unsettled: list[FutureState] = []
+        states = self._states
+        with self._lock:
+            budget = DEAD_PER_STEP
+            while dead and budget:
+                budget -= 1
+                key, st = dead.popleft()
+                current = states.get(key)
+                if current is None or (st is not None and current is not st):
+                    continue  # a future of a cancelled key: its count was dropped then
+                current.refs -= 1
+                if current.refs <= 0:
+                    del states[key]
+                    released.append(key)
+                    if current.status == "pending":
+                        unsettled.append(current)
+        if not dead and self.status == "running":  # all counted: the next in a while
+            self._arm_release()
+        if unsettled:
+            _cancel_released(unsettled)
+        outbox = self._outbox
+        for start in range(0, len(released), RELEASE_PIECE):
+            outbox.append(ReleaseKeys(released[start:start + RELEASE_PIECE]))
 
     def _arm_release(self) -> None:
         self._release_timer = _loop.get_loop().call_later(RELEASE_DELAY, self._release_due)

@@ -247,7 +247,9 @@ class ClientHandlers(StateBase):
         candidates.extend(t for t in wanted_now if t.state == "released")
         self._activate(ts for ts in candidates if ts.state == "released" and self._needed(ts))
         # (those wanted are needed: looking at them, a call each, would change nothing)
-        self._tidy([ts for ts in new if not ts.who_wants])
+        unwanted = [ts for ts in new if not ts.who_wants]
+        if unwanted or self._tidying:  # (a submission's wanted tasks: nothing to tidy)
+            self._tidy(unwanted)
         if not ev.more and ev.stream > 0:
             self._end_ingest((ev.client, ev.stream))
 

@@ -35,7 +35,7 @@ class ClientLeft(Event):
     client: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per submission (a round trip's one task too)
 class GraphSubmitted(Event):
     client: str
     tasks: list[TaskRow]

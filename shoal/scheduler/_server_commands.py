@@ -148,18 +148,22 @@ class ServerCommands(ShellBase):
                 except Exception:
                     logger.exception("scheduler could not carry out %r; going on with the rest",
                                      cmd)
-            for client in list(dones):
-                try:
-                    self._send_dones(dones, client)
-                except Exception:
-                    logger.exception("scheduler could not send results to %s", client)
-            for address in list(computes):
-                try:
-                    self._send_computes(computes, address)
-                except Exception:
-                    logger.exception("scheduler could not send computes to %s", address)
-            for address in list(frees):
-                self._send_frees(frees, address)
+            # (Each step's own: most steps have one kind, a round trip's one command.)
+            if dones:
+                for client in list(dones):
+                    try:
+                        self._send_dones(dones, client)
+                    except Exception:
+                        logger.exception("scheduler could not send results to %s", client)
+            if computes:
+                for address in list(computes):
+                    try:
+                        self._send_computes(computes, address)
+                    except Exception:
+                        logger.exception("scheduler could not send computes to %s", address)
+            if frees:
+                for address in list(frees):
+                    self._send_frees(frees, address)
         finally:
             held = self._held
             if held:  # computes and results are written now, not a loop turn later
@@ -171,6 +175,10 @@ class ServerCommands(ShellBase):
         keys = frees.pop(address, None)
         conn = self._workers.get(address)
         if keys and conn is not None:
+            # Written with the step's computes (a release riding a submission: else the
+            # free armed the end-of-iteration write, and the compute after it waited for it).
+            if conn.hold():
+                self._held.append(conn)
             conn.send(FreeKeys(keys))
 
     def _send_dones(self, dones: dict[str, list[ReportDone]], client: str) -> None:

@@ -125,6 +125,8 @@ WORKER_STEP = 200
 def first_step(batch: list[Message]) -> tuple[list[Message], list[Message] | None]:
     """The first ``WORKER_STEP`` reports of a worker's batch, and the rest (None if there is
     none); a ``TasksDone`` across the cut is cut between its rows."""
+    if len(batch) == 1 and type(batch[0]) is not TasksDone:  # a lone report (a round trip's)
+        return batch, None
     weight = 0
     for i, msg in enumerate(batch):
         weight += len(msg.keys) if type(msg) is TasksDone else 1  # type: ignore[attr-defined]
@@ -465,12 +467,14 @@ class ServerMessages(ShellBase):
         if address is not None and self._workers.get(address) is not conn:
             return  # a worker already removed (restarted, retired): it has no say any more
         events: list[Any] = []
+        joined = False
         try:
             for msg in batch:
                 if isinstance(msg, Register):
                     if not self._admit(conn, msg):
                         return
                     address = msg.address
+                    joined = True
                     events.append(WorkerJoined(address, msg.name, msg.nthreads, msg.memory_limit,
                                                msg.pid, msg.host, time.monotonic(),
                                                msg.resources))
@@ -531,7 +535,7 @@ class ServerMessages(ShellBase):
             return
         if events:
             self._apply(events)
-            if any(type(e) is WorkerJoined for e in events):
+            if joined:
                 self._worker_joined.set()
                 if self.plugin_host.plugins:
                     for e in events:

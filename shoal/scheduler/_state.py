@@ -136,7 +136,7 @@ class SchedulerState(
         self._went_idle: set[WorkerState] = set()  # workers to find stolen work for
         # dask's distributed.scheduler.work-stealing: False leaves queued tasks where placed
         self.work_stealing = work_stealing
-        self._no_victims = False  # a steal scan found none, and nothing was assigned since
+        self._no_victims = False  # a steal scan found none, and no backlog was made since
         self._paused: set[WorkerState] = set()  # workers placed nothing (memory)
         self._freed: set[WorkerState] = set()  # workers with held tasks that gained room
         self._room = RoomIndex()  # the least busy worker with room, for queued tasks

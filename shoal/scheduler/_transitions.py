@@ -161,7 +161,6 @@ class Transitions(StateBase):
         rare = ts.rare
         if rare is None or rare.workers is None:
             worker.stealable += 1
-        self._no_victims = False  # ``worker`` may now have something to steal
         ts.processing_on = worker
         ts.run = run = next(self._runs)
         est = self._durations.get(ts.prefix)
@@ -174,7 +173,13 @@ class Transitions(StateBase):
             free = worker.free
             for r, q in rare.resources.items():
                 free[r] = free.get(r, 0.0) - q
-        worker.processing.add(ts)
+        processing = worker.processing
+        processing.add(ts)
+        if len(processing) - len(worker.long_running) > worker.nthreads:
+            # ``worker`` has a backlog: something to steal. Only an assignment makes one (a
+            # worker with a free thread is never a victim: ``find_victims``), so a round
+            # trip's task, on a worker that ran dry, leaves the next steal scan skipped.
+            self._no_victims = False
         worker.occupancy += ts.est
         self._room.touch(worker)
         if ts.dependencies:

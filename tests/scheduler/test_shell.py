@@ -378,6 +378,32 @@ def test_compute_and_result_are_written_when_their_batch_is_carried_out() -> Non
     asyncio.run(scenario())
 
 
+def test_a_release_riding_a_submission_is_written_with_its_compute() -> None:
+    # The client's release timer sends the previous key's release with the next submission:
+    # the free and the compute leave in one write before the handler returns, not the
+    # compute a loop turn after the free.
+    async def scenario() -> None:
+        sched = Scheduler()
+        worker = Writer("w1")
+        sched._on_worker_message(worker, [Register("w1", "w1", 2, 2**30, 1, "host")])
+        client = Writer("c")
+        client.info["name"] = "c"
+        sched._clients["c"] = client
+        sched._apply([ClientJoined("c")])
+        sched._on_client_message(client, [UpdateGraph([row("a")], ["a"], {})])
+        run = sched.state.tasks["a"].run
+        sched._on_worker_message(worker, [TaskDone("a", 8, "int", 0.0, 1.0, 0, None, run)])
+        await asyncio.sleep(0)
+        worker.batches.clear()
+        sched._on_client_message(client, [ReleaseKeys(["a"]), UpdateGraph([row("b")], ["b"], {})])
+        assert [_kinds(b) for b in worker.batches] == [[("free", ["a"]), ("compute", "b")]]
+        await asyncio.sleep(0)
+        assert len(worker.batches) == 1
+        sched.state.validate()
+
+    asyncio.run(scenario())
+
+
 class _Transitions:
     """A scheduler plugin with a transition hook, recording every call."""
 

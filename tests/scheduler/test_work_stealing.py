@@ -118,3 +118,18 @@ def test_no_task_is_stolen_with_work_stealing_off() -> None:
     sim.now += 1.0
     assert computes(sim.state.handle(Tick(sim.now))) == []
     assert len(sim.state.workers["w1"].processing) == len(keys)
+
+
+def test_a_lone_task_on_an_idle_worker_arms_no_steal_scan(sim: Sim) -> None:
+    # Sequential submit(...).result(): each task goes to a worker that ran dry and makes no
+    # backlog, so the scan over every worker for victims (found none once) is not run again.
+    sim.join("w1")
+    sim.join("w2")
+    sim.submit([row("a")])
+    sim.finish("a")
+    assert sim.state._no_victims
+    for key in ("b", "c"):
+        sim.submit([row(key)])
+        assert sim.state._no_victims
+        sim.finish(key)
+        assert sim.state._no_victims
