@@ -128,7 +128,7 @@ class FutureState:
         """The inline result, unpickled (there must be one)."""
         inline = self.inline
         assert inline is not None
-        if type(inline) is not bytes:
+        if isinstance(inline, Serialized):
             return loads(inline)
         if len(inline) > _SHARED_FRAME_BYTES:
             return pickle.loads(inline)  # (``loads`` of its one-frame Serialized)
