@@ -12,6 +12,7 @@ import asyncio
 import dis
 import functools
 import logging
+import pickle
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from shoal.client._core import ClientCore as Client  # the protocol: never the facade
 
 _NO_VALUE = object()
+NOT_PLAIN = _NO_VALUE  # ``FutureState.plain_value``: no such value known
 # Guards FutureState.status changes against callback registration from user threads.
 _callbacks_lock = threading.Lock()
 
@@ -40,6 +42,11 @@ logger = logging.getLogger("shoal.client")
 _SHARED_FRAME_BYTES = 32
 _SHARED_FRAMES = 4096
 _shared_frames: dict[bytes, bytes] = {}
+# What those tiny frames unpickle to, for the ones that unpickle to an immutable plain value
+# (None, a bool, a number, a short string): read once, not once per future (a map's
+# gather reads 20,000 Nones). Bounded and emptied as ``_shared_frames`` is.
+_PLAIN_TYPES = frozenset({type(None), bool, int, float, complex, str, bytes})
+_plain_values: dict[bytes, Any] = {}
 
 
 def _open(latch: _thread.LockType) -> None:
@@ -121,7 +128,27 @@ class FutureState:
         """The inline result, unpickled (there must be one)."""
         inline = self.inline
         assert inline is not None
-        return loads(inline if isinstance(inline, Serialized) else Serialized((inline,)))
+        if isinstance(inline, Serialized):
+            return loads(inline)
+        if len(inline) > _SHARED_FRAME_BYTES:
+            return pickle.loads(inline)  # (``loads`` of its one-frame Serialized)
+        value = _plain_values.get(inline, _NO_VALUE)
+        if value is _NO_VALUE:
+            value = pickle.loads(inline)
+            if type(value) in _PLAIN_TYPES:  # immutable: one object serves every reader
+                if len(_plain_values) >= _SHARED_FRAMES:
+                    _plain_values.clear()
+                _plain_values[inline] = value
+        return value
+
+    def plain_value(self) -> Any:
+        """The inline result if it is a tiny frame read before as an immutable plain value
+        (``inline_value`` keeps those: no unpickling, and no Future can be in it), else
+        :data:`NOT_PLAIN`."""
+        inline = self.inline
+        if type(inline) is bytes and len(inline) <= _SHARED_FRAME_BYTES:
+            return _plain_values.get(inline, _NO_VALUE)
+        return _NO_VALUE
 
     def wait(self, timeout: float | None) -> bool:
         if self.status != "pending":
@@ -288,7 +315,9 @@ def settled_or_failed(futures: list[Future]) -> Future | None:
     lost) instead of waiting for the others. Returns the first failed future in order,
     or None. The thread waits for one pending key at a time, as ``FutureState.wait``
     does, and a failure of any other wakes it (``_watches``): nothing is registered
-    per key beyond the one waited for.
+    per key beyond the one waited for. It waits for the last one first: a map's keys
+    settle about in order, so it usually wakes once, to find all settled, not once per
+    batch of results (each wake-up takes the GIL from the loop thread settling them).
 
     Raises:
         KeyboardInterrupt: Ctrl-C while waiting.
@@ -312,7 +341,7 @@ def settled_or_failed(futures: list[Future]) -> Future | None:
             return failed
         latch = watch.latch
         wake = functools.partial(_open, latch)
-        for i in range(start, len(futures)):
+        for i in range(len(futures) - 1, start - 1, -1):
             st = futures[i]._state
             # ends: every key settles (a closed client or lost connection settles them
             # all); a wake by another key's failure comes back here at most once each
@@ -322,11 +351,12 @@ def settled_or_failed(futures: list[Future]) -> Future | None:
                         lambda t: latch.acquire(True, -1 if t is None else t), None)
                 if watch.failed:
                     watch.failed = False
-                    failed = first_failed(futures, i)
+                    failed = first_failed(futures, start)
                     if failed is not None:
                         return failed  # (else retried meanwhile: pending again)
-            if st.status != "finished":
-                return futures[i]
+            if st.status != "finished":  # the first failed in order, this one or earlier
+                failed = first_failed(futures, start)
+                return futures[i] if failed is None else failed
         return None
     finally:
         with _callbacks_lock:

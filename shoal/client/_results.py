@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from shoal import _loop
 from shoal.client._fetch import fetch_async
 from shoal.client._future import (
+    NOT_PLAIN,
     Future,
     FutureCancelledError,
     FutureState,
@@ -201,8 +202,11 @@ def split(self: Client, flat: list[Future], errors: str
         if st.status == "finished":
             inline = st.inline
             if inline is not None:
-                values[f.key] = (load_for(self, FutureState.inline_value, st)
-                                 if may_hold_futures(inline) else st.inline_value())
+                value = st.plain_value()  # (most of a map's: None, read once for all)
+                if value is NOT_PLAIN:
+                    value = (load_for(self, FutureState.inline_value, st)
+                             if may_hold_futures(inline) else st.inline_value())
+                values[f.key] = value
             else:
                 fetch[f.key] = None
         elif errors == "skip":

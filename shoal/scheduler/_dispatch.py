@@ -240,20 +240,27 @@ class Dispatch(StateBase):
             return
         pick = self._room.picker()
         budget = FILL_STEP
+        heappop = heapq.heappop
+        # A fill's tasks mostly share a prefix (a map's): its estimate, looked up once per
+        # run of them (only a result's measurement changes it, never a placement).
+        prefix, est = None, 0.0
         # ends: each pass pops a task off the queue, or returns
         while queue:
             ts = queue[0][1]  # (ts.prio, ts)
             if ts.state != "queued":
-                heapq.heappop(queue)
+                heappop(queue)
                 continue
-            ws = pick(self._estimate(ts.prefix))
+            if ts.prefix is not prefix:
+                prefix = ts.prefix
+                est = self._estimate(prefix)
+            ws = pick(est)
             if ws is None:
                 return
             if not budget:  # the rest in a later step (picked again then: nothing assigned)
                 self._resume_later()
                 return
             budget -= 1
-            heapq.heappop(queue)
+            heappop(queue)
             self._queued_processing(ts, ws)  # queued (checked above): the move, as _go would
 
     def _steal(self) -> None:

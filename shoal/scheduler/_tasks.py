@@ -306,8 +306,15 @@ def compact_payload(payload: Serialized | None, fids: tuple[str, ...]
     if len(fids) == 1:
         head = call_head(fids[0])
         if frame.startswith(head):
-            return b"\x00" + memoryview(frame)[len(head):]
+            cut = len(head)
+            # (a small one sliced, which beats a memoryview's set-up; a big one not copied
+            # twice)
+            return b"\x00" + (frame[cut:] if len(frame) <= _SLICED else memoryview(frame)[cut:])
     return payload if frame and frame[0] == _CUT else frame
+
+
+# Payloads up to this many bytes are cut and rebuilt by slicing (two small copies).
+_SLICED = 1024
 
 
 def payload_of(kept: Serialized | bytes, fids: tuple[str, ...]) -> Serialized:
@@ -315,7 +322,8 @@ def payload_of(kept: Serialized | bytes, fids: tuple[str, ...]) -> Serialized:
     if isinstance(kept, Serialized):
         return kept
     if kept and kept[0] == _CUT:
-        return Serialized((call_head(fids[0]) + memoryview(kept)[1:],))
+        return Serialized((call_head(fids[0])
+                           + (kept[1:] if len(kept) <= _SLICED else memoryview(kept)[1:]),))
     return Serialized((kept,))
 
 

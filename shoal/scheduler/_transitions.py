@@ -543,9 +543,13 @@ def queue_key(priority: Any) -> int | None:
 
 def _upstream(roots: Iterable[TaskState], state: str) -> list[TaskState]:
     """``roots`` in ``state`` and, transitively, their inputs in that state (no recursion:
-    chains of thousands of tasks are common)."""
+    chains of thousands of tasks are common). Roots come out in their order, each followed
+    by those of its inputs not out yet: a graph's rows arrive in priority order, and queued
+    in that order each push onto the scheduler's queue is O(1), where reversed each sifted
+    up the whole heap (log2 of its size in comparisons)."""
     out: list[TaskState] = []
     stack = [ts for ts in roots if ts.state == state]
+    stack.reverse()
     seen: set[TaskState] = set()
     while stack:
         ts = stack.pop()
@@ -553,7 +557,8 @@ def _upstream(roots: Iterable[TaskState], state: str) -> list[TaskState]:
             continue
         seen.add(ts)
         out.append(ts)
-        stack.extend(d for d in ts.dependencies if d.state == state)
+        if ts.dependencies:
+            stack.extend([d for d in ts.dependencies if d.state == state])
     return out
 
 

@@ -139,3 +139,42 @@ def test_settled_or_failed_ends_at_a_later_keys_failure_while_an_earlier_one_wai
     futures[0]._state.settle("finished")
     assert settled_or_failed(futures[:2]) is None
     assert settled_or_failed([futures[0], futures[2]]) is futures[2]
+
+
+def test_settled_or_failed_waits_on_the_last_pending_key_only() -> None:
+    # A map's keys settle about in order: the gathering thread waits for the last one
+    # (one wake-up when all are in), not for each in turn (one per batch of results).
+    from _waiting import wait_for
+
+    from shoal.client._future import settled_or_failed
+
+    futures = _futures(4)
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(settled_or_failed(futures)),
+                              daemon=True)
+    waiter.start()
+    wait_for(lambda: futures[3]._state.callbacks is not None)
+    assert [f._state.callbacks for f in futures[:3]] == [None, None, None]
+    for f in futures[:3]:
+        f._state.settle("finished")
+    assert waiter.is_alive()
+    futures[3]._state.settle("finished")
+    waiter.join(DEADLINE)
+    assert not waiter.is_alive() and got == [None]
+
+
+def test_settled_or_failed_returns_the_first_failure_in_order() -> None:
+    from _waiting import wait_for
+
+    from shoal.client._future import settled_or_failed
+
+    futures = _futures(4)
+    futures[3]._state.settle("finished")
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(settled_or_failed(futures)),
+                              daemon=True)
+    waiter.start()
+    wait_for(lambda: futures[2]._state.callbacks is not None)  # waits on the last pending
+    FutureState.settle_all([futures[2]._state, futures[1]._state], "error")  # [0] pending
+    waiter.join(DEADLINE)
+    assert not waiter.is_alive() and got == [futures[1]]

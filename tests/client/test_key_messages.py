@@ -53,3 +53,19 @@ def test_held_futures_with_the_same_tiny_result_share_one_copy_of_it() -> None:
     assert x.inline is y.inline
     assert (x.inline_value(), y.inline_value()) == (None, None)
     assert z.inline_value() == "a longer result, pickled past 32 bytes"
+
+
+def test_tiny_plain_results_are_read_once_and_mutable_ones_each_time() -> None:
+    from shoal.client._future import NOT_PLAIN
+
+    a, b = FutureState(), FutureState()
+    for st in (a, b):
+        st.keep_inline(dumps(None))
+    assert (a.inline_value(), b.inline_value()) == (None, None)
+    assert b.plain_value() is None
+    x, y = FutureState(), FutureState()
+    for st in (x, y):
+        st.keep_inline(dumps([1]))  # a list: every reader gets its own
+    assert x.inline_value() == y.inline_value() == [1]
+    assert x.inline_value() is not y.inline_value()
+    assert x.plain_value() is NOT_PLAIN

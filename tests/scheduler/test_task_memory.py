@@ -8,6 +8,8 @@ import sys
 import tracemalloc
 from typing import Any
 
+import pytest
+
 from shoal.protocol._serialize import Serialized
 from shoal.scheduler._events import ClientJoined, GraphSubmitted, SendCompute, TaskFinished
 from shoal.scheduler._state import SchedulerState
@@ -248,7 +250,9 @@ def test_a_tasks_rare_fields_are_kept_and_read_back_once_set() -> None:
     state.validate()
 
 
-def test_a_call_payload_is_kept_without_its_functions_head_and_sent_byte_for_byte() -> None:
+@pytest.mark.parametrize("arg", [7, "x" * 3000], ids=["small", "past-the-sliced-size"])
+def test_a_call_payload_is_kept_without_its_functions_head_and_sent_byte_for_byte(
+        arg: Any) -> None:
     # client.map's payloads start with the same 58 bytes per function (the call and the
     # function's id): the task keeps the rest, and the worker gets the payload unchanged,
     # the first time and when the result is lost and recomputed
@@ -257,7 +261,7 @@ def test_a_call_payload_is_kept_without_its_functions_head_and_sent_byte_for_byt
     fid = "".join(["ab" * 12])
     made = CallPickles.of(fid, {})
     assert made is not None
-    payload = made((7,))
+    payload = made((arg,))
     assert payload is not None and payload.frames[0].startswith(call_head(fid))
     state, sim = _fresh()
     cmds = sim.submit([row("a", payload=payload, fids=[fid])])
