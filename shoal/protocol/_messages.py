@@ -34,8 +34,9 @@ from shoal.protocol._wire_checks import _DEEP, _NUM, _SEQ, ProtocolError
 # 14: a nanny's own word that it kills its worker for memory (NannyMemoryTerminated, Hello
 # role "nanny"); 15: a worker's Register may name it by a float, bool, bytes or tuple (as
 # dask's names), and result type names are dask's typename ("numpy.ndarray"); 16:
-# CoordWithdraw and CoordQueueReturn (a cancelled awaiting call of a primitive)
-PROTOCOL_VERSION = 16
+# CoordWithdraw and CoordQueueReturn (a cancelled awaiting call of a primitive); 17: a
+# result's pickled class in the task and key reports (``pickled_type``), for Future.type
+PROTOCOL_VERSION = 17
 
 Key = Any  # str, int, float or a tuple of them (dask keys)
 
@@ -227,12 +228,14 @@ class Request(Message):
 
 @_message("key-done")
 class KeyDone(Message):
-    """A wanted key is in memory; small results ride along in ``inline``."""
+    """A wanted key is in memory; small results ride along in ``inline``; ``pickled_type``
+    is :class:`TaskDone`'s (the class of a result not inline that its name does not find)."""
 
     key: Key
     nbytes: int
     typename: str
     inline: Serialized | None
+    pickled_type: bytes | None = None
 
 
 @_message("keys-done-as-columns")
@@ -244,6 +247,7 @@ class KeysDone(Message):
     nbytes: list[int]
     typenames: list[str]
     inlines: list[Serialized | None]
+    pickled_types: list[bytes | None]
 
 
 @_message("key-erred")
@@ -424,6 +428,10 @@ class TaskDone(Message):
     inline: Serialized | None
     run: int  # the ``Compute.run`` this result answers
     dropped: tuple[Key, ...] = ()  # inputs of ``Compute.drop`` the worker dropped as it ended
+    # The result's class pickled, when a client wants the result, it is not ``inline`` and
+    # its ``typename`` does not find the class (one defined inside a function): for
+    # ``Future.type``, as dask's worker sends every result's pickled type.
+    pickled_type: bytes | None = None
 
 
 @_message("tasks-done-as-columns")
@@ -440,6 +448,7 @@ class TasksDone(Message):
     inlines: list[Serialized | None]
     runs: list[int]
     dropped: list[tuple[Key, ...]]
+    pickled_types: list[bytes | None]
 
 
 @_message("task-erred")

@@ -138,6 +138,7 @@ class TaskFinished(Event):
     inline: Serialized | None
     run: int  # which assignment of the key this answers (``SendCompute.run``)
     dropped: tuple[Key, ...] = ()  # inputs the worker dropped as the task ended (``drop``)
+    pickled_type: bytes | None = None  # (``TaskDone``'s: forwarded to the wanting clients)
 
 
 @dataclass(slots=True)  # not frozen: built per batch of results
@@ -156,12 +157,14 @@ class TasksFinished(Event):
     inlines: Sequence[Serialized | None]
     runs: Sequence[int]
     dropped: Sequence[tuple[Key, ...]]
+    pickled_types: Sequence[bytes | None]
 
     def rows(self) -> list[TaskFinished]:
         """The same reports, one event each."""
         return [TaskFinished(self.worker, *row) for row in zip(
             self.keys, self.nbytes, self.typenames, self.starts, self.stops, self.threads,
-            self.inlines, self.runs, [tuple(d) for d in self.dropped], strict=True)]
+            self.inlines, self.runs, [tuple(d) for d in self.dropped], self.pickled_types,
+            strict=True)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,6 +378,7 @@ class ReportDone(Command):
     nbytes: int
     typename: str
     inline: Serialized | None
+    pickled_type: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

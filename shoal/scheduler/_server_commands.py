@@ -184,7 +184,7 @@ class ServerCommands(ShellBase):
             self._held.append(c)
         if len(cmds) == 1:
             cmd = cmds[0]
-            c.send(KeyDone(cmd.key, cmd.nbytes, cmd.typename, cmd.inline))
+            c.send(KeyDone(cmd.key, cmd.nbytes, cmd.typename, cmd.inline, cmd.pickled_type))
         else:
             c.send(keys_done(cmds))
 

@@ -485,7 +485,7 @@ class ServerMessages(ShellBase):
                 elif isinstance(msg, TaskDone):
                     events.append(TaskFinished(address, msg.key, msg.nbytes, msg.typename,
                                                msg.start, msg.stop, msg.thread, msg.inline,
-                                               msg.run, msg.dropped))
+                                               msg.run, msg.dropped, msg.pickled_type))
                 elif isinstance(msg, TasksStarted):
                     events.append(ExecutionStarted(address, list(msg.keys), list(msg.runs)))
                 elif isinstance(msg, WorkerGoodbye):
