@@ -27,7 +27,12 @@ TaskRow = tuple[Any, ...]
 
 @dataclass(frozen=True, slots=True)
 class ClientJoined(Event):
+    """A client's session began: ``client`` is the session's name (``<id>-<n>``, a new one
+    per connection), ``id`` the client's own (``Client.id``; empty: the same as ``client``),
+    which dask's events name it by (its topic, and their ``"client"``)."""
+
     client: str
+    id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -192,7 +192,7 @@ class ServerMessages(ShellBase):
             self._clients[name] = conn
             conn.set_handler(self._on_client_message)
             logger.info("receive client connection: %s", name)
-            self._apply([ClientJoined(name)])
+            self._apply([ClientJoined(name, first.name)])
             self._apply_side(self.topics, [topics.SubscriberJoined(name)])
             self._hook("add_client", self, client=name)
             conn.send(Response(0, True, {"client": name, "address": self.address,

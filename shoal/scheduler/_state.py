@@ -117,7 +117,8 @@ class SchedulerState(
         self.tasks: dict[Key, TaskState] = {}
         self.workers: dict[str, WorkerState] = {}
         self.clients: dict[str, set[TaskState]] = {}
-        self._joined: set[str] = set()  # clients that joined (ClientJoined), not holders
+        # clients that joined (ClientJoined), not holders: session name -> Client.id
+        self._joined: dict[str, str] = {}
         self.allowed_failures = allowed_failures
         self.worker_ttl = worker_ttl
         self.bandwidth = bandwidth

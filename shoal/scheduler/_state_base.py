@@ -137,7 +137,7 @@ class StateBase:
     task_stream_total: int
     completed_total: int
     _log: deque[tuple[Any, ...]]
-    _joined: set[str]  # clients that joined (ClientJoined), not pseudo-clients
+    _joined: dict[str, str]  # clients that joined (ClientJoined), not pseudo-clients: their ids
     _out: list[Command]
     _fired_done: list[TaskState]
     _forget_watch: set[Key]  # ForgetWatched keys, until a task of theirs is forgotten
