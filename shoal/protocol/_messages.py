@@ -35,7 +35,8 @@ from shoal.protocol._wire_checks import _DEEP, _NUM, _SEQ, ProtocolError
 # role "nanny"); 15: a worker's Register may name it by a float, bool, bytes or tuple (as
 # dask's names), and result type names are dask's typename ("numpy.ndarray"); 16:
 # CoordWithdraw and CoordQueueReturn (a cancelled awaiting call of a primitive); 17: a
-# result's pickled class in the task and key reports (``pickled_type``), for Future.type
+# result's pickled class in the task and key reports (``pickled_type``), for Future.type,
+# and SpanTasks (the keys submitted in a span block)
 PROTOCOL_VERSION = 17
 
 Key = Any  # str, int, float or a tuple of them (dask keys)
@@ -184,6 +185,17 @@ class UpdateGraph(Message):
     # piece; a whole graph (stream 0), or another stream's piece, in between changes nothing.
     more: bool = False
     stream: int = 0
+
+
+@_message("span-tasks")
+class SpanTasks(Message):
+    """The tasks ``keys`` (of the graph that follows) were submitted in a ``span`` block:
+    its tags ``names`` and ``ids`` from the outermost block in (the ``"span"`` annotation),
+    for the scheduler's span records (``scheduler/_spans.py``)."""
+
+    names: list[str]
+    ids: list[str]
+    keys: list[Key]
 
 
 @_message("release-keys")

@@ -30,6 +30,7 @@ from shoal.scheduler._events import (
     ReportDone,
     ReportErred,
     ReportRestarted,
+    SpanSubmitted,
     WatchedKeysForgotten,
     WorkResumed,
 )
@@ -260,6 +261,13 @@ class ClientHandlers(StateBase):
             "metrics": {"tasks": len(ev.tasks), "new_tasks": len(new),
                         "key_collisions": len(ev.tasks) - len(rows)},
             "status": "OK"}))
+
+    def _on_span_submitted(self, ev: SpanSubmitted) -> None:
+        self.spans.observe(tuple(ev.names), tuple(ev.ids), list(ev.keys), self._now)
+
+    def _task_table(self) -> dict[Key, TaskState]:
+        """The tasks by key (for the span records: ``reset`` makes a new table)."""
+        return self.tasks
 
     def _on_released(self, ev: KeysReleased) -> None:
         held = self.clients.get(ev.client, set())

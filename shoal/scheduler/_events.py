@@ -56,6 +56,15 @@ class GraphSubmitted(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class SpanSubmitted(Event):
+    """``keys`` were submitted in the span ``ids[-1]`` (``SpanTasks``)."""
+
+    names: tuple[str, ...]
+    ids: tuple[str, ...]
+    keys: list[Key]
+
+
+@dataclass(frozen=True, slots=True)
 class KeysReleased(Event):
     client: str
     keys: list[Key]

@@ -127,6 +127,8 @@ class ReportHandlers(StateBase):
             self._unfire(ts)
         for client in ts.who_wants:
             self._out.append(ReportDone(client, ts.key, nbytes, typename, inline, pickled_type))
+        if self.spans.by_key:  # some task was submitted in a ``span`` block
+            self.spans.finished(ts.key, ts.prefix, start, stop, nbytes)
         deps = ts.dependencies
         if deps or not ts.who_wants:  # else nothing to tidy: a wanted task is needed
             self._tidy([ts, *deps])

@@ -45,6 +45,7 @@ from shoal.protocol._messages import (
     RetryKeys,
     Scatter,
     ScatterStored,
+    SpanTasks,
     TaskDone,
     TaskErred,
     TaskRescheduled,
@@ -75,6 +76,7 @@ from shoal.scheduler._events import (
     RescheduleAsked,
     ScatterAcked,
     Seceded,
+    SpanSubmitted,
     TaskFailed,
     TaskFinished,
     TasksFinished,
@@ -307,6 +309,9 @@ class ServerMessages(ShellBase):
                     events.append(KeysCancelled(name, list(msg.keys), msg.force))
                 elif isinstance(msg, RetryKeys):
                     events.append(KeysRetried(name, list(msg.keys)))
+                elif isinstance(msg, SpanTasks):
+                    events.append(SpanSubmitted(tuple(msg.names), tuple(msg.ids),
+                                                list(msg.keys)))
                 elif isinstance(msg, FireAndForget):
                     events.append(FireAndForgetAsked(list(msg.keys)))
                 elif type(msg) in _SIDE_MESSAGES:

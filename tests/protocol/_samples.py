@@ -24,6 +24,7 @@ SAMPLES: dict[str, m.Message] = {
     ),
     "release-keys": m.ReleaseKeys(["a", ("b", 0, 1)]),
     "cancel-keys": m.CancelKeys(["a"], False),
+    "span-tasks": m.SpanTasks(["outer", "inner"], ["id-1", "id-2"], ["a", ("b", 0)]),
     "retry-keys": m.RetryKeys([("x", 3)]),
     "scatter": m.Scatter(7, [("x", SMALL, 10, "int")], ["w1"], True),
     "request": m.Request(3, "who_has", {"keys": ["a"], "nested": {"n": 1.5}}),
