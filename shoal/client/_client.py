@@ -365,7 +365,8 @@ class Client(Submitting, Scattering, TwoFaces, Outbox):
             elif kind is KeyDone:
                 st = states.get(msg.key)  # type: ignore[attr-defined]
                 if st is not None:
-                    _reports.finished(st, msg.nbytes, msg.typename, msg.inline)  # type: ignore[attr-defined]
+                    _reports.finished(st, msg.nbytes, msg.typename, msg.inline,  # type: ignore[attr-defined]
+                                      msg.pickled_type)  # type: ignore[attr-defined]
             elif kind is KeyErred:
                 st = states.get(msg.key)  # type: ignore[attr-defined]
                 if st is not None:

@@ -109,6 +109,7 @@ def submit_graph(
     active = dask.get_annotations()
     if active or "span" in annotations:  # shoal.span: the tasks run in it (_spans.py)
         graph = _spans.graph_in_span(graph, active.get("span"), annotations.get("span"))
+        client._send_spans(_spans.spans_of_graph(graph))
     if active:
         workers = active.get("workers") if workers is None else workers
         retries = active.get("retries") if retries is None else retries

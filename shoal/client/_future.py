@@ -24,7 +24,7 @@ from shoal.client import _returned
 from shoal.client._timeouts import duration
 from shoal.protocol._errors import FutureCancelledError as FutureCancelledError
 from shoal.protocol._serialize import Serialized, loads
-from shoal.protocol._typenames import resolve, type_name
+from shoal.protocol._typenames import load_class, resolve, type_name
 
 if TYPE_CHECKING:
     from shoal.client._core import ClientCore as Client  # the protocol: never the facade
@@ -69,6 +69,28 @@ class _Waiters:
         self.callbacks: list[Callable[[], None]] | None = None
 
 
+class SentTypeName(str):
+    """A result's type name that came with the class itself (``KeyDone.pickled_type``: a
+    class its name does not find, one defined in a function). A str, so that everything
+    reading ``FutureState.typename`` reads the name; the class rides on the rare ones
+    only, instead of a slot on every state."""
+
+    _sent: bytes | type | None
+
+    def __new__(cls, name: str, pickled: bytes) -> SentTypeName:
+        self = super().__new__(cls, name)
+        self._sent = pickled
+        return self
+
+    def load(self) -> type | None:
+        """The class, loaded once; None if it does not load here."""
+        sent = self._sent
+        if sent is None or isinstance(sent, type):
+            return sent
+        self._sent = load_class(sent)
+        return self._sent
+
+
 class FutureState:
     """What the client knows about one key; shared by every Future of that key."""
 
@@ -84,6 +106,7 @@ class FutureState:
         self.inline: Serialized | bytes | None = None
         self.error: dict[str, Any] | None = None
         self.nbytes = -1
+        # The result's type name; a ``SentTypeName`` when the worker sent the class too.
         self.typename = ""
         # Who waits for it (a latch for threads, callbacks for the loop): made on the first
         # wait or callback and dropped when it settles; one slot for both, since most
@@ -468,10 +491,14 @@ class Future(TaskRef):
     @property
     def type(self) -> type | None:
         """The result's class once finished (as dask's), else None. A class this process
-        cannot find by its name (one defined inside a function) is read from the result
-        when it came with the report (small results); else None."""
+        cannot find by its name (one defined inside a function) is the one the worker sent
+        with a big result, or read from a small result that came with the report; None if
+        neither (a class that does not pickle)."""
         st = self._state
-        found = resolve(st.typename)
+        typename = st.typename
+        found = resolve(typename)
+        if found is None and type(typename) is SentTypeName:
+            found = typename.load()
         if found is None and st.status == "finished" and st.inline is not None:
             try:
                 found = type(st.inline_value())

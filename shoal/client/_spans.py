@@ -5,8 +5,9 @@ Owns: the ``"span"`` annotation (``{"name": tags, "ids": ids}``, nested spans ex
 both) and wrapping the function of each task submitted under one, so that code running in
 the task reads it with ``dask.get_annotations()["span"]`` and what it submits is in the
 same span, as in dask. Must not know: how tasks travel or run (the wrapper is an ordinary
-picklable callable). shoal's scheduler keeps no ``Span`` records and no per-span metrics
-(dask's ``SpansSchedulerExtension``): the tag lives in the client and in the tasks.
+picklable callable), and telling the scheduler which keys were submitted in which span
+(``span_tasks``: ``SpanTasks`` messages, ahead of their graph), for its span records
+(``scheduler/_spans.py``, dask's ``SpansSchedulerExtension``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 
 import dask
 from dask._task_spec import Task
+
+from shoal.protocol._messages import SpanTasks
 
 
 @contextmanager
@@ -92,3 +95,21 @@ def graph_in_span(graph: dict[Any, Any], span: dict[str, Any] | None,
         out[key] = Task(node.key, wrapper, *node.args, _data_producer=node._data_producer,
                         **node.kwargs)
     return out
+
+
+def span_tasks(pairs: Any) -> list[SpanTasks]:
+    """``(key, span annotation)`` pairs as one ``SpanTasks`` per span, keys in order."""
+    by_span: dict[tuple[Any, ...], tuple[dict[str, Any], list[Any]]] = {}
+    for key, annotation in pairs:
+        ids = tuple(annotation["ids"])
+        found = by_span.get(ids)
+        if found is None:
+            found = by_span[ids] = (annotation, [])
+        found[1].append(key)
+    return [SpanTasks(list(a["name"]), list(a["ids"]), keys) for a, keys in by_span.values()]
+
+
+def spans_of_graph(graph: dict[Any, Any]) -> list[SpanTasks]:
+    """The ``SpanTasks`` of a graph ``graph_in_span`` made (its tasks' ``InSpan``)."""
+    return span_tasks((key, node.func.span) for key, node in graph.items()
+                      if isinstance(node, Task) and isinstance(node.func, InSpan))

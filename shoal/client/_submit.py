@@ -262,6 +262,17 @@ class Submitting(Outbox):
             self._refuse_closed(stale)
         self._schedule_drain()
 
+    def _send_spans(self, spans: list[Any]) -> None:
+        """Queue ``SpanTasks`` messages (``client/_spans.py``): before the graph they name
+        (queued after this), so the scheduler knows a task's span before it can finish."""
+        if not spans:
+            return
+        with self._lock:
+            if self.status == "closed":
+                return  # (the graph is refused by _submit_rows)
+            self._outbox.extend(spans)
+        self._schedule_drain()
+
     def _drop_pending(self) -> list[FutureState]:
         """Under ``_lock``, the client closed: take out the future states still pending
         (made after the close forgot the others, by a submission that raced it)."""
@@ -432,6 +443,7 @@ class Submitting(Outbox):
         prio = (-priority, next(self._generation), 0)
         if in_span is not None and not is_actor:
             func = _spans.InSpan(in_span, func)  # the task runs in the span, as dask's
+            self._send_spans(_spans.span_tasks([(key, in_span)]))
         ser = None if is_actor or kwargs else self._plain_payload(func, args)
         row: tuple[Any, ...]
         if ser is not None:
@@ -543,6 +555,8 @@ class Submitting(Outbox):
                 rows.append(self._row(k, task, (-priority, gen, i), nretries, wl, name))
         if rows:
             wanted = [r[0] for r in rows]
+            if in_span is not None and not is_actor:
+                self._send_spans(_spans.span_tasks((k, in_span) for k in wanted))
             _gc.settle()  # (shoal/_gc.py: keys, rows, wanted are frozen now in bulk mode)
             self._submit_rows(rows, None, wanted if is_actor else None,
                               self._restrictions(wanted, resources, allow_other_workers),

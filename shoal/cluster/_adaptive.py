@@ -174,10 +174,15 @@ class Adaptive:
 
     @property
     def plan(self) -> set[Any]:
-        """The names of the workers the cluster runs or is starting (dask's ``plan``)."""
-        return set(self.cluster.workers)
+        """The names of the workers the cluster runs or is starting (dask's ``plan``: the
+        cluster's; a SpecCluster's group entry names each of its workers)."""
+        return set(self.cluster.plan)
 
-    requested = plan  # (dask's: asked for; shoal's cluster starts what it plans at once)
+    @property
+    def requested(self) -> set[Any]:
+        """The names of the workers asked for and started (dask's ``requested``: the
+        cluster's; shoal's clusters start what they plan at once)."""
+        return set(self.cluster.requested)
 
     def _snapshot(self) -> Load:
         """The load this step decides on (taken once a step; a fresh one outside a step)."""

@@ -88,7 +88,21 @@ def _check_spec(spec: Any, what: str) -> dict[str, Any]:
     if not isinstance(spec.get("options", {}), dict):
         raise TypeError(f"{what}['options'] must be a dict of keyword arguments, got "
                         f"{spec['options']!r}")
+    group = spec.get("group")
+    if group is not None and (not isinstance(group, (list, tuple))
+                              or not all(isinstance(s, str) for s in group)):
+        raise TypeError(f"{what}['group'] must be a list of the name suffixes of the workers "
+                        f"the entry starts, like ['-0', '-1'], got {group!r}")
     return spec
+
+
+def member_names(name: Any, spec: dict[str, Any]) -> list[Any]:
+    """The names of the workers one spec entry starts: the entry's name, or for a
+    ``"group"`` entry its name (as a string) followed by each suffix, as dask's."""
+    group = spec.get("group")
+    if group is None:
+        return [name]
+    return [str(name) + suffix for suffix in group]
 
 
 class SpecCluster:
@@ -102,7 +116,12 @@ class SpecCluster:
 
     ``worker_spec`` holds the specs by name and ``workers`` the running servers by the
     same names; ``scale(n)`` edits the spec (new workers from the ``worker`` template,
-    named 0, 1...) and brings the servers in line. A ``"cls"`` is a class called as
+    named 0, 1...) and brings the servers in line. An entry with a ``"group"`` of name
+    suffixes starts several workers (its class does, as dask's ``MultiWorker`` or a batch
+    job), named by the entry's name and each suffix: ``{"cls": MultiWorker, "options":
+    {...}, "group": ["-0", "-1"]}`` under name 0 runs workers "0-0" and "0-1". ``scale``
+    counts entries; ``plan`` and ``requested`` name the workers; ``scale_down`` of any
+    member's name or address takes its whole entry down. A ``"cls"`` is a class called as
     ``cls(scheduler_address, name=name, **options)`` (the scheduler's as ``cls(**options)``)
     and awaited; dotted strings are imported, with dask's ``"distributed.Nanny"`` and the
     like standing for shoal's classes. shoal's ``Worker``/``Nanny`` get the scheduler's
@@ -127,8 +146,9 @@ class SpecCluster:
         shutdown_scheduler: whether ``close()`` closes the scheduler too.
 
     Raises:
-        TypeError: a spec that is not ``{"cls": ..., "options": {...}}``, dask's own
-            classes, or a ``distributed.*`` name shoal lacks.
+        TypeError: a spec that is not ``{"cls": ..., "options": {...}}`` (with an optional
+            ``"group"`` list of suffixes), dask's own classes, or a ``distributed.*`` name
+            shoal lacks.
         RuntimeError: the cluster failed to start (the cause is chained); what started is
             closed first.
     """
@@ -165,6 +185,9 @@ class SpecCluster:
         self.new_spec = copy.copy(worker)
         self.scheduler: Any = None
         self.workers: dict[Any, Any] = {}
+        # The spec each running entry started from: a closed entry's group names the
+        # workers to retire after it left ``worker_spec``.
+        self._started_specs: dict[Any, dict[str, Any]] = {}
         self.security = security if security is not None else Security()
         self._security_given = security is not None
         self._name = name or type(self).__name__
@@ -316,6 +339,7 @@ class SpecCluster:
                 self.worker_spec.pop(name, None)  # a later scale makes a fresh one
             else:
                 self.workers[name] = made[name]
+                self._started_specs[name] = self.worker_spec.get(name, {})
         for name in names:
             if name not in made:
                 self.worker_spec.pop(name, None)
@@ -325,7 +349,8 @@ class SpecCluster:
     async def _close_workers(self, names: list[Any], retire: bool) -> None:
         """Retire (their data moved to the others) and close these workers."""
         server = self._scheduler_server
-        wanted = {str(n) for n in names}
+        wanted = {str(member) for n in names if n in self.workers
+                  for member in member_names(n, self._started_specs.get(n, {}))}
         if retire and server is not None and server.address:
             from shoal.scheduler import _membership
 
@@ -338,6 +363,8 @@ class SpecCluster:
             if addresses:
                 await self._remote.retire_workers(workers=addresses, close_workers=True)
         handles = [self.workers.pop(name) for name in names if name in self.workers]
+        for name in names:
+            self._started_specs.pop(name, None)
         closed = await asyncio.gather(*(w.close() for w in handles), return_exceptions=True)
         for outcome in closed:  # each closes even if another failed; failures are said
             if isinstance(outcome, Exception):
@@ -399,7 +426,8 @@ class SpecCluster:
         n = self._count_for(n, memory, cores)
         if len(self.worker_spec) > n:
             launched = {str(w.get("name")) for w in self.scheduler_info["workers"].values()}
-            for name in [k for k in self.worker_spec if str(k) not in launched]:
+            for name in [k for k, spec in self.worker_spec.items()
+                         if not launched.intersection(map(str, member_names(k, spec)))]:
                 if len(self.worker_spec) <= n:
                     break
                 del self.worker_spec[name]
@@ -427,12 +455,15 @@ class SpecCluster:
         return self._face(self._corrected(), _TIMEOUT, "scale_down")
 
     def _names_of(self, workers: list[Any]) -> list[Any]:
-        """Spec names for names or worker addresses."""
+        """Spec names for names or worker addresses (of a group's member: its entry)."""
         by_address = {}
         server = self._scheduler_server
         if server is not None:
             by_address = {a: ws.name for a, ws in copy_live(server.state.workers).items()}
-        by_str = {str(k): k for k in self.worker_spec}
+        elif self._remote is not None:
+            by_address = {a: w.get("name") for a, w in self._remote_info["workers"].items()}
+        by_str = {str(member): k for k, spec in self.worker_spec.items()
+                  for member in member_names(k, spec)}
         out = []
         for w in workers:
             if w in self.worker_spec:
@@ -441,7 +472,7 @@ class SpecCluster:
                 out.append(by_str[str(by_address[w])])
             elif str(w) in by_str:
                 out.append(by_str[str(w)])
-        return out
+        return list(dict.fromkeys(out))
 
     # what shoal.Adaptive drives (on shoal's loop)
     async def _scale(self, n: int) -> None:
@@ -460,13 +491,15 @@ class SpecCluster:
 
     @property
     def plan(self) -> set[Any]:
-        """The names of the workers the spec asks for."""
-        return set(self.worker_spec)
+        """The names of the workers the spec asks for (a group's: each member's)."""
+        return {member for name, spec in self.worker_spec.items()
+                for member in member_names(name, spec)}
 
     @property
     def requested(self) -> set[Any]:
-        """The names of the workers both asked for and started."""
-        return {name for name in self.workers if name in self.worker_spec}
+        """The names of the workers both asked for and started (a group's: each member's)."""
+        return {member for name in self.workers if name in self.worker_spec
+                for member in member_names(name, self.worker_spec[name])}
 
     @property
     def observed(self) -> set[Any]:

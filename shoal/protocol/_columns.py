@@ -14,7 +14,7 @@ from typing import Any
 
 from shoal.protocol._messages import Compute, Computes, KeysDone, TaskDone, TasksDone
 
-_key_done_columns = operator.attrgetter("key", "nbytes", "typename", "inline")
+_key_done_columns = operator.attrgetter("key", "nbytes", "typename", "inline", "pickled_type")
 
 
 def keys_done(reports: Sequence[Any]) -> KeysDone:
@@ -47,7 +47,8 @@ def compute_rows(msg: Computes) -> list[Compute]:
 
 
 _done_columns = operator.attrgetter(
-    "key", "nbytes", "typename", "start", "stop", "thread", "inline", "run", "dropped"
+    "key", "nbytes", "typename", "start", "stop", "thread", "inline", "run", "dropped",
+    "pickled_type",
 )
 
 

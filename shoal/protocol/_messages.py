@@ -34,8 +34,10 @@ from shoal.protocol._wire_checks import _DEEP, _NUM, _SEQ, ProtocolError
 # 14: a nanny's own word that it kills its worker for memory (NannyMemoryTerminated, Hello
 # role "nanny"); 15: a worker's Register may name it by a float, bool, bytes or tuple (as
 # dask's names), and result type names are dask's typename ("numpy.ndarray"); 16:
-# CoordWithdraw and CoordQueueReturn (a cancelled awaiting call of a primitive)
-PROTOCOL_VERSION = 16
+# CoordWithdraw and CoordQueueReturn (a cancelled awaiting call of a primitive); 17: a
+# result's pickled class in the task and key reports (``pickled_type``), for Future.type,
+# and SpanTasks (the keys submitted in a span block)
+PROTOCOL_VERSION = 17
 
 Key = Any  # str, int, float or a tuple of them (dask keys)
 
@@ -185,6 +187,17 @@ class UpdateGraph(Message):
     stream: int = 0
 
 
+@_message("span-tasks")
+class SpanTasks(Message):
+    """The tasks ``keys`` (of the graph that follows) were submitted in a ``span`` block:
+    its tags ``names`` and ``ids`` from the outermost block in (the ``"span"`` annotation),
+    for the scheduler's span records (``scheduler/_spans.py``)."""
+
+    names: list[str]
+    ids: list[str]
+    keys: list[Key]
+
+
 @_message("release-keys")
 class ReleaseKeys(Message):
     keys: list[Key]
@@ -227,12 +240,14 @@ class Request(Message):
 
 @_message("key-done")
 class KeyDone(Message):
-    """A wanted key is in memory; small results ride along in ``inline``."""
+    """A wanted key is in memory; small results ride along in ``inline``; ``pickled_type``
+    is :class:`TaskDone`'s (the class of a result not inline that its name does not find)."""
 
     key: Key
     nbytes: int
     typename: str
     inline: Serialized | None
+    pickled_type: bytes | None = None
 
 
 @_message("keys-done-as-columns")
@@ -244,6 +259,7 @@ class KeysDone(Message):
     nbytes: list[int]
     typenames: list[str]
     inlines: list[Serialized | None]
+    pickled_types: list[bytes | None]
 
 
 @_message("key-erred")
@@ -424,6 +440,10 @@ class TaskDone(Message):
     inline: Serialized | None
     run: int  # the ``Compute.run`` this result answers
     dropped: tuple[Key, ...] = ()  # inputs of ``Compute.drop`` the worker dropped as it ended
+    # The result's class pickled, when a client wants the result, it is not ``inline`` and
+    # its ``typename`` does not find the class (one defined inside a function): for
+    # ``Future.type``, as dask's worker sends every result's pickled type.
+    pickled_type: bytes | None = None
 
 
 @_message("tasks-done-as-columns")
@@ -440,6 +460,7 @@ class TasksDone(Message):
     inlines: list[Serialized | None]
     runs: list[int]
     dropped: list[tuple[Key, ...]]
+    pickled_types: list[bytes | None]
 
 
 @_message("task-erred")

@@ -152,11 +152,11 @@ def stand_ins(msg: Message, exc: BaseException) -> list[Message]:
         assert isinstance(msg, TasksDone)
         return [TaskDone(*row) for row in zip(msg.keys, msg.nbytes, msg.typenames, msg.starts,
                                               msg.stops, msg.threads, msg.inlines, msg.runs,
-                                              msg.dropped, strict=True)]
+                                              msg.dropped, msg.pickled_types, strict=True)]
     if kind is KeysDone:
         assert isinstance(msg, KeysDone)
         return [KeyDone(*row) for row in zip(msg.keys, msg.nbytes, msg.typenames, msg.inlines,
-                                             strict=True)]
+                                             msg.pickled_types, strict=True)]
     if kind is Computes:
         assert isinstance(msg, Computes)
         rows = zip(msg.keys, msg.payloads, msg.deps, msg.priorities, msg.send_inline,

@@ -109,12 +109,12 @@ _COMPUTES: _Columns = (
 )
 _KEYS_DONE: _Columns = (
     ("keys", _KEYS), ("nbytes", _INTS), ("typenames", frozenset((str,))),
-    ("inlines", frozenset((Serialized, _NONE))),
+    ("inlines", frozenset((Serialized, _NONE))), ("pickled_types", frozenset((bytes, _NONE))),
 )
 _TASKS_DONE: _Columns = (
     ("keys", _KEYS), ("nbytes", _INTS), ("typenames", frozenset((str,))), ("starts", _FLOATS),
     ("stops", _FLOATS), ("threads", _INTS), ("inlines", frozenset((Serialized, _NONE))),
-    ("runs", _INTS), ("dropped", _SEQS),
+    ("runs", _INTS), ("dropped", _SEQS), ("pickled_types", frozenset((bytes, _NONE))),
 )
 _DEEP: dict[str, Callable[[Any], None]] = {
     # (key, payload, dependencies, fids, priority, retries, workers, prefix)

@@ -30,6 +30,7 @@ from shoal.scheduler._events import (
     ReportDone,
     ReportErred,
     ReportRestarted,
+    SpanSubmitted,
     WatchedKeysForgotten,
     WorkResumed,
 )
@@ -58,15 +59,18 @@ class ClientHandlers(StateBase):
     def _on_client_joined(self, ev: ClientJoined) -> None:
         self.clients.setdefault(ev.client, set())
         if ev.client not in self._joined:
-            self._joined.add(ev.client)
-            self._out.append(LogEvent(["all", ev.client],
-                                      {"action": "add-client", "client": ev.client}))
+            name = self._joined[ev.client] = ev.id or ev.client
+            self._out.append(LogEvent(["all", name], {"action": "add-client", "client": name}))
+
+    def _client_id(self, client: str) -> str:
+        """The ``Client.id`` of session ``client``, which dask's events name it by."""
+        return self._joined.get(client, client)
 
     def _on_client_left(self, ev: ClientLeft) -> None:
-        if ev.client in self._joined:  # not a pseudo-client (a dataset's or lock's holder)
-            self._joined.discard(ev.client)
-            self._out.append(LogEvent(["all", ev.client],
-                                      {"action": "remove-client", "client": ev.client}))
+        name = self._joined.pop(ev.client, None)
+        if name is not None:  # not a pseudo-client (a dataset's or lock's holder)
+            self._out.append(LogEvent(["all", name],
+                                      {"action": "remove-client", "client": name}))
         held = self.clients.pop(ev.client, set())
         for ts in held:
             self._unwant(ts, ev.client)
@@ -252,6 +256,20 @@ class ClientHandlers(StateBase):
             self._tidy(unwanted)
         if not ev.more and ev.stream > 0:
             self._end_ingest((ev.client, ev.stream))
+        # dask's event of each graph (one per piece of a graph sent in pieces); a row whose
+        # key the cluster had already (kept as it was) is one of dask's key collisions
+        self._out.append(LogEvent(["scheduler", self._client_id(ev.client)], {
+            "action": "update-graph", "stimulus_id": f"update-graph-{self._now}",
+            "metrics": {"tasks": len(ev.tasks), "new_tasks": len(new),
+                        "key_collisions": len(ev.tasks) - len(rows)},
+            "status": "OK"}))
+
+    def _on_span_submitted(self, ev: SpanSubmitted) -> None:
+        self.spans.observe(tuple(ev.names), tuple(ev.ids), list(ev.keys), self._now)
+
+    def _task_table(self) -> dict[Key, TaskState]:
+        """The tasks by key (for the span records: ``reset`` makes a new table)."""
+        return self.tasks
 
     def _on_released(self, ev: KeysReleased) -> None:
         held = self.clients.get(ev.client, set())
@@ -271,6 +289,8 @@ class ClientHandlers(StateBase):
         (by the same rule). A client cancels only keys it holds. The cancelling client settled the futures it named itself; a
         report of those could overtake their resubmission and cancel it."""
         client = ev.client
+        self._out.append(LogEvent([self._client_id(client)], {
+            "action": "cancel", "count": len(ev.keys), "force": ev.force}))
         named = set(ev.keys)
         stack = list(ev.keys)
         seen: set[Key] = set()
@@ -297,6 +317,8 @@ class ClientHandlers(StateBase):
         self._tidy(touched)
 
     def _on_retried(self, ev: KeysRetried) -> None:
+        self._out.append(LogEvent([self._client_id(ev.client)],
+                                  {"action": "retry", "count": len(ev.keys)}))
         roots = _upstream((self.tasks[k] for k in ev.keys if k in self.tasks), "erred")
         for ts in roots:
             self._go(ts, "released")

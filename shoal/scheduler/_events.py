@@ -27,7 +27,12 @@ TaskRow = tuple[Any, ...]
 
 @dataclass(frozen=True, slots=True)
 class ClientJoined(Event):
+    """A client's session began: ``client`` is the session's name (``<id>-<n>``, a new one
+    per connection), ``id`` the client's own (``Client.id``; empty: the same as ``client``),
+    which dask's events name it by (its topic, and their ``"client"``)."""
+
     client: str
+    id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,15 @@ class GraphSubmitted(Event):
     # piece has arrived. A whole graph (stream 0) ends no stream's hold.
     more: bool = False
     stream: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SpanSubmitted(Event):
+    """``keys`` were submitted in the span ``ids[-1]`` (``SpanTasks``)."""
+
+    names: tuple[str, ...]
+    ids: tuple[str, ...]
+    keys: list[Key]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +152,7 @@ class TaskFinished(Event):
     inline: Serialized | None
     run: int  # which assignment of the key this answers (``SendCompute.run``)
     dropped: tuple[Key, ...] = ()  # inputs the worker dropped as the task ended (``drop``)
+    pickled_type: bytes | None = None  # (``TaskDone``'s: forwarded to the wanting clients)
 
 
 @dataclass(slots=True)  # not frozen: built per batch of results
@@ -156,12 +171,14 @@ class TasksFinished(Event):
     inlines: Sequence[Serialized | None]
     runs: Sequence[int]
     dropped: Sequence[tuple[Key, ...]]
+    pickled_types: Sequence[bytes | None]
 
     def rows(self) -> list[TaskFinished]:
         """The same reports, one event each."""
         return [TaskFinished(self.worker, *row) for row in zip(
             self.keys, self.nbytes, self.typenames, self.starts, self.stops, self.threads,
-            self.inlines, self.runs, [tuple(d) for d in self.dropped], strict=True)]
+            self.inlines, self.runs, [tuple(d) for d in self.dropped], self.pickled_types,
+            strict=True)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,6 +392,7 @@ class ReportDone(Command):
     nbytes: int
     typename: str
     inline: Serialized | None
+    pickled_type: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

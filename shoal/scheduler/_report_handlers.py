@@ -49,7 +49,7 @@ class ReportHandlers(StateBase):
             self._finished_dropping(ev)
             return
         self._finished(ev.worker, ev.key, ev.nbytes, ev.typename, ev.start, ev.stop,
-                       ev.thread, ev.inline, ev.run)
+                       ev.thread, ev.inline, ev.run, ev.pickled_type)
 
     def _on_finished_many(self, ev: TasksFinished) -> None:
         """A worker's results as columns: each row as its own ``TaskFinished`` would be
@@ -60,17 +60,18 @@ class ReportHandlers(StateBase):
         worker = ev.worker
         finished = self._finished
         failed: list[tuple[Key, Exception]] = []
-        for key, nbytes, typename, start, stop, thread, inline, run, dropped in zip(
+        for key, nbytes, typename, start, stop, thread, inline, run, dropped, cls in zip(
             ev.keys, ev.nbytes, ev.typenames, ev.starts, ev.stops, ev.threads, ev.inlines,
-            ev.runs, ev.dropped, strict=True,
+            ev.runs, ev.dropped, ev.pickled_types, strict=True,
         ):
             try:
                 if dropped:
                     self._finished_dropping(TaskFinished(
                         worker, key, nbytes, typename, start, stop, thread, inline, run,
-                        tuple(dropped)))
+                        tuple(dropped), cls))
                 else:
-                    finished(worker, key, nbytes, typename, start, stop, thread, inline, run)
+                    finished(worker, key, nbytes, typename, start, stop, thread, inline, run,
+                             cls)
             except Exception as exc:
                 failed.append((key, exc))
         if failed:
@@ -81,7 +82,8 @@ class ReportHandlers(StateBase):
             raise first
 
     def _finished(self, worker: str, key: Key, nbytes: int, typename: str, start: float,
-                  stop: float, thread: int, inline: Serialized | None, run: int) -> None:
+                  stop: float, thread: int, inline: Serialized | None, run: int,
+                  pickled_type: bytes | None = None) -> None:
         """One result (``TaskFinished``'s fields), its dropped inputs already handled."""
         ws = self.workers.get(worker)
         ts = self.tasks.get(key)
@@ -124,7 +126,9 @@ class ReportHandlers(StateBase):
         if FIRE_AND_FORGET in ts.who_wants:
             self._unfire(ts)
         for client in ts.who_wants:
-            self._out.append(ReportDone(client, ts.key, nbytes, typename, inline))
+            self._out.append(ReportDone(client, ts.key, nbytes, typename, inline, pickled_type))
+        if self.spans.by_key:  # some task was submitted in a ``span`` block
+            self.spans.finished(ts.key, ts.prefix, start, stop, nbytes)
         deps = ts.dependencies
         if deps or not ts.who_wants:  # else nothing to tidy: a wanted task is needed
             self._tidy([ts, *deps])

@@ -18,6 +18,7 @@ from shoal.protocol._errors import scheduler_error
 from shoal.scheduler._events import (
     DataScattered,
     DropScattered,
+    LogEvent,
     ReportDone,
     ScatterAcked,
     SendFree,
@@ -34,6 +35,9 @@ class ScatterHandlers(StateBase):
     def _on_scattered(self, ev: DataScattered) -> None:
         """Send each item to a worker (every worker for ``broadcast``); the key is in memory
         when a worker acknowledges it (:meth:`_on_scatter_acked`), not before."""
+        name = self._joined.get(ev.client, ev.client)  # (its Client.id: dask's name of it)
+        self._out.append(LogEvent([name, "all"], {"action": "scatter", "client": name,
+                                                  "count": len(ev.items)}))
         pool = list(self.workers.values())
         if ev.workers:
             wanted = set(ev.workers)

@@ -232,6 +232,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
                                     erred_history=_erred_history(),
                                     story_size=_transition_log_length(),
                                     task_stream_size=_task_stream_length())
+        self.state.spans.clock = time.time  # (a running span's ``stop`` is now, as dask's)
         self.topics = topics.Topics(_event_log_length(), _events_cleanup_delay())
         # dask's Server.blocked_handlers: requests refused (_requests.answer)
         self.blocked_handlers = _blocked_handlers()
@@ -469,6 +470,15 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
     @property
     def workers(self) -> dict[str, Any]:
         return dict(self.state.workers)
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        """dask's ``Scheduler.extensions``, of those shoal has: ``"spans"``, the records of
+        ``span`` blocks (``extensions["spans"].spans[span_id]``: a ``Span`` with its
+        tasks' ``states``, ``start``/``stop``, ``duration``, ``cumulative_worker_metrics``).
+        Read them on the scheduler's loop (``client.run_on_scheduler``) or between
+        steps."""
+        return {"spans": self.state.spans}
 
     @property
     def idle_timeout(self) -> float | None:

@@ -27,6 +27,7 @@ from shoal.protocol._messages import (
     KeyDone,
     KeyErred,
     Store,
+    TopicEvent,
 )
 from shoal.scheduler._events import (
     CloseWorker,
@@ -192,7 +193,7 @@ class ServerCommands(ShellBase):
             self._held.append(c)
         if len(cmds) == 1:
             cmd = cmds[0]
-            c.send(KeyDone(cmd.key, cmd.nbytes, cmd.typename, cmd.inline))
+            c.send(KeyDone(cmd.key, cmd.nbytes, cmd.typename, cmd.inline, cmd.pickled_type))
         else:
             c.send(keys_done(cmds))
 
@@ -258,8 +259,15 @@ class ServerCommands(ShellBase):
             # After what waits now (other connections, timers): a bounded step each time.
             asyncio.get_running_loop().call_soon(self._apply, [WorkResumed()])
         elif isinstance(cmd, LogEvent):  # as a TopicLog: kept, sent to subscribers, hooked
-            self._apply_side(self.topics, [EventLogged(cmd.topics, cmd.msg, time.time()),
-                                           *membership(cmd.msg, time.monotonic())])
+            owners = membership(cmd.msg, time.monotonic())
+            if owners:
+                self._apply_side(self.topics, [EventLogged(cmd.topics, cmd.msg, time.time()),
+                                               *owners])
+            else:  # (the same, cheaper: one per submitted graph)
+                for told in self.topics.log(cmd.topics, cmd.msg, time.time()):
+                    c = clients.get(told.client)
+                    if c is not None:
+                        c.send(TopicEvent(told.topic, told.time, told.msg))
             if self.plugin_host.plugins:
                 for topic in cmd.topics:
                     self._hook("log_event", topic, cmd.msg)

@@ -45,6 +45,7 @@ from shoal.protocol._messages import (
     RetryKeys,
     Scatter,
     ScatterStored,
+    SpanTasks,
     TaskDone,
     TaskErred,
     TaskRescheduled,
@@ -75,6 +76,7 @@ from shoal.scheduler._events import (
     RescheduleAsked,
     ScatterAcked,
     Seceded,
+    SpanSubmitted,
     TaskFailed,
     TaskFinished,
     TasksFinished,
@@ -194,7 +196,7 @@ class ServerMessages(ShellBase):
             self._clients[name] = conn
             conn.set_handler(self._on_client_message)
             logger.info("receive client connection: %s", name)
-            self._apply([ClientJoined(name)])
+            self._apply([ClientJoined(name, first.name)])
             self._apply_side(self.topics, [topics.SubscriberJoined(name)])
             self._hook("add_client", self, client=name)
             conn.send(Response(0, True, {"client": name, "address": self.address,
@@ -309,6 +311,9 @@ class ServerMessages(ShellBase):
                     events.append(KeysCancelled(name, list(msg.keys), msg.force))
                 elif isinstance(msg, RetryKeys):
                     events.append(KeysRetried(name, list(msg.keys)))
+                elif isinstance(msg, SpanTasks):
+                    events.append(SpanSubmitted(tuple(msg.names), tuple(msg.ids),
+                                                list(msg.keys)))
                 elif isinstance(msg, FireAndForget):
                     events.append(FireAndForgetAsked(list(msg.keys)))
                 elif type(msg) in _SIDE_MESSAGES:
@@ -489,7 +494,7 @@ class ServerMessages(ShellBase):
                 elif isinstance(msg, TaskDone):
                     events.append(TaskFinished(address, msg.key, msg.nbytes, msg.typename,
                                                msg.start, msg.stop, msg.thread, msg.inline,
-                                               msg.run, msg.dropped))
+                                               msg.run, msg.dropped, msg.pickled_type))
                 elif isinstance(msg, TasksStarted):
                     events.append(ExecutionStarted(address, list(msg.keys), list(msg.runs)))
                 elif isinstance(msg, WorkerGoodbye):

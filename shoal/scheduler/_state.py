@@ -51,6 +51,7 @@ from shoal.scheduler._events import (
     RescheduleAsked,
     ScatterAcked,
     Seceded,
+    SpanSubmitted,
     TaskFailed,
     TaskFinished,
     TasksFinished,
@@ -68,6 +69,7 @@ from shoal.scheduler._no_workers import check_timeout
 from shoal.scheduler._report_handlers import ReportHandlers
 from shoal.scheduler._room import RoomIndex
 from shoal.scheduler._scatter_handlers import ScatterHandlers, _Storing
+from shoal.scheduler._spans import SpansBook
 from shoal.scheduler._state_base import ACTIVE as ACTIVE
 from shoal.scheduler._state_base import FIRE_AND_FORGET as FIRE_AND_FORGET
 from shoal.scheduler._state_base import STATES, task_group
@@ -115,9 +117,12 @@ class SchedulerState(
         no_workers_timeout: float | None = None,
     ) -> None:
         self.tasks: dict[Key, TaskState] = {}
+        # ``span`` blocks' records (dask's extensions["spans"]); read the tasks' states here
+        self.spans = SpansBook(self._task_table)
         self.workers: dict[str, WorkerState] = {}
         self.clients: dict[str, set[TaskState]] = {}
-        self._joined: set[str] = set()  # clients that joined (ClientJoined), not holders
+        # clients that joined (ClientJoined), not holders: session name -> Client.id
+        self._joined: dict[str, str] = {}
         self.allowed_failures = allowed_failures
         self.worker_ttl = worker_ttl
         self.bandwidth = bandwidth
@@ -189,6 +194,7 @@ class SchedulerState(
             ClientJoined: self._on_client_joined,
             ClientLeft: self._on_client_left,
             GraphSubmitted: self._on_graph,
+            SpanSubmitted: self._on_span_submitted,
             KeysReleased: self._on_released,
             KeysCancelled: self._on_cancelled,
             KeysRetried: self._on_retried,

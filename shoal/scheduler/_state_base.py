@@ -27,6 +27,7 @@ from mypy_extensions import trait
 from shoal.scheduler._events import Command
 from shoal.scheduler._functions import FunctionRefs
 from shoal.scheduler._room import RoomIndex
+from shoal.scheduler._spans import SpansBook
 from shoal.scheduler._tasks import Key, TaskState, WorkerState
 
 if TYPE_CHECKING:
@@ -104,6 +105,7 @@ class StateBase:
     methods the parts call across modules. Declarations only: no behaviour lives here."""
 
     tasks: dict[Key, TaskState]
+    spans: SpansBook  # the ``span`` blocks' records (``_spans.py``)
     workers: dict[str, WorkerState]
     clients: dict[str, set[TaskState]]
     allowed_failures: int
@@ -137,7 +139,7 @@ class StateBase:
     task_stream_total: int
     completed_total: int
     _log: deque[tuple[Any, ...]]
-    _joined: set[str]  # clients that joined (ClientJoined), not pseudo-clients
+    _joined: dict[str, str]  # clients that joined (ClientJoined), not pseudo-clients: their ids
     _out: list[Command]
     _fired_done: list[TaskState]
     _forget_watch: set[Key]  # ForgetWatched keys, until a task of theirs is forgotten

@@ -184,13 +184,23 @@ class Topics:
                 del self.subscribers[topic]
 
     def _on_logged(self, ev: EventLogged) -> None:
-        for topic in ev.topics:
+        self._out.extend(self.log(ev.topics, ev.msg, ev.now))
+
+    def log(self, topics: list[str], msg: Any, now: float) -> list[DeliverEvent]:
+        """``EventLogged`` without the event object (``handle`` of it is the same): for the
+        scheduler's own events that stand for no owner (``membership`` says none), one per
+        submitted graph, where building the event and dispatching it cost as much."""
+        out: list[DeliverEvent] = []
+        for topic in topics:
             log = self.logs.get(topic)
             if log is None:
                 log = self.logs[topic] = deque(maxlen=self.maxlen)
-            log.append((ev.now, ev.msg))
-            for client in sorted(self.subscribers.get(topic, ())):
-                self._out.append(DeliverEvent(client, topic, ev.now, ev.msg))
+            log.append((now, msg))
+            subscribers = self.subscribers.get(topic)
+            if subscribers:
+                for client in sorted(subscribers):
+                    out.append(DeliverEvent(client, topic, now, msg))
+        return out
 
     def _on_subscribed(self, ev: TopicSubscribed) -> None:
         if ev.client in self.clients:

@@ -70,6 +70,9 @@ class ExecuteDone(Event):
     thread: int
     inline: Serialized | None
     error: dict[str, Any] | None  # set when the task raised
+    # The result's class pickled, for a client that wants the result, gets no ``inline``
+    # and cannot find the class by ``typename`` (``protocol._typenames.pickled_class``).
+    pickled_type: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from typing import Any
 from shoal.protocol._errors import exception_to_error, is_reschedule, reschedule_error
 from shoal.protocol._serialize import INLINE_LIMIT, FunctionTable, Serialized, dumps, loads
 from shoal.protocol._sizeof import nbytes as measure
-from shoal.protocol._typenames import type_name
+from shoal.protocol._typenames import pickled_class, type_name
 from shoal.worker._state import Execute, ExecuteDone
 
 # Task priorities are tuples; this one sorts before all of them (a bare float would not
@@ -487,7 +487,9 @@ class Executor:
             self._data[cmd.key] = result
         else:
             self._put(cmd.key, result, nbytes)
-        return ExecuteDone(cmd.key, nbytes, type_name(type(result)), start, stop, thread, inline, None)
+        cls = type(result)
+        return ExecuteDone(cmd.key, nbytes, type_name(cls), start, stop, thread, inline, None,
+                           pickled_class(cls) if cmd.send_inline and inline is None else None)
 
 
 # ``None`` is the most common result (side-effect tasks, no-op benchmarks): pickled once,

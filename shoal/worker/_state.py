@@ -323,7 +323,8 @@ class WorkerState:
         drop = ts.drop
         self._out.append(
             Report(TaskDone(ev.key, ev.nbytes, ev.typename, ev.start, ev.stop, ev.thread,
-                            ev.inline, ts.run, self._drop_read(drop) if drop else ()))
+                            ev.inline, ts.run, self._drop_read(drop) if drop else (),
+                            ev.pickled_type))
         )
         if ev.key in self.waiters:
             self._arrived_otherwise(ev.key)

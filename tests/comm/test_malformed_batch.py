@@ -23,7 +23,7 @@ DEADLINE = 20.0
     ("item", "words"),
     [
         (("tasks-done-as-columns", ["a", "b"], [8, 8], ["int", "int"], [0.0, 0.0], [1.0, 1.0],
-          [1, 1], [None, None], [1], [[], []]), "column 'runs' has 1 rows"),
+          [1, 1], [None, None], [1], [[], []], [None, None]), "column 'runs' has 1 rows"),
         (("computes-as-columns", ["a"], [b"raw"], [[]], {}, [[0]], [True], [1], [[]]),
          "row 0 of 'payloads' must be Serialized"),
     ],

@@ -89,8 +89,8 @@ def test_one_unencodable_message_does_not_lose_the_rest_of_its_batch(
             Response(7, True, {"value": bad}),
             TaskDone("t", 8, bad, 0.0, 1.0, 1, None, 3),  # type: ignore[arg-type]
             TasksDone(["ok", "no"], [8, 8], ["int", bad], [0.0, 0.0], [1.0, 1.0], [1, 1],  # type: ignore[list-item]
-                      [None, None], [4, 5], [(), ()]),
-            KeysDone(["k1", "k2"], [8, 8], [bad, "int"], [None, None]),  # type: ignore[list-item]
+                      [None, None], [4, 5], [(), ()], [None, None]),
+            KeysDone(["k1", "k2"], [8, 8], [bad, "int"], [None, None], [None, None]),  # type: ignore[list-item]
             FreeKeys([bad]),  # nothing stands in for it: dropped
             ReleaseKeys(["r1", bad, "r2"]),  # split: the other keys' release still goes
             Response(8, True, "fine"),

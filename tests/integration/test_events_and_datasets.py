@@ -56,6 +56,25 @@ def test_membership_events_on_all_and_their_own_topics(client: Client) -> None:
              in [m for _, m in client.get_events(name)])
 
 
+def test_client_actions_are_said_on_the_client_topic_as_dask_s(client: Client) -> None:
+    with Client(client.scheduler_address, set_as_default=False) as c:
+        fut = c.submit(inc, 1)
+        assert fut.result() == 2
+        c.scatter([1, 2])
+        c.cancel([fut])
+        wait_for(lambda: [m["action"] for _, m in c.get_events(c.id)] == [
+            "add-client", "update-graph", "scatter", "cancel"])
+        stamps = [t for t, _ in c.get_events(c.id)]
+        assert all(isinstance(t, float) for t in stamps) and stamps == sorted(stamps)
+        graph = [m for _, m in c.get_events("scheduler") if m["action"] == "update-graph"]
+        assert graph and graph[-1]["status"] == "OK"
+        assert graph[-1]["metrics"]["tasks"] == 1
+        assert {"action": "scatter", "client": c.id, "count": 2} in [
+            m for _, m in c.get_events("all")]
+    wait_for(lambda: {"action": "remove-client", "client": c.id}
+             in [m for _, m in client.get_events(c.id)])
+
+
 def test_subscribe_topic_calls_the_handler_for_new_events(client: Client) -> None:
     name = topic()
     got: list[object] = []

@@ -142,6 +142,51 @@ def test_asynchronous_use_and_a_cluster_without_a_template():
     asyncio.run(main())
 
 
+class MultiWorker:
+    """One spec entry, several workers (as dask's docs' ``MultiWorker`` or a batch job): each
+    named by the entry's name and a suffix of its ``"group"``."""
+
+    def __init__(self, scheduler: str, name: object, suffixes: tuple[str, ...] = ("-0", "-1"),
+                 **options: object) -> None:
+        self.workers = [Worker(scheduler, name=f"{name}{s}", **options) for s in suffixes]
+
+    def __await__(self):
+        async def started() -> MultiWorker:
+            await asyncio.gather(*self.workers)
+            return self
+
+        return started().__await__()
+
+    async def close(self) -> None:
+        await asyncio.gather(*(w.close() for w in self.workers))
+
+
+GROUP = {"cls": MultiWorker, "options": {"nthreads": 1}, "group": ["-0", "-1"]}
+
+
+def test_a_group_spec_is_one_entry_of_several_named_workers():
+    with SpecCluster(workers={0: GROUP}, scheduler=SCHEDULER, worker=GROUP) as cluster, \
+            Client(cluster) as client:
+        assert names(client) == {"0-0", "0-1"}
+        assert cluster.plan == cluster.requested == cluster.observed == {"0-0", "0-1"}
+        cluster.scale(2)  # counts entries, as dask's: two more workers
+        assert list(cluster.worker_spec) == [0, 1]
+        assert cluster.plan == cluster.requested == {"0-0", "0-1", "1-0", "1-1"}
+        assert names(client) == {"0-0", "0-1", "1-0", "1-1"}
+        assert client.submit(lambda x: x + 1, 1).result() == 2
+        cluster.scale_down(["1-0"])  # a member's name takes its whole entry down
+        assert list(cluster.worker_spec) == [0] and list(cluster.workers) == [0]
+        wait_for(lambda: names(client) == {"0-0", "0-1"}, timeout=30)
+        address = next(a for a, w in client.scheduler_info()["workers"].items()
+                       if w["name"] == "0-1")
+        cluster.scale_down([address])  # and so does a member's address
+        assert cluster.worker_spec == {} and cluster.plan == set()
+        wait_for(lambda: names(client) == set(), timeout=30)
+    assert cluster.status == "closed"
+    with pytest.raises(TypeError, match="group"):
+        SpecCluster(workers={0: {**GROUP, "group": "-0"}}, scheduler=SCHEDULER)
+
+
 def test_specs_name_shoal_classes_or_say_what_to_use():
     assert resolve_class("distributed.Nanny", "cls") is Nanny
     assert resolve_class("dask.distributed.Worker", "cls") is Worker

@@ -24,12 +24,13 @@ SAMPLES: dict[str, m.Message] = {
     ),
     "release-keys": m.ReleaseKeys(["a", ("b", 0, 1)]),
     "cancel-keys": m.CancelKeys(["a"], False),
+    "span-tasks": m.SpanTasks(["outer", "inner"], ["id-1", "id-2"], ["a", ("b", 0)]),
     "retry-keys": m.RetryKeys([("x", 3)]),
     "scatter": m.Scatter(7, [("x", SMALL, 10, "int")], ["w1"], True),
     "request": m.Request(3, "who_has", {"keys": ["a"], "nested": {"n": 1.5}}),
     "key-done": m.KeyDone(("x", 0), 100, "ndarray", TWO_FRAMES),
     "keys-done-as-columns": m.KeysDone(
-        [("x", 0), "y"], [100, 8], ["ndarray", "int"], [TWO_FRAMES, None]
+        [("x", 0), "y"], [100, 8], ["ndarray", "int"], [TWO_FRAMES, None], [None, b"cls"]
     ),
     "key-erred": m.KeyErred("x", {"kind": "exception", "message": "boom", "exception": SMALL}),
     "key-cancelled": m.KeyCancelled("x", "cancelled by the client"),
@@ -57,7 +58,7 @@ SAMPLES: dict[str, m.Message] = {
     "task-done": m.TaskDone("t", 8, "int", 1.5, 2.5, 140000, None, 7),
     "tasks-done-as-columns": m.TasksDone(
         ["t", ("u", 1)], [8, 16], ["int", "ndarray"], [1.5, 2.0], [2.5, 3.0], [140000, 2],
-        [None, SMALL], [7, 9], [(), ("a", ("b", 0))],
+        [None, SMALL], [7, 9], [(), ("a", ("b", 0))], [b"cls", None],
     ),
     "task-erred": m.TaskErred("t", {"kind": "exception", "message": "boom"}, 1.0, 2.0, 1, 7),
     "missing-data": m.MissingData("a", "tcp://w1", "t"),

@@ -406,7 +406,7 @@ def test_random_wire_bytes_raise_only_protocol_error(seed: int) -> None:
         (("release-keys", 5), "field 'keys' must be list or tuple, got int"),
         (("hello", "client", "1", "me"), "field 'version' must be int, got str"),
         (("compute", "k", b"not serialized", (), {}, 0, False, "p", 1, ()), "field 'payload'"),
-        (("key-done", {"a": 1}, 1, "int", None), "field 'key'"),
+        (("key-done", {"a": 1}, 1, "int", None, None), "field 'key'"),
     ],
 )
 def test_fields_of_the_wrong_type_are_a_protocol_error(item: Any, words: str) -> None:
@@ -437,7 +437,7 @@ S = Serialized([b"x"])
 COMPUTES = ("computes-as-columns", ("a", "b"), (S, S), ((("d", ("w1",), 8),), ()), {},
             ((0,), (1,)), (True, False), (1, 2), ((), ("d",)))
 TASKS_DONE = ("tasks-done-as-columns", ("a", "b"), (8, 8), ("int", "int"), (1.0, 1.5),
-              (2.0, 2.5), (1, 1), (None, S), (1, 2), ((), ("d",)))
+              (2.0, 2.5), (1, 1), (None, S), (1, 2), ((), ("d",)), (b"cls", None))
 
 
 def spoiled(item: tuple[Any, ...], index: int, column: Any) -> tuple[Any, ...]:
@@ -466,10 +466,13 @@ def test_valid_columnar_batches_decode() -> None:
         (spoiled(COMPUTES, 1, "ab"), "field 'keys' must be list or tuple, got str"),
         (COMPUTES[:-1], "needs 8 fields, got 7"),
         (spoiled(TASKS_DONE, 2, (8, None)), "row 1 of 'nbytes' must be int, got NoneType"),
-        (("keys-done-as-columns", ("a", "b"), (8, 8), ("int",), (None, None)),
+        (("keys-done-as-columns", ("a", "b"), (8, 8), ("int",), (None, None), (None, None)),
          "column 'typenames' has 1 rows"),
-        (("keys-done-as-columns", ("a",), (8,), ("int",), (b"raw",)),
+        (("keys-done-as-columns", ("a",), (8,), ("int",), (b"raw",), (None,)),
          "row 0 of 'inlines' must be NoneType or Serialized, got bytes"),
+        (("keys-done-as-columns", ("a",), (8,), ("int",), (None,), ("cls",)),
+         "row 0 of 'pickled_types' must be NoneType or bytes, got str"),
+        (spoiled(TASKS_DONE, 10, (b"cls",)), "column 'pickled_types' has 1 rows"),
         (spoiled(TASKS_DONE, 3, ("int", 5)), "row 1 of 'typenames' must be str, got int"),
         (spoiled(TASKS_DONE, 4, (1.0, "now")), "row 1 of 'starts' must be float or int, got str"),
         (spoiled(TASKS_DONE, 7, (None, b"raw")), "row 1 of 'inlines' must be NoneType or Serialized"),

@@ -67,7 +67,9 @@ def of(cmds: Iterable[Command], kind: type) -> list[Any]:
     return [c for c in cmds if isinstance(c, kind)]
 
 
-def _tasks_only(cmds: list[Command]) -> list[Command]:
+def tasks_only(cmds: list[Command]) -> list[Command]:
+    """``cmds`` but the events said for ``get_events`` (membership, client actions: their
+    own tests read them)."""
     return [c for c in cmds if type(c) is not LogEvent]
 
 
@@ -89,18 +91,18 @@ class Sim:
     ) -> list[Command]:
         """A worker joins; ``ready``: it then says it is ready to run tasks (a worker
         process's empty start notice once its background imports are done)."""
-        out = _tasks_only(self.state.handle(
+        out = tasks_only(self.state.handle(
             WorkerJoined(address, name or address, nthreads, 2**30, 1, host, self.now, resources)
         ))
         if ready:
-            out += _tasks_only(self.state.handle(ExecutionStarted(address, [], [])))
+            out += tasks_only(self.state.handle(ExecutionStarted(address, [], [])))
         return out
 
     def leave(self, address: str, reason: str = "gone") -> list[Command]:
-        return _tasks_only(self.state.handle(WorkerLeft(address, reason, self.now)))
+        return tasks_only(self.state.handle(WorkerLeft(address, reason, self.now)))
 
     def retire(self, address: str, reason: str = "closing") -> list[Command]:
-        return _tasks_only(self.state.handle(WorkerRetiring(address, reason)))
+        return tasks_only(self.state.handle(WorkerRetiring(address, reason)))
 
     def started(self, worker: str, *keys: Any, runs: Sequence[int] | None = None
                 ) -> list[Command]:
@@ -115,9 +117,9 @@ class Sim:
     ) -> list[Command]:
         if wanted is None:
             wanted = [r[0] for r in rows]
-        return self.state.handle(
+        return tasks_only(self.state.handle(
             GraphSubmitted(self.client, list(rows), list(wanted), [], restrictions or {})
-        )
+        ))
 
     def finish(
         self,
@@ -171,10 +173,10 @@ class Sim:
         return self.state.handle(KeysReleased(self.client, list(keys)))
 
     def cancel(self, *keys: Any, force: bool = False) -> list[Command]:
-        return self.state.handle(KeysCancelled(self.client, list(keys), force))
+        return tasks_only(self.state.handle(KeysCancelled(self.client, list(keys), force)))
 
     def retry(self, *keys: Any) -> list[Command]:
-        return self.state.handle(KeysRetried(self.client, list(keys)))
+        return tasks_only(self.state.handle(KeysRetried(self.client, list(keys))))
 
     def scatter(
         self,
@@ -186,9 +188,9 @@ class Sim:
         """The client scatters ``(key, nbytes)`` items; with ``ack`` every worker told to
         store one acknowledges it at once (the commands of both steps are returned)."""
         rows = [(k, nb, "ndarray") for k, nb in items]
-        out = self.state.handle(
+        out = tasks_only(self.state.handle(
             DataScattered(self.client, rows, list(workers) if workers else None, broadcast)
-        )
+        ))
         if ack:
             for cmd in of(out, SendStore):
                 out = out + self.ack(cmd.worker, cmd.key)

@@ -25,7 +25,7 @@ def columns(worker: str, rows: list[TaskFinished]) -> TasksFinished:
     """``rows`` (all of ``worker``) as one columnar event, columns as tuples (as decoded)."""
     assert all(r.worker == worker for r in rows)
     cols = zip(*[(r.key, r.nbytes, r.typename, r.start, r.stop, r.thread, r.inline, r.run,
-                  r.dropped) for r in rows], strict=True)
+                  r.dropped, r.pickled_type) for r in rows], strict=True)
     return TasksFinished(worker, *map(tuple, cols))
 
 

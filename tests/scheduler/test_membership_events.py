@@ -6,6 +6,7 @@ from __future__ import annotations
 from shoal.scheduler._events import (
     ClientJoined,
     ClientLeft,
+    KeysCancelled,
     LogEvent,
     WorkerJoined,
     WorkerLeft,
@@ -63,3 +64,15 @@ def test_clients_coming_and_going_are_said_on_all_and_their_topic() -> None:
         LogEvent(["all", "c1"], {"action": "remove-client", "client": "c1"})]
     # a holder that never joined as a client (a published dataset's) leaves unsaid
     assert of(state.handle(ClientLeft("published-x")), LogEvent) == []
+
+
+def test_a_client_is_said_by_its_id_not_its_session_name() -> None:
+    # dask's users read ``client.get_events(client.id)``; the scheduler knows the
+    # connection as a session of that id ("<id>-<n>", a new one per reconnect)
+    state = SchedulerState()
+    assert of(state.handle(ClientJoined("Client-1-7", "Client-1")), LogEvent) == [
+        LogEvent(["all", "Client-1"], {"action": "add-client", "client": "Client-1"})]
+    (said,) = of(state.handle(KeysCancelled("Client-1-7", ["a"])), LogEvent)
+    assert said.topics == ["Client-1"]
+    assert of(state.handle(ClientLeft("Client-1-7")), LogEvent) == [
+        LogEvent(["all", "Client-1"], {"action": "remove-client", "client": "Client-1"})]

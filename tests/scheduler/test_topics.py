@@ -196,3 +196,15 @@ def test_events_cleanup_delay_is_read_from_dask_config(config: dict, expected: f
 
     with dask.config.set(config):
         assert _events_cleanup_delay() == expected
+
+
+def test_log_without_an_event_is_the_same_as_event_logged(topics: Topics) -> None:
+    # (the scheduler's shell logs its update-graph events this way: one per graph)
+    topics.handle(SubscriberJoined("c"), TopicSubscribed("c", "scheduler"))
+    told = topics.log(["scheduler", "c-id"], {"action": "update-graph"}, 5.0)
+    assert told == [DeliverEvent("c", "scheduler", 5.0, {"action": "update-graph"})]
+    again = topics.handle(EventLogged(["scheduler", "c-id"], {"action": "update-graph"}, 6.0))
+    assert again == [DeliverEvent("c", "scheduler", 6.0, {"action": "update-graph"})]
+    out = topics.handle(EventsAsked("c", 1, "c-id"))
+    assert out == [AnswerEvents("c", 1, [[5.0, {"action": "update-graph"}],
+                                         [6.0, {"action": "update-graph"}]])]
