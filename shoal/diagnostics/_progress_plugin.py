@@ -99,10 +99,7 @@ class GraphProgress(SchedulerPlugin):
         """The display's client left without unregistering (it closed while the bars ran,
         or its process died): the plugin removes itself, so the scheduler stops feeding a
         transition hook nobody reads."""
-        # The scheduler names a client that connects over TCP "<its id>-<n>".
-        head, _, n = client.rpartition("-")
-        if not self.name or not self.owner or (
-                client != self.owner and not (head == self.owner and n.isdigit())):
+        if not self.name or not self.owner or client != self.owner:  # (its Client.id)
             return None
         host = scheduler.plugin_host
 

@@ -198,7 +198,7 @@ class ServerMessages(ShellBase):
             logger.info("receive client connection: %s", name)
             self._apply([ClientJoined(name, first.name)])
             self._apply_side(self.topics, [topics.SubscriberJoined(name)])
-            self._hook("add_client", self, client=name)
+            self._hook("add_client", self, client=first.name)  # dask names it by Client.id
             conn.send(Response(0, True, {"client": name, "address": self.address,
                                          "packages": required_versions()}))
         elif first.role == "nanny":  # a nanny's word that it kills its worker for memory
@@ -265,13 +265,14 @@ class ServerMessages(ShellBase):
 
     def _client_gone(self, name: str) -> None:
         """Client session ``name`` ended: its keys, leases, subscriptions and hooks go."""
-        self._clients.pop(name, None)  # before the holder leaves: see receive_direct
+        conn = self._clients.pop(name, None)  # before the holder leaves: see receive_direct
         self._client_fids.pop(name, None)
         self.coordination.holder_left(name)
         logger.info("remove client %s", name)
         self._apply([ClientLeft(name)])
         self._apply_side(self.topics, [topics.SubscriberLeft(name)])
-        self._hook("remove_client", self, client=name)
+        self._hook("remove_client", self,
+                   client=name if conn is None else conn.info.get("client_id", name))
 
     def _on_client_message(self, conn: Connection, batch: list[Message] | None) -> None:
         info = conn.info
@@ -302,7 +303,8 @@ class ServerMessages(ShellBase):
                                                  _restrictions(msg.restrictions), msg.more,
                                                  msg.stream))
                     if self.plugin_host.plugins:
-                        self._hook("update_graph", self, client=name, keys=set(msg.wanted),
+                        self._hook("update_graph", self, client=info.get("client_id", name),
+                                   keys=set(msg.wanted),
                                    tasks=[row[0] for row in msg.tasks], annotations={},
                                    priority={}, stimulus_id=f"update-graph-{name}")
                 elif isinstance(msg, ReleaseKeys):

@@ -244,6 +244,7 @@ class Watcher(SchedulerPlugin):
     def update_graph(self, scheduler: Any, *, client: str, keys: set[Any], tasks: list[Any],
                      **kwargs: Any) -> None:
         self.seen.append(("update_graph", sorted(map(str, keys))))
+        self.seen.append(("update_graph_by", client))
 
     def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
         self.seen.append(("transition", key, start, finish))
@@ -260,9 +261,11 @@ class Watcher(SchedulerPlugin):
 
     def add_client(self, scheduler: Any, client: str) -> None:
         self.seen.append(("add_client",))
+        self.seen.append(("add_client", client))
 
     def remove_client(self, scheduler: Any, client: str) -> None:
         self.seen.append(("remove_client",))
+        self.seen.append(("remove_client", client))
 
     def log_event(self, topic: str, msg: Any) -> None:
         self.seen.append(("log_event", topic, msg))
@@ -295,6 +298,9 @@ def test_scheduler_plugin_hooks_follow_the_cluster(make_client: Any) -> None:
     assert ("remove_worker", victim) in seen
     assert any(e[0] == "add_worker" for e in seen)
     assert ("add_client",) in seen
+    # Clients are named by their Client.id, as in dask (over TCP too, not by session).
+    assert ("update_graph_by", c.id) in seen
+    assert ("add_client", other.id) in seen and ("remove_client", other.id) in seen
     c.unregister_scheduler_plugin("h11-watcher")
     with pytest.raises(ValueError, match="no scheduler plugin"):
         c.unregister_scheduler_plugin("h11-watcher")
