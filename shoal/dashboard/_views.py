@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from json.encoder import encode_basestring_ascii as json_string
 from typing import Any, cast
 
 from shoal.dashboard._source import STATES, PrefixCounts, Snapshot, TaskStreamRecord
@@ -99,6 +100,36 @@ def task_stream_document(
     dropped = max(0, len(records) - limit)
     kept = records[dropped:] if dropped else records
     return {"cursor": cursor, "records": list(kept), "dropped": dropped + skipped}
+
+
+_RECORD_JSON = '{"key":%s,"prefix":%s,"worker":%s,"thread":%d,"start":%s,"stop":%s,"kind":%s}'
+
+
+def task_stream_json(document: Mapping[str, Any]) -> str:
+    """``json.dumps`` of a :func:`task_stream_document`, compact, without the generic
+    encoder's cost: a page of records is most of what the dashboard's polling costs the
+    scheduler's loop, so each record is formatted by one template. Raises ValueError for a
+    time that is not finite (JSON has no NaN), as ``json.dumps(allow_nan=False)`` would.
+    """
+    strings: dict[str, str] = {}  # prefixes, workers and kinds repeat: escape each once
+
+    def quoted(text: str) -> str:
+        found = strings.get(text)
+        if found is None:
+            found = strings[text] = json_string(text)
+        return found
+
+    finite, number = math.isfinite, float.__repr__
+    parts = []
+    for r in document["records"]:
+        start, stop = float(r["start"]), float(r["stop"])
+        if not (finite(start) and finite(stop)):
+            raise ValueError(f"task stream record {r['key']!r} has a time that is not finite")
+        parts.append(_RECORD_JSON % (
+            json_string(str(r["key"])), quoted(str(r["prefix"])), quoted(str(r["worker"])),
+            int(r["thread"]), number(start), number(stop), quoted(str(r["kind"]))))
+    return (f'{{"cursor":{int(document["cursor"])},"records":[{",".join(parts)}],'
+            f'"dropped":{int(document["dropped"])}}}')
 
 
 # ----------------------------------------------------------------------------- Prometheus
