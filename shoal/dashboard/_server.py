@@ -112,7 +112,9 @@ async def _api_task_stream(request: web.Request) -> web.Response:
     total, _ = source.task_stream_since(-1)
     skipped = max(0, total - since - _views.MAX_STREAM_RECORDS)
     cursor, records = source.task_stream_since(since + skipped, _views.MAX_STREAM_RECORDS)
-    return _json(_views.task_stream_document(cursor, records, skipped=skipped))
+    document = _views.task_stream_document(cursor, records, skipped=skipped)
+    return web.Response(text=_views.task_stream_json(document), content_type="application/json",
+                        headers={"Cache-Control": "no-store"})
 
 
 async def _profile(request: web.Request) -> web.Response:

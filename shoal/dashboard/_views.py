@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from json.encoder import encode_basestring_ascii as json_string
 from typing import Any, cast
 
 from shoal.dashboard._source import STATES, PrefixCounts, Snapshot, TaskStreamRecord
@@ -99,6 +100,35 @@ def task_stream_document(
     dropped = max(0, len(records) - limit)
     kept = records[dropped:] if dropped else records
     return {"cursor": cursor, "records": list(kept), "dropped": dropped + skipped}
+
+
+_RECORD_JSON = '{"key":%s,"prefix":%s,"worker":%s,"thread":%d,"start":%r,"stop":%r,"kind":%s}'
+
+
+def task_stream_json(document: Mapping[str, Any]) -> str:
+    """``json.dumps`` of a :func:`task_stream_document` (compact, the same text) at about
+    two thirds of the generic encoder's cost: a page of records is most of what a watched
+    dashboard costs the scheduler's loop, so each record is one template. Raises ValueError
+    for a time that is not finite (JSON has no NaN), as ``json.dumps(allow_nan=False)``.
+    """
+    records = document["records"]
+    if not math.isfinite(sum(r["start"] + r["stop"] for r in records)):
+        raise ValueError("a task stream record has a time that is not finite")
+    strings: dict[str, str] = {}  # prefixes, workers and kinds repeat: escape each once
+
+    def quoted(text: str) -> str:
+        found = strings.get(text)
+        if found is None:
+            found = strings[text] = json_string(text)
+        return found
+
+    parts = [
+        _RECORD_JSON % (json_string(r["key"]), quoted(r["prefix"]), quoted(r["worker"]),
+                        r["thread"], float(r["start"]), float(r["stop"]), quoted(r["kind"]))
+        for r in records
+    ]
+    cursor, dropped = int(document["cursor"]), int(document["dropped"])
+    return f'{{"cursor":{cursor},"records":[{",".join(parts)}],"dropped":{dropped}}}'
 
 
 # ----------------------------------------------------------------------------- Prometheus

@@ -289,8 +289,10 @@ class SchedulerState(
         n = max(total - first, 0)
         if limit is not None:
             n = min(n, max(limit, 0))
-        skip = len(self.task_stream) - (total - first)
-        rows = itertools.islice(self.task_stream, skip, skip + n)
+        # Walked from the newest end: a page of new records costs O(new), never O(ring).
+        newer = max(total - first - n, 0)  # retained records after the page
+        rows = list(itertools.islice(reversed(self.task_stream), newer, newer + n))
+        rows.reverse()
         items = [
             {"key": str(k), "prefix": p, "worker": w, "thread": t, "start": a, "stop": b, "kind": kind}
             for k, p, w, t, a, b, kind in rows

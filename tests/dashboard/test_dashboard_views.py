@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 from _fake import FakeSource, counts, make_worker
 
 from shoal.dashboard import _views
@@ -151,6 +152,22 @@ def test_task_stream_document_caps_history() -> None:
     assert doc["dropped"] == 10
     assert len(doc["records"]) == _views.MAX_STREAM_RECORDS
     assert doc["records"][0]["key"] == "inc-10"  # the newest are kept
+
+
+def test_task_stream_json_is_the_json_of_the_document() -> None:
+    records = [
+        {"key": "('sum-\u00e9\"x', 3)", "prefix": "sum", "worker": "tcp://10.0.0.1:1",
+         "thread": 1, "start": 1764800000.123456, "stop": 1764800000.5, "kind": "compute"},
+        {"key": "inc-\\1\n", "prefix": "inc", "worker": "tcp://10.0.0.1:1",
+         "thread": -1, "start": 0.1, "stop": 2.0, "kind": "transfer"},
+    ]
+    doc = _views.task_stream_document(7, records, skipped=3)
+    assert _views.task_stream_json(doc) == json.dumps(doc, separators=(",", ":"))
+    empty = _views.task_stream_document(0, [])
+    assert _views.task_stream_json(empty) == json.dumps(empty, separators=(",", ":"))
+    bad = _views.task_stream_document(1, [dict(records[0], stop=float("nan"))])
+    with pytest.raises(ValueError, match="not finite"):
+        _views.task_stream_json(bad)
 
 
 def _rendered(memory_per_prefix: int) -> list[str]:

@@ -75,6 +75,7 @@
     this.canvas = canvas;
     this.maxRecords = options.maxRecords || 20000;
     this.records = [];
+    this.rowCounts = new Map();  // row key (worker NUL thread) -> {n: records kept, key}
     this.workers = [];        // [{address, name, nthreads}] from the snapshot, so idle threads show
     this.names = new Map();
     this.rowIndex = new Map();
@@ -89,6 +90,19 @@
 
   TaskStream.prototype.clear = function () {
     this.records = [];
+    this.rowCounts = new Map();
+  };
+
+  function rowKey(r) { return r.worker + "\u0000" + (r.thread || 0); }
+
+  // Forget the row keys of records leaving the buffer (the rows of a departed worker go
+  // with its last record), so drawing never walks every record to find the rows.
+  TaskStream.prototype._forget = function (gone) {
+    var counts = this.rowCounts;
+    for (var i = 0; i < gone.length; i++) {
+      var k = gone[i]._row, row = counts.get(k);
+      if (--row.n === 0) counts.delete(k);
+    }
   };
 
   TaskStream.prototype.setWorkers = function (workers) {
@@ -99,9 +113,16 @@
   };
 
   TaskStream.prototype.add = function (records) {
-    for (var i = 0; i < records.length; i++) this.records.push(records[i]);
+    var counts = this.rowCounts;
+    for (var i = 0; i < records.length; i++) {
+      var r = records[i], k = rowKey(r), row = counts.get(k);
+      r._row = k;
+      if (row === undefined) counts.set(k, { n: 1, key: [r.worker, r.thread || 0] });
+      else row.n++;
+      this.records.push(r);
+    }
     if (this.records.length > this.maxRecords) {
-      this.records.splice(0, this.records.length - this.maxRecords);
+      this._forget(this.records.splice(0, this.records.length - this.maxRecords));
     }
   };
 
@@ -109,6 +130,7 @@
   TaskStream.prototype.prune = function (oldest) {
     var recs = this.records;
     if (recs.length && recs[0].stop < oldest) {
+      this._forget(recs.filter(function (r) { return r.stop < oldest; }));
       this.records = recs.filter(function (r) { return r.stop >= oldest; });
     }
   };
@@ -118,10 +140,8 @@
     this.workers.forEach(function (w) {
       for (var t = 0; t < Math.max(1, w.nthreads); t++) keys.set(w.address + "\u0000" + t, [w.address, t]);
     });
-    this.records.forEach(function (r) {
-      var k = r.worker + "\u0000" + (r.thread || 0);
-      if (!keys.has(k)) keys.set(k, [r.worker, r.thread || 0]);
-    });
+    // rows of records from workers no longer listed: O(rows), not O(records), every frame
+    this.rowCounts.forEach(function (row, k) { if (!keys.has(k)) keys.set(k, row.key); });
     var list = Array.from(keys.values());
     list.sort(function (a, b) { return a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] - b[1]; });
     this.rowKeys = list;
@@ -188,28 +208,45 @@
     var visible = new Map();   // prefix -> bars on screen, for the legend
     var recs = this.records;
     var pad = rowH >= 6 ? 1 : 0;
+    var h = rowH - 2 * pad;
+    // Per row, the compute bar not yet filled: bars of one colour that touch or overlap
+    // are filled as one (many tasks share a pixel at a high rate; the picture is the same).
+    var spanColor = new Array(rows.length), spanX0 = new Array(rows.length);
+    var spanX1 = new Array(rows.length);
+    function fill(row) {
+      ctx.fillStyle = spanColor[row];
+      ctx.fillRect(spanX0[row], 2 + row * rowH + pad, spanX1[row] - spanX0[row], h);
+      spanColor[row] = undefined;
+    }
     for (i = 0; i < recs.length; i++) {
       var r = recs[i];
       if (r.stop < t0 || r.start > t1) continue;
-      var row = this.rowIndex.get(r.worker + "\u0000" + (r.thread || 0));
+      var row = this.rowIndex.get(r._row);
       if (row === undefined) continue;
       var x0 = GUTTER + Math.max(0, (r.start - t0) * scale);
       var x1 = GUTTER + Math.min(plotW, (r.stop - t0) * scale);
       var w = Math.max(1, x1 - x0);
-      var y = 2 + row * rowH + pad;
-      var h = rowH - 2 * pad;
       if (r.kind === "transfer") {
         ctx.fillStyle = TRANSFER_COLOR;
         ctx.globalAlpha = 0.75;
-        ctx.fillRect(x0, y + h * 0.25, w, Math.max(1, h * 0.5));
+        ctx.fillRect(x0, 2 + row * rowH + pad + h * 0.25, w, Math.max(1, h * 0.5));
         ctx.globalAlpha = 1;
       } else {
-        ctx.fillStyle = prefixColor(r.prefix);
-        ctx.fillRect(x0, y, w, h);
+        var color = prefixColor(r.prefix);
+        if (spanColor[row] === color && x0 <= spanX1[row] && x0 + w >= spanX0[row]) {
+          if (x0 < spanX0[row]) spanX0[row] = x0;
+          if (x0 + w > spanX1[row]) spanX1[row] = x0 + w;
+        } else {
+          if (spanColor[row] !== undefined) fill(row);
+          spanColor[row] = color;
+          spanX0[row] = x0;
+          spanX1[row] = x0 + w;
+        }
         visible.set(r.prefix, (visible.get(r.prefix) || 0) + 1);
       }
       drawn++;
     }
+    for (i = 0; i < rows.length; i++) if (spanColor[i] !== undefined) fill(i);
     this.lastDrawn = drawn;
     this.visiblePrefixes = visible;
 
