@@ -250,6 +250,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         self._workers: dict[str, Connection] = {}
         self._worker_fids: dict[str, set[str]] = {}
         self._held: list[Connection] = []  # written at the end of _carry_out_all
+        self._held_clients: list[Connection] = []  # ... after the workers' (_carry_out_all)
         self._clients: dict[str, Connection] = {}
         self._functions: dict[str, bytes] = {}
         self._client_fids: dict[str, set[str]] = {}  # blobs each client sent

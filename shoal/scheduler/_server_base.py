@@ -49,6 +49,7 @@ class ShellBase:
     _workers: dict[str, Connection]
     _worker_fids: dict[str, set[str]]
     _held: list[Connection]
+    _held_clients: list[Connection]
     _turn: Turn
     _waiting: collections.deque[Connection]
     _steps_armed: bool

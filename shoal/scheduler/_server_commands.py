@@ -166,9 +166,18 @@ class ServerCommands(ShellBase):
                 for address in list(frees):
                     self._send_frees(frees, address)
         finally:
+            # Computes and results are written now, not a loop turn later; the workers'
+            # first: an in-process client handles its results inside its flush (and wakes
+            # the user's thread, which takes the GIL), and a worker whose thread just freed
+            # would wait for that before the task queued for it leaves.
             held = self._held
-            if held:  # computes and results are written now, not a loop turn later
+            if held:
                 self._held = []
+                for conn in held:
+                    conn.flush()
+            held = self._held_clients
+            if held:
+                self._held_clients = []
                 for conn in held:
                     conn.flush()
 
@@ -190,7 +199,7 @@ class ServerCommands(ShellBase):
         if c is None:
             return
         if c.hold():
-            self._held.append(c)
+            self._held_clients.append(c)
         if len(cmds) == 1:
             cmd = cmds[0]
             c.send(KeyDone(cmd.key, cmd.nbytes, cmd.typename, cmd.inline, cmd.pickled_type))

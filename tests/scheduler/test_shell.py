@@ -689,3 +689,35 @@ def test_a_nannys_word_that_it_kills_its_worker_for_memory_reaches_its_state() -
     assert sched.state.workers["w1"].memory_killed == (600, 630, 0.95)
     assert nanny.sent == [Response(3, True, None), Response(4, True, None)]
     assert not nanny.closed
+
+
+class Wire(Connection):
+    """A connection that batches like a real one (its writes wait for a flush) and logs each
+    write, with its peer, in a log shared with the other connections."""
+
+    def __init__(self, peer: str, log: list[tuple[str, list[Message]]]) -> None:
+        super().__init__()
+        self.peer = peer
+        self.log = log
+
+    def _write_batch(self, batch: list[Message]) -> None:
+        self.log.append((self.peer, batch))
+
+    def _close(self) -> None:
+        pass
+
+
+def test_a_step_writes_its_computes_before_its_results() -> None:
+    # An in-process client handles its results inside the write (and wakes the user's
+    # thread): a worker's queued task must not wait for that to leave.
+    log: list[tuple[str, list[Message]]] = []
+    sched, _worker, _conns = _scheduler()
+    sched._workers["w1"] = Wire("w1", log)  # registered; from now on its writes are logged
+    client = sched._clients["c"] = Wire("c", log)
+    client.info["name"] = "c"
+    sched._apply([ClientJoined("c")])
+    sched._carry_out_all([ReportDone("c", "a", 8, "int", None),
+                          SendCompute("w1", "b", PAYLOAD, [], (), (0,), True, "p", 1)])
+    assert [peer for peer, _ in log] == ["w1", "c"]
+    assert _kinds(log[0][1]) == [("compute", "b")]
+    assert log[1][1] == [KeyDone("a", 8, "int", None)]
