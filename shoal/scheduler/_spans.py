@@ -10,6 +10,10 @@ in the calls; ``clock`` is set by the shell, for ``stop`` of a span still runnin
 dask's reads ``time()``), or task logic (the task states are read from the scheduler's
 task table, ``tasks_of``).
 
+Memory: a span keeps the keys of its tasks the scheduler still knows; a task forgotten is
+only counted (``forgotten``), so the records of a long-lived scheduler grow with its spans,
+not with the tasks that ran in them.
+
 Differences from dask: no ``"default"`` span for tasks outside any block; a key counts once
 per span however often it runs (dask's task groups count each run); durations are the
 workers' compute seconds (``"compute"``), the one activity shoal's workers report per task.
@@ -31,8 +35,8 @@ class Span:
     the scheduler first heard of it), and the properties below, each over this span and
     every span nested in it."""
 
-    __slots__ = ("_book", "_compute", "_nbytes", "_parent", "_start", "_stop", "children",
-                 "enqueued", "id", "keys", "name")
+    __slots__ = ("_book", "_compute", "_forgotten", "_nbytes", "_parent", "_start", "_stop",
+                 "children", "enqueued", "id", "keys", "name")
 
     def __init__(self, book: SpansBook, name: tuple[str, ...], id: str,
                  parent: Span | None, enqueued: float) -> None:
@@ -42,7 +46,8 @@ class Span:
         self._parent = parent
         self.children: list[Span] = []
         self.enqueued = enqueued
-        self.keys: dict[Any, None] = {}  # the tasks submitted directly in this span, in order
+        self.keys: dict[Any, None] = {}  # its tasks the scheduler knows, in submission order
+        self._forgotten = 0  # its tasks the scheduler has forgotten (their keys are not kept)
         self._start = 0.0
         self._stop = 0.0
         self._compute: dict[str, float] = {}  # task prefix -> seconds its tasks computed
@@ -99,6 +104,9 @@ class Span:
         for key in self._keys():
             ts = tasks.get(key)
             out[ts.state if ts is not None else "forgotten"] += 1
+        forgotten = sum(s._forgotten for s in self.traverse_spans())
+        if forgotten:
+            out["forgotten"] += forgotten
         return dict(out)
 
     @property
@@ -154,9 +162,20 @@ class SpansBook:
         if not ids or len(name) != len(ids):
             return  # not a span annotation shoal's client makes: nothing to record
         span = self._ensure(tuple(name), tuple(ids), now)
+        by_key = self.by_key
         for key in keys:
+            before = by_key.get(key)
+            if before is not None and before is not span:
+                del before.keys[key]
             span.keys[key] = None
-            self.by_key[key] = span
+            by_key[key] = span
+
+    def forgotten(self, key: Any) -> None:
+        """The scheduler forgot ``key``: its span counts it, and keeps the key no more."""
+        span = self.by_key.pop(key, None)
+        if span is not None:
+            span.keys.pop(key, None)
+            span._forgotten += 1
 
     def _ensure(self, name: tuple[str, ...], ids: tuple[str, ...], now: float) -> Span:
         found = self.spans.get(ids[-1])

@@ -492,6 +492,8 @@ class Transitions(StateBase):
         self._log.append((ts.key, ts.state, "forgotten", self._cause, self._now))
         ts.state = "forgotten"
         self.tasks.pop(ts.key, None)
+        if self.spans.by_key:  # some task was submitted in a ``span`` block
+            self.spans.forgotten(ts.key)
         if ts.key in self._forget_watch:  # rare: a key with metadata (one set lookup else)
             self._forget_watch.discard(ts.key)
             self._out.append(WatchedKeysForgotten([ts.key]))

@@ -48,3 +48,31 @@ def test_a_span_counts_its_tasks_and_their_times_and_its_sub_spans_add_up() -> N
 
 def _done(sim: Sim, key: str, start: float, stop: float, nbytes: int) -> TaskFinished:
     return TaskFinished("w1", key, nbytes, "int", start, stop, 0, None, sim.run_of(key))
+
+
+def test_a_span_keeps_no_key_the_scheduler_forgot() -> None:
+    """A long-lived scheduler's span records stay bounded by the tasks it still knows: a
+    forgotten task is only counted (its key is not kept), as dask's spans keep groups."""
+    state = SchedulerState()
+    sim = Sim(state)
+    sim.join("w1", nthreads=64)
+    keys = [f"t-{i}" for i in range(50)]
+    state.handle(SpanSubmitted(("work",), ("s",), keys), now=1.0)
+    sim.submit([row(k, prefix="t") for k in keys])
+    for k in keys:
+        state.handle(_done(sim, k, 2.0, 3.0, 8), now=3.0)
+    span = state.spans.spans["s"]
+    assert span.states == {"memory": 50}
+    sim.release(*keys)
+    assert not any(k in state.tasks for k in keys)
+    assert span.keys == {} and state.spans.by_key == {}
+    assert span.states == {"forgotten": 50} and span.done
+    assert (span.nbytes_total, span.duration) == (400, 50.0)
+
+
+def test_a_key_submitted_again_in_another_span_moves_there() -> None:
+    state = SchedulerState()
+    state.handle(SpanSubmitted(("a",), ("a",), ["k"]), now=1.0)
+    state.handle(SpanSubmitted(("b",), ("b",), ["k"]), now=2.0)
+    a, b = state.spans.spans["a"], state.spans.spans["b"]
+    assert list(a.keys) == [] and list(b.keys) == ["k"]
