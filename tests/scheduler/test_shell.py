@@ -353,15 +353,22 @@ class Writer(Connection):
         pass
 
 
+def _joined_writers() -> tuple[Scheduler, Writer, Writer]:
+    """A scheduler (on the running loop) with worker "w1" registered and client "c" joined,
+    both connections recording what is written to them."""
+    sched = Scheduler()
+    worker = Writer("w1")
+    sched._on_worker_message(worker, [Register("w1", "w1", 2, 2**30, 1, "host")])
+    client = Writer("c")
+    client.info["name"] = "c"
+    sched._clients["c"] = client
+    sched._apply([ClientJoined("c")])
+    return sched, worker, client
+
+
 def test_compute_and_result_are_written_when_their_batch_is_carried_out() -> None:
     async def scenario() -> None:
-        sched = Scheduler()
-        worker = Writer("w1")
-        sched._on_worker_message(worker, [Register("w1", "w1", 2, 2**30, 1, "host")])
-        client = Writer("c")
-        client.info["name"] = "c"
-        sched._clients["c"] = client
-        sched._apply([ClientJoined("c")])
+        sched, worker, client = _joined_writers()
         await asyncio.sleep(0)  # what registering sent goes out with the loop's flush
         worker.batches.clear()
         client.batches.clear()
@@ -383,13 +390,7 @@ def test_a_release_riding_a_submission_is_written_with_its_compute() -> None:
     # the free and the compute leave in one write before the handler returns, not the
     # compute a loop turn after the free.
     async def scenario() -> None:
-        sched = Scheduler()
-        worker = Writer("w1")
-        sched._on_worker_message(worker, [Register("w1", "w1", 2, 2**30, 1, "host")])
-        client = Writer("c")
-        client.info["name"] = "c"
-        sched._clients["c"] = client
-        sched._apply([ClientJoined("c")])
+        sched, worker, client = _joined_writers()
         sched._on_client_message(client, [UpdateGraph([row("a")], ["a"], {})])
         run = sched.state.tasks["a"].run
         sched._on_worker_message(worker, [TaskDone("a", 8, "int", 0.0, 1.0, 0, None, run)])
