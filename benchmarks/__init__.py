@@ -17,5 +17,6 @@ Layout:
 - ``_tasks.py``     the tiny task functions the workers import
 - ``_data.py``      the HDF5 file of the persist workload
 - ``_machine.py``   versions, CPU model, core count for the report
-- ``_browser.py``   headless chromium for the dashboard variant
+- ``_watched.py``   the dashboard workload: maps with chromium on /status against about:blank
+- ``_browser.py``   headless chromium for the dashboard workload
 """

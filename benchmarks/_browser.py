@@ -6,6 +6,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -28,11 +29,9 @@ def chromium_path() -> str | None:
 
 
 @contextmanager
-def open_page(url: str, timeout_s: float = 30.0, settle_s: float = 2.0) -> Iterator[str]:
-    """Open ``url`` in headless chromium and keep it open for the body; yields the page title.
+def open_browser(timeout_s: float = 30.0) -> Iterator[Any]:
+    """Headless chromium with one blank page, open for the body; yields the Playwright page.
 
-    After the load event the page runs for ``settle_s`` before the body starts, so the body
-    measures a dashboard that is being watched (polling, redrawing), not one still starting up.
     Raises RuntimeError with the install command if chromium is missing.
     """
     path = chromium_path()
@@ -44,8 +43,22 @@ def open_page(url: str, timeout_s: float = 30.0, settle_s: float = 2.0) -> Itera
         browser = pw.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
-            page.goto(url, wait_until="load", timeout=timeout_s * 1000)
-            page.wait_for_timeout(settle_s * 1000)
-            yield page.title()
+            page.set_default_timeout(timeout_s * 1000)
+            yield page
         finally:
             browser.close()
+
+
+def chromium_cpu_seconds() -> float:
+    """CPU seconds used so far by the chromium processes this process started."""
+    import psutil
+
+    total = 0.0
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if "chrom" in proc.name():
+                times = proc.cpu_times()
+                total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total

@@ -13,13 +13,13 @@ import random
 import statistics
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 from benchmarks import _tasks
 from benchmarks._million import million
 from benchmarks._spec import rosenbrock_ideal_seconds
+from benchmarks._watched import dashboard
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,60 +56,18 @@ def _worker_addresses(client: Any) -> list[str]:
         return sorted(client.nthreads())
 
 
-def throughput(
-    api: Api, n_tasks: int, dashboard: bool = False, repeats: int = 1, budget_s: float = 0.0
-) -> dict[str, float]:
-    """``client.map(noop, range(n))`` + gather; optionally with chromium on the dashboard.
-
-    With ``repeats > 1`` the map is repeated (fresh keys each time) while the repeats and the
-    ``budget_s`` of wall time last, and the best run counts.
-    """
-    address = ":0" if dashboard else None
-    with _client(api, dashboard_address=address) as client:
-        browser: AbstractContextManager[Any] = nullcontext()
-        if dashboard:
-            from benchmarks._browser import open_page
-
-            browser = open_page(client.dashboard_link)
-        with browser:
-            warm = client.map(_tasks.noop, range(-200, 0))
-            client.gather(warm)
-            del warm
-            seconds, browser_share = float("inf"), 0.0
-            began = time.perf_counter()
-            for rep in range(repeats):
-                cpu = _browser_cpu_seconds()
-                start = time.perf_counter()
-                futures = client.map(_tasks.noop, range(rep * n_tasks, (rep + 1) * n_tasks))
-                results = client.gather(futures)
-                elapsed = time.perf_counter() - start
-                del futures
-                if len(results) != n_tasks or any(r is not None for r in results):
-                    raise AssertionError(f"gather returned {len(results)} results, not Nones")
-                if elapsed < seconds:
-                    seconds = elapsed
-                    browser_share = (_browser_cpu_seconds() - cpu) / elapsed
-                if time.perf_counter() - began > budget_s:
-                    break
-    metrics = {"tasks_per_s": n_tasks / seconds, "seconds": seconds}
-    if dashboard:
-        metrics["browser_cpu_share"] = browser_share
-    return metrics
-
-
-def _browser_cpu_seconds() -> float:
-    """CPU seconds used so far by the chromium processes this process started."""
-    import psutil
-
-    total = 0.0
-    for proc in psutil.Process().children(recursive=True):
-        try:
-            if "chrom" in proc.name():
-                times = proc.cpu_times()
-                total += times.user + times.system
-        except psutil.Error:
-            pass
-    return total
+def throughput(api: Api, n_tasks: int) -> dict[str, float]:
+    """``client.map(noop, range(n))`` + gather, after a 200-task warm-up."""
+    with _client(api) as client:
+        warm = client.map(_tasks.noop, range(-200, 0))
+        client.gather(warm)
+        del warm
+        start = time.perf_counter()
+        results = client.gather(client.map(_tasks.noop, range(n_tasks)))
+        seconds = time.perf_counter() - start
+        if len(results) != n_tasks or any(r is not None for r in results):
+            raise AssertionError(f"gather returned {len(results)} results, not Nones")
+    return {"tasks_per_s": n_tasks / seconds, "seconds": seconds}
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -340,13 +298,6 @@ def restart(api: Api, n_workers: int, reps: int, think_s: float) -> dict[str, fl
     finally:
         client.close()
     return {"seconds": statistics.median(times), "first_s": times[0]}
-
-
-def dashboard(
-    api: Api, n_tasks: int, dashboard: bool, repeats: int, budget_s: float
-) -> dict[str, float]:
-    """The throughput workload, with the dashboard off, or on with chromium watching it."""
-    return throughput(api, n_tasks, dashboard=dashboard, repeats=repeats, budget_s=budget_s)
 
 
 MB = 1e6

@@ -35,6 +35,7 @@ from benchmarks._spec import (  # noqa: E402
     rosenbrock_evaluations,
     rosenbrock_ideal_seconds,
 )
+from benchmarks._watched import block_sides  # noqa: E402
 from benchmarks._workloads import CLUSTER_WORKLOADS, memory_figures  # noqa: E402
 
 
@@ -155,19 +156,42 @@ def test_table_rows_for_a_shoal_only_workload() -> None:
     outcome.skipped.append("chromium is not installed")
     rows = table_rows([WORKLOADS["dashboard"]], {("dashboard", "shoal"): outcome})
     assert {r[2] for r in rows} == {"n/a"}
-    assert rows[0][3] == "20,000 tasks/s"
-    assert rows[1][3] == "not run"
-    assert rows[0][4] == ""
+    off = [r for r in rows if "dashboard_address=None" in r[1]]
+    assert [r[3] for r in off] == ["20,000 tasks/s"]
+    assert rows[0][3].startswith("not run")
+    assert {r[4] for r in rows} == {""}
 
 
 def test_absorb_prefixes_a_variant_metrics() -> None:
     merged = Outcome()
     merged.absorb(Outcome(metrics={"tasks_per_s": 100.0}), "off_")
-    merged.absorb(Outcome(metrics={"tasks_per_s": 97.0}, notes=["n"]), "on_")
-    assert merged.metrics == {"off_tasks_per_s": 100.0, "on_tasks_per_s": 97.0}
-    assert WORKLOADS["dashboard"].derive is not None
-    assert WORKLOADS["dashboard"].derive(merged.metrics) == {"on_over_off": 0.97}
+    merged.absorb(Outcome(metrics={"watched_over_unwatched": 0.97}, notes=["n"]), "on_")
+    assert merged.metrics == {"off_tasks_per_s": 100.0, "on_watched_over_unwatched": 0.97}
     assert merged.notes == ["n"]
+
+
+def test_dashboard_ratio_compares_sides_of_one_process_not_the_two_variants() -> None:
+    """The target is on the watched / unwatched ratio measured within the dashboard-on
+    process; the dashboard_address=None process gives a figure for information only."""
+    workload = WORKLOADS["dashboard"]
+    assert workload.derive is None
+    targeted = [m.key for m in workload.metrics if m.target is not None]
+    assert targeted == ["on_watched_over_unwatched"]
+    assert {m.key for m in workload.metrics if m.key.startswith("off_")} == {"off_tasks_per_s"}
+    for size in ("quick", "default"):
+        params = workload.params(size)  # type: ignore[arg-type]
+        assert params["pairs"] >= 2
+    assert workload.params("default")["block_s"] >= 3.0  # several of the page's 1 s polls
+
+
+def test_dashboard_blocks_alternate_and_balance_the_sides() -> None:
+    sides = block_sides(4)
+    assert sides == [False, True, True, False, False, True, True, False]
+    assert sides.count(True) == sides.count(False) == 4
+    # Each side's mean position is the same, so a linear drift of speed weighs on both alike.
+    watched = [i for i, side in enumerate(sides) if side]
+    unwatched = [i for i, side in enumerate(sides) if not side]
+    assert sum(watched) == sum(unwatched)
 
 
 def test_markdown_table_pads_columns() -> None:
