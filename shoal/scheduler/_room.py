@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from heapq import heapify, heappop, heappush
+from heapq import heapify, heappop, heappush, heapreplace
 from typing import Any
 
 from shoal.scheduler._placement import room_left
@@ -89,10 +89,16 @@ class RoomIndex:
             seq = self._seq
             for ws in self._dirty:
                 entry: _Entry = (load(ws), seq[ws], ws)
+                stale = entries.get(ws)
                 entries[ws] = entry
                 left = room_left(ws)
                 if left >= est:
-                    heappush(heap, entry)
+                    if heap and heap[0] is stale:
+                        # Its old entry on top (the worker just picked, given a task):
+                        # swapped in one sift, not pushed and later popped as stale.
+                        heapreplace(heap, entry)
+                    else:
+                        heappush(heap, entry)
                 else:  # parked at once: it would only surface to be parked (below)
                     heappush(full, (-left, entry[1], entry))
             self._dirty.clear()
