@@ -85,6 +85,7 @@ class RoomIndex:
         entries = self._entry
         heap = self._heap
         full = self._full
+        fresh: _Entry | None = None  # the last entry re-keyed here, known to have room
         if self._dirty:
             seq = self._seq
             for ws in self._dirty:
@@ -99,6 +100,7 @@ class RoomIndex:
                         heapreplace(heap, entry)
                     else:
                         heappush(heap, entry)
+                    fresh = entry
                 else:  # parked at once: it would only surface to be parked (below)
                     heappush(full, (-left, entry[1], entry))
             self._dirty.clear()
@@ -114,6 +116,8 @@ class RoomIndex:
             ws = entry[2]
             if entries.get(ws) is not entry:
                 heappop(heap)  # stale: the worker changed or left
+            elif entry is fresh:  # its room measured above (nothing changed since)
+                return ws
             else:
                 left = room_left(ws)
                 if left >= est:  # placement.has_room
