@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from heapq import heapify, heappop, heappush
+from heapq import heapify, heappop, heappush, heapreplace
 from typing import Any
 
 from shoal.scheduler._placement import room_left
@@ -85,14 +85,22 @@ class RoomIndex:
         entries = self._entry
         heap = self._heap
         full = self._full
+        fresh: _Entry | None = None  # the last entry re-keyed here, known to have room
         if self._dirty:
             seq = self._seq
             for ws in self._dirty:
                 entry: _Entry = (load(ws), seq[ws], ws)
+                stale = entries.get(ws)
                 entries[ws] = entry
                 left = room_left(ws)
                 if left >= est:
-                    heappush(heap, entry)
+                    if heap and heap[0] is stale:
+                        # Its old entry on top (the worker just picked, given a task):
+                        # swapped in one sift, not pushed and later popped as stale.
+                        heapreplace(heap, entry)
+                    else:
+                        heappush(heap, entry)
+                    fresh = entry
                 else:  # parked at once: it would only surface to be parked (below)
                     heappush(full, (-left, entry[1], entry))
             self._dirty.clear()
@@ -108,6 +116,8 @@ class RoomIndex:
             ws = entry[2]
             if entries.get(ws) is not entry:
                 heappop(heap)  # stale: the worker changed or left
+            elif entry is fresh:  # its room measured above (nothing changed since)
+                return ws
             else:
                 left = room_left(ws)
                 if left >= est:  # placement.has_room
