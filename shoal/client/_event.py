@@ -7,10 +7,9 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from dask.utils import parse_timedelta
-
 from shoal.client._coord_faces import Ask, two_faced
 from shoal.client._coordination import AwaitableSelf, ClientProperty, find_client
+from shoal.client._timeouts import wait_timeout
 from shoal.protocol._coord_messages import (
     CoordEventClear,
     CoordEventIsSet,
@@ -50,7 +49,7 @@ class Event(AwaitableSelf, ClientProperty):
             True once it is set; False if it was not within ``timeout`` seconds.
         """
         client = self._get_client()
-        seconds = parse_timedelta(timeout)
+        seconds = wait_timeout(timeout, "Event.wait")
         return Ask(client, lambda rid: CoordEventWait(rid, self.name, seconds), then=bool)
 
     @two_faced

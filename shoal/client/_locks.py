@@ -23,6 +23,7 @@ from dask.utils import parse_timedelta
 from shoal import _loop
 from shoal.client._coord_faces import Ask, Tell, two_faced
 from shoal.client._coordination import AwaitableSelf, call, find_client, send
+from shoal.client._timeouts import wait_timeout
 from shoal.protocol._coord_messages import (
     CoordMultiLockAcquire,
     CoordMultiLockRelease,
@@ -122,7 +123,7 @@ class Semaphore(AwaitableSelf):
 
     def _acquire(self, timeout: Any) -> Ask:
         client = self._get_client()
-        seconds = parse_timedelta(timeout)
+        seconds = wait_timeout(timeout, f"{type(self).__name__}.acquire")
         lease = f"{_PROCESS_TOKEN}-{next(_lease_numbers)}"
 
         def make(rid: int) -> CoordSemaphoreAcquire:
@@ -313,7 +314,7 @@ class MultiLock:
         Raises:
             ValueError: a timeout with ``blocking=False``; no names; a bad ``num_locks``.
         """
-        seconds = parse_timedelta(timeout)
+        seconds = wait_timeout(timeout, "MultiLock.acquire")
         if not blocking:
             if seconds is not None:
                 raise ValueError("can't specify a timeout for a non-blocking call")

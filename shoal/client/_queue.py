@@ -18,8 +18,6 @@ import uuid
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
-from dask.utils import parse_timedelta
-
 from shoal.client._coord_faces import Ask, Tell, awaited_here, blocking, two_faced
 from shoal.client._coordination import (
     ClientProperty,
@@ -31,6 +29,7 @@ from shoal.client._coordination import (
     send,
     value_of,
 )
+from shoal.client._timeouts import wait_timeout
 from shoal.protocol._coord_messages import (
     CoordQueueCreate,
     CoordQueueGet,
@@ -126,7 +125,7 @@ class Queue(ClientProperty):
             TypeError: ``value`` cannot be pickled.
         """
         client = find_client(self._client, "Queue")
-        seconds = parse_timedelta(timeout)
+        seconds = wait_timeout(timeout, "Queue.put")
         item = encode(value)
         if self._created_on is not client:
             return self._on(client, lambda: self._put(client, item, seconds))
@@ -150,7 +149,7 @@ class Queue(ClientProperty):
             TimeoutError: nothing came within ``timeout`` seconds.
             NotImplementedError: an integer ``batch`` with a ``timeout`` (as in dask).
         """
-        seconds = parse_timedelta(timeout)
+        seconds = wait_timeout(timeout, "Queue.get")
         if batch is True:
             n = -1
         elif batch is False:

@@ -373,6 +373,13 @@ class Submitting(Outbox):
         return self._check_workers(workers), self._check_retries(retries)
 
     @staticmethod
+    def _check_priority(priority: Any) -> int | float:
+        if isinstance(priority, (int, float)):
+            return priority
+        raise TypeError(f"priority must be a number (higher runs first; 0 by default), got "
+                        f"{priority!r}")
+
+    @staticmethod
     def _check_retries(retries: Any) -> int:
         if retries is None:
             return 0
@@ -387,7 +394,7 @@ class Submitting(Outbox):
         key: Any = None,
         workers: Any = None,
         retries: int | None = None,
-        priority: int = 0,
+        priority: float = 0,
         pure: bool = True,
         allow_other_workers: bool = False,
         resources: Any = None,
@@ -415,6 +422,8 @@ class Submitting(Outbox):
                 active, workers, retries, priority, resources, allow_other_workers)
             in_span = active.get("span")  # a shoal.span block (client/_spans.py)
         wl, nretries = self._check_call("submit", func, workers, retries)
+        if priority.__class__ is not int:
+            priority = self._check_priority(priority)
         self._restrictions([], resources, allow_other_workers)  # fail before any state
         is_actor = (actor or actors) and _actor_flag(actor, actors)
         if is_actor:
@@ -462,7 +471,7 @@ class Submitting(Outbox):
         key: Any = None,
         workers: Any = None,
         retries: int | None = None,
-        priority: int = 0,
+        priority: float = 0,
         pure: bool = True,
         batch_size: int | None = None,
         allow_other_workers: bool = False,
@@ -485,6 +494,8 @@ class Submitting(Outbox):
                 active, workers, retries, priority, resources, allow_other_workers)
             in_span = active.get("span")  # a shoal.span block (client/_spans.py)
         wl, nretries = self._check_call("map", func, workers, retries)
+        if priority.__class__ is not int:
+            priority = self._check_priority(priority)
         self._restrictions([], resources, allow_other_workers)
         is_actor = _actor_flag(actor, actors)
         if is_actor:
@@ -653,15 +664,15 @@ def _key_name(key: Any) -> str:
 
 
 def _annotated(
-    active: dict[str, Any], workers: Any, retries: Any, priority: int, resources: Any,
+    active: dict[str, Any], workers: Any, retries: Any, priority: float, resources: Any,
     allow_other_workers: Any,
-) -> tuple[Any, Any, int, Any, Any]:
+) -> tuple[Any, Any, Any, Any, Any]:
     """The options of a call made inside ``dask.annotate``: the call's own where given,
     else the block's (dask.distributed's merge)."""
     return (
         active.get("workers") if workers is None else workers,
         active.get("retries") if retries is None else retries,
-        priority or int(active.get("priority", 0) or 0),
+        priority or active.get("priority", 0) or 0,  # (checked by the caller)
         resources if resources is not None else active.get("resources"),
         allow_other_workers or active.get("allow_other_workers", False),
     )

@@ -55,6 +55,37 @@ def duration(value: Any) -> float | None:
                          "'2 minutes'") from None
 
 
+def wait_timeout(value: Any, what: str) -> float | None:
+    """A coordination wait's ``timeout=`` (``Lock.acquire``, ``Queue.get``...) in seconds, as
+    dask's ``parse_timedelta`` reads it (a number, ``"200ms"``, a ``timedelta``), None for
+    no limit; 0 means "do not wait".
+
+    Raises:
+        ValueError: a negative number or a string that is not a duration (dask fails on
+            these with a parse error naming neither the call nor the value).
+    """
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"{what}: timeout must be 0 or more seconds (or None to wait "
+                             f"as long as it takes), got {value!r}")
+        return float(value)
+    if isinstance(value, datetime.timedelta):
+        return wait_timeout(value.total_seconds(), what)
+    if isinstance(value, str):
+        from dask.utils import parse_timedelta
+
+        try:
+            parsed = parse_timedelta(value, default="seconds")
+        except (ValueError, KeyError):
+            raise ValueError(f"{what}: timeout {value!r} is not a duration like 0.5, '200ms' "
+                             "or '2 minutes'") from None
+        return wait_timeout(parsed, what)
+    raise TypeError(f"{what}: timeout must be a number of seconds, a duration like '200ms', "
+                    f"a timedelta or None, got {type(value).__name__}")
+
+
 def connect_timeout() -> float:
     """dask's ``distributed.comm.timeouts.connect`` (30 s by default)."""
     import dask.config

@@ -11,10 +11,9 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from dask.utils import parse_timedelta
-
 from shoal.client._coord_faces import Ask, Tell, two_faced
 from shoal.client._coordination import ClientProperty, adopt, encode, find_client, value_of
+from shoal.client._timeouts import wait_timeout
 from shoal.protocol._coord_messages import CoordVariableDelete, CoordVariableGet, CoordVariableSet
 
 if TYPE_CHECKING:
@@ -62,7 +61,7 @@ class Variable(ClientProperty):
             TimeoutError: nothing was set within ``timeout`` seconds.
         """
         client = self._get_client()
-        seconds = parse_timedelta(timeout)
+        seconds = wait_timeout(timeout, "Variable.get")
         return Ask(client, lambda rid: CoordVariableGet(rid, self.name, seconds), adopt,
                    then=value_of)
 

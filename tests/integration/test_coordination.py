@@ -558,3 +558,35 @@ def test_closed_semaphore_starts_afresh(local: Client) -> None:
     assert other.acquire(timeout=5)
     assert other.get_value() == 1
     other.release()
+
+
+@pytest.mark.parametrize(("wait", "call"), [
+    (lambda t: Lock("bad-timeout").acquire(timeout=t), "Lock.acquire"),
+    (lambda t: Semaphore(name="bad-timeout-s").acquire(timeout=t), "Semaphore.acquire"),
+    (lambda t: MultiLock(["bad-timeout-m"]).acquire(timeout=t), "MultiLock.acquire"),
+    (lambda t: Queue("bad-timeout-q").get(timeout=t), "Queue.get"),
+    (lambda t: Queue("bad-timeout-q").put(1, timeout=t), "Queue.put"),
+    (lambda t: Variable("bad-timeout-v").get(timeout=t), "Variable.get"),
+    (lambda t: Event("bad-timeout-e").wait(timeout=t), "Event.wait"),
+])
+def test_bad_wait_timeout_is_a_value_error_naming_the_call(local: Client, wait: Any,
+                                                           call: str) -> None:
+    # dask's own parser fails on -3 with "could not convert string to float: '1-3'".
+    with pytest.raises(ValueError, match=rf"{call}: timeout must be 0 or more seconds.*-3"):
+        wait(-3)
+    with pytest.raises(ValueError, match=rf"{call}: timeout 'soon' is not a duration"):
+        wait("soon")
+    with pytest.raises(TypeError, match=rf"{call}: timeout must be a number"):
+        wait([1])
+
+
+def test_wait_timeout_reads_durations_as_dask_does() -> None:
+    import datetime
+
+    from shoal.client._timeouts import wait_timeout
+
+    assert wait_timeout(None, "x") is None
+    assert wait_timeout(0, "x") == 0.0
+    assert wait_timeout("200ms", "x") == pytest.approx(0.2)
+    assert wait_timeout(datetime.timedelta(seconds=2), "x") == 2.0
+    assert wait_timeout(1.5, "x") == 1.5

@@ -411,6 +411,20 @@ def test_explicit_key_is_used(client):
 # --- futures_of, refcounting, scheduler state ---------------------------------------------------
 
 
+@pytest.mark.parametrize("call", ["submit", "map"])
+def test_bad_options_are_rejected_before_anything_is_sent(client, call):
+    run = (lambda **kw: client.submit(abs, -1, **kw)) if call == "submit" else (
+        lambda **kw: client.map(abs, [-1], **kw))
+    with pytest.raises(TypeError, match=r"priority must be a number.*'hi'"):
+        run(priority="hi")
+    with pytest.raises(ValueError, match="retries must be a non-negative integer"):
+        run(retries=-1)
+    with pytest.raises(TypeError, match="needs a callable"):
+        getattr(client, call)(5, [1])
+    assert (run(priority=2.5, pure=False).result() if call == "submit"
+            else client.gather(run(priority=2.5, pure=False))) in (1, [1])
+
+
 def test_futures_of_finds_futures_in_nested_structures(client):
     a, b = client.map(inc, [1, 2])
     found = futures_of([a, {"x": (b,)}, 3])
