@@ -29,6 +29,9 @@ def task_order(graph: Mapping[Any, Any]) -> dict[Any, int]:
     """The priority of each key of ``graph`` (a dict of dask ``GraphNode``s; lower runs
     first): ``tree_order`` when the graph is an in-forest, else ``dask.order.order``."""
     if len(graph) <= 1:
+        for key, node in graph.items():
+            if key in node.dependencies:
+                return dask_order(graph)  # raises dask's "Cycle detected" naming it
         return dict.fromkeys(graph, 0)
     ordered = tree_order(graph)
     return ordered if ordered is not None else dask_order(graph)

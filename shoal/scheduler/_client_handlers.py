@@ -205,7 +205,7 @@ class ClientHandlers(StateBase):
             found: dict[TaskState, None] = dict.fromkeys(ts.dependencies)
             for dk in deps:
                 dts = tasks.get(dk)
-                if dts is None:
+                if dts is None or dts is ts:  # (itself: a cycle, which would wait forever)
                     missing.append((ts, dk))
                     continue
                 if dts in found:
@@ -238,14 +238,20 @@ class ClientHandlers(StateBase):
             elif ts.state == "erred" and ts.error is not None:
                 self._out.append(ReportErred(ev.client, key, ts.error))
         for ts, dk in missing:
-            error = scheduler_error(
-                "lost-data",
-                "shoal.LostDataError",
-                f"lost dependencies: task {ts.key!r} needs {dk!r}, which the cluster no "
-                "longer holds (it was released or lost). Keep a reference to its future or "
-                "persisted collection while other computations use it.",
-                ts.key,
-            )
+            if dk == ts.key:
+                error = scheduler_error(
+                    "cycle", "RuntimeError",
+                    f"Cycle detected: task {dk!r} depends on itself, so it can never run "
+                    "(dask.order raises the same for such a graph); fix the graph.", dk)
+            else:
+                error = scheduler_error(
+                    "lost-data",
+                    "shoal.LostDataError",
+                    f"lost dependencies: task {ts.key!r} needs {dk!r}, which the cluster no "
+                    "longer holds (it was released or lost). Keep a reference to its future "
+                    "or persisted collection while other computations use it.",
+                    ts.key,
+                )
             self._err(ts, error)
         candidates = [ts for ts, _ in rows]
         candidates.extend(t for t in wanted_now if t.state == "released")

@@ -242,3 +242,12 @@ def _assert_inputs_first(graph: dict[Any, Any], keys: list[Any]) -> None:
     for k in keys:
         for d in graph[k].dependencies:
             assert place[d] < place[k], (d, k)
+
+
+def test_a_single_task_depending_on_itself_is_a_cycle_as_in_dask() -> None:
+    # dask.order names the cycle; a one-task graph skipped it (and then waited forever).
+    graph = convert_legacy_graph({"a": (f, "a", 1)})
+    with pytest.raises(RuntimeError, match="Cycle detected"):
+        task_order(graph)
+    with pytest.raises(RuntimeError, match="Cycle detected"):
+        order(graph)  # (what dask says)

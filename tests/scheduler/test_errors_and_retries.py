@@ -118,3 +118,16 @@ def test_missing_dependency_fails_dependents_in_same_graph(sim: Sim) -> None:
     assert isinstance(cmd, ReportErred) and cmd.key == "c"
     assert "'gone'" in cmd.error["message"]
     assert sim.states("b", "c") == ["erred", "erred"]
+
+
+def test_task_depending_on_itself_errs_instead_of_waiting_forever(sim: Sim) -> None:
+    # A graph with a cycle can never run; a peer sending one must not leave it (and its
+    # client) waiting: the task errs naming the cycle, and its dependents with it.
+    sim.join("w1")
+    cmds = sim.submit([row("a", ["a"]), row("b", ["a"])])
+    erred = {c.key: c for c in cmds if isinstance(c, ReportErred)}
+    assert set(erred) == {"a", "b"}
+    assert "depends on itself" in erred["a"].error["message"]
+    assert sim.states("a", "b") == ["erred", "erred"]
+    a = sim.state.tasks["a"]
+    assert a not in a.dependents and a not in a.dependencies
