@@ -35,6 +35,9 @@ EXIT_PRELOAD_FAILED = 7
 # Exit status meaning "killed for memory": the nanny asked (SIGUSR1, past its terminate
 # threshold) and the worker told the scheduler why before exiting; a crash, restarted.
 EXIT_MEMORY = 8
+# Statuses 3-7 are requests to the nanny, honoured only when declared on the pipe the nanny
+# passes (``--intent-fd``, see _declared): a task calling os._exit(3) is a crash.
+_intent_fd: int | None = None
 # The nanny's pid, set by the nanny: the worker dies with it (see _die_with_parent).
 PARENT_PID_ENV = "SHOAL_NANNY_PID"
 # Seconds the import thread waits for the loop to send the worker's ready notice before
@@ -63,13 +66,25 @@ def _die_with_parent() -> bool:
     return True
 
 
+def _declared(status: int) -> int:
+    """``status``, first told to the nanny as this process's own choice: the nanny reads the
+    statuses above as requests only when declared, so that a task's ``os._exit(5)`` (or a
+    library's ``exit(3)``) is the crash it is, not "restart me" or "leave me gone"."""
+    if _intent_fd is not None and status:
+        try:
+            os.write(_intent_fd, bytes([status]))
+        except OSError as exc:  # the nanny is gone: nothing to tell
+            logging.getLogger("shoal.worker").debug("could not tell the nanny: %s", exc)
+    return status
+
+
 def _exit_for_restart() -> None:
     """Leave at once: the nanny replaces this process with a fresh one, so nothing here
     (data, running tasks, threads) needs an orderly end, and a task that ignores
     cancellation cannot delay the restart."""
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(EXIT_RESTART)
+    os._exit(_declared(EXIT_RESTART))
 
 
 def _configure_timeouts(comm_timeout: float | None) -> None:
@@ -155,9 +170,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="(for the nanny) JSON list of the arguments for the preloads")
     p.add_argument("--ready-fd", type=int, default=None,
                    help="(for the nanny) a pipe to write one byte to once registered")
+    p.add_argument("--intent-fd", type=int, default=None,
+                   help="(for the nanny) a pipe on which a deliberate exit status is declared")
     p.add_argument("--standby", action="store_true",
                    help="(for the nanny) import, then wait for a line on stdin before starting")
     args = p.parse_args(argv)
+    global _intent_fd
+    if args.intent_fd is not None:
+        os.set_inheritable(args.intent_fd, False)  # (not for the tasks' own subprocesses)
+        _intent_fd = args.intent_fd
     has_nanny = _die_with_parent()
     # (popped: not for the tasks' own subprocesses)
     warm = [m for m in os.environ.pop(WARM_IMPORTS_ENV, "").split(",") if m]
@@ -226,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     await asyncio.wait_for(worker.say_killed_for_memory(fraction), 1.0)
                 finally:  # the nanny's SIGKILL follows its grace anyway: exit first
-                    os._exit(EXIT_MEMORY)
+                    os._exit(_declared(EXIT_MEMORY))
 
             # The nanny's warning before its SIGKILL (_nanny.MEMORY_KILL_GRACE later).
             loop.add_signal_handler(signal.SIGUSR1,
@@ -301,12 +322,12 @@ def main(argv: list[str] | None = None) -> int:
     if run_main(run, "shoal worker") != 0:
         return 1
     if preload_failed:
-        return EXIT_PRELOAD_FAILED
+        return _declared(EXIT_PRELOAD_FAILED)
     if any(restart):
-        return EXIT_PLUGIN_RESTART
+        return _declared(EXIT_PLUGIN_RESTART)
     if any(lifetime_over):
-        return EXIT_LIFETIME
-    return EXIT_SCHEDULER_GONE if any(gone) else 0
+        return _declared(EXIT_LIFETIME)
+    return _declared(EXIT_SCHEDULER_GONE) if any(gone) else 0
 
 
 if __name__ == "__main__":

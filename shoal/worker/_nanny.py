@@ -40,6 +40,9 @@ _EXIT_RESTART = 5  # shoal.worker.__main__.EXIT_RESTART: client.restart asked fo
 _EXIT_LIFETIME = 6  # shoal.worker.__main__.EXIT_LIFETIME: retired at the end of its lifetime
 _EXIT_PRELOAD_FAILED = 7  # shoal.worker.__main__.EXIT_PRELOAD_FAILED: a --preload failed
 _EXIT_MEMORY = 8  # shoal.worker.__main__.EXIT_MEMORY: killed past its terminate threshold
+# The statuses read as requests: honoured only when the worker declared them first.
+_REQUESTS = frozenset({_EXIT_SCHEDULER_GONE, _EXIT_PLUGIN_RESTART, _EXIT_RESTART,
+                       _EXIT_LIFETIME, _EXIT_PRELOAD_FAILED})
 # A worker past its terminate threshold gets SIGUSR1 first: it tells the scheduler why it
 # dies (KilledWorker says so) and exits; SIGKILL follows after this many seconds if not.
 MEMORY_KILL_GRACE = 0.2
@@ -237,6 +240,9 @@ class Nanny:
         self._ready_fd: int | None = None
         self._new_ready_fd: int | None = None
         self._spare_ready_fd: int | None = None
+        # Read ends of the pipes on which worker processes declare a deliberate exit status
+        # (shoal.worker.__main__._declared), by pid: read once the process has exited.
+        self._intents: dict[int, int] = {}
         # The current worker's registration: its address, None if it ended first; and the
         # address of the last worker that registered (each restart brings a new one).
         self._registered: asyncio.Future[str | None] | None = None
@@ -389,6 +395,9 @@ class Nanny:
         # The worker writes a byte to this pipe once registered (see _spare_once_ready).
         ready_r, ready_w = os.pipe()
         args += ["--ready-fd", str(ready_w)]
+        intent_r, intent_w = os.pipe()
+        os.set_blocking(intent_r, False)
+        args += ["--intent-fd", str(intent_w)]
         env = dict(os.environ)
         # Like multiprocessing's spawn: the worker imports what its parent can import, so
         # functions from the user's modules (and test files) unpickle by reference.
@@ -422,14 +431,17 @@ class Nanny:
         try:
             proc = await asyncio.create_subprocess_exec(
                 # stdout and stderr are inherited: print() in a task shows where the user looks.
-                *args, env=env, pass_fds=(ready_w,),
+                *args, env=env, pass_fds=(ready_w, intent_w),
                 stdin=asyncio.subprocess.PIPE if standby else asyncio.subprocess.DEVNULL,
             )
         except BaseException:
             os.close(ready_r)
+            os.close(intent_r)
             raise
         finally:
             os.close(ready_w)
+            os.close(intent_w)
+        self._intents[proc.pid] = intent_r
         if standby:
             self._spare_ready_fd = ready_r
         else:
@@ -543,19 +555,26 @@ class Nanny:
             proc = self.process
             assert proc is not None
             code = await self._watch(proc)
+            declared = self._declared_exit(proc.pid)
             if self._closing:
                 return
+            asked: int | None = code  # what the status asks of this nanny (if it declared it)
+            if code in _REQUESTS and code != declared:
+                logger.warning("worker %s exited with status %s, which it did not declare: "
+                               "a crash (a task calling os._exit or sys.exit?), not a request",
+                               self.name, code)
+                asked = None
             await self._remove_worker_space(proc.pid)
-            if code == _EXIT_SCHEDULER_GONE:
+            if asked == _EXIT_SCHEDULER_GONE:
                 logger.info("worker %s stopped: closed by its scheduler, or no scheduler within "
                             "its death timeout; not restarting", self.name)
                 return
-            if code == _EXIT_PRELOAD_FAILED:
+            if asked == _EXIT_PRELOAD_FAILED:
                 logger.error("worker %s: a preload failed (see its error above); not "
                              "restarting it", self.name)
                 self.preload_failed = True
                 return
-            if code == _EXIT_LIFETIME:
+            if asked == _EXIT_LIFETIME:
                 if not self.lifetime_restart:
                     logger.info("worker %s retired at the end of its lifetime", self.name)
                     return
@@ -563,7 +582,7 @@ class Nanny:
                             "one", self.name)
                 await self._spawn()
                 continue
-            if code == _EXIT_RESTART:  # asked for (client.restart): no failure to count
+            if asked == _EXIT_RESTART:  # asked for (client.restart): no failure to count
                 logger.info("worker %s restarting as asked", self.name)
                 await self._spawn()
                 # A worker restarted once is likely to be restarted again (a notebook's
@@ -574,7 +593,7 @@ class Nanny:
                     self._spare_task = asyncio.get_running_loop().create_task(
                         self._spare_once_ready())
                 continue
-            if code == _EXIT_PLUGIN_RESTART:
+            if asked == _EXIT_PLUGIN_RESTART:
                 logger.info("worker %s restarts for a nanny plugin", self.name)
                 await self._drop_spare()  # started before the plugin: not what it asks for
                 await self._spawn()
@@ -587,6 +606,19 @@ class Nanny:
                 return
             logger.warning("worker %s exited with code %s; restarting it", self.name, code)
             await self._spawn()
+
+    def _declared_exit(self, pid: int) -> int | None:
+        """The exit status worker process ``pid`` declared before exiting, or None."""
+        fd = self._intents.pop(pid, None)
+        if fd is None:
+            return None
+        try:
+            data = os.read(fd, 64)  # (non-blocking: the writer has exited)
+        except OSError:  # nothing written
+            data = b""
+        finally:
+            os.close(fd)
+        return data[-1] if data else None
 
     def _past_terminate(self, pid: int) -> int | None:
         """The memory of worker process ``pid`` when it is past its terminate threshold
@@ -635,12 +667,17 @@ class Nanny:
             if fd is not None:
                 os.close(fd)
         self._ready_fd = self._new_ready_fd = self._spare_ready_fd = None
+        for fd in self._intents.values():
+            os.close(fd)
+        self._intents.clear()
         with contextlib.suppress(OSError):
             os.remove(self._plugin_state)
 
     async def _drop_spare(self) -> None:
         """End the standby: EOF on its stdin makes it exit; killed if it does not."""
         spare, self._spare = self._spare, None
+        if spare is not None:
+            self._declared_exit(spare.pid)  # (closes its pipe)
         if spare is None or spare.returncode is not None:
             return
         if spare.stdin is not None:

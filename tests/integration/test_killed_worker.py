@@ -44,6 +44,25 @@ def test_a_task_that_kills_its_workers_raises_killed_worker(fragile_client):
     assert c.submit(inc, 1, pure=False).result(timeout=30) == 2
 
 
+def die_with(status):
+    os._exit(status)
+
+
+def test_a_task_exiting_with_the_nannys_own_statuses_is_a_crash_not_a_request(fragile_client):
+    # The nanny reads some exit statuses of its worker as requests (3: leave for good, 5:
+    # restart now, 6: lifetime over...). A task calling os._exit with one of them used to
+    # pass for that request: with 3 the nanny stopped restarting, both workers were gone
+    # after the retry, and the user waited forever.
+    c = fragile_client
+    for status in (3, 4, 5, 6, 7):
+        fut = c.submit(die_with, status, pure=False)
+        with pytest.raises(KilledWorker):
+            fut.result(timeout=60)
+        assert c.submit(inc, status, pure=False).result(timeout=60) == status + 1
+    state = c.cluster.scheduler.state
+    wait_for(lambda: len(state.workers) == 2, timeout=60)  # both restarted, as after a crash
+
+
 def test_worker_processes_say_they_are_ready_once_their_imports_are_done(fragile_client):
     # Until then a worker's death blames none of its tasks (they wait for its background
     # imports); after, a task that kills a fresh worker at once is blamed (the test above,
