@@ -27,6 +27,7 @@ from dask.utils import funcname
 from shoal import _gc
 from shoal.client import _spans
 from shoal.client._actor import NewActor
+from shoal.client._annotations import other_annotations
 from shoal.client._faces import answer
 from shoal.client._future import Future, FutureState
 from shoal.client._keys import check_user_keys
@@ -37,7 +38,7 @@ from shoal.client._tokens import call_tokens, token
 from shoal.protocol._call import Call
 from shoal.protocol._errors import ClosedClientError
 from shoal.protocol._messages import CancelKeys, RetryKeys, UpdateGraph
-from shoal.protocol._serialize import CallPickles, FunctionCache, dumps_task
+from shoal.protocol._serialize import CallPickles, FunctionCache, Serialized, dumps_task
 from shoal.protocol._wire_checks import is_worker_name
 
 # Callables whose token can be cached by identity: they cannot change in place.
@@ -117,15 +118,17 @@ class GraphPieces:
         if len(rows) >= PIECE_ROWS:
             self._queue(more=True)
 
-    def close(self, also: Iterable[Any] = (), without: Iterable[Any] = ()) -> None:
+    def close(self, also: Iterable[Any] = (), without: Iterable[Any] = (),
+              annotations: Serialized | None = None) -> None:
         """Queue the last piece: the remaining rows, and the wanted keys no row had (the
         client submitted them earlier, or, in ``also``, their rows went in earlier pieces
-        and they turned out wanted), except those in ``without`` (left out of the graph)."""
+        and they turned out wanted), except those in ``without`` (left out of the graph);
+        with the graph's other ``annotations`` (``client/_annotations.py``)."""
         wanted = self._wanted
         for key in without:
             wanted.pop(key, None)
         wanted.update(dict.fromkeys(also))
-        self._queue(more=False, rest=list(wanted))
+        self._queue(more=False, rest=list(wanted), annotations=annotations)
 
     def abort(self) -> None:
         """End the graph without the rows not yet queued (when making one failed)."""
@@ -134,7 +137,8 @@ class GraphPieces:
             self._wanted = {}
             self._queue(more=False)
 
-    def _queue(self, more: bool, rest: list[Any] | None = None) -> None:
+    def _queue(self, more: bool, rest: list[Any] | None = None,
+               annotations: Serialized | None = None) -> None:
         client, rows, wanted = self._client, self._rows, self._wanted
         self._rows = []
         named = [r[0] for r in rows if r[0] in wanted]
@@ -152,7 +156,8 @@ class GraphPieces:
                 stale = None
                 blobs = client._new_blobs(rows)
                 client._outbox.append(UpdateGraph(rows, named, blobs, more=more,
-                                                  stream=self._stream))
+                                                  stream=self._stream,
+                                                  annotations=annotations))
                 client._sent_fids.update(blobs)  # (after the queueing: see _submit_rows)
         if stale is not None:
             client._refuse_closed(stale)
@@ -206,8 +211,11 @@ class Submitting(Outbox):
     def _submit_rows(self, rows: list[tuple[Any, ...]], wanted: list[Any] | None,
                      actors: list[Any] | None = None,
                      restrictions: list[tuple[Any, Any, bool]] | None = None,
-                     session: int | None = None) -> None:
-        """Queue ``rows`` with the keys of ``wanted`` (None: every row's, as a map's), unless
+                     session: int | None = None,
+                     annotations: Serialized | None = None) -> None:
+        """Queue ``rows`` with the keys of ``wanted`` (None: every row's, as a map's), and
+        the graph's other ``annotations`` (``client/_annotations.py``) on its last message,
+        unless
         ``session`` (the one the rows' futures were made in) has been lost since: the loss
         cancelled those futures (as dask's), and no future of the next session would want
         the rows, whose tasks it would hold until the client closed."""
@@ -235,7 +243,8 @@ class Submitting(Outbox):
                 fids = {fid for row in rows for fid in row[3]} - self._sent_fids
                 blobs = {fid: self._functions.blob(fid) for fid in fids}
                 if not split:
-                    msgs = [UpdateGraph(rows, wanted or [], blobs, actors, restrictions)]
+                    msgs = [UpdateGraph(rows, wanted or [], blobs, actors, restrictions,
+                                        annotations=annotations)]
                 else:
                     msgs = []
                     # Each piece names the wanted keys among its rows (the scheduler reports
@@ -255,7 +264,7 @@ class Submitting(Outbox):
                             named += [k for k in dict.fromkeys(wanted) if k not in keys]
                         msgs.append(UpdateGraph(
                             piece, named, blobs if start == 0 else {}, more=start != last,
-                            stream=stream))
+                            stream=stream, annotations=annotations if start == last else None))
                 self._outbox.extend(msgs)
                 self._sent_fids |= fids
         if stale is not None:
@@ -452,7 +461,8 @@ class Submitting(Outbox):
             task = _payload(key, NewActor(func) if is_actor else func, args, kwargs)
             row = self._row(key, task, prio, nretries, wl, name)
         self._submit_rows([row], [key], [key] if is_actor else None,
-                          self._restrictions([key], resources, allow_other_workers), session)
+                          self._restrictions([key], resources, allow_other_workers), session,
+                          other_annotations([key], active) if active else None)
         return fut
 
     def map(
@@ -560,7 +570,7 @@ class Submitting(Outbox):
             _gc.settle()  # (shoal/_gc.py: keys, rows, wanted are frozen now in bulk mode)
             self._submit_rows(rows, None, wanted if is_actor else None,
                               self._restrictions(wanted, resources, allow_other_workers),
-                              session)
+                              session, other_annotations(wanted, active) if active else None)
         return futures
 
     def cancel(self, futures: Any, asynchronous: Any = None, force: bool = False,

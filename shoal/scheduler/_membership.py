@@ -85,7 +85,7 @@ def _remove(scheduler: Scheduler, address: str, reason: str) -> Any:
 
 def _removed(scheduler: Scheduler, address: str) -> None:
     """Scheduler plugins hear of a worker removed on purpose, as of one that died."""
-    scheduler._hook("remove_worker", scheduler, worker=address,
+    scheduler._hook("remove_worker", scheduler=scheduler, worker=address,
                     stimulus_id=f"worker-left-{address}")
 
 

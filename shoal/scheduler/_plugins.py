@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shoal.protocol._serialize import Serialized, loads
+from shoal.scheduler._graph_hook import GraphNotes
 
 logger = logging.getLogger("shoal.scheduler")
 
@@ -35,6 +36,7 @@ class SchedulerPlugins:
         # Added by ``Scheduler.add_plugin`` before the scheduler finished starting (a
         # preload's ``dask_setup``): their ``start`` runs then, as in dask. None once started.
         self.unstarted: list[Any] | None = []
+        self.graphs = GraphNotes()  # the submissions update_graph hears of (_graph_hook)
 
     # --- worker and nanny plugins -------------------------------------------------------------
 
@@ -50,19 +52,22 @@ class SchedulerPlugins:
     # --- scheduler plugins ----------------------------------------------------------------------
 
     async def add(self, scheduler: Any, name: str, blob: Serialized) -> None:
-        """Unpickle a scheduler plugin and start it (replacing one of the same name).
+        """Unpickle a scheduler plugin and start it; once started, it replaces one of the
+        same name (which is closed then).
 
-        Raises: whatever unpickling or the plugin's ``start`` raises (it is not kept then).
+        Raises: whatever unpickling or the plugin's ``start`` raises (it is not kept then,
+        and one of the same name stays, as in dask).
         """
         plugin = loads(blob)
-        if name in self.plugins:
-            await self.remove(name)
         if hasattr(plugin, "start"):
             done = plugin.start(scheduler)
             if inspect.isawaitable(done):
                 await done
+        old = self.plugins.pop(name, None)
         self.plugins[name] = plugin
         self.watching = any(_overrides(p, "transition") for p in self.plugins.values())
+        if old is not None and old is not plugin:
+            await self._close_one(name, old)
 
     def put(self, name: str, plugin: Any, idempotent: bool) -> None:
         """dask's ``Scheduler.add_plugin``: keep ``plugin`` under ``name`` without starting
@@ -107,19 +112,28 @@ class SchedulerPlugins:
         self.watching = any(_overrides(p, "transition") for p in self.plugins.values())
         await self._close_one(name, plugin)
 
+    async def before_close(self) -> None:
+        """The scheduler starts closing: every plugin's ``before_close`` (awaited when a
+        coroutine), before anything else of the scheduler closes, as in dask."""
+        for name, plugin in list(self.plugins.items()):
+            await self._close_one(name, plugin, "before_close")
+
     async def close(self) -> None:
-        self.call("before_close")
+        """The scheduler closes: every plugin's ``close``; then they are dropped."""
         for name, plugin in list(self.plugins.items()):
             await self._close_one(name, plugin)
         self.plugins.clear()
+        self.watching = False
 
-    async def _close_one(self, name: str, plugin: Any) -> None:
+    async def _close_one(self, name: str, plugin: Any, hook: str = "close") -> None:
+        """``plugin.<hook>()``, awaited if need be; what it raises is logged."""
         try:
-            done = plugin.close() if hasattr(plugin, "close") else None
+            method = getattr(plugin, hook, None)
+            done = method() if method is not None else None
             if inspect.isawaitable(done):
                 await done
         except Exception:
-            logger.exception("scheduler plugin %r failed to close", name)
+            logger.exception("the %s hook of scheduler plugin %r failed", hook, name)
 
     def call(self, hook: str, *args: Any, **kwargs: Any) -> list[Any]:
         """Call ``hook`` on every scheduler plugin that has it; returns the awaitables

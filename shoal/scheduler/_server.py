@@ -384,6 +384,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         if self._closed:
             return
         self._closed = True
+        await self.plugin_host.before_close()  # first: the plugins see a working scheduler
         if self._gc_release is not None:
             self._gc_release()
         for conn in list(self._workers.values()):

@@ -47,6 +47,7 @@ from shoal.scheduler._events import (
     WatchedKeysForgotten,
     WorkResumed,
 )
+from shoal.scheduler._graph_hook import GraphNote
 from shoal.scheduler._server_base import ShellBase
 from shoal.scheduler._state import EventsFailed, stimulus_id
 from shoal.scheduler._topics import EventLogged, membership
@@ -56,6 +57,32 @@ logger = logging.getLogger("shoal.scheduler")
 
 # Commands that send a client something other than a result.
 _TO_CLIENT = (ReportErred, ReportCancelled, ReportRestarted)
+
+
+def _report_fields(ev: TaskFinished | TaskFailed) -> dict[str, Any]:
+    """The keyword arguments dask's scheduler passes to plugins' ``transition`` for a move
+    out of ``processing`` (the fields of its worker's task-finished or task-erred report),
+    of those shoal's reports have."""
+    extra: dict[str, Any] = {
+        "worker": ev.worker, "thread": ev.thread, "run_id": ev.run,
+        "startstops": [{"action": "compute", "start": ev.start, "stop": ev.stop}],
+    }
+    if type(ev) is TaskFinished:
+        extra.update(nbytes=ev.nbytes, typename=ev.typename)
+        if ev.pickled_type is not None:
+            extra["type"] = ev.pickled_type
+    else:
+        from shoal.protocol._errors import error_to_exception
+
+        error = ev.error
+        try:
+            extra["exception"] = error_to_exception(error)
+        except Exception:  # never raises today; the text still tells what happened
+            logger.exception("could not rebuild the exception of task %r for the plugins",
+                             ev.key)
+        extra.update(exception_text=str(error.get("message", "")),
+                     traceback_text=str(error.get("tb_text", "")))
+    return extra
 
 
 class ServerCommands(ShellBase):
@@ -74,9 +101,29 @@ class ServerCommands(ShellBase):
             logger.error("%s", failed, exc_info=failed.failures[0][1])
             return failed.commands
 
-    def _apply_watched(self, events: list[Any]) -> None:
+    def _apply_graph(self, events: list[Any], note: GraphNote) -> None:
+        """``_apply`` of the events ending a graph's submission, while scheduler plugins are
+        registered: their ``update_graph`` hook runs once the tasks are in, before the
+        transition hooks of the tasks' moves (dask's order)."""
+        if self.plugin_host.watching:
+            self._apply_watched(events, note)
+            return
+        commands = self._handle(events)
+        self._update_graph_hook(note)
+        self._carry_out_all(commands)
+
+    def _update_graph_hook(self, note: GraphNote) -> None:
+        try:
+            arguments = self.plugin_host.graphs.arguments(note, self.state)
+        except Exception:  # a shoal bug: the graph runs, the plugins miss its update
+            logger.exception("could not describe a graph of client %s to update_graph "
+                             "hooks", note.client)
+            return
+        self._hook("update_graph", self, **arguments)
+
+    def _apply_watched(self, events: list[Any], note: GraphNote | None = None) -> None:
         """``_apply`` while a scheduler plugin watches transitions: the new rows of the
-        state's story are its calls."""
+        state's story are its calls (after ``update_graph`` for ``note``'s graph)."""
         # The batch's rows go to a log of their own first, then to the state's: a batch
         # making more moves than that log keeps (distributed.admin.low-level-log-length)
         # still shows the plugin every one. (An InvalidTransition raised meanwhile shows
@@ -90,18 +137,14 @@ class ServerCommands(ShellBase):
         finally:
             state._log = kept
             kept.extend(new)
+        if note is not None:
+            self._update_graph_hook(note)
         # What dask gives a task's processing -> memory/erred move (a task-stream plugin
         # reads ``startstops``), from the worker's report among these events.
         done = {e.key: e for e in events if type(e) in (TaskFinished, TaskFailed)}
         for key, start, finish, cause, now in new:
-            extra: dict[str, Any] = {}
             ev = done.get(key) if start == "processing" else None
-            if ev is not None:
-                extra = {"worker": ev.worker, "thread": ev.thread,
-                         "startstops": [{"action": "compute", "start": ev.start,
-                                         "stop": ev.stop}]}
-                if type(ev) is TaskFinished:
-                    extra.update(nbytes=ev.nbytes, typename=ev.typename)
+            extra = {} if ev is None else _report_fields(ev)
             self._hook("transition", key, start, finish, stimulus_id=stimulus_id(cause, now),
                        **extra)
         self._carry_out_all(commands)

@@ -1,0 +1,268 @@
+"""Scheduler plugin hooks as dask.distributed documents them (``SchedulerPlugin`` in
+``distributed/diagnostics/plugin.py``): when each is called, how often, and with what.
+The scheduler shell is driven with messages on recording connections: no sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+
+from shoal import SchedulerPlugin
+from shoal.protocol._messages import Register, TaskDone, TaskErred, UpdateGraph
+from shoal.protocol._serialize import dumps
+from shoal.scheduler._server import Scheduler
+
+from ._sim import error_for, row
+from .test_shell import Recorder, _scheduler
+
+
+class GraphWatcher(SchedulerPlugin):
+    """Records each update_graph call, with what the scheduler held at that moment, and
+    every transition."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.order: list[Any] = []
+
+    def update_graph(self, scheduler: Any, *, client: str, keys: set[Any], tasks: list[Any],
+                     annotations: dict[str, dict[Any, Any]], priority: dict[Any, Any],
+                     stimulus_id: str, **kwargs: Any) -> None:
+        known = {k: scheduler.tasks[k].state for k in tasks if k in scheduler.tasks}
+        self.calls.append({"client": client, "keys": keys, "tasks": tasks,
+                           "annotations": annotations, "priority": priority,
+                           "stimulus_id": stimulus_id, "known": known})
+        self.order.append("update_graph")
+
+    def transition(self, key: Any, start: str, finish: str, *args: Any, stimulus_id: str,
+                   **kwargs: Any) -> None:
+        self.order.append((key, start, finish))
+
+
+def _watched(*clients: str) -> tuple[Scheduler, Recorder, dict[str, Recorder], GraphWatcher]:
+    sched, worker, conns = _scheduler(*clients)
+    plugin = GraphWatcher()
+    sched.plugin_host.put("watch", plugin, False)
+    return sched, worker, conns, plugin
+
+
+def test_update_graph_is_called_once_per_graph_sent_in_pieces_with_every_key() -> None:
+    sched, _worker, conns, plugin = _watched("c")
+    first = [row("a"), row("b", ["a"])]
+    last = [row("c", ["b"]), row("d", ["c"])]
+    sched._on_client_message(conns["c"], [UpdateGraph(first, [], {}, more=True, stream=1)])
+    assert plugin.calls == []  # not before the graph is all in
+    sched._on_client_message(conns["c"], [UpdateGraph(last, ["d"], {}, stream=1)])
+    (call,) = plugin.calls
+    assert call["tasks"] == ["a", "b", "c", "d"]
+    assert call["keys"] == {"d"}
+    assert set(call["known"]) == {"a", "b", "c", "d"}  # the tasks are in the scheduler
+    assert call["stimulus_id"].startswith("update-graph-")
+    sched.state.validate()
+
+
+def test_update_graph_is_called_once_per_whole_graph_even_two_in_one_batch() -> None:
+    sched, _worker, conns, plugin = _watched("c")
+    sched._on_client_message(conns["c"], [UpdateGraph([row("a")], ["a"], {}),
+                                          UpdateGraph([row("b", ["a"])], ["b"], {})])
+    assert [(c["tasks"], c["keys"]) for c in plugin.calls] == [(["a"], {"a"}), (["b"], {"b"})]
+    assert set(plugin.calls[1]["known"]) == {"b"}
+    assert plugin.calls[0]["stimulus_id"] != plugin.calls[1]["stimulus_id"]
+
+
+def test_update_graph_comes_before_the_transitions_of_its_tasks() -> None:
+    sched, _worker, conns, plugin = _watched("c")
+    sched._on_client_message(conns["c"], [UpdateGraph([row("a")], ["a"], {})])
+    assert plugin.order[0] == "update_graph"
+    assert ("a", "released", "waiting") in plugin.order
+
+
+def test_update_graph_gets_priorities_and_the_annotations_the_rows_carry() -> None:
+    sched, _worker, conns, plugin = _watched("c")
+    rows = [row("a", priority=(-5, 1, 0), retries=2),
+            row("b", ["a"], priority=(0, 1, 1), workers=["w1"]),
+            row("c", priority=(0, 1, 2))]
+    sched._on_client_message(conns["c"], [UpdateGraph(
+        rows, ["b", "c"], {}, restrictions=[("b", {"GPU": 1}, True)])])
+    (call,) = plugin.calls
+    assert call["priority"] == {"a": (-5, 1, 0), "b": (0, 1, 1), "c": (0, 1, 2)}
+    assert call["annotations"] == {
+        "priority": {"a": 5},
+        "retries": {"a": 2},
+        "workers": {"b": ["w1"]},
+        "resources": {"b": {"GPU": 1}},
+        "allow_other_workers": {"b": True},
+    }
+
+
+def test_update_graph_gets_the_clients_own_annotations_of_new_tasks_only() -> None:
+    sched, _worker, conns, plugin = _watched("c")
+    sched._on_client_message(conns["c"], [UpdateGraph([row("a")], ["a"], {})])
+    custom = dumps({"team": {"a": "x", "b": "y"}, "note": {"b": [1, 2]}})
+    sched._on_client_message(conns["c"], [UpdateGraph(
+        [row("a"), row("b", ["a"])], ["b"], {}, annotations=custom)])
+    # ("a" was known already: its annotations stay what they were, as dask's do)
+    assert plugin.calls[1]["annotations"] == {"team": {"b": "y"}, "note": {"b": [1, 2]}}
+
+
+def test_update_graph_of_a_piecewise_graph_gets_the_annotations_of_every_piece() -> None:
+    sched, _worker, conns, plugin = _watched("c")
+    sched._on_client_message(conns["c"], [UpdateGraph(
+        [row("a", retries=1)], [], {}, more=True, stream=3)])
+    sched._on_client_message(conns["c"], [UpdateGraph(
+        [row("b", ["a"], retries=3)], ["b"], {}, stream=3,
+        annotations=dumps({"team": {"a": "x", "b": "y"}}))])
+    (call,) = plugin.calls
+    assert call["annotations"] == {"retries": {"a": 1, "b": 3}, "team": {"a": "x", "b": "y"}}
+
+
+def test_update_graph_names_the_client_by_its_client_id() -> None:
+    sched, _worker, conns, plugin = _watched("c")
+    conns["c"].info["client_id"] = "Client-123"
+    sched._on_client_message(conns["c"], [UpdateGraph([row("a")], ["a"], {})])
+    assert plugin.calls[0]["client"] == "Client-123"
+
+
+def test_an_update_graph_hook_that_raises_is_logged_and_the_graph_runs(
+        caplog: pytest.LogCaptureFixture) -> None:
+    class Broken(SchedulerPlugin):
+        def update_graph(self, scheduler: Any, **kwargs: Any) -> None:
+            raise RuntimeError("plugin bug")
+
+    sched, _worker, conns = _scheduler("c")
+    sched.plugin_host.put("broken", Broken(), False)
+    with caplog.at_level(logging.ERROR, logger="shoal.scheduler"):
+        sched._on_client_message(conns["c"], [UpdateGraph([row("a")], ["a"], {})])
+    assert "plugin bug" in caplog.text
+    assert sched.state.tasks["a"].state == "processing"
+    assert not conns["c"].closed
+
+
+class KeywordsOnly(SchedulerPlugin):
+    """Reads every argument by name, as dask passes them."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, dict[str, Any]]] = []
+
+    def add_worker(self, **kwargs: Any) -> None:  # type: ignore[override]
+        self.seen.append(("add_worker", kwargs))
+
+    def remove_worker(self, **kwargs: Any) -> None:  # type: ignore[override]
+        self.seen.append(("remove_worker", kwargs))
+
+    def add_client(self, **kwargs: Any) -> None:  # type: ignore[override]
+        self.seen.append(("add_client", kwargs))
+
+    def remove_client(self, **kwargs: Any) -> None:  # type: ignore[override]
+        self.seen.append(("remove_client", kwargs))
+
+
+def test_membership_hooks_get_their_arguments_by_name_as_in_dask() -> None:
+    sched = Scheduler()
+    plugin = KeywordsOnly()
+    sched.plugin_host.put("kw", plugin, False)
+    worker = Recorder("w1")
+    sched._on_worker_message(worker, [Register("w1", "w1", 2, 2**30, 1, "host")])
+    sched.connect_local_client("c")
+    sched._client_gone("c")
+    sched._on_worker_message(worker, None)
+    assert [(hook, sorted(kw)) for hook, kw in plugin.seen] == [
+        ("add_worker", ["scheduler", "worker"]),
+        ("add_client", ["client", "scheduler"]),
+        ("remove_client", ["client", "scheduler"]),
+        ("remove_worker", ["scheduler", "stimulus_id", "worker"]),
+    ]
+    assert all(kw["scheduler"] is sched for _, kw in plugin.seen)
+
+
+class Closing(SchedulerPlugin):
+    def __init__(self, log: list[str], name: str, fail: bool = False) -> None:
+        self.log, self.name, self.fail = log, name, fail
+
+    async def before_close(self) -> None:
+        await asyncio.sleep(0)
+        self.log.append(f"{self.name}.before_close")
+        if self.fail:
+            raise RuntimeError("before_close bug")
+
+    async def close(self) -> None:
+        await asyncio.sleep(0)
+        self.log.append(f"{self.name}.close")
+        if self.fail:
+            raise RuntimeError("close bug")
+
+
+def test_async_before_close_is_awaited_for_every_plugin_before_any_close() -> None:
+    log: list[str] = []
+
+    async def scenario() -> None:
+        sched = Scheduler()
+        sched.plugin_host.put("a", Closing(log, "a", fail=True), False)
+        sched.plugin_host.put("b", Closing(log, "b"), False)
+        await sched.close()
+
+    asyncio.run(scenario())
+    assert log == ["a.before_close", "b.before_close", "a.close", "b.close"]
+
+
+class Starts(SchedulerPlugin):
+    def __init__(self, fail: bool) -> None:
+        self.fail = fail
+
+    def start(self, scheduler: Any) -> None:
+        if self.fail:
+            raise KeyError("cannot start")
+
+
+def test_registering_a_plugin_whose_start_fails_keeps_the_one_of_that_name() -> None:
+    async def scenario() -> None:
+        sched = Scheduler()
+        good = Starts(fail=False)
+        await sched.plugin_host.add(sched, "p", dumps(good))
+        kept = sched.plugins["p"]
+        with pytest.raises(KeyError, match="cannot start"):
+            await sched.plugin_host.add(sched, "p", dumps(Starts(fail=True)))
+        assert sched.plugins["p"] is kept
+
+    asyncio.run(scenario())
+
+
+class Moves(SchedulerPlugin):
+    def __init__(self) -> None:
+        self.moves: list[tuple[Any, str, str, dict[str, Any]]] = []
+
+    def transition(self, key: Any, start: str, finish: str, *args: Any, stimulus_id: str,
+                   **kwargs: Any) -> None:
+        self.moves.append((key, start, finish, {"stimulus_id": stimulus_id, **kwargs}))
+
+
+def test_a_failed_tasks_transition_carries_dasks_error_fields() -> None:
+    sched, worker, conns = _scheduler("c")
+    plugin = Moves()
+    sched.plugin_host.put("moves", plugin, False)
+    sched._on_client_message(conns["c"], [UpdateGraph([row("a")], ["a"], {})])
+    run = sched.state.tasks["a"].run
+    error = error_for("a", ZeroDivisionError("nope"))
+    sched._on_worker_message(worker, [TaskErred("a", error, 1.0, 2.0, 7, run)])
+    (kw,) = [kw for key, start, finish, kw in plugin.moves if (start, finish) == ("processing", "erred")]
+    assert kw["worker"] == "w1" and kw["thread"] == 7
+    assert kw["startstops"] == [{"action": "compute", "start": 1.0, "stop": 2.0}]
+    assert "nope" in kw["exception_text"]
+    assert "ZeroDivisionError" in kw["traceback_text"]
+    assert isinstance(kw["exception"], ZeroDivisionError)
+    assert kw["run_id"] == run
+
+
+def test_a_finished_tasks_transition_carries_dasks_result_fields() -> None:
+    sched, worker, conns = _scheduler("c")
+    plugin = Moves()
+    sched.plugin_host.put("moves", plugin, False)
+    sched._on_client_message(conns["c"], [UpdateGraph([row("a")], ["a"], {})])
+    run = sched.state.tasks["a"].run
+    sched._on_worker_message(worker, [TaskDone("a", 8, "int", 1.0, 2.0, 7, None, run)])
+    (kw,) = [kw for key, start, finish, kw in plugin.moves if (start, finish) == ("processing", "memory")]
+    assert {k: kw[k] for k in ("worker", "thread", "nbytes", "typename", "run_id")} == {
+        "worker": "w1", "thread": 7, "nbytes": 8, "typename": "int", "run_id": run}
+    assert kw["startstops"] == [{"action": "compute", "start": 1.0, "stop": 2.0}]
