@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from shoal import SchedulerPlugin
-from shoal.protocol._messages import Register, TaskDone, TaskErred, UpdateGraph
+from shoal.protocol._messages import Register, ReleaseKeys, TaskDone, TaskErred, UpdateGraph
 from shoal.protocol._serialize import dumps
 from shoal.scheduler._server import Scheduler
 
@@ -266,3 +266,21 @@ def test_a_finished_tasks_transition_carries_dasks_result_fields() -> None:
     assert {k: kw[k] for k in ("worker", "thread", "nbytes", "typename", "run_id")} == {
         "worker": "w1", "thread": 7, "nbytes": 8, "typename": "int", "run_id": run}
     assert kw["startstops"] == [{"action": "compute", "start": 1.0, "stop": 2.0}]
+
+
+def test_scheduler_tasks_is_a_live_view_safe_to_iterate_while_the_table_changes() -> None:
+    # A plugin looks tasks up in every hook (dask hands out its dict): a lookup must not
+    # copy the table, and a view kept from start() must stay current.
+    sched, _worker, conns = _scheduler("c")
+    view = sched.tasks
+    sched._on_client_message(conns["c"], [UpdateGraph([row("a"), row("b")], ["a", "b"], {})])
+    assert "a" in view and view["a"].state == "processing" and len(view) == 2
+    assert view.get("nope") is None and sorted(view) == ["a", "b"]
+    seen = []
+    for key in view:  # the scheduler forgets keys meanwhile: no RuntimeError
+        seen.append(key)
+        sched._on_client_message(conns["c"], [ReleaseKeys([key])])
+    assert seen == ["a", "b"] and len(view) == 0
+    assert dict(view.items()) == {} and view == {}
+    sched._on_client_message(conns["c"], [UpdateGraph([row("c")], ["c"], {})])
+    assert list(view.keys()) == ["c"] and [ts.key for ts in view.values()] == ["c"]
