@@ -94,10 +94,12 @@ async def restart(scheduler: Scheduler, timeout: float | None, wait_for_workers:
     ``timeout``) for as many workers as there were. Returns ``{"status": "OK"}`` or
     ``{"status": "timed out", ...}`` (the client raises)."""
     n = len(scheduler._workers)
-    scheduler._hook("restart", scheduler)  # first, as dask calls it
     addresses = list(scheduler._workers)
     conns = [_drop(scheduler, a) for a in addresses]
     scheduler._apply([ClusterReset("client.restart()")])
+    # As dask calls it: the tasks are forgotten (and the clients told), the workers not
+    # yet removed.
+    scheduler._hook("restart", scheduler)
     for address in addresses:
         _removed(scheduler, address)
     for conn in conns:

@@ -284,3 +284,25 @@ def test_scheduler_tasks_is_a_live_view_safe_to_iterate_while_the_table_changes(
     assert dict(view.items()) == {} and view == {}
     sched._on_client_message(conns["c"], [UpdateGraph([row("c")], ["c"], {})])
     assert list(view.keys()) == ["c"] and [ts.key for ts in view.values()] == ["c"]
+
+
+class Restarts(SchedulerPlugin):
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    def restart(self, scheduler: Any) -> None:
+        self.seen.append(("restart", len(scheduler.tasks)))
+
+    def remove_worker(self, scheduler: Any, worker: str, **kwargs: Any) -> None:
+        self.seen.append(("remove_worker", worker))
+
+
+def test_the_restart_hook_comes_once_the_tasks_are_forgotten_before_the_workers_go() -> None:
+    from shoal.scheduler._membership import restart
+
+    sched, _worker, conns = _scheduler("c")
+    plugin = Restarts()
+    sched.plugin_host.put("restarts", plugin, False)
+    sched._on_client_message(conns["c"], [UpdateGraph([row("a")], ["a"], {})])
+    asyncio.run(restart(sched, 0.01, True))  # (no worker comes back here: it times out)
+    assert plugin.seen == [("restart", 0), ("remove_worker", "w1")]
