@@ -137,7 +137,7 @@ class SchedulerPlugins:
 
     def call(self, hook: str, *args: Any, **kwargs: Any) -> list[Any]:
         """Call ``hook`` on every scheduler plugin that has it; returns the awaitables
-        some hooks gave back (the shell runs them)."""
+        some hooks gave back (the shell runs them; what they raise is logged)."""
         pending = []
         for name, plugin in list(self.plugins.items()):
             method: Callable[..., Any] | None = getattr(plugin, hook, None)
@@ -149,5 +149,14 @@ class SchedulerPlugins:
                 logger.exception("the %s hook of scheduler plugin %r failed", hook, name)
                 continue
             if inspect.isawaitable(done):
-                pending.append(done)
+                pending.append(_logged(done, hook, name))
         return pending
+
+
+async def _logged(done: Any, hook: str, name: str) -> None:
+    """Await what an async hook returned; what it raises is logged, as a synchronous
+    hook's is (never lost in a task nobody awaits)."""
+    try:
+        await done
+    except Exception:
+        logger.exception("the %s hook of scheduler plugin %r failed", hook, name)

@@ -306,3 +306,24 @@ def test_the_restart_hook_comes_once_the_tasks_are_forgotten_before_the_workers_
     sched._on_client_message(conns["c"], [UpdateGraph([row("a")], ["a"], {})])
     asyncio.run(restart(sched, 0.01, True))  # (no worker comes back here: it times out)
     assert plugin.seen == [("restart", 0), ("remove_worker", "w1")]
+
+
+def test_an_async_hook_that_raises_is_logged_naming_hook_and_plugin(
+        caplog: pytest.LogCaptureFixture) -> None:
+    class AsyncBroken(SchedulerPlugin):
+        async def add_client(self, scheduler: Any, client: str) -> None:
+            raise RuntimeError("async plugin bug")
+
+    async def scenario() -> None:
+        sched = Scheduler()
+        sched.plugin_host.put("async-broken", AsyncBroken(), False)
+        sched.connect_local_client("c")
+        for _ in range(3):
+            await asyncio.sleep(0)
+        await sched.close()
+
+    with caplog.at_level(logging.ERROR, logger="shoal.scheduler"):
+        asyncio.run(scenario())
+    records = [r for r in caplog.records if "async plugin bug" in str(r.exc_info)]
+    assert records and all(r.name == "shoal.scheduler" for r in records)
+    assert "add_client" in records[0].getMessage() and "async-broken" in records[0].getMessage()
