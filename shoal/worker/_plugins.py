@@ -118,7 +118,8 @@ class WorkerPlugins:
             if isinstance(msg, PluginSetup):
                 plugin = unpickle(msg.plugin)
                 if msg.kind == "nanny":
-                    pending: Any = self._nanny_setup(msg.name, plugin)
+                    # (request 0: the re-send to a joining worker; else a registration)
+                    pending: Any = self._nanny_setup(msg.name, plugin, msg.request_id != 0)
                 else:
                     pending = self._setup(msg.name, plugin)
             else:
@@ -226,10 +227,13 @@ class WorkerPlugins:
 
     # --- nanny plugins, run here on the nanny's behalf ----------------------------------------
 
-    async def _nanny_setup(self, name: str, plugin: Any) -> dict[str, Any]:
+    async def _nanny_setup(self, name: str, plugin: Any, registered: bool) -> dict[str, Any]:
+        """Run a nanny plugin's ``setup`` here, unless it is re-sent to this process (not
+        ``registered`` now) and was applied before the nanny started it. A registration
+        runs it even if one of that name was applied: it replaces that one, as in dask."""
         self.nanny_plugins[name] = plugin
         applied = applied_nanny_plugins()
-        if name in applied:  # applied by the nanny before starting this process
+        if name in applied and not registered:  # applied before this process started
             return {"status": "OK"}
         view = NannyView(self.worker)
         before = dict(os.environ)
@@ -246,11 +250,11 @@ class WorkerPlugins:
             return {"status": "OK"}
         state = read_nanny_state(state_file)
         state["env"].update(view.env)
-        state["plugins"] = [*state["plugins"], name]
+        state["plugins"] = [*(n for n in state["plugins"] if n != name), name]
         with open(state_file + ".part", "w") as f:
             json.dump(state, f)
         os.replace(state_file + ".part", state_file)
-        os.environ[NANNY_PLUGINS_ENV] = json.dumps([*applied, name])
+        os.environ[NANNY_PLUGINS_ENV] = json.dumps([*(n for n in applied if n != name), name])
         if restart:
             self.worker.restart_requested = True
             loop = asyncio.get_running_loop()

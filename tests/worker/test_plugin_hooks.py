@@ -134,3 +134,37 @@ def test_a_nanny_plugin_gets_the_nanny_by_name_and_its_teardown_runs_when_unregi
     finally:
         os.environ.pop(NANNY_PLUGINS_ENV, None)
     assert LOG == [("nanny setup", ["nanny"]), ("nanny teardown", ["nanny"])]
+
+
+class NannyTagged(NannyPlugin):
+    name = "tagged"
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+
+    def setup(self, nanny: Any) -> None:
+        LOG.append(("nanny setup", self.tag))
+
+
+def test_a_nanny_plugin_registered_again_under_its_name_is_set_up_again(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # dask's nanny replaces it and runs the new setup; a joining worker's re-send
+    # (request 0) of a plugin applied before this process started is not run again.
+    monkeypatch.setenv(NANNY_STATE_ENV, str(tmp_path / "nanny-state.json"))
+    monkeypatch.delenv(NANNY_PLUGINS_ENV, raising=False)
+
+    async def scenario() -> None:
+        host, spawned = _host(tmp_path)
+        conn = Answers()
+        for request_id, tag in ((1, "first"), (2, "second"), (0, "re-sent")):
+            host.on_message(conn, PluginSetup(request_id, "tagged", dumps(NannyTagged(tag)),
+                                              "nanny"))
+            await _settle(spawned)
+        assert _oks(conn) == [(1, True), (2, True)]
+
+    try:
+        asyncio.run(scenario())
+        assert os.environ[NANNY_PLUGINS_ENV] == '["tagged"]'
+    finally:
+        os.environ.pop(NANNY_PLUGINS_ENV, None)
+    assert LOG == [("nanny setup", "first"), ("nanny setup", "second")]
