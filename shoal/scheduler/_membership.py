@@ -199,7 +199,8 @@ async def retire_workers(scheduler: Scheduler, workers: list[Any] | None, n: int
 
     if workers is None:
         count = 0 if n is None else n
-        addresses = choose_to_retire(load(scheduler).workers, count)
+        candidates = scheduler.plugin_host.downscalable(scheduler, load(scheduler).workers)
+        addresses = choose_to_retire(candidates, count)
     else:  # as dask's: a worker not there (one that just left, say) is no error
         addresses = resolve_workers(scheduler, workers, skip_unknown=True)
     leaving = set(addresses)

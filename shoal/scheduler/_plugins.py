@@ -92,6 +92,25 @@ class SchedulerPlugins:
                              "plugins")
         self.watching = any(_overrides(p, "transition") for p in self.plugins.values())
 
+    def downscalable(self, scheduler: Any, workers: list[Any]) -> list[Any]:
+        """Those of ``workers`` (anything with an ``address``) that the plugins'
+        ``valid_workers_downscaling(scheduler, [WorkerState...])`` let go, as dask's
+        ``workers_to_close`` asks them; a hook that raises is logged and changes nothing."""
+        hooked = [(name, p) for name, p in list(self.plugins.items())
+                  if _overrides(p, "valid_workers_downscaling")]
+        if not hooked:
+            return workers
+        table = scheduler.state.workers
+        valid = [table[w.address] for w in workers if w.address in table]
+        for name, plugin in hooked:
+            try:
+                valid = list(plugin.valid_workers_downscaling(scheduler, valid))
+            except Exception:
+                logger.exception("the valid_workers_downscaling hook of scheduler plugin %r "
+                                 "failed; its choice is left out", name)
+        keep = {ws.address for ws in valid}
+        return [w for w in workers if w.address in keep]
+
     async def start_added(self, scheduler: Any) -> None:
         """The scheduler has started: start what ``put`` kept meanwhile (dask's order: at
         the end of the start, after the preloads).

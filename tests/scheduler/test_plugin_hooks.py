@@ -327,3 +327,28 @@ def test_an_async_hook_that_raises_is_logged_naming_hook_and_plugin(
     records = [r for r in caplog.records if "async plugin bug" in str(r.exc_info)]
     assert records and all(r.name == "shoal.scheduler" for r in records)
     assert "add_client" in records[0].getMessage() and "async-broken" in records[0].getMessage()
+
+
+class KeepsW2(SchedulerPlugin):
+    """dask's valid_workers_downscaling: never let w2 go."""
+
+    def __init__(self) -> None:
+        self.asked: list[list[str]] = []
+
+    def valid_workers_downscaling(self, scheduler: Any, workers: list[Any]) -> list[Any]:
+        self.asked.append(sorted(ws.address for ws in workers))
+        return [ws for ws in workers if ws.address != "w2"]
+
+
+def test_retiring_n_workers_chooses_among_those_plugins_let_go() -> None:
+    from shoal.scheduler._membership import retire_workers
+
+    sched, _w1, _conns = _scheduler()
+    w2 = Recorder("w2")
+    sched._on_worker_message(w2, [Register("w2", "w2", 2, 2**30, 1, "host")])
+    plugin = KeepsW2()
+    sched.plugin_host.put("keeps", plugin, False)
+    sched.state.workers["w1"].nbytes = 10**6  # (alone, w1 would be kept: more data)
+    retired = asyncio.run(retire_workers(sched, None, 1, False, 1.0))
+    assert list(retired) == ["w1"]
+    assert plugin.asked == [["w1", "w2"]]
