@@ -50,6 +50,8 @@ from shoal.scheduler._events import (
 from shoal.scheduler._graph_hook import GraphNote
 from shoal.scheduler._server_base import ShellBase
 from shoal.scheduler._state import EventsFailed, stimulus_id
+from shoal.scheduler._state_base import key_prefix
+from shoal.scheduler._tasks import TaskState
 from shoal.scheduler._topics import EventLogged, membership
 
 logger = logging.getLogger("shoal.scheduler")
@@ -142,11 +144,26 @@ class ServerCommands(ShellBase):
         # What dask gives a task's processing -> memory/erred move (a task-stream plugin
         # reads ``startstops``), from the worker's report among these events.
         done = {e.key: e for e in events if type(e) in (TaskFinished, TaskFailed)}
+        tasks = state.tasks
         for key, start, finish, cause, now in new:
             ev = done.get(key) if start == "processing" else None
             extra = {} if ev is None else _report_fields(ev)
-            self._hook("transition", key, start, finish, stimulus_id=stimulus_id(cause, now),
-                       **extra)
+            # The hook reads the task as dask's does, in ``finish`` (the batch may have
+            # moved it on since), and a task forgotten meanwhile as a stand-in record put
+            # back for the call (dask puts the forgotten task back for its plugins).
+            ts = tasks.get(key)
+            stand_in = ts is None
+            if ts is None:
+                ts = tasks[key] = TaskState(key, key_prefix(key))
+            actual, ts.state = ts.state, finish
+            try:
+                self._hook("transition", key, start, finish,
+                           stimulus_id=stimulus_id(cause, now), **extra)
+            finally:
+                if stand_in:
+                    del tasks[key]
+                else:
+                    ts.state = actual
         self._carry_out_all(commands)
 
     def _carry_out_all(self, commands: list[Any]) -> None:

@@ -352,3 +352,32 @@ def test_retiring_n_workers_chooses_among_those_plugins_let_go() -> None:
     retired = asyncio.run(retire_workers(sched, None, 1, False, 1.0))
     assert list(retired) == ["w1"]
     assert plugin.asked == [["w1", "w2"]]
+
+
+class ReadsTheTask(SchedulerPlugin):
+    """dask's pattern: look the task up in the hook (dask's record is in ``finish`` then,
+    and a forgotten task is put back for the hook's time)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[Any, str, str, str]] = []
+
+    def start(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+
+    def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
+        self.seen.append((key, start, finish, self.scheduler.tasks[key].state))
+
+
+def test_a_transition_hook_reads_the_task_in_its_new_state_even_once_forgotten() -> None:
+    sched, worker, conns = _scheduler("c")
+    plugin = ReadsTheTask()
+    plugin.start(sched)
+    sched.plugin_host.put("reads", plugin, False)
+    sched._on_client_message(conns["c"], [UpdateGraph([row("a")], ["a"], {})])
+    run = sched.state.tasks["a"].run
+    sched._on_worker_message(worker, [TaskDone("a", 8, "int", 1.0, 2.0, 7, None, run)])
+    sched._on_client_message(conns["c"], [ReleaseKeys(["a"])])
+    assert plugin.seen and all(now == finish for _, _, finish, now in plugin.seen), plugin.seen
+    assert plugin.seen[-1][2] == "forgotten"
+    assert "a" not in sched.state.tasks
+    sched.state.validate()
