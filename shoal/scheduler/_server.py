@@ -475,6 +475,11 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         return dict(self.state.workers)
 
     @property
+    def total_nthreads(self) -> int:
+        """dask's ``Scheduler.total_nthreads``: the threads of every worker."""
+        return sum(ws.nthreads for ws in self.state.workers.values())
+
+    @property
     def extensions(self) -> dict[str, Any]:
         """dask's ``Scheduler.extensions``, of those shoal has: ``"spans"``, the records of
         ``span`` blocks (``extensions["spans"].spans[span_id]``: a ``Span`` with its

@@ -381,3 +381,30 @@ def test_a_transition_hook_reads_the_task_in_its_new_state_even_once_forgotten()
     assert plugin.seen[-1][2] == "forgotten"
     assert "a" not in sched.state.tasks
     sched.state.validate()
+
+
+class Publishes(SchedulerPlugin):
+    """dask's pattern: a plugin publishing events with ``scheduler.log_event``."""
+
+    def __init__(self) -> None:
+        self.heard: list[tuple[str, Any]] = []
+
+    def add_worker(self, scheduler: Any, worker: str) -> None:
+        scheduler.log_event(["my-plugin", "all-mine"], {"joined": worker})
+        scheduler.log_event("my-plugin", "second")
+
+    def log_event(self, topic: str, msg: Any) -> None:
+        self.heard.append((topic, msg))
+
+
+def test_scheduler_log_event_logs_under_each_topic_and_calls_the_log_event_hooks() -> None:
+    sched = Scheduler()
+    plugin = Publishes()
+    sched.plugin_host.put("publishes", plugin, False)
+    sched._on_worker_message(Recorder("w1"), [Register("w1", "w1", 2, 2**30, 1, "host")])
+    assert ("my-plugin", {"joined": "w1"}) in plugin.heard
+    assert ("all-mine", {"joined": "w1"}) in plugin.heard
+    assert ("my-plugin", "second") in plugin.heard
+    logged = [msg for _, msg in sched.topics.logs["my-plugin"]]
+    assert logged == [{"joined": "w1"}, "second"]
+    assert sched.total_nthreads == 2
