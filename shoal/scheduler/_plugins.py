@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from shoal.protocol._serialize import Serialized, loads
@@ -92,14 +92,14 @@ class SchedulerPlugins:
                              "plugins")
         self.watching = any(_overrides(p, "transition") for p in self.plugins.values())
 
-    def downscalable(self, scheduler: Any, workers: list[Any]) -> list[Any]:
+    def downscalable(self, scheduler: Any, workers: Sequence[Any]) -> list[Any]:
         """Those of ``workers`` (anything with an ``address``) that the plugins'
         ``valid_workers_downscaling(scheduler, [WorkerState...])`` let go, as dask's
         ``workers_to_close`` asks them; a hook that raises is logged and changes nothing."""
         hooked = [(name, p) for name, p in list(self.plugins.items())
                   if _overrides(p, "valid_workers_downscaling")]
         if not hooked:
-            return workers
+            return list(workers)
         table = scheduler.state.workers
         valid = [table[w.address] for w in workers if w.address in table]
         for name, plugin in hooked:

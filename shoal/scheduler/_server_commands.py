@@ -69,7 +69,7 @@ def _report_fields(ev: TaskFinished | TaskFailed) -> dict[str, Any]:
         "worker": ev.worker, "thread": ev.thread, "run_id": ev.run,
         "startstops": [{"action": "compute", "start": ev.start, "stop": ev.stop}],
     }
-    if type(ev) is TaskFinished:
+    if isinstance(ev, TaskFinished):
         extra.update(nbytes=ev.nbytes, typename=ev.typename)
         if ev.pickled_type is not None:
             extra["type"] = ev.pickled_type
