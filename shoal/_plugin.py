@@ -337,7 +337,9 @@ class InstallPlugin(WorkerPlugin):
         self.restart_workers = restart_workers
         self.restart = bool(restart_workers)  # read as a nanny plugin's (see plugin_kind)
 
-    def setup(self, worker: Any) -> None:
+    def setup(self, worker: Any = None, nanny: Any = None) -> None:
+        """Install: as a worker plugin (``setup(worker=...)``) or, with
+        ``restart_workers``, as a nanny plugin (``setup(nanny=...)``)."""
         import fcntl
         import importlib
         import tempfile
