@@ -33,10 +33,15 @@ class GraphWatch(SchedulerPlugin):
             "all_in": all(k in present for k in tasks),
             "first": (tasks[0], priority[tasks[0]]),
             # per annotation: how many keys, and the distinct values
-            "annotations": {name: (len(per_key), sorted(set(per_key.values()), key=repr))
+            "annotations": {name: (len(per_key), _distinct(per_key.values()))
                             for name, per_key in annotations.items()},
             "stimulus_id": stimulus_id,
         })
+
+
+def _distinct(values: Any) -> list[Any]:
+    """The distinct values (dicts too), in the order of their reprs."""
+    return [v for _, v in sorted({repr(v): v for v in values}.items())]
 
 
 def _calls(dask_scheduler: Any) -> list[dict[str, Any]]:
@@ -102,3 +107,14 @@ def test_a_collections_own_annotations_reach_update_graph(watched: Client) -> No
     (call,) = c.run_on_scheduler(_calls)
     assert call["n_tasks"] == 2
     assert _values(call) == {"team": (1, ["layer"]), "priority": (1, [3])}
+
+
+def test_tasks_submitted_in_a_span_have_its_span_annotation(watched: Client) -> None:
+    from shoal import span
+
+    c = watched
+    with span("ug-outer"), span("ug-inner") as inner_id:
+        assert c.submit(_inc, 5, key="ug-in-span").result() == 6
+    (call,) = c.run_on_scheduler(_calls)
+    ((n, (value,)),) = [v for name, v in call["annotations"].items() if name == "span"]
+    assert n == 1 and value["name"] == ("ug-outer", "ug-inner") and value["ids"][-1] == inner_id
