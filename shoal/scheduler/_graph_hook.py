@@ -55,7 +55,8 @@ class GraphNotes:
               tasks: dict[Any, Any]) -> GraphNote | None:
         """Note ``msg`` from client session ``session`` before the state takes it (to tell
         the tasks it adds from those it had, in ``tasks``). Returns the submission's note
-        when ``msg`` is its last piece (a whole graph is its own), else None."""
+        when ``msg`` is its last piece (a whole graph is its own) and it has tasks, else
+        None."""
         slot = (session, msg.stream)
         note = self._open.pop(slot, None) if msg.stream else None
         if note is None:
@@ -86,7 +87,9 @@ class GraphNotes:
         if msg.more and msg.stream:
             self._open[slot] = note
             return None
-        return note
+        # No task at all: keys wanted again (a dataset fetched, a future a task returned),
+        # dask's client-desires-keys, which is no graph update.
+        return note if note.tasks else None
 
     def forget(self, session: str) -> None:
         """Client session ``session`` ended: drop what it left unfinished."""

@@ -408,3 +408,12 @@ def test_scheduler_log_event_logs_under_each_topic_and_calls_the_log_event_hooks
     logged = [msg for _, msg in sched.topics.logs["my-plugin"]]
     assert logged == [{"joined": "w1"}, "second"]
     assert sched.total_nthreads == 2
+
+
+def test_wanting_known_keys_without_a_graph_is_no_update_graph() -> None:
+    # (a dataset fetched, a future returned by a task: dask's client-desires-keys, no graph)
+    sched, _worker, conns, plugin = _watched("c", "d")
+    sched._on_client_message(conns["c"], [UpdateGraph([row("a")], ["a"], {})])
+    sched._on_client_message(conns["d"], [UpdateGraph([], ["a"], {})])
+    assert len(plugin.calls) == 1
+    assert sched.state.tasks["a"].who_wants == {"c", "d"}
