@@ -49,13 +49,22 @@ class GraphNotes:
 
     def __init__(self) -> None:
         self._open: dict[tuple[str, int], GraphNote] = {}
+        # Submissions complete in events not yet applied: their hook comes after the step.
+        self._ready: list[GraphNote] = []
         self._last = 0.0  # the last stimulus time given: each call's id is its own
+
+    def take_ready(self) -> list[GraphNote]:
+        """The submissions completed since the last call (the shell calls their hooks once
+        the events carrying them are applied)."""
+        ready, self._ready = self._ready, []
+        return ready
 
     def piece(self, session: str, client: str, msg: UpdateGraph,
               tasks: dict[Any, Any]) -> GraphNote | None:
-        """Note ``msg`` from client session ``session`` before the state takes it (to tell
-        the tasks it adds from those it had, in ``tasks``). Returns the submission's note
-        when ``msg`` is its last piece (a whole graph is its own) and it has tasks, else
+        """Note ``msg`` from client session ``session`` as it becomes an event (its tasks
+        are told from those the scheduler had, in ``tasks``: the table as the message's
+        batch arrived). Returns the submission's note when ``msg`` is its last piece (a
+        whole graph is its own) and it has tasks, and keeps it for ``take_ready``; else
         None."""
         slot = (session, msg.stream)
         note = self._open.pop(slot, None) if msg.stream else None
@@ -89,7 +98,10 @@ class GraphNotes:
             return None
         # No task at all: keys wanted again (a dataset fetched, a future a task returned),
         # dask's client-desires-keys, which is no graph update.
-        return note if note.tasks else None
+        if not note.tasks:
+            return None
+        self._ready.append(note)
+        return note
 
     def forget(self, session: str) -> None:
         """Client session ``session`` ended: drop what it left unfinished."""

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from shoal._logs import LogRing
     from shoal.scheduler._amm_shell import AmmShell
     from shoal.scheduler._datasets import Datasets
-    from shoal.scheduler._graph_hook import GraphNote
     from shoal.scheduler._metadata import Metadata
     from shoal.scheduler._plugins import SchedulerPlugins
     from shoal.scheduler._state import SchedulerState
@@ -75,7 +74,6 @@ class ShellBase:
 
         # _server_commands
         def _apply(self, events: list[Any]) -> None: ...
-        def _apply_graph(self, events: list[Any], note: GraphNote) -> None: ...
 
         # _server_side
         def _on_side_message(self, sender: str, msg: Message) -> None: ...

@@ -91,8 +91,8 @@ class ServerCommands(ShellBase):
     """Applying events and carrying out commands."""
 
     def _apply(self, events: list[Any]) -> None:
-        if self.plugin_host.watching:
-            self._apply_watched(events)
+        if self.plugin_host.plugins:
+            self._apply_plugged(events)
             return
         self._carry_out_all(self._handle(events))
 
@@ -103,17 +103,6 @@ class ServerCommands(ShellBase):
             logger.error("%s", failed, exc_info=failed.failures[0][1])
             return failed.commands
 
-    def _apply_graph(self, events: list[Any], note: GraphNote) -> None:
-        """``_apply`` of the events ending a graph's submission, while scheduler plugins are
-        registered: their ``update_graph`` hook runs once the tasks are in, before the
-        transition hooks of the tasks' moves (dask's order)."""
-        if self.plugin_host.watching:
-            self._apply_watched(events, note)
-            return
-        commands = self._handle(events)
-        self._update_graph_hook(note)
-        self._carry_out_all(commands)
-
     def _update_graph_hook(self, note: GraphNote) -> None:
         try:
             arguments = self.plugin_host.graphs.arguments(note, self.state)
@@ -123,9 +112,19 @@ class ServerCommands(ShellBase):
             return
         self._hook("update_graph", self, **arguments)
 
-    def _apply_watched(self, events: list[Any], note: GraphNote | None = None) -> None:
-        """``_apply`` while a scheduler plugin watches transitions: the new rows of the
-        state's story are its calls (after ``update_graph`` for ``note``'s graph)."""
+    def _apply_plugged(self, events: list[Any]) -> None:
+        """``_apply`` while scheduler plugins are registered: after the state's step, the
+        ``update_graph`` hook of each graph submission those events complete (noted by
+        ``_on_client_message``: its tasks are in the table now), then, while a plugin has
+        a ``transition`` hook, the step's new story rows as its calls (dask's order)."""
+        host = self.plugin_host
+        ready = host.graphs.take_ready()
+        if not host.watching:
+            commands = self._handle(events)
+            for note in ready:
+                self._update_graph_hook(note)
+            self._carry_out_all(commands)
+            return
         # The batch's rows go to a log of their own first, then to the state's: a batch
         # making more moves than that log keeps (distributed.admin.low-level-log-length)
         # still shows the plugin every one. (An InvalidTransition raised meanwhile shows
@@ -139,7 +138,7 @@ class ServerCommands(ShellBase):
         finally:
             state._log = kept
             kept.extend(new)
-        if note is not None:
+        for note in ready:
             self._update_graph_hook(note)
         # What dask gives a task's processing -> memory/erred move (a task-stream plugin
         # reads ``startstops``), from the worker's report among these events.

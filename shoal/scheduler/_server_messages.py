@@ -299,24 +299,13 @@ class ServerMessages(ShellBase):
                                 check_function_blob(fid, blob)  # else: closes this connection
                                 self._functions[fid] = blob
                     tasks = self._with_known_functions(conn, list(msg.tasks))
-                    graph = GraphSubmitted(name, tasks, list(msg.wanted),
-                                           list(msg.actors or ()),
-                                           _restrictions(msg.restrictions), msg.more,
-                                           msg.stream)
-                    if not self.plugin_host.plugins:
-                        events.append(graph)
-                        continue
-                    # update_graph: once per submission, after its tasks are in (so what
-                    # came before in the batch is applied first, and each piece at once).
-                    if events:
-                        self._apply(events)
-                        events = []
-                    note = self.plugin_host.graphs.piece(name, info.get("client_id", name),
-                                                         msg, self.state.tasks)
-                    if note is None:
-                        self._apply([graph])
-                    else:
-                        self._apply_graph([graph], note)
+                    events.append(GraphSubmitted(name, tasks, list(msg.wanted),
+                                                 list(msg.actors or ()),
+                                                 _restrictions(msg.restrictions), msg.more,
+                                                 msg.stream))
+                    if self.plugin_host.plugins:  # update_graph, once these events are in
+                        self.plugin_host.graphs.piece(name, info.get("client_id", name), msg,
+                                                      self.state.tasks)
                 elif isinstance(msg, ReleaseKeys):
                     events.append(KeysReleased(name, list(msg.keys)))
                 elif isinstance(msg, CancelKeys):

@@ -16,7 +16,7 @@ from shoal.protocol._serialize import dumps
 from shoal.scheduler._server import Scheduler
 
 from ._sim import error_for, row
-from .test_shell import Recorder, _scheduler
+from .test_shell import Recorder, _kinds, _scheduler
 
 
 class GraphWatcher(SchedulerPlugin):
@@ -417,3 +417,12 @@ def test_wanting_known_keys_without_a_graph_is_no_update_graph() -> None:
     sched._on_client_message(conns["d"], [UpdateGraph([], ["a"], {})])
     assert len(plugin.calls) == 1
     assert sched.state.tasks["a"].who_wants == {"c", "d"}
+
+
+def test_graphs_of_one_batch_still_reach_a_worker_together_while_plugins_watch() -> None:
+    sched, worker, conns, plugin = _watched("c")
+    worker.sent.clear()
+    sched._on_client_message(conns["c"], [UpdateGraph([row("a")], ["a"], {}),
+                                          UpdateGraph([row("b")], ["b"], {})])
+    assert len(plugin.calls) == 2
+    assert _kinds(worker.sent) == [("computes", ["a", "b"])]
