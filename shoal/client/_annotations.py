@@ -3,9 +3,10 @@ scheduler plugins' ``update_graph`` sees every annotation, as dask's does.
 
 Owns: resolving those annotations per key, in dask's order of precedence (a collection's
 own per-key annotation over the ``dask.annotate`` block active at submission, whose value
-may be a callable of the key), and pickling them for ``UpdateGraph.annotations``. The
-names the rows carry already (``ACTED_ON``) are left out: the scheduler reads those from
-the rows. Nothing is made when no other name is used, the common case.
+may be a callable of the key), and pickling them for ``GraphAnnotations`` (sent right
+before the graph's last ``UpdateGraph``). The names the rows carry already (``ACTED_ON``)
+are left out: the scheduler reads those from the rows. Nothing is made when no other name
+is used, the common case.
 """
 
 from __future__ import annotations

@@ -37,7 +37,13 @@ from shoal.client._structure import collect_futures
 from shoal.client._tokens import call_tokens, token
 from shoal.protocol._call import Call
 from shoal.protocol._errors import ClosedClientError
-from shoal.protocol._messages import CancelKeys, RetryKeys, UpdateGraph
+from shoal.protocol._messages import (
+    CancelKeys,
+    GraphAnnotations,
+    Message,
+    RetryKeys,
+    UpdateGraph,
+)
 from shoal.protocol._serialize import CallPickles, FunctionCache, Serialized, dumps_task
 from shoal.protocol._wire_checks import is_worker_name
 
@@ -155,9 +161,10 @@ class GraphPieces:
             else:
                 stale = None
                 blobs = client._new_blobs(rows)
+                if annotations is not None:  # (right before the piece: see GraphAnnotations)
+                    client._outbox.append(GraphAnnotations(self._stream, annotations))
                 client._outbox.append(UpdateGraph(rows, named, blobs, more=more,
-                                                  stream=self._stream,
-                                                  annotations=annotations))
+                                                  stream=self._stream))
                 client._sent_fids.update(blobs)  # (after the queueing: see _submit_rows)
         if stale is not None:
             client._refuse_closed(stale)
@@ -214,8 +221,8 @@ class Submitting(Outbox):
                      session: int | None = None,
                      annotations: Serialized | None = None) -> None:
         """Queue ``rows`` with the keys of ``wanted`` (None: every row's, as a map's), and
-        the graph's other ``annotations`` (``client/_annotations.py``) on its last message,
-        unless
+        the graph's other ``annotations`` (``client/_annotations.py``) right before its
+        last message, unless
         ``session`` (the one the rows' futures were made in) has been lost since: the loss
         cancelled those futures (as dask's), and no future of the next session would want
         the rows, whose tasks it would hold until the client closed."""
@@ -242,9 +249,10 @@ class Submitting(Outbox):
             if stale is None and (session is None or session == self._session):
                 fids = {fid for row in rows for fid in row[3]} - self._sent_fids
                 blobs = {fid: self._functions.blob(fid) for fid in fids}
+                msgs: list[Message]
+                stream = 0
                 if not split:
-                    msgs = [UpdateGraph(rows, wanted or [], blobs, actors, restrictions,
-                                        annotations=annotations)]
+                    msgs = [UpdateGraph(rows, wanted or [], blobs, actors, restrictions)]
                 else:
                     msgs = []
                     # Each piece names the wanted keys among its rows (the scheduler reports
@@ -264,7 +272,9 @@ class Submitting(Outbox):
                             named += [k for k in dict.fromkeys(wanted) if k not in keys]
                         msgs.append(UpdateGraph(
                             piece, named, blobs if start == 0 else {}, more=start != last,
-                            stream=stream, annotations=annotations if start == last else None))
+                            stream=stream))
+                if annotations is not None:  # right before the last (or only) message
+                    msgs.insert(len(msgs) - 1, GraphAnnotations(stream, annotations))
                 self._outbox.extend(msgs)
                 self._sent_fids |= fids
         if stale is not None:

@@ -7,7 +7,8 @@ pieces is gathered until its last piece), and the hook's arguments: ``tasks`` (e
 the update), ``keys`` (those the client wants), ``annotations`` (``{name: {key: value}}``,
 of the tasks new to the scheduler, as dask resolves them: the options the rows carry,
 ``retries``, ``priority`` (the user's number), ``workers``, ``resources`` and
-``allow_other_workers``; the client's other ``dask.annotate`` names; the ``span`` of the
+``allow_other_workers``; the client's other ``dask.annotate`` names, from the
+``GraphAnnotations`` message before the graph's last piece; the ``span`` of the
 tasks submitted in a ``shoal.span`` block) and ``priority`` (``{key: priority tuple}``).
 Reads the task table and the span records; changes nothing. Must not know connections.
 
@@ -51,7 +52,18 @@ class GraphNotes:
         self._open: dict[tuple[str, int], GraphNote] = {}
         # Submissions complete in events not yet applied: their hook comes after the step.
         self._ready: list[GraphNote] = []
+        # (session, stream) -> the annotations of that stream's next last piece
+        self._annotations: dict[tuple[str, int], Serialized] = {}
         self._last = 0.0  # the last stimulus time given: each call's id is its own
+
+    def annotate(self, session: str, stream: int, annotations: Serialized) -> None:
+        """``GraphAnnotations``: the client's other annotations of the graph whose last
+        piece (of ``stream``; 0: a whole graph) comes next from ``session``."""
+        self._annotations[(session, stream)] = annotations
+
+    def pending(self) -> int:
+        """How many submissions are noted and not yet hooked, with annotations waiting."""
+        return len(self._open) + len(self._ready) + len(self._annotations)
 
     def take_ready(self) -> list[GraphNote]:
         """The submissions completed since the last call (the shell calls their hooks once
@@ -91,11 +103,13 @@ class GraphNotes:
                 if loose:
                     annotations.setdefault("allow_other_workers", {})[key] = True
         note.wanted.extend(msg.wanted)
-        if msg.annotations is not None:
-            note.custom.append(msg.annotations)
         if msg.more and msg.stream:
             self._open[slot] = note
             return None
+        if self._annotations:
+            custom = self._annotations.pop(slot, None)
+            if custom is not None:
+                note.custom.append(custom)
         # No task at all: keys wanted again (a dataset fetched, a future a task returned),
         # dask's client-desires-keys, which is no graph update.
         if not note.tasks:
@@ -107,6 +121,8 @@ class GraphNotes:
         """Client session ``session`` ended: drop what it left unfinished."""
         for slot in [s for s in self._open if s[0] == session]:
             del self._open[slot]
+        for slot in [s for s in self._annotations if s[0] == session]:
+            del self._annotations[slot]
 
     def arguments(self, note: GraphNote, state: SchedulerState) -> dict[str, Any]:
         """The keyword arguments of ``update_graph(scheduler, **arguments)`` for ``note``,

@@ -27,6 +27,7 @@ from shoal.protocol._messages import (
     DatasetPublish,
     DatasetUnpublish,
     FireAndForget,
+    GraphAnnotations,
     Heartbeat,
     Hello,
     KeyErred,
@@ -337,6 +338,9 @@ class ServerMessages(ShellBase):
                         self._apply(events)
                         events = []
                     self.coordination.receive(name, msg)
+                elif isinstance(msg, GraphAnnotations):  # (only update_graph reads them)
+                    if self.plugin_host.plugins:
+                        self.plugin_host.graphs.annotate(name, msg.stream, msg.annotations)
                 elif isinstance(msg, Hello):
                     pass
                 else:

@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 
 from shoal import SchedulerPlugin
-from shoal.protocol._messages import Register, ReleaseKeys, TaskDone, TaskErred, UpdateGraph
+from shoal.protocol._messages import (
+    GraphAnnotations,
+    Register,
+    ReleaseKeys,
+    TaskDone,
+    TaskErred,
+    UpdateGraph,
+)
 from shoal.protocol._serialize import dumps
 from shoal.scheduler._server import Scheduler
 
@@ -101,8 +108,8 @@ def test_update_graph_gets_the_clients_own_annotations_of_new_tasks_only() -> No
     sched, _worker, conns, plugin = _watched("c")
     sched._on_client_message(conns["c"], [UpdateGraph([row("a")], ["a"], {})])
     custom = dumps({"team": {"a": "x", "b": "y"}, "note": {"b": [1, 2]}})
-    sched._on_client_message(conns["c"], [UpdateGraph(
-        [row("a"), row("b", ["a"])], ["b"], {}, annotations=custom)])
+    sched._on_client_message(conns["c"], [GraphAnnotations(0, custom), UpdateGraph(
+        [row("a"), row("b", ["a"])], ["b"], {})])
     # ("a" was known already: its annotations stay what they were, as dask's do)
     assert plugin.calls[1]["annotations"] == {"team": {"b": "y"}, "note": {"b": [1, 2]}}
 
@@ -111,9 +118,9 @@ def test_update_graph_of_a_piecewise_graph_gets_the_annotations_of_every_piece()
     sched, _worker, conns, plugin = _watched("c")
     sched._on_client_message(conns["c"], [UpdateGraph(
         [row("a", retries=1)], [], {}, more=True, stream=3)])
-    sched._on_client_message(conns["c"], [UpdateGraph(
-        [row("b", ["a"], retries=3)], ["b"], {}, stream=3,
-        annotations=dumps({"team": {"a": "x", "b": "y"}}))])
+    sched._on_client_message(conns["c"], [
+        GraphAnnotations(3, dumps({"team": {"a": "x", "b": "y"}})),
+        UpdateGraph([row("b", ["a"], retries=3)], ["b"], {}, stream=3)])
     (call,) = plugin.calls
     assert call["annotations"] == {"retries": {"a": 1, "b": 3}, "team": {"a": "x", "b": "y"}}
 
@@ -426,3 +433,21 @@ def test_graphs_of_one_batch_still_reach_a_worker_together_while_plugins_watch()
                                           UpdateGraph([row("b")], ["b"], {})])
     assert len(plugin.calls) == 2
     assert _kinds(worker.sent) == [("computes", ["a", "b"])]
+
+
+def test_graph_annotations_go_with_the_next_graph_of_their_stream_only() -> None:
+    sched, _worker, conns, plugin = _watched("c", "d")
+    sched._on_client_message(conns["c"], [
+        GraphAnnotations(0, dumps({"team": {"a": "x"}})),
+        UpdateGraph([row("a")], ["a"], {}),
+        UpdateGraph([row("b")], ["b"], {})])
+    sched._on_client_message(conns["d"], [UpdateGraph([row("z")], ["z"], {})])
+    assert [c["annotations"] for c in plugin.calls] == [{"team": {"a": "x"}}, {}, {}]
+
+
+def test_graph_annotations_cost_nothing_while_no_plugin_is_registered() -> None:
+    sched, _worker, conns = _scheduler("c")
+    sched._on_client_message(conns["c"], [GraphAnnotations(0, dumps({"team": {"a": "x"}})),
+                                          UpdateGraph([row("a")], ["a"], {})])
+    assert not conns["c"].closed and sched.state.tasks["a"].state == "processing"
+    assert sched.plugin_host.graphs.pending() == 0  # nothing kept for later
