@@ -38,6 +38,13 @@ class SchedulerPlugins:
         self.unstarted: list[Any] | None = []
         self.graphs = GraphNotes()  # the submissions update_graph hears of (_graph_hook)
 
+    def _changed(self) -> None:
+        """The set of scheduler plugins changed: whether one watches transitions; with none
+        left, what was noted for update_graph goes (nobody would hear of it)."""
+        self.watching = any(_overrides(p, "transition") for p in self.plugins.values())
+        if not self.plugins:
+            self.graphs = GraphNotes()
+
     # --- worker and nanny plugins -------------------------------------------------------------
 
     def keep(self, name: str, plugin: Serialized, kind: str) -> None:
@@ -65,7 +72,7 @@ class SchedulerPlugins:
                 await done
         old = self.plugins.pop(name, None)
         self.plugins[name] = plugin
-        self.watching = any(_overrides(p, "transition") for p in self.plugins.values())
+        self._changed()
         if old is not None and old is not plugin:
             await self._close_one(name, old)
 
@@ -79,7 +86,7 @@ class SchedulerPlugins:
             warnings.warn(f"Scheduler already contains a plugin with name {name}; "
                           "overwriting.", UserWarning, stacklevel=3)
         self.plugins[name] = plugin
-        self.watching = any(_overrides(p, "transition") for p in self.plugins.values())
+        self._changed()
         if self.unstarted is not None:
             self.unstarted.append(plugin)
 
@@ -90,7 +97,7 @@ class SchedulerPlugins:
         if self.plugins.pop(name, None) is None:
             raise ValueError(f"Could not find plugin {name!r} among the current scheduler "
                              "plugins")
-        self.watching = any(_overrides(p, "transition") for p in self.plugins.values())
+        self._changed()
 
     def downscalable(self, scheduler: Any, workers: Sequence[Any]) -> list[Any]:
         """Those of ``workers`` (anything with an ``address``) that the plugins'
@@ -128,7 +135,7 @@ class SchedulerPlugins:
         plugin = self.plugins.pop(name, None)
         if plugin is None:
             raise ValueError(f"no scheduler plugin named {name!r} is registered")
-        self.watching = any(_overrides(p, "transition") for p in self.plugins.values())
+        self._changed()
         await self._close_one(name, plugin)
 
     async def before_close(self) -> None:
@@ -142,7 +149,7 @@ class SchedulerPlugins:
         for name, plugin in list(self.plugins.items()):
             await self._close_one(name, plugin)
         self.plugins.clear()
-        self.watching = False
+        self._changed()
 
     async def _close_one(self, name: str, plugin: Any, hook: str = "close") -> None:
         """``plugin.<hook>()``, awaited if need be; what it raises is logged."""

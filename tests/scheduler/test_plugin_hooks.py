@@ -451,3 +451,12 @@ def test_graph_annotations_cost_nothing_while_no_plugin_is_registered() -> None:
                                           UpdateGraph([row("a")], ["a"], {})])
     assert not conns["c"].closed and sched.state.tasks["a"].state == "processing"
     assert sched.plugin_host.graphs.pending() == 0  # nothing kept for later
+
+
+def test_a_graph_arriving_when_the_last_plugin_goes_leaves_nothing_behind() -> None:
+    sched, _worker, conns, _plugin = _watched("c")
+    sched._on_client_message(conns["c"], [UpdateGraph([row("a")], [], {}, more=True, stream=1)])
+    assert sched.plugin_host.graphs.pending() == 1
+    sched.remove_plugin("watch")
+    sched._on_client_message(conns["c"], [UpdateGraph([row("b", ["a"])], ["b"], {}, stream=1)])
+    assert sched.plugin_host.graphs.pending() == 0
