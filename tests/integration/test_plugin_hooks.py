@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import dask
+import distributed.diagnostics.plugin as dask_plugin
 import pytest
 
 from shoal import Client, SchedulerPlugin
@@ -118,3 +119,50 @@ def test_tasks_submitted_in_a_span_have_its_span_annotation(watched: Client) -> 
     (call,) = c.run_on_scheduler(_calls)
     ((n, (value,)),) = [v for name, v in call["annotations"].items() if name == "span"]
     assert n == 1 and value["name"] == ("ug-outer", "ug-inner") and value["ids"][-1] == inner_id
+
+
+class DaskStyle(dask_plugin.SchedulerPlugin):
+    """Written against dask's base class, the way dask's docs and users write them."""
+
+    name = "dask-style"
+
+    def __init__(self) -> None:
+        self.counter = 0
+        self.homes: dict[Any, list[str]] = {}
+        self.teams: dict[Any, Any] = {}
+
+    async def start(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+
+    def update_graph(self, scheduler: Any, *, keys: set[Any], tasks: list[Any],
+                     annotations: dict[str, dict[Any, Any]], **kwargs: Any) -> None:
+        self.teams.update(annotations.get("team", {}))
+
+    def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
+        if start == "processing" and finish == "memory":
+            self.counter += 1
+            ts = self.scheduler.tasks[key]
+            self.homes[key] = sorted(ws.address for ws in ts.who_has)
+            self.scheduler.log_event("dask-style", {"key": key, "team": self.teams.get(key)})
+
+    def restart(self, scheduler: Any) -> None:
+        self.counter = 0
+
+
+def _dask_style_state(dask_scheduler: Any) -> tuple[int, dict[Any, list[str]]]:
+    plugin = dask_scheduler.plugins["dask-style"]
+    return plugin.counter, dict(plugin.homes)
+
+
+def test_a_plugin_written_for_dask_runs_unchanged(client: Client) -> None:
+    client.register_plugin(DaskStyle())
+    try:
+        with dask.annotate(team="blue"):
+            assert client.submit(_inc, 10, key="ug-dask-style").result() == 11
+        counter, homes = client.run_on_scheduler(_dask_style_state)
+        assert counter == 1
+        assert homes["ug-dask-style"][0] in client.scheduler_info()["workers"]
+        events = [msg for _, msg in client.get_events("dask-style")]
+        assert events == [{"key": "ug-dask-style", "team": "blue"}]
+    finally:
+        client.unregister_scheduler_plugin("dask-style")
