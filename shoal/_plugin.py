@@ -70,10 +70,13 @@ class WorkerPlugin:
 class SchedulerPlugin:
     """Code run in the scheduler process, called on the scheduler's events.
 
-    Hooks shoal calls: ``start(scheduler)`` (when registered, may be async), ``close()``
-    and ``before_close()`` (scheduler closing or plugin unregistered), ``update_graph``,
-    ``transition(key, start, finish, *, stimulus_id)``, ``add_worker``, ``remove_worker``,
-    ``add_client``, ``remove_client``, ``log_event``.
+    Hooks shoal calls: ``start(scheduler)`` (when registered, may be async),
+    ``before_close()`` (the scheduler closing, may be async), ``close()`` (the scheduler
+    closing or the plugin unregistered, may be async), ``update_graph`` (once per graph
+    submitted, its tasks in ``scheduler.tasks``), ``restart``, ``transition(key, start,
+    finish, *, stimulus_id, **kwargs)``, ``add_worker``, ``remove_worker``, ``add_client``,
+    ``remove_client``, ``valid_workers_downscaling`` and ``log_event``, with dask's
+    arguments.
     """
 
     idempotent: ClassVar[bool] = False
@@ -111,6 +114,12 @@ class SchedulerPlugin:
 
     def remove_client(self, scheduler: Any, client: str) -> None:
         """A client disconnected."""
+
+    def valid_workers_downscaling(self, scheduler: Any, workers: list[Any]) -> list[Any]:
+        """Which of ``workers`` (``WorkerState`` records) may be closed when the cluster
+        scales down (``Adaptive.workers_to_close``, ``retire_workers(n=...)``): all of
+        them unless overridden."""
+        return workers
 
     def log_event(self, topic: str, msg: Any) -> None:
         """An event was logged under ``topic``."""
@@ -337,7 +346,9 @@ class InstallPlugin(WorkerPlugin):
         self.restart_workers = restart_workers
         self.restart = bool(restart_workers)  # read as a nanny plugin's (see plugin_kind)
 
-    def setup(self, worker: Any) -> None:
+    def setup(self, worker: Any = None, nanny: Any = None) -> None:
+        """Install: as a worker plugin (``setup(worker=...)``) or, with
+        ``restart_workers``, as a nanny plugin (``setup(nanny=...)``)."""
         import fcntl
         import importlib
         import tempfile

@@ -144,3 +144,24 @@ def test_hooks_of_the_base_classes_do_nothing() -> None:
     assert w.transition("k", "a", "b") is None
     s: Any = SchedulerPlugin()
     assert s.start(None) is None and s.close() is None
+
+
+@pytest.mark.parametrize("name", ["SchedulerPlugin", "WorkerPlugin", "NannyPlugin"])
+def test_base_classes_have_dasks_hooks_with_dasks_parameters(name: str) -> None:
+    # A plugin written against dask's base class overrides these by name and is called
+    # with these keywords: shoal's base class declares the same ones.
+    import inspect
+
+    import distributed.diagnostics.plugin as dask_plugin
+
+    import shoal
+
+    theirs, ours = getattr(dask_plugin, name), getattr(shoal, name)
+    hooks = [m for m, v in vars(theirs).items() if callable(v) and not m.startswith("_")]
+    assert hooks
+    for hook in hooks:
+        assert hasattr(ours, hook), f"{name}.{hook} is missing"
+        want = [(p.name, p.kind) for p in inspect.signature(getattr(theirs, hook)).parameters.values()]
+        got = [(p.name, p.kind) for p in inspect.signature(getattr(ours, hook)).parameters.values()]
+        assert got == want, f"{name}.{hook}"
+    assert ours.idempotent is False

@@ -31,6 +31,7 @@ from dask.core import flatten
 
 from shoal import _gc
 from shoal.client import _containers, _spans, _submit
+from shoal.client._annotations import other_annotations
 from shoal.client._core import orphaned_key
 from shoal.client._delayed_graph import delayed_graph
 from shoal.client._future import Future
@@ -137,7 +138,7 @@ def submit_graph(
         return _submit_graph(client, session, graph, wanted, annotations, pins, retries=retries,
                              priority=priority, workers=workers, local=local, actors=actors,
                              resources=resources, allow_other_workers=allow_other_workers,
-                             restricted=restricted)
+                             restricted=restricted, active=active)
     finally:
         for key, st in pins:
             client._decref(key, st)
@@ -146,8 +147,8 @@ def submit_graph(
 def _submit_graph(client: Client, session: int, graph: dict[Any, GraphNode], wanted: list[Any],
                   annotations: dict[str, Any], pins: list[tuple[Any, Any]], *, retries: Any,
                   priority: Any, workers: Any, local: set[Any] | None, actors: Any,
-                  resources: Any, allow_other_workers: Any, restricted: bool
-                  ) -> dict[Any, Future]:
+                  resources: Any, allow_other_workers: Any, restricted: bool,
+                  active: dict[str, Any]) -> dict[Any, Future]:
     ann_retries = annotations.get("retries")
     ann_priority = annotations.get("priority")
     ann_workers = annotations.get("workers")
@@ -256,11 +257,14 @@ def _submit_graph(client: Client, session: int, graph: dict[Any, GraphNode], wan
         inputs = [d for d in dict.fromkeys(d for k in local for d in nodes[k].dependencies)
                   if d not in local and d not in futures]
         futures.update(zip(inputs, client._futures_in(session, inputs), strict=True))
+    # (a generator: read only when the graph has annotations shoal does not act on)
+    other = (other_annotations((k for k in nodes if not local or k not in local),
+                               active, annotations) if active or annotations else None)
     if in_pieces:
-        pieces.close(also=inputs, without=local or ())
+        pieces.close(also=inputs, without=local or (), annotations=other)
     else:
         client._submit_rows(rows, list(futures), actor_keys or None, restrictions or None,
-                            session)
+                            session, other)
     # A layer's shared part (function, options, embedded data) is sent once, as dask
     # sends an array's or dataframe's expression once; the keys and indices that make its
     # tasks differ are the graph's shape, not data in it, and dask does not weigh them.

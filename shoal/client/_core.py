@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from shoal.client._submit import GraphPieces
     from shoal.comm import Connection
     from shoal.protocol._messages import Message
-    from shoal.protocol._serialize import FunctionCache
+    from shoal.protocol._serialize import FunctionCache, Serialized
 
 # Keys that clients of this process held when they were closed. Bounded.
 _orphaned: collections.OrderedDict[Any, None] = collections.OrderedDict()
@@ -95,7 +95,8 @@ class ClientCore(Protocol):
     def _submit_rows(self, rows: list[tuple[Any, ...]], wanted: list[Any],
                      actors: list[Any] | None = None,
                      restrictions: list[tuple[Any, Any, bool]] | None = None,
-                     session: int | None = None) -> None: ...
+                     session: int | None = None,
+                     annotations: Serialized | None = None) -> None: ...
     def _send_spans(self, spans: list[Any]) -> None: ...
     def _graph_pieces(self, wanted: list[Any], session: int) -> GraphPieces: ...
     def _fetch(self, keys: list[Any], timeout: float | None = None) -> dict[Any, Any]: ...

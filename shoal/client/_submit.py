@@ -27,6 +27,7 @@ from dask.utils import funcname
 from shoal import _gc
 from shoal.client import _spans
 from shoal.client._actor import NewActor
+from shoal.client._annotations import other_annotations
 from shoal.client._faces import answer
 from shoal.client._future import Future, FutureState
 from shoal.client._keys import check_user_keys
@@ -36,8 +37,14 @@ from shoal.client._structure import collect_futures
 from shoal.client._tokens import call_tokens, token
 from shoal.protocol._call import Call
 from shoal.protocol._errors import ClosedClientError
-from shoal.protocol._messages import CancelKeys, RetryKeys, UpdateGraph
-from shoal.protocol._serialize import CallPickles, FunctionCache, dumps_task
+from shoal.protocol._messages import (
+    CancelKeys,
+    GraphAnnotations,
+    Message,
+    RetryKeys,
+    UpdateGraph,
+)
+from shoal.protocol._serialize import CallPickles, FunctionCache, Serialized, dumps_task
 from shoal.protocol._wire_checks import is_worker_name
 
 # Callables whose token can be cached by identity: they cannot change in place.
@@ -117,15 +124,17 @@ class GraphPieces:
         if len(rows) >= PIECE_ROWS:
             self._queue(more=True)
 
-    def close(self, also: Iterable[Any] = (), without: Iterable[Any] = ()) -> None:
+    def close(self, also: Iterable[Any] = (), without: Iterable[Any] = (),
+              annotations: Serialized | None = None) -> None:
         """Queue the last piece: the remaining rows, and the wanted keys no row had (the
         client submitted them earlier, or, in ``also``, their rows went in earlier pieces
-        and they turned out wanted), except those in ``without`` (left out of the graph)."""
+        and they turned out wanted), except those in ``without`` (left out of the graph);
+        with the graph's other ``annotations`` (``client/_annotations.py``)."""
         wanted = self._wanted
         for key in without:
             wanted.pop(key, None)
         wanted.update(dict.fromkeys(also))
-        self._queue(more=False, rest=list(wanted))
+        self._queue(more=False, rest=list(wanted), annotations=annotations)
 
     def abort(self) -> None:
         """End the graph without the rows not yet queued (when making one failed)."""
@@ -134,7 +143,8 @@ class GraphPieces:
             self._wanted = {}
             self._queue(more=False)
 
-    def _queue(self, more: bool, rest: list[Any] | None = None) -> None:
+    def _queue(self, more: bool, rest: list[Any] | None = None,
+               annotations: Serialized | None = None) -> None:
         client, rows, wanted = self._client, self._rows, self._wanted
         self._rows = []
         named = [r[0] for r in rows if r[0] in wanted]
@@ -151,6 +161,8 @@ class GraphPieces:
             else:
                 stale = None
                 blobs = client._new_blobs(rows)
+                if annotations is not None:  # (right before the piece: see GraphAnnotations)
+                    client._outbox.append(GraphAnnotations(self._stream, annotations))
                 client._outbox.append(UpdateGraph(rows, named, blobs, more=more,
                                                   stream=self._stream))
                 client._sent_fids.update(blobs)  # (after the queueing: see _submit_rows)
@@ -206,8 +218,11 @@ class Submitting(Outbox):
     def _submit_rows(self, rows: list[tuple[Any, ...]], wanted: list[Any] | None,
                      actors: list[Any] | None = None,
                      restrictions: list[tuple[Any, Any, bool]] | None = None,
-                     session: int | None = None) -> None:
-        """Queue ``rows`` with the keys of ``wanted`` (None: every row's, as a map's), unless
+                     session: int | None = None,
+                     annotations: Serialized | None = None) -> None:
+        """Queue ``rows`` with the keys of ``wanted`` (None: every row's, as a map's), and
+        the graph's other ``annotations`` (``client/_annotations.py``) right before its
+        last message, unless
         ``session`` (the one the rows' futures were made in) has been lost since: the loss
         cancelled those futures (as dask's), and no future of the next session would want
         the rows, whose tasks it would hold until the client closed."""
@@ -234,6 +249,8 @@ class Submitting(Outbox):
             if stale is None and (session is None or session == self._session):
                 fids = {fid for row in rows for fid in row[3]} - self._sent_fids
                 blobs = {fid: self._functions.blob(fid) for fid in fids}
+                msgs: list[Message]
+                stream = 0
                 if not split:
                     msgs = [UpdateGraph(rows, wanted or [], blobs, actors, restrictions)]
                 else:
@@ -256,6 +273,8 @@ class Submitting(Outbox):
                         msgs.append(UpdateGraph(
                             piece, named, blobs if start == 0 else {}, more=start != last,
                             stream=stream))
+                if annotations is not None:  # right before the last (or only) message
+                    msgs.insert(len(msgs) - 1, GraphAnnotations(stream, annotations))
                 self._outbox.extend(msgs)
                 self._sent_fids |= fids
         if stale is not None:
@@ -461,7 +480,8 @@ class Submitting(Outbox):
             task = _payload(key, NewActor(func) if is_actor else func, args, kwargs)
             row = self._row(key, task, prio, nretries, wl, name)
         self._submit_rows([row], [key], [key] if is_actor else None,
-                          self._restrictions([key], resources, allow_other_workers), session)
+                          self._restrictions([key], resources, allow_other_workers), session,
+                          other_annotations([key], active) if active else None)
         return fut
 
     def map(
@@ -571,7 +591,7 @@ class Submitting(Outbox):
             _gc.settle()  # (shoal/_gc.py: keys, rows, wanted are frozen now in bulk mode)
             self._submit_rows(rows, None, wanted if is_actor else None,
                               self._restrictions(wanted, resources, allow_other_workers),
-                              session)
+                              session, other_annotations(wanted, active) if active else None)
         return futures
 
     def cancel(self, futures: Any, asynchronous: Any = None, force: bool = False,

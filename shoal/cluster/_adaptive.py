@@ -206,14 +206,19 @@ class Adaptive:
         """Which workers to let go to come down to ``target``: idle ones only, those
         holding the least data first (their addresses; a subclass may answer names, as
         dask's ``cluster.workers`` keys them)."""
-        workers = self._snapshot().workers
+        scheduler = _server(self.cluster)
+        every = self._snapshot().workers
+        # The scheduler plugins' valid_workers_downscaling narrows the choice, as in dask:
+        # the others stay, and count towards ``target``.
+        workers = scheduler.plugin_host.downscalable(scheduler, every)
+        staying = len(every) - len(workers)
         key = self.worker_key
         if key is None:
-            return choose_to_retire(workers, len(workers) - target, idle_only=True)
-        states = _server(self.cluster).state.workers
+            return choose_to_retire(workers, len(every) - target, idle_only=True)
+        states = scheduler.state.workers
         groups = {w.address: key(states[w.address]) for w in workers if w.address in states}
         return choose_groups_to_retire([w for w in workers if w.address in groups], groups,
-                                       target)
+                                       max(0, target - staying))
 
     async def recommendations(self, target: int) -> dict[str, Any]:
         """dask's answer for ``target`` workers: ``{"status": "same"}``, ``{"status":

@@ -56,8 +56,10 @@ class GraphProgress(SchedulerPlugin):
 
     def _walk(self, root: Any) -> None:
         ts = self._tasks.get(root)
-        if ts is None:
-            return  # not arrived yet (a big graph comes in pieces, its outputs last)
+        if ts is None or ts.state == "forgotten":
+            # not arrived yet (a big graph comes in pieces, its outputs last), or gone (a
+            # transition hook sees a forgotten task's stand-in record)
+            return
         self.pending.discard(root)
         stack = [ts]
         while stack:

@@ -36,8 +36,9 @@ from shoal.protocol._wire_checks import _DEEP, _NUM, _SEQ, ProtocolError
 # dask's names), and result type names are dask's typename ("numpy.ndarray"); 16:
 # CoordWithdraw and CoordQueueReturn (a cancelled awaiting call of a primitive); 17: a
 # result's pickled class in the task and key reports (``pickled_type``), for Future.type,
-# and SpanTasks (the keys submitted in a span block)
-PROTOCOL_VERSION = 17
+# and SpanTasks (the keys submitted in a span block); 18: GraphAnnotations (the
+# dask.annotate names shoal does not act on, for scheduler plugins' update_graph)
+PROTOCOL_VERSION = 18
 
 Key = Any  # str, int, float or a tuple of them (dask keys)
 
@@ -185,6 +186,19 @@ class UpdateGraph(Message):
     # piece; a whole graph (stream 0), or another stream's piece, in between changes nothing.
     more: bool = False
     stream: int = 0
+
+
+@_message("graph-annotations")
+class GraphAnnotations(Message):
+    """The annotations shoal does not act on (the rows carry retries, priority and workers,
+    ``restrictions`` resources and allow_other_workers) of the tasks of the graph whose
+    last ``UpdateGraph`` follows at once, of stream ``stream`` (0: a whole graph):
+    ``{name: {key: value}}`` pickled, for scheduler plugins' ``update_graph`` (unpickled
+    only while one is registered). Sent only when there are some, so that a graph without
+    them costs nothing more on the wire."""
+
+    stream: int
+    annotations: Serialized
 
 
 @_message("span-tasks")

@@ -85,7 +85,7 @@ def _remove(scheduler: Scheduler, address: str, reason: str) -> Any:
 
 def _removed(scheduler: Scheduler, address: str) -> None:
     """Scheduler plugins hear of a worker removed on purpose, as of one that died."""
-    scheduler._hook("remove_worker", scheduler, worker=address,
+    scheduler._hook("remove_worker", scheduler=scheduler, worker=address,
                     stimulus_id=f"worker-left-{address}")
 
 
@@ -94,10 +94,12 @@ async def restart(scheduler: Scheduler, timeout: float | None, wait_for_workers:
     ``timeout``) for as many workers as there were. Returns ``{"status": "OK"}`` or
     ``{"status": "timed out", ...}`` (the client raises)."""
     n = len(scheduler._workers)
-    scheduler._hook("restart", scheduler)  # first, as dask calls it
     addresses = list(scheduler._workers)
     conns = [_drop(scheduler, a) for a in addresses]
     scheduler._apply([ClusterReset("client.restart()")])
+    # As dask calls it: the tasks are forgotten (and the clients told), the workers not
+    # yet removed.
+    scheduler._hook("restart", scheduler)
     for address in addresses:
         _removed(scheduler, address)
     for conn in conns:
@@ -197,7 +199,8 @@ async def retire_workers(scheduler: Scheduler, workers: list[Any] | None, n: int
 
     if workers is None:
         count = 0 if n is None else n
-        addresses = choose_to_retire(load(scheduler).workers, count)
+        candidates = scheduler.plugin_host.downscalable(scheduler, load(scheduler).workers)
+        addresses = choose_to_retire(candidates, count)
     else:  # as dask's: a worker not there (one that just left, say) is no error
         addresses = resolve_workers(scheduler, workers, skip_unknown=True)
     leaving = set(addresses)

@@ -12,10 +12,11 @@ from __future__ import annotations
 import inspect
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from shoal.protocol._serialize import Serialized, loads
+from shoal.scheduler._graph_hook import GraphNotes
 
 logger = logging.getLogger("shoal.scheduler")
 
@@ -35,6 +36,14 @@ class SchedulerPlugins:
         # Added by ``Scheduler.add_plugin`` before the scheduler finished starting (a
         # preload's ``dask_setup``): their ``start`` runs then, as in dask. None once started.
         self.unstarted: list[Any] | None = []
+        self.graphs = GraphNotes()  # the submissions update_graph hears of (_graph_hook)
+
+    def _changed(self) -> None:
+        """The set of scheduler plugins changed: whether one watches transitions; with none
+        left, what was noted for update_graph goes (nobody would hear of it)."""
+        self.watching = any(_overrides(p, "transition") for p in self.plugins.values())
+        if not self.plugins:
+            self.graphs = GraphNotes()
 
     # --- worker and nanny plugins -------------------------------------------------------------
 
@@ -50,19 +59,22 @@ class SchedulerPlugins:
     # --- scheduler plugins ----------------------------------------------------------------------
 
     async def add(self, scheduler: Any, name: str, blob: Serialized) -> None:
-        """Unpickle a scheduler plugin and start it (replacing one of the same name).
+        """Unpickle a scheduler plugin and start it; once started, it replaces one of the
+        same name (which is closed then).
 
-        Raises: whatever unpickling or the plugin's ``start`` raises (it is not kept then).
+        Raises: whatever unpickling or the plugin's ``start`` raises (it is not kept then,
+        and one of the same name stays, as in dask).
         """
         plugin = loads(blob)
-        if name in self.plugins:
-            await self.remove(name)
         if hasattr(plugin, "start"):
             done = plugin.start(scheduler)
             if inspect.isawaitable(done):
                 await done
+        old = self.plugins.pop(name, None)
         self.plugins[name] = plugin
-        self.watching = any(_overrides(p, "transition") for p in self.plugins.values())
+        self._changed()
+        if old is not None and old is not plugin:
+            await self._close_one(name, old)
 
     def put(self, name: str, plugin: Any, idempotent: bool) -> None:
         """dask's ``Scheduler.add_plugin``: keep ``plugin`` under ``name`` without starting
@@ -74,7 +86,7 @@ class SchedulerPlugins:
             warnings.warn(f"Scheduler already contains a plugin with name {name}; "
                           "overwriting.", UserWarning, stacklevel=3)
         self.plugins[name] = plugin
-        self.watching = any(_overrides(p, "transition") for p in self.plugins.values())
+        self._changed()
         if self.unstarted is not None:
             self.unstarted.append(plugin)
 
@@ -85,7 +97,26 @@ class SchedulerPlugins:
         if self.plugins.pop(name, None) is None:
             raise ValueError(f"Could not find plugin {name!r} among the current scheduler "
                              "plugins")
-        self.watching = any(_overrides(p, "transition") for p in self.plugins.values())
+        self._changed()
+
+    def downscalable(self, scheduler: Any, workers: Sequence[Any]) -> list[Any]:
+        """Those of ``workers`` (anything with an ``address``) that the plugins'
+        ``valid_workers_downscaling(scheduler, [WorkerState...])`` let go, as dask's
+        ``workers_to_close`` asks them; a hook that raises is logged and changes nothing."""
+        hooked = [(name, p) for name, p in list(self.plugins.items())
+                  if _overrides(p, "valid_workers_downscaling")]
+        if not hooked:
+            return list(workers)
+        table = scheduler.state.workers
+        valid = [table[w.address] for w in workers if w.address in table]
+        for name, plugin in hooked:
+            try:
+                valid = list(plugin.valid_workers_downscaling(scheduler, valid))
+            except Exception:
+                logger.exception("the valid_workers_downscaling hook of scheduler plugin %r "
+                                 "failed; its choice is left out", name)
+        keep = {ws.address for ws in valid}
+        return [w for w in workers if w.address in keep]
 
     async def start_added(self, scheduler: Any) -> None:
         """The scheduler has started: start what ``put`` kept meanwhile (dask's order: at
@@ -104,26 +135,35 @@ class SchedulerPlugins:
         plugin = self.plugins.pop(name, None)
         if plugin is None:
             raise ValueError(f"no scheduler plugin named {name!r} is registered")
-        self.watching = any(_overrides(p, "transition") for p in self.plugins.values())
+        self._changed()
         await self._close_one(name, plugin)
 
+    async def before_close(self) -> None:
+        """The scheduler starts closing: every plugin's ``before_close`` (awaited when a
+        coroutine), before anything else of the scheduler closes, as in dask."""
+        for name, plugin in list(self.plugins.items()):
+            await self._close_one(name, plugin, "before_close")
+
     async def close(self) -> None:
-        self.call("before_close")
+        """The scheduler closes: every plugin's ``close``; then they are dropped."""
         for name, plugin in list(self.plugins.items()):
             await self._close_one(name, plugin)
         self.plugins.clear()
+        self._changed()
 
-    async def _close_one(self, name: str, plugin: Any) -> None:
+    async def _close_one(self, name: str, plugin: Any, hook: str = "close") -> None:
+        """``plugin.<hook>()``, awaited if need be; what it raises is logged."""
         try:
-            done = plugin.close() if hasattr(plugin, "close") else None
+            method = getattr(plugin, hook, None)
+            done = method() if method is not None else None
             if inspect.isawaitable(done):
                 await done
         except Exception:
-            logger.exception("scheduler plugin %r failed to close", name)
+            logger.exception("the %s hook of scheduler plugin %r failed", hook, name)
 
     def call(self, hook: str, *args: Any, **kwargs: Any) -> list[Any]:
         """Call ``hook`` on every scheduler plugin that has it; returns the awaitables
-        some hooks gave back (the shell runs them)."""
+        some hooks gave back (the shell runs them; what they raise is logged)."""
         pending = []
         for name, plugin in list(self.plugins.items()):
             method: Callable[..., Any] | None = getattr(plugin, hook, None)
@@ -135,5 +175,14 @@ class SchedulerPlugins:
                 logger.exception("the %s hook of scheduler plugin %r failed", hook, name)
                 continue
             if inspect.isawaitable(done):
-                pending.append(done)
+                pending.append(_logged(done, hook, name))
         return pending
+
+
+async def _logged(done: Any, hook: str, name: str) -> None:
+    """Await what an async hook returned; what it raises is logged, as a synchronous
+    hook's is (never lost in a task nobody awaits)."""
+    try:
+        await done
+    except Exception:
+        logger.exception("the %s hook of scheduler plugin %r failed", hook, name)

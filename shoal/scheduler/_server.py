@@ -46,7 +46,7 @@ from shoal.scheduler._server_messages import ServerMessages
 from shoal.scheduler._server_runs import WorkerRuns
 from shoal.scheduler._server_side import SideMachines
 from shoal.scheduler._state import SchedulerState
-from shoal.scheduler._tasks import TaskState
+from shoal.scheduler._task_table import TaskTable
 from shoal.scheduler._turns import Turn
 from shoal.scheduler.coordination._shell import CoordinationShell
 
@@ -384,6 +384,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         if self._closed:
             return
         self._closed = True
+        await self.plugin_host.before_close()  # first: the plugins see a working scheduler
         if self._gc_release is not None:
             self._gc_release()
         for conn in list(self._workers.values()):
@@ -464,13 +465,19 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
     # --- the user's view (client.cluster.scheduler) ---------------------------------------------
 
     @property
-    def tasks(self) -> dict[Any, TaskState]:
-        """Key → task record (``.state``, ``.exception``...). A copy: safe to iterate."""
-        return dict(self.state.tasks)
+    def tasks(self) -> TaskTable:
+        """Key → task record (``.state``, ``.who_has``, ``.exception``...): dask's live
+        table, read-only; lookups cost no copy, iteration walks a snapshot (``_task_table``)."""
+        return TaskTable(self.state)
 
     @property
     def workers(self) -> dict[str, Any]:
         return dict(self.state.workers)
+
+    @property
+    def total_nthreads(self) -> int:
+        """dask's ``Scheduler.total_nthreads``: the threads of every worker."""
+        return sum(ws.nthreads for ws in self.state.workers.values())
 
     @property
     def extensions(self) -> dict[str, Any]:

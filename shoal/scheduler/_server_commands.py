@@ -47,8 +47,11 @@ from shoal.scheduler._events import (
     WatchedKeysForgotten,
     WorkResumed,
 )
+from shoal.scheduler._graph_hook import GraphNote
 from shoal.scheduler._server_base import ShellBase
 from shoal.scheduler._state import EventsFailed, stimulus_id
+from shoal.scheduler._state_base import key_prefix
+from shoal.scheduler._tasks import TaskState
 from shoal.scheduler._topics import EventLogged, membership
 
 logger = logging.getLogger("shoal.scheduler")
@@ -58,12 +61,38 @@ logger = logging.getLogger("shoal.scheduler")
 _TO_CLIENT = (ReportErred, ReportCancelled, ReportRestarted)
 
 
+def _report_fields(ev: TaskFinished | TaskFailed) -> dict[str, Any]:
+    """The keyword arguments dask's scheduler passes to plugins' ``transition`` for a move
+    out of ``processing`` (the fields of its worker's task-finished or task-erred report),
+    of those shoal's reports have."""
+    extra: dict[str, Any] = {
+        "worker": ev.worker, "thread": ev.thread, "run_id": ev.run,
+        "startstops": [{"action": "compute", "start": ev.start, "stop": ev.stop}],
+    }
+    if isinstance(ev, TaskFinished):
+        extra.update(nbytes=ev.nbytes, typename=ev.typename)
+        if ev.pickled_type is not None:
+            extra["type"] = ev.pickled_type
+    else:
+        from shoal.protocol._errors import error_to_exception
+
+        error = ev.error
+        try:
+            extra["exception"] = error_to_exception(error)
+        except Exception:  # never raises today; the text still tells what happened
+            logger.exception("could not rebuild the exception of task %r for the plugins",
+                             ev.key)
+        extra.update(exception_text=str(error.get("message", "")),
+                     traceback_text=str(error.get("tb_text", "")))
+    return extra
+
+
 class ServerCommands(ShellBase):
     """Applying events and carrying out commands."""
 
     def _apply(self, events: list[Any]) -> None:
-        if self.plugin_host.watching:
-            self._apply_watched(events)
+        if self.plugin_host.plugins:
+            self._apply_plugged(events)
             return
         self._carry_out_all(self._handle(events))
 
@@ -74,9 +103,28 @@ class ServerCommands(ShellBase):
             logger.error("%s", failed, exc_info=failed.failures[0][1])
             return failed.commands
 
-    def _apply_watched(self, events: list[Any]) -> None:
-        """``_apply`` while a scheduler plugin watches transitions: the new rows of the
-        state's story are its calls."""
+    def _update_graph_hook(self, note: GraphNote) -> None:
+        try:
+            arguments = self.plugin_host.graphs.arguments(note, self.state)
+        except Exception:  # a shoal bug: the graph runs, the plugins miss its update
+            logger.exception("could not describe a graph of client %s to update_graph "
+                             "hooks", note.client)
+            return
+        self._hook("update_graph", self, **arguments)
+
+    def _apply_plugged(self, events: list[Any]) -> None:
+        """``_apply`` while scheduler plugins are registered: after the state's step, the
+        ``update_graph`` hook of each graph submission those events complete (noted by
+        ``_on_client_message``: its tasks are in the table now), then, while a plugin has
+        a ``transition`` hook, the step's new story rows as its calls (dask's order)."""
+        host = self.plugin_host
+        ready = host.graphs.take_ready()
+        if not host.watching:
+            commands = self._handle(events)
+            for note in ready:
+                self._update_graph_hook(note)
+            self._carry_out_all(commands)
+            return
         # The batch's rows go to a log of their own first, then to the state's: a batch
         # making more moves than that log keeps (distributed.admin.low-level-log-length)
         # still shows the plugin every one. (An InvalidTransition raised meanwhile shows
@@ -90,20 +138,31 @@ class ServerCommands(ShellBase):
         finally:
             state._log = kept
             kept.extend(new)
+        for note in ready:
+            self._update_graph_hook(note)
         # What dask gives a task's processing -> memory/erred move (a task-stream plugin
         # reads ``startstops``), from the worker's report among these events.
         done = {e.key: e for e in events if type(e) in (TaskFinished, TaskFailed)}
+        tasks = state.tasks
         for key, start, finish, cause, now in new:
-            extra: dict[str, Any] = {}
             ev = done.get(key) if start == "processing" else None
-            if ev is not None:
-                extra = {"worker": ev.worker, "thread": ev.thread,
-                         "startstops": [{"action": "compute", "start": ev.start,
-                                         "stop": ev.stop}]}
-                if type(ev) is TaskFinished:
-                    extra.update(nbytes=ev.nbytes, typename=ev.typename)
-            self._hook("transition", key, start, finish, stimulus_id=stimulus_id(cause, now),
-                       **extra)
+            extra = {} if ev is None else _report_fields(ev)
+            # The hook reads the task as dask's does, in ``finish`` (the batch may have
+            # moved it on since), and a task forgotten meanwhile as a stand-in record put
+            # back for the call (dask puts the forgotten task back for its plugins).
+            ts = tasks.get(key)
+            stand_in = ts is None
+            if ts is None:
+                ts = tasks[key] = TaskState(key, key_prefix(key))
+            actual, ts.state = ts.state, finish
+            try:
+                self._hook("transition", key, start, finish,
+                           stimulus_id=stimulus_id(cause, now), **extra)
+            finally:
+                if stand_in:
+                    del tasks[key]
+                else:
+                    ts.state = actual
         self._carry_out_all(commands)
 
     def _carry_out_all(self, commands: list[Any]) -> None:

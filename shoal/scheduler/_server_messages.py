@@ -27,6 +27,7 @@ from shoal.protocol._messages import (
     DatasetPublish,
     DatasetUnpublish,
     FireAndForget,
+    GraphAnnotations,
     Heartbeat,
     Hello,
     KeyErred,
@@ -164,7 +165,7 @@ class ServerMessages(ShellBase):
         logger.info("receive client connection: %s", name)
         self._apply([ClientJoined(name)])
         self._apply_side(self.topics, [topics.SubscriberJoined(name)])
-        self._hook("add_client", self, client=name)
+        self._hook("add_client", scheduler=self, client=name)
         return client_end
 
     def _on_connection(self, conn: TCPConnection) -> None:
@@ -198,7 +199,7 @@ class ServerMessages(ShellBase):
             logger.info("receive client connection: %s", name)
             self._apply([ClientJoined(name, first.name)])
             self._apply_side(self.topics, [topics.SubscriberJoined(name)])
-            self._hook("add_client", self, client=first.name)  # dask names it by Client.id
+            self._hook("add_client", scheduler=self, client=first.name)  # dask names it by Client.id
             conn.send(Response(0, True, {"client": name, "address": self.address,
                                          "packages": required_versions()}))
         elif first.role == "nanny":  # a nanny's word that it kills its worker for memory
@@ -270,8 +271,9 @@ class ServerMessages(ShellBase):
         self.coordination.holder_left(name)
         logger.info("remove client %s", name)
         self._apply([ClientLeft(name)])
+        self.plugin_host.graphs.forget(name)
         self._apply_side(self.topics, [topics.SubscriberLeft(name)])
-        self._hook("remove_client", self,
+        self._hook("remove_client", scheduler=self,
                    client=name if conn is None else conn.info.get("client_id", name))
 
     def _on_client_message(self, conn: Connection, batch: list[Message] | None) -> None:
@@ -302,11 +304,9 @@ class ServerMessages(ShellBase):
                                                  list(msg.actors or ()),
                                                  _restrictions(msg.restrictions), msg.more,
                                                  msg.stream))
-                    if self.plugin_host.plugins:
-                        self._hook("update_graph", self, client=info.get("client_id", name),
-                                   keys=set(msg.wanted),
-                                   tasks=[row[0] for row in msg.tasks], annotations={},
-                                   priority={}, stimulus_id=f"update-graph-{name}")
+                    if self.plugin_host.plugins:  # update_graph, once these events are in
+                        self.plugin_host.graphs.piece(name, info.get("client_id", name), msg,
+                                                      self.state.tasks)
                 elif isinstance(msg, ReleaseKeys):
                     events.append(KeysReleased(name, list(msg.keys)))
                 elif isinstance(msg, CancelKeys):
@@ -338,6 +338,9 @@ class ServerMessages(ShellBase):
                         self._apply(events)
                         events = []
                     self.coordination.receive(name, msg)
+                elif isinstance(msg, GraphAnnotations):  # (only update_graph reads them)
+                    if self.plugin_host.plugins:
+                        self.plugin_host.graphs.annotate(name, msg.stream, msg.annotations)
                 elif isinstance(msg, Hello):
                     pass
                 else:
@@ -547,7 +550,7 @@ class ServerMessages(ShellBase):
                 if self.plugin_host.plugins:
                     for e in events:
                         if type(e) is WorkerJoined:
-                            self._hook("add_worker", self, worker=e.address)
+                            self._hook("add_worker", scheduler=self, worker=e.address)
 
     def _admit(self, conn: Connection, msg: Register) -> bool:
         """Accept a worker's registration unless another live connection holds its address
@@ -594,4 +597,4 @@ class ServerMessages(ShellBase):
         self._worker_fids.pop(address, None)
         self._apply([WorkerLeft(address, reason, time.monotonic())])
         self._fail_runs_for(address)
-        self._hook("remove_worker", self, worker=address, stimulus_id=f"worker-left-{address}")
+        self._hook("remove_worker", scheduler=self, worker=address, stimulus_id=f"worker-left-{address}")

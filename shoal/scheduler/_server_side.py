@@ -8,6 +8,7 @@ into answers to clients or into task events (a dataset holding or letting go of 
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from typing import Any
 
 from shoal.protocol._messages import (
@@ -37,10 +38,7 @@ class SideMachines(ShellBase):
         """A message for the topics or datasets machine from ``sender`` (a client's name,
         or a worker's address for ``TopicLog``)."""
         if isinstance(msg, TopicLog):
-            self._apply_side(self.topics, [topics.EventLogged(list(msg.topics), msg.msg, time.time())])
-            if self.plugin_host.plugins:
-                for topic in msg.topics:
-                    self._hook("log_event", topic, msg.msg)
+            self.log_event(list(msg.topics), msg.msg)
         elif isinstance(msg, TopicSubscribe):
             kind = topics.TopicSubscribed if msg.subscribe else topics.TopicUnsubscribed
             self._apply_side(self.topics, [kind(sender, msg.topic)])
@@ -58,6 +56,17 @@ class SideMachines(ShellBase):
                 sender, msg.request_id, list(msg.names))])
         elif isinstance(msg, DatasetList):
             self._apply_side(self.datasets, [datasets.DatasetNamesAsked(sender, msg.request_id)])
+
+    def log_event(self, topic: str | Collection[str], msg: Any) -> None:
+        """dask's ``Scheduler.log_event``: log ``msg`` under ``topic`` (or under each of a
+        list of topics): kept, sent to the topic's subscribers, and passed to scheduler
+        plugins' ``log_event(topic, msg)`` once per topic. On the scheduler's loop (a
+        plugin hook, ``run_on_scheduler``); ``msg`` must be msgpack-encodable, as dask says."""
+        names = [topic] if isinstance(topic, str) else list(topic)
+        self._apply_side(self.topics, [topics.EventLogged(names, msg, time.time())])
+        if self.plugin_host.plugins:
+            for name in names:
+                self._hook("log_event", name, msg)
 
     def _apply_side(self, machine: Any, events: list[Any]) -> None:
         """Feed a side machine; its answers go to clients, its holds become task events."""

@@ -64,6 +64,10 @@ class WorkerPlugins:
     def __init__(self, worker: Any) -> None:
         self.worker = worker
         self.plugins: dict[str, Any] = {}
+        # Nanny plugins run here (or before this process started) on the nanny's behalf:
+        # kept for their ``teardown`` when unregistered. A worker process closing is not
+        # its nanny closing: they are not torn down then.
+        self.nanny_plugins: dict[str, Any] = {}
         self.watchers: list[Any] = []  # plugins with a ``transition`` hook of their own
         self.moving: Moving | None = None  # the move ``transition`` is telling them about
         self._directory: str | None = None
@@ -114,7 +118,8 @@ class WorkerPlugins:
             if isinstance(msg, PluginSetup):
                 plugin = unpickle(msg.plugin)
                 if msg.kind == "nanny":
-                    pending: Any = self._nanny_setup(msg.name, plugin)
+                    # (request 0: the re-send to a joining worker; else a registration)
+                    pending: Any = self._nanny_setup(msg.name, plugin, msg.request_id != 0)
                 else:
                     pending = self._setup(msg.name, plugin)
             else:
@@ -144,23 +149,47 @@ class WorkerPlugins:
             conn.send(Response(msg.request_id, ok, value))
 
     def _setup(self, name: str, plugin: Any) -> Any:
+        """Set ``plugin`` up under ``name``; one of that name is torn down first (and an
+        async teardown finishes before the new ``setup`` starts), as in dask. Hooks get the
+        worker by name (``setup(worker=...)``), as dask passes it."""
         old = self.plugins.pop(name, None)
         if old is not None:
             self._forget(old)
-            done = old.teardown(self.worker) if hasattr(old, "teardown") else None
+            try:  # (dask logs a failed teardown and sets the new plugin up anyway)
+                done = old.teardown(worker=self.worker) if hasattr(old, "teardown") else None
+            except Exception:
+                logger.exception("worker %s: teardown of plugin %r failed",
+                                 self.worker.address, name)
+                done = None
             if inspect.isawaitable(done):
-                self.worker._spawn(done)
+                return self._setup_after(done, name, plugin)
+        return self._install(name, plugin)
+
+    async def _setup_after(self, teardown: Any, name: str, plugin: Any) -> None:
+        try:
+            await teardown
+        except Exception:
+            logger.exception("worker %s: teardown of plugin %r failed", self.worker.address,
+                             name)
+        done = self._install(name, plugin)
+        if inspect.isawaitable(done):
+            await done
+
+    def _install(self, name: str, plugin: Any) -> Any:
         self.plugins[name] = plugin
         if _watches_transitions(plugin):
             self.watchers.append(plugin)
-        return plugin.setup(self.worker) if hasattr(plugin, "setup") else None
+        return plugin.setup(worker=self.worker) if hasattr(plugin, "setup") else None
 
     def _teardown(self, name: str) -> Any:
         plugin = self.plugins.pop(name, None)
         if plugin is None:
+            nanny = self.nanny_plugins.pop(name, None)
+            if nanny is not None and hasattr(nanny, "teardown"):  # unregistered: dask's too
+                return nanny.teardown(nanny=NannyView(self.worker))
             return None
         self._forget(plugin)
-        return plugin.teardown(self.worker) if hasattr(plugin, "teardown") else None
+        return plugin.teardown(worker=self.worker) if hasattr(plugin, "teardown") else None
 
     def _forget(self, plugin: Any) -> None:
         self.watchers = [p for p in self.watchers if p is not plugin]
@@ -198,13 +227,17 @@ class WorkerPlugins:
 
     # --- nanny plugins, run here on the nanny's behalf ----------------------------------------
 
-    async def _nanny_setup(self, name: str, plugin: Any) -> dict[str, Any]:
+    async def _nanny_setup(self, name: str, plugin: Any, registered: bool) -> dict[str, Any]:
+        """Run a nanny plugin's ``setup`` here, unless it is re-sent to this process (not
+        ``registered`` now) and was applied before the nanny started it. A registration
+        runs it even if one of that name was applied: it replaces that one, as in dask."""
+        self.nanny_plugins[name] = plugin
         applied = applied_nanny_plugins()
-        if name in applied:  # applied by the nanny before starting this process
+        if name in applied and not registered:  # applied before this process started
             return {"status": "OK"}
         view = NannyView(self.worker)
         before = dict(os.environ)
-        done = plugin.setup(view)
+        done = plugin.setup(nanny=view)
         if inspect.isawaitable(done):
             await done
         # dask's setup runs in the nanny process, whose os.environ the worker processes it
@@ -217,11 +250,11 @@ class WorkerPlugins:
             return {"status": "OK"}
         state = read_nanny_state(state_file)
         state["env"].update(view.env)
-        state["plugins"] = [*state["plugins"], name]
+        state["plugins"] = [*(n for n in state["plugins"] if n != name), name]
         with open(state_file + ".part", "w") as f:
             json.dump(state, f)
         os.replace(state_file + ".part", state_file)
-        os.environ[NANNY_PLUGINS_ENV] = json.dumps([*applied, name])
+        os.environ[NANNY_PLUGINS_ENV] = json.dumps([*(n for n in applied if n != name), name])
         if restart:
             self.worker.restart_requested = True
             loop = asyncio.get_running_loop()

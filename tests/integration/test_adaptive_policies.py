@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from shoal import Adaptive, LocalCluster
+from shoal import Adaptive, Client, LocalCluster, SchedulerPlugin
 
 from ._helpers import wait_for
 
@@ -129,3 +129,33 @@ def test_the_default_policy_is_shoal_adaptive(cluster, adapting):
     adapting.append(adaptive)
     assert type(adaptive) is Adaptive
     wait_for(lambda: n_workers(cluster) == 1, timeout=30)
+
+
+class KeepsOne(SchedulerPlugin):
+    """dask's valid_workers_downscaling: the worker named ``keep`` may not go."""
+
+    name = "keeps-one"
+
+    def __init__(self, keep: str) -> None:
+        self.keep = keep
+
+    def valid_workers_downscaling(self, scheduler: Any, workers: list[Any]) -> list[Any]:
+        return [ws for ws in workers if str(ws.name) != self.keep]
+
+
+def test_scheduler_plugins_narrow_which_workers_adaptive_closes(cluster, adapting):
+    cluster.scale(3)
+    wait_for(lambda: n_workers(cluster) == 3, timeout=30)
+    oldest, _middle, youngest = sorted((ws.name for ws in cluster.scheduler.state.workers.values()),
+                                       key=int)
+    with Client(cluster) as client:
+        client.register_plugin(KeepsOne(str(youngest)))
+        try:
+            adaptive = cluster.adapt(Adaptive=Two, wait_count=1, interval="20ms")
+            adapting.append(adaptive)
+            wait_for(lambda: n_workers(cluster) == 2, timeout=30)
+            # (without the plugin the youngest goes first: see choose_to_retire)
+            names = {ws.name for ws in cluster.scheduler.state.workers.values()}
+            assert names == {oldest, youngest}
+        finally:
+            client.unregister_scheduler_plugin("keeps-one")

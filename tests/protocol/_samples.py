@@ -22,6 +22,7 @@ SAMPLES: dict[str, m.Message] = {
         more=True,
         stream=3,
     ),
+    "graph-annotations": m.GraphAnnotations(3, Serialized([b"pickled {name: {key: value}}"])),
     "release-keys": m.ReleaseKeys(["a", ("b", 0, 1)]),
     "cancel-keys": m.CancelKeys(["a"], False),
     "span-tasks": m.SpanTasks(["outer", "inner"], ["id-1", "id-2"], ["a", ("b", 0)]),

@@ -32,7 +32,7 @@ def test_os_environ_set_in_setup_is_kept_for_later_worker_processes(tmp_path, mo
     monkeypatch.setenv("SOAK_UNCHANGED", "same")
     worker = SimpleNamespace(name="w", address="tcp://127.0.0.1:1", local_directory=str(tmp_path))
     try:
-        answer = asyncio.run(WorkerPlugins(worker)._nanny_setup("sets-environ", SetsEnviron()))
+        answer = asyncio.run(WorkerPlugins(worker)._nanny_setup("sets-environ", SetsEnviron(), True))
         assert answer["status"] == "OK"
         kept = read_nanny_state(str(state))
         assert kept["env"] == {"SOAK_NANNY_VAR": "from-os-environ",

@@ -1,0 +1,168 @@
+"""Scheduler plugins' ``update_graph`` on a real cluster, as dask documents it: one call
+per ``submit``/``map``/``compute`` call (a large graph arrives in pieces), once its tasks
+are in the scheduler, with every key, the priorities and the annotations resolved to
+``{name: {key: value}}`` (the client's own ``dask.annotate`` names too)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import dask
+import distributed.diagnostics.plugin as dask_plugin
+import pytest
+
+from shoal import Client, SchedulerPlugin
+
+pytestmark = pytest.mark.integration
+
+NAME = "graph-watch"
+
+
+class GraphWatch(SchedulerPlugin):
+    name = NAME
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def update_graph(self, scheduler: Any, *, client: str, keys: set[Any], tasks: list[Any],
+                     annotations: dict[str, dict[Any, Any]], priority: dict[Any, Any],
+                     stimulus_id: str, **kwargs: Any) -> None:
+        present = scheduler.tasks
+        self.calls.append({
+            "client": client, "n_tasks": len(tasks), "n_keys": len(keys),
+            "all_in": all(k in present for k in tasks),
+            "first": (tasks[0], priority[tasks[0]]),
+            # per annotation: how many keys, and the distinct values
+            "annotations": {name: (len(per_key), _distinct(per_key.values()))
+                            for name, per_key in annotations.items()},
+            "stimulus_id": stimulus_id,
+        })
+
+
+def _distinct(values: Any) -> list[Any]:
+    """The distinct values (dicts too), in the order of their reprs."""
+    return [v for _, v in sorted({repr(v): v for v in values}.items())]
+
+
+def _calls(dask_scheduler: Any) -> list[dict[str, Any]]:
+    return list(dask_scheduler.plugins[NAME].calls)
+
+
+@pytest.fixture
+def watched(client: Client) -> Iterator[Client]:
+    client.register_plugin(GraphWatch())
+    try:
+        yield client
+    finally:
+        client.unregister_scheduler_plugin(NAME)
+
+
+def _inc(x: int) -> int:
+    return x + 1
+
+
+def _values(call: dict[str, Any]) -> dict[str, Any]:
+    """Per annotation name: how many keys it has, and its distinct values."""
+    return call["annotations"]
+
+
+def test_submit_calls_update_graph_once_with_its_options_as_annotations(watched: Client) -> None:
+    c = watched
+    assert c.submit(_inc, 1, key="ug-submit", retries=2, priority=5).result() == 2
+    with dask.annotate(team="x", retries=1):
+        assert c.submit(_inc, 2, key="ug-annotated").result() == 3
+    first, second = c.run_on_scheduler(_calls)
+    assert first["client"] == c.id and first["n_tasks"] == 1 and first["all_in"]
+    key, prio = first["first"]
+    assert key == "ug-submit" and prio[0] == -5
+    assert _values(first) == {"retries": (1, [2]), "priority": (1, [5])}
+    assert _values(second) == {"retries": (1, [1]), "team": (1, ["x"])}
+    assert first["stimulus_id"].startswith("update-graph-")
+
+
+def test_a_large_map_and_compute_call_update_graph_once_each(watched: Client) -> None:
+    c = watched
+    n = 2500  # sent in pieces of 1000 rows
+    with dask.annotate(team="y"):
+        futures = c.map(_inc, range(n), key=[f"ug-map-{i}" for i in range(n)])
+    assert c.submit(sum, futures).result() == sum(range(1, n + 1))
+    parts = [dask.delayed(_inc)(i, dask_key_name=f"ug-delayed-{i}") for i in range(1500)]
+    with dask.annotate(team="z"):
+        (done,) = c.compute([dask.delayed(sum)(parts, dask_key_name="ug-total")])
+    assert done.result() == sum(range(1, 1501))
+    mapped, summed, computed = c.run_on_scheduler(_calls)
+    assert (mapped["n_tasks"], mapped["n_keys"], mapped["all_in"]) == (n, n, True)
+    assert _values(mapped) == {"team": (n, ["y"])}
+    assert summed["n_tasks"] == 1 and "team" not in summed["annotations"]
+    assert (computed["n_tasks"], computed["n_keys"], computed["all_in"]) == (1501, 1, True)
+    assert _values(computed) == {"team": (1501, ["z"])}
+
+
+def test_a_collections_own_annotations_reach_update_graph(watched: Client) -> None:
+    c = watched
+    with dask.annotate(team="layer", priority=3):
+        inner = dask.delayed(_inc)(1, dask_key_name="ug-inner")
+    outer = dask.delayed(_inc)(inner, dask_key_name="ug-outer")
+    assert c.compute(outer).result() == 3
+    (call,) = c.run_on_scheduler(_calls)
+    assert call["n_tasks"] == 2
+    assert _values(call) == {"team": (1, ["layer"]), "priority": (1, [3])}
+
+
+def test_tasks_submitted_in_a_span_have_its_span_annotation(watched: Client) -> None:
+    from shoal import span
+
+    c = watched
+    with span("ug-outer"), span("ug-inner") as inner_id:
+        assert c.submit(_inc, 5, key="ug-in-span").result() == 6
+    (call,) = c.run_on_scheduler(_calls)
+    ((n, (value,)),) = [v for name, v in call["annotations"].items() if name == "span"]
+    assert n == 1 and value["name"] == ("ug-outer", "ug-inner") and value["ids"][-1] == inner_id
+
+
+class DaskStyle(dask_plugin.SchedulerPlugin):
+    """Written against dask's base class, the way dask's docs and users write them."""
+
+    name = "dask-style"
+
+    def __init__(self) -> None:
+        self.counter = 0
+        self.homes: dict[Any, list[str]] = {}
+        self.teams: dict[Any, Any] = {}
+
+    async def start(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+
+    def update_graph(self, scheduler: Any, *, keys: set[Any], tasks: list[Any],
+                     annotations: dict[str, dict[Any, Any]], **kwargs: Any) -> None:
+        self.teams.update(annotations.get("team", {}))
+
+    def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
+        if start == "processing" and finish == "memory":
+            self.counter += 1
+            ts = self.scheduler.tasks[key]
+            self.homes[key] = sorted(ws.address for ws in ts.who_has)
+            self.scheduler.log_event("dask-style", {"key": key, "team": self.teams.get(key)})
+
+    def restart(self, scheduler: Any) -> None:
+        self.counter = 0
+
+
+def _dask_style_state(dask_scheduler: Any) -> tuple[int, dict[Any, list[str]]]:
+    plugin = dask_scheduler.plugins["dask-style"]
+    return plugin.counter, dict(plugin.homes)
+
+
+def test_a_plugin_written_for_dask_runs_unchanged(client: Client) -> None:
+    client.register_plugin(DaskStyle())
+    try:
+        with dask.annotate(team="blue"):
+            assert client.submit(_inc, 10, key="ug-dask-style").result() == 11
+        counter, homes = client.run_on_scheduler(_dask_style_state)
+        assert counter == 1
+        assert homes["ug-dask-style"][0] in client.scheduler_info()["workers"]
+        events = [msg for _, msg in client.get_events("dask-style")]
+        assert events == [{"key": "ug-dask-style", "team": "blue"}]
+    finally:
+        client.unregister_scheduler_plugin("dask-style")

@@ -1,0 +1,170 @@
+"""Worker and nanny plugin hooks as dask.distributed calls them (``WorkerPlugin`` and
+``NannyPlugin`` in ``distributed/diagnostics/plugin.py``): ``setup``/``teardown`` get
+the worker (or nanny) by name, a plugin registered again replaces the old one after its
+teardown, a nanny plugin's teardown runs when it is unregistered. Driven through
+``WorkerPlugins.on_message`` with a stand-in worker and a recording connection."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from shoal import NannyPlugin, WorkerPlugin
+from shoal.comm._connection import Connection
+from shoal.protocol._messages import Message, PluginSetup, PluginTeardown, Response
+from shoal.protocol._serialize import dumps
+from shoal.worker._plugins import NANNY_PLUGINS_ENV, NANNY_STATE_ENV, WorkerPlugins
+
+
+class Answers(Connection):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[Message] = []
+
+    def send(self, msg: Message) -> None:
+        self.sent.append(msg)
+
+    def _close(self) -> None:
+        pass
+
+
+LOG: list[Any] = []  # what the plugins below did, in order (they are unpickled copies)
+
+
+class ByName(WorkerPlugin):
+    """Takes its arguments by name only, as dask passes them."""
+
+    def setup(self, **kwargs: Any) -> None:  # type: ignore[override]
+        LOG.append(("setup", sorted(kwargs)))
+
+    def teardown(self, **kwargs: Any) -> None:  # type: ignore[override]
+        LOG.append(("teardown", sorted(kwargs)))
+
+
+class SlowTeardown(WorkerPlugin):
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+
+    def setup(self, worker: Any) -> None:
+        LOG.append(("setup", self.tag))
+
+    async def teardown(self, worker: Any) -> None:
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        LOG.append(("teardown", self.tag))
+
+
+class NannyByName(NannyPlugin):
+    def setup(self, **kwargs: Any) -> None:  # type: ignore[override]
+        LOG.append(("nanny setup", sorted(kwargs)))
+
+    def teardown(self, **kwargs: Any) -> None:  # type: ignore[override]
+        LOG.append(("nanny teardown", sorted(kwargs)))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_log() -> None:
+    LOG.clear()
+
+
+def _host(tmp_path: Any) -> tuple[WorkerPlugins, list[asyncio.Task[Any]]]:
+    spawned: list[asyncio.Task[Any]] = []
+    worker = SimpleNamespace(name="w", address="tcp://127.0.0.1:1", local_directory=str(tmp_path),
+                             _spawn=lambda coro: spawned.append(asyncio.ensure_future(coro)))
+    return WorkerPlugins(worker), spawned
+
+
+async def _settle(spawned: list[asyncio.Task[Any]]) -> None:
+    while not all(t.done() for t in spawned):  # ends: each task is a few loop turns
+        await asyncio.gather(*spawned)
+
+
+def _oks(conn: Answers) -> list[tuple[int, bool]]:
+    return [(m.request_id, m.ok) for m in conn.sent if isinstance(m, Response)]
+
+
+def test_setup_and_teardown_get_the_worker_by_name(tmp_path: Any) -> None:
+    async def scenario() -> None:
+        host, spawned = _host(tmp_path)
+        conn = Answers()
+        host.on_message(conn, PluginSetup(1, "p", dumps(ByName()), "worker"))
+        host.on_message(conn, PluginTeardown(2, "p"))
+        await _settle(spawned)
+        assert _oks(conn) == [(1, True), (2, True)]
+
+    asyncio.run(scenario())
+    assert LOG == [("setup", ["worker"]), ("teardown", ["worker"])]
+
+
+def test_a_plugin_registered_again_is_set_up_after_the_old_ones_teardown(tmp_path: Any) -> None:
+    async def scenario() -> None:
+        host, spawned = _host(tmp_path)
+        conn = Answers()
+        host.on_message(conn, PluginSetup(1, "p", dumps(SlowTeardown("old")), "worker"))
+        host.on_message(conn, PluginSetup(2, "p", dumps(SlowTeardown("new")), "worker"))
+        await _settle(spawned)
+        assert _oks(conn) == [(1, True), (2, True)]
+        assert [type(p).__name__ for p in host.plugins.values()] == ["SlowTeardown"]
+        assert host.plugins["p"].tag == "new"
+
+    asyncio.run(scenario())
+    assert LOG == [("setup", "old"), ("teardown", "old"), ("setup", "new")]
+
+
+def test_a_nanny_plugin_gets_the_nanny_by_name_and_its_teardown_runs_when_unregistered(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(NANNY_STATE_ENV, str(tmp_path / "nanny-state.json"))
+    monkeypatch.delenv(NANNY_PLUGINS_ENV, raising=False)
+
+    async def scenario() -> None:
+        host, spawned = _host(tmp_path)
+        conn = Answers()
+        host.on_message(conn, PluginSetup(1, "n", dumps(NannyByName()), "nanny"))
+        await _settle(spawned)
+        host.on_message(conn, PluginTeardown(2, "n"))
+        await _settle(spawned)
+        assert _oks(conn) == [(1, True), (2, True)]
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        os.environ.pop(NANNY_PLUGINS_ENV, None)
+    assert LOG == [("nanny setup", ["nanny"]), ("nanny teardown", ["nanny"])]
+
+
+class NannyTagged(NannyPlugin):
+    name = "tagged"
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+
+    def setup(self, nanny: Any) -> None:
+        LOG.append(("nanny setup", self.tag))
+
+
+def test_a_nanny_plugin_registered_again_under_its_name_is_set_up_again(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # dask's nanny replaces it and runs the new setup; a joining worker's re-send
+    # (request 0) of a plugin applied before this process started is not run again.
+    monkeypatch.setenv(NANNY_STATE_ENV, str(tmp_path / "nanny-state.json"))
+    monkeypatch.delenv(NANNY_PLUGINS_ENV, raising=False)
+
+    async def scenario() -> None:
+        host, spawned = _host(tmp_path)
+        conn = Answers()
+        for request_id, tag in ((1, "first"), (2, "second"), (0, "re-sent")):
+            host.on_message(conn, PluginSetup(request_id, "tagged", dumps(NannyTagged(tag)),
+                                              "nanny"))
+            await _settle(spawned)
+        assert _oks(conn) == [(1, True), (2, True)]
+
+    try:
+        asyncio.run(scenario())
+        assert os.environ[NANNY_PLUGINS_ENV] == '["tagged"]'
+    finally:
+        os.environ.pop(NANNY_PLUGINS_ENV, None)
+    assert LOG == [("nanny setup", "first"), ("nanny setup", "second")]
