@@ -156,13 +156,19 @@ def test_used_is_handle_of_value_used(policy: MemoryPolicy) -> None:
     assert list(policy.fast) == list(other.fast) == ["b", "c", "a"]
 
 
-def test_fetches_are_cut_to_the_transfer_budget() -> None:
-    from shoal.worker._server import transfer_groups
+def test_fetches_are_cut_to_the_request_limit() -> None:
+    from collections import deque
+
+    from shoal.worker._fetching import next_request
 
     sizes = {"a": 20, "b": 20, "c": 5, "huge": 100}
-    assert transfer_groups(["a", "b", "c", "huge", "unknown"], sizes, 30) == [
-        (["a"], 20), (["b", "c"], 25), (["huge"], 100), (["unknown"], 0)]
-    assert transfer_groups([], sizes, 30) == []
+    keys = deque(["a", "b", "c", "huge", "unknown"])
+    requests = []
+    while keys:
+        requests.append(next_request(keys, sizes, 30))
+    assert requests == [(["a"], 20), (["b", "c"], 25), (["huge"], 100), (["unknown"], 0)]
+    assert sizes == {}
+    assert next_request(deque(), {}, 30) == ([], 0)
 
 
 def test_a_fetch_order_carries_the_schedulers_sizes() -> None:

@@ -128,8 +128,8 @@ def test_a_paused_worker_starts_no_fetch_until_it_resumes() -> None:
         worker.memory_limit = 1000
         started: list[Any] = []
 
-        async def fetch(cmd: Any) -> None:
-            started.append(cmd)
+        async def fetch(peer: str, keys: list[Any], nbytes: int) -> None:
+            started.append((peer, keys))
 
         class Executor:
             def pause(self) -> None: ...
@@ -147,7 +147,7 @@ def test_a_paused_worker_starts_no_fetch_until_it_resumes() -> None:
         assert started == []  # paused: nothing new comes in
         worker._resume(100)
         await asyncio.sleep(0.01)
-        assert started == [order]
+        assert started == [("tcp://peer:1", ["x"])]
         await scheduler.drain()
         assert [m.paused for m in scheduler.sent] == [True, False]  # type: ignore[attr-defined]
 
