@@ -62,12 +62,10 @@ class FetchingMixin(WorkerBase):
 
     async def _fetch_from(self, peer: str, pending: tuple[deque[Any], dict[Any, int]]) -> None:
         """The requests to ``peer``, one after another, until none is pending. Each takes
-        the keys in the order asked, at most ``message_bytes_limit`` known bytes of them
-        (under a memory limit, at most the transfer budget; one key in any case)."""
+        the keys in the order asked, at most :func:`request_limit` known bytes of them (one
+        key in any case)."""
         keys, sizes = pending
-        limit = self.message_bytes_limit
-        if self._transfer_budget:
-            limit = min(limit, self._transfer_budget)
+        limit = request_limit(self.message_bytes_limit, self._transfer_budget)
         try:
             while keys:
                 batch, total = next_request(keys, sizes, limit)
@@ -160,6 +158,23 @@ class FetchingMixin(WorkerBase):
             "worker."
         )
         return exception_to_error(err, exc.__traceback__, key, self.address, time.time())
+
+
+# Known bytes asked for in one request, at most: each request's values exist two or three
+# times while it travels (pickled at the peer, as frames here, then unpickled), and the
+# tasks needing them wait for the whole of it. In the shuffle benchmark, 8 MiB requests
+# left the fuller worker 199-233 MB of RSS beside its data at its peak against 225-285 MB
+# with dask's 50 MB (benchmarks/RESULTS.md, issue 12), in the same wall time within noise.
+REQUEST_BYTES = 8 * 2**20
+
+
+def request_limit(message_bytes_limit: int, transfer_budget: int) -> int:
+    """Known bytes one request may ask for: dask's ``transfer.message-bytes-limit``, at
+    most :data:`REQUEST_BYTES`, and under a memory limit at most the transfer budget."""
+    limit = min(message_bytes_limit, REQUEST_BYTES)
+    if transfer_budget:
+        limit = min(limit, transfer_budget)
+    return limit
 
 
 def next_request(keys: deque[Any], sizes: dict[Any, int], limit: int) -> tuple[list[Any], int]:

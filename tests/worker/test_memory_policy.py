@@ -171,6 +171,15 @@ def test_fetches_are_cut_to_the_request_limit() -> None:
     assert next_request(deque(), {}, 30) == ([], 0)
 
 
+def test_a_request_asks_for_at_most_8_mib_or_less_when_configured_or_budgeted() -> None:
+    from shoal.worker._fetching import request_limit
+
+    mib = 2**20
+    assert request_limit(50_000_000, 0) == 8 * mib  # dask's 50 MB default: capped
+    assert request_limit(2 * mib, 0) == 2 * mib  # a smaller setting is kept
+    assert request_limit(50_000_000, mib) == mib  # a memory limit's transfer budget
+
+
 def test_a_fetch_order_carries_the_schedulers_sizes() -> None:
     from shoal.protocol._messages import Compute
     from shoal.protocol._serialize import Serialized
