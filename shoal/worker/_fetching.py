@@ -69,20 +69,28 @@ class FetchingMixin(WorkerBase):
         try:
             while keys:
                 batch, total = next_request(keys, sizes, limit)
-                await self._fetch_within_budget(peer, batch, total)
+                if not await self._fetch_within_budget(peer, batch, total):
+                    # Unreachable or silent: the keys waiting their turn fail with it
+                    # now, not each after its own timeout against the same peer.
+                    rest = list(keys)
+                    keys.clear()
+                    sizes.clear()
+                    if rest and self.state is not None:
+                        self._carry_out(self.state.handle(FetchFailed(peer, rest),
+                                                          now=time.time()))
         finally:
             if self._fetch_queues.get(peer) is pending:
                 del self._fetch_queues[peer]
 
-    async def _fetch_within_budget(self, peer: str, keys: list[Any], nbytes: int) -> None:
+    async def _fetch_within_budget(self, peer: str, keys: list[Any], nbytes: int) -> bool:
         """Without a memory limit, the fetch at once. Under one, once the bytes in flight
         leave room for its ``nbytes`` within the transfer budget (dask's
         ``distributed.worker.memory.transfer``, 10% of the limit), or none are in flight:
-        values arriving are memory before they can be spilled."""
+        values arriving are memory before they can be spilled. False when the peer could
+        not be reached or answered nothing (:meth:`_fetch`)."""
         budget = self._transfer_budget
         if not budget:
-            await self._fetch(peer, keys)
-            return
+            return await self._fetch(peer, keys)
         room = self._transfer_room
         if room is None:
             room = self._transfer_room = asyncio.Condition()
@@ -90,7 +98,7 @@ class FetchingMixin(WorkerBase):
             await room.wait_for(functools.partial(self._fits_in_flight, nbytes, budget))
             self._in_flight_bytes += nbytes
         try:
-            await self._fetch(peer, keys)
+            return await self._fetch(peer, keys)
         finally:
             async with room:
                 self._in_flight_bytes -= nbytes
@@ -99,10 +107,10 @@ class FetchingMixin(WorkerBase):
     def _fits_in_flight(self, nbytes: int, budget: int) -> bool:
         return self._in_flight_bytes == 0 or self._in_flight_bytes + nbytes <= budget
 
-    async def _fetch(self, peer: str, keys: list[Any]) -> None:
+    async def _fetch(self, peer: str, keys: list[Any]) -> bool:
         """Fetch ``keys`` from ``peer``. Always ends by telling the state machine: the data
         (FetchDone), or FetchFailed when the peer is unreachable, closes the connection, or
-        sends nothing for ``fetch_timeout`` seconds (frozen, or powered off). At most
+        sends nothing for ``fetch_timeout`` seconds (frozen, or powered off); False then. At most
         ``distributed.worker.connections.outgoing`` fetches run at once; the others wait
         their turn (each of those waits ends when a running fetch ends, which has its own)."""
         assert self.state is not None
@@ -134,6 +142,7 @@ class FetchingMixin(WorkerBase):
                              len(keys), peer)
             events = [FetchFailed(peer, keys)]
         self._carry_out(self.state.handle(*events, now=time.time()))
+        return type(events[0]) is FetchDone
 
     async def _get_data(self, peer: str, keys: list[Any]) -> Data:
         conn = await self._peer(peer)
