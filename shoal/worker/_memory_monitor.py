@@ -196,6 +196,6 @@ class MemoryMonitorMixin(WorkerBase):
             self._executor.resume()
         fetches, self._deferred_fetches = self._deferred_fetches, []
         for cmd in fetches:
-            self._spawn(self._fetch_within_budget(cmd))
+            self._queue_fetch(cmd)
         if self._scheduler is not None and not self._scheduler.closed:
             self._scheduler.send(MemoryPaused(False))

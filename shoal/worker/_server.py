@@ -60,7 +60,7 @@ from shoal.worker import _execute
 from shoal.worker._actors import ActorHost
 from shoal.worker._client_run import ClientRunMixin
 from shoal.worker._execute import Executor, loads_when_ready, unpickle
-from shoal.worker._fetching import FetchingMixin, transfer_groups
+from shoal.worker._fetching import FetchingMixin
 from shoal.worker._introspect import STORY_LENGTH_UNREAD, follow_story_length, story_length
 from shoal.worker._memory_monitor import MemoryMonitorMixin
 from shoal.worker._serving import ServingMixin
@@ -83,7 +83,7 @@ from shoal.worker._surface import TaskFacingMixin
 
 logger = logging.getLogger("shoal.worker")
 
-__all__ = ["SchedulerGone", "Worker", "transfer_groups"]
+__all__ = ["SchedulerGone", "Worker"]
 
 
 # The outcome of a freed task the executor skipped (the state drops it, reporting nothing).
@@ -150,6 +150,7 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
         self._deferred_fetches = []
         self._in_flight_bytes = 0
         self._transfer_room = None
+        self._fetch_queues = {}
         self._actors = ActorHost(self.address, loop)
         self._session += 1
         session = self._session
@@ -439,7 +440,7 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
                 if self.paused:  # paused: nothing new comes in until resumed
                     self._deferred_fetches.append(cmd)
                 else:
-                    self._spawn(self._fetch_within_budget(cmd))
+                    self._queue_fetch(cmd)
         if run:
             self._submit(executor, run)
         if done:

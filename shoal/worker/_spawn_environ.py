@@ -27,8 +27,13 @@ MiB = 2**20
 # when the process passes *spill*. A small worker cannot afford 16 MiB kept per arena (a
 # task thread's arena holds freed blocks malloc_trim may not give back): its threshold is a
 # 64th of its memory limit, so 16 MiB from a 1 GiB limit up (or without a limit).
+# Blocks of 4 MiB and more are mapped, though: a dataframe's columns of a few MiB (a task
+# shuffle's sorted groups and joins) kept in the heap left 60-200 MB of freed heap
+# resident between the blocks still alive at a shuffle's peak (glibc returns only the
+# top of a heap), against ~10 MB for dask's workers (benchmarks/RESULTS.md, issue 12);
+# 4 MB HDF5 chunks (4,000,000 bytes) stay below it.
 _MAX_ALLOCATOR_THRESHOLD = 16 * MiB
-_MALLOC_THRESHOLDS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
+_MAX_MMAP_THRESHOLD = 4 * MiB
 # Thread counts of the BLAS libraries numpy may use; dask's pre-spawn-environ sets them to
 # 1: each task thread runs its own BLAS calls (a pool per call oversubscribes the cores).
 BLAS_THREADS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -36,17 +41,26 @@ _CONFIG_KEYS = ("distributed.nanny.pre-spawn-environ", "distributed.nanny.enviro
 
 
 def allocator_threshold(memory_limit: int) -> int:
-    """glibc's trim and mmap thresholds, in bytes, for a worker with ``memory_limit``
-    bytes (0: no limit): a 64th of the limit, at most 16 MiB."""
+    """glibc's trim threshold, in bytes, for a worker with ``memory_limit`` bytes (0: no
+    limit): a 64th of the limit, at most 16 MiB."""
     if not memory_limit or memory_limit <= 0:
         return _MAX_ALLOCATOR_THRESHOLD
     return max(1, min(_MAX_ALLOCATOR_THRESHOLD, memory_limit // 64))
 
 
+def mmap_threshold(memory_limit: int) -> int:
+    """glibc's mmap threshold, in bytes, for a worker with ``memory_limit`` bytes (0: no
+    limit): the trim threshold, at most 4 MiB."""
+    return min(allocator_threshold(memory_limit), _MAX_MMAP_THRESHOLD)
+
+
 def default_environ(memory_limit: int) -> dict[str, str]:
     """shoal's defaults of ``pre-spawn-environ`` for a worker with ``memory_limit``."""
-    threshold = str(allocator_threshold(memory_limit))
-    return {**dict.fromkeys(_MALLOC_THRESHOLDS, threshold), **dict.fromkeys(BLAS_THREADS, "1")}
+    return {
+        "MALLOC_TRIM_THRESHOLD_": str(allocator_threshold(memory_limit)),
+        "MALLOC_MMAP_THRESHOLD_": str(mmap_threshold(memory_limit)),
+        **dict.fromkeys(BLAS_THREADS, "1"),
+    }
 
 
 def spawn_environ(

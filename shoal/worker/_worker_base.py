@@ -17,6 +17,7 @@ import functools
 import itertools
 import os
 import sys
+from collections import deque
 from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -111,6 +112,8 @@ class WorkerBase:
         self._transfer_budget = 0  # bytes of fetched values in flight at once (0: no bound)
         self._in_flight_bytes = 0
         self._transfer_room: asyncio.Condition | None = None
+        # Per peer, the keys waiting for the request under way to end (``_queue_fetch``).
+        self._fetch_queues: dict[str, tuple[deque[Any], dict[Any, int]]] = {}
         self.security = security if security is not None else Security()
         self.resources = check_resources(resources)
         self.scheduler_gone = False  # closed because the scheduler said so or stayed away
@@ -214,7 +217,7 @@ class WorkerBase:
 
         def _serializing_pool(self) -> concurrent.futures.ThreadPoolExecutor: ...
 
-        async def _fetch_within_budget(self, cmd: Fetch) -> None: ...
+        def _queue_fetch(self, cmd: Fetch) -> None: ...
 
         async def _memory_monitor(self, store: SpillBuffer) -> None: ...
 

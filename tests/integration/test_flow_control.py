@@ -63,7 +63,9 @@ def test_gather_of_50_results_of_10_mb_holds_no_extra_copies(client):
         f.release()
 
 
-def test_many_large_inputs_travel_between_workers_in_pieces(make_client, monkeypatch):
+def test_many_large_inputs_travel_between_workers_in_bounded_messages(make_client, monkeypatch):
+    from shoal.worker._server import Worker
+
     pieces = []
     add = _pieces.DataPieces.add
 
@@ -71,16 +73,26 @@ def test_many_large_inputs_travel_between_workers_in_pieces(make_client, monkeyp
         pieces.append(msg.more)
         return add(self, msg)
 
+    asked = []
+    get_data = Worker._get_data
+
+    async def counted(self, peer, keys):
+        asked.append(len(keys))
+        return await get_data(self, peer, keys)
+
     monkeypatch.setattr(_pieces.DataPieces, "add", counting)
+    monkeypatch.setattr(Worker, "_get_data", counted)
     with dask.config.set({"distributed.worker.transfer.message-bytes-limit": "15MB"}):
         c = make_client(n_workers=2, processes=False)
     a, b = sorted(c.scheduler_info()["workers"])
     parts = c.map(big, range(8), workers=[a], pure=False)
     out = c.submit(total, *parts, workers=[b], pure=False)
     assert out.result(timeout=60) == (float(sum(range(8))), 8 * 10 * MB)
-    assert pieces.count(True) >= 3  # 80 MB in pieces of at most 15 MB (one 10 MB value each)
-    # And straight to the client, in pieces too.
+    # 80 MB asked for at most 15 MB at a time: one 10 MB value per request.
+    assert asked == [1] * 8
+    # And straight to the client, in pieces of at most 15 MB (one 10 MB value each).
     assert [float(v[0]) for v in c.gather(parts)] == [float(i) for i in range(8)]
+    assert pieces.count(True) >= 3
 
 
 def test_a_worker_fetches_from_at_most_outgoing_peers_at_once(make_client, monkeypatch):
@@ -106,3 +118,40 @@ def test_a_worker_fetches_from_at_most_outgoing_peers_at_once(make_client, monke
     out = c.submit(total, *parts, workers=[target], pure=False)
     assert out.result(timeout=60) == (float(sum(range(6))), 6 * 10 * MB)
     assert most[0] == 1
+
+
+def first(array):
+    return float(array[0])
+
+
+def test_a_worker_has_one_fetch_in_flight_per_peer_and_batches_the_rest(make_client, monkeypatch):
+    """dask's gather rule: one request at a time to each peer, the keys asked for meanwhile
+    going together in the next one, each request within transfer.message-bytes-limit. Many
+    concurrent requests to one peer had every input of every assigned task arrive at once
+    (a shuffle's joins held all their pieces before any ran: benchmarks/RESULTS.md)."""
+    from shoal.worker._server import Worker
+
+    running: dict[str, int] = {}
+    most: dict[str, int] = {}
+    asked: list[int] = []
+    get_data = Worker._get_data
+
+    async def counted(self, peer, keys):
+        running[peer] = running.get(peer, 0) + 1
+        most[peer] = max(most.get(peer, 0), running[peer])
+        asked.append(len(keys))
+        try:
+            return await get_data(self, peer, keys)
+        finally:
+            running[peer] -= 1
+
+    monkeypatch.setattr(Worker, "_get_data", counted)
+    with dask.config.set({"distributed.worker.transfer.message-bytes-limit": "25MB"}):
+        c = make_client(n_workers=2, processes=False)
+    a, b = sorted(c.scheduler_info()["workers"])
+    parts = c.map(big, range(8), workers=[a], pure=False)
+    wait(parts)
+    firsts = c.map(first, parts, workers=[b], pure=False)
+    assert c.gather(firsts) == [float(i) for i in range(8)]
+    assert most == {a: 1}
+    assert sum(asked) == 8 and max(asked) <= 2  # 10 MB values, 25 MB per request

@@ -156,13 +156,28 @@ def test_used_is_handle_of_value_used(policy: MemoryPolicy) -> None:
     assert list(policy.fast) == list(other.fast) == ["b", "c", "a"]
 
 
-def test_fetches_are_cut_to_the_transfer_budget() -> None:
-    from shoal.worker._server import transfer_groups
+def test_fetches_are_cut_to_the_request_limit() -> None:
+    from collections import deque
+
+    from shoal.worker._fetching import next_request
 
     sizes = {"a": 20, "b": 20, "c": 5, "huge": 100}
-    assert transfer_groups(["a", "b", "c", "huge", "unknown"], sizes, 30) == [
-        (["a"], 20), (["b", "c"], 25), (["huge"], 100), (["unknown"], 0)]
-    assert transfer_groups([], sizes, 30) == []
+    keys = deque(["a", "b", "c", "huge", "unknown"])
+    requests = []
+    while keys:
+        requests.append(next_request(keys, sizes, 30))
+    assert requests == [(["a"], 20), (["b", "c"], 25), (["huge"], 100), (["unknown"], 0)]
+    assert sizes == {}
+    assert next_request(deque(), {}, 30) == ([], 0)
+
+
+def test_a_request_asks_for_at_most_8_mib_or_less_when_configured_or_budgeted() -> None:
+    from shoal.worker._fetching import request_limit
+
+    mib = 2**20
+    assert request_limit(50_000_000, 0) == 8 * mib  # dask's 50 MB default: capped
+    assert request_limit(2 * mib, 0) == 2 * mib  # a smaller setting is kept
+    assert request_limit(50_000_000, mib) == mib  # a memory limit's transfer budget
 
 
 def test_a_fetch_order_carries_the_schedulers_sizes() -> None:

@@ -128,8 +128,8 @@ def test_a_paused_worker_starts_no_fetch_until_it_resumes() -> None:
         worker.memory_limit = 1000
         started: list[Any] = []
 
-        async def fetch(cmd: Any) -> None:
-            started.append(cmd)
+        async def fetch(peer: str, keys: list[Any], nbytes: int) -> None:
+            started.append((peer, keys))
 
         class Executor:
             def pause(self) -> None: ...
@@ -147,8 +147,53 @@ def test_a_paused_worker_starts_no_fetch_until_it_resumes() -> None:
         assert started == []  # paused: nothing new comes in
         worker._resume(100)
         await asyncio.sleep(0.01)
-        assert started == [order]
+        assert started == [("tcp://peer:1", ["x"])]
         await scheduler.drain()
         assert [m.paused for m in scheduler.sent] == [True, False]  # type: ignore[attr-defined]
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_request_fails_the_keys_queued_for_that_peer_at_once() -> None:
+    """One request at a time to each peer: when it fails (the peer unreachable, or silent
+    past the fetch timeout), the keys waiting their turn fail with it, rather than each
+    request waiting out its own timeout against the same dead peer in turn."""
+    from shoal.worker._events import Fetch, FetchFailed
+
+    async def scenario() -> None:
+        worker = Worker("tcp://127.0.0.1:1")
+        worker.address = "tcp://127.0.0.1:2"
+        handled: list[Any] = []
+
+        class State:
+            def handle(self, *events: Any, now: float = 0.0) -> list[Any]:
+                handled.extend(events)
+                return []
+
+        calls: list[list[Any]] = []
+        release = asyncio.Event()
+
+        async def get_data(peer: str, keys: list[Any]) -> Data:
+            calls.append(list(keys))
+            await release.wait()  # ends: set below
+            raise OSError("connection refused")
+
+        worker.state = State()  # type: ignore[assignment]
+        worker._get_data = get_data  # type: ignore[method-assign]
+        worker._scheduler = FakeConnection("tcp://scheduler:1")  # type: ignore[assignment]
+        worker._executor = object()  # type: ignore[assignment]
+        worker._actors = object()  # type: ignore[assignment]
+        worker._queue_fetch(Fetch("tcp://peer:1", ["a"]))
+        for _ in range(100):  # ends: the runner's first request, a few loop turns away
+            if calls:
+                break
+            await asyncio.sleep(0)
+        worker._queue_fetch(Fetch("tcp://peer:1", ["b"]))
+        worker._queue_fetch(Fetch("tcp://peer:1", ["c"]))
+        release.set()
+        await asyncio.gather(*worker._tasks)
+        assert calls == [["a"]]
+        assert handled == [FetchFailed("tcp://peer:1", ["a"]), FetchFailed("tcp://peer:1", ["b", "c"])]
+        assert worker._fetch_queues == {}
 
     asyncio.run(scenario())
