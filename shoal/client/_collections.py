@@ -169,11 +169,12 @@ def _submit_graph(client: Client, session: int, graph: dict[Any, GraphNode], wan
     # first), so that the cluster starts on it while the rest is pickled; actors and
     # restrictions must be known before any task runs, so such graphs go whole.
     in_pieces = len(nodes) > _submit.PIECE_ROWS and not actor_keys and not restricted
-    if in_pieces:
-        ordering, sequence = ordered(nodes)
+    if in_pieces:  # (the order is walked as the rows are made: see ``ordered``)
+        sequence = ordered(nodes)
         pieces = client._graph_pieces(list(futures), session)
     else:
-        ordering, sequence = task_order(nodes), list(nodes)
+        ordering = task_order(nodes)
+        sequence = ((k, ordering.get(k, 0)) for k in nodes)
     _gc.settle()  # (shoal/_gc.py: the graph's order, frozen in bulk mode before a young
     # collection on the loop walks every item)
     rows: list[tuple[Any, ...]] = []
@@ -188,7 +189,7 @@ def _submit_graph(client: Client, session: int, graph: dict[Any, GraphNode], wan
     size = 0
     try:
         with client._functions.batch():
-            for key in sequence:
+            for key, rank in sequence:
                 node = nodes[key]
                 if key in pinned and key not in futures:
                     continue
@@ -206,7 +207,7 @@ def _submit_graph(client: Client, session: int, graph: dict[Any, GraphNode], wan
                     loose = bool(_option(ann_loose, allow_other_workers, key))
                     if need or loose:
                         restrictions.append((key, need, loose))
-                prio = (-int(p or 0), gen, ordering.get(key, 0))
+                prio = (-int(p or 0), gen, rank)
                 # a tuple key's prefix is its name's: read once per name (a layer's tasks)
                 name = key[0] if type(key) is tuple and key else None
                 prefix = prefixes.get(name) if name is not None else None
