@@ -31,7 +31,7 @@ from dask.core import flatten
 
 from shoal import _gc
 from shoal.client import _containers, _spans, _submit
-from shoal.client._core import orphaned_key
+from shoal.client._core import orphaned_key, orphaned_keys
 from shoal.client._delayed_graph import delayed_graph
 from shoal.client._future import Future
 from shoal.client._keys import check_user_keys
@@ -413,10 +413,23 @@ def _as_actors(nodes: dict[Any, GraphNode], keys: list[Any]) -> dict[Any, GraphN
 
 
 def _check_external_inputs(client: Client, nodes: dict[Any, GraphNode]) -> None:
-    """Inputs outside the graph must be on the cluster; name those a closed client held."""
+    """Inputs outside the graph must be on the cluster; name those a closed client held.
+    Only a key a closed client held can fail the check: with fewer such keys than tasks
+    (none, usually), those not in the graph nor held now are looked for among the
+    inputs, if any is left, rather than every input being looked up (a pass over the
+    graph before its first piece leaves: 0.3-0.5 s at a million tasks)."""
+    orphans = orphaned_keys()
+    if len(orphans) < len(nodes):
+        suspects = {k for k in orphans if k not in nodes and not client._held(k)}
+        if not suspects:
+            return
+        suspect = suspects.__contains__
+    else:
+        def suspect(dep: Any) -> bool:
+            return dep not in nodes and not client._held(dep) and orphaned_key(dep)
     for node in nodes.values():
         for dep in node.dependencies:
-            if dep not in nodes and not client._held(dep) and orphaned_key(dep):
+            if suspect(dep):
                 raise RuntimeError(
                     f"this computation needs {dep!r}, which was held by a Client that has "
                     "been closed, so the cluster released it. Persist or compute it again "
