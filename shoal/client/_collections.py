@@ -155,8 +155,10 @@ def _submit_graph(client: Client, session: int, graph: dict[Any, GraphNode], wan
     ann_loose = annotations.get("allow_other_workers")
     restrictions: list[tuple[Any, dict[str, float] | None, bool]] = []
     pinned = {k for k, _ in pins}
-    nodes = {k: v for k, v in graph.items()
-             if not (k in pinned and isinstance(v, Alias) and v.target == k)}
+    # (read only below; the copy leaves out the held keys' references to themselves)
+    nodes = graph if not pinned else {k: v for k, v in graph.items()
+                                      if not (k in pinned and isinstance(v, Alias)
+                                              and v.target == k)}
     _gc.settle()  # (shoal/_gc.py: containers of a graph's existing objects, frozen in bulk mode)
     _check_external_inputs(client, nodes)
     actor_keys = _actor_keys(actors, wanted)
