@@ -159,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 self.stalls += late > 0.1
                 if self.first_done is None and self.scheduler.state.completed_total > self._base:
                     self.first_done = time.perf_counter()
+                    self.first_done_cpu = time.process_time()
 
     _million._LoopProbe = Probe  # type: ignore[misc]
     gc.callbacks.append(rec.on_gc)

@@ -44,6 +44,11 @@ def orphaned_key(key: Any) -> bool:
     return key in _orphaned
 
 
+def orphaned_keys() -> list[Any]:
+    """The keys noted by ``orphan_keys`` (a copy; oldest first)."""
+    return list(_orphaned)
+
+
 class ClientCore(Protocol):
     """The part of a Client its helpers use: identity and status, the per-key future
     states and reference counts, the ordered queue to the scheduler, requests (with their

@@ -19,7 +19,8 @@ iteration and so the string hash seed; here those go largest first too.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from dask.order import order as dask_order
@@ -37,17 +38,20 @@ def task_order(graph: Mapping[Any, Any]) -> dict[Any, int]:
     return ordered if ordered is not None else dask_order(graph)
 
 
-def ordered(graph: Mapping[Any, Any]) -> tuple[dict[Any, int], list[Any]]:
-    """``task_order(graph)``, and the keys of ``graph`` in that order with each key after
-    its inputs in ``graph`` (the order in which a graph's pieces go out: the scheduler
-    gets first the tasks it will run first)."""
+def ordered(graph: Mapping[Any, Any]) -> Iterator[tuple[Any, int]]:
+    """The keys of ``graph`` with their ``task_order`` rank, each key after its inputs in
+    ``graph`` (the order in which a graph's pieces go out: the scheduler gets first the
+    tasks it will run first). For an in-forest the keys come as ``tree_order`` walks them,
+    lazily: the first ones are ready before the walk has seen the whole graph (at a
+    million tasks the walk is seconds the cluster would otherwise wait)."""
     if len(graph) <= 1:
-        return dict.fromkeys(graph, 0), list(graph)
-    tree = tree_order(graph)
-    if tree is not None:
-        return tree, list(tree)  # made in order, each task right after its last input
+        return iter(task_order(graph).items())  # (a task that is its own input: a cycle)
+    walk = tree_walk(graph)
+    if walk is not None:
+        return zip(walk, itertools.count())  # made in order, each right after its last input
     ranks = dask_order(graph)
-    return ranks, inputs_before(graph, sorted(graph, key=ranks.__getitem__))
+    keys = inputs_before(graph, sorted(graph, key=ranks.__getitem__))
+    return ((k, ranks[k]) for k in keys)
 
 
 def inputs_before(graph: Mapping[Any, Any], keys: list[Any]) -> list[Any]:
@@ -86,6 +90,14 @@ def tree_order(graph: Mapping[Any, Any]) -> dict[Any, int] | None:
     """``dask.order.order(graph)`` in O(n) when every key (in ``graph`` or an input from
     outside it) is an input of at most one task, else None. Keys from outside the graph
     (held futures) take part as roots, as in dask, and get no priority."""
+    walk = tree_walk(graph)
+    return None if walk is None else {k: i for i, k in enumerate(walk)}
+
+
+def tree_walk(graph: Mapping[Any, Any]) -> Iterator[Any] | None:
+    """The keys of ``graph`` in ``tree_order``'s order (a key's rank is its position),
+    made as they are walked, or None if ``graph`` is not an in-forest. The sizes of the
+    subtrees are computed before the first key (over the tasks with inputs only)."""
     inputs: dict[Any, Any] = {}  # key -> its tasks's inputs (only keys with some)
     used: set[Any] = set()  # keys that are some task's input
     seen = 0
@@ -153,9 +165,17 @@ def tree_order(graph: Mapping[Any, Any]) -> dict[Any, int] | None:
     n_roots = reached - len(inputs)
     isolated = sum(1 for k in sinks if k not in inputs)
     smallest_first = 0 < isolated < n_roots and abs(n_roots - len(sinks)) / n_roots < 0.8
-    result: dict[Any, int] = {}
-    i = 0
-    for sink in sorted(sinks, key=sink_rank, reverse=not smallest_first):
+    order = sorted(sinks, key=sink_rank, reverse=not smallest_first)
+    return _walk(graph, order, inputs, rank)
+
+
+def _walk(graph: Mapping[Any, Any], sinks: list[Any], inputs: dict[Any, Any],
+          rank: Callable[[Any], Any]) -> Iterator[Any]:
+    """Each of ``sinks``' trees depth first, inputs largest ``rank`` first; a task right
+    after its last input. Yields the keys of ``graph`` only (outside keys are roots here,
+    not tasks of this graph)."""
+    has_inputs = inputs.keys()
+    for sink in sinks:
         stack: list[tuple[Any, bool]] = [(sink, False)]
         while stack:
             k, expanded = stack.pop()
@@ -171,9 +191,6 @@ def tree_order(graph: Mapping[Any, Any]) -> dict[Any, int] | None:
                     # and each is placed at once, largest first (as popped off the stack)
                     for d in reversed(sorted(deps, key=str)):
                         if d in graph:
-                            result[d] = i
-                            i += 1
-            elif k in graph:  # outside keys are roots here, not tasks of this graph
-                result[k] = i
-                i += 1
-    return result
+                            yield d
+            elif k in graph:
+                yield k

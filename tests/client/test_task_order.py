@@ -214,7 +214,8 @@ def test_a_one_task_graph_is_first() -> None:
 
 def test_ordered_lists_a_trees_keys_in_dasks_order_each_after_its_inputs() -> None:
     graph = _graph(da.ones(50, chunks=1).sum(split_every=2))  # exact where 2 inputs each
-    ranks, keys = ordered(graph)
+    pairs = list(ordered(graph))
+    ranks, keys = dict(pairs), [k for k, _ in pairs]
     assert ranks == order(graph)
     assert keys == sorted(graph, key=ranks.__getitem__)
     _assert_inputs_first(graph, keys)
@@ -224,7 +225,8 @@ def test_ordered_lists_any_graphs_keys_each_after_its_inputs() -> None:
     x = da.ones((20, 20), chunks=5)
     graph = _graph((x @ x.T + x).sum())  # shared inputs: not a tree, dask.order's
     assert tree_order(graph) is None
-    ranks, keys = ordered(graph)
+    pairs = list(ordered(graph))
+    ranks, keys = dict(pairs), [k for k, _ in pairs]
     assert ranks == order(graph)
     assert sorted(keys, key=str) == sorted(graph, key=str)
     _assert_inputs_first(graph, keys)
@@ -250,4 +252,29 @@ def test_a_single_task_depending_on_itself_is_a_cycle_as_in_dask() -> None:
     with pytest.raises(RuntimeError, match="Cycle detected"):
         task_order(graph)
     with pytest.raises(RuntimeError, match="Cycle detected"):
+        list(ordered(graph))
+    with pytest.raises(RuntimeError, match="Cycle detected"):
         order(graph)  # (what dask says)
+
+
+class _CountsLookups(dict):  # type: ignore[type-arg]
+    """A graph that counts the membership tests made on it (the walk's, one per key)."""
+
+    lookups = 0
+
+    def __contains__(self, key: object) -> bool:
+        self.lookups += 1
+        return super().__contains__(key)
+
+
+def test_a_trees_keys_come_as_walked_not_after_the_whole_walk() -> None:
+    # At a million tasks the walk takes seconds: a graph's first piece goes out after
+    # the subtrees' sizes, before the rest of the walk.
+    graph = _CountsLookups(_graph(da.ones(400, chunks=1).sum(split_every=4)))
+    pairs = ordered(graph)
+    first = [next(pairs) for _ in range(5)]
+    assert graph.lookups < 10  # the first keys, not the whole graph
+    rest = list(pairs)
+    assert graph.lookups >= len(graph)
+    assert dict(first + rest) == tree_order(dict(graph))
+    assert [rank for _, rank in first + rest] == list(range(len(graph)))
