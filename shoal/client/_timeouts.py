@@ -21,13 +21,7 @@ def seconds(value: Any, what: str, default: float | None) -> float | None:
     if value is None:
         return None
     if isinstance(value, str):
-        from dask.utils import parse_timedelta
-
-        try:
-            value = parse_timedelta(value, default="seconds")
-        except (ValueError, KeyError):
-            raise ValueError(f"{what}: timeout {value!r} is not a duration like 30, '30s' or "
-                             "'2 minutes'") from None
+        value = _parsed(value, what)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ValueError(f"{what}: timeout must be a positive number of seconds, a duration "
                          f"like '30s', or None; got {value!r}")
@@ -46,13 +40,7 @@ def duration(value: Any) -> float | None:
         if isinstance(value, datetime.timedelta):
             return value.total_seconds()
         return value  # type: ignore[no-any-return]
-    from dask.utils import parse_timedelta
-
-    try:
-        return parse_timedelta(value, default="seconds")  # type: ignore[no-any-return]
-    except (ValueError, KeyError):
-        raise ValueError(f"timeout {value!r} is not a duration like 30, '30s' or "
-                         "'2 minutes'") from None
+    return _parsed(value, "")
 
 
 def wait_timeout(value: Any, what: str) -> float | None:
@@ -74,16 +62,26 @@ def wait_timeout(value: Any, what: str) -> float | None:
     if isinstance(value, datetime.timedelta):
         return wait_timeout(value.total_seconds(), what)
     if isinstance(value, str):
-        from dask.utils import parse_timedelta
-
-        try:
-            parsed = parse_timedelta(value, default="seconds")
-        except (ValueError, KeyError):
-            raise ValueError(f"{what}: timeout {value!r} is not a duration like 0.5, '200ms' "
-                             "or '2 minutes'") from None
-        return wait_timeout(parsed, what)
+        return wait_timeout(_parsed(value, what), what)
     raise TypeError(f"{what}: timeout must be a number of seconds, a duration like '200ms', "
                     f"a timedelta or None, got {type(value).__name__}")
+
+
+def _parsed(text: str, what: str) -> float:
+    """``text`` (``"30s"``, ``"200ms"``, ``"2 minutes"``, ``"5"``) in seconds, as dask's
+    ``parse_timedelta`` reads it.
+
+    Raises:
+        ValueError: not a duration (the message names ``what`` when given).
+    """
+    from dask.utils import parse_timedelta
+
+    try:
+        return float(parse_timedelta(text, default="seconds"))
+    except (ValueError, KeyError):
+        where = f"{what}: " if what else ""
+        raise ValueError(f"{where}timeout {text!r} is not a duration like 30, '30s', '200ms' "
+                         "or '2 minutes'") from None
 
 
 def connect_timeout() -> float:
