@@ -115,10 +115,18 @@ def test_a_plugin_registered_again_is_set_up_after_the_old_ones_teardown(tmp_pat
     assert LOG == [("setup", "old"), ("teardown", "old"), ("setup", "new")]
 
 
-def test_a_nanny_plugin_gets_the_nanny_by_name_and_its_teardown_runs_when_unregistered(
-        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def nanny_env(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The environment a nanny's plugins live in: a state file, and the names applied
+    (set by the plugins' host in this process: removed afterwards)."""
     monkeypatch.setenv(NANNY_STATE_ENV, str(tmp_path / "nanny-state.json"))
     monkeypatch.delenv(NANNY_PLUGINS_ENV, raising=False)
+    yield
+    os.environ.pop(NANNY_PLUGINS_ENV, None)
+
+
+def test_a_nanny_plugin_gets_the_nanny_by_name_and_its_teardown_runs_when_unregistered(
+        tmp_path: Any, nanny_env: None) -> None:
 
     async def scenario() -> None:
         host, spawned = _host(tmp_path)
@@ -129,10 +137,7 @@ def test_a_nanny_plugin_gets_the_nanny_by_name_and_its_teardown_runs_when_unregi
         await _settle(spawned)
         assert _oks(conn) == [(1, True), (2, True)]
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        os.environ.pop(NANNY_PLUGINS_ENV, None)
+    asyncio.run(scenario())
     assert LOG == [("nanny setup", ["nanny"]), ("nanny teardown", ["nanny"])]
 
 
@@ -147,11 +152,9 @@ class NannyTagged(NannyPlugin):
 
 
 def test_a_nanny_plugin_registered_again_under_its_name_is_set_up_again(
-        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Any, nanny_env: None) -> None:
     # dask's nanny replaces it and runs the new setup; a joining worker's re-send
     # (request 0) of a plugin applied before this process started is not run again.
-    monkeypatch.setenv(NANNY_STATE_ENV, str(tmp_path / "nanny-state.json"))
-    monkeypatch.delenv(NANNY_PLUGINS_ENV, raising=False)
 
     async def scenario() -> None:
         host, spawned = _host(tmp_path)
@@ -162,9 +165,6 @@ def test_a_nanny_plugin_registered_again_under_its_name_is_set_up_again(
             await _settle(spawned)
         assert _oks(conn) == [(1, True), (2, True)]
 
-    try:
-        asyncio.run(scenario())
-        assert os.environ[NANNY_PLUGINS_ENV] == '["tagged"]'
-    finally:
-        os.environ.pop(NANNY_PLUGINS_ENV, None)
+    asyncio.run(scenario())
+    assert os.environ[NANNY_PLUGINS_ENV] == '["tagged"]'
     assert LOG == [("nanny setup", "first"), ("nanny setup", "second")]
