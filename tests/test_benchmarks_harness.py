@@ -145,7 +145,7 @@ def test_table_rows_show_figures_ratio_and_errors() -> None:
         "error: RuntimeError: scheduler not / ready",
         "—",
         "— (1) / —",
-        "≤ 0.5 ms",
+        "≤ 0.25 ms",
         "—",
     ]
     assert rows[1][3] == "error"
@@ -205,8 +205,8 @@ def test_one_line_cuts_long_text() -> None:
 
 def test_results_markdown_has_table_method_and_environment() -> None:
     outcomes = {
-        ("throughput", "dask"): Outcome(metrics={"tasks_per_s": 400.0, "seconds": 50.0}),
-        ("throughput", "shoal"): Outcome(metrics={"tasks_per_s": 24_000.0, "seconds": 0.83}),
+        ("throughput", "dask"): Outcome(metrics={"tasks_per_s": 800.0, "seconds": 25.0}),
+        ("throughput", "shoal"): Outcome(metrics={"tasks_per_s": 48_000.0, "seconds": 0.42}),
     }
     text = results_markdown(
         [WORKLOADS["throughput"]], outcomes, {"CPU": "AMD EPYC"}, "python -m benchmarks", "quick"

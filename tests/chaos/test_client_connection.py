@@ -431,10 +431,10 @@ def test_a_graph_sent_in_pieces_across_the_loss_is_cancelled_as_dask_does(
         queue_piece = _submit.GraphPieces._queue
         calls = itertools.count()
 
-        def racing(self: Any, more: bool, rest: Any = None) -> None:
+        def racing(self: Any, more: bool, rest: Any = None, **kwargs: Any) -> None:
             if next(calls) == 1:  # the first piece is out: the loss comes before the next
                 _lose_and_regain(client, relay)
-            queue_piece(self, more, rest)
+            queue_piece(self, more, rest, **kwargs)
 
         monkeypatch.setattr(_submit.GraphPieces, "_queue", racing)
         # Keys named by their content: running it again after the loss asks for the same.
