@@ -19,6 +19,7 @@ What is expected under faults, after dask.distributed's documentation:
 from __future__ import annotations
 
 import concurrent.futures
+import gc
 import os
 import random
 import signal
@@ -33,11 +34,12 @@ import dask.array as da
 import dask.bag as db
 import numpy as np
 
-from shoal import LostDataError, as_completed, wait
+from shoal import FIRST_COMPLETED, LostDataError, as_completed, wait
 
 from . import _soak_tasks as t
 
 DEADLINE = 90.0  # one operation, however loaded the machine: past it, a hang
+MAX_KILLS_EACH = 8  # a nanny gives up on its worker past 10 deaths in a minute
 CancelledError = concurrent.futures.CancelledError
 
 
@@ -81,7 +83,10 @@ class Soak:
                (self.op_bag, 2), (self.op_errors, 2), (self.op_cancel, 2),
                (self.op_scatter, 2), (self.op_retries, 2), (self.op_nested, 1),
                (self.op_as_completed, 2), (self.op_big_transfer, 2), (self.op_kill, 3),
-               (self.op_check, 4), (self.op_restart, 1), (self.op_retire, 1)]
+               (self.op_check, 4), (self.op_restart, 1), (self.op_retire, 1),
+               (self.op_pure, 2), (self.op_release, 1), (self.op_scale, 1),
+               (self.op_first_completed, 1), (self.op_retry_future, 1),
+               (self.op_kill_two, 1), (self.op_restart_workers, 1), (self.op_copies, 1)]
         funcs = [f for f, _ in ops]
         weights = [w for _, w in ops]
         for self.step_no in range(steps):
@@ -95,6 +100,22 @@ class Soak:
         self.whole()
         assert self.bounded(lambda: self.client.submit(t.inc, 1, pure=False).result(
             timeout=DEADLINE), "a last task") == 2
+        self.forgotten()
+
+    def forgotten(self) -> None:
+        """With every future released, the scheduler forgets every task (none is left
+        held, to be handed out stale to a later submission of its key)."""
+        gc.collect()
+        state = self.cluster.scheduler.state
+        deadline = time.monotonic() + DEADLINE
+        while state.tasks:
+            if time.monotonic() > deadline:
+                left = list(state.tasks.values())[:5]
+                lines = [row for ts in left for row in describe_task(state, ts, "  ")]
+                raise AssertionError(f"{len(state.tasks)} tasks still on the scheduler "
+                                     f"{DEADLINE} s after every future was released:\n"
+                                     + "\n".join(lines))
+            time.sleep(0.02)
 
     def note(self, text: str) -> None:
         self.trace.append(f"{self.step_no}: {text}")
@@ -152,15 +173,22 @@ class Soak:
 
     # --- faults ----------------------------------------------------------------------------
 
-    def kill(self) -> str | None:
-        """SIGKILL one worker process (of those running, one killed least so far)."""
-        alive = [n for n in self.cluster.nannies if n.pid is not None and not n._closing]
+    def kill(self, address: str | None = None) -> str | None:
+        """SIGKILL one worker process: the one at ``address``, else of those running one
+        killed least so far."""
+        alive = [n for n in self.cluster.nannies
+                 if not n.stopped and n.process is not None and n.process.returncode is None]
+        if address is not None:
+            ws = self.cluster.scheduler.state.workers.get(address)
+            alive = [n for n in alive if ws is not None and str(n.name) == str(ws.name)]
         if not alive:
             return None
         fewest = min(self.kills_by_name.get(str(n.name), 0) for n in alive)
         choices = sorted((n for n in alive if self.kills_by_name.get(str(n.name), 0) == fewest),
                          key=lambda n: str(n.name))
         nanny = self.rng.choice(choices)
+        if self.kills_by_name.get(str(nanny.name), 0) >= MAX_KILLS_EACH:
+            return None  # a nanny gives up past 10 restarts a minute
         try:
             os.kill(nanny.pid, signal.SIGKILL)
         except (ProcessLookupError, TypeError):  # it just died (or its pid went): no kill
@@ -191,8 +219,26 @@ class Soak:
         self.note(f"kill worker {self.kill()}")
 
     def op_restart(self) -> None:
+        """``client.restart()``, perhaps with a kill during it, perhaps while another
+        thread gathers large results (which then arrive, or raise ``CancelledError``)."""
         during = self.rng.random() < 0.5
-        self.note(f"restart (kill during: {during})")
+        gathering = self.rng.random() < 0.5
+        self.note(f"restart (kill during: {during}, gather during: {gathering})")
+        big: list[Any] = []
+        gatherer = None
+        if gathering:
+            big = self.client.map(t.big, [4] * 6, range(6), pure=False)
+            self.settle(Pending("large results", self.step_no, big, lambda: None, self.kills))
+            box: dict[str, Any] = {}
+
+            def gather_big() -> None:
+                try:
+                    box["value"] = [len(v) for v in self.client.gather(big)]
+                except CancelledError as exc:
+                    box["value"] = exc
+
+            gatherer = threading.Thread(target=gather_big, name="soak-gatherer", daemon=True)
+            gatherer.start()
         timer = self.kill_soon() if during else None
         try:
             self.bounded(lambda: self.client.restart(timeout=DEADLINE), "client.restart()")
@@ -201,11 +247,19 @@ class Soak:
                 timer.join()  # ends: the timer's delay
         for p in self.pending:
             p.cancelled = True
+        if gatherer is not None:
+            gatherer.join(DEADLINE)  # ends: the deadline
+            if gatherer.is_alive():
+                raise Hang(f"a gather of large results still waiting {DEADLINE} s after a "
+                           f"restart\n{self.explain(big)}")
+            got = box["value"]
+            assert isinstance(got, CancelledError) or got == [4 << 20] * 6, got
 
     def op_retire(self) -> None:
         self.whole()
         workers = sorted(self.cluster.scheduler.state.workers)
         victim = self.rng.choice(workers)
+        name = str(self.cluster.scheduler.state.workers[victim].name)
         during = self.rng.random() < 0.3
         self.note(f"retire {victim} (kill during: {during})")
         timer = self.kill_soon() if during else None
@@ -215,8 +269,72 @@ class Soak:
             if timer is not None:
                 timer.join()  # ends: the timer's delay
         assert set(out) <= {victim}, out
+
+        def back() -> bool:
+            """Killed while retiring (before it exited on purpose), the worker was
+            restarted by its nanny: the nanny knew nothing of the retirement."""
+            return during and any(str(ws.name) == name and a != victim
+                                  for a, ws in self.cluster.scheduler.state.workers.items())
+
+        # As in dask, the cluster learns of the retirement when the worker's process has
+        # ended (dask: after distributed.deploy.lost-worker-timeout); then scale() replaces it.
+        deadline = time.monotonic() + DEADLINE
+        while len(self.cluster.workers) > self.n_workers - len(out) and not back():
+            if time.monotonic() > deadline:
+                raise Hang(f"the cluster still counts {len(self.cluster.workers)} workers "
+                           f"{DEADLINE} s after retiring {list(out)}")
+            time.sleep(0.02)
         self.bounded(lambda: self.cluster.scale(self.n_workers), "cluster.scale()")
         self.whole()
+
+    def op_kill_two(self) -> None:
+        self.note(f"kill workers {self.kill()} and {self.kill()} at once")
+
+    def op_scale(self) -> None:
+        """Scale down by one (a graceful retirement), then back up."""
+        self.whole()
+        during = self.rng.random() < 0.3
+        self.note(f"scale to {self.n_workers - 1} and back (kill during: {during})")
+        timer = self.kill_soon() if during else None
+        try:
+            self.bounded(lambda: self.cluster.scale(self.n_workers - 1), "scale down")
+        finally:
+            if timer is not None:
+                timer.join()  # ends: the timer's delay
+        self.bounded(lambda: self.cluster.scale(self.n_workers), "scale up")
+        self.whole()
+
+    def op_restart_workers(self) -> None:
+        """Restart one worker through its nanny: its tasks run elsewhere or after, the
+        results it held are recomputed, no future is cancelled."""
+        self.whole()
+        victim = self.rng.choice(sorted(self.cluster.scheduler.state.workers))
+        self.note(f"restart_workers {victim}")
+        try:
+            out = self.bounded(lambda: self.client.restart_workers([victim], timeout=DEADLINE),
+                               "restart_workers")
+        except ValueError:  # it left meanwhile (killed, restarted under a new address)
+            return
+        assert out == {victim: "OK"}, out
+
+    def op_copies(self) -> None:
+        """``replicate`` or ``rebalance`` the results in flight (copies; nothing lost)."""
+        futures = [f for p in self.pending if not p.cancelled for f in p.futures
+                   if f.status == "finished"]
+        how = self.rng.choice(["replicate", "rebalance"])
+        self.note(f"{how} {len(futures)} futures")
+        if not futures:
+            return
+        if how == "replicate":
+            self.bounded(lambda: self.client.replicate(futures, n=2), "replicate", futures)
+        else:
+            self.bounded(lambda: self.client.rebalance(futures), "rebalance", futures)
+
+    def op_release(self) -> None:
+        """Drop an operation's futures unchecked, perhaps mid-compute."""
+        if self.pending:
+            p = self.pending.pop(self.rng.randrange(len(self.pending)))
+            self.note(f"release {p.name} of step {p.step} unchecked")
 
     # --- checks ----------------------------------------------------------------------------
 
@@ -356,6 +474,8 @@ class Soak:
         xs = [rng.randrange(1000) for _ in range(rng.randrange(2, 20))]
         futs = c.map(t.slow_inc, xs, delay=0.05, pure=False)
         gone = sorted(rng.sample(range(len(futs)), rng.randrange(1, len(futs))))
+        # a dependent of a cancelled future is cancelled with it (dask's cancel)
+        dependent = c.submit(t.inc, futs[gone[0]], pure=False)
         self.bounded(lambda: c.cancel([futs[i] for i in gone]), "cancel", futs)
         # cancel, then submit the same key again: a fresh, right result
         key = f"soak-again-{self.seed}-{self.step_no}"
@@ -375,16 +495,30 @@ class Soak:
                 assert self.result(fut) == x + 1
             assert first.status == "cancelled"
             assert self.result(again) == 6
+            assert dependent.status == "cancelled", dependent.status
+            try:
+                self.result(dependent)
+            except CancelledError:
+                pass
+            else:
+                raise AssertionError("a dependent of a cancelled future gave a result")
 
-        self.start(f"cancel {len(gone)} of {len(futs)}", [*futs, first, again], check)
+        self.start(f"cancel {len(gone)} of {len(futs)}", [*futs, first, again, dependent],
+                   check)
 
     def op_scatter(self) -> None:
         rng, c = self.rng, self.client
         values = [rng.randrange(1000) for _ in range(rng.randrange(1, 8))]
         broadcast = rng.random() < 0.4
-        scattered = self.bounded(lambda: c.scatter(values, broadcast=broadcast), "scatter")
-        outs = c.map(t.inc, scattered, pure=False)
         kills = self.kills
+        during = rng.random() < 0.3
+        timer = self.kill_soon() if during else None
+        try:
+            scattered = self.bounded(lambda: c.scatter(values, broadcast=broadcast), "scatter")
+        finally:
+            if timer is not None:
+                timer.join()  # ends: the timer's delay
+        outs = c.map(t.inc, scattered, pure=False)
 
         def check() -> None:
             for fut, v in zip(scattered, values, strict=True):
@@ -392,7 +526,8 @@ class Soak:
             for fut, v in zip(outs, values, strict=True):
                 self.lost_or(kills, fut, v + 1)
 
-        self.start(f"scatter of {len(values)} (broadcast {broadcast})", [*scattered, *outs],
+        self.start(f"scatter of {len(values)} (broadcast {broadcast}, kill during {during})",
+                   [*scattered, *outs],
                    check)
         if rng.random() < 0.3:  # perhaps the only copy
             self.note(f"kill worker {self.kill()} after a scatter")
@@ -440,6 +575,54 @@ class Soak:
 
         self.start(f"as_completed of {len(xs)}", futs, check)
 
+    def op_pure(self) -> None:
+        """Keys shared between operations (pure=True): the same tasks asked for again,
+        perhaps while an earlier operation's copies are being released or recomputed."""
+        rng, c = self.rng, self.client
+        first = rng.randrange(0, 40)
+        xs = list(range(first, first + rng.randrange(1, 20)))
+        a = c.map(t.slow_inc, xs, delay=0.01)
+        s = c.submit(t.total, *a)
+        want = sum(x + 1 for x in xs)
+
+        def check() -> None:
+            assert self.gather(a) == [x + 1 for x in xs]
+            assert self.result(s) == want
+
+        self.start(f"pure map of {xs[0]}..{xs[-1]}", [*a, s], check)
+
+    def op_first_completed(self) -> None:
+        rng, c = self.rng, self.client
+        xs = [rng.randrange(1000) for _ in range(rng.randrange(1, 10))]
+        futs = c.map(t.slow_inc, xs, delay=0.02, pure=False)
+
+        def check() -> None:
+            done, _ = self.bounded(lambda: wait(futs, timeout=DEADLINE,
+                                                return_when=FIRST_COMPLETED),
+                                   "wait(FIRST_COMPLETED)", futs)
+            assert done and done <= set(futs)
+            assert self.gather(futs) == [x + 1 for x in xs]
+
+        self.start(f"wait first of {len(xs)}", futs, check)
+
+    def op_retry_future(self) -> None:
+        """A task that fails once, then ``Future.retry()``: the second run's value."""
+        c = self.client
+        path = os.path.join(self.scratch, f"retry-{self.seed}-{self.step_no}")
+        fut = c.submit(t.flaky, path, 1, 11, pure=False)
+
+        def check() -> None:
+            try:
+                self.result(fut)
+            except OSError:
+                pass
+            else:
+                raise AssertionError("a task failing its first run gave a value")
+            self.bounded(fut.retry, "Future.retry()", [fut])
+            assert self.result(fut) == 11
+
+        self.start("Future.retry()", [fut], check)
+
     def op_big_transfer(self) -> None:
         """A large result moved to another worker, or to the client, while its holder or
         the reader is killed."""
@@ -471,7 +654,8 @@ class Soak:
                 timer.join()  # ends: the timer's delay
             assert len(got) == mb << 20 and got[-1] == fill % 256
         else:
-            self.note(f"kill worker {self.kill()} mid-transfer")
+            victim = rng.choice([holder, reader])
+            self.note(f"kill worker {self.kill(victim)} mid-transfer")
         self.start(f"big transfer of {mb} MB", [target, out],
                    lambda: self.expect(out, (mb << 20, fill % 256)))
 
