@@ -70,6 +70,7 @@ class Soak:
     trace: list[str] = field(default_factory=list)
     pending: list[Pending] = field(default_factory=list)
     kills: int = 0
+    last_kill_step: int = -100
     kills_by_name: dict[str, int] = field(default_factory=dict)
     step_no: int = 0
 
@@ -194,6 +195,7 @@ class Soak:
         except (ProcessLookupError, TypeError):  # it just died (or its pid went): no kill
             return None
         self.kills += 1
+        self.last_kill_step = self.step_no
         self.kills_by_name[str(nanny.name)] = self.kills_by_name.get(str(nanny.name), 0) + 1
         return str(nanny.name)
 
@@ -271,10 +273,11 @@ class Soak:
         assert set(out) <= {victim}, out
 
         def back() -> bool:
-            """Killed while retiring (before it exited on purpose), the worker was
-            restarted by its nanny: the nanny knew nothing of the retirement."""
-            return during and any(str(ws.name) == name and a != victim
-                                  for a, ws in self.cluster.scheduler.state.workers.items())
+            """Killed while retiring, or just before (its death not yet seen by the
+            scheduler), the worker was restarted by its nanny, which knew nothing of the
+            retirement."""
+            return any(str(ws.name) == name and a != victim
+                       for a, ws in self.cluster.scheduler.state.workers.items())
 
         # As in dask, the cluster learns of the retirement when the worker's process has
         # ended (dask: after distributed.deploy.lost-worker-timeout); then scale() replaces it.
@@ -316,6 +319,8 @@ class Soak:
         except ValueError:  # it left meanwhile (killed, restarted under a new address)
             return
         assert out == {victim: "OK"}, out
+        self.kills += 1  # its data is gone with it, as with a kill
+        self.last_kill_step = self.step_no
 
     def op_copies(self) -> None:
         """``replicate`` or ``rebalance`` the results in flight (copies; nothing lost)."""
@@ -515,6 +520,12 @@ class Soak:
         timer = self.kill_soon() if during else None
         try:
             scattered = self.bounded(lambda: c.scatter(values, broadcast=broadcast), "scatter")
+        except LostDataError:
+            # The workers it was stored on died before the scatter returned (killed during
+            # it, or just before, their deaths not yet seen), and no other could take it.
+            assert self.last_kill_step >= self.step_no - 2, "scatter lost with no recent kill"
+            self.note("scatter lost its data to a kill")
+            return
         finally:
             if timer is not None:
                 timer.join()  # ends: the timer's delay

@@ -5,7 +5,8 @@ restarts, retirements) mixed with SIGKILLs of worker processes, every result che
 exactly within a deadline (``_soak.py`` says what is expected under each fault).
 
 The suite runs a few fixed seeds; ``SHOAL_SOAK_SEEDS=0-200`` (or ``3,17,40-45``) runs
-others, ``SHOAL_SOAK_STEPS`` sets the length of each sequence."""
+others, ``SHOAL_SOAK_STEPS`` sets the length of each sequence, and ``SHOAL_SOAK_LOG=path``
+appends each failure to that file as it happens."""
 
 from __future__ import annotations
 
@@ -46,9 +47,14 @@ def test_soak(chaos_cluster, tmp_path, seed: int) -> None:
     except BaseException as exc:
         hashseed = os.environ.get("PYTHONHASHSEED", "random")
         trace = "\n".join(soak.trace[-30:])
-        raise AssertionError(
+        message = (
             f"soak seed {seed} failed at step {soak.step_no} of {STEPS}: "
             f"{type(exc).__name__}: {exc}\n"
             f"replay: SHOAL_SOAK_SEEDS={seed} SHOAL_SOAK_STEPS={STEPS} "
             f"PYTHONHASHSEED={hashseed} pytest tests/chaos/test_soak.py\n"
-            f"last steps:\n{trace}") from exc
+            f"last steps:\n{trace}")
+        log = os.environ.get("SHOAL_SOAK_LOG")  # long runs: each failure as it happens
+        if log:
+            with open(log, "a") as f:
+                f.write(message + "\n\n")
+        raise AssertionError(message) from exc
