@@ -403,7 +403,7 @@ class Soak:
 
     def op_delayed(self) -> None:
         rng = self.rng
-        leaves = [dask.delayed(t.slow_inc)(rng.randrange(100), 0.002, dask_key_name=None)
+        leaves = [dask.delayed(t.slow_inc)(rng.randrange(100), 0.002)
                   for _ in range(rng.randrange(4, 30))]
         level = leaves
         while len(level) > 1:
