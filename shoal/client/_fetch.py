@@ -8,6 +8,7 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 from shoal import _loop
+from shoal.client._future import failure_of_state
 from shoal.client._returned import load_for, may_hold_futures
 from shoal.comm import Connection, connect
 from shoal.comm._handshake import HandshakeError
@@ -41,6 +42,10 @@ async def fetch_async(self: Client, keys: list[Any]) -> dict[Any, Any]:
     failed: dict[Any, set[str]] = {}  # key -> holders that failed it (since listed again)
     failing_since: dict[Any, float] = {}  # key -> when all its listed holders had failed
     reported: dict[Any, set[str]] = {}  # key -> holders reported lacking it (since listed)
+    # Each key's state as the fetch began: a restart drops it from ``_states`` (settled
+    # cancelled), and a cancelled or forgotten key is never held again, so waiting for a
+    # holder of it would never end.
+    states = {key: self._states.get(key) for key in keys}
     while todo:
         who = await self._request("who_has", keys=todo)
         by_worker: dict[str, list[Any]] = {}
@@ -95,9 +100,9 @@ async def fetch_async(self: Client, keys: list[Any]) -> dict[Any, Any]:
                 reported.setdefault(k, set()).add(w)
             await self._request("missing_data", pairs=news)
         for key in todo:
-            st = self._states.get(key)
-            if st is not None and st.status == "error" and st.error is not None:
-                raise error_to_exception(st.error)
+            st = states.get(key) or self._states.get(key)
+            if st is not None and st.status in ("error", "cancelled"):
+                raise failure_of_state(key, st)
         if todo:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)

@@ -23,6 +23,7 @@ from shoal import _interrupts, _loop
 from shoal.client import _returned
 from shoal.client._timeouts import duration
 from shoal.protocol._errors import FutureCancelledError as FutureCancelledError
+from shoal.protocol._errors import error_to_exception
 from shoal.protocol._serialize import Serialized, loads
 from shoal.protocol._typenames import load_class, resolve, type_name
 
@@ -320,6 +321,24 @@ def _tell_watches(watches: list[_FailureWatch], states: Iterable[FutureState]) -
         if any(id(st) in ids for st in states):
             watch.failed = True
             _open(watch.latch)
+
+
+def failure_of_state(key: Any, st: FutureState) -> BaseException:
+    """What asking for the value of ``key``, settled unsuccessfully as ``st``, raises."""
+    if st.status == "cancelled":
+        error = st.error or {}
+        if "reason" in error:  # Client.cancel(reason=, msg=): dask's message
+            exc = FutureCancelledError(f"{key} {error['message']}")
+        else:
+            why = f": {error['message']}" if error else ""
+            exc = FutureCancelledError(f"future {key!r} was cancelled{why}")
+        # dask's attributes (pickled with the exception's __dict__)
+        exc.key, exc.reason, exc.msg = (  # type: ignore[attr-defined]
+            key, error.get("reason") or "unknown", error.get("msg"))
+        return exc
+    if st.error is not None:
+        return error_to_exception(st.error)
+    return RuntimeError(f"future {key!r} is {st.status}")
 
 
 def first_failed(futures: list[Future], start: int = 0) -> Future | None:

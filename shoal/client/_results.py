@@ -21,8 +21,8 @@ from shoal.client._fetch import fetch_async
 from shoal.client._future import (
     NOT_PLAIN,
     Future,
-    FutureCancelledError,
     FutureState,
+    failure_of_state,
     first_failed,
     settled,
     settled_or_failed,
@@ -99,21 +99,7 @@ def cancelled_error(reason: Any, msg: Any) -> dict[str, Any]:
 
 def exception_of(fut: Future) -> BaseException:
     """What asking for the value of a settled, unsuccessful future raises."""
-    st = fut._state
-    if st.status == "cancelled":
-        error = st.error or {}
-        if "reason" in error:  # Client.cancel(reason=, msg=): dask's message
-            exc = FutureCancelledError(f"{fut.key} {error['message']}")
-        else:
-            why = f": {error['message']}" if error else ""
-            exc = FutureCancelledError(f"future {fut.key!r} was cancelled{why}")
-        # dask's attributes (pickled with the exception's __dict__)
-        exc.key, exc.reason, exc.msg = (  # type: ignore[attr-defined]
-            fut.key, error.get("reason") or "unknown", error.get("msg"))
-        return exc
-    if st.error is not None:
-        return error_to_exception(st.error)
-    return RuntimeError(f"future {fut.key!r} is {st.status}")
+    return failure_of_state(fut.key, fut._state)
 
 
 def add_callback(self: Client, fut: Future, fn: Callable[[Future], Any]) -> None:

@@ -315,6 +315,14 @@ class LocalCluster:
         return n
 
     async def _scale(self, n: int) -> None:
+        # Workers that stopped for good (retired by the client, or dead too often) count
+        # no more: closed and dropped, as dask's SpecCluster forgets them.
+        stopped = [nanny for nanny in self.nannies if nanny.stopped]
+        gone = [w for w in self._inproc_workers if _closed(w)]
+        await asyncio.gather(*(nanny.close() for nanny in stopped),
+                             *(w.close() for w in gone), return_exceptions=True)
+        self.nannies = [nanny for nanny in self.nannies if nanny not in stopped]
+        self._inproc_workers = [w for w in self._inproc_workers if w not in gone]
         have = len(self._live_workers())
         if n > have:
             await self._add_workers(n - have)
@@ -341,7 +349,8 @@ class LocalCluster:
         self.n_workers = len(self._live_workers())
 
     def _live_workers(self) -> list[Any]:
-        return [*self.nannies, *self._inproc_workers]
+        return [*(nanny for nanny in self.nannies if not nanny.stopped),
+                *(w for w in self._inproc_workers if not _closed(w))]
 
     def adapt(self, Adaptive: Any = None, minimum: float = 0, maximum: float = math.inf,
               minimum_cores: int | None = None, maximum_cores: int | None = None,
@@ -731,3 +740,8 @@ def _scheduler_config() -> dict[str, Any]:
 def _kill_leftovers() -> None:
     for cluster in list(_live):
         cluster._kill_now()
+
+
+def _closed(worker: Any) -> bool:
+    """An in-process worker that closed (retired by the client, or its scheduler gone)."""
+    return worker.status in (Status.closing, Status.closed)

@@ -203,6 +203,10 @@ async def _carry_out(scheduler: Scheduler, conn: Connection, plan: rebalance.Pla
     return {"copied": sum(len(v) for v in arrived.values()), "dropped": dropped}
 
 
+_NOT_IN_MEMORY = ("still being computed, or lost with a worker and being computed again; "
+                  "wait for the futures (client.wait) and try again")
+
+
 async def _replicate(scheduler: Scheduler, conn: Connection, keys: list[Any], n: int | None,
                      workers: list[str] | None) -> Any:
     try:
@@ -220,8 +224,8 @@ def _plan_replicate(scheduler: Scheduler, keys: list[Any], n: int | None,
     pool = _pool(scheduler, workers)
     missing = [k for k in keys if k not in state.tasks or state.tasks[k].state != "memory"]
     if missing:
-        raise ValueError(f"replicate: {len(missing)} keys are not in memory (e.g. {missing[0]!r}); "
-                         "wait for the futures first")
+        raise ValueError(f"replicate: {len(missing)} keys are not in memory (e.g. {missing[0]!r}): "
+                         f"{_NOT_IN_MEMORY}")
     holders = {k: [w.address for w in state.tasks[k].who_has] for k in keys}
     nbytes = {k: state.tasks[k].nbytes for k in keys}
     load = {a: ws.nbytes for a, ws in state.workers.items()}
@@ -247,7 +251,7 @@ def _plan_rebalance(scheduler: Scheduler, keys: list[Any] | None,
         missing = [k for k in keys if k not in state.tasks or state.tasks[k].state != "memory"]
         if missing:
             raise ValueError(f"rebalance: {len(missing)} keys are not in memory "
-                             f"(e.g. {missing[0]!r}); wait for the futures first")
+                             f"(e.g. {missing[0]!r}): {_NOT_IN_MEMORY}")
     held = {a: {ts.key: ts.nbytes for ts in state.workers[a].has_what} for a in pool}
     gap = dask.config.get("distributed.worker.memory.rebalance.sender-recipient-gap",
                           rebalance.DEFAULT_TOLERANCE)

@@ -268,6 +268,13 @@ class Nanny:
     def pid(self) -> int | None:
         return None if self.process is None else self.process.pid
 
+    @property
+    def stopped(self) -> bool:
+        """It supervises no worker any more, and will not start one: its worker was
+        retired or closed by the scheduler, reached its lifetime, failed a preload or died
+        too often (or the nanny was closed)."""
+        return self._closing or (self._supervisor is not None and self._supervisor.done())
+
     async def start(self) -> None:
         """Run the nanny preloads, then start the worker process and supervise it.
 

@@ -5,8 +5,10 @@ naming the key and the worker."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import socket
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -149,3 +151,40 @@ def test_a_silent_holder_ends_the_fetch_after_the_comm_timeout() -> None:
         out, reports, silent_addr = run(main())
     assert out == {"k": 7}
     assert reports == [["k", silent_addr]]
+
+
+def _forgotten_while_fetched(how: str) -> None:
+    """The key is fetched, has no holder (being recomputed, as the scheduler says of a
+    key it no longer knows), and its future is then cancelled: by ``client.cancel`` (the
+    state settles cancelled) or ``client.restart()`` (also dropped from ``_states``)."""
+    from shoal.client._control import on_restarted
+    from shoal.client._future import FutureState
+
+    async def main() -> None:
+        st = FutureState()
+        st.status = "finished"  # its result was too big to come inline
+
+        def who_has(round_: int) -> list[str]:
+            if round_ == 3:
+                if how == "restart":
+                    on_restarted(client, "test")  # type: ignore[arg-type]
+                else:
+                    st.status = "cancelled"
+            return []
+
+        client = ScriptedClient(who_has)
+        client._lock = threading.Lock()  # type: ignore[attr-defined]
+        client._dead = set()  # type: ignore[attr-defined]
+        client._states["k"] = st
+        await fetch_async(client, ["k"])  # type: ignore[arg-type]
+
+    with pytest.raises(concurrent.futures.CancelledError, match="'k'"):
+        run(main())
+
+
+def test_a_fetch_whose_future_is_cancelled_meanwhile_ends_with_cancelled_error() -> None:
+    _forgotten_while_fetched("cancel")
+
+
+def test_a_fetch_cut_by_a_restart_ends_with_cancelled_error() -> None:
+    _forgotten_while_fetched("restart")

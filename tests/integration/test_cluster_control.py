@@ -208,6 +208,21 @@ def test_retire_workers_moves_a_wanted_result_off_before_closing(make_client):
     assert len(c.scheduler_info()["workers"]) == 1
 
 
+@pytest.mark.timeout(300)  # 30-80 s at load 25 on 2 cores (starts processes)
+def test_scale_after_retire_workers_starts_a_worker_in_place_of_the_retired_one(make_client):
+    # A nanny whose worker was retired supervises nothing any more: the cluster does not
+    # count it (dask drops it from cluster.workers too), so scale(2) starts a new worker
+    # instead of waiting for one that never comes back.
+    c = make_client(n_workers=2)
+    first, _ = sorted(c.scheduler_info()["workers"])
+    assert list(c.retire_workers([first])) == [first]
+    wait_for(lambda: len(c.cluster.workers) == 1, timeout=60)
+    c.cluster.scale(2)
+    assert len(c.scheduler_info()["workers"]) == 2
+    assert len(c.cluster.workers) == 2
+    assert c.submit(inc, 1, pure=False).result(timeout=60) == 2
+
+
 def _payload(n):
     return b"x" * n
 
