@@ -9,6 +9,7 @@ changes the task state. A hook that raises is logged and does not stop the sched
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import warnings
@@ -19,6 +20,10 @@ from shoal.protocol._serialize import Serialized, loads
 from shoal.scheduler._graph_hook import GraphNotes
 
 logger = logging.getLogger("shoal.scheduler")
+
+# How long the scheduler's close waits for one plugin's asynchronous before_close/close: a
+# hook that never returns must not keep the scheduler (and the user's cluster.close()) open.
+CLOSE_HOOK_TIMEOUT = 30.0
 
 
 def _overrides(plugin: Any, hook: str) -> bool:
@@ -157,7 +162,10 @@ class SchedulerPlugins:
             method = getattr(plugin, hook, None)
             done = method() if method is not None else None
             if inspect.isawaitable(done):
-                await done
+                await asyncio.wait_for(done, CLOSE_HOOK_TIMEOUT)  # ends: done or timed out
+        except asyncio.TimeoutError:
+            logger.error("the %s hook of scheduler plugin %r did not return within %s s; "
+                         "the scheduler closes without it", hook, name, CLOSE_HOOK_TIMEOUT)
         except Exception:
             logger.exception("the %s hook of scheduler plugin %r failed", hook, name)
 

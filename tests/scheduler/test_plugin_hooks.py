@@ -460,3 +460,25 @@ def test_a_graph_arriving_when_the_last_plugin_goes_leaves_nothing_behind() -> N
     sched.remove_plugin("watch")
     sched._on_client_message(conns["c"], [UpdateGraph([row("b", ["a"])], ["b"], {}, stream=1)])
     assert sched.plugin_host.graphs.pending() == 0
+
+
+class Stuck(SchedulerPlugin):
+    async def before_close(self) -> None:
+        await asyncio.Event().wait()  # never returns
+
+
+def test_a_close_hook_that_never_returns_does_not_keep_the_scheduler_open(
+        monkeypatch: Any) -> None:
+    from shoal.scheduler import _plugins
+
+    monkeypatch.setattr(_plugins, "CLOSE_HOOK_TIMEOUT", 0.05)
+    log: list[str] = []
+
+    async def scenario() -> None:
+        sched = Scheduler()
+        sched.plugin_host.put("stuck", Stuck(), False)
+        sched.plugin_host.put("b", Closing(log, "b"), False)
+        await asyncio.wait_for(sched.close(), 10)
+
+    asyncio.run(scenario())
+    assert log == ["b.before_close", "b.close"]
