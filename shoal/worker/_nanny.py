@@ -656,6 +656,12 @@ class Nanny:
         await self._drop_spare()
         proc = self.process
         if proc is not None and proc.returncode is None:
+            from shoal.worker._plugins import nanny_closing_mark
+
+            # The worker process tears the nanny plugins down on this SIGTERM (as dask's
+            # Nanny.close does), not on one that does not come from this close.
+            with contextlib.suppress(OSError):
+                open(nanny_closing_mark(self._plugin_state), "w").close()
             try:
                 proc.terminate()
                 await asyncio.wait_for(proc.wait(), timeout)
@@ -677,8 +683,11 @@ class Nanny:
         for fd in self._intents.values():
             os.close(fd)
         self._intents.clear()
-        with contextlib.suppress(OSError):
-            os.remove(self._plugin_state)
+        from shoal.worker._plugins import nanny_closing_mark
+
+        for path in (self._plugin_state, nanny_closing_mark(self._plugin_state)):
+            with contextlib.suppress(OSError):
+                os.remove(path)
 
     async def _drop_spare(self) -> None:
         """End the standby: EOF on its stdin makes it exit; killed if it does not."""
