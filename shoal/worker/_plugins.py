@@ -266,11 +266,16 @@ class WorkerPlugins:
 
     # --- nanny plugins, run here on the nanny's behalf ----------------------------------------
 
-    async def _nanny_setup(self, name: str, plugin: Any, registered: bool) -> dict[str, Any]:
+    def _nanny_setup(self, name: str, plugin: Any, registered: bool) -> Any:
+        """Keep the nanny plugin at once (a close that comes before its ``setup`` ran still
+        tears it down, as the nanny would), and return the coroutine that sets it up."""
+        self.nanny_plugins[name] = plugin
+        return self._nanny_apply(name, plugin, registered)
+
+    async def _nanny_apply(self, name: str, plugin: Any, registered: bool) -> dict[str, Any]:
         """Run a nanny plugin's ``setup`` here, unless it is re-sent to this process (not
         ``registered`` now) and was applied before the nanny started it. A registration
         runs it even if one of that name was applied: it replaces that one, as in dask."""
-        self.nanny_plugins[name] = plugin
         applied = applied_nanny_plugins()
         if name in applied and not registered:  # applied before this process started
             return {"status": "OK"}

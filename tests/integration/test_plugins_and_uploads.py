@@ -389,6 +389,7 @@ def test_closing_the_cluster_tears_the_nanny_plugins_down(make_client: Any,
     marks = tmp_path / "torn-down"
     c.register_plugin(MarksTeardown(str(marks)), name="h11-teardown")
     _kill_one_worker(c)  # a worker process ending is not its nanny closing
+    c.run(os.getpid)  # (after the plugin re-sent to the fresh process, on its connection)
     assert not marks.exists()
     c.cluster.close()
     assert sorted(marks.read_text().split()) == ["0", "1"]
