@@ -567,10 +567,12 @@ class NannyWorkerExited(Message):
     it now if it has not yet (the loss of its connection may come later) and answers with
     a ``Response`` whose value is True when ``retire_workers`` closed it, or was closing
     it when it died: its nanny then does not restart it (dask's retire_workers tells the
-    nanny first)."""
+    nanny first). ``pid``: the process's, so that a new worker that took the same address
+    meanwhile is not removed in its place."""
 
     request_id: int
     worker: str
+    pid: int
 
 
 @_message("worker-memory-paused")

@@ -223,7 +223,8 @@ class ServerMessages(ShellBase):
         ``retire_workers`` no longer sees it, so the two never disagree."""
         for msg in batch or ():
             if isinstance(msg, NannyWorkerExited):
-                if msg.worker in self._workers:
+                ws = self.state.workers.get(msg.worker)
+                if msg.worker in self._workers and ws is not None and ws.pid == msg.pid:
                     self._worker_gone(msg.worker, "its nanny saw its process exit")
                 conn.send(Response(msg.request_id, True, msg.worker in self.retired))
                 continue

@@ -24,10 +24,11 @@ logger = logging.getLogger("shoal.nanny")
 ASK_TIMEOUT = 2.0
 
 
-async def was_retired(scheduler: str, *, worker: str, name: Any = None, security: Any = None,
+async def was_retired(scheduler: str, *, worker: str, pid: int, name: Any = None,
+                      security: Any = None,
                       server_hostname: str | None = None, timeout: float = ASK_TIMEOUT) -> bool:
-    """Tell the scheduler at ``scheduler`` that the process of ``worker`` (an address)
-    exited unasked; True when the scheduler says it was retired (closed by
+    """Tell the scheduler at ``scheduler`` that the process of ``worker`` (an address;
+    process ``pid``) exited unasked; True when the scheduler says it was retired (closed by
     ``retire_workers``, or dying while being retired). False when it was not, or when the
     scheduler could not be asked within ``timeout`` seconds (logged). Never raises but
     for cancellation."""
@@ -60,7 +61,7 @@ async def was_retired(scheduler: str, *, worker: str, name: Any = None, security
 
             conn.set_handler(on_batch)
             conn.send_many([Hello("nanny", PROTOCOL_VERSION, str(name)),
-                            NannyWorkerExited(1, worker)])
+                            NannyWorkerExited(1, worker, pid)])
             retired = await answer
             if retired is not None:
                 return retired

@@ -605,7 +605,7 @@ class Nanny:
                 await self._drop_spare()  # started before the plugin: not what it asks for
                 await self._spawn()
                 continue
-            if await self._was_retired():
+            if await self._was_retired(proc.pid):
                 logger.info("worker %s exited with code %s while it was retired; not "
                             "restarting it", self.name, code)
                 return
@@ -618,7 +618,7 @@ class Nanny:
             logger.warning("worker %s exited with code %s; restarting it", self.name, code)
             await self._spawn()
 
-    async def _was_retired(self) -> bool:
+    async def _was_retired(self, pid: int) -> bool:
         """The worker process that just exited unasked was retired, says the scheduler
         (``_exit_notice``): dask's retire_workers tells the nanny first, so that a worker
         dying as it is retired does not come back. False when it never registered."""
@@ -631,7 +631,7 @@ class Nanny:
             return False
         from shoal.worker._exit_notice import was_retired
 
-        return await was_retired(self.scheduler_address, worker=address, name=self.name,
+        return await was_retired(self.scheduler_address, worker=address, pid=pid, name=self.name,
                                  security=self.security, server_hostname=self.scheduler_sni)
 
     def _declared_exit(self, pid: int) -> int | None:
