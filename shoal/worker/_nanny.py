@@ -736,8 +736,11 @@ class Nanny:
                 spare.kill()
             except ProcessLookupError:
                 pass
-        with contextlib.suppress(OSError):
-            os.remove(self._plugin_state)
+        from shoal.worker._plugins import nanny_closing_mark
+
+        for path in (self._plugin_state, nanny_closing_mark(self._plugin_state)):
+            with contextlib.suppress(OSError):
+                os.remove(path)
         proc = self.process
         if proc is not None and proc.returncode is None:
             try:
