@@ -137,7 +137,8 @@ class NannyPlugin:
         """Run when the plugin is added."""
 
     def teardown(self, nanny: Any) -> Awaitable[None] | None:
-        """Run when the plugin is removed."""
+        """Run when the plugin is removed, or when the nanny closes (in its worker process,
+        as ``setup``)."""
 
 
 _KINDS = (("WorkerPlugin", "worker"), ("SchedulerPlugin", "scheduler"), ("NannyPlugin", "nanny"))

@@ -38,7 +38,7 @@ from shoal.protocol._wire_checks import _DEEP, _NUM, _SEQ, ProtocolError
 # result's pickled class in the task and key reports (``pickled_type``), for Future.type,
 # and SpanTasks (the keys submitted in a span block); 18: GraphAnnotations (the
 # dask.annotate names shoal does not act on, for scheduler plugins' update_graph)
-PROTOCOL_VERSION = 18
+PROTOCOL_VERSION = 19
 
 Key = Any  # str, int, float or a tuple of them (dask keys)
 
@@ -558,6 +558,21 @@ class NannyMemoryTerminated(Message):
     process: int
     limit: int
     fraction: float
+
+
+@_message("nanny-worker-exited")
+class NannyWorkerExited(Message):
+    """Nanny -> scheduler, on a connection of its own (``Hello`` role ``"nanny"``): its
+    worker ``worker`` (an address) exited unasked (killed, crashed). The scheduler removes
+    it now if it has not yet (the loss of its connection may come later) and answers with
+    a ``Response`` whose value is True when ``retire_workers`` closed it, or was closing
+    it when it died: its nanny then does not restart it (dask's retire_workers tells the
+    nanny first). ``pid``: the process's, so that a new worker that took the same address
+    meanwhile is not removed in its place."""
+
+    request_id: int
+    worker: str
+    pid: int
 
 
 @_message("worker-memory-paused")

@@ -204,6 +204,9 @@ async def retire_workers(scheduler: Scheduler, workers: list[Any] | None, n: int
     else:  # as dask's: a worker not there (one that just left, say) is no error
         addresses = resolve_workers(scheduler, workers, skip_unknown=True)
     leaving = set(addresses)
+    if close_workers:  # their nannies must not restart them, should they die meanwhile
+        for a in leaving:
+            _mark_retired(scheduler, a)
     # Retiring: the active memory manager keeps a copy on a staying worker meanwhile
     # (counted: two retirements of one worker may overlap).
     for a in leaving:
@@ -227,8 +230,13 @@ async def retire_workers(scheduler: Scheduler, workers: list[Any] | None, n: int
                        sorted(keep))
     out: dict[str, Any] = {}
     for address in addresses:
+        if (address in keep and close_workers and address in scheduler._workers
+                and not scheduler.retiring.get(address)):
+            scheduler.retired.pop(address, None)  # stays: its nanny restarts it if it dies
         if address in keep or address not in scheduler.state.workers:
             continue
+        if close_workers:
+            _mark_retired(scheduler, address)  # (again: an overlapping retirement kept it)
         info = one_worker_info(scheduler, address)
         info["status"] = "closed"
         out[address] = info
@@ -236,6 +244,19 @@ async def retire_workers(scheduler: Scheduler, workers: list[Any] | None, n: int
         if close_workers and conn is not None and not conn.closed:
             conn.send(Close("retired"))
     return out
+
+
+# How many retired workers' addresses the scheduler remembers for their nannies.
+RETIRED_KEPT = 4096
+
+
+def _mark_retired(scheduler: Scheduler, address: str) -> None:
+    """``address`` is retired (or being retired) and closed: its nanny, asking when its
+    process exits unasked (``NannyWorkerExited``), is told not to restart it."""
+    scheduler.retired.pop(address, None)
+    scheduler.retired[address] = None  # (the latest last)
+    while len(scheduler.retired) > RETIRED_KEPT:
+        del scheduler.retired[next(iter(scheduler.retired))]
 
 
 # Seconds a worker whose lifetime is over gives others to copy its data off it.

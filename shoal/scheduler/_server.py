@@ -281,6 +281,9 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         self.amm = AmmShell(self, AmmSettings())
         # Workers whose data retire_workers is moving off (how many retirements of each).
         self.retiring: dict[str, int] = {}
+        # Workers retire_workers closes (or was closing when they died), by address, the
+        # latest RETIRED_KEPT: their nannies ask before restarting them (NannyWorkerExited).
+        self.retired: dict[str, None] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------
 

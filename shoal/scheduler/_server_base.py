@@ -46,6 +46,7 @@ class ShellBase:
     logs: LogRing
     amm: AmmShell
     retiring: dict[str, int]
+    retired: dict[str, None]
     _workers: dict[str, Connection]
     _worker_fids: dict[str, set[str]]
     _held: list[Connection]

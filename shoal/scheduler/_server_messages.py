@@ -36,6 +36,7 @@ from shoal.protocol._messages import (
     Message,
     MissingData,
     NannyMemoryTerminated,
+    NannyWorkerExited,
     PluginSetup,
     Register,
     RegisterReply,
@@ -202,7 +203,7 @@ class ServerMessages(ShellBase):
             self._hook("add_client", scheduler=self, client=first.name)  # dask names it by Client.id
             conn.send(Response(0, True, {"client": name, "address": self.address,
                                          "packages": required_versions()}))
-        elif first.role == "nanny":  # a nanny's word that it kills its worker for memory
+        elif first.role == "nanny":  # a nanny's word about its worker process
             conn.info["role"] = "nanny"
             conn.set_handler(self._on_nanny_message)
         elif first.role == CHANNEL_ROLE:  # a task thread's Lock/Semaphore channel
@@ -216,8 +217,17 @@ class ServerMessages(ShellBase):
 
     def _on_nanny_message(self, conn: Connection, batch: list[Message] | None) -> None:
         """A nanny is killing its worker for memory: noted (the worker's KilledWorker says
-        so), then answered, so that the kill, and the worker's loss, come after."""
+        so), then answered, so that the kill, and the worker's loss, come after. Or its
+        worker's process exited unasked: removed now if it was not yet, then the nanny is
+        told whether it was retired (and so is not to be restarted); from then on a
+        ``retire_workers`` no longer sees it, so the two never disagree."""
         for msg in batch or ():
+            if isinstance(msg, NannyWorkerExited):
+                ws = self.state.workers.get(msg.worker)
+                if msg.worker in self._workers and ws is not None and ws.pid == msg.pid:
+                    self._worker_gone(msg.worker, "its nanny saw its process exit")
+                conn.send(Response(msg.request_id, True, msg.worker in self.retired))
+                continue
             if not isinstance(msg, NannyMemoryTerminated):
                 logger.error("closing nanny connection from %s: a nanny may not send %r",
                              conn.peer, msg.tag)
@@ -484,6 +494,7 @@ class ServerMessages(ShellBase):
                     if not self._admit(conn, msg):
                         return
                     address = msg.address
+                    self.retired.pop(address, None)  # a new worker where a retired one was
                     joined = True
                     events.append(WorkerJoined(address, msg.name, msg.nthreads, msg.memory_limit,
                                                msg.pid, msg.host, time.monotonic(),

@@ -605,6 +605,10 @@ class Nanny:
                 await self._drop_spare()  # started before the plugin: not what it asks for
                 await self._spawn()
                 continue
+            if await self._was_retired(proc.pid):
+                logger.info("worker %s exited with code %s while it was retired; not "
+                            "restarting it", self.name, code)
+                return
             now = time.monotonic()
             self.restarts = [t for t in self.restarts if now - t < 60] + [now]
             if len(self.restarts) > MAX_RESTARTS_PER_MINUTE:
@@ -613,6 +617,22 @@ class Nanny:
                 return
             logger.warning("worker %s exited with code %s; restarting it", self.name, code)
             await self._spawn()
+
+    async def _was_retired(self, pid: int) -> bool:
+        """The worker process that just exited unasked was retired, says the scheduler
+        (``_exit_notice``): dask's retire_workers tells the nanny first, so that a worker
+        dying as it is retired does not come back. False when it never registered."""
+        try:
+            # ends: its process exited, so its pipe is at EOF (or has its address)
+            address = await asyncio.wait_for(self.worker_registered(), 2.0)
+        except (asyncio.TimeoutError, TimeoutError):
+            address = None
+        if address is None:
+            return False
+        from shoal.worker._exit_notice import was_retired
+
+        return await was_retired(self.scheduler_address, worker=address, pid=pid, name=self.name,
+                                 security=self.security, server_hostname=self.scheduler_sni)
 
     def _declared_exit(self, pid: int) -> int | None:
         """The exit status worker process ``pid`` declared before exiting, or None."""
@@ -656,6 +676,12 @@ class Nanny:
         await self._drop_spare()
         proc = self.process
         if proc is not None and proc.returncode is None:
+            from shoal.worker._plugins import nanny_closing_mark
+
+            # The worker process tears the nanny plugins down on this SIGTERM (as dask's
+            # Nanny.close does), not on one that does not come from this close.
+            with contextlib.suppress(OSError):
+                open(nanny_closing_mark(self._plugin_state), "w").close()
             try:
                 proc.terminate()
                 await asyncio.wait_for(proc.wait(), timeout)
@@ -677,8 +703,11 @@ class Nanny:
         for fd in self._intents.values():
             os.close(fd)
         self._intents.clear()
-        with contextlib.suppress(OSError):
-            os.remove(self._plugin_state)
+        from shoal.worker._plugins import nanny_closing_mark
+
+        for path in (self._plugin_state, nanny_closing_mark(self._plugin_state)):
+            with contextlib.suppress(OSError):
+                os.remove(path)
 
     async def _drop_spare(self) -> None:
         """End the standby: EOF on its stdin makes it exit; killed if it does not."""
@@ -707,8 +736,11 @@ class Nanny:
                 spare.kill()
             except ProcessLookupError:
                 pass
-        with contextlib.suppress(OSError):
-            os.remove(self._plugin_state)
+        from shoal.worker._plugins import nanny_closing_mark
+
+        for path in (self._plugin_state, nanny_closing_mark(self._plugin_state)):
+            with contextlib.suppress(OSError):
+                os.remove(path)
         proc = self.process
         if proc is not None and proc.returncode is None:
             try:

@@ -38,6 +38,21 @@ logger = logging.getLogger("shoal.worker")
 # the nanny plugins already applied to this process (not to be applied again).
 NANNY_STATE_ENV = "SHOAL_NANNY_STATE"
 NANNY_PLUGINS_ENV = "SHOAL_NANNY_PLUGINS"
+# The longest the worker process waits for one nanny plugin's async ``teardown`` when its
+# nanny closes (the nanny kills the process 5 s after its SIGTERM anyway).
+NANNY_TEARDOWN_TIMEOUT = 2.0
+
+
+def nanny_closing_mark(state_file: str) -> str:
+    """The file a closing nanny makes next to its state file before it stops its worker
+    process: the process then tears the nanny plugins down (dask's ``Nanny.close`` does)."""
+    return state_file + ".closing"
+
+
+def nanny_closing() -> bool:
+    """This worker process's nanny is closing (it left its mark), not restarting it."""
+    state_file = os.environ.get(NANNY_STATE_ENV)
+    return state_file is not None and os.path.exists(nanny_closing_mark(state_file))
 
 
 class NannyView:
@@ -65,8 +80,8 @@ class WorkerPlugins:
         self.worker = worker
         self.plugins: dict[str, Any] = {}
         # Nanny plugins run here (or before this process started) on the nanny's behalf:
-        # kept for their ``teardown`` when unregistered. A worker process closing is not
-        # its nanny closing: they are not torn down then.
+        # kept for their ``teardown`` when unregistered or when the nanny closes. A worker
+        # process closing otherwise is not its nanny closing: they are not torn down then.
         self.nanny_plugins: dict[str, Any] = {}
         self.watchers: list[Any] = []  # plugins with a ``transition`` hook of their own
         self.moving: Moving | None = None  # the move ``transition`` is telling them about
@@ -204,11 +219,35 @@ class WorkerPlugins:
             except Exception:
                 logger.exception("worker %s: teardown of plugin %r failed",
                                  self.worker.address, name)
+        if self.nanny_plugins and nanny_closing():
+            await self._nanny_closes()
         if self._directory is not None:
             with contextlib.suppress(ValueError):
                 sys.path.remove(self._directory)
             shutil.rmtree(self._directory, ignore_errors=True)
             self._directory = None
+
+    async def _nanny_closes(self) -> None:
+        """The nanny closes: every nanny plugin's ``teardown(nanny)``, as dask's
+        ``Nanny.close`` runs them; a failure is logged, an async one is waited for
+        ``NANNY_TEARDOWN_TIMEOUT`` at most, and neither stops the others."""
+        view = NannyView(self.worker)
+        plugins, self.nanny_plugins = self.nanny_plugins, {}
+        for name, plugin in plugins.items():
+            if not hasattr(plugin, "teardown"):
+                continue
+            try:
+                done = plugin.teardown(nanny=view)
+                if inspect.isawaitable(done):
+                    # ends: the teardown, or the timeout (which cancels it)
+                    await asyncio.wait_for(done, NANNY_TEARDOWN_TIMEOUT)
+            except (asyncio.TimeoutError, TimeoutError):
+                logger.error("worker %s: teardown of nanny plugin %r did not finish within "
+                             "%g s as the nanny closed; cancelled it", self.worker.address,
+                             name, NANNY_TEARDOWN_TIMEOUT)
+            except Exception:
+                logger.exception("worker %s: teardown of nanny plugin %r failed as the nanny "
+                                 "closed", self.worker.address, name)
 
     def transition(self, key: Any, start: str, finish: str,
                    error: dict[str, Any] | None = None) -> None:
@@ -227,11 +266,16 @@ class WorkerPlugins:
 
     # --- nanny plugins, run here on the nanny's behalf ----------------------------------------
 
-    async def _nanny_setup(self, name: str, plugin: Any, registered: bool) -> dict[str, Any]:
+    def _nanny_setup(self, name: str, plugin: Any, registered: bool) -> Any:
+        """Keep the nanny plugin at once (a close that comes before its ``setup`` ran still
+        tears it down, as the nanny would), and return the coroutine that sets it up."""
+        self.nanny_plugins[name] = plugin
+        return self._nanny_apply(name, plugin, registered)
+
+    async def _nanny_apply(self, name: str, plugin: Any, registered: bool) -> dict[str, Any]:
         """Run a nanny plugin's ``setup`` here, unless it is re-sent to this process (not
         ``registered`` now) and was applied before the nanny started it. A registration
         runs it even if one of that name was applied: it replaces that one, as in dask."""
-        self.nanny_plugins[name] = plugin
         applied = applied_nanny_plugins()
         if name in applied and not registered:  # applied before this process started
             return {"status": "OK"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import concurrent.futures
 import operator
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -206,6 +207,38 @@ def test_retire_workers_moves_a_wanted_result_off_before_closing(make_client):
     nanny = exited()[0]
     wait_for(lambda: nanny._supervisor is not None and nanny._supervisor.done(), timeout=60)
     assert len(c.scheduler_info()["workers"]) == 1
+
+
+def test_a_worker_process_dying_as_it_is_retired_is_not_restarted_by_its_nanny(make_client):
+    # dask tells the nanny before it closes a retired worker; shoal's nanny never learnt of
+    # the retirement: a worker process dying before its Close arrived was reported retired
+    # and came back as a fresh worker, one more than asked for.
+    c = make_client(n_workers=3)
+    first, second, third = sorted(c.scheduler_info()["workers"])
+    pids = c.run(os.getpid)
+    nanny_of = {n.pid: n for n in c.cluster.nannies}
+    # Frozen, the process cannot read its Close: it dies after being reported retired.
+    os.kill(pids[first], signal.SIGSTOP)
+    try:
+        assert list(c.retire_workers([first])) == [first]
+    finally:
+        os.kill(pids[first], signal.SIGKILL)
+    nanny = nanny_of[pids[first]]
+    wait_for(lambda: nanny.stopped, timeout=60)
+    assert nanny.pid == pids[first]  # no fresh process
+    # Killed just before the retirement: whichever the scheduler hears of first, the
+    # answer and the nanny agree (retired and gone, or not retired and restarted).
+    os.kill(pids[second], signal.SIGKILL)
+    retired = c.retire_workers([second])
+    nanny = nanny_of[pids[second]]
+    if retired:
+        assert list(retired) == [second]
+        wait_for(lambda: nanny.stopped, timeout=60)
+        assert nanny.pid == pids[second]
+        wait_for(lambda: list(c.scheduler_info()["workers"]) == [third], timeout=60)
+    else:
+        wait_for(lambda: len(c.scheduler_info()["workers"]) == 2, timeout=60)
+        assert not nanny.stopped
 
 
 @pytest.mark.timeout(300)  # 30-80 s at load 25 on 2 cores (starts processes)

@@ -373,6 +373,28 @@ def test_a_nanny_plugin_without_restart_applies_to_the_next_worker_process(
     assert list(applied.values()) == [["h11:later,with separators"]]
 
 
+class MarksTeardown(NannyPlugin):
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def teardown(self, nanny: Any) -> None:
+        with open(self.path, "a") as f:
+            f.write(f"{nanny.name}\n")
+
+
+def test_closing_the_cluster_tears_the_nanny_plugins_down(make_client: Any,
+                                                            tmp_path: Path) -> None:
+    # dask's Nanny.close runs its plugins' teardown; shoal's nanny ran none of them.
+    c = make_client(2)
+    marks = tmp_path / "torn-down"
+    c.register_plugin(MarksTeardown(str(marks)), name="h11-teardown")
+    _kill_one_worker(c)  # a worker process ending is not its nanny closing
+    c.run(os.getpid)  # (after the plugin re-sent to the fresh process, on its connection)
+    assert not marks.exists()
+    c.cluster.close()
+    assert sorted(marks.read_text().split()) == ["0", "1"]
+
+
 def test_upload_directory_is_importable_with_update_path(make_client: Any,
                                                          tmp_path: Path) -> None:
     c = make_client(1)

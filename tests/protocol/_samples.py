@@ -70,6 +70,7 @@ SAMPLES: dict[str, m.Message] = {
     "worker-memory-terminated": m.MemoryTerminated(600 * 2**20, 630 * 2**20, 0.95),
     "nanny-memory-terminated": m.NannyMemoryTerminated(1, "tcp://10.0.0.2:4000", 600 * 2**20,
                                                        630 * 2**20, 0.95),
+    "nanny-worker-exited": m.NannyWorkerExited(2, "tcp://10.0.0.2:4000", 4242),
     "get-data": m.GetData(4, ["a", ("b", 1)]),
     "data": m.Data(4, {"a": SMALL, ("b", 1): TWO_FRAMES}, ["c"], {"d": {"message": "x"}}),
     "coord-semaphore-acquire": cm.CoordSemaphoreAcquire(1, "db", 1, "lease-1", 30.0, None),

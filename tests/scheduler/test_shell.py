@@ -722,3 +722,32 @@ def test_a_step_writes_its_computes_before_its_results() -> None:
     assert [peer for peer, _ in log] == ["w1", "c"]
     assert _kinds(log[0][1]) == [("compute", "b")]
     assert log[1][1] == [KeyDone("a", 8, "int", None)]
+
+
+def test_a_nanny_whose_worker_exited_unasked_learns_whether_it_was_retired() -> None:
+    """dask's retire_workers tells the nanny first; shoal's nanny asks when its worker's
+    process exits unasked. The scheduler removes the worker if it had not yet (so that a
+    later retire_workers does not report it retired), then answers."""
+    from shoal.protocol._messages import PROTOCOL_VERSION, Hello, NannyWorkerExited, Response
+    from shoal.scheduler._membership import retire_workers
+
+    sched, _w1, _conns = _scheduler()
+    for address in ("w2", "w3"):
+        sched._on_worker_message(Recorder(address),
+                                 [Register(address, address, 1, 2**30, 1, "host")])
+    nanny = Recorder("nanny")
+    sched._on_first_message(nanny, [Hello("nanny", PROTOCOL_VERSION, "n1"),
+                                    NannyWorkerExited(1, "w1", 1)])
+    assert "w1" not in sched._workers and "w1" not in sched.state.workers
+    assert asyncio.run(retire_workers(sched, ["w1"], None, True, 5.0)) == {}
+    assert list(asyncio.run(retire_workers(sched, ["w2"], None, True, 5.0))) == ["w2"]
+    assert list(asyncio.run(retire_workers(sched, ["w3"], None, False, 5.0))) == ["w3"]
+    sched._on_nanny_message(nanny, [NannyWorkerExited(2, "w2", 1), NannyWorkerExited(3, "w3", 1)])
+    assert nanny.sent == [Response(1, True, False), Response(2, True, True),
+                          Response(3, True, False)]  # w3 was not closed: its own business
+    # A new worker at a retired one's address is not retired.
+    sched._on_worker_message(Recorder("w2"), [Register("w2", "w2b", 1, 2**30, 2, "host")])
+    sched._on_nanny_message(nanny, [NannyWorkerExited(4, "w2", 1)])
+    assert nanny.sent[-1] == Response(4, True, False)
+    assert "w2" in sched._workers  # the old process's word does not remove the new one
+    assert not nanny.closed
