@@ -41,6 +41,9 @@ NANNY_PLUGINS_ENV = "SHOAL_NANNY_PLUGINS"
 # The longest the worker process waits for one nanny plugin's async ``teardown`` when its
 # nanny closes (the nanny kills the process 5 s after its SIGTERM anyway).
 NANNY_TEARDOWN_TIMEOUT = 2.0
+# The longest a closing worker waits for one worker plugin's async ``teardown``: one that
+# never returns must not keep the worker (an in-process one: the user's close) open.
+TEARDOWN_TIMEOUT = 2.0
 
 
 def nanny_closing_mark(state_file: str) -> str:
@@ -215,7 +218,12 @@ class WorkerPlugins:
             try:
                 done = self._teardown(name)
                 if inspect.isawaitable(done):
-                    await done
+                    # ends: the teardown, or the timeout (which cancels it)
+                    await asyncio.wait_for(done, TEARDOWN_TIMEOUT)
+            except (asyncio.TimeoutError, TimeoutError):
+                logger.error("worker %s: teardown of plugin %r did not finish within %g s "
+                             "as the worker closed; cancelled it", self.worker.address, name,
+                             TEARDOWN_TIMEOUT)
             except Exception:
                 logger.exception("worker %s: teardown of plugin %r failed",
                                  self.worker.address, name)

@@ -168,3 +168,29 @@ def test_a_nanny_plugin_registered_again_under_its_name_is_set_up_again(
     asyncio.run(scenario())
     assert os.environ[NANNY_PLUGINS_ENV] == '["tagged"]'
     assert LOG == [("nanny setup", "first"), ("nanny setup", "second")]
+
+
+class StuckTeardown(WorkerPlugin):
+    def setup(self, worker: Any) -> None:
+        LOG.append(("setup", "stuck"))
+
+    async def teardown(self, worker: Any) -> None:
+        await asyncio.Event().wait()  # never returns
+
+
+def test_a_teardown_that_never_returns_does_not_keep_the_worker_open(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shoal.worker import _plugins
+
+    monkeypatch.setattr(_plugins, "TEARDOWN_TIMEOUT", 0.05)
+
+    async def scenario() -> None:
+        host, spawned = _host(tmp_path)
+        conn = Answers()
+        host.on_message(conn, PluginSetup(1, "stuck", dumps(StuckTeardown()), "worker"))
+        host.on_message(conn, PluginSetup(2, "p", dumps(ByName()), "worker"))
+        await _settle(spawned)
+        await asyncio.wait_for(host.close(), 10)
+
+    asyncio.run(scenario())
+    assert LOG == [("setup", "stuck"), ("setup", ["worker"]), ("teardown", ["worker"])]
