@@ -77,11 +77,7 @@ def _report_fields(ev: TaskFinished | TaskFailed) -> dict[str, Any]:
         from shoal.protocol._errors import error_to_exception
 
         error = ev.error
-        try:
-            extra["exception"] = error_to_exception(error)
-        except Exception:  # never raises today; the text still tells what happened
-            logger.exception("could not rebuild the exception of task %r for the plugins",
-                             ev.key)
+        extra["exception"] = error_to_exception(error)  # (never raises)
         extra.update(exception_text=str(error.get("message", "")),
                      traceback_text=str(error.get("tb_text", "")))
     return extra

@@ -1,7 +1,7 @@
 """A nanny's own word to the scheduler that it kills its worker for memory.
 
-Owns: that one short connection (``Hello`` role ``"nanny"``, one
-:class:`~shoal.protocol._messages.NannyMemoryTerminated`, its ``Response``). Why: the
+Owns: that notice (one :class:`~shoal.protocol._messages.NannyMemoryTerminated`, on the
+nanny's short connection: ``_nanny_request``). Why: the
 worker says it itself when the nanny signals it (``MemoryTerminated``), but a worker whose
 event loop cannot run (a task holding the GIL) does not within the nanny's grace, and its
 KilledWorker then said nothing of memory. The nanny measured the memory to decide the kill:
@@ -11,7 +11,6 @@ Must not know the nanny's supervision: it is given what to say.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -30,43 +29,14 @@ async def tell_scheduler(scheduler: str, *, worker: str, process: int, limit: in
     process took ``process`` bytes, past ``fraction`` of ``limit``); True once it noted
     it, False when it could not be told within ``timeout`` seconds (logged). Never raises
     but for cancellation."""
-    from shoal.comm._tcp import connect
-    from shoal.protocol._messages import (
-        PROTOCOL_VERSION,
-        Hello,
-        Message,
-        NannyMemoryTerminated,
-        Response,
-    )
+    from shoal.protocol._messages import NannyMemoryTerminated
+    from shoal.worker._nanny_request import ask
 
-    conn = None
-    try:
-        async with asyncio.timeout(timeout):  # ends: the answer, the connection's loss, or this
-            conn = await connect(scheduler, timeout, security=security, role="worker",
-                                 server_hostname=server_hostname)
-            noted: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-
-            def on_batch(_conn: Any, batch: list[Message] | None) -> None:
-                if noted.done():
-                    return
-                if batch is None:
-                    noted.set_result(False)
-                elif any(type(m) is Response and m.request_id == 1 for m in batch):
-                    noted.set_result(True)
-
-            conn.set_handler(on_batch)
-            conn.send_many([Hello("nanny", PROTOCOL_VERSION, str(name)),
-                            NannyMemoryTerminated(1, worker, process, limit, fraction)])
-            if await noted:
-                return True
-            reason = "the scheduler closed the connection"
-    except TimeoutError:
-        reason = f"no answer within {timeout:g} s"
-    except OSError as exc:
-        reason = str(exc)
-    finally:
-        if conn is not None:
-            conn.close()
+    request = NannyMemoryTerminated(1, worker, process, limit, fraction)
+    response, reason = await ask(scheduler, request, name=name, security=security,
+                                 server_hostname=server_hostname, timeout=timeout)
+    if response is not None:
+        return True
     logger.warning("could not tell the scheduler that worker %s is killed for memory (%s); "
                    "a task it ran may fail with a KilledWorker that does not say so",
                    worker, reason)
