@@ -215,7 +215,7 @@ async def _on_loop(func: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _connect_timeout() -> float:
-    from shoal.worker._nanny import _connect_timeout as configured
+    from shoal.worker._worker_command import connect_timeout as configured
 
     return configured()
 

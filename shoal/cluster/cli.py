@@ -188,10 +188,10 @@ def worker_main(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
         from shoal.cluster._scheduler_file import read_scheduler_file, with_file_token
-        from shoal.worker._nanny import _connect_timeout
+        from shoal.worker._worker_command import connect_timeout
 
         try:
-            info = read_scheduler_file(args.scheduler_file, args.death_timeout or _connect_timeout())
+            info = read_scheduler_file(args.scheduler_file, args.death_timeout or connect_timeout())
         except OSError as exc:
             print(f"shoal worker: {exc}", file=sys.stderr)
             return 1
@@ -292,13 +292,13 @@ def _worker_without_nanny(args: argparse.Namespace, address: str, nthreads: int,
     from shoal._preload import configured_preloads
     from shoal.cluster._sizing import parse_memory_limit
     from shoal.worker._lifetime import configured_lifetime, staggered
-    from shoal.worker._nanny import _connect_timeout
     from shoal.worker._server import Worker
+    from shoal.worker._worker_command import connect_timeout
 
     lifetime, stagger, _ = configured_lifetime(args.lifetime, args.lifetime_stagger, False)
     worker = Worker(address, nthreads=nthreads, name=name,
                     memory_limit=parse_memory_limit(args.memory_limit, nthreads), **addresses,
-                    death_timeout=args.death_timeout, connect_timeout=_connect_timeout(),
+                    death_timeout=args.death_timeout, connect_timeout=connect_timeout(),
                     local_directory=args.local_directory, security=security,
                     resources=args.resources,
                     lifetime=None if lifetime is None else staggered(lifetime, stagger,

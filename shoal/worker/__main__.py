@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                 finally:  # the nanny's SIGKILL follows its grace anyway: exit first
                     os._exit(_declared(EXIT_MEMORY))
 
-            # The nanny's warning before its SIGKILL (_nanny.MEMORY_KILL_GRACE later).
+            # The nanny's warning before its SIGKILL (_nanny_watch.MEMORY_KILL_GRACE later).
             loop.add_signal_handler(signal.SIGUSR1,
                                     lambda: loop.create_task(killed_for_memory()))
         # Registered: load what most tasks will need, off the critical path of start-up (0.1 s

@@ -79,7 +79,7 @@ class MemoryMonitorMixin(WorkerBase):
         if None in (target, spill, pause, transfer) or directory is None:
             import dask.config
 
-            from shoal.worker._nanny import MEMORY_FRACTIONS
+            from shoal.worker._memory_settings import MEMORY_FRACTIONS
 
             def config(name: str) -> Any:
                 return dask.config.get(f"distributed.worker.memory.{name}",
@@ -107,7 +107,7 @@ class MemoryMonitorMixin(WorkerBase):
 
             setting = dask.config.get("distributed.worker.memory.spill-compression", "auto")
         if self._monitor_interval is None:  # no nanny said: read dask's config
-            from shoal.worker._nanny import configured_monitor_interval
+            from shoal.worker._memory_settings import configured_monitor_interval
 
             self._monitor_interval = configured_monitor_interval()
         compression = spill_compression(setting)  # raises for "lz4" without the package

@@ -1,6 +1,13 @@
 """A nanny supervises one worker process: starts it, restarts it if it dies or outgrows
 its memory limit, and stops it for good on close. Runs as a task in its owner's loop
-(the LocalCluster's or the ``shoal worker`` command's), not as a process of its own."""
+(the LocalCluster's or the ``shoal worker`` command's), not as a process of its own.
+
+Owns: the worker process's lifecycle (start, the warm standby, the registration pipe,
+supervision, close). Its parts: the command line and environment (``_worker_command``),
+the memory settings (``_memory_settings``), the watch for exit and memory
+(``_nanny_watch``), the restart policy (``_nanny_exits``), the nanny plugins' state
+(``_nanny_plugins``).
+"""
 
 from __future__ import annotations
 
@@ -12,161 +19,32 @@ import logging
 import os
 import random
 import shutil
-import signal
-import sys
-import tempfile
 import time
 from typing import Any
 
-import psutil
-
 from shoal import _logs
-from shoal.comm._tcp import comm_timeout
-from shoal.worker._execute import WARM_CANDIDATES, WARM_IMPORTS_ENV, WARM_IMPORTS_MIN_MEMORY
-from shoal.worker._memory import max_spill_bytes
+from shoal.worker._inherited_config import INHERIT_CONFIG_ENV, inherited_config
+from shoal.worker._memory_settings import (
+    MEMORY_TERMINATE_FRACTION,
+    NANNY_MONITOR_INTERVAL,
+    memory_settings,
+)
 from shoal.worker._name import check_worker_name
-from shoal.worker._resources import check_resources, format_resources
-from shoal.worker._spawn_environ import configured_spawn_environ, shipped_defaults
+from shoal.worker._nanny_exits import (
+    MAX_RESTARTS_PER_MINUTE,
+    Exit,
+    failures_within_a_minute,
+    read_exit,
+)
+from shoal.worker._nanny_plugins import NannyPluginState
+from shoal.worker._nanny_watch import watch
+from shoal.worker._resources import check_resources
+from shoal.worker._worker_command import worker_command, worker_environ
 
 logger = logging.getLogger("shoal.nanny")
 
-MEMORY_TERMINATE_FRACTION = 0.95
-# dask's defaults for distributed.worker.memory.* (used when its config does not say).
-MEMORY_FRACTIONS = {"target": 0.6, "spill": 0.7, "pause": 0.8, "transfer": 0.1,
-                    "terminate": MEMORY_TERMINATE_FRACTION}
-_EXIT_SCHEDULER_GONE = 3  # shoal.worker.__main__.EXIT_SCHEDULER_GONE (not imported: keeps imports light)
-_EXIT_PLUGIN_RESTART = 4  # shoal.worker.__main__.EXIT_PLUGIN_RESTART: a nanny plugin asked
-_EXIT_RESTART = 5  # shoal.worker.__main__.EXIT_RESTART: client.restart asked for a fresh process
-_EXIT_LIFETIME = 6  # shoal.worker.__main__.EXIT_LIFETIME: retired at the end of its lifetime
-_EXIT_PRELOAD_FAILED = 7  # shoal.worker.__main__.EXIT_PRELOAD_FAILED: a --preload failed
-_EXIT_MEMORY = 8  # shoal.worker.__main__.EXIT_MEMORY: killed past its terminate threshold
-# The statuses read as requests: honoured only when the worker declared them first.
-_REQUESTS = frozenset({_EXIT_SCHEDULER_GONE, _EXIT_PLUGIN_RESTART, _EXIT_RESTART,
-                       _EXIT_LIFETIME, _EXIT_PRELOAD_FAILED})
-# A worker past its terminate threshold gets SIGUSR1 first: it tells the scheduler why it
-# dies (KilledWorker says so) and exits; SIGKILL follows after this many seconds if not.
-MEMORY_KILL_GRACE = 0.2
-MAX_RESTARTS_PER_MINUTE = 10
-# How often a nanny samples its worker's memory (terminate threshold) unless dask's
-# distributed.worker.memory.monitor-interval says otherwise (dask's own default, 100 ms,
-# is the worker's pace: a nanny needs less).
-NANNY_MONITOR_INTERVAL = 0.5
-WORKER_MONITOR_INTERVAL = 0.1  # dask's default monitor-interval: the worker's memory samples
-_MONITOR_INTERVAL_KEY = "distributed.worker.memory.monitor-interval"
 # The worker's local directory, "<prefix><pid>-<random>" (shoal.worker._plugins).
 _WORKER_SPACE_PREFIX = "shoal-worker-space-"
-
-
-def _connect_timeout() -> float:
-    """dask's ``distributed.comm.timeouts.connect``: the bound of one connection attempt."""
-    import dask.config
-    from dask.utils import parse_timedelta
-
-    value = dask.config.get("distributed.comm.timeouts.connect", "30s")
-    return float(parse_timedelta(value, default="seconds") or 30.0)
-
-
-def configured_monitor_interval() -> float:
-    """dask's ``distributed.worker.memory.monitor-interval`` in seconds (default 100 ms).
-
-    Raises:
-        ValueError: not a positive duration.
-    """
-    import dask.config
-    from dask.utils import parse_timedelta
-
-    value = dask.config.get(_MONITOR_INTERVAL_KEY, None)
-    if value is None:
-        return WORKER_MONITOR_INTERVAL
-    seconds = parse_timedelta(value, default="seconds")
-    if not seconds or seconds <= 0:
-        raise ValueError(f"dask config {_MONITOR_INTERVAL_KEY} must be a positive duration "
-                         f"like '100ms', got {value!r}")
-    return float(seconds)
-
-
-# dask reads this variable when ``dask.config`` is first imported (dask's nanny and SSH
-# deployments use it), so the worker gets the config lazily, at no start-up cost.
-INHERIT_CONFIG_ENV = "DASK_INTERNAL_INHERIT_CONFIG"
-# Top-level settings that describe this process, not the cluster: the client sets itself
-# as dask's scheduler here; in a worker that would point at nothing.
-_NOT_INHERITED = frozenset({"scheduler", "get"})
-
-
-def _warn_of_memory_kill(pid: int) -> bool:
-    """SIGUSR1 to a worker past its terminate threshold: it tells the scheduler why it dies
-    and exits (``__main__``). False when that cannot be sent (no such signal, or gone)."""
-    sig = getattr(signal, "SIGUSR1", None)
-    if sig is None:
-        return False
-    try:
-        os.kill(pid, sig)
-    except OSError:
-        return False
-    return True
-
-
-def _kill(pid: int) -> None:
-    try:
-        psutil.Process(pid).kill()
-    except psutil.Error:
-        pass  # gone already: what the kill was for
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` with whatever JSON cannot carry left out (objects set as config values)."""
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            if isinstance(k, str):
-                v2 = _jsonable(v)
-                if v2 is not _SKIP:
-                    out[k] = v2
-        return out
-    if isinstance(value, (list, tuple)):
-        items = [_jsonable(v) for v in value]
-        return [v for v in items if v is not _SKIP]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return _SKIP
-
-
-_SKIP = object()
-
-
-def _changed(config: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
-    """The settings of ``config`` that differ from ``baseline`` (nested dicts compared
-    key by key)."""
-    out: dict[str, Any] = {}
-    for k, v in config.items():
-        base = baseline.get(k, _SKIP)
-        if isinstance(v, dict) and isinstance(base, dict):
-            sub = _changed(v, base)
-            if sub:
-                out[k] = sub
-        elif base is _SKIP or base != v:
-            out[k] = v
-    return out
-
-
-def inherited_config() -> str:
-    """The dask config settings this process made (``dask.config.set``, changes to
-    ``dask.config.config``), serialized for a worker process, as dask's nanny passes its
-    config on: they apply inside tasks too. Defaults, YAML files and ``DASK_*`` variables
-    are not repeated: the worker reads those itself."""
-    import dask.config
-
-    baseline: dict[str, Any] = {}
-    for defaults in dask.config.defaults:
-        dask.config.update(baseline, defaults, priority="new")
-    dask.config.update(baseline, dask.config.collect(), priority="new")
-    config = {k: v for k, v in dask.config.global_config.items() if k not in _NOT_INHERITED}
-    return str(dask.config.serialize(_jsonable(_changed(config, baseline))))
-
-
-# The hash seed every nanny gives its worker unless one is configured: dask's, so that a
-# value a program saw under dask.distributed stays the same.
-_HASH_SEED = "6640"
 
 
 class Nanny:
@@ -248,8 +126,7 @@ class Nanny:
         self._registered: asyncio.Future[str | None] | None = None
         self.worker_address: str | None = None
         # Where nanny plugins (run in the worker on our behalf) leave the env to keep.
-        fd, self._plugin_state = tempfile.mkstemp(prefix="shoal-nanny-", suffix=".json")
-        os.close(fd)
+        self._plugin_state = NannyPluginState()
         self._closing = False
         self._supervisor: asyncio.Task[None] | None = None
         self.lifetime, self.lifetime_stagger, self.lifetime_restart = configured_lifetime(
@@ -365,76 +242,15 @@ class Nanny:
         os.close(fd)
 
     async def _start_process(self, standby: bool) -> asyncio.subprocess.Process:
-        args = [
-            sys.executable, "-m", "shoal.worker", self.scheduler_address,
-            "--nthreads", str(self.nthreads), "--memory-limit", str(self.memory_limit),
-            "--host", self.host,
-        ]
-        if self.name is not None:
-            if type(self.name) is str:
-                args += ["--name", self.name]
-            else:  # LocalCluster's 0, 1, ..., a float, a tuple: the same type there too
-                args += ["--name", repr(self.name), "--name-is-literal"]
-        if self.death_timeout is not None:
-            args += ["--death-timeout", str(self.death_timeout)]
-        if self.port:
-            args += ["--port", str(self.port)]
-        if self.contact_address is not None:
-            args += ["--contact-address", self.contact_address]
-        if self.scheduler_sni is not None:
-            args += ["--scheduler-sni", self.scheduler_sni]
-        args += ["--resources", format_resources(self.resources)]
-        args += ["--connect-timeout", str(_connect_timeout())]
-        if self.memory_limit:
-            args += self._memory_args()
-        if self.lifetime is not None:
-            from shoal.worker._lifetime import staggered
-
-            args += ["--lifetime", str(staggered(self.lifetime, self.lifetime_stagger,
-                                                 self._random))]
-        for name in self.preload:
-            args += ["--preload", name]
-        if any(self.preload_argv):
-            args += ["--preload-argv", json.dumps(self.preload_argv)]
-        args += ["--comm-timeout", str(comm_timeout())]
-        if standby:
-            args.append("--standby")
+        memory_args = self._memory_args() if self.memory_limit else []
+        args = worker_command(self, standby=standby, memory_args=memory_args)
         # The worker writes a byte to this pipe once registered (see _spare_once_ready).
         ready_r, ready_w = os.pipe()
         args += ["--ready-fd", str(ready_w)]
         intent_r, intent_w = os.pipe()
         os.set_blocking(intent_r, False)
         args += ["--intent-fd", str(intent_w)]
-        env = dict(os.environ)
-        # Like multiprocessing's spawn: the worker imports what its parent can import, so
-        # functions from the user's modules (and test files) unpickle by reference.
-        paths = [p or os.getcwd() for p in sys.path]
-        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-        # shoal's defaults, dask's nanny config, the shell's exports, self.env: in that
-        # order of precedence (shoal.worker._spawn_environ).
-        configured = configured_spawn_environ(os.environ, self.env, self.memory_limit)
-        env.update(configured)
-        from shoal.worker._plugins import NANNY_PLUGINS_ENV, NANNY_STATE_ENV, read_nanny_state
-
-        kept = read_nanny_state(self._plugin_state)
-        env.update(kept["env"])
-        env[NANNY_STATE_ENV] = self._plugin_state
-        env[NANNY_PLUGINS_ENV] = json.dumps(kept["plugins"])  # names may hold any character
-        # Credentials never go on the command line: ``ps`` shows that to every user.
-        if self.security is None:
-            from shoal.comm._security import Security
-
-            self.security = Security()
-        env.update(self.security.to_env())
-        # As dask's nanny: one hash seed for every worker (unless configured), so tasks that
-        # partition by ``hash()`` agree whichever worker runs them.
-        env["PYTHONHASHSEED"] = configured.get("PYTHONHASHSEED", _HASH_SEED)
-        # The worker dies with this process (shoal.worker.__main__.PARENT_PID_ENV).
-        env["SHOAL_NANNY_PID"] = str(os.getpid())
-        if not self.memory_limit or self.memory_limit >= WARM_IMPORTS_MIN_MEMORY:
-            env[WARM_IMPORTS_ENV] = ",".join(m for m in WARM_CANDIDATES if m in sys.modules)
-        if not standby:  # a standby gets the config when it is activated, not stale
-            env[INHERIT_CONFIG_ENV] = inherited_config()
+        env = worker_environ(self, standby=standby, plugin_env=self._plugin_state.environ())
         try:
             proc = await asyncio.create_subprocess_exec(
                 # stdout and stderr are inherited: print() in a task shows where the user looks.
@@ -456,35 +272,13 @@ class Nanny:
         return proc
 
     def _memory_args(self) -> list[str]:
-        """dask's ``distributed.worker.memory.*`` fractions and ``temporary-directory``,
-        read here (the worker process does not import dask's config to start)."""
-        import dask.config
-
-        memory = {name: dask.config.get(f"distributed.worker.memory.{name}", default)
-                  for name, default in MEMORY_FRACTIONS.items()}
-        terminate = memory["terminate"]
-        self.terminate_fraction = float(terminate) if terminate not in (None, False) else 0.0
-        args = []
-        for name in ("target", "spill", "pause", "transfer", "terminate"):
-            value = memory.get(name)
-            args += [f"--memory-{name}", "false" if value in (None, False) else str(float(value))]
-        compression = dask.config.get("distributed.worker.memory.spill-compression", "auto")
-        args += ["--memory-spill-compression",
-                 "false" if compression in (None, False) else str(compression)]
-        cap = max_spill_bytes(dask.config.get("distributed.worker.memory.max-spill", False))
-        args += ["--memory-max-spill", "false" if cap is None else str(cap)]
-        interval = configured_monitor_interval()
-        args += ["--memory-monitor-interval", str(interval)]
-        configured = dask.config.get(_MONITOR_INTERVAL_KEY, None)
-        shipped = shipped_defaults(_MONITOR_INTERVAL_KEY.rpartition(".")[0]).get(
-            "monitor-interval")
-        mine = configured is not None and configured != shipped and configured != "100ms"
-        self.monitor_interval = interval if mine else NANNY_MONITOR_INTERVAL
-        # Always given ("" for the system's temporary directory), so that the worker need
-        # not import dask's config to start.
-        directory = self.local_directory or dask.config.get("temporary-directory", None)
-        self._space_parent = str(directory or tempfile.gettempdir())
-        return [*args, "--local-directory", str(directory or "")]
+        """dask's ``distributed.worker.memory.*`` settings for the worker's command line;
+        keeps what this nanny needs of them (its terminate fraction and pace)."""
+        settings = memory_settings(self.local_directory)
+        self.terminate_fraction = settings.terminate_fraction
+        self.monitor_interval = settings.monitor_interval
+        self._space_parent = settings.space_parent
+        return settings.args
 
     async def _remove_worker_space(self, pid: int) -> None:
         """Remove the local directory (spill files, uploads) of worker process ``pid``,
@@ -503,47 +297,11 @@ class Nanny:
 
     async def _watch(self, proc: asyncio.subprocess.Process) -> int:
         """Wait for worker process ``proc`` to exit and return its status, killing it past
-        its terminate threshold: SIGUSR1 (it tells the scheduler why and exits), then
-        SIGKILL after ``MEMORY_KILL_GRACE`` if it is still there, and not before this
-        nanny told the scheduler why itself (``_memory_notice``: the worker may be unable
-        to, and its loss must come after the scheduler noted why)."""
-        waiter = asyncio.ensure_future(proc.wait())
-        kill_at: float | None = None  # warned for memory: SIGKILL then unless gone
-        notice: asyncio.Future[bool] | None = None  # the scheduler being told why
-        killed = False  # SIGKILL sent: only its exit is awaited
-        try:
-            # ends: the process exits: on its own, killed at kill_at (once the notice
-            # ended: NOTICE_TIMEOUT at most), or by close() (terminate, then kill)
-            while not waiter.done():
-                wait = self.monitor_interval
-                if kill_at is not None:
-                    wait = max(0.0, kill_at - time.monotonic())
-                await asyncio.wait([waiter], timeout=wait)
-                if waiter.done():
-                    break
-                if kill_at is not None:
-                    if time.monotonic() < kill_at:
-                        continue
-                    if notice is not None and not notice.done():
-                        pending: list[asyncio.Future[Any]] = [waiter, notice]
-                        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                        continue
-                    _kill(proc.pid)
-                    kill_at, killed = None, True
-                elif self.memory_limit and self.terminate_fraction and not killed:
-                    rss = self._past_terminate(proc.pid)
-                    if rss is None:
-                        continue
-                    kill_at = time.monotonic() + MEMORY_KILL_GRACE
-                    notice = self._tell_scheduler_of_memory_kill(rss)
-                    if not _warn_of_memory_kill(proc.pid):
-                        kill_at = time.monotonic()  # at once, once the notice ended
-            return waiter.result()  # ends at once: the loop above left only once it was done
-        finally:
-            if notice is not None and not notice.done():
-                notice.cancel()
-            if not waiter.done():  # cancelled (close): the close waits for the exit itself
-                waiter.cancel()
+        its terminate threshold (``_nanny_watch.watch``), once this nanny told the
+        scheduler why itself (``_memory_notice``)."""
+        return await watch(proc, interval=self.monitor_interval, memory_limit=self.memory_limit,
+                           terminate_fraction=self.terminate_fraction, name=self.name,
+                           tell_scheduler=self._tell_scheduler_of_memory_kill)
 
     def _tell_scheduler_of_memory_kill(self, rss: int) -> asyncio.Future[bool] | None:
         """Start telling the scheduler that the current worker is killed for memory
@@ -565,23 +323,22 @@ class Nanny:
             declared = self._declared_exit(proc.pid)
             if self._closing:
                 return
-            asked: int | None = code  # what the status asks of this nanny (if it declared it)
-            if code in _REQUESTS and code != declared:
+            asked, undeclared = read_exit(code, declared)
+            if undeclared:
                 logger.warning("worker %s exited with status %s, which it did not declare: "
                                "a crash (a task calling os._exit or sys.exit?), not a request",
                                self.name, code)
-                asked = None
             await self._remove_worker_space(proc.pid)
-            if asked == _EXIT_SCHEDULER_GONE:
+            if asked is Exit.SCHEDULER_GONE:
                 logger.info("worker %s stopped: closed by its scheduler, or no scheduler within "
                             "its death timeout; not restarting", self.name)
                 return
-            if asked == _EXIT_PRELOAD_FAILED:
+            if asked is Exit.PRELOAD_FAILED:
                 logger.error("worker %s: a preload failed (see its error above); not "
                              "restarting it", self.name)
                 self.preload_failed = True
                 return
-            if asked == _EXIT_LIFETIME:
+            if asked is Exit.LIFETIME_OVER:
                 if not self.lifetime_restart:
                     logger.info("worker %s retired at the end of its lifetime", self.name)
                     return
@@ -589,7 +346,7 @@ class Nanny:
                             "one", self.name)
                 await self._spawn()
                 continue
-            if asked == _EXIT_RESTART:  # asked for (client.restart): no failure to count
+            if asked is Exit.RESTART:  # asked for (client.restart): no failure to count
                 logger.info("worker %s restarting as asked", self.name)
                 await self._spawn()
                 # A worker restarted once is likely to be restarted again (a notebook's
@@ -600,7 +357,7 @@ class Nanny:
                     self._spare_task = asyncio.get_running_loop().create_task(
                         self._spare_once_ready())
                 continue
-            if asked == _EXIT_PLUGIN_RESTART:
+            if asked is Exit.PLUGIN_RESTART:
                 logger.info("worker %s restarts for a nanny plugin", self.name)
                 await self._drop_spare()  # started before the plugin: not what it asks for
                 await self._spawn()
@@ -609,8 +366,7 @@ class Nanny:
                 logger.info("worker %s exited with code %s while it was retired; not "
                             "restarting it", self.name, code)
                 return
-            now = time.monotonic()
-            self.restarts = [t for t in self.restarts if now - t < 60] + [now]
+            self.restarts = failures_within_a_minute(self.restarts, time.monotonic())
             if len(self.restarts) > MAX_RESTARTS_PER_MINUTE:
                 logger.error("worker %s died %d times in a minute; not restarting it",
                              self.name, len(self.restarts))
@@ -634,33 +390,18 @@ class Nanny:
         return await was_retired(self.scheduler_address, worker=address, pid=pid, name=self.name,
                                  security=self.security, server_hostname=self.scheduler_sni)
 
-    def _declared_exit(self, pid: int) -> int | None:
-        """The exit status worker process ``pid`` declared before exiting, or None."""
+    def _declared_exit(self, pid: int) -> bytes:
+        """What worker process ``pid`` declared before exiting (its exit statuses, in
+        order; ``_nanny_exits.read_exit``), empty if nothing."""
         fd = self._intents.pop(pid, None)
         if fd is None:
-            return None
+            return b""
         try:
-            data = os.read(fd, 64)  # (non-blocking: the writer has exited)
+            return os.read(fd, 64)  # (non-blocking: the writer has exited)
         except OSError:  # nothing written
-            data = b""
+            return b""
         finally:
             os.close(fd)
-        return data[-1] if data else None
-
-    def _past_terminate(self, pid: int) -> int | None:
-        """The memory of worker process ``pid`` when it is past its terminate threshold
-        (logged), else None."""
-        try:
-            rss = psutil.Process(pid).memory_info().rss
-        except psutil.Error:
-            return None
-        if rss <= self.terminate_fraction * self.memory_limit:
-            return None
-        logger.warning(
-            "worker %s uses %d bytes, over %.0f%% of its %d-byte limit; restarting it",
-            self.name, rss, self.terminate_fraction * 100, self.memory_limit,
-        )
-        return rss
 
     async def close(self, timeout: float = 5.0) -> None:
         self._closing = True
@@ -676,12 +417,9 @@ class Nanny:
         await self._drop_spare()
         proc = self.process
         if proc is not None and proc.returncode is None:
-            from shoal.worker._plugins import nanny_closing_mark
-
             # The worker process tears the nanny plugins down on this SIGTERM (as dask's
             # Nanny.close does), not on one that does not come from this close.
-            with contextlib.suppress(OSError):
-                open(nanny_closing_mark(self._plugin_state), "w").close()
+            self._plugin_state.mark_closing()
             try:
                 proc.terminate()
                 await asyncio.wait_for(proc.wait(), timeout)
@@ -703,11 +441,7 @@ class Nanny:
         for fd in self._intents.values():
             os.close(fd)
         self._intents.clear()
-        from shoal.worker._plugins import nanny_closing_mark
-
-        for path in (self._plugin_state, nanny_closing_mark(self._plugin_state)):
-            with contextlib.suppress(OSError):
-                os.remove(path)
+        self._plugin_state.remove()
 
     async def _drop_spare(self) -> None:
         """End the standby: EOF on its stdin makes it exit; killed if it does not."""
@@ -736,11 +470,7 @@ class Nanny:
                 spare.kill()
             except ProcessLookupError:
                 pass
-        from shoal.worker._plugins import nanny_closing_mark
-
-        for path in (self._plugin_state, nanny_closing_mark(self._plugin_state)):
-            with contextlib.suppress(OSError):
-                os.remove(path)
+        self._plugin_state.remove()
         proc = self.process
         if proc is not None and proc.returncode is None:
             try:

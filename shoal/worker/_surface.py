@@ -138,7 +138,7 @@ class TaskFacingMixin(WorkerBase):
         if None in fractions:
             import dask.config
 
-            from shoal.worker._nanny import MEMORY_FRACTIONS
+            from shoal.worker._memory_settings import MEMORY_FRACTIONS
 
             fractions = tuple(
                 dask.config.get(f"distributed.worker.memory.{name}", MEMORY_FRACTIONS[name])

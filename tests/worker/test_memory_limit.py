@@ -74,7 +74,8 @@ def test_local_directory_given_to_the_nanny_wins_over_the_config(tmp_path: objec
 def test_dasks_memory_monitor_interval_paces_the_worker_and_its_nanny() -> None:
     import dask
 
-    from shoal.worker._nanny import NANNY_MONITOR_INTERVAL, Nanny, configured_monitor_interval
+    from shoal.worker._memory_settings import NANNY_MONITOR_INTERVAL, configured_monitor_interval
+    from shoal.worker._nanny import Nanny
 
     nanny = Nanny("tcp://127.0.0.1:1", memory_limit=10**9)
     with dask.config.set({"distributed.worker.memory.monitor-interval": "250ms"}):
@@ -131,7 +132,8 @@ def test_a_worker_past_terminate_is_warned_then_killed_after_the_grace(
 ) -> None:
     import asyncio
 
-    from shoal.worker._nanny import MEMORY_KILL_GRACE, Nanny
+    from shoal.worker._nanny import Nanny
+    from shoal.worker._nanny_watch import MEMORY_KILL_GRACE
 
     nanny = Nanny("tcp://127.0.0.1:1", memory_limit=1)  # any process is past it
     nanny.terminate_fraction, nanny.monitor_interval = 0.95, 0.01
@@ -150,7 +152,8 @@ def test_a_nanny_tells_the_scheduler_why_before_it_kills_a_worker_that_cannot() 
 
     from shoal.comm import listen
     from shoal.protocol._messages import Hello, Message, NannyMemoryTerminated, Response
-    from shoal.worker._nanny import MEMORY_KILL_GRACE, Nanny
+    from shoal.worker._nanny import Nanny
+    from shoal.worker._nanny_watch import MEMORY_KILL_GRACE
 
     heard: list[tuple[Message, bool]] = []  # (message, the worker still alive)
     answer_after = MEMORY_KILL_GRACE + 0.3
