@@ -237,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         worker.scheduler_sni = args.scheduler_sni
         if has_nanny:
             worker.on_restart = _exit_for_restart
+            # Told as the retirement begins: a kill during it still ends the lifetime.
+            worker.on_lifetime_over = lambda: _declared(EXIT_LIFETIME)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: loop.create_task(worker.close()))

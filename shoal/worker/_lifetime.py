@@ -74,11 +74,15 @@ async def end_of_life(worker: Any, lifetime: float) -> None:
     its data and close it (``RetireAsked``); close it here if that has not happened within
     :data:`RETIRE_GRACE` (a scheduler gone or unable to answer). Sets
     ``worker.lifetime_ended``, which ``python -m shoal.worker`` turns into its exit status
-    (the nanny restarts the worker or not). Cancelled when the worker closes first."""
+    (the nanny restarts the worker or not), and calls ``worker.on_lifetime_over`` first
+    (the process tells its nanny at once: it may die while retiring). Cancelled when the
+    worker closes first."""
     from shoal.protocol._messages import RetireAsked
 
     await asyncio.sleep(lifetime)
     worker.lifetime_ended = True
+    if worker.on_lifetime_over is not None:
+        worker.on_lifetime_over()
     logger.info("worker %s: its lifetime (%g s) is over; retiring", worker.address, lifetime)
     sched = worker._scheduler
     if sched is not None and not sched.closed:

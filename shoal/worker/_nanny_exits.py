@@ -42,13 +42,18 @@ _ASKED = {EXIT_SCHEDULER_GONE: Exit.SCHEDULER_GONE, EXIT_PRELOAD_FAILED: Exit.PR
 def read_exit(code: int | None, declared: bytes) -> tuple[Exit, bool]:
     """Why a worker process that exited with ``code``, having declared ``declared`` (the
     bytes it wrote on its intent pipe, in order), exited; and whether ``code`` is a request
-    it did not declare (a task calling ``os._exit(5)`` is a crash, not "restart me")."""
+    it did not declare (a task calling ``os._exit(5)`` is a crash, not "restart me").
+
+    A process that declared its lifetime over (as its retirement began) and then ended
+    otherwise than by a later declared request (killed, crashed, past its memory) ended
+    its lifetime: its retirement is what it was doing (dask's lifetime restart brings a
+    fresh worker then, though the scheduler, asked, would say the worker was retired)."""
     last = declared[-1] if declared else None
-    if code in _REQUESTS:
-        if code == last:
-            return _ASKED[code], False
-        return Exit.UNASKED, True
-    return Exit.UNASKED, False
+    if code in _REQUESTS and code == last:
+        return _ASKED[code], False
+    if EXIT_LIFETIME in declared:
+        return Exit.LIFETIME_OVER, False
+    return Exit.UNASKED, code in _REQUESTS
 
 
 def failures_within_a_minute(restarts: list[float], now: float) -> list[float]:

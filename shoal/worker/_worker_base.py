@@ -168,6 +168,10 @@ class WorkerBase:
         self.restart_requested = False  # a nanny plugin asked for a fresh process
         self.lifetime = lifetime
         self.lifetime_ended = False  # retired because its lifetime was over (_lifetime.py)
+        # Called as its lifetime ends, before it retires: ``python -m shoal.worker`` under a
+        # nanny declares it there, so that a process killed while retiring is still the
+        # lifetime's end to the nanny (restarted with lifetime_restart).
+        self.on_lifetime_over: Callable[[], object] | None = None
         self._lifetime_task: asyncio.Task[None] | None = None
         # dask_setup/dask_teardown modules (``--preload``), run around start and close.
         self.preloads: Any = None

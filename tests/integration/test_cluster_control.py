@@ -17,7 +17,7 @@ import time
 import dask
 import pytest
 
-from shoal import Client
+from shoal import Client, WorkerPlugin
 from shoal.scheduler._server import Scheduler
 
 from ._helpers import alive, gated, wait_for
@@ -239,6 +239,50 @@ def test_a_worker_process_dying_as_it_is_retired_is_not_restarted_by_its_nanny(m
     else:
         wait_for(lambda: len(c.scheduler_info()["workers"]) == 2, timeout=60)
         assert not nanny.stopped
+
+
+class _StopsOnceAsItRetires(WorkerPlugin):
+    """A worker plugin whose teardown (run as the worker closes) freezes the first process
+    of the worker named "short" (SIGSTOP) after writing its pid: that process is then in
+    the middle of its end-of-lifetime retirement, for the test to kill."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def teardown(self, worker) -> None:
+        if worker.name != "short" or os.path.exists(self.marker):
+            return
+        with open(self.marker, "w") as f:
+            f.write(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGSTOP)  # ends: the test's SIGKILL
+
+
+@pytest.mark.timeout(300)  # starts two worker processes
+def test_a_worker_killed_during_its_lifetime_retirement_is_restarted_with_lifetime_restart(
+        make_client, tmp_path):
+    # The nanny asks the scheduler before restarting a worker that died unasked, and the
+    # scheduler says "retired" of one killed as its lifetime retired it: with
+    # lifetime_restart (dask's distributed.worker.lifetime.restart) that retirement was the
+    # lifetime's own, and a fresh worker must follow, as after a clean one.
+    from shoal import _loop
+    from shoal.worker._nanny import Nanny
+
+    c = make_client(n_workers=1)
+    marker = tmp_path / "stopped"
+    c.register_plugin(_StopsOnceAsItRetires(str(marker)), name="stops-once")
+    nanny = Nanny(c.scheduler_address, name="short", lifetime=2, lifetime_restart=True)
+    _loop.run_sync(nanny.start(), 60)
+    try:
+        wait_for(lambda: marker.exists() and marker.read_text(), timeout=120)
+        first = int(marker.read_text())
+        assert nanny.pid == first
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: nanny.stopped or nanny.pid != first, timeout=60)
+        assert not nanny.stopped
+        names = lambda: [w["name"] for w in c.scheduler_info()["workers"].values()]  # noqa: E731
+        wait_for(lambda: "short" in names(), timeout=120)
+    finally:
+        _loop.run_sync(nanny.close(), 60)
 
 
 @pytest.mark.timeout(300)  # 30-80 s at load 25 on 2 cores (starts processes)
