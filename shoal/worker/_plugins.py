@@ -44,6 +44,12 @@ NANNY_TEARDOWN_TIMEOUT = 2.0
 # The longest a closing worker waits for one worker plugin's async ``teardown``: one that
 # never returns must not keep the worker (an in-process one: the user's close) open.
 TEARDOWN_TIMEOUT = 2.0
+# The longest an async ``setup`` (of a worker or nanny plugin) or an unregistered plugin's
+# async ``teardown`` may take before it is cancelled and the caller gets a TimeoutError
+# naming it. dask awaits these without a bound: its register_plugin then never returns.
+# Generous: a setup may download or wait for a service; one that never returns must still
+# give the user an end (and not leave a task running in every worker for ever).
+SETUP_TIMEOUT = 300.0
 
 
 def nanny_closing_mark(state_file: str) -> str:
@@ -151,8 +157,20 @@ class WorkerPlugins:
             self._answer(conn, msg, True, {"status": "OK"})
 
     async def _finish(self, conn: Connection, msg: Any, pending: Any) -> None:
+        task = asyncio.ensure_future(pending)
+        await asyncio.wait([task], timeout=SETUP_TIMEOUT)  # ends: the hook, or the bound
+        if not task.done():
+            task.cancel()
+            # ends: its cancellation, or the bound (a hook ignoring it is left behind)
+            await asyncio.wait([task], timeout=TEARDOWN_TIMEOUT)
+            hook = "setup" if isinstance(msg, PluginSetup) else "teardown"
+            self._answer(conn, msg, False, TimeoutError(
+                f"the async {hook} of plugin {msg.name!r} did not finish within "
+                f"{SETUP_TIMEOUT:g} s on worker {self.worker.address}; it was cancelled. A "
+                f"{hook} must return: run longer work in a task it starts instead"))
+            return
         try:
-            value = await pending
+            value = task.result()
         except Exception as exc:
             self._answer(conn, msg, False, exc)
             return

@@ -194,3 +194,68 @@ def test_a_teardown_that_never_returns_does_not_keep_the_worker_open(
 
     asyncio.run(scenario())
     assert LOG == [("setup", "stuck"), ("setup", ["worker"]), ("teardown", ["worker"])]
+
+
+class NeverReady(WorkerPlugin):
+    async def setup(self, worker: Any) -> None:
+        await asyncio.Event().wait()  # ends: cancelled by the bound under test
+
+
+class NannyNeverReady(NannyPlugin):
+    async def setup(self, nanny: Any) -> None:
+        await asyncio.Event().wait()  # ends: cancelled by the bound under test
+
+
+class NeverGone(WorkerPlugin):
+    async def teardown(self, worker: Any) -> None:
+        await asyncio.Event().wait()  # ends: cancelled by the bound under test
+
+
+@pytest.mark.parametrize("messages", [
+    [PluginSetup(1, "never", dumps(NeverReady()), "worker")],
+    [PluginSetup(1, "never", dumps(NannyNeverReady()), "nanny")],
+    [PluginSetup(0, "never", dumps(NeverGone()), "worker"), PluginTeardown(1, "never")],
+], ids=["worker setup", "nanny setup", "unregister teardown"])
+def test_an_async_hook_that_never_returns_fails_after_a_bound_naming_the_plugin(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch, messages: list[Message]) -> None:
+    # dask awaits these without a bound (register_plugin then never returns); here the
+    # caller gets a TimeoutError naming the plugin and the worker, and the hook is cancelled.
+    from shoal.protocol._errors import error_to_exception
+    from shoal.worker import _plugins
+
+    monkeypatch.setattr(_plugins, "SETUP_TIMEOUT", 0.05)
+    monkeypatch.delenv(NANNY_STATE_ENV, raising=False)
+
+    async def scenario() -> None:
+        host, spawned = _host(tmp_path)
+        conn = Answers()
+        for msg in messages:
+            host.on_message(conn, msg)  # type: ignore[arg-type]
+        await asyncio.wait_for(_settle(spawned), 10)  # ends: the bound under test
+        assert _oks(conn) == [(1, False)]
+        error = conn.sent[-1].value  # type: ignore[attr-defined]
+        exc = error_to_exception(error)
+        assert isinstance(exc, TimeoutError)
+        assert "'never'" in str(exc) and "0.05 s" in str(exc) and "tcp://127.0.0.1:1" in str(exc)
+
+    asyncio.run(scenario())
+
+
+class OwnTimeout(WorkerPlugin):
+    async def setup(self, worker: Any) -> None:
+        raise TimeoutError("the service did not answer")
+
+
+def test_an_async_setup_raising_its_own_timeout_is_reported_as_its_own(tmp_path: Any) -> None:
+    from shoal.protocol._errors import error_to_exception
+
+    async def scenario() -> None:
+        host, spawned = _host(tmp_path)
+        conn = Answers()
+        host.on_message(conn, PluginSetup(1, "own", dumps(OwnTimeout()), "worker"))
+        await _settle(spawned)
+        assert _oks(conn) == [(1, False)]
+        exc = error_to_exception(conn.sent[-1].value)  # type: ignore[attr-defined]
+        assert str(exc) == "the service did not answer"
+
+    asyncio.run(scenario())
