@@ -12,7 +12,10 @@ Where shoal differs: a nanny plugin's ``setup(nanny)`` runs in the worker proces
 nanny's behalf, with a stand-in ``nanny`` whose ``env`` (and ``name``, ``worker_address``,
 ``local_directory``) it may change; the nanny keeps ``env`` (and what ``setup`` set in
 ``os.environ``) for every worker process it starts later, and ``restart = True`` restarts
-the worker process after ``setup``. ``UploadDirectory`` and the installers
+the worker process after ``setup``. Its ``teardown(nanny)`` runs there too (unregistered, or
+the nanny closing); when the nanny closes with its worker process gone, the nanny runs it
+itself, on the plugin as ``setup`` left it (pickled by the worker process after ``setup``).
+``UploadDirectory`` and the installers
 (``InstallPlugin``, ``PipInstall``, ``CondaInstall``) are worker plugins.
 """
 
@@ -138,7 +141,8 @@ class NannyPlugin:
 
     def teardown(self, nanny: Any) -> Awaitable[None] | None:
         """Run when the plugin is removed, or when the nanny closes (in its worker process,
-        as ``setup``)."""
+        as ``setup``; in the nanny's, on the plugin as ``setup`` left it, when that
+        process is gone)."""
 
 
 _KINDS = (("WorkerPlugin", "worker"), ("SchedulerPlugin", "scheduler"), ("NannyPlugin", "nanny"))

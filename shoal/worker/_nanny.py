@@ -431,6 +431,9 @@ class Nanny:
                     pass
         if proc is not None:
             await self._remove_worker_space(proc.pid)
+        # Those its worker process did not tear down (it was gone, or died during it).
+        await self._plugin_state.teardown_left(self.name, self.worker_address,
+                                               self._space_parent or self.local_directory)
         await self.preloads.teardown()
         if self._ready_fd is not None:
             self._unwatch(self._ready_fd)

@@ -221,6 +221,8 @@ class WorkerPlugins:
         plugin = self.plugins.pop(name, None)
         if plugin is None:
             nanny = self.nanny_plugins.pop(name, None)
+            if nanny is not None:
+                _forget_torn_down(name)
             if nanny is not None and hasattr(nanny, "teardown"):  # unregistered: dask's too
                 return nanny.teardown(nanny=NannyView(self.worker))
             return None
@@ -260,6 +262,7 @@ class WorkerPlugins:
         view = NannyView(self.worker)
         plugins, self.nanny_plugins = self.nanny_plugins, {}
         for name, plugin in plugins.items():
+            _forget_torn_down(name)  # (if this process dies during it, it is not run twice)
             if not hasattr(plugin, "teardown"):
                 continue
             try:
@@ -304,6 +307,9 @@ class WorkerPlugins:
         runs it even if one of that name was applied: it replaces that one, as in dask."""
         applied = applied_nanny_plugins()
         if name in applied and not registered:  # applied before this process started
+            kept = _as_set_up(name)
+            if kept is not None:  # its teardown gets what its setup left, as in dask
+                self.nanny_plugins[name] = kept
             return {"status": "OK"}
         view = NannyView(self.worker)
         before = dict(os.environ)
@@ -321,9 +327,12 @@ class WorkerPlugins:
         state = read_nanny_state(state_file)
         state["env"].update(view.env)
         state["plugins"] = [*(n for n in state["plugins"] if n != name), name]
-        with open(state_file + ".part", "w") as f:
-            json.dump(state, f)
-        os.replace(state_file + ".part", state_file)
+        pickled = _pickled(name, plugin)
+        if pickled is not None:
+            state["pickled"][name] = pickled
+        else:
+            state["pickled"].pop(name, None)
+        write_nanny_state(state_file, state)
         os.environ[NANNY_PLUGINS_ENV] = json.dumps([*(n for n in applied if n != name), name])
         if restart:
             self.worker.restart_requested = True
@@ -344,13 +353,69 @@ def applied_nanny_plugins() -> list[str]:
 
 
 def read_nanny_state(path: str) -> dict[str, Any]:
-    """What nanny plugins left for the nanny: ``{"env": {...}, "plugins": [names]}``."""
+    """What nanny plugins left for the nanny: ``{"env": {...}, "plugins": [names],
+    "pickled": {name: base64 pickle}}``; ``pickled`` holds each plugin applied and not yet
+    torn down, as its ``setup`` left it, for the nanny to tear down itself if its worker
+    process is gone as it closes (``_nanny_plugins.NannyPluginState.teardown_left``)."""
     try:
         with open(path) as f:
             state = json.load(f)
     except (OSError, ValueError):
         state = {}
-    return {"env": dict(state.get("env", {})), "plugins": list(state.get("plugins", []))}
+    return {"env": dict(state.get("env", {})), "plugins": list(state.get("plugins", [])),
+            "pickled": dict(state.get("pickled", {}))}
+
+
+def write_nanny_state(path: str, state: dict[str, Any]) -> None:
+    """Replace the state file at ``path`` atomically (a reader never sees half of it)."""
+    with open(path + ".part", "w") as f:
+        json.dump(state, f)
+    os.replace(path + ".part", path)
+
+
+def _pickled(name: str, plugin: Any) -> str | None:
+    """``plugin`` pickled for its nanny's process (base64), or None (logged) if it cannot
+    be: its teardown then cannot run once this process is gone."""
+    import base64
+
+    from shoal._run import pickle_code
+
+    try:
+        return base64.b64encode(bytes(pickle_code(plugin).frames[0])).decode("ascii")
+    except TypeError as exc:
+        logger.warning("nanny plugin %r cannot be pickled after its setup (%s): its teardown "
+                       "will not run if its worker process is gone when the nanny closes",
+                       name, exc)
+        return None
+
+
+def _as_set_up(name: str) -> Any:
+    """Nanny plugin ``name`` as its ``setup`` left it (in an earlier process of this
+    nanny), or None if not kept or not loadable here."""
+    import base64
+
+    from shoal.protocol._serialize import Serialized
+
+    state_file = os.environ.get(NANNY_STATE_ENV)
+    pickled = None if state_file is None else read_nanny_state(state_file)["pickled"].get(name)
+    if pickled is None:
+        return None
+    try:
+        return unpickle(Serialized([base64.b64decode(pickled)]))
+    except Exception as exc:  # the re-sent copy stands in for it
+        logger.warning("nanny plugin %r as set up could not be loaded (%r); its teardown "
+                       "gets the plugin as registered", name, exc)
+        return None
+
+
+def _forget_torn_down(name: str) -> None:
+    """Nanny plugin ``name`` was torn down here: its nanny must not tear it down again."""
+    state_file = os.environ.get(NANNY_STATE_ENV)
+    if state_file is None:
+        return
+    state = read_nanny_state(state_file)
+    if state["pickled"].pop(name, None) is not None:
+        write_nanny_state(state_file, state)
 
 
 def load_file(path: str) -> list[Any]:

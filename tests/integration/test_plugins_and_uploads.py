@@ -395,6 +395,40 @@ def test_closing_the_cluster_tears_the_nanny_plugins_down(make_client: Any,
     assert sorted(marks.read_text().split()) == ["0", "1"]
 
 
+class MarksTeardownWithSetupState(NannyPlugin):
+    """Its teardown needs what its setup found (dask runs both on one instance)."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.found: str | None = None
+
+    def setup(self, nanny: Any) -> None:
+        self.found = f"{nanny.name}-set-up"
+
+    def teardown(self, nanny: Any) -> None:
+        with open(os.path.join(self.directory, str(self.found)), "w") as f:
+            f.write("torn down")
+
+
+def test_a_nanny_whose_worker_process_is_gone_still_tears_its_plugins_down_as_it_closes(
+        make_client: Any, tmp_path: Path) -> None:
+    # dask runs nanny plugins in the nanny's process, so Nanny.close tears them down
+    # whatever became of its worker. shoal runs them in the worker process: one that was
+    # gone (retired, died for good) when its nanny closed took their teardown with it.
+    c = make_client(1)
+    nanny = Nanny(c.scheduler_address, name="late")
+    _loop.run_sync(nanny.start(), 60)
+    try:
+        address = _loop.run_sync(nanny.worker_registered(), 60)
+        c.register_plugin(MarksTeardownWithSetupState(str(tmp_path)), name="h11-gone")
+        assert list(c.retire_workers([address])) == [address]
+        wait_for(lambda: nanny.stopped, timeout=60)  # its process exited, not restarted
+        assert not (tmp_path / "late-set-up").exists()
+    finally:
+        _loop.run_sync(nanny.close(), 60)
+    assert (tmp_path / "late-set-up").read_text() == "torn down"
+
+
 def test_upload_directory_is_importable_with_update_path(make_client: Any,
                                                          tmp_path: Path) -> None:
     c = make_client(1)

@@ -1,7 +1,9 @@
 """A nanny plugin's ``teardown(nanny)`` when the nanny closes (dask's ``Nanny.close`` tears
 its plugins down): run in the worker process on the nanny's behalf, as ``setup`` was, when
 the nanny left its closing mark (``worker/_plugins.nanny_closing_mark``) before stopping
-the process; not when the worker process ends for any other reason (the nanny restarts it)."""
+the process; not when the worker process ends for any other reason (the nanny restarts it).
+What a gone worker process did not tear down, its nanny does as it closes
+(``worker/_nanny_plugins.NannyPluginState.teardown_left``)."""
 
 from __future__ import annotations
 
@@ -12,8 +14,18 @@ from types import SimpleNamespace
 import pytest
 
 from shoal import NannyPlugin
+from shoal.comm._connection import Connection
+from shoal.protocol._messages import Message, PluginTeardown
 from shoal.worker import _plugins
 from shoal.worker._plugins import NANNY_STATE_ENV, WorkerPlugins, nanny_closing_mark
+
+
+class _NoAnswers(Connection):
+    def send(self, msg: Message) -> None:
+        pass
+
+    def _close(self) -> None:
+        pass
 
 
 class Records(NannyPlugin):
@@ -74,3 +86,93 @@ def test_without_a_nanny_or_its_mark_nothing_is_torn_down_for_it(state, monkeypa
     else:
         monkeypatch.setenv(NANNY_STATE_ENV, state)
     assert not _plugins.nanny_closing()
+
+
+# --- the teardowns a gone worker process left to its nanny -----------------------------------
+
+LOG: list[str] = []  # what the unpickled copies below did
+
+
+class RemembersSetup(NannyPlugin):
+    def __init__(self, tag: str) -> None:
+        self.tag, self.found = tag, "nothing"
+
+    def setup(self, nanny) -> None:
+        self.found = f"set up by {nanny.name}"
+
+    def teardown(self, nanny) -> None:
+        LOG.append(f"{self.tag}: {self.found}, torn down by {nanny.name}")
+
+
+class HangsAsync(NannyPlugin):
+    async def teardown(self, nanny) -> None:
+        await asyncio.Event().wait()  # ends: cancelled by the bounded wait under test
+
+
+class FailsOnce(NannyPlugin):
+    def teardown(self, nanny) -> None:
+        raise RuntimeError("teardown broke")
+
+
+@pytest.fixture
+def nanny_state(monkeypatch):
+    from shoal.worker._nanny_plugins import NannyPluginState
+
+    LOG.clear()
+    state = NannyPluginState()
+    monkeypatch.setenv(NANNY_STATE_ENV, state.path)
+    monkeypatch.setenv(_plugins.NANNY_PLUGINS_ENV, "[]")
+    yield state
+    state.remove()
+
+
+def _set_up(tmp_path, *named: tuple[str, NannyPlugin]) -> WorkerPlugins:
+    worker = SimpleNamespace(name="w", address="tcp://127.0.0.1:1", local_directory=str(tmp_path))
+    plugins = WorkerPlugins(worker)
+    for name, plugin in named:
+        asyncio.run(plugins._nanny_setup(name, plugin, True))
+    return plugins
+
+
+def test_a_nanny_tears_down_what_its_gone_worker_process_left_once_as_set_up(
+        tmp_path, nanny_state) -> None:
+    # dask runs nanny plugins in the nanny: Nanny.close tears them down whatever became of
+    # the worker. Here the worker process (gone: nothing tears down there) left them pickled.
+    _set_up(tmp_path, ("a", RemembersSetup("a")), ("b", RemembersSetup("b")))
+    asyncio.run(nanny_state.teardown_left("n0", "tcp://127.0.0.1:1", str(tmp_path)))
+    assert LOG == ["a: set up by w, torn down by n0", "b: set up by w, torn down by n0"]
+    asyncio.run(nanny_state.teardown_left("n0", None, None))  # at most once
+    assert len(LOG) == 2
+
+
+def test_what_the_worker_process_tore_down_is_not_torn_down_again_by_its_nanny(
+        tmp_path, nanny_state) -> None:
+    plugins = _set_up(tmp_path, ("a", RemembersSetup("a")), ("b", RemembersSetup("b")))
+    plugins.on_message(_NoAnswers(), PluginTeardown(0, "a"))  # unregistered: torn down here
+    nanny_state.mark_closing()
+    asyncio.run(plugins.close())  # the nanny closing: "b" torn down here
+    asyncio.run(nanny_state.teardown_left("n0", None, None))
+    assert LOG == ["a: set up by w, torn down by w", "b: set up by w, torn down by w"]
+
+
+def test_a_later_worker_process_tears_down_the_plugin_as_set_up_not_as_re_sent(
+        tmp_path, nanny_state, monkeypatch) -> None:
+    _set_up(tmp_path, ("a", RemembersSetup("a")))
+    monkeypatch.setenv(_plugins.NANNY_PLUGINS_ENV, '["a"]')  # what a fresh process gets
+    later = _set_up(tmp_path)
+    asyncio.run(later._nanny_setup("a", RemembersSetup("a"), False))  # the re-send: skipped
+    nanny_state.mark_closing()
+    asyncio.run(later.close())
+    assert LOG == ["a: set up by w, torn down by w"]
+
+
+def test_the_nannys_own_teardowns_log_failures_and_bound_waits(
+        tmp_path, nanny_state, monkeypatch, caplog) -> None:
+    monkeypatch.setattr(_plugins, "NANNY_TEARDOWN_TIMEOUT", 0.05)
+    _set_up(tmp_path, ("fails", FailsOnce()), ("hangs", HangsAsync()), ("a", RemembersSetup("a")))
+    with caplog.at_level(logging.ERROR, logger="shoal.nanny"):
+        asyncio.run(asyncio.wait_for(  # ends: bounded teardowns
+            nanny_state.teardown_left("n0", None, None), 10))
+    assert LOG == ["a: set up by w, torn down by n0"]
+    assert "teardown broke" in caplog.text
+    assert "'hangs'" in caplog.text and "did not finish" in caplog.text
