@@ -243,7 +243,12 @@ class Nanny:
 
     async def _start_process(self, standby: bool) -> asyncio.subprocess.Process:
         memory_args = self._memory_args() if self.memory_limit else []
-        args = worker_command(self, standby=standby, memory_args=memory_args)
+        lifetime = None
+        if self.lifetime is not None:
+            from shoal.worker._lifetime import staggered
+
+            lifetime = staggered(self.lifetime, self.lifetime_stagger, self._random)
+        args = worker_command(self, standby=standby, memory_args=memory_args, lifetime=lifetime)
         # The worker writes a byte to this pipe once registered (see _spare_once_ready).
         ready_r, ready_w = os.pipe()
         args += ["--ready-fd", str(ready_w)]

@@ -37,9 +37,11 @@ def connect_timeout() -> float:
     return float(parse_timedelta(value, default="seconds") or 30.0)
 
 
-def worker_command(nanny: Nanny, *, standby: bool, memory_args: list[str]) -> list[str]:
+def worker_command(nanny: Nanny, *, standby: bool, memory_args: list[str],
+                   lifetime: float | None) -> list[str]:
     """The command line of a worker process of ``nanny`` (without the pipes' arguments);
-    ``memory_args``: ``_memory_settings.memory_settings(...).args`` when it has a limit."""
+    ``memory_args``: ``_memory_settings.memory_settings(...).args`` when it has a limit;
+    ``lifetime``: this process's (staggered) lifetime in seconds, or None."""
     args = [
         sys.executable, "-m", "shoal.worker", nanny.scheduler_address,
         "--nthreads", str(nanny.nthreads), "--memory-limit", str(nanny.memory_limit),
@@ -61,11 +63,8 @@ def worker_command(nanny: Nanny, *, standby: bool, memory_args: list[str]) -> li
     args += ["--resources", format_resources(nanny.resources)]
     args += ["--connect-timeout", str(connect_timeout())]
     args += memory_args
-    if nanny.lifetime is not None:
-        from shoal.worker._lifetime import staggered
-
-        args += ["--lifetime", str(staggered(nanny.lifetime, nanny.lifetime_stagger,
-                                             nanny._random))]
+    if lifetime is not None:
+        args += ["--lifetime", str(lifetime)]
     for name in nanny.preload:
         args += ["--preload", name]
     if any(nanny.preload_argv):
