@@ -130,6 +130,11 @@ class _View:
     def __repr__(self) -> str:
         return repr(self._of)
 
+    def __reduce__(self) -> Any:
+        raise TypeError(f"shoal's {self._kind} records are views of the scheduler's live "
+                        "state and do not pickle: return what you read of them (ts.key, "
+                        "ts.state, ws.address...) from run_on_scheduler")
+
 
 class TaskStateView(_View):
     """dask's scheduler ``TaskState``: shoal's task record with ``prefix`` and ``group``
@@ -329,6 +334,9 @@ class ClientStateView:
 
     def __repr__(self) -> str:
         return f"<Client {self.client_key!r}>"
+
+    def __reduce__(self) -> Any:
+        return str, (self.client_key,)  # (sent from the scheduler: its key)
 
 
 def _client(sched: Scheduler, session: str) -> ClientStateView:

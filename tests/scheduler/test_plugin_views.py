@@ -200,3 +200,13 @@ def test_two_graphs_of_one_batch_each_carry_their_own_stimulus_id() -> None:
     (ta, sa), (tb, sb) = plugin.graphs
     assert (ta, tb) == (["a"], ["b"]) and sa != sb
     assert plugin.moves == {"a": {sa}, "b": {sb}}
+
+
+def test_records_do_not_pickle_but_clients_pickle_as_their_key() -> None:
+    import pickle
+
+    sched, _worker, conns = _scheduler("c")
+    sched._on_client_message(conns["c"], [UpdateGraph([row("a")], ["a"], {})])
+    with pytest.raises(TypeError, match="do not pickle: return what you read"):
+        pickle.dumps(sched.tasks["a"])
+    assert pickle.loads(pickle.dumps(sched.tasks["a"].who_wants)) == {"c"}

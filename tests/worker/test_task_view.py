@@ -4,8 +4,8 @@
 
 from __future__ import annotations
 
-from shoal.worker._task_view import Moving, TasksView
 from shoal.worker._state import WorkerState
+from shoal.worker._task_view import Moving, TasksView
 
 
 def test_held_values_read_as_tasks_in_memory_with_their_size() -> None:
