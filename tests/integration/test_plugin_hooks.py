@@ -232,3 +232,37 @@ def test_run_on_scheduler_reads_clients_memory_and_prefixes(client: Client) -> N
     # (a worker's process memory arrives with its first heartbeat)
     wait_for(lambda: all(p > 1_000_000 for p in client.run_on_scheduler(_processes)),
              timeout=30)
+
+
+def _add_all_progress(dask_scheduler: Any) -> None:
+    from distributed.diagnostics.progress import AllProgress
+
+    AllProgress(dask_scheduler)  # (adds itself, as "all-progress")
+
+
+def _all_progress(dask_scheduler: Any) -> tuple[dict[str, int], dict[str, int]]:
+    plugin = dask_scheduler.plugins["all-progress"]
+    return {p: len(keys) for p, keys in plugin.all.items()}, dict(plugin.nbytes)
+
+
+def test_dasks_own_all_progress_plugin_runs_on_shoals_scheduler(client: Client) -> None:
+    # (it reads ts.prefix.name, ts.nbytes and ts.state in every transition)
+    client.run_on_scheduler(_add_all_progress)
+    try:
+        futures = client.map(_inc, range(10), key=[f"inc-{i}" for i in range(9200, 9210)])
+        client.gather(futures)
+        counts, nbytes = client.run_on_scheduler(_all_progress)
+        assert counts == {"inc": 10} and nbytes["inc"] > 0
+        del futures
+        wait_for(lambda: client.run_on_scheduler(_all_progress) == ({}, {}), timeout=30)
+    finally:
+        client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.remove_plugin("all-progress"))
+
+
+def test_keys_the_user_names_get_dasks_prefix_of_the_key(client: Client) -> None:
+    one = client.submit(_inc, 1, key="load-data-x1-1")
+    many = client.map(_inc, range(2), key=["inc-9300", "inc-9301"])
+    client.gather([one, *many])
+    prefixes = client.run_on_scheduler(lambda dask_scheduler: {
+        k: dask_scheduler.tasks[k].prefix.name for k in ("load-data-x1-1", "inc-9300")})
+    assert prefixes == {"load-data-x1-1": "load-data", "inc-9300": "inc"}  # dask's key_split

@@ -210,3 +210,13 @@ def test_records_do_not_pickle_but_clients_pickle_as_their_key() -> None:
     with pytest.raises(TypeError, match="do not pickle: return what you read"):
         pickle.dumps(sched.tasks["a"])
     assert pickle.loads(pickle.dumps(sched.tasks["a"].who_wants)) == {"c"}
+
+
+def test_a_row_without_a_prefix_gets_dasks_prefix_of_its_key() -> None:
+    # (what the client sends for keys the user named: map(key=[...]), submit(key=...))
+    sched, _worker, conns = _scheduler("c")
+    sched._on_client_message(conns["c"], [UpdateGraph(
+        [row("inc-9200", prefix=""), row("load-data-x1-1", prefix="")],
+        ["inc-9200", "load-data-x1-1"], {})])
+    assert sched.tasks["inc-9200"].prefix.name == "inc"
+    assert sched.tasks["load-data-x1-1"].prefix.name == "load-data"
