@@ -456,6 +456,36 @@ def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
+# How long ``bind_client`` waits for each client's round trip to the scheduler.
+_MOVE_WITHIN = 30.0
+
+
+async def _move_hold(key: Any, old: Client | None, old_state: Any, new: Client,
+                     tell: bool) -> None:
+    """``bind_client``'s move: ``new`` wants ``key`` once ``old``'s submission of it is in
+    (a round trip on ``old``'s ordered outbox), then ``old`` lets go once ``new``'s want is
+    in. A round trip that fails (a client closing) is logged and the move goes on."""
+    from shoal.protocol._messages import UpdateGraph
+
+    try:
+        if tell:
+            if old is not None and old.status == "running":
+                await old._request_within("who_has", _MOVE_WITHIN, keys=[key])
+            new._send(UpdateGraph([], [key], {}))
+        await new._request_within("who_has", _MOVE_WITHIN, keys=[key])
+    except Exception as exc:
+        logger.warning("bind_client of %r: a round trip to the scheduler failed (%r); the "
+                       "hold moves all the same", key, exc)
+    finally:
+        if old is not None:
+            old._decref(key, old_state)
+
+
+def _log_move_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("bind_client failed", exc_info=task.exception())
+
+
 class Future(TaskRef):
     """A remote result. ``result()`` waits for it; dropping every Future of a key releases it.
 
@@ -496,6 +526,31 @@ class Future(TaskRef):
     @property
     def client(self) -> Client:
         return self._client
+
+    def bind_client(self, client: Client) -> None:
+        """dask's ``Future.bind_client``: hold the key through ``client`` (of the same
+        cluster) from now on. shoal binds a Future to a client when it is made (the
+        current one, as dask binds late), so this moves the hold: ``client`` tells the
+        scheduler it wants the key, and the former client lets go once that is in (after
+        its own submission of the key), so the key is never without a holder. From a
+        user thread this waits for those two round trips; on shoal's loop (an
+        asynchronous client) they run in the background."""
+        old = self._client
+        if client is old:
+            return
+        key = self.key
+        old_state = getattr(self, "_state", None)
+        tell = not client._held(key)
+        client._hold(key, None, self)
+        self._client = client
+        if not tell and old is None:
+            return
+        move = _move_hold(key, old, old_state, client, tell)
+        if _loop.in_loop_thread():
+            task = asyncio.get_running_loop().create_task(move)
+            task.add_done_callback(_log_move_failure)
+        else:
+            _loop.run_sync(move)  # ends: two round trips, each within _MOVE_WITHIN
 
     @property
     def executor(self) -> Client:

@@ -452,7 +452,7 @@ class Submitting(Outbox):
             key = f"{name}-{token(self._function_token(func), kwargs, *args) if pure else _uuid4_hex()}"
         else:
             check_user_keys((key,), "Client.submit(key=)")
-            name = _key_name(key)
+            name = ""  # (the scheduler takes dask's prefix of the key: key_prefix)
         with self._lock:  # the loop thread drops released keys under this lock
             session = self._session
             st = self._states.get(key)
@@ -528,6 +528,7 @@ class Submitting(Outbox):
         n = min(len(a) for a in arg_lists) if arg_lists else 0
         name = funcname(func) if not isinstance(key, str) else key
         if isinstance(key, (list, tuple)):
+            name = ""  # (the scheduler takes dask's prefix of each key: key_prefix)
             keys = list(key)
             if len(keys) != n:
                 raise ValueError(f"map got {len(keys)} keys for {n} tasks")
@@ -673,12 +674,6 @@ def _actor_flag(actor: Any, actors: Any) -> bool:
 def _parsed(kwargs: dict[str, Any]) -> Any:
     """Keyword arguments with futures inside them turned into graph references."""
     return {k: parse_input(v) for k, v in kwargs.items()}
-
-
-def _key_name(key: Any) -> str:
-    if isinstance(key, tuple) and key:
-        key = key[0]
-    return str(key).rsplit("-", 1)[0] if "-" in str(key) else str(key)
 
 
 

@@ -216,7 +216,7 @@ def _rows(request: web.Request, method: str, default: int, what: str) -> web.Res
 
 async def _api_groups(request: web.Request) -> web.Response:
     """The newest ``?limit=`` task groups, each with its counts by state."""
-    return _rows(request, "task_groups", _views.GROUP_ROWS, "task groups")
+    return _rows(request, "task_group_rows", _views.GROUP_ROWS, "task groups")
 
 
 async def _exceptions(request: web.Request) -> web.Response:

@@ -153,7 +153,7 @@ class DashboardSource(Protocol):
         """
         ...
 
-    def task_groups(self, limit: int) -> dict[str, Any]:
+    def task_group_rows(self, limit: int) -> dict[str, Any]:
         """``/api/groups``: ``{"groups": how many, "limit": limit, "rows": [...]}``, the newest
         ``limit`` task groups first, each row ``{"name", "prefix"}`` plus its
         :class:`PrefixCounts`. Cost O(limit), never O(tasks) or O(groups)."""

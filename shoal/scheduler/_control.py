@@ -36,16 +36,15 @@ def _error(exc: BaseException, where: str) -> dict[str, Any]:
 async def _register_worker_plugin(scheduler: Scheduler, conn: Connection, name: str,
                                   plugin: Serialized, kind: str, idempotent: bool) -> Any:
     """Keep the plugin for workers to come and set it up on every worker now; answers
-    ``{worker: (ok, value)}`` (empty for an idempotent plugin already registered)."""
+    ``{worker: (ok, value)}`` (empty for an idempotent plugin already registered). A
+    plugin whose ``setup`` raised on some worker is kept all the same, as dask keeps it:
+    the caller sees the error, and a worker that joins later tries it too (a ``setup``
+    raising there is logged by that worker, which runs on)."""
     if idempotent and name in scheduler.plugin_host.for_workers:
         return {}
     scheduler.plugin_host.keep(name, plugin, kind)
     asks = {w: (lambda rid: PluginSetup(rid, name, plugin, kind)) for w in scheduler._workers}
-    answers = await scheduler.ask_workers(conn, asks)
-    if not all(ok for ok, _ in answers.values()):
-        # Known to fail: workers joining later do not get it (the caller sees the error).
-        scheduler.plugin_host.for_workers.pop(name, None)
-    return answers
+    return await scheduler.ask_workers(conn, asks)
 
 
 async def _unregister_worker_plugin(scheduler: Scheduler, conn: Connection, name: str) -> Any:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from shoal.protocol._messages import UpdateGraph
 from shoal.protocol._serialize import Serialized, loads
+from shoal.scheduler._state_base import stimulus_id
 
 if TYPE_CHECKING:
     from shoal.scheduler._state import SchedulerState
@@ -34,10 +35,13 @@ logger = logging.getLogger("shoal.scheduler")
 class GraphNote:
     """One submission as the hook will describe it, gathered piece by piece."""
 
-    __slots__ = ("annotations", "client", "custom", "new", "tasks", "wanted")
+    __slots__ = ("annotations", "client", "custom", "event", "new", "tasks", "wanted")
 
     def __init__(self, client: str) -> None:
         self.client = client  # the Client.id (dask names clients so)
+        # The event of its last piece: the hook's stimulus id is the one of that event's
+        # step, which the moves it makes carry too.
+        self.event: Any = None
         self.tasks: list[Any] = []  # every row's key, in order
         self.wanted: list[Any] = []
         self.new: set[Any] = set()  # the rows' keys the scheduler did not have yet
@@ -72,8 +76,8 @@ class GraphNotes:
         return ready
 
     def piece(self, session: str, client: str, msg: UpdateGraph,
-              tasks: dict[Any, Any]) -> GraphNote | None:
-        """Note ``msg`` from client session ``session`` as it becomes an event (its tasks
+              tasks: dict[Any, Any], event: Any = None) -> GraphNote | None:
+        """Note ``msg`` from client session ``session`` as it becomes ``event`` (its tasks
         are told from those the scheduler had, in ``tasks``: the table as the message's
         batch arrived). Returns the submission's note when ``msg`` is its last piece (a
         whole graph is its own) and it has tasks, and keeps it for ``take_ready``; else
@@ -114,6 +118,7 @@ class GraphNotes:
         # dask's client-desires-keys, which is no graph update.
         if not note.tasks:
             return None
+        note.event = event
         self._ready.append(note)
         return note
 
@@ -124,9 +129,18 @@ class GraphNotes:
         for slot in [s for s in self._annotations if s[0] == session]:
             del self._annotations[slot]
 
-    def arguments(self, note: GraphNote, state: SchedulerState) -> dict[str, Any]:
+    def stamp(self) -> float:
+        """The time of a step that takes a graph's last piece: now, but later than the
+        last one given, so that each graph's stimulus id is its own."""
+        now = max(time.time(), math.nextafter(self._last, math.inf))
+        self._last = now
+        return now
+
+    def arguments(self, note: GraphNote, state: SchedulerState,
+                  now: float | None = None) -> dict[str, Any]:
         """The keyword arguments of ``update_graph(scheduler, **arguments)`` for ``note``,
-        once the state has taken its last piece."""
+        once the state has taken its last piece in a step at ``now`` (its stimulus id is
+        that step's, which the graph's moves carry)."""
         keys = list(dict.fromkeys(note.tasks))
         in_rows = set(keys)
         keys += [k for k in dict.fromkeys(note.wanted) if k not in in_rows]
@@ -150,8 +164,8 @@ class GraphNotes:
             spans = {k: by_key[k].annotation for k in note.new if k in by_key}
             if spans:
                 annotations["span"] = spans
-        now = max(time.time(), math.nextafter(self._last, math.inf))
-        self._last = now
+        if now is None:
+            now = self.stamp()
         return {"client": note.client, "keys": set(note.wanted), "tasks": keys,
                 "annotations": annotations, "priority": priority,
-                "stimulus_id": f"update-graph-{now}"}
+                "stimulus_id": stimulus_id("GraphSubmitted", now)}

@@ -112,7 +112,7 @@ class SchedulerPlugins:
                   if _overrides(p, "valid_workers_downscaling")]
         if not hooked:
             return list(workers)
-        table = scheduler.state.workers
+        table = scheduler.workers  # (dask's WorkerState views)
         valid = [table[w.address] for w in workers if w.address in table]
         for name, plugin in hooked:
             try:

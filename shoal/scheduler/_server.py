@@ -284,6 +284,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         # Workers retire_workers closes (or was closing when they died), by address, the
         # latest RETIRED_KEPT: their nannies ask before restarting them (NannyWorkerExited).
         self.retired: dict[str, None] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by start()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -299,6 +300,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
         host = reachable_host() if is_wildcard(self.host) else self.host
         self.address = f"{scheme}://{host}:{port}"
         logger.info("scheduler at %s", self.address)
+        self._loop = asyncio.get_running_loop()
         self._spawn(self._tick_loop())
         if self.amm.settings.start:
             self.amm.start()
@@ -469,13 +471,62 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
 
     @property
     def tasks(self) -> TaskTable:
-        """Key → task record (``.state``, ``.who_has``, ``.exception``...): dask's live
-        table, read-only; lookups cost no copy, iteration walks a snapshot (``_task_table``)."""
-        return TaskTable(self.state)
+        """Key → task record (``.state``, ``.who_has``, ``.prefix.name``...): dask's live
+        table, read-only; lookups cost no copy, iteration walks a snapshot (``_task_table``).
+        The records are dask's ``TaskState`` as plugins read it (``_records``)."""
+        return TaskTable(self)
 
     @property
     def workers(self) -> dict[str, Any]:
-        return dict(self.state.workers)
+        """Address → dask's ``WorkerState`` (``.status``, ``.memory``, ``.processing``...),
+        a read-only view of each (``_records``)."""
+        from shoal.scheduler._records import WorkerStateView
+
+        return {a: WorkerStateView(ws, self) for a, ws in self.state.workers.items()}
+
+    @property
+    def clients(self) -> dict[str, Any]:
+        """``Client.id`` → dask's ``ClientState`` (``.client_key``, ``.wants_what``), with
+        the pseudo-clients that hold keys (``"fire-and-forget"``, published datasets)."""
+        from shoal.scheduler._records import clients
+
+        return clients(self)
+
+    @property
+    def task_prefixes(self) -> dict[str, Any]:
+        """Name → dask's ``TaskPrefix`` (``.states``, ``.duration_average``, ``.groups``)
+        of the prefixes the scheduler has tasks of. O(task groups) per read."""
+        from shoal.scheduler._records import task_prefixes
+
+        return task_prefixes(self)
+
+    @property
+    def task_groups(self) -> dict[Any, Any]:
+        """Name → dask's ``TaskGroup`` (``.states``, ``.prefix``, ``.done``) of the groups
+        the scheduler has tasks of."""
+        from shoal.scheduler._records import task_groups
+
+        return task_groups(self)
+
+    @property
+    def loop(self) -> Any:
+        """The scheduler's event loop with tornado ``IOLoop``'s scheduling methods
+        (``call_later``, ``add_callback``...; see ``_loop_view``), as plugins use dask's.
+
+        Raises:
+            RuntimeError: the scheduler has not started and no loop is running here.
+        """
+        from shoal.scheduler._loop_view import LoopView
+
+        loop = self._loop
+        if loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                raise RuntimeError("the scheduler has no event loop yet: read "
+                                   "scheduler.loop once it has started (a plugin's start "
+                                   "hook, or later)") from None
+        return LoopView(loop)
 
     @property
     def total_nthreads(self) -> int:
@@ -558,7 +609,7 @@ class Scheduler(ServerMessages, ServerCommands, SideMachines, WorkerRuns):
 
         return task_graph(self.state, limit, known)
 
-    def task_groups(self, limit: int) -> dict[str, Any]:
+    def task_group_rows(self, limit: int) -> dict[str, Any]:
         """The dashboard's ``/groups``: the newest ``limit`` task groups' counts by state."""
         from shoal.scheduler._views import task_groups
 

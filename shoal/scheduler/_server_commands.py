@@ -92,16 +92,40 @@ class ServerCommands(ShellBase):
             return
         self._carry_out_all(self._handle(events))
 
-    def _handle(self, events: list[Any]) -> list[Any]:
+    def _handle(self, events: list[Any], now: float | None = None) -> list[Any]:
         try:
-            return self.state.handle(*events, now=time.time())
+            return self.state.handle(*events, now=time.time() if now is None else now)
         except EventsFailed as failed:  # its state changes are made: carry out their commands
             logger.error("%s", failed, exc_info=failed.failures[0][1])
             return failed.commands
 
-    def _update_graph_hook(self, note: GraphNote) -> None:
+    def _handle_graphs(self, events: list[Any], ready: list[GraphNote]
+                       ) -> tuple[list[Any], dict[int, float]]:
+        """``_handle(events)`` where ``ready`` graphs complete: each graph's last piece
+        starts a step of its own, at a time of its own, so that its ``update_graph`` hook
+        and the moves it makes share one stimulus id that no other graph has (dask's).
+        Returns the steps' commands, in order, and each note's step time (by ``id``)."""
+        if not ready:
+            return self._handle(events), {}
+        notes = {id(note.event): note for note in ready}
+        steps: list[list[Any]] = [[]]
+        for ev in events:
+            if id(ev) in notes and steps[-1]:
+                steps.append([])
+            steps[-1].append(ev)
+        commands: list[Any] = []
+        times: dict[int, float] = {}
+        for step in steps:
+            now = self.plugin_host.graphs.stamp()
+            note = notes.get(id(step[0]))
+            if note is not None:
+                times[id(note)] = now
+            commands += self._handle(step, now)
+        return commands, times
+
+    def _update_graph_hook(self, note: GraphNote, now: float | None = None) -> None:
         try:
-            arguments = self.plugin_host.graphs.arguments(note, self.state)
+            arguments = self.plugin_host.graphs.arguments(note, self.state, now)
         except Exception:  # a shoal bug: the graph runs, the plugins miss its update
             logger.exception("could not describe a graph of client %s to update_graph "
                              "hooks", note.client)
@@ -116,9 +140,9 @@ class ServerCommands(ShellBase):
         host = self.plugin_host
         ready = host.graphs.take_ready()
         if not host.watching:
-            commands = self._handle(events)
+            commands, times = self._handle_graphs(events, ready)
             for note in ready:
-                self._update_graph_hook(note)
+                self._update_graph_hook(note, times.get(id(note)))
             self._carry_out_all(commands)
             return
         # The batch's rows go to a log of their own first, then to the state's: a batch
@@ -130,12 +154,12 @@ class ServerCommands(ShellBase):
         new: collections.deque[tuple[Any, ...]] = collections.deque()
         state._log = new
         try:
-            commands = self._handle(events)
+            commands, times = self._handle_graphs(events, ready)
         finally:
             state._log = kept
             kept.extend(new)
         for note in ready:
-            self._update_graph_hook(note)
+            self._update_graph_hook(note, times.get(id(note)))
         # What dask gives a task's processing -> memory/erred move (a task-stream plugin
         # reads ``startstops``), from the worker's report among these events.
         done = {e.key: e for e in events if type(e) in (TaskFinished, TaskFailed)}

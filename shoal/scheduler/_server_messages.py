@@ -316,7 +316,7 @@ class ServerMessages(ShellBase):
                                                  msg.stream))
                     if self.plugin_host.plugins:  # update_graph, once these events are in
                         self.plugin_host.graphs.piece(name, info.get("client_id", name), msg,
-                                                      self.state.tasks)
+                                                      self.state.tasks, events[-1])
                 elif isinstance(msg, ReleaseKeys):
                     events.append(KeysReleased(name, list(msg.keys)))
                 elif isinstance(msg, CancelKeys):

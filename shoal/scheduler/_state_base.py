@@ -87,10 +87,15 @@ def prefix_counts(state: Any) -> dict[str, dict[str, int]]:
     return out
 
 
+# Events whose stimulus dask names otherwise than by their kind: a graph's moves carry the
+# stimulus id its ``update_graph`` plugin hook and "update-graph" event are given.
+_DASK_CAUSES = {"GraphSubmitted": "update-graph"}
+
+
 def stimulus_id(cause: str, now: float) -> str:
     """dask's name for what made a transition: the event's kind and when it arrived
     (``"task-finished-1796232193.38"``), from a story row's cause and time."""
-    return f"{_kebab(cause)}-{now}"
+    return f"{_DASK_CAUSES.get(cause) or _kebab(cause)}-{now}"
 
 
 def _kebab(name: str) -> str:

@@ -164,13 +164,15 @@ class TaskFacingMixin(WorkerBase):
     def tasks(self) -> Mapping[Any, Any]:
         """dask's ``Worker.tasks``: key → the task's record as plugins read it (``.state``,
         ``.dependencies``; ``.exception``, ``.traceback`` and their ``_text`` when it
-        failed, inside a plugin's ``transition`` hook), read-only; see ``_task_view``."""
+        failed, inside a plugin's ``transition`` hook; the values it holds in
+        ``"memory"``, with ``.nbytes``), read-only; see ``_task_view``."""
         from shoal.worker._task_view import TasksView
 
         state: Any = self.state
         host: Any = getattr(self, "plugin_host", None)
         return TasksView({} if state is None else state.tasks,
-                         None if host is None else host.moving)
+                         None if host is None else host.moving,
+                         None if state is None else state.held)
 
     def keys(self) -> list[Any]:
         """The keys of the values it holds."""

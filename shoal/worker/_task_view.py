@@ -1,9 +1,11 @@
 """``get_worker().tasks`` / a WorkerPlugin's ``self.worker.tasks[key]``: dask's
 ``Worker.tasks``, the worker's task records as plugin and task code read them (``.key``,
 ``.state``, ``.dependencies``, and for a task that failed ``.exception``, ``.traceback``,
-``.exception_text``, ``.traceback_text``), as in WorkerPlugin's docstring example.
+``.exception_text``, ``.traceback_text``), as in WorkerPlugin's docstring example. The
+values the worker holds read as tasks in ``"memory"`` (with ``.nbytes``), as dask keeps
+them: shoal's worker state drops a task's record once its value is stored.
 
-Owns: a read-only view over ``WorkerState.tasks`` and the move a transition hook is being
+Owns: a read-only view over ``WorkerState.tasks`` and ``.held`` and the move a transition hook is being
 told about (``Moving``: during the hook, the task reads as in its new state, with its error,
 as dask's record does then). Must not know: task logic, plugins' registry.
 """
@@ -25,14 +27,15 @@ class Moving(NamedTuple):
 class TaskView:
     """One task as dask's worker ``TaskState`` reads (the attributes plugins use)."""
 
-    __slots__ = ("_error", "dependencies", "key", "state")
+    __slots__ = ("_error", "dependencies", "key", "nbytes", "state")
 
     def __init__(self, key: Any, state: str, dependencies: tuple[Any, ...],
-                 error: dict[str, Any] | None) -> None:
+                 error: dict[str, Any] | None, nbytes: int | None = None) -> None:
         self.key = key
         self.state = state
         self.dependencies = dependencies  # keys (dask has their records)
         self._error = error
+        self.nbytes = nbytes  # of its value, once held (None before)
 
     @property
     def exception(self) -> BaseException | None:
@@ -62,21 +65,33 @@ class TaskView:
 
 
 class TasksView(Mapping[Any, TaskView]):
-    """Key → :class:`TaskView` of the tasks the worker has now (read-only)."""
+    """Key → :class:`TaskView` of the tasks the worker has now and the values it holds
+    (read-only)."""
 
-    def __init__(self, tasks: Mapping[Any, Any], moving: Moving | None) -> None:
+    def __init__(self, tasks: Mapping[Any, Any], moving: Moving | None,
+                 held: Mapping[Any, int] | None = None) -> None:
         self._tasks = tasks
         self._moving = moving
+        self._held: Mapping[Any, int] = {} if held is None else held
 
     def __getitem__(self, key: Any) -> TaskView:
-        ts = self._tasks[key]
+        ts = self._tasks.get(key)
+        nbytes = self._held.get(key)
+        if ts is None and nbytes is None:
+            raise KeyError(key)
+        deps = () if ts is None else ts.deps
         moving = self._moving
         if moving is not None and moving.key == key:
-            return TaskView(key, moving.finish, ts.deps, moving.error)
-        return TaskView(key, ts.state, ts.deps, None)
+            return TaskView(key, moving.finish, deps, moving.error, nbytes)
+        return TaskView(key, "memory" if ts is None else ts.state, deps, None, nbytes)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._tasks or key in self._held
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(list(self._tasks))
+        tasks = self._tasks
+        return iter([*tasks, *(k for k in self._held if k not in tasks)])
 
     def __len__(self) -> int:
-        return len(self._tasks)
+        tasks = self._tasks
+        return len(tasks) + sum(1 for k in self._held if k not in tasks)

@@ -129,7 +129,7 @@ class FakeSource:
             c[ts.state] = c.get(ts.state, 0) + 1
         return task_graph(SimpleNamespace(tasks=tasks, group_counts=counts), limit, known)
 
-    def task_groups(self, limit: int) -> dict[str, Any]:
+    def task_group_rows(self, limit: int) -> dict[str, Any]:
         rows = [{"name": name, "prefix": name.rsplit("-", 1)[0], **counts}
                 for name, counts in reversed(self.groups.items())][:limit]
         return {"groups": len(self.groups), "limit": limit, "rows": rows}

@@ -11,6 +11,7 @@ from typing import Any
 import dask
 import distributed.diagnostics.plugin as dask_plugin
 import pytest
+from _waiting import wait_for
 
 from shoal import Client, SchedulerPlugin
 
@@ -166,3 +167,102 @@ def test_a_plugin_written_for_dask_runs_unchanged(client: Client) -> None:
         assert events == [{"key": "ug-dask-style", "team": "blue"}]
     finally:
         client.unregister_scheduler_plugin("dask-style")
+
+
+# --- what a plugin reads of the scheduler's records (dask's names) ---------------------------
+
+
+class Records(dask_plugin.SchedulerPlugin):
+    """Reads the records the way dask's docs and diagnostics do, once a task is done."""
+
+    name = "records"
+
+    def __init__(self) -> None:
+        self.seen: dict[Any, dict[str, Any]] = {}
+
+    async def start(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+
+    def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
+        if finish != "memory":
+            return
+        ts = self.scheduler.tasks[key]
+        (ws,) = ts.who_has
+        self.seen[key] = {
+            "prefix": ts.prefix.name, "group": ts.group.name, "nbytes": ts.nbytes,
+            "state": ts.state, "annotations": ts.annotations,
+            "worker": ws.address, "status": str(ws.status),
+            "in_processing": any(t.key == key for t in self.scheduler.workers[ws.address]
+                                 .processing),
+        }
+
+
+def _records_seen(dask_scheduler: Any) -> dict[Any, dict[str, Any]]:
+    return dict(dask_scheduler.plugins["records"].seen)
+
+
+def test_a_plugin_reads_tasks_workers_and_clients_as_dasks_records(client: Client) -> None:
+    client.register_plugin(Records())
+    try:
+        assert client.submit(_inc, 1, key="inc-9101", retries=1).result() == 2
+        seen = client.run_on_scheduler(_records_seen)["inc-9101"]
+        assert seen["prefix"] == "inc" and seen["group"] == "inc"
+        assert seen["state"] == "memory" and seen["nbytes"] > 0
+        assert seen["annotations"] == {"retries": 1}
+        assert seen["worker"] in client.scheduler_info()["workers"]
+        assert seen["status"] == "Status.running" and not seen["in_processing"]
+    finally:
+        client.unregister_scheduler_plugin("records")
+
+
+def _processes(dask_scheduler: Any) -> list[int]:
+    return [ws.memory.process for ws in dask_scheduler.workers.values()]
+
+
+def test_run_on_scheduler_reads_clients_memory_and_prefixes(client: Client) -> None:
+    future = client.submit(_inc, 2, key="inc-9102")
+    assert future.result() == 3
+    assert client.id in client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.clients))
+    wants = client.run_on_scheduler(
+        lambda dask_scheduler: sorted(str(ts.key) for cs in dask_scheduler.clients.values()
+                                      for ts in cs.wants_what))
+    assert "inc-9102" in wants
+    assert client.run_on_scheduler(
+        lambda dask_scheduler: dask_scheduler.task_prefixes["inc"].states["memory"]) >= 1
+    # (a worker's process memory arrives with its first heartbeat)
+    wait_for(lambda: all(p > 1_000_000 for p in client.run_on_scheduler(_processes)),
+             timeout=30)
+
+
+def _add_all_progress(dask_scheduler: Any) -> None:
+    from distributed.diagnostics.progress import AllProgress
+
+    AllProgress(dask_scheduler)  # (adds itself, as "all-progress")
+
+
+def _all_progress(dask_scheduler: Any) -> tuple[dict[str, int], dict[str, int]]:
+    plugin = dask_scheduler.plugins["all-progress"]
+    return {p: len(keys) for p, keys in plugin.all.items()}, dict(plugin.nbytes)
+
+
+def test_dasks_own_all_progress_plugin_runs_on_shoals_scheduler(client: Client) -> None:
+    # (it reads ts.prefix.name, ts.nbytes and ts.state in every transition)
+    client.run_on_scheduler(_add_all_progress)
+    try:
+        futures = client.map(_inc, range(10), key=[f"inc-{i}" for i in range(9200, 9210)])
+        client.gather(futures)
+        counts, nbytes = client.run_on_scheduler(_all_progress)
+        assert counts == {"inc": 10} and nbytes["inc"] > 0
+        del futures
+        wait_for(lambda: client.run_on_scheduler(_all_progress) == ({}, {}), timeout=30)
+    finally:
+        client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.remove_plugin("all-progress"))
+
+
+def test_keys_the_user_names_get_dasks_prefix_of_the_key(client: Client) -> None:
+    one = client.submit(_inc, 1, key="load-data-x1-1")
+    many = client.map(_inc, range(2), key=["inc-9300", "inc-9301"])
+    client.gather([one, *many])
+    prefixes = client.run_on_scheduler(lambda dask_scheduler: {
+        k: dask_scheduler.tasks[k].prefix.name for k in ("load-data-x1-1", "inc-9300")})
+    assert prefixes == {"load-data-x1-1": "load-data", "inc-9300": "inc"}  # dask's key_split

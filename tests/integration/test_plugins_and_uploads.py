@@ -186,6 +186,7 @@ def test_an_idempotent_plugin_is_set_up_once(client: Client) -> None:
 
 class Failing(WorkerPlugin):
     def setup(self, worker: Any) -> None:
+        worker._h11_tried = os.getpid()
         _setup_helper_that_fails(worker.address)
 
 
@@ -201,9 +202,19 @@ def test_a_plugin_whose_setup_raises_reports_the_workers_traceback(client: Clien
     text = "".join(traceback.format_exception(info.value))
     assert "_setup_helper_that_fails" in text  # the worker's frames
     assert "on worker tcp://" in text
-    # Known to fail: not kept for workers to come.
-    with pytest.raises(ValueError, match="no worker plugin"):
-        client.unregister_worker_plugin("h11-failing")
+    # Kept all the same, as dask keeps it (for workers to come): it can be unregistered.
+    client.unregister_worker_plugin("h11-failing")
+
+
+def test_a_plugin_whose_setup_raised_is_still_set_up_on_workers_that_join(
+        make_client: Any) -> None:
+    c = make_client(2)
+    with pytest.raises(RuntimeError, match="setup cannot work on tcp://"):
+        c.register_plugin(Failing(), name="h11-failing-kept")
+    _kill_one_worker(c)  # its nanny starts a fresh process: a worker that joins
+    tried = c.run(lambda dask_worker: getattr(dask_worker, "_h11_tried", None))
+    assert tried == c.run(os.getpid)  # the new worker tried it too, and runs on
+    assert c.submit(int, "7").result() == 7
 
 
 def test_register_plugin_refuses_what_is_not_a_plugin_instance(client: Client) -> None:

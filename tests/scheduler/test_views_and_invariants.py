@@ -139,9 +139,9 @@ def test_story_rows_carry_the_time_handle_was_given_and_its_stimulus_id() -> Non
     state.handle(GraphSubmitted(sim.client, [row("a")], ["a"]), now=2.5)
     rows = state.story("a")
     assert rows and {r[4] for r in rows} == {2.5}
-    assert stimulus_id(rows[0][3], rows[0][4]) == "graph-submitted-2.5"
-    assert state.stimulus_story("graph-submitted-2.5") == rows
-    assert state.stimulus_story("graph-submitted-9.0") == []
+    assert stimulus_id(rows[0][3], rows[0][4]) == "update-graph-2.5"  # (dask's name)
+    assert state.stimulus_story("update-graph-2.5") == rows
+    assert state.stimulus_story("update-graph-9.0") == []
 
 
 def test_story_is_bounded() -> None:
