@@ -78,6 +78,23 @@ def _declared(status: int) -> int:
     return status
 
 
+def _on_stop_signal(worker: Worker, signum: int, has_nanny: bool) -> None:
+    """SIGTERM or SIGINT: close. On purpose (the tasks it runs are not to blame) unless the
+    worker has a nanny that did not send it while tasks run: then, most likely, a task sent
+    it to its own process (``os.kill(os.getpid(), SIGTERM)``), which in dask kills the
+    worker and counts against its tasks. Closing on purpose there made the task move on and
+    stop every worker in turn, until their nannies gave up and the user waited for ever."""
+    from shoal.worker._plugins import nanny_closing
+
+    name = signal.Signals(signum).name
+    if has_nanny and worker.running_tasks() and not nanny_closing():
+        worker.close_as_crash(f"{name} while running tasks, not from its nanny (a task "
+                              f"sending it to its own process?); its nanny restarts it")
+    else:
+        logging.getLogger("shoal.worker").info("worker %s closing on %s", worker.address, name)
+        asyncio.get_running_loop().create_task(worker.close())  # awaited by run()
+
+
 def _exit_for_restart() -> None:
     """Leave at once: the nanny replaces this process with a fresh one, so nothing here
     (data, running tasks, threads) needs an orderly end, and a task that ignores
@@ -193,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     gone: list[bool] = []
     restart: list[bool] = []
     lifetime_over: list[bool] = []
+    crashed: list[bool] = []  # closed as a crash (close_as_crash): exits 1, restarted
     preload_failed: list[bool] = []
 
     from shoal.comm._security import Security, set_default_security
@@ -239,9 +257,10 @@ def main(argv: list[str] | None = None) -> int:
             worker.on_restart = _exit_for_restart
             # Told as the retirement begins: a kill during it still ends the lifetime.
             worker.on_lifetime_over = lambda: _declared(EXIT_LIFETIME)
+            worker.task_exit_ends_process = True
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: loop.create_task(worker.close()))
+            loop.add_signal_handler(sig, _on_stop_signal, worker, sig, has_nanny)
         if has_nanny and args.memory_terminate:
             fraction = float(args.memory_terminate)
 
@@ -313,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("shoal.worker").info("worker at %s", worker.address)
         await worker.wait_closed()
         await worker.close()
+        crashed.append(worker.crash_reason is not None)
         gone.append(worker.scheduler_gone)
         restart.append(worker.restart_requested)
         lifetime_over.append(worker.lifetime_ended)
@@ -321,8 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     # collector's way, and collect young objects less often (tasks allocate many).
     gc.freeze()
     gc.set_threshold(20_000, 20, 100)
-    if run_main(run, "shoal worker") != 0:
-        return 1
+    if run_main(run, "shoal worker") != 0 or any(crashed):
+        return 1  # a crash: its nanny restarts it
     if preload_failed:
         return _declared(EXIT_PRELOAD_FAILED)
     if any(restart):

@@ -203,6 +203,9 @@ class Executor:
         self.executing = 0
         self.worker: Any = None  # the Worker shell, for get_worker() inside tasks
         self.on_secede: Callable[[Any, float], None] | None = None  # called on the loop
+        # Called on the loop when a task raises SystemExit/KeyboardInterrupt, which then ends
+        # the worker (a process under a nanny, as in dask); None: the task's error instead.
+        self.on_task_exit: Callable[[Any, BaseException], None] | None = None
         self._rejoining: collections.deque[threading.Event] = collections.deque()
         self._closed = False
         # Cleared while the worker is paused (memory past its pause threshold): threads
@@ -368,6 +371,10 @@ class Executor:
             self.executing += 1
             try:
                 done = self._execute(cmd, index)
+            except _TaskExit as end:  # the worker ends: no report (its start is reported)
+                if self.on_task_exit is not None:
+                    self._loop.call_soon_threadsafe(self.on_task_exit, cmd.key, end.exc)
+                return
             except BaseException as exc:  # never lose the thread, nor the task's report
                 logger.exception("executor failed to run task %r", cmd.key)
                 now = time.time()
@@ -456,6 +463,8 @@ class Executor:
                 return ExecuteDone(cmd.key, 0, "", start, stop, thread, None,
                                    reschedule_error(cmd.key, self._address, stop))
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                if self.on_task_exit is not None:
+                    raise _TaskExit(exc) from None
                 exc = _as_task_error(exc, cmd.key)
             error = exception_to_error(exc, _user_frames(exc.__traceback__), cmd.key,
                                        self._address, stop)
@@ -516,15 +525,26 @@ def _submissions_read(worker: Any) -> None:
                        "Future returned by a task may come back cancelled", exc)
 
 
+class _TaskExit(BaseException):
+    """A task raised ``exc`` (SystemExit, KeyboardInterrupt) in a worker that ends on it."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(exc)
+        self.exc = exc
+
+
 def _as_task_error(exc: BaseException, key: Any) -> RuntimeError:
     """A ``SystemExit``/``KeyboardInterrupt`` raised by a task (argparse, click, sys.exit)
-    ends that task only: it becomes the task's error, an ``Exception`` the client can catch,
-    instead of ending the worker's thread or, re-raised on the client, its event loop."""
+    in an in-process worker ends that task only: it becomes the task's error, an
+    ``Exception`` the client can catch, instead of ending the worker's thread or, re-raised
+    on the client, its event loop (dask's in-process workers then hang)."""
     name = type(exc).__name__
     what = f"{name}({exc})" if str(exc) else name
+    cause = ("sys.exit, argparse or a CLI framework's main()" if isinstance(exc, SystemExit)
+             else "a KeyboardInterrupt raised in the task")
     err = RuntimeError(
-        f"task {key!r} raised {what} (sys.exit, argparse or a CLI framework's main()); "
-        "shoal reports it as the task's error and the worker keeps running"
+        f"task {key!r} raised {what} ({cause}); in a worker of your own process shoal "
+        "reports it as the task's error and the worker keeps running"
     )
     return err.with_traceback(exc.__traceback__)
 

@@ -162,6 +162,8 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
         )
         self._executor.worker = self
         self._executor.on_secede = lambda key, duration: self._on_secede(key, duration, session)
+        if self.task_exit_ends_process:
+            self._executor.on_task_exit = self._on_task_exit
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -179,6 +181,26 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
         if self._closing is None:
             self._closing = asyncio.ensure_future(self._close_once())
         await asyncio.shield(self._closing)
+
+    def running_tasks(self) -> int:
+        """How many tasks this worker's threads are running now."""
+        return 0 if self._executor is None else self._executor.executing
+
+    def close_as_crash(self, reason: str) -> None:
+        """Close without the goodbye that makes the close one on purpose: the scheduler sees
+        the connection drop, as when a worker process dies, and counts it against the tasks
+        this worker was running (KilledWorker after ``allowed-failures``), as dask does."""
+        if self.crash_reason is None:
+            self.crash_reason = reason
+            logger.error("worker %s closes as a crash: %s", self.address, reason)
+        # Its owner: whoever awaits the close (python -m shoal.worker awaits it).
+        asyncio.get_running_loop().create_task(self.close())
+
+    def _on_task_exit(self, key: Any, exc: BaseException) -> None:
+        """On the loop: task ``key`` raised ``exc`` (SystemExit, KeyboardInterrupt)."""
+        what = f"{type(exc).__name__}({exc})" if str(exc) else type(exc).__name__
+        self.close_as_crash(f"task {key!r} raised {what}, which ends a worker process (as "
+                            "in dask); its nanny restarts it")
 
     async def _close_once(self) -> None:
         self._closed.set()
@@ -213,7 +235,9 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
         if self._scheduler is not None:
             if not self._scheduler.closed:
                 # On purpose (told to, or signalled): the tasks it held are not to blame.
-                self._scheduler.send(WorkerGoodbye("worker closing"))
+                # A crash (close_as_crash) only flushes what it had to say (its starts).
+                if self.crash_reason is None:
+                    self._scheduler.send(WorkerGoodbye("worker closing"))
                 await self._scheduler.drain()
             self._scheduler.close()
         for conn in self._peers.values():

@@ -158,6 +158,12 @@ class WorkerBase:
         # What a RestartWorker does: set by ``python -m shoal.worker`` under a nanny to exit
         # at once (the nanny starts a fresh process); None: begin a fresh session instead.
         self.on_restart: Any = None
+        # Why this worker closes as if it had crashed (``close_as_crash``): no goodbye, so
+        # the scheduler counts the close against the tasks it was running. None: on purpose.
+        self.crash_reason: str | None = None
+        # A task's SystemExit/KeyboardInterrupt ends the process (set by ``python -m
+        # shoal.worker`` under a nanny, as in dask); else (in-process) it is the task's error.
+        self.task_exit_ends_process = False
         # Called on the loop when the scheduler accepts a registration, before any task of the
         # answer's batch reaches the executor (``python -m shoal.worker`` starts its background
         # import of dask there: unpickling then waits for it).

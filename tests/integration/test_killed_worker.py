@@ -8,6 +8,7 @@ import dask
 import pytest
 
 from shoal import Client, KilledWorker, LocalCluster
+from shoal._loop import run_sync
 
 from ._helpers import gated, wait_for
 
@@ -110,18 +111,68 @@ def test_a_poison_task_does_not_take_down_the_tasks_queued_behind_it(make_client
     assert [f.result(timeout=60) for f in innocent] == list(range(2, 22))
 
 
-def test_a_worker_closed_on_purpose_counts_against_no_task(make_client, gate):
-    import signal
-
+def test_a_worker_closed_by_its_nanny_counts_against_no_task(make_client, gate):
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         c = make_client(n_workers=2)
     fut = c.submit(gated, gate.path, 5, pure=False)
     tasks = c.cluster.scheduler.state.tasks
     wait_for(lambda: fut.key in tasks and tasks[fut.key].processing_on is not None, timeout=120)
     runner = tasks[fut.key].processing_on.address
-    pid = c.run(os.getpid)[runner]
-    os.kill(pid, signal.SIGTERM)  # a graceful close: the nanny's way of stopping a worker
+    name = c.scheduler_info()["workers"][runner]["name"]
+    nanny = c.cluster.workers[name]
+    run_sync(nanny.close(), 60)  # its SIGTERM, announced: a close on purpose
     wait_for(lambda: fut.key in tasks and tasks[fut.key].processing_on is not None
              and tasks[fut.key].processing_on.address != runner, timeout=30)
     gate.open()
     assert fut.result(timeout=60) == 5
+
+
+def signal_self(signum):
+    import signal
+    import time
+
+    os.kill(os.getpid(), signum)
+    time.sleep(30)  # the worker closes meanwhile
+    return "survived " + signal.Signals(signum).name
+
+
+def test_a_task_that_signals_its_own_worker_to_stop_raises_killed_worker(make_client):
+    # The worker closed gracefully on a SIGTERM it did not get from its nanny, blaming no
+    # task: the task moved to the next worker and stopped it too, until both nannies gave
+    # up restarting (10 a minute) and result() waited for ever. In dask the signal kills the
+    # worker process: KilledWorker after allowed-failures.
+    import signal
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        c = make_client(n_workers=2)  # its own nannies: each restarts 10 times a minute
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        fut = c.submit(signal_self, signum, pure=False)
+        with pytest.raises(KilledWorker):
+            fut.result(timeout=60)
+        assert c.submit(inc, signum, pure=False).result(timeout=60) == signum + 1
+    state = c.cluster.scheduler.state
+    wait_for(lambda: len(state.workers) == 2, timeout=60)  # both restarted, as after a crash
+
+
+def raise_(what):
+    import sys
+
+    if what == "exit":
+        sys.exit()
+    if what == "exit-3":
+        sys.exit(3)
+    raise KeyboardInterrupt
+
+
+def test_a_task_raising_system_exit_ends_its_worker_process_as_in_dask(make_client):
+    # dask lets SystemExit and KeyboardInterrupt through its worker ("system-shutting-down"):
+    # the worker process ends, its nanny restarts it, and the task is KilledWorker.
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        c = make_client(n_workers=2)
+    for what in ("exit", "exit-3", "interrupt"):
+        fut = c.submit(raise_, what, pure=False)
+        with pytest.raises(KilledWorker):
+            fut.result(timeout=60)
+        assert c.submit(inc, 1, pure=False).result(timeout=60) == 2
+    state = c.cluster.scheduler.state
+    wait_for(lambda: len(state.workers) == 2, timeout=60)

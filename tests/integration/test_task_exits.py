@@ -1,4 +1,4 @@
-"""Issue 9, items 2 and 12: a task's SystemExit ends the task, not its thread; closing an
+"""Issue 9, items 2 and 12: a task's SystemExit ends the task, not its thread (in-process); closing an
 in-process cluster with tasks queued stops every task thread."""
 
 from __future__ import annotations
@@ -26,7 +26,11 @@ def _inc(x: int) -> int:
     return x + 1
 
 
-def test_a_task_calling_sys_exit_errs_and_its_worker_keeps_running(client):
+def test_a_task_calling_sys_exit_errs_and_its_in_process_worker_keeps_running(make_client):
+    # In dask, SystemExit in a task of an in-process worker ends the client's event loop:
+    # result() hangs. Here the task fails; in a worker process (a nanny's) it ends the
+    # process, as in dask (test_killed_worker.py).
+    client = make_client(n_workers=1, processes=False)
     w = sorted(client.scheduler_info()["workers"])[0]
     bad = client.submit(_exits, 3, workers=[w], pure=False)
     with pytest.raises(RuntimeError, match=r"SystemExit\(3\)"):

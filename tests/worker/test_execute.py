@@ -87,6 +87,31 @@ def test_task_raising_system_exit_errs_and_keeps_its_thread(fn: Any, name: str) 
     assert done["good"].error is None and done["good"].nbytes > 0
 
 
+def test_task_raising_system_exit_ends_the_worker_when_it_is_to_end_on_it() -> None:
+    # A worker process under a nanny, as dask's: the worker is told (on its loop), and the
+    # task gets no outcome, so the scheduler sees its worker die running it.
+    async def main() -> tuple[list[tuple[Any, str]], list[ExecuteDone]]:
+        h = Harness(nthreads=1)
+        told = asyncio.Event()
+        exits: list[tuple[Any, str]] = []
+
+        def on_task_exit(key: Any, exc: BaseException) -> None:
+            exits.append((key, repr(exc)))
+            told.set()
+
+        h.executor.on_task_exit = on_task_exit
+        try:
+            h.executor.submit(execute("bad", _exits))
+            await asyncio.wait_for(told.wait(), DEADLINE)
+            return exits, list(h.done)
+        finally:
+            h.executor.close()
+
+    exits, done = asyncio.run(main())
+    assert exits == [("bad", "SystemExit(3)")]
+    assert all(d.key != "bad" for d in done)
+
+
 def test_close_with_tasks_queued_stops_the_threads() -> None:
     async def main() -> tuple[Executor, list[ExecuteDone]]:
         h = Harness(nthreads=1)
