@@ -108,7 +108,8 @@ class Nanny:
         # Resolved here (dask's config is read in this process) and passed on explicitly.
         self.resources = check_resources(resources)
         self.process: asyncio.subprocess.Process | None = None
-        self.restarts: list[float] = []
+        self.restarts: list[float] = []  # when its worker died (the last minute's)
+        self._failed_starts: list[float] = []  # when it died before registering
         # A standby process (imports done, waiting on its stdin), kept after the first
         # requested restart; None until then.
         self._spare: asyncio.subprocess.Process | None = None
@@ -367,29 +368,35 @@ class Nanny:
                 await self._drop_spare()  # started before the plugin: not what it asks for
                 await self._spawn()
                 continue
-            if await self._was_retired(proc.pid):
+            address = await self._registered_address()
+            if address is not None and await self._was_retired(address, proc.pid):
                 logger.info("worker %s exited with code %s while it was retired; not "
                             "restarting it", self.name, code)
                 return
-            self.restarts = failures_within_a_minute(self.restarts, time.monotonic())
-            if len(self.restarts) > MAX_RESTARTS_PER_MINUTE:
-                logger.error("worker %s died %d times in a minute; not restarting it",
-                             self.name, len(self.restarts))
-                return
+            now = time.monotonic()
+            self.restarts = failures_within_a_minute(self.restarts, now)
+            if address is None:  # it cannot start: the failure budget (see _nanny_exits)
+                self._failed_starts = failures_within_a_minute(self._failed_starts, now)
+                if len(self._failed_starts) > MAX_RESTARTS_PER_MINUTE:
+                    logger.error("worker %s died %d times in a minute before registering "
+                                 "with its scheduler; not restarting it", self.name,
+                                 len(self._failed_starts))
+                    return
             logger.warning("worker %s exited with code %s; restarting it", self.name, code)
             await self._spawn()
 
-    async def _was_retired(self, pid: int) -> bool:
-        """The worker process that just exited unasked was retired, says the scheduler
-        (``_exit_notice``): dask's retire_workers tells the nanny first, so that a worker
-        dying as it is retired does not come back. False when it never registered."""
+    async def _registered_address(self) -> str | None:
+        """The address of the worker process that just exited, if it had registered."""
         try:
             # ends: its process exited, so its pipe is at EOF (or has its address)
-            address = await asyncio.wait_for(self.worker_registered(), 2.0)
+            return await asyncio.wait_for(self.worker_registered(), 2.0)
         except (asyncio.TimeoutError, TimeoutError):
-            address = None
-        if address is None:
-            return False
+            return None
+
+    async def _was_retired(self, address: str, pid: int) -> bool:
+        """The worker process at ``address`` that just exited unasked was retired, says the
+        scheduler (``_exit_notice``): dask's retire_workers tells the nanny first, so that
+        a worker dying as it is retired does not come back."""
         from shoal.worker._exit_notice import was_retired
 
         return await was_retired(self.scheduler_address, worker=address, pid=pid, name=self.name,

@@ -2,8 +2,9 @@
 
 Owns: reading an exit status (the statuses a worker process declares on its intent pipe,
 ``shoal.worker.__main__._declared``, are requests; any other is a crash or a kill) and the
-failure budget (at most ``MAX_RESTARTS_PER_MINUTE`` unasked restarts). Pure: no processes,
-no clock (the time arrives as an argument); the nanny's supervisor carries the verdicts out.
+failure budget (at most ``MAX_RESTARTS_PER_MINUTE`` unasked restarts a minute of a worker
+that had not registered). Pure: no processes, no clock (the time arrives as an argument);
+the nanny's supervisor carries the verdicts out.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ EXIT_MEMORY = 8  # killed past its terminate threshold (a crash, restarted)
 # The statuses read as requests: honoured only when the worker declared them first.
 _REQUESTS = frozenset({EXIT_SCHEDULER_GONE, EXIT_PLUGIN_RESTART, EXIT_RESTART,
                        EXIT_LIFETIME, EXIT_PRELOAD_FAILED})
+# A worker that dies before registering this often in a minute cannot start (a broken
+# environment, an unreachable scheduler): its nanny gives up. Deaths after registering are
+# not counted, as dask's nanny counts none: a task that kills its workers ends as
+# KilledWorker after allowed-failures, and a map of such tasks must not outlast the nanny.
 MAX_RESTARTS_PER_MINUTE = 10
 
 
@@ -58,5 +63,6 @@ def read_exit(code: int | None, declared: bytes) -> tuple[Exit, bool]:
 
 def failures_within_a_minute(restarts: list[float], now: float) -> list[float]:
     """The times of unasked restarts within the minute before ``now``, ``now`` included;
-    more than ``MAX_RESTARTS_PER_MINUTE`` of them: the worker is not restarted again."""
+    more than ``MAX_RESTARTS_PER_MINUTE`` of them before registering: the worker is not
+    restarted again."""
     return [t for t in restarts if now - t < 60] + [now]

@@ -39,7 +39,7 @@ from shoal import FIRST_COMPLETED, LostDataError, as_completed, wait
 from . import _soak_tasks as t
 
 DEADLINE = 90.0  # one operation, however loaded the machine: past it, a hang
-MAX_KILLS_EACH = 8  # a nanny gives up on its worker past 10 deaths in a minute
+MAX_KILLS_EACH = 8  # the soak's budget of kills per nanny (each costs a restart)
 CancelledError = concurrent.futures.CancelledError
 
 

@@ -65,7 +65,7 @@ def _kill_workers_during_the_graph(chaos_cluster) -> None:
                 state.completed_total >= m + 100 or all(f.done() for f in layers[-1]))
 
         wait_for(whole_and_working, timeout=180)
-        fewest = min(kills.values())  # a nanny gives up after 10 restarts a minute
+        fewest = min(kills.values())  # spread the kills over the nannies
         index = rng.choice([i for i, k in kills.items() if k == fewest])
         nanny = cluster.nannies[index]
         victim = nanny.pid

@@ -38,7 +38,7 @@ SEEDS = seeds(os.environ.get("SHOAL_SOAK_SEEDS", "1,2"))
 @pytest.mark.parametrize("seed", SEEDS)
 def test_soak(chaos_cluster, tmp_path, seed: int) -> None:
     # No innocent task may end in KilledWorker however many kills fall on it; the kills
-    # here are few (a nanny gives up past 10 restarts a minute).
+    # here are few.
     with dask.config.set({"distributed.scheduler.allowed-failures": 1000}):
         cluster, client = chaos_cluster(n_workers=WORKERS, threads_per_worker=2)
     soak = Soak(seed, cluster, client, str(tmp_path), WORKERS)

@@ -176,3 +176,17 @@ def test_a_task_raising_system_exit_ends_its_worker_process_as_in_dask(make_clie
         assert c.submit(inc, 1, pure=False).result(timeout=60) == 2
     state = c.cluster.scheduler.state
     wait_for(lambda: len(state.workers) == 2, timeout=60)
+
+
+def test_many_tasks_that_kill_their_worker_each_end_as_killed_worker(make_client):
+    # The nanny gave up on a worker that died 11 times in a minute: a map of poison tasks
+    # left the rest waiting for ever, with no worker. dask's nanny always restarts; the
+    # scheduler's allowed-failures ends each poison task. Only deaths before registering (a
+    # worker that cannot start) count against the nanny's limit now.
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        c = make_client(n_workers=1)
+    futures = c.map(die_with, [1] * 12, pure=False)
+    for fut in futures:
+        with pytest.raises(KilledWorker):
+            fut.result(timeout=60)
+    assert c.submit(inc, 1, pure=False).result(timeout=60) == 2
