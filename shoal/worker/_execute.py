@@ -201,6 +201,7 @@ class Executor:
         self._lock = threading.Lock()
         self._wakeup_pending = False
         self.executing = 0
+        self.seceded = 0  # tasks running out of the pool (secede) until they end or rejoin
         self.worker: Any = None  # the Worker shell, for get_worker() inside tasks
         self.on_secede: Callable[[Any, float], None] | None = None  # called on the loop
         # Called on the loop when a task raises SystemExit/KeyboardInterrupt, which then ends
@@ -278,6 +279,7 @@ class Executor:
             return
         _thread_state.seceded = True
         self.executing -= 1
+        self.seceded += 1
         with self._lock:
             closed = self._closed
         if not closed:  # a closed pool takes no more tasks: no thread to replace this one
@@ -301,6 +303,7 @@ class Executor:
         self._queue.put((_FIRST, next(self._seq), _HANDOFF))  # type: ignore[arg-type]
         slot.wait()  # ends: a pool thread hands over its slot, or close() sets every slot
         _thread_state.seceded = False
+        self.seceded -= 1
         self.executing += 1
 
     def _hand_over(self) -> None:
@@ -384,6 +387,7 @@ class Executor:
                 if not _thread_state.seceded:
                     self.executing -= 1
             if _thread_state.seceded:
+                self.seceded -= 1
                 self._hand_back(done)
                 return  # its slot went to another thread when the task seceded
             finished = done

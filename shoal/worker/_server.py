@@ -183,8 +183,9 @@ class Worker(SessionMixin, ServingMixin, FetchingMixin, MemoryMonitorMixin, Clie
         await asyncio.shield(self._closing)
 
     def running_tasks(self) -> int:
-        """How many tasks this worker's threads are running now."""
-        return 0 if self._executor is None else self._executor.executing
+        """How many tasks this worker's threads are running now (seceded ones too)."""
+        executor = self._executor
+        return 0 if executor is None else executor.executing + executor.seceded
 
     def close_as_crash(self, reason: str) -> None:
         """Close without the goodbye that makes the close one on purpose: the scheduler sees

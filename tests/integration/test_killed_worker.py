@@ -136,6 +136,13 @@ def signal_self(signum):
     return "survived " + signal.Signals(signum).name
 
 
+def secede_then_signal_self(signum):
+    from shoal import secede
+
+    secede()  # out of the pool (a worker_client task): still running there
+    return signal_self(signum)
+
+
 def test_a_task_that_signals_its_own_worker_to_stop_raises_killed_worker(make_client):
     # The worker closed gracefully on a SIGTERM it did not get from its nanny, blaming no
     # task: the task moved to the next worker and stopped it too, until both nannies gave
@@ -145,8 +152,9 @@ def test_a_task_that_signals_its_own_worker_to_stop_raises_killed_worker(make_cl
 
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
         c = make_client(n_workers=2)  # its own nannies: each restarts 10 times a minute
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        fut = c.submit(signal_self, signum, pure=False)
+    for fn, signum in ((signal_self, signal.SIGTERM), (signal_self, signal.SIGINT),
+                       (secede_then_signal_self, signal.SIGTERM)):
+        fut = c.submit(fn, signum, pure=False)
         with pytest.raises(KilledWorker):
             fut.result(timeout=60)
         assert c.submit(inc, signum, pure=False).result(timeout=60) == signum + 1

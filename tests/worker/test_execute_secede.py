@@ -88,6 +88,22 @@ def test_seceded_task_lets_the_next_task_run_on_a_one_thread_pool(harness: Harne
     assert harness.seceded == ["waits"]
 
 
+def seceded_until_go() -> None:
+    secede()
+    event("seceded").set()
+    assert event("go").wait(TIMEOUT)
+
+
+def test_a_seceded_task_is_counted_as_running_until_it_ends(harness: Harness) -> None:
+    # What a worker's SIGTERM handler reads: a task out of the pool still runs there.
+    harness.run("seceded", seceded_until_go)
+    assert event("seceded").wait(TIMEOUT)
+    assert (harness.executor.executing, harness.executor.seceded) == (0, 1)
+    event("go").set()
+    harness.wait_done("seceded")
+    assert harness.executor.seceded == 0
+
+
 def blocker() -> None:
     event("running").set()
     assert event("release").wait(TIMEOUT)
