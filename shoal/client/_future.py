@@ -621,14 +621,16 @@ class Future(TaskRef):
         exceptions in it are logged, not raised)."""
         self._live()._add_callback(self, fn)
 
-    def cancel(self, reason: Any = None, msg: Any = None, **kwargs: Any) -> None:
+    def cancel(self, reason: Any = None, msg: Any = None, **kwargs: Any) -> Any:
         """Cancel the computation of this key (if nothing else needs it, it stops);
-        ``reason`` and ``msg`` as in :meth:`Client.cancel`."""
-        self._live().cancel([self], reason=reason, msg=msg, **kwargs)
+        ``reason`` and ``msg`` as in :meth:`Client.cancel`. Returns what the client's
+        ``cancel`` does: None, or an awaitable with an asynchronous client (as dask's)."""
+        return self._live().cancel([self], reason=reason, msg=msg, **kwargs)
 
-    def retry(self, **kwargs: Any) -> None:
-        """Run a failed task (and its failed inputs) again."""
-        self._live().retry([self], **kwargs)
+    def retry(self, **kwargs: Any) -> Any:
+        """Run a failed task (and its failed inputs) again; an awaitable with an
+        asynchronous client, as :meth:`cancel`."""
+        return self._live().retry([self], **kwargs)
 
     def _live(self) -> Client:
         """The client, while this future holds its key.

@@ -522,8 +522,6 @@ class Submitting(Outbox):
             pure = False
         if not iterables:
             raise TypeError("map needs at least one iterable of arguments")
-        if isinstance(iterables[0], dict):
-            raise TypeError("map over a dict is ambiguous; pass list(d.keys()) or list(d.values())")
         arg_lists = [list(it) for it in iterables]
         n = min(len(a) for a in arg_lists) if arg_lists else 0
         name = funcname(func) if not isinstance(key, str) else key

@@ -62,7 +62,10 @@ class ClientRunMixin(WorkerBase):
                 # An async function runs on this loop (dask's rule); without ``wait`` nobody
                 # waits for it: it is a task of the worker, cancelled when it closes.
                 if not msg.wait:
-                    self._spawn(in_background(fn, f"worker {self.address}"))
+                    # Started after the answer is queued (below), so the answer leaves
+                    # first: a function that ends this process (dask's chaos idiom) must
+                    # not take the caller's None with it.
+                    loop.call_soon(self._spawn, in_background(fn, f"worker {self.address}"))
                     deliver(True, None)
                 else:
                     self._spawn(self._await_run(fn, deliver))

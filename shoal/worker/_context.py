@@ -42,7 +42,7 @@ def get_worker() -> Worker:
     Raises:
         ValueError: called outside a task (there is no worker to return).
     """
-    executor = current_executor()
+    executor = current_executor() or _execute.async_task_executor.get()
     if executor is None or executor.worker is None:
         raise ValueError(
             "get_worker() was called outside a task: there is no worker here. Call it from "

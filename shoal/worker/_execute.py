@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
+import contextvars
 import heapq
 import importlib
 import itertools
@@ -19,7 +21,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, MutableMapping
-from types import TracebackType
+from types import CoroutineType, TracebackType
 from typing import Any
 
 from shoal.protocol._errors import exception_to_error, is_reschedule, reschedule_error
@@ -109,6 +111,17 @@ logger = logging.getLogger("shoal.worker")
 # A queue item asking a pool thread to hand its slot to a rejoining thread; queued with
 # priority _FIRST, so the next thread to look takes it.
 _HANDOFF = object()
+
+
+# The executor whose task's coroutine runs in this asyncio task (an async function's task
+# runs on the worker's loop, not in a task thread): for get_worker() there.
+async_task_executor: contextvars.ContextVar[Any] = contextvars.ContextVar(
+    "shoal_async_task_executor", default=None)
+
+
+async def _as_task_of(executor: Any, coro: CoroutineType[Any, Any, Any]) -> Any:
+    async_task_executor.set(executor)  # this asyncio task's own context: no reset needed
+    return await coro
 
 
 def current_task_key() -> Any:
@@ -444,6 +457,24 @@ class Executor:
         if batch:
             self._on_done(batch)
 
+    def _await_on_loop(self, coro: CoroutineType[Any, Any, Any]) -> Any:
+        """Await a task's coroutine on the worker's event loop (dask runs an async
+        function's task there), this task thread waiting for it: the task holds its
+        thread until it ends, as any running task does.
+
+        Raises:
+            The coroutine's exception; RuntimeError if the worker closes meanwhile.
+        """
+        fut = asyncio.run_coroutine_threadsafe(_as_task_of(self, coro), self._loop)
+        while True:
+            done, _ = concurrent.futures.wait([fut], timeout=1.0)  # ends: 1 s, checked below
+            if done:
+                return fut.result()
+            if self._closed or self._loop.is_closed():
+                fut.cancel()
+                raise RuntimeError(f"worker {self._address} closed while the task's async "
+                                   "function was still running")
+
     def _execute(self, cmd: Execute, thread: int) -> ExecuteDone:
         start = time.time()
         _thread_state.key = cmd.key
@@ -461,6 +492,8 @@ class Executor:
             # which would make the scheduler expect every task of the prefix to last that.
             start = _thread_state.start = time.time()
             result = task(values)
+            if type(result) is CoroutineType:  # an async function's task, as dask runs it
+                result = self._await_on_loop(result)
         except BaseException as exc:
             stop = time.time()
             if is_reschedule(exc):

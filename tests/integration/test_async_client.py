@@ -195,6 +195,23 @@ def test_cancel_and_retry_are_awaitable(client, gate):
     asyncio.run(main())
 
 
+def test_future_cancel_and_retry_are_awaitable_with_an_async_client(client, gate):
+    # dask's Future.cancel/retry return the client's cancel/retry: awaitables here
+    async def main() -> None:
+        c = await connect(client)
+        held = c.submit(gated, gate.path, 2, pure=False)
+        await held.cancel()
+        assert held.cancelled()
+        bad = c.submit(fail, "once more", pure=False)
+        await wait(bad)
+        await bad.retry()
+        with pytest.raises(ValueError, match="once more"):
+            await bad
+        await c.close()
+
+    asyncio.run(main())
+
+
 def test_async_for_over_as_completed_yields_every_future_as_it_finishes(client):
     async def main() -> None:
         c = await connect(client)

@@ -164,6 +164,12 @@ def test_map_over_several_iterables_zips_them(client):
     assert client.gather(futs) == [10, 12, 14, 16, 18]
 
 
+def test_map_over_a_dict_maps_over_its_keys_as_iteration_does(client):
+    # dask iterates a dict as Python does (its keys); shoal refused it with TypeError
+    futs = client.map(add, {1: "a", 3: "b"}, [10, 20])
+    assert client.gather(futs) == [11, 23]
+
+
 def test_map_passes_keyword_arguments_to_every_call(client):
     futs = client.map(add_kw, range(3), y=1, z=2)
     assert client.gather(futs) == [20_100, 20_101, 20_102]

@@ -297,3 +297,37 @@ def test_blocked_handlers_refuse_client_run_with_dasks_valueerror() -> None:
         with pytest.raises(ValueError, match=r"'broadcast' handler .*blocked-handlers"):
             c.run(os.getpid)
         assert c.submit(inc, 1).result(timeout=30) == 2
+
+
+# --- 8. an async function as a task ------------------------------------------------------------
+
+
+async def _scaled(x: int) -> int:
+    await asyncio.sleep(0.01)
+    return x * 10
+
+
+async def _async_boom(x: int) -> int:
+    await asyncio.sleep(0)
+    raise ValueError(f"async boom {x}")
+
+
+def test_an_async_function_submitted_as_a_task_is_awaited_on_the_worker(client: Client) -> None:
+    # dask's workers run a coroutine function's task on their event loop: its value is
+    # the task's result (shoal returned the coroutine, which it then could not send back).
+    assert client.submit(_scaled, 2).result(timeout=30) == 20
+    assert client.gather(client.map(_scaled, [1, 2]), asynchronous=False) == [10, 20]
+    assert client.submit(_scaled, client.submit(_scaled, 1)).result(timeout=30) == 100
+    assert dask.delayed(_scaled)(3).compute() == 30
+    with pytest.raises(ValueError, match="async boom 4"):
+        client.submit(_async_boom, 4).result(timeout=30)
+
+
+async def _where() -> str:
+    await asyncio.sleep(0)
+    return get_worker().address
+
+
+def test_get_worker_inside_an_async_task_is_its_worker(client: Client) -> None:
+    f = client.submit(_where, pure=False)
+    assert f.result(timeout=30) == client.who_has([f])[f.key][0]

@@ -65,6 +65,20 @@ def test_run_without_wait_starts_an_async_function_and_returns_none(client: Clie
     wait_for(lambda: set(client.run(_mark).values()) == {token})
 
 
+async def _kill_own_process() -> None:
+    os.kill(os.getpid(), 9)
+
+
+@pytest.mark.timeout(240)  # starts a cluster of its own
+def test_run_without_wait_answers_before_the_function_starts(make_client) -> None:
+    # dask's chaos idiom: an async function that kills its worker, started with wait=False,
+    # returns None; shoal's worker started it before its answer left and run() raised.
+    c = make_client(n_workers=1)
+    [victim] = c.scheduler_info()["workers"]
+    assert c.run(_kill_own_process, wait=False) is None
+    wait_for(lambda: victim not in c.scheduler_info()["workers"], timeout=60)
+
+
 def test_run_without_wait_of_a_plain_function_raises_and_runs_nothing(client: Client) -> None:
     # dask: wait=False is for async functions only; a plain one fails ("Combination not
     # supported") with on_error="raise", and gives None otherwise, running nothing.
