@@ -5,12 +5,14 @@ with the loop's main callbacks wrapped: each call on the loop thread of the sche
 worker-report steps (``_on_worker_batch``, ``_worker_steps``), its client intake
 (``_on_client_message``), the client's ``Outbox._drain``, every ``Connection._flush``, every
 TCP read (``TCPConnection.buffer_updated``: decoding and what it delivers), the client's
-``_on_message`` and the collector policy's ``GcKeeper._tick`` is timed (wall and the
+``_on_message``, the collector policy's ``GcKeeper._tick`` and ``step``, and (nested) the
+state's steps (``ServerCommands._handle``, ``_carry_out_all``) are timed (wall and the
 thread's CPU), and so is every collection on the loop thread (``gc.callbacks``). Then, for
 the ``--top`` probe intervals (the probe sleeps 10 ms at a time) with the most loop CPU, it
 prints which callbacks ran in them: calls and CPU per callback at the top level (nested
 calls apart), and the collections. CPU not covered by any top-level call is the loop's own
-work or callbacks not wrapped.
+work or callbacks not wrapped. Last, the collections of 15 ms or more on the *other* threads
+(the client's calling thread holds the GIL through one: the loop waits, wall clock).
 
 The wrappers cost a few µs per call and keep a record per call (memory grows with the run:
 the RSS figures of such a run are not the workload's).
@@ -89,6 +91,8 @@ class _Recorder:
         self.collections: list[Collection] = []
         self._depth = 0
         self._gc_start = (0.0, 0.0)
+        self.other: list[tuple[str, Collection]] = []  # other threads' collections
+        self._other_start: dict[int, tuple[float, float]] = {}
 
     def wrap(self, cls: type, name: str) -> None:
         fn: Callable[..., Any] = getattr(cls, name)
@@ -111,6 +115,7 @@ class _Recorder:
 
     def on_gc(self, phase: str, info: dict[str, Any]) -> None:
         if threading.get_ident() != self.loop_thread:
+            self._on_other_gc(phase, info)
             return
         if phase == "start":
             self._gc_start = (time.perf_counter(), time.thread_time())
@@ -118,6 +123,18 @@ class _Recorder:
             t0, c0 = self._gc_start
             self.collections.append(Collection(t0, time.perf_counter(), time.thread_time() - c0,
                                                info["generation"]))
+
+
+    def _on_other_gc(self, phase: str, info: dict[str, Any]) -> None:
+        ident = threading.get_ident()
+        if phase == "start":
+            self._other_start[ident] = (time.perf_counter(), time.thread_time())
+            return
+        started = self._other_start.pop(ident, None)
+        end = time.perf_counter()
+        if started is not None and end - started[0] >= 0.015:
+            self.other.append((threading.current_thread().name, Collection(
+                started[0], end, time.thread_time() - started[1], info["generation"])))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -132,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from shoal.client._outbox import Outbox
     from shoal.comm._connection import Connection
     from shoal.comm._tcp import TCPConnection
+    from shoal.scheduler._server_commands import ServerCommands
     from shoal.scheduler._server_messages import ServerMessages
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -143,7 +161,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     for cls, name in [(ServerMessages, "_on_worker_batch"), (ServerMessages, "_worker_steps"),
                       (ServerMessages, "_on_client_message"), (Outbox, "_drain"),
                       (Connection, "_flush"), (TCPConnection, "buffer_updated"),
-                      (Client, "_on_message"), (_gc.GcKeeper, "_tick")]:
+                      (Client, "_on_message"), (_gc.GcKeeper, "_tick"), (_gc.GcKeeper, "step"),
+                      (ServerCommands, "_handle"), (ServerCommands, "_carry_out_all")]:
         rec.wrap(cls, name)
 
     class Probe(_million._LoopProbe):
@@ -166,6 +185,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     out = _million.million(load_api("shoal"), args.map, args.n_array)
     print(json.dumps({k: round(v, 1) for k, v in out.items()}))
     print("\n".join(report(rec.intervals, rec.calls, rec.collections, args.top)))
+    start = rec.intervals[0].start if rec.intervals else 0.0
+    for thread, g in rec.other:
+        print(f"{thread}: gen {g.generation} collection of {g.cpu * 1e3:.1f} ms CPU over "
+              f"{(g.end - g.start) * 1e3:.1f} ms, {g.start - start:.1f} s into the run")
 
 
 if __name__ == "__main__":
