@@ -46,6 +46,15 @@ logger = logging.getLogger("shoal.nanny")
 # The worker's local directory, "<prefix><pid>-<random>" (shoal.worker._plugins).
 _WORKER_SPACE_PREFIX = "shoal-worker-space-"
 
+# The worker process starts a session (so a process group) of its own. Ctrl-C in a terminal
+# (and Jupyter's "interrupt kernel") signals the whole foreground group: the user's program,
+# where a local cluster's nannies run, takes its KeyboardInterrupt and goes on, and its workers
+# must not see the SIGINT (they would close and lose their data). The nanny still stops its
+# worker, and the worker dies with its nanny (PR_SET_PDEATHSIG in worker/__main__.py), group
+# or not. (A session rather than only a group: uvloop's subprocess_exec takes no
+# process_group, and a session is made in C, without preexec_fn's Python after fork.)
+_OWN_PROCESS_GROUP: dict[str, Any] = {"start_new_session": True}
+
 
 class Nanny:
     def __init__(
@@ -262,6 +271,7 @@ class Nanny:
                 # stdout and stderr are inherited: print() in a task shows where the user looks.
                 *args, env=env, pass_fds=(ready_w, intent_w),
                 stdin=asyncio.subprocess.PIPE if standby else asyncio.subprocess.DEVNULL,
+                **_OWN_PROCESS_GROUP,
             )
         except BaseException:
             os.close(ready_r)

@@ -406,3 +406,44 @@ def test_ctrl_c_taken_by_another_thread_still_reaches_a_blocked_main_thread(tmp_
     late = {name: t for name, t in took.items() if t > 1.0}
     assert not late, report
     assert "after 0\nclosed\n" in done.stdout, report
+
+
+# Ctrl-C in a terminal (and Jupyter's "interrupt kernel") sends SIGINT to the whole foreground
+# process group: the program's and, unless they are in a group of their own, its local
+# cluster's worker processes too. The program catches its KeyboardInterrupt and goes on; its
+# workers must not have noticed: same processes, a running task finishes, held data is there.
+_GROUP_SIGINT_PROGRAM = """
+    import os, signal, time
+    import shoal
+
+    def slow(x):
+        time.sleep(2)
+        return x
+
+    with shoal.Client(n_workers=2, threads_per_worker=1, dashboard_address=None) as client:
+        held = client.submit(lambda: 42, pure=False)
+        held.result(timeout=60)
+        pids = sorted(client.run(os.getpid).values())
+        running = client.submit(slow, 1, pure=False)
+        deadline = time.monotonic() + 30
+        while not any(running.key in keys for keys in client.processing().values()):
+            assert time.monotonic() < deadline, "the task never started"  # ends: deadline
+            time.sleep(0.01)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # (this program's own Ctrl-C handled)
+        os.killpg(os.getpgid(0), signal.SIGINT)
+        print("running", running.result(timeout=60), flush=True)
+        print("held", held.result(timeout=60), flush=True)
+        print("same workers", sorted(client.run(os.getpid).values()) == pids, flush=True)
+"""
+
+
+def test_ctrl_c_to_the_programs_process_group_leaves_its_local_workers_alone(tmp_path):
+    path = tmp_path / "program.py"
+    path.write_text(textwrap.dedent(_GROUP_SIGINT_PROGRAM))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    # Its own process group, so the SIGINT reaches none of the test run's processes.
+    done = subprocess.run([sys.executable, str(path)], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path, start_new_session=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split("\n")[:3] == ["running 1", "held 42", "same workers True"], (
+        done.stdout, done.stderr[-3000:])
