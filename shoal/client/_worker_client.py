@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from shoal import _loop
 from shoal.client import _channel
+from shoal.worker import _execute
 from shoal.worker._context import current_executor, get_worker, rejoin, secede
 
 if TYPE_CHECKING:
@@ -55,6 +56,11 @@ def get_client(address: str | None = None, timeout: float | str | None = None,
         worker = executor.worker
         if address is None or address == worker.scheduler_address:
             return _client_of(worker, seconds)
+    executor = _execute.async_task_executor.get()
+    if executor is not None and executor.worker is not None:
+        worker = executor.worker
+        if address is None or address == worker.scheduler_address:
+            return _async_face_of(worker)
     from shoal.client import _client, _current
 
     if address is None:
@@ -117,6 +123,39 @@ def local_client(timeout: float | str | None = None,
 
     warnings.warn("local_client has moved to worker_client", stacklevel=2)
     return worker_client(timeout=timeout, separate_thread=separate_thread)
+
+
+def _async_face_of(worker: Worker) -> Client:
+    """The worker's client as an ``async def`` task sees it (on the worker's loop, where a
+    blocking call cannot wait): asynchronous, as dask's is there. The client itself was
+    connected by the task's thread before the task started (``prepare_async_task``).
+
+    Raises:
+        RuntimeError: the worker has no usable client (the task did not name
+            ``get_client``, and a helper it called does).
+    """
+    client: Client | None = worker._client
+    if client is None or not client._usable():
+        raise RuntimeError(
+            "get_client() in an async def task found no connected worker client: shoal "
+            "connects it before such a task starts when the task's function names "
+            "get_client, worker_client or Client; call get_client() in the async function "
+            "itself (or once in a plain task of this worker first)")
+    face = client.__dict__.get("_async_face")
+    if face is None:
+        from shoal.client._async_face import AsyncFace
+
+        face = client.__dict__["_async_face"] = AsyncFace(client)
+    return face
+
+
+def prepare_async_task(worker: Worker, code: Any) -> None:
+    """Before an ``async def`` task starts on the worker's loop, in its (waiting) task
+    thread: connect the worker's client if the function may ask for it, since connecting
+    blocks and the loop cannot wait."""
+    names = getattr(code, "co_names", ())
+    if "get_client" in names or "worker_client" in names or "Client" in names:
+        _client_of(worker, 10.0)
 
 
 def _client_of(worker: Worker, timeout: float) -> Client:

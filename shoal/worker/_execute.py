@@ -465,6 +465,10 @@ class Executor:
         Raises:
             The coroutine's exception; RuntimeError if the worker closes meanwhile.
         """
+        if self.worker is not None:  # its get_client() cannot connect from the loop
+            from shoal.client._worker_client import prepare_async_task
+
+            prepare_async_task(self.worker, coro.cr_code)
         fut = asyncio.run_coroutine_threadsafe(_as_task_of(self, coro), self._loop)
         while True:
             done, _ = concurrent.futures.wait([fut], timeout=1.0)  # ends: 1 s, checked below

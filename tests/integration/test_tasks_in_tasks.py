@@ -327,3 +327,32 @@ def test_fire_and_forget_after_dropping_the_future(client: Client, tmp_path) -> 
 def test_fire_and_forget_rejects_non_futures() -> None:
     with pytest.raises(TypeError, match="futures"):
         fire_and_forget(42)
+
+
+# --- get_client() in an async def task (dask: the worker's client, asynchronous there) ---------
+
+
+def boom(x):
+    raise ValueError(f"boom {x}")
+
+
+async def async_submits(x):
+    c = get_client()
+    first = await c.submit(inc, x)
+    gathered = await c.gather([c.submit(inc, x + 10), c.submit(inc, x + 20)])
+    return c.asynchronous, get_client() is c, first, gathered
+
+
+async def async_inner_fails(x):
+    c = get_client()
+    return await c.submit(boom, x)
+
+
+@pytest.mark.parametrize("processes", [True, False])
+def test_get_client_in_an_async_task_is_asynchronous(make_client, processes) -> None:
+    c = make_client(n_workers=2, processes=processes)
+    assert c.submit(async_submits, 1).result(timeout=60) == (True, True, 2, [12, 22])
+    with pytest.raises(ValueError, match="boom 3"):
+        c.submit(async_inner_fails, 3).result(timeout=60)
+    # A plain task of the same worker still gets the blocking face of that client.
+    assert c.submit(client_facts, pure=False).result(timeout=60)[1] == c.scheduler_address
