@@ -499,9 +499,10 @@ def get(self: Client, dsk: Any, keys: Any, workers: Any = None,
     structure). A key neither in ``dsk`` nor held on the cluster raises
     ``FutureCancelledError`` (dask's "lost dependencies"), not a wait forever.
 
-    The arguments are dask's, in dask's order. ``actors`` as in ``compute``;
-    ``asynchronous``, ``direct`` and ``fifo_timeout`` are accepted and change nothing
-    (the answer is waited for here, as dask's ``get`` on a synchronous client).
+    The arguments are dask's, in dask's order. ``actors`` as in ``compute``; ``direct``
+    and ``fifo_timeout`` are accepted and change nothing. An asynchronous client (or
+    ``asynchronous=True``) returns an awaitable of the answer, as dask's does; otherwise
+    the answer is waited for here.
 
     Tasks that write into an HDF5 file this process has open for writing (``da.store``),
     or that hold a ``threading.Lock`` (xarray's ``to_netcdf``), run here, after their
@@ -519,11 +520,28 @@ def get(self: Client, dsk: Any, keys: Any, workers: Any = None,
                            resources=resources, allow_other_workers=allow_other_workers)
     if not sync and not local:
         return _pack(keys, futures)  # dask's ``sync=False``: the futures, in keys' shape
+    if self.asynchronous if asynchronous is None else asynchronous:
+        return _get_async(self, graph, keys, futures, local)
     try:
         # dask's get blocks (sync=False with tasks run here too: they need the values); in
         # a task, without holding its thread slot (``x.compute()`` inside a task)
         with seceded_while_waiting():
             values = self.gather(futures, asynchronous=False)
+    finally:
+        for f in futures.values():
+            f.release()
+    if local:
+        _run_here(graph, local, values)
+    return _pack(keys, values)
+
+
+async def _get_async(self: Client, graph: dict[Any, GraphNode], keys: Any,
+                     futures: dict[Any, Future], local: set[Any]) -> Any:
+    """``get``'s answer for an asynchronous caller: awaited on its loop, the futures held
+    until their values are here (dask's releases them at once, and its awaited ``get``
+    then fails with FutureCancelledError)."""
+    try:
+        values = await self.gather(futures, asynchronous=True)
     finally:
         for f in futures.values():
             f.release()

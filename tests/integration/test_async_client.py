@@ -500,3 +500,25 @@ def test_many_coroutines_blocked_on_a_queue_leave_room_for_the_put_that_frees_th
             await c.close()
 
     assert asyncio.run(main()) == list(range(n))
+
+
+def test_get_of_an_async_client_is_awaitable(client):
+    graph = {"get-a": (inc, 1), "get-b": (inc, "get-a"), "get-e": (fail, "get failed")}
+
+    async def main() -> None:
+        c = await connect(client)
+        try:
+            answer = c.get(graph, ["get-b", ["get-a"]])
+            assert asyncio.iscoroutine(answer)  # as dask's: create_task takes it
+            assert await answer == [3, [2]]
+            with pytest.raises(ValueError, match="get failed"):
+                await c.get(graph, "get-e")
+            assert c.get(graph, "get-a", asynchronous=False) == 2  # per call, as dask's
+        finally:
+            await c.close()
+
+    asyncio.run(main())
+    # A synchronous client's get, and dask's collections through it, still block.
+    assert client.get(graph, "get-b") == 3
+    assert dask.delayed(inc)(1).compute(scheduler=client) == 2
+    assert dask.compute(dask.delayed(inc)(2), scheduler=client) == (3,)
