@@ -13,6 +13,7 @@ import html
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from shoal.client._returned import task_refs
 from shoal.protocol._errors import describe_value
 from shoal.protocol._serialize import FunctionTable, loads
 
@@ -117,7 +118,7 @@ def recreate_error_locally(self: Client, future: Any, *, timeout: float | None =
         raise error_to_exception(info["error"])
     table = FunctionTable()
     table.add_blobs(dict(info["functions"]))
-    task = loads(info["payload"], table)
+    task = task_refs(loads, info["payload"], table)
     keys = [row[0] for row in info["dependencies"]]
     values = self._fetch(keys) if keys else {}
     task(values)
@@ -236,7 +237,7 @@ def _argument_summary(info: dict[str, Any]) -> list[str]:
     try:
         table = FunctionTable()
         table.add_blobs(dict(info["functions"]))
-        task = loads(info["payload"], table)
+        task = task_refs(loads, info["payload"], table)
     except Exception as exc:  # the story is told without the arguments, and says why
         return [f"<the task's arguments could not be loaded here: {type(exc).__name__}: {exc}>"]
     args = getattr(task, "args", ())

@@ -292,6 +292,12 @@ class FutureState:
             self._waiters.latch = None
 
 
+# The state of a Future unpickled outside a client's reading (``Future._unbound``): no
+# client holds its key, so nothing ever changes it; "unbound" is not a status dask reports.
+UNBOUND = FutureState()
+UNBOUND.status = "unbound"
+
+
 class _FailureWatch:
     """A blocking ``gather``'s wait (``settled_or_failed``): its latch opens when the key it
     waits for settles, or when any of its keys fails."""
@@ -521,6 +527,16 @@ class Future(TaskRef):
         fut._state = state
         return fut
 
+    @classmethod
+    def _unbound(cls, key: Any) -> Future:
+        """A Future of ``key`` unpickled outside any client's reading (``_returned``): it
+        holds nothing, and says so when used, until ``bind_client``."""
+        fut = cls.__new__(cls)
+        fut.key = key
+        fut._client = None  # type: ignore[assignment]
+        fut._state = UNBOUND
+        return fut
+
     # --- status -------------------------------------------------------------------------------
 
     @property
@@ -640,6 +656,12 @@ class Future(TaskRef):
                 future is cancelled).
         """
         client = self._client
+        if client is None and self._state is UNBOUND:
+            raise RuntimeError(
+                f"future {self.key!r} was unpickled outside a client's reading of results "
+                "(pickle.loads in this program): it is not bound to a client, so it has no "
+                "result here. Call future.bind_client(client) first, or pass it to "
+                "client.submit as an argument")
         if client is None:
             raise FutureCancelledError(
                 f"future {self.key!r} was released (future.release()): it no longer holds "

@@ -24,6 +24,7 @@ from collections.abc import Callable, MutableMapping
 from types import CoroutineType, TracebackType
 from typing import Any
 
+from shoal.client._returned import task_refs
 from shoal.protocol._errors import exception_to_error, is_reschedule, reschedule_error
 from shoal.protocol._serialize import INLINE_LIMIT, FunctionTable, Serialized, dumps, loads
 from shoal.protocol._sizeof import nbytes as measure
@@ -51,7 +52,7 @@ def unpickle(ser: Serialized, functions: FunctionTable | None = None) -> Any:
     if not imports_ready.is_set():
         imports_ready.wait()  # ends: the import thread sets it in a finally
     with _UNPICKLE:
-        return loads(ser, functions)
+        return task_refs(loads, ser, functions)
 
 
 def import_in_background(*modules: str, then: Callable[[], None] | None = None
@@ -86,7 +87,7 @@ def loads_when_ready(ser: Serialized) -> Any:
     :func:`unpickle`'s lock (for big values unpickled beside running tasks)."""
     if not imports_ready.is_set():
         imports_ready.wait()  # ends: the import thread sets it in a finally
-    return loads(ser)
+    return task_refs(loads, ser)
 
 
 # The collections' modules this process has imported, which its workers then import in the

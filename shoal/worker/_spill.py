@@ -40,6 +40,7 @@ import time
 from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any
 
+from shoal.client._returned import task_refs
 from shoal.protocol._framing import FileFrame
 from shoal.protocol._serialize import INLINE_LIMIT, Serialized, dumps, loads
 from shoal.protocol._sizeof import nbytes as measure
@@ -309,7 +310,7 @@ class SpillBuffer(MutableMapping[Any, Any]):
             path = self._files.get(key)
             if path is None:
                 raise KeyError(key)
-            value = loads(Serialized(self._read(path)))
+            value = task_refs(loads, Serialized(self._read(path)))
             for cmd in self.policy.handle(ValueLoaded(key)):
                 self._carry_out([cmd], loaded=value)
             return value

@@ -92,3 +92,20 @@ def test_a_pickled_future_names_the_mark_the_worker_looks_for(client: Client) ->
     fut = client.submit(inc, 20)
     assert _FUTURE_MARK in pickle.dumps(fut)
     assert _FUTURE_MARK not in pickle.dumps([1, "x", {"k": 2.0}])
+
+
+def test_a_future_unpickled_by_the_users_code_is_unbound_and_says_so(threaded: Client) -> None:
+    """dask's: ``pickle.loads`` outside a client's reading of results gives a Future bound to
+    no client (even with one open), whose ``result()`` raises at once; it still names its
+    key as a task's argument. shoal's also binds with ``bind_client``."""
+    import pickle
+
+    fut = threaded.submit(inc, 30)
+    assert fut.result(timeout=30) == 31
+    back = pickle.loads(pickle.dumps(fut))
+    assert isinstance(back, Future) and back.key == fut.key and back.client is None
+    with pytest.raises(RuntimeError, match=r"not bound to a client.*bind_client"):
+        back.result(timeout=5)
+    assert threaded.submit(inc, back).result(timeout=30) == 32  # a dependency, as in dask
+    back.bind_client(threaded)
+    assert back.client is threaded and back.result(timeout=30) == 31
