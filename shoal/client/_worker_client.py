@@ -131,8 +131,8 @@ def _async_face_of(worker: Worker) -> Client:
     connected by the task's thread before the task started (``prepare_async_task``).
 
     Raises:
-        RuntimeError: the worker has no usable client (the task did not name
-            ``get_client``, and a helper it called does).
+        RuntimeError: the worker has no usable client (the task's function did not name
+            ``get_client``, but a helper defined elsewhere that it called does).
     """
     client: Client | None = worker._client
     if client is None or not client._usable():
@@ -153,9 +153,19 @@ def prepare_async_task(worker: Worker, code: Any) -> None:
     """Before an ``async def`` task starts on the worker's loop, in its (waiting) task
     thread: connect the worker's client if the function may ask for it, since connecting
     blocks and the loop cannot wait."""
-    names = getattr(code, "co_names", ())
-    if "get_client" in names or "worker_client" in names or "Client" in names:
+    if _may_ask_for_client(code):
         _client_of(worker, 10.0)
+
+
+def _may_ask_for_client(code: Any) -> bool:
+    """Whether ``code`` (or a function defined in it) names what returns the worker's
+    client: ``get_client``, ``worker_client``, ``Client.current``, ``get_worker().client``."""
+    names = getattr(code, "co_names", ())
+    if ("get_client" in names or "worker_client" in names or "Client" in names
+            or ("get_worker" in names and "client" in names)):
+        return True
+    return any(_may_ask_for_client(c) for c in getattr(code, "co_consts", ())
+               if hasattr(c, "co_names"))
 
 
 def _client_of(worker: Worker, timeout: float) -> Client:

@@ -182,9 +182,14 @@ class TaskFacingMixin(WorkerBase):
     def client(self) -> Any:
         """The worker's own Client (made on first use; what ``get_client()`` returns in a
         task), as dask's ``Worker.client``."""
-        from shoal.client._worker_client import _client_of
+        from shoal.client._worker_client import _async_face_of, _client_of
+        from shoal.worker._execute import async_task_executor
 
         worker: Any = self
+        executor = async_task_executor.get()
+        if executor is not None and executor.worker is not None and (
+                executor.worker is worker or executor.worker.face is worker):
+            return _async_face_of(executor.worker)  # an async def task's: asynchronous
         return _client_of(worker, 10.0)
 
     def identity(self) -> dict[str, Any]:

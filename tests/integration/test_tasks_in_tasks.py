@@ -356,3 +356,33 @@ def test_get_client_in_an_async_task_is_asynchronous(make_client, processes) -> 
         c.submit(async_inner_fails, 3).result(timeout=60)
     # A plain task of the same worker still gets the blocking face of that client.
     assert c.submit(client_facts, pure=False).result(timeout=60)[1] == c.scheduler_address
+
+
+async def async_via_worker_and_closure(x):
+    async def inner(y):
+        return await get_client().submit(inc, y)
+
+    return await get_worker().client.submit(inc, await inner(x))
+
+
+def test_worker_client_and_a_nested_get_client_in_an_async_task(make_client) -> None:
+    c = make_client(n_workers=2, processes=False)
+    assert c.submit(async_via_worker_and_closure, 1).result(timeout=60) == 3
+
+
+def helper_client():
+    return get_client()
+
+
+async def async_via_a_helper(x):
+    return await helper_client().submit(inc, x)
+
+
+def test_an_async_task_whose_helper_asks_for_the_client_first_says_what_to_do(make_client):
+    # The client cannot be connected from the worker's loop; it is connected before the
+    # task starts when the task's function names get_client, which this one does not.
+    c = make_client(n_workers=2, processes=False)
+    with pytest.raises(RuntimeError, match=r"get_client\(\) in the async function itself"):
+        c.submit(async_via_a_helper, 1).result(timeout=60)
+    c.submit(client_facts, pure=False).result(timeout=60)  # the worker's client is made
+    assert c.submit(async_via_a_helper, 2, pure=False).result(timeout=60) == 3
