@@ -37,6 +37,7 @@ import numpy as np
 from shoal import FIRST_COMPLETED, LostDataError, as_completed, wait
 
 from . import _soak_tasks as t
+from ._soak_coord import CoordinationOps
 
 DEADLINE = 90.0  # one operation, however loaded the machine: past it, a hang
 MAX_KILLS_EACH = 8  # a nanny gives up on its worker past 10 deaths in a minute
@@ -60,7 +61,7 @@ class Pending:
 
 
 @dataclass
-class Soak:
+class Soak(CoordinationOps):
     seed: int
     cluster: Any
     client: Any
@@ -73,6 +74,7 @@ class Soak:
     last_kill_step: int = -100
     kills_by_name: dict[str, int] = field(default_factory=dict)
     step_no: int = 0
+    cleanups: list[Callable[[], Any]] = field(default_factory=list)  # run at the end
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -87,7 +89,12 @@ class Soak:
                (self.op_check, 4), (self.op_restart, 1), (self.op_retire, 1),
                (self.op_pure, 2), (self.op_release, 1), (self.op_scale, 1),
                (self.op_first_completed, 1), (self.op_retry_future, 1),
-               (self.op_kill_two, 1), (self.op_restart_workers, 1), (self.op_copies, 1)]
+               (self.op_kill_two, 1), (self.op_restart_workers, 1), (self.op_copies, 1),
+               (self.op_guarded, 2), (self.op_lease_killed, 1), (self.op_queue, 1),
+               (self.op_event, 1), (self.op_variable, 1), (self.op_dataset, 1),
+               (self.op_run, 1), (self.op_fire_and_forget, 1), (self.op_as_completed_add, 1),
+               (self.op_async_client, 1), (self.op_worker_client, 1), (self.op_actor, 1),
+               (self.op_retries_kill, 1)]
         funcs = [f for f, _ in ops]
         weights = [w for _, w in ops]
         for self.step_no in range(steps):
@@ -98,10 +105,30 @@ class Soak:
             op()
         while self.pending:
             self.op_check()
+        for cleanup in self.cleanups:
+            self.bounded(cleanup, "a clean-up")
         self.whole()
         assert self.bounded(lambda: self.client.submit(t.inc, 1, pure=False).result(
             timeout=DEADLINE), "a last task") == 2
         self.forgotten()
+        self.no_lease_held()
+
+    def no_lease_held(self) -> None:
+        """Every lease of a Lock or Semaphore and every MultiLock is returned: the
+        sections ended, and those whose holders were killed were given back."""
+        state = self.cluster.scheduler.coordination.state
+        deadline = time.monotonic() + DEADLINE
+
+        def held() -> list[str]:
+            return ([f"{name}: {sorted(sem.leases)}, {len(sem.waiters)} waiting"
+                     for name, sem in state.semaphores.semaphores.items()
+                     if sem.leases or sem.waiters]
+                    + [f"multilock {lock_id}" for lock_id in state.multilocks.requests])
+
+        while held():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"leases still held {DEADLINE} s after the end: {held()}")
+            time.sleep(0.02)
 
     def forgotten(self) -> None:
         """With every future released, the scheduler forgets every task (none is left
@@ -174,11 +201,13 @@ class Soak:
 
     # --- faults ----------------------------------------------------------------------------
 
-    def kill(self, address: str | None = None) -> str | None:
-        """SIGKILL one worker process: the one at ``address``, else of those running one
-        killed least so far."""
+    def kill(self, address: str | None = None, pid: int | None = None) -> str | None:
+        """SIGKILL one worker process: the one at ``address`` or of ``pid``, else of those
+        running one killed least so far."""
         alive = [n for n in self.cluster.nannies
                  if not n.stopped and n.process is not None and n.process.returncode is None]
+        if pid is not None:
+            alive = [n for n in alive if n.pid == pid]
         if address is not None:
             ws = self.cluster.scheduler.state.workers.get(address)
             alive = [n for n in alive if ws is not None and str(n.name) == str(ws.name)]
