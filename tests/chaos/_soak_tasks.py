@@ -92,19 +92,19 @@ def _live_marks(directory: str) -> int:
 
 
 def guarded(kind: str, names: list[str], root: str, token: str, leases: int,
-            hold: float) -> bool:
+            hold: float, patience: float = 0.0) -> bool:
     """Enter a section guarded by a ``Lock``, ``Semaphore`` or ``MultiLock`` (through the
-    worker's client) and say whether no more than ``leases`` were inside at once."""
-    from shoal import Lock, MultiLock, Semaphore
-
-    guard: Any
-    if kind == "lock":
-        guard = Lock(names[0])
-    elif kind == "semaphore":
-        guard = Semaphore(max_leases=leases, name=names[0])
+    worker's client) and say whether no more than ``leases`` were inside at once. With
+    ``patience``, acquire in tries of that timeout (each one given up is withdrawn)."""
+    guard = _guard(kind, names, leases)
+    if patience:
+        deadline = time.monotonic() + WAIT
+        while not guard.acquire(timeout=patience):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"soak: {kind} {names} not acquired in {WAIT} s")
     else:
-        guard = MultiLock(names)
-    with guard:
+        guard.acquire()
+    try:
         marks = []
         for name in names:
             directory = os.path.join(root, name)
@@ -116,7 +116,19 @@ def guarded(kind: str, names: list[str], root: str, token: str, leases: int,
         ok = all(_live_marks(os.path.join(root, name)) <= leases for name in names)
         for mark in marks:
             os.remove(mark)
+    finally:
+        guard.release()
     return ok
+
+
+def _guard(kind: str, names: list[str], leases: int = 1) -> Any:
+    from shoal import Lock, MultiLock, Semaphore
+
+    if kind == "lock":
+        return Lock(names[0])
+    if kind == "semaphore":
+        return Semaphore(max_leases=leases, name=names[0])
+    return MultiLock(names)
 
 
 def hold_lease(kind: str, name: str, event: str, marker: str, value: int) -> int:
@@ -124,9 +136,9 @@ def hold_lease(kind: str, name: str, event: str, marker: str, value: int) -> int
     until ``event`` is set (the soak kills this process meanwhile). A later run (the task
     run again after the kill) waits for the event without holding, then takes the lease
     once (it was returned)."""
-    from shoal import Event, Lock, Semaphore
+    from shoal import Event
 
-    guard = Lock(name) if kind == "lock" else Semaphore(max_leases=1, name=name)
+    guard = _guard(kind, [name])
     if not os.path.exists(marker):
         guard.acquire()
         try:
@@ -183,6 +195,13 @@ def variable_read(name: str) -> Any:
 
     value = Variable(name).get(timeout=WAIT)
     return value.result(timeout=WAIT) if isinstance(value, Future) else value
+
+
+def variable_set_future(name: str, x: int) -> None:
+    """Set a Variable to a future submitted from this task (then dropped by it)."""
+    from shoal import Variable, get_client
+
+    Variable(name).set(get_client().submit(slow_inc, x, 0.02, pure=False))
 
 
 def dataset_read(name: str) -> Any:

@@ -1,8 +1,11 @@
 """A seeded, replayable soak: one cluster of worker processes (with nannies) per seed, and a
 random sequence of what real programs do (map chains, delayed, array, bag, errors,
 cancels, scatters, retries, tasks launching tasks, as_completed, large transfers,
-restarts, retirements) mixed with SIGKILLs of worker processes, every result checked
-exactly within a deadline (``_soak.py`` says what is expected under each fault).
+restarts, retirements; and from ``_soak_coord.py`` locks, semaphores and multilocks in
+tasks, queues, events, variables, datasets, ``client.run``, ``fire_and_forget``, an
+asynchronous client, actors) mixed with SIGKILLs of worker processes, every result checked
+exactly within a deadline (``_soak.py`` and ``_soak_coord.py`` say what is expected under
+each fault); at the end every task is forgotten and no lease is held.
 
 The suite runs a few fixed seeds; ``SHOAL_SOAK_SEEDS=0-200`` (or ``3,17,40-45``) runs
 others, ``SHOAL_SOAK_STEPS`` sets the length of each sequence, and ``SHOAL_SOAK_LOG=path``
