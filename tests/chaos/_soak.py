@@ -129,6 +129,11 @@ class Soak(CoordinationOps):
             if time.monotonic() > deadline:
                 raise AssertionError(f"leases still held {DEADLINE} s after the end: {held()}")
             time.sleep(0.02)
+        shell = self.cluster.scheduler.coordination
+        with shell._lock:  # the loop handles the machine under it
+            shell.state.validate()
+        leftover = {"queues": list(state.queues.queues), "holds": list(state.holds.counts)}
+        assert not any(leftover.values()), f"coordination state left behind: {leftover}"
 
     def forgotten(self) -> None:
         """With every future released, the scheduler forgets every task (none is left

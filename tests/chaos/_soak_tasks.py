@@ -160,21 +160,32 @@ def hold_lease(kind: str, name: str, event: str, marker: str, value: int) -> int
 def queue_put(name: str, item: Any) -> None:
     from shoal import Queue
 
-    Queue(name).put(item)
+    q = Queue(name)
+    try:
+        q.put(item)
+    finally:
+        q.close()  # the client's Queue keeps it
 
 
 def queue_get(name: str, n: int) -> list[Any]:
     from shoal import Queue
 
     q = Queue(name)
-    return [q.get(timeout=WAIT) for _ in range(n)]
+    try:
+        return [q.get(timeout=WAIT) for _ in range(n)]
+    finally:
+        q.close()
 
 
 def queue_sum_futures(name: str, n: int) -> int:
     """Take ``n`` futures from the queue in one batch and add up their results."""
     from shoal import Queue
 
-    return sum(f.result(timeout=WAIT) for f in Queue(name).get(batch=n))
+    q = Queue(name)
+    try:
+        return sum(f.result(timeout=WAIT) for f in q.get(batch=n))
+    finally:
+        q.close()
 
 
 def event_wait(name: str) -> bool:
