@@ -15,7 +15,8 @@ What is expected under faults, after dask.distributed's documentation:
   raise ``RuntimeError("Worker holding Actor was lost")``;
 - a kill does not spend a task's ``retries`` (dask counts it against ``allowed-failures``);
 - ``client.run`` answers for the workers it reached; with ``on_error="return"``, a worker
-  killed during it is an exception in its entry.
+  killed during it (or just before, its death not yet seen) is an ``OSError`` in its
+  entry (dask's ``CommClosedError``), and it is no worker any more.
 A queue delivers at most once: a task killed after its put is run again and puts again,
 one killed after its get loses the item. So the queue operation kills only when the client
 put the items, futures which are recomputed. Operations whose tasks block (on an event, a queue, a held
@@ -265,6 +266,7 @@ class CoordinationOps:
                 # only a worker that died (killed during the run, or just before, its
                 # death not yet seen by the scheduler) fails it
                 self.note(f"client.run on {address}: {type(value).__name__}: {value}")
+                assert isinstance(value, OSError), repr(value)  # dask's CommClosedError
                 self.poll(lambda address=address: address not in workers,
                           f"client.run failed on {address}, which stays a worker")
             else:
