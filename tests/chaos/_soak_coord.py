@@ -63,6 +63,7 @@ class CoordinationOps:
     note: Any
     kill: Any
     kill_soon: Any
+    whole: Any
     result: Any
     gather: Any
     expect: Any
@@ -251,16 +252,18 @@ class CoordinationOps:
     def op_run(self) -> None:
         """``client.run`` on every worker, perhaps while one is killed."""
         rng, c = self.rng, self.client
+        self.whole()  # (with workers still restarting after kills, it may reach none)
         during = rng.random() < 0.3
-        self.note(f"client.run (kill during: {during})")
+        workers = self.cluster.scheduler.state.workers
+        before = sorted(workers)
+        self.note(f"client.run on {before} (kill during: {during})")
         timer = self.kill_soon() if during else None
         try:
             out = self.bounded(lambda: c.run(t.inc, 1, on_error="return"), "client.run")
         finally:
             if timer is not None:
                 timer.join()  # ends: the timer's delay
-        assert out, "client.run reached no worker"
-        workers = self.cluster.scheduler.state.workers
+        assert out, f"client.run reached none of {before} (now {sorted(workers)})"
         for address, value in out.items():
             if isinstance(value, BaseException):
                 # only a worker that died (killed during the run, or just before, its
