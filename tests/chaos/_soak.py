@@ -81,7 +81,9 @@ class Soak(CoordinationOps):
 
     # --- the run ------------------------------------------------------------------------
 
-    def run(self, steps: int) -> None:
+    def run(self, steps: int, only: set[str] | None = None) -> None:
+        """``steps`` operations drawn by weight; ``only``: names of the operations to draw
+        from (``op_guarded``, ``op_kill``...), to hunt in one part of the API."""
         ops = [(self.op_map_chain, 4), (self.op_delayed, 2), (self.op_array, 2),
                (self.op_bag, 2), (self.op_errors, 2), (self.op_cancel, 2),
                (self.op_scatter, 2), (self.op_retries, 2), (self.op_nested, 1),
@@ -95,6 +97,9 @@ class Soak(CoordinationOps):
                (self.op_run, 1), (self.op_fire_and_forget, 1), (self.op_as_completed_add, 1),
                (self.op_async_client, 1), (self.op_worker_client, 1), (self.op_actor, 1),
                (self.op_retries_kill, 1)]
+        if only:
+            ops = [(f, w) for f, w in ops if f.__name__ in only]
+            assert ops, f"no operation named in {sorted(only)}"
         funcs = [f for f, _ in ops]
         weights = [w for _, w in ops]
         for self.step_no in range(steps):
