@@ -4,9 +4,11 @@ the soak knows every expected value before it asks."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +79,20 @@ def seceded_fan_out(n: int) -> int:
 # --- coordination primitives, actors, datasets (``_soak_coord.py``) ---------------------------
 
 WAIT = 120.0  # a task's own waits: past the soak's deadline, so the soak reports a hang first
+
+
+@contextlib.contextmanager
+def _seceded() -> Iterator[None]:
+    """Wait for other tasks outside the worker's thread count (``secede``/``rejoin``), as
+    dask advises: blocked task threads would otherwise starve the tasks they wait for when
+    kills leave few workers."""
+    from shoal import rejoin, secede
+
+    secede()
+    try:
+        yield
+    finally:
+        rejoin()
 
 
 def _live_marks(directory: str) -> int:
@@ -172,7 +188,8 @@ def queue_get(name: str, n: int) -> list[Any]:
 
     q = Queue(name)
     try:
-        return [q.get(timeout=WAIT) for _ in range(n)]
+        with _seceded():
+            return [q.get(timeout=WAIT) for _ in range(n)]
     finally:
         q.close()
 
@@ -183,7 +200,8 @@ def queue_sum_futures(name: str, n: int) -> int:
 
     q = Queue(name)
     try:
-        return sum(f.result(timeout=WAIT) for f in q.get(batch=n))
+        with _seceded():
+            return sum(f.result(timeout=WAIT) for f in q.get(batch=n))
     finally:
         q.close()
 
@@ -191,7 +209,8 @@ def queue_sum_futures(name: str, n: int) -> int:
 def event_wait(name: str) -> bool:
     from shoal import Event
 
-    return Event(name).wait(WAIT)
+    with _seceded():
+        return Event(name).wait(WAIT)
 
 
 def event_set(name: str) -> None:
@@ -204,8 +223,9 @@ def variable_read(name: str) -> Any:
     """The value of a ``Variable``; of the future it holds, the result."""
     from shoal import Future, Variable
 
-    value = Variable(name).get(timeout=WAIT)
-    return value.result(timeout=WAIT) if isinstance(value, Future) else value
+    with _seceded():
+        value = Variable(name).get(timeout=WAIT)
+        return value.result(timeout=WAIT) if isinstance(value, Future) else value
 
 
 def variable_set_future(name: str, x: int) -> None:
@@ -218,8 +238,9 @@ def variable_set_future(name: str, x: int) -> None:
 def dataset_read(name: str) -> Any:
     from shoal import Future, get_client
 
-    value = get_client().get_dataset(name)
-    return value.result(timeout=WAIT) if isinstance(value, Future) else value
+    with _seceded():
+        value = get_client().get_dataset(name)
+        return value.result(timeout=WAIT) if isinstance(value, Future) else value
 
 
 def write_value(path: str, value: int) -> None:
