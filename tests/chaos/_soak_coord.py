@@ -19,8 +19,10 @@ What is expected under faults, after dask.distributed's documentation:
   entry (dask's ``CommClosedError``), and it is no worker any more.
 A queue delivers at most once: a task killed after its put is run again and puts again,
 one killed after its get loses the item. So the queue operation kills only when the client
-put the items, futures which are recomputed. Operations whose tasks block (on an event, a queue, a held
-lease) finish within the step, so that no blocked task is left holding a worker thread.
+put the items, futures which are recomputed. Operations whose tasks block (on an event, a
+queue, a held lease) finish within the step, so that no blocked task is left holding a
+worker thread, and tasks waiting for other tasks ``secede`` as dask advises (with kills
+leaving one worker of two threads, two blocked waiters starve the task they wait for).
 """
 
 from __future__ import annotations
