@@ -40,6 +40,7 @@ from . import _soak_tasks as t
 from ._soak_coord import CoordinationOps
 
 DEADLINE = 90.0  # one operation, however loaded the machine: past it, a hang
+RECENT = 10.0  # a kill this many seconds ago may not be seen by the scheduler yet
 MAX_KILLS_EACH = 8  # a nanny gives up on its worker past 10 deaths in a minute
 CancelledError = concurrent.futures.CancelledError
 
@@ -72,6 +73,7 @@ class Soak(CoordinationOps):
     pending: list[Pending] = field(default_factory=list)
     kills: int = 0
     last_kill_step: int = -100
+    last_kill_time: float = -1e9  # time.monotonic() of the last kill
     kills_by_name: dict[str, int] = field(default_factory=dict)
     step_no: int = 0
     cleanups: list[Callable[[], Any]] = field(default_factory=list)  # run at the end
@@ -235,6 +237,7 @@ class Soak(CoordinationOps):
             return None
         self.kills += 1
         self.last_kill_step = self.step_no
+        self.last_kill_time = time.monotonic()
         self.kills_by_name[str(nanny.name)] = self.kills_by_name.get(str(nanny.name), 0) + 1
         return str(nanny.name)
 
@@ -360,6 +363,7 @@ class Soak(CoordinationOps):
         assert out == {victim: "OK"}, out
         self.kills += 1  # its data is gone with it, as with a kill
         self.last_kill_step = self.step_no
+        self.last_kill_time = time.monotonic()
 
     def op_copies(self) -> None:
         """``replicate`` or ``rebalance`` the results in flight (copies; nothing lost)."""
@@ -566,7 +570,9 @@ class Soak(CoordinationOps):
         except LostDataError:
             # The workers it was stored on died before the scatter returned (killed during
             # it, or just before, their deaths not yet seen), and no other could take it.
-            assert self.last_kill_step >= self.step_no - 2, "scatter lost with no recent kill"
+            # Steps are no clock (some take milliseconds): a kill in the last seconds.
+            assert time.monotonic() - self.last_kill_time < RECENT, \
+                "scatter lost with no recent kill"
             self.note("scatter lost its data to a kill")
             return
         finally:
