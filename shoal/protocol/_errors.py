@@ -69,6 +69,13 @@ class RemoteError(Exception):
         return f"{self.type_name}: {self.message}"
 
 
+class CommClosedError(ConnectionError):
+    """A connection closed under a request: the worker running ``client.run`` died, or a
+    closed client's futures lost their scheduler. An ``OSError``, as dask's
+    ``distributed.comm.CommClosedError``, so ``except OSError`` catches it as it does
+    dask's. What to do: run it again on the workers now alive (or a new client)."""
+
+
 class KilledWorker(Exception):
     """A task was running on workers that died too many times; shoal gave up on it.
 
@@ -338,6 +345,8 @@ def error_to_exception(error: dict[str, Any]) -> BaseException:
         from concurrent.futures import CancelledError
 
         return CancelledError(error.get("message", ""))
+    if kind == "lost":
+        return CommClosedError(error.get("message", ""))
     exc: BaseException | None = None
     ser = error.get("exception")
     if isinstance(ser, Serialized):

@@ -37,9 +37,11 @@ import numpy as np
 from shoal import FIRST_COMPLETED, LostDataError, as_completed, wait
 
 from . import _soak_tasks as t
+from ._soak_coord import CoordinationOps
 
 DEADLINE = 90.0  # one operation, however loaded the machine: past it, a hang
 MAX_KILLS_EACH = 8  # the soak's budget of kills per nanny (each costs a restart)
+RECENT = 10.0  # a kill this many seconds ago may not be seen by the scheduler yet
 CancelledError = concurrent.futures.CancelledError
 
 
@@ -60,7 +62,7 @@ class Pending:
 
 
 @dataclass
-class Soak:
+class Soak(CoordinationOps):
     seed: int
     cluster: Any
     client: Any
@@ -71,15 +73,19 @@ class Soak:
     pending: list[Pending] = field(default_factory=list)
     kills: int = 0
     last_kill_step: int = -100
+    last_kill_time: float = -1e9  # time.monotonic() of the last kill
     kills_by_name: dict[str, int] = field(default_factory=dict)
     step_no: int = 0
+    cleanups: list[Callable[[], Any]] = field(default_factory=list)  # run at the end
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
 
     # --- the run ------------------------------------------------------------------------
 
-    def run(self, steps: int) -> None:
+    def run(self, steps: int, only: set[str] | None = None) -> None:
+        """``steps`` operations drawn by weight; ``only``: names of the operations to draw
+        from (``op_guarded``, ``op_kill``...), to hunt in one part of the API."""
         ops = [(self.op_map_chain, 4), (self.op_delayed, 2), (self.op_array, 2),
                (self.op_bag, 2), (self.op_errors, 2), (self.op_cancel, 2),
                (self.op_scatter, 2), (self.op_retries, 2), (self.op_nested, 1),
@@ -87,7 +93,15 @@ class Soak:
                (self.op_check, 4), (self.op_restart, 1), (self.op_retire, 1),
                (self.op_pure, 2), (self.op_release, 1), (self.op_scale, 1),
                (self.op_first_completed, 1), (self.op_retry_future, 1),
-               (self.op_kill_two, 1), (self.op_restart_workers, 1), (self.op_copies, 1)]
+               (self.op_kill_two, 1), (self.op_restart_workers, 1), (self.op_copies, 1),
+               (self.op_guarded, 2), (self.op_lease_killed, 1), (self.op_queue, 1),
+               (self.op_event, 1), (self.op_variable, 1), (self.op_dataset, 1),
+               (self.op_run, 1), (self.op_fire_and_forget, 1), (self.op_as_completed_add, 1),
+               (self.op_async_client, 1), (self.op_worker_client, 1), (self.op_actor, 1),
+               (self.op_retries_kill, 1)]
+        if only:
+            ops = [(f, w) for f, w in ops if f.__name__ in only]
+            assert ops, f"no operation named in {sorted(only)}"
         funcs = [f for f, _ in ops]
         weights = [w for _, w in ops]
         for self.step_no in range(steps):
@@ -98,10 +112,35 @@ class Soak:
             op()
         while self.pending:
             self.op_check()
+        for cleanup in self.cleanups:
+            self.bounded(cleanup, "a clean-up")
         self.whole()
         assert self.bounded(lambda: self.client.submit(t.inc, 1, pure=False).result(
             timeout=DEADLINE), "a last task") == 2
         self.forgotten()
+        self.no_lease_held()
+
+    def no_lease_held(self) -> None:
+        """Every lease of a Lock or Semaphore and every MultiLock is returned: the
+        sections ended, and those whose holders were killed were given back."""
+        state = self.cluster.scheduler.coordination.state
+        deadline = time.monotonic() + DEADLINE
+
+        def held() -> list[str]:
+            return ([f"{name}: {sorted(sem.leases)}, {len(sem.waiters)} waiting"
+                     for name, sem in state.semaphores.semaphores.items()
+                     if sem.leases or sem.waiters]
+                    + [f"multilock {lock_id}" for lock_id in state.multilocks.requests])
+
+        while held():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"leases still held {DEADLINE} s after the end: {held()}")
+            time.sleep(0.02)
+        shell = self.cluster.scheduler.coordination
+        with shell._lock:  # the loop handles the machine under it
+            shell.state.validate()
+        leftover = {"queues": list(state.queues.queues), "holds": list(state.holds.counts)}
+        assert not any(leftover.values()), f"coordination state left behind: {leftover}"
 
     def forgotten(self) -> None:
         """With every future released, the scheduler forgets every task (none is left
@@ -174,11 +213,13 @@ class Soak:
 
     # --- faults ----------------------------------------------------------------------------
 
-    def kill(self, address: str | None = None) -> str | None:
-        """SIGKILL one worker process: the one at ``address``, else of those running one
-        killed least so far."""
+    def kill(self, address: str | None = None, pid: int | None = None) -> str | None:
+        """SIGKILL one worker process: the one at ``address`` or of ``pid``, else of those
+        running one killed least so far."""
         alive = [n for n in self.cluster.nannies
                  if not n.stopped and n.process is not None and n.process.returncode is None]
+        if pid is not None:
+            alive = [n for n in alive if n.pid == pid]
         if address is not None:
             ws = self.cluster.scheduler.state.workers.get(address)
             alive = [n for n in alive if ws is not None and str(n.name) == str(ws.name)]
@@ -196,6 +237,7 @@ class Soak:
             return None
         self.kills += 1
         self.last_kill_step = self.step_no
+        self.last_kill_time = time.monotonic()
         self.kills_by_name[str(nanny.name)] = self.kills_by_name.get(str(nanny.name), 0) + 1
         return str(nanny.name)
 
@@ -321,6 +363,7 @@ class Soak:
         assert out == {victim: "OK"}, out
         self.kills += 1  # its data is gone with it, as with a kill
         self.last_kill_step = self.step_no
+        self.last_kill_time = time.monotonic()
 
     def op_copies(self) -> None:
         """``replicate`` or ``rebalance`` the results in flight (copies; nothing lost)."""
@@ -527,7 +570,9 @@ class Soak:
         except LostDataError:
             # The workers it was stored on died before the scatter returned (killed during
             # it, or just before, their deaths not yet seen), and no other could take it.
-            assert self.last_kill_step >= self.step_no - 2, "scatter lost with no recent kill"
+            # Steps are no clock (some take milliseconds): a kill in the last seconds.
+            assert time.monotonic() - self.last_kill_time < RECENT, \
+                "scatter lost with no recent kill"
             self.note("scatter lost its data to a kill")
             return
         finally:

@@ -104,6 +104,26 @@ def test_run_on_error_raise_return_and_ignore(client: Client) -> None:
         client.run(os.getpid, on_error="explode")
 
 
+def _die_on(address: str, dask_worker: Any = None) -> int:
+    if dask_worker.address == address:
+        os._exit(1)  # this worker's process dies during the run
+    return 1
+
+
+def test_run_on_a_worker_that_dies_during_it_is_an_oserror_as_in_dask(make_client) -> None:
+    # dask: the dead worker's entry is a CommClosedError (an OSError), raised with "raise"
+    client = make_client(n_workers=2)
+    first, second = sorted(client.scheduler_info()["workers"])
+    returned = client.run(_die_on, first, on_error="return")
+    assert returned[second] == 1
+    assert isinstance(returned[first], OSError), repr(returned[first])
+    assert "died during run" in str(returned[first])
+    wait_for(lambda: len(client.scheduler_info()["workers"]) == 2, timeout=60)
+    victim = sorted(client.scheduler_info()["workers"])[0]
+    with pytest.raises(OSError, match="died during run"):
+        client.run(_die_on, victim)
+
+
 def _nanny_kind(dask_worker: Any) -> tuple[str, int]:
     return type(dask_worker).__name__, os.getpid()
 

@@ -193,3 +193,14 @@ def test_garbage_error_dict_never_raises() -> None:
                               "traceback": Serialized([b"junk"]), "type": "T", "message": "m"})
     assert isinstance(exc, RemoteError) and str(exc) == "T: m"
     assert isinstance(error_to_exception({}), RemoteError)
+
+
+def test_lost_connection_is_an_oserror_as_dasks_comm_closed_error() -> None:
+    # A worker that died during client.run, or a closed client's futures: dask gives its
+    # CommClosedError, an OSError, which `except OSError` around client.run catches.
+    exc = error_to_exception({"kind": "lost", "type": "CommClosedError",
+                              "message": "worker tcp://w:1 died during run",
+                              "exception": None, "traceback": None, "tb_text": ""})
+    assert isinstance(exc, OSError) and type(exc).__name__ == "CommClosedError"
+    assert "died during run" in str(exc)
+    assert type(pickle.loads(pickle.dumps(exc))) is type(exc)
