@@ -13,7 +13,7 @@ import html
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from shoal.client._returned import task_refs
+from shoal._task_refs import task_refs
 from shoal.protocol._errors import describe_value
 from shoal.protocol._serialize import FunctionTable, loads
 

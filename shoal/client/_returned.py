@@ -5,9 +5,10 @@ result, which holds its key from then on.
 Owns: how a Future pickles (``Future.__reduce__`` names ``rebuild``), and which client, if
 any, the Futures being unpickled in this thread belong to (``reading`` / ``done_reading``
 around the client's loads of results). A worker loading a task's arguments or data
-(``task_refs``) gets the bare ``TaskRef`` of its key, which the task's graph resolves to the
-key's value. Anywhere else (``pickle.loads`` in the user's code) it is a Future bound to no
-client, as dask's, which raises at its first use saying to ``bind_client`` it.
+(``shoal._task_refs.task_refs``) gets the bare ``TaskRef`` of its key, which the task's
+graph resolves to the key's value. Anywhere else (``pickle.loads`` in the user's code) it
+is a Future bound to no client, as dask's, which raises at its first use saying to
+``bind_client`` it.
 
 The key stays on the cluster until the reader holds it: the worker keeps the result (and so
 the Futures in it, held by its worker client) in memory until the result is released, and
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from dask._task_spec import TaskRef
 
+from shoal._task_refs import loading_task_data
 from shoal.protocol._messages import UpdateGraph
 
 if TYPE_CHECKING:
@@ -35,11 +37,11 @@ _binding = threading.local()  # .client, .fresh: the reader in this thread, keys
 
 def rebuild(key: Any) -> Any:
     """Unpickling a Future: one of the reading client when one reads in this thread; a
-    ``TaskRef`` of its key in a worker's loading of task data (``task_refs``); elsewhere
-    (``pickle.loads`` in the user's code) a Future bound to no client, as dask's, whose
-    ``result()`` says to bind it."""
+    ``TaskRef`` of its key in a worker's loading of task data (``_task_refs.task_refs``);
+    elsewhere (``pickle.loads`` in the user's code) a Future bound to no client, as
+    dask's, whose ``result()`` says to bind it."""
     client = getattr(_binding, "client", None)
-    if client is None and getattr(_binding, "refs", False):
+    if client is None and loading_task_data():
         return TaskRef(key)
     from shoal.client._future import Future
 
@@ -51,17 +53,6 @@ def rebuild(key: Any) -> Any:
     if not held:
         _binding.fresh.append(key)
     return fut
-
-
-def task_refs(load: Any, *args: Any) -> Any:
-    """``load(*args)`` with the Futures it unpickles as bare ``TaskRef``s of their keys (a
-    worker loading a task or its data: its graph resolves them to the keys' values)."""
-    before = getattr(_binding, "refs", False)
-    _binding.refs = True
-    try:
-        return load(*args)
-    finally:
-        _binding.refs = before
 
 
 def reading(client: Client) -> tuple[Any, Any]:

@@ -24,7 +24,7 @@ from collections.abc import Callable, MutableMapping
 from types import CoroutineType, TracebackType
 from typing import Any
 
-from shoal.client._returned import task_refs
+from shoal._task_refs import task_refs
 from shoal.protocol._errors import exception_to_error, is_reschedule, reschedule_error
 from shoal.protocol._serialize import INLINE_LIMIT, FunctionTable, Serialized, dumps, loads
 from shoal.protocol._sizeof import nbytes as measure

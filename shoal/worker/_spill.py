@@ -40,7 +40,7 @@ import time
 from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any
 
-from shoal.client._returned import task_refs
+from shoal._task_refs import task_refs
 from shoal.protocol._framing import FileFrame
 from shoal.protocol._serialize import INLINE_LIMIT, Serialized, dumps, loads
 from shoal.protocol._sizeof import nbytes as measure
