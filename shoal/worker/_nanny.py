@@ -46,14 +46,16 @@ logger = logging.getLogger("shoal.nanny")
 # The worker's local directory, "<prefix><pid>-<random>" (shoal.worker._plugins).
 _WORKER_SPACE_PREFIX = "shoal-worker-space-"
 
-# The worker process starts a session (so a process group) of its own. Ctrl-C in a terminal
-# (and Jupyter's "interrupt kernel") signals the whole foreground group: the user's program,
-# where a local cluster's nannies run, takes its KeyboardInterrupt and goes on, and its workers
-# must not see the SIGINT (they would close and lose their data). The nanny still stops its
-# worker, and the worker dies with its nanny (PR_SET_PDEATHSIG in worker/__main__.py), group
-# or not. (A session rather than only a group: uvloop's subprocess_exec takes no
-# process_group, and a session is made in C, without preexec_fn's Python after fork.)
-_OWN_PROCESS_GROUP: dict[str, Any] = {"start_new_session": True}
+# The worker process starts a process group of its own. Ctrl-C in a terminal (and Jupyter's
+# "interrupt kernel") signals the whole foreground group: the user's program, where a local
+# cluster's nannies run, takes its KeyboardInterrupt and goes on, and its workers must not see
+# the SIGINT (they would close and lose their data). The nanny still stops its worker, and the
+# worker dies with its nanny (PR_SET_PDEATHSIG in worker/__main__.py), group or not. A group,
+# not a session: Linux's scheduler shares the CPU between sessions first (autogroup), which
+# took a third more time for tasks that wait on tasks (the fib benchmark). os.setpgrp after
+# the fork, as uvloop's subprocess_exec takes no process_group (it takes no lock: safe with
+# threads).
+_OWN_PROCESS_GROUP: dict[str, Any] = {"preexec_fn": os.setpgrp}
 
 
 class Nanny:
