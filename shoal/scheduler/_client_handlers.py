@@ -225,7 +225,10 @@ class ClientHandlers(StateBase):
                     self._out.append(ReportCancelled(
                         ev.client, key,
                         f"lost dependencies: {key!r} is not in the graph and the cluster "
-                        "holds no such key; ask for keys of the graph you pass"))
+                        "holds no such key (never computed, or forgotten: released by every "
+                        "client, or cleared by client.restart()); ask for keys of the graph "
+                        "you pass, or compute it again (a Variable or dataset holding its "
+                        "future: set or publish it again)"))
                 continue
             wanted_now.append(ts)
             if ts.who_wants:

@@ -91,4 +91,7 @@ def test_a_wanted_key_neither_in_the_graph_nor_on_the_cluster_is_cancelled(sim: 
     (report,) = of(out, ReportCancelled)
     assert (report.client, report.key) == (sim.client, "missing")
     assert "not in the graph" in report.reason
+    # A future of a key the cluster forgot (a Variable's or a dataset's, after
+    # client.restart()) meets this too: the reason says how a key is forgotten.
+    assert "client.restart()" in report.reason and "compute it again" in report.reason
     assert "missing" not in sim.state.tasks and sim.states("a") == ["processing"]
