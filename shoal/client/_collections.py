@@ -528,11 +528,8 @@ def get(self: Client, dsk: Any, keys: Any, workers: Any = None,
         with seceded_while_waiting():
             values = self.gather(futures, asynchronous=False)
     finally:
-        for f in futures.values():
-            f.release()
-    if local:
-        _run_here(graph, local, values)
-    return _pack(keys, values)
+        _release(futures)
+    return _finish(graph, keys, local, values)
 
 
 async def _get_async(self: Client, graph: dict[Any, GraphNode], keys: Any,
@@ -543,8 +540,19 @@ async def _get_async(self: Client, graph: dict[Any, GraphNode], keys: Any,
     try:
         values = await self.gather(futures, asynchronous=True)
     finally:
-        for f in futures.values():
-            f.release()
+        _release(futures)
+    return _finish(graph, keys, local, values)
+
+
+def _release(futures: dict[Any, Future]) -> None:
+    for f in futures.values():
+        f.release()
+
+
+def _finish(graph: dict[Any, GraphNode], keys: Any, local: set[Any],
+            values: dict[Any, Any]) -> Any:
+    """``get``'s answer from the gathered ``values``: the ``local`` tasks run here, then
+    the values in ``keys``' shape."""
     if local:
         _run_here(graph, local, values)
     return _pack(keys, values)
