@@ -366,15 +366,45 @@ def _counts(counts: dict[str, int] | None) -> dict[str, int]:
     return out
 
 
-class TaskGroupView:
-    """dask's ``TaskGroup``: the tasks of one layer of a collection (a tuple key's name),
-    or of one prefix of plain keys. ``states`` counts the tasks the scheduler has now."""
+class _CountedByName:
+    """What dask's ``TaskGroup`` and ``TaskPrefix`` share here: a name on the scheduler, the
+    counts of its tasks by state (``states``, from the subclass), equality by name."""
 
     __slots__ = ("_sched", "name")
+    _dask_name = ""
 
     def __init__(self, name: Any, sched: Scheduler) -> None:
         self.name = name
         self._sched = sched
+
+    @property
+    def states(self) -> dict[str, int]:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return sum(self.states.values())
+
+    def __getattr__(self, name: str) -> Any:
+        raise _missing(self, self._dask_name, name)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _CountedByName) and type(other) is type(self) and (
+            self.name == other.name)
+
+    def __hash__(self) -> int:
+        return hash((self._dask_name, self.name))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}: {v}" for k, v in sorted(self.states.items()) if v)
+        return f"<{self.name}: {shown}>"
+
+
+class TaskGroupView(_CountedByName):
+    """dask's ``TaskGroup``: the tasks of one layer of a collection (a tuple key's name),
+    or of one prefix of plain keys. ``states`` counts the tasks the scheduler has now."""
+
+    __slots__ = ()
+    _dask_name = "TaskGroup"
 
     @property
     def prefix(self) -> TaskPrefixView:
@@ -394,33 +424,14 @@ class TaskGroupView:
         return all(n == 0 or s in ("memory", "erred", "released", "forgotten")
                    for s, n in self.states.items())
 
-    def __len__(self) -> int:
-        return sum(self.states.values())
 
-    def __getattr__(self, name: str) -> Any:
-        raise _missing(self, "TaskGroup", name)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, TaskGroupView) and self.name == other.name
-
-    def __hash__(self) -> int:
-        return hash(("group", self.name))
-
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{k}: {v}" for k, v in sorted(self.states.items()) if v)
-        return f"<{self.name}: {shown}>"
-
-
-class TaskPrefixView:
+class TaskPrefixView(_CountedByName):
     """dask's ``TaskPrefix``: the tasks whose keys share a name (``"inc"`` for
     ``"inc-<token>"``), with ``duration_average`` (seconds; -1 until one ran), ``states``
     and ``groups``."""
 
-    __slots__ = ("_sched", "name")
-
-    def __init__(self, name: str, sched: Scheduler) -> None:
-        self.name = name
-        self._sched = sched
+    __slots__ = ()
+    _dask_name = "TaskPrefix"
 
     def _groups(self) -> list[Any]:
         return [g for g, p in self._sched.state.group_prefix.items() if p == self.name]
@@ -443,21 +454,6 @@ class TaskPrefixView:
         """The scheduler's estimate of one task's run time, in seconds (-1: none ran)."""
         return float(self._sched.state._durations.get(self.name, -1.0))
 
-    def __len__(self) -> int:
-        return sum(self.states.values())
-
-    def __getattr__(self, name: str) -> Any:
-        raise _missing(self, "TaskPrefix", name)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, TaskPrefixView) and self.name == other.name
-
-    def __hash__(self) -> int:
-        return hash(("prefix", self.name))
-
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{k}: {v}" for k, v in sorted(self.states.items()) if v)
-        return f"<{self.name}: {shown}>"
 
 
 def task_groups(sched: Scheduler) -> dict[Any, TaskGroupView]:
