@@ -471,10 +471,11 @@ class Executor:
 
             prepare_async_task(self.worker, coro.cr_code)
         fut = asyncio.run_coroutine_threadsafe(_as_task_of(self, coro), self._loop)
+        # ends: the coroutine ends, or the worker closes (checked every second)
         while True:
             done, _ = concurrent.futures.wait([fut], timeout=1.0)  # ends: 1 s, checked below
             if done:
-                return fut.result()
+                return fut.result()  # ends at once: done
             if self._closed or self._loop.is_closed():
                 fut.cancel()
                 raise RuntimeError(f"worker {self._address} closed while the task's async "

@@ -170,7 +170,7 @@ class WorkerPlugins:
                 f"{hook} must return: run longer work in a task it starts instead"))
             return
         try:
-            value = task.result()
+            value = task.result()  # ends at once: done (the bound above returned otherwise)
         except Exception as exc:
             self._answer(conn, msg, False, exc)
             return
