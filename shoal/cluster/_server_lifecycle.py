@@ -178,14 +178,15 @@ class ServerHandle:
 
 
 def copy_live(mapping: Any) -> dict[Any, Any]:
-    """A copy of a dict the loop thread may be changing: copied again if it changed size."""
+    """A copy of a dict the loop thread may be changing (or of the scheduler's task shards,
+    by their ``copy``, a dict copied per part): copied again if it changed size."""
     for _ in range(_READ_ATTEMPTS):
         try:
-            return dict(mapping)
+            return mapping.copy()  # type: ignore[no-any-return]
         except RuntimeError:  # it changed size while copied; the next copy sees it settled
             continue
     return _loop.run_sync(_copy_on_loop(mapping), 10.0)
 
 
 async def _copy_on_loop(mapping: Any) -> dict[Any, Any]:
-    return dict(mapping)
+    return mapping.copy()  # type: ignore[no-any-return]

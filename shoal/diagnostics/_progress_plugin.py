@@ -47,15 +47,15 @@ class GraphProgress(SchedulerPlugin):
         self.table: dict[str, list[int]] = {}
         self.finished_since: set[Any] = set()  # done while watched (they count, even if gone)
         self.erred_since: set[Any] = set()  # of those, the ones that erred
-        self._tasks: Any = None
+        self._state: Any = None  # the scheduler's state: its task table is read each time
 
     def start(self, scheduler: Any) -> None:
-        self._tasks = scheduler.state.tasks
+        self._state = scheduler.state
         for key in list(self.pending):
             self._walk(key)
 
     def _walk(self, root: Any) -> None:
-        ts = self._tasks.get(root)
+        ts = self._state.tasks.get(root)
         if ts is None or ts.state == "forgotten":
             # not arrived yet (a big graph comes in pieces, its outputs last), or gone (a
             # transition hook sees a forgotten task's stand-in record)
@@ -94,7 +94,7 @@ class GraphProgress(SchedulerPlugin):
                 self.erred_since.add(key)
             if key in self.prefix_of:
                 self._finish(key, finish == "erred")
-        if key in self.pending and self._tasks is not None:
+        if key in self.pending and self._state is not None:
             self._walk(key)
 
     def remove_client(self, scheduler: Any, client: str) -> Any:

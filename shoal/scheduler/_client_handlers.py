@@ -41,6 +41,7 @@ from shoal.scheduler._state_base import (
     key_prefix,
     stimulus_id,
 )
+from shoal.scheduler._task_shards import Tasks, sharded_for
 from shoal.scheduler._tasks import EMPTY, Key, TaskState, add_dependent, compact_payload
 from shoal.scheduler._transitions import _upstream
 
@@ -139,7 +140,8 @@ class ClientHandlers(StateBase):
         new: list[TaskState] = []
         # (deps: a list off the wire, a tuple from a local caller; the compiled build checks)
         rows: list[tuple[TaskState, Any]] = []
-        tasks = self.tasks
+        # (a piece that takes the table past a few hundred thousand tasks shards it first)
+        tasks = self.tasks = sharded_for(self.tasks, len(ev.tasks))
         restrictions = ev.restrictions
         # A piece (stream > 0) that is not its graph's last keeps its tasks for the later
         # pieces; tasks it names as wanted are kept by the client itself: only the others
@@ -276,7 +278,7 @@ class ClientHandlers(StateBase):
     def _on_span_submitted(self, ev: SpanSubmitted) -> None:
         self.spans.observe(tuple(ev.names), tuple(ev.ids), list(ev.keys), self._now)
 
-    def _task_table(self) -> dict[Key, TaskState]:
+    def _task_table(self) -> Tasks:
         """The tasks by key (for the span records: ``reset`` makes a new table)."""
         return self.tasks
 

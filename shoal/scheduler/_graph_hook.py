@@ -28,6 +28,7 @@ from shoal.scheduler._state_base import stimulus_id
 
 if TYPE_CHECKING:
     from shoal.scheduler._state import SchedulerState
+    from shoal.scheduler._task_shards import Tasks
 
 logger = logging.getLogger("shoal.scheduler")
 
@@ -76,7 +77,7 @@ class GraphNotes:
         return ready
 
     def piece(self, session: str, client: str, msg: UpdateGraph,
-              tasks: dict[Any, Any], event: Any = None) -> GraphNote | None:
+              tasks: Tasks, event: Any = None) -> GraphNote | None:
         """Note ``msg`` from client session ``session`` as it becomes ``event`` (its tasks
         are told from those the scheduler had, in ``tasks``: the table as the message's
         batch arrived). Returns the submission's note when ``msg`` is its last piece (a

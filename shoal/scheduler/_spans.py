@@ -22,8 +22,11 @@ workers' compute seconds (``"compute"``), the one activity shoal's workers repor
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Hashable, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shoal.scheduler._task_shards import Tasks
 
 # Task states in which a task is done, for ``Span.done`` (dask's TaskGroup.done).
 _DONE = frozenset(("memory", "erred", "released", "forgotten"))
@@ -145,7 +148,7 @@ class SpansBook:
     ``spans`` by id, ``root_spans`` (the outermost, in order), ``spans_search_by_name``
     and ``spans_search_by_tag``."""
 
-    def __init__(self, tasks_of: Callable[[], Mapping[Any, Any]]) -> None:
+    def __init__(self, tasks_of: Callable[[], Tasks]) -> None:
         self.tasks_of = tasks_of
         self.clock: Callable[[], float] = lambda: 0.0  # the shell's wall clock (see header)
         self.spans: dict[str, Span] = {}

@@ -76,6 +76,7 @@ from shoal.scheduler._state_base import STATES, task_group
 from shoal.scheduler._state_base import key_prefix as key_prefix
 from shoal.scheduler._state_base import stimulus_id as stimulus_id
 from shoal.scheduler._stealing import find_victims
+from shoal.scheduler._task_shards import Tasks
 from shoal.scheduler._tasks import Key, TaskState, WorkerState
 from shoal.scheduler._transitions import _TRANSITIONS as _TRANSITIONS
 from shoal.scheduler._transitions import TIDY_STEP, Transitions
@@ -116,7 +117,7 @@ class SchedulerState(
         work_stealing: bool = True,
         no_workers_timeout: float | None = None,
     ) -> None:
-        self.tasks: dict[Key, TaskState] = {}
+        self.tasks: Tasks = {}
         # ``span`` blocks' records (dask's extensions["spans"]); read the tasks' states here
         self.spans = SpansBook(self._task_table)
         self.workers: dict[str, WorkerState] = {}

@@ -28,6 +28,7 @@ from shoal.scheduler._events import Command
 from shoal.scheduler._functions import FunctionRefs
 from shoal.scheduler._room import RoomIndex
 from shoal.scheduler._spans import SpansBook
+from shoal.scheduler._task_shards import Tasks
 from shoal.scheduler._tasks import Key, TaskState, WorkerState
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ class StateBase:
     """The attributes of the scheduler state (set in ``SchedulerState.__init__``) and the
     methods the parts call across modules. Declarations only: no behaviour lives here."""
 
-    tasks: dict[Key, TaskState]
+    tasks: Tasks  # a plain dict, or shards past a few hundred thousand (``_task_shards``)
     spans: SpansBook  # the ``span`` blocks' records (``_spans.py``)
     workers: dict[str, WorkerState]
     clients: dict[str, set[TaskState]]

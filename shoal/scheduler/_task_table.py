@@ -46,10 +46,10 @@ class TaskTable(Mapping[Any, TaskStateView]):
         return len(self._sched.state.tasks)
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(list(self._sched.state.tasks))
+        return iter(list(self._sched.state.tasks.copy()))
 
     def keys(self) -> KeysView[Any]:
-        return dict(self._sched.state.tasks).keys()
+        return self._sched.state.tasks.copy().keys()
 
     def values(self) -> ValuesView[TaskStateView]:
         return self._views().values()
@@ -59,7 +59,7 @@ class TaskTable(Mapping[Any, TaskStateView]):
 
     def _views(self) -> dict[Any, TaskStateView]:
         sched = self._sched
-        return {k: TaskStateView(ts, sched) for k, ts in list(sched.state.tasks.items())}
+        return {k: TaskStateView(ts, sched) for k, ts in sched.state.tasks.copy().items()}
 
     def __repr__(self) -> str:
         return f"<scheduler tasks: {len(self._sched.state.tasks)}>"

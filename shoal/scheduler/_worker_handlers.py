@@ -31,6 +31,7 @@ from shoal.scheduler._events import (
     WorkerRetiring,
 )
 from shoal.scheduler._state_base import StateBase, stimulus_id
+from shoal.scheduler._task_shards import merged_if_small
 from shoal.scheduler._tasks import TaskState, WorkerState, unhold, waits_again
 
 
@@ -224,6 +225,7 @@ class WorkerHandlers(StateBase):
                 self._compact_held(w)
                 self._freed.add(w)
         unused = self.functions.tick()
+        self.tasks = merged_if_small(self.tasks)  # a large graph's shards, once it is gone
         if unused:
             self._out.append(ForgetFunctions(unused))
         for ws in list(self.workers.values()):

@@ -20,6 +20,8 @@ from collections import defaultdict
 import pytest
 from _fuzzing import chunks, grouped
 
+from shoal.scheduler import _task_shards
+
 from ._cluster_sim import HOSTILE, Defect, run_sequence
 
 SCALE = float(os.environ.get("SHOAL_FUZZ_SCALE", "1"))
@@ -67,6 +69,26 @@ def failures(features: frozenset[str], columns: bool, first: int, stop: int,
 def test_cluster_fuzz_finds_no_defect_new_or_of_the_fixed_items(
     features: frozenset[str], columns: bool, first: int, stop: int
 ) -> None:
+    found = failures(features, columns, first, stop)
+    assert not found, grouped(found)
+
+
+# The same lives on a sharded task table (as the scheduler's past ``SHARD_AT`` tasks): every
+# handler's lookups, inserts and deletes go through ``TaskShards``; with the small sizes, the
+# table is also swapped to shards and merged back again and again within one life.
+SHARDED_RUNS = ((frozenset(), 500, False), (HOSTILE, 500, True))
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("sizes", [(-1, -1), (6, 3)], ids=["always", "swapping"])
+@pytest.mark.parametrize(("features", "columns", "first", "stop"),
+                         chunks(SHARDED_RUNS, FIRST_SEED, SCALE, CHUNK))
+def test_cluster_fuzz_on_a_sharded_task_table_finds_no_defect(
+    monkeypatch: pytest.MonkeyPatch, sizes: tuple[int, int], features: frozenset[str],
+    columns: bool, first: int, stop: int,
+) -> None:
+    monkeypatch.setattr(_task_shards, "SHARD_AT", sizes[0])
+    monkeypatch.setattr(_task_shards, "MERGE_AT", sizes[1])
     found = failures(features, columns, first, stop)
     assert not found, grouped(found)
 
