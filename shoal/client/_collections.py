@@ -36,7 +36,7 @@ from shoal.client._core import orphaned_key, orphaned_keys
 from shoal.client._delayed_graph import delayed_graph
 from shoal.client._future import Future
 from shoal.client._keys import check_user_keys
-from shoal.client._task_order import ordered, task_order
+from shoal.client._task_order import ordered_with_users, task_order
 from shoal.protocol._call import RefCall, RefCallPickles, call_with_container
 from shoal.worker._context import seceded_while_waiting
 
@@ -173,8 +173,8 @@ def _submit_graph(client: Client, session: int, graph: dict[Any, GraphNode], wan
     # restrictions must be known before any task runs, so such graphs go whole.
     in_pieces = len(nodes) > _submit.PIECE_ROWS and not actor_keys and not restricted
     if in_pieces:  # (the order is walked as the rows are made: see ``ordered``)
-        sequence = ordered(nodes)
-        pieces = client._graph_pieces(list(futures), session)
+        sequence, users = ordered_with_users(nodes)
+        pieces = client._graph_pieces(list(futures), session, users)
     else:
         ordering = task_order(nodes)
         sequence = ((k, ordering.get(k, 0)) for k in nodes)

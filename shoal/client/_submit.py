@@ -102,14 +102,23 @@ class GraphPieces:
     The pieces carry the graph's stream number: other submissions (other threads', or
     this thread's own while it pickles a row) may go out between two pieces.
 
+    With ``users`` (how many tasks of the graph use each key as an input), each piece names
+    the keys of the pieces so far whose users are not all sent yet (``UpdateGraph.held``):
+    the scheduler keeps those for the later pieces and lets go of the rest as a whole
+    graph's (a reduction's inputs once reduced), instead of every result until the last
+    piece. A row the caller leaves out keeps its inputs kept (they count as still used).
+
     The graph belongs to the scheduler session its futures were made in (``session``). If
     that session is lost before the last piece is queued, the pieces sent went with it
     (the scheduler lets go of them as the session ends) and the loss cancelled the graph's
     futures, as dask's: the pieces still to come are dropped, since the next session,
     lacking the first ones, would fail them with "lost dependencies" (``lost`` says so)."""
 
-    def __init__(self, client: Submitting, wanted: list[Any], session: int) -> None:
+    def __init__(self, client: Submitting, wanted: list[Any], session: int,
+                 users: Callable[[Any], int] | None = None) -> None:
         self._client = client
+        self._users = users
+        self._left: dict[Any, int] = {}  # key sent -> its users not sent yet (only if any)
         self._session = session
         self.lost = False  # the session was lost: the rest of the graph is dropped
         self._wanted = dict.fromkeys(wanted)  # not yet named in a piece
@@ -121,6 +130,19 @@ class GraphPieces:
     def add(self, row: tuple[Any, ...]) -> None:
         rows = self._rows
         rows.append(row)
+        users = self._users
+        if users is not None:
+            left = self._left
+            for dep in row[2]:
+                n = left.get(dep)
+                if n is not None:
+                    if n > 1:
+                        left[dep] = n - 1
+                    else:
+                        del left[dep]
+            n = users(row[0])
+            if n:
+                left[row[0]] = n
         if len(rows) >= PIECE_ROWS:
             self._queue(more=True)
 
@@ -150,6 +172,9 @@ class GraphPieces:
         named = [r[0] for r in rows if r[0] in wanted]
         for k in named:
             del wanted[k]
+        left = self._left
+        # (keys of earlier pieces still used later were kept by their own piece's list)
+        held = [r[0] for r in rows if r[0] in left] if more and self._users else None
         if rest:
             named += rest
         with client._lock:
@@ -164,7 +189,7 @@ class GraphPieces:
                 if annotations is not None:  # (right before the piece: see GraphAnnotations)
                     client._outbox.append(GraphAnnotations(self._stream, annotations))
                 client._outbox.append(UpdateGraph(rows, named, blobs, more=more,
-                                                  stream=self._stream))
+                                                  stream=self._stream, held=held))
                 client._sent_fids.update(blobs)  # (after the queueing: see _submit_rows)
         if stale is not None:
             client._refuse_closed(stale)
@@ -321,9 +346,10 @@ class Submitting(Outbox):
             return {}
         return {fid: self._functions.blob(fid) for fid in fids}
 
-    def _graph_pieces(self, wanted: list[Any], session: int) -> GraphPieces:
+    def _graph_pieces(self, wanted: list[Any], session: int,
+                      users: Callable[[Any], int] | None = None) -> GraphPieces:
         """A large graph sent as it is made (see :class:`GraphPieces`)."""
-        return GraphPieces(self, wanted, session)
+        return GraphPieces(self, wanted, session, users)
 
     def _function_token(self, func: Any) -> str:
         """A token of ``func`` that changes when its content does. A Python function's is

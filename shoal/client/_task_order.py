@@ -19,6 +19,7 @@ iteration and so the string hash seed; here those go largest first too.
 
 from __future__ import annotations
 
+import collections
 import itertools
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -44,14 +45,31 @@ def ordered(graph: Mapping[Any, Any]) -> Iterator[tuple[Any, int]]:
     tasks it will run first). For an in-forest the keys come as ``tree_order`` walks them,
     lazily: the first ones are ready before the walk has seen the whole graph (at a
     million tasks the walk is seconds the cluster would otherwise wait)."""
-    if len(graph) <= 1:
-        return iter(task_order(graph).items())  # (a task that is its own input: a cycle)
-    walk = tree_walk(graph)
-    if walk is not None:
-        return zip(walk, itertools.count())  # made in order, each right after its last input
+    return ordered_with_users(graph)[0]
+
+
+def ordered_with_users(
+    graph: Mapping[Any, Any],
+) -> tuple[Iterator[tuple[Any, int]], Callable[[Any], int]]:
+    """``ordered(graph)``, and how many tasks of ``graph`` use each key as an input (what
+    tells which keys of a piece the graph's later pieces still need), from the pass over
+    the graph the order makes anyway (an in-forest's: 1 or 0)."""
+    if len(graph) <= 1:  # (a task that is its own input: a cycle)
+        return iter(task_order(graph).items()), _no_users
+    tree = _tree(graph)
+    if tree is not None:  # made in order, each right after its last input
+        walk, used = tree
+        return zip(walk, itertools.count()), lambda k: 1 if k in used else 0
     ranks = dask_order(graph)
     keys = inputs_before(graph, sorted(graph, key=ranks.__getitem__))
-    return ((k, ranks[k]) for k in keys)
+    users: collections.Counter[Any] = collections.Counter()
+    for node in graph.values():
+        users.update(node.dependencies)
+    return ((k, ranks[k]) for k in keys), users.__getitem__
+
+
+def _no_users(key: Any) -> int:
+    return 0
 
 
 def inputs_before(graph: Mapping[Any, Any], keys: list[Any]) -> list[Any]:
@@ -98,6 +116,12 @@ def tree_walk(graph: Mapping[Any, Any]) -> Iterator[Any] | None:
     """The keys of ``graph`` in ``tree_order``'s order (a key's rank is its position),
     made as they are walked, or None if ``graph`` is not an in-forest. The sizes of the
     subtrees are computed before the first key (over the tasks with inputs only)."""
+    tree = _tree(graph)
+    return None if tree is None else tree[0]
+
+
+def _tree(graph: Mapping[Any, Any]) -> tuple[Iterator[Any], set[Any]] | None:
+    """``tree_walk``'s walk, and the keys that are some task's input, or None."""
     inputs: dict[Any, Any] = {}  # key -> its tasks's inputs (only keys with some)
     used: set[Any] = set()  # keys that are some task's input
     seen = 0
@@ -166,7 +190,7 @@ def tree_walk(graph: Mapping[Any, Any]) -> Iterator[Any] | None:
     isolated = sum(1 for k in sinks if k not in inputs)
     smallest_first = 0 < isolated < n_roots and abs(n_roots - len(sinks)) / n_roots < 0.8
     order = sorted(sinks, key=sink_rank, reverse=not smallest_first)
-    return _walk(graph, order, inputs, rank)
+    return _walk(graph, order, inputs, rank), used
 
 
 def _walk(graph: Mapping[Any, Any], sinks: list[Any], inputs: dict[Any, Any],

@@ -37,8 +37,10 @@ from shoal.protocol._wire_checks import _DEEP, _NUM, _SEQ, ProtocolError
 # CoordWithdraw and CoordQueueReturn (a cancelled awaiting call of a primitive); 17: a
 # result's pickled class in the task and key reports (``pickled_type``), for Future.type,
 # and SpanTasks (the keys submitted in a span block); 18: GraphAnnotations (the
-# dask.annotate names shoal does not act on, for scheduler plugins' update_graph)
-PROTOCOL_VERSION = 19
+# dask.annotate names shoal does not act on, for scheduler plugins' update_graph); 20:
+# UpdateGraph.held (the keys of a graph's piece that its later pieces use: only those are
+# kept until its last piece)
+PROTOCOL_VERSION = 20
 
 Key = Any  # str, int, float or a tuple of them (dask keys)
 
@@ -186,6 +188,9 @@ class UpdateGraph(Message):
     # piece; a whole graph (stream 0), or another stream's piece, in between changes nothing.
     more: bool = False
     stream: int = 0
+    # A piece with ``more``: its keys that later pieces use, the only ones kept for them
+    # (None: every key of the piece not in ``wanted``).
+    held: list[Key] | None = None
 
 
 @_message("graph-annotations")

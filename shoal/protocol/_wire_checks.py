@@ -116,11 +116,16 @@ _TASKS_DONE: _Columns = (
     ("stops", _FLOATS), ("threads", _INTS), ("inlines", frozenset((Serialized, _NONE))),
     ("runs", _INTS), ("dropped", _SEQS), ("pickled_types", frozenset((bytes, _NONE))),
 )
+def _update_graph(m: Any) -> None:
+    # rows: (key, payload, dependencies, fids, priority, retries, workers, prefix)
+    _rows("update-graph", m[1],
+          (_KEY, (Serialized, _NONE), _SEQ, _SEQ, None, (int,), (*_SEQ, _NONE), (str,)))
+    if m[8] is not None:
+        _keys_row("update-graph held", m[8])
+
+
 _DEEP: dict[str, Callable[[Any], None]] = {
-    # (key, payload, dependencies, fids, priority, retries, workers, prefix)
-    "update-graph": lambda m: _rows(
-        "update-graph", m[1], (_KEY, (Serialized, _NONE), _SEQ, _SEQ, None, (int,), (*_SEQ, _NONE), (str,))
-    ),
+    "update-graph": _update_graph,
     "register": _register,
     "scatter": lambda m: _rows("scatter", m[2], (_KEY, (Serialized,), (int,), (str,))),
     "compute": lambda m: _rows("compute", m[3], (_KEY, _SEQ, (int,))),

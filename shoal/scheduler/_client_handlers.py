@@ -144,12 +144,14 @@ class ClientHandlers(StateBase):
         tasks = self.tasks = sharded_for(self.tasks, len(ev.tasks))
         restrictions = ev.restrictions
         # A piece (stream > 0) that is not its graph's last keeps its tasks for the later
-        # pieces; tasks it names as wanted are kept by the client itself: only the others
-        # need the hold (ending it costs a step per task held).
+        # pieces: those it names as used later (``held``; all when the client cannot tell);
+        # tasks it names as wanted are kept by the client itself: only the others need the
+        # hold (ending it costs a step per task held).
         keep = ev.more and ev.stream > 0
         hold = self._hold_for((ev.client, ev.stream)) if keep else ""
         ingesting = self.clients.setdefault(hold, set()) if keep else set()
         named = set(ev.wanted) if keep else set()
+        later = None if not keep or ev.held is None else set(ev.held)
         last_fids: tuple[str, ...] = ()
         uses = 0  # tasks of this graph that use ``last_fids`` and are not counted yet
         for row in ev.tasks:
@@ -161,7 +163,8 @@ class ClientHandlers(StateBase):
                 self.count_new(ts)
                 new.append(ts)
             elif ts.state != "released" or ts.payload is not None:
-                if keep and key not in named and ts not in ingesting:
+                if (keep and key not in named and ts not in ingesting
+                        and (later is None or key in later)):
                     # known already (an earlier graph's result, kept by a hold now
                     # ending): this graph's later pieces may need it too
                     self._want(ts, hold)
@@ -190,7 +193,8 @@ class ClientHandlers(StateBase):
                 ts.resources = dict(need) if need else None
                 ts.loose = bool(loose) and ts.workers is not None
             rows.append((ts, deps))
-            if keep and key not in named:  # kept until the last piece: a dependent may follow
+            if keep and key not in named and (later is None or key in later):
+                # kept until the last piece: a dependent follows (or may)
                 self._want(ts, hold)
                 ingesting.add(ts)
         if uses:

@@ -53,6 +53,9 @@ class GraphSubmitted(Event):
     # piece has arrived. A whole graph (stream 0) ends no stream's hold.
     more: bool = False
     stream: int = 0
+    # With ``more``: the piece's keys that its graph's later pieces use, the only ones kept
+    # for them (None: all its keys not in ``wanted``, as when a client cannot tell).
+    held: list[Key] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -313,7 +313,7 @@ class ServerMessages(ShellBase):
                     events.append(GraphSubmitted(name, tasks, list(msg.wanted),
                                                  list(msg.actors or ()),
                                                  _restrictions(msg.restrictions), msg.more,
-                                                 msg.stream))
+                                                 msg.stream, msg.held))
                     if self.plugin_host.plugins:  # update_graph, once these events are in
                         self.plugin_host.graphs.piece(name, info.get("client_id", name), msg,
                                                       self.state.tasks, events[-1])

@@ -188,3 +188,48 @@ def test_a_store_into_a_local_hdf5_file_sent_in_pieces_writes_the_right_data(
         np.testing.assert_array_equal(f["/y"][:], source + 1)
     assert (len(submissions), aborts) == (1, [])
     assert client.submit(operator.neg, 2, pure=False).result(timeout=30) == -2
+
+
+class _Pieces:
+    """The UpdateGraph pieces the client queues (``_submit.UpdateGraph`` wrapped)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sent: list[Any] = []
+        real = _submit.UpdateGraph
+
+        def record(*args: Any, **kwargs: Any) -> Any:
+            msg = real(*args, **kwargs)
+            if msg.stream:
+                self.sent.append(msg)
+            return msg
+
+        monkeypatch.setattr(_submit, "UpdateGraph", record)
+
+    def check_held(self) -> tuple[int, int]:
+        """Each piece names as held exactly its keys that a later piece's rows use; returns
+        (keys held, rows sent)."""
+        assert self.sent and not self.sent[-1].more
+        held = rows = 0
+        for i, msg in enumerate(self.sent[:-1]):
+            later = {d for m in self.sent[i + 1:] for r in m.tasks for d in r[2]}
+            assert msg.more and msg.held is not None
+            assert set(msg.held) == {r[0] for r in msg.tasks} & later, i
+            held += len(msg.held)
+            rows += len(msg.tasks)
+        return held, rows
+
+
+@pytest.mark.parametrize("shape", ["tree", "shared-inputs"])
+def test_a_graph_in_pieces_holds_only_what_later_pieces_use(
+    client: Client, small_pieces: None, monkeypatch: pytest.MonkeyPatch, shape: str
+) -> None:
+    pieces = _Pieces(monkeypatch)
+    x = da.arange(64, chunks=1)
+    # a reduction tree (each chunk used once), or a graph whose chunks two tasks each use
+    total = (x + 1).sum(split_every=2) if shape == "tree" else (x + x[::-1]).sum()
+    expected = total.compute(scheduler="sync")
+    assert client.compute(total).result() == expected
+    held, rows = pieces.check_held()
+    # a tree's results are mostly freed as a whole graph's (its reductions' inputs come
+    # right before them); chunks used again half a graph later stay until then
+    assert 0 < held < (rows / 2 if shape == "tree" else rows), (held, rows)

@@ -21,6 +21,7 @@ SAMPLES: dict[str, m.Message] = {
         ["inc-1"],
         more=True,
         stream=3,
+        held=[("sum", 0)],
     ),
     "graph-annotations": m.GraphAnnotations(3, Serialized([b"pickled {name: {key: value}}"])),
     "release-keys": m.ReleaseKeys(["a", ("b", 0, 1)]),

@@ -417,11 +417,15 @@ def test_fields_of_the_wrong_type_are_a_protocol_error(item: Any, words: str) ->
 @pytest.mark.parametrize(
     ("item", "words"),
     [
-        (("update-graph", ((1, 2),), (), {}, None, None, False, 0), "row 0 must be an array of 8 items"),
+        (("update-graph", ((1, 2),), (), {}, None, None, False, 0, None),
+         "row 0 must be an array of 8 items"),
         (
-            ("update-graph", (("k", b"raw", (), (), 0, 0, None, "p"),), (), {}, None, None, False, 0),
+            ("update-graph", (("k", b"raw", (), (), 0, 0, None, "p"),), (), {}, None, None, False, 0,
+             None),
             "row 0 item 1 must be Serialized or NoneType",
         ),
+        (("update-graph", (), (), {}, None, None, True, 1, ("k", {"not": "a key"})),
+         "'update-graph held' must hold keys"),
         (("scatter", 1, (("k", Serialized([b"x"]), "big", "int"),), None, False), "row 0 item 2"),
     ],
 )

@@ -28,9 +28,11 @@ def done(cmds: list) -> list[object]:
 
 
 def piece(
-    sim: Sim, rows: list[tuple[object, ...]], wanted: list[object], more: bool, stream: int = 1
+    sim: Sim, rows: list[tuple[object, ...]], wanted: list[object], more: bool, stream: int = 1,
+    held: list[object] | None = None,
 ) -> list:
-    return sim.state.handle(GraphSubmitted(sim.client, rows, wanted, more=more, stream=stream))
+    return sim.state.handle(GraphSubmitted(sim.client, rows, wanted, more=more, stream=stream,
+                                           held=held))
 
 
 def whole(sim: Sim, rows: list[tuple[object, ...]], wanted: list[object]) -> list:
@@ -84,6 +86,35 @@ def test_a_result_is_kept_for_a_dependent_in_a_later_piece(sim: Sim) -> None:
     cmds = sim.finish("b")
     assert done(cmds) == ["b"]
     assert sim.states("a", "b") == ["released", "memory"]  # as for a graph sent whole
+
+
+def test_a_piece_naming_what_later_pieces_use_keeps_only_that(sim: Sim) -> None:
+    # (a million-task array's pieces: without it, every result of a piece stays in memory
+    # until the last piece is in, hundreds of thousands of them)
+    sim.join("w1", nthreads=3)
+    piece(sim, [row("a"), row("s", ["a"]), row("b")], [], more=True, held=["s", "b"])
+    sim.finish("a")
+    cmds = sim.finish("s")
+    # "a" fed "s" in its own piece and nothing later uses it: freed at once, as whole
+    assert sim.states("a", "s") == ["released", "memory"]
+    assert [k for f in of(cmds, SendFree) for k in f.keys] == ["a"]
+    sim.finish("b")
+    cmds = piece(sim, [row("t", ["s", "b"])], ["t"], more=False)
+    assert computes(cmds) == [("w1", "t")]
+    sim.finish("t")
+    assert sim.states("s", "b", "t") == ["released", "released", "memory"]
+    sim.state.validate()
+
+
+def test_a_key_a_piece_does_not_hold_nor_need_is_not_computed(sim: Sim) -> None:
+    sim.join("w1")
+    cmds = piece(sim, [row("a"), row("x")], [], more=True, held=["a"])
+    assert computes(cmds) == [("w1", "a")]  # "x": no later piece uses it (as dask: not run)
+    assert sim.states("x") == ["forgotten"]
+    piece(sim, [row("b", ["a"])], ["b"], more=False)
+    sim.finish("a")
+    sim.finish("b")
+    assert sim.states("b") == ["memory"]
 
 
 def test_the_last_piece_lets_go_of_intermediates_nobody_needs(sim: Sim) -> None:
