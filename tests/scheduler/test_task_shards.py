@@ -78,7 +78,7 @@ def test_no_part_grows_past_the_plain_tables_size_and_one_piece_grows_few_parts(
             shards[("ones", i)] = None  # type: ignore[assignment]
         now = [sys.getsizeof(p) for p in shards.parts()]
         # (growths to tables of a megabyte or more: the small ones cost microseconds)
-        grown = sum(a != b and b >= 1 << 20 for a, b in zip(sizes, now))
+        grown = sum(a != b and b >= 1 << 20 for a, b in zip(sizes, now, strict=True))
         most_grown_at_once = max(most_grown_at_once, grown)
         sizes = now
     assert len(shards) == 1_400_000
