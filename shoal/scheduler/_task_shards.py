@@ -9,14 +9,16 @@ Why: a dict grows by rebuilding its whole table in one C call, at the next power
 scheduler's loop: 27-121 ms measured during ``da.ones(1_000_000, chunks=1).sum()``, the step
 that kept issue 14's "loop never blocked for more than 100 ms" from being met. Here the table
 the plain dict had when it got large stays as it is (``base``: no insert goes to it again, so
-it never grows), and new tasks go to 16 parts chosen by the key's hash. The parts take
-unequal shares of the keys (from 1x to 2x, in steps of 2^(1/16)), so they reach their growth
-points at different sizes of the whole table: one piece of a graph grows at most about one
-part, a sixteenth of the table, never all of them at once.
+it never grows) and is moved into the parts ``MOVE_STEP`` tasks per graph piece; new tasks go
+to 16 parts chosen by the key's hash. The parts take unequal shares of the keys (from 1x to
+2x, in steps of 2^(1/16)), so they reach their growth points at different sizes of the whole
+table: one piece of a graph grows at most about one part, a sixteenth of the table, never all
+of them at once.
 
-A lookup costs a ``hash`` and a list index more than a dict's (about +0.3 µs, ~5 a task), which
-only tables past ``SHARD_AT`` pay; smaller ones stay a plain dict. Iteration order is the
-base's, then each part's: not insertion order across parts. Must not know: tasks' states.
+A lookup costs a Python call, a ``hash`` and a list index more than a dict's (+0.35 µs
+measured, ~5 a task; more while the base is still being moved), which only tables past
+``SHARD_AT`` pay; smaller ones stay a plain dict. Iteration order is the base's, then each
+part's: not insertion order across parts. Must not know: tasks' states.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ SHARD_AT = 300_000
 # Shards whose tasks fall below this many (a large graph released) become one dict again, at
 # a copy of at most this many entries (a few ms).
 MERGE_AT = 50_000
+# Tasks of the base moved into the parts per graph piece (about 1-2 ms): a 300,000-task base
+# is gone after 60 pieces, and from then on a lookup is one dict's.
+MOVE_STEP = 5_000
 
 PARTS = 16
 _ROUTES = 256  # hash(key) & (_ROUTES - 1) picks a route; each route names one part
@@ -61,7 +66,7 @@ class TaskShards:
     __slots__ = ("_base", "_parts", "_route")
 
     def __init__(self, base: dict[Key, TaskState]) -> None:
-        self._base = base  # looked in first; takes no new key, so it never grows
+        self._base = base  # takes no new key, so it never grows; moved into the parts
         self._parts: list[dict[Key, TaskState]] = [{} for _ in range(PARTS)]
         self._route = [part for part, n in zip(self._parts, _SHARES, strict=True)
                        for _ in range(n)]
@@ -72,9 +77,11 @@ class TaskShards:
     def get(self, key: Key, default: _T) -> TaskState | _T: ...
 
     def get(self, key: Key, default: Any = None) -> Any:
-        ts = self._base.get(key)
+        ts = self._route[hash(key) & 255].get(key)
         if ts is None:
-            ts = self._route[hash(key) & 255].get(key)
+            base = self._base
+            if base:
+                ts = base.get(key)
             if ts is None:
                 return default
         return ts
@@ -87,7 +94,7 @@ class TaskShards:
 
     def __setitem__(self, key: Key, ts: TaskState) -> None:
         base = self._base
-        if key in base:
+        if base and key in base:
             base[key] = ts
         else:
             self._route[hash(key) & 255][key] = ts
@@ -102,15 +109,32 @@ class TaskShards:
     def pop(self, key: Key, default: _T) -> TaskState | _T: ...
 
     def pop(self, key: Key, default: Any = _MISSING) -> Any:
-        ts = self._base.pop(key, _MISSING)
+        ts = self._route[hash(key) & 255].pop(key, _MISSING)
         if ts is _MISSING:
-            ts = self._route[hash(key) & 255].pop(key, default)
+            base = self._base
+            ts = base.pop(key, default) if base else default
             if ts is _MISSING:
                 raise KeyError(key)
         return ts
 
     def __contains__(self, key: object) -> bool:
-        return key in self._base or key in self._route[hash(key) & 255]
+        if key in self._route[hash(key) & 255]:
+            return True
+        base = self._base
+        return bool(base) and key in base
+
+    def move(self, n: int) -> None:
+        """Move up to ``n`` tasks of the base into the parts; an empty base is let go of."""
+        base = self._base
+        if not base:
+            return
+        route = self._route
+        pop = base.popitem
+        for _ in range(min(n, len(base))):
+            key, ts = pop()
+            route[hash(key) & 255][key] = ts
+        if not base:
+            self._base = {}  # (its table, sized for the whole base, is freed)
 
     def __len__(self) -> int:
         return len(self._base) + sum(map(len, self._parts))
@@ -158,8 +182,10 @@ Tasks = dict[Key, TaskState] | TaskShards
 
 def sharded_for(tasks: Tasks, adding: int) -> Tasks:
     """``tasks``, or shards over it when a plain table would pass ``SHARD_AT`` with
-    ``adding`` more tasks."""
-    if type(tasks) is dict and len(tasks) + adding > SHARD_AT:
+    ``adding`` more tasks (shards already: ``MOVE_STEP`` more of their base moved)."""
+    if isinstance(tasks, TaskShards):
+        tasks.move(MOVE_STEP)
+    elif len(tasks) + adding > SHARD_AT:
         return TaskShards(tasks)
     return tasks
 

@@ -27,7 +27,7 @@ def test_shards_behave_as_one_dict_under_random_operations() -> None:
     shards = TaskShards(dict(model))
     for _ in range(6000):
         key = rng.choice(keys)
-        op = rng.randrange(6)
+        op = rng.randrange(7)
         if op == 0:
             model[key] = shards[key] = TaskState(key, "k")
         elif op == 1:
@@ -51,19 +51,23 @@ def test_shards_behave_as_one_dict_under_random_operations() -> None:
             else:
                 with pytest.raises(KeyError):
                     shards[key]
-        else:
+        elif op == 5:
             assert len(shards) == len(model)
             assert bool(shards) == bool(model)
+        elif rng.random() < 0.05:  # the base moved into the parts, a few at a time
+            shards.move(3)
     assert sorted(map(repr, shards)) == sorted(map(repr, model))
     assert sorted(map(repr, shards.keys())) == sorted(map(repr, model.keys()))
     assert {id(v) for v in shards.values()} == {id(v) for v in model.values()}
     assert dict(shards.items()) == model
     assert shards.copy() == model
     assert dict(shards) == model  # dict() of it, as copy_live and plugins take one
-    # a key of the base, set again, stays one entry
-    base_key = next(iter(shards.parts()[0]))
-    shards[base_key] = TaskState(base_key, "k")
-    assert len(shards) == len(model)
+    # a key still in the base, set again, stays one entry
+    fresh = TaskShards({"b": TaskState("b", "k")})
+    fresh["b"] = again = TaskState("b", "k")
+    assert len(fresh) == 1 and fresh.parts()[0]["b"] is again
+    shards.move(len(model))
+    assert shards.parts()[0] == {} and shards.copy() == model
 
 
 def test_no_part_grows_past_the_plain_tables_size_and_one_piece_grows_few_parts() -> None:
@@ -76,13 +80,14 @@ def test_no_part_grows_past_the_plain_tables_size_and_one_piece_grows_few_parts(
     for start in range(SHARD_AT, 1_400_000, 1000):  # 1.4M: da.ones(1M).sum()'s table
         for i in range(start, start + 1000):
             shards[("ones", i)] = None  # type: ignore[assignment]
+        shards.move(_task_shards.MOVE_STEP)  # as each piece's intake does
         now = [sys.getsizeof(p) for p in shards.parts()]
         # (growths to tables of a megabyte or more: the small ones cost microseconds)
         grown = sum(a != b and b >= 1 << 20 for a, b in zip(sizes, now, strict=True))
         most_grown_at_once = max(most_grown_at_once, grown)
         sizes = now
     assert len(shards) == 1_400_000
-    assert sys.getsizeof(shards.parts()[0]) == plain_size  # the base never grew
+    assert shards.parts()[0] == {}  # the base, moved into the parts, never grew meanwhile
     # no part's table is more than half the base's (a plain table of 1.4M tasks would be
     # four times the base's: the largest growth here is an eighth of that one)
     assert max(sizes[1:]) < 0.51 * plain_size, (max(sizes[1:]), plain_size)
