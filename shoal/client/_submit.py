@@ -95,8 +95,8 @@ class GraphPieces:
     """The rows of one large graph, queued for the scheduler in pieces of ``PIECE_ROWS``
     as they are made (``add``), so that its first tasks run while the client is still
     pickling the rest. Rows must come inputs first (each row after the rows of its inputs
-    among them): the scheduler takes each piece's tasks at once and keeps their results
-    until the last piece (``close``) is in. ``abort`` ends a graph that could not be
+    among them): the scheduler takes each piece's tasks at once and keeps the results later
+    pieces use until the last piece (``close``) is in. ``abort`` ends a graph that could not be
     made: an empty last piece, so the scheduler lets go of what was sent.
 
     The pieces carry the graph's stream number: other submissions (other threads', or

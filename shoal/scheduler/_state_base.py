@@ -44,7 +44,8 @@ FIRE_AND_FORGET = "fire-and-forget"
 
 def ingest_holder(client: str) -> str:
     """The pseudo-client that keeps the tasks of ``client``'s graph arriving in pieces
-    until its last piece is in (an intermediate result may still get a dependent)."""
+    that a later piece uses (``GraphSubmitted.held``; all of them when not named) until
+    its last piece is in."""
     return f"{client} (graph arriving)"
 
 
