@@ -48,9 +48,11 @@ _UNPICKLE = threading.Lock()
 
 def unpickle(ser: Serialized, functions: FunctionTable | None = None) -> Any:
     """:func:`loads` for worker code: never in two threads at once, and never while the
-    worker process is still importing dask in the background (:data:`imports_ready`)."""
-    if not imports_ready.is_set():
-        imports_ready.wait()  # ends: the import thread sets it in a finally
+    worker process is still importing dask in the background (:data:`imports_done`; not
+    ``imports_ready``, which waits for a notice sent through the loop that may be the
+    caller)."""
+    if not imports_done.is_set():
+        imports_done.wait()  # ends: the import thread sets it in a finally
     with _UNPICKLE:
         return task_refs(loads, ser, functions)
 
@@ -58,11 +60,12 @@ def unpickle(ser: Serialized, functions: FunctionTable | None = None) -> Any:
 def import_in_background(*modules: str, then: Callable[[], None] | None = None
                          ) -> threading.Thread:
     """Import ``modules`` in a daemon thread, holding :func:`unpickle`'s lock: unpickling
-    waits for it (:data:`imports_ready`) rather than import the same modules from a second
-    thread at once, and task threads start no task meanwhile. Nothing it waits for needs the
-    event loop, so a loop that unpickles meanwhile is delayed by the import (a fraction of a
-    second), never stuck. ``then`` runs in that thread once the imports are over, before
-    tasks may start (it must return: it bounds its own waits)."""
+    waits for it (:data:`imports_done`) rather than import the same modules from a second
+    thread at once, and task threads start no task meanwhile. Nothing the import waits for
+    needs the event loop, so a loop that unpickles meanwhile is delayed by the import (a
+    fraction of a second), never stuck. ``then`` runs in that thread once the imports are
+    over (unpickling may go on meanwhile: ``then`` may wait for the loop), before tasks may
+    start (:data:`imports_ready`; it must return: it bounds its own waits)."""
 
     def run() -> None:
         try:
@@ -70,12 +73,14 @@ def import_in_background(*modules: str, then: Callable[[], None] | None = None
                 for name in modules:
                     importlib.import_module(name)
         finally:
+            imports_done.set()
             try:
                 if then is not None:
                     then()
             finally:
                 imports_ready.set()
 
+    imports_done.clear()
     imports_ready.clear()
     thread = threading.Thread(target=run, name="shoal-warm-imports", daemon=True)
     thread.start()
@@ -85,8 +90,8 @@ def import_in_background(*modules: str, then: Callable[[], None] | None = None
 def loads_when_ready(ser: Serialized) -> Any:
     """:func:`loads` once the worker's background import of dask is over, without
     :func:`unpickle`'s lock (for big values unpickled beside running tasks)."""
-    if not imports_ready.is_set():
-        imports_ready.wait()  # ends: the import thread sets it in a finally
+    if not imports_done.is_set():
+        imports_done.wait()  # ends: the import thread sets it in a finally
     return task_refs(loads, ser)
 
 
@@ -108,6 +113,11 @@ _thread_state = threading.local()
 # dask's interdependent modules at once can see a partly initialized module.
 imports_ready = threading.Event()
 imports_ready.set()
+# Set once those imports are over, before the worker's ready notice (``then``): what
+# unpickles on the worker's loop waits for this one, since the notice itself needs the loop
+# (waiting for ``imports_ready`` there held both for the notice's 5 s timeout).
+imports_done = threading.Event()
+imports_done.set()
 logger = logging.getLogger("shoal.worker")
 # A queue item asking a pool thread to hand its slot to a rejoining thread; queued with
 # priority _FIRST, so the next thread to look takes it.

@@ -91,3 +91,26 @@ def test_unpickling_waits_for_the_workers_background_import(load) -> None:
     loader.join(timeout=10)
     assert imports_ready.is_set()
     assert results == {"load": 2}
+
+
+def test_unpickling_on_the_loop_does_not_wait_for_the_ready_notice_sent_through_it() -> None:
+    # The import thread's ``then`` (the worker's ready notice) runs a callback on the
+    # worker's loop and waits for it; the loop meanwhile unpickles a plugin the scheduler
+    # sent at registration (or a client.run function). Waiting for the notice there made
+    # each wait for the other until the notice's 5 s timeout: the first client.run after
+    # client.restart() with a plugin registered took 5.01 s.
+    loop_turn = threading.Event()
+    notice: dict[str, bool] = {}
+
+    def then() -> None:  # stands for say_ready: needs this test's thread (the "loop")
+        notice["sent"] = loop_turn.wait(10)
+
+    thread = import_in_background("json", then=then)
+    try:
+        value = unpickle(Serialized([b"\x80\x04K*."]))  # 42, unpickled "on the loop"
+    finally:
+        loop_turn.set()
+        thread.join(15)
+    assert value == 42
+    assert notice == {"sent": True}  # the loop was free to send the notice
+    assert imports_ready.is_set()
