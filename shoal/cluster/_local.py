@@ -258,6 +258,13 @@ class LocalCluster:
                 await w.start()
         # Bounded: a worker that cannot start must not hang scale() or adapt() for good.
         await self.scheduler.wait_for_workers(target, self._timeout)
+        if self.processes:
+            # ... and until each nanny has its worker's address too (written to its pipe
+            # right after registering): what the cluster counts (``_stopped``: retired by
+            # address) is then what the scheduler has. Ends: each wait is over once its
+            # worker registered (done above) or its process ended.
+            await asyncio.wait_for(
+                asyncio.gather(*(nanny.worker_registered() for nanny in new)), self._timeout)
 
     # --- scaling -----------------------------------------------------------------------------
 
@@ -317,8 +324,8 @@ class LocalCluster:
     async def _scale(self, n: int) -> None:
         # Workers that stopped for good (retired by the client, or dead too often) count
         # no more: closed and dropped, as dask's SpecCluster forgets them.
-        stopped = [nanny for nanny in self.nannies if nanny.stopped]
-        gone = [w for w in self._inproc_workers if _closed(w)]
+        stopped = [nanny for nanny in self.nannies if self._stopped(nanny)]
+        gone = [w for w in self._inproc_workers if self._stopped(w)]
         await asyncio.gather(*(nanny.close() for nanny in stopped),
                              *(w.close() for w in gone), return_exceptions=True)
         self.nannies = [nanny for nanny in self.nannies if nanny not in stopped]
@@ -349,8 +356,20 @@ class LocalCluster:
         self.n_workers = len(self._live_workers())
 
     def _live_workers(self) -> list[Any]:
-        return [*(nanny for nanny in self.nannies if not nanny.stopped),
-                *(w for w in self._inproc_workers if not _closed(w))]
+        return [w for w in (*self.nannies, *self._inproc_workers) if not self._stopped(w)]
+
+    def _stopped(self, worker: Any) -> bool:
+        """A nanny that supervises no worker any more, or an in-process worker that closed;
+        or either's worker the scheduler retired (and closed): ``retire_workers`` returns
+        before the nanny has seen its process exit, and a ``scale(n)`` counting it then
+        retired one worker too many."""
+        if worker in self._inproc_workers:
+            if _closed(worker):
+                return True
+        elif worker.stopped:
+            return True
+        address = worker.worker_address if worker in self.nannies else worker.address
+        return address is not None and address in self.scheduler.retired
 
     def adapt(self, Adaptive: Any = None, minimum: float = 0, maximum: float = math.inf,
               minimum_cores: int | None = None, maximum_cores: int | None = None,

@@ -300,6 +300,19 @@ def test_scale_after_retire_workers_starts_a_worker_in_place_of_the_retired_one(
     assert c.submit(inc, 1, pure=False).result(timeout=60) == 2
 
 
+def test_scale_right_after_retire_workers_keeps_the_workers_that_stay(make_client):
+    # retire_workers returns once the scheduler has let the worker go; its nanny notices a
+    # moment later. Counting that nanny meanwhile, scale(2) of the 2 workers left retired
+    # one more (dask's SpecCluster drops the retired worker's spec first: 2 stay).
+    c = make_client(n_workers=3)
+    assert len(c.retire_workers(n=1)) == 1  # (right after the cluster started: see _add_workers)
+    assert len(c.cluster.workers) == 2  # at once, not once its nanny has noticed
+    c.cluster.scale(2)
+    assert len(c.scheduler_info()["workers"]) == 2
+    assert c.submit(inc, 1, pure=False).result(timeout=60) == 2
+    assert len(c.scheduler_info()["workers"]) == 2
+
+
 def _payload(n):
     return b"x" * n
 
