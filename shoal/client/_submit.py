@@ -174,7 +174,7 @@ class GraphPieces:
             del wanted[k]
         left = self._left
         # (keys of earlier pieces still used later were kept by their own piece's list)
-        held = [r[0] for r in rows if r[0] in left] if more and self._users else None
+        held = [r[0] for r in rows if r[0] in left] if more and self._users is not None else None
         if rest:
             named += rest
         with client._lock:

@@ -324,8 +324,8 @@ class LocalCluster:
     async def _scale(self, n: int) -> None:
         # Workers that stopped for good (retired by the client, or dead too often) count
         # no more: closed and dropped, as dask's SpecCluster forgets them.
-        stopped = [nanny for nanny in self.nannies if self._stopped(nanny)]
-        gone = [w for w in self._inproc_workers if self._stopped(w)]
+        stopped = [nanny for nanny in self.nannies if self._nanny_gone(nanny)]
+        gone = [w for w in self._inproc_workers if self._inproc_gone(w)]
         await asyncio.gather(*(nanny.close() for nanny in stopped),
                              *(w.close() for w in gone), return_exceptions=True)
         self.nannies = [nanny for nanny in self.nannies if nanny not in stopped]
@@ -356,20 +356,19 @@ class LocalCluster:
         self.n_workers = len(self._live_workers())
 
     def _live_workers(self) -> list[Any]:
-        return [w for w in (*self.nannies, *self._inproc_workers) if not self._stopped(w)]
+        return [*(nanny for nanny in self.nannies if not self._nanny_gone(nanny)),
+                *(w for w in self._inproc_workers if not self._inproc_gone(w))]
 
-    def _stopped(self, worker: Any) -> bool:
-        """A nanny that supervises no worker any more, or an in-process worker that closed;
-        or either's worker the scheduler retired (and closed): ``retire_workers`` returns
-        before the nanny has seen its process exit, and a ``scale(n)`` counting it then
-        retired one worker too many."""
-        if worker in self._inproc_workers:
-            if _closed(worker):
-                return True
-        elif worker.stopped:
-            return True
-        address = worker.worker_address if worker in self.nannies else worker.address
-        return address is not None and address in self.scheduler.retired
+    # A worker the scheduler retired (and closed) is gone at once: ``retire_workers``
+    # returns before its nanny has seen the process exit, and a ``scale(n)`` counting it
+    # then retired one worker too many.
+    def _nanny_gone(self, nanny: Any) -> bool:
+        """It supervises no worker any more, or its worker was retired."""
+        return nanny.stopped or nanny.worker_address in self.scheduler.retired
+
+    def _inproc_gone(self, worker: Any) -> bool:
+        """The in-process worker closed, or was retired."""
+        return _closed(worker) or worker.address in self.scheduler.retired
 
     def adapt(self, Adaptive: Any = None, minimum: float = 0, maximum: float = math.inf,
               minimum_cores: int | None = None, maximum_cores: int | None = None,

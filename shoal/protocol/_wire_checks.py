@@ -116,6 +116,8 @@ _TASKS_DONE: _Columns = (
     ("stops", _FLOATS), ("threads", _INTS), ("inlines", frozenset((Serialized, _NONE))),
     ("runs", _INTS), ("dropped", _SEQS), ("pickled_types", frozenset((bytes, _NONE))),
 )
+
+
 def _update_graph(m: Any) -> None:
     # rows: (key, payload, dependencies, fids, priority, retries, workers, prefix)
     _rows("update-graph", m[1],

@@ -46,7 +46,7 @@ class TaskTable(Mapping[Any, TaskStateView]):
         return len(self._sched.state.tasks)
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(list(self._sched.state.tasks.copy()))
+        return iter(list(self._sched.state.tasks))
 
     def keys(self) -> KeysView[Any]:
         return self._sched.state.tasks.copy().keys()
@@ -59,7 +59,7 @@ class TaskTable(Mapping[Any, TaskStateView]):
 
     def _views(self) -> dict[Any, TaskStateView]:
         sched = self._sched
-        return {k: TaskStateView(ts, sched) for k, ts in sched.state.tasks.copy().items()}
+        return {k: TaskStateView(ts, sched) for k, ts in list(sched.state.tasks.items())}
 
     def __repr__(self) -> str:
         return f"<scheduler tasks: {len(self._sched.state.tasks)}>"
